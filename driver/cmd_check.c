@@ -1,0 +1,133 @@
+/* cmd_check.c — `dartsc check SPACE`: compile a search space, lower it to the supernet,
+ * and print a summary (cells, edges, candidate ops, parameter counts, multiply-adds,
+ * memory of one search step); --dump-ir and --dot show the lowered graph. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "driver.h"
+#include "frontend/fe.h"
+#include "ir/space.h"
+#include "runtime/runtime.h"
+
+static void print_cell(const char *what, const ir_cell *c) {
+    printf("  %s cell: %d input%s, %d nodes, keep %d, combine %s, %d edges\n", what, c->n_inputs,
+           c->n_inputs == 1 ? "" : "s", c->n_nodes, c->k_keep, c->combine == IR_COMBINE_CONCAT ? "concat" : "mean",
+           ir_cell_num_edges(c));
+    printf("    candidate ops per edge (%d):", c->n_ops);
+    for (int o = 0; o < c->n_ops; o++) printf(" %s", c->ops[o].name);
+    printf("\n    edges (node <- states):");
+    for (int i = 0; i < c->n_nodes; i++) {
+        printf(" %d<-{", c->n_inputs + i);
+        int first = 1;
+        for (int j = 0; j < c->n_inputs + i; j++)
+            if ((c->edges[i] >> j) & 1) {
+                printf(first ? "%d" : ",%d", j);
+                first = 0;
+            }
+        printf("}");
+    }
+    printf("\n");
+}
+
+static void human_bytes(double b, char *out, size_t n) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (b >= 1024 && i < 4) { b /= 1024; i++; }
+    snprintf(out, n, "%.1f %s", b, u[i]);
+}
+
+int dartsc_cmd_check(int argc, char **argv) {
+    const char *path = NULL, *dot = NULL;
+    int dump_ir = 0, batch = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--dump-ir")) dump_ir = 1;
+        else if (!strcmp(argv[i], "--dot") && i + 1 < argc) dot = argv[++i];
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 65536) {
+                fprintf(stderr, "dartsc check: --batch: '%s' is not a batch size (1..65536)\n", argv[i]);
+                return 2;
+            }
+            batch = (int)v;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: dartsc check SPACE [--batch N] [--dump-ir] [--dot FILE]\n");
+            return 0;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "dartsc check: unknown option '%s'\n", argv[i]);
+            return 2;
+        } else if (!path) path = argv[i];
+        else {
+            fprintf(stderr, "dartsc check: more than one space given ('%s' and '%s')\n", path, argv[i]);
+            return 2;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "usage: dartsc check SPACE [--batch N] [--dump-ir] [--dot FILE]\n");
+        return 2;
+    }
+    ir_space sp;
+    fe_diags d;
+    fe_diags_init(&d);
+    int rc = fe_compile_file(path, &sp, &d);
+    fe_diags_render(&d, stderr, isatty(2));
+    fe_diags_free(&d);
+    if (rc != 0) return 1;
+
+    printf("space %s (%s, %s)\n", sp.name, sp.kind == IR_SPACE_CNN ? "convolutional" : "recurrent", path);
+    print_cell("normal", &sp.normal);
+    print_cell("reduction", &sp.reduce);
+    if (sp.kind == IR_SPACE_RNN) {
+        printf("  embedding %d, hidden %d\n", sp.emb, sp.hidden);
+        printf("note: recurrent supernets are not lowered to the IR yet; the space itself is valid\n");
+        return 0;
+    }
+    printf("  network: input %dx%dx%d, %d classes, C %d, %d cells, stem x%d, reductions at", sp.in_c, sp.in_h,
+           sp.in_w, sp.classes, sp.C, sp.layers, sp.stem_mult);
+    for (int r = 0; r < sp.n_reduce; r++) printf(" %d", sp.reduce_at[r]);
+    printf("\n");
+    if (!batch) batch = sp.search.batch;
+    ir_net net;
+    if (ir_space_build_supernet(&sp, batch, &net) != 0) {
+        fprintf(stderr, "%s: error: cannot lower the space: %s\n", path, net.error);
+        return 1;
+    }
+    ir_stats st;
+    ir_graph_stats(net.graph, &st);
+    printf("supernet: %lld nodes, %lld weight parameters, %lld architecture parameters\n", (long long)st.n_nodes,
+           (long long)st.weight_params, (long long)st.arch_params);
+    printf("  %.1f M multiply-adds per sample (forward)\n", (double)st.macs_per_sample / 1e6);
+    rt_backend *be = rt_backend_cpu_new();
+    char err[512];
+    rt_plan *p = rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 0, .grads = RT_GRAD_W | RT_GRAD_ARCH}, err, sizeof err);
+    if (p) {
+        char a[32], b[32];
+        human_bytes((double)rt_plan_arena_bytes(p), a, sizeof a);
+        human_bytes((double)rt_plan_param_bytes(p), b, sizeof b);
+        printf("  one search step at batch %d: %s of activations and gradients (planned), %s of parameters and gradients\n",
+               batch, a, b);
+        rt_plan_free(p);
+    } else {
+        printf("  memory estimate unavailable: %s\n", err);
+    }
+    be->destroy(be);
+    if (dump_ir) ir_dump_text(net.graph, stdout);
+    if (dot) {
+        FILE *f = fopen(dot, "w");
+        if (!f) {
+            perror(dot);
+            ir_net_free(&net);
+            return 1;
+        }
+        ir_dump_dot(net.graph, f);
+        if (fclose(f) != 0) {
+            perror(dot);
+            ir_net_free(&net);
+            return 1;
+        }
+    }
+    ir_net_free(&net);
+    return 0;
+}

@@ -1,0 +1,18 @@
+/* cmd_misc.c — `dartsc version`. */
+#include <stdio.h>
+
+#include "driver.h"
+#include "kernels/cpu/kcpu.h"
+
+int dartsc_cmd_version(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    printf("dartsc %s\n", DARTSC_VERSION);
+#ifdef DARTSC_HAVE_CUDA
+    printf("cuda backend: compiled in\n");
+#else
+    printf("cuda backend: not compiled in\n");
+#endif
+    printf("cpu threads: %d\n", kcpu_num_threads());
+    return 0;
+}

@@ -1,0 +1,444 @@
+/* space.c — built-in spaces, consistency checks, and lowering of a space to the search
+ * supernet graph. Candidate ops expand exactly as ../shared/REFERENCE.md says, and
+ * parameters are named as in the reference PyTorch code so that weights exchange by name. */
+#include "space.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define BN_EPS 1e-5f
+#define BN_MOMENTUM 0.1f
+
+void ir_train_config_default_search(ir_train_config *tc) {
+    memset(tc, 0, sizeof *tc);
+    tc->epochs = 50;
+    tc->batch = 64;
+    tc->w_lr = 0.025f;
+    tc->w_lr_min = 0.001f;
+    tc->w_momentum = 0.9f;
+    tc->w_wd = 3e-4f;
+    tc->w_clip = 5.0f;
+    tc->a_lr = 3e-4f;
+    tc->a_beta1 = 0.5f;
+    tc->a_beta2 = 0.999f;
+    tc->a_wd = 1e-3f;
+    tc->order = 1; /* the reference code's default (--unrolled off); the paper's best run is order 2 */
+    tc->seed = 2;
+    tc->train_portion = 0.5f;
+    tc->crop_pad = 4;
+    tc->hflip = 1;
+}
+
+static void train_config_default_retrain(ir_train_config *tc) {
+    ir_train_config_default_search(tc);
+    tc->epochs = 600;
+    tc->batch = 96;
+    tc->w_lr_min = 0.0f;
+    tc->train_portion = 1.0f;
+    tc->cutout = 16;
+    tc->drop_path = 0.2f;
+    tc->aux_weight = 0.4f;
+}
+
+void ir_cell_all_edges(ir_cell *c) {
+    for (int i = 0; i < IR_MAX_NODES; i++)
+        c->edges[i] = i < c->n_nodes ? (uint32_t)((1ull << (c->n_inputs + i)) - 1) : 0;
+}
+
+static void set_cand(ir_cand *o, ir_cand_kind kind, int k, int dil, const char *name) {
+    o->kind = kind;
+    o->k = k;
+    o->dilation = dil;
+    snprintf(o->name, sizeof o->name, "%s", name);
+}
+
+void ir_cell_darts_default(ir_cell *c) {
+    memset(c, 0, sizeof *c);
+    c->n_inputs = 2;
+    c->n_nodes = 4;
+    c->k_keep = 2;
+    c->combine = IR_COMBINE_CONCAT;
+    ir_cell_all_edges(c);
+    c->n_ops = 8;
+    set_cand(&c->ops[0], IR_CAND_NONE, 0, 0, "none");
+    set_cand(&c->ops[1], IR_CAND_MAX_POOL, 3, 0, "max_pool_3x3");
+    set_cand(&c->ops[2], IR_CAND_AVG_POOL, 3, 0, "avg_pool_3x3");
+    set_cand(&c->ops[3], IR_CAND_SKIP, 0, 0, "skip_connect");
+    set_cand(&c->ops[4], IR_CAND_SEP_CONV, 3, 0, "sep_conv_3x3");
+    set_cand(&c->ops[5], IR_CAND_SEP_CONV, 5, 0, "sep_conv_5x5");
+    set_cand(&c->ops[6], IR_CAND_DIL_CONV, 3, 2, "dil_conv_3x3");
+    set_cand(&c->ops[7], IR_CAND_DIL_CONV, 5, 2, "dil_conv_5x5");
+}
+
+void ir_space_darts_cifar10(ir_space *sp) {
+    memset(sp, 0, sizeof *sp);
+    snprintf(sp->name, sizeof sp->name, "darts_cifar10");
+    sp->kind = IR_SPACE_CNN;
+    sp->data = IR_DATA_CIFAR10;
+    sp->in_c = 3; sp->in_h = 32; sp->in_w = 32; sp->classes = 10;
+    const float mean[3] = {0.49139968f, 0.48215827f, 0.44653124f};
+    const float std[3] = {0.24703233f, 0.24348505f, 0.26158768f};
+    memcpy(sp->mean, mean, sizeof mean);
+    memcpy(sp->std, std, sizeof std);
+    sp->C = 16;
+    sp->layers = 8;
+    sp->stem_mult = 3;
+    sp->growth = 2;
+    sp->n_reduce = 2;
+    sp->reduce_at[0] = sp->layers / 3;
+    sp->reduce_at[1] = 2 * sp->layers / 3;
+    ir_cell_darts_default(&sp->normal);
+    ir_cell_darts_default(&sp->reduce);
+    ir_train_config_default_search(&sp->search);
+    train_config_default_retrain(&sp->train);
+    sp->train_C = 36;
+    sp->train_layers = 20;
+}
+
+int ir_cell_num_edges(const ir_cell *c) {
+    int e = 0;
+    for (int i = 0; i < c->n_nodes && i < IR_MAX_NODES; i++)
+        for (int j = 0; j < c->n_inputs + i; j++) e += (c->edges[i] >> j) & 1;
+    return e;
+}
+
+int ir_cell_edge(const ir_cell *c, int r, int *node, int *src) {
+    int e = 0;
+    for (int i = 0; i < c->n_nodes && i < IR_MAX_NODES; i++)
+        for (int j = 0; j < c->n_inputs + i; j++) {
+            if (!((c->edges[i] >> j) & 1)) continue;
+            if (e == r) { *node = i; *src = j; return 0; }
+            e++;
+        }
+    return -1;
+}
+
+int ir_cell_none_index(const ir_cell *c) {
+    for (int o = 0; o < c->n_ops; o++)
+        if (c->ops[o].kind == IR_CAND_NONE) return o;
+    return -1;
+}
+
+/* ---- checks ------------------------------------------------------------------------------ */
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int is_recurrent(ir_cand_kind k) {
+    return k == IR_CAND_TANH || k == IR_CAND_RELU || k == IR_CAND_SIGMOID || k == IR_CAND_IDENTITY;
+}
+
+static int check_cell(const ir_cell *c, const char *what, ir_space_kind kind, char *err, size_t errlen) {
+    if (c->n_inputs < 1 || c->n_inputs > 2) return fail(err, errlen, "%s cell: inputs must be 1 or 2, not %d", what, c->n_inputs);
+    if (c->n_nodes < 1 || c->n_nodes > IR_MAX_NODES)
+        return fail(err, errlen, "%s cell: nodes must be between 1 and %d, not %d", what, IR_MAX_NODES, c->n_nodes);
+    if (c->n_ops < 1 || c->n_ops > IR_MAX_CANDS)
+        return fail(err, errlen, "%s cell: needs between 1 and %d candidate ops, has %d", what, IR_MAX_CANDS, c->n_ops);
+    int real = 0;
+    for (int o = 0; o < c->n_ops; o++) {
+        const ir_cand *op = &c->ops[o];
+        if ((unsigned)op->kind >= IR_CAND_COUNT) return fail(err, errlen, "%s cell: op %d has an unknown kind", what, o);
+        if (op->kind != IR_CAND_NONE) real++;
+        if (kind == IR_SPACE_CNN && is_recurrent(op->kind))
+            return fail(err, errlen, "%s cell: op '%s' is a recurrent op in a convolutional space", what, op->name);
+        if (kind == IR_SPACE_RNN && !is_recurrent(op->kind) && op->kind != IR_CAND_NONE)
+            return fail(err, errlen, "%s cell: op '%s' is a convolutional op in a recurrent space", what, op->name);
+        int needs_k = op->kind == IR_CAND_SEP_CONV || op->kind == IR_CAND_DIL_CONV || op->kind == IR_CAND_MAX_POOL ||
+                      op->kind == IR_CAND_AVG_POOL || op->kind == IR_CAND_CONV || op->kind == IR_CAND_CONV_1xK_Kx1;
+        if (needs_k && (op->k < 1 || op->k > 15 || op->k % 2 == 0))
+            return fail(err, errlen, "%s cell: op '%s' needs an odd kernel size between 1 and 15, not %d", what, op->name, op->k);
+        if (op->kind == IR_CAND_DIL_CONV && (op->dilation < 1 || op->dilation > 8))
+            return fail(err, errlen, "%s cell: op '%s' needs a dilation between 1 and 8, not %d", what, op->name, op->dilation);
+        for (int p = 0; p < o; p++)
+            if (strcmp(c->ops[p].name, op->name) == 0)
+                return fail(err, errlen, "%s cell: op '%s' appears twice", what, op->name);
+    }
+    if (!real) return fail(err, errlen, "%s cell: every candidate op is 'none'; nothing can be derived", what);
+    if (c->k_keep < 1) return fail(err, errlen, "%s cell: keep must be at least 1, not %d", what, c->k_keep);
+    for (int i = 0; i < c->n_nodes; i++) {
+        uint32_t allowed = (uint32_t)((1ull << (c->n_inputs + i)) - 1);
+        if (c->edges[i] & ~allowed)
+            return fail(err, errlen, "%s cell: node %d has an edge from a state that does not precede it", what, i);
+        /* a node keeps min(k, states before it): node 0 of a 2-input cell keeps at most 2 */
+        int n = __builtin_popcount(c->edges[i]), avail = c->n_inputs + i;
+        if (n < (c->k_keep < avail ? c->k_keep : avail))
+            return fail(err, errlen, "%s cell: node %d has %d incoming edge%s but keep is %d; a derived cell needs %d",
+                        what, i, n, n == 1 ? "" : "s", c->k_keep, c->k_keep);
+    }
+    return 0;
+}
+
+int ir_space_check(const ir_space *sp, char *err, size_t errlen) {
+    if (sp->in_c < 1 || sp->in_c > 4) return fail(err, errlen, "input channels must be between 1 and 4, not %d", sp->in_c);
+    if (sp->classes < 2) return fail(err, errlen, "classes must be at least 2, not %d", sp->classes);
+    if (check_cell(&sp->normal, "normal", sp->kind, err, errlen)) return -1;
+    if (check_cell(&sp->reduce, "reduction", sp->kind, err, errlen)) return -1;
+    if (sp->kind == IR_SPACE_RNN) {
+        if (sp->emb < 1 || sp->hidden < 1) return fail(err, errlen, "recurrent space needs positive embedding and hidden sizes");
+        return 0;
+    }
+    if (sp->in_h < 2 || sp->in_w < 2 || sp->in_h > 4096 || sp->in_w > 4096)
+        return fail(err, errlen, "input size %dx%d is out of range", sp->in_h, sp->in_w);
+    if (sp->C < 1 || sp->C > 4096) return fail(err, errlen, "C must be between 1 and 4096, not %d", sp->C);
+    if (sp->layers < 1 || sp->layers > 256) return fail(err, errlen, "layers must be between 1 and 256, not %d", sp->layers);
+    if (sp->stem_mult < 1 || sp->stem_mult > 16) return fail(err, errlen, "stem multiplier must be between 1 and 16");
+    if (sp->growth < 1 || sp->growth > 8) return fail(err, errlen, "growth must be between 1 and 8");
+    if (sp->n_reduce < 0 || sp->n_reduce > IR_MAX_REDUCE) return fail(err, errlen, "at most %d reduction cells", IR_MAX_REDUCE);
+    int h = sp->in_h, w = sp->in_w;
+    int64_t c = sp->C;
+    for (int r = 0; r < sp->n_reduce; r++) {
+        if (sp->reduce_at[r] < 0 || sp->reduce_at[r] >= sp->layers)
+            return fail(err, errlen, "reduction at cell %d is outside 0..%d", sp->reduce_at[r], sp->layers - 1);
+        if (r && sp->reduce_at[r] <= sp->reduce_at[r - 1])
+            return fail(err, errlen, "reduction positions must increase (%d after %d)", sp->reduce_at[r], sp->reduce_at[r - 1]);
+        if (h % 2 || w % 2)
+            return fail(err, errlen, "reduction %d at cell %d halves a %dx%d feature map; it must be even (FactorizedReduce)",
+                        r + 1, sp->reduce_at[r], h, w);
+        h /= 2;
+        w /= 2;
+        c *= sp->growth;
+        if (c % 2) return fail(err, errlen, "reduction cells need an even channel count (FactorizedReduce), have %lld", (long long)c);
+        if (c > 65536) return fail(err, errlen, "channel count grows to %lld", (long long)c);
+    }
+    if (sp->n_reduce > 0 && sp->C % 2 && sp->growth % 2)
+        return fail(err, errlen, "C must be even (FactorizedReduce), not %d", sp->C);
+    return 0;
+}
+
+/* ---- lowering --------------------------------------------------------------------------------- */
+
+typedef struct builder {
+    ir_graph *g;
+    int bn_batch_stats; /* 1 in search: batch statistics always */
+    int affine;         /* affine BN inside cells */
+} builder;
+
+static int b_conv(builder *b, int x, const char *prefix, int64_t cin, int64_t cout, int kh, int kw, int sh, int sw,
+                  int ph, int pw, int dil, int groups) {
+    char name[256];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    int64_t shape[4] = {cout, cin / groups, kh, kw};
+    int w = ir_param(b->g, name, IR_ROLE_WEIGHT, 4, shape, ir_init_kaiming_uniform(cin / groups * kh * kw));
+    return ir_conv2d(b->g, x, w, sh, sw, ph, pw, dil, dil, groups, prefix);
+}
+
+static int b_bn(builder *b, int x, const char *prefix, int64_t c, int affine) {
+    char name[256];
+    int gamma = -1, beta = -1;
+    int64_t shape[1] = {c};
+    if (affine) {
+        snprintf(name, sizeof name, "%s.weight", prefix);
+        gamma = ir_param(b->g, name, IR_ROLE_WEIGHT, 1, shape, ir_init_ones());
+        snprintf(name, sizeof name, "%s.bias", prefix);
+        beta = ir_param(b->g, name, IR_ROLE_WEIGHT, 1, shape, ir_init_zeros());
+    }
+    snprintf(name, sizeof name, "%s.running_mean", prefix);
+    int rm = ir_param(b->g, name, IR_ROLE_BUFFER, 1, shape, ir_init_zeros());
+    snprintf(name, sizeof name, "%s.running_var", prefix);
+    int rv = ir_param(b->g, name, IR_ROLE_BUFFER, 1, shape, ir_init_ones());
+    return ir_batchnorm(b->g, x, gamma, beta, rm, rv, b->bn_batch_stats, BN_EPS, BN_MOMENTUM, prefix);
+}
+
+static int b_relu(builder *b, int x, const char *name) { return ir_unary(b->g, IR_OP_RELU, x, name); }
+
+/* ReLU -> conv k x k -> BN, PyTorch ReLUConvBN: prefix.op.{0,1,2} */
+static int b_relu_conv_bn(builder *b, int x, const char *p, int64_t cin, int64_t cout, int k, int stride, int pad) {
+    char n[256];
+    snprintf(n, sizeof n, "%s.op.0", p);
+    x = b_relu(b, x, n);
+    snprintf(n, sizeof n, "%s.op.1", p);
+    x = b_conv(b, x, n, cin, cout, k, k, stride, stride, pad, pad, 1, 1);
+    snprintf(n, sizeof n, "%s.op.2", p);
+    return b_bn(b, x, n, cout, b->affine);
+}
+
+/* FactorizedReduce: ReLU; conv_1(x) and conv_2(x[:, :, 1:, 1:]), 1x1 stride 2, concat; BN. */
+static int b_factorized_reduce(builder *b, int x, const char *p, int64_t cin, int64_t cout) {
+    char n[256];
+    snprintf(n, sizeof n, "%s.relu", p);
+    x = b_relu(b, x, n);
+    snprintf(n, sizeof n, "%s.conv_1", p);
+    int a = b_conv(b, x, n, cin, cout / 2, 1, 1, 2, 2, 0, 0, 1, 1);
+    snprintf(n, sizeof n, "%s.shift", p);
+    int s = ir_unary(b->g, IR_OP_SHIFT, x, n);
+    snprintf(n, sizeof n, "%s.conv_2", p);
+    int c = b_conv(b, s, n, cin, cout / 2, 1, 1, 2, 2, 0, 0, 1, 1);
+    snprintf(n, sizeof n, "%s.concat", p);
+    int y = ir_nary(b->g, IR_OP_CONCAT, 2, (int[]){a, c}, n);
+    snprintf(n, sizeof n, "%s.bn", p);
+    return b_bn(b, y, n, cout, b->affine);
+}
+
+/* One candidate op on an edge; returns its output node, or -2 for 'none' (no node). */
+static int b_cand(builder *b, const ir_cand *op, int x, const char *p, int64_t C, int stride, int search) {
+    char n[256];
+    int k = op->k;
+    switch (op->kind) {
+    case IR_CAND_NONE:
+        return -2;
+    case IR_CAND_SKIP:
+        return stride == 1 ? x : b_factorized_reduce(b, x, p, C, C);
+    case IR_CAND_MAX_POOL:
+    case IR_CAND_AVG_POOL: {
+        ir_op pop = op->kind == IR_CAND_MAX_POOL ? IR_OP_MAXPOOL : IR_OP_AVGPOOL;
+        snprintf(n, sizeof n, search ? "%s.0" : "%s", p);
+        int y = ir_pool(b->g, pop, x, k, stride, k / 2, n);
+        if (!search) return y;
+        snprintf(n, sizeof n, "%s.1", p);
+        return b_bn(b, y, n, C, 0);
+    }
+    case IR_CAND_SEP_CONV: {
+        int y = x;
+        for (int half = 0; half < 2; half++) {
+            int base = 4 * half, s = half ? 1 : stride;
+            snprintf(n, sizeof n, "%s.op.%d", p, base);
+            y = b_relu(b, y, n);
+            snprintf(n, sizeof n, "%s.op.%d", p, base + 1);
+            y = b_conv(b, y, n, C, C, k, k, s, s, k / 2, k / 2, 1, (int)C);
+            snprintf(n, sizeof n, "%s.op.%d", p, base + 2);
+            y = b_conv(b, y, n, C, C, 1, 1, 1, 1, 0, 0, 1, 1);
+            snprintf(n, sizeof n, "%s.op.%d", p, base + 3);
+            y = b_bn(b, y, n, C, b->affine);
+        }
+        return y;
+    }
+    case IR_CAND_DIL_CONV: {
+        int d = op->dilation, pad = d * (k - 1) / 2;
+        snprintf(n, sizeof n, "%s.op.0", p);
+        int y = b_relu(b, x, n);
+        snprintf(n, sizeof n, "%s.op.1", p);
+        y = b_conv(b, y, n, C, C, k, k, stride, stride, pad, pad, d, (int)C);
+        snprintf(n, sizeof n, "%s.op.2", p);
+        y = b_conv(b, y, n, C, C, 1, 1, 1, 1, 0, 0, 1, 1);
+        snprintf(n, sizeof n, "%s.op.3", p);
+        return b_bn(b, y, n, C, b->affine);
+    }
+    case IR_CAND_CONV:
+        return b_relu_conv_bn(b, x, p, C, C, k, stride, k / 2);
+    case IR_CAND_CONV_1xK_Kx1: {
+        snprintf(n, sizeof n, "%s.op.0", p);
+        int y = b_relu(b, x, n);
+        snprintf(n, sizeof n, "%s.op.1", p);
+        y = b_conv(b, y, n, C, C, 1, k, 1, stride, 0, k / 2, 1, 1);
+        snprintf(n, sizeof n, "%s.op.2", p);
+        y = b_conv(b, y, n, C, C, k, 1, stride, 1, k / 2, 0, 1, 1);
+        snprintf(n, sizeof n, "%s.op.3", p);
+        return b_bn(b, y, n, C, b->affine);
+    }
+    default:
+        ir_graph_set_error(b->g, "%s: op '%s' cannot appear in a convolutional cell", p, op->name);
+        return -1;
+    }
+}
+
+/* One search cell: preprocessing, mixed edges, combine. */
+static int b_search_cell(builder *b, const ir_cell *cell, int ci, int alpha, int s0, int s1, int64_t c_pp,
+                         int64_t c_p, int64_t C, int reduction, int reduction_prev) {
+    char n[256], p[128];
+    int states[2 + IR_MAX_NODES];
+    int ns = 0;
+    if (cell->n_inputs == 2) {
+        snprintf(p, sizeof p, "cells.%d.preprocess0", ci);
+        states[ns++] = reduction_prev ? b_factorized_reduce(b, s0, p, c_pp, C) : b_relu_conv_bn(b, s0, p, c_pp, C, 1, 1, 0);
+    }
+    snprintf(p, sizeof p, "cells.%d.preprocess1", ci);
+    states[ns++] = b_relu_conv_bn(b, s1, p, c_p, C, 1, 1, 0);
+    int e = 0;
+    for (int i = 0; i < cell->n_nodes; i++) {
+        int terms[IR_MAX_NODES + 2], nt = 0;
+        for (int j = 0; j < cell->n_inputs + i; j++) {
+            if (!((cell->edges[i] >> j) & 1)) continue;
+            int stride = reduction && j < cell->n_inputs ? 2 : 1;
+            int xs[IR_MAX_CANDS], cols[IR_MAX_CANDS], nx = 0;
+            for (int o = 0; o < cell->n_ops; o++) {
+                snprintf(p, sizeof p, "cells.%d._ops.%d._ops.%d", ci, e, o);
+                int y = b_cand(b, &cell->ops[o], states[j], p, C, stride, 1);
+                if (y == -2) continue;
+                xs[nx] = y;
+                cols[nx++] = o;
+            }
+            snprintf(n, sizeof n, "cells.%d._ops.%d", ci, e);
+            terms[nt++] = ir_mixed(b->g, alpha, e, nx, xs, cols, n);
+            e++;
+        }
+        snprintf(n, sizeof n, "cells.%d.node%d", ci, i);
+        states[ns++] = nt == 1 ? terms[0] : ir_nary(b->g, IR_OP_ADD, nt, terms, n);
+    }
+    snprintf(n, sizeof n, "cells.%d.out", ci);
+    ir_op comb = cell->combine == IR_COMBINE_CONCAT ? IR_OP_CONCAT : IR_OP_MEAN;
+    int nn = cell->n_nodes;
+    return nn == 1 ? states[ns - 1] : ir_nary(b->g, comb, nn, states + cell->n_inputs, n);
+}
+
+void ir_net_free(ir_net *net) {
+    ir_graph_free(net->graph);
+    net->graph = NULL;
+}
+
+int ir_space_build_supernet(const ir_space *sp, int batch, ir_net *net) {
+    memset(net, 0, sizeof *net);
+    net->alpha[0] = net->alpha[1] = net->aux_logits = -1;
+    if (ir_space_check(sp, net->error, sizeof net->error)) return -1;
+    if (sp->kind != IR_SPACE_CNN) {
+        snprintf(net->error, sizeof net->error, "space '%s': recurrent supernets are not lowered yet (issue: recurrent cell search)", sp->name);
+        return -1;
+    }
+    if (batch < 1) {
+        snprintf(net->error, sizeof net->error, "batch must be positive, not %d", batch);
+        return -1;
+    }
+    builder b = {.g = ir_graph_new(sp->name), .bn_batch_stats = 1, .affine = 0};
+    if (!b.g) {
+        snprintf(net->error, sizeof net->error, "out of memory");
+        return -1;
+    }
+    net->graph = b.g;
+    net->images = ir_input(b.g, "images", IR_DTYPE_F32, 4, (int64_t[]){batch, sp->in_c, sp->in_h, sp->in_w});
+    net->labels = ir_input(b.g, "labels", IR_DTYPE_I32, 1, (int64_t[]){batch});
+    const ir_cell *cells[2] = {&sp->normal, &sp->reduce};
+    const char *anames[2] = {"alphas_normal", "alphas_reduce"};
+    for (int t = 0; t < 2; t++)
+        net->alpha[t] = ir_param(b.g, anames[t], IR_ROLE_ARCH, 2,
+                                 (int64_t[]){ir_cell_num_edges(cells[t]), cells[t]->n_ops}, ir_init_normal(1e-3f));
+
+    int64_t c_stem = (int64_t)sp->stem_mult * sp->C;
+    int x = b_conv(&b, net->images, "stem.0", sp->in_c, c_stem, 3, 3, 1, 1, 1, 1, 1, 1);
+    x = b_bn(&b, x, "stem.1", c_stem, 1);
+    int64_t c_pp = c_stem, c_p = c_stem, C = sp->C;
+    int s0 = x, s1 = x, reduction_prev = 0, r = 0;
+    for (int i = 0; i < sp->layers; i++) {
+        int reduction = r < sp->n_reduce && sp->reduce_at[r] == i;
+        if (reduction) {
+            C *= sp->growth;
+            r++;
+        }
+        const ir_cell *cell = reduction ? &sp->reduce : &sp->normal;
+        int out = b_search_cell(&b, cell, i, net->alpha[reduction], s0, s1, c_pp, c_p, C, reduction, reduction_prev);
+        int64_t mult = cell->combine == IR_COMBINE_CONCAT ? cell->n_nodes : 1;
+        c_pp = c_p;
+        c_p = mult * C;
+        s0 = s1;
+        s1 = out;
+        reduction_prev = reduction;
+    }
+    int pooled = ir_unary(b.g, IR_OP_GAP, s1, "global_pooling");
+    int64_t wshape[2] = {sp->classes, c_p}, bshape[1] = {sp->classes};
+    int cw = ir_param(b.g, "classifier.weight", IR_ROLE_WEIGHT, 2, wshape, ir_init_kaiming_uniform(c_p));
+    int cb = ir_param(b.g, "classifier.bias", IR_ROLE_WEIGHT, 1, bshape, ir_init_kaiming_uniform(c_p));
+    net->logits = ir_linear(b.g, pooled, cw, cb, "classifier");
+    net->loss = ir_softmax_ce(b.g, net->logits, net->labels, "loss");
+    ir_node_set_flags(b.g, net->logits, IR_FLAG_OUTPUT);
+    ir_node_set_flags(b.g, net->loss, IR_FLAG_OUTPUT | IR_FLAG_LOSS);
+    if (ir_verify(b.g) != 0) {
+        snprintf(net->error, sizeof net->error, "%s", ir_graph_error(b.g));
+        ir_net_free(net);
+        return -1;
+    }
+    return 0;
+}

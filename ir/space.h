@@ -1,0 +1,142 @@
+/* space.h — a search space as plain data, and its lowering to IR graphs.
+ *
+ * The DSL front end fills an ir_space; built-in spaces (ir_space_darts_cifar10, ...)
+ * fill the same struct in code. ir_space_build_supernet() lowers it to the search
+ * supernet graph, whose parameter names follow the reference PyTorch DARTS code
+ * (cells.3._ops.5._ops.4.op.1.weight), so checkpoints and parity tests line up.
+ *
+ * Usage:
+ *   ir_space sp; ir_space_darts_cifar10(&sp);
+ *   ir_net net;
+ *   if (ir_space_build_supernet(&sp, 64, &net) != 0) puts(net.error);
+ *   ... net.graph, net.loss, net.logits, net.images, net.labels, net.alpha[0..1] ...
+ *   ir_net_free(&net);
+ */
+#ifndef DARTSC_IR_SPACE_H
+#define DARTSC_IR_SPACE_H
+
+#include "ir.h"
+
+#define IR_MAX_CANDS 16      /* candidate ops per edge */
+#define IR_MAX_NODES 12      /* intermediate nodes per cell */
+#define IR_MAX_REDUCE 8
+#define IR_NAME_MAX 48
+
+/* Candidate operations of the op library (DSL.md documents each). */
+typedef enum ir_cand_kind {
+    IR_CAND_NONE,        /* zero */
+    IR_CAND_SKIP,        /* identity, FactorizedReduce at stride 2 */
+    IR_CAND_SEP_CONV,    /* k */
+    IR_CAND_DIL_CONV,    /* k, dilation */
+    IR_CAND_MAX_POOL,    /* k */
+    IR_CAND_AVG_POOL,    /* k */
+    IR_CAND_CONV,        /* k: ReLU -> conv kxk -> BN */
+    IR_CAND_CONV_1xK_Kx1,/* k: ReLU -> conv 1xk -> conv kx1 -> BN */
+    IR_CAND_TANH,        /* recurrent */
+    IR_CAND_RELU,
+    IR_CAND_SIGMOID,
+    IR_CAND_IDENTITY,
+    IR_CAND_COUNT
+} ir_cand_kind;
+
+typedef struct ir_cand {
+    ir_cand_kind kind;
+    int k;        /* kernel size where it applies */
+    int dilation; /* DIL_CONV */
+    char name[IR_NAME_MAX]; /* as shown in genotypes: "sep_conv_3x3" */
+} ir_cand;
+
+typedef enum ir_combine { IR_COMBINE_CONCAT, IR_COMBINE_MEAN } ir_combine;
+
+typedef struct ir_cell {
+    int n_inputs;   /* 1 or 2 previous cell outputs */
+    int n_nodes;    /* intermediate nodes */
+    int k_keep;     /* incoming edges per node kept at derivation */
+    ir_combine combine;
+    /* edges[i] bit j set: node i has an edge from state j (states: inputs, then nodes). */
+    uint32_t edges[IR_MAX_NODES];
+    int n_ops;
+    ir_cand ops[IR_MAX_CANDS];
+} ir_cell;
+
+typedef enum ir_space_kind { IR_SPACE_CNN, IR_SPACE_RNN } ir_space_kind;
+
+typedef enum ir_data_source { IR_DATA_FASHION_MNIST, IR_DATA_CIFAR10, IR_DATA_TEXT } ir_data_source;
+
+/* Search and training settings: the DARTS paper's values are the defaults. */
+typedef struct ir_train_config {
+    int epochs, batch;
+    float w_lr, w_lr_min, w_momentum, w_wd, w_clip;
+    float a_lr, a_beta1, a_beta2, a_wd;
+    int order;          /* 1 or 2 */
+    uint64_t seed;
+    float train_portion; /* fraction of the training set used for weights; rest for alpha */
+    int cutout;         /* 0: off, else length */
+    int crop_pad;       /* random crop padding; 0: off */
+    int hflip;
+    float drop_path;    /* retraining */
+    float aux_weight;   /* retraining; 0: no auxiliary head */
+    /* Appended by the front end (frontend/, docs/DSL.md); 0 leaves each off. */
+    int subset;         /* use only the first N training examples (quick demos); 0: all */
+    int test_subset;    /* evaluate on only the first N test examples; 0: all */
+    int bptt;           /* recurrent: truncated BPTT length (PTB: 35) */
+    float dropout, dropout_h, dropout_x, dropout_i, dropout_e; /* recurrent: output, hidden,
+                           x-to-hidden, input, embedding dropout (PTB search: .75 .25 .75 .2 0) */
+    float tar;          /* recurrent: temporal activation regularisation beta (PTB: 1e-3) */
+} ir_train_config;
+
+typedef struct ir_space {
+    char name[IR_NAME_MAX];
+    ir_space_kind kind;
+    /* data */
+    ir_data_source data;
+    char data_path[256];
+    int in_c, in_h, in_w, classes;
+    float mean[4], std[4]; /* per-channel normalisation */
+    /* network */
+    int C;          /* initial channels */
+    int layers;     /* cells */
+    int stem_mult;  /* stem output = stem_mult * C */
+    int growth;     /* channel multiplier at each reduction (2) */
+    int n_reduce;
+    int reduce_at[IR_MAX_REDUCE];
+    ir_cell normal, reduce;
+    /* recurrent */
+    int emb, hidden;
+    /* settings */
+    ir_train_config search, train;
+    int train_C, train_layers; /* evaluation network size */
+} ir_space;
+
+/* Built-in spaces exactly as ../shared/REFERENCE.md. */
+void ir_space_darts_cifar10(ir_space *sp);
+void ir_cell_darts_default(ir_cell *c);
+void ir_train_config_default_search(ir_train_config *tc);
+/* All-earlier-states edge masks for a cell. */
+void ir_cell_all_edges(ir_cell *c);
+
+/* Edges of a cell in alpha row order (node-major, source ascending). */
+int ir_cell_num_edges(const ir_cell *c);
+/* Row r -> (node, src). Returns 0, or -1 if r is out of range. */
+int ir_cell_edge(const ir_cell *c, int r, int *node, int *src);
+/* Index of the candidate named kind NONE, or -1. */
+int ir_cell_none_index(const ir_cell *c);
+
+/* Checks a space for consistency (ranges, that k_keep edges per node exist, that the
+ * channel arithmetic works). Writes a message and returns -1 on the first problem. */
+int ir_space_check(const ir_space *sp, char *err, size_t errlen);
+
+/* A lowered network with the handles search and training need. */
+typedef struct ir_net {
+    ir_graph *graph;
+    int images, labels;      /* inputs */
+    int logits, loss;        /* outputs */
+    int alpha[2];            /* normal, reduce (-1 in derived nets) */
+    int aux_logits;          /* -1 unless an auxiliary head */
+    char error[512];
+} ir_net;
+
+int ir_space_build_supernet(const ir_space *sp, int batch, ir_net *net);
+void ir_net_free(ir_net *net);
+
+#endif

@@ -1,0 +1,316 @@
+/* elementwise.c — CPU elementwise kernels and small data movers: activations, copy /
+ * fill / axpy / scale / mul, deterministic dot and sum of squares, weighted sum,
+ * row softmax, channel concat / slice, pixel shift, global average pool, dropout and
+ * drop path, and the SGD / Adam optimiser steps. Reductions go into fixed per-chunk
+ * slots combined in a fixed order. */
+#include "kernels/cpu/kcpu.h"
+
+#include <math.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+int kcpu_num_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* ---- deterministic reductions: the range is cut into nchunks = min(threads, MAXCH)
+ * pieces that depend only on the thread count; each piece is summed in double into its
+ * own slot and the slots are added in order. ---- */
+#define KCPU_MAXCH 256
+
+static int nchunks_for(int64_t n) {
+    int nt = kcpu_num_threads();
+    if (nt > KCPU_MAXCH) nt = KCPU_MAXCH;
+    if (nt < 1) nt = 1;
+    if (n < 4096) nt = 1;
+    return nt;
+}
+
+double kcpu_dot(const float *a, const float *b, int64_t n) {
+    double part[KCPU_MAXCH];
+    const int nc = nchunks_for(n);
+#pragma omp parallel for schedule(static) num_threads(nc)
+    for (int c = 0; c < nc; c++) {
+        int64_t lo = n * c / nc, hi = n * (c + 1) / nc;
+        double s = 0.0;
+        for (int64_t i = lo; i < hi; i++) s += (double)a[i] * (double)b[i];
+        part[c] = s;
+    }
+    double s = 0.0;
+    for (int c = 0; c < nc; c++) s += part[c];
+    return s;
+}
+
+double kcpu_sumsq(const float *a, int64_t n) {
+    double part[KCPU_MAXCH];
+    const int nc = nchunks_for(n);
+#pragma omp parallel for schedule(static) num_threads(nc)
+    for (int c = 0; c < nc; c++) {
+        int64_t lo = n * c / nc, hi = n * (c + 1) / nc;
+        double s = 0.0;
+        for (int64_t i = lo; i < hi; i++) s += (double)a[i] * (double)a[i];
+        part[c] = s;
+    }
+    double s = 0.0;
+    for (int c = 0; c < nc; c++) s += part[c];
+    return s;
+}
+
+/* ---- activations ---- */
+void kcpu_relu_forward(float *y, const float *x, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+void kcpu_relu_backward(float *dx, const float *dy, const float *y, int64_t n) {
+    if (!dx) return;
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
+}
+void kcpu_tanh_forward(float *y, const float *x, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 8192)
+    for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+}
+void kcpu_tanh_backward(float *dx, const float *dy, const float *y, int64_t n) {
+    if (!dx) return;
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+}
+void kcpu_sigmoid_forward(float *y, const float *x, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 8192)
+    for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+void kcpu_sigmoid_backward(float *dx, const float *dy, const float *y, int64_t n) {
+    if (!dx) return;
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+}
+
+/* ---- simple movers ---- */
+void kcpu_copy(float *y, const float *x, int64_t n) {
+    if (n > 0 && y != x) memmove(y, x, sizeof(float) * (size_t)n);
+}
+void kcpu_fill(float *y, float v, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) y[i] = v;
+}
+void kcpu_axpy(float *y, float a, const float *x, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+void kcpu_scale(float *y, float a, const float *x, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) y[i] = a * x[i];
+}
+void kcpu_mul_forward(float *y, const float *a, const float *b, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] * b[i];
+}
+void kcpu_mul_backward(float *da, float *db, const float *dy, const float *a, const float *b, int64_t n) {
+    if (da) {
+#pragma omp parallel for schedule(static) if (n > 32768)
+        for (int64_t i = 0; i < n; i++) da[i] += dy[i] * b[i];
+    }
+    if (db) {
+#pragma omp parallel for schedule(static) if (n > 32768)
+        for (int64_t i = 0; i < n; i++) db[i] += dy[i] * a[i];
+    }
+}
+
+/* ---- weighted sum ---- */
+void kcpu_wsum_forward(float *y, const float *const *xs, const float *w, int n, int64_t len) {
+#pragma omp parallel for schedule(static) if (len > 16384)
+    for (int64_t i = 0; i < len; i++) {
+        float s = 0.0f;
+        for (int k = 0; k < n; k++) s += w[k] * xs[k][i];
+        y[i] = s;
+    }
+}
+
+void kcpu_wsum_backward(float *const *dxs, float *dw, const float *dy, const float *const *xs,
+                        const float *w, int n, int64_t len) {
+    if (dxs)
+        for (int k = 0; k < n; k++)
+            if (dxs[k]) kcpu_axpy(dxs[k], w[k], dy, len);
+    if (dw)
+        for (int k = 0; k < n; k++) dw[k] += (float)kcpu_dot(dy, xs[k], len);
+}
+
+/* ---- row softmax ---- */
+void kcpu_softmax_forward(float *y, const float *x, int rows, int K) {
+#pragma omp parallel for schedule(static) if ((int64_t)rows * K > 16384)
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (int64_t)r * K;
+        float *yr = y + (int64_t)r * K;
+        float m = -INFINITY;
+        for (int k = 0; k < K; k++) m = xr[k] > m ? xr[k] : m;
+        double s = 0.0;
+        for (int k = 0; k < K; k++) {
+            yr[k] = expf(xr[k] - m);
+            s += yr[k];
+        }
+        const float inv = (float)(1.0 / s);
+        for (int k = 0; k < K; k++) yr[k] *= inv;
+    }
+}
+
+void kcpu_softmax_backward(float *dx, const float *dy, const float *y, int rows, int K) {
+    if (!dx) return;
+#pragma omp parallel for schedule(static) if ((int64_t)rows * K > 16384)
+    for (int r = 0; r < rows; r++) {
+        const float *gr = dy + (int64_t)r * K, *yr = y + (int64_t)r * K;
+        float *dr = dx + (int64_t)r * K;
+        double s = 0.0;
+        for (int k = 0; k < K; k++) s += (double)gr[k] * yr[k];
+        const float fs = (float)s;
+        for (int k = 0; k < K; k++) dr[k] += yr[k] * (gr[k] - fs);
+    }
+}
+
+/* ---- concat / slice ---- */
+void kcpu_concat_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off) {
+    const int64_t blk = (int64_t)Cx * HW;
+    for (int n = 0; n < N; n++)
+        memcpy(y + ((int64_t)n * Cy + c_off) * HW, x + n * blk, sizeof(float) * (size_t)blk);
+}
+void kcpu_concat_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off) {
+    if (!dx) return;
+    const int64_t blk = (int64_t)Cx * HW;
+    for (int n = 0; n < N; n++) kcpu_axpy(dx + n * blk, 1.0f, dy + ((int64_t)n * Cy + c_off) * HW, blk);
+}
+void kcpu_slice_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off) {
+    const int64_t blk = (int64_t)Cy * HW;
+    for (int n = 0; n < N; n++)
+        memcpy(y + n * blk, x + ((int64_t)n * Cx + c_off) * HW, sizeof(float) * (size_t)blk);
+}
+void kcpu_slice_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off) {
+    if (!dx) return;
+    const int64_t blk = (int64_t)Cy * HW;
+    for (int n = 0; n < N; n++) kcpu_axpy(dx + ((int64_t)n * Cx + c_off) * HW, 1.0f, dy + n * blk, blk);
+}
+
+/* ---- pixel shift: y (N,C,H-1,W-1) = x[:, :, 1:, 1:] ---- */
+void kcpu_shift_forward(float *y, const float *x, int N, int C, int H, int W) {
+    const int64_t planes = (int64_t)N * C;
+    const int Ho = H - 1, Wo = W - 1;
+    if (Ho <= 0 || Wo <= 0) return;
+#pragma omp parallel for schedule(static) if (planes * H * W > 32768)
+    for (int64_t pl = 0; pl < planes; pl++)
+        for (int i = 0; i < Ho; i++)
+            memcpy(y + (pl * Ho + i) * Wo, x + (pl * H + i + 1) * W + 1, sizeof(float) * (size_t)Wo);
+}
+void kcpu_shift_backward(float *dx, const float *dy, int N, int C, int H, int W) {
+    if (!dx) return;
+    const int64_t planes = (int64_t)N * C;
+    const int Ho = H - 1, Wo = W - 1;
+    if (Ho <= 0 || Wo <= 0) return;
+#pragma omp parallel for schedule(static) if (planes * H * W > 32768)
+    for (int64_t pl = 0; pl < planes; pl++)
+        for (int i = 0; i < Ho; i++) {
+            float *d = dx + (pl * H + i + 1) * W + 1;
+            const float *g = dy + (pl * Ho + i) * Wo;
+            for (int j = 0; j < Wo; j++) d[j] += g[j];
+        }
+}
+
+/* ---- global average pool ---- */
+void kcpu_gap_forward(float *y, const float *x, int N, int C, int HW) {
+    const int64_t planes = (int64_t)N * C;
+#pragma omp parallel for schedule(static) if (planes * HW > 32768)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *xp = x + pl * HW;
+        double s = 0.0;
+        for (int i = 0; i < HW; i++) s += xp[i];
+        y[pl] = HW > 0 ? (float)(s / HW) : 0.0f;
+    }
+}
+void kcpu_gap_backward(float *dx, const float *dy, int N, int C, int HW) {
+    if (!dx || HW <= 0) return;
+    const int64_t planes = (int64_t)N * C;
+#pragma omp parallel for schedule(static) if (planes * HW > 32768)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float g = dy[pl] / (float)HW;
+        float *dp = dx + pl * HW;
+        for (int i = 0; i < HW; i++) dp[i] += g;
+    }
+}
+
+/* ---- dropout / drop path ---- */
+void kcpu_dropout_forward(float *y, float *mask, const float *x, int64_t n, float p, uint64_t seed) {
+    const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+#pragma omp parallel for schedule(static) if (n > 16384)
+    for (int64_t i = 0; i < n; i++) {
+        float m = (p <= 0.0f) ? 1.0f : (krng_uniform(seed, (uint64_t)i) >= p ? scale : 0.0f);
+        mask[i] = m;
+        y[i] = x[i] * m;
+    }
+}
+
+void kcpu_droppath_forward(float *y, float *mask, const float *x, int N, int64_t per_sample, float p,
+                           uint64_t seed) {
+    const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    for (int n = 0; n < N; n++)
+        mask[n] = (p <= 0.0f) ? 1.0f : (krng_uniform(seed, (uint64_t)n) >= p ? scale : 0.0f);
+#pragma omp parallel for schedule(static) if ((int64_t)N * per_sample > 32768)
+    for (int n = 0; n < N; n++) {
+        const float m = mask[n];
+        const float *xp = x + (int64_t)n * per_sample;
+        float *yp = y + (int64_t)n * per_sample;
+        for (int64_t i = 0; i < per_sample; i++) yp[i] = xp[i] * m;
+    }
+}
+
+void kcpu_dropout_backward(float *dx, const float *dy, const float *mask, int64_t n) {
+    if (!dx) return;
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * mask[i];
+}
+
+void kcpu_droppath_backward(float *dx, const float *dy, const float *mask, int N, int64_t per_sample) {
+    if (!dx) return;
+#pragma omp parallel for schedule(static) if ((int64_t)N * per_sample > 32768)
+    for (int n = 0; n < N; n++) {
+        const float m = mask[n];
+        const float *gp = dy + (int64_t)n * per_sample;
+        float *dp = dx + (int64_t)n * per_sample;
+        for (int64_t i = 0; i < per_sample; i++) dp[i] += gp[i] * m;
+    }
+}
+
+/* ---- optimisers (PyTorch single-tensor algorithms, float arithmetic) ---- */
+void kcpu_sgd_step(float *w, float *buf, const float *grad, int64_t n, float lr, float momentum, float wd) {
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) {
+        float g = grad[i];
+        if (wd != 0.0f) g += wd * w[i];
+        if (buf) {
+            buf[i] = momentum * buf[i] + g;
+            g = buf[i];
+        }
+        w[i] -= lr * g;
+    }
+}
+
+void kcpu_adam_step(float *w, float *m, float *v, const float *grad, int64_t n, float lr, float beta1,
+                    float beta2, float eps, float wd, int t) {
+    /* As torch.optim.Adam (foreach=False): m.lerp_(g, 1-b1); v = b2 v + (1-b2) g^2;
+     * step = lr / (1 - b1^t); denom = sqrt(v) / sqrt(1 - b2^t) + eps; w -= step * m / denom.
+     * Bias corrections are computed in double as Python does, then used as floats. */
+    const double bc1 = 1.0 - pow((double)beta1, t), bc2 = 1.0 - pow((double)beta2, t);
+    const float step = (float)((double)lr / bc1), bc2s = (float)sqrt(bc2);
+    const float omb1 = 1.0f - beta1, omb2 = 1.0f - beta2;
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) {
+        float g = grad[i];
+        if (wd != 0.0f) g += wd * w[i];
+        m[i] = m[i] + omb1 * (g - m[i]);
+        v[i] = v[i] * beta2 + omb2 * g * g;
+        const float denom = sqrtf(v[i]) / bc2s + eps;
+        w[i] += -step * (m[i] / denom);
+    }
+}

@@ -1,0 +1,136 @@
+/* kcpu.h — CPU reference kernels. The CUDA kernels (kernels/cuda/kcuda.h) mirror these
+ * name for name and argument for argument, adding a stream.
+ *
+ * Conventions:
+ *  - outputs first, then inputs, then sizes; gradients are prefixed d;
+ *  - forward kernels overwrite their output;
+ *  - backward kernels ACCUMULATE (+=) into every gradient they are given, and skip any
+ *    gradient pointer that is NULL (so work that was not asked for is not done);
+ *  - results are bit-for-bit deterministic for a given thread count: reductions are
+ *    done per thread into fixed slots and combined in a fixed order;
+ *  - threads come from OpenMP; kernels never allocate: those that need scratch say
+ *    how much through a *_scratch_floats() function and take it as an argument.
+ */
+#ifndef DARTSC_KCPU_H
+#define DARTSC_KCPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../kdesc.h"
+
+/* Threads the kernels use (omp_get_max_threads(), or 1 without OpenMP). */
+int kcpu_num_threads(void);
+
+/* ---- convolution: dense, grouped, depthwise, dilated, asymmetric kernels ---- */
+size_t kcpu_conv2d_scratch_floats(const kconv2d_desc *d);
+void kcpu_conv2d_forward(float *y, const float *x, const float *w, const kconv2d_desc *d, float *scratch);
+void kcpu_conv2d_backward_data(float *dx, const float *dy, const float *w, const kconv2d_desc *d, float *scratch);
+void kcpu_conv2d_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d, float *scratch);
+
+/* ---- batch norm ----
+ * Training: batch statistics (biased variance for normalising); saves mean and
+ * 1/sqrt(var+eps) per channel; updates running stats when given (unbiased variance,
+ * r = (1-momentum) r + momentum * batch), as PyTorch does. gamma/beta NULL: no affine. */
+void kcpu_bn_forward_train(float *y, float *save_mean, float *save_invstd, float *running_mean,
+                           float *running_var, const float *x, const float *gamma, const float *beta,
+                           const kbn_desc *d);
+void kcpu_bn_forward_infer(float *y, const float *x, const float *gamma, const float *beta,
+                           const float *running_mean, const float *running_var, const kbn_desc *d);
+/* Backward of the training-mode forward. */
+void kcpu_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                      const float *gamma, const float *save_mean, const float *save_invstd,
+                      const kbn_desc *d);
+
+/* ---- pooling (max: first maximum wins ties, as PyTorch; avg: padding excluded) ---- */
+void kcpu_maxpool_forward(float *y, const float *x, const kpool_desc *d);
+void kcpu_maxpool_backward(float *dx, const float *dy, const float *x, const kpool_desc *d);
+void kcpu_avgpool_forward(float *y, const float *x, const kpool_desc *d);
+void kcpu_avgpool_backward(float *dx, const float *dy, const kpool_desc *d);
+
+/* ---- elementwise; n elements ---- */
+void kcpu_relu_forward(float *y, const float *x, int64_t n);
+void kcpu_relu_backward(float *dx, const float *dy, const float *y, int64_t n);
+void kcpu_tanh_forward(float *y, const float *x, int64_t n);
+void kcpu_tanh_backward(float *dx, const float *dy, const float *y, int64_t n);
+void kcpu_sigmoid_forward(float *y, const float *x, int64_t n);
+void kcpu_sigmoid_backward(float *dx, const float *dy, const float *y, int64_t n);
+void kcpu_copy(float *y, const float *x, int64_t n);
+void kcpu_fill(float *y, float v, int64_t n);
+/* y += a * x */
+void kcpu_axpy(float *y, float a, const float *x, int64_t n);
+/* y = a * x */
+void kcpu_scale(float *y, float a, const float *x, int64_t n);
+/* y = a * b ; backward: da += dy * b, db += dy * a */
+void kcpu_mul_forward(float *y, const float *a, const float *b, int64_t n);
+void kcpu_mul_backward(float *da, float *db, const float *dy, const float *a, const float *b, int64_t n);
+/* Deterministic dot product and sum of squares (fixed-order per-thread partials, double accumulators). */
+double kcpu_dot(const float *a, const float *b, int64_t n);
+double kcpu_sumsq(const float *a, int64_t n);
+
+/* ---- weighted sum: y = sum_i w[i] * xs[i] over len elements ----
+ * backward: dxs[i] += w[i] * dy (dxs NULL or dxs[i] NULL: skipped);
+ *           dw[i] += <dy, xs[i]> (dw NULL: skipped). */
+void kcpu_wsum_forward(float *y, const float *const *xs, const float *w, int n, int64_t len);
+void kcpu_wsum_backward(float *const *dxs, float *dw, const float *dy, const float *const *xs,
+                        const float *w, int n, int64_t len);
+
+/* ---- softmax over rows of length K (rows x K) ---- */
+void kcpu_softmax_forward(float *y, const float *x, int rows, int K);
+/* dx += y * (dy - <dy, y>) per row */
+void kcpu_softmax_backward(float *dx, const float *dy, const float *y, int rows, int K);
+
+/* ---- channel concat / slice: x (N, Cx, HW) placed at channel offset c_off of y (N, Cy, HW) ---- */
+void kcpu_concat_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off);
+void kcpu_concat_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off);
+/* y (N, Cy, HW) = x[:, c_off:c_off+Cy]; x has Cx channels. backward: dx[:, slice] += dy */
+void kcpu_slice_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off);
+void kcpu_slice_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off);
+
+/* ---- pixel shift of FactorizedReduce: y (N,C,H-1,W-1) = x[:, :, 1:, 1:] ---- */
+void kcpu_shift_forward(float *y, const float *x, int N, int C, int H, int W);
+void kcpu_shift_backward(float *dx, const float *dy, int N, int C, int H, int W);
+
+/* ---- zero op with stride: y = 0 ---- (use kcpu_fill) */
+
+/* ---- global average pool: y (N,C) = mean over HW ---- */
+void kcpu_gap_forward(float *y, const float *x, int N, int C, int HW);
+void kcpu_gap_backward(float *dx, const float *dy, int N, int C, int HW);
+
+/* ---- linear: y (N,O) = x (N,I) w^T (O,I) + b (O) (b may be NULL) ---- */
+void kcpu_linear_forward(float *y, const float *x, const float *w, const float *b, int N, int I, int O);
+void kcpu_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                          int N, int I, int O);
+
+/* ---- embedding: y (N,D) = table[ids[n]]; backward: dtable[ids[n]] += dy[n] ---- */
+void kcpu_embedding_forward(float *y, const int32_t *ids, const float *table, int N, int V, int D);
+void kcpu_embedding_backward(float *dtable, const float *dy, const int32_t *ids, int N, int V, int D);
+
+/* ---- softmax cross-entropy, mean over N rows ----
+ * forward writes probs (N,K) for the backward and returns the mean loss; also counts
+ * correct top-1 predictions in *correct if not NULL.
+ * backward: dlogits += dloss * (probs - onehot(labels)) / N */
+float kcpu_softmax_ce_forward(float *probs, const float *logits, const int32_t *labels, int N, int K,
+                              int *correct);
+void kcpu_softmax_ce_backward(float *dlogits, float dloss, const float *probs, const int32_t *labels,
+                              int N, int K);
+
+/* ---- dropout (elementwise) and drop path (per sample): mask holds 0 or 1/(1-p);
+ * element (or sample) i is kept iff krng_uniform(seed, i) >= p. ---- */
+void kcpu_dropout_forward(float *y, float *mask, const float *x, int64_t n, float p, uint64_t seed);
+void kcpu_droppath_forward(float *y, float *mask, const float *x, int N, int64_t per_sample, float p,
+                           uint64_t seed);
+/* dx += dy * mask (mask per element) */
+void kcpu_dropout_backward(float *dx, const float *dy, const float *mask, int64_t n);
+/* dx += dy * mask[sample] */
+void kcpu_droppath_backward(float *dx, const float *dy, const float *mask, int N, int64_t per_sample);
+
+/* ---- optimisers over one flat parameter vector ---- */
+/* PyTorch SGD: g = grad + wd*w; buf = momentum*buf + g (buf = g on the first step is
+ * handled by the caller passing a zeroed buf); w -= lr * buf. */
+void kcpu_sgd_step(float *w, float *buf, const float *grad, int64_t n, float lr, float momentum, float wd);
+/* PyTorch Adam (L2 weight decay added to the gradient), step t >= 1. */
+void kcpu_adam_step(float *w, float *m, float *v, const float *grad, int64_t n, float lr, float beta1,
+                    float beta2, float eps, float wd, int t);
+
+#endif

@@ -1,0 +1,73 @@
+/* backend.h — the interface a compute backend fills (CPU now, CUDA beside it).
+ *
+ * The runtime plans memory and schedules; a backend owns device memory and runs one
+ * node at a time, forward or backward, given resolved pointers. Backends see IR op codes
+ * and attributes but never the graph. All pointers handed to a backend are its own
+ * device pointers (host memory for the CPU backend).
+ *
+ * Gradient conventions follow the kernels: backward ACCUMULATES into every non-NULL
+ * gradient pointer; a NULL gradient means "not asked for", and its work is skipped.
+ */
+#ifndef DARTSC_RT_BACKEND_H
+#define DARTSC_RT_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ir/ir.h"
+
+#define RT_MAX_IN (IR_MAX_MIXED_INPUTS + 1)
+
+typedef struct rt_tref {
+    void *data;  /* float or int32 per dtype; NULL for an absent optional input */
+    float *grad; /* NULL: no gradient wanted */
+    int ndim;
+    int64_t shape[IR_MAX_DIMS];
+    int64_t numel;
+} rt_tref;
+
+typedef struct rt_exec_node {
+    ir_op op;
+    const int64_t *iattr;
+    const float *fattr;
+    int n_in;
+    rt_tref in[RT_MAX_IN];
+    rt_tref out;
+    float *aux;      /* saved for backward: BN mean/invstd, masks, CE probs; see rt_aux_floats */
+    float *scratch;  /* shared scratch, backend->scratch_floats() of the largest node */
+    uint64_t seed;   /* dropout masks */
+    int training;    /* BN: batch statistics when training (or when the node says always) */
+} rt_exec_node;
+
+typedef struct rt_backend rt_backend;
+struct rt_backend {
+    const char *name;
+    void *(*alloc)(rt_backend *be, size_t bytes);
+    void (*free)(rt_backend *be, void *p);
+    void (*upload)(rt_backend *be, void *dst, const void *src, size_t bytes);
+    void (*download)(rt_backend *be, void *dst, const void *src, size_t bytes);
+    void (*memset0)(rt_backend *be, void *p, size_t bytes);
+    int (*supports_op)(rt_backend *be, ir_op op);
+    size_t (*scratch_floats)(rt_backend *be, const rt_exec_node *n);
+    void (*forward)(rt_backend *be, const rt_exec_node *n);
+    void (*backward)(rt_backend *be, const rt_exec_node *n);
+    /* Vector ops for optimisers and the second-order step, over flat parameter groups. */
+    void (*axpy)(rt_backend *be, float *y, float a, const float *x, int64_t n);
+    void (*copy)(rt_backend *be, float *y, const float *x, int64_t n);
+    void (*scale)(rt_backend *be, float *y, float a, int64_t n); /* y *= a */
+    double (*sumsq)(rt_backend *be, const float *x, int64_t n);
+    void (*sgd_step)(rt_backend *be, float *w, float *buf, const float *grad, int64_t n, float lr, float momentum, float wd);
+    void (*adam_step)(rt_backend *be, float *w, float *m, float *v, const float *grad, int64_t n, float lr, float b1,
+                      float b2, float eps, float wd, int t);
+    void (*synchronize)(rt_backend *be);
+    void (*destroy)(rt_backend *be);
+};
+
+/* Floats of aux state a node keeps from forward to backward (same on every backend). */
+size_t rt_aux_floats(const rt_exec_node *n);
+
+rt_backend *rt_backend_cpu_new(void);
+/* NULL (and a message) when CUDA is not compiled in or no device is usable. */
+rt_backend *rt_backend_cuda_new(char *err, size_t errlen);
+
+#endif

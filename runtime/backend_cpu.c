@@ -1,0 +1,343 @@
+/* backend_cpu.c — the CPU backend: host memory and one switch from IR ops to the
+ * kernels of kernels/cpu. The CUDA backend (runtime/cuda/) mirrors this file case for case. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "kernels/cpu/kcpu.h"
+
+static void *cpu_alloc(rt_backend *be, size_t bytes) {
+    (void)be;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? (bytes + 63) & ~(size_t)63 : 64)) return NULL;
+    return p;
+}
+static void cpu_free(rt_backend *be, void *p) { (void)be; free(p); }
+static void cpu_copy_bytes(rt_backend *be, void *dst, const void *src, size_t bytes) {
+    (void)be;
+    if (dst != src) memcpy(dst, src, bytes);
+}
+static void cpu_memset0(rt_backend *be, void *p, size_t bytes) { (void)be; memset(p, 0, bytes); }
+static int cpu_supports(rt_backend *be, ir_op op) { (void)be; return (unsigned)op < IR_OP_COUNT; }
+
+static kconv2d_desc conv_desc(const rt_exec_node *n) {
+    kconv2d_desc d;
+    d.N = (int)n->in[0].shape[0]; d.C = (int)n->in[0].shape[1];
+    d.H = (int)n->in[0].shape[2]; d.W = (int)n->in[0].shape[3];
+    d.K = (int)n->in[1].shape[0]; d.R = (int)n->in[1].shape[2]; d.S = (int)n->in[1].shape[3];
+    d.stride_h = (int)n->iattr[IR_A_CONV_STRIDE_H]; d.stride_w = (int)n->iattr[IR_A_CONV_STRIDE_W];
+    d.pad_h = (int)n->iattr[IR_A_CONV_PAD_H]; d.pad_w = (int)n->iattr[IR_A_CONV_PAD_W];
+    d.dil_h = (int)n->iattr[IR_A_CONV_DIL_H]; d.dil_w = (int)n->iattr[IR_A_CONV_DIL_W];
+    d.groups = (int)n->iattr[IR_A_CONV_GROUPS];
+    d.P = (int)n->out.shape[2]; d.Q = (int)n->out.shape[3];
+    return d;
+}
+
+static kpool_desc pool_desc(const rt_exec_node *n) {
+    kpool_desc d;
+    d.N = (int)n->in[0].shape[0]; d.C = (int)n->in[0].shape[1];
+    d.H = (int)n->in[0].shape[2]; d.W = (int)n->in[0].shape[3];
+    d.P = (int)n->out.shape[2]; d.Q = (int)n->out.shape[3];
+    d.k = (int)n->iattr[IR_A_POOL_K]; d.stride = (int)n->iattr[IR_A_POOL_STRIDE]; d.pad = (int)n->iattr[IR_A_POOL_PAD];
+    return d;
+}
+
+static kbn_desc bn_desc(const rt_exec_node *n) {
+    kbn_desc d;
+    d.N = (int)n->in[0].shape[0];
+    d.C = (int)n->in[0].shape[1];
+    d.HW = (int)(n->in[0].numel / ((int64_t)d.N * d.C));
+    d.eps = n->fattr[IR_F_BN_EPS];
+    d.momentum = n->fattr[IR_F_BN_MOMENTUM];
+    return d;
+}
+
+/* Elements per (sample, channel) plane: product of dims from 2 on. */
+static int plane(const rt_tref *t) {
+    int64_t k = 1;
+    for (int i = 2; i < t->ndim; i++) k *= t->shape[i];
+    return (int)k;
+}
+
+#define F(t) ((float *)(t).data)
+#define I32(t) ((const int32_t *)(t).data)
+
+/* softmax of alpha[row] into sm (double accumulation), the weights of the present
+ * candidates into w. Returns the number of alpha columns. */
+static int mixed_weights(const rt_exec_node *n, float *sm, float *w) {
+    int O = (int)n->in[0].shape[1];
+    const float *a = F(n->in[0]) + n->iattr[IR_A_MIXED_ROW] * O;
+    kcpu_softmax_forward(sm, a, 1, O);
+    for (int i = 1; i < n->n_in; i++) w[i - 1] = sm[n->iattr[IR_A_MIXED_COL0 + i - 1]];
+    return O;
+}
+
+static void cpu_forward(rt_backend *be, const rt_exec_node *n) {
+    (void)be;
+    float *y = F(n->out);
+    const float *x = F(n->in[0]);
+    int64_t len = n->out.numel;
+    switch (n->op) {
+    case IR_OP_INPUT: case IR_OP_PARAM: case IR_OP_COUNT:
+        break;
+    case IR_OP_CONV2D: {
+        kconv2d_desc d = conv_desc(n);
+        kcpu_conv2d_forward(y, x, F(n->in[1]), &d, n->scratch);
+        break;
+    }
+    case IR_OP_BATCHNORM: {
+        kbn_desc d = bn_desc(n);
+        if (n->training || n->iattr[IR_A_BN_BATCH_STATS])
+            kcpu_bn_forward_train(y, n->aux, n->aux + d.C, F(n->in[3]), F(n->in[4]), x, F(n->in[1]), F(n->in[2]), &d);
+        else
+            kcpu_bn_forward_infer(y, x, F(n->in[1]), F(n->in[2]), F(n->in[3]), F(n->in[4]), &d);
+        break;
+    }
+    case IR_OP_RELU: kcpu_relu_forward(y, x, len); break;
+    case IR_OP_TANH: kcpu_tanh_forward(y, x, len); break;
+    case IR_OP_SIGMOID: kcpu_sigmoid_forward(y, x, len); break;
+    case IR_OP_IDENTITY: kcpu_copy(y, x, len); break;
+    case IR_OP_ZERO: kcpu_fill(y, 0.f, len); break;
+    case IR_OP_MAXPOOL: { kpool_desc d = pool_desc(n); kcpu_maxpool_forward(y, x, &d); break; }
+    case IR_OP_AVGPOOL: { kpool_desc d = pool_desc(n); kcpu_avgpool_forward(y, x, &d); break; }
+    case IR_OP_ADD:
+    case IR_OP_MEAN:
+        kcpu_copy(y, x, len);
+        for (int i = 1; i < n->n_in; i++) kcpu_axpy(y, 1.f, F(n->in[i]), len);
+        if (n->op == IR_OP_MEAN) kcpu_scale(y, 1.f / (float)n->n_in, y, len);
+        break;
+    case IR_OP_MUL: kcpu_mul_forward(y, x, F(n->in[1]), len); break;
+    case IR_OP_SUB:
+        kcpu_copy(y, x, len);
+        kcpu_axpy(y, -1.f, F(n->in[1]), len);
+        break;
+    case IR_OP_SCALE: kcpu_scale(y, n->fattr[IR_F_P], x, len); break;
+    case IR_OP_WSUM: {
+        const float *xs[RT_MAX_IN] = {0};
+        for (int i = 1; i < n->n_in; i++) xs[i - 1] = F(n->in[i]);
+        kcpu_wsum_forward(y, xs, x, n->n_in - 1, len);
+        break;
+    }
+    case IR_OP_MIXED: {
+        const float *xs[RT_MAX_IN] = {0};
+        float w[RT_MAX_IN] = {0};
+        mixed_weights(n, n->aux, w);
+        for (int i = 1; i < n->n_in; i++) xs[i - 1] = F(n->in[i]);
+        kcpu_wsum_forward(y, xs, w, n->n_in - 1, len);
+        break;
+    }
+    case IR_OP_SOFTMAX: {
+        int K = (int)n->out.shape[n->out.ndim - 1];
+        kcpu_softmax_forward(y, x, (int)(len / K), K);
+        break;
+    }
+    case IR_OP_CONCAT: {
+        int N = (int)n->out.shape[0], Cy = (int)n->out.shape[1], HW = plane(&n->out), off = 0;
+        for (int i = 0; i < n->n_in; i++) {
+            int Cx = (int)n->in[i].shape[1];
+            kcpu_concat_forward(y, F(n->in[i]), N, Cx, HW, Cy, off);
+            off += Cx;
+        }
+        break;
+    }
+    case IR_OP_SLICE:
+        kcpu_slice_forward(y, x, (int)n->out.shape[0], (int)n->in[0].shape[1], plane(&n->out), (int)n->out.shape[1],
+                           (int)n->iattr[IR_A_SLICE_START]);
+        break;
+    case IR_OP_SHIFT:
+        kcpu_shift_forward(y, x, (int)n->in[0].shape[0], (int)n->in[0].shape[1], (int)n->in[0].shape[2], (int)n->in[0].shape[3]);
+        break;
+    case IR_OP_GAP:
+        kcpu_gap_forward(y, x, (int)n->in[0].shape[0], (int)n->in[0].shape[1], plane(&n->in[0]));
+        break;
+    case IR_OP_LINEAR:
+        kcpu_linear_forward(y, x, F(n->in[1]), n->in[2].data ? F(n->in[2]) : NULL, (int)n->in[0].shape[0],
+                            (int)n->in[0].shape[1], (int)n->out.shape[1]);
+        break;
+    case IR_OP_EMBEDDING:
+        kcpu_embedding_forward(y, I32(n->in[0]), F(n->in[1]), (int)n->in[0].shape[0], (int)n->in[1].shape[0],
+                               (int)n->in[1].shape[1]);
+        break;
+    case IR_OP_SOFTMAX_CE: {
+        int N = (int)n->in[0].shape[0], K = (int)n->in[0].shape[1], correct = 0;
+        y[0] = kcpu_softmax_ce_forward(n->aux, x, I32(n->in[1]), N, K, &correct);
+        n->aux[(int64_t)N * K] = (float)correct;
+        break;
+    }
+    case IR_OP_DROPOUT:
+        if (n->training && n->fattr[IR_F_P] > 0) kcpu_dropout_forward(y, n->aux, x, len, n->fattr[IR_F_P], n->seed);
+        else { kcpu_copy(y, x, len); kcpu_fill(n->aux, 1.f, len); }
+        break;
+    case IR_OP_DROP_PATH: {
+        int N = (int)n->in[0].shape[0];
+        if (n->training && n->fattr[IR_F_P] > 0) kcpu_droppath_forward(y, n->aux, x, N, len / N, n->fattr[IR_F_P], n->seed);
+        else { kcpu_copy(y, x, len); kcpu_fill(n->aux, 1.f, N); }
+        break;
+    }
+    }
+}
+
+static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
+    (void)be;
+    const float *dy = n->out.grad;
+    const float *x = F(n->in[0]);
+    float *dx = n->in[0].grad;
+    int64_t len = n->out.numel;
+    switch (n->op) {
+    case IR_OP_INPUT: case IR_OP_PARAM: case IR_OP_ZERO: case IR_OP_COUNT:
+        break;
+    case IR_OP_CONV2D: {
+        kconv2d_desc d = conv_desc(n);
+        if (dx) kcpu_conv2d_backward_data(dx, dy, F(n->in[1]), &d, n->scratch);
+        if (n->in[1].grad) kcpu_conv2d_backward_filter(n->in[1].grad, dy, x, &d, n->scratch);
+        break;
+    }
+    case IR_OP_BATCHNORM: {
+        kbn_desc d = bn_desc(n);
+        kcpu_bn_backward(dx, n->in[1].grad, n->in[2].grad, dy, x, n->in[1].data ? F(n->in[1]) : NULL, n->aux,
+                         n->aux + d.C, &d);
+        break;
+    }
+    case IR_OP_RELU: if (dx) kcpu_relu_backward(dx, dy, F(n->out), len); break;
+    case IR_OP_TANH: if (dx) kcpu_tanh_backward(dx, dy, F(n->out), len); break;
+    case IR_OP_SIGMOID: if (dx) kcpu_sigmoid_backward(dx, dy, F(n->out), len); break;
+    case IR_OP_IDENTITY: if (dx) kcpu_axpy(dx, 1.f, dy, len); break;
+    case IR_OP_MAXPOOL: { kpool_desc d = pool_desc(n); if (dx) kcpu_maxpool_backward(dx, dy, x, &d); break; }
+    case IR_OP_AVGPOOL: { kpool_desc d = pool_desc(n); if (dx) kcpu_avgpool_backward(dx, dy, &d); break; }
+    case IR_OP_ADD:
+    case IR_OP_MEAN: {
+        float s = n->op == IR_OP_MEAN ? 1.f / (float)n->n_in : 1.f;
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i].grad) kcpu_axpy(n->in[i].grad, s, dy, len);
+        break;
+    }
+    case IR_OP_MUL: kcpu_mul_backward(dx, n->in[1].grad, dy, x, F(n->in[1]), len); break;
+    case IR_OP_SUB:
+        if (dx) kcpu_axpy(dx, 1.f, dy, len);
+        if (n->in[1].grad) kcpu_axpy(n->in[1].grad, -1.f, dy, len);
+        break;
+    case IR_OP_SCALE: if (dx) kcpu_axpy(dx, n->fattr[IR_F_P], dy, len); break;
+    case IR_OP_WSUM: {
+        const float *xs[RT_MAX_IN] = {0};
+        float *dxs[RT_MAX_IN] = {0};
+        for (int i = 1; i < n->n_in; i++) { xs[i - 1] = F(n->in[i]); dxs[i - 1] = n->in[i].grad; }
+        kcpu_wsum_backward(dxs, dx, dy, xs, x, n->n_in - 1, len);
+        break;
+    }
+    case IR_OP_MIXED: {
+        const float *xs[RT_MAX_IN] = {0};
+        float *dxs[RT_MAX_IN] = {0};
+        float w[RT_MAX_IN] = {0}, dw[RT_MAX_IN] = {0};
+        const float *sm = n->aux;
+        int O = (int)n->in[0].shape[1], nc = n->n_in - 1;
+        for (int i = 0; i < nc; i++) { xs[i] = F(n->in[i + 1]); dxs[i] = n->in[i + 1].grad; w[i] = sm[n->iattr[IR_A_MIXED_COL0 + i]]; }
+        kcpu_wsum_backward(dxs, dx ? dw : NULL, dy, xs, w, nc, len);
+        if (dx) {
+            /* d alpha[row] through the softmax; absent columns (zero ops) have dw = 0 */
+            float dcol[IR_MAX_MIXED_COLS] = {0};
+            for (int i = 0; i < nc; i++) dcol[n->iattr[IR_A_MIXED_COL0 + i]] = dw[i];
+            kcpu_softmax_backward(dx + n->iattr[IR_A_MIXED_ROW] * O, dcol, sm, 1, O);
+        }
+        break;
+    }
+    case IR_OP_SOFTMAX: {
+        int K = (int)n->out.shape[n->out.ndim - 1];
+        if (dx) kcpu_softmax_backward(dx, dy, F(n->out), (int)(len / K), K);
+        break;
+    }
+    case IR_OP_CONCAT: {
+        int N = (int)n->out.shape[0], Cy = (int)n->out.shape[1], HW = plane(&n->out), off = 0;
+        for (int i = 0; i < n->n_in; i++) {
+            int Cx = (int)n->in[i].shape[1];
+            if (n->in[i].grad) kcpu_concat_backward(n->in[i].grad, dy, N, Cx, HW, Cy, off);
+            off += Cx;
+        }
+        break;
+    }
+    case IR_OP_SLICE:
+        if (dx) kcpu_slice_backward(dx, dy, (int)n->out.shape[0], (int)n->in[0].shape[1], plane(&n->out),
+                                    (int)n->out.shape[1], (int)n->iattr[IR_A_SLICE_START]);
+        break;
+    case IR_OP_SHIFT:
+        if (dx) kcpu_shift_backward(dx, dy, (int)n->in[0].shape[0], (int)n->in[0].shape[1], (int)n->in[0].shape[2],
+                                    (int)n->in[0].shape[3]);
+        break;
+    case IR_OP_GAP:
+        if (dx) kcpu_gap_backward(dx, dy, (int)n->in[0].shape[0], (int)n->in[0].shape[1], plane(&n->in[0]));
+        break;
+    case IR_OP_LINEAR:
+        kcpu_linear_backward(dx, n->in[1].grad, n->in[2].grad, dy, x, F(n->in[1]), (int)n->in[0].shape[0],
+                             (int)n->in[0].shape[1], (int)n->out.shape[1]);
+        break;
+    case IR_OP_EMBEDDING:
+        if (n->in[1].grad)
+            kcpu_embedding_backward(n->in[1].grad, dy, I32(n->in[0]), (int)n->in[0].shape[0], (int)n->in[1].shape[0],
+                                    (int)n->in[1].shape[1]);
+        break;
+    case IR_OP_SOFTMAX_CE:
+        if (dx) kcpu_softmax_ce_backward(dx, dy[0], n->aux, I32(n->in[1]), (int)n->in[0].shape[0], (int)n->in[0].shape[1]);
+        break;
+    case IR_OP_DROPOUT: if (dx) kcpu_dropout_backward(dx, dy, n->aux, len); break;
+    case IR_OP_DROP_PATH: {
+        int N = (int)n->in[0].shape[0];
+        if (dx) kcpu_droppath_backward(dx, dy, n->aux, N, len / N);
+        break;
+    }
+    }
+}
+
+static size_t cpu_scratch(rt_backend *be, const rt_exec_node *n) {
+    (void)be;
+    if (n->op != IR_OP_CONV2D) return 0;
+    kconv2d_desc d = conv_desc(n);
+    return kcpu_conv2d_scratch_floats(&d);
+}
+
+static void cpu_axpy(rt_backend *be, float *y, float a, const float *x, int64_t n) { (void)be; kcpu_axpy(y, a, x, n); }
+static void cpu_copy(rt_backend *be, float *y, const float *x, int64_t n) { (void)be; kcpu_copy(y, x, n); }
+static void cpu_scale(rt_backend *be, float *y, float a, int64_t n) { (void)be; kcpu_scale(y, a, y, n); }
+static double cpu_sumsq(rt_backend *be, const float *x, int64_t n) { (void)be; return kcpu_sumsq(x, n); }
+static void cpu_sgd(rt_backend *be, float *w, float *buf, const float *g, int64_t n, float lr, float mom, float wd) {
+    (void)be;
+    kcpu_sgd_step(w, buf, g, n, lr, mom, wd);
+}
+static void cpu_adam(rt_backend *be, float *w, float *m, float *v, const float *g, int64_t n, float lr, float b1, float b2,
+                     float eps, float wd, int t) {
+    (void)be;
+    kcpu_adam_step(w, m, v, g, n, lr, b1, b2, eps, wd, t);
+}
+static void cpu_sync(rt_backend *be) { (void)be; }
+static void cpu_destroy(rt_backend *be) { free(be); }
+
+rt_backend *rt_backend_cpu_new(void) {
+    rt_backend *be = calloc(1, sizeof *be);
+    if (!be) return NULL;
+    be->name = "cpu";
+    be->alloc = cpu_alloc;
+    be->free = cpu_free;
+    be->upload = cpu_copy_bytes;
+    be->download = cpu_copy_bytes;
+    be->memset0 = cpu_memset0;
+    be->supports_op = cpu_supports;
+    be->scratch_floats = cpu_scratch;
+    be->forward = cpu_forward;
+    be->backward = cpu_backward;
+    be->axpy = cpu_axpy;
+    be->copy = cpu_copy;
+    be->scale = cpu_scale;
+    be->sumsq = cpu_sumsq;
+    be->sgd_step = cpu_sgd;
+    be->adam_step = cpu_adam;
+    be->synchronize = cpu_sync;
+    be->destroy = cpu_destroy;
+    return be;
+}
+
+#ifndef DARTSC_HAVE_CUDA
+rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
+    snprintf(err, errlen, "this dartsc was built without CUDA (nvcc or cuDNN not found at configure time)");
+    return NULL;
+}
+#endif

@@ -1,0 +1,474 @@
+/* plan.c — execution plans: parameter materialisation, reverse-mode autodiff schedule,
+ * liveness memory planning into one arena, and the forward/backward steppers.
+ *
+ * Autodiff is a reverse sweep over the node list: node j's backward runs iff its output
+ * gradient is needed for some requested parameter group and j reaches the loss; it is
+ * handed gradient pointers only for inputs that need them, so a first-order alpha step
+ * computes no weight gradients and a weight step computes no alpha gradients. */
+#include "runtime.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kdesc.h"
+
+#define ALIGN_BYTES 64
+
+struct rt_plan {
+    const ir_graph *g;
+    rt_backend *be;
+    int n;
+    int loss;
+    unsigned grads_max;
+    uint64_t seed, step;
+    rt_exec_node *ex;                 /* per node, resolved pointers and shapes */
+    float (*fattr)[IR_MAX_FATTR];     /* per node copies (drop path ramps) */
+    void **data;                      /* per node value */
+    float **grad;                     /* per node gradient (arena or group vector), NULL if never needed */
+    uint8_t *ng[4];                   /* per mask: node needs a gradient */
+    int **zero_at;                    /* per node j: gradient buffers zeroed before backward step j (-1 ended) */
+    void *arena;
+    size_t arena_bytes;
+    float *pdata[3], *pgrad[3];       /* groups: 0 weights, 1 arch, 2 buffers */
+    int64_t pn[3];
+    float *scratch;
+    float *one;                       /* device scalar 1.0, seed of backprop */
+    int last_correct;
+};
+
+static int group_of(ir_role r) {
+    return r == IR_ROLE_WEIGHT ? 0 : r == IR_ROLE_ARCH ? 1 : r == IR_ROLE_BUFFER ? 2 : -1;
+}
+
+static int perr(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Backward needs these forward values (see the kernels' backward signatures). */
+static int saves_inputs(ir_op op) {
+    switch (op) {
+    case IR_OP_CONV2D: case IR_OP_BATCHNORM: case IR_OP_MAXPOOL: case IR_OP_MUL: case IR_OP_WSUM:
+    case IR_OP_MIXED: case IR_OP_LINEAR: case IR_OP_EMBEDDING: case IR_OP_SOFTMAX_CE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+static int saves_output(ir_op op) {
+    return op == IR_OP_RELU || op == IR_OP_TANH || op == IR_OP_SIGMOID || op == IR_OP_SOFTMAX;
+}
+
+size_t rt_aux_floats(const rt_exec_node *n) {
+    switch (n->op) {
+    case IR_OP_BATCHNORM: return 2 * (size_t)n->in[0].shape[1];
+    case IR_OP_DROPOUT: return (size_t)n->in[0].numel;
+    case IR_OP_DROP_PATH: return (size_t)n->in[0].shape[0];
+    case IR_OP_SOFTMAX_CE: return (size_t)n->in[0].numel + 1;
+    case IR_OP_MIXED: return (size_t)n->in[0].shape[1]; /* softmax(alpha[row]) */
+    default: return 0;
+    }
+}
+
+/* ---- memory planning ------------------------------------------------------------------ */
+
+typedef struct buf {
+    size_t bytes, off;
+    int start, end;  /* inclusive schedule times */
+    void **slot;     /* where to store the resolved pointer */
+} buf;
+
+static int cmp_size_desc(const void *a, const void *b) {
+    const buf *x = *(const buf *const *)a, *y = *(const buf *const *)b;
+    if (x->bytes != y->bytes) return x->bytes < y->bytes ? 1 : -1;
+    return x->start - y->start;
+}
+static int cmp_off(const void *a, const void *b) {
+    const buf *x = *(const buf *const *)a, *y = *(const buf *const *)b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Greedy by size: each buffer goes to the lowest offset not overlapping any placed
+ * buffer whose lifetime intersects its own. Returns the arena size. */
+static size_t assign_offsets(buf *bufs, int nb) {
+    buf **order = malloc((size_t)nb * sizeof *order), **live = malloc((size_t)nb * sizeof *live);
+    for (int i = 0; i < nb; i++) order[i] = &bufs[i];
+    qsort(order, (size_t)nb, sizeof *order, cmp_size_desc);
+    size_t total = 0;
+    for (int i = 0; i < nb; i++) {
+        buf *b = order[i];
+        int nl = 0;
+        for (int j = 0; j < i; j++) {
+            buf *o = order[j];
+            if (o->start <= b->end && b->start <= o->end) live[nl++] = o;
+        }
+        qsort(live, (size_t)nl, sizeof *live, cmp_off);
+        size_t off = 0;
+        for (int j = 0; j < nl; j++) {
+            if (live[j]->off >= off + b->bytes) break;
+            size_t e = live[j]->off + live[j]->bytes;
+            if (e > off) off = e;
+        }
+        b->off = off;
+        if (off + b->bytes > total) total = off + b->bytes;
+    }
+    free(order);
+    free(live);
+    return total;
+}
+
+/* ---- parameter initialisation ------------------------------------------------------------- */
+
+static void init_param(float *dst, const ir_node *nd, uint64_t seed) {
+    int64_t k = ir_node_numel(nd);
+    for (int64_t i = 0; i < k; i++) {
+        switch (nd->init.kind) {
+        case IR_INIT_ZEROS: dst[i] = 0.f; break;
+        case IR_INIT_ONES: dst[i] = 1.f; break;
+        case IR_INIT_UNIFORM: dst[i] = (2.f * krng_uniform(seed, (uint64_t)i) - 1.f) * nd->init.value; break;
+        case IR_INIT_NORMAL: {
+            /* Box-Muller on two independent uniforms; u1 in (0, 1]. */
+            double u1 = 1.0 - krng_uniform(seed, 2 * (uint64_t)i), u2 = krng_uniform(seed, 2 * (uint64_t)i + 1);
+            dst[i] = (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2)) * nd->init.value;
+            break;
+        }
+        default: dst[i] = 0.f; break;
+        }
+    }
+}
+
+/* ---- plan construction ---------------------------------------------------------------------- */
+
+void rt_plan_free(rt_plan *p) {
+    if (!p) return;
+    rt_backend *be = p->be;
+    if (p->arena) be->free(be, p->arena);
+    for (int gi = 0; gi < 3; gi++) {
+        if (p->pdata[gi]) be->free(be, p->pdata[gi]);
+        if (p->pgrad[gi]) be->free(be, p->pgrad[gi]);
+    }
+    if (p->scratch) be->free(be, p->scratch);
+    if (p->one) be->free(be, p->one);
+    if (p->zero_at)
+        for (int i = 0; i < p->n; i++) free(p->zero_at[i]);
+    free(p->zero_at);
+    for (int m = 0; m < 4; m++) free(p->ng[m]);
+    free(p->ex);
+    free(p->fattr);
+    free(p->data);
+    free(p->grad);
+    free(p);
+}
+
+static void compute_needs_grad(rt_plan *p, unsigned mask, const uint8_t *reach, uint8_t *ng) {
+    for (int i = 0; i < p->n; i++) {
+        const ir_node *nd = ir_graph_node(p->g, i);
+        uint8_t v = 0;
+        if (nd->op == IR_OP_PARAM)
+            v = (nd->role == IR_ROLE_WEIGHT && (mask & RT_GRAD_W)) || (nd->role == IR_ROLE_ARCH && (mask & RT_GRAD_ARCH));
+        else if (nd->op != IR_OP_INPUT)
+            for (int j = 0; j < nd->n_inputs; j++)
+                if (nd->inputs[j] >= 0 && ng[nd->inputs[j]]) v = 1;
+        ng[i] = v && reach[i];
+    }
+}
+
+rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts, char *err, size_t errlen) {
+    rt_plan *p = calloc(1, sizeof *p);
+    if (!p) { perr(err, errlen, "out of memory"); return NULL; }
+    int n = ir_graph_num_nodes(g);
+    p->g = g;
+    p->be = be;
+    p->n = n;
+    p->loss = -1;
+    p->seed = opts->seed;
+    p->grads_max = opts->grads;
+    p->ex = calloc((size_t)n, sizeof *p->ex);
+    p->fattr = calloc((size_t)n, sizeof *p->fattr);
+    p->data = calloc((size_t)n, sizeof *p->data);
+    p->grad = calloc((size_t)n, sizeof *p->grad);
+    p->zero_at = calloc((size_t)n, sizeof *p->zero_at);
+    uint8_t *reach = calloc((size_t)n, 1);
+    int *maxcons = malloc(2 * (size_t)n * sizeof *maxcons);
+    buf *bufs = calloc(3 * (size_t)n + 1, sizeof *bufs);
+    for (int m = 0; m < 4; m++) p->ng[m] = calloc((size_t)n, 1);
+    if (!p->ex || !p->fattr || !p->data || !p->grad || !p->zero_at || !reach || !maxcons || !bufs || !p->ng[3]) {
+        perr(err, errlen, "out of memory");
+        goto fail;
+    }
+
+    /* Nodes, consumers, the loss. */
+    for (int i = 0; i < n; i++) maxcons[i] = -1;
+    for (int i = 0; i < n; i++) {
+        const ir_node *nd = ir_graph_node(g, i);
+        if (!be->supports_op(be, nd->op)) {
+            perr(err, errlen, "backend %s does not support op %s (node '%s')", be->name, ir_op_name(nd->op), nd->name);
+            goto fail;
+        }
+        if (nd->flags & IR_FLAG_LOSS) p->loss = i;
+        for (int j = 0; j < nd->n_inputs; j++)
+            if (nd->inputs[j] >= 0 && maxcons[nd->inputs[j]] < i) maxcons[nd->inputs[j]] = i;
+    }
+    if (p->grads_max && p->loss < 0) {
+        perr(err, errlen, "graph '%s' has no loss to differentiate", ir_graph_name(g));
+        goto fail;
+    }
+    /* reach: contributes to the loss; maxrc: last consumer that does (where a gradient starts) */
+    int *maxrc = maxcons + n;
+    for (int i = 0; i < n; i++) maxrc[i] = -1;
+    if (p->loss >= 0) {
+        reach[p->loss] = 1;
+        for (int i = p->loss; i >= 0; i--) {
+            if (!reach[i]) continue;
+            const ir_node *nd = ir_graph_node(g, i);
+            for (int j = 0; j < nd->n_inputs; j++) {
+                if (nd->inputs[j] < 0) continue;
+                reach[nd->inputs[j]] = 1;
+                if (maxrc[nd->inputs[j]] < i) maxrc[nd->inputs[j]] = i;
+            }
+        }
+    }
+    for (unsigned m = 1; m < 4; m++)
+        if ((m & p->grads_max) == m) compute_needs_grad(p, m, reach, p->ng[m]);
+    const uint8_t *ngu = p->ng[p->grads_max & 3];
+
+    /* Parameter groups. */
+    int64_t off[3] = {0, 0, 0};
+    int64_t *poff = calloc((size_t)n, sizeof *poff);
+    if (!poff) { perr(err, errlen, "out of memory"); goto fail; }
+    for (int i = 0; i < n; i++) {
+        const ir_node *nd = ir_graph_node(g, i);
+        int gi = nd->op == IR_OP_PARAM ? group_of(nd->role) : -1;
+        if (gi < 0) continue;
+        poff[i] = off[gi];
+        off[gi] += (ir_node_numel(nd) + 15) & ~(int64_t)15; /* 64-byte aligned tensors */
+    }
+    for (int gi = 0; gi < 3; gi++) {
+        p->pn[gi] = off[gi];
+        size_t bytes = (size_t)(off[gi] ? off[gi] : 16) * sizeof(float);
+        p->pdata[gi] = be->alloc(be, bytes);
+        if (gi < 2) p->pgrad[gi] = be->alloc(be, bytes);
+        if (!p->pdata[gi] || (gi < 2 && !p->pgrad[gi])) { free(poff); perr(err, errlen, "out of device memory for parameters"); goto fail; }
+        be->memset0(be, p->pdata[gi], bytes);
+        if (gi < 2) be->memset0(be, p->pgrad[gi], bytes);
+    }
+    for (int i = 0; i < n; i++) {
+        const ir_node *nd = ir_graph_node(g, i);
+        int gi = nd->op == IR_OP_PARAM ? group_of(nd->role) : -1;
+        if (gi < 0) continue;
+        p->data[i] = p->pdata[gi] + poff[i];
+        if (gi < 2) p->grad[i] = p->pgrad[gi] + poff[i];
+        int64_t k = ir_node_numel(nd);
+        float *host = malloc((size_t)k * sizeof *host);
+        if (!host) { free(poff); perr(err, errlen, "out of memory"); goto fail; }
+        init_param(host, nd, krng_hash(p->seed, (uint64_t)i));
+        be->upload(be, p->data[i], host, (size_t)k * sizeof *host);
+        free(host);
+    }
+    free(poff);
+
+    /* Buffers and their lifetimes over t = 0..2n-1 (forward i at t=i, backward i at t=2n-1-i). */
+    int nb = 0, T = 2 * n;
+    float **auxslot = calloc((size_t)n, sizeof *auxslot);
+    if (!auxslot) { perr(err, errlen, "out of memory"); goto fail; }
+    size_t scratch_max = 0;
+    for (int i = 0; i < n; i++) {
+        const ir_node *nd = ir_graph_node(g, i);
+        rt_exec_node *e = &p->ex[i];
+        e->op = nd->op;
+        e->iattr = nd->iattr;
+        memcpy(p->fattr[i], nd->fattr, sizeof p->fattr[i]);
+        e->fattr = p->fattr[i];
+        e->n_in = nd->n_inputs;
+        if (nd->n_inputs > RT_MAX_IN) { free(auxslot); perr(err, errlen, "node '%s' has too many inputs", nd->name); goto fail; }
+        e->out.ndim = nd->ndim;
+        memcpy(e->out.shape, nd->shape, sizeof nd->shape);
+        e->out.numel = ir_node_numel(nd);
+        for (int j = 0; j < nd->n_inputs; j++) {
+            if (nd->inputs[j] < 0) continue;
+            const ir_node *x = ir_graph_node(g, nd->inputs[j]);
+            e->in[j].ndim = x->ndim;
+            memcpy(e->in[j].shape, x->shape, sizeof x->shape);
+            e->in[j].numel = ir_node_numel(x);
+        }
+        if (nd->op == IR_OP_PARAM) continue;
+        int runs = ngu[i] && nd->op != IR_OP_INPUT;
+        /* the value */
+        buf *b = &bufs[nb++];
+        b->bytes = ((size_t)e->out.numel * 4 + ALIGN_BYTES - 1) & ~(size_t)(ALIGN_BYTES - 1);
+        b->slot = &p->data[i];
+        b->start = nd->op == IR_OP_INPUT ? 0 : i;
+        int end = maxcons[i] > i ? maxcons[i] : i;
+        for (int c = i + 1; c < n && c <= maxcons[i] && p->grads_max; c++) {
+            const ir_node *cn = ir_graph_node(g, c);
+            if (!ngu[c] || !saves_inputs(cn->op)) continue;
+            for (int j = 0; j < cn->n_inputs; j++)
+                if (cn->inputs[j] == i && T - 1 - c > end) end = T - 1 - c;
+        }
+        if (runs && saves_output(nd->op) && T - 1 - i > end) end = T - 1 - i;
+        if (nd->op == IR_OP_INPUT || (nd->flags & IR_FLAG_OUTPUT)) end = T;
+        b->end = end;
+        /* its gradient */
+        if (ngu[i] && nd->op != IR_OP_INPUT) {
+            b = &bufs[nb++];
+            b->bytes = ((size_t)e->out.numel * 4 + ALIGN_BYTES - 1) & ~(size_t)(ALIGN_BYTES - 1);
+            b->slot = (void **)&p->grad[i];
+            int first = i == p->loss ? i : maxrc[i];
+            b->start = T - 1 - first;
+            b->end = T - 1 - i;
+            if (i != p->loss) {
+                /* zero it just before the backward of its last consumer */
+                int *z = p->zero_at[first];
+                int k = 0;
+                while (z && z[k] >= 0) k++;
+                z = realloc(z, (size_t)(k + 2) * sizeof *z);
+                if (!z) { free(auxslot); perr(err, errlen, "out of memory"); goto fail; }
+                z[k] = i;
+                z[k + 1] = -1;
+                p->zero_at[first] = z;
+            }
+        }
+        /* saved state */
+        size_t aux = rt_aux_floats(e);
+        if (aux) {
+            b = &bufs[nb++];
+            b->bytes = (aux * 4 + ALIGN_BYTES - 1) & ~(size_t)(ALIGN_BYTES - 1);
+            b->slot = (void **)&auxslot[i];
+            b->start = i;
+            b->end = runs ? T - 1 - i : i;
+            if (nd->op == IR_OP_SOFTMAX_CE) b->end = T; /* correct count read after forward */
+        }
+        size_t s = be->scratch_floats(be, e);
+        if (s > scratch_max) scratch_max = s;
+    }
+    p->arena_bytes = assign_offsets(bufs, nb);
+    p->arena = be->alloc(be, p->arena_bytes ? p->arena_bytes : ALIGN_BYTES);
+    p->scratch = be->alloc(be, (scratch_max ? scratch_max : 16) * sizeof(float));
+    p->one = be->alloc(be, sizeof(float));
+    if (!p->arena || !p->scratch || !p->one) { free(auxslot); perr(err, errlen, "out of device memory (arena %zu bytes)", p->arena_bytes); goto fail; }
+    float one = 1.0f;
+    be->upload(be, p->one, &one, sizeof one);
+    for (int k = 0; k < nb; k++) *bufs[k].slot = (char *)p->arena + bufs[k].off;
+    for (int i = 0; i < n; i++) {
+        rt_exec_node *e = &p->ex[i];
+        e->aux = auxslot[i];
+        e->scratch = p->scratch;
+        e->out.data = p->data[i];
+        const ir_node *nd = ir_graph_node(g, i);
+        for (int j = 0; j < nd->n_inputs; j++) e->in[j].data = nd->inputs[j] >= 0 ? p->data[nd->inputs[j]] : NULL;
+    }
+    free(auxslot);
+    free(reach);
+    free(maxcons);
+    free(bufs);
+    return p;
+fail:
+    free(reach);
+    free(maxcons);
+    free(bufs);
+    rt_plan_free(p);
+    return NULL;
+}
+
+/* ---- stepping ------------------------------------------------------------------------------- */
+
+int rt_set_input(rt_plan *p, int node, const void *host, size_t bytes) {
+    const ir_node *nd = ir_graph_node(p->g, node);
+    if (!nd || nd->op != IR_OP_INPUT || (size_t)ir_node_numel(nd) * 4 != bytes) return -1;
+    p->be->upload(p->be, p->data[node], host, bytes);
+    return 0;
+}
+
+float rt_forward(rt_plan *p, int training) {
+    rt_backend *be = p->be;
+    p->step++;
+    for (int i = 0; i < p->n; i++) {
+        rt_exec_node *e = &p->ex[i];
+        if (e->op == IR_OP_INPUT || e->op == IR_OP_PARAM) continue;
+        e->training = training;
+        e->seed = krng_hash(p->seed ^ 0x5eed, p->step * (uint64_t)p->n + (uint64_t)i);
+        be->forward(be, e);
+    }
+    if (p->loss < 0) return NAN;
+    float host[1];
+    be->download(be, host, p->data[p->loss], sizeof host);
+    const rt_exec_node *le = &p->ex[p->loss];
+    float corr;
+    be->download(be, &corr, le->aux + le->in[0].numel, sizeof corr);
+    p->last_correct = (int)corr;
+    return host[0];
+}
+
+int rt_last_correct(const rt_plan *p) { return p->last_correct; }
+
+int rt_backward(rt_plan *p, unsigned mask) {
+    mask &= 3;
+    if (!mask || (mask & p->grads_max) != mask || p->loss < 0) return -1;
+    rt_backend *be = p->be;
+    const uint8_t *ng = p->ng[mask];
+    if (mask & RT_GRAD_W) be->memset0(be, p->pgrad[0], (size_t)p->pn[0] * sizeof(float));
+    if (mask & RT_GRAD_ARCH) be->memset0(be, p->pgrad[1], (size_t)p->pn[1] * sizeof(float));
+    be->copy(be, p->grad[p->loss], p->one, 1);
+    for (int j = p->loss; j >= 0; j--) {
+        for (const int *z = p->zero_at[j]; z && *z >= 0; z++)
+            if (ng[*z]) be->memset0(be, p->grad[*z], (size_t)ir_node_numel(ir_graph_node(p->g, *z)) * sizeof(float));
+        if (!ng[j]) continue;
+        rt_exec_node e = p->ex[j];
+        if (e.op == IR_OP_INPUT || e.op == IR_OP_PARAM) continue;
+        const ir_node *nd = ir_graph_node(p->g, j);
+        e.out.grad = p->grad[j];
+        for (int k = 0; k < e.n_in; k++) {
+            int s = nd->inputs[k];
+            e.in[k].grad = s >= 0 && ng[s] ? p->grad[s] : NULL;
+        }
+        be->backward(be, &e);
+    }
+    return 0;
+}
+
+rt_group rt_plan_group(rt_plan *p, ir_role role) {
+    int gi = group_of(role);
+    rt_group gr = {0};
+    if (gi < 0) return gr;
+    gr.data = p->pdata[gi];
+    gr.grad = gi < 2 ? p->pgrad[gi] : NULL;
+    gr.n = p->pn[gi];
+    return gr;
+}
+
+void *rt_node_data(rt_plan *p, int node) { return node >= 0 && node < p->n ? p->data[node] : NULL; }
+float *rt_node_grad(rt_plan *p, int node) { return node >= 0 && node < p->n ? p->grad[node] : NULL; }
+
+int rt_read(rt_plan *p, int node, void *host, size_t bytes) {
+    const ir_node *nd = ir_graph_node(p->g, node);
+    if (!nd || (size_t)ir_node_numel(nd) * 4 != bytes || !p->data[node]) return -1;
+    p->be->download(p->be, host, p->data[node], bytes);
+    return 0;
+}
+
+int rt_write(rt_plan *p, int node, const void *host, size_t bytes) {
+    const ir_node *nd = ir_graph_node(p->g, node);
+    if (!nd || (size_t)ir_node_numel(nd) * 4 != bytes || !p->data[node]) return -1;
+    p->be->upload(p->be, p->data[node], host, bytes);
+    return 0;
+}
+
+const ir_graph *rt_plan_graph(const rt_plan *p) { return p->g; }
+rt_backend *rt_plan_backend(const rt_plan *p) { return p->be; }
+size_t rt_plan_arena_bytes(const rt_plan *p) { return p->arena_bytes; }
+size_t rt_plan_param_bytes(const rt_plan *p) {
+    return (size_t)(2 * p->pn[0] + 2 * p->pn[1] + p->pn[2]) * sizeof(float);
+}
+
+void rt_plan_set_drop_path(rt_plan *p, float prob) {
+    for (int i = 0; i < p->n; i++)
+        if (p->ex[i].op == IR_OP_DROP_PATH) p->fattr[i][IR_F_P] = prob;
+}
+
+uint64_t rt_plan_step(const rt_plan *p) { return p->step; }
+void rt_plan_set_step(rt_plan *p, uint64_t step) { p->step = step; }

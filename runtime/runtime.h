@@ -1,0 +1,70 @@
+/* runtime.h — execution plans: a graph made runnable on a backend.
+ *
+ * A plan is made once per graph. It materialises parameters (seeded), plans every
+ * activation, gradient and saved tensor into one arena by liveness over the schedule
+ * forward(0..n-1), backward(n-1..0), and then steps without allocating.
+ *
+ * Parameters live in flat per-group vectors (weights, architecture, buffers) with a
+ * gradient vector beside weights and architecture, so optimisers and the second-order
+ * step work on whole groups at once.
+ *
+ * Usage:
+ *   rt_plan *p = rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 1, .grads = RT_GRAD_W | RT_GRAD_ARCH}, err, sizeof err);
+ *   rt_set_input(p, net.images, images, bytes); rt_set_input(p, net.labels, labels, bytes);
+ *   float loss = rt_forward(p, 1);
+ *   rt_backward(p, RT_GRAD_W);          // fills rt_plan_group(p, IR_ROLE_WEIGHT).grad
+ *   rt_plan_free(p);
+ */
+#ifndef DARTSC_RUNTIME_H
+#define DARTSC_RUNTIME_H
+
+#include "backend.h"
+#include "ir/ir.h"
+
+enum { RT_GRAD_W = 1, RT_GRAD_ARCH = 2 };
+
+typedef struct rt_plan_opts {
+    uint64_t seed;     /* parameter initialisation and dropout streams */
+    unsigned grads;    /* which gradient groups may ever be asked for; 0: inference only */
+} rt_plan_opts;
+
+typedef struct rt_group {
+    float *data, *grad; /* backend pointers; grad NULL for buffers */
+    int64_t n;
+} rt_group;
+
+typedef struct rt_plan rt_plan;
+
+rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts, char *err, size_t errlen);
+void rt_plan_free(rt_plan *p);
+
+/* Copies host data into an input node (bytes must equal its size). */
+int rt_set_input(rt_plan *p, int node, const void *host, size_t bytes);
+/* Runs the forward pass; returns the loss (NAN if the graph has none). */
+float rt_forward(rt_plan *p, int training);
+/* Top-1 correct count of the last forward's loss node. */
+int rt_last_correct(const rt_plan *p);
+/* Backpropagates from the loss: zeroes the gradients of the groups in mask, then fills
+ * them. Only work needed for those groups is done. mask must be a subset of opts.grads. */
+int rt_backward(rt_plan *p, unsigned mask);
+
+rt_group rt_plan_group(rt_plan *p, ir_role role);
+/* Backend pointers of a node's value and (for parameters of a gradient group) gradient. */
+void *rt_node_data(rt_plan *p, int node);
+float *rt_node_grad(rt_plan *p, int node);
+/* Download / upload a node's value to or from host memory. */
+int rt_read(rt_plan *p, int node, void *host, size_t bytes);
+int rt_write(rt_plan *p, int node, const void *host, size_t bytes);
+const ir_graph *rt_plan_graph(const rt_plan *p);
+rt_backend *rt_plan_backend(const rt_plan *p);
+/* Bytes of the activation arena, and of parameters + their gradients. */
+size_t rt_plan_arena_bytes(const rt_plan *p);
+size_t rt_plan_param_bytes(const rt_plan *p);
+/* Forward passes run so far; dropout masks derive from (seed, step, node), so setting
+ * the step replays a pass's masks (finite differences, bit-identical resume). */
+uint64_t rt_plan_step(const rt_plan *p);
+void rt_plan_set_step(rt_plan *p, uint64_t step);
+/* Set p of every DROP_PATH node (the linear ramp of retraining). */
+void rt_plan_set_drop_path(rt_plan *p, float prob);
+
+#endif

@@ -1,0 +1,1006 @@
+/* test_kernels_cpu.c — the CPU reference kernels against naive double-precision
+ * references written here, and every backward against central finite differences of
+ * L = sum(y * r) for a fixed random r (computed in double from the kernel's own float
+ * forward). Also: backward kernels accumulate (two calls give twice the gradient),
+ * NULL gradients are skipped, and results are bit-identical across runs at 2 threads.
+ *
+ * Tolerances (and why):
+ *  - forward / analytic backward vs the double reference: tu_max_rel_err with floor 1
+ *    (absolute error below |ref| = 1) <= 2e-5. The kernels accumulate in float sums of
+ *    at most a few hundred products of O(1) values: typical error ~1e-6; any indexing
+ *    error is O(0.1) or more.
+ *  - finite differences: eps 1e-2 for functions linear in the perturbed input (conv,
+ *    linear, avg pool, wsum: the difference is exact up to rounding, ~1e-4 absolute here),
+ *    1e-3 for smooth nonlinear ones; pass when |fd - an| <= 1e-2 * max(|an|, floor),
+ *    floor stated per test. Loss noise from float outputs is ~1e-6 relative, i.e. well
+ *    below that after dividing by 2*eps.
+ *  - exact data movers (concat, slice, shift, embedding, dropout masks, max pool
+ *    selection) are compared bit for bit. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu/kcpu.h"
+#include "testutil.h"
+
+/* ------------------------------------------------------------------------------------ */
+/* helpers                                                                               */
+
+static float *rnd(int64_t n, float lo, float hi, uint64_t seed) {
+    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    tu_fill_uniform(p, n, lo, hi, seed);
+    return p;
+}
+static float *zerosf(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
+static double *zerosd(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(double)); }
+static float *tof(const double *a, int64_t n, double scale) {
+    float *p = zerosf(n);
+    for (int64_t i = 0; i < n; i++) p[i] = (float)(a[i] * scale);
+    return p;
+}
+static double dotd(const float *a, const float *b, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)a[i] * (double)b[i];
+    return s;
+}
+static int fd_ok(double fd, double an, double floor_) {
+    double s = fabs(an) > floor_ ? fabs(an) : floor_;
+    return fabs(fd - an) <= 1e-2 * s;
+}
+
+#define TOL_REF 2e-5
+
+#define EXPECT_CLOSE(a, ref, n, tol, what)                                                        \
+    do {                                                                                          \
+        int64_t _w;                                                                               \
+        double _e = tu_max_rel_err((a), (ref), (n), 1.0, &_w);                                    \
+        cr_expect(_e <= (tol), "%s: max rel err %g at %lld (got %g want %g)", (what), _e,         \
+                  (long long)_w, (double)(a)[_w], (double)(ref)[_w]);                             \
+    } while (0)
+
+/* ------------------------------------------------------------------------------------ */
+/* convolution                                                                           */
+
+/* Direct double reference: any of y / dx / dw may be NULL. */
+static void ref_conv(double *y, double *dx, double *dwt, const float *x, const float *w, const float *dy,
+                     const kconv2d_desc *d) {
+    const int G = d->groups, Cg = d->C / G, Kg = d->K / G;
+    for (int n = 0; n < d->N; n++)
+        for (int k = 0; k < d->K; k++) {
+            int g = k / Kg;
+            for (int p = 0; p < d->P; p++)
+                for (int q = 0; q < d->Q; q++) {
+                    int64_t yi = (((int64_t)n * d->K + k) * d->P + p) * d->Q + q;
+                    double acc = 0;
+                    for (int cg = 0; cg < Cg; cg++) {
+                        int c = g * Cg + cg;
+                        for (int r = 0; r < d->R; r++)
+                            for (int s = 0; s < d->S; s++) {
+                                int ih = p * d->stride_h - d->pad_h + r * d->dil_h;
+                                int iw = q * d->stride_w - d->pad_w + s * d->dil_w;
+                                if (ih < 0 || ih >= d->H || iw < 0 || iw >= d->W) continue;
+                                int64_t xi = (((int64_t)n * d->C + c) * d->H + ih) * d->W + iw;
+                                int64_t wi = (((int64_t)k * Cg + cg) * d->R + r) * d->S + s;
+                                acc += (double)w[wi] * x[xi];
+                                if (dx) dx[xi] += (double)w[wi] * dy[yi];
+                                if (dwt) dwt[wi] += (double)dy[yi] * x[xi];
+                            }
+                    }
+                    if (y) y[yi] = acc;
+                }
+        }
+}
+
+static double conv_loss(const float *x, const float *w, const float *r, const kconv2d_desc *d, float *y,
+                        float *scr) {
+    kcpu_conv2d_forward(y, x, w, d, scr);
+    return dotd(y, r, (int64_t)d->N * d->K * d->P * d->Q);
+}
+
+static void check_conv(int N, int C, int H, int W, int K, int R, int S, int sh, int sw, int ph, int pw,
+                       int dh, int dwl, int groups) {
+    kconv2d_desc d = {.N = N, .C = C, .H = H, .W = W, .K = K, .R = R, .S = S, .stride_h = sh,
+                      .stride_w = sw, .pad_h = ph, .pad_w = pw, .dil_h = dh, .dil_w = dwl, .groups = groups};
+    kconv2d_desc_finish(&d);
+    cr_assert(d.P > 0 && d.Q > 0);
+    const int64_t nx = (int64_t)N * C * H * W, nw = (int64_t)K * (C / groups) * R * S,
+                  ny = (int64_t)N * K * d.P * d.Q;
+    float *x = rnd(nx, -1, 1, 11), *w = rnd(nw, -1, 1, 12), *r = rnd(ny, -1, 1, 13);
+    size_t ns = kcpu_conv2d_scratch_floats(&d);
+    float *scr = malloc(sizeof(float) * (ns > 0 ? ns : 1));
+    for (size_t i = 0; i < ns; i++) scr[i] = NAN; /* scratch contents must not matter */
+    double *yr = zerosd(ny), *dxr = zerosd(nx), *dwr = zerosd(nw);
+    ref_conv(yr, dxr, dwr, x, w, r, &d);
+
+    /* forward overwrites */
+    float *y = rnd(ny, 100, 200, 5);
+    kcpu_conv2d_forward(y, x, w, &d, scr);
+    float *yrf = tof(yr, ny, 1);
+    EXPECT_CLOSE(y, yrf, ny, TOL_REF, "forward");
+
+    /* backward data / filter, then again: accumulation doubles */
+    float *dx = zerosf(nx), *dwk = zerosf(nw);
+    float *dxr1 = tof(dxr, nx, 1), *dxr2 = tof(dxr, nx, 2), *dwr1 = tof(dwr, nw, 1), *dwr2 = tof(dwr, nw, 2);
+    kcpu_conv2d_backward_data(dx, r, w, &d, scr);
+    EXPECT_CLOSE(dx, dxr1, nx, TOL_REF, "backward_data");
+    kcpu_conv2d_backward_data(dx, r, w, &d, scr);
+    EXPECT_CLOSE(dx, dxr2, nx, TOL_REF, "backward_data accumulates");
+    kcpu_conv2d_backward_filter(dwk, r, x, &d, scr);
+    EXPECT_CLOSE(dwk, dwr1, nw, TOL_REF, "backward_filter");
+    kcpu_conv2d_backward_filter(dwk, r, x, &d, scr);
+    EXPECT_CLOSE(dwk, dwr2, nw, TOL_REF, "backward_filter accumulates");
+    /* NULL gradients are skipped */
+    kcpu_conv2d_backward_data(NULL, r, w, &d, scr);
+    kcpu_conv2d_backward_filter(NULL, r, x, &d, scr);
+
+    /* finite differences (linear in x and in w: eps 1e-2, floor 0.1) on a spread of indices */
+    const double eps = 1e-2;
+    for (int t = 0; t < 24; t++) {
+        int64_t i = (int64_t)t * nx / 24 + t % 3;
+        if (i >= nx) i = nx - 1;
+        float o = x[i];
+        x[i] = o + (float)eps;
+        double lp = conv_loss(x, w, r, &d, y, scr);
+        x[i] = o - (float)eps;
+        double lm = conv_loss(x, w, r, &d, y, scr);
+        x[i] = o;
+        double fd = (lp - lm) / (2 * eps);
+        cr_expect(fd_ok(fd, dxr1[i], 0.1), "dx fd at %lld: fd %g an %g", (long long)i, fd, (double)dxr1[i]);
+    }
+    for (int t = 0; t < 24; t++) {
+        int64_t i = (int64_t)t * nw / 24 + t % 2;
+        if (i >= nw) i = nw - 1;
+        float o = w[i];
+        w[i] = o + (float)eps;
+        double lp = conv_loss(x, w, r, &d, y, scr);
+        w[i] = o - (float)eps;
+        double lm = conv_loss(x, w, r, &d, y, scr);
+        w[i] = o;
+        double fd = (lp - lm) / (2 * eps);
+        cr_expect(fd_ok(fd, dwr1[i], 0.1), "dw fd at %lld: fd %g an %g", (long long)i, fd, (double)dwr1[i]);
+    }
+    free(x); free(w); free(r); free(scr); free(yr); free(dxr); free(dwr); free(y); free(yrf);
+    free(dx); free(dwk); free(dxr1); free(dxr2); free(dwr1); free(dwr2);
+}
+
+/*                                                      N  C  H  W  K  R  S sh sw ph pw dh dw g */
+Test(conv, dense_3x3_pad1_matches_reference_and_finite_difference) { check_conv(2, 4, 7, 6, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1); }
+Test(conv, dense_3x3_stride2_dilated_matches_reference_and_finite_difference) { check_conv(2, 3, 9, 8, 4, 3, 3, 2, 2, 2, 2, 2, 2, 1); }
+Test(conv, pointwise_1x1_stride1_gemm_path_matches_reference_and_finite_difference) { check_conv(2, 6, 5, 7, 4, 1, 1, 1, 1, 0, 0, 1, 1, 1); }
+Test(conv, pointwise_1x1_stride2_matches_reference_and_finite_difference) { check_conv(2, 4, 7, 7, 6, 1, 1, 2, 2, 0, 0, 1, 1, 1); }
+Test(conv, depthwise_3x3_stride1_matches_reference_and_finite_difference) { check_conv(2, 3, 9, 8, 3, 3, 3, 1, 1, 1, 1, 1, 1, 3); }
+Test(conv, depthwise_3x3_stride2_matches_reference_and_finite_difference) { check_conv(3, 3, 9, 8, 3, 3, 3, 2, 2, 1, 1, 1, 1, 3); }
+Test(conv, depthwise_5x5_stride1_matches_reference_and_finite_difference) { check_conv(2, 3, 9, 11, 3, 5, 5, 1, 1, 2, 2, 1, 1, 3); }
+Test(conv, depthwise_5x5_stride2_matches_reference_and_finite_difference) { check_conv(2, 3, 9, 11, 3, 5, 5, 2, 2, 2, 2, 1, 1, 3); }
+Test(conv, depthwise_dil2_3x3_pad2_stride1_and_2_match_reference_and_finite_difference) {
+    check_conv(2, 3, 9, 8, 3, 3, 3, 1, 1, 2, 2, 2, 2, 3);
+    check_conv(2, 3, 9, 8, 3, 3, 3, 2, 2, 2, 2, 2, 2, 3);
+}
+Test(conv, depthwise_dil2_5x5_pad4_stride1_and_2_match_reference_and_finite_difference) {
+    check_conv(2, 3, 11, 9, 3, 5, 5, 1, 1, 4, 4, 2, 2, 3);
+    check_conv(2, 3, 11, 9, 3, 5, 5, 2, 2, 4, 4, 2, 2, 3);
+}
+Test(conv, depthwise_wide_rows_vectorised_path_matches_reference) { check_conv(1, 2, 5, 37, 2, 3, 3, 1, 1, 1, 1, 1, 1, 2); }
+Test(conv, grouped_2_groups_3x3_matches_reference_and_finite_difference) { check_conv(2, 4, 7, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2); }
+Test(conv, asymmetric_1x7_and_7x1_with_pads_match_reference_and_finite_difference) {
+    check_conv(2, 4, 9, 9, 4, 1, 7, 1, 1, 0, 3, 1, 1, 1);
+    check_conv(2, 4, 9, 9, 4, 7, 1, 1, 1, 3, 0, 1, 1, 1);
+    check_conv(2, 4, 9, 9, 4, 1, 7, 1, 2, 0, 3, 1, 1, 1); /* as DARTS conv_7x1_1x7 at stride 2 */
+    check_conv(2, 4, 9, 5, 4, 7, 1, 2, 1, 3, 0, 1, 1, 1);
+}
+
+Test(conv, scratch_is_zero_for_pointwise_and_depthwise) {
+    kconv2d_desc a = {.N = 2, .C = 8, .H = 5, .W = 5, .K = 4, .R = 1, .S = 1, .stride_h = 1, .stride_w = 1,
+                      .dil_h = 1, .dil_w = 1, .groups = 1};
+    kconv2d_desc_finish(&a);
+    cr_expect_eq(kcpu_conv2d_scratch_floats(&a), 0);
+    kconv2d_desc b = {.N = 2, .C = 8, .H = 5, .W = 5, .K = 8, .R = 3, .S = 3, .stride_h = 1, .stride_w = 1,
+                      .pad_h = 1, .pad_w = 1, .dil_h = 1, .dil_w = 1, .groups = 8};
+    kconv2d_desc_finish(&b);
+    cr_expect_eq(kcpu_conv2d_scratch_floats(&b), 0);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* batch norm                                                                            */
+
+static void ref_bn_stats(double *mean, double *var, const float *x, const kbn_desc *d) {
+    const int64_t m = (int64_t)d->N * d->HW;
+    for (int c = 0; c < d->C; c++) {
+        double s = 0, ss = 0;
+        for (int n = 0; n < d->N; n++)
+            for (int i = 0; i < d->HW; i++) s += x[((int64_t)n * d->C + c) * d->HW + i];
+        mean[c] = s / m;
+        for (int n = 0; n < d->N; n++)
+            for (int i = 0; i < d->HW; i++) {
+                double t = x[((int64_t)n * d->C + c) * d->HW + i] - mean[c];
+                ss += t * t;
+            }
+        var[c] = ss / m;
+    }
+}
+
+/* Unfused textbook backward (different from the kernel's fused form). */
+static void ref_bn_backward(double *dx, double *dg, double *db, const float *dy, const float *x,
+                            const float *gamma, const kbn_desc *d) {
+    double mean[16], var[16];
+    ref_bn_stats(mean, var, x, d);
+    const double m = (double)d->N * d->HW;
+    for (int c = 0; c < d->C; c++) {
+        double is = 1.0 / sqrt(var[c] + d->eps), g = gamma ? gamma[c] : 1.0;
+        double dvar = 0, dmu = 0, sxm = 0;
+        dg[c] = db[c] = 0;
+        for (int n = 0; n < d->N; n++)
+            for (int i = 0; i < d->HW; i++) {
+                int64_t j = ((int64_t)n * d->C + c) * d->HW + i;
+                double xm = x[j] - mean[c], dxh = dy[j] * g;
+                dvar += dxh * xm * -0.5 * pow(var[c] + d->eps, -1.5);
+                dmu += -dxh * is;
+                sxm += -2.0 * xm;
+                dg[c] += dy[j] * xm * is;
+                db[c] += dy[j];
+            }
+        dmu += dvar * sxm / m;
+        for (int n = 0; n < d->N; n++)
+            for (int i = 0; i < d->HW; i++) {
+                int64_t j = ((int64_t)n * d->C + c) * d->HW + i;
+                dx[j] = dy[j] * g * is + dvar * 2.0 * (x[j] - mean[c]) / m + dmu / m;
+            }
+    }
+}
+
+static double bn_loss(const float *x, const float *g, const float *b, const float *r, const kbn_desc *d,
+                      float *y) {
+    kcpu_bn_forward_train(y, NULL, NULL, NULL, NULL, x, g, b, d);
+    return dotd(y, r, (int64_t)d->N * d->C * d->HW);
+}
+
+static void check_bn_train(int affine) {
+    kbn_desc d = {.N = 3, .C = 4, .HW = 7, .eps = 1e-5f, .momentum = 0.1f};
+    const int64_t n = (int64_t)d.N * d.C * d.HW;
+    float *x = rnd(n, -2, 3, 21), *r = rnd(n, -1, 1, 22);
+    float *g = affine ? rnd(d.C, 0.5f, 1.5f, 23) : NULL, *b = affine ? rnd(d.C, -1, 1, 24) : NULL;
+    float *rm = rnd(d.C, -1, 1, 25), *rv = rnd(d.C, 0.5f, 2, 26);
+    float rm0[4], rv0[4];
+    memcpy(rm0, rm, sizeof rm0);
+    memcpy(rv0, rv, sizeof rv0);
+    float *y = rnd(n, 50, 60, 1), sm[4], si[4];
+    kcpu_bn_forward_train(y, sm, si, rm, rv, x, g, b, &d);
+    double mean[4], var[4];
+    ref_bn_stats(mean, var, x, &d);
+    const double m = (double)d.N * d.HW;
+    for (int c = 0; c < d.C; c++) {
+        double is = 1.0 / sqrt(var[c] + d.eps);
+        cr_expect(fabs(sm[c] - mean[c]) <= 1e-6 * (1 + fabs(mean[c])), "save_mean[%d]", c);
+        cr_expect(fabs(si[c] - is) <= 1e-6 * is, "save_invstd[%d]", c);
+        /* running stats: unbiased variance, momentum 0.1 */
+        double erm = 0.9 * rm0[c] + 0.1 * mean[c], erv = 0.9 * rv0[c] + 0.1 * var[c] * m / (m - 1);
+        cr_expect(fabs(rm[c] - erm) <= 1e-6 * (1 + fabs(erm)), "running_mean[%d] %g vs %g", c, rm[c], erm);
+        cr_expect(fabs(rv[c] - erv) <= 1e-6 * (1 + fabs(erv)), "running_var[%d] %g vs %g", c, rv[c], erv);
+        for (int nn = 0; nn < d.N; nn++)
+            for (int i = 0; i < d.HW; i++) {
+                int64_t j = ((int64_t)nn * d.C + c) * d.HW + i;
+                double e = (x[j] - mean[c]) * is * (g ? g[c] : 1.0) + (b ? b[c] : 0.0);
+                cr_expect(fabs(y[j] - e) <= TOL_REF * (1 + fabs(e)), "y[%lld] %g vs %g", (long long)j, y[j], e);
+            }
+    }
+    /* backward vs unfused reference; twice to check accumulation; dx, dgamma, dbeta */
+    double *dxr = zerosd(n), dgr[4], dbr[4];
+    ref_bn_backward(dxr, dgr, dbr, r, x, g, &d);
+    float *dx = zerosf(n), dg[4] = {0}, db[4] = {0};
+    float *dxr1 = tof(dxr, n, 1), *dxr2 = tof(dxr, n, 2), *dgr1 = tof(dgr, 4, 1), *dbr1 = tof(dbr, 4, 1);
+    float *dgr2 = tof(dgr, 4, 2), *dbr2 = tof(dbr, 4, 2);
+    kcpu_bn_backward(dx, affine ? dg : NULL, affine ? db : NULL, r, x, g, sm, si, &d);
+    /* dx sums of ~20 terms of O(1): 1e-4 relative with floor 1 */
+    EXPECT_CLOSE(dx, dxr1, n, 1e-4, "bn dx");
+    if (affine) {
+        EXPECT_CLOSE(dg, dgr1, 4, 1e-4, "bn dgamma");
+        EXPECT_CLOSE(db, dbr1, 4, 1e-4, "bn dbeta");
+    }
+    kcpu_bn_backward(dx, affine ? dg : NULL, affine ? db : NULL, r, x, g, sm, si, &d);
+    EXPECT_CLOSE(dx, dxr2, n, 1e-4, "bn dx accumulates");
+    if (affine) {
+        EXPECT_CLOSE(dg, dgr2, 4, 1e-4, "bn dgamma accumulates");
+        EXPECT_CLOSE(db, dbr2, 4, 1e-4, "bn dbeta accumulates");
+    }
+    /* NULL dx: only parameter grads */
+    if (affine) {
+        float dg2[4] = {0}, db2[4] = {0};
+        kcpu_bn_backward(NULL, dg2, db2, r, x, g, sm, si, &d);
+        EXPECT_CLOSE(dg2, dgr1, 4, 1e-4, "bn dgamma with dx NULL");
+        EXPECT_CLOSE(db2, dbr1, 4, 1e-4, "bn dbeta with dx NULL");
+    }
+    /* finite differences (smooth, eps 1e-2, floor 0.1) on every x */
+    const double eps = 1e-2;
+    for (int64_t i = 0; i < n; i++) {
+        float o = x[i];
+        x[i] = o + (float)eps;
+        double lp = bn_loss(x, g, b, r, &d, y);
+        x[i] = o - (float)eps;
+        double lm = bn_loss(x, g, b, r, &d, y);
+        x[i] = o;
+        double fd = (lp - lm) / (2 * eps);
+        cr_expect(fd_ok(fd, dxr[i], 0.1), "bn dx fd at %lld: %g vs %g", (long long)i, fd, dxr[i]);
+    }
+    if (affine)
+        for (int c = 0; c < d.C; c++) {
+            for (int which = 0; which < 2; which++) {
+                float *p = which ? b : g;
+                float o = p[c];
+                p[c] = o + (float)eps;
+                double lp = bn_loss(x, g, b, r, &d, y);
+                p[c] = o - (float)eps;
+                double lm = bn_loss(x, g, b, r, &d, y);
+                p[c] = o;
+                double fd = (lp - lm) / (2 * eps), an = which ? dbr[c] : dgr[c];
+                cr_expect(fd_ok(fd, an, 0.1), "bn d%s fd[%d]: %g vs %g", which ? "beta" : "gamma", c, fd, an);
+            }
+        }
+    free(x); free(r); free(g); free(b); free(rm); free(rv); free(y); free(dxr); free(dx);
+    free(dxr1); free(dxr2); free(dgr1); free(dbr1); free(dgr2); free(dbr2);
+}
+
+Test(bn, train_affine_forward_stats_running_update_and_backward_match_reference_and_fd) { check_bn_train(1); }
+Test(bn, train_non_affine_forward_stats_running_update_and_backward_match_reference_and_fd) { check_bn_train(0); }
+
+Test(bn, inference_affine_and_non_affine_use_running_stats) {
+    kbn_desc d = {.N = 2, .C = 3, .HW = 5, .eps = 1e-3f, .momentum = 0.1f};
+    const int64_t n = 30;
+    float *x = rnd(n, -2, 2, 31), g[3] = {0.5f, 1.5f, -1}, b[3] = {0.1f, -0.2f, 0.3f};
+    float rm[3] = {0.2f, -0.4f, 1}, rv[3] = {0.5f, 2, 0.01f}, y[30];
+    for (int affine = 0; affine < 2; affine++) {
+        kcpu_bn_forward_infer(y, x, affine ? g : NULL, affine ? b : NULL, rm, rv, &d);
+        for (int64_t j = 0; j < n; j++) {
+            int c = (int)(j / d.HW % d.C);
+            double e = (x[j] - rm[c]) / sqrt((double)rv[c] + d.eps) * (affine ? g[c] : 1) + (affine ? b[c] : 0);
+            cr_expect(fabs(y[j] - e) <= 1e-5 * (1 + fabs(e)), "infer y[%lld] %g vs %g", (long long)j, y[j], e);
+        }
+    }
+    free(x);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* pooling                                                                               */
+
+static kpool_desc pool_desc(int N, int C, int H, int W, int k, int s, int p) {
+    kpool_desc d = {.N = N, .C = C, .H = H, .W = W, .k = k, .stride = s, .pad = p};
+    d.P = (H + 2 * p - k) / s + 1;
+    d.Q = (W + 2 * p - k) / s + 1;
+    return d;
+}
+
+static void check_maxpool(int s) {
+    kpool_desc d = pool_desc(2, 3, 7, 6, 3, s, 1);
+    const int64_t nx = (int64_t)d.N * d.C * d.H * d.W, ny = (int64_t)d.N * d.C * d.P * d.Q;
+    /* distinct values 0.01 apart (a permutation), all negative so padding (as 0) would win */
+    float *x = zerosf(nx);
+    for (int64_t i = 0; i < nx; i++) x[i] = -1.0f - 0.01f * (float)((i * 37) % nx);
+    float *r = rnd(ny, -1, 1, 41), *y = zerosf(ny), *dx = zerosf(nx);
+    double *dxr = zerosd(nx);
+    kcpu_maxpool_forward(y, x, &d);
+    for (int64_t pl = 0; pl < (int64_t)d.N * d.C; pl++)
+        for (int p = 0; p < d.P; p++)
+            for (int q = 0; q < d.Q; q++) {
+                float best = -INFINITY;
+                int64_t bi = -1;
+                for (int i = 0; i < 3; i++)
+                    for (int j = 0; j < 3; j++) {
+                        int ih = p * s - 1 + i, iw = q * s - 1 + j;
+                        if (ih < 0 || ih >= d.H || iw < 0 || iw >= d.W) continue;
+                        int64_t xi = (pl * d.H + ih) * d.W + iw;
+                        if (x[xi] > best) { best = x[xi]; bi = xi; }
+                    }
+                int64_t yi = (pl * d.P + p) * d.Q + q;
+                cr_expect(y[yi] == best && best < 0, "maxpool y[%lld] %g vs %g", (long long)yi, y[yi], best);
+                dxr[bi] += r[yi];
+            }
+    kcpu_maxpool_backward(dx, r, x, &d);
+    float *dxr1 = tof(dxr, nx, 1), *dxr2 = tof(dxr, nx, 2);
+    EXPECT_CLOSE(dx, dxr1, nx, 1e-6, "maxpool dx");
+    kcpu_maxpool_backward(dx, r, x, &d);
+    EXPECT_CLOSE(dx, dxr2, nx, 1e-6, "maxpool dx accumulates");
+    kcpu_maxpool_backward(NULL, r, x, &d);
+    /* finite differences: eps 1e-3 < half the 0.01 spacing, so the argmax never moves */
+    const double eps = 1e-3;
+    for (int64_t i = 0; i < nx; i++) {
+        float o = x[i];
+        x[i] = o + (float)eps;
+        kcpu_maxpool_forward(y, x, &d);
+        double lp = dotd(y, r, ny);
+        x[i] = o - (float)eps;
+        kcpu_maxpool_forward(y, x, &d);
+        double lm = dotd(y, r, ny);
+        x[i] = o;
+        cr_expect(fd_ok((lp - lm) / (2 * eps), dxr[i], 0.1), "maxpool fd at %lld", (long long)i);
+    }
+    free(x); free(r); free(y); free(dx); free(dxr); free(dxr1); free(dxr2);
+}
+
+Test(pool, max_3x3_stride1_pad1_matches_reference_padding_never_chosen_and_fd) { check_maxpool(1); }
+Test(pool, max_3x3_stride2_pad1_matches_reference_padding_never_chosen_and_fd) { check_maxpool(2); }
+
+Test(pool, max_ties_route_gradient_to_first_maximum_in_window_order) {
+    /* constant input: every window ties; first in-bounds cell (top-left) must win. */
+    kpool_desc d = pool_desc(1, 1, 5, 4, 3, 1, 1);
+    float x[20], dx[20] = {0}, dy[20], want[20] = {0};
+    for (int i = 0; i < 20; i++) x[i] = 0.5f;
+    for (int i = 0; i < d.P * d.Q; i++) dy[i] = 1.0f + (float)i;
+    kcpu_maxpool_backward(dx, dy, x, &d);
+    for (int p = 0; p < d.P; p++)
+        for (int q = 0; q < d.Q; q++) {
+            int ih = p - 1 < 0 ? 0 : p - 1, iw = q - 1 < 0 ? 0 : q - 1;
+            want[ih * 4 + iw] += dy[p * d.Q + q];
+        }
+    for (int i = 0; i < 20; i++) cr_expect(dx[i] == want[i], "tie dx[%d] %g vs %g", i, dx[i], want[i]);
+}
+
+static void check_avgpool(int s, int H, int W) {
+    kpool_desc d = pool_desc(2, 3, H, W, 3, s, 1);
+    const int64_t nx = (int64_t)d.N * d.C * d.H * d.W, ny = (int64_t)d.N * d.C * d.P * d.Q;
+    float *x = rnd(nx, -1, 1, 51), *r = rnd(ny, -1, 1, 52), *y = zerosf(ny), *dx = zerosf(nx);
+    double *yr = zerosd(ny), *dxr = zerosd(nx);
+    for (int64_t pl = 0; pl < (int64_t)d.N * d.C; pl++)
+        for (int p = 0; p < d.P; p++)
+            for (int q = 0; q < d.Q; q++) {
+                double sum = 0;
+                int cnt = 0;
+                for (int i = 0; i < 3; i++)
+                    for (int j = 0; j < 3; j++) {
+                        int ih = p * s - 1 + i, iw = q * s - 1 + j;
+                        if (ih < 0 || ih >= d.H || iw < 0 || iw >= d.W) continue;
+                        sum += x[(pl * d.H + ih) * d.W + iw];
+                        cnt++;
+                    }
+                int64_t yi = (pl * d.P + p) * d.Q + q;
+                yr[yi] = sum / cnt;
+                for (int i = 0; i < 3; i++)
+                    for (int j = 0; j < 3; j++) {
+                        int ih = p * s - 1 + i, iw = q * s - 1 + j;
+                        if (ih < 0 || ih >= d.H || iw < 0 || iw >= d.W) continue;
+                        dxr[(pl * d.H + ih) * d.W + iw] += r[yi] / cnt;
+                    }
+            }
+    kcpu_avgpool_forward(y, x, &d);
+    float *yrf = tof(yr, ny, 1), *dxr1 = tof(dxr, nx, 1), *dxr2 = tof(dxr, nx, 2);
+    EXPECT_CLOSE(y, yrf, ny, TOL_REF, "avgpool y");
+    /* corner: the window holds 4 in-bounds cells, padding excluded from the count */
+    double corner = (x[0] + x[1] + x[W] + x[W + 1]) / 4.0;
+    cr_expect(fabs(y[0] - corner) <= 1e-6, "avgpool corner %g vs %g", y[0], corner);
+    kcpu_avgpool_backward(dx, r, &d);
+    EXPECT_CLOSE(dx, dxr1, nx, TOL_REF, "avgpool dx");
+    kcpu_avgpool_backward(dx, r, &d);
+    EXPECT_CLOSE(dx, dxr2, nx, TOL_REF, "avgpool dx accumulates");
+    kcpu_avgpool_backward(NULL, r, &d);
+    const double eps = 1e-2; /* linear */
+    for (int64_t i = 0; i < nx; i += 3) {
+        float o = x[i];
+        x[i] = o + (float)eps;
+        kcpu_avgpool_forward(y, x, &d);
+        double lp = dotd(y, r, ny);
+        x[i] = o - (float)eps;
+        kcpu_avgpool_forward(y, x, &d);
+        double lm = dotd(y, r, ny);
+        x[i] = o;
+        cr_expect(fd_ok((lp - lm) / (2 * eps), dxr[i], 0.1), "avgpool fd at %lld", (long long)i);
+    }
+    free(x); free(r); free(y); free(dx); free(yr); free(dxr); free(yrf); free(dxr1); free(dxr2);
+}
+
+Test(pool, avg_3x3_stride1_pad1_excludes_padding_matches_reference_and_fd) { check_avgpool(1, 7, 6); }
+Test(pool, avg_3x3_stride2_pad1_excludes_padding_matches_reference_and_fd) {
+    check_avgpool(2, 7, 6);
+    check_avgpool(2, 8, 5);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* elementwise                                                                           */
+
+typedef void (*act_fwd)(float *, const float *, int64_t);
+typedef void (*act_bwd)(float *, const float *, const float *, int64_t);
+
+static double relu_d(double v) { return v > 0 ? v : 0; }
+static double sig_d(double v) { return 1 / (1 + exp(-v)); }
+
+static void check_act(act_fwd f, act_bwd b, double (*ref)(double), const char *name) {
+    const int64_t n = 1001;
+    float *x = rnd(n, -4, 4, 61), *r = rnd(n, -1, 1, 62), *y = zerosf(n), *dx = zerosf(n);
+    for (int64_t i = 0; i < n; i++)
+        if (fabsf(x[i]) < 0.01f) x[i] = 0.5f; /* keep relu's kink away from the FD step */
+    f(y, x, n);
+    for (int64_t i = 0; i < n; i++)
+        cr_expect(fabs(y[i] - ref(x[i])) <= 1e-6 * (1 + fabs(ref(x[i]))), "%s y[%lld]", name, (long long)i);
+    b(dx, r, y, n);
+    b(dx, r, y, n); /* accumulates: dx = 2 * grad */
+    b(NULL, r, y, n);
+    const double eps = 1e-3;
+    for (int64_t i = 0; i < n; i++) {
+        double fd = (ref((double)x[i] + eps) - ref((double)x[i] - eps)) / (2 * eps) * r[i];
+        cr_expect(fabs(dx[i] / 2 - fd) <= 1e-3 * (1 + fabs(fd)), "%s dx[%lld] %g vs %g", name, (long long)i,
+                  dx[i] / 2, fd);
+    }
+    free(x); free(r); free(y); free(dx);
+}
+
+Test(elementwise, relu_forward_and_backward_match_derivative_and_accumulate) {
+    check_act(kcpu_relu_forward, kcpu_relu_backward, relu_d, "relu");
+}
+Test(elementwise, tanh_forward_and_backward_match_derivative_and_accumulate) {
+    check_act(kcpu_tanh_forward, kcpu_tanh_backward, tanh, "tanh");
+}
+Test(elementwise, sigmoid_forward_and_backward_match_derivative_and_accumulate) {
+    check_act(kcpu_sigmoid_forward, kcpu_sigmoid_backward, sig_d, "sigmoid");
+}
+
+Test(elementwise, copy_fill_axpy_scale_mul_are_exact) {
+    const int64_t n = 100;
+    float *a = rnd(n, -1, 1, 71), *b = rnd(n, -1, 1, 72), *y = zerosf(n), *da = zerosf(n), *db = zerosf(n);
+    kcpu_copy(y, a, n);
+    cr_expect(memcmp(y, a, sizeof(float) * n) == 0);
+    kcpu_fill(y, 2.5f, n);
+    for (int i = 0; i < n; i++) cr_expect(y[i] == 2.5f);
+    kcpu_axpy(y, 3.0f, a, n);
+    for (int i = 0; i < n; i++) cr_expect(y[i] == 2.5f + 3.0f * a[i]);
+    kcpu_scale(y, -2.0f, a, n);
+    for (int i = 0; i < n; i++) cr_expect(y[i] == -2.0f * a[i]);
+    kcpu_mul_forward(y, a, b, n);
+    for (int i = 0; i < n; i++) cr_expect(y[i] == a[i] * b[i]);
+    kcpu_mul_backward(da, NULL, y, a, b, n);
+    kcpu_mul_backward(da, db, y, a, b, n);
+    for (int i = 0; i < n; i++) {
+        cr_expect(da[i] == y[i] * b[i] + y[i] * b[i], "mul da accumulates");
+        cr_expect(db[i] == y[i] * a[i], "mul db, skipped when NULL");
+    }
+    free(a); free(b); free(y); free(da); free(db);
+}
+
+Test(elementwise, dot_and_sumsq_match_double_reference_and_are_repeatable) {
+    const int64_t n = 100003;
+    float *a = rnd(n, -1, 1, 81), *b = rnd(n, -1, 1, 82);
+    double rd = 0, rs = 0;
+    for (int64_t i = 0; i < n; i++) {
+        rd += (double)a[i] * b[i];
+        rs += (double)a[i] * a[i];
+    }
+    double d1 = kcpu_dot(a, b, n), s1 = kcpu_sumsq(a, n);
+    cr_expect(fabs(d1 - rd) <= 1e-9 * fabs(rs), "dot %.17g vs %.17g", d1, rd);
+    cr_expect(fabs(s1 - rs) <= 1e-12 * rs, "sumsq %.17g vs %.17g", s1, rs);
+    cr_expect(kcpu_dot(a, b, n) == d1 && kcpu_sumsq(a, n) == s1, "bit-identical on repeat");
+    cr_expect(kcpu_dot(a, b, 0) == 0.0);
+    free(a); free(b);
+}
+
+Test(elementwise, wsum_forward_and_backward_with_null_skipping) {
+    const int k = 3;
+    const int64_t len = 257;
+    float *xs[3], *dxs[3], w[3] = {0.3f, -1.2f, 2.0f};
+    for (int i = 0; i < k; i++) {
+        xs[i] = rnd(len, -1, 1, 90 + i);
+        dxs[i] = zerosf(len);
+    }
+    float *dy = rnd(len, -1, 1, 99), *y = zerosf(len);
+    kcpu_wsum_forward(y, (const float *const *)xs, w, k, len);
+    for (int64_t j = 0; j < len; j++) {
+        double e = 0;
+        for (int i = 0; i < k; i++) e += (double)w[i] * xs[i][j];
+        cr_expect(fabs(y[j] - e) <= 1e-6, "wsum y[%lld]", (long long)j);
+    }
+    float *dxs_partial[3] = {dxs[0], NULL, dxs[2]};
+    float dw[3] = {0};
+    kcpu_wsum_backward(dxs_partial, dw, dy, (const float *const *)xs, w, k, len);
+    kcpu_wsum_backward(dxs_partial, NULL, dy, (const float *const *)xs, w, k, len); /* dw skipped */
+    kcpu_wsum_backward(NULL, dw, dy, (const float *const *)xs, w, k, len);          /* dxs skipped */
+    for (int i = 0; i < k; i++) {
+        double e = 2 * dotd(dy, xs[i], len);
+        cr_expect(fabs(dw[i] - e) <= 1e-5 * (1 + fabs(e)), "wsum dw[%d] %g vs %g", i, dw[i], e);
+        for (int64_t j = 0; j < len; j++) {
+            float want = i == 1 ? 0.0f : 2 * w[i] * dy[j];
+            cr_expect(fabs(dxs[i][j] - want) <= 1e-6, "wsum dxs[%d][%lld]", i, (long long)j);
+        }
+    }
+    /* finite difference on w (linear: eps 1e-2) */
+    for (int i = 0; i < k; i++) {
+        float o = w[i];
+        w[i] = o + 0.01f;
+        kcpu_wsum_forward(y, (const float *const *)xs, w, k, len);
+        double lp = dotd(y, dy, len);
+        w[i] = o - 0.01f;
+        kcpu_wsum_forward(y, (const float *const *)xs, w, k, len);
+        double lm = dotd(y, dy, len);
+        w[i] = o;
+        cr_expect(fd_ok((lp - lm) / (2 * (double)0.01f), dw[i] / 2, 0.1), "wsum dw fd[%d]", i);
+    }
+    for (int i = 0; i < k; i++) { free(xs[i]); free(dxs[i]); }
+    free(dy); free(y);
+}
+
+Test(elementwise, softmax_rows_match_reference_are_stable_and_backward_matches_fd) {
+    const int rows = 5, K = 7, n = rows * K;
+    float *x = rnd(n, -3, 3, 101), *r = rnd(n, -1, 1, 102), y[35], dx[35] = {0};
+    for (int i = 0; i < K; i++) x[i] += 1000.0f; /* row 0: large logits must not overflow */
+    kcpu_softmax_forward(y, x, rows, K);
+    for (int rr = 0; rr < rows; rr++) {
+        double m = -INFINITY, s = 0;
+        for (int k = 0; k < K; k++) m = fmax(m, x[rr * K + k]);
+        for (int k = 0; k < K; k++) s += exp(x[rr * K + k] - m);
+        for (int k = 0; k < K; k++) {
+            double e = exp(x[rr * K + k] - m) / s;
+            cr_expect(fabs(y[rr * K + k] - e) <= 1e-6, "softmax y[%d,%d] %g vs %g", rr, k, y[rr * K + k], e);
+        }
+    }
+    kcpu_softmax_backward(dx, r, y, rows, K);
+    kcpu_softmax_backward(dx, r, y, rows, K);
+    kcpu_softmax_backward(NULL, r, y, rows, K);
+    const double eps = 1e-3;
+    float yy[35];
+    for (int i = K; i < n; i++) { /* rows 1.. (row 0's 1000 offset leaves too few float bits for FD) */
+        float o = x[i];
+        x[i] = o + (float)eps;
+        kcpu_softmax_forward(yy, x, rows, K);
+        double lp = dotd(yy, r, n);
+        x[i] = o - (float)eps;
+        kcpu_softmax_forward(yy, x, rows, K);
+        double lm = dotd(yy, r, n);
+        x[i] = o;
+        cr_expect(fd_ok((lp - lm) / (2 * eps), dx[i] / 2, 0.05), "softmax fd at %d: %g vs %g", i,
+                  (lp - lm) / (2 * eps), dx[i] / 2);
+    }
+    free(x); free(r);
+}
+
+Test(elementwise, concat_and_slice_place_exactly_and_backward_accumulates) {
+    const int N = 2, Cx = 3, HW = 5, Cy = 7, off = 2;
+    float *x = rnd(N * Cx * HW, -1, 1, 111), *y = rnd(N * Cy * HW, 5, 6, 112), back[30];
+    float *y0 = malloc(sizeof(float) * N * Cy * HW);
+    memcpy(y0, y, sizeof(float) * N * Cy * HW);
+    kcpu_concat_forward(y, x, N, Cx, HW, Cy, off);
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < Cy; c++)
+            for (int i = 0; i < HW; i++) {
+                int yi = (n * Cy + c) * HW + i;
+                float want = (c >= off && c < off + Cx) ? x[(n * Cx + c - off) * HW + i] : y0[yi];
+                cr_expect(y[yi] == want, "concat y[%d]", yi);
+            }
+    kcpu_slice_forward(back, y, N, Cy, HW, Cx, off);
+    cr_expect(memcmp(back, x, sizeof back) == 0, "slice(concat(x)) == x");
+    float *dx = zerosf(N * Cx * HW), *dyb = zerosf(N * Cy * HW);
+    kcpu_concat_backward(dx, y, N, Cx, HW, Cy, off);
+    kcpu_concat_backward(dx, y, N, Cx, HW, Cy, off);
+    kcpu_concat_backward(NULL, y, N, Cx, HW, Cy, off);
+    for (int i = 0; i < N * Cx * HW; i++) cr_expect(dx[i] == 2 * x[i], "concat dx accumulates");
+    kcpu_slice_backward(dyb, x, N, Cy, HW, Cx, off);
+    kcpu_slice_backward(dyb, x, N, Cy, HW, Cx, off);
+    kcpu_slice_backward(NULL, x, N, Cy, HW, Cx, off);
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < Cy; c++)
+            for (int i = 0; i < HW; i++) {
+                float want = (c >= off && c < off + Cx) ? 2 * x[(n * Cx + c - off) * HW + i] : 0.0f;
+                cr_expect(dyb[(n * Cy + c) * HW + i] == want, "slice dx");
+            }
+    free(x); free(y); free(y0); free(dx); free(dyb);
+}
+
+Test(elementwise, shift_drops_first_row_and_column_and_backward_accumulates) {
+    const int N = 2, C = 2, H = 5, W = 4;
+    float *x = rnd(N * C * H * W, -1, 1, 121), y[2 * 2 * 4 * 3], dx[80] = {0};
+    kcpu_shift_forward(y, x, N, C, H, W);
+    for (int pl = 0; pl < N * C; pl++)
+        for (int i = 0; i < H - 1; i++)
+            for (int j = 0; j < W - 1; j++)
+                cr_expect(y[(pl * (H - 1) + i) * (W - 1) + j] == x[(pl * H + i + 1) * W + j + 1]);
+    kcpu_shift_backward(dx, y, N, C, H, W);
+    kcpu_shift_backward(dx, y, N, C, H, W);
+    kcpu_shift_backward(NULL, y, N, C, H, W);
+    for (int pl = 0; pl < N * C; pl++)
+        for (int i = 0; i < H; i++)
+            for (int j = 0; j < W; j++) {
+                float want = (i > 0 && j > 0) ? 2 * x[(pl * H + i) * W + j] : 0.0f;
+                cr_expect(dx[(pl * H + i) * W + j] == want, "shift dx");
+            }
+    free(x);
+}
+
+Test(elementwise, gap_is_mean_over_hw_and_backward_spreads_dy_over_hw) {
+    const int N = 2, C = 3, HW = 13;
+    float *x = rnd(N * C * HW, -1, 1, 131), y[6], dy[6] = {1, -2, 3, 0.5f, 0.25f, -1}, *dx = zerosf(N * C * HW);
+    kcpu_gap_forward(y, x, N, C, HW);
+    for (int pl = 0; pl < N * C; pl++) {
+        double s = 0;
+        for (int i = 0; i < HW; i++) s += x[pl * HW + i];
+        cr_expect(fabs(y[pl] - s / HW) <= 1e-6);
+    }
+    kcpu_gap_backward(dx, dy, N, C, HW);
+    kcpu_gap_backward(dx, dy, N, C, HW);
+    kcpu_gap_backward(NULL, dy, N, C, HW);
+    for (int pl = 0; pl < N * C; pl++)
+        for (int i = 0; i < HW; i++) cr_expect(fabs(dx[pl * HW + i] - 2.0 * dy[pl] / HW) <= 1e-6);
+    free(x); free(dx);
+}
+
+Test(elementwise, dropout_mask_statistics_exact_scaling_and_seed_determinism) {
+    const int64_t n = 200000;
+    const float p = 0.3f, keep = 1.0f / (1.0f - p);
+    float *x = rnd(n, -1, 1, 141), *y = zerosf(n), *m = zerosf(n), *m2 = zerosf(n), *y2 = zerosf(n);
+    kcpu_dropout_forward(y, m, x, n, p, 1234);
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int k = krng_uniform(1234, (uint64_t)i) >= p;
+        cr_expect(m[i] == (k ? keep : 0.0f), "mask[%lld] is 0 or exactly 1/(1-p), from the seed", (long long)i);
+        cr_expect(y[i] == x[i] * m[i]);
+        kept += k;
+    }
+    /* binomial sd of the kept fraction is sqrt(.21/2e5) = 0.001: allow 5 sd */
+    cr_expect(fabs((double)kept / n - 0.7) < 0.005, "kept fraction %g", (double)kept / n);
+    kcpu_dropout_forward(y2, m2, x, n, p, 1234);
+    cr_expect(memcmp(m, m2, sizeof(float) * n) == 0, "same seed, same mask");
+    kcpu_dropout_forward(y2, m2, x, n, p, 4321);
+    cr_expect(memcmp(m, m2, sizeof(float) * n) != 0, "other seed, other mask");
+    kcpu_dropout_forward(y2, m2, x, n, 0.0f, 4321);
+    for (int64_t i = 0; i < n; i++) cr_expect(m2[i] == 1.0f && y2[i] == x[i], "p=0 is identity");
+    float *dx = zerosf(n);
+    kcpu_dropout_backward(dx, x, m, n);
+    kcpu_dropout_backward(dx, x, m, n);
+    kcpu_dropout_backward(NULL, x, m, n);
+    for (int64_t i = 0; i < n; i++) cr_expect(dx[i] == x[i] * m[i] + x[i] * m[i]);
+    free(x); free(y); free(m); free(m2); free(y2); free(dx);
+}
+
+Test(elementwise, droppath_per_sample_mask_statistics_scaling_and_backward) {
+    const int N = 20000;
+    const int64_t per = 3;
+    const float p = 0.2f, keep = 1.0f / (1.0f - p);
+    float *x = rnd(N * per, -1, 1, 151), *y = zerosf(N * per), *m = zerosf(N), *dx = zerosf(N * per);
+    kcpu_droppath_forward(y, m, x, N, per, p, 77);
+    int kept = 0;
+    for (int n = 0; n < N; n++) {
+        int k = krng_uniform(77, (uint64_t)n) >= p;
+        cr_expect(m[n] == (k ? keep : 0.0f));
+        kept += k;
+        for (int64_t i = 0; i < per; i++) cr_expect(y[n * per + i] == x[n * per + i] * m[n]);
+    }
+    /* sd sqrt(.16/2e4) = 0.0028: allow ~5 sd */
+    cr_expect(fabs((double)kept / N - 0.8) < 0.015, "kept fraction %g", (double)kept / N);
+    kcpu_droppath_backward(dx, x, m, N, per);
+    kcpu_droppath_backward(dx, x, m, N, per);
+    kcpu_droppath_backward(NULL, x, m, N, per);
+    for (int n = 0; n < N; n++)
+        for (int64_t i = 0; i < per; i++) cr_expect(dx[n * per + i] == x[n * per + i] * m[n] * 2);
+    kcpu_droppath_forward(y, m, x, N, per, 0.0f, 77);
+    for (int n = 0; n < N; n++) cr_expect(m[n] == 1.0f);
+    cr_expect(memcmp(y, x, sizeof(float) * N * per) == 0);
+    free(x); free(y); free(m); free(dx);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* linear, embedding, softmax cross-entropy                                             */
+
+static void check_linear(int with_bias) {
+    const int N = 5, I = 9, O = 4;
+    float *x = rnd(N * I, -1, 1, 161), *w = rnd(O * I, -1, 1, 162), *b = with_bias ? rnd(O, -1, 1, 163) : NULL;
+    float *r = rnd(N * O, -1, 1, 164), y[20], dx[45] = {0}, dw[36] = {0}, db[4] = {0};
+    double yr[20], dxr[45] = {0}, dwr[36] = {0}, dbr[4] = {0};
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < O; o++) {
+            double s = b ? b[o] : 0;
+            for (int i = 0; i < I; i++) {
+                s += (double)x[n * I + i] * w[o * I + i];
+                dxr[n * I + i] += (double)r[n * O + o] * w[o * I + i];
+                dwr[o * I + i] += (double)r[n * O + o] * x[n * I + i];
+            }
+            yr[n * O + o] = s;
+            dbr[o] += r[n * O + o];
+        }
+    kcpu_linear_forward(y, x, w, b, N, I, O);
+    float *yrf = tof(yr, 20, 1), *dxr2 = tof(dxr, 45, 2), *dwr2 = tof(dwr, 36, 2), *dbr2 = tof(dbr, 4, 2);
+    float *dwr1 = tof(dwr, 36, 1);
+    EXPECT_CLOSE(y, yrf, 20, TOL_REF, "linear y");
+    kcpu_linear_backward(dx, dw, with_bias ? db : NULL, r, x, w, N, I, O);
+    kcpu_linear_backward(dx, NULL, with_bias ? db : NULL, r, x, w, N, I, O); /* dw skipped */
+    kcpu_linear_backward(NULL, dw, NULL, r, x, w, N, I, O);                   /* dx, db skipped */
+    EXPECT_CLOSE(dx, dxr2, 45, TOL_REF, "linear dx accumulates");
+    EXPECT_CLOSE(dw, dwr2, 36, TOL_REF, "linear dw accumulates");
+    if (with_bias) EXPECT_CLOSE(db, dbr2, 4, TOL_REF, "linear db accumulates");
+    /* finite differences (linear in x and w: eps 1e-2, floor 0.1) */
+    const double eps = 1e-2;
+    for (int i = 0; i < O * I; i++) {
+        float o = w[i];
+        w[i] = o + (float)eps;
+        kcpu_linear_forward(y, x, w, b, N, I, O);
+        double lp = dotd(y, r, 20);
+        w[i] = o - (float)eps;
+        kcpu_linear_forward(y, x, w, b, N, I, O);
+        double lm = dotd(y, r, 20);
+        w[i] = o;
+        cr_expect(fd_ok((lp - lm) / (2 * eps), dwr[i], 0.1), "linear dw fd[%d]", i);
+    }
+    for (int i = 0; i < N * I; i++) {
+        float o = x[i];
+        x[i] = o + (float)eps;
+        kcpu_linear_forward(y, x, w, b, N, I, O);
+        double lp = dotd(y, r, 20);
+        x[i] = o - (float)eps;
+        kcpu_linear_forward(y, x, w, b, N, I, O);
+        double lm = dotd(y, r, 20);
+        x[i] = o;
+        cr_expect(fd_ok((lp - lm) / (2 * eps), dxr[i], 0.1), "linear dx fd[%d]", i);
+    }
+    free(x); free(w); free(b); free(r); free(yrf); free(dxr2); free(dwr2); free(dbr2); free(dwr1);
+}
+
+Test(linear, with_bias_matches_reference_fd_accumulates_and_skips_null) { check_linear(1); }
+Test(linear, without_bias_matches_reference_fd_accumulates_and_skips_null) { check_linear(0); }
+
+Test(linear, embedding_gathers_rows_and_backward_sums_repeated_ids) {
+    const int N = 6, V = 5, D = 4;
+    int32_t ids[6] = {3, 0, 3, 4, 1, 3};
+    float *t = rnd(V * D, -1, 1, 171), *dy = rnd(N * D, -1, 1, 172), y[24], dt[20] = {0};
+    kcpu_embedding_forward(y, ids, t, N, V, D);
+    for (int n = 0; n < N; n++) cr_expect(memcmp(y + n * D, t + ids[n] * D, sizeof(float) * D) == 0);
+    kcpu_embedding_backward(dt, dy, ids, N, V, D);
+    kcpu_embedding_backward(NULL, dy, ids, N, V, D);
+    for (int v = 0; v < V; v++)
+        for (int j = 0; j < D; j++) {
+            float want = 0;
+            for (int n = 0; n < N; n++)
+                if (ids[n] == v) want += dy[n * D + j];
+            cr_expect(fabsf(dt[v * D + j] - want) <= 1e-6f, "dtable[%d][%d]", v, j);
+        }
+    cr_expect(dt[2 * D] == 0 && dt[2 * D + 3] == 0, "unused row untouched");
+    free(t); free(dy);
+}
+
+Test(linear, softmax_ce_loss_probs_grad_and_fd_match_reference) {
+    const int N = 6, K = 5;
+    float *x = rnd(N * K, -3, 3, 181), probs[30], dl[30] = {0};
+    int32_t lab[6] = {0, 4, 2, 2, 1, 3};
+    int corr = -1;
+    float loss = kcpu_softmax_ce_forward(probs, x, lab, N, K, &corr);
+    double ref = 0;
+    int rc = 0;
+    for (int n = 0; n < N; n++) {
+        double m = -INFINITY, s = 0;
+        int am = 0;
+        for (int k = 0; k < K; k++)
+            if (x[n * K + k] > m) { m = x[n * K + k]; am = k; }
+        for (int k = 0; k < K; k++) s += exp(x[n * K + k] - m);
+        ref += (m + log(s) - x[n * K + lab[n]]) / N;
+        rc += am == lab[n];
+        for (int k = 0; k < K; k++)
+            cr_expect(fabs(probs[n * K + k] - exp(x[n * K + k] - m) / s) <= 1e-6, "probs[%d,%d]", n, k);
+    }
+    cr_expect(fabs(loss - ref) <= 1e-6 * (1 + fabs(ref)), "loss %g vs %g", loss, ref);
+    cr_expect_eq(corr, rc);
+    /* gradient with dloss = 0.5, twice: 2 * 0.5 * (p - onehot) / N */
+    kcpu_softmax_ce_backward(dl, 0.5f, probs, lab, N, K);
+    kcpu_softmax_ce_backward(dl, 0.5f, probs, lab, N, K);
+    kcpu_softmax_ce_backward(NULL, 0.5f, probs, lab, N, K);
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            double e = (probs[n * K + k] - (k == lab[n])) / N;
+            cr_expect(fabs(dl[n * K + k] - e) <= 1e-6, "dlogits[%d,%d]", n, k);
+        }
+    /* finite difference of the returned loss (smooth: eps 1e-3, floor 0.01) */
+    float pp[30];
+    for (int i = 0; i < N * K; i++) {
+        float o = x[i];
+        x[i] = o + 1e-3f;
+        double lp = kcpu_softmax_ce_forward(pp, x, lab, N, K, NULL);
+        x[i] = o - 1e-3f;
+        double lm = kcpu_softmax_ce_forward(pp, x, lab, N, K, NULL);
+        x[i] = o;
+        double fd = (lp - lm) / (2 * (double)1e-3f);
+        cr_expect(fd_ok(fd, dl[i], 0.05), "ce fd[%d] %g vs %g", i, fd, dl[i]);
+    }
+    free(x);
+}
+
+Test(linear, softmax_ce_correct_counts_first_maximum_on_ties) {
+    float x[12] = {1, 2, 3, /* label 2: right */ 5, 5, 1, /* label 0: tie, first wins: right */
+                   5, 5, 1, /* label 1: tie goes to 0: wrong */ 0, 0, 0 /* label 0: right */};
+    int32_t lab[4] = {2, 0, 1, 0};
+    float probs[12];
+    int corr = -1;
+    float loss = kcpu_softmax_ce_forward(probs, x, lab, 4, 3, &corr);
+    cr_expect_eq(corr, 3);
+    cr_expect(isfinite(loss));
+    /* large logits stay finite */
+    float big[3] = {1000, -1000, 0};
+    int32_t l0 = 1;
+    loss = kcpu_softmax_ce_forward(probs, big, &l0, 1, 3, NULL);
+    cr_expect(fabs(loss - 2000.0f) <= 1e-3f, "stable loss %g", loss);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* optimisers: two steps against values computed by hand from the PyTorch update rules */
+
+Test(optim, sgd_momentum_weight_decay_two_steps_match_hand_computation) {
+    /* w=1, grad 0.5 both steps, lr .1, momentum .9, wd .01:
+     * step 1: g = .5 + .01*1 = .51; buf = .51; w = 1 - .051 = .949
+     * step 2: g = .5 + .01*.949 = .50949; buf = .9*.51 + .50949 = .96849; w = .949 - .096849 = .852151
+     * second element, no momentum / wd: w=-.5, grads .2 then -.4, lr .05: -.51 then -.49 */
+    float w[2] = {1.0f, -0.5f}, buf[2] = {0, 0}, g1[2] = {0.5f, 0.2f}, g2[2] = {0.5f, -0.4f};
+    kcpu_sgd_step(w, buf, g1, 1, 0.1f, 0.9f, 0.01f);
+    cr_expect(fabsf(w[0] - 0.949f) <= 1e-6f && fabsf(buf[0] - 0.51f) <= 1e-6f);
+    kcpu_sgd_step(w, buf, g2, 1, 0.1f, 0.9f, 0.01f);
+    cr_expect(fabsf(w[0] - 0.852151f) <= 1e-6f && fabsf(buf[0] - 0.96849f) <= 1e-6f, "w %.9g buf %.9g", w[0],
+              buf[0]);
+    kcpu_sgd_step(w + 1, buf + 1, g1 + 1, 1, 0.05f, 0.0f, 0.0f);
+    cr_expect(fabsf(w[1] + 0.51f) <= 1e-6f);
+    kcpu_sgd_step(w + 1, buf + 1, g2 + 1, 1, 0.05f, 0.0f, 0.0f);
+    cr_expect(fabsf(w[1] + 0.49f) <= 1e-6f, "w %.9g", w[1]);
+}
+
+Test(optim, adam_two_steps_with_and_without_weight_decay_match_hand_computation) {
+    /* (a) w=1, grads .5 then -.25, lr .01, b1 .9, b2 .999, eps 1e-8, wd 0:
+     *  step 1: m=.05 v=.00025; mhat=.5 vhat=.25; w = 1 - .01*.5/(.5+1e-8) = .99000000
+     *  step 2: m=.045-.025=.02; v=.00024975+.0000625=.00031225; bc1=.19 bc2=.001999;
+     *          w = .99 - .01*(.02/.19)/(sqrt(.00031225/.001999)+1e-8) = .98733663
+     * (b) w=-2, grads .1 then .3, lr .001, b1 .8, b2 .99, eps 1e-3, wd .1:
+     *  step 1: g=.1-.2=-.1; m=-.02 v=1e-4; mhat=-.1 vhat=.01; w = -2 + .001*.1/(.1+.001) = -1.99900990
+     *  step 2: g=.3-.199900990=.100099010; m=-.016+.020019802=.004019802;
+     *          v=.000099+.0000010020=.000100002 (approx.); w = -1.99912040 */
+    float w[2] = {1.0f, -2.0f}, m[2] = {0}, v[2] = {0};
+    float ga1 = 0.5f, ga2 = -0.25f, gb1 = 0.1f, gb2 = 0.3f;
+    kcpu_adam_step(w, m, v, &ga1, 1, 0.01f, 0.9f, 0.999f, 1e-8f, 0.0f, 1);
+    /* v is checked to 1e-4 relative: beta2 arrives as a float, and 1 - 0.999f differs from
+     * 0.001 by 1.3e-5 relative (PyTorch forms 1 - beta2 from a Python double). */
+    cr_expect(fabsf(w[0] - 0.99f) <= 1e-6f, "adam a step 1 w %.9g", w[0]);
+    cr_expect(fabsf(m[0] - 0.05f) <= 1e-7f, "adam a step 1 m %.9g", m[0]);
+    cr_expect(fabs(v[0] - 0.00025) <= 1e-4 * 0.00025, "adam a step 1 v %.9g", v[0]);
+    kcpu_adam_step(w, m, v, &ga2, 1, 0.01f, 0.9f, 0.999f, 1e-8f, 0.0f, 2);
+    cr_expect(fabs(w[0] - 0.9873366298707846) <= 1e-6, "adam a w %.9g", w[0]);
+    cr_expect(fabs(m[0] - 0.02) <= 1e-7, "adam a m %.9g", m[0]);
+    cr_expect(fabs(v[0] - 0.00031225) <= 1e-4 * 0.00031225, "adam a v %.9g", v[0]);
+    kcpu_adam_step(w + 1, m + 1, v + 1, &gb1, 1, 0.001f, 0.8f, 0.99f, 1e-3f, 0.1f, 1);
+    cr_expect(fabs(w[1] - -1.999009900990099) <= 1e-6, "adam b step 1 w %.9g", w[1]);
+    kcpu_adam_step(w + 1, m + 1, v + 1, &gb2, 1, 0.001f, 0.8f, 0.99f, 1e-3f, 0.1f, 2);
+    cr_expect(fabs(w[1] - -1.999120402152619) <= 1e-6, "adam b step 2 w %.9g", w[1]);
+    cr_expect(fabs(m[1] - 0.004019801980198013) <= 1e-7, "adam b m %g", m[1]);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* determinism at 2 threads                                                              */
+
+Test(determinism, two_runs_are_bit_identical_with_two_threads) {
+    omp_set_num_threads(2);
+    /* depthwise 5x5 dil 2 and dense 3x3 backward filter over a batch; bn; dot; softmax_ce */
+    kconv2d_desc dd[2] = {
+        {.N = 8, .C = 16, .H = 16, .W = 16, .K = 16, .R = 5, .S = 5, .stride_h = 1, .stride_w = 1, .pad_h = 4,
+         .pad_w = 4, .dil_h = 2, .dil_w = 2, .groups = 16},
+        {.N = 8, .C = 16, .H = 16, .W = 16, .K = 16, .R = 3, .S = 3, .stride_h = 1, .stride_w = 1, .pad_h = 1,
+         .pad_w = 1, .dil_h = 1, .dil_w = 1, .groups = 1}};
+    for (int t = 0; t < 2; t++) {
+        kconv2d_desc *d = &dd[t];
+        kconv2d_desc_finish(d);
+        int64_t nx = (int64_t)d->N * d->C * d->H * d->W, ny = (int64_t)d->N * d->K * d->P * d->Q,
+                nw = (int64_t)d->K * d->C / d->groups * d->R * d->S;
+        size_t ns = kcpu_conv2d_scratch_floats(d);
+        float *x = rnd(nx, -1, 1, 191), *dy = rnd(ny, -1, 1, 192), *scr = zerosf((int64_t)ns);
+        float *a = zerosf(nw), *b = zerosf(nw), *dxa = zerosf(nx), *dxb = zerosf(nx);
+        kcpu_conv2d_backward_filter(a, dy, x, d, scr);
+        kcpu_conv2d_backward_filter(b, dy, x, d, scr);
+        cr_expect(memcmp(a, b, sizeof(float) * nw) == 0, "conv %d backward_filter repeatable", t);
+        kcpu_conv2d_backward_data(dxa, dy, a, d, scr);
+        kcpu_conv2d_backward_data(dxb, dy, a, d, scr);
+        cr_expect(memcmp(dxa, dxb, sizeof(float) * nx) == 0, "conv %d backward_data repeatable", t);
+        free(x); free(dy); free(scr); free(a); free(b); free(dxa); free(dxb);
+    }
+    kbn_desc bd = {.N = 8, .C = 4, .HW = 1000, .eps = 1e-5f, .momentum = 0.1f};
+    int64_t n = 32000;
+    float *x = rnd(n, -1, 1, 193), *dy = rnd(n, -1, 1, 194), *y1 = zerosf(n), *y2 = zerosf(n);
+    float *dx1 = zerosf(n), *dx2 = zerosf(n), sm[4], si[4], g1[4] = {0}, g2[4] = {0};
+    kcpu_bn_forward_train(y1, sm, si, NULL, NULL, x, NULL, NULL, &bd);
+    kcpu_bn_forward_train(y2, sm, si, NULL, NULL, x, NULL, NULL, &bd);
+    kcpu_bn_backward(dx1, g1, NULL, dy, x, NULL, sm, si, &bd);
+    kcpu_bn_backward(dx2, g2, NULL, dy, x, NULL, sm, si, &bd);
+    cr_expect(memcmp(y1, y2, sizeof(float) * n) == 0 && memcmp(dx1, dx2, sizeof(float) * n) == 0 &&
+              memcmp(g1, g2, sizeof g1) == 0, "bn repeatable");
+    cr_expect(kcpu_dot(x, dy, n) == kcpu_dot(x, dy, n), "dot repeatable");
+    int32_t *lab = malloc(sizeof(int32_t) * 3200);
+    for (int i = 0; i < 3200; i++) lab[i] = i % 10;
+    int c1, c2;
+    float l1 = kcpu_softmax_ce_forward(y1, x, lab, 3200, 10, &c1);
+    float l2 = kcpu_softmax_ce_forward(y2, x, lab, 3200, 10, &c2);
+    cr_expect(l1 == l2 && c1 == c2, "softmax_ce repeatable");
+    free(x); free(dy); free(y1); free(y2); free(dx1); free(dx2); free(lab);
+}

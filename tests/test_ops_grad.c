@@ -1,0 +1,361 @@
+/* test_ops_grad.c — gradients through the runtime (IR -> plan -> CPU backend) match
+ * central finite differences, for every op and attribute variant and for whole DARTS
+ * search cells, for dw and dalpha; and the autodiff does only the work asked for.
+ *
+ * Each op under test gets its data as WEIGHT parameters (so the runtime returns their
+ * gradients), and a loss that mixes every output element: L = CE(linear(gap(y * r))),
+ * with r a fixed random tensor and a fixed random linear head.
+ *
+ * Tolerance: the runtime is float32; central differences with step h = 1e-2 (scaled
+ * to 1e-3 for inputs of magnitude ~1) have truncation error O(h^2) ~ 1e-4 relative and
+ * rounding error ~ 1e-7 * |L| / h ~ 3e-5 absolute. We require, over the checked entries,
+ * ||g_fd - g||_2 <= 2e-2 * ||g||_2 and per entry |g_fd - g| <= 2e-2 * max|g| + 1e-4.
+ * A wrong gradient (missing term, wrong stride, wrong scaling) is off by O(1). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/ir.h"
+#include "ir/space.h"
+#include "runtime/runtime.h"
+#include "testutil.h"
+
+typedef struct harness {
+    ir_graph *g;
+    int labels, loss;
+    rt_backend *be;
+    rt_plan *p;
+} harness;
+
+/* Head that turns any 4-d (or 2-d) tensor y into a CE loss mixing every element. */
+static void add_loss(harness *h, int y) {
+    ir_graph *g = h->g;
+    const ir_node *yn = ir_graph_node(g, y);
+    int z = y;
+    if (yn->ndim == 4) {
+        int r = ir_param(g, "r", IR_ROLE_BUFFER, yn->ndim, yn->shape, ir_init_uniform(1.f));
+        z = ir_binary(g, IR_OP_MUL, y, r, "y*r");
+        z = ir_unary(g, IR_OP_GAP, z, "gap");
+    }
+    const ir_node *zn = ir_graph_node(g, z);
+    int64_t N = zn->shape[0], F = zn->shape[1];
+    int w = ir_param(g, "head.w", IR_ROLE_BUFFER, 2, (int64_t[]){5, F}, ir_init_uniform(2.f));
+    int b = ir_param(g, "head.b", IR_ROLE_BUFFER, 1, (int64_t[]){5}, ir_init_uniform(0.5f));
+    int logits = ir_linear(g, z, w, b, "logits");
+    h->labels = ir_input(g, "labels", IR_DTYPE_I32, 1, (int64_t[]){N});
+    h->loss = ir_softmax_ce(g, logits, h->labels, "loss");
+    ir_node_set_flags(g, h->loss, IR_FLAG_LOSS | IR_FLAG_OUTPUT);
+}
+
+static void make_plan(harness *h, uint64_t seed) {
+    cr_assert_eq(ir_verify(h->g), 0, "verify: %s", ir_graph_error(h->g));
+    char err[256];
+    h->be = rt_backend_cpu_new();
+    h->p = rt_plan_new(h->g, h->be, &(rt_plan_opts){.seed = seed, .grads = RT_GRAD_W | RT_GRAD_ARCH}, err, sizeof err);
+    cr_assert(h->p, "plan: %s", err);
+    const ir_node *ln = ir_graph_node(h->g, h->labels);
+    int32_t lab[64];
+    for (int i = 0; i < ln->shape[0]; i++) lab[i] = (i * 3 + 1) % 5;
+    rt_set_input(h->p, h->labels, lab, (size_t)ln->shape[0] * 4);
+}
+
+static void free_harness(harness *h) {
+    rt_plan_free(h->p);
+    h->be->destroy(h->be);
+    ir_graph_free(h->g);
+}
+
+static float loss_at(harness *h) {
+    rt_plan_set_step(h->p, 0); /* same dropout masks every time */
+    return rt_forward(h->p, 1);
+}
+
+/* Central difference of the loss in entry i of a group with step h. */
+static double fd_at(harness *h, float *data, int64_t i, float step) {
+    float w0 = data[i];
+    data[i] = w0 + step;
+    double lp = loss_at(h);
+    data[i] = w0 - step;
+    double lm = loss_at(h);
+    data[i] = w0;
+    return (lp - lm) / (2.0 * step);
+}
+
+/* Checks d loss / d group (weights or arch) at up to max_checks entries.
+ * kink_guard: in deep nets with ReLU, max pool and batch statistics, a step can cross
+ * a kink, which makes that entry's difference quotient meaningless. With the guard on,
+ * each entry is also differenced at step/2; entries whose two quotients disagree by
+ * more than the tolerance are kinks and are left out (at most 10% of entries may be). */
+static void check_group_ex(harness *h, ir_role role, int max_checks, float step, int kink_guard) {
+    rt_group gr = rt_plan_group(h->p, role);
+    cr_assert(gr.n > 0);
+    loss_at(h);
+    rt_backward(h->p, role == IR_ROLE_WEIGHT ? RT_GRAD_W : RT_GRAD_ARCH);
+    float *an = malloc((size_t)gr.n * sizeof *an), *fd = malloc((size_t)gr.n * sizeof *fd);
+    float *sel_an = malloc((size_t)gr.n * sizeof *sel_an);
+    memcpy(an, gr.grad, (size_t)gr.n * sizeof *an);
+    int64_t stride = gr.n > max_checks ? gr.n / max_checks : 1;
+    double gmax = 0;
+    for (int64_t i = 0; i < gr.n; i += stride)
+        if (fabs(an[i]) > gmax) gmax = fabs(an[i]);
+    int64_t m = 0, tried = 0, kinks = 0;
+    for (int64_t i = 0; i < gr.n; i += stride) {
+        tried++;
+        double d1 = fd_at(h, gr.data, i, step);
+        if (kink_guard) {
+            double d2 = fd_at(h, gr.data, i, step / 2);
+            if (fabs(d1 - d2) > 1e-2 * gmax + 1e-4) { kinks++; continue; }
+        if (getenv("FD_VERBOSE") && fabs(d1 - an[i]) > 2e-2 * gmax) fprintf(stderr, "entry %lld: fd %g %g an %g\n", (long long)i, d1, d2, an[i]);
+        }
+        fd[m] = (float)d1;
+        sel_an[m] = an[i];
+        m++;
+    }
+    cr_expect(kinks * 10 <= tried, "%lld of %lld entries sit on kinks", (long long)kinks, (long long)tried);
+    double rel = tu_norm_rel_err(fd, sel_an, m);
+    cr_expect(rel <= 2e-2, "%s gradient off: ||fd-g||/||g|| = %g over %lld entries", ir_role_name(role), rel, (long long)m);
+    for (int64_t k = 0; k < m; k++)
+        cr_expect(fabs(fd[k] - sel_an[k]) <= 2e-2 * gmax + 1e-4, "entry %lld: fd %g vs analytic %g", (long long)k, fd[k], sel_an[k]);
+    cr_expect(gmax > 0, "all-zero gradient cannot be checked");
+    free(an);
+    free(fd);
+    free(sel_an);
+}
+
+static void check_group(harness *h, ir_role role, int max_checks, float step) {
+    check_group_ex(h, role, max_checks, step, 0);
+}
+
+static int wparam(ir_graph *g, const char *name, int ndim, const int64_t *shape) {
+    return ir_param(g, name, IR_ROLE_WEIGHT, ndim, shape, ir_init_uniform(1.f));
+}
+
+static void conv_case(int N, int C, int H, int W, int K, int R, int S, int stride, int ph, int pw, int dil, int groups) {
+    harness h = {.g = ir_graph_new("conv")};
+    int x = wparam(h.g, "x", 4, (int64_t[]){N, C, H, W});
+    int w = wparam(h.g, "w", 4, (int64_t[]){K, C / groups, R, S});
+    int y = ir_conv2d(h.g, x, w, stride, stride, ph, pw, dil, dil, groups, "conv");
+    cr_assert(y >= 0, "%s", ir_graph_error(h.g));
+    add_loss(&h, y);
+    make_plan(&h, 11);
+    check_group(&h, IR_ROLE_WEIGHT, 400, 1e-2f);
+    free_harness(&h);
+}
+
+Test(grad, conv_dense_3x3_pad1) { conv_case(2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, 1); }
+Test(grad, conv_1x1_stride1) { conv_case(2, 5, 6, 6, 4, 1, 1, 1, 0, 0, 1, 1); }
+Test(grad, conv_1x1_stride2) { conv_case(2, 4, 8, 8, 3, 1, 1, 2, 0, 0, 1, 1); }
+Test(grad, conv_depthwise_3x3_stride1) { conv_case(2, 4, 7, 7, 4, 3, 3, 1, 1, 1, 1, 4); }
+Test(grad, conv_depthwise_5x5_stride2) { conv_case(2, 3, 9, 8, 3, 5, 5, 2, 2, 2, 1, 3); }
+Test(grad, conv_depthwise_dilated_3x3) { conv_case(2, 3, 8, 8, 3, 3, 3, 1, 2, 2, 2, 3); }
+Test(grad, conv_depthwise_dilated_5x5_stride2) { conv_case(2, 2, 10, 10, 2, 5, 5, 2, 4, 4, 2, 2); }
+Test(grad, conv_grouped) { conv_case(2, 4, 6, 6, 6, 3, 3, 1, 1, 1, 1, 2); }
+Test(grad, conv_asymmetric_1x7) { conv_case(1, 3, 9, 9, 3, 1, 7, 1, 0, 3, 1, 1); }
+Test(grad, conv_asymmetric_7x1) { conv_case(1, 3, 9, 9, 3, 7, 1, 1, 3, 0, 1, 1); }
+
+static void bn_case(int affine, int four_d) {
+    harness h = {.g = ir_graph_new("bn")};
+    int64_t sh4[4] = {3, 4, 3, 3}, sh2[2] = {6, 4};
+    int x = wparam(h.g, "x", four_d ? 4 : 2, four_d ? sh4 : sh2);
+    int gm = -1, bt = -1;
+    if (affine) {
+        gm = wparam(h.g, "gamma", 1, (int64_t[]){4});
+        bt = wparam(h.g, "beta", 1, (int64_t[]){4});
+    }
+    int rm = ir_param(h.g, "rm", IR_ROLE_BUFFER, 1, (int64_t[]){4}, ir_init_zeros());
+    int rv = ir_param(h.g, "rv", IR_ROLE_BUFFER, 1, (int64_t[]){4}, ir_init_ones());
+    int y = ir_batchnorm(h.g, x, gm, bt, rm, rv, 1, 1e-5f, 0.1f, "bn");
+    add_loss(&h, y);
+    make_plan(&h, 5);
+    check_group(&h, IR_ROLE_WEIGHT, 400, 1e-2f);
+    free_harness(&h);
+}
+Test(grad, batchnorm_affine) { bn_case(1, 1); }
+Test(grad, batchnorm_no_affine) { bn_case(0, 1); }
+Test(grad, batchnorm_2d_affine) { bn_case(1, 0); }
+
+static void unary_case(ir_op op, int pool_k, int stride, int pad) {
+    harness h = {.g = ir_graph_new("unary")};
+    int x = wparam(h.g, "x", 4, (int64_t[]){2, 3, 7, 6});
+    int y;
+    if (op == IR_OP_MAXPOOL || op == IR_OP_AVGPOOL) y = ir_pool(h.g, op, x, pool_k, stride, pad, "pool");
+    else if (op == IR_OP_SCALE) y = ir_scale(h.g, x, -1.7f, "scale");
+    else if (op == IR_OP_DROPOUT || op == IR_OP_DROP_PATH) y = ir_dropout(h.g, op, x, 0.3f, "drop");
+    else if (op == IR_OP_SLICE) y = ir_slice(h.g, x, 1, 2, "slice");
+    else y = ir_unary(h.g, op, x, "u");
+    cr_assert(y >= 0, "%s", ir_graph_error(h.g));
+    add_loss(&h, y);
+    make_plan(&h, 3);
+    check_group(&h, IR_ROLE_WEIGHT, 300, 1e-3f);
+    free_harness(&h);
+}
+Test(grad, relu) { unary_case(IR_OP_RELU, 0, 0, 0); }
+Test(grad, tanh) { unary_case(IR_OP_TANH, 0, 0, 0); }
+Test(grad, sigmoid) { unary_case(IR_OP_SIGMOID, 0, 0, 0); }
+Test(grad, identity) { unary_case(IR_OP_IDENTITY, 0, 0, 0); }
+Test(grad, softmax) { unary_case(IR_OP_SOFTMAX, 0, 0, 0); }
+Test(grad, shift) { unary_case(IR_OP_SHIFT, 0, 0, 0); }
+Test(grad, scale) { unary_case(IR_OP_SCALE, 0, 0, 0); }
+Test(grad, slice) { unary_case(IR_OP_SLICE, 0, 0, 0); }
+Test(grad, dropout) { unary_case(IR_OP_DROPOUT, 0, 0, 0); }
+Test(grad, drop_path) { unary_case(IR_OP_DROP_PATH, 0, 0, 0); }
+Test(grad, maxpool_3x3_stride1_borders) { unary_case(IR_OP_MAXPOOL, 3, 1, 1); }
+Test(grad, maxpool_3x3_stride2_borders) { unary_case(IR_OP_MAXPOOL, 3, 2, 1); }
+Test(grad, avgpool_3x3_stride1_excludes_padding) { unary_case(IR_OP_AVGPOOL, 3, 1, 1); }
+Test(grad, avgpool_3x3_stride2_excludes_padding) { unary_case(IR_OP_AVGPOOL, 3, 2, 1); }
+
+static void nary_case(ir_op op) {
+    harness h = {.g = ir_graph_new("nary")};
+    int64_t sh[4] = {2, 3, 4, 5};
+    int a = wparam(h.g, "a", 4, sh), b = wparam(h.g, "b", 4, sh), c = wparam(h.g, "c", 4, sh);
+    int y;
+    if (op == IR_OP_MUL || op == IR_OP_SUB) y = ir_binary(h.g, op, a, b, "bin");
+    else if (op == IR_OP_WSUM) {
+        int w = wparam(h.g, "w", 1, (int64_t[]){3});
+        y = ir_wsum(h.g, w, 3, (int[]){a, b, c}, "wsum");
+    } else y = ir_nary(h.g, op, 3, (int[]){a, b, c}, "nary");
+    /* use 'a' twice so gradient accumulation across consumers is exercised */
+    add_loss(&h, op == IR_OP_CONCAT ? y : ir_nary(h.g, IR_OP_ADD, 2, (int[]){y, a}, "plus_a"));
+    make_plan(&h, 9);
+    check_group(&h, IR_ROLE_WEIGHT, 400, 1e-3f);
+    free_harness(&h);
+}
+Test(grad, add) { nary_case(IR_OP_ADD); }
+Test(grad, mean) { nary_case(IR_OP_MEAN); }
+Test(grad, mul) { nary_case(IR_OP_MUL); }
+Test(grad, sub) { nary_case(IR_OP_SUB); }
+Test(grad, wsum) { nary_case(IR_OP_WSUM); }
+Test(grad, concat) { nary_case(IR_OP_CONCAT); }
+
+Test(grad, gap_and_linear_without_bias) {
+    harness h = {.g = ir_graph_new("gl")};
+    int x = wparam(h.g, "x", 4, (int64_t[]){3, 4, 3, 3});
+    int z = ir_unary(h.g, IR_OP_GAP, x, "gap");
+    int w = wparam(h.g, "w", 2, (int64_t[]){6, 4});
+    int y = ir_linear(h.g, z, w, -1, "lin");
+    add_loss(&h, y);
+    make_plan(&h, 2);
+    check_group(&h, IR_ROLE_WEIGHT, 300, 1e-3f);
+    free_harness(&h);
+}
+
+Test(grad, embedding) {
+    harness h = {.g = ir_graph_new("emb")};
+    int ids = ir_input(h.g, "ids", IR_DTYPE_I32, 1, (int64_t[]){6});
+    int t = wparam(h.g, "table", 2, (int64_t[]){7, 4});
+    int y = ir_embedding(h.g, ids, t, "emb");
+    add_loss(&h, y);
+    make_plan(&h, 2);
+    int32_t idv[6] = {0, 3, 3, 6, 1, 3}; /* repeated ids accumulate */
+    rt_set_input(h.p, ids, idv, sizeof idv);
+    check_group(&h, IR_ROLE_WEIGHT, 300, 1e-3f);
+    free_harness(&h);
+}
+
+Test(grad, mixed_op_alpha_and_inputs) {
+    harness h = {.g = ir_graph_new("mixed")};
+    int64_t sh[4] = {2, 3, 4, 4};
+    int a = wparam(h.g, "a", 4, sh), b = wparam(h.g, "b", 4, sh), c = wparam(h.g, "c", 4, sh);
+    int alpha = ir_param(h.g, "alpha", IR_ROLE_ARCH, 2, (int64_t[]){2, 5}, ir_init_normal(1.f));
+    /* columns 0 and 3 are zero ops: no input, yet their alpha entries get gradients */
+    int y = ir_mixed(h.g, alpha, 1, 3, (int[]){a, b, c}, (int[]){1, 2, 4}, "mixed");
+    add_loss(&h, y);
+    make_plan(&h, 4);
+    check_group(&h, IR_ROLE_WEIGHT, 300, 1e-3f);
+    check_group(&h, IR_ROLE_ARCH, 10, 1e-2f);
+    /* row 0 is unused: its gradient must be exactly zero */
+    rt_group ga = rt_plan_group(h.p, IR_ROLE_ARCH);
+    for (int i = 0; i < 5; i++) cr_expect_eq(ga.grad[i], 0.f);
+    free_harness(&h);
+}
+
+/* A tiny DARTS supernet with every op of REFERENCE.md, normal and reduction cells,
+ * FactorizedReduce both as skip at stride 2 and as preprocessing. */
+static void tiny_space(ir_space *sp) {
+    ir_space_darts_cifar10(sp);
+    sp->in_c = 2; sp->in_h = 8; sp->in_w = 8; sp->classes = 5;
+    sp->C = 4; sp->layers = 3; sp->stem_mult = 2;
+    sp->n_reduce = 1; sp->reduce_at[0] = 1;
+}
+
+/* One search cell between the stem and the head, normal or reduction (every op of
+ * REFERENCE.md; the reduction cell has FactorizedReduce skips and stride-2 pools/convs). */
+static void darts_cell_case(int reduction) {
+    ir_space sp;
+    tiny_space(&sp);
+    sp.layers = 1;
+    sp.n_reduce = reduction;
+    sp.reduce_at[0] = 0;
+    ir_net net;
+    cr_assert_eq(ir_space_build_supernet(&sp, 8, &net), 0, "%s", net.error);
+    harness h = {.g = net.graph, .labels = net.labels, .loss = net.loss};
+    make_plan(&h, 7);
+    float img[8 * 2 * 8 * 8];
+    tu_fill_uniform(img, 8 * 2 * 64, -1.f, 1.f, 99);
+    rt_set_input(h.p, net.images, img, sizeof img);
+    /* alpha of order 1 so the softmax is far from uniform */
+    rt_group ga = rt_plan_group(h.p, IR_ROLE_ARCH);
+    tu_fill_uniform(ga.data, ga.n, -1.f, 1.f, 3);
+    check_group_ex(&h, IR_ROLE_ARCH, 200, 1e-3f, 1);
+    check_group_ex(&h, IR_ROLE_WEIGHT, 300, 1e-3f, 1);
+    free_harness(&h);
+}
+Test(grad, darts_normal_cell_weights_and_alpha) { darts_cell_case(0); }
+Test(grad, darts_reduction_cell_weights_and_alpha) { darts_cell_case(1); }
+
+/* Work that is not asked for is not done: an alpha-only backward leaves the weight
+ * gradients untouched, and gives the same alpha gradient as a full backward. */
+Test(autodiff, alpha_only_backward_skips_weight_gradients) {
+    ir_space sp;
+    tiny_space(&sp);
+    ir_net net;
+    cr_assert_eq(ir_space_build_supernet(&sp, 2, &net), 0, "%s", net.error);
+    harness h = {.g = net.graph, .labels = net.labels, .loss = net.loss};
+    make_plan(&h, 7);
+    float img[2 * 2 * 8 * 8];
+    tu_fill_uniform(img, 2 * 2 * 64, -1.f, 1.f, 5);
+    rt_set_input(h.p, net.images, img, sizeof img);
+    rt_group gw = rt_plan_group(h.p, IR_ROLE_WEIGHT), ga = rt_plan_group(h.p, IR_ROLE_ARCH);
+    for (int64_t i = 0; i < gw.n; i++) gw.grad[i] = 12345.f;
+    loss_at(&h);
+    cr_assert_eq(rt_backward(h.p, RT_GRAD_ARCH), 0);
+    for (int64_t i = 0; i < gw.n; i++) cr_assert_eq(gw.grad[i], 12345.f, "weight grad %lld touched", (long long)i);
+    float *a1 = malloc((size_t)ga.n * 4);
+    memcpy(a1, ga.grad, (size_t)ga.n * 4);
+    loss_at(&h);
+    cr_assert_eq(rt_backward(h.p, RT_GRAD_ARCH | RT_GRAD_W), 0);
+    cr_expect_arr_eq(a1, ga.grad, (size_t)ga.n * 4, "alpha gradient depends on whether weights were asked for");
+    double s = 0;
+    for (int64_t i = 0; i < gw.n; i++) s += fabs(gw.grad[i]);
+    cr_expect(s > 0 && s < 1e6);
+    free(a1);
+    free_harness(&h);
+}
+
+/* Liveness planning actually reuses memory: the arena is smaller than the sum of all
+ * activations, gradients and saved state. */
+Test(plan, arena_smaller_than_naive) {
+    ir_space sp;
+    tiny_space(&sp);
+    ir_net net;
+    cr_assert_eq(ir_space_build_supernet(&sp, 4, &net), 0, "%s", net.error);
+    rt_backend *be = rt_backend_cpu_new();
+    char err[256];
+    rt_plan *p = rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 1, .grads = 3}, err, sizeof err);
+    cr_assert(p, "%s", err);
+    size_t naive = 0;
+    for (int i = 0; i < ir_graph_num_nodes(net.graph); i++) {
+        const ir_node *n = ir_graph_node(net.graph, i);
+        if (n->op != IR_OP_PARAM) naive += 2 * (size_t)ir_node_numel(n) * 4;
+    }
+    cr_expect(rt_plan_arena_bytes(p) < naive / 2, "arena %zu vs naive %zu", rt_plan_arena_bytes(p), naive);
+    rt_plan *inf = rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 1, .grads = 0}, err, sizeof err);
+    cr_assert(inf, "%s", err);
+    cr_expect(rt_plan_arena_bytes(inf) < rt_plan_arena_bytes(p) / 2, "inference arena %zu vs training %zu",
+              rt_plan_arena_bytes(inf), rt_plan_arena_bytes(p));
+    rt_plan_free(inf);
+    rt_plan_free(p);
+    be->destroy(be);
+    ir_net_free(&net);
+}

@@ -1,0 +1,50 @@
+/* testutil.c — see testutil.h. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kdesc.h"
+
+void tu_fill_uniform(float *x, int64_t n, float lo, float hi, uint64_t seed) {
+    for (int64_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * krng_uniform(seed, (uint64_t)i);
+}
+
+double tu_max_rel_err(const float *a, const float *b, int64_t n, double floor, int64_t *worst) {
+    double m = 0;
+    int64_t wi = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        double s = fabs((double)b[i]);
+        double e = d / (s > floor ? s : floor);
+        if (!(e <= m)) { m = e; wi = i; } /* catches NaN */
+    }
+    if (worst) *worst = wi;
+    return m;
+}
+
+double tu_norm_rel_err(const float *a, const float *b, int64_t n) {
+    double d = 0, s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double t = (double)a[i] - (double)b[i];
+        d += t * t;
+        s += (double)b[i] * (double)b[i];
+    }
+    if (isnan(d)) return INFINITY;
+    return sqrt(d) / (s > 1e-30 ? sqrt(s) : 1e-15);
+}
+
+const char *tu_src_path(const char *rel) {
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%s/%s", DARTSC_SOURCE_DIR, rel);
+    return buf;
+}
+
+const char *tu_tmpdir(void) {
+    static char buf[256];
+    snprintf(buf, sizeof buf, "/tmp/dartsc-test-XXXXXX");
+    if (!mkdtemp(buf)) return "/tmp";
+    return buf;
+}
