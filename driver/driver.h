@@ -4,5 +4,7 @@
 
 int dartsc_cmd_version(int argc, char **argv);
 int dartsc_cmd_check(int argc, char **argv);
+int dartsc_cmd_inspect(int argc, char **argv);
+int dartsc_cmd_search(int argc, char **argv);
 
 #endif

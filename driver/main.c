@@ -11,6 +11,8 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  check SPACE [--dump-ir] [--dot FILE]   validate a search space and print a summary\n"
+            "  inspect FILE.onnx                      validate an ONNX model and print a summary\n"
+            "  search SPACE [--out DIR] ...           run the DARTS search and derive a genotype\n"
             "  version                                print the version and build configuration\n"
             "\n"
             "Run 'dartsc <command> --help' for a command's options.\n");
@@ -28,6 +30,8 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return dartsc_cmd_version(argc - 1, argv + 1);
     if (!strcmp(cmd, "check")) return dartsc_cmd_check(argc - 1, argv + 1);
+    if (!strcmp(cmd, "inspect")) return dartsc_cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "search")) return dartsc_cmd_search(argc - 1, argv + 1);
     fprintf(stderr, "dartsc: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

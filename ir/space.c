@@ -442,3 +442,256 @@ int ir_space_build_supernet(const ir_space *sp, int batch, ir_net *net) {
     }
     return 0;
 }
+
+/* ---- genotypes and the derived (evaluation) network ---------------------------------------- */
+
+/* The published DARTS_V2 (second-order) CNN cells, REFERENCE.md, as indices into the
+ * default DARTS op list (none 0, max_pool_3x3 1, avg_pool_3x3 2, skip_connect 3,
+ * sep_conv_3x3 4, sep_conv_5x5 5, dil_conv_3x3 6, dil_conv_5x5 7). */
+void ir_genotype_darts_v2(ir_genotype *g) {
+    enum { MAX = 1, SKIP = 3, SEP3 = 4, DIL3 = 6 };
+    static const int normal[8][2] = {{SEP3, 0}, {SEP3, 1}, {SEP3, 0}, {SEP3, 1},
+                                     {SEP3, 1}, {SKIP, 0}, {SKIP, 0}, {DIL3, 2}};
+    static const int reduce[8][2] = {{MAX, 0}, {MAX, 1}, {SKIP, 2}, {MAX, 1},
+                                     {MAX, 0}, {SKIP, 2}, {SKIP, 2}, {MAX, 1}};
+    memset(g, 0, sizeof *g);
+    ir_geno_cell *cells[2] = {&g->normal, &g->reduce};
+    const int (*tab[2])[2] = {normal, reduce};
+    for (int t = 0; t < 2; t++) {
+        cells[t]->n_nodes = 4;
+        for (int i = 0; i < 4; i++) {
+            cells[t]->n_edges[i] = 2;
+            for (int k = 0; k < 2; k++) {
+                cells[t]->e[i][k].op = tab[t][2 * i + k][0];
+                cells[t]->e[i][k].src = tab[t][2 * i + k][1];
+            }
+        }
+    }
+}
+
+static int check_geno_cell(const ir_cell *c, const ir_geno_cell *gc, const char *what, char *err, size_t errlen) {
+    if (gc->n_nodes != c->n_nodes)
+        return fail(err, errlen, "genotype %s cell: has %d node%s, the space's %s cell has %d", what, gc->n_nodes,
+                    gc->n_nodes == 1 ? "" : "s", what, c->n_nodes);
+    for (int i = 0; i < gc->n_nodes; i++) {
+        int ne = gc->n_edges[i];
+        if (ne < 1 || ne > IR_MAX_KEEP)
+            return fail(err, errlen, "genotype %s cell, node %d: needs between 1 and %d incoming edges, has %d", what, i,
+                        IR_MAX_KEEP, ne);
+        for (int k = 0; k < ne; k++) {
+            const ir_geno_edge *e = &gc->e[i][k];
+            if (e->op < 0 || e->op >= c->n_ops)
+                return fail(err, errlen, "genotype %s cell, node %d, edge %d: op index %d is outside 0..%d", what, i, k,
+                            e->op, c->n_ops - 1);
+            if (c->ops[e->op].kind == IR_CAND_NONE)
+                return fail(err, errlen, "genotype %s cell, node %d, edge %d: op %d ('%s') is the zero op; a genotype "
+                            "never contains it", what, i, k, e->op, c->ops[e->op].name);
+            if (e->src < 0 || e->src >= c->n_inputs + i)
+                return fail(err, errlen, "genotype %s cell, node %d, edge %d: source state %d does not precede the node "
+                            "(valid: 0..%d; states are the %d cell input%s, then the intermediate nodes)", what, i, k,
+                            e->src, c->n_inputs + i - 1, c->n_inputs, c->n_inputs == 1 ? "" : "s");
+            if (!((c->edges[i] >> e->src) & 1))
+                return fail(err, errlen, "genotype %s cell, node %d, edge %d: the space has no edge from state %d to "
+                            "this node", what, i, k, e->src);
+        }
+    }
+    return 0;
+}
+
+int ir_genotype_check(const ir_space *sp, const ir_genotype *gt, char *err, size_t errlen) {
+    if (check_geno_cell(&sp->normal, &gt->normal, "normal", err, errlen)) return -1;
+    /* a space without reduction cells never instantiates the reduction genotype */
+    if (sp->kind == IR_SPACE_CNN && sp->n_reduce == 0) return 0;
+    return check_geno_cell(&sp->reduce, &gt->reduce, "reduction", err, errlen);
+}
+
+/* Reduction positions at the evaluation depth L. Rule:
+ *  - if the space's reductions are evenly spaced as in DARTS (reduce_at[r] ==
+ *    floor((r+1) * layers / (n_reduce+1)), e.g. cells 2 and 5 of 8), the evaluation network
+ *    places them the same way at its own depth, floor((r+1) * L / (n_reduce+1)): cells
+ *    floor(L/3), floor(2L/3) for two reductions, exactly as the reference NetworkCIFAR
+ *    (cells 6 and 13 of 20);
+ *  - otherwise each position scales proportionally, floor(reduce_at[r] * L / layers);
+ *  - either way a position that would not exceed its predecessor moves to predecessor + 1,
+ *    and a position past the last cell is an error. */
+static int eval_reduce_positions(const ir_space *sp, int L, int *pos, char *err, size_t errlen) {
+    int even = 1;
+    for (int r = 0; r < sp->n_reduce; r++)
+        if (sp->reduce_at[r] != (int)((int64_t)(r + 1) * sp->layers / (sp->n_reduce + 1))) even = 0;
+    for (int r = 0; r < sp->n_reduce; r++) {
+        pos[r] = even ? (int)((int64_t)(r + 1) * L / (sp->n_reduce + 1)) : (int)((int64_t)sp->reduce_at[r] * L / sp->layers);
+        if (r && pos[r] <= pos[r - 1]) pos[r] = pos[r - 1] + 1;
+        if (pos[r] >= L)
+            return fail(err, errlen, "evaluation network of %d cells is too shallow for %d reduction cells", L,
+                        sp->n_reduce);
+    }
+    return 0;
+}
+
+/* One derived cell: preprocessing, the genotype's ops (drop path on every op output that
+ * is not an identity), node sums, combine. Edge j (genotype order) is cells.{ci}._ops.{j}. */
+static int b_eval_cell(builder *b, const ir_cell *cell, const ir_geno_cell *gc, int ci, int s0, int s1, int64_t c_pp,
+                       int64_t c_p, int64_t C, int reduction, int reduction_prev, int drop_path) {
+    char n[256], p[128];
+    int states[2 + IR_MAX_NODES];
+    int ns = 0;
+    if (cell->n_inputs == 2) {
+        snprintf(p, sizeof p, "cells.%d.preprocess0", ci);
+        states[ns++] = reduction_prev ? b_factorized_reduce(b, s0, p, c_pp, C) : b_relu_conv_bn(b, s0, p, c_pp, C, 1, 1, 0);
+    }
+    snprintf(p, sizeof p, "cells.%d.preprocess1", ci);
+    states[ns++] = b_relu_conv_bn(b, s1, p, c_p, C, 1, 1, 0);
+    int j = 0;
+    for (int i = 0; i < gc->n_nodes; i++) {
+        int terms[IR_MAX_KEEP], nt = 0;
+        for (int k = 0; k < gc->n_edges[i]; k++, j++) {
+            const ir_geno_edge *e = &gc->e[i][k];
+            int stride = reduction && e->src < cell->n_inputs ? 2 : 1;
+            snprintf(p, sizeof p, "cells.%d._ops.%d", ci, j);
+            int x = states[e->src];
+            int y = b_cand(b, &cell->ops[e->op], x, p, C, stride, 0);
+            if (y < 0) {
+                if (y == -2) ir_graph_set_error(b->g, "%s: the zero op cannot be in a derived cell", p);
+                return -1;
+            }
+            if (drop_path && y != x) { /* y == x: identity skip, which the reference never drops */
+                snprintf(n, sizeof n, "%s.drop_path", p);
+                y = ir_dropout(b->g, IR_OP_DROP_PATH, y, 0.f, n);
+            }
+            terms[nt++] = y;
+        }
+        snprintf(n, sizeof n, "cells.%d.node%d", ci, i);
+        states[ns++] = nt == 1 ? terms[0] : ir_nary(b->g, IR_OP_ADD, nt, terms, n);
+    }
+    snprintf(n, sizeof n, "cells.%d.out", ci);
+    ir_op comb = cell->combine == IR_COMBINE_CONCAT ? IR_OP_CONCAT : IR_OP_MEAN;
+    int nn = gc->n_nodes;
+    return nn == 1 ? states[ns - 1] : ir_nary(b->g, comb, nn, states + cell->n_inputs, n);
+}
+
+/* Auxiliary head of the reference (AuxiliaryHeadCIFAR), on the output x (c channels, h x w)
+ * of the second reduction cell: features = Sequential(ReLU, AvgPool(5, 3, 0), Conv 1x1 -> 128,
+ * BN, ReLU, Conv 2x2 -> 768, BN, ReLU), classifier = Linear(768, classes).
+ * Deviations for input sizes other than CIFAR's 32x32 (8x8 here, pooled to 2x2, conv to
+ * 1x1): where the pooled map is smaller than 2 (e.g. 7x7 on 28x28 inputs pools to 1x1) the
+ * second conv uses kernel min(2, pooled size), so that it still applies; where the conv
+ * leaves more than 1x1 (larger inputs), the map is averaged to 1x1 before the classifier
+ * (the reference's Linear(768) would not accept it). On 1x1 maps that average is the
+ * reference's flatten. */
+static int b_aux_head(builder *b, int x, int64_t c, int h, int w, int classes) {
+    int y = b_relu(b, x, "auxiliary_head.features.0");
+    y = ir_pool(b->g, IR_OP_AVGPOOL, y, 5, 3, 0, "auxiliary_head.features.1");
+    int ph = (h - 5) / 3 + 1, pw = (w - 5) / 3 + 1;
+    y = b_conv(b, y, "auxiliary_head.features.2", c, 128, 1, 1, 1, 1, 0, 0, 1, 1);
+    y = b_bn(b, y, "auxiliary_head.features.3", 128, 1);
+    y = b_relu(b, y, "auxiliary_head.features.4");
+    int kh = ph < 2 ? ph : 2, kw = pw < 2 ? pw : 2;
+    y = b_conv(b, y, "auxiliary_head.features.5", 128, 768, kh, kw, 1, 1, 0, 0, 1, 1);
+    y = b_bn(b, y, "auxiliary_head.features.6", 768, 1);
+    y = b_relu(b, y, "auxiliary_head.features.7");
+    y = ir_unary(b->g, IR_OP_GAP, y, "auxiliary_head.flatten");
+    int64_t wshape[2] = {classes, 768}, bshape[1] = {classes};
+    int cw = ir_param(b->g, "auxiliary_head.classifier.weight", IR_ROLE_WEIGHT, 2, wshape, ir_init_kaiming_uniform(768));
+    int cb = ir_param(b->g, "auxiliary_head.classifier.bias", IR_ROLE_WEIGHT, 1, bshape, ir_init_kaiming_uniform(768));
+    return ir_linear(b->g, y, cw, cb, "auxiliary_head.classifier");
+}
+
+int ir_space_build_eval(const ir_space *sp, const ir_genotype *gt, const ir_eval_opts *o, ir_net *net) {
+    memset(net, 0, sizeof *net);
+    net->alpha[0] = net->alpha[1] = net->aux_logits = -1;
+    if (ir_space_check(sp, net->error, sizeof net->error)) return -1;
+    if (sp->kind != IR_SPACE_CNN) {
+        snprintf(net->error, sizeof net->error, "space '%s': recurrent evaluation networks are not lowered here", sp->name);
+        return -1;
+    }
+    if (ir_genotype_check(sp, gt, net->error, sizeof net->error)) return -1;
+    if (o->batch < 1) {
+        snprintf(net->error, sizeof net->error, "batch must be positive, not %d", o->batch);
+        return -1;
+    }
+    /* 0 in the options: the space's evaluation size (train_C, train_layers) */
+    ir_space e = *sp;
+    e.C = o->C > 0 ? o->C : sp->train_C;
+    e.layers = o->layers > 0 ? o->layers : sp->train_layers;
+    if (e.layers < 1 || e.C < 1) {
+        snprintf(net->error, sizeof net->error, "evaluation network needs positive C and layers (have %d, %d)", e.C, e.layers);
+        return -1;
+    }
+    if (eval_reduce_positions(sp, e.layers, e.reduce_at, net->error, sizeof net->error)) return -1;
+    /* channel and spatial arithmetic at the evaluation size */
+    if (ir_space_check(&e, net->error, sizeof net->error)) return -1;
+    int aux_at = -1;
+    if (o->aux) {
+        /* after the second reduction cell as the reference (i == 2*layers//3); the last one
+         * when the space has a single reduction */
+        if (e.n_reduce < 1) {
+            snprintf(net->error, sizeof net->error, "auxiliary head: the space has no reduction cell to attach it after");
+            return -1;
+        }
+        aux_at = e.reduce_at[e.n_reduce >= 2 ? 1 : 0];
+    }
+
+    builder b = {.g = ir_graph_new(sp->name), .bn_batch_stats = 0, .affine = 1};
+    if (!b.g) {
+        snprintf(net->error, sizeof net->error, "out of memory");
+        return -1;
+    }
+    net->graph = b.g;
+    net->images = ir_input(b.g, "images", IR_DTYPE_F32, 4, (int64_t[]){o->batch, e.in_c, e.in_h, e.in_w});
+    net->labels = ir_input(b.g, "labels", IR_DTYPE_I32, 1, (int64_t[]){o->batch});
+
+    int64_t c_stem = (int64_t)e.stem_mult * e.C;
+    int x = b_conv(&b, net->images, "stem.0", e.in_c, c_stem, 3, 3, 1, 1, 1, 1, 1, 1);
+    x = b_bn(&b, x, "stem.1", c_stem, 1);
+    int64_t c_pp = c_stem, c_p = c_stem, C = e.C;
+    int s0 = x, s1 = x, reduction_prev = 0, r = 0, h = e.in_h, w = e.in_w;
+    for (int i = 0; i < e.layers; i++) {
+        int reduction = r < e.n_reduce && e.reduce_at[r] == i;
+        if (reduction) {
+            C *= e.growth;
+            r++;
+            h /= 2;
+            w /= 2;
+        }
+        const ir_cell *cell = reduction ? &e.reduce : &e.normal;
+        const ir_geno_cell *gc = reduction ? &gt->reduce : &gt->normal;
+        int out = b_eval_cell(&b, cell, gc, i, s0, s1, c_pp, c_p, C, reduction, reduction_prev, o->drop_path);
+        int64_t mult = cell->combine == IR_COMBINE_CONCAT ? gc->n_nodes : 1;
+        c_pp = c_p;
+        c_p = mult * C;
+        s0 = s1;
+        s1 = out;
+        reduction_prev = reduction;
+        if (i == aux_at) {
+            if (h < 5 || w < 5) {
+                ir_graph_set_error(b.g, "auxiliary head after cell %d: needs a feature map of at least 5x5 (its 5x5 "
+                                   "average pool), has %dx%d", i, h, w);
+                break;
+            }
+            net->aux_logits = b_aux_head(&b, s1, c_p, h, w, e.classes);
+        }
+    }
+    int pooled = ir_unary(b.g, IR_OP_GAP, s1, "global_pooling");
+    int64_t wshape[2] = {e.classes, c_p}, bshape[1] = {e.classes};
+    int cw = ir_param(b.g, "classifier.weight", IR_ROLE_WEIGHT, 2, wshape, ir_init_kaiming_uniform(c_p));
+    int cb = ir_param(b.g, "classifier.bias", IR_ROLE_WEIGHT, 1, bshape, ir_init_kaiming_uniform(c_p));
+    net->logits = ir_linear(b.g, pooled, cw, cb, "classifier");
+    if (o->aux) {
+        /* main CE first: the runtime reports the top-1 count of the loss's first CE input */
+        int main_ce = ir_softmax_ce(b.g, net->logits, net->labels, "loss.main");
+        int aux_ce = ir_softmax_ce(b.g, net->aux_logits, net->labels, "loss.aux");
+        int aux_w = ir_scale(b.g, aux_ce, o->aux_weight, "loss.aux_weighted");
+        net->loss = ir_nary(b.g, IR_OP_ADD, 2, (int[]){main_ce, aux_w}, "loss");
+        ir_node_set_flags(b.g, net->aux_logits, IR_FLAG_OUTPUT);
+    } else {
+        net->loss = ir_softmax_ce(b.g, net->logits, net->labels, "loss");
+    }
+    ir_node_set_flags(b.g, net->logits, IR_FLAG_OUTPUT);
+    ir_node_set_flags(b.g, net->loss, IR_FLAG_OUTPUT | IR_FLAG_LOSS);
+    if (ir_graph_error(b.g) || ir_verify(b.g) != 0) {
+        snprintf(net->error, sizeof net->error, "%s", ir_graph_error(b.g));
+        ir_net_free(net);
+        return -1;
+    }
+    return 0;
+}

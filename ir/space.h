@@ -139,4 +139,41 @@ typedef struct ir_net {
 int ir_space_build_supernet(const ir_space *sp, int batch, ir_net *net);
 void ir_net_free(ir_net *net);
 
+/* ---- genotypes and the derived (evaluation) network ---- */
+
+#define IR_MAX_KEEP 8
+
+typedef struct ir_geno_edge {
+    int op;  /* index into the cell's candidate ops (never the 'none' op) */
+    int src; /* state index: 0..n_inputs-1 the cell inputs, then the intermediate nodes */
+} ir_geno_edge;
+
+typedef struct ir_geno_cell {
+    int n_nodes;
+    int n_edges[IR_MAX_NODES]; /* edges kept per node: min(k, edges into it) */
+    ir_geno_edge e[IR_MAX_NODES][IR_MAX_KEEP];
+} ir_geno_cell;
+
+typedef struct ir_genotype {
+    ir_geno_cell normal, reduce;
+} ir_genotype;
+
+/* Options of the evaluation network (retraining from scratch, REFERENCE.md). */
+typedef struct ir_eval_opts {
+    int C, layers, batch;
+    int aux;          /* auxiliary head after the second reduction cell (training graphs only) */
+    float aux_weight; /* its loss weight */
+    int drop_path;    /* insert DROP_PATH on every op output except identity; p is set at run time */
+} ir_eval_opts;
+
+/* Builds the derived network: affine BN, no BN after pools, the genotype's ops, cell
+ * output = combine of all intermediate nodes, optional drop path and auxiliary head.
+ * net->loss is CE(logits) (+ aux_weight * CE(aux_logits)). Parameter names follow the
+ * reference NetworkCIFAR (cells.3._ops.1.op.1.weight, auxiliary_head.*, classifier.*). */
+int ir_space_build_eval(const ir_space *sp, const ir_genotype *gt, const ir_eval_opts *o, ir_net *net);
+/* Checks a genotype against a space (ops exist, are not 'none', sources precede nodes). */
+int ir_genotype_check(const ir_space *sp, const ir_genotype *gt, char *err, size_t errlen);
+/* The published DARTS_V2 CNN genotype (REFERENCE.md) over the default DARTS op list. */
+void ir_genotype_darts_v2(ir_genotype *g);
+
 #endif

@@ -21,6 +21,7 @@ struct rt_plan {
     rt_backend *be;
     int n;
     int loss;
+    int ce; /* SOFTMAX_CE whose top-1 count rt_last_correct reports: the loss, or its first CE input; -1 none */
     unsigned grads_max;
     uint64_t seed, step;
     rt_exec_node *ex;                 /* per node, resolved pointers and shapes */
@@ -214,6 +215,13 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         for (int j = 0; j < nd->n_inputs; j++)
             if (nd->inputs[j] >= 0 && maxcons[nd->inputs[j]] < i) maxcons[nd->inputs[j]] = i;
     }
+    p->ce = -1;
+    if (p->loss >= 0) { /* a combined loss (main CE + weighted auxiliary CE) reports its first CE */
+        const ir_node *ln = ir_graph_node(g, p->loss);
+        if (ln->op == IR_OP_SOFTMAX_CE) p->ce = p->loss;
+        for (int j = 0; p->ce < 0 && j < ln->n_inputs; j++)
+            if (ln->inputs[j] >= 0 && ir_graph_node(g, ln->inputs[j])->op == IR_OP_SOFTMAX_CE) p->ce = ln->inputs[j];
+    }
     if (p->grads_max && p->loss < 0) {
         perr(err, errlen, "graph '%s' has no loss to differentiate", ir_graph_name(g));
         goto fail;
@@ -397,10 +405,13 @@ float rt_forward(rt_plan *p, int training) {
     if (p->loss < 0) return NAN;
     float host[1];
     be->download(be, host, p->data[p->loss], sizeof host);
-    const rt_exec_node *le = &p->ex[p->loss];
-    float corr;
-    be->download(be, &corr, le->aux + le->in[0].numel, sizeof corr);
-    p->last_correct = (int)corr;
+    p->last_correct = 0;
+    if (p->ce >= 0) {
+        const rt_exec_node *le = &p->ex[p->ce];
+        float corr;
+        be->download(be, &corr, le->aux + le->in[0].numel, sizeof corr);
+        p->last_correct = (int)corr;
+    }
     return host[0];
 }
 

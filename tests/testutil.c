@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <criterion/criterion.h>
+
 #include "kernels/kdesc.h"
 
 void tu_fill_uniform(float *x, int64_t n, float lo, float hi, uint64_t seed) {
@@ -47,4 +49,18 @@ const char *tu_tmpdir(void) {
     snprintf(buf, sizeof buf, "/tmp/dartsc-test-XXXXXX");
     if (!mkdtemp(buf)) return "/tmp";
     return buf;
+}
+
+void tu_parity_compare(tu_parity *t, const char *what, const float *got, const float *r64, const float *r32, int64_t n) {
+    double e = tu_norm_rel_err(got, r64, n), e32 = tu_norm_rel_err(r32, r64, n);
+    t->tensors++;
+    if (e > 1e-4) {
+        t->fallback++;
+        cr_expect(e <= TU_PARITY_FACTOR * e32 + 1e-6, "%s: dartsc error %.3g vs float64, float32 reference error %.3g",
+                  what, e, e32);
+    }
+    if (e > t->worst) {
+        t->worst = e;
+        snprintf(t->worst_name, sizeof t->worst_name, "%s", what);
+    }
 }

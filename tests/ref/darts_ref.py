@@ -17,6 +17,9 @@ authors), so state_dict names are the ones dartsc gives its IR parameters:
 Modes (see --help of each):
     net       forward + backward of the supernet, writes logits, loss, gradients, running stats
     cell      the same for one search cell on given s0, s1 with loss = sum(out * r)
+    eval      forward + backward of the evaluation network (NetworkCIFAR) of a genotype
+              (--genotype JSON, --auxiliary, --train, --drop-path-prob)
+    eval-count  weight count of the evaluation network (with and without auxiliary head)
     init      a random input file for `net` (PyTorch default init, alpha = 1e-3 N(0,1))
     init-cell a random input file for `cell`
     selftest  parameter count of the CIFAR supernet + float64 gradcheck of a tiny cell
@@ -561,6 +564,197 @@ def run_init_cell(args):
 # cell 7 normal C=64 (C_pp 256, C_p 256):pre 16384+16384 + edges 435,456       ->   468,224
 # classifier: 256*10 + 10                                                      ->     2,570
 # total                                                                        -> 1,930,618
+# ----------------------------------------------------------------------------------------
+# evaluation network: NetworkCIFAR of the DARTS authors' model.py, same module structure
+# (so the same state_dict names), generalised to the input channels and size
+# ----------------------------------------------------------------------------------------
+def drop_path(x, drop_prob):
+    """Per-sample Bernoulli(1-p) mask, output divided by the keep probability (model.py)."""
+    if drop_prob > 0.0:
+        keep = 1.0 - drop_prob
+        mask = torch.empty(x.size(0), 1, 1, 1, dtype=x.dtype).bernoulli_(keep)
+        x = x.div(keep) * mask
+    return x
+
+
+class EvalCell(nn.Module):
+    """model.py Cell: ops of the genotype (affine BN, no BN after pools), op j on state
+    indices[j], stride 2 iff reduction and input < 2; drop path on non-identity ops."""
+
+    def __init__(self, genotype, C_pp, C_p, C, reduction, reduction_prev):
+        super().__init__()
+        if reduction_prev:
+            self.preprocess0 = FactorizedReduce(C_pp, C, affine=True)
+        else:
+            self.preprocess0 = ReLUConvBN(C_pp, C, 1, 1, 0, affine=True)
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=True)
+        key = "reduce" if reduction else "normal"
+        op_names, indices = zip(*genotype[key])
+        self._steps = len(op_names) // 2
+        self._concat = list(genotype.get(key + "_concat", range(2, 2 + self._steps)))
+        self.multiplier = len(self._concat)
+        self._ops = nn.ModuleList()
+        for name, index in zip(op_names, indices):
+            stride = 2 if reduction and index < 2 else 1
+            self._ops.append(make_op(name, C, stride, affine=True))
+        self._indices = indices
+
+    def forward(self, s0, s1, drop_prob):
+        s0 = self.preprocess0(s0)
+        s1 = self.preprocess1(s1)
+        states = [s0, s1]
+        for i in range(self._steps):
+            h1 = states[self._indices[2 * i]]
+            h2 = states[self._indices[2 * i + 1]]
+            op1, op2 = self._ops[2 * i], self._ops[2 * i + 1]
+            h1, h2 = op1(h1), op2(h2)
+            if self.training and drop_prob > 0.0:
+                if not isinstance(op1, Identity):
+                    h1 = drop_path(h1, drop_prob)
+                if not isinstance(op2, Identity):
+                    h2 = drop_path(h2, drop_prob)
+            states.append(h1 + h2)
+        return torch.cat([states[i] for i in self._concat], dim=1)
+
+
+class AuxiliaryHeadCIFAR(nn.Module):
+    """model.py AuxiliaryHeadCIFAR (written for an 8x8 input). Generalised as dartsc does
+    for other sizes: the 2x2 conv becomes min(2, pooled size), and a map left larger than
+    1x1 is averaged before the classifier. ReLUs are not in place (model.py's in-place
+    first ReLU rewrites s1 with relu(s1), which every later consumer of s1 starts with a
+    ReLU of, so values and gradients are the same)."""
+
+    def __init__(self, C, num_classes, hw=8):
+        super().__init__()
+        pooled = (hw - 5) // 3 + 1
+        k = min(2, pooled)
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False),
+            nn.Conv2d(C, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(128, 768, k, bias=False),
+            nn.BatchNorm2d(768),
+            nn.ReLU(inplace=False),
+        )
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x):
+        x = self.features(x)
+        if x.shape[2] * x.shape[3] != 1:
+            x = F.adaptive_avg_pool2d(x, 1)
+        return self.classifier(x.view(x.size(0), -1))
+
+
+class NetworkCIFAR(nn.Module):
+    def __init__(self, C, num_classes, layers, auxiliary, genotype, in_c=3, hw=32, stem_mult=3):
+        super().__init__()
+        self._layers = layers
+        self._auxiliary = auxiliary
+        self.drop_path_prob = 0.0
+        C_curr = stem_mult * C
+        self.stem = nn.Sequential(nn.Conv2d(in_c, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+        C_pp, C_p, C_curr = C_curr, C_curr, C
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        C_aux, hw_aux = None, hw
+        for i in range(layers):
+            if i in [layers // 3, 2 * layers // 3]:
+                C_curr *= 2
+                reduction = True
+                hw //= 2
+            else:
+                reduction = False
+            cell = EvalCell(genotype, C_pp, C_p, C_curr, reduction, reduction_prev)
+            reduction_prev = reduction
+            self.cells.append(cell)
+            C_pp, C_p = C_p, cell.multiplier * C_curr
+            if i == 2 * layers // 3:
+                C_aux, hw_aux = C_p, hw
+        if auxiliary:
+            self.auxiliary_head = AuxiliaryHeadCIFAR(C_aux, num_classes, hw_aux)
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_p, num_classes)
+
+    def forward(self, x):
+        logits_aux = None
+        s0 = s1 = self.stem(x)
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            if i == 2 * self._layers // 3 and self._auxiliary and self.training:
+                logits_aux = self.auxiliary_head(s1)
+        out = self.global_pooling(s1)
+        return self.classifier(out.view(out.size(0), -1)), logits_aux
+
+
+def _genotype_arg(s):
+    import json
+    g = json.loads(s)
+    for k in ("normal", "reduce"):
+        if k not in g or len(g[k]) % 2:
+            raise RefError("--genotype: '%s' must list (op, input) pairs, 2 per node" % k)
+        for name, idx in g[k]:
+            if name not in PRIMITIVES or name == "none":
+                raise RefError("--genotype: unknown op '%s'" % name)
+    return g
+
+
+def _eval_counts(net):
+    n_all = weight_count(net)
+    n_noaux = sum(p.numel() for n, p in net.named_parameters() if "auxiliary" not in n)
+    return n_all, n_noaux
+
+
+def run_eval(args):
+    dt = torch.float64 if args.double else torch.float32
+    gen = _genotype_arg(args.genotype)
+    inp = tensorfile.read(args.inp)
+    imgs = inp.get("images")
+    if imgs is None or imgs.ndim != 4 or imgs.shape[1] != args.in_c:
+        raise RefError("%s: 'images' must be (N, %d, H, W), got %s" %
+                       (args.inp, args.in_c, None if imgs is None else list(imgs.shape)))
+    N = imgs.shape[0]
+    net = NetworkCIFAR(args.C, args.classes, args.layers, args.auxiliary, gen, args.in_c, imgs.shape[2],
+                       args.stem_mult)
+    load_strict(net, inp, {"images": None, "labels": (N,)}, args.inp)
+    labels = torch.from_numpy(inp["labels"].astype(np.int64))
+    net = net.to(dt).train(args.train)
+    net.drop_path_prob = args.drop_path_prob
+    torch.manual_seed(args.seed)
+    logits, logits_aux = net(torch.from_numpy(imgs).to(dt))
+    loss = F.cross_entropy(logits, labels)
+    if logits_aux is not None:
+        loss = loss + args.aux_weight * F.cross_entropy(logits_aux, labels)
+    running = [(n, f32(v)) for n, v in exchange_state(net).items()
+               if n.endswith("running_mean") or n.endswith("running_var")]
+    net.zero_grad(set_to_none=True)
+    loss.backward()
+    n_all, n_noaux = _eval_counts(net)
+    out = [("logits", f32(logits)), ("loss", f32(loss).reshape(1)),
+           ("count/weights", np.array([n_all], dtype=np.int32)),
+           ("count/weights_no_aux", np.array([n_noaux], dtype=np.int32))]
+    if logits_aux is not None:
+        out.append(("aux_logits", f32(logits_aux)))
+    for n, p in net.named_parameters():
+        g = p.grad if p.grad is not None else torch.zeros_like(p)
+        out.append(("grad/" + n, f32(g)))
+    out += [("running/" + n, v) for n, v in running]
+    tensorfile.write(args.out, out)
+    if args.verbose:
+        print("loss %.8g  weights %d (%d without aux)  tensors %d" % (loss.item(), n_all, n_noaux, len(out)))
+
+
+def run_eval_count(args):
+    gen = _genotype_arg(args.genotype)
+    net = NetworkCIFAR(args.C, args.classes, args.layers, args.auxiliary, gen, args.in_c, args.hw, args.stem_mult)
+    n_all, n_noaux = _eval_counts(net)
+    if args.out:
+        tensorfile.write(args.out, [("count/weights", np.array([n_all], dtype=np.int32)),
+                                    ("count/weights_no_aux", np.array([n_noaux], dtype=np.int32))])
+    print("weights %d  without auxiliary head %d" % (n_all, n_noaux))
+
+
 CIFAR_SUPERNET_WEIGHTS = 1930618
 
 
@@ -837,6 +1031,35 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     common(p, threads=False)
 
+    def eval_common(p):
+        p.add_argument("--in-c", dest="in_c", type=int, default=3)
+        p.add_argument("--C", type=int, default=36)
+        p.add_argument("--classes", type=int, default=10)
+        p.add_argument("--layers", type=int, default=20)
+        p.add_argument("--stem-mult", dest="stem_mult", type=int, default=3)
+        p.add_argument("--genotype", required=True,
+                       help='JSON, DARTS Genotype layout: {"normal": [["sep_conv_3x3", 0], ...], '
+                            '"normal_concat": [2, 3, 4, 5], "reduce": [...], "reduce_concat": [...]}')
+        p.add_argument("--auxiliary", action="store_true", help="auxiliary head after cell 2*layers//3")
+
+    p = sub.add_parser("eval", help="evaluation network (NetworkCIFAR) forward/backward")
+    p.add_argument("--in", dest="inp", required=True)
+    p.add_argument("--out", required=True)
+    eval_common(p)
+    p.add_argument("--train", action="store_true", help="training mode (batch-stat BN, aux loss, drop path)")
+    p.add_argument("--aux-weight", dest="aux_weight", type=float, default=0.4)
+    p.add_argument("--drop-path-prob", dest="drop_path_prob", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0, help="torch seed (drop path masks)")
+    p.add_argument("--double", action="store_true", help="compute in float64 (outputs still f32)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    common(p)
+
+    p = sub.add_parser("eval-count", help="weight count of the evaluation network")
+    p.add_argument("--out", default=None)
+    p.add_argument("--hw", type=int, default=32)
+    eval_common(p)
+    common(p)
+
     p = sub.add_parser("selftest", help="weight count + gradcheck")
     p.add_argument("--threads", type=int, default=1)
 
@@ -848,6 +1071,10 @@ def main(argv=None):
             run_net(args)
         elif args.mode == "cell":
             run_cell(args)
+        elif args.mode == "eval":
+            run_eval(args)
+        elif args.mode == "eval-count":
+            run_eval_count(args)
         elif args.mode == "archgrad":
             run_archgrad(args)
         elif args.mode == "init":

@@ -1,0 +1,203 @@
+/* cmd_search.c — `dartsc search SPACE`: flags override the DSL, signals checkpoint and
+ * stop, a progress bar on a terminal (plain log lines otherwise), SVG cell pictures when
+ * Graphviz's `dot` is installed. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "driver.h"
+#include "frontend/fe.h"
+#include "search/genotype.h"
+#include "search/search.h"
+
+static volatile sig_atomic_t stop_flag;
+static void on_signal(int sig) {
+    (void)sig;
+    stop_flag = 1;
+}
+
+typedef struct prog {
+    int tty;
+} prog;
+
+static void fmt_eta(double s, char *buf, size_t n) {
+    if (!(s >= 0) || s > 360000) {
+        snprintf(buf, n, "--:--");
+        return;
+    }
+    int t = (int)s;
+    snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+}
+
+static void show_progress(void *ctx, const sr_progress *p) {
+    prog *pg = ctx;
+    char eta[32];
+    fmt_eta(p->eta_s, eta, sizeof eta);
+    if (p->epoch_end) {
+        fprintf(stderr, "%sepoch %d/%d: architecture split loss %.4f accuracy %.2f%%\n", pg->tty ? "\r\033[K" : "",
+                p->epoch + 1, p->epochs, p->val_loss, 100 * p->val_acc);
+        return;
+    }
+    if (pg->tty) {
+        int width = 24, filled = (int)(width * (double)(p->step + 1) / (double)p->steps_per_epoch);
+        char bar[64];
+        for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
+        bar[width] = 0;
+        fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %lld/%lld loss %.4f acc %.1f%% %.0f img/s ETA %s", p->epoch + 1,
+                p->epochs, bar, (long long)p->step + 1, (long long)p->steps_per_epoch, p->train_loss, 100 * p->train_acc,
+                p->images_per_s, eta);
+        fflush(stderr);
+    } else if (p->step % 10 == 0 || p->step + 1 == p->steps_per_epoch) {
+        fprintf(stderr, "epoch %d/%d step %lld/%lld train loss %.4f acc %.2f%% val loss %.4f lr %.5f %.1f img/s ETA %s\n",
+                p->epoch + 1, p->epochs, (long long)p->step + 1, (long long)p->steps_per_epoch, p->train_loss,
+                100 * p->train_acc, p->val_loss, p->lr, p->images_per_s, eta);
+    }
+}
+
+static int parse_int(const char *flag, const char *v, long lo, long hi, long *out) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || x < lo || x > hi) {
+        fprintf(stderr, "dartsc: %s: '%s' is not an integer in %ld..%ld\n", flag, v, lo, hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    if (b) {
+        b[n] = 0;
+        *len = (size_t)n;
+    }
+    return b;
+}
+
+static void dot_to_svg(const char *dir) {
+    if (system("command -v dot >/dev/null 2>&1") != 0) return;
+    const char *names[2] = {"normal", "reduce"};
+    for (int t = 0; t < 2; t++) {
+        char cmd[8400];
+        snprintf(cmd, sizeof cmd, "dot -Tsvg '%s/%s.dot' -o '%s/%s.svg' 2>/dev/null", dir, names[t], dir, names[t]);
+        if (system(cmd) != 0) fprintf(stderr, "dartsc: warning: dot could not render %s/%s.dot\n", dir, names[t]);
+    }
+}
+
+static const char *usage_text =
+    "usage: dartsc search SPACE [--out DIR] [--epochs N] [--batch N] [--order 1|2] [--seed N]\n"
+    "                           [--data PATH] [--subset N] [--device cpu|cuda] [--strategy darts|joint|coord]\n"
+    "                           [--resume]\n";
+
+int dartsc_cmd_search(int argc, char **argv) {
+    const char *path = NULL, *data = NULL;
+    sr_options o = sr_options_default();
+    long epochs = 0, batch = 0, order = 0, seed = -1, subset = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = 1;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else if (!strcmp(a, "--resume")) {
+            o.resume = 1;
+            takes = 0;
+        } else if (a[0] == '-' && !v) {
+            fprintf(stderr, "dartsc search: %s needs a value\n%s", a, usage_text);
+            return 2;
+        } else if (!strcmp(a, "--out")) o.out_dir = v;
+        else if (!strcmp(a, "--data")) data = v;
+        else if (!strcmp(a, "--device")) o.device = v;
+        else if (!strcmp(a, "--epochs")) { if (parse_int(a, v, 1, 100000, &epochs)) return 2; }
+        else if (!strcmp(a, "--batch")) { if (parse_int(a, v, 1, 65536, &batch)) return 2; }
+        else if (!strcmp(a, "--order")) { if (parse_int(a, v, 1, 2, &order)) return 2; }
+        else if (!strcmp(a, "--seed")) { if (parse_int(a, v, 0, 2147483647, &seed)) return 2; }
+        else if (!strcmp(a, "--subset")) { if (parse_int(a, v, 0, 100000000, &subset)) return 2; }
+        else if (!strcmp(a, "--strategy")) {
+            if (!strcmp(v, "darts")) o.strategy = SR_DARTS;
+            else if (!strcmp(v, "joint")) o.strategy = SR_JOINT;
+            else if (!strcmp(v, "coord")) o.strategy = SR_COORD;
+            else {
+                fprintf(stderr, "dartsc search: --strategy: '%s' is not darts, joint or coord\n", v);
+                return 2;
+            }
+        } else if (a[0] == '-') {
+            fprintf(stderr, "dartsc search: unknown option '%s'\n%s", a, usage_text);
+            return 2;
+        } else {
+            takes = 0;
+            if (path) {
+                fprintf(stderr, "dartsc search: more than one space given ('%s' and '%s')\n", path, a);
+                return 2;
+            }
+            path = a;
+        }
+        i += takes;
+    }
+    if (!path) {
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    ir_space sp;
+    fe_diags d;
+    fe_diags_init(&d);
+    int rc = fe_compile_file(path, &sp, &d);
+    fe_diags_render(&d, stderr, isatty(2));
+    fe_diags_free(&d);
+    if (rc) return 1;
+    if (epochs) sp.search.epochs = (int)epochs;
+    if (batch) sp.search.batch = (int)batch;
+    if (order) sp.search.order = (int)order;
+    if (seed >= 0) sp.search.seed = (uint64_t)seed;
+    if (subset >= 0) sp.search.subset = (int)subset;
+    if (data) snprintf(sp.data_path, sizeof sp.data_path, "%s", data);
+
+    size_t len = 0;
+    char *src = slurp(path, &len);
+    o.space_src = src;
+    o.space_src_len = len;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    o.stop = &stop_flag;
+    prog pg = {.tty = isatty(2)};
+    o.progress = show_progress;
+    o.progress_ctx = &pg;
+    fprintf(stderr, "dartsc search: %s -> %s (%s, %s order, %d epochs, batch %d, seed %llu)\n", path, o.out_dir,
+            o.device, sp.search.order == 2 ? "second" : "first", sp.search.epochs, sp.search.batch,
+            (unsigned long long)sp.search.seed);
+    sr_result res;
+    char err[1024];
+    rc = sr_search(&sp, &o, &res, err, sizeof err);
+    free(src);
+    if (rc) {
+        fprintf(stderr, "%sdartsc search: error: %s\n", pg.tty ? "\n" : "", err);
+        return 1;
+    }
+    if (res.stopped) {
+        fprintf(stderr, "\ndartsc search: stopped after %lld steps; checkpoint in %s/checkpoint.dtns (continue with --resume)\n",
+                (long long)res.steps, o.out_dir);
+        return 130;
+    }
+    dot_to_svg(o.out_dir);
+    printf("genotype: ");
+    sr_genotype_print(&sp, &res.genotype, stdout);
+    printf("search took %.1f s; architecture split accuracy %.2f%%; results in %s\n", res.seconds, 100 * res.val_acc,
+           o.out_dir);
+    return 0;
+}

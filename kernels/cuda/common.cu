@@ -1,0 +1,106 @@
+/* common.cu — the state the CUDA kernels share: the first-error slot behind the check
+ * macros, the registered cuDNN/cuBLAS handles, the partials buffer of the two-pass
+ * reductions, and the deterministic dot / sum of squares built on it. */
+#include <stdio.h>
+#include <string.h>
+
+#include "kcuda_internal.cuh"
+
+kcuda_lib kcuda_g;
+
+static char g_err[512];
+static int g_has_err;
+
+extern "C" void kcuda_record_error(const char *file, int line, const char *what, const char *msg) {
+    fprintf(stderr, "%s:%d: %s: %s\n", file, line, what, msg);
+    if (g_has_err) return;
+    snprintf(g_err, sizeof g_err, "%s:%d: %s: %s", file, line, what, msg);
+    g_has_err = 1;
+}
+
+extern "C" const char *kcuda_last_error(void) { return g_has_err ? g_err : NULL; }
+extern "C" void kcuda_clear_error(void) { g_has_err = 0; g_err[0] = 0; }
+
+const char *kcuda_cublas_string(cublasStatus_t st) {
+    switch (st) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
+    default: return "unknown cuBLAS status";
+    }
+}
+
+extern "C" int kcuda_init(cudaStream_t s, cudnnHandle_t dnn, cublasHandle_t blas) {
+    (void)s;
+    kcuda_g.dnn = dnn;
+    kcuda_g.blas = blas;
+    if (!kcuda_g.partials)
+        cudaCheckR(cudaMalloc((void **)&kcuda_g.partials,
+                              sizeof(double) * (KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS + KCUDA_MAX_WSUM)), -1);
+    return 0;
+}
+
+extern "C" void kcuda_shutdown(void) {
+    kcuda_conv_shutdown();
+    if (kcuda_g.partials) cudaFree(kcuda_g.partials); /* teardown: a failure here changes nothing */
+    memset(&kcuda_g, 0, sizeof kcuda_g);
+}
+
+/* ---- two-pass deterministic dot products ---- */
+typedef struct kvecs {
+    const float *p[KCUDA_MAX_WSUM];
+} kvecs;
+
+/* Pass 1: block (b, k) sums a_k[i] * b[i] (or a_k[i]^2) over a fixed grid-stride set of
+ * i in double, then a fixed tree; one partial per block. */
+__global__ static void dot_partials_kernel(double *partials, kvecs as, const float *b, int64_t n) {
+    __shared__ double sh[KCUDA_THREADS];
+    const float *a = as.p[blockIdx.y];
+    double acc = 0.0;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        double av = a[i];
+        acc += av * (b ? (double)b[i] : av);
+    }
+    double t = kcuda_block_sum(acc, sh);
+    if (threadIdx.x == 0) partials[blockIdx.y * KCUDA_RED_BLOCKS + blockIdx.x] = t;
+}
+
+void kcuda_dot_partials(double *partials, const float *const *as, const float *b, int nvec, int64_t n,
+                        cudaStream_t s) {
+    kvecs v;
+    memset(&v, 0, sizeof v);
+    for (int k = 0; k < nvec; k++) v.p[k] = as[k];
+    dot_partials_kernel<<<dim3(KCUDA_RED_BLOCKS, (unsigned)nvec), KCUDA_THREADS, 0, s>>>(partials, v, b, n);
+    launchCheck();
+}
+
+/* Pass 2 for one vector: the partials in index order, by one thread. */
+__global__ static void sum_partials_kernel(double *out, const double *partials) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    double t = 0.0;
+    for (int i = 0; i < KCUDA_RED_BLOCKS; i++) t += partials[i];
+    *out = t;
+}
+
+static double dot_host(const float *a, const float *b, int64_t n, cudaStream_t s) {
+    if (n <= 0) return 0.0;
+    if (!kcuda_g.partials) KCUDA_FAIL_("kcuda_dot", "kcuda_init was not called", return 0.0);
+    double *res = kcuda_g.partials + KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS;
+    kcuda_dot_partials(kcuda_g.partials, &a, b, 1, n, s);
+    sum_partials_kernel<<<1, 1, 0, s>>>(res, kcuda_g.partials);
+    launchCheckR(0.0);
+    double h = 0.0;
+    cudaCheckR(cudaMemcpyAsync(&h, res, sizeof h, cudaMemcpyDeviceToHost, s), 0.0);
+    cudaCheckR(cudaStreamSynchronize(s), 0.0);
+    return h;
+}
+
+extern "C" double kcuda_dot(const float *a, const float *b, int64_t n, cudaStream_t s) { return dot_host(a, b, n, s); }
+extern "C" double kcuda_sumsq(const float *a, int64_t n, cudaStream_t s) { return dot_host(a, NULL, n, s); }

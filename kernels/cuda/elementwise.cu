@@ -1,0 +1,395 @@
+/* elementwise.cu — CUDA twins of kernels/cpu/elementwise.c: activations, copy / fill /
+ * axpy / scale / mul, weighted sum and the fused MIXED op, row softmax, channel concat
+ * and slice, pixel shift, global average pool, dropout and drop path, SGD and Adam.
+ * One thread per output element (grid-stride), so every write has one owner; the few
+ * reductions (gap, softmax rows, wsum's dw) are serial per thread or two-pass, in a
+ * fixed order. Arithmetic follows the CPU line by line (float, with double where the
+ * CPU uses double). */
+#include <math.h>
+#include <string.h>
+
+#include "kcuda_internal.cuh"
+
+/* ---- activations ---- */
+__global__ static void relu_fwd_k(float *y, const float *x, int64_t n) {
+    KCUDA_GRID_STRIDE(i, n) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+__global__ static void relu_bwd_k(float *dx, const float *dy, const float *y, int64_t n) {
+    KCUDA_GRID_STRIDE(i, n) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
+}
+__global__ static void tanh_fwd_k(float *y, const float *x, int64_t n) {
+    KCUDA_GRID_STRIDE(i, n) y[i] = tanhf(x[i]);
+}
+__global__ static void tanh_bwd_k(float *dx, const float *dy, const float *y, int64_t n) {
+    KCUDA_GRID_STRIDE(i, n) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+}
+__global__ static void sigmoid_fwd_k(float *y, const float *x, int64_t n) {
+    KCUDA_GRID_STRIDE(i, n) y[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+__global__ static void sigmoid_bwd_k(float *dx, const float *dy, const float *y, int64_t n) {
+    KCUDA_GRID_STRIDE(i, n) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+}
+
+#define LAUNCH1(kern, n, ...)                                                    \
+    do {                                                                         \
+        if ((n) <= 0) return;                                                    \
+        kern<<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(__VA_ARGS__);             \
+        launchCheck();                                                           \
+    } while (0)
+
+extern "C" void kcuda_relu_forward(float *y, const float *x, int64_t n, cudaStream_t s) { LAUNCH1(relu_fwd_k, n, y, x, n); }
+extern "C" void kcuda_relu_backward(float *dx, const float *dy, const float *y, int64_t n, cudaStream_t s) {
+    if (!dx) return;
+    LAUNCH1(relu_bwd_k, n, dx, dy, y, n);
+}
+extern "C" void kcuda_tanh_forward(float *y, const float *x, int64_t n, cudaStream_t s) { LAUNCH1(tanh_fwd_k, n, y, x, n); }
+extern "C" void kcuda_tanh_backward(float *dx, const float *dy, const float *y, int64_t n, cudaStream_t s) {
+    if (!dx) return;
+    LAUNCH1(tanh_bwd_k, n, dx, dy, y, n);
+}
+extern "C" void kcuda_sigmoid_forward(float *y, const float *x, int64_t n, cudaStream_t s) { LAUNCH1(sigmoid_fwd_k, n, y, x, n); }
+extern "C" void kcuda_sigmoid_backward(float *dx, const float *dy, const float *y, int64_t n, cudaStream_t s) {
+    if (!dx) return;
+    LAUNCH1(sigmoid_bwd_k, n, dx, dy, y, n);
+}
+
+/* ---- simple movers ---- */
+__global__ static void fill_k(float *y, float v, int64_t n) { KCUDA_GRID_STRIDE(i, n) y[i] = v; }
+__global__ static void axpy_k(float *y, float a, const float *x, int64_t n) { KCUDA_GRID_STRIDE(i, n) y[i] += a * x[i]; }
+__global__ static void scale_k(float *y, float a, const float *x, int64_t n) { KCUDA_GRID_STRIDE(i, n) y[i] = a * x[i]; }
+__global__ static void mul_fwd_k(float *y, const float *a, const float *b, int64_t n) {
+    KCUDA_GRID_STRIDE(i, n) y[i] = a[i] * b[i];
+}
+__global__ static void mul_bwd_k(float *da, float *db, const float *dy, const float *a, const float *b, int64_t n) {
+    KCUDA_GRID_STRIDE(i, n) {
+        if (da) da[i] += dy[i] * b[i];
+        if (db) db[i] += dy[i] * a[i];
+    }
+}
+
+extern "C" void kcuda_copy(float *y, const float *x, int64_t n, cudaStream_t s) {
+    if (n <= 0 || y == x) return;
+    cudaCheck(cudaMemcpyAsync(y, x, sizeof(float) * (size_t)n, cudaMemcpyDeviceToDevice, s));
+}
+extern "C" void kcuda_fill(float *y, float v, int64_t n, cudaStream_t s) { LAUNCH1(fill_k, n, y, v, n); }
+extern "C" void kcuda_axpy(float *y, float a, const float *x, int64_t n, cudaStream_t s) { LAUNCH1(axpy_k, n, y, a, x, n); }
+extern "C" void kcuda_scale(float *y, float a, const float *x, int64_t n, cudaStream_t s) { LAUNCH1(scale_k, n, y, a, x, n); }
+extern "C" void kcuda_mul_forward(float *y, const float *a, const float *b, int64_t n, cudaStream_t s) {
+    LAUNCH1(mul_fwd_k, n, y, a, b, n);
+}
+extern "C" void kcuda_mul_backward(float *da, float *db, const float *dy, const float *a, const float *b, int64_t n,
+                                   cudaStream_t s) {
+    if (!da && !db) return;
+    /* da and db are distinct buffers (or one is NULL): the planner gives each input its own gradient */
+    LAUNCH1(mul_bwd_k, n, da, db, dy, a, b, n);
+}
+
+/* ---- weighted sum and MIXED ----
+ * Weight k is wbase[widx[k]]: widx = identity for WSUM, the alpha columns for MIXED, so
+ * the weights never leave the device. */
+typedef struct kwsum_args {
+    const float *xs[KCUDA_MAX_WSUM];
+    float *dxs[KCUDA_MAX_WSUM];
+    int widx[KCUDA_MAX_WSUM];
+    int n;
+} kwsum_args;
+
+__global__ static void wsum_fwd_k(float *y, kwsum_args a, const float *wbase, int64_t len) {
+    KCUDA_GRID_STRIDE(i, len) {
+        float s = 0.0f;
+        for (int k = 0; k < a.n; k++) s += wbase[a.widx[k]] * a.xs[k][i];
+        y[i] = s;
+    }
+}
+/* dxs[k] += w_k * dy, k in order: an input used twice (aliased dxs) sees both adds in
+ * the CPU's order, from the one thread that owns element i. */
+__global__ static void wsum_bwd_dx_k(kwsum_args a, const float *wbase, const float *dy, int64_t len) {
+    KCUDA_GRID_STRIDE(i, len) {
+        for (int k = 0; k < a.n; k++)
+            if (a.dxs[k]) a.dxs[k][i] += wbase[a.widx[k]] * dy[i];
+    }
+}
+/* WSUM's dw[k] += (float)<dy, xs[k]> from the partials, each in index order. */
+__global__ static void wsum_dw_finish_k(float *dw, const double *partials, int n) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    for (int k = 0; k < n; k++) {
+        double t = 0.0;
+        for (int b = 0; b < KCUDA_RED_BLOCKS; b++) t += partials[k * KCUDA_RED_BLOCKS + b];
+        dw[k] += (float)t;
+    }
+}
+
+static int wsum_args_make(kwsum_args *a, const float *const *xs, float *const *dxs, const int64_t *cols, int n) {
+    if (n > KCUDA_MAX_WSUM) KCUDA_FAIL_("kcuda_wsum", "more inputs than KCUDA_MAX_WSUM", return -1);
+    memset(a, 0, sizeof *a);
+    a->n = n;
+    for (int k = 0; k < n; k++) {
+        a->xs[k] = xs ? xs[k] : NULL;
+        a->dxs[k] = dxs ? dxs[k] : NULL;
+        a->widx[k] = cols ? (int)cols[k] : k;
+    }
+    return 0;
+}
+
+extern "C" void kcuda_wsum_forward(float *y, const float *const *xs, const float *w, int n, int64_t len, cudaStream_t s) {
+    kwsum_args a;
+    if (len <= 0 || wsum_args_make(&a, xs, NULL, NULL, n)) return;
+    wsum_fwd_k<<<kcuda_blocks(len), KCUDA_THREADS, 0, s>>>(y, a, w, len);
+    launchCheck();
+}
+
+extern "C" void kcuda_wsum_backward(float *const *dxs, float *dw, const float *dy, const float *const *xs, const float *w,
+                                    int n, int64_t len, cudaStream_t s) {
+    kwsum_args a;
+    if (len <= 0 || wsum_args_make(&a, xs, dxs, NULL, n)) return;
+    if (dxs) {
+        wsum_bwd_dx_k<<<kcuda_blocks(len), KCUDA_THREADS, 0, s>>>(a, w, dy, len);
+        launchCheck();
+    }
+    if (dw && n > 0) {
+        kcuda_dot_partials(kcuda_g.partials, xs, dy, n, len, s);
+        wsum_dw_finish_k<<<1, 1, 0, s>>>(dw, kcuda_g.partials, n);
+        launchCheck();
+    }
+}
+
+/* softmax of one or more rows, one thread per row, as kcpu_softmax_forward. */
+__global__ static void softmax_fwd_k(float *y, const float *x, int rows, int K) {
+    KCUDA_GRID_STRIDE(r, rows) {
+        const float *xr = x + r * K;
+        float *yr = y + r * K;
+        float m = -INFINITY;
+        for (int k = 0; k < K; k++) m = xr[k] > m ? xr[k] : m;
+        double s = 0.0;
+        for (int k = 0; k < K; k++) {
+            yr[k] = expf(xr[k] - m);
+            s += yr[k];
+        }
+        const float inv = (float)(1.0 / s);
+        for (int k = 0; k < K; k++) yr[k] *= inv;
+    }
+}
+__global__ static void softmax_bwd_k(float *dx, const float *dy, const float *y, int rows, int K) {
+    KCUDA_GRID_STRIDE(r, rows) {
+        const float *gr = dy + r * K, *yr = y + r * K;
+        float *dr = dx + r * K;
+        double s = 0.0;
+        for (int k = 0; k < K; k++) s += (double)gr[k] * yr[k];
+        const float fs = (float)s;
+        for (int k = 0; k < K; k++) dr[k] += yr[k] * (gr[k] - fs);
+    }
+}
+
+extern "C" void kcuda_softmax_forward(float *y, const float *x, int rows, int K, cudaStream_t s) {
+    if (rows <= 0 || K <= 0) return;
+    LAUNCH1(softmax_fwd_k, rows, y, x, rows, K);
+}
+extern "C" void kcuda_softmax_backward(float *dx, const float *dy, const float *y, int rows, int K, cudaStream_t s) {
+    if (!dx || rows <= 0 || K <= 0) return;
+    LAUNCH1(softmax_bwd_k, rows, dx, dy, y, rows, K);
+}
+
+extern "C" void kcuda_mixed_forward(float *y, float *sm, const float *alpha_row, const float *const *xs, const int64_t *cols,
+                                    int n, int O, int64_t len, cudaStream_t s) {
+    kwsum_args a;
+    if (wsum_args_make(&a, xs, NULL, cols, n)) return;
+    softmax_fwd_k<<<1, 1, 0, s>>>(sm, alpha_row, 1, O);
+    launchCheck();
+    if (len <= 0) return;
+    wsum_fwd_k<<<kcuda_blocks(len), KCUDA_THREADS, 0, s>>>(y, a, sm, len);
+    launchCheck();
+}
+
+/* d alpha_row through the softmax, as the CPU backend's MIXED case: dw from the
+ * partials, scattered into columns (absent columns 0; a repeated column keeps the last),
+ * then kcpu_softmax_backward's arithmetic on the single row. One thread: O <= 64. */
+__global__ static void mixed_alpha_finish_k(float *dalpha, const double *partials, const float *sm, kwsum_args a, int O) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    float dcol[64];
+    for (int j = 0; j < O; j++) dcol[j] = 0.0f;
+    for (int k = 0; k < a.n; k++) {
+        double t = 0.0;
+        for (int b = 0; b < KCUDA_RED_BLOCKS; b++) t += partials[k * KCUDA_RED_BLOCKS + b];
+        dcol[a.widx[k]] = 0.0f + (float)t; /* CPU: dw[k] (zeroed) += (float)dot */
+    }
+    double s = 0.0;
+    for (int j = 0; j < O; j++) s += (double)dcol[j] * sm[j];
+    const float fs = (float)s;
+    for (int j = 0; j < O; j++) dalpha[j] += sm[j] * (dcol[j] - fs);
+}
+
+extern "C" void kcuda_mixed_backward(float *const *dxs, float *dalpha_row, const float *dy, const float *const *xs,
+                                     const float *sm, const int64_t *cols, int n, int O, int64_t len, cudaStream_t s) {
+    kwsum_args a;
+    if (wsum_args_make(&a, xs, dxs, cols, n)) return;
+    if (O > 64) KCUDA_FAIL_("kcuda_mixed_backward", "more than 64 alpha columns", return);
+    int any_dx = 0;
+    for (int k = 0; k < n; k++) any_dx |= a.dxs[k] != NULL;
+    if (len > 0 && any_dx) {
+        wsum_bwd_dx_k<<<kcuda_blocks(len), KCUDA_THREADS, 0, s>>>(a, sm, dy, len);
+        launchCheck();
+    }
+    if (!dalpha_row) return;
+    if (n > 0 && len > 0) kcuda_dot_partials(kcuda_g.partials, xs, dy, n, len, s);
+    else cudaCheck(cudaMemsetAsync(kcuda_g.partials, 0, sizeof(double) * KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS, s));
+    mixed_alpha_finish_k<<<1, 1, 0, s>>>(dalpha_row, kcuda_g.partials, sm, a, O);
+    launchCheck();
+}
+
+/* ---- concat / slice: N blocks of blk contiguous floats between two strides ---- */
+__global__ static void strided_add_k(float *dst, int64_t dstride, const float *src, int64_t sstride, int64_t blk, int N) {
+    KCUDA_GRID_STRIDE(i, blk * N) {
+        int64_t n = i / blk, j = i % blk;
+        dst[n * dstride + j] += src[n * sstride + j];
+    }
+}
+
+static void copy_blocks(float *dst, int64_t dstride, const float *src, int64_t sstride, int64_t blk, int N, cudaStream_t s) {
+    if (blk <= 0 || N <= 0) return;
+    cudaCheck(cudaMemcpy2DAsync(dst, sizeof(float) * (size_t)dstride, src, sizeof(float) * (size_t)sstride,
+                                sizeof(float) * (size_t)blk, (size_t)N, cudaMemcpyDeviceToDevice, s));
+}
+static void add_blocks(float *dst, int64_t dstride, const float *src, int64_t sstride, int64_t blk, int N, cudaStream_t s) {
+    if (blk <= 0 || N <= 0) return;
+    strided_add_k<<<kcuda_blocks(blk * N), KCUDA_THREADS, 0, s>>>(dst, dstride, src, sstride, blk, N);
+    launchCheck();
+}
+
+extern "C" void kcuda_concat_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s) {
+    copy_blocks(y + (int64_t)c_off * HW, (int64_t)Cy * HW, x, (int64_t)Cx * HW, (int64_t)Cx * HW, N, s);
+}
+extern "C" void kcuda_concat_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s) {
+    if (!dx) return;
+    add_blocks(dx, (int64_t)Cx * HW, dy + (int64_t)c_off * HW, (int64_t)Cy * HW, (int64_t)Cx * HW, N, s);
+}
+extern "C" void kcuda_slice_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s) {
+    copy_blocks(y, (int64_t)Cy * HW, x + (int64_t)c_off * HW, (int64_t)Cx * HW, (int64_t)Cy * HW, N, s);
+}
+extern "C" void kcuda_slice_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s) {
+    if (!dx) return;
+    add_blocks(dx + (int64_t)c_off * HW, (int64_t)Cx * HW, dy, (int64_t)Cy * HW, (int64_t)Cy * HW, N, s);
+}
+
+/* ---- pixel shift: y (N,C,H-1,W-1) = x[:, :, 1:, 1:] ---- */
+__global__ static void shift_k(float *y, const float *x, int64_t planes, int H, int W, int add) {
+    const int Ho = H - 1, Wo = W - 1;
+    KCUDA_GRID_STRIDE(i, planes * Ho * Wo) {
+        int64_t pl = i / ((int64_t)Ho * Wo);
+        int r = (int)(i / Wo % Ho), c = (int)(i % Wo);
+        int64_t xi = (pl * H + r + 1) * W + c + 1;
+        if (add) y[xi] += x[i]; /* backward: y is dx, x is dy */
+        else y[i] = x[xi];
+    }
+}
+extern "C" void kcuda_shift_forward(float *y, const float *x, int N, int C, int H, int W, cudaStream_t s) {
+    if (H - 1 <= 0 || W - 1 <= 0) return;
+    int64_t planes = (int64_t)N * C;
+    LAUNCH1(shift_k, planes * (H - 1) * (W - 1), y, x, planes, H, W, 0);
+}
+extern "C" void kcuda_shift_backward(float *dx, const float *dy, int N, int C, int H, int W, cudaStream_t s) {
+    if (!dx || H - 1 <= 0 || W - 1 <= 0) return;
+    int64_t planes = (int64_t)N * C;
+    LAUNCH1(shift_k, planes * (H - 1) * (W - 1), dx, dy, planes, H, W, 1);
+}
+
+/* ---- global average pool ---- */
+__global__ static void gap_fwd_k(float *y, const float *x, int64_t planes, int HW) {
+    KCUDA_GRID_STRIDE(pl, planes) {
+        const float *xp = x + pl * HW;
+        double s = 0.0;
+        for (int i = 0; i < HW; i++) s += xp[i];
+        y[pl] = HW > 0 ? (float)(s / HW) : 0.0f;
+    }
+}
+__global__ static void gap_bwd_k(float *dx, const float *dy, int64_t planes, int HW) {
+    KCUDA_GRID_STRIDE(i, planes * HW) dx[i] += dy[i / HW] / (float)HW;
+}
+extern "C" void kcuda_gap_forward(float *y, const float *x, int N, int C, int HW, cudaStream_t s) {
+    int64_t planes = (int64_t)N * C;
+    LAUNCH1(gap_fwd_k, planes, y, x, planes, HW);
+}
+extern "C" void kcuda_gap_backward(float *dx, const float *dy, int N, int C, int HW, cudaStream_t s) {
+    if (!dx || HW <= 0) return;
+    int64_t planes = (int64_t)N * C;
+    LAUNCH1(gap_bwd_k, planes * HW, dx, dy, planes, HW);
+}
+
+/* ---- dropout / drop path ---- */
+__global__ static void dropout_fwd_k(float *y, float *mask, const float *x, int64_t n, float p, float scale, uint64_t seed) {
+    KCUDA_GRID_STRIDE(i, n) {
+        float m = (p <= 0.0f) ? 1.0f : (krng_uniform(seed, (uint64_t)i) >= p ? scale : 0.0f);
+        mask[i] = m;
+        y[i] = x[i] * m;
+    }
+}
+__global__ static void droppath_mask_k(float *mask, int N, float p, float scale, uint64_t seed) {
+    KCUDA_GRID_STRIDE(n, N) mask[n] = (p <= 0.0f) ? 1.0f : (krng_uniform(seed, (uint64_t)n) >= p ? scale : 0.0f);
+}
+__global__ static void droppath_apply_k(float *y, const float *mask, const float *x, int64_t total, int64_t per_sample, int add) {
+    KCUDA_GRID_STRIDE(i, total) {
+        if (add) y[i] += x[i] * mask[i / per_sample]; /* backward: y is dx, x is dy */
+        else y[i] = x[i] * mask[i / per_sample];
+    }
+}
+__global__ static void dropout_bwd_k(float *dx, const float *dy, const float *mask, int64_t n) {
+    KCUDA_GRID_STRIDE(i, n) dx[i] += dy[i] * mask[i];
+}
+
+extern "C" void kcuda_dropout_forward(float *y, float *mask, const float *x, int64_t n, float p, uint64_t seed,
+                                      cudaStream_t s) {
+    const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    LAUNCH1(dropout_fwd_k, n, y, mask, x, n, p, scale, seed);
+}
+extern "C" void kcuda_droppath_forward(float *y, float *mask, const float *x, int N, int64_t per_sample, float p,
+                                       uint64_t seed, cudaStream_t s) {
+    const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    if (N <= 0) return;
+    droppath_mask_k<<<kcuda_blocks(N), KCUDA_THREADS, 0, s>>>(mask, N, p, scale, seed);
+    launchCheck();
+    if (per_sample <= 0) return;
+    LAUNCH1(droppath_apply_k, (int64_t)N * per_sample, y, mask, x, (int64_t)N * per_sample, per_sample, 0);
+}
+extern "C" void kcuda_dropout_backward(float *dx, const float *dy, const float *mask, int64_t n, cudaStream_t s) {
+    if (!dx) return;
+    LAUNCH1(dropout_bwd_k, n, dx, dy, mask, n);
+}
+extern "C" void kcuda_droppath_backward(float *dx, const float *dy, const float *mask, int N, int64_t per_sample,
+                                        cudaStream_t s) {
+    if (!dx || N <= 0 || per_sample <= 0) return;
+    LAUNCH1(droppath_apply_k, (int64_t)N * per_sample, dx, mask, dy, (int64_t)N * per_sample, per_sample, 1);
+}
+
+/* ---- optimisers ---- */
+__global__ static void sgd_k(float *w, float *buf, const float *grad, int64_t n, float lr, float momentum, float wd) {
+    KCUDA_GRID_STRIDE(i, n) {
+        float g = grad[i];
+        if (wd != 0.0f) g += wd * w[i];
+        if (buf) {
+            buf[i] = momentum * buf[i] + g;
+            g = buf[i];
+        }
+        w[i] -= lr * g;
+    }
+}
+__global__ static void adam_k(float *w, float *m, float *v, const float *grad, int64_t n, float step, float bc2s,
+                              float beta2, float omb1, float omb2, float eps, float wd) {
+    KCUDA_GRID_STRIDE(i, n) {
+        float g = grad[i];
+        if (wd != 0.0f) g += wd * w[i];
+        m[i] = m[i] + omb1 * (g - m[i]);
+        v[i] = v[i] * beta2 + omb2 * g * g;
+        const float denom = sqrtf(v[i]) / bc2s + eps;
+        w[i] += -step * (m[i] / denom);
+    }
+}
+extern "C" void kcuda_sgd_step(float *w, float *buf, const float *grad, int64_t n, float lr, float momentum, float wd,
+                               cudaStream_t s) {
+    LAUNCH1(sgd_k, n, w, buf, grad, n, lr, momentum, wd);
+}
+extern "C" void kcuda_adam_step(float *w, float *m, float *v, const float *grad, int64_t n, float lr, float beta1,
+                                float beta2, float eps, float wd, int t, cudaStream_t s) {
+    /* bias corrections in double on the host, exactly as kcpu_adam_step */
+    const double bc1 = 1.0 - pow((double)beta1, t), bc2 = 1.0 - pow((double)beta2, t);
+    const float step = (float)((double)lr / bc1), bc2s = (float)sqrt(bc2);
+    LAUNCH1(adam_k, n, w, m, v, grad, n, step, bc2s, beta2, 1.0f - beta1, 1.0f - beta2, eps, wd);
+}

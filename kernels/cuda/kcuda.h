@@ -1,0 +1,179 @@
+/* kcuda.h — CUDA kernels. They mirror kernels/cpu/kcpu.h name for name and argument for
+ * argument, adding a trailing stream; every pointer is a device pointer unless the
+ * comment says "host". Includable from C11 (the CUDA types it needs are forward
+ * declared), so the runtime and the tests can see it.
+ *
+ * Conventions (the same as the CPU kernels):
+ *  - outputs first, then inputs, then sizes; gradients are prefixed d;
+ *  - forward kernels overwrite their output; backward kernels ACCUMULATE (+=) into
+ *    every gradient they are given and skip NULL gradients;
+ *  - deterministic: no float atomics; every reduction is a fixed tree (per block) or a
+ *    fixed serial order, so a run repeats bit for bit on the same GPU;
+ *  - kernels never allocate: dense/grouped convolutions take the cuDNN workspace as
+ *    `scratch` (kcuda_conv2d_scratch_floats() floats), and the few reductions that need
+ *    a second pass use a small partials buffer made once by kcuda_init().
+ *
+ * Where the CPU kernel hands a scalar back to the host (the CE loss and correct count,
+ * dloss of the CE backward, dot / sumsq) the CUDA kernel keeps it in device memory so a
+ * training step never waits for the host; only kcuda_dot / kcuda_sumsq return a host
+ * double, which costs one stream synchronisation.
+ *
+ * Errors: library code never exits. Every CUDA/cuDNN/cuBLAS call and every launch goes
+ * through one check macro (kcuda_internal.cuh) that prints file:line and the error
+ * string to stderr and records the first error; kcuda_last_error() returns it (NULL
+ * while none), and the runtime exposes it as rt_cuda_last_error().
+ *
+ * Usage:
+ *   cudaStream_t s; cudnnHandle_t dnn; cublasHandle_t blas;   // made by backend_cuda.cu
+ *   if (kcuda_init(s, dnn, blas) != 0) puts(kcuda_last_error());
+ *   kcuda_relu_forward(y, x, n, s);
+ *   kcuda_shutdown();
+ */
+#ifndef DARTSC_KCUDA_H
+#define DARTSC_KCUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../kdesc.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The same typedefs as cuda_runtime.h, cudnn.h and cublas_api.h (a repeated identical
+ * typedef is valid C11 and C++). */
+typedef struct CUstream_st *cudaStream_t;
+typedef struct cudnnContext *cudnnHandle_t;
+typedef struct cublasContext *cublasHandle_t;
+
+/* ---- library state ----
+ * Registers the handles (owned by the caller, bound to s) and allocates the partials
+ * buffer of the two-pass reductions. 0 on success, -1 with kcuda_last_error() set. */
+int kcuda_init(cudaStream_t s, cudnnHandle_t dnn, cublasHandle_t blas);
+/* Frees the partials buffer and the cached cuDNN descriptors; the handles stay the caller's. */
+void kcuda_shutdown(void);
+/* First error recorded by a check macro ("file:line: call: message"), or NULL. */
+const char *kcuda_last_error(void);
+/* Forgets the recorded error (tests that provoke one). */
+void kcuda_clear_error(void);
+
+/* ---- convolution: depthwise (own kernels), 1x1 dense (cuBLAS), the rest (cuDNN) ---- */
+/* Floats of cuDNN workspace the three passes of d need (0 for depthwise and 1x1). Picks
+ * and caches the algorithms for d on first use. */
+size_t kcuda_conv2d_scratch_floats(const kconv2d_desc *d);
+void kcuda_conv2d_forward(float *y, const float *x, const float *w, const kconv2d_desc *d, float *scratch,
+                          cudaStream_t s);
+void kcuda_conv2d_backward_data(float *dx, const float *dy, const float *w, const kconv2d_desc *d,
+                                float *scratch, cudaStream_t s);
+void kcuda_conv2d_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d,
+                                  float *scratch, cudaStream_t s);
+
+/* ---- batch norm (see kcpu.h: biased variance to normalise, unbiased into running_var) ---- */
+void kcuda_bn_forward_train(float *y, float *save_mean, float *save_invstd, float *running_mean,
+                            float *running_var, const float *x, const float *gamma, const float *beta,
+                            const kbn_desc *d, cudaStream_t s);
+void kcuda_bn_forward_infer(float *y, const float *x, const float *gamma, const float *beta,
+                            const float *running_mean, const float *running_var, const kbn_desc *d,
+                            cudaStream_t s);
+void kcuda_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                       const float *gamma, const float *save_mean, const float *save_invstd,
+                       const kbn_desc *d, cudaStream_t s);
+
+/* ---- pooling (max: first maximum wins ties; avg: padding excluded) ---- */
+void kcuda_maxpool_forward(float *y, const float *x, const kpool_desc *d, cudaStream_t s);
+void kcuda_maxpool_backward(float *dx, const float *dy, const float *x, const kpool_desc *d, cudaStream_t s);
+void kcuda_avgpool_forward(float *y, const float *x, const kpool_desc *d, cudaStream_t s);
+void kcuda_avgpool_backward(float *dx, const float *dy, const kpool_desc *d, cudaStream_t s);
+
+/* ---- elementwise; n elements ---- */
+void kcuda_relu_forward(float *y, const float *x, int64_t n, cudaStream_t s);
+void kcuda_relu_backward(float *dx, const float *dy, const float *y, int64_t n, cudaStream_t s);
+void kcuda_tanh_forward(float *y, const float *x, int64_t n, cudaStream_t s);
+void kcuda_tanh_backward(float *dx, const float *dy, const float *y, int64_t n, cudaStream_t s);
+void kcuda_sigmoid_forward(float *y, const float *x, int64_t n, cudaStream_t s);
+void kcuda_sigmoid_backward(float *dx, const float *dy, const float *y, int64_t n, cudaStream_t s);
+void kcuda_copy(float *y, const float *x, int64_t n, cudaStream_t s);
+void kcuda_fill(float *y, float v, int64_t n, cudaStream_t s);
+void kcuda_axpy(float *y, float a, const float *x, int64_t n, cudaStream_t s);
+void kcuda_scale(float *y, float a, const float *x, int64_t n, cudaStream_t s);
+void kcuda_mul_forward(float *y, const float *a, const float *b, int64_t n, cudaStream_t s);
+void kcuda_mul_backward(float *da, float *db, const float *dy, const float *a, const float *b, int64_t n,
+                        cudaStream_t s);
+/* Deterministic two-pass reductions in double; the result comes back to the host (one sync). */
+double kcuda_dot(const float *a, const float *b, int64_t n, cudaStream_t s);
+double kcuda_sumsq(const float *a, int64_t n, cudaStream_t s);
+
+/* ---- weighted sum: y = sum_i w[i] * xs[i] ----
+ * xs, dxs: HOST arrays of n (<= KCUDA_MAX_WSUM) device pointers; w, dw: device (n).
+ * backward: dxs[i] += w[i] * dy; dw[i] += <dy, xs[i]> (two-pass, on the device). */
+#define KCUDA_MAX_WSUM 32
+void kcuda_wsum_forward(float *y, const float *const *xs, const float *w, int n, int64_t len, cudaStream_t s);
+void kcuda_wsum_backward(float *const *dxs, float *dw, const float *dy, const float *const *xs, const float *w,
+                         int n, int64_t len, cudaStream_t s);
+
+/* ---- the MIXED op of DARTS, fused on the device (the CPU backend composes
+ * kcpu_softmax_forward + a gather + kcpu_wsum_*, with the same arithmetic) ----
+ * forward: sm (O) = softmax(alpha_row (O)); y = sum_i sm[cols[i]] * xs[i].
+ * backward: dxs[i] += sm[cols[i]] * dy; if dalpha_row: dcol[cols[i]] = <dy, xs[i]>
+ * (0 for absent columns) and dalpha_row += sm * (dcol - <dcol, sm>).
+ * cols: HOST array of n column indices (< O <= 64). */
+void kcuda_mixed_forward(float *y, float *sm, const float *alpha_row, const float *const *xs, const int64_t *cols,
+                         int n, int O, int64_t len, cudaStream_t s);
+void kcuda_mixed_backward(float *const *dxs, float *dalpha_row, const float *dy, const float *const *xs,
+                          const float *sm, const int64_t *cols, int n, int O, int64_t len, cudaStream_t s);
+
+/* ---- softmax over rows of length K ---- */
+void kcuda_softmax_forward(float *y, const float *x, int rows, int K, cudaStream_t s);
+void kcuda_softmax_backward(float *dx, const float *dy, const float *y, int rows, int K, cudaStream_t s);
+
+/* ---- channel concat / slice ---- */
+void kcuda_concat_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s);
+void kcuda_concat_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s);
+void kcuda_slice_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s);
+void kcuda_slice_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s);
+
+/* ---- pixel shift, global average pool ---- */
+void kcuda_shift_forward(float *y, const float *x, int N, int C, int H, int W, cudaStream_t s);
+void kcuda_shift_backward(float *dx, const float *dy, int N, int C, int H, int W, cudaStream_t s);
+void kcuda_gap_forward(float *y, const float *x, int N, int C, int HW, cudaStream_t s);
+void kcuda_gap_backward(float *dx, const float *dy, int N, int C, int HW, cudaStream_t s);
+
+/* ---- linear (cuBLAS) and embedding ---- */
+void kcuda_linear_forward(float *y, const float *x, const float *w, const float *b, int N, int I, int O,
+                          cudaStream_t s);
+void kcuda_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                           int N, int I, int O, cudaStream_t s);
+void kcuda_embedding_forward(float *y, const int32_t *ids, const float *table, int N, int V, int D, cudaStream_t s);
+void kcuda_embedding_backward(float *dtable, const float *dy, const int32_t *ids, int N, int V, int D,
+                              cudaStream_t s);
+
+/* ---- softmax cross-entropy, mean over N rows ----
+ * forward: probs (N,K); loss[0] = mean loss; correct[0] = top-1 correct count (as a
+ * float; NULL: not wanted). Both stay on the device.
+ * backward: dlogits += dloss[0] * (probs - onehot) / N, dloss a DEVICE scalar. */
+void kcuda_softmax_ce_forward(float *loss, float *probs, const float *logits, const int32_t *labels, int N, int K,
+                              float *correct, cudaStream_t s);
+void kcuda_softmax_ce_backward(float *dlogits, const float *dloss, const float *probs, const int32_t *labels,
+                               int N, int K, cudaStream_t s);
+
+/* ---- dropout / drop path (masks from krng_uniform: identical to the CPU's) ---- */
+void kcuda_dropout_forward(float *y, float *mask, const float *x, int64_t n, float p, uint64_t seed,
+                           cudaStream_t s);
+void kcuda_droppath_forward(float *y, float *mask, const float *x, int N, int64_t per_sample, float p,
+                            uint64_t seed, cudaStream_t s);
+void kcuda_dropout_backward(float *dx, const float *dy, const float *mask, int64_t n, cudaStream_t s);
+void kcuda_droppath_backward(float *dx, const float *dy, const float *mask, int N, int64_t per_sample,
+                             cudaStream_t s);
+
+/* ---- optimisers over one flat parameter vector (PyTorch semantics, see kcpu.h) ---- */
+void kcuda_sgd_step(float *w, float *buf, const float *grad, int64_t n, float lr, float momentum, float wd,
+                    cudaStream_t s);
+void kcuda_adam_step(float *w, float *m, float *v, const float *grad, int64_t n, float lr, float beta1,
+                     float beta2, float eps, float wd, int t, cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,74 @@
+/* kcuda_internal.cuh — what the .cu files of kernels/cuda share: the one error-check
+ * macro family, launch geometry, the deterministic block reduction, and the library
+ * state (handles and the partials buffer). Not for C callers. */
+#ifndef DARTSC_KCUDA_INTERNAL_CUH
+#define DARTSC_KCUDA_INTERNAL_CUH
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include "kcuda.h"
+
+/* Records "file:line: what: msg" as the first error (later ones are only printed). */
+extern "C" void kcuda_record_error(const char *file, int line, const char *what, const char *msg);
+const char *kcuda_cublas_string(cublasStatus_t st);
+
+/* Every CUDA/cuDNN/cuBLAS call goes through one of these: on failure they print
+ * file:line and the error string, record the first error, and return from the calling
+ * function (with RET for functions returning a value). Library code never exits. */
+#define KCUDA_FAIL_(what, msg, ret_stmt) \
+    do { kcuda_record_error(__FILE__, __LINE__, what, msg); ret_stmt; } while (0)
+#define cudaCheckR(call, ret) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) KCUDA_FAIL_(#call, cudaGetErrorString(e_), return ret); } while (0)
+#define cudnnCheckR(call, ret) do { cudnnStatus_t e_ = (call); if (e_ != CUDNN_STATUS_SUCCESS) KCUDA_FAIL_(#call, cudnnGetErrorString(e_), return ret); } while (0)
+#define cublasCheckR(call, ret) do { cublasStatus_t e_ = (call); if (e_ != CUBLAS_STATUS_SUCCESS) KCUDA_FAIL_(#call, kcuda_cublas_string(e_), return ret); } while (0)
+#define KCUDA_VOID_ /* empty: return; from a void function */
+#define cudaCheck(call) cudaCheckR(call, KCUDA_VOID_)
+#define cudnnCheck(call) cudnnCheckR(call, KCUDA_VOID_)
+#define cublasCheck(call) cublasCheckR(call, KCUDA_VOID_)
+/* After every kernel launch: configuration errors show up here, not at the <<< >>>. */
+#define launchCheckR(ret) cudaCheckR(cudaGetLastError(), ret)
+#define launchCheck() cudaCheck(cudaGetLastError())
+
+/* ---- launch geometry ---- */
+#define KCUDA_THREADS 256
+static inline unsigned kcuda_blocks(int64_t n) {
+    int64_t b = (n + KCUDA_THREADS - 1) / KCUDA_THREADS;
+    if (b < 1) b = 1;
+    if (b > 65535LL * 32) b = 65535LL * 32; /* grid-stride loops cover the rest */
+    return (unsigned)b;
+}
+#define KCUDA_GRID_STRIDE(i, n) \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+/* Sum of v over a block of KCUDA_THREADS threads in a fixed tree; every thread gets the
+ * result. sh must hold KCUDA_THREADS doubles. Deterministic: the tree does not depend on
+ * scheduling. */
+__device__ static inline double kcuda_block_sum(double v, double *sh) {
+    const int t = threadIdx.x;
+    __syncthreads(); /* sh may still be read by a previous call */
+    sh[t] = v;
+    __syncthreads();
+    for (int k = KCUDA_THREADS / 2; k > 0; k >>= 1) {
+        if (t < k) sh[t] += sh[t + k];
+        __syncthreads();
+    }
+    return sh[0];
+}
+
+/* ---- library state (kernels/cuda/common.cu) ---- */
+#define KCUDA_RED_BLOCKS 120 /* blocks of the first pass of a two-pass reduction */
+typedef struct kcuda_lib {
+    cudnnHandle_t dnn;
+    cublasHandle_t blas;
+    double *partials; /* KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS doubles + KCUDA_MAX_WSUM results */
+} kcuda_lib;
+extern kcuda_lib kcuda_g;
+
+/* First pass of a deterministic dot: partial[k * KCUDA_RED_BLOCKS + b] for vector k =
+ * blockIdx.y; b = blockIdx.x. b NULL: sum of squares of a. Defined in common.cu. */
+void kcuda_dot_partials(double *partials, const float *const *as, const float *b, int nvec, int64_t n,
+                        cudaStream_t s);
+void kcuda_conv_shutdown(void);
+
+#endif

@@ -1,0 +1,398 @@
+/* backend_cuda.cu — the CUDA backend: device memory, one stream with the cuDNN and
+ * cuBLAS handles bound to it, and one switch from IR ops to kernels/cuda. It mirrors
+ * runtime/backend_cpu.c case for case; where the CPU backend reads a scalar on the host
+ * (the CE loss and correct count, dloss, MIXED's softmax weights) this one keeps it on
+ * the device, so a forward or backward step never synchronises with the host. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/kcuda_internal.cuh"
+/* backend.h and ir.h are C headers without C++ guards; their functions have C linkage. */
+extern "C" {
+#include "runtime/backend.h"
+}
+#include "runtime/cuda/backend_cuda.h"
+
+typedef struct cuda_backend {
+    rt_backend be; /* first: rt_backend * and cuda_backend * are the same pointer */
+    cudaStream_t s;
+    cudnnHandle_t dnn;
+    cublasHandle_t blas;
+} cuda_backend;
+
+static int g_live; /* backends alive: the kernels' library state is per process */
+
+static cudaStream_t S(rt_backend *be) { return ((cuda_backend *)be)->s; }
+
+extern "C" const char *rt_cuda_last_error(void) { return kcuda_last_error(); }
+
+static void *cu_alloc(rt_backend *be, size_t bytes) {
+    (void)be;
+    void *p = NULL;
+    cudaCheckR(cudaMalloc(&p, bytes ? bytes : 64), NULL); /* 256-byte aligned */
+    return p;
+}
+static void cu_free(rt_backend *be, void *p) {
+    (void)be;
+    if (p) cudaCheck(cudaFree(p));
+}
+/* Synchronous, so the host buffer may be reused or freed as soon as this returns
+ * (whatever kind of host memory the caller passed). */
+static void cu_upload(rt_backend *be, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return;
+    cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, S(be)));
+    cudaCheck(cudaStreamSynchronize(S(be)));
+}
+static void cu_download(rt_backend *be, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return;
+    cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, S(be)));
+    cudaCheck(cudaStreamSynchronize(S(be)));
+}
+static void cu_memset0(rt_backend *be, void *p, size_t bytes) {
+    if (!bytes) return;
+    cudaCheck(cudaMemsetAsync(p, 0, bytes, S(be)));
+}
+static int cu_supports(rt_backend *be, ir_op op) { (void)be; return (unsigned)op < IR_OP_COUNT; }
+
+/* ---- descriptors: as in backend_cpu.c ---- */
+static kconv2d_desc conv_desc(const rt_exec_node *n) {
+    kconv2d_desc d;
+    d.N = (int)n->in[0].shape[0]; d.C = (int)n->in[0].shape[1];
+    d.H = (int)n->in[0].shape[2]; d.W = (int)n->in[0].shape[3];
+    d.K = (int)n->in[1].shape[0]; d.R = (int)n->in[1].shape[2]; d.S = (int)n->in[1].shape[3];
+    d.stride_h = (int)n->iattr[IR_A_CONV_STRIDE_H]; d.stride_w = (int)n->iattr[IR_A_CONV_STRIDE_W];
+    d.pad_h = (int)n->iattr[IR_A_CONV_PAD_H]; d.pad_w = (int)n->iattr[IR_A_CONV_PAD_W];
+    d.dil_h = (int)n->iattr[IR_A_CONV_DIL_H]; d.dil_w = (int)n->iattr[IR_A_CONV_DIL_W];
+    d.groups = (int)n->iattr[IR_A_CONV_GROUPS];
+    d.P = (int)n->out.shape[2]; d.Q = (int)n->out.shape[3];
+    return d;
+}
+
+static kpool_desc pool_desc(const rt_exec_node *n) {
+    kpool_desc d;
+    d.N = (int)n->in[0].shape[0]; d.C = (int)n->in[0].shape[1];
+    d.H = (int)n->in[0].shape[2]; d.W = (int)n->in[0].shape[3];
+    d.P = (int)n->out.shape[2]; d.Q = (int)n->out.shape[3];
+    d.k = (int)n->iattr[IR_A_POOL_K]; d.stride = (int)n->iattr[IR_A_POOL_STRIDE]; d.pad = (int)n->iattr[IR_A_POOL_PAD];
+    return d;
+}
+
+static kbn_desc bn_desc(const rt_exec_node *n) {
+    kbn_desc d;
+    d.N = (int)n->in[0].shape[0];
+    d.C = (int)n->in[0].shape[1];
+    d.HW = (int)(n->in[0].numel / ((int64_t)d.N * d.C));
+    d.eps = n->fattr[IR_F_BN_EPS];
+    d.momentum = n->fattr[IR_F_BN_MOMENTUM];
+    return d;
+}
+
+static int plane(const rt_tref *t) {
+    int64_t k = 1;
+    for (int i = 2; i < t->ndim; i++) k *= t->shape[i];
+    return (int)k;
+}
+
+#define F(t) ((float *)(t).data)
+#define I32(t) ((const int32_t *)(t).data)
+
+static void cu_forward(rt_backend *be, const rt_exec_node *n) {
+    cudaStream_t s = S(be);
+    float *y = F(n->out);
+    const float *x = F(n->in[0]);
+    int64_t len = n->out.numel;
+    switch (n->op) {
+    case IR_OP_INPUT: case IR_OP_PARAM: case IR_OP_COUNT:
+        break;
+    case IR_OP_CONV2D: {
+        kconv2d_desc d = conv_desc(n);
+        kcuda_conv2d_forward(y, x, F(n->in[1]), &d, n->scratch, s);
+        break;
+    }
+    case IR_OP_BATCHNORM: {
+        kbn_desc d = bn_desc(n);
+        if (n->training || n->iattr[IR_A_BN_BATCH_STATS])
+            kcuda_bn_forward_train(y, n->aux, n->aux + d.C, F(n->in[3]), F(n->in[4]), x, F(n->in[1]), F(n->in[2]), &d, s);
+        else
+            kcuda_bn_forward_infer(y, x, F(n->in[1]), F(n->in[2]), F(n->in[3]), F(n->in[4]), &d, s);
+        break;
+    }
+    case IR_OP_RELU: kcuda_relu_forward(y, x, len, s); break;
+    case IR_OP_TANH: kcuda_tanh_forward(y, x, len, s); break;
+    case IR_OP_SIGMOID: kcuda_sigmoid_forward(y, x, len, s); break;
+    case IR_OP_IDENTITY: kcuda_copy(y, x, len, s); break;
+    case IR_OP_ZERO: kcuda_fill(y, 0.f, len, s); break;
+    case IR_OP_MAXPOOL: { kpool_desc d = pool_desc(n); kcuda_maxpool_forward(y, x, &d, s); break; }
+    case IR_OP_AVGPOOL: { kpool_desc d = pool_desc(n); kcuda_avgpool_forward(y, x, &d, s); break; }
+    case IR_OP_ADD:
+    case IR_OP_MEAN:
+        kcuda_copy(y, x, len, s);
+        for (int i = 1; i < n->n_in; i++) kcuda_axpy(y, 1.f, F(n->in[i]), len, s);
+        if (n->op == IR_OP_MEAN) kcuda_scale(y, 1.f / (float)n->n_in, y, len, s);
+        break;
+    case IR_OP_MUL: kcuda_mul_forward(y, x, F(n->in[1]), len, s); break;
+    case IR_OP_SUB:
+        kcuda_copy(y, x, len, s);
+        kcuda_axpy(y, -1.f, F(n->in[1]), len, s);
+        break;
+    case IR_OP_SCALE: kcuda_scale(y, n->fattr[IR_F_P], x, len, s); break;
+    case IR_OP_WSUM: {
+        const float *xs[RT_MAX_IN] = {0};
+        for (int i = 1; i < n->n_in; i++) xs[i - 1] = F(n->in[i]);
+        kcuda_wsum_forward(y, xs, x, n->n_in - 1, len, s);
+        break;
+    }
+    case IR_OP_MIXED: {
+        /* softmax(alpha[row]) into aux and the weighted sum, both on the device */
+        const float *xs[RT_MAX_IN] = {0};
+        int O = (int)n->in[0].shape[1];
+        for (int i = 1; i < n->n_in; i++) xs[i - 1] = F(n->in[i]);
+        kcuda_mixed_forward(y, n->aux, x + n->iattr[IR_A_MIXED_ROW] * O, xs, n->iattr + IR_A_MIXED_COL0, n->n_in - 1, O,
+                            len, s);
+        break;
+    }
+    case IR_OP_SOFTMAX: {
+        int K = (int)n->out.shape[n->out.ndim - 1];
+        kcuda_softmax_forward(y, x, (int)(len / K), K, s);
+        break;
+    }
+    case IR_OP_CONCAT: {
+        int N = (int)n->out.shape[0], Cy = (int)n->out.shape[1], HW = plane(&n->out), off = 0;
+        for (int i = 0; i < n->n_in; i++) {
+            int Cx = (int)n->in[i].shape[1];
+            kcuda_concat_forward(y, F(n->in[i]), N, Cx, HW, Cy, off, s);
+            off += Cx;
+        }
+        break;
+    }
+    case IR_OP_SLICE:
+        kcuda_slice_forward(y, x, (int)n->out.shape[0], (int)n->in[0].shape[1], plane(&n->out), (int)n->out.shape[1],
+                            (int)n->iattr[IR_A_SLICE_START], s);
+        break;
+    case IR_OP_SHIFT:
+        kcuda_shift_forward(y, x, (int)n->in[0].shape[0], (int)n->in[0].shape[1], (int)n->in[0].shape[2],
+                            (int)n->in[0].shape[3], s);
+        break;
+    case IR_OP_GAP:
+        kcuda_gap_forward(y, x, (int)n->in[0].shape[0], (int)n->in[0].shape[1], plane(&n->in[0]), s);
+        break;
+    case IR_OP_LINEAR:
+        kcuda_linear_forward(y, x, F(n->in[1]), n->in[2].data ? F(n->in[2]) : NULL, (int)n->in[0].shape[0],
+                             (int)n->in[0].shape[1], (int)n->out.shape[1], s);
+        break;
+    case IR_OP_EMBEDDING:
+        kcuda_embedding_forward(y, I32(n->in[0]), F(n->in[1]), (int)n->in[0].shape[0], (int)n->in[1].shape[0],
+                                (int)n->in[1].shape[1], s);
+        break;
+    case IR_OP_SOFTMAX_CE: {
+        /* loss into y[0], probs into aux, the correct count into aux[N*K] (rt_forward reads it) */
+        int N = (int)n->in[0].shape[0], K = (int)n->in[0].shape[1];
+        kcuda_softmax_ce_forward(y, n->aux, x, I32(n->in[1]), N, K, n->aux + (int64_t)N * K, s);
+        break;
+    }
+    case IR_OP_DROPOUT:
+        if (n->training && n->fattr[IR_F_P] > 0) kcuda_dropout_forward(y, n->aux, x, len, n->fattr[IR_F_P], n->seed, s);
+        else { kcuda_copy(y, x, len, s); kcuda_fill(n->aux, 1.f, len, s); }
+        break;
+    case IR_OP_DROP_PATH: {
+        int N = (int)n->in[0].shape[0];
+        if (n->training && n->fattr[IR_F_P] > 0) kcuda_droppath_forward(y, n->aux, x, N, len / N, n->fattr[IR_F_P], n->seed, s);
+        else { kcuda_copy(y, x, len, s); kcuda_fill(n->aux, 1.f, N, s); }
+        break;
+    }
+    }
+}
+
+static void cu_backward(rt_backend *be, const rt_exec_node *n) {
+    cudaStream_t s = S(be);
+    const float *dy = n->out.grad;
+    const float *x = F(n->in[0]);
+    float *dx = n->in[0].grad;
+    int64_t len = n->out.numel;
+    switch (n->op) {
+    case IR_OP_INPUT: case IR_OP_PARAM: case IR_OP_ZERO: case IR_OP_COUNT:
+        break;
+    case IR_OP_CONV2D: {
+        kconv2d_desc d = conv_desc(n);
+        if (dx) kcuda_conv2d_backward_data(dx, dy, F(n->in[1]), &d, n->scratch, s);
+        if (n->in[1].grad) kcuda_conv2d_backward_filter(n->in[1].grad, dy, x, &d, n->scratch, s);
+        break;
+    }
+    case IR_OP_BATCHNORM: {
+        kbn_desc d = bn_desc(n);
+        kcuda_bn_backward(dx, n->in[1].grad, n->in[2].grad, dy, x, n->in[1].data ? F(n->in[1]) : NULL, n->aux,
+                          n->aux + d.C, &d, s);
+        break;
+    }
+    case IR_OP_RELU: if (dx) kcuda_relu_backward(dx, dy, F(n->out), len, s); break;
+    case IR_OP_TANH: if (dx) kcuda_tanh_backward(dx, dy, F(n->out), len, s); break;
+    case IR_OP_SIGMOID: if (dx) kcuda_sigmoid_backward(dx, dy, F(n->out), len, s); break;
+    case IR_OP_IDENTITY: if (dx) kcuda_axpy(dx, 1.f, dy, len, s); break;
+    case IR_OP_MAXPOOL: { kpool_desc d = pool_desc(n); if (dx) kcuda_maxpool_backward(dx, dy, x, &d, s); break; }
+    case IR_OP_AVGPOOL: { kpool_desc d = pool_desc(n); if (dx) kcuda_avgpool_backward(dx, dy, &d, s); break; }
+    case IR_OP_ADD:
+    case IR_OP_MEAN: {
+        float sc = n->op == IR_OP_MEAN ? 1.f / (float)n->n_in : 1.f;
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i].grad) kcuda_axpy(n->in[i].grad, sc, dy, len, s);
+        break;
+    }
+    case IR_OP_MUL: kcuda_mul_backward(dx, n->in[1].grad, dy, x, F(n->in[1]), len, s); break;
+    case IR_OP_SUB:
+        if (dx) kcuda_axpy(dx, 1.f, dy, len, s);
+        if (n->in[1].grad) kcuda_axpy(n->in[1].grad, -1.f, dy, len, s);
+        break;
+    case IR_OP_SCALE: if (dx) kcuda_axpy(dx, n->fattr[IR_F_P], dy, len, s); break;
+    case IR_OP_WSUM: {
+        const float *xs[RT_MAX_IN] = {0};
+        float *dxs[RT_MAX_IN] = {0};
+        for (int i = 1; i < n->n_in; i++) { xs[i - 1] = F(n->in[i]); dxs[i - 1] = n->in[i].grad; }
+        kcuda_wsum_backward(dxs, dx, dy, xs, x, n->n_in - 1, len, s);
+        break;
+    }
+    case IR_OP_MIXED: {
+        /* dxs from the saved softmax; d alpha[row] through the softmax, all on the device */
+        const float *xs[RT_MAX_IN] = {0};
+        float *dxs[RT_MAX_IN] = {0};
+        int O = (int)n->in[0].shape[1], nc = n->n_in - 1;
+        for (int i = 0; i < nc; i++) { xs[i] = F(n->in[i + 1]); dxs[i] = n->in[i + 1].grad; }
+        kcuda_mixed_backward(dxs, dx ? dx + n->iattr[IR_A_MIXED_ROW] * O : NULL, dy, xs, n->aux,
+                             n->iattr + IR_A_MIXED_COL0, nc, O, len, s);
+        break;
+    }
+    case IR_OP_SOFTMAX: {
+        int K = (int)n->out.shape[n->out.ndim - 1];
+        if (dx) kcuda_softmax_backward(dx, dy, F(n->out), (int)(len / K), K, s);
+        break;
+    }
+    case IR_OP_CONCAT: {
+        int N = (int)n->out.shape[0], Cy = (int)n->out.shape[1], HW = plane(&n->out), off = 0;
+        for (int i = 0; i < n->n_in; i++) {
+            int Cx = (int)n->in[i].shape[1];
+            if (n->in[i].grad) kcuda_concat_backward(n->in[i].grad, dy, N, Cx, HW, Cy, off, s);
+            off += Cx;
+        }
+        break;
+    }
+    case IR_OP_SLICE:
+        if (dx) kcuda_slice_backward(dx, dy, (int)n->out.shape[0], (int)n->in[0].shape[1], plane(&n->out),
+                                     (int)n->out.shape[1], (int)n->iattr[IR_A_SLICE_START], s);
+        break;
+    case IR_OP_SHIFT:
+        if (dx) kcuda_shift_backward(dx, dy, (int)n->in[0].shape[0], (int)n->in[0].shape[1], (int)n->in[0].shape[2],
+                                     (int)n->in[0].shape[3], s);
+        break;
+    case IR_OP_GAP:
+        if (dx) kcuda_gap_backward(dx, dy, (int)n->in[0].shape[0], (int)n->in[0].shape[1], plane(&n->in[0]), s);
+        break;
+    case IR_OP_LINEAR:
+        kcuda_linear_backward(dx, n->in[1].grad, n->in[2].grad, dy, x, F(n->in[1]), (int)n->in[0].shape[0],
+                              (int)n->in[0].shape[1], (int)n->out.shape[1], s);
+        break;
+    case IR_OP_EMBEDDING:
+        if (n->in[1].grad)
+            kcuda_embedding_backward(n->in[1].grad, dy, I32(n->in[0]), (int)n->in[0].shape[0], (int)n->in[1].shape[0],
+                                     (int)n->in[1].shape[1], s);
+        break;
+    case IR_OP_SOFTMAX_CE:
+        /* dloss stays on the device: the kernel reads dy[0] */
+        if (dx) kcuda_softmax_ce_backward(dx, dy, n->aux, I32(n->in[1]), (int)n->in[0].shape[0], (int)n->in[0].shape[1], s);
+        break;
+    case IR_OP_DROPOUT: if (dx) kcuda_dropout_backward(dx, dy, n->aux, len, s); break;
+    case IR_OP_DROP_PATH: {
+        int N = (int)n->in[0].shape[0];
+        if (dx) kcuda_droppath_backward(dx, dy, n->aux, N, len / N, s);
+        break;
+    }
+    }
+}
+
+static size_t cu_scratch(rt_backend *be, const rt_exec_node *n) {
+    (void)be;
+    if (n->op != IR_OP_CONV2D) return 0;
+    kconv2d_desc d = conv_desc(n);
+    return kcuda_conv2d_scratch_floats(&d);
+}
+
+static void cu_axpy(rt_backend *be, float *y, float a, const float *x, int64_t n) { kcuda_axpy(y, a, x, n, S(be)); }
+static void cu_copy(rt_backend *be, float *y, const float *x, int64_t n) { kcuda_copy(y, x, n, S(be)); }
+static void cu_scale(rt_backend *be, float *y, float a, int64_t n) { kcuda_scale(y, a, y, n, S(be)); }
+static double cu_sumsq(rt_backend *be, const float *x, int64_t n) { return kcuda_sumsq(x, n, S(be)); }
+static void cu_sgd(rt_backend *be, float *w, float *buf, const float *g, int64_t n, float lr, float mom, float wd) {
+    kcuda_sgd_step(w, buf, g, n, lr, mom, wd, S(be));
+}
+static void cu_adam(rt_backend *be, float *w, float *m, float *v, const float *g, int64_t n, float lr, float b1, float b2,
+                    float eps, float wd, int t) {
+    kcuda_adam_step(w, m, v, g, n, lr, b1, b2, eps, wd, t, S(be));
+}
+static void cu_sync(rt_backend *be) { cudaCheck(cudaStreamSynchronize(S(be))); }
+
+/* Teardown: errors are ignored (nothing left to do about them). */
+static void cu_release(cuda_backend *cb) {
+    if (cb->s) cudaStreamSynchronize(cb->s);
+    kcuda_shutdown();
+    if (cb->blas) cublasDestroy(cb->blas);
+    if (cb->dnn) cudnnDestroy(cb->dnn);
+    if (cb->s) cudaStreamDestroy(cb->s);
+    free(cb);
+}
+static void cu_destroy(rt_backend *be) {
+    cu_release((cuda_backend *)be);
+    g_live = 0;
+}
+
+/* Builds the backend or returns NULL with err set; err may be NULL. */
+static cuda_backend *cu_create(char *err, size_t errlen) {
+#define CU_NEW_FAIL(...) do { if (err && errlen) snprintf(err, errlen, __VA_ARGS__); if (cb) cu_release(cb); return NULL; } while (0)
+    cuda_backend *cb = NULL;
+    int ndev = 0;
+    cudaError_t e = cudaGetDeviceCount(&ndev);
+    if (e != cudaSuccess) CU_NEW_FAIL("no usable CUDA device: cudaGetDeviceCount: %s", cudaGetErrorString(e));
+    if (ndev <= 0) CU_NEW_FAIL("no usable CUDA device: cudaGetDeviceCount found 0 devices");
+    if (g_live) CU_NEW_FAIL("a CUDA backend already exists in this process (destroy it first)");
+    cb = (cuda_backend *)calloc(1, sizeof *cb);
+    if (!cb) CU_NEW_FAIL("out of memory");
+    if ((e = cudaSetDevice(0)) != cudaSuccess) CU_NEW_FAIL("cudaSetDevice(0): %s", cudaGetErrorString(e));
+    if ((e = cudaStreamCreateWithFlags(&cb->s, cudaStreamNonBlocking)) != cudaSuccess)
+        CU_NEW_FAIL("cudaStreamCreate: %s", cudaGetErrorString(e));
+    cudnnStatus_t ds = cudnnCreate(&cb->dnn);
+    if (ds != CUDNN_STATUS_SUCCESS) { cb->dnn = NULL; CU_NEW_FAIL("cudnnCreate: %s", cudnnGetErrorString(ds)); }
+    if ((ds = cudnnSetStream(cb->dnn, cb->s)) != CUDNN_STATUS_SUCCESS) CU_NEW_FAIL("cudnnSetStream: %s", cudnnGetErrorString(ds));
+    cublasStatus_t bs = cublasCreate(&cb->blas);
+    if (bs != CUBLAS_STATUS_SUCCESS) { cb->blas = NULL; CU_NEW_FAIL("cublasCreate: %s", kcuda_cublas_string(bs)); }
+    if ((bs = cublasSetStream(cb->blas, cb->s)) != CUBLAS_STATUS_SUCCESS)
+        CU_NEW_FAIL("cublasSetStream: %s", kcuda_cublas_string(bs));
+    /* plain FP32 GEMMs: no TF32 tensor-op math (it would cost ~1e-3 relative accuracy) */
+    if ((bs = cublasSetMathMode(cb->blas, CUBLAS_DEFAULT_MATH)) != CUBLAS_STATUS_SUCCESS)
+        CU_NEW_FAIL("cublasSetMathMode: %s", kcuda_cublas_string(bs));
+    if (kcuda_init(cb->s, cb->dnn, cb->blas) != 0) CU_NEW_FAIL("kcuda_init: %s", kcuda_last_error());
+    return cb;
+#undef CU_NEW_FAIL
+}
+
+extern "C" rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
+    cuda_backend *cb = cu_create(err, errlen);
+    if (!cb) return NULL;
+    g_live = 1;
+    rt_backend *be = &cb->be;
+    be->name = "cuda";
+    be->alloc = cu_alloc;
+    be->free = cu_free;
+    be->upload = cu_upload;
+    be->download = cu_download;
+    be->memset0 = cu_memset0;
+    be->supports_op = cu_supports;
+    be->scratch_floats = cu_scratch;
+    be->forward = cu_forward;
+    be->backward = cu_backward;
+    be->axpy = cu_axpy;
+    be->copy = cu_copy;
+    be->scale = cu_scale;
+    be->sumsq = cu_sumsq;
+    be->sgd_step = cu_sgd;
+    be->adam_step = cu_adam;
+    be->synchronize = cu_sync;
+    be->destroy = cu_destroy;
+    return be;
+}

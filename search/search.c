@@ -1,0 +1,633 @@
+/* search.c — the DARTS search loop (see search.h): data split and loaders, the alpha
+ * and weight steps of every strategy, the second-order step, metrics, checkpoints and
+ * resume. Everything runs through the backend interface, so the same loop drives the
+ * CPU and CUDA backends; nothing is allocated inside a step. */
+#include "search.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "genotype.h"
+#include "runtime/data.h"
+#include "runtime/runtime.h"
+#include "runtime/tensorfile.h"
+
+#define CKPT_VERSION 1
+#define ADAM_EPS 1e-8f
+#define HVP_R 0.01
+
+sr_options sr_options_default(void) {
+    sr_options o;
+    memset(&o, 0, sizeof o);
+    o.out_dir = "runs/search";
+    o.device = "cpu";
+    o.strategy = SR_DARTS;
+    return o;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- the second-order step ------------------------------------------------------------ */
+
+int sr_unroll_init(sr_unroll *u, rt_plan *p) {
+    rt_backend *be = rt_plan_backend(p);
+    rt_group w = rt_plan_group(p, IR_ROLE_WEIGHT), a = rt_plan_group(p, IR_ROLE_ARCH);
+    u->nw = w.n;
+    u->na = a.n;
+    u->w_backup = be->alloc(be, (size_t)w.n * 4);
+    u->v = be->alloc(be, (size_t)w.n * 4);
+    u->dalpha = be->alloc(be, (size_t)a.n * 4);
+    u->gplus = be->alloc(be, (size_t)a.n * 4);
+    return u->w_backup && u->v && u->dalpha && u->gplus ? 0 : -1;
+}
+
+void sr_unroll_free(sr_unroll *u, rt_plan *p) {
+    rt_backend *be = rt_plan_backend(p);
+    float *bufs[4] = {u->w_backup, u->v, u->dalpha, u->gplus};
+    for (int i = 0; i < 4; i++)
+        if (bufs[i]) be->free(be, bufs[i]);
+    memset(u, 0, sizeof *u);
+}
+
+static size_t input_bytes(rt_plan *p, int node) {
+    return (size_t)ir_node_numel(ir_graph_node(rt_plan_graph(p), node)) * 4;
+}
+
+int sr_arch_grad_second_order(rt_plan *p, sr_unroll *u, int images, int labels, const float *xt, const int32_t *yt,
+                              const float *xv, const int32_t *yv, const float *buf, float eta, float momentum,
+                              float wd, int bug_mul_r, float *val_loss) {
+    rt_backend *be = rt_plan_backend(p);
+    rt_group w = rt_plan_group(p, IR_ROLE_WEIGHT), a = rt_plan_group(p, IR_ROLE_ARCH);
+    size_t bi = input_bytes(p, images), bl = input_bytes(p, labels);
+    /* 1. virtual step on the training batch: w' = w - eta (momentum buf + g + wd w) */
+    be->copy(be, u->w_backup, w.data, w.n);
+    rt_set_input(p, images, xt, bi);
+    rt_set_input(p, labels, yt, bl);
+    rt_forward(p, 1);
+    if (rt_backward(p, RT_GRAD_W)) return -1;
+    be->axpy(be, w.data, -eta * (1.0f + 0.0f), w.grad, w.n);
+    be->axpy(be, w.data, -eta * wd, u->w_backup, w.n);
+    if (buf) be->axpy(be, w.data, -eta * momentum, buf, w.n);
+    /* 2. at w': dalpha and v on the validation batch */
+    rt_set_input(p, images, xv, bi);
+    rt_set_input(p, labels, yv, bl);
+    float lv = rt_forward(p, 1);
+    if (val_loss) *val_loss = lv;
+    if (rt_backward(p, RT_GRAD_W | RT_GRAD_ARCH)) return -1;
+    be->copy(be, u->dalpha, a.grad, a.n);
+    be->copy(be, u->v, w.grad, w.n);
+    /* 3. central difference of grad_alpha L_train at w +- R v, R = 0.01 / ||v|| */
+    double vn = sqrt(be->sumsq(be, u->v, w.n));
+    float R = (float)(HVP_R / (vn > 0 ? vn : 1e-12));
+    rt_set_input(p, images, xt, bi);
+    rt_set_input(p, labels, yt, bl);
+    be->copy(be, w.data, u->w_backup, w.n);
+    be->axpy(be, w.data, R, u->v, w.n);
+    rt_forward(p, 1);
+    if (rt_backward(p, RT_GRAD_ARCH)) return -1;
+    be->copy(be, u->gplus, a.grad, a.n);
+    be->copy(be, w.data, u->w_backup, w.n);
+    be->axpy(be, w.data, -R, u->v, w.n);
+    rt_forward(p, 1);
+    if (rt_backward(p, RT_GRAD_ARCH)) return -1; /* a.grad = g- */
+    be->copy(be, w.data, u->w_backup, w.n);      /* restore w exactly */
+    /* 4. grad alpha = dalpha - eta (g+ - g-) / (2R) */
+    float c = bug_mul_r ? eta * R / 2.0f : eta / (2.0f * R);
+    be->axpy(be, a.grad, -1.0f, u->gplus, a.n); /* g- - g+ */
+    be->scale(be, a.grad, c, a.n);              /* -eta (g+ - g-) / 2R */
+    be->axpy(be, a.grad, 1.0f, u->dalpha, a.n);
+    return 0;
+}
+
+/* ---- run state ------------------------------------------------------------------------------ */
+
+typedef struct run {
+    const ir_space *sp;
+    const sr_options *o;
+    rt_backend *be;
+    ir_net net;
+    rt_plan *p;
+    rt_dataset full, wpart, apart;
+    rt_loader lw, la;
+    float *xt, *xv;       /* host batches */
+    int32_t *yt, *yv;
+    float *sgd_buf, *adam_m, *adam_v;
+    sr_unroll u;
+    int64_t nw, na, nb;
+    int adam_t;
+    int epoch;            /* current epoch */
+    int64_t step;         /* step within the epoch */
+    int64_t global_step;
+    int64_t steps_per_epoch;
+    char path_ckpt[4096], path_metrics[4096], path_alpha[4096];
+} run;
+
+static int mkdir_p(const char *dir, char *err, size_t errlen) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *q = tmp + 1; *q; q++) {
+        if (*q != '/') continue;
+        *q = 0;
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        *q = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+    return 0;
+}
+
+static int load_data(run *r, char *err, size_t errlen) {
+    const ir_space *sp = r->sp;
+    const char *path = sp->data_path[0] ? sp->data_path : NULL;
+    int rc;
+    if (sp->data == IR_DATA_FASHION_MNIST) rc = rt_data_load_fashion_mnist(path, 1, &r->full, err, errlen);
+    else if (sp->data == IR_DATA_CIFAR10) {
+        if (!path) return fail(err, errlen, "space '%s': CIFAR-10 needs a data directory (data cifar10 \"DIR\" or --data DIR)", sp->name);
+        rc = rt_data_load_cifar10(path, 1, &r->full, err, errlen);
+    } else
+        return fail(err, errlen, "space '%s': text corpora are for recurrent spaces, which cannot be searched yet", sp->name);
+    if (rc) return -1;
+    if (r->full.c != sp->in_c || r->full.h != sp->in_h || r->full.w != sp->in_w)
+        return fail(err, errlen, "space '%s' expects %dx%dx%d inputs but the data set has %dx%dx%d", sp->name, sp->in_c,
+                    sp->in_h, sp->in_w, r->full.c, r->full.h, r->full.w);
+    if (r->full.classes > sp->classes)
+        return fail(err, errlen, "space '%s' has %d classes but the data set has %d", sp->name, sp->classes, r->full.classes);
+    int n = r->full.n;
+    if (sp->search.subset > 0 && sp->search.subset < n) n = sp->search.subset;
+    int batch = sp->search.batch;
+    if (r->o->strategy == SR_DARTS) {
+        int nw = (int)floor((double)n * sp->search.train_portion);
+        if (nw < batch || n - nw < batch)
+            return fail(err, errlen, "the %d training images split %d/%d cannot fill batches of %d", n, nw, n - nw, batch);
+        rt_data_subset(&r->full, 0, nw, &r->wpart);
+        rt_data_subset(&r->full, nw, n - nw, &r->apart);
+    } else {
+        if (n < batch) return fail(err, errlen, "%d training images cannot fill a batch of %d", n, batch);
+        rt_data_subset(&r->full, 0, n, &r->wpart);
+        rt_data_subset(&r->full, 0, n, &r->apart);
+    }
+    rt_loader_cfg cfg = rt_loader_cfg_default();
+    cfg.batch_size = batch;
+    cfg.drop_last = 1;
+    cfg.normalize = 1;
+    static const float cm[4] = RT_DATA_CIFAR10_MEAN, cs[4] = RT_DATA_CIFAR10_STD;
+    static const float fm[4] = RT_DATA_FMNIST_MEAN, fs[4] = RT_DATA_FMNIST_STD;
+    int cifar = sp->data == IR_DATA_CIFAR10;
+    for (int c = 0; c < sp->in_c; c++) {
+        int have = sp->std[c] > 0; /* the space's own normalisation, else the data set's */
+        cfg.mean[c] = have ? sp->mean[c] : cifar ? cm[c] : fm[c];
+        cfg.std[c] = have ? sp->std[c] : cifar ? cs[c] : fs[c];
+    }
+    cfg.crop_pad = sp->search.crop_pad;
+    cfg.flip = sp->search.hflip;
+    cfg.cutout = 0; /* DARTS searches without cutout */
+    cfg.seed = sp->search.seed * 2 + 1;
+    if (rt_loader_init(&r->lw, &r->wpart, &cfg, err, errlen)) return -1;
+    cfg.seed = sp->search.seed * 2 + 2;
+    if (rt_loader_init(&r->la, &r->apart, &cfg, err, errlen)) return -1;
+    r->steps_per_epoch = rt_loader_batches_per_epoch(&r->lw);
+    return 0;
+}
+
+/* Next full batch, wrapping into the next epoch of that loader. */
+static void next_batch(rt_loader *l, float *x, int32_t *y) {
+    int b = 0;
+    if (!rt_loader_next(l, x, y, &b)) rt_loader_next(l, x, y, &b);
+}
+
+static float cosine_lr(const ir_train_config *tc, int epoch) {
+    return tc->w_lr_min + 0.5f * (tc->w_lr - tc->w_lr_min) * (1.0f + cosf((float)M_PI * (float)epoch / (float)tc->epochs));
+}
+
+/* clip_grad_norm_ as PyTorch: scale by max/(norm + 1e-6) when that is below 1 */
+static void clip_weights(run *r, float max_norm) {
+    rt_group w = rt_plan_group(r->p, IR_ROLE_WEIGHT);
+    double norm = sqrt(r->be->sumsq(r->be, w.grad, w.n));
+    double coef = max_norm / (norm + 1e-6);
+    if (max_norm > 0 && coef < 1.0) r->be->scale(r->be, w.grad, (float)coef, w.n);
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------------ */
+
+static uint64_t space_hash(const ir_graph *g) {
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < ir_graph_num_nodes(g); i++) {
+        const ir_node *n = ir_graph_node(g, i);
+        if (n->op != IR_OP_PARAM) continue;
+        for (const char *c = n->name; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
+        for (int d = 0; d < n->ndim; d++) h = (h ^ (uint64_t)n->shape[d]) * 1099511628211ull;
+    }
+    return h;
+}
+
+static long file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* int64 meta values travel as pairs of int32 (lo, hi). */
+static int put_i64s(rt_tf_writer *w, const char *name, const int64_t *v, int n) {
+    int32_t buf[32];
+    for (int i = 0; i < n; i++) {
+        buf[2 * i] = (int32_t)(uint32_t)((uint64_t)v[i] & 0xffffffffu);
+        buf[2 * i + 1] = (int32_t)(uint32_t)((uint64_t)v[i] >> 32);
+    }
+    return rt_tf_write(w, name, RT_TF_I32, 1, (int64_t[]){2 * n}, buf);
+}
+
+static int get_i64s(const rt_tf_file *f, const char *name, int64_t *v, int n, const char *path, char *err, size_t errlen) {
+    const rt_tf_entry *e = rt_tf_find(f, name);
+    if (!e || e->dtype != RT_TF_I32 || e->numel != 2 * n)
+        return fail(err, errlen, "%s: not a dartsc search checkpoint (no '%s')", path, name);
+    const int32_t *d = e->data;
+    for (int i = 0; i < n; i++) v[i] = (int64_t)(((uint64_t)(uint32_t)d[2 * i + 1] << 32) | (uint32_t)d[2 * i]);
+    return 0;
+}
+
+static int save_checkpoint(run *r, char *err, size_t errlen) {
+    rt_backend *be = r->be;
+    rt_group gw = rt_plan_group(r->p, IR_ROLE_WEIGHT), ga = rt_plan_group(r->p, IR_ROLE_ARCH),
+             gb = rt_plan_group(r->p, IR_ROLE_BUFFER);
+    rt_tf_writer *w = rt_tf_open_write(r->path_ckpt, err, errlen);
+    if (!w) return -1;
+    int64_t le, lp, ae, ap;
+    rt_loader_state(&r->lw, &le, &lp);
+    rt_loader_state(&r->la, &ae, &ap);
+    int64_t meta[12] = {CKPT_VERSION, (int64_t)space_hash(r->net.graph), r->epoch, r->step, r->global_step, r->adam_t,
+                        (int64_t)rt_plan_step(r->p), le, lp, ae, ap, file_size(r->path_metrics)};
+    int64_t alpha_bytes = file_size(r->path_alpha);
+    int rc = put_i64s(w, "meta/state", meta, 12) | put_i64s(w, "meta/alpha_bytes", &alpha_bytes, 1);
+    struct { const char *name; float *dev; int64_t n; } vecs[6] = {
+        {"group/weights", gw.data, gw.n}, {"group/arch", ga.data, ga.n}, {"group/buffers", gb.data, gb.n},
+        {"opt/sgd_momentum", r->sgd_buf, gw.n}, {"opt/adam_m", r->adam_m, ga.n}, {"opt/adam_v", r->adam_v, ga.n}};
+    size_t maxn = 0;
+    for (int i = 0; i < 6; i++) maxn = (size_t)vecs[i].n > maxn ? (size_t)vecs[i].n : maxn;
+    float *host = malloc((maxn ? maxn : 1) * 4);
+    if (!host) {
+        rt_tf_abort_write(w);
+        return fail(err, errlen, "out of memory");
+    }
+    for (int i = 0; i < 6 && !rc; i++) {
+        be->download(be, host, vecs[i].dev, (size_t)vecs[i].n * 4);
+        rc |= rt_tf_write(w, vecs[i].name, RT_TF_F32, 1, (int64_t[]){vecs[i].n}, host);
+    }
+    free(host);
+    if (rc) {
+        rt_tf_abort_write(w);
+        return fail(err, errlen, "%s: writing the checkpoint failed", r->path_ckpt);
+    }
+    return rt_tf_close_write(w, err, errlen);
+}
+
+static int truncate_to(const char *path, int64_t bytes, char *err, size_t errlen) {
+    if (file_size(path) < bytes) return fail(err, errlen, "%s: shorter than the checkpoint says (%lld bytes)", path, (long long)bytes);
+    if (truncate(path, bytes) != 0) return fail(err, errlen, "%s: cannot truncate: %s", path, strerror(errno));
+    return 0;
+}
+
+static int load_checkpoint(run *r, char *err, size_t errlen) {
+    char e2[512];
+    rt_tf_file *f = rt_tf_read(r->path_ckpt, e2, sizeof e2);
+    if (!f) return fail(err, errlen, "cannot resume: %s", e2);
+    int64_t meta[12] = {0}, alpha_bytes = 0;
+    int rc = -1;
+    if (get_i64s(f, "meta/state", meta, 12, r->path_ckpt, err, errlen) ||
+        get_i64s(f, "meta/alpha_bytes", &alpha_bytes, 1, r->path_ckpt, err, errlen))
+        goto out;
+    if (meta[0] != CKPT_VERSION) {
+        fail(err, errlen, "%s: checkpoint format version %lld, this dartsc reads version %d", r->path_ckpt, (long long)meta[0], CKPT_VERSION);
+        goto out;
+    }
+    if ((uint64_t)meta[1] != space_hash(r->net.graph)) {
+        fail(err, errlen, "%s: the checkpoint was written for a different space or network (parameter names/shapes differ)", r->path_ckpt);
+        goto out;
+    }
+    rt_group gw = rt_plan_group(r->p, IR_ROLE_WEIGHT), ga = rt_plan_group(r->p, IR_ROLE_ARCH),
+             gb = rt_plan_group(r->p, IR_ROLE_BUFFER);
+    struct { const char *name; float *dev; int64_t n; } vecs[6] = {
+        {"group/weights", gw.data, gw.n}, {"group/arch", ga.data, ga.n}, {"group/buffers", gb.data, gb.n},
+        {"opt/sgd_momentum", r->sgd_buf, gw.n}, {"opt/adam_m", r->adam_m, ga.n}, {"opt/adam_v", r->adam_v, ga.n}};
+    for (int i = 0; i < 6; i++) {
+        const rt_tf_entry *e = rt_tf_find(f, vecs[i].name);
+        if (!e || e->dtype != RT_TF_F32 || e->numel != vecs[i].n) {
+            fail(err, errlen, "%s: '%s' missing or of the wrong size (the space changed?)", r->path_ckpt, vecs[i].name);
+            goto out;
+        }
+    }
+    if (meta[2] < 0 || meta[2] > r->sp->search.epochs || meta[3] < 0 || meta[3] > r->steps_per_epoch) {
+        fail(err, errlen, "%s: epoch %lld step %lld do not fit this search (%d epochs of %lld steps)", r->path_ckpt,
+             (long long)meta[2], (long long)meta[3], r->sp->search.epochs, (long long)r->steps_per_epoch);
+        goto out;
+    }
+    if (rt_loader_seek(&r->lw, meta[7], meta[8]) || rt_loader_seek(&r->la, meta[9], meta[10])) {
+        fail(err, errlen, "%s: data loader positions out of range (the data changed?)", r->path_ckpt);
+        goto out;
+    }
+    if (truncate_to(r->path_metrics, meta[11], err, errlen) || truncate_to(r->path_alpha, alpha_bytes, err, errlen)) goto out;
+    for (int i = 0; i < 6; i++) r->be->upload(r->be, vecs[i].dev, rt_tf_find(f, vecs[i].name)->data, (size_t)vecs[i].n * 4);
+    r->epoch = (int)meta[2];
+    r->step = meta[3];
+    r->global_step = meta[4];
+    r->adam_t = (int)meta[5];
+    rt_plan_set_step(r->p, (uint64_t)meta[6]);
+    rc = 0;
+out:
+    rt_tf_free(f);
+    return rc;
+}
+
+/* ---- logging ---------------------------------------------------------------------------------- */
+
+static void append_line(const char *path, const char *line) {
+    FILE *f = fopen(path, "a");
+    if (!f) return;
+    fputs(line, f);
+    fclose(f);
+}
+
+static void softmax_rows_json(FILE *f, const float *a, int rows, int cols) {
+    fputc('[', f);
+    for (int r = 0; r < rows; r++) {
+        double m = a[r * cols], s = 0;
+        for (int c = 1; c < cols; c++) m = fmax(m, a[r * cols + c]);
+        for (int c = 0; c < cols; c++) s += exp(a[r * cols + c] - m);
+        fprintf(f, "%s[", r ? "," : "");
+        for (int c = 0; c < cols; c++) fprintf(f, "%s%.6g", c ? "," : "", exp(a[r * cols + c] - m) / s);
+        fputc(']', f);
+    }
+    fputc(']', f);
+}
+
+static void alphas_host(run *r, float **an, float **ar) {
+    rt_group ga = rt_plan_group(r->p, IR_ROLE_ARCH);
+    float *h = malloc((size_t)ga.n * 4);
+    r->be->download(r->be, h, ga.data, (size_t)ga.n * 4);
+    *an = h + ((float *)rt_node_data(r->p, r->net.alpha[0]) - ga.data);
+    *ar = h + ((float *)rt_node_data(r->p, r->net.alpha[1]) - ga.data);
+}
+
+static void write_alpha_epoch(run *r) {
+    float *an, *ar;
+    alphas_host(r, &an, &ar);
+    FILE *f = fopen(r->path_alpha, "a");
+    if (f) {
+        fprintf(f, "{\"epoch\":%d,\"normal\":", r->epoch);
+        softmax_rows_json(f, an, ir_cell_num_edges(&r->sp->normal), r->sp->normal.n_ops);
+        fprintf(f, ",\"reduce\":");
+        softmax_rows_json(f, ar, ir_cell_num_edges(&r->sp->reduce), r->sp->reduce.n_ops);
+        fprintf(f, "}\n");
+        fclose(f);
+    }
+    free(an < ar ? an : ar);
+}
+
+static int write_genotype(run *r, ir_genotype *gt, char *err, size_t errlen) {
+    float *an, *ar;
+    alphas_host(r, &an, &ar);
+    sr_derive(&r->sp->normal, an, &gt->normal);
+    sr_derive(&r->sp->reduce, ar, &gt->reduce);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/genotype.json", r->o->out_dir);
+    int rc = sr_genotype_write_json(r->sp, gt, an, ar, path, err, errlen);
+    free(an < ar ? an : ar);
+    const char *names[2] = {"normal", "reduce"};
+    const ir_cell *cells[2] = {&r->sp->normal, &r->sp->reduce};
+    const ir_geno_cell *gcs[2] = {&gt->normal, &gt->reduce};
+    for (int t = 0; t < 2 && rc == 0; t++) {
+        snprintf(path, sizeof path, "%s/%s.dot", r->o->out_dir, names[t]);
+        FILE *f = fopen(path, "w");
+        if (!f) return fail(err, errlen, "%s: %s", path, strerror(errno));
+        sr_genotype_dot(cells[t], gcs[t], names[t], f);
+        fclose(f);
+    }
+    return rc;
+}
+
+/* Accuracy and loss over the architecture split (forward only). */
+static void evaluate_split(run *r, double *loss, double *acc) {
+    rt_loader l = r->la;
+    rt_loader_seek(&l, 0, 0); /* a private copy's position: shares perm memory, so restore below */
+    int64_t ae, ap;
+    rt_loader_state(&r->la, &ae, &ap);
+    double sl = 0, sc = 0;
+    int64_t nb = 0, b = 0;
+    int got;
+    size_t bi = input_bytes(r->p, r->net.images), bl = input_bytes(r->p, r->net.labels);
+    while (rt_loader_next(&l, r->xv, r->yv, &got)) {
+        rt_set_input(r->p, r->net.images, r->xv, bi);
+        rt_set_input(r->p, r->net.labels, r->yv, bl);
+        sl += rt_forward(r->p, 1);
+        sc += rt_last_correct(r->p);
+        nb++;
+        b = got;
+    }
+    rt_loader_seek(&r->la, ae, ap);
+    *loss = nb ? sl / (double)nb : NAN;
+    *acc = nb ? sc / (double)(nb * b) : NAN;
+}
+
+/* ---- the loop ------------------------------------------------------------------------------------ */
+
+static void free_run(run *r) {
+    if (r->p) {
+        sr_unroll_free(&r->u, r->p);
+        float *bufs[3] = {r->sgd_buf, r->adam_m, r->adam_v};
+        for (int i = 0; i < 3; i++)
+            if (bufs[i]) r->be->free(r->be, bufs[i]);
+        rt_plan_free(r->p);
+    }
+    if (r->be) r->be->destroy(r->be);
+    ir_net_free(&r->net);
+    rt_loader_free(&r->lw);
+    rt_loader_free(&r->la);
+    rt_dataset_free(&r->full);
+    free(r->xt);
+    free(r->xv);
+    free(r->yt);
+    free(r->yv);
+}
+
+int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen) {
+    run r;
+    memset(&r, 0, sizeof r);
+    memset(res, 0, sizeof *res);
+    r.sp = sp;
+    r.o = o;
+    const ir_train_config *tc = &sp->search;
+    int rc = -1;
+    double t0 = now_s();
+    if (tc->order != 1 && tc->order != 2) return fail(err, errlen, "order must be 1 or 2, not %d", tc->order);
+    if (tc->epochs < 1 || tc->batch < 1) return fail(err, errlen, "epochs and batch must be positive");
+    if (mkdir_p(o->out_dir, err, errlen)) return -1;
+    snprintf(r.path_ckpt, sizeof r.path_ckpt, "%s/checkpoint.dtns", o->out_dir);
+    snprintf(r.path_metrics, sizeof r.path_metrics, "%s/metrics.jsonl", o->out_dir);
+    snprintf(r.path_alpha, sizeof r.path_alpha, "%s/alpha.jsonl", o->out_dir);
+    if (!o->resume && access(r.path_ckpt, F_OK) == 0)
+        return fail(err, errlen, "%s already holds a search (checkpoint.dtns); pass --resume to continue it or choose another --out",
+                    o->out_dir);
+    if (o->resume && access(r.path_ckpt, F_OK) != 0)
+        return fail(err, errlen, "--resume: %s does not exist", r.path_ckpt);
+
+    if (load_data(&r, err, errlen)) goto out;
+    if (ir_space_build_supernet(sp, tc->batch, &r.net)) {
+        fail(err, errlen, "%s", r.net.error);
+        goto out;
+    }
+    if (!o->device || !strcmp(o->device, "cpu")) r.be = rt_backend_cpu_new();
+    else if (!strcmp(o->device, "cuda")) {
+        r.be = rt_backend_cuda_new(err, errlen);
+        if (!r.be) goto out;
+    } else {
+        fail(err, errlen, "unknown device '%s' (cpu or cuda)", o->device);
+        goto out;
+    }
+    r.p = rt_plan_new(r.net.graph, r.be, &(rt_plan_opts){.seed = tc->seed, .grads = RT_GRAD_W | RT_GRAD_ARCH}, err, errlen);
+    if (!r.p) goto out;
+    rt_group gw = rt_plan_group(r.p, IR_ROLE_WEIGHT), ga = rt_plan_group(r.p, IR_ROLE_ARCH);
+    r.nw = gw.n;
+    r.na = ga.n;
+    size_t bi = input_bytes(r.p, r.net.images), bl = input_bytes(r.p, r.net.labels);
+    r.xt = malloc(bi);
+    r.xv = malloc(bi);
+    r.yt = malloc(bl);
+    r.yv = malloc(bl);
+    r.sgd_buf = r.be->alloc(r.be, (size_t)r.nw * 4);
+    r.adam_m = r.be->alloc(r.be, (size_t)r.na * 4);
+    r.adam_v = r.be->alloc(r.be, (size_t)r.na * 4);
+    if (!r.xt || !r.xv || !r.yt || !r.yv || !r.sgd_buf || !r.adam_m || !r.adam_v ||
+        (tc->order == 2 && sr_unroll_init(&r.u, r.p))) {
+        fail(err, errlen, "out of memory");
+        goto out;
+    }
+    r.be->memset0(r.be, r.sgd_buf, (size_t)r.nw * 4);
+    r.be->memset0(r.be, r.adam_m, (size_t)r.na * 4);
+    r.be->memset0(r.be, r.adam_v, (size_t)r.na * 4);
+    if (o->resume) {
+        if (load_checkpoint(&r, err, errlen)) goto out;
+    } else {
+        FILE *f = fopen(r.path_metrics, "w");
+        if (f) fclose(f);
+        f = fopen(r.path_alpha, "w");
+        if (f) fclose(f);
+        if (o->space_src) {
+            char path[4200];
+            snprintf(path, sizeof path, "%s/space.dartsc", o->out_dir);
+            if (sr_write_file_atomic(path, o->space_src, o->space_src_len, err, errlen)) goto out;
+        }
+    }
+
+    double tstep = now_s();
+    int64_t steps_done = 0;
+    int momentum_live = r.global_step > 0;
+    while (r.epoch < tc->epochs) {
+        float lr = cosine_lr(tc, r.epoch);
+        while (r.step < r.steps_per_epoch) {
+            if ((o->stop && *o->stop) || (o->stop_after_steps > 0 && r.global_step >= o->stop_after_steps)) {
+                if (save_checkpoint(&r, err, errlen)) goto out;
+                res->stopped = 1;
+                res->steps = r.global_step;
+                res->seconds = now_s() - t0;
+                rc = 0;
+                goto out;
+            }
+            float val_loss = NAN, val_acc = NAN;
+            next_batch(&r.lw, r.xt, r.yt);
+            /* the alpha step */
+            if (o->strategy == SR_DARTS || o->strategy == SR_COORD) {
+                /* DARTS: a batch of the architecture split; coordinate descent: another batch of all data */
+                next_batch(&r.la, r.xv, r.yv);
+                if (o->strategy == SR_DARTS && tc->order == 2) {
+                    if (sr_arch_grad_second_order(r.p, &r.u, r.net.images, r.net.labels, r.xt, r.yt, r.xv, r.yv,
+                                                  momentum_live ? r.sgd_buf : NULL, lr, tc->w_momentum, tc->w_wd, 0,
+                                                  &val_loss)) {
+                        fail(err, errlen, "second-order step failed");
+                        goto out;
+                    }
+                } else {
+                    rt_set_input(r.p, r.net.images, r.xv, bi);
+                    rt_set_input(r.p, r.net.labels, r.yv, bl);
+                    val_loss = rt_forward(r.p, 1);
+                    val_acc = (double)rt_last_correct(r.p) / tc->batch;
+                    rt_backward(r.p, RT_GRAD_ARCH);
+                }
+                r.adam_t++;
+                r.be->adam_step(r.be, ga.data, r.adam_m, r.adam_v, ga.grad, r.na, tc->a_lr, tc->a_beta1, tc->a_beta2,
+                                ADAM_EPS, tc->a_wd, r.adam_t);
+            }
+            /* the weight step (joint: weights and alpha from one backward) */
+            rt_set_input(r.p, r.net.images, r.xt, bi);
+            rt_set_input(r.p, r.net.labels, r.yt, bl);
+            float train_loss = rt_forward(r.p, 1);
+            double train_acc = (double)rt_last_correct(r.p) / tc->batch;
+            rt_backward(r.p, o->strategy == SR_JOINT ? (RT_GRAD_W | RT_GRAD_ARCH) : RT_GRAD_W);
+            clip_weights(&r, tc->w_clip);
+            r.be->sgd_step(r.be, gw.data, r.sgd_buf, gw.grad, r.nw, lr, tc->w_momentum, tc->w_wd);
+            momentum_live = 1;
+            if (o->strategy == SR_JOINT) {
+                r.adam_t++;
+                r.be->adam_step(r.be, ga.data, r.adam_m, r.adam_v, ga.grad, r.na, tc->a_lr, tc->a_beta1, tc->a_beta2,
+                                ADAM_EPS, tc->a_wd, r.adam_t);
+            }
+            r.be->synchronize(r.be);
+            steps_done++;
+            double tnow = now_s();
+            double ips = (double)steps_done * tc->batch / (tnow - tstep);
+            int64_t left = (int64_t)(tc->epochs - r.epoch) * r.steps_per_epoch - r.step - 1;
+            char line[512];
+            snprintf(line, sizeof line,
+                     "{\"epoch\":%d,\"step\":%lld,\"global_step\":%lld,\"train_loss\":%.6g,\"train_acc\":%.6g,"
+                     "\"val_loss\":%.6g,\"val_acc\":%.6g,\"lr\":%.6g,\"alpha_lr\":%.6g,\"images_per_s\":%.4g}\n",
+                     r.epoch, (long long)r.step, (long long)r.global_step, train_loss, train_acc,
+                     isnan(val_loss) ? -1.0 : val_loss, isnan(val_acc) ? -1.0 : val_acc, lr,
+                     tc->a_lr, ips);
+            append_line(r.path_metrics, line);
+            if (o->progress) {
+                sr_progress pr = {.epoch = r.epoch, .epochs = tc->epochs, .step = r.step, .steps_per_epoch = r.steps_per_epoch,
+                                  .train_loss = train_loss, .train_acc = train_acc, .val_loss = val_loss, .val_acc = val_acc,
+                                  .lr = lr, .images_per_s = ips, .eta_s = (double)left * tc->batch / (ips > 0 ? ips : 1)};
+                o->progress(o->progress_ctx, &pr);
+            }
+            r.step++;
+            r.global_step++;
+        }
+        /* end of epoch: alpha snapshot, accuracy on the architecture split, genotype, checkpoint */
+        write_alpha_epoch(&r);
+        double vl, va;
+        evaluate_split(&r, &vl, &va);
+        res->val_acc = va;
+        if (o->progress) {
+            sr_progress pr = {.epoch = r.epoch, .epochs = tc->epochs, .step = r.steps_per_epoch, .steps_per_epoch = r.steps_per_epoch,
+                              .val_loss = vl, .val_acc = va, .lr = lr, .epoch_end = 1};
+            o->progress(o->progress_ctx, &pr);
+        }
+        r.epoch++;
+        r.step = 0;
+        if (write_genotype(&r, &res->genotype, err, errlen)) goto out;
+        if (save_checkpoint(&r, err, errlen)) goto out;
+    }
+    if (write_genotype(&r, &res->genotype, err, errlen)) goto out;
+    res->steps = r.global_step;
+    res->seconds = now_s() - t0;
+    rc = 0;
+out:
+    free_run(&r);
+    return rc;
+}

@@ -1,0 +1,82 @@
+/* search.h — bilevel DARTS search over a space, on any backend, with a run directory,
+ * checkpoints and bit-identical resume on the CPU.
+ *
+ * Strategies (REFERENCE.md and the paper's ablations):
+ *   SR_DARTS  alpha on the architecture half (first or second order), weights on the
+ *             weight half, alternating per minibatch: alpha step first, then weights;
+ *   SR_JOINT  alpha and weights trained together by one backward on all training data;
+ *   SR_COORD  coordinate descent: alternate first-order alpha and weight steps, both on
+ *             batches of all training data.
+ *
+ * Usage:
+ *   sr_options o = sr_options_default();
+ *   o.out_dir = "runs/demo";
+ *   sr_result r;
+ *   if (sr_search(&space, &o, &r, err, sizeof err) != 0) fprintf(stderr, "%s\n", err);
+ */
+#ifndef DARTSC_SR_SEARCH_H
+#define DARTSC_SR_SEARCH_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ir/space.h"
+
+typedef enum sr_strategy { SR_DARTS, SR_JOINT, SR_COORD } sr_strategy;
+
+typedef struct sr_progress {
+    int epoch, epochs;
+    int64_t step, steps_per_epoch; /* step within the epoch, 0-based */
+    double train_loss, train_acc, val_loss, val_acc;
+    double lr, images_per_s, eta_s;
+    int epoch_end; /* 1: epoch summary (val_* over the whole architecture split) */
+} sr_progress;
+
+typedef struct sr_options {
+    const char *out_dir;           /* run directory (created) */
+    const char *space_src;         /* the space's source text, copied into the run dir; may be NULL */
+    size_t space_src_len;
+    const char *device;            /* "cpu" (default) or "cuda" */
+    sr_strategy strategy;
+    int resume;                    /* continue from out_dir/checkpoint.dtns */
+    volatile sig_atomic_t *stop;   /* set (by a signal handler) to checkpoint and stop after this step */
+    int64_t stop_after_steps;      /* > 0: behave as if stopped after this many steps in total (tests) */
+    void (*progress)(void *ctx, const sr_progress *p);
+    void *progress_ctx;
+} sr_options;
+
+typedef struct sr_result {
+    ir_genotype genotype;
+    double val_acc;    /* last epoch's accuracy on the architecture split */
+    double seconds;
+    int stopped;       /* 1: stopped early with a checkpoint (resume to finish) */
+    int64_t steps;
+} sr_result;
+
+sr_options sr_options_default(void);
+int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen);
+
+/* ---- the second-order architecture gradient, exposed for tests ----
+ * Scratch vectors on the plan's backend, allocated once per search. */
+struct rt_plan;
+typedef struct sr_unroll {
+    float *w_backup, *v, *dalpha, *gplus; /* weights, weights, arch, arch */
+    int64_t nw, na;
+} sr_unroll;
+int sr_unroll_init(sr_unroll *u, struct rt_plan *p);
+void sr_unroll_free(sr_unroll *u, struct rt_plan *p);
+/* REFERENCE.md's second-order step. The training batch (xt, yt) and validation batch
+ * (xv, yv) are host arrays for the plan's images/labels inputs; buf is the weights' SGD
+ * momentum buffer (backend memory, NULL = zero), eta the current weight learning rate.
+ * On return the plan's arch gradient holds dalpha - eta (g+ - g-) / (2R), the weights are
+ * restored bit for bit, and *val_loss is L_val(w', alpha). bug_mul_r = 1 reproduces the
+ * known re-implementation bug (g+ - g-) / 2 * R, for the test that must catch it. */
+int sr_arch_grad_second_order(struct rt_plan *p, sr_unroll *u, int images, int labels, const float *xt,
+                              const int32_t *yt, const float *xv, const int32_t *yv, const float *buf, float eta,
+                              float momentum, float wd, int bug_mul_r, float *val_loss);
+
+/* Writes data to path atomically: temporary file, fsync, rename. */
+int sr_write_file_atomic(const char *path, const char *data, size_t len, char *err, size_t errlen);
+
+#endif

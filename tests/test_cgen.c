@@ -1,0 +1,595 @@
+/* test_cgen.c — the standalone C emitter (codegen/cgen.c): generated code is compiled
+ * with gcc and clang at -std=c99 -Wall -Wextra -pedantic -Werror -O2 into a small driver
+ * written here, run as a separate program, and compared with dartsc's own runtime
+ * (CPU backend, inference mode) on the same weights and inputs.
+ *
+ * Graphs: one that covers every supported op and variant (dense/grouped/depthwise/
+ * dilated/strided/asymmetric convs, folded and unfolded BN on 4-d and 2-d tensors, ReLU
+ * fused into conv reads and into producers' writes, pools, zero ops in ADD/MEAN/CONCAT/
+ * MUL/SUB and a materialised one, shift, slice, GAP, linear with and without bias,
+ * softmax, dropout/drop path/identity aliases), emitted both with BN folded and unfolded;
+ * and a DARTS network hand-built from the DARTS_V2 genotype (sep/dil convs, max pools,
+ * skips, FactorizedReduce, cell concat, drop path), C=8, 5 cells, 28x28.
+ *
+ * Tolerance: max |c - rt| / max(|rt|, 1e-2) <= 1e-4. The generated code folds BN into the
+ * conv weights, so it computes (w*s)*x where the runtime computes (w*x)*s (each rounding
+ * differently by ~1 ulp), and it sums convolutions tap by tap where the runtime uses
+ * im2col + sgemm: different summation orders over at most a few hundred O(1) products
+ * give ~1e-6 relative differences; an indexing or fusion error is O(1e-1). The floor of
+ * 1e-2 keeps outputs that cancel to near zero from reporting meaningless ratios.
+ * The two entry points (static arena, caller's arena) must agree bit for bit. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "codegen/cgen.h"
+#include "ir/ir.h"
+#include "ir/space.h"
+#include "runtime/runtime.h"
+#include "testutil.h"
+
+#define TOL 1e-4
+#define FLOOR 1e-2
+#define MAXB 4
+
+static const char *CFLAGS = "-std=c99 -Wall -Wextra -pedantic -Werror -O2";
+
+/* ---- graph building helpers ------------------------------------------------------------ */
+
+static int prm(ir_graph *g, const char *name, int ndim, int64_t a, int64_t b, int64_t c, int64_t d, ir_role role) {
+    int64_t sh[4] = {a, b, c, d};
+    int64_t fan = ndim > 1 ? sh[1] * (ndim > 2 ? sh[2] * sh[3] : 1) : 1;
+    return ir_param(g, name, role, ndim, sh, ir_init_kaiming_uniform(fan));
+}
+
+static int nm_i;
+static const char *nm(const char *base) {
+    static char buf[64];
+    snprintf(buf, sizeof buf, "%s.%d", base, nm_i++);
+    return buf;
+}
+
+static int conv(ir_graph *g, int x, int Cin, int Cout, int kh, int kw, int s, int ph, int pw, int d, int groups) {
+    int w = prm(g, nm("w"), 4, Cout, Cin / groups, kh, kw, IR_ROLE_WEIGHT);
+    return ir_conv2d(g, x, w, s, s, ph, pw, d, d, groups, nm("conv"));
+}
+
+static int bn(ir_graph *g, int x, int C, int affine) {
+    int ga = affine ? prm(g, nm("bn.w"), 1, C, 1, 1, 1, IR_ROLE_WEIGHT) : -1;
+    int be = affine ? prm(g, nm("bn.b"), 1, C, 1, 1, 1, IR_ROLE_WEIGHT) : -1;
+    int rm = prm(g, nm("bn.running_mean"), 1, C, 1, 1, 1, IR_ROLE_BUFFER);
+    int rv = prm(g, nm("bn.running_var"), 1, C, 1, 1, 1, IR_ROLE_BUFFER);
+    return ir_batchnorm(g, x, ga, be, rm, rv, 0, 1e-5f, 0.1f, nm("bn"));
+}
+
+static int relu(ir_graph *g, int x) { return ir_unary(g, IR_OP_RELU, x, nm("relu")); }
+
+/* ---- the graph with every op ------------------------------------------------------------- */
+
+typedef struct built {
+    ir_graph *g;
+    int input, output, logits;
+    int labels; /* set to zeros when >= 0 (graphs with a loss) */
+} built;
+
+static built build_every_op(void) {
+    ir_graph *g = ir_graph_new("every_op");
+    built b = {g, -1, -1, -1, -1};
+    int x = ir_input(g, "x", IR_DTYPE_F32, 4, (int64_t[]){MAXB, 3, 12, 12});
+    b.input = x;
+    int c0 = conv(g, relu(g, x), 3, 8, 3, 3, 1, 1, 1, 1, 1);      /* ReLU fused into a dense 3x3's reads */
+    int a0 = relu(g, bn(g, c0, 8, 1));                              /* folded BN; ReLU -> depthwise */
+    int dw3 = conv(g, a0, 8, 8, 3, 3, 1, 1, 1, 1, 8);
+    int rp = relu(g, bn(g, conv(g, dw3, 8, 8, 1, 1, 1, 0, 0, 1, 1), 8, 0)); /* fused into the 1x1's write */
+    int dw5 = conv(g, rp, 8, 8, 5, 5, 1, 4, 4, 2, 8);              /* depthwise 5x5 dilation 2 */
+    int mp = ir_pool(g, IR_OP_MAXPOOL, rp, 3, 1, 1, nm("maxpool"));
+    int ap = ir_pool(g, IR_OP_AVGPOOL, dw5, 3, 2, 1, nm("avgpool")); /* 6x6 */
+    int grp = conv(g, mp, 8, 8, 3, 3, 2, 1, 1, 1, 2);              /* grouped, strided */
+    int as1 = conv(g, grp, 8, 8, 1, 3, 1, 0, 1, 1, 1);             /* 1x3 */
+    int bnA = bn(g, conv(g, as1, 8, 8, 3, 1, 1, 1, 0, 1, 1), 8, 1); /* 3x1, folded */
+    int dd = conv(g, ap, 8, 8, 3, 3, 1, 2, 2, 2, 1);               /* dense dilated */
+    int dws = conv(g, relu(g, ap), 8, 8, 3, 3, 2, 1, 1, 1, 8);     /* depthwise strided: 3x3 */
+    (void)dws;
+    int z = ir_zero(g, dw5, 2, nm("zero"));                         /* 12x12 -> 6x6 zeros */
+    int zs = ir_unary(g, IR_OP_SIGMOID, ir_zero(g, dd, 1, nm("zero")), nm("sig0")); /* materialised zero */
+    int sum = ir_nary(g, IR_OP_ADD, 5, (int[]){ap, bnA, z, dd, zs}, nm("add"));
+    int r = relu(g, bn(g, sum, 8, 1));                              /* unfolded BN, ReLU fused into its write */
+    int f1 = conv(g, r, 8, 4, 1, 1, 2, 0, 0, 1, 1);                /* FactorizedReduce */
+    int f2 = conv(g, ir_unary(g, IR_OP_SHIFT, r, nm("shift")), 8, 4, 1, 1, 2, 0, 0, 1, 1);
+    int cat = ir_nary(g, IR_OP_CONCAT, 3, (int[]){f1, f2, ir_zero(g, f1, 1, nm("zero"))}, nm("cat"));
+    int bnF = bn(g, cat, 12, 1);                                    /* unfolded (after concat) */
+    int mul = ir_binary(g, IR_OP_MUL, bnF, ir_unary(g, IR_OP_SIGMOID, bnF, nm("sig")), nm("mul"));
+    int sub = ir_binary(g, IR_OP_SUB, mul, ir_unary(g, IR_OP_TANH, bnF, nm("tanh")), nm("sub"));
+    int sc = ir_scale(g, sub, 0.5f, nm("scale"));
+    int zm = ir_binary(g, IR_OP_MUL, ir_zero(g, cat, 1, nm("zero")), sc, nm("mulz"));
+    int sub2 = ir_binary(g, IR_OP_SUB, sc, zm, nm("subz"));
+    int mean = ir_nary(g, IR_OP_MEAN, 3, (int[]){sub2, bnF, ir_zero(g, cat, 1, nm("zero"))}, nm("mean"));
+    int id = ir_unary(g, IR_OP_IDENTITY,
+                      ir_dropout(g, IR_OP_DROP_PATH, ir_dropout(g, IR_OP_DROPOUT, mean, 0.3f, nm("drop")), 0.2f, nm("dp")),
+                      nm("id"));
+    int gp = ir_unary(g, IR_OP_GAP, ir_slice(g, id, 2, 8, nm("slice")), nm("gap"));
+    int lin = ir_linear(g, gp, prm(g, "lw", 2, 6, 8, 1, 1, IR_ROLE_WEIGHT), prm(g, "lb", 1, 6, 1, 1, 1, IR_ROLE_WEIGHT), "lin");
+    int bn2 = bn(g, lin, 6, 1);                                     /* 2-d BN */
+    int lin2 = ir_linear(g, bn2, prm(g, "lw2", 2, 5, 6, 1, 1, IR_ROLE_WEIGHT), -1, "logits");
+    b.logits = lin2;
+    b.output = ir_unary(g, IR_OP_SOFTMAX, lin2, "probs");
+    cr_assert(b.output >= 0 && ir_verify(g) == 0, "%s", ir_graph_error(g));
+    return b;
+}
+
+/* ---- DARTS_V2 cells, hand-built after REFERENCE.md ---------------------------------------- */
+
+enum { SEP3, SEP5, DIL3, DIL5, MAXP, AVGP, SKIP };
+
+static int fact_reduce(ir_graph *g, int x, int Cin, int Cout) {
+    int r = relu(g, x);
+    int a = conv(g, r, Cin, Cout / 2, 1, 1, 2, 0, 0, 1, 1);
+    int b = conv(g, ir_unary(g, IR_OP_SHIFT, r, nm("shift")), Cin, Cout / 2, 1, 1, 2, 0, 0, 1, 1);
+    return bn(g, ir_nary(g, IR_OP_CONCAT, 2, (int[]){a, b}, nm("cat")), Cout, 1);
+}
+
+static int relu_conv_bn(ir_graph *g, int x, int Cin, int Cout) {
+    return bn(g, conv(g, relu(g, x), Cin, Cout, 1, 1, 1, 0, 0, 1, 1), Cout, 1);
+}
+
+static int darts_op(ir_graph *g, int kind, int x, int C, int s) {
+    int y;
+    switch (kind) {
+    case SEP3: case SEP5: {
+        int k = kind == SEP3 ? 3 : 5;
+        y = conv(g, relu(g, x), C, C, k, k, s, k / 2, k / 2, 1, C);
+        y = bn(g, conv(g, y, C, C, 1, 1, 1, 0, 0, 1, 1), C, 1);
+        y = conv(g, relu(g, y), C, C, k, k, 1, k / 2, k / 2, 1, C);
+        y = bn(g, conv(g, y, C, C, 1, 1, 1, 0, 0, 1, 1), C, 1);
+        break;
+    }
+    case DIL3: case DIL5: {
+        int k = kind == DIL3 ? 3 : 5;
+        y = conv(g, relu(g, x), C, C, k, k, s, k - 1, k - 1, 2, C);
+        y = bn(g, conv(g, y, C, C, 1, 1, 1, 0, 0, 1, 1), C, 1);
+        break;
+    }
+    case MAXP: y = ir_pool(g, IR_OP_MAXPOOL, x, 3, s, 1, nm("maxpool")); break;
+    case AVGP: y = ir_pool(g, IR_OP_AVGPOOL, x, 3, s, 1, nm("avgpool")); break;
+    default:
+        if (s == 1) return ir_unary(g, IR_OP_IDENTITY, x, nm("skip"));
+        y = fact_reduce(g, x, C, C);
+    }
+    return ir_dropout(g, IR_OP_DROP_PATH, y, 0.2f, nm("drop_path"));
+}
+
+static const int V2_NORMAL[8][2] = {{SEP3, 0}, {SEP3, 1}, {SEP3, 0}, {SEP3, 1}, {SEP3, 1}, {SKIP, 0}, {SKIP, 0}, {DIL3, 2}};
+static const int V2_REDUCE[8][2] = {{MAXP, 0}, {MAXP, 1}, {SKIP, 2}, {MAXP, 1}, {MAXP, 0}, {SKIP, 2}, {SKIP, 2}, {MAXP, 1}};
+
+static built build_darts(int C, int layers, int classes) {
+    ir_graph *g = ir_graph_new("darts_v2_small");
+    built b = {g, -1, -1, -1, -1};
+    b.input = ir_input(g, "images", IR_DTYPE_F32, 4, (int64_t[]){MAXB, 1, 28, 28});
+    int stem = bn(g, conv(g, b.input, 1, 3 * C, 3, 3, 1, 1, 1, 1, 1), 3 * C, 1);
+    int s0 = stem, s1 = stem, Cpp = 3 * C, Cp = 3 * C, Cc = C, prev_red = 0;
+    for (int l = 0; l < layers; l++) {
+        int red = l == layers / 3 || l == 2 * layers / 3;
+        if (red) Cc *= 2;
+        int p0 = prev_red ? fact_reduce(g, s0, Cpp, Cc) : relu_conv_bn(g, s0, Cpp, Cc);
+        int p1 = relu_conv_bn(g, s1, Cp, Cc);
+        int st[6] = {p0, p1};
+        const int(*gt)[2] = red ? V2_REDUCE : V2_NORMAL;
+        for (int i = 0; i < 4; i++) {
+            int e[2];
+            for (int j = 0; j < 2; j++) {
+                int src = gt[2 * i + j][1];
+                e[j] = darts_op(g, gt[2 * i + j][0], st[src], Cc, red && src < 2 ? 2 : 1);
+            }
+            st[2 + i] = ir_nary(g, IR_OP_ADD, 2, e, nm("node"));
+        }
+        int out = ir_nary(g, IR_OP_CONCAT, 4, st + 2, nm("cell"));
+        s0 = s1;
+        s1 = out;
+        Cpp = Cp;
+        Cp = 4 * Cc;
+        prev_red = red;
+    }
+    int gp = ir_unary(g, IR_OP_GAP, s1, "global_pooling");
+    b.output = b.logits = ir_linear(g, gp, prm(g, "classifier.weight", 2, classes, Cp, 1, 1, IR_ROLE_WEIGHT),
+                                    prm(g, "classifier.bias", 1, classes, 1, 1, 1, IR_ROLE_WEIGHT), "logits");
+    cr_assert(b.output >= 0 && ir_verify(g) == 0, "%s", ir_graph_error(g));
+    return b;
+}
+
+/* ---- the runtime reference ------------------------------------------------------------------ */
+
+typedef struct ref {
+    rt_backend *be;
+    rt_plan *p;
+    const float **vals;
+    float *x, *y;
+    int64_t in_sz, out_sz;
+} ref;
+
+/* Random weights (the plan's seeded init), non-trivial BN statistics and affine
+ * parameters, a random input; then one inference pass of the runtime. */
+static ref run_ref(built *b, int output, uint64_t seed) {
+    ref r;
+    char err[256];
+    const ir_graph *g = b->g;
+    ir_node_set_flags(b->g, output, IR_FLAG_OUTPUT);
+    r.be = rt_backend_cpu_new();
+    r.p = rt_plan_new(g, r.be, &(rt_plan_opts){.seed = seed, .grads = 0}, err, sizeof err);
+    cr_assert(r.p, "%s", err);
+    int n = ir_graph_num_nodes(g);
+    r.vals = calloc((size_t)n, sizeof *r.vals);
+    for (int i = 0; i < n; i++) {
+        const ir_node *nd = ir_graph_node(g, i);
+        if (nd->op != IR_OP_PARAM) continue;
+        float *v = rt_node_data(r.p, i);
+        r.vals[i] = v;
+        const char *dot = strrchr(nd->name, '.');
+        int64_t k = ir_node_numel(nd);
+        if ((dot && !strcmp(dot, ".bias")) || !strcmp(nd->name, "lb")) tu_fill_uniform(v, k, -0.5f, 0.5f, seed + (uint64_t)i);
+    }
+    for (int i = 0; i < n; i++) { /* BN: gamma, beta, running mean, running var */
+        const ir_node *nd = ir_graph_node(g, i);
+        if (nd->op != IR_OP_BATCHNORM) continue;
+        const float lo[5] = {0, 0.5f, -0.5f, -0.5f, 0.5f}, hi[5] = {0, 1.5f, 0.5f, 0.5f, 2.0f};
+        for (int j = 1; j < 5; j++)
+            if (nd->inputs[j] >= 0)
+                tu_fill_uniform(rt_node_data(r.p, nd->inputs[j]), ir_node_numel(ir_graph_node(g, nd->inputs[j])), lo[j], hi[j],
+                                seed * 31 + (uint64_t)(i * 5 + j));
+    }
+    if (b->labels >= 0) {
+        int32_t lab[MAXB] = {0};
+        cr_assert(rt_set_input(r.p, b->labels, lab, sizeof lab) == 0);
+    }
+    r.in_sz = ir_node_numel(ir_graph_node(g, b->input)) / MAXB;
+    r.out_sz = ir_node_numel(ir_graph_node(g, output)) / MAXB;
+    r.x = malloc(sizeof(float) * (size_t)(r.in_sz * MAXB));
+    r.y = malloc(sizeof(float) * (size_t)(r.out_sz * MAXB));
+    tu_fill_uniform(r.x, r.in_sz * MAXB, -1.f, 1.f, seed * 7 + 3);
+    cr_assert(rt_set_input(r.p, b->input, r.x, sizeof(float) * (size_t)(r.in_sz * MAXB)) == 0);
+    rt_forward(r.p, 0);
+    cr_assert(rt_read(r.p, output, r.y, sizeof(float) * (size_t)(r.out_sz * MAXB)) == 0);
+    return r;
+}
+
+static void ref_free(ref *r) {
+    rt_plan_free(r->p);
+    r->be->destroy(r->be);
+    free(r->vals);
+    free(r->x);
+    free(r->y);
+}
+
+static void gen(built *b, ref *r, int output, const char *name, int no_fold, const char *dir) {
+    char err[512];
+    cg_model m = {.g = b->g, .values = r->vals, .input = b->input, .output = output, .name = name,
+                  .space_name = "test", .genotype_json = "{\"normal\": [[\"sep_conv_3x3\", 0]], \"note\": \"*/ safe\"}",
+                  .in_c = (int)ir_graph_node(b->g, b->input)->shape[1], .mean = {0.5f, 0.5f, 0.5f}, .std = {0.25f, 0.25f, 0.25f},
+                  .test_accuracy = -1};
+    cr_assert(cg_c_write(&m, &(cg_c_opts){.max_batch = MAXB, .no_fold = no_fold}, dir, err, sizeof err) == 0, "%s", err);
+}
+
+/* ---- compiling and running generated code ------------------------------------------------- */
+
+static int sh(const char *cmd) {
+    int rc = system(cmd);
+    return rc == -1 ? -1 : WEXITSTATUS(rc);
+}
+
+/* Writes tmpl with every '@' replaced by name. */
+static void put_tmpl(FILE *f, const char *tmpl, const char *name) {
+    for (; *tmpl; tmpl++)
+        if (*tmpl == '@') fputs(name, f);
+        else fputc(*tmpl, f);
+}
+
+/* A driver for models names[0..n): argv batch, then per model an input and an output file.
+ * It also checks the error returns and that the caller's arena gives identical outputs. */
+static void write_driver(const char *dir, const char *file, const char *const *names, int n) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fprintf(f, "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n");
+    for (int k = 0; k < n; k++) fprintf(f, "#include \"%s.h\"\n", names[k]);
+    for (int k = 0; k < n; k++) {
+        const char *N = names[k];
+        put_tmpl(f,
+                "static float @_in[@_MAX_BATCH * @_INPUT_SIZE], @_out[@_MAX_BATCH * @_OUTPUT_SIZE],\n"
+                "    @_out2[@_MAX_BATCH * @_OUTPUT_SIZE], @_ar[@_ARENA_BYTES / sizeof(float) + 1];\n"
+                "static int run_@(int batch, const char *in, const char *out) {\n"
+                "    size_t ni = (size_t)batch * @_INPUT_SIZE, no = (size_t)batch * @_OUTPUT_SIZE;\n"
+                "    FILE *f = fopen(in, \"rb\");\n"
+                "    if (!f || fread(@_in, sizeof(float), ni, f) != ni) return 11;\n"
+                "    fclose(f);\n"
+                "    if (!@_infer(@_in, @_out, 0) || !@_infer(@_in, @_out, @_MAX_BATCH + 1)) return 12;\n"
+                "    if (!@_infer_with_arena(@_in, @_out, 1, NULL)) return 12;\n"
+                "    if (@_infer(@_in, @_out, batch)) return 13;\n"
+                "    memset(@_ar, 0x7f, sizeof @_ar);\n"
+                "    if (@_infer_with_arena(@_in, @_out2, batch, @_ar)) return 14;\n"
+                "    if (memcmp(@_out, @_out2, no * sizeof(float))) return 15;\n"
+                "    f = fopen(out, \"wb\");\n"
+                "    if (!f || fwrite(@_out, sizeof(float), no, f) != no) return 16;\n"
+                "    fclose(f);\n"
+                "    return 0;\n}\n",
+                 N);
+    }
+    fprintf(f, "int main(int argc, char **argv) {\n    int rc, batch;\n    if (argc != %d) return 10;\n    batch = atoi(argv[1]);\n",
+            2 + 2 * n);
+    for (int k = 0; k < n; k++)
+        fprintf(f, "    if ((rc = run_%s(batch, argv[%d], argv[%d])) != 0) return rc;\n", names[k], 2 + 2 * k, 3 + 2 * k);
+    fprintf(f, "    return 0;\n}\n");
+    fclose(f);
+}
+
+static void compile(const char *dir, const char *cc, const char *flags, const char *exe, const char *srcs) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cd %s && %s %s -o %s %s -lm > %s.log 2>&1", dir, cc, flags, exe, srcs, exe);
+    int rc = sh(cmd);
+    if (rc) {
+        snprintf(cmd, sizeof cmd, "head -c 4000 %s/%s.log", dir, exe);
+        sh(cmd);
+    }
+    cr_assert(rc == 0, "%s %s failed to compile %s (log above)", cc, flags, srcs);
+}
+
+static void write_floats(const char *path, const float *x, int64_t n) {
+    FILE *f = fopen(path, "wb");
+    cr_assert(f && fwrite(x, sizeof(float), (size_t)n, f) == (size_t)n);
+    fclose(f);
+}
+
+static void read_floats(const char *path, float *x, int64_t n) {
+    FILE *f = fopen(path, "rb");
+    cr_assert(f && fread(x, sizeof(float), (size_t)n, f) == (size_t)n, "cannot read %s", path);
+    fclose(f);
+}
+
+/* Runs exe on the first `batch` samples of each model and returns the worst error. */
+static double run_and_compare(const char *dir, const char *exe, ref *const *refs, const char *const *names, int n, int batch) {
+    char cmd[2048], a[512], o[512];
+    int len = snprintf(cmd, sizeof cmd, "cd %s && ./%s %d", dir, exe, batch);
+    for (int k = 0; k < n; k++) {
+        snprintf(a, sizeof a, "%s/%s.in", dir, names[k]);
+        write_floats(a, refs[k]->x, refs[k]->in_sz * batch);
+        len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s.in %s.out", names[k], names[k]);
+    }
+    int rc = sh(cmd);
+    cr_assert(rc == 0, "%s at batch %d exited with %d", exe, batch, rc);
+    double worst = 0;
+    for (int k = 0; k < n; k++) {
+        int64_t no = refs[k]->out_sz * batch, wi;
+        float *y = malloc(sizeof(float) * (size_t)no);
+        snprintf(o, sizeof o, "%s/%s.out", dir, names[k]);
+        read_floats(o, y, no);
+        double e = tu_max_rel_err(y, refs[k]->y, no, FLOOR, &wi);
+        cr_expect(e <= TOL, "%s %s batch %d: max rel err %g at %lld (got %.9g want %.9g)", exe, names[k], batch, e,
+                  (long long)wi, (double)y[wi], (double)refs[k]->y[wi]);
+        if (e > worst) worst = e;
+        free(y);
+    }
+    return worst;
+}
+
+/* gcc and clang at the strict flags, batches 1, 3 and the maximum. */
+static void check_model(built *b, int output, const char *name, int no_fold) {
+    const char *dir = tu_tmpdir();
+    ref r = run_ref(b, output, 11);
+    gen(b, &r, output, name, no_fold, dir);
+    write_driver(dir, "drv.c", &name, 1);
+    char srcs[256];
+    snprintf(srcs, sizeof srcs, "drv.c %s.c", name);
+    const char *ccs[2] = {"gcc", "clang"};
+    ref *rs[1] = {&r};
+    double worst = 0;
+    for (int c = 0; c < 2; c++) {
+        compile(dir, ccs[c], CFLAGS, ccs[c], srcs);
+        const int batches[3] = {1, 3, MAXB};
+        for (int k = 0; k < 3; k++) {
+            double e = run_and_compare(dir, ccs[c], rs, &name, 1, batches[k]);
+            if (e > worst) worst = e;
+        }
+    }
+    fprintf(stderr, "cgen %s: max rel err vs runtime %.3g (gcc, clang; batch 1, 3, %d)\n", name, worst, MAXB);
+    ref_free(&r);
+    ir_graph_free(b->g);
+}
+
+Test(cgen, every_op_with_bn_folded_matches_runtime_under_gcc_and_clang) {
+    built b = build_every_op();
+    check_model(&b, b.output, "every_op", 0);
+}
+
+Test(cgen, every_op_with_bn_unfolded_matches_runtime_logits) {
+    built b = build_every_op();
+    check_model(&b, b.logits, "every_op_nf", 1);
+}
+
+Test(cgen, darts_v2_network_matches_runtime_under_gcc_and_clang) {
+    built b = build_darts(8, 5, 10);
+    check_model(&b, b.output, "darts_v2", 0);
+}
+
+/* The evaluation network dartsc builds from the DARTS_V2 genotype (C=8, 6 cells, 32x32),
+ * with drop path nodes (identities at inference). */
+Test(cgen, darts_v2_eval_network_from_space_matches_runtime) {
+    ir_space sp;
+    ir_genotype gt;
+    ir_net net;
+    ir_space_darts_cifar10(&sp);
+    ir_genotype_darts_v2(&gt);
+    cr_assert(ir_space_build_eval(&sp, &gt, &(ir_eval_opts){.C = 8, .layers = 6, .batch = MAXB, .drop_path = 1}, &net) == 0,
+              "%s", net.error);
+    built b = {net.graph, net.images, net.logits, net.logits, net.labels};
+    check_model(&b, b.output, "darts_eval", 0);
+    net.graph = NULL;
+    ir_net_free(&net);
+}
+
+/* Two models in one program (symbols prefixed, no clashes), both correct, built with
+ * ASan + UBSan and run clean; also an OpenMP build gives the same answers. */
+Test(cgen, two_models_link_together_and_run_clean_under_sanitizers) {
+    const char *dir = tu_tmpdir();
+    built a = build_every_op(), d = build_darts(4, 3, 10);
+    ref ra = run_ref(&a, a.output, 5), rd = run_ref(&d, d.output, 6);
+    gen(&a, &ra, a.output, "net_a", 0, dir);
+    gen(&d, &rd, d.output, "net_b", 0, dir);
+    const char *names[2] = {"net_a", "net_b"};
+    ref *rs[2] = {&ra, &rd};
+    write_driver(dir, "drv2.c", names, 2);
+    compile(dir, "gcc", CFLAGS, "two", "drv2.c net_a.c net_b.c");
+    run_and_compare(dir, "two", rs, names, 2, 3);
+    compile(dir, "gcc",
+            "-std=c99 -Wall -Wextra -pedantic -Werror -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all "
+            "-fno-omit-frame-pointer",
+            "two_san", "drv2.c net_a.c net_b.c");
+    run_and_compare(dir, "two_san", rs, names, 2, 1);
+    run_and_compare(dir, "two_san", rs, names, 2, MAXB);
+    compile(dir, "gcc", "-std=c99 -Wall -Wextra -pedantic -Werror -O2 -fopenmp -Dnet_a_USE_OPENMP -Dnet_b_USE_OPENMP",
+            "two_omp", "drv2.c net_a.c net_b.c");
+    run_and_compare(dir, "two_omp", rs, names, 2, MAXB);
+    ref_free(&ra);
+    ref_free(&rd);
+    ir_graph_free(a.g);
+    ir_graph_free(d.g);
+}
+
+/* The planner reuses buffers: the arena is well below the sum of all activations. */
+Test(cgen, arena_is_planned_by_liveness) {
+    const char *dir = tu_tmpdir();
+    built d = build_darts(8, 5, 10);
+    ref rd = run_ref(&d, d.output, 3);
+    gen(&d, &rd, d.output, "plan", 0, dir);
+    char path[512], line[512];
+    snprintf(path, sizeof path, "%s/plan.h", dir);
+    FILE *f = fopen(path, "r");
+    cr_assert(f);
+    long long arena = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "#define plan_ARENA_BYTES %lld", &arena) == 1) break;
+    fclose(f);
+    int64_t total = 0;
+    for (int i = 0; i < ir_graph_num_nodes(d.g); i++) {
+        const ir_node *nd = ir_graph_node(d.g, i);
+        if (nd->op != IR_OP_PARAM && nd->op != IR_OP_INPUT) total += ir_node_numel(nd) * 4;
+    }
+    cr_expect(arena > 0 && arena * 4 < total, "arena %lld bytes vs %lld bytes of activations", arena, (long long)total);
+    fprintf(stderr, "cgen plan: arena %lld bytes, all activations %lld bytes\n", arena, (long long)total);
+    ref_free(&rd);
+    ir_graph_free(d.g);
+}
+
+/* ---- refusals ------------------------------------------------------------------------------ */
+
+static int try_gen(ir_graph *g, int input, int output, const char *name, char *err, size_t errlen) {
+    int n = ir_graph_num_nodes(g);
+    const float **vals = calloc((size_t)n, sizeof *vals);
+    static float zeros[4096];
+    for (int i = 0; i < n; i++)
+        if (ir_graph_node(g, i)->op == IR_OP_PARAM) vals[i] = zeros;
+    cg_model m = {.g = g, .values = vals, .input = input, .output = output, .name = name, .test_accuracy = -1};
+    int rc = cg_c_write(&m, NULL, tu_tmpdir(), err, errlen);
+    free(vals);
+    return rc;
+}
+
+Test(cgen, refuses_supernet_ops_losses_embeddings_and_bad_names) {
+    char err[512];
+    ir_graph *g = ir_graph_new("super");
+    int x = ir_input(g, "x", IR_DTYPE_F32, 4, (int64_t[]){2, 4, 8, 8});
+    int alpha = ir_param(g, "alpha", IR_ROLE_ARCH, 2, (int64_t[]){1, 3}, ir_init_zeros());
+    int a = ir_pool(g, IR_OP_MAXPOOL, x, 3, 1, 1, "max");
+    int mx = ir_mixed(g, alpha, 0, 2, (int[]){x, a}, (int[]){1, 2}, "edge0");
+    int out = ir_linear(g, ir_unary(g, IR_OP_GAP, mx, "gap"), prm(g, "lw", 2, 3, 4, 1, 1, IR_ROLE_WEIGHT), -1, "logits");
+    cr_assert(out >= 0, "%s", ir_graph_error(g));
+    cr_expect(try_gen(g, x, out, "m", err, sizeof err) != 0);
+    cr_expect(strstr(err, "edge0") && strstr(err, "export the derived network, not the supernet"), "%s", err);
+    ir_graph_free(g);
+
+    g = ir_graph_new("emb");
+    int ids = ir_input(g, "ids", IR_DTYPE_I32, 1, (int64_t[]){2});
+    int img = ir_input(g, "img", IR_DTYPE_F32, 4, (int64_t[]){2, 1, 4, 4});
+    int e = ir_embedding(g, ids, prm(g, "table", 2, 10, 16, 1, 1, IR_ROLE_WEIGHT), "encoder");
+    cr_assert(e >= 0, "%s", ir_graph_error(g));
+    cr_expect(try_gen(g, img, e, "m", err, sizeof err) != 0);
+    cr_expect(strstr(err, "encoder") && strstr(err, "embedding"), "%s", err);
+    ir_graph_free(g);
+
+    g = ir_graph_new("ok");
+    x = ir_input(g, "x", IR_DTYPE_F32, 4, (int64_t[]){2, 1, 4, 4});
+    out = ir_unary(g, IR_OP_GAP, x, "gap");
+    cr_expect(try_gen(g, x, out, "good_name1", err, sizeof err) == 0, "%s", err);
+    cr_expect(try_gen(g, x, out, "1bad", err, sizeof err) != 0);
+    cr_expect(try_gen(g, x, out, "bad-name", err, sizeof err) != 0);
+    cr_expect(try_gen(g, x, out, "_x", err, sizeof err) != 0);
+    cr_expect(try_gen(g, x, out, NULL, err, sizeof err) != 0);
+    int labels = ir_input(g, "labels", IR_DTYPE_I32, 1, (int64_t[]){2});
+    int loss = ir_softmax_ce(g, out, labels, "loss");
+    cr_expect(try_gen(g, x, loss, "m", err, sizeof err) != 0);
+    cr_expect(strstr(err, "loss"), "%s", err);
+    ir_graph_free(g);
+}
+
+/* ---- examples/embed ---------------------------------------------------------------------- */
+
+Test(cgen, embed_example_builds_and_classifies_a_pgm) {
+    const char *dir = tu_tmpdir();
+    built d = build_darts(8, 5, 10);
+    ref rd = run_ref(&d, d.output, 9);
+    static const char *const names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+    char err[512];
+    cg_model m = {.g = d.g, .values = rd.vals, .input = d.input, .output = d.output, .name = "fmnist",
+                  .space_name = "darts_cifar10", .in_c = 1, .mean = {0.2860f}, .std = {0.3530f},
+                  .class_names = names, .n_classes = 10, .test_accuracy = -1};
+    cr_assert(cg_c_write(&m, NULL, dir, err, sizeof err) == 0, "%s", err);
+    /* a PGM: 28x28 8-bit, with a comment line */
+    char path[512], cmd[2048];
+    snprintf(path, sizeof path, "%s/img.pgm", dir);
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    fprintf(f, "P5\n# test image\n28 28\n255\n");
+    for (int i = 0; i < 28 * 28; i++) fputc((i * 37 + i / 28 * 11) & 255, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "make -s -C %s MODEL=fmnist MODEL_DIR=%s BUILD=%s > %s/make.log 2>&1",
+             tu_src_path("examples/embed"), dir, dir, dir);
+    int rc = sh(cmd);
+    if (rc) {
+        snprintf(cmd, sizeof cmd, "cat %s/make.log", dir);
+        sh(cmd);
+    }
+    cr_assert(rc == 0, "make in examples/embed failed");
+    snprintf(cmd, sizeof cmd, "%s/classify %s > %s/cls.txt", dir, path, dir);
+    cr_assert(sh(cmd) == 0, "classify failed");
+    /* the answer must be the runtime's argmax for the same normalised image */
+    float x[MAXB * 784];
+    unsigned char px[784];
+    f = fopen(path, "rb");
+    cr_assert(f);
+    char hdr[64];
+    cr_assert(fgets(hdr, sizeof hdr, f) && fgets(hdr, sizeof hdr, f) && fgets(hdr, sizeof hdr, f) && fgets(hdr, sizeof hdr, f));
+    cr_assert(fread(px, 1, 784, f) == 784);
+    fclose(f);
+    for (int bidx = 0; bidx < MAXB; bidx++)
+        for (int i = 0; i < 784; i++) x[bidx * 784 + i] = ((float)px[i] / 255.0f - 0.2860f) / 0.3530f;
+    cr_assert(rt_set_input(rd.p, d.input, x, sizeof x) == 0);
+    rt_forward(rd.p, 0);
+    float y[MAXB * 10];
+    cr_assert(rt_read(rd.p, d.output, y, sizeof y) == 0);
+    int best = 0;
+    for (int k = 1; k < 10; k++)
+        if (y[k] > y[best]) best = k;
+    snprintf(path, sizeof path, "%s/cls.txt", dir);
+    f = fopen(path, "r");
+    cr_assert(f);
+    char line[256] = {0};
+    cr_assert(fgets(line, sizeof line, f));
+    fclose(f);
+    char want[256];
+    snprintf(want, sizeof want, "%d %s", best, names[best]);
+    cr_expect(strstr(line, want), "classify printed '%s', runtime says '%s'", line, want);
+    ref_free(&rd);
+    ir_graph_free(d.g);
+}
