@@ -6,5 +6,13 @@ int dartsc_cmd_version(int argc, char **argv);
 int dartsc_cmd_check(int argc, char **argv);
 int dartsc_cmd_inspect(int argc, char **argv);
 int dartsc_cmd_search(int argc, char **argv);
+int dartsc_cmd_train(int argc, char **argv);
+int dartsc_cmd_eval(int argc, char **argv);
+int dartsc_cmd_export(int argc, char **argv);
+int dartsc_cmd_run(int argc, char **argv);
+
+#include "ir/space.h"
+/* RUN_DIR/report.html; 0 on success. */
+int dartsc_write_report(const char *dir, const ir_space *sp, const ir_genotype *gt, double test_acc, int argc, char **argv);
 
 #endif

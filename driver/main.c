@@ -13,6 +13,10 @@ static void usage(FILE *f) {
             "  check SPACE [--dump-ir] [--dot FILE]   validate a search space and print a summary\n"
             "  inspect FILE.onnx                      validate an ONNX model and print a summary\n"
             "  search SPACE [--out DIR] ...           run the DARTS search and derive a genotype\n"
+            "  train SPACE --genotype FILE ...        retrain a derived architecture from scratch\n"
+            "  eval RUN_DIR                           test accuracy of a trained run directory\n"
+            "  export RUN_DIR --onnx FILE --c DIR     export the trained network to ONNX and C\n"
+            "  run SPACE [--out DIR]                  search, retrain, evaluate, export and report\n"
             "  version                                print the version and build configuration\n"
             "\n"
             "Run 'dartsc <command> --help' for a command's options.\n");
@@ -32,6 +36,10 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "check")) return dartsc_cmd_check(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect")) return dartsc_cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "search")) return dartsc_cmd_search(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train")) return dartsc_cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return dartsc_cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "export")) return dartsc_cmd_export(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run")) return dartsc_cmd_run(argc - 1, argv + 1);
     fprintf(stderr, "dartsc: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "genotype.h"
 #include "runtime/data.h"
 #include "runtime/runtime.h"
@@ -40,11 +41,6 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
     return -1;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- the second-order step ------------------------------------------------------------ */
 
@@ -141,35 +137,10 @@ typedef struct run {
     char path_ckpt[4096], path_metrics[4096], path_alpha[4096];
 } run;
 
-static int mkdir_p(const char *dir, char *err, size_t errlen) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *q = tmp + 1; *q; q++) {
-        if (*q != '/') continue;
-        *q = 0;
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
-        *q = '/';
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
-    return 0;
-}
 
 static int load_data(run *r, char *err, size_t errlen) {
     const ir_space *sp = r->sp;
-    const char *path = sp->data_path[0] ? sp->data_path : NULL;
-    int rc;
-    if (sp->data == IR_DATA_FASHION_MNIST) rc = rt_data_load_fashion_mnist(path, 1, &r->full, err, errlen);
-    else if (sp->data == IR_DATA_CIFAR10) {
-        if (!path) return fail(err, errlen, "space '%s': CIFAR-10 needs a data directory (data cifar10 \"DIR\" or --data DIR)", sp->name);
-        rc = rt_data_load_cifar10(path, 1, &r->full, err, errlen);
-    } else
-        return fail(err, errlen, "space '%s': text corpora are for recurrent spaces, which cannot be searched yet", sp->name);
-    if (rc) return -1;
-    if (r->full.c != sp->in_c || r->full.h != sp->in_h || r->full.w != sp->in_w)
-        return fail(err, errlen, "space '%s' expects %dx%dx%d inputs but the data set has %dx%dx%d", sp->name, sp->in_c,
-                    sp->in_h, sp->in_w, r->full.c, r->full.h, r->full.w);
-    if (r->full.classes > sp->classes)
-        return fail(err, errlen, "space '%s' has %d classes but the data set has %d", sp->name, sp->classes, r->full.classes);
+    if (sr_data_load(sp, 1, &r->full, err, errlen)) return -1;
     int n = r->full.n;
     if (sp->search.subset > 0 && sp->search.subset < n) n = sp->search.subset;
     int batch = sp->search.batch;
@@ -184,33 +155,16 @@ static int load_data(run *r, char *err, size_t errlen) {
         rt_data_subset(&r->full, 0, n, &r->wpart);
         rt_data_subset(&r->full, 0, n, &r->apart);
     }
-    rt_loader_cfg cfg = rt_loader_cfg_default();
-    cfg.batch_size = batch;
-    cfg.drop_last = 1;
-    cfg.normalize = 1;
-    static const float cm[4] = RT_DATA_CIFAR10_MEAN, cs[4] = RT_DATA_CIFAR10_STD;
-    static const float fm[4] = RT_DATA_FMNIST_MEAN, fs[4] = RT_DATA_FMNIST_STD;
-    int cifar = sp->data == IR_DATA_CIFAR10;
-    for (int c = 0; c < sp->in_c; c++) {
-        int have = sp->std[c] > 0; /* the space's own normalisation, else the data set's */
-        cfg.mean[c] = have ? sp->mean[c] : cifar ? cm[c] : fm[c];
-        cfg.std[c] = have ? sp->std[c] : cifar ? cs[c] : fs[c];
-    }
-    cfg.crop_pad = sp->search.crop_pad;
-    cfg.flip = sp->search.hflip;
-    cfg.cutout = 0; /* DARTS searches without cutout */
+    /* both halves get the training augmentation, as in the reference; no cutout in search */
+    ir_train_config tc = sp->search;
+    tc.cutout = 0;
+    rt_loader_cfg cfg = sr_loader_cfg(sp, &tc, 1);
     cfg.seed = sp->search.seed * 2 + 1;
     if (rt_loader_init(&r->lw, &r->wpart, &cfg, err, errlen)) return -1;
     cfg.seed = sp->search.seed * 2 + 2;
     if (rt_loader_init(&r->la, &r->apart, &cfg, err, errlen)) return -1;
     r->steps_per_epoch = rt_loader_batches_per_epoch(&r->lw);
     return 0;
-}
-
-/* Next full batch, wrapping into the next epoch of that loader. */
-static void next_batch(rt_loader *l, float *x, int32_t *y) {
-    int b = 0;
-    if (!rt_loader_next(l, x, y, &b)) rt_loader_next(l, x, y, &b);
 }
 
 static float cosine_lr(const ir_train_config *tc, int epoch) {
@@ -238,29 +192,8 @@ static uint64_t space_hash(const ir_graph *g) {
     return h;
 }
 
-static long file_size(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 ? (long)st.st_size : 0;
-}
 
-/* int64 meta values travel as pairs of int32 (lo, hi). */
-static int put_i64s(rt_tf_writer *w, const char *name, const int64_t *v, int n) {
-    int32_t buf[32];
-    for (int i = 0; i < n; i++) {
-        buf[2 * i] = (int32_t)(uint32_t)((uint64_t)v[i] & 0xffffffffu);
-        buf[2 * i + 1] = (int32_t)(uint32_t)((uint64_t)v[i] >> 32);
-    }
-    return rt_tf_write(w, name, RT_TF_I32, 1, (int64_t[]){2 * n}, buf);
-}
 
-static int get_i64s(const rt_tf_file *f, const char *name, int64_t *v, int n, const char *path, char *err, size_t errlen) {
-    const rt_tf_entry *e = rt_tf_find(f, name);
-    if (!e || e->dtype != RT_TF_I32 || e->numel != 2 * n)
-        return fail(err, errlen, "%s: not a dartsc search checkpoint (no '%s')", path, name);
-    const int32_t *d = e->data;
-    for (int i = 0; i < n; i++) v[i] = (int64_t)(((uint64_t)(uint32_t)d[2 * i + 1] << 32) | (uint32_t)d[2 * i]);
-    return 0;
-}
 
 static int save_checkpoint(run *r, char *err, size_t errlen) {
     rt_backend *be = r->be;
@@ -272,9 +205,9 @@ static int save_checkpoint(run *r, char *err, size_t errlen) {
     rt_loader_state(&r->lw, &le, &lp);
     rt_loader_state(&r->la, &ae, &ap);
     int64_t meta[12] = {CKPT_VERSION, (int64_t)space_hash(r->net.graph), r->epoch, r->step, r->global_step, r->adam_t,
-                        (int64_t)rt_plan_step(r->p), le, lp, ae, ap, file_size(r->path_metrics)};
-    int64_t alpha_bytes = file_size(r->path_alpha);
-    int rc = put_i64s(w, "meta/state", meta, 12) | put_i64s(w, "meta/alpha_bytes", &alpha_bytes, 1);
+                        (int64_t)rt_plan_step(r->p), le, lp, ae, ap, sr_file_size(r->path_metrics)};
+    int64_t alpha_bytes = sr_file_size(r->path_alpha);
+    int rc = sr_put_i64s(w, "meta/state", meta, 12) | sr_put_i64s(w, "meta/alpha_bytes", &alpha_bytes, 1);
     struct { const char *name; float *dev; int64_t n; } vecs[6] = {
         {"group/weights", gw.data, gw.n}, {"group/arch", ga.data, ga.n}, {"group/buffers", gb.data, gb.n},
         {"opt/sgd_momentum", r->sgd_buf, gw.n}, {"opt/adam_m", r->adam_m, ga.n}, {"opt/adam_v", r->adam_v, ga.n}};
@@ -298,7 +231,7 @@ static int save_checkpoint(run *r, char *err, size_t errlen) {
 }
 
 static int truncate_to(const char *path, int64_t bytes, char *err, size_t errlen) {
-    if (file_size(path) < bytes) return fail(err, errlen, "%s: shorter than the checkpoint says (%lld bytes)", path, (long long)bytes);
+    if (sr_file_size(path) < bytes) return fail(err, errlen, "%s: shorter than the checkpoint says (%lld bytes)", path, (long long)bytes);
     if (truncate(path, bytes) != 0) return fail(err, errlen, "%s: cannot truncate: %s", path, strerror(errno));
     return 0;
 }
@@ -309,8 +242,8 @@ static int load_checkpoint(run *r, char *err, size_t errlen) {
     if (!f) return fail(err, errlen, "cannot resume: %s", e2);
     int64_t meta[12] = {0}, alpha_bytes = 0;
     int rc = -1;
-    if (get_i64s(f, "meta/state", meta, 12, r->path_ckpt, err, errlen) ||
-        get_i64s(f, "meta/alpha_bytes", &alpha_bytes, 1, r->path_ckpt, err, errlen))
+    if (sr_get_i64s(f, "meta/state", meta, 12, r->path_ckpt, err, errlen) ||
+        sr_get_i64s(f, "meta/alpha_bytes", &alpha_bytes, 1, r->path_ckpt, err, errlen))
         goto out;
     if (meta[0] != CKPT_VERSION) {
         fail(err, errlen, "%s: checkpoint format version %lld, this dartsc reads version %d", r->path_ckpt, (long long)meta[0], CKPT_VERSION);
@@ -473,10 +406,10 @@ int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err
     r.o = o;
     const ir_train_config *tc = &sp->search;
     int rc = -1;
-    double t0 = now_s();
+    double t0 = sr_now();
     if (tc->order != 1 && tc->order != 2) return fail(err, errlen, "order must be 1 or 2, not %d", tc->order);
     if (tc->epochs < 1 || tc->batch < 1) return fail(err, errlen, "epochs and batch must be positive");
-    if (mkdir_p(o->out_dir, err, errlen)) return -1;
+    if (sr_mkdir_p(o->out_dir, err, errlen)) return -1;
     snprintf(r.path_ckpt, sizeof r.path_ckpt, "%s/checkpoint.dtns", o->out_dir);
     snprintf(r.path_metrics, sizeof r.path_metrics, "%s/metrics.jsonl", o->out_dir);
     snprintf(r.path_alpha, sizeof r.path_alpha, "%s/alpha.jsonl", o->out_dir);
@@ -534,7 +467,7 @@ int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err
         }
     }
 
-    double tstep = now_s();
+    double tstep = sr_now();
     int64_t steps_done = 0;
     int momentum_live = r.global_step > 0;
     while (r.epoch < tc->epochs) {
@@ -544,16 +477,16 @@ int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err
                 if (save_checkpoint(&r, err, errlen)) goto out;
                 res->stopped = 1;
                 res->steps = r.global_step;
-                res->seconds = now_s() - t0;
+                res->seconds = sr_now() - t0;
                 rc = 0;
                 goto out;
             }
             float val_loss = NAN, val_acc = NAN;
-            next_batch(&r.lw, r.xt, r.yt);
+            sr_next_batch(&r.lw, r.xt, r.yt);
             /* the alpha step */
             if (o->strategy == SR_DARTS || o->strategy == SR_COORD) {
                 /* DARTS: a batch of the architecture split; coordinate descent: another batch of all data */
-                next_batch(&r.la, r.xv, r.yv);
+                sr_next_batch(&r.la, r.xv, r.yv);
                 if (o->strategy == SR_DARTS && tc->order == 2) {
                     if (sr_arch_grad_second_order(r.p, &r.u, r.net.images, r.net.labels, r.xt, r.yt, r.xv, r.yv,
                                                   momentum_live ? r.sgd_buf : NULL, lr, tc->w_momentum, tc->w_wd, 0,
@@ -588,7 +521,7 @@ int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err
             }
             r.be->synchronize(r.be);
             steps_done++;
-            double tnow = now_s();
+            double tnow = sr_now();
             double ips = (double)steps_done * tc->batch / (tnow - tstep);
             int64_t left = (int64_t)(tc->epochs - r.epoch) * r.steps_per_epoch - r.step - 1;
             char line[512];
@@ -625,7 +558,7 @@ int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err
     }
     if (write_genotype(&r, &res->genotype, err, errlen)) goto out;
     res->steps = r.global_step;
-    res->seconds = now_s() - t0;
+    res->seconds = sr_now() - t0;
     rc = 0;
 out:
     free_run(&r);

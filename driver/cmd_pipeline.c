@@ -1,0 +1,388 @@
+/* cmd_pipeline.c — `dartsc train`, `eval`, `export` and `run` (search -> retrain ->
+ * evaluate -> export -> report in one run directory, resumable at any stage). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codegen/cgen.h"
+#include "codegen/codegen.h"
+#include "codegen/onnx.h"
+#include "driver.h"
+#include "frontend/fe.h"
+#include "search/common.h"
+#include "search/genotype.h"
+#include "search/search.h"
+#include "search/train.h"
+
+static volatile sig_atomic_t stop_flag;
+static void on_signal(int sig) {
+    (void)sig;
+    stop_flag = 1;
+}
+static void install_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static int exists(const char *dir, const char *name) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
+static int load_space(const char *path, ir_space *sp) {
+    fe_diags d;
+    fe_diags_init(&d);
+    int rc = fe_compile_file(path, sp, &d);
+    fe_diags_render(&d, stderr, isatty(2));
+    fe_diags_free(&d);
+    return rc;
+}
+
+static void progress_lines(void *ctx, const sr_progress *p) {
+    const char *what = ctx;
+    int tty = isatty(2);
+    if (p->epoch_end) {
+        fprintf(stderr, "%s%s epoch %d/%d: loss %.4f accuracy %.2f%%\n", tty ? "\r\033[K" : "", what, p->epoch + 1,
+                p->epochs, p->val_loss, 100 * p->val_acc);
+        return;
+    }
+    int last = p->step + 1 == p->steps_per_epoch;
+    if (tty) {
+        int eta = (int)(p->eta_s >= 0 && p->eta_s < 1e6 ? p->eta_s : 0);
+        fprintf(stderr, "\r\033[K%s epoch %d/%d step %lld/%lld loss %.4f acc %.1f%% %.0f img/s ETA %d:%02d:%02d%s", what,
+                p->epoch + 1, p->epochs, (long long)p->step + 1, (long long)p->steps_per_epoch, p->train_loss,
+                100 * p->train_acc, p->images_per_s, eta / 3600, eta / 60 % 60, eta % 60, last ? "\n" : "");
+    } else if (p->step % 20 == 0 || last) {
+        fprintf(stderr, "%s epoch %d/%d step %lld/%lld loss %.4f acc %.2f%% lr %.5f %.1f img/s\n", what, p->epoch + 1,
+                p->epochs, (long long)p->step + 1, (long long)p->steps_per_epoch, p->train_loss, 100 * p->train_acc, p->lr,
+                p->images_per_s);
+    }
+}
+
+/* ---- export ---------------------------------------------------------------------------------- */
+
+static int do_export(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *onnx_path,
+                     const char *c_dir, const char *name, int max_batch, int fold, double test_acc) {
+    char err[1024];
+    sr_infer in;
+    if (sr_infer_open(&in, sp, gt, 1, weights, "cpu", err, sizeof err)) {
+        fprintf(stderr, "dartsc export: %s\n", err);
+        return 1;
+    }
+    int n = ir_graph_num_nodes(in.net.graph);
+    const float **vals = calloc((size_t)n, sizeof *vals);
+    for (int i = 0; i < n; i++)
+        if (ir_graph_node(in.net.graph, i)->op == IR_OP_PARAM) vals[i] = rt_node_data(in.p, i);
+    char *gj = sr_genotype_to_json(sp, gt, NULL, NULL);
+    cg_model m = {.g = in.net.graph, .values = vals, .input = in.net.images, .output = in.net.logits, .name = name,
+                  .space_name = sp->name, .genotype_json = gj, .in_c = sp->in_c, .n_classes = sp->classes,
+                  .test_accuracy = test_acc};
+    rt_loader_cfg cfg = sr_loader_cfg(sp, &sp->train, 0);
+    for (int c = 0; c < sp->in_c && c < 4; c++) {
+        m.mean[c] = cfg.mean[c];
+        m.std[c] = cfg.std[c];
+    }
+    static const char *const fashion[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+    static const char *const cifar[10] = {"airplane", "automobile", "bird", "cat", "deer",
+                                          "dog", "frog", "horse", "ship", "truck"};
+    if (sp->classes == 10) m.class_names = sp->data == IR_DATA_CIFAR10 ? cifar : fashion;
+    int rc = 0;
+    if (onnx_path) {
+        cg_onnx_opts oo = cg_onnx_opts_default();
+        oo.fold_bn = fold;
+        if (cg_onnx_write(&m, &oo, onnx_path, err, sizeof err)) {
+            fprintf(stderr, "dartsc export: %s\n", err);
+            rc = 1;
+        } else {
+            fprintf(stderr, "wrote %s\n", onnx_path);
+        }
+    }
+    if (c_dir && !rc) {
+        cg_c_opts co = {.max_batch = max_batch, .no_fold = !fold};
+        mkdir(c_dir, 0755);
+        if (cg_c_write(&m, &co, c_dir, err, sizeof err)) {
+            fprintf(stderr, "dartsc export: %s\n", err);
+            rc = 1;
+        } else {
+            fprintf(stderr, "wrote %s/%s.h and %s/%s.c\n", c_dir, name, c_dir, name);
+        }
+    }
+    free(gj);
+    free(vals);
+    sr_infer_close(&in);
+    return rc;
+}
+
+/* Reads RUN_DIR's space, genotype and (optionally) the weights path. */
+static int open_run_dir(const char *dir, ir_space *sp, ir_genotype *gt, char *weights, size_t wn) {
+    char p[4200], err[1024];
+    snprintf(p, sizeof p, "%s/space.dartsc", dir);
+    if (access(p, R_OK) != 0) {
+        fprintf(stderr, "dartsc: %s: not a run directory (no space.dartsc)\n", dir);
+        return -1;
+    }
+    if (load_space(p, sp)) return -1;
+    snprintf(p, sizeof p, "%s/genotype.json", dir);
+    if (sr_genotype_read_json(sp, p, gt, err, sizeof err)) {
+        fprintf(stderr, "dartsc: %s\n", err);
+        return -1;
+    }
+    snprintf(weights, wn, "%s/model.dtns", dir);
+    return 0;
+}
+
+int dartsc_cmd_export(int argc, char **argv) {
+    const char *dir = NULL, *onnx = NULL, *cdir = NULL, *name = "model";
+    int max_batch = 1, fold = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--no-fold")) fold = 0;
+        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("usage: dartsc export RUN_DIR [--onnx FILE] [--c DIR] [--name NAME] [--max-batch N] [--no-fold]\n");
+            return 0;
+        } else if (a[0] == '-' && !v) {
+            fprintf(stderr, "dartsc export: %s needs a value\n", a);
+            return 2;
+        } else if (!strcmp(a, "--onnx")) onnx = argv[++i];
+        else if (!strcmp(a, "--c")) cdir = argv[++i];
+        else if (!strcmp(a, "--name")) name = argv[++i];
+        else if (!strcmp(a, "--max-batch")) {
+            max_batch = atoi(argv[++i]);
+            if (max_batch < 1 || max_batch > 65536) {
+                fprintf(stderr, "dartsc export: --max-batch: '%s' is not in 1..65536\n", argv[i]);
+                return 2;
+            }
+        } else if (a[0] == '-') {
+            fprintf(stderr, "dartsc export: unknown option '%s'\n", a);
+            return 2;
+        } else dir = a;
+    }
+    if (!dir || (!onnx && !cdir)) {
+        fprintf(stderr, "usage: dartsc export RUN_DIR [--onnx FILE] [--c DIR] [--name NAME] [--max-batch N] [--no-fold]\n");
+        return 2;
+    }
+    ir_space sp;
+    ir_genotype gt;
+    char weights[4200];
+    if (open_run_dir(dir, &sp, &gt, weights, sizeof weights)) return 1;
+    return do_export(&sp, &gt, weights, onnx, cdir, name, max_batch, fold, -1.0);
+}
+
+/* ---- train and eval ---------------------------------------------------------------------------- */
+
+int dartsc_cmd_train(int argc, char **argv) {
+    const char *path = NULL, *geno = NULL;
+    sr_train_opts o = sr_train_opts_default();
+    long epochs = 0, subset = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--resume")) o.resume = 1;
+        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("usage: dartsc train SPACE --genotype FILE [--out DIR] [--epochs N] [--subset N] [--device cpu|cuda] [--resume]\n");
+            return 0;
+        } else if (a[0] == '-' && !v) {
+            fprintf(stderr, "dartsc train: %s needs a value\n", a);
+            return 2;
+        } else if (!strcmp(a, "--genotype")) geno = argv[++i];
+        else if (!strcmp(a, "--out")) o.out_dir = argv[++i];
+        else if (!strcmp(a, "--device")) o.device = argv[++i];
+        else if (!strcmp(a, "--epochs")) epochs = atol(argv[++i]);
+        else if (!strcmp(a, "--subset")) subset = atol(argv[++i]);
+        else if (a[0] == '-') {
+            fprintf(stderr, "dartsc train: unknown option '%s'\n", a);
+            return 2;
+        } else path = a;
+    }
+    if (!path || !geno) {
+        fprintf(stderr, "usage: dartsc train SPACE --genotype FILE [--out DIR] [--epochs N] [--subset N] [--device cpu|cuda] [--resume]\n");
+        return 2;
+    }
+    ir_space sp;
+    if (load_space(path, &sp)) return 1;
+    if (epochs > 0) sp.train.epochs = (int)epochs;
+    if (subset >= 0) sp.train.subset = (int)subset;
+    ir_genotype gt;
+    char err[1024];
+    if (sr_genotype_read_json(&sp, geno, &gt, err, sizeof err)) {
+        fprintf(stderr, "dartsc train: %s\n", err);
+        return 1;
+    }
+    install_signals();
+    o.stop = &stop_flag;
+    o.progress = progress_lines;
+    o.progress_ctx = "train";
+    sr_train_result r;
+    if (sr_train(&sp, &gt, &o, &r, err, sizeof err)) {
+        fprintf(stderr, "\ndartsc train: error: %s\n", err);
+        return 1;
+    }
+    if (r.stopped) {
+        fprintf(stderr, "dartsc train: stopped; continue with --resume\n");
+        return 130;
+    }
+    printf("trained in %.1f s; last epoch train accuracy %.2f%%; weights in %s/model.dtns\n", r.seconds, 100 * r.train_acc,
+           o.out_dir);
+    return 0;
+}
+
+int dartsc_cmd_eval(int argc, char **argv) {
+    const char *dir = NULL, *device = "cpu";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "usage: dartsc eval RUN_DIR [--device cpu|cuda]\n");
+            return 2;
+        } else dir = argv[i];
+    }
+    if (!dir) {
+        fprintf(stderr, "usage: dartsc eval RUN_DIR [--device cpu|cuda]\n");
+        return 2;
+    }
+    ir_space sp;
+    ir_genotype gt;
+    char weights[4200], err[1024];
+    if (open_run_dir(dir, &sp, &gt, weights, sizeof weights)) return 1;
+    sr_eval_result ev;
+    if (sr_evaluate(&sp, &gt, weights, device, &ev, err, sizeof err)) {
+        fprintf(stderr, "dartsc eval: %s\n", err);
+        return 1;
+    }
+    printf("test accuracy %.2f%% (%d images), loss %.4f\n", 100 * ev.acc, ev.n, ev.loss);
+    return 0;
+}
+
+/* ---- run ---------------------------------------------------------------------------------------- */
+
+int dartsc_cmd_run(int argc, char **argv) {
+    const char *path = NULL, *out = "runs/demo", *device = "cpu";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--out") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(a, "--device") && i + 1 < argc) device = argv[++i];
+        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("usage: dartsc run SPACE [--out DIR] [--device cpu|cuda]\n"
+                   "  search -> derive -> retrain -> evaluate -> export (ONNX, C) -> report; rerun to resume.\n");
+            return 0;
+        } else if (a[0] == '-') {
+            fprintf(stderr, "dartsc run: unknown option '%s'\n", a);
+            return 2;
+        } else path = a;
+    }
+    if (!path) {
+        fprintf(stderr, "usage: dartsc run SPACE [--out DIR] [--device cpu|cuda]\n");
+        return 2;
+    }
+    ir_space sp;
+    if (load_space(path, &sp)) return 1;
+    install_signals();
+    char err[1024], p[4200];
+    double times[4] = {0};
+    /* 1. search (resumes from its checkpoint; done when search.done exists) */
+    if (!exists(out, "search.done")) {
+        FILE *f = fopen(path, "rb");
+        char *src = NULL;
+        size_t len = 0;
+        if (f) {
+            fseek(f, 0, SEEK_END);
+            long n = ftell(f);
+            fseek(f, 0, SEEK_SET);
+            src = malloc((size_t)n + 1);
+            len = fread(src, 1, (size_t)n, f);
+            fclose(f);
+        }
+        sr_options o = sr_options_default();
+        o.out_dir = out;
+        o.device = device;
+        o.resume = exists(out, "checkpoint.dtns");
+        o.space_src = src;
+        o.space_src_len = len;
+        o.stop = &stop_flag;
+        o.progress = progress_lines;
+        o.progress_ctx = "search";
+        sr_result r;
+        fprintf(stderr, "== search (%s)\n", o.resume ? "resuming" : "from scratch");
+        int rc = sr_search(&sp, &o, &r, err, sizeof err);
+        free(src);
+        if (rc) {
+            fprintf(stderr, "\ndartsc run: search: %s\n", err);
+            return 1;
+        }
+        if (r.stopped) {
+            fprintf(stderr, "dartsc run: stopped during the search; rerun the same command to resume\n");
+            return 130;
+        }
+        times[0] = r.seconds;
+        snprintf(p, sizeof p, "%s/search.done", out);
+        f = fopen(p, "w");
+        if (f) {
+            fprintf(f, "%.3f\n", r.seconds);
+            fclose(f);
+        }
+    }
+    ir_genotype gt;
+    snprintf(p, sizeof p, "%s/genotype.json", out);
+    if (sr_genotype_read_json(&sp, p, &gt, err, sizeof err)) {
+        fprintf(stderr, "dartsc run: %s\n", err);
+        return 1;
+    }
+    printf("genotype: ");
+    sr_genotype_print(&sp, &gt, stdout);
+    /* 2. retrain */
+    if (!exists(out, "model.dtns")) {
+        sr_train_opts o = sr_train_opts_default();
+        o.out_dir = out;
+        o.device = device;
+        o.resume = exists(out, "train_checkpoint.dtns");
+        o.stop = &stop_flag;
+        o.progress = progress_lines;
+        o.progress_ctx = "train";
+        sr_train_result r;
+        fprintf(stderr, "== retrain (%s)\n", o.resume ? "resuming" : "from scratch");
+        if (sr_train(&sp, &gt, &o, &r, err, sizeof err)) {
+            fprintf(stderr, "\ndartsc run: train: %s\n", err);
+            return 1;
+        }
+        if (r.stopped) {
+            fprintf(stderr, "dartsc run: stopped during retraining; rerun the same command to resume\n");
+            return 130;
+        }
+        times[1] = r.seconds;
+    }
+    /* 3. evaluate */
+    snprintf(p, sizeof p, "%s/model.dtns", out);
+    fprintf(stderr, "== evaluate\n");
+    double t0 = (double)clock() / CLOCKS_PER_SEC;
+    sr_eval_result ev;
+    if (sr_evaluate(&sp, &gt, p, device, &ev, err, sizeof err)) {
+        fprintf(stderr, "dartsc run: eval: %s\n", err);
+        return 1;
+    }
+    times[2] = (double)clock() / CLOCKS_PER_SEC - t0;
+    printf("test accuracy %.2f%% on %d images (loss %.4f)\n", 100 * ev.acc, ev.n, ev.loss);
+    char rp[4200];
+    snprintf(rp, sizeof rp, "%s/results.json", out);
+    FILE *f = fopen(rp, "w");
+    if (f) {
+        fprintf(f, "{\"test_accuracy\":%.6f,\"test_loss\":%.6f,\"test_images\":%d,\"search_seconds\":%.1f,\"train_seconds\":%.1f}\n",
+                ev.acc, ev.loss, ev.n, times[0], times[1]);
+        fclose(f);
+    }
+    /* 4. export */
+    fprintf(stderr, "== export\n");
+    char onnx[4200], cdir[4200];
+    snprintf(onnx, sizeof onnx, "%s/model.onnx", out);
+    snprintf(cdir, sizeof cdir, "%s/c", out);
+    if (do_export(&sp, &gt, p, onnx, cdir, "model", 1, 1, ev.acc)) return 1;
+    /* 5. report */
+    if (dartsc_write_report(out, &sp, &gt, ev.acc, argc, argv) == 0) fprintf(stderr, "wrote %s/report.html\n", out);
+    return 0;
+}

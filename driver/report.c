@@ -1,0 +1,188 @@
+/* report.c — RUN_DIR/report.html: one self-contained page (inline SVG, no network) with
+ * the genotype and cell pictures, alpha heat maps over epochs, loss and accuracy curves,
+ * test accuracy, parameters and multiply-adds, time per stage, the command and versions. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "driver.h"
+#include "search/genotype.h"
+
+static void esc(FILE *f, const char *s) {
+    for (; *s; s++) {
+        if (*s == '<') fputs("&lt;", f);
+        else if (*s == '>') fputs("&gt;", f);
+        else if (*s == '&') fputs("&amp;", f);
+        else fputc(*s, f);
+    }
+}
+
+/* Reads a JSON Lines file into an array of objects. */
+static json_t *read_jsonl(const char *dir, const char *name) {
+    char p[4200], line[1 << 16];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    json_t *arr = json_array();
+    FILE *f = fopen(p, "r");
+    if (!f) return arr;
+    while (fgets(line, sizeof line, f)) {
+        json_t *o = json_loads(line, 0, NULL);
+        if (o) json_array_append_new(arr, o);
+    }
+    fclose(f);
+    return arr;
+}
+
+/* A line chart of up to 3 series from rows[key] against the row index. */
+static void chart(FILE *f, json_t *rows, const char *title, const char *const *keys, const char *const *colors, int nk) {
+    size_t n = json_array_size(rows);
+    const int W = 560, H = 220, L = 50, B = 30;
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < nk; k++) {
+            json_t *v = json_object_get(json_array_get(rows, i), keys[k]);
+            double x = json_number_value(v);
+            if (json_is_number(v) && x >= 0) {
+                lo = fmin(lo, x);
+                hi = fmax(hi, x);
+            }
+        }
+    fprintf(f, "<figure><figcaption>%s</figcaption><svg class=\"chart\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\">", title, W, H, W, H);
+    fprintf(f, "<rect x=\"%d\" y=\"5\" width=\"%d\" height=\"%d\" fill=\"#fafafa\" stroke=\"#ccc\"/>", L, W - L - 5, H - B - 5);
+    if (n < 2 || !(hi > lo)) {
+        fprintf(f, "<text x=\"%d\" y=\"%d\">no data</text></svg></figure>\n", L + 10, H / 2);
+        return;
+    }
+    fprintf(f, "<text x=\"2\" y=\"15\" font-size=\"11\">%.3g</text><text x=\"2\" y=\"%d\" font-size=\"11\">%.3g</text>", hi, H - B, lo);
+    fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\">step</text>", W / 2, H - 8);
+    for (int k = 0; k < nk; k++) {
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", colors[k]);
+        for (size_t i = 0; i < n; i++) {
+            json_t *v = json_object_get(json_array_get(rows, i), keys[k]);
+            if (!json_is_number(v) || json_number_value(v) < 0) continue;
+            double x = L + (double)(W - L - 5) * (double)i / (double)(n - 1);
+            double y = 5 + (double)(H - B - 5) * (hi - json_number_value(v)) / (hi - lo);
+            fprintf(f, "%.1f,%.1f ", x, y);
+        }
+        fprintf(f, "\"/><text x=\"%d\" y=\"%d\" font-size=\"11\" fill=\"%s\">%s</text>", L + 10 + 120 * k, H - B - 10,
+                colors[k], keys[k]);
+    }
+    fputs("</svg></figure>\n", f);
+}
+
+/* Heat map of softmax(alpha): rows are edges, columns ops. */
+static void heatmap(FILE *f, json_t *rows, const ir_cell *c, const char *title) {
+    size_t E = json_array_size(rows);
+    const int cw = 14, ch = 10, L = 8;
+    int W = L + cw * c->n_ops + 4, H = 16 + ch * (int)E + 4;
+    fprintf(f, "<svg class=\"heat\" width=\"%d\" height=\"%d\"><text x=\"2\" y=\"11\" font-size=\"10\">%s</text>", W, H, title);
+    for (size_t e = 0; e < E; e++) {
+        json_t *r = json_array_get(rows, e);
+        for (int o = 0; o < c->n_ops && o < (int)json_array_size(r); o++) {
+            double v = json_number_value(json_array_get(r, (size_t)o));
+            int shade = (int)(255 - 255 * fmin(1.0, v * 2.0));
+            fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,%d,255)\"><title>edge %zu %s %.3f</title></rect>",
+                    L + cw * o, 16 + ch * (int)e, cw - 1, ch - 1, shade, shade, e, c->ops[o].name, v);
+        }
+    }
+    fputs("</svg>", f);
+}
+
+static void inline_svg(FILE *f, const char *dir, const char *name) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s.svg", dir, name);
+    FILE *s = fopen(p, "r");
+    if (!s) {
+        fprintf(f, "<p>(%s.svg not rendered: Graphviz's dot is not installed; see %s.dot)</p>", name, name);
+        return;
+    }
+    char line[4096];
+    int started = 0;
+    while (fgets(line, sizeof line, s)) {
+        if (!started && strstr(line, "<svg")) started = 1;
+        if (started) fputs(line, f);
+    }
+    fclose(s);
+}
+
+int dartsc_write_report(const char *dir, const ir_space *sp, const ir_genotype *gt, double test_acc, int argc,
+                        char **argv) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/report.html", dir);
+    FILE *f = fopen(p, "w");
+    if (!f) return -1;
+    ir_stats st = {0};
+    ir_net net;
+    ir_eval_opts eo = {.C = sp->train_C, .layers = sp->train_layers, .batch = 1};
+    if (ir_space_build_eval(sp, gt, &eo, &net) == 0) {
+        ir_graph_stats(net.graph, &st);
+        ir_net_free(&net);
+    }
+    json_t *res = NULL;
+    snprintf(p, sizeof p, "%s/results.json", dir);
+    res = json_load_file(p, 0, NULL);
+    time_t now = time(NULL);
+    char date[64];
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
+    fputs("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>dartsc run report</title>\n"
+          "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+          "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+          "figure{display:inline-block;margin:0 1em 1em 0}figcaption{font-weight:bold}"
+          ".heat{margin-right:6px}pre{background:#f4f4f4;padding:8px;overflow:auto}</style></head><body>\n", f);
+    fprintf(f, "<h1>dartsc run: %s</h1>\n", sp->name);
+    fputs("<table id=\"summary\">", f);
+    fprintf(f, "<tr><th>test accuracy</th><td id=\"test-accuracy\">%.2f%%</td></tr>", 100 * test_acc);
+    fprintf(f, "<tr><th>parameters</th><td id=\"params\">%lld</td></tr>", (long long)st.weight_params);
+    fprintf(f, "<tr><th>multiply-adds per image</th><td>%.1f M</td></tr>", (double)st.macs_per_sample / 1e6);
+    fprintf(f, "<tr><th>evaluation network</th><td>C = %d, %d cells</td></tr>", sp->train_C, sp->train_layers);
+    if (res) {
+        fprintf(f, "<tr><th>search time</th><td>%.1f s</td></tr>", json_number_value(json_object_get(res, "search_seconds")));
+        fprintf(f, "<tr><th>retraining time</th><td>%.1f s</td></tr>", json_number_value(json_object_get(res, "train_seconds")));
+        fprintf(f, "<tr><th>test images</th><td>%lld</td></tr>", (long long)json_integer_value(json_object_get(res, "test_images")));
+    }
+    fputs("<tr><th>command</th><td><code>dartsc", f);
+    for (int i = 0; i < argc; i++) {
+        fputc(' ', f);
+        esc(f, argv[i]);
+    }
+    fprintf(f, "</code></td></tr><tr><th>version</th><td>dartsc %s</td></tr><tr><th>date</th><td>%s</td></tr></table>\n",
+            DARTSC_VERSION, date);
+    fputs("<h2>Genotype</h2><pre id=\"genotype\">", f);
+    char *gl = NULL;
+    size_t gn = 0;
+    FILE *mem = open_memstream(&gl, &gn);
+    sr_genotype_print(sp, gt, mem);
+    fclose(mem);
+    esc(f, gl);
+    free(gl);
+    fputs("</pre>\n<h2>Cells</h2><div id=\"cells\">", f);
+    inline_svg(f, dir, "normal");
+    inline_svg(f, dir, "reduce");
+    fputs("</div>\n<h2>Architecture weights softmax(&alpha;) per epoch</h2><div id=\"alpha\">", f);
+    json_t *alpha = read_jsonl(dir, "alpha.jsonl");
+    size_t ne = json_array_size(alpha);
+    for (size_t e = 0; e < ne; e++) {
+        json_t *row = json_array_get(alpha, e);
+        char t[64];
+        snprintf(t, sizeof t, "epoch %zu normal", e + 1);
+        heatmap(f, json_object_get(row, "normal"), &sp->normal, t);
+        snprintf(t, sizeof t, "epoch %zu reduce", e + 1);
+        heatmap(f, json_object_get(row, "reduce"), &sp->reduce, t);
+        fputs("<br>", f);
+    }
+    json_decref(alpha);
+    fputs("</div>\n<h2>Curves</h2><div id=\"curves\">", f);
+    json_t *sm = read_jsonl(dir, "metrics.jsonl"), *tm = read_jsonl(dir, "train_metrics.jsonl");
+    const char *lk[2] = {"train_loss", "val_loss"}, *ak[2] = {"train_acc", "val_acc"}, *cols[2] = {"#1f77b4", "#d62728"};
+    chart(f, sm, "search: loss", lk, cols, 2);
+    chart(f, sm, "search: accuracy", ak, cols, 2);
+    chart(f, tm, "retraining: loss", lk, cols, 1);
+    chart(f, tm, "retraining: accuracy", ak, cols, 1);
+    json_decref(sm);
+    json_decref(tm);
+    if (res) json_decref(res);
+    fputs("</div></body></html>\n", f);
+    return fclose(f) == 0 ? 0 : -1;
+}

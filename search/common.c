@@ -1,0 +1,115 @@
+/* common.c — see common.h. */
+#include "common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+int sr_data_load(const ir_space *sp, int train, rt_dataset *out, char *err, size_t errlen) {
+    const char *path = sp->data_path[0] ? sp->data_path : NULL;
+    int rc;
+    if (sp->data == IR_DATA_FASHION_MNIST) rc = rt_data_load_fashion_mnist(path, train, out, err, errlen);
+    else if (sp->data == IR_DATA_CIFAR10) {
+        if (!path) {
+            snprintf(err, errlen, "space '%s': CIFAR-10 needs a data directory (data cifar10 \"DIR\" or --data DIR)", sp->name);
+            return -1;
+        }
+        rc = rt_data_load_cifar10(path, train, out, err, errlen);
+    } else {
+        snprintf(err, errlen, "space '%s': text corpora are for recurrent spaces, which cannot be trained yet", sp->name);
+        return -1;
+    }
+    if (rc) return -1;
+    if (out->c != sp->in_c || out->h != sp->in_h || out->w != sp->in_w) {
+        snprintf(err, errlen, "space '%s' expects %dx%dx%d inputs but the data set has %dx%dx%d", sp->name, sp->in_c,
+                 sp->in_h, sp->in_w, out->c, out->h, out->w);
+        rt_dataset_free(out);
+        return -1;
+    }
+    if (out->classes > sp->classes) {
+        snprintf(err, errlen, "space '%s' has %d classes but the data set has %d", sp->name, sp->classes, out->classes);
+        rt_dataset_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+rt_loader_cfg sr_loader_cfg(const ir_space *sp, const ir_train_config *tc, int augment) {
+    static const float cm[4] = RT_DATA_CIFAR10_MEAN, cs[4] = RT_DATA_CIFAR10_STD;
+    static const float fm[4] = RT_DATA_FMNIST_MEAN, fs[4] = RT_DATA_FMNIST_STD;
+    rt_loader_cfg cfg = rt_loader_cfg_default();
+    cfg.batch_size = tc->batch;
+    cfg.normalize = 1;
+    int cifar = sp->data == IR_DATA_CIFAR10;
+    for (int c = 0; c < sp->in_c && c < RT_DATA_MAX_C; c++) {
+        int have = sp->std[c] > 0; /* the space's own normalisation, else the data set's */
+        cfg.mean[c] = have ? sp->mean[c] : cifar ? cm[c] : fm[c];
+        cfg.std[c] = have ? sp->std[c] : cifar ? cs[c] : fs[c];
+    }
+    cfg.shuffle = augment;
+    cfg.drop_last = augment;
+    if (augment) {
+        cfg.crop_pad = tc->crop_pad;
+        cfg.flip = tc->hflip;
+        cfg.cutout = tc->cutout;
+    }
+    return cfg;
+}
+
+void sr_next_batch(rt_loader *l, float *x, int32_t *y) {
+    int b = 0;
+    if (!rt_loader_next(l, x, y, &b)) rt_loader_next(l, x, y, &b);
+}
+
+int sr_put_i64s(rt_tf_writer *w, const char *name, const int64_t *v, int n) {
+    int32_t buf[64];
+    if (n > 32) return -1;
+    for (int i = 0; i < n; i++) {
+        buf[2 * i] = (int32_t)(uint32_t)((uint64_t)v[i] & 0xffffffffu);
+        buf[2 * i + 1] = (int32_t)(uint32_t)((uint64_t)v[i] >> 32);
+    }
+    return rt_tf_write(w, name, RT_TF_I32, 1, (int64_t[]){2 * n}, buf);
+}
+
+int sr_get_i64s(const rt_tf_file *f, const char *name, int64_t *v, int n, const char *path, char *err, size_t errlen) {
+    const rt_tf_entry *e = rt_tf_find(f, name);
+    if (!e || e->dtype != RT_TF_I32 || e->numel != 2 * n) {
+        snprintf(err, errlen, "%s: not a dartsc file of this kind (no '%s')", path, name);
+        return -1;
+    }
+    const int32_t *d = e->data;
+    for (int i = 0; i < n; i++) v[i] = (int64_t)(((uint64_t)(uint32_t)d[2 * i + 1] << 32) | (uint32_t)d[2 * i]);
+    return 0;
+}
+
+int sr_mkdir_p(const char *dir, char *err, size_t errlen) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *q = tmp + 1; *q; q++) {
+        if (*q != '/') continue;
+        *q = 0;
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+            return -1;
+        }
+        *q = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+long sr_file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+double sr_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

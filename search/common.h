@@ -1,0 +1,27 @@
+/* common.h — pieces the search and retraining loops share: loader settings from a space,
+ * data sets by split, int64 metadata in tensor files, file helpers and the clock. */
+#ifndef DARTSC_SR_COMMON_H
+#define DARTSC_SR_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ir/space.h"
+#include "runtime/data.h"
+#include "runtime/tensorfile.h"
+
+/* The space's data set: the training split (train = 1) or the test split. */
+int sr_data_load(const ir_space *sp, int train, rt_dataset *out, char *err, size_t errlen);
+/* Loader settings: the space's normalisation (or the data set's), augmentation of tc when
+ * augment is set, drop_last and shuffling for training. */
+rt_loader_cfg sr_loader_cfg(const ir_space *sp, const ir_train_config *tc, int augment);
+/* Next full batch, wrapping into the loader's next epoch. */
+void sr_next_batch(rt_loader *l, float *x, int32_t *y);
+/* int64 values stored as pairs of int32 (lo, hi) in a tensor file. */
+int sr_put_i64s(rt_tf_writer *w, const char *name, const int64_t *v, int n);
+int sr_get_i64s(const rt_tf_file *f, const char *name, int64_t *v, int n, const char *path, char *err, size_t errlen);
+int sr_mkdir_p(const char *dir, char *err, size_t errlen);
+long sr_file_size(const char *path);
+double sr_now(void);
+
+#endif

@@ -1,0 +1,408 @@
+/* train.c — retraining, test evaluation and weights files; see train.h. */
+#include "train.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "runtime/tensorfile.h"
+
+#define WEIGHTS_VERSION 1
+#define TRAIN_CKPT_VERSION 1
+#define EVAL_BATCH 100
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+sr_train_opts sr_train_opts_default(void) {
+    sr_train_opts o;
+    memset(&o, 0, sizeof o);
+    o.out_dir = "runs/train";
+    o.device = "cpu";
+    return o;
+}
+
+static rt_backend *open_backend(const char *device, char *err, size_t errlen) {
+    if (!device || !strcmp(device, "cpu")) return rt_backend_cpu_new();
+    if (!strcmp(device, "cuda")) return rt_backend_cuda_new(err, errlen);
+    fail(err, errlen, "unknown device '%s' (cpu or cuda)", device);
+    return NULL;
+}
+
+/* ---- weights files -------------------------------------------------------------------- */
+
+static int is_saved(const ir_node *n) {
+    return n->op == IR_OP_PARAM && (n->role == IR_ROLE_WEIGHT || n->role == IR_ROLE_BUFFER);
+}
+
+int sr_weights_save(rt_plan *p, const char *path, char *err, size_t errlen) {
+    const ir_graph *g = rt_plan_graph(p);
+    rt_backend *be = rt_plan_backend(p);
+    rt_tf_writer *w = rt_tf_open_write(path, err, errlen);
+    if (!w) return -1;
+    int64_t meta[1] = {WEIGHTS_VERSION};
+    int rc = sr_put_i64s(w, "meta/weights_version", meta, 1);
+    for (int i = 0; i < ir_graph_num_nodes(g) && !rc; i++) {
+        const ir_node *n = ir_graph_node(g, i);
+        if (!is_saved(n)) continue;
+        int64_t k = ir_node_numel(n);
+        float *h = malloc((size_t)k * 4);
+        if (!h) {
+            rc = -1;
+            break;
+        }
+        be->download(be, h, rt_node_data(p, i), (size_t)k * 4);
+        rc = rt_tf_write(w, n->name, RT_TF_F32, n->ndim, n->shape, h);
+        free(h);
+    }
+    if (rc) {
+        rt_tf_abort_write(w);
+        return fail(err, errlen, "%s: writing the weights failed", path);
+    }
+    return rt_tf_close_write(w, err, errlen);
+}
+
+int sr_weights_load(rt_plan *p, const char *path, char *err, size_t errlen) {
+    rt_tf_file *f = rt_tf_read(path, err, errlen);
+    if (!f) return -1;
+    int64_t ver = 0;
+    int rc = sr_get_i64s(f, "meta/weights_version", &ver, 1, path, err, errlen);
+    if (!rc && ver != WEIGHTS_VERSION) rc = fail(err, errlen, "%s: weights format version %lld, this dartsc reads %d", path, (long long)ver, WEIGHTS_VERSION);
+    const ir_graph *g = rt_plan_graph(p);
+    rt_backend *be = rt_plan_backend(p);
+    for (int i = 0; i < ir_graph_num_nodes(g) && !rc; i++) {
+        const ir_node *n = ir_graph_node(g, i);
+        if (!is_saved(n)) continue;
+        const rt_tf_entry *e = rt_tf_find(f, n->name);
+        if (!e) {
+            rc = fail(err, errlen, "%s: no tensor '%s' (weights of another architecture?)", path, n->name);
+            break;
+        }
+        int same = e->dtype == RT_TF_F32 && e->ndim == n->ndim;
+        for (int d = 0; same && d < n->ndim; d++) same = e->dims[d] == n->shape[d];
+        if (!same) {
+            rc = fail(err, errlen, "%s: tensor '%s' has the wrong type or shape", path, n->name);
+            break;
+        }
+        be->upload(be, rt_node_data(p, i), e->data, (size_t)e->numel * 4);
+    }
+    rt_tf_free(f);
+    return rc;
+}
+
+/* ---- inference ----------------------------------------------------------------------------- */
+
+int sr_infer_open(sr_infer *in, const ir_space *sp, const ir_genotype *gt, int batch, const char *weights,
+                  const char *device, char *err, size_t errlen) {
+    memset(in, 0, sizeof *in);
+    ir_eval_opts eo = {.C = sp->train_C, .layers = sp->train_layers, .batch = batch, .aux = 0, .drop_path = 0};
+    if (ir_space_build_eval(sp, gt, &eo, &in->net)) return fail(err, errlen, "%s", in->net.error);
+    in->be = open_backend(device, err, errlen);
+    if (!in->be) {
+        ir_net_free(&in->net);
+        return -1;
+    }
+    in->p = rt_plan_new(in->net.graph, in->be, &(rt_plan_opts){.seed = 0, .grads = 0}, err, errlen);
+    if (!in->p || (weights && sr_weights_load(in->p, weights, err, errlen))) {
+        sr_infer_close(in);
+        return -1;
+    }
+    return 0;
+}
+
+void sr_infer_close(sr_infer *in) {
+    rt_plan_free(in->p);
+    if (in->be) in->be->destroy(in->be);
+    ir_net_free(&in->net);
+    memset(in, 0, sizeof *in);
+}
+
+int sr_evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, sr_eval_result *res,
+                char *err, size_t errlen) {
+    memset(res, 0, sizeof *res);
+    rt_dataset test, view;
+    if (sr_data_load(sp, 0, &test, err, errlen)) return -1;
+    int n = test.n;
+    if (sp->train.test_subset > 0 && sp->train.test_subset < n) n = sp->train.test_subset;
+    rt_data_subset(&test, 0, n, &view);
+    int rc = -1;
+    double sl = 0, sc = 0;
+    int done = 0;
+    /* full batches, then one plan for the remainder */
+    int sizes[2] = {n >= EVAL_BATCH ? EVAL_BATCH : n, n >= EVAL_BATCH ? n % EVAL_BATCH : 0};
+    for (int pass = 0; pass < 2 && done < n; pass++) {
+        int B = sizes[pass];
+        if (B <= 0) continue;
+        sr_infer in;
+        if (sr_infer_open(&in, sp, gt, B, weights, device, err, errlen)) goto out;
+        ir_train_config tc = sp->train;
+        tc.batch = B;
+        rt_loader_cfg cfg = sr_loader_cfg(sp, &tc, 0);
+        rt_dataset part;
+        int count = pass == 0 ? (n / B) * B : n - done;
+        rt_data_subset(&view, done, count, &part);
+        rt_loader l;
+        float *x = malloc((size_t)B * sp->in_c * sp->in_h * sp->in_w * 4);
+        int32_t *y = malloc((size_t)B * 4);
+        if (!x || !y || rt_loader_init(&l, &part, &cfg, err, errlen)) {
+            free(x);
+            free(y);
+            sr_infer_close(&in);
+            if (!err[0]) fail(err, errlen, "out of memory");
+            goto out;
+        }
+        int got;
+        while (rt_loader_next(&l, x, y, &got)) {
+            rt_set_input(in.p, in.net.images, x, (size_t)B * sp->in_c * sp->in_h * sp->in_w * 4);
+            rt_set_input(in.p, in.net.labels, y, (size_t)B * 4);
+            sl += (double)rt_forward(in.p, 0) * got;
+            sc += rt_last_correct(in.p);
+            done += got;
+        }
+        rt_loader_free(&l);
+        free(x);
+        free(y);
+        sr_infer_close(&in);
+    }
+    res->n = done;
+    res->acc = done ? sc / done : 0;
+    res->loss = done ? sl / done : 0;
+    rc = 0;
+out:
+    rt_dataset_free(&test);
+    return rc;
+}
+
+/* ---- training -------------------------------------------------------------------------------- */
+
+typedef struct trun {
+    const ir_space *sp;
+    const sr_train_opts *o;
+    ir_net net;
+    rt_backend *be;
+    rt_plan *p;
+    rt_dataset full, part;
+    rt_loader l;
+    float *x, *buf;
+    int32_t *y;
+    int epoch;
+    int64_t step, global_step, steps_per_epoch;
+    char ckpt[4096], metrics[4096], model[4096];
+} trun;
+
+static uint64_t net_hash(const ir_graph *g) {
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < ir_graph_num_nodes(g); i++) {
+        const ir_node *n = ir_graph_node(g, i);
+        if (n->op != IR_OP_PARAM) continue;
+        for (const char *c = n->name; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
+        for (int d = 0; d < n->ndim; d++) h = (h ^ (uint64_t)n->shape[d]) * 1099511628211ull;
+    }
+    return h;
+}
+
+static int tsave(trun *t, char *err, size_t errlen) {
+    rt_group gw = rt_plan_group(t->p, IR_ROLE_WEIGHT), gb = rt_plan_group(t->p, IR_ROLE_BUFFER);
+    rt_tf_writer *w = rt_tf_open_write(t->ckpt, err, errlen);
+    if (!w) return -1;
+    int64_t le, lp;
+    rt_loader_state(&t->l, &le, &lp);
+    int64_t meta[9] = {TRAIN_CKPT_VERSION, (int64_t)net_hash(t->net.graph), t->epoch, t->step, t->global_step,
+                       (int64_t)rt_plan_step(t->p), le, lp, sr_file_size(t->metrics)};
+    int rc = sr_put_i64s(w, "meta/train_state", meta, 9);
+    struct { const char *name; float *dev; int64_t n; } v[3] = {
+        {"group/weights", gw.data, gw.n}, {"group/buffers", gb.data, gb.n}, {"opt/sgd_momentum", t->buf, gw.n}};
+    for (int i = 0; i < 3 && !rc; i++) {
+        float *h = malloc((size_t)(v[i].n ? v[i].n : 1) * 4);
+        if (!h) { rc = -1; break; }
+        t->be->download(t->be, h, v[i].dev, (size_t)v[i].n * 4);
+        rc = rt_tf_write(w, v[i].name, RT_TF_F32, 1, (int64_t[]){v[i].n}, h);
+        free(h);
+    }
+    if (rc) {
+        rt_tf_abort_write(w);
+        return fail(err, errlen, "%s: writing the checkpoint failed", t->ckpt);
+    }
+    return rt_tf_close_write(w, err, errlen);
+}
+
+static int tload(trun *t, char *err, size_t errlen) {
+    char e2[512];
+    rt_tf_file *f = rt_tf_read(t->ckpt, e2, sizeof e2);
+    if (!f) return fail(err, errlen, "cannot resume: %s", e2);
+    int64_t m[9] = {0};
+    int rc = sr_get_i64s(f, "meta/train_state", m, 9, t->ckpt, err, errlen);
+    if (!rc && m[0] != TRAIN_CKPT_VERSION) rc = fail(err, errlen, "%s: checkpoint version %lld, this dartsc reads %d", t->ckpt, (long long)m[0], TRAIN_CKPT_VERSION);
+    if (!rc && (uint64_t)m[1] != net_hash(t->net.graph))
+        rc = fail(err, errlen, "%s: the checkpoint was written for a different network (parameter names/shapes differ)", t->ckpt);
+    if (!rc && (m[2] < 0 || m[2] > t->sp->train.epochs || m[3] < 0 || m[3] > t->steps_per_epoch))
+        rc = fail(err, errlen, "%s: epoch %lld step %lld do not fit this training run", t->ckpt, (long long)m[2], (long long)m[3]);
+    rt_group gw = rt_plan_group(t->p, IR_ROLE_WEIGHT), gb = rt_plan_group(t->p, IR_ROLE_BUFFER);
+    struct { const char *name; float *dev; int64_t n; } v[3] = {
+        {"group/weights", gw.data, gw.n}, {"group/buffers", gb.data, gb.n}, {"opt/sgd_momentum", t->buf, gw.n}};
+    for (int i = 0; i < 3 && !rc; i++) {
+        const rt_tf_entry *e = rt_tf_find(f, v[i].name);
+        if (!e || e->dtype != RT_TF_F32 || e->numel != v[i].n) rc = fail(err, errlen, "%s: '%s' missing or of the wrong size", t->ckpt, v[i].name);
+    }
+    if (!rc && rt_loader_seek(&t->l, m[6], m[7])) rc = fail(err, errlen, "%s: data loader position out of range", t->ckpt);
+    if (!rc && sr_file_size(t->metrics) < m[8]) rc = fail(err, errlen, "%s: shorter than the checkpoint says", t->metrics);
+    if (!rc && truncate(t->metrics, m[8]) != 0) rc = fail(err, errlen, "%s: cannot truncate", t->metrics);
+    if (!rc) {
+        for (int i = 0; i < 3; i++) t->be->upload(t->be, v[i].dev, rt_tf_find(f, v[i].name)->data, (size_t)v[i].n * 4);
+        t->epoch = (int)m[2];
+        t->step = m[3];
+        t->global_step = m[4];
+        rt_plan_set_step(t->p, (uint64_t)m[5]);
+    }
+    rt_tf_free(f);
+    return rc;
+}
+
+static void tfree(trun *t) {
+    if (t->p) {
+        if (t->buf) t->be->free(t->be, t->buf);
+        rt_plan_free(t->p);
+    }
+    if (t->be) t->be->destroy(t->be);
+    ir_net_free(&t->net);
+    rt_loader_free(&t->l);
+    rt_dataset_free(&t->full);
+    free(t->x);
+    free(t->y);
+}
+
+int sr_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, sr_train_result *res, char *err,
+             size_t errlen) {
+    trun t;
+    memset(&t, 0, sizeof t);
+    memset(res, 0, sizeof *res);
+    t.sp = sp;
+    t.o = o;
+    const ir_train_config *tc = &sp->train;
+    double t0 = sr_now();
+    int rc = -1;
+    if (tc->epochs < 1 || tc->batch < 1) return fail(err, errlen, "train: epochs and batch must be positive");
+    if (sr_mkdir_p(o->out_dir, err, errlen)) return -1;
+    snprintf(t.ckpt, sizeof t.ckpt, "%s/train_checkpoint.dtns", o->out_dir);
+    snprintf(t.metrics, sizeof t.metrics, "%s/train_metrics.jsonl", o->out_dir);
+    snprintf(t.model, sizeof t.model, "%s/model.dtns", o->out_dir);
+    if (!o->resume && access(t.ckpt, F_OK) == 0)
+        return fail(err, errlen, "%s already holds a training run (train_checkpoint.dtns); pass --resume or choose another --out", o->out_dir);
+    if (o->resume && access(t.ckpt, F_OK) != 0) return fail(err, errlen, "--resume: %s does not exist", t.ckpt);
+
+    if (sr_data_load(sp, 1, &t.full, err, errlen)) goto out;
+    int n = t.full.n;
+    if (tc->subset > 0 && tc->subset < n) n = tc->subset;
+    if (n < tc->batch) {
+        fail(err, errlen, "%d training images cannot fill a batch of %d", n, tc->batch);
+        goto out;
+    }
+    rt_data_subset(&t.full, 0, n, &t.part);
+    rt_loader_cfg cfg = sr_loader_cfg(sp, tc, 1);
+    cfg.seed = tc->seed * 2 + 7;
+    if (rt_loader_init(&t.l, &t.part, &cfg, err, errlen)) goto out;
+    t.steps_per_epoch = rt_loader_batches_per_epoch(&t.l);
+    ir_eval_opts eo = {.C = sp->train_C, .layers = sp->train_layers, .batch = tc->batch, .aux = tc->aux_weight > 0,
+                       .aux_weight = tc->aux_weight, .drop_path = tc->drop_path > 0};
+    if (ir_space_build_eval(sp, gt, &eo, &t.net)) {
+        fail(err, errlen, "%s", t.net.error);
+        goto out;
+    }
+    t.be = open_backend(o->device, err, errlen);
+    if (!t.be) goto out;
+    t.p = rt_plan_new(t.net.graph, t.be, &(rt_plan_opts){.seed = tc->seed, .grads = RT_GRAD_W}, err, errlen);
+    if (!t.p) goto out;
+    rt_group gw = rt_plan_group(t.p, IR_ROLE_WEIGHT);
+    size_t bi = (size_t)tc->batch * sp->in_c * sp->in_h * sp->in_w * 4, bl = (size_t)tc->batch * 4;
+    t.x = malloc(bi);
+    t.y = malloc(bl);
+    t.buf = t.be->alloc(t.be, (size_t)gw.n * 4);
+    if (!t.x || !t.y || !t.buf) {
+        fail(err, errlen, "out of memory");
+        goto out;
+    }
+    t.be->memset0(t.be, t.buf, (size_t)gw.n * 4);
+    if (o->resume) {
+        if (tload(&t, err, errlen)) goto out;
+    } else {
+        FILE *f = fopen(t.metrics, "w");
+        if (f) fclose(f);
+    }
+    double tstart = sr_now();
+    int64_t done = 0;
+    double sum_loss = 0, sum_acc = 0;
+    int64_t nsum = 0;
+    while (t.epoch < tc->epochs) {
+        float lr = tc->w_lr_min + 0.5f * (tc->w_lr - tc->w_lr_min) * (1.0f + cosf((float)M_PI * (float)t.epoch / (float)tc->epochs));
+        rt_plan_set_drop_path(t.p, tc->drop_path * (float)t.epoch / (float)tc->epochs);
+        sum_loss = sum_acc = 0;
+        nsum = 0;
+        while (t.step < t.steps_per_epoch) {
+            if ((o->stop && *o->stop) || (o->stop_after_steps > 0 && t.global_step >= o->stop_after_steps)) {
+                if (tsave(&t, err, errlen)) goto out;
+                res->stopped = 1;
+                res->steps = t.global_step;
+                res->seconds = sr_now() - t0;
+                rc = 0;
+                goto out;
+            }
+            sr_next_batch(&t.l, t.x, t.y);
+            rt_set_input(t.p, t.net.images, t.x, bi);
+            rt_set_input(t.p, t.net.labels, t.y, bl);
+            float loss = rt_forward(t.p, 1);
+            double acc = (double)rt_last_correct(t.p) / tc->batch;
+            rt_backward(t.p, RT_GRAD_W);
+            double norm = sqrt(t.be->sumsq(t.be, gw.grad, gw.n));
+            double coef = tc->w_clip / (norm + 1e-6);
+            if (tc->w_clip > 0 && coef < 1.0) t.be->scale(t.be, gw.grad, (float)coef, gw.n);
+            t.be->sgd_step(t.be, gw.data, t.buf, gw.grad, gw.n, lr, tc->w_momentum, tc->w_wd);
+            t.be->synchronize(t.be);
+            done++;
+            sum_loss += loss;
+            sum_acc += acc;
+            nsum++;
+            double ips = (double)done * tc->batch / (sr_now() - tstart);
+            char line[384];
+            snprintf(line, sizeof line,
+                     "{\"epoch\":%d,\"step\":%lld,\"global_step\":%lld,\"train_loss\":%.6g,\"train_acc\":%.6g,\"lr\":%.6g,"
+                     "\"drop_path\":%.4g,\"images_per_s\":%.4g}\n",
+                     t.epoch, (long long)t.step, (long long)t.global_step, loss, acc, lr,
+                     tc->drop_path * (float)t.epoch / (float)tc->epochs, ips);
+            FILE *f = fopen(t.metrics, "a");
+            if (f) {
+                fputs(line, f);
+                fclose(f);
+            }
+            if (o->progress) {
+                int64_t left = (int64_t)(tc->epochs - t.epoch) * t.steps_per_epoch - t.step - 1;
+                sr_progress pr = {.epoch = t.epoch, .epochs = tc->epochs, .step = t.step, .steps_per_epoch = t.steps_per_epoch,
+                                  .train_loss = loss, .train_acc = acc, .val_loss = NAN, .val_acc = NAN, .lr = lr,
+                                  .images_per_s = ips, .eta_s = (double)left * tc->batch / (ips > 0 ? ips : 1)};
+                o->progress(o->progress_ctx, &pr);
+            }
+            t.step++;
+            t.global_step++;
+        }
+        t.epoch++;
+        t.step = 0;
+        if (tsave(&t, err, errlen)) goto out;
+    }
+    if (sr_weights_save(t.p, t.model, err, errlen)) goto out;
+    res->steps = t.global_step;
+    res->train_loss = nsum ? sum_loss / nsum : NAN;
+    res->train_acc = nsum ? sum_acc / nsum : NAN;
+    res->seconds = sr_now() - t0;
+    rc = 0;
+out:
+    tfree(&t);
+    return rc;
+}

@@ -1,0 +1,72 @@
+/* train.h — retraining a derived architecture from scratch, evaluating it on the test
+ * set, and the weights file that carries a trained network to the exporters.
+ *
+ * Retraining follows REFERENCE.md's evaluation recipe with the space's `train` settings:
+ * SGD with momentum and weight decay, cosine schedule to lr_min, gradient clipping, drop
+ * path ramped linearly from 0 to drop_path over the epochs, the auxiliary head with its
+ * loss weight, cutout, crop and flip. Checkpoints every epoch and on a stop request;
+ * resume is bit-identical on the CPU as for the search.
+ *
+ * Usage:
+ *   sr_train_opts o = sr_train_opts_default(); o.out_dir = "runs/demo";
+ *   sr_train(&space, &genotype, &o, &res, err, sizeof err);     // writes runs/demo/model.dtns
+ *   sr_evaluate(&space, &genotype, "runs/demo/model.dtns", "cpu", 0, &ev, err, sizeof err);
+ */
+#ifndef DARTSC_SR_TRAIN_H
+#define DARTSC_SR_TRAIN_H
+
+#include <signal.h>
+
+#include "ir/space.h"
+#include "runtime/runtime.h"
+#include "search.h"
+
+typedef struct sr_train_opts {
+    const char *out_dir;
+    const char *device;
+    int resume;
+    volatile sig_atomic_t *stop;
+    int64_t stop_after_steps; /* tests: behave as if stopped after this many steps */
+    void (*progress)(void *ctx, const sr_progress *p);
+    void *progress_ctx;
+} sr_train_opts;
+
+typedef struct sr_train_result {
+    int stopped;
+    int64_t steps;
+    double seconds, train_acc, train_loss;
+} sr_train_result;
+
+typedef struct sr_eval_result {
+    double acc, loss;
+    int n;
+} sr_eval_result;
+
+sr_train_opts sr_train_opts_default(void);
+/* Trains and writes out_dir/model.dtns (atomically), out_dir/train_metrics.jsonl and
+ * out_dir/train_checkpoint.dtns. */
+int sr_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, sr_train_result *res, char *err,
+             size_t errlen);
+/* Accuracy and mean loss on the test split (first test_subset images if set, else all),
+ * with BN running statistics. */
+int sr_evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, sr_eval_result *res,
+                char *err, size_t errlen);
+
+/* An inference network of the derived architecture at a batch size, on a backend, with
+ * the weights of a weights file loaded by name. */
+typedef struct sr_infer {
+    ir_net net;
+    rt_backend *be;
+    rt_plan *p;
+} sr_infer;
+int sr_infer_open(sr_infer *in, const ir_space *sp, const ir_genotype *gt, int batch, const char *weights,
+                  const char *device, char *err, size_t errlen);
+void sr_infer_close(sr_infer *in);
+
+/* Weights files: every weight and buffer parameter by name, a format version, CRC. */
+int sr_weights_save(rt_plan *p, const char *path, char *err, size_t errlen);
+/* Loads every parameter of p that is a weight or buffer; all must be present with
+ * matching shapes (entries p lacks, such as an auxiliary head, are ignored). */
+int sr_weights_load(rt_plan *p, const char *path, char *err, size_t errlen);
+
+#endif
