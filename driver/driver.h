@@ -10,6 +10,7 @@ int dartsc_cmd_train(int argc, char **argv);
 int dartsc_cmd_eval(int argc, char **argv);
 int dartsc_cmd_export(int argc, char **argv);
 int dartsc_cmd_run(int argc, char **argv);
+int dartsc_cmd_bench(int argc, char **argv);
 
 #include "ir/space.h"
 /* RUN_DIR/report.html; 0 on success. */

@@ -17,6 +17,7 @@ static void usage(FILE *f) {
             "  eval RUN_DIR                           test accuracy of a trained run directory\n"
             "  export RUN_DIR --onnx FILE --c DIR     export the trained network to ONNX and C\n"
             "  run SPACE [--out DIR]                  search, retrain, evaluate, export and report\n"
+            "  bench SPACE [--batch N] [--order 1|2]  time search steps of the space's supernet\n"
             "  version                                print the version and build configuration\n"
             "\n"
             "Run 'dartsc <command> --help' for a command's options.\n");
@@ -40,6 +41,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "eval")) return dartsc_cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "export")) return dartsc_cmd_export(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return dartsc_cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return dartsc_cmd_bench(argc - 1, argv + 1);
     fprintf(stderr, "dartsc: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

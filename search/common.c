@@ -1,7 +1,9 @@
 /* common.c — see common.h. */
 #include "common.h"
+#include "runtime/runtime.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -112,4 +114,27 @@ double sr_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+uint64_t sr_param_hash(const ir_graph *g) {
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < ir_graph_num_nodes(g); i++) {
+        const ir_node *n = ir_graph_node(g, i);
+        if (n->op != IR_OP_PARAM) continue;
+        for (const char *c = n->name; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
+        for (int d = 0; d < n->ndim; d++) h = (h ^ (uint64_t)n->shape[d]) * 1099511628211ull;
+    }
+    return h;
+}
+
+float sr_cosine_lr(const ir_train_config *tc, int epoch) {
+    return tc->w_lr_min + 0.5f * (tc->w_lr - tc->w_lr_min) * (1.0f + cosf((float)M_PI * (float)epoch / (float)tc->epochs));
+}
+
+void sr_clip_weight_grads(rt_plan *p, float max_norm) {
+    rt_backend *be = rt_plan_backend(p);
+    rt_group w = rt_plan_group(p, IR_ROLE_WEIGHT);
+    double norm = sqrt(be->sumsq(be, w.grad, w.n));
+    double coef = max_norm / (norm + 1e-6);
+    if (max_norm > 0 && coef < 1.0) be->scale(be, w.grad, (float)coef, w.n);
 }

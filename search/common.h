@@ -23,5 +23,14 @@ int sr_get_i64s(const rt_tf_file *f, const char *name, int64_t *v, int n, const 
 int sr_mkdir_p(const char *dir, char *err, size_t errlen);
 long sr_file_size(const char *path);
 double sr_now(void);
+struct rt_plan;
+/* The weight learning rate of an epoch: cosine from w_lr down to w_lr_min over tc->epochs. */
+float sr_cosine_lr(const ir_train_config *tc, int epoch);
+/* clip_grad_norm_ as PyTorch over the plan's weight gradients: scale by max/(norm + 1e-6)
+ * when that is below 1 (max <= 0: no clipping). */
+void sr_clip_weight_grads(struct rt_plan *p, float max_norm);
+/* FNV-1a over the names and shapes of a graph's parameters: identifies a network's layout
+ * in checkpoints. */
+uint64_t sr_param_hash(const ir_graph *g);
 
 #endif

@@ -167,30 +167,10 @@ static int load_data(run *r, char *err, size_t errlen) {
     return 0;
 }
 
-static float cosine_lr(const ir_train_config *tc, int epoch) {
-    return tc->w_lr_min + 0.5f * (tc->w_lr - tc->w_lr_min) * (1.0f + cosf((float)M_PI * (float)epoch / (float)tc->epochs));
-}
 
-/* clip_grad_norm_ as PyTorch: scale by max/(norm + 1e-6) when that is below 1 */
-static void clip_weights(run *r, float max_norm) {
-    rt_group w = rt_plan_group(r->p, IR_ROLE_WEIGHT);
-    double norm = sqrt(r->be->sumsq(r->be, w.grad, w.n));
-    double coef = max_norm / (norm + 1e-6);
-    if (max_norm > 0 && coef < 1.0) r->be->scale(r->be, w.grad, (float)coef, w.n);
-}
 
 /* ---- checkpoints ------------------------------------------------------------------------------ */
 
-static uint64_t space_hash(const ir_graph *g) {
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < ir_graph_num_nodes(g); i++) {
-        const ir_node *n = ir_graph_node(g, i);
-        if (n->op != IR_OP_PARAM) continue;
-        for (const char *c = n->name; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
-        for (int d = 0; d < n->ndim; d++) h = (h ^ (uint64_t)n->shape[d]) * 1099511628211ull;
-    }
-    return h;
-}
 
 
 
@@ -204,7 +184,7 @@ static int save_checkpoint(run *r, char *err, size_t errlen) {
     int64_t le, lp, ae, ap;
     rt_loader_state(&r->lw, &le, &lp);
     rt_loader_state(&r->la, &ae, &ap);
-    int64_t meta[12] = {CKPT_VERSION, (int64_t)space_hash(r->net.graph), r->epoch, r->step, r->global_step, r->adam_t,
+    int64_t meta[12] = {CKPT_VERSION, (int64_t)sr_param_hash(r->net.graph), r->epoch, r->step, r->global_step, r->adam_t,
                         (int64_t)rt_plan_step(r->p), le, lp, ae, ap, sr_file_size(r->path_metrics)};
     int64_t alpha_bytes = sr_file_size(r->path_alpha);
     int rc = sr_put_i64s(w, "meta/state", meta, 12) | sr_put_i64s(w, "meta/alpha_bytes", &alpha_bytes, 1);
@@ -249,7 +229,7 @@ static int load_checkpoint(run *r, char *err, size_t errlen) {
         fail(err, errlen, "%s: checkpoint format version %lld, this dartsc reads version %d", r->path_ckpt, (long long)meta[0], CKPT_VERSION);
         goto out;
     }
-    if ((uint64_t)meta[1] != space_hash(r->net.graph)) {
+    if ((uint64_t)meta[1] != sr_param_hash(r->net.graph)) {
         fail(err, errlen, "%s: the checkpoint was written for a different space or network (parameter names/shapes differ)", r->path_ckpt);
         goto out;
     }
@@ -471,7 +451,7 @@ int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err
     int64_t steps_done = 0;
     int momentum_live = r.global_step > 0;
     while (r.epoch < tc->epochs) {
-        float lr = cosine_lr(tc, r.epoch);
+        float lr = sr_cosine_lr(tc, r.epoch);
         while (r.step < r.steps_per_epoch) {
             if ((o->stop && *o->stop) || (o->stop_after_steps > 0 && r.global_step >= o->stop_after_steps)) {
                 if (save_checkpoint(&r, err, errlen)) goto out;
@@ -511,7 +491,7 @@ int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err
             float train_loss = rt_forward(r.p, 1);
             double train_acc = (double)rt_last_correct(r.p) / tc->batch;
             rt_backward(r.p, o->strategy == SR_JOINT ? (RT_GRAD_W | RT_GRAD_ARCH) : RT_GRAD_W);
-            clip_weights(&r, tc->w_clip);
+            sr_clip_weight_grads(r.p, tc->w_clip);
             r.be->sgd_step(r.be, gw.data, r.sgd_buf, gw.grad, r.nw, lr, tc->w_momentum, tc->w_wd);
             momentum_live = 1;
             if (o->strategy == SR_JOINT) {

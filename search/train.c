@@ -199,16 +199,6 @@ typedef struct trun {
     char ckpt[4096], metrics[4096], model[4096];
 } trun;
 
-static uint64_t net_hash(const ir_graph *g) {
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < ir_graph_num_nodes(g); i++) {
-        const ir_node *n = ir_graph_node(g, i);
-        if (n->op != IR_OP_PARAM) continue;
-        for (const char *c = n->name; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
-        for (int d = 0; d < n->ndim; d++) h = (h ^ (uint64_t)n->shape[d]) * 1099511628211ull;
-    }
-    return h;
-}
 
 static int tsave(trun *t, char *err, size_t errlen) {
     rt_group gw = rt_plan_group(t->p, IR_ROLE_WEIGHT), gb = rt_plan_group(t->p, IR_ROLE_BUFFER);
@@ -216,7 +206,7 @@ static int tsave(trun *t, char *err, size_t errlen) {
     if (!w) return -1;
     int64_t le, lp;
     rt_loader_state(&t->l, &le, &lp);
-    int64_t meta[9] = {TRAIN_CKPT_VERSION, (int64_t)net_hash(t->net.graph), t->epoch, t->step, t->global_step,
+    int64_t meta[9] = {TRAIN_CKPT_VERSION, (int64_t)sr_param_hash(t->net.graph), t->epoch, t->step, t->global_step,
                        (int64_t)rt_plan_step(t->p), le, lp, sr_file_size(t->metrics)};
     int rc = sr_put_i64s(w, "meta/train_state", meta, 9);
     struct { const char *name; float *dev; int64_t n; } v[3] = {
@@ -242,7 +232,7 @@ static int tload(trun *t, char *err, size_t errlen) {
     int64_t m[9] = {0};
     int rc = sr_get_i64s(f, "meta/train_state", m, 9, t->ckpt, err, errlen);
     if (!rc && m[0] != TRAIN_CKPT_VERSION) rc = fail(err, errlen, "%s: checkpoint version %lld, this dartsc reads %d", t->ckpt, (long long)m[0], TRAIN_CKPT_VERSION);
-    if (!rc && (uint64_t)m[1] != net_hash(t->net.graph))
+    if (!rc && (uint64_t)m[1] != sr_param_hash(t->net.graph))
         rc = fail(err, errlen, "%s: the checkpoint was written for a different network (parameter names/shapes differ)", t->ckpt);
     if (!rc && (m[2] < 0 || m[2] > t->sp->train.epochs || m[3] < 0 || m[3] > t->steps_per_epoch))
         rc = fail(err, errlen, "%s: epoch %lld step %lld do not fit this training run", t->ckpt, (long long)m[2], (long long)m[3]);
@@ -342,7 +332,7 @@ int sr_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, 
     double sum_loss = 0, sum_acc = 0;
     int64_t nsum = 0;
     while (t.epoch < tc->epochs) {
-        float lr = tc->w_lr_min + 0.5f * (tc->w_lr - tc->w_lr_min) * (1.0f + cosf((float)M_PI * (float)t.epoch / (float)tc->epochs));
+        float lr = sr_cosine_lr(tc, t.epoch);
         rt_plan_set_drop_path(t.p, tc->drop_path * (float)t.epoch / (float)tc->epochs);
         sum_loss = sum_acc = 0;
         nsum = 0;
@@ -361,9 +351,7 @@ int sr_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, 
             float loss = rt_forward(t.p, 1);
             double acc = (double)rt_last_correct(t.p) / tc->batch;
             rt_backward(t.p, RT_GRAD_W);
-            double norm = sqrt(t.be->sumsq(t.be, gw.grad, gw.n));
-            double coef = tc->w_clip / (norm + 1e-6);
-            if (tc->w_clip > 0 && coef < 1.0) t.be->scale(t.be, gw.grad, (float)coef, gw.n);
+            sr_clip_weight_grads(t.p, tc->w_clip);
             t.be->sgd_step(t.be, gw.data, t.buf, gw.grad, gw.n, lr, tc->w_momentum, tc->w_wd);
             t.be->synchronize(t.be);
             done++;

@@ -150,3 +150,32 @@ Test(space, check_rejects_odd_maps_before_reduction) {
     cr_expect_eq(ir_space_check(&sp, err, sizeof err), -1);
     cr_expect(strstr(err, "must be even"), "%s", err);
 }
+
+#include "frontend/fe.h"
+
+/* The DSL's darts_cifar10 example lowers to the same supernet as the built-in space: the
+ * same parameters in the same order with the same shapes, 1,930,618 weights as PyTorch. */
+Test(space, dsl_darts_cifar10_lowers_to_the_reference_supernet) {
+    ir_space dsl, ref;
+    fe_diags d;
+    fe_diags_init(&d);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/examples/darts_cifar10.dartsc", DARTSC_SOURCE_DIR);
+    cr_assert_eq(fe_compile_file(path, &dsl, &d), 0);
+    fe_diags_free(&d);
+    ir_space_darts_cifar10(&ref);
+    ir_net a, b;
+    cr_assert_eq(ir_space_build_supernet(&dsl, 2, &a), 0, "%s", a.error);
+    cr_assert_eq(ir_space_build_supernet(&ref, 2, &b), 0, "%s", b.error);
+    cr_assert_eq(ir_graph_num_nodes(a.graph), ir_graph_num_nodes(b.graph));
+    for (int i = 0; i < ir_graph_num_nodes(a.graph); i++) {
+        const ir_node *x = ir_graph_node(a.graph, i), *y = ir_graph_node(b.graph, i);
+        cr_assert(x->op == y->op && !strcmp(x->name, y->name) && x->ndim == y->ndim, "node %d: %s vs %s", i, x->name, y->name);
+        for (int k = 0; k < x->ndim; k++) cr_assert_eq(x->shape[k], y->shape[k], "%s", x->name);
+    }
+    ir_stats st;
+    ir_graph_stats(a.graph, &st);
+    cr_expect_eq(st.weight_params, 1930618);
+    ir_net_free(&a);
+    ir_net_free(&b);
+}

@@ -7,20 +7,26 @@
 #include <math.h>
 
 /* Index into the plane of the first maximum of window (p, q), or -1 if empty. */
-static int64_t argmax_window(const float *xp, const kpool_desc *d, int p, int q) {
+/* Index (in the plane) of the window's maximum: the first maximum in row-major order,
+ * or the first NaN (NaN propagates, as in PyTorch); -1 for a window with no in-bounds cell.
+ * The window is clipped once, so the scan has no per-cell bounds checks. */
+static inline int64_t argmax_window(const float *xp, const kpool_desc *d, int p, int q) {
     const int h0 = p * d->stride - d->pad, w0 = q * d->stride - d->pad;
-    float best = -INFINITY;
-    int64_t bi = -1;
-    for (int i = 0; i < d->k; i++) {
-        int ih = h0 + i;
-        if (ih < 0 || ih >= d->H) continue;
-        for (int j = 0; j < d->k; j++) {
-            int iw = w0 + j;
-            if (iw < 0 || iw >= d->W) continue;
-            float v = xp[(int64_t)ih * d->W + iw];
-            if (bi < 0 || v > best || (isnan(v) && !isnan(best))) {
+    const int i0 = h0 < 0 ? 0 : h0, i1 = h0 + d->k > d->H ? d->H : h0 + d->k;
+    const int j0 = w0 < 0 ? 0 : w0, j1 = w0 + d->k > d->W ? d->W : w0 + d->k;
+    if (i0 >= i1 || j0 >= j1) return -1;
+    int64_t bi = (int64_t)i0 * d->W + j0;
+    float best = xp[bi];
+    if (isnan(best)) return bi;
+    for (int ih = i0; ih < i1; ih++) {
+        const float *row = xp + (int64_t)ih * d->W;
+        for (int iw = j0; iw < j1; iw++) {
+            const float v = row[iw];
+            if (v > best) {
                 best = v;
                 bi = (int64_t)ih * d->W + iw;
+            } else if (isnan(v)) {
+                return (int64_t)ih * d->W + iw;
             }
         }
     }

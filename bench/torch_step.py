@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""torch_step.py - the PyTorch side of bench/run.sh: one DARTS search step of the same
+supernet as `dartsc bench` (tests/ref/darts_ref.py's Network, the reference structure),
+first order (alpha step: grad of L_val w.r.t. alpha; then the weight step with SGD) or
+second order (the unrolled step of the reference Architect: virtual step, gradients at w',
+finite-difference Hessian-vector product with R = 0.01/||v||), on random data.
+Prints one JSON line: median seconds per step after warm-up, images/s, peak RSS.
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ref"))
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import darts_ref  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--in-c", type=int, default=3)
+    ap.add_argument("--hw", type=int, default=32)
+    ap.add_argument("--C", type=int, default=16)
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--order", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    net = darts_ref.Network(a.in_c, a.C, a.classes, a.layers).train()
+    alphas = [net.alphas_normal.requires_grad_(True), net.alphas_reduce.requires_grad_(True)]
+    wopt = torch.optim.SGD(net.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
+    aopt = torch.optim.Adam(alphas, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+    xt = torch.randn(a.batch, a.in_c, a.hw, a.hw)
+    xv = torch.randn(a.batch, a.in_c, a.hw, a.hw)
+    yt = torch.randint(0, a.classes, (a.batch,))
+    yv = torch.randint(0, a.classes, (a.batch,))
+    params = list(net.parameters())
+    eta = 0.025
+
+    def loss(x, y):
+        return F.cross_entropy(net(x), y)
+
+    def second_order():
+        # virtual step w' = w - eta (momentum buf + g + wd w)
+        g = torch.autograd.grad(loss(xt, yt), params)
+        backup = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, gi in zip(params, g):
+                buf = wopt.state[p].get("momentum_buffer") if p in wopt.state else None
+                m = buf * 0.9 if buf is not None else 0
+                p.sub_(eta * (m + gi + 3e-4 * p))
+        lv = loss(xv, yv)
+        grads = torch.autograd.grad(lv, alphas + params)
+        dalpha, v = grads[:2], grads[2:]
+        R = 0.01 / torch.cat([x.view(-1) for x in v]).norm()
+        with torch.no_grad():
+            for p, b, vi in zip(params, backup, v):
+                p.copy_(b + R * vi)
+        gp = torch.autograd.grad(loss(xt, yt), alphas)
+        with torch.no_grad():
+            for p, b, vi in zip(params, backup, v):
+                p.copy_(b - R * vi)
+        gm = torch.autograd.grad(loss(xt, yt), alphas)
+        with torch.no_grad():
+            for p, b in zip(params, backup):
+                p.copy_(b)
+        for al, da, p_, m_ in zip(alphas, dalpha, gp, gm):
+            al.grad = da - eta * (p_ - m_) / (2 * R)
+
+    times = []
+    for s in range(a.warmup + a.steps):
+        t0 = time.perf_counter()
+        aopt.zero_grad()
+        if a.order == 1:
+            torch.autograd.backward(loss(xv, yv), inputs=alphas)
+        else:
+            second_order()
+        aopt.step()
+        wopt.zero_grad()
+        loss(xt, yt).backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        wopt.step()
+        if s >= a.warmup:
+            times.append(time.perf_counter() - t0)
+    times.sort()
+    n = len(times)
+    med = times[n // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "batch": a.batch, "order": a.order,
+                      "threads": a.threads, "median_s": round(med, 4), "min_s": round(times[0], 4),
+                      "images_per_s": round(a.batch / med, 2), "peak_rss_mb": round(rss, 1)}))
+
+
+if __name__ == "__main__":
+    main()

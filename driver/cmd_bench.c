@@ -1,0 +1,144 @@
+/* cmd_bench.c — `dartsc bench SPACE`: times whole search steps (first and second order)
+ * of the space's supernet on random data, on this machine: median of N steps after
+ * warm-up, images/s, achieved GFLOP/s from the counted multiply-adds, peak resident
+ * memory. bench/run.sh puts these beside PyTorch's numbers for the same supernet. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "driver.h"
+#include "frontend/fe.h"
+#include "kernels/cpu/kcpu.h"
+#include "kernels/kdesc.h"
+#include "runtime/runtime.h"
+#include "search/common.h"
+#include "search/search.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int dartsc_cmd_bench(int argc, char **argv) {
+    const char *path = NULL, *device = "cpu";
+    int batch = 0, order = 1, steps = 5, warmup = 1, json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--json")) json = 1;
+        else if (a[0] == '-' && !v) {
+            fprintf(stderr, "dartsc bench: %s needs a value\n", a);
+            return 2;
+        } else if (!strcmp(a, "--batch")) batch = atoi(argv[++i]);
+        else if (!strcmp(a, "--order")) order = atoi(argv[++i]);
+        else if (!strcmp(a, "--steps")) steps = atoi(argv[++i]);
+        else if (!strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
+        else if (!strcmp(a, "--device")) device = argv[++i];
+        else if (a[0] == '-') {
+            fprintf(stderr, "usage: dartsc bench SPACE [--batch N] [--order 1|2] [--steps N] [--warmup N] [--device cpu|cuda] [--json]\n");
+            return 2;
+        } else path = a;
+    }
+    if (!path || (order != 1 && order != 2) || steps < 1 || steps > 1000 || warmup < 0 || batch < 0) {
+        fprintf(stderr, "usage: dartsc bench SPACE [--batch N] [--order 1|2] [--steps N] [--warmup N] [--device cpu|cuda] [--json]\n");
+        return 2;
+    }
+    ir_space sp;
+    fe_diags d;
+    fe_diags_init(&d);
+    int rc = fe_compile_file(path, &sp, &d);
+    fe_diags_render(&d, stderr, isatty(2));
+    fe_diags_free(&d);
+    if (rc) return 1;
+    if (!batch) batch = sp.search.batch;
+    ir_net net;
+    if (ir_space_build_supernet(&sp, batch, &net)) {
+        fprintf(stderr, "dartsc bench: %s\n", net.error);
+        return 1;
+    }
+    char err[512];
+    rt_backend *be = !strcmp(device, "cuda") ? rt_backend_cuda_new(err, sizeof err) : rt_backend_cpu_new();
+    if (!be) {
+        fprintf(stderr, "dartsc bench: %s\n", err);
+        ir_net_free(&net);
+        return 1;
+    }
+    rt_plan *p = rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 1, .grads = RT_GRAD_W | RT_GRAD_ARCH}, err, sizeof err);
+    if (!p) {
+        fprintf(stderr, "dartsc bench: %s\n", err);
+        return 1;
+    }
+    rt_group gw = rt_plan_group(p, IR_ROLE_WEIGHT), ga = rt_plan_group(p, IR_ROLE_ARCH);
+    int64_t ni = (int64_t)batch * sp.in_c * sp.in_h * sp.in_w;
+    float *xt = malloc((size_t)ni * 4), *xv = malloc((size_t)ni * 4);
+    int32_t *yt = malloc((size_t)batch * 4), *yv = malloc((size_t)batch * 4);
+    for (int64_t i = 0; i < ni; i++) {
+        xt[i] = 2 * krng_uniform(1, (uint64_t)i) - 1;
+        xv[i] = 2 * krng_uniform(2, (uint64_t)i) - 1;
+    }
+    for (int i = 0; i < batch; i++) {
+        yt[i] = i % sp.classes;
+        yv[i] = (i * 7) % sp.classes;
+    }
+    float *buf = be->alloc(be, (size_t)gw.n * 4), *m = be->alloc(be, (size_t)ga.n * 4), *v = be->alloc(be, (size_t)ga.n * 4);
+    be->memset0(be, buf, (size_t)gw.n * 4);
+    be->memset0(be, m, (size_t)ga.n * 4);
+    be->memset0(be, v, (size_t)ga.n * 4);
+    sr_unroll u;
+    memset(&u, 0, sizeof u);
+    if (order == 2) sr_unroll_init(&u, p);
+    double *times = malloc((size_t)steps * sizeof *times);
+    for (int s = 0; s < warmup + steps; s++) {
+        double t0 = sr_now();
+        if (order == 1) {
+            rt_set_input(p, net.images, xv, (size_t)ni * 4);
+            rt_set_input(p, net.labels, yv, (size_t)batch * 4);
+            rt_forward(p, 1);
+            rt_backward(p, RT_GRAD_ARCH);
+        } else {
+            sr_arch_grad_second_order(p, &u, net.images, net.labels, xt, yt, xv, yv, buf, 0.025f, 0.9f, 3e-4f, 0, NULL);
+        }
+        be->adam_step(be, ga.data, m, v, ga.grad, ga.n, 3e-4f, 0.5f, 0.999f, 1e-8f, 1e-3f, s + 1);
+        rt_set_input(p, net.images, xt, (size_t)ni * 4);
+        rt_set_input(p, net.labels, yt, (size_t)batch * 4);
+        rt_forward(p, 1);
+        rt_backward(p, RT_GRAD_W);
+        be->sgd_step(be, gw.data, buf, gw.grad, gw.n, 0.025f, 0.9f, 3e-4f);
+        be->synchronize(be);
+        if (s >= warmup) times[s - warmup] = sr_now() - t0;
+    }
+    qsort(times, (size_t)steps, sizeof *times, cmp_double);
+    double med = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
+    ir_stats st;
+    ir_graph_stats(net.graph, &st);
+    /* forward + backward (2x) for each pass; first order: 2 passes (alpha, weights);
+     * second order: 6 (virtual step, at w', two Hessian passes, weights) */
+    double passes = order == 1 ? 2 : 5;
+    double gflop = 2.0 * (double)st.macs_per_sample * batch * 3.0 * passes / 1e9;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double rss_mb = (double)ru.ru_maxrss / 1024.0;
+    if (json)
+        printf("{\"impl\":\"dartsc\",\"space\":\"%s\",\"batch\":%d,\"order\":%d,\"threads\":%d,\"median_s\":%.4f,"
+               "\"min_s\":%.4f,\"images_per_s\":%.2f,\"gflop_per_step\":%.2f,\"gflops\":%.2f,\"peak_rss_mb\":%.1f}\n",
+               sp.name, batch, order, kcpu_num_threads(), med, times[0], batch / med, gflop, gflop / med, rss_mb);
+    else
+        printf("%s batch %d order %d: median %.3f s/step (min %.3f, %d steps), %.1f images/s, %.1f GFLOP/step, "
+               "%.1f GFLOP/s, peak RSS %.0f MiB, %d threads\n",
+               sp.name, batch, order, med, times[0], steps, batch / med, gflop, gflop / med, rss_mb, kcpu_num_threads());
+    if (order == 2) sr_unroll_free(&u, p);
+    be->free(be, buf);
+    be->free(be, m);
+    be->free(be, v);
+    free(times);
+    free(xt);
+    free(xv);
+    free(yt);
+    free(yv);
+    rt_plan_free(p);
+    be->destroy(be);
+    ir_net_free(&net);
+    return 0;
+}
