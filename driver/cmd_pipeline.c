@@ -328,6 +328,7 @@ int dartsc_cmd_run(int argc, char **argv) {
             fclose(f);
         }
     }
+    dartsc_render_cells(out);
     ir_genotype gt;
     snprintf(p, sizeof p, "%s/genotype.json", out);
     if (sr_genotype_read_json(&sp, p, &gt, err, sizeof err)) {
@@ -356,24 +357,41 @@ int dartsc_cmd_run(int argc, char **argv) {
             return 130;
         }
         times[1] = r.seconds;
+        snprintf(p, sizeof p, "%s/train.done", out);
+        FILE *f = fopen(p, "w");
+        if (f) {
+            fprintf(f, "%.3f\n", r.seconds);
+            fclose(f);
+        }
+    }
+    /* stage times of earlier invocations (resumed runs) */
+    const char *done[2] = {"search.done", "train.done"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(p, sizeof p, "%s/%s", out, done[k]);
+        FILE *f = fopen(p, "r");
+        if (f) {
+            if (fscanf(f, "%lf", &times[k]) != 1) times[k] = 0;
+            fclose(f);
+        }
     }
     /* 3. evaluate */
     snprintf(p, sizeof p, "%s/model.dtns", out);
     fprintf(stderr, "== evaluate\n");
-    double t0 = (double)clock() / CLOCKS_PER_SEC;
+    double t0 = sr_now();
     sr_eval_result ev;
     if (sr_evaluate(&sp, &gt, p, device, &ev, err, sizeof err)) {
         fprintf(stderr, "dartsc run: eval: %s\n", err);
         return 1;
     }
-    times[2] = (double)clock() / CLOCKS_PER_SEC - t0;
+    times[2] = sr_now() - t0;
     printf("test accuracy %.2f%% on %d images (loss %.4f)\n", 100 * ev.acc, ev.n, ev.loss);
     char rp[4200];
     snprintf(rp, sizeof rp, "%s/results.json", out);
     FILE *f = fopen(rp, "w");
     if (f) {
-        fprintf(f, "{\"test_accuracy\":%.6f,\"test_loss\":%.6f,\"test_images\":%d,\"search_seconds\":%.1f,\"train_seconds\":%.1f}\n",
-                ev.acc, ev.loss, ev.n, times[0], times[1]);
+        fprintf(f, "{\"test_accuracy\":%.6f,\"test_loss\":%.6f,\"test_images\":%d,\"search_seconds\":%.1f,\"train_seconds\":%.1f,"
+                   "\"eval_seconds\":%.1f}\n",
+                ev.acc, ev.loss, ev.n, times[0], times[1], times[2]);
         fclose(f);
     }
     /* 4. export */

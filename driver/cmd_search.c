@@ -86,15 +86,6 @@ static char *slurp(const char *path, size_t *len) {
     return b;
 }
 
-static void dot_to_svg(const char *dir) {
-    if (system("command -v dot >/dev/null 2>&1") != 0) return;
-    const char *names[2] = {"normal", "reduce"};
-    for (int t = 0; t < 2; t++) {
-        char cmd[8400];
-        snprintf(cmd, sizeof cmd, "dot -Tsvg '%s/%s.dot' -o '%s/%s.svg' 2>/dev/null", dir, names[t], dir, names[t]);
-        if (system(cmd) != 0) fprintf(stderr, "dartsc: warning: dot could not render %s/%s.dot\n", dir, names[t]);
-    }
-}
 
 static const char *usage_text =
     "usage: dartsc search SPACE [--out DIR] [--epochs N] [--batch N] [--order 1|2] [--seed N]\n"
@@ -194,7 +185,7 @@ int dartsc_cmd_search(int argc, char **argv) {
                 (long long)res.steps, o.out_dir);
         return 130;
     }
-    dot_to_svg(o.out_dir);
+    dartsc_render_cells(o.out_dir);
     printf("genotype: ");
     sr_genotype_print(&sp, &res.genotype, stdout);
     printf("search took %.1f s; architecture split accuracy %.2f%%; results in %s\n", res.seconds, 100 * res.val_acc,

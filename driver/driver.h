@@ -13,6 +13,8 @@ int dartsc_cmd_run(int argc, char **argv);
 int dartsc_cmd_bench(int argc, char **argv);
 
 #include "ir/space.h"
+/* RUN_DIR/{normal,reduce}.svg from the .dot files when Graphviz's dot is installed. */
+void dartsc_render_cells(const char *dir);
 /* RUN_DIR/report.html; 0 on success. */
 int dartsc_write_report(const char *dir, const ir_space *sp, const ir_genotype *gt, double test_acc, int argc, char **argv);
 

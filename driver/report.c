@@ -107,6 +107,16 @@ static void inline_svg(FILE *f, const char *dir, const char *name) {
     fclose(s);
 }
 
+void dartsc_render_cells(const char *dir) {
+    if (system("command -v dot >/dev/null 2>&1") != 0) return;
+    const char *names[2] = {"normal", "reduce"};
+    for (int t = 0; t < 2; t++) {
+        char cmd[8400];
+        snprintf(cmd, sizeof cmd, "dot -Tsvg '%s/%s.dot' -o '%s/%s.svg' 2>/dev/null", dir, names[t], dir, names[t]);
+        if (system(cmd) != 0) fprintf(stderr, "dartsc: warning: dot could not render %s/%s.dot\n", dir, names[t]);
+    }
+}
+
 int dartsc_write_report(const char *dir, const ir_space *sp, const ir_genotype *gt, double test_acc, int argc,
                         char **argv) {
     char p[4200];

@@ -105,7 +105,9 @@ char *sr_genotype_to_json(const ir_space *sp, const ir_genotype *gt, const float
     json_t *ops = json_array();
     for (int o = 0; o < sp->normal.n_ops; o++) json_array_append_new(ops, json_string(sp->normal.ops[o].name));
     json_object_set_new(root, "ops", ops);
-    char *s = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+    /* one compact line when embedded (no alpha table), indented in genotype.json */
+    size_t fmt = alpha_normal ? JSON_INDENT(1) : JSON_COMPACT;
+    char *s = json_dumps(root, fmt | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
     json_decref(root);
     return s;
 }
