@@ -337,11 +337,11 @@ static int b_cand(builder *b, const ir_cand *op, int x, const char *p, int64_t C
     }
 }
 
-/* One search cell: preprocessing, mixed edges, combine. */
-static int b_search_cell(builder *b, const ir_cell *cell, int ci, int alpha, int s0, int s1, int64_t c_pp,
-                         int64_t c_p, int64_t C, int reduction, int reduction_prev) {
-    char n[256], p[128];
-    int states[2 + IR_MAX_NODES];
+/* A cell's input states: s0 through FactorizedReduce after a reduction cell, else
+ * ReLUConvBN; s1 through ReLUConvBN. Returns the number of states written. */
+static int b_cell_inputs(builder *b, const ir_cell *cell, int ci, int s0, int s1, int64_t c_pp, int64_t c_p, int64_t C,
+                         int reduction_prev, int *states) {
+    char p[128];
     int ns = 0;
     if (cell->n_inputs == 2) {
         snprintf(p, sizeof p, "cells.%d.preprocess0", ci);
@@ -349,6 +349,15 @@ static int b_search_cell(builder *b, const ir_cell *cell, int ci, int alpha, int
     }
     snprintf(p, sizeof p, "cells.%d.preprocess1", ci);
     states[ns++] = b_relu_conv_bn(b, s1, p, c_p, C, 1, 1, 0);
+    return ns;
+}
+
+/* One search cell: preprocessing, mixed edges, combine. */
+static int b_search_cell(builder *b, const ir_cell *cell, int ci, int alpha, int s0, int s1, int64_t c_pp,
+                         int64_t c_p, int64_t C, int reduction, int reduction_prev) {
+    char n[256], p[128];
+    int states[2 + IR_MAX_NODES];
+    int ns = b_cell_inputs(b, cell, ci, s0, s1, c_pp, c_p, C, reduction_prev, states);
     int e = 0;
     for (int i = 0; i < cell->n_nodes; i++) {
         int terms[IR_MAX_NODES + 2], nt = 0;
@@ -534,13 +543,7 @@ static int b_eval_cell(builder *b, const ir_cell *cell, const ir_geno_cell *gc, 
                        int64_t c_p, int64_t C, int reduction, int reduction_prev, int drop_path) {
     char n[256], p[128];
     int states[2 + IR_MAX_NODES];
-    int ns = 0;
-    if (cell->n_inputs == 2) {
-        snprintf(p, sizeof p, "cells.%d.preprocess0", ci);
-        states[ns++] = reduction_prev ? b_factorized_reduce(b, s0, p, c_pp, C) : b_relu_conv_bn(b, s0, p, c_pp, C, 1, 1, 0);
-    }
-    snprintf(p, sizeof p, "cells.%d.preprocess1", ci);
-    states[ns++] = b_relu_conv_bn(b, s1, p, c_p, C, 1, 1, 0);
+    int ns = b_cell_inputs(b, cell, ci, s0, s1, c_pp, c_p, C, reduction_prev, states);
     int j = 0;
     for (int i = 0; i < gc->n_nodes; i++) {
         int terms[IR_MAX_KEEP], nt = 0;

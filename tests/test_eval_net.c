@@ -215,15 +215,7 @@ static void run_eval_parity(const eval_cfg *c) {
             rt_read(p, net.aux_logits, logits, (size_t)nl * 4);
             compare(&t, "aux_logits", logits, rt_tf_find(ref64, "aux_logits"), rt_tf_find(ref, "aux_logits"), nl);
         }
-        for (int i = 0; i < ir_graph_num_nodes(g); i++) {
-            const ir_node *n = ir_graph_node(g, i);
-            if (n->op != IR_OP_PARAM) continue;
-            char name[512];
-            int buffer = n->role == IR_ROLE_BUFFER;
-            snprintf(name, sizeof name, "%s/%s", buffer ? "running" : "grad", n->name);
-            compare(&t, name, buffer ? rt_node_data(p, i) : rt_node_grad(p, i), rt_tf_find(ref64, name),
-                    rt_tf_find(ref, name), ir_node_numel(n));
-        }
+        tu_parity_compare_params(&t, p, ref64, ref);
         cr_expect(t.tensors > 100);
     }
     cr_log_info("eval net C=%d layers=%d %dx%d aux=%d %s: %d tensors compared; %d above 1e-4; worst %.3g at %s", c->C,

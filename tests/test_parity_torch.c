@@ -115,15 +115,7 @@ static void run_parity(const parity_cfg *c) {
     float *logits = malloc((size_t)nl * 4);
     rt_read(p, net.logits, logits, (size_t)nl * 4);
     compare(&t, "logits", logits, rt_tf_find(ref64, "logits"), rt_tf_find(ref, "logits"), nl);
-    for (int i = 0; i < ir_graph_num_nodes(g); i++) {
-        const ir_node *n = ir_graph_node(g, i);
-        if (n->op != IR_OP_PARAM) continue;
-        char name[512];
-        int buffer = n->role == IR_ROLE_BUFFER;
-        snprintf(name, sizeof name, "%s/%s", buffer ? "running" : "grad", n->name);
-        compare(&t, name, buffer ? rt_node_data(p, i) : rt_node_grad(p, i), rt_tf_find(ref64, name), rt_tf_find(ref, name),
-                ir_node_numel(n));
-    }
+    tu_parity_compare_params(&t, p, ref64, ref);
     cr_log_info("%d tensors compared; %d above 1e-4 (PyTorch float32 no better there); worst %.3g at %s", t.tensors,
                 t.fallback, t.worst, t.worst_name);
     cr_expect(t.tensors > 20);

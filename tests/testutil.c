@@ -9,6 +9,8 @@
 #include <criterion/criterion.h>
 
 #include "kernels/kdesc.h"
+#include "runtime/runtime.h"
+#include "runtime/tensorfile.h"
 
 void tu_fill_uniform(float *x, int64_t n, float lo, float hi, uint64_t seed) {
     for (int64_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * krng_uniform(seed, (uint64_t)i);
@@ -62,5 +64,21 @@ void tu_parity_compare(tu_parity *t, const char *what, const float *got, const f
     if (e > t->worst) {
         t->worst = e;
         snprintf(t->worst_name, sizeof t->worst_name, "%s", what);
+    }
+}
+
+void tu_parity_compare_params(tu_parity *t, struct rt_plan *p, const struct rt_tf_file *r64, const struct rt_tf_file *r32) {
+    const ir_graph *g = rt_plan_graph(p);
+    for (int i = 0; i < ir_graph_num_nodes(g); i++) {
+        const ir_node *n = ir_graph_node(g, i);
+        if (n->op != IR_OP_PARAM) continue;
+        char name[512];
+        int buffer = n->role == IR_ROLE_BUFFER;
+        snprintf(name, sizeof name, "%s/%s", buffer ? "running" : "grad", n->name);
+        const rt_tf_entry *a = rt_tf_find(r64, name), *b = rt_tf_find(r32, name);
+        cr_assert(a && b, "reference lacks %s", name);
+        cr_assert_eq(a->numel, ir_node_numel(n), "%s: %lld elements vs reference %lld", name, (long long)ir_node_numel(n),
+                     (long long)a->numel);
+        tu_parity_compare(t, name, buffer ? rt_node_data(p, i) : rt_node_grad(p, i), a->data, b->data, ir_node_numel(n));
     }
 }

@@ -18,7 +18,6 @@ const char *tu_src_path(const char *rel);
 /* A fresh temporary directory (mkdtemp); static buffer. */
 const char *tu_tmpdir(void);
 
-#endif
 
 /* ---- parity against a reference run in float64 (truth) and float32 ----
  * A tensor passes when dartsc's error e = ||x - x64|| / ||x64|| is at most 1e-4, or, where
@@ -35,3 +34,11 @@ typedef struct tu_parity {
 } tu_parity;
 /* got, r64, r32: n floats. Records a Criterion expectation failure naming `what`. */
 void tu_parity_compare(tu_parity *t, const char *what, const float *got, const float *r64, const float *r32, int64_t n);
+
+struct rt_plan;
+struct rt_tf_file;
+/* Compares every parameter gradient ("grad/NAME") and BN buffer ("running/NAME") of the
+ * plan's graph with the float64 and float32 reference files. */
+void tu_parity_compare_params(tu_parity *t, struct rt_plan *p, const struct rt_tf_file *r64, const struct rt_tf_file *r32);
+
+#endif
