@@ -16,6 +16,7 @@
 #include "search/common.h"
 #include "search/genotype.h"
 #include "search/search.h"
+#include "runtime/tensorfile.h"
 #include "search/train.h"
 
 static volatile sig_atomic_t stop_flag;
@@ -235,16 +236,18 @@ int dartsc_cmd_train(int argc, char **argv) {
 }
 
 int dartsc_cmd_eval(int argc, char **argv) {
-    const char *dir = NULL, *device = "cpu";
+    const char *dir = NULL, *device = "cpu", *pred_path = NULL;
+    const char *usage = "usage: dartsc eval RUN_DIR [--device cpu|cuda] [--predictions FILE.dtns]\n";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
+        else if (!strcmp(argv[i], "--predictions") && i + 1 < argc) pred_path = argv[++i];
         else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: dartsc eval RUN_DIR [--device cpu|cuda]\n");
+            fputs(usage, stderr);
             return 2;
         } else dir = argv[i];
     }
     if (!dir) {
-        fprintf(stderr, "usage: dartsc eval RUN_DIR [--device cpu|cuda]\n");
+        fputs(usage, stderr);
         return 2;
     }
     ir_space sp;
@@ -252,12 +255,27 @@ int dartsc_cmd_eval(int argc, char **argv) {
     char weights[4200], err[1024];
     if (open_run_dir(dir, &sp, &gt, weights, sizeof weights)) return 1;
     sr_eval_result ev;
-    if (sr_evaluate(&sp, &gt, weights, device, &ev, err, sizeof err)) {
+    enum { MAX_PRED = 1 << 20 };
+    int32_t *pred = pred_path ? calloc(MAX_PRED, sizeof *pred) : NULL;
+    if (sr_evaluate_predict(&sp, &gt, weights, device, pred, pred ? MAX_PRED : 0, &ev, err, sizeof err)) {
         fprintf(stderr, "dartsc eval: %s\n", err);
+        free(pred);
         return 1;
     }
     printf("test accuracy %.2f%% (%d images), loss %.4f\n", 100 * ev.acc, ev.n, ev.loss);
-    return 0;
+    int rc = 0;
+    if (pred) {
+        err[0] = 0;
+        rt_tf_writer *w = rt_tf_open_write(pred_path, err, sizeof err);
+        if (!w) rc = 1;
+        else if (rt_tf_write(w, "predictions", RT_TF_I32, 1, (int64_t[]){ev.n}, pred)) {
+            rt_tf_abort_write(w);
+            rc = 1;
+        } else if (rt_tf_close_write(w, err, sizeof err)) rc = 1;
+        if (rc) fprintf(stderr, "dartsc eval: %s\n", err[0] ? err : "writing predictions failed");
+    }
+    free(pred);
+    return rc;
 }
 
 /* ---- run ---------------------------------------------------------------------------------------- */

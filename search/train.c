@@ -128,6 +128,11 @@ void sr_infer_close(sr_infer *in) {
 
 int sr_evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, sr_eval_result *res,
                 char *err, size_t errlen) {
+    return sr_evaluate_predict(sp, gt, weights, device, NULL, 0, res, err, errlen);
+}
+
+int sr_evaluate_predict(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, int32_t *pred,
+                        int pred_cap, sr_eval_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
     rt_dataset test, view;
     if (sr_data_load(sp, 0, &test, err, errlen)) return -1;
@@ -152,10 +157,12 @@ int sr_evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, 
         rt_data_subset(&view, done, count, &part);
         rt_loader l;
         float *x = malloc((size_t)B * sp->in_c * sp->in_h * sp->in_w * 4);
+        float *logits = pred ? malloc((size_t)B * sp->classes * 4) : NULL;
         int32_t *y = malloc((size_t)B * 4);
-        if (!x || !y || rt_loader_init(&l, &part, &cfg, err, errlen)) {
+        if (!x || !y || (pred && !logits) || rt_loader_init(&l, &part, &cfg, err, errlen)) {
             free(x);
             free(y);
+            free(logits);
             sr_infer_close(&in);
             if (!err[0]) fail(err, errlen, "out of memory");
             goto out;
@@ -166,11 +173,20 @@ int sr_evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, 
             rt_set_input(in.p, in.net.labels, y, (size_t)B * 4);
             sl += (double)rt_forward(in.p, 0) * got;
             sc += rt_last_correct(in.p);
+            if (pred && logits && rt_read(in.p, in.net.logits, logits, (size_t)B * sp->classes * 4) == 0)
+                for (int i = 0; i < got && done + i < pred_cap; i++) {
+                    const float *row = logits + (size_t)i * sp->classes;
+                    int best = 0;
+                    for (int k = 1; k < sp->classes; k++)
+                        if (row[k] > row[best]) best = k;
+                    pred[done + i] = best;
+                }
             done += got;
         }
         rt_loader_free(&l);
         free(x);
         free(y);
+        free(logits);
         sr_infer_close(&in);
     }
     res->n = done;

@@ -52,6 +52,10 @@ int sr_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, 
 int sr_evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, sr_eval_result *res,
                 char *err, size_t errlen);
 
+/* The same, also writing the predicted class of test image i to pred[i] (i < pred_cap). */
+int sr_evaluate_predict(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, int32_t *pred,
+                        int pred_cap, sr_eval_result *res, char *err, size_t errlen);
+
 /* An inference network of the derived architecture at a batch size, on a backend, with
  * the weights of a weights file loaded by name. */
 typedef struct sr_infer {
