@@ -275,25 +275,12 @@ static void demo_space(ir_space *sp) {
     sp->search.crop_pad = 2;
 }
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)len + 1);
-    if (fread(b, 1, (size_t)len, f) != (size_t)len) len = 0;
-    b[len] = 0;
-    fclose(f);
-    if (n) *n = (size_t)len;
-    return b;
-}
 
 /* metrics.jsonl without the timing field (images_per_s differs from run to run) */
 static char *metrics_without_timing(const char *dir) {
     char path[600];
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    char *s = slurp(path, NULL);
+    char *s = tu_slurp(path, NULL);
     cr_assert(s, "no metrics in %s", dir);
     char *out = malloc(strlen(s) + 1), *o = out;
     for (char *p = s; *p;) {
@@ -332,7 +319,7 @@ static void expect_same_file(const char *a, const char *b, const char *name) {
     snprintf(pa, sizeof pa, "%s/%s", a, name);
     snprintf(pb, sizeof pb, "%s/%s", b, name);
     size_t na, nb;
-    char *x = slurp(pa, &na), *y = slurp(pb, &nb);
+    char *x = tu_slurp(pa, &na), *y = tu_slurp(pb, &nb);
     cr_assert(x && y, "%s missing", name);
     cr_expect(na == nb && memcmp(x, y, na) == 0, "%s differs between %s and %s", name, a, b);
     free(x);
@@ -398,7 +385,7 @@ Test(search_loop, refuses_corrupt_and_mismatched_checkpoints_without_touching_th
     cr_assert(r.stopped);
     snprintf(path, sizeof path, "%s/checkpoint.dtns", d);
     size_t n;
-    char *orig = slurp(path, &n);
+    char *orig = tu_slurp(path, &n);
     /* a fresh search must not overwrite an existing one */
     sr_options o = sr_options_default();
     o.out_dir = d;
@@ -415,7 +402,7 @@ Test(search_loop, refuses_corrupt_and_mismatched_checkpoints_without_touching_th
     cr_expect_eq(sr_search(&sp, &o, &r, err, sizeof err), -1);
     cr_expect(strstr(err, "checkpoint.dtns"), "%s", err);
     size_t n2;
-    char *after = slurp(path, &n2);
+    char *after = tu_slurp(path, &n2);
     cr_expect(n2 == n && memcmp(after, bad, n) == 0, "a refused checkpoint must not be overwritten");
     free(after);
     /* truncated */

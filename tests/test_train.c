@@ -27,18 +27,6 @@ static void tiny_space(ir_space *sp) {
     sp->train.aux_weight = 0;
 }
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)len + 1);
-    if (fread(b, 1, (size_t)len, f) != (size_t)len) len = 0;
-    fclose(f);
-    *n = (size_t)len;
-    return b;
-}
 
 Test(train, resume_is_bit_identical_and_weights_evaluate, .timeout = 600) {
     ir_space sp;
@@ -65,7 +53,7 @@ Test(train, resume_is_bit_identical_and_weights_evaluate, .timeout = 600) {
     snprintf(pa, sizeof pa, "%s/model.dtns", a);
     snprintf(pb, sizeof pb, "%s/model.dtns", b);
     size_t na, nb;
-    char *x = slurp(pa, &na), *y = slurp(pb, &nb);
+    char *x = tu_slurp(pa, &na), *y = tu_slurp(pb, &nb);
     cr_assert(x && y);
     cr_expect(na == nb && memcmp(x, y, na) == 0, "resumed training differs from uninterrupted training");
     free(x);

@@ -46,6 +46,20 @@ const char *tu_src_path(const char *rel) {
     return buf;
 }
 
+char *tu_slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = len >= 0 ? malloc((size_t)len + 1) : NULL;
+    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) len = 0;
+    if (b) b[len] = 0;
+    fclose(f);
+    if (n) *n = b ? (size_t)len : 0;
+    return b;
+}
+
 const char *tu_tmpdir(void) {
     static char buf[256];
     snprintf(buf, sizeof buf, "/tmp/dartsc-test-XXXXXX");

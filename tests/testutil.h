@@ -15,6 +15,9 @@ double tu_max_rel_err(const float *a, const float *b, int64_t n, double floor, i
 double tu_norm_rel_err(const float *a, const float *b, int64_t n);
 /* Path helpers: DARTSC_SOURCE_DIR / rel. Returns a static buffer. */
 const char *tu_src_path(const char *rel);
+/* The whole file, NUL-terminated (caller frees); NULL if it cannot be read. *n gets the
+ * length when n is not NULL. */
+char *tu_slurp(const char *path, size_t *n);
 /* A fresh temporary directory (mkdtemp); static buffer. */
 const char *tu_tmpdir(void);
 
