@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include "driver.h"
-#include "frontend/fe.h"
 #include "kernels/cpu/kcpu.h"
 #include "kernels/kdesc.h"
 #include "runtime/runtime.h"
@@ -46,12 +45,7 @@ int dartsc_cmd_bench(int argc, char **argv) {
         return 2;
     }
     ir_space sp;
-    fe_diags d;
-    fe_diags_init(&d);
-    int rc = fe_compile_file(path, &sp, &d);
-    fe_diags_render(&d, stderr, isatty(2));
-    fe_diags_free(&d);
-    if (rc) return 1;
+    if (dartsc_load_space(path, &sp)) return 1;
     if (!batch) batch = sp.search.batch;
     ir_net net;
     if (ir_space_build_supernet(&sp, batch, &net)) {

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include "driver.h"
-#include "frontend/fe.h"
 #include "ir/space.h"
 #include "runtime/runtime.h"
 
@@ -69,12 +68,7 @@ int dartsc_cmd_check(int argc, char **argv) {
         return 2;
     }
     ir_space sp;
-    fe_diags d;
-    fe_diags_init(&d);
-    int rc = fe_compile_file(path, &sp, &d);
-    fe_diags_render(&d, stderr, isatty(2));
-    fe_diags_free(&d);
-    if (rc != 0) return 1;
+    if (dartsc_load_space(path, &sp)) return 1;
 
     printf("space %s (%s, %s)\n", sp.name, sp.kind == IR_SPACE_CNN ? "convolutional" : "recurrent", path);
     print_cell("normal", &sp.normal);

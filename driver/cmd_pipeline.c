@@ -38,7 +38,7 @@ static int exists(const char *dir, const char *name) {
     return access(p, F_OK) == 0;
 }
 
-static int load_space(const char *path, ir_space *sp) {
+int dartsc_load_space(const char *path, ir_space *sp) {
     fe_diags d;
     fe_diags_init(&d);
     int rc = fe_compile_file(path, sp, &d);
@@ -131,7 +131,7 @@ static int open_run_dir(const char *dir, ir_space *sp, ir_genotype *gt, char *we
         fprintf(stderr, "dartsc: %s: not a run directory (no space.dartsc)\n", dir);
         return -1;
     }
-    if (load_space(p, sp)) return -1;
+    if (dartsc_load_space(p, sp)) return -1;
     snprintf(p, sizeof p, "%s/genotype.json", dir);
     if (sr_genotype_read_json(sp, p, gt, err, sizeof err)) {
         fprintf(stderr, "dartsc: %s\n", err);
@@ -208,7 +208,7 @@ int dartsc_cmd_train(int argc, char **argv) {
         return 2;
     }
     ir_space sp;
-    if (load_space(path, &sp)) return 1;
+    if (dartsc_load_space(path, &sp)) return 1;
     if (epochs > 0) sp.train.epochs = (int)epochs;
     if (subset >= 0) sp.train.subset = (int)subset;
     ir_genotype gt;
@@ -300,7 +300,7 @@ int dartsc_cmd_run(int argc, char **argv) {
         return 2;
     }
     ir_space sp;
-    if (load_space(path, &sp)) return 1;
+    if (dartsc_load_space(path, &sp)) return 1;
     install_signals();
     char err[1024], p[4200];
     double times[4] = {0};

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include "driver.h"
-#include "frontend/fe.h"
 #include "search/genotype.h"
 #include "search/search.h"
 
@@ -143,12 +142,7 @@ int dartsc_cmd_search(int argc, char **argv) {
         return 2;
     }
     ir_space sp;
-    fe_diags d;
-    fe_diags_init(&d);
-    int rc = fe_compile_file(path, &sp, &d);
-    fe_diags_render(&d, stderr, isatty(2));
-    fe_diags_free(&d);
-    if (rc) return 1;
+    if (dartsc_load_space(path, &sp)) return 1;
     if (epochs) sp.search.epochs = (int)epochs;
     if (batch) sp.search.batch = (int)batch;
     if (order) sp.search.order = (int)order;
@@ -174,7 +168,7 @@ int dartsc_cmd_search(int argc, char **argv) {
             (unsigned long long)sp.search.seed);
     sr_result res;
     char err[1024];
-    rc = sr_search(&sp, &o, &res, err, sizeof err);
+    int rc = sr_search(&sp, &o, &res, err, sizeof err);
     free(src);
     if (rc) {
         fprintf(stderr, "%sdartsc search: error: %s\n", pg.tty ? "\n" : "", err);

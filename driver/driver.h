@@ -13,6 +13,8 @@ int dartsc_cmd_run(int argc, char **argv);
 int dartsc_cmd_bench(int argc, char **argv);
 
 #include "ir/space.h"
+/* Compiles a space file, rendering its diagnostics on stderr; 0, or -1 on errors. */
+int dartsc_load_space(const char *path, ir_space *sp);
 /* RUN_DIR/{normal,reduce}.svg from the .dot files when Graphviz's dot is installed. */
 void dartsc_render_cells(const char *dir);
 /* RUN_DIR/report.html; 0 on success. */
