@@ -1,18 +1,58 @@
 #!/usr/bin/env bash
-# Single-thread inference latency of a trained run directory's network: the generated C
-# (gcc -O3 -march=native) against onnxruntime (1 intra-op thread, all optimisations) on
-# the same exported ONNX model, in one run.   bench/infer.sh [RUN_DIR] [RUNS]
+# Single-thread inference latency of a run directory's network, in one run: the generated
+# C (gcc -O3 -march=native), onnxruntime (1 intra-op thread, all optimisations) on the
+# exported ONNX model, and PyTorch (the reference model.py network, eval mode, 1 thread),
+# all three with the same weights and inputs, at batch 1 and 32. Runs are interleaved
+# (C, onnxruntime, PyTorch, repeated ROUNDS times) and each prints medians of wall and
+# thread CPU time; the summary takes the median over rounds of the CPU-time medians (on a
+# shared machine the wall time mostly measures the other jobs) and prints ratios, binary
+# size and peak memory.
+#
+#   bench/infer.sh [RUN_DIR] [RUNS] [ROUNDS]       RUN_DIR defaults to runs/fashion_mnist;
+#   bench/infer.sh darts_v2 [RUNS] [ROUNDS]        the DARTS_V2 network at search size
+#                                                  (8 cells, C = 16, 32x32, random weights:
+#                                                  bench/darts_v2_run.c)
+# DARTSC_BUILD (default build) is the build directory holding dartsc and darts_v2_run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run="${1:-runs/fashion_mnist}"
-runs="${2:-50}"
+runs="${2:-200}"
+rounds="${3:-3}"
+build="${DARTSC_BUILD:-build}"
 tmp=$(mktemp -d)
-./build/dartsc export "$run" --c "$tmp" --onnx "$tmp/model.onnx" --max-batch 32 >/dev/null 2>&1
+trap 'rm -rf "$tmp"' EXIT
+if [ "$run" = darts_v2 ]; then
+  "$build/darts_v2_run" "$tmp/run" >/dev/null
+  run="$tmp/run"
+fi
+"$build/dartsc" export "$run" --c "$tmp" --onnx "$tmp/model.onnx" --max-batch 32 >/dev/null 2>&1
 cc -std=c99 -O3 -march=native -I"$tmp" bench/cgen_time.c "$tmp/model.c" -lm -o "$tmp/cgen_time"
-echo "# $(date -u +%FT%TZ) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(cc --version | head -1)"
-echo "# binary: $(stat -c %s "$tmp/cgen_time") bytes"
+hw=$(sed -n 's/^#define model_IN_H \([0-9]*\).*/\1/p' "$tmp/model.h")
+echo "# $(date -u +%FT%TZ) $run: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores," \
+     "$(cc --version | head -1); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# generated C binary (bench driver + model): $(stat -c %s "$tmp/cgen_time") bytes; model.c $(stat -c %s "$tmp/model.c") bytes"
 for b in 1 32; do
-  "$tmp/cgen_time" "$b" "$runs"
-  OMP_NUM_THREADS=1 .venv/bin/python bench/ort_time.py "$tmp/model.onnx" "$b" "$runs"
-done
-rm -rf "$tmp"
+  n=$runs
+  [ "$b" = 32 ] && n=$(( (runs + 7) / 8 ))
+  for r in $(seq "$rounds"); do
+    "$tmp/cgen_time" "$b" "$n"
+    OMP_NUM_THREADS=1 .venv/bin/python bench/ort_time.py "$tmp/model.onnx" "$b" "$n"
+    OMP_NUM_THREADS=1 /usr/bin/python3 bench/torch_infer.py "$run" "$hw" "$b" "$(( (n + 3) / 4 ))"
+  done
+done | tee "$tmp/lines"
+python3 - "$tmp/lines" <<'EOF'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+print("# medians over rounds (ms, thread CPU time; wall in brackets); ratio = x / onnxruntime")
+for b in (1, 32):
+    med = {}
+    for impl in ("dartsc-c", "onnxruntime", "pytorch"):
+        r = [x for x in rows if x["impl"] == impl and x["batch"] == b]
+        med[impl] = (statistics.median(x["cpu_median_ms"] for x in r), statistics.median(x["median_ms"] for x in r),
+                     max(x.get("maxrss_kb", 0) for x in r), r[0].get("arena_bytes"))
+    o = med["onnxruntime"][0]
+    print("batch %2d: " % b + "  ".join("%s %.3f [%.3f] (x%.2f)" % (k, v[0], v[1], v[0] / o) for k, v in med.items()))
+    c = med["dartsc-c"]
+    print("          peak RSS: generated C %d KiB (arena %d bytes), onnxruntime %d KiB, pytorch %d KiB" %
+          (c[2], c[3], med["onnxruntime"][2], med["pytorch"][2]))
+EOF

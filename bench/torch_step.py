@@ -22,6 +22,7 @@ import darts_ref  # noqa: E402
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--space", default="darts_cifar10", help="label printed in the JSON line")
     ap.add_argument("--in-c", type=int, default=3)
     ap.add_argument("--hw", type=int, default=32)
     ap.add_argument("--C", type=int, default=16)
@@ -95,7 +96,7 @@ def main():
     n = len(times)
     med = times[n // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "batch": a.batch, "order": a.order,
+    print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "space": a.space, "batch": a.batch, "order": a.order,
                       "threads": a.threads, "median_s": round(med, 4), "min_s": round(times[0], 4),
                       "images_per_s": round(a.batch / med, 2), "peak_rss_mb": round(rss, 1)}))
 

@@ -18,8 +18,9 @@ enum { K_NONE, K_EMIT, K_ALIAS, K_ZERO }; /* what a node becomes */
 #define MAX_NAME 40
 
 typedef struct src {
-    int node; /* buffer owner; -1: a zero the op handles itself (CONCAT) */
-    int relu; /* read through a fused ReLU */
+    int node;  /* buffer owner; -1: a zero the op handles itself (CONCAT) */
+    int relu;  /* read through a fused ReLU */
+    int shift; /* read through a fused SHIFT (x[:, :, 1:, 1:]) */
 } src;
 
 typedef struct cgs {
@@ -30,10 +31,13 @@ typedef struct cgs {
     cg_fold fold;
     int *rep;            /* K_ALIAS: the node whose value this is */
     unsigned char *kind; /* K_* */
-    unsigned char *need, *live, *mat, *virt, *relu_out, *notconv;
+    unsigned char *need, *live, *mat, *virt, *relu_out, *notconv, *vshift;
     int *cons;           /* readers among emitted ops */
+    int *addin;          /* per emitted op: a value its output write adds (a fused ADD), or -1 */
     int *sched, n_sched;
     int64_t *off;        /* arena offset in floats; -1 none */
+    int64_t *scratch;    /* floats of arena scratch an op needs while it runs (0: none) */
+    int64_t *soff;       /* its offset */
     int64_t arena_floats;
     int out_owner;
     int uses_relu;
@@ -67,9 +71,16 @@ static int is_param(const cgs *s, int j) { return ND(s, j)->op == IR_OP_PARAM; }
 
 static src resolve(const cgs *s, int j) {
     int o = own(s, j);
-    if (s->virt[o]) return (src){own(s, ND(s, o)->inputs[0]), 1};
-    return (src){o, 0};
+    if (s->virt[o]) return (src){own(s, ND(s, o)->inputs[0]), 1, 0};
+    if (s->vshift[o]) {
+        src r = resolve(s, ND(s, o)->inputs[0]);
+        r.shift = 1;
+        return r;
+    }
+    return (src){o, 0, 0};
 }
+
+static int is_pointwise(const cgs *s, int i);
 
 /* Activation inputs an op reads (PARAM inputs are compile-time constants). ADD and MEAN
  * drop zero terms; CONCAT keeps them as node -1 (filled with memset). */
@@ -81,9 +92,10 @@ static int op_srcs(const cgs *s, int i, src *out) {
         int in = nd->inputs[j];
         if (in < 0 || is_param(s, in)) continue;
         if (is_zero(s, in) && (nd->op == IR_OP_ADD || nd->op == IR_OP_MEAN)) continue;
-        if (is_zero(s, in) && nd->op == IR_OP_CONCAT) { out[k++] = (src){-1, 0}; continue; }
+        if (is_zero(s, in) && nd->op == IR_OP_CONCAT) { out[k++] = (src){-1, 0, 0}; continue; }
         out[k++] = resolve(s, in);
     }
+    if (s->addin[i] >= 0) out[k++] = (src){s->addin[i], 0, 0};
     return k;
 }
 
@@ -230,7 +242,7 @@ static int analyse(cgs *s) {
         for (int j = 0; j < k; j++) {
             if (r[j].node < 0) continue;
             s->cons[r[j].node]++;
-            if (ND(s, i)->op != IR_OP_CONV2D) s->notconv[r[j].node] = 1;
+            if (ND(s, i)->op != IR_OP_CONV2D && ND(s, i)->op != IR_OP_SHIFT) s->notconv[r[j].node] = 1;
         }
     }
     for (int i = 0; i < n; i++) {
@@ -250,10 +262,51 @@ static int analyse(cgs *s) {
         }
     }
 
+    /* SHIFT fusion: a SHIFT read only by strided 1x1 convs (FactorizedReduce) is read by
+     * their gathers at an offset of one row and column instead of being copied */
+    for (int i = 0; i < n; i++) {
+        if (!s->live[i] || s->kind[i] != K_EMIT || ND(s, i)->op != IR_OP_SHIFT || i == s->out_owner || s->virt[i])
+            continue;
+        int ok = s->cons[i] > 0;
+        for (int j = 0; j < n && ok; j++) {
+            if (!s->live[j] || s->kind[j] != K_EMIT || s->virt[j]) continue;
+            src r[IR_MAX_IATTR + 8];
+            int k = op_srcs(s, j, r);
+            for (int t = 0; t < k; t++)
+                if (r[t].node == i) {
+                    const ir_node *c = ND(s, j);
+                    ok &= c->op == IR_OP_CONV2D && is_pointwise(s, j) && t == 0 &&
+                          (c->iattr[IR_A_CONV_STRIDE_H] != 1 || c->iattr[IR_A_CONV_STRIDE_W] != 1);
+                }
+        }
+        s->vshift[i] = (unsigned char)ok;
+    }
+
+    /* ADD fusion: a two-term ADD one of whose terms is a conv or pool read by nothing
+     * else (and scheduled after the other term) becomes that op's output write, y = op + other */
+    for (int i = 0; i < n; i++) {
+        const ir_node *nd = ND(s, i);
+        if (!s->live[i] || s->kind[i] != K_EMIT || nd->op != IR_OP_ADD || i == s->out_owner) continue;
+        src r[IR_MAX_IATTR + 8];
+        if (op_srcs(s, i, r) != 2 || r[0].node < 0 || r[1].node < 0 || r[0].relu || r[1].relu) continue;
+        for (int t = r[0].node > r[1].node ? 0 : 1, tries = 0; tries < 2; tries++, t = 1 - t) {
+            int o = r[t].node, other = r[1 - t].node;
+            int op = ND(s, o)->op;
+            if (s->kind[o] != K_EMIT || s->virt[o] || s->relu_out[o] || s->cons[o] != 1 || o == s->out_owner ||
+                s->addin[o] >= 0 || other >= o || !(op == IR_OP_CONV2D || op == IR_OP_MAXPOOL || op == IR_OP_AVGPOOL))
+                continue;
+            s->addin[o] = other;
+            s->kind[i] = K_ALIAS;
+            s->rep[i] = o;
+            break;
+        }
+    }
+
     /* schedule */
     for (int i = 0; i < n; i++) {
         if (!s->live[i]) continue;
-        if ((s->kind[i] == K_EMIT && !s->virt[i]) || (s->kind[i] == K_ZERO && s->mat[i])) s->sched[s->n_sched++] = i;
+        if ((s->kind[i] == K_EMIT && !s->virt[i] && !s->vshift[i]) || (s->kind[i] == K_ZERO && s->mat[i]))
+            s->sched[s->n_sched++] = i;
         if (s->virt[i] || s->relu_out[i] || (s->kind[i] == K_EMIT && ND(s, i)->op == IR_OP_RELU)) s->uses_relu = 1;
     }
     return 0;
@@ -263,12 +316,55 @@ static int analyse(cgs *s) {
 
 typedef struct blk { int64_t off, size; } blk;
 
+static int64_t aligned(int64_t floats) { return (floats + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
+
+/* Best fit among the free blocks fr[0..nf) (sorted by offset), else the top of the arena. */
+static int64_t take(blk *fr, int *nf, int64_t *top, int64_t need) {
+    int best = -1;
+    int64_t off;
+    for (int b = 0; b < *nf; b++)
+        if (fr[b].size >= need && (best < 0 || fr[b].size < fr[best].size)) best = b;
+    if (best >= 0) {
+        off = fr[best].off;
+        fr[best].off += need;
+        fr[best].size -= need;
+        if (!fr[best].size) { memmove(fr + best, fr + best + 1, (size_t)(*nf - best - 1) * sizeof *fr); (*nf)--; }
+    } else if (*nf && fr[*nf - 1].off + fr[*nf - 1].size == *top) { /* grow the block at the top */
+        off = fr[*nf - 1].off;
+        *top = off + need;
+        (*nf)--;
+    } else {
+        off = *top;
+        *top += need;
+    }
+    return off;
+}
+
+/* Returns [o, o + size) to the free list, merging with its neighbours. */
+static void give(blk *fr, int *nf, int64_t o, int64_t size) {
+    int b = 0;
+    while (b < *nf && fr[b].off < o) b++;
+    memmove(fr + b + 1, fr + b, (size_t)(*nf - b) * sizeof *fr);
+    fr[b] = (blk){o, size};
+    (*nf)++;
+    if (b + 1 < *nf && fr[b].off + fr[b].size == fr[b + 1].off) {
+        fr[b].size += fr[b + 1].size;
+        memmove(fr + b + 1, fr + b + 2, (size_t)(*nf - b - 2) * sizeof *fr);
+        (*nf)--;
+    }
+    if (b > 0 && fr[b - 1].off + fr[b - 1].size == fr[b].off) {
+        fr[b - 1].size += fr[b].size;
+        memmove(fr + b, fr + b + 1, (size_t)(*nf - b - 1) * sizeof *fr);
+        (*nf)--;
+    }
+}
+
 static int plan(cgs *s) {
     int n = s->n;
     int *last = malloc((size_t)n * sizeof *last);
-    blk *fr = malloc((size_t)(s->n_sched + 2) * sizeof *fr);
+    blk *fr = malloc((size_t)(2 * s->n_sched + 2) * sizeof *fr);
     if (!last || !fr) { free(last); free(fr); return fail(s, "out of memory"); }
-    for (int i = 0; i < n; i++) { last[i] = -1; s->off[i] = -1; }
+    for (int i = 0; i < n; i++) { last[i] = -1; s->off[i] = -1; s->soff[i] = -1; }
     for (int t = 0; t < s->n_sched; t++) {
         src r[IR_MAX_IATTR + 8];
         int k = op_srcs(s, s->sched[t], r);
@@ -279,47 +375,16 @@ static int plan(cgs *s) {
     int64_t top = 0;
     for (int t = 0; t < s->n_sched; t++) {
         int i = s->sched[t];
-        if (i != s->out_owner) {
-            int64_t need = per_sample(ND(s, i)) * s->max_batch;
-            need = (need + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
-            int best = -1;
-            for (int b = 0; b < nf; b++)
-                if (fr[b].size >= need && (best < 0 || fr[b].size < fr[best].size)) best = b;
-            if (best >= 0) {
-                s->off[i] = fr[best].off;
-                fr[best].off += need;
-                fr[best].size -= need;
-                if (!fr[best].size) { memmove(fr + best, fr + best + 1, (size_t)(nf - best - 1) * sizeof *fr); nf--; }
-            } else if (nf && fr[nf - 1].off + fr[nf - 1].size == top) { /* grow the block at the top */
-                s->off[i] = fr[nf - 1].off;
-                top = s->off[i] + need;
-                nf--;
-            } else {
-                s->off[i] = top;
-                top += need;
-            }
+        if (i != s->out_owner) s->off[i] = take(fr, &nf, &top, aligned(per_sample(ND(s, i))));
+        if (s->scratch[i] > 0) { /* placed while the inputs and the output are live, freed right away */
+            s->soff[i] = take(fr, &nf, &top, aligned(s->scratch[i]));
+            give(fr, &nf, s->soff[i], aligned(s->scratch[i]));
         }
         /* release what t read last (and an output nobody reads) */
         for (int u = 0; u <= t; u++) {
             int j = s->sched[u];
             if (s->off[j] < 0 || (last[j] != t && !(last[j] < 0 && u == t))) continue;
-            int64_t size = (per_sample(ND(s, j)) * s->max_batch + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
-            int64_t o = s->off[j];
-            int b = 0;
-            while (b < nf && fr[b].off < o) b++;
-            memmove(fr + b + 1, fr + b, (size_t)(nf - b) * sizeof *fr);
-            fr[b] = (blk){o, size};
-            nf++;
-            if (b + 1 < nf && fr[b].off + fr[b].size == fr[b + 1].off) {
-                fr[b].size += fr[b + 1].size;
-                memmove(fr + b + 1, fr + b + 2, (size_t)(nf - b - 2) * sizeof *fr);
-                nf--;
-            }
-            if (b > 0 && fr[b - 1].off + fr[b - 1].size == fr[b].off) {
-                fr[b - 1].size += fr[b].size;
-                memmove(fr + b, fr + b + 1, (size_t)(nf - b - 1) * sizeof *fr);
-                nf--;
-            }
+            give(fr, &nf, s->off[j], aligned(per_sample(ND(s, j))));
         }
     }
     s->arena_floats = top;
@@ -371,6 +436,109 @@ static void put_array(cgs *s, const char *what, int node, const float *v, int64_
 
 static const char *rd(int relu) { return relu ? "_relu" : "_id"; }
 
+/* ---- kernel shapes ------------------------------------------------------------------------ */
+
+/* A 1x1 convolution without padding or groups (any stride): emitted as a blocked GEMM. */
+static int is_pointwise(const cgs *s, int i) {
+    const ir_node *nd = ND(s, i), *w = ND(s, nd->inputs[1]);
+    const int64_t *ia = nd->iattr;
+    return w->shape[2] == 1 && w->shape[3] == 1 && ia[IR_A_CONV_PAD_H] == 0 && ia[IR_A_CONV_PAD_W] == 0 &&
+           ia[IR_A_CONV_GROUPS] == 1;
+}
+
+/* The flat loops' length is a multiple of this (one 512-bit vector); the phase planes
+ * and the output plane get WIN_V floats of slack so the extra reads and writes stay in
+ * the scratch (their results are never copied out). */
+#define WIN_V 16
+
+/* A sliding-window op (a convolution that is not pointwise, a pool) lowered onto phase
+ * planes (emit_planewise, emit_dense, emit_direct). Stride s splits the padded input
+ * plane (Hp, Wp) into sh * sw phase planes of (Hs, Ws): phase (a, b) holds padded pixels
+ * (h * sh + a, w * sw + b). A tap at padded offset (R, T) from an output's window origin
+ * is then phase (R % sh, T % sw) at (p + R / sh, q + T / sw): every tap of every stride
+ * and dilation is a unit-stride read, and output (p, q) is flat position i = p * Ws + q
+ * of each phase plane. */
+typedef struct win {
+    int C, H, Wd, P, Q;            /* input channels and plane, output plane */
+    int kh, kw, sh, sw, ph, pw, dh, dw;
+    int Hs, Ws;                    /* one phase plane */
+    int64_t plane;                 /* floats of one input channel's phase planes */
+    int L;                         /* flat outputs per plane: (P - 1) * Ws + Q, rounded up to
+                                      WIN_V so no vector loop has a scalar remainder */
+} win;
+
+static win win_make(const ir_node *xn, const ir_node *yn, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw) {
+    win w = {(int)xn->shape[1], (int)xn->shape[2], (int)xn->shape[3], (int)yn->shape[2], (int)yn->shape[3],
+             kh, kw, sh, sw, ph, pw, dh, dw, 0, 0, 0, 0};
+    w.Hs = (w.H + 2 * ph + sh - 1) / sh;
+    w.Ws = (w.Wd + 2 * pw + sw - 1) / sw;
+    w.plane = (int64_t)sh * sw * w.Hs * w.Ws;
+    w.L = ((w.P - 1) * w.Ws + w.Q + WIN_V - 1) / WIN_V * WIN_V;
+    return w;
+}
+
+static win win_of(const cgs *s, int i) {
+    const ir_node *nd = ND(s, i), *xn = ND(s, nd->inputs[0]);
+    const int64_t *ia = nd->iattr;
+    if (nd->op == IR_OP_CONV2D) {
+        const ir_node *w = ND(s, nd->inputs[1]);
+        return win_make(xn, nd, (int)w->shape[2], (int)w->shape[3], (int)ia[IR_A_CONV_STRIDE_H], (int)ia[IR_A_CONV_STRIDE_W],
+                        (int)ia[IR_A_CONV_PAD_H], (int)ia[IR_A_CONV_PAD_W], (int)ia[IR_A_CONV_DIL_H],
+                        (int)ia[IR_A_CONV_DIL_W]);
+    }
+    int k = (int)ia[IR_A_POOL_K], st = (int)ia[IR_A_POOL_STRIDE], pad = (int)ia[IR_A_POOL_PAD];
+    return win_make(xn, nd, k, k, st, st, pad, pad, 1, 1);
+}
+
+/* Offset of tap (r, t) in the phase planes, relative to flat output position i. */
+static long long win_tap(const win *w, int r, int t) {
+    int R = r * w->dh, T = t * w->dw;
+    return (long long)((R % w->sh) * w->sw + T % w->sw) * w->Hs * w->Ws + (long long)(R / w->sh) * w->Ws + T / w->sw;
+}
+
+/* Input channels a windowed op holds in the scratch at once (a conv group's; 1 for a pool). */
+static int win_channels(const cgs *s, int i) {
+    const ir_node *nd = ND(s, i);
+    return nd->op == IR_OP_CONV2D ? (int)ND(s, nd->inputs[1])->shape[1] : 1;
+}
+
+/* One input and one output channel per group (any stride and dilation): emit_planewise. */
+static int is_depthwise(const cgs *s, int i) {
+    const ir_node *nd = ND(s, i), *w = ND(s, nd->inputs[1]);
+    return !is_pointwise(s, i) && nd->iattr[IR_A_CONV_GROUPS] == nd->shape[1] && w->shape[0] == nd->shape[1] &&
+           w->shape[1] == 1;
+}
+
+/* Arena scratch of the ops that need it while they run: a windowed op's phase planes and
+ * one output plane at the phase width; a strided pointwise conv's gathered input. */
+static void size_scratch(cgs *s) {
+    for (int t = 0; t < s->n_sched; t++) {
+        int i = s->sched[t];
+        const ir_node *nd = ND(s, i);
+        if (s->kind[i] != K_EMIT) continue;
+        if (nd->op == IR_OP_CONV2D && is_pointwise(s, i)) {
+            if (nd->iattr[IR_A_CONV_STRIDE_H] != 1 || nd->iattr[IR_A_CONV_STRIDE_W] != 1)
+                s->scratch[i] = ND(s, nd->inputs[0])->shape[1] * plane_of(nd); /* the gathered input */
+            continue;
+        }
+        if (nd->op != IR_OP_CONV2D && nd->op != IR_OP_MAXPOOL && nd->op != IR_OP_AVGPOOL) continue;
+        win w = win_of(s, i);
+        if (nd->op != IR_OP_CONV2D || is_depthwise(s, i)) /* two of each, see emit_planewise */
+            s->scratch[i] = 2 * aligned(w.plane + WIN_V) + 2 * aligned((int64_t)w.P * w.Ws + WIN_V);
+        else if (nd->op == IR_OP_CONV2D && nd->iattr[IR_A_CONV_GROUPS] == 1) /* emit_dense: planes, columns */
+            s->scratch[i] = aligned(w.C * w.plane + WIN_V) + (int64_t)w.C * w.kh * w.kw * w.P * w.Q;
+        else
+            s->scratch[i] = aligned(win_channels(s, i) * w.plane + WIN_V) + (int64_t)w.P * w.Ws + WIN_V;
+    }
+}
+
+/* Output channels per pointwise tile: the largest of 8, 4, 2, 1 dividing K. */
+static int pw_kb(int K) { return K % 8 == 0 ? 8 : K % 4 == 0 ? 4 : K % 2 == 0 ? 2 : 1; }
+
+/* Positions per pointwise tile, as two halves of 16 (a 512-bit vector each): two input
+ * vectors per KB broadcast weights (with one vector, the loads bound the FMAs). */
+#define PW_V 32
+
 /* ---- weights ---------------------------------------------------------------------------- */
 
 static int write_weights(cgs *s, int i) {
@@ -386,20 +554,31 @@ static int write_weights(cgs *s, int i) {
         put_comment_text(s, nd->name, " * ");
         W("': weight (%d, %lld, %lld, %lld)%s */\n", K, (long long)w->shape[1], (long long)w->shape[2],
           (long long)w->shape[3], bn >= 0 ? ", BN folded" : "");
-        if (bn < 0) {
-            put_array(s, "w", i, V[nd->inputs[1]], ir_node_numel(w));
-            return 0;
-        }
-        const ir_node *b = ND(s, bn);
         float *wo = malloc(sizeof(float) * (size_t)ir_node_numel(w)), *bo = malloc(sizeof(float) * (size_t)K);
-        if (!wo || !bo) { free(wo); free(bo); return fail(s, "out of memory"); }
-        const int *bi = b->inputs;
-        cg_fold_conv_bn(wo, bo, V[nd->inputs[1]], NULL, K, per_k, bi[1] >= 0 ? V[bi[1]] : NULL,
-                        bi[2] >= 0 ? V[bi[2]] : NULL, V[bi[3]], V[bi[4]], b->fattr[IR_F_BN_EPS]);
-        put_array(s, "w", i, wo, ir_node_numel(w));
-        put_array(s, "b", i, bo, K);
+        float *wp = malloc(sizeof(float) * (size_t)ir_node_numel(w));
+        if (!wo || !bo || !wp) { free(wo); free(bo); free(wp); return fail(s, "out of memory"); }
+        if (bn >= 0) {
+            const ir_node *b = ND(s, bn);
+            const int *bi = b->inputs;
+            cg_fold_conv_bn(wo, bo, V[nd->inputs[1]], NULL, K, per_k, bi[1] >= 0 ? V[bi[1]] : NULL,
+                            bi[2] >= 0 ? V[bi[2]] : NULL, V[bi[3]], V[bi[4]], b->fattr[IR_F_BN_EPS]);
+        } else {
+            memcpy(wo, V[nd->inputs[1]], sizeof(float) * (size_t)ir_node_numel(w));
+        }
+        if (is_pointwise(s, i) || (!is_depthwise(s, i) && nd->iattr[IR_A_CONV_GROUPS] == 1)) {
+            /* packed (K / KB, C, KB) (C: input channels x taps): a tile's KB weights per channel adjacent */
+            int KB = pw_kb(K), C = (int)per_k;
+            for (int k = 0; k < K; k++)
+                for (int c = 0; c < C; c++) wp[((size_t)(k / KB) * C + c) * KB + k % KB] = wo[(size_t)k * C + c];
+            W("/*   packed as (%d / %d, %d, %d) for the pointwise tiles */\n", K, KB, C, KB);
+            put_array(s, "w", i, wp, ir_node_numel(w));
+        } else {
+            put_array(s, "w", i, wo, ir_node_numel(w));
+        }
+        if (bn >= 0) put_array(s, "b", i, bo, K);
         free(wo);
         free(bo);
+        free(wp);
     } else if (nd->op == IR_OP_BATCHNORM) {
         int C = (int)nd->shape[1];
         const int *bi = nd->inputs;
@@ -440,175 +619,324 @@ static void op_head(cgs *s, int i, int n_in) {
     put_comment_text(s, nd->name, " * ");
     W("' -> (N");
     for (int d = 1; d < nd->ndim; d++) W(", %lld", (long long)nd->shape[d]);
-    W(")%s */\nstatic void %s_op%d(float *restrict y", s->relu_out[i] ? ", ReLU fused on output" : "", s->P, i);
+    W(")%s%s */\nstatic void %s_op%d(float *restrict y", s->relu_out[i] ? ", ReLU fused on output" : "",
+      s->addin[i] >= 0 ? ", plus the last input (a fused ADD)" : "", s->P, i);
     for (int j = 0; j < n_in; j++) W(", const float *restrict x%d", j);
+    if (s->scratch[i] > 0) W(", float *restrict ws");
     W(", int batch) {\n");
 }
 
-static void emit_conv(cgs *s, int i, src x) {
-    const ir_node *nd = ND(s, i), *xn = ND(s, x.node);
-    const ir_node *w = ND(s, nd->inputs[1]);
-    const char *P = s->P, *R = rd(x.relu), *A = rd(s->relu_out[i]);
-    const int64_t *ia = nd->iattr;
-    int C = (int)xn->shape[1], H = (int)xn->shape[2], Wd = (int)xn->shape[3];
-    int K = (int)w->shape[0], Cg = (int)w->shape[1], Rk = (int)w->shape[2], Sk = (int)w->shape[3];
-    int sh = (int)ia[IR_A_CONV_STRIDE_H], sw = (int)ia[IR_A_CONV_STRIDE_W], ph = (int)ia[IR_A_CONV_PAD_H],
-        pw = (int)ia[IR_A_CONV_PAD_W], dh = (int)ia[IR_A_CONV_DIL_H], dw = (int)ia[IR_A_CONV_DIL_W],
-        G = (int)ia[IR_A_CONV_GROUPS];
-    int Pp = (int)nd->shape[2], Q = (int)nd->shape[3];
-    int64_t HW = (int64_t)H * Wd, PQ = (int64_t)Pp * Q;
+/* One pointwise tile: KB output channels x NH * V positions (NH = 1 or 2 halves of V
+ * consecutive positions, V <= 16) accumulated in the local arrays a0..a{KB-1} (first
+ * half) and b0..b{KB-1} (second half) while the channel loop streams the input once.
+ * xo/yo: the tile's first input/output offset within a channel plane (expressions).
+ * HW: the input's channel stride. One named array per output channel and half (not acc[KB][V]): gcc and clang then
+ * vectorise the v loop into one 512-bit FMA per array and keep every accumulator in a
+ * register; with a 2-d array or one 32-wide loop gcc transposes or spills. */
+static void emit_pw_tile(cgs *s, int i, int relu_in, int C, long long HW, int KB, int NH, int V, const char *xo,
+                         const char *yo, const char *ind) {
+    const ir_node *nd = ND(s, i);
+    const char *P = s->P, *R = rd(relu_in), *A = rd(s->relu_out[i]);
+    long long PQ = (long long)nd->shape[2] * nd->shape[3];
     int bias = s->fold.conv_bn[i] >= 0;
-    char b0[64];
-    if (bias) snprintf(b0, sizeof b0, "%s_b%d[k]", P, i);
-    else snprintf(b0, sizeof b0, "0.0f");
-
-    if (Rk == 1 && Sk == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && G == 1) {
-        /* pointwise: the pixel loop innermost and contiguous */
-        W("    %s_OMP_FOR2\n    for (int n = 0; n < batch; n++)\n        for (int k = 0; k < %d; k++) {\n", P, K);
-        W("            const float *restrict xn = x0 + (ptrdiff_t)n * %lld;\n", (long long)(C * HW));
-        W("            float *restrict yk = y + ((ptrdiff_t)n * %d + k) * %lld;\n", K, (long long)PQ);
-        W("            const float *restrict wk = %s_w%d + k * %d;\n", P, i, C);
-        W("            for (int i = 0; i < %lld; i++) yk[i] = %s;\n", (long long)PQ, b0);
-        W("            for (int c = 0; c < %d; c++) {\n", C);
-        W("                const float wv = wk[c];\n");
-        W("                const float *restrict xc = xn + c * %lld;\n", (long long)HW);
-        W("                for (int i = 0; i < %lld; i++) yk[i] += wv * %s_%s(xc[i]);\n", (long long)PQ, P, R + 1);
-        W("            }\n");
-        if (s->relu_out[i]) W("            for (int i = 0; i < %lld; i++) yk[i] = %s_relu(yk[i]);\n", (long long)PQ, P);
-        W("        }\n}\n");
-        return;
-    }
-    if (G == C && K == C && Cg == 1 && Rk * Sk <= 49) {
-        /* depthwise: interior rows/columns need no bounds checks; taps unrolled */
-        int P0 = (ph + sh - 1) / sh, P1 = (H - 1 + ph - (Rk - 1) * dh) < 0 ? 0 : (H - 1 + ph - (Rk - 1) * dh) / sh + 1;
-        int Q0 = (pw + sw - 1) / sw, Q1 = (Wd - 1 + pw - (Sk - 1) * dw) < 0 ? 0 : (Wd - 1 + pw - (Sk - 1) * dw) / sw + 1;
-        if (P1 > Pp) P1 = Pp;
-        if (Q1 > Q) Q1 = Q;
-        if (P0 > P1) P0 = P1;
-        if (Q0 > Q1) Q0 = Q1;
-        int interior = P1 > P0 && Q1 > Q0;
-        /* border pixel helper: emitted before the op function, see write_op */
-        W("    %s_OMP_FOR2\n    for (int n = 0; n < batch; n++)\n        for (int c = 0; c < %d; c++) {\n", P, C);
-        W("            const float *restrict xp = x0 + ((ptrdiff_t)n * %d + c) * %lld;\n", C, (long long)HW);
-        W("            float *restrict yp = y + ((ptrdiff_t)n * %d + c) * %lld;\n", C, (long long)PQ);
-        W("            const float *restrict wc = %s_w%d + c * %d;\n", P, i, Rk * Sk);
-        W("            const float b = %s;\n", bias ? (snprintf(b0, sizeof b0, "%s_b%d[c]", P, i), b0) : "0.0f");
-        if (interior) {
-            W("            const float ");
-            for (int t = 0; t < Rk * Sk; t++) W("w%d = wc[%d]%s", t, t, t + 1 < Rk * Sk ? ", " : ";\n");
+    W("%s{\n%s    float ", ind, ind);
+    for (int h = 0; h < NH; h++)
+        for (int j = 0; j < KB; j++) W("%c%d[%d]%s", "ab"[h], j, V, h + 1 < NH || j + 1 < KB ? ", " : ";\n");
+    W("%s    for (int v = 0; v < %d; v++) {\n", ind, V);
+    for (int j = 0; j < KB; j++) {
+        char b0[64];
+        if (bias) snprintf(b0, sizeof b0, "%s_b%d[kb + %d]", P, i, j);
+        else snprintf(b0, sizeof b0, "0.0f");
+        if (s->addin[i] >= 0) { /* the fused ADD's other term starts the sum */
+            W("%s        a%d[v] = %s + rk[%lld + %s + v];\n", ind, j, b0, j * PQ, yo);
+            if (NH == 2) W("%s        b%d[v] = %s + rk[%lld + %s + %d + v];\n", ind, j, b0, j * PQ, yo, V);
+        } else if (NH == 2) {
+            W("%s        a%d[v] = b%d[v] = %s;\n", ind, j, j, b0);
+        } else {
+            W("%s        a%d[v] = %s;\n", ind, j, b0);
         }
-        /* border rows, interior rows (checked edges, unchecked middle), border rows: three
-         * loops rather than a branch so the compiler sees the interior loop as the hot one */
-        const int lo[3] = {0, P0, P1}, hi[3] = {interior ? P0 : Pp, P1, Pp};
-        for (int part = 0; part < 3; part++) {
-            if (hi[part] <= lo[part] || (part > 0 && !interior)) continue;
-            W("            for (int p = %d; p < %d; p++) {\n", lo[part], hi[part]);
-            W("                float *restrict yr = yp + p * %d;\n", Q);
-            if (part != 1) {
-                W("                for (int q = 0; q < %d; q++) yr[q] = %s%s(%s_op%d_px(xp, wc, b, p, q));\n", Q, P, A, P, i);
-                W("            }\n");
-                continue;
-            }
-            for (int r = 0; r < Rk; r++)
-                W("                const float *restrict r%d = xp + (p * %d %c %d) * %d;\n", r, sh, r * dh - ph < 0 ? '-' : '+',
-                  abs(r * dh - ph), Wd);
-            if (Q0 > 0) W("                for (int q = 0; q < %d; q++) yr[q] = %s%s(%s_op%d_px(xp, wc, b, p, q));\n", Q0, P, A, P, i);
-            W("                for (int q = %d; q < %d; q++)\n                    yr[q] = %s%s(b", Q0, Q1, P, A);
-            for (int r = 0; r < Rk; r++)
-                for (int t = 0; t < Sk; t++) {
-                    int o = t * dw - pw;
-                    if ((r * Sk + t) % 3 == 0) W("\n                        ");
-                    if (sw == 1) W(" + w%d * %s%s(r%d[q %c %d])", r * Sk + t, P, R, r, o < 0 ? '-' : '+', o < 0 ? -o : o);
-                    else W(" + w%d * %s%s(r%d[q * %d %c %d])", r * Sk + t, P, R, r, sw, o < 0 ? '-' : '+', o < 0 ? -o : o);
-                }
-            W(");\n");
-            if (Q1 < Q) W("                for (int q = %d; q < %d; q++) yr[q] = %s%s(%s_op%d_px(xp, wc, b, p, q));\n", Q1, Q, P, A, P, i);
-            W("            }\n");
-        }
-        W("        }\n}\n");
-        return;
     }
-    /* general direct convolution: each tap scattered over the valid output range */
-    int Kg = K / G;
-    W("    %s_OMP_FOR2\n    for (int n = 0; n < batch; n++)\n        for (int k = 0; k < %d; k++) {\n", P, K);
-    if (G == 1) W("            const float *restrict xg = x0 + (ptrdiff_t)n * %lld;\n", (long long)(C * HW));
-    else W("            const float *restrict xg = x0 + ((ptrdiff_t)n * %d + (k / %d) * %d) * %lld;\n", C, Kg, Cg, (long long)HW);
-    W("            float *restrict yk = y + ((ptrdiff_t)n * %d + k) * %lld;\n", K, (long long)PQ);
-    W("            const float *restrict wk = %s_w%d + (ptrdiff_t)k * %d;\n", P, i, Cg * Rk * Sk);
-    W("            for (int i = 0; i < %lld; i++) yk[i] = %s;\n", (long long)PQ, b0);
-    W("            for (int c = 0; c < %d; c++)\n                for (int r = 0; r < %d; r++) {\n", Cg, Rk);
-    W("                    const int oh = r * %d - %d;\n", dh, ph);
-    W("                    const int p0 = oh >= 0 ? 0 : (%d - oh) / %d;\n", sh - 1, sh);
-    W("                    const int p1r = %d - oh < 0 ? 0 : (%d - oh) / %d + 1;\n", H - 1, H - 1, sh);
-    W("                    const int p1 = p1r > %d ? %d : p1r;\n", Pp, Pp);
-    W("                    for (int s = 0; s < %d; s++) {\n", Sk);
-    W("                        const float wv = wk[(c * %d + r) * %d + s];\n", Rk, Sk);
-    W("                        const int ow = s * %d - %d;\n", dw, pw);
-    W("                        const int q0 = ow >= 0 ? 0 : (%d - ow) / %d;\n", sw - 1, sw);
-    W("                        const int q1r = %d - ow < 0 ? 0 : (%d - ow) / %d + 1;\n", Wd - 1, Wd - 1, sw);
-    W("                        const int q1 = q1r > %d ? %d : q1r;\n", Q, Q);
-    W("                        for (int p = p0; p < p1; p++) {\n");
-    W("                            const float *restrict xr = xg + (c * %d + p * %d + oh) * %d;\n", H, sh, Wd);
-    W("                            float *restrict yr = yk + p * %d;\n", Q);
-    if (sw == 1) W("                            for (int q = q0; q < q1; q++) yr[q] += wv * %s%s(xr[q + ow]);\n", P, R);
-    else W("                            for (int q = q0; q < q1; q++) yr[q] += wv * %s%s(xr[q * %d + ow]);\n", P, R, sw);
-    W("                        }\n                    }\n                }\n");
-    if (s->relu_out[i]) W("            for (int i = 0; i < %lld; i++) yk[i] = %s_relu(yk[i]);\n", (long long)PQ, P);
-    W("        }\n}\n");
+    W("%s    }\n", ind);
+    W("%s    for (int c = 0; c < %d; c++) {\n", ind, C);
+    W("%s        const float *restrict xc = xn + c * %lld + %s;\n", ind, HW, xo);
+    W("%s        const float *restrict wc = wb + c * %d;\n", ind, KB);
+    W("%s        for (int v = 0; v < %d; v++) {\n", ind, V);
+    if (NH == 2) W("%s            const float xa = %s%s(xc[v]), xb = %s%s(xc[%d + v]);\n", ind, P, R, P, R, V);
+    else W("%s            const float xa = %s%s(xc[v]);\n", ind, P, R);
+    for (int j = 0; j < KB; j++) {
+        W("%s            a%d[v] = %s_FMA(wc[%d], xa, a%d[v]);\n", ind, j, P, j, j);
+        if (NH == 2) W("%s            b%d[v] = %s_FMA(wc[%d], xb, b%d[v]);\n", ind, j, P, j, j);
+    }
+    W("%s        }\n", ind);
+    W("%s    }\n", ind);
+    W("%s    for (int v = 0; v < %d; v++) {\n", ind, V);
+    for (int j = 0; j < KB; j++) {
+        W("%s        yk[%lld + %s + v] = %s%s(a%d[v]);\n", ind, j * PQ, yo, P, A, j);
+        if (NH == 2) W("%s        yk[%lld + %s + %d + v] = %s%s(b%d[v]);\n", ind, j * PQ, yo, V, P, A, j);
+    }
+    W("%s    }\n", ind);
+    W("%s}\n", ind);
 }
 
-/* The checked per-pixel sum of a depthwise conv (borders). */
-static void emit_dw_pixel(cgs *s, int i, src x) {
+static void emit_pw_kloop(cgs *s, int i, int relu_in, int C, long long HW);
+
+/* Pointwise (1x1) convolution as a register-blocked GEMM, y[k][i] = b[k] + sum_c w[k][c] x[c][i]:
+ * tiles of KB output channels x PW_V positions, each summed over all input channels in
+ * locals before one store, so the input is read K / KB times instead of K times and the
+ * output once. The weights are packed at codegen time as (K / KB, C, KB). A plane not a
+ * multiple of PW_V ends with narrower tiles (16, then the rest). A strided 1x1 conv
+ * (FactorizedReduce) first gathers its input pixels into the scratch as a dense
+ * (C, P, Q) block (fused ReLU applied there), then runs the same tiles. */
+static void emit_pointwise(cgs *s, int i, src x) {
     const ir_node *nd = ND(s, i), *xn = ND(s, x.node);
-    const ir_node *w = ND(s, nd->inputs[1]);
-    const int64_t *ia = nd->iattr;
-    int H = (int)xn->shape[2], Wd = (int)xn->shape[3], Rk = (int)w->shape[2], Sk = (int)w->shape[3];
-    W("\nstatic float %s_op%d_px(const float *restrict xp, const float *restrict wc, float acc, int p, int q) {\n", s->P, i);
-    W("    for (int r = 0; r < %d; r++) {\n", Rk);
-    W("        const int ih = p * %d - %d + r * %d;\n", (int)ia[IR_A_CONV_STRIDE_H], (int)ia[IR_A_CONV_PAD_H],
-      (int)ia[IR_A_CONV_DIL_H]);
-    W("        if (ih < 0 || ih >= %d) continue;\n", H);
-    W("        for (int s = 0; s < %d; s++) {\n", Sk);
-    W("            const int iw = q * %d - %d + s * %d;\n", (int)ia[IR_A_CONV_STRIDE_W], (int)ia[IR_A_CONV_PAD_W],
-      (int)ia[IR_A_CONV_DIL_W]);
-    W("            if (iw < 0 || iw >= %d) continue;\n", Wd);
-    W("            acc += wc[r * %d + s] * %s%s(xp[ih * %d + iw]);\n", Sk, s->P, rd(x.relu), Wd);
-    W("        }\n    }\n    return acc;\n}\n");
-}
-
-static int is_depthwise_fast(const cgs *s, int i, src x) {
-    const ir_node *nd = ND(s, i), *w = ND(s, nd->inputs[1]);
-    int C = (int)ND(s, x.node)->shape[1];
-    int Rk = (int)w->shape[2], Sk = (int)w->shape[3];
-    int pointwise = Rk == 1 && Sk == 1 && nd->iattr[IR_A_CONV_STRIDE_H] == 1 && nd->iattr[IR_A_CONV_STRIDE_W] == 1 &&
-                    nd->iattr[IR_A_CONV_PAD_H] == 0 && nd->iattr[IR_A_CONV_PAD_W] == 0 && nd->iattr[IR_A_CONV_GROUPS] == 1;
-    return !pointwise && nd->iattr[IR_A_CONV_GROUPS] == C && w->shape[0] == C && w->shape[1] == 1 && Rk * Sk <= 49;
-}
-
-static void emit_pool(cgs *s, int i) {
-    const ir_node *nd = ND(s, i), *xn = ND(s, nd->inputs[0]);
     const char *P = s->P;
-    int C = (int)xn->shape[1], H = (int)xn->shape[2], Wd = (int)xn->shape[3], Pp = (int)nd->shape[2], Q = (int)nd->shape[3];
-    int k = (int)nd->iattr[IR_A_POOL_K], st = (int)nd->iattr[IR_A_POOL_STRIDE], pad = (int)nd->iattr[IR_A_POOL_PAD];
-    int mx = nd->op == IR_OP_MAXPOOL;
-    W("    %s_OMP_FOR2\n    for (int n = 0; n < batch; n++)\n        for (int c = 0; c < %d; c++) {\n", P, C);
-    W("            const float *restrict xp = x0 + ((ptrdiff_t)n * %d + c) * %d;\n", C, H * Wd);
-    W("            float *restrict yp = y + ((ptrdiff_t)n * %d + c) * %d;\n", C, Pp * Q);
-    W("            for (int p = 0; p < %d; p++) {\n", Pp);
-    W("                const int h0 = p * %d - %d, ha = h0 < 0 ? 0 : h0, hb = h0 + %d > %d ? %d : h0 + %d;\n", st, pad, k, H, H, k);
-    W("                for (int q = 0; q < %d; q++) {\n", Q);
-    W("                    const int w0 = q * %d - %d, wa = w0 < 0 ? 0 : w0, wb = w0 + %d > %d ? %d : w0 + %d;\n", st, pad, k, Wd, Wd, k);
-    if (mx) {
-        W("                    float m = xp[ha * %d + wa]; /* padding never wins; the first maximum does */\n", Wd);
-        W("                    for (int i = ha; i < hb; i++)\n                        for (int j = wa; j < wb; j++)\n");
-        W("                            if (xp[i * %d + j] > m) m = xp[i * %d + j];\n", Wd, Wd);
-        W("                    yp[p * %d + q] = m;\n", Q);
+    int C = (int)xn->shape[1], H = (int)xn->shape[2], Wd = (int)xn->shape[3];
+    int Pp = (int)nd->shape[2], Q = (int)nd->shape[3];
+    int sh = (int)nd->iattr[IR_A_CONV_STRIDE_H], sw = (int)nd->iattr[IR_A_CONV_STRIDE_W];
+    int gather = sh != 1 || sw != 1;
+    long long PQ = (long long)Pp * Q, HW = gather ? PQ : (long long)H * Wd;
+    W("    for (int n = 0; n < batch; n++) {\n");
+    if (gather) {
+        W("        const float *restrict xg = x0 + (ptrdiff_t)n * %lld;\n", (long long)C * H * Wd);
+        W("        float *restrict xn = ws; /* (%d, %d, %d): the pixels the stride reads%s */\n", C, Pp, Q,
+          x.shift ? " (of x[:, :, 1:, 1:], a fused SHIFT)" : "");
+        W("        for (int c = 0; c < %d; c++)\n            for (int p = 0; p < %d; p++)\n", C, Pp);
+        W("                for (int q = 0; q < %d; q++) xn[(c * %d + p) * %d + q] = %s%s(xg[(c * %d + p * %d + %d) * %d + q * %d + %d]);\n",
+          Q, Pp, Q, P, rd(x.relu), H, sh, x.shift, Wd, sw, x.shift);
     } else {
-        W("                    float acc = 0.0f; /* padding excluded from the count */\n");
-        W("                    for (int i = ha; i < hb; i++)\n                        for (int j = wa; j < wb; j++) acc += xp[i * %d + j];\n", Wd);
-        W("                    yp[p * %d + q] = acc / (float)((hb - ha) * (wb - wa));\n", Q);
+        W("        const float *restrict xn = x0 + (ptrdiff_t)n * %lld;\n", (long long)C * H * Wd);
     }
-    W("                }\n            }\n        }\n}\n");
+    emit_pw_kloop(s, i, gather ? 0 : x.relu, C, HW);
+    W("    }\n}\n");
+}
+
+/* The output-channel loop of a pointwise conv (or a dense one on its im2col columns) over
+ * the input xn: C input channels HW floats apart; per sample n. */
+static void emit_pw_kloop(cgs *s, int i, int relu_in, int C, long long HW) {
+    const ir_node *nd = ND(s, i);
+    const char *P = s->P;
+    int K = (int)nd->shape[1], KB = pw_kb(K);
+    long long PQ = (long long)nd->shape[2] * nd->shape[3];
+    W("        %s_OMP_FOR\n        for (int kb = 0; kb < %d; kb += %d) {\n", P, K, KB);
+    W("            float *restrict yk = y + ((ptrdiff_t)n * %d + kb) * %lld;\n", K, PQ);
+    if (s->addin[i] >= 0) W("            const float *restrict rk = x1 + ((ptrdiff_t)n * %d + kb) * %lld;\n", K, PQ);
+    W("            const float *restrict wb = %s_w%d + kb * %d;\n", P, i, C);
+    long long main_ = PQ / PW_V * PW_V, at = main_;
+    char o[32];
+    if (main_ > 0) {
+        W("            for (int i0 = 0; i0 < %lld; i0 += %d)\n", main_, PW_V);
+        emit_pw_tile(s, i, relu_in, C, HW, KB, 2, PW_V / 2, "i0", "i0", "                ");
+    }
+    while (at < PQ) {
+        int v = PQ - at >= PW_V / 2 ? PW_V / 2 : (int)(PQ - at);
+        snprintf(o, sizeof o, "%lld", at);
+        emit_pw_tile(s, i, relu_in, C, HW, KB, 1, v, o, o, "            ");
+        at += v;
+    }
+    W("        }\n");
+}
+
+/* Copies input plane xp (one channel) into its phase planes at xd, through the read
+ * function rf (a fused ReLU). Only the valid pixels are written; the padding around them
+ * is filled once per call by the caller. */
+static void emit_win_copy(cgs *s, const win *w, const char *xd, const char *rf, const char *ind) {
+    for (int a = 0; a < w->sh; a++)
+        for (int b = 0; b < w->sw; b++) {
+            int used = 0; /* a dilation that is a multiple of the stride skips phases */
+            for (int r = 0; r < w->kh; r++)
+                for (int t = 0; t < w->kw; t++) used |= (r * w->dh) % w->sh == a && (t * w->dw) % w->sw == b;
+            if (!used) continue;
+            /* phase row h holds input row h * sh + a - ph: valid for h in [h0, h1) */
+            int h0 = (w->ph - a + w->sh - 1) / w->sh, h1 = (w->H - 1 + w->ph - a) / w->sh + 1;
+            int w0 = (w->pw - b + w->sw - 1) / w->sw, w1 = (w->Wd - 1 + w->pw - b) / w->sw + 1;
+            if (h0 < 0) h0 = 0;
+            if (w0 < 0) w0 = 0;
+            if (h1 <= h0 || w1 <= w0) continue;
+            long long po = (long long)(a * w->sw + b) * w->Hs * w->Ws;
+            int ro = a - w->ph, co = b - w->pw;
+            W("%sfor (int h = %d; h < %d; h++)\n", ind, h0, h1);
+            if (w->sw == 1)
+                W("%s    for (int w = %d; w < %d; w++) %s[%lld + h * %d + w] = %s(xp[(h * %d %c %d) * %d + w %c %d]);\n", ind, w0,
+                  w1, xd, po, w->Ws, rf, w->sh, ro < 0 ? '-' : '+', abs(ro), w->Wd, co < 0 ? '-' : '+', abs(co));
+            else
+                W("%s    for (int w = %d; w < %d; w++) %s[%lld + h * %d + w] = %s(xp[(h * %d %c %d) * %d + w * %d %c %d]);\n", ind,
+                  w0, w1, xd, po, w->Ws, rf, w->sh, ro < 0 ? '-' : '+', abs(ro), w->Wd, w->sw, co < 0 ? '-' : '+', abs(co));
+        }
+}
+
+/* Grouped convolution (neither 1x1, dense nor depthwise: what DARTS never emits, kept
+ * general) on phase planes: per sample and group, the group's input channels are copied
+ * into the scratch as phase planes (fused input ReLU applied once, padding zero), then
+ * for each output channel the kh*kw taps, unrolled with their weights in registers, are
+ * summed over one flat unit-stride loop per input channel (i = p * Ws + q; columns q >= Q
+ * are computed and dropped), with no border cases; the valid columns are then copied out
+ * (output ReLU fused). Not parallelised with OpenMP: the scratch is shared. */
+static void emit_direct(cgs *s, int i, src x) {
+    const ir_node *nd = ND(s, i);
+    const char *P = s->P;
+    win w = win_of(s, i);
+    int K = (int)nd->shape[1], G = (int)nd->iattr[IR_A_CONV_GROUPS], Cg = w.C / G, Kg = K / G, T = w.kh * w.kw;
+    long long ys_off = aligned(Cg * w.plane + WIN_V);
+    char rf[64], add[64] = "";
+    snprintf(rf, sizeof rf, "%s%s", P, rd(x.relu));
+    if (s->addin[i] >= 0) snprintf(add, sizeof add, " + rp[p * %d + q]", w.Q);
+    W("    float *restrict xs = ws, *restrict ys = ws + %lld; /* %d x %d phase planes (%d, %d) per channel; output rows %d wide */\n",
+      ys_off, w.sh, w.sw, w.Hs, w.Ws, w.Ws);
+    W("    memset(xs, 0, sizeof(float) * %lld); /* the padding stays zero */\n", (long long)(Cg * w.plane + WIN_V));
+    W("    for (int n = 0; n < batch; n++)\n        for (int g = 0; g < %d; g++) {\n", G);
+    W("            for (int c = 0; c < %d; c++) {\n", Cg);
+    W("                const float *restrict xp = x0 + ((ptrdiff_t)n * %d + g * %d + c) * %d;\n", w.C, Cg, w.H * w.Wd);
+    W("                float *restrict xd = xs + c * %lld;\n", (long long)w.plane);
+    emit_win_copy(s, &w, "xd", rf, "                ");
+    W("            }\n");
+    W("            for (int kk = 0; kk < %d; kk++) {\n                const int k = g * %d + kk;\n", Kg, Kg);
+    if (s->fold.conv_bn[i] >= 0) W("                const float b = %s_b%d[k];\n", P, i);
+    else W("                const float b = 0.0f;\n");
+    W("                float *restrict yp = y + ((ptrdiff_t)n * %d + k) * %d;\n", K, w.P * w.Q);
+    W("                for (int i = 0; i < %d; i++) ys[i] = b;\n", w.L);
+    W("                for (int c = 0; c < %d; c++) {\n", Cg);
+    W("                    const float *restrict xc = xs + c * %lld, *restrict wc = %s_w%d + (k * %d + c) * %d;\n",
+      (long long)w.plane, P, i, Cg, T);
+    W("                    for (int i = 0; i < %d; i++) {\n                        float a = ys[i];\n", w.L);
+    for (int r = 0; r < w.kh; r++)
+        for (int t = 0; t < w.kw; t++)
+            W("                        a = %s_FMA(wc[%d], xc[i + %lld], a);\n", P, r * w.kw + t, win_tap(&w, r, t));
+    W("                        ys[i] = a;\n                    }\n                }\n");
+    if (s->addin[i] >= 0) W("                const float *restrict rp = x1 + ((ptrdiff_t)n * %d + k) * %d;\n", K, w.P * w.Q);
+    W("                for (int p = 0; p < %d; p++)\n", w.P);
+    W("                    for (int q = 0; q < %d; q++) yp[p * %d + q] = %s%s(ys[p * %d + q])%s;\n", w.Q, w.Q, P,
+      rd(s->relu_out[i]), w.Ws, add);
+    W("            }\n        }\n}\n");
+}
+
+/* Depthwise convolutions and pools: one input and one output plane per channel. The
+ * steps of emit_direct (phase planes in, flat taps, valid columns out) as three helpers (_in copies plane k into phase planes, _taps
+ * takes the window over the flat output plane at the phase width, _out copies the valid
+ * columns out), software-pipelined over the channels: step c copies plane c in, takes
+ * the window of plane c - 1 and copies plane c - 2 out, with two phase-plane and two
+ * output buffers used alternately, so no helper reads a buffer the helper just before it
+ * has stored to (on small planes the partial store-to-load forwards of the plain
+ * sequence stall more than the arithmetic takes). Convolution: the taps unrolled with
+ * their weights in registers, padding zero. Max pool: padding -INFINITY, which never
+ * wins, the max a ternary, which compiles to vmaxps. Average pool: padding zero, the sum
+ * divided by the window's count of real pixels (padding excluded), a product of two
+ * small constant tables. */
+static void emit_planewise(cgs *s, int i, src x) {
+    const ir_node *nd = ND(s, i);
+    const char *P = s->P;
+    win w = win_of(s, i);
+    int C = w.C, T = w.kh * w.kw, add = s->addin[i] >= 0, PQ = w.P * w.Q;
+    int conv = nd->op == IR_OP_CONV2D, mx = nd->op == IR_OP_MAXPOOL;
+    long long XB = aligned(w.plane + WIN_V), YB = aligned((int64_t)w.P * w.Ws + WIN_V);
+    char rf[64];
+    snprintf(rf, sizeof rf, "%s%s", P, rd(x.relu));
+    W("\nstatic void %s_op%d_in(float *restrict xs, const float *restrict xn, int k) {\n", P, i);
+    W("    const float *restrict xp = xn + k * %d;\n    float *restrict xd = xs + (k & 1) * %lld;\n", w.H * w.Wd, XB);
+    emit_win_copy(s, &w, "xd", rf, "    ");
+    W("}\n\nstatic void %s_op%d_taps(float *restrict ys, const float *restrict xs, int k) {\n", P, i);
+    W("    const float *restrict xc = xs + (k & 1) * %lld;\n    float *restrict yc = ys + (k & 1) * %lld;\n", XB, YB);
+    if (conv) {
+        W("    const float *restrict wc = %s_w%d + k * %d;\n", P, i, T);
+        if (s->fold.conv_bn[i] >= 0) W("    const float b = %s_b%d[k];\n", P, i);
+        else W("    const float b = 0.0f;\n");
+    } else {
+        W("    (void)k;\n");
+    }
+    W("    for (int i = 0; i < %d; i++) {\n", w.L);
+    for (int r = 0; r < w.kh; r++)
+        for (int t = 0; t < w.kw; t++) {
+            long long o = win_tap(&w, r, t);
+            if (conv) W("        %sa = %s_FMA(wc[%d], xc[i + %lld], %s);\n", r + t ? "" : "float ", P, r * w.kw + t, o, r + t ? "a" : "b");
+            else if (r + t == 0) W("        float a = xc[i + %lld];\n", o);
+            else if (mx) W("        a = xc[i + %lld] > a ? xc[i + %lld] : a;\n", o, o);
+            else W("        a += xc[i + %lld];\n", o);
+        }
+    W("        yc[i] = a;\n    }\n}\n\n");
+    W("static void %s_op%d_out(float *restrict yn, const float *restrict ys, %sint k) {\n", P, i,
+      add ? "const float *restrict rn, " : "");
+    if (!conv && !mx) { /* real pixels per window row / column */
+        W("    static const float hn[%d] = {", w.P);
+        for (int p = 0; p < w.P; p++) {
+            int h0 = p * w.sh - w.ph, a = h0 < 0 ? 0 : h0, b = h0 + w.kh > w.H ? w.H : h0 + w.kh;
+            W("%s%d", p ? ", " : "", b - a);
+        }
+        W("}, wn[%d] = {", w.Q);
+        for (int q = 0; q < w.Q; q++) {
+            int w0 = q * w.sw - w.pw, a = w0 < 0 ? 0 : w0, b = w0 + w.kw > w.Wd ? w.Wd : w0 + w.kw;
+            W("%s%d", q ? ", " : "", b - a);
+        }
+        W("};\n");
+    }
+    W("    const float *restrict yc = ys + (k & 1) * %lld;\n    float *restrict yp = yn + k * %d;\n", YB, PQ);
+    if (add) W("    const float *restrict rp = rn + k * %d;\n", PQ);
+    char a[64] = "";
+    if (add) snprintf(a, sizeof a, " + rp[p * %d + q]", w.Q);
+    W("    for (int p = 0; p < %d; p++)\n", w.P);
+    if (conv)
+        W("        for (int q = 0; q < %d; q++) yp[p * %d + q] = %s%s(yc[p * %d + q])%s;\n}\n", w.Q, w.Q, P,
+          rd(s->relu_out[i]), w.Ws, a);
+    else
+        W("        for (int q = 0; q < %d; q++) yp[p * %d + q] = yc[p * %d + q]%s%s;\n}\n", w.Q, w.Q, w.Ws,
+          mx ? "" : " / (hn[p] * wn[q])", a);
+    op_head(s, i, add ? 2 : 1);
+    W("    float *restrict xs = ws, *restrict ys = ws + %lld; /* 2 x (%d x %d phase planes (%d, %d)), 2 x output rows %d wide */\n",
+      2 * XB, w.sh, w.sw, w.Hs, w.Ws, w.Ws);
+    if (mx) W("    for (int i = 0; i < %lld; i++) xs[i] = -INFINITY; /* the padding stays -INFINITY */\n", 2 * XB);
+    else W("    memset(xs, 0, sizeof(float) * %lld); /* the padding stays zero */\n", 2 * XB);
+    W("    for (int n = 0; n < batch; n++) {\n");
+    W("        const float *restrict xn = x0 + (ptrdiff_t)n * %d;\n", C * w.H * w.Wd);
+    W("        float *restrict yn = y + (ptrdiff_t)n * %d;\n", C * PQ);
+    if (add) W("        const float *restrict rn = x1 + (ptrdiff_t)n * %d;\n", C * PQ);
+    const char *R = add ? "rn, " : "";
+    if (C == 1) {
+        W("        %s_op%d_in(xs, xn, 0);\n        %s_op%d_taps(ys, xs, 0);\n        %s_op%d_out(yn, ys, %s0);\n", P, i, P, i,
+          P, i, R);
+    } else {
+        W("        %s_op%d_in(xs, xn, 0);\n        %s_op%d_in(xs, xn, 1);\n        %s_op%d_taps(ys, xs, 0);\n", P, i, P, i, P, i);
+        W("        for (int c = 2; c < %d; c++) {\n            %s_op%d_in(xs, xn, c);\n", C, P, i);
+        W("            %s_op%d_taps(ys, xs, c - 1);\n            %s_op%d_out(yn, ys, %sc - 2);\n        }\n", P, i, P, i, R);
+        W("        %s_op%d_taps(ys, xs, %d);\n        %s_op%d_out(yn, ys, %s%d);\n", P, i, C - 1, P, i, R, C - 2);
+        W("        %s_op%d_out(yn, ys, %s%d);\n", P, i, R, C - 1);
+    }
+    W("    }\n}\n");
+}
+
+/* Dense convolution (one group, not 1x1): the input planes are copied into the scratch
+ * as phase planes (as emit_direct), every tap of every channel is then copied out as a
+ * dense (P, Q) row of an im2col block (Cg * kh * kw, P, Q), and the pointwise GEMM tiles
+ * run on that block with the weights packed as a pointwise conv of Cg * kh * kw input
+ * channels. The stem (3 input channels, 3x3) is the one in DARTS. */
+static void emit_dense(cgs *s, int i, src x) {
+    const char *P = s->P;
+    win w = win_of(s, i);
+    int T = w.kh * w.kw;
+    long long PQ = (long long)w.P * w.Q, col_off = aligned(w.C * w.plane + WIN_V);
+    char rf[64];
+    snprintf(rf, sizeof rf, "%s%s", P, rd(x.relu));
+    W("    float *restrict xs = ws, *restrict col = ws + %lld; /* %d x %d phase planes (%d, %d) per channel; (%d, %d, %d) columns */\n",
+      col_off, w.sh, w.sw, w.Hs, w.Ws, w.C * T, w.P, w.Q);
+    W("    memset(xs, 0, sizeof(float) * %lld); /* the padding stays zero */\n", (long long)(w.C * w.plane + WIN_V));
+    W("    for (int n = 0; n < batch; n++) {\n");
+    W("        for (int c = 0; c < %d; c++) {\n", w.C);
+    W("            const float *restrict xp = x0 + ((ptrdiff_t)n * %d + c) * %d;\n", w.C, w.H * w.Wd);
+    W("            float *restrict xd = xs + c * %lld;\n", (long long)w.plane);
+    emit_win_copy(s, &w, "xd", rf, "            ");
+    W("            float *restrict cc = col + c * %lld;\n", T * PQ);
+    for (int r = 0; r < w.kh; r++)
+        for (int t = 0; t < w.kw; t++) {
+            W("            for (int p = 0; p < %d; p++)\n", w.P);
+            W("                for (int q = 0; q < %d; q++) cc[%lld + p * %d + q] = xd[%lld + p * %d + q];\n", w.Q,
+              (r * w.kw + t) * PQ, w.Q, win_tap(&w, r, t), w.Ws);
+        }
+    W("        }\n        const float *restrict xn = col;\n");
+    emit_pw_kloop(s, i, 0, w.C * T, PQ);
+    W("    }\n}\n");
+}
+
+static void emit_conv(cgs *s, int i, src x) {
+    if (is_pointwise(s, i)) emit_pointwise(s, i, x);
+    else if (ND(s, i)->iattr[IR_A_CONV_GROUPS] == 1) emit_dense(s, i, x);
+    else emit_direct(s, i, x);
 }
 
 static int write_op(cgs *s, int i) {
@@ -623,15 +951,15 @@ static int write_op(cgs *s, int i) {
         W("    memset(y, 0, sizeof(float) * (size_t)batch * %lld);\n}\n", (long long)ps);
         return 0;
     }
-    if (nd->op == IR_OP_CONV2D && is_depthwise_fast(s, i, r[0])) emit_dw_pixel(s, i, r[0]);
+    if ((nd->op == IR_OP_CONV2D && is_depthwise(s, i)) || nd->op == IR_OP_MAXPOOL || nd->op == IR_OP_AVGPOOL) {
+        emit_planewise(s, i, r[0]); /* helpers first, then its own head */
+        return 0;
+    }
     op_head(s, i, nin);
     const char *A = rd(s->relu_out[i]);
     switch (nd->op) {
     case IR_OP_CONV2D:
         emit_conv(s, i, r[0]);
-        return 0;
-    case IR_OP_MAXPOOL: case IR_OP_AVGPOOL:
-        emit_pool(s, i);
         return 0;
     case IR_OP_BATCHNORM: {
         int C = (int)nd->shape[1];
@@ -691,17 +1019,26 @@ static int write_op(cgs *s, int i) {
         int C = (int)xn->shape[1], H = (int)xn->shape[2], Wd = (int)xn->shape[3];
         W("    %s_OMP_FOR2\n    for (int n = 0; n < batch; n++)\n        for (int c = 0; c < %d; c++)\n", P, C);
         W("            for (int i = 0; i < %d; i++) /* x[:, :, 1:, 1:] */\n", H - 1);
-        W("                memcpy(y + (((ptrdiff_t)n * %d + c) * %d + i) * %d, x0 + (((ptrdiff_t)n * %d + c) * %d + i + 1) * %d + 1,\n"
-          "                       sizeof(float) * %d);\n}\n", C, H - 1, Wd - 1, C, H, Wd, Wd - 1);
+        if (r[0].relu) /* the FactorizedReduce ReLU, fused into the shift as into its convs' reads */
+            W("                for (int j = 0; j < %d; j++)\n                    y[(((ptrdiff_t)n * %d + c) * %d + i) * %d + j] = "
+              "%s_relu(x0[(((ptrdiff_t)n * %d + c) * %d + i + 1) * %d + 1 + j]);\n}\n", Wd - 1, C, H - 1, Wd - 1, P, C, H, Wd);
+        else
+            W("                memcpy(y + (((ptrdiff_t)n * %d + c) * %d + i) * %d, x0 + (((ptrdiff_t)n * %d + c) * %d + i + 1) * %d + 1,\n"
+              "                       sizeof(float) * %d);\n}\n", C, H - 1, Wd - 1, C, H, Wd, Wd - 1);
         return 0;
     }
     case IR_OP_GAP: {
         int C = (int)nd->shape[1];
         int64_t HW = plane_of(ND(s, nd->inputs[0]));
+        long long main_ = HW / 16 * 16;
+        /* 16 partial sums, one vector: a single running sum is a chain of dependent adds */
         W("    %s_OMP_FOR\n    for (ptrdiff_t pl = 0; pl < (ptrdiff_t)batch * %d; pl++) {\n", P, C);
-        W("        const float *restrict xp = x0 + pl * %lld;\n        double acc = 0.0;\n", (long long)HW);
-        W("        for (int i = 0; i < %lld; i++) acc += xp[i];\n", (long long)HW);
-        W("        y[pl] = (float)(acc / %lld.0);\n    }\n}\n", (long long)HW);
+        W("        const float *restrict xp = x0 + pl * %lld;\n        float acc[16] = {0.0f}, sum = 0.0f;\n", (long long)HW);
+        if (main_ > 0)
+            W("        for (int i0 = 0; i0 < %lld; i0 += 16)\n            for (int v = 0; v < 16; v++) acc[v] += xp[i0 + v];\n", main_);
+        if (HW > main_) W("        for (int v = 0; v < %lld; v++) acc[v] += xp[%lld + v];\n", HW - main_, main_);
+        W("        for (int v = 0; v < 16; v++) sum += acc[v];\n");
+        W("        y[pl] = sum / %lld.0f;\n    }\n}\n", (long long)HW);
         return 0;
     }
     case IR_OP_LINEAR: {
@@ -765,7 +1102,7 @@ static void write_doc(cgs *s) {
     W(" *   int best = 0;\n *   for (int k = 1; k < %s_NUM_CLASSES; k++) if (out[k] > out[best]) best = k;\n", s->P);
     W(" *   printf(\"%%d %%s\\n\", best, %s_class_names[best]);\n", s->P);
     W(" * Build: cc -std=c99 -O2 -c %s.c, link with -lm. Define %s_USE_OPENMP and pass -fopenmp to\n", s->P, s->P);
-    W(" * run the batch/channel loops in parallel.\n");
+    W(" * run the channel loops of the 1x1 convolutions and elementwise ops in parallel.\n");
     W(" *\n * %s_infer uses one static arena and is not reentrant; threads call\n", s->P);
     W(" * %s_infer_with_arena, each with its own %s_ARENA_BYTES of float-aligned memory.\n", s->P, s->P);
     W(" * Both return 0, or -1 for a NULL pointer or a batch outside 1..%s_MAX_BATCH.\n", s->P);
@@ -784,7 +1121,8 @@ static int write_header(cgs *s) {
     W("#define %s_INPUT_SIZE %lld /* floats per sample */\n", P, (long long)per_sample(xi));
     W("#define %s_NUM_CLASSES %lld\n", P, (long long)xo->shape[1]);
     W("#define %s_OUTPUT_SIZE %lld /* floats per sample */\n", P, (long long)per_sample(xo));
-    W("#define %s_ARENA_BYTES %lld /* activations at %s_MAX_BATCH */\n\n", P, (long long)(s->arena_floats * 4), P);
+    W("#define %s_ARENA_BYTES %lld /* activations of one sample (samples run one at a time) */\n\n", P,
+      (long long)(s->arena_floats * 4));
     W("#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
     W("int %s_infer(const float *input, float *output, int batch);\n", P);
     W("int %s_infer_with_arena(const float *input, float *output, int batch, void *arena);\n", P);
@@ -795,8 +1133,8 @@ static int write_header(cgs *s) {
 }
 
 static const char *buf_expr(cgs *s, int node, char *b, size_t bl) {
-    if (node == s->m->input) return "input";
-    if (node == s->out_owner) return "output";
+    if (node == s->m->input) return "in";
+    if (node == s->out_owner) return "out";
     snprintf(b, bl, "A + %lld", (long long)s->off[node]);
     return b;
 }
@@ -807,19 +1145,22 @@ static int write_source(cgs *s) {
     const char *P = s->P;
     W("/* %s.c - generated by dartsc from graph '", P);
     put_comment_text(s, ir_graph_name(s->g), " * ");
-    W("'; see %s.h. C99, needs only libm.\n *\n * Schedule (%d ops) and arena offsets in floats at batch %d:\n", P, s->n_sched,
-      s->max_batch);
+    W("'; see %s.h. C99, needs only libm.\n *\n * Schedule (%d ops) and arena offsets in floats (one sample):\n", P, s->n_sched);
     for (int t = 0; t < s->n_sched; t++) {
         int i = s->sched[t];
         W(" *   %s_op%d %s '", P, i, s->kind[i] == K_ZERO ? "zero" : ir_op_name(ND(s, i)->op));
         put_comment_text(s, ND(s, i)->name, " * ");
         if (i == s->out_owner) W("' -> output\n");
-        else W("' -> [%lld, %lld)\n", (long long)s->off[i], (long long)(s->off[i] + per_sample(ND(s, i)) * s->max_batch));
+        else W("' -> [%lld, %lld)\n", (long long)s->off[i], (long long)(s->off[i] + per_sample(ND(s, i))));
     }
     W(" */\n#include \"%s.h\"\n\n#include <math.h>\n#include <stddef.h>\n#include <string.h>\n\n", P);
     W("#ifdef %s_USE_OPENMP\n#define %s_OMP_FOR _Pragma(\"omp parallel for schedule(static)\")\n", P, P);
     W("#define %s_OMP_FOR2 _Pragma(\"omp parallel for collapse(2) schedule(static)\")\n#else\n", P);
     W("#define %s_OMP_FOR\n#define %s_OMP_FOR2\n#endif\n\n", P, P);
+    W("/* a * b + c, fused where the target has a fast fmaf (C99's FP_FAST_FMAF): gcc does not\n"
+      " * contract a * b + c under -std=c99, and the fused form is what the vector units do. */\n");
+    W("#ifdef FP_FAST_FMAF\n#define %s_FMA(a, b, c) fmaf(a, b, c)\n#else\n#define %s_FMA(a, b, c) ((a) * (b) + (c))\n#endif\n\n",
+      P, P);
     if (s->uses_relu) W("static float %s_relu(float v) { return v > 0.0f ? v : 0.0f; }\n", P);
     W("static float %s_id(float v) { return v; }\n\n", P);
 
@@ -844,16 +1185,22 @@ static int write_source(cgs *s) {
     W("    float *A = (float *)arena;\n");
     W("    if (!input || !output || !arena || batch < 1 || batch > %s_MAX_BATCH) return -1;\n", P);
     W("    (void)%s_id;\n    (void)A;\n", P);
+    W("    /* one sample at a time through the whole schedule: its activations stay in cache */\n");
+    W("    for (int n = 0; n < batch; n++) {\n");
+    W("        const float *in = input + (ptrdiff_t)n * %s_INPUT_SIZE;\n", P);
+    W("        float *out = output + (ptrdiff_t)n * %s_OUTPUT_SIZE;\n        (void)in;\n        (void)out;\n", P);
     for (int t = 0; t < s->n_sched; t++) {
         int i = s->sched[t];
         src r[IR_MAX_IATTR + 8];
         char b[64];
         int k = op_srcs(s, i, r);
-        W("    %s_op%d(%s", P, i, buf_expr(s, i, b, sizeof b));
+        W("        %s_op%d(%s", P, i, buf_expr(s, i, b, sizeof b));
         for (int j = 0; j < k; j++)
             if (r[j].node >= 0) W(", %s", buf_expr(s, r[j].node, b, sizeof b));
-        W(", batch);\n");
+        if (s->scratch[i] > 0) W(", A + %lld", (long long)s->soff[i]);
+        W(", 1);\n");
     }
+    W("    }\n");
     if (s->out_owner == m->input)
         W("    memcpy(output, input, sizeof(float) * (size_t)batch * %s_OUTPUT_SIZE);\n", P);
     W("    return 0;\n}\n\n");
@@ -893,8 +1240,12 @@ int cg_c_write(const cg_model *m, const cg_c_opts *o, const char *dir, char *err
     s->cons = calloc((size_t)n, sizeof *s->cons);
     s->sched = calloc((size_t)n, sizeof *s->sched);
     s->off = calloc((size_t)n, sizeof *s->off);
+    s->scratch = calloc((size_t)n, sizeof *s->scratch);
+    s->addin = malloc((size_t)n * sizeof *s->addin);
+    s->soff = calloc((size_t)n, sizeof *s->soff);
     unsigned char *flags = calloc((size_t)n * 8, 1);
-    if (!s->rep || !s->cons || !s->sched || !s->off || !flags) { fail(s, "out of memory"); goto done; }
+    if (!s->rep || !s->cons || !s->sched || !s->off || !s->scratch || !s->soff || !s->addin || !flags) { fail(s, "out of memory"); goto done; }
+    for (int i = 0; i < n; i++) s->addin[i] = -1;
     s->kind = flags;
     s->need = flags + n;
     s->live = flags + 2 * n;
@@ -902,7 +1253,10 @@ int cg_c_write(const cg_model *m, const cg_c_opts *o, const char *dir, char *err
     s->virt = flags + 4 * n;
     s->relu_out = flags + 5 * n;
     s->notconv = flags + 6 * n;
-    if (analyse(s) || plan(s)) goto done;
+    s->vshift = flags + 7 * n;
+    if (analyse(s)) goto done;
+    size_scratch(s);
+    if (plan(s)) goto done;
     char hpath[4096], cpath[4096];
     snprintf(hpath, sizeof hpath, "%s/%s.h", dir, s->P);
     snprintf(cpath, sizeof cpath, "%s/%s.c", dir, s->P);
@@ -918,6 +1272,9 @@ done:
     free(s->cons);
     free(s->sched);
     free(s->off);
+    free(s->scratch);
+    free(s->soff);
+    free(s->addin);
     free(flags);
     return rc;
 }

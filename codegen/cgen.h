@@ -19,15 +19,32 @@
  *  - A RELU read only by convolutions is fused into their input reads (the DARTS
  *    ReLU -> depthwise pattern); otherwise a RELU whose input is a conv or unfolded BN
  *    read by nothing else is fused into that op's output write.
+ *  - A two-term ADD whose later term is a conv or pool read by nothing else becomes
+ *    that op's output write (y = op(x) + other), so DARTS node sums cost no pass.
  *  - Only what m->output needs is emitted; MIXED/WSUM (supernet), SOFTMAX_CE and
  *    EMBEDDING are refused with the node named.
+ *
+ * Kernels (the emitted code is C99 that gcc and clang vectorise at -O2; each family has
+ * a comment in cgen.c saying its loop structure and why):
+ *  - 1x1 convolutions as register-blocked GEMM tiles (8 output channels x 32 positions
+ *    in named local arrays, weights packed at codegen time); strided ones gather first;
+ *    dense k x k convolutions (the stem) run the same tiles on an im2col block.
+ *  - Depthwise convolutions and pools on zero- (or -INFINITY-) padded phase planes in the
+ *    scratch: every tap of any stride or dilation is a unit-stride read, one flat
+ *    branch-free loop per plane, software-pipelined over the channels.
+ *  - a * b + c goes through NAME_FMA: fmaf where C99's FP_FAST_FMAF says it is fast.
+ *  - Optional OpenMP: define NAME_USE_OPENMP (and compile with -fopenmp) to run the
+ *    channel loops of the GEMM and elementwise ops in parallel; off by default.
  *
  * Arena planning, the greedy rule: walk the schedule in order; for op t first place its
  * output (best fit among the free blocks, else at the top of the arena), then release
  * every buffer whose last reader is t. An op's output therefore never overlaps its
- * inputs (the emitted functions take restrict pointers). Buffers are sized for
- * NAME_MAX_BATCH and aligned to 64 bytes. The model input is read in place and the
- * output op writes straight into the caller's output array.
+ * inputs (the emitted functions take restrict pointers). An op that needs scratch while
+ * it runs (windowed convolutions and pools: padded phase planes) gets a block placed
+ * after its output and freed at once. Buffers are sized for one sample and aligned to
+ * 64 bytes: the entry points run the samples of a batch one at a time through the whole
+ * schedule, so a sample's activations stay in cache. The model input is read in place
+ * and the output op writes straight into the caller's output array.
  *
  * Usage:
  *   cg_model m = {.g = net.graph, .values = vals, .input = net.images, .output = net.logits,

@@ -32,6 +32,7 @@ typedef struct cg_model {
     const char *const *class_names; /* n_classes names, or NULL */
     int n_classes;
     double test_accuracy;           /* < 0: unknown */
+    const char *const *labels;      /* per IR node: readable ONNX node name (ir_eval_labels), or NULL */
 } cg_model;
 
 #endif

@@ -110,6 +110,7 @@ typedef struct ox {
     ox_blk *blk;
     const char **val;     /* per IR node: its ONNX value name once emitted */
     unsigned char *live;  /* per IR node: needed for the output */
+    int cur;              /* IR node being exported (-1: none): its label renames its ONNX nodes */
     smap names, node_names;
     Onnx__NodeProto **nodes;
     size_t n_nodes, cap_nodes;
@@ -340,6 +341,14 @@ static int ox_node(ox *x, const char *op_type, const char *name, int n_in, const
     char **ins = ox_alloc(x, sizeof *ins * (size_t)(n_in ? n_in : 1));
     char **outs = ox_alloc(x, sizeof *outs);
     Onnx__AttributeProto **attrs = ox_alloc(x, sizeof *attrs * 8);
+    /* the readable label of the IR node replaces its name as the prefix of node names */
+    const char *lab = x->cur >= 0 && x->m->labels ? x->m->labels[x->cur] : NULL;
+    const char *irn = x->cur >= 0 ? ir_graph_node(x->g, x->cur)->name : NULL;
+    size_t irl = irn ? strlen(irn) : 0;
+    if (lab && irl && !strncmp(name, irn, irl) && (name[irl] == 0 || name[irl] == '/')) {
+        char *ren = ox_printf(x, "%s%s", lab, name + irl);
+        if (ren) name = ren;
+    }
     const char *nm = ox_unique(x, &x->node_names, name);
     if (!nd || !ins || !outs || !attrs || !nm) return -1;
     onnx__node_proto__init(nd);
@@ -602,7 +611,7 @@ static int ox_op(ox *x, int id, const char *out) {
     case IR_OP_MIXED: return ox_mixed(x, n, out);
     case IR_OP_WSUM: return ox_wsum(x, n, out);
     case IR_OP_EMBEDDING: case IR_OP_SOFTMAX_CE: case IR_OP_INPUT: case IR_OP_PARAM:
-    case IR_OP_IDENTITY: case IR_OP_DROPOUT: case IR_OP_DROP_PATH: case IR_OP_COUNT:
+    case IR_OP_IDENTITY: case IR_OP_DROPOUT: case IR_OP_DROP_PATH: case IR_OP_SQMEAN: case IR_OP_COUNT:
         break;
     }
     return ox_fail(x, "node '%s': op %s cannot be exported to ONNX", n->name, ir_op_name(n->op));
@@ -830,7 +839,10 @@ static int ox_build(ox *x, const cg_onnx_opts *o, Onnx__ModelProto *model) {
         const char *out = i == res ? "logits" : ox_unique(x, &x->names, nd->name);
         if (!out) return -1;
         x->val[i] = out;
-        if (ox_op(x, i, out)) return -1;
+        x->cur = i;
+        int rc = ox_op(x, i, out);
+        x->cur = -1;
+        if (rc) return -1;
     }
     if (x->failed) return -1;
     if (need_identity) {
@@ -919,7 +931,7 @@ int cg_onnx_write(const cg_model *m, const cg_onnx_opts *o, const char *path, ch
         return -1;
     }
     char msg[512] = "";
-    ox x = {.m = m, .g = m->g, .err = msg, .errlen = sizeof msg};
+    ox x = {.m = m, .g = m->g, .cur = -1, .err = msg, .errlen = sizeof msg};
     Onnx__ModelProto model;
     int rc = -1;
     uint8_t *buf = NULL;

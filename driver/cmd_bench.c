@@ -16,6 +16,48 @@
 #include "search/common.h"
 #include "search/search.h"
 
+/* --profile: the backend's forward and backward wrapped with wall-clock timers, summed
+ * per op (convolutions split into depthwise, 1x1 and other), printed after the run. */
+enum { PROF_DW = IR_OP_COUNT, PROF_PW, PROF_KINDS };
+static double prof_t[2][PROF_KINDS];
+static long prof_n[2][PROF_KINDS];
+static void (*prof_fwd)(rt_backend *, const rt_exec_node *);
+static void (*prof_bwd)(rt_backend *, const rt_exec_node *);
+
+static int prof_kind(const rt_exec_node *n) {
+    if (n->op != IR_OP_CONV2D) return (int)n->op;
+    if (n->iattr[IR_A_CONV_GROUPS] > 1 && n->iattr[IR_A_CONV_GROUPS] == n->in[0].shape[1]) return PROF_DW;
+    if (n->in[1].shape[2] == 1 && n->in[1].shape[3] == 1) return PROF_PW;
+    return IR_OP_CONV2D;
+}
+static void prof_forward(rt_backend *be, const rt_exec_node *n) {
+    double t0 = sr_now();
+    prof_fwd(be, n);
+    int k = prof_kind(n);
+    prof_t[0][k] += sr_now() - t0;
+    prof_n[0][k]++;
+}
+static void prof_backward(rt_backend *be, const rt_exec_node *n) {
+    double t0 = sr_now();
+    prof_bwd(be, n);
+    int k = prof_kind(n);
+    prof_t[1][k] += sr_now() - t0;
+    prof_n[1][k]++;
+}
+static void prof_print(int steps) {
+    double total = 0;
+    for (int d = 0; d < 2; d++)
+        for (int k = 0; k < PROF_KINDS; k++) total += prof_t[d][k];
+    fprintf(stderr, "per-op wall time, mean per step (%d steps incl. warm-up); total %.3f s\n", steps, total / steps);
+    for (int d = 0; d < 2; d++)
+        for (int k = 0; k < PROF_KINDS; k++) {
+            if (!prof_n[d][k]) continue;
+            const char *nm = k == PROF_DW ? "conv2d-depthwise" : k == PROF_PW ? "conv2d-1x1" : ir_op_name((ir_op)k);
+            fprintf(stderr, "  %-8s %-18s %8.4f s %5.1f %%  %6ld calls\n", d ? "backward" : "forward", nm,
+                    prof_t[d][k] / steps, 100.0 * prof_t[d][k] / total, prof_n[d][k] / steps);
+        }
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -23,10 +65,11 @@ static int cmp_double(const void *a, const void *b) {
 
 int dartsc_cmd_bench(int argc, char **argv) {
     const char *path = NULL, *device = "cpu";
-    int batch = 0, order = 1, steps = 5, warmup = 1, json = 0;
+    int batch = 0, order = 1, steps = 5, warmup = 1, json = 0, profile = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--profile")) profile = 1;
         else if (a[0] == '-' && !v) {
             fprintf(stderr, "dartsc bench: %s needs a value\n", a);
             return 2;
@@ -36,12 +79,12 @@ int dartsc_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
         else if (!strcmp(a, "--device")) device = argv[++i];
         else if (a[0] == '-') {
-            fprintf(stderr, "usage: dartsc bench SPACE [--batch N] [--order 1|2] [--steps N] [--warmup N] [--device cpu|cuda] [--json]\n");
+            fprintf(stderr, "usage: dartsc bench SPACE [--batch N] [--order 1|2] [--steps N] [--warmup N] [--device cpu|cuda] [--json] [--profile]\n");
             return 2;
         } else path = a;
     }
     if (!path || (order != 1 && order != 2) || steps < 1 || steps > 1000 || warmup < 0 || batch < 0) {
-        fprintf(stderr, "usage: dartsc bench SPACE [--batch N] [--order 1|2] [--steps N] [--warmup N] [--device cpu|cuda] [--json]\n");
+        fprintf(stderr, "usage: dartsc bench SPACE [--batch N] [--order 1|2] [--steps N] [--warmup N] [--device cpu|cuda] [--json] [--profile]\n");
         return 2;
     }
     ir_space sp;
@@ -58,6 +101,12 @@ int dartsc_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "dartsc bench: %s\n", err);
         ir_net_free(&net);
         return 1;
+    }
+    if (profile) {
+        prof_fwd = be->forward;
+        prof_bwd = be->backward;
+        be->forward = prof_forward;
+        be->backward = prof_backward;
     }
     rt_plan *p = rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 1, .grads = RT_GRAD_W | RT_GRAD_ARCH}, err, sizeof err);
     if (!p) {
@@ -122,6 +171,7 @@ int dartsc_cmd_bench(int argc, char **argv) {
         printf("%s batch %d order %d: median %.3f s/step (min %.3f, %d steps), %.1f images/s, %.1f GFLOP/step, "
                "%.1f GFLOP/s, peak RSS %.0f MiB, %d threads\n",
                sp.name, batch, order, med, times[0], steps, batch / med, gflop, gflop / med, rss_mb, kcpu_num_threads());
+    if (profile) prof_print(warmup + steps);
     if (order == 2) sr_unroll_free(&u, p);
     be->free(be, buf);
     be->free(be, m);

@@ -9,6 +9,7 @@
 #include "driver.h"
 #include "ir/space.h"
 #include "runtime/runtime.h"
+#include "runtime/text.h"
 
 static void print_cell(const char *what, const ir_cell *c) {
     printf("  %s cell: %d input%s, %d nodes, keep %d, combine %s, %d edges\n", what, c->n_inputs,
@@ -35,6 +36,59 @@ static void human_bytes(double b, char *out, size_t n) {
     int i = 0;
     while (b >= 1024 && i < 4) { b /= 1024; i++; }
     snprintf(out, n, "%.1f %s", b, u[i]);
+}
+
+/* A recurrent space: the unrolled search graph (bptt steps) at the corpus's vocabulary
+ * (10,000, PTB's, when the corpus is not there). */
+static int check_rnn(const ir_space *sp, const char *path, int batch, int dump_ir, const char *dot) {
+    rt_corpus c;
+    char err[512];
+    int V = 10000, have = rt_corpus_load(sp->data_path, &c, err, sizeof err) == 0;
+    if (have) {
+        V = c.n_words;
+        printf("  corpus %s: %d words, %lld / %lld / %lld tokens (train / valid / test)\n", sp->data_path, V,
+               (long long)c.n[RT_SPLIT_TRAIN], (long long)c.n[RT_SPLIT_VALID], (long long)c.n[RT_SPLIT_TEST]);
+        rt_corpus_free(&c);
+    } else {
+        printf("  corpus not readable (%s); vocabulary taken as 10000\n", err);
+    }
+    ir_rnn_opts o = {.T = sp->search.bptt > 0 ? sp->search.bptt : 35, .batch = batch ? batch : sp->search.batch,
+                     .ntoken = V, .dropout = sp->search.dropout, .dropout_h = sp->search.dropout_h,
+                     .dropout_x = sp->search.dropout_x, .dropout_i = sp->search.dropout_i};
+    ir_rnn_net net;
+    if (ir_space_build_rnn(sp, NULL, &o, &net)) {
+        fprintf(stderr, "%s: error: cannot lower the space: %s\n", path, net.error);
+        return 1;
+    }
+    ir_stats st;
+    ir_graph_stats(net.graph, &st);
+    printf("search graph (unrolled over bptt %d, batch %d): %lld nodes, %lld weight parameters, %lld architecture "
+           "parameters\n", o.T, o.batch, (long long)st.n_nodes, (long long)st.weight_params, (long long)st.arch_params);
+    rt_backend *be = rt_backend_cpu_new();
+    rt_plan *p = rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 0, .grads = RT_GRAD_W | RT_GRAD_ARCH}, err, sizeof err);
+    if (p) {
+        char a[32], b[32];
+        human_bytes((double)rt_plan_arena_bytes(p), a, sizeof a);
+        human_bytes((double)rt_plan_param_bytes(p), b, sizeof b);
+        printf("  one search step: %s of activations and gradients (planned), %s of parameters and gradients\n", a, b);
+        rt_plan_free(p);
+    } else {
+        printf("  memory estimate unavailable: %s\n", err);
+    }
+    be->destroy(be);
+    if (dump_ir) ir_dump_text(net.graph, stdout);
+    int rc = 0;
+    if (dot) {
+        FILE *f = fopen(dot, "w");
+        if (!f) rc = 1;
+        else {
+            ir_dump_dot(net.graph, f);
+            if (fclose(f) != 0) rc = 1;
+        }
+        if (rc) perror(dot);
+    }
+    ir_rnn_net_free(&net);
+    return rc;
 }
 
 int dartsc_cmd_check(int argc, char **argv) {
@@ -75,8 +129,7 @@ int dartsc_cmd_check(int argc, char **argv) {
     print_cell("reduction", &sp.reduce);
     if (sp.kind == IR_SPACE_RNN) {
         printf("  embedding %d, hidden %d\n", sp.emb, sp.hidden);
-        printf("note: recurrent supernets are not lowered to the IR yet; the space itself is valid\n");
-        return 0;
+        return check_rnn(&sp, path, batch, dump_ir, dot);
     }
     printf("  network: input %dx%dx%d, %d classes, C %d, %d cells, stem x%d, reductions at", sp.in_c, sp.in_h,
            sp.in_w, sp.classes, sp.C, sp.layers, sp.stem_mult);

@@ -11,10 +11,12 @@
 #include "codegen/cgen.h"
 #include "codegen/codegen.h"
 #include "codegen/onnx.h"
+#include "codegen/rnn_export.h"
 #include "driver.h"
 #include "frontend/fe.h"
 #include "search/common.h"
 #include "search/genotype.h"
+#include "search/rnn.h"
 #include "search/search.h"
 #include "runtime/tensorfile.h"
 #include "search/train.h"
@@ -50,6 +52,11 @@ int dartsc_load_space(const char *path, ir_space *sp) {
 static void progress_lines(void *ctx, const sr_progress *p) {
     const char *what = ctx;
     int tty = isatty(2);
+    if (p->candidate_end) {
+        fprintf(stderr, "%scandidate %d/%d: architecture split loss %.4f accuracy %.2f%%\n", tty ? "\r\033[K" : "",
+                p->epoch + 1, p->epochs, p->val_loss, 100 * p->val_acc);
+        return;
+    }
     if (p->epoch_end) {
         fprintf(stderr, "%s%s epoch %d/%d: loss %.4f accuracy %.2f%%\n", tty ? "\r\033[K" : "", what, p->epoch + 1,
                 p->epochs, p->val_loss, 100 * p->val_acc);
@@ -83,9 +90,10 @@ static int do_export(const ir_space *sp, const ir_genotype *gt, const char *weig
     for (int i = 0; i < n; i++)
         if (ir_graph_node(in.net.graph, i)->op == IR_OP_PARAM) vals[i] = rt_node_data(in.p, i);
     char *gj = sr_genotype_to_json(sp, gt, NULL, NULL);
+    char **labels = ir_eval_labels(sp, gt, 0, in.net.graph); /* NULL: ONNX nodes keep the IR names */
     cg_model m = {.g = in.net.graph, .values = vals, .input = in.net.images, .output = in.net.logits, .name = name,
                   .space_name = sp->name, .genotype_json = gj, .in_c = sp->in_c, .n_classes = sp->classes,
-                  .test_accuracy = test_acc};
+                  .test_accuracy = test_acc, .labels = (const char *const *)labels};
     rt_loader_cfg cfg = sr_loader_cfg(sp, &sp->train, 0);
     for (int c = 0; c < sp->in_c && c < 4; c++) {
         m.mean[c] = cfg.mean[c];
@@ -119,7 +127,64 @@ static int do_export(const ir_space *sp, const ir_genotype *gt, const char *weig
     }
     free(gj);
     free(vals);
+    ir_eval_labels_free(labels, n);
     sr_infer_close(&in);
+    return rc;
+}
+
+/* A recurrent run's step function (embedding + one cell step + decoder) as ONNX and C
+ * (codegen/rnn_export.h); the vocabulary size comes from the weights file. */
+static int rnn_export(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *onnx_path,
+                      const char *c_dir, const char *name, int max_batch) {
+    char err[1024];
+    rt_tf_file *wf = rt_tf_read(weights, err, sizeof err);
+    if (!wf) {
+        fprintf(stderr, "dartsc export: %s\n", err);
+        return 1;
+    }
+    const rt_tf_entry *enc = rt_tf_find(wf, "encoder.weight");
+    int V = enc && enc->ndim == 2 ? (int)enc->dims[0] : 0;
+    rt_tf_free(wf);
+    if (V < 2) {
+        fprintf(stderr, "dartsc export: %s: no encoder.weight (not a recurrent model)\n", weights);
+        return 1;
+    }
+    ir_rnn_net net;
+    if (cg_rnn_step_net(sp, &gt->normal, V, 1, &net)) {
+        fprintf(stderr, "dartsc export: %s\n", net.error);
+        return 1;
+    }
+    rt_backend *be = rt_backend_cpu_new();
+    rt_plan *p = be ? rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 1, .grads = 0}, err, sizeof err) : NULL;
+    int n = ir_graph_num_nodes(net.graph), rc = 1;
+    const float **vals = calloc((size_t)n, sizeof *vals);
+    if (!p || !vals || sr_weights_load(p, weights, err, sizeof err)) {
+        fprintf(stderr, "dartsc export: %s\n", vals ? err : "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        if (ir_graph_node(net.graph, i)->op == IR_OP_PARAM) vals[i] = rt_node_data(p, i);
+    if (onnx_path) {
+        if (cg_rnn_onnx_write(&net, vals, onnx_path, err, sizeof err)) {
+            fprintf(stderr, "dartsc export: %s\n", err);
+            goto out;
+        }
+        fprintf(stderr, "wrote %s (one step: ids, hidden -> logits, hidden_out)\n", onnx_path);
+    }
+    if (c_dir) {
+        mkdir(c_dir, 0755);
+        if (cg_rnn_c_write(&net, vals, c_dir, name, max_batch, err, sizeof err)) {
+            fprintf(stderr, "dartsc export: %s\n", err);
+            goto out;
+        }
+        fprintf(stderr, "wrote %s/%s.h and %s/%s.c (%s_step)\n", c_dir, name, c_dir, name, name);
+    }
+    rc = 0;
+out:
+    free(vals);
+    rt_plan_free(p);
+    if (be) be->destroy(be);
+    ir_rnn_net_free(&net);
     return rc;
 }
 
@@ -175,6 +240,7 @@ int dartsc_cmd_export(int argc, char **argv) {
     ir_genotype gt;
     char weights[4200];
     if (open_run_dir(dir, &sp, &gt, weights, sizeof weights)) return 1;
+    if (sp.kind == IR_SPACE_RNN) return rnn_export(&sp, &gt, weights, onnx, cdir, name, max_batch);
     return do_export(&sp, &gt, weights, onnx, cdir, name, max_batch, fold, -1.0);
 }
 
@@ -230,8 +296,37 @@ int dartsc_cmd_train(int argc, char **argv) {
         fprintf(stderr, "dartsc train: stopped; continue with --resume\n");
         return 130;
     }
+    if (sp.kind == IR_SPACE_RNN) { /* search/rnn.c: train_acc holds the last validation perplexity */
+        printf("trained in %.1f s; last epoch validation perplexity %.2f; weights in %s/model.dtns\n", r.seconds,
+               r.train_acc, o.out_dir);
+        return 0;
+    }
     printf("trained in %.1f s; last epoch train accuracy %.2f%%; weights in %s/model.dtns\n", r.seconds, 100 * r.train_acc,
            o.out_dir);
+    return 0;
+}
+
+/* Validation and test perplexity of a recurrent run (search/rnn.c); results.json when
+ * results is set. */
+static int rnn_eval_print(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device,
+                          const char *results, const double *times) {
+    sr_rnn_eval ev;
+    char err[1024];
+    double t0 = sr_now();
+    if (sr_rnn_evaluate(sp, gt, weights, device, &ev, err, sizeof err)) {
+        fprintf(stderr, "dartsc eval: %s\n", err);
+        return 1;
+    }
+    printf("validation perplexity %.2f (%lld tokens), test perplexity %.2f (%lld tokens)\n", ev.valid_ppl,
+           (long long)ev.valid_tokens, ev.test_ppl, (long long)ev.test_tokens);
+    FILE *f = results ? fopen(results, "w") : NULL;
+    if (f) {
+        fprintf(f, "{\"valid_perplexity\":%.4f,\"test_perplexity\":%.4f,\"valid_loss\":%.6f,\"test_loss\":%.6f,"
+                   "\"search_seconds\":%.1f,\"train_seconds\":%.1f,\"eval_seconds\":%.1f}\n",
+                ev.valid_ppl, ev.test_ppl, ev.valid_loss, ev.test_loss, times ? times[0] : 0, times ? times[1] : 0,
+                sr_now() - t0);
+        fclose(f);
+    }
     return 0;
 }
 
@@ -254,6 +349,7 @@ int dartsc_cmd_eval(int argc, char **argv) {
     ir_genotype gt;
     char weights[4200], err[1024];
     if (open_run_dir(dir, &sp, &gt, weights, sizeof weights)) return 1;
+    if (sp.kind == IR_SPACE_RNN) return rnn_eval_print(&sp, &gt, weights, device, NULL, 0);
     sr_eval_result ev;
     enum { MAX_PRED = 1 << 20 };
     int32_t *pred = pred_path ? calloc(MAX_PRED, sizeof *pred) : NULL;
@@ -280,27 +376,44 @@ int dartsc_cmd_eval(int argc, char **argv) {
 
 /* ---- run ---------------------------------------------------------------------------------------- */
 
+static void run_usage(FILE *f) {
+    fputs("usage: dartsc run SPACE [--out DIR] [--device cpu|cuda] [search options]\n"
+          "  search -> derive -> retrain -> evaluate -> export (ONNX, C) -> report; rerun to resume.\n"
+          "  --seed N seeds the search and the retraining.\n", f);
+    fputs(dartsc_search_flags_usage, f);
+}
+
 int dartsc_cmd_run(int argc, char **argv) {
     const char *path = NULL, *out = "runs/demo", *device = "cpu";
+    sr_options so = sr_options_default();
+    dartsc_search_overrides ov;
+    dartsc_search_overrides_init(&ov);
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(a, "--device") && i + 1 < argc) device = argv[++i];
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = dartsc_search_flag("run", a, v, &so, &ov);
+        if (takes < 0) return 2;
+        if (takes > 0) {
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "--out") && v) out = argv[++i];
+        else if (!strcmp(a, "--device") && v) device = argv[++i];
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: dartsc run SPACE [--out DIR] [--device cpu|cuda]\n"
-                   "  search -> derive -> retrain -> evaluate -> export (ONNX, C) -> report; rerun to resume.\n");
+            run_usage(stdout);
             return 0;
         } else if (a[0] == '-') {
             fprintf(stderr, "dartsc run: unknown option '%s'\n", a);
+            run_usage(stderr);
             return 2;
         } else path = a;
     }
     if (!path) {
-        fprintf(stderr, "usage: dartsc run SPACE [--out DIR] [--device cpu|cuda]\n");
+        run_usage(stderr);
         return 2;
     }
     ir_space sp;
     if (dartsc_load_space(path, &sp)) return 1;
+    dartsc_search_overrides_apply(&ov, &sp);
     install_signals();
     char err[1024], p[4200];
     double times[4] = {0};
@@ -317,10 +430,10 @@ int dartsc_cmd_run(int argc, char **argv) {
             len = fread(src, 1, (size_t)n, f);
             fclose(f);
         }
-        sr_options o = sr_options_default();
+        sr_options o = so;
         o.out_dir = out;
         o.device = device;
-        o.resume = exists(out, "checkpoint.dtns");
+        o.resume = exists(out, "checkpoint.dtns") || exists(out, "candidates.jsonl");
         o.space_src = src;
         o.space_src_len = len;
         o.stop = &stop_flag;
@@ -395,6 +508,16 @@ int dartsc_cmd_run(int argc, char **argv) {
     /* 3. evaluate */
     snprintf(p, sizeof p, "%s/model.dtns", out);
     fprintf(stderr, "== evaluate\n");
+    if (sp.kind == IR_SPACE_RNN) { /* export and report of recurrent cells are not implemented */
+        char rp[4200];
+        snprintf(rp, sizeof rp, "%s/results.json", out);
+        if (rnn_eval_print(&sp, &gt, p, device, rp, times)) return 1;
+        fprintf(stderr, "== export\n");
+        char onnx_p[4200], cdir_p[4200];
+        snprintf(onnx_p, sizeof onnx_p, "%s/model.onnx", out);
+        snprintf(cdir_p, sizeof cdir_p, "%s/c", out);
+        return rnn_export(&sp, &gt, p, onnx_p, cdir_p, "model", 64);
+    }
     double t0 = sr_now();
     sr_eval_result ev;
     if (sr_evaluate(&sp, &gt, p, device, &ev, err, sizeof err)) {
@@ -403,21 +526,23 @@ int dartsc_cmd_run(int argc, char **argv) {
     }
     times[2] = sr_now() - t0;
     printf("test accuracy %.2f%% on %d images (loss %.4f)\n", 100 * ev.acc, ev.n, ev.loss);
-    char rp[4200];
-    snprintf(rp, sizeof rp, "%s/results.json", out);
-    FILE *f = fopen(rp, "w");
-    if (f) {
-        fprintf(f, "{\"test_accuracy\":%.6f,\"test_loss\":%.6f,\"test_images\":%d,\"search_seconds\":%.1f,\"train_seconds\":%.1f,"
-                   "\"eval_seconds\":%.1f}\n",
-                ev.acc, ev.loss, ev.n, times[0], times[1], times[2]);
-        fclose(f);
-    }
     /* 4. export */
     fprintf(stderr, "== export\n");
     char onnx[4200], cdir[4200];
     snprintf(onnx, sizeof onnx, "%s/model.onnx", out);
     snprintf(cdir, sizeof cdir, "%s/c", out);
+    t0 = sr_now();
     if (do_export(&sp, &gt, p, onnx, cdir, "model", 1, 1, ev.acc)) return 1;
+    times[3] = sr_now() - t0;
+    char rp[4200];
+    snprintf(rp, sizeof rp, "%s/results.json", out);
+    FILE *f = fopen(rp, "w");
+    if (f) {
+        fprintf(f, "{\"test_accuracy\":%.6f,\"test_loss\":%.6f,\"test_images\":%d,\"search_seconds\":%.1f,\"train_seconds\":%.1f,"
+                   "\"eval_seconds\":%.1f,\"export_seconds\":%.1f,\"strategy\":\"%s\"}\n",
+                ev.acc, ev.loss, ev.n, times[0], times[1], times[2], times[3], dartsc_strategy_name(so.strategy));
+        fclose(f);
+    }
     /* 5. report */
     if (dartsc_write_report(out, &sp, &gt, ev.acc, argc, argv) == 0) fprintf(stderr, "wrote %s/report.html\n", out);
     return 0;

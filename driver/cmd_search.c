@@ -34,6 +34,12 @@ static void show_progress(void *ctx, const sr_progress *p) {
     prog *pg = ctx;
     char eta[32];
     fmt_eta(p->eta_s, eta, sizeof eta);
+    if (p->candidate_end) {
+        fprintf(stderr, "%scandidate %d/%d", pg->tty ? "\r\033[K" : "", p->epoch + 1, p->epochs);
+        if (p->step >= 0) fprintf(stderr, " (mutant of %lld)", (long long)p->step + 1);
+        fprintf(stderr, ": architecture split loss %.4f accuracy %.2f%%\n", p->val_loss, 100 * p->val_acc);
+        return;
+    }
     if (p->epoch_end) {
         fprintf(stderr, "%sepoch %d/%d: architecture split loss %.4f accuracy %.2f%%\n", pg->tty ? "\r\033[K" : "",
                 p->epoch + 1, p->epochs, p->val_loss, 100 * p->val_acc);
@@ -53,17 +59,6 @@ static void show_progress(void *ctx, const sr_progress *p) {
                 p->epoch + 1, p->epochs, (long long)p->step + 1, (long long)p->steps_per_epoch, p->train_loss,
                 100 * p->train_acc, p->val_loss, p->lr, p->images_per_s, eta);
     }
-}
-
-static int parse_int(const char *flag, const char *v, long lo, long hi, long *out) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (!*v || *end || x < lo || x > hi) {
-        fprintf(stderr, "dartsc: %s: '%s' is not an integer in %ld..%ld\n", flag, v, lo, hi);
-        return -1;
-    }
-    *out = x;
-    return 0;
 }
 
 static char *slurp(const char *path, size_t *len) {
@@ -86,69 +81,57 @@ static char *slurp(const char *path, size_t *len) {
 }
 
 
-static const char *usage_text =
-    "usage: dartsc search SPACE [--out DIR] [--epochs N] [--batch N] [--order 1|2] [--seed N]\n"
-    "                           [--data PATH] [--subset N] [--device cpu|cuda] [--strategy darts|joint|coord]\n"
-    "                           [--resume]\n";
+static void usage(FILE *f) {
+    fputs("usage: dartsc search SPACE [--out DIR] [--device cpu|cuda] [--resume] [search options]\n", f);
+    fputs(dartsc_search_flags_usage, f);
+}
 
 int dartsc_cmd_search(int argc, char **argv) {
-    const char *path = NULL, *data = NULL;
+    const char *path = NULL;
     sr_options o = sr_options_default();
-    long epochs = 0, batch = 0, order = 0, seed = -1, subset = -1;
+    dartsc_search_overrides ov;
+    dartsc_search_overrides_init(&ov);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = 1;
+        int takes = dartsc_search_flag("search", a, v, &o, &ov);
+        if (takes < 0) return 2;
+        if (takes > 0) {
+            i++;
+            continue;
+        }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(usage_text, stdout);
+            usage(stdout);
             return 0;
         } else if (!strcmp(a, "--resume")) {
             o.resume = 1;
-            takes = 0;
-        } else if (a[0] == '-' && !v) {
-            fprintf(stderr, "dartsc search: %s needs a value\n%s", a, usage_text);
-            return 2;
-        } else if (!strcmp(a, "--out")) o.out_dir = v;
-        else if (!strcmp(a, "--data")) data = v;
-        else if (!strcmp(a, "--device")) o.device = v;
-        else if (!strcmp(a, "--epochs")) { if (parse_int(a, v, 1, 100000, &epochs)) return 2; }
-        else if (!strcmp(a, "--batch")) { if (parse_int(a, v, 1, 65536, &batch)) return 2; }
-        else if (!strcmp(a, "--order")) { if (parse_int(a, v, 1, 2, &order)) return 2; }
-        else if (!strcmp(a, "--seed")) { if (parse_int(a, v, 0, 2147483647, &seed)) return 2; }
-        else if (!strcmp(a, "--subset")) { if (parse_int(a, v, 0, 100000000, &subset)) return 2; }
-        else if (!strcmp(a, "--strategy")) {
-            if (!strcmp(v, "darts")) o.strategy = SR_DARTS;
-            else if (!strcmp(v, "joint")) o.strategy = SR_JOINT;
-            else if (!strcmp(v, "coord")) o.strategy = SR_COORD;
-            else {
-                fprintf(stderr, "dartsc search: --strategy: '%s' is not darts, joint or coord\n", v);
+        } else if (!strcmp(a, "--out") || !strcmp(a, "--device")) {
+            if (!v) {
+                fprintf(stderr, "dartsc search: %s needs a value\n", a);
                 return 2;
             }
+            if (a[2] == 'o') o.out_dir = v;
+            else o.device = v;
+            i++;
         } else if (a[0] == '-') {
-            fprintf(stderr, "dartsc search: unknown option '%s'\n%s", a, usage_text);
+            fprintf(stderr, "dartsc search: unknown option '%s'\n", a);
+            usage(stderr);
             return 2;
         } else {
-            takes = 0;
             if (path) {
                 fprintf(stderr, "dartsc search: more than one space given ('%s' and '%s')\n", path, a);
                 return 2;
             }
             path = a;
         }
-        i += takes;
     }
     if (!path) {
-        fputs(usage_text, stderr);
+        usage(stderr);
         return 2;
     }
     ir_space sp;
     if (dartsc_load_space(path, &sp)) return 1;
-    if (epochs) sp.search.epochs = (int)epochs;
-    if (batch) sp.search.batch = (int)batch;
-    if (order) sp.search.order = (int)order;
-    if (seed >= 0) sp.search.seed = (uint64_t)seed;
-    if (subset >= 0) sp.search.subset = (int)subset;
-    if (data) snprintf(sp.data_path, sizeof sp.data_path, "%s", data);
+    dartsc_search_overrides_apply(&ov, &sp);
 
     size_t len = 0;
     char *src = slurp(path, &len);
@@ -163,9 +146,15 @@ int dartsc_cmd_search(int argc, char **argv) {
     prog pg = {.tty = isatty(2)};
     o.progress = show_progress;
     o.progress_ctx = &pg;
-    fprintf(stderr, "dartsc search: %s -> %s (%s, %s order, %d epochs, batch %d, seed %llu)\n", path, o.out_dir,
-            o.device, sp.search.order == 2 ? "second" : "first", sp.search.epochs, sp.search.batch,
-            (unsigned long long)sp.search.seed);
+    if (o.strategy == SR_RANDOM || o.strategy == SR_EVOLUTION) {
+        sr_baseline_defaults(&o);
+        fprintf(stderr, "dartsc search: %s -> %s (%s, %s, %d candidates of %d epochs, batch %d, seed %llu)\n", path,
+                o.out_dir, o.device, dartsc_strategy_name(o.strategy), o.candidates, o.candidate_epochs, sp.search.batch,
+                (unsigned long long)sp.search.seed);
+    } else
+        fprintf(stderr, "dartsc search: %s -> %s (%s, %s, %s order, %d epochs, batch %d, seed %llu)\n", path, o.out_dir,
+                o.device, dartsc_strategy_name(o.strategy), sp.search.order == 2 ? "second" : "first", sp.search.epochs,
+                sp.search.batch, (unsigned long long)sp.search.seed);
     sr_result res;
     char err[1024];
     int rc = sr_search(&sp, &o, &res, err, sizeof err);
@@ -182,6 +171,9 @@ int dartsc_cmd_search(int argc, char **argv) {
     dartsc_render_cells(o.out_dir);
     printf("genotype: ");
     sr_genotype_print(&sp, &res.genotype, stdout);
+    if (sp.kind == IR_SPACE_RNN) /* search/rnn.c reports validation perplexity in val_acc */
+        printf("search took %.1f s; validation perplexity %.2f; results in %s\n", res.seconds, res.val_acc, o.out_dir);
+    else
     printf("search took %.1f s; architecture split accuracy %.2f%%; results in %s\n", res.seconds, 100 * res.val_acc,
            o.out_dir);
     return 0;

@@ -12,7 +12,22 @@ int dartsc_cmd_export(int argc, char **argv);
 int dartsc_cmd_run(int argc, char **argv);
 int dartsc_cmd_bench(int argc, char **argv);
 
+#include <stddef.h>
+
 #include "ir/space.h"
+#include "search/search.h"
+
+/* Search flags shared by `search` and `run` (driver/search_flags.c). */
+typedef struct dartsc_search_overrides {
+    long epochs, batch, order, seed, subset; /* 0 (seed, subset: -1): keep the space's */
+    const char *data;
+} dartsc_search_overrides;
+extern const char *dartsc_search_flags_usage;
+void dartsc_search_overrides_init(dartsc_search_overrides *ov);
+/* 1: a (with its value v) was consumed; 0: not a search flag; -1: bad value (reported). */
+int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options *o, dartsc_search_overrides *ov);
+void dartsc_search_overrides_apply(const dartsc_search_overrides *ov, ir_space *sp);
+const char *dartsc_strategy_name(sr_strategy s);
 /* Compiles a space file, rendering its diagnostics on stderr; 0, or -1 on errors. */
 int dartsc_load_space(const char *path, ir_space *sp);
 /* RUN_DIR/{normal,reduce}.svg from the .dot files when Graphviz's dot is installed. */

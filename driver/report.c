@@ -7,9 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "driver.h"
 #include "search/genotype.h"
+
+char *openblas_get_config(void); /* OpenBLAS's version and build string */
 
 static void esc(FILE *f, const char *s) {
     for (; *s; s++) {
@@ -72,22 +75,59 @@ static void chart(FILE *f, json_t *rows, const char *title, const char *const *k
     fputs("</svg></figure>\n", f);
 }
 
-/* Heat map of softmax(alpha): rows are edges, columns ops. */
+/* Heat map of softmax(alpha): rows are edges, columns ops, shaded from the map's smallest
+ * to its largest weight (after a short search all weights sit near 1/ops, and an absolute
+ * scale would show one flat colour); the range is printed under the map. */
 static void heatmap(FILE *f, json_t *rows, const ir_cell *c, const char *title) {
     size_t E = json_array_size(rows);
-    const int cw = 14, ch = 10, L = 8;
-    int W = L + cw * c->n_ops + 4, H = 16 + ch * (int)E + 4;
-    fprintf(f, "<svg class=\"heat\" width=\"%d\" height=\"%d\"><text x=\"2\" y=\"11\" font-size=\"10\">%s</text>", W, H, title);
+    const int cw = 14, ch = 10, L = 8, top = 16, labels = 84;
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t e = 0; e < E; e++)
+        for (size_t o = 0; o < json_array_size(json_array_get(rows, e)); o++) {
+            double v = json_number_value(json_array_get(json_array_get(rows, e), o));
+            lo = fmin(lo, v);
+            hi = fmax(hi, v);
+        }
+    double span = hi > lo ? hi - lo : 1;
+    int W = L + cw * c->n_ops + 4, H = top + ch * (int)E + 18 + labels;
+    fprintf(f, "<svg class=\"heat\" width=\"%d\" height=\"%d\"><text x=\"2\" y=\"11\" font-size=\"10\">%s</text>", W < 120 ? 120 : W,
+            H, title);
     for (size_t e = 0; e < E; e++) {
         json_t *r = json_array_get(rows, e);
         for (int o = 0; o < c->n_ops && o < (int)json_array_size(r); o++) {
             double v = json_number_value(json_array_get(r, (size_t)o));
-            int shade = (int)(255 - 255 * fmin(1.0, v * 2.0));
+            int shade = (int)(235 - 200 * (v - lo) / span);
             fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,%d,255)\"><title>edge %zu %s %.3f</title></rect>",
-                    L + cw * o, 16 + ch * (int)e, cw - 1, ch - 1, shade, shade, e, c->ops[o].name, v);
+                    L + cw * o, top + ch * (int)e, cw - 1, ch - 1, shade, shade, e, c->ops[o].name, v);
         }
     }
+    int y = top + ch * (int)E;
+    fprintf(f, "<text x=\"2\" y=\"%d\" font-size=\"9\">%.4g to %.4g</text>", y + 12, lo, hi);
+    for (int o = 0; o < c->n_ops; o++)
+        fprintf(f, "<text font-size=\"9\" transform=\"translate(%d,%d) rotate(90)\">%s</text>", L + cw * o + 3, y + 18,
+                c->ops[o].name);
     fputs("</svg>", f);
+}
+
+/* The baselines' candidates (candidates.jsonl): score, origin and genotype of each. */
+static void candidates_table(FILE *f, const char *dir) {
+    json_t *rows = read_jsonl(dir, "candidates.jsonl");
+    size_t n = json_array_size(rows);
+    if (n) {
+        fputs("<h2>Candidates</h2><table id=\"candidates\"><tr><th>#</th><th>origin</th><th>architecture split accuracy</th>"
+              "<th>seconds</th></tr>", f);
+        for (size_t i = 0; i < n; i++) {
+            json_t *r = json_array_get(rows, i);
+            int parent = (int)json_integer_value(json_object_get(r, "parent"));
+            fprintf(f, "<tr><td>%zu</td><td>", i + 1);
+            if (parent >= 0) fprintf(f, "%s mutation of #%d", json_string_value(json_object_get(r, "mutation")), parent + 1);
+            else fputs("random", f);
+            fprintf(f, "</td><td>%.2f%%</td><td>%.1f</td></tr>", 100 * json_number_value(json_object_get(r, "val_acc")),
+                    json_number_value(json_object_get(r, "seconds")));
+        }
+        fputs("</table>\n", f);
+    }
+    json_decref(rows);
 }
 
 static void inline_svg(FILE *f, const char *dir, const char *name) {
@@ -112,6 +152,8 @@ void dartsc_render_cells(const char *dir) {
     const char *names[2] = {"normal", "reduce"};
     for (int t = 0; t < 2; t++) {
         char cmd[8400];
+        snprintf(cmd, sizeof cmd, "%s/%s.dot", dir, names[t]);
+        if (access(cmd, R_OK) != 0) continue; /* a recurrent run has only normal.dot */
         snprintf(cmd, sizeof cmd, "dot -Tsvg '%s/%s.dot' -o '%s/%s.svg' 2>/dev/null", dir, names[t], dir, names[t]);
         if (system(cmd) != 0) fprintf(stderr, "dartsc: warning: dot could not render %s/%s.dot\n", dir, names[t]);
     }
@@ -150,6 +192,8 @@ int dartsc_write_report(const char *dir, const ir_space *sp, const ir_genotype *
     if (res) {
         fprintf(f, "<tr><th>search time</th><td>%.1f s</td></tr>", json_number_value(json_object_get(res, "search_seconds")));
         fprintf(f, "<tr><th>retraining time</th><td>%.1f s</td></tr>", json_number_value(json_object_get(res, "train_seconds")));
+        fprintf(f, "<tr><th>evaluation time</th><td>%.1f s</td></tr>", json_number_value(json_object_get(res, "eval_seconds")));
+        fprintf(f, "<tr><th>export time</th><td>%.1f s</td></tr>", json_number_value(json_object_get(res, "export_seconds")));
         fprintf(f, "<tr><th>test images</th><td>%lld</td></tr>", (long long)json_integer_value(json_object_get(res, "test_images")));
     }
     fputs("<tr><th>command</th><td><code>dartsc", f);
@@ -157,8 +201,17 @@ int dartsc_write_report(const char *dir, const ir_space *sp, const ir_genotype *
         fputc(' ', f);
         esc(f, argv[i]);
     }
-    fprintf(f, "</code></td></tr><tr><th>version</th><td>dartsc %s</td></tr><tr><th>date</th><td>%s</td></tr></table>\n",
-            DARTSC_VERSION, date);
+    fprintf(f, "</code></td></tr><tr><th>versions</th><td id=\"versions\">dartsc %s, built by %s %s; %s</td></tr>"
+               "<tr><th>date</th><td>%s</td></tr></table>\n",
+            DARTSC_VERSION,
+#if defined(__clang__)
+            "clang",
+#elif defined(__GNUC__)
+            "gcc",
+#else
+            "cc",
+#endif
+            __VERSION__, openblas_get_config(), date);
     fputs("<h2>Genotype</h2><pre id=\"genotype\">", f);
     char *gl = NULL;
     size_t gn = 0;
@@ -170,7 +223,9 @@ int dartsc_write_report(const char *dir, const ir_space *sp, const ir_genotype *
     fputs("</pre>\n<h2>Cells</h2><div id=\"cells\">", f);
     inline_svg(f, dir, "normal");
     inline_svg(f, dir, "reduce");
-    fputs("</div>\n<h2>Architecture weights softmax(&alpha;) per epoch</h2><div id=\"alpha\">", f);
+    fputs("</div>\n", f);
+    candidates_table(f, dir);
+    fputs("<h2>Architecture weights softmax(&alpha;) per epoch</h2><div id=\"alpha\">", f);
     json_t *alpha = read_jsonl(dir, "alpha.jsonl");
     size_t ne = json_array_size(alpha);
     for (size_t e = 0; e < ne; e++) {

@@ -313,6 +313,11 @@ int ir_infer_shape(const ir_graph *g, ir_op op, int n_in, const int *in, const i
         shape[0] = x->shape[0]; shape[1] = t->shape[1];
         return 0;
     }
+    case IR_OP_SQMEAN:
+        if (x->dtype != IR_DTYPE_F32) FAIL("sqmean: input '%s' must be float", x->name);
+        *ndim = 1;
+        shape[0] = 1;
+        return 0;
     case IR_OP_SOFTMAX_CE: {
         const ir_node *l = &g->nodes[in[1]];
         if (x->ndim != 2 || x->dtype != IR_DTYPE_F32) FAIL("softmax_ce: logits '%s' must be (N, classes)", x->name);
@@ -433,7 +438,7 @@ int ir_batchnorm(ir_graph *g, int x, int gamma, int beta, int running_mean, int 
 int ir_unary(ir_graph *g, ir_op op, int x, const char *name) {
     switch (op) {
     case IR_OP_RELU: case IR_OP_TANH: case IR_OP_SIGMOID: case IR_OP_IDENTITY:
-    case IR_OP_SOFTMAX: case IR_OP_GAP: case IR_OP_SHIFT:
+    case IR_OP_SOFTMAX: case IR_OP_GAP: case IR_OP_SHIFT: case IR_OP_SQMEAN:
         return add_op(g, op, 1, &x, NULL, NULL, name);
     default:
         ir_graph_set_error(g, "%s: %s is not a unary op", name, ir_op_name(op));

@@ -151,7 +151,7 @@ int ir_conv2d(ir_graph *g, int x, int w, int stride_h, int stride_w, int pad_h, 
 /* gamma, beta: both -1 for no affine parameters. */
 int ir_batchnorm(ir_graph *g, int x, int gamma, int beta, int running_mean, int running_var,
                  int batch_stats_always, float eps, float momentum, const char *name);
-int ir_unary(ir_graph *g, ir_op op, int x, const char *name); /* RELU TANH SIGMOID IDENTITY SOFTMAX GAP SHIFT */
+int ir_unary(ir_graph *g, ir_op op, int x, const char *name); /* RELU TANH SIGMOID IDENTITY SOFTMAX GAP SHIFT SQMEAN */
 int ir_zero(ir_graph *g, int x, int stride, const char *name);
 int ir_pool(ir_graph *g, ir_op op, int x, int k, int stride, int pad, const char *name);
 int ir_nary(ir_graph *g, ir_op op, int n, const int *xs, const char *name); /* ADD MEAN CONCAT */

@@ -523,7 +523,7 @@ int ir_genotype_check(const ir_space *sp, const ir_genotype *gt, char *err, size
  *  - otherwise each position scales proportionally, floor(reduce_at[r] * L / layers);
  *  - either way a position that would not exceed its predecessor moves to predecessor + 1,
  *    and a position past the last cell is an error. */
-static int eval_reduce_positions(const ir_space *sp, int L, int *pos, char *err, size_t errlen) {
+int ir_space_eval_reductions(const ir_space *sp, int L, int *pos, char *err, size_t errlen) {
     int even = 1;
     for (int r = 0; r < sp->n_reduce; r++)
         if (sp->reduce_at[r] != (int)((int64_t)(r + 1) * sp->layers / (sp->n_reduce + 1))) even = 0;
@@ -620,7 +620,7 @@ int ir_space_build_eval(const ir_space *sp, const ir_genotype *gt, const ir_eval
         snprintf(net->error, sizeof net->error, "evaluation network needs positive C and layers (have %d, %d)", e.C, e.layers);
         return -1;
     }
-    if (eval_reduce_positions(sp, e.layers, e.reduce_at, net->error, sizeof net->error)) return -1;
+    if (ir_space_eval_reductions(sp, e.layers, e.reduce_at, net->error, sizeof net->error)) return -1;
     /* channel and spatial arithmetic at the evaluation size */
     if (ir_space_check(&e, net->error, sizeof net->error)) return -1;
     int aux_at = -1;

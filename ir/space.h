@@ -171,9 +171,65 @@ typedef struct ir_eval_opts {
  * net->loss is CE(logits) (+ aux_weight * CE(aux_logits)). Parameter names follow the
  * reference NetworkCIFAR (cells.3._ops.1.op.1.weight, auxiliary_head.*, classifier.*). */
 int ir_space_build_eval(const ir_space *sp, const ir_genotype *gt, const ir_eval_opts *o, ir_net *net);
+/* Positions of the reduction cells in an evaluation network of L cells (n_reduce of them;
+ * the rule is documented at its definition). 0, or -1 with a message. */
+int ir_space_eval_reductions(const ir_space *sp, int L, int *pos, char *err, size_t errlen);
+/* Readable names of an evaluation network's nodes for exporters and viewers:
+ * labels[i] = "cell3/node1/edge0/sep_conv_3x3/dw1", "cell0/preprocess1/conv", "stem/conv",
+ * "classifier", ... (malloc'd; NULL where a node keeps its own name, e.g. parameters).
+ * g must come from ir_space_build_eval(sp, gt, o) with the same o->layers (0: the
+ * space's). Returns an array of ir_graph_num_nodes(g) entries (free with
+ * ir_eval_labels_free), or NULL when out of memory or the layout is unknown. */
+char **ir_eval_labels(const ir_space *sp, const ir_genotype *gt, int layers, const ir_graph *g);
+void ir_eval_labels_free(char **labels, int n);
+
 /* Checks a genotype against a space (ops exist, are not 'none', sources precede nodes). */
 int ir_genotype_check(const ir_space *sp, const ir_genotype *gt, char *err, size_t errlen);
 /* The published DARTS_V2 CNN genotype (REFERENCE.md) over the default DARTS op list. */
 void ir_genotype_darts_v2(ir_genotype *g);
+
+
+/* ---- recurrent (kind rnn) networks: ir/rnn.c ----
+ * The language model of the DARTS PTB search, unrolled over T time steps into a static
+ * graph (REFERENCE.md "Recurrent search space"): embedding (encoder.weight, tied to the
+ * decoder) -> one highway cell per step -> decoder = encoder.weight + decoder.bias ->
+ * softmax cross-entropy, averaged over the T * batch targets. The hidden state enters as
+ * the input h0 and leaves as the output hT, so a trainer carries it across windows
+ * (detached: truncated back-propagation through time).
+ * Supernet (gc NULL): every edge j -> i is the mixed op over the non-none activations,
+ * computed as P s_j + c (m - P s_j) with m = sum_k softmax(alpha)_k f_k(h) and P the total
+ * weight of the non-none ops (equal to the reference's sum of per-op highway terms), W_i
+ * shared by the predecessors of node i, BN without affine on s0 and on every node.
+ * Derived net (gc given): the genotype's edges, no BN. Variational dropout masks (one per
+ * window, the same at every step) are DROPOUT nodes over a buffer of ones, multiplied in.
+ * Parameter names follow the reference code: encoder.weight, decoder.bias, rnns.0._W0,
+ * rnns.0._Ws.<i>, weights (alpha); _W0 and _Ws are stored transposed, (2 nhid, in). */
+#define IR_RNN_MAX_T 256
+
+typedef struct ir_rnn_opts {
+    int T, batch, ntoken;
+    float dropout, dropout_h, dropout_x, dropout_i; /* 0: no mask node */
+    float dropout_e; /* embedding dropout: whole rows of the lookup table (DROP_PATH over encoder.weight) */
+    float tar;       /* temporal activation regularisation beta: loss += tar * mean((h_t - h_t-1)^2) over
+                        the window's raw cell outputs; 0: no term. Its SCALE node is net->tar_scale, so a
+                        trainer can switch it off (the reference's alpha step uses the bare cross-entropy) */
+    int infer;       /* 1: no targets and no loss; each step's logits are outputs (export) */
+} ir_rnn_opts;
+
+typedef struct ir_rnn_net {
+    ir_graph *graph;
+    int T, batch, ntoken, nhid;
+    int ids[IR_RNN_MAX_T], targets[IR_RNN_MAX_T]; /* int32 (batch) inputs per step */
+    int h0, hT;                                      /* (batch, nhid) */
+    int loss;                                        /* ce (+ tar term) */
+    int ce;                                          /* mean CE over the T * batch targets (an output) */
+    int tar_scale;                                   /* SCALE node of the tar term; -1 without one */
+    int logits[IR_RNN_MAX_T];                        /* (batch, ntoken) per step */
+    int alpha;                                       /* (edges, ops); -1 in derived nets */
+    char error[512];
+} ir_rnn_net;
+
+int ir_space_build_rnn(const ir_space *sp, const ir_geno_cell *gc, const ir_rnn_opts *o, ir_rnn_net *net);
+void ir_rnn_net_free(ir_rnn_net *net);
 
 #endif

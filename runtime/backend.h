@@ -37,6 +37,9 @@ typedef struct rt_exec_node {
     float *scratch;  /* shared scratch, backend->scratch_floats() of the largest node */
     uint64_t seed;   /* dropout masks */
     int training;    /* BN: batch statistics when training (or when the node says always) */
+    int relu_in;     /* 1: a ReLU was fused into this node's input: in[0] is the ReLU's input,
+                        the op reads max(0, in[0]) and in[0].grad gets the gradient through
+                        the ReLU (only where the backend's fuses_relu_in said yes) */
 } rt_exec_node;
 
 typedef struct rt_backend rt_backend;
@@ -59,6 +62,9 @@ struct rt_backend {
     void (*sgd_step)(rt_backend *be, float *w, float *buf, const float *grad, int64_t n, float lr, float momentum, float wd);
     void (*adam_step)(rt_backend *be, float *w, float *m, float *v, const float *grad, int64_t n, float lr, float b1,
                       float b2, float eps, float wd, int t);
+    /* May be NULL: no fusion. Whether this node (shapes and attributes filled, no
+     * pointers) can take a ReLU on its input 0 (rt_exec_node.relu_in). */
+    int (*fuses_relu_in)(rt_backend *be, const rt_exec_node *n);
     void (*synchronize)(rt_backend *be);
     void (*destroy)(rt_backend *be);
 };

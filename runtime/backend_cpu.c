@@ -46,7 +46,8 @@ static void cpu_forward(rt_backend *be, const rt_exec_node *n) {
         break;
     case IR_OP_CONV2D: {
         kconv2d_desc d = conv_desc(n);
-        kcpu_conv2d_forward(y, x, F(n->in[1]), &d, n->scratch);
+        if (n->relu_in) kcpu_conv2d_relu_forward(y, x, F(n->in[1]), &d, n->scratch);
+        else kcpu_conv2d_forward(y, x, F(n->in[1]), &d, n->scratch);
         break;
     }
     case IR_OP_BATCHNORM: {
@@ -138,6 +139,7 @@ static void cpu_forward(rt_backend *be, const rt_exec_node *n) {
         else { kcpu_copy(y, x, len); kcpu_fill(n->aux, 1.f, N); }
         break;
     }
+    case IR_OP_SQMEAN: y[0] = (float)(kcpu_sumsq(x, n->in[0].numel) / (double)n->in[0].numel); break;
     }
 }
 
@@ -152,6 +154,11 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
         break;
     case IR_OP_CONV2D: {
         kconv2d_desc d = conv_desc(n);
+        if (n->relu_in) {
+            if (dx) kcpu_conv2d_relu_backward_data(dx, dy, F(n->in[1]), x, &d, n->scratch);
+            if (n->in[1].grad) kcpu_conv2d_relu_backward_filter(n->in[1].grad, dy, x, &d, n->scratch);
+            break;
+        }
         if (dx) kcpu_conv2d_backward_data(dx, dy, F(n->in[1]), &d, n->scratch);
         if (n->in[1].grad) kcpu_conv2d_backward_filter(n->in[1].grad, dy, x, &d, n->scratch);
         break;
@@ -247,6 +254,7 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
         if (dx) kcpu_droppath_backward(dx, dy, n->aux, N, len / N);
         break;
     }
+    case IR_OP_SQMEAN: if (dx) kcpu_axpy(dx, 2.f * dy[0] / (float)n->in[0].numel, x, n->in[0].numel); break;
     }
 }
 
@@ -255,6 +263,13 @@ static size_t cpu_scratch(rt_backend *be, const rt_exec_node *n) {
     if (n->op != IR_OP_CONV2D) return 0;
     kconv2d_desc d = conv_desc(n);
     return kcpu_conv2d_scratch_floats(&d);
+}
+
+static int cpu_fuses_relu_in(rt_backend *be, const rt_exec_node *n) {
+    (void)be;
+    if (n->op != IR_OP_CONV2D) return 0;
+    kconv2d_desc d = conv_desc(n);
+    return kcpu_conv2d_relu_supported(&d);
 }
 
 static void cpu_axpy(rt_backend *be, float *y, float a, const float *x, int64_t n) { (void)be; kcpu_axpy(y, a, x, n); }
@@ -292,6 +307,7 @@ rt_backend *rt_backend_cpu_new(void) {
     be->sumsq = cpu_sumsq;
     be->sgd_step = cpu_sgd;
     be->adam_step = cpu_adam;
+    be->fuses_relu_in = cpu_fuses_relu_in;
     be->synchronize = cpu_sync;
     be->destroy = cpu_destroy;
     return be;

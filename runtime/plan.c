@@ -4,7 +4,13 @@
  * Autodiff is a reverse sweep over the node list: node j's backward runs iff its output
  * gradient is needed for some requested parameter group and j reaches the loss; it is
  * handed gradient pointers only for inputs that need them, so a first-order alpha step
- * computes no weight gradients and a weight step computes no alpha gradients. */
+ * computes no weight gradients and a weight step computes no alpha gradients.
+ *
+ * Fusion: a ReLU whose one consumer is a node the backend can feed through a ReLU
+ * (fuses_relu_in: the CPU's depthwise convolutions) is folded into it: the ReLU never
+ * runs and has no buffers; the consumer reads the ReLU's input (src0) with relu_in set.
+ * Every use of a node's inputs below goes through input_of(), which applies this.
+ * DARTSC_NO_FUSION=1 in the environment turns it off (to measure what it gains). */
 #include "runtime.h"
 
 #include <math.h>
@@ -29,6 +35,8 @@ struct rt_plan {
     void **data;                      /* per node value */
     float **grad;                     /* per node gradient (arena or group vector), NULL if never needed */
     uint8_t *ng[4];                   /* per mask: node needs a gradient */
+    int *src0;                        /* per node: input 0 rewired to a fused ReLU's input, or -1 */
+    uint8_t *fused;                   /* per node: a ReLU folded into its consumer, never run */
     int **zero_at;                    /* per node j: gradient buffers zeroed before backward step j (-1 ended) */
     void *arena;
     size_t arena_bytes;
@@ -38,6 +46,11 @@ struct rt_plan {
     float *one;                       /* device scalar 1.0, seed of backprop */
     int last_correct;
 };
+
+/* Input k of node i as the plan executes it (a fused ReLU bypassed). */
+static int input_of(const rt_plan *p, int i, int k) {
+    return k == 0 && p->src0[i] >= 0 ? p->src0[i] : ir_graph_node(p->g, i)->inputs[k];
+}
 
 static int group_of(ir_role r) {
     return r == IR_ROLE_WEIGHT ? 0 : r == IR_ROLE_ARCH ? 1 : r == IR_ROLE_BUFFER ? 2 : -1;
@@ -55,7 +68,7 @@ static int perr(char *err, size_t errlen, const char *fmt, ...) {
 static int saves_inputs(ir_op op) {
     switch (op) {
     case IR_OP_CONV2D: case IR_OP_BATCHNORM: case IR_OP_MAXPOOL: case IR_OP_MUL: case IR_OP_WSUM:
-    case IR_OP_MIXED: case IR_OP_LINEAR: case IR_OP_EMBEDDING: case IR_OP_SOFTMAX_CE:
+    case IR_OP_MIXED: case IR_OP_LINEAR: case IR_OP_EMBEDDING: case IR_OP_SOFTMAX_CE: case IR_OP_SQMEAN:
         return 1;
     default:
         return 0;
@@ -159,11 +172,59 @@ void rt_plan_free(rt_plan *p) {
         for (int i = 0; i < p->n; i++) free(p->zero_at[i]);
     free(p->zero_at);
     for (int m = 0; m < 4; m++) free(p->ng[m]);
+    free(p->src0);
+    free(p->fused);
     free(p->ex);
     free(p->fattr);
     free(p->data);
     free(p->grad);
     free(p);
+}
+
+/* Shapes, op and attributes of node i into e (no pointers). */
+static void fill_exec_shapes(const ir_graph *g, int i, rt_exec_node *e) {
+    const ir_node *nd = ir_graph_node(g, i);
+    e->op = nd->op;
+    e->iattr = nd->iattr;
+    e->n_in = nd->n_inputs;
+    e->out.ndim = nd->ndim;
+    memcpy(e->out.shape, nd->shape, sizeof nd->shape);
+    e->out.numel = ir_node_numel(nd);
+    for (int j = 0; j < nd->n_inputs && j < RT_MAX_IN; j++) {
+        if (nd->inputs[j] < 0) continue;
+        const ir_node *x = ir_graph_node(g, nd->inputs[j]);
+        e->in[j].ndim = x->ndim;
+        memcpy(e->in[j].shape, x->shape, sizeof x->shape);
+        e->in[j].numel = ir_node_numel(x);
+    }
+}
+
+/* Marks the ReLUs to fold into their one consumer (see the top of the file). */
+static void plan_fusions(rt_plan *p, int *ncons) {
+    const ir_graph *g = p->g;
+    for (int i = 0; i < p->n; i++) p->src0[i] = -1;
+    if (!p->be->fuses_relu_in || getenv("DARTSC_NO_FUSION")) return;
+    for (int i = 0; i < p->n; i++) ncons[i] = 0;
+    for (int i = 0; i < p->n; i++) {
+        const ir_node *nd = ir_graph_node(g, i);
+        for (int j = 0; j < nd->n_inputs; j++)
+            if (nd->inputs[j] >= 0) ncons[nd->inputs[j]]++;
+    }
+    for (int c = 0; c < p->n; c++) {
+        const ir_node *cn = ir_graph_node(g, c);
+        if (cn->n_inputs < 1 || cn->n_inputs > RT_MAX_IN || cn->inputs[0] < 0) continue;
+        const int r = cn->inputs[0];
+        const ir_node *rn = ir_graph_node(g, r);
+        if (rn->op != IR_OP_RELU || ncons[r] != 1 || rn->inputs[0] < 0 ||
+            (rn->flags & (IR_FLAG_OUTPUT | IR_FLAG_LOSS)))
+            continue;
+        rt_exec_node e;
+        memset(&e, 0, sizeof e);
+        fill_exec_shapes(g, c, &e);
+        if (!p->be->fuses_relu_in(p->be, &e)) continue;
+        p->src0[c] = rn->inputs[0];
+        p->fused[r] = 1;
+    }
 }
 
 static void compute_needs_grad(rt_plan *p, unsigned mask, const uint8_t *reach, uint8_t *ng) {
@@ -174,7 +235,7 @@ static void compute_needs_grad(rt_plan *p, unsigned mask, const uint8_t *reach, 
             v = (nd->role == IR_ROLE_WEIGHT && (mask & RT_GRAD_W)) || (nd->role == IR_ROLE_ARCH && (mask & RT_GRAD_ARCH));
         else if (nd->op != IR_OP_INPUT)
             for (int j = 0; j < nd->n_inputs; j++)
-                if (nd->inputs[j] >= 0 && ng[nd->inputs[j]]) v = 1;
+                if (input_of(p, i, j) >= 0 && ng[input_of(p, i, j)]) v = 1;
         ng[i] = v && reach[i];
     }
 }
@@ -194,14 +255,18 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     p->data = calloc((size_t)n, sizeof *p->data);
     p->grad = calloc((size_t)n, sizeof *p->grad);
     p->zero_at = calloc((size_t)n, sizeof *p->zero_at);
+    p->src0 = calloc((size_t)n, sizeof *p->src0);
+    p->fused = calloc((size_t)n, 1);
     uint8_t *reach = calloc((size_t)n, 1);
     int *maxcons = malloc(2 * (size_t)n * sizeof *maxcons);
     buf *bufs = calloc(3 * (size_t)n + 1, sizeof *bufs);
     for (int m = 0; m < 4; m++) p->ng[m] = calloc((size_t)n, 1);
-    if (!p->ex || !p->fattr || !p->data || !p->grad || !p->zero_at || !reach || !maxcons || !bufs || !p->ng[3]) {
+    if (!p->ex || !p->fattr || !p->data || !p->grad || !p->zero_at || !reach || !maxcons || !bufs || !p->ng[3] ||
+        !p->src0 || !p->fused) {
         perr(err, errlen, "out of memory");
         goto fail;
     }
+    plan_fusions(p, maxcons);
 
     /* Nodes, consumers, the loss. */
     for (int i = 0; i < n; i++) maxcons[i] = -1;
@@ -212,8 +277,9 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
             goto fail;
         }
         if (nd->flags & IR_FLAG_LOSS) p->loss = i;
+        if (p->fused[i]) continue;
         for (int j = 0; j < nd->n_inputs; j++)
-            if (nd->inputs[j] >= 0 && maxcons[nd->inputs[j]] < i) maxcons[nd->inputs[j]] = i;
+            if (input_of(p, i, j) >= 0 && maxcons[input_of(p, i, j)] < i) maxcons[input_of(p, i, j)] = i;
     }
     p->ce = -1;
     if (p->loss >= 0) { /* a combined loss (main CE + weighted auxiliary CE) reports its first CE */
@@ -235,9 +301,10 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
             if (!reach[i]) continue;
             const ir_node *nd = ir_graph_node(g, i);
             for (int j = 0; j < nd->n_inputs; j++) {
-                if (nd->inputs[j] < 0) continue;
-                reach[nd->inputs[j]] = 1;
-                if (maxrc[nd->inputs[j]] < i) maxrc[nd->inputs[j]] = i;
+                const int s = input_of(p, i, j);
+                if (s < 0) continue;
+                reach[s] = 1;
+                if (maxrc[s] < i) maxrc[s] = i;
             }
         }
     }
@@ -288,23 +355,12 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     for (int i = 0; i < n; i++) {
         const ir_node *nd = ir_graph_node(g, i);
         rt_exec_node *e = &p->ex[i];
-        e->op = nd->op;
-        e->iattr = nd->iattr;
+        if (nd->n_inputs > RT_MAX_IN) { free(auxslot); perr(err, errlen, "node '%s' has too many inputs", nd->name); goto fail; }
+        fill_exec_shapes(g, i, e);
         memcpy(p->fattr[i], nd->fattr, sizeof p->fattr[i]);
         e->fattr = p->fattr[i];
-        e->n_in = nd->n_inputs;
-        if (nd->n_inputs > RT_MAX_IN) { free(auxslot); perr(err, errlen, "node '%s' has too many inputs", nd->name); goto fail; }
-        e->out.ndim = nd->ndim;
-        memcpy(e->out.shape, nd->shape, sizeof nd->shape);
-        e->out.numel = ir_node_numel(nd);
-        for (int j = 0; j < nd->n_inputs; j++) {
-            if (nd->inputs[j] < 0) continue;
-            const ir_node *x = ir_graph_node(g, nd->inputs[j]);
-            e->in[j].ndim = x->ndim;
-            memcpy(e->in[j].shape, x->shape, sizeof x->shape);
-            e->in[j].numel = ir_node_numel(x);
-        }
-        if (nd->op == IR_OP_PARAM) continue;
+        e->relu_in = p->src0[i] >= 0;
+        if (nd->op == IR_OP_PARAM || p->fused[i]) continue;
         int runs = ngu[i] && nd->op != IR_OP_INPUT;
         /* the value */
         buf *b = &bufs[nb++];
@@ -316,7 +372,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
             const ir_node *cn = ir_graph_node(g, c);
             if (!ngu[c] || !saves_inputs(cn->op)) continue;
             for (int j = 0; j < cn->n_inputs; j++)
-                if (cn->inputs[j] == i && T - 1 - c > end) end = T - 1 - c;
+                if (input_of(p, c, j) == i && T - 1 - c > end) end = T - 1 - c;
         }
         if (runs && saves_output(nd->op) && T - 1 - i > end) end = T - 1 - i;
         if (nd->op == IR_OP_INPUT || (nd->flags & IR_FLAG_OUTPUT)) end = T;
@@ -368,7 +424,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         e->scratch = p->scratch;
         e->out.data = p->data[i];
         const ir_node *nd = ir_graph_node(g, i);
-        for (int j = 0; j < nd->n_inputs; j++) e->in[j].data = nd->inputs[j] >= 0 ? p->data[nd->inputs[j]] : NULL;
+        for (int j = 0; j < nd->n_inputs; j++) e->in[j].data = input_of(p, i, j) >= 0 ? p->data[input_of(p, i, j)] : NULL;
     }
     free(auxslot);
     free(reach);
@@ -397,7 +453,7 @@ float rt_forward(rt_plan *p, int training) {
     p->step++;
     for (int i = 0; i < p->n; i++) {
         rt_exec_node *e = &p->ex[i];
-        if (e->op == IR_OP_INPUT || e->op == IR_OP_PARAM) continue;
+        if (e->op == IR_OP_INPUT || e->op == IR_OP_PARAM || p->fused[i]) continue;
         e->training = training;
         e->seed = krng_hash(p->seed ^ 0x5eed, p->step * (uint64_t)p->n + (uint64_t)i);
         be->forward(be, e);
@@ -431,10 +487,9 @@ int rt_backward(rt_plan *p, unsigned mask) {
         if (!ng[j]) continue;
         rt_exec_node e = p->ex[j];
         if (e.op == IR_OP_INPUT || e.op == IR_OP_PARAM) continue;
-        const ir_node *nd = ir_graph_node(p->g, j);
         e.out.grad = p->grad[j];
         for (int k = 0; k < e.n_in; k++) {
-            int s = nd->inputs[k];
+            int s = input_of(p, j, k);
             e.in[k].grad = s >= 0 && ng[s] ? p->grad[s] : NULL;
         }
         be->backward(be, &e);
@@ -474,6 +529,10 @@ rt_backend *rt_plan_backend(const rt_plan *p) { return p->be; }
 size_t rt_plan_arena_bytes(const rt_plan *p) { return p->arena_bytes; }
 size_t rt_plan_param_bytes(const rt_plan *p) {
     return (size_t)(2 * p->pn[0] + 2 * p->pn[1] + p->pn[2]) * sizeof(float);
+}
+
+void rt_plan_set_fattr(rt_plan *p, int node, int idx, float v) {
+    if (node >= 0 && node < p->n && idx >= 0 && idx < IR_MAX_FATTR) p->fattr[node][idx] = v;
 }
 
 void rt_plan_set_drop_path(rt_plan *p, float prob) {

@@ -64,6 +64,9 @@ size_t rt_plan_param_bytes(const rt_plan *p);
  * the step replays a pass's masks (finite differences, bit-identical resume). */
 uint64_t rt_plan_step(const rt_plan *p);
 void rt_plan_set_step(rt_plan *p, uint64_t step);
+/* Set scalar attribute idx of one node for the following passes (e.g. the weight of a
+ * regularisation term that only some steps use: SCALE's factor is fattr[IR_F_P]). */
+void rt_plan_set_fattr(rt_plan *p, int node, int idx, float v);
 /* Set p of every DROP_PATH node (the linear ramp of retraining). */
 void rt_plan_set_drop_path(rt_plan *p, float prob);
 

@@ -82,10 +82,12 @@ char *sr_genotype_to_json(const ir_space *sp, const ir_genotype *gt, const float
     const ir_cell *cells[2] = {&sp->normal, &sp->reduce};
     const ir_geno_cell *gcs[2] = {&gt->normal, &gt->reduce};
     const float *alphas[2] = {alpha_normal, alpha_reduce};
-    const char *keys[2] = {"normal", "reduce"};
+    /* a recurrent space has one cell, written as the reference's Genotype(recurrent=..., concat=...) */
+    int rnn = sp->kind == IR_SPACE_RNN;
+    const char *keys[2] = {rnn ? "recurrent" : "normal", "reduce"};
     json_t *root = json_object();
     json_object_set_new(root, "space", json_string(sp->name));
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < 2 - rnn; t++) {
         char key[64];
         json_object_set_new(root, keys[t], cell_json(cells[t], gcs[t]));
         json_t *concat = json_array(), *counts = json_array();
@@ -230,7 +232,12 @@ int sr_genotype_read_json(const ir_space *sp, const char *path, ir_genotype *gt,
     }
     int rc = -1;
     if (!json_is_object(root)) snprintf(err, errlen, "%s: a genotype is a JSON object", path);
-    else if (read_cell(path, root, "normal", &sp->normal, &gt->normal, err, errlen) == 0 &&
+    else if (sp->kind == IR_SPACE_RNN) {
+        if (read_cell(path, root, "recurrent", &sp->normal, &gt->normal, err, errlen) == 0) {
+            gt->reduce = gt->normal;
+            rc = 0;
+        }
+    } else if (read_cell(path, root, "normal", &sp->normal, &gt->normal, err, errlen) == 0 &&
              read_cell(path, root, "reduce", &sp->reduce, &gt->reduce, err, errlen) == 0)
         rc = 0;
     json_decref(root);
@@ -240,8 +247,9 @@ int sr_genotype_read_json(const ir_space *sp, const char *path, ir_genotype *gt,
 void sr_genotype_print(const ir_space *sp, const ir_genotype *gt, FILE *f) {
     const ir_cell *cells[2] = {&sp->normal, &sp->reduce};
     const ir_geno_cell *gcs[2] = {&gt->normal, &gt->reduce};
-    for (int t = 0; t < 2; t++) {
-        fprintf(f, "%s%s =", t ? "; " : "", t ? "reduce" : "normal");
+    int rnn = sp->kind == IR_SPACE_RNN;
+    for (int t = 0; t < 2 - rnn; t++) {
+        fprintf(f, "%s%s =", t ? "; " : "", t ? "reduce" : rnn ? "recurrent" : "normal");
         for (int i = 0; i < gcs[t]->n_nodes; i++) {
             if (i) fprintf(f, " |");
             for (int k = 0; k < gcs[t]->n_edges[i]; k++)

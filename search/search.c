@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "genotype.h"
+#include "rnn.h"
 #include "runtime/data.h"
 #include "runtime/runtime.h"
 #include "runtime/tensorfile.h"
@@ -379,6 +380,8 @@ static void free_run(run *r) {
 }
 
 int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen) {
+    if (o->strategy == SR_RANDOM || o->strategy == SR_EVOLUTION) return sr_baseline_search(sp, o, res, err, errlen);
+    if (sp->kind == IR_SPACE_RNN) return sr_rnn_search(sp, o, res, err, errlen); /* search/rnn.c */
     run r;
     memset(&r, 0, sizeof r);
     memset(res, 0, sizeof *res);

@@ -8,6 +8,12 @@
  *   SR_COORD  coordinate descent: alternate first-order alpha and weight steps, both on
  *             batches of all training data.
  *
+ *   SR_RANDOM     random search: sample genotypes uniformly from the space, train each
+ *                 briefly on the weight split, keep the best on the architecture split;
+ *   SR_EVOLUTION  regularised (aging) evolution (Real et al. 2019, AmoebaNet): a population
+ *                 of trained genotypes; each cycle samples a few, mutates the best (one op or
+ *                 one input of one node) into a child, trains it and retires the oldest.
+ *
  * Usage:
  *   sr_options o = sr_options_default();
  *   o.out_dir = "runs/demo";
@@ -23,7 +29,9 @@
 
 #include "ir/space.h"
 
-typedef enum sr_strategy { SR_DARTS, SR_JOINT, SR_COORD } sr_strategy;
+/* SR_RANDOM and SR_EVOLUTION are the paper's baselines (search/baselines.c): discrete
+ * genotypes trained briefly and scored on the architecture split. */
+typedef enum sr_strategy { SR_DARTS, SR_JOINT, SR_COORD, SR_RANDOM, SR_EVOLUTION } sr_strategy;
 
 typedef struct sr_progress {
     int epoch, epochs;
@@ -31,6 +39,7 @@ typedef struct sr_progress {
     double train_loss, train_acc, val_loss, val_acc;
     double lr, images_per_s, eta_s;
     int epoch_end; /* 1: epoch summary (val_* over the whole architecture split) */
+    int candidate_end; /* baselines: candidate `epoch` of `epochs` scored val_* (step = its parent, -1: none) */
 } sr_progress;
 
 typedef struct sr_options {
@@ -41,9 +50,15 @@ typedef struct sr_options {
     sr_strategy strategy;
     int resume;                    /* continue from out_dir/checkpoint.dtns */
     volatile sig_atomic_t *stop;   /* set (by a signal handler) to checkpoint and stop after this step */
-    int64_t stop_after_steps;      /* > 0: behave as if stopped after this many steps in total (tests) */
+    int64_t stop_after_steps;      /* > 0: behave as if stopped after this many steps in total (tests;
+                                      the baselines stop candidate number N after its first step) */
     void (*progress)(void *ctx, const sr_progress *p);
     void *progress_ctx;
+    /* baselines (0: the defaults in baselines.c) */
+    int candidates;        /* genotypes trained in all (evolution: including the first population) */
+    int population;        /* evolution: population size */
+    int sample;            /* evolution: tournament size */
+    int candidate_epochs;  /* training epochs of each candidate */
 } sr_options;
 
 typedef struct sr_result {
@@ -56,6 +71,13 @@ typedef struct sr_result {
 
 sr_options sr_options_default(void);
 int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen);
+/* The baselines; sr_search calls it for SR_RANDOM and SR_EVOLUTION. Writes
+ * out_dir/candidates/NNN/ (each candidate's training run, genotype.json, result.json),
+ * out_dir/candidates.jsonl and the best genotype as out_dir/genotype.json; resumes
+ * candidate by candidate (a partly trained candidate from its checkpoint). */
+int sr_baseline_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen);
+/* The baselines' defaults for a strategy, filled into any zero field of o. */
+void sr_baseline_defaults(sr_options *o);
 
 /* ---- the second-order architecture gradient, exposed for tests ----
  * Scratch vectors on the plan's backend, allocated once per search. */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "rnn.h"
 #include "runtime/tensorfile.h"
 
 #define WEIGHTS_VERSION 1
@@ -126,19 +127,47 @@ void sr_infer_close(sr_infer *in) {
     memset(in, 0, sizeof *in);
 }
 
+static int evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, int train,
+                    int begin, int count, int batch_stats, int32_t *pred, int pred_cap, sr_eval_result *res, char *err,
+                    size_t errlen);
+
 int sr_evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, sr_eval_result *res,
                 char *err, size_t errlen) {
-    return sr_evaluate_predict(sp, gt, weights, device, NULL, 0, res, err, errlen);
+    if (sp->kind == IR_SPACE_RNN) { /* search/rnn.c: loss = test cross-entropy per token, acc unused */
+        sr_rnn_eval ev;
+        memset(res, 0, sizeof *res);
+        if (sr_rnn_evaluate(sp, gt, weights, device, &ev, err, errlen)) return -1;
+        res->loss = ev.test_loss;
+        res->n = (int)ev.test_tokens;
+        return 0;
+    }
+    return evaluate(sp, gt, weights, device, 0, 0, -1, 0, NULL, 0, res, err, errlen);
 }
 
-int sr_evaluate_predict(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, int32_t *pred,
-                        int pred_cap, sr_eval_result *res, char *err, size_t errlen) {
+int sr_evaluate_range(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, int train,
+                      int begin, int count, int batch_stats, sr_eval_result *res, char *err, size_t errlen) {
+    return evaluate(sp, gt, weights, device, train, begin, count, batch_stats, NULL, 0, res, err, errlen);
+}
+
+/* Evaluation over images [begin, begin + count) of a split (count < 0: the test subset), BN
+ * with running statistics or, batch_stats set, with each batch's own. */
+static int evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, int train,
+                    int begin, int count, int batch_stats, int32_t *pred, int pred_cap, sr_eval_result *res, char *err,
+                    size_t errlen) {
     memset(res, 0, sizeof *res);
     rt_dataset test, view;
-    if (sr_data_load(sp, 0, &test, err, errlen)) return -1;
+    if (sr_data_load(sp, train, &test, err, errlen)) return -1;
     int n = test.n;
-    if (sp->train.test_subset > 0 && sp->train.test_subset < n) n = sp->train.test_subset;
-    rt_data_subset(&test, 0, n, &view);
+    if (count < 0) {
+        begin = 0;
+        if (sp->train.test_subset > 0 && sp->train.test_subset < n) n = sp->train.test_subset;
+    } else if (begin < 0 || count < 1 || begin > n - count) {
+        rt_dataset_free(&test);
+        return fail(err, errlen, "evaluation images [%d, %d) are outside the %d images of the data set", begin,
+                    begin + count, n);
+    } else
+        n = count;
+    rt_data_subset(&test, begin, n, &view);
     int rc = -1;
     double sl = 0, sc = 0;
     int done = 0;
@@ -153,8 +182,8 @@ int sr_evaluate_predict(const ir_space *sp, const ir_genotype *gt, const char *w
         tc.batch = B;
         rt_loader_cfg cfg = sr_loader_cfg(sp, &tc, 0);
         rt_dataset part;
-        int count = pass == 0 ? (n / B) * B : n - done;
-        rt_data_subset(&view, done, count, &part);
+        int np = pass == 0 ? (n / B) * B : n - done;
+        rt_data_subset(&view, done, np, &part);
         rt_loader l;
         float *x = malloc((size_t)B * sp->in_c * sp->in_h * sp->in_w * 4);
         float *logits = pred ? malloc((size_t)B * sp->classes * 4) : NULL;
@@ -171,7 +200,7 @@ int sr_evaluate_predict(const ir_space *sp, const ir_genotype *gt, const char *w
         while (rt_loader_next(&l, x, y, &got)) {
             rt_set_input(in.p, in.net.images, x, (size_t)B * sp->in_c * sp->in_h * sp->in_w * 4);
             rt_set_input(in.p, in.net.labels, y, (size_t)B * 4);
-            sl += (double)rt_forward(in.p, 0) * got;
+            sl += (double)rt_forward(in.p, batch_stats) * got;
             sc += rt_last_correct(in.p);
             if (pred && logits && rt_read(in.p, in.net.logits, logits, (size_t)B * sp->classes * 4) == 0)
                 for (int i = 0; i < got && done + i < pred_cap; i++) {
@@ -196,6 +225,11 @@ int sr_evaluate_predict(const ir_space *sp, const ir_genotype *gt, const char *w
 out:
     rt_dataset_free(&test);
     return rc;
+}
+
+int sr_evaluate_predict(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, int32_t *pred,
+                        int pred_cap, sr_eval_result *res, char *err, size_t errlen) {
+    return evaluate(sp, gt, weights, device, 0, 0, -1, 0, pred, pred_cap, res, err, errlen);
 }
 
 /* ---- training -------------------------------------------------------------------------------- */
@@ -288,6 +322,7 @@ static void tfree(trun *t) {
 
 int sr_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, sr_train_result *res, char *err,
              size_t errlen) {
+    if (sp->kind == IR_SPACE_RNN) return sr_rnn_train(sp, gt, o, res, err, errlen); /* search/rnn.c */
     trun t;
     memset(&t, 0, sizeof t);
     memset(res, 0, sizeof *res);
@@ -306,13 +341,22 @@ int sr_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, 
     if (o->resume && access(t.ckpt, F_OK) != 0) return fail(err, errlen, "--resume: %s does not exist", t.ckpt);
 
     if (sr_data_load(sp, 1, &t.full, err, errlen)) goto out;
-    int n = t.full.n;
-    if (tc->subset > 0 && tc->subset < n) n = tc->subset;
+    int n = t.full.n, begin = 0;
+    if (o->data_count > 0) {
+        if (o->data_begin < 0 || o->data_begin > n - o->data_count) {
+            fail(err, errlen, "training images [%d, %d) are outside the %d images of the data set", o->data_begin,
+                 o->data_begin + o->data_count, n);
+            goto out;
+        }
+        begin = o->data_begin;
+        n = o->data_count;
+    } else if (tc->subset > 0 && tc->subset < n)
+        n = tc->subset;
     if (n < tc->batch) {
         fail(err, errlen, "%d training images cannot fill a batch of %d", n, tc->batch);
         goto out;
     }
-    rt_data_subset(&t.full, 0, n, &t.part);
+    rt_data_subset(&t.full, begin, n, &t.part);
     rt_loader_cfg cfg = sr_loader_cfg(sp, tc, 1);
     cfg.seed = tc->seed * 2 + 7;
     if (rt_loader_init(&t.l, &t.part, &cfg, err, errlen)) goto out;

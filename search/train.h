@@ -27,6 +27,8 @@ typedef struct sr_train_opts {
     int resume;
     volatile sig_atomic_t *stop;
     int64_t stop_after_steps; /* tests: behave as if stopped after this many steps */
+    int data_begin, data_count; /* data_count > 0: train on training images [begin, begin + count)
+                                   instead of the first `subset` (the baselines' candidates) */
     void (*progress)(void *ctx, const sr_progress *p);
     void *progress_ctx;
 } sr_train_opts;
@@ -55,6 +57,14 @@ int sr_evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, 
 /* The same, also writing the predicted class of test image i to pred[i] (i < pred_cap). */
 int sr_evaluate_predict(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, int32_t *pred,
                         int pred_cap, sr_eval_result *res, char *err, size_t errlen);
+
+/* Accuracy and mean loss on images [begin, begin + count) of the training split (train = 1)
+ * or the test split (train = 0), BN with running statistics, or with the statistics of
+ * each batch of 100 when batch_stats is set: the baselines score their briefly trained
+ * candidates on the search's architecture split that way, as DARTS scores its supernet
+ * (running statistics lag far behind the weights after a few dozen steps). */
+int sr_evaluate_range(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, int train,
+                      int begin, int count, int batch_stats, sr_eval_result *res, char *err, size_t errlen);
 
 /* An inference network of the derived architecture at a batch size, on a backend, with
  * the weights of a weights file loaded by name. */

@@ -481,6 +481,35 @@ Test(cgen, arena_is_planned_by_liveness) {
     ir_graph_free(d.g);
 }
 
+/* The DARTS lowering fuses every cell node's sum into the write of the conv or pool that
+ * produces its later term, and FactorizedReduce's shift into its strided 1x1 conv's
+ * gather: no ADD or SHIFT op is left in the schedule. (The values are checked by the
+ * darts_v2 tests above.) */
+Test(cgen, darts_node_sums_and_factorized_reduce_shifts_are_fused) {
+    const char *dir = tu_tmpdir();
+    built d = build_darts(8, 5, 10);
+    ref rd = run_ref(&d, d.output, 5);
+    gen(&d, &rd, d.output, "fuse", 0, dir);
+    char path[512], line[1024];
+    snprintf(path, sizeof path, "%s/fuse.c", dir);
+    FILE *f = fopen(path, "r");
+    cr_assert(f);
+    int adds = 0, shifts = 0, fused_adds = 0, fused_shifts = 0;
+    while (fgets(line, sizeof line, f)) {
+        int sched = strncmp(line, " *   fuse_op", 12) == 0;
+        adds += sched && strstr(line, " add '") != NULL;
+        shifts += sched && strstr(line, " shift '") != NULL;
+        fused_adds += strstr(line, "(a fused ADD) */") != NULL;
+        fused_shifts += strstr(line, "a fused SHIFT") != NULL;
+    }
+    fclose(f);
+    cr_expect(adds == 0 && shifts == 0, "%d ADD and %d SHIFT ops left in the schedule", adds, shifts);
+    cr_expect(fused_adds >= 20 && fused_shifts == 2, "%d fused ADDs (5 cells x 4 nodes), %d fused SHIFTs (2 FactorizedReduce)",
+              fused_adds, fused_shifts);
+    ref_free(&rd);
+    ir_graph_free(d.g);
+}
+
 /* ---- refusals ------------------------------------------------------------------------------ */
 
 static int try_gen(ir_graph *g, int input, int output, const char *name, char *err, size_t errlen) {

@@ -191,6 +191,76 @@ Test(conv, asymmetric_1x7_and_7x1_with_pads_match_reference_and_finite_differenc
     check_conv(2, 4, 9, 5, 4, 7, 1, 2, 1, 3, 0, 1, 1, 1);
 }
 
+/* The vectorised depthwise path (kernels/cpu/conv.c, padded phase buffers) on the
+ * shapes of the DARTS supernets and on awkward ones: planes narrower and wider than a
+ * vector, odd sizes, stride 2, dilation 2, 3x3 / 5x5 / 7x7 and asymmetric kernels; then
+ * the same with a ReLU fused into the input (kcpu_conv2d_relu_*) against ReLU followed
+ * by the double reference, its input gradient masked by x > 0. */
+static void check_dw_relu(int N, int C, int H, int W, int R, int S, int sh, int sw, int ph, int pw, int dh,
+                          int dwl) {
+    kconv2d_desc d = {.N = N, .C = C, .H = H, .W = W, .K = C, .R = R, .S = S, .stride_h = sh, .stride_w = sw,
+                      .pad_h = ph, .pad_w = pw, .dil_h = dh, .dil_w = dwl, .groups = C};
+    kconv2d_desc_finish(&d);
+    cr_assert(d.P > 0 && d.Q > 0);
+    cr_assert(kcpu_conv2d_relu_supported(&d), "fast path expected for %dx%d %dx%d", H, W, R, S);
+    const int64_t nx = (int64_t)N * C * H * W, nw = (int64_t)C * R * S, ny = (int64_t)N * C * d.P * d.Q;
+    float *x = rnd(nx, -1, 1, 21), *w = rnd(nw, -1, 1, 22), *r = rnd(ny, -1, 1, 23), *xr = zerosf(nx);
+    for (int64_t i = 0; i < nx; i++) xr[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    double *yr = zerosd(ny), *dxr = zerosd(nx), *dwr = zerosd(nw);
+    ref_conv(yr, dxr, dwr, xr, w, r, &d);
+    for (int64_t i = 0; i < nx; i++)
+        if (!(x[i] > 0.0f)) dxr[i] = 0.0;
+    float *yrf = tof(yr, ny, 1), *dxr1 = tof(dxr, nx, 1), *dxr2 = tof(dxr, nx, 2), *dwr1 = tof(dwr, nw, 1);
+    float *y = rnd(ny, 100, 200, 5), *dx = zerosf(nx), *dwk = zerosf(nw);
+    /* plain depthwise on relu(x) (the fast path without fusion) */
+    kcpu_conv2d_forward(y, xr, w, &d, NULL);
+    EXPECT_CLOSE(y, yrf, ny, TOL_REF, "dw forward");
+    kcpu_conv2d_backward_filter(dwk, r, xr, &d, NULL);
+    EXPECT_CLOSE(dwk, dwr1, nw, TOL_REF, "dw backward_filter");
+    /* fused */
+    for (int64_t i = 0; i < ny; i++) y[i] = 1e9f;
+    kcpu_conv2d_relu_forward(y, x, w, &d, NULL);
+    EXPECT_CLOSE(y, yrf, ny, TOL_REF, "relu+dw forward");
+    kcpu_conv2d_relu_backward_data(dx, r, w, x, &d, NULL);
+    EXPECT_CLOSE(dx, dxr1, nx, TOL_REF, "relu+dw backward_data");
+    kcpu_conv2d_relu_backward_data(dx, r, w, x, &d, NULL);
+    EXPECT_CLOSE(dx, dxr2, nx, TOL_REF, "relu+dw backward_data accumulates");
+    for (int64_t i = 0; i < nw; i++) dwk[i] = 0.0f;
+    kcpu_conv2d_relu_backward_filter(dwk, r, x, &d, NULL);
+    EXPECT_CLOSE(dwk, dwr1, nw, TOL_REF, "relu+dw backward_filter");
+    kcpu_conv2d_relu_backward_data(NULL, r, w, x, &d, NULL);
+    kcpu_conv2d_relu_backward_filter(NULL, r, x, &d, NULL);
+    free(x); free(w); free(r); free(xr); free(yr); free(dxr); free(dwr); free(yrf); free(dxr1); free(dxr2);
+    free(dwr1); free(y); free(dx); free(dwk);
+}
+
+/*                                                              N  C  H  W  R  S sh sw ph pw dh dw */
+Test(conv, depthwise_fast_3x3_darts_shapes_stride1_and_2) {
+    check_dw_relu(2, 3, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1);
+    check_dw_relu(2, 3, 28, 28, 3, 3, 2, 2, 1, 1, 1, 1);
+    check_dw_relu(2, 3, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1);
+    check_dw_relu(2, 3, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1);
+    check_dw_relu(2, 3, 7, 7, 3, 3, 2, 2, 1, 1, 1, 1);
+}
+Test(conv, depthwise_fast_5x5_and_dilated_darts_shapes) {
+    check_dw_relu(2, 3, 14, 14, 5, 5, 1, 1, 2, 2, 1, 1);
+    check_dw_relu(2, 3, 14, 14, 5, 5, 2, 2, 2, 2, 1, 1);
+    check_dw_relu(2, 3, 16, 16, 3, 3, 1, 1, 2, 2, 2, 2);
+    check_dw_relu(2, 3, 16, 16, 3, 3, 2, 2, 2, 2, 2, 2);
+    check_dw_relu(2, 3, 8, 8, 5, 5, 1, 1, 4, 4, 2, 2);
+    check_dw_relu(2, 3, 8, 8, 5, 5, 2, 2, 4, 4, 2, 2);
+    check_dw_relu(1, 2, 4, 4, 5, 5, 1, 1, 4, 4, 2, 2); /* taps reaching past the whole plane */
+}
+Test(conv, depthwise_fast_odd_sizes_wide_rows_and_other_kernels) {
+    check_dw_relu(1, 2, 5, 37, 3, 3, 1, 1, 1, 1, 1, 1);
+    check_dw_relu(1, 2, 9, 33, 3, 3, 2, 2, 1, 1, 1, 1);
+    check_dw_relu(1, 2, 11, 19, 5, 5, 2, 1, 2, 2, 2, 1);
+    check_dw_relu(1, 2, 13, 10, 7, 7, 1, 1, 3, 3, 1, 1);
+    check_dw_relu(1, 2, 9, 9, 1, 7, 1, 2, 0, 3, 1, 1);
+    check_dw_relu(2, 2, 6, 9, 3, 3, 1, 1, 0, 0, 1, 1); /* no padding: stride-1 data gradient via scatter */
+    check_dw_relu(1, 1, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1);
+}
+
 Test(conv, scratch_is_zero_for_pointwise_and_depthwise) {
     kconv2d_desc a = {.N = 2, .C = 8, .H = 5, .W = 5, .K = 4, .R = 1, .S = 1, .stride_h = 1, .stride_w = 1,
                       .dil_h = 1, .dil_w = 1, .groups = 1};

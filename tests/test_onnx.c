@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "codegen/onnx.h"
+#include "onnx.pb-c.h"
 #include "ir/space.h"
 #include "kernels/kdesc.h"
 #include "runtime/runtime.h"
@@ -435,6 +436,62 @@ Test(onnx, darts_v2_network_matches_runtime, .timeout = 300) {
     ir_eval_opts eo = {.C = 8, .layers = 5, .batch = BATCH, .drop_path = 1};
     cr_assert_eq(ir_space_build_eval(&sp, &gt, &eo, &net), 0, "%s", net.error);
     check_graph("darts_v2", net.graph, net.images, net.logits, net.labels, 1);
+    ir_net_free(&net);
+}
+
+/* Node names say where a node sits in the architecture: cell, node, edge, op, part. */
+Test(onnx, node_names_read_cell_node_edge_op_and_part, .timeout = 120) {
+    ir_space sp;
+    small_space(&sp);
+    ir_genotype gt;
+    ir_genotype_darts_v2(&gt);
+    ir_net net;
+    ir_eval_opts eo = {.C = 8, .layers = 5, .batch = 1, .drop_path = 1};
+    cr_assert_eq(ir_space_build_eval(&sp, &gt, &eo, &net), 0, "%s", net.error);
+    int n = ir_graph_num_nodes(net.graph);
+    char **labels = ir_eval_labels(&sp, &gt, 5, net.graph);
+    cr_assert(labels);
+    char err[1024];
+    rt_backend *be = rt_backend_cpu_new();
+    rt_plan *p = rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 1}, err, sizeof err);
+    cr_assert(p, "%s", err);
+    const float **vals = calloc((size_t)n, sizeof *vals);
+    for (int i = 0; i < n; i++)
+        if (ir_graph_node(net.graph, i)->op == IR_OP_PARAM) vals[i] = rt_node_data(p, i);
+    cg_model m = {.g = net.graph, .values = vals, .input = net.images, .output = net.logits, .name = "named",
+                  .in_c = 3, .mean = {0, 0, 0}, .std = {1, 1, 1}, .test_accuracy = -1,
+                  .labels = (const char *const *)labels};
+    char path[512];
+    snprintf(path, sizeof path, "%s/named.onnx", tu_tmpdir());
+    cr_assert_eq(cg_onnx_write(&m, &(cg_onnx_opts){.fold_bn = 1}, path, err, sizeof err), 0, "%s", err);
+    size_t len;
+    char *bytes = tu_slurp(path, &len);
+    cr_assert(bytes);
+    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, (const uint8_t *)bytes);
+    cr_assert(mp && mp->graph);
+    /* DARTS_V2, 5 cells, reductions at 1 and 3 (REFERENCE.md's genotype) */
+    const char *want[] = {"stem/conv", "cell0/preprocess1/conv", "cell0/node0/edge0/sep_conv_3x3/dw1",
+                          "cell0/node1/edge1/sep_conv_3x3/pw2", "cell0/node3/edge1/dil_conv_3x3/dw", "cell0/node3/sum",
+                          "cell0/concat", "cell1/node0/edge0/max_pool_3x3", "cell2/preprocess0/factorized_reduce/conv_1",
+                          "cell4/node2/edge0/sep_conv_3x3/relu2", "global_pool", "classifier"};
+    for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
+        int found = 0;
+        for (size_t i = 0; i < mp->graph->n_node; i++) found |= !strcmp(mp->graph->node[i]->name, want[w]);
+        cr_expect(found, "no node named %s", want[w]);
+    }
+    for (size_t i = 0; i < mp->graph->n_node; i++)
+        cr_expect(strncmp(mp->graph->node[i]->name, "cells.", 6), "node %s kept its module name", mp->graph->node[i]->name);
+    /* initializers keep the reference's state_dict names */
+    int has_key = 0;
+    for (size_t i = 0; i < mp->graph->n_initializer; i++)
+        has_key |= !strncmp(mp->graph->initializer[i]->name, "cells.0._ops.0.op.1.weight", 26);
+    cr_expect(has_key, "initializers renamed");
+    onnx__model_proto__free_unpacked(mp, NULL);
+    free(bytes);
+    free(vals);
+    ir_eval_labels_free(labels, n);
+    rt_plan_free(p);
+    be->destroy(be);
     ir_net_free(&net);
 }
 

@@ -221,6 +221,18 @@ static void nary_case(ir_op op) {
     check_group(&h, IR_ROLE_WEIGHT, 400, 1e-3f);
     free_harness(&h);
 }
+/* The temporal activation regularisation term of recurrent search: loss = 0.7 * mean(x^2). */
+Test(grad, sqmean) {
+    harness h = {.g = ir_graph_new("sqmean")};
+    int x = wparam(h.g, "x", 2, (int64_t[]){4, 6});
+    int y = ir_unary(h.g, IR_OP_SQMEAN, x, "tar");
+    h.loss = ir_scale(h.g, y, 0.7f, "loss");
+    h.labels = ir_input(h.g, "labels", IR_DTYPE_I32, 1, (int64_t[]){2}); /* unused; the harness fills it */
+    ir_node_set_flags(h.g, h.loss, IR_FLAG_LOSS | IR_FLAG_OUTPUT);
+    make_plan(&h, 5);
+    check_group(&h, IR_ROLE_WEIGHT, 100, 1e-2f);
+    free_harness(&h);
+}
 Test(grad, add) { nary_case(IR_OP_ADD); }
 Test(grad, mean) { nary_case(IR_OP_MEAN); }
 Test(grad, mul) { nary_case(IR_OP_MUL); }

@@ -1,7 +1,9 @@
 /* bn.c — CPU batch normalisation over (N, C, HW), PyTorch semantics: biased batch
  * variance to normalise, unbiased variance into the running estimate. Parallel over
- * channels; each channel's statistics are summed in double in a fixed order. */
+ * channels; each channel's statistics are summed in double in a fixed order, over 8
+ * independent lanes (kvec.h), not one serial chain of dependent additions. */
 #include "kernels/cpu/kcpu.h"
+#include "kernels/cpu/kvec.h"
 
 #include <math.h>
 
@@ -12,21 +14,15 @@ void kcpu_bn_forward_train(float *y, float *save_mean, float *save_invstd, float
     const int64_t cnt = (int64_t)N * HW;
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
-        double s = 0.0;
-        for (int n = 0; n < N; n++) {
-            const float *xp = x + ((int64_t)n * C + c) * HW;
-            for (int i = 0; i < HW; i++) s += xp[i];
-        }
-        const double mean = cnt > 0 ? s / (double)cnt : 0.0;
-        double ss = 0.0;
-        for (int n = 0; n < N; n++) {
-            const float *xp = x + ((int64_t)n * C + c) * HW;
-            for (int i = 0; i < HW; i++) {
-                double t = xp[i] - mean;
-                ss += t * t;
-            }
-        }
-        const double var = cnt > 0 ? ss / (double)cnt : 0.0;
+        /* one pass of shifted sums (shift: the channel's first value, so the variance
+         * does not cancel catastrophically when |mean| >> std) */
+        const double k = cnt > 0 ? x[(int64_t)c * HW] : 0.0;
+        double s1 = 0.0, s2 = 0.0;
+        for (int n = 0; n < N; n++) kvec_sum_sumsq_f64(x + ((int64_t)n * C + c) * HW, k, HW, &s1, &s2);
+        const double m1 = cnt > 0 ? s1 / (double)cnt : 0.0;
+        const double mean = k + m1;
+        double var = cnt > 0 ? s2 / (double)cnt - m1 * m1 : 0.0;
+        if (var < 0.0) var = 0.0;
         const double invstd = 1.0 / sqrt(var + (double)d->eps);
         const float g = gamma ? gamma[c] : 1.0f, b = beta ? beta[c] : 0.0f;
         const float sc = (float)invstd * g, fm = (float)mean;
@@ -74,11 +70,10 @@ void kcpu_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, c
         for (int n = 0; n < N; n++) {
             const float *xp = x + ((int64_t)n * C + c) * HW;
             const float *gp = dy + ((int64_t)n * C + c) * HW;
-            for (int i = 0; i < HW; i++) {
-                sdy += gp[i];
-                sdyx += (double)gp[i] * ((xp[i] - mean) * invstd);
-            }
+            sdy += kvec_dot_centered_f64(gp, 0.0, NULL, 0.0, HW);
+            sdyx += kvec_dot_centered_f64(gp, 0.0, xp, mean, HW);
         }
+        sdyx *= invstd;
         if (dbeta) dbeta[c] += (float)sdy;
         if (dgamma) dgamma[c] += (float)sdyx;
         if (!dx || cnt == 0) continue;

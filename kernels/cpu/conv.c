@@ -1,10 +1,12 @@
 /* conv.c — CPU 2-D convolution (forward, backward data, backward filter).
- * Three paths: 1x1/stride-1/pad-0/dense as one GEMM per sample; depthwise
- * (groups == C == K) as direct loops parallel over planes (stride-1 inner loops are
- * contiguous and vectorise); everything else through im2col per sample and one GEMM
- * per group. GEMMs are never called inside an OpenMP region; samples are looped
+ * Paths: 1x1/stride-1/pad-0/dense as one GEMM per sample; depthwise (groups == C == K)
+ * through padded per-plane buffers and vector loops (the "depthwise fast path" below,
+ * also the ReLU-fused entry points), or, for planes too large for its stack buffer
+ * (48 KiB per thread, no scratch), direct loops parallel over planes; everything else
+ * through im2col per sample and one GEMM per group. GEMMs are never called inside an OpenMP region; samples are looped
  * serially around them so batch accumulation is in a fixed order. */
 #include "kernels/cpu/kcpu.h"
+#include "kernels/cpu/kvec.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -201,11 +203,258 @@ static void dw_backward_filter(float *dw, const float *dy, const float *x, const
     }
 }
 
+/* ---- depthwise fast path ----
+ * One plane at a time, per thread: the input plane is copied once into a zero-padded
+ * buffer (on the stack) split into `stride` column phases, buf[phase][row][j] =
+ * xpad[row][j*stride + phase], so every tap of every output row reads a contiguous run
+ * and the inner loops are branch-free vector FMAs (AVX-512, AVX2+FMA, or a portable
+ * 8-lane loop). The copy can apply ReLU (the fused ReLU -> depthwise conv of the
+ * separable and dilated convolutions). Stride-1 backward data is the same correlation
+ * on dy with the kernel flipped; other strides scatter into a phase buffer. The filter
+ * gradient walks each tap over the plane with 4 independent accumulators, summed per
+ * plane into double in a fixed order, so results never depend on the thread count. */
+/* Largest padded plane (floats, all phases) the fast path keeps on the stack. */
+#define DW_BUF_MAX 12288
+/* Largest kernel area the fast path handles. */
+#define DW_TAPS_MAX 49
+
+/* Geometry of one correlation out (Po x Qo) = sum_{r,s} w[r,s] in[p*sh - pt + r*dh][q*sw - pl + s*dw]. */
+typedef struct dw_geom {
+    int Po, Qo, Hi, Wi, R, S, sh, sw, pt, pl, dh, dw;
+    int Hp, Lw, Qv; /* buffer rows per phase, row length, Qo rounded up to DWV */
+} dw_geom;
+
+static int dw_geom_init(dw_geom *g, int Po, int Qo, int Hi, int Wi, int R, int S, int sh, int sw, int pt, int pl,
+                        int dh, int dwl) {
+    g->Po = Po; g->Qo = Qo; g->Hi = Hi; g->Wi = Wi; g->R = R; g->S = S;
+    g->sh = sh; g->sw = sw; g->pt = pt; g->pl = pl; g->dh = dh; g->dw = dwl;
+    if (Po <= 0 || Qo <= 0 || R * S > DW_TAPS_MAX || sh < 1 || sw < 1 || pt < 0 || pl < 0) return 0;
+    g->Qv = (Qo + DWV - 1) / DWV * DWV;
+    g->Hp = (Po - 1) * sh + (R - 1) * dh + 1;
+    g->Lw = g->Qv + ((S - 1) * dwl) / sw + 1;
+    return (int64_t)sw * g->Hp * g->Lw <= DW_BUF_MAX;
+}
+
+/* buf[phase][i][j] = (relu?) in[i - pt][j*sw + phase - pl], 0 outside the plane. */
+static void dw_fill(float *buf, const float *in, const dw_geom *g, int relu) {
+    for (int ph = 0; ph < g->sw; ph++)
+        for (int i = 0; i < g->Hp; i++) {
+            float *b = buf + ((int64_t)ph * g->Hp + i) * g->Lw;
+            const int ih = i - g->pt;
+            if (ih < 0 || ih >= g->Hi) {
+                memset(b, 0, sizeof(float) * (size_t)g->Lw);
+                continue;
+            }
+            /* j valid iff 0 <= j*sw + ph - pl < Wi */
+            int j0, j1;
+            valid_range(ph - g->pl, g->sw, g->Wi, g->Lw, &j0, &j1);
+            const float *xr = in + (int64_t)ih * g->Wi + ph - g->pl;
+            for (int j = 0; j < j0; j++) b[j] = 0.0f;
+            if (g->sw == 1) {
+                if (relu)
+                    for (int j = j0; j < j1; j++) b[j] = xr[j] > 0.0f ? xr[j] : 0.0f;
+                else
+                    memcpy(b + j0, xr + j0, sizeof(float) * (size_t)(j1 - j0));
+            } else {
+                for (int j = j0; j < j1; j++) {
+                    float v = xr[(int64_t)j * g->sw];
+                    b[j] = relu ? (v > 0.0f ? v : 0.0f) : v;
+                }
+            }
+            for (int j = j1; j < g->Lw; j++) b[j] = 0.0f;
+        }
+}
+
+/* out (Po x Qo) = (or +=) correlation of the filled buffer with w; when mask is given
+ * (Po x Qo), only positions with mask > 0 receive their value (the ReLU backward). R and
+ * S are compile-time constants in the specialised instances, so the tap loops unroll. */
+static inline __attribute__((always_inline)) void dw_corr_body(float *out, const float *buf, const float *w,
+                                                               const dw_geom *g, const int R, const int S,
+                                                               int accumulate, const float *mask) {
+    const int Qo = g->Qo, Hp = g->Hp, Lw = g->Lw, sh = g->sh, sw = g->sw, dh = g->dh, dwl = g->dw;
+    dwv wv[DW_TAPS_MAX];
+    int64_t toff[DW_TAPS_MAX];
+    for (int r = 0; r < R; r++)
+        for (int s = 0; s < S; s++) {
+            wv[r * S + s] = dwv_set1(w[r * S + s]);
+            toff[r * S + s] = ((int64_t)((s * dwl) % sw) * Hp + r * dh) * Lw + (s * dwl) / sw;
+        }
+    for (int p = 0; p < g->Po; p++) {
+        const float *bp = buf + (int64_t)p * sh * Lw;
+        float *orow = out + (int64_t)p * Qo;
+        const float *mrow = mask ? mask + (int64_t)p * Qo : NULL;
+        for (int q0 = 0; q0 < Qo; q0 += DWV) {
+            dwv acc = dwv_zero();
+            /* multiply then add, taps in (r, s) order: bit-identical to the scalar loops
+             * (padding adds +0), which the parity tests were tuned on */
+            for (int t = 0; t < R * S; t++) acc = dwv_add(acc, dwv_mul(wv[t], dwv_load(bp + toff[t] + q0)));
+            float *o = orow + q0;
+            if (q0 + DWV <= Qo) { /* whole vector: vector stores, same arithmetic as the tail */
+                if (mrow) dwv_store(o, dwv_add(dwv_load(o), dwv_where_pos(dwv_load(mrow + q0), acc)));
+                else if (accumulate) dwv_store(o, dwv_add(dwv_load(o), acc));
+                else dwv_store(o, acc);
+                continue;
+            }
+            float tmp[DWV];
+            dwv_store(tmp, acc);
+            const int nq = Qo - q0;
+            if (mrow) {
+                const float *m = mrow + q0;
+                for (int i = 0; i < nq; i++) o[i] += m[i] > 0.0f ? tmp[i] : 0.0f;
+            } else if (accumulate) {
+                for (int i = 0; i < nq; i++) o[i] += tmp[i];
+            } else {
+                for (int i = 0; i < nq; i++) o[i] = tmp[i];
+            }
+        }
+    }
+}
+
+static void dw_corr(float *out, const float *buf, const float *w, const dw_geom *g, int accumulate,
+                    const float *mask) {
+    if (g->R == 3 && g->S == 3) dw_corr_body(out, buf, w, g, 3, 3, accumulate, mask);
+    else if (g->R == 5 && g->S == 5) dw_corr_body(out, buf, w, g, 5, 5, accumulate, mask);
+    else dw_corr_body(out, buf, w, g, g->R, g->S, accumulate, mask);
+}
+
+static int dw_fast_ok(const kconv2d_desc *d) {
+    dw_geom g;
+    return dw_geom_init(&g, d->P, d->Q, d->H, d->W, d->R, d->S, d->stride_h, d->stride_w, d->pad_h, d->pad_w,
+                        d->dil_h, d->dil_w);
+}
+
+static void dw_forward_fast(float *y, const float *x, const float *w, const kconv2d_desc *d, int relu) {
+    const int C = d->C;
+    const int64_t planes = (int64_t)d->N * C, HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
+    dw_geom g;
+    dw_geom_init(&g, d->P, d->Q, d->H, d->W, d->R, d->S, d->stride_h, d->stride_w, d->pad_h, d->pad_w, d->dil_h,
+                 d->dil_w);
+#pragma omp parallel for schedule(static)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        float buf[DW_BUF_MAX] __attribute__((aligned(64)));
+        dw_fill(buf, x + pl * HW, &g, relu);
+        dw_corr(y + pl * PQ, buf, w + (pl % C) * d->R * d->S, &g, 0, NULL);
+    }
+}
+
+/* Stride 1: dx[i][j] += sum w[R-1-r'][S-1-s'] dy[i - pt' + r'*dh][j - pl' + s'*dw] with
+ * pt' = (R-1)*dh - pad_h. Usable when both pads are >= 0 and the buffer fits. */
+static int dw_bwd_data_corr_ok(const kconv2d_desc *d, dw_geom *g) {
+    if (d->stride_h != 1 || d->stride_w != 1) return 0;
+    return dw_geom_init(g, d->H, d->W, d->P, d->Q, d->R, d->S, 1, 1, (d->R - 1) * d->dil_h - d->pad_h,
+                        (d->S - 1) * d->dil_w - d->pad_w, d->dil_h, d->dil_w);
+}
+
+/* Other strides: scatter dy into a phase buffer laid out as the forward's input buffer. */
+static void dw_bwd_data_scatter(float *dxp, const float *dyp, const float *w, const float *mask, const dw_geom *g,
+                                float *buf) {
+    const int R = g->R, S = g->S, Qo = g->Qo, Hp = g->Hp, Lw = g->Lw, sw = g->sw;
+    memset(buf, 0, sizeof(float) * (size_t)sw * Hp * Lw);
+    for (int p = 0; p < g->Po; p++) {
+        for (int q0 = 0; q0 < Qo; q0 += DWV) {
+            float tmp[DWV];
+            const int nq = Qo - q0 < DWV ? Qo - q0 : DWV;
+            for (int i = 0; i < DWV; i++) tmp[i] = i < nq ? dyp[(int64_t)p * Qo + q0 + i] : 0.0f;
+            const dwv gv = dwv_load(tmp);
+            for (int r = 0; r < R; r++)
+                for (int s = 0; s < S; s++) {
+                    float *b = buf + ((int64_t)((s * g->dw) % sw) * Hp + p * g->sh + r * g->dh) * Lw +
+                               (s * g->dw) / sw + q0;
+                    dwv_store(b, dwv_fma(dwv_set1(w[r * S + s]), gv, dwv_load(b)));
+                }
+        }
+    }
+    for (int ih = 0; ih < g->Hi; ih++) {
+        const int i = ih + g->pt;
+        if (i >= Hp) break;
+        float *xr = dxp + (int64_t)ih * g->Wi;
+        const float *mr = mask ? mask + (int64_t)ih * g->Wi : NULL;
+        for (int iw = 0; iw < g->Wi; iw++) {
+            const int c = iw + g->pl, j = c / sw;
+            if (j >= Lw) break;
+            const float v = buf[((int64_t)(c % sw) * Hp + i) * Lw + j];
+            if (!mr || mr[iw] > 0.0f) xr[iw] += v;
+        }
+    }
+}
+
+static void dw_backward_data_fast(float *dx, const float *dy, const float *w, const float *xmask,
+                                  const kconv2d_desc *d) {
+    const int C = d->C, R = d->R, S = d->S;
+    const int64_t planes = (int64_t)d->N * C, HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
+    dw_geom gc, gf;
+    const int corr = dw_bwd_data_corr_ok(d, &gc);
+    dw_geom_init(&gf, d->P, d->Q, d->H, d->W, R, S, d->stride_h, d->stride_w, d->pad_h, d->pad_w, d->dil_h,
+                 d->dil_w);
+#pragma omp parallel for schedule(static)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        float buf[DW_BUF_MAX] __attribute__((aligned(64)));
+        const float *wc = w + (pl % C) * R * S;
+        const float *mask = xmask ? xmask + pl * HW : NULL;
+        if (corr) {
+            float wf[DW_TAPS_MAX];
+            for (int t = 0; t < R * S; t++) wf[t] = wc[R * S - 1 - t];
+            dw_fill(buf, dy + pl * PQ, &gc, 0);
+            dw_corr(dx + pl * HW, buf, wf, &gc, 1, mask);
+        } else {
+            dw_bwd_data_scatter(dx + pl * HW, dy + pl * PQ, wc, mask, &gf, buf);
+        }
+    }
+}
+
+static void dw_backward_filter_fast(float *dw, const float *dy, const float *x, const kconv2d_desc *d, int relu) {
+    const int C = d->C, R = d->R, S = d->S, P = d->P, Q = d->Q;
+    const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)P * Q;
+    dw_geom g;
+    dw_geom_init(&g, P, Q, d->H, d->W, R, S, d->stride_h, d->stride_w, d->pad_h, d->pad_w, d->dil_h, d->dil_w);
+    const int nfull = Q / DWV;
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        float buf[DW_BUF_MAX] __attribute__((aligned(64)));
+        double acc[DW_TAPS_MAX];
+        for (int t = 0; t < R * S; t++) acc[t] = 0.0;
+        for (int n = 0; n < d->N; n++) {
+            const int64_t pl = (int64_t)n * C + c;
+            dw_fill(buf, x + pl * HW, &g, relu);
+            const float *gp = dy + pl * PQ;
+            /* one dy row at a time, zero-padded to Qv, walked by every tap */
+            for (int r = 0; r < R; r++)
+                for (int s = 0; s < S; s++) {
+                    const float *bt = buf + ((int64_t)((s * g.dw) % g.sw) * g.Hp + r * g.dh) * g.Lw + (s * g.dw) / g.sw;
+                    dwv a0 = dwv_zero(), a1 = dwv_zero(), a2 = dwv_zero(), a3 = dwv_zero();
+                    for (int p = 0; p < P; p++) {
+                        const float *br = bt + (int64_t)p * g.sh * g.Lw;
+                        const float *gr = gp + (int64_t)p * Q;
+                        int v = 0;
+                        for (; v < nfull; v++) {
+                            const dwv prod_b = dwv_load(br + v * DWV), gv = dwv_load(gr + v * DWV);
+                            switch (v & 3) {
+                            case 0: a0 = dwv_fma(gv, prod_b, a0); break;
+                            case 1: a1 = dwv_fma(gv, prod_b, a1); break;
+                            case 2: a2 = dwv_fma(gv, prod_b, a2); break;
+                            default: a3 = dwv_fma(gv, prod_b, a3); break;
+                            }
+                        }
+                        if (Q % DWV) { /* partial last vector */
+                            float tmp[DWV];
+                            const int nq = Q - v * DWV;
+                            for (int i = 0; i < DWV; i++) tmp[i] = i < nq ? gr[v * DWV + i] : 0.0f;
+                            a3 = dwv_fma(dwv_load(tmp), dwv_load(br + v * DWV), a3);
+                        }
+                    }
+                    acc[r * S + s] += (double)dwv_hsum(dwv_add(dwv_add(a0, a1), dwv_add(a2, a3)));
+                }
+        }
+        for (int t = 0; t < R * S; t++) dw[(int64_t)c * R * S + t] += (float)acc[t];
+    }
+}
+
 /* ---- public entry points ---- */
 void kcpu_conv2d_forward(float *y, const float *x, const float *w, const kconv2d_desc *d, float *scratch) {
     const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
     if (is_depthwise(d)) {
-        dw_forward(y, x, w, d);
+        if (dw_fast_ok(d)) dw_forward_fast(y, x, w, d, 0);
+        else dw_forward(y, x, w, d);
         return;
     }
     if (is_pointwise(d)) {
@@ -229,7 +478,8 @@ void kcpu_conv2d_backward_data(float *dx, const float *dy, const float *w, const
     if (!dx) return;
     const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
     if (is_depthwise(d)) {
-        dw_backward_data(dx, dy, w, d);
+        if (dw_fast_ok(d)) dw_backward_data_fast(dx, dy, w, NULL, d);
+        else dw_backward_data(dx, dy, w, d);
         return;
     }
     if (is_pointwise(d)) {
@@ -253,7 +503,8 @@ void kcpu_conv2d_backward_filter(float *dw, const float *dy, const float *x, con
     if (!dw) return;
     const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
     if (is_depthwise(d)) {
-        dw_backward_filter(dw, dy, x, d);
+        if (dw_fast_ok(d)) dw_backward_filter_fast(dw, dy, x, d, 0);
+        else dw_backward_filter(dw, dy, x, d);
         return;
     }
     if (is_pointwise(d)) {
@@ -272,4 +523,24 @@ void kcpu_conv2d_backward_filter(float *dw, const float *dy, const float *x, con
                         scratch + (int64_t)g * CgRS * PQ, (int)PQ, 1.0f, dw + (int64_t)g * Kg * CgRS,
                         CgRS);
     }
+}
+
+/* ---- ReLU fused into a depthwise convolution's input ---- */
+int kcpu_conv2d_relu_supported(const kconv2d_desc *d) { return is_depthwise(d) && dw_fast_ok(d); }
+
+void kcpu_conv2d_relu_forward(float *y, const float *x, const float *w, const kconv2d_desc *d, float *scratch) {
+    (void)scratch;
+    dw_forward_fast(y, x, w, d, 1);
+}
+
+void kcpu_conv2d_relu_backward_data(float *dx, const float *dy, const float *w, const float *x,
+                                    const kconv2d_desc *d, float *scratch) {
+    (void)scratch;
+    if (dx) dw_backward_data_fast(dx, dy, w, x, d);
+}
+
+void kcpu_conv2d_relu_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d,
+                                      float *scratch) {
+    (void)scratch;
+    if (dw) dw_backward_filter_fast(dw, dy, x, d, 1);
 }

@@ -54,7 +54,9 @@ static void cu_memset0(rt_backend *be, void *p, size_t bytes) {
     if (!bytes) return;
     cudaCheck(cudaMemsetAsync(p, 0, bytes, S(be)));
 }
-static int cu_supports(rt_backend *be, ir_op op) { (void)be; return (unsigned)op < IR_OP_COUNT; }
+/* SQMEAN (temporal activation regularisation of recurrent search) has no CUDA kernel yet;
+ * search/rnn.c leaves it out of the graph on backends without it. */
+static int cu_supports(rt_backend *be, ir_op op) { (void)be; return (unsigned)op < IR_OP_COUNT && op != IR_OP_SQMEAN; }
 
 #define F(t) ((float *)(t).data)
 #define I32(t) ((const int32_t *)(t).data)
@@ -65,7 +67,7 @@ static void cu_forward(rt_backend *be, const rt_exec_node *n) {
     const float *x = F(n->in[0]);
     int64_t len = n->out.numel;
     switch (n->op) {
-    case IR_OP_INPUT: case IR_OP_PARAM: case IR_OP_COUNT:
+    case IR_OP_INPUT: case IR_OP_PARAM: case IR_OP_SQMEAN: case IR_OP_COUNT:
         break;
     case IR_OP_CONV2D: {
         kconv2d_desc d = conv_desc(n);
@@ -173,7 +175,7 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
     float *dx = n->in[0].grad;
     int64_t len = n->out.numel;
     switch (n->op) {
-    case IR_OP_INPUT: case IR_OP_PARAM: case IR_OP_ZERO: case IR_OP_COUNT:
+    case IR_OP_INPUT: case IR_OP_PARAM: case IR_OP_ZERO: case IR_OP_SQMEAN: case IR_OP_COUNT:
         break;
     case IR_OP_CONV2D: {
         kconv2d_desc d = conv_desc(n);

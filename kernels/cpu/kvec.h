@@ -1,0 +1,100 @@
+/* kvec.h — the few SIMD operations the CPU kernels use, over one vector type dwv of
+ * DWV floats: AVX-512 when the compiler targets it, AVX2+FMA (the default build,
+ * -march=x86-64-v3), else a portable 8-lane loop that needs nothing from the target.
+ * Internal to kernels/cpu. Also the fixed-order double-lane sums of batch norm. */
+#ifndef DARTSC_KVEC_H
+#define DARTSC_KVEC_H
+
+#include <stdint.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define DWV 16
+typedef __m512 dwv;
+static inline dwv dwv_zero(void) { return _mm512_setzero_ps(); }
+static inline dwv dwv_load(const float *p) { return _mm512_loadu_ps(p); }
+static inline void dwv_store(float *p, dwv a) { _mm512_storeu_ps(p, a); }
+static inline dwv dwv_set1(float a) { return _mm512_set1_ps(a); }
+static inline dwv dwv_fma(dwv a, dwv b, dwv c) { return _mm512_fmadd_ps(a, b, c); }
+static inline dwv dwv_add(dwv a, dwv b) { return _mm512_add_ps(a, b); }
+static inline dwv dwv_sub(dwv a, dwv b) { return _mm512_sub_ps(a, b); }
+static inline dwv dwv_mul(dwv a, dwv b) { return _mm512_mul_ps(a, b); }
+/* v where m > 0, else +0 */
+static inline dwv dwv_where_pos(dwv m, dwv v) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ), v); }
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define DWV 8
+typedef __m256 dwv;
+static inline dwv dwv_zero(void) { return _mm256_setzero_ps(); }
+static inline dwv dwv_load(const float *p) { return _mm256_loadu_ps(p); }
+static inline void dwv_store(float *p, dwv a) { _mm256_storeu_ps(p, a); }
+static inline dwv dwv_set1(float a) { return _mm256_set1_ps(a); }
+static inline dwv dwv_fma(dwv a, dwv b, dwv c) { return _mm256_fmadd_ps(a, b, c); }
+static inline dwv dwv_add(dwv a, dwv b) { return _mm256_add_ps(a, b); }
+static inline dwv dwv_sub(dwv a, dwv b) { return _mm256_sub_ps(a, b); }
+static inline dwv dwv_mul(dwv a, dwv b) { return _mm256_mul_ps(a, b); }
+static inline dwv dwv_where_pos(dwv m, dwv v) { return _mm256_and_ps(_mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_GT_OQ), v); }
+#else
+#define DWV 8
+typedef struct { float v[DWV]; } dwv;
+static inline dwv dwv_zero(void) { dwv r; for (int i = 0; i < DWV; i++) r.v[i] = 0.0f; return r; }
+static inline dwv dwv_load(const float *p) { dwv r; for (int i = 0; i < DWV; i++) r.v[i] = p[i]; return r; }
+static inline void dwv_store(float *p, dwv a) { for (int i = 0; i < DWV; i++) p[i] = a.v[i]; }
+static inline dwv dwv_set1(float a) { dwv r; for (int i = 0; i < DWV; i++) r.v[i] = a; return r; }
+static inline dwv dwv_fma(dwv a, dwv b, dwv c) { for (int i = 0; i < DWV; i++) c.v[i] += a.v[i] * b.v[i]; return c; }
+static inline dwv dwv_add(dwv a, dwv b) { for (int i = 0; i < DWV; i++) a.v[i] += b.v[i]; return a; }
+static inline dwv dwv_sub(dwv a, dwv b) { for (int i = 0; i < DWV; i++) a.v[i] -= b.v[i]; return a; }
+static inline dwv dwv_mul(dwv a, dwv b) { for (int i = 0; i < DWV; i++) a.v[i] *= b.v[i]; return a; }
+static inline dwv dwv_where_pos(dwv m, dwv v) { for (int i = 0; i < DWV; i++) v.v[i] = m.v[i] > 0.0f ? v.v[i] : 0.0f; return v; }
+#endif
+
+/* Horizontal sum of a vector in a fixed lane order. */
+static inline float dwv_hsum(dwv a) {
+    float t[DWV];
+    dwv_store(t, a);
+    float s = 0.0f;
+    for (int i = 0; i < DWV; i++) s += t[i];
+    return s;
+}
+
+/* Sum of (a[i] - ma) * (b[i] - mb) (b NULL: of a[i] - ma) in double, over 8 independent
+ * double lanes combined in a fixed order: as accurate as one double chain (float products
+ * and differences are exact or nearly so in double), without its add latency, and
+ * vectorised by the compiler. Batch-norm statistics need double here: the sums of
+ * gradients cancel, and float lanes lost three digits in the parity tests. */
+static inline double kvec_dot_centered_f64(const float *a, double ma, const float *b, double mb, int64_t n) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    if (b) {
+        for (; i + 8 <= n; i += 8)
+            for (int j = 0; j < 8; j++) acc[j] += ((double)a[i + j] - ma) * ((double)b[i + j] - mb);
+    } else {
+        for (; i + 8 <= n; i += 8)
+            for (int j = 0; j < 8; j++) acc[j] += (double)a[i + j] - ma;
+    }
+    double t = 0.0;
+    for (; i < n; i++) t += b ? ((double)a[i] - ma) * ((double)b[i] - mb) : (double)a[i] - ma;
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + t;
+}
+
+/* One pass: *s1 += sum (a[i] - k), *s2 += sum (a[i] - k)^2, in double lanes. */
+static inline void kvec_sum_sumsq_f64(const float *a, double k, int64_t n, double *s1, double *s2) {
+    double p[4] = {0, 0, 0, 0}, q[4] = {0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; j++) {
+            const double t = (double)a[i + j] - k;
+            p[j] += t;
+            q[j] += t * t;
+        }
+    double tp = 0.0, tq = 0.0;
+    for (; i < n; i++) {
+        const double t = (double)a[i] - k;
+        tp += t;
+        tq += t * t;
+    }
+    *s1 += (p[0] + p[2]) + (p[1] + p[3]) + tp;
+    *s2 += (q[0] + q[2]) + (q[1] + q[3]) + tq;
+}
+
+#endif

@@ -1,0 +1,378 @@
+/* baselines.c — the DARTS paper's baselines over the same space and data split as the
+ * gradient search: random search and regularised (aging) evolution.
+ *
+ * A candidate is a discrete genotype of the space (the same shape DARTS derives: per node
+ * min(k, edges) distinct inputs, each with a non-'none' op). It is trained from scratch as
+ * an evaluation network of the SEARCH size (C and layers of the network, not of `train`)
+ * with the search settings (batch, SGD, cosine schedule, clipping, augmentation) for
+ * `candidate_epochs` epochs on the weight split, then scored by accuracy on the
+ * architecture split — the split DARTS fits alpha on — with batch statistics in BN, as
+ * DARTS scores its supernet there (after a few dozen steps the running statistics still
+ * lag the weights, and scores with them are close to chance).
+ *
+ *   random search: candidates genotypes sampled uniformly; the best score wins.
+ *   evolution (Real et al., "Regularized Evolution for Image Classifier Architecture
+ *     Search", AAAI 2019): the first `population` candidates are random; then each cycle
+ *     draws `sample` members of the population uniformly with replacement, mutates the
+ *     best of them (one cell, one node, one edge: a different op, or a different input
+ *     state) into a child, trains and scores it, appends it and retires the oldest member.
+ *     The best candidate ever scored wins, as in the paper.
+ *
+ * Every random choice of candidate k comes from a generator seeded by (seed, k), and the
+ * population is a function of the scored history, so a resumed search replays the history
+ * from the candidates' result files and continues exactly where it stopped. */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "genotype.h"
+#include "search.h"
+#include "train.h"
+
+#define MAX_CANDIDATES 10000
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void sr_baseline_defaults(sr_options *o) {
+    /* Sized so that a baseline costs about what a first-order DARTS search of the same
+     * space and epochs costs on a CPU (docs/RESULTS.md states the measured seconds). */
+    if (o->candidate_epochs <= 0) o->candidate_epochs = 2;
+    if (o->candidates <= 0) o->candidates = 6;
+    if (o->population <= 0) o->population = 3;
+    if (o->sample <= 0) o->sample = 2;
+}
+
+/* ---- random choices ------------------------------------------------------------------------ */
+
+typedef struct brng {
+    uint64_t s;
+} brng;
+
+static uint64_t brng_next(brng *r) { /* splitmix64 */
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static int brng_below(brng *r, int n) { return (int)(brng_next(r) % (uint64_t)n); }
+
+static brng brng_for(uint64_t seed, int k) {
+    brng r = {seed * 0x100000001b3ull ^ (uint64_t)(k + 1) * 0xd6e8feb86659fd93ull};
+    brng_next(&r);
+    return r;
+}
+
+/* Non-'none' op indices of a cell. */
+static int real_ops(const ir_cell *c, int *ops) {
+    int n = 0;
+    for (int o = 0; o < c->n_ops; o++)
+        if (c->ops[o].kind != IR_CAND_NONE) ops[n++] = o;
+    return n;
+}
+
+/* Allowed input states of node i. */
+static int node_sources(const ir_cell *c, int i, int *src) {
+    int n = 0;
+    for (int j = 0; j < c->n_inputs + i; j++)
+        if ((c->edges[i] >> j) & 1) src[n++] = j;
+    return n;
+}
+
+static void sort_edges(ir_geno_cell *g, int i) {
+    for (int a = 1; a < g->n_edges[i]; a++)
+        for (int b = a; b > 0 && g->e[i][b].src < g->e[i][b - 1].src; b--) {
+            ir_geno_edge t = g->e[i][b];
+            g->e[i][b] = g->e[i][b - 1];
+            g->e[i][b - 1] = t;
+        }
+}
+
+static void random_cell(const ir_cell *c, brng *r, ir_geno_cell *g) {
+    memset(g, 0, sizeof *g);
+    g->n_nodes = c->n_nodes;
+    int ops[IR_MAX_CANDS], nops = real_ops(c, ops);
+    for (int i = 0; i < c->n_nodes; i++) {
+        int src[2 + IR_MAX_NODES], ns = node_sources(c, i, src);
+        int keep = c->k_keep < ns ? c->k_keep : ns;
+        if (keep > IR_MAX_KEEP) keep = IR_MAX_KEEP;
+        for (int k = 0; k < keep; k++) { /* partial Fisher-Yates: distinct inputs */
+            int pick = k + brng_below(r, ns - k);
+            int t = src[k];
+            src[k] = src[pick];
+            src[pick] = t;
+            g->e[i][k].src = src[k];
+            g->e[i][k].op = ops[brng_below(r, nops)];
+        }
+        g->n_edges[i] = keep;
+        sort_edges(g, i);
+    }
+}
+
+/* One mutation of one cell of gt; returns its kind ("op", "input", or "none" when the
+ * space leaves nothing to change). */
+static const char *mutate(const ir_space *sp, ir_genotype *gt, brng *r) {
+    int which = brng_below(r, 2);
+    const ir_cell *c = which ? &sp->reduce : &sp->normal;
+    ir_geno_cell *g = which ? &gt->reduce : &gt->normal;
+    int ops[IR_MAX_CANDS], nops = real_ops(c, ops);
+    int want_input = brng_below(r, 2);
+    for (int attempt = 0; attempt < 2; attempt++, want_input = !want_input) {
+        /* nodes where this kind of mutation can change something */
+        int cand_nodes[IR_MAX_NODES], nn = 0;
+        for (int i = 0; i < g->n_nodes; i++) {
+            int src[2 + IR_MAX_NODES], ns = node_sources(c, i, src);
+            if (g->n_edges[i] > 0 && (want_input ? ns > g->n_edges[i] : nops > 1)) cand_nodes[nn++] = i;
+        }
+        if (!nn) continue;
+        int i = cand_nodes[brng_below(r, nn)], k = brng_below(r, g->n_edges[i]);
+        if (!want_input) {
+            int cur = g->e[i][k].op, o;
+            do o = ops[brng_below(r, nops)];
+            while (o == cur);
+            g->e[i][k].op = o;
+            return "op";
+        }
+        int src[2 + IR_MAX_NODES], ns = node_sources(c, i, src), free_src[2 + IR_MAX_NODES], nf = 0;
+        for (int s = 0; s < ns; s++) {
+            int used = 0;
+            for (int e = 0; e < g->n_edges[i]; e++) used |= g->e[i][e].src == src[s];
+            if (!used) free_src[nf++] = src[s];
+        }
+        g->e[i][k].src = free_src[brng_below(r, nf)];
+        sort_edges(g, i);
+        return "input";
+    }
+    return "none";
+}
+
+/* ---- candidates ------------------------------------------------------------------------------ */
+
+typedef struct cand {
+    ir_genotype gt;
+    double val_acc, val_loss, seconds;
+    int parent;
+    char how[16];
+} cand;
+
+/* The evaluation network at search size, trained with the search settings. */
+static void candidate_space(const ir_space *sp, int epochs, uint64_t seed, ir_space *cs) {
+    *cs = *sp;
+    cs->train = sp->search;
+    cs->train.epochs = epochs;
+    cs->train.seed = seed;
+    cs->train.cutout = 0;
+    cs->train.drop_path = 0;
+    cs->train.aux_weight = 0;
+    cs->train.subset = 0;
+    cs->train.test_subset = 0;
+    cs->train_C = sp->C;
+    cs->train_layers = sp->layers;
+}
+
+static int read_result(const char *path, cand *c, char *err, size_t errlen) {
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    if (!root) return fail(err, errlen, "%s:%d: %s", path, je.line, je.text);
+    const char *how = NULL;
+    int rc = json_unpack_ex(root, &je, 0, "{s:F, s:F, s:F, s:i, s:s}", "val_acc", &c->val_acc, "val_loss", &c->val_loss,
+                            "seconds", &c->seconds, "parent", &c->parent, "mutation", &how);
+    if (rc) fail(err, errlen, "%s: %s", path, je.text);
+    else snprintf(c->how, sizeof c->how, "%s", how);
+    json_decref(root);
+    return rc ? -1 : 0;
+}
+
+static int write_result(const char *path, const cand *c, char *err, size_t errlen) {
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "{\"val_acc\":%.9g,\"val_loss\":%.9g,\"seconds\":%.3f,\"parent\":%d,\"mutation\":\"%s\"}\n",
+                     c->val_acc, c->val_loss, c->seconds, c->parent, c->how);
+    return sr_write_file_atomic(path, buf, (size_t)n, err, errlen);
+}
+
+static int exists(const char *dir, const char *name) {
+    char p[4300];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
+/* Trains (or resumes, or finds finished) candidate k and fills its scores. Returns 1 when
+ * stopped by the caller's stop request, 0 when scored, -1 on error. */
+static int run_candidate(const ir_space *sp, const sr_options *o, int k, int nw, int nv, cand *c, char *err,
+                         size_t errlen) {
+    char dir[4200], path[4300];
+    snprintf(dir, sizeof dir, "%s/candidates/%03d", o->out_dir, k);
+    snprintf(path, sizeof path, "%s/result.json", dir);
+    if (access(path, F_OK) == 0) {
+        ir_genotype want = c->gt;
+        char gpath[4300];
+        snprintf(gpath, sizeof gpath, "%s/genotype.json", dir);
+        if (sr_genotype_read_json(sp, gpath, &c->gt, err, errlen) || read_result(path, c, err, errlen)) return -1;
+        if (memcmp(&want, &c->gt, sizeof want))
+            return fail(err, errlen, "%s: candidate %d differs from the one this search would draw (the space or seed changed?)",
+                        dir, k);
+        return 0;
+    }
+    if (sr_mkdir_p(dir, err, errlen)) return -1;
+    snprintf(path, sizeof path, "%s/genotype.json", dir);
+    if (sr_genotype_write_json(sp, &c->gt, NULL, NULL, path, err, errlen)) return -1;
+    ir_space cs;
+    candidate_space(sp, o->candidate_epochs, sp->search.seed * 1000003ull + (uint64_t)k, &cs);
+    double t0 = sr_now();
+    char model[4300];
+    snprintf(model, sizeof model, "%s/model.dtns", dir);
+    if (!exists(dir, "model.dtns")) {
+        sr_train_opts to = sr_train_opts_default();
+        to.out_dir = dir;
+        to.device = o->device;
+        to.resume = exists(dir, "train_checkpoint.dtns");
+        to.stop = o->stop;
+        /* tests: stop candidate number stop_after_steps after its first training step */
+        to.stop_after_steps = o->stop_after_steps > 0 && k == o->stop_after_steps ? 1 : 0;
+        to.data_begin = 0;
+        to.data_count = nw;
+        to.progress = o->progress;
+        to.progress_ctx = o->progress_ctx;
+        sr_train_result tr;
+        if (sr_train(&cs, &c->gt, &to, &tr, err, errlen)) return -1;
+        if (tr.stopped) return 1;
+    }
+    sr_eval_result ev;
+    if (sr_evaluate_range(&cs, &c->gt, model, o->device, 1, nw, nv, 1, &ev, err, errlen)) return -1;
+    c->val_acc = ev.acc;
+    c->val_loss = ev.loss;
+    c->seconds = sr_now() - t0;
+    snprintf(path, sizeof path, "%s/result.json", dir);
+    return write_result(path, c, err, errlen);
+}
+
+static int best_of(const cand *c, const int *idx, int n) {
+    int b = idx[0];
+    for (int i = 1; i < n; i++)
+        if (c[idx[i]].val_acc > c[b].val_acc || (c[idx[i]].val_acc == c[b].val_acc && idx[i] < b)) b = idx[i];
+    return b;
+}
+
+/* Draws candidate k's genotype from the history c[0..k). */
+static void draw(const ir_space *sp, const sr_options *o, cand *c, int k) {
+    brng r = brng_for(sp->search.seed, k);
+    cand *n = &c[k];
+    memset(n, 0, sizeof *n);
+    n->parent = -1;
+    if (o->strategy == SR_RANDOM || k < o->population) {
+        random_cell(&sp->normal, &r, &n->gt.normal);
+        random_cell(&sp->reduce, &r, &n->gt.reduce);
+        snprintf(n->how, sizeof n->how, "random");
+        return;
+    }
+    /* aging evolution: the population is the last `population` candidates */
+    int pop0 = k - o->population, pick[64], ns = o->sample < 64 ? o->sample : 64;
+    for (int s = 0; s < ns; s++) pick[s] = pop0 + brng_below(&r, o->population);
+    n->parent = best_of(c, pick, ns);
+    n->gt = c[n->parent].gt;
+    snprintf(n->how, sizeof n->how, "%s", mutate(sp, &n->gt, &r));
+}
+
+int sr_baseline_search(const ir_space *sp, const sr_options *o_in, sr_result *res, char *err, size_t errlen) {
+    memset(res, 0, sizeof *res);
+    sr_options o = *o_in;
+    sr_baseline_defaults(&o);
+    double t0 = sr_now();
+    if (sp->kind != IR_SPACE_CNN) return fail(err, errlen, "random search and evolution support convolutional spaces only");
+    if (o.candidates > MAX_CANDIDATES) return fail(err, errlen, "at most %d candidates", MAX_CANDIDATES);
+    if (o.strategy == SR_EVOLUTION && (o.population < 2 || o.population > o.candidates || o.sample > o.population))
+        return fail(err, errlen, "evolution needs 2 <= population (%d) <= candidates (%d) and sample (%d) <= population",
+                    o.population, o.candidates, o.sample);
+    if (sr_mkdir_p(o.out_dir, err, errlen)) return -1;
+    char log[4200];
+    snprintf(log, sizeof log, "%s/candidates.jsonl", o.out_dir);
+    if (!o.resume && access(log, F_OK) == 0)
+        return fail(err, errlen, "%s already holds a search (candidates.jsonl); pass --resume to continue it or choose another --out",
+                    o.out_dir);
+    if (!o.resume && o.space_src) {
+        char path[4300];
+        snprintf(path, sizeof path, "%s/space.dartsc", o.out_dir);
+        if (sr_write_file_atomic(path, o.space_src, o.space_src_len, err, errlen)) return -1;
+    }
+    /* the DARTS split of the search's images: weights on the first part, scores on the rest */
+    rt_dataset full;
+    if (sr_data_load(sp, 1, &full, err, errlen)) return -1;
+    int n = full.n;
+    rt_dataset_free(&full);
+    if (sp->search.subset > 0 && sp->search.subset < n) n = sp->search.subset;
+    int nw = (int)floor((double)n * sp->search.train_portion), nv = n - nw;
+    if (nw < sp->search.batch || nv < 1)
+        return fail(err, errlen, "the %d training images split %d/%d cannot fill batches of %d", n, nw, nv, sp->search.batch);
+
+    cand *c = calloc((size_t)o.candidates, sizeof *c);
+    if (!c) return fail(err, errlen, "out of memory");
+    int rc = -1;
+    FILE *f = fopen(log, "w"); /* rewritten from the candidates' result files on resume */
+    if (!f) {
+        fail(err, errlen, "%s: %s", log, strerror(errno));
+        goto out;
+    }
+    for (int k = 0; k < o.candidates; k++) {
+        draw(sp, &o, c, k);
+        int st = run_candidate(sp, &o, k, nw, nv, &c[k], err, errlen);
+        if (st < 0) goto out;
+        if (st > 0) {
+            res->stopped = 1;
+            res->steps = k;
+            rc = 0;
+            goto out;
+        }
+        char *gj = sr_genotype_to_json(sp, &c[k].gt, NULL, NULL);
+        for (char *q = gj; q && *q; q++)
+            if (*q == '\n') *q = ' ';
+        fprintf(f, "{\"candidate\":%d,\"parent\":%d,\"mutation\":\"%s\",\"val_acc\":%.6f,\"val_loss\":%.6f,\"seconds\":%.2f,\"genotype\":%s}\n",
+                k, c[k].parent, c[k].how, c[k].val_acc, c[k].val_loss, c[k].seconds, gj ? gj : "null");
+        fflush(f);
+        free(gj);
+        if (o.progress) {
+            sr_progress pr = {.epoch = k, .epochs = o.candidates, .step = c[k].parent, .val_acc = c[k].val_acc,
+                              .val_loss = c[k].val_loss, .train_loss = NAN, .train_acc = NAN, .candidate_end = 1};
+            o.progress(o.progress_ctx, &pr);
+        }
+    }
+    int all[MAX_CANDIDATES];
+    for (int k = 0; k < o.candidates; k++) all[k] = k;
+    int b = best_of(c, all, o.candidates);
+    res->genotype = c[b].gt;
+    res->val_acc = c[b].val_acc;
+    res->steps = o.candidates;
+    char path[4300];
+    snprintf(path, sizeof path, "%s/genotype.json", o.out_dir);
+    if (sr_genotype_write_json(sp, &res->genotype, NULL, NULL, path, err, errlen)) goto out;
+    const char *names[2] = {"normal", "reduce"};
+    const ir_cell *cells[2] = {&sp->normal, &sp->reduce};
+    const ir_geno_cell *gcs[2] = {&res->genotype.normal, &res->genotype.reduce};
+    for (int t = 0; t < 2; t++) {
+        snprintf(path, sizeof path, "%s/%s.dot", o.out_dir, names[t]);
+        FILE *d = fopen(path, "w");
+        if (!d) {
+            fail(err, errlen, "%s: %s", path, strerror(errno));
+            goto out;
+        }
+        sr_genotype_dot(cells[t], gcs[t], names[t], d);
+        fclose(d);
+    }
+    rc = 0;
+out:
+    if (f) fclose(f);
+    free(c);
+    res->seconds = sr_now() - t0;
+    return rc;
+}

@@ -1,0 +1,144 @@
+/* test_run.c — `dartsc run` end to end on a tiny space (search, retraining, evaluation
+ * on all 10,000 Fashion-MNIST test images, export, report):
+ *  - onnxruntime on RUN_DIR/model.onnx and the generated C (RUN_DIR/c, compiled here)
+ *    predict the same class as dartsc on every one of the 10,000 test images
+ *    (scripts/check-export);
+ *  - RUN_DIR/report.html opened in headless Chromium (Debian's chromium, installed by
+ *    scripts/setup): the DOM Chromium builds holds every section the report promises, and
+ *    its screenshot shows rendered content.
+ * A DARTS run (alpha heat maps) and an evolution run (candidates table) are checked. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "testutil.h"
+
+static const char *tiny_space =
+    "ops darts = { none, max_pool(3), avg_pool(3), skip, sep_conv(3), sep_conv(5), dil_conv(3, 2), dil_conv(5, 2) }\n"
+    "cell normal { nodes 2; keep 2; ops darts }\n"
+    "cell reduce : normal { reduction }\n"
+    "network tiny { data fashion_mnist; input 1x28x28; classes 10; C 4; layers 3 }\n"
+    "settings s { batch 16; lr 0.025; momentum 0.9; weight_decay 3e-4; clip 5; seed 1 }\n"
+    "search : s { epochs 2; order 1; subset 128 }\n"
+    "train : s { C 4; layers 3; epochs 1; subset 256; test_subset %d; drop_path 0; aux_weight 0 }\n";
+
+static int sh(const char *cmd) {
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static int count(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;
+    return n;
+}
+
+/* Runs dartsc, then Chromium on the report; returns the DOM Chromium serialised. */
+static char *run_and_render(const char *dir, const char *flags, int test_images, double *ink, int *colours) {
+    const char *bin = getenv("DARTSC_BIN");
+    cr_assert(bin, "DARTSC_BIN not set (ctest sets it)");
+    cr_assert_eq(sh("command -v chromium >/dev/null"), 0, "chromium is not installed: run scripts/setup");
+    char cmd[4096], path[600];
+    snprintf(path, sizeof path, "%s/tiny.dartsc", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fprintf(f, tiny_space, test_images);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s run %s --out %s/run %s > %s/run.log 2>&1", bin, path, dir, flags, dir);
+    cr_assert_eq(sh(cmd), 0, "dartsc run failed: see %s/run.log", dir);
+    const char *chrome = "chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir=%s/profile";
+    char base[1024];
+    snprintf(base, sizeof base, chrome, dir);
+    snprintf(cmd, sizeof cmd, "%s --dump-dom file://%s/run/report.html > %s/dom.html 2>%s/chromium.log", base, dir, dir, dir);
+    cr_assert_eq(sh(cmd), 0, "chromium --dump-dom failed: see %s/chromium.log", dir);
+    snprintf(cmd, sizeof cmd, "%s --window-size=1200,2400 --screenshot=%s/shot.png file://%s/run/report.html 2>>%s/chromium.log",
+             base, dir, dir, dir);
+    cr_assert_eq(sh(cmd), 0, "chromium --screenshot failed: see %s/chromium.log", dir);
+    snprintf(cmd, sizeof cmd, "%s %s/tests/ref/png_stats.py %s/shot.png", DARTSC_PYTHON, DARTSC_SOURCE_DIR, dir);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    char line[512] = {0};
+    cr_assert(fgets(line, sizeof line, p), "png_stats printed nothing");
+    pclose(p);
+    const char *i = strstr(line, "\"ink\": "), *c = strstr(line, "\"colours\": ");
+    cr_assert(i && c, "png_stats: %s", line);
+    *ink = atof(i + 7);
+    *colours = atoi(c + 11);
+    snprintf(path, sizeof path, "%s/dom.html", dir);
+    char *dom = tu_slurp(path, NULL);
+    cr_assert(dom && *dom, "Chromium serialised no DOM");
+    return dom;
+}
+
+static void expect_common(const char *dom, const char *dir) {
+    /* Chromium's parser adds <tbody> to every table: the DOM came out of a browser */
+    cr_expect(strstr(dom, "<tbody>"), "%s/dom.html does not look like Chromium's DOM", dir);
+    cr_expect(strstr(dom, "<h1>dartsc run: tiny</h1>"));
+    const char *acc = strstr(dom, "id=\"test-accuracy\">");
+    cr_assert(acc, "no test accuracy");
+    double a = atof(acc + strlen("id=\"test-accuracy\">"));
+    cr_expect(a > 0 && a <= 100, "test accuracy %g", a);
+    cr_expect(strstr(dom, "id=\"params\">"));
+    cr_expect(strstr(dom, "id=\"versions\">dartsc "));
+    cr_expect(strstr(dom, "retraining time"));
+    cr_expect(strstr(dom, "export time"));
+    const char *g = strstr(dom, "id=\"genotype\">");
+    cr_expect(g && strstr(g, "normal = ") && strstr(g, "reduce = "), "no genotype");
+    /* the two cell pictures (Graphviz) and four curves, inline */
+    const char *cells = strstr(dom, "id=\"cells\"");
+    cr_assert(cells);
+    cr_expect(strstr(cells, "<svg") && strstr(strstr(cells, "<svg") + 4, "<svg"), "cell pictures missing");
+    cr_expect(!strstr(cells, "not rendered"), "Graphviz did not render the cells");
+    cr_expect_eq(count(dom, "class=\"chart\""), 4, "loss and accuracy curves of search and retraining");
+    /* self-contained: nothing fetched from elsewhere (xmlns URIs are names, not fetches) */
+    const char *fetches[] = {"src=\"", "href=\"http", "<link", "@import", "url(http"};
+    for (int k = 0; k < 5; k++) cr_expect(!strstr(dom, fetches[k]), "the report loads something: %s", fetches[k]);
+}
+
+Test(run, darts_run_exports_agree_on_all_test_images_and_the_report_renders, .timeout = 900) {
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    double ink;
+    int colours;
+    char *dom = run_and_render(dir, "", 0, &ink, &colours);
+    /* the exported ONNX and C against dartsc on every test image */
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cd %s && DARTSC=%s PYTHON=%s scripts/check-export %s/run > %s/check.log 2>&1",
+             DARTSC_SOURCE_DIR, getenv("DARTSC_BIN"), DARTSC_PYTHON, dir, dir);
+    cr_expect_eq(sh(cmd), 0, "the exports disagree with dartsc: see %s/check.log", dir);
+    snprintf(cmd, sizeof cmd, "%s/check.log", dir);
+    char *log = tu_slurp(cmd, NULL);
+    cr_expect(log && strstr(log, "onnxruntime agrees with dartsc on 10000 of 10000 test images") &&
+                  strstr(log, "generated C agrees with dartsc on 10000 of 10000 test images"),
+              "%s", log ? log : "no log");
+    free(log);
+    expect_common(dom, dir);
+    /* alpha heat maps: normal and reduce for each of the 2 search epochs */
+    cr_expect_eq(count(dom, "class=\"heat\""), 4, "alpha heat maps");
+    cr_expect(strstr(dom, "epoch 2 reduce"));
+    cr_expect(!strstr(dom, "id=\"candidates\""));
+    /* measured on a good render: ~5 % ink, >1000 colours (anti-aliased text, shades);
+       a blank or error page has almost no ink and a handful of colours */
+    cr_expect(ink > 0.01, "screenshot ink %.4f: nothing rendered?", ink);
+    cr_expect(colours > 64, "screenshot has %d colours", colours);
+    free(dom);
+}
+
+Test(run, evolution_run_report_shows_its_candidates, .timeout = 600) {
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    double ink;
+    int colours;
+    char *dom = run_and_render(dir, "--strategy evolution --candidates 3 --population 2 --sample 1 --candidate-epochs 1", 100, &ink,
+                               &colours);
+    expect_common(dom, dir);
+    const char *t = strstr(dom, "id=\"candidates\"");
+    cr_assert(t, "no candidates table");
+    cr_expect_eq(count(t, "<tr>"), 4, "a header and 3 candidates");
+    cr_expect(strstr(t, "mutation of #"), "the third candidate is a mutant");
+    cr_expect_eq(count(dom, "class=\"heat\""), 0, "no alpha in evolution");
+    cr_expect(ink > 0.01, "screenshot ink %.4f", ink);
+    free(dom);
+}
