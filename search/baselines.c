@@ -37,14 +37,6 @@
 
 #define MAX_CANDIDATES 10000
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 void sr_baseline_defaults(sr_options *o) {
     /* Sized so that a baseline costs about what a first-order DARTS search of the same
      * space and epochs costs on a CPU (docs/RESULTS.md states the measured seconds). */
@@ -185,11 +177,11 @@ static void candidate_space(const ir_space *sp, int epochs, uint64_t seed, ir_sp
 static int read_result(const char *path, cand *c, char *err, size_t errlen) {
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je);
-    if (!root) return fail(err, errlen, "%s:%d: %s", path, je.line, je.text);
+    if (!root) return sr_fail(err, errlen, "%s:%d: %s", path, je.line, je.text);
     const char *how = NULL;
     int rc = json_unpack_ex(root, &je, 0, "{s:F, s:F, s:F, s:i, s:s}", "val_acc", &c->val_acc, "val_loss", &c->val_loss,
                             "seconds", &c->seconds, "parent", &c->parent, "mutation", &how);
-    if (rc) fail(err, errlen, "%s: %s", path, je.text);
+    if (rc) sr_fail(err, errlen, "%s: %s", path, je.text);
     else snprintf(c->how, sizeof c->how, "%s", how);
     json_decref(root);
     return rc ? -1 : 0;
@@ -221,7 +213,7 @@ static int run_candidate(const ir_space *sp, const sr_options *o, int k, int nw,
         snprintf(gpath, sizeof gpath, "%s/genotype.json", dir);
         if (sr_genotype_read_json(sp, gpath, &c->gt, err, errlen) || read_result(path, c, err, errlen)) return -1;
         if (memcmp(&want, &c->gt, sizeof want))
-            return fail(err, errlen, "%s: candidate %d differs from the one this search would draw (the space or seed changed?)",
+            return sr_fail(err, errlen, "%s: candidate %d differs from the one this search would draw (the space or seed changed?)",
                         dir, k);
         return 0;
     }
@@ -290,16 +282,16 @@ int sr_baseline_search(const ir_space *sp, const sr_options *o_in, sr_result *re
     sr_options o = *o_in;
     sr_baseline_defaults(&o);
     double t0 = sr_now();
-    if (sp->kind != IR_SPACE_CNN) return fail(err, errlen, "random search and evolution support convolutional spaces only");
-    if (o.candidates > MAX_CANDIDATES) return fail(err, errlen, "at most %d candidates", MAX_CANDIDATES);
+    if (sp->kind != IR_SPACE_CNN) return sr_fail(err, errlen, "random search and evolution support convolutional spaces only");
+    if (o.candidates > MAX_CANDIDATES) return sr_fail(err, errlen, "at most %d candidates", MAX_CANDIDATES);
     if (o.strategy == SR_EVOLUTION && (o.population < 2 || o.population > o.candidates || o.sample > o.population))
-        return fail(err, errlen, "evolution needs 2 <= population (%d) <= candidates (%d) and sample (%d) <= population",
+        return sr_fail(err, errlen, "evolution needs 2 <= population (%d) <= candidates (%d) and sample (%d) <= population",
                     o.population, o.candidates, o.sample);
     if (sr_mkdir_p(o.out_dir, err, errlen)) return -1;
     char log[4200];
     snprintf(log, sizeof log, "%s/candidates.jsonl", o.out_dir);
     if (!o.resume && access(log, F_OK) == 0)
-        return fail(err, errlen, "%s already holds a search (candidates.jsonl); pass --resume to continue it or choose another --out",
+        return sr_fail(err, errlen, "%s already holds a search (candidates.jsonl); pass --resume to continue it or choose another --out",
                     o.out_dir);
     if (!o.resume && o.space_src) {
         char path[4300];
@@ -314,14 +306,14 @@ int sr_baseline_search(const ir_space *sp, const sr_options *o_in, sr_result *re
     if (sp->search.subset > 0 && sp->search.subset < n) n = sp->search.subset;
     int nw = (int)floor((double)n * sp->search.train_portion), nv = n - nw;
     if (nw < sp->search.batch || nv < 1)
-        return fail(err, errlen, "the %d training images split %d/%d cannot fill batches of %d", n, nw, nv, sp->search.batch);
+        return sr_fail(err, errlen, "the %d training images split %d/%d cannot fill batches of %d", n, nw, nv, sp->search.batch);
 
     cand *c = calloc((size_t)o.candidates, sizeof *c);
-    if (!c) return fail(err, errlen, "out of memory");
+    if (!c) return sr_fail(err, errlen, "out of memory");
     int rc = -1;
     FILE *f = fopen(log, "w"); /* rewritten from the candidates' result files on resume */
     if (!f) {
-        fail(err, errlen, "%s: %s", log, strerror(errno));
+        sr_fail(err, errlen, "%s: %s", log, strerror(errno));
         goto out;
     }
     for (int k = 0; k < o.candidates; k++) {
@@ -363,7 +355,7 @@ int sr_baseline_search(const ir_space *sp, const sr_options *o_in, sr_result *re
         snprintf(path, sizeof path, "%s/%s.dot", o.out_dir, names[t]);
         FILE *d = fopen(path, "w");
         if (!d) {
-            fail(err, errlen, "%s: %s", path, strerror(errno));
+            sr_fail(err, errlen, "%s: %s", path, strerror(errno));
             goto out;
         }
         sr_genotype_dot(cells[t], gcs[t], names[t], d);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -137,4 +138,12 @@ void sr_clip_weight_grads(rt_plan *p, float max_norm) {
     double norm = sqrt(be->sumsq(be, w.grad, w.n));
     double coef = max_norm / (norm + 1e-6);
     if (max_norm > 0 && coef < 1.0) be->scale(be, w.grad, (float)coef, w.n);
+}
+
+int sr_fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
 }

@@ -20,6 +20,8 @@ void sr_next_batch(rt_loader *l, float *x, int32_t *y);
 /* int64 values stored as pairs of int32 (lo, hi) in a tensor file. */
 int sr_put_i64s(rt_tf_writer *w, const char *name, const int64_t *v, int n);
 int sr_get_i64s(const rt_tf_file *f, const char *name, int64_t *v, int n, const char *path, char *err, size_t errlen);
+/* Writes a message (printf format) into err and returns -1: the search layer's error return. */
+int sr_fail(char *err, size_t errlen, const char *fmt, ...);
 int sr_mkdir_p(const char *dir, char *err, size_t errlen);
 long sr_file_size(const char *path);
 double sr_now(void);

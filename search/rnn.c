@@ -19,18 +19,10 @@
 #define HVP_R 0.01
 #define EVAL_BATCH 10 /* the reference's eval_batch_size */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static rt_backend *open_backend(const char *device, char *err, size_t errlen) {
     if (!device || !strcmp(device, "cpu")) return rt_backend_cpu_new();
     if (!strcmp(device, "cuda")) return rt_backend_cuda_new(err, errlen);
-    fail(err, errlen, "unknown device '%s' (cpu or cuda)", device);
+    sr_fail(err, errlen, "unknown device '%s' (cpu or cuda)", device);
     return NULL;
 }
 
@@ -182,7 +174,7 @@ static int save_ckpt(lm *m, char *err, size_t errlen) {
     float *host = malloc((size_t)(gw.n > ga.n ? (gw.n > gb.n ? gw.n : gb.n) : (ga.n > gb.n ? ga.n : gb.n)) * 4 + 4);
     if (!host) {
         rt_tf_abort_write(w);
-        return fail(err, errlen, "out of memory");
+        return sr_fail(err, errlen, "out of memory");
     }
     for (int i = 0; i < 6 && !rc; i++) {
         if (!vecs[i].dev || !vecs[i].n) continue;
@@ -195,7 +187,7 @@ static int save_ckpt(lm *m, char *err, size_t errlen) {
     rc |= rt_tf_write(w, "state/hidden_valid", RT_TF_F32, 1, &hn, m->h_valid);
     if (rc) {
         rt_tf_abort_write(w);
-        return fail(err, errlen, "%s: writing the checkpoint failed", m->path_ckpt);
+        return sr_fail(err, errlen, "%s: writing the checkpoint failed", m->path_ckpt);
     }
     return rt_tf_close_write(w, err, errlen);
 }
@@ -203,17 +195,17 @@ static int save_ckpt(lm *m, char *err, size_t errlen) {
 static int load_ckpt(lm *m, int64_t n_epochs_steps, char *err, size_t errlen) {
     char e2[512];
     rt_tf_file *f = rt_tf_read(m->path_ckpt, e2, sizeof e2);
-    if (!f) return fail(err, errlen, "cannot resume: %s", e2);
+    if (!f) return sr_fail(err, errlen, "cannot resume: %s", e2);
     int64_t meta[8] = {0};
     int rc = -1;
     if (sr_get_i64s(f, "meta/state", meta, 8, m->path_ckpt, err, errlen)) goto out;
     if (meta[0] != RNN_CKPT_VERSION || (uint64_t)meta[1] != sr_param_hash(m->net.graph)) {
-        fail(err, errlen, "%s: the checkpoint was written by another version or for a different space or network",
+        sr_fail(err, errlen, "%s: the checkpoint was written by another version or for a different space or network",
              m->path_ckpt);
         goto out;
     }
     if (meta[2] < 0 || meta[2] > m->tc->epochs || meta[3] < 0 || meta[3] > n_epochs_steps) {
-        fail(err, errlen, "%s: epoch %lld step %lld do not fit this run", m->path_ckpt, (long long)meta[2], (long long)meta[3]);
+        sr_fail(err, errlen, "%s: epoch %lld step %lld do not fit this run", m->path_ckpt, (long long)meta[2], (long long)meta[3]);
         goto out;
     }
     rt_group gw = rt_plan_group(m->p, IR_ROLE_WEIGHT), ga = rt_plan_group(m->p, IR_ROLE_ARCH),
@@ -225,19 +217,19 @@ static int load_ckpt(lm *m, int64_t n_epochs_steps, char *err, size_t errlen) {
     int64_t hn = (int64_t)m->B * m->H;
     const rt_tf_entry *ht = rt_tf_find(f, "state/hidden_train"), *hv = rt_tf_find(f, "state/hidden_valid");
     if (!ht || !hv || ht->numel != hn || hv->numel != hn) {
-        fail(err, errlen, "%s: hidden states missing or of the wrong size", m->path_ckpt);
+        sr_fail(err, errlen, "%s: hidden states missing or of the wrong size", m->path_ckpt);
         goto out;
     }
     for (int i = 0; i < 6; i++) {
         if (!vecs[i].dev || !vecs[i].n) continue;
         const rt_tf_entry *e = rt_tf_find(f, vecs[i].name);
         if (!e || e->dtype != RT_TF_F32 || e->numel != vecs[i].n) {
-            fail(err, errlen, "%s: '%s' missing or of the wrong size (the space changed?)", m->path_ckpt, vecs[i].name);
+            sr_fail(err, errlen, "%s: '%s' missing or of the wrong size (the space changed?)", m->path_ckpt, vecs[i].name);
             goto out;
         }
     }
     if (sr_file_size(m->path_metrics) < meta[7] || truncate(m->path_metrics, meta[7]) != 0) {
-        fail(err, errlen, "%s: cannot truncate to the checkpoint's %lld bytes", m->path_metrics, (long long)meta[7]);
+        sr_fail(err, errlen, "%s: cannot truncate to the checkpoint's %lld bytes", m->path_metrics, (long long)meta[7]);
         goto out;
     }
     for (int i = 0; i < 6; i++)
@@ -296,12 +288,12 @@ static int lm_open(lm *m, const ir_space *sp, const ir_train_config *tc, const i
     if (rt_corpus_load(sp->data_path, &m->corpus, err, errlen)) return -1;
     if (rt_text_batchify(m->corpus.ids[RT_SPLIT_TRAIN], m->corpus.n[RT_SPLIT_TRAIN], m->B, &m->tr) ||
         rt_text_batchify(m->corpus.ids[RT_SPLIT_VALID], m->corpus.n[RT_SPLIT_VALID], m->B, &m->va))
-        return fail(err, errlen, "%s: the corpus is too small for batch %d", sp->data_path, m->B);
+        return sr_fail(err, errlen, "%s: the corpus is too small for batch %d", sp->data_path, m->B);
     m->n_tr = rt_text_windows(&m->tr, m->T);
     m->n_va = rt_text_windows(&m->va, m->T);
     if (tc->subset > 0 && tc->subset < m->n_tr) m->n_tr = tc->subset; /* subset: windows per epoch */
     if (m->n_tr < 1 || m->n_va < 1)
-        return fail(err, errlen, "%s: fewer tokens than one window of bptt %d x batch %d", sp->data_path, m->T, m->B);
+        return sr_fail(err, errlen, "%s: fewer tokens than one window of bptt %d x batch %d", sp->data_path, m->T, m->B);
     m->be = open_backend(device, err, errlen);
     if (!m->be) return -1;
     ir_rnn_opts ro = {.T = m->T, .batch = m->B, .ntoken = m->corpus.n_words, .dropout = tc->dropout,
@@ -313,7 +305,7 @@ static int lm_open(lm *m, const ir_space *sp, const ir_train_config *tc, const i
         ro.tar = 0;
     }
     m->tar = ro.tar;
-    if (ir_space_build_rnn(sp, gc, &ro, &m->net)) return fail(err, errlen, "%s", m->net.error);
+    if (ir_space_build_rnn(sp, gc, &ro, &m->net)) return sr_fail(err, errlen, "%s", m->net.error);
     m->p = rt_plan_new(m->net.graph, m->be, &(rt_plan_opts){.seed = tc->seed, .grads = m->search ? RT_GRAD_W | RT_GRAD_ARCH : RT_GRAD_W},
                        err, errlen);
     if (!m->p) return -1;
@@ -322,14 +314,14 @@ static int lm_open(lm *m, const ir_space *sp, const ir_train_config *tc, const i
     m->y = malloc((size_t)m->T * m->B * 4);
     m->h_train = calloc((size_t)m->B * m->H, 4);
     m->h_valid = calloc((size_t)m->B * m->H, 4);
-    if (!m->x || !m->y || !m->h_train || !m->h_valid) return fail(err, errlen, "out of memory");
-    if (tc->w_momentum > 0 && !(m->sgd_buf = dev_zeros(m->be, gw.n))) return fail(err, errlen, "out of memory");
+    if (!m->x || !m->y || !m->h_train || !m->h_valid) return sr_fail(err, errlen, "out of memory");
+    if (tc->w_momentum > 0 && !(m->sgd_buf = dev_zeros(m->be, gw.n))) return sr_fail(err, errlen, "out of memory");
     if (m->search) {
         if (!(m->adam_m = dev_zeros(m->be, ga.n)) || !(m->adam_v = dev_zeros(m->be, ga.n)))
-            return fail(err, errlen, "out of memory");
+            return sr_fail(err, errlen, "out of memory");
         if (tc->order == 2 && (!(m->w_backup = dev_zeros(m->be, gw.n)) || !(m->v = dev_zeros(m->be, gw.n)) ||
                                !(m->dalpha = dev_zeros(m->be, ga.n)) || !(m->gplus = dev_zeros(m->be, ga.n))))
-            return fail(err, errlen, "out of memory");
+            return sr_fail(err, errlen, "out of memory");
     }
     if (sr_mkdir_p(out_dir, err, errlen)) return -1;
     snprintf(m->path_ckpt, sizeof m->path_ckpt, "%s/%s", out_dir, ckpt_name);
@@ -353,18 +345,18 @@ static int lm_loop(lm *m, int resume, volatile sig_atomic_t *stop, int64_t stop_
     if (resume) {
         if (load_ckpt(m, m->n_tr, err, errlen)) return -1;
     } else if (access(m->path_ckpt, F_OK) == 0) {
-        return fail(err, errlen, "%s already exists; pass --resume to continue that run or choose another --out", m->path_ckpt);
+        return sr_fail(err, errlen, "%s already exists; pass --resume to continue that run or choose another --out", m->path_ckpt);
     } else {
         FILE *f = fopen(m->path_metrics, "w");
         if (f) fclose(f);
     }
     m->metrics = fopen(m->path_metrics, "a");
-    if (!m->metrics) return fail(err, errlen, "%s: cannot open: %s", m->path_metrics, strerror(errno));
+    if (!m->metrics) return sr_fail(err, errlen, "%s: cannot open: %s", m->path_metrics, strerror(errno));
     rt_backend *be = m->be;
     rt_group gw = rt_plan_group(m->p, IR_ROLE_WEIGHT), ga = rt_plan_group(m->p, IR_ROLE_ARCH);
     int64_t ga_n = m->search ? ir_cell_num_edges(&m->sp->normal) * m->sp->normal.n_ops : 0;
     float *alpha_host = malloc((size_t)(ga_n ? ga_n : 1) * 4);
-    if (!alpha_host) return fail(err, errlen, "out of memory");
+    if (!alpha_host) return sr_fail(err, errlen, "out of memory");
     double t0 = sr_now();
     int rc = 0;
     while (m->epoch < tc->epochs) {
@@ -402,7 +394,7 @@ static int lm_loop(lm *m, int resume, volatile sig_atomic_t *stop, int64_t stop_
             be->sgd_step(be, gw.data, m->sgd_buf, gw.grad, gw.n, lr, m->sgd_buf ? tc->w_momentum : 0.f, tc->w_wd);
             m->global_step++;
             if (!isfinite(loss)) {
-                rc = fail(err, errlen, "epoch %d step %lld: the training loss is %f (diverged; lower lr?)", m->epoch + 1,
+                rc = sr_fail(err, errlen, "epoch %d step %lld: the training loss is %f (diverged; lower lr?)", m->epoch + 1,
                           (long long)m->step + 1, loss);
                 goto out;
             }
@@ -427,7 +419,7 @@ static int lm_loop(lm *m, int resume, volatile sig_atomic_t *stop, int64_t stop_
         /* end of epoch: validation perplexity in evaluation mode from zero hidden state */
         {
             float *h = malloc(hbytes(m));
-            if (!h) { rc = fail(err, errlen, "out of memory"); goto out; }
+            if (!h) { rc = sr_fail(err, errlen, "out of memory"); goto out; }
             uint64_t pstep = rt_plan_step(m->p);
             double vl = eval_stream(m->p, &m->net, &m->va, m->x, m->y, h, NULL, stop);
             free(h);
@@ -471,7 +463,7 @@ out:
 
 int sr_rnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
-    if (o->strategy != SR_DARTS) return fail(err, errlen, "recurrent spaces support the darts strategy only");
+    if (o->strategy != SR_DARTS) return sr_fail(err, errlen, "recurrent spaces support the darts strategy only");
     double t0 = sr_now();
     lm m;
     int rc = lm_open(&m, sp, &sp->search, NULL, o->device, o->out_dir, "checkpoint.dtns", "metrics.jsonl", err, errlen);
@@ -537,15 +529,15 @@ int sr_rnn_evaluate(const ir_space *sp, const ir_genotype *gt, const char *weigh
     int32_t *x = malloc((size_t)T * B * 4), *y = malloc((size_t)T * B * 4);
     float *h = malloc((size_t)B * sp->hidden * 4);
     ir_rnn_opts ro = {.T = T, .batch = B, .ntoken = c.n_words};
-    if (!x || !y || !h) { fail(err, errlen, "out of memory"); goto out; }
-    if (ir_space_build_rnn(sp, &gt->normal, &ro, &net)) { fail(err, errlen, "%s", net.error); goto out; }
+    if (!x || !y || !h) { sr_fail(err, errlen, "out of memory"); goto out; }
+    if (ir_space_build_rnn(sp, &gt->normal, &ro, &net)) { sr_fail(err, errlen, "%s", net.error); goto out; }
     if (!(be = open_backend(device, err, errlen))) goto out;
     if (!(p = rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 1, .grads = 0}, err, errlen))) goto out;
     if (sr_weights_load(p, weights, err, errlen)) goto out;
     for (int k = 0; k < 2; k++) {
         int split = k ? RT_SPLIT_TEST : RT_SPLIT_VALID;
         if (rt_text_batchify(c.ids[split], c.n[split], B, &s[k]) || rt_text_windows(&s[k], T) < 1) {
-            fail(err, errlen, "%s: the %s split is shorter than one window (bptt %d x batch %d)", sp->data_path,
+            sr_fail(err, errlen, "%s: the %s split is shorter than one window (bptt %d x batch %d)", sp->data_path,
                  k ? "test" : "valid", T, B);
             goto out;
         }

@@ -34,14 +34,6 @@ sr_options sr_options_default(void) {
     return o;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 
 /* ---- the second-order step ------------------------------------------------------------ */
 
@@ -148,11 +140,11 @@ static int load_data(run *r, char *err, size_t errlen) {
     if (r->o->strategy == SR_DARTS) {
         int nw = (int)floor((double)n * sp->search.train_portion);
         if (nw < batch || n - nw < batch)
-            return fail(err, errlen, "the %d training images split %d/%d cannot fill batches of %d", n, nw, n - nw, batch);
+            return sr_fail(err, errlen, "the %d training images split %d/%d cannot fill batches of %d", n, nw, n - nw, batch);
         rt_data_subset(&r->full, 0, nw, &r->wpart);
         rt_data_subset(&r->full, nw, n - nw, &r->apart);
     } else {
-        if (n < batch) return fail(err, errlen, "%d training images cannot fill a batch of %d", n, batch);
+        if (n < batch) return sr_fail(err, errlen, "%d training images cannot fill a batch of %d", n, batch);
         rt_data_subset(&r->full, 0, n, &r->wpart);
         rt_data_subset(&r->full, 0, n, &r->apart);
     }
@@ -197,7 +189,7 @@ static int save_checkpoint(run *r, char *err, size_t errlen) {
     float *host = malloc((maxn ? maxn : 1) * 4);
     if (!host) {
         rt_tf_abort_write(w);
-        return fail(err, errlen, "out of memory");
+        return sr_fail(err, errlen, "out of memory");
     }
     for (int i = 0; i < 6 && !rc; i++) {
         be->download(be, host, vecs[i].dev, (size_t)vecs[i].n * 4);
@@ -206,32 +198,32 @@ static int save_checkpoint(run *r, char *err, size_t errlen) {
     free(host);
     if (rc) {
         rt_tf_abort_write(w);
-        return fail(err, errlen, "%s: writing the checkpoint failed", r->path_ckpt);
+        return sr_fail(err, errlen, "%s: writing the checkpoint failed", r->path_ckpt);
     }
     return rt_tf_close_write(w, err, errlen);
 }
 
 static int truncate_to(const char *path, int64_t bytes, char *err, size_t errlen) {
-    if (sr_file_size(path) < bytes) return fail(err, errlen, "%s: shorter than the checkpoint says (%lld bytes)", path, (long long)bytes);
-    if (truncate(path, bytes) != 0) return fail(err, errlen, "%s: cannot truncate: %s", path, strerror(errno));
+    if (sr_file_size(path) < bytes) return sr_fail(err, errlen, "%s: shorter than the checkpoint says (%lld bytes)", path, (long long)bytes);
+    if (truncate(path, bytes) != 0) return sr_fail(err, errlen, "%s: cannot truncate: %s", path, strerror(errno));
     return 0;
 }
 
 static int load_checkpoint(run *r, char *err, size_t errlen) {
     char e2[512];
     rt_tf_file *f = rt_tf_read(r->path_ckpt, e2, sizeof e2);
-    if (!f) return fail(err, errlen, "cannot resume: %s", e2);
+    if (!f) return sr_fail(err, errlen, "cannot resume: %s", e2);
     int64_t meta[12] = {0}, alpha_bytes = 0;
     int rc = -1;
     if (sr_get_i64s(f, "meta/state", meta, 12, r->path_ckpt, err, errlen) ||
         sr_get_i64s(f, "meta/alpha_bytes", &alpha_bytes, 1, r->path_ckpt, err, errlen))
         goto out;
     if (meta[0] != CKPT_VERSION) {
-        fail(err, errlen, "%s: checkpoint format version %lld, this dartsc reads version %d", r->path_ckpt, (long long)meta[0], CKPT_VERSION);
+        sr_fail(err, errlen, "%s: checkpoint format version %lld, this dartsc reads version %d", r->path_ckpt, (long long)meta[0], CKPT_VERSION);
         goto out;
     }
     if ((uint64_t)meta[1] != sr_param_hash(r->net.graph)) {
-        fail(err, errlen, "%s: the checkpoint was written for a different space or network (parameter names/shapes differ)", r->path_ckpt);
+        sr_fail(err, errlen, "%s: the checkpoint was written for a different space or network (parameter names/shapes differ)", r->path_ckpt);
         goto out;
     }
     rt_group gw = rt_plan_group(r->p, IR_ROLE_WEIGHT), ga = rt_plan_group(r->p, IR_ROLE_ARCH),
@@ -242,17 +234,17 @@ static int load_checkpoint(run *r, char *err, size_t errlen) {
     for (int i = 0; i < 6; i++) {
         const rt_tf_entry *e = rt_tf_find(f, vecs[i].name);
         if (!e || e->dtype != RT_TF_F32 || e->numel != vecs[i].n) {
-            fail(err, errlen, "%s: '%s' missing or of the wrong size (the space changed?)", r->path_ckpt, vecs[i].name);
+            sr_fail(err, errlen, "%s: '%s' missing or of the wrong size (the space changed?)", r->path_ckpt, vecs[i].name);
             goto out;
         }
     }
     if (meta[2] < 0 || meta[2] > r->sp->search.epochs || meta[3] < 0 || meta[3] > r->steps_per_epoch) {
-        fail(err, errlen, "%s: epoch %lld step %lld do not fit this search (%d epochs of %lld steps)", r->path_ckpt,
+        sr_fail(err, errlen, "%s: epoch %lld step %lld do not fit this search (%d epochs of %lld steps)", r->path_ckpt,
              (long long)meta[2], (long long)meta[3], r->sp->search.epochs, (long long)r->steps_per_epoch);
         goto out;
     }
     if (rt_loader_seek(&r->lw, meta[7], meta[8]) || rt_loader_seek(&r->la, meta[9], meta[10])) {
-        fail(err, errlen, "%s: data loader positions out of range (the data changed?)", r->path_ckpt);
+        sr_fail(err, errlen, "%s: data loader positions out of range (the data changed?)", r->path_ckpt);
         goto out;
     }
     if (truncate_to(r->path_metrics, meta[11], err, errlen) || truncate_to(r->path_alpha, alpha_bytes, err, errlen)) goto out;
@@ -328,7 +320,7 @@ static int write_genotype(run *r, ir_genotype *gt, char *err, size_t errlen) {
     for (int t = 0; t < 2 && rc == 0; t++) {
         snprintf(path, sizeof path, "%s/%s.dot", r->o->out_dir, names[t]);
         FILE *f = fopen(path, "w");
-        if (!f) return fail(err, errlen, "%s: %s", path, strerror(errno));
+        if (!f) return sr_fail(err, errlen, "%s: %s", path, strerror(errno));
         sr_genotype_dot(cells[t], gcs[t], names[t], f);
         fclose(f);
     }
@@ -390,21 +382,21 @@ int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err
     const ir_train_config *tc = &sp->search;
     int rc = -1;
     double t0 = sr_now();
-    if (tc->order != 1 && tc->order != 2) return fail(err, errlen, "order must be 1 or 2, not %d", tc->order);
-    if (tc->epochs < 1 || tc->batch < 1) return fail(err, errlen, "epochs and batch must be positive");
+    if (tc->order != 1 && tc->order != 2) return sr_fail(err, errlen, "order must be 1 or 2, not %d", tc->order);
+    if (tc->epochs < 1 || tc->batch < 1) return sr_fail(err, errlen, "epochs and batch must be positive");
     if (sr_mkdir_p(o->out_dir, err, errlen)) return -1;
     snprintf(r.path_ckpt, sizeof r.path_ckpt, "%s/checkpoint.dtns", o->out_dir);
     snprintf(r.path_metrics, sizeof r.path_metrics, "%s/metrics.jsonl", o->out_dir);
     snprintf(r.path_alpha, sizeof r.path_alpha, "%s/alpha.jsonl", o->out_dir);
     if (!o->resume && access(r.path_ckpt, F_OK) == 0)
-        return fail(err, errlen, "%s already holds a search (checkpoint.dtns); pass --resume to continue it or choose another --out",
+        return sr_fail(err, errlen, "%s already holds a search (checkpoint.dtns); pass --resume to continue it or choose another --out",
                     o->out_dir);
     if (o->resume && access(r.path_ckpt, F_OK) != 0)
-        return fail(err, errlen, "--resume: %s does not exist", r.path_ckpt);
+        return sr_fail(err, errlen, "--resume: %s does not exist", r.path_ckpt);
 
     if (load_data(&r, err, errlen)) goto out;
     if (ir_space_build_supernet(sp, tc->batch, &r.net)) {
-        fail(err, errlen, "%s", r.net.error);
+        sr_fail(err, errlen, "%s", r.net.error);
         goto out;
     }
     if (!o->device || !strcmp(o->device, "cpu")) r.be = rt_backend_cpu_new();
@@ -412,7 +404,7 @@ int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err
         r.be = rt_backend_cuda_new(err, errlen);
         if (!r.be) goto out;
     } else {
-        fail(err, errlen, "unknown device '%s' (cpu or cuda)", o->device);
+        sr_fail(err, errlen, "unknown device '%s' (cpu or cuda)", o->device);
         goto out;
     }
     r.p = rt_plan_new(r.net.graph, r.be, &(rt_plan_opts){.seed = tc->seed, .grads = RT_GRAD_W | RT_GRAD_ARCH}, err, errlen);
@@ -430,7 +422,7 @@ int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err
     r.adam_v = r.be->alloc(r.be, (size_t)r.na * 4);
     if (!r.xt || !r.xv || !r.yt || !r.yv || !r.sgd_buf || !r.adam_m || !r.adam_v ||
         (tc->order == 2 && sr_unroll_init(&r.u, r.p))) {
-        fail(err, errlen, "out of memory");
+        sr_fail(err, errlen, "out of memory");
         goto out;
     }
     r.be->memset0(r.be, r.sgd_buf, (size_t)r.nw * 4);
@@ -474,7 +466,7 @@ int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err
                     if (sr_arch_grad_second_order(r.p, &r.u, r.net.images, r.net.labels, r.xt, r.yt, r.xv, r.yv,
                                                   momentum_live ? r.sgd_buf : NULL, lr, tc->w_momentum, tc->w_wd, 0,
                                                   &val_loss)) {
-                        fail(err, errlen, "second-order step failed");
+                        sr_fail(err, errlen, "second-order step failed");
                         goto out;
                     }
                 } else {

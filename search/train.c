@@ -16,14 +16,6 @@
 #define TRAIN_CKPT_VERSION 1
 #define EVAL_BATCH 100
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 sr_train_opts sr_train_opts_default(void) {
     sr_train_opts o;
     memset(&o, 0, sizeof o);
@@ -35,7 +27,7 @@ sr_train_opts sr_train_opts_default(void) {
 static rt_backend *open_backend(const char *device, char *err, size_t errlen) {
     if (!device || !strcmp(device, "cpu")) return rt_backend_cpu_new();
     if (!strcmp(device, "cuda")) return rt_backend_cuda_new(err, errlen);
-    fail(err, errlen, "unknown device '%s' (cpu or cuda)", device);
+    sr_fail(err, errlen, "unknown device '%s' (cpu or cuda)", device);
     return NULL;
 }
 
@@ -67,7 +59,7 @@ int sr_weights_save(rt_plan *p, const char *path, char *err, size_t errlen) {
     }
     if (rc) {
         rt_tf_abort_write(w);
-        return fail(err, errlen, "%s: writing the weights failed", path);
+        return sr_fail(err, errlen, "%s: writing the weights failed", path);
     }
     return rt_tf_close_write(w, err, errlen);
 }
@@ -77,7 +69,7 @@ int sr_weights_load(rt_plan *p, const char *path, char *err, size_t errlen) {
     if (!f) return -1;
     int64_t ver = 0;
     int rc = sr_get_i64s(f, "meta/weights_version", &ver, 1, path, err, errlen);
-    if (!rc && ver != WEIGHTS_VERSION) rc = fail(err, errlen, "%s: weights format version %lld, this dartsc reads %d", path, (long long)ver, WEIGHTS_VERSION);
+    if (!rc && ver != WEIGHTS_VERSION) rc = sr_fail(err, errlen, "%s: weights format version %lld, this dartsc reads %d", path, (long long)ver, WEIGHTS_VERSION);
     const ir_graph *g = rt_plan_graph(p);
     rt_backend *be = rt_plan_backend(p);
     for (int i = 0; i < ir_graph_num_nodes(g) && !rc; i++) {
@@ -85,13 +77,13 @@ int sr_weights_load(rt_plan *p, const char *path, char *err, size_t errlen) {
         if (!is_saved(n)) continue;
         const rt_tf_entry *e = rt_tf_find(f, n->name);
         if (!e) {
-            rc = fail(err, errlen, "%s: no tensor '%s' (weights of another architecture?)", path, n->name);
+            rc = sr_fail(err, errlen, "%s: no tensor '%s' (weights of another architecture?)", path, n->name);
             break;
         }
         int same = e->dtype == RT_TF_F32 && e->ndim == n->ndim;
         for (int d = 0; same && d < n->ndim; d++) same = e->dims[d] == n->shape[d];
         if (!same) {
-            rc = fail(err, errlen, "%s: tensor '%s' has the wrong type or shape", path, n->name);
+            rc = sr_fail(err, errlen, "%s: tensor '%s' has the wrong type or shape", path, n->name);
             break;
         }
         be->upload(be, rt_node_data(p, i), e->data, (size_t)e->numel * 4);
@@ -106,7 +98,7 @@ int sr_infer_open(sr_infer *in, const ir_space *sp, const ir_genotype *gt, int b
                   const char *device, char *err, size_t errlen) {
     memset(in, 0, sizeof *in);
     ir_eval_opts eo = {.C = sp->train_C, .layers = sp->train_layers, .batch = batch, .aux = 0, .drop_path = 0};
-    if (ir_space_build_eval(sp, gt, &eo, &in->net)) return fail(err, errlen, "%s", in->net.error);
+    if (ir_space_build_eval(sp, gt, &eo, &in->net)) return sr_fail(err, errlen, "%s", in->net.error);
     in->be = open_backend(device, err, errlen);
     if (!in->be) {
         ir_net_free(&in->net);
@@ -163,7 +155,7 @@ static int evaluate(const ir_space *sp, const ir_genotype *gt, const char *weigh
         if (sp->train.test_subset > 0 && sp->train.test_subset < n) n = sp->train.test_subset;
     } else if (begin < 0 || count < 1 || begin > n - count) {
         rt_dataset_free(&test);
-        return fail(err, errlen, "evaluation images [%d, %d) are outside the %d images of the data set", begin,
+        return sr_fail(err, errlen, "evaluation images [%d, %d) are outside the %d images of the data set", begin,
                     begin + count, n);
     } else
         n = count;
@@ -193,7 +185,7 @@ static int evaluate(const ir_space *sp, const ir_genotype *gt, const char *weigh
             free(y);
             free(logits);
             sr_infer_close(&in);
-            if (!err[0]) fail(err, errlen, "out of memory");
+            if (!err[0]) sr_fail(err, errlen, "out of memory");
             goto out;
         }
         int got;
@@ -270,7 +262,7 @@ static int tsave(trun *t, char *err, size_t errlen) {
     }
     if (rc) {
         rt_tf_abort_write(w);
-        return fail(err, errlen, "%s: writing the checkpoint failed", t->ckpt);
+        return sr_fail(err, errlen, "%s: writing the checkpoint failed", t->ckpt);
     }
     return rt_tf_close_write(w, err, errlen);
 }
@@ -278,24 +270,24 @@ static int tsave(trun *t, char *err, size_t errlen) {
 static int tload(trun *t, char *err, size_t errlen) {
     char e2[512];
     rt_tf_file *f = rt_tf_read(t->ckpt, e2, sizeof e2);
-    if (!f) return fail(err, errlen, "cannot resume: %s", e2);
+    if (!f) return sr_fail(err, errlen, "cannot resume: %s", e2);
     int64_t m[9] = {0};
     int rc = sr_get_i64s(f, "meta/train_state", m, 9, t->ckpt, err, errlen);
-    if (!rc && m[0] != TRAIN_CKPT_VERSION) rc = fail(err, errlen, "%s: checkpoint version %lld, this dartsc reads %d", t->ckpt, (long long)m[0], TRAIN_CKPT_VERSION);
+    if (!rc && m[0] != TRAIN_CKPT_VERSION) rc = sr_fail(err, errlen, "%s: checkpoint version %lld, this dartsc reads %d", t->ckpt, (long long)m[0], TRAIN_CKPT_VERSION);
     if (!rc && (uint64_t)m[1] != sr_param_hash(t->net.graph))
-        rc = fail(err, errlen, "%s: the checkpoint was written for a different network (parameter names/shapes differ)", t->ckpt);
+        rc = sr_fail(err, errlen, "%s: the checkpoint was written for a different network (parameter names/shapes differ)", t->ckpt);
     if (!rc && (m[2] < 0 || m[2] > t->sp->train.epochs || m[3] < 0 || m[3] > t->steps_per_epoch))
-        rc = fail(err, errlen, "%s: epoch %lld step %lld do not fit this training run", t->ckpt, (long long)m[2], (long long)m[3]);
+        rc = sr_fail(err, errlen, "%s: epoch %lld step %lld do not fit this training run", t->ckpt, (long long)m[2], (long long)m[3]);
     rt_group gw = rt_plan_group(t->p, IR_ROLE_WEIGHT), gb = rt_plan_group(t->p, IR_ROLE_BUFFER);
     struct { const char *name; float *dev; int64_t n; } v[3] = {
         {"group/weights", gw.data, gw.n}, {"group/buffers", gb.data, gb.n}, {"opt/sgd_momentum", t->buf, gw.n}};
     for (int i = 0; i < 3 && !rc; i++) {
         const rt_tf_entry *e = rt_tf_find(f, v[i].name);
-        if (!e || e->dtype != RT_TF_F32 || e->numel != v[i].n) rc = fail(err, errlen, "%s: '%s' missing or of the wrong size", t->ckpt, v[i].name);
+        if (!e || e->dtype != RT_TF_F32 || e->numel != v[i].n) rc = sr_fail(err, errlen, "%s: '%s' missing or of the wrong size", t->ckpt, v[i].name);
     }
-    if (!rc && rt_loader_seek(&t->l, m[6], m[7])) rc = fail(err, errlen, "%s: data loader position out of range", t->ckpt);
-    if (!rc && sr_file_size(t->metrics) < m[8]) rc = fail(err, errlen, "%s: shorter than the checkpoint says", t->metrics);
-    if (!rc && truncate(t->metrics, m[8]) != 0) rc = fail(err, errlen, "%s: cannot truncate", t->metrics);
+    if (!rc && rt_loader_seek(&t->l, m[6], m[7])) rc = sr_fail(err, errlen, "%s: data loader position out of range", t->ckpt);
+    if (!rc && sr_file_size(t->metrics) < m[8]) rc = sr_fail(err, errlen, "%s: shorter than the checkpoint says", t->metrics);
+    if (!rc && truncate(t->metrics, m[8]) != 0) rc = sr_fail(err, errlen, "%s: cannot truncate", t->metrics);
     if (!rc) {
         for (int i = 0; i < 3; i++) t->be->upload(t->be, v[i].dev, rt_tf_find(f, v[i].name)->data, (size_t)v[i].n * 4);
         t->epoch = (int)m[2];
@@ -331,20 +323,20 @@ int sr_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, 
     const ir_train_config *tc = &sp->train;
     double t0 = sr_now();
     int rc = -1;
-    if (tc->epochs < 1 || tc->batch < 1) return fail(err, errlen, "train: epochs and batch must be positive");
+    if (tc->epochs < 1 || tc->batch < 1) return sr_fail(err, errlen, "train: epochs and batch must be positive");
     if (sr_mkdir_p(o->out_dir, err, errlen)) return -1;
     snprintf(t.ckpt, sizeof t.ckpt, "%s/train_checkpoint.dtns", o->out_dir);
     snprintf(t.metrics, sizeof t.metrics, "%s/train_metrics.jsonl", o->out_dir);
     snprintf(t.model, sizeof t.model, "%s/model.dtns", o->out_dir);
     if (!o->resume && access(t.ckpt, F_OK) == 0)
-        return fail(err, errlen, "%s already holds a training run (train_checkpoint.dtns); pass --resume or choose another --out", o->out_dir);
-    if (o->resume && access(t.ckpt, F_OK) != 0) return fail(err, errlen, "--resume: %s does not exist", t.ckpt);
+        return sr_fail(err, errlen, "%s already holds a training run (train_checkpoint.dtns); pass --resume or choose another --out", o->out_dir);
+    if (o->resume && access(t.ckpt, F_OK) != 0) return sr_fail(err, errlen, "--resume: %s does not exist", t.ckpt);
 
     if (sr_data_load(sp, 1, &t.full, err, errlen)) goto out;
     int n = t.full.n, begin = 0;
     if (o->data_count > 0) {
         if (o->data_begin < 0 || o->data_begin > n - o->data_count) {
-            fail(err, errlen, "training images [%d, %d) are outside the %d images of the data set", o->data_begin,
+            sr_fail(err, errlen, "training images [%d, %d) are outside the %d images of the data set", o->data_begin,
                  o->data_begin + o->data_count, n);
             goto out;
         }
@@ -353,7 +345,7 @@ int sr_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, 
     } else if (tc->subset > 0 && tc->subset < n)
         n = tc->subset;
     if (n < tc->batch) {
-        fail(err, errlen, "%d training images cannot fill a batch of %d", n, tc->batch);
+        sr_fail(err, errlen, "%d training images cannot fill a batch of %d", n, tc->batch);
         goto out;
     }
     rt_data_subset(&t.full, begin, n, &t.part);
@@ -364,7 +356,7 @@ int sr_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, 
     ir_eval_opts eo = {.C = sp->train_C, .layers = sp->train_layers, .batch = tc->batch, .aux = tc->aux_weight > 0,
                        .aux_weight = tc->aux_weight, .drop_path = tc->drop_path > 0};
     if (ir_space_build_eval(sp, gt, &eo, &t.net)) {
-        fail(err, errlen, "%s", t.net.error);
+        sr_fail(err, errlen, "%s", t.net.error);
         goto out;
     }
     t.be = open_backend(o->device, err, errlen);
@@ -377,7 +369,7 @@ int sr_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, 
     t.y = malloc(bl);
     t.buf = t.be->alloc(t.be, (size_t)gw.n * 4);
     if (!t.x || !t.y || !t.buf) {
-        fail(err, errlen, "out of memory");
+        sr_fail(err, errlen, "out of memory");
         goto out;
     }
     t.be->memset0(t.be, t.buf, (size_t)gw.n * 4);
