@@ -440,8 +440,8 @@ static kpool_desc pool_desc(int N, int C, int H, int W, int k, int s, int p) {
     return d;
 }
 
-static void check_maxpool(int s) {
-    kpool_desc d = pool_desc(2, 3, 7, 6, 3, s, 1);
+static void check_maxpool_shape(int N, int C, int H, int W, int s) {
+    kpool_desc d = pool_desc(N, C, H, W, 3, s, 1);
     const int64_t nx = (int64_t)d.N * d.C * d.H * d.W, ny = (int64_t)d.N * d.C * d.P * d.Q;
     /* distinct values 0.01 apart (a permutation), all negative so padding (as 0) would win */
     float *x = zerosf(nx);
@@ -487,6 +487,8 @@ static void check_maxpool(int s) {
     free(x); free(r); free(y); free(dx); free(dxr); free(dxr1); free(dxr2);
 }
 
+static void check_maxpool(int s) { check_maxpool_shape(2, 3, 7, 6, s); }
+
 Test(pool, max_3x3_stride1_pad1_matches_reference_padding_never_chosen_and_fd) { check_maxpool(1); }
 Test(pool, max_3x3_stride2_pad1_matches_reference_padding_never_chosen_and_fd) { check_maxpool(2); }
 
@@ -505,8 +507,8 @@ Test(pool, max_ties_route_gradient_to_first_maximum_in_window_order) {
     for (int i = 0; i < 20; i++) cr_expect(dx[i] == want[i], "tie dx[%d] %g vs %g", i, dx[i], want[i]);
 }
 
-static void check_avgpool(int s, int H, int W) {
-    kpool_desc d = pool_desc(2, 3, H, W, 3, s, 1);
+static void check_avgpool_nc(int N, int C, int s, int H, int W) {
+    kpool_desc d = pool_desc(N, C, H, W, 3, s, 1);
     const int64_t nx = (int64_t)d.N * d.C * d.H * d.W, ny = (int64_t)d.N * d.C * d.P * d.Q;
     float *x = rnd(nx, -1, 1, 51), *r = rnd(ny, -1, 1, 52), *y = zerosf(ny), *dx = zerosf(nx);
     double *yr = zerosd(ny), *dxr = zerosd(nx);
@@ -557,7 +559,46 @@ static void check_avgpool(int s, int H, int W) {
     free(x); free(r); free(y); free(dx); free(yr); free(dxr); free(yrf); free(dxr1); free(dxr2);
 }
 
+static void check_avgpool(int s, int H, int W) { check_avgpool_nc(2, 3, s, H, W); }
+
 Test(pool, avg_3x3_stride1_pad1_excludes_padding_matches_reference_and_fd) { check_avgpool(1, 7, 6); }
+
+/* The plane sizes of the DARTS spaces (CIFAR 32/16/8, Fashion-MNIST 28/14/7) and a row
+ * wider than two vectors with a partial tail, at both strides: the vectorised paths
+ * (padded phase buffers, masked first-maximum routing) against the scalar reference. */
+Test(pool, vector_paths_match_reference_at_darts_plane_sizes_both_strides) {
+    const int sizes[][2] = {{32, 32}, {16, 16}, {8, 8}, {28, 28}, {14, 14}, {7, 7}, {5, 37}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        for (int s = 1; s <= 2; s++) {
+            check_maxpool_shape(1, 2, sizes[i][0], sizes[i][1], s);
+            check_avgpool_nc(1, 2, s, sizes[i][0], sizes[i][1]);
+        }
+}
+
+/* A NaN anywhere in a window makes its maximum NaN (as PyTorch) and takes the gradient;
+ * a plane of -inf routes each window's gradient to its first in-bounds cell, never to
+ * the padding. Both leave the vector path for the scalar one. */
+Test(pool, max_nan_propagates_and_minus_inf_planes_route_to_first_in_bounds_cell) {
+    kpool_desc d = pool_desc(1, 2, 9, 9, 3, 1, 1);
+    float x[162], y[162], dx[162] = {0}, dy[162], want[162] = {0};
+    for (int i = 0; i < 81; i++) x[i] = (float)i;       /* plane 0: increasing, one NaN */
+    for (int i = 81; i < 162; i++) x[i] = -INFINITY;    /* plane 1: all -inf */
+    x[40] = NAN;                                         /* centre of plane 0 */
+    for (int i = 0; i < 162; i++) dy[i] = 1.0f;
+    kcpu_maxpool_forward(y, x, &d);
+    kcpu_maxpool_backward(dx, dy, x, &d);
+    for (int p = 0; p < 9; p++)
+        for (int q = 0; q < 9; q++) {
+            const int near = p >= 3 && p <= 5 && q >= 3 && q <= 5; /* window holds (4, 4) */
+            if (near) cr_expect(isnan(y[p * 9 + q]), "NaN window (%d,%d) gives %g", p, q, y[p * 9 + q]);
+            else cr_expect(y[p * 9 + q] == (float)((p + 1 < 9 ? p + 1 : 8) * 9 + (q + 1 < 9 ? q + 1 : 8)),
+                           "max (%d,%d) = %g", p, q, y[p * 9 + q]);
+            cr_expect(y[81 + p * 9 + q] == -INFINITY, "-inf plane max (%d,%d)", p, q);
+            want[near ? 40 : (p + 1 < 9 ? p + 1 : 8) * 9 + (q + 1 < 9 ? q + 1 : 8)] += 1.0f;
+            want[81 + (p > 0 ? p - 1 : 0) * 9 + (q > 0 ? q - 1 : 0)] += 1.0f;
+        }
+    for (int i = 0; i < 162; i++) cr_expect(dx[i] == want[i], "dx[%d] %g vs %g", i, dx[i], want[i]);
+}
 Test(pool, avg_3x3_stride2_pad1_excludes_padding_matches_reference_and_fd) {
     check_avgpool(2, 7, 6);
     check_avgpool(2, 8, 5);

@@ -21,6 +21,15 @@ static inline dwv dwv_sub(dwv a, dwv b) { return _mm512_sub_ps(a, b); }
 static inline dwv dwv_mul(dwv a, dwv b) { return _mm512_mul_ps(a, b); }
 /* v where m > 0, else +0 */
 static inline dwv dwv_where_pos(dwv m, dwv v) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ), v); }
+static inline dwv dwv_max(dwv a, dwv b) { return _mm512_max_ps(a, b); }
+static inline dwv dwv_div(dwv a, dwv b) { return _mm512_div_ps(a, b); }
+/* lane masks: a mask of lanes, its bitwise ops, and v in the set lanes else +0 */
+typedef __mmask16 dwm;
+static inline dwm dwm_none(void) { return 0; }
+static inline dwm dwm_eq(dwv a, dwv b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+static inline dwm dwm_or(dwm a, dwm b) { return (dwm)(a | b); }
+static inline dwm dwm_andnot(dwm a, dwm b) { return (dwm)(~a & b); } /* b and not a */
+static inline dwv dwv_masked(dwm m, dwv v) { return _mm512_maskz_mov_ps(m, v); }
 #elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define DWV 8
@@ -34,6 +43,14 @@ static inline dwv dwv_add(dwv a, dwv b) { return _mm256_add_ps(a, b); }
 static inline dwv dwv_sub(dwv a, dwv b) { return _mm256_sub_ps(a, b); }
 static inline dwv dwv_mul(dwv a, dwv b) { return _mm256_mul_ps(a, b); }
 static inline dwv dwv_where_pos(dwv m, dwv v) { return _mm256_and_ps(_mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_GT_OQ), v); }
+static inline dwv dwv_max(dwv a, dwv b) { return _mm256_max_ps(a, b); }
+static inline dwv dwv_div(dwv a, dwv b) { return _mm256_div_ps(a, b); }
+typedef __m256 dwm;
+static inline dwm dwm_none(void) { return _mm256_setzero_ps(); }
+static inline dwm dwm_eq(dwv a, dwv b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+static inline dwm dwm_or(dwm a, dwm b) { return _mm256_or_ps(a, b); }
+static inline dwm dwm_andnot(dwm a, dwm b) { return _mm256_andnot_ps(a, b); }
+static inline dwv dwv_masked(dwm m, dwv v) { return _mm256_and_ps(m, v); }
 #else
 #define DWV 8
 typedef struct { float v[DWV]; } dwv;
@@ -46,6 +63,14 @@ static inline dwv dwv_add(dwv a, dwv b) { for (int i = 0; i < DWV; i++) a.v[i] +
 static inline dwv dwv_sub(dwv a, dwv b) { for (int i = 0; i < DWV; i++) a.v[i] -= b.v[i]; return a; }
 static inline dwv dwv_mul(dwv a, dwv b) { for (int i = 0; i < DWV; i++) a.v[i] *= b.v[i]; return a; }
 static inline dwv dwv_where_pos(dwv m, dwv v) { for (int i = 0; i < DWV; i++) v.v[i] = m.v[i] > 0.0f ? v.v[i] : 0.0f; return v; }
+static inline dwv dwv_max(dwv a, dwv b) { for (int i = 0; i < DWV; i++) a.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i]; return a; }
+static inline dwv dwv_div(dwv a, dwv b) { for (int i = 0; i < DWV; i++) a.v[i] /= b.v[i]; return a; }
+typedef struct { unsigned char m[DWV]; } dwm;
+static inline dwm dwm_none(void) { dwm r; for (int i = 0; i < DWV; i++) r.m[i] = 0; return r; }
+static inline dwm dwm_eq(dwv a, dwv b) { dwm r; for (int i = 0; i < DWV; i++) r.m[i] = a.v[i] == b.v[i]; return r; }
+static inline dwm dwm_or(dwm a, dwm b) { for (int i = 0; i < DWV; i++) a.m[i] |= b.m[i]; return a; }
+static inline dwm dwm_andnot(dwm a, dwm b) { for (int i = 0; i < DWV; i++) b.m[i] = b.m[i] && !a.m[i]; return b; }
+static inline dwv dwv_masked(dwm m, dwv v) { for (int i = 0; i < DWV; i++) v.v[i] = m.m[i] ? v.v[i] : 0.0f; return v; }
 #endif
 
 /* Horizontal sum of a vector in a fixed lane order. */

@@ -1,10 +1,20 @@
 /* pool.c — CPU max and average pooling with square windows. Max: padding never
  * chosen, first maximum in row-major window order wins ties, backward recomputes the
  * argmax from x. Avg: divides by the in-bounds cell count (count_include_pad=False).
- * Parallel over (n, c) planes, so every write has one owner. */
+ * Parallel over (n, c) planes, so every write has one owner.
+ *
+ * The vector path copies each plane once into a padded buffer split into `stride` column
+ * phases (as the depthwise convolution does), so every window tap of DWV neighbouring
+ * outputs is one contiguous load: max/sum over the k*k taps, branch-free. Backward
+ * scatters into a second buffer of the same layout and adds its in-bounds part to dx.
+ * Max backward compares each tap with the window maximum in row-major tap order and
+ * routes the gradient to the first equal one, which is the scalar rule. Planes holding
+ * a NaN or -inf (where padding, held at -inf, could tie) take the scalar path. */
 #include "kernels/cpu/kcpu.h"
+#include "kernels/cpu/kvec.h"
 
 #include <math.h>
+#include <string.h>
 
 /* Index into the plane of the first maximum of window (p, q), or -1 if empty. */
 /* Index (in the plane) of the window's maximum: the first maximum in row-major order,
@@ -33,34 +43,23 @@ static inline int64_t argmax_window(const float *xp, const kpool_desc *d, int p,
     return bi;
 }
 
-void kcpu_maxpool_forward(float *y, const float *x, const kpool_desc *d) {
-    const int64_t planes = (int64_t)d->N * d->C, HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
-#pragma omp parallel for schedule(static)
-    for (int64_t pl = 0; pl < planes; pl++) {
-        const float *xp = x + pl * HW;
-        float *yp = y + pl * PQ;
-        for (int p = 0; p < d->P; p++)
-            for (int q = 0; q < d->Q; q++) {
-                int64_t i = argmax_window(xp, d, p, q);
-                yp[(int64_t)p * d->Q + q] = i >= 0 ? xp[i] : -INFINITY;
-            }
-    }
+
+/* ---- scalar planes (reference semantics; also the fallback) ---- */
+
+static void max_fwd_plane(float *yp, const float *xp, const kpool_desc *d) {
+    for (int p = 0; p < d->P; p++)
+        for (int q = 0; q < d->Q; q++) {
+            int64_t i = argmax_window(xp, d, p, q);
+            yp[(int64_t)p * d->Q + q] = i >= 0 ? xp[i] : -INFINITY;
+        }
 }
 
-void kcpu_maxpool_backward(float *dx, const float *dy, const float *x, const kpool_desc *d) {
-    if (!dx) return;
-    const int64_t planes = (int64_t)d->N * d->C, HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
-#pragma omp parallel for schedule(static)
-    for (int64_t pl = 0; pl < planes; pl++) {
-        const float *xp = x + pl * HW;
-        const float *gp = dy + pl * PQ;
-        float *dp = dx + pl * HW;
-        for (int p = 0; p < d->P; p++)
-            for (int q = 0; q < d->Q; q++) {
-                int64_t i = argmax_window(xp, d, p, q);
-                if (i >= 0) dp[i] += gp[(int64_t)p * d->Q + q];
-            }
-    }
+static void max_bwd_plane(float *dp, const float *gp, const float *xp, const kpool_desc *d) {
+    for (int p = 0; p < d->P; p++)
+        for (int q = 0; q < d->Q; q++) {
+            int64_t i = argmax_window(xp, d, p, q);
+            if (i >= 0) dp[i] += gp[(int64_t)p * d->Q + q];
+        }
 }
 
 /* In-bounds window bounds [h0,h1) x [w0,w1). */
@@ -72,41 +71,290 @@ static void avg_bounds(const kpool_desc *d, int p, int q, int *h0, int *h1, int 
     *w1 = b + d->k > d->W ? d->W : b + d->k;
 }
 
-void kcpu_avgpool_forward(float *y, const float *x, const kpool_desc *d) {
+static void avg_fwd_plane(float *yp, const float *xp, const kpool_desc *d) {
+    for (int p = 0; p < d->P; p++)
+        for (int q = 0; q < d->Q; q++) {
+            int h0, h1, w0, w1;
+            avg_bounds(d, p, q, &h0, &h1, &w0, &w1);
+            float s = 0.0f;
+            for (int i = h0; i < h1; i++)
+                for (int j = w0; j < w1; j++) s += xp[(int64_t)i * d->W + j];
+            int cnt = (h1 - h0) * (w1 - w0);
+            yp[(int64_t)p * d->Q + q] = cnt > 0 ? s / (float)cnt : 0.0f;
+        }
+}
+
+static void avg_bwd_plane(float *dp, const float *gp, const kpool_desc *d) {
+    for (int p = 0; p < d->P; p++)
+        for (int q = 0; q < d->Q; q++) {
+            int h0, h1, w0, w1;
+            avg_bounds(d, p, q, &h0, &h1, &w0, &w1);
+            int cnt = (h1 - h0) * (w1 - w0);
+            if (cnt <= 0) continue;
+            float g = gp[(int64_t)p * d->Q + q] / (float)cnt;
+            for (int i = h0; i < h1; i++)
+                for (int j = w0; j < w1; j++) dp[(int64_t)i * d->W + j] += g;
+        }
+}
+
+/* ---- vector planes ---- */
+
+#define POOL_BUF_MAX 8192 /* floats per phase buffer: a 64x64 plane at stride 1 fits */
+#define POOL_OUT_MAX 4096 /* floats of P x Qv (window counts, padded gradient rows) */
+
+typedef struct pool_geom {
+    int k, s, pad, H, W, P, Q;
+    int Qv, Hp, Lw; /* Q rounded up to DWV; buffer rows; buffer row length */
+} pool_geom;
+
+static int pool_geom_init(pool_geom *g, const kpool_desc *d) {
+    g->k = d->k; g->s = d->stride; g->pad = d->pad; g->H = d->H; g->W = d->W; g->P = d->P; g->Q = d->Q;
+    if (g->P <= 0 || g->Q <= 0 || g->s < 1 || g->pad < 0 || 2 * g->pad >= g->k + 1 || g->k > 7) return 0;
+    g->Qv = (g->Q + DWV - 1) / DWV * DWV;
+    g->Hp = (g->P - 1) * g->s + g->k;
+    g->Lw = g->Qv + (g->k - 1) / g->s + 1;
+    return (int64_t)g->s * g->Hp * g->Lw <= POOL_BUF_MAX && (int64_t)g->P * g->Qv <= POOL_OUT_MAX;
+}
+
+/* Offset in the buffer of tap (r, c) of output (0, 0): phase c % s, row r, column c / s. */
+static inline int64_t tap_off(const pool_geom *g, int r, int c) {
+    return ((int64_t)(c % g->s) * g->Hp + r) * g->Lw + c / g->s;
+}
+
+/* buf[ph][i][j] = x[i - pad][j*s + ph - pad], fill outside the plane. Returns nonzero when
+ * the plane holds a NaN or -inf (only checked when check is set). */
+static int pool_fill(float *buf, const float *xp, const pool_geom *g, float fill, int check) {
+    int bad = 0;
+    for (int ph = 0; ph < g->s; ph++) {
+        /* j in [j0, j1) iff 0 <= j*s + ph - pad < W */
+        const int off = ph - g->pad;
+        int j0 = off >= 0 ? 0 : (-off + g->s - 1) / g->s;
+        int j1 = g->W - off <= 0 ? 0 : (g->W - off + g->s - 1) / g->s;
+        if (j1 > g->Lw) j1 = g->Lw;
+        if (j0 > j1) j0 = j1;
+        for (int i = 0; i < g->Hp; i++) {
+            float *b = buf + ((int64_t)ph * g->Hp + i) * g->Lw;
+            const int ih = i - g->pad;
+            if (ih < 0 || ih >= g->H) {
+                for (int j = 0; j < g->Lw; j++) b[j] = fill;
+                continue;
+            }
+            const float *xr = xp + (int64_t)ih * g->W + off;
+            for (int j = 0; j < j0; j++) b[j] = fill;
+            if (g->s == 1) {
+                for (int j = j0; j < j1; j++) b[j] = xr[j];
+            } else {
+                for (int j = j0; j < j1; j++) b[j] = xr[(int64_t)j * g->s];
+            }
+            if (check) {
+                int row_bad = 0;
+                for (int j = j0; j < j1; j++) row_bad |= !(b[j] > -INFINITY); /* NaN or -inf */
+                bad |= row_bad;
+            }
+            for (int j = j1; j < g->Lw; j++) b[j] = fill;
+        }
+    }
+    return bad;
+}
+
+/* dp[ih][iw] += buf[(iw + pad) % s][ih + pad][(iw + pad) / s] over the plane. */
+static void pool_gather_add(float *dp, const float *buf, const pool_geom *g) {
+    for (int ih = 0; ih < g->H; ih++) {
+        const int i = ih + g->pad;
+        if (i >= g->Hp) break;
+        float *xr = dp + (int64_t)ih * g->W;
+        for (int iw0 = 0; iw0 < g->s && iw0 < g->W; iw0++) {
+            const int c0 = iw0 + g->pad;
+            const float *b = buf + ((int64_t)(c0 % g->s) * g->Hp + i) * g->Lw + c0 / g->s;
+            int n = (g->W - iw0 + g->s - 1) / g->s; /* iw = iw0 + m*s < W */
+            if (n > g->Lw - c0 / g->s) n = g->Lw - c0 / g->s;
+            if (g->s == 1) {
+                for (int m = 0; m < n; m++) xr[m] += b[m];
+            } else {
+                for (int m = 0; m < n; m++) xr[iw0 + (int64_t)m * g->s] += b[m];
+            }
+        }
+    }
+}
+
+/* Max over the window of DWV outputs (p, q0..q0+DWV-1). */
+static inline dwv window_max(const float *buf, const int64_t *toff, int taps, int64_t o) {
+    dwv m = dwv_load(buf + toff[0] + o);
+    for (int t = 1; t < taps; t++) m = dwv_max(m, dwv_load(buf + toff[t] + o));
+    return m;
+}
+
+static void store_row(float *dst, dwv v, int n) {
+    if (n >= DWV) {
+        dwv_store(dst, v);
+        return;
+    }
+    float tmp[DWV];
+    dwv_store(tmp, v);
+    memcpy(dst, tmp, sizeof(float) * (size_t)n);
+}
+
+static void taps_init(const pool_geom *g, int64_t *toff) {
+    for (int r = 0; r < g->k; r++)
+        for (int c = 0; c < g->k; c++) toff[r * g->k + c] = tap_off(g, r, c);
+}
+
+static int max_fwd_vec(float *yp, const float *xp, const pool_geom *g, float *buf) {
+    if (pool_fill(buf, xp, g, -INFINITY, 1)) return 0;
+    int64_t toff[49];
+    taps_init(g, toff);
+    const int taps = g->k * g->k;
+    for (int p = 0; p < g->P; p++)
+        for (int q0 = 0; q0 < g->Q; q0 += DWV)
+            store_row(yp + (int64_t)p * g->Q + q0, window_max(buf, toff, taps, (int64_t)p * g->s * g->Lw + q0),
+                      g->Q - q0);
+    return 1;
+}
+
+/* Backward scatters tap by tap over the whole plane: consecutive read-modify-writes of
+ * one tap touch disjoint vectors, where walking the taps of one output would reload, one
+ * float further on, the vector just stored (a store-forwarding stall per tap). */
+static void scatter_taps(float *gbuf, const float *gs, const float *widx, const pool_geom *g, const int64_t *toff,
+                         int taps) {
+    memset(gbuf, 0, sizeof(float) * (size_t)g->s * g->Hp * g->Lw);
+    for (int t = 0; t < taps; t++) {
+        const dwv tv = dwv_set1((float)t);
+        for (int p = 0; p < g->P; p++) {
+            float *brow = gbuf + toff[t] + (int64_t)p * g->s * g->Lw;
+            const float *grow = gs + (int64_t)p * g->Qv, *wrow = widx ? widx + (int64_t)p * g->Qv : NULL;
+            for (int q0 = 0; q0 < g->Q; q0 += DWV) {
+                dwv v = dwv_load(grow + q0);
+                if (wrow) v = dwv_masked(dwm_eq(dwv_load(wrow + q0), tv), v);
+                dwv_store(brow + q0, dwv_add(dwv_load(brow + q0), v));
+            }
+        }
+    }
+}
+
+/* gs[p][q] = dy[p][q] (divided by cnt when given), zero for q >= Q. */
+static void grad_rows(float *gs, const float *gp, const pool_geom *g, const float *cnt) {
+    for (int p = 0; p < g->P; p++) {
+        float *row = gs + (int64_t)p * g->Qv;
+        memcpy(row, gp + (int64_t)p * g->Q, sizeof(float) * (size_t)g->Q);
+        for (int q = g->Q; q < g->Qv; q++) row[q] = 0.0f;
+        if (cnt)
+            for (int q = 0; q < g->Q; q++) row[q] /= cnt[(int64_t)p * g->Qv + q];
+    }
+}
+
+static int max_bwd_vec(float *dp, const float *gp, const float *xp, const pool_geom *g, float *buf,
+                       float *gbuf) {
+    if (pool_fill(buf, xp, g, -INFINITY, 1)) return 0;
+    float gs[POOL_OUT_MAX] __attribute__((aligned(64))), widx[POOL_OUT_MAX] __attribute__((aligned(64)));
+    int64_t toff[49];
+    taps_init(g, toff);
+    const int taps = g->k * g->k;
+    /* the index of the first tap holding each window's maximum */
+    for (int p = 0; p < g->P; p++)
+        for (int q0 = 0; q0 < g->Q; q0 += DWV) {
+            const int64_t o = (int64_t)p * g->s * g->Lw + q0;
+            const dwv m = window_max(buf, toff, taps, o);
+            dwm done = dwm_none();
+            dwv sel = dwv_zero();
+            for (int t = 0; t < taps; t++) {
+                const dwm hit = dwm_andnot(done, dwm_eq(dwv_load(buf + toff[t] + o), m));
+                sel = dwv_add(sel, dwv_masked(hit, dwv_set1((float)t)));
+                done = dwm_or(done, hit);
+            }
+            dwv_store(widx + (int64_t)p * g->Qv + q0, sel);
+        }
+    grad_rows(gs, gp, g, NULL);
+    scatter_taps(gbuf, gs, widx, g, toff, taps);
+    pool_gather_add(dp, gbuf, g);
+    return 1;
+}
+
+/* cnt[p][q] = in-bounds cells of window (p, q), for q < Qv (1 beyond Q). */
+static void avg_counts(float *cnt, const kpool_desc *d, const pool_geom *g) {
+    for (int p = 0; p < g->P; p++)
+        for (int q = 0; q < g->Qv; q++) {
+            int h0, h1, w0, w1;
+            avg_bounds(d, p, q < g->Q ? q : 0, &h0, &h1, &w0, &w1);
+            const int c = (h1 - h0) * (w1 - w0);
+            cnt[(int64_t)p * g->Qv + q] = q < g->Q && c > 0 ? (float)c : 1.0f;
+        }
+}
+
+/* Sums taps in row-major order with +0 for padding: the scalar loop's sum, bit for bit. */
+static void avg_fwd_vec(float *yp, const float *xp, const pool_geom *g, const float *cnt, float *buf) {
+    pool_fill(buf, xp, g, 0.0f, 0);
+    int64_t toff[49];
+    taps_init(g, toff);
+    const int taps = g->k * g->k;
+    for (int p = 0; p < g->P; p++)
+        for (int q0 = 0; q0 < g->Q; q0 += DWV) {
+            const int64_t o = (int64_t)p * g->s * g->Lw + q0;
+            dwv acc = dwv_load(buf + toff[0] + o);
+            for (int t = 1; t < taps; t++) acc = dwv_add(acc, dwv_load(buf + toff[t] + o));
+            store_row(yp + (int64_t)p * g->Q + q0, dwv_div(acc, dwv_load(cnt + (int64_t)p * g->Qv + q0)), g->Q - q0);
+        }
+}
+
+static void avg_bwd_vec(float *dp, const float *gp, const pool_geom *g, const float *cnt, float *gbuf) {
+    float gs[POOL_OUT_MAX] __attribute__((aligned(64)));
+    int64_t toff[49];
+    taps_init(g, toff);
+    grad_rows(gs, gp, g, cnt);
+    scatter_taps(gbuf, gs, NULL, g, toff, g->k * g->k);
+    pool_gather_add(dp, gbuf, g);
+}
+
+/* ---- entry points ---- */
+
+void kcpu_maxpool_forward(float *y, const float *x, const kpool_desc *d) {
     const int64_t planes = (int64_t)d->N * d->C, HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
+    pool_geom g;
+    const int vec = pool_geom_init(&g, d);
 #pragma omp parallel for schedule(static)
     for (int64_t pl = 0; pl < planes; pl++) {
-        const float *xp = x + pl * HW;
-        float *yp = y + pl * PQ;
-        for (int p = 0; p < d->P; p++)
-            for (int q = 0; q < d->Q; q++) {
-                int h0, h1, w0, w1;
-                avg_bounds(d, p, q, &h0, &h1, &w0, &w1);
-                float s = 0.0f;
-                for (int i = h0; i < h1; i++)
-                    for (int j = w0; j < w1; j++) s += xp[(int64_t)i * d->W + j];
-                int cnt = (h1 - h0) * (w1 - w0);
-                yp[(int64_t)p * d->Q + q] = cnt > 0 ? s / (float)cnt : 0.0f;
-            }
+        float buf[POOL_BUF_MAX] __attribute__((aligned(64)));
+        if (!vec || !max_fwd_vec(y + pl * PQ, x + pl * HW, &g, buf)) max_fwd_plane(y + pl * PQ, x + pl * HW, d);
+    }
+}
+
+void kcpu_maxpool_backward(float *dx, const float *dy, const float *x, const kpool_desc *d) {
+    if (!dx) return;
+    const int64_t planes = (int64_t)d->N * d->C, HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
+    pool_geom g;
+    const int vec = pool_geom_init(&g, d);
+#pragma omp parallel for schedule(static)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        float buf[POOL_BUF_MAX] __attribute__((aligned(64))), gbuf[POOL_BUF_MAX] __attribute__((aligned(64)));
+        if (!vec || !max_bwd_vec(dx + pl * HW, dy + pl * PQ, x + pl * HW, &g, buf, gbuf))
+            max_bwd_plane(dx + pl * HW, dy + pl * PQ, x + pl * HW, d);
+    }
+}
+
+void kcpu_avgpool_forward(float *y, const float *x, const kpool_desc *d) {
+    const int64_t planes = (int64_t)d->N * d->C, HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
+    pool_geom g;
+    const int vec = pool_geom_init(&g, d);
+    float cnt[POOL_OUT_MAX];
+    if (vec) avg_counts(cnt, d, &g);
+#pragma omp parallel for schedule(static)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        float buf[POOL_BUF_MAX] __attribute__((aligned(64)));
+        if (vec) avg_fwd_vec(y + pl * PQ, x + pl * HW, &g, cnt, buf);
+        else avg_fwd_plane(y + pl * PQ, x + pl * HW, d);
     }
 }
 
 void kcpu_avgpool_backward(float *dx, const float *dy, const kpool_desc *d) {
     if (!dx) return;
     const int64_t planes = (int64_t)d->N * d->C, HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
+    pool_geom g;
+    const int vec = pool_geom_init(&g, d);
+    float cnt[POOL_OUT_MAX];
+    if (vec) avg_counts(cnt, d, &g);
 #pragma omp parallel for schedule(static)
     for (int64_t pl = 0; pl < planes; pl++) {
-        const float *gp = dy + pl * PQ;
-        float *dp = dx + pl * HW;
-        for (int p = 0; p < d->P; p++)
-            for (int q = 0; q < d->Q; q++) {
-                int h0, h1, w0, w1;
-                avg_bounds(d, p, q, &h0, &h1, &w0, &w1);
-                int cnt = (h1 - h0) * (w1 - w0);
-                if (cnt <= 0) continue;
-                float g = gp[(int64_t)p * d->Q + q] / (float)cnt;
-                for (int i = h0; i < h1; i++)
-                    for (int j = w0; j < w1; j++) dp[(int64_t)i * d->W + j] += g;
-            }
+        float gbuf[POOL_BUF_MAX] __attribute__((aligned(64)));
+        if (vec) avg_bwd_vec(dx + pl * HW, dy + pl * PQ, &g, cnt, gbuf);
+        else avg_bwd_plane(dx + pl * HW, dy + pl * PQ, d);
     }
 }
