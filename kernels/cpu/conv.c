@@ -2,7 +2,8 @@
  * Paths: 1x1/stride-1/pad-0/dense as one GEMM per sample; depthwise (groups == C == K)
  * through padded per-plane buffers and vector loops (the "depthwise fast path" below,
  * also the ReLU-fused entry points), or, for planes too large for its stack buffer
- * (48 KiB per thread, no scratch), direct loops parallel over planes; everything else
+ * (48 KiB per thread, twice that in the filter gradient; no scratch), direct loops
+ * parallel over planes; everything else
  * through im2col per sample and one GEMM per group. GEMMs are never called inside an OpenMP region; samples are looped
  * serially around them so batch accumulation is in a fixed order. */
 #include "kernels/cpu/kcpu.h"
@@ -209,10 +210,12 @@ static void dw_backward_filter(float *dw, const float *dy, const float *x, const
  * xpad[row][j*stride + phase], so every tap of every output row reads a contiguous run
  * and the inner loops are branch-free vector FMAs (AVX-512, AVX2+FMA, or a portable
  * 8-lane loop). The copy can apply ReLU (the fused ReLU -> depthwise conv of the
- * separable and dilated convolutions). Stride-1 backward data is the same correlation
- * on dy with the kernel flipped; other strides scatter into a phase buffer. The filter
- * gradient walks each tap over the plane with 4 independent accumulators, summed per
- * plane into double in a fixed order, so results never depend on the thread count. */
+ * separable and dilated convolutions). Backward data is the same correlation on dy with
+ * the kernel flipped (other strides: on dy with zeros inserted; a phase-buffer scatter
+ * only where that does not fit). The filter gradient loads each dy vector once and
+ * multiplies it into one register accumulator per tap, summed per plane into double in
+ * a fixed order, so results never depend on the thread count. Row tails are masked
+ * loads/stores (AVX2, AVX-512) or scalar loops (portable). */
 /* Largest padded plane (floats, all phases) the fast path keeps on the stack. */
 #define DW_BUF_MAX 12288
 /* Largest kernel area the fast path handles. */
@@ -222,6 +225,7 @@ static void dw_backward_filter(float *dw, const float *dy, const float *x, const
 typedef struct dw_geom {
     int Po, Qo, Hi, Wi, R, S, sh, sw, pt, pl, dh, dw;
     int Hp, Lw, Qv; /* buffer rows per phase, row length, Qo rounded up to DWV */
+    int64_t toff[DW_TAPS_MAX]; /* tap (r, s): its offset into the buffer */
 } dw_geom;
 
 static int dw_geom_init(dw_geom *g, int Po, int Qo, int Hi, int Wi, int R, int S, int sh, int sw, int pt, int pl,
@@ -232,12 +236,18 @@ static int dw_geom_init(dw_geom *g, int Po, int Qo, int Hi, int Wi, int R, int S
     g->Qv = (Qo + DWV - 1) / DWV * DWV;
     g->Hp = (Po - 1) * sh + (R - 1) * dh + 1;
     g->Lw = g->Qv + ((S - 1) * dwl) / sw + 1;
+    for (int r = 0; r < R; r++)
+        for (int s = 0; s < S; s++)
+            g->toff[r * S + s] = ((int64_t)((s * dwl) % sw) * g->Hp + r * dh) * g->Lw + (s * dwl) / sw;
     return (int64_t)sw * g->Hp * g->Lw <= DW_BUF_MAX;
 }
 
 /* buf[phase][i][j] = (relu?) in[i - pt][j*sw + phase - pl], 0 outside the plane. */
 static void dw_fill(float *buf, const float *in, const dw_geom *g, int relu) {
-    for (int ph = 0; ph < g->sw; ph++)
+    for (int ph = 0; ph < g->sw; ph++) {
+        /* j valid iff 0 <= j*sw + ph - pl < Wi */
+        int j0, j1;
+        valid_range(ph - g->pl, g->sw, g->Wi, g->Lw, &j0, &j1);
         for (int i = 0; i < g->Hp; i++) {
             float *b = buf + ((int64_t)ph * g->Hp + i) * g->Lw;
             const int ih = i - g->pt;
@@ -245,15 +255,17 @@ static void dw_fill(float *buf, const float *in, const dw_geom *g, int relu) {
                 memset(b, 0, sizeof(float) * (size_t)g->Lw);
                 continue;
             }
-            /* j valid iff 0 <= j*sw + ph - pl < Wi */
-            int j0, j1;
-            valid_range(ph - g->pl, g->sw, g->Wi, g->Lw, &j0, &j1);
             const float *xr = in + (int64_t)ih * g->Wi + ph - g->pl;
             for (int j = 0; j < j0; j++) b[j] = 0.0f;
             if (g->sw == 1) {
-                if (relu)
-                    for (int j = j0; j < j1; j++) b[j] = xr[j] > 0.0f ? xr[j] : 0.0f;
-                else
+                if (relu) {
+                    int j = j0;
+                    for (; j + DWV <= j1; j += DWV) {
+                        const dwv v = dwv_load(xr + j);
+                        dwv_store(b + j, dwv_where_pos(v, v));
+                    }
+                    for (; j < j1; j++) b[j] = xr[j] > 0.0f ? xr[j] : 0.0f;
+                } else
                     memcpy(b + j0, xr + j0, sizeof(float) * (size_t)(j1 - j0));
             } else {
                 for (int j = j0; j < j1; j++) {
@@ -263,6 +275,57 @@ static void dw_fill(float *buf, const float *in, const dw_geom *g, int relu) {
             }
             for (int j = j1; j < g->Lw; j++) b[j] = 0.0f;
         }
+    }
+}
+
+/* One output vector o[0 .. min(nq, DWV)) = (or +=, or += where m > 0) acc. */
+static inline __attribute__((always_inline)) void dw_corr_put(float *o, const float *m, dwv acc, int nq,
+                                                              int accumulate) {
+    if (nq >= DWV) { /* whole vector: vector stores, same arithmetic as the tail */
+        if (m) dwv_store(o, dwv_add(dwv_load(o), dwv_where_pos(dwv_load(m), acc)));
+        else if (accumulate) dwv_store(o, dwv_add(dwv_load(o), acc));
+        else dwv_store(o, acc);
+        return;
+    }
+#if defined(__AVX512F__) /* masked loads and stores of the first nq lanes, same arithmetic */
+    const __mmask16 k = (__mmask16)((1u << nq) - 1u);
+    if (m) acc = dwv_where_pos(_mm512_maskz_loadu_ps(k, m), acc);
+    if (m || accumulate) acc = dwv_add(_mm512_maskz_loadu_ps(k, o), acc);
+    _mm512_mask_storeu_ps(o, k, acc);
+#elif defined(__AVX2__) && defined(__FMA__)
+    const __m256i k = _mm256_cmpgt_epi32(_mm256_set1_epi32(nq), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    if (m) acc = dwv_where_pos(_mm256_maskload_ps(m, k), acc);
+    if (m || accumulate) acc = dwv_add(_mm256_maskload_ps(o, k), acc);
+    _mm256_maskstore_ps(o, k, acc);
+#else
+    float tmp[DWV];
+    dwv_store(tmp, acc);
+    if (m) {
+        for (int i = 0; i < nq; i++) o[i] += m[i] > 0.0f ? tmp[i] : 0.0f;
+    } else if (accumulate) {
+        for (int i = 0; i < nq; i++) o[i] += tmp[i];
+    } else {
+        for (int i = 0; i < nq; i++) o[i] = tmp[i];
+    }
+#endif
+}
+
+/* NB (1 or 2) consecutive output vectors of one row from q0: taps outer, so each tap's offset is
+ * read once and the NB sums are independent chains. */
+static inline __attribute__((always_inline)) void dw_corr_block(float *orow, const float *mrow, const float *bp,
+                                                                const dwv *wv, const int64_t *toff, const int RS,
+                                                                int q0, int Qo, const int NB, int accumulate) {
+    dwv acc[2];
+    for (int i = 0; i < NB; i++) acc[i] = dwv_zero();
+    /* multiply then add, taps in (r, s) order: bit-identical to the scalar loops
+     * (padding adds +0), which the parity tests were tuned on */
+#pragma GCC unroll 25
+    for (int t = 0; t < RS; t++) {
+        const float *b = bp + toff[t] + q0;
+        for (int i = 0; i < NB; i++) acc[i] = dwv_add(acc[i], dwv_mul(wv[t], dwv_load(b + i * DWV)));
+    }
+    for (int i = 0; i < NB; i++)
+        dw_corr_put(orow + q0 + i * DWV, mrow ? mrow + q0 + i * DWV : NULL, acc[i], Qo - q0 - i * DWV, accumulate);
 }
 
 /* out (Po x Qo) = (or +=) correlation of the filled buffer with w; when mask is given
@@ -271,42 +334,17 @@ static void dw_fill(float *buf, const float *in, const dw_geom *g, int relu) {
 static inline __attribute__((always_inline)) void dw_corr_body(float *out, const float *buf, const float *w,
                                                                const dw_geom *g, const int R, const int S,
                                                                int accumulate, const float *mask) {
-    const int Qo = g->Qo, Hp = g->Hp, Lw = g->Lw, sh = g->sh, sw = g->sw, dh = g->dh, dwl = g->dw;
+    const int Qo = g->Qo, Lw = g->Lw, sh = g->sh;
     dwv wv[DW_TAPS_MAX];
-    int64_t toff[DW_TAPS_MAX];
-    for (int r = 0; r < R; r++)
-        for (int s = 0; s < S; s++) {
-            wv[r * S + s] = dwv_set1(w[r * S + s]);
-            toff[r * S + s] = ((int64_t)((s * dwl) % sw) * Hp + r * dh) * Lw + (s * dwl) / sw;
-        }
+    const int64_t *toff = g->toff;
+    for (int t = 0; t < R * S; t++) wv[t] = dwv_set1(w[t]);
     for (int p = 0; p < g->Po; p++) {
         const float *bp = buf + (int64_t)p * sh * Lw;
         float *orow = out + (int64_t)p * Qo;
         const float *mrow = mask ? mask + (int64_t)p * Qo : NULL;
-        for (int q0 = 0; q0 < Qo; q0 += DWV) {
-            dwv acc = dwv_zero();
-            /* multiply then add, taps in (r, s) order: bit-identical to the scalar loops
-             * (padding adds +0), which the parity tests were tuned on */
-            for (int t = 0; t < R * S; t++) acc = dwv_add(acc, dwv_mul(wv[t], dwv_load(bp + toff[t] + q0)));
-            float *o = orow + q0;
-            if (q0 + DWV <= Qo) { /* whole vector: vector stores, same arithmetic as the tail */
-                if (mrow) dwv_store(o, dwv_add(dwv_load(o), dwv_where_pos(dwv_load(mrow + q0), acc)));
-                else if (accumulate) dwv_store(o, dwv_add(dwv_load(o), acc));
-                else dwv_store(o, acc);
-                continue;
-            }
-            float tmp[DWV];
-            dwv_store(tmp, acc);
-            const int nq = Qo - q0;
-            if (mrow) {
-                const float *m = mrow + q0;
-                for (int i = 0; i < nq; i++) o[i] += m[i] > 0.0f ? tmp[i] : 0.0f;
-            } else if (accumulate) {
-                for (int i = 0; i < nq; i++) o[i] += tmp[i];
-            } else {
-                for (int i = 0; i < nq; i++) o[i] = tmp[i];
-            }
-        }
+        int q0 = 0;
+        for (; q0 + DWV < Qo; q0 += 2 * DWV) dw_corr_block(orow, mrow, bp, wv, toff, R * S, q0, Qo, 2, accumulate);
+        if (q0 < Qo) dw_corr_block(orow, mrow, bp, wv, toff, R * S, q0, Qo, 1, accumulate);
     }
 }
 
@@ -345,7 +383,29 @@ static int dw_bwd_data_corr_ok(const kconv2d_desc *d, dw_geom *g) {
                         (d->S - 1) * d->dil_w - d->pad_w, d->dil_h, d->dil_w);
 }
 
-/* Other strides: scatter dy into a phase buffer laid out as the forward's input buffer. */
+/* Other strides: the same correlation on dy with zeros inserted, U[p*sh][q*sw] = dy[p][q]
+ * (U is (P-1)*sh+1 x (Q-1)*sw+1): a quarter of its products are nonzero at stride 2, but
+ * they are whole vectors, with no per-row bookkeeping. */
+static int dw_bwd_data_up_ok(const kconv2d_desc *d, dw_geom *g) {
+    return dw_geom_init(g, d->H, d->W, (d->P - 1) * d->stride_h + 1, (d->Q - 1) * d->stride_w + 1, d->R, d->S, 1, 1,
+                        (d->R - 1) * d->dil_h - d->pad_h, (d->S - 1) * d->dil_w - d->pad_w, d->dil_h, d->dil_w);
+}
+
+/* buf[i][j] = U[i - pt][j - pl] for the geometry of dw_bwd_data_up_ok; dy is P x Q. */
+static void dw_fill_up(float *buf, const float *dy, const dw_geom *g, int Q, int uh, int uw) {
+    memset(buf, 0, sizeof(float) * (size_t)g->Hp * g->Lw);
+    for (int p = 0; p * uh < g->Hi; p++) {
+        const int i = p * uh + g->pt;
+        if (i >= g->Hp) break;
+        float *b = buf + (int64_t)i * g->Lw + g->pl;
+        const float *yr = dy + (int64_t)p * Q;
+        for (int q = 0; q < Q && q * uw + g->pl < g->Lw; q++) b[q * uw] = yr[q];
+    }
+}
+
+/* Fallback (pads past the kernel extent, or a zero-inserted dy too large for the buffer):
+ * scatter dy into a phase buffer laid out as the forward's input buffer. Slow: its
+ * read-modify-writes of overlapping vectors stall on store forwarding. */
 static void dw_bwd_data_scatter(float *dxp, const float *dyp, const float *w, const float *mask, const dw_geom *g,
                                 float *buf) {
     const int R = g->R, S = g->S, Qo = g->Qo, Hp = g->Hp, Lw = g->Lw, sw = g->sw;
@@ -386,6 +446,7 @@ static void dw_backward_data_fast(float *dx, const float *dy, const float *w, co
     const int corr = dw_bwd_data_corr_ok(d, &gc);
     dw_geom_init(&gf, d->P, d->Q, d->H, d->W, R, S, d->stride_h, d->stride_w, d->pad_h, d->pad_w, d->dil_h,
                  d->dil_w);
+    const int up = !corr && dw_bwd_data_up_ok(d, &gc);
 #pragma omp parallel for schedule(static)
     for (int64_t pl = 0; pl < planes; pl++) {
         float buf[DW_BUF_MAX] __attribute__((aligned(64)));
@@ -396,9 +457,54 @@ static void dw_backward_data_fast(float *dx, const float *dy, const float *w, co
             for (int t = 0; t < R * S; t++) wf[t] = wc[R * S - 1 - t];
             dw_fill(buf, dy + pl * PQ, &gc, 0);
             dw_corr(dx + pl * HW, buf, wf, &gc, 1, mask);
+        } else if (up) {
+            float wf[DW_TAPS_MAX];
+            for (int t = 0; t < R * S; t++) wf[t] = wc[R * S - 1 - t];
+            dw_fill_up(buf, dy + pl * PQ, &gc, d->Q, d->stride_h, d->stride_w);
+            dw_corr(dx + pl * HW, buf, wf, &gc, 1, mask);
         } else {
             dw_bwd_data_scatter(dx + pl * HW, dy + pl * PQ, wc, mask, &gf, buf);
         }
+    }
+}
+
+/* Filter gradient over one plane for the tap rows r0 .. r0+RB-1 (RB and S compile-time
+ * constants in the specialised instances, so the tap loop unrolls and its accumulators
+ * stay in registers): each dy vector (gpad: P x Qv, zero past Q) is loaded once and
+ * multiplied into one accumulator per tap, each tap reading buf at its offset; per plane
+ * each accumulator is summed across lanes in float and added to acc in double. */
+static inline __attribute__((always_inline)) void dw_bwf_rows(double *acc, const float *buf, const float *gpad,
+                                                              const dw_geom *g, const int r0, const int RB,
+                                                              const int S) {
+    const int Qv = g->Qv;
+    const int64_t rstep = (int64_t)g->sh * g->Lw, *toff = g->toff + r0 * S;
+    dwv a[DW_TAPS_MAX];
+    for (int t = 0; t < RB * S; t++) a[t] = dwv_zero();
+    const float *bp = buf, *gr = gpad;
+    for (int p = 0; p < g->Po; p++, bp += rstep, gr += Qv)
+        for (int q0 = 0; q0 < Qv; q0 += DWV) {
+            const dwv gv = dwv_load(gr + q0);
+#pragma GCC unroll 25
+            for (int t = 0; t < RB * S; t++) a[t] = dwv_fma(gv, dwv_load(bp + toff[t] + q0), a[t]);
+        }
+    for (int t = 0; t < RB * S; t++) acc[r0 * S + t] += (double)dwv_hsum(a[t]);
+}
+
+/* Tap rows per pass: as many accumulators as the vector registers hold (16 with AVX2,
+ * 32 with AVX-512, less the dy vector and a load). */
+static void dw_bwf_plane(double *acc, const float *buf, const float *gpad, const dw_geom *g) {
+    if (g->R == 3 && g->S == 3) {
+        dw_bwf_rows(acc, buf, gpad, g, 0, 3, 3);
+    } else if (g->R == 5 && g->S == 5) {
+#if DWV == 16
+        dw_bwf_rows(acc, buf, gpad, g, 0, 5, 5);
+#else
+        dw_bwf_rows(acc, buf, gpad, g, 0, 2, 5);
+        dw_bwf_rows(acc, buf, gpad, g, 2, 2, 5);
+        dw_bwf_rows(acc, buf, gpad, g, 4, 1, 5);
+#endif
+    } else {
+        for (int r = 0; r < g->R; r++) dw_bwf_rows(acc, buf, gpad, g, r, 1, g->S);
     }
 }
 
@@ -407,43 +513,24 @@ static void dw_backward_filter_fast(float *dw, const float *dy, const float *x, 
     const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)P * Q;
     dw_geom g;
     dw_geom_init(&g, P, Q, d->H, d->W, R, S, d->stride_h, d->stride_w, d->pad_h, d->pad_w, d->dil_h, d->dil_w);
-    const int nfull = Q / DWV;
+    const int Qv = (Q + DWV - 1) / DWV * DWV; /* g.Qv */
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
         float buf[DW_BUF_MAX] __attribute__((aligned(64)));
+        /* dy plane, rows zero-padded to Qv (P * Qv <= Hp * Lw: fits) */
+        float gpad[DW_BUF_MAX] __attribute__((aligned(64)));
         double acc[DW_TAPS_MAX];
         for (int t = 0; t < R * S; t++) acc[t] = 0.0;
         for (int n = 0; n < d->N; n++) {
             const int64_t pl = (int64_t)n * C + c;
             dw_fill(buf, x + pl * HW, &g, relu);
             const float *gp = dy + pl * PQ;
-            /* one dy row at a time, zero-padded to Qv, walked by every tap */
-            for (int r = 0; r < R; r++)
-                for (int s = 0; s < S; s++) {
-                    const float *bt = buf + ((int64_t)((s * g.dw) % g.sw) * g.Hp + r * g.dh) * g.Lw + (s * g.dw) / g.sw;
-                    dwv a0 = dwv_zero(), a1 = dwv_zero(), a2 = dwv_zero(), a3 = dwv_zero();
-                    for (int p = 0; p < P; p++) {
-                        const float *br = bt + (int64_t)p * g.sh * g.Lw;
-                        const float *gr = gp + (int64_t)p * Q;
-                        int v = 0;
-                        for (; v < nfull; v++) {
-                            const dwv prod_b = dwv_load(br + v * DWV), gv = dwv_load(gr + v * DWV);
-                            switch (v & 3) {
-                            case 0: a0 = dwv_fma(gv, prod_b, a0); break;
-                            case 1: a1 = dwv_fma(gv, prod_b, a1); break;
-                            case 2: a2 = dwv_fma(gv, prod_b, a2); break;
-                            default: a3 = dwv_fma(gv, prod_b, a3); break;
-                            }
-                        }
-                        if (Q % DWV) { /* partial last vector */
-                            float tmp[DWV];
-                            const int nq = Q - v * DWV;
-                            for (int i = 0; i < DWV; i++) tmp[i] = i < nq ? gr[v * DWV + i] : 0.0f;
-                            a3 = dwv_fma(dwv_load(tmp), dwv_load(br + v * DWV), a3);
-                        }
-                    }
-                    acc[r * S + s] += (double)dwv_hsum(dwv_add(dwv_add(a0, a1), dwv_add(a2, a3)));
-                }
+            for (int p = 0; p < P; p++) {
+                float *gr = gpad + (int64_t)p * Qv;
+                memcpy(gr, gp + (int64_t)p * Q, sizeof(float) * (size_t)Q);
+                for (int q = Q; q < Qv; q++) gr[q] = 0.0f;
+            }
+            dw_bwf_plane(acc, buf, gpad, &g);
         }
         for (int t = 0; t < R * S; t++) dw[(int64_t)c * R * S + t] += (float)acc[t];
     }
