@@ -70,8 +70,7 @@ void kcpu_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, c
         for (int n = 0; n < N; n++) {
             const float *xp = x + ((int64_t)n * C + c) * HW;
             const float *gp = dy + ((int64_t)n * C + c) * HW;
-            sdy += kvec_dot_centered_f64(gp, 0.0, NULL, 0.0, HW);
-            sdyx += kvec_dot_centered_f64(gp, 0.0, xp, mean, HW);
+            kvec_sum_dot_f64(gp, xp, mean, HW, &sdy, &sdyx);
         }
         sdyx *= invstd;
         if (dbeta) dbeta[c] += (float)sdy;

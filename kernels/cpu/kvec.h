@@ -82,24 +82,25 @@ static inline float dwv_hsum(dwv a) {
     return s;
 }
 
-/* Sum of (a[i] - ma) * (b[i] - mb) (b NULL: of a[i] - ma) in double, over 8 independent
- * double lanes combined in a fixed order: as accurate as one double chain (float products
- * and differences are exact or nearly so in double), without its add latency, and
- * vectorised by the compiler. Batch-norm statistics need double here: the sums of
+/* One pass: *sg += sum g[i], *sgx += sum g[i] * (x[i] - mx), in double lanes (the two
+ * sums of the batch-norm backward, reading g once). Double, not float lanes: the sums of
  * gradients cancel, and float lanes lost three digits in the parity tests. */
-static inline double kvec_dot_centered_f64(const float *a, double ma, const float *b, double mb, int64_t n) {
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+static inline void kvec_sum_dot_f64(const float *g, const float *x, double mx, int64_t n, double *sg, double *sgx) {
+    double p[4] = {0, 0, 0, 0}, q[4] = {0, 0, 0, 0};
     int64_t i = 0;
-    if (b) {
-        for (; i + 8 <= n; i += 8)
-            for (int j = 0; j < 8; j++) acc[j] += ((double)a[i + j] - ma) * ((double)b[i + j] - mb);
-    } else {
-        for (; i + 8 <= n; i += 8)
-            for (int j = 0; j < 8; j++) acc[j] += (double)a[i + j] - ma;
+    for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; j++) {
+            const double t = (double)g[i + j];
+            p[j] += t;
+            q[j] += t * ((double)x[i + j] - mx);
+        }
+    double tp = 0.0, tq = 0.0;
+    for (; i < n; i++) {
+        tp += (double)g[i];
+        tq += (double)g[i] * ((double)x[i] - mx);
     }
-    double t = 0.0;
-    for (; i < n; i++) t += b ? ((double)a[i] - ma) * ((double)b[i] - mb) : (double)a[i] - ma;
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + t;
+    *sg += (p[0] + p[2]) + (p[1] + p[3]) + tp;
+    *sgx += (q[0] + q[2]) + (q[1] + q[3]) + tq;
 }
 
 /* One pass: *s1 += sum (a[i] - k), *s2 += sum (a[i] - k)^2, in double lanes. */
