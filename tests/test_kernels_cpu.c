@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "kernels/cpu/kcpu.h"
+#include "kernels/cpu/pointwise.h"
 #include "testutil.h"
 
 /* ------------------------------------------------------------------------------------ */
@@ -261,15 +262,85 @@ Test(conv, depthwise_fast_odd_sizes_wide_rows_and_other_kernels) {
     check_dw_relu(1, 1, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1);
 }
 
-Test(conv, scratch_is_zero_for_pointwise_and_depthwise) {
+Test(conv, scratch_pointwise_is_a_double_slot_per_thread_depthwise_needs_none) {
     kconv2d_desc a = {.N = 2, .C = 8, .H = 5, .W = 5, .K = 4, .R = 1, .S = 1, .stride_h = 1, .stride_w = 1,
                       .dil_h = 1, .dil_w = 1, .groups = 1};
     kconv2d_desc_finish(&a);
-    cr_expect_eq(kcpu_conv2d_scratch_floats(&a), 0);
+    cr_expect_geq(kcpu_conv2d_scratch_floats(&a), (size_t)kcpu_num_threads() * 4 * 8 * 2);
     kconv2d_desc b = {.N = 2, .C = 8, .H = 5, .W = 5, .K = 8, .R = 3, .S = 3, .stride_h = 1, .stride_w = 1,
                       .pad_h = 1, .pad_w = 1, .dil_h = 1, .dil_w = 1, .groups = 8};
     kconv2d_desc_finish(&b);
     cr_expect_eq(kcpu_conv2d_scratch_floats(&b), 0);
+}
+
+/* The 1x1 kernels (kernels/cpu/pointwise.c): every remainder of the 6-row register block
+ * (K and C from 1 to 13), pixel counts that end on a double vector, a single vector and
+ * a scalar tail at both vector widths (1, 7, 49, 196, 257, 784, 1024), more samples than
+ * threads and fewer; plain and with a ReLU fused into the input, against the double
+ * reference (TOL_REF, relative above 1: float sums of at most 1024 / 8 products per
+ * lane, added in double across samples). Scratch is NaN-filled: its
+ * contents must not matter. */
+static void check_pw(int N, int C, int H, int W, int K) {
+    kconv2d_desc d = {.N = N, .C = C, .H = H, .W = W, .K = K, .R = 1, .S = 1, .stride_h = 1, .stride_w = 1,
+                      .dil_h = 1, .dil_w = 1, .groups = 1};
+    kconv2d_desc_finish(&d);
+    cr_assert(kcpu_conv2d_relu_supported(&d));
+    const int64_t nx = (int64_t)N * C * H * W, nw = (int64_t)K * C, ny = (int64_t)N * K * H * W;
+    float *x = rnd(nx, -1, 1, 31), *w = rnd(nw, -1, 1, 32), *r = rnd(ny, -1, 1, 33), *xr = zerosf(nx);
+    for (int64_t i = 0; i < nx; i++) xr[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    size_t ns = kcpu_conv2d_scratch_floats(&d);
+    float *scr = malloc(sizeof(float) * ns);
+    for (size_t i = 0; i < ns; i++) scr[i] = NAN;
+    for (int relu = 0; relu < 2; relu++) {
+        double *yr = zerosd(ny), *dxr = zerosd(nx), *dwr = zerosd(nw);
+        ref_conv(yr, dxr, dwr, relu ? xr : x, w, r, &d);
+        if (relu)
+            for (int64_t i = 0; i < nx; i++)
+                if (!(x[i] > 0.0f)) dxr[i] = 0.0;
+        float *yrf = tof(yr, ny, 1), *dxr1 = tof(dxr, nx, 1), *dxr2 = tof(dxr, nx, 2), *dwr1 = tof(dwr, nw, 1),
+              *dwr2 = tof(dwr, nw, 2);
+        float *y = rnd(ny, 100, 200, 5), *dx = zerosf(nx), *dwk = zerosf(nw);
+        if (relu) kcpu_conv2d_relu_forward(y, x, w, &d, scr);
+        else kcpu_conv2d_forward(y, x, w, &d, scr);
+        EXPECT_CLOSE(y, yrf, ny, TOL_REF, relu ? "relu+1x1 forward" : "1x1 forward");
+        for (int rep = 0; rep < 2; rep++) {
+            if (relu) {
+                kcpu_conv2d_relu_backward_data(dx, r, w, x, &d, scr);
+                kcpu_conv2d_relu_backward_filter(dwk, r, x, &d, scr);
+            } else {
+                kcpu_conv2d_backward_data(dx, r, w, &d, scr);
+                kcpu_conv2d_backward_filter(dwk, r, x, &d, scr);
+            }
+            EXPECT_CLOSE(dx, rep ? dxr2 : dxr1, nx, TOL_REF, rep ? "1x1 backward_data accumulates" : "1x1 backward_data");
+            EXPECT_CLOSE(dwk, rep ? dwr2 : dwr1, nw, TOL_REF,
+                         rep ? "1x1 backward_filter accumulates" : "1x1 backward_filter");
+        }
+        kcpu_conv2d_relu_backward_data(NULL, r, w, x, &d, scr);
+        kcpu_conv2d_relu_backward_filter(NULL, r, x, &d, scr);
+        free(yr); free(dxr); free(dwr); free(yrf); free(dxr1); free(dxr2); free(dwr1); free(dwr2);
+        free(y); free(dx); free(dwk);
+    }
+    free(x); free(w); free(r); free(xr); free(scr);
+}
+
+/* Both instances: the build's target and, where the CPU has it, AVX-512. */
+Test(conv, pointwise_kernels_all_row_remainders_and_pixel_tails) {
+    for (int isa = 0; isa < 2; isa++) {
+        if (kpw_set_avx512(isa) != 0) {
+            cr_log_info("pointwise: no AVX-512 instance on this machine or build");
+            continue;
+        }
+        for (int K = 1; K <= 13; K++) check_pw(2, 14 - K, 7, 7, K); /* K and C through every remainder */
+        check_pw(3, 5, 1, 1, 7);                                     /* one pixel: scalar tail only */
+        check_pw(1, 3, 1, 7, 2);                                     /* narrower than a vector */
+        check_pw(5, 16, 14, 14, 16);                                 /* 196: vectors + 4 */
+        check_pw(2, 8, 28, 28, 12);                                  /* 784: 4 column blocks, last partial */
+        check_pw(2, 6, 1, 257, 5);                                   /* 257: a 1-pixel last block */
+        check_pw(1, 64, 32, 32, 64);                                 /* CIFAR plane, one sample */
+        check_pw(9, 32, 7, 7, 48);                                   /* more samples than threads */
+        check_pw(40, 12, 5, 5, 10);                                  /* 25 pixels: 40 samples per group */
+    }
+    kpw_set_avx512(1);
 }
 
 /* ------------------------------------------------------------------------------------ */

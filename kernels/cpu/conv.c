@@ -1,5 +1,6 @@
 /* conv.c — CPU 2-D convolution (forward, backward data, backward filter).
- * Paths: 1x1/stride-1/pad-0/dense as one GEMM per sample; depthwise (groups == C == K)
+ * Paths: 1x1/stride-1/pad-0/dense through our own small-GEMM kernels (pointwise.c);
+ * depthwise (groups == C == K)
  * through padded per-plane buffers and vector loops (the "depthwise fast path" below,
  * also the ReLU-fused entry points), or, for planes too large for its stack buffer
  * (48 KiB per thread, twice that in the filter gradient; no scratch), direct loops
@@ -8,6 +9,7 @@
  * serially around them so batch accumulation is in a fixed order. */
 #include "kernels/cpu/kcpu.h"
 #include "kernels/cpu/kvec.h"
+#include "kernels/cpu/pointwise.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -32,7 +34,8 @@ static void valid_range(int off, int stride, int W, int Q, int *q0, int *q1) {
 }
 
 size_t kcpu_conv2d_scratch_floats(const kconv2d_desc *d) {
-    if (is_pointwise(d) || is_depthwise(d)) return 0;
+    if (is_pointwise(d)) return kpw_filter_scratch_floats(d->K, d->C);
+    if (is_depthwise(d)) return 0;
     return (size_t)d->C * d->R * d->S * (size_t)d->P * d->Q;
 }
 
@@ -545,9 +548,7 @@ void kcpu_conv2d_forward(float *y, const float *x, const float *w, const kconv2d
         return;
     }
     if (is_pointwise(d)) {
-        for (int n = 0; n < d->N; n++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->K, (int)HW, d->C, 1.0f, w, d->C,
-                        x + (int64_t)n * d->C * HW, (int)HW, 0.0f, y + (int64_t)n * d->K * PQ, (int)HW);
+        kpw_forward(y, x, w, d->N, d->K, d->C, HW, 0);
         return;
     }
     const int G = d->groups, Kg = d->K / G, CgRS = d->C / G * d->R * d->S;
@@ -570,9 +571,7 @@ void kcpu_conv2d_backward_data(float *dx, const float *dy, const float *w, const
         return;
     }
     if (is_pointwise(d)) {
-        for (int n = 0; n < d->N; n++)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d->C, (int)HW, d->K, 1.0f, w, d->C,
-                        dy + (int64_t)n * d->K * PQ, (int)PQ, 1.0f, dx + (int64_t)n * d->C * HW, (int)HW);
+        kpw_backward_data(dx, dy, w, NULL, d->N, d->K, d->C, HW);
         return;
     }
     const int G = d->groups, Kg = d->K / G, CgRS = d->C / G * d->R * d->S;
@@ -595,10 +594,7 @@ void kcpu_conv2d_backward_filter(float *dw, const float *dy, const float *x, con
         return;
     }
     if (is_pointwise(d)) {
-        for (int n = 0; n < d->N; n++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->K, d->C, (int)HW, 1.0f,
-                        dy + (int64_t)n * d->K * PQ, (int)PQ, x + (int64_t)n * d->C * HW, (int)HW, 1.0f, dw,
-                        d->C);
+        kpw_backward_filter(dw, dy, x, d->N, d->K, d->C, HW, 0, scratch);
         return;
     }
     const int G = d->groups, Kg = d->K / G, CgRS = d->C / G * d->R * d->S;
@@ -612,22 +608,28 @@ void kcpu_conv2d_backward_filter(float *dw, const float *dy, const float *x, con
     }
 }
 
-/* ---- ReLU fused into a depthwise convolution's input ---- */
-int kcpu_conv2d_relu_supported(const kconv2d_desc *d) { return is_depthwise(d) && dw_fast_ok(d); }
+/* ---- ReLU fused into a depthwise or 1x1 convolution's input ---- */
+int kcpu_conv2d_relu_supported(const kconv2d_desc *d) {
+    return (is_depthwise(d) && dw_fast_ok(d)) || is_pointwise(d);
+}
 
 void kcpu_conv2d_relu_forward(float *y, const float *x, const float *w, const kconv2d_desc *d, float *scratch) {
     (void)scratch;
-    dw_forward_fast(y, x, w, d, 1);
+    if (is_pointwise(d)) kpw_forward(y, x, w, d->N, d->K, d->C, (int64_t)d->H * d->W, 1);
+    else dw_forward_fast(y, x, w, d, 1);
 }
 
 void kcpu_conv2d_relu_backward_data(float *dx, const float *dy, const float *w, const float *x,
                                     const kconv2d_desc *d, float *scratch) {
     (void)scratch;
-    if (dx) dw_backward_data_fast(dx, dy, w, x, d);
+    if (!dx) return;
+    if (is_pointwise(d)) kpw_backward_data(dx, dy, w, x, d->N, d->K, d->C, (int64_t)d->H * d->W);
+    else dw_backward_data_fast(dx, dy, w, x, d);
 }
 
 void kcpu_conv2d_relu_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d,
                                       float *scratch) {
-    (void)scratch;
-    if (dw) dw_backward_filter_fast(dw, dy, x, d, 1);
+    if (!dw) return;
+    if (is_pointwise(d)) kpw_backward_filter(dw, dy, x, d->N, d->K, d->C, (int64_t)d->H * d->W, 1, scratch);
+    else dw_backward_filter_fast(dw, dy, x, d, 1);
 }

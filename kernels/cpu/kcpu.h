@@ -28,11 +28,12 @@ void kcpu_conv2d_forward(float *y, const float *x, const float *w, const kconv2d
 void kcpu_conv2d_backward_data(float *dx, const float *dy, const float *w, const kconv2d_desc *d, float *scratch);
 void kcpu_conv2d_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d, float *scratch);
 
-/* ---- ReLU fused into a depthwise convolution's input: y = conv(relu(x)) ----
- * Only where kcpu_conv2d_relu_supported(d) (depthwise, plane small enough for the
- * vectorised path); the runtime then skips the ReLU node and its buffer.
+/* ---- ReLU fused into a convolution's input: y = conv(relu(x)) ----
+ * Only where kcpu_conv2d_relu_supported(d) (depthwise with a plane small enough for the
+ * vectorised path, or 1x1 / stride 1 / no padding / one group); the runtime then skips
+ * the ReLU node and its buffer.
  * backward_data: dx += (x > 0) * conv^T(dy), the gradient of the ReLU's input;
- * backward_filter: dw += correlation of dy with relu(x). No scratch is needed. */
+ * backward_filter: dw += correlation of dy with relu(x). Scratch as kcpu_conv2d_scratch_floats. */
 int kcpu_conv2d_relu_supported(const kconv2d_desc *d);
 void kcpu_conv2d_relu_forward(float *y, const float *x, const float *w, const kconv2d_desc *d, float *scratch);
 void kcpu_conv2d_relu_backward_data(float *dx, const float *dy, const float *w, const float *x,
