@@ -6,10 +6,12 @@
 # BATCHES run the CIFAR-10 supernet (examples/darts_cifar10.dartsc), FASHION_BATCHES the
 # Fashion demo space (examples/fashion_mnist.dartsc; "" skips it).
 # Environment: DARTSC (binary, default ./build/dartsc), THREADS (2), STEPS (timed steps
-# after one warm-up, 5), OMP_WAIT_POLICY (PASSIVE for both sides, as torch_step.py always
-# set for PyTorch: with libgomp's default spinning, a 2-thread dartsc on a loaded 2-core
-# machine measured 15x slower, every barrier waiting for a preempted thread). Prints JSON lines (bench/plot.py draws them); docs/BENCHMARKS.md
-# records the numbers with machine and date.
+# after one warm-up, 5), OMP_WAIT_POLICY (PASSIVE for both sides unless set: with
+# libgomp's default spinning, a 2-thread dartsc on a loaded 2-core machine measured 15x
+# slower, every barrier waiting for a preempted thread; OMP_WAIT_POLICY=default leaves it
+# unset for both sides, which is what users get, and is faster on an idle machine).
+# Prints JSON lines (bench/plot.py draws them); docs/BENCHMARKS.md records the numbers
+# with machine and date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 batches="${1-16}"
@@ -18,10 +20,16 @@ fbatches="${3-64}"
 threads="${THREADS:-2}"
 steps="${STEPS:-5}"
 dartsc="${DARTSC:-./build/dartsc}"
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+wait_policy="${OMP_WAIT_POLICY:-PASSIVE}"
+if [ "$wait_policy" = default ]; then
+  unset OMP_WAIT_POLICY
+  export TORCH_STEP_WAIT=default # torch_step.py otherwise sets PASSIVE
+else
+  export OMP_WAIT_POLICY="$wait_policy"
+fi
 py=.venv/bin/python
 [ -x "$py" ] || py=/usr/bin/python3
-echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load $(cut -d' ' -f1-3 /proc/loadavg); OMP_WAIT_POLICY $wait_policy"
 for b in $batches; do
   for o in $orders; do
     OMP_NUM_THREADS=$threads "$dartsc" bench examples/darts_cifar10.dartsc --batch "$b" --order "$o" --steps "$steps" --json

@@ -13,7 +13,8 @@ import resource
 import sys
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if os.environ.get("TORCH_STEP_WAIT") != "default":  # bench/run.sh: OMP_WAIT_POLICY=default
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ref"))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402

@@ -40,6 +40,9 @@ typedef struct rt_exec_node {
     int relu_in;     /* 1: a ReLU was fused into this node's input: in[0] is the ReLU's input,
                         the op reads max(0, in[0]) and in[0].grad gets the gradient through
                         the ReLU (only where the backend's fuses_relu_in said yes) */
+    unsigned grad_set; /* backward: bit k set: in[k].grad holds garbage and this node's backward
+                          must overwrite all of it, not add to it (only where the backend's
+                          sets_grad said yes; the runtime then skips zeroing it) */
 } rt_exec_node;
 
 typedef struct rt_backend rt_backend;
@@ -65,6 +68,10 @@ struct rt_backend {
     /* May be NULL: no fusion. Whether this node (shapes and attributes filled, no
      * pointers) can take a ReLU on its input 0 (rt_exec_node.relu_in). */
     int (*fuses_relu_in)(rt_backend *be, const rt_exec_node *n);
+    /* May be NULL: the runtime zeroes every gradient before its first contribution. Whether
+     * this node's backward (pointers filled) can write the whole gradient of input k
+     * instead of adding to it (rt_exec_node.grad_set). */
+    int (*sets_grad)(rt_backend *be, const rt_exec_node *n, int k);
     void (*synchronize)(rt_backend *be);
     void (*destroy)(rt_backend *be);
 };

@@ -154,6 +154,10 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
         break;
     case IR_OP_CONV2D: {
         kconv2d_desc d = conv_desc(n);
+        if (dx && (n->grad_set & 1u)) {
+            kcpu_conv2d_backward_data_set(dx, dy, F(n->in[1]), n->relu_in ? x : NULL, &d, n->scratch);
+            dx = NULL;
+        }
         if (n->relu_in) {
             if (dx) kcpu_conv2d_relu_backward_data(dx, dy, F(n->in[1]), x, &d, n->scratch);
             if (n->in[1].grad) kcpu_conv2d_relu_backward_filter(n->in[1].grad, dy, x, &d, n->scratch);
@@ -165,8 +169,8 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
     }
     case IR_OP_BATCHNORM: {
         kbn_desc d = bn_desc(n);
-        kcpu_bn_backward(dx, n->in[1].grad, n->in[2].grad, dy, x, n->in[1].data ? F(n->in[1]) : NULL, n->aux,
-                         n->aux + d.C, &d);
+        (n->grad_set & 1u ? kcpu_bn_backward_set : kcpu_bn_backward)(
+            dx, n->in[1].grad, n->in[2].grad, dy, x, n->in[1].data ? F(n->in[1]) : NULL, n->aux, n->aux + d.C, &d);
         break;
     }
     case IR_OP_RELU: if (dx) kcpu_relu_backward(dx, dy, F(n->out), len); break;
@@ -178,8 +182,11 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
     case IR_OP_ADD:
     case IR_OP_MEAN: {
         float s = n->op == IR_OP_MEAN ? 1.f / (float)n->n_in : 1.f;
-        for (int i = 0; i < n->n_in; i++)
-            if (n->in[i].grad) kcpu_axpy(n->in[i].grad, s, dy, len);
+        for (int i = 0; i < n->n_in; i++) {
+            if (!n->in[i].grad) continue;
+            if (n->grad_set >> i & 1u) kcpu_scale(n->in[i].grad, s, dy, len);
+            else kcpu_axpy(n->in[i].grad, s, dy, len);
+        }
         break;
     }
     case IR_OP_MUL: kcpu_mul_backward(dx, n->in[1].grad, dy, x, F(n->in[1]), len); break;
@@ -192,7 +199,7 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
         const float *xs[RT_MAX_IN] = {0};
         float *dxs[RT_MAX_IN] = {0};
         for (int i = 1; i < n->n_in; i++) { xs[i - 1] = F(n->in[i]); dxs[i - 1] = n->in[i].grad; }
-        kcpu_wsum_backward(dxs, dx, dy, xs, x, n->n_in - 1, len);
+        kcpu_wsum_backward_set(dxs, dx, dy, xs, x, n->n_in - 1, len, n->grad_set >> 1);
         break;
     }
     case IR_OP_MIXED: {
@@ -202,7 +209,7 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
         const float *sm = n->aux;
         int O = (int)n->in[0].shape[1], nc = n->n_in - 1;
         for (int i = 0; i < nc; i++) { xs[i] = F(n->in[i + 1]); dxs[i] = n->in[i + 1].grad; w[i] = sm[n->iattr[IR_A_MIXED_COL0 + i]]; }
-        kcpu_wsum_backward(dxs, dx ? dw : NULL, dy, xs, w, nc, len);
+        kcpu_wsum_backward_set(dxs, dx ? dw : NULL, dy, xs, w, nc, len, n->grad_set >> 1);
         if (dx) {
             /* d alpha[row] through the softmax; absent columns (zero ops) have dw = 0 */
             float dcol[IR_MAX_MIXED_COLS] = {0};
@@ -220,7 +227,9 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
         int N = (int)n->out.shape[0], Cy = (int)n->out.shape[1], HW = plane(&n->out), off = 0;
         for (int i = 0; i < n->n_in; i++) {
             int Cx = (int)n->in[i].shape[1];
-            if (n->in[i].grad) kcpu_concat_backward(n->in[i].grad, dy, N, Cx, HW, Cy, off);
+            if (n->in[i].grad)
+                (n->grad_set >> i & 1u ? kcpu_concat_backward_set : kcpu_concat_backward)(n->in[i].grad, dy, N, Cx,
+                                                                                          HW, Cy, off);
             off += Cx;
         }
         break;
@@ -263,6 +272,22 @@ static size_t cpu_scratch(rt_backend *be, const rt_exec_node *n) {
     if (n->op != IR_OP_CONV2D) return 0;
     kconv2d_desc d = conv_desc(n);
     return kcpu_conv2d_scratch_floats(&d);
+}
+
+/* The backward passes that can write an input's whole gradient instead of adding to it. */
+static int cpu_sets_grad(rt_backend *be, const rt_exec_node *n, int k) {
+    (void)be;
+    switch (n->op) {
+    case IR_OP_CONV2D: {
+        if (k != 0) return 0;
+        kconv2d_desc d = conv_desc(n);
+        return kcpu_conv2d_sets_dx(&d);
+    }
+    case IR_OP_BATCHNORM: return k == 0;
+    case IR_OP_ADD: case IR_OP_MEAN: case IR_OP_CONCAT: return k < 32;
+    case IR_OP_WSUM: case IR_OP_MIXED: return k >= 1 && k < 17;
+    default: return 0;
+    }
 }
 
 static int cpu_fuses_relu_in(rt_backend *be, const rt_exec_node *n) {
@@ -308,6 +333,7 @@ rt_backend *rt_backend_cpu_new(void) {
     be->sgd_step = cpu_sgd;
     be->adam_step = cpu_adam;
     be->fuses_relu_in = cpu_fuses_relu_in;
+    be->sets_grad = cpu_sets_grad;
     be->synchronize = cpu_sync;
     be->destroy = cpu_destroy;
     return be;

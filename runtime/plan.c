@@ -7,10 +7,14 @@
  * computes no weight gradients and a weight step computes no alpha gradients.
  *
  * Fusion: a ReLU whose one consumer is a node the backend can feed through a ReLU
- * (fuses_relu_in: the CPU's depthwise convolutions) is folded into it: the ReLU never
+ * (fuses_relu_in: the CPU's depthwise and 1x1 convolutions) is folded into it: the ReLU never
  * runs and has no buffers; the consumer reads the ReLU's input (src0) with relu_in set.
  * Every use of a node's inputs below goes through input_of(), which applies this.
- * DARTSC_NO_FUSION=1 in the environment turns it off (to measure what it gains). */
+ * Gradients are accumulated, so each is zeroed before its first contribution, unless the
+ * node making that contribution can write all of it (sets_grad: the CPU's 1x1 and
+ * depthwise data gradients, batch norm, add, concat, mixed): then it is handed over
+ * unzeroed with grad_set, and the zeroing pass and the read of zeros are saved.
+ * DARTSC_NO_FUSION=1 in the environment turns both off (to measure what they gain). */
 #include "runtime.h"
 
 #include <math.h>
@@ -38,6 +42,7 @@ struct rt_plan {
     int *src0;                        /* per node: input 0 rewired to a fused ReLU's input, or -1 */
     uint8_t *fused;                   /* per node: a ReLU folded into its consumer, never run */
     int **zero_at;                    /* per node j: gradient buffers zeroed before backward step j (-1 ended) */
+    int set_grads;                    /* the backend's sets_grad is used (see the top of the file) */
     void *arena;
     size_t arena_bytes;
     float *pdata[3], *pgrad[3];       /* groups: 0 weights, 1 arch, 2 buffers */
@@ -250,6 +255,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     p->loss = -1;
     p->seed = opts->seed;
     p->grads_max = opts->grads;
+    p->set_grads = be->sets_grad && !getenv("DARTSC_NO_FUSION");
     p->ex = calloc((size_t)n, sizeof *p->ex);
     p->fattr = calloc((size_t)n, sizeof *p->fattr);
     p->data = calloc((size_t)n, sizeof *p->data);
@@ -482,17 +488,30 @@ int rt_backward(rt_plan *p, unsigned mask) {
     if (mask & RT_GRAD_ARCH) be->memset0(be, p->pgrad[1], (size_t)p->pn[1] * sizeof(float));
     be->copy(be, p->grad[p->loss], p->one, 1);
     for (int j = p->loss; j >= 0; j--) {
-        for (const int *z = p->zero_at[j]; z && *z >= 0; z++)
-            if (ng[*z]) be->memset0(be, p->grad[*z], (size_t)ir_node_numel(ir_graph_node(p->g, *z)) * sizeof(float));
-        if (!ng[j]) continue;
         rt_exec_node e = p->ex[j];
-        if (e.op == IR_OP_INPUT || e.op == IR_OP_PARAM) continue;
-        e.out.grad = p->grad[j];
-        for (int k = 0; k < e.n_in; k++) {
-            int s = input_of(p, j, k);
-            e.in[k].grad = s >= 0 && ng[s] ? p->grad[s] : NULL;
+        const int runs = ng[j] && e.op != IR_OP_INPUT && e.op != IR_OP_PARAM;
+        if (runs) {
+            e.out.grad = p->grad[j];
+            for (int k = 0; k < e.n_in; k++) {
+                int s = input_of(p, j, k);
+                e.in[k].grad = s >= 0 && ng[s] ? p->grad[s] : NULL;
+            }
         }
-        be->backward(be, &e);
+        /* Gradients whose first contribution is node j's: zeroed now, or, where the backend
+         * writes the whole of it (sets_grad), handed over uninitialised with grad_set. */
+        e.grad_set = 0;
+        for (const int *z = p->zero_at[j]; z && *z >= 0; z++) {
+            if (!ng[*z]) continue;
+            int slot = -1, uses = 0;
+            for (int k = 0; runs && k < e.n_in; k++)
+                if (input_of(p, j, k) == *z) {
+                    slot = k;
+                    uses++;
+                }
+            if (p->set_grads && uses == 1 && slot < 32 && be->sets_grad(be, &e, slot)) e.grad_set |= 1u << slot;
+            else be->memset0(be, p->grad[*z], (size_t)ir_node_numel(ir_graph_node(p->g, *z)) * sizeof(float));
+        }
+        if (runs) be->backward(be, &e);
     }
     return 0;
 }

@@ -229,6 +229,19 @@ static void check_dw_relu(int N, int C, int H, int W, int R, int S, int sh, int 
     for (int64_t i = 0; i < nw; i++) dwk[i] = 0.0f;
     kcpu_conv2d_relu_backward_filter(dwk, r, x, &d, NULL);
     EXPECT_CLOSE(dwk, dwr1, nw, TOL_REF, "relu+dw backward_filter");
+    /* overwritten, not accumulated (dx NaN before): fused and plain on relu(x), whose
+     * gradient is the unmasked one, dxr_plain */
+    cr_assert(kcpu_conv2d_sets_dx(&d));
+    for (int64_t i = 0; i < nx; i++) dx[i] = NAN;
+    kcpu_conv2d_backward_data_set(dx, r, w, x, &d, NULL);
+    EXPECT_CLOSE(dx, dxr1, nx, TOL_REF, "relu+dw backward_data_set");
+    double *dxp = zerosd(nx);
+    ref_conv(NULL, dxp, NULL, xr, w, r, &d);
+    float *dxp1 = tof(dxp, nx, 1);
+    for (int64_t i = 0; i < nx; i++) dx[i] = NAN;
+    kcpu_conv2d_backward_data_set(dx, r, w, NULL, &d, NULL);
+    EXPECT_CLOSE(dx, dxp1, nx, TOL_REF, "dw backward_data_set");
+    free(dxp); free(dxp1);
     kcpu_conv2d_relu_backward_data(NULL, r, w, x, &d, NULL);
     kcpu_conv2d_relu_backward_filter(NULL, r, x, &d, NULL);
     free(x); free(w); free(r); free(xr); free(yr); free(dxr); free(dwr); free(yrf); free(dxr1); free(dxr2);
@@ -318,6 +331,11 @@ static void check_pw(int N, int C, int H, int W, int K) {
             EXPECT_CLOSE(dwk, rep ? dwr2 : dwr1, nw, 1e-4,
                          rep ? "1x1 backward_filter accumulates" : "1x1 backward_filter");
         }
+        /* overwritten, not accumulated: dx NaN before */
+        cr_assert(kcpu_conv2d_sets_dx(&d));
+        for (int64_t i = 0; i < nx; i++) dx[i] = NAN;
+        kcpu_conv2d_backward_data_set(dx, r, w, relu ? x : NULL, &d, scr);
+        EXPECT_CLOSE(dx, dxr1, nx, TOL_REF, relu ? "relu+1x1 backward_data_set" : "1x1 backward_data_set");
         kcpu_conv2d_relu_backward_data(NULL, r, w, x, &d, scr);
         kcpu_conv2d_relu_backward_filter(NULL, r, x, &d, scr);
         free(yr); free(dxr); free(dwr); free(yrf); free(dxr1); free(dxr2); free(dwr1); free(dwr2);
@@ -447,6 +465,15 @@ static void check_bn_train(int affine) {
     if (affine) {
         EXPECT_CLOSE(dg, dgr2, 4, 1e-4, "bn dgamma accumulates");
         EXPECT_CLOSE(db, dbr2, 4, 1e-4, "bn dbeta accumulates");
+    }
+    /* _set overwrites dx (NaN before) and still accumulates dgamma, dbeta */
+    for (int64_t i = 0; i < n; i++) dx[i] = NAN;
+    kcpu_bn_backward_set(dx, affine ? dg : NULL, affine ? db : NULL, r, x, g, sm, si, &d);
+    EXPECT_CLOSE(dx, dxr1, n, 1e-4, "bn dx set");
+    if (affine) {
+        float *dgr3 = tof(dgr, 4, 3);
+        EXPECT_CLOSE(dg, dgr3, 4, 1e-4, "bn dgamma accumulates under _set");
+        free(dgr3);
     }
     /* NULL dx: only parameter grads */
     if (affine) {
@@ -783,6 +810,15 @@ Test(elementwise, wsum_forward_and_backward_with_null_skipping) {
             cr_expect(fabs(dxs[i][j] - want) <= 1e-6, "wsum dxs[%d][%lld]", i, (long long)j);
         }
     }
+    /* _set: bits 0 and 2 overwrite (NaN before), dxs[1] still accumulates */
+    for (int64_t j = 0; j < len; j++) dxs[0][j] = dxs[2][j] = NAN;
+    kcpu_wsum_backward_set(dxs, NULL, dy, (const float *const *)xs, w, k, len, 5u);
+    for (int i = 0; i < k; i++)
+        for (int64_t j = 0; j < len; j++) {
+            float want = w[i] * dy[j];
+            cr_expect(fabs(dxs[i][j] - want) <= 1e-6, "wsum_set dxs[%d][%lld]: %g vs %g", i, (long long)j, dxs[i][j],
+                      want);
+        }
     /* finite difference on w (linear: eps 1e-2) */
     for (int i = 0; i < k; i++) {
         float o = w[i];
@@ -853,6 +889,9 @@ Test(elementwise, concat_and_slice_place_exactly_and_backward_accumulates) {
     kcpu_concat_backward(dx, y, N, Cx, HW, Cy, off);
     kcpu_concat_backward(NULL, y, N, Cx, HW, Cy, off);
     for (int i = 0; i < N * Cx * HW; i++) cr_expect(dx[i] == 2 * x[i], "concat dx accumulates");
+    for (int i = 0; i < N * Cx * HW; i++) dx[i] = NAN;
+    kcpu_concat_backward_set(dx, y, N, Cx, HW, Cy, off);
+    for (int i = 0; i < N * Cx * HW; i++) cr_expect(dx[i] == x[i], "concat dx set");
     kcpu_slice_backward(dyb, x, N, Cy, HW, Cx, off);
     kcpu_slice_backward(dyb, x, N, Cy, HW, Cx, off);
     kcpu_slice_backward(NULL, x, N, Cy, HW, Cx, off);

@@ -57,9 +57,9 @@ void kcpu_bn_forward_infer(float *y, const float *x, const float *gamma, const f
     }
 }
 
-void kcpu_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                      const float *gamma, const float *save_mean, const float *save_invstd,
-                      const kbn_desc *d) {
+static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                        const float *gamma, const float *save_mean, const float *save_invstd,
+                        const kbn_desc *d, int accumulate) {
     const int N = d->N, C = d->C, HW = d->HW;
     const int64_t cnt = (int64_t)N * HW;
     if (!dx && !dgamma && !dbeta) return;
@@ -86,7 +86,22 @@ void kcpu_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, c
             const float *xp = x + ((int64_t)n * C + c) * HW;
             const float *gp = dy + ((int64_t)n * C + c) * HW;
             float *dp = dx + ((int64_t)n * C + c) * HW;
-            for (int i = 0; i < HW; i++) dp[i] += k * (gp[i] - a - (xp[i] - fm) * bcoef);
+            if (accumulate)
+                for (int i = 0; i < HW; i++) dp[i] += k * (gp[i] - a - (xp[i] - fm) * bcoef);
+            else
+                for (int i = 0; i < HW; i++) dp[i] = k * (gp[i] - a - (xp[i] - fm) * bcoef);
         }
     }
+}
+
+void kcpu_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                      const float *gamma, const float *save_mean, const float *save_invstd,
+                      const kbn_desc *d) {
+    bn_backward(dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd, d, 1);
+}
+
+void kcpu_bn_backward_set(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                          const float *gamma, const float *save_mean, const float *save_invstd,
+                          const kbn_desc *d) {
+    bn_backward(dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd, d, 0);
 }

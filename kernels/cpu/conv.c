@@ -281,30 +281,33 @@ static void dw_fill(float *buf, const float *in, const dw_geom *g, int relu) {
     }
 }
 
-/* One output vector o[0 .. min(nq, DWV)) = (or +=, or += where m > 0) acc. */
+/* One output vector o[0 .. min(nq, DWV)) = (or +=) acc, or (m given) acc where m > 0, else 0. */
 static inline __attribute__((always_inline)) void dw_corr_put(float *o, const float *m, dwv acc, int nq,
                                                               int accumulate) {
     if (nq >= DWV) { /* whole vector: vector stores, same arithmetic as the tail */
-        if (m) dwv_store(o, dwv_add(dwv_load(o), dwv_where_pos(dwv_load(m), acc)));
-        else if (accumulate) dwv_store(o, dwv_add(dwv_load(o), acc));
-        else dwv_store(o, acc);
+        if (m) acc = dwv_where_pos(dwv_load(m), acc);
+        if (accumulate) acc = dwv_add(dwv_load(o), acc);
+        dwv_store(o, acc);
         return;
     }
 #if defined(__AVX512F__) /* masked loads and stores of the first nq lanes, same arithmetic */
     const __mmask16 k = (__mmask16)((1u << nq) - 1u);
     if (m) acc = dwv_where_pos(_mm512_maskz_loadu_ps(k, m), acc);
-    if (m || accumulate) acc = dwv_add(_mm512_maskz_loadu_ps(k, o), acc);
+    if (accumulate) acc = dwv_add(_mm512_maskz_loadu_ps(k, o), acc);
     _mm512_mask_storeu_ps(o, k, acc);
 #elif defined(__AVX2__) && defined(__FMA__)
     const __m256i k = _mm256_cmpgt_epi32(_mm256_set1_epi32(nq), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     if (m) acc = dwv_where_pos(_mm256_maskload_ps(m, k), acc);
-    if (m || accumulate) acc = dwv_add(_mm256_maskload_ps(o, k), acc);
+    if (accumulate) acc = dwv_add(_mm256_maskload_ps(o, k), acc);
     _mm256_maskstore_ps(o, k, acc);
 #else
     float tmp[DWV];
     dwv_store(tmp, acc);
     if (m) {
-        for (int i = 0; i < nq; i++) o[i] += m[i] > 0.0f ? tmp[i] : 0.0f;
+        for (int i = 0; i < nq; i++) {
+            const float v = m[i] > 0.0f ? tmp[i] : 0.0f;
+            o[i] = accumulate ? o[i] + v : v;
+        }
     } else if (accumulate) {
         for (int i = 0; i < nq; i++) o[i] += tmp[i];
     } else {
@@ -442,7 +445,7 @@ static void dw_bwd_data_scatter(float *dxp, const float *dyp, const float *w, co
 }
 
 static void dw_backward_data_fast(float *dx, const float *dy, const float *w, const float *xmask,
-                                  const kconv2d_desc *d) {
+                                  const kconv2d_desc *d, int accumulate) {
     const int C = d->C, R = d->R, S = d->S;
     const int64_t planes = (int64_t)d->N * C, HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
     dw_geom gc, gf;
@@ -459,13 +462,14 @@ static void dw_backward_data_fast(float *dx, const float *dy, const float *w, co
             float wf[DW_TAPS_MAX];
             for (int t = 0; t < R * S; t++) wf[t] = wc[R * S - 1 - t];
             dw_fill(buf, dy + pl * PQ, &gc, 0);
-            dw_corr(dx + pl * HW, buf, wf, &gc, 1, mask);
+            dw_corr(dx + pl * HW, buf, wf, &gc, accumulate, mask);
         } else if (up) {
             float wf[DW_TAPS_MAX];
             for (int t = 0; t < R * S; t++) wf[t] = wc[R * S - 1 - t];
             dw_fill_up(buf, dy + pl * PQ, &gc, d->Q, d->stride_h, d->stride_w);
-            dw_corr(dx + pl * HW, buf, wf, &gc, 1, mask);
+            dw_corr(dx + pl * HW, buf, wf, &gc, accumulate, mask);
         } else {
+            if (!accumulate) memset(dx + pl * HW, 0, sizeof(float) * (size_t)HW);
             dw_bwd_data_scatter(dx + pl * HW, dy + pl * PQ, wc, mask, &gf, buf);
         }
     }
@@ -566,12 +570,12 @@ void kcpu_conv2d_backward_data(float *dx, const float *dy, const float *w, const
     if (!dx) return;
     const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
     if (is_depthwise(d)) {
-        if (dw_fast_ok(d)) dw_backward_data_fast(dx, dy, w, NULL, d);
+        if (dw_fast_ok(d)) dw_backward_data_fast(dx, dy, w, NULL, d, 1);
         else dw_backward_data(dx, dy, w, d);
         return;
     }
     if (is_pointwise(d)) {
-        kpw_backward_data(dx, dy, w, NULL, d->N, d->K, d->C, HW);
+        kpw_backward_data(dx, dy, w, NULL, d->N, d->K, d->C, HW, 1);
         return;
     }
     const int G = d->groups, Kg = d->K / G, CgRS = d->C / G * d->R * d->S;
@@ -623,8 +627,19 @@ void kcpu_conv2d_relu_backward_data(float *dx, const float *dy, const float *w, 
                                     const kconv2d_desc *d, float *scratch) {
     (void)scratch;
     if (!dx) return;
-    if (is_pointwise(d)) kpw_backward_data(dx, dy, w, x, d->N, d->K, d->C, (int64_t)d->H * d->W);
-    else dw_backward_data_fast(dx, dy, w, x, d);
+    if (is_pointwise(d)) kpw_backward_data(dx, dy, w, x, d->N, d->K, d->C, (int64_t)d->H * d->W, 1);
+    else dw_backward_data_fast(dx, dy, w, x, d, 1);
+}
+
+/* ---- data gradient written, not added (the runtime then skips zeroing dx) ---- */
+int kcpu_conv2d_sets_dx(const kconv2d_desc *d) { return is_pointwise(d) || (is_depthwise(d) && dw_fast_ok(d)); }
+
+void kcpu_conv2d_backward_data_set(float *dx, const float *dy, const float *w, const float *x_relu,
+                                   const kconv2d_desc *d, float *scratch) {
+    (void)scratch;
+    if (!dx) return;
+    if (is_pointwise(d)) kpw_backward_data(dx, dy, w, x_relu, d->N, d->K, d->C, (int64_t)d->H * d->W, 0);
+    else dw_backward_data_fast(dx, dy, w, x_relu, d, 0);
 }
 
 void kcpu_conv2d_relu_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d,

@@ -143,13 +143,16 @@ void kcpu_wsum_forward(float *y, const float *const *xs, const float *w, int n, 
 /* One parallel region: each chunk of the range adds w[k] * dy into every dxs[k] and
  * takes its partial dots for dw, combined in chunk order (the chunks of kcpu_dot, so
  * dw is the same as n kcpu_dot calls). */
-void kcpu_wsum_backward(float *const *dxs, float *dw, const float *dy, const float *const *xs,
-                        const float *w, int n, int64_t len) {
+static void wsum_backward(float *const *dxs, float *dw, const float *dy, const float *const *xs,
+                          const float *w, int n, int64_t len, unsigned set) {
     enum { MAXK = 16 };
     if (n > MAXK) {
         if (dxs)
-            for (int k = 0; k < n; k++)
-                if (dxs[k]) kcpu_axpy(dxs[k], w[k], dy, len);
+            for (int k = 0; k < n; k++) {
+                if (!dxs[k]) continue;
+                if (k < 32 && (set >> k & 1u)) kcpu_scale(dxs[k], w[k], dy, len);
+                else kcpu_axpy(dxs[k], w[k], dy, len);
+            }
         if (dw)
             for (int k = 0; k < n; k++) dw[k] += (float)kcpu_dot(dy, xs[k], len);
         return;
@@ -164,7 +167,10 @@ void kcpu_wsum_backward(float *const *dxs, float *dw, const float *dy, const flo
             if (dxs && dxs[k]) {
                 float *d = dxs[k];
                 const float a = w[k];
-                for (int64_t i = lo; i < hi; i++) d[i] += a * dy[i];
+                if (set >> k & 1u)
+                    for (int64_t i = lo; i < hi; i++) d[i] = a * dy[i];
+                else
+                    for (int64_t i = lo; i < hi; i++) d[i] += a * dy[i];
             }
             if (dw) part[c][k] = dot_blocks(dy + lo, xs[k] + lo, hi - lo);
         }
@@ -175,6 +181,16 @@ void kcpu_wsum_backward(float *const *dxs, float *dw, const float *dy, const flo
             for (int c = 0; c < nc; c++) s += part[c][k];
             dw[k] += (float)s;
         }
+}
+
+void kcpu_wsum_backward(float *const *dxs, float *dw, const float *dy, const float *const *xs,
+                        const float *w, int n, int64_t len) {
+    wsum_backward(dxs, dw, dy, xs, w, n, len, 0u);
+}
+
+void kcpu_wsum_backward_set(float *const *dxs, float *dw, const float *dy, const float *const *xs,
+                            const float *w, int n, int64_t len, unsigned set) {
+    wsum_backward(dxs, dw, dy, xs, w, n, len, set);
 }
 
 /* ---- row softmax ---- */
@@ -214,10 +230,24 @@ void kcpu_concat_forward(float *y, const float *x, int N, int Cx, int HW, int Cy
     for (int n = 0; n < N; n++)
         memcpy(y + ((int64_t)n * Cy + c_off) * HW, x + n * blk, sizeof(float) * (size_t)blk);
 }
-void kcpu_concat_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off) {
+static void concat_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off, int accumulate) {
     if (!dx) return;
     const int64_t blk = (int64_t)Cx * HW;
-    for (int n = 0; n < N; n++) kcpu_axpy(dx + n * blk, 1.0f, dy + ((int64_t)n * Cy + c_off) * HW, blk);
+#pragma omp parallel for schedule(static) if ((int64_t)N * blk > 32768)
+    for (int n = 0; n < N; n++) {
+        float *d = dx + n * blk;
+        const float *g = dy + ((int64_t)n * Cy + c_off) * HW;
+        if (accumulate)
+            for (int64_t i = 0; i < blk; i++) d[i] += g[i];
+        else
+            memcpy(d, g, sizeof(float) * (size_t)blk);
+    }
+}
+void kcpu_concat_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off) {
+    concat_backward(dx, dy, N, Cx, HW, Cy, c_off, 1);
+}
+void kcpu_concat_backward_set(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off) {
+    concat_backward(dx, dy, N, Cx, HW, Cy, c_off, 0);
 }
 void kcpu_slice_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off) {
     const int64_t blk = (int64_t)Cy * HW;

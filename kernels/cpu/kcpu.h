@@ -41,6 +41,14 @@ void kcpu_conv2d_relu_backward_data(float *dx, const float *dy, const float *w, 
 void kcpu_conv2d_relu_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d,
                                       float *scratch);
 
+/* ---- data gradient overwritten instead of accumulated ----
+ * Where kcpu_conv2d_sets_dx(d) (the 1x1 and vectorised depthwise paths):
+ * dx = conv^T(dy), or with x_relu (the input of a fused ReLU) dx = (x_relu > 0) * conv^T(dy);
+ * every element of dx is written, so dx need not be zeroed first. */
+int kcpu_conv2d_sets_dx(const kconv2d_desc *d);
+void kcpu_conv2d_backward_data_set(float *dx, const float *dy, const float *w, const float *x_relu,
+                                   const kconv2d_desc *d, float *scratch);
+
 /* ---- batch norm ----
  * Training: batch statistics (biased variance for normalising); saves mean and
  * 1/sqrt(var+eps) per channel; updates running stats when given (unbiased variance,
@@ -50,10 +58,14 @@ void kcpu_bn_forward_train(float *y, float *save_mean, float *save_invstd, float
                            const kbn_desc *d);
 void kcpu_bn_forward_infer(float *y, const float *x, const float *gamma, const float *beta,
                            const float *running_mean, const float *running_var, const kbn_desc *d);
-/* Backward of the training-mode forward. */
+/* Backward of the training-mode forward. _set: dx is overwritten, not added to (dgamma and
+ * dbeta still accumulate). */
 void kcpu_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                       const float *gamma, const float *save_mean, const float *save_invstd,
                       const kbn_desc *d);
+void kcpu_bn_backward_set(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                          const float *gamma, const float *save_mean, const float *save_invstd,
+                          const kbn_desc *d);
 
 /* ---- pooling (max: first maximum wins ties, as PyTorch; avg: padding excluded) ---- */
 void kcpu_maxpool_forward(float *y, const float *x, const kpool_desc *d);
@@ -87,6 +99,9 @@ double kcpu_sumsq(const float *a, int64_t n);
 void kcpu_wsum_forward(float *y, const float *const *xs, const float *w, int n, int64_t len);
 void kcpu_wsum_backward(float *const *dxs, float *dw, const float *dy, const float *const *xs,
                         const float *w, int n, int64_t len);
+/* The same, with dxs[i] overwritten (dxs[i] = w[i] * dy) where bit i of set is 1. */
+void kcpu_wsum_backward_set(float *const *dxs, float *dw, const float *dy, const float *const *xs,
+                            const float *w, int n, int64_t len, unsigned set);
 
 /* ---- softmax over rows of length K (rows x K) ---- */
 void kcpu_softmax_forward(float *y, const float *x, int rows, int K);
@@ -96,6 +111,8 @@ void kcpu_softmax_backward(float *dx, const float *dy, const float *y, int rows,
 /* ---- channel concat / slice: x (N, Cx, HW) placed at channel offset c_off of y (N, Cy, HW) ---- */
 void kcpu_concat_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off);
 void kcpu_concat_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off);
+/* dx = dy[:, c_off:c_off+Cx] (overwritten, not added to) */
+void kcpu_concat_backward_set(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off);
 /* y (N, Cy, HW) = x[:, c_off:c_off+Cy]; x has Cx channels. backward: dx[:, slice] += dy */
 void kcpu_slice_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off);
 void kcpu_slice_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off);

@@ -36,7 +36,7 @@
 
 void KPW(kpw_forward)(float *y, const float *x, const float *w, int N, int K, int C, int64_t HW, int relu);
 void KPW(kpw_backward_data)(float *dx, const float *dy, const float *w, const float *xmask, int N, int K, int C,
-                            int64_t HW);
+                            int64_t HW, int accumulate);
 void KPW(kpw_backward_filter)(float *dw, const float *dy, const float *x, int N, int K, int C, int64_t HW,
                               int relu, float *scratch);
 
@@ -162,8 +162,13 @@ void KPW(kpw_forward)(float *y, const float *x, const float *w, int N, int K, in
 }
 
 void KPW(kpw_backward_data)(float *dx, const float *dy, const float *w, const float *xmask, int N, int K, int C,
-                       int64_t HW) {
-    if (!dx || N <= 0 || C <= 0 || K <= 0 || HW <= 0) return;
+                            int64_t HW, int accumulate) {
+    if (!dx || N <= 0 || C <= 0 || HW <= 0) return;
+    if (K <= 0) {
+        if (!accumulate)
+            for (int64_t i = 0; i < (int64_t)N * C * HW; i++) dx[i] = 0.0f;
+        return;
+    }
     const int64_t nb = (HW + PW_NC - 1) / PW_NC;
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < (int64_t)N * nb; t++) {
@@ -171,8 +176,8 @@ void KPW(kpw_backward_data)(float *dx, const float *dy, const float *w, const fl
         float *dxo = dx + n * C * HW + j0;
         const float *g = dy + n * K * HW + j0;
         /* dx (C x HW) += w^T (C x K) dy (K x HW): row c of w^T is column c of w */
-        if (xmask) pw_rows_mask(dxo, HW, w, 1, C, C, K, g, HW, nc, 1, xmask + n * C * HW + j0, HW);
-        else pw_rows_plain(dxo, HW, w, 1, C, C, K, g, HW, nc, 1);
+        if (xmask) pw_rows_mask(dxo, HW, w, 1, C, C, K, g, HW, nc, accumulate, xmask + n * C * HW + j0, HW);
+        else pw_rows_plain(dxo, HW, w, 1, C, C, K, g, HW, nc, accumulate);
     }
 }
 
@@ -292,7 +297,7 @@ void KPW(kpw_backward_filter)(float *dw, const float *dy, const float *x, int N,
 #define KPW_ISA avx512
 void KPW(kpw_forward)(float *y, const float *x, const float *w, int N, int K, int C, int64_t HW, int relu);
 void KPW(kpw_backward_data)(float *dx, const float *dy, const float *w, const float *xmask, int N, int K, int C,
-                            int64_t HW);
+                            int64_t HW, int accumulate);
 void KPW(kpw_backward_filter)(float *dw, const float *dy, const float *x, int N, int K, int C, int64_t HW,
                               int relu, float *scratch);
 static int pw_isa = -1; /* -1: not decided yet; 0: base; 1: AVX-512 */
@@ -324,9 +329,9 @@ void kpw_forward(float *y, const float *x, const float *w, int N, int K, int C, 
     else kpw_forward_base(y, x, w, N, K, C, HW, relu);
 }
 void kpw_backward_data(float *dx, const float *dy, const float *w, const float *xmask, int N, int K, int C,
-                       int64_t HW) {
-    if (pw_avx512()) kpw_backward_data_avx512(dx, dy, w, xmask, N, K, C, HW);
-    else kpw_backward_data_base(dx, dy, w, xmask, N, K, C, HW);
+                       int64_t HW, int accumulate) {
+    if (pw_avx512()) kpw_backward_data_avx512(dx, dy, w, xmask, N, K, C, HW, accumulate);
+    else kpw_backward_data_base(dx, dy, w, xmask, N, K, C, HW, accumulate);
 }
 void kpw_backward_filter(float *dw, const float *dy, const float *x, int N, int K, int C, int64_t HW, int relu,
                          float *scratch) {

@@ -10,8 +10,9 @@
 #include <stdint.h>
 
 void kpw_forward(float *y, const float *x, const float *w, int N, int K, int C, int64_t HW, int relu);
+/* accumulate 0: dx is overwritten (zero where xmask <= 0), not added to */
 void kpw_backward_data(float *dx, const float *dy, const float *w, const float *xmask, int N, int K, int C,
-                       int64_t HW);
+                       int64_t HW, int accumulate);
 /* Scratch the filter gradient needs: a slot of K*C doubles per OpenMP thread. */
 size_t kpw_filter_scratch_floats(int K, int C);
 void kpw_backward_filter(float *dw, const float *dy, const float *x, int N, int K, int C, int64_t HW, int relu,
