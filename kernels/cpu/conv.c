@@ -245,35 +245,6 @@ static int dw_geom_init(dw_geom *g, int Po, int Qo, int Hi, int Wi, int R, int S
     return (int64_t)sw * g->Hp * g->Lw <= DW_BUF_MAX;
 }
 
-/* b[0 .. n) = (relu?) x[0 .. n) in vectors; the last, partial one is loaded masked and
- * stored whole (its extra lanes as zeros) when that stays below end: with stride 1 those
- * floats are padding, or data of a later row not yet copied. */
-static inline void dw_copy_row(float *b, const float *x, int n, int relu, const float *end) {
-    int j = 0;
-    for (; j + DWV <= n; j += DWV) {
-        dwv v = dwv_load(x + j);
-        if (relu) v = dwv_where_pos(v, v);
-        dwv_store(b + j, v);
-    }
-    if (j == n) return;
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
-    if (b + j + DWV <= end) {
-#if defined(__AVX512F__)
-        dwv v = _mm512_maskz_loadu_ps((__mmask16)((1u << (n - j)) - 1u), x + j);
-#else
-        dwv v = _mm256_maskload_ps(x + j, _mm256_cmpgt_epi32(_mm256_set1_epi32(n - j),
-                                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
-#endif
-        if (relu) v = dwv_where_pos(v, v);
-        dwv_store(b + j, v);
-        return;
-    }
-#else
-    (void)end;
-#endif
-    for (; j < n; j++) b[j] = relu ? (x[j] > 0.0f ? x[j] : 0.0f) : x[j];
-}
-
 /* Stride-1 fill without a library call per row (they dominated on 7x7 and 14x14
  * planes): the whole buffer zeroed in vectors, then each input row copied in. */
 static void dw_fill1(float *buf, const float *in, const dw_geom *g, int relu) {
@@ -287,8 +258,8 @@ static void dw_fill1(float *buf, const float *in, const dw_geom *g, int relu) {
     valid_range(-g->pl, 1, g->Wi, g->Lw, &j0, &j1);
     if (j1 <= j0) return;
     for (int ih = 0; ih < g->Hi && ih + g->pt < g->Hp; ih++)
-        dw_copy_row(buf + (int64_t)(ih + g->pt) * g->Lw + j0, in + (int64_t)ih * g->Wi + j0 - g->pl, j1 - j0, relu,
-                    end);
+        kvec_copy_row(buf + (int64_t)(ih + g->pt) * g->Lw + j0, in + (int64_t)ih * g->Wi + j0 - g->pl, j1 - j0,
+                      relu, 0.0f, end);
 }
 
 /* buf[phase][i][j] = (relu?) in[i - pt][j*sw + phase - pl], 0 outside the plane. */
@@ -584,8 +555,10 @@ static void dw_backward_filter_fast(float *dw, const float *dy, const float *x, 
             const float *gp = dy + pl * PQ;
             for (int p = 0; p < P; p++) {
                 float *gr = gpad + (int64_t)p * Qv;
-                memcpy(gr, gp + (int64_t)p * Q, sizeof(float) * (size_t)Q);
+                kvec_copy_row(gr, gp + (int64_t)p * Q, Q, 0, 0.0f, gr + Qv); /* a vector tail is zero-padded */
+#if !defined(__AVX512F__) && !(defined(__AVX2__) && defined(__FMA__))
                 for (int q = Q; q < Qv; q++) gr[q] = 0.0f;
+#endif
             }
             dw_bwf_plane(acc, buf, gpad, &g);
         }

@@ -73,6 +73,37 @@ static inline dwm dwm_andnot(dwm a, dwm b) { for (int i = 0; i < DWV; i++) b.m[i
 static inline dwv dwv_masked(dwm m, dwv v) { for (int i = 0; i < DWV; i++) v.v[i] = m.m[i] ? v.v[i] : 0.0f; return v; }
 #endif
 
+/* b[0 .. n) = (relu?) x[0 .. n) in vectors. The last, partial vector is loaded masked
+ * (nothing read past x + n), its extra lanes set to fill, and stored whole when that stays
+ * below end: callers filling padded plane buffers row by row pass the buffer's end, so
+ * those lanes land on padding or on a later row not yet copied. */
+static inline void kvec_copy_row(float *b, const float *x, int n, int relu, float fill, const float *end) {
+    int j = 0;
+    for (; j + DWV <= n; j += DWV) {
+        dwv v = dwv_load(x + j);
+        if (relu) v = dwv_where_pos(v, v);
+        dwv_store(b + j, v);
+    }
+    if (j == n) return;
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+    if (b + j + DWV <= end) {
+#if defined(__AVX512F__)
+        dwv v = _mm512_mask_loadu_ps(_mm512_set1_ps(fill), (__mmask16)((1u << (n - j)) - 1u), x + j);
+#else
+        const __m256i k = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - j), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        dwv v = _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(x + j, k), _mm256_castsi256_ps(k));
+#endif
+        if (relu) v = dwv_where_pos(v, v);
+        dwv_store(b + j, v);
+        return;
+    }
+#else
+    (void)fill;
+    (void)end;
+#endif
+    for (; j < n; j++) b[j] = relu ? (x[j] > 0.0f ? x[j] : 0.0f) : x[j];
+}
+
 /* Horizontal sum of a vector in a fixed lane order. */
 static inline float dwv_hsum(dwv a) {
     float t[DWV];

@@ -125,6 +125,24 @@ static inline int64_t tap_off(const pool_geom *g, int r, int c) {
  * the plane holds a NaN or -inf (only checked when check is set). */
 static int pool_fill(float *buf, const float *xp, const pool_geom *g, float fill, int check) {
     int bad = 0;
+    if (g->s == 1) { /* stride 1: vector stores, no per-row loops over the padding */
+        const int64_t total = (int64_t)g->Hp * g->Lw;
+        const dwv fv = dwv_set1(fill);
+        int64_t t = 0;
+        for (; t + DWV <= total; t += DWV) dwv_store(buf + t, fv);
+        for (; t < total; t++) buf[t] = fill;
+        const int j0 = g->pad, j1 = g->W + g->pad < g->Lw ? g->W + g->pad : g->Lw;
+        for (int ih = 0; ih < g->H && ih + g->pad < g->Hp && j1 > j0; ih++) {
+            float *b = buf + (int64_t)(ih + g->pad) * g->Lw + j0;
+            kvec_copy_row(b, xp + (int64_t)ih * g->W, j1 - j0, 0, fill, buf + total);
+            if (check) {
+                int row_bad = 0;
+                for (int j = 0; j < j1 - j0; j++) row_bad |= !(b[j] > -INFINITY); /* NaN or -inf */
+                bad |= row_bad;
+            }
+        }
+        return bad;
+    }
     for (int ph = 0; ph < g->s; ph++) {
         /* j in [j0, j1) iff 0 <= j*s + ph - pad < W */
         const int off = ph - g->pad;
