@@ -113,18 +113,13 @@ static inline float dwv_hsum(dwv a) {
     return s;
 }
 
-/* One pass: *sg += sum g[i], *sgx += sum g[i] * (x[i] - mx), in double lanes (the two
- * sums of the batch-norm backward, reading g once). Double, not float lanes: the sums of
- * gradients cancel, and float lanes lost three digits in the parity tests. Eight double
- * lanes (two 4-wide vectors per sum where AVX2 is there), combined in a fixed order. */
+/* The two one-pass double sums of batch norm, over 8 double lanes (two 4-wide vectors
+ * per sum where AVX2 is there) and a scalar tail, combined in one fixed order whatever the
+ * ISA. Double, not float lanes: the sums of gradients cancel, and float lanes lost three
+ * digits in the parity tests. The *_lanes helpers fill p[8], q[8] with the lane sums of
+ * the first (n / 8) * 8 elements and return how many they took. */
 #if defined(__AVX2__) && defined(__FMA__)
-static inline double kvec_hsum_pd(__m256d a, __m256d b) {
-    double t[8];
-    _mm256_storeu_pd(t, a);
-    _mm256_storeu_pd(t + 4, b);
-    return ((t[0] + t[4]) + (t[2] + t[6])) + ((t[1] + t[5]) + (t[3] + t[7]));
-}
-static inline void kvec_sum_dot_f64(const float *g, const float *x, double mx, int64_t n, double *sg, double *sgx) {
+static inline int64_t kvec_dot_lanes(const float *g, const float *x, double mx, int64_t n, double *p, double *q) {
     __m256d p0 = _mm256_setzero_pd(), p1 = p0, q0 = p0, q1 = p0;
     const __m256d m = _mm256_set1_pd(mx);
     int64_t i = 0;
@@ -138,17 +133,13 @@ static inline void kvec_sum_dot_f64(const float *g, const float *x, double mx, i
         q0 = _mm256_fmadd_pd(g0, x0, q0);
         q1 = _mm256_fmadd_pd(g1, x1, q1);
     }
-    double tp = 0.0, tq = 0.0;
-    for (; i < n; i++) {
-        tp += (double)g[i];
-        tq += (double)g[i] * ((double)x[i] - mx);
-    }
-    *sg += kvec_hsum_pd(p0, p1) + tp;
-    *sgx += kvec_hsum_pd(q0, q1) + tq;
+    _mm256_storeu_pd(p, p0);
+    _mm256_storeu_pd(p + 4, p1);
+    _mm256_storeu_pd(q, q0);
+    _mm256_storeu_pd(q + 4, q1);
+    return i;
 }
-
-/* One pass: *s1 += sum (a[i] - k), *s2 += sum (a[i] - k)^2, in double lanes. */
-static inline void kvec_sum_sumsq_f64(const float *a, double k, int64_t n, double *s1, double *s2) {
+static inline int64_t kvec_sumsq_lanes(const float *a, double k, int64_t n, double *p, double *q) {
     __m256d p0 = _mm256_setzero_pd(), p1 = p0, q0 = p0, q1 = p0;
     const __m256d kk = _mm256_set1_pd(k);
     int64_t i = 0;
@@ -161,18 +152,15 @@ static inline void kvec_sum_sumsq_f64(const float *a, double k, int64_t n, doubl
         q0 = _mm256_fmadd_pd(t0, t0, q0);
         q1 = _mm256_fmadd_pd(t1, t1, q1);
     }
-    double tp = 0.0, tq = 0.0;
-    for (; i < n; i++) {
-        const double t = (double)a[i] - k;
-        tp += t;
-        tq += t * t;
-    }
-    *s1 += kvec_hsum_pd(p0, p1) + tp;
-    *s2 += kvec_hsum_pd(q0, q1) + tq;
+    _mm256_storeu_pd(p, p0);
+    _mm256_storeu_pd(p + 4, p1);
+    _mm256_storeu_pd(q, q0);
+    _mm256_storeu_pd(q + 4, q1);
+    return i;
 }
 #else
-static inline void kvec_sum_dot_f64(const float *g, const float *x, double mx, int64_t n, double *sg, double *sgx) {
-    double p[8] = {0}, q[8] = {0};
+static inline int64_t kvec_dot_lanes(const float *g, const float *x, double mx, int64_t n, double *p, double *q) {
+    for (int j = 0; j < 8; j++) p[j] = q[j] = 0.0;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         for (int j = 0; j < 8; j++) {
@@ -180,18 +168,10 @@ static inline void kvec_sum_dot_f64(const float *g, const float *x, double mx, i
             p[j] += t;
             q[j] += t * ((double)x[i + j] - mx);
         }
-    double tp = 0.0, tq = 0.0;
-    for (; i < n; i++) {
-        tp += (double)g[i];
-        tq += (double)g[i] * ((double)x[i] - mx);
-    }
-    *sg += ((p[0] + p[4]) + (p[2] + p[6])) + ((p[1] + p[5]) + (p[3] + p[7])) + tp;
-    *sgx += ((q[0] + q[4]) + (q[2] + q[6])) + ((q[1] + q[5]) + (q[3] + q[7])) + tq;
+    return i;
 }
-
-/* One pass: *s1 += sum (a[i] - k), *s2 += sum (a[i] - k)^2, in double lanes. */
-static inline void kvec_sum_sumsq_f64(const float *a, double k, int64_t n, double *s1, double *s2) {
-    double p[8] = {0}, q[8] = {0};
+static inline int64_t kvec_sumsq_lanes(const float *a, double k, int64_t n, double *p, double *q) {
+    for (int j = 0; j < 8; j++) p[j] = q[j] = 0.0;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         for (int j = 0; j < 8; j++) {
@@ -199,15 +179,36 @@ static inline void kvec_sum_sumsq_f64(const float *a, double k, int64_t n, doubl
             p[j] += t;
             q[j] += t * t;
         }
-    double tp = 0.0, tq = 0.0;
-    for (; i < n; i++) {
+    return i;
+}
+#endif
+
+static inline double kvec_lanes_total(const double *p) {
+    return ((p[0] + p[4]) + (p[2] + p[6])) + ((p[1] + p[5]) + (p[3] + p[7]));
+}
+
+/* One pass: *sg += sum g[i], *sgx += sum g[i] * (x[i] - mx) (the batch-norm backward's
+ * sums, reading g once). */
+static inline void kvec_sum_dot_f64(const float *g, const float *x, double mx, int64_t n, double *sg, double *sgx) {
+    double p[8], q[8], tp = 0.0, tq = 0.0;
+    for (int64_t i = kvec_dot_lanes(g, x, mx, n, p, q); i < n; i++) {
+        tp += (double)g[i];
+        tq += (double)g[i] * ((double)x[i] - mx);
+    }
+    *sg += kvec_lanes_total(p) + tp;
+    *sgx += kvec_lanes_total(q) + tq;
+}
+
+/* One pass: *s1 += sum (a[i] - k), *s2 += sum (a[i] - k)^2 (the batch-norm statistics). */
+static inline void kvec_sum_sumsq_f64(const float *a, double k, int64_t n, double *s1, double *s2) {
+    double p[8], q[8], tp = 0.0, tq = 0.0;
+    for (int64_t i = kvec_sumsq_lanes(a, k, n, p, q); i < n; i++) {
         const double t = (double)a[i] - k;
         tp += t;
         tq += t * t;
     }
-    *s1 += ((p[0] + p[4]) + (p[2] + p[6])) + ((p[1] + p[5]) + (p[3] + p[7])) + tp;
-    *s2 += ((q[0] + q[4]) + (q[2] + q[6])) + ((q[1] + q[5]) + (q[3] + q[7])) + tq;
+    *s1 += kvec_lanes_total(p) + tp;
+    *s2 += kvec_lanes_total(q) + tq;
 }
-#endif
 
 #endif
