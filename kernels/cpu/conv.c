@@ -516,6 +516,117 @@ static void dw_bwd_data_scatter(float *dxp, const float *dyp, const float *w, co
     }
 }
 
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+/* Stride-2 data gradient by output phases. dx[ih][iw] gets w[r][s] dy[p][q] exactly when
+ * 2p - pad_h + r*dil_h = ih and 2q - pad_w + s*dil_w = iw, so an output row of parity a
+ * takes only the taps r with a + pad_h - r*dil_h even, at dy row i + (a + pad_h - r*dil_h)/2
+ * (ih = 2i + a); likewise columns. Each output row is computed as its even and odd
+ * columns (two vectors, each over its own taps, read from dy padded once per plane) and
+ * interleaved into 16 consecutive floats: a quarter of the taps of the correlation over
+ * zero-inserted dy, and none at all for the rows and columns a dilation-2 convolution
+ * never reaches. Taps in the flipped order of that correlation, multiply then add, so
+ * results are bit-identical to it. */
+typedef struct dw_s2 {
+    int na[2], nb[2];                  /* taps per row / column parity */
+    int rr[2][DW_TAPS_MAX], dr[2][DW_TAPS_MAX]; /* tap row r and its dy row offset */
+    int ss[2][DW_TAPS_MAX], ds[2][DW_TAPS_MAX]; /* tap column s and its dy column offset */
+    int rmin, cmin, Bh, Bw, Wh;        /* buffer: dy row rmin + k at row k, column cmin + k at column k */
+} dw_s2;
+
+static int dw_s2_init(dw_s2 *t, const kconv2d_desc *d) {
+    if (d->stride_h != 2 || d->stride_w != 2 || d->R > DW_TAPS_MAX || d->S > DW_TAPS_MAX) return 0;
+    int rmin = 1 << 20, rmax = -(1 << 20), cmin = 1 << 20, cmax = -(1 << 20);
+    for (int a = 0; a < 2; a++) {
+        t->na[a] = t->nb[a] = 0;
+        for (int r = d->R - 1; r >= 0; r--) { /* flipped order */
+            const int v = a + d->pad_h - r * d->dil_h;
+            if (v % 2) continue;
+            t->rr[a][t->na[a]] = r;
+            t->dr[a][t->na[a]++] = v / 2;
+            rmin = v / 2 < rmin ? v / 2 : rmin;
+            rmax = v / 2 > rmax ? v / 2 : rmax;
+        }
+        for (int s = d->S - 1; s >= 0; s--) {
+            const int v = a + d->pad_w - s * d->dil_w;
+            if (v % 2) continue;
+            t->ss[a][t->nb[a]] = s;
+            t->ds[a][t->nb[a]++] = v / 2;
+            cmin = v / 2 < cmin ? v / 2 : cmin;
+            cmax = v / 2 > cmax ? v / 2 : cmax;
+        }
+    }
+    if (rmin > rmax || cmin > cmax) return 0;
+    const int Hh = (d->H + 1) / 2;
+    t->Wh = (d->W + 1) / 2;
+    t->rmin = rmin;
+    t->cmin = cmin;
+    t->Bh = Hh + rmax - rmin;
+    t->Bw = (t->Wh + DWV - 1) / DWV * DWV + cmax - cmin;
+    return (int64_t)t->Bh * t->Bw <= DW_BUF_MAX;
+}
+
+static void dw_bwd_data_s2(float *dxp, const float *dyp, const float *w, const float *mask, const kconv2d_desc *d,
+                           const dw_s2 *t, int accumulate, float *buf) {
+    const int S = d->S, W = d->W, Bw = t->Bw;
+    const int64_t total = (int64_t)t->Bh * Bw;
+    int64_t z = 0;
+    for (; z + DWV <= total; z += DWV) dwv_store(buf + z, dwv_zero());
+    for (; z < total; z++) buf[z] = 0.0f;
+    for (int k = 0; k < t->Bh; k++) {
+        const int pr = k + t->rmin;
+        if (pr < 0 || pr >= d->P) continue;
+        const int c0 = t->cmin > 0 ? t->cmin : 0, c1 = d->Q < Bw + t->cmin ? d->Q : Bw + t->cmin;
+        if (c1 > c0) kvec_copy_row(buf + (int64_t)k * Bw + c0 - t->cmin, dyp + (int64_t)pr * d->Q + c0, c1 - c0, 0, 0.0f,
+                                   buf + total);
+    }
+    dwv wv[2][2][DW_TAPS_MAX];
+    int off[2][2][DW_TAPS_MAX];
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++)
+            for (int u = 0; u < t->na[a]; u++)
+                for (int v = 0; v < t->nb[b]; v++) {
+                    const int k = u * t->nb[b] + v;
+                    wv[a][b][k] = dwv_set1(w[t->rr[a][u] * S + t->ss[b][v]]);
+                    off[a][b][k] = (t->dr[a][u] - t->rmin) * Bw + (t->ds[b][v] - t->cmin);
+                }
+    for (int ih = 0; ih < d->H; ih++) {
+        const int a = ih & 1, i = ih >> 1;
+        float *orow = dxp + (int64_t)ih * W;
+        const float *mrow = mask ? mask + (int64_t)ih * W : NULL;
+        if (t->na[a] == 0) {
+            if (!accumulate) memset(orow, 0, sizeof(float) * (size_t)W);
+            continue;
+        }
+        const float *brow = buf + (int64_t)i * Bw;
+        const int n0 = t->na[a] * t->nb[0], n1 = t->na[a] * t->nb[1];
+        for (int j0 = 0; j0 < t->Wh; j0 += DWV) {
+            dwv e = dwv_zero(), o = dwv_zero();
+            for (int k = 0; k < n0; k++) e = dwv_add(e, dwv_mul(wv[a][0][k], dwv_load(brow + off[a][0][k] + j0)));
+            for (int k = 0; k < n1; k++) o = dwv_add(o, dwv_mul(wv[a][1][k], dwv_load(brow + off[a][1][k] + j0)));
+            const __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
+            dwv v[2] = {_mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31)};
+            const int q = 2 * j0, nq = W - q < 2 * DWV ? W - q : 2 * DWV;
+            if (nq == 2 * DWV) {
+                for (int h = 0; h < 2; h++) {
+                    dwv x = v[h];
+                    if (mrow) x = dwv_where_pos(dwv_load(mrow + q + h * DWV), x);
+                    if (accumulate) x = dwv_add(dwv_load(orow + q + h * DWV), x);
+                    dwv_store(orow + q + h * DWV, x);
+                }
+            } else {
+                float tmp[2 * DWV];
+                dwv_store(tmp, v[0]);
+                dwv_store(tmp + DWV, v[1]);
+                for (int h = 0; h < nq; h++) {
+                    const float x = mrow && !(mrow[q + h] > 0.0f) ? 0.0f : tmp[h];
+                    orow[q + h] = accumulate ? orow[q + h] + x : x;
+                }
+            }
+        }
+    }
+}
+#endif
+
 static void dw_backward_data_fast(float *dx, const float *dy, const float *w, const float *xmask,
                                   const kconv2d_desc *d, int accumulate) {
     const int C = d->C, R = d->R, S = d->S;
@@ -525,11 +636,21 @@ static void dw_backward_data_fast(float *dx, const float *dy, const float *w, co
     dw_geom_init(&gf, d->P, d->Q, d->H, d->W, R, S, d->stride_h, d->stride_w, d->pad_h, d->pad_w, d->dil_h,
                  d->dil_w);
     const int up = !corr && dw_bwd_data_up_ok(d, &gc);
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+    dw_s2 t2;
+    const int s2 = !corr && dw_s2_init(&t2, d);
+#endif
 #pragma omp parallel for schedule(static)
     for (int64_t pl = 0; pl < planes; pl++) {
         float buf[DW_BUF_MAX] __attribute__((aligned(64)));
         const float *wc = w + (pl % C) * R * S;
         const float *mask = xmask ? xmask + pl * HW : NULL;
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+        if (s2) {
+            dw_bwd_data_s2(dx + pl * HW, dy + pl * PQ, wc, mask, d, &t2, accumulate, buf);
+            continue;
+        }
+#endif
         if (corr) {
             float wf[DW_TAPS_MAX];
             for (int t = 0; t < R * S; t++) wf[t] = wc[R * S - 1 - t];
