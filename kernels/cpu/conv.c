@@ -245,15 +245,19 @@ static int dw_geom_init(dw_geom *g, int Po, int Qo, int Hi, int Wi, int R, int S
     return (int64_t)sw * g->Hp * g->Lw <= DW_BUF_MAX;
 }
 
+/* buf[0 .. n) = 0 in vectors. */
+static void dw_zero(float *buf, int64_t n) {
+    int64_t i = 0;
+    for (; i + DWV <= n; i += DWV) dwv_store(buf + i, dwv_zero());
+    for (; i < n; i++) buf[i] = 0.0f;
+}
+
 /* Stride-1 fill without a library call per row (they dominated on 7x7 and 14x14
  * planes): the whole buffer zeroed in vectors, then each input row copied in. */
 static void dw_fill1(float *buf, const float *in, const dw_geom *g, int relu) {
     const int64_t total = (int64_t)g->Hp * g->Lw;
     const float *end = buf + total;
-    const dwv z = dwv_zero();
-    int64_t i = 0;
-    for (; i + DWV <= total; i += DWV) dwv_store(buf + i, z);
-    for (; i < total; i++) buf[i] = 0.0f;
+    dw_zero(buf, total);
     int j0, j1;
     valid_range(-g->pl, 1, g->Wi, g->Lw, &j0, &j1);
     if (j1 <= j0) return;
@@ -269,11 +273,7 @@ static void dw_fill1(float *buf, const float *in, const dw_geom *g, int relu) {
  * stored into its column phase; input column iw = 2m + t lands in phase (t + pl) % 2
  * at j = m + (t + pl) / 2. */
 static void dw_fill2(float *buf, const float *in, const dw_geom *g, int relu) {
-    const int64_t total = 2 * (int64_t)g->Hp * g->Lw;
-    const dwv z = dwv_zero();
-    int64_t i = 0;
-    for (; i + DWV <= total; i += DWV) dwv_store(buf + i, z);
-    for (; i < total; i++) buf[i] = 0.0f;
+    dw_zero(buf, 2 * (int64_t)g->Hp * g->Lw);
     const int pl = g->pl, Wi = g->Wi, Lw = g->Lw;
     const int ph0 = pl % 2, ph1 = (1 + pl) % 2, o0 = pl / 2, o1 = (1 + pl) / 2;
     /* columns kept: j < Lw in their phase */
@@ -531,29 +531,30 @@ typedef struct dw_s2 {
     int rr[2][DW_TAPS_MAX], dr[2][DW_TAPS_MAX]; /* tap row r and its dy row offset */
     int ss[2][DW_TAPS_MAX], ds[2][DW_TAPS_MAX]; /* tap column s and its dy column offset */
     int rmin, cmin, Bh, Bw, Wh;        /* buffer: dy row rmin + k at row k, column cmin + k at column k */
+    int off[2][2][DW_TAPS_MAX];        /* phase (a, b), tap u * nb[b] + v: its offset into the buffer */
 } dw_s2;
 
+/* One dimension: for output parity a, the taps k (flipped order) with a + pad - k*dil even,
+ * their dy offsets (a + pad - k*dil) / 2 into off; widens [*mn, *mx]; returns the count. */
+static int dw_s2_taps(int a, int pad, int K, int dil, int *idx, int *off, int *mn, int *mx) {
+    int n = 0;
+    for (int k = K - 1; k >= 0; k--) {
+        const int v = a + pad - k * dil;
+        if (v % 2) continue;
+        idx[n] = k;
+        off[n++] = v / 2;
+        *mn = v / 2 < *mn ? v / 2 : *mn;
+        *mx = v / 2 > *mx ? v / 2 : *mx;
+    }
+    return n;
+}
+
 static int dw_s2_init(dw_s2 *t, const kconv2d_desc *d) {
-    if (d->stride_h != 2 || d->stride_w != 2 || d->R > DW_TAPS_MAX || d->S > DW_TAPS_MAX) return 0;
+    if (d->stride_h != 2 || d->stride_w != 2 || d->R * d->S > DW_TAPS_MAX) return 0;
     int rmin = 1 << 20, rmax = -(1 << 20), cmin = 1 << 20, cmax = -(1 << 20);
     for (int a = 0; a < 2; a++) {
-        t->na[a] = t->nb[a] = 0;
-        for (int r = d->R - 1; r >= 0; r--) { /* flipped order */
-            const int v = a + d->pad_h - r * d->dil_h;
-            if (v % 2) continue;
-            t->rr[a][t->na[a]] = r;
-            t->dr[a][t->na[a]++] = v / 2;
-            rmin = v / 2 < rmin ? v / 2 : rmin;
-            rmax = v / 2 > rmax ? v / 2 : rmax;
-        }
-        for (int s = d->S - 1; s >= 0; s--) {
-            const int v = a + d->pad_w - s * d->dil_w;
-            if (v % 2) continue;
-            t->ss[a][t->nb[a]] = s;
-            t->ds[a][t->nb[a]++] = v / 2;
-            cmin = v / 2 < cmin ? v / 2 : cmin;
-            cmax = v / 2 > cmax ? v / 2 : cmax;
-        }
+        t->na[a] = dw_s2_taps(a, d->pad_h, d->R, d->dil_h, t->rr[a], t->dr[a], &rmin, &rmax);
+        t->nb[a] = dw_s2_taps(a, d->pad_w, d->S, d->dil_w, t->ss[a], t->ds[a], &cmin, &cmax);
     }
     if (rmin > rmax || cmin > cmax) return 0;
     const int Hh = (d->H + 1) / 2;
@@ -562,6 +563,11 @@ static int dw_s2_init(dw_s2 *t, const kconv2d_desc *d) {
     t->cmin = cmin;
     t->Bh = Hh + rmax - rmin;
     t->Bw = (t->Wh + DWV - 1) / DWV * DWV + cmax - cmin;
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++)
+            for (int u = 0; u < t->na[a]; u++)
+                for (int v = 0; v < t->nb[b]; v++)
+                    t->off[a][b][u * t->nb[b] + v] = (t->dr[a][u] - rmin) * t->Bw + (t->ds[b][v] - cmin);
     return (int64_t)t->Bh * t->Bw <= DW_BUF_MAX;
 }
 
@@ -569,9 +575,7 @@ static void dw_bwd_data_s2(float *dxp, const float *dyp, const float *w, const f
                            const dw_s2 *t, int accumulate, float *buf) {
     const int S = d->S, W = d->W, Bw = t->Bw;
     const int64_t total = (int64_t)t->Bh * Bw;
-    int64_t z = 0;
-    for (; z + DWV <= total; z += DWV) dwv_store(buf + z, dwv_zero());
-    for (; z < total; z++) buf[z] = 0.0f;
+    dw_zero(buf, total);
     for (int k = 0; k < t->Bh; k++) {
         const int pr = k + t->rmin;
         if (pr < 0 || pr >= d->P) continue;
@@ -580,15 +584,10 @@ static void dw_bwd_data_s2(float *dxp, const float *dyp, const float *w, const f
                                    buf + total);
     }
     dwv wv[2][2][DW_TAPS_MAX];
-    int off[2][2][DW_TAPS_MAX];
     for (int a = 0; a < 2; a++)
         for (int b = 0; b < 2; b++)
             for (int u = 0; u < t->na[a]; u++)
-                for (int v = 0; v < t->nb[b]; v++) {
-                    const int k = u * t->nb[b] + v;
-                    wv[a][b][k] = dwv_set1(w[t->rr[a][u] * S + t->ss[b][v]]);
-                    off[a][b][k] = (t->dr[a][u] - t->rmin) * Bw + (t->ds[b][v] - t->cmin);
-                }
+                for (int v = 0; v < t->nb[b]; v++) wv[a][b][u * t->nb[b] + v] = dwv_set1(w[t->rr[a][u] * S + t->ss[b][v]]);
     for (int ih = 0; ih < d->H; ih++) {
         const int a = ih & 1, i = ih >> 1;
         float *orow = dxp + (int64_t)ih * W;
@@ -601,8 +600,8 @@ static void dw_bwd_data_s2(float *dxp, const float *dyp, const float *w, const f
         const int n0 = t->na[a] * t->nb[0], n1 = t->na[a] * t->nb[1];
         for (int j0 = 0; j0 < t->Wh; j0 += DWV) {
             dwv e = dwv_zero(), o = dwv_zero();
-            for (int k = 0; k < n0; k++) e = dwv_add(e, dwv_mul(wv[a][0][k], dwv_load(brow + off[a][0][k] + j0)));
-            for (int k = 0; k < n1; k++) o = dwv_add(o, dwv_mul(wv[a][1][k], dwv_load(brow + off[a][1][k] + j0)));
+            for (int k = 0; k < n0; k++) e = dwv_add(e, dwv_mul(wv[a][0][k], dwv_load(brow + t->off[a][0][k] + j0)));
+            for (int k = 0; k < n1; k++) o = dwv_add(o, dwv_mul(wv[a][1][k], dwv_load(brow + t->off[a][1][k] + j0)));
             const __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
             dwv v[2] = {_mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31)};
             const int q = 2 * j0, nq = W - q < 2 * DWV ? W - q : 2 * DWV;
