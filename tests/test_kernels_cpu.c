@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "kernels/cpu/kcpu.h"
+#include "kernels/cpu/dwc8.h"
 #include "kernels/cpu/pointwise.h"
 #include "testutil.h"
 
@@ -273,6 +274,95 @@ Test(conv, depthwise_fast_odd_sizes_wide_rows_and_other_kernels) {
     check_dw_relu(1, 2, 9, 9, 1, 7, 1, 2, 0, 3, 1, 1);
     check_dw_relu(2, 2, 6, 9, 3, 3, 1, 1, 0, 0, 1, 1); /* no padding: stride-1 data gradient via scatter */
     check_dw_relu(1, 1, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1);
+}
+
+/* The channel-blocked depthwise path (kernels/cpu/dwc8.c, C a multiple of 8, AVX2 builds)
+ * on the same shapes, through the same checks: DARTS planes 32/28/14/8/7 at stride 1 and
+ * 2, dilation 2, taps past the plane, odd sizes, 7x7 and 1x7 kernels (the generic
+ * instance), more and fewer samples than the filter gradient's 8 chunks. TOL_REF as above:
+ * FMA sums of at most 49 products per output, float sums of one plane per filter tap
+ * added in double. */
+static void check_dw8(int N, int C, int H, int W, int R, int S, int sh, int sw, int ph, int pw, int dh, int dwl) {
+    kconv2d_desc d = {.N = N, .C = C, .H = H, .W = W, .K = C, .R = R, .S = S, .stride_h = sh, .stride_w = sw,
+                      .pad_h = ph, .pad_w = pw, .dil_h = dh, .dil_w = dwl, .groups = C};
+    kconv2d_desc_finish(&d);
+#if defined(__AVX2__) && defined(__FMA__)
+    cr_assert(kdw8_forward_ok(&d) && kdw8_backward_filter_ok(&d), "blocked path expected for C%d %dx%d %dx%d", C, H,
+              W, R, S);
+    cr_assert_eq(kdw8_backward_data_ok(&d), sh == 1 && sw == 1);
+#else
+    cr_assert(!kdw8_forward_ok(&d));
+#endif
+    check_dw_relu(N, C, H, W, R, S, sh, sw, ph, pw, dh, dwl);
+}
+
+/*                                                                    N  C   H   W  R  S sh sw ph pw dh dw */
+Test(conv, depthwise_blocked_c8_darts_shapes) {
+    check_dw8(3, 8, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1);
+    check_dw8(3, 8, 28, 28, 5, 5, 2, 2, 2, 2, 1, 1);
+    check_dw8(2, 16, 32, 32, 5, 5, 1, 1, 4, 4, 2, 2);
+    check_dw8(2, 16, 32, 32, 3, 3, 2, 2, 2, 2, 2, 2);
+    check_dw8(9, 16, 14, 14, 5, 5, 1, 1, 2, 2, 1, 1);
+    check_dw8(9, 8, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1);
+    check_dw8(2, 8, 7, 7, 5, 5, 2, 2, 4, 4, 2, 2);
+    check_dw8(2, 24, 8, 8, 5, 5, 1, 1, 4, 4, 2, 2);
+    check_dw8(1, 8, 4, 4, 5, 5, 1, 1, 4, 4, 2, 2); /* taps reaching past the whole plane */
+}
+Test(conv, depthwise_blocked_c8_odd_sizes_and_other_kernels) {
+    check_dw8(2, 8, 13, 10, 7, 7, 1, 1, 3, 3, 1, 1);
+    check_dw8(2, 8, 9, 9, 1, 7, 1, 2, 0, 3, 1, 1);
+    check_dw8(2, 8, 11, 19, 5, 5, 2, 1, 2, 2, 2, 1);
+    check_dw8(2, 8, 5, 37, 3, 3, 1, 1, 1, 1, 1, 1);
+    check_dw8(1, 8, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1);
+}
+
+/* The blocked forward and data gradient (plain, ReLU-fused, accumulated) give the per-plane
+ * kernels' bits: same products, same order. */
+static void check_dw8_same_bits(int N, int C, int H, int R, int sh, int dh) {
+    const int pad = dh * (R - 1) / 2;
+    kconv2d_desc d = {.N = N, .C = C, .H = H, .W = H, .K = C, .R = R, .S = R, .stride_h = sh, .stride_w = sh,
+                      .pad_h = pad, .pad_w = pad, .dil_h = dh, .dil_w = dh, .groups = C};
+    kconv2d_desc_finish(&d);
+    const int64_t nx = (int64_t)N * C * H * H, ny = (int64_t)N * C * d.P * d.Q, nw = (int64_t)C * R * R;
+    float *x = rnd(nx, -1, 1, 41), *w = rnd(nw, -1, 1, 42), *r = rnd(ny, -1, 1, 43);
+    float *y[2], *dx[2];
+    for (int on = 0; on < 2; on++) {
+        kdw8_set_enabled(on);
+        y[on] = zerosf(ny);
+        dx[on] = rnd(nx, -1, 1, 44);
+        kcpu_conv2d_relu_forward(y[on], x, w, &d, NULL);
+        kcpu_conv2d_relu_backward_data(dx[on], r, w, x, &d, NULL);
+    }
+    kdw8_set_enabled(1);
+    cr_expect_eq(memcmp(y[0], y[1], sizeof(float) * (size_t)ny), 0, "forward C%d H%d R%d s%d d%d", C, H, R, sh, dh);
+    cr_expect_eq(memcmp(dx[0], dx[1], sizeof(float) * (size_t)nx), 0, "data C%d H%d R%d s%d d%d", C, H, R, sh, dh);
+    free(x); free(w); free(r);
+    for (int i = 0; i < 2; i++) { free(y[i]); free(dx[i]); }
+}
+Test(conv, depthwise_blocked_c8_forward_and_data_gradient_bits_equal_per_plane_kernels) {
+    check_dw8_same_bits(3, 8, 28, 3, 1, 1);
+    check_dw8_same_bits(3, 8, 28, 5, 2, 1);
+    check_dw8_same_bits(2, 16, 14, 5, 1, 2);
+    check_dw8_same_bits(2, 16, 16, 3, 2, 2);
+    check_dw8_same_bits(5, 32, 7, 5, 1, 1);
+    check_dw8_same_bits(5, 8, 7, 3, 2, 1);
+}
+
+/* Same bits for any thread count: the filter gradient's chunks do not depend on it. */
+Test(conv, depthwise_blocked_c8_filter_gradient_same_bits_with_1_and_2_threads) {
+    kconv2d_desc d = {.N = 11, .C = 16, .H = 14, .W = 14, .K = 16, .R = 5, .S = 5, .stride_h = 1, .stride_w = 1,
+                      .pad_h = 4, .pad_w = 4, .dil_h = 2, .dil_w = 2, .groups = 16};
+    kconv2d_desc_finish(&d);
+    const int64_t nx = (int64_t)d.N * d.C * d.H * d.W, ny = (int64_t)d.N * d.C * d.P * d.Q, nw = (int64_t)d.C * 25;
+    float *x = rnd(nx, -1, 1, 31), *r = rnd(ny, -1, 1, 32), *a = zerosf(nw), *b = zerosf(nw);
+    const int th = omp_get_max_threads();
+    omp_set_num_threads(1);
+    kcpu_conv2d_relu_backward_filter(a, r, x, &d, NULL);
+    omp_set_num_threads(2);
+    kcpu_conv2d_relu_backward_filter(b, r, x, &d, NULL);
+    omp_set_num_threads(th);
+    cr_expect_eq(memcmp(a, b, sizeof(float) * (size_t)nw), 0);
+    free(x); free(r); free(a); free(b);
 }
 
 Test(conv, scratch_pointwise_is_a_double_slot_per_thread_depthwise_needs_none) {

@@ -9,6 +9,7 @@
  * serially around them so batch accumulation is in a fixed order. */
 #include "kernels/cpu/kcpu.h"
 #include "kernels/cpu/kvec.h"
+#include "kernels/cpu/dwc8.h"
 #include "kernels/cpu/pointwise.h"
 
 #include <cblas.h>
@@ -442,6 +443,10 @@ static int dw_fast_ok(const kconv2d_desc *d) {
 static void dw_forward_fast(float *y, const float *x, const float *w, const kconv2d_desc *d, int relu) {
     const int C = d->C;
     const int64_t planes = (int64_t)d->N * C, HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
+    if (kdw8_forward_ok(d)) {
+        kdw8_forward(y, x, w, d, relu);
+        return;
+    }
     dw_geom g;
     dw_geom_init(&g, d->P, d->Q, d->H, d->W, d->R, d->S, d->stride_h, d->stride_w, d->pad_h, d->pad_w, d->dil_h,
                  d->dil_w);
@@ -628,6 +633,10 @@ static void dw_bwd_data_s2(float *dxp, const float *dyp, const float *w, const f
 
 static void dw_backward_data_fast(float *dx, const float *dy, const float *w, const float *xmask,
                                   const kconv2d_desc *d, int accumulate) {
+    if (kdw8_backward_data_ok(d)) {
+        kdw8_backward_data(dx, dy, w, xmask, d, accumulate);
+        return;
+    }
     const int C = d->C, R = d->R, S = d->S;
     const int64_t planes = (int64_t)d->N * C, HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
     dw_geom gc, gf;
@@ -708,6 +717,10 @@ static void dw_bwf_plane(double *acc, const float *buf, const float *gpad, const
 }
 
 static void dw_backward_filter_fast(float *dw, const float *dy, const float *x, const kconv2d_desc *d, int relu) {
+    if (kdw8_backward_filter_ok(d)) {
+        kdw8_backward_filter(dw, dy, x, d, relu);
+        return;
+    }
     const int C = d->C, R = d->R, S = d->S, P = d->P, Q = d->Q;
     const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)P * Q;
     dw_geom g;
