@@ -1,21 +1,96 @@
 /* bn.c — CPU batch normalisation over (N, C, HW), PyTorch semantics: biased batch
  * variance to normalise, unbiased variance into the running estimate. Parallel over
- * channels; each channel's statistics are summed in double in a fixed order, over 8
- * independent lanes (kvec.h), not one serial chain of dependent additions. */
+ * (sample, channel) planes in sample order; each plane's sums are taken in double over 8
+ * independent lanes (kvec.h), and each channel's are added plane by plane in sample
+ * order: the same bits for any thread count. */
 #include "kernels/cpu/kcpu.h"
 #include "kernels/cpu/kvec.h"
 
 #include <math.h>
 
+/* Planes (N*C) up to which the statistics are summed plane by plane, in sample order
+ * across threads: each thread reads the samples the convolution or pool before it wrote
+ * (those partition by sample too), instead of every sample of some channels, half of them
+ * in the other core's cache. The per-plane sums (2 doubles each) live on the stack;
+ * beyond this the loop over channels below takes over. Either way each channel's sums
+ * are added plane by plane in sample order: the same bits. */
+#define BN_PLANES_MAX 8192
+
+static void bn_channel_coefs(float *fm, float *sc, float *sh, double *mean_out, double *var_out, const double *ps,
+                             const double *k, const float *gamma, const float *beta, int N, int C, int64_t cnt,
+                             float eps) {
+    for (int c = 0; c < C; c++) {
+        double s1 = 0.0, s2 = 0.0;
+        for (int n = 0; n < N; n++) {
+            s1 += ps[2 * ((int64_t)n * C + c)];
+            s2 += ps[2 * ((int64_t)n * C + c) + 1];
+        }
+        const double m1 = cnt > 0 ? s1 / (double)cnt : 0.0;
+        const double mean = k[c] + m1;
+        double var = cnt > 0 ? s2 / (double)cnt - m1 * m1 : 0.0;
+        if (var < 0.0) var = 0.0;
+        const double invstd = 1.0 / sqrt(var + (double)eps);
+        const float g = gamma ? gamma[c] : 1.0f;
+        fm[c] = (float)mean;
+        sc[c] = (float)invstd * g;
+        sh[c] = beta ? beta[c] : 0.0f;
+        mean_out[c] = mean;
+        var_out[c] = var;
+    }
+}
+
+static void bn_save(float *save_mean, float *save_invstd, float *running_mean, float *running_var, double mean,
+                    double var, int64_t cnt, const kbn_desc *d, int c) {
+    const double invstd = 1.0 / sqrt(var + (double)d->eps);
+    if (save_mean) save_mean[c] = (float)mean;
+    if (save_invstd) save_invstd[c] = (float)invstd;
+    const double m = d->momentum;
+    if (running_mean) running_mean[c] = (float)((1.0 - m) * running_mean[c] + m * mean);
+    if (running_var) {
+        double unb = cnt > 1 ? var * (double)cnt / (double)(cnt - 1) : var;
+        running_var[c] = (float)((1.0 - m) * running_var[c] + m * unb);
+    }
+}
+
 void kcpu_bn_forward_train(float *y, float *save_mean, float *save_invstd, float *running_mean,
                            float *running_var, const float *x, const float *gamma, const float *beta,
                            const kbn_desc *d) {
     const int N = d->N, C = d->C, HW = d->HW;
-    const int64_t cnt = (int64_t)N * HW;
+    const int64_t cnt = (int64_t)N * HW, planes = (int64_t)N * C;
+    if (planes > 0 && planes <= BN_PLANES_MAX) {
+        double ps[2 * BN_PLANES_MAX], k[C];
+        /* shifted sums (shift: the channel's first value, so the variance does not
+         * cancel catastrophically when |mean| >> std) */
+        for (int c = 0; c < C; c++) k[c] = cnt > 0 ? x[(int64_t)c * HW] : 0.0;
+#pragma omp parallel
+        {
+#pragma omp for schedule(static)
+            for (int64_t pl = 0; pl < planes; pl++) {
+                double s1 = 0.0, s2 = 0.0;
+                kvec_sum_sumsq_f64(x + pl * HW, k[pl % C], HW, &s1, &s2);
+                ps[2 * pl] = s1;
+                ps[2 * pl + 1] = s2;
+            }
+            /* every thread derives every channel's coefficients (N*C additions): no
+             * second barrier */
+            float fm[C], sc[C], sh[C];
+            double mean[C], var[C];
+            bn_channel_coefs(fm, sc, sh, mean, var, ps, k, gamma, beta, N, C, cnt, d->eps);
+#pragma omp master
+            for (int c = 0; c < C; c++) bn_save(save_mean, save_invstd, running_mean, running_var, mean[c], var[c], cnt, d, c);
+#pragma omp for schedule(static) nowait
+            for (int64_t pl = 0; pl < planes; pl++) {
+                const int c = (int)(pl % C);
+                const float *xp = x + pl * HW;
+                float *yp = y + pl * HW;
+                const float f = fm[c], s = sc[c], b = sh[c];
+                for (int i = 0; i < HW; i++) yp[i] = (xp[i] - f) * s + b;
+            }
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
-        /* one pass of shifted sums (shift: the channel's first value, so the variance
-         * does not cancel catastrophically when |mean| >> std) */
         const double k = cnt > 0 ? x[(int64_t)c * HW] : 0.0;
         double s1 = 0.0, s2 = 0.0;
         for (int n = 0; n < N; n++) kvec_sum_sumsq_f64(x + ((int64_t)n * C + c) * HW, k, HW, &s1, &s2);
@@ -31,14 +106,7 @@ void kcpu_bn_forward_train(float *y, float *save_mean, float *save_invstd, float
             float *yp = y + ((int64_t)n * C + c) * HW;
             for (int i = 0; i < HW; i++) yp[i] = (xp[i] - fm) * sc + b;
         }
-        if (save_mean) save_mean[c] = fm;
-        if (save_invstd) save_invstd[c] = (float)invstd;
-        const double m = d->momentum;
-        if (running_mean) running_mean[c] = (float)((1.0 - m) * running_mean[c] + m * mean);
-        if (running_var) {
-            double unb = cnt > 1 ? var * (double)cnt / (double)(cnt - 1) : var;
-            running_var[c] = (float)((1.0 - m) * running_var[c] + m * unb);
-        }
+        bn_save(save_mean, save_invstd, running_mean, running_var, mean, var, cnt, d, c);
     }
 }
 
@@ -57,12 +125,63 @@ void kcpu_bn_forward_infer(float *y, const float *x, const float *gamma, const f
     }
 }
 
+/* dx (= or +=) g*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)) over one plane. */
+static inline void bn_dx_plane(float *dp, const float *gp, const float *xp, int HW, float k, float a, float bcoef,
+                               float fm, int accumulate) {
+    if (accumulate)
+        for (int i = 0; i < HW; i++) dp[i] += k * (gp[i] - a - (xp[i] - fm) * bcoef);
+    else
+        for (int i = 0; i < HW; i++) dp[i] = k * (gp[i] - a - (xp[i] - fm) * bcoef);
+}
+
 static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                         const float *gamma, const float *save_mean, const float *save_invstd,
                         const kbn_desc *d, int accumulate) {
     const int N = d->N, C = d->C, HW = d->HW;
-    const int64_t cnt = (int64_t)N * HW;
+    const int64_t cnt = (int64_t)N * HW, planes = (int64_t)N * C;
     if (!dx && !dgamma && !dbeta) return;
+    if (planes > 0 && planes <= BN_PLANES_MAX) { /* plane by plane, as the forward */
+        double ps[2 * BN_PLANES_MAX];
+#pragma omp parallel
+        {
+#pragma omp for schedule(static)
+            for (int64_t pl = 0; pl < planes; pl++) {
+                double sdy = 0.0, sdyx = 0.0; /* sum dy, sum dy * xhat */
+                kvec_sum_dot_f64(dy + pl * HW, x + pl * HW, (double)save_mean[pl % C], HW, &sdy, &sdyx);
+                ps[2 * pl] = sdy;
+                ps[2 * pl + 1] = sdyx;
+            }
+            float kk[C], a[C], bc[C];
+            for (int c = 0; c < C; c++) {
+                const double invstd = save_invstd[c];
+                double sdy = 0.0, sdyx = 0.0;
+                for (int n = 0; n < N; n++) {
+                    sdy += ps[2 * ((int64_t)n * C + c)];
+                    sdyx += ps[2 * ((int64_t)n * C + c) + 1];
+                }
+                sdyx *= invstd;
+#pragma omp master
+                {
+                    if (dbeta) dbeta[c] += (float)sdy;
+                    if (dgamma) dgamma[c] += (float)sdyx;
+                }
+                const double g = gamma ? gamma[c] : 1.0;
+                const double mdy = cnt > 0 ? sdy / (double)cnt : 0.0, mdyx = cnt > 0 ? sdyx / (double)cnt : 0.0;
+                kk[c] = (float)(g * invstd);
+                a[c] = (float)mdy;
+                bc[c] = (float)(mdyx * invstd);
+            }
+            if (dx && cnt > 0) {
+#pragma omp for schedule(static) nowait
+                for (int64_t pl = 0; pl < planes; pl++) {
+                    const int c = (int)(pl % C);
+                    bn_dx_plane(dx + pl * HW, dy + pl * HW, x + pl * HW, HW, kk[c], a[c], bc[c], save_mean[c],
+                                accumulate);
+                }
+            }
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
         const double mean = save_mean[c], invstd = save_invstd[c];
@@ -77,20 +196,13 @@ static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
         if (dgamma) dgamma[c] += (float)sdyx;
         if (!dx || cnt == 0) continue;
         const double g = gamma ? gamma[c] : 1.0;
-        /* dx = g*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)) */
         const double mdy = sdy / (double)cnt, mdyx = sdyx / (double)cnt;
         const float k = (float)(g * invstd);
         const float a = (float)mdy, bcoef = (float)(mdyx * invstd);
         const float fm = (float)mean;
-        for (int n = 0; n < N; n++) {
-            const float *xp = x + ((int64_t)n * C + c) * HW;
-            const float *gp = dy + ((int64_t)n * C + c) * HW;
-            float *dp = dx + ((int64_t)n * C + c) * HW;
-            if (accumulate)
-                for (int i = 0; i < HW; i++) dp[i] += k * (gp[i] - a - (xp[i] - fm) * bcoef);
-            else
-                for (int i = 0; i < HW; i++) dp[i] = k * (gp[i] - a - (xp[i] - fm) * bcoef);
-        }
+        for (int n = 0; n < N; n++)
+            bn_dx_plane(dx + ((int64_t)n * C + c) * HW, dy + ((int64_t)n * C + c) * HW, x + ((int64_t)n * C + c) * HW,
+                        HW, k, a, bcoef, fm, accumulate);
     }
 }
 

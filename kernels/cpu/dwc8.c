@@ -349,7 +349,8 @@ static void d8_fill_dy(float *gb, const float *dy, int64_t cs, int64_t PQ) {
 
 /* Samples are split into a fixed number of chunks per channel block (independent of the
  * thread count); each chunk sums in double, and the chunks are added in order: the same
- * result for any number of threads. */
+ * result for any number of threads. Units run chunk-major, so each thread reads the
+ * samples that the layers around it, partitioned by sample, left in its own cache. */
 #define D8_CHUNKS 8
 
 void kdw8_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d, int relu) {
@@ -367,7 +368,7 @@ void kdw8_backward_filter(float *dw, const float *dy, const float *x, const kcon
         d8_zero(buf, (int64_t)g.Hb * g.Wb * 8);
 #pragma omp for schedule(static)
         for (int64_t u = 0; u < units; u++) {
-            const int cb = (int)(u / chunks), ch = (int)(u % chunks);
+            const int ch = (int)(u / CB), cb = (int)(u % CB); /* chunk-major: a thread's samples */
             const int n0 = (int)((int64_t)N * ch / chunks), n1 = (int)((int64_t)N * (ch + 1) / chunks);
             double *au = acc + u * RS * 8;
             for (int i = 0; i < RS * 8; i++) au[i] = 0.0;
@@ -382,7 +383,7 @@ void kdw8_backward_filter(float *dw, const float *dy, const float *x, const kcon
         for (int t = 0; t < RS; t++)
             for (int c = 0; c < 8; c++) {
                 double s = 0.0;
-                for (int ch = 0; ch < chunks; ch++) s += acc[((int64_t)(cb * chunks + ch) * RS + t) * 8 + c];
+                for (int ch = 0; ch < chunks; ch++) s += acc[((int64_t)(ch * CB + cb) * RS + t) * 8 + c];
                 dw[(int64_t)(cb * 8 + c) * RS + t] += (float)s;
             }
 }
