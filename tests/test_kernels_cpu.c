@@ -605,6 +605,44 @@ static void check_bn_train(int affine) {
 Test(bn, train_affine_forward_stats_running_update_and_backward_match_reference_and_fd) { check_bn_train(1); }
 Test(bn, train_non_affine_forward_stats_running_update_and_backward_match_reference_and_fd) { check_bn_train(0); }
 
+/* The two schedules of kernels/cpu/bn.c give the same bits: planes (N*C) up to 8192 are
+ * split across threads by sample, more by channel. A channel's results depend only on its
+ * own planes, so channels 0..99 of a 2 x 4100-channel batch (by channel) must equal a
+ * 2 x 100-channel batch of the same values (by plane), with 1 and with 2 threads. */
+Test(bn, plane_and_channel_schedules_and_thread_counts_give_the_same_bits) {
+    const int N = 2, CB = 4100, CS = 100, HW = 9;
+    kbn_desc db = {.N = N, .C = CB, .HW = HW, .eps = 1e-5f, .momentum = 0.1f}, ds = db;
+    ds.C = CS;
+    const int64_t nb = (int64_t)N * CB * HW, ns = (int64_t)N * CS * HW;
+    float *xb = rnd(nb, -2, 3, 51), *gb = rnd(nb, -1, 1, 52), *xs = zerosf(ns), *gs = zerosf(ns);
+    for (int n = 0; n < N; n++) {
+        memcpy(xs + (int64_t)n * CS * HW, xb + (int64_t)n * CB * HW, sizeof(float) * (size_t)CS * HW);
+        memcpy(gs + (int64_t)n * CS * HW, gb + (int64_t)n * CB * HW, sizeof(float) * (size_t)CS * HW);
+    }
+    float *yb = zerosf(nb), *dxb = zerosf(nb), *mb = zerosf(CB), *ib = zerosf(CB);
+    kcpu_bn_forward_train(yb, mb, ib, NULL, NULL, xb, NULL, NULL, &db);
+    kcpu_bn_backward_set(dxb, NULL, NULL, gb, xb, NULL, mb, ib, &db);
+    const int th = omp_get_max_threads();
+    for (int t = 1; t <= 2; t++) {
+        omp_set_num_threads(t);
+        float *ys = zerosf(ns), *dxs = zerosf(ns), ms[100], is[100];
+        kcpu_bn_forward_train(ys, ms, is, NULL, NULL, xs, NULL, NULL, &ds);
+        kcpu_bn_backward_set(dxs, NULL, NULL, gs, xs, NULL, ms, is, &ds);
+        cr_expect_eq(memcmp(ms, mb, sizeof ms), 0, "mean, %d threads", t);
+        cr_expect_eq(memcmp(is, ib, sizeof is), 0, "invstd, %d threads", t);
+        for (int n = 0; n < N; n++) {
+            cr_expect_eq(memcmp(ys + (int64_t)n * CS * HW, yb + (int64_t)n * CB * HW, sizeof(float) * (size_t)CS * HW),
+                         0, "y, sample %d, %d threads", n, t);
+            cr_expect_eq(memcmp(dxs + (int64_t)n * CS * HW, dxb + (int64_t)n * CB * HW,
+                                sizeof(float) * (size_t)CS * HW),
+                         0, "dx, sample %d, %d threads", n, t);
+        }
+        free(ys); free(dxs);
+    }
+    omp_set_num_threads(th);
+    free(xb); free(gb); free(xs); free(gs); free(yb); free(dxb); free(mb); free(ib);
+}
+
 Test(bn, inference_affine_and_non_affine_use_running_stats) {
     kbn_desc d = {.N = 2, .C = 3, .HW = 5, .eps = 1e-3f, .momentum = 0.1f};
     const int64_t n = 30;
