@@ -607,10 +607,10 @@ Test(bn, train_non_affine_forward_stats_running_update_and_backward_match_refere
 
 /* The two schedules of kernels/cpu/bn.c give the same bits: planes (N*C) up to 8192 are
  * split across threads by sample, more by channel. A channel's results depend only on its
- * own planes, so channels 0..99 of a 2 x 4100-channel batch (by channel) must equal a
- * 2 x 100-channel batch of the same values (by plane), with 1 and with 2 threads. */
+ * own planes, so channels 0..99 of a 3 x 2800-channel batch (by channel) must equal a
+ * 3 x 100-channel batch of the same values (by plane), with 1 and with 2 threads. */
 Test(bn, plane_and_channel_schedules_and_thread_counts_give_the_same_bits) {
-    const int N = 2, CB = 4100, CS = 100, HW = 9;
+    const int N = 3, CB = 2800, CS = 100, HW = 9;
     kbn_desc db = {.N = N, .C = CB, .HW = HW, .eps = 1e-5f, .momentum = 0.1f}, ds = db;
     ds.C = CS;
     const int64_t nb = (int64_t)N * CB * HW, ns = (int64_t)N * CS * HW;
