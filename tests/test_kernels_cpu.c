@@ -804,6 +804,72 @@ Test(pool, vector_paths_match_reference_at_darts_plane_sizes_both_strides) {
         }
 }
 
+/* The channel-blocked pooling kernels (pool.c, C a multiple of 8, AVX2 builds): against
+ * the scalar reference at the DARTS plane sizes, both strides; then bit for bit against
+ * the per-plane vector path (same operations in the same order), dx accumulated onto
+ * random values; a block with a NaN in one plane goes to the scalar path. */
+static void check_pool8_same_bits(int N, int C, int H, int W, int s) {
+    kpool_desc d = pool_desc(N, C, H, W, 3, s, 1);
+    const int64_t nx = (int64_t)N * C * H * W, ny = (int64_t)N * C * d.P * d.Q;
+    float *x = rnd(nx, -1, 1, 61), *dy = rnd(ny, -1, 1, 62);
+    x[nx / 2] = x[nx / 2 + 1]; /* a tie */
+    float *out[2][4];
+    for (int on = 0; on < 2; on++) {
+        kdw8_set_enabled(on);
+        for (int k = 0; k < 4; k++) out[on][k] = k % 2 ? rnd(nx, -1, 1, 63) : zerosf(ny);
+        kcpu_maxpool_forward(out[on][0], x, &d);
+        kcpu_maxpool_backward(out[on][1], dy, x, &d);
+        kcpu_avgpool_forward(out[on][2], x, &d);
+        kcpu_avgpool_backward(out[on][3], dy, &d);
+    }
+    kdw8_set_enabled(1);
+    const char *what[4] = {"max forward", "max backward", "avg forward", "avg backward"};
+    for (int k = 0; k < 4; k++) {
+        cr_expect_eq(memcmp(out[0][k], out[1][k], sizeof(float) * (size_t)(k % 2 ? nx : ny)), 0, "%s C%d %dx%d s%d",
+                     what[k], C, H, W, s);
+        free(out[0][k]);
+        free(out[1][k]);
+    }
+    free(x); free(dy);
+}
+
+Test(pool, blocked_c8_paths_match_reference_and_per_plane_bits) {
+    const int sizes[][2] = {{32, 32}, {16, 16}, {8, 8}, {28, 28}, {14, 14}, {7, 7}, {5, 37}, {13, 10}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        for (int s = 1; s <= 2; s++) {
+            if (sizes[i][0] <= 16) {
+                check_maxpool_shape(2, 8, sizes[i][0], sizes[i][1], s);
+                check_avgpool_nc(2, 16, s, sizes[i][0], sizes[i][1]);
+            }
+            check_pool8_same_bits(3, 16, sizes[i][0], sizes[i][1], s);
+        }
+}
+
+Test(pool, blocked_c8_block_with_a_nan_takes_the_scalar_path) {
+    kpool_desc d = pool_desc(2, 8, 9, 9, 3, 1, 1);
+    const int64_t n = 2 * 8 * 81;
+    float *x = zerosf(n), *y = zerosf(n), *dx = zerosf(n), *dy = zerosf(n);
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = (float)(i % 81);
+        dy[i] = 1.0f;
+    }
+    x[3 * 81 + 40] = NAN; /* sample 0, plane 3, centre */
+    kcpu_maxpool_forward(y, x, &d);
+    kcpu_maxpool_backward(dx, dy, x, &d);
+    for (int64_t pl = 0; pl < 16; pl++)
+        for (int p = 0; p < 9; p++)
+            for (int q = 0; q < 9; q++) {
+                const int near = pl == 3 && p >= 3 && p <= 5 && q >= 3 && q <= 5;
+                const float want = (float)((p + 1 < 9 ? p + 1 : 8) * 9 + (q + 1 < 9 ? q + 1 : 8));
+                const float got = y[pl * 81 + p * 9 + q];
+                if (near) cr_expect(isnan(got), "NaN window (%d,%d) gives %g", p, q, got);
+                else cr_expect(got == want, "plane %lld max (%d,%d) = %g, want %g", (long long)pl, p, q, got, want);
+            }
+    cr_expect(dx[3 * 81 + 40] == 9.0f, "the NaN takes its 9 windows' gradient: %g", dx[3 * 81 + 40]);
+    cr_expect(dx[4 * 81 + 80] == 4.0f, "bottom-right cell of a clean plane: %g", dx[4 * 81 + 80]);
+    free(x); free(y); free(dx); free(dy);
+}
+
 /* A NaN anywhere in a window makes its maximum NaN (as PyTorch) and takes the gradient;
  * a plane of -inf routes each window's gradient to its first in-bounds cell, never to
  * the padding. Both leave the vector path for the scalar one. */

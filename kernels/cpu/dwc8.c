@@ -16,6 +16,7 @@
  * is the same correlation over dy with the taps flipped; the filter gradient multiplies
  * dy's transposed pixels into one accumulator per tap. */
 #include "kernels/cpu/dwc8.h"
+#include "kernels/cpu/c8.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -28,8 +29,9 @@ int kdw8_set_enabled(int on) {
     return old;
 }
 
+int kdw8_enabled(void) { return dw8_enabled; }
+
 #if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
 
 #define D8_BUF_FLOATS 16384 /* per thread: a 40 x 40 padded plane of 8 channels (64 KiB) */
 #define D8_TAPS_MAX 49
@@ -81,60 +83,12 @@ int kdw8_backward_filter_ok(const kconv2d_desc *d) {
     return d8_fwd_geom(&g, d) && (int64_t)d->P * d->Q * 8 <= D8_BUF_FLOATS;
 }
 
-/* 8 x 8 transpose: on return v[k] holds element k of each of the 8 input vectors. */
-static inline __attribute__((always_inline)) void tr8(__m256 v[8]) {
-    const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
-    const __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
-    const __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
-    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    v[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-    v[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-    v[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-    v[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-    v[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    v[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    v[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    v[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
-static inline __m256i lanes_below(int n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-/* v where v > 0, else +0 (NaN to 0: the per-plane path's ReLU) */
-static inline __m256 relu8(__m256 v) { return _mm256_and_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ), v); }
-
-static void d8_zero(float *buf, int64_t n) {
-    for (int64_t i = 0; i < n; i += 8) _mm256_store_ps(buf + i, _mm256_setzero_ps());
-}
-
-/* The interior of the buffer from 8 planes of Hi x Wi (plane stride cs): rows of 8 pixels
- * loaded per channel (the last one masked), transposed into 8 pixel vectors. */
+/* The interior of the buffer from 8 planes of Hi x Wi (plane stride cs); the border
+ * stays as set. */
 static void d8_fill(float *buf, const float *in, int64_t cs, const d8_geom *g, int relu) {
     const int rows = g->Hi < g->Hb - g->pt ? g->Hi : g->Hb - g->pt;
     const int cols = g->Wi < g->Wb - g->pl ? g->Wi : g->Wb - g->pl;
-    for (int ih = 0; ih < rows; ih++) {
-        float *b = buf + ((int64_t)(ih + g->pt) * g->Wb + g->pl) * 8;
-        const float *xr = in + (int64_t)ih * g->Wi;
-        for (int j = 0; j < cols; j += 8) {
-            const int nj = cols - j < 8 ? cols - j : 8;
-            __m256 v[8];
-            if (nj == 8) {
-                for (int c = 0; c < 8; c++) v[c] = _mm256_loadu_ps(xr + c * cs + j);
-            } else {
-                const __m256i k = lanes_below(nj);
-                for (int c = 0; c < 8; c++) v[c] = _mm256_maskload_ps(xr + c * cs + j, k);
-            }
-            if (relu)
-                for (int c = 0; c < 8; c++) v[c] = relu8(v[c]);
-            tr8(v);
-            for (int k = 0; k < nj; k++) _mm256_store_ps(b + (int64_t)(j + k) * 8, v[k]);
-        }
-    }
+    c8_fill(buf, g->Wb, g->pt, g->pl, rows, cols, in, g->Wi, cs, relu, 0);
 }
 
 /* wt[t][c] = w[channel 8cb + c][tap t], or tap RS-1-t when flipped. */
@@ -147,7 +101,7 @@ static void d8_weights(float *wt, const float *w, int cb, int RS, int flip) {
  * out + c*cs (nq of them), masked by m (same layout) and added to what is there when asked. */
 static inline __attribute__((always_inline)) void d8_put(float *out, const float *m, int64_t cs, __m256 acc[8],
                                                          int nq, int accumulate) {
-    tr8(acc);
+    c8_tr(acc);
     if (nq == 8) {
         for (int c = 0; c < 8; c++) {
             __m256 v = acc[c];
@@ -157,7 +111,7 @@ static inline __attribute__((always_inline)) void d8_put(float *out, const float
         }
         return;
     }
-    const __m256i k = lanes_below(nq);
+    const __m256i k = c8_lanes_below(nq);
     for (int c = 0; c < 8; c++) {
         __m256 v = acc[c];
         if (m) v = _mm256_and_ps(_mm256_cmp_ps(_mm256_maskload_ps(m + c * cs, k), _mm256_setzero_ps(), _CMP_GT_OQ), v);
@@ -236,7 +190,7 @@ void kdw8_forward(float *y, const float *x, const float *w, const kconv2d_desc *
     {
         float buf[D8_BUF_FLOATS] __attribute__((aligned(32)));
         float wt[D8_TAPS_MAX * 8] __attribute__((aligned(32)));
-        d8_zero(buf, (int64_t)g.Hb * g.Wb * 8);
+        c8_set(buf, (int64_t)g.Hb * g.Wb * 8, 0.0f);
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < blocks; b++) {
             const int64_t n = b / CB;
@@ -258,7 +212,7 @@ void kdw8_backward_data(float *dx, const float *dy, const float *w, const float 
     {
         float buf[D8_BUF_FLOATS] __attribute__((aligned(32)));
         float wt[D8_TAPS_MAX * 8] __attribute__((aligned(32)));
-        d8_zero(buf, (int64_t)g.Hb * g.Wb * 8);
+        c8_set(buf, (int64_t)g.Hb * g.Wb * 8, 0.0f);
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < blocks; b++) {
             const int64_t n = b / CB;
@@ -331,22 +285,6 @@ static void d8_bwf(double *acc, const float *buf, const float *gb, const d8_geom
     d8_bwf_body(acc, buf, gb, g, g->R, g->S, g->sh, g->sw, g->dh, g->dw);
 }
 
-/* dy's 8 planes (P x Q, plane stride cs) transposed into P*Q pixel vectors. */
-static void d8_fill_dy(float *gb, const float *dy, int64_t cs, int64_t PQ) {
-    for (int64_t j = 0; j < PQ; j += 8) {
-        const int nj = PQ - j < 8 ? (int)(PQ - j) : 8;
-        __m256 v[8];
-        if (nj == 8) {
-            for (int c = 0; c < 8; c++) v[c] = _mm256_loadu_ps(dy + c * cs + j);
-        } else {
-            const __m256i k = lanes_below(nj);
-            for (int c = 0; c < 8; c++) v[c] = _mm256_maskload_ps(dy + c * cs + j, k);
-        }
-        tr8(v);
-        for (int k = 0; k < nj; k++) _mm256_store_ps(gb + (j + k) * 8, v[k]);
-    }
-}
-
 /* Samples are split into a fixed number of chunks per channel block (independent of the
  * thread count); each chunk sums in double, and the chunks are added in order: the same
  * result for any number of threads. Units run chunk-major, so each thread reads the
@@ -365,7 +303,7 @@ void kdw8_backward_filter(float *dw, const float *dy, const float *x, const kcon
     {
         float buf[D8_BUF_FLOATS] __attribute__((aligned(32)));
         float gb[D8_BUF_FLOATS] __attribute__((aligned(32)));
-        d8_zero(buf, (int64_t)g.Hb * g.Wb * 8);
+        c8_set(buf, (int64_t)g.Hb * g.Wb * 8, 0.0f);
 #pragma omp for schedule(static)
         for (int64_t u = 0; u < units; u++) {
             const int ch = (int)(u / CB), cb = (int)(u % CB); /* chunk-major: a thread's samples */
@@ -374,7 +312,7 @@ void kdw8_backward_filter(float *dw, const float *dy, const float *x, const kcon
             for (int i = 0; i < RS * 8; i++) au[i] = 0.0;
             for (int n = n0; n < n1; n++) {
                 d8_fill(buf, x + ((int64_t)n * C + cb * 8) * HW, HW, &g, relu);
-                d8_fill_dy(gb, dy + ((int64_t)n * C + cb * 8) * PQ, PQ, PQ);
+                c8_pixels(gb, dy + ((int64_t)n * C + cb * 8) * PQ, PQ, PQ);
                 d8_bwf(au, buf, gb, &g);
             }
         }

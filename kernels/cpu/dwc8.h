@@ -24,7 +24,9 @@ void kdw8_backward_data(float *dx, const float *dy, const float *w, const float 
 void kdw8_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d, int relu);
 
 /* Tests compare both paths: kdw8_set_enabled(0) sends every layer to conv.c's per-plane
- * kernels. Returns the previous setting. */
+ * kernels, and every pooling layer to pool.c's (whose blocked kernels obey it too).
+ * Returns the previous setting. */
 int kdw8_set_enabled(int on);
+int kdw8_enabled(void);
 
 #endif
