@@ -35,6 +35,7 @@ int kdw8_enabled(void) { return dw8_enabled; }
 
 #define D8_BUF_FLOATS 16384 /* per thread: a 40 x 40 padded plane of 8 channels (64 KiB) */
 #define D8_TAPS_MAX 49
+#define D8_S2_ROW 256 /* pixels of one stride-2 data-gradient output row, rounded to 16 */
 
 /* One correlation: out (Po x Qo per channel) from a buffer of Hb x Wb pixels. */
 typedef struct d8_geom {
@@ -74,9 +75,12 @@ int kdw8_forward_ok(const kconv2d_desc *d) {
     d8_geom g;
     return d8_fwd_geom(&g, d);
 }
+typedef struct d8_s2 d8_s2;
+static int d8_s2_init(d8_s2 *t, const kconv2d_desc *d);
+
 int kdw8_backward_data_ok(const kconv2d_desc *d) {
     d8_geom g;
-    return d8_bwd_geom(&g, d);
+    return d8_bwd_geom(&g, d) || d8_s2_init(NULL, d);
 }
 int kdw8_backward_filter_ok(const kconv2d_desc *d) {
     d8_geom g;
@@ -202,9 +206,127 @@ void kdw8_forward(float *y, const float *x, const float *w, const kconv2d_desc *
     }
 }
 
+/* ---- stride-2 data gradient by output phases ----
+ * dx[ih][iw] gets w[r][s] dy[p][q] exactly when 2p - pad_h + r*dil_h = ih and
+ * 2q - pad_w + s*dil_w = iw: an output row of parity a takes only the taps r with
+ * a + pad_h - r*dil_h even, at dy row ih/2 + (a + pad_h - r*dil_h)/2; likewise columns.
+ * Each output row is computed as its even and its odd columns, 8 pixels at a time over
+ * their own taps, from dy's pixels padded once per block, then transposed out: a quarter
+ * of the products of a correlation over zero-inserted dy. Taps in that correlation's
+ * (flipped) order, multiply then add: the bits of conv.c's per-plane phase kernel. */
+struct d8_s2 {
+    int na[2], nb[2];                            /* taps per row / column parity */
+    int rr[2][D8_TAPS_MAX], dr[2][D8_TAPS_MAX];  /* tap row r, its dy row offset */
+    int ss[2][D8_TAPS_MAX], ds[2][D8_TAPS_MAX];  /* tap column s, its dy column offset */
+    int rmin, cmin, Bh, Bw, Wh;                  /* buffer row k = dy row rmin + k; column likewise */
+};
+
+/* One dimension, output parity a: the taps k (flipped order) with a + pad - k*dil even and
+ * their dy offsets; widens [*mn, *mx]; returns the count. */
+static int d8_s2_taps(int a, int pad, int K, int dil, int *idx, int *off, int *mn, int *mx) {
+    int n = 0;
+    for (int k = K - 1; k >= 0; k--) {
+        const int v = a + pad - k * dil;
+        if (v % 2) continue;
+        idx[n] = k;
+        off[n++] = v / 2;
+        *mn = v / 2 < *mn ? v / 2 : *mn;
+        *mx = v / 2 > *mx ? v / 2 : *mx;
+    }
+    return n;
+}
+
+/* t may be NULL (only asks whether the path applies). */
+static int d8_s2_init(d8_s2 *t, const kconv2d_desc *d) {
+    d8_s2 tmp;
+    if (!t) t = &tmp;
+    if (!dw8_enabled || d->groups != d->C || d->K != d->C || d->C % 8 != 0 || d->stride_h != 2 ||
+        d->stride_w != 2 || d->R * d->S > D8_TAPS_MAX || d->H <= 0 || d->W <= 0 || d->P <= 0 || d->Q <= 0)
+        return 0;
+    int rmin = 1 << 20, rmax = -(1 << 20), cmin = 1 << 20, cmax = -(1 << 20);
+    for (int a = 0; a < 2; a++) {
+        t->na[a] = d8_s2_taps(a, d->pad_h, d->R, d->dil_h, t->rr[a], t->dr[a], &rmin, &rmax);
+        t->nb[a] = d8_s2_taps(a, d->pad_w, d->S, d->dil_w, t->ss[a], t->ds[a], &cmin, &cmax);
+    }
+    if (rmin > rmax || cmin > cmax) return 0;
+    t->Wh = (d->W + 1) / 2;
+    t->rmin = rmin;
+    t->cmin = cmin;
+    t->Bh = (d->H + 1) / 2 + rmax - rmin;
+    t->Bw = (t->Wh + 7) / 8 * 8 + cmax - cmin;
+    return (int64_t)t->Bh * t->Bw * 8 <= D8_BUF_FLOATS && (int64_t)(t->Wh + 7) / 8 * 16 <= D8_S2_ROW;
+}
+
+static void d8_s2_block(float *dx, const float *dy, const float *w, const float *mask, const kconv2d_desc *d,
+                        const d8_s2 *t, int cb, int accumulate, float *buf, float *wt, float *row) {
+    const int W = d->W, Bw = t->Bw, S = d->S, RS = d->R * d->S;
+    const int64_t HW = (int64_t)d->H * W, PQ = (int64_t)d->P * d->Q;
+    /* dy rows rmin + k, columns cmin + j at buffer (k, j); the rest stays zero */
+    const int r0 = t->rmin > 0 ? t->rmin : 0, c0 = t->cmin > 0 ? t->cmin : 0;
+    const int r1 = d->P < t->Bh + t->rmin ? d->P : t->Bh + t->rmin, c1 = d->Q < Bw + t->cmin ? d->Q : Bw + t->cmin;
+    if (r1 > r0 && c1 > c0)
+        c8_fill(buf, Bw, r0 - t->rmin, c0 - t->cmin, r1 - r0, c1 - c0, dy + (int64_t)r0 * d->Q + c0, d->Q, PQ, 0, 0);
+    /* weight vectors per phase and tap, in tap order */
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++)
+            for (int u = 0; u < t->na[a]; u++)
+                for (int v = 0; v < t->nb[b]; v++) {
+                    float *o = wt + (((a * 2 + b) * D8_TAPS_MAX) + u * t->nb[b] + v) * 8;
+                    for (int c = 0; c < 8; c++) o[c] = w[(int64_t)(cb * 8 + c) * RS + t->rr[a][u] * S + t->ss[b][v]];
+                }
+    for (int ih = 0; ih < d->H; ih++) {
+        const int a = ih & 1;
+        const float *brow = buf + (int64_t)(ih >> 1) * Bw * 8;
+        for (int b = 0; b < 2; b++) {
+            const int nb = t->nb[b], mb = (W - b + 1) / 2; /* columns iw = 2m + b < W */
+            for (int m0 = 0; m0 < mb; m0 += 8) {
+                __m256 acc[8];
+                for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
+                for (int u = 0; u < t->na[a]; u++) {
+                    const float *bu = brow + ((int64_t)(t->dr[a][u] - t->rmin) * Bw + m0 - t->cmin) * 8;
+                    for (int v = 0; v < nb; v++) {
+                        const __m256 wv = _mm256_load_ps(wt + (((a * 2 + b) * D8_TAPS_MAX) + u * nb + v) * 8);
+                        const float *bv = bu + (int64_t)t->ds[b][v] * 8;
+                        for (int k = 0; k < 8; k++)
+                            acc[k] = _mm256_add_ps(acc[k], _mm256_mul_ps(wv, _mm256_load_ps(bv + k * 8)));
+                    }
+                }
+                for (int k = 0; k < 8 && m0 + k < mb; k++) _mm256_store_ps(row + (int64_t)(2 * (m0 + k) + b) * 8, acc[k]);
+            }
+        }
+        for (int j = 0; j < W; j += 8) {
+            __m256 v[8];
+            for (int k = 0; k < 8; k++) v[k] = j + k < W ? _mm256_load_ps(row + (int64_t)(j + k) * 8) : _mm256_setzero_ps();
+            const int64_t o = (int64_t)ih * W + j;
+            d8_put(dx + o, mask ? mask + o : NULL, HW, v, W - j < 8 ? W - j : 8, accumulate);
+        }
+    }
+}
+
 void kdw8_backward_data(float *dx, const float *dy, const float *w, const float *xmask, const kconv2d_desc *d,
                         int accumulate) {
     d8_geom g;
+    d8_s2 t;
+    if (dx && d8_s2_init(&t, d)) {
+        const int C = d->C, CB = C / 8;
+        const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q, blocks = (int64_t)d->N * CB;
+#pragma omp parallel
+        {
+            float buf[D8_BUF_FLOATS] __attribute__((aligned(32)));
+            float wt[4 * D8_TAPS_MAX * 8] __attribute__((aligned(32)));
+            float row[D8_S2_ROW * 8] __attribute__((aligned(32)));
+            c8_set(buf, (int64_t)t.Bh * t.Bw * 8, 0.0f);
+#pragma omp for schedule(static)
+            for (int64_t b = 0; b < blocks; b++) {
+                const int64_t n = b / CB;
+                const int cb = (int)(b % CB);
+                const int64_t o = (n * C + cb * 8) * HW;
+                d8_s2_block(dx + o, dy + (n * C + cb * 8) * PQ, w, xmask ? xmask + o : NULL, d, &t, cb, accumulate,
+                            buf, wt, row);
+            }
+        }
+        return;
+    }
     if (!dx || !d8_bwd_geom(&g, d)) return;
     const int C = d->C, CB = C / 8, RS = d->R * d->S;
     const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q, blocks = (int64_t)d->N * CB;

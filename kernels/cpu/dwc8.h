@@ -15,7 +15,7 @@
 /* Nonzero where the blocked path takes this depthwise layer: built with AVX2+FMA,
  * C % 8 == 0, padding buffers within the per-thread limit, and the path enabled. */
 int kdw8_forward_ok(const kconv2d_desc *d);
-int kdw8_backward_data_ok(const kconv2d_desc *d); /* stride 1 only */
+int kdw8_backward_data_ok(const kconv2d_desc *d); /* stride 1, and stride 2 by output phases */
 int kdw8_backward_filter_ok(const kconv2d_desc *d);
 void kdw8_forward(float *y, const float *x, const float *w, const kconv2d_desc *d, int relu);
 void kdw8_backward_data(float *dx, const float *dy, const float *w, const float *xmask, const kconv2d_desc *d,
