@@ -976,6 +976,35 @@ Test(elementwise, dot_and_sumsq_match_double_reference_and_are_repeatable) {
     free(a); free(b);
 }
 
+/* The vectorised weighted sum keeps the scalar order (0 + w0 x0 + w1 x1 + ..., multiply
+ * then add) bit for bit: 1 to 9 inputs, lengths with and without a vector tail, both
+ * above and below the threading threshold. */
+Test(elementwise, wsum_forward_bits_equal_the_scalar_order) {
+    const int64_t lens[] = {5, 203, 40001};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
+        for (int n = 1; n <= 9; n++) {
+            const int64_t len = lens[li];
+            float *xs[9], w[9], *y = zerosf(len), *e = zerosf(len);
+            for (int k = 0; k < n; k++) {
+                xs[k] = rnd(len, -3, 3, 70 + k);
+                w[k] = 0.1f + 0.37f * (float)k;
+            }
+            kcpu_wsum_forward(y, (const float *const *)xs, w, n, len);
+            for (int64_t i = 0; i < len; i++) {
+                float acc = 0.0f;
+                for (int k = 0; k < n; k++) {
+                    const float prod = w[k] * xs[k][i];
+                    acc = acc + prod;
+                }
+                e[i] = acc;
+            }
+            cr_expect_eq(memcmp(y, e, sizeof(float) * (size_t)len), 0, "n %d len %lld", n, (long long)len);
+            for (int k = 0; k < n; k++) free(xs[k]);
+            free(y);
+            free(e);
+        }
+}
+
 Test(elementwise, wsum_forward_and_backward_with_null_skipping) {
     const int k = 3;
     const int64_t len = 257;

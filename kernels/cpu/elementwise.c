@@ -4,6 +4,7 @@
  * drop path, and the SGD / Adam optimiser steps. Reductions go into fixed per-chunk
  * slots combined in a fixed order. */
 #include "kernels/cpu/kcpu.h"
+#include "kernels/cpu/kvec.h"
 
 #include <math.h>
 #include <string.h>
@@ -131,9 +132,19 @@ void kcpu_mul_backward(float *da, float *db, const float *dy, const float *a, co
 }
 
 /* ---- weighted sum ---- */
+/* y[i] = ((0 + w0 x0[i]) + w1 x1[i]) + ..., multiply then add, vectorised over i (with
+ * the loop over inputs innermost, GCC vectorised that loop instead: gathers, then scalar
+ * adds, 4x slower). Contiguous halves per thread, as the layers around it. */
 void kcpu_wsum_forward(float *y, const float *const *xs, const float *w, int n, int64_t len) {
+    const int64_t nv = len / DWV;
 #pragma omp parallel for schedule(static) if (len > 16384)
-    for (int64_t i = 0; i < len; i++) {
+    for (int64_t b = 0; b < nv; b++) {
+        const int64_t i = b * DWV;
+        dwv s = dwv_zero();
+        for (int k = 0; k < n; k++) s = dwv_add(s, dwv_mul(dwv_set1(w[k]), dwv_load(xs[k] + i)));
+        dwv_store(y + i, s);
+    }
+    for (int64_t i = nv * DWV; i < len; i++) {
         float s = 0.0f;
         for (int k = 0; k < n; k++) s += w[k] * xs[k][i];
         y[i] = s;
