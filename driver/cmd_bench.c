@@ -165,12 +165,15 @@ int dartsc_cmd_bench(int argc, char **argv) {
     double rss_mb = (double)ru.ru_maxrss / 1024.0;
     if (json)
         printf("{\"impl\":\"dartsc\",\"space\":\"%s\",\"batch\":%d,\"order\":%d,\"threads\":%d,\"median_s\":%.4f,"
-               "\"min_s\":%.4f,\"images_per_s\":%.2f,\"gflop_per_step\":%.2f,\"gflops\":%.2f,\"peak_rss_mb\":%.1f}\n",
-               sp.name, batch, order, kcpu_num_threads(), med, times[0], batch / med, gflop, gflop / med, rss_mb);
+               "\"min_s\":%.4f,\"images_per_s\":%.2f,\"gflop_per_step\":%.2f,\"gflops\":%.2f,\"peak_rss_mb\":%.1f,"
+               "\"pinned_threads\":%d}\n",
+               sp.name, batch, order, kcpu_num_threads(), med, times[0], batch / med, gflop, gflop / med, rss_mb,
+               rt_cpu_pinned_threads());
     else
         printf("%s batch %d order %d: median %.3f s/step (min %.3f, %d steps), %.1f images/s, %.1f GFLOP/step, "
-               "%.1f GFLOP/s, peak RSS %.0f MiB, %d threads\n",
-               sp.name, batch, order, med, times[0], steps, batch / med, gflop, gflop / med, rss_mb, kcpu_num_threads());
+               "%.1f GFLOP/s, peak RSS %.0f MiB, %d threads%s\n",
+               sp.name, batch, order, med, times[0], steps, batch / med, gflop, gflop / med, rss_mb, kcpu_num_threads(),
+               rt_cpu_pinned_threads() ? " (pinned)" : "");
     if (profile) prof_print(warmup + steps);
     if (order == 2) sr_unroll_free(&u, p);
     be->free(be, buf);

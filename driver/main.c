@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "driver.h"
+#include "runtime/backend.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -34,6 +35,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return dartsc_cmd_version(argc - 1, argv + 1);
+    /* the commands that run the CPU kernels keep each OpenMP thread on one CPU */
+    if (!strcmp(cmd, "search") || !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "run") ||
+        !strcmp(cmd, "bench"))
+        (void)rt_cpu_pin_threads();
     if (!strcmp(cmd, "check")) return dartsc_cmd_check(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect")) return dartsc_cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "search")) return dartsc_cmd_search(argc - 1, argv + 1);

@@ -80,6 +80,19 @@ struct rt_backend {
 size_t rt_aux_floats(const rt_exec_node *n);
 
 rt_backend *rt_backend_cpu_new(void);
+
+/* Pins each OpenMP thread of the CPU kernels to its own CPU of the process's allowed set
+ * (thread t to the t-th allowed CPU), as OMP_PROC_BIND=close would: the kernels partition
+ * every layer by sample, so a thread that stays on its core finds the activations it
+ * wrote in that core's cache (7-8 % per search step on the 2-core test machine; PyTorch
+ * gains as much from OMP_PROC_BIND, see docs/BENCHMARKS.md). Leaves threads alone, and
+ * returns 0, where the user chose a binding (OMP_PROC_BIND, OMP_PLACES,
+ * GOMP_CPU_AFFINITY), set DARTSC_NO_PIN, asked for more threads than allowed CPUs, or
+ * runs one thread; returns the number of threads pinned otherwise. For programs (the
+ * driver calls it); a library host keeps its own threads' affinity. */
+int rt_cpu_pin_threads(void);
+/* What the last rt_cpu_pin_threads returned (0 before any call). */
+int rt_cpu_pinned_threads(void);
 /* NULL (and a message) when CUDA is not compiled in or no device is usable. */
 rt_backend *rt_backend_cuda_new(char *err, size_t errlen);
 

@@ -1,5 +1,8 @@
 /* backend_cpu.c — the CPU backend: host memory and one switch from IR ops to the
  * kernels of kernels/cpu. The CUDA backend (runtime/cuda/) mirrors this file case for case. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* sched_getaffinity, pthread_setaffinity_np */
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +11,46 @@
 #include "backend.h"
 #include "exec_desc.h"
 #include "kernels/cpu/kcpu.h"
+
+#if defined(__linux__) && defined(_OPENMP)
+#include <omp.h>
+#include <pthread.h>
+#include <sched.h>
+#endif
+
+static int cpu_pinned;
+int rt_cpu_pinned_threads(void) { return cpu_pinned; }
+
+int rt_cpu_pin_threads(void) {
+    cpu_pinned = 0;
+#if defined(__linux__) && defined(_OPENMP)
+    if (getenv("DARTSC_NO_PIN") || getenv("OMP_PROC_BIND") || getenv("OMP_PLACES") || getenv("GOMP_CPU_AFFINITY"))
+        return 0;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return 0;
+    int cpus[CPU_SETSIZE], ncpu = 0;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &allowed)) cpus[ncpu++] = c;
+    const int nt = omp_get_max_threads();
+    if (nt < 2 || nt > ncpu) return 0;
+    int failed = 0;
+#pragma omp parallel num_threads(nt) reduction(+ : failed)
+    {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpus[omp_get_thread_num()], &one);
+        failed += pthread_setaffinity_np(pthread_self(), sizeof one, &one) != 0;
+    }
+    if (failed) { /* undo: every thread back to the whole allowed set */
+#pragma omp parallel num_threads(nt)
+        (void)pthread_setaffinity_np(pthread_self(), sizeof allowed, &allowed);
+        return 0;
+    }
+    return cpu_pinned = nt;
+#else
+    return 0;
+#endif
+}
 
 static void *cpu_alloc(rt_backend *be, size_t bytes) {
     (void)be;
