@@ -43,6 +43,9 @@ typedef struct rt_exec_node {
     unsigned grad_set; /* backward: bit k set: in[k].grad holds garbage and this node's backward
                           must overwrite all of it, not add to it (only where the backend's
                           sets_grad said yes; the runtime then skips zeroing it) */
+    const float *out_grad_scale; /* backward: non-NULL: this node's output gradient is
+                          (*out_grad_scale) * out.grad, computed as it is read (only where the
+                          backend's scales_out_grad said yes; see runtime/plan.c) */
 } rt_exec_node;
 
 typedef struct rt_backend rt_backend;
@@ -72,6 +75,9 @@ struct rt_backend {
      * this node's backward (pointers filled) can write the whole gradient of input k
      * instead of adding to it (rt_exec_node.grad_set). */
     int (*sets_grad)(rt_backend *be, const rt_exec_node *n, int k);
+    /* May be NULL: no pass-through. Whether this node's backward (shapes filled) can read
+     * its output gradient as a scalar times another node's (rt_exec_node.out_grad_scale). */
+    int (*scales_out_grad)(rt_backend *be, const rt_exec_node *n);
     void (*synchronize)(rt_backend *be);
     void (*destroy)(rt_backend *be);
 };

@@ -212,8 +212,12 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
     }
     case IR_OP_BATCHNORM: {
         kbn_desc d = bn_desc(n);
-        (n->grad_set & 1u ? kcpu_bn_backward_set : kcpu_bn_backward)(
-            dx, n->in[1].grad, n->in[2].grad, dy, x, n->in[1].data ? F(n->in[1]) : NULL, n->aux, n->aux + d.C, &d);
+        if (n->out_grad_scale)
+            kcpu_bn_backward_scaled(dx, n->in[1].grad, n->in[2].grad, dy, *n->out_grad_scale, x,
+                                    n->in[1].data ? F(n->in[1]) : NULL, n->aux, n->aux + d.C, &d, !(n->grad_set & 1u));
+        else
+            (n->grad_set & 1u ? kcpu_bn_backward_set : kcpu_bn_backward)(
+                dx, n->in[1].grad, n->in[2].grad, dy, x, n->in[1].data ? F(n->in[1]) : NULL, n->aux, n->aux + d.C, &d);
         break;
     }
     case IR_OP_RELU: if (dx) kcpu_relu_backward(dx, dy, F(n->out), len); break;
@@ -318,6 +322,11 @@ static size_t cpu_scratch(rt_backend *be, const rt_exec_node *n) {
 }
 
 /* The backward passes that can write an input's whole gradient instead of adding to it. */
+static int cpu_scales_out_grad(rt_backend *be, const rt_exec_node *n) {
+    (void)be;
+    return n->op == IR_OP_BATCHNORM;
+}
+
 static int cpu_sets_grad(rt_backend *be, const rt_exec_node *n, int k) {
     (void)be;
     switch (n->op) {
@@ -377,6 +386,7 @@ rt_backend *rt_backend_cpu_new(void) {
     be->adam_step = cpu_adam;
     be->fuses_relu_in = cpu_fuses_relu_in;
     be->sets_grad = cpu_sets_grad;
+    be->scales_out_grad = cpu_scales_out_grad;
     be->synchronize = cpu_sync;
     be->destroy = cpu_destroy;
     return be;

@@ -14,7 +14,13 @@
  * node making that contribution can write all of it (sets_grad: the CPU's 1x1 and
  * depthwise data gradients, batch norm, add, concat, mixed): then it is handed over
  * unzeroed with grad_set, and the zeroing pass and the read of zeros are saved.
- * DARTSC_NO_FUSION=1 in the environment turns both off (to measure what they gain). */
+ * A node whose one consumer is a mixed op, and whose backward can scale its output
+ * gradient as it reads it (scales_out_grad: the CPU's batch norm, the last op of every
+ * DARTS candidate but skip_connect), gets no gradient buffer of its own: the mixed op's
+ * backward skips writing w_k * dy for it (gskip), and the node reads the mixed op's dy
+ * with the weight w_k (gsrc, gscale) — the same float products, one write and one read
+ * fewer per candidate; the mixed op's gradient then lives until that node's backward.
+ * DARTSC_NO_FUSION=1 in the environment turns all three off (to measure what they gain). */
 #include "runtime.h"
 
 #include <math.h>
@@ -41,6 +47,9 @@ struct rt_plan {
     uint8_t *ng[4];                   /* per mask: node needs a gradient */
     int *src0;                        /* per node: input 0 rewired to a fused ReLU's input, or -1 */
     uint8_t *fused;                   /* per node: a ReLU folded into its consumer, never run */
+    int *gsrc;                        /* per node: reads this mixed op's output gradient, scaled, or -1 */
+    int *gscale;                      /* per node with gsrc: index of its weight in that op's aux */
+    unsigned *gskip;                  /* per mixed op: input slots whose gradient it does not write */
     int **zero_at;                    /* per node j: gradient buffers zeroed before backward step j (-1 ended) */
     int set_grads;                    /* the backend's sets_grad is used (see the top of the file) */
     void *arena;
@@ -179,6 +188,9 @@ void rt_plan_free(rt_plan *p) {
     for (int m = 0; m < 4; m++) free(p->ng[m]);
     free(p->src0);
     free(p->fused);
+    free(p->gsrc);
+    free(p->gscale);
+    free(p->gskip);
     free(p->ex);
     free(p->fattr);
     free(p->data);
@@ -232,6 +244,40 @@ static void plan_fusions(rt_plan *p, int *ncons) {
     }
 }
 
+/* Marks the nodes whose output gradient is read through their one consumer, a mixed op
+ * (see the top of the file). */
+static void plan_scaled_grads(rt_plan *p) {
+    const ir_graph *g = p->g;
+    for (int i = 0; i < p->n; i++) p->gsrc[i] = -1;
+    if (!p->be->scales_out_grad || getenv("DARTSC_NO_FUSION")) return;
+    int *ncons = calloc((size_t)p->n, sizeof *ncons);
+    if (!ncons) return;
+    for (int i = 0; i < p->n; i++) {
+        if (p->fused[i]) continue;
+        const ir_node *nd = ir_graph_node(g, i);
+        for (int k = 0; k < nd->n_inputs; k++)
+            if (input_of(p, i, k) >= 0) ncons[input_of(p, i, k)]++;
+    }
+    for (int j = 0; j < p->n; j++) {
+        const ir_node *mn = ir_graph_node(g, j);
+        if (mn->op != IR_OP_MIXED || p->fused[j]) continue;
+        for (int k = 1; k < mn->n_inputs && k < 32; k++) {
+            const int b = input_of(p, j, k);
+            if (b < 0 || ncons[b] != 1 || p->fused[b] || p->gsrc[b] >= 0) continue;
+            const ir_node *bn = ir_graph_node(g, b);
+            if (bn->op == IR_OP_INPUT || bn->op == IR_OP_PARAM || (bn->flags & (IR_FLAG_OUTPUT | IR_FLAG_LOSS))) continue;
+            rt_exec_node e;
+            memset(&e, 0, sizeof e);
+            fill_exec_shapes(g, b, &e);
+            if (!p->be->scales_out_grad(p->be, &e)) continue;
+            p->gsrc[b] = j;
+            p->gscale[b] = (int)mn->iattr[IR_A_MIXED_COL0 + k - 1];
+            p->gskip[j] |= 1u << k;
+        }
+    }
+    free(ncons);
+}
+
 static void compute_needs_grad(rt_plan *p, unsigned mask, const uint8_t *reach, uint8_t *ng) {
     for (int i = 0; i < p->n; i++) {
         const ir_node *nd = ir_graph_node(p->g, i);
@@ -263,16 +309,20 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     p->zero_at = calloc((size_t)n, sizeof *p->zero_at);
     p->src0 = calloc((size_t)n, sizeof *p->src0);
     p->fused = calloc((size_t)n, 1);
+    p->gsrc = calloc((size_t)n, sizeof *p->gsrc);
+    p->gscale = calloc((size_t)n, sizeof *p->gscale);
+    p->gskip = calloc((size_t)n, sizeof *p->gskip);
     uint8_t *reach = calloc((size_t)n, 1);
     int *maxcons = malloc(2 * (size_t)n * sizeof *maxcons);
     buf *bufs = calloc(3 * (size_t)n + 1, sizeof *bufs);
     for (int m = 0; m < 4; m++) p->ng[m] = calloc((size_t)n, 1);
     if (!p->ex || !p->fattr || !p->data || !p->grad || !p->zero_at || !reach || !maxcons || !bufs || !p->ng[3] ||
-        !p->src0 || !p->fused) {
+        !p->src0 || !p->fused || !p->gsrc || !p->gscale || !p->gskip) {
         perr(err, errlen, "out of memory");
         goto fail;
     }
     plan_fusions(p, maxcons);
+    plan_scaled_grads(p);
 
     /* Nodes, consumers, the loss. */
     for (int i = 0; i < n; i++) maxcons[i] = -1;
@@ -383,14 +433,17 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         if (runs && saves_output(nd->op) && T - 1 - i > end) end = T - 1 - i;
         if (nd->op == IR_OP_INPUT || (nd->flags & IR_FLAG_OUTPUT)) end = T;
         b->end = end;
-        /* its gradient */
-        if (ngu[i] && nd->op != IR_OP_INPUT) {
+        /* its gradient (none where it reads a mixed op's, scaled; that one then lives
+         * until the last such reader's backward) */
+        if (ngu[i] && nd->op != IR_OP_INPUT && p->gsrc[i] < 0) {
             b = &bufs[nb++];
             b->bytes = ((size_t)e->out.numel * 4 + ALIGN_BYTES - 1) & ~(size_t)(ALIGN_BYTES - 1);
             b->slot = (void **)&p->grad[i];
             int first = i == p->loss ? i : maxrc[i];
             b->start = T - 1 - first;
             b->end = T - 1 - i;
+            for (int r = 0; r < i && p->gskip[i]; r++)
+                if (p->gsrc[r] == i && T - 1 - r > b->end) b->end = T - 1 - r;
             if (i != p->loss) {
                 /* zero it just before the backward of its last consumer */
                 int *z = p->zero_at[first];
@@ -411,6 +464,8 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
             b->slot = (void **)&auxslot[i];
             b->start = i;
             b->end = runs ? T - 1 - i : i;
+            for (int r = 0; r < i && runs && p->gskip[i]; r++) /* its weights scale those readers' dy */
+                if (p->gsrc[r] == i && T - 1 - r > b->end) b->end = T - 1 - r;
             if (nd->op == IR_OP_SOFTMAX_CE) b->end = T; /* correct count read after forward */
         }
         size_t s = be->scratch_floats(be, e);
@@ -491,10 +546,11 @@ int rt_backward(rt_plan *p, unsigned mask) {
         rt_exec_node e = p->ex[j];
         const int runs = ng[j] && e.op != IR_OP_INPUT && e.op != IR_OP_PARAM;
         if (runs) {
-            e.out.grad = p->grad[j];
+            e.out.grad = p->gsrc[j] >= 0 ? p->grad[p->gsrc[j]] : p->grad[j];
+            e.out_grad_scale = p->gsrc[j] >= 0 ? p->ex[p->gsrc[j]].aux + p->gscale[j] : NULL;
             for (int k = 0; k < e.n_in; k++) {
                 int s = input_of(p, j, k);
-                e.in[k].grad = s >= 0 && ng[s] ? p->grad[s] : NULL;
+                e.in[k].grad = s >= 0 && ng[s] && !(k < 32 && (p->gskip[j] >> k & 1u)) ? p->grad[s] : NULL;
             }
         }
         /* Gradients whose first contribution is node j's: zeroed now, or, where the backend

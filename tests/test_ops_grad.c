@@ -316,6 +316,60 @@ static void darts_cell_case(int reduction) {
 Test(grad, darts_normal_cell_weights_and_alpha) { darts_cell_case(0); }
 Test(grad, darts_reduction_cell_weights_and_alpha) { darts_cell_case(1); }
 
+/* The plan's fusions (ReLU into its consumer, first-contributor overwrites, and the
+ * batch norms reading their mixed op's gradient scaled instead of a buffer of their own)
+ * change no bit: weight and alpha gradients of the tiny supernet (normal and reduction
+ * cells, batch 4, 8x8 planes) after a full and an alpha-only backward, fused against
+ * DARTSC_NO_FUSION=1. */
+static void fused_grads(int fused, float **w, float **a, float **a_only, int64_t *nw, int64_t *na) {
+    if (fused) unsetenv("DARTSC_NO_FUSION");
+    else setenv("DARTSC_NO_FUSION", "1", 1);
+    ir_space sp;
+    tiny_space(&sp);
+    ir_net net;
+    cr_assert_eq(ir_space_build_supernet(&sp, 4, &net), 0, "%s", net.error);
+    harness h = {.g = net.graph, .labels = net.labels, .loss = net.loss};
+    make_plan(&h, 11);
+    unsetenv("DARTSC_NO_FUSION");
+    float img[4 * 2 * 8 * 8];
+    tu_fill_uniform(img, 4 * 2 * 64, -1.f, 1.f, 17);
+    rt_set_input(h.p, net.images, img, sizeof img);
+    rt_group gw = rt_plan_group(h.p, IR_ROLE_WEIGHT), ga = rt_plan_group(h.p, IR_ROLE_ARCH);
+    tu_fill_uniform(ga.data, ga.n, -1.f, 1.f, 3);
+    loss_at(&h);
+    cr_assert_eq(rt_backward(h.p, RT_GRAD_W | RT_GRAD_ARCH), 0);
+    *nw = gw.n;
+    *na = ga.n;
+    *w = malloc((size_t)gw.n * 4);
+    *a = malloc((size_t)ga.n * 4);
+    *a_only = malloc((size_t)ga.n * 4);
+    memcpy(*w, gw.grad, (size_t)gw.n * 4);
+    memcpy(*a, ga.grad, (size_t)ga.n * 4);
+    loss_at(&h);
+    cr_assert_eq(rt_backward(h.p, RT_GRAD_ARCH), 0);
+    memcpy(*a_only, ga.grad, (size_t)ga.n * 4);
+    free_harness(&h);
+}
+
+Test(autodiff, fusions_change_no_gradient_bit) {
+    float *w[2], *a[2], *ao[2];
+    int64_t nw[2], na[2];
+    for (int f = 0; f < 2; f++) fused_grads(f, &w[f], &a[f], &ao[f], &nw[f], &na[f]);
+    cr_assert_eq(nw[0], nw[1]);
+    cr_assert_eq(na[0], na[1]);
+    double s = 0;
+    for (int64_t i = 0; i < nw[0]; i++) s += fabs(w[0][i]);
+    cr_assert(s > 0, "weight gradients all zero");
+    cr_expect_arr_eq(w[0], w[1], (size_t)nw[0] * 4, "weight gradients differ with fusion");
+    cr_expect_arr_eq(a[0], a[1], (size_t)na[0] * 4, "alpha gradients differ with fusion");
+    cr_expect_arr_eq(ao[0], ao[1], (size_t)na[0] * 4, "alpha-only gradients differ with fusion");
+    for (int f = 0; f < 2; f++) {
+        free(w[f]);
+        free(a[f]);
+        free(ao[f]);
+    }
+}
+
 /* Work that is not asked for is not done: an alpha-only backward leaves the weight
  * gradients untouched, and gives the same alpha gradient as a full backward. */
 Test(autodiff, alpha_only_backward_skips_weight_gradients) {

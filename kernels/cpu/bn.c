@@ -125,18 +125,35 @@ void kcpu_bn_forward_infer(float *y, const float *x, const float *gamma, const f
     }
 }
 
-/* dx (= or +=) g*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)) over one plane. */
+/* dx (= or +=) g*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)) over one plane; dy read as
+ * gs * gp[i] when scaled. */
 static inline void bn_dx_plane(float *dp, const float *gp, const float *xp, int HW, float k, float a, float bcoef,
-                               float fm, int accumulate) {
+                               float fm, int accumulate, int scaled, float gs) {
+    if (scaled) {
+        if (accumulate)
+            for (int i = 0; i < HW; i++) dp[i] += k * (gs * gp[i] - a - (xp[i] - fm) * bcoef);
+        else
+            for (int i = 0; i < HW; i++) dp[i] = k * (gs * gp[i] - a - (xp[i] - fm) * bcoef);
+        return;
+    }
     if (accumulate)
         for (int i = 0; i < HW; i++) dp[i] += k * (gp[i] - a - (xp[i] - fm) * bcoef);
     else
         for (int i = 0; i < HW; i++) dp[i] = k * (gp[i] - a - (xp[i] - fm) * bcoef);
 }
 
-static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                        const float *gamma, const float *save_mean, const float *save_invstd,
+/* The plane's two sums, dy read as gs * dy when scaled. */
+static inline void bn_dot(const float *gp, const float *xp, double mean, int HW, int scaled, float gs, double *sdy,
+                          double *sdyx) {
+    if (scaled) kvec_sum_dot_scaled_f64(gp, gs, xp, mean, HW, sdy, sdyx);
+    else kvec_sum_dot_f64(gp, xp, mean, HW, sdy, sdyx);
+}
+
+static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *dy_scale,
+                        const float *x, const float *gamma, const float *save_mean, const float *save_invstd,
                         const kbn_desc *d, int accumulate) {
+    const int scaled = dy_scale != NULL;
+    const float gs = scaled ? *dy_scale : 1.0f;
     const int N = d->N, C = d->C, HW = d->HW;
     const int64_t cnt = (int64_t)N * HW, planes = (int64_t)N * C;
     if (!dx && !dgamma && !dbeta) return;
@@ -147,7 +164,7 @@ static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
 #pragma omp for schedule(static)
             for (int64_t pl = 0; pl < planes; pl++) {
                 double sdy = 0.0, sdyx = 0.0; /* sum dy, sum dy * xhat */
-                kvec_sum_dot_f64(dy + pl * HW, x + pl * HW, (double)save_mean[pl % C], HW, &sdy, &sdyx);
+                bn_dot(dy + pl * HW, x + pl * HW, (double)save_mean[pl % C], HW, scaled, gs, &sdy, &sdyx);
                 ps[2 * pl] = sdy;
                 ps[2 * pl + 1] = sdyx;
             }
@@ -176,7 +193,7 @@ static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
                 for (int64_t pl = 0; pl < planes; pl++) {
                     const int c = (int)(pl % C);
                     bn_dx_plane(dx + pl * HW, dy + pl * HW, x + pl * HW, HW, kk[c], a[c], bc[c], save_mean[c],
-                                accumulate);
+                                accumulate, scaled, gs);
                 }
             }
         }
@@ -189,7 +206,7 @@ static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
         for (int n = 0; n < N; n++) {
             const float *xp = x + ((int64_t)n * C + c) * HW;
             const float *gp = dy + ((int64_t)n * C + c) * HW;
-            kvec_sum_dot_f64(gp, xp, mean, HW, &sdy, &sdyx);
+            bn_dot(gp, xp, mean, HW, scaled, gs, &sdy, &sdyx);
         }
         sdyx *= invstd;
         if (dbeta) dbeta[c] += (float)sdy;
@@ -202,18 +219,24 @@ static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
         const float fm = (float)mean;
         for (int n = 0; n < N; n++)
             bn_dx_plane(dx + ((int64_t)n * C + c) * HW, dy + ((int64_t)n * C + c) * HW, x + ((int64_t)n * C + c) * HW,
-                        HW, k, a, bcoef, fm, accumulate);
+                        HW, k, a, bcoef, fm, accumulate, scaled, gs);
     }
 }
 
 void kcpu_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                       const float *gamma, const float *save_mean, const float *save_invstd,
                       const kbn_desc *d) {
-    bn_backward(dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd, d, 1);
+    bn_backward(dx, dgamma, dbeta, dy, NULL, x, gamma, save_mean, save_invstd, d, 1);
 }
 
 void kcpu_bn_backward_set(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                           const float *gamma, const float *save_mean, const float *save_invstd,
                           const kbn_desc *d) {
-    bn_backward(dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd, d, 0);
+    bn_backward(dx, dgamma, dbeta, dy, NULL, x, gamma, save_mean, save_invstd, d, 0);
+}
+
+void kcpu_bn_backward_scaled(float *dx, float *dgamma, float *dbeta, const float *dy, float dy_scale, const float *x,
+                             const float *gamma, const float *save_mean, const float *save_invstd, const kbn_desc *d,
+                             int accumulate) {
+    bn_backward(dx, dgamma, dbeta, dy, &dy_scale, x, gamma, save_mean, save_invstd, d, accumulate);
 }

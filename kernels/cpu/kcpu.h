@@ -66,6 +66,12 @@ void kcpu_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, c
 void kcpu_bn_backward_set(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                           const float *gamma, const float *save_mean, const float *save_invstd,
                           const kbn_desc *d);
+/* The output gradient read as dy_scale * dy (each product rounded to float, as if stored
+ * first: the bits of calling the above on that product), added (accumulate) or written.
+ * CPU only: the runtime's pass-through of a mixed op's gradient (backend scales_out_grad). */
+void kcpu_bn_backward_scaled(float *dx, float *dgamma, float *dbeta, const float *dy, float dy_scale, const float *x,
+                             const float *gamma, const float *save_mean, const float *save_invstd, const kbn_desc *d,
+                             int accumulate);
 
 /* ---- pooling (max: first maximum wins ties, as PyTorch; avg: padding excluded) ---- */
 void kcpu_maxpool_forward(float *y, const float *x, const kpool_desc *d);
