@@ -643,6 +643,35 @@ Test(bn, plane_and_channel_schedules_and_thread_counts_give_the_same_bits) {
     free(xb); free(gb); free(xs); free(gs); free(yb); free(dxb); free(mb); free(ib);
 }
 
+/* The scaled backward (dy read as s * dy) gives the bits of the plain backward on the
+ * stored products, accumulated and written, with and without gamma, in both schedules
+ * (4 x 3 planes; 3 x 2800 planes). */
+static void check_bn_scaled(int N, int C, int HW, int affine) {
+    kbn_desc d = {.N = N, .C = C, .HW = HW, .eps = 1e-5f, .momentum = 0.1f};
+    const int64_t n = (int64_t)N * C * HW;
+    const float s = 0.3719f;
+    float *x = rnd(n, -2, 3, 81), *dy = rnd(n, -1, 1, 82), *sdy = zerosf(n), *y = zerosf(n);
+    float *g = affine ? rnd(C, 0.5f, 1.5f, 83) : NULL, *m = zerosf(C), *is = zerosf(C);
+    for (int64_t i = 0; i < n; i++) sdy[i] = s * dy[i];
+    kcpu_bn_forward_train(y, m, is, NULL, NULL, x, g, NULL, &d);
+    for (int acc = 0; acc < 2; acc++) {
+        float *a = rnd(n, -1, 1, 84), *b = rnd(n, -1, 1, 84), *ga = zerosf(C), *gb = zerosf(C), *ba = zerosf(C),
+              *bb = zerosf(C);
+        (acc ? kcpu_bn_backward : kcpu_bn_backward_set)(a, affine ? ga : NULL, affine ? ba : NULL, sdy, x, g, m, is, &d);
+        kcpu_bn_backward_scaled(b, affine ? gb : NULL, affine ? bb : NULL, dy, s, x, g, m, is, &d, acc);
+        cr_expect_eq(memcmp(a, b, sizeof(float) * (size_t)n), 0, "dx, accumulate %d, %d planes", acc, N * C);
+        cr_expect_eq(memcmp(ga, gb, sizeof(float) * (size_t)C), 0, "dgamma");
+        cr_expect_eq(memcmp(ba, bb, sizeof(float) * (size_t)C), 0, "dbeta");
+        free(a); free(b); free(ga); free(gb); free(ba); free(bb);
+    }
+    free(x); free(dy); free(sdy); free(y); free(g); free(m); free(is);
+}
+Test(bn, scaled_output_gradient_gives_the_bits_of_the_stored_product) {
+    check_bn_scaled(4, 3, 37, 1);
+    check_bn_scaled(4, 3, 37, 0);
+    check_bn_scaled(3, 2800, 9, 1);
+}
+
 Test(bn, inference_affine_and_non_affine_use_running_stats) {
     kbn_desc d = {.N = 2, .C = 3, .HW = 5, .eps = 1e-3f, .momentum = 0.1f};
     const int64_t n = 30;
