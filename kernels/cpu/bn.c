@@ -145,8 +145,8 @@ static inline void bn_dx_plane(float *dp, const float *gp, const float *xp, int 
 /* The plane's two sums, dy read as gs * dy when scaled. */
 static inline void bn_dot(const float *gp, const float *xp, double mean, int HW, int scaled, float gs, double *sdy,
                           double *sdyx) {
-    if (scaled) kvec_sum_dot_scaled_f64(gp, gs, xp, mean, HW, sdy, sdyx);
-    else kvec_sum_dot_f64(gp, xp, mean, HW, sdy, sdyx);
+    if (scaled) kvec_sum_dot_ex(gp, 1, gs, xp, mean, HW, sdy, sdyx);
+    else kvec_sum_dot_ex(gp, 0, 1.0f, xp, mean, HW, sdy, sdyx);
 }
 
 static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *dy_scale,

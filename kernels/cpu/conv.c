@@ -539,27 +539,12 @@ typedef struct dw_s2 {
     int off[2][2][DW_TAPS_MAX];        /* phase (a, b), tap u * nb[b] + v: its offset into the buffer */
 } dw_s2;
 
-/* One dimension: for output parity a, the taps k (flipped order) with a + pad - k*dil even,
- * their dy offsets (a + pad - k*dil) / 2 into off; widens [*mn, *mx]; returns the count. */
-static int dw_s2_taps(int a, int pad, int K, int dil, int *idx, int *off, int *mn, int *mx) {
-    int n = 0;
-    for (int k = K - 1; k >= 0; k--) {
-        const int v = a + pad - k * dil;
-        if (v % 2) continue;
-        idx[n] = k;
-        off[n++] = v / 2;
-        *mn = v / 2 < *mn ? v / 2 : *mn;
-        *mx = v / 2 > *mx ? v / 2 : *mx;
-    }
-    return n;
-}
-
 static int dw_s2_init(dw_s2 *t, const kconv2d_desc *d) {
     if (d->stride_h != 2 || d->stride_w != 2 || d->R * d->S > DW_TAPS_MAX) return 0;
     int rmin = 1 << 20, rmax = -(1 << 20), cmin = 1 << 20, cmax = -(1 << 20);
     for (int a = 0; a < 2; a++) {
-        t->na[a] = dw_s2_taps(a, d->pad_h, d->R, d->dil_h, t->rr[a], t->dr[a], &rmin, &rmax);
-        t->nb[a] = dw_s2_taps(a, d->pad_w, d->S, d->dil_w, t->ss[a], t->ds[a], &cmin, &cmax);
+        t->na[a] = kdw_s2_taps(a, d->pad_h, d->R, d->dil_h, t->rr[a], t->dr[a], &rmin, &rmax);
+        t->nb[a] = kdw_s2_taps(a, d->pad_w, d->S, d->dil_w, t->ss[a], t->ds[a], &cmin, &cmax);
     }
     if (rmin > rmax || cmin > cmax) return 0;
     const int Hh = (d->H + 1) / 2;

@@ -31,6 +31,19 @@ int kdw8_set_enabled(int on) {
 
 int kdw8_enabled(void) { return dw8_enabled; }
 
+int kdw_s2_taps(int a, int pad, int K, int dil, int *idx, int *off, int *mn, int *mx) {
+    int n = 0;
+    for (int k = K - 1; k >= 0; k--) {
+        const int v = a + pad - k * dil;
+        if (v % 2) continue;
+        idx[n] = k;
+        off[n++] = v / 2;
+        *mn = v / 2 < *mn ? v / 2 : *mn;
+        *mx = v / 2 > *mx ? v / 2 : *mx;
+    }
+    return n;
+}
+
 #if defined(__AVX2__) && defined(__FMA__)
 
 #define D8_BUF_FLOATS 16384 /* per thread: a 40 x 40 padded plane of 8 channels (64 KiB) */
@@ -221,21 +234,6 @@ struct d8_s2 {
     int rmin, cmin, Bh, Bw, Wh;                  /* buffer row k = dy row rmin + k; column likewise */
 };
 
-/* One dimension, output parity a: the taps k (flipped order) with a + pad - k*dil even and
- * their dy offsets; widens [*mn, *mx]; returns the count. */
-static int d8_s2_taps(int a, int pad, int K, int dil, int *idx, int *off, int *mn, int *mx) {
-    int n = 0;
-    for (int k = K - 1; k >= 0; k--) {
-        const int v = a + pad - k * dil;
-        if (v % 2) continue;
-        idx[n] = k;
-        off[n++] = v / 2;
-        *mn = v / 2 < *mn ? v / 2 : *mn;
-        *mx = v / 2 > *mx ? v / 2 : *mx;
-    }
-    return n;
-}
-
 /* t may be NULL (only asks whether the path applies). */
 static int d8_s2_init(d8_s2 *t, const kconv2d_desc *d) {
     d8_s2 tmp;
@@ -245,8 +243,8 @@ static int d8_s2_init(d8_s2 *t, const kconv2d_desc *d) {
         return 0;
     int rmin = 1 << 20, rmax = -(1 << 20), cmin = 1 << 20, cmax = -(1 << 20);
     for (int a = 0; a < 2; a++) {
-        t->na[a] = d8_s2_taps(a, d->pad_h, d->R, d->dil_h, t->rr[a], t->dr[a], &rmin, &rmax);
-        t->nb[a] = d8_s2_taps(a, d->pad_w, d->S, d->dil_w, t->ss[a], t->ds[a], &cmin, &cmax);
+        t->na[a] = kdw_s2_taps(a, d->pad_h, d->R, d->dil_h, t->rr[a], t->dr[a], &rmin, &rmax);
+        t->nb[a] = kdw_s2_taps(a, d->pad_w, d->S, d->dil_w, t->ss[a], t->ds[a], &cmin, &cmax);
     }
     if (rmin > rmax || cmin > cmax) return 0;
     t->Wh = (d->W + 1) / 2;

@@ -29,4 +29,10 @@ void kdw8_backward_filter(float *dw, const float *dy, const float *x, const kcon
 int kdw8_set_enabled(int on);
 int kdw8_enabled(void);
 
+/* Stride-2 data gradient by output phases, one dimension (shared with conv.c's per-plane
+ * kernel): for output parity a, the taps k in flipped order (K-1 down to 0) with
+ * a + pad - k*dil even, into idx, and their dy offsets (a + pad - k*dil) / 2 into off;
+ * widens [*mn, *mx] over the offsets; returns the count. */
+int kdw_s2_taps(int a, int pad, int K, int dil, int *idx, int *off, int *mn, int *mx);
+
 #endif

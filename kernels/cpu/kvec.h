@@ -119,35 +119,17 @@ static inline float dwv_hsum(dwv a) {
  * digits in the parity tests. The *_lanes helpers fill p[8], q[8] with the lane sums of
  * the first (n / 8) * 8 elements and return how many they took. */
 #if defined(__AVX2__) && defined(__FMA__)
-static inline int64_t kvec_dot_lanes(const float *g, const float *x, double mx, int64_t n, double *p, double *q) {
-    __m256d p0 = _mm256_setzero_pd(), p1 = p0, q0 = p0, q1 = p0;
-    const __m256d m = _mm256_set1_pd(mx);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 gv = _mm256_loadu_ps(g + i), xv = _mm256_loadu_ps(x + i);
-        const __m256d g0 = _mm256_cvtps_pd(_mm256_castps256_ps128(gv)), g1 = _mm256_cvtps_pd(_mm256_extractf128_ps(gv, 1));
-        const __m256d x0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(xv)), m);
-        const __m256d x1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1)), m);
-        p0 = _mm256_add_pd(p0, g0);
-        p1 = _mm256_add_pd(p1, g1);
-        q0 = _mm256_fmadd_pd(g0, x0, q0);
-        q1 = _mm256_fmadd_pd(g1, x1, q1);
-    }
-    _mm256_storeu_pd(p, p0);
-    _mm256_storeu_pd(p + 4, p1);
-    _mm256_storeu_pd(q, q0);
-    _mm256_storeu_pd(q + 4, q1);
-    return i;
-}
-/* As kvec_dot_lanes with g[i] read as the float product gs * g[i]. */
-static inline int64_t kvec_dot_lanes_scaled(const float *g, float gs, const float *x, double mx, int64_t n, double *p,
-                                            double *q) {
+/* g[i] read as the float product gs * g[i] when scaled (the bits of that product stored) */
+static inline int64_t kvec_dot_lanes_ex(const float *g, int scaled, float gs, const float *x, double mx, int64_t n,
+                                        double *p, double *q) {
     __m256d p0 = _mm256_setzero_pd(), p1 = p0, q0 = p0, q1 = p0;
     const __m256d m = _mm256_set1_pd(mx);
     const __m256 sv = _mm256_set1_ps(gs);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256 gv = _mm256_mul_ps(sv, _mm256_loadu_ps(g + i)), xv = _mm256_loadu_ps(x + i);
+        __m256 gv = _mm256_loadu_ps(g + i);
+        if (scaled) gv = _mm256_mul_ps(sv, gv);
+        const __m256 xv = _mm256_loadu_ps(x + i);
         const __m256d g0 = _mm256_cvtps_pd(_mm256_castps256_ps128(gv)), g1 = _mm256_cvtps_pd(_mm256_extractf128_ps(gv, 1));
         const __m256d x0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(xv)), m);
         const __m256d x1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1)), m);
@@ -182,24 +164,13 @@ static inline int64_t kvec_sumsq_lanes(const float *a, double k, int64_t n, doub
     return i;
 }
 #else
-static inline int64_t kvec_dot_lanes(const float *g, const float *x, double mx, int64_t n, double *p, double *q) {
+static inline int64_t kvec_dot_lanes_ex(const float *g, int scaled, float gs, const float *x, double mx, int64_t n,
+                                        double *p, double *q) {
     for (int j = 0; j < 8; j++) p[j] = q[j] = 0.0;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         for (int j = 0; j < 8; j++) {
-            const double t = (double)g[i + j];
-            p[j] += t;
-            q[j] += t * ((double)x[i + j] - mx);
-        }
-    return i;
-}
-static inline int64_t kvec_dot_lanes_scaled(const float *g, float gs, const float *x, double mx, int64_t n, double *p,
-                                            double *q) {
-    for (int j = 0; j < 8; j++) p[j] = q[j] = 0.0;
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) {
-            const float gp = gs * g[i + j];
+            const float gp = scaled ? gs * g[i + j] : g[i + j];
             const double t = (double)gp;
             p[j] += t;
             q[j] += t * ((double)x[i + j] - mx);
@@ -224,29 +195,21 @@ static inline double kvec_lanes_total(const double *p) {
 }
 
 /* One pass: *sg += sum g[i], *sgx += sum g[i] * (x[i] - mx) (the batch-norm backward's
- * sums, reading g once). */
-static inline void kvec_sum_dot_f64(const float *g, const float *x, double mx, int64_t n, double *sg, double *sgx) {
+ * sums, reading g once); g[i] read as the float product gs * g[i] when scaled (the bits of
+ * that product stored and read). */
+static inline void kvec_sum_dot_ex(const float *g, int scaled, float gs, const float *x, double mx, int64_t n,
+                                   double *sg, double *sgx) {
     double p[8], q[8], tp = 0.0, tq = 0.0;
-    for (int64_t i = kvec_dot_lanes(g, x, mx, n, p, q); i < n; i++) {
-        tp += (double)g[i];
-        tq += (double)g[i] * ((double)x[i] - mx);
-    }
-    *sg += kvec_lanes_total(p) + tp;
-    *sgx += kvec_lanes_total(q) + tq;
-}
-
-/* kvec_sum_dot_f64 with g[i] read as the float product gs * g[i] (the same bits as when
- * that product was stored and read). */
-static inline void kvec_sum_dot_scaled_f64(const float *g, float gs, const float *x, double mx, int64_t n, double *sg,
-                                           double *sgx) {
-    double p[8], q[8], tp = 0.0, tq = 0.0;
-    for (int64_t i = kvec_dot_lanes_scaled(g, gs, x, mx, n, p, q); i < n; i++) {
-        const float gp = gs * g[i];
+    for (int64_t i = kvec_dot_lanes_ex(g, scaled, gs, x, mx, n, p, q); i < n; i++) {
+        const float gp = scaled ? gs * g[i] : g[i];
         tp += (double)gp;
         tq += (double)gp * ((double)x[i] - mx);
     }
     *sg += kvec_lanes_total(p) + tp;
     *sgx += kvec_lanes_total(q) + tq;
+}
+static inline void kvec_sum_dot_f64(const float *g, const float *x, double mx, int64_t n, double *sg, double *sgx) {
+    kvec_sum_dot_ex(g, 0, 1.0f, x, mx, n, sg, sgx);
 }
 
 /* One pass: *s1 += sum (a[i] - k), *s2 += sum (a[i] - k)^2 (the batch-norm statistics). */
