@@ -198,25 +198,32 @@ static void d8_corr(float *out, const float *m, int64_t cs, const float *buf, co
     d8_corr_body(out, m, cs, buf, wt, g, g->R, g->S, g->sh, g->sw, g->dh, g->dw, accumulate);
 }
 
-void kdw8_forward(float *y, const float *x, const float *w, const kconv2d_desc *d, int relu) {
-    d8_geom g;
-    if (!d8_fwd_geom(&g, d)) return;
+/* Every block (sample n, channels 8cb..8cb+7): in's planes (plane size ins) filled into
+ * the buffer, correlated with the (flipped) taps into out's planes (plane size outs),
+ * masked by mask's planes when given. The forward and the stride-1 data gradient. */
+static void d8_corr_blocks(float *out, const float *mask, int64_t outs, const float *in, int64_t ins, const float *w,
+                           int flip, int relu, int accumulate, const d8_geom *g, const kconv2d_desc *d) {
     const int C = d->C, CB = C / 8, RS = d->R * d->S;
-    const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q, blocks = (int64_t)d->N * CB;
+    const int64_t blocks = (int64_t)d->N * CB;
 #pragma omp parallel
     {
         float buf[D8_BUF_FLOATS] __attribute__((aligned(32)));
         float wt[D8_TAPS_MAX * 8] __attribute__((aligned(32)));
-        c8_set(buf, (int64_t)g.Hb * g.Wb * 8, 0.0f);
+        c8_set(buf, (int64_t)g->Hb * g->Wb * 8, 0.0f);
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < blocks; b++) {
-            const int64_t n = b / CB;
-            const int cb = (int)(b % CB);
-            d8_weights(wt, w, cb, RS, 0);
-            d8_fill(buf, x + (n * C + cb * 8) * HW, HW, &g, relu);
-            d8_corr(y + (n * C + cb * 8) * PQ, NULL, PQ, buf, wt, &g, 0);
+            const int64_t pl = (b / CB) * C + (b % CB) * 8; /* first plane of the block */
+            d8_weights(wt, w, (int)(b % CB), RS, flip);
+            d8_fill(buf, in + pl * ins, ins, g, relu);
+            d8_corr(out + pl * outs, mask ? mask + pl * outs : NULL, outs, buf, wt, g, accumulate);
         }
     }
+}
+
+void kdw8_forward(float *y, const float *x, const float *w, const kconv2d_desc *d, int relu) {
+    d8_geom g;
+    if (!d8_fwd_geom(&g, d)) return;
+    d8_corr_blocks(y, NULL, (int64_t)d->P * d->Q, x, (int64_t)d->H * d->W, w, 0, relu, 0, &g, d);
 }
 
 /* ---- stride-2 data gradient by output phases ----
@@ -326,23 +333,7 @@ void kdw8_backward_data(float *dx, const float *dy, const float *w, const float 
         return;
     }
     if (!dx || !d8_bwd_geom(&g, d)) return;
-    const int C = d->C, CB = C / 8, RS = d->R * d->S;
-    const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q, blocks = (int64_t)d->N * CB;
-#pragma omp parallel
-    {
-        float buf[D8_BUF_FLOATS] __attribute__((aligned(32)));
-        float wt[D8_TAPS_MAX * 8] __attribute__((aligned(32)));
-        c8_set(buf, (int64_t)g.Hb * g.Wb * 8, 0.0f);
-#pragma omp for schedule(static)
-        for (int64_t b = 0; b < blocks; b++) {
-            const int64_t n = b / CB;
-            const int cb = (int)(b % CB);
-            d8_weights(wt, w, cb, RS, 1);
-            d8_fill(buf, dy + (n * C + cb * 8) * PQ, PQ, &g, 0);
-            const int64_t o = (n * C + cb * 8) * HW;
-            d8_corr(dx + o, xmask ? xmask + o : NULL, HW, buf, wt, &g, accumulate);
-        }
-    }
+    d8_corr_blocks(dx, xmask, (int64_t)d->H * d->W, dy, (int64_t)d->P * d->Q, w, 1, 0, accumulate, &g, d);
 }
 
 /* ---- filter gradient ---- */
