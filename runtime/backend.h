@@ -24,6 +24,10 @@ typedef struct rt_tref {
     int ndim;
     int64_t shape[IR_MAX_DIMS];
     int64_t numel;
+    const float *affine; /* input of a mixed op only, NULL but where the producer's output is
+                            deferred (rt_exec_node.defer_out): data is that batch norm's input,
+                            and the value read is (data - a[c]) * a[C + c] + a[2C + c] for
+                            channel c of (N, C, ...), a = affine (the producer's aux + 2C) */
 } rt_tref;
 
 typedef struct rt_exec_node {
@@ -46,6 +50,10 @@ typedef struct rt_exec_node {
     const float *out_grad_scale; /* backward: non-NULL: this node's output gradient is
                           (*out_grad_scale) * out.grad, computed as it is read (only where the
                           backend's scales_out_grad said yes; see runtime/plan.c) */
+    int defer_out;   /* forward: a batch norm whose one consumer, a mixed op, applies it as it
+                        reads (backend defers_output said yes): out.data is NULL; write the
+                        statistics and the per-channel coefficients f, s, b (aux + 2C, so that
+                        y = (x - f) * s + b) instead of y; see runtime/plan.c */
 } rt_exec_node;
 
 typedef struct rt_backend rt_backend;
@@ -78,6 +86,10 @@ struct rt_backend {
     /* May be NULL: no pass-through. Whether this node's backward (shapes filled) can read
      * its output gradient as a scalar times another node's (rt_exec_node.out_grad_scale). */
     int (*scales_out_grad)(rt_backend *be, const rt_exec_node *n);
+    /* May be NULL: no deferral. Whether node n's forward (shapes filled) can leave its
+     * output unapplied (rt_exec_node.defer_out) for its one consumer c, whose forward and
+     * backward then read it through rt_tref.affine. */
+    int (*defers_output)(rt_backend *be, const rt_exec_node *n, const rt_exec_node *c);
     void (*synchronize)(rt_backend *be);
     void (*destroy)(rt_backend *be);
 };

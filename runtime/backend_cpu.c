@@ -95,7 +95,12 @@ static void cpu_forward(rt_backend *be, const rt_exec_node *n) {
     }
     case IR_OP_BATCHNORM: {
         kbn_desc d = bn_desc(n);
-        if (n->training || n->iattr[IR_A_BN_BATCH_STATS])
+        if (n->defer_out && (n->training || n->iattr[IR_A_BN_BATCH_STATS]))
+            kcpu_bn_coefs_train(n->aux + 2 * d.C, n->aux, n->aux + d.C, F(n->in[3]), F(n->in[4]), x, F(n->in[1]),
+                                F(n->in[2]), &d);
+        else if (n->defer_out)
+            kcpu_bn_coefs_infer(n->aux + 2 * d.C, F(n->in[1]), F(n->in[2]), F(n->in[3]), F(n->in[4]), &d);
+        else if (n->training || n->iattr[IR_A_BN_BATCH_STATS])
             kcpu_bn_forward_train(y, n->aux, n->aux + d.C, F(n->in[3]), F(n->in[4]), x, F(n->in[1]), F(n->in[2]), &d);
         else
             kcpu_bn_forward_infer(y, x, F(n->in[1]), F(n->in[2]), F(n->in[3]), F(n->in[4]), &d);
@@ -129,9 +134,21 @@ static void cpu_forward(rt_backend *be, const rt_exec_node *n) {
     case IR_OP_MIXED: {
         const float *xs[RT_MAX_IN] = {0};
         float w[RT_MAX_IN] = {0};
+        const float *aff[RT_MAX_IN] = {0};
+        int lazy = 0;
         mixed_weights(n, n->aux, w);
-        for (int i = 1; i < n->n_in; i++) xs[i - 1] = F(n->in[i]);
-        kcpu_wsum_forward(y, xs, w, n->n_in - 1, len);
+        for (int i = 1; i < n->n_in; i++) {
+            xs[i - 1] = F(n->in[i]);
+            aff[i - 1] = n->in[i].affine;
+            lazy |= aff[i - 1] != NULL;
+        }
+        if (lazy) {
+            const int C = (int)n->out.shape[1];
+            const int64_t planes = n->out.shape[0] * C;
+            kcpu_wsum_affine_forward(y, xs, aff, w, n->n_in - 1, planes, C, (int)(len / planes));
+        } else {
+            kcpu_wsum_forward(y, xs, w, n->n_in - 1, len);
+        }
         break;
     }
     case IR_OP_SOFTMAX: {
@@ -255,8 +272,23 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
         float w[RT_MAX_IN] = {0}, dw[RT_MAX_IN] = {0};
         const float *sm = n->aux;
         int O = (int)n->in[0].shape[1], nc = n->n_in - 1;
-        for (int i = 0; i < nc; i++) { xs[i] = F(n->in[i + 1]); dxs[i] = n->in[i + 1].grad; w[i] = sm[n->iattr[IR_A_MIXED_COL0 + i]]; }
-        kcpu_wsum_backward_set(dxs, dx ? dw : NULL, dy, xs, w, nc, len, n->grad_set >> 1);
+        const float *aff[RT_MAX_IN] = {0};
+        int lazy = 0;
+        for (int i = 0; i < nc; i++) {
+            xs[i] = F(n->in[i + 1]);
+            dxs[i] = n->in[i + 1].grad;
+            w[i] = sm[n->iattr[IR_A_MIXED_COL0 + i]];
+            aff[i] = n->in[i + 1].affine;
+            lazy |= aff[i] != NULL;
+        }
+        if (lazy) {
+            const int C = (int)n->out.shape[1];
+            const int64_t planes = n->out.shape[0] * C;
+            kcpu_wsum_affine_backward_set(dxs, dx ? dw : NULL, dy, xs, aff, w, nc, planes, C, (int)(len / planes),
+                                          n->grad_set >> 1);
+        } else {
+            kcpu_wsum_backward_set(dxs, dx ? dw : NULL, dy, xs, w, nc, len, n->grad_set >> 1);
+        }
         if (dx) {
             /* d alpha[row] through the softmax; absent columns (zero ops) have dw = 0 */
             float dcol[IR_MAX_MIXED_COLS] = {0};
@@ -321,12 +353,21 @@ static size_t cpu_scratch(rt_backend *be, const rt_exec_node *n) {
     return kcpu_conv2d_scratch_floats(&d);
 }
 
-/* The backward passes that can write an input's whole gradient instead of adding to it. */
+/* Batch norm's backward reads its output gradient scaled (a mixed op's dy times a weight). */
 static int cpu_scales_out_grad(rt_backend *be, const rt_exec_node *n) {
     (void)be;
     return n->op == IR_OP_BATCHNORM;
 }
 
+/* A batch norm (training or inference) left unapplied for the mixed op it feeds, over
+ * (N, C, ...) tensors. */
+static int cpu_defers_output(rt_backend *be, const rt_exec_node *n, const rt_exec_node *c) {
+    (void)be;
+    return n->op == IR_OP_BATCHNORM && c->op == IR_OP_MIXED && n->in[0].ndim >= 2 && c->out.ndim >= 2 &&
+           n->in[0].shape[1] == c->out.shape[1] && n->in[0].numel == c->out.numel;
+}
+
+/* The backward passes that can write an input's whole gradient instead of adding to it. */
 static int cpu_sets_grad(rt_backend *be, const rt_exec_node *n, int k) {
     (void)be;
     switch (n->op) {
@@ -387,6 +428,7 @@ rt_backend *rt_backend_cpu_new(void) {
     be->fuses_relu_in = cpu_fuses_relu_in;
     be->sets_grad = cpu_sets_grad;
     be->scales_out_grad = cpu_scales_out_grad;
+    be->defers_output = cpu_defers_output;
     be->synchronize = cpu_sync;
     be->destroy = cpu_destroy;
     return be;

@@ -20,7 +20,15 @@
  * backward skips writing w_k * dy for it (gskip), and the node reads the mixed op's dy
  * with the weight w_k (gsrc, gscale) — the same float products, one write and one read
  * fewer per candidate; the mixed op's gradient then lives until that node's backward.
- * DARTSC_NO_FUSION=1 in the environment turns all three off (to measure what they gain). */
+ * Such a node's forward output can be deferred the same way (defers_output: the CPU's
+ * batch norm, training or inference): it computes its statistics and per-channel
+ * coefficients only (defer_out), has no value buffer, and the mixed op reads the batch
+ * norm's input through those coefficients (rt_tref.affine) in its forward and backward —
+ * the same float expression, so the same bits, one write and one read fewer per candidate,
+ * and the candidates' outputs no longer live from the forward to the mixed op's backward
+ * (the batch norm's input lives that long anyway, its backward reads it); that input then
+ * lives until the mixed op's last use, the coefficients (aux) too.
+ * DARTSC_NO_FUSION=1 in the environment turns all four off (to measure what they gain). */
 #include "runtime.h"
 
 #include <math.h>
@@ -50,6 +58,7 @@ struct rt_plan {
     int *gsrc;                        /* per node: reads this mixed op's output gradient, scaled, or -1 */
     int *gscale;                      /* per node with gsrc: index of its weight in that op's aux */
     unsigned *gskip;                  /* per mixed op: input slots whose gradient it does not write */
+    int *lazyc;                       /* per node: its output is deferred to this mixed op, or -1 */
     int **zero_at;                    /* per node j: gradient buffers zeroed before backward step j (-1 ended) */
     int set_grads;                    /* the backend's sets_grad is used (see the top of the file) */
     void *arena;
@@ -64,6 +73,13 @@ struct rt_plan {
 /* Input k of node i as the plan executes it (a fused ReLU bypassed). */
 static int input_of(const rt_plan *p, int i, int k) {
     return k == 0 && p->src0[i] >= 0 ? p->src0[i] : ir_graph_node(p->g, i)->inputs[k];
+}
+
+/* The node whose value buffer input k of node i reads: input_of, or a deferred batch
+ * norm's own input. */
+static int value_of(const rt_plan *p, int i, int k) {
+    const int s = input_of(p, i, k);
+    return s >= 0 && p->lazyc[s] >= 0 ? input_of(p, s, 0) : s;
 }
 
 static int group_of(ir_role r) {
@@ -94,7 +110,7 @@ static int saves_output(ir_op op) {
 
 size_t rt_aux_floats(const rt_exec_node *n) {
     switch (n->op) {
-    case IR_OP_BATCHNORM: return 2 * (size_t)n->in[0].shape[1];
+    case IR_OP_BATCHNORM: return (n->defer_out ? 5 : 2) * (size_t)n->in[0].shape[1]; /* mean, invstd (f, s, b) */
     case IR_OP_DROPOUT: return (size_t)n->in[0].numel;
     case IR_OP_DROP_PATH: return (size_t)n->in[0].shape[0];
     case IR_OP_SOFTMAX_CE: return (size_t)n->in[0].numel + 1;
@@ -191,6 +207,7 @@ void rt_plan_free(rt_plan *p) {
     free(p->gsrc);
     free(p->gscale);
     free(p->gskip);
+    free(p->lazyc);
     free(p->ex);
     free(p->fattr);
     free(p->data);
@@ -278,6 +295,42 @@ static void plan_scaled_grads(rt_plan *p) {
     free(ncons);
 }
 
+/* Marks the batch norms whose output the mixed op they feed applies as it reads (see the
+ * top of the file). */
+static void plan_deferred(rt_plan *p) {
+    const ir_graph *g = p->g;
+    for (int i = 0; i < p->n; i++) p->lazyc[i] = -1;
+    if (!p->be->defers_output || getenv("DARTSC_NO_FUSION")) return;
+    int *ncons = calloc((size_t)p->n, sizeof *ncons);
+    if (!ncons) return;
+    for (int i = 0; i < p->n; i++) {
+        if (p->fused[i]) continue;
+        const ir_node *nd = ir_graph_node(g, i);
+        for (int k = 0; k < nd->n_inputs; k++)
+            if (input_of(p, i, k) >= 0) ncons[input_of(p, i, k)]++;
+    }
+    for (int j = 0; j < p->n; j++) {
+        const ir_node *mn = ir_graph_node(g, j);
+        if (mn->op != IR_OP_MIXED || p->fused[j] || mn->n_inputs > RT_MAX_IN) continue;
+        rt_exec_node ec;
+        memset(&ec, 0, sizeof ec);
+        fill_exec_shapes(g, j, &ec);
+        for (int k = 1; k < mn->n_inputs; k++) {
+            const int b = input_of(p, j, k);
+            if (b < 0 || ncons[b] != 1 || p->fused[b] || p->src0[b] >= 0 || p->lazyc[b] >= 0) continue;
+            const ir_node *bn = ir_graph_node(g, b);
+            if (bn->op != IR_OP_BATCHNORM || bn->n_inputs < 1 || bn->inputs[0] < 0 ||
+                (bn->flags & (IR_FLAG_OUTPUT | IR_FLAG_LOSS)))
+                continue;
+            rt_exec_node e;
+            memset(&e, 0, sizeof e);
+            fill_exec_shapes(g, b, &e);
+            if (p->be->defers_output(p->be, &e, &ec)) p->lazyc[b] = j;
+        }
+    }
+    free(ncons);
+}
+
 static void compute_needs_grad(rt_plan *p, unsigned mask, const uint8_t *reach, uint8_t *ng) {
     for (int i = 0; i < p->n; i++) {
         const ir_node *nd = ir_graph_node(p->g, i);
@@ -312,17 +365,19 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     p->gsrc = calloc((size_t)n, sizeof *p->gsrc);
     p->gscale = calloc((size_t)n, sizeof *p->gscale);
     p->gskip = calloc((size_t)n, sizeof *p->gskip);
+    p->lazyc = calloc((size_t)n, sizeof *p->lazyc);
     uint8_t *reach = calloc((size_t)n, 1);
     int *maxcons = malloc(2 * (size_t)n * sizeof *maxcons);
     buf *bufs = calloc(3 * (size_t)n + 1, sizeof *bufs);
     for (int m = 0; m < 4; m++) p->ng[m] = calloc((size_t)n, 1);
     if (!p->ex || !p->fattr || !p->data || !p->grad || !p->zero_at || !reach || !maxcons || !bufs || !p->ng[3] ||
-        !p->src0 || !p->fused || !p->gsrc || !p->gscale || !p->gskip) {
+        !p->src0 || !p->fused || !p->gsrc || !p->gscale || !p->gskip || !p->lazyc) {
         perr(err, errlen, "out of memory");
         goto fail;
     }
     plan_fusions(p, maxcons);
     plan_scaled_grads(p);
+    plan_deferred(p);
 
     /* Nodes, consumers, the loss. */
     for (int i = 0; i < n; i++) maxcons[i] = -1;
@@ -334,8 +389,10 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         }
         if (nd->flags & IR_FLAG_LOSS) p->loss = i;
         if (p->fused[i]) continue;
-        for (int j = 0; j < nd->n_inputs; j++)
+        for (int j = 0; j < nd->n_inputs; j++) {
             if (input_of(p, i, j) >= 0 && maxcons[input_of(p, i, j)] < i) maxcons[input_of(p, i, j)] = i;
+            if (value_of(p, i, j) >= 0 && maxcons[value_of(p, i, j)] < i) maxcons[value_of(p, i, j)] = i;
+        }
     }
     p->ce = -1;
     if (p->loss >= 0) { /* a combined loss (main CE + weighted auxiliary CE) reports its first CE */
@@ -416,10 +473,11 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         memcpy(p->fattr[i], nd->fattr, sizeof p->fattr[i]);
         e->fattr = p->fattr[i];
         e->relu_in = p->src0[i] >= 0;
+        e->defer_out = p->lazyc[i] >= 0;
         if (nd->op == IR_OP_PARAM || p->fused[i]) continue;
         int runs = ngu[i] && nd->op != IR_OP_INPUT;
-        /* the value */
-        buf *b = &bufs[nb++];
+        /* the value (none where deferred) */
+        buf unused, *b = e->defer_out ? &unused : &bufs[nb++];
         b->bytes = ((size_t)e->out.numel * 4 + ALIGN_BYTES - 1) & ~(size_t)(ALIGN_BYTES - 1);
         b->slot = &p->data[i];
         b->start = nd->op == IR_OP_INPUT ? 0 : i;
@@ -428,7 +486,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
             const ir_node *cn = ir_graph_node(g, c);
             if (!ngu[c] || !saves_inputs(cn->op)) continue;
             for (int j = 0; j < cn->n_inputs; j++)
-                if (input_of(p, c, j) == i && T - 1 - c > end) end = T - 1 - c;
+                if ((input_of(p, c, j) == i || value_of(p, c, j) == i) && T - 1 - c > end) end = T - 1 - c;
         }
         if (runs && saves_output(nd->op) && T - 1 - i > end) end = T - 1 - i;
         if (nd->op == IR_OP_INPUT || (nd->flags & IR_FLAG_OUTPUT)) end = T;
@@ -467,6 +525,11 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
             for (int r = 0; r < i && runs && p->gskip[i]; r++) /* its weights scale those readers' dy */
                 if (p->gsrc[r] == i && T - 1 - r > b->end) b->end = T - 1 - r;
             if (nd->op == IR_OP_SOFTMAX_CE) b->end = T; /* correct count read after forward */
+            if (e->defer_out) { /* the coefficients, read by the mixed op's forward and backward */
+                const int j = p->lazyc[i];
+                if (j > b->end) b->end = j;
+                if (ngu[j] && T - 1 - j > b->end) b->end = T - 1 - j;
+            }
         }
         size_t s = be->scratch_floats(be, e);
         if (s > scratch_max) scratch_max = s;
@@ -485,7 +548,11 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         e->scratch = p->scratch;
         e->out.data = p->data[i];
         const ir_node *nd = ir_graph_node(g, i);
-        for (int j = 0; j < nd->n_inputs; j++) e->in[j].data = input_of(p, i, j) >= 0 ? p->data[input_of(p, i, j)] : NULL;
+        for (int j = 0; j < nd->n_inputs; j++) {
+            const int s = input_of(p, i, j);
+            e->in[j].data = s >= 0 ? p->data[value_of(p, i, j)] : NULL;
+            e->in[j].affine = s >= 0 && p->lazyc[s] >= 0 ? p->ex[s].aux + 2 * p->ex[s].in[0].shape[1] : NULL;
+        }
     }
     free(auxslot);
     free(reach);

@@ -1034,6 +1034,73 @@ Test(elementwise, wsum_forward_bits_equal_the_scalar_order) {
         }
 }
 
+/* A weighted sum whose inputs are batch norms left unapplied (the runtime's deferred batch
+ * norm before a mixed op) gives the bits of applying them first: forward y and the weight
+ * gradients dw against kcpu_bn_forward_* then kcpu_wsum_*. Planes of 49 and 14x14 pixels
+ * (vectors straddle planes; 16 channels x batch 3 and 5), a plain input beside them, batch
+ * norms with and without affine (a nonzero shift b), training and inference coefficients,
+ * and one and two threads (the backward's chunks cut planes at arbitrary points). */
+static void wsum_affine_case(int HW, int N, int C, int affine, int training, int threads) {
+    const int n = 4; /* inputs 0, 2: deferred batch norms; 1: plain; 3: deferred */
+    const int64_t len = (int64_t)N * C * HW;
+    kbn_desc d = {.N = N, .C = C, .HW = HW, .eps = 1e-5f, .momentum = 0.1f};
+    float *x[4], *ybn[4], *coef[4], *g = rnd(C, 0.5f, 1.5f, 7), *b = rnd(C, -0.5f, 0.5f, 8);
+    float *rm = rnd(C, -0.2f, 0.2f, 9), *rv = rnd(C, 0.5f, 2.0f, 10);
+    const float w[4] = {0.31f, -0.7f, 1.3f, 0.05f};
+    omp_set_num_threads(threads);
+    for (int k = 0; k < n; k++) {
+        x[k] = rnd(len, -2.0f + (float)k, 3.0f + (float)k, 200 + (uint64_t)k);
+        ybn[k] = zerosf(len);
+        coef[k] = zerosf(3 * C);
+        if (k == 1) {
+            memcpy(ybn[k], x[k], sizeof(float) * (size_t)len);
+            continue;
+        }
+        float m1[64], i1[64], m2[64], i2[64], r1[64], r2[64], v1[64], v2[64];
+        memcpy(r1, rm, sizeof(float) * (size_t)C); memcpy(r2, rm, sizeof(float) * (size_t)C);
+        memcpy(v1, rv, sizeof(float) * (size_t)C); memcpy(v2, rv, sizeof(float) * (size_t)C);
+        if (training) {
+            kcpu_bn_forward_train(ybn[k], m1, i1, r1, v1, x[k], affine ? g : NULL, affine ? b : NULL, &d);
+            kcpu_bn_coefs_train(coef[k], m2, i2, r2, v2, x[k], affine ? g : NULL, affine ? b : NULL, &d);
+            cr_expect_eq(memcmp(m1, m2, sizeof(float) * (size_t)C), 0, "saved mean");
+            cr_expect_eq(memcmp(i1, i2, sizeof(float) * (size_t)C), 0, "saved invstd");
+            cr_expect_eq(memcmp(r1, r2, sizeof(float) * (size_t)C), 0, "running mean");
+            cr_expect_eq(memcmp(v1, v2, sizeof(float) * (size_t)C), 0, "running var");
+        } else {
+            kcpu_bn_forward_infer(ybn[k], x[k], affine ? g : NULL, affine ? b : NULL, rm, rv, &d);
+            kcpu_bn_coefs_infer(coef[k], affine ? g : NULL, affine ? b : NULL, rm, rv, &d);
+        }
+    }
+    const float *aff[4] = {coef[0], NULL, coef[2], coef[3]}, *xv[4] = {x[0], x[1], x[2], x[3]};
+    float *y0 = zerosf(len), *y1 = zerosf(len), *dy = rnd(len, -1, 1, 300);
+    kcpu_wsum_forward(y0, (const float *const *)ybn, w, n, len);
+    kcpu_wsum_affine_forward(y1, xv, aff, w, n, (int64_t)N * C, C, HW);
+    cr_expect_eq(memcmp(y0, y1, sizeof(float) * (size_t)len), 0, "forward, HW %d affine %d training %d threads %d", HW,
+                 affine, training, threads);
+    /* backward: dw bits; the plain input's dx written (set bit 1), the others skipped */
+    float dw0[4] = {0}, dw1[4] = {0}, *dx0 = zerosf(len), *dx1 = zerosf(len);
+    float *dxs0[4] = {NULL, dx0, NULL, NULL}, *dxs1[4] = {NULL, dx1, NULL, NULL};
+    kcpu_wsum_backward_set(dxs0, dw0, dy, (const float *const *)ybn, w, n, len, 2u);
+    kcpu_wsum_affine_backward_set(dxs1, dw1, dy, xv, aff, w, n, (int64_t)N * C, C, HW, 2u);
+    cr_expect_eq(memcmp(dw0, dw1, sizeof dw0), 0, "dw, HW %d affine %d training %d threads %d: %g %g %g %g vs %g %g %g %g",
+                 HW, affine, training, threads, dw0[0], dw0[1], dw0[2], dw0[3], dw1[0], dw1[1], dw1[2], dw1[3]);
+    cr_expect_eq(memcmp(dx0, dx1, sizeof(float) * (size_t)len), 0, "dx of the plain input");
+    cr_expect(dw0[0] != 0.0f && dw0[2] != 0.0f, "weight gradients are not trivially zero");
+    for (int k = 0; k < n; k++) { free(x[k]); free(ybn[k]); free(coef[k]); }
+    free(g); free(b); free(rm); free(rv); free(y0); free(y1); free(dy); free(dx0); free(dx1);
+}
+
+Test(elementwise, wsum_over_deferred_batch_norms_has_the_bits_of_applying_them_first) {
+    const int th = omp_get_max_threads();
+    for (int t = 1; t <= 2; t++)
+        for (int affine = 0; affine < 2; affine++)
+            for (int training = 0; training < 2; training++) {
+                wsum_affine_case(49, 5, 16, affine, training, t);
+                wsum_affine_case(196, 3, 16, affine, training, t);
+            }
+    omp_set_num_threads(th);
+}
+
 Test(elementwise, wsum_forward_and_backward_with_null_skipping) {
     const int k = 3;
     const int64_t len = 257;

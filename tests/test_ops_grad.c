@@ -316,59 +316,79 @@ static void darts_cell_case(int reduction) {
 Test(grad, darts_normal_cell_weights_and_alpha) { darts_cell_case(0); }
 Test(grad, darts_reduction_cell_weights_and_alpha) { darts_cell_case(1); }
 
-/* The plan's fusions (ReLU into its consumer, first-contributor overwrites, and the
- * batch norms reading their mixed op's gradient scaled instead of a buffer of their own)
- * change no bit: weight and alpha gradients of the tiny supernet (normal and reduction
- * cells, batch 4, 8x8 planes) after a full and an alpha-only backward, fused against
- * DARTSC_NO_FUSION=1. */
-static void fused_grads(int fused, float **w, float **a, float **a_only, int64_t *nw, int64_t *na) {
+/* The plan's fusions (ReLU into its consumer, first-contributor overwrites, batch norms
+ * reading their mixed op's gradient scaled instead of a buffer of their own, and batch
+ * norms deferred into the mixed op they feed) change no bit: the training loss, weight and
+ * alpha gradients of the tiny supernet (normal and reduction cells, batch 4) after a full
+ * and an alpha-only backward, and the inference-mode loss, fused against
+ * DARTSC_NO_FUSION=1; on 8x8 images (planes of 64 and 16 pixels) and 14x14 ones (196 and
+ * 49: vectors straddle planes). The fused plan's arena is smaller (the deferred batch norms
+ * have no output buffers). */
+typedef struct fused_run {
+    float *w, *a, *a_only, loss, eval_loss;
+    int64_t nw, na;
+    size_t arena;
+} fused_run;
+
+static void fused_grads(int fused, int hw, fused_run *r) {
     if (fused) unsetenv("DARTSC_NO_FUSION");
     else setenv("DARTSC_NO_FUSION", "1", 1);
     ir_space sp;
     tiny_space(&sp);
+    sp.in_h = sp.in_w = hw;
     ir_net net;
     cr_assert_eq(ir_space_build_supernet(&sp, 4, &net), 0, "%s", net.error);
     harness h = {.g = net.graph, .labels = net.labels, .loss = net.loss};
     make_plan(&h, 11);
     unsetenv("DARTSC_NO_FUSION");
-    float img[4 * 2 * 8 * 8];
-    tu_fill_uniform(img, 4 * 2 * 64, -1.f, 1.f, 17);
-    rt_set_input(h.p, net.images, img, sizeof img);
+    float img[4 * 2 * 14 * 14];
+    tu_fill_uniform(img, 4 * 2 * hw * hw, -1.f, 1.f, 17);
+    rt_set_input(h.p, net.images, img, (size_t)(4 * 2 * hw * hw) * 4);
     rt_group gw = rt_plan_group(h.p, IR_ROLE_WEIGHT), ga = rt_plan_group(h.p, IR_ROLE_ARCH);
     tu_fill_uniform(ga.data, ga.n, -1.f, 1.f, 3);
-    loss_at(&h);
+    r->arena = rt_plan_arena_bytes(h.p);
+    r->loss = loss_at(&h);
     cr_assert_eq(rt_backward(h.p, RT_GRAD_W | RT_GRAD_ARCH), 0);
-    *nw = gw.n;
-    *na = ga.n;
-    *w = malloc((size_t)gw.n * 4);
-    *a = malloc((size_t)ga.n * 4);
-    *a_only = malloc((size_t)ga.n * 4);
-    memcpy(*w, gw.grad, (size_t)gw.n * 4);
-    memcpy(*a, ga.grad, (size_t)ga.n * 4);
+    r->nw = gw.n;
+    r->na = ga.n;
+    r->w = malloc((size_t)gw.n * 4);
+    r->a = malloc((size_t)ga.n * 4);
+    r->a_only = malloc((size_t)ga.n * 4);
+    memcpy(r->w, gw.grad, (size_t)gw.n * 4);
+    memcpy(r->a, ga.grad, (size_t)ga.n * 4);
     loss_at(&h);
     cr_assert_eq(rt_backward(h.p, RT_GRAD_ARCH), 0);
-    memcpy(*a_only, ga.grad, (size_t)ga.n * 4);
+    memcpy(r->a_only, ga.grad, (size_t)ga.n * 4);
+    r->eval_loss = rt_forward(h.p, 0); /* running statistics, updated by the steps above */
     free_harness(&h);
 }
 
-Test(autodiff, fusions_change_no_gradient_bit) {
-    float *w[2], *a[2], *ao[2];
-    int64_t nw[2], na[2];
-    for (int f = 0; f < 2; f++) fused_grads(f, &w[f], &a[f], &ao[f], &nw[f], &na[f]);
-    cr_assert_eq(nw[0], nw[1]);
-    cr_assert_eq(na[0], na[1]);
+static void fusion_bits_case(int hw) {
+    fused_run r[2];
+    for (int f = 0; f < 2; f++) fused_grads(f, hw, &r[f]);
+    cr_assert_eq(r[0].nw, r[1].nw);
+    cr_assert_eq(r[0].na, r[1].na);
     double s = 0;
-    for (int64_t i = 0; i < nw[0]; i++) s += fabs(w[0][i]);
+    for (int64_t i = 0; i < r[0].nw; i++) s += fabs(r[0].w[i]);
     cr_assert(s > 0, "weight gradients all zero");
-    cr_expect_arr_eq(w[0], w[1], (size_t)nw[0] * 4, "weight gradients differ with fusion");
-    cr_expect_arr_eq(a[0], a[1], (size_t)na[0] * 4, "alpha gradients differ with fusion");
-    cr_expect_arr_eq(ao[0], ao[1], (size_t)na[0] * 4, "alpha-only gradients differ with fusion");
+    cr_expect_eq(memcmp(&r[0].loss, &r[1].loss, 4), 0, "training loss differs with fusion: %.9g vs %.9g", r[0].loss,
+                 r[1].loss);
+    cr_expect_eq(memcmp(&r[0].eval_loss, &r[1].eval_loss, 4), 0, "inference loss differs with fusion: %.9g vs %.9g",
+                 r[0].eval_loss, r[1].eval_loss);
+    cr_expect_arr_eq(r[0].w, r[1].w, (size_t)r[0].nw * 4, "weight gradients differ with fusion");
+    cr_expect_arr_eq(r[0].a, r[1].a, (size_t)r[0].na * 4, "alpha gradients differ with fusion");
+    cr_expect_arr_eq(r[0].a_only, r[1].a_only, (size_t)r[0].na * 4, "alpha-only gradients differ with fusion");
+    cr_expect(r[1].arena < r[0].arena * 9 / 10, "fused arena %zu not below 90 %% of unfused %zu", r[1].arena,
+              r[0].arena);
     for (int f = 0; f < 2; f++) {
-        free(w[f]);
-        free(a[f]);
-        free(ao[f]);
+        free(r[f].w);
+        free(r[f].a);
+        free(r[f].a_only);
     }
 }
+
+Test(autodiff, fusions_change_no_gradient_bit) { fusion_bits_case(8); }
+Test(autodiff, fusions_change_no_gradient_bit_on_planes_vectors_straddle) { fusion_bits_case(14); }
 
 /* Work that is not asked for is not done: an alpha-only backward leaves the weight
  * gradients untouched, and gives the same alpha gradient as a full backward. */

@@ -52,9 +52,11 @@ static void bn_save(float *save_mean, float *save_invstd, float *running_mean, f
     }
 }
 
-void kcpu_bn_forward_train(float *y, float *save_mean, float *save_invstd, float *running_mean,
-                           float *running_var, const float *x, const float *gamma, const float *beta,
-                           const kbn_desc *d) {
+/* coef (3 C floats, may be NULL): f, s, b per channel with y = (x - f) * s + b; y NULL: not
+ * written. */
+static void bn_forward_train(float *y, float *coef, float *save_mean, float *save_invstd, float *running_mean,
+                             float *running_var, const float *x, const float *gamma, const float *beta,
+                             const kbn_desc *d) {
     const int N = d->N, C = d->C, HW = d->HW;
     const int64_t cnt = (int64_t)N * HW, planes = (int64_t)N * C;
     if (planes > 0 && planes <= BN_PLANES_MAX) {
@@ -77,14 +79,23 @@ void kcpu_bn_forward_train(float *y, float *save_mean, float *save_invstd, float
             double mean[C], var[C];
             bn_channel_coefs(fm, sc, sh, mean, var, ps, k, gamma, beta, N, C, cnt, d->eps);
 #pragma omp master
-            for (int c = 0; c < C; c++) bn_save(save_mean, save_invstd, running_mean, running_var, mean[c], var[c], cnt, d, c);
+            for (int c = 0; c < C; c++) {
+                bn_save(save_mean, save_invstd, running_mean, running_var, mean[c], var[c], cnt, d, c);
+                if (coef) {
+                    coef[c] = fm[c];
+                    coef[C + c] = sc[c];
+                    coef[2 * C + c] = sh[c];
+                }
+            }
+            if (y) {
 #pragma omp for schedule(static) nowait
-            for (int64_t pl = 0; pl < planes; pl++) {
-                const int c = (int)(pl % C);
-                const float *xp = x + pl * HW;
-                float *yp = y + pl * HW;
-                const float f = fm[c], s = sc[c], b = sh[c];
-                for (int i = 0; i < HW; i++) yp[i] = (xp[i] - f) * s + b;
+                for (int64_t pl = 0; pl < planes; pl++) {
+                    const int c = (int)(pl % C);
+                    const float *xp = x + pl * HW;
+                    float *yp = y + pl * HW;
+                    const float f = fm[c], s = sc[c], b = sh[c];
+                    for (int i = 0; i < HW; i++) yp[i] = (xp[i] - f) * s + b;
+                }
             }
         }
         return;
@@ -101,12 +112,44 @@ void kcpu_bn_forward_train(float *y, float *save_mean, float *save_invstd, float
         const double invstd = 1.0 / sqrt(var + (double)d->eps);
         const float g = gamma ? gamma[c] : 1.0f, b = beta ? beta[c] : 0.0f;
         const float sc = (float)invstd * g, fm = (float)mean;
-        for (int n = 0; n < N; n++) {
+        if (coef) {
+            coef[c] = fm;
+            coef[C + c] = sc;
+            coef[2 * C + c] = b;
+        }
+        for (int n = 0; n < N && y; n++) {
             const float *xp = x + ((int64_t)n * C + c) * HW;
             float *yp = y + ((int64_t)n * C + c) * HW;
             for (int i = 0; i < HW; i++) yp[i] = (xp[i] - fm) * sc + b;
         }
         bn_save(save_mean, save_invstd, running_mean, running_var, mean, var, cnt, d, c);
+    }
+}
+
+void kcpu_bn_forward_train(float *y, float *save_mean, float *save_invstd, float *running_mean,
+                           float *running_var, const float *x, const float *gamma, const float *beta,
+                           const kbn_desc *d) {
+    bn_forward_train(y, NULL, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, d);
+}
+
+void kcpu_bn_coefs_train(float *coef, float *save_mean, float *save_invstd, float *running_mean, float *running_var,
+                         const float *x, const float *gamma, const float *beta, const kbn_desc *d) {
+    bn_forward_train(NULL, coef, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, d);
+}
+
+/* The inference scale of channel c: 1/sqrt(running_var + eps) times gamma, in float. */
+static inline float bn_infer_scale(const float *gamma, const float *running_var, float eps, int c) {
+    const float invstd = (float)(1.0 / sqrt((double)running_var[c] + (double)eps));
+    return invstd * (gamma ? gamma[c] : 1.0f);
+}
+
+void kcpu_bn_coefs_infer(float *coef, const float *gamma, const float *beta, const float *running_mean,
+                         const float *running_var, const kbn_desc *d) {
+    const int C = d->C;
+    for (int c = 0; c < C; c++) {
+        coef[c] = running_mean[c];
+        coef[C + c] = bn_infer_scale(gamma, running_var, d->eps, c);
+        coef[2 * C + c] = beta ? beta[c] : 0.0f;
     }
 }
 
@@ -116,9 +159,7 @@ void kcpu_bn_forward_infer(float *y, const float *x, const float *gamma, const f
 #pragma omp parallel for schedule(static)
     for (int64_t pl = 0; pl < (int64_t)N * C; pl++) {
         int c = (int)(pl % C);
-        const float invstd = (float)(1.0 / sqrt((double)running_var[c] + (double)d->eps));
-        const float g = gamma ? gamma[c] : 1.0f, b = beta ? beta[c] : 0.0f;
-        const float sc = invstd * g, m = running_mean[c];
+        const float b = beta ? beta[c] : 0.0f, sc = bn_infer_scale(gamma, running_var, d->eps, c), m = running_mean[c];
         const float *xp = x + pl * HW;
         float *yp = y + pl * HW;
         for (int i = 0; i < HW; i++) yp[i] = (xp[i] - m) * sc + b;

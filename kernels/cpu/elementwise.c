@@ -34,15 +34,26 @@ static int nchunks_for(int64_t n) {
 }
 
 /* Products (exact in double) summed into 8 independent double accumulators combined in
- * a fixed order: the same accuracy as one double chain, without its add latency. */
+ * a fixed order: the same accuracy as one double chain, without its add latency.
+ * dot8_acc takes whole groups of 8 (n8 a multiple of 8) and can be called piece by piece
+ * over a range, the tail going into t: the same sums as one dot_blocks over it. */
+static inline void dot8_acc(double *restrict acc, const float *a, const float *b, int64_t n8) {
+    double r[8];
+    for (int j = 0; j < 8; j++) r[j] = acc[j];
+    for (int64_t i = 0; i < n8; i += 8)
+        for (int j = 0; j < 8; j++) r[j] += (double)a[i + j] * (double)b[i + j];
+    for (int j = 0; j < 8; j++) acc[j] = r[j];
+}
+static inline double dot8_finish(const double acc[8], double t) {
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + t;
+}
 static double dot_blocks(const float *a, const float *b, int64_t n) {
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += (double)a[i + j] * (double)b[i + j];
+    const int64_t n8 = n & ~(int64_t)7;
+    dot8_acc(acc, a, b, n8);
     double t = 0.0;
-    for (; i < n; i++) t += (double)a[i] * (double)b[i];
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + t;
+    for (int64_t i = n8; i < n; i++) t += (double)a[i] * (double)b[i];
+    return dot8_finish(acc, t);
 }
 
 double kcpu_dot(const float *a, const float *b, int64_t n) {
@@ -151,40 +162,116 @@ void kcpu_wsum_forward(float *y, const float *const *xs, const float *w, int n, 
     }
 }
 
-/* One parallel region: each chunk of the range adds w[k] * dy into every dxs[k] and
- * takes its partial dots for dw, combined in chunk order (the chunks of kcpu_dot, so
- * dw is the same as n kcpu_dot calls). */
-static void wsum_backward(float *const *dxs, float *dw, const float *dy, const float *const *xs,
-                          const float *w, int n, int64_t len, unsigned set) {
-    enum { MAXK = 16 };
-    if (n > MAXK) {
-        if (dxs)
-            for (int k = 0; k < n; k++) {
-                if (!dxs[k]) continue;
-                if (k < 32 && (set >> k & 1u)) kcpu_scale(dxs[k], w[k], dy, len);
-                else kcpu_axpy(dxs[k], w[k], dy, len);
-            }
-        if (dw)
-            for (int k = 0; k < n; k++) dw[k] += (float)kcpu_dot(dy, xs[k], len);
+/* Input k of an affine weighted sum at channel c: (x - f) * s + b, the expression and
+ * rounding of kcpu_bn_forward_*'s output (sub, mul, add; no contraction in this build).
+ * Where b is zero (batch norm without affine, every DARTS candidate) the add is left out:
+ * it changes at most the sign of a zero value, and a signed zero changes neither sum it
+ * goes into (each starts at +0, and a sum is -0 only if both addends are). */
+static inline float aff_val(float x, float f, float s, float b) { return (x - f) * s + b; }
+
+void kcpu_wsum_affine_forward(float *y, const float *const *xs, const float *const *aff, const float *w, int n,
+                              int64_t planes, int C, int HW) {
+    if (n < 1 || planes < 1) {
+        if (planes > 0) kcpu_fill(y, 0.0f, planes * HW);
         return;
     }
-    if (!dxs && !dw) return;
-    double part[KCPU_MAXCH][MAXK];
+#pragma omp parallel for schedule(static) if (planes * HW > 16384)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const int c = (int)(pl % C);
+        const int64_t o = pl * HW;
+        float f[n], sc[n], b[n];
+        for (int k = 0; k < n; k++) {
+            f[k] = aff[k] ? aff[k][c] : 0.0f;
+            sc[k] = aff[k] ? aff[k][C + c] : 1.0f;
+            b[k] = aff[k] ? aff[k][2 * C + c] : 0.0f;
+        }
+        int i = 0;
+        for (; i + DWV <= HW; i += DWV) {
+            dwv s = dwv_zero();
+            for (int k = 0; k < n; k++) {
+                dwv v = dwv_load(xs[k] + o + i);
+                if (aff[k]) {
+                    v = dwv_mul(dwv_sub(v, dwv_set1(f[k])), dwv_set1(sc[k]));
+                    if (b[k] != 0.0f) v = dwv_add(v, dwv_set1(b[k]));
+                }
+                s = dwv_add(s, dwv_mul(dwv_set1(w[k]), v));
+            }
+            dwv_store(y + o + i, s);
+        }
+        for (; i < HW; i++) {
+            float s = 0.0f;
+            for (int k = 0; k < n; k++) {
+                const float x = xs[k][o + i];
+                s += w[k] * (aff[k] ? aff_val(x, f[k], sc[k], b[k]) : x);
+            }
+            y[o + i] = s;
+        }
+    }
+}
+
+/* v[0 .. m) = the affine input's values at flat indices e0 .. e0 + m of (planes, HW). */
+static void aff_fill(float *restrict v, const float *restrict x, const float *a, int64_t e0, int64_t m, int C, int HW) {
+    while (m > 0) {
+        const int64_t pl = e0 / HW;
+        const int i0 = (int)(e0 - pl * HW);
+        const int64_t seg = HW - i0 < m ? HW - i0 : m;
+        const int c = (int)(pl % C);
+        const float f = a[c], s = a[C + c], b = a[2 * C + c];
+        const float *restrict xp = x + e0;
+        if (b != 0.0f)
+            for (int64_t i = 0; i < seg; i++) v[i] = aff_val(xp[i], f, s, b);
+        else
+            for (int64_t i = 0; i < seg; i++) v[i] = (xp[i] - f) * s;
+        v += seg;
+        e0 += seg;
+        m -= seg;
+    }
+}
+
+/* One parallel region: each chunk of the range adds w[k] * dy into every dxs[k] and
+ * takes its partial dots for dw, combined in chunk order (the chunks of kcpu_dot, so
+ * dw is the same as n kcpu_dot calls). Each chunk goes in pieces of WS_PIECE elements, all
+ * inputs per piece, so dy is read from memory once, not once per input; an affine input's
+ * values are made per piece in a small buffer. */
+#define WS_PIECE 16384
+static void wsum_backward(float *const *dxs, float *dw, const float *dy, const float *const *xs,
+                          const float *const *aff, int C, int HW, const float *w, int n, int64_t len, unsigned set) {
+    if ((!dxs && !dw) || n < 1) return;
     const int nc = nchunks_for(len);
+    double part[nc][n];
 #pragma omp parallel for schedule(static) num_threads(nc)
     for (int c = 0; c < nc; c++) {
         const int64_t lo = len * c / nc, hi = len * (c + 1) / nc;
+        double acc[n][8], tail[n];
+        float vb[WS_PIECE];
         for (int k = 0; k < n; k++) {
-            if (dxs && dxs[k]) {
-                float *d = dxs[k];
-                const float a = w[k];
-                if (set >> k & 1u)
-                    for (int64_t i = lo; i < hi; i++) d[i] = a * dy[i];
-                else
-                    for (int64_t i = lo; i < hi; i++) d[i] += a * dy[i];
-            }
-            if (dw) part[c][k] = dot_blocks(dy + lo, xs[k] + lo, hi - lo);
+            for (int j = 0; j < 8; j++) acc[k][j] = 0.0;
+            tail[k] = 0.0;
         }
+        for (int64_t p0 = lo; p0 < hi; p0 += WS_PIECE) {
+            const int64_t m = hi - p0 < WS_PIECE ? hi - p0 : WS_PIECE, m8 = m & ~(int64_t)7;
+            const float *g = dy + p0;
+            for (int k = 0; k < n; k++) {
+                if (dxs && dxs[k]) {
+                    float *d = dxs[k] + p0;
+                    const float a = w[k];
+                    if (k < 32 && (set >> k & 1u))
+                        for (int64_t i = 0; i < m; i++) d[i] = a * g[i];
+                    else
+                        for (int64_t i = 0; i < m; i++) d[i] += a * g[i];
+                }
+                if (!dw) continue;
+                const float *v = xs[k] + p0;
+                if (aff && aff[k]) {
+                    aff_fill(vb, xs[k], aff[k], p0, m, C, HW);
+                    v = vb;
+                }
+                dot8_acc(acc[k], g, v, m8);
+                for (int64_t i = m8; i < m; i++) tail[k] += (double)g[i] * (double)v[i]; /* last piece only */
+            }
+        }
+        if (dw)
+            for (int k = 0; k < n; k++) part[c][k] = dot8_finish(acc[k], tail[k]);
     }
     if (dw)
         for (int k = 0; k < n; k++) {
@@ -196,12 +283,18 @@ static void wsum_backward(float *const *dxs, float *dw, const float *dy, const f
 
 void kcpu_wsum_backward(float *const *dxs, float *dw, const float *dy, const float *const *xs,
                         const float *w, int n, int64_t len) {
-    wsum_backward(dxs, dw, dy, xs, w, n, len, 0u);
+    wsum_backward(dxs, dw, dy, xs, NULL, 1, 1, w, n, len, 0u);
 }
 
 void kcpu_wsum_backward_set(float *const *dxs, float *dw, const float *dy, const float *const *xs,
                             const float *w, int n, int64_t len, unsigned set) {
-    wsum_backward(dxs, dw, dy, xs, w, n, len, set);
+    wsum_backward(dxs, dw, dy, xs, NULL, 1, 1, w, n, len, set);
+}
+
+void kcpu_wsum_affine_backward_set(float *const *dxs, float *dw, const float *dy, const float *const *xs,
+                                   const float *const *aff, const float *w, int n, int64_t planes, int C, int HW,
+                                   unsigned set) {
+    wsum_backward(dxs, dw, dy, xs, aff, C, HW, w, n, planes * HW, set);
 }
 
 /* ---- row softmax ---- */

@@ -58,6 +58,14 @@ void kcpu_bn_forward_train(float *y, float *save_mean, float *save_invstd, float
                            const kbn_desc *d);
 void kcpu_bn_forward_infer(float *y, const float *x, const float *gamma, const float *beta,
                            const float *running_mean, const float *running_var, const kbn_desc *d);
+/* The forwards without their output, for a consumer that applies it as it reads x (the
+ * runtime's lazy batch norm before a mixed op): the same statistics and running-stat
+ * updates, and coef[0..3C) = f, s, b per channel such that the output would be
+ * y = (x - f) * s + b, computed so (sub, mul, add in float) for the same bits. */
+void kcpu_bn_coefs_train(float *coef, float *save_mean, float *save_invstd, float *running_mean, float *running_var,
+                         const float *x, const float *gamma, const float *beta, const kbn_desc *d);
+void kcpu_bn_coefs_infer(float *coef, const float *gamma, const float *beta, const float *running_mean,
+                         const float *running_var, const kbn_desc *d);
 /* Backward of the training-mode forward. _set: dx is overwritten, not added to (dgamma and
  * dbeta still accumulate). */
 void kcpu_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
@@ -108,6 +116,17 @@ void kcpu_wsum_backward(float *const *dxs, float *dw, const float *dy, const flo
 /* The same, with dxs[i] overwritten (dxs[i] = w[i] * dy) where bit i of set is 1. */
 void kcpu_wsum_backward_set(float *const *dxs, float *dw, const float *dy, const float *const *xs,
                             const float *w, int n, int64_t len, unsigned set);
+
+/* Weighted sum over (planes, HW) planes of C channels (plane p has channel p % C) whose
+ * input k, where aff[k] is non-NULL, is a batch norm not applied yet: its value is
+ * (xs[k] - aff[k][c]) * aff[k][C + c] + aff[k][2C + c], as kcpu_bn_coefs_* give it; the
+ * bits of applying that batch norm first and calling the above. Backward: dxs as above
+ * (the gradient of the stored input, i.e. of the batch norm's output), dw[k] += <dy, value k>. */
+void kcpu_wsum_affine_forward(float *y, const float *const *xs, const float *const *aff, const float *w, int n,
+                              int64_t planes, int C, int HW);
+void kcpu_wsum_affine_backward_set(float *const *dxs, float *dw, const float *dy, const float *const *xs,
+                                   const float *const *aff, const float *w, int n, int64_t planes, int C, int HW,
+                                   unsigned set);
 
 /* ---- softmax over rows of length K (rows x K) ---- */
 void kcpu_softmax_forward(float *y, const float *x, int rows, int K);
