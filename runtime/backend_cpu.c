@@ -63,7 +63,7 @@ static void cpu_copy_bytes(rt_backend *be, void *dst, const void *src, size_t by
     (void)be;
     if (dst != src) memcpy(dst, src, bytes);
 }
-static void cpu_memset0(rt_backend *be, void *p, size_t bytes) { (void)be; memset(p, 0, bytes); }
+static void cpu_memset0(rt_backend *be, void *p, size_t bytes) { (void)be; kcpu_zero_bytes(p, bytes); }
 static int cpu_supports(rt_backend *be, ir_op op) { (void)be; return (unsigned)op < IR_OP_COUNT; }
 
 #define F(t) ((float *)(t).data)
@@ -114,11 +114,13 @@ static void cpu_forward(rt_backend *be, const rt_exec_node *n) {
     case IR_OP_MAXPOOL: { kpool_desc d = pool_desc(n); kcpu_maxpool_forward(y, x, &d); break; }
     case IR_OP_AVGPOOL: { kpool_desc d = pool_desc(n); kcpu_avgpool_forward(y, x, &d); break; }
     case IR_OP_ADD:
-    case IR_OP_MEAN:
-        kcpu_copy(y, x, len);
-        for (int i = 1; i < n->n_in; i++) kcpu_axpy(y, 1.f, F(n->in[i]), len);
+    case IR_OP_MEAN: {
+        const float *xs[RT_MAX_IN] = {0};
+        for (int i = 0; i < n->n_in; i++) xs[i] = F(n->in[i]);
+        kcpu_add_forward(y, xs, n->n_in, len);
         if (n->op == IR_OP_MEAN) kcpu_scale(y, 1.f / (float)n->n_in, y, len);
         break;
+    }
     case IR_OP_MUL: kcpu_mul_forward(y, x, F(n->in[1]), len); break;
     case IR_OP_SUB:
         kcpu_copy(y, x, len);

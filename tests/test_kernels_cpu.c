@@ -1101,6 +1101,44 @@ Test(elementwise, wsum_over_deferred_batch_norms_has_the_bits_of_applying_them_f
     omp_set_num_threads(th);
 }
 
+/* The threaded movers: kcpu_add_forward has the bits of copy-then-add-each (the order the
+ * runtime used before), kcpu_copy copies large non-overlapping and overlapping ranges
+ * exactly (memmove semantics), kcpu_zero_bytes clears every byte; sizes below and above
+ * the threading threshold (256 KiB), odd lengths, one and two threads. */
+Test(elementwise, threaded_add_copy_and_zero_are_exact) {
+    const int th = omp_get_max_threads();
+    const int64_t lens[] = {1001, 300007};
+    for (int t = 1; t <= 2; t++) {
+        omp_set_num_threads(t);
+        for (size_t li = 0; li < 2; li++) {
+            const int64_t len = lens[li];
+            float *x[3], *y = zerosf(len), *e = zerosf(len);
+            for (int k = 0; k < 3; k++) x[k] = rnd(len, -5, 5, 400 + (uint64_t)k);
+            for (int n = 1; n <= 3; n++) {
+                kcpu_add_forward(y, (const float *const *)x, n, len);
+                memcpy(e, x[0], sizeof(float) * (size_t)len);
+                for (int k = 1; k < n; k++)
+                    for (int64_t i = 0; i < len; i++) e[i] += 1.0f * x[k][i];
+                cr_expect_eq(memcmp(y, e, sizeof(float) * (size_t)len), 0, "add of %d, len %lld, %d threads", n,
+                             (long long)len, t);
+            }
+            kcpu_copy(y, x[2], len);
+            cr_expect_eq(memcmp(y, x[2], sizeof(float) * (size_t)len), 0, "copy");
+            /* overlapping: shift x[1] up by 3 floats in place */
+            memcpy(e, x[1], sizeof(float) * (size_t)len);
+            kcpu_copy(x[1] + 3, x[1], len - 3);
+            cr_expect_eq(memcmp(x[1] + 3, e, sizeof(float) * (size_t)(len - 3)), 0, "overlapping copy");
+            kcpu_zero_bytes(y, sizeof(float) * (size_t)len - 2);
+            for (int64_t i = 0; i < len - 1; i++) cr_expect_eq(y[i], 0.0f, "zeroed [%lld]", (long long)i);
+            cr_expect_neq(y[len - 1], 0.0f, "the last float's upper bytes are left");
+            for (int k = 0; k < 3; k++) free(x[k]);
+            free(y);
+            free(e);
+        }
+    }
+    omp_set_num_threads(th);
+}
+
 Test(elementwise, wsum_forward_and_backward_with_null_skipping) {
     const int k = 3;
     const int64_t len = 257;

@@ -19,6 +19,21 @@ int kcpu_num_threads(void) {
     return 1;
 #endif
 }
+/* Inside a parallel region: its thread count and this thread's number. */
+static inline int kcpu_num_threads_here(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+static inline int kcpu_thread_here(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 /* ---- deterministic reductions: the range is cut into nchunks = min(threads, MAXCH)
  * pieces that depend only on the thread count; each piece is summed in double into its
@@ -112,8 +127,48 @@ void kcpu_sigmoid_backward(float *dx, const float *dy, const float *y, int64_t n
 }
 
 /* ---- simple movers ---- */
+/* Large copies and fills go in contiguous halves per thread, as the layers around them
+ * partition by sample: each thread's half stays in its own core's cache (a one-thread
+ * memmove also left the other thread waiting). */
+#define KCPU_PAR_BYTES (256 * 1024)
 void kcpu_copy(float *y, const float *x, int64_t n) {
-    if (n > 0 && y != x) memmove(y, x, sizeof(float) * (size_t)n);
+    if (n <= 0 || y == x) return;
+    const size_t bytes = sizeof(float) * (size_t)n;
+    if (bytes < KCPU_PAR_BYTES || (y < x + n && x < y + n)) { /* small, or overlapping: memmove's order */
+        memmove(y, x, bytes);
+        return;
+    }
+#pragma omp parallel
+    {
+        const int nt = kcpu_num_threads_here(), t = kcpu_thread_here();
+        const int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+        memcpy(y + lo, x + lo, sizeof(float) * (size_t)(hi - lo));
+    }
+}
+void kcpu_zero_bytes(void *p, size_t bytes) {
+    if (bytes < KCPU_PAR_BYTES) {
+        memset(p, 0, bytes);
+        return;
+    }
+#pragma omp parallel
+    {
+        const int nt = kcpu_num_threads_here(), t = kcpu_thread_here();
+        const size_t lo = bytes / (size_t)nt * (size_t)t, hi = t == nt - 1 ? bytes : bytes / (size_t)nt * (size_t)(t + 1);
+        memset((char *)p + lo, 0, hi - lo);
+    }
+}
+/* y = ((x0 + x1) + x2) + ...: the bits of copying x0 and adding 1 * x_k (exact) in turn. */
+void kcpu_add_forward(float *y, const float *const *xs, int n, int64_t len) {
+    if (n == 1) {
+        kcpu_copy(y, xs[0], len);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (len > 32768)
+    for (int64_t i = 0; i < len; i++) {
+        float s = xs[0][i] + xs[1][i];
+        for (int k = 2; k < n; k++) s += xs[k][i];
+        y[i] = s;
+    }
 }
 void kcpu_fill(float *y, float v, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
@@ -331,6 +386,7 @@ void kcpu_softmax_backward(float *dx, const float *dy, const float *y, int rows,
 /* ---- concat / slice ---- */
 void kcpu_concat_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off) {
     const int64_t blk = (int64_t)Cx * HW;
+#pragma omp parallel for schedule(static) if ((int64_t)N * blk > 32768)
     for (int n = 0; n < N; n++)
         memcpy(y + ((int64_t)n * Cy + c_off) * HW, x + n * blk, sizeof(float) * (size_t)blk);
 }

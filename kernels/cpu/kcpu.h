@@ -95,6 +95,10 @@ void kcpu_tanh_backward(float *dx, const float *dy, const float *y, int64_t n);
 void kcpu_sigmoid_forward(float *y, const float *x, int64_t n);
 void kcpu_sigmoid_backward(float *dx, const float *dy, const float *y, int64_t n);
 void kcpu_copy(float *y, const float *x, int64_t n);
+/* memset(p, 0, bytes), threaded when large */
+void kcpu_zero_bytes(void *p, size_t bytes);
+/* y = x0 + x1 + ... (n inputs, added in order) */
+void kcpu_add_forward(float *y, const float *const *xs, int n, int64_t len);
 void kcpu_fill(float *y, float v, int64_t n);
 /* y += a * x */
 void kcpu_axpy(float *y, float a, const float *x, int64_t n);
