@@ -43,6 +43,14 @@ void KPW(kpw_backward_filter)(float *dw, const float *dy, const float *x, int N,
 #define PW_MR 6        /* output rows per register block */
 #define PW_NC 256      /* pixel columns per task: a (C x 256) block of the input stays in L1/L2 */
 #define PW_GROUP 1024  /* filter gradient: pixels (whole samples) per group between horizontal sums */
+/* filter gradient register block: 4 dy rows x PW_FCB x rows (16 accumulators and 8 loads
+ * per 16 multiply-adds with AVX-512's 32 registers; 4 x 2 where 16 registers must hold
+ * them). The block shape does not change any dot's arithmetic. */
+#if defined(__AVX512F__)
+#define PW_FCB 4
+#else
+#define PW_FCB 2
+#endif
 
 /* o[r][j] (+)= sum_k a[r*ars + k*acs] * b[k*ldb + j] for r < MR, j < n.
  * RELU: b read as max(0, b). MASK: the sum is kept only where msk[r*ldm + j] > 0. */
@@ -188,8 +196,8 @@ static inline __attribute__((always_inline)) void pw_dots(double *acc, int64_t l
                                                           const float *x, int64_t xs, int64_t HW, int G,
                                                           const int KB, const int CB, const int RELU) {
     const dwv z = dwv_zero();
-    dwv s[4][2];
-    float t[4][2];
+    dwv s[6][PW_FCB];
+    float t[6][PW_FCB];
     for (int i = 0; i < KB; i++)
         for (int c = 0; c < CB; c++) {
             s[i][c] = z;
@@ -198,7 +206,7 @@ static inline __attribute__((always_inline)) void pw_dots(double *acc, int64_t l
     for (int u = 0; u < G; u++, g += gs, x += xs) {
         int64_t j = 0;
         for (; j + DWV <= HW; j += DWV) {
-            dwv xv[2];
+            dwv xv[PW_FCB];
             for (int c = 0; c < CB; c++) {
                 xv[c] = dwv_load(x + c * HW + j);
                 if (RELU) xv[c] = dwv_max(xv[c], z);
@@ -219,22 +227,27 @@ static inline __attribute__((always_inline)) void pw_dots(double *acc, int64_t l
         for (int c = 0; c < CB; c++) acc[i * ldc + c] += (double)(dwv_hsum(s[i][c]) + t[i][c]);
 }
 
-/* The filter gradient of G consecutive samples: blocks of 4 dy rows x 2 x rows. */
+/* The filter gradient of G consecutive samples, dy rows k .. k+KB-1 against every x row:
+ * blocks of PW_FCB x rows, then 2, then 1. */
+static inline __attribute__((always_inline)) void pw_filter_rows(double *acc, const float *g, const float *x, int C,
+                                                                 int64_t HW, int G, int64_t gs, int64_t xs, int k,
+                                                                 const int KB, const int RELU) {
+    int c = 0;
+    for (; c + PW_FCB <= C; c += PW_FCB)
+        pw_dots(acc + k * C + c, C, g + k * HW, gs, x + c * HW, xs, HW, G, KB, PW_FCB, RELU);
+    for (; c + 2 <= C; c += 2) pw_dots(acc + k * C + c, C, g + k * HW, gs, x + c * HW, xs, HW, G, KB, 2, RELU);
+    if (c < C) pw_dots(acc + k * C + c, C, g + k * HW, gs, x + c * HW, xs, HW, G, KB, 1, RELU);
+}
 static inline __attribute__((always_inline)) void pw_filter_group(double *acc, const float *g, const float *x,
                                                                   int K, int C, int64_t HW, int G,
                                                                   const int RELU) {
     const int64_t gs = (int64_t)K * HW, xs = (int64_t)C * HW;
     int k = 0;
-    for (; k + 4 <= K; k += 4) {
-        int c = 0;
-        for (; c + 2 <= C; c += 2) pw_dots(acc + k * C + c, C, g + k * HW, gs, x + c * HW, xs, HW, G, 4, 2, RELU);
-        if (c < C) pw_dots(acc + k * C + c, C, g + k * HW, gs, x + c * HW, xs, HW, G, 4, 1, RELU);
-    }
-    for (; k < K; k++) {
-        int c = 0;
-        for (; c + 2 <= C; c += 2) pw_dots(acc + k * C + c, C, g + k * HW, gs, x + c * HW, xs, HW, G, 1, 2, RELU);
-        if (c < C) pw_dots(acc + k * C + c, C, g + k * HW, gs, x + c * HW, xs, HW, G, 1, 1, RELU);
-    }
+#if defined(__AVX512F__)
+    for (; k + 6 <= K; k += 6) pw_filter_rows(acc, g, x, C, HW, G, gs, xs, k, 6, RELU);
+#endif
+    for (; k + 4 <= K; k += 4) pw_filter_rows(acc, g, x, C, HW, G, gs, xs, k, 4, RELU);
+    for (; k < K; k++) pw_filter_rows(acc, g, x, C, HW, G, gs, xs, k, 1, RELU);
 }
 
 static void pw_filter_group_plain(double *acc, const float *g, const float *x, int K, int C, int64_t HW, int G) {
