@@ -18,7 +18,7 @@
 
 /* --profile: the backend's forward and backward wrapped with wall-clock timers, summed
  * per op (convolutions split into depthwise, 1x1 and other), printed after the run. */
-enum { PROF_DW = IR_OP_COUNT, PROF_PW, PROF_KINDS };
+enum { PROF_DW = IR_OP_COUNT, PROF_PW, PROF_PW2, PROF_KINDS };
 static double prof_t[2][PROF_KINDS];
 static long prof_n[2][PROF_KINDS];
 static void (*prof_fwd)(rt_backend *, const rt_exec_node *);
@@ -27,7 +27,8 @@ static void (*prof_bwd)(rt_backend *, const rt_exec_node *);
 static int prof_kind(const rt_exec_node *n) {
     if (n->op != IR_OP_CONV2D) return (int)n->op;
     if (n->iattr[IR_A_CONV_GROUPS] > 1 && n->iattr[IR_A_CONV_GROUPS] == n->in[0].shape[1]) return PROF_DW;
-    if (n->in[1].shape[2] == 1 && n->in[1].shape[3] == 1) return PROF_PW;
+    if (n->in[1].shape[2] == 1 && n->in[1].shape[3] == 1)
+        return n->iattr[IR_A_CONV_STRIDE_H] == 1 && n->iattr[IR_A_CONV_STRIDE_W] == 1 ? PROF_PW : PROF_PW2;
     return IR_OP_CONV2D;
 }
 static void prof_forward(rt_backend *be, const rt_exec_node *n) {
@@ -52,7 +53,10 @@ static void prof_print(int steps) {
     for (int d = 0; d < 2; d++)
         for (int k = 0; k < PROF_KINDS; k++) {
             if (!prof_n[d][k]) continue;
-            const char *nm = k == PROF_DW ? "conv2d-depthwise" : k == PROF_PW ? "conv2d-1x1" : ir_op_name((ir_op)k);
+            const char *nm = k == PROF_DW   ? "conv2d-depthwise"
+                             : k == PROF_PW  ? "conv2d-1x1"
+                             : k == PROF_PW2 ? "conv2d-1x1-strided"
+                                             : ir_op_name((ir_op)k);
             fprintf(stderr, "  %-8s %-18s %8.4f s %5.1f %%  %6ld calls\n", d ? "backward" : "forward", nm,
                     prof_t[d][k] / steps, 100.0 * prof_t[d][k] / total, prof_n[d][k] / steps);
         }

@@ -172,6 +172,17 @@ Test(conv, dense_3x3_pad1_matches_reference_and_finite_difference) { check_conv(
 Test(conv, dense_3x3_stride2_dilated_matches_reference_and_finite_difference) { check_conv(2, 3, 9, 8, 4, 3, 3, 2, 2, 2, 2, 2, 2, 1); }
 Test(conv, pointwise_1x1_stride1_gemm_path_matches_reference_and_finite_difference) { check_conv(2, 6, 5, 7, 4, 1, 1, 1, 1, 0, 0, 1, 1, 1); }
 Test(conv, pointwise_1x1_stride2_matches_reference_and_finite_difference) { check_conv(2, 4, 7, 7, 6, 1, 1, 2, 2, 0, 0, 1, 1, 1); }
+/* FactorizedReduce's pair: 1x1 stride 2 on a 32x32 map and on its 31x31 shift (gathered
+ * pixels + the 1x1 kernels); a padded 1x1; and an input large enough (256 channels of
+ * 128x128) that the gathered buffer holds one sample at a time, so two chunks run. */
+Test(conv, strided_1x1_factorized_reduce_shapes_match_reference_and_finite_difference) {
+    check_conv(5, 32, 32, 32, 8, 1, 1, 2, 2, 0, 0, 1, 1, 1);
+    check_conv(5, 32, 31, 31, 8, 1, 1, 2, 2, 0, 0, 1, 1, 1);
+    check_conv(3, 6, 9, 9, 5, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+}
+Test(conv, strided_1x1_in_sample_chunks_matches_reference_and_finite_difference, .timeout = 120) {
+    check_conv(2, 256, 128, 128, 4, 1, 1, 2, 2, 0, 0, 1, 1, 1);
+}
 Test(conv, depthwise_3x3_stride1_matches_reference_and_finite_difference) { check_conv(2, 3, 9, 8, 3, 3, 3, 1, 1, 1, 1, 1, 1, 3); }
 Test(conv, depthwise_3x3_stride2_matches_reference_and_finite_difference) { check_conv(3, 3, 9, 8, 3, 3, 3, 2, 2, 1, 1, 1, 1, 3); }
 Test(conv, depthwise_5x5_stride1_matches_reference_and_finite_difference) { check_conv(2, 3, 9, 11, 3, 5, 5, 1, 1, 2, 2, 1, 1, 3); }

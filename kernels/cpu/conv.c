@@ -34,15 +34,34 @@ static void valid_range(int off, int stride, int W, int Q, int *q0, int *q1) {
     *q1 = b;
 }
 
+/* ---- strided or padded 1x1 convolutions (FactorizedReduce's stride-2 pair, 18 of them
+ * per DARTS CIFAR-10 forward): the input's sampled pixels gathered for a chunk of
+ * samples (im2col of a 1x1 kernel), then the 1x1 kernels (pointwise.c) on them, both
+ * threaded; they ran im2col + OpenBLAS one sample at a time on one thread. Chunks keep
+ * the gathered buffer near 4 MiB. (Dense convolutions with larger kernels, the stem, stay
+ * on OpenBLAS: see docs/BENCHMARKS.md, session 6.) ---- */
+#define SAMPLED_CHUNK_FLOATS (1 << 20)
+static int is_sampled_1x1(const kconv2d_desc *d) { return d->groups == 1 && d->R == 1 && d->S == 1 && !is_pointwise(d); }
+static int sampled_chunk(const kconv2d_desc *d) {
+    const int64_t per = (int64_t)d->C * d->P * d->Q;
+    int64_t b = per > 0 ? SAMPLED_CHUNK_FLOATS / per : 1;
+    if (b < 1) b = 1;
+    return (int)(b < d->N ? b : d->N);
+}
+
 size_t kcpu_conv2d_scratch_floats(const kconv2d_desc *d) {
     if (is_pointwise(d)) return kpw_filter_scratch_floats(d->K, d->C);
     if (is_depthwise(d)) return 0;
-    return (size_t)d->C * d->R * d->S * (size_t)d->P * d->Q;
+    const size_t col = (size_t)d->C * d->R * d->S * (size_t)d->P * d->Q;
+    if (is_sampled_1x1(d))
+        return ((col * (size_t)sampled_chunk(d) + 15) & ~(size_t)15) + kpw_filter_scratch_floats(d->K, d->C);
+    return col;
 }
 
 /* ---- im2col / col2im for one sample: col is (C*R*S) x (P*Q) ----
- * Serial on purpose: they sit between sgemm calls, and OpenMP workers spinning after a
- * parallel region starve OpenBLAS's threads (measured 15x slower dense 3x3 at 2 cores). */
+ * Serial: around sgemm calls OpenMP workers spinning after a parallel region would starve
+ * OpenBLAS's threads (measured 15x slower dense 3x3 at 2 cores); the strided 1x1 path runs
+ * them one sample per thread. */
 static void im2col(float *col, const float *x, const kconv2d_desc *d) {
     const int C = d->C, H = d->H, W = d->W, R = d->R, S = d->S, P = d->P, Q = d->Q;
     const int sh = d->stride_h, sw = d->stride_w;
@@ -96,6 +115,14 @@ static void col2im_add(float *dx, const float *col, const kconv2d_desc *d) {
                 }
             }
     }
+}
+
+/* The sampled pixels (im2col of a 1x1 kernel) of samples n0 .. n0 + nb - 1, one after
+ * another, a sample per thread. */
+static void sampled_gather(float *col, const float *x, const kconv2d_desc *d, int n0, int nb) {
+    const int64_t HW = (int64_t)d->H * d->W, per = (int64_t)d->C * d->P * d->Q;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < nb; i++) im2col(col + i * per, x + (int64_t)(n0 + i) * d->C * HW, d);
 }
 
 /* ---- depthwise direct loops ---- */
@@ -748,6 +775,15 @@ void kcpu_conv2d_forward(float *y, const float *x, const float *w, const kconv2d
         return;
     }
     const int G = d->groups, Kg = d->K / G, CgRS = d->C / G * d->R * d->S;
+    if (is_sampled_1x1(d)) {
+        const int B = sampled_chunk(d);
+        for (int n0 = 0; n0 < d->N; n0 += B) {
+            const int nb = d->N - n0 < B ? d->N - n0 : B;
+            sampled_gather(scratch, x, d, n0, nb);
+            kpw_forward(y + (int64_t)n0 * d->K * PQ, scratch, w, nb, d->K, d->C, PQ, 0);
+        }
+        return;
+    }
     for (int n = 0; n < d->N; n++) {
         im2col(scratch, x + (int64_t)n * d->C * HW, d);
         for (int g = 0; g < G; g++)
@@ -771,6 +807,17 @@ void kcpu_conv2d_backward_data(float *dx, const float *dy, const float *w, const
         return;
     }
     const int G = d->groups, Kg = d->K / G, CgRS = d->C / G * d->R * d->S;
+    if (is_sampled_1x1(d)) {
+        const int B = sampled_chunk(d);
+        for (int n0 = 0; n0 < d->N; n0 += B) {
+            const int nb = d->N - n0 < B ? d->N - n0 : B;
+            kpw_backward_data(scratch, dy + (int64_t)n0 * d->K * PQ, w, NULL, nb, d->K, d->C, PQ, 0);
+#pragma omp parallel for schedule(static)
+            for (int i = 0; i < nb; i++)
+                col2im_add(dx + (int64_t)(n0 + i) * d->C * HW, scratch + (int64_t)i * d->C * PQ, d);
+        }
+        return;
+    }
     for (int n = 0; n < d->N; n++) {
         for (int g = 0; g < G; g++)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CgRS, (int)PQ, Kg, 1.0f,
@@ -794,6 +841,16 @@ void kcpu_conv2d_backward_filter(float *dw, const float *dy, const float *x, con
         return;
     }
     const int G = d->groups, Kg = d->K / G, CgRS = d->C / G * d->R * d->S;
+    if (is_sampled_1x1(d)) {
+        const int B = sampled_chunk(d);
+        float *fs = scratch + (((size_t)d->C * (size_t)PQ * (size_t)B + 15) & ~(size_t)15);
+        for (int n0 = 0; n0 < d->N; n0 += B) {
+            const int nb = d->N - n0 < B ? d->N - n0 : B;
+            sampled_gather(scratch, x, d, n0, nb);
+            kpw_backward_filter(dw, dy + (int64_t)n0 * d->K * PQ, scratch, nb, d->K, d->C, PQ, 0, fs);
+        }
+        return;
+    }
     for (int n = 0; n < d->N; n++) {
         im2col(scratch, x + (int64_t)n * d->C * HW, d);
         for (int g = 0; g < G; g++)

@@ -7,7 +7,7 @@
  * with wt[r][s] the 8 channels' weights of tap (r, s): one multiply and one add per tap
  * and 8 outputs, taps in (r, s) order from +0, as conv.c's per-plane kernels do, so the
  * forward and data gradient are bit-identical to them. (FMA would be no faster where
- * multiplies and adds issue on separate pipes, as on this machine's Zen 4, and its other
+ * multiplies and adds issue on separate pipes, as on this machine's Zen 5, and its other
  * rounding put 60 weight gradients of one cell of the CIFAR-10 parity test, among its
  * ill-conditioned ones, 5-10x further from float64 than PyTorch float32.)
  * Outputs are computed 8 pixels at a time (8 accumulators), transposed in registers into

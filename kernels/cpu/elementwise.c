@@ -288,7 +288,7 @@ static void aff_fill(float *restrict v, const float *restrict x, const float *a,
  * dw is the same as n kcpu_dot calls). Each chunk goes in pieces of WS_PIECE elements, all
  * inputs per piece, so dy is read from memory once, not once per input; an affine input's
  * values are made per piece in a small buffer. */
-#define WS_PIECE 16384
+#define WS_PIECE 4096
 static void wsum_backward(float *const *dxs, float *dw, const float *dy, const float *const *xs,
                           const float *const *aff, int C, int HW, const float *w, int n, int64_t len, unsigned set) {
     if ((!dxs && !dw) || n < 1) return;

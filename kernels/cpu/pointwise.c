@@ -193,8 +193,8 @@ void KPW(kpw_backward_data)(float *dx, const float *dy, const float *w, const fl
  * kb < KB, cb < CB: vector lane sums over the group, one horizontal sum at its end (small
  * planes come in groups of samples, so that the horizontal sums do not dominate). */
 static inline __attribute__((always_inline)) void pw_dots(double *acc, int64_t ldc, const float *g, int64_t gs,
-                                                          const float *x, int64_t xs, int64_t HW, int G,
-                                                          const int KB, const int CB, const int RELU) {
+                                                          const float *x, int64_t xs, int64_t ld, int64_t HW,
+                                                          int G, const int KB, const int CB, const int RELU) {
     const dwv z = dwv_zero();
     dwv s[6][PW_FCB];
     float t[6][PW_FCB];
@@ -208,19 +208,19 @@ static inline __attribute__((always_inline)) void pw_dots(double *acc, int64_t l
         for (; j + DWV <= HW; j += DWV) {
             dwv xv[PW_FCB];
             for (int c = 0; c < CB; c++) {
-                xv[c] = dwv_load(x + c * HW + j);
+                xv[c] = dwv_load(x + c * ld + j);
                 if (RELU) xv[c] = dwv_max(xv[c], z);
             }
             for (int i = 0; i < KB; i++) {
-                const dwv gv = dwv_load(g + i * HW + j);
+                const dwv gv = dwv_load(g + i * ld + j);
                 for (int c = 0; c < CB; c++) s[i][c] = dwv_fma(gv, xv[c], s[i][c]);
             }
         }
         for (; j < HW; j++)
             for (int c = 0; c < CB; c++) {
-                float xv = x[c * HW + j];
+                float xv = x[c * ld + j];
                 if (RELU) xv = xv > 0.0f ? xv : 0.0f;
-                for (int i = 0; i < KB; i++) t[i][c] += g[i * HW + j] * xv;
+                for (int i = 0; i < KB; i++) t[i][c] += g[i * ld + j] * xv;
             }
     }
     for (int i = 0; i < KB; i++)
@@ -230,31 +230,34 @@ static inline __attribute__((always_inline)) void pw_dots(double *acc, int64_t l
 /* The filter gradient of G consecutive samples, dy rows k .. k+KB-1 against every x row:
  * blocks of PW_FCB x rows, then 2, then 1. */
 static inline __attribute__((always_inline)) void pw_filter_rows(double *acc, const float *g, const float *x, int C,
-                                                                 int64_t HW, int G, int64_t gs, int64_t xs, int k,
-                                                                 const int KB, const int RELU) {
+                                                                 int64_t ld, int64_t HW, int G, int64_t gs, int64_t xs,
+                                                                 int k, const int KB, const int RELU) {
     int c = 0;
     for (; c + PW_FCB <= C; c += PW_FCB)
-        pw_dots(acc + k * C + c, C, g + k * HW, gs, x + c * HW, xs, HW, G, KB, PW_FCB, RELU);
-    for (; c + 2 <= C; c += 2) pw_dots(acc + k * C + c, C, g + k * HW, gs, x + c * HW, xs, HW, G, KB, 2, RELU);
-    if (c < C) pw_dots(acc + k * C + c, C, g + k * HW, gs, x + c * HW, xs, HW, G, KB, 1, RELU);
+        pw_dots(acc + k * C + c, C, g + k * ld, gs, x + c * ld, xs, ld, HW, G, KB, PW_FCB, RELU);
+    for (; c + 2 <= C; c += 2) pw_dots(acc + k * C + c, C, g + k * ld, gs, x + c * ld, xs, ld, HW, G, KB, 2, RELU);
+    if (c < C) pw_dots(acc + k * C + c, C, g + k * ld, gs, x + c * ld, xs, ld, HW, G, KB, 1, RELU);
 }
 static inline __attribute__((always_inline)) void pw_filter_group(double *acc, const float *g, const float *x,
-                                                                  int K, int C, int64_t HW, int G,
+                                                                  int K, int C, int64_t ld, int64_t HW, int G,
                                                                   const int RELU) {
-    const int64_t gs = (int64_t)K * HW, xs = (int64_t)C * HW;
+    const int64_t gs = (int64_t)K * ld, xs = (int64_t)C * ld;
     int k = 0;
 #if defined(__AVX512F__)
-    for (; k + 6 <= K; k += 6) pw_filter_rows(acc, g, x, C, HW, G, gs, xs, k, 6, RELU);
+    for (; k + 6 <= K; k += 6) pw_filter_rows(acc, g, x, C, ld, HW, G, gs, xs, k, 6, RELU);
 #endif
-    for (; k + 4 <= K; k += 4) pw_filter_rows(acc, g, x, C, HW, G, gs, xs, k, 4, RELU);
-    for (; k < K; k++) pw_filter_rows(acc, g, x, C, HW, G, gs, xs, k, 1, RELU);
+    for (; k + 4 <= K; k += 4) pw_filter_rows(acc, g, x, C, ld, HW, G, gs, xs, k, 4, RELU);
+    for (; k < K; k++) pw_filter_rows(acc, g, x, C, ld, HW, G, gs, xs, k, 1, RELU);
 }
 
-static void pw_filter_group_plain(double *acc, const float *g, const float *x, int K, int C, int64_t HW, int G) {
-    pw_filter_group(acc, g, x, K, C, HW, G, 0);
+/* Rows ld floats apart, HW pixels of each. */
+static void pw_filter_group_plain(double *acc, const float *g, const float *x, int K, int C, int64_t ld, int64_t HW,
+                                  int G) {
+    pw_filter_group(acc, g, x, K, C, ld, HW, G, 0);
 }
-static void pw_filter_group_relu(double *acc, const float *g, const float *x, int K, int C, int64_t HW, int G) {
-    pw_filter_group(acc, g, x, K, C, HW, G, 1);
+static void pw_filter_group_relu(double *acc, const float *g, const float *x, int K, int C, int64_t ld, int64_t HW,
+                                 int G) {
+    pw_filter_group(acc, g, x, K, C, ld, HW, G, 1);
 }
 
 #ifndef KPW_VARIANT
@@ -285,13 +288,19 @@ void KPW(kpw_backward_filter)(float *dw, const float *dy, const float *x, int N,
         double *acc = part + t * KC;
         for (int64_t i = 0; i < KC; i++) acc[i] = 0.0;
         const int n0 = (int)((int64_t)N * t / nt), n1 = (int)((int64_t)N * (t + 1) / nt);
-        /* samples in groups of about PW_GROUP pixels (whole samples), a group's planes in L2 */
+        /* samples in groups of about PW_GROUP pixels (whole samples), a group's planes in L2;
+         * planes larger than that in pieces of PW_GROUP pixels, so that no float lane sums
+         * more than PW_GROUP / lanes products before it goes to double */
         const int gmax = HW >= PW_GROUP ? 1 : (int)(PW_GROUP / HW);
         for (int n = n0; n < n1; n += gmax) {
             const int G = n1 - n < gmax ? n1 - n : gmax;
             const float *g = dy + (int64_t)n * K * HW, *xs = x + (int64_t)n * C * HW;
-            if (relu) pw_filter_group_relu(acc, g, xs, K, C, HW, G);
-            else pw_filter_group_plain(acc, g, xs, K, C, HW, G);
+            for (int64_t j0 = 0; j0 < HW; j0 += PW_GROUP) {
+                const int64_t m = HW - j0 < PW_GROUP ? HW - j0 : PW_GROUP;
+                if (relu) pw_filter_group_relu(acc, g + j0, xs + j0, K, C, HW, HW > PW_GROUP ? m : HW, G);
+                else pw_filter_group_plain(acc, g + j0, xs + j0, K, C, HW, HW > PW_GROUP ? m : HW, G);
+                if (HW <= PW_GROUP) break;
+            }
         }
 #pragma omp barrier
 #pragma omp for schedule(static)
