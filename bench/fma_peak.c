@@ -13,42 +13,27 @@
 #define CHAINS5 24
 #define ITERS 20000000L
 
-static double run_avx2(void) {
-    double t0 = omp_get_wtime();
-    float sink = 0.0f;
-#pragma omp parallel reduction(+ : sink)
-    {
-        __m256 a[CHAINS2];
-        const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-        for (int k = 0; k < CHAINS2; k++) a[k] = _mm256_set1_ps((float)k);
-        for (long i = 0; i < ITERS; i++)
-#pragma GCC unroll 32
-            for (int k = 0; k < CHAINS2; k++) a[k] = _mm256_fmadd_ps(a[k], m, c);
-        for (int k = 0; k < CHAINS2; k++) sink += _mm256_cvtss_f32(a[k]);
+/* GFLOP/s of all threads running `chains` FMA chains of `lanes`-wide vectors each. */
+#define PEAK_FN(name, vec, set1, fmadd, first, chains, lanes)                                       \
+    static double name(void) {                                                                      \
+        double t0 = omp_get_wtime();                                                                \
+        float sink = 0.0f;                                                                          \
+        _Pragma("omp parallel reduction(+ : sink)") {                                               \
+            vec a[chains];                                                                          \
+            const vec m = set1(0.999999f), c = set1(1e-7f);                                         \
+            for (int k = 0; k < chains; k++) a[k] = set1((float)k);                                 \
+            for (long i = 0; i < ITERS; i++)                                                        \
+                _Pragma("GCC unroll 32") for (int k = 0; k < chains; k++) a[k] = fmadd(a[k], m, c); \
+            for (int k = 0; k < chains; k++) sink += first(a[k]);                                   \
+        }                                                                                           \
+        double t = omp_get_wtime() - t0;                                                            \
+        if (sink == 12345.0f) printf("(unlikely)\n");                                               \
+        return (double)omp_get_max_threads() * ITERS * chains * 2 * lanes / t / 1e9;                \
     }
-    double t = omp_get_wtime() - t0;
-    if (sink == 12345.0f) printf("(unlikely)\n");
-    return (double)omp_get_max_threads() * ITERS * CHAINS2 * 16 / t / 1e9;
-}
 
+PEAK_FN(run_avx2, __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_cvtss_f32, CHAINS2, 8)
 #if defined(__AVX512F__)
-static double run_avx512(void) {
-    double t0 = omp_get_wtime();
-    float sink = 0.0f;
-#pragma omp parallel reduction(+ : sink)
-    {
-        __m512 a[CHAINS5];
-        const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-        for (int k = 0; k < CHAINS5; k++) a[k] = _mm512_set1_ps((float)k);
-        for (long i = 0; i < ITERS; i++)
-#pragma GCC unroll 32
-            for (int k = 0; k < CHAINS5; k++) a[k] = _mm512_fmadd_ps(a[k], m, c);
-        for (int k = 0; k < CHAINS5; k++) sink += _mm512_cvtss_f32(a[k]);
-    }
-    double t = omp_get_wtime() - t0;
-    if (sink == 12345.0f) printf("(unlikely)\n");
-    return (double)omp_get_max_threads() * ITERS * CHAINS5 * 32 / t / 1e9;
-}
+PEAK_FN(run_avx512, __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_cvtss_f32, CHAINS5, 16)
 #endif
 
 int main(void) {

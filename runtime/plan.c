@@ -261,20 +261,26 @@ static void plan_fusions(rt_plan *p, int *ncons) {
     }
 }
 
-/* Marks the nodes whose output gradient is read through their one consumer, a mixed op
- * (see the top of the file). */
-static void plan_scaled_grads(rt_plan *p) {
-    const ir_graph *g = p->g;
-    for (int i = 0; i < p->n; i++) p->gsrc[i] = -1;
-    if (!p->be->scales_out_grad || getenv("DARTSC_NO_FUSION")) return;
+/* How many nodes read each node as the plan runs them (fused ReLUs bypassed); NULL when
+ * out of memory. */
+static int *consumer_counts(const rt_plan *p) {
     int *ncons = calloc((size_t)p->n, sizeof *ncons);
-    if (!ncons) return;
+    if (!ncons) return NULL;
     for (int i = 0; i < p->n; i++) {
         if (p->fused[i]) continue;
-        const ir_node *nd = ir_graph_node(g, i);
+        const ir_node *nd = ir_graph_node(p->g, i);
         for (int k = 0; k < nd->n_inputs; k++)
             if (input_of(p, i, k) >= 0) ncons[input_of(p, i, k)]++;
     }
+    return ncons;
+}
+
+/* Marks the nodes whose output gradient is read through their one consumer, a mixed op
+ * (see the top of the file). ncons: consumer_counts (NULL: none marked). */
+static void plan_scaled_grads(rt_plan *p, const int *ncons) {
+    const ir_graph *g = p->g;
+    for (int i = 0; i < p->n; i++) p->gsrc[i] = -1;
+    if (!ncons || !p->be->scales_out_grad || getenv("DARTSC_NO_FUSION")) return;
     for (int j = 0; j < p->n; j++) {
         const ir_node *mn = ir_graph_node(g, j);
         if (mn->op != IR_OP_MIXED || p->fused[j]) continue;
@@ -292,23 +298,14 @@ static void plan_scaled_grads(rt_plan *p) {
             p->gskip[j] |= 1u << k;
         }
     }
-    free(ncons);
 }
 
 /* Marks the batch norms whose output the mixed op they feed applies as it reads (see the
- * top of the file). */
-static void plan_deferred(rt_plan *p) {
+ * top of the file). ncons as above. */
+static void plan_deferred(rt_plan *p, const int *ncons) {
     const ir_graph *g = p->g;
     for (int i = 0; i < p->n; i++) p->lazyc[i] = -1;
-    if (!p->be->defers_output || getenv("DARTSC_NO_FUSION")) return;
-    int *ncons = calloc((size_t)p->n, sizeof *ncons);
-    if (!ncons) return;
-    for (int i = 0; i < p->n; i++) {
-        if (p->fused[i]) continue;
-        const ir_node *nd = ir_graph_node(g, i);
-        for (int k = 0; k < nd->n_inputs; k++)
-            if (input_of(p, i, k) >= 0) ncons[input_of(p, i, k)]++;
-    }
+    if (!ncons || !p->be->defers_output || getenv("DARTSC_NO_FUSION")) return;
     for (int j = 0; j < p->n; j++) {
         const ir_node *mn = ir_graph_node(g, j);
         if (mn->op != IR_OP_MIXED || p->fused[j] || mn->n_inputs > RT_MAX_IN) continue;
@@ -328,7 +325,6 @@ static void plan_deferred(rt_plan *p) {
             if (p->be->defers_output(p->be, &e, &ec)) p->lazyc[b] = j;
         }
     }
-    free(ncons);
 }
 
 static void compute_needs_grad(rt_plan *p, unsigned mask, const uint8_t *reach, uint8_t *ng) {
@@ -376,8 +372,10 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         goto fail;
     }
     plan_fusions(p, maxcons);
-    plan_scaled_grads(p);
-    plan_deferred(p);
+    int *ncons = consumer_counts(p);
+    plan_scaled_grads(p, ncons);
+    plan_deferred(p, ncons);
+    free(ncons);
 
     /* Nodes, consumers, the loss. */
     for (int i = 0; i < n; i++) maxcons[i] = -1;
