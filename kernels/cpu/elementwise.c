@@ -127,7 +127,7 @@ void kcpu_sigmoid_backward(float *dx, const float *dy, const float *y, int64_t n
 }
 
 /* ---- simple movers ---- */
-/* Large copies and fills go in contiguous halves per thread, as the layers around them
+/* Large copies and zeroing go in one contiguous share per thread, as the layers around them
  * partition by sample: each thread's half stays in its own core's cache (a one-thread
  * memmove also left the other thread waiting). */
 #define KCPU_PAR_BYTES (256 * 1024)
