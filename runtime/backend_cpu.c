@@ -144,9 +144,9 @@ static void cpu_forward(rt_backend *be, const rt_exec_node *n) {
             aff[i - 1] = n->in[i].affine;
             lazy |= aff[i - 1] != NULL;
         }
-        if (lazy) {
-            const int C = (int)n->out.shape[1];
-            const int64_t planes = n->out.shape[0] * C;
+        const int C = (int)n->out.shape[1];
+        const int64_t planes = n->out.shape[0] * C;
+        if (lazy && planes > 0) {
             kcpu_wsum_affine_forward(y, xs, aff, w, n->n_in - 1, planes, C, (int)(len / planes));
         } else {
             kcpu_wsum_forward(y, xs, w, n->n_in - 1, len);
@@ -283,9 +283,9 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
             aff[i] = n->in[i + 1].affine;
             lazy |= aff[i] != NULL;
         }
-        if (lazy) {
-            const int C = (int)n->out.shape[1];
-            const int64_t planes = n->out.shape[0] * C;
+        const int C = (int)n->out.shape[1];
+        const int64_t planes = n->out.shape[0] * C;
+        if (lazy && planes > 0) {
             kcpu_wsum_affine_backward_set(dxs, dx ? dw : NULL, dy, xs, aff, w, nc, planes, C, (int)(len / planes),
                                           n->grad_set >> 1);
         } else {
