@@ -79,6 +79,18 @@ static int mixed_weights(const rt_exec_node *n, float *sm, float *w) {
     return O;
 }
 
+/* The deferred batch norms among a mixed op's candidates (aff[i] for input i + 1, NULL for
+ * the others); returns the (N, C) planes to run the affine weighted sum over, or 0 when
+ * there are none (or no planes). */
+static int64_t mixed_affine(const rt_exec_node *n, const float **aff) {
+    int lazy = 0;
+    for (int i = 1; i < n->n_in; i++) {
+        aff[i - 1] = n->in[i].affine;
+        lazy |= aff[i - 1] != NULL;
+    }
+    return lazy ? n->out.shape[0] * n->out.shape[1] : 0;
+}
+
 static void cpu_forward(rt_backend *be, const rt_exec_node *n) {
     (void)be;
     float *y = F(n->out);
@@ -137,17 +149,11 @@ static void cpu_forward(rt_backend *be, const rt_exec_node *n) {
         const float *xs[RT_MAX_IN] = {0};
         float w[RT_MAX_IN] = {0};
         const float *aff[RT_MAX_IN] = {0};
-        int lazy = 0;
         mixed_weights(n, n->aux, w);
-        for (int i = 1; i < n->n_in; i++) {
-            xs[i - 1] = F(n->in[i]);
-            aff[i - 1] = n->in[i].affine;
-            lazy |= aff[i - 1] != NULL;
-        }
-        const int C = (int)n->out.shape[1];
-        const int64_t planes = n->out.shape[0] * C;
-        if (lazy && planes > 0) {
-            kcpu_wsum_affine_forward(y, xs, aff, w, n->n_in - 1, planes, C, (int)(len / planes));
+        for (int i = 1; i < n->n_in; i++) xs[i - 1] = F(n->in[i]);
+        const int64_t planes = mixed_affine(n, aff);
+        if (planes > 0) {
+            kcpu_wsum_affine_forward(y, xs, aff, w, n->n_in - 1, planes, (int)n->out.shape[1], (int)(len / planes));
         } else {
             kcpu_wsum_forward(y, xs, w, n->n_in - 1, len);
         }
@@ -275,19 +281,11 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
         const float *sm = n->aux;
         int O = (int)n->in[0].shape[1], nc = n->n_in - 1;
         const float *aff[RT_MAX_IN] = {0};
-        int lazy = 0;
-        for (int i = 0; i < nc; i++) {
-            xs[i] = F(n->in[i + 1]);
-            dxs[i] = n->in[i + 1].grad;
-            w[i] = sm[n->iattr[IR_A_MIXED_COL0 + i]];
-            aff[i] = n->in[i + 1].affine;
-            lazy |= aff[i] != NULL;
-        }
-        const int C = (int)n->out.shape[1];
-        const int64_t planes = n->out.shape[0] * C;
-        if (lazy && planes > 0) {
-            kcpu_wsum_affine_backward_set(dxs, dx ? dw : NULL, dy, xs, aff, w, nc, planes, C, (int)(len / planes),
-                                          n->grad_set >> 1);
+        for (int i = 0; i < nc; i++) { xs[i] = F(n->in[i + 1]); dxs[i] = n->in[i + 1].grad; w[i] = sm[n->iattr[IR_A_MIXED_COL0 + i]]; }
+        const int64_t planes = mixed_affine(n, aff);
+        if (planes > 0) {
+            kcpu_wsum_affine_backward_set(dxs, dx ? dw : NULL, dy, xs, aff, w, nc, planes, (int)n->out.shape[1],
+                                          (int)(len / planes), n->grad_set >> 1);
         } else {
             kcpu_wsum_backward_set(dxs, dx ? dw : NULL, dy, xs, w, nc, len, n->grad_set >> 1);
         }

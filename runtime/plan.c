@@ -261,51 +261,22 @@ static void plan_fusions(rt_plan *p, int *ncons) {
     }
 }
 
-/* How many nodes read each node as the plan runs them (fused ReLUs bypassed); NULL when
- * out of memory. */
-static int *consumer_counts(const rt_plan *p) {
+/* Marks the inputs of mixed ops (their one consumer, fused ReLUs bypassed) whose output
+ * gradient the backend reads scaled through the mixed op's (gsrc, gscale, gskip), and the
+ * batch norms among them whose output the mixed op applies as it reads (lazyc); see the
+ * top of the file. */
+static void plan_mixed_inputs(rt_plan *p) {
+    const ir_graph *g = p->g;
+    for (int i = 0; i < p->n; i++) p->gsrc[i] = p->lazyc[i] = -1;
+    if ((!p->be->scales_out_grad && !p->be->defers_output) || getenv("DARTSC_NO_FUSION")) return;
     int *ncons = calloc((size_t)p->n, sizeof *ncons);
-    if (!ncons) return NULL;
+    if (!ncons) return;
     for (int i = 0; i < p->n; i++) {
         if (p->fused[i]) continue;
-        const ir_node *nd = ir_graph_node(p->g, i);
+        const ir_node *nd = ir_graph_node(g, i);
         for (int k = 0; k < nd->n_inputs; k++)
             if (input_of(p, i, k) >= 0) ncons[input_of(p, i, k)]++;
     }
-    return ncons;
-}
-
-/* Marks the nodes whose output gradient is read through their one consumer, a mixed op
- * (see the top of the file). ncons: consumer_counts (NULL: none marked). */
-static void plan_scaled_grads(rt_plan *p, const int *ncons) {
-    const ir_graph *g = p->g;
-    for (int i = 0; i < p->n; i++) p->gsrc[i] = -1;
-    if (!ncons || !p->be->scales_out_grad || getenv("DARTSC_NO_FUSION")) return;
-    for (int j = 0; j < p->n; j++) {
-        const ir_node *mn = ir_graph_node(g, j);
-        if (mn->op != IR_OP_MIXED || p->fused[j]) continue;
-        for (int k = 1; k < mn->n_inputs && k < 32; k++) {
-            const int b = input_of(p, j, k);
-            if (b < 0 || ncons[b] != 1 || p->fused[b] || p->gsrc[b] >= 0) continue;
-            const ir_node *bn = ir_graph_node(g, b);
-            if (bn->op == IR_OP_INPUT || bn->op == IR_OP_PARAM || (bn->flags & (IR_FLAG_OUTPUT | IR_FLAG_LOSS))) continue;
-            rt_exec_node e;
-            memset(&e, 0, sizeof e);
-            fill_exec_shapes(g, b, &e);
-            if (!p->be->scales_out_grad(p->be, &e)) continue;
-            p->gsrc[b] = j;
-            p->gscale[b] = (int)mn->iattr[IR_A_MIXED_COL0 + k - 1];
-            p->gskip[j] |= 1u << k;
-        }
-    }
-}
-
-/* Marks the batch norms whose output the mixed op they feed applies as it reads (see the
- * top of the file). ncons as above. */
-static void plan_deferred(rt_plan *p, const int *ncons) {
-    const ir_graph *g = p->g;
-    for (int i = 0; i < p->n; i++) p->lazyc[i] = -1;
-    if (!ncons || !p->be->defers_output || getenv("DARTSC_NO_FUSION")) return;
     for (int j = 0; j < p->n; j++) {
         const ir_node *mn = ir_graph_node(g, j);
         if (mn->op != IR_OP_MIXED || p->fused[j] || mn->n_inputs > RT_MAX_IN) continue;
@@ -314,17 +285,23 @@ static void plan_deferred(rt_plan *p, const int *ncons) {
         fill_exec_shapes(g, j, &ec);
         for (int k = 1; k < mn->n_inputs; k++) {
             const int b = input_of(p, j, k);
-            if (b < 0 || ncons[b] != 1 || p->fused[b] || p->src0[b] >= 0 || p->lazyc[b] >= 0) continue;
+            if (b < 0 || ncons[b] != 1 || p->fused[b]) continue;
             const ir_node *bn = ir_graph_node(g, b);
-            if (bn->op != IR_OP_BATCHNORM || bn->n_inputs < 1 || bn->inputs[0] < 0 ||
-                (bn->flags & (IR_FLAG_OUTPUT | IR_FLAG_LOSS)))
-                continue;
+            if (bn->op == IR_OP_INPUT || bn->op == IR_OP_PARAM || (bn->flags & (IR_FLAG_OUTPUT | IR_FLAG_LOSS))) continue;
             rt_exec_node e;
             memset(&e, 0, sizeof e);
             fill_exec_shapes(g, b, &e);
-            if (p->be->defers_output(p->be, &e, &ec)) p->lazyc[b] = j;
+            if (k < 32 && p->be->scales_out_grad && p->be->scales_out_grad(p->be, &e)) {
+                p->gsrc[b] = j;
+                p->gscale[b] = (int)mn->iattr[IR_A_MIXED_COL0 + k - 1];
+                p->gskip[j] |= 1u << k;
+            }
+            if (p->be->defers_output && bn->op == IR_OP_BATCHNORM && bn->inputs[0] >= 0 && p->src0[b] < 0 &&
+                p->be->defers_output(p->be, &e, &ec))
+                p->lazyc[b] = j;
         }
     }
+    free(ncons);
 }
 
 static void compute_needs_grad(rt_plan *p, unsigned mask, const uint8_t *reach, uint8_t *ng) {
@@ -372,10 +349,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         goto fail;
     }
     plan_fusions(p, maxcons);
-    int *ncons = consumer_counts(p);
-    plan_scaled_grads(p, ncons);
-    plan_deferred(p, ncons);
-    free(ncons);
+    plan_mixed_inputs(p);
 
     /* Nodes, consumers, the loss. */
     for (int i = 0; i < n; i++) maxcons[i] = -1;
