@@ -4,7 +4,9 @@ supernet as `dartsc bench` (tests/ref/darts_ref.py's Network, the reference stru
 first order (alpha step: grad of L_val w.r.t. alpha; then the weight step with SGD) or
 second order (the unrolled step of the reference Architect: virtual step, gradients at w',
 finite-difference Hessian-vector product with R = 0.01/||v||), on random data.
-Prints one JSON line: median seconds per step after warm-up, images/s, peak RSS.
+Prints one JSON line: median seconds per step after warm-up, images/s, peak RSS, and with
+--device cuda (cudnn.benchmark on, as a PyTorch user would run it; each step ends with a
+device synchronisation before the clock is read) the allocator's peak device memory.
 """
 import argparse
 import json
@@ -34,17 +36,24 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    net = darts_ref.Network(a.in_c, a.C, a.classes, a.layers).train()
+    dev = torch.device(a.device)
+    if a.device == "cuda":
+        torch.backends.cudnn.benchmark = True
+    net = darts_ref.Network(a.in_c, a.C, a.classes, a.layers).train().to(dev)
+    # the architecture weights are plain tensors, not module parameters: .to() leaves them
+    net.alphas_normal = net.alphas_normal.to(dev)
+    net.alphas_reduce = net.alphas_reduce.to(dev)
     alphas = [net.alphas_normal.requires_grad_(True), net.alphas_reduce.requires_grad_(True)]
     wopt = torch.optim.SGD(net.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
     aopt = torch.optim.Adam(alphas, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
-    xt = torch.randn(a.batch, a.in_c, a.hw, a.hw)
-    xv = torch.randn(a.batch, a.in_c, a.hw, a.hw)
-    yt = torch.randint(0, a.classes, (a.batch,))
-    yv = torch.randint(0, a.classes, (a.batch,))
+    xt = torch.randn(a.batch, a.in_c, a.hw, a.hw, device=dev)
+    xv = torch.randn(a.batch, a.in_c, a.hw, a.hw, device=dev)
+    yt = torch.randint(0, a.classes, (a.batch,), device=dev)
+    yv = torch.randint(0, a.classes, (a.batch,), device=dev)
     params = list(net.parameters())
     eta = 0.025
 
@@ -91,15 +100,22 @@ def main():
         loss(xt, yt).backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         wopt.step()
+        if a.device == "cuda":
+            torch.cuda.synchronize()
         if s >= a.warmup:
             times.append(time.perf_counter() - t0)
     times.sort()
     n = len(times)
     med = times[n // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "space": a.space, "batch": a.batch, "order": a.order,
-                      "threads": a.threads, "median_s": round(med, 4), "min_s": round(times[0], 4),
-                      "images_per_s": round(a.batch / med, 2), "peak_rss_mb": round(rss, 1)}))
+    out = {"impl": "pytorch", "torch": torch.__version__, "space": a.space, "batch": a.batch, "order": a.order,
+           "threads": a.threads, "device": a.device, "median_s": round(med, 4), "min_s": round(times[0], 4),
+           "images_per_s": round(a.batch / med, 2), "peak_rss_mb": round(rss, 1)}
+    if a.device == "cuda":
+        out["peak_device_alloc_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        out["peak_device_reserved_mb"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
+        out["gpu"] = torch.cuda.get_device_name(0)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

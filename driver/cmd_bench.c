@@ -17,12 +17,16 @@
 #include "search/search.h"
 
 /* --profile: the backend's forward and backward wrapped with wall-clock timers, summed
- * per op (convolutions split into depthwise, 1x1 and other), printed after the run. */
-enum { PROF_DW = IR_OP_COUNT, PROF_PW, PROF_PW2, PROF_KINDS };
+ * per op (convolutions split into depthwise, 1x1 and other), printed after the run. On
+ * an asynchronous device (CUDA) each op is bracketed by synchronisations, so its time is
+ * the device's time for it plus one launch and one wait; the step is then slower than
+ * unprofiled, and the table says where the device time goes. */
+enum { PROF_DW = IR_OP_COUNT, PROF_PW, PROF_PW2, PROF_DW_F, PROF_PW_F, PROF_PW2_F, PROF_CONV_F, PROF_KINDS };
 static double prof_t[2][PROF_KINDS];
 static long prof_n[2][PROF_KINDS];
 static void (*prof_fwd)(rt_backend *, const rt_exec_node *);
 static void (*prof_bwd)(rt_backend *, const rt_exec_node *);
+static int prof_sync;
 
 static int prof_kind(const rt_exec_node *n) {
     if (n->op != IR_OP_CONV2D) return (int)n->op;
@@ -32,18 +36,35 @@ static int prof_kind(const rt_exec_node *n) {
     return IR_OP_CONV2D;
 }
 static void prof_forward(rt_backend *be, const rt_exec_node *n) {
+    if (prof_sync) be->synchronize(be);
     double t0 = sr_now();
     prof_fwd(be, n);
+    if (prof_sync) be->synchronize(be);
     int k = prof_kind(n);
     prof_t[0][k] += sr_now() - t0;
     prof_n[0][k]++;
 }
-static void prof_backward(rt_backend *be, const rt_exec_node *n) {
+static void prof_backward_as(rt_backend *be, const rt_exec_node *n, int k) {
+    if (prof_sync) be->synchronize(be);
     double t0 = sr_now();
     prof_bwd(be, n);
-    int k = prof_kind(n);
+    if (prof_sync) be->synchronize(be);
     prof_t[1][k] += sr_now() - t0;
     prof_n[1][k]++;
+}
+static void prof_backward(rt_backend *be, const rt_exec_node *n) {
+    int k = prof_kind(n);
+    if (prof_sync && n->op == IR_OP_CONV2D && n->in[0].grad && n->in[1].grad && !n->grad_set) {
+        /* on the device, the data and the filter gradient timed apart (two calls that
+         * accumulate what one would) */
+        rt_exec_node d = *n, f = *n;
+        d.in[1].grad = NULL;
+        f.in[0].grad = NULL;
+        prof_backward_as(be, &d, k);
+        prof_backward_as(be, &f, k == PROF_DW ? PROF_DW_F : k == PROF_PW ? PROF_PW_F : k == PROF_PW2 ? PROF_PW2_F : PROF_CONV_F);
+        return;
+    }
+    prof_backward_as(be, n, k);
 }
 static void prof_print(int steps) {
     double total = 0;
@@ -53,11 +74,15 @@ static void prof_print(int steps) {
     for (int d = 0; d < 2; d++)
         for (int k = 0; k < PROF_KINDS; k++) {
             if (!prof_n[d][k]) continue;
-            const char *nm = k == PROF_DW   ? "conv2d-depthwise"
-                             : k == PROF_PW  ? "conv2d-1x1"
-                             : k == PROF_PW2 ? "conv2d-1x1-strided"
-                                             : ir_op_name((ir_op)k);
-            fprintf(stderr, "  %-8s %-18s %8.4f s %5.1f %%  %6ld calls\n", d ? "backward" : "forward", nm,
+            const char *nm = k == PROF_DW      ? "conv2d-depthwise"
+                             : k == PROF_PW     ? "conv2d-1x1"
+                             : k == PROF_PW2    ? "conv2d-1x1-strided"
+                             : k == PROF_DW_F   ? "conv2d-depthwise dw"
+                             : k == PROF_PW_F   ? "conv2d-1x1 dw"
+                             : k == PROF_PW2_F  ? "conv2d-1x1-strided dw"
+                             : k == PROF_CONV_F ? "conv2d dw"
+                                                : ir_op_name((ir_op)k);
+            fprintf(stderr, "  %-8s %-21s %8.4f s %5.1f %%  %6ld calls\n", d ? "backward" : "forward", nm,
                     prof_t[d][k] / steps, 100.0 * prof_t[d][k] / total, prof_n[d][k] / steps);
         }
 }
@@ -111,6 +136,9 @@ int dartsc_cmd_bench(int argc, char **argv) {
         prof_bwd = be->backward;
         be->forward = prof_forward;
         be->backward = prof_backward;
+        prof_sync = strcmp(be->name, "cpu") != 0;
+        /* per-op timing needs each op launched (and waited for) on its own */
+        if (prof_sync) setenv("DARTSC_NO_GRAPHS", "1", 1);
     }
     rt_plan *p = rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 1, .grads = RT_GRAD_W | RT_GRAD_ARCH}, err, sizeof err);
     if (!p) {
@@ -142,16 +170,14 @@ int dartsc_cmd_bench(int argc, char **argv) {
         if (order == 1) {
             rt_set_input(p, net.images, xv, (size_t)ni * 4);
             rt_set_input(p, net.labels, yv, (size_t)batch * 4);
-            rt_forward(p, 1);
-            rt_backward(p, RT_GRAD_ARCH);
+            rt_pass(p, 1, RT_GRAD_ARCH);
         } else {
             sr_arch_grad_second_order(p, &u, net.images, net.labels, xt, yt, xv, yv, buf, 0.025f, 0.9f, 3e-4f, 0, NULL);
         }
         be->adam_step(be, ga.data, m, v, ga.grad, ga.n, 3e-4f, 0.5f, 0.999f, 1e-8f, 1e-3f, s + 1);
         rt_set_input(p, net.images, xt, (size_t)ni * 4);
         rt_set_input(p, net.labels, yt, (size_t)batch * 4);
-        rt_forward(p, 1);
-        rt_backward(p, RT_GRAD_W);
+        rt_pass(p, 1, RT_GRAD_W);
         be->sgd_step(be, gw.data, buf, gw.grad, gw.n, 0.025f, 0.9f, 3e-4f);
         be->synchronize(be);
         if (s >= warmup) times[s - warmup] = sr_now() - t0;
@@ -167,17 +193,23 @@ int dartsc_cmd_bench(int argc, char **argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double rss_mb = (double)ru.ru_maxrss / 1024.0;
+    /* the backend's own allocations at most at once (plan arena, parameters, optimiser
+     * state, scratch); -1 where the backend does not count them (CPU: see peak RSS) */
+    double dev_mb = be->peak_bytes ? (double)be->peak_bytes(be) / 1048576.0 : -1.0;
     if (json)
-        printf("{\"impl\":\"dartsc\",\"space\":\"%s\",\"batch\":%d,\"order\":%d,\"threads\":%d,\"median_s\":%.4f,"
-               "\"min_s\":%.4f,\"images_per_s\":%.2f,\"gflop_per_step\":%.2f,\"gflops\":%.2f,\"peak_rss_mb\":%.1f,"
-               "\"pinned_threads\":%d}\n",
-               sp.name, batch, order, kcpu_num_threads(), med, times[0], batch / med, gflop, gflop / med, rss_mb,
-               rt_cpu_pinned_threads());
-    else
-        printf("%s batch %d order %d: median %.3f s/step (min %.3f, %d steps), %.1f images/s, %.1f GFLOP/step, "
-               "%.1f GFLOP/s, peak RSS %.0f MiB, %d threads%s\n",
-               sp.name, batch, order, med, times[0], steps, batch / med, gflop, gflop / med, rss_mb, kcpu_num_threads(),
-               rt_cpu_pinned_threads() ? " (pinned)" : "");
+        printf("{\"impl\":\"dartsc\",\"space\":\"%s\",\"device\":\"%s\",\"batch\":%d,\"order\":%d,\"threads\":%d,"
+               "\"median_s\":%.4f,\"min_s\":%.4f,\"images_per_s\":%.2f,\"gflop_per_step\":%.2f,\"gflops\":%.2f,"
+               "\"peak_rss_mb\":%.1f,\"peak_device_alloc_mb\":%.1f,\"pinned_threads\":%d}\n",
+               sp.name, be->name, batch, order, kcpu_num_threads(), med, times[0], batch / med, gflop, gflop / med,
+               rss_mb, dev_mb, rt_cpu_pinned_threads());
+    else {
+        printf("%s batch %d order %d on %s: median %.3f s/step (min %.3f, %d steps), %.1f images/s, %.1f GFLOP/step, "
+               "%.1f GFLOP/s, peak RSS %.0f MiB, %d threads%s",
+               sp.name, batch, order, be->name, med, times[0], steps, batch / med, gflop, gflop / med, rss_mb,
+               kcpu_num_threads(), rt_cpu_pinned_threads() ? " (pinned)" : "");
+        if (dev_mb >= 0) printf(", peak device allocations %.0f MiB", dev_mb);
+        printf("\n");
+    }
     if (profile) prof_print(warmup + steps);
     if (order == 2) sr_unroll_free(&u, p);
     be->free(be, buf);

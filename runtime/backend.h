@@ -92,6 +92,18 @@ struct rt_backend {
     int (*defers_output)(rt_backend *be, const rt_exec_node *n, const rt_exec_node *c);
     void (*synchronize)(rt_backend *be);
     void (*destroy)(rt_backend *be);
+    /* May be NULL (all four): no recording. capture_begin starts recording the work
+     * issued on the backend, which then runs nothing until capture_end returns it as a
+     * replayable graph (NULL, with the error recorded, if it could not be recorded);
+     * replay runs it once more, in order with other work; graph_free releases it. No
+     * host synchronisation (download, sumsq, synchronize) may happen in between. */
+    int (*capture_begin)(rt_backend *be);
+    void *(*capture_end)(rt_backend *be);
+    void (*replay)(rt_backend *be, void *graph);
+    void (*graph_free)(rt_backend *be, void *graph);
+    /* May be NULL: not tracked. The most bytes this backend's alloc held at once since it
+     * was made (device memory for CUDA; library workspaces and the context not counted). */
+    size_t (*peak_bytes)(rt_backend *be);
 };
 
 /* Floats of aux state a node keeps from forward to backward (same on every backend). */

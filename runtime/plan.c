@@ -68,6 +68,12 @@ struct rt_plan {
     float *scratch;
     float *one;                       /* device scalar 1.0, seed of backprop */
     int last_correct;
+    /* rt_pass's recordings, by key training * 4 + mask: NULL until recorded; seen: the
+     * key ran once eagerly (the first run warms library state: algorithm choices,
+     * handles; the second records) */
+    void *graph[8];
+    uint8_t seen[8];
+    int graphs;                       /* the backend records graphs and DARTSC_NO_GRAPHS is unset */
 };
 
 /* Input k of node i as the plan executes it (a fused ReLU bypassed). */
@@ -188,9 +194,18 @@ static void init_param(float *dst, const ir_node *nd, uint64_t seed) {
 
 /* ---- plan construction ---------------------------------------------------------------------- */
 
+static void drop_graphs(rt_plan *p) {
+    for (int k = 0; k < 8; k++) {
+        if (p->graph[k]) p->be->graph_free(p->be, p->graph[k]);
+        p->graph[k] = NULL;
+        p->seen[k] = 0;
+    }
+}
+
 void rt_plan_free(rt_plan *p) {
     if (!p) return;
     rt_backend *be = p->be;
+    drop_graphs(p);
     if (p->arena) be->free(be, p->arena);
     for (int gi = 0; gi < 3; gi++) {
         if (p->pdata[gi]) be->free(be, p->pdata[gi]);
@@ -328,6 +343,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     p->seed = opts->seed;
     p->grads_max = opts->grads;
     p->set_grads = be->sets_grad && !getenv("DARTSC_NO_FUSION");
+    p->graphs = be->capture_begin && be->capture_end && be->replay && be->graph_free && !getenv("DARTSC_NO_GRAPHS");
     p->ex = calloc((size_t)n, sizeof *p->ex);
     p->fattr = calloc((size_t)n, sizeof *p->fattr);
     p->data = calloc((size_t)n, sizeof *p->data);
@@ -548,7 +564,8 @@ int rt_set_input(rt_plan *p, int node, const void *host, size_t bytes) {
     return 0;
 }
 
-float rt_forward(rt_plan *p, int training) {
+/* Issues the forward pass; reads nothing back. */
+static void forward_issue(rt_plan *p, int training) {
     rt_backend *be = p->be;
     p->step++;
     for (int i = 0; i < p->n; i++) {
@@ -558,6 +575,15 @@ float rt_forward(rt_plan *p, int training) {
         e->seed = krng_hash(p->seed ^ 0x5eed, p->step * (uint64_t)p->n + (uint64_t)i);
         be->forward(be, e);
     }
+}
+
+float rt_forward(rt_plan *p, int training) {
+    forward_issue(p, training);
+    return rt_loss(p);
+}
+
+float rt_loss(rt_plan *p) {
+    rt_backend *be = p->be;
     if (p->loss < 0) return NAN;
     float host[1];
     be->download(be, host, p->data[p->loss], sizeof host);
@@ -572,6 +598,45 @@ float rt_forward(rt_plan *p, int training) {
 }
 
 int rt_last_correct(const rt_plan *p) { return p->last_correct; }
+
+/* A recording replays the masks of the step it was recorded at, so passes that draw
+ * random masks (dropout, drop path with p > 0 in training) always run eagerly. */
+static int draws_masks(const rt_plan *p, int training) {
+    if (!training) return 0;
+    for (int i = 0; i < p->n; i++)
+        if ((p->ex[i].op == IR_OP_DROPOUT || p->ex[i].op == IR_OP_DROP_PATH) && p->fattr[i][IR_F_P] > 0) return 1;
+    return 0;
+}
+
+int rt_pass(rt_plan *p, int training, unsigned mask) {
+    if (mask & ~3u || (mask && ((mask & p->grads_max) != mask || p->loss < 0))) return -1;
+    training = training != 0;
+    const int key = training * 4 + (int)mask;
+    rt_backend *be = p->be;
+    if (p->graphs && !draws_masks(p, training)) {
+        if (p->graph[key]) {
+            p->step++; /* as the eager pass would count it */
+            be->replay(be, p->graph[key]);
+            return 0;
+        }
+        if (p->seen[key] && be->capture_begin(be) == 0) {
+            const uint64_t step = p->step;
+            forward_issue(p, training);
+            if (mask) rt_backward(p, mask);
+            p->graph[key] = be->capture_end(be);
+            p->step = step; /* recording ran nothing */
+            if (p->graph[key]) {
+                p->step++;
+                be->replay(be, p->graph[key]);
+                return 0;
+            }
+            p->graphs = 0; /* the backend could not record this plan's passes: eager from now on */
+        }
+        p->seen[key] = 1;
+    }
+    forward_issue(p, training);
+    return mask ? rt_backward(p, mask) : 0;
+}
 
 int rt_backward(rt_plan *p, unsigned mask) {
     mask &= 3;
@@ -645,13 +710,21 @@ size_t rt_plan_param_bytes(const rt_plan *p) {
     return (size_t)(2 * p->pn[0] + 2 * p->pn[1] + p->pn[2]) * sizeof(float);
 }
 
+/* Attributes are baked into recordings: a change drops them (re-recorded on the second
+ * pass after). Setting the value a node already has keeps them. */
 void rt_plan_set_fattr(rt_plan *p, int node, int idx, float v) {
-    if (node >= 0 && node < p->n && idx >= 0 && idx < IR_MAX_FATTR) p->fattr[node][idx] = v;
+    if (node >= 0 && node < p->n && idx >= 0 && idx < IR_MAX_FATTR && p->fattr[node][idx] != v) {
+        p->fattr[node][idx] = v;
+        drop_graphs(p);
+    }
 }
 
 void rt_plan_set_drop_path(rt_plan *p, float prob) {
     for (int i = 0; i < p->n; i++)
-        if (p->ex[i].op == IR_OP_DROP_PATH) p->fattr[i][IR_F_P] = prob;
+        if (p->ex[i].op == IR_OP_DROP_PATH && p->fattr[i][IR_F_P] != prob) {
+            p->fattr[i][IR_F_P] = prob;
+            drop_graphs(p);
+        }
 }
 
 uint64_t rt_plan_step(const rt_plan *p) { return p->step; }

@@ -13,6 +13,7 @@
  *   rt_set_input(p, net.images, images, bytes); rt_set_input(p, net.labels, labels, bytes);
  *   float loss = rt_forward(p, 1);
  *   rt_backward(p, RT_GRAD_W);          // fills rt_plan_group(p, IR_ROLE_WEIGHT).grad
+ *   rt_pass(p, 1, RT_GRAD_W);           // the same two, no host sync (a CUDA graph after warm-up)
  *   rt_plan_free(p);
  */
 #ifndef DARTSC_RUNTIME_H
@@ -42,6 +43,17 @@ void rt_plan_free(rt_plan *p);
 int rt_set_input(rt_plan *p, int node, const void *host, size_t bytes);
 /* Runs the forward pass; returns the loss (NAN if the graph has none). */
 float rt_forward(rt_plan *p, int training);
+/* One pass without any host synchronisation: forward, then (mask != 0) backward for the
+ * groups in mask, as rt_forward + rt_backward do, but the loss stays on the device (read
+ * it with rt_loss). On a backend that records graphs (CUDA), a pass that draws no random
+ * masks is recorded on its second call with the same (training, mask) and replayed from
+ * then on: the same work in one launch. Parameters, inputs and optimiser state may change
+ * between replays (they live at fixed addresses); changing an attribute
+ * (rt_plan_set_fattr, rt_plan_set_drop_path) drops the recordings. DARTSC_NO_GRAPHS=1
+ * turns recording off. Returns -1 for a mask outside opts.grads (nothing runs). */
+int rt_pass(rt_plan *p, int training, unsigned mask);
+/* The last forward's loss, downloaded (one synchronisation); also sets rt_last_correct. */
+float rt_loss(rt_plan *p);
 /* Top-1 correct count of the last forward's loss node. */
 int rt_last_correct(const rt_plan *p);
 /* Backpropagates from the loss: zeroes the gradients of the groups in mask, then fills

@@ -71,17 +71,15 @@ int sr_arch_grad_second_order(rt_plan *p, sr_unroll *u, int images, int labels, 
     be->copy(be, u->w_backup, w.data, w.n);
     rt_set_input(p, images, xt, bi);
     rt_set_input(p, labels, yt, bl);
-    rt_forward(p, 1);
-    if (rt_backward(p, RT_GRAD_W)) return -1;
+    if (rt_pass(p, 1, RT_GRAD_W)) return -1;
     be->axpy(be, w.data, -eta * (1.0f + 0.0f), w.grad, w.n);
     be->axpy(be, w.data, -eta * wd, u->w_backup, w.n);
     if (buf) be->axpy(be, w.data, -eta * momentum, buf, w.n);
     /* 2. at w': dalpha and v on the validation batch */
     rt_set_input(p, images, xv, bi);
     rt_set_input(p, labels, yv, bl);
-    float lv = rt_forward(p, 1);
-    if (val_loss) *val_loss = lv;
-    if (rt_backward(p, RT_GRAD_W | RT_GRAD_ARCH)) return -1;
+    if (rt_pass(p, 1, RT_GRAD_W | RT_GRAD_ARCH)) return -1;
+    if (val_loss) *val_loss = rt_loss(p);
     be->copy(be, u->dalpha, a.grad, a.n);
     be->copy(be, u->v, w.grad, w.n);
     /* 3. central difference of grad_alpha L_train at w +- R v, R = 0.01 / ||v|| */
@@ -91,13 +89,11 @@ int sr_arch_grad_second_order(rt_plan *p, sr_unroll *u, int images, int labels, 
     rt_set_input(p, labels, yt, bl);
     be->copy(be, w.data, u->w_backup, w.n);
     be->axpy(be, w.data, R, u->v, w.n);
-    rt_forward(p, 1);
-    if (rt_backward(p, RT_GRAD_ARCH)) return -1;
+    if (rt_pass(p, 1, RT_GRAD_ARCH)) return -1;
     be->copy(be, u->gplus, a.grad, a.n);
     be->copy(be, w.data, u->w_backup, w.n);
     be->axpy(be, w.data, -R, u->v, w.n);
-    rt_forward(p, 1);
-    if (rt_backward(p, RT_GRAD_ARCH)) return -1; /* a.grad = g- */
+    if (rt_pass(p, 1, RT_GRAD_ARCH)) return -1; /* a.grad = g- */
     be->copy(be, w.data, u->w_backup, w.n);      /* restore w exactly */
     /* 4. grad alpha = dalpha - eta (g+ - g-) / (2R) */
     float c = bug_mul_r ? eta * R / 2.0f : eta / (2.0f * R);
@@ -472,9 +468,9 @@ int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err
                 } else {
                     rt_set_input(r.p, r.net.images, r.xv, bi);
                     rt_set_input(r.p, r.net.labels, r.yv, bl);
-                    val_loss = rt_forward(r.p, 1);
+                    rt_pass(r.p, 1, RT_GRAD_ARCH);
+                    val_loss = rt_loss(r.p);
                     val_acc = (double)rt_last_correct(r.p) / tc->batch;
-                    rt_backward(r.p, RT_GRAD_ARCH);
                 }
                 r.adam_t++;
                 r.be->adam_step(r.be, ga.data, r.adam_m, r.adam_v, ga.grad, r.na, tc->a_lr, tc->a_beta1, tc->a_beta2,
@@ -483,9 +479,9 @@ int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err
             /* the weight step (joint: weights and alpha from one backward) */
             rt_set_input(r.p, r.net.images, r.xt, bi);
             rt_set_input(r.p, r.net.labels, r.yt, bl);
-            float train_loss = rt_forward(r.p, 1);
+            rt_pass(r.p, 1, o->strategy == SR_JOINT ? (RT_GRAD_W | RT_GRAD_ARCH) : RT_GRAD_W);
+            float train_loss = rt_loss(r.p);
             double train_acc = (double)rt_last_correct(r.p) / tc->batch;
-            rt_backward(r.p, o->strategy == SR_JOINT ? (RT_GRAD_W | RT_GRAD_ARCH) : RT_GRAD_W);
             sr_clip_weight_grads(r.p, tc->w_clip);
             r.be->sgd_step(r.be, gw.data, r.sgd_buf, gw.grad, r.nw, lr, tc->w_momentum, tc->w_wd);
             momentum_live = 1;

@@ -400,9 +400,9 @@ int sr_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, 
             sr_next_batch(&t.l, t.x, t.y);
             rt_set_input(t.p, t.net.images, t.x, bi);
             rt_set_input(t.p, t.net.labels, t.y, bl);
-            float loss = rt_forward(t.p, 1);
+            rt_pass(t.p, 1, RT_GRAD_W);
+            float loss = rt_loss(t.p);
             double acc = (double)rt_last_correct(t.p) / tc->batch;
-            rt_backward(t.p, RT_GRAD_W);
             sr_clip_weight_grads(t.p, tc->w_clip);
             t.be->sgd_step(t.be, gw.data, t.buf, gw.grad, gw.n, lr, tc->w_momentum, tc->w_wd);
             t.be->synchronize(t.be);

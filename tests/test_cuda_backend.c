@@ -479,6 +479,62 @@ Test(cuda_net, supernet_search_step_matches_cpu_and_is_deterministic) {
     free_pair(&h);
 }
 
+/* rt_pass records a CUDA graph on its second call per (training, mask) and replays it
+ * after. Every pass, eager, recording or replay, must give the bits of the eager
+ * rt_forward + rt_backward on the same inputs and parameters: with new images, new
+ * weights (an SGD step) and new alpha between replays (a replay reads them at their
+ * fixed addresses), for both masks of a search step, and the loss read after the pass. */
+static void grads_of(pair *h, float **gw, float **ga, float *loss) {
+    rt_group wg = rt_plan_group(h->pg, IR_ROLE_WEIGHT), ag = rt_plan_group(h->pg, IR_ROLE_ARCH);
+    *gw = fetch(h, wg.grad, wg.n);
+    *ga = fetch(h, ag.grad, ag.n);
+    *loss = rt_loss(h->pg);
+}
+
+Test(cuda_net, pass_records_a_graph_and_replays_it_bit_for_bit) {
+    ir_space sp;
+    tiny_space(&sp);
+    pair h;
+    net_pair(&h, &sp, 4, 11);
+    rt_group wg = rt_plan_group(h.pg, IR_ROLE_WEIGHT), ag = rt_plan_group(h.pg, IR_ROLE_ARCH);
+    const int64_t ni = (int64_t)4 * sp.in_c * sp.in_h * sp.in_w;
+    float *img = malloc((size_t)ni * sizeof *img);
+    const unsigned masks[2] = {RT_GRAD_ARCH, RT_GRAD_W};
+    for (int it = 0; it < 4; it++) { /* 0: eager, 1: recorded, 2 and 3: replayed */
+        for (int m = 0; m < 2; m++) {
+            tu_fill_uniform(img, ni, -1.f, 1.f, 100 + 2 * it + m);
+            cr_assert_eq(rt_set_input(h.pg, h.net.images, img, (size_t)ni * 4), 0);
+            /* the reference: eager forward + backward on the same state */
+            const uint64_t step = rt_plan_step(h.pg);
+            float le = rt_forward(h.pg, 1);
+            cr_assert_eq(rt_backward(h.pg, masks[m]), 0);
+            float *ew, *ea, l0;
+            grads_of(&h, &ew, &ea, &l0);
+            h.gpu->memset0(h.gpu, wg.grad, (size_t)wg.n * 4); /* a replay that skipped work fails */
+            h.gpu->memset0(h.gpu, ag.grad, (size_t)ag.n * 4);
+            rt_plan_set_step(h.pg, step);
+            cr_assert_eq(rt_pass(h.pg, 1, masks[m]), 0);
+            float *pw, *pa, lp;
+            grads_of(&h, &pw, &pa, &lp);
+            assert_no_cuda_error(&h);
+            cr_expect(le == lp, "pass %d mask %u: loss %.9g vs eager %.9g", it, masks[m], lp, le);
+            cr_expect_eq(rt_plan_step(h.pg), step + 1, "a pass counts one step");
+            if (masks[m] & RT_GRAD_W)
+                cr_expect_arr_eq(pw, ew, (size_t)wg.n * 4, "pass %d: weight gradients differ from eager", it);
+            if (masks[m] & RT_GRAD_ARCH)
+                cr_expect_arr_eq(pa, ea, (size_t)ag.n * 4, "pass %d: alpha gradients differ from eager", it);
+            free(ew); free(ea); free(pw); free(pa);
+            /* new parameters for the next round */
+            if (masks[m] & RT_GRAD_W) h.gpu->axpy(h.gpu, wg.data, -0.05f, wg.grad, wg.n);
+            else h.gpu->axpy(h.gpu, ag.data, -0.5f, ag.grad, ag.n);
+        }
+    }
+    /* a bad mask runs nothing */
+    cr_expect_eq(rt_pass(h.pg, 1, 4u), -1);
+    free(img);
+    free_pair(&h);
+}
+
 /* ---- the backend's vector ops on their own ---- */
 Test(cuda_vec, axpy_copy_scale_sumsq_sgd_adam_match_cpu) {
     char err[256];

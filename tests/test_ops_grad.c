@@ -390,6 +390,50 @@ static void fusion_bits_case(int hw) {
 Test(autodiff, fusions_change_no_gradient_bit) { fusion_bits_case(8); }
 Test(autodiff, fusions_change_no_gradient_bit_on_planes_vectors_straddle) { fusion_bits_case(14); }
 
+/* rt_pass is rt_forward + rt_backward without the loss read in between (on the CPU, which
+ * records no graphs, it runs the same code): the same loss through rt_loss, the same
+ * correct count, the same gradient bits, one step counted; and it refuses a mask outside
+ * the plan's gradient groups without running. (The CUDA graph replays are compared with
+ * eager passes in test_cuda_backend.c.) */
+Test(autodiff, pass_equals_forward_then_backward) {
+    ir_space sp;
+    tiny_space(&sp);
+    ir_net net;
+    cr_assert_eq(ir_space_build_supernet(&sp, 4, &net), 0, "%s", net.error);
+    harness h = {.g = net.graph, .labels = net.labels, .loss = net.loss};
+    make_plan(&h, 5);
+    float img[4 * 2 * 8 * 8];
+    tu_fill_uniform(img, 4 * 2 * 8 * 8, -1.f, 1.f, 23);
+    rt_set_input(h.p, net.images, img, sizeof img);
+    rt_group gw = rt_plan_group(h.p, IR_ROLE_WEIGHT), ga = rt_plan_group(h.p, IR_ROLE_ARCH);
+    const unsigned masks[3] = {RT_GRAD_W | RT_GRAD_ARCH, RT_GRAD_ARCH, RT_GRAD_W};
+    for (int m = 0; m < 3; m++) {
+        const uint64_t step = rt_plan_step(h.p);
+        float le = rt_forward(h.p, 1);
+        int ce = rt_last_correct(h.p);
+        cr_assert_eq(rt_backward(h.p, masks[m]), 0);
+        float *w = malloc((size_t)gw.n * 4), *a = malloc((size_t)ga.n * 4);
+        memcpy(w, gw.grad, (size_t)gw.n * 4);
+        memcpy(a, ga.grad, (size_t)ga.n * 4);
+        memset(gw.grad, 0xff, (size_t)gw.n * 4); /* NaN: a pass that skipped the backward fails */
+        memset(ga.grad, 0xff, (size_t)ga.n * 4);
+        rt_plan_set_step(h.p, step);
+        cr_assert_eq(rt_pass(h.p, 1, masks[m]), 0);
+        cr_expect_eq(rt_plan_step(h.p), step + 1);
+        float lp = rt_loss(h.p);
+        cr_expect_eq(memcmp(&le, &lp, 4), 0, "mask %u: loss %.9g vs %.9g", masks[m], lp, le);
+        cr_expect_eq(rt_last_correct(h.p), ce);
+        if (masks[m] & RT_GRAD_W) cr_expect_arr_eq(w, gw.grad, (size_t)gw.n * 4, "mask %u: weight gradients", masks[m]);
+        if (masks[m] & RT_GRAD_ARCH) cr_expect_arr_eq(a, ga.grad, (size_t)ga.n * 4, "mask %u: alpha gradients", masks[m]);
+        free(w);
+        free(a);
+    }
+    const uint64_t step = rt_plan_step(h.p);
+    cr_expect_eq(rt_pass(h.p, 1, 8u), -1);
+    cr_expect_eq(rt_plan_step(h.p), step, "a refused pass ran");
+    free_harness(&h);
+}
+
 /* Work that is not asked for is not done: an alpha-only backward leaves the weight
  * gradients untouched, and gives the same alpha gradient as a full backward. */
 Test(autodiff, alpha_only_backward_skips_weight_gradients) {

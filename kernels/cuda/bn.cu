@@ -1,35 +1,108 @@
 /* bn.cu — CUDA batch normalisation over (N, C, HW), the twin of kernels/cpu/bn.c:
  * biased batch variance to normalise, unbiased variance into the running estimate, as
- * PyTorch. One block per channel; the per-channel sums are taken in double, each thread
- * over a fixed strided subset and then a fixed tree (kcuda_block_sum), so results are
- * deterministic. */
+ * PyTorch.
+ *
+ * Each channel's N*HW values are split into G fixed, contiguous ranges (bn_groups), one
+ * block per (range, channel), so that even a layer of 16 channels fills the chip (one
+ * block per channel left 116 of an H200's 132 multiprocessors idle and ran 65,536 values
+ * per block at DARTS' first cells). Every statistic is summed in double: per thread over
+ * a fixed strided subset of its range, per block by a fixed warp tree
+ * (kcuda_block_sum0), into kcuda_g.red; the next kernel adds a channel's G partials in
+ * range order. Nothing depends on scheduling, so results repeat bit for bit.
+ *
+ * Forward (training): three launches, the CPU's two passes over x and then the output:
+ *   bn_sum_k     partial sums of x                     -> red[c*G + g]
+ *   bn_sqdev_k   partial sums of (x - mean)^2          -> red[C*G + c*G + g]
+ *   bn_apply_k   y = (x - mean) * invstd*gamma + beta; block g = 0 also writes the saved
+ *                and the running statistics.
+ * Backward: two launches: partial sums of dy and dy * xhat, then dgamma/dbeta (block 0)
+ * and dx. */
 #include <math.h>
 
 #include "kcuda_internal.cuh"
 
-__global__ static void bn_fwd_train_k(float *y, float *save_mean, float *save_invstd, float *running_mean,
-                                      float *running_var, const float *x, const float *gamma, const float *beta,
-                                      kbn_desc d) {
-    __shared__ double sh[KCUDA_THREADS];
-    const int c = blockIdx.x, C = d.C, HW = d.HW;
-    const int64_t cnt = (int64_t)d.N * HW;
-#define BN_AT(base, j) (base)[((j) / HW * C + c) * (int64_t)HW + (j) % HW]
+/* Ranges per channel: about KCUDA_TARGET_BLOCKS blocks in all, no range under 1,024
+ * values, and 2*C*G partials within kcuda_g.red. */
+static int bn_groups(const kbn_desc *d) {
+    const int64_t cnt = (int64_t)d->N * d->HW;
+    int64_t g = (KCUDA_TARGET_BLOCKS + d->C - 1) / d->C;
+    const int64_t by_size = (cnt + 1023) / 1024;
+    if (g > by_size) g = by_size;
+    if (g > 1024) g = 1024;
+    while (g > 1 && 2 * (int64_t)d->C * g > KCUDA_RED_CAP) g /= 2;
+    return g < 1 ? 1 : (int)g;
+}
+
+/* Indices within a channel are 32-bit (the entry points refuse N*HW >= 2^31): a 64-bit
+ * division per value costs more than the memory access it indexes. */
+static int bn_too_big(const kbn_desc *d, const char *what) {
+    if ((int64_t)d->N * d->HW < ((int64_t)1 << 31)) return 0;
+    KCUDA_FAIL_(what, "more than 2^31 values per channel", return 1);
+}
+
+/* Value j (< N*HW) of channel c: sample j / HW, pixel j % HW. */
+#define BN_AT(base, c, j) (base)[((int64_t)((j) / HW) * C + (c)) * HW + (j) % HW]
+
+/* This block's range [j0, j1) of its channel's cnt values (G ranges of equal size). */
+#define BN_RANGE(cnt, G)                                                       \
+    const unsigned chunk_ = ((cnt) + (G) - 1) / (G);                           \
+    const unsigned j0 = blockIdx.x * chunk_;                                   \
+    const unsigned j1 = j0 + chunk_ < (cnt) ? j0 + chunk_ : (cnt)
+
+/* Sum of a channel's G partials in range order. */
+__device__ static inline double bn_total(const double *part, int G) {
+    double t = 0.0;
+    for (int g = 0; g < G; g++) t += part[g];
+    return t;
+}
+
+__global__ static void bn_sum_k(double *red, const float *x, kbn_desc d, int G) {
+    __shared__ double sh[KCUDA_THREADS / 32];
+    const int c = blockIdx.y, C = d.C;
+    const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
+    BN_RANGE(cnt, G);
     double s = 0.0;
-    for (int64_t j = threadIdx.x; j < cnt; j += blockDim.x) s += BN_AT(x, j);
-    s = kcuda_block_sum(s, sh);
-    const double mean = cnt > 0 ? s / (double)cnt : 0.0;
+    for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x) s += BN_AT(x, c, j);
+    s = kcuda_block_sum0(s, sh);
+    if (threadIdx.x == 0) red[(int64_t)c * G + blockIdx.x] = s;
+}
+
+__global__ static void bn_sqdev_k(double *red, const float *x, kbn_desc d, int G) {
+    __shared__ double sh[KCUDA_THREADS / 32];
+    __shared__ double mean_sh;
+    const int c = blockIdx.y, C = d.C;
+    const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
+    if (threadIdx.x == 0) mean_sh = cnt > 0 ? bn_total(red + (int64_t)c * G, G) / (double)cnt : 0.0;
+    __syncthreads();
+    const double mean = mean_sh;
+    BN_RANGE(cnt, G);
     double ss = 0.0;
-    for (int64_t j = threadIdx.x; j < cnt; j += blockDim.x) {
-        double t = BN_AT(x, j) - mean;
+    for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        const double t = BN_AT(x, c, j) - mean;
         ss += t * t;
     }
-    ss = kcuda_block_sum(ss, sh);
-    const double var = cnt > 0 ? ss / (double)cnt : 0.0;
+    ss = kcuda_block_sum0(ss, sh);
+    if (threadIdx.x == 0) red[(int64_t)C * G + (int64_t)c * G + blockIdx.x] = ss;
+}
+
+__global__ static void bn_apply_k(float *y, float *save_mean, float *save_invstd, float *running_mean,
+                                  float *running_var, const double *red, const float *x, const float *gamma,
+                                  const float *beta, kbn_desc d, int G) {
+    __shared__ double stat_sh[2];
+    const int c = blockIdx.y, C = d.C;
+    const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
+    if (threadIdx.x == 0) {
+        stat_sh[0] = cnt > 0 ? bn_total(red + (int64_t)c * G, G) / (double)cnt : 0.0;
+        stat_sh[1] = cnt > 0 ? bn_total(red + (int64_t)C * G + (int64_t)c * G, G) / (double)cnt : 0.0;
+    }
+    __syncthreads();
+    const double mean = stat_sh[0], var = stat_sh[1];
     const double invstd = 1.0 / sqrt(var + (double)d.eps);
     const float g = gamma ? gamma[c] : 1.0f, b = beta ? beta[c] : 0.0f;
     const float sc = (float)invstd * g, fm = (float)mean;
-    for (int64_t j = threadIdx.x; j < cnt; j += blockDim.x) BN_AT(y, j) = (BN_AT(x, j) - fm) * sc + b;
-    if (threadIdx.x == 0) {
+    BN_RANGE(cnt, G);
+    for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x) BN_AT(y, c, j) = (BN_AT(x, c, j) - fm) * sc + b;
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
         if (save_mean) save_mean[c] = fm;
         if (save_invstd) save_invstd[c] = (float)invstd;
         const double m = d.momentum;
@@ -53,42 +126,73 @@ __global__ static void bn_fwd_infer_k(float *y, const float *x, const float *gam
     }
 }
 
-__global__ static void bn_bwd_k(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                                const float *gamma, const float *save_mean, const float *save_invstd, kbn_desc d) {
-    __shared__ double sh[KCUDA_THREADS];
-    const int c = blockIdx.x, C = d.C, HW = d.HW;
-    const int64_t cnt = (int64_t)d.N * HW;
+/* Partial sums of dy and dy * xhat over this block's range. */
+__global__ static void bn_bwd_sums_k(double *red, const float *dy, const float *x, const float *save_mean,
+                                     const float *save_invstd, kbn_desc d, int G) {
+    __shared__ double sh[KCUDA_THREADS / 32];
+    const int c = blockIdx.y, C = d.C;
+    const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
     const double mean = save_mean[c], invstd = save_invstd[c];
-    double sdy = 0.0, sdyx = 0.0; /* sum dy, sum dy * xhat */
-    for (int64_t j = threadIdx.x; j < cnt; j += blockDim.x) {
-        const float gv = BN_AT(dy, j);
+    BN_RANGE(cnt, G);
+    double sdy = 0.0, sdyx = 0.0;
+    for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        const float gv = BN_AT(dy, c, j);
         sdy += gv;
-        sdyx += (double)gv * ((BN_AT(x, j) - mean) * invstd);
+        sdyx += (double)gv * ((BN_AT(x, c, j) - mean) * invstd);
     }
-    sdy = kcuda_block_sum(sdy, sh);
-    sdyx = kcuda_block_sum(sdyx, sh);
+    sdy = kcuda_block_sum0(sdy, sh);
+    sdyx = kcuda_block_sum0(sdyx, sh);
     if (threadIdx.x == 0) {
+        red[(int64_t)c * G + blockIdx.x] = sdy;
+        red[(int64_t)C * G + (int64_t)c * G + blockIdx.x] = sdyx;
+    }
+}
+
+__global__ static void bn_bwd_apply_k(float *dx, float *dgamma, float *dbeta, const double *red, const float *dy,
+                                      const float *x, const float *gamma, const float *save_mean,
+                                      const float *save_invstd, kbn_desc d, int G) {
+    __shared__ double sum_sh[2];
+    const int c = blockIdx.y, C = d.C;
+    const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
+    if (threadIdx.x == 0) {
+        sum_sh[0] = bn_total(red + (int64_t)c * G, G);
+        sum_sh[1] = bn_total(red + (int64_t)C * G + (int64_t)c * G, G);
+    }
+    __syncthreads();
+    const double sdy = sum_sh[0], sdyx = sum_sh[1];
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
         if (dbeta) dbeta[c] += (float)sdy;
         if (dgamma) dgamma[c] += (float)sdyx;
     }
     if (!dx || cnt == 0) return;
+    const double mean = save_mean[c], invstd = save_invstd[c];
     const double g = gamma ? gamma[c] : 1.0;
     /* dx = g*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)) */
     const double mdy = sdy / (double)cnt, mdyx = sdyx / (double)cnt;
     const float k = (float)(g * invstd);
     const float a = (float)mdy, bcoef = (float)(mdyx * invstd);
     const float fm = (float)mean;
-    for (int64_t j = threadIdx.x; j < cnt; j += blockDim.x)
-        BN_AT(dx, j) += k * (BN_AT(dy, j) - a - (BN_AT(x, j) - fm) * bcoef);
-#undef BN_AT
+    BN_RANGE(cnt, G);
+    for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x)
+        BN_AT(dx, c, j) += k * (BN_AT(dy, c, j) - a - (BN_AT(x, c, j) - fm) * bcoef);
 }
+#undef BN_AT
+#undef BN_RANGE
 
 extern "C" void kcuda_bn_forward_train(float *y, float *save_mean, float *save_invstd, float *running_mean,
                                        float *running_var, const float *x, const float *gamma, const float *beta,
                                        const kbn_desc *d, cudaStream_t s) {
     if (d->C <= 0) return;
-    bn_fwd_train_k<<<(unsigned)d->C, KCUDA_THREADS, 0, s>>>(y, save_mean, save_invstd, running_mean, running_var, x,
-                                                            gamma, beta, *d);
+    if (!kcuda_g.red) KCUDA_FAIL_("kcuda_bn_forward_train", "kcuda_init was not called", return);
+    if (bn_too_big(d, "kcuda_bn_forward_train")) return;
+    const int G = bn_groups(d);
+    const dim3 grid((unsigned)G, (unsigned)d->C);
+    bn_sum_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, x, *d, G);
+    launchCheck();
+    bn_sqdev_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, x, *d, G);
+    launchCheck();
+    bn_apply_k<<<grid, KCUDA_THREADS, 0, s>>>(y, save_mean, save_invstd, running_mean, running_var, kcuda_g.red, x,
+                                              gamma, beta, *d, G);
     launchCheck();
 }
 
@@ -106,6 +210,13 @@ extern "C" void kcuda_bn_backward(float *dx, float *dgamma, float *dbeta, const 
                                   const kbn_desc *d, cudaStream_t s) {
     if (!dx && !dgamma && !dbeta) return;
     if (d->C <= 0) return;
-    bn_bwd_k<<<(unsigned)d->C, KCUDA_THREADS, 0, s>>>(dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd, *d);
+    if (!kcuda_g.red) KCUDA_FAIL_("kcuda_bn_backward", "kcuda_init was not called", return);
+    if (bn_too_big(d, "kcuda_bn_backward")) return;
+    const int G = bn_groups(d);
+    const dim3 grid((unsigned)G, (unsigned)d->C);
+    bn_bwd_sums_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, x, save_mean, save_invstd, *d, G);
+    launchCheck();
+    bn_bwd_apply_k<<<grid, KCUDA_THREADS, 0, s>>>(dx, dgamma, dbeta, kcuda_g.red, dy, x, gamma, save_mean,
+                                                  save_invstd, *d, G);
     launchCheck();
 }

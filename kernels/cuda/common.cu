@@ -44,12 +44,14 @@ extern "C" int kcuda_init(cudaStream_t s, cudnnHandle_t dnn, cublasHandle_t blas
     if (!kcuda_g.partials)
         cudaCheckR(cudaMalloc((void **)&kcuda_g.partials,
                               sizeof(double) * (KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS + KCUDA_MAX_WSUM)), -1);
+    if (!kcuda_g.red) cudaCheckR(cudaMalloc((void **)&kcuda_g.red, sizeof(double) * KCUDA_RED_CAP), -1);
     return 0;
 }
 
 extern "C" void kcuda_shutdown(void) {
     kcuda_conv_shutdown();
     if (kcuda_g.partials) cudaFree(kcuda_g.partials); /* teardown: a failure here changes nothing */
+    if (kcuda_g.red) cudaFree(kcuda_g.red);
     memset(&kcuda_g, 0, sizeof kcuda_g);
 }
 

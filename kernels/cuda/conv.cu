@@ -1,7 +1,7 @@
 /* conv.cu — CUDA 2-D convolution, the twin of kernels/cpu/conv.c, with the same three
  * paths: depthwise (groups == C == K, the hot op of DARTS' separable and dilated
- * convolutions) by our own kernels; 1x1 / stride 1 / pad 0 / dense by cuBLAS; all the
- * rest (dense kxk, grouped, asymmetric, strided 1x1) by cuDNN's legacy convolution API
+ * convolutions) by our own kernels; 1x1 / pad 0 / dense (any stride) by cuBLAS; all the
+ * rest (dense kxk, grouped, asymmetric) by cuDNN's legacy convolution API
  * with algorithms chosen once per descriptor and cached, restricted to deterministic
  * FP32-FMA algorithms (no TF32) so results repeat bit for bit and stay close to the CPU.
  *
@@ -69,8 +69,125 @@ __global__ static void dw_bwd_data_k(float *dx, const float *dy, const float *w,
     }
 }
 
+/* ---- depthwise, one plane per block (kernel sizes known at compile time) ----
+ * The general kernels above index global memory with 64-bit divisions per element and
+ * test every tap's bounds. These stage one (sample, channel) plane in shared memory
+ * (the input zero-padded for the forward; dy as is for the data gradient), keep the
+ * channel's R*S weights in registers, and give each thread a few outputs. The arithmetic
+ * is the general kernels': forward taps in (r, s) order from 0 (a padded tap adds w*0,
+ * which leaves the sum as it was), data gradient onto the running dx with r descending
+ * and s ascending. Planes whose stage exceeds DW_PLANE_MAX_FLOATS use the general kernels. */
+#define DW_PLANE_MAX_FLOATS 12288 /* 48 KB: the static shared-memory limit */
+
+static unsigned dw_plane_threads(int64_t outs) {
+    int64_t t = (outs + 31) / 32 * 32;
+    return (unsigned)(t < 64 ? 64 : t > KCUDA_THREADS ? KCUDA_THREADS : t);
+}
+
+template <int R, int S>
+__global__ static void dw_fwd_plane_k(float *y, const float *x, const float *w, kconv2d_desc d) {
+    extern __shared__ float tile[];
+    const int64_t plane = blockIdx.x;
+    const int c = (int)(plane % d.C);
+    const int Hp = d.H + 2 * d.pad_h, Wp = d.W + 2 * d.pad_w;
+    const float *xp = x + plane * d.H * d.W;
+    for (int i = threadIdx.x; i < Hp * Wp; i += blockDim.x) {
+        const int ih = i / Wp - d.pad_h, iw = i % Wp - d.pad_w;
+        tile[i] = ih >= 0 && ih < d.H && iw >= 0 && iw < d.W ? xp[ih * d.W + iw] : 0.0f;
+    }
+    float wr[R * S];
+#pragma unroll
+    for (int t = 0; t < R * S; t++) wr[t] = w[c * R * S + t];
+    __syncthreads();
+    const int PQ = d.P * d.Q;
+    float *yp = y + plane * PQ;
+    for (int o = threadIdx.x; o < PQ; o += blockDim.x) {
+        const int p = o / d.Q, q = o - p * d.Q;
+        const float *tp = tile + p * d.stride_h * Wp + q * d.stride_w;
+        float acc = 0.0f;
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int s_ = 0; s_ < S; s_++) acc += wr[r * S + s_] * tp[r * d.dil_h * Wp + s_ * d.dil_w];
+        yp[o] = acc;
+    }
+}
+
+template <int R, int S, bool STRIDED>
+__global__ static void dw_bwd_data_plane_k(float *dx, const float *dy, const float *w, kconv2d_desc d) {
+    extern __shared__ float tile[];
+    const int64_t plane = blockIdx.x;
+    const int c = (int)(plane % d.C);
+    const int PQ = d.P * d.Q, HW = d.H * d.W;
+    const float *gp = dy + plane * PQ;
+    for (int i = threadIdx.x; i < PQ; i += blockDim.x) tile[i] = gp[i];
+    float wr[R * S];
+#pragma unroll
+    for (int t = 0; t < R * S; t++) wr[t] = w[c * R * S + t];
+    __syncthreads();
+    float *xp = dx + plane * HW;
+    for (int i = threadIdx.x; i < HW; i += blockDim.x) {
+        const int h = i / d.W, wi = i - h * d.W;
+        float v = xp[i];
+#pragma unroll
+        for (int r = R - 1; r >= 0; r--) {
+            int p = h + d.pad_h - r * d.dil_h;
+            if (p < 0) continue;
+            if (STRIDED) {
+                if (p % d.stride_h) continue;
+                p /= d.stride_h;
+            }
+            if (p >= d.P) continue;
+#pragma unroll
+            for (int s_ = 0; s_ < S; s_++) {
+                int q = wi + d.pad_w - s_ * d.dil_w;
+                if (q < 0) continue;
+                if (STRIDED) {
+                    if (q % d.stride_w) continue;
+                    q /= d.stride_w;
+                }
+                if (q >= d.Q) continue;
+                v += wr[r * S + s_] * tile[p * d.Q + q];
+            }
+        }
+        xp[i] = v;
+    }
+}
+
+/* 1 when a plane kernel ran (d depthwise, pointers valid). */
+static int dw_fwd_plane(float *y, const float *x, const float *w, const kconv2d_desc *d, cudaStream_t s) {
+    const int64_t tile = (int64_t)(d->H + 2 * d->pad_h) * (d->W + 2 * d->pad_w), planes = (int64_t)d->N * d->C;
+    if (tile > DW_PLANE_MAX_FLOATS || planes > 0x7fffffff || planes <= 0) return 0;
+    const unsigned th = dw_plane_threads((int64_t)d->P * d->Q);
+    const size_t sh = (size_t)tile * sizeof(float);
+#define DW_FWD_CASE(r, s_) \
+    if (d->R == r && d->S == s_) dw_fwd_plane_k<r, s_><<<(unsigned)planes, th, sh, s>>>(y, x, w, *d); else
+    DW_FWD_CASE(3, 3) DW_FWD_CASE(5, 5) DW_FWD_CASE(7, 7) return 0;
+#undef DW_FWD_CASE
+    launchCheckR(1);
+    return 1;
+}
+
+static int dw_bwd_data_plane(float *dx, const float *dy, const float *w, const kconv2d_desc *d, cudaStream_t s) {
+    const int64_t tile = (int64_t)d->P * d->Q, planes = (int64_t)d->N * d->C;
+    if (tile > DW_PLANE_MAX_FLOATS || planes > 0x7fffffff || planes <= 0) return 0;
+    const unsigned th = dw_plane_threads((int64_t)d->H * d->W);
+    const size_t sh = (size_t)tile * sizeof(float);
+    const bool strided = d->stride_h != 1 || d->stride_w != 1;
+#define DW_BWD_CASE(r, s_)                                                                                  \
+    if (d->R == r && d->S == s_) {                                                                        \
+        if (strided) dw_bwd_data_plane_k<r, s_, true><<<(unsigned)planes, th, sh, s>>>(dx, dy, w, *d);    \
+        else dw_bwd_data_plane_k<r, s_, false><<<(unsigned)planes, th, sh, s>>>(dx, dy, w, *d);           \
+    } else
+    DW_BWD_CASE(3, 3) DW_BWD_CASE(5, 5) DW_BWD_CASE(7, 7) return 0;
+#undef DW_BWD_CASE
+    launchCheckR(1);
+    return 1;
+}
+
 /* One block per tap (c, r, s): threads take (n, p, q) in a fixed grid-stride pattern
- * and sum dy * x in double; a fixed tree combines them. Deterministic, no atomics. */
+ * and sum dy * x in double; a fixed tree combines them. Deterministic, no atomics. The
+ * general path, for kernel sizes without an instance of dw_bwd_filter_part_k below. */
 __global__ static void dw_bwd_filter_k(float *dw, const float *dy, const float *x, kconv2d_desc d) {
     __shared__ double sh[KCUDA_THREADS];
     const int t = blockIdx.x;
@@ -86,6 +203,185 @@ __global__ static void dw_bwd_filter_k(float *dw, const float *dy, const float *
     }
     const double tot = kcuda_block_sum(acc, sh);
     if (threadIdx.x == 0) dw[t] += (float)tot;
+}
+
+/* The filter gradient for an R x S kernel known at compile time: block (g, c) takes
+ * range g of channel c's N*P*Q outputs and sums all R*S taps at once (each dy read once,
+ * the taps' products in registers, in double), then writes one partial per tap to
+ * part[(c*G + g)*RS + tap] by fixed warp trees and the warps in order;
+ * dw_filter_finish_k adds a tap's G partials in range order. Deterministic. Grid
+ * C x G instead of one block per tap: DARTS' 16-channel 3x3 layers had 144 blocks, each
+ * walking all N*P*Q outputs with 64-bit divisions. */
+template <int R, int S>
+__global__ static void dw_bwd_filter_part_k(double *part, const float *dy, const float *x, kconv2d_desc d, int G) {
+    constexpr int RS = R * S;
+    __shared__ double sh[RS][KCUDA_THREADS / 32];
+    const int c = blockIdx.y;
+    const unsigned Q = (unsigned)d.Q, PQ = (unsigned)d.P * Q, total = (unsigned)d.N * PQ;
+    const unsigned chunk = (total + G - 1) / G, j0 = blockIdx.x * chunk;
+    const unsigned j1 = j0 + chunk < total ? j0 + chunk : total;
+    double acc[RS];
+#pragma unroll
+    for (int t = 0; t < RS; t++) acc[t] = 0.0;
+    for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        const unsigned n = j / PQ, pq = j - n * PQ, p = pq / Q, q = pq - p * Q;
+        const int64_t pl = (int64_t)n * d.C + c;
+        const double g = dy[pl * PQ + pq];
+        const float *xp = x + pl * d.H * d.W;
+        const int ih0 = (int)p * d.stride_h - d.pad_h, iw0 = (int)q * d.stride_w - d.pad_w;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const int ih = ih0 + r * d.dil_h;
+            const bool rok = ih >= 0 && ih < d.H;
+#pragma unroll
+            for (int s = 0; s < S; s++) {
+                const int iw = iw0 + s * d.dil_w;
+                if (rok && iw >= 0 && iw < d.W) acc[r * S + s] += g * (double)xp[ih * d.W + iw];
+            }
+        }
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int t = 0; t < RS; t++) {
+        const double v = kcuda_warp_sum(acc[t]);
+        if (lane == 0) sh[t][warp] = v;
+    }
+    __syncthreads();
+    for (int t = threadIdx.x; t < RS; t += blockDim.x) {
+        double v = 0.0;
+        for (int w = 0; w < KCUDA_THREADS / 32; w++) v += sh[t][w];
+        part[((int64_t)c * G + blockIdx.x) * RS + t] = v;
+    }
+}
+
+/* dw[c*RS + t] += the G partials of (c, t) in range order; one thread per tap. */
+__global__ static void dw_filter_finish_k(float *dw, const double *part, int C, int RS, int G) {
+    KCUDA_GRID_STRIDE(i, (int64_t)C * RS) {
+        const int64_t c = i / RS, t = i % RS;
+        double v = 0.0;
+        for (int g = 0; g < G; g++) v += part[(c * G + g) * RS + t];
+        dw[i] += (float)v;
+    }
+}
+
+/* Output ranges per channel for dw_bwd_filter_part_k: about KCUDA_TARGET_BLOCKS blocks,
+ * no range under 256 outputs (one per thread), the partials within kcuda_g.red; 0 when
+ * the outputs do not fit 32-bit indices (then the general kernel runs). */
+static int dw_filter_groups(const kconv2d_desc *d) {
+    const int64_t total = (int64_t)d->N * d->P * d->Q, RS = (int64_t)d->R * d->S;
+    if (total >= ((int64_t)1 << 31) || (int64_t)d->H * d->W >= ((int64_t)1 << 31)) return 0;
+    int64_t g = (KCUDA_TARGET_BLOCKS + d->C - 1) / d->C;
+    const int64_t by_size = (total + KCUDA_THREADS - 1) / KCUDA_THREADS;
+    if (g > by_size) g = by_size;
+    if (g > 1024) g = 1024;
+    while (g > 1 && (int64_t)d->C * g * RS > KCUDA_RED_CAP) g /= 2;
+    if ((int64_t)d->C * g * RS > KCUDA_RED_CAP) return 0;
+    return g < 1 ? 1 : (int)g;
+}
+
+/* 1 when an instance of dw_bwd_filter_part_k ran for d's kernel size. */
+static int dw_filter_blocked(float *dw, const float *dy, const float *x, const kconv2d_desc *d, cudaStream_t s) {
+    const int G = dw_filter_groups(d);
+    if (G <= 0 || !kcuda_g.red) return 0;
+    const dim3 grid((unsigned)G, (unsigned)d->C);
+#define DW_FILTER_CASE(r, s_)                                                                  \
+    if (d->R == r && d->S == s_) {                                                             \
+        dw_bwd_filter_part_k<r, s_><<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, x, *d, G); \
+    } else
+    DW_FILTER_CASE(3, 3) DW_FILTER_CASE(5, 5) DW_FILTER_CASE(7, 7) DW_FILTER_CASE(1, 1) return 0;
+#undef DW_FILTER_CASE
+    launchCheckR(1);
+    const int64_t taps = (int64_t)d->C * d->R * d->S;
+    dw_filter_finish_k<<<kcuda_blocks(taps), KCUDA_THREADS, 0, s>>>(dw, kcuda_g.red, d->C, d->R * d->S, G);
+    launchCheckR(1);
+    return 1;
+}
+
+/* ---- 1x1 convolutions (groups 1, no padding) by cuBLAS ----
+ * Stride 1: x_n (C,HW) is already the GEMM operand. Other strides (FactorizedReduce's
+ * stride 2): the strided pixels are gathered into the scratch as a dense (N,C,P,Q) and
+ * the stride-1 path runs on that; the data gradient is computed dense into the scratch and
+ * added back at the strided pixels. (cuDNN's deterministic FP32 algorithms took ~270 us
+ * per backward at DARTS' shapes.)
+ *
+ * Filter gradient: dw (K,C) += sum_n dy_n (K,PQ) xs_n^T (PQ,C). One strided-batched GEMM
+ * writes a chunk of samples' products (K*C floats each) into the scratch, and
+ * pw_filter_sum_k adds them to dw in sample order (in double): one cuBLAS call and one
+ * kernel per chunk instead of one GEMM per sample (64 calls per layer at batch 64:
+ * 83,000 per DARTS step), and still no race on dw and the same bits run to run. */
+#define PW_SCRATCH_CAP ((int64_t)1 << 22) /* floats of sample products per chunk: 16 MB */
+static int is_pointwise_strided(const kconv2d_desc *d) {
+    return d->R == 1 && d->S == 1 && d->pad_h == 0 && d->pad_w == 0 && d->groups == 1 && !is_pointwise(d);
+}
+static int pw_chunk(const kconv2d_desc *d) {
+    const int64_t kc = (int64_t)d->K * d->C;
+    int64_t g = kc > 0 ? PW_SCRATCH_CAP / kc : d->N;
+    if (g > d->N) g = d->N;
+    return g < 1 ? 1 : (int)g;
+}
+/* Floats of the strided path's dense copy of x (or of dx) at the front of the scratch. */
+static int64_t pw_gather_floats(const kconv2d_desc *d) {
+    return is_pointwise_strided(d) ? (int64_t)d->N * (d->C > d->K ? d->C : d->K) * d->P * d->Q : 0;
+}
+
+__global__ static void pw_filter_sum_k(float *dw, const float *prod, int ns, int64_t kc) {
+    KCUDA_GRID_STRIDE(i, kc) {
+        double v = 0.0;
+        for (int n = 0; n < ns; n++) v += prod[(int64_t)n * kc + i];
+        dw[i] += (float)v;
+    }
+}
+
+/* xs (N,C,P,Q) = x (N,C,H,W) at rows p*stride_h, columns q*stride_w. */
+__global__ static void pw_gather_k(float *xs, const float *x, kconv2d_desc d) {
+    const int64_t PQ = (int64_t)d.P * d.Q, total = (int64_t)d.N * d.C * PQ;
+    KCUDA_GRID_STRIDE(i, total) {
+        const int64_t pl = i / PQ;
+        const int o = (int)(i - pl * PQ), p = o / d.Q, q = o - p * d.Q;
+        xs[i] = x[(pl * d.H + (int64_t)p * d.stride_h) * d.W + (int64_t)q * d.stride_w];
+    }
+}
+/* dx (N,C,H,W) at the strided pixels += dxs (N,C,P,Q). */
+__global__ static void pw_scatter_add_k(float *dx, const float *dxs, kconv2d_desc d) {
+    const int64_t PQ = (int64_t)d.P * d.Q, total = (int64_t)d.N * d.C * PQ;
+    KCUDA_GRID_STRIDE(i, total) {
+        const int64_t pl = i / PQ;
+        const int o = (int)(i - pl * PQ), p = o / d.Q, q = o - p * d.Q;
+        dx[(pl * d.H + (int64_t)p * d.stride_h) * d.W + (int64_t)q * d.stride_w] += dxs[i];
+    }
+}
+
+/* y_n (K,HW) = w (K,C) x_n (C,HW); column-major: y_n^T (HW,K) = x_n^T (HW,C) w^T (C,K). */
+static void pw_forward(float *y, const float *x, const float *w, int N, int C, int K, int64_t HW, cudaStream_t s) {
+    const float one = 1.0f, zero = 0.0f;
+    cublasCheck(cublasSetStream(kcuda_g.blas, s));
+    cublasCheck(cublasSgemmStridedBatched(kcuda_g.blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)HW, K, C, &one, x, (int)HW,
+                                          (long long)C * HW, w, C, 0, &zero, y, (int)HW, (long long)K * HW, N));
+}
+/* dx_n (C,HW) = beta dx_n + w^T (C,K) dy_n (K,HW); column-major: dx_n^T (HW,C) = dy_n^T (HW,K) w (K,C). */
+static void pw_backward_data(float *dx, const float *dy, const float *w, int N, int C, int K, int64_t HW, float beta,
+                             cudaStream_t s) {
+    const float one = 1.0f;
+    cublasCheck(cublasSetStream(kcuda_g.blas, s));
+    cublasCheck(cublasSgemmStridedBatched(kcuda_g.blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)HW, C, K, &one, dy, (int)HW,
+                                          (long long)K * HW, w, C, 0, &beta, dx, (int)HW, (long long)C * HW, N));
+}
+/* dw (K,C) += sum_n dy_n x_n^T, per sample column-major prod_n^T (C,K) = x_n (C,HW) dy_n^T (HW,K). */
+static void pw_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d, int64_t HW,
+                               float *prod, cudaStream_t s) {
+    const float one = 1.0f, zero = 0.0f;
+    const int64_t kc = (int64_t)d->K * d->C;
+    cublasCheck(cublasSetStream(kcuda_g.blas, s));
+    const int G = pw_chunk(d);
+    for (int n0 = 0; n0 < d->N; n0 += G) {
+        const int ns = d->N - n0 < G ? d->N - n0 : G;
+        cublasCheck(cublasSgemmStridedBatched(kcuda_g.blas, CUBLAS_OP_T, CUBLAS_OP_N, d->C, d->K, (int)HW, &one,
+                                              x + (int64_t)n0 * d->C * HW, (int)HW, (long long)d->C * HW,
+                                              dy + (int64_t)n0 * d->K * HW, (int)HW, (long long)d->K * HW, &zero, prod,
+                                              d->C, (long long)kc, ns));
+        pw_filter_sum_k<<<kcuda_blocks(kc), KCUDA_THREADS, 0, s>>>(dw, prod, ns, kc);
+        launchCheck();
+    }
 }
 
 /* ---- cuDNN descriptors and algorithms, cached per kconv2d_desc ---- */
@@ -182,10 +478,15 @@ static conv_entry *conv_lookup(const kconv2d_desc *d) {
 }
 
 extern "C" size_t kcuda_conv2d_scratch_floats(const kconv2d_desc *d) {
-    if (is_pointwise(d) || is_depthwise(d)) return 0;
+    if (is_depthwise(d)) return 0;
+    if (is_pointwise(d) || is_pointwise_strided(d)) /* [dense copy of x or dx] [the filter gradient's products] */
+        return (size_t)pw_gather_floats(d) + (size_t)pw_chunk(d) * (size_t)d->K * (size_t)d->C;
     conv_entry *e = conv_lookup(d);
     return e ? (e->ws_bytes + sizeof(float) - 1) / sizeof(float) : 0;
 }
+
+#define PW_NEEDS_SCRATCH(what)                                                                  \
+    if (!scratch) KCUDA_FAIL_(what, "1x1 convolution without the scratch it asked for", return)
 
 /* ---- entry points ---- */
 extern "C" void kcuda_conv2d_forward(float *y, const float *x, const float *w, const kconv2d_desc *d, float *scratch,
@@ -194,19 +495,25 @@ extern "C" void kcuda_conv2d_forward(float *y, const float *x, const float *w, c
     if (is_depthwise(d)) {
         const int64_t total = (int64_t)d->N * d->C * PQ;
         if (total <= 0) return;
+        if (dw_fwd_plane(y, x, w, d, s)) return;
         dw_fwd_k<<<kcuda_blocks(total), KCUDA_THREADS, 0, s>>>(y, x, w, *d);
         launchCheck();
         return;
     }
-    const float one = 1.0f, zero = 0.0f;
     if (is_pointwise(d)) {
-        /* y_n (K,HW) = w (K,C) x_n (C,HW); column-major: y_n^T (HW,K) = x_n^T (HW,C) w^T (C,K) */
-        cublasCheck(cublasSetStream(kcuda_g.blas, s));
-        cublasCheck(cublasSgemmStridedBatched(kcuda_g.blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)HW, d->K, d->C, &one, x, (int)HW,
-                                              (long long)d->C * HW, w, d->C, 0, &zero, y, (int)HW, (long long)d->K * HW,
-                                              d->N));
+        pw_forward(y, x, w, d->N, d->C, d->K, HW, s);
         return;
     }
+    if (is_pointwise_strided(d)) {
+        PW_NEEDS_SCRATCH("kcuda_conv2d_forward");
+        const int64_t n = (int64_t)d->N * d->C * PQ;
+        if (n <= 0) return;
+        pw_gather_k<<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(scratch, x, *d);
+        launchCheck();
+        pw_forward(y, scratch, w, d->N, d->C, d->K, PQ, s);
+        return;
+    }
+    const float one = 1.0f, zero = 0.0f;
     conv_entry *e = conv_lookup(d);
     if (!e) return;
     cudnnCheck(cudnnSetStream(kcuda_g.dnn, s));
@@ -217,23 +524,29 @@ extern "C" void kcuda_conv2d_forward(float *y, const float *x, const float *w, c
 extern "C" void kcuda_conv2d_backward_data(float *dx, const float *dy, const float *w, const kconv2d_desc *d,
                                            float *scratch, cudaStream_t s) {
     if (!dx) return;
-    const int64_t HW = (int64_t)d->H * d->W;
+    const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
     if (is_depthwise(d)) {
         const int64_t total = (int64_t)d->N * d->C * HW;
         if (total <= 0) return;
+        if (dw_bwd_data_plane(dx, dy, w, d, s)) return;
         dw_bwd_data_k<<<kcuda_blocks(total), KCUDA_THREADS, 0, s>>>(dx, dy, w, *d);
         launchCheck();
         return;
     }
-    const float one = 1.0f;
     if (is_pointwise(d)) {
-        /* dx_n (C,HW) += w^T (C,K) dy_n (K,HW); column-major: dx_n^T (HW,C) += dy_n^T (HW,K) w (K,C) */
-        cublasCheck(cublasSetStream(kcuda_g.blas, s));
-        cublasCheck(cublasSgemmStridedBatched(kcuda_g.blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)HW, d->C, d->K, &one, dy,
-                                              (int)HW, (long long)d->K * HW, w, d->C, 0, &one, dx, (int)HW,
-                                              (long long)d->C * HW, d->N));
+        pw_backward_data(dx, dy, w, d->N, d->C, d->K, HW, 1.0f, s);
         return;
     }
+    if (is_pointwise_strided(d)) {
+        PW_NEEDS_SCRATCH("kcuda_conv2d_backward_data");
+        const int64_t n = (int64_t)d->N * d->C * PQ;
+        if (n <= 0) return;
+        pw_backward_data(scratch, dy, w, d->N, d->C, d->K, PQ, 0.0f, s);
+        pw_scatter_add_k<<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(dx, scratch, *d);
+        launchCheck();
+        return;
+    }
+    const float one = 1.0f;
     conv_entry *e = conv_lookup(d);
     if (!e) return;
     cudnnCheck(cudnnSetStream(kcuda_g.dnn, s));
@@ -244,25 +557,29 @@ extern "C" void kcuda_conv2d_backward_data(float *dx, const float *dy, const flo
 extern "C" void kcuda_conv2d_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d,
                                              float *scratch, cudaStream_t s) {
     if (!dw) return;
-    const int64_t HW = (int64_t)d->H * d->W;
+    const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
     if (is_depthwise(d)) {
         const int taps = d->C * d->R * d->S;
         if (taps <= 0) return;
+        if (dw_filter_blocked(dw, dy, x, d, s)) return;
         dw_bwd_filter_k<<<(unsigned)taps, KCUDA_THREADS, 0, s>>>(dw, dy, x, *d);
         launchCheck();
         return;
     }
-    const float one = 1.0f;
-    if (is_pointwise(d)) {
-        /* dw (K,C) += sum_n dy_n (K,HW) x_n^T (HW,C); column-major: dw^T (C,K) += x_n (C,HW) dy_n^T (HW,K).
-         * Samples one after another (beta = 1), as the CPU: a batched GEMM would race on dw. */
-        cublasCheck(cublasSetStream(kcuda_g.blas, s));
-        for (int n = 0; n < d->N; n++)
-            cublasCheck(cublasSgemm(kcuda_g.blas, CUBLAS_OP_T, CUBLAS_OP_N, d->C, d->K, (int)HW, &one,
-                                    x + (int64_t)n * d->C * HW, (int)HW, dy + (int64_t)n * d->K * HW, (int)HW, &one, dw,
-                                    d->C));
+    if (is_pointwise(d) || is_pointwise_strided(d)) {
+        PW_NEEDS_SCRATCH("kcuda_conv2d_backward_filter");
+        if ((int64_t)d->K * d->C <= 0 || d->N <= 0) return;
+        const float *xs = x;
+        if (is_pointwise_strided(d)) {
+            const int64_t n = (int64_t)d->N * d->C * PQ;
+            pw_gather_k<<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(scratch, x, *d);
+            launchCheck();
+            xs = scratch;
+        }
+        pw_backward_filter(dw, dy, xs, d, is_pointwise(d) ? HW : PQ, scratch + pw_gather_floats(d), s);
         return;
     }
+    const float one = 1.0f;
     conv_entry *e = conv_lookup(d);
     if (!e) return;
     cudnnCheck(cudnnSetStream(kcuda_g.dnn, s));

@@ -56,12 +56,41 @@ __device__ static inline double kcuda_block_sum(double v, double *sh) {
     return sh[0];
 }
 
+/* Sum of v over one warp by a fixed shuffle tree; lane 0 gets the total (the other lanes
+ * partial sums). Deterministic: the tree depends only on lane numbers. */
+__device__ static inline double kcuda_warp_sum(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* Sum of v over a block of KCUDA_THREADS threads: warp trees, then the warps' totals in
+ * warp order by thread 0, which alone gets the result. sh must hold KCUDA_THREADS / 32
+ * doubles. Deterministic. One barrier instead of kcuda_block_sum's nine. */
+__device__ static inline double kcuda_block_sum0(double v, double *sh) {
+    v = kcuda_warp_sum(v);
+    __syncthreads(); /* sh may still be read by a previous call */
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+    __syncthreads();
+    double t = 0.0;
+    if (threadIdx.x == 0)
+        for (int w = 0; w < KCUDA_THREADS / 32; w++) t += sh[w];
+    return t;
+}
+
 /* ---- library state (kernels/cuda/common.cu) ---- */
 #define KCUDA_RED_BLOCKS 120 /* blocks of the first pass of a two-pass reduction */
+/* Doubles of the per-block partials buffer that the multi-block reductions (batch norm
+ * statistics, depthwise filter gradients) write in their first pass and read, in a
+ * fixed order, in their second: 8 MB. */
+#define KCUDA_RED_CAP ((int64_t)1 << 20)
+/* Blocks a multi-block reduction aims for: a few per multiprocessor of an H100/H200
+ * (132), so that a reduction over one tensor fills the chip. */
+#define KCUDA_TARGET_BLOCKS 528
 typedef struct kcuda_lib {
     cudnnHandle_t dnn;
     cublasHandle_t blas;
     double *partials; /* KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS doubles + KCUDA_MAX_WSUM results */
+    double *red;      /* KCUDA_RED_CAP doubles: first-pass partials of the multi-block reductions */
 } kcuda_lib;
 extern kcuda_lib kcuda_g;
 

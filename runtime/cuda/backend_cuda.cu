@@ -15,11 +15,20 @@ extern "C" {
 }
 #include "runtime/cuda/backend_cuda.h"
 
+typedef struct cu_block {
+    void *p;
+    size_t bytes;
+} cu_block;
+
 typedef struct cuda_backend {
     rt_backend be; /* first: rt_backend * and cuda_backend * are the same pointer */
     cudaStream_t s;
     cudnnHandle_t dnn;
     cublasHandle_t blas;
+    void *blas_ws; /* cuBLAS's workspace, set once: a GEMM recorded into a graph must not allocate */
+    cu_block *blocks; /* live allocations, for the byte count (a plan makes a few dozen) */
+    int nblocks, cap;
+    size_t live, peak;
 } cuda_backend;
 
 static int g_live; /* backends alive: the kernels' library state is per process */
@@ -29,15 +38,34 @@ static cudaStream_t S(rt_backend *be) { return ((cuda_backend *)be)->s; }
 extern "C" const char *rt_cuda_last_error(void) { return kcuda_last_error(); }
 
 static void *cu_alloc(rt_backend *be, size_t bytes) {
-    (void)be;
+    cuda_backend *cb = (cuda_backend *)be;
+    if (cb->nblocks == cb->cap) {
+        int cap = cb->cap ? 2 * cb->cap : 64;
+        cu_block *nb = (cu_block *)realloc(cb->blocks, (size_t)cap * sizeof *nb);
+        if (!nb) KCUDA_FAIL_("cu_alloc", "out of host memory", return NULL);
+        cb->blocks = nb;
+        cb->cap = cap;
+    }
     void *p = NULL;
-    cudaCheckR(cudaMalloc(&p, bytes ? bytes : 64), NULL); /* 256-byte aligned */
+    if (!bytes) bytes = 64;
+    cudaCheckR(cudaMalloc(&p, bytes), NULL); /* 256-byte aligned */
+    cb->blocks[cb->nblocks++] = (cu_block){p, bytes};
+    cb->live += bytes;
+    if (cb->live > cb->peak) cb->peak = cb->live;
     return p;
 }
 static void cu_free(rt_backend *be, void *p) {
-    (void)be;
-    if (p) cudaCheck(cudaFree(p));
+    cuda_backend *cb = (cuda_backend *)be;
+    if (!p) return;
+    for (int i = cb->nblocks - 1; i >= 0; i--)
+        if (cb->blocks[i].p == p) {
+            cb->live -= cb->blocks[i].bytes;
+            cb->blocks[i] = cb->blocks[--cb->nblocks];
+            break;
+        }
+    cudaCheck(cudaFree(p));
 }
+static size_t cu_peak_bytes(rt_backend *be) { return ((cuda_backend *)be)->peak; }
 /* Synchronous, so the host buffer may be reused or freed as soon as this returns
  * (whatever kind of host memory the caller passed). */
 static void cu_upload(rt_backend *be, void *dst, const void *src, size_t bytes) {
@@ -292,13 +320,37 @@ static void cu_adam(rt_backend *be, float *w, float *m, float *v, const float *g
 }
 static void cu_sync(rt_backend *be) { cudaCheck(cudaStreamSynchronize(S(be))); }
 
+/* CUDA graphs by stream capture: every kernel, cuBLAS/cuDNN call and memset of a pass
+ * becomes one node of one graph, launched with one call. Thread-local mode: only this
+ * thread's unsafe calls (a synchronisation, an allocation) invalidate the capture. */
+static int cu_capture_begin(rt_backend *be) {
+    cudaCheckR(cudaStreamBeginCapture(S(be), cudaStreamCaptureModeThreadLocal), -1);
+    return 0;
+}
+static void *cu_capture_end(rt_backend *be) {
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t x = NULL;
+    cudaCheckR(cudaStreamEndCapture(S(be), &g), NULL);
+    cudaError_t e = cudaGraphInstantiateWithFlags(&x, g, 0);
+    cudaGraphDestroy(g); /* the executable graph keeps what it needs */
+    if (e != cudaSuccess) KCUDA_FAIL_("cudaGraphInstantiateWithFlags", cudaGetErrorString(e), return NULL);
+    return (void *)x;
+}
+static void cu_replay(rt_backend *be, void *graph) { cudaCheck(cudaGraphLaunch((cudaGraphExec_t)graph, S(be))); }
+static void cu_graph_free(rt_backend *be, void *graph) {
+    (void)be;
+    if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph); /* teardown: nothing to do about a failure */
+}
+
 /* Teardown: errors are ignored (nothing left to do about them). */
 static void cu_release(cuda_backend *cb) {
     if (cb->s) cudaStreamSynchronize(cb->s);
     kcuda_shutdown();
     if (cb->blas) cublasDestroy(cb->blas);
+    if (cb->blas_ws) cudaFree(cb->blas_ws);
     if (cb->dnn) cudnnDestroy(cb->dnn);
     if (cb->s) cudaStreamDestroy(cb->s);
+    free(cb->blocks);
     free(cb);
 }
 static void cu_destroy(rt_backend *be) {
@@ -330,6 +382,11 @@ static cuda_backend *cu_create(char *err, size_t errlen) {
     /* plain FP32 GEMMs: no TF32 tensor-op math (it would cost ~1e-3 relative accuracy) */
     if ((bs = cublasSetMathMode(cb->blas, CUBLAS_DEFAULT_MATH)) != CUBLAS_STATUS_SUCCESS)
         CU_NEW_FAIL("cublasSetMathMode: %s", kcuda_cublas_string(bs));
+    /* 32 MiB: what cuBLAS's documentation recommends for Hopper */
+    if ((e = cudaMalloc(&cb->blas_ws, (size_t)32 << 20)) != cudaSuccess)
+        CU_NEW_FAIL("cudaMalloc (cuBLAS workspace): %s", cudaGetErrorString(e));
+    if ((bs = cublasSetWorkspace(cb->blas, cb->blas_ws, (size_t)32 << 20)) != CUBLAS_STATUS_SUCCESS)
+        CU_NEW_FAIL("cublasSetWorkspace: %s", kcuda_cublas_string(bs));
     if (kcuda_init(cb->s, cb->dnn, cb->blas) != 0) CU_NEW_FAIL("kcuda_init: %s", kcuda_last_error());
     return cb;
 #undef CU_NEW_FAIL
@@ -358,5 +415,10 @@ extern "C" rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
     be->adam_step = cu_adam;
     be->synchronize = cu_sync;
     be->destroy = cu_destroy;
+    be->peak_bytes = cu_peak_bytes;
+    be->capture_begin = cu_capture_begin;
+    be->capture_end = cu_capture_end;
+    be->replay = cu_replay;
+    be->graph_free = cu_graph_free;
     return be;
 }

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# gpu.sh — dartsc against PyTorch eager on one GPU, side by side in one run: the DARTS
+# CIFAR-10 supernet (8 cells, C = 16) at one batch size, first and second order, median
+# of STEPS steps after WARMUP warm-up steps each; then dartsc's per-op device profile of
+# one first-order run. Run by scripts/device-check on the lent GPU machine.
+#
+#   bench/gpu.sh [BATCH] [OUT_DIR]
+#   env: DARTSC (the binary, default ./build/dartsc), PY (python with torch, default
+#        python3), STEPS (10), WARMUP (3), ORDERS ("1 2")
+#
+# Writes OUT_DIR/gpu.jsonl (one JSON line per run: dartsc's `bench --json`, torch_step.py's)
+# and OUT_DIR/gpu-profile.txt, and prints a table: seconds per step, ratio PyTorch/dartsc
+# (> 1: dartsc faster), peak device memory of each side's allocations.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+batch=${1:-64}
+out=${2:-bench/out}
+dartsc=${DARTSC:-./build/dartsc}
+py=${PY:-python3}
+steps=${STEPS:-10}
+warmup=${WARMUP:-3}
+orders=${ORDERS:-1 2}
+mkdir -p "$out"
+j=$out/gpu.jsonl
+: >"$j"
+echo "# $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')" | tee -a "$out/gpu-header.txt"
+for o in $orders; do
+    timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order "$o" \
+        --steps "$steps" --warmup "$warmup" --json >>"$j" || echo "dartsc order $o failed (rc $?)"
+    timeout 300 "$py" bench/torch_step.py --device cuda --space darts_cifar10 --batch "$batch" --order "$o" \
+        --steps "$steps" --warmup "$warmup" >>"$j" || echo "pytorch order $o failed (rc $?)"
+done
+# the same first-order step without CUDA graphs (eager launches), for what recording gains
+DARTSC_NO_GRAPHS=1 timeout 120 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 \
+    --steps "$steps" --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc-nographs"/' >>"$j" || echo "no-graphs run failed"
+timeout 200 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 --steps 2 \
+    --warmup 1 --profile >"$out/gpu-profile.txt" 2>&1 || echo "profile run failed (rc $?)"
+cat "$j"
+"$py" - "$j" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+print(f"{'order':>5} {'dartsc s/step':>14} {'pytorch s/step':>15} {'ratio':>7} {'dartsc dev MiB':>15} {'pytorch dev MiB':>16}")
+for r in rows:
+    if r["impl"] == "dartsc-nographs":
+        print(f"order {r['order']} without CUDA graphs: {r['median_s']:.4f} s/step")
+for o in sorted({r["order"] for r in rows}):
+    d = next((r for r in rows if r["impl"] == "dartsc" and r["order"] == o), None)
+    t = next((r for r in rows if r["impl"] == "pytorch" and r["order"] == o), None)
+    ds = d["median_s"] if d else float("nan")
+    ts = t["median_s"] if t else float("nan")
+    print(f"{o:>5} {ds:>14.4f} {ts:>15.4f} {ts / ds if d and t else float('nan'):>6.2f}x "
+          f"{d.get('peak_device_alloc_mb', -1) if d else -1:>15} {t.get('peak_device_alloc_mb', -1) if t else -1:>16}")
+EOF
+head -40 "$out/gpu-profile.txt"
