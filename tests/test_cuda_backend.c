@@ -216,10 +216,16 @@ static void conv_case(int N, int C, int H, int W, int K, int R, int S, int strid
     free_pair(&h);
 }
 
-/* cuDNN (dense kxk, grouped, asymmetric, strided 1x1) and cuBLAS (1x1): LIBRARY. */
+/* cuDNN (dense kxk, grouped, asymmetric), our 1x1 kernels or cuBLAS (1x1, any stride): LIBRARY. */
 Test(cuda_ops, conv_dense_3x3_pad1) { conv_case(2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, 1, TOL_LIBRARY); }
 Test(cuda_ops, conv_1x1_stride1) { conv_case(2, 5, 6, 6, 4, 1, 1, 1, 0, 0, 1, 1, TOL_LIBRARY); }
 Test(cuda_ops, conv_1x1_stride2) { conv_case(2, 4, 8, 8, 3, 1, 1, 2, 0, 0, 1, 1, TOL_LIBRARY); }
+/* 1x1 shapes that reach every path of the own 1x1 kernels: 20 output channels (a full
+ * and a partial register block of 16), 2,584 pixels (21 filter-gradient blocks of 124
+ * pixels: partial tiles of 32), and a 2048-weight filter gradient (8 outputs per thread) */
+Test(cuda_ops, conv_1x1_blocks_and_tails) { conv_case(8, 24, 17, 19, 20, 1, 1, 1, 0, 0, 1, 1, TOL_LIBRARY); }
+Test(cuda_ops, conv_1x1_stride2_blocks_and_tails) { conv_case(8, 24, 17, 19, 20, 1, 1, 2, 0, 0, 1, 1, TOL_LIBRARY); }
+Test(cuda_ops, conv_1x1_wide_input_uses_cublas) { conv_case(2, 80, 5, 5, 64, 1, 1, 1, 0, 0, 1, 1, TOL_LIBRARY); }
 Test(cuda_ops, conv_grouped) { conv_case(2, 4, 6, 6, 6, 3, 3, 1, 1, 1, 1, 2, TOL_LIBRARY); }
 Test(cuda_ops, conv_asymmetric_1x7) { conv_case(1, 3, 9, 9, 3, 1, 7, 1, 0, 3, 1, 1, TOL_LIBRARY); }
 Test(cuda_ops, conv_asymmetric_7x1) { conv_case(1, 3, 9, 9, 3, 7, 1, 1, 3, 0, 1, 1, TOL_LIBRARY); }
@@ -532,6 +538,56 @@ Test(cuda_net, pass_records_a_graph_and_replays_it_bit_for_bit) {
     /* a bad mask runs nothing */
     cr_expect_eq(rt_pass(h.pg, 1, 4u), -1);
     free(img);
+    free_pair(&h);
+}
+
+/* ReLUs folded into the depthwise and 1x1 convolutions they feed change no bit on the
+ * device: loss, weight and alpha gradients of the tiny supernet against a plan made with
+ * DARTSC_NO_FUSION=1 (same parameters, same batch), and the folded plan has fewer nodes'
+ * worth of arena (no ReLU outputs). Strided and dilated depthwise, 1x1 and reduction
+ * cells are all in the supernet. */
+Test(cuda_net, relu_fusion_changes_no_bit) {
+    ir_space sp;
+    tiny_space(&sp);
+    pair h;
+    net_pair(&h, &sp, 4, 13);
+    setenv("DARTSC_NO_FUSION", "1", 1);
+    char err[256];
+    rt_plan *pu = rt_plan_new(h.g, h.gpu, &(rt_plan_opts){.seed = 13, .grads = RT_GRAD_W | RT_GRAD_ARCH}, err, sizeof err);
+    unsetenv("DARTSC_NO_FUSION");
+    cr_assert(pu, "%s", err);
+    cr_expect(rt_plan_arena_bytes(h.pg) < rt_plan_arena_bytes(pu), "folded arena %zu not below unfolded %zu",
+              rt_plan_arena_bytes(h.pg), rt_plan_arena_bytes(pu));
+    const ir_role roles[3] = {IR_ROLE_WEIGHT, IR_ROLE_ARCH, IR_ROLE_BUFFER};
+    for (int i = 0; i < 3; i++) {
+        rt_group a = rt_plan_group(h.pg, roles[i]), b = rt_plan_group(pu, roles[i]);
+        if (a.n) h.gpu->copy(h.gpu, b.data, a.data, a.n);
+    }
+    const int64_t ni = (int64_t)4 * sp.in_c * sp.in_h * sp.in_w;
+    float *img = malloc((size_t)ni * sizeof *img);
+    tu_fill_uniform(img, ni, -1.f, 1.f, 31);
+    cr_assert_eq(rt_set_input(h.pg, h.net.images, img, (size_t)ni * 4), 0);
+    cr_assert_eq(rt_set_input(pu, h.net.images, img, (size_t)ni * 4), 0);
+    int32_t lab[4] = {0, 3, 1, 4};
+    cr_assert_eq(rt_set_input(pu, h.net.labels, lab, sizeof lab), 0);
+    cr_assert_eq(rt_set_input(h.pg, h.net.labels, lab, sizeof lab), 0);
+    float lf = rt_forward(h.pg, 1), lu = rt_forward(pu, 1);
+    cr_assert_eq(rt_backward(h.pg, RT_GRAD_W | RT_GRAD_ARCH), 0);
+    cr_assert_eq(rt_backward(pu, RT_GRAD_W | RT_GRAD_ARCH), 0);
+    assert_no_cuda_error(&h);
+    cr_expect_eq(memcmp(&lf, &lu, 4), 0, "loss %.9g folded vs %.9g unfolded", lf, lu);
+    for (int i = 0; i < 2; i++) {
+        rt_group a = rt_plan_group(h.pg, roles[i]), b = rt_plan_group(pu, roles[i]);
+        float *ga = fetch(&h, a.grad, a.n), *gb = fetch(&h, b.grad, b.n);
+        double s = 0;
+        for (int64_t k = 0; k < a.n; k++) s += fabs(ga[k]);
+        cr_expect(s > 0, "%s gradients all zero", ir_role_name(roles[i]));
+        cr_expect_arr_eq(ga, gb, (size_t)a.n * 4, "%s gradients differ with the ReLUs folded", ir_role_name(roles[i]));
+        free(ga);
+        free(gb);
+    }
+    free(img);
+    rt_plan_free(pu);
     free_pair(&h);
 }
 

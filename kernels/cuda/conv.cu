@@ -84,7 +84,7 @@ static unsigned dw_plane_threads(int64_t outs) {
     return (unsigned)(t < 64 ? 64 : t > KCUDA_THREADS ? KCUDA_THREADS : t);
 }
 
-template <int R, int S>
+template <int R, int S, bool RELU>
 __global__ static void dw_fwd_plane_k(float *y, const float *x, const float *w, kconv2d_desc d) {
     extern __shared__ float tile[];
     const int64_t plane = blockIdx.x;
@@ -93,7 +93,9 @@ __global__ static void dw_fwd_plane_k(float *y, const float *x, const float *w, 
     const float *xp = x + plane * d.H * d.W;
     for (int i = threadIdx.x; i < Hp * Wp; i += blockDim.x) {
         const int ih = i / Wp - d.pad_h, iw = i % Wp - d.pad_w;
-        tile[i] = ih >= 0 && ih < d.H && iw >= 0 && iw < d.W ? xp[ih * d.W + iw] : 0.0f;
+        float v = ih >= 0 && ih < d.H && iw >= 0 && iw < d.W ? xp[ih * d.W + iw] : 0.0f;
+        if (RELU) v = v > 0.0f ? v : 0.0f; /* kcuda_relu_forward's expression */
+        tile[i] = v;
     }
     float wr[R * S];
 #pragma unroll
@@ -113,8 +115,10 @@ __global__ static void dw_fwd_plane_k(float *y, const float *x, const float *w, 
     }
 }
 
-template <int R, int S, bool STRIDED>
-__global__ static void dw_bwd_data_plane_k(float *dx, const float *dy, const float *w, kconv2d_desc d) {
+/* RELU: xr is the fused ReLU's input; the correlation is summed from 0 (as into the
+ * ReLU's zeroed output gradient) and added to dx where xr > 0, as kcuda_relu_backward. */
+template <int R, int S, bool STRIDED, bool RELU>
+__global__ static void dw_bwd_data_plane_k(float *dx, const float *dy, const float *w, const float *xr, kconv2d_desc d) {
     extern __shared__ float tile[];
     const int64_t plane = blockIdx.x;
     const int c = (int)(plane % d.C);
@@ -128,7 +132,7 @@ __global__ static void dw_bwd_data_plane_k(float *dx, const float *dy, const flo
     float *xp = dx + plane * HW;
     for (int i = threadIdx.x; i < HW; i += blockDim.x) {
         const int h = i / d.W, wi = i - h * d.W;
-        float v = xp[i];
+        float v = RELU ? 0.0f : xp[i];
 #pragma unroll
         for (int r = R - 1; r >= 0; r--) {
             int p = h + d.pad_h - r * d.dil_h;
@@ -150,37 +154,55 @@ __global__ static void dw_bwd_data_plane_k(float *dx, const float *dy, const flo
                 v += wr[r * S + s_] * tile[p * d.Q + q];
             }
         }
-        xp[i] = v;
+        if (RELU) xp[i] += xr[plane * HW + i] > 0.0f ? v : 0.0f;
+        else xp[i] = v;
     }
 }
 
 /* 1 when a plane kernel ran (d depthwise, pointers valid). */
-static int dw_fwd_plane(float *y, const float *x, const float *w, const kconv2d_desc *d, cudaStream_t s) {
+/* Whether the plane kernels take d (forward and data gradient). */
+static int dw_plane_ok(const kconv2d_desc *d) {
+    const int64_t fwd = (int64_t)(d->H + 2 * d->pad_h) * (d->W + 2 * d->pad_w), bwd = (int64_t)d->P * d->Q,
+                  planes = (int64_t)d->N * d->C;
+    return fwd <= DW_PLANE_MAX_FLOATS && bwd <= DW_PLANE_MAX_FLOATS && planes > 0 && planes <= 0x7fffffff &&
+           d->R == d->S && (d->R == 3 || d->R == 5 || d->R == 7);
+}
+
+static int dw_fwd_plane(float *y, const float *x, const float *w, const kconv2d_desc *d, int relu, cudaStream_t s) {
     const int64_t tile = (int64_t)(d->H + 2 * d->pad_h) * (d->W + 2 * d->pad_w), planes = (int64_t)d->N * d->C;
-    if (tile > DW_PLANE_MAX_FLOATS || planes > 0x7fffffff || planes <= 0) return 0;
+    if (!dw_plane_ok(d)) return 0;
     const unsigned th = dw_plane_threads((int64_t)d->P * d->Q);
     const size_t sh = (size_t)tile * sizeof(float);
-#define DW_FWD_CASE(r, s_) \
-    if (d->R == r && d->S == s_) dw_fwd_plane_k<r, s_><<<(unsigned)planes, th, sh, s>>>(y, x, w, *d); else
+#define DW_FWD_CASE(r, s_)                                                                               \
+    if (d->R == r && d->S == s_) {                                                                     \
+        if (relu) dw_fwd_plane_k<r, s_, true><<<(unsigned)planes, th, sh, s>>>(y, x, w, *d);          \
+        else dw_fwd_plane_k<r, s_, false><<<(unsigned)planes, th, sh, s>>>(y, x, w, *d);              \
+    } else
     DW_FWD_CASE(3, 3) DW_FWD_CASE(5, 5) DW_FWD_CASE(7, 7) return 0;
 #undef DW_FWD_CASE
     launchCheckR(1);
     return 1;
 }
 
-static int dw_bwd_data_plane(float *dx, const float *dy, const float *w, const kconv2d_desc *d, cudaStream_t s) {
+static int dw_bwd_data_plane(float *dx, const float *dy, const float *w, const float *xr, const kconv2d_desc *d,
+                             cudaStream_t s) {
     const int64_t tile = (int64_t)d->P * d->Q, planes = (int64_t)d->N * d->C;
-    if (tile > DW_PLANE_MAX_FLOATS || planes > 0x7fffffff || planes <= 0) return 0;
+    if (!dw_plane_ok(d)) return 0;
     const unsigned th = dw_plane_threads((int64_t)d->H * d->W);
     const size_t sh = (size_t)tile * sizeof(float);
     const bool strided = d->stride_h != 1 || d->stride_w != 1;
-#define DW_BWD_CASE(r, s_)                                                                                  \
-    if (d->R == r && d->S == s_) {                                                                        \
-        if (strided) dw_bwd_data_plane_k<r, s_, true><<<(unsigned)planes, th, sh, s>>>(dx, dy, w, *d);    \
-        else dw_bwd_data_plane_k<r, s_, false><<<(unsigned)planes, th, sh, s>>>(dx, dy, w, *d);           \
+#define DW_BWD_LAUNCH(r, s_, st, rl) dw_bwd_data_plane_k<r, s_, st, rl><<<(unsigned)planes, th, sh, s>>>(dx, dy, w, xr, *d)
+#define DW_BWD_CASE(r, s_)                                                                     \
+    if (d->R == r && d->S == s_) {                                                           \
+        if (strided) {                                                                       \
+            if (xr) DW_BWD_LAUNCH(r, s_, true, true); else DW_BWD_LAUNCH(r, s_, true, false);  \
+        } else {                                                                             \
+            if (xr) DW_BWD_LAUNCH(r, s_, false, true); else DW_BWD_LAUNCH(r, s_, false, false);\
+        }                                                                                    \
     } else
     DW_BWD_CASE(3, 3) DW_BWD_CASE(5, 5) DW_BWD_CASE(7, 7) return 0;
 #undef DW_BWD_CASE
+#undef DW_BWD_LAUNCH
     launchCheckR(1);
     return 1;
 }
@@ -212,7 +234,7 @@ __global__ static void dw_bwd_filter_k(float *dw, const float *dy, const float *
  * dw_filter_finish_k adds a tap's G partials in range order. Deterministic. Grid
  * C x G instead of one block per tap: DARTS' 16-channel 3x3 layers had 144 blocks, each
  * walking all N*P*Q outputs with 64-bit divisions. */
-template <int R, int S>
+template <int R, int S, bool RELU>
 __global__ static void dw_bwd_filter_part_k(double *part, const float *dy, const float *x, kconv2d_desc d, int G) {
     constexpr int RS = R * S;
     __shared__ double sh[RS][KCUDA_THREADS / 32];
@@ -236,7 +258,11 @@ __global__ static void dw_bwd_filter_part_k(double *part, const float *dy, const
 #pragma unroll
             for (int s = 0; s < S; s++) {
                 const int iw = iw0 + s * d.dil_w;
-                if (rok && iw >= 0 && iw < d.W) acc[r * S + s] += g * (double)xp[ih * d.W + iw];
+                if (rok && iw >= 0 && iw < d.W) {
+                    float xv = xp[ih * d.W + iw];
+                    if (RELU) xv = xv > 0.0f ? xv : 0.0f;
+                    acc[r * S + s] += g * (double)xv;
+                }
             }
         }
     }
@@ -280,13 +306,15 @@ static int dw_filter_groups(const kconv2d_desc *d) {
 }
 
 /* 1 when an instance of dw_bwd_filter_part_k ran for d's kernel size. */
-static int dw_filter_blocked(float *dw, const float *dy, const float *x, const kconv2d_desc *d, cudaStream_t s) {
+static int dw_filter_blocked(float *dw, const float *dy, const float *x, const kconv2d_desc *d, int relu,
+                             cudaStream_t s) {
     const int G = dw_filter_groups(d);
     if (G <= 0 || !kcuda_g.red) return 0;
     const dim3 grid((unsigned)G, (unsigned)d->C);
-#define DW_FILTER_CASE(r, s_)                                                                  \
-    if (d->R == r && d->S == s_) {                                                             \
-        dw_bwd_filter_part_k<r, s_><<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, x, *d, G); \
+#define DW_FILTER_CASE(r, s_)                                                                          \
+    if (d->R == r && d->S == s_) {                                                                     \
+        if (relu) dw_bwd_filter_part_k<r, s_, true><<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, x, *d, G); \
+        else dw_bwd_filter_part_k<r, s_, false><<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, x, *d, G);     \
     } else
     DW_FILTER_CASE(3, 3) DW_FILTER_CASE(5, 5) DW_FILTER_CASE(7, 7) DW_FILTER_CASE(1, 1) return 0;
 #undef DW_FILTER_CASE
@@ -351,16 +379,190 @@ __global__ static void pw_scatter_add_k(float *dx, const float *dxs, kconv2d_des
     }
 }
 
+/* ---- small 1x1 convolutions by our own kernels ----
+ * At DARTS' shapes (C, K <= 64, thousands of pixels per sample) a 1x1 convolution is a
+ * pass over memory with little arithmetic (K*C multiply-adds per pixel), and cuBLAS's
+ * strided-batched GEMM of N tiny products took 12-19 us per call where moving the bytes
+ * takes ~3. These kernels give one thread per pixel all output channels (forward and
+ * data gradient, weights in shared memory, read by every lane of a warp at once), and the
+ * filter gradient one block per range of pixels with every (k, c) product in registers;
+ * the blocks' partial sums are added in block order (deterministic). Larger weights use
+ * cuBLAS as before. */
+#define PW_SMALL_MAX_W 4096 /* K*C: the filter gradient's outputs, 16 per thread of a block */
+#define PW_KB 16            /* output channels per register block */
+
+/* out[n, o, p] (+)= sum_i M(o, i) in[n, i, p], o < Ko, i < Ci, over HW pixels per sample;
+ * M(o, i) = w[o*Ci + i] (forward: Ko = K, Ci = C), or w[i*Ko + o] (TRANS, data gradient:
+ * Ko = C, Ci = K, w (K,C)). Block (b, y) takes output channels [y*PW_KB, y*PW_KB + PW_KB)
+ * (its weights staged in shared memory) of a grid-stride set of pixels, one pixel per
+ * thread. Sums over i in order from 0, then added to out (ACC). */
+#define PW_THREADS 128
+/* RELU_IN: in is a fused ReLU's input, read as max(0, in). RELU_OUT (with ACC): out is
+ * the gradient of a fused ReLU's input xr: the sum is added where xr > 0, as
+ * kcuda_relu_backward adds the ReLU's output gradient. */
+template <bool TRANS, bool ACC, bool RELU_IN, bool RELU_OUT>
+__global__ static void pw_small_k(float *out, const float *in, const float *w, const float *xr, int N, int Ci, int Ko,
+                                  int HW) {
+    extern __shared__ float ws[]; /* ws[j * Ci + i] = M(o0 + j, i) */
+    const int o0 = blockIdx.y * PW_KB, nk = Ko - o0 < PW_KB ? Ko - o0 : PW_KB;
+    for (int e = threadIdx.x; e < nk * Ci; e += blockDim.x) {
+        const int j = e / Ci, i = e - j * Ci, o = o0 + j;
+        ws[e] = TRANS ? w[i * Ko + o] : w[o * Ci + i];
+    }
+    __syncthreads();
+    const int64_t total = (int64_t)N * HW;
+    KCUDA_GRID_STRIDE(t, total) {
+        const int64_t n = t / HW;
+        const int p = (int)(t - n * HW);
+        const float *ip = in + n * Ci * HW + p;
+        float *op = out + (n * Ko + o0) * HW + p;
+        const float *rp = RELU_OUT ? xr + (n * Ko + o0) * HW + p : NULL;
+        float acc[PW_KB];
+#pragma unroll
+        for (int j = 0; j < PW_KB; j++) acc[j] = 0.0f;
+        if (nk == PW_KB) {
+            for (int i = 0; i < Ci; i++) {
+                float xv = ip[(int64_t)i * HW];
+                if (RELU_IN) xv = xv > 0.0f ? xv : 0.0f;
+#pragma unroll
+                for (int j = 0; j < PW_KB; j++) acc[j] += ws[j * Ci + i] * xv;
+            }
+        } else {
+            for (int i = 0; i < Ci; i++) {
+                float xv = ip[(int64_t)i * HW];
+                if (RELU_IN) xv = xv > 0.0f ? xv : 0.0f;
+#pragma unroll
+                for (int j = 0; j < PW_KB; j++)
+                    if (j < nk) acc[j] += ws[j * Ci + i] * xv;
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < PW_KB; j++)
+            if (j < nk) {
+                float *q = op + (int64_t)j * HW;
+                if (RELU_OUT) *q += rp[(int64_t)j * HW] > 0.0f ? acc[j] : 0.0f;
+                else *q = ACC ? *q + acc[j] : acc[j];
+            }
+    }
+}
+
+/* Launch of pw_small_k: grid (pixel blocks, output-channel blocks). */
+template <bool TRANS, bool ACC, bool RELU_IN, bool RELU_OUT>
+static void pw_small_launch(float *out, const float *in, const float *w, const float *xr, int N, int Ci, int Ko,
+                            int64_t HW, cudaStream_t s) {
+    const int64_t px = (int64_t)N * HW;
+    if (px <= 0 || Ko <= 0) return;
+    int64_t bx = (px + PW_THREADS - 1) / PW_THREADS;
+    if (bx > 65535LL * 32) bx = 65535LL * 32;
+    const dim3 grid((unsigned)bx, (unsigned)((Ko + PW_KB - 1) / PW_KB));
+    pw_small_k<TRANS, ACC, RELU_IN, RELU_OUT>
+        <<<grid, PW_THREADS, (size_t)PW_KB * Ci * sizeof(float), s>>>(out, in, w, xr, N, Ci, Ko, (int)HW);
+    launchCheck();
+}
+
+/* Our kernels' shapes: the filter gradient's K*C outputs fit a block's registers, and a
+ * register block's weights (PW_KB rows of up to 768) the 48 KB of static shared memory. */
+static int pw_small(int K, int C) {
+    return (int64_t)K * C <= PW_SMALL_MAX_W && K > 0 && C > 0 && K <= 768 && C <= 768;
+}
+
+/* Pixels per tile of the filter gradient's block loop. */
+#define PW_TP 32
+/* Partial filter gradient of block g over pixels [g*chunk, (g+1)*chunk) of the N*HW:
+ * part[g*KC + o] = sum over those pixels of dy[n, k, p] x[n, c, p], o = k*C + c. Each
+ * thread owns outputs o = threadIdx.x + KCUDA_THREADS*j; tiles of PW_TP pixels of dy
+ * (K rows) and x (C rows) are staged in shared memory, rows padded to PW_TP + 1. */
+template <bool RELU>
+__global__ static void pw_filter_part_k(double *part, const float *dy, const float *x, int N, int C, int K, int HW,
+                                        int64_t chunk) {
+    extern __shared__ float tl[]; /* dy tile (K rows), then x tile (C rows), PW_TP + 1 floats each */
+    float *dys = tl, *xs = tl + K * (PW_TP + 1);
+    const int KC = K * C;
+    const int64_t total = (int64_t)N * HW, t0 = blockIdx.x * chunk;
+    const int64_t t1 = t0 + chunk < total ? t0 + chunk : total;
+    float acc[PW_SMALL_MAX_W / KCUDA_THREADS];
+    int kk[PW_SMALL_MAX_W / KCUDA_THREADS], cc[PW_SMALL_MAX_W / KCUDA_THREADS];
+#pragma unroll
+    for (int j = 0; j < PW_SMALL_MAX_W / KCUDA_THREADS; j++) {
+        const int o = threadIdx.x + KCUDA_THREADS * j;
+        acc[j] = 0.0f;
+        kk[j] = o < KC ? o / C : 0;
+        cc[j] = o < KC ? o % C : 0;
+    }
+    for (int64_t b = t0; b < t1; b += PW_TP) {
+        const int np = t1 - b < PW_TP ? (int)(t1 - b) : PW_TP;
+        __syncthreads(); /* the previous tile is read */
+        for (int i = threadIdx.x; i < (K + C) * PW_TP; i += blockDim.x) {
+            const int row = i / PW_TP, px = i - row * PW_TP;
+            float v = 0.0f; /* a short last tile: zero products */
+            if (px < np) {
+                const int64_t t = b + px, n = t / HW, p = t - n * HW;
+                v = row < K ? dy[(n * K + row) * HW + p] : x[(n * C + (row - K)) * HW + p];
+                if (RELU && row >= K) v = v > 0.0f ? v : 0.0f;
+            }
+            tl[row * (PW_TP + 1) + px] = v;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int j = 0; j < PW_SMALL_MAX_W / KCUDA_THREADS; j++) {
+            if (threadIdx.x + KCUDA_THREADS * j >= KC) break;
+            const float *dr = dys + kk[j] * (PW_TP + 1), *xr = xs + cc[j] * (PW_TP + 1);
+            float a = acc[j];
+#pragma unroll 8
+            for (int px = 0; px < PW_TP; px++) a += dr[px] * xr[px];
+            acc[j] = a;
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < PW_SMALL_MAX_W / KCUDA_THREADS; j++) {
+        const int o = threadIdx.x + KCUDA_THREADS * j;
+        if (o < KC) part[(int64_t)blockIdx.x * KC + o] = acc[j];
+    }
+}
+
+/* dw[o] += the G partials of o in block order. */
+__global__ static void pw_filter_finish_k(float *dw, const double *part, int KC, int G) {
+    KCUDA_GRID_STRIDE(o, (int64_t)KC) {
+        double v = 0.0;
+        for (int g = 0; g < G; g++) v += part[(int64_t)g * KC + o];
+        dw[o] += (float)v;
+    }
+}
+
+/* Blocks of the filter gradient: about KCUDA_TARGET_BLOCKS, at least 4 tiles each, the
+ * partials within kcuda_g.red. */
+static int pw_filter_blocks(int64_t pixels, int KC) {
+    int64_t g = KCUDA_TARGET_BLOCKS;
+    const int64_t by_size = (pixels + 4 * PW_TP - 1) / (4 * PW_TP);
+    if (g > by_size) g = by_size;
+    while (g > 1 && g * KC > KCUDA_RED_CAP) g /= 2;
+    return g < 1 ? 1 : (int)g;
+}
+
 /* y_n (K,HW) = w (K,C) x_n (C,HW); column-major: y_n^T (HW,K) = x_n^T (HW,C) w^T (C,K). */
-static void pw_forward(float *y, const float *x, const float *w, int N, int C, int K, int64_t HW, cudaStream_t s) {
+/* relu: only where pw_small (kcuda_conv2d_relu_supported says so). */
+static void pw_forward(float *y, const float *x, const float *w, int N, int C, int K, int64_t HW, int relu,
+                       cudaStream_t s) {
+    if (pw_small(K, C) && HW < ((int64_t)1 << 31)) {
+        if (relu) pw_small_launch<false, false, true, false>(y, x, w, NULL, N, C, K, HW, s);
+        else pw_small_launch<false, false, false, false>(y, x, w, NULL, N, C, K, HW, s);
+        return;
+    }
     const float one = 1.0f, zero = 0.0f;
     cublasCheck(cublasSetStream(kcuda_g.blas, s));
     cublasCheck(cublasSgemmStridedBatched(kcuda_g.blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)HW, K, C, &one, x, (int)HW,
                                           (long long)C * HW, w, C, 0, &zero, y, (int)HW, (long long)K * HW, N));
 }
 /* dx_n (C,HW) = beta dx_n + w^T (C,K) dy_n (K,HW); column-major: dx_n^T (HW,C) = dy_n^T (HW,K) w (K,C). */
-static void pw_backward_data(float *dx, const float *dy, const float *w, int N, int C, int K, int64_t HW, float beta,
-                             cudaStream_t s) {
+/* xr: the fused ReLU's input (beta 1 and pw_small only), else NULL. */
+static void pw_backward_data(float *dx, const float *dy, const float *w, const float *xr, int N, int C, int K,
+                             int64_t HW, float beta, cudaStream_t s) {
+    if (pw_small(K, C) && HW < ((int64_t)1 << 31) && (beta == 0.0f || beta == 1.0f)) {
+        if (xr) pw_small_launch<true, true, false, true>(dx, dy, w, xr, N, K, C, HW, s);
+        else if (beta == 1.0f) pw_small_launch<true, true, false, false>(dx, dy, w, NULL, N, K, C, HW, s);
+        else pw_small_launch<true, false, false, false>(dx, dy, w, NULL, N, K, C, HW, s);
+        return;
+    }
     const float one = 1.0f;
     cublasCheck(cublasSetStream(kcuda_g.blas, s));
     cublasCheck(cublasSgemmStridedBatched(kcuda_g.blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)HW, C, K, &one, dy, (int)HW,
@@ -368,9 +570,22 @@ static void pw_backward_data(float *dx, const float *dy, const float *w, int N, 
 }
 /* dw (K,C) += sum_n dy_n x_n^T, per sample column-major prod_n^T (C,K) = x_n (C,HW) dy_n^T (HW,K). */
 static void pw_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d, int64_t HW,
-                               float *prod, cudaStream_t s) {
-    const float one = 1.0f, zero = 0.0f;
+                               float *prod, int relu, cudaStream_t s) {
     const int64_t kc = (int64_t)d->K * d->C;
+    if (pw_small(d->K, d->C) && kcuda_g.red) {
+        const int64_t px = (int64_t)d->N * HW;
+        if (px <= 0) return;
+        const int G = pw_filter_blocks(px, (int)kc);
+        const int64_t chunk = (px + G - 1) / G;
+        const size_t sh = (size_t)(d->K + d->C) * (PW_TP + 1) * sizeof(float);
+        if (relu) pw_filter_part_k<true><<<(unsigned)G, KCUDA_THREADS, sh, s>>>(kcuda_g.red, dy, x, d->N, d->C, d->K, (int)HW, chunk);
+        else pw_filter_part_k<false><<<(unsigned)G, KCUDA_THREADS, sh, s>>>(kcuda_g.red, dy, x, d->N, d->C, d->K, (int)HW, chunk);
+        launchCheck();
+        pw_filter_finish_k<<<kcuda_blocks(kc), KCUDA_THREADS, 0, s>>>(dw, kcuda_g.red, (int)kc, G);
+        launchCheck();
+        return;
+    }
+    const float one = 1.0f, zero = 0.0f;
     cublasCheck(cublasSetStream(kcuda_g.blas, s));
     const int G = pw_chunk(d);
     for (int n0 = 0; n0 < d->N; n0 += G) {
@@ -488,20 +703,22 @@ extern "C" size_t kcuda_conv2d_scratch_floats(const kconv2d_desc *d) {
 #define PW_NEEDS_SCRATCH(what)                                                                  \
     if (!scratch) KCUDA_FAIL_(what, "1x1 convolution without the scratch it asked for", return)
 
-/* ---- entry points ---- */
-extern "C" void kcuda_conv2d_forward(float *y, const float *x, const float *w, const kconv2d_desc *d, float *scratch,
-                                     cudaStream_t s) {
+/* ---- entry points ----
+ * The three passes take xr: NULL, or the input of a ReLU fused into the convolution (then
+ * x is that input too, read through the ReLU), only where kcuda_conv2d_relu_supported. */
+static void conv_forward(float *y, const float *x, const float *w, const kconv2d_desc *d, float *scratch, int relu,
+                         cudaStream_t s) {
     const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
     if (is_depthwise(d)) {
         const int64_t total = (int64_t)d->N * d->C * PQ;
         if (total <= 0) return;
-        if (dw_fwd_plane(y, x, w, d, s)) return;
+        if (dw_fwd_plane(y, x, w, d, relu, s)) return;
         dw_fwd_k<<<kcuda_blocks(total), KCUDA_THREADS, 0, s>>>(y, x, w, *d);
         launchCheck();
         return;
     }
     if (is_pointwise(d)) {
-        pw_forward(y, x, w, d->N, d->C, d->K, HW, s);
+        pw_forward(y, x, w, d->N, d->C, d->K, HW, relu, s);
         return;
     }
     if (is_pointwise_strided(d)) {
@@ -510,7 +727,7 @@ extern "C" void kcuda_conv2d_forward(float *y, const float *x, const float *w, c
         if (n <= 0) return;
         pw_gather_k<<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(scratch, x, *d);
         launchCheck();
-        pw_forward(y, scratch, w, d->N, d->C, d->K, PQ, s);
+        pw_forward(y, scratch, w, d->N, d->C, d->K, PQ, 0, s);
         return;
     }
     const float one = 1.0f, zero = 0.0f;
@@ -521,27 +738,27 @@ extern "C" void kcuda_conv2d_forward(float *y, const float *x, const float *w, c
                                        e->yd, y));
 }
 
-extern "C" void kcuda_conv2d_backward_data(float *dx, const float *dy, const float *w, const kconv2d_desc *d,
-                                           float *scratch, cudaStream_t s) {
+static void conv_backward_data(float *dx, const float *dy, const float *w, const float *xr, const kconv2d_desc *d,
+                               float *scratch, cudaStream_t s) {
     if (!dx) return;
     const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
     if (is_depthwise(d)) {
         const int64_t total = (int64_t)d->N * d->C * HW;
         if (total <= 0) return;
-        if (dw_bwd_data_plane(dx, dy, w, d, s)) return;
+        if (dw_bwd_data_plane(dx, dy, w, xr, d, s)) return;
         dw_bwd_data_k<<<kcuda_blocks(total), KCUDA_THREADS, 0, s>>>(dx, dy, w, *d);
         launchCheck();
         return;
     }
     if (is_pointwise(d)) {
-        pw_backward_data(dx, dy, w, d->N, d->C, d->K, HW, 1.0f, s);
+        pw_backward_data(dx, dy, w, xr, d->N, d->C, d->K, HW, 1.0f, s);
         return;
     }
     if (is_pointwise_strided(d)) {
         PW_NEEDS_SCRATCH("kcuda_conv2d_backward_data");
         const int64_t n = (int64_t)d->N * d->C * PQ;
         if (n <= 0) return;
-        pw_backward_data(scratch, dy, w, d->N, d->C, d->K, PQ, 0.0f, s);
+        pw_backward_data(scratch, dy, w, NULL, d->N, d->C, d->K, PQ, 0.0f, s);
         pw_scatter_add_k<<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(dx, scratch, *d);
         launchCheck();
         return;
@@ -554,14 +771,14 @@ extern "C" void kcuda_conv2d_backward_data(float *dx, const float *dy, const flo
                                             e->ws_bytes, &one, e->xd, dx));
 }
 
-extern "C" void kcuda_conv2d_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d,
-                                             float *scratch, cudaStream_t s) {
+static void conv_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d, float *scratch,
+                                 int relu, cudaStream_t s) {
     if (!dw) return;
     const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
     if (is_depthwise(d)) {
         const int taps = d->C * d->R * d->S;
         if (taps <= 0) return;
-        if (dw_filter_blocked(dw, dy, x, d, s)) return;
+        if (dw_filter_blocked(dw, dy, x, d, relu, s)) return;
         dw_bwd_filter_k<<<(unsigned)taps, KCUDA_THREADS, 0, s>>>(dw, dy, x, *d);
         launchCheck();
         return;
@@ -576,7 +793,7 @@ extern "C" void kcuda_conv2d_backward_filter(float *dw, const float *dy, const f
             launchCheck();
             xs = scratch;
         }
-        pw_backward_filter(dw, dy, xs, d, is_pointwise(d) ? HW : PQ, scratch + pw_gather_floats(d), s);
+        pw_backward_filter(dw, dy, xs, d, is_pointwise(d) ? HW : PQ, scratch + pw_gather_floats(d), relu, s);
         return;
     }
     const float one = 1.0f;
@@ -585,4 +802,40 @@ extern "C" void kcuda_conv2d_backward_filter(float *dw, const float *dy, const f
     cudnnCheck(cudnnSetStream(kcuda_g.dnn, s));
     cudnnCheck(cudnnConvolutionBackwardFilter(kcuda_g.dnn, &one, e->xd, x, e->yd, dy, e->cd, e->bwd_filter, scratch,
                                               e->ws_bytes, &one, e->wd, dw));
+}
+
+extern "C" void kcuda_conv2d_forward(float *y, const float *x, const float *w, const kconv2d_desc *d, float *scratch,
+                                     cudaStream_t s) {
+    conv_forward(y, x, w, d, scratch, 0, s);
+}
+extern "C" void kcuda_conv2d_backward_data(float *dx, const float *dy, const float *w, const kconv2d_desc *d,
+                                           float *scratch, cudaStream_t s) {
+    conv_backward_data(dx, dy, w, NULL, d, scratch, s);
+}
+extern "C" void kcuda_conv2d_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d,
+                                             float *scratch, cudaStream_t s) {
+    conv_backward_filter(dw, dy, x, d, scratch, 0, s);
+}
+
+/* ---- ReLU fused into the input (the plane/blocked depthwise kernels, the own 1x1 kernels) ---- */
+extern "C" int kcuda_conv2d_relu_supported(const kconv2d_desc *d) {
+    if (is_depthwise(d)) return dw_plane_ok(d) && dw_filter_groups(d) > 0;
+    return is_pointwise(d) && pw_small(d->K, d->C) && (int64_t)d->H * d->W < ((int64_t)1 << 31);
+}
+#define RELU_SUPPORTED_OR_FAIL(what)                                                            \
+    if (!kcuda_conv2d_relu_supported(d)) KCUDA_FAIL_(what, "no fused-ReLU kernel for this shape", return)
+extern "C" void kcuda_conv2d_relu_forward(float *y, const float *x, const float *w, const kconv2d_desc *d,
+                                          float *scratch, cudaStream_t s) {
+    RELU_SUPPORTED_OR_FAIL("kcuda_conv2d_relu_forward");
+    conv_forward(y, x, w, d, scratch, 1, s);
+}
+extern "C" void kcuda_conv2d_relu_backward_data(float *dx, const float *dy, const float *w, const float *x,
+                                                const kconv2d_desc *d, float *scratch, cudaStream_t s) {
+    RELU_SUPPORTED_OR_FAIL("kcuda_conv2d_relu_backward_data");
+    conv_backward_data(dx, dy, w, x, d, scratch, s);
+}
+extern "C" void kcuda_conv2d_relu_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d,
+                                                  float *scratch, cudaStream_t s) {
+    RELU_SUPPORTED_OR_FAIL("kcuda_conv2d_relu_backward_filter");
+    conv_backward_filter(dw, dy, x, d, scratch, 1, s);
 }

@@ -99,7 +99,8 @@ static void cu_forward(rt_backend *be, const rt_exec_node *n) {
         break;
     case IR_OP_CONV2D: {
         kconv2d_desc d = conv_desc(n);
-        kcuda_conv2d_forward(y, x, F(n->in[1]), &d, n->scratch, s);
+        if (n->relu_in) kcuda_conv2d_relu_forward(y, x, F(n->in[1]), &d, n->scratch, s);
+        else kcuda_conv2d_forward(y, x, F(n->in[1]), &d, n->scratch, s);
         break;
     }
     case IR_OP_BATCHNORM: {
@@ -207,6 +208,11 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
         break;
     case IR_OP_CONV2D: {
         kconv2d_desc d = conv_desc(n);
+        if (n->relu_in) { /* x is the fused ReLU's input, dx its gradient */
+            if (dx) kcuda_conv2d_relu_backward_data(dx, dy, F(n->in[1]), x, &d, n->scratch, s);
+            if (n->in[1].grad) kcuda_conv2d_relu_backward_filter(n->in[1].grad, dy, x, &d, n->scratch, s);
+            break;
+        }
         if (dx) kcuda_conv2d_backward_data(dx, dy, F(n->in[1]), &d, n->scratch, s);
         if (n->in[1].grad) kcuda_conv2d_backward_filter(n->in[1].grad, dy, x, &d, n->scratch, s);
         break;
@@ -298,6 +304,15 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
         break;
     }
     }
+}
+
+/* A ReLU folds into the depthwise and small 1x1 convolutions that have fused kernels
+ * (runtime/plan.c folds it only where the convolution is its one consumer). */
+static int cu_fuses_relu_in(rt_backend *be, const rt_exec_node *n) {
+    (void)be;
+    if (n->op != IR_OP_CONV2D) return 0;
+    kconv2d_desc d = conv_desc(n);
+    return kcuda_conv2d_relu_supported(&d);
 }
 
 static size_t cu_scratch(rt_backend *be, const rt_exec_node *n) {
@@ -416,6 +431,7 @@ extern "C" rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
     be->synchronize = cu_sync;
     be->destroy = cu_destroy;
     be->peak_bytes = cu_peak_bytes;
+    be->fuses_relu_in = cu_fuses_relu_in;
     be->capture_begin = cu_capture_begin;
     be->capture_end = cu_capture_end;
     be->replay = cu_replay;
