@@ -11,8 +11,8 @@
 
 #include "driver.h"
 #include "runtime/runtime.h"
-#include "search/common.h"
 #include "search/search.h"
+#include "train/common.h"
 
 /* --profile: the backend's forward and backward wrapped with wall-clock timers, summed
  * per op (convolutions split into depthwise, 1x1 and other), printed after the run. */

@@ -1,4 +1,4 @@
-/* search.c — the DARTS search loop (see search.h): data split and loaders, the alpha
+/* cnn.c — the DARTS search loop over a convolutional space's supernet (see search.h): data split and loaders, the alpha
  * and weight steps of every strategy, the second-order step, metrics, checkpoints and
  * resume. Everything runs through the backend interface, so the same loop drives the
  * CPU and CUDA backends; nothing is allocated inside a step. */
@@ -14,12 +14,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common.h"
 #include "genotype.h"
-#include "rnn.h"
 #include "runtime/data.h"
 #include "runtime/runtime.h"
 #include "runtime/tensorfile.h"
+#include "train/common.h"
 
 #define CKPT_VERSION 1
 #define ADAM_EPS 1e-8f
@@ -371,9 +370,7 @@ static void free_run(run *r) {
     free(r->yv);
 }
 
-int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen) {
-    if (o->strategy == SR_RANDOM || o->strategy == SR_EVOLUTION) return sr_baseline_search(sp, o, res, err, errlen);
-    if (sp->kind == IR_SPACE_RNN) return sr_rnn_search(sp, o, res, err, errlen); /* search/rnn.c */
+int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen) {
     run r;
     memset(&r, 0, sizeof r);
     memset(res, 0, sizeof *res);

@@ -1,4 +1,5 @@
-/* train.c — retraining, test evaluation and weights files; see train.h. */
+/* cnn.c — retraining of a convolutional (kind cnn) network, test evaluation, inference
+ * and weights files; see train.h. */
 #include "train.h"
 
 #include <math.h>
@@ -9,7 +10,6 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "rnn.h"
 #include "runtime/tensorfile.h"
 
 #define WEIGHTS_VERSION 1
@@ -123,16 +123,8 @@ static int evaluate(const ir_space *sp, const ir_genotype *gt, const char *weigh
                     int begin, int count, int batch_stats, int32_t *pred, int pred_cap, sr_eval_result *res, char *err,
                     size_t errlen);
 
-int sr_evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, sr_eval_result *res,
-                char *err, size_t errlen) {
-    if (sp->kind == IR_SPACE_RNN) { /* search/rnn.c: loss = test cross-entropy per token, acc unused */
-        sr_rnn_eval ev;
-        memset(res, 0, sizeof *res);
-        if (sr_rnn_evaluate(sp, gt, weights, device, &ev, err, errlen)) return -1;
-        res->loss = ev.test_loss;
-        res->n = (int)ev.test_tokens;
-        return 0;
-    }
+int sr_cnn_evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device,
+                    sr_eval_result *res, char *err, size_t errlen) {
     return evaluate(sp, gt, weights, device, 0, 0, -1, 0, NULL, 0, res, err, errlen);
 }
 
@@ -312,9 +304,8 @@ static void tfree(trun *t) {
     free(t->y);
 }
 
-int sr_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, sr_train_result *res, char *err,
-             size_t errlen) {
-    if (sp->kind == IR_SPACE_RNN) return sr_rnn_train(sp, gt, o, res, err, errlen); /* search/rnn.c */
+int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, sr_train_result *res, char *err,
+                 size_t errlen) {
     trun t;
     memset(&t, 0, sizeof t);
     memset(res, 0, sizeof *res);
