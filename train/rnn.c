@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "common.h"
 
 #define RNN_CKPT_VERSION 1
@@ -83,95 +84,58 @@ static double eval_stream(rt_plan *p, const ir_rnn_net *net, const rt_text_strea
     return nw ? sum / (double)nw : NAN;
 }
 
-static int save_ckpt(sr_lm *m, char *err, size_t errlen) {
-    rt_backend *be = m->be;
+/* The checkpoint's table (train/checkpoint.h): meta {version, param hash, epoch, step,
+ * global step, Adam t, plan step, metrics bytes}, the parameter groups and optimiser state
+ * the run has (retraining: no alpha, no Adam; momentum 0: no SGD buffer), then both
+ * hidden states. */
+enum { META_N = 8, CKPT_N = 9 };
+static void ckpt_table(sr_lm *m, int64_t *meta, sr_ckpt_entry *e) {
     rt_group gw = rt_plan_group(m->p, IR_ROLE_WEIGHT), ga = rt_plan_group(m->p, IR_ROLE_ARCH),
              gb = rt_plan_group(m->p, IR_ROLE_BUFFER);
-    if (m->metrics) fflush(m->metrics);
-    rt_tf_writer *w = rt_tf_open_write(m->path_ckpt, err, errlen);
-    if (!w) return -1;
-    int64_t meta[8] = {RNN_CKPT_VERSION, (int64_t)sr_param_hash(m->net.graph), m->epoch, m->step, m->global_step,
-                       m->adam_t, (int64_t)rt_plan_step(m->p), sr_file_size(m->path_metrics)};
-    int rc = sr_put_i64s(w, "meta/state", meta, 8);
-    struct { const char *name; float *dev; int64_t n; } vecs[6] = {
-        {"group/weights", gw.data, gw.n}, {"group/arch", ga.data, ga.n}, {"group/buffers", gb.data, gb.n},
-        {"opt/sgd_momentum", m->sgd_buf, m->sgd_buf ? gw.n : 0}, {"opt/adam_m", m->adam_m, m->adam_m ? ga.n : 0},
-        {"opt/adam_v", m->adam_v, m->adam_v ? ga.n : 0}};
-    float *host = malloc((size_t)(gw.n > ga.n ? (gw.n > gb.n ? gw.n : gb.n) : (ga.n > gb.n ? ga.n : gb.n)) * 4 + 4);
-    if (!host) {
-        rt_tf_abort_write(w);
-        return sr_fail(err, errlen, "out of memory");
-    }
-    for (int i = 0; i < 6 && !rc; i++) {
-        if (!vecs[i].dev || !vecs[i].n) continue;
-        be->download(be, host, vecs[i].dev, (size_t)vecs[i].n * 4);
-        rc |= rt_tf_write(w, vecs[i].name, RT_TF_F32, 1, (int64_t[]){vecs[i].n}, host);
-    }
-    free(host);
     int64_t hn = (int64_t)m->B * m->H;
-    rc |= rt_tf_write(w, "state/hidden_train", RT_TF_F32, 1, &hn, m->h_train);
-    rc |= rt_tf_write(w, "state/hidden_valid", RT_TF_F32, 1, &hn, m->h_valid);
-    if (rc) {
-        rt_tf_abort_write(w);
-        return sr_fail(err, errlen, "%s: writing the checkpoint failed", m->path_ckpt);
-    }
-    return rt_tf_close_write(w, err, errlen);
+    sr_ckpt_entry t[CKPT_N] = {
+        {SR_CKPT_I64, "meta/state", meta, META_N, 0},
+        {SR_CKPT_DEV, "group/weights", gw.data, gw.n, 1},
+        {SR_CKPT_DEV, "group/arch", ga.data, ga.n, 1},
+        {SR_CKPT_DEV, "group/buffers", gb.data, gb.n, 1},
+        {SR_CKPT_DEV, "opt/sgd_momentum", m->sgd_buf, m->sgd_buf ? gw.n : 0, 1},
+        {SR_CKPT_DEV, "opt/adam_m", m->adam_m, m->adam_m ? ga.n : 0, 1},
+        {SR_CKPT_DEV, "opt/adam_v", m->adam_v, m->adam_v ? ga.n : 0, 1},
+        {SR_CKPT_HOST, "state/hidden_train", m->h_train, hn, 0},
+        {SR_CKPT_HOST, "state/hidden_valid", m->h_valid, hn, 0}};
+    memcpy(e, t, sizeof t);
+}
+
+static int save_ckpt(sr_lm *m, char *err, size_t errlen) {
+    if (m->metrics) fflush(m->metrics);
+    int64_t meta[META_N] = {RNN_CKPT_VERSION, (int64_t)sr_param_hash(m->net.graph), m->epoch, m->step, m->global_step,
+                            m->adam_t, (int64_t)rt_plan_step(m->p), sr_file_size(m->path_metrics)};
+    sr_ckpt_entry e[CKPT_N];
+    ckpt_table(m, meta, e);
+    return sr_ckpt_save(m->path_ckpt, m->be, e, CKPT_N, err, errlen);
 }
 
 static int load_ckpt(sr_lm *m, int64_t n_epochs_steps, char *err, size_t errlen) {
-    char e2[512];
-    rt_tf_file *f = rt_tf_read(m->path_ckpt, e2, sizeof e2);
-    if (!f) return sr_fail(err, errlen, "cannot resume: %s", e2);
-    int64_t meta[8] = {0};
-    int rc = -1;
-    if (sr_get_i64s(f, "meta/state", meta, 8, m->path_ckpt, err, errlen)) goto out;
-    if (meta[0] != RNN_CKPT_VERSION || (uint64_t)meta[1] != sr_param_hash(m->net.graph)) {
-        sr_fail(err, errlen, "%s: the checkpoint was written by another version or for a different space or network",
-             m->path_ckpt);
-        goto out;
+    int64_t meta[META_N] = {0};
+    sr_ckpt_entry e[CKPT_N];
+    ckpt_table(m, meta, e);
+    rt_tf_file *f = sr_ckpt_read(m->path_ckpt, e, CKPT_N, RNN_CKPT_VERSION, m->net.graph, err, errlen);
+    if (!f) return -1;
+    int rc = 0;
+    if (meta[2] < 0 || meta[2] > m->tc->epochs || meta[3] < 0 || meta[3] > n_epochs_steps)
+        rc = sr_fail(err, errlen, "%s: epoch %lld step %lld do not fit this run", m->path_ckpt, (long long)meta[2], (long long)meta[3]);
+    if (!rc) rc = sr_ckpt_truncate_log(m->path_metrics, meta[7], err, errlen);
+    if (rc) {
+        rt_tf_free(f);
+        return rc;
     }
-    if (meta[2] < 0 || meta[2] > m->tc->epochs || meta[3] < 0 || meta[3] > n_epochs_steps) {
-        sr_fail(err, errlen, "%s: epoch %lld step %lld do not fit this run", m->path_ckpt, (long long)meta[2], (long long)meta[3]);
-        goto out;
-    }
-    rt_group gw = rt_plan_group(m->p, IR_ROLE_WEIGHT), ga = rt_plan_group(m->p, IR_ROLE_ARCH),
-             gb = rt_plan_group(m->p, IR_ROLE_BUFFER);
-    struct { const char *name; float *dev; int64_t n; } vecs[6] = {
-        {"group/weights", gw.data, gw.n}, {"group/arch", ga.data, ga.n}, {"group/buffers", gb.data, gb.n},
-        {"opt/sgd_momentum", m->sgd_buf, m->sgd_buf ? gw.n : 0}, {"opt/adam_m", m->adam_m, m->adam_m ? ga.n : 0},
-        {"opt/adam_v", m->adam_v, m->adam_v ? ga.n : 0}};
-    int64_t hn = (int64_t)m->B * m->H;
-    const rt_tf_entry *ht = rt_tf_find(f, "state/hidden_train"), *hv = rt_tf_find(f, "state/hidden_valid");
-    if (!ht || !hv || ht->numel != hn || hv->numel != hn) {
-        sr_fail(err, errlen, "%s: hidden states missing or of the wrong size", m->path_ckpt);
-        goto out;
-    }
-    for (int i = 0; i < 6; i++) {
-        if (!vecs[i].dev || !vecs[i].n) continue;
-        const rt_tf_entry *e = rt_tf_find(f, vecs[i].name);
-        if (!e || e->dtype != RT_TF_F32 || e->numel != vecs[i].n) {
-            sr_fail(err, errlen, "%s: '%s' missing or of the wrong size (the space changed?)", m->path_ckpt, vecs[i].name);
-            goto out;
-        }
-    }
-    if (sr_file_size(m->path_metrics) < meta[7] || truncate(m->path_metrics, meta[7]) != 0) {
-        sr_fail(err, errlen, "%s: cannot truncate to the checkpoint's %lld bytes", m->path_metrics, (long long)meta[7]);
-        goto out;
-    }
-    for (int i = 0; i < 6; i++)
-        if (vecs[i].dev && vecs[i].n)
-            m->be->upload(m->be, vecs[i].dev, rt_tf_find(f, vecs[i].name)->data, (size_t)vecs[i].n * 4);
-    memcpy(m->h_train, ht->data, sr_lm_hbytes(m));
-    memcpy(m->h_valid, hv->data, sr_lm_hbytes(m));
+    sr_ckpt_restore(f, m->be, e, CKPT_N);
     m->epoch = (int)meta[2];
     m->step = meta[3];
     m->global_step = meta[4];
     m->adam_t = (int)meta[5];
     rt_plan_set_step(m->p, (uint64_t)meta[6]);
-    rc = 0;
-out:
-    rt_tf_free(f);
-    return rc;
+    return 0;
 }
 
 void sr_lm_free(sr_lm *m) {
