@@ -18,7 +18,7 @@
 #include "frontend/fe.h"
 #include "ir/space.h"
 #include "search/genotype.h"
-#include "search/train.h"
+#include "train/train.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static float uniform(float lo, float hi) { /* xorshift64* */

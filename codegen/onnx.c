@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "fold.h"
-#include "onnx.pb-c.h"
+#include "proto/onnx_pb.h"
 
 #ifndef DARTSC_VERSION
 #define DARTSC_VERSION "unknown"

@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "onnx.pb-c.h"
+#include "onnx.h"
+#include "proto/onnx_pb.h"
 
 static int xfail(char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
@@ -265,12 +266,12 @@ int cg_rnn_onnx_write(const ir_rnn_net *net, const float *const *values, const c
         onnx__operator_set_id_proto__init(&ops);
         ops.domain = "";
         ops.has_version = 1;
-        ops.version = 13;
+        ops.version = CG_ONNX_OPSET;
         Onnx__OperatorSetIdProto *opsp = &ops;
         Onnx__ModelProto m;
         onnx__model_proto__init(&m);
         m.has_ir_version = 1;
-        m.ir_version = 8;
+        m.ir_version = CG_ONNX_IR_VERSION;
         m.producer_name = "dartsc";
         m.n_opset_import = 1;
         m.opset_import = &opsp;

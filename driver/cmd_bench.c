@@ -10,11 +10,9 @@
 #include <unistd.h>
 
 #include "driver.h"
-#include "kernels/cpu/kcpu.h"
-#include "kernels/kdesc.h"
 #include "runtime/runtime.h"
-#include "search/common.h"
 #include "search/search.h"
+#include "train/common.h"
 
 /* --profile: the backend's forward and backward wrapped with wall-clock timers, summed
  * per op (convolutions split into depthwise, 1x1 and other), printed after the run. On
@@ -150,8 +148,8 @@ int dartsc_cmd_bench(int argc, char **argv) {
     float *xt = malloc((size_t)ni * 4), *xv = malloc((size_t)ni * 4);
     int32_t *yt = malloc((size_t)batch * 4), *yv = malloc((size_t)batch * 4);
     for (int64_t i = 0; i < ni; i++) {
-        xt[i] = 2 * krng_uniform(1, (uint64_t)i) - 1;
-        xv[i] = 2 * krng_uniform(2, (uint64_t)i) - 1;
+        xt[i] = 2 * rt_rng_uniform(1, (uint64_t)i) - 1;
+        xv[i] = 2 * rt_rng_uniform(2, (uint64_t)i) - 1;
     }
     for (int i = 0; i < batch; i++) {
         yt[i] = i % sp.classes;
@@ -200,13 +198,13 @@ int dartsc_cmd_bench(int argc, char **argv) {
         printf("{\"impl\":\"dartsc\",\"space\":\"%s\",\"device\":\"%s\",\"batch\":%d,\"order\":%d,\"threads\":%d,"
                "\"median_s\":%.4f,\"min_s\":%.4f,\"images_per_s\":%.2f,\"gflop_per_step\":%.2f,\"gflops\":%.2f,"
                "\"peak_rss_mb\":%.1f,\"peak_device_alloc_mb\":%.1f,\"pinned_threads\":%d}\n",
-               sp.name, be->name, batch, order, kcpu_num_threads(), med, times[0], batch / med, gflop, gflop / med,
+               sp.name, be->name, batch, order, rt_cpu_num_threads(), med, times[0], batch / med, gflop, gflop / med,
                rss_mb, dev_mb, rt_cpu_pinned_threads());
     else {
         printf("%s batch %d order %d on %s: median %.3f s/step (min %.3f, %d steps), %.1f images/s, %.1f GFLOP/step, "
                "%.1f GFLOP/s, peak RSS %.0f MiB, %d threads%s",
                sp.name, batch, order, be->name, med, times[0], steps, batch / med, gflop, gflop / med, rss_mb,
-               kcpu_num_threads(), rt_cpu_pinned_threads() ? " (pinned)" : "");
+               rt_cpu_num_threads(), rt_cpu_pinned_threads() ? " (pinned)" : "");
         if (dev_mb >= 0) printf(", peak device allocations %.0f MiB", dev_mb);
         printf("\n");
     }

@@ -2,7 +2,7 @@
 #include <stdio.h>
 
 #include "driver.h"
-#include "kernels/cpu/kcpu.h"
+#include "runtime/backend.h"
 
 int dartsc_cmd_version(int argc, char **argv) {
     (void)argc;
@@ -13,6 +13,6 @@ int dartsc_cmd_version(int argc, char **argv) {
 #else
     printf("cuda backend: not compiled in\n");
 #endif
-    printf("cpu threads: %d\n", kcpu_num_threads());
+    printf("cpu threads: %d\n", rt_cpu_num_threads());
     return 0;
 }

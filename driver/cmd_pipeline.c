@@ -14,12 +14,13 @@
 #include "codegen/rnn_export.h"
 #include "driver.h"
 #include "frontend/fe.h"
-#include "search/common.h"
-#include "search/genotype.h"
-#include "search/rnn.h"
-#include "search/search.h"
+#include "pipeline/pipeline.h"
 #include "runtime/tensorfile.h"
-#include "search/train.h"
+#include "search/genotype.h"
+#include "search/search.h"
+#include "train/common.h"
+#include "train/rnn.h"
+#include "train/train.h"
 
 static volatile sig_atomic_t stop_flag;
 static void on_signal(int sig) {
@@ -296,7 +297,7 @@ int dartsc_cmd_train(int argc, char **argv) {
         fprintf(stderr, "dartsc train: stopped; continue with --resume\n");
         return 130;
     }
-    if (sp.kind == IR_SPACE_RNN) { /* search/rnn.c: train_acc holds the last validation perplexity */
+    if (sp.kind == IR_SPACE_RNN) { /* train/rnn.c: train_acc holds the last validation perplexity */
         printf("trained in %.1f s; last epoch validation perplexity %.2f; weights in %s/model.dtns\n", r.seconds,
                r.train_acc, o.out_dir);
         return 0;
@@ -306,7 +307,7 @@ int dartsc_cmd_train(int argc, char **argv) {
     return 0;
 }
 
-/* Validation and test perplexity of a recurrent run (search/rnn.c); results.json when
+/* Validation and test perplexity of a recurrent run (train/rnn.c); results.json when
  * results is set. */
 static int rnn_eval_print(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device,
                           const char *results, const double *times) {

@@ -9,6 +9,7 @@
 
 #include "driver.h"
 #include "search/genotype.h"
+#include "pipeline/pipeline.h"
 #include "search/search.h"
 
 static volatile sig_atomic_t stop_flag;

@@ -123,6 +123,13 @@ rt_backend *rt_backend_cpu_new(void);
 int rt_cpu_pin_threads(void);
 /* What the last rt_cpu_pin_threads returned (0 before any call). */
 int rt_cpu_pinned_threads(void);
+/* How many threads the CPU kernels run on (OpenMP's maximum), for reports: the driver
+ * asks the runtime, never kernels/ (docs/ARCHITECTURE.md). */
+int rt_cpu_num_threads(void);
+/* The counter-based uniform in [0, 1) that parameter initialisation and dropout masks draw
+ * from (krng_uniform, the same on CPU and GPU): a pure function of (seed, idx), so a
+ * caller can make reproducible inputs from the same stream. */
+float rt_rng_uniform(uint64_t seed, uint64_t idx);
 /* NULL (and a message) when CUDA is not compiled in or no device is usable. */
 rt_backend *rt_backend_cuda_new(char *err, size_t errlen);
 

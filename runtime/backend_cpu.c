@@ -20,6 +20,8 @@
 
 static int cpu_pinned;
 int rt_cpu_pinned_threads(void) { return cpu_pinned; }
+int rt_cpu_num_threads(void) { return kcpu_num_threads(); }
+float rt_rng_uniform(uint64_t seed, uint64_t idx) { return krng_uniform(seed, idx); }
 
 int rt_cpu_pin_threads(void) {
     cpu_pinned = 0;

@@ -30,10 +30,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common.h"
 #include "genotype.h"
 #include "search.h"
-#include "train.h"
+#include "train/common.h"
+#include "train/train.h"
 
 #define MAX_CANDIDATES 10000
 
@@ -238,7 +238,7 @@ static int run_candidate(const ir_space *sp, const sr_options *o, int k, int nw,
         to.progress = o->progress;
         to.progress_ctx = o->progress_ctx;
         sr_train_result tr;
-        if (sr_train(&cs, &c->gt, &to, &tr, err, errlen)) return -1;
+        if (sr_cnn_train(&cs, &c->gt, &to, &tr, err, errlen)) return -1;
         if (tr.stopped) return 1;
     }
     sr_eval_result ev;

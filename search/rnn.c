@@ -1,561 +1,168 @@
-/* rnn.c — the recurrent (kind rnn) search, retraining and evaluation loops (rnn.h). */
-#include "rnn.h"
-
-#include <errno.h>
+/* rnn.c — the DARTS search of a recurrent (kind rnn) space: the alpha steps and the
+ * genotype files that a search adds to the language-model run of train/rnn.h.
+ *
+ * As the reference rnn/train_search.py: weights on the training split, alpha on the
+ * validation split (window i of training pairs with window i mod n of validation), the
+ * alpha step first (first order, or second order with the clipped-SGD virtual step), then
+ * the run's own weight step. At each epoch's end the genotype (k = keep, 1 for the PTB
+ * cell) goes into the metrics line, genotype.json and normal.dot. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "common.h"
 #include "genotype.h"
-#include "runtime/runtime.h"
-#include "runtime/text.h"
+#include "search.h"
+#include "train/common.h"
+#include "train/rnn.h"
 
-#define RNN_CKPT_VERSION 1
 #define ADAM_EPS 1e-8f
 #define HVP_R 0.01
-#define EVAL_BATCH 10 /* the reference's eval_batch_size */
 
-static rt_backend *open_backend(const char *device, char *err, size_t errlen) {
-    if (!device || !strcmp(device, "cpu")) return rt_backend_cpu_new();
-    if (!strcmp(device, "cuda")) return rt_backend_cuda_new(err, errlen);
-    sr_fail(err, errlen, "unknown device '%s' (cpu or cuda)", device);
-    return NULL;
-}
-
-/* ---- one language-model run (search or retraining) ------------------------------------------ */
-
-typedef struct lm {
-    const ir_space *sp;
-    const ir_train_config *tc;
-    int search;                  /* 1: alpha steps */
-    rt_backend *be;
-    ir_rnn_net net;
-    rt_plan *p;
-    rt_corpus corpus;
-    rt_text_stream tr, va;
-    int64_t n_tr, n_va;          /* windows */
-    int T, B, H;
-    int32_t *x, *y;              /* (T, B) host window */
-    float *h_train, *h_valid;    /* (B, H) host hidden states carried across windows */
-    float *sgd_buf, *adam_m, *adam_v;
+typedef struct rnn_search {
+    sr_lm m;
+    const char *out_dir;
     float *w_backup, *v, *dalpha, *gplus; /* second order, backend memory */
-    float tar;                   /* weight of the tar term in weight steps (alpha steps use the bare CE) */
-    int epoch, adam_t;
-    int64_t step, global_step;
-    char path_ckpt[1024], path_metrics[1024];
-    FILE *metrics;
-} lm;
-
-static size_t hbytes(const lm *m) { return (size_t)m->B * m->H * sizeof(float); }
-
-/* Loads window w of a stream and the hidden state h into the plan's inputs. */
-static void set_window(lm *m, const rt_text_stream *s, int64_t w, const float *h) {
-    rt_text_window(s, w, m->T, m->x, m->y);
-    for (int t = 0; t < m->T; t++) {
-        rt_set_input(m->p, m->net.ids[t], m->x + (size_t)t * m->B, (size_t)m->B * 4);
-        rt_set_input(m->p, m->net.targets[t], m->y + (size_t)t * m->B, (size_t)m->B * 4);
-    }
-    rt_set_input(m->p, m->net.h0, h, hbytes(m));
-}
-
-/* The tar term is part of the weight steps' loss only, as the reference (its architect
- * differentiates the bare cross-entropy). */
-static void set_tar(lm *m, int on) {
-    if (m->net.tar_scale >= 0)
-        rt_plan_set_fattr(m->p, m->net.tar_scale, IR_F_P, on ? m->tar / (float)(m->T - 1) : 0.0f);
-}
-
-/* Cross-entropy of the last forward pass (the loss without the tar term). */
-static float last_ce(lm *m) {
-    float ce = NAN;
-    rt_read(m->p, m->net.ce, &ce, sizeof ce);
-    return ce;
-}
-
-/* Scales the weight gradient to norm max (PyTorch clip_grad_norm_); returns the factor. */
-static float clip_coef(lm *m, float max_norm) {
-    rt_group w = rt_plan_group(m->p, IR_ROLE_WEIGHT);
-    double norm = sqrt(m->be->sumsq(m->be, w.grad, w.n)), c = max_norm / (norm + 1e-6);
-    if (max_norm > 0 && c < 1.0) {
-        m->be->scale(m->be, w.grad, (float)c, w.n);
-        return (float)c;
-    }
-    return 1.0f;
-}
+    float *alpha_host;                    /* (edges, ops) */
+} rnn_search;
 
 /* The reference's second-order step for the recurrent cell (architect.py): virtual
  * clipped-SGD step on the training window, dalpha and v at w' on the validation window
  * (v clipped as well), R = 0.01 / ||v||, dalpha - eta * clip * (g+ - g-) / (2R).
  * On return h_valid holds the validation window's final hidden state at w'. */
-static float arch_grad_second_order(lm *m, int64_t tw, int64_t vw, float eta) {
+static float arch_grad_second_order(rnn_search *rs, int64_t tw, int64_t vw, float eta) {
+    sr_lm *m = &rs->m;
     rt_backend *be = m->be;
     const ir_train_config *tc = m->tc;
     rt_group w = rt_plan_group(m->p, IR_ROLE_WEIGHT), a = rt_plan_group(m->p, IR_ROLE_ARCH);
-    be->copy(be, m->w_backup, w.data, w.n);
-    set_window(m, &m->tr, tw, m->h_train);
-    set_tar(m, 0); /* the reference's unrolled model differentiates the bare model loss */
+    be->copy(be, rs->w_backup, w.data, w.n);
+    sr_lm_set_window(m, &m->tr, tw, m->h_train);
+    sr_lm_set_tar(m, 0); /* the reference's unrolled model differentiates the bare model loss */
     rt_forward(m->p, 1);
     rt_backward(m->p, RT_GRAD_W);
-    float cc = clip_coef(m, tc->w_clip);
+    float cc = sr_lm_clip(m, tc->w_clip);
     be->axpy(be, w.data, -eta, w.grad, w.n);
-    be->axpy(be, w.data, -eta * tc->w_wd, m->w_backup, w.n);
+    be->axpy(be, w.data, -eta * tc->w_wd, rs->w_backup, w.n);
     if (m->sgd_buf && tc->w_momentum > 0) be->axpy(be, w.data, -eta * tc->w_momentum, m->sgd_buf, w.n);
-    set_window(m, &m->va, vw, m->h_valid);
+    sr_lm_set_window(m, &m->va, vw, m->h_valid);
     float lv = rt_forward(m->p, 1);
-    lv = last_ce(m);
-    rt_read(m->p, m->net.hT, m->h_valid, hbytes(m));
+    lv = sr_lm_last_ce(m);
+    rt_read(m->p, m->net.hT, m->h_valid, sr_lm_hbytes(m));
     rt_backward(m->p, RT_GRAD_W | RT_GRAD_ARCH);
-    clip_coef(m, tc->w_clip);
-    be->copy(be, m->dalpha, a.grad, a.n);
-    be->copy(be, m->v, w.grad, w.n);
-    double vn = sqrt(be->sumsq(be, m->v, w.n));
+    sr_lm_clip(m, tc->w_clip);
+    be->copy(be, rs->dalpha, a.grad, a.n);
+    be->copy(be, rs->v, w.grad, w.n);
+    double vn = sqrt(be->sumsq(be, rs->v, w.n));
     float R = (float)(HVP_R / (vn > 0 ? vn : 1e-12));
-    set_window(m, &m->tr, tw, m->h_train);
-    be->copy(be, w.data, m->w_backup, w.n);
-    be->axpy(be, w.data, R, m->v, w.n);
+    sr_lm_set_window(m, &m->tr, tw, m->h_train);
+    be->copy(be, w.data, rs->w_backup, w.n);
+    be->axpy(be, w.data, R, rs->v, w.n);
     rt_forward(m->p, 1);
     rt_backward(m->p, RT_GRAD_ARCH);
-    be->copy(be, m->gplus, a.grad, a.n);
-    be->copy(be, w.data, m->w_backup, w.n);
-    be->axpy(be, w.data, -R, m->v, w.n);
+    be->copy(be, rs->gplus, a.grad, a.n);
+    be->copy(be, w.data, rs->w_backup, w.n);
+    be->axpy(be, w.data, -R, rs->v, w.n);
     rt_forward(m->p, 1);
     rt_backward(m->p, RT_GRAD_ARCH);
-    be->copy(be, w.data, m->w_backup, w.n);
-    be->axpy(be, a.grad, -1.0f, m->gplus, a.n);
+    be->copy(be, w.data, rs->w_backup, w.n);
+    be->axpy(be, a.grad, -1.0f, rs->gplus, a.n);
     be->scale(be, a.grad, eta * cc / (2.0f * R), a.n);
-    be->axpy(be, a.grad, 1.0f, m->dalpha, a.n);
+    be->axpy(be, a.grad, 1.0f, rs->dalpha, a.n);
     return lv;
 }
 
-/* Mean cross-entropy per token over every full window of a stream, hidden state carried
- * from zero, in evaluation mode (no dropout, BN running statistics). */
-static double eval_stream(rt_plan *p, const ir_rnn_net *net, const rt_text_stream *s, int32_t *x, int32_t *y, float *h,
-                          int64_t *tokens, volatile sig_atomic_t *stop) {
-    int T = net->T, B = net->batch;
-    memset(h, 0, (size_t)B * net->nhid * 4);
-    int64_t nw = rt_text_windows(s, T);
-    double sum = 0;
-    for (int64_t w = 0; w < nw; w++) {
-        if (stop && *stop) return NAN; /* the caller checkpoints */
-        rt_text_window(s, w, T, x, y);
-        for (int t = 0; t < T; t++) {
-            rt_set_input(p, net->ids[t], x + (size_t)t * B, (size_t)B * 4);
-            rt_set_input(p, net->targets[t], y + (size_t)t * B, (size_t)B * 4);
-        }
-        rt_set_input(p, net->h0, h, (size_t)B * net->nhid * 4);
-        rt_forward(p, 0);
-        float ce = NAN;
-        rt_read(p, net->ce, &ce, sizeof ce); /* the cross-entropy, without a tar term */
-        sum += ce;
-        rt_read(p, net->hT, h, (size_t)B * net->nhid * 4);
-    }
-    if (tokens) *tokens = nw * T * B;
-    return nw ? sum / (double)nw : NAN;
-}
-
-static int save_ckpt(lm *m, char *err, size_t errlen) {
-    rt_backend *be = m->be;
-    rt_group gw = rt_plan_group(m->p, IR_ROLE_WEIGHT), ga = rt_plan_group(m->p, IR_ROLE_ARCH),
-             gb = rt_plan_group(m->p, IR_ROLE_BUFFER);
-    if (m->metrics) fflush(m->metrics);
-    rt_tf_writer *w = rt_tf_open_write(m->path_ckpt, err, errlen);
-    if (!w) return -1;
-    int64_t meta[8] = {RNN_CKPT_VERSION, (int64_t)sr_param_hash(m->net.graph), m->epoch, m->step, m->global_step,
-                       m->adam_t, (int64_t)rt_plan_step(m->p), sr_file_size(m->path_metrics)};
-    int rc = sr_put_i64s(w, "meta/state", meta, 8);
-    struct { const char *name; float *dev; int64_t n; } vecs[6] = {
-        {"group/weights", gw.data, gw.n}, {"group/arch", ga.data, ga.n}, {"group/buffers", gb.data, gb.n},
-        {"opt/sgd_momentum", m->sgd_buf, m->sgd_buf ? gw.n : 0}, {"opt/adam_m", m->adam_m, m->adam_m ? ga.n : 0},
-        {"opt/adam_v", m->adam_v, m->adam_v ? ga.n : 0}};
-    float *host = malloc((size_t)(gw.n > ga.n ? (gw.n > gb.n ? gw.n : gb.n) : (ga.n > gb.n ? ga.n : gb.n)) * 4 + 4);
-    if (!host) {
-        rt_tf_abort_write(w);
-        return sr_fail(err, errlen, "out of memory");
-    }
-    for (int i = 0; i < 6 && !rc; i++) {
-        if (!vecs[i].dev || !vecs[i].n) continue;
-        be->download(be, host, vecs[i].dev, (size_t)vecs[i].n * 4);
-        rc |= rt_tf_write(w, vecs[i].name, RT_TF_F32, 1, (int64_t[]){vecs[i].n}, host);
-    }
-    free(host);
-    int64_t hn = (int64_t)m->B * m->H;
-    rc |= rt_tf_write(w, "state/hidden_train", RT_TF_F32, 1, &hn, m->h_train);
-    rc |= rt_tf_write(w, "state/hidden_valid", RT_TF_F32, 1, &hn, m->h_valid);
-    if (rc) {
-        rt_tf_abort_write(w);
-        return sr_fail(err, errlen, "%s: writing the checkpoint failed", m->path_ckpt);
-    }
-    return rt_tf_close_write(w, err, errlen);
-}
-
-static int load_ckpt(lm *m, int64_t n_epochs_steps, char *err, size_t errlen) {
-    char e2[512];
-    rt_tf_file *f = rt_tf_read(m->path_ckpt, e2, sizeof e2);
-    if (!f) return sr_fail(err, errlen, "cannot resume: %s", e2);
-    int64_t meta[8] = {0};
-    int rc = -1;
-    if (sr_get_i64s(f, "meta/state", meta, 8, m->path_ckpt, err, errlen)) goto out;
-    if (meta[0] != RNN_CKPT_VERSION || (uint64_t)meta[1] != sr_param_hash(m->net.graph)) {
-        sr_fail(err, errlen, "%s: the checkpoint was written by another version or for a different space or network",
-             m->path_ckpt);
-        goto out;
-    }
-    if (meta[2] < 0 || meta[2] > m->tc->epochs || meta[3] < 0 || meta[3] > n_epochs_steps) {
-        sr_fail(err, errlen, "%s: epoch %lld step %lld do not fit this run", m->path_ckpt, (long long)meta[2], (long long)meta[3]);
-        goto out;
-    }
-    rt_group gw = rt_plan_group(m->p, IR_ROLE_WEIGHT), ga = rt_plan_group(m->p, IR_ROLE_ARCH),
-             gb = rt_plan_group(m->p, IR_ROLE_BUFFER);
-    struct { const char *name; float *dev; int64_t n; } vecs[6] = {
-        {"group/weights", gw.data, gw.n}, {"group/arch", ga.data, ga.n}, {"group/buffers", gb.data, gb.n},
-        {"opt/sgd_momentum", m->sgd_buf, m->sgd_buf ? gw.n : 0}, {"opt/adam_m", m->adam_m, m->adam_m ? ga.n : 0},
-        {"opt/adam_v", m->adam_v, m->adam_v ? ga.n : 0}};
-    int64_t hn = (int64_t)m->B * m->H;
-    const rt_tf_entry *ht = rt_tf_find(f, "state/hidden_train"), *hv = rt_tf_find(f, "state/hidden_valid");
-    if (!ht || !hv || ht->numel != hn || hv->numel != hn) {
-        sr_fail(err, errlen, "%s: hidden states missing or of the wrong size", m->path_ckpt);
-        goto out;
-    }
-    for (int i = 0; i < 6; i++) {
-        if (!vecs[i].dev || !vecs[i].n) continue;
-        const rt_tf_entry *e = rt_tf_find(f, vecs[i].name);
-        if (!e || e->dtype != RT_TF_F32 || e->numel != vecs[i].n) {
-            sr_fail(err, errlen, "%s: '%s' missing or of the wrong size (the space changed?)", m->path_ckpt, vecs[i].name);
-            goto out;
-        }
-    }
-    if (sr_file_size(m->path_metrics) < meta[7] || truncate(m->path_metrics, meta[7]) != 0) {
-        sr_fail(err, errlen, "%s: cannot truncate to the checkpoint's %lld bytes", m->path_metrics, (long long)meta[7]);
-        goto out;
-    }
-    for (int i = 0; i < 6; i++)
-        if (vecs[i].dev && vecs[i].n)
-            m->be->upload(m->be, vecs[i].dev, rt_tf_find(f, vecs[i].name)->data, (size_t)vecs[i].n * 4);
-    memcpy(m->h_train, ht->data, hbytes(m));
-    memcpy(m->h_valid, hv->data, hbytes(m));
-    m->epoch = (int)meta[2];
-    m->step = meta[3];
-    m->global_step = meta[4];
-    m->adam_t = (int)meta[5];
-    rt_plan_set_step(m->p, (uint64_t)meta[6]);
-    rc = 0;
-out:
-    rt_tf_free(f);
-    return rc;
-}
-
-static void lm_free(lm *m) {
-    if (m->metrics) fclose(m->metrics);
-    rt_backend *be = m->be;
-    if (be) {
-        float *dv[] = {m->sgd_buf, m->adam_m, m->adam_v, m->w_backup, m->v, m->dalpha, m->gplus};
-        for (size_t i = 0; i < sizeof dv / sizeof dv[0]; i++)
-            if (dv[i]) be->free(be, dv[i]);
-    }
-    rt_plan_free(m->p);
-    ir_rnn_net_free(&m->net);
-    if (be) be->destroy(be);
-    rt_text_stream_free(&m->tr);
-    rt_text_stream_free(&m->va);
-    rt_corpus_free(&m->corpus);
-    free(m->x);
-    free(m->y);
-    free(m->h_train);
-    free(m->h_valid);
-}
-
-static float *dev_zeros(rt_backend *be, int64_t n) {
-    size_t bytes = (size_t)(n ? n : 1) * 4;
-    float *p = be->alloc(be, bytes);
-    if (p) be->memset0(be, p, bytes);
-    return p;
-}
-
-/* Opens corpus, streams, network and plan for a run. gc NULL: the supernet. */
-static int lm_open(lm *m, const ir_space *sp, const ir_train_config *tc, const ir_geno_cell *gc, const char *device,
-                   const char *out_dir, const char *ckpt_name, const char *metrics_name, char *err, size_t errlen) {
-    memset(m, 0, sizeof *m);
-    m->sp = sp;
-    m->tc = tc;
-    m->search = gc == NULL;
-    m->T = tc->bptt > 0 ? tc->bptt : 35;
-    m->B = tc->batch;
-    m->H = sp->hidden;
-    if (rt_corpus_load(sp->data_path, &m->corpus, err, errlen)) return -1;
-    if (rt_text_batchify(m->corpus.ids[RT_SPLIT_TRAIN], m->corpus.n[RT_SPLIT_TRAIN], m->B, &m->tr) ||
-        rt_text_batchify(m->corpus.ids[RT_SPLIT_VALID], m->corpus.n[RT_SPLIT_VALID], m->B, &m->va))
-        return sr_fail(err, errlen, "%s: the corpus is too small for batch %d", sp->data_path, m->B);
-    m->n_tr = rt_text_windows(&m->tr, m->T);
-    m->n_va = rt_text_windows(&m->va, m->T);
-    if (tc->subset > 0 && tc->subset < m->n_tr) m->n_tr = tc->subset; /* subset: windows per epoch */
-    if (m->n_tr < 1 || m->n_va < 1)
-        return sr_fail(err, errlen, "%s: fewer tokens than one window of bptt %d x batch %d", sp->data_path, m->T, m->B);
-    m->be = open_backend(device, err, errlen);
-    if (!m->be) return -1;
-    ir_rnn_opts ro = {.T = m->T, .batch = m->B, .ntoken = m->corpus.n_words, .dropout = tc->dropout,
-                      .dropout_h = tc->dropout_h, .dropout_x = tc->dropout_x, .dropout_i = tc->dropout_i,
-                      .dropout_e = tc->dropout_e, .tar = tc->tar};
-    if (ro.tar > 0 && !m->be->supports_op(m->be, IR_OP_SQMEAN)) {
-        fprintf(stderr, "dartsc: warning: the %s backend has no temporal activation regularisation yet; tar %g is "
-                "left out\n", m->be->name, tc->tar);
-        ro.tar = 0;
-    }
-    m->tar = ro.tar;
-    if (ir_space_build_rnn(sp, gc, &ro, &m->net)) return sr_fail(err, errlen, "%s", m->net.error);
-    m->p = rt_plan_new(m->net.graph, m->be, &(rt_plan_opts){.seed = tc->seed, .grads = m->search ? RT_GRAD_W | RT_GRAD_ARCH : RT_GRAD_W},
-                       err, errlen);
-    if (!m->p) return -1;
-    rt_group gw = rt_plan_group(m->p, IR_ROLE_WEIGHT), ga = rt_plan_group(m->p, IR_ROLE_ARCH);
-    m->x = malloc((size_t)m->T * m->B * 4);
-    m->y = malloc((size_t)m->T * m->B * 4);
-    m->h_train = calloc((size_t)m->B * m->H, 4);
-    m->h_valid = calloc((size_t)m->B * m->H, 4);
-    if (!m->x || !m->y || !m->h_train || !m->h_valid) return sr_fail(err, errlen, "out of memory");
-    if (tc->w_momentum > 0 && !(m->sgd_buf = dev_zeros(m->be, gw.n))) return sr_fail(err, errlen, "out of memory");
-    if (m->search) {
-        if (!(m->adam_m = dev_zeros(m->be, ga.n)) || !(m->adam_v = dev_zeros(m->be, ga.n)))
-            return sr_fail(err, errlen, "out of memory");
-        if (tc->order == 2 && (!(m->w_backup = dev_zeros(m->be, gw.n)) || !(m->v = dev_zeros(m->be, gw.n)) ||
-                               !(m->dalpha = dev_zeros(m->be, ga.n)) || !(m->gplus = dev_zeros(m->be, ga.n))))
-            return sr_fail(err, errlen, "out of memory");
-    }
-    if (sr_mkdir_p(out_dir, err, errlen)) return -1;
-    snprintf(m->path_ckpt, sizeof m->path_ckpt, "%s/%s", out_dir, ckpt_name);
-    snprintf(m->path_metrics, sizeof m->path_metrics, "%s/%s", out_dir, metrics_name);
-    return 0;
-}
-
-/* Genotype from the current alpha (k = keep, 1 for the PTB cell); alpha_host (edges, ops). */
-static void derive(lm *m, ir_genotype *gt, float *alpha_host) {
+/* Genotype from the current alpha. */
+static void derive(sr_lm *m, ir_genotype *gt, float *alpha_host) {
     rt_read(m->p, m->net.alpha, alpha_host, (size_t)ir_cell_num_edges(&m->sp->normal) * m->sp->normal.n_ops * 4);
     sr_derive(&m->sp->normal, alpha_host, &gt->normal);
     gt->reduce = gt->normal;
 }
 
-/* The loop shared by search and retraining. Returns 0, 1 when stopped with a checkpoint, -1 on error. */
-/* progress: print one line every 10 windows and per epoch to stderr (the drivers' progress
- * callbacks show accuracy; a language model reports perplexity). */
-static int lm_loop(lm *m, int resume, volatile sig_atomic_t *stop, int64_t stop_after, const char *out_dir,
-                   int progress, double *last_valid_loss, char *err, size_t errlen) {
+/* sr_lm_hooks.arch_step: alpha on validation window step mod n_va, then Adam. */
+static float arch_step(sr_lm *m, float lr, void *ctx) {
+    rnn_search *rs = ctx;
     const ir_train_config *tc = m->tc;
-    if (resume) {
-        if (load_ckpt(m, m->n_tr, err, errlen)) return -1;
-    } else if (access(m->path_ckpt, F_OK) == 0) {
-        return sr_fail(err, errlen, "%s already exists; pass --resume to continue that run or choose another --out", m->path_ckpt);
-    } else {
-        FILE *f = fopen(m->path_metrics, "w");
-        if (f) fclose(f);
-    }
-    m->metrics = fopen(m->path_metrics, "a");
-    if (!m->metrics) return sr_fail(err, errlen, "%s: cannot open: %s", m->path_metrics, strerror(errno));
     rt_backend *be = m->be;
-    rt_group gw = rt_plan_group(m->p, IR_ROLE_WEIGHT), ga = rt_plan_group(m->p, IR_ROLE_ARCH);
-    int64_t ga_n = m->search ? ir_cell_num_edges(&m->sp->normal) * m->sp->normal.n_ops : 0;
-    float *alpha_host = malloc((size_t)(ga_n ? ga_n : 1) * 4);
-    if (!alpha_host) return sr_fail(err, errlen, "out of memory");
-    double t0 = sr_now();
-    int rc = 0;
-    while (m->epoch < tc->epochs) {
-        float lr = tc->w_lr_min >= tc->w_lr ? tc->w_lr : sr_cosine_lr(tc, m->epoch);
-        if (m->step == 0) { /* a new epoch starts from zero hidden states, as the reference */
-            memset(m->h_train, 0, hbytes(m));
-            memset(m->h_valid, 0, hbytes(m));
-        }
-        for (; m->step < m->n_tr; m->step++) {
-            double ts = sr_now();
-            float val_loss = NAN;
-            if (m->search) {
-                int64_t vw = m->step % m->n_va;
-                if (tc->order == 2) {
-                    val_loss = arch_grad_second_order(m, m->step, vw, lr);
-                } else {
-                    set_window(m, &m->va, vw, m->h_valid);
-                    set_tar(m, 0);
-                    rt_forward(m->p, 1);
-                    val_loss = last_ce(m);
-                    rt_read(m->p, m->net.hT, m->h_valid, hbytes(m));
-                    rt_backward(m->p, RT_GRAD_ARCH);
-                }
-                m->adam_t++;
-                be->adam_step(be, ga.data, m->adam_m, m->adam_v, ga.grad, ga.n, tc->a_lr, tc->a_beta1, tc->a_beta2,
-                              ADAM_EPS, tc->a_wd, m->adam_t);
-            }
-            set_window(m, &m->tr, m->step, m->h_train);
-            set_tar(m, 1);
-            rt_forward(m->p, 1);
-            float loss = last_ce(m); /* reported: the cross-entropy; the step also descends the tar term */
-            rt_read(m->p, m->net.hT, m->h_train, hbytes(m));
-            rt_backward(m->p, RT_GRAD_W);
-            clip_coef(m, tc->w_clip);
-            be->sgd_step(be, gw.data, m->sgd_buf, gw.grad, gw.n, lr, m->sgd_buf ? tc->w_momentum : 0.f, tc->w_wd);
-            m->global_step++;
-            if (!isfinite(loss)) {
-                rc = sr_fail(err, errlen, "epoch %d step %lld: the training loss is %f (diverged; lower lr?)", m->epoch + 1,
-                          (long long)m->step + 1, loss);
-                goto out;
-            }
-            fprintf(m->metrics, "{\"epoch\": %d, \"step\": %lld, \"train_loss\": %.6f, \"train_ppl\": %.3f",
-                    m->epoch, (long long)m->step, loss, exp(loss));
-            if (m->search) fprintf(m->metrics, ", \"val_loss\": %.6f, \"val_ppl\": %.3f", val_loss, exp(val_loss));
-            fprintf(m->metrics, ", \"lr\": %g}\n", lr);
-            if (progress && (m->step % 10 == 0 || m->step + 1 == m->n_tr)) {
-                double dt = sr_now() - ts;
-                fprintf(stderr, "%s epoch %d/%d window %lld/%lld loss %.4f ppl %.1f", m->search ? "search" : "train",
-                        m->epoch + 1, tc->epochs, (long long)m->step + 1, (long long)m->n_tr, loss, exp(loss));
-                if (m->search) fprintf(stderr, " | valid window ppl %.1f", exp(val_loss));
-                fprintf(stderr, " | lr %g, %.0f tokens/s\n", lr, dt > 0 ? m->T * m->B / dt : 0);
-            }
-            if ((stop && *stop) || (stop_after > 0 && m->global_step >= stop_after)) {
-                m->step++;
-                if (save_ckpt(m, err, errlen)) { rc = -1; goto out; }
-                rc = 1;
-                goto out;
-            }
-        }
-        /* end of epoch: validation perplexity in evaluation mode from zero hidden state */
-        {
-            float *h = malloc(hbytes(m));
-            if (!h) { rc = sr_fail(err, errlen, "out of memory"); goto out; }
-            uint64_t pstep = rt_plan_step(m->p);
-            double vl = eval_stream(m->p, &m->net, &m->va, m->x, m->y, h, NULL, stop);
-            free(h);
-            if (stop && *stop) { /* stopped during validation: resume redoes it (step = n_tr) */
-                rt_plan_set_step(m->p, pstep);
-                rc = save_ckpt(m, err, errlen) ? -1 : 1;
-                goto out;
-            }
-            if (last_valid_loss) *last_valid_loss = vl;
-            fprintf(m->metrics, "{\"epoch\": %d, \"epoch_end\": 1, \"valid_loss\": %.6f, \"valid_ppl\": %.3f", m->epoch, vl,
-                    exp(vl));
-            if (m->search) {
-                ir_genotype gt;
-                derive(m, &gt, alpha_host);
-                char *gj = sr_genotype_to_json(m->sp, &gt, NULL, NULL);
-                fprintf(m->metrics, ", \"genotype\": %s", gj ? gj : "null");
-                free(gj);
-                char path[1100];
-                snprintf(path, sizeof path, "%s/genotype.json", out_dir);
-                if (sr_genotype_write_json(m->sp, &gt, alpha_host, NULL, path, err, errlen)) { rc = -1; goto out; }
-                snprintf(path, sizeof path, "%s/normal.dot", out_dir); /* the recurrent cell */
-                FILE *df = fopen(path, "w");
-                if (df) {
-                    sr_genotype_dot(&m->sp->normal, &gt.normal, "recurrent", df);
-                    fclose(df);
-                }
-            }
-            fprintf(m->metrics, "}\n");
-            if (progress)
-                fprintf(stderr, "%s epoch %d/%d: validation loss %.4f perplexity %.2f (%.0f s)\n",
-                        m->search ? "search" : "train", m->epoch + 1, tc->epochs, vl, exp(vl), sr_now() - t0);
-        }
-        m->step = 0;
-        m->epoch++; /* the checkpoint resumes at the next epoch */
-        if (save_ckpt(m, err, errlen)) { rc = -1; goto out; }
+    rt_group ga = rt_plan_group(m->p, IR_ROLE_ARCH);
+    float val_loss;
+    int64_t vw = m->step % m->n_va;
+    if (tc->order == 2) {
+        val_loss = arch_grad_second_order(rs, m->step, vw, lr);
+    } else {
+        sr_lm_set_window(m, &m->va, vw, m->h_valid);
+        sr_lm_set_tar(m, 0);
+        rt_forward(m->p, 1);
+        val_loss = sr_lm_last_ce(m);
+        rt_read(m->p, m->net.hT, m->h_valid, sr_lm_hbytes(m));
+        rt_backward(m->p, RT_GRAD_ARCH);
     }
-out:
-    free(alpha_host);
-    return rc;
+    m->adam_t++;
+    be->adam_step(be, ga.data, m->adam_m, m->adam_v, ga.grad, ga.n, tc->a_lr, tc->a_beta1, tc->a_beta2, ADAM_EPS,
+                  tc->a_wd, m->adam_t);
+    return val_loss;
+}
+
+/* sr_lm_hooks.epoch_end: the genotype into the metrics line, genotype.json and normal.dot. */
+static int epoch_end(sr_lm *m, char *err, size_t errlen, void *ctx) {
+    rnn_search *rs = ctx;
+    ir_genotype gt;
+    derive(m, &gt, rs->alpha_host);
+    char *gj = sr_genotype_to_json(m->sp, &gt, NULL, NULL);
+    fprintf(m->metrics, ", \"genotype\": %s", gj ? gj : "null");
+    free(gj);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/genotype.json", rs->out_dir);
+    if (sr_genotype_write_json(m->sp, &gt, rs->alpha_host, NULL, path, err, errlen)) return -1;
+    snprintf(path, sizeof path, "%s/normal.dot", rs->out_dir); /* the recurrent cell */
+    FILE *df = fopen(path, "w");
+    if (df) {
+        sr_genotype_dot(&m->sp->normal, &gt.normal, "recurrent", df);
+        fclose(df);
+    }
+    return 0;
 }
 
 int sr_rnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
     if (o->strategy != SR_DARTS) return sr_fail(err, errlen, "recurrent spaces support the darts strategy only");
     double t0 = sr_now();
-    lm m;
-    int rc = lm_open(&m, sp, &sp->search, NULL, o->device, o->out_dir, "checkpoint.dtns", "metrics.jsonl", err, errlen);
+    rnn_search rs;
+    memset(&rs, 0, sizeof rs);
+    rs.out_dir = o->out_dir;
+    sr_lm *m = &rs.m;
+    int rc = sr_lm_open(m, sp, &sp->search, NULL, o->device, o->out_dir, "checkpoint.dtns", "metrics.jsonl", err, errlen);
+    if (rc == 0) {
+        rt_group gw = rt_plan_group(m->p, IR_ROLE_WEIGHT), ga = rt_plan_group(m->p, IR_ROLE_ARCH);
+        rs.alpha_host = malloc((size_t)ir_cell_num_edges(&sp->normal) * sp->normal.n_ops * 4);
+        if (!rs.alpha_host ||
+            (sp->search.order == 2 &&
+             (!(rs.w_backup = sr_lm_dev_zeros(m->be, gw.n)) || !(rs.v = sr_lm_dev_zeros(m->be, gw.n)) ||
+              !(rs.dalpha = sr_lm_dev_zeros(m->be, ga.n)) || !(rs.gplus = sr_lm_dev_zeros(m->be, ga.n)))))
+            rc = sr_fail(err, errlen, "out of memory");
+    }
     if (rc == 0 && o->space_src && !o->resume) {
         char path[1100];
         snprintf(path, sizeof path, "%s/space.dartsc", o->out_dir);
         rc = sr_write_file_atomic(path, o->space_src, o->space_src_len, err, errlen);
     }
     double vl = NAN;
-    if (rc == 0) rc = lm_loop(&m, o->resume, o->stop, o->stop_after_steps, o->out_dir, o->progress != NULL, &vl,
-                              err, errlen);
+    sr_lm_hooks hooks = {.arch_step = arch_step, .epoch_end = epoch_end, .ctx = &rs};
+    if (rc == 0)
+        rc = sr_lm_loop(m, &hooks, o->resume, o->stop, o->stop_after_steps, o->progress != NULL, &vl, err, errlen);
     if (rc >= 0) {
-        float *ah = malloc((size_t)ir_cell_num_edges(&sp->normal) * sp->normal.n_ops * 4);
-        if (ah) derive(&m, &res->genotype, ah);
-        free(ah);
+        derive(m, &res->genotype, rs.alpha_host);
         res->stopped = rc == 1;
-        res->steps = m.global_step;
+        res->steps = m->global_step;
         res->val_acc = exp(vl); /* recurrent: validation perplexity */
         rc = 0;
     }
     res->seconds = sr_now() - t0;
-    lm_free(&m);
-    return rc;
-}
-
-int sr_rnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, sr_train_result *res, char *err,
-                 size_t errlen) {
-    memset(res, 0, sizeof *res);
-    double t0 = sr_now();
-    lm m;
-    int rc = lm_open(&m, sp, &sp->train, &gt->normal, o->device, o->out_dir, "train_checkpoint.dtns",
-                     "train_metrics.jsonl", err, errlen);
-    double vl = NAN;
-    if (rc == 0) rc = lm_loop(&m, o->resume, o->stop, o->stop_after_steps, o->out_dir, o->progress != NULL, &vl,
-                              err, errlen);
-    if (rc == 0) {
-        char path[1100];
-        snprintf(path, sizeof path, "%s/model.dtns", o->out_dir);
-        rc = sr_weights_save(m.p, path, err, errlen);
-        res->train_loss = vl; /* recurrent: last validation loss */
-        res->train_acc = exp(vl);
+    if (m->be) {
+        float *dv[] = {rs.w_backup, rs.v, rs.dalpha, rs.gplus};
+        for (size_t i = 0; i < sizeof dv / sizeof dv[0]; i++)
+            if (dv[i]) m->be->free(m->be, dv[i]);
     }
-    if (rc >= 0) {
-        res->stopped = rc == 1;
-        res->steps = m.global_step;
-        rc = 0;
-    }
-    res->seconds = sr_now() - t0;
-    lm_free(&m);
-    return rc;
-}
-
-int sr_rnn_evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, sr_rnn_eval *res,
-                    char *err, size_t errlen) {
-    memset(res, 0, sizeof *res);
-    rt_corpus c;
-    if (rt_corpus_load(sp->data_path, &c, err, errlen)) return -1;
-    int T = sp->train.bptt > 0 ? sp->train.bptt : 35, B = EVAL_BATCH, rc = -1;
-    ir_rnn_net net = {0};
-    rt_backend *be = NULL;
-    rt_plan *p = NULL;
-    rt_text_stream s[2] = {{0}};
-    int32_t *x = malloc((size_t)T * B * 4), *y = malloc((size_t)T * B * 4);
-    float *h = malloc((size_t)B * sp->hidden * 4);
-    ir_rnn_opts ro = {.T = T, .batch = B, .ntoken = c.n_words};
-    if (!x || !y || !h) { sr_fail(err, errlen, "out of memory"); goto out; }
-    if (ir_space_build_rnn(sp, &gt->normal, &ro, &net)) { sr_fail(err, errlen, "%s", net.error); goto out; }
-    if (!(be = open_backend(device, err, errlen))) goto out;
-    if (!(p = rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 1, .grads = 0}, err, errlen))) goto out;
-    if (sr_weights_load(p, weights, err, errlen)) goto out;
-    for (int k = 0; k < 2; k++) {
-        int split = k ? RT_SPLIT_TEST : RT_SPLIT_VALID;
-        if (rt_text_batchify(c.ids[split], c.n[split], B, &s[k]) || rt_text_windows(&s[k], T) < 1) {
-            sr_fail(err, errlen, "%s: the %s split is shorter than one window (bptt %d x batch %d)", sp->data_path,
-                 k ? "test" : "valid", T, B);
-            goto out;
-        }
-    }
-    res->valid_loss = eval_stream(p, &net, &s[0], x, y, h, &res->valid_tokens, NULL);
-    res->test_loss = eval_stream(p, &net, &s[1], x, y, h, &res->test_tokens, NULL);
-    res->valid_ppl = exp(res->valid_loss);
-    res->test_ppl = exp(res->test_loss);
-    rc = 0;
-out:
-    rt_text_stream_free(&s[0]);
-    rt_text_stream_free(&s[1]);
-    rt_plan_free(p);
-    if (be) be->destroy(be);
-    ir_rnn_net_free(&net);
-    rt_corpus_free(&c);
-    free(x);
-    free(y);
-    free(h);
+    free(rs.alpha_host);
+    sr_lm_free(m);
     return rc;
 }

@@ -18,7 +18,8 @@
  *   sr_options o = sr_options_default();
  *   o.out_dir = "runs/demo";
  *   sr_result r;
- *   if (sr_search(&space, &o, &r, err, sizeof err) != 0) fprintf(stderr, "%s\n", err);
+ *   if (sr_cnn_search(&space, &o, &r, err, sizeof err) != 0) fprintf(stderr, "%s\n", err);
+ * (pipeline/pipeline.h: sr_search picks the strategy's and the space kind's search.)
  */
 #ifndef DARTSC_SR_SEARCH_H
 #define DARTSC_SR_SEARCH_H
@@ -28,19 +29,11 @@
 #include <stdint.h>
 
 #include "ir/space.h"
+#include "train/common.h"
 
 /* SR_RANDOM and SR_EVOLUTION are the paper's baselines (search/baselines.c): discrete
  * genotypes trained briefly and scored on the architecture split. */
 typedef enum sr_strategy { SR_DARTS, SR_JOINT, SR_COORD, SR_RANDOM, SR_EVOLUTION } sr_strategy;
-
-typedef struct sr_progress {
-    int epoch, epochs;
-    int64_t step, steps_per_epoch; /* step within the epoch, 0-based */
-    double train_loss, train_acc, val_loss, val_acc;
-    double lr, images_per_s, eta_s;
-    int epoch_end; /* 1: epoch summary (val_* over the whole architecture split) */
-    int candidate_end; /* baselines: candidate `epoch` of `epochs` scored val_* (step = its parent, -1: none) */
-} sr_progress;
 
 typedef struct sr_options {
     const char *out_dir;           /* run directory (created) */
@@ -70,8 +63,13 @@ typedef struct sr_result {
 } sr_result;
 
 sr_options sr_options_default(void);
-int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen);
-/* The baselines; sr_search calls it for SR_RANDOM and SR_EVOLUTION. Writes
+/* The DARTS loop over a convolutional (kind cnn) space's supernet: strategies SR_DARTS,
+ * SR_JOINT and SR_COORD (search/cnn.c). */
+int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen);
+/* The DARTS search of a recurrent (kind rnn) space (search/rnn.c): SR_DARTS only; val_acc
+ * holds the last validation perplexity. */
+int sr_rnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen);
+/* The baselines; sr_search (pipeline/pipeline.h) calls it for SR_RANDOM and SR_EVOLUTION. Writes
  * out_dir/candidates/NNN/ (each candidate's training run, genotype.json, result.json),
  * out_dir/candidates.jsonl and the best genotype as out_dir/genotype.json; resumes
  * candidate by candidate (a partly trained candidate from its checkpoint). */

@@ -35,7 +35,7 @@
 #include <unistd.h>
 
 #include "codegen/onnx.h"
-#include "onnx.pb-c.h"
+#include "proto/onnx_pb.h"
 #include "ir/space.h"
 #include "kernels/kdesc.h"
 #include "runtime/runtime.h"

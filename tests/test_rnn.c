@@ -26,10 +26,11 @@
 #include "runtime/runtime.h"
 #include "runtime/tensorfile.h"
 #include "runtime/text.h"
+#include "pipeline/pipeline.h"
 #include "search/genotype.h"
-#include "search/rnn.h"
 #include "search/search.h"
-#include "search/train.h"
+#include "train/rnn.h"
+#include "train/train.h"
 #include "testutil.h"
 
 static void write_text(const char *dir, const char *name, const char *text) {

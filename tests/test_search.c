@@ -11,6 +11,7 @@
 #include "kernels/kdesc.h"
 #include "runtime/runtime.h"
 #include "runtime/tensorfile.h"
+#include "pipeline/pipeline.h"
 #include "search/genotype.h"
 #include "search/search.h"
 #include "testutil.h"

@@ -8,7 +8,8 @@
 #include <unistd.h>
 
 #include "runtime/tensorfile.h"
-#include "search/train.h"
+#include "pipeline/pipeline.h"
+#include "train/train.h"
 #include "testutil.h"
 
 static void tiny_space(ir_space *sp) {

@@ -1,4 +1,4 @@
-/* search.c — the DARTS search loop (see search.h): data split and loaders, the alpha
+/* cnn.c — the DARTS search loop over a convolutional space's supernet (see search.h): data split and loaders, the alpha
  * and weight steps of every strategy, the second-order step, metrics, checkpoints and
  * resume. Everything runs through the backend interface, so the same loop drives the
  * CPU and CUDA backends; nothing is allocated inside a step. */
@@ -14,12 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common.h"
 #include "genotype.h"
-#include "rnn.h"
 #include "runtime/data.h"
 #include "runtime/runtime.h"
 #include "runtime/tensorfile.h"
+#include "train/checkpoint.h"
+#include "train/common.h"
 
 #define CKPT_VERSION 1
 #define ADAM_EPS 1e-8f
@@ -164,76 +164,44 @@ static int load_data(run *r, char *err, size_t errlen) {
 
 
 
-static int save_checkpoint(run *r, char *err, size_t errlen) {
-    rt_backend *be = r->be;
+/* The checkpoint's table (train/checkpoint.h): meta {version, param hash, epoch, step,
+ * global step, Adam t, plan step, both loaders' positions, metrics bytes}, alpha.jsonl's
+ * bytes, then the parameter groups and the optimisers' state. */
+enum { META_N = 12, CKPT_N = 8 };
+static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, sr_ckpt_entry *e) {
     rt_group gw = rt_plan_group(r->p, IR_ROLE_WEIGHT), ga = rt_plan_group(r->p, IR_ROLE_ARCH),
              gb = rt_plan_group(r->p, IR_ROLE_BUFFER);
-    rt_tf_writer *w = rt_tf_open_write(r->path_ckpt, err, errlen);
-    if (!w) return -1;
+    sr_ckpt_entry t[CKPT_N] = {
+        {SR_CKPT_I64, "meta/state", meta, META_N, 0},
+        {SR_CKPT_I64, "meta/alpha_bytes", alpha_bytes, 1, 0},
+        {SR_CKPT_DEV, "group/weights", gw.data, gw.n, 0},
+        {SR_CKPT_DEV, "group/arch", ga.data, ga.n, 0},
+        {SR_CKPT_DEV, "group/buffers", gb.data, gb.n, 0},
+        {SR_CKPT_DEV, "opt/sgd_momentum", r->sgd_buf, gw.n, 0},
+        {SR_CKPT_DEV, "opt/adam_m", r->adam_m, ga.n, 0},
+        {SR_CKPT_DEV, "opt/adam_v", r->adam_v, ga.n, 0}};
+    memcpy(e, t, sizeof t);
+}
+
+static int save_checkpoint(run *r, char *err, size_t errlen) {
     int64_t le, lp, ae, ap;
     rt_loader_state(&r->lw, &le, &lp);
     rt_loader_state(&r->la, &ae, &ap);
-    int64_t meta[12] = {CKPT_VERSION, (int64_t)sr_param_hash(r->net.graph), r->epoch, r->step, r->global_step, r->adam_t,
-                        (int64_t)rt_plan_step(r->p), le, lp, ae, ap, sr_file_size(r->path_metrics)};
+    int64_t meta[META_N] = {CKPT_VERSION, (int64_t)sr_param_hash(r->net.graph), r->epoch, r->step, r->global_step,
+                            r->adam_t, (int64_t)rt_plan_step(r->p), le, lp, ae, ap, sr_file_size(r->path_metrics)};
     int64_t alpha_bytes = sr_file_size(r->path_alpha);
-    int rc = sr_put_i64s(w, "meta/state", meta, 12) | sr_put_i64s(w, "meta/alpha_bytes", &alpha_bytes, 1);
-    struct { const char *name; float *dev; int64_t n; } vecs[6] = {
-        {"group/weights", gw.data, gw.n}, {"group/arch", ga.data, ga.n}, {"group/buffers", gb.data, gb.n},
-        {"opt/sgd_momentum", r->sgd_buf, gw.n}, {"opt/adam_m", r->adam_m, ga.n}, {"opt/adam_v", r->adam_v, ga.n}};
-    size_t maxn = 0;
-    for (int i = 0; i < 6; i++) maxn = (size_t)vecs[i].n > maxn ? (size_t)vecs[i].n : maxn;
-    float *host = malloc((maxn ? maxn : 1) * 4);
-    if (!host) {
-        rt_tf_abort_write(w);
-        return sr_fail(err, errlen, "out of memory");
-    }
-    for (int i = 0; i < 6 && !rc; i++) {
-        be->download(be, host, vecs[i].dev, (size_t)vecs[i].n * 4);
-        rc |= rt_tf_write(w, vecs[i].name, RT_TF_F32, 1, (int64_t[]){vecs[i].n}, host);
-    }
-    free(host);
-    if (rc) {
-        rt_tf_abort_write(w);
-        return sr_fail(err, errlen, "%s: writing the checkpoint failed", r->path_ckpt);
-    }
-    return rt_tf_close_write(w, err, errlen);
-}
-
-static int truncate_to(const char *path, int64_t bytes, char *err, size_t errlen) {
-    if (sr_file_size(path) < bytes) return sr_fail(err, errlen, "%s: shorter than the checkpoint says (%lld bytes)", path, (long long)bytes);
-    if (truncate(path, bytes) != 0) return sr_fail(err, errlen, "%s: cannot truncate: %s", path, strerror(errno));
-    return 0;
+    sr_ckpt_entry e[CKPT_N];
+    ckpt_table(r, meta, &alpha_bytes, e);
+    return sr_ckpt_save(r->path_ckpt, r->be, e, CKPT_N, err, errlen);
 }
 
 static int load_checkpoint(run *r, char *err, size_t errlen) {
-    char e2[512];
-    rt_tf_file *f = rt_tf_read(r->path_ckpt, e2, sizeof e2);
-    if (!f) return sr_fail(err, errlen, "cannot resume: %s", e2);
-    int64_t meta[12] = {0}, alpha_bytes = 0;
+    int64_t meta[META_N] = {0}, alpha_bytes = 0;
+    sr_ckpt_entry e[CKPT_N];
+    ckpt_table(r, meta, &alpha_bytes, e);
+    rt_tf_file *f = sr_ckpt_read(r->path_ckpt, e, CKPT_N, CKPT_VERSION, r->net.graph, err, errlen);
+    if (!f) return -1;
     int rc = -1;
-    if (sr_get_i64s(f, "meta/state", meta, 12, r->path_ckpt, err, errlen) ||
-        sr_get_i64s(f, "meta/alpha_bytes", &alpha_bytes, 1, r->path_ckpt, err, errlen))
-        goto out;
-    if (meta[0] != CKPT_VERSION) {
-        sr_fail(err, errlen, "%s: checkpoint format version %lld, this dartsc reads version %d", r->path_ckpt, (long long)meta[0], CKPT_VERSION);
-        goto out;
-    }
-    if ((uint64_t)meta[1] != sr_param_hash(r->net.graph)) {
-        sr_fail(err, errlen, "%s: the checkpoint was written for a different space or network (parameter names/shapes differ)", r->path_ckpt);
-        goto out;
-    }
-    rt_group gw = rt_plan_group(r->p, IR_ROLE_WEIGHT), ga = rt_plan_group(r->p, IR_ROLE_ARCH),
-             gb = rt_plan_group(r->p, IR_ROLE_BUFFER);
-    struct { const char *name; float *dev; int64_t n; } vecs[6] = {
-        {"group/weights", gw.data, gw.n}, {"group/arch", ga.data, ga.n}, {"group/buffers", gb.data, gb.n},
-        {"opt/sgd_momentum", r->sgd_buf, gw.n}, {"opt/adam_m", r->adam_m, ga.n}, {"opt/adam_v", r->adam_v, ga.n}};
-    for (int i = 0; i < 6; i++) {
-        const rt_tf_entry *e = rt_tf_find(f, vecs[i].name);
-        if (!e || e->dtype != RT_TF_F32 || e->numel != vecs[i].n) {
-            sr_fail(err, errlen, "%s: '%s' missing or of the wrong size (the space changed?)", r->path_ckpt, vecs[i].name);
-            goto out;
-        }
-    }
     if (meta[2] < 0 || meta[2] > r->sp->search.epochs || meta[3] < 0 || meta[3] > r->steps_per_epoch) {
         sr_fail(err, errlen, "%s: epoch %lld step %lld do not fit this search (%d epochs of %lld steps)", r->path_ckpt,
              (long long)meta[2], (long long)meta[3], r->sp->search.epochs, (long long)r->steps_per_epoch);
@@ -243,8 +211,11 @@ static int load_checkpoint(run *r, char *err, size_t errlen) {
         sr_fail(err, errlen, "%s: data loader positions out of range (the data changed?)", r->path_ckpt);
         goto out;
     }
-    if (truncate_to(r->path_metrics, meta[11], err, errlen) || truncate_to(r->path_alpha, alpha_bytes, err, errlen)) goto out;
-    for (int i = 0; i < 6; i++) r->be->upload(r->be, vecs[i].dev, rt_tf_find(f, vecs[i].name)->data, (size_t)vecs[i].n * 4);
+    if (sr_ckpt_truncate_log(r->path_metrics, meta[11], err, errlen) ||
+        sr_ckpt_truncate_log(r->path_alpha, alpha_bytes, err, errlen))
+        goto out;
+    sr_ckpt_restore(f, r->be, e, CKPT_N);
+    f = NULL;
     r->epoch = (int)meta[2];
     r->step = meta[3];
     r->global_step = meta[4];
@@ -367,9 +338,7 @@ static void free_run(run *r) {
     free(r->yv);
 }
 
-int sr_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen) {
-    if (o->strategy == SR_RANDOM || o->strategy == SR_EVOLUTION) return sr_baseline_search(sp, o, res, err, errlen);
-    if (sp->kind == IR_SPACE_RNN) return sr_rnn_search(sp, o, res, err, errlen); /* search/rnn.c */
+int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen) {
     run r;
     memset(&r, 0, sizeof r);
     memset(res, 0, sizeof *res);

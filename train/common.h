@@ -1,5 +1,7 @@
-/* common.h — pieces the search and retraining loops share: loader settings from a space,
- * data sets by split, int64 metadata in tensor files, file helpers and the clock. */
+/* common.h — pieces every loop shares (the searches of search/, the retraining and
+ * recurrent runs of train/): progress reports, loader settings from a space, data sets by
+ * split, int64 metadata in tensor files, file helpers and the clock. It sits in train/,
+ * the lower of the two layers, so that search/ uses it without train/ using search/. */
 #ifndef DARTSC_SR_COMMON_H
 #define DARTSC_SR_COMMON_H
 
@@ -9,6 +11,16 @@
 #include "ir/space.h"
 #include "runtime/data.h"
 #include "runtime/tensorfile.h"
+
+/* One progress report of a loop, to the caller's callback (o->progress). */
+typedef struct sr_progress {
+    int epoch, epochs;
+    int64_t step, steps_per_epoch; /* step within the epoch, 0-based */
+    double train_loss, train_acc, val_loss, val_acc;
+    double lr, images_per_s, eta_s;
+    int epoch_end; /* 1: epoch summary (val_* over the whole architecture split) */
+    int candidate_end; /* baselines: candidate `epoch` of `epochs` scored val_* (step = its parent, -1: none) */
+} sr_progress;
 
 /* The space's data set: the training split (train = 1) or the test split. */
 int sr_data_load(const ir_space *sp, int train, rt_dataset *out, char *err, size_t errlen);

@@ -9,8 +9,9 @@
  *
  * Usage:
  *   sr_train_opts o = sr_train_opts_default(); o.out_dir = "runs/demo";
- *   sr_train(&space, &genotype, &o, &res, err, sizeof err);     // writes runs/demo/model.dtns
- *   sr_evaluate(&space, &genotype, "runs/demo/model.dtns", "cpu", 0, &ev, err, sizeof err);
+ *   sr_cnn_train(&space, &genotype, &o, &res, err, sizeof err);     // writes runs/demo/model.dtns
+ *   sr_cnn_evaluate(&space, &genotype, "runs/demo/model.dtns", "cpu", &ev, err, sizeof err);
+ * (pipeline/pipeline.h: sr_train and sr_evaluate pick this or train/rnn.h by space kind.)
  */
 #ifndef DARTSC_SR_TRAIN_H
 #define DARTSC_SR_TRAIN_H
@@ -18,8 +19,8 @@
 #include <signal.h>
 
 #include "ir/space.h"
+#include "common.h"
 #include "runtime/runtime.h"
-#include "search.h"
 
 typedef struct sr_train_opts {
     const char *out_dir;
@@ -47,12 +48,12 @@ typedef struct sr_eval_result {
 sr_train_opts sr_train_opts_default(void);
 /* Trains and writes out_dir/model.dtns (atomically), out_dir/train_metrics.jsonl and
  * out_dir/train_checkpoint.dtns. */
-int sr_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, sr_train_result *res, char *err,
-             size_t errlen);
+int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, sr_train_result *res, char *err,
+                 size_t errlen);
 /* Accuracy and mean loss on the test split (first test_subset images if set, else all),
  * with BN running statistics. */
-int sr_evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, sr_eval_result *res,
-                char *err, size_t errlen);
+int sr_cnn_evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device,
+                    sr_eval_result *res, char *err, size_t errlen);
 
 /* The same, also writing the predicted class of test image i to pred[i] (i < pred_cap). */
 int sr_evaluate_predict(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, int32_t *pred,

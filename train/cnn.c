@@ -1,4 +1,5 @@
-/* train.c — retraining, test evaluation and weights files; see train.h. */
+/* cnn.c — retraining of a convolutional (kind cnn) network, test evaluation, inference
+ * and weights files; see train.h. */
 #include "train.h"
 
 #include <math.h>
@@ -8,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "common.h"
-#include "rnn.h"
 #include "runtime/tensorfile.h"
 
 #define WEIGHTS_VERSION 1
@@ -123,16 +124,8 @@ static int evaluate(const ir_space *sp, const ir_genotype *gt, const char *weigh
                     int begin, int count, int batch_stats, int32_t *pred, int pred_cap, sr_eval_result *res, char *err,
                     size_t errlen);
 
-int sr_evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, sr_eval_result *res,
-                char *err, size_t errlen) {
-    if (sp->kind == IR_SPACE_RNN) { /* search/rnn.c: loss = test cross-entropy per token, acc unused */
-        sr_rnn_eval ev;
-        memset(res, 0, sizeof *res);
-        if (sr_rnn_evaluate(sp, gt, weights, device, &ev, err, errlen)) return -1;
-        res->loss = ev.test_loss;
-        res->n = (int)ev.test_tokens;
-        return 0;
-    }
+int sr_cnn_evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device,
+                    sr_eval_result *res, char *err, size_t errlen) {
     return evaluate(sp, gt, weights, device, 0, 0, -1, 0, NULL, 0, res, err, errlen);
 }
 
@@ -242,61 +235,50 @@ typedef struct trun {
 } trun;
 
 
-static int tsave(trun *t, char *err, size_t errlen) {
+/* The checkpoint's table (train/checkpoint.h): meta {version, param hash, epoch, step,
+ * global step, plan step, loader position (2), metrics bytes}, then weights, BN
+ * statistics and the SGD momentum. */
+enum { META_N = 9, CKPT_N = 4 };
+static void ckpt_table(trun *t, int64_t *meta, sr_ckpt_entry *e) {
     rt_group gw = rt_plan_group(t->p, IR_ROLE_WEIGHT), gb = rt_plan_group(t->p, IR_ROLE_BUFFER);
-    rt_tf_writer *w = rt_tf_open_write(t->ckpt, err, errlen);
-    if (!w) return -1;
+    sr_ckpt_entry v[CKPT_N] = {{SR_CKPT_I64, "meta/train_state", meta, META_N, 0},
+                               {SR_CKPT_DEV, "group/weights", gw.data, gw.n, 0},
+                               {SR_CKPT_DEV, "group/buffers", gb.data, gb.n, 0},
+                               {SR_CKPT_DEV, "opt/sgd_momentum", t->buf, gw.n, 0}};
+    memcpy(e, v, sizeof v);
+}
+
+static int tsave(trun *t, char *err, size_t errlen) {
     int64_t le, lp;
     rt_loader_state(&t->l, &le, &lp);
-    int64_t meta[9] = {TRAIN_CKPT_VERSION, (int64_t)sr_param_hash(t->net.graph), t->epoch, t->step, t->global_step,
-                       (int64_t)rt_plan_step(t->p), le, lp, sr_file_size(t->metrics)};
-    int rc = sr_put_i64s(w, "meta/train_state", meta, 9);
-    struct { const char *name; float *dev; int64_t n; } v[3] = {
-        {"group/weights", gw.data, gw.n}, {"group/buffers", gb.data, gb.n}, {"opt/sgd_momentum", t->buf, gw.n}};
-    for (int i = 0; i < 3 && !rc; i++) {
-        float *h = malloc((size_t)(v[i].n ? v[i].n : 1) * 4);
-        if (!h) { rc = -1; break; }
-        t->be->download(t->be, h, v[i].dev, (size_t)v[i].n * 4);
-        rc = rt_tf_write(w, v[i].name, RT_TF_F32, 1, (int64_t[]){v[i].n}, h);
-        free(h);
-    }
-    if (rc) {
-        rt_tf_abort_write(w);
-        return sr_fail(err, errlen, "%s: writing the checkpoint failed", t->ckpt);
-    }
-    return rt_tf_close_write(w, err, errlen);
+    int64_t meta[META_N] = {TRAIN_CKPT_VERSION, (int64_t)sr_param_hash(t->net.graph), t->epoch, t->step, t->global_step,
+                            (int64_t)rt_plan_step(t->p), le, lp, sr_file_size(t->metrics)};
+    sr_ckpt_entry e[CKPT_N];
+    ckpt_table(t, meta, e);
+    return sr_ckpt_save(t->ckpt, t->be, e, CKPT_N, err, errlen);
 }
 
 static int tload(trun *t, char *err, size_t errlen) {
-    char e2[512];
-    rt_tf_file *f = rt_tf_read(t->ckpt, e2, sizeof e2);
-    if (!f) return sr_fail(err, errlen, "cannot resume: %s", e2);
-    int64_t m[9] = {0};
-    int rc = sr_get_i64s(f, "meta/train_state", m, 9, t->ckpt, err, errlen);
-    if (!rc && m[0] != TRAIN_CKPT_VERSION) rc = sr_fail(err, errlen, "%s: checkpoint version %lld, this dartsc reads %d", t->ckpt, (long long)m[0], TRAIN_CKPT_VERSION);
-    if (!rc && (uint64_t)m[1] != sr_param_hash(t->net.graph))
-        rc = sr_fail(err, errlen, "%s: the checkpoint was written for a different network (parameter names/shapes differ)", t->ckpt);
-    if (!rc && (m[2] < 0 || m[2] > t->sp->train.epochs || m[3] < 0 || m[3] > t->steps_per_epoch))
+    int64_t m[META_N] = {0};
+    sr_ckpt_entry e[CKPT_N];
+    ckpt_table(t, m, e);
+    rt_tf_file *f = sr_ckpt_read(t->ckpt, e, CKPT_N, TRAIN_CKPT_VERSION, t->net.graph, err, errlen);
+    if (!f) return -1;
+    int rc = 0;
+    if (m[2] < 0 || m[2] > t->sp->train.epochs || m[3] < 0 || m[3] > t->steps_per_epoch)
         rc = sr_fail(err, errlen, "%s: epoch %lld step %lld do not fit this training run", t->ckpt, (long long)m[2], (long long)m[3]);
-    rt_group gw = rt_plan_group(t->p, IR_ROLE_WEIGHT), gb = rt_plan_group(t->p, IR_ROLE_BUFFER);
-    struct { const char *name; float *dev; int64_t n; } v[3] = {
-        {"group/weights", gw.data, gw.n}, {"group/buffers", gb.data, gb.n}, {"opt/sgd_momentum", t->buf, gw.n}};
-    for (int i = 0; i < 3 && !rc; i++) {
-        const rt_tf_entry *e = rt_tf_find(f, v[i].name);
-        if (!e || e->dtype != RT_TF_F32 || e->numel != v[i].n) rc = sr_fail(err, errlen, "%s: '%s' missing or of the wrong size", t->ckpt, v[i].name);
-    }
     if (!rc && rt_loader_seek(&t->l, m[6], m[7])) rc = sr_fail(err, errlen, "%s: data loader position out of range", t->ckpt);
-    if (!rc && sr_file_size(t->metrics) < m[8]) rc = sr_fail(err, errlen, "%s: shorter than the checkpoint says", t->metrics);
-    if (!rc && truncate(t->metrics, m[8]) != 0) rc = sr_fail(err, errlen, "%s: cannot truncate", t->metrics);
-    if (!rc) {
-        for (int i = 0; i < 3; i++) t->be->upload(t->be, v[i].dev, rt_tf_find(f, v[i].name)->data, (size_t)v[i].n * 4);
-        t->epoch = (int)m[2];
-        t->step = m[3];
-        t->global_step = m[4];
-        rt_plan_set_step(t->p, (uint64_t)m[5]);
+    if (!rc) rc = sr_ckpt_truncate_log(t->metrics, m[8], err, errlen);
+    if (rc) {
+        rt_tf_free(f);
+        return rc;
     }
-    rt_tf_free(f);
-    return rc;
+    sr_ckpt_restore(f, t->be, e, CKPT_N);
+    t->epoch = (int)m[2];
+    t->step = m[3];
+    t->global_step = m[4];
+    rt_plan_set_step(t->p, (uint64_t)m[5]);
+    return 0;
 }
 
 static void tfree(trun *t) {
@@ -312,9 +294,8 @@ static void tfree(trun *t) {
     free(t->y);
 }
 
-int sr_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, sr_train_result *res, char *err,
-             size_t errlen) {
-    if (sp->kind == IR_SPACE_RNN) return sr_rnn_train(sp, gt, o, res, err, errlen); /* search/rnn.c */
+int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts *o, sr_train_result *res, char *err,
+                 size_t errlen) {
     trun t;
     memset(&t, 0, sizeof t);
     memset(res, 0, sizeof *res);
