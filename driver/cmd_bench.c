@@ -106,12 +106,12 @@ int dartsc_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
         else if (!strcmp(a, "--device")) device = argv[++i];
         else if (a[0] == '-') {
-            fprintf(stderr, "usage: dartsc bench SPACE [--batch N] [--order 1|2] [--steps N] [--warmup N] [--device cpu|cuda] [--json] [--profile]\n");
+            fprintf(stderr, "usage: dartsc bench SPACE [--batch N] [--order 1|2] [--steps N] [--warmup N] [--device cpu|cuda|auto] [--json] [--profile]\n");
             return 2;
         } else path = a;
     }
     if (!path || (order != 1 && order != 2) || steps < 1 || steps > 1000 || warmup < 0 || batch < 0) {
-        fprintf(stderr, "usage: dartsc bench SPACE [--batch N] [--order 1|2] [--steps N] [--warmup N] [--device cpu|cuda] [--json] [--profile]\n");
+        fprintf(stderr, "usage: dartsc bench SPACE [--batch N] [--order 1|2] [--steps N] [--warmup N] [--device cpu|cuda|auto] [--json] [--profile]\n");
         return 2;
     }
     ir_space sp;
@@ -123,7 +123,8 @@ int dartsc_cmd_bench(int argc, char **argv) {
         return 1;
     }
     char err[512];
-    rt_backend *be = !strcmp(device, "cuda") ? rt_backend_cuda_new(err, sizeof err) : rt_backend_cpu_new();
+    /* a benchmark measures the device it names: "cpu" unless told otherwise */
+    rt_backend *be = rt_backend_open(device, err, sizeof err);
     if (!be) {
         fprintf(stderr, "dartsc bench: %s\n", err);
         ir_net_free(&net);

@@ -255,7 +255,7 @@ int dartsc_cmd_train(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--resume")) o.resume = 1;
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: dartsc train SPACE --genotype FILE [--out DIR] [--epochs N] [--subset N] [--device cpu|cuda] [--resume]\n");
+            printf("usage: dartsc train SPACE --genotype FILE [--out DIR] [--epochs N] [--subset N] [--device auto|cpu|cuda] [--resume]\n");
             return 0;
         } else if (a[0] == '-' && !v) {
             fprintf(stderr, "dartsc train: %s needs a value\n", a);
@@ -271,7 +271,7 @@ int dartsc_cmd_train(int argc, char **argv) {
         } else path = a;
     }
     if (!path || !geno) {
-        fprintf(stderr, "usage: dartsc train SPACE --genotype FILE [--out DIR] [--epochs N] [--subset N] [--device cpu|cuda] [--resume]\n");
+        fprintf(stderr, "usage: dartsc train SPACE --genotype FILE [--out DIR] [--epochs N] [--subset N] [--device auto|cpu|cuda] [--resume]\n");
         return 2;
     }
     ir_space sp;
@@ -332,8 +332,8 @@ static int rnn_eval_print(const ir_space *sp, const ir_genotype *gt, const char 
 }
 
 int dartsc_cmd_eval(int argc, char **argv) {
-    const char *dir = NULL, *device = "cpu", *pred_path = NULL;
-    const char *usage = "usage: dartsc eval RUN_DIR [--device cpu|cuda] [--predictions FILE.dtns]\n";
+    const char *dir = NULL, *device = "auto", *pred_path = NULL;
+    const char *usage = "usage: dartsc eval RUN_DIR [--device auto|cpu|cuda] [--predictions FILE.dtns]\n";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
         else if (!strcmp(argv[i], "--predictions") && i + 1 < argc) pred_path = argv[++i];
@@ -378,14 +378,14 @@ int dartsc_cmd_eval(int argc, char **argv) {
 /* ---- run ---------------------------------------------------------------------------------------- */
 
 static void run_usage(FILE *f) {
-    fputs("usage: dartsc run SPACE [--out DIR] [--device cpu|cuda] [search options]\n"
+    fputs("usage: dartsc run SPACE [--out DIR] [--device auto|cpu|cuda] [search options]\n"
           "  search -> derive -> retrain -> evaluate -> export (ONNX, C) -> report; rerun to resume.\n"
           "  --seed N seeds the search and the retraining.\n", f);
     fputs(dartsc_search_flags_usage, f);
 }
 
 int dartsc_cmd_run(int argc, char **argv) {
-    const char *path = NULL, *out = "runs/demo", *device = "cpu";
+    const char *path = NULL, *out = "runs/demo", *device = "auto";
     sr_options so = sr_options_default();
     dartsc_search_overrides ov;
     dartsc_search_overrides_init(&ov);
@@ -418,6 +418,10 @@ int dartsc_cmd_run(int argc, char **argv) {
     install_signals();
     char err[1024], p[4200];
     double times[4] = {0};
+    /* one device for every stage: "auto" resolved once, said in the log and results.json */
+    const char *asked = device;
+    device = rt_device_resolve(device);
+    fprintf(stderr, "== device: %s%s\n", device, strcmp(asked, device) ? " (auto)" : "");
     /* 1. search (resumes from its checkpoint; done when search.done exists) */
     if (!exists(out, "search.done")) {
         FILE *f = fopen(path, "rb");
@@ -540,8 +544,8 @@ int dartsc_cmd_run(int argc, char **argv) {
     FILE *f = fopen(rp, "w");
     if (f) {
         fprintf(f, "{\"test_accuracy\":%.6f,\"test_loss\":%.6f,\"test_images\":%d,\"search_seconds\":%.1f,\"train_seconds\":%.1f,"
-                   "\"eval_seconds\":%.1f,\"export_seconds\":%.1f,\"strategy\":\"%s\"}\n",
-                ev.acc, ev.loss, ev.n, times[0], times[1], times[2], times[3], dartsc_strategy_name(so.strategy));
+                   "\"eval_seconds\":%.1f,\"export_seconds\":%.1f,\"strategy\":\"%s\",\"device\":\"%s\"}\n",
+                ev.acc, ev.loss, ev.n, times[0], times[1], times[2], times[3], dartsc_strategy_name(so.strategy), device);
         fclose(f);
     }
     /* 5. report */

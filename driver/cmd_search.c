@@ -83,7 +83,7 @@ static char *slurp(const char *path, size_t *len) {
 
 
 static void usage(FILE *f) {
-    fputs("usage: dartsc search SPACE [--out DIR] [--device cpu|cuda] [--resume] [search options]\n", f);
+    fputs("usage: dartsc search SPACE [--out DIR] [--device auto|cpu|cuda] [--resume] [search options]\n", f);
     fputs(dartsc_search_flags_usage, f);
 }
 

@@ -73,6 +73,10 @@ struct rt_backend {
     void (*copy)(rt_backend *be, float *y, const float *x, int64_t n);
     void (*scale)(rt_backend *be, float *y, float a, int64_t n); /* y *= a */
     double (*sumsq)(rt_backend *be, const float *x, int64_t n);
+    /* May be NULL (then sumsq + scale on the host). Gradient-norm clipping without a host
+     * round trip: norm = sqrt(sum x^2) in double, c = max_norm / (norm + 1e-6); x *= (float)c
+     * where max_norm > 0 and c < 1 (torch.nn.utils.clip_grad_norm_). */
+    void (*clip_norm)(rt_backend *be, float *x, int64_t n, float max_norm);
     void (*sgd_step)(rt_backend *be, float *w, float *buf, const float *grad, int64_t n, float lr, float momentum, float wd);
     void (*adam_step)(rt_backend *be, float *w, float *m, float *v, const float *grad, int64_t n, float lr, float b1,
                       float b2, float eps, float wd, int t);
@@ -132,5 +136,12 @@ int rt_cpu_num_threads(void);
 float rt_rng_uniform(uint64_t seed, uint64_t idx);
 /* NULL (and a message) when CUDA is not compiled in or no device is usable. */
 rt_backend *rt_backend_cuda_new(char *err, size_t errlen);
+
+/* The backend a device name asks for: "cpu", "cuda" (NULL and a message where no device
+ * is usable), or "auto"/NULL: CUDA where usable, else the CPU (never NULL). An unknown
+ * name: NULL and a message naming the choices. */
+rt_backend *rt_backend_open(const char *device, char *err, size_t errlen);
+/* "cpu" or "cuda" for "auto"/NULL (probes the device once); any other name as given. */
+const char *rt_device_resolve(const char *device);
 
 #endif

@@ -29,7 +29,7 @@ sr_options sr_options_default(void) {
     sr_options o;
     memset(&o, 0, sizeof o);
     o.out_dir = "runs/search";
-    o.device = "cpu";
+    o.device = "auto";
     o.strategy = SR_DARTS;
     return o;
 }
@@ -364,14 +364,7 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
         sr_fail(err, errlen, "%s", r.net.error);
         goto out;
     }
-    if (!o->device || !strcmp(o->device, "cpu")) r.be = rt_backend_cpu_new();
-    else if (!strcmp(o->device, "cuda")) {
-        r.be = rt_backend_cuda_new(err, errlen);
-        if (!r.be) goto out;
-    } else {
-        sr_fail(err, errlen, "unknown device '%s' (cpu or cuda)", o->device);
-        goto out;
-    }
+    if (!(r.be = rt_backend_open(o->device, err, errlen))) goto out;
     r.p = rt_plan_new(r.net.graph, r.be, &(rt_plan_opts){.seed = tc->seed, .grads = RT_GRAD_W | RT_GRAD_ARCH}, err, errlen);
     if (!r.p) goto out;
     rt_group gw = rt_plan_group(r.p, IR_ROLE_WEIGHT), ga = rt_plan_group(r.p, IR_ROLE_ARCH);

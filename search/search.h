@@ -39,7 +39,7 @@ typedef struct sr_options {
     const char *out_dir;           /* run directory (created) */
     const char *space_src;         /* the space's source text, copied into the run dir; may be NULL */
     size_t space_src_len;
-    const char *device;            /* "cpu" (default) or "cuda" */
+    const char *device;            /* "auto" (default: CUDA where usable), "cpu" or "cuda" */
     sr_strategy strategy;
     int resume;                    /* continue from out_dir/checkpoint.dtns */
     volatile sig_atomic_t *stop;   /* set (by a signal handler) to checkpoint and stop after this step */

@@ -592,6 +592,43 @@ Test(cuda_net, relu_fusion_changes_no_bit) {
 }
 
 /* ---- the backend's vector ops on their own ---- */
+/* Gradient clipping on the device gives the bits of the host's sumsq + scale on the same
+ * backend (the same two-pass sum, the same factor), with a bound that clips and one that
+ * does not (then x is unchanged), and never synchronises (it is recorded in a graph). */
+Test(cuda_vec, clip_norm_on_device_equals_host_clipping) {
+    char err[256];
+    rt_backend *gpu = rt_backend_cuda_new(err, sizeof err);
+    cr_assert(gpu, "%s", err);
+    cr_assert(gpu->clip_norm);
+    const int64_t n = 70001;
+    size_t bytes = (size_t)n * 4;
+    float *x = malloc(bytes), *a = malloc(bytes), *b = malloc(bytes);
+    tu_fill_uniform(x, n, -1.f, 1.f, 9);
+    float *d1 = gpu->alloc(gpu, bytes), *d2 = gpu->alloc(gpu, bytes);
+    const float bounds[2] = {5.0f, 1e6f}; /* ||x|| ~ 153: clips, then does not */
+    for (int k = 0; k < 2; k++) {
+        gpu->upload(gpu, d1, x, bytes);
+        gpu->upload(gpu, d2, x, bytes);
+        double norm = sqrt(gpu->sumsq(gpu, d1, n)), c = bounds[k] / (norm + 1e-6);
+        if (c < 1.0) gpu->scale(gpu, d1, (float)c, n);
+        cr_assert_eq(gpu->capture_begin(gpu), 0);
+        gpu->clip_norm(gpu, d2, n, bounds[k]);
+        void *g = gpu->capture_end(gpu);
+        cr_assert(g, "clip_norm could not be recorded: %s", rt_cuda_last_error());
+        gpu->replay(gpu, g);
+        gpu->graph_free(gpu, g);
+        gpu->download(gpu, a, d1, bytes);
+        gpu->download(gpu, b, d2, bytes);
+        cr_expect_arr_eq(a, b, bytes, "bound %g: device clipping differs from the host's", bounds[k]);
+        if (k == 1) cr_expect_arr_eq(b, x, bytes, "a bound above the norm changed x");
+    }
+    cr_expect(!rt_cuda_last_error(), "%s", rt_cuda_last_error());
+    gpu->free(gpu, d1);
+    gpu->free(gpu, d2);
+    free(x); free(a); free(b);
+    gpu->destroy(gpu);
+}
+
 Test(cuda_vec, axpy_copy_scale_sumsq_sgd_adam_match_cpu) {
     char err[256];
     rt_backend *cpu = rt_backend_cpu_new(), *gpu = rt_backend_cuda_new(err, sizeof err);

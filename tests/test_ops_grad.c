@@ -13,6 +13,7 @@
  * A wrong gradient (missing term, wrong stride, wrong scaling) is off by O(1). */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -488,4 +489,25 @@ Test(plan, arena_smaller_than_naive) {
     rt_plan_free(p);
     be->destroy(be);
     ir_net_free(&net);
+}
+
+/* Device names: "cpu" is the CPU; "auto" is CUDA where a device is usable, else the CPU,
+ * and rt_device_resolve names the same choice; an unknown name is refused with the
+ * choices named. */
+Test(runtime, device_names_resolve) {
+    char err[256] = "";
+    rt_backend *be = rt_backend_open("cpu", err, sizeof err);
+    cr_assert(be);
+    cr_expect_str_eq(be->name, "cpu");
+    be->destroy(be);
+    be = rt_backend_open("auto", err, sizeof err);
+    cr_assert(be, "auto never fails: %s", err);
+    char opened[16];
+    snprintf(opened, sizeof opened, "%s", be->name);
+    be->destroy(be); /* one CUDA backend per process: the probe below makes its own */
+    const char *name = rt_device_resolve("auto");
+    cr_expect_str_eq(opened, name, "auto opened %s, resolves to %s", opened, name);
+    cr_expect_str_eq(rt_device_resolve("cpu"), "cpu");
+    cr_expect_null(rt_backend_open("gpu", err, sizeof err));
+    cr_expect(strstr(err, "'gpu'") && strstr(err, "auto"), "message: %s", err);
 }

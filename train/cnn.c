@@ -21,16 +21,10 @@ sr_train_opts sr_train_opts_default(void) {
     sr_train_opts o;
     memset(&o, 0, sizeof o);
     o.out_dir = "runs/train";
-    o.device = "cpu";
+    o.device = "auto";
     return o;
 }
 
-static rt_backend *open_backend(const char *device, char *err, size_t errlen) {
-    if (!device || !strcmp(device, "cpu")) return rt_backend_cpu_new();
-    if (!strcmp(device, "cuda")) return rt_backend_cuda_new(err, errlen);
-    sr_fail(err, errlen, "unknown device '%s' (cpu or cuda)", device);
-    return NULL;
-}
 
 /* ---- weights files -------------------------------------------------------------------- */
 
@@ -100,7 +94,7 @@ int sr_infer_open(sr_infer *in, const ir_space *sp, const ir_genotype *gt, int b
     memset(in, 0, sizeof *in);
     ir_eval_opts eo = {.C = sp->train_C, .layers = sp->train_layers, .batch = batch, .aux = 0, .drop_path = 0};
     if (ir_space_build_eval(sp, gt, &eo, &in->net)) return sr_fail(err, errlen, "%s", in->net.error);
-    in->be = open_backend(device, err, errlen);
+    in->be = rt_backend_open(device, err, errlen);
     if (!in->be) {
         ir_net_free(&in->net);
         return -1;
@@ -340,7 +334,7 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
         sr_fail(err, errlen, "%s", t.net.error);
         goto out;
     }
-    t.be = open_backend(o->device, err, errlen);
+    t.be = rt_backend_open(o->device, err, errlen);
     if (!t.be) goto out;
     t.p = rt_plan_new(t.net.graph, t.be, &(rt_plan_opts){.seed = tc->seed, .grads = RT_GRAD_W}, err, errlen);
     if (!t.p) goto out;

@@ -135,6 +135,10 @@ float sr_cosine_lr(const ir_train_config *tc, int epoch) {
 void sr_clip_weight_grads(rt_plan *p, float max_norm) {
     rt_backend *be = rt_plan_backend(p);
     rt_group w = rt_plan_group(p, IR_ROLE_WEIGHT);
+    if (be->clip_norm) { /* on the device: no host synchronisation */
+        be->clip_norm(be, w.grad, w.n, max_norm);
+        return;
+    }
     double norm = sqrt(be->sumsq(be, w.grad, w.n));
     double coef = max_norm / (norm + 1e-6);
     if (max_norm > 0 && coef < 1.0) be->scale(be, w.grad, (float)coef, w.n);

@@ -16,12 +16,6 @@
 #define RNN_CKPT_VERSION 1
 #define EVAL_BATCH 10 /* the reference's eval_batch_size */
 
-static rt_backend *open_backend(const char *device, char *err, size_t errlen) {
-    if (!device || !strcmp(device, "cpu")) return rt_backend_cpu_new();
-    if (!strcmp(device, "cuda")) return rt_backend_cuda_new(err, errlen);
-    sr_fail(err, errlen, "unknown device '%s' (cpu or cuda)", device);
-    return NULL;
-}
 
 /* ---- one language-model run (search or retraining) ------------------------------------------ */
 
@@ -183,7 +177,7 @@ int sr_lm_open(sr_lm *m, const ir_space *sp, const ir_train_config *tc, const ir
     if (tc->subset > 0 && tc->subset < m->n_tr) m->n_tr = tc->subset; /* subset: windows per epoch */
     if (m->n_tr < 1 || m->n_va < 1)
         return sr_fail(err, errlen, "%s: fewer tokens than one window of bptt %d x batch %d", sp->data_path, m->T, m->B);
-    m->be = open_backend(device, err, errlen);
+    m->be = rt_backend_open(device, err, errlen);
     if (!m->be) return -1;
     ir_rnn_opts ro = {.T = m->T, .batch = m->B, .ntoken = m->corpus.n_words, .dropout = tc->dropout,
                       .dropout_h = tc->dropout_h, .dropout_x = tc->dropout_x, .dropout_i = tc->dropout_i,
@@ -345,7 +339,7 @@ int sr_rnn_evaluate(const ir_space *sp, const ir_genotype *gt, const char *weigh
     ir_rnn_opts ro = {.T = T, .batch = B, .ntoken = c.n_words};
     if (!x || !y || !h) { sr_fail(err, errlen, "out of memory"); goto out; }
     if (ir_space_build_rnn(sp, &gt->normal, &ro, &net)) { sr_fail(err, errlen, "%s", net.error); goto out; }
-    if (!(be = open_backend(device, err, errlen))) goto out;
+    if (!(be = rt_backend_open(device, err, errlen))) goto out;
     if (!(p = rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 1, .grads = 0}, err, errlen))) goto out;
     if (sr_weights_load(p, weights, err, errlen)) goto out;
     for (int k = 0; k < 2; k++) {

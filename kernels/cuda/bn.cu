@@ -10,13 +10,17 @@
  * (kcuda_block_sum0), into kcuda_g.red; the next kernel adds a channel's G partials in
  * range order. Nothing depends on scheduling, so results repeat bit for bit.
  *
- * Forward (training): three launches, the CPU's two passes over x and then the output:
- *   bn_sum_k     partial sums of x                     -> red[c*G + g]
- *   bn_sqdev_k   partial sums of (x - mean)^2          -> red[C*G + c*G + g]
- *   bn_apply_k   y = (x - mean) * invstd*gamma + beta; block g = 0 also writes the saved
- *                and the running statistics.
+ * Forward (training): two launches.
+ *   bn_stats_k   per block, the mean m_g of its range and the sum of squared deviations
+ *                from it, M2_g (two passes over the range, the second from cache)
+ *                                                      -> red[2*(c*G + g)], [+1]
+ *   bn_apply_k   combines a channel's ranges in range order (Chan et al.'s pairwise
+ *                update: mean = sum n_g m_g / n, M2 = sum M2_g + n_g (m_g - mean)^2,
+ *                exact in exact arithmetic, and in double no less accurate than the CPU's
+ *                two passes over all of x), then y = (x - mean) * invstd*gamma + beta;
+ *                block g = 0 also writes the saved and the running statistics.
  * Backward: two launches: partial sums of dy and dy * xhat, then dgamma/dbeta (block 0)
- * and dx. */
+ * and dx (added, or written by kcuda_bn_backward_set). */
 #include <math.h>
 
 #include "kcuda_internal.cuh"
@@ -56,33 +60,28 @@ __device__ static inline double bn_total(const double *part, int G) {
     return t;
 }
 
-__global__ static void bn_sum_k(double *red, const float *x, kbn_desc d, int G) {
+__global__ static void bn_stats_k(double *red, const float *x, kbn_desc d, int G) {
     __shared__ double sh[KCUDA_THREADS / 32];
+    __shared__ double mean_sh;
     const int c = blockIdx.y, C = d.C;
     const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
     BN_RANGE(cnt, G);
     double s = 0.0;
     for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x) s += BN_AT(x, c, j);
     s = kcuda_block_sum0(s, sh);
-    if (threadIdx.x == 0) red[(int64_t)c * G + blockIdx.x] = s;
-}
-
-__global__ static void bn_sqdev_k(double *red, const float *x, kbn_desc d, int G) {
-    __shared__ double sh[KCUDA_THREADS / 32];
-    __shared__ double mean_sh;
-    const int c = blockIdx.y, C = d.C;
-    const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
-    if (threadIdx.x == 0) mean_sh = cnt > 0 ? bn_total(red + (int64_t)c * G, G) / (double)cnt : 0.0;
+    if (threadIdx.x == 0) mean_sh = j1 > j0 ? s / (double)(j1 - j0) : 0.0;
     __syncthreads();
-    const double mean = mean_sh;
-    BN_RANGE(cnt, G);
+    const double m = mean_sh;
     double ss = 0.0;
     for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
-        const double t = BN_AT(x, c, j) - mean;
+        const double t = BN_AT(x, c, j) - m;
         ss += t * t;
     }
     ss = kcuda_block_sum0(ss, sh);
-    if (threadIdx.x == 0) red[(int64_t)C * G + (int64_t)c * G + blockIdx.x] = ss;
+    if (threadIdx.x == 0) {
+        red[2 * ((int64_t)c * G + blockIdx.x)] = m;
+        red[2 * ((int64_t)c * G + blockIdx.x) + 1] = ss;
+    }
 }
 
 __global__ static void bn_apply_k(float *y, float *save_mean, float *save_invstd, float *running_mean,
@@ -91,9 +90,25 @@ __global__ static void bn_apply_k(float *y, float *save_mean, float *save_invstd
     __shared__ double stat_sh[2];
     const int c = blockIdx.y, C = d.C;
     const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
+    (void)C;
     if (threadIdx.x == 0) {
-        stat_sh[0] = cnt > 0 ? bn_total(red + (int64_t)c * G, G) / (double)cnt : 0.0;
-        stat_sh[1] = cnt > 0 ? bn_total(red + (int64_t)C * G + (int64_t)c * G, G) / (double)cnt : 0.0;
+        /* the ranges of bn_stats_k, combined in range order */
+        const unsigned chunk = (cnt + G - 1) / G;
+        const double *st = red + 2 * (int64_t)c * G;
+        double mean = 0.0, m2 = 0.0;
+        for (int g = 0; g < G; g++) {
+            const unsigned a = (unsigned)g * chunk, b = a + chunk < cnt ? a + chunk : cnt;
+            if (b > a) mean += (double)(b - a) * st[2 * g];
+        }
+        mean = cnt > 0 ? mean / (double)cnt : 0.0;
+        for (int g = 0; g < G; g++) {
+            const unsigned a = (unsigned)g * chunk, b = a + chunk < cnt ? a + chunk : cnt;
+            if (b <= a) continue;
+            const double dm = st[2 * g] - mean;
+            m2 += st[2 * g + 1] + (double)(b - a) * dm * dm;
+        }
+        stat_sh[0] = mean;
+        stat_sh[1] = cnt > 0 ? m2 / (double)cnt : 0.0;
     }
     __syncthreads();
     const double mean = stat_sh[0], var = stat_sh[1];
@@ -150,7 +165,7 @@ __global__ static void bn_bwd_sums_k(double *red, const float *dy, const float *
 
 __global__ static void bn_bwd_apply_k(float *dx, float *dgamma, float *dbeta, const double *red, const float *dy,
                                       const float *x, const float *gamma, const float *save_mean,
-                                      const float *save_invstd, kbn_desc d, int G) {
+                                      const float *save_invstd, kbn_desc d, int G, int set) {
     __shared__ double sum_sh[2];
     const int c = blockIdx.y, C = d.C;
     const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
@@ -173,8 +188,12 @@ __global__ static void bn_bwd_apply_k(float *dx, float *dgamma, float *dbeta, co
     const float a = (float)mdy, bcoef = (float)(mdyx * invstd);
     const float fm = (float)mean;
     BN_RANGE(cnt, G);
-    for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x)
-        BN_AT(dx, c, j) += k * (BN_AT(dy, c, j) - a - (BN_AT(x, c, j) - fm) * bcoef);
+    if (set)
+        for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x)
+            BN_AT(dx, c, j) = k * (BN_AT(dy, c, j) - a - (BN_AT(x, c, j) - fm) * bcoef);
+    else
+        for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x)
+            BN_AT(dx, c, j) += k * (BN_AT(dy, c, j) - a - (BN_AT(x, c, j) - fm) * bcoef);
 }
 #undef BN_AT
 #undef BN_RANGE
@@ -187,9 +206,7 @@ extern "C" void kcuda_bn_forward_train(float *y, float *save_mean, float *save_i
     if (bn_too_big(d, "kcuda_bn_forward_train")) return;
     const int G = bn_groups(d);
     const dim3 grid((unsigned)G, (unsigned)d->C);
-    bn_sum_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, x, *d, G);
-    launchCheck();
-    bn_sqdev_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, x, *d, G);
+    bn_stats_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, x, *d, G);
     launchCheck();
     bn_apply_k<<<grid, KCUDA_THREADS, 0, s>>>(y, save_mean, save_invstd, running_mean, running_var, kcuda_g.red, x,
                                               gamma, beta, *d, G);
@@ -205,9 +222,8 @@ extern "C" void kcuda_bn_forward_infer(float *y, const float *x, const float *ga
     launchCheck();
 }
 
-extern "C" void kcuda_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                                  const float *gamma, const float *save_mean, const float *save_invstd,
-                                  const kbn_desc *d, cudaStream_t s) {
+static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x, const float *gamma,
+                        const float *save_mean, const float *save_invstd, const kbn_desc *d, int set, cudaStream_t s) {
     if (!dx && !dgamma && !dbeta) return;
     if (d->C <= 0) return;
     if (!kcuda_g.red) KCUDA_FAIL_("kcuda_bn_backward", "kcuda_init was not called", return);
@@ -217,6 +233,17 @@ extern "C" void kcuda_bn_backward(float *dx, float *dgamma, float *dbeta, const 
     bn_bwd_sums_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, x, save_mean, save_invstd, *d, G);
     launchCheck();
     bn_bwd_apply_k<<<grid, KCUDA_THREADS, 0, s>>>(dx, dgamma, dbeta, kcuda_g.red, dy, x, gamma, save_mean,
-                                                  save_invstd, *d, G);
+                                                  save_invstd, *d, G, set);
     launchCheck();
+}
+
+extern "C" void kcuda_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                                  const float *gamma, const float *save_mean, const float *save_invstd,
+                                  const kbn_desc *d, cudaStream_t s) {
+    bn_backward(dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd, d, 0, s);
+}
+extern "C" void kcuda_bn_backward_set(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                                      const float *gamma, const float *save_mean, const float *save_invstd,
+                                      const kbn_desc *d, cudaStream_t s) {
+    bn_backward(dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd, d, 1, s);
 }

@@ -1,6 +1,7 @@
 /* common.cu — the state the CUDA kernels share: the first-error slot behind the check
  * macros, the registered cuDNN/cuBLAS handles, the partials buffer of the two-pass
  * reductions, and the deterministic dot / sum of squares built on it. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -106,3 +107,29 @@ static double dot_host(const float *a, const float *b, int64_t n, cudaStream_t s
 
 extern "C" double kcuda_dot(const float *a, const float *b, int64_t n, cudaStream_t s) { return dot_host(a, b, n, s); }
 extern "C" double kcuda_sumsq(const float *a, int64_t n, cudaStream_t s) { return dot_host(a, NULL, n, s); }
+
+/* The clipping factor from the sum-of-squares partials: coef[0] = (float)(max_norm /
+ * (sqrt(sum) + 1e-6)), or 1 where clipping does not apply (then the scale is skipped). */
+__global__ static void clip_coef_kernel(float *coef, const double *partials, float max_norm) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    double t = 0.0;
+    for (int i = 0; i < KCUDA_RED_BLOCKS; i++) t += partials[i];
+    const double c = (double)max_norm / (sqrt(t) + 1e-6);
+    coef[0] = max_norm > 0 && c < 1.0 ? (float)c : 1.0f;
+}
+__global__ static void clip_scale_kernel(float *x, const float *coef, int64_t n) {
+    const float c = coef[0];
+    if (c == 1.0f) return;
+    KCUDA_GRID_STRIDE(i, n) x[i] *= c;
+}
+
+extern "C" void kcuda_clip_norm(float *x, int64_t n, float max_norm, cudaStream_t s) {
+    if (n <= 0 || !(max_norm > 0)) return;
+    if (!kcuda_g.partials) KCUDA_FAIL_("kcuda_clip_norm", "kcuda_init was not called", return);
+    float *coef = (float *)(kcuda_g.partials + KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS + 1); /* a result slot dot_host leaves */
+    kcuda_dot_partials(kcuda_g.partials, (const float *const *)&x, NULL, 1, n, s);
+    clip_coef_kernel<<<1, 1, 0, s>>>(coef, kcuda_g.partials, max_norm);
+    launchCheck();
+    clip_scale_kernel<<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(x, coef, n);
+    launchCheck();
+}

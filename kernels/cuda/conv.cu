@@ -118,7 +118,8 @@ __global__ static void dw_fwd_plane_k(float *y, const float *x, const float *w, 
 /* RELU: xr is the fused ReLU's input; the correlation is summed from 0 (as into the
  * ReLU's zeroed output gradient) and added to dx where xr > 0, as kcuda_relu_backward. */
 template <int R, int S, bool STRIDED, bool RELU>
-__global__ static void dw_bwd_data_plane_k(float *dx, const float *dy, const float *w, const float *xr, kconv2d_desc d) {
+__global__ static void dw_bwd_data_plane_k(float *dx, const float *dy, const float *w, const float *xr, kconv2d_desc d,
+                                           int set) {
     extern __shared__ float tile[];
     const int64_t plane = blockIdx.x;
     const int c = (int)(plane % d.C);
@@ -132,7 +133,7 @@ __global__ static void dw_bwd_data_plane_k(float *dx, const float *dy, const flo
     float *xp = dx + plane * HW;
     for (int i = threadIdx.x; i < HW; i += blockDim.x) {
         const int h = i / d.W, wi = i - h * d.W;
-        float v = RELU ? 0.0f : xp[i];
+        float v = RELU || set ? 0.0f : xp[i];
 #pragma unroll
         for (int r = R - 1; r >= 0; r--) {
             int p = h + d.pad_h - r * d.dil_h;
@@ -154,8 +155,12 @@ __global__ static void dw_bwd_data_plane_k(float *dx, const float *dy, const flo
                 v += wr[r * S + s_] * tile[p * d.Q + q];
             }
         }
-        if (RELU) xp[i] += xr[plane * HW + i] > 0.0f ? v : 0.0f;
-        else xp[i] = v;
+        if (RELU) {
+            const float g = xr[plane * HW + i] > 0.0f ? v : 0.0f;
+            xp[i] = set ? g : xp[i] + g;
+        } else {
+            xp[i] = v;
+        }
     }
 }
 
@@ -185,13 +190,13 @@ static int dw_fwd_plane(float *y, const float *x, const float *w, const kconv2d_
 }
 
 static int dw_bwd_data_plane(float *dx, const float *dy, const float *w, const float *xr, const kconv2d_desc *d,
-                             cudaStream_t s) {
+                             int set, cudaStream_t s) {
     const int64_t tile = (int64_t)d->P * d->Q, planes = (int64_t)d->N * d->C;
     if (!dw_plane_ok(d)) return 0;
     const unsigned th = dw_plane_threads((int64_t)d->H * d->W);
     const size_t sh = (size_t)tile * sizeof(float);
     const bool strided = d->stride_h != 1 || d->stride_w != 1;
-#define DW_BWD_LAUNCH(r, s_, st, rl) dw_bwd_data_plane_k<r, s_, st, rl><<<(unsigned)planes, th, sh, s>>>(dx, dy, w, xr, *d)
+#define DW_BWD_LAUNCH(r, s_, st, rl) dw_bwd_data_plane_k<r, s_, st, rl><<<(unsigned)planes, th, sh, s>>>(dx, dy, w, xr, *d, set)
 #define DW_BWD_CASE(r, s_)                                                                     \
     if (d->R == r && d->S == s_) {                                                           \
         if (strided) {                                                                       \
@@ -397,9 +402,9 @@ __global__ static void pw_scatter_add_k(float *dx, const float *dxs, kconv2d_des
  * (its weights staged in shared memory) of a grid-stride set of pixels, one pixel per
  * thread. Sums over i in order from 0, then added to out (ACC). */
 #define PW_THREADS 128
-/* RELU_IN: in is a fused ReLU's input, read as max(0, in). RELU_OUT (with ACC): out is
- * the gradient of a fused ReLU's input xr: the sum is added where xr > 0, as
- * kcuda_relu_backward adds the ReLU's output gradient. */
+/* RELU_IN: in is a fused ReLU's input, read as max(0, in). RELU_OUT: out is the gradient
+ * of a fused ReLU's input xr: the sum counts where xr > 0 (added with ACC, as
+ * kcuda_relu_backward adds the ReLU's output gradient; written without). */
 template <bool TRANS, bool ACC, bool RELU_IN, bool RELU_OUT>
 __global__ static void pw_small_k(float *out, const float *in, const float *w, const float *xr, int N, int Ci, int Ko,
                                   int HW) {
@@ -440,8 +445,9 @@ __global__ static void pw_small_k(float *out, const float *in, const float *w, c
         for (int j = 0; j < PW_KB; j++)
             if (j < nk) {
                 float *q = op + (int64_t)j * HW;
-                if (RELU_OUT) *q += rp[(int64_t)j * HW] > 0.0f ? acc[j] : 0.0f;
-                else *q = ACC ? *q + acc[j] : acc[j];
+                float g = acc[j];
+                if (RELU_OUT) g = rp[(int64_t)j * HW] > 0.0f ? g : 0.0f;
+                *q = ACC ? *q + g : g;
             }
     }
 }
@@ -554,11 +560,12 @@ static void pw_forward(float *y, const float *x, const float *w, int N, int C, i
                                           (long long)C * HW, w, C, 0, &zero, y, (int)HW, (long long)K * HW, N));
 }
 /* dx_n (C,HW) = beta dx_n + w^T (C,K) dy_n (K,HW); column-major: dx_n^T (HW,C) = dy_n^T (HW,K) w (K,C). */
-/* xr: the fused ReLU's input (beta 1 and pw_small only), else NULL. */
+/* xr: the fused ReLU's input (pw_small only), else NULL; beta 0 or 1 (0: dx written). */
 static void pw_backward_data(float *dx, const float *dy, const float *w, const float *xr, int N, int C, int K,
                              int64_t HW, float beta, cudaStream_t s) {
     if (pw_small(K, C) && HW < ((int64_t)1 << 31) && (beta == 0.0f || beta == 1.0f)) {
-        if (xr) pw_small_launch<true, true, false, true>(dx, dy, w, xr, N, K, C, HW, s);
+        if (xr && beta == 1.0f) pw_small_launch<true, true, false, true>(dx, dy, w, xr, N, K, C, HW, s);
+        else if (xr) pw_small_launch<true, false, false, true>(dx, dy, w, xr, N, K, C, HW, s);
         else if (beta == 1.0f) pw_small_launch<true, true, false, false>(dx, dy, w, NULL, N, K, C, HW, s);
         else pw_small_launch<true, false, false, false>(dx, dy, w, NULL, N, K, C, HW, s);
         return;
@@ -739,19 +746,19 @@ static void conv_forward(float *y, const float *x, const float *w, const kconv2d
 }
 
 static void conv_backward_data(float *dx, const float *dy, const float *w, const float *xr, const kconv2d_desc *d,
-                               float *scratch, cudaStream_t s) {
+                               float *scratch, int set, cudaStream_t s) {
     if (!dx) return;
     const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
     if (is_depthwise(d)) {
         const int64_t total = (int64_t)d->N * d->C * HW;
         if (total <= 0) return;
-        if (dw_bwd_data_plane(dx, dy, w, xr, d, s)) return;
+        if (dw_bwd_data_plane(dx, dy, w, xr, d, set, s)) return;
         dw_bwd_data_k<<<kcuda_blocks(total), KCUDA_THREADS, 0, s>>>(dx, dy, w, *d);
         launchCheck();
         return;
     }
     if (is_pointwise(d)) {
-        pw_backward_data(dx, dy, w, xr, d->N, d->C, d->K, HW, 1.0f, s);
+        pw_backward_data(dx, dy, w, xr, d->N, d->C, d->K, HW, set ? 0.0f : 1.0f, s);
         return;
     }
     if (is_pointwise_strided(d)) {
@@ -763,12 +770,12 @@ static void conv_backward_data(float *dx, const float *dy, const float *w, const
         launchCheck();
         return;
     }
-    const float one = 1.0f;
+    const float one = 1.0f, beta = set ? 0.0f : 1.0f;
     conv_entry *e = conv_lookup(d);
     if (!e) return;
     cudnnCheck(cudnnSetStream(kcuda_g.dnn, s));
     cudnnCheck(cudnnConvolutionBackwardData(kcuda_g.dnn, &one, e->wd, w, e->yd, dy, e->cd, e->bwd_data, scratch,
-                                            e->ws_bytes, &one, e->xd, dx));
+                                            e->ws_bytes, &beta, e->xd, dx));
 }
 
 static void conv_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d, float *scratch,
@@ -810,7 +817,7 @@ extern "C" void kcuda_conv2d_forward(float *y, const float *x, const float *w, c
 }
 extern "C" void kcuda_conv2d_backward_data(float *dx, const float *dy, const float *w, const kconv2d_desc *d,
                                            float *scratch, cudaStream_t s) {
-    conv_backward_data(dx, dy, w, NULL, d, scratch, s);
+    conv_backward_data(dx, dy, w, NULL, d, scratch, 0, s);
 }
 extern "C" void kcuda_conv2d_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d,
                                              float *scratch, cudaStream_t s) {
@@ -832,7 +839,22 @@ extern "C" void kcuda_conv2d_relu_forward(float *y, const float *x, const float 
 extern "C" void kcuda_conv2d_relu_backward_data(float *dx, const float *dy, const float *w, const float *x,
                                                 const kconv2d_desc *d, float *scratch, cudaStream_t s) {
     RELU_SUPPORTED_OR_FAIL("kcuda_conv2d_relu_backward_data");
-    conv_backward_data(dx, dy, w, x, d, scratch, s);
+    conv_backward_data(dx, dy, w, x, d, scratch, 0, s);
+}
+
+/* ---- the data gradient written instead of accumulated ----
+ * Every path but the generic depthwise kernels and the strided 1x1 (which touches only
+ * the strided pixels): the plane kernels start from 0, the 1x1 kernels and cuBLAS/cuDNN
+ * run with beta 0. */
+extern "C" int kcuda_conv2d_sets_dx(const kconv2d_desc *d) {
+    if (is_depthwise(d)) return dw_plane_ok(d);
+    return !is_pointwise_strided(d);
+}
+extern "C" void kcuda_conv2d_backward_data_set(float *dx, const float *dy, const float *w, const float *x_relu,
+                                               const kconv2d_desc *d, float *scratch, cudaStream_t s) {
+    if (!kcuda_conv2d_sets_dx(d)) KCUDA_FAIL_("kcuda_conv2d_backward_data_set", "no overwriting path for this shape", return);
+    if (x_relu) RELU_SUPPORTED_OR_FAIL("kcuda_conv2d_backward_data_set");
+    conv_backward_data(dx, dy, w, x_relu, d, scratch, 1, s);
 }
 extern "C" void kcuda_conv2d_relu_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d,
                                                   float *scratch, cudaStream_t s) {

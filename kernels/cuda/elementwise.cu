@@ -92,6 +92,7 @@ typedef struct kwsum_args {
     float *dxs[KCUDA_MAX_WSUM];
     int widx[KCUDA_MAX_WSUM];
     int n;
+    unsigned set; /* backward: bit k: dxs[k] is written, not accumulated */
 } kwsum_args;
 
 __global__ static void wsum_fwd_k(float *y, kwsum_args a, const float *wbase, int64_t len) {
@@ -101,12 +102,16 @@ __global__ static void wsum_fwd_k(float *y, kwsum_args a, const float *wbase, in
         y[i] = s;
     }
 }
-/* dxs[k] += w_k * dy, k in order: an input used twice (aliased dxs) sees both adds in
- * the CPU's order, from the one thread that owns element i. */
+/* dxs[k] += w_k * dy (= where bit k of a.set), k in order: an input used twice (aliased
+ * dxs, never written) sees both adds in the CPU's order, from the one thread that owns
+ * element i. */
 __global__ static void wsum_bwd_dx_k(kwsum_args a, const float *wbase, const float *dy, int64_t len) {
     KCUDA_GRID_STRIDE(i, len) {
         for (int k = 0; k < a.n; k++)
-            if (a.dxs[k]) a.dxs[k][i] += wbase[a.widx[k]] * dy[i];
+            if (a.dxs[k]) {
+                if (a.set >> k & 1u) a.dxs[k][i] = wbase[a.widx[k]] * dy[i];
+                else a.dxs[k][i] += wbase[a.widx[k]] * dy[i];
+            }
     }
 }
 /* WSUM's dw[k] += (float)<dy, xs[k]> from the partials, each in index order. */
@@ -140,8 +145,13 @@ extern "C" void kcuda_wsum_forward(float *y, const float *const *xs, const float
 
 extern "C" void kcuda_wsum_backward(float *const *dxs, float *dw, const float *dy, const float *const *xs, const float *w,
                                     int n, int64_t len, cudaStream_t s) {
+    kcuda_wsum_backward_set(dxs, dw, dy, xs, w, n, len, 0u, s);
+}
+extern "C" void kcuda_wsum_backward_set(float *const *dxs, float *dw, const float *dy, const float *const *xs,
+                                        const float *w, int n, int64_t len, unsigned set, cudaStream_t s) {
     kwsum_args a;
     if (len <= 0 || wsum_args_make(&a, xs, dxs, NULL, n)) return;
+    a.set = set;
     if (dxs) {
         wsum_bwd_dx_k<<<kcuda_blocks(len), KCUDA_THREADS, 0, s>>>(a, w, dy, len);
         launchCheck();
@@ -219,9 +229,11 @@ __global__ static void mixed_alpha_finish_k(float *dalpha, const double *partial
 }
 
 extern "C" void kcuda_mixed_backward(float *const *dxs, float *dalpha_row, const float *dy, const float *const *xs,
-                                     const float *sm, const int64_t *cols, int n, int O, int64_t len, cudaStream_t s) {
+                                     const float *sm, const int64_t *cols, int n, int O, int64_t len, unsigned set,
+                                     cudaStream_t s) {
     kwsum_args a;
     if (wsum_args_make(&a, xs, dxs, cols, n)) return;
+    a.set = set;
     if (O > 64) KCUDA_FAIL_("kcuda_mixed_backward", "more than 64 alpha columns", return);
     int any_dx = 0;
     for (int k = 0; k < n; k++) any_dx |= a.dxs[k] != NULL;
@@ -261,6 +273,11 @@ extern "C" void kcuda_concat_forward(float *y, const float *x, int N, int Cx, in
 extern "C" void kcuda_concat_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s) {
     if (!dx) return;
     add_blocks(dx, (int64_t)Cx * HW, dy + (int64_t)c_off * HW, (int64_t)Cy * HW, (int64_t)Cx * HW, N, s);
+}
+extern "C" void kcuda_concat_backward_set(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off,
+                                          cudaStream_t s) {
+    if (!dx) return;
+    copy_blocks(dx, (int64_t)Cx * HW, dy + (int64_t)c_off * HW, (int64_t)Cy * HW, (int64_t)Cx * HW, N, s);
 }
 extern "C" void kcuda_slice_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s) {
     copy_blocks(y, (int64_t)Cy * HW, x + (int64_t)c_off * HW, (int64_t)Cx * HW, (int64_t)Cy * HW, N, s);

@@ -82,6 +82,13 @@ void kcuda_conv2d_relu_backward_data(float *dx, const float *dy, const float *w,
 void kcuda_conv2d_relu_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d,
                                        float *scratch, cudaStream_t s);
 
+/* ---- data gradient overwritten instead of accumulated (see kcpu.h) ----
+ * Where kcuda_conv2d_sets_dx(d): dx = conv^T(dy), or with x_relu (the input of a fused
+ * ReLU) dx = (x_relu > 0) * conv^T(dy); every element of dx is written. */
+int kcuda_conv2d_sets_dx(const kconv2d_desc *d);
+void kcuda_conv2d_backward_data_set(float *dx, const float *dy, const float *w, const float *x_relu,
+                                    const kconv2d_desc *d, float *scratch, cudaStream_t s);
+
 /* ---- batch norm (see kcpu.h: biased variance to normalise, unbiased into running_var) ---- */
 void kcuda_bn_forward_train(float *y, float *save_mean, float *save_invstd, float *running_mean,
                             float *running_var, const float *x, const float *gamma, const float *beta,
@@ -92,6 +99,10 @@ void kcuda_bn_forward_infer(float *y, const float *x, const float *gamma, const 
 void kcuda_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                        const float *gamma, const float *save_mean, const float *save_invstd,
                        const kbn_desc *d, cudaStream_t s);
+/* The same, dx written instead of accumulated. */
+void kcuda_bn_backward_set(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                           const float *gamma, const float *save_mean, const float *save_invstd,
+                           const kbn_desc *d, cudaStream_t s);
 
 /* ---- pooling (max: first maximum wins ties; avg: padding excluded) ---- */
 void kcuda_maxpool_forward(float *y, const float *x, const kpool_desc *d, cudaStream_t s);
@@ -116,6 +127,10 @@ void kcuda_mul_backward(float *da, float *db, const float *dy, const float *a, c
 /* Deterministic two-pass reductions in double; the result comes back to the host (one sync). */
 double kcuda_dot(const float *a, const float *b, int64_t n, cudaStream_t s);
 double kcuda_sumsq(const float *a, int64_t n, cudaStream_t s);
+/* x *= max_norm / (||x|| + 1e-6) where that is < 1 (max_norm > 0), all on the device: the
+ * norm from the same two-pass sum as kcuda_sumsq, the factor in double then rounded to
+ * float, as the host computes it from kcuda_sumsq. */
+void kcuda_clip_norm(float *x, int64_t n, float max_norm, cudaStream_t s);
 
 /* ---- weighted sum: y = sum_i w[i] * xs[i] ----
  * xs, dxs: HOST arrays of n (<= KCUDA_MAX_WSUM) device pointers; w, dw: device (n).
@@ -124,17 +139,22 @@ double kcuda_sumsq(const float *a, int64_t n, cudaStream_t s);
 void kcuda_wsum_forward(float *y, const float *const *xs, const float *w, int n, int64_t len, cudaStream_t s);
 void kcuda_wsum_backward(float *const *dxs, float *dw, const float *dy, const float *const *xs, const float *w,
                          int n, int64_t len, cudaStream_t s);
+/* The same, dxs[i] written (= w[i] * dy) instead of accumulated where bit i of set is 1. */
+void kcuda_wsum_backward_set(float *const *dxs, float *dw, const float *dy, const float *const *xs, const float *w,
+                             int n, int64_t len, unsigned set, cudaStream_t s);
 
 /* ---- the MIXED op of DARTS, fused on the device (the CPU backend composes
  * kcpu_softmax_forward + a gather + kcpu_wsum_*, with the same arithmetic) ----
  * forward: sm (O) = softmax(alpha_row (O)); y = sum_i sm[cols[i]] * xs[i].
- * backward: dxs[i] += sm[cols[i]] * dy; if dalpha_row: dcol[cols[i]] = <dy, xs[i]>
- * (0 for absent columns) and dalpha_row += sm * (dcol - <dcol, sm>).
+ * backward: dxs[i] += sm[cols[i]] * dy (written instead where bit i of set is 1); if
+ * dalpha_row: dcol[cols[i]] = <dy, xs[i]> (0 for absent columns) and
+ * dalpha_row += sm * (dcol - <dcol, sm>).
  * cols: HOST array of n column indices (< O <= 64). */
 void kcuda_mixed_forward(float *y, float *sm, const float *alpha_row, const float *const *xs, const int64_t *cols,
                          int n, int O, int64_t len, cudaStream_t s);
 void kcuda_mixed_backward(float *const *dxs, float *dalpha_row, const float *dy, const float *const *xs,
-                          const float *sm, const int64_t *cols, int n, int O, int64_t len, cudaStream_t s);
+                          const float *sm, const int64_t *cols, int n, int O, int64_t len, unsigned set,
+                          cudaStream_t s);
 
 /* ---- softmax over rows of length K ---- */
 void kcuda_softmax_forward(float *y, const float *x, int rows, int K, cudaStream_t s);
@@ -143,6 +163,8 @@ void kcuda_softmax_backward(float *dx, const float *dy, const float *y, int rows
 /* ---- channel concat / slice ---- */
 void kcuda_concat_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s);
 void kcuda_concat_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s);
+/* The same, dx written instead of accumulated. */
+void kcuda_concat_backward_set(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s);
 void kcuda_slice_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s);
 void kcuda_slice_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s);
 

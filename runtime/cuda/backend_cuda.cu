@@ -83,7 +83,7 @@ static void cu_memset0(rt_backend *be, void *p, size_t bytes) {
     cudaCheck(cudaMemsetAsync(p, 0, bytes, S(be)));
 }
 /* SQMEAN (temporal activation regularisation of recurrent search) has no CUDA kernel yet;
- * search/rnn.c leaves it out of the graph on backends without it. */
+ * train/rnn.c leaves it out of the graph on backends without it. */
 static int cu_supports(rt_backend *be, ir_op op) { (void)be; return (unsigned)op < IR_OP_COUNT && op != IR_OP_SQMEAN; }
 
 #define F(t) ((float *)(t).data)
@@ -208,6 +208,10 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
         break;
     case IR_OP_CONV2D: {
         kconv2d_desc d = conv_desc(n);
+        if (dx && (n->grad_set & 1u)) {
+            kcuda_conv2d_backward_data_set(dx, dy, F(n->in[1]), n->relu_in ? x : NULL, &d, n->scratch, s);
+            dx = NULL;
+        }
         if (n->relu_in) { /* x is the fused ReLU's input, dx its gradient */
             if (dx) kcuda_conv2d_relu_backward_data(dx, dy, F(n->in[1]), x, &d, n->scratch, s);
             if (n->in[1].grad) kcuda_conv2d_relu_backward_filter(n->in[1].grad, dy, x, &d, n->scratch, s);
@@ -219,8 +223,8 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
     }
     case IR_OP_BATCHNORM: {
         kbn_desc d = bn_desc(n);
-        kcuda_bn_backward(dx, n->in[1].grad, n->in[2].grad, dy, x, n->in[1].data ? F(n->in[1]) : NULL, n->aux,
-                          n->aux + d.C, &d, s);
+        (n->grad_set & 1u ? kcuda_bn_backward_set : kcuda_bn_backward)(
+            dx, n->in[1].grad, n->in[2].grad, dy, x, n->in[1].data ? F(n->in[1]) : NULL, n->aux, n->aux + d.C, &d, s);
         break;
     }
     case IR_OP_RELU: if (dx) kcuda_relu_backward(dx, dy, F(n->out), len, s); break;
@@ -232,8 +236,11 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
     case IR_OP_ADD:
     case IR_OP_MEAN: {
         float sc = n->op == IR_OP_MEAN ? 1.f / (float)n->n_in : 1.f;
-        for (int i = 0; i < n->n_in; i++)
-            if (n->in[i].grad) kcuda_axpy(n->in[i].grad, sc, dy, len, s);
+        for (int i = 0; i < n->n_in; i++) {
+            if (!n->in[i].grad) continue;
+            if (n->grad_set >> i & 1u) kcuda_scale(n->in[i].grad, sc, dy, len, s);
+            else kcuda_axpy(n->in[i].grad, sc, dy, len, s);
+        }
         break;
     }
     case IR_OP_MUL: kcuda_mul_backward(dx, n->in[1].grad, dy, x, F(n->in[1]), len, s); break;
@@ -246,7 +253,7 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
         const float *xs[RT_MAX_IN] = {0};
         float *dxs[RT_MAX_IN] = {0};
         for (int i = 1; i < n->n_in; i++) { xs[i - 1] = F(n->in[i]); dxs[i - 1] = n->in[i].grad; }
-        kcuda_wsum_backward(dxs, dx, dy, xs, x, n->n_in - 1, len, s);
+        kcuda_wsum_backward_set(dxs, dx, dy, xs, x, n->n_in - 1, len, n->grad_set >> 1, s);
         break;
     }
     case IR_OP_MIXED: {
@@ -256,7 +263,7 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
         int O = (int)n->in[0].shape[1], nc = n->n_in - 1;
         for (int i = 0; i < nc; i++) { xs[i] = F(n->in[i + 1]); dxs[i] = n->in[i + 1].grad; }
         kcuda_mixed_backward(dxs, dx ? dx + n->iattr[IR_A_MIXED_ROW] * O : NULL, dy, xs, n->aux,
-                             n->iattr + IR_A_MIXED_COL0, nc, O, len, s);
+                             n->iattr + IR_A_MIXED_COL0, nc, O, len, n->grad_set >> 1, s);
         break;
     }
     case IR_OP_SOFTMAX: {
@@ -268,7 +275,9 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
         int N = (int)n->out.shape[0], Cy = (int)n->out.shape[1], HW = plane(&n->out), off = 0;
         for (int i = 0; i < n->n_in; i++) {
             int Cx = (int)n->in[i].shape[1];
-            if (n->in[i].grad) kcuda_concat_backward(n->in[i].grad, dy, N, Cx, HW, Cy, off, s);
+            if (n->in[i].grad)
+                (n->grad_set >> i & 1u ? kcuda_concat_backward_set : kcuda_concat_backward)(n->in[i].grad, dy, N, Cx,
+                                                                                          HW, Cy, off, s);
             off += Cx;
         }
         break;
@@ -315,6 +324,25 @@ static int cu_fuses_relu_in(rt_backend *be, const rt_exec_node *n) {
     return kcuda_conv2d_relu_supported(&d);
 }
 
+/* The backward passes that can write an input's whole gradient instead of adding to it
+ * (the runtime then skips zeroing it: one memset node fewer per gradient buffer, and a
+ * write instead of a read-modify-write). As the CPU backend's, with the device's own
+ * convolution paths. */
+static int cu_sets_grad(rt_backend *be, const rt_exec_node *n, int k) {
+    (void)be;
+    switch (n->op) {
+    case IR_OP_CONV2D: {
+        if (k != 0) return 0;
+        kconv2d_desc d = conv_desc(n);
+        return kcuda_conv2d_sets_dx(&d);
+    }
+    case IR_OP_BATCHNORM: return k == 0;
+    case IR_OP_ADD: case IR_OP_MEAN: case IR_OP_CONCAT: return k < 32;
+    case IR_OP_WSUM: case IR_OP_MIXED: return k >= 1 && k < 17;
+    default: return 0;
+    }
+}
+
 static size_t cu_scratch(rt_backend *be, const rt_exec_node *n) {
     (void)be;
     if (n->op != IR_OP_CONV2D) return 0;
@@ -326,6 +354,7 @@ static void cu_axpy(rt_backend *be, float *y, float a, const float *x, int64_t n
 static void cu_copy(rt_backend *be, float *y, const float *x, int64_t n) { kcuda_copy(y, x, n, S(be)); }
 static void cu_scale(rt_backend *be, float *y, float a, int64_t n) { kcuda_scale(y, a, y, n, S(be)); }
 static double cu_sumsq(rt_backend *be, const float *x, int64_t n) { return kcuda_sumsq(x, n, S(be)); }
+static void cu_clip_norm(rt_backend *be, float *x, int64_t n, float max_norm) { kcuda_clip_norm(x, n, max_norm, S(be)); }
 static void cu_sgd(rt_backend *be, float *w, float *buf, const float *g, int64_t n, float lr, float mom, float wd) {
     kcuda_sgd_step(w, buf, g, n, lr, mom, wd, S(be));
 }
@@ -426,12 +455,14 @@ extern "C" rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
     be->copy = cu_copy;
     be->scale = cu_scale;
     be->sumsq = cu_sumsq;
+    be->clip_norm = cu_clip_norm;
     be->sgd_step = cu_sgd;
     be->adam_step = cu_adam;
     be->synchronize = cu_sync;
     be->destroy = cu_destroy;
     be->peak_bytes = cu_peak_bytes;
     be->fuses_relu_in = cu_fuses_relu_in;
+    be->sets_grad = cu_sets_grad;
     be->capture_begin = cu_capture_begin;
     be->capture_end = cu_capture_end;
     be->replay = cu_replay;
