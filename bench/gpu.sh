@@ -30,19 +30,29 @@ for o in $orders; do
     timeout 300 "$py" bench/torch_step.py --device cuda --space darts_cifar10 --batch "$batch" --order "$o" \
         --steps "$steps" --warmup "$warmup" >>"$j" || echo "pytorch order $o failed (rc $?)"
 done
-# the same first-order step without CUDA graphs (eager launches), for what recording gains
-DARTSC_NO_GRAPHS=1 timeout 120 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 \
-    --steps "$steps" --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc-nographs"/' >>"$j" || echo "no-graphs run failed"
-timeout 200 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 --steps 2 \
-    --warmup 1 --profile >"$out/gpu-profile.txt" 2>&1 || echo "profile run failed (rc $?)"
+# a second first-order pair in the other order (both sides drift between runs)
+timeout 300 "$py" bench/torch_step.py --device cuda --space darts_cifar10 --batch "$batch" --order 1 \
+    --steps "$steps" --warmup "$warmup" | sed 's/"impl": "pytorch"/"impl": "pytorch repeat"/' >>"$j" || echo "pytorch repeat failed"
+timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 \
+    --steps "$steps" --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc repeat"/' >>"$j" || echo "dartsc repeat failed"
+# the same first-order step with one optimisation turned off at a time (what each gains)
+for v in DARTSC_NO_GRAPHS DARTSC_NO_FUSION DARTSC_CUDA_CUBLAS_1X1; do
+    env "$v=1" timeout 120 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 \
+        --steps "$steps" --warmup "$warmup" --json | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $v=1\"/" >>"$j" \
+        || echo "$v run failed"
+done
+timeout 200 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 --steps 3 \
+    --warmup 2 --profile >"$out/gpu-profile.txt" 2>&1 || echo "profile run failed (rc $?)"
 cat "$j"
 "$py" - "$j" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 print(f"{'order':>5} {'dartsc s/step':>14} {'pytorch s/step':>15} {'ratio':>7} {'dartsc dev MiB':>15} {'pytorch dev MiB':>16}")
 for r in rows:
-    if r["impl"] == "dartsc-nographs":
-        print(f"order {r['order']} without CUDA graphs: {r['median_s']:.4f} s/step")
+    if r["impl"].endswith("repeat"):
+        print(f"order {r['order']} {r['impl']}: {r['median_s']:.4f} s/step")
+    if r["impl"].startswith("dartsc DARTSC_"):
+        print(f"order {r['order']} with {r['impl'][7:]}: {r['median_s']:.4f} s/step")
 for o in sorted({r["order"] for r in rows}):
     d = next((r for r in rows if r["impl"] == "dartsc" and r["order"] == o), None)
     t = next((r for r in rows if r["impl"] == "pytorch" and r["order"] == o), None)
@@ -51,4 +61,4 @@ for o in sorted({r["order"] for r in rows}):
     print(f"{o:>5} {ds:>14.4f} {ts:>15.4f} {ts / ds if d and t else float('nan'):>6.2f}x "
           f"{d.get('peak_device_alloc_mb', -1) if d else -1:>15} {t.get('peak_device_alloc_mb', -1) if t else -1:>16}")
 EOF
-head -40 "$out/gpu-profile.txt"
+cat "$out/gpu-profile.txt"

@@ -105,6 +105,12 @@ struct rt_backend {
     void *(*capture_end)(rt_backend *be);
     void (*replay)(rt_backend *be, void *graph);
     void (*graph_free)(rt_backend *be, void *graph);
+    /* May be NULL (all three): no device timing. mark records a point in the backend's
+     * work queue and returns its handle; mark_elapsed, after a synchronize, the seconds
+     * the device took from mark a to mark b; marks_reset recycles every handle. */
+    void *(*mark)(rt_backend *be);
+    double (*mark_elapsed)(rt_backend *be, void *a, void *b);
+    void (*marks_reset)(rt_backend *be);
     /* May be NULL: not tracked. The most bytes this backend's alloc held at once since it
      * was made (device memory for CUDA; library workspaces and the context not counted). */
     size_t (*peak_bytes)(rt_backend *be);

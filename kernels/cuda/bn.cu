@@ -53,11 +53,13 @@ static int bn_too_big(const kbn_desc *d, const char *what) {
     const unsigned j0 = blockIdx.x * chunk_;                                   \
     const unsigned j1 = j0 + chunk_ < (cnt) ? j0 + chunk_ : (cnt)
 
-/* Sum of a channel's G partials in range order. */
-__device__ static inline double bn_total(const double *part, int G) {
+/* Sum over a channel's G partials part[g * stride] by warp 0 (lane l takes g = l, l + 32,
+ * ... in order, then a fixed shuffle tree): a fixed order, and G/32 dependent adds of
+ * latency instead of G. Call from every thread of warp 0; lane 0 gets the total. */
+__device__ static inline double bn_total_w(const double *part, int G, int stride) {
     double t = 0.0;
-    for (int g = 0; g < G; g++) t += part[g];
-    return t;
+    for (int g = (int)threadIdx.x; g < G; g += 32) t += part[(int64_t)g * stride];
+    return kcuda_warp_sum(t);
 }
 
 __global__ static void bn_stats_k(double *red, const float *x, kbn_desc d, int G) {
@@ -91,24 +93,29 @@ __global__ static void bn_apply_k(float *y, float *save_mean, float *save_invstd
     const int c = blockIdx.y, C = d.C;
     const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
     (void)C;
-    if (threadIdx.x == 0) {
-        /* the ranges of bn_stats_k, combined in range order */
+    if (threadIdx.x < 32) {
+        /* the ranges of bn_stats_k, combined in a fixed order by warp 0 */
         const unsigned chunk = (cnt + G - 1) / G;
         const double *st = red + 2 * (int64_t)c * G;
         double mean = 0.0, m2 = 0.0;
-        for (int g = 0; g < G; g++) {
+        for (int g = (int)threadIdx.x; g < G; g += 32) {
             const unsigned a = (unsigned)g * chunk, b = a + chunk < cnt ? a + chunk : cnt;
             if (b > a) mean += (double)(b - a) * st[2 * g];
         }
+        mean = kcuda_warp_sum(mean);
+        mean = __shfl_sync(0xffffffffu, mean, 0);
         mean = cnt > 0 ? mean / (double)cnt : 0.0;
-        for (int g = 0; g < G; g++) {
+        for (int g = (int)threadIdx.x; g < G; g += 32) {
             const unsigned a = (unsigned)g * chunk, b = a + chunk < cnt ? a + chunk : cnt;
             if (b <= a) continue;
             const double dm = st[2 * g] - mean;
             m2 += st[2 * g + 1] + (double)(b - a) * dm * dm;
         }
-        stat_sh[0] = mean;
-        stat_sh[1] = cnt > 0 ? m2 / (double)cnt : 0.0;
+        m2 = kcuda_warp_sum(m2);
+        if (threadIdx.x == 0) {
+            stat_sh[0] = mean;
+            stat_sh[1] = cnt > 0 ? m2 / (double)cnt : 0.0;
+        }
     }
     __syncthreads();
     const double mean = stat_sh[0], var = stat_sh[1];
@@ -169,9 +176,13 @@ __global__ static void bn_bwd_apply_k(float *dx, float *dgamma, float *dbeta, co
     __shared__ double sum_sh[2];
     const int c = blockIdx.y, C = d.C;
     const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
-    if (threadIdx.x == 0) {
-        sum_sh[0] = bn_total(red + (int64_t)c * G, G);
-        sum_sh[1] = bn_total(red + (int64_t)C * G + (int64_t)c * G, G);
+    if (threadIdx.x < 32) {
+        const double a = bn_total_w(red + (int64_t)c * G, G, 1);
+        const double b = bn_total_w(red + (int64_t)C * G + (int64_t)c * G, G, 1);
+        if (threadIdx.x == 0) {
+            sum_sh[0] = a;
+            sum_sh[1] = b;
+        }
     }
     __syncthreads();
     const double sdy = sum_sh[0], sdyx = sum_sh[1];

@@ -3,6 +3,7 @@
  * reductions, and the deterministic dot / sum of squares built on it. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kcuda_internal.cuh"
@@ -46,6 +47,10 @@ extern "C" int kcuda_init(cudaStream_t s, cudnnHandle_t dnn, cublasHandle_t blas
         cudaCheckR(cudaMalloc((void **)&kcuda_g.partials,
                               sizeof(double) * (KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS + KCUDA_MAX_WSUM)), -1);
     if (!kcuda_g.red) cudaCheckR(cudaMalloc((void **)&kcuda_g.red, sizeof(double) * KCUDA_RED_CAP), -1);
+    int dev = 0;
+    cudaCheckR(cudaGetDevice(&dev), -1);
+    cudaCheckR(cudaDeviceGetAttribute(&kcuda_g.sms, cudaDevAttrMultiProcessorCount, dev), -1);
+    kcuda_g.cublas_1x1 = getenv("DARTSC_CUDA_CUBLAS_1X1") != NULL;
     return 0;
 }
 

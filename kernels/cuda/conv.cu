@@ -469,7 +469,7 @@ static void pw_small_launch(float *out, const float *in, const float *w, const f
 /* Our kernels' shapes: the filter gradient's K*C outputs fit a block's registers, and a
  * register block's weights (PW_KB rows of up to 768) the 48 KB of static shared memory. */
 static int pw_small(int K, int C) {
-    return (int64_t)K * C <= PW_SMALL_MAX_W && K > 0 && C > 0 && K <= 768 && C <= 768;
+    return (int64_t)K * C <= PW_SMALL_MAX_W && K > 0 && C > 0 && K <= 768 && C <= 768 && !kcuda_g.cublas_1x1;
 }
 
 /* Pixels per tile of the filter gradient's block loop. */
@@ -535,10 +535,11 @@ __global__ static void pw_filter_finish_k(float *dw, const double *part, int KC,
     }
 }
 
-/* Blocks of the filter gradient: about KCUDA_TARGET_BLOCKS, at least 4 tiles each, the
- * partials within kcuda_g.red. */
+/* Blocks of the filter gradient: one per multiprocessor (each writes K*C partials, as
+ * many bytes as a few tiles of input: more blocks would write more partials than they
+ * save time), at least 4 tiles each, the partials within kcuda_g.red. */
 static int pw_filter_blocks(int64_t pixels, int KC) {
-    int64_t g = KCUDA_TARGET_BLOCKS;
+    int64_t g = kcuda_g.sms > 0 ? kcuda_g.sms : 132;
     const int64_t by_size = (pixels + 4 * PW_TP - 1) / (4 * PW_TP);
     if (g > by_size) g = by_size;
     while (g > 1 && g * KC > KCUDA_RED_CAP) g /= 2;

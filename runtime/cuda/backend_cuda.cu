@@ -26,6 +26,8 @@ typedef struct cuda_backend {
     cudnnHandle_t dnn;
     cublasHandle_t blas;
     void *blas_ws; /* cuBLAS's workspace, set once: a GEMM recorded into a graph must not allocate */
+    cudaEvent_t *events; /* marks: a pool reused after marks_reset */
+    int nevents, nused;
     cu_block *blocks; /* live allocations, for the byte count (a plan makes a few dozen) */
     int nblocks, cap;
     size_t live, peak;
@@ -66,6 +68,29 @@ static void cu_free(rt_backend *be, void *p) {
     cudaCheck(cudaFree(p));
 }
 static size_t cu_peak_bytes(rt_backend *be) { return ((cuda_backend *)be)->peak; }
+
+/* Marks are events of the pool, handed out as index + 1 (the pool may move when it grows). */
+static void *cu_mark(rt_backend *be) {
+    cuda_backend *cb = (cuda_backend *)be;
+    if (cb->nused == cb->nevents) {
+        int n = cb->nevents ? 2 * cb->nevents : 1024;
+        cudaEvent_t *ev = (cudaEvent_t *)realloc(cb->events, (size_t)n * sizeof *ev);
+        if (!ev) KCUDA_FAIL_("cu_mark", "out of host memory", return NULL);
+        cb->events = ev;
+        for (int i = cb->nevents; i < n; i++) cudaCheckR(cudaEventCreate(&ev[cb->nevents++]), NULL);
+    }
+    cudaCheckR(cudaEventRecord(cb->events[cb->nused], cb->s), NULL);
+    return (void *)(intptr_t)(++cb->nused);
+}
+static double cu_mark_elapsed(rt_backend *be, void *a, void *b) {
+    cuda_backend *cb = (cuda_backend *)be;
+    intptr_t i = (intptr_t)a - 1, j = (intptr_t)b - 1;
+    if (i < 0 || j < 0 || i >= cb->nused || j >= cb->nused) return 0.0;
+    float ms = 0.0f;
+    cudaCheckR(cudaEventElapsedTime(&ms, cb->events[i], cb->events[j]), 0.0);
+    return ms / 1000.0;
+}
+static void cu_marks_reset(rt_backend *be) { ((cuda_backend *)be)->nused = 0; }
 /* Synchronous, so the host buffer may be reused or freed as soon as this returns
  * (whatever kind of host memory the caller passed). */
 static void cu_upload(rt_backend *be, void *dst, const void *src, size_t bytes) {
@@ -394,6 +419,8 @@ static void cu_release(cuda_backend *cb) {
     if (cb->blas_ws) cudaFree(cb->blas_ws);
     if (cb->dnn) cudnnDestroy(cb->dnn);
     if (cb->s) cudaStreamDestroy(cb->s);
+    for (int i = 0; i < cb->nevents; i++) cudaEventDestroy(cb->events[i]);
+    free(cb->events);
     free(cb->blocks);
     free(cb);
 }
@@ -461,6 +488,9 @@ extern "C" rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
     be->synchronize = cu_sync;
     be->destroy = cu_destroy;
     be->peak_bytes = cu_peak_bytes;
+    be->mark = cu_mark;
+    be->mark_elapsed = cu_mark_elapsed;
+    be->marks_reset = cu_marks_reset;
     be->fuses_relu_in = cu_fuses_relu_in;
     be->sets_grad = cu_sets_grad;
     be->capture_begin = cu_capture_begin;
