@@ -220,12 +220,25 @@ static void conv_case(int N, int C, int H, int W, int K, int R, int S, int strid
 Test(cuda_ops, conv_dense_3x3_pad1) { conv_case(2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, 1, TOL_LIBRARY); }
 Test(cuda_ops, conv_1x1_stride1) { conv_case(2, 5, 6, 6, 4, 1, 1, 1, 0, 0, 1, 1, TOL_LIBRARY); }
 Test(cuda_ops, conv_1x1_stride2) { conv_case(2, 4, 8, 8, 3, 1, 1, 2, 0, 0, 1, 1, TOL_LIBRARY); }
-/* 1x1 shapes that reach every path of the own 1x1 kernels: 20 output channels (a full
- * and a partial register block of 16), 2,584 pixels (21 filter-gradient blocks of 124
- * pixels: partial tiles of 32), and a 2048-weight filter gradient (8 outputs per thread) */
+/* 1x1 shapes that reach every path of the own 1x1 kernels (DARTSC_CUDA_OWN_1X1=1; each
+ * test runs in its own process, so the setting stays in it): 20 output channels (a full
+ * and a partial register block of 16), 2,584 pixels (filter-gradient blocks of partial
+ * tiles of 32), and a 480-weight filter gradient; the same shapes by cuBLAS (the default);
+ * and a weight too large for the own kernels, which then use cuBLAS. */
 Test(cuda_ops, conv_1x1_blocks_and_tails) { conv_case(8, 24, 17, 19, 20, 1, 1, 1, 0, 0, 1, 1, TOL_LIBRARY); }
 Test(cuda_ops, conv_1x1_stride2_blocks_and_tails) { conv_case(8, 24, 17, 19, 20, 1, 1, 2, 0, 0, 1, 1, TOL_LIBRARY); }
-Test(cuda_ops, conv_1x1_wide_input_uses_cublas) { conv_case(2, 80, 5, 5, 64, 1, 1, 1, 0, 0, 1, 1, TOL_LIBRARY); }
+Test(cuda_ops, conv_1x1_own_kernels_blocks_and_tails) {
+    setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
+    conv_case(8, 24, 17, 19, 20, 1, 1, 1, 0, 0, 1, 1, TOL_LIBRARY);
+}
+Test(cuda_ops, conv_1x1_own_kernels_stride2_blocks_and_tails) {
+    setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
+    conv_case(8, 24, 17, 19, 20, 1, 1, 2, 0, 0, 1, 1, TOL_LIBRARY);
+}
+Test(cuda_ops, conv_1x1_own_kernels_wide_input_uses_cublas) {
+    setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
+    conv_case(2, 80, 5, 5, 64, 1, 1, 1, 0, 0, 1, 1, TOL_LIBRARY);
+}
 Test(cuda_ops, conv_grouped) { conv_case(2, 4, 6, 6, 6, 3, 3, 1, 1, 1, 1, 2, TOL_LIBRARY); }
 Test(cuda_ops, conv_asymmetric_1x7) { conv_case(1, 3, 9, 9, 3, 1, 7, 1, 0, 3, 1, 1, TOL_LIBRARY); }
 Test(cuda_ops, conv_asymmetric_7x1) { conv_case(1, 3, 9, 9, 3, 7, 1, 1, 3, 0, 1, 1, TOL_LIBRARY); }
@@ -541,12 +554,19 @@ Test(cuda_net, pass_records_a_graph_and_replays_it_bit_for_bit) {
     free_pair(&h);
 }
 
-/* ReLUs folded into the depthwise and 1x1 convolutions they feed change no bit on the
+/* ReLUs folded into the depthwise (and 1x1) convolutions they feed change no bit on the
  * device: loss, weight and alpha gradients of the tiny supernet against a plan made with
  * DARTSC_NO_FUSION=1 (same parameters, same batch), and the folded plan has fewer nodes'
  * worth of arena (no ReLU outputs). Strided and dilated depthwise, 1x1 and reduction
  * cells are all in the supernet. */
-Test(cuda_net, relu_fusion_changes_no_bit) {
+static void relu_fusion_case(void);
+Test(cuda_net, relu_fusion_changes_no_bit) { relu_fusion_case(); }
+/* with the own 1x1 kernels the preprocessing ReLUs fold into their 1x1 convolutions too */
+Test(cuda_net, relu_fusion_changes_no_bit_own_1x1) {
+    setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
+    relu_fusion_case();
+}
+static void relu_fusion_case(void) {
     ir_space sp;
     tiny_space(&sp);
     pair h;

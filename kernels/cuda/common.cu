@@ -50,7 +50,7 @@ extern "C" int kcuda_init(cudaStream_t s, cudnnHandle_t dnn, cublasHandle_t blas
     int dev = 0;
     cudaCheckR(cudaGetDevice(&dev), -1);
     cudaCheckR(cudaDeviceGetAttribute(&kcuda_g.sms, cudaDevAttrMultiProcessorCount, dev), -1);
-    kcuda_g.cublas_1x1 = getenv("DARTSC_CUDA_CUBLAS_1X1") != NULL;
+    kcuda_g.own_1x1 = getenv("DARTSC_CUDA_OWN_1X1") != NULL;
     return 0;
 }
 

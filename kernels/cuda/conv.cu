@@ -384,15 +384,18 @@ __global__ static void pw_scatter_add_k(float *dx, const float *dxs, kconv2d_des
     }
 }
 
-/* ---- small 1x1 convolutions by our own kernels ----
+/* ---- small 1x1 convolutions by our own kernels (opt-in: DARTSC_CUDA_OWN_1X1=1) ----
  * At DARTS' shapes (C, K <= 64, thousands of pixels per sample) a 1x1 convolution is a
- * pass over memory with little arithmetic (K*C multiply-adds per pixel), and cuBLAS's
- * strided-batched GEMM of N tiny products took 12-19 us per call where moving the bytes
- * takes ~3. These kernels give one thread per pixel all output channels (forward and
- * data gradient, weights in shared memory, read by every lane of a warp at once), and the
- * filter gradient one block per range of pixels with every (k, c) product in registers;
- * the blocks' partial sums are added in block order (deterministic). Larger weights use
- * cuBLAS as before. */
+ * pass over memory with little arithmetic (K*C multiply-adds per pixel). These kernels
+ * give one thread per pixel all output channels (forward and data gradient, weights in
+ * shared memory, read by every lane of a warp at once), and the filter gradient one block
+ * per range of pixels with every (k, c) product in registers; the blocks' partial sums
+ * are added in block order (deterministic); with them a ReLU folds into a 1x1 too.
+ * Measured on the H200 (docs/BENCHMARKS.md, 2026-12-04): forward 12.5 and data gradient
+ * 11.1 us per call, about cuBLAS's, but the filter gradient 50 us against cuBLAS's ~19,
+ * and a whole first-order step 0.151 s against 0.117 s with cuBLAS. So cuBLAS is the
+ * default; these stay, tested, for the work that makes them faster (register-tiled
+ * filter gradient). */
 #define PW_SMALL_MAX_W 4096 /* K*C: the filter gradient's outputs, 16 per thread of a block */
 #define PW_KB 16            /* output channels per register block */
 
@@ -469,7 +472,7 @@ static void pw_small_launch(float *out, const float *in, const float *w, const f
 /* Our kernels' shapes: the filter gradient's K*C outputs fit a block's registers, and a
  * register block's weights (PW_KB rows of up to 768) the 48 KB of static shared memory. */
 static int pw_small(int K, int C) {
-    return (int64_t)K * C <= PW_SMALL_MAX_W && K > 0 && C > 0 && K <= 768 && C <= 768 && !kcuda_g.cublas_1x1;
+    return (int64_t)K * C <= PW_SMALL_MAX_W && K > 0 && C > 0 && K <= 768 && C <= 768 && kcuda_g.own_1x1;
 }
 
 /* Pixels per tile of the filter gradient's block loop. */

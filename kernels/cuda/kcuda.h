@@ -58,8 +58,9 @@ const char *kcuda_last_error(void);
 /* Forgets the recorded error (tests that provoke one). */
 void kcuda_clear_error(void);
 
-/* ---- convolution: depthwise and small 1x1 (own kernels), larger 1x1 (cuBLAS), the rest (cuDNN) ---- */
-/* Floats of cuDNN workspace the three passes of d need (0 for depthwise and 1x1). Picks
+/* ---- convolution: depthwise (own kernels), 1x1 (cuBLAS; own kernels opt-in), the rest (cuDNN) ---- */
+/* Floats of scratch the three passes of d need: cuDNN's workspace, or for a 1x1 the
+ * sample products of its filter gradient (and a strided 1x1's gathered pixels). Picks
  * and caches the algorithms for d on first use. */
 size_t kcuda_conv2d_scratch_floats(const kconv2d_desc *d);
 void kcuda_conv2d_forward(float *y, const float *x, const float *w, const kconv2d_desc *d, float *scratch,
@@ -71,8 +72,9 @@ void kcuda_conv2d_backward_filter(float *dw, const float *dy, const float *x, co
 
 /* ---- ReLU fused into a convolution's input: y = conv(relu(x)) (see kcpu.h) ----
  * Only where kcuda_conv2d_relu_supported(d): depthwise 3x3/5x5/7x7 whose planes fit the
- * plane kernels, or 1x1 / stride 1 / no padding / one group with K*C <= 4096 (the own 1x1
- * kernels). backward_data: dx += (x > 0) * conv^T(dy); backward_filter: dw += the
+ * plane kernels, or 1x1 / stride 1 / no padding / one group with K*C <= 4096 when the own
+ * 1x1 kernels are on (DARTSC_CUDA_OWN_1X1=1; cuBLAS, the default, reads x as it is).
+ * backward_data: dx += (x > 0) * conv^T(dy); backward_filter: dw += the
  * correlation of dy with relu(x). A shape outside that set records an error. */
 int kcuda_conv2d_relu_supported(const kconv2d_desc *d);
 void kcuda_conv2d_relu_forward(float *y, const float *x, const float *w, const kconv2d_desc *d, float *scratch,
