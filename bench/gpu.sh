@@ -23,7 +23,7 @@ orders=${ORDERS:-1 2}
 mkdir -p "$out"
 j=$out/gpu.jsonl
 : >"$j"
-echo "# $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')" | tee -a "$out/gpu-header.txt"
+echo "# $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1); commit $(cat .devbundle/COMMIT 2>/dev/null || git rev-parse --short HEAD 2>/dev/null || echo '?')" | tee -a "$out/gpu-header.txt"
 for o in $orders; do
     timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order "$o" \
         --steps "$steps" --warmup "$warmup" --json >>"$j" || echo "dartsc order $o failed (rc $?)"
