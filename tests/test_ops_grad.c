@@ -292,6 +292,21 @@ static void tiny_space(ir_space *sp) {
     sp->n_reduce = 1; sp->reduce_at[0] = 1;
 }
 
+/* sp's supernet at this batch, planned on the CPU (seed), its images uniform in [-1, 1)
+ * (img_seed). */
+static void supernet_harness(harness *h, ir_net *net, const ir_space *sp, int batch, uint64_t seed,
+                             uint64_t img_seed) {
+    cr_assert_eq(ir_space_build_supernet(sp, batch, net), 0, "%s", net->error);
+    *h = (harness){.g = net->graph, .labels = net->labels, .loss = net->loss};
+    make_plan(h, seed);
+    const int64_t ni = (int64_t)batch * sp->in_c * sp->in_h * sp->in_w;
+    float *img = malloc((size_t)ni * sizeof *img);
+    cr_assert(img);
+    tu_fill_uniform(img, ni, -1.f, 1.f, img_seed);
+    cr_assert_eq(rt_set_input(h->p, net->images, img, (size_t)ni * sizeof *img), 0);
+    free(img);
+}
+
 /* One search cell between the stem and the head, normal or reduction (every op of
  * REFERENCE.md; the reduction cell has FactorizedReduce skips and stride-2 pools/convs). */
 static void darts_cell_case(int reduction) {
@@ -301,12 +316,8 @@ static void darts_cell_case(int reduction) {
     sp.n_reduce = reduction;
     sp.reduce_at[0] = 0;
     ir_net net;
-    cr_assert_eq(ir_space_build_supernet(&sp, 8, &net), 0, "%s", net.error);
-    harness h = {.g = net.graph, .labels = net.labels, .loss = net.loss};
-    make_plan(&h, 7);
-    float img[8 * 2 * 8 * 8];
-    tu_fill_uniform(img, 8 * 2 * 64, -1.f, 1.f, 99);
-    rt_set_input(h.p, net.images, img, sizeof img);
+    harness h;
+    supernet_harness(&h, &net, &sp, 8, 7, 99);
     /* alpha of order 1 so the softmax is far from uniform */
     rt_group ga = rt_plan_group(h.p, IR_ROLE_ARCH);
     tu_fill_uniform(ga.data, ga.n, -1.f, 1.f, 3);
@@ -400,12 +411,8 @@ Test(autodiff, pass_equals_forward_then_backward) {
     ir_space sp;
     tiny_space(&sp);
     ir_net net;
-    cr_assert_eq(ir_space_build_supernet(&sp, 4, &net), 0, "%s", net.error);
-    harness h = {.g = net.graph, .labels = net.labels, .loss = net.loss};
-    make_plan(&h, 5);
-    float img[4 * 2 * 8 * 8];
-    tu_fill_uniform(img, 4 * 2 * 8 * 8, -1.f, 1.f, 23);
-    rt_set_input(h.p, net.images, img, sizeof img);
+    harness h;
+    supernet_harness(&h, &net, &sp, 4, 5, 23);
     rt_group gw = rt_plan_group(h.p, IR_ROLE_WEIGHT), ga = rt_plan_group(h.p, IR_ROLE_ARCH);
     const unsigned masks[3] = {RT_GRAD_W | RT_GRAD_ARCH, RT_GRAD_ARCH, RT_GRAD_W};
     for (int m = 0; m < 3; m++) {
@@ -441,12 +448,8 @@ Test(autodiff, alpha_only_backward_skips_weight_gradients) {
     ir_space sp;
     tiny_space(&sp);
     ir_net net;
-    cr_assert_eq(ir_space_build_supernet(&sp, 2, &net), 0, "%s", net.error);
-    harness h = {.g = net.graph, .labels = net.labels, .loss = net.loss};
-    make_plan(&h, 7);
-    float img[2 * 2 * 8 * 8];
-    tu_fill_uniform(img, 2 * 2 * 64, -1.f, 1.f, 5);
-    rt_set_input(h.p, net.images, img, sizeof img);
+    harness h;
+    supernet_harness(&h, &net, &sp, 2, 7, 5);
     rt_group gw = rt_plan_group(h.p, IR_ROLE_WEIGHT), ga = rt_plan_group(h.p, IR_ROLE_ARCH);
     for (int64_t i = 0; i < gw.n; i++) gw.grad[i] = 12345.f;
     loss_at(&h);

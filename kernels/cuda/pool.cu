@@ -54,52 +54,37 @@ __global__ static void maxpool_fwd_k(float *y, const float *x, kpool_desc d) {
     }
 }
 
-__global__ static void maxpool_bwd_k(float *dx, const float *dy, const float *x, kpool_desc d) {
-    const int64_t HW = (int64_t)d.H * d.W, total = (int64_t)d.N * d.C * HW;
+/* The backward, one thread per input gathering dy over the windows whose argmax it is, in
+ * the CPU's (p, q) order. AM: the windows' argmax indices come from am (maxpool_argmax_k,
+ * one pass over the windows); else each window's argmax is recomputed here (k*k windows
+ * around every input, 81 reads per input for 3x3: the fallback where am does not fit). */
+template <bool AM>
+__global__ static void maxpool_bwd_k(float *dx, const float *dy, const float *x, const int *am, kpool_desc d) {
+    const int64_t HW = (int64_t)d.H * d.W, PQ = (int64_t)d.P * d.Q, total = (int64_t)d.N * d.C * HW;
     KCUDA_GRID_STRIDE(i, total) {
         const int64_t pl = i / HW, me = i % HW;
         const int h = (int)(me / d.W), w = (int)(me % d.W);
         const float *xp = x + pl * HW;
-        const float *gp = dy + pl * d.P * d.Q;
+        const float *gp = dy + pl * PQ;
         int p0, p1, q0, q1;
         windows_of(h, d.k, d.stride, d.pad, d.P, &p0, &p1);
         windows_of(w, d.k, d.stride, d.pad, d.Q, &q0, &q1);
         float v = dx[i];
         for (int p = p0; p < p1; p++)
-            for (int q = q0; q < q1; q++)
-                if (argmax_window(xp, d, p, q) == me) v += gp[(int64_t)p * d.Q + q];
+            for (int q = q0; q < q1; q++) {
+                const int64_t o = (int64_t)p * d.Q + q;
+                if ((AM ? (int64_t)am[pl * PQ + o] : argmax_window(xp, d, p, q)) == me) v += gp[o];
+            }
         dx[i] = v;
     }
 }
 
-/* The backward in two passes when the outputs' argmax indices fit kcuda_g.red (as ints):
- * each window's argmax once (maxpool_argmax_k), then each input gathers dy over the
- * windows whose argmax it is, in the same (p, q) order as maxpool_bwd_k. That kernel
- * recomputes all k*k windows around every input (81 reads per input for 3x3). */
+/* Each window's argmax index within its plane (-1: an empty window). */
 __global__ static void maxpool_argmax_k(int *am, const float *x, kpool_desc d) {
     const int64_t PQ = (int64_t)d.P * d.Q, total = (int64_t)d.N * d.C * PQ;
     KCUDA_GRID_STRIDE(i, total) {
         const float *xp = x + i / PQ * d.H * d.W;
         am[i] = (int)argmax_window(xp, d, (int)(i % PQ / d.Q), (int)(i % d.Q));
-    }
-}
-
-__global__ static void maxpool_bwd_am_k(float *dx, const float *dy, const int *am, kpool_desc d) {
-    const int HW = d.H * d.W, PQ = d.P * d.Q;
-    const int64_t total = (int64_t)d.N * d.C * HW;
-    KCUDA_GRID_STRIDE(i, total) {
-        const int64_t pl = i / HW;
-        const int me = (int)(i - pl * HW), h = me / d.W, w = me - h * d.W;
-        const float *gp = dy + pl * PQ;
-        const int *ap = am + pl * PQ;
-        int p0, p1, q0, q1;
-        windows_of(h, d.k, d.stride, d.pad, d.P, &p0, &p1);
-        windows_of(w, d.k, d.stride, d.pad, d.Q, &q0, &q1);
-        float v = dx[i];
-        for (int p = p0; p < p1; p++)
-            for (int q = q0; q < q1; q++)
-                if (ap[p * d.Q + q] == me) v += gp[p * d.Q + q];
-        dx[i] = v;
     }
 }
 
@@ -156,10 +141,10 @@ extern "C" void kcuda_maxpool_backward(float *dx, const float *dy, const float *
         int *am = (int *)kcuda_g.red;
         maxpool_argmax_k<<<kcuda_blocks(outs), KCUDA_THREADS, 0, s>>>(am, x, *d);
         launchCheck();
-        POOL_LAUNCH(maxpool_bwd_am_k, (int64_t)d->N * d->C * d->H * d->W, dx, dy, am, *d);
+        POOL_LAUNCH(maxpool_bwd_k<true>, (int64_t)d->N * d->C * d->H * d->W, dx, dy, x, am, *d);
         return;
     }
-    POOL_LAUNCH(maxpool_bwd_k, (int64_t)d->N * d->C * d->H * d->W, dx, dy, x, *d);
+    POOL_LAUNCH(maxpool_bwd_k<false>, (int64_t)d->N * d->C * d->H * d->W, dx, dy, x, (const int *)NULL, *d);
 }
 extern "C" void kcuda_avgpool_forward(float *y, const float *x, const kpool_desc *d, cudaStream_t s) {
     POOL_LAUNCH(avgpool_fwd_k, (int64_t)d->N * d->C * d->P * d->Q, y, x, *d);
