@@ -41,6 +41,16 @@ for v in DARTSC_NO_GRAPHS DARTSC_NO_FUSION DARTSC_CUDA_OWN_1X1; do
         --steps "$steps" --warmup "$warmup" --json | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $v=1\"/" >>"$j" \
         || echo "$v run failed"
 done
+# retraining: DARTS_V2's evaluation network at the paper's size (C 36, 20 cells, batch 96,
+# auxiliary head 0.4, drop path 0.2; with drop path 0 too: no random masks, so dartsc
+# replays its pass as a CUDA graph)
+rs=${RETRAIN_STEP:-$(dirname "$dartsc")/retrain_step}
+for dp in 0.2 0; do
+    timeout 200 "$rs" examples/darts_cifar10.dartsc --device cuda --steps "$steps" --warmup "$warmup" --drop-path "$dp" \
+        --json >>"$j" || echo "retrain_step (drop path $dp) failed"
+    timeout 300 "$py" bench/torch_step.py --retrain --device cuda --space darts_cifar10 --C 36 --layers 20 --batch 96 \
+        --aux 0.4 --drop-path "$dp" --steps "$steps" --warmup "$warmup" >>"$j" || echo "pytorch retrain failed"
+done
 timeout 200 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 --steps 3 \
     --warmup 2 --profile >"$out/gpu-profile.txt" 2>&1 || echo "profile run failed (rc $?)"
 cat "$j"
@@ -49,10 +59,14 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 print(f"{'order':>5} {'dartsc s/step':>14} {'pytorch s/step':>15} {'ratio':>7} {'dartsc dev MiB':>15} {'pytorch dev MiB':>16}")
 for r in rows:
+    if r.get("what") == "retrain":
+        print(f"retrain {r['impl']:>8} drop path {r['drop_path']}: {r['median_s']:.4f} s/step, {r['images_per_s']} images/s")
+        continue
     if r["impl"].endswith("repeat"):
         print(f"order {r['order']} {r['impl']}: {r['median_s']:.4f} s/step")
     if r["impl"].startswith("dartsc DARTSC_"):
         print(f"order {r['order']} with {r['impl'][7:]}: {r['median_s']:.4f} s/step")
+rows = [r for r in rows if r.get("what") != "retrain"]
 for o in sorted({r["order"] for r in rows}):
     d = next((r for r in rows if r["impl"] == "dartsc" and r["order"] == o), None)
     t = next((r for r in rows if r["impl"] == "pytorch" and r["order"] == o), None)

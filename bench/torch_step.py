@@ -4,6 +4,9 @@ supernet as `dartsc bench` (tests/ref/darts_ref.py's Network, the reference stru
 first order (alpha step: grad of L_val w.r.t. alpha; then the weight step with SGD) or
 second order (the unrolled step of the reference Architect: virtual step, gradients at w',
 finite-difference Hessian-vector product with R = 0.01/||v||), on random data.
+With --retrain, one retraining step of the evaluation network instead (the reference
+NetworkCIFAR with the DARTS_V2 genotype, auxiliary head and drop path as given; forward,
+CE + aux_weight * CE_aux, backward, clip 5, SGD), as bench/retrain_step times dartsc's.
 Prints one JSON line: median seconds per step after warm-up, images/s, peak RSS, and with
 --device cuda (cudnn.benchmark on, as a PyTorch user would run it; each step ends with a
 device synchronisation before the clock is read) the allocator's peak device memory.
@@ -37,12 +40,17 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--retrain", action="store_true", help="time retraining steps of DARTS_V2's network")
+    ap.add_argument("--aux", type=float, default=0.4, help="--retrain: auxiliary loss weight (0: no head)")
+    ap.add_argument("--drop-path", type=float, default=0.2, help="--retrain: drop path probability")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     dev = torch.device(a.device)
     if a.device == "cuda":
         torch.backends.cudnn.benchmark = True
+    if a.retrain:
+        return retrain(a, dev)
     net = darts_ref.Network(a.in_c, a.C, a.classes, a.layers).train().to(dev)
     # the architecture weights are plain tensors, not module parameters: .to() leaves them
     net.alphas_normal = net.alphas_normal.to(dev)
@@ -115,6 +123,44 @@ def main():
         out["peak_device_alloc_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         out["peak_device_reserved_mb"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
         out["gpu"] = torch.cuda.get_device_name(0)
+    print(json.dumps(out))
+
+
+DARTS_V2 = {"normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", 1], ["sep_conv_3x3", 0], ["sep_conv_3x3", 1],
+                       ["sep_conv_3x3", 1], ["skip_connect", 0], ["skip_connect", 0], ["dil_conv_3x3", 2]],
+            "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1], ["skip_connect", 2], ["max_pool_3x3", 1],
+                       ["max_pool_3x3", 0], ["skip_connect", 2], ["skip_connect", 2], ["max_pool_3x3", 1]]}
+
+
+def retrain(a, dev):
+    net = darts_ref.NetworkCIFAR(a.C, a.classes, a.layers, a.aux > 0, DARTS_V2, a.in_c, a.hw).train().to(dev)
+    net.drop_path_prob = a.drop_path
+    opt = torch.optim.SGD(net.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
+    x = torch.randn(a.batch, a.in_c, a.hw, a.hw, device=dev)
+    y = torch.randint(0, a.classes, (a.batch,), device=dev)
+    times = []
+    for s in range(a.warmup + a.steps):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        logits, logits_aux = net(x)
+        loss = F.cross_entropy(logits, y)
+        if logits_aux is not None:
+            loss = loss + a.aux * F.cross_entropy(logits_aux, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        if a.device == "cuda":
+            torch.cuda.synchronize()
+        if s >= a.warmup:
+            times.append(time.perf_counter() - t0)
+    times.sort()
+    n = len(times)
+    med = times[n // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])
+    out = {"impl": "pytorch", "what": "retrain", "torch": torch.__version__, "space": a.space, "device": a.device,
+           "C": a.C, "layers": a.layers, "batch": a.batch, "drop_path": a.drop_path, "aux": int(a.aux > 0),
+           "median_s": round(med, 4), "min_s": round(times[0], 4), "images_per_s": round(a.batch / med, 1)}
+    if a.device == "cuda":
+        out["peak_device_alloc_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     print(json.dumps(out))
 
 

@@ -572,7 +572,7 @@ def drop_path(x, drop_prob):
     """Per-sample Bernoulli(1-p) mask, output divided by the keep probability (model.py)."""
     if drop_prob > 0.0:
         keep = 1.0 - drop_prob
-        mask = torch.empty(x.size(0), 1, 1, 1, dtype=x.dtype).bernoulli_(keep)
+        mask = torch.empty(x.size(0), 1, 1, 1, dtype=x.dtype, device=x.device).bernoulli_(keep)
         x = x.div(keep) * mask
     return x
 
