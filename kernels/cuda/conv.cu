@@ -164,7 +164,6 @@ __global__ static void dw_bwd_data_plane_k(float *dx, const float *dy, const flo
     }
 }
 
-/* 1 when a plane kernel ran (d depthwise, pointers valid). */
 /* Whether the plane kernels take d (forward and data gradient). */
 static int dw_plane_ok(const kconv2d_desc *d) {
     const int64_t fwd = (int64_t)(d->H + 2 * d->pad_h) * (d->W + 2 * d->pad_w), bwd = (int64_t)d->P * d->Q,
@@ -173,6 +172,7 @@ static int dw_plane_ok(const kconv2d_desc *d) {
            d->R == d->S && (d->R == 3 || d->R == 5 || d->R == 7);
 }
 
+/* dw_fwd_plane / dw_bwd_data_plane: 1 when a plane kernel ran (d depthwise). */
 static int dw_fwd_plane(float *y, const float *x, const float *w, const kconv2d_desc *d, int relu, cudaStream_t s) {
     const int64_t tile = (int64_t)(d->H + 2 * d->pad_h) * (d->W + 2 * d->pad_w), planes = (int64_t)d->N * d->C;
     if (!dw_plane_ok(d)) return 0;
