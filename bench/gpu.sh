@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # gpu.sh — dartsc against PyTorch eager on one GPU, side by side in one run: the DARTS
 # CIFAR-10 supernet (8 cells, C = 16) at one batch size, first and second order, median
-# of STEPS steps after WARMUP warm-up steps each; then dartsc's per-op device profile of
-# one first-order run. Run by scripts/device-check on the lent GPU machine.
+# of STEPS steps after WARMUP warm-up steps each; A/B rows with one optimisation off;
+# retraining steps of DARTS_V2's network; dartsc's per-op device profile of one
+# first-order run; every kernel alone. Run by scripts/device-check on the lent GPU machine.
 #
 #   bench/gpu.sh [BATCH] [OUT_DIR]
 #   env: DARTSC (the binary, default ./build/dartsc), PY (python with torch, default
 #        python3), STEPS (10), WARMUP (3), ORDERS ("1 2")
 #
-# Writes OUT_DIR/gpu.jsonl (one JSON line per run: dartsc's `bench --json`, torch_step.py's)
-# and OUT_DIR/gpu-profile.txt, and prints a table: seconds per step, ratio PyTorch/dartsc
-# (> 1: dartsc faster), peak device memory of each side's allocations.
+# Writes OUT_DIR/gpu.jsonl (one JSON line per run: dartsc's `bench --json`, torch_step.py's,
+# retraining steps of both), OUT_DIR/gpu-profile.txt (dartsc's per-op device times) and
+# OUT_DIR/gpu-kernels.txt (bench/cuda_kernels: each kernel against its CPU twin, timed),
+# and prints a table: seconds per step, ratio PyTorch/dartsc (> 1: dartsc faster), peak
+# device memory of each side's allocations.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 batch=${1:-64}
@@ -53,6 +56,9 @@ for dp in 0.2 0; do
 done
 timeout 200 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 --steps 3 \
     --warmup 2 --profile >"$out/gpu-profile.txt" 2>&1 || echo "profile run failed (rc $?)"
+# every kernel alone against its CPU twin (bench/cuda_kernels.cu)
+ck=${CUDA_KERNELS:-$(dirname "$dartsc")/cuda_kernels}
+[ -x "$ck" ] && timeout 120 "$ck" 30 >"$out/gpu-kernels.txt" 2>&1 || echo "cuda_kernels failed or missing (rc $?)"
 cat "$j"
 "$py" - "$j" <<'EOF'
 import json, sys

@@ -1,0 +1,269 @@
+/* cuda_kernels.cu — the CUDA kernels one at a time at the shapes of the DARTS CIFAR-10
+ * supernet's search step (batch 64, C = 16: planes of 32x32, 16x16 and 8x8 with 16, 32
+ * and 64 channels), each checked against its CPU twin on the same random inputs and
+ * timed by CUDA events: median of REPS runs after warm-up, with the bytes it must move at
+ * least (inputs read once, outputs written once) and the bandwidth that implies. A row per
+ * (kernel, shape, variant); variants are the switches kcuda_init reads
+ * (DARTSC_CUDA_OWN_1X1). For the device session: which kernel is how far from the bytes
+ * it moves, before and after a change, in one short run (bench/gpu.sh runs it).
+ *
+ *   bench/cuda_kernels [REPS]        (exit 77 where no GPU is usable)
+ *
+ * Check: ||gpu - cpu|| / ||cpu|| per output, printed; a row is marked BAD above 1e-4 (the
+ * LIBRARY tolerance of tests/test_cuda_backend.c: these kernels reassociate sums). */
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <vector>
+
+extern "C" {
+#include "kernels/cpu/kcpu.h"
+}
+#include "kernels/cuda/kcuda.h"
+
+#define CK(call)                                                                                        \
+    do {                                                                                                \
+        cudaError_t e_ = (call);                                                                        \
+        if (e_ != cudaSuccess) {                                                                        \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));      \
+            exit(1);                                                                                    \
+        }                                                                                               \
+    } while (0)
+
+static cudaStream_t g_s;
+static int g_reps = 50;
+
+/* A host buffer and its device copy. */
+struct buf {
+    std::vector<float> h;
+    float *d = nullptr;
+    explicit buf(size_t n, float lo = -1.f, float hi = 1.f, uint64_t seed = 1) : h(n) {
+        for (size_t i = 0; i < n; i++) h[i] = lo + (hi - lo) * krng_uniform(seed, i);
+        CK(cudaMalloc(&d, (n ? n : 1) * sizeof(float)));
+        up();
+    }
+    ~buf() { cudaFree(d); }
+    void up() { CK(cudaMemcpy(d, h.data(), h.size() * sizeof(float), cudaMemcpyHostToDevice)); }
+    std::vector<float> down() const {
+        std::vector<float> r(h.size());
+        CK(cudaMemcpy(r.data(), d, h.size() * sizeof(float), cudaMemcpyDeviceToHost));
+        return r;
+    }
+    size_t n() const { return h.size(); }
+};
+
+static double rel_err(const std::vector<float> &g, const std::vector<float> &c) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < g.size(); i++) {
+        double d = (double)g[i] - c[i];
+        num += d * d;
+        den += (double)c[i] * c[i];
+        if (std::isnan(g[i]) != std::isnan(c[i])) return INFINITY;
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* Median device time of f over g_reps runs, after 3 warm-up runs. reset runs before each
+ * (untimed): outputs that accumulate are restored so every run does the same work. */
+template <typename F, typename R> static double time_us(F f, R reset) {
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    std::vector<float> t;
+    for (int i = 0; i < 3 + g_reps; i++) {
+        reset();
+        CK(cudaEventRecord(a, g_s));
+        f();
+        CK(cudaEventRecord(b, g_s));
+        CK(cudaEventSynchronize(b));
+        float ms = 0;
+        CK(cudaEventElapsedTime(&ms, a, b));
+        if (i >= 3) t.push_back(ms);
+    }
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    std::sort(t.begin(), t.end());
+    return 1000.0 * t[t.size() / 2];
+}
+
+static void row(const char *kernel, const char *shape, const char *variant, double us, double bytes, double err) {
+    if (const char *e = kcuda_last_error()) {
+        fprintf(stderr, "%s %s: CUDA error: %s\n", kernel, shape, e);
+        exit(1);
+    }
+    printf("%-22s %-26s %-8s %9.1f us %8.1f MB %8.0f GB/s  err %.1e%s\n", kernel, shape, variant, us, bytes / 1e6,
+           bytes / (us * 1e-6) / 1e9, err, err > 1e-4 ? "  BAD" : "");
+    fflush(stdout);
+}
+
+/* ---- convolutions ---- */
+static void conv_rows(const char *variant, int N, int C, int H, int K, int R, int stride, int pad, int dil, int groups) {
+    kconv2d_desc d = {N, C, H, H, K, R, R, 0, 0, stride, stride, pad, pad, dil, dil, groups};
+    kconv2d_desc_finish(&d);
+    char shape[64];
+    snprintf(shape, sizeof shape, "%dx%dx%dx%d k%d s%d d%d%s", N, C, H, H, R, stride, dil,
+             groups == C ? " dw" : "");
+    const int64_t nx = (int64_t)N * C * H * H, ny = (int64_t)N * K * d.P * d.Q, nw = (int64_t)K * (C / groups) * R * R;
+    buf x(nx, -1, 1, 11), w(nw, -0.5f, 0.5f, 12), dy(ny, -1, 1, 13), y(ny), dx(nx), dw(nw);
+    size_t sc = kcuda_conv2d_scratch_floats(&d), scc = kcpu_conv2d_scratch_floats(&d);
+    float *scratch = nullptr;
+    CK(cudaMalloc(&scratch, (sc ? sc : 1) * sizeof(float)));
+    std::vector<float> cs(scc ? scc : 1);
+    const char *kind = groups == C ? "dw" : R == 1 ? "1x1" : "conv";
+    char name[32];
+    /* forward */
+    std::vector<float> ref(ny);
+    kcpu_conv2d_forward(ref.data(), x.h.data(), w.h.data(), &d, cs.data());
+    double us = time_us([&] { kcuda_conv2d_forward(y.d, x.d, w.d, &d, scratch, g_s); }, [] {});
+    snprintf(name, sizeof name, "%s forward", kind);
+    row(name, shape, variant, us, 4.0 * (nx + ny + nw), rel_err(y.down(), ref));
+    /* data gradient (overwriting, as the runtime asks where it can) */
+    ref.assign(nx, 0.f);
+    kcpu_conv2d_backward_data(ref.data(), dy.h.data(), w.h.data(), &d, cs.data());
+    if (kcuda_conv2d_sets_dx(&d)) {
+        us = time_us([&] { kcuda_conv2d_backward_data_set(dx.d, dy.d, w.d, NULL, &d, scratch, g_s); }, [] {});
+    } else {
+        us = time_us([&] { kcuda_conv2d_backward_data(dx.d, dy.d, w.d, &d, scratch, g_s); },
+                     [&] { CK(cudaMemsetAsync(dx.d, 0, nx * sizeof(float), g_s)); });
+    }
+    snprintf(name, sizeof name, "%s data grad", kind);
+    row(name, shape, variant, us, 4.0 * (nx + ny + nw), rel_err(dx.down(), ref));
+    /* filter gradient (accumulates: zeroed before each run) */
+    ref.assign(nw, 0.f);
+    kcpu_conv2d_backward_filter(ref.data(), dy.h.data(), x.h.data(), &d, cs.data());
+    us = time_us([&] { kcuda_conv2d_backward_filter(dw.d, dy.d, x.d, &d, scratch, g_s); },
+                 [&] { CK(cudaMemsetAsync(dw.d, 0, nw * sizeof(float), g_s)); });
+    snprintf(name, sizeof name, "%s filter grad", kind);
+    row(name, shape, variant, us, 4.0 * (nx + ny + nw), rel_err(dw.down(), ref));
+    cudaFree(scratch);
+}
+
+/* ---- batch norm (affine, training) ---- */
+static void bn_rows(int N, int C, int HW) {
+    kbn_desc d = {N, C, HW, 1e-5f, 0.1f};
+    char shape[64];
+    snprintf(shape, sizeof shape, "%dx%dx%d", N, C, HW);
+    const int64_t n = (int64_t)N * C * HW;
+    buf x(n, -1, 3, 21), dy(n, -1, 1, 22), g(C, 0.5f, 1.5f, 23), b(C, -0.5f, 0.5f, 24), y(n), dx(n);
+    buf sm(C), si(C), rm(C, 0, 0), rv(C, 1, 1), dg(C), db(C);
+    std::vector<float> ry(n), rsm(C), rsi(C), rrm(C, 0.f), rrv(C, 1.f);
+    kcpu_bn_forward_train(ry.data(), rsm.data(), rsi.data(), rrm.data(), rrv.data(), x.h.data(), g.h.data(), b.h.data(),
+                          &d);
+    double us = time_us([&] { kcuda_bn_forward_train(y.d, sm.d, si.d, NULL, NULL, x.d, g.d, b.d, &d, g_s); }, [] {});
+    row("bn forward", shape, "", us, 8.0 * n, rel_err(y.down(), ry));
+    std::vector<float> rdx(n), rdg(C, 0.f), rdb(C, 0.f);
+    kcpu_bn_backward_set(rdx.data(), rdg.data(), rdb.data(), dy.h.data(), x.h.data(), g.h.data(), rsm.data(),
+                         rsi.data(), &d);
+    us = time_us([&] { kcuda_bn_backward_set(dx.d, dg.d, db.d, dy.d, x.d, g.d, sm.d, si.d, &d, g_s); },
+                 [&] {
+                     CK(cudaMemsetAsync(dg.d, 0, C * sizeof(float), g_s));
+                     CK(cudaMemsetAsync(db.d, 0, C * sizeof(float), g_s));
+                 });
+    row("bn backward", shape, "", us, 12.0 * n, std::max(rel_err(dx.down(), rdx), rel_err(dg.down(), rdg)));
+}
+
+/* ---- pooling 3x3 (max and average), stride 1 or 2 ---- */
+static void pool_rows(int N, int C, int H, int stride) {
+    kpool_desc d = {N, C, H, H, (H + 2 - 3) / stride + 1, (H + 2 - 3) / stride + 1, 3, stride, 1};
+    char shape[64];
+    snprintf(shape, sizeof shape, "%dx%dx%dx%d s%d", N, C, H, H, stride);
+    const int64_t nx = (int64_t)N * C * H * H, ny = (int64_t)N * C * d.P * d.Q;
+    buf x(nx, -1, 1, 31), dy(ny, -1, 1, 32), y(ny), dx(nx);
+    std::vector<float> ry(ny), rdx(nx);
+    kcpu_maxpool_forward(ry.data(), x.h.data(), &d);
+    double us = time_us([&] { kcuda_maxpool_forward(y.d, x.d, &d, g_s); }, [] {});
+    row("maxpool forward", shape, "", us, 4.0 * (nx + ny), rel_err(y.down(), ry));
+    std::fill(rdx.begin(), rdx.end(), 0.f);
+    kcpu_maxpool_backward(rdx.data(), dy.h.data(), x.h.data(), &d);
+    us = time_us([&] { kcuda_maxpool_backward(dx.d, dy.d, x.d, &d, g_s); },
+                 [&] { CK(cudaMemsetAsync(dx.d, 0, nx * sizeof(float), g_s)); });
+    row("maxpool backward", shape, "", us, 4.0 * (2 * nx + ny), rel_err(dx.down(), rdx));
+    kcpu_avgpool_forward(ry.data(), x.h.data(), &d);
+    us = time_us([&] { kcuda_avgpool_forward(y.d, x.d, &d, g_s); }, [] {});
+    row("avgpool forward", shape, "", us, 4.0 * (nx + ny), rel_err(y.down(), ry));
+}
+
+/* ---- the mixed op: 7 candidates of one edge ---- */
+static void mixed_rows(int N, int C, int H) {
+    const int n = 7, O = 8;
+    const int64_t len = (int64_t)N * C * H * H;
+    char shape[64];
+    snprintf(shape, sizeof shape, "7 x %dx%dx%dx%d", N, C, H, H);
+    std::vector<buf *> xs, dxs;
+    const float *xd[n];
+    float *dxd[n];
+    for (int i = 0; i < n; i++) {
+        xs.push_back(new buf(len, -1, 1, 40 + i));
+        dxs.push_back(new buf(len));
+        xd[i] = xs[i]->d;
+        dxd[i] = dxs[i]->d;
+    }
+    buf alpha(O, -1, 1, 50), sm(O), y(len), dy(len, -1, 1, 51), da(O);
+    const int64_t cols[n] = {1, 2, 3, 4, 5, 6, 7};
+    double us = time_us([&] { kcuda_mixed_forward(y.d, sm.d, alpha.d, xd, cols, n, O, len, g_s); }, [] {});
+    row("mixed forward", shape, "", us, 4.0 * (n + 1) * len, 0.0);
+    us = time_us([&] { kcuda_mixed_backward(dxd, da.d, dy.d, xd, sm.d, cols, n, O, len, (1u << n) - 1, g_s); },
+                 [&] { CK(cudaMemsetAsync(da.d, 0, O * sizeof(float), g_s)); });
+    row("mixed backward", shape, "", us, 4.0 * (2 * n + 1) * len, 0.0);
+    for (int i = 0; i < n; i++) {
+        delete xs[i];
+        delete dxs[i];
+    }
+}
+
+static void all_rows(const char *variant, int only_1x1) {
+    static const int planes[3][3] = {{16, 32, 0}, {32, 16, 0}, {64, 8, 0}}; /* C, H */
+    for (int i = 0; i < 3; i++) {
+        const int C = planes[i][0], H = planes[i][1];
+        conv_rows(variant, 64, C, H, C, 1, 1, 0, 1, 1);         /* 1x1 inside sep/dil convs */
+        conv_rows(variant, 64, 4 * C, H, C, 1, 1, 0, 1, 1);     /* preprocessing 4C -> C */
+        if (only_1x1) continue;
+        conv_rows(variant, 64, C, H, C, 3, 1, 1, 1, C);         /* sep_conv_3x3 */
+        conv_rows(variant, 64, C, H, C, 5, 1, 2, 1, C);         /* sep_conv_5x5 */
+        conv_rows(variant, 64, C, H, C, 3, 1, 2, 2, C);         /* dil_conv_3x3 */
+        conv_rows(variant, 64, C, H, C, 5, 1, 4, 2, C);         /* dil_conv_5x5 */
+        conv_rows(variant, 64, C, H, C, 3, 2, 1, 1, C);         /* reduction: stride 2 */
+        bn_rows(64, C, H * H);
+        pool_rows(64, C, H, 1);
+        pool_rows(64, C, H, 2);
+        mixed_rows(64, C, H);
+    }
+    if (!only_1x1) conv_rows(variant, 64, 32, 32, 16, 1, 2, 0, 1, 1); /* FactorizedReduce's strided 1x1 */
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) g_reps = atoi(argv[1]) > 0 ? atoi(argv[1]) : g_reps;
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        puts("SKIP: no usable CUDA device");
+        return 77;
+    }
+    cudnnHandle_t dnn;
+    cublasHandle_t blas;
+    CK(cudaStreamCreateWithFlags(&g_s, cudaStreamNonBlocking));
+    if (cudnnCreate(&dnn) != CUDNN_STATUS_SUCCESS || cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) return 1;
+    cudnnSetStream(dnn, g_s);
+    cublasSetStream(blas, g_s);
+    cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH);
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("# %s, %d SMs; median of %d runs each\n", prop.name, prop.multiProcessorCount, g_reps);
+    unsetenv("DARTSC_CUDA_OWN_1X1");
+    if (kcuda_init(g_s, dnn, blas)) return 1;
+    all_rows("default", 0);
+    kcuda_shutdown();
+    setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
+    if (kcuda_init(g_s, dnn, blas)) return 1;
+    all_rows("own1x1", 1);
+    kcuda_shutdown();
+    cublasDestroy(blas);
+    cudnnDestroy(dnn);
+    cudaStreamDestroy(g_s);
+    return 0;
+}
