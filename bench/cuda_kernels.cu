@@ -206,9 +206,9 @@ static void mixed_rows(int N, int C, int H) {
     }
     buf alpha(O, -1, 1, 50), sm(O), y(len), dy(len, -1, 1, 51), da(O);
     const int64_t cols[n] = {1, 2, 3, 4, 5, 6, 7};
-    double us = time_us([&] { kcuda_mixed_forward(y.d, sm.d, alpha.d, xd, cols, n, O, len, g_s); }, [] {});
+    double us = time_us([&] { kcuda_mixed_forward(y.d, sm.d, alpha.d, xd, cols, n, O, len, NULL, 0, 0, g_s); }, [] {});
     row("mixed forward", shape, "", us, 4.0 * (n + 1) * len, 0.0);
-    us = time_us([&] { kcuda_mixed_backward(dxd, da.d, dy.d, xd, sm.d, cols, n, O, len, (1u << n) - 1, g_s); },
+    us = time_us([&] { kcuda_mixed_backward(dxd, da.d, dy.d, xd, sm.d, cols, n, O, len, (1u << n) - 1, NULL, 0, 0, g_s); },
                  [&] { CK(cudaMemsetAsync(da.d, 0, O * sizeof(float), g_s)); });
     row("mixed backward", shape, "", us, 4.0 * (2 * n + 1) * len, 0.0);
     for (int i = 0; i < n; i++) {

@@ -566,6 +566,12 @@ Test(cuda_net, relu_fusion_changes_no_bit_own_1x1) {
     setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
     relu_fusion_case();
 }
+/* with the batch norms before each mixed op deferred into it and their gradients read
+ * through it scaled (DARTSC_CUDA_DEFER_BN=1: opt-in until this test has passed on a GPU) */
+Test(cuda_net, deferred_batch_norms_change_no_bit) {
+    setenv("DARTSC_CUDA_DEFER_BN", "1", 1);
+    relu_fusion_case();
+}
 static void relu_fusion_case(void) {
     ir_space sp;
     tiny_space(&sp);

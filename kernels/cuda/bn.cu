@@ -86,13 +86,17 @@ __global__ static void bn_stats_k(double *red, const float *x, kbn_desc d, int G
     }
 }
 
-__global__ static void bn_apply_k(float *y, float *save_mean, float *save_invstd, float *running_mean,
+/* y NULL: only the statistics and, with coef, the coefficients f, s, b of the output
+ * y = (x - f) * s + b (coef[c], coef[C + c], coef[2C + c]) for a consumer that applies
+ * them as it reads x (kcuda_bn_coefs_train; one block per channel suffices). The output
+ * is written as __fmaf_rn(x - f, s, b), the expression such a consumer uses: the same
+ * bits either way. */
+__global__ static void bn_apply_k(float *y, float *coef, float *save_mean, float *save_invstd, float *running_mean,
                                   float *running_var, const double *red, const float *x, const float *gamma,
                                   const float *beta, kbn_desc d, int G) {
     __shared__ double stat_sh[2];
     const int c = blockIdx.y, C = d.C;
     const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
-    (void)C;
     if (threadIdx.x < 32) {
         /* the ranges of bn_stats_k, combined in a fixed order by warp 0 */
         const unsigned chunk = (cnt + G - 1) / G;
@@ -122,9 +126,17 @@ __global__ static void bn_apply_k(float *y, float *save_mean, float *save_invstd
     const double invstd = 1.0 / sqrt(var + (double)d.eps);
     const float g = gamma ? gamma[c] : 1.0f, b = beta ? beta[c] : 0.0f;
     const float sc = (float)invstd * g, fm = (float)mean;
-    BN_RANGE(cnt, G);
-    for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x) BN_AT(y, c, j) = (BN_AT(x, c, j) - fm) * sc + b;
+    if (y) {
+        BN_RANGE(cnt, G);
+        for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x)
+            BN_AT(y, c, j) = __fmaf_rn(BN_AT(x, c, j) - fm, sc, b);
+    }
     if (blockIdx.x == 0 && threadIdx.x == 0) {
+        if (coef) {
+            coef[c] = fm;
+            coef[C + c] = sc;
+            coef[2 * C + c] = b;
+        }
         if (save_mean) save_mean[c] = fm;
         if (save_invstd) save_invstd[c] = (float)invstd;
         const double m = d.momentum;
@@ -144,13 +156,31 @@ __global__ static void bn_fwd_infer_k(float *y, const float *x, const float *gam
         const float invstd = (float)(1.0 / sqrt((double)running_var[c] + (double)d.eps));
         const float g = gamma ? gamma[c] : 1.0f, b = beta ? beta[c] : 0.0f;
         const float sc = invstd * g, m = running_mean[c];
-        y[i] = (x[i] - m) * sc + b;
+        y[i] = __fmaf_rn(x[i] - m, sc, b);
+    }
+}
+
+/* The coefficients of kcuda_bn_forward_infer's output, f = running mean, s, b as it
+ * computes them, for a consumer that applies them as it reads x. */
+__global__ static void bn_coefs_infer_k(float *coef, const float *gamma, const float *beta, const float *running_mean,
+                                        const float *running_var, kbn_desc d) {
+    KCUDA_GRID_STRIDE(c, (int64_t)d.C) {
+        const float invstd = (float)(1.0 / sqrt((double)running_var[c] + (double)d.eps));
+        const float g = gamma ? gamma[c] : 1.0f, b = beta ? beta[c] : 0.0f;
+        coef[c] = running_mean[c];
+        coef[d.C + c] = invstd * g;
+        coef[2 * d.C + c] = b;
     }
 }
 
 /* Partial sums of dy and dy * xhat over this block's range. */
-__global__ static void bn_bwd_sums_k(double *red, const float *dy, const float *x, const float *save_mean,
-                                     const float *save_invstd, kbn_desc d, int G) {
+/* dys: NULL, or a device scalar by which dy is read: each product rounded to float (an
+ * explicit __fmul_rn: never fused into what follows), the bits of reading a buffer that
+ * held dys * dy (the runtime's pass-through of a mixed op's output gradient). */
+#define BN_DY(c, j) (dys ? __fmul_rn(*dys, BN_AT(dy, c, j)) : BN_AT(dy, c, j))
+
+__global__ static void bn_bwd_sums_k(double *red, const float *dy, const float *dys, const float *x,
+                                     const float *save_mean, const float *save_invstd, kbn_desc d, int G) {
     __shared__ double sh[KCUDA_THREADS / 32];
     const int c = blockIdx.y, C = d.C;
     const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
@@ -158,7 +188,7 @@ __global__ static void bn_bwd_sums_k(double *red, const float *dy, const float *
     BN_RANGE(cnt, G);
     double sdy = 0.0, sdyx = 0.0;
     for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
-        const float gv = BN_AT(dy, c, j);
+        const float gv = BN_DY(c, j);
         sdy += gv;
         sdyx += (double)gv * ((BN_AT(x, c, j) - mean) * invstd);
     }
@@ -171,7 +201,7 @@ __global__ static void bn_bwd_sums_k(double *red, const float *dy, const float *
 }
 
 __global__ static void bn_bwd_apply_k(float *dx, float *dgamma, float *dbeta, const double *red, const float *dy,
-                                      const float *x, const float *gamma, const float *save_mean,
+                                      const float *dys, const float *x, const float *gamma, const float *save_mean,
                                       const float *save_invstd, kbn_desc d, int G, int set) {
     __shared__ double sum_sh[2];
     const int c = blockIdx.y, C = d.C;
@@ -201,11 +231,12 @@ __global__ static void bn_bwd_apply_k(float *dx, float *dgamma, float *dbeta, co
     BN_RANGE(cnt, G);
     if (set)
         for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x)
-            BN_AT(dx, c, j) = k * (BN_AT(dy, c, j) - a - (BN_AT(x, c, j) - fm) * bcoef);
+            BN_AT(dx, c, j) = k * (BN_DY(c, j) - a - (BN_AT(x, c, j) - fm) * bcoef);
     else
         for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x)
-            BN_AT(dx, c, j) += k * (BN_AT(dy, c, j) - a - (BN_AT(x, c, j) - fm) * bcoef);
+            BN_AT(dx, c, j) += k * (BN_DY(c, j) - a - (BN_AT(x, c, j) - fm) * bcoef);
 }
+#undef BN_DY
 #undef BN_AT
 #undef BN_RANGE
 
@@ -219,8 +250,29 @@ extern "C" void kcuda_bn_forward_train(float *y, float *save_mean, float *save_i
     const dim3 grid((unsigned)G, (unsigned)d->C);
     bn_stats_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, x, *d, G);
     launchCheck();
-    bn_apply_k<<<grid, KCUDA_THREADS, 0, s>>>(y, save_mean, save_invstd, running_mean, running_var, kcuda_g.red, x,
-                                              gamma, beta, *d, G);
+    bn_apply_k<<<grid, KCUDA_THREADS, 0, s>>>(y, NULL, save_mean, save_invstd, running_mean, running_var, kcuda_g.red,
+                                              x, gamma, beta, *d, G);
+    launchCheck();
+}
+
+extern "C" void kcuda_bn_coefs_train(float *coef, float *save_mean, float *save_invstd, float *running_mean,
+                                     float *running_var, const float *x, const float *gamma, const float *beta,
+                                     const kbn_desc *d, cudaStream_t s) {
+    if (d->C <= 0) return;
+    if (!kcuda_g.red) KCUDA_FAIL_("kcuda_bn_coefs_train", "kcuda_init was not called", return);
+    if (bn_too_big(d, "kcuda_bn_coefs_train")) return;
+    const int G = bn_groups(d);
+    bn_stats_k<<<dim3((unsigned)G, (unsigned)d->C), KCUDA_THREADS, 0, s>>>(kcuda_g.red, x, *d, G);
+    launchCheck();
+    bn_apply_k<<<dim3(1, (unsigned)d->C), KCUDA_THREADS, 0, s>>>(NULL, coef, save_mean, save_invstd, running_mean,
+                                                                running_var, kcuda_g.red, x, gamma, beta, *d, G);
+    launchCheck();
+}
+
+extern "C" void kcuda_bn_coefs_infer(float *coef, const float *gamma, const float *beta, const float *running_mean,
+                                     const float *running_var, const kbn_desc *d, cudaStream_t s) {
+    if (d->C <= 0) return;
+    bn_coefs_infer_k<<<kcuda_blocks(d->C), KCUDA_THREADS, 0, s>>>(coef, gamma, beta, running_mean, running_var, *d);
     launchCheck();
 }
 
@@ -233,17 +285,18 @@ extern "C" void kcuda_bn_forward_infer(float *y, const float *x, const float *ga
     launchCheck();
 }
 
-static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x, const float *gamma,
-                        const float *save_mean, const float *save_invstd, const kbn_desc *d, int set, cudaStream_t s) {
+static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *dys, const float *x,
+                        const float *gamma, const float *save_mean, const float *save_invstd, const kbn_desc *d, int set,
+                        cudaStream_t s) {
     if (!dx && !dgamma && !dbeta) return;
     if (d->C <= 0) return;
     if (!kcuda_g.red) KCUDA_FAIL_("kcuda_bn_backward", "kcuda_init was not called", return);
     if (bn_too_big(d, "kcuda_bn_backward")) return;
     const int G = bn_groups(d);
     const dim3 grid((unsigned)G, (unsigned)d->C);
-    bn_bwd_sums_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, x, save_mean, save_invstd, *d, G);
+    bn_bwd_sums_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, dys, x, save_mean, save_invstd, *d, G);
     launchCheck();
-    bn_bwd_apply_k<<<grid, KCUDA_THREADS, 0, s>>>(dx, dgamma, dbeta, kcuda_g.red, dy, x, gamma, save_mean,
+    bn_bwd_apply_k<<<grid, KCUDA_THREADS, 0, s>>>(dx, dgamma, dbeta, kcuda_g.red, dy, dys, x, gamma, save_mean,
                                                   save_invstd, *d, G, set);
     launchCheck();
 }
@@ -251,10 +304,16 @@ static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
 extern "C" void kcuda_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                                   const float *gamma, const float *save_mean, const float *save_invstd,
                                   const kbn_desc *d, cudaStream_t s) {
-    bn_backward(dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd, d, 0, s);
+    bn_backward(dx, dgamma, dbeta, dy, NULL, x, gamma, save_mean, save_invstd, d, 0, s);
 }
 extern "C" void kcuda_bn_backward_set(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                                       const float *gamma, const float *save_mean, const float *save_invstd,
                                       const kbn_desc *d, cudaStream_t s) {
-    bn_backward(dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd, d, 1, s);
+    bn_backward(dx, dgamma, dbeta, dy, NULL, x, gamma, save_mean, save_invstd, d, 1, s);
+}
+
+extern "C" void kcuda_bn_backward_scaled(float *dx, float *dgamma, float *dbeta, const float *dy, const float *dy_scale,
+                                         const float *x, const float *gamma, const float *save_mean,
+                                         const float *save_invstd, const kbn_desc *d, int accumulate, cudaStream_t s) {
+    bn_backward(dx, dgamma, dbeta, dy, dy_scale, x, gamma, save_mean, save_invstd, d, !accumulate, s);
 }

@@ -64,16 +64,23 @@ extern "C" void kcuda_shutdown(void) {
 /* ---- two-pass deterministic dot products ---- */
 typedef struct kvecs {
     const float *p[KCUDA_MAX_WSUM];
+    const float *aff[KCUDA_MAX_WSUM]; /* NULL, or vector k read through a batch norm's f, s, b */
+    int C, HW;                        /* the channel of element i: i / HW % C (with aff) */
 } kvecs;
 
 /* Pass 1: block (b, k) sums a_k[i] * b[i] (or a_k[i]^2) over a fixed grid-stride set of
  * i in double, then a fixed tree; one partial per block. */
 __global__ static void dot_partials_kernel(double *partials, kvecs as, const float *b, int64_t n) {
     __shared__ double sh[KCUDA_THREADS];
-    const float *a = as.p[blockIdx.y];
+    const float *a = as.p[blockIdx.y], *af = as.aff[blockIdx.y];
     double acc = 0.0;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        double av = a[i];
+        float fv = a[i];
+        if (af) { /* the deferred batch norm's output, as bn.cu writes it */
+            const int64_t c = i / as.HW % as.C;
+            fv = __fmaf_rn(fv - af[c], af[as.C + c], af[2 * as.C + c]);
+        }
+        double av = fv;
         acc += av * (b ? (double)b[i] : av);
     }
     double t = kcuda_block_sum(acc, sh);
@@ -82,8 +89,15 @@ __global__ static void dot_partials_kernel(double *partials, kvecs as, const flo
 
 void kcuda_dot_partials(double *partials, const float *const *as, const float *b, int nvec, int64_t n,
                         cudaStream_t s) {
+    kcuda_dot_partials_affine(partials, as, NULL, 0, 0, b, nvec, n, s);
+}
+void kcuda_dot_partials_affine(double *partials, const float *const *as, const float *const *aff, int C, int HW,
+                               const float *b, int nvec, int64_t n, cudaStream_t s) {
     kvecs v;
     memset(&v, 0, sizeof v);
+    v.C = C;
+    v.HW = HW;
+    for (int k = 0; aff && k < nvec; k++) v.aff[k] = aff[k];
     for (int k = 0; k < nvec; k++) v.p[k] = as[k];
     dot_partials_kernel<<<dim3(KCUDA_RED_BLOCKS, (unsigned)nvec), KCUDA_THREADS, 0, s>>>(partials, v, b, n);
     launchCheck();

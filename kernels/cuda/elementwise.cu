@@ -93,12 +93,25 @@ typedef struct kwsum_args {
     int widx[KCUDA_MAX_WSUM];
     int n;
     unsigned set; /* backward: bit k: dxs[k] is written, not accumulated */
+    const float *aff[KCUDA_MAX_WSUM]; /* MIXED: NULL, or input k is a batch norm's input read
+                                         through its f, s, b (a deferred batch norm) */
+    int C, HW;                        /* with aff: element i's channel is i / HW % C */
 } kwsum_args;
+
+/* Input k at element i: as stored, or through its deferred batch norm, __fmaf_rn(x - f, s,
+ * b): the expression bn.cu writes a batch norm's output with, so the same bits. */
+__device__ static inline float wsum_in(const kwsum_args &a, int k, int64_t i) {
+    const float v = a.xs[k][i];
+    const float *af = a.aff[k];
+    if (!af) return v;
+    const int64_t c = i / a.HW % a.C;
+    return __fmaf_rn(v - af[c], af[a.C + c], af[2 * a.C + c]);
+}
 
 __global__ static void wsum_fwd_k(float *y, kwsum_args a, const float *wbase, int64_t len) {
     KCUDA_GRID_STRIDE(i, len) {
         float s = 0.0f;
-        for (int k = 0; k < a.n; k++) s += wbase[a.widx[k]] * a.xs[k][i];
+        for (int k = 0; k < a.n; k++) s += wbase[a.widx[k]] * wsum_in(a, k, i);
         y[i] = s;
     }
 }
@@ -199,10 +212,19 @@ extern "C" void kcuda_softmax_backward(float *dx, const float *dy, const float *
     LAUNCH1(softmax_bwd_k, rows, dx, dy, y, rows, K);
 }
 
+/* aff (may be NULL): per input, NULL or a deferred batch norm's f, s, b over C channels of
+ * planes of HW. */
+static void wsum_args_affine(kwsum_args *a, const float *const *aff, int C, int HW) {
+    for (int k = 0; aff && k < a->n; k++) a->aff[k] = aff[k];
+    a->C = C > 0 ? C : 1;
+    a->HW = HW > 0 ? HW : 1;
+}
+
 extern "C" void kcuda_mixed_forward(float *y, float *sm, const float *alpha_row, const float *const *xs, const int64_t *cols,
-                                    int n, int O, int64_t len, cudaStream_t s) {
+                                    int n, int O, int64_t len, const float *const *aff, int C, int HW, cudaStream_t s) {
     kwsum_args a;
     if (wsum_args_make(&a, xs, NULL, cols, n)) return;
+    wsum_args_affine(&a, aff, C, HW);
     softmax_fwd_k<<<1, 1, 0, s>>>(sm, alpha_row, 1, O);
     launchCheck();
     if (len <= 0) return;
@@ -230,9 +252,10 @@ __global__ static void mixed_alpha_finish_k(float *dalpha, const double *partial
 
 extern "C" void kcuda_mixed_backward(float *const *dxs, float *dalpha_row, const float *dy, const float *const *xs,
                                      const float *sm, const int64_t *cols, int n, int O, int64_t len, unsigned set,
-                                     cudaStream_t s) {
+                                     const float *const *aff, int C, int HW, cudaStream_t s) {
     kwsum_args a;
     if (wsum_args_make(&a, xs, dxs, cols, n)) return;
+    wsum_args_affine(&a, aff, C, HW);
     a.set = set;
     if (O > 64) KCUDA_FAIL_("kcuda_mixed_backward", "more than 64 alpha columns", return);
     int any_dx = 0;
@@ -242,7 +265,7 @@ extern "C" void kcuda_mixed_backward(float *const *dxs, float *dalpha_row, const
         launchCheck();
     }
     if (!dalpha_row) return;
-    if (n > 0 && len > 0) kcuda_dot_partials(kcuda_g.partials, xs, dy, n, len, s);
+    if (n > 0 && len > 0) kcuda_dot_partials_affine(kcuda_g.partials, xs, a.aff, a.C, a.HW, dy, n, len, s);
     else cudaCheck(cudaMemsetAsync(kcuda_g.partials, 0, sizeof(double) * KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS, s));
     mixed_alpha_finish_k<<<1, 1, 0, s>>>(dalpha_row, kcuda_g.partials, sm, a, O);
     launchCheck();

@@ -105,6 +105,20 @@ void kcuda_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, 
 void kcuda_bn_backward_set(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                            const float *gamma, const float *save_mean, const float *save_invstd,
                            const kbn_desc *d, cudaStream_t s);
+/* The forwards without their output (see kcpu.h), for a mixed op that applies it as it
+ * reads x: the same statistics and running-stat updates, and coef[0..3C) = f, s, b with
+ * y = (x - f) * s + b, computed as the forwards compute them. */
+void kcuda_bn_coefs_train(float *coef, float *save_mean, float *save_invstd, float *running_mean,
+                          float *running_var, const float *x, const float *gamma, const float *beta,
+                          const kbn_desc *d, cudaStream_t s);
+void kcuda_bn_coefs_infer(float *coef, const float *gamma, const float *beta, const float *running_mean,
+                          const float *running_var, const kbn_desc *d, cudaStream_t s);
+/* The backward with the output gradient read as (*dy_scale) * dy, dy_scale a DEVICE scalar
+ * (each product rounded to float: the bits of reading a buffer that held them), added
+ * (accumulate) or written. */
+void kcuda_bn_backward_scaled(float *dx, float *dgamma, float *dbeta, const float *dy, const float *dy_scale,
+                              const float *x, const float *gamma, const float *save_mean,
+                              const float *save_invstd, const kbn_desc *d, int accumulate, cudaStream_t s);
 
 /* ---- pooling (max: first maximum wins ties; avg: padding excluded) ---- */
 void kcuda_maxpool_forward(float *y, const float *x, const kpool_desc *d, cudaStream_t s);
@@ -151,12 +165,16 @@ void kcuda_wsum_backward_set(float *const *dxs, float *dw, const float *dy, cons
  * backward: dxs[i] += sm[cols[i]] * dy (written instead where bit i of set is 1); if
  * dalpha_row: dcol[cols[i]] = <dy, xs[i]> (0 for absent columns) and
  * dalpha_row += sm * (dcol - <dcol, sm>).
+ * aff: NULL, or a HOST array of n pointers: NULL, or the device coefficients f, s, b (3C
+ * floats, kcuda_bn_coefs_*) of a batch norm not applied yet, whose input xs[i] is: then
+ * input i is read as (x - f[c]) * s[c] + b[c], c = element / HW % C (its dxs[i] is still
+ * the gradient of that batch norm's output).
  * cols: HOST array of n column indices (< O <= 64). */
 void kcuda_mixed_forward(float *y, float *sm, const float *alpha_row, const float *const *xs, const int64_t *cols,
-                         int n, int O, int64_t len, cudaStream_t s);
+                         int n, int O, int64_t len, const float *const *aff, int C, int HW, cudaStream_t s);
 void kcuda_mixed_backward(float *const *dxs, float *dalpha_row, const float *dy, const float *const *xs,
                           const float *sm, const int64_t *cols, int n, int O, int64_t len, unsigned set,
-                          cudaStream_t s);
+                          const float *const *aff, int C, int HW, cudaStream_t s);
 
 /* ---- softmax over rows of length K ---- */
 void kcuda_softmax_forward(float *y, const float *x, int rows, int K, cudaStream_t s);

@@ -101,6 +101,10 @@ extern kcuda_lib kcuda_g;
  * blockIdx.y; b = blockIdx.x. b NULL: sum of squares of a. Defined in common.cu. */
 void kcuda_dot_partials(double *partials, const float *const *as, const float *b, int nvec, int64_t n,
                         cudaStream_t s);
+/* The same with vector k read through aff[k] (NULL: as is): (a - f[c]) * s[c] + b[c] for
+ * channel c = i / HW % C, aff[k] = f, s, b of C channels each (a deferred batch norm). */
+void kcuda_dot_partials_affine(double *partials, const float *const *as, const float *const *aff, int C, int HW,
+                               const float *b, int nvec, int64_t n, cudaStream_t s);
 void kcuda_conv_shutdown(void);
 
 #endif
