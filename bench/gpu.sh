@@ -55,6 +55,9 @@ for dp in 0.2 0; do
     timeout 300 "$py" bench/torch_step.py --retrain --device cuda --space darts_cifar10 --C 36 --layers 20 --batch 96 \
         --aux 0.4 --drop-path "$dp" --steps "$steps" --warmup "$warmup" >>"$j" || echo "pytorch retrain failed"
 done
+# drop path 0.2 with the masks' seeds read on the device, so that the pass is recorded (opt-in)
+DARTSC_CUDA_RECORD_MASKS=1 timeout 200 "$rs" examples/darts_cifar10.dartsc --device cuda --steps "$steps" \
+    --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc-recorded-masks"/' >>"$j" || echo "recorded masks failed"
 timeout 200 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 --steps 3 \
     --warmup 2 --profile >"$out/gpu-profile.txt" 2>&1 || echo "profile run failed (rc $?)"
 # every kernel alone against its CPU twin (bench/cuda_kernels.cu)

@@ -40,6 +40,9 @@ typedef struct rt_exec_node {
     float *aux;      /* saved for backward: BN mean/invstd, masks, CE probs; see rt_aux_floats */
     float *scratch;  /* shared scratch, backend->scratch_floats() of the largest node */
     uint64_t seed;   /* dropout masks */
+    const uint64_t *seed_dev; /* NULL, or where the backend reads the seed on the device instead
+                        (a pass being recorded: the runtime fills each pass's seeds before a
+                        replay with fill_seeds) */
     int training;    /* BN: batch statistics when training (or when the node says always) */
     int relu_in;     /* 1: a ReLU was fused into this node's input: in[0] is the ReLU's input,
                         the op reads max(0, in[0]) and in[0].grad gets the gradient through
@@ -111,6 +114,10 @@ struct rt_backend {
     void *(*mark)(rt_backend *be);
     double (*mark_elapsed)(rt_backend *be, void *a, void *b);
     void (*marks_reset)(rt_backend *be);
+    /* May be NULL: passes that draw dropout / drop-path masks are never recorded. Writes a
+     * pass's seeds on the device, seeds[i] = krng_hash(base, step * nodes + i), in order
+     * with other work (no synchronisation), for forwards that read rt_exec_node.seed_dev. */
+    void (*fill_seeds)(rt_backend *be, uint64_t *seeds, uint64_t base, uint64_t step, int64_t nodes);
     /* May be NULL: not tracked. The most bytes this backend's alloc held at once since it
      * was made (device memory for CUDA; library workspaces and the context not counted). */
     size_t (*peak_bytes)(rt_backend *be);

@@ -74,6 +74,9 @@ struct rt_plan {
     void *graph[8];
     uint8_t seen[8];
     int graphs;                       /* the backend records graphs and DARTSC_NO_GRAPHS is unset */
+    uint64_t *seeds_dev;              /* per node, the seeds of a recorded pass (backend fill_seeds;
+                                         NULL where there are no masks to draw or no hook) */
+    int recording;                    /* forward_issue hands nodes seed_dev */
 };
 
 /* Input k of node i as the plan executes it (a fused ReLU bypassed). */
@@ -206,6 +209,7 @@ void rt_plan_free(rt_plan *p) {
     if (!p) return;
     rt_backend *be = p->be;
     drop_graphs(p);
+    if (p->seeds_dev) be->free(be, p->seeds_dev);
     if (p->arena) be->free(be, p->arena);
     for (int gi = 0; gi < 3; gi++) {
         if (p->pdata[gi]) be->free(be, p->pdata[gi]);
@@ -542,6 +546,15 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
             e->in[j].affine = s >= 0 && p->lazyc[s] >= 0 ? p->ex[s].aux + 2 * p->ex[s].in[0].shape[1] : NULL;
         }
     }
+    if (p->graphs && be->fill_seeds) { /* recorded passes read their seeds on the device */
+        int masks = 0;
+        for (int i = 0; i < p->n; i++) masks |= p->ex[i].op == IR_OP_DROPOUT || p->ex[i].op == IR_OP_DROP_PATH;
+        if (masks && !(p->seeds_dev = be->alloc(be, (size_t)p->n * sizeof(uint64_t)))) {
+            perr(err, errlen, "out of device memory (seeds)");
+            free(auxslot);
+            goto fail;
+        }
+    }
     free(auxslot);
     free(reach);
     free(maxcons);
@@ -573,6 +586,7 @@ static void forward_issue(rt_plan *p, int training) {
         if (e->op == IR_OP_INPUT || e->op == IR_OP_PARAM || p->fused[i]) continue;
         e->training = training;
         e->seed = krng_hash(p->seed ^ 0x5eed, p->step * (uint64_t)p->n + (uint64_t)i);
+        e->seed_dev = p->recording && p->seeds_dev ? p->seeds_dev + i : NULL;
         be->forward(be, e);
     }
 }
@@ -599,10 +613,12 @@ float rt_loss(rt_plan *p) {
 
 int rt_last_correct(const rt_plan *p) { return p->last_correct; }
 
-/* A recording replays the masks of the step it was recorded at, so passes that draw
- * random masks (dropout, drop path with p > 0 in training) always run eagerly. */
+/* A recording would replay the masks of the step it was recorded at, so passes that draw
+ * random masks (dropout, drop path with p > 0 in training) run eagerly, unless the backend
+ * reads the seeds on the device (fill_seeds): then rt_pass writes each pass's seeds
+ * there before replaying it, the ones an eager pass at that step would draw. */
 static int draws_masks(const rt_plan *p, int training) {
-    if (!training) return 0;
+    if (!training || p->seeds_dev) return 0;
     for (int i = 0; i < p->n; i++)
         if ((p->ex[i].op == IR_OP_DROPOUT || p->ex[i].op == IR_OP_DROP_PATH) && p->fattr[i][IR_F_P] > 0) return 1;
     return 0;
@@ -614,6 +630,9 @@ int rt_pass(rt_plan *p, int training, unsigned mask) {
     const int key = training * 4 + (int)mask;
     rt_backend *be = p->be;
     if (p->graphs && !draws_masks(p, training)) {
+        /* this pass's seeds, where a recording reads them on the device */
+        if (training && p->seeds_dev && (p->graph[key] || p->seen[key]))
+            be->fill_seeds(be, p->seeds_dev, p->seed ^ 0x5eed, p->step + 1, p->n);
         if (p->graph[key]) {
             p->step++; /* as the eager pass would count it */
             be->replay(be, p->graph[key]);
@@ -621,8 +640,10 @@ int rt_pass(rt_plan *p, int training, unsigned mask) {
         }
         if (p->seen[key] && be->capture_begin(be) == 0) {
             const uint64_t step = p->step;
+            p->recording = 1;
             forward_issue(p, training);
             if (mask) rt_backward(p, mask);
+            p->recording = 0;
             p->graph[key] = be->capture_end(be);
             p->step = step; /* recording ran nothing */
             if (p->graph[key]) {

@@ -617,6 +617,45 @@ static void relu_fusion_case(void) {
     free_pair(&h);
 }
 
+/* Passes that draw masks, recorded with their seeds read on the device
+ * (DARTSC_CUDA_RECORD_MASKS=1: opt-in until this test has passed on a GPU): dropout and
+ * drop path (p = 0.5) over 16 samples; each of four passes (eager, recorded, replayed
+ * twice) must give the loss and gradient bits of an eager pass at the same step, i.e. the
+ * same masks, and the masks must change from step to step. */
+static void masks_case(ir_op op) {
+    setenv("DARTSC_CUDA_RECORD_MASKS", "1", 1);
+    pair h = {.g = ir_graph_new("masks")};
+    int x = wparam(h.g, "x", 4, (int64_t[]){16, 3, 5, 4});
+    int y = ir_dropout(h.g, op, x, 0.5f, "drop");
+    cr_assert(y >= 0, "%s", ir_graph_error(h.g));
+    add_loss(&h, y);
+    make_plans(&h, 5);
+    rt_group wg = rt_plan_group(h.pg, IR_ROLE_WEIGHT);
+    float *prev = NULL;
+    for (int it = 0; it < 4; it++) {
+        const uint64_t step = rt_plan_step(h.pg);
+        float le = rt_forward(h.pg, 1);
+        cr_assert_eq(rt_backward(h.pg, RT_GRAD_W), 0);
+        float *ew = fetch(&h, wg.grad, wg.n);
+        h.gpu->memset0(h.gpu, wg.grad, (size_t)wg.n * 4);
+        rt_plan_set_step(h.pg, step);
+        cr_assert_eq(rt_pass(h.pg, 1, RT_GRAD_W), 0);
+        float lp = rt_loss(h.pg);
+        float *pw = fetch(&h, wg.grad, wg.n);
+        assert_no_cuda_error(&h);
+        cr_expect(memcmp(&le, &lp, 4) == 0, "pass %d: loss %.9g vs eager %.9g", it, lp, le);
+        cr_expect_arr_eq(pw, ew, (size_t)wg.n * 4, "pass %d: gradients (masks) differ from the eager pass", it);
+        if (prev) cr_expect(memcmp(prev, pw, (size_t)wg.n * 4) != 0, "pass %d: the masks did not change", it);
+        free(prev);
+        free(ew);
+        prev = pw;
+    }
+    free(prev);
+    free_pair(&h);
+}
+Test(cuda_net, dropout_pass_recorded_with_device_seeds) { masks_case(IR_OP_DROPOUT); }
+Test(cuda_net, drop_path_pass_recorded_with_device_seeds) { masks_case(IR_OP_DROP_PATH); }
+
 /* ---- the backend's vector ops on their own ---- */
 /* Gradient clipping on the device gives the bits of the host's sumsq + scale on the same
  * backend (the same two-pass sum, the same factor), with a bound that clips and one that

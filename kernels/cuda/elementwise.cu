@@ -355,14 +355,19 @@ extern "C" void kcuda_gap_backward(float *dx, const float *dy, int N, int C, int
 }
 
 /* ---- dropout / drop path ---- */
-__global__ static void dropout_fwd_k(float *y, float *mask, const float *x, int64_t n, float p, float scale, uint64_t seed) {
+/* seedp: NULL, or the device address the seed is read from (a recorded pass: the runtime
+ * writes each pass's seeds there before replaying it). */
+__global__ static void dropout_fwd_k(float *y, float *mask, const float *x, int64_t n, float p, float scale, uint64_t seed,
+                                     const uint64_t *seedp) {
+    if (seedp) seed = *seedp;
     KCUDA_GRID_STRIDE(i, n) {
         float m = (p <= 0.0f) ? 1.0f : (krng_uniform(seed, (uint64_t)i) >= p ? scale : 0.0f);
         mask[i] = m;
         y[i] = x[i] * m;
     }
 }
-__global__ static void droppath_mask_k(float *mask, int N, float p, float scale, uint64_t seed) {
+__global__ static void droppath_mask_k(float *mask, int N, float p, float scale, uint64_t seed, const uint64_t *seedp) {
+    if (seedp) seed = *seedp;
     KCUDA_GRID_STRIDE(n, N) mask[n] = (p <= 0.0f) ? 1.0f : (krng_uniform(seed, (uint64_t)n) >= p ? scale : 0.0f);
 }
 __global__ static void droppath_apply_k(float *y, const float *mask, const float *x, int64_t total, int64_t per_sample, int add) {
@@ -377,18 +382,37 @@ __global__ static void dropout_bwd_k(float *dx, const float *dy, const float *ma
 
 extern "C" void kcuda_dropout_forward(float *y, float *mask, const float *x, int64_t n, float p, uint64_t seed,
                                       cudaStream_t s) {
+    kcuda_dropout_forward_dev(y, mask, x, n, p, seed, NULL, s);
+}
+extern "C" void kcuda_dropout_forward_dev(float *y, float *mask, const float *x, int64_t n, float p, uint64_t seed,
+                                          const uint64_t *seed_dev, cudaStream_t s) {
     const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    LAUNCH1(dropout_fwd_k, n, y, mask, x, n, p, scale, seed);
+    LAUNCH1(dropout_fwd_k, n, y, mask, x, n, p, scale, seed, seed_dev);
 }
 extern "C" void kcuda_droppath_forward(float *y, float *mask, const float *x, int N, int64_t per_sample, float p,
                                        uint64_t seed, cudaStream_t s) {
+    kcuda_droppath_forward_dev(y, mask, x, N, per_sample, p, seed, NULL, s);
+}
+extern "C" void kcuda_droppath_forward_dev(float *y, float *mask, const float *x, int N, int64_t per_sample, float p,
+                                           uint64_t seed, const uint64_t *seed_dev, cudaStream_t s) {
     const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     if (N <= 0) return;
-    droppath_mask_k<<<kcuda_blocks(N), KCUDA_THREADS, 0, s>>>(mask, N, p, scale, seed);
+    droppath_mask_k<<<kcuda_blocks(N), KCUDA_THREADS, 0, s>>>(mask, N, p, scale, seed, seed_dev);
     launchCheck();
     if (per_sample <= 0) return;
     LAUNCH1(droppath_apply_k, (int64_t)N * per_sample, y, mask, x, (int64_t)N * per_sample, per_sample, 0);
 }
+/* seeds[i] = krng_hash(base, step * nodes + i), i < nodes: a pass's seeds, as the runtime
+ * draws them on the host for an eager pass. */
+__global__ static void seeds_k(uint64_t *seeds, uint64_t base, uint64_t step, int64_t nodes) {
+    KCUDA_GRID_STRIDE(i, nodes) seeds[i] = krng_hash(base, step * (uint64_t)nodes + (uint64_t)i);
+}
+extern "C" void kcuda_fill_seeds(uint64_t *seeds, uint64_t base, uint64_t step, int64_t nodes, cudaStream_t s) {
+    if (nodes <= 0) return;
+    seeds_k<<<kcuda_blocks(nodes), KCUDA_THREADS, 0, s>>>(seeds, base, step, nodes);
+    launchCheck();
+}
+
 extern "C" void kcuda_dropout_backward(float *dx, const float *dy, const float *mask, int64_t n, cudaStream_t s) {
     if (!dx) return;
     LAUNCH1(dropout_bwd_k, n, dx, dy, mask, n);

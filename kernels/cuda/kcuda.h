@@ -218,6 +218,14 @@ void kcuda_dropout_forward(float *y, float *mask, const float *x, int64_t n, flo
 void kcuda_droppath_forward(float *y, float *mask, const float *x, int N, int64_t per_sample, float p,
                             uint64_t seed, cudaStream_t s);
 void kcuda_dropout_backward(float *dx, const float *dy, const float *mask, int64_t n, cudaStream_t s);
+/* The forwards with the seed read on the device from seed_dev when it is not NULL (a
+ * pass recorded as a CUDA graph: its seeds change between replays), and the seeds of a
+ * pass: seeds[i] = krng_hash(base, step * nodes + i). */
+void kcuda_dropout_forward_dev(float *y, float *mask, const float *x, int64_t n, float p, uint64_t seed,
+                               const uint64_t *seed_dev, cudaStream_t s);
+void kcuda_droppath_forward_dev(float *y, float *mask, const float *x, int N, int64_t per_sample, float p,
+                                uint64_t seed, const uint64_t *seed_dev, cudaStream_t s);
+void kcuda_fill_seeds(uint64_t *seeds, uint64_t base, uint64_t step, int64_t nodes, cudaStream_t s);
 void kcuda_droppath_backward(float *dx, const float *dy, const float *mask, int N, int64_t per_sample,
                              cudaStream_t s);
 

@@ -231,12 +231,14 @@ static void cu_forward(rt_backend *be, const rt_exec_node *n) {
         break;
     }
     case IR_OP_DROPOUT:
-        if (n->training && n->fattr[IR_F_P] > 0) kcuda_dropout_forward(y, n->aux, x, len, n->fattr[IR_F_P], n->seed, s);
+        if (n->training && n->fattr[IR_F_P] > 0)
+            kcuda_dropout_forward_dev(y, n->aux, x, len, n->fattr[IR_F_P], n->seed, n->seed_dev, s);
         else { kcuda_copy(y, x, len, s); kcuda_fill(n->aux, 1.f, len, s); }
         break;
     case IR_OP_DROP_PATH: {
         int N = (int)n->in[0].shape[0];
-        if (n->training && n->fattr[IR_F_P] > 0) kcuda_droppath_forward(y, n->aux, x, N, len / N, n->fattr[IR_F_P], n->seed, s);
+        if (n->training && n->fattr[IR_F_P] > 0)
+            kcuda_droppath_forward_dev(y, n->aux, x, N, len / N, n->fattr[IR_F_P], n->seed, n->seed_dev, s);
         else { kcuda_copy(y, x, len, s); kcuda_fill(n->aux, 1.f, N, s); }
         break;
     }
@@ -431,6 +433,9 @@ static void cu_adam(rt_backend *be, float *w, float *m, float *v, const float *g
     kcuda_adam_step(w, m, v, g, n, lr, b1, b2, eps, wd, t, S(be));
 }
 static void cu_sync(rt_backend *be) { cudaCheck(cudaStreamSynchronize(S(be))); }
+static void cu_fill_seeds(rt_backend *be, uint64_t *seeds, uint64_t base, uint64_t step, int64_t nodes) {
+    kcuda_fill_seeds(seeds, base, step, nodes, S(be));
+}
 
 /* CUDA graphs by stream capture: every kernel, cuBLAS/cuDNN call and memset of a pass
  * becomes one node of one graph, launched with one call. Thread-local mode: only this
@@ -542,6 +547,9 @@ extern "C" rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
         be->scales_out_grad = cu_scales_out_grad;
         be->defers_output = cu_defers_output;
     }
+    /* passes that draw dropout / drop-path masks recorded too, their seeds read on the
+     * device (retraining with drop path): opt-in likewise */
+    if (getenv("DARTSC_CUDA_RECORD_MASKS")) be->fill_seeds = cu_fill_seeds;
     be->capture_begin = cu_capture_begin;
     be->capture_end = cu_capture_end;
     be->replay = cu_replay;
