@@ -217,24 +217,28 @@ static void mixed_rows(int N, int C, int H) {
     }
 }
 
-static void all_rows(const char *variant, int only_1x1) {
+/* only: 0 every kernel, 1 the 1x1 convolutions, 2 the depthwise ones */
+static void all_rows(const char *variant, int only) {
     static const int planes[3][3] = {{16, 32, 0}, {32, 16, 0}, {64, 8, 0}}; /* C, H */
     for (int i = 0; i < 3; i++) {
         const int C = planes[i][0], H = planes[i][1];
-        conv_rows(variant, 64, C, H, C, 1, 1, 0, 1, 1);         /* 1x1 inside sep/dil convs */
-        conv_rows(variant, 64, 4 * C, H, C, 1, 1, 0, 1, 1);     /* preprocessing 4C -> C */
-        if (only_1x1) continue;
+        if (only != 2) {
+            conv_rows(variant, 64, C, H, C, 1, 1, 0, 1, 1);     /* 1x1 inside sep/dil convs */
+            conv_rows(variant, 64, 4 * C, H, C, 1, 1, 0, 1, 1); /* preprocessing 4C -> C */
+        }
+        if (only == 1) continue;
         conv_rows(variant, 64, C, H, C, 3, 1, 1, 1, C);         /* sep_conv_3x3 */
         conv_rows(variant, 64, C, H, C, 5, 1, 2, 1, C);         /* sep_conv_5x5 */
         conv_rows(variant, 64, C, H, C, 3, 1, 2, 2, C);         /* dil_conv_3x3 */
         conv_rows(variant, 64, C, H, C, 5, 1, 4, 2, C);         /* dil_conv_5x5 */
         conv_rows(variant, 64, C, H, C, 3, 2, 1, 1, C);         /* reduction: stride 2 */
+        if (only == 2) continue;
         bn_rows(64, C, H * H);
         pool_rows(64, C, H, 1);
         pool_rows(64, C, H, 2);
         mixed_rows(64, C, H);
     }
-    if (!only_1x1) conv_rows(variant, 64, 32, 32, 16, 1, 2, 0, 1, 1); /* FactorizedReduce's strided 1x1 */
+    if (!only) conv_rows(variant, 64, 32, 32, 16, 1, 2, 0, 1, 1); /* FactorizedReduce's strided 1x1 */
 }
 
 int main(int argc, char **argv) {
@@ -261,6 +265,11 @@ int main(int argc, char **argv) {
     setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
     if (kcuda_init(g_s, dnn, blas)) return 1;
     all_rows("own1x1", 1);
+    kcuda_shutdown();
+    unsetenv("DARTSC_CUDA_OWN_1X1");
+    setenv("DARTSC_CUDA_DW_FILTER_PLANES", "1", 1);
+    if (kcuda_init(g_s, dnn, blas)) return 1;
+    all_rows("dwplanes", 2);
     kcuda_shutdown();
     cublasDestroy(blas);
     cudnnDestroy(dnn);

@@ -40,7 +40,7 @@ timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch 
     --steps "$steps" --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc repeat"/' >>"$j" || echo "dartsc repeat failed"
 # the same first-order step with one switch at a time (what each optimisation gains, and
 # what the opt-in ones would)
-for v in DARTSC_NO_GRAPHS DARTSC_NO_FUSION DARTSC_CUDA_OWN_1X1 DARTSC_CUDA_DEFER_BN; do
+for v in DARTSC_NO_GRAPHS DARTSC_NO_FUSION DARTSC_CUDA_OWN_1X1 DARTSC_CUDA_DEFER_BN DARTSC_CUDA_DW_FILTER_PLANES; do
     env "$v=1" timeout 120 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 \
         --steps "$steps" --warmup "$warmup" --json | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $v=1\"/" >>"$j" \
         || echo "$v run failed"

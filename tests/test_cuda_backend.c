@@ -249,6 +249,15 @@ Test(cuda_ops, conv_depthwise_dilated_3x3) { conv_case(2, 3, 8, 8, 3, 3, 3, 1, 2
 Test(cuda_ops, conv_depthwise_dilated_5x5_stride2) { conv_case(2, 2, 10, 10, 2, 5, 5, 2, 4, 4, 2, 2, TOL_SAME_ORDER); }
 /* Larger than one block of threads per tap, to exercise the grid-stride loops. */
 Test(cuda_ops, conv_depthwise_3x3_large) { conv_case(4, 8, 20, 20, 8, 3, 3, 1, 1, 1, 1, 8, TOL_SAME_ORDER); }
+/* the filter gradient by staged planes (DARTSC_CUDA_DW_FILTER_PLANES=1, opt-in until
+ * measured on a device): strides, dilations, 3x3/5x5, more samples than groups */
+static void dw_planes_case(int N, int C, int H, int W, int R, int stride, int pad, int dil) {
+    setenv("DARTSC_CUDA_DW_FILTER_PLANES", "1", 1);
+    conv_case(N, C, H, W, C, R, R, stride, pad, pad, dil, C, TOL_SAME_ORDER);
+}
+Test(cuda_ops, conv_depthwise_filter_planes_3x3) { dw_planes_case(4, 8, 20, 20, 3, 1, 1, 1); }
+Test(cuda_ops, conv_depthwise_filter_planes_5x5_stride2) { dw_planes_case(2, 3, 9, 8, 5, 2, 2, 1); }
+Test(cuda_ops, conv_depthwise_filter_planes_dilated_5x5_stride2) { dw_planes_case(6, 2, 10, 10, 5, 2, 4, 2); }
 
 /* ---- batch norm ---- */
 static void bn_case(int affine, int four_d, int batch_stats_always, int training) {

@@ -51,6 +51,7 @@ extern "C" int kcuda_init(cudaStream_t s, cudnnHandle_t dnn, cublasHandle_t blas
     cudaCheckR(cudaGetDevice(&dev), -1);
     cudaCheckR(cudaDeviceGetAttribute(&kcuda_g.sms, cudaDevAttrMultiProcessorCount, dev), -1);
     kcuda_g.own_1x1 = getenv("DARTSC_CUDA_OWN_1X1") != NULL;
+    kcuda_g.dw_filter_planes = getenv("DARTSC_CUDA_DW_FILTER_PLANES") != NULL;
     return 0;
 }
 

@@ -310,9 +310,101 @@ static int dw_filter_groups(const kconv2d_desc *d) {
     return g < 1 ? 1 : (int)g;
 }
 
-/* 1 when an instance of dw_bwd_filter_part_k ran for d's kernel size. */
+/* The filter gradient by planes (opt-in: DARTSC_CUDA_DW_FILTER_PLANES=1, until measured
+ * against dw_bwd_filter_part_k on a device; bench/cuda_kernels times both): block (g, c)
+ * takes channel c of samples [g*spg, (g+1)*spg); per sample it stages the zero-padded x
+ * plane in shared memory (as dw_fwd_plane_k, through the fused ReLU), and each thread
+ * takes outputs o, reads dy once and adds dy * x at all R*S taps from the tile: no bounds
+ * tests, no 64-bit index arithmetic, x read from global memory once. Per sample, the
+ * float sums of a thread (at most ceil(P*Q / threads) products per tap) are added to
+ * double ones; the block's totals go to part[(c*G + g)*RS + tap] by warp trees and the
+ * warps in order, as dw_bwd_filter_part_k's, and dw_filter_finish_k adds them up. */
+template <int R, int S, bool RELU>
+__global__ static void dw_bwd_filter_plane_k(double *part, const float *dy, const float *x, kconv2d_desc d, int G,
+                                             int spg) {
+    constexpr int RS = R * S;
+    extern __shared__ float tile[];
+    __shared__ double red_sh[RS][KCUDA_THREADS / 32];
+    const int c = blockIdx.y;
+    const int Hp = d.H + 2 * d.pad_h, Wp = d.W + 2 * d.pad_w, PQ = d.P * d.Q;
+    const int n0 = blockIdx.x * spg, n1 = n0 + spg < d.N ? n0 + spg : d.N;
+    double accd[RS];
+#pragma unroll
+    for (int t = 0; t < RS; t++) accd[t] = 0.0;
+    for (int n = n0; n < n1; n++) {
+        const int64_t plane = (int64_t)n * d.C + c;
+        const float *xp = x + plane * d.H * d.W;
+        __syncthreads(); /* the previous sample's tile is read */
+        for (int i = threadIdx.x; i < Hp * Wp; i += blockDim.x) {
+            const int ih = i / Wp - d.pad_h, iw = i % Wp - d.pad_w;
+            float v = ih >= 0 && ih < d.H && iw >= 0 && iw < d.W ? xp[ih * d.W + iw] : 0.0f;
+            if (RELU) v = v > 0.0f ? v : 0.0f;
+            tile[i] = v;
+        }
+        __syncthreads();
+        float accf[RS];
+#pragma unroll
+        for (int t = 0; t < RS; t++) accf[t] = 0.0f;
+        const float *gp = dy + plane * PQ;
+        for (int o = threadIdx.x; o < PQ; o += blockDim.x) {
+            const int p = o / d.Q, q = o - p * d.Q;
+            const float g = gp[o];
+            const float *tp = tile + p * d.stride_h * Wp + q * d.stride_w;
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int s_ = 0; s_ < S; s_++) accf[r * S + s_] += g * tp[r * d.dil_h * Wp + s_ * d.dil_w];
+        }
+#pragma unroll
+        for (int t = 0; t < RS; t++) accd[t] += accf[t];
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int t = 0; t < RS; t++) {
+        const double v = kcuda_warp_sum(accd[t]);
+        if (lane == 0) red_sh[t][warp] = v;
+    }
+    __syncthreads();
+    for (int t = threadIdx.x; t < RS; t += blockDim.x) {
+        double v = 0.0;
+        for (int w = 0; w < KCUDA_THREADS / 32; w++) v += red_sh[t][w];
+        part[((int64_t)c * G + blockIdx.x) * RS + t] = v;
+    }
+}
+
+/* 1 when dw_bwd_filter_plane_k ran (opted in, a kernel size with an instance, a padded
+ * plane that fits the tile). */
+static int dw_filter_planes(float *dw, const float *dy, const float *x, const kconv2d_desc *d, int relu,
+                            cudaStream_t s) {
+    if (!kcuda_g.dw_filter_planes || !kcuda_g.red || !dw_plane_ok(d)) return 0;
+    const size_t tile_bytes = (size_t)(d->H + 2 * d->pad_h) * (d->W + 2 * d->pad_w) * sizeof(float);
+    if (tile_bytes + (size_t)d->R * d->S * (KCUDA_THREADS / 32) * sizeof(double) > 48 * 1024) return 0;
+    int64_t G = (KCUDA_TARGET_BLOCKS + d->C - 1) / d->C;
+    if (G > d->N) G = d->N;
+    const int64_t RS = (int64_t)d->R * d->S;
+    while (G > 1 && (int64_t)d->C * G * RS > KCUDA_RED_CAP) G /= 2;
+    if ((int64_t)d->C * G * RS > KCUDA_RED_CAP || G < 1) return 0;
+    const int spg = (int)((d->N + G - 1) / G);
+    G = (d->N + spg - 1) / spg; /* no empty group */
+    const dim3 grid((unsigned)G, (unsigned)d->C);
+    const size_t sh = tile_bytes;
+#define DW_FPLANE_CASE(r, s_)                                                                                     \
+    if (d->R == r && d->S == s_) {                                                                               \
+        if (relu) dw_bwd_filter_plane_k<r, s_, true><<<grid, KCUDA_THREADS, sh, s>>>(kcuda_g.red, dy, x, *d, (int)G, spg); \
+        else dw_bwd_filter_plane_k<r, s_, false><<<grid, KCUDA_THREADS, sh, s>>>(kcuda_g.red, dy, x, *d, (int)G, spg);     \
+    } else
+    DW_FPLANE_CASE(3, 3) DW_FPLANE_CASE(5, 5) DW_FPLANE_CASE(7, 7) return 0;
+#undef DW_FPLANE_CASE
+    launchCheckR(1);
+    dw_filter_finish_k<<<kcuda_blocks(d->C * RS), KCUDA_THREADS, 0, s>>>(dw, kcuda_g.red, d->C, (int)RS, (int)G);
+    launchCheckR(1);
+    return 1;
+}
+
+/* 1 when an instance of dw_bwd_filter_part_k (or, opted in, dw_bwd_filter_plane_k) ran. */
 static int dw_filter_blocked(float *dw, const float *dy, const float *x, const kconv2d_desc *d, int relu,
                              cudaStream_t s) {
+    if (dw_filter_planes(dw, dy, x, d, relu, s)) return 1;
     const int G = dw_filter_groups(d);
     if (G <= 0 || !kcuda_g.red) return 0;
     const dim3 grid((unsigned)G, (unsigned)d->C);

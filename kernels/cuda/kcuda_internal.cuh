@@ -92,6 +92,8 @@ typedef struct kcuda_lib {
     double *partials; /* KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS doubles + KCUDA_MAX_WSUM results */
     double *red;      /* KCUDA_RED_CAP doubles: first-pass partials of the multi-block reductions */
     int sms;          /* multiprocessors of the device */
+    int dw_filter_planes; /* DARTSC_CUDA_DW_FILTER_PLANES set: depthwise filter gradients by
+                             planes staged in shared memory (conv.cu; not yet measured) */
     int own_1x1;      /* DARTSC_CUDA_OWN_1X1 set: small 1x1 convolutions by conv.cu's own kernels
                          (slower than cuBLAS on the H200 so far, see docs/BENCHMARKS.md) */
 } kcuda_lib;
