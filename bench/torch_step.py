@@ -26,6 +26,22 @@ import torch.nn.functional as F  # noqa: E402
 import darts_ref  # noqa: E402
 
 
+def time_steps(a, step):
+    """Runs step warmup + steps times (each ended by a device synchronisation on CUDA);
+    returns the median of the timed steps and their sorted times."""
+    times = []
+    for s in range(a.warmup + a.steps):
+        t0 = time.perf_counter()
+        step()
+        if a.device == "cuda":
+            torch.cuda.synchronize()
+        if s >= a.warmup:
+            times.append(time.perf_counter() - t0)
+    times.sort()
+    n = len(times)
+    return (times[n // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])), times
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--space", default="darts_cifar10", help="label printed in the JSON line")
@@ -95,9 +111,7 @@ def main():
         for al, da, p_, m_ in zip(alphas, dalpha, gp, gm):
             al.grad = da - eta * (p_ - m_) / (2 * R)
 
-    times = []
-    for s in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
+    def step():
         aopt.zero_grad()
         if a.order == 1:
             torch.autograd.backward(loss(xv, yv), inputs=alphas)
@@ -108,13 +122,8 @@ def main():
         loss(xt, yt).backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         wopt.step()
-        if a.device == "cuda":
-            torch.cuda.synchronize()
-        if s >= a.warmup:
-            times.append(time.perf_counter() - t0)
-    times.sort()
-    n = len(times)
-    med = times[n // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])
+
+    med, times = time_steps(a, step)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     out = {"impl": "pytorch", "torch": torch.__version__, "space": a.space, "batch": a.batch, "order": a.order,
            "threads": a.threads, "device": a.device, "median_s": round(med, 4), "min_s": round(times[0], 4),
@@ -138,9 +147,7 @@ def retrain(a, dev):
     opt = torch.optim.SGD(net.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
     x = torch.randn(a.batch, a.in_c, a.hw, a.hw, device=dev)
     y = torch.randint(0, a.classes, (a.batch,), device=dev)
-    times = []
-    for s in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
+    def step():
         opt.zero_grad()
         logits, logits_aux = net(x)
         loss = F.cross_entropy(logits, y)
@@ -149,13 +156,8 @@ def retrain(a, dev):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         opt.step()
-        if a.device == "cuda":
-            torch.cuda.synchronize()
-        if s >= a.warmup:
-            times.append(time.perf_counter() - t0)
-    times.sort()
-    n = len(times)
-    med = times[n // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])
+
+    med, times = time_steps(a, step)
     out = {"impl": "pytorch", "what": "retrain", "torch": torch.__version__, "space": a.space, "device": a.device,
            "C": a.C, "layers": a.layers, "batch": a.batch, "drop_path": a.drop_path, "aux": int(a.aux > 0),
            "median_s": round(med, 4), "min_s": round(times[0], 4), "images_per_s": round(a.batch / med, 1)}

@@ -232,6 +232,24 @@ __global__ static void dw_bwd_filter_k(float *dw, const float *dy, const float *
     if (threadIdx.x == 0) dw[t] += (float)tot;
 }
 
+/* A block's RS tap sums acc (one set per thread) into out[0..RS): fixed warp trees, then
+ * the warps in order (deterministic). sh: RS x KCUDA_THREADS/32 doubles of shared memory. */
+template <int RS>
+__device__ static void dw_filter_block_partials(double *out, const double *acc, double (*sh)[KCUDA_THREADS / 32]) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int t = 0; t < RS; t++) {
+        const double v = kcuda_warp_sum(acc[t]);
+        if (lane == 0) sh[t][warp] = v;
+    }
+    __syncthreads();
+    for (int t = threadIdx.x; t < RS; t += blockDim.x) {
+        double v = 0.0;
+        for (int w = 0; w < KCUDA_THREADS / 32; w++) v += sh[t][w];
+        out[t] = v;
+    }
+}
+
 /* The filter gradient for an R x S kernel known at compile time: block (g, c) takes
  * range g of channel c's N*P*Q outputs and sums all R*S taps at once (each dy read once,
  * the taps' products in registers, in double), then writes one partial per tap to
@@ -271,18 +289,7 @@ __global__ static void dw_bwd_filter_part_k(double *part, const float *dy, const
             }
         }
     }
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-    for (int t = 0; t < RS; t++) {
-        const double v = kcuda_warp_sum(acc[t]);
-        if (lane == 0) sh[t][warp] = v;
-    }
-    __syncthreads();
-    for (int t = threadIdx.x; t < RS; t += blockDim.x) {
-        double v = 0.0;
-        for (int w = 0; w < KCUDA_THREADS / 32; w++) v += sh[t][w];
-        part[((int64_t)c * G + blockIdx.x) * RS + t] = v;
-    }
+    dw_filter_block_partials<RS>(part + ((int64_t)c * G + blockIdx.x) * RS, acc, sh);
 }
 
 /* dw[c*RS + t] += the G partials of (c, t) in range order; one thread per tap. */
@@ -358,18 +365,7 @@ __global__ static void dw_bwd_filter_plane_k(double *part, const float *dy, cons
 #pragma unroll
         for (int t = 0; t < RS; t++) accd[t] += accf[t];
     }
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-    for (int t = 0; t < RS; t++) {
-        const double v = kcuda_warp_sum(accd[t]);
-        if (lane == 0) red_sh[t][warp] = v;
-    }
-    __syncthreads();
-    for (int t = threadIdx.x; t < RS; t += blockDim.x) {
-        double v = 0.0;
-        for (int w = 0; w < KCUDA_THREADS / 32; w++) v += red_sh[t][w];
-        part[((int64_t)c * G + blockIdx.x) * RS + t] = v;
-    }
+    dw_filter_block_partials<RS>(part + ((int64_t)c * G + blockIdx.x) * RS, accd, red_sh);
 }
 
 /* 1 when dw_bwd_filter_plane_k ran (opted in, a kernel size with an instance, a padded
