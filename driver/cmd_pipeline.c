@@ -19,6 +19,7 @@
 #include "search/genotype.h"
 #include "search/search.h"
 #include "train/common.h"
+#include "train/data_info.h"
 #include "train/rnn.h"
 #include "train/train.h"
 
@@ -78,12 +79,24 @@ static void progress_lines(void *ctx, const sr_progress *p) {
 
 /* ---- export ---------------------------------------------------------------------------------- */
 
-static int do_export(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *onnx_path,
+static int do_export(const ir_space *sp_in, const ir_genotype *gt, const char *weights, const char *onnx_path,
                      const char *c_dir, const char *name, int max_batch, int fold, double test_acc) {
     char err[1024];
+    /* npy, images: the normalisation and class names of the run (RUN_DIR/data.json) */
+    ir_space s = *sp_in, *sp = &s;
+    char run_dir[4200], **names = NULL;
+    int n_names = 0;
+    sr_dir_of(weights, run_dir, sizeof run_dir);
+    if (sr_data_norm(sp, run_dir, 0, err, sizeof err)) {
+        fprintf(stderr, "dartsc export: %s\n", err);
+        return 1;
+    }
+    if (sr_data_class_names(sp, run_dir, &names, &n_names, err, sizeof err))
+        fprintf(stderr, "dartsc export: warning: no class names in the metadata: %s\n", err);
     sr_infer in;
     if (sr_infer_open(&in, sp, gt, 1, weights, "cpu", err, sizeof err)) {
         fprintf(stderr, "dartsc export: %s\n", err);
+        sr_data_names_free(names, n_names);
         return 1;
     }
     int n = ir_graph_num_nodes(in.net.graph);
@@ -104,7 +117,9 @@ static int do_export(const ir_space *sp, const ir_genotype *gt, const char *weig
                                             "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
     static const char *const cifar[10] = {"airplane", "automobile", "bird", "cat", "deer",
                                           "dog", "frog", "horse", "ship", "truck"};
-    if (sp->classes == 10) m.class_names = sp->data == IR_DATA_CIFAR10 ? cifar : fashion;
+    if (sp->classes == 10 && sp->data == IR_DATA_CIFAR10) m.class_names = cifar;
+    if (sp->classes == 10 && sp->data == IR_DATA_FASHION_MNIST) m.class_names = fashion;
+    if (names && n_names == sp->classes) m.class_names = (const char *const *)names;
     int rc = 0;
     if (onnx_path) {
         cg_onnx_opts oo = cg_onnx_opts_default();
@@ -130,6 +145,7 @@ static int do_export(const ir_space *sp, const ir_genotype *gt, const char *weig
     free(vals);
     ir_eval_labels_free(labels, n);
     sr_infer_close(&in);
+    sr_data_names_free(names, n_names);
     return rc;
 }
 
