@@ -263,6 +263,41 @@ int dartsc_cmd_export(int argc, char **argv) {
 
 /* ---- train and eval ---------------------------------------------------------------------------- */
 
+/* Copies the file src to dir/name (atomically; a no-op when they are the same file). */
+static int copy_into(const char *src, const char *dir, const char *name, char *err, size_t errlen) {
+    char dst[4200];
+    snprintf(dst, sizeof dst, "%s/%s", dir, name);
+    struct stat a, b;
+    if (stat(src, &a) == 0 && stat(dst, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) return 0;
+    FILE *f = fopen(src, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot read it again to copy it into %.900s", src, dir);
+        return -1;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0, k;
+    char chunk[65536];
+    while ((k = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (len + k > cap) {
+            cap = 2 * (len + k);
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                snprintf(err, errlen, "%s: out of memory", src);
+                return -1;
+            }
+            buf = nb;
+        }
+        memcpy(buf + len, chunk, k);
+        len += k;
+    }
+    fclose(f);
+    int rc = sr_write_file_atomic(dst, buf ? buf : "", len, err, errlen);
+    free(buf);
+    return rc;
+}
+
 int dartsc_cmd_train(int argc, char **argv) {
     const char *path = NULL, *geno = NULL;
     sr_train_opts o = sr_train_opts_default();
@@ -307,6 +342,12 @@ int dartsc_cmd_train(int argc, char **argv) {
     sr_train_result r;
     if (sr_train(&sp, &gt, &o, &r, err, sizeof err)) {
         fprintf(stderr, "\ndartsc train: error: %s\n", err);
+        return 1;
+    }
+    /* the space and genotype beside the weights: OUT is then a run directory that eval
+       and export accept */
+    if (copy_into(path, o.out_dir, "space.dartsc", err, sizeof err) || copy_into(geno, o.out_dir, "genotype.json", err, sizeof err)) {
+        fprintf(stderr, "dartsc train: %s\n", err);
         return 1;
     }
     if (r.stopped) {

@@ -10,10 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-/* after stdio.h, which jpeglib.h needs */
-#include <jpeglib.h>
-#include <png.h>
-
 #include "runtime/datasets.h"
 #include "tests/testutil.h"
 
@@ -23,39 +19,8 @@
 #define JPEG_MEAN_TOL 1.5
 #define JPEG_MAX_TOL 20
 
-static void write_png(const char *path, int c, int h, int w, const uint8_t *interleaved) {
-    png_image pi;
-    memset(&pi, 0, sizeof pi);
-    pi.version = PNG_IMAGE_VERSION;
-    pi.width = (png_uint_32)w;
-    pi.height = (png_uint_32)h;
-    pi.format = c == 1 ? PNG_FORMAT_GRAY : c == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_RGBA;
-    cr_assert(png_image_write_to_file(&pi, path, 0, interleaved, 0, NULL), "%s: %s", path, pi.message);
-}
-
-static void write_jpeg(const char *path, int c, int h, int w, const uint8_t *interleaved) {
-    struct jpeg_compress_struct ci;
-    struct jpeg_error_mgr jm;
-    ci.err = jpeg_std_error(&jm);
-    jpeg_create_compress(&ci);
-    FILE *f = fopen(path, "wb");
-    cr_assert(f, "%s", path);
-    jpeg_stdio_dest(&ci, f);
-    ci.image_width = (JDIMENSION)w;
-    ci.image_height = (JDIMENSION)h;
-    ci.input_components = c;
-    ci.in_color_space = c == 1 ? JCS_GRAYSCALE : JCS_RGB;
-    jpeg_set_defaults(&ci);
-    jpeg_set_quality(&ci, JPEG_QUALITY, TRUE);
-    jpeg_start_compress(&ci, TRUE);
-    for (int y = 0; y < h; y++) {
-        JSAMPROW row = (JSAMPROW)(interleaved + (size_t)y * w * c);
-        jpeg_write_scanlines(&ci, &row, 1);
-    }
-    jpeg_finish_compress(&ci);
-    jpeg_destroy_compress(&ci);
-    fclose(f);
-}
+#define write_png tu_write_png
+static void write_jpeg(const char *path, int c, int h, int w, const uint8_t *px) { tu_write_jpeg(path, c, h, w, px, JPEG_QUALITY); }
 
 static void mkdirs(const char *root, const char *sub) {
     char p[700];

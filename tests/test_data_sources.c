@@ -11,25 +11,7 @@
 #include "runtime/datasets.h"
 #include "tests/testutil.h"
 
-/* Writes a version-1 (or 2) .npy file: header dict padded to a multiple of 64, then data. */
-static void write_npy_v(const char *path, int version, const char *descr, const char *fortran, const char *shape,
-                        const void *data, size_t bytes) {
-    char dict[512];
-    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }", descr, fortran, shape);
-    int pre = version == 1 ? 10 : 12;
-    int total = pre + n + 1;
-    int pad = (64 - total % 64) % 64;
-    for (int i = 0; i < pad; i++) dict[n++] = ' ';
-    dict[n++] = '\n';
-    FILE *f = fopen(path, "wb");
-    cr_assert(f, "%s", path);
-    fwrite("\x93NUMPY", 1, 6, f);
-    unsigned char v[6] = {(unsigned char)version, 0, (unsigned char)(n & 0xff), (unsigned char)(n >> 8), 0, 0};
-    fwrite(v, 1, version == 1 ? 4 : 6, f);
-    fwrite(dict, 1, (size_t)n, f);
-    if (bytes) fwrite(data, 1, bytes, f);
-    fclose(f);
-}
+#define write_npy_v tu_write_npy
 
 static void write_npy(const char *dir, const char *name, const char *descr, const char *shape, const void *data,
                       size_t bytes) {
