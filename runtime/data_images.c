@@ -16,11 +16,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "kernels/kdesc.h"
 #include "runtime/datasets.h"
 
 #define IMG_MAX_FILES (1 << 24)
 #define IMG_MAX_BYTES (1l << 30)
 #define IMG_MAX_SIDE 32768
+/* The seed of the fixed sample order ("images"). */
+#define IMG_ORDER_SEED 0x696d61676573ull
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...) {
     if (!err || errlen == 0) return;
@@ -337,7 +340,8 @@ int rt_data_load_images(const char *dir, int train, const rt_data_want *want, rt
     char sd[4200];
     split_dir(sd, sizeof sd, dir, train ? "train" : "test");
     name_list paths = {0};
-    int32_t *labels = NULL;
+    int32_t *labels = NULL, *sorted_labels = NULL;
+    int *pos = NULL;
     uint8_t *pix = NULL;
     name_list sub = {0};
     int cap = 0;
@@ -403,18 +407,32 @@ int rt_data_load_images(const char *dir, int train, const rt_data_want *want, rt
     const size_t chw = (size_t)want->c * want->h * want->w;
     const int n = paths.n;
     pix = malloc((size_t)n * chw);
-    if (!pix) {
+    pos = malloc((size_t)n * sizeof *pos);
+    sorted_labels = labels;
+    labels = malloc((size_t)n * sizeof *labels);
+    if (!pix || !pos || !labels) {
         seterr(err, errlen, "%s: out of memory for %d images of %dx%dx%d", sd, n, want->c, want->h, want->w);
         goto fail;
     }
-    /* decode in parallel; keep the message of the first bad file in sample order */
+    /* File i (in class, then name order) becomes sample pos[i]: a fixed permutation
+       (Fisher-Yates over krng_hash), so that the first N samples (subset) and the DARTS
+       split of the training set hold every class, the same on every machine. */
+    for (int i = 0; i < n; i++) pos[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(krng_hash(IMG_ORDER_SEED, (uint64_t)i) % (uint64_t)(i + 1));
+        int t = pos[i];
+        pos[i] = pos[j];
+        pos[j] = t;
+    }
+    for (int i = 0; i < n; i++) labels[pos[i]] = sorted_labels[i];
+    /* decode in parallel; keep the message of the first bad file in class, name order */
     int first_bad = n;
 #pragma omp parallel
     {
         char e[1024];
 #pragma omp for schedule(dynamic, 8)
         for (int i = 0; i < n; i++) {
-            if (load_one(paths.v[i], want, pix + (size_t)i * chw, e, sizeof e)) {
+            if (load_one(paths.v[i], want, pix + (size_t)pos[i] * chw, e, sizeof e)) {
 #pragma omp critical(rt_data_images_err)
                 {
                     if (i < first_bad) {
@@ -426,6 +444,8 @@ int rt_data_load_images(const char *dir, int train, const rt_data_want *want, rt
         }
     }
     if (first_bad < n) goto fail;
+    free(pos);
+    free(sorted_labels);
     if (!train) rt_data_names_free(sub.v, sub.n);
     rt_data_names_free(classes, nclass);
     rt_data_names_free(paths.v, paths.n);
@@ -443,6 +463,8 @@ fail:
     rt_data_names_free(classes, nclass);
     rt_data_names_free(paths.v, paths.n);
     free(labels);
+    free(sorted_labels);
+    free(pos);
     free(pix);
     memset(out, 0, sizeof *out);
     return -1;

@@ -49,10 +49,12 @@ int rt_data_load_npy(const char *dir, int train, const rt_data_want *want, rt_da
  * sub-folder names in byte order (strcmp); label k = the k-th of them, in both splits.
  * Images are decoded with libpng / libjpeg-turbo (OpenMP over files), converted to want->c
  * channels (1 or 3; alpha dropped, palette and 16-bit expanded/reduced), resized to
- * want->h x want->w (rt_data_resize) and kept in memory. Samples are ordered by class,
- * then file name. Refused with the file named: an empty class folder, a test class that
- * train lacks, more classes than want->classes, a file that is not a PNG/JPEG or is
- * corrupt or truncated (the first bad file in the sample order is the one named).
+ * want->h x want->w (rt_data_resize) and kept in memory. The samples are the files (in
+ * class, then file-name order) under a fixed pseudo-random permutation (the same for the
+ * same file count on every machine), so that a subset or the DARTS split of the first
+ * samples holds every class. Refused with the file named: an empty class folder, a test
+ * class that train lacks, more classes than want->classes, a file that is not a
+ * PNG/JPEG or is corrupt or truncated (the first bad file in class, name order).
  * out->classes is the number of class folders of DIR/train. Returns 0, or -1 with err
  * filled. */
 int rt_data_load_images(const char *dir, int train, const rt_data_want *want, rt_dataset *out, char *err,

@@ -73,9 +73,6 @@ static void write_split(const char *root, const char *split) {
     }
 }
 
-/* The class index (sorted folder names) of class_dirs[k]. */
-static int sorted_label(int k) { return k == 0 ? 2 : k == 1 ? 0 : 1; }
-
 Test(data_images, png_exact_jpeg_within_tolerance_labels_from_sorted_folders, .init = load_fm, .fini = free_fm) {
     const char *root = tu_tmpdir();
     write_split(root, "train");
@@ -85,44 +82,65 @@ Test(data_images, png_exact_jpeg_within_tolerance_labels_from_sorted_folders, .i
     cr_assert_eq(rt_data_load_images(root, 1, &grey, &d, err, sizeof err), 0, "%s", err);
     cr_assert_eq(d.n, 9);
     cr_assert_eq(d.classes, 3);
+    /* the samples come in a fixed permutation of the files: identify each by its class
+       and content (grey PNG exact, RGB PNG as exact luma, else the JPEG) */
     double jmean = 0;
-    int jmax = 0;
-    for (int k = 0; k < 3; k++) {
-        int label = sorted_label(k), base = label * 3; /* samples ordered by class, then file */
-        for (int f = 0; f < 3; f++) cr_expect_eq(d.labels[base + f], label);
-        const uint8_t *png_grey = d.pixels + (size_t)base * 784, *png_rgb = png_grey + 784, *jpg = png_rgb + 784;
-        cr_expect_eq(memcmp(png_grey, fm_img(4 * k), 784), 0, "grey PNG of class %s not exact", class_dirs[k]);
-        uint8_t rgb[784 * 3];
+    int jmax = 0, seen[3][3] = {{0}}, first3[3] = {0};
+    for (int s = 0; s < 9; s++) {
+        int label = d.labels[s], k = label == 2 ? 0 : label == 0 ? 1 : 2; /* sorted_label inverse */
+        cr_assert(label >= 0 && label < 3, "label %d", label);
+        if (s < 3) first3[label] = 1;
+        const uint8_t *px = d.pixels + (size_t)s * 784;
+        uint8_t rgb[784 * 3], luma[784];
         colour_of(4 * k + 1, rgb);
-        for (int i = 0; i < 784; i++) {
-            int luma = (299 * rgb[3 * i] + 587 * rgb[3 * i + 1] + 114 * rgb[3 * i + 2] + 500) / 1000;
-            cr_assert_eq(png_rgb[i], luma, "RGB PNG to grey, pixel %d", i);
-            int e = abs((int)jpg[i] - (int)fm_img(4 * k + 2)[i]);
-            jmean += e;
-            if (e > jmax) jmax = e;
+        for (int i = 0; i < 784; i++) luma[i] = (uint8_t)((299 * rgb[3 * i] + 587 * rgb[3 * i + 1] + 114 * rgb[3 * i + 2] + 500) / 1000);
+        if (memcmp(px, fm_img(4 * k), 784) == 0) seen[k][0]++;
+        else if (memcmp(px, luma, 784) == 0) seen[k][1]++;
+        else {
+            seen[k][2]++;
+            for (int i = 0; i < 784; i++) {
+                int e = abs((int)px[i] - (int)fm_img(4 * k + 2)[i]);
+                jmean += e;
+                if (e > jmax) jmax = e;
+            }
         }
     }
+    for (int k = 0; k < 3; k++)
+        cr_expect(seen[k][0] == 1 && seen[k][1] == 1 && seen[k][2] == 1,
+                  "class %s: %d exact grey PNGs, %d exact RGB-to-grey PNGs, %d others (expected 1 each)", class_dirs[k],
+                  seen[k][0], seen[k][1], seen[k][2]);
+    cr_expect(first3[0] + first3[1] + first3[2] >= 2, "the first samples are not mixed over the classes");
     jmean /= 3 * 784;
     cr_log_info("JPEG q%d: mean |error| %.3f, max %d grey levels", JPEG_QUALITY, jmean, jmax);
     cr_expect(jmean <= JPEG_MEAN_TOL && jmax <= JPEG_MAX_TOL, "JPEG decoding error mean %.3f max %d", jmean, jmax);
     /* a JPEG is not its source: the comparison above can fail */
     cr_expect(jmax > 0, "JPEG decoded without any loss: is it compared with the right image?");
+    int32_t order[9];
+    memcpy(order, d.labels, sizeof order);
     rt_dataset_free(&d);
 
     /* the same folders as RGB: grey replicated, the colour PNG exact in every channel */
     rt_data_want rgbw = {3, 28, 28, 3};
     cr_assert_eq(rt_data_load_images(root, 1, &rgbw, &d, err, sizeof err), 0, "%s", err);
-    for (int k = 0; k < 3; k++) {
-        int base = sorted_label(k) * 3;
-        const uint8_t *g = d.pixels + (size_t)base * 3 * 784, *c = g + 3 * 784;
+    cr_expect_eq(memcmp(order, d.labels, sizeof order), 0, "the sample order changed with the channels");
+    int found[3][2] = {{0}};
+    for (int s = 0; s < 9; s++) {
+        int label = d.labels[s], k = label == 2 ? 0 : label == 0 ? 1 : 2;
+        const uint8_t *px = d.pixels + (size_t)s * 3 * 784;
         uint8_t rgb[784 * 3];
         colour_of(4 * k + 1, rgb);
+        int is_grey = 1, colour = 1;
         for (int ch = 0; ch < 3; ch++)
             for (int i = 0; i < 784; i++) {
-                cr_assert_eq(g[ch * 784 + i], fm_img(4 * k)[i]);
-                cr_assert_eq(c[ch * 784 + i], rgb[3 * i + ch]);
+                is_grey &= px[ch * 784 + i] == fm_img(4 * k)[i];
+                colour &= px[ch * 784 + i] == rgb[3 * i + ch];
             }
+        found[k][0] += is_grey;
+        found[k][1] += colour;
     }
+    for (int k = 0; k < 3; k++)
+        cr_expect(found[k][0] == 1 && found[k][1] == 1, "class %s as RGB: %d replicated grey PNGs, %d exact RGB PNGs",
+                  class_dirs[k], found[k][0], found[k][1]);
     rt_dataset_free(&d);
 
     /* the test split may hold a subset of the classes; labels follow the training folders */
