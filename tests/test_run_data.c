@@ -22,7 +22,7 @@ static const char *space_fmt =
     "ops small = { none, max_pool(3), skip, sep_conv(3) }\n"
     "cell normal { nodes 2; keep 2; ops small }\n"
     "cell reduce : normal { reduction }\n"
-    "network tiny { data %s \"%s\"; input %s; classes %d; C 4; layers 3 }\n"
+    "network tiny { data %s \"%s\"; input %s; classes %d; C 4; layers 3%s }\n"
     "settings s { batch 16; seed 1 }\n"
     "search : s { epochs 1; order 1; subset 96 }\n"
     "train : s { C 4; layers 3; epochs 1; drop_path 0; aux_weight 0 }\n";
@@ -38,11 +38,16 @@ static const char *bin(void) {
     return b;
 }
 
-static void write_space(const char *path, const char *source, const char *data_dir, const char *input, int classes) {
+static void write_space_x(const char *path, const char *source, const char *data_dir, const char *input, int classes,
+                          const char *extra) {
     FILE *f = fopen(path, "w");
     cr_assert(f, "%s", path);
-    fprintf(f, space_fmt, source, data_dir, input, classes);
+    fprintf(f, space_fmt, source, data_dir, input, classes, extra);
     fclose(f);
+}
+
+static void write_space(const char *path, const char *source, const char *data_dir, const char *input, int classes) {
+    write_space_x(path, source, data_dir, input, classes, "");
 }
 
 /* `dartsc run` into dir/run; returns the log. */
@@ -244,15 +249,20 @@ Test(run_data, bad_data_stops_run_naming_the_file_before_writing, .init = load_f
     second[strcspn(second, "\n")] = 0;
     snprintf(p, sizeof p, "%s/train/trouser/%s", root, second);
     cr_assert_eq(truncate(p, 200), 0, "%s", p);
-    snprintf(space, sizeof space, "%s/images.dartsc", dir);
-    write_space(space, "images", root, "1x16x16", 3);
-    snprintf(cmd, sizeof cmd, "%s run %s --out %s/run --device cpu > %s/run.log 2>&1", bin(), space, dir, dir);
-    cr_expect_eq(sh(cmd), 1, "dartsc run should refuse the truncated JPEG");
-    snprintf(cmd, sizeof cmd, "%s/run.log", dir);
-    char *log = tu_slurp(cmd, NULL);
-    cr_assert(log);
-    cr_expect(strstr(log, p) && strstr(log, "corrupt or truncated JPEG"), "%s", log);
-    free(log);
-    snprintf(p, sizeof p, "%s/run", dir);
-    cr_expect_neq(access(p, F_OK), 0, "%s was created although the data could not be read", p);
+    /* with the space's own normalisation too (then nothing needs computing) */
+    for (int given = 0; given < 2; given++) {
+        snprintf(space, sizeof space, "%s/images.dartsc", dir);
+        write_space_x(space, "images", root, "1x16x16", 3, given ? "; mean [0.5]; std [0.25]" : "");
+        snprintf(cmd, sizeof cmd, "%s run %s --out %s/run --device cpu > %s/run.log 2>&1", bin(), space, dir, dir);
+        cr_expect_eq(sh(cmd), 1, "dartsc run should refuse the truncated JPEG");
+        snprintf(cmd, sizeof cmd, "%s/run.log", dir);
+        char *log = tu_slurp(cmd, NULL);
+        cr_assert(log);
+        cr_expect(strstr(log, p) && strstr(log, "corrupt or truncated JPEG"), "%s", log);
+        free(log);
+        char rd[700];
+        snprintf(rd, sizeof rd, "%s/run", dir);
+        cr_expect_neq(access(rd, F_OK), 0, "%s was created although the data could not be read (mean/std given: %d)", rd,
+                      given);
+    }
 }

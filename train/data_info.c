@@ -51,7 +51,7 @@ static int floats_of(json_t *a, float *v, int n) {
     return 0;
 }
 
-static int info_write(const ir_space *sp, const char *run_dir, int n_train, char *err, size_t errlen) {
+static int info_write(const ir_space *sp, const char *run_dir, int n_train, int given, char *err, size_t errlen) {
     static const char *const src[] = {"fashion_mnist", "cifar10", "text", "npy", "images", "cifar100"};
     json_t *j = json_object(), *m = json_array(), *s = json_array();
     for (int c = 0; c < sp->in_c; c++) {
@@ -62,6 +62,7 @@ static int info_write(const ir_space *sp, const char *run_dir, int n_train, char
     json_object_set_new(j, "dir", json_string(sp->data_path));
     json_object_set_new(j, "train_images", json_integer(n_train));
     json_object_set_new(j, "channels", json_integer(sp->in_c));
+    json_object_set_new(j, "normalisation", json_string(given ? "space" : "training split"));
     json_object_set_new(j, "mean", m);
     json_object_set_new(j, "std", s);
     if (sp->data == IR_DATA_IMAGES) {
@@ -94,16 +95,21 @@ static int info_write(const ir_space *sp, const char *run_dir, int n_train, char
 }
 
 int sr_data_norm(ir_space *sp, const char *run_dir, int write, char *err, size_t errlen) {
-    if (!user_source(sp) || sp->std[0] > 0) return 0;
+    if (!user_source(sp)) return 0;
+    int given = sp->std[0] > 0; /* the space's own mean/std */
+    if (given && !write) return 0;
     int bad;
     json_t *j = info_read(run_dir, &bad, err, errlen);
     if (bad) return -1;
     if (j) {
-        int rc = floats_of(json_object_get(j, "mean"), sp->mean, sp->in_c) ||
+        int rc = 0;
+        if (!given) {
+            rc = floats_of(json_object_get(j, "mean"), sp->mean, sp->in_c) ||
                  floats_of(json_object_get(j, "std"), sp->std, sp->in_c);
+            for (int c = 0; !rc && c < sp->in_c; c++)
+                if (!(sp->std[c] > 0)) rc = -1;
+        }
         json_decref(j);
-        for (int c = 0; !rc && c < sp->in_c; c++)
-            if (!(sp->std[c] > 0)) rc = -1;
         if (rc) {
             snprintf(err, errlen, "%s/data.json: no %d-channel 'mean' and positive 'std' (delete the file to compute them "
                                   "again from the training images)",
@@ -112,26 +118,29 @@ int sr_data_norm(ir_space *sp, const char *run_dir, int write, char *err, size_t
         }
         return 0;
     }
+    /* read (and so check) the training split before anything is written */
     rt_dataset d;
     if (sr_data_load(sp, 1, &d, err, errlen)) return -1;
-    rt_data_channel_stats(&d, sp->mean, sp->std);
     int n = d.n;
+    if (!given) rt_data_channel_stats(&d, sp->mean, sp->std);
     rt_dataset_free(&d);
-    for (int c = 0; c < sp->in_c; c++) {
-        if (!(sp->std[c] > 0)) {
-            snprintf(err, errlen, "%s: channel %d is constant over the %d training images (std 0); give 'mean' and 'std' "
-                                  "in the space",
-                     sp->data_path, c, n);
-            return -1;
+    if (!given) {
+        for (int c = 0; c < sp->in_c; c++) {
+            if (!(sp->std[c] > 0)) {
+                snprintf(err, errlen, "%s: channel %d is constant over the %d training images (std 0); give 'mean' and "
+                                      "'std' in the space",
+                         sp->data_path, c, n);
+                return -1;
+            }
         }
+        fprintf(stderr, "data: %d training images; per-channel mean [", n);
+        for (int c = 0; c < sp->in_c; c++) fprintf(stderr, "%s%.6f", c ? ", " : "", (double)sp->mean[c]);
+        fprintf(stderr, "], std [");
+        for (int c = 0; c < sp->in_c; c++) fprintf(stderr, "%s%.6f", c ? ", " : "", (double)sp->std[c]);
+        fprintf(stderr, "] (pixel/255)%s%s%s\n", write && run_dir ? "; stored in " : "", write && run_dir ? run_dir : "",
+                write && run_dir ? "/data.json" : "");
     }
-    fprintf(stderr, "data: %d training images; per-channel mean [", n);
-    for (int c = 0; c < sp->in_c; c++) fprintf(stderr, "%s%.6f", c ? ", " : "", (double)sp->mean[c]);
-    fprintf(stderr, "], std [");
-    for (int c = 0; c < sp->in_c; c++) fprintf(stderr, "%s%.6f", c ? ", " : "", (double)sp->std[c]);
-    fprintf(stderr, "] (pixel/255)%s%s%s\n", write && run_dir ? "; stored in " : "", write && run_dir ? run_dir : "",
-            write && run_dir ? "/data.json" : "");
-    if (write && run_dir && run_dir[0]) return info_write(sp, run_dir, n, err, errlen);
+    if (write && run_dir && run_dir[0]) return info_write(sp, run_dir, n, given, err, errlen);
     return 0;
 }
 

@@ -4,7 +4,8 @@
  * kept in RUN_DIR/data.json, so that evaluation and export of a run agree with its
  * training without reading the training data again:
  *   {"source": "images", "dir": "...", "train_images": 60000, "channels": 1,
- *    "mean": [0.286], "std": [0.353], "classes": ["bag", "coat", ...]}
+ *    "normalisation": "training split", "mean": [0.286], "std": [0.353],
+ *    "classes": ["bag", "coat", ...]}
  *
  * Usage (pipeline/ before a search or retraining, train/cnn.c before an evaluation):
  *   ir_space s = *sp;
@@ -17,11 +18,13 @@
 
 #include "ir/space.h"
 
-/* For npy and image sources whose space gives no normalisation (std[0] == 0): sets
+/* For npy and image sources. When the space gives no normalisation (std[0] == 0), sets
  * sp->mean/std from run_dir/data.json when it exists (run_dir may be NULL), else from the
- * training split (rt_data_channel_stats over all its images; printed to stderr), and
- * with write set stores them in run_dir/data.json (created with the directory, after the
- * data was read). Other sources and spaces with 'mean'/'std': nothing. 0, or -1 with err. */
+ * training split (rt_data_channel_stats over all its images; printed to stderr). With
+ * write set and no data.json yet, the training split is read (and so checked) even when
+ * the space gives mean/std, and run_dir/data.json is written (with the directory) only
+ * after it was read: bad data leaves the run directory untouched. Other sources, and
+ * spaces with 'mean'/'std' when write is 0: nothing. 0, or -1 with err. */
 int sr_data_norm(ir_space *sp, const char *run_dir, int write, char *err, size_t errlen);
 
 /* The directory part of a path ("runs/x/model.dtns" -> "runs/x", "model.dtns" -> "."). */
