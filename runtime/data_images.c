@@ -212,7 +212,8 @@ static void jerr_emit(j_common_ptr cinfo, int level) {
 static int decode_jpeg(const char *path, const unsigned char *buf, size_t len, img *im, char *err, size_t errlen) {
     struct jpeg_decompress_struct ci;
     jerr je;
-    unsigned char *row = NULL;
+    /* volatile: assigned between setjmp and a longjmp back, read after it */
+    unsigned char *volatile row = NULL;
     im->p = NULL;
     ci.err = jpeg_std_error(&je.mgr);
     je.mgr.error_exit = jerr_exit;
@@ -251,7 +252,7 @@ static int decode_jpeg(const char *path, const unsigned char *buf, size_t len, i
     }
     while (ci.output_scanline < ci.output_height) {
         size_t y = ci.output_scanline;
-        JSAMPROW rp = row;
+        JSAMPROW rp = (JSAMPROW)row;
         if (jpeg_read_scanlines(&ci, &rp, 1) != 1) {
             snprintf(je.msg, sizeof je.msg, "no scanline %zu", y);
             longjmp(je.jb, 1);

@@ -153,7 +153,8 @@ static void expect_refusal(const char *dir, const rt_data_want *want, const char
 Test(data_npy, bad_arrays_are_refused_naming_the_file) {
     const char *dir = tu_tmpdir();
     rt_data_want want = {3, H, W, 3};
-    static uint8_t x[N * H * W * 3];
+    enum { XB = N * H * W * 3 };
+    static uint8_t x[XB + 16]; /* room for the trailing-data case */
     int64_t y[N] = {0, 1, 2, 0, 1, 2};
     double xd[N * H * W];
     float xf[N * H * W];
@@ -162,13 +163,13 @@ Test(data_npy, bad_arrays_are_refused_naming_the_file) {
     write_valid(dir, "train");
     write_npy(dir, "x_train.npy", "<f8", "(6, 5, 4)", xd, sizeof xd);
     expect_refusal(dir, &want, "x_train.npy", "must be uint8 or float32, not '<f8'");
-    write_npy(dir, "x_train.npy", "|u1", "(6, 4, 5, 3)", x, sizeof x);
+    write_npy(dir, "x_train.npy", "|u1", "(6, 4, 5, 3)", x, XB);
     expect_refusal(dir, &want, "x_train.npy", "(6, 4, 5, 3) fit neither");
     write_npy(dir, "x_train.npy", "|u1", "(6, 60)", x, 360);
     expect_refusal(dir, &want, "x_train.npy", "not shape (6, 60)");
     char p[600];
     snprintf(p, sizeof p, "%s/x_train.npy", dir);
-    write_npy_v(p, 1, "|u1", "True", "(6, 5, 4, 3)", x, sizeof x);
+    write_npy_v(p, 1, "|u1", "True", "(6, 5, 4, 3)", x, XB);
     expect_refusal(dir, &want, "x_train.npy", "fortran_order is True");
     xf[7] = 1.5f;
     write_npy(dir, "x_train.npy", "<f4", "(6, 5, 4)", xf, sizeof xf);
@@ -185,9 +186,9 @@ Test(data_npy, bad_arrays_are_refused_naming_the_file) {
     rt_dataset_free(&d);
     /* truncated, trailing data, not .npy, length mismatch */
     write_valid(dir, "train");
-    write_npy(dir, "x_train.npy", "|u1", "(6, 5, 4, 3)", x, sizeof x - 10);
+    write_npy(dir, "x_train.npy", "|u1", "(6, 5, 4, 3)", x, XB - 10);
     expect_refusal(dir, &want, "x_train.npy", "truncated: the header announces 360 bytes");
-    write_npy(dir, "x_train.npy", "|u1", "(6, 5, 4, 3)", x, sizeof x + 1);
+    write_npy(dir, "x_train.npy", "|u1", "(6, 5, 4, 3)", x, XB + 1);
     expect_refusal(dir, &want, "x_train.npy", "1 bytes of trailing data");
     FILE *f = fopen(p, "wb");
     fputs("x,y\n1,2\n", f);

@@ -237,7 +237,7 @@ Test(run_data, cifar100_binaries_end_to_end, .timeout = 300) {
 
 Test(run_data, bad_data_stops_run_naming_the_file_before_writing, .init = load_fm, .fini = free_fm, .timeout = 120) {
     const char *dir = tu_tmpdir();
-    char root[600], space[700], cmd[2000], p[800];
+    char root[600], space[700], cmd[2000], p[1200];
     snprintf(root, sizeof root, "%s/images", dir);
     write_image_folder(root);
     /* the second file of a class (a JPEG) cut short: its first 200 bytes */
