@@ -19,6 +19,7 @@
 #include "search/genotype.h"
 #include "search/search.h"
 #include "train/common.h"
+#include "train/data_info.h"
 #include "train/rnn.h"
 #include "train/train.h"
 
@@ -78,12 +79,24 @@ static void progress_lines(void *ctx, const sr_progress *p) {
 
 /* ---- export ---------------------------------------------------------------------------------- */
 
-static int do_export(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *onnx_path,
+static int do_export(const ir_space *sp_in, const ir_genotype *gt, const char *weights, const char *onnx_path,
                      const char *c_dir, const char *name, int max_batch, int fold, double test_acc) {
     char err[1024];
+    /* npy, images: the normalisation and class names of the run (RUN_DIR/data.json) */
+    ir_space s = *sp_in, *sp = &s;
+    char run_dir[4200], **names = NULL;
+    int n_names = 0;
+    sr_dir_of(weights, run_dir, sizeof run_dir);
+    if (sr_data_norm(sp, run_dir, 0, err, sizeof err)) {
+        fprintf(stderr, "dartsc export: %s\n", err);
+        return 1;
+    }
+    if (sr_data_class_names(sp, run_dir, &names, &n_names, err, sizeof err))
+        fprintf(stderr, "dartsc export: warning: no class names in the metadata: %s\n", err);
     sr_infer in;
     if (sr_infer_open(&in, sp, gt, 1, weights, "cpu", err, sizeof err)) {
         fprintf(stderr, "dartsc export: %s\n", err);
+        sr_data_names_free(names, n_names);
         return 1;
     }
     int n = ir_graph_num_nodes(in.net.graph);
@@ -104,7 +117,9 @@ static int do_export(const ir_space *sp, const ir_genotype *gt, const char *weig
                                             "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
     static const char *const cifar[10] = {"airplane", "automobile", "bird", "cat", "deer",
                                           "dog", "frog", "horse", "ship", "truck"};
-    if (sp->classes == 10) m.class_names = sp->data == IR_DATA_CIFAR10 ? cifar : fashion;
+    if (sp->classes == 10 && sp->data == IR_DATA_CIFAR10) m.class_names = cifar;
+    if (sp->classes == 10 && sp->data == IR_DATA_FASHION_MNIST) m.class_names = fashion;
+    if (names && n_names == sp->classes) m.class_names = (const char *const *)names;
     int rc = 0;
     if (onnx_path) {
         cg_onnx_opts oo = cg_onnx_opts_default();
@@ -130,6 +145,7 @@ static int do_export(const ir_space *sp, const ir_genotype *gt, const char *weig
     free(vals);
     ir_eval_labels_free(labels, n);
     sr_infer_close(&in);
+    sr_data_names_free(names, n_names);
     return rc;
 }
 
@@ -247,6 +263,41 @@ int dartsc_cmd_export(int argc, char **argv) {
 
 /* ---- train and eval ---------------------------------------------------------------------------- */
 
+/* Copies the file src to dir/name (atomically; a no-op when they are the same file). */
+static int copy_into(const char *src, const char *dir, const char *name, char *err, size_t errlen) {
+    char dst[4200];
+    snprintf(dst, sizeof dst, "%s/%s", dir, name);
+    struct stat a, b;
+    if (stat(src, &a) == 0 && stat(dst, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) return 0;
+    FILE *f = fopen(src, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot read it again to copy it into %.900s", src, dir);
+        return -1;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0, k;
+    char chunk[65536];
+    while ((k = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (len + k > cap) {
+            cap = 2 * (len + k);
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                snprintf(err, errlen, "%s: out of memory", src);
+                return -1;
+            }
+            buf = nb;
+        }
+        memcpy(buf + len, chunk, k);
+        len += k;
+    }
+    fclose(f);
+    int rc = sr_write_file_atomic(dst, buf ? buf : "", len, err, errlen);
+    free(buf);
+    return rc;
+}
+
 int dartsc_cmd_train(int argc, char **argv) {
     const char *path = NULL, *geno = NULL;
     sr_train_opts o = sr_train_opts_default();
@@ -291,6 +342,12 @@ int dartsc_cmd_train(int argc, char **argv) {
     sr_train_result r;
     if (sr_train(&sp, &gt, &o, &r, err, sizeof err)) {
         fprintf(stderr, "\ndartsc train: error: %s\n", err);
+        return 1;
+    }
+    /* the space and genotype beside the weights: OUT is then a run directory that eval
+       and export accept */
+    if (copy_into(path, o.out_dir, "space.dartsc", err, sizeof err) || copy_into(geno, o.out_dir, "genotype.json", err, sizeof err)) {
+        fprintf(stderr, "dartsc train: %s\n", err);
         return 1;
     }
     if (r.stopped) {

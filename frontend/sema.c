@@ -1027,7 +1027,9 @@ static int lower_network(sema *S) {
 
     /* data */
     fe_stmt *ds = find(&v, "data");
-    static const char *const sources[] = {"fashion_mnist", "cifar10", "text"};
+    /* indexed by ir_data_source */
+    static const char *const sources[] = {"fashion_mnist", "cifar10", "text", "npy", "images", "cifar100"};
+    enum { N_SOURCES = 6 };
     int src = S->kind == K_RNN ? 2 : 1;
     int ds_bad = 0;
     for (int i = 0; ds && i < ds->n_vals; i++) ds_bad |= vbad(ds->vals[i]);
@@ -1036,13 +1038,13 @@ static int lower_network(sema *S) {
                  (ds->n_vals == 1 || ds->vals[1]->kind == FE_V_STRING);
         if (!ok) {
             fe_error(S->cx, ds->key, "for example: data cifar10 \"data/cifar-10-batches-bin\"",
-                     "'data' expects a source (fashion_mnist, cifar10 or text) and an optional directory");
+                     "'data' expects a source (fashion_mnist, cifar10, cifar100, npy, images or text) and an optional directory");
         } else {
             int f = -1;
-            for (int i = 0; i < 3; i++)
+            for (int i = 0; i < N_SOURCES; i++)
                 if (strcmp(ds->vals[0]->s, sources[i]) == 0) f = i;
             if (f < 0) {
-                fe_error(S->cx, ds->vals[0]->tok, fe_suggest(S->cx, ds->vals[0]->s, sources, 3),
+                fe_error(S->cx, ds->vals[0]->tok, fe_suggest(S->cx, ds->vals[0]->s, sources, N_SOURCES),
                          "unknown data source '%s'", ds->vals[0]->s);
             } else if ((f == 2) != (S->kind == K_RNN)) {
                 fe_error(S->cx, ds->vals[0]->tok,
@@ -1051,6 +1053,11 @@ static int lower_network(sema *S) {
             } else {
                 src = f;
                 if (f == 0) sp->data_path[0] = 0; /* the loader's default: Debian's dataset-fashion-mnist */
+                if (f == IR_DATA_CIFAR100) snprintf(sp->data_path, sizeof sp->data_path, "data/cifar-100-binary");
+                if ((f == IR_DATA_NPY || f == IR_DATA_IMAGES) && ds->n_vals == 1)
+                    fe_error(S->cx, ds->vals[0]->tok, f == IR_DATA_NPY ? "for example: data npy \"data/my_arrays\" (docs/DATA.md)"
+                                                                       : "for example: data images \"data/my_images\" (docs/DATA.md)",
+                             "'data %s' needs a directory", sources[f]);
                 if (ds->n_vals == 2) {
                     if (strlen(ds->vals[1]->s) >= sizeof sp->data_path || !ds->vals[1]->s[0])
                         fe_error(S->cx, ds->vals[1]->tok, NULL, "the data directory must have 1 to %d characters",
@@ -1060,7 +1067,20 @@ static int lower_network(sema *S) {
             }
         }
     }
-    sp->data = src == 0 ? IR_DATA_FASHION_MNIST : src == 1 ? IR_DATA_CIFAR10 : IR_DATA_TEXT;
+    sp->data = (ir_data_source)src;
+    /* npy and image folders take their size from 'input' and their normalisation from the
+       training split unless 'mean'/'std' say otherwise (std 0: not given) */
+    int sized = src == IR_DATA_NPY || src == IR_DATA_IMAGES;
+    if (sized) {
+        memset(sp->mean, 0, sizeof sp->mean);
+        memset(sp->std, 0, sizeof sp->std);
+    }
+    if (src == IR_DATA_CIFAR100) { /* over the 50,000 training images, pixel/255 */
+        static const float m100[3] = {0.50707516f, 0.48654887f, 0.44091785f}, s100[3] = {0.26733429f, 0.25643846f, 0.27615047f};
+        sp->classes = 100;
+        memcpy(sp->mean, m100, sizeof m100);
+        memcpy(sp->std, s100, sizeof s100);
+    }
     if (src == 0) {
         sp->in_c = 1;
         sp->in_h = sp->in_w = 28;
@@ -1081,8 +1101,15 @@ static int lower_network(sema *S) {
                     fe_error(S->cx, x->tok, NULL, "input channels must be between 1 and 4, not %d", x->tok->dims[0]);
                 else if (x->tok->dims[1] < 2 || x->tok->dims[2] < 2 || x->tok->dims[1] > 4096 || x->tok->dims[2] > 4096)
                     fe_error(S->cx, x->tok, NULL, "input height and width must be between 2 and 4096");
-                else if (x->tok->dims[0] != sp->in_c || x->tok->dims[1] != sp->in_h || x->tok->dims[2] != sp->in_w) {
-                    fe_error(S->cx, x->tok, "the loader does not resize images", "%s images are %dx%dx%d, not %s",
+                else if (sized) {
+                    if (src == IR_DATA_IMAGES && x->tok->dims[0] != 1 && x->tok->dims[0] != 3)
+                        fe_error(S->cx, x->tok, "images are read as grey (1) or RGB (3)",
+                                 "image folders give 1 or 3 channels, not %d", x->tok->dims[0]);
+                    sp->in_c = x->tok->dims[0];
+                    sp->in_h = x->tok->dims[1];
+                    sp->in_w = x->tok->dims[2];
+                } else if (x->tok->dims[0] != sp->in_c || x->tok->dims[1] != sp->in_h || x->tok->dims[2] != sp->in_w) {
+                    fe_error(S->cx, x->tok, "the loader does not resize these; data images and data npy follow 'input'", "%s images are %dx%dx%d, not %s",
                              sources[src], sp->in_c, sp->in_h, sp->in_w, x->tok->str);
                     if (ds) fe_note(S->cx, ds->key, "the data source is set here");
                 }

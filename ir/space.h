@@ -61,7 +61,13 @@ typedef struct ir_cell {
 
 typedef enum ir_space_kind { IR_SPACE_CNN, IR_SPACE_RNN } ir_space_kind;
 
-typedef enum ir_data_source { IR_DATA_FASHION_MNIST, IR_DATA_CIFAR10, IR_DATA_TEXT } ir_data_source;
+/* docs/DATA.md describes each source; runtime/data.h and runtime/datasets.h read them. */
+typedef enum ir_data_source {
+    IR_DATA_FASHION_MNIST, IR_DATA_CIFAR10, IR_DATA_TEXT,
+    IR_DATA_NPY,      /* DIR/{x,y}_{train,test}.npy, converted to `input` */
+    IR_DATA_IMAGES,   /* DIR/{train,test}/<class>/ PNG or JPEG files, resized to `input` */
+    IR_DATA_CIFAR100  /* DIR/{train,test}.bin, fine labels */
+} ir_data_source;
 
 /* Search and training settings: the DARTS paper's values are the defaults. */
 typedef struct ir_train_config {
@@ -92,7 +98,7 @@ typedef struct ir_space {
     ir_data_source data;
     char data_path[256];
     int in_c, in_h, in_w, classes;
-    float mean[4], std[4]; /* per-channel normalisation */
+    float mean[4], std[4]; /* per-channel normalisation; std 0: from the data (npy, images) */
     /* network */
     int C;          /* initial channels */
     int layers;     /* cells */

@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include <criterion/criterion.h>
+/* after stdio.h, which jpeglib.h needs */
+#include <jpeglib.h>
+#include <png.h>
 
 #include "kernels/kdesc.h"
 #include "runtime/runtime.h"
@@ -95,4 +98,56 @@ void tu_parity_compare_params(tu_parity *t, struct rt_plan *p, const struct rt_t
                      (long long)a->numel);
         tu_parity_compare(t, name, buffer ? rt_node_data(p, i) : rt_node_grad(p, i), a->data, b->data, ir_node_numel(n));
     }
+}
+
+void tu_write_png(const char *path, int c, int h, int w, const uint8_t *interleaved) {
+    png_image pi;
+    memset(&pi, 0, sizeof pi);
+    pi.version = PNG_IMAGE_VERSION;
+    pi.width = (png_uint_32)w;
+    pi.height = (png_uint_32)h;
+    pi.format = c == 1 ? PNG_FORMAT_GRAY : c == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_RGBA;
+    cr_assert(png_image_write_to_file(&pi, path, 0, interleaved, 0, NULL), "%s: %s", path, pi.message);
+}
+
+void tu_write_jpeg(const char *path, int c, int h, int w, const uint8_t *interleaved, int quality) {
+    struct jpeg_compress_struct ci;
+    struct jpeg_error_mgr jm;
+    ci.err = jpeg_std_error(&jm);
+    jpeg_create_compress(&ci);
+    FILE *f = fopen(path, "wb");
+    cr_assert(f, "%s", path);
+    jpeg_stdio_dest(&ci, f);
+    ci.image_width = (JDIMENSION)w;
+    ci.image_height = (JDIMENSION)h;
+    ci.input_components = c;
+    ci.in_color_space = c == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_set_defaults(&ci);
+    jpeg_set_quality(&ci, quality, TRUE);
+    jpeg_start_compress(&ci, TRUE);
+    for (int y = 0; y < h; y++) {
+        JSAMPROW row = (JSAMPROW)(interleaved + (size_t)y * w * c);
+        jpeg_write_scanlines(&ci, &row, 1);
+    }
+    jpeg_finish_compress(&ci);
+    jpeg_destroy_compress(&ci);
+    cr_assert_eq(fclose(f), 0, "%s", path);
+}
+
+void tu_write_npy(const char *path, int version, const char *descr, const char *fortran, const char *shape,
+                  const void *data, size_t bytes) {
+    char dict[600];
+    int n = snprintf(dict, 500, "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }", descr, fortran, shape);
+    int pre = version == 1 ? 10 : 12;
+    int pad = (64 - (pre + n + 1) % 64) % 64;
+    for (int i = 0; i < pad; i++) dict[n++] = ' ';
+    dict[n++] = '\n';
+    FILE *f = fopen(path, "wb");
+    cr_assert(f, "%s", path);
+    fwrite("\x93NUMPY", 1, 6, f);
+    unsigned char v[6] = {(unsigned char)version, 0, (unsigned char)(n & 0xff), (unsigned char)(n >> 8), 0, 0};
+    fwrite(v, 1, version == 1 ? 4 : 6, f);
+    fwrite(dict, 1, (size_t)n, f);
+    if (bytes) fwrite(data, 1, bytes, f);
+    cr_assert_eq(fclose(f), 0, "%s", path);
 }

@@ -21,6 +21,15 @@ char *tu_slurp(const char *path, size_t *n);
 /* A fresh temporary directory (mkdtemp); static buffer. */
 const char *tu_tmpdir(void);
 
+/* Test data files (the assertions fail the calling test when a write fails):
+ * an 8-bit PNG of c = 1, 3 or 4 interleaved channels (libpng), a JPEG of c = 1 or 3 at
+ * the given quality (libjpeg), and a .npy file of format version 1 or 2 with the header
+ * numpy.save writes ({'descr': .., 'fortran_order': .., 'shape': .., } padded to 64). */
+void tu_write_png(const char *path, int c, int h, int w, const uint8_t *interleaved);
+void tu_write_jpeg(const char *path, int c, int h, int w, const uint8_t *interleaved, int quality);
+void tu_write_npy(const char *path, int version, const char *descr, const char *fortran, const char *shape,
+                  const void *data, size_t bytes);
+
 
 /* ---- parity against a reference run in float64 (truth) and float32 ----
  * A tensor passes when dartsc's error e = ||x - x64|| / ||x64|| is at most 1e-4, or, where

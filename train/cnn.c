@@ -11,6 +11,7 @@
 
 #include "checkpoint.h"
 #include "common.h"
+#include "data_info.h"
 #include "runtime/tensorfile.h"
 
 #define WEIGHTS_VERSION 1
@@ -130,10 +131,15 @@ int sr_evaluate_range(const ir_space *sp, const ir_genotype *gt, const char *wei
 
 /* Evaluation over images [begin, begin + count) of a split (count < 0: the test subset), BN
  * with running statistics or, batch_stats set, with each batch's own. */
-static int evaluate(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *device, int train,
+static int evaluate(const ir_space *sp_in, const ir_genotype *gt, const char *weights, const char *device, int train,
                     int begin, int count, int batch_stats, int32_t *pred, int pred_cap, sr_eval_result *res, char *err,
                     size_t errlen) {
     memset(res, 0, sizeof *res);
+    /* npy, images: the normalisation the weights were trained with (data.json beside them) */
+    ir_space s = *sp_in, *sp = &s;
+    char run_dir[4200];
+    sr_dir_of(weights, run_dir, sizeof run_dir);
+    if (sr_data_norm(sp, run_dir, 0, err, errlen)) return -1;
     rt_dataset test, view;
     if (sr_data_load(sp, train, &test, err, errlen)) return -1;
     int n = test.n;

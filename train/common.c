@@ -1,5 +1,6 @@
 /* common.c — see common.h. */
 #include "common.h"
+#include "runtime/datasets.h"
 #include "runtime/runtime.h"
 
 #include <errno.h>
@@ -20,6 +21,12 @@ int sr_data_load(const ir_space *sp, int train, rt_dataset *out, char *err, size
             return -1;
         }
         rc = rt_data_load_cifar10(path, train, out, err, errlen);
+    } else if (sp->data == IR_DATA_CIFAR100) {
+        rc = rt_data_load_cifar100(path, train, out, err, errlen);
+    } else if (sp->data == IR_DATA_NPY || sp->data == IR_DATA_IMAGES) { /* converted to the space's input */
+        rt_data_want want = {.c = sp->in_c, .h = sp->in_h, .w = sp->in_w, .classes = sp->classes};
+        rc = sp->data == IR_DATA_NPY ? rt_data_load_npy(path, train, &want, out, err, errlen)
+                                     : rt_data_load_images(path, train, &want, out, err, errlen);
     } else {
         snprintf(err, errlen, "space '%s': text corpora are for recurrent spaces, which cannot be trained yet", sp->name);
         return -1;
