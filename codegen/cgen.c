@@ -39,6 +39,7 @@ typedef struct cgs {
     int64_t *scratch;    /* floats of arena scratch an op needs while it runs (0: none) */
     int64_t *soff;       /* its offset */
     int64_t arena_floats;
+    int64_t weight_floats; /* floats of the constant arrays written so far */
     int out_owner;
     int uses_relu;
     FILE *f;
@@ -425,6 +426,7 @@ static void put_float(cgs *s, float v) {
 }
 
 static void put_array(cgs *s, const char *what, int node, const float *v, int64_t count) {
+    s->weight_floats += count;
     W("static const float %s_%s%d[%lld] = {", s->P, what, node, (long long)count);
     for (int64_t i = 0; i < count; i++) {
         W(i % 6 ? " " : "\n    ");
@@ -1386,6 +1388,10 @@ int cg_c_write(const cg_model *m, const cg_c_opts *o, const char *dir, char *err
         remove(hpath);
         remove(cpath);
         goto done;
+    }
+    if (o && o->footprint) {
+        o->footprint->weight_bytes = s->weight_floats * 4;
+        o->footprint->arena_bytes = s->arena_floats * 4;
     }
     rc = 0;
 done:

@@ -61,9 +61,16 @@
 
 #include "codegen.h"
 
+/* What the generated C holds in memory: the constant arrays (weights, folded biases, BN
+ * scales) and the static activation arena (NAME_ARENA_BYTES), both in bytes. */
+typedef struct cg_c_footprint {
+    long long weight_bytes, arena_bytes;
+} cg_c_footprint;
+
 typedef struct cg_c_opts {
     int max_batch; /* NAME_MAX_BATCH; <= 0 means 1 */
     int no_fold;   /* 1: keep every BN as scale/shift (tests of the unfolded path) */
+    cg_c_footprint *footprint; /* if not NULL, filled in on success */
 } cg_c_opts;
 
 /* Writes DIR/NAME.h and DIR/NAME.c (NAME = m->name, which must be a C identifier not
