@@ -632,9 +632,10 @@ static void op_head(cgs *s, int i, int n_in) {
  * consecutive positions, V <= 16) accumulated in the local arrays a0..a{KB-1} (first
  * half) and b0..b{KB-1} (second half) while the channel loop streams the input once.
  * xo/yo: the tile's first input/output offset within a channel plane (expressions).
- * HW: the input's channel stride. One named array per output channel and half (not acc[KB][V]): gcc and clang then
- * vectorise the v loop into one 512-bit FMA per array and keep every accumulator in a
- * register; with a 2-d array or one 32-wide loop gcc transposes or spills. */
+ * HW: the input's channel stride. One named array per output channel and half (not
+ * acc[KB][V]): gcc then vectorises the v loop into one 512-bit FMA per array and keeps
+ * every accumulator in a register; with a 2-d array or one 32-wide loop gcc transposes or
+ * spills (and clang 14 spills either way: hence emit_pw_tile_vec). */
 static void emit_pw_tile_plain(cgs *s, int i, int relu_in, int C, long long HW, int KB, int NH, int V, const char *xo,
                                const char *yo, const char *ind);
 
@@ -679,6 +680,8 @@ static void emit_pw_tile_vec(cgs *s, int i, int relu_in, int C, long long HW, in
     W("%s}\n", ind);
 }
 
+/* A tile of 16 positions per half in both forms, behind #if NAME_VEC; a narrower tail
+ * tile (the last positions of a plane) in the plain form only. */
 static void emit_pw_tile(cgs *s, int i, int relu_in, int C, long long HW, int KB, int NH, int V, const char *xo,
                          const char *yo, const char *ind) {
     if (V != 16) {
@@ -759,7 +762,7 @@ static void emit_pointwise(cgs *s, int i, src x) {
         W("        const float *restrict xg = x0 + (ptrdiff_t)n * %lld;\n", (long long)C * H * Wd);
         W("        float *restrict xn = ws; /* (%d, %d, %d): the pixels the stride reads%s */\n", C, Pp, Q,
           x.shift ? " (of x[:, :, 1:, 1:], a fused SHIFT)" : "");
-        W("        for (int c = 0; c < %d; c++)\n            for (int p = 0; p < %d; p++)\n", C, Pp);
+        W("        for (int c = 0; c < %d; c++)\n            %s_ROWS for (int p = 0; p < %d; p++)\n", C, P, Pp);
         W("                for (int q = 0; q < %d; q++) xn[(c * %d + p) * %d + q] = %s%s(xg[(c * %d + p * %d + %d) * %d + q * %d + %d]);\n",
           Q, Pp, Q, P, rd(x.relu), H, sh, x.shift, Wd, sw, x.shift);
     } else {
@@ -813,7 +816,7 @@ static void emit_win_copy(cgs *s, const win *w, const char *xd, const char *rf, 
             if (h1 <= h0 || w1 <= w0) continue;
             long long po = (long long)(a * w->sw + b) * w->Hs * w->Ws;
             int ro = a - w->ph, co = b - w->pw;
-            W("%sfor (int h = %d; h < %d; h++)\n", ind, h0, h1);
+            W("%s%s_ROWS for (int h = %d; h < %d; h++)\n", ind, s->P, h0, h1);
             if (w->sw == 1)
                 W("%s    for (int w = %d; w < %d; w++) %s[%lld + h * %d + w] = %s(xp[(h * %d %c %d) * %d + w %c %d]);\n", ind, w0,
                   w1, xd, po, w->Ws, rf, w->sh, ro < 0 ? '-' : '+', abs(ro), w->Wd, co < 0 ? '-' : '+', abs(co));
@@ -862,7 +865,7 @@ static void emit_direct(cgs *s, int i, src x) {
             W("                        a = %s_FMA(wc[%d], xc[i + %lld], a);\n", P, r * w.kw + t, win_tap(&w, r, t));
     W("                        ys[i] = a;\n                    }\n                }\n");
     if (s->addin[i] >= 0) W("                const float *restrict rp = x1 + ((ptrdiff_t)n * %d + k) * %d;\n", K, w.P * w.Q);
-    W("                for (int p = 0; p < %d; p++)\n", w.P);
+    W("                %s_ROWS for (int p = 0; p < %d; p++)\n", P, w.P);
     W("                    for (int q = 0; q < %d; q++) yp[p * %d + q] = %s%s(ys[p * %d + q])%s;\n", w.Q, w.Q, P,
       rd(s->relu_out[i]), w.Ws, add);
     W("            }\n        }\n}\n");
@@ -947,7 +950,7 @@ static void emit_planewise(cgs *s, int i, src x) {
     if (add) W("    const float *restrict rp = rn + k * %d;\n", PQ);
     char a[64] = "";
     if (add) snprintf(a, sizeof a, " + rp[p * %d + q]", w.Q);
-    W("    for (int p = 0; p < %d; p++)\n", w.P);
+    W("    %s_ROWS for (int p = 0; p < %d; p++)\n", P, w.P);
     if (conv)
         W("        for (int q = 0; q < %d; q++) yp[p * %d + q] = %s%s(yc[p * %d + q])%s;\n}\n", w.Q, w.Q, P,
           rd(s->relu_out[i]), w.Ws, a);
@@ -1000,7 +1003,7 @@ static void emit_dense(cgs *s, int i, src x) {
     W("            float *restrict cc = col + c * %lld;\n", T * PQ);
     for (int r = 0; r < w.kh; r++)
         for (int t = 0; t < w.kw; t++) {
-            W("            for (int p = 0; p < %d; p++)\n", w.P);
+            W("            %s_ROWS for (int p = 0; p < %d; p++)\n", P, w.P);
             W("                for (int q = 0; q < %d; q++) cc[%lld + p * %d + q] = xd[%lld + p * %d + q];\n", w.Q,
               (r * w.kw + t) * PQ, w.Q, win_tap(&w, r, t), w.Ws);
         }
@@ -1177,8 +1180,16 @@ static void write_doc(cgs *s) {
     W(" *   if (%s_infer(in, out, 1) != 0) return -1;\n", s->P);
     W(" *   int best = 0;\n *   for (int k = 1; k < %s_NUM_CLASSES; k++) if (out[k] > out[best]) best = k;\n", s->P);
     W(" *   printf(\"%%d %%s\\n\", best, %s_class_names[best]);\n", s->P);
-    W(" * Build: cc -std=c99 -O2 -c %s.c, link with -lm. Define %s_USE_OPENMP and pass -fopenmp to\n", s->P, s->P);
-    W(" * run the channel loops of the 1x1 convolutions and elementwise ops in parallel.\n");
+    W(" * Build: cc -std=c99 -O2 -c %s.c, link with -lm; any C99 compiler. Define %s_USE_OPENMP\n", s->P, s->P);
+    W(" * and pass -fopenmp to run the channel loops of the 1x1 convolutions and elementwise ops\n");
+    W(" * in parallel. With gcc and clang the hot loops are GNU C vector code, and on x86-64\n");
+    W(" * with glibc a portable build picks AVX-512, AVX+FMA or baseline code when the program\n");
+    W(" * loads (-D%s_NO_DISPATCH: no dispatch; -D%s_PLAIN_C: plain C loops only).\n", s->P, s->P);
+    W(" * What the object needs: libm's expf/tanhf where the network uses them; the source calls\n");
+    W(" * no memcpy, memset, memmove or fmaf, but compilers may turn its copy loops back into\n");
+    W(" * memcpy/memset calls (gcc requires them even -ffreestanding; -fno-builtin for clang,\n");
+    W(" * -fno-tree-loop-distribute-patterns for gcc avoid it); the dispatch needs the compiler\n");
+    W(" * runtime's __cpu_model (libgcc or compiler-rt, linked by default).\n");
     W(" *\n * %s_infer uses one static arena and is not reentrant; threads call\n", s->P);
     W(" * %s_infer_with_arena, each with its own %s_ARENA_BYTES of float-aligned memory.\n", s->P, s->P);
     W(" * Both return 0, or -1 for a NULL pointer or a batch outside 1..%s_MAX_BATCH.\n", s->P);
@@ -1252,6 +1263,11 @@ static void write_prelude(cgs *s) {
     W("#if __has_attribute(target_clones)\n");
     W("#define %s_CLONES __attribute__((target_clones(\"avx512f\", \"fma\", \"default\")))\n", P);
     W("#endif\n#endif\n#ifndef %s_CLONES\n#define %s_CLONES\n#endif\n\n", P, P);
+    W("/* Before the row loop of a copy between planes of different widths: clang 14 unrolls\n"
+      " * the short rows and vectorises across them with gathers and scatters, 2-3x slower than\n"
+      " * the rows' own loops on the machine measured (docs/BENCHMARKS.md). */\n");
+    W("#if defined(__clang__)\n#define %s_ROWS _Pragma(\"clang loop vectorize(disable)\")\n#else\n#define %s_ROWS\n#endif\n\n",
+      P, P);
     if (s->uses_relu) W("static float %s_relu(float v) { return v > 0.0f ? v : 0.0f; }\n", P);
     W("static float %s_id(float v) { return v; }\n", P);
     W("#if %s_VEC /* macros, not functions: a vector argument would change the ABI between clones */\n", P);
@@ -1277,7 +1293,7 @@ static int write_source(cgs *s) {
     const char *P = s->P;
     W("/* %s.c - generated by dartsc from graph '", P);
     put_comment_text(s, ir_graph_name(s->g), " * ");
-    W("'; see %s.h. C99, needs only libm.\n *\n * Schedule (%d ops) and arena offsets in floats (one sample):\n", P, s->n_sched);
+    W("'; see %s.h. C99 (GNU C vectors where the compiler has them).\n *\n * Schedule (%d ops) and arena offsets in floats (one sample):\n", P, s->n_sched);
     for (int t = 0; t < s->n_sched; t++) {
         int i = s->sched[t];
         W(" *   %s_op%d %s '", P, i, s->kind[i] == K_ZERO ? "zero" : ir_op_name(ND(s, i)->op));
