@@ -12,9 +12,84 @@
 #   bench/infer.sh darts_v2 [RUNS] [ROUNDS]        the DARTS_V2 network at search size
 #                                                  (8 cells, C = 16, 32x32, random weights:
 #                                                  bench/darts_v2_run.c)
+#   bench/infer.sh --matrix [RUN_DIR|darts_v2] [RUNS] [ROUNDS]
+#       the compiler matrix instead: the generated C built by gcc and clang at -O2 and -O3,
+#       each with -march=native and portable (the compiler's default target), timed at
+#       batch 1 and 32 in ROUNDS interleaved rounds with onnxruntime; no PyTorch. Prints
+#       a markdown table of ms per image (median over rounds of each run's thread-CPU
+#       median) and the ratio to onnxruntime. With DARTSC_BASE=path/to/an/older/dartsc the older
+#       generator's C is built and timed in the same rounds (rows "base ..."), for before
+#       and after comparisons on a noisy machine.
 # DARTSC_BUILD (default build) is the build directory holding dartsc and darts_v2_run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+matrix() {
+  run="${1:-runs/fashion_mnist}"
+  runs="${2:-200}"
+  rounds="${3:-3}"
+  build="${DARTSC_BUILD:-build}"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  if [ "$run" = darts_v2 ]; then
+    "$build/darts_v2_run" "$tmp/run" >/dev/null
+    run="$tmp/run"
+  fi
+  gens="new"
+  "$build/dartsc" export "$run" --c "$tmp/new" --onnx "$tmp/model.onnx" --max-batch 32 >/dev/null 2>&1
+  if [ -n "${DARTSC_BASE:-}" ]; then
+    gens="base new"
+    "$DARTSC_BASE" export "$run" --c "$tmp/base" --max-batch 32 >/dev/null 2>&1
+  fi
+  variants=""
+  for g in $gens; do
+    for cc in gcc clang; do
+      for o in O2 O3; do
+        for t in native portable; do
+          v="$g-$cc-$o-$t"
+          fl="-std=c99 -$o"
+          [ "$t" = native ] && fl="$fl -march=native"
+          $cc $fl -I"$tmp/$g" bench/cgen_time.c "$tmp/$g/model.c" -lm -o "$tmp/$v"
+          variants="$variants $v"
+        done
+      done
+    done
+  done
+  echo "# $(date -u +%FT%TZ) $run: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores;" \
+       "$(gcc --version | head -1); $(clang --version | head -1); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+  for b in 1 32; do
+    n=$runs
+    [ "$b" = 32 ] && n=$(( (runs + 7) / 8 ))
+    for r in $(seq "$rounds"); do
+      OMP_NUM_THREADS=1 .venv/bin/python bench/ort_time.py "$tmp/model.onnx" "$b" "$n"
+      for v in $variants; do
+        "$tmp/$v" "$b" "$n" | sed "s/^{\"impl\":\"dartsc-c\"/{\"impl\":\"$v\"/"
+      done
+    done
+  done > "$tmp/lines"
+  python3 - "$tmp/lines" $variants <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+print("# medians over rounds (ms per image, thread CPU time); ratio = x / onnxruntime")
+print("| generator | compiler | flags | batch 1 | x ort | batch 32 | x ort |")
+print("|---|---|---|---|---|---|---|")
+med = {}
+for impl in ["onnxruntime"] + sys.argv[2:]:
+    for b in (1, 32):
+        r = [x["cpu_median_ms"] for x in rows if x["impl"] == impl and x["batch"] == b]
+        med[impl, b] = statistics.median(r) / b
+o1, o32 = med["onnxruntime", 1], med["onnxruntime", 32]
+print("| onnxruntime | | 1 thread | %.3f | | %.3f | |" % (o1, o32))
+for v in sys.argv[2:]:
+    g, cc, o, t = v.split("-")
+    print("| %s | %s | -%s %s | %.3f | %.2f | %.3f | %.2f |" % (g, cc, o, "-march=native" if t == "native" else "(portable)",
+          med[v, 1], med[v, 1] / o1, med[v, 32], med[v, 32] / o32))
+PY
+}
+if [ "${1:-}" = --matrix ]; then
+  shift
+  matrix "$@"
+  exit 0
+fi
 run="${1:-runs/fashion_mnist}"
 runs="${2:-200}"
 rounds="${3:-3}"

@@ -39,6 +39,7 @@ typedef struct cgs {
     int64_t *scratch;    /* floats of arena scratch an op needs while it runs (0: none) */
     int64_t *soff;       /* its offset */
     int64_t arena_floats;
+    int64_t weight_floats; /* floats of the constant arrays written so far */
     int out_owner;
     int uses_relu;
     FILE *f;
@@ -425,6 +426,7 @@ static void put_float(cgs *s, float v) {
 }
 
 static void put_array(cgs *s, const char *what, int node, const float *v, int64_t count) {
+    s->weight_floats += count;
     W("static const float %s_%s%d[%lld] = {", s->P, what, node, (long long)count);
     for (int64_t i = 0; i < count; i++) {
         W(i % 6 ? " " : "\n    ");
@@ -619,8 +621,8 @@ static void op_head(cgs *s, int i, int n_in) {
     put_comment_text(s, nd->name, " * ");
     W("' -> (N");
     for (int d = 1; d < nd->ndim; d++) W(", %lld", (long long)nd->shape[d]);
-    W(")%s%s */\nstatic void %s_op%d(float *restrict y", s->relu_out[i] ? ", ReLU fused on output" : "",
-      s->addin[i] >= 0 ? ", plus the last input (a fused ADD)" : "", s->P, i);
+    W(")%s%s */\n%s_CLONES static void %s_op%d(float *restrict y", s->relu_out[i] ? ", ReLU fused on output" : "",
+      s->addin[i] >= 0 ? ", plus the last input (a fused ADD)" : "", s->P, s->P, i);
     for (int j = 0; j < n_in; j++) W(", const float *restrict x%d", j);
     if (s->scratch[i] > 0) W(", float *restrict ws");
     W(", int batch) {\n");
@@ -630,11 +632,71 @@ static void op_head(cgs *s, int i, int n_in) {
  * consecutive positions, V <= 16) accumulated in the local arrays a0..a{KB-1} (first
  * half) and b0..b{KB-1} (second half) while the channel loop streams the input once.
  * xo/yo: the tile's first input/output offset within a channel plane (expressions).
- * HW: the input's channel stride. One named array per output channel and half (not acc[KB][V]): gcc and clang then
- * vectorise the v loop into one 512-bit FMA per array and keep every accumulator in a
- * register; with a 2-d array or one 32-wide loop gcc transposes or spills. */
+ * HW: the input's channel stride. One named array per output channel and half (not
+ * acc[KB][V]): gcc then vectorises the v loop into one 512-bit FMA per array and keeps
+ * every accumulator in a register; with a 2-d array or one 32-wide loop gcc transposes or
+ * spills (and clang 14 spills either way: hence emit_pw_tile_vec). */
+static void emit_pw_tile_plain(cgs *s, int i, int relu_in, int C, long long HW, int KB, int NH, int V, const char *xo,
+                               const char *yo, const char *ind);
+
+/* The same tile on 16-float vectors (V == 16; the GNU C branch): one vector per output
+ * channel and half, the KB weights broadcast by vector-times-scalar. Written out so that
+ * gcc and clang emit the same loop: 2 unaligned loads, KB * NH fused multiply-adds per
+ * input channel, accumulators in registers, one store each. */
+static void emit_pw_tile_vec(cgs *s, int i, int relu_in, int C, long long HW, int KB, int NH, const char *xo,
+                             const char *yo, const char *ind) {
+    const ir_node *nd = ND(s, i);
+    const char *P = s->P, *R = relu_in ? "_vrelu" : "_vid", *A = s->relu_out[i] ? "_vrelu" : "_vid";
+    long long PQ = (long long)nd->shape[2] * nd->shape[3];
+    int bias = s->fold.conv_bn[i] >= 0;
+    W("%s{\n%s    %s_v16 ", ind, ind, P);
+    for (int h = 0; h < NH; h++)
+        for (int j = 0; j < KB; j++) W("%c%d%s", "ab"[h], j, h + 1 < NH || j + 1 < KB ? ", " : ";\n");
+    for (int j = 0; j < KB; j++) {
+        char b0[64];
+        if (bias) snprintf(b0, sizeof b0, "%s_b%d[kb + %d]", P, i, j);
+        else snprintf(b0, sizeof b0, "0.0f");
+        for (int h = 0; h < NH; h++) {
+            if (s->addin[i] >= 0) /* the fused ADD's other term starts the sum */
+                W("%s    %c%d = %s_LD(rk + %lld + %s + %d) + %s;\n", ind, "ab"[h], j, P, j * PQ, yo, 16 * h, b0);
+            else
+                W("%s    %c%d = (%s_v16){0.0f} + %s;\n", ind, "ab"[h], j, P, b0);
+        }
+    }
+    W("%s    for (int c = 0; c < %d; c++) {\n", ind, C);
+    W("%s        const float *restrict xc = xn + c * %lld + %s;\n", ind, HW, xo);
+    W("%s        const float *restrict wc = wb + c * %d;\n", ind, KB);
+    W("%s        const %s_v16 xa = %s%s(%s_LD(xc))", ind, P, P, R, P);
+    if (NH == 2) W(", xb = %s%s(%s_LD(xc + 16))", P, R, P);
+    W(";\n");
+    for (int j = 0; j < KB; j++) {
+        W("%s        a%d = %s_FMA(xa, wc[%d], a%d);\n", ind, j, P, j, j);
+        if (NH == 2) W("%s        b%d = %s_FMA(xb, wc[%d], b%d);\n", ind, j, P, j, j);
+    }
+    W("%s    }\n", ind);
+    for (int j = 0; j < KB; j++)
+        for (int h = 0; h < NH; h++)
+            W("%s    %s_ST(yk + %lld + %s + %d, %s%s(%c%d));\n", ind, P, j * PQ, yo, 16 * h, P, A, "ab"[h], j);
+    W("%s}\n", ind);
+}
+
+/* A tile of 16 positions per half in both forms, behind #if NAME_VEC; a narrower tail
+ * tile (the last positions of a plane) in the plain form only. */
 static void emit_pw_tile(cgs *s, int i, int relu_in, int C, long long HW, int KB, int NH, int V, const char *xo,
                          const char *yo, const char *ind) {
+    if (V != 16) {
+        emit_pw_tile_plain(s, i, relu_in, C, HW, KB, NH, V, xo, yo, ind);
+        return;
+    }
+    W("#if %s_VEC\n", s->P);
+    emit_pw_tile_vec(s, i, relu_in, C, HW, KB, NH, xo, yo, ind);
+    W("#else\n");
+    emit_pw_tile_plain(s, i, relu_in, C, HW, KB, NH, V, xo, yo, ind);
+    W("#endif\n");
+}
+
+static void emit_pw_tile_plain(cgs *s, int i, int relu_in, int C, long long HW, int KB, int NH, int V, const char *xo,
+                               const char *yo, const char *ind) {
     const ir_node *nd = ND(s, i);
     const char *P = s->P, *R = rd(relu_in), *A = rd(s->relu_out[i]);
     long long PQ = (long long)nd->shape[2] * nd->shape[3];
@@ -700,7 +762,7 @@ static void emit_pointwise(cgs *s, int i, src x) {
         W("        const float *restrict xg = x0 + (ptrdiff_t)n * %lld;\n", (long long)C * H * Wd);
         W("        float *restrict xn = ws; /* (%d, %d, %d): the pixels the stride reads%s */\n", C, Pp, Q,
           x.shift ? " (of x[:, :, 1:, 1:], a fused SHIFT)" : "");
-        W("        for (int c = 0; c < %d; c++)\n            for (int p = 0; p < %d; p++)\n", C, Pp);
+        W("        for (int c = 0; c < %d; c++)\n            %s_ROWS for (int p = 0; p < %d; p++)\n", C, P, Pp);
         W("                for (int q = 0; q < %d; q++) xn[(c * %d + p) * %d + q] = %s%s(xg[(c * %d + p * %d + %d) * %d + q * %d + %d]);\n",
           Q, Pp, Q, P, rd(x.relu), H, sh, x.shift, Wd, sw, x.shift);
     } else {
@@ -754,7 +816,7 @@ static void emit_win_copy(cgs *s, const win *w, const char *xd, const char *rf, 
             if (h1 <= h0 || w1 <= w0) continue;
             long long po = (long long)(a * w->sw + b) * w->Hs * w->Ws;
             int ro = a - w->ph, co = b - w->pw;
-            W("%sfor (int h = %d; h < %d; h++)\n", ind, h0, h1);
+            W("%s%s_ROWS for (int h = %d; h < %d; h++)\n", ind, s->P, h0, h1);
             if (w->sw == 1)
                 W("%s    for (int w = %d; w < %d; w++) %s[%lld + h * %d + w] = %s(xp[(h * %d %c %d) * %d + w %c %d]);\n", ind, w0,
                   w1, xd, po, w->Ws, rf, w->sh, ro < 0 ? '-' : '+', abs(ro), w->Wd, co < 0 ? '-' : '+', abs(co));
@@ -782,7 +844,7 @@ static void emit_direct(cgs *s, int i, src x) {
     if (s->addin[i] >= 0) snprintf(add, sizeof add, " + rp[p * %d + q]", w.Q);
     W("    float *restrict xs = ws, *restrict ys = ws + %lld; /* %d x %d phase planes (%d, %d) per channel; output rows %d wide */\n",
       ys_off, w.sh, w.sw, w.Hs, w.Ws, w.Ws);
-    W("    memset(xs, 0, sizeof(float) * %lld); /* the padding stays zero */\n", (long long)(Cg * w.plane + WIN_V));
+    W("    %s_fill(xs, 0.0f, %lld); /* the padding stays zero */\n", P, (long long)(Cg * w.plane + WIN_V));
     W("    for (int n = 0; n < batch; n++)\n        for (int g = 0; g < %d; g++) {\n", G);
     W("            for (int c = 0; c < %d; c++) {\n", Cg);
     W("                const float *restrict xp = x0 + ((ptrdiff_t)n * %d + g * %d + c) * %d;\n", w.C, Cg, w.H * w.Wd);
@@ -803,7 +865,7 @@ static void emit_direct(cgs *s, int i, src x) {
             W("                        a = %s_FMA(wc[%d], xc[i + %lld], a);\n", P, r * w.kw + t, win_tap(&w, r, t));
     W("                        ys[i] = a;\n                    }\n                }\n");
     if (s->addin[i] >= 0) W("                const float *restrict rp = x1 + ((ptrdiff_t)n * %d + k) * %d;\n", K, w.P * w.Q);
-    W("                for (int p = 0; p < %d; p++)\n", w.P);
+    W("                %s_ROWS for (int p = 0; p < %d; p++)\n", P, w.P);
     W("                    for (int q = 0; q < %d; q++) yp[p * %d + q] = %s%s(ys[p * %d + q])%s;\n", w.Q, w.Q, P,
       rd(s->relu_out[i]), w.Ws, add);
     W("            }\n        }\n}\n");
@@ -830,10 +892,10 @@ static void emit_planewise(cgs *s, int i, src x) {
     long long XB = aligned(w.plane + WIN_V), YB = aligned((int64_t)w.P * w.Ws + WIN_V);
     char rf[64];
     snprintf(rf, sizeof rf, "%s%s", P, rd(x.relu));
-    W("\nstatic void %s_op%d_in(float *restrict xs, const float *restrict xn, int k) {\n", P, i);
+    W("\nstatic %s_INLINE void %s_op%d_in(float *restrict xs, const float *restrict xn, int k) {\n", P, P, i);
     W("    const float *restrict xp = xn + k * %d;\n    float *restrict xd = xs + (k & 1) * %lld;\n", w.H * w.Wd, XB);
     emit_win_copy(s, &w, "xd", rf, "    ");
-    W("}\n\nstatic void %s_op%d_taps(float *restrict ys, const float *restrict xs, int k) {\n", P, i);
+    W("}\n\nstatic %s_INLINE void %s_op%d_taps(float *restrict ys, const float *restrict xs, int k) {\n", P, P, i);
     W("    const float *restrict xc = xs + (k & 1) * %lld;\n    float *restrict yc = ys + (k & 1) * %lld;\n", XB, YB);
     if (conv) {
         W("    const float *restrict wc = %s_w%d + k * %d;\n", P, i, T);
@@ -842,6 +904,23 @@ static void emit_planewise(cgs *s, int i, src x) {
     } else {
         W("    (void)k;\n");
     }
+    /* L is a multiple of 16: the vector loop has no remainder. Explicit vectors because
+     * clang 14 leaves this loop scalar after inlining (and gcc vectorises it). The max
+     * as a mask select with the scalar ternary's semantics (x > a ? x : a). */
+    W("#if %s_VEC\n    for (int i = 0; i < %d; i += 16) {\n", P, w.L);
+    for (int r = 0; r < w.kh; r++)
+        for (int t = 0; t < w.kw; t++) {
+            long long o = win_tap(&w, r, t);
+            if (conv && r + t == 0)
+                W("        %s_v16 a = %s_FMA(%s_LD(xc + i + %lld), wc[0], (%s_v16){0.0f} + b);\n", P, P, P, o, P);
+            else if (conv) W("        a = %s_FMA(%s_LD(xc + i + %lld), wc[%d], a);\n", P, P, o, r * w.kw + t);
+            else if (r + t == 0) W("        %s_v16 a = %s_LD(xc + i + %lld);\n", P, P, o);
+            else if (mx)
+                W("        {\n            const %s_v16 x = %s_LD(xc + i + %lld);\n            const %s_v16i m = x > a;\n"
+                  "            a = (%s_v16)(((%s_v16i)x & m) | ((%s_v16i)a & ~m));\n        }\n", P, P, o, P, P, P, P);
+            else W("        a += %s_LD(xc + i + %lld);\n", P, o);
+        }
+    W("        %s_ST(yc + i, a);\n    }\n#else\n", P);
     W("    for (int i = 0; i < %d; i++) {\n", w.L);
     for (int r = 0; r < w.kh; r++)
         for (int t = 0; t < w.kw; t++) {
@@ -851,8 +930,8 @@ static void emit_planewise(cgs *s, int i, src x) {
             else if (mx) W("        a = xc[i + %lld] > a ? xc[i + %lld] : a;\n", o, o);
             else W("        a += xc[i + %lld];\n", o);
         }
-    W("        yc[i] = a;\n    }\n}\n\n");
-    W("static void %s_op%d_out(float *restrict yn, const float *restrict ys, %sint k) {\n", P, i,
+    W("        yc[i] = a;\n    }\n#endif\n}\n\n");
+    W("static %s_INLINE void %s_op%d_out(float *restrict yn, const float *restrict ys, %sint k) {\n", P, P, i,
       add ? "const float *restrict rn, " : "");
     if (!conv && !mx) { /* real pixels per window row / column */
         W("    static const float hn[%d] = {", w.P);
@@ -871,7 +950,7 @@ static void emit_planewise(cgs *s, int i, src x) {
     if (add) W("    const float *restrict rp = rn + k * %d;\n", PQ);
     char a[64] = "";
     if (add) snprintf(a, sizeof a, " + rp[p * %d + q]", w.Q);
-    W("    for (int p = 0; p < %d; p++)\n", w.P);
+    W("    %s_ROWS for (int p = 0; p < %d; p++)\n", P, w.P);
     if (conv)
         W("        for (int q = 0; q < %d; q++) yp[p * %d + q] = %s%s(yc[p * %d + q])%s;\n}\n", w.Q, w.Q, P,
           rd(s->relu_out[i]), w.Ws, a);
@@ -881,8 +960,8 @@ static void emit_planewise(cgs *s, int i, src x) {
     op_head(s, i, add ? 2 : 1);
     W("    float *restrict xs = ws, *restrict ys = ws + %lld; /* 2 x (%d x %d phase planes (%d, %d)), 2 x output rows %d wide */\n",
       2 * XB, w.sh, w.sw, w.Hs, w.Ws, w.Ws);
-    if (mx) W("    for (int i = 0; i < %lld; i++) xs[i] = -INFINITY; /* the padding stays -INFINITY */\n", 2 * XB);
-    else W("    memset(xs, 0, sizeof(float) * %lld); /* the padding stays zero */\n", 2 * XB);
+    if (mx) W("    %s_fill(xs, -INFINITY, %lld); /* the padding stays -INFINITY */\n", P, 2 * XB);
+    else W("    %s_fill(xs, 0.0f, %lld); /* the padding stays zero */\n", P, 2 * XB);
     W("    for (int n = 0; n < batch; n++) {\n");
     W("        const float *restrict xn = x0 + (ptrdiff_t)n * %d;\n", C * w.H * w.Wd);
     W("        float *restrict yn = y + (ptrdiff_t)n * %d;\n", C * PQ);
@@ -915,7 +994,7 @@ static void emit_dense(cgs *s, int i, src x) {
     snprintf(rf, sizeof rf, "%s%s", P, rd(x.relu));
     W("    float *restrict xs = ws, *restrict col = ws + %lld; /* %d x %d phase planes (%d, %d) per channel; (%d, %d, %d) columns */\n",
       col_off, w.sh, w.sw, w.Hs, w.Ws, w.C * T, w.P, w.Q);
-    W("    memset(xs, 0, sizeof(float) * %lld); /* the padding stays zero */\n", (long long)(w.C * w.plane + WIN_V));
+    W("    %s_fill(xs, 0.0f, %lld); /* the padding stays zero */\n", P, (long long)(w.C * w.plane + WIN_V));
     W("    for (int n = 0; n < batch; n++) {\n");
     W("        for (int c = 0; c < %d; c++) {\n", w.C);
     W("            const float *restrict xp = x0 + ((ptrdiff_t)n * %d + c) * %d;\n", w.C, w.H * w.Wd);
@@ -924,7 +1003,7 @@ static void emit_dense(cgs *s, int i, src x) {
     W("            float *restrict cc = col + c * %lld;\n", T * PQ);
     for (int r = 0; r < w.kh; r++)
         for (int t = 0; t < w.kw; t++) {
-            W("            for (int p = 0; p < %d; p++)\n", w.P);
+            W("            %s_ROWS for (int p = 0; p < %d; p++)\n", P, w.P);
             W("                for (int q = 0; q < %d; q++) cc[%lld + p * %d + q] = xd[%lld + p * %d + q];\n", w.Q,
               (r * w.kw + t) * PQ, w.Q, win_tap(&w, r, t), w.Ws);
         }
@@ -948,7 +1027,7 @@ static int write_op(cgs *s, int i) {
     int64_t ps = per_sample(nd);
     if (s->kind[i] == K_ZERO) {
         op_head(s, i, 0);
-        W("    memset(y, 0, sizeof(float) * (size_t)batch * %lld);\n}\n", (long long)ps);
+        W("    %s_fill(y, 0.0f, (ptrdiff_t)batch * %lld);\n}\n", P, (long long)ps);
         return 0;
     }
     if ((nd->op == IR_OP_CONV2D && is_depthwise(s, i)) || nd->op == IR_OP_MAXPOOL || nd->op == IR_OP_AVGPOOL) {
@@ -997,10 +1076,10 @@ static int write_op(cgs *s, int i) {
         for (int j = 0, xi = 0; j < k; j++) {
             int64_t Cx = ND(s, nd->inputs[j])->shape[1];
             if (r[j].node < 0)
-                W("        memset(y + ((ptrdiff_t)n * %lld + %lld) * %lld, 0, sizeof(float) * %lld);\n", (long long)Cy,
+                W("        %s_fill(y + ((ptrdiff_t)n * %lld + %lld) * %lld, 0.0f, %lld);\n", P, (long long)Cy,
                   (long long)off, (long long)HW, (long long)(Cx * HW));
             else
-                W("        memcpy(y + ((ptrdiff_t)n * %lld + %lld) * %lld, x%d + (ptrdiff_t)n * %lld, sizeof(float) * %lld);\n",
+                W("        %s_copy(y + ((ptrdiff_t)n * %lld + %lld) * %lld, x%d + (ptrdiff_t)n * %lld, %lld);\n", P,
                   (long long)Cy, (long long)off, (long long)HW, xi++, (long long)(Cx * HW), (long long)(Cx * HW));
             off += Cx;
         }
@@ -1010,7 +1089,7 @@ static int write_op(cgs *s, int i) {
     case IR_OP_SLICE: {
         int64_t HW = plane_of(nd), Cx = ND(s, nd->inputs[0])->shape[1], L = nd->shape[1];
         W("    for (int n = 0; n < batch; n++)\n");
-        W("        memcpy(y + (ptrdiff_t)n * %lld, x0 + ((ptrdiff_t)n * %lld + %lld) * %lld, sizeof(float) * %lld);\n}\n",
+        W("        %s_copy(y + (ptrdiff_t)n * %lld, x0 + ((ptrdiff_t)n * %lld + %lld) * %lld, %lld);\n}\n", P,
           (long long)(L * HW), (long long)Cx, (long long)nd->iattr[IR_A_SLICE_START], (long long)HW, (long long)(L * HW));
         return 0;
     }
@@ -1023,8 +1102,8 @@ static int write_op(cgs *s, int i) {
             W("                for (int j = 0; j < %d; j++)\n                    y[(((ptrdiff_t)n * %d + c) * %d + i) * %d + j] = "
               "%s_relu(x0[(((ptrdiff_t)n * %d + c) * %d + i + 1) * %d + 1 + j]);\n}\n", Wd - 1, C, H - 1, Wd - 1, P, C, H, Wd);
         else
-            W("                memcpy(y + (((ptrdiff_t)n * %d + c) * %d + i) * %d, x0 + (((ptrdiff_t)n * %d + c) * %d + i + 1) * %d + 1,\n"
-              "                       sizeof(float) * %d);\n}\n", C, H - 1, Wd - 1, C, H, Wd, Wd - 1);
+            W("                %s_copy(y + (((ptrdiff_t)n * %d + c) * %d + i) * %d, x0 + (((ptrdiff_t)n * %d + c) * %d + i + 1) * %d + 1,\n"
+              "                       %d);\n}\n", P, C, H - 1, Wd - 1, C, H, Wd, Wd - 1);
         return 0;
     }
     case IR_OP_GAP: {
@@ -1101,8 +1180,16 @@ static void write_doc(cgs *s) {
     W(" *   if (%s_infer(in, out, 1) != 0) return -1;\n", s->P);
     W(" *   int best = 0;\n *   for (int k = 1; k < %s_NUM_CLASSES; k++) if (out[k] > out[best]) best = k;\n", s->P);
     W(" *   printf(\"%%d %%s\\n\", best, %s_class_names[best]);\n", s->P);
-    W(" * Build: cc -std=c99 -O2 -c %s.c, link with -lm. Define %s_USE_OPENMP and pass -fopenmp to\n", s->P, s->P);
-    W(" * run the channel loops of the 1x1 convolutions and elementwise ops in parallel.\n");
+    W(" * Build: cc -std=c99 -O2 -c %s.c, link with -lm; any C99 compiler. Define %s_USE_OPENMP\n", s->P, s->P);
+    W(" * and pass -fopenmp to run the channel loops of the 1x1 convolutions and elementwise ops\n");
+    W(" * in parallel. With gcc and clang the hot loops are GNU C vector code, and on x86-64\n");
+    W(" * with glibc a portable build picks AVX-512, AVX+FMA or baseline code when the program\n");
+    W(" * loads (-D%s_NO_DISPATCH: no dispatch; -D%s_PLAIN_C: plain C loops only).\n", s->P, s->P);
+    W(" * What the object needs: libm's expf/tanhf where the network uses them; the source calls\n");
+    W(" * no memcpy, memset, memmove or fmaf, but compilers may turn its copy loops back into\n");
+    W(" * memcpy/memset calls (gcc requires them even -ffreestanding; -fno-builtin for clang,\n");
+    W(" * -fno-tree-loop-distribute-patterns for gcc avoid it); the dispatch needs the compiler\n");
+    W(" * runtime's __cpu_model (libgcc or compiler-rt, linked by default).\n");
     W(" *\n * %s_infer uses one static arena and is not reentrant; threads call\n", s->P);
     W(" * %s_infer_with_arena, each with its own %s_ARENA_BYTES of float-aligned memory.\n", s->P, s->P);
     W(" * Both return 0, or -1 for a NULL pointer or a batch outside 1..%s_MAX_BATCH.\n", s->P);
@@ -1132,6 +1219,71 @@ static int write_header(cgs *s) {
     return 0;
 }
 
+/* The macros every op is written with. The comments are emitted too: they are what a
+ * reader of the generated file needs to know about building it. */
+static void write_prelude(cgs *s) {
+    const char *P = s->P;
+    W("#ifdef %s_USE_OPENMP\n#define %s_OMP_FOR _Pragma(\"omp parallel for schedule(static)\")\n", P, P);
+    W("#define %s_OMP_FOR2 _Pragma(\"omp parallel for collapse(2) schedule(static)\")\n#else\n", P);
+    W("#define %s_OMP_FOR\n#define %s_OMP_FOR2\n#endif\n\n", P, P);
+    W("/* Vectors: gcc and clang (GNU C vector extensions) get the pointwise convolutions' tiles\n"
+      " * and the window ops' taps written on 16-float vectors, which each compiler lowers to the\n"
+      " * target's registers (one 512-bit, two 256-bit, four 128-bit SSE or NEON registers), so\n"
+      " * both compile them alike instead of each vectorising (or not) in its own way: clang 14\n"
+      " * leaves the plain taps scalar. Any other C99 compiler, or -D%s_PLAIN_C, gets the same\n"
+      " * loops in plain C; so does gcc when it targets AVX-512 directly (-march=native on an\n"
+      " * AVX-512 machine), where it vectorises the plain loops itself and, as gcc 12 tunes a\n"
+      " * Zen 5 (as znver3), spills the vector tile's inputs (measured 5-30 %% slower). */\n", P);
+    W("#if ((defined(__GNUC__) && __GNUC__ >= 5) || defined(__clang__)) && !defined(%s_PLAIN_C) && \\\n"
+      "    (defined(__clang__) || !defined(__AVX512F__))\n", P);
+    W("#define %s_VEC 1\n", P);
+    W("typedef float %s_v16 __attribute__((vector_size(64)));\n", P);
+    W("typedef float %s_v16u __attribute__((vector_size(64), aligned(4), may_alias)); /* unaligned access */\n", P);
+    W("typedef int %s_v16i __attribute__((vector_size(64)));\n", P);
+    W("#define %s_LD(p) (*(const %s_v16u *)(p))\n#define %s_ST(p, v) (*(%s_v16u *)(p) = (v))\n", P, P, P, P);
+    W("#define %s_INLINE __attribute__((always_inline)) inline\n", P);
+    W("#else\n#define %s_VEC 0\n#define %s_INLINE\n#endif\n\n", P, P);
+    W("/* a * b + c: in the vector code contracted into a fused multiply-add wherever the target\n"
+      " * has one (gcc does not contract under -std=c99 unless told, hence the pragma; clang\n"
+      " * does within an expression); otherwise gcc's and clang's __builtin_fmaf where the target\n"
+      " * has a fast one, fmaf where C99's FP_FAST_FMAF says so. Never a call to fmaf() where\n"
+      " * the compiler can avoid it: under -ffreestanding or -fno-builtin fmaf() stays a call. */\n");
+    W("#if %s_VEC\n#if !defined(__clang__)\n#pragma GCC optimize(\"fp-contract=fast\")\n#endif\n", P);
+    W("#define %s_FMA(a, b, c) ((a) * (b) + (c))\n", P);
+    W("#elif defined(__GNUC__) && defined(__FP_FAST_FMAF)\n#define %s_FMA(a, b, c) __builtin_fmaf(a, b, c)\n", P);
+    W("#elif defined(FP_FAST_FMAF)\n#define %s_FMA(a, b, c) fmaf(a, b, c)\n", P);
+    W("#else\n#define %s_FMA(a, b, c) ((a) * (b) + (c))\n#endif\n\n", P);
+    W("/* gcc at -O2 vectorises only loops it needs no remainder or alias check for (its\n"
+      " * \"very cheap\" cost model); the plane copies and the plain loops need them: -O3's\n"
+      " * model here (measured 10-15 %% faster at -O2 on the demo network). */\n");
+    W("#if defined(__GNUC__) && !defined(__clang__)\n#pragma GCC optimize(\"vect-cost-model=dynamic\")\n#endif\n\n");
+    W("/* Runtime dispatch (x86-64 with glibc, gcc >= 6 or clang >= 14): a build for the baseline\n"
+      " * target still runs every op in AVX-512 or AVX+FMA code where the machine has it (one\n"
+      " * clone per target, chosen when the program loads; features, not arch= names, which\n"
+      " * clang 14 matches as CPU models). Off when the build already targets AVX-512, or with\n"
+      " * -D%s_NO_DISPATCH. */\n", P);
+    W("#if %s_VEC && defined(__x86_64__) && defined(__GLIBC__) && !defined(__AVX512F__) && !defined(%s_NO_DISPATCH) && \\\n"
+      "    defined(__has_attribute)\n", P, P);
+    W("#if __has_attribute(target_clones)\n");
+    W("#define %s_CLONES __attribute__((target_clones(\"avx512f\", \"fma\", \"default\")))\n", P);
+    W("#endif\n#endif\n#ifndef %s_CLONES\n#define %s_CLONES\n#endif\n\n", P, P);
+    W("/* Before the row loop of a copy between planes of different widths: clang 14 unrolls\n"
+      " * the short rows and vectorises across them with gathers and scatters, 2-3x slower than\n"
+      " * the rows' own loops on the machine measured (docs/BENCHMARKS.md). */\n");
+    W("#if defined(__clang__)\n#define %s_ROWS _Pragma(\"clang loop vectorize(disable)\")\n#else\n#define %s_ROWS\n#endif\n\n",
+      P, P);
+    if (s->uses_relu) W("static float %s_relu(float v) { return v > 0.0f ? v : 0.0f; }\n", P);
+    W("static float %s_id(float v) { return v; }\n", P);
+    W("#if %s_VEC /* macros, not functions: a vector argument would change the ABI between clones */\n", P);
+    W("#define %s_vrelu(v) ((%s_v16)((%s_v16i)(v) & ((v) > (%s_v16){0.0f}))) /* v > 0 ? v : +0, as %s_relu */\n", P, P, P, P, P);
+    W("#define %s_vid(v) (v)\n#endif\n", P);
+    W("/* copies and fills as loops: the file calls no C library function besides libm's */\n");
+    W("static void %s_copy(float *restrict y, const float *restrict x, ptrdiff_t n) {\n"
+      "    for (ptrdiff_t i = 0; i < n; i++) y[i] = x[i];\n}\n", P);
+    W("static void %s_fill(float *restrict y, float v, ptrdiff_t n) {\n"
+      "    for (ptrdiff_t i = 0; i < n; i++) y[i] = v;\n}\n\n", P);
+}
+
 static const char *buf_expr(cgs *s, int node, char *b, size_t bl) {
     if (node == s->m->input) return "in";
     if (node == s->out_owner) return "out";
@@ -1145,7 +1297,7 @@ static int write_source(cgs *s) {
     const char *P = s->P;
     W("/* %s.c - generated by dartsc from graph '", P);
     put_comment_text(s, ir_graph_name(s->g), " * ");
-    W("'; see %s.h. C99, needs only libm.\n *\n * Schedule (%d ops) and arena offsets in floats (one sample):\n", P, s->n_sched);
+    W("'; see %s.h. C99 (GNU C vectors where the compiler has them).\n *\n * Schedule (%d ops) and arena offsets in floats (one sample):\n", P, s->n_sched);
     for (int t = 0; t < s->n_sched; t++) {
         int i = s->sched[t];
         W(" *   %s_op%d %s '", P, i, s->kind[i] == K_ZERO ? "zero" : ir_op_name(ND(s, i)->op));
@@ -1153,16 +1305,8 @@ static int write_source(cgs *s) {
         if (i == s->out_owner) W("' -> output\n");
         else W("' -> [%lld, %lld)\n", (long long)s->off[i], (long long)(s->off[i] + per_sample(ND(s, i))));
     }
-    W(" */\n#include \"%s.h\"\n\n#include <math.h>\n#include <stddef.h>\n#include <string.h>\n\n", P);
-    W("#ifdef %s_USE_OPENMP\n#define %s_OMP_FOR _Pragma(\"omp parallel for schedule(static)\")\n", P, P);
-    W("#define %s_OMP_FOR2 _Pragma(\"omp parallel for collapse(2) schedule(static)\")\n#else\n", P);
-    W("#define %s_OMP_FOR\n#define %s_OMP_FOR2\n#endif\n\n", P, P);
-    W("/* a * b + c, fused where the target has a fast fmaf (C99's FP_FAST_FMAF): gcc does not\n"
-      " * contract a * b + c under -std=c99, and the fused form is what the vector units do. */\n");
-    W("#ifdef FP_FAST_FMAF\n#define %s_FMA(a, b, c) fmaf(a, b, c)\n#else\n#define %s_FMA(a, b, c) ((a) * (b) + (c))\n#endif\n\n",
-      P, P);
-    if (s->uses_relu) W("static float %s_relu(float v) { return v > 0.0f ? v : 0.0f; }\n", P);
-    W("static float %s_id(float v) { return v; }\n\n", P);
+    W(" */\n#include \"%s.h\"\n\n#include <math.h>\n#include <stddef.h>\n\n", P);
+    write_prelude(s);
 
     W("const float %s_mean[%s_IN_C] = {", P, P);
     for (int c = 0; c < xi->shape[1]; c++) { W(c ? ", " : ""); put_float(s, c < 4 ? m->mean[c] : 0.f); }
@@ -1184,7 +1328,7 @@ static int write_source(cgs *s) {
     W("\nint %s_infer_with_arena(const float *input, float *output, int batch, void *arena) {\n", P);
     W("    float *A = (float *)arena;\n");
     W("    if (!input || !output || !arena || batch < 1 || batch > %s_MAX_BATCH) return -1;\n", P);
-    W("    (void)%s_id;\n    (void)A;\n", P);
+    W("    (void)%s_id;\n    (void)%s_copy;\n    (void)%s_fill;\n    (void)A;\n", P, P, P);
     W("    /* one sample at a time through the whole schedule: its activations stay in cache */\n");
     W("    for (int n = 0; n < batch; n++) {\n");
     W("        const float *in = input + (ptrdiff_t)n * %s_INPUT_SIZE;\n", P);
@@ -1202,7 +1346,7 @@ static int write_source(cgs *s) {
     }
     W("    }\n");
     if (s->out_owner == m->input)
-        W("    memcpy(output, input, sizeof(float) * (size_t)batch * %s_OUTPUT_SIZE);\n", P);
+        W("    %s_copy(output, input, (ptrdiff_t)batch * %s_OUTPUT_SIZE);\n", P, P);
     W("    return 0;\n}\n\n");
     W("static float %s_arena[%lld];\n\n", P, (long long)(s->arena_floats > 0 ? s->arena_floats : 1));
     W("int %s_infer(const float *input, float *output, int batch) {\n", P);
@@ -1264,6 +1408,10 @@ int cg_c_write(const cg_model *m, const cg_c_opts *o, const char *dir, char *err
         remove(hpath);
         remove(cpath);
         goto done;
+    }
+    if (o && o->footprint) {
+        o->footprint->weight_bytes = s->weight_floats * 4;
+        o->footprint->arena_bytes = s->arena_floats * 4;
     }
     rc = 0;
 done:

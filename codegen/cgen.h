@@ -1,5 +1,6 @@
 /* cgen.h — the standalone C emitter: an inference graph (cg_model) written out as one
- * C99 source file and its header, depending on nothing beyond libm.
+ * C99 source file and its header, calling nothing in the C library beyond libm (see the
+ * generated header's Build paragraph for what compilers may add).
  *
  * DIR/NAME.h declares, all prefixed with the model name:
  *   int NAME_infer(const float *input, float *output, int batch);      static arena
@@ -24,15 +25,22 @@
  *  - Only what m->output needs is emitted; MIXED/WSUM (supernet), SOFTMAX_CE and
  *    EMBEDDING are refused with the node named.
  *
- * Kernels (the emitted code is C99 that gcc and clang vectorise at -O2; each family has
- * a comment in cgen.c saying its loop structure and why):
+ * Kernels (each family has a comment in cgen.c saying its loop structure and why). For gcc
+ * and clang the 1x1 tiles and the window taps are written on GNU C 16-float vectors, so
+ * both compilers emit the same vector code at any -O level and target, with a plain C99
+ * twin for other compilers (NAME_PLAIN_C) and for gcc targeting AVX-512 directly; on
+ * x86-64 glibc every op function is cloned for AVX-512, AVX+FMA and the baseline and
+ * picked at load time (target_clones; NAME_NO_DISPATCH turns it off):
  *  - 1x1 convolutions as register-blocked GEMM tiles (8 output channels x 32 positions
  *    in named local arrays, weights packed at codegen time); strided ones gather first;
  *    dense k x k convolutions (the stem) run the same tiles on an im2col block.
  *  - Depthwise convolutions and pools on zero- (or -INFINITY-) padded phase planes in the
  *    scratch: every tap of any stride or dilation is a unit-stride read, one flat
  *    branch-free loop per plane, software-pipelined over the channels.
- *  - a * b + c goes through NAME_FMA: fmaf where C99's FP_FAST_FMAF says it is fast.
+ *  - a * b + c goes through NAME_FMA: contracted to an FMA in the vector code (gcc: a
+ *    fp-contract pragma), __builtin_fmaf or fmaf where the target has a fast one, never
+ *    a libm call the compiler could avoid (under -fno-builtin fmaf() stays one).
+ *  - Copies and fills are the file's own loops (no memcpy/memset/memmove in the source).
  *  - Optional OpenMP: define NAME_USE_OPENMP (and compile with -fopenmp) to run the
  *    channel loops of the GEMM and elementwise ops in parallel; off by default.
  *
@@ -61,9 +69,16 @@
 
 #include "codegen.h"
 
+/* What the generated C holds in memory: the constant arrays (weights, folded biases, BN
+ * scales) and the static activation arena (NAME_ARENA_BYTES), both in bytes. */
+typedef struct cg_c_footprint {
+    long long weight_bytes, arena_bytes;
+} cg_c_footprint;
+
 typedef struct cg_c_opts {
     int max_batch; /* NAME_MAX_BATCH; <= 0 means 1 */
     int no_fold;   /* 1: keep every BN as scale/shift (tests of the unfolded path) */
+    cg_c_footprint *footprint; /* if not NULL, filled in on success */
 } cg_c_opts;
 
 /* Writes DIR/NAME.h and DIR/NAME.c (NAME = m->name, which must be a C identifier not

@@ -132,13 +132,15 @@ static int do_export(const ir_space *sp_in, const ir_genotype *gt, const char *w
         }
     }
     if (c_dir && !rc) {
-        cg_c_opts co = {.max_batch = max_batch, .no_fold = !fold};
+        cg_c_footprint fp = {0, 0};
+        cg_c_opts co = {.max_batch = max_batch, .no_fold = !fold, .footprint = &fp};
         mkdir(c_dir, 0755);
         if (cg_c_write(&m, &co, c_dir, err, sizeof err)) {
             fprintf(stderr, "dartsc export: %s\n", err);
             rc = 1;
         } else {
-            fprintf(stderr, "wrote %s/%s.h and %s/%s.c\n", c_dir, name, c_dir, name);
+            fprintf(stderr, "wrote %s/%s.h and %s/%s.c (weights %lld bytes, activation arena %lld bytes)\n", c_dir,
+                    name, c_dir, name, fp.weight_bytes, fp.arena_bytes);
         }
     }
     free(gj);

@@ -373,7 +373,10 @@ static double run_and_compare(const char *dir, const char *exe, ref *const *refs
     return worst;
 }
 
-/* gcc and clang at the strict flags, batches 1, 3 and the maximum. */
+/* gcc and clang at the strict flags, batches 1, 3 and the maximum; then the code paths
+ * other targets and compilers take, on this machine: the plain C99 loops (what a compiler
+ * without GNU vector extensions compiles) and the vector code without runtime dispatch
+ * (16-float vectors lowered to the baseline target's 128-bit SSE, as on NEON). */
 static void check_model(built *b, int output, const char *name, int no_fold) {
     const char *dir = tu_tmpdir();
     ref r = run_ref(b, output, 11);
@@ -381,18 +384,22 @@ static void check_model(built *b, int output, const char *name, int no_fold) {
     write_driver(dir, "drv.c", &name, 1);
     char srcs[256];
     snprintf(srcs, sizeof srcs, "drv.c %s.c", name);
-    const char *ccs[2] = {"gcc", "clang"};
+    const char *ccs[4] = {"gcc", "clang", "gcc", "clang"}, *exes[4] = {"gcc", "clang", "gcc_plain", "clang_nodispatch"};
+    const char *defs[4] = {"", "", "_PLAIN_C", "_NO_DISPATCH"};
     ref *rs[1] = {&r};
     double worst = 0;
-    for (int c = 0; c < 2; c++) {
-        compile(dir, ccs[c], CFLAGS, ccs[c], srcs);
+    for (int c = 0; c < 4; c++) {
+        char flags[512];
+        snprintf(flags, sizeof flags, "%s%s%s%s", CFLAGS, *defs[c] ? " -D" : "", *defs[c] ? name : "", defs[c]);
+        compile(dir, ccs[c], flags, exes[c], srcs);
         const int batches[3] = {1, 3, MAXB};
         for (int k = 0; k < 3; k++) {
-            double e = run_and_compare(dir, ccs[c], rs, &name, 1, batches[k]);
+            double e = run_and_compare(dir, exes[c], rs, &name, 1, batches[k]);
             if (e > worst) worst = e;
         }
     }
-    fprintf(stderr, "cgen %s: max rel err vs runtime %.3g (gcc, clang; batch 1, 3, %d)\n", name, worst, MAXB);
+    fprintf(stderr, "cgen %s: max rel err vs runtime %.3g (gcc, clang, plain C, no dispatch; batch 1, 3, %d)\n", name,
+            worst, MAXB);
     ref_free(&r);
     ir_graph_free(b->g);
 }
@@ -477,6 +484,24 @@ Test(cgen, arena_is_planned_by_liveness) {
     }
     cr_expect(arena > 0 && arena * 4 < total, "arena %lld bytes vs %lld bytes of activations", arena, (long long)total);
     fprintf(stderr, "cgen plan: arena %lld bytes, all activations %lld bytes\n", arena, (long long)total);
+    /* the footprint dartsc export prints: the header's arena; the weights are every
+     * parameter but the BNs' statistics and affine vectors, which become one bias per
+     * channel where folded into a conv and a scale and a shift where not */
+    cg_c_footprint fp = {-1, -1};
+    char err[512];
+    cg_model m = {.g = d.g, .values = rd.vals, .input = d.input, .output = d.output, .name = "plan", .test_accuracy = -1};
+    cr_assert(cg_c_write(&m, &(cg_c_opts){.max_batch = MAXB, .footprint = &fp}, dir, err, sizeof err) == 0, "%s", err);
+    int64_t want = 0;
+    for (int i = 0; i < ir_graph_num_nodes(d.g); i++) {
+        const ir_node *nd = ir_graph_node(d.g, i);
+        if (nd->op == IR_OP_PARAM) want += ir_node_numel(nd) * 4;
+        if (nd->op != IR_OP_BATCHNORM) continue;
+        for (int j = 1; j < nd->n_inputs; j++)
+            if (nd->inputs[j] >= 0) want -= ir_node_numel(ir_graph_node(d.g, nd->inputs[j])) * 4;
+        want += (ir_graph_node(d.g, nd->inputs[0])->op == IR_OP_CONV2D ? 1 : 2) * nd->shape[1] * 4;
+    }
+    cr_expect(fp.arena_bytes == arena, "footprint arena %lld, header %lld", fp.arena_bytes, arena);
+    cr_expect(fp.weight_bytes == want, "footprint weights %lld bytes, expected %lld", fp.weight_bytes, (long long)want);
     ref_free(&rd);
     ir_graph_free(d.g);
 }
@@ -621,4 +646,44 @@ Test(cgen, embed_example_builds_and_classifies_a_pgm) {
     cr_expect(strstr(line, want), "classify printed '%s', runtime says '%s'", line, want);
     ref_free(&rd);
     ir_graph_free(d.g);
+}
+
+/* ---- what the object needs from the C library ---------------------------------------------- */
+
+/* Built freestanding without builtins (as for a microcontroller), the object calls no C
+ * library function besides libm's: no fmaf (a * b + c is contracted, not a call), no
+ * memcpy/memset/memmove (the file has its own loops; gcc's loop distribution, which
+ * would turn them back into calls, is off here as it must be in such a build). The
+ * runtime-dispatch resolvers need the compiler runtime's CPU model (__cpu_model,
+ * __cpu_indicator_init from libgcc or compiler-rt; gcc's resolvers also name the
+ * linker-made _GLOBAL_OFFSET_TABLE_), nothing from libc. */
+Test(cgen, freestanding_object_needs_only_libm_and_the_cpu_model) {
+    const char *dir = tu_tmpdir();
+    built b = build_every_op();
+    ref r = run_ref(&b, b.output, 4);
+    gen(&b, &r, b.output, "fs", 0, dir);
+    static const char *const ok[] = {"expf", "tanhf", "__cpu_model", "__cpu_indicator_init", "_GLOBAL_OFFSET_TABLE_"};
+    const char *builds[3][2] = {{"gcc", "-ffreestanding -fno-builtin -fno-tree-loop-distribute-patterns"},
+                                {"clang", "-ffreestanding -fno-builtin"},
+                                {"gcc", "-ffreestanding -fno-builtin -fno-tree-loop-distribute-patterns -march=native"}};
+    for (int k = 0; k < 3; k++) {
+        char cmd[1024], path[512], sym[256];
+        snprintf(cmd, sizeof cmd, "cd %s && %s %s -O2 %s -c fs.c -o fs%d.o && nm -u fs%d.o > fs%d.syms", dir, builds[k][0],
+                 CFLAGS, builds[k][1], k, k, k);
+        cr_assert(sh(cmd) == 0, "%s %s failed", builds[k][0], builds[k][1]);
+        snprintf(path, sizeof path, "%s/fs%d.syms", dir, k);
+        FILE *f = fopen(path, "r");
+        cr_assert(f);
+        int n = 0;
+        while (fscanf(f, " U %255s", sym) == 1) {
+            int allowed = 0;
+            for (size_t j = 0; j < sizeof ok / sizeof *ok; j++) allowed |= strcmp(sym, ok[j]) == 0;
+            cr_expect(allowed, "%s %s: the object needs '%s'", builds[k][0], builds[k][1], sym);
+            n++;
+        }
+        fclose(f);
+        fprintf(stderr, "cgen freestanding (%s %s): %d undefined symbols\n", builds[k][0], builds[k][1], n);
+    }
+    ref_free(&r);
+    ir_graph_free(b.g);
 }
