@@ -1,5 +1,6 @@
 /* cmd_pipeline.c — `dartsc train`, `eval`, `export` and `run` (search -> retrain ->
  * evaluate -> export -> report in one run directory, resumable at any stage). */
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,9 @@ int dartsc_load_space(const char *path, ir_space *sp) {
 static void progress_lines(void *ctx, const sr_progress *p) {
     const char *what = ctx;
     int tty = isatty(2);
+    if (p->warning)
+        fprintf(stderr, "%sdartsc %s: warning: epoch %d step %lld: %s (loss %g)\n", tty ? "\r\033[K" : "", what,
+                p->epoch + 1, (long long)p->step + 1, p->warning, isnan(p->val_loss) ? p->train_loss : fmax(p->train_loss, p->val_loss));
     if (p->candidate_end) {
         fprintf(stderr, "%scandidate %d/%d: architecture split loss %.4f accuracy %.2f%%\n", tty ? "\r\033[K" : "",
                 p->epoch + 1, p->epochs, p->val_loss, 100 * p->val_acc);
@@ -75,6 +79,13 @@ static void progress_lines(void *ctx, const sr_progress *p) {
                 p->images_per_s);
     }
 }
+
+void dartsc_warn_loss_peak(const char *cmd, const char *what, double peak, int64_t step) {
+    if (peak > SR_LOSS_WARN)
+        fprintf(stderr, "dartsc %s: warning: the %s loss reached %g (step %lld): it exploded numerically although it "
+                "stayed finite; the result is doubtful (lower the learning rate?)\n", cmd, what, peak, (long long)step + 1);
+}
+#define warn_peak dartsc_warn_loss_peak
 
 /* ---- export ---------------------------------------------------------------------------------- */
 
@@ -297,6 +308,7 @@ int dartsc_cmd_train(int argc, char **argv) {
         fprintf(stderr, "dartsc train: stopped; continue with --resume\n");
         return 130;
     }
+    warn_peak("train", "training", r.loss_peak, r.loss_peak_step);
     if (sp.kind == IR_SPACE_RNN) { /* train/rnn.c: train_acc holds the last validation perplexity */
         printf("trained in %.1f s; last epoch validation perplexity %.2f; weights in %s/model.dtns\n", r.seconds,
                r.train_acc, o.out_dir);
@@ -322,10 +334,12 @@ static int rnn_eval_print(const ir_space *sp, const ir_genotype *gt, const char 
            (long long)ev.valid_tokens, ev.test_ppl, (long long)ev.test_tokens);
     FILE *f = results ? fopen(results, "w") : NULL;
     if (f) {
-        fprintf(f, "{\"valid_perplexity\":%.4f,\"test_perplexity\":%.4f,\"valid_loss\":%.6f,\"test_loss\":%.6f,"
+        char n[4][32];
+        fprintf(f, "{\"valid_perplexity\":%s,\"test_perplexity\":%s,\"valid_loss\":%s,\"test_loss\":%s,"
                    "\"search_seconds\":%.1f,\"train_seconds\":%.1f,\"eval_seconds\":%.1f}\n",
-                ev.valid_ppl, ev.test_ppl, ev.valid_loss, ev.test_loss, times ? times[0] : 0, times ? times[1] : 0,
-                sr_now() - t0);
+                sr_json_num(n[0], 32, "%.4f", ev.valid_ppl), sr_json_num(n[1], 32, "%.4f", ev.test_ppl),
+                sr_json_num(n[2], 32, "%.6f", ev.valid_loss), sr_json_num(n[3], 32, "%.6f", ev.test_loss),
+                times ? times[0] : 0, times ? times[1] : 0, sr_now() - t0);
         fclose(f);
     }
     return 0;
@@ -456,6 +470,7 @@ int dartsc_cmd_run(int argc, char **argv) {
             fprintf(stderr, "dartsc run: stopped during the search; rerun the same command to resume\n");
             return 130;
         }
+        warn_peak("run", "search", r.loss_peak, r.loss_peak_step);
         times[0] = r.seconds;
         snprintf(p, sizeof p, "%s/search.done", out);
         f = fopen(p, "w");
@@ -492,6 +507,7 @@ int dartsc_cmd_run(int argc, char **argv) {
             fprintf(stderr, "dartsc run: stopped during retraining; rerun the same command to resume\n");
             return 130;
         }
+        warn_peak("run", "retraining", r.loss_peak, r.loss_peak_step);
         times[1] = r.seconds;
         snprintf(p, sizeof p, "%s/train.done", out);
         FILE *f = fopen(p, "w");
@@ -543,9 +559,11 @@ int dartsc_cmd_run(int argc, char **argv) {
     snprintf(rp, sizeof rp, "%s/results.json", out);
     FILE *f = fopen(rp, "w");
     if (f) {
-        fprintf(f, "{\"test_accuracy\":%.6f,\"test_loss\":%.6f,\"test_images\":%d,\"search_seconds\":%.1f,\"train_seconds\":%.1f,"
+        char n[2][32];
+        fprintf(f, "{\"test_accuracy\":%s,\"test_loss\":%s,\"test_images\":%d,\"search_seconds\":%.1f,\"train_seconds\":%.1f,"
                    "\"eval_seconds\":%.1f,\"export_seconds\":%.1f,\"strategy\":\"%s\",\"device\":\"%s\"}\n",
-                ev.acc, ev.loss, ev.n, times[0], times[1], times[2], times[3], dartsc_strategy_name(so.strategy), device);
+                sr_json_num(n[0], 32, "%.6f", ev.acc), sr_json_num(n[1], 32, "%.6f", ev.loss), ev.n, times[0], times[1],
+                times[2], times[3], dartsc_strategy_name(so.strategy), device);
         fclose(f);
     }
     /* 5. report */

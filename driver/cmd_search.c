@@ -1,6 +1,7 @@
 /* cmd_search.c — `dartsc search SPACE`: flags override the DSL, signals checkpoint and
  * stop, a progress bar on a terminal (plain log lines otherwise), SVG cell pictures when
  * Graphviz's `dot` is installed. */
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,9 @@ static void fmt_eta(double s, char *buf, size_t n) {
 static void show_progress(void *ctx, const sr_progress *p) {
     prog *pg = ctx;
     char eta[32];
+    if (p->warning)
+        fprintf(stderr, "%sdartsc search: warning: epoch %d step %lld: %s (loss %g)\n", pg->tty ? "\r\033[K" : "",
+                p->epoch + 1, (long long)p->step + 1, p->warning, isnan(p->val_loss) ? p->train_loss : fmax(p->train_loss, p->val_loss));
     fmt_eta(p->eta_s, eta, sizeof eta);
     if (p->candidate_end) {
         fprintf(stderr, "%scandidate %d/%d", pg->tty ? "\r\033[K" : "", p->epoch + 1, p->epochs);
@@ -169,6 +173,7 @@ int dartsc_cmd_search(int argc, char **argv) {
                 (long long)res.steps, o.out_dir);
         return 130;
     }
+    dartsc_warn_loss_peak("search", "search", res.loss_peak, res.loss_peak_step);
     dartsc_render_cells(o.out_dir);
     printf("genotype: ");
     sr_genotype_print(&sp, &res.genotype, stdout);

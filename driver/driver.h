@@ -28,6 +28,9 @@ void dartsc_search_overrides_init(dartsc_search_overrides *ov);
 int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options *o, dartsc_search_overrides *ov);
 void dartsc_search_overrides_apply(const dartsc_search_overrides *ov, ir_space *sp);
 const char *dartsc_strategy_name(sr_strategy s);
+/* A warning on stderr when a loop's loss went above SR_LOSS_WARN (train/common.h) without
+ * becoming non-finite (which stops the loop with an error). */
+void dartsc_warn_loss_peak(const char *cmd, const char *what, double peak, int64_t step);
 /* Compiles a space file, rendering its diagnostics on stderr; 0, or -1 on errors. */
 int dartsc_load_space(const char *path, ir_space *sp);
 /* RUN_DIR/{normal,reduce}.svg from the .dot files when Graphviz's dot is installed. */

@@ -317,6 +317,16 @@ static void evaluate_split(run *r, double *loss, double *acc) {
     *acc = nb ? sc / (double)(nb * b) : NAN;
 }
 
+/* Weights and alpha finite before they go into a checkpoint, alpha.jsonl or a genotype. */
+static int check_finite(run *r, float lr, char *err, size_t errlen) {
+    double w = sr_group_sumsq(r->p, IR_ROLE_WEIGHT), a = sr_group_sumsq(r->p, IR_ROLE_ARCH);
+    if (isfinite(w) && isfinite(a)) return 0;
+    int64_t s = r->step > 0 ? r->step - 1 : 0, g = r->global_step > 0 ? r->global_step - 1 : 0;
+    return sr_diverged(err, errlen, isfinite(w) ? "the sum of squares of alpha" : "the sum of squares of the weights",
+                       isfinite(w) ? a : w, r->epoch - (r->step == 0 && r->epoch > 0),
+                       r->step > 0 ? s : r->steps_per_epoch - 1, g, lr, r->path_ckpt);
+}
+
 /* ---- the loop ------------------------------------------------------------------------------------ */
 
 static void free_run(run *r) {
@@ -407,7 +417,7 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
         float lr = sr_cosine_lr(tc, r.epoch);
         while (r.step < r.steps_per_epoch) {
             if ((o->stop && *o->stop) || (o->stop_after_steps > 0 && r.global_step >= o->stop_after_steps)) {
-                if (save_checkpoint(&r, err, errlen)) goto out;
+                if (check_finite(&r, lr, err, errlen) || save_checkpoint(&r, err, errlen)) goto out;
                 res->stopped = 1;
                 res->steps = r.global_step;
                 res->seconds = sr_now() - t0;
@@ -415,6 +425,7 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
                 goto out;
             }
             float val_loss = NAN, val_acc = NAN;
+            int have_val = 0;
             sr_next_batch(&r.lw, r.xt, r.yt);
             /* the alpha step */
             if (o->strategy == SR_DARTS || o->strategy == SR_COORD) {
@@ -434,6 +445,12 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
                     val_loss = rt_loss(r.p);
                     val_acc = (double)rt_last_correct(r.p) / tc->batch;
                 }
+                have_val = 1;
+                if (!isfinite(val_loss)) {
+                    sr_diverged(err, errlen, "the architecture-split loss", val_loss, r.epoch, r.step, r.global_step, lr,
+                                r.path_ckpt);
+                    goto out;
+                }
                 r.adam_t++;
                 r.be->adam_step(r.be, ga.data, r.adam_m, r.adam_v, ga.grad, r.na, tc->a_lr, tc->a_beta1, tc->a_beta2,
                                 ADAM_EPS, tc->a_wd, r.adam_t);
@@ -444,7 +461,22 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
             rt_pass(r.p, 1, o->strategy == SR_JOINT ? (RT_GRAD_W | RT_GRAD_ARCH) : RT_GRAD_W);
             float train_loss = rt_loss(r.p);
             double train_acc = (double)rt_last_correct(r.p) / tc->batch;
-            sr_clip_weight_grads(r.p, tc->w_clip);
+            /* a non-finite loss or gradient stops the search before it reaches the weights,
+               the logs or a checkpoint (the CUDA path clips on the device: the loss only) */
+            double gnorm = isfinite(train_loss) ? sr_clip_weight_grads(r.p, tc->w_clip) : 0;
+            if (!isfinite(train_loss) || !isfinite(gnorm)) {
+                sr_diverged(err, errlen, isfinite(train_loss) ? "the weight gradient norm" : "the training loss",
+                            isfinite(train_loss) ? gnorm : train_loss, r.epoch, r.step, r.global_step, lr, r.path_ckpt);
+                goto out;
+            }
+            const char *warning = NULL;
+            double peak = fmax(train_loss, have_val ? val_loss : 0);
+            if (peak > res->loss_peak) {
+                if (peak > SR_LOSS_WARN && res->loss_peak <= SR_LOSS_WARN)
+                    warning = "the loss exceeds 100: the search is exploding numerically (learning rate too high?)";
+                res->loss_peak = peak;
+                res->loss_peak_step = r.global_step;
+            }
             r.be->sgd_step(r.be, gw.data, r.sgd_buf, gw.grad, r.nw, lr, tc->w_momentum, tc->w_wd);
             momentum_live = 1;
             if (o->strategy == SR_JOINT) {
@@ -457,27 +489,34 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
             double tnow = sr_now();
             double ips = (double)steps_done * tc->batch / (tnow - tstep);
             int64_t left = (int64_t)(tc->epochs - r.epoch) * r.steps_per_epoch - r.step - 1;
-            char line[512];
+            char line[512], n1[32];
             snprintf(line, sizeof line,
                      "{\"epoch\":%d,\"step\":%lld,\"global_step\":%lld,\"train_loss\":%.6g,\"train_acc\":%.6g,"
-                     "\"val_loss\":%.6g,\"val_acc\":%.6g,\"lr\":%.6g,\"alpha_lr\":%.6g,\"images_per_s\":%.4g}\n",
+                     "\"val_loss\":%.6g,\"val_acc\":%.6g,\"lr\":%.6g,\"alpha_lr\":%.6g,\"images_per_s\":%s}\n",
                      r.epoch, (long long)r.step, (long long)r.global_step, train_loss, train_acc,
-                     isnan(val_loss) ? -1.0 : val_loss, isnan(val_acc) ? -1.0 : val_acc, lr,
-                     tc->a_lr, ips);
+                     have_val ? val_loss : -1.0, have_val && isfinite(val_acc) ? val_acc : -1.0, lr,
+                     tc->a_lr, sr_json_num(n1, sizeof n1, "%.4g", ips));
             append_line(r.path_metrics, line);
             if (o->progress) {
                 sr_progress pr = {.epoch = r.epoch, .epochs = tc->epochs, .step = r.step, .steps_per_epoch = r.steps_per_epoch,
                                   .train_loss = train_loss, .train_acc = train_acc, .val_loss = val_loss, .val_acc = val_acc,
-                                  .lr = lr, .images_per_s = ips, .eta_s = (double)left * tc->batch / (ips > 0 ? ips : 1)};
+                                  .lr = lr, .images_per_s = ips, .eta_s = (double)left * tc->batch / (ips > 0 ? ips : 1),
+                                  .warning = warning};
                 o->progress(o->progress_ctx, &pr);
             }
             r.step++;
             r.global_step++;
         }
         /* end of epoch: alpha snapshot, accuracy on the architecture split, genotype, checkpoint */
-        write_alpha_epoch(&r);
+        if (check_finite(&r, lr, err, errlen)) goto out;
         double vl, va;
         evaluate_split(&r, &vl, &va);
+        if (!isfinite(vl)) {
+            sr_diverged(err, errlen, "the architecture-split loss at the epoch's end", vl, r.epoch, r.steps_per_epoch - 1,
+                        r.global_step - 1, lr, r.path_ckpt);
+            goto out;
+        }
+        write_alpha_epoch(&r);
         res->val_acc = va;
         if (o->progress) {
             sr_progress pr = {.epoch = r.epoch, .epochs = tc->epochs, .step = r.steps_per_epoch, .steps_per_epoch = r.steps_per_epoch,

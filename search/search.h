@@ -60,6 +60,8 @@ typedef struct sr_result {
     double seconds;
     int stopped;       /* 1: stopped early with a checkpoint (resume to finish) */
     int64_t steps;
+    double loss_peak;       /* the largest training or architecture-split loss of this invocation */
+    int64_t loss_peak_step; /* its step (0-based, of the whole run); above SR_LOSS_WARN the driver warns */
 } sr_result;
 
 sr_options sr_options_default(void);

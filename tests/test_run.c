@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
 
 #include "testutil.h"
 
@@ -142,3 +145,82 @@ Test(run, evolution_run_report_shows_its_candidates, .timeout = 600) {
     cr_expect(ink > 0.01, "screenshot ink %.4f", ink);
     free(dom);
 }
+
+/* ---- divergence ------------------------------------------------------------------------------ */
+
+/* Every line of a jsonl file (or the whole of a .json file) is valid JSON: no nan/-nan/inf
+ * tokens. Returns the number of documents. */
+static int expect_valid_json_lines(const char *dir, const char *name) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char line[1 << 16];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        json_error_t e;
+        json_t *j = json_loads(line, 0, &e);
+        cr_expect(j, "%s line %d is not JSON (%s): %s", path, n + 1, e.text, line);
+        json_decref(j);
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+static int file_exists(const char *dir, const char *name) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+/* Fails before the divergence fix: training ran on to NaN with exit 0, wrote -nan into
+ * train_metrics.jsonl and results.json, and exported the NaN model. */
+Test(run, divergence_stops_naming_the_step_keeps_the_checkpoint_and_exports_nothing, .timeout = 300) {
+    const char *bin = getenv("DARTSC_BIN");
+    cr_assert(bin);
+    char dir[300], path[600], cmd[2048];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    snprintf(path, sizeof path, "%s/hot.dartsc", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    /* learning rate 300 without clipping: the retraining's gradient is NaN at epoch 2 step 3
+       (its epoch-1 checkpoint is good); the search's loss explodes to hundreds but stays finite */
+    fputs("ops darts = { none, max_pool(3), avg_pool(3), skip, sep_conv(3), sep_conv(5), dil_conv(3, 2), dil_conv(5, 2) }\n"
+          "cell normal { nodes 2; keep 2; ops darts }\ncell reduce : normal { reduction }\n"
+          "network tiny { data fashion_mnist; input 1x28x28; classes 10; C 4; layers 3 }\n"
+          "settings s { batch 16; lr 300; momentum 0.9; weight_decay 3e-4; clip 0; seed 1 }\n"
+          "search : s { epochs 3; order 1; subset 128 }\n"
+          "train : s { C 4; layers 3; epochs 2; subset 64; test_subset 100; drop_path 0; aux_weight 0 }\n", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s run %s --out %s/run > %s/run.log 2>&1", bin, path, dir, dir);
+    int rc = sh(cmd);
+    snprintf(path, sizeof path, "%s/run.log", dir);
+    char *log = tu_slurp(path, NULL);
+    cr_assert(log);
+    cr_expect_eq(rc, 1, "exit %d: %s", rc, log);
+    cr_expect(strstr(log, "train: diverged at epoch 2 step 3 (step 7 of the run): the weight gradient norm is not a number (NaN)"),
+              "%s", log);
+    cr_expect(strstr(log, "learning rate (150) is probably too high"), "%s", log);
+    cr_expect(strstr(log, "the last good checkpoint is kept: ") && strstr(log, "run/train_checkpoint.dtns"), "%s", log);
+    /* the exploding but finite search: warned about, recorded, not stopped */
+    cr_expect(strstr(log, "warning: the search loss reached"), "%s", log);
+    free(log);
+    char run[400];
+    snprintf(run, sizeof run, "%s/run", dir);
+    cr_expect(file_exists(run, "train_checkpoint.dtns"));
+    const char *absent[] = {"model.dtns", "model.onnx", "c", "results.json", "report.html"};
+    for (int i = 0; i < 5; i++) cr_expect(!file_exists(run, absent[i]), "%s written after divergence", absent[i]);
+    cr_expect_eq(expect_valid_json_lines(run, "metrics.jsonl"), 12);
+    cr_expect_eq(expect_valid_json_lines(run, "alpha.jsonl"), 3);
+    cr_expect_eq(expect_valid_json_lines(run, "train_metrics.jsonl"), 6, "the NaN step is not logged");
+    /* resuming meets the same NaN and stops the same way, from the kept checkpoint */
+    snprintf(cmd, sizeof cmd, "%s run %s/hot.dartsc --out %s/run > %s/run2.log 2>&1", bin, dir, dir, dir);
+    cr_expect_eq(sh(cmd), 1);
+    snprintf(path, sizeof path, "%s/run2.log", dir);
+    log = tu_slurp(path, NULL);
+    cr_expect(log && strstr(log, "== retrain (resuming)") && strstr(log, "diverged at epoch 2 step 3"), "%s", log);
+    free(log);
+    cr_expect_eq(expect_valid_json_lines(run, "train_metrics.jsonl"), 6);
+}
+

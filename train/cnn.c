@@ -275,6 +275,16 @@ static int tload(trun *t, char *err, size_t errlen) {
     return 0;
 }
 
+/* Weights and BN statistics finite before they go into a checkpoint or model.dtns. */
+static int tcheck_finite(trun *t, float lr, char *err, size_t errlen) {
+    double w = sr_group_sumsq(t->p, IR_ROLE_WEIGHT), b = sr_group_sumsq(t->p, IR_ROLE_BUFFER);
+    if (isfinite(w) && isfinite(b)) return 0;
+    return sr_diverged(err, errlen,
+                       isfinite(w) ? "the sum of squares of the batch-norm statistics" : "the sum of squares of the weights",
+                       isfinite(w) ? b : w, t->epoch, t->step > 0 ? t->step - 1 : 0,
+                       t->global_step > 0 ? t->global_step - 1 : 0, lr, t->ckpt);
+}
+
 static void tfree(trun *t) {
     if (t->p) {
         if (t->buf) t->be->free(t->be, t->buf);
@@ -365,7 +375,7 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
         nsum = 0;
         while (t.step < t.steps_per_epoch) {
             if ((o->stop && *o->stop) || (o->stop_after_steps > 0 && t.global_step >= o->stop_after_steps)) {
-                if (tsave(&t, err, errlen)) goto out;
+                if (tcheck_finite(&t, lr, err, errlen) || tsave(&t, err, errlen)) goto out;
                 res->stopped = 1;
                 res->steps = t.global_step;
                 res->seconds = sr_now() - t0;
@@ -378,7 +388,21 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
             rt_pass(t.p, 1, RT_GRAD_W);
             float loss = rt_loss(t.p);
             double acc = (double)rt_last_correct(t.p) / tc->batch;
-            sr_clip_weight_grads(t.p, tc->w_clip);
+            /* a non-finite loss or gradient stops before it reaches the weights, the log or a
+               checkpoint (the CUDA path clips on the device: the loss only) */
+            double gnorm = isfinite(loss) ? sr_clip_weight_grads(t.p, tc->w_clip) : 0;
+            if (!isfinite(loss) || !isfinite(gnorm)) {
+                sr_diverged(err, errlen, isfinite(loss) ? "the weight gradient norm" : "the training loss",
+                            isfinite(loss) ? gnorm : loss, t.epoch, t.step, t.global_step, lr, t.ckpt);
+                goto out;
+            }
+            const char *warning = NULL;
+            if (loss > res->loss_peak) {
+                if (loss > SR_LOSS_WARN && res->loss_peak <= SR_LOSS_WARN)
+                    warning = "the loss exceeds 100: training is exploding numerically (learning rate too high?)";
+                res->loss_peak = loss;
+                res->loss_peak_step = t.global_step;
+            }
             t.be->sgd_step(t.be, gw.data, t.buf, gw.grad, gw.n, lr, tc->w_momentum, tc->w_wd);
             t.be->synchronize(t.be);
             done++;
@@ -386,12 +410,12 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
             sum_acc += acc;
             nsum++;
             double ips = (double)done * tc->batch / (sr_now() - tstart);
-            char line[384];
+            char line[384], n1[32];
             snprintf(line, sizeof line,
                      "{\"epoch\":%d,\"step\":%lld,\"global_step\":%lld,\"train_loss\":%.6g,\"train_acc\":%.6g,\"lr\":%.6g,"
-                     "\"drop_path\":%.4g,\"images_per_s\":%.4g}\n",
+                     "\"drop_path\":%.4g,\"images_per_s\":%s}\n",
                      t.epoch, (long long)t.step, (long long)t.global_step, loss, acc, lr,
-                     tc->drop_path * (float)t.epoch / (float)tc->epochs, ips);
+                     tc->drop_path * (float)t.epoch / (float)tc->epochs, sr_json_num(n1, sizeof n1, "%.4g", ips));
             FILE *f = fopen(t.metrics, "a");
             if (f) {
                 fputs(line, f);
@@ -401,12 +425,14 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
                 int64_t left = (int64_t)(tc->epochs - t.epoch) * t.steps_per_epoch - t.step - 1;
                 sr_progress pr = {.epoch = t.epoch, .epochs = tc->epochs, .step = t.step, .steps_per_epoch = t.steps_per_epoch,
                                   .train_loss = loss, .train_acc = acc, .val_loss = NAN, .val_acc = NAN, .lr = lr,
-                                  .images_per_s = ips, .eta_s = (double)left * tc->batch / (ips > 0 ? ips : 1)};
+                                  .images_per_s = ips, .eta_s = (double)left * tc->batch / (ips > 0 ? ips : 1),
+                                  .warning = warning};
                 o->progress(o->progress_ctx, &pr);
             }
             t.step++;
             t.global_step++;
         }
+        if (tcheck_finite(&t, lr, err, errlen)) goto out;
         t.epoch++;
         t.step = 0;
         if (tsave(&t, err, errlen)) goto out;

@@ -240,16 +240,17 @@ int sr_lm_loop(sr_lm *m, const sr_lm_hooks *hooks, int resume, volatile sig_atom
             sr_lm_set_tar(m, 1);
             rt_forward(m->p, 1);
             float loss = sr_lm_last_ce(m); /* reported: the cross-entropy; the step also descends the tar term */
+            /* a non-finite loss stops the run before it reaches the weights, the log or a checkpoint */
+            if (!isfinite(loss) || (hooks && hooks->arch_step && !isfinite(val_loss))) {
+                rc = sr_diverged(err, errlen, isfinite(loss) ? "the validation loss" : "the training loss",
+                                 isfinite(loss) ? val_loss : loss, m->epoch, m->step, m->global_step, lr, m->path_ckpt);
+                goto out;
+            }
             rt_read(m->p, m->net.hT, m->h_train, sr_lm_hbytes(m));
             rt_backward(m->p, RT_GRAD_W);
             sr_lm_clip(m, tc->w_clip);
             be->sgd_step(be, gw.data, m->sgd_buf, gw.grad, gw.n, lr, m->sgd_buf ? tc->w_momentum : 0.f, tc->w_wd);
             m->global_step++;
-            if (!isfinite(loss)) {
-                rc = sr_fail(err, errlen, "epoch %d step %lld: the training loss is %f (diverged; lower lr?)", m->epoch + 1,
-                          (long long)m->step + 1, loss);
-                goto out;
-            }
             fprintf(m->metrics, "{\"epoch\": %d, \"step\": %lld, \"train_loss\": %.6f, \"train_ppl\": %.3f",
                     m->epoch, (long long)m->step, loss, exp(loss));
             if (m->search) fprintf(m->metrics, ", \"val_loss\": %.6f, \"val_ppl\": %.3f", val_loss, exp(val_loss));
@@ -278,6 +279,12 @@ int sr_lm_loop(sr_lm *m, const sr_lm_hooks *hooks, int resume, volatile sig_atom
             if (stop && *stop) { /* stopped during validation: resume redoes it (step = n_tr) */
                 rt_plan_set_step(m->p, pstep);
                 rc = save_ckpt(m, err, errlen) ? -1 : 1;
+                goto out;
+            }
+            double ws = sr_group_sumsq(m->p, IR_ROLE_WEIGHT) + sr_group_sumsq(m->p, IR_ROLE_ARCH);
+            if (!isfinite(vl) || !isfinite(ws)) {
+                rc = sr_diverged(err, errlen, isfinite(vl) ? "the sum of squares of the weights and alpha" : "the validation loss",
+                                 isfinite(vl) ? ws : vl, m->epoch, m->n_tr - 1, m->global_step - 1, lr, m->path_ckpt);
                 goto out;
             }
             if (last_valid_loss) *last_valid_loss = vl;

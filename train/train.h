@@ -38,6 +38,8 @@ typedef struct sr_train_result {
     int stopped;
     int64_t steps;
     double seconds, train_acc, train_loss;
+    double loss_peak;       /* the largest training loss of this invocation (SR_LOSS_WARN) */
+    int64_t loss_peak_step;
 } sr_train_result;
 
 typedef struct sr_eval_result {
