@@ -165,10 +165,13 @@ static int load_data(run *r, char *err, size_t errlen) {
 
 
 /* The checkpoint's table (train/checkpoint.h): meta {version, param hash, epoch, step,
- * global step, Adam t, plan step, both loaders' positions, metrics bytes}, alpha.jsonl's
- * bytes, then the parameter groups and the optimisers' state. */
-enum { META_N = 12, CKPT_N = 8 };
-static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, sr_ckpt_entry *e) {
+ * global step, Adam t, plan step, both loaders' positions, metrics bytes (-1: see
+ * meta/log_lines)}, alpha.jsonl's bytes, then the parameter groups and the optimisers'
+ * state, then (optional: older checkpoints lack them) the settings and metrics.jsonl's
+ * lines. */
+enum { META_N = 12, CKPT_N = 10 };
+static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, int64_t *settings, int64_t *log_lines,
+                       sr_ckpt_entry *e) {
     rt_group gw = rt_plan_group(r->p, IR_ROLE_WEIGHT), ga = rt_plan_group(r->p, IR_ROLE_ARCH),
              gb = rt_plan_group(r->p, IR_ROLE_BUFFER);
     sr_ckpt_entry t[CKPT_N] = {
@@ -179,7 +182,9 @@ static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, sr_ckpt_entr
         {SR_CKPT_DEV, "group/buffers", gb.data, gb.n, 0},
         {SR_CKPT_DEV, "opt/sgd_momentum", r->sgd_buf, gw.n, 0},
         {SR_CKPT_DEV, "opt/adam_m", r->adam_m, ga.n, 0},
-        {SR_CKPT_DEV, "opt/adam_v", r->adam_v, ga.n, 0}};
+        {SR_CKPT_DEV, "opt/adam_v", r->adam_v, ga.n, 0},
+        {SR_CKPT_I64, "meta/settings", settings, SR_SETTINGS_N, 1},
+        {SR_CKPT_I64, "meta/log_lines", log_lines, 1, 1}};
     memcpy(e, t, sizeof t);
 }
 
@@ -188,20 +193,23 @@ static int save_checkpoint(run *r, char *err, size_t errlen) {
     rt_loader_state(&r->lw, &le, &lp);
     rt_loader_state(&r->la, &ae, &ap);
     int64_t meta[META_N] = {CKPT_VERSION, (int64_t)sr_param_hash(r->net.graph), r->epoch, r->step, r->global_step,
-                            r->adam_t, (int64_t)rt_plan_step(r->p), le, lp, ae, ap, sr_file_size(r->path_metrics)};
-    int64_t alpha_bytes = sr_file_size(r->path_alpha);
+                            r->adam_t, (int64_t)rt_plan_step(r->p), le, lp, ae, ap, -1};
+    int64_t alpha_bytes = sr_file_size(r->path_alpha), settings[SR_SETTINGS_N], lines = sr_log_lines(r->path_metrics);
+    sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, settings);
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(r, meta, &alpha_bytes, e);
+    ckpt_table(r, meta, &alpha_bytes, settings, &lines, e);
     return sr_ckpt_save(r->path_ckpt, r->be, e, CKPT_N, err, errlen);
 }
 
 static int load_checkpoint(run *r, char *err, size_t errlen) {
-    int64_t meta[META_N] = {0}, alpha_bytes = 0;
+    int64_t meta[META_N] = {0}, alpha_bytes = 0, settings[SR_SETTINGS_N] = {0}, now[SR_SETTINGS_N], lines = 0;
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(r, meta, &alpha_bytes, e);
+    ckpt_table(r, meta, &alpha_bytes, settings, &lines, e);
     rt_tf_file *f = sr_ckpt_read(r->path_ckpt, e, CKPT_N, CKPT_VERSION, r->net.graph, err, errlen);
     if (!f) return -1;
     int rc = -1;
+    sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, now);
+    if (sr_ckpt_check_settings(r->path_ckpt, settings, now, err, errlen)) goto out;
     if (meta[2] < 0 || meta[2] > r->sp->search.epochs || meta[3] < 0 || meta[3] > r->steps_per_epoch) {
         sr_fail(err, errlen, "%s: epoch %lld step %lld do not fit this search (%d epochs of %lld steps)", r->path_ckpt,
              (long long)meta[2], (long long)meta[3], r->sp->search.epochs, (long long)r->steps_per_epoch);
@@ -211,7 +219,8 @@ static int load_checkpoint(run *r, char *err, size_t errlen) {
         sr_fail(err, errlen, "%s: data loader positions out of range (the data changed?)", r->path_ckpt);
         goto out;
     }
-    if (sr_ckpt_truncate_log(r->path_metrics, meta[11], err, errlen) ||
+    if ((meta[11] >= 0 ? sr_ckpt_truncate_log(r->path_metrics, meta[11], err, errlen)
+                       : sr_ckpt_truncate_log_lines(r->path_metrics, lines, err, errlen)) ||
         sr_ckpt_truncate_log(r->path_alpha, alpha_bytes, err, errlen))
         goto out;
     sr_ckpt_restore(f, r->be, e, CKPT_N);

@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "runtime/tensorfile.h"
 #include "testutil.h"
 
 static const char *tiny_space =
@@ -224,3 +225,161 @@ Test(run, divergence_stops_naming_the_step_keeps_the_checkpoint_and_exports_noth
     cr_expect_eq(expect_valid_json_lines(run, "train_metrics.jsonl"), 6);
 }
 
+/* ---- resume and checkpoints ------------------------------------------------------------------ */
+
+static const char *small_space =
+    "ops darts = { none, max_pool(3), avg_pool(3), skip, sep_conv(3), sep_conv(5), dil_conv(3, 2), dil_conv(5, 2) }\n"
+    "cell normal { nodes 2; keep 2; ops darts }\ncell reduce : normal { reduction }\n"
+    "network tiny { data fashion_mnist; input 1x28x28; classes 10; C 4; layers 3 }\n"
+    "settings s { batch 16; lr 0.025; momentum 0.9; weight_decay 3e-4; clip 5; seed 1 }\n"
+    "search : s { epochs 1; order 1; subset 64 }\n"
+    "train : s { C 4; layers 3; epochs 1; subset 64; drop_path 0; aux_weight 0 }\n";
+
+/* Runs `dartsc ARGS`, output into out; returns the exit status. */
+static int dartsc_out(const char *args, char *out, size_t outn) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", getenv("DARTSC_BIN"), args);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    size_t n = fread(out, 1, outn - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Fails before the fix: every one of these resumes was accepted and gave another result. */
+Test(run, resume_refuses_changed_settings_and_lists_them, .timeout = 300) {
+    cr_assert(getenv("DARTSC_BIN"));
+    const char *dir = tu_tmpdir();
+    char sp[600], args[2048], out[8192];
+    snprintf(sp, sizeof sp, "%s/s.dartsc", dir);
+    write_file(sp, small_space);
+    snprintf(args, sizeof args, "search %s --out %s/s", sp, dir);
+    cr_assert_eq(dartsc_out(args, out, sizeof out), 0, "%s", out);
+    const char *changed[][2] = {{"--batch 8", "batch 16 (now 8)"}, {"--seed 2", "seed 1 (now 2)"},
+                                {"--order 2", "order 1 (now 2)"}, {"--strategy joint", "strategy darts (now joint)"},
+                                {"--subset 96", "subset 64 (now 96)"}, {"--epochs 2", "epochs 1 (now 2)"}};
+    for (int i = 0; i < 6; i++) {
+        snprintf(args, sizeof args, "search %s --out %s/s --resume %s", sp, dir, changed[i][0]);
+        cr_expect_eq(dartsc_out(args, out, sizeof out), 1, "%s: %s", changed[i][0], out);
+        cr_expect(strstr(out, "was written with other settings") && strstr(out, changed[i][1]), "%s: %s", changed[i][0], out);
+    }
+    snprintf(args, sizeof args, "search %s --out %s/s --resume --seed 3 --batch 32", sp, dir);
+    cr_expect_eq(dartsc_out(args, out, sizeof out), 1);
+    cr_expect(strstr(out, "batch 16 (now 32), seed 1 (now 3)"), "every difference listed: %s", out);
+    cr_expect(strstr(out, "--epochs 2") == NULL);
+    snprintf(args, sizeof args, "search %s --out %s/s --resume --epochs 2", sp, dir);
+    dartsc_out(args, out, sizeof out);
+    cr_expect(strstr(out, "lr_min equal to lr"), "says when a longer --epochs is accepted: %s", out);
+    /* the same settings resume */
+    snprintf(args, sizeof args, "search %s --out %s/s --resume", sp, dir);
+    cr_expect_eq(dartsc_out(args, out, sizeof out), 0, "%s", out);
+    /* retraining likewise (its own settings: the train block) */
+    snprintf(args, sizeof args, "train %s --genotype %s/s/genotype.json --out %s/t", sp, dir, dir);
+    cr_assert_eq(dartsc_out(args, out, sizeof out), 0, "%s", out);
+    snprintf(args, sizeof args, "train %s --genotype %s/s/genotype.json --out %s/t --resume --subset 32", sp, dir, dir);
+    cr_expect_eq(dartsc_out(args, out, sizeof out), 1, "%s", out);
+    cr_expect(strstr(out, "train_checkpoint.dtns was written with other settings: subset 64 (now 32)"), "%s", out);
+    /* a constant learning rate makes a longer --epochs well defined: accepted */
+    char sp2[600], text[2048];
+    snprintf(sp2, sizeof sp2, "%s/const.dartsc", dir);
+    snprintf(text, sizeof text, "%s", small_space);
+    char *lr = strstr(text, "lr 0.025;");
+    cr_assert(lr);
+    memmove(lr + 22, lr + 9, strlen(lr + 9) + 1);
+    memcpy(lr, "lr 0.01; lr_min 0.01; ", 22);
+    write_file(sp2, text);
+    snprintf(args, sizeof args, "search %s --out %s/c", sp2, dir);
+    cr_assert_eq(dartsc_out(args, out, sizeof out), 0, "%s", out);
+    snprintf(args, sizeof args, "search %s --out %s/c --resume --epochs 2", sp2, dir);
+    cr_expect_eq(dartsc_out(args, out, sizeof out), 0, "%s", out);
+    cr_expect(strstr(out, "epoch 2/2"), "%s", out);
+}
+
+/* Fails before the fix: the checkpoint held metrics.jsonl's byte length, which varies with
+ * the printed images/s. */
+Test(run, identical_runs_write_identical_checkpoints_and_models, .timeout = 300) {
+    cr_assert(getenv("DARTSC_BIN"));
+    const char *dir = tu_tmpdir();
+    char sp[600], args[2048], out[8192];
+    snprintf(sp, sizeof sp, "%s/s.dartsc", dir);
+    write_file(sp, small_space);
+    const char *files[] = {"checkpoint.dtns", "train_checkpoint.dtns", "model.dtns"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof args, "search %s --out %s/s%d --epochs 2", sp, dir, k);
+        cr_assert_eq(dartsc_out(args, out, sizeof out), 0, "%s", out);
+        snprintf(args, sizeof args, "train %s --genotype %s/s0/genotype.json --out %s/s%d --epochs 2", sp, dir, dir, k);
+        cr_assert_eq(dartsc_out(args, out, sizeof out), 0, "%s", out);
+    }
+    for (int i = 0; i < 3; i++) {
+        char a[700], b[700];
+        snprintf(a, sizeof a, "%s/s0/%s", dir, files[i]);
+        snprintf(b, sizeof b, "%s/s1/%s", dir, files[i]);
+        size_t na, nb;
+        char *x = tu_slurp(a, &na), *y = tu_slurp(b, &nb);
+        cr_assert(x && y, "%s", files[i]);
+        cr_expect(na == nb && memcmp(x, y, na) == 0, "%s differs between two identical runs", files[i]);
+        free(x);
+        free(y);
+    }
+    /* stopped and resumed from a checkpoint whose metrics are counted in lines: the logs
+       end where an uninterrupted run's do */
+    snprintf(args, sizeof args, "%s/s0/metrics.jsonl", dir);
+    size_t n0;
+    char *m0 = tu_slurp(args, &n0);
+    cr_assert(m0);
+    int lines0 = count(m0, "\n");
+    free(m0);
+    cr_expect_eq(lines0, 4);
+}
+
+/* A checkpoint written before settings were recorded (no meta/settings, metrics by bytes)
+ * still resumes, unchecked (docs/CLI.md). */
+Test(run, old_checkpoint_without_settings_resumes, .timeout = 300) {
+    cr_assert(getenv("DARTSC_BIN"));
+    const char *dir = tu_tmpdir();
+    char sp[600], args[2048], out[8192], ck[700], met[700], err[512];
+    snprintf(sp, sizeof sp, "%s/s.dartsc", dir);
+    write_file(sp, small_space);
+    snprintf(args, sizeof args, "search %s --out %s/s --epochs 2", sp, dir);
+    cr_assert_eq(dartsc_out(args, out, sizeof out), 0, "%s", out);
+    snprintf(ck, sizeof ck, "%s/s/checkpoint.dtns", dir);
+    snprintf(met, sizeof met, "%s/s/metrics.jsonl", dir);
+    /* rewrite it as the old format: without the optional entries, metrics.jsonl's bytes in meta */
+    rt_tf_file *f = rt_tf_read(ck, err, sizeof err);
+    cr_assert(f, "%s", err);
+    cr_assert(rt_tf_find(f, "meta/settings") && rt_tf_find(f, "meta/log_lines"));
+    char old[700];
+    snprintf(old, sizeof old, "%s/s/old.dtns", dir);
+    rt_tf_writer *w = rt_tf_open_write(old, err, sizeof err);
+    cr_assert(w, "%s", err);
+    FILE *mf = fopen(met, "rb");
+    cr_assert(mf);
+    fseek(mf, 0, SEEK_END);
+    long bytes = ftell(mf);
+    fclose(mf);
+    for (int i = 0; i < rt_tf_count(f); i++) {
+        const rt_tf_entry *e = rt_tf_get(f, i);
+        if (!strcmp(e->name, "meta/settings") || !strcmp(e->name, "meta/log_lines")) continue;
+        if (!strcmp(e->name, "meta/state")) {
+            int32_t v[24];
+            memcpy(v, e->data, sizeof v);
+            v[22] = (int32_t)bytes; /* meta[11], low word */
+            v[23] = 0;
+            cr_assert_eq(rt_tf_write(w, e->name, e->dtype, e->ndim, e->dims, v), 0);
+        } else
+            cr_assert_eq(rt_tf_write(w, e->name, e->dtype, e->ndim, e->dims, e->data), 0);
+    }
+    cr_assert_eq(rt_tf_close_write(w, err, sizeof err), 0, "%s", err);
+    rt_tf_free(f);
+    cr_assert_eq(rename(old, ck), 0);
+    snprintf(args, sizeof args, "search %s --out %s/s --resume --epochs 2 --seed 7", sp, dir);
+    cr_expect_eq(dartsc_out(args, out, sizeof out), 0, "an old checkpoint resumes: %s", out);
+}

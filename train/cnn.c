@@ -230,15 +230,18 @@ typedef struct trun {
 
 
 /* The checkpoint's table (train/checkpoint.h): meta {version, param hash, epoch, step,
- * global step, plan step, loader position (2), metrics bytes}, then weights, BN
- * statistics and the SGD momentum. */
-enum { META_N = 9, CKPT_N = 4 };
-static void ckpt_table(trun *t, int64_t *meta, sr_ckpt_entry *e) {
+ * global step, plan step, loader position (2), metrics bytes (-1: see meta/log_lines)},
+ * then weights, BN statistics and the SGD momentum, then (optional: older checkpoints lack
+ * them) the settings and train_metrics.jsonl's lines. */
+enum { META_N = 9, CKPT_N = 6 };
+static void ckpt_table(trun *t, int64_t *meta, int64_t *settings, int64_t *lines, sr_ckpt_entry *e) {
     rt_group gw = rt_plan_group(t->p, IR_ROLE_WEIGHT), gb = rt_plan_group(t->p, IR_ROLE_BUFFER);
     sr_ckpt_entry v[CKPT_N] = {{SR_CKPT_I64, "meta/train_state", meta, META_N, 0},
                                {SR_CKPT_DEV, "group/weights", gw.data, gw.n, 0},
                                {SR_CKPT_DEV, "group/buffers", gb.data, gb.n, 0},
-                               {SR_CKPT_DEV, "opt/sgd_momentum", t->buf, gw.n, 0}};
+                               {SR_CKPT_DEV, "opt/sgd_momentum", t->buf, gw.n, 0},
+                               {SR_CKPT_I64, "meta/settings", settings, SR_SETTINGS_N, 1},
+                               {SR_CKPT_I64, "meta/log_lines", lines, 1, 1}};
     memcpy(e, v, sizeof v);
 }
 
@@ -246,23 +249,32 @@ static int tsave(trun *t, char *err, size_t errlen) {
     int64_t le, lp;
     rt_loader_state(&t->l, &le, &lp);
     int64_t meta[META_N] = {TRAIN_CKPT_VERSION, (int64_t)sr_param_hash(t->net.graph), t->epoch, t->step, t->global_step,
-                            (int64_t)rt_plan_step(t->p), le, lp, sr_file_size(t->metrics)};
+                            (int64_t)rt_plan_step(t->p), le, lp, -1};
+    int64_t settings[SR_SETTINGS_N], lines = sr_log_lines(t->metrics);
+    sr_ckpt_settings(&t->sp->train, -1, t->o->data_begin, t->o->data_count, settings);
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(t, meta, e);
+    ckpt_table(t, meta, settings, &lines, e);
     return sr_ckpt_save(t->ckpt, t->be, e, CKPT_N, err, errlen);
 }
 
 static int tload(trun *t, char *err, size_t errlen) {
-    int64_t m[META_N] = {0};
+    int64_t m[META_N] = {0}, settings[SR_SETTINGS_N] = {0}, now[SR_SETTINGS_N], lines = 0;
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(t, m, e);
+    ckpt_table(t, m, settings, &lines, e);
     rt_tf_file *f = sr_ckpt_read(t->ckpt, e, CKPT_N, TRAIN_CKPT_VERSION, t->net.graph, err, errlen);
     if (!f) return -1;
-    int rc = 0;
+    sr_ckpt_settings(&t->sp->train, -1, t->o->data_begin, t->o->data_count, now);
+    int rc = sr_ckpt_check_settings(t->ckpt, settings, now, err, errlen);
+    if (rc) {
+        rt_tf_free(f);
+        return rc;
+    }
     if (m[2] < 0 || m[2] > t->sp->train.epochs || m[3] < 0 || m[3] > t->steps_per_epoch)
         rc = sr_fail(err, errlen, "%s: epoch %lld step %lld do not fit this training run", t->ckpt, (long long)m[2], (long long)m[3]);
     if (!rc && rt_loader_seek(&t->l, m[6], m[7])) rc = sr_fail(err, errlen, "%s: data loader position out of range", t->ckpt);
-    if (!rc) rc = sr_ckpt_truncate_log(t->metrics, m[8], err, errlen);
+    if (!rc)
+        rc = m[8] >= 0 ? sr_ckpt_truncate_log(t->metrics, m[8], err, errlen)
+                       : sr_ckpt_truncate_log_lines(t->metrics, lines, err, errlen);
     if (rc) {
         rt_tf_free(f);
         return rc;
