@@ -79,8 +79,8 @@ static int check_rnn(const ir_space *sp, const char *path, int batch, int dump_i
     if (dump_ir) ir_dump_text(net.graph, stdout);
     int rc = 0;
     if (dot) {
-        FILE *f = fopen(dot, "w");
-        if (!f) rc = 1;
+        FILE *f = dartsc_fopen_out("check", dot);
+        if (!f) return 1;
         else {
             ir_dump_dot(net.graph, f);
             if (fclose(f) != 0) rc = 1;
@@ -162,9 +162,8 @@ int dartsc_cmd_check(int argc, char **argv) {
     be->destroy(be);
     if (dump_ir) ir_dump_text(net.graph, stdout);
     if (dot) {
-        FILE *f = fopen(dot, "w");
+        FILE *f = dartsc_fopen_out("check", dot);
         if (!f) {
-            perror(dot);
             ir_net_free(&net);
             return 1;
         }

@@ -89,6 +89,25 @@ void dartsc_warn_loss_peak(const char *cmd, const char *what, double peak, int64
 
 /* ---- export ---------------------------------------------------------------------------------- */
 
+/* Every file an export writes may replace only a regular file (the ONNX file and its .tmp
+ * are renamed into place; NAME.h and NAME.c are written in place): checked, with the C
+ * directory created, before anything is written. */
+static int check_export_paths(const char *onnx_path, const char *c_dir, const char *name) {
+    char p[4200];
+    if (onnx_path) {
+        snprintf(p, sizeof p, "%s.tmp", onnx_path);
+        if (dartsc_check_output("export", onnx_path) || dartsc_check_output("export", p)) return -1;
+    }
+    if (c_dir) {
+        if (dartsc_check_output_dir("export", c_dir)) return -1;
+        snprintf(p, sizeof p, "%s/%s.h", c_dir, name);
+        if (dartsc_check_output("export", p)) return -1;
+        snprintf(p, sizeof p, "%s/%s.c", c_dir, name);
+        if (dartsc_check_output("export", p)) return -1;
+    }
+    return 0;
+}
+
 static int do_export(const ir_space *sp, const ir_genotype *gt, const char *weights, const char *onnx_path,
                      const char *c_dir, const char *name, int max_batch, int fold, double test_acc) {
     char err[1024];
@@ -117,7 +136,8 @@ static int do_export(const ir_space *sp, const ir_genotype *gt, const char *weig
                                           "dog", "frog", "horse", "ship", "truck"};
     if (sp->classes == 10) m.class_names = sp->data == IR_DATA_CIFAR10 ? cifar : fashion;
     int rc = 0;
-    if (onnx_path) {
+    if (check_export_paths(onnx_path, c_dir, name)) rc = 1;
+    if (onnx_path && !rc) {
         cg_onnx_opts oo = cg_onnx_opts_default();
         oo.fold_bn = fold;
         if (cg_onnx_write(&m, &oo, onnx_path, err, sizeof err)) {
@@ -129,7 +149,6 @@ static int do_export(const ir_space *sp, const ir_genotype *gt, const char *weig
     }
     if (c_dir && !rc) {
         cg_c_opts co = {.max_batch = max_batch, .no_fold = !fold};
-        mkdir(c_dir, 0755);
         if (cg_c_write(&m, &co, c_dir, err, sizeof err)) {
             fprintf(stderr, "dartsc export: %s\n", err);
             rc = 1;
@@ -166,6 +185,10 @@ static int rnn_export(const ir_space *sp, const ir_genotype *gt, const char *wei
         fprintf(stderr, "dartsc export: %s\n", net.error);
         return 1;
     }
+    if (check_export_paths(onnx_path, c_dir, name)) {
+        ir_rnn_net_free(&net);
+        return 1;
+    }
     rt_backend *be = rt_backend_cpu_new();
     rt_plan *p = be ? rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 1, .grads = 0}, err, sizeof err) : NULL;
     int n = ir_graph_num_nodes(net.graph), rc = 1;
@@ -184,7 +207,6 @@ static int rnn_export(const ir_space *sp, const ir_genotype *gt, const char *wei
         fprintf(stderr, "wrote %s (one step: ids, hidden -> logits, hidden_out)\n", onnx_path);
     }
     if (c_dir) {
-        mkdir(c_dir, 0755);
         if (cg_rnn_c_write(&net, vals, c_dir, name, max_batch, err, sizeof err)) {
             fprintf(stderr, "dartsc export: %s\n", err);
             goto out;
@@ -332,7 +354,7 @@ static int rnn_eval_print(const ir_space *sp, const ir_genotype *gt, const char 
     }
     printf("validation perplexity %.2f (%lld tokens), test perplexity %.2f (%lld tokens)\n", ev.valid_ppl,
            (long long)ev.valid_tokens, ev.test_ppl, (long long)ev.test_tokens);
-    FILE *f = results ? fopen(results, "w") : NULL;
+    FILE *f = results ? dartsc_fopen_out("run", results) : NULL;
     if (f) {
         char n[4][32];
         fprintf(f, "{\"valid_perplexity\":%s,\"test_perplexity\":%s,\"valid_loss\":%s,\"test_loss\":%s,"
@@ -473,7 +495,7 @@ int dartsc_cmd_run(int argc, char **argv) {
         warn_peak("run", "search", r.loss_peak, r.loss_peak_step);
         times[0] = r.seconds;
         snprintf(p, sizeof p, "%s/search.done", out);
-        f = fopen(p, "w");
+        f = dartsc_fopen_out("run", p);
         if (f) {
             fprintf(f, "%.3f\n", r.seconds);
             fclose(f);
@@ -510,7 +532,7 @@ int dartsc_cmd_run(int argc, char **argv) {
         warn_peak("run", "retraining", r.loss_peak, r.loss_peak_step);
         times[1] = r.seconds;
         snprintf(p, sizeof p, "%s/train.done", out);
-        FILE *f = fopen(p, "w");
+        FILE *f = dartsc_fopen_out("run", p);
         if (f) {
             fprintf(f, "%.3f\n", r.seconds);
             fclose(f);
@@ -520,7 +542,7 @@ int dartsc_cmd_run(int argc, char **argv) {
     const char *done[2] = {"search.done", "train.done"};
     for (int k = 0; k < 2; k++) {
         snprintf(p, sizeof p, "%s/%s", out, done[k]);
-        FILE *f = fopen(p, "r");
+        FILE *f = access(p, F_OK) == 0 && dartsc_check_input("run", p) == 0 ? fopen(p, "r") : NULL;
         if (f) {
             if (fscanf(f, "%lf", &times[k]) != 1) times[k] = 0;
             fclose(f);
@@ -557,7 +579,7 @@ int dartsc_cmd_run(int argc, char **argv) {
     times[3] = sr_now() - t0;
     char rp[4200];
     snprintf(rp, sizeof rp, "%s/results.json", out);
-    FILE *f = fopen(rp, "w");
+    FILE *f = dartsc_fopen_out("run", rp);
     if (f) {
         char n[2][32];
         fprintf(f, "{\"test_accuracy\":%s,\"test_loss\":%s,\"test_images\":%d,\"search_seconds\":%.1f,\"train_seconds\":%.1f,"

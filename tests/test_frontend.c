@@ -337,8 +337,8 @@ Test(frontend, test_missing_file_is_a_diagnostic) {
     cr_assert_eq(fe_compile_file("/nonexistent/x.dartsc", &sp, &d), -1);
     cr_assert(has_diag(&d, FE_SEV_ERROR, "cannot open"));
     cr_assert_eq(d.items[0].line, 0);
-    cr_assert_eq(fe_compile_file("/tmp", &sp, &d), -1); /* a directory */
-    cr_assert(has_diag(&d, FE_SEV_ERROR, "cannot read"));
+    cr_assert_eq(fe_compile_file("/tmp", &sp, &d), -1); /* a directory: refused before it is opened */
+    cr_assert(has_diag(&d, FE_SEV_ERROR, "is a directory, not a regular file"));
     char *out = render(&d);
     cr_assert(strstr(out, "/nonexistent/x.dartsc: error: cannot open: No such file or directory\n") != NULL, "%s", out);
     free(out);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -233,7 +234,7 @@ static const char *small_space =
     "network tiny { data fashion_mnist; input 1x28x28; classes 10; C 4; layers 3 }\n"
     "settings s { batch 16; lr 0.025; momentum 0.9; weight_decay 3e-4; clip 5; seed 1 }\n"
     "search : s { epochs 1; order 1; subset 64 }\n"
-    "train : s { C 4; layers 3; epochs 1; subset 64; drop_path 0; aux_weight 0 }\n";
+    "train : s { C 4; layers 3; epochs 1; subset 64; test_subset 200; drop_path 0; aux_weight 0 }\n";
 
 /* Runs `dartsc ARGS`, output into out; returns the exit status. */
 static int dartsc_out(const char *args, char *out, size_t outn) {
@@ -382,4 +383,80 @@ Test(run, old_checkpoint_without_settings_resumes, .timeout = 300) {
     cr_assert_eq(rename(old, ck), 0);
     snprintf(args, sizeof args, "search %s --out %s/s --resume --epochs 2 --seed 7", sp, dir);
     cr_expect_eq(dartsc_out(args, out, sizeof out), 0, "an old checkpoint resumes: %s", out);
+}
+
+/* ---- special files ----------------------------------------------------------------------------- */
+
+/* Runs `timeout 30 dartsc ARGS` in dir; a hang shows as exit 124. */
+static int dartsc_in(const char *dir, const char *args, char *out, size_t outn) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cd %s && timeout 30 %s %s 2>&1", dir, getenv("DARTSC_BIN"), args);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    size_t n = fread(out, 1, outn - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* Fails before the fix: inspect and check hung on a FIFO (exit 124 here), export renamed
+ * its output over a FIFO, a device node and a symbolic link and said "wrote". */
+Test(run, special_files_are_refused_before_they_are_opened_or_replaced, .timeout = 400) {
+    cr_assert(getenv("DARTSC_BIN"));
+    const char *dir = tu_tmpdir();
+    char args[2048], out[8192], path[700];
+    snprintf(path, sizeof path, "%s/s.dartsc", dir);
+    write_file(path, small_space);
+    cr_assert_eq(dartsc_in(dir, "run s.dartsc --out run", out, sizeof out), 0, "%s", out);
+    snprintf(args, sizeof args, "cd %s && mkfifo fifo && mkdir d dir.onnx && mkfifo d/train-labels-idx1-ubyte.gz && "
+             "mkdir -p e/train-labels-idx1-ubyte.gz && ln -s target.onnx link.onnx && mkdir c && mkfifo c/model.c && "
+             "mkdir r && cp s.dartsc r/space.dartsc && mkfifo r/checkpoint.dtns", dir);
+    cr_assert_eq(sh(args), 0);
+    /* inputs: must be regular files, checked before they are opened */
+    const char *inputs[][2] = {
+        {"inspect fifo", "dartsc inspect: fifo: is a FIFO (named pipe), not a regular file"},
+        {"check fifo", "fifo: error: is a FIFO (named pipe), not a regular file"},
+        {"check d", "d: error: is a directory, not a regular file"},
+        {"train s.dartsc --genotype fifo --out t", "fifo: is a FIFO (named pipe), not a regular file"},
+        {"search s.dartsc --data d --out x", "d/train-labels-idx1-ubyte.gz: is a FIFO (named pipe), not a regular file"},
+        {"search s.dartsc --data e --out y", "e/train-labels-idx1-ubyte.gz: is a directory, not a regular file"},
+        {"search s.dartsc --out r --resume", "r/checkpoint.dtns: is a FIFO (named pipe), not a regular file"},
+    };
+    for (int i = 0; i < 7; i++) {
+        int rc = dartsc_in(dir, inputs[i][0], out, sizeof out);
+        cr_expect_eq(rc, 1, "%s: exit %d (124: hung): %s", inputs[i][0], rc, out);
+        cr_expect(strstr(out, inputs[i][1]), "%s: %s", inputs[i][0], out);
+    }
+    /* outputs: only a regular file is replaced */
+    const char *outputs[][2] = {
+        {"export run --onnx fifo", "fifo: is a FIFO (named pipe), not a regular file; refusing to replace it"},
+        /* a character device of our own (never /dev/null: a regression would replace it) */
+        {"export run --onnx chr", "chr: is a character device, not a regular file; refusing to replace it"},
+        {"export run --onnx link.onnx", "link.onnx: is a symbolic link, not a regular file; refusing to replace it"},
+        {"export run --onnx dir.onnx", "dir.onnx: is a directory, not a regular file; refusing to replace it"},
+        {"export run --c fifo", "fifo: is a FIFO (named pipe), not a directory"},
+        {"export run --c c", "c/model.c: is a FIFO (named pipe), not a regular file; refusing to replace it"},
+        {"eval run --predictions fifo", "fifo: is a FIFO (named pipe), not a regular file; refusing to replace it"},
+        {"check s.dartsc --dot fifo", "fifo: is a FIFO (named pipe), not a regular file; refusing to replace it"},
+    };
+    snprintf(args, sizeof args, "cd %s && mknod chr c 1 3 2>/dev/null", dir);
+    int have_chr = sh(args) == 0; /* needs root; otherwise that case is left out */
+    for (int i = 0; i < 8; i++) {
+        if (!have_chr && !strcmp(outputs[i][0], "export run --onnx chr")) continue;
+        int rc = dartsc_in(dir, outputs[i][0], out, sizeof out);
+        cr_expect_eq(rc, 1, "%s: exit %d (124: hung): %s", outputs[i][0], rc, out);
+        cr_expect(strstr(out, outputs[i][1]), "%s: %s", outputs[i][0], out);
+        cr_expect(!strstr(out, "wrote"), "%s: %s", outputs[i][0], out);
+    }
+    struct stat st;
+    snprintf(path, sizeof path, "%s/fifo", dir);
+    cr_expect(lstat(path, &st) == 0 && S_ISFIFO(st.st_mode), "the FIFO was replaced");
+    snprintf(path, sizeof path, "%s/chr", dir);
+    cr_expect(!have_chr || (lstat(path, &st) == 0 && S_ISCHR(st.st_mode)), "the device node was replaced");
+    snprintf(path, sizeof path, "%s/link.onnx", dir);
+    cr_expect(lstat(path, &st) == 0 && S_ISLNK(st.st_mode), "the symbolic link was replaced");
+    snprintf(path, sizeof path, "%s/target.onnx", dir);
+    cr_expect(access(path, F_OK) != 0, "written through the symbolic link");
+    /* a regular file is replaced as before */
+    cr_expect_eq(dartsc_in(dir, "export run --onnx m.onnx --c cc", out, sizeof out), 0, "%s", out);
 }
