@@ -97,14 +97,8 @@ int dartsc_cmd_check(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dump-ir")) dump_ir = 1;
         else if (!strcmp(argv[i], "--dot") && i + 1 < argc) dot = argv[++i];
-        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 65536) {
-                fprintf(stderr, "dartsc check: --batch: '%s' is not a batch size (1..65536)\n", argv[i]);
-                return 2;
-            }
-            batch = (int)v;
+        else if (!strcmp(argv[i], "--batch")) {
+            if (dartsc_parse_int("check", "--batch", i + 1 < argc ? argv[++i] : NULL, 1, 65536, &batch)) return 2;
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: dartsc check SPACE [--batch N] [--dump-ir] [--dot FILE]\n");
             return 0;

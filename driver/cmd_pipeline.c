@@ -256,11 +256,7 @@ int dartsc_cmd_export(int argc, char **argv) {
         else if (!strcmp(a, "--c")) cdir = argv[++i];
         else if (!strcmp(a, "--name")) name = argv[++i];
         else if (!strcmp(a, "--max-batch")) {
-            max_batch = atoi(argv[++i]);
-            if (max_batch < 1 || max_batch > 65536) {
-                fprintf(stderr, "dartsc export: --max-batch: '%s' is not in 1..65536\n", argv[i]);
-                return 2;
-            }
+            if (dartsc_parse_int("export", a, argv[++i], 1, 65536, &max_batch)) return 2;
         } else if (a[0] == '-') {
             fprintf(stderr, "dartsc export: unknown option '%s'\n", a);
             return 2;
@@ -296,9 +292,11 @@ int dartsc_cmd_train(int argc, char **argv) {
         } else if (!strcmp(a, "--genotype")) geno = argv[++i];
         else if (!strcmp(a, "--out")) o.out_dir = argv[++i];
         else if (!strcmp(a, "--device")) o.device = argv[++i];
-        else if (!strcmp(a, "--epochs")) epochs = atol(argv[++i]);
-        else if (!strcmp(a, "--subset")) subset = atol(argv[++i]);
-        else if (a[0] == '-') {
+        else if (!strcmp(a, "--epochs")) {
+            if (dartsc_parse_long("train", a, argv[++i], 1, 100000, &epochs)) return 2;
+        } else if (!strcmp(a, "--subset")) {
+            if (dartsc_parse_long("train", a, argv[++i], 0, 100000000, &subset)) return 2;
+        } else if (a[0] == '-') {
             fprintf(stderr, "dartsc train: unknown option '%s'\n", a);
             return 2;
         } else path = a;

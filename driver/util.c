@@ -1,5 +1,6 @@
 /* util.c — what every command shares: strict numeric flags and the checks on the kind of
  * file a path names before a command reads or replaces it (runtime/files.h). */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -18,7 +19,8 @@ int dartsc_parse_long(const char *cmd, const char *flag, const char *v, long lo,
     char *end;
     errno = 0;
     long x = strtol(v, &end, 10);
-    if (!*v || *end || errno == ERANGE || x < lo || x > hi) {
+    int digits = isdigit((unsigned char)v[0]) || (v[0] == '-' && isdigit((unsigned char)v[1])); /* no spaces, no '+' */
+    if (!digits || *end || errno == ERANGE || x < lo || x > hi) {
         fprintf(stderr, "dartsc %s: %s: '%s' is not an integer in %ld..%ld\n", cmd, flag, v, lo, hi);
         return -1;
     }

@@ -460,3 +460,39 @@ Test(run, special_files_are_refused_before_they_are_opened_or_replaced, .timeout
     /* a regular file is replaced as before */
     cr_expect_eq(dartsc_in(dir, "export run --onnx m.onnx --c cc", out, sizeof out), 0, "%s", out);
 }
+
+/* ---- numeric flags ----------------------------------------------------------------------------- */
+
+/* Fails before the fix: `train --epochs 0|abc|3x` and bench's and export's numeric flags
+ * went through atoi/atol and were ignored or misread with exit 0. */
+Test(run, numeric_flags_are_parsed_strictly_by_every_command, .timeout = 120) {
+    cr_assert(getenv("DARTSC_BIN"));
+    const char *dir = tu_tmpdir();
+    char path[600], args[2048], out[8192], want[256];
+    snprintf(path, sizeof path, "%s/s.dartsc", dir);
+    write_file(path, small_space);
+    struct { const char *cmd, *pre, *flag; long lo; } flags[] = {
+        {"search", "search s.dartsc --out o", "--epochs", 1},  {"search", "search s.dartsc --out o", "--batch", 1},
+        {"search", "search s.dartsc --out o", "--seed", 0},    {"run", "run s.dartsc --out o", "--epochs", 1},
+        {"run", "run s.dartsc --out o", "--candidates", 1},    {"train", "train s.dartsc --genotype g --out o", "--epochs", 1},
+        {"train", "train s.dartsc --genotype g --out o", "--subset", 0},
+        {"export", "export o --onnx m.onnx", "--max-batch", 1}, {"bench", "bench s.dartsc", "--steps", 1},
+        {"bench", "bench s.dartsc", "--batch", 1},             {"bench", "bench s.dartsc", "--order", 1},
+        {"bench", "bench s.dartsc", "--warmup", 0},            {"check", "check s.dartsc", "--batch", 1},
+    };
+    const char *bad[] = {"0", "abc", "3x", "99999999999999999999", "-1", "\" 3\"", "+3", "\"\""};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        for (int k = 0; k < 8; k++) {
+            if (k == 0 && flags[i].lo == 0) continue; /* 0 is in range */
+            snprintf(args, sizeof args, "%s %s %s", flags[i].pre, flags[i].flag, bad[k]);
+            int rc = dartsc_in(dir, args, out, sizeof out);
+            cr_expect_eq(rc, 2, "%s: exit %d: %s", args, rc, out);
+            snprintf(want, sizeof want, "dartsc %s: %s: '", flags[i].cmd, flags[i].flag);
+            cr_expect(strstr(out, want) && strstr(out, "' is not an integer in "), "%s: %s", args, out);
+        }
+    /* a missing value names the flag too */
+    cr_expect_eq(dartsc_in(dir, "train s.dartsc --genotype g --epochs", out, sizeof out), 2, "%s", out);
+    cr_expect(strstr(out, "--epochs needs a value"), "%s", out);
+    cr_expect_eq(dartsc_in(dir, "check s.dartsc --batch", out, sizeof out), 2, "%s", out);
+    cr_expect(strstr(out, "--batch needs a value"), "%s", out);
+}
