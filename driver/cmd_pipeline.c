@@ -320,8 +320,11 @@ int dartsc_cmd_train(int argc, char **argv) {
     o.progress = progress_lines;
     o.progress_ctx = "train";
     sr_train_result r;
+    dartsc_out_dir od;
+    dartsc_out_dir_note(&od, o.out_dir);
     if (sr_train(&sp, &gt, &o, &r, err, sizeof err)) {
         fprintf(stderr, "\ndartsc train: error: %s\n", err);
+        dartsc_out_dir_cleanup(&od); /* no empty directory left behind */
         return 1;
     }
     if (r.stopped) {
@@ -400,6 +403,7 @@ int dartsc_cmd_eval(int argc, char **argv) {
         rt_tf_writer *w = rt_tf_open_write(pred_path, err, sizeof err);
         if (!w) rc = 1;
         else if (rt_tf_write(w, "predictions", RT_TF_I32, 1, (int64_t[]){ev.n}, pred)) {
+            if (rt_tf_writer_error(w)) snprintf(err, sizeof err, "%s", rt_tf_writer_error(w));
             rt_tf_abort_write(w);
             rc = 1;
         } else if (rt_tf_close_write(w, err, sizeof err)) rc = 1;
@@ -480,10 +484,13 @@ int dartsc_cmd_run(int argc, char **argv) {
         o.progress_ctx = "search";
         sr_result r;
         fprintf(stderr, "== search (%s)\n", o.resume ? "resuming" : "from scratch");
+        dartsc_out_dir od;
+        dartsc_out_dir_note(&od, out);
         int rc = sr_search(&sp, &o, &r, err, sizeof err);
         free(src);
         if (rc) {
             fprintf(stderr, "\ndartsc run: search: %s\n", err);
+            dartsc_out_dir_cleanup(&od); /* no empty directory left behind */
             return 1;
         }
         if (r.stopped) {

@@ -162,9 +162,12 @@ int dartsc_cmd_search(int argc, char **argv) {
                 sp.search.batch, (unsigned long long)sp.search.seed);
     sr_result res;
     char err[1024];
+    dartsc_out_dir od;
+    dartsc_out_dir_note(&od, o.out_dir);
     int rc = sr_search(&sp, &o, &res, err, sizeof err);
     free(src);
     if (rc) {
+        dartsc_out_dir_cleanup(&od); /* no empty directory left behind */
         fprintf(stderr, "%sdartsc search: error: %s\n", pg.tty ? "\n" : "", err);
         return 1;
     }

@@ -41,6 +41,15 @@ int dartsc_parse_int(const char *cmd, const char *flag, const char *v, int lo, i
 int dartsc_check_input(const char *cmd, const char *path);
 int dartsc_check_output(const char *cmd, const char *path);
 int dartsc_check_output_dir(const char *cmd, const char *dir);
+/* An output directory that a failed search or training leaves empty is removed again:
+ * dartsc_out_dir_note before the command creates it remembers which part of the path did
+ * not exist; dartsc_out_dir_cleanup after a failure removes those directories where they
+ * are empty (never one that existed before, never one with files in it). */
+typedef struct dartsc_out_dir {
+    char dir[4096], created[4096]; /* created: the topmost missing directory, "" if none */
+} dartsc_out_dir;
+void dartsc_out_dir_note(dartsc_out_dir *d, const char *dir);
+void dartsc_out_dir_cleanup(const dartsc_out_dir *d);
 /* fopen(path, "w") after dartsc_check_output; NULL with a message. */
 FILE *dartsc_fopen_out(const char *cmd, const char *path);
 /* A warning on stderr when a loop's loss went above SR_LOSS_WARN (train/common.h) without

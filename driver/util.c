@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "driver.h"
 #include "runtime/files.h"
@@ -68,4 +69,37 @@ FILE *dartsc_fopen_out(const char *cmd, const char *path) {
     FILE *f = fopen(path, "w");
     if (!f) fprintf(stderr, "dartsc %s: %s: cannot create: %s\n", cmd, path, strerror(errno));
     return f;
+}
+
+void dartsc_out_dir_note(dartsc_out_dir *d, const char *dir) {
+    memset(d, 0, sizeof *d);
+    snprintf(d->dir, sizeof d->dir, "%s", dir);
+    /* the topmost directory of the path that does not exist yet: everything below it is ours */
+    char p[sizeof d->dir];
+    snprintf(p, sizeof p, "%s", dir);
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/') p[--n] = 0;
+    struct stat st;
+    while (n > 0 && stat(p, &st) != 0 && errno == ENOENT) {
+        snprintf(d->created, sizeof d->created, "%s", p);
+        char *slash = strrchr(p, '/');
+        if (!slash || slash == p) break;
+        *slash = 0;
+        n = strlen(p);
+    }
+}
+
+void dartsc_out_dir_cleanup(const dartsc_out_dir *d) {
+    if (!d->created[0]) return; /* it existed before: not ours to remove */
+    char p[sizeof d->dir];
+    snprintf(p, sizeof p, "%s", d->dir);
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/') p[--n] = 0;
+    for (;;) { /* rmdir removes only empty directories */
+        if (rmdir(p) != 0) return;
+        if (!strcmp(p, d->created)) return;
+        char *slash = strrchr(p, '/');
+        if (!slash || slash == p) return;
+        *slash = 0;
+    }
 }

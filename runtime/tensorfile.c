@@ -306,6 +306,8 @@ int rt_tf_write(rt_tf_writer *w, const char *name, int dtype, int ndim, const in
 
 void rt_tf_abort_write(rt_tf_writer *w) { w_destroy(w, 1); }
 
+const char *rt_tf_writer_error(const rt_tf_writer *w) { return w && w->failed ? w->err : NULL; }
+
 static void fsync_parent_dir(const char *path) {
     /* Best effort: once the rename is done the file is in place; a failure to sync the
      * directory entry cannot be undone, so it is not reported. */

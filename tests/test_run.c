@@ -496,3 +496,47 @@ Test(run, numeric_flags_are_parsed_strictly_by_every_command, .timeout = 120) {
     cr_expect_eq(dartsc_in(dir, "check s.dartsc --batch", out, sizeof out), 2, "%s", out);
     cr_expect(strstr(out, "--batch needs a value"), "%s", out);
 }
+
+/* ---- messages and leftovers ------------------------------------------------------------------- */
+
+/* Fails before the fix: a missing genotype was reported at "nope.json:-1:-1:", and a search
+ * or training that failed before writing anything left an empty output directory. */
+Test(run, missing_genotype_is_named_and_failed_runs_leave_no_empty_directory, .timeout = 120) {
+    cr_assert(getenv("DARTSC_BIN"));
+    const char *dir = tu_tmpdir();
+    char path[600], out[8192], text[2048], d[700];
+    snprintf(path, sizeof path, "%s/s.dartsc", dir);
+    write_file(path, small_space);
+    cr_expect_eq(dartsc_in(dir, "train s.dartsc --genotype nope.json --out t", out, sizeof out), 1, "%s", out);
+    cr_expect(strstr(out, "nope.json: cannot open: No such file or directory") && !strstr(out, ":-1:"), "%s", out);
+    /* a space whose data directory does not exist: the search fails before writing anything */
+    snprintf(text, sizeof text, "%s", small_space);
+    char *net = strstr(text, "data fashion_mnist;");
+    cr_assert(net);
+    memmove(net + 33, net + 19, strlen(net + 19) + 1);
+    memcpy(net, "data fashion_mnist \"/nonexist/x\";", 33);
+    snprintf(path, sizeof path, "%s/nodata.dartsc", dir);
+    write_file(path, text);
+    const char *cmds[] = {"search nodata.dartsc --out o1/deep/er", "run nodata.dartsc --out o2",
+                          "train nodata.dartsc --genotype g.json --out o3"};
+    snprintf(path, sizeof path, "%s/g.json", dir);
+    for (int i = 0; i < 3; i++) {
+        if (i == 2) { /* a genotype to train: from a search of the working space */
+            cr_assert_eq(dartsc_in(dir, "search s.dartsc --out gs", out, sizeof out), 0, "%s", out);
+            snprintf(d, sizeof d, "cp %s/gs/genotype.json %s", dir, path);
+            cr_assert_eq(sh(d), 0);
+        }
+        cr_expect_eq(dartsc_in(dir, cmds[i], out, sizeof out), 1, "%s: %s", cmds[i], out);
+        cr_expect(strstr(out, "/nonexist/x/"), "%s: %s", cmds[i], out);
+    }
+    const char *gone[] = {"o1", "o2", "o3"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(d, sizeof d, "%s/%s", dir, gone[i]);
+        cr_expect(access(d, F_OK) != 0, "%s left behind", d);
+    }
+    /* a directory that existed before is never removed */
+    snprintf(d, sizeof d, "%s/mine", dir);
+    cr_assert_eq(mkdir(d, 0755), 0);
+    cr_expect_eq(dartsc_in(dir, "search nodata.dartsc --out mine", out, sizeof out), 1, "%s", out);
+    cr_expect(access(d, F_OK) == 0, "a directory the user made was removed");
+}

@@ -38,8 +38,11 @@ int sr_ckpt_save(const char *path, rt_backend *be, const sr_ckpt_entry *e, int n
     }
     free(host);
     if (rc) {
+        const char *why = rt_tf_writer_error(w); /* e.g. "PATH.tmp: write failed: No space left on device" */
+        sr_fail(err, errlen, "%s: writing the checkpoint failed%s%s (the previous checkpoint is kept)", path,
+                why ? ": " : "", why ? why : "");
         rt_tf_abort_write(w);
-        return sr_fail(err, errlen, "%s: writing the checkpoint failed", path);
+        return -1;
     }
     return rt_tf_close_write(w, err, errlen);
 }

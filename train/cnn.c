@@ -53,8 +53,10 @@ int sr_weights_save(rt_plan *p, const char *path, char *err, size_t errlen) {
         free(h);
     }
     if (rc) {
+        const char *why = rt_tf_writer_error(w);
+        sr_fail(err, errlen, "%s: writing the weights failed%s%s", path, why ? ": " : "", why ? why : "");
         rt_tf_abort_write(w);
-        return sr_fail(err, errlen, "%s: writing the weights failed", path);
+        return -1;
     }
     return rt_tf_close_write(w, err, errlen);
 }
