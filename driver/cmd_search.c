@@ -13,11 +13,7 @@
 #include "pipeline/pipeline.h"
 #include "search/search.h"
 
-static volatile sig_atomic_t stop_flag;
-static void on_signal(int sig) {
-    (void)sig;
-    stop_flag = 1;
-}
+#define stop_flag dartsc_stop_flag /* set by the SIGINT/SIGTERM handler main installs first thing */
 
 typedef struct prog {
     int tty;
@@ -142,11 +138,6 @@ int dartsc_cmd_search(int argc, char **argv) {
     char *src = slurp(path, &len);
     o.space_src = src;
     o.space_src_len = len;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
     o.stop = &stop_flag;
     prog pg = {.tty = isatty(2)};
     o.progress = show_progress;

@@ -12,6 +12,7 @@ int dartsc_cmd_export(int argc, char **argv);
 int dartsc_cmd_run(int argc, char **argv);
 int dartsc_cmd_bench(int argc, char **argv);
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,7 +32,12 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
 void dartsc_search_overrides_apply(const dartsc_search_overrides *ov, ir_space *sp);
 const char *dartsc_strategy_name(sr_strategy s);
 /* ---- driver/util.c ----
- * Numeric flags, strictly: the whole of v an integer in lo..hi, else a message naming the
+ * SIGINT and SIGTERM set dartsc_stop_flag (a loop checkpoints and stops; `run` stops
+ * between its stages, exit 130). main installs the handlers first thing for the commands
+ * that honour a stop (search, train, run), so no signal is lost to a late installation. */
+extern volatile sig_atomic_t dartsc_stop_flag;
+void dartsc_install_signals(void);
+/* Numeric flags, strictly: the whole of v an integer in lo..hi, else a message naming the
  * command and the flag on stderr and -1 (v NULL: "needs a value"). */
 int dartsc_parse_long(const char *cmd, const char *flag, const char *v, long lo, long hi, long *out);
 int dartsc_parse_int(const char *cmd, const char *flag, const char *v, int lo, int hi, int *out);

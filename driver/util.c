@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,21 @@
 
 #include "driver.h"
 #include "runtime/files.h"
+
+volatile sig_atomic_t dartsc_stop_flag;
+
+static void on_signal(int sig) {
+    (void)sig;
+    dartsc_stop_flag = 1;
+}
+
+void dartsc_install_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 int dartsc_parse_long(const char *cmd, const char *flag, const char *v, long lo, long hi, long *out) {
     if (!v) {
