@@ -583,3 +583,26 @@ Test(run, a_stop_during_evaluation_export_or_report_exits_130_and_resumes, .time
     snprintf(path, sizeof path, "%s/t", dir);
     cr_expect(file_exists(path, "checkpoint.dtns"));
 }
+
+/* ---- check ------------------------------------------------------------------------------------- */
+
+/* Fails before: check printed only the supernet's size (--genotype was an unknown option).
+ * DARTS_V2 at C 36, 20 cells has the reference's 3,349,342 weights (README). */
+Test(run, check_prints_the_retraining_networks_size_for_a_genotype, .timeout = 60) {
+    cr_assert(getenv("DARTSC_BIN"));
+    const char *dir = tu_tmpdir();
+    char path[600], args[1400], out[16384];
+    snprintf(path, sizeof path, "%s/v2.json", dir);
+    write_file(path, "{\"normal\": [[\"sep_conv_3x3\", 0], [\"sep_conv_3x3\", 1], [\"sep_conv_3x3\", 0], [\"sep_conv_3x3\", 1], "
+                     "[\"sep_conv_3x3\", 1], [\"skip_connect\", 0], [\"skip_connect\", 0], [\"dil_conv_3x3\", 2]], "
+                     "\"normal_concat\": [2, 3, 4, 5], \"reduce\": [[\"max_pool_3x3\", 0], [\"max_pool_3x3\", 1], "
+                     "[\"skip_connect\", 2], [\"max_pool_3x3\", 1], [\"max_pool_3x3\", 0], [\"skip_connect\", 2], "
+                     "[\"skip_connect\", 2], [\"max_pool_3x3\", 1]], \"reduce_concat\": [2, 3, 4, 5]}\n");
+    snprintf(args, sizeof args, "check %s/examples/darts_cifar10.dartsc --genotype %s", DARTSC_SOURCE_DIR, path);
+    cr_expect_eq(dartsc_out(args, out, sizeof out), 0, "%s", out);
+    cr_expect(strstr(out, "supernet: 6704 nodes, 1930618 weight parameters"), "%s", out);
+    cr_expect(strstr(out, "retraining network (C 36, 20 cells, ") && strstr(out, "): 3349342 weight parameters, "), "%s", out);
+    snprintf(args, sizeof args, "check %s/examples/darts_cifar10.dartsc", DARTSC_SOURCE_DIR);
+    cr_expect_eq(dartsc_out(args, out, sizeof out), 0, "%s", out);
+    cr_expect(strstr(out, "retraining network (C 36, 20 cells): pass --genotype FILE for its size"), "%s", out);
+}
