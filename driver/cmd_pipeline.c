@@ -285,7 +285,7 @@ int dartsc_cmd_train(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--resume")) o.resume = 1;
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: dartsc train SPACE --genotype FILE [--out DIR] [--epochs N] [--subset N] [--device auto|cpu|cuda] [--resume]\n");
+            printf("usage: dartsc train SPACE --genotype FILE [--out DIR] [--epochs N] [--subset N] [--device auto|cpu|cuda] [--resume] [--checkpoint-every N] [--checkpoint-minutes M]\n");
             return 0;
         } else if (a[0] == '-' && !v) {
             fprintf(stderr, "dartsc train: %s needs a value\n", a);
@@ -293,7 +293,12 @@ int dartsc_cmd_train(int argc, char **argv) {
         } else if (!strcmp(a, "--genotype")) geno = argv[++i];
         else if (!strcmp(a, "--out")) o.out_dir = argv[++i];
         else if (!strcmp(a, "--device")) o.device = argv[++i];
-        else if (!strcmp(a, "--epochs")) {
+        else if (!strcmp(a, "--checkpoint-every") || !strcmp(a, "--checkpoint-minutes")) {
+            long x;
+            if (dartsc_parse_long("train", a, argv[++i], 0, 1000000000, &x)) return 2;
+            if (a[13] == 'e') o.checkpoint_steps = x;
+            else o.checkpoint_seconds = 60.0 * (double)x;
+        } else if (!strcmp(a, "--epochs")) {
             if (dartsc_parse_long("train", a, argv[++i], 1, 100000, &epochs)) return 2;
         } else if (!strcmp(a, "--subset")) {
             if (dartsc_parse_long("train", a, argv[++i], 0, 100000000, &subset)) return 2;
@@ -303,7 +308,7 @@ int dartsc_cmd_train(int argc, char **argv) {
         } else path = a;
     }
     if (!path || !geno) {
-        fprintf(stderr, "usage: dartsc train SPACE --genotype FILE [--out DIR] [--epochs N] [--subset N] [--device auto|cpu|cuda] [--resume]\n");
+        fprintf(stderr, "usage: dartsc train SPACE --genotype FILE [--out DIR] [--epochs N] [--subset N] [--device auto|cpu|cuda] [--resume] [--checkpoint-every N] [--checkpoint-minutes M]\n");
         return 2;
     }
     ir_space sp;
@@ -520,6 +525,8 @@ int dartsc_cmd_run(int argc, char **argv) {
         sr_train_opts o = sr_train_opts_default();
         o.out_dir = out;
         o.device = device;
+        o.checkpoint_steps = so.checkpoint_steps; /* --checkpoint-every / --checkpoint-minutes apply to both */
+        o.checkpoint_seconds = so.checkpoint_seconds;
         o.resume = exists(out, "train_checkpoint.dtns");
         o.stop = &stop_flag;
         o.progress = progress_lines;

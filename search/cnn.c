@@ -31,6 +31,7 @@ sr_options sr_options_default(void) {
     o.out_dir = "runs/search";
     o.device = "auto";
     o.strategy = SR_DARTS;
+    o.checkpoint_seconds = SR_CHECKPOINT_SECONDS_DEFAULT;
     return o;
 }
 
@@ -419,7 +420,7 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
         }
     }
 
-    double tstep = sr_now();
+    double tstep = sr_now(), last_ckpt = tstep;
     int64_t steps_done = 0;
     int momentum_live = r.global_step > 0;
     while (r.epoch < tc->epochs) {
@@ -515,6 +516,11 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
             }
             r.step++;
             r.global_step++;
+            /* periodic checkpoints between epoch ends (the epoch's end writes its own) */
+            if (r.step < r.steps_per_epoch &&
+                sr_checkpoint_due(o->checkpoint_steps, o->checkpoint_seconds, r.global_step, &last_ckpt) &&
+                (check_finite(&r, lr, err, errlen) || save_checkpoint(&r, err, errlen)))
+                goto out;
         }
         /* end of epoch: alpha snapshot, accuracy on the architecture split, genotype, checkpoint */
         if (check_finite(&r, lr, err, errlen)) goto out;

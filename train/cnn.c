@@ -22,6 +22,7 @@ sr_train_opts sr_train_opts_default(void) {
     memset(&o, 0, sizeof o);
     o.out_dir = "runs/train";
     o.device = "auto";
+    o.checkpoint_seconds = SR_CHECKPOINT_SECONDS_DEFAULT;
     return o;
 }
 
@@ -378,7 +379,7 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
         FILE *f = fopen(t.metrics, "w");
         if (f) fclose(f);
     }
-    double tstart = sr_now();
+    double tstart = sr_now(), last_ckpt = tstart;
     int64_t done = 0;
     double sum_loss = 0, sum_acc = 0;
     int64_t nsum = 0;
@@ -445,6 +446,11 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
             }
             t.step++;
             t.global_step++;
+            /* periodic checkpoints between epoch ends (the epoch's end writes its own) */
+            if (t.step < t.steps_per_epoch &&
+                sr_checkpoint_due(o->checkpoint_steps, o->checkpoint_seconds, t.global_step, &last_ckpt) &&
+                (tcheck_finite(&t, lr, err, errlen) || tsave(&t, err, errlen)))
+                goto out;
         }
         if (tcheck_finite(&t, lr, err, errlen)) goto out;
         t.epoch++;

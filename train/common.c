@@ -146,6 +146,13 @@ double sr_clip_weight_grads(rt_plan *p, float max_norm) {
     return norm;
 }
 
+int sr_checkpoint_due(int64_t every_steps, double every_s, int64_t global_step, double *last) {
+    double now = sr_now();
+    int due = (every_steps > 0 && global_step % every_steps == 0) || (every_s > 0 && now - *last >= every_s);
+    if (due) *last = now;
+    return due;
+}
+
 double sr_group_sumsq(rt_plan *p, int role) {
     rt_backend *be = rt_plan_backend(p);
     rt_group g = rt_plan_group(p, (ir_role)role);
