@@ -606,3 +606,27 @@ Test(run, check_prints_the_retraining_networks_size_for_a_genotype, .timeout = 6
     cr_expect_eq(dartsc_out(args, out, sizeof out), 0, "%s", out);
     cr_expect(strstr(out, "retraining network (C 36, 20 cells): pass --genotype FILE for its size"), "%s", out);
 }
+
+/* Fails before: a baseline (random search, evolution) resumed with another --batch, --seed
+ * or --candidate-epochs continued silently with mixed settings. */
+Test(run, baseline_resume_refuses_changed_settings, .timeout = 200) {
+    cr_assert(getenv("DARTSC_BIN"));
+    const char *dir = tu_tmpdir();
+    char path[600], out[8192];
+    snprintf(path, sizeof path, "%s/s.dartsc", dir);
+    write_file(path, small_space);
+    const char *base = "search s.dartsc --out b --strategy random --candidates 2 --candidate-epochs 1";
+    cr_assert_eq(dartsc_in(dir, base, out, sizeof out), 0, "%s", out);
+    const char *changed[][2] = {{"--batch 8", "batch 16 (now 8)"}, {"--seed 3", "seed 1 (now 3)"},
+                                {"--candidate-epochs 2", "--candidate-epochs 1 (now 2)"}};
+    char args[1024];
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args, "%s --resume %s", base, changed[i][0]);
+        cr_expect_eq(dartsc_in(dir, args, out, sizeof out), 1, "%s: %s", changed[i][0], out);
+        cr_expect(strstr(out, "baseline_settings.dtns was written with other settings: ") && strstr(out, changed[i][1]),
+                  "%s: %s", changed[i][0], out);
+    }
+    /* more candidates continue the same sequence: accepted */
+    snprintf(args, sizeof args, "search s.dartsc --out b --strategy random --candidates 3 --candidate-epochs 1 --resume");
+    cr_expect_eq(dartsc_in(dir, args, out, sizeof out), 0, "%s", out);
+}
