@@ -133,11 +133,15 @@ int dartsc_cmd_bench(int argc, char **argv) {
         else if (a[0] == '-' && !v) {
             fprintf(stderr, "dartsc bench: %s needs a value\n", a);
             return 2;
-        } else if (!strcmp(a, "--batch")) batch = atoi(argv[++i]);
-        else if (!strcmp(a, "--order")) order = atoi(argv[++i]);
-        else if (!strcmp(a, "--steps")) steps = atoi(argv[++i]);
-        else if (!strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
-        else if (!strcmp(a, "--device")) device = argv[++i];
+        } else if (!strcmp(a, "--batch")) {
+            if (dartsc_parse_int("bench", a, argv[++i], 1, 65536, &batch)) return 2;
+        } else if (!strcmp(a, "--order")) {
+            if (dartsc_parse_int("bench", a, argv[++i], 1, 2, &order)) return 2;
+        } else if (!strcmp(a, "--steps")) {
+            if (dartsc_parse_int("bench", a, argv[++i], 1, 1000, &steps)) return 2;
+        } else if (!strcmp(a, "--warmup")) {
+            if (dartsc_parse_int("bench", a, argv[++i], 0, 1000, &warmup)) return 2;
+        } else if (!strcmp(a, "--device")) device = argv[++i];
         else if (a[0] == '-') {
             fprintf(stderr, "usage: dartsc bench SPACE [--batch N] [--order 1|2] [--steps N] [--warmup N] [--device cpu|cuda|auto] [--json] [--profile]\n");
             return 2;

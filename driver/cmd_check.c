@@ -10,6 +10,7 @@
 #include "ir/space.h"
 #include "runtime/runtime.h"
 #include "runtime/text.h"
+#include "search/genotype.h"
 
 static void print_cell(const char *what, const ir_cell *c) {
     printf("  %s cell: %d input%s, %d nodes, keep %d, combine %s, %d edges\n", what, c->n_inputs,
@@ -79,8 +80,8 @@ static int check_rnn(const ir_space *sp, const char *path, int batch, int dump_i
     if (dump_ir) ir_dump_text(net.graph, stdout);
     int rc = 0;
     if (dot) {
-        FILE *f = fopen(dot, "w");
-        if (!f) rc = 1;
+        FILE *f = dartsc_fopen_out("check", dot);
+        if (!f) return 1;
         else {
             ir_dump_dot(net.graph, f);
             if (fclose(f) != 0) rc = 1;
@@ -91,22 +92,50 @@ static int check_rnn(const ir_space *sp, const char *path, int batch, int dump_i
     return rc;
 }
 
+/* The retraining network of a genotype (its size depends on the ops chosen): weights,
+ * BN statistics and multiply-adds per image, as trained (no auxiliary head) and exported. */
+static int print_eval_net(const ir_space *sp, const char *geno) {
+    if (!geno) {
+        printf("retraining network (C %d, %d cells): pass --genotype FILE for its size\n", sp->train_C, sp->train_layers);
+        return 0;
+    }
+    ir_genotype gt;
+    char err[1024];
+    if (sr_genotype_read_json(sp, geno, &gt, err, sizeof err)) {
+        fprintf(stderr, "dartsc check: %s\n", err);
+        return 1;
+    }
+    ir_eval_opts eo = {.C = sp->train_C, .layers = sp->train_layers, .batch = 1};
+    ir_net en;
+    if (ir_space_build_eval(sp, &gt, &eo, &en)) {
+        fprintf(stderr, "dartsc check: cannot lower the retraining network: %s\n", en.error);
+        return 1;
+    }
+    ir_stats st;
+    ir_graph_stats(en.graph, &st);
+    int64_t buffers = 0;
+    for (int i = 0; i < ir_graph_num_nodes(en.graph); i++) {
+        const ir_node *n = ir_graph_node(en.graph, i);
+        if (n->op == IR_OP_PARAM && n->role == IR_ROLE_BUFFER) buffers += ir_node_numel(n);
+    }
+    printf("retraining network (C %d, %d cells, %s): %lld weight parameters, %lld batch-norm statistics\n", sp->train_C,
+           sp->train_layers, geno, (long long)st.weight_params, (long long)buffers);
+    printf("  %.1f M multiply-adds per sample (forward)\n", (double)st.macs_per_sample / 1e6);
+    ir_net_free(&en);
+    return 0;
+}
+
 int dartsc_cmd_check(int argc, char **argv) {
-    const char *path = NULL, *dot = NULL;
+    const char *path = NULL, *dot = NULL, *geno = NULL;
     int dump_ir = 0, batch = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dump-ir")) dump_ir = 1;
         else if (!strcmp(argv[i], "--dot") && i + 1 < argc) dot = argv[++i];
-        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 65536) {
-                fprintf(stderr, "dartsc check: --batch: '%s' is not a batch size (1..65536)\n", argv[i]);
-                return 2;
-            }
-            batch = (int)v;
+        else if (!strcmp(argv[i], "--genotype") && i + 1 < argc) geno = argv[++i];
+        else if (!strcmp(argv[i], "--batch")) {
+            if (dartsc_parse_int("check", "--batch", i + 1 < argc ? argv[++i] : NULL, 1, 65536, &batch)) return 2;
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: dartsc check SPACE [--batch N] [--dump-ir] [--dot FILE]\n");
+            printf("usage: dartsc check SPACE [--batch N] [--genotype FILE] [--dump-ir] [--dot FILE]\n");
             return 0;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "dartsc check: unknown option '%s'\n", argv[i]);
@@ -118,7 +147,7 @@ int dartsc_cmd_check(int argc, char **argv) {
         }
     }
     if (!path) {
-        fprintf(stderr, "usage: dartsc check SPACE [--batch N] [--dump-ir] [--dot FILE]\n");
+        fprintf(stderr, "usage: dartsc check SPACE [--batch N] [--genotype FILE] [--dump-ir] [--dot FILE]\n");
         return 2;
     }
     ir_space sp;
@@ -160,11 +189,14 @@ int dartsc_cmd_check(int argc, char **argv) {
         printf("  memory estimate unavailable: %s\n", err);
     }
     be->destroy(be);
+    if (print_eval_net(&sp, geno)) {
+        ir_net_free(&net);
+        return 1;
+    }
     if (dump_ir) ir_dump_text(net.graph, stdout);
     if (dot) {
-        FILE *f = fopen(dot, "w");
+        FILE *f = dartsc_fopen_out("check", dot);
         if (!f) {
-            perror(dot);
             ir_net_free(&net);
             return 1;
         }

@@ -28,6 +28,7 @@ int dartsc_cmd_inspect(int argc, char **argv) {
         fprintf(stderr, "usage: dartsc inspect FILE.onnx\n");
         return 2;
     }
+    if (dartsc_check_input("inspect", path)) return 1; /* a FIFO would block the open */
     char err[1024];
     if (cg_onnx_inspect(path, stdout, err, sizeof err) != 0) {
         fprintf(stderr, "dartsc inspect: %s\n", err);

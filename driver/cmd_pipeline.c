@@ -1,5 +1,6 @@
 /* cmd_pipeline.c — `dartsc train`, `eval`, `export` and `run` (search -> retrain ->
  * evaluate -> export -> report in one run directory, resumable at any stage). */
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,17 +24,18 @@
 #include "train/rnn.h"
 #include "train/train.h"
 
-static volatile sig_atomic_t stop_flag;
-static void on_signal(int sig) {
-    (void)sig;
-    stop_flag = 1;
-}
-static void install_signals(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+#define stop_flag dartsc_stop_flag /* set by the SIGINT/SIGTERM handler main installs first thing */
+
+/* `run` between its stages: a stop request ends the run with exit 130; every stage after
+ * the retraining is redone by the next run (its outputs are written at its end).
+ * DARTSC_TEST_STOP_AT=STAGE raises SIGINT as that stage begins (tests/test_run.c). */
+static int run_stopped(const char *stage, int begins) {
+    const char *t = getenv("DARTSC_TEST_STOP_AT");
+    if (begins && t && !strcmp(t, stage)) raise(SIGINT);
+    if (!stop_flag) return 0;
+    fprintf(stderr, "dartsc run: stopped %s the %s; rerun the same command to resume\n", begins ? "before" : "during",
+            stage);
+    return 1;
 }
 
 static int exists(const char *dir, const char *name) {
@@ -54,6 +56,9 @@ int dartsc_load_space(const char *path, ir_space *sp) {
 static void progress_lines(void *ctx, const sr_progress *p) {
     const char *what = ctx;
     int tty = isatty(2);
+    if (p->warning)
+        fprintf(stderr, "%sdartsc %s: warning: epoch %d step %lld: %s (loss %g)\n", tty ? "\r\033[K" : "", what,
+                p->epoch + 1, (long long)p->step + 1, p->warning, isnan(p->val_loss) ? p->train_loss : fmax(p->train_loss, p->val_loss));
     if (p->candidate_end) {
         fprintf(stderr, "%scandidate %d/%d: architecture split loss %.4f accuracy %.2f%%\n", tty ? "\r\033[K" : "",
                 p->epoch + 1, p->epochs, p->val_loss, 100 * p->val_acc);
@@ -77,7 +82,33 @@ static void progress_lines(void *ctx, const sr_progress *p) {
     }
 }
 
+void dartsc_warn_loss_peak(const char *cmd, const char *what, double peak, int64_t step) {
+    if (peak > SR_LOSS_WARN)
+        fprintf(stderr, "dartsc %s: warning: the %s loss reached %g (step %lld): it exploded numerically although it "
+                "stayed finite; the result is doubtful (lower the learning rate?)\n", cmd, what, peak, (long long)step + 1);
+}
+#define warn_peak dartsc_warn_loss_peak
+
 /* ---- export ---------------------------------------------------------------------------------- */
+
+/* Every file an export writes may replace only a regular file (the ONNX file and its .tmp
+ * are renamed into place; NAME.h and NAME.c are written in place): checked, with the C
+ * directory created, before anything is written. */
+static int check_export_paths(const char *onnx_path, const char *c_dir, const char *name) {
+    char p[4200];
+    if (onnx_path) {
+        snprintf(p, sizeof p, "%s.tmp", onnx_path);
+        if (dartsc_check_output("export", onnx_path) || dartsc_check_output("export", p)) return -1;
+    }
+    if (c_dir) {
+        if (dartsc_check_output_dir("export", c_dir)) return -1;
+        snprintf(p, sizeof p, "%s/%s.h", c_dir, name);
+        if (dartsc_check_output("export", p)) return -1;
+        snprintf(p, sizeof p, "%s/%s.c", c_dir, name);
+        if (dartsc_check_output("export", p)) return -1;
+    }
+    return 0;
+}
 
 static int do_export(const ir_space *sp_in, const ir_genotype *gt, const char *weights, const char *onnx_path,
                      const char *c_dir, const char *name, int max_batch, int fold, double test_acc) {
@@ -121,7 +152,8 @@ static int do_export(const ir_space *sp_in, const ir_genotype *gt, const char *w
     if (sp->classes == 10 && sp->data == IR_DATA_FASHION_MNIST) m.class_names = fashion;
     if (names && n_names == sp->classes) m.class_names = (const char *const *)names;
     int rc = 0;
-    if (onnx_path) {
+    if (check_export_paths(onnx_path, c_dir, name)) rc = 1;
+    if (onnx_path && !rc) {
         cg_onnx_opts oo = cg_onnx_opts_default();
         oo.fold_bn = fold;
         if (cg_onnx_write(&m, &oo, onnx_path, err, sizeof err)) {
@@ -134,7 +166,6 @@ static int do_export(const ir_space *sp_in, const ir_genotype *gt, const char *w
     if (c_dir && !rc) {
         cg_c_footprint fp = {0, 0};
         cg_c_opts co = {.max_batch = max_batch, .no_fold = !fold, .footprint = &fp};
-        mkdir(c_dir, 0755);
         if (cg_c_write(&m, &co, c_dir, err, sizeof err)) {
             fprintf(stderr, "dartsc export: %s\n", err);
             rc = 1;
@@ -173,6 +204,10 @@ static int rnn_export(const ir_space *sp, const ir_genotype *gt, const char *wei
         fprintf(stderr, "dartsc export: %s\n", net.error);
         return 1;
     }
+    if (check_export_paths(onnx_path, c_dir, name)) {
+        ir_rnn_net_free(&net);
+        return 1;
+    }
     rt_backend *be = rt_backend_cpu_new();
     rt_plan *p = be ? rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 1, .grads = 0}, err, sizeof err) : NULL;
     int n = ir_graph_num_nodes(net.graph), rc = 1;
@@ -191,7 +226,6 @@ static int rnn_export(const ir_space *sp, const ir_genotype *gt, const char *wei
         fprintf(stderr, "wrote %s (one step: ids, hidden -> logits, hidden_out)\n", onnx_path);
     }
     if (c_dir) {
-        mkdir(c_dir, 0755);
         if (cg_rnn_c_write(&net, vals, c_dir, name, max_batch, err, sizeof err)) {
             fprintf(stderr, "dartsc export: %s\n", err);
             goto out;
@@ -241,11 +275,7 @@ int dartsc_cmd_export(int argc, char **argv) {
         else if (!strcmp(a, "--c")) cdir = argv[++i];
         else if (!strcmp(a, "--name")) name = argv[++i];
         else if (!strcmp(a, "--max-batch")) {
-            max_batch = atoi(argv[++i]);
-            if (max_batch < 1 || max_batch > 65536) {
-                fprintf(stderr, "dartsc export: --max-batch: '%s' is not in 1..65536\n", argv[i]);
-                return 2;
-            }
+            if (dartsc_parse_int("export", a, argv[++i], 1, 65536, &max_batch)) return 2;
         } else if (a[0] == '-') {
             fprintf(stderr, "dartsc export: unknown option '%s'\n", a);
             return 2;
@@ -308,7 +338,7 @@ int dartsc_cmd_train(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--resume")) o.resume = 1;
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: dartsc train SPACE --genotype FILE [--out DIR] [--epochs N] [--subset N] [--device auto|cpu|cuda] [--resume]\n");
+            printf("usage: dartsc train SPACE --genotype FILE [--out DIR] [--epochs N] [--subset N] [--device auto|cpu|cuda] [--resume] [--checkpoint-every N] [--checkpoint-minutes M]\n");
             return 0;
         } else if (a[0] == '-' && !v) {
             fprintf(stderr, "dartsc train: %s needs a value\n", a);
@@ -316,15 +346,22 @@ int dartsc_cmd_train(int argc, char **argv) {
         } else if (!strcmp(a, "--genotype")) geno = argv[++i];
         else if (!strcmp(a, "--out")) o.out_dir = argv[++i];
         else if (!strcmp(a, "--device")) o.device = argv[++i];
-        else if (!strcmp(a, "--epochs")) epochs = atol(argv[++i]);
-        else if (!strcmp(a, "--subset")) subset = atol(argv[++i]);
-        else if (a[0] == '-') {
+        else if (!strcmp(a, "--checkpoint-every") || !strcmp(a, "--checkpoint-minutes")) {
+            long x;
+            if (dartsc_parse_long("train", a, argv[++i], 0, 1000000000, &x)) return 2;
+            if (a[13] == 'e') o.checkpoint_steps = x;
+            else o.checkpoint_seconds = 60.0 * (double)x;
+        } else if (!strcmp(a, "--epochs")) {
+            if (dartsc_parse_long("train", a, argv[++i], 1, 100000, &epochs)) return 2;
+        } else if (!strcmp(a, "--subset")) {
+            if (dartsc_parse_long("train", a, argv[++i], 0, 100000000, &subset)) return 2;
+        } else if (a[0] == '-') {
             fprintf(stderr, "dartsc train: unknown option '%s'\n", a);
             return 2;
         } else path = a;
     }
     if (!path || !geno) {
-        fprintf(stderr, "usage: dartsc train SPACE --genotype FILE [--out DIR] [--epochs N] [--subset N] [--device auto|cpu|cuda] [--resume]\n");
+        fprintf(stderr, "usage: dartsc train SPACE --genotype FILE [--out DIR] [--epochs N] [--subset N] [--device auto|cpu|cuda] [--resume] [--checkpoint-every N] [--checkpoint-minutes M]\n");
         return 2;
     }
     ir_space sp;
@@ -337,13 +374,15 @@ int dartsc_cmd_train(int argc, char **argv) {
         fprintf(stderr, "dartsc train: %s\n", err);
         return 1;
     }
-    install_signals();
     o.stop = &stop_flag;
     o.progress = progress_lines;
     o.progress_ctx = "train";
     sr_train_result r;
+    dartsc_out_dir od;
+    dartsc_out_dir_note(&od, o.out_dir);
     if (sr_train(&sp, &gt, &o, &r, err, sizeof err)) {
         fprintf(stderr, "\ndartsc train: error: %s\n", err);
+        dartsc_out_dir_cleanup(&od); /* no empty directory left behind */
         return 1;
     }
     /* the space and genotype beside the weights: OUT is then a run directory that eval
@@ -356,6 +395,7 @@ int dartsc_cmd_train(int argc, char **argv) {
         fprintf(stderr, "dartsc train: stopped; continue with --resume\n");
         return 130;
     }
+    warn_peak("train", "training", r.loss_peak, r.loss_peak_step);
     if (sp.kind == IR_SPACE_RNN) { /* train/rnn.c: train_acc holds the last validation perplexity */
         printf("trained in %.1f s; last epoch validation perplexity %.2f; weights in %s/model.dtns\n", r.seconds,
                r.train_acc, o.out_dir);
@@ -379,12 +419,14 @@ static int rnn_eval_print(const ir_space *sp, const ir_genotype *gt, const char 
     }
     printf("validation perplexity %.2f (%lld tokens), test perplexity %.2f (%lld tokens)\n", ev.valid_ppl,
            (long long)ev.valid_tokens, ev.test_ppl, (long long)ev.test_tokens);
-    FILE *f = results ? fopen(results, "w") : NULL;
+    FILE *f = results ? dartsc_fopen_out("run", results) : NULL;
     if (f) {
-        fprintf(f, "{\"valid_perplexity\":%.4f,\"test_perplexity\":%.4f,\"valid_loss\":%.6f,\"test_loss\":%.6f,"
+        char n[4][32];
+        fprintf(f, "{\"valid_perplexity\":%s,\"test_perplexity\":%s,\"valid_loss\":%s,\"test_loss\":%s,"
                    "\"search_seconds\":%.1f,\"train_seconds\":%.1f,\"eval_seconds\":%.1f}\n",
-                ev.valid_ppl, ev.test_ppl, ev.valid_loss, ev.test_loss, times ? times[0] : 0, times ? times[1] : 0,
-                sr_now() - t0);
+                sr_json_num(n[0], 32, "%.4f", ev.valid_ppl), sr_json_num(n[1], 32, "%.4f", ev.test_ppl),
+                sr_json_num(n[2], 32, "%.6f", ev.valid_loss), sr_json_num(n[3], 32, "%.6f", ev.test_loss),
+                times ? times[0] : 0, times ? times[1] : 0, sr_now() - t0);
         fclose(f);
     }
     return 0;
@@ -425,6 +467,7 @@ int dartsc_cmd_eval(int argc, char **argv) {
         rt_tf_writer *w = rt_tf_open_write(pred_path, err, sizeof err);
         if (!w) rc = 1;
         else if (rt_tf_write(w, "predictions", RT_TF_I32, 1, (int64_t[]){ev.n}, pred)) {
+            if (rt_tf_writer_error(w)) snprintf(err, sizeof err, "%s", rt_tf_writer_error(w));
             rt_tf_abort_write(w);
             rc = 1;
         } else if (rt_tf_close_write(w, err, sizeof err)) rc = 1;
@@ -474,7 +517,6 @@ int dartsc_cmd_run(int argc, char **argv) {
     ir_space sp;
     if (dartsc_load_space(path, &sp)) return 1;
     dartsc_search_overrides_apply(&ov, &sp);
-    install_signals();
     char err[1024], p[4200];
     double times[4] = {0};
     /* one device for every stage: "auto" resolved once, said in the log and results.json */
@@ -505,24 +547,29 @@ int dartsc_cmd_run(int argc, char **argv) {
         o.progress_ctx = "search";
         sr_result r;
         fprintf(stderr, "== search (%s)\n", o.resume ? "resuming" : "from scratch");
+        dartsc_out_dir od;
+        dartsc_out_dir_note(&od, out);
         int rc = sr_search(&sp, &o, &r, err, sizeof err);
         free(src);
         if (rc) {
             fprintf(stderr, "\ndartsc run: search: %s\n", err);
+            dartsc_out_dir_cleanup(&od); /* no empty directory left behind */
             return 1;
         }
         if (r.stopped) {
             fprintf(stderr, "dartsc run: stopped during the search; rerun the same command to resume\n");
             return 130;
         }
+        warn_peak("run", "search", r.loss_peak, r.loss_peak_step);
         times[0] = r.seconds;
         snprintf(p, sizeof p, "%s/search.done", out);
-        f = fopen(p, "w");
+        f = dartsc_fopen_out("run", p);
         if (f) {
             fprintf(f, "%.3f\n", r.seconds);
             fclose(f);
         }
     }
+    if (run_stopped("retraining", 1)) return 130;
     dartsc_render_cells(out);
     ir_genotype gt;
     snprintf(p, sizeof p, "%s/genotype.json", out);
@@ -537,6 +584,8 @@ int dartsc_cmd_run(int argc, char **argv) {
         sr_train_opts o = sr_train_opts_default();
         o.out_dir = out;
         o.device = device;
+        o.checkpoint_steps = so.checkpoint_steps; /* --checkpoint-every / --checkpoint-minutes apply to both */
+        o.checkpoint_seconds = so.checkpoint_seconds;
         o.resume = exists(out, "train_checkpoint.dtns");
         o.stop = &stop_flag;
         o.progress = progress_lines;
@@ -551,9 +600,10 @@ int dartsc_cmd_run(int argc, char **argv) {
             fprintf(stderr, "dartsc run: stopped during retraining; rerun the same command to resume\n");
             return 130;
         }
+        warn_peak("run", "retraining", r.loss_peak, r.loss_peak_step);
         times[1] = r.seconds;
         snprintf(p, sizeof p, "%s/train.done", out);
-        FILE *f = fopen(p, "w");
+        FILE *f = dartsc_fopen_out("run", p);
         if (f) {
             fprintf(f, "%.3f\n", r.seconds);
             fclose(f);
@@ -563,7 +613,7 @@ int dartsc_cmd_run(int argc, char **argv) {
     const char *done[2] = {"search.done", "train.done"};
     for (int k = 0; k < 2; k++) {
         snprintf(p, sizeof p, "%s/%s", out, done[k]);
-        FILE *f = fopen(p, "r");
+        FILE *f = access(p, F_OK) == 0 && dartsc_check_input("run", p) == 0 ? fopen(p, "r") : NULL;
         if (f) {
             if (fscanf(f, "%lf", &times[k]) != 1) times[k] = 0;
             fclose(f);
@@ -571,11 +621,13 @@ int dartsc_cmd_run(int argc, char **argv) {
     }
     /* 3. evaluate */
     snprintf(p, sizeof p, "%s/model.dtns", out);
+    if (run_stopped("evaluation", 1)) return 130;
     fprintf(stderr, "== evaluate\n");
     if (sp.kind == IR_SPACE_RNN) { /* export and report of recurrent cells are not implemented */
         char rp[4200];
         snprintf(rp, sizeof rp, "%s/results.json", out);
         if (rnn_eval_print(&sp, &gt, p, device, rp, times)) return 1;
+        if (run_stopped("evaluation", 0) || run_stopped("export", 1)) return 130;
         fprintf(stderr, "== export\n");
         char onnx_p[4200], cdir_p[4200];
         snprintf(onnx_p, sizeof onnx_p, "%s/model.onnx", out);
@@ -589,8 +641,10 @@ int dartsc_cmd_run(int argc, char **argv) {
         return 1;
     }
     times[2] = sr_now() - t0;
+    if (run_stopped("evaluation", 0)) return 130;
     printf("test accuracy %.2f%% on %d images (loss %.4f)\n", 100 * ev.acc, ev.n, ev.loss);
     /* 4. export */
+    if (run_stopped("export", 1)) return 130;
     fprintf(stderr, "== export\n");
     char onnx[4200], cdir[4200];
     snprintf(onnx, sizeof onnx, "%s/model.onnx", out);
@@ -598,16 +652,21 @@ int dartsc_cmd_run(int argc, char **argv) {
     t0 = sr_now();
     if (do_export(&sp, &gt, p, onnx, cdir, "model", 1, 1, ev.acc)) return 1;
     times[3] = sr_now() - t0;
+    if (run_stopped("export", 0)) return 130;
     char rp[4200];
     snprintf(rp, sizeof rp, "%s/results.json", out);
-    FILE *f = fopen(rp, "w");
+    FILE *f = dartsc_fopen_out("run", rp);
     if (f) {
-        fprintf(f, "{\"test_accuracy\":%.6f,\"test_loss\":%.6f,\"test_images\":%d,\"search_seconds\":%.1f,\"train_seconds\":%.1f,"
+        char n[2][32];
+        fprintf(f, "{\"test_accuracy\":%s,\"test_loss\":%s,\"test_images\":%d,\"search_seconds\":%.1f,\"train_seconds\":%.1f,"
                    "\"eval_seconds\":%.1f,\"export_seconds\":%.1f,\"strategy\":\"%s\",\"device\":\"%s\"}\n",
-                ev.acc, ev.loss, ev.n, times[0], times[1], times[2], times[3], dartsc_strategy_name(so.strategy), device);
+                sr_json_num(n[0], 32, "%.6f", ev.acc), sr_json_num(n[1], 32, "%.6f", ev.loss), ev.n, times[0], times[1],
+                times[2], times[3], dartsc_strategy_name(so.strategy), device);
         fclose(f);
     }
     /* 5. report */
+    if (run_stopped("report", 1)) return 130;
     if (dartsc_write_report(out, &sp, &gt, ev.acc, argc, argv) == 0) fprintf(stderr, "wrote %s/report.html\n", out);
+    if (run_stopped("report", 0)) return 130;
     return 0;
 }

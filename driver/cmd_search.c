@@ -1,6 +1,7 @@
 /* cmd_search.c — `dartsc search SPACE`: flags override the DSL, signals checkpoint and
  * stop, a progress bar on a terminal (plain log lines otherwise), SVG cell pictures when
  * Graphviz's `dot` is installed. */
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,11 +13,7 @@
 #include "pipeline/pipeline.h"
 #include "search/search.h"
 
-static volatile sig_atomic_t stop_flag;
-static void on_signal(int sig) {
-    (void)sig;
-    stop_flag = 1;
-}
+#define stop_flag dartsc_stop_flag /* set by the SIGINT/SIGTERM handler main installs first thing */
 
 typedef struct prog {
     int tty;
@@ -34,6 +31,9 @@ static void fmt_eta(double s, char *buf, size_t n) {
 static void show_progress(void *ctx, const sr_progress *p) {
     prog *pg = ctx;
     char eta[32];
+    if (p->warning)
+        fprintf(stderr, "%sdartsc search: warning: epoch %d step %lld: %s (loss %g)\n", pg->tty ? "\r\033[K" : "",
+                p->epoch + 1, (long long)p->step + 1, p->warning, isnan(p->val_loss) ? p->train_loss : fmax(p->train_loss, p->val_loss));
     fmt_eta(p->eta_s, eta, sizeof eta);
     if (p->candidate_end) {
         fprintf(stderr, "%scandidate %d/%d", pg->tty ? "\r\033[K" : "", p->epoch + 1, p->epochs);
@@ -138,11 +138,6 @@ int dartsc_cmd_search(int argc, char **argv) {
     char *src = slurp(path, &len);
     o.space_src = src;
     o.space_src_len = len;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
     o.stop = &stop_flag;
     prog pg = {.tty = isatty(2)};
     o.progress = show_progress;
@@ -158,9 +153,12 @@ int dartsc_cmd_search(int argc, char **argv) {
                 sp.search.batch, (unsigned long long)sp.search.seed);
     sr_result res;
     char err[1024];
+    dartsc_out_dir od;
+    dartsc_out_dir_note(&od, o.out_dir);
     int rc = sr_search(&sp, &o, &res, err, sizeof err);
     free(src);
     if (rc) {
+        dartsc_out_dir_cleanup(&od); /* no empty directory left behind */
         fprintf(stderr, "%sdartsc search: error: %s\n", pg.tty ? "\n" : "", err);
         return 1;
     }
@@ -169,6 +167,7 @@ int dartsc_cmd_search(int argc, char **argv) {
                 (long long)res.steps, o.out_dir);
         return 130;
     }
+    dartsc_warn_loss_peak("search", "search", res.loss_peak, res.loss_peak_step);
     dartsc_render_cells(o.out_dir);
     printf("genotype: ");
     sr_genotype_print(&sp, &res.genotype, stdout);

@@ -12,7 +12,10 @@ int dartsc_cmd_export(int argc, char **argv);
 int dartsc_cmd_run(int argc, char **argv);
 int dartsc_cmd_bench(int argc, char **argv);
 
+#include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "ir/space.h"
 #include "search/search.h"
@@ -28,6 +31,36 @@ void dartsc_search_overrides_init(dartsc_search_overrides *ov);
 int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options *o, dartsc_search_overrides *ov);
 void dartsc_search_overrides_apply(const dartsc_search_overrides *ov, ir_space *sp);
 const char *dartsc_strategy_name(sr_strategy s);
+/* ---- driver/util.c ----
+ * SIGINT and SIGTERM set dartsc_stop_flag (a loop checkpoints and stops; `run` stops
+ * between its stages, exit 130). main installs the handlers first thing for the commands
+ * that honour a stop (search, train, run), so no signal is lost to a late installation. */
+extern volatile sig_atomic_t dartsc_stop_flag;
+void dartsc_install_signals(void);
+/* Numeric flags, strictly: the whole of v an integer in lo..hi, else a message naming the
+ * command and the flag on stderr and -1 (v NULL: "needs a value"). */
+int dartsc_parse_long(const char *cmd, const char *flag, const char *v, long lo, long hi, long *out);
+int dartsc_parse_int(const char *cmd, const char *flag, const char *v, int lo, int hi, int *out);
+/* Files (runtime/files.h), with the message on stderr: an input must be a regular file; an
+ * output may replace only a regular file; an output directory is created and must be a
+ * directory. 0 or -1. */
+int dartsc_check_input(const char *cmd, const char *path);
+int dartsc_check_output(const char *cmd, const char *path);
+int dartsc_check_output_dir(const char *cmd, const char *dir);
+/* An output directory that a failed search or training leaves empty is removed again:
+ * dartsc_out_dir_note before the command creates it remembers which part of the path did
+ * not exist; dartsc_out_dir_cleanup after a failure removes those directories where they
+ * are empty (never one that existed before, never one with files in it). */
+typedef struct dartsc_out_dir {
+    char dir[4096], created[4096]; /* created: the topmost missing directory, "" if none */
+} dartsc_out_dir;
+void dartsc_out_dir_note(dartsc_out_dir *d, const char *dir);
+void dartsc_out_dir_cleanup(const dartsc_out_dir *d);
+/* fopen(path, "w") after dartsc_check_output; NULL with a message. */
+FILE *dartsc_fopen_out(const char *cmd, const char *path);
+/* A warning on stderr when a loop's loss went above SR_LOSS_WARN (train/common.h) without
+ * becoming non-finite (which stops the loop with an error). */
+void dartsc_warn_loss_peak(const char *cmd, const char *what, double peak, int64_t step);
 /* Compiles a space file, rendering its diagnostics on stderr; 0, or -1 on errors. */
 int dartsc_load_space(const char *path, ir_space *sp);
 /* RUN_DIR/{normal,reduce}.svg from the .dot files when Graphviz's dot is installed. */

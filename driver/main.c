@@ -25,6 +25,9 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* first thing: a stop request of search, train or run is honoured from the start */
+    if (argc >= 2 && (!strcmp(argv[1], "search") || !strcmp(argv[1], "train") || !strcmp(argv[1], "run")))
+        dartsc_install_signals();
     if (argc < 2) {
         usage(stderr);
         return 2;

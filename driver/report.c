@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,7 +29,8 @@ static json_t *read_jsonl(const char *dir, const char *name) {
     char p[4200], line[1 << 16];
     snprintf(p, sizeof p, "%s/%s", dir, name);
     json_t *arr = json_array();
-    FILE *f = fopen(p, "r");
+    struct stat st;
+    FILE *f = stat(p, &st) == 0 && S_ISREG(st.st_mode) ? fopen(p, "r") : NULL; /* never block on a FIFO */
     if (!f) return arr;
     while (fgets(line, sizeof line, f)) {
         json_t *o = json_loads(line, 0, NULL);
@@ -133,7 +135,8 @@ static void candidates_table(FILE *f, const char *dir) {
 static void inline_svg(FILE *f, const char *dir, const char *name) {
     char p[4200];
     snprintf(p, sizeof p, "%s/%s.svg", dir, name);
-    FILE *s = fopen(p, "r");
+    struct stat st;
+    FILE *s = stat(p, &st) == 0 && S_ISREG(st.st_mode) ? fopen(p, "r") : NULL;
     if (!s) {
         fprintf(f, "<p>(%s.svg not rendered: Graphviz's dot is not installed; see %s.dot)</p>", name, name);
         return;
@@ -163,7 +166,7 @@ int dartsc_write_report(const char *dir, const ir_space *sp, const ir_genotype *
                         char **argv) {
     char p[4200];
     snprintf(p, sizeof p, "%s/report.html", dir);
-    FILE *f = fopen(p, "w");
+    FILE *f = dartsc_fopen_out("run", p);
     if (!f) return -1;
     ir_stats st = {0};
     ir_net net;

@@ -11,18 +11,9 @@ const char *dartsc_search_flags_usage =
     "  search options (override the space's `search` settings):\n"
     "    --strategy darts|joint|coord|random|evolution   (default darts)\n"
     "    --order 1|2  --epochs N  --batch N  --seed N  --subset N  --data PATH\n"
-    "    --candidates N  --population N  --sample N  --candidate-epochs N   (random, evolution)\n";
-
-static int parse_int(const char *cmd, const char *flag, const char *v, long lo, long hi, long *out) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (!*v || *end || x < lo || x > hi) {
-        fprintf(stderr, "dartsc %s: %s: '%s' is not an integer in %ld..%ld\n", cmd, flag, v, lo, hi);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
+    "    --candidates N  --population N  --sample N  --candidate-epochs N   (random, evolution)\n"
+    "    --checkpoint-every N  --checkpoint-minutes M   also checkpoint every N steps / M minutes (0: off;\n"
+    "                                                   default 10 minutes; epoch ends always)\n";
 
 int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options *o, dartsc_search_overrides *ov) {
     static const struct { const char *flag; long lo, hi; size_t off; int in_ov; } ints[] = {
@@ -38,14 +29,17 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         if (strcmp(a, ints[i].flag)) continue;
-        if (!v) {
-            fprintf(stderr, "dartsc %s: %s needs a value\n", cmd, a);
-            return -1;
-        }
         long x;
-        if (parse_int(cmd, a, v, ints[i].lo, ints[i].hi, &x)) return -1;
+        if (dartsc_parse_long(cmd, a, v, ints[i].lo, ints[i].hi, &x)) return -1;
         if (ints[i].in_ov) *(long *)((char *)ov + ints[i].off) = x;
         else *(int *)((char *)o + ints[i].off) = (int)x;
+        return 1;
+    }
+    if (!strcmp(a, "--checkpoint-every") || !strcmp(a, "--checkpoint-minutes")) {
+        long x;
+        if (dartsc_parse_long(cmd, a, v, 0, 1000000000, &x)) return -1;
+        if (a[13] == 'e') o->checkpoint_steps = x;
+        else o->checkpoint_seconds = 60.0 * (double)x;
         return 1;
     }
     if (!strcmp(a, "--data") || !strcmp(a, "--strategy")) {

@@ -105,6 +105,36 @@ static int utf8_seq(const unsigned char *p, size_t n) {
     return len;
 }
 
+/* 1 for a character that must not reach a terminal as it is: C0 controls and DEL, C1
+ * controls (U+0080..U+009F: 0x9B is a one-byte CSI on some terminals) and the bidirectional
+ * overrides and isolates (U+202A..U+202E, U+2066..U+2069), which reorder what is shown. */
+static int unsafe_char(const unsigned char *p, int k) {
+    if (k == 1) return p[0] < 0x20 || p[0] == 0x7F;
+    if (k == 2) return p[0] == 0xC2 && p[1] < 0xA0;
+    if (k == 3 && p[0] == 0xE2 && p[1] == 0x80) return p[2] >= 0xAA && p[2] <= 0xAE;
+    if (k == 3 && p[0] == 0xE2 && p[1] == 0x81) return p[2] >= 0xA6 && p[2] <= 0xA9;
+    return 0;
+}
+
+/* A message with every byte that is not valid UTF-8, and every unsafe character, shown as
+ * '?' (messages quote the source's tokens). In place: never longer. */
+static void sanitize_msg(char *m) {
+    unsigned char *s = (unsigned char *)m;
+    size_t n = strlen(m), i = 0, o = 0;
+    while (i < n) {
+        int k = utf8_seq(s + i, n - i);
+        if (k == 0 || unsafe_char(s + i, k)) {
+            s[o++] = '?';
+            i += k ? (size_t)k : 1;
+        } else {
+            memmove(s + o, s + i, (size_t)k);
+            o += (size_t)k;
+            i += (size_t)k;
+        }
+    }
+    s[o] = 0;
+}
+
 /* Builds the displayed line for [ls, le) with the caret at byte off spanning len bytes. */
 static void make_text(const char *src, size_t ls, size_t le, size_t off, int len, fe_diag *dg) {
     const unsigned char *s = (const unsigned char *)src;
@@ -147,9 +177,9 @@ static void make_text(const char *src, size_t ls, size_t le, size_t off, int len
             continue;
         }
         int k = utf8_seq(s + p, we - p);
-        if (k == 0 || c < 0x20 || c == 0x7F) {
+        if (k == 0 || c < 0x20 || c == 0x7F || unsafe_char(s + p, k)) {
             t[o++] = '?';
-            p++;
+            p += k > 1 ? (size_t)k : 1;
         } else {
             memcpy(t + o, s + p, (size_t)k);
             o += (size_t)k;
@@ -183,6 +213,7 @@ void fe_diag_va(fe_ctx *cx, fe_severity sev, const char *pos, int len, const cha
     }
     char buf[1024];
     vsnprintf(buf, sizeof buf, fmt, ap);
+    sanitize_msg(buf);
     if (pos) {
         /* the same problem reached twice (a base block read by two derived blocks): once */
         for (int i = d->n - 1; i >= cx->diag_base && i >= d->n - 400; i--) {

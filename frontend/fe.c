@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fe_int.h"
 
@@ -40,6 +41,15 @@ int fe_compile_string(const char *name, const char *src, size_t len, ir_space *o
 int fe_compile_file(const char *path, ir_space *out, fe_diags *d) {
     fe_ctx cx = {.file = path, .src = "", .diags = d};
     ir_space_darts_cifar10(out);
+    struct stat st; /* a FIFO would block fopen; a directory reads as an empty file */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        const char *kind = S_ISDIR(st.st_mode)    ? "a directory"
+                           : S_ISFIFO(st.st_mode) ? "a FIFO (named pipe)"
+                           : S_ISCHR(st.st_mode)  ? "a character device"
+                                                  : "a special file";
+        fe_diag_at(&cx, FE_SEV_ERROR, NULL, 0, NULL, "is %s, not a regular file", kind);
+        return -1;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         fe_diag_at(&cx, FE_SEV_ERROR, NULL, 0, NULL, "cannot open: %s", strerror(errno));

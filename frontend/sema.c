@@ -255,7 +255,7 @@ static void build_view(sema *S, fe_decl *d, view *v) {
             if (v->d[i] == d) {
                 if (!v->d[v->n - 1]->chain_err) /* report each cycle once */
                     fe_error(S->cx, v->d[v->n - 1]->base, NULL, "'%s' extends itself through its bases", d->name->str);
-                v->d[v->n - 1]->chain_err = 1;
+                for (int j = i; j < v->n; j++) v->d[j]->chain_err = 1; /* every block of the cycle */
                 return;
             }
         if (v->n == MAX_CHAIN) {
@@ -961,6 +961,10 @@ static void check_unused(sema *S) {
         if (d->dup) continue;
         if (!d->used) {
             const fe_tok *t = d->name ? d->name : d->kw;
+            if (d->base && (d->kind == FE_D_CELL || d->kind == FE_D_SETTINGS)) {
+                view v; /* an unused block's bases are still checked: a cycle or an unknown base is an error */
+                build_view(S, d, &v);
+            }
             if (d->kind == FE_D_CELL && S->kind == K_RNN && cell_is_reduction(S, d))
                 fe_warn(S->cx, t, "rnn spaces have one cell", "cell '%s' is never used", d->name->str);
             else if (d->name) fe_warn(S->cx, t, NULL, "%s '%s' is never used", dkind_name[d->kind], d->name->str);
@@ -1263,6 +1267,38 @@ int fe_sema(fe_ctx *cx, fe_program *prog, ir_space *out) {
                              "the auxiliary head needs an 8x8 feature map after the second reduction, and a %dx%d input gives %dx%d",
                              out->in_h, out->in_w, h, w);
             else out->train.aux_weight = 0; /* the default only applies where it fits */
+        }
+    }
+    int depthwise = 0;
+    for (int o = 0; o < out->normal.n_ops; o++)
+        depthwise |= out->normal.ops[o].kind == IR_CAND_SEP_CONV || out->normal.ops[o].kind == IR_CAND_DIL_CONV;
+    for (int o = 0; o < out->reduce.n_ops; o++)
+        depthwise |= out->reduce.ops[o].kind == IR_CAND_SEP_CONV || out->reduce.ops[o].kind == IR_CAND_DIL_CONV;
+    if (S.kind == K_CNN && depthwise && cx->errors_seen == 0) {
+        /* sep_conv and dil_conv are depthwise: one group per channel, and the IR takes at most
+           IR_MAX_GROUPS; the widest cells have C * growth^reductions channels */
+        fe_decl *blocks[2] = {S.network, S.train};
+        int Cs[2] = {out->C, out->train_C > 0 ? out->train_C : out->C};
+        for (int b = 0; b < 2; b++) {
+            int64_t ch = Cs[b];
+            for (int r = 0; r < out->n_reduce; r++) ch *= out->growth;
+            if (ch <= IR_MAX_GROUPS || (b == 1 && Cs[1] == Cs[0])) continue;
+            view bv = {.n = 0};
+            fe_stmt *cs = NULL;
+            if (blocks[b]) {
+                build_view(&S, blocks[b], &bv);
+                cs = find(&bv, "C");
+            }
+            if (!cs) { /* the train block inherits the network's C */
+                view nv = {.n = 0};
+                build_view(&S, S.network, &nv);
+                cs = find(&nv, "C");
+            }
+            const fe_tok *at = cs ? cs->key : S.network->name ? S.network->name : S.network->kw;
+            fe_error(cx, at, "lower C (or growth, or the number of reductions)",
+                     "%sC %d grows to %lld channels after %d reduction%s (growth %d); depthwise convolutions "
+                     "(sep_conv, dil_conv) take at most %d", b ? "the retraining network's " : "", Cs[b], (long long)ch,
+                     out->n_reduce, out->n_reduce == 1 ? "" : "s", out->growth, IR_MAX_GROUPS);
         }
     }
     if (!cx->stop && cx->errors_seen == 0) {

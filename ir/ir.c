@@ -157,7 +157,9 @@ int ir_infer_shape(const ir_graph *g, ir_op op, int n_in, const int *in, const i
         int64_t groups = ia[IR_A_CONV_GROUPS];
         for (int i = IR_A_CONV_STRIDE_H; i <= IR_A_CONV_GROUPS; i++) {
             int lo = (i == IR_A_CONV_PAD_H || i == IR_A_CONV_PAD_W) ? 0 : 1;
-            if (ia[i] < lo || ia[i] > 4096) FAIL("conv2d: attribute %d out of range (%lld)", i, (long long)ia[i]);
+            static const char *names[] = {"stride", "stride", "padding", "padding", "dilation", "dilation", "groups"};
+            if (ia[i] < lo || ia[i] > IR_MAX_GROUPS)
+                FAIL("conv2d: %s %lld out of range (%d..%d)", names[i - IR_A_CONV_STRIDE_H], (long long)ia[i], lo, IR_MAX_GROUPS);
         }
         if (x->shape[1] % groups || w->shape[0] % groups)
             FAIL("conv2d: channels %lld and %lld not divisible by groups %lld", (long long)x->shape[1],

@@ -31,6 +31,7 @@
 #define IR_MAX_DIMS 4
 #define IR_MAX_IATTR 24
 #define IR_MAX_FATTR 4
+#define IR_MAX_GROUPS 4096 /* conv2d: the largest stride, padding, dilation or group count (so depthwise channels) */
 
 typedef enum ir_op {
 #define IR_OP(e, n, a) IR_OP_##e,

@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include "kernels/kdesc.h"
+#include "runtime/files.h"
 
 #define IDX3_MAGIC 0x00000803u
 #define IDX1_MAGIC 0x00000801u
@@ -49,6 +50,7 @@ static uint32_t be32(const unsigned char *p) {
 /* Opens path as gzip, refusing a missing file and a file without the gzip magic (zlib
  * would otherwise read it transparently). */
 static gzFile gz_open_checked(const char *path, char *err, size_t errlen) {
+    if (rt_file_check_input(path, err, errlen)) return NULL; /* a directory, a FIFO, ... */
     FILE *f = fopen(path, "rb");
     if (!f) {
         seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
@@ -330,6 +332,7 @@ int rt_data_load_cifar10(const char *dir, int train, rt_dataset *out, char *err,
     }
     int64_t k = 0;
     for (int i = 0; i < nfiles; i++) {
+        if (rt_file_check_input(paths[i], err, errlen)) goto fail;
         FILE *f = fopen(paths[i], "rb");
         if (!f) {
             seterr(err, errlen, "%s: cannot open: %s", paths[i], strerror(errno));

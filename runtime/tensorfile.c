@@ -1,5 +1,6 @@
 /* tensorfile.c — see tensorfile.h. */
 #include "runtime/tensorfile.h"
+#include "runtime/files.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -187,6 +188,10 @@ rt_tf_writer *rt_tf_open_write(const char *path, char *err, size_t errlen) {
     memcpy(w->path, path, n + 1);
     memcpy(w->tmp, path, n);
     memcpy(w->tmp + n, ".tmp", 5);
+    if (rt_file_check_output(path, err, errlen) || rt_file_check_output(w->tmp, err, errlen)) {
+        w_destroy(w, 0);
+        return NULL;
+    }
     w->fp = fopen(w->tmp, "wb");
     if (!w->fp) {
         set_err(err, errlen, "%s: cannot create %s: %s", path, w->tmp, strerror(errno));
@@ -301,6 +306,8 @@ int rt_tf_write(rt_tf_writer *w, const char *name, int dtype, int ndim, const in
 
 void rt_tf_abort_write(rt_tf_writer *w) { w_destroy(w, 1); }
 
+const char *rt_tf_writer_error(const rt_tf_writer *w) { return w && w->failed ? w->err : NULL; }
+
 static void fsync_parent_dir(const char *path) {
     /* Best effort: once the rename is done the file is in place; a failure to sync the
      * directory entry cannot be undone, so it is not reported. */
@@ -409,6 +416,7 @@ rt_tf_file *rt_tf_read(const char *path, char *err, size_t errlen) {
         set_err(err, errlen, "tensorfile: NULL path");
         return NULL;
     }
+    if (rt_file_check_input(path, err, errlen)) return NULL; /* a FIFO would block fopen */
     FILE *fp = fopen(path, "rb");
     if (!fp) {
         set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));

@@ -48,6 +48,9 @@ int rt_tf_write(rt_tf_writer *w, const char *name, int dtype, int ndim, const in
 int rt_tf_close_write(rt_tf_writer *w, char *err, size_t errlen);
 /* Discards a writer without producing a file. */
 void rt_tf_abort_write(rt_tf_writer *w);
+/* The first error of a writer whose rt_tf_write failed (path, what and strerror, e.g. "No
+ * space left on device"), or NULL; for the message before rt_tf_abort_write. */
+const char *rt_tf_writer_error(const rt_tf_writer *w);
 
 /* Reader. Returns NULL and fills err on failure. */
 rt_tf_file *rt_tf_read(const char *path, char *err, size_t errlen);

@@ -1,6 +1,7 @@
 /* text.c — Penn-Treebank-layout corpora: vocabulary, token streams, batchify, BPTT windows
  * (text.h). */
 #include "text.h"
+#include "files.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int terr(char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
@@ -66,6 +68,9 @@ static int vocab_add(rt_corpus *c, const char *word) {
 static int read_split(rt_corpus *c, const char *dir, const char *name, int split, char *err, size_t errlen) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, name);
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return terr(err, errlen, "%s: is %s, not a regular file", path, rt_file_kind(st.st_mode));
     FILE *f = fopen(path, "rb");
     if (!f) return terr(err, errlen, "%s: cannot open: %s (a corpus in the Penn Treebank layout needs train.txt, valid.txt "
                         "and test.txt; scripts/make-corpus makes one)", path, strerror(errno));

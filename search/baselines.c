@@ -32,6 +32,7 @@
 
 #include "genotype.h"
 #include "search.h"
+#include "train/checkpoint.h"
 #include "train/common.h"
 #include "train/train.h"
 
@@ -277,6 +278,45 @@ static void draw(const ir_space *sp, const sr_options *o, cand *c, int k) {
     snprintf(n->how, sizeof n->how, "%s", mutate(sp, &n->gt, &r));
 }
 
+/* The settings that decide a baseline's result (train/checkpoint.h's list, the search's
+ * epochs left out: candidates train for candidate_epochs; then population, sample and
+ * candidate_epochs), in OUT/baseline_settings.dtns: written on a fresh start (and on the
+ * resume of a run made before the file existed), compared on a resume. --candidates may
+ * change: more candidates continue the same sequence. */
+static int baseline_settings(const ir_space *sp, const sr_options *o, char *err, size_t errlen) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/baseline_settings.dtns", o->out_dir);
+    int evo = o->strategy == SR_EVOLUTION; /* random search reads no population or sample */
+    int64_t now[SR_SETTINGS_N], extra[3] = {evo ? o->population : 0, evo ? o->sample : 0, o->candidate_epochs};
+    sr_ckpt_settings(&sp->search, (int)o->strategy, 0, 0, now);
+    now[0] = 0; /* epochs: not read by the baselines */
+    if (o->resume && access(path, F_OK) == 0) {
+        rt_tf_file *f = rt_tf_read(path, err, errlen);
+        if (!f) return -1;
+        int64_t saved[SR_SETTINGS_N], sx[3];
+        int rc = sr_get_i64s(f, "meta/settings", saved, SR_SETTINGS_N, path, err, errlen);
+        if (!rc) rc = sr_get_i64s(f, "meta/baseline", sx, 3, path, err, errlen);
+        rt_tf_free(f);
+        if (!rc) rc = sr_ckpt_check_settings(path, saved, now, err, errlen);
+        static const char *names[3] = {"population", "sample", "candidate-epochs"};
+        for (int i = 0; i < 3 && !rc; i++)
+            if (sx[i] != extra[i])
+                rc = sr_fail(err, errlen, "cannot resume: %s was written with other settings: --%s %lld (now %lld); this "
+                             "changes the result, so resume with the run's settings or start a new run in another --out",
+                             path, names[i], (long long)sx[i], (long long)extra[i]);
+        return rc;
+    }
+    rt_tf_writer *w = rt_tf_open_write(path, err, errlen);
+    if (!w) return -1;
+    if (sr_put_i64s(w, "meta/settings", now, SR_SETTINGS_N) || sr_put_i64s(w, "meta/baseline", extra, 3)) {
+        const char *why = rt_tf_writer_error(w);
+        sr_fail(err, errlen, "%s: writing failed%s%s", path, why ? ": " : "", why ? why : "");
+        rt_tf_abort_write(w);
+        return -1;
+    }
+    return rt_tf_close_write(w, err, errlen);
+}
+
 int sr_baseline_search(const ir_space *sp, const sr_options *o_in, sr_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
     sr_options o = *o_in;
@@ -298,6 +338,7 @@ int sr_baseline_search(const ir_space *sp, const sr_options *o_in, sr_result *re
         snprintf(path, sizeof path, "%s/space.dartsc", o.out_dir);
         if (sr_write_file_atomic(path, o.space_src, o.space_src_len, err, errlen)) return -1;
     }
+    if (baseline_settings(sp, &o, err, errlen)) return -1;
     /* the DARTS split of the search's images: weights on the first part, scores on the rest */
     rt_dataset full;
     if (sr_data_load(sp, 1, &full, err, errlen)) return -1;

@@ -31,6 +31,7 @@ sr_options sr_options_default(void) {
     o.out_dir = "runs/search";
     o.device = "auto";
     o.strategy = SR_DARTS;
+    o.checkpoint_seconds = SR_CHECKPOINT_SECONDS_DEFAULT;
     return o;
 }
 
@@ -165,10 +166,13 @@ static int load_data(run *r, char *err, size_t errlen) {
 
 
 /* The checkpoint's table (train/checkpoint.h): meta {version, param hash, epoch, step,
- * global step, Adam t, plan step, both loaders' positions, metrics bytes}, alpha.jsonl's
- * bytes, then the parameter groups and the optimisers' state. */
-enum { META_N = 12, CKPT_N = 8 };
-static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, sr_ckpt_entry *e) {
+ * global step, Adam t, plan step, both loaders' positions, metrics bytes (-1: see
+ * meta/log_lines)}, alpha.jsonl's bytes, then the parameter groups and the optimisers'
+ * state, then (optional: older checkpoints lack them) the settings and metrics.jsonl's
+ * lines. */
+enum { META_N = 12, CKPT_N = 10 };
+static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, int64_t *settings, int64_t *log_lines,
+                       sr_ckpt_entry *e) {
     rt_group gw = rt_plan_group(r->p, IR_ROLE_WEIGHT), ga = rt_plan_group(r->p, IR_ROLE_ARCH),
              gb = rt_plan_group(r->p, IR_ROLE_BUFFER);
     sr_ckpt_entry t[CKPT_N] = {
@@ -179,7 +183,9 @@ static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, sr_ckpt_entr
         {SR_CKPT_DEV, "group/buffers", gb.data, gb.n, 0},
         {SR_CKPT_DEV, "opt/sgd_momentum", r->sgd_buf, gw.n, 0},
         {SR_CKPT_DEV, "opt/adam_m", r->adam_m, ga.n, 0},
-        {SR_CKPT_DEV, "opt/adam_v", r->adam_v, ga.n, 0}};
+        {SR_CKPT_DEV, "opt/adam_v", r->adam_v, ga.n, 0},
+        {SR_CKPT_I64, "meta/settings", settings, SR_SETTINGS_N, 1},
+        {SR_CKPT_I64, "meta/log_lines", log_lines, 1, 1}};
     memcpy(e, t, sizeof t);
 }
 
@@ -188,20 +194,23 @@ static int save_checkpoint(run *r, char *err, size_t errlen) {
     rt_loader_state(&r->lw, &le, &lp);
     rt_loader_state(&r->la, &ae, &ap);
     int64_t meta[META_N] = {CKPT_VERSION, (int64_t)sr_param_hash(r->net.graph), r->epoch, r->step, r->global_step,
-                            r->adam_t, (int64_t)rt_plan_step(r->p), le, lp, ae, ap, sr_file_size(r->path_metrics)};
-    int64_t alpha_bytes = sr_file_size(r->path_alpha);
+                            r->adam_t, (int64_t)rt_plan_step(r->p), le, lp, ae, ap, -1};
+    int64_t alpha_bytes = sr_file_size(r->path_alpha), settings[SR_SETTINGS_N], lines = sr_log_lines(r->path_metrics);
+    sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, settings);
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(r, meta, &alpha_bytes, e);
+    ckpt_table(r, meta, &alpha_bytes, settings, &lines, e);
     return sr_ckpt_save(r->path_ckpt, r->be, e, CKPT_N, err, errlen);
 }
 
 static int load_checkpoint(run *r, char *err, size_t errlen) {
-    int64_t meta[META_N] = {0}, alpha_bytes = 0;
+    int64_t meta[META_N] = {0}, alpha_bytes = 0, settings[SR_SETTINGS_N] = {0}, now[SR_SETTINGS_N], lines = 0;
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(r, meta, &alpha_bytes, e);
+    ckpt_table(r, meta, &alpha_bytes, settings, &lines, e);
     rt_tf_file *f = sr_ckpt_read(r->path_ckpt, e, CKPT_N, CKPT_VERSION, r->net.graph, err, errlen);
     if (!f) return -1;
     int rc = -1;
+    sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, now);
+    if (sr_ckpt_check_settings(r->path_ckpt, settings, now, err, errlen)) goto out;
     if (meta[2] < 0 || meta[2] > r->sp->search.epochs || meta[3] < 0 || meta[3] > r->steps_per_epoch) {
         sr_fail(err, errlen, "%s: epoch %lld step %lld do not fit this search (%d epochs of %lld steps)", r->path_ckpt,
              (long long)meta[2], (long long)meta[3], r->sp->search.epochs, (long long)r->steps_per_epoch);
@@ -211,7 +220,8 @@ static int load_checkpoint(run *r, char *err, size_t errlen) {
         sr_fail(err, errlen, "%s: data loader positions out of range (the data changed?)", r->path_ckpt);
         goto out;
     }
-    if (sr_ckpt_truncate_log(r->path_metrics, meta[11], err, errlen) ||
+    if ((meta[11] >= 0 ? sr_ckpt_truncate_log(r->path_metrics, meta[11], err, errlen)
+                       : sr_ckpt_truncate_log_lines(r->path_metrics, lines, err, errlen)) ||
         sr_ckpt_truncate_log(r->path_alpha, alpha_bytes, err, errlen))
         goto out;
     sr_ckpt_restore(f, r->be, e, CKPT_N);
@@ -317,6 +327,16 @@ static void evaluate_split(run *r, double *loss, double *acc) {
     *acc = nb ? sc / (double)(nb * b) : NAN;
 }
 
+/* Weights and alpha finite before they go into a checkpoint, alpha.jsonl or a genotype. */
+static int check_finite(run *r, float lr, char *err, size_t errlen) {
+    double w = sr_group_sumsq(r->p, IR_ROLE_WEIGHT), a = sr_group_sumsq(r->p, IR_ROLE_ARCH);
+    if (isfinite(w) && isfinite(a)) return 0;
+    int64_t s = r->step > 0 ? r->step - 1 : 0, g = r->global_step > 0 ? r->global_step - 1 : 0;
+    return sr_diverged(err, errlen, isfinite(w) ? "the sum of squares of alpha" : "the sum of squares of the weights",
+                       isfinite(w) ? a : w, r->epoch - (r->step == 0 && r->epoch > 0),
+                       r->step > 0 ? s : r->steps_per_epoch - 1, g, lr, r->path_ckpt);
+}
+
 /* ---- the loop ------------------------------------------------------------------------------------ */
 
 static void free_run(run *r) {
@@ -400,14 +420,14 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
         }
     }
 
-    double tstep = sr_now();
+    double tstep = sr_now(), last_ckpt = tstep;
     int64_t steps_done = 0;
     int momentum_live = r.global_step > 0;
     while (r.epoch < tc->epochs) {
         float lr = sr_cosine_lr(tc, r.epoch);
         while (r.step < r.steps_per_epoch) {
             if ((o->stop && *o->stop) || (o->stop_after_steps > 0 && r.global_step >= o->stop_after_steps)) {
-                if (save_checkpoint(&r, err, errlen)) goto out;
+                if (check_finite(&r, lr, err, errlen) || save_checkpoint(&r, err, errlen)) goto out;
                 res->stopped = 1;
                 res->steps = r.global_step;
                 res->seconds = sr_now() - t0;
@@ -415,6 +435,7 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
                 goto out;
             }
             float val_loss = NAN, val_acc = NAN;
+            int have_val = 0;
             sr_next_batch(&r.lw, r.xt, r.yt);
             /* the alpha step */
             if (o->strategy == SR_DARTS || o->strategy == SR_COORD) {
@@ -434,6 +455,12 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
                     val_loss = rt_loss(r.p);
                     val_acc = (double)rt_last_correct(r.p) / tc->batch;
                 }
+                have_val = 1;
+                if (!isfinite(val_loss)) {
+                    sr_diverged(err, errlen, "the architecture-split loss", val_loss, r.epoch, r.step, r.global_step, lr,
+                                r.path_ckpt);
+                    goto out;
+                }
                 r.adam_t++;
                 r.be->adam_step(r.be, ga.data, r.adam_m, r.adam_v, ga.grad, r.na, tc->a_lr, tc->a_beta1, tc->a_beta2,
                                 ADAM_EPS, tc->a_wd, r.adam_t);
@@ -444,7 +471,22 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
             rt_pass(r.p, 1, o->strategy == SR_JOINT ? (RT_GRAD_W | RT_GRAD_ARCH) : RT_GRAD_W);
             float train_loss = rt_loss(r.p);
             double train_acc = (double)rt_last_correct(r.p) / tc->batch;
-            sr_clip_weight_grads(r.p, tc->w_clip);
+            /* a non-finite loss or gradient stops the search before it reaches the weights,
+               the logs or a checkpoint (the CUDA path clips on the device: the loss only) */
+            double gnorm = isfinite(train_loss) ? sr_clip_weight_grads(r.p, tc->w_clip) : 0;
+            if (!isfinite(train_loss) || !isfinite(gnorm)) {
+                sr_diverged(err, errlen, isfinite(train_loss) ? "the weight gradient norm" : "the training loss",
+                            isfinite(train_loss) ? gnorm : train_loss, r.epoch, r.step, r.global_step, lr, r.path_ckpt);
+                goto out;
+            }
+            const char *warning = NULL;
+            double peak = fmax(train_loss, have_val ? val_loss : 0);
+            if (peak > res->loss_peak) {
+                if (peak > SR_LOSS_WARN && res->loss_peak <= SR_LOSS_WARN)
+                    warning = "the loss exceeds 100: the search is exploding numerically (learning rate too high?)";
+                res->loss_peak = peak;
+                res->loss_peak_step = r.global_step;
+            }
             r.be->sgd_step(r.be, gw.data, r.sgd_buf, gw.grad, r.nw, lr, tc->w_momentum, tc->w_wd);
             momentum_live = 1;
             if (o->strategy == SR_JOINT) {
@@ -457,27 +499,39 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
             double tnow = sr_now();
             double ips = (double)steps_done * tc->batch / (tnow - tstep);
             int64_t left = (int64_t)(tc->epochs - r.epoch) * r.steps_per_epoch - r.step - 1;
-            char line[512];
+            char line[512], n1[32];
             snprintf(line, sizeof line,
                      "{\"epoch\":%d,\"step\":%lld,\"global_step\":%lld,\"train_loss\":%.6g,\"train_acc\":%.6g,"
-                     "\"val_loss\":%.6g,\"val_acc\":%.6g,\"lr\":%.6g,\"alpha_lr\":%.6g,\"images_per_s\":%.4g}\n",
+                     "\"val_loss\":%.6g,\"val_acc\":%.6g,\"lr\":%.6g,\"alpha_lr\":%.6g,\"images_per_s\":%s}\n",
                      r.epoch, (long long)r.step, (long long)r.global_step, train_loss, train_acc,
-                     isnan(val_loss) ? -1.0 : val_loss, isnan(val_acc) ? -1.0 : val_acc, lr,
-                     tc->a_lr, ips);
+                     have_val ? val_loss : -1.0, have_val && isfinite(val_acc) ? val_acc : -1.0, lr,
+                     tc->a_lr, sr_json_num(n1, sizeof n1, "%.4g", ips));
             append_line(r.path_metrics, line);
             if (o->progress) {
                 sr_progress pr = {.epoch = r.epoch, .epochs = tc->epochs, .step = r.step, .steps_per_epoch = r.steps_per_epoch,
                                   .train_loss = train_loss, .train_acc = train_acc, .val_loss = val_loss, .val_acc = val_acc,
-                                  .lr = lr, .images_per_s = ips, .eta_s = (double)left * tc->batch / (ips > 0 ? ips : 1)};
+                                  .lr = lr, .images_per_s = ips, .eta_s = (double)left * tc->batch / (ips > 0 ? ips : 1),
+                                  .warning = warning};
                 o->progress(o->progress_ctx, &pr);
             }
             r.step++;
             r.global_step++;
+            /* periodic checkpoints between epoch ends (the epoch's end writes its own) */
+            if (r.step < r.steps_per_epoch &&
+                sr_checkpoint_due(o->checkpoint_steps, o->checkpoint_seconds, r.global_step, &last_ckpt) &&
+                (check_finite(&r, lr, err, errlen) || save_checkpoint(&r, err, errlen)))
+                goto out;
         }
         /* end of epoch: alpha snapshot, accuracy on the architecture split, genotype, checkpoint */
-        write_alpha_epoch(&r);
+        if (check_finite(&r, lr, err, errlen)) goto out;
         double vl, va;
         evaluate_split(&r, &vl, &va);
+        if (!isfinite(vl)) {
+            sr_diverged(err, errlen, "the architecture-split loss at the epoch's end", vl, r.epoch, r.steps_per_epoch - 1,
+                        r.global_step - 1, lr, r.path_ckpt);
+            goto out;
+        }
+        write_alpha_epoch(&r);
         res->val_acc = va;
         if (o->progress) {
             sr_progress pr = {.epoch = r.epoch, .epochs = tc->epochs, .step = r.steps_per_epoch, .steps_per_epoch = r.steps_per_epoch,

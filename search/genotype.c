@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runtime/files.h"
+
 static void softmax_row(const float *a, int n, double *out) {
     double m = a[0], s = 0;
     for (int i = 1; i < n; i++) m = a[i] > m ? a[i] : m;
@@ -133,6 +135,7 @@ int sr_genotype_write_json(const ir_space *sp, const ir_genotype *gt, const floa
 int sr_write_file_atomic(const char *path, const char *data, size_t len, char *err, size_t errlen) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (rt_file_check_output(path, err, errlen) || rt_file_check_output(tmp, err, errlen)) return -1;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
         snprintf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
@@ -224,10 +227,12 @@ static int read_cell(const char *path, json_t *root, const char *key, const ir_c
 }
 
 int sr_genotype_read_json(const ir_space *sp, const char *path, ir_genotype *gt, char *err, size_t errlen) {
+    if (rt_file_check_input(path, err, errlen)) return -1; /* missing, a FIFO, a directory, ... */
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je);
     if (!root) {
-        snprintf(err, errlen, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+        if (je.line >= 1) snprintf(err, errlen, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+        else snprintf(err, errlen, "%s: %s", path, je.text); /* no place in the file to name */
         return -1;
     }
     int rc = -1;

@@ -45,6 +45,9 @@ typedef struct sr_options {
     volatile sig_atomic_t *stop;   /* set (by a signal handler) to checkpoint and stop after this step */
     int64_t stop_after_steps;      /* > 0: behave as if stopped after this many steps in total (tests;
                                       the baselines stop candidate number N after its first step) */
+    int64_t checkpoint_steps;      /* > 0: also checkpoint every this many steps (besides epoch ends) */
+    double checkpoint_seconds;     /* > 0: also checkpoint when this long has passed since the last one
+                                      (default SR_CHECKPOINT_SECONDS_DEFAULT) */
     void (*progress)(void *ctx, const sr_progress *p);
     void *progress_ctx;
     /* baselines (0: the defaults in baselines.c) */
@@ -60,6 +63,8 @@ typedef struct sr_result {
     double seconds;
     int stopped;       /* 1: stopped early with a checkpoint (resume to finish) */
     int64_t steps;
+    double loss_peak;       /* the largest training or architecture-split loss of this invocation */
+    int64_t loss_peak_step; /* its step (0-based, of the whole run); above SR_LOSS_WARN the driver warns */
 } sr_result;
 
 sr_options sr_options_default(void);

@@ -337,8 +337,8 @@ Test(frontend, test_missing_file_is_a_diagnostic) {
     cr_assert_eq(fe_compile_file("/nonexistent/x.dartsc", &sp, &d), -1);
     cr_assert(has_diag(&d, FE_SEV_ERROR, "cannot open"));
     cr_assert_eq(d.items[0].line, 0);
-    cr_assert_eq(fe_compile_file("/tmp", &sp, &d), -1); /* a directory */
-    cr_assert(has_diag(&d, FE_SEV_ERROR, "cannot read"));
+    cr_assert_eq(fe_compile_file("/tmp", &sp, &d), -1); /* a directory: refused before it is opened */
+    cr_assert(has_diag(&d, FE_SEV_ERROR, "is a directory, not a regular file"));
     char *out = render(&d);
     cr_assert(strstr(out, "/nonexistent/x.dartsc: error: cannot open: No such file or directory\n") != NULL, "%s", out);
     free(out);
@@ -526,4 +526,80 @@ Test(frontend, test_golden_diagnostics) {
         free(names[i]);
     }
     cr_assert_eq(failed, 0, "%d golden case(s) failed", failed);
+}
+
+/* ---- messages (issue: unclear or wrong messages) ------------------------------------------------ */
+
+static const char *net_head =
+    "ops darts = { none, max_pool(3), avg_pool(3), skip, sep_conv(3), sep_conv(5), dil_conv(3, 2), dil_conv(5, 2) }\n"
+    "cell normal { nodes 2; keep 2; ops darts }\ncell reduce : normal { reduction }\n";
+
+/* Fails before the fix: C 4096 is in range, and lowering failed later with "conv2d: attribute
+ * 6 out of range (8192)" and no place in the file. */
+Test(frontend, test_channels_too_wide_for_depthwise_convolutions_name_C) {
+    char src[2048];
+    ir_space sp;
+    fe_diags d;
+    snprintf(src, sizeof src, "%snetwork n { data fashion_mnist; input 1x28x28; classes 10; C 4096; layers 3 }\n", net_head);
+    cr_assert_eq(compile_str(src, strlen(src), &sp, &d), -1);
+    char *out = render(&d);
+    cr_expect(strstr(out, "t.dartsc:4:60: error: C 4096 grows to 16384 channels after 2 reductions (growth 2); depthwise "
+                          "convolutions (sep_conv, dil_conv) take at most 4096\n"), "%s", out);
+    free(out);
+    fe_diags_free(&d);
+    /* the retraining network's C, at its own place */
+    snprintf(src, sizeof src, "%snetwork n { data fashion_mnist; input 1x28x28; classes 10; C 16; layers 3 }\ntrain { C 2048 }\n", net_head);
+    cr_assert_eq(compile_str(src, strlen(src), &sp, &d), -1);
+    out = render(&d);
+    cr_expect(strstr(out, "t.dartsc:5:9: error: the retraining network's C 2048 grows to 8192 channels"), "%s", out);
+    free(out);
+    fe_diags_free(&d);
+    /* 1024 x 2 x 2 = 4096 fits; so does any C without depthwise candidates */
+    snprintf(src, sizeof src, "%snetwork n { data fashion_mnist; input 1x28x28; classes 10; C 1024; layers 3 }\n", net_head);
+    cr_expect_eq(compile_str(src, strlen(src), &sp, &d), 0);
+    fe_diags_free(&d);
+    const char *pools = "ops p = { max_pool(3), skip }\ncell normal { nodes 2; keep 2; ops p }\ncell reduce : normal { reduction }\n"
+                        "network n { data fashion_mnist; input 1x28x28; classes 10; C 4096; layers 3 }\n";
+    cr_expect_eq(compile_str(pools, strlen(pools), &sp, &d), 0);
+    fe_diags_free(&d);
+}
+
+/* Fails before the fix: a cycle between two settings blocks nobody uses was accepted
+ * (docs/DSL.md calls cycles errors). */
+Test(frontend, test_cycle_between_unused_settings_is_an_error_once) {
+    char src[2048];
+    ir_space sp;
+    fe_diags d;
+    snprintf(src, sizeof src, "%snetwork n { data fashion_mnist; input 1x28x28; classes 10; C 8; layers 3 }\n"
+             "settings a : b { batch 16 }\nsettings b : a { lr 0.1 }\n", net_head);
+    cr_assert_eq(compile_str(src, strlen(src), &sp, &d), -1);
+    int cycles = 0;
+    for (int i = 0; i < d.n; i++)
+        if (d.items[i].severity == FE_SEV_ERROR && strstr(d.items[i].msg, "extends itself through its bases")) cycles++;
+    cr_expect_eq(cycles, 1, "one error for the one cycle");
+    fe_diags_free(&d);
+    /* an unused block with an unknown base is an error too */
+    snprintf(src, sizeof src, "%snetwork n { data fashion_mnist; input 1x28x28; classes 10; C 8; layers 3 }\nsettings a : nope { batch 16 }\n",
+             net_head);
+    cr_expect_eq(compile_str(src, strlen(src), &sp, &d), -1);
+    cr_expect(has_diag(&d, FE_SEV_ERROR, "unknown settings block 'nope'"));
+    fe_diags_free(&d);
+}
+
+/* Fails before the fix: a C1 control (U+009B, a one-byte CSI) or a bidirectional override
+ * in the source reached the terminal as it was, inside the message and the source line. */
+Test(frontend, test_diagnostics_never_print_control_characters) {
+    const char src[] = "ops a = { skip }\nnetwork n { C 4 \xc2\x9b" "31m; lay\xe2\x80\xae" "ers 3 }\n\x1b[2J\x01\x7f\n";
+    ir_space sp;
+    fe_diags d;
+    cr_assert_eq(compile_str(src, sizeof src - 1, &sp, &d), -1);
+    char *out = render(&d);
+    cr_expect(strstr(out, "unexpected character '?'"), "%s", out);
+    for (const unsigned char *p = (const unsigned char *)out; *p; p++) {
+        cr_expect(*p == '\n' || (*p >= 0x20 && *p != 0x7f), "control byte 0x%02x in the output", *p);
+        cr_expect(!(p[0] == 0xc2 && p[1] >= 0x80 && p[1] < 0xa0), "C1 control in the output");
+        cr_expect(!(p[0] == 0xe2 && p[1] == 0x80 && p[2] == 0xae), "right-to-left override in the output");
+    }
+    free(out);
+    fe_diags_free(&d);
 }

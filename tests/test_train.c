@@ -4,11 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "runtime/tensorfile.h"
 #include "pipeline/pipeline.h"
+#include "train/checkpoint.h"
 #include "train/train.h"
 #include "testutil.h"
 
@@ -120,4 +123,31 @@ Test(cli, bad_input_names_the_file_and_exits_nonzero) {
     snprintf(args, sizeof args, "inspect %s", path);
     cr_expect_neq(run_cli(args, out, sizeof out), 0);
     cr_expect(strstr(out, "garbage.onnx"), "%s", out);
+}
+
+/* Fails before the fix: the writer's reason ("write failed: File too large" here, "No space
+ * left on device" on a full disk) was dropped for "writing the checkpoint failed". */
+Test(train, checkpoint_write_failure_names_the_reason_and_keeps_the_previous) {
+    const char *dir = tu_tmpdir();
+    char path[600], err[1024];
+    snprintf(path, sizeof path, "%s/ck.dtns", dir);
+    static float big[1 << 20];
+    int64_t meta[2] = {1, 2};
+    sr_ckpt_entry e[2] = {{SR_CKPT_I64, "meta/state", meta, 2, 0}, {SR_CKPT_HOST, "big", big, 1 << 20, 0}};
+    cr_assert_eq(sr_ckpt_save(path, NULL, e, 1, err, sizeof err), 0, "%s", err); /* the previous checkpoint */
+    size_t n0;
+    char *before = tu_slurp(path, &n0);
+    cr_assert(before);
+    /* a file size limit makes the 4 MiB write fail as a full disk would (EFBIG instead of ENOSPC) */
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = {.rlim_cur = 65536, .rlim_max = RLIM_INFINITY};
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    cr_expect_eq(sr_ckpt_save(path, NULL, e, 2, err, sizeof err), -1);
+    cr_expect(strstr(err, "ck.dtns: writing the checkpoint failed: ") && strstr(err, "ck.dtns.tmp: write failed: File too large"),
+              "%s", err);
+    size_t n1;
+    char *after = tu_slurp(path, &n1);
+    cr_expect(after && n1 == n0 && memcmp(before, after, n0) == 0, "the previous checkpoint changed");
+    free(before);
+    free(after);
 }

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "ir/ir.h"
+#include "ir/space.h"
 #include "runtime/backend.h"
 #include "runtime/tensorfile.h"
 
@@ -44,8 +45,12 @@ typedef struct sr_ckpt_entry {
     void *data;
     int64_t n;
     int optional; /* DEV: left out of the file, and not looked for on resume, when data is NULL
-                     or n is 0 (state a run may not have: no momentum buffer, no alpha) */
+                     or n is 0 (state a run may not have: no momentum buffer, no alpha);
+                     I64: an entry that older checkpoints lack: on resume, when the file has
+                     none, data[0] is set to SR_CKPT_ABSENT */
 } sr_ckpt_entry;
+
+#define SR_CKPT_ABSENT INT64_MIN
 
 /* Writes the entries in table order to path, atomically. */
 int sr_ckpt_save(const char *path, rt_backend *be, const sr_ckpt_entry *e, int n, char *err, size_t errlen);
@@ -59,6 +64,29 @@ rt_tf_file *sr_ckpt_read(const char *path, const sr_ckpt_entry *e, int n, int64_
 /* Copies every float entry of a file from sr_ckpt_read into its data (uploads DEV
  * entries) and frees the file. */
 void sr_ckpt_restore(rt_tf_file *f, rt_backend *be, const sr_ckpt_entry *e, int n);
+
+/* ---- settings: what a resume must not change ----
+ * A loop stores the settings that decide its result (every ir_train_config field that
+ * training reads, the strategy, the data range) as the I64 entry "meta/settings"
+ * (SR_SETTINGS_N values, floats by their bits, optional for older checkpoints). On resume
+ * sr_ckpt_check_settings compares them with the run's settings and refuses any difference,
+ * listing them all. A changed number of epochs is accepted only where the schedule does
+ * not depend on it (constant learning rate: lr_min equal to lr, and no drop_path ramp): the
+ * continued run is then the run that was asked for from the start. A checkpoint written
+ * before settings were recorded (no entry) resumes unchecked, as before. */
+enum { SR_SETTINGS_N = 30 };
+/* strategy: the search's sr_strategy, -1 for retraining; data_begin/data_count: the
+ * training image range (sr_train_opts; 0 0: the subset). */
+void sr_ckpt_settings(const ir_train_config *tc, int strategy, int data_begin, int data_count,
+                      int64_t out[SR_SETTINGS_N]);
+int sr_ckpt_check_settings(const char *path, const int64_t *saved, const int64_t *now, char *err, size_t errlen);
+
+/* The number of lines of a log file (0 when it does not exist). Checkpoints record logs by
+ * lines, not bytes: a line holds wall-clock fields (images/s) whose printed length varies,
+ * and two identical runs must write identical checkpoints. */
+int64_t sr_log_lines(const char *path);
+/* Cuts a log back to its first `lines` lines (a resume; see sr_ckpt_truncate_log). */
+int sr_ckpt_truncate_log_lines(const char *path, int64_t lines, char *err, size_t errlen);
 
 /* Cuts an append-only log back to the length the checkpoint recorded, so that a resumed
  * run's logs end exactly where an uninterrupted run's would. */

@@ -23,6 +23,7 @@ sr_train_opts sr_train_opts_default(void) {
     memset(&o, 0, sizeof o);
     o.out_dir = "runs/train";
     o.device = "auto";
+    o.checkpoint_seconds = SR_CHECKPOINT_SECONDS_DEFAULT;
     return o;
 }
 
@@ -54,8 +55,10 @@ int sr_weights_save(rt_plan *p, const char *path, char *err, size_t errlen) {
         free(h);
     }
     if (rc) {
+        const char *why = rt_tf_writer_error(w);
+        sr_fail(err, errlen, "%s: writing the weights failed%s%s", path, why ? ": " : "", why ? why : "");
         rt_tf_abort_write(w);
-        return sr_fail(err, errlen, "%s: writing the weights failed", path);
+        return -1;
     }
     return rt_tf_close_write(w, err, errlen);
 }
@@ -236,15 +239,18 @@ typedef struct trun {
 
 
 /* The checkpoint's table (train/checkpoint.h): meta {version, param hash, epoch, step,
- * global step, plan step, loader position (2), metrics bytes}, then weights, BN
- * statistics and the SGD momentum. */
-enum { META_N = 9, CKPT_N = 4 };
-static void ckpt_table(trun *t, int64_t *meta, sr_ckpt_entry *e) {
+ * global step, plan step, loader position (2), metrics bytes (-1: see meta/log_lines)},
+ * then weights, BN statistics and the SGD momentum, then (optional: older checkpoints lack
+ * them) the settings and train_metrics.jsonl's lines. */
+enum { META_N = 9, CKPT_N = 6 };
+static void ckpt_table(trun *t, int64_t *meta, int64_t *settings, int64_t *lines, sr_ckpt_entry *e) {
     rt_group gw = rt_plan_group(t->p, IR_ROLE_WEIGHT), gb = rt_plan_group(t->p, IR_ROLE_BUFFER);
     sr_ckpt_entry v[CKPT_N] = {{SR_CKPT_I64, "meta/train_state", meta, META_N, 0},
                                {SR_CKPT_DEV, "group/weights", gw.data, gw.n, 0},
                                {SR_CKPT_DEV, "group/buffers", gb.data, gb.n, 0},
-                               {SR_CKPT_DEV, "opt/sgd_momentum", t->buf, gw.n, 0}};
+                               {SR_CKPT_DEV, "opt/sgd_momentum", t->buf, gw.n, 0},
+                               {SR_CKPT_I64, "meta/settings", settings, SR_SETTINGS_N, 1},
+                               {SR_CKPT_I64, "meta/log_lines", lines, 1, 1}};
     memcpy(e, v, sizeof v);
 }
 
@@ -252,23 +258,32 @@ static int tsave(trun *t, char *err, size_t errlen) {
     int64_t le, lp;
     rt_loader_state(&t->l, &le, &lp);
     int64_t meta[META_N] = {TRAIN_CKPT_VERSION, (int64_t)sr_param_hash(t->net.graph), t->epoch, t->step, t->global_step,
-                            (int64_t)rt_plan_step(t->p), le, lp, sr_file_size(t->metrics)};
+                            (int64_t)rt_plan_step(t->p), le, lp, -1};
+    int64_t settings[SR_SETTINGS_N], lines = sr_log_lines(t->metrics);
+    sr_ckpt_settings(&t->sp->train, -1, t->o->data_begin, t->o->data_count, settings);
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(t, meta, e);
+    ckpt_table(t, meta, settings, &lines, e);
     return sr_ckpt_save(t->ckpt, t->be, e, CKPT_N, err, errlen);
 }
 
 static int tload(trun *t, char *err, size_t errlen) {
-    int64_t m[META_N] = {0};
+    int64_t m[META_N] = {0}, settings[SR_SETTINGS_N] = {0}, now[SR_SETTINGS_N], lines = 0;
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(t, m, e);
+    ckpt_table(t, m, settings, &lines, e);
     rt_tf_file *f = sr_ckpt_read(t->ckpt, e, CKPT_N, TRAIN_CKPT_VERSION, t->net.graph, err, errlen);
     if (!f) return -1;
-    int rc = 0;
+    sr_ckpt_settings(&t->sp->train, -1, t->o->data_begin, t->o->data_count, now);
+    int rc = sr_ckpt_check_settings(t->ckpt, settings, now, err, errlen);
+    if (rc) {
+        rt_tf_free(f);
+        return rc;
+    }
     if (m[2] < 0 || m[2] > t->sp->train.epochs || m[3] < 0 || m[3] > t->steps_per_epoch)
         rc = sr_fail(err, errlen, "%s: epoch %lld step %lld do not fit this training run", t->ckpt, (long long)m[2], (long long)m[3]);
     if (!rc && rt_loader_seek(&t->l, m[6], m[7])) rc = sr_fail(err, errlen, "%s: data loader position out of range", t->ckpt);
-    if (!rc) rc = sr_ckpt_truncate_log(t->metrics, m[8], err, errlen);
+    if (!rc)
+        rc = m[8] >= 0 ? sr_ckpt_truncate_log(t->metrics, m[8], err, errlen)
+                       : sr_ckpt_truncate_log_lines(t->metrics, lines, err, errlen);
     if (rc) {
         rt_tf_free(f);
         return rc;
@@ -279,6 +294,16 @@ static int tload(trun *t, char *err, size_t errlen) {
     t->global_step = m[4];
     rt_plan_set_step(t->p, (uint64_t)m[5]);
     return 0;
+}
+
+/* Weights and BN statistics finite before they go into a checkpoint or model.dtns. */
+static int tcheck_finite(trun *t, float lr, char *err, size_t errlen) {
+    double w = sr_group_sumsq(t->p, IR_ROLE_WEIGHT), b = sr_group_sumsq(t->p, IR_ROLE_BUFFER);
+    if (isfinite(w) && isfinite(b)) return 0;
+    return sr_diverged(err, errlen,
+                       isfinite(w) ? "the sum of squares of the batch-norm statistics" : "the sum of squares of the weights",
+                       isfinite(w) ? b : w, t->epoch, t->step > 0 ? t->step - 1 : 0,
+                       t->global_step > 0 ? t->global_step - 1 : 0, lr, t->ckpt);
 }
 
 static void tfree(trun *t) {
@@ -360,7 +385,7 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
         FILE *f = fopen(t.metrics, "w");
         if (f) fclose(f);
     }
-    double tstart = sr_now();
+    double tstart = sr_now(), last_ckpt = tstart;
     int64_t done = 0;
     double sum_loss = 0, sum_acc = 0;
     int64_t nsum = 0;
@@ -371,7 +396,7 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
         nsum = 0;
         while (t.step < t.steps_per_epoch) {
             if ((o->stop && *o->stop) || (o->stop_after_steps > 0 && t.global_step >= o->stop_after_steps)) {
-                if (tsave(&t, err, errlen)) goto out;
+                if (tcheck_finite(&t, lr, err, errlen) || tsave(&t, err, errlen)) goto out;
                 res->stopped = 1;
                 res->steps = t.global_step;
                 res->seconds = sr_now() - t0;
@@ -384,7 +409,21 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
             rt_pass(t.p, 1, RT_GRAD_W);
             float loss = rt_loss(t.p);
             double acc = (double)rt_last_correct(t.p) / tc->batch;
-            sr_clip_weight_grads(t.p, tc->w_clip);
+            /* a non-finite loss or gradient stops before it reaches the weights, the log or a
+               checkpoint (the CUDA path clips on the device: the loss only) */
+            double gnorm = isfinite(loss) ? sr_clip_weight_grads(t.p, tc->w_clip) : 0;
+            if (!isfinite(loss) || !isfinite(gnorm)) {
+                sr_diverged(err, errlen, isfinite(loss) ? "the weight gradient norm" : "the training loss",
+                            isfinite(loss) ? gnorm : loss, t.epoch, t.step, t.global_step, lr, t.ckpt);
+                goto out;
+            }
+            const char *warning = NULL;
+            if (loss > res->loss_peak) {
+                if (loss > SR_LOSS_WARN && res->loss_peak <= SR_LOSS_WARN)
+                    warning = "the loss exceeds 100: training is exploding numerically (learning rate too high?)";
+                res->loss_peak = loss;
+                res->loss_peak_step = t.global_step;
+            }
             t.be->sgd_step(t.be, gw.data, t.buf, gw.grad, gw.n, lr, tc->w_momentum, tc->w_wd);
             t.be->synchronize(t.be);
             done++;
@@ -392,12 +431,12 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
             sum_acc += acc;
             nsum++;
             double ips = (double)done * tc->batch / (sr_now() - tstart);
-            char line[384];
+            char line[384], n1[32];
             snprintf(line, sizeof line,
                      "{\"epoch\":%d,\"step\":%lld,\"global_step\":%lld,\"train_loss\":%.6g,\"train_acc\":%.6g,\"lr\":%.6g,"
-                     "\"drop_path\":%.4g,\"images_per_s\":%.4g}\n",
+                     "\"drop_path\":%.4g,\"images_per_s\":%s}\n",
                      t.epoch, (long long)t.step, (long long)t.global_step, loss, acc, lr,
-                     tc->drop_path * (float)t.epoch / (float)tc->epochs, ips);
+                     tc->drop_path * (float)t.epoch / (float)tc->epochs, sr_json_num(n1, sizeof n1, "%.4g", ips));
             FILE *f = fopen(t.metrics, "a");
             if (f) {
                 fputs(line, f);
@@ -407,12 +446,19 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
                 int64_t left = (int64_t)(tc->epochs - t.epoch) * t.steps_per_epoch - t.step - 1;
                 sr_progress pr = {.epoch = t.epoch, .epochs = tc->epochs, .step = t.step, .steps_per_epoch = t.steps_per_epoch,
                                   .train_loss = loss, .train_acc = acc, .val_loss = NAN, .val_acc = NAN, .lr = lr,
-                                  .images_per_s = ips, .eta_s = (double)left * tc->batch / (ips > 0 ? ips : 1)};
+                                  .images_per_s = ips, .eta_s = (double)left * tc->batch / (ips > 0 ? ips : 1),
+                                  .warning = warning};
                 o->progress(o->progress_ctx, &pr);
             }
             t.step++;
             t.global_step++;
+            /* periodic checkpoints between epoch ends (the epoch's end writes its own) */
+            if (t.step < t.steps_per_epoch &&
+                sr_checkpoint_due(o->checkpoint_steps, o->checkpoint_seconds, t.global_step, &last_ckpt) &&
+                (tcheck_finite(&t, lr, err, errlen) || tsave(&t, err, errlen)))
+                goto out;
         }
+        if (tcheck_finite(&t, lr, err, errlen)) goto out;
         t.epoch++;
         t.step = 0;
         if (tsave(&t, err, errlen)) goto out;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 int sr_data_load(const ir_space *sp, int train, rt_dataset *out, char *err, size_t errlen) {
     const char *path = sp->data_path[0] ? sp->data_path : NULL;
@@ -139,16 +140,51 @@ float sr_cosine_lr(const ir_train_config *tc, int epoch) {
     return tc->w_lr_min + 0.5f * (tc->w_lr - tc->w_lr_min) * (1.0f + cosf((float)M_PI * (float)epoch / (float)tc->epochs));
 }
 
-void sr_clip_weight_grads(rt_plan *p, float max_norm) {
+double sr_clip_weight_grads(rt_plan *p, float max_norm) {
     rt_backend *be = rt_plan_backend(p);
     rt_group w = rt_plan_group(p, IR_ROLE_WEIGHT);
     if (be->clip_norm) { /* on the device: no host synchronisation */
         be->clip_norm(be, w.grad, w.n, max_norm);
-        return;
+        return 0;
     }
     double norm = sqrt(be->sumsq(be, w.grad, w.n));
     double coef = max_norm / (norm + 1e-6);
     if (max_norm > 0 && coef < 1.0) be->scale(be, w.grad, (float)coef, w.n);
+    return norm;
+}
+
+int sr_checkpoint_due(int64_t every_steps, double every_s, int64_t global_step, double *last) {
+    double now = sr_now();
+    int due = (every_steps > 0 && global_step % every_steps == 0) || (every_s > 0 && now - *last >= every_s);
+    if (due) *last = now;
+    return due;
+}
+
+double sr_group_sumsq(rt_plan *p, int role) {
+    rt_backend *be = rt_plan_backend(p);
+    rt_group g = rt_plan_group(p, (ir_role)role);
+    return g.n ? be->sumsq(be, g.data, g.n) : 0; /* a NaN or infinity anywhere makes the sum one */
+}
+
+int sr_diverged(char *err, size_t errlen, const char *what, double value, int epoch, int64_t step, int64_t global_step,
+                double lr, const char *ckpt_path) {
+    int kept = ckpt_path && access(ckpt_path, F_OK) == 0;
+    char v[32];
+    if (isnan(value)) snprintf(v, sizeof v, "not a number (NaN)");
+    else if (isinf(value)) snprintf(v, sizeof v, "%sinfinite", value < 0 ? "minus " : "");
+    else snprintf(v, sizeof v, "%g", value);
+    return sr_fail(err, errlen,
+                   "diverged at epoch %d step %lld (step %lld of the run): %s is %s; the learning rate (%g) is probably "
+                   "too high (lower lr, or set clip); stopped, %s%s",
+                   epoch + 1, (long long)step + 1, (long long)global_step + 1, what, v, lr,
+                   kept ? "the last good checkpoint is kept: " : "no checkpoint was written yet",
+                   kept ? ckpt_path : "");
+}
+
+const char *sr_json_num(char *buf, size_t n, const char *fmt, double v) {
+    if (isfinite(v)) snprintf(buf, n, fmt, v);
+    else snprintf(buf, n, "null");
+    return buf;
 }
 
 int sr_fail(char *err, size_t errlen, const char *fmt, ...) {

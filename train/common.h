@@ -20,7 +20,12 @@ typedef struct sr_progress {
     double lr, images_per_s, eta_s;
     int epoch_end; /* 1: epoch summary (val_* over the whole architecture split) */
     int candidate_end; /* baselines: candidate `epoch` of `epochs` scored val_* (step = its parent, -1: none) */
+    const char *warning; /* non-NULL: a warning for the user (printed by the caller), e.g. an exploding loss */
 } sr_progress;
+
+/* A loss above this (mean cross-entropy per sample or token) is recorded and warned about
+ * as a numerical explosion; a non-finite loss stops the loop (sr_diverged). */
+#define SR_LOSS_WARN 100.0
 
 /* The space's data set: the training split (train = 1) or the test split. */
 int sr_data_load(const ir_space *sp, int train, rt_dataset *out, char *err, size_t errlen);
@@ -41,8 +46,27 @@ struct rt_plan;
 /* The weight learning rate of an epoch: cosine from w_lr down to w_lr_min over tc->epochs. */
 float sr_cosine_lr(const ir_train_config *tc, int epoch);
 /* clip_grad_norm_ as PyTorch over the plan's weight gradients: scale by max/(norm + 1e-6)
- * when that is below 1 (max <= 0: no clipping). */
-void sr_clip_weight_grads(struct rt_plan *p, float max_norm);
+ * when that is below 1 (max <= 0: no clipping). Returns the norm before clipping where it
+ * was computed on the host path, or 0 where the backend clipped on the device (no host
+ * synchronisation: the caller checks the loss instead). */
+double sr_clip_weight_grads(struct rt_plan *p, float max_norm);
+/* Periodic checkpoints between epoch ends: due after every `every_steps` steps of the run
+ * (global_step, counted after the step) or when `every_s` seconds have passed since *last
+ * (sr_now(); updated when due). 0 turns either off. */
+int sr_checkpoint_due(int64_t every_steps, double every_s, int64_t global_step, double *last);
+#define SR_CHECKPOINT_SECONDS_DEFAULT 600.0 /* every 10 minutes */
+/* The sum of squares of the plan's parameter group of a role (IR_ROLE_*): not finite when
+ * any value is not (one reduction on the backend, one synchronisation: for epoch ends and
+ * checkpoints). */
+double sr_group_sumsq(struct rt_plan *p, int role);
+/* The error of a loop that met a non-finite value: names the step, the value and the
+ * likely cause (the learning rate), and whether a checkpoint (ckpt_path) is kept.
+ * what: "the training loss", "the weight gradient norm", ... Returns -1. */
+int sr_diverged(char *err, size_t errlen, const char *what, double value, int epoch, int64_t step, int64_t global_step,
+                double lr, const char *ckpt_path);
+/* A number for a JSON document: printf's fmt (e.g. "%.6g") for a finite value, "null"
+ * otherwise (JSON has no NaN or infinity). Returns buf (32 bytes at least). */
+const char *sr_json_num(char *buf, size_t n, const char *fmt, double v);
 /* FNV-1a over the names and shapes of a graph's parameters: identifies a network's layout
  * in checkpoints. */
 uint64_t sr_param_hash(const ir_graph *g);

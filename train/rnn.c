@@ -82,8 +82,8 @@ static double eval_stream(rt_plan *p, const ir_rnn_net *net, const rt_text_strea
  * global step, Adam t, plan step, metrics bytes}, the parameter groups and optimiser state
  * the run has (retraining: no alpha, no Adam; momentum 0: no SGD buffer), then both
  * hidden states. */
-enum { META_N = 8, CKPT_N = 9 };
-static void ckpt_table(sr_lm *m, int64_t *meta, sr_ckpt_entry *e) {
+enum { META_N = 8, CKPT_N = 10 };
+static void ckpt_table(sr_lm *m, int64_t *meta, int64_t *settings, sr_ckpt_entry *e) {
     rt_group gw = rt_plan_group(m->p, IR_ROLE_WEIGHT), ga = rt_plan_group(m->p, IR_ROLE_ARCH),
              gb = rt_plan_group(m->p, IR_ROLE_BUFFER);
     int64_t hn = (int64_t)m->B * m->H;
@@ -96,7 +96,8 @@ static void ckpt_table(sr_lm *m, int64_t *meta, sr_ckpt_entry *e) {
         {SR_CKPT_DEV, "opt/adam_m", m->adam_m, m->adam_m ? ga.n : 0, 1},
         {SR_CKPT_DEV, "opt/adam_v", m->adam_v, m->adam_v ? ga.n : 0, 1},
         {SR_CKPT_HOST, "state/hidden_train", m->h_train, hn, 0},
-        {SR_CKPT_HOST, "state/hidden_valid", m->h_valid, hn, 0}};
+        {SR_CKPT_HOST, "state/hidden_valid", m->h_valid, hn, 0},
+        {SR_CKPT_I64, "meta/settings", settings, SR_SETTINGS_N, 1}}; /* optional: older checkpoints lack it */
     memcpy(e, t, sizeof t);
 }
 
@@ -104,19 +105,22 @@ static int save_ckpt(sr_lm *m, char *err, size_t errlen) {
     if (m->metrics) fflush(m->metrics);
     int64_t meta[META_N] = {RNN_CKPT_VERSION, (int64_t)sr_param_hash(m->net.graph), m->epoch, m->step, m->global_step,
                             m->adam_t, (int64_t)rt_plan_step(m->p), sr_file_size(m->path_metrics)};
+    int64_t settings[SR_SETTINGS_N];
+    sr_ckpt_settings(m->tc, m->search ? 0 : -1, 0, 0, settings);
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(m, meta, e);
+    ckpt_table(m, meta, settings, e);
     return sr_ckpt_save(m->path_ckpt, m->be, e, CKPT_N, err, errlen);
 }
 
 static int load_ckpt(sr_lm *m, int64_t n_epochs_steps, char *err, size_t errlen) {
-    int64_t meta[META_N] = {0};
+    int64_t meta[META_N] = {0}, settings[SR_SETTINGS_N] = {0}, now[SR_SETTINGS_N];
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(m, meta, e);
+    ckpt_table(m, meta, settings, e);
     rt_tf_file *f = sr_ckpt_read(m->path_ckpt, e, CKPT_N, RNN_CKPT_VERSION, m->net.graph, err, errlen);
     if (!f) return -1;
-    int rc = 0;
-    if (meta[2] < 0 || meta[2] > m->tc->epochs || meta[3] < 0 || meta[3] > n_epochs_steps)
+    sr_ckpt_settings(m->tc, m->search ? 0 : -1, 0, 0, now);
+    int rc = sr_ckpt_check_settings(m->path_ckpt, settings, now, err, errlen);
+    if (!rc && (meta[2] < 0 || meta[2] > m->tc->epochs || meta[3] < 0 || meta[3] > n_epochs_steps))
         rc = sr_fail(err, errlen, "%s: epoch %lld step %lld do not fit this run", m->path_ckpt, (long long)meta[2], (long long)meta[3]);
     if (!rc) rc = sr_ckpt_truncate_log(m->path_metrics, meta[7], err, errlen);
     if (rc) {
@@ -240,16 +244,17 @@ int sr_lm_loop(sr_lm *m, const sr_lm_hooks *hooks, int resume, volatile sig_atom
             sr_lm_set_tar(m, 1);
             rt_forward(m->p, 1);
             float loss = sr_lm_last_ce(m); /* reported: the cross-entropy; the step also descends the tar term */
+            /* a non-finite loss stops the run before it reaches the weights, the log or a checkpoint */
+            if (!isfinite(loss) || (hooks && hooks->arch_step && !isfinite(val_loss))) {
+                rc = sr_diverged(err, errlen, isfinite(loss) ? "the validation loss" : "the training loss",
+                                 isfinite(loss) ? val_loss : loss, m->epoch, m->step, m->global_step, lr, m->path_ckpt);
+                goto out;
+            }
             rt_read(m->p, m->net.hT, m->h_train, sr_lm_hbytes(m));
             rt_backward(m->p, RT_GRAD_W);
             sr_lm_clip(m, tc->w_clip);
             be->sgd_step(be, gw.data, m->sgd_buf, gw.grad, gw.n, lr, m->sgd_buf ? tc->w_momentum : 0.f, tc->w_wd);
             m->global_step++;
-            if (!isfinite(loss)) {
-                rc = sr_fail(err, errlen, "epoch %d step %lld: the training loss is %f (diverged; lower lr?)", m->epoch + 1,
-                          (long long)m->step + 1, loss);
-                goto out;
-            }
             fprintf(m->metrics, "{\"epoch\": %d, \"step\": %lld, \"train_loss\": %.6f, \"train_ppl\": %.3f",
                     m->epoch, (long long)m->step, loss, exp(loss));
             if (m->search) fprintf(m->metrics, ", \"val_loss\": %.6f, \"val_ppl\": %.3f", val_loss, exp(val_loss));
@@ -278,6 +283,12 @@ int sr_lm_loop(sr_lm *m, const sr_lm_hooks *hooks, int resume, volatile sig_atom
             if (stop && *stop) { /* stopped during validation: resume redoes it (step = n_tr) */
                 rt_plan_set_step(m->p, pstep);
                 rc = save_ckpt(m, err, errlen) ? -1 : 1;
+                goto out;
+            }
+            double ws = sr_group_sumsq(m->p, IR_ROLE_WEIGHT) + sr_group_sumsq(m->p, IR_ROLE_ARCH);
+            if (!isfinite(vl) || !isfinite(ws)) {
+                rc = sr_diverged(err, errlen, isfinite(vl) ? "the sum of squares of the weights and alpha" : "the validation loss",
+                                 isfinite(vl) ? ws : vl, m->epoch, m->n_tr - 1, m->global_step - 1, lr, m->path_ckpt);
                 goto out;
             }
             if (last_valid_loss) *last_valid_loss = vl;

@@ -28,6 +28,8 @@ typedef struct sr_train_opts {
     int resume;
     volatile sig_atomic_t *stop;
     int64_t stop_after_steps; /* tests: behave as if stopped after this many steps */
+    int64_t checkpoint_steps; /* > 0: also checkpoint every this many steps (besides epoch ends) */
+    double checkpoint_seconds; /* > 0: also checkpoint this long after the last one (default 600) */
     int data_begin, data_count; /* data_count > 0: train on training images [begin, begin + count)
                                    instead of the first `subset` (the baselines' candidates) */
     void (*progress)(void *ctx, const sr_progress *p);
@@ -38,6 +40,8 @@ typedef struct sr_train_result {
     int stopped;
     int64_t steps;
     double seconds, train_acc, train_loss;
+    double loss_peak;       /* the largest training loss of this invocation (SR_LOSS_WARN) */
+    int64_t loss_peak_step;
 } sr_train_result;
 
 typedef struct sr_eval_result {
