@@ -1,5 +1,6 @@
 /* data.c — see data.h. */
 #include "runtime/data.h"
+#include "runtime/datasets.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -25,12 +26,24 @@
 #define PERM_TAG 0x5045524D5045524Dull
 #define AUG_TAG 0x4155474D4155474Dull
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
+void rt_data_seterr(char *err, size_t errlen, const char *fmt, ...) {
     if (!err || errlen == 0) return;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+#define seterr rt_data_seterr
+
+void rt_dataset_own(rt_dataset *out, int64_t n, int c, int h, int w, int classes, uint8_t *pixels, int32_t *labels) {
+    out->n = (int)n;
+    out->c = c;
+    out->h = h;
+    out->w = w;
+    out->classes = classes;
+    out->pixels = pixels;
+    out->labels = labels;
+    out->owns = 1;
 }
 
 static void join_path(char *buf, size_t len, const char *dir, const char *name) {
@@ -255,14 +268,7 @@ int rt_data_load_fashion_mnist(const char *dir, int train, rt_dataset *out, char
     gzclose(g);
     g = NULL;
 
-    out->n = (int)ni;
-    out->c = 1;
-    out->h = 28;
-    out->w = 28;
-    out->classes = 10;
-    out->pixels = pix;
-    out->labels = labels;
-    out->owns = 1;
+    rt_dataset_own(out, ni, 1, 28, 28, 10, pix, labels);
     return 0;
 
 fail:
@@ -357,14 +363,7 @@ int rt_data_load_cifar10(const char *dir, int train, rt_dataset *out, char *err,
         }
         fclose(f);
     }
-    out->n = (int)total;
-    out->c = 3;
-    out->h = 32;
-    out->w = 32;
-    out->classes = 10;
-    out->pixels = pix;
-    out->labels = labels;
-    out->owns = 1;
+    rt_dataset_own(out, total, 3, 32, 32, 10, pix, labels);
     return 0;
 
 fail:

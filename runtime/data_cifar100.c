@@ -13,13 +13,7 @@
 #define C100_PIX 3072
 #define C100_MAX_RECORDS (1 << 24)
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#define seterr rt_data_seterr
 
 int rt_data_load_cifar100(const char *dir, int train, rt_dataset *out, char *err, size_t errlen) {
     if (!out) {
@@ -76,14 +70,7 @@ int rt_data_load_cifar100(const char *dir, int train, rt_dataset *out, char *err
         labels[r] = lab[1];
     }
     fclose(f);
-    out->n = (int)n;
-    out->c = 3;
-    out->h = 32;
-    out->w = 32;
-    out->classes = 100;
-    out->pixels = pix;
-    out->labels = labels;
-    out->owns = 1;
+    rt_dataset_own(out, n, 3, 32, 32, 100, pix, labels);
     return 0;
 fail:
     if (f) fclose(f);

@@ -25,13 +25,7 @@
 /* The seed of the fixed sample order ("images"). */
 #define IMG_ORDER_SEED 0x696d61676573ull
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#define seterr rt_data_seterr
 
 /* ---- names -------------------------------------------------------------------------------- */
 
@@ -450,14 +444,7 @@ int rt_data_load_images(const char *dir, int train, const rt_data_want *want, rt
     if (!train) rt_data_names_free(sub.v, sub.n);
     rt_data_names_free(classes, nclass);
     rt_data_names_free(paths.v, paths.n);
-    out->n = n;
-    out->c = want->c;
-    out->h = want->h;
-    out->w = want->w;
-    out->classes = nclass;
-    out->pixels = pix;
-    out->labels = labels;
-    out->owns = 1;
+    rt_dataset_own(out, n, want->c, want->h, want->w, nclass, pix, labels);
     return 0;
 fail:
     if (!train) rt_data_names_free(sub.v, sub.n);

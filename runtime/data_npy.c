@@ -17,13 +17,7 @@
 #define NPY_MAX_HEADER (1 << 20)
 #define NPY_MAX_SAMPLES (1 << 24)
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#define seterr rt_data_seterr
 
 typedef struct npy_array {
     char kind;     /* 'u', 'i', 'f', 'b' */
@@ -430,14 +424,7 @@ int rt_data_load_npy(const char *dir, int train, const rt_data_want *want, rt_da
     }
     if (npy_images(xp, &x, want, &pix, err, errlen)) goto fail;
     free(x.data);
-    out->n = (int)nl;
-    out->c = want->c;
-    out->h = want->h;
-    out->w = want->w;
-    out->classes = want->classes;
-    out->pixels = pix;
-    out->labels = labels;
-    out->owns = 1;
+    rt_dataset_own(out, nl, want->c, want->h, want->w, want->classes, pix, labels);
     return 0;
 fail:
     free(x.data);

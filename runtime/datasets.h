@@ -24,6 +24,11 @@
 
 #include "runtime/data.h"
 
+/* For the loaders: the message into err (printf-style; nothing where err is NULL), and a
+ * dataset taking ownership of its pixels and labels. */
+void rt_data_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void rt_dataset_own(rt_dataset *out, int64_t n, int c, int h, int w, int classes, uint8_t *pixels, int32_t *labels);
+
 /* What the network's input asks for: channels (1 grey or 3 RGB; npy also 2 and 4 when the
  * arrays have them), height, width, and the number of classes labels must fall in. */
 typedef struct rt_data_want {
