@@ -305,16 +305,8 @@ int rt_data_load_cifar10(const char *dir, int train, rt_dataset *out, char *err,
         else
             snprintf(name, sizeof name, "test_batch.bin");
         join_path(paths[i], sizeof paths[i], dir, name);
-        struct stat st;
-        if (stat(paths[i], &st) != 0) {
-            seterr(err, errlen, "%s: cannot open: %s", paths[i], strerror(errno));
-            return -1;
-        }
-        if (!S_ISREG(st.st_mode)) {
-            seterr(err, errlen, "%s: not a regular file", paths[i]);
-            return -1;
-        }
-        int64_t sz = (int64_t)st.st_size;
+        int64_t sz = 0;
+        if (rt_file_input_size(paths[i], &sz, err, errlen)) return -1;
         if (sz <= 0 || sz % CIFAR_REC != 0) {
             seterr(err, errlen,
                    "%s: bad size %lld bytes: not a positive multiple of the %d-byte record "
@@ -338,8 +330,7 @@ int rt_data_load_cifar10(const char *dir, int train, rt_dataset *out, char *err,
     }
     int64_t k = 0;
     for (int i = 0; i < nfiles; i++) {
-        if (rt_file_check_input(paths[i], err, errlen)) goto fail;
-        FILE *f = fopen(paths[i], "rb");
+        FILE *f = fopen(paths[i], "rb"); /* each checked a regular file in the loop above */
         if (!f) {
             seterr(err, errlen, "%s: cannot open: %s", paths[i], strerror(errno));
             goto fail;

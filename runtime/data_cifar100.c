@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "runtime/datasets.h"
+#include "runtime/files.h"
 
 #define C100_REC 3074
 #define C100_PIX 3072
@@ -27,16 +28,8 @@ int rt_data_load_cifar100(const char *dir, int train, rt_dataset *out, char *err
     }
     char path[4200];
     snprintf(path, sizeof path, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", train ? "train.bin" : "test.bin");
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        seterr(err, errlen, "%s: not a regular file", path);
-        return -1;
-    }
-    int64_t sz = (int64_t)st.st_size;
+    int64_t sz = 0;
+    if (rt_file_input_size(path, &sz, err, errlen)) return -1;
     if (sz <= 0 || sz % C100_REC != 0) {
         seterr(err, errlen, "%s: bad size %lld bytes: not a positive multiple of the %d-byte record (the official "
                             "files hold %d and %d records)",

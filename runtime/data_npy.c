@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "runtime/datasets.h"
+#include "runtime/files.h"
 
 #define NPY_MAX_DIMS 8
 #define NPY_MAX_HEADER (1 << 20)
@@ -147,15 +148,8 @@ static int parse_header(const char *path, const char *h, size_t hl, npy_array *a
 /* Reads a whole .npy file: header checked, data exactly count * size bytes. */
 static int npy_read(const char *path, npy_array *a, char *err, size_t errlen) {
     memset(a, 0, sizeof *a);
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        seterr(err, errlen, "%s: not a regular file", path);
-        return -1;
-    }
+    int64_t fsize = 0;
+    if (rt_file_input_size(path, &fsize, err, errlen)) return -1;
     FILE *fp = fopen(path, "rb");
     if (!fp) {
         seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
@@ -205,7 +199,7 @@ static int npy_read(const char *path, npy_array *a, char *err, size_t errlen) {
     h[hl] = 0;
     if (parse_header(path, h, hl, a, err, errlen)) goto fail;
     int64_t bytes = a->count * a->size;
-    int64_t have = (int64_t)st.st_size - data_at;
+    int64_t have = fsize - data_at;
     if (have < bytes) {
         seterr(err, errlen, "%s: truncated: the header announces %lld bytes of data (%s, shape of %lld elements), the file holds %lld",
                path, (long long)bytes, a->descr, (long long)a->count, (long long)(have < 0 ? 0 : have));

@@ -17,7 +17,9 @@ const char *rt_file_kind(mode_t m) {
     return "not a regular file";
 }
 
-int rt_file_check_input(const char *path, char *err, size_t errlen) {
+int rt_file_check_input(const char *path, char *err, size_t errlen) { return rt_file_input_size(path, NULL, err, errlen); }
+
+int rt_file_input_size(const char *path, int64_t *size, char *err, size_t errlen) {
     struct stat st;
     if (stat(path, &st) != 0) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
@@ -27,6 +29,7 @@ int rt_file_check_input(const char *path, char *err, size_t errlen) {
         snprintf(err, errlen, "%s: is %s, not a regular file", path, rt_file_kind(st.st_mode));
         return -1;
     }
+    if (size) *size = (int64_t)st.st_size;
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #define DARTSC_RT_FILES_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* "a directory", "a FIFO (named pipe)", "a character device", ... for a st_mode. */
@@ -22,6 +23,8 @@ const char *rt_file_kind(mode_t mode);
  * "PATH: cannot open: No such file or directory" or "PATH: is a FIFO (named pipe), not a
  * regular file" in err. */
 int rt_file_check_input(const char *path, char *err, size_t errlen);
+/* The same, and the file's size in bytes into *size (may be NULL). */
+int rt_file_input_size(const char *path, int64_t *size, char *err, size_t errlen);
 /* 0 when path does not exist or is a regular file (not a symbolic link); otherwise -1 and
  * "PATH: is a character device, not a regular file; refusing to replace it" in err. */
 int rt_file_check_output(const char *path, char *err, size_t errlen);
