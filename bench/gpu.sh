@@ -7,7 +7,8 @@
 #
 #   bench/gpu.sh [BATCH] [OUT_DIR]
 #   env: DARTSC (the binary, default ./build/dartsc), PY (python with torch, default
-#        python3), STEPS (10), WARMUP (3), ORDERS ("1 2")
+#        python3), STEPS (10), WARMUP (3), ORDERS ("1 2"), SKIP_PROFILE (1: no profile,
+#        no kernel table)
 #
 # Writes OUT_DIR/gpu.jsonl (one JSON line per run: dartsc's `bench --json`, torch_step.py's,
 # retraining steps of both), OUT_DIR/gpu-profile.txt (dartsc's per-op device times) and
@@ -38,13 +39,16 @@ timeout 300 "$py" bench/torch_step.py --device cuda --space darts_cifar10 --batc
     --steps "$steps" --warmup "$warmup" | sed 's/"impl": "pytorch"/"impl": "pytorch repeat"/' >>"$j" || echo "pytorch repeat failed"
 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 \
     --steps "$steps" --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc repeat"/' >>"$j" || echo "dartsc repeat failed"
-# the same first-order step with one switch at a time (what each optimisation gains, and
-# what the opt-in ones would)
-for v in DARTSC_NO_GRAPHS DARTSC_NO_FUSION DARTSC_CUDA_OWN_1X1 DARTSC_CUDA_DEFER_BN DARTSC_CUDA_DW_FILTER_PLANES; do
-    env "$v=1" timeout 120 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 \
-        --steps "$steps" --warmup "$warmup" --json | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $v=1\"/" >>"$j" \
+# the same first-order step with one switch at a time (what each optimisation gains), and
+# with the recorded passes on 1 (no concurrency), 4 and 16 lanes instead of 8
+for v in DARTSC_NO_GRAPHS=1 DARTSC_NO_FUSION=1 DARTSC_CUDA_LANES=1 DARTSC_CUDA_LANES=4 DARTSC_CUDA_LANES=16; do
+    env "$v" timeout 120 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 \
+        --steps "$steps" --warmup "$warmup" --json | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $v\"/" >>"$j" \
         || echo "$v run failed"
 done
+DARTSC_CUDA_LANES=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 2 \
+    --steps "$steps" --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_CUDA_LANES=1"/' >>"$j" \
+    || echo "order 2 on one lane failed"
 # retraining: DARTS_V2's evaluation network at the paper's size (C 36, 20 cells, batch 96,
 # auxiliary head 0.4, drop path 0.2; with drop path 0 too: no random masks, so dartsc
 # replays its pass as a CUDA graph)
@@ -55,14 +59,17 @@ for dp in 0.2 0; do
     timeout 300 "$py" bench/torch_step.py --retrain --device cuda --space darts_cifar10 --C 36 --layers 20 --batch 96 \
         --aux 0.4 --drop-path "$dp" --steps "$steps" --warmup "$warmup" >>"$j" || echo "pytorch retrain failed"
 done
-# drop path 0.2 with the masks' seeds read on the device, so that the pass is recorded (opt-in)
-DARTSC_CUDA_RECORD_MASKS=1 timeout 200 "$rs" examples/darts_cifar10.dartsc --device cuda --steps "$steps" \
-    --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc-recorded-masks"/' >>"$j" || echo "recorded masks failed"
-timeout 200 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 --steps 3 \
-    --warmup 2 --profile >"$out/gpu-profile.txt" 2>&1 || echo "profile run failed (rc $?)"
-# every kernel alone against its CPU twin (bench/cuda_kernels.cu)
-ck=${CUDA_KERNELS:-$(dirname "$dartsc")/cuda_kernels}
-[ -x "$ck" ] && timeout 120 "$ck" 30 >"$out/gpu-kernels.txt" 2>&1 || echo "cuda_kernels failed or missing (rc $?)"
+# drop path 0.2 on one lane (what the lanes gain in retraining)
+DARTSC_CUDA_LANES=1 timeout 200 "$rs" examples/darts_cifar10.dartsc --device cuda --steps "$steps" \
+    --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc-1-lane"/' >>"$j" || echo "retrain on one lane failed"
+# dartsc's per-op device profile (eager, one lane) and every kernel alone against its CPU
+# twin (bench/cuda_kernels.cu); SKIP_PROFILE=1 leaves both out
+if [[ ${SKIP_PROFILE:-0} != 1 ]]; then
+    timeout 200 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 --steps 3 \
+        --warmup 2 --profile >"$out/gpu-profile.txt" 2>&1 || echo "profile run failed (rc $?)"
+    ck=${CUDA_KERNELS:-$(dirname "$dartsc")/cuda_kernels}
+    [ -x "$ck" ] && timeout 120 "$ck" 30 >"$out/gpu-kernels.txt" 2>&1 || echo "cuda_kernels failed or missing (rc $?)"
+fi
 cat "$j"
 "$py" - "$j" <<'EOF'
 import json, sys
@@ -75,7 +82,7 @@ for r in rows:
     if r["impl"].endswith("repeat"):
         print(f"order {r['order']} {r['impl']}: {r['median_s']:.4f} s/step")
     if r["impl"].startswith("dartsc DARTSC_"):
-        print(f"order {r['order']} with {r['impl'][7:]}: {r['median_s']:.4f} s/step")
+        print(f"order {r['order']} with {r['impl'][7:]}: {r['median_s']:.4f} s/step, {r.get('peak_device_alloc_mb', -1)} MiB")
 rows = [r for r in rows if r.get("what") != "retrain"]
 for o in sorted({r["order"] for r in rows}):
     d = next((r for r in rows if r["impl"] == "dartsc" and r["order"] == o), None)
@@ -85,4 +92,4 @@ for o in sorted({r["order"] for r in rows}):
     print(f"{o:>5} {ds:>14.4f} {ts:>15.4f} {ts / ds if d and t else float('nan'):>6.2f}x "
           f"{d.get('peak_device_alloc_mb', -1) if d else -1:>15} {t.get('peak_device_alloc_mb', -1) if t else -1:>16}")
 EOF
-cat "$out/gpu-profile.txt"
+[[ -f $out/gpu-profile.txt ]] && cat "$out/gpu-profile.txt"

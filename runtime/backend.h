@@ -108,6 +108,18 @@ struct rt_backend {
     void *(*capture_end)(rt_backend *be);
     void (*replay)(rt_backend *be, void *graph);
     void (*graph_free)(rt_backend *be, void *graph);
+    /* May be NULL (all four): one queue. Lanes are queues whose work may run concurrently
+     * (streams), used only inside a recording (between capture_begin and capture_end,
+     * which fork every lane from lane 0 and join them back). lanes makes them on first
+     * call and returns how many there are (1: one queue); set_lane sends later work to
+     * lane k (each lane has its own library state; the runtime gives each its own
+     * scratch); lane_signal records point id (a small number, reusable once waited on)
+     * on the current lane; lane_wait makes the current lane's later work wait for the
+     * work before point id on its lane. Outside a recording everything runs on lane 0. */
+    int (*lanes)(rt_backend *be);
+    void (*set_lane)(rt_backend *be, int k);
+    void (*lane_signal)(rt_backend *be, int id);
+    void (*lane_wait)(rt_backend *be, int id);
     /* May be NULL (all three): no device timing. mark records a point in the backend's
      * work queue and returns its handle; mark_elapsed, after a synchronize, the seconds
      * the device took from mark a to mark b; marks_reset recycles every handle. */

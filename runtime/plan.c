@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "kernels/kdesc.h"
+#include "schedule.h"
 
 #define ALIGN_BYTES 64
 
@@ -77,7 +78,32 @@ struct rt_plan {
     uint64_t *seeds_dev;              /* per node, the seeds of a recorded pass (backend fill_seeds;
                                          NULL where there are no masks to draw or no hook) */
     int recording;                    /* forward_issue hands nodes seed_dev */
+    int lanes;                        /* lanes a recording issues on (backend lanes; 1: in order) */
+    size_t scratch_stride;            /* floats of scratch per lane */
+    rt_oplist *collect;               /* recording on lanes: ops collected here, issued after */
+    rt_lane_stats lane_stats;         /* of the last recording issued on lanes */
 };
+
+/* Everything a pass issues goes through these four: to the backend, or, while a recording
+ * is collected for the lanes, into p->collect (runtime/schedule.c issues it after). */
+static void issue_node(rt_plan *p, rt_op_kind kind, const rt_exec_node *e) {
+    if (p->collect) {
+        rt_op o = {.kind = kind, .e = *e};
+        rt_oplist_push(p->collect, &o);
+    } else if (kind == RT_OP_FWD) {
+        p->be->forward(p->be, e);
+    } else {
+        p->be->backward(p->be, e);
+    }
+}
+static void issue_zero(rt_plan *p, void *dst, size_t bytes) {
+    if (p->collect) rt_oplist_push(p->collect, &(rt_op){.kind = RT_OP_ZERO, .dst = dst, .n = bytes});
+    else p->be->memset0(p->be, dst, bytes);
+}
+static void issue_copy(rt_plan *p, float *dst, const float *src, size_t n) {
+    if (p->collect) rt_oplist_push(p->collect, &(rt_op){.kind = RT_OP_COPY, .dst = dst, .src = src, .n = n});
+    else p->be->copy(p->be, dst, src, (int64_t)n);
+}
 
 /* Input k of node i as the plan executes it (a fused ReLU bypassed). */
 static int input_of(const rt_plan *p, int i, int k) {
@@ -323,6 +349,19 @@ static void plan_mixed_inputs(rt_plan *p) {
     free(ncons);
 }
 
+/* Schedule steps a buffer outlives its last use (see rt_plan_new): DARTSC_LANE_SLACK, else
+ * RT_LANE_SLACK on lanes and 0 without. */
+#define RT_LANE_SLACK 256
+static int lane_slack(const rt_plan *p) {
+    const char *v = getenv("DARTSC_LANE_SLACK");
+    if (v && *v) {
+        char *end;
+        long k = strtol(v, &end, 10);
+        if (!*end && k >= 0 && k <= 1 << 20) return (int)k;
+    }
+    return p->lanes > 1 ? RT_LANE_SLACK : 0;
+}
+
 static void compute_needs_grad(rt_plan *p, unsigned mask, const uint8_t *reach, uint8_t *ng) {
     for (int i = 0; i < p->n; i++) {
         const ir_node *nd = ir_graph_node(p->g, i);
@@ -348,6 +387,9 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     p->grads_max = opts->grads;
     p->set_grads = be->sets_grad && !getenv("DARTSC_NO_FUSION");
     p->graphs = be->capture_begin && be->capture_end && be->replay && be->graph_free && !getenv("DARTSC_NO_GRAPHS");
+    /* recordings may issue on several lanes, each with its own scratch (runtime/schedule.c) */
+    p->lanes = p->graphs && be->lanes && be->set_lane && be->lane_signal && be->lane_wait ? be->lanes(be) : 1;
+    if (p->lanes < 1) p->lanes = 1;
     p->ex = calloc((size_t)n, sizeof *p->ex);
     p->fattr = calloc((size_t)n, sizeof *p->fattr);
     p->data = calloc((size_t)n, sizeof *p->data);
@@ -526,9 +568,17 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         size_t s = be->scratch_floats(be, e);
         if (s > scratch_max) scratch_max = s;
     }
+    /* On lanes, memory freed by one op and reused by a later one orders the two (runtime/
+     * schedule.c), so reuse right away would chain independent ops: the backward of a mixed
+     * edge's candidates would run one after another in the same few gradient buffers.
+     * Each buffer is kept `slack` schedule steps past its last use instead, so the ops of
+     * neighbouring chains get memory of their own (docs/ARCHITECTURE.md, "Lanes"). */
+    const int slack = lane_slack(p);
+    for (int k = 0; slack && k < nb; k++) bufs[k].end += slack;
     p->arena_bytes = assign_offsets(bufs, nb);
     p->arena = be->alloc(be, p->arena_bytes ? p->arena_bytes : ALIGN_BYTES);
-    p->scratch = be->alloc(be, (scratch_max ? scratch_max : 16) * sizeof(float));
+    p->scratch_stride = ((scratch_max ? scratch_max : 16) + 15) & ~(size_t)15;
+    p->scratch = be->alloc(be, p->scratch_stride * (size_t)p->lanes * sizeof(float));
     p->one = be->alloc(be, sizeof(float));
     if (!p->arena || !p->scratch || !p->one) { free(auxslot); perr(err, errlen, "out of device memory (arena %zu bytes)", p->arena_bytes); goto fail; }
     float one = 1.0f;
@@ -579,7 +629,6 @@ int rt_set_input(rt_plan *p, int node, const void *host, size_t bytes) {
 
 /* Issues the forward pass; reads nothing back. */
 static void forward_issue(rt_plan *p, int training) {
-    rt_backend *be = p->be;
     p->step++;
     for (int i = 0; i < p->n; i++) {
         rt_exec_node *e = &p->ex[i];
@@ -587,7 +636,7 @@ static void forward_issue(rt_plan *p, int training) {
         e->training = training;
         e->seed = krng_hash(p->seed ^ 0x5eed, p->step * (uint64_t)p->n + (uint64_t)i);
         e->seed_dev = p->recording && p->seeds_dev ? p->seeds_dev + i : NULL;
-        be->forward(be, e);
+        issue_node(p, RT_OP_FWD, e);
     }
 }
 
@@ -640,10 +689,16 @@ int rt_pass(rt_plan *p, int training, unsigned mask) {
         }
         if (p->seen[key] && be->capture_begin(be) == 0) {
             const uint64_t step = p->step;
+            rt_oplist ops = {0};
             p->recording = 1;
+            p->collect = p->lanes > 1 ? &ops : NULL;
             forward_issue(p, training);
             if (mask) rt_backward(p, mask);
+            p->collect = NULL;
             p->recording = 0;
+            if (p->lanes > 1 && rt_issue_lanes(be, &ops, p->lanes, p->scratch, p->scratch_stride, &p->lane_stats) != 0)
+                rt_issue_in_order(be, &ops); /* out of memory planning the lanes: in order, one lane */
+            rt_oplist_free(&ops);
             p->graph[key] = be->capture_end(be);
             p->step = step; /* recording ran nothing */
             if (p->graph[key]) {
@@ -659,14 +714,26 @@ int rt_pass(rt_plan *p, int training, unsigned mask) {
     return mask ? rt_backward(p, mask) : 0;
 }
 
+int rt_plan_collect(rt_plan *p, int training, unsigned mask, rt_oplist *ops) {
+    if (mask & ~3u || (mask && ((mask & p->grads_max) != mask || p->loss < 0))) return -1;
+    p->collect = ops;
+    forward_issue(p, training != 0);
+    const int rc = mask ? rt_backward(p, mask) : 0;
+    p->collect = NULL;
+    return ops->oom ? -1 : rc;
+}
+
+rt_lane_stats rt_plan_lane_stats(const rt_plan *p) { return p->lane_stats; }
+int rt_plan_lanes(const rt_plan *p) { return p->lanes; }
+
 int rt_backward(rt_plan *p, unsigned mask) {
     mask &= 3;
     if (!mask || (mask & p->grads_max) != mask || p->loss < 0) return -1;
     rt_backend *be = p->be;
     const uint8_t *ng = p->ng[mask];
-    if (mask & RT_GRAD_W) be->memset0(be, p->pgrad[0], (size_t)p->pn[0] * sizeof(float));
-    if (mask & RT_GRAD_ARCH) be->memset0(be, p->pgrad[1], (size_t)p->pn[1] * sizeof(float));
-    be->copy(be, p->grad[p->loss], p->one, 1);
+    if (mask & RT_GRAD_W) issue_zero(p, p->pgrad[0], (size_t)p->pn[0] * sizeof(float));
+    if (mask & RT_GRAD_ARCH) issue_zero(p, p->pgrad[1], (size_t)p->pn[1] * sizeof(float));
+    issue_copy(p, p->grad[p->loss], p->one, 1);
     for (int j = p->loss; j >= 0; j--) {
         rt_exec_node e = p->ex[j];
         const int runs = ng[j] && e.op != IR_OP_INPUT && e.op != IR_OP_PARAM;
@@ -690,9 +757,9 @@ int rt_backward(rt_plan *p, unsigned mask) {
                     uses++;
                 }
             if (p->set_grads && uses == 1 && slot < 32 && be->sets_grad(be, &e, slot)) e.grad_set |= 1u << slot;
-            else be->memset0(be, p->grad[*z], (size_t)ir_node_numel(ir_graph_node(p->g, *z)) * sizeof(float));
+            else issue_zero(p, p->grad[*z], (size_t)ir_node_numel(ir_graph_node(p->g, *z)) * sizeof(float));
         }
-        if (runs) be->backward(be, &e);
+        if (runs) issue_node(p, RT_OP_BWD, &e);
     }
     return 0;
 }

@@ -29,6 +29,7 @@
 #include "ir/ir.h"
 #include "ir/space.h"
 #include "runtime/runtime.h"
+#include "runtime/schedule.h"
 #include "testutil.h"
 #ifdef DARTSC_HAVE_CUDA
 #include "runtime/cuda/backend_cuda.h"
@@ -557,14 +558,65 @@ Test(cuda_net, pass_records_a_graph_and_replays_it_bit_for_bit) {
             else h.gpu->axpy(h.gpu, ag.data, -0.5f, ag.grad, ag.n);
         }
     }
+    /* the recordings ran on lanes (DARTSC_CUDA_LANES unset: 8), side by side */
+    rt_lane_stats ls = rt_plan_lane_stats(h.pg);
+    cr_expect(rt_plan_lanes(h.pg) > 1, "recordings on %d lane(s)", rt_plan_lanes(h.pg));
+    cr_expect(ls.lanes_used > 1 && ls.longest_chain < ls.ops / 2, "%d ops on %d lanes, critical path %d", ls.ops,
+              ls.lanes_used, ls.longest_chain);
     /* a bad mask runs nothing */
     cr_expect_eq(rt_pass(h.pg, 1, 4u), -1);
     free(img);
     free_pair(&h);
 }
 
-/* ReLUs folded into the depthwise (and 1x1) convolutions they feed change no bit on the
- * device: loss, weight and alpha gradients of the tiny supernet against a plan made with
+/* Recorded passes on lanes at a size where concurrent kernels overlap for real (C 8,
+ * batch 32, 5 cells: each op a few hundred blocks): ten replays of each mask, with new
+ * images and parameters between them, give the bits of eager passes on one stream. A
+ * missing ordering (an op reading memory another lane has not finished writing) shows up
+ * here as differing bits on some replay; compute-sanitizer cannot see such races. */
+Test(cuda_net, lanes_replays_equal_eager_passes_on_a_larger_supernet) {
+    ir_space sp;
+    tiny_space(&sp);
+    sp.in_c = 3; sp.in_h = 16; sp.in_w = 16; sp.C = 8; sp.layers = 5;
+    sp.n_reduce = 2; sp.reduce_at[0] = 1; sp.reduce_at[1] = 3;
+    pair h;
+    net_pair(&h, &sp, 32, 21);
+    rt_group wg = rt_plan_group(h.pg, IR_ROLE_WEIGHT), ag = rt_plan_group(h.pg, IR_ROLE_ARCH);
+    const int64_t ni = (int64_t)32 * sp.in_c * sp.in_h * sp.in_w;
+    float *img = malloc((size_t)ni * sizeof *img);
+    const unsigned masks[3] = {RT_GRAD_ARCH, RT_GRAD_W, RT_GRAD_W | RT_GRAD_ARCH};
+    for (int it = 0; it < 12; it++) {
+        const unsigned m = masks[it % 3];
+        tu_fill_uniform(img, ni, -1.f, 1.f, 500 + it);
+        cr_assert_eq(rt_set_input(h.pg, h.net.images, img, (size_t)ni * 4), 0);
+        const uint64_t step = rt_plan_step(h.pg);
+        float le = rt_forward(h.pg, 1);
+        cr_assert_eq(rt_backward(h.pg, m), 0);
+        float *ew, *ea, l0;
+        grads_of(&h, &ew, &ea, &l0);
+        h.gpu->memset0(h.gpu, wg.grad, (size_t)wg.n * 4);
+        h.gpu->memset0(h.gpu, ag.grad, (size_t)ag.n * 4);
+        rt_plan_set_step(h.pg, step);
+        cr_assert_eq(rt_pass(h.pg, 1, m), 0);
+        float *pw, *pa, lp;
+        grads_of(&h, &pw, &pa, &lp);
+        assert_no_cuda_error(&h);
+        cr_expect(le == lp, "pass %d mask %u: loss %.9g vs eager %.9g", it, m, lp, le);
+        if (m & RT_GRAD_W) cr_expect_arr_eq(pw, ew, (size_t)wg.n * 4, "pass %d: weight gradients differ from eager", it);
+        if (m & RT_GRAD_ARCH) cr_expect_arr_eq(pa, ea, (size_t)ag.n * 4, "pass %d: alpha gradients differ from eager", it);
+        free(ew); free(ea); free(pw); free(pa);
+        h.gpu->axpy(h.gpu, wg.data, -0.01f, wg.grad, wg.n);
+        h.gpu->axpy(h.gpu, ag.data, -0.1f, ag.grad, ag.n);
+    }
+    rt_lane_stats ls = rt_plan_lane_stats(h.pg);
+    cr_expect(ls.lanes_used > 1, "%d ops on %d lanes", ls.ops, ls.lanes_used);
+    free(img);
+    free_pair(&h);
+}
+
+/* ReLUs folded into the depthwise (and 1x1) convolutions they feed, and the batch norms
+ * before each mixed op deferred into it with their gradients read through it scaled,
+ * change no bit on the device: loss, weight and alpha gradients of the tiny supernet against a plan made with
  * DARTSC_NO_FUSION=1 (same parameters, same batch), and the folded plan has fewer nodes'
  * worth of arena (no ReLU outputs). Strided and dilated depthwise, 1x1 and reduction
  * cells are all in the supernet. */
@@ -573,12 +625,6 @@ Test(cuda_net, relu_fusion_changes_no_bit) { relu_fusion_case(); }
 /* with the own 1x1 kernels the preprocessing ReLUs fold into their 1x1 convolutions too */
 Test(cuda_net, relu_fusion_changes_no_bit_own_1x1) {
     setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
-    relu_fusion_case();
-}
-/* with the batch norms before each mixed op deferred into it and their gradients read
- * through it scaled (DARTSC_CUDA_DEFER_BN=1: opt-in until this test has passed on a GPU) */
-Test(cuda_net, deferred_batch_norms_change_no_bit) {
-    setenv("DARTSC_CUDA_DEFER_BN", "1", 1);
     relu_fusion_case();
 }
 static void relu_fusion_case(void) {
@@ -626,13 +672,11 @@ static void relu_fusion_case(void) {
     free_pair(&h);
 }
 
-/* Passes that draw masks, recorded with their seeds read on the device
- * (DARTSC_CUDA_RECORD_MASKS=1: opt-in until this test has passed on a GPU): dropout and
+/* Passes that draw masks, recorded with their seeds read on the device: dropout and
  * drop path (p = 0.5) over 16 samples; each of four passes (eager, recorded, replayed
  * twice) must give the loss and gradient bits of an eager pass at the same step, i.e. the
  * same masks, and the masks must change from step to step. */
 static void masks_case(ir_op op) {
-    setenv("DARTSC_CUDA_RECORD_MASKS", "1", 1);
     pair h = {.g = ir_graph_new("masks")};
     int x = wparam(h.g, "x", 4, (int64_t[]){16, 3, 5, 4});
     int y = ir_dropout(h.g, op, x, 0.5f, "drop");

@@ -39,14 +39,21 @@ const char *kcuda_cublas_string(cublasStatus_t st) {
     }
 }
 
+static int lane_buffers(kcuda_lane *l) {
+    cudaCheckR(cudaMalloc((void **)&l->partials, sizeof(double) * (KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS + KCUDA_MAX_WSUM)),
+               -1);
+    cudaCheckR(cudaMalloc((void **)&l->red, sizeof(double) * KCUDA_RED_CAP), -1);
+    return 0;
+}
+
 extern "C" int kcuda_init(cudaStream_t s, cudnnHandle_t dnn, cublasHandle_t blas) {
     (void)s;
-    kcuda_g.dnn = dnn;
-    kcuda_g.blas = blas;
-    if (!kcuda_g.partials)
-        cudaCheckR(cudaMalloc((void **)&kcuda_g.partials,
-                              sizeof(double) * (KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS + KCUDA_MAX_WSUM)), -1);
-    if (!kcuda_g.red) cudaCheckR(cudaMalloc((void **)&kcuda_g.red, sizeof(double) * KCUDA_RED_CAP), -1);
+    kcuda_lane *l = &kcuda_g.lane[0];
+    l->dnn = dnn;
+    l->blas = blas;
+    if (!l->partials && lane_buffers(l) != 0) return -1;
+    if (kcuda_g.nlanes < 1) kcuda_g.nlanes = 1;
+    kcuda_set_lane(0);
     int dev = 0;
     cudaCheckR(cudaGetDevice(&dev), -1);
     cudaCheckR(cudaDeviceGetAttribute(&kcuda_g.sms, cudaDevAttrMultiProcessorCount, dev), -1);
@@ -55,10 +62,31 @@ extern "C" int kcuda_init(cudaStream_t s, cudnnHandle_t dnn, cublasHandle_t blas
     return 0;
 }
 
+extern "C" int kcuda_add_lane(cudnnHandle_t dnn, cublasHandle_t blas) {
+    if (kcuda_g.nlanes < 1) KCUDA_FAIL_("kcuda_add_lane", "kcuda_init was not called", return -1);
+    if (kcuda_g.nlanes >= KCUDA_MAX_LANES) KCUDA_FAIL_("kcuda_add_lane", "too many lanes", return -1);
+    kcuda_lane *l = &kcuda_g.lane[kcuda_g.nlanes];
+    l->dnn = dnn;
+    l->blas = blas;
+    if (lane_buffers(l) != 0) return -1;
+    return kcuda_g.nlanes++;
+}
+
+extern "C" void kcuda_set_lane(int k) {
+    if (k < 0 || k >= kcuda_g.nlanes) return;
+    const kcuda_lane *l = &kcuda_g.lane[k];
+    kcuda_g.dnn = l->dnn;
+    kcuda_g.blas = l->blas;
+    kcuda_g.partials = l->partials;
+    kcuda_g.red = l->red;
+}
+
 extern "C" void kcuda_shutdown(void) {
     kcuda_conv_shutdown();
-    if (kcuda_g.partials) cudaFree(kcuda_g.partials); /* teardown: a failure here changes nothing */
-    if (kcuda_g.red) cudaFree(kcuda_g.red);
+    for (int k = 0; k < KCUDA_MAX_LANES; k++) { /* teardown: a failure here changes nothing */
+        if (kcuda_g.lane[k].partials) cudaFree(kcuda_g.lane[k].partials);
+        if (kcuda_g.lane[k].red) cudaFree(kcuda_g.lane[k].red);
+    }
     memset(&kcuda_g, 0, sizeof kcuda_g);
 }
 

@@ -51,8 +51,17 @@ typedef struct cublasContext *cublasHandle_t;
  * Registers the handles (owned by the caller, bound to s) and allocates the partials
  * buffer of the two-pass reductions. 0 on success, -1 with kcuda_last_error() set. */
 int kcuda_init(cudaStream_t s, cudnnHandle_t dnn, cublasHandle_t blas);
-/* Frees the partials buffer and the cached cuDNN descriptors; the handles stay the caller's. */
+/* Frees the partials buffers and the cached cuDNN descriptors; the handles stay the caller's. */
 void kcuda_shutdown(void);
+/* Lanes: work issued on several streams at once (a recorded pass whose independent ops
+ * run concurrently) must not share the handles or the reductions' partials buffers.
+ * kcuda_init registers lane 0; kcuda_add_lane registers the handles of one more (owned
+ * by the caller, bound to that lane's stream) and allocates its buffers, returning its
+ * number or -1 (error recorded); kcuda_set_lane makes every later call use lane k's
+ * handles and buffers, until the next kcuda_set_lane. At most KCUDA_MAX_LANES. */
+#define KCUDA_MAX_LANES 16
+int kcuda_add_lane(cudnnHandle_t dnn, cublasHandle_t blas);
+void kcuda_set_lane(int k);
 /* First error recorded by a check macro ("file:line: call: message"), or NULL. */
 const char *kcuda_last_error(void);
 /* Forgets the recorded error (tests that provoke one). */

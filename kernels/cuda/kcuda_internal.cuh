@@ -86,11 +86,19 @@ __device__ static inline double kcuda_block_sum0(double v, double *sh) {
 /* Blocks a multi-block reduction aims for: a few per multiprocessor of an H100/H200
  * (132), so that a reduction over one tensor fills the chip. */
 #define KCUDA_TARGET_BLOCKS 528
+typedef struct kcuda_lane {
+    cudnnHandle_t dnn;
+    cublasHandle_t blas;
+    double *partials, *red;
+} kcuda_lane;
 typedef struct kcuda_lib {
+    /* the current lane's (kcuda_set_lane): */
     cudnnHandle_t dnn;
     cublasHandle_t blas;
     double *partials; /* KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS doubles + KCUDA_MAX_WSUM results */
     double *red;      /* KCUDA_RED_CAP doubles: first-pass partials of the multi-block reductions */
+    kcuda_lane lane[KCUDA_MAX_LANES]; /* every lane's, lane 0 kcuda_init's */
+    int nlanes;
     int sms;          /* multiprocessors of the device */
     int dw_filter_planes; /* DARTSC_CUDA_DW_FILTER_PLANES set: depthwise filter gradients by
                              planes staged in shared memory (conv.cu; not yet measured) */

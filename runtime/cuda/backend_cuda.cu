@@ -20,9 +20,26 @@ typedef struct cu_block {
     size_t bytes;
 } cu_block;
 
+/* A lane beyond the first: its own stream, handles and cuBLAS workspace (a recorded pass
+ * issues independent ops on several lanes, so they run concurrently on the device). */
+typedef struct cu_lane {
+    cudaStream_t s;
+    cudnnHandle_t dnn;
+    cublasHandle_t blas;
+    void *blas_ws;
+    cudaEvent_t join; /* recorded at the end of a capture, for lane 0 to wait on */
+} cu_lane;
+
 typedef struct cuda_backend {
     rt_backend be; /* first: rt_backend * and cuda_backend * are the same pointer */
-    cudaStream_t s;
+    cudaStream_t s; /* lane 0's stream, where everything but a recording's other lanes runs */
+    cu_lane lane[KCUDA_MAX_LANES]; /* [0] unused: lane 0 is s, dnn, blas */
+    int nlanes;     /* lanes made (1 until cu_lanes is first asked) */
+    int want_lanes; /* DARTSC_CUDA_LANES, default CU_DEFAULT_LANES; 1: one stream */
+    int cur;        /* the lane work is issued on now */
+    cudaEvent_t fork; /* recorded on lane 0 when a capture begins; the other lanes wait on it */
+    cudaEvent_t *points; /* lane_signal / lane_wait's points, by number */
+    int npoints;
     cudnnHandle_t dnn;
     cublasHandle_t blas;
     void *blas_ws; /* cuBLAS's workspace, set once: a GEMM recorded into a graph must not allocate */
@@ -35,7 +52,10 @@ typedef struct cuda_backend {
 
 static int g_live; /* backends alive: the kernels' library state is per process */
 
-static cudaStream_t S(rt_backend *be) { return ((cuda_backend *)be)->s; }
+static cudaStream_t S(rt_backend *be) {
+    cuda_backend *cb = (cuda_backend *)be;
+    return cb->cur ? cb->lane[cb->cur].s : cb->s;
+}
 
 extern "C" const char *rt_cuda_last_error(void) { return kcuda_last_error(); }
 
@@ -437,23 +457,119 @@ static void cu_fill_seeds(rt_backend *be, uint64_t *seeds, uint64_t base, uint64
     kcuda_fill_seeds(seeds, base, step, nodes, S(be));
 }
 
+/* ---- lanes ----
+ * Made on first request: a non-blocking stream, cuDNN and cuBLAS handles bound to it,
+ * its own 32 MiB cuBLAS workspace, and the kernels' partials buffers (kcuda_add_lane).
+ * Lanes run concurrently only inside a recording: capture_begin forks every lane from
+ * lane 0 (they wait on an event recorded there, which also pulls them into the capture),
+ * capture_end joins them back, so the recorded graph has the cross-lane edges the
+ * runtime asked for by lane_signal / lane_wait and nothing runs on a lane outside it. */
+#define CU_DEFAULT_LANES 8
+static int cu_add_lane(cuda_backend *cb) {
+    cu_lane *l = &cb->lane[cb->nlanes];
+    cudaCheckR(cudaStreamCreateWithFlags(&l->s, cudaStreamNonBlocking), -1);
+    cudaCheckR(cudaEventCreateWithFlags(&l->join, cudaEventDisableTiming), -1);
+    cudnnCheckR(cudnnCreate(&l->dnn), -1);
+    cudnnCheckR(cudnnSetStream(l->dnn, l->s), -1);
+    cublasCheckR(cublasCreate(&l->blas), -1);
+    cublasCheckR(cublasSetStream(l->blas, l->s), -1);
+    cublasCheckR(cublasSetMathMode(l->blas, CUBLAS_DEFAULT_MATH), -1);
+    cudaCheckR(cudaMalloc(&l->blas_ws, (size_t)32 << 20), -1);
+    cublasCheckR(cublasSetWorkspace(l->blas, l->blas_ws, (size_t)32 << 20), -1);
+    if (kcuda_add_lane(l->dnn, l->blas) != cb->nlanes) return -1;
+    /* A handle's first call may set itself up (allocate, load), which a capture cannot
+     * record: one small cuDNN convolution and one cuBLAS 1x1 on the new lane, eagerly. */
+    float *buf = NULL;
+    kconv2d_desc d = {1, 1, 3, 3, 1, 3, 3, 0, 0, 1, 1, 1, 1, 1, 1, 1};
+    kconv2d_desc_finish(&d);
+    kconv2d_desc p = {1, 2, 2, 2, 2, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 1};
+    kconv2d_desc_finish(&p);
+    size_t ws = kcuda_conv2d_scratch_floats(&d), wp = kcuda_conv2d_scratch_floats(&p);
+    size_t nf = 64 + (ws > wp ? ws : wp);
+    cudaCheckR(cudaMalloc((void **)&buf, nf * sizeof(float)), -1);
+    cudaCheckR(cudaMemsetAsync(buf, 0, nf * sizeof(float), l->s), -1);
+    kcuda_set_lane(cb->nlanes);
+    kcuda_conv2d_forward(buf + 16, buf, buf + 32, &d, buf + 64, l->s);
+    kcuda_conv2d_forward(buf + 16, buf, buf + 32, &p, buf + 64, l->s);
+    kcuda_set_lane(cb->cur);
+    cudaError_t e = cudaStreamSynchronize(l->s);
+    cudaFree(buf);
+    cudaCheckR(e, -1);
+    if (kcuda_last_error()) return -1;
+    cb->nlanes++;
+    return 0;
+}
+static int cu_lanes(rt_backend *be) {
+    cuda_backend *cb = (cuda_backend *)be;
+    if (cb->nlanes < cb->want_lanes) {
+        if (!cb->fork) cudaCheckR(cudaEventCreateWithFlags(&cb->fork, cudaEventDisableTiming), 1);
+        while (cb->nlanes < cb->want_lanes)
+            if (cu_add_lane(cb) != 0) { /* keep the lanes made; record no more */
+                cb->want_lanes = cb->nlanes;
+                break;
+            }
+    }
+    return cb->nlanes;
+}
+static void cu_set_lane(rt_backend *be, int k) {
+    cuda_backend *cb = (cuda_backend *)be;
+    if (k < 0 || k >= cb->nlanes) k = 0;
+    cb->cur = k;
+    kcuda_set_lane(k);
+}
+static int cu_point(cuda_backend *cb, int id) {
+    if (id < 0) return -1;
+    if (id >= cb->npoints) {
+        int n = cb->npoints ? cb->npoints : 1024;
+        while (n <= id) n *= 2;
+        cudaEvent_t *ev = (cudaEvent_t *)realloc(cb->points, (size_t)n * sizeof *ev);
+        if (!ev) KCUDA_FAIL_("cu_point", "out of host memory", return -1);
+        cb->points = ev;
+        for (; cb->npoints < n; cb->npoints++)
+            cudaCheckR(cudaEventCreateWithFlags(&ev[cb->npoints], cudaEventDisableTiming), -1);
+    }
+    return 0;
+}
+static void cu_lane_signal(rt_backend *be, int id) {
+    cuda_backend *cb = (cuda_backend *)be;
+    if (cu_point(cb, id) == 0) cudaCheck(cudaEventRecord(cb->points[id], S(be)));
+}
+static void cu_lane_wait(rt_backend *be, int id) {
+    cuda_backend *cb = (cuda_backend *)be;
+    if (id >= 0 && id < cb->npoints) cudaCheck(cudaStreamWaitEvent(S(be), cb->points[id], 0));
+}
+
 /* CUDA graphs by stream capture: every kernel, cuBLAS/cuDNN call and memset of a pass
  * becomes one node of one graph, launched with one call. Thread-local mode: only this
  * thread's unsafe calls (a synchronisation, an allocation) invalidate the capture. */
 static int cu_capture_begin(rt_backend *be) {
-    cudaCheckR(cudaStreamBeginCapture(S(be), cudaStreamCaptureModeThreadLocal), -1);
+    cuda_backend *cb = (cuda_backend *)be;
+    cu_set_lane(be, 0);
+    cudaCheckR(cudaStreamBeginCapture(cb->s, cudaStreamCaptureModeThreadLocal), -1);
+    if (cb->nlanes > 1) {
+        cudaCheckR(cudaEventRecord(cb->fork, cb->s), -1);
+        for (int k = 1; k < cb->nlanes; k++) cudaCheckR(cudaStreamWaitEvent(cb->lane[k].s, cb->fork, 0), -1);
+    }
     return 0;
 }
 static void *cu_capture_end(rt_backend *be) {
+    cuda_backend *cb = (cuda_backend *)be;
     cudaGraph_t g = NULL;
     cudaGraphExec_t x = NULL;
-    cudaCheckR(cudaStreamEndCapture(S(be), &g), NULL);
+    cu_set_lane(be, 0);
+    for (int k = 1; k < cb->nlanes; k++) { /* join: a capture must end with every forked stream rejoined */
+        cudaCheckR(cudaEventRecord(cb->lane[k].join, cb->lane[k].s), NULL);
+        cudaCheckR(cudaStreamWaitEvent(cb->s, cb->lane[k].join, 0), NULL);
+    }
+    cudaCheckR(cudaStreamEndCapture(cb->s, &g), NULL);
     cudaError_t e = cudaGraphInstantiateWithFlags(&x, g, 0);
     cudaGraphDestroy(g); /* the executable graph keeps what it needs */
     if (e != cudaSuccess) KCUDA_FAIL_("cudaGraphInstantiateWithFlags", cudaGetErrorString(e), return NULL);
     return (void *)x;
 }
-static void cu_replay(rt_backend *be, void *graph) { cudaCheck(cudaGraphLaunch((cudaGraphExec_t)graph, S(be))); }
+static void cu_replay(rt_backend *be, void *graph) {
+    cudaCheck(cudaGraphLaunch((cudaGraphExec_t)graph, ((cuda_backend *)be)->s));
+}
 static void cu_graph_free(rt_backend *be, void *graph) {
     (void)be;
     if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph); /* teardown: nothing to do about a failure */
@@ -462,7 +578,20 @@ static void cu_graph_free(rt_backend *be, void *graph) {
 /* Teardown: errors are ignored (nothing left to do about them). */
 static void cu_release(cuda_backend *cb) {
     if (cb->s) cudaStreamSynchronize(cb->s);
+    for (int k = 1; k < cb->nlanes; k++)
+        if (cb->lane[k].s) cudaStreamSynchronize(cb->lane[k].s);
     kcuda_shutdown();
+    for (int k = 1; k < KCUDA_MAX_LANES; k++) {
+        cu_lane *l = &cb->lane[k];
+        if (l->blas) cublasDestroy(l->blas);
+        if (l->blas_ws) cudaFree(l->blas_ws);
+        if (l->dnn) cudnnDestroy(l->dnn);
+        if (l->join) cudaEventDestroy(l->join);
+        if (l->s) cudaStreamDestroy(l->s);
+    }
+    if (cb->fork) cudaEventDestroy(cb->fork);
+    for (int i = 0; i < cb->npoints; i++) cudaEventDestroy(cb->points[i]);
+    free(cb->points);
     if (cb->blas) cublasDestroy(cb->blas);
     if (cb->blas_ws) cudaFree(cb->blas_ws);
     if (cb->dnn) cudnnDestroy(cb->dnn);
@@ -507,6 +636,14 @@ static cuda_backend *cu_create(char *err, size_t errlen) {
     if ((bs = cublasSetWorkspace(cb->blas, cb->blas_ws, (size_t)32 << 20)) != CUBLAS_STATUS_SUCCESS)
         CU_NEW_FAIL("cublasSetWorkspace: %s", kcuda_cublas_string(bs));
     if (kcuda_init(cb->s, cb->dnn, cb->blas) != 0) CU_NEW_FAIL("kcuda_init: %s", kcuda_last_error());
+    cb->nlanes = 1;
+    cb->want_lanes = CU_DEFAULT_LANES;
+    if (const char *v = getenv("DARTSC_CUDA_LANES")) {
+        char *end;
+        long k = strtol(v, &end, 10);
+        if (*v && !*end && k >= 1 && k <= KCUDA_MAX_LANES) cb->want_lanes = (int)k;
+        else CU_NEW_FAIL("DARTSC_CUDA_LANES=%s: want a whole number of lanes from 1 to %d", v, KCUDA_MAX_LANES);
+    }
     return cb;
 #undef CU_NEW_FAIL
 }
@@ -541,18 +678,20 @@ extern "C" rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
     be->marks_reset = cu_marks_reset;
     be->fuses_relu_in = cu_fuses_relu_in;
     be->sets_grad = cu_sets_grad;
-    /* the deferred batch norm and the scaled output gradients (written without a device at
-     * hand): opt-in until test_cuda_backend has passed with them on a GPU */
-    if (getenv("DARTSC_CUDA_DEFER_BN")) {
-        be->scales_out_grad = cu_scales_out_grad;
-        be->defers_output = cu_defers_output;
-    }
-    /* passes that draw dropout / drop-path masks recorded too, their seeds read on the
-     * device (retraining with drop path): opt-in likewise */
-    if (getenv("DARTSC_CUDA_RECORD_MASKS")) be->fill_seeds = cu_fill_seeds;
+    /* the batch norms before a mixed op deferred into it, their gradients read through its
+     * (DARTSC_NO_FUSION=1 turns both off), and passes that draw dropout / drop-path masks
+     * recorded with their seeds read on the device: on since test_cuda_backend passed with
+     * them on the H200 (docs/BENCHMARKS.md) */
+    be->scales_out_grad = cu_scales_out_grad;
+    be->defers_output = cu_defers_output;
+    be->fill_seeds = cu_fill_seeds;
     be->capture_begin = cu_capture_begin;
     be->capture_end = cu_capture_end;
     be->replay = cu_replay;
     be->graph_free = cu_graph_free;
+    be->lanes = cu_lanes;
+    be->set_lane = cu_set_lane;
+    be->lane_signal = cu_lane_signal;
+    be->lane_wait = cu_lane_wait;
     return be;
 }
