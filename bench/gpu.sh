@@ -92,4 +92,4 @@ for o in sorted({r["order"] for r in rows}):
     print(f"{o:>5} {ds:>14.4f} {ts:>15.4f} {ts / ds if d and t else float('nan'):>6.2f}x "
           f"{d.get('peak_device_alloc_mb', -1) if d else -1:>15} {t.get('peak_device_alloc_mb', -1) if t else -1:>16}")
 EOF
-[[ -f $out/gpu-profile.txt ]] && cat "$out/gpu-profile.txt"
+if [[ -f $out/gpu-profile.txt ]]; then cat "$out/gpu-profile.txt"; fi
