@@ -350,7 +350,7 @@ static void plan_mixed_inputs(rt_plan *p) {
 }
 
 /* Schedule steps a buffer outlives its last use (see rt_plan_new): DARTSC_LANE_SLACK, else
- * RT_LANE_SLACK on lanes and 0 without. */
+ * RT_LANE_SLACK for a training plan on lanes and 0 otherwise. */
 #define RT_LANE_SLACK 256
 static int lane_slack(const rt_plan *p) {
     const char *v = getenv("DARTSC_LANE_SLACK");
@@ -359,7 +359,9 @@ static int lane_slack(const rt_plan *p) {
         long k = strtol(v, &end, 10);
         if (!*end && k >= 0 && k <= 1 << 20) return (int)k;
     }
-    return p->lanes > 1 ? RT_LANE_SLACK : 0;
+    /* plans without gradients (evaluation) run eagerly in practice: rt_forward, not
+     * rt_pass; their values are freed right after their last use as before */
+    return p->lanes > 1 && p->grads_max ? RT_LANE_SLACK : 0;
 }
 
 static void compute_needs_grad(rt_plan *p, unsigned mask, const uint8_t *reach, uint8_t *ng) {
