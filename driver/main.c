@@ -5,6 +5,7 @@
 
 #include "driver.h"
 #include "runtime/backend.h"
+#include "runtime/dist.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -24,7 +25,35 @@ static void usage(FILE *f) {
             "Run 'dartsc <command> --help' for a command's options.\n");
 }
 
+static int dispatch(int argc, char **argv);
+
+/* Under mpirun or srun (docs/SCALING.md) every process runs the same command on its part of
+ * each batch; rank 0 alone writes the run directory and prints (the others' standard output
+ * goes nowhere; their errors still reach stderr). A command that fails on some process
+ * stops the whole job. */
 int main(int argc, char **argv) {
+    char err[512];
+    if (rt_dist_init(&argc, &argv, err, sizeof err)) {
+        fprintf(stderr, "dartsc: %s\n", err);
+        return 1;
+    }
+    int n = rt_dist_size();
+    if (n > 1 && argc >= 2 && strcmp(argv[1], "search") && strcmp(argv[1], "train") && strcmp(argv[1], "run") &&
+        strcmp(argv[1], "bench")) {
+        if (rt_dist_rank() == 0)
+            fprintf(stderr, "dartsc %s: runs as one process; start it without mpirun (only search, train, run and "
+                            "bench run data-parallel; docs/SCALING.md)\n", argv[1]);
+        rt_dist_finalize();
+        return 2;
+    }
+    if (n > 1 && rt_dist_rank() != 0 && !freopen("/dev/null", "w", stdout)) return 1;
+    int rc = dispatch(argc, argv);
+    if (n > 1 && rc != 0 && rc != 130) rt_dist_abort(rc);
+    rt_dist_finalize();
+    return rc;
+}
+
+static int dispatch(int argc, char **argv) {
     /* first thing: a stop request of search, train or run is honoured from the start */
     if (argc >= 2 && (!strcmp(argv[1], "search") || !strcmp(argv[1], "train") || !strcmp(argv[1], "run")))
         dartsc_install_signals();

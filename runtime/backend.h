@@ -57,6 +57,8 @@ typedef struct rt_exec_node {
                         reads (backend defers_output said yes): out.data is NULL; write the
                         statistics and the per-channel coefficients f, s, b (aux + 2C, so that
                         y = (x - f) * s + b) instead of y; see runtime/plan.c */
+    const struct kbn_sync *bn_sync; /* batch norm: non-NULL: batch statistics over every
+                        process of a data-parallel run (rt_plan_opts.bn_sync; CPU only) */
 } rt_exec_node;
 
 typedef struct rt_backend rt_backend;

@@ -466,6 +466,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         e->fattr = p->fattr[i];
         e->relu_in = p->src0[i] >= 0;
         e->defer_out = p->lazyc[i] >= 0;
+        if (nd->op == IR_OP_BATCHNORM) e->bn_sync = opts->bn_sync;
         if (nd->op == IR_OP_PARAM || p->fused[i]) continue;
         int runs = ngu[i] && nd->op != IR_OP_INPUT;
         /* the value (none where deferred) */

@@ -1,5 +1,6 @@
 /* checkpoint.c — see checkpoint.h. */
 #include "checkpoint.h"
+#include "runtime/dist.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -199,4 +200,24 @@ int sr_ckpt_truncate_log_lines(const char *path, int64_t lines, char *err, size_
                        (long long)lines, (long long)n);
     if (truncate(path, bytes) != 0) return sr_fail(err, errlen, "%s: cannot truncate: %s", path, strerror(errno));
     return 0;
+}
+
+void sr_ckpt_bcast(rt_backend *be, const sr_ckpt_entry *e, int n) {
+    if (rt_dist_size() == 1) return;
+    for (int i = 0; i < n; i++) {
+        if (!e[i].data || e[i].n == 0) continue;
+        if (e[i].kind == SR_CKPT_I64) rt_dist_bcast(e[i].data, (size_t)e[i].n * sizeof(int64_t), 0);
+        else if (e[i].kind == SR_CKPT_DEV) rt_dist_bcast_be(be, e[i].data, e[i].n, 0);
+        else rt_dist_bcast(e[i].data, (size_t)e[i].n * sizeof(float), 0);
+    }
+}
+
+int sr_ckpt_check_ranks(const char *path, int64_t saved, char *err, size_t errlen) {
+    int64_t was = saved == SR_CKPT_ABSENT ? 1 : saved, now = rt_dist_size();
+    if (was == now) return 0;
+    return sr_fail(err, errlen,
+                   "%s was written by a run of %lld process%s; this run has %lld: resume it with the same number "
+                   "(mpirun -n %lld; docs/SCALING.md), since each process's share of a batch and its batch-norm "
+                   "statistics depend on it",
+                   path, (long long)was, was == 1 ? "" : "es", (long long)now, (long long)was);
 }
