@@ -151,6 +151,9 @@ int rt_cpu_num_threads(void);
 float rt_rng_uniform(uint64_t seed, uint64_t idx);
 /* NULL (and a message) when CUDA is not compiled in or no device is usable. */
 rt_backend *rt_backend_cuda_new(char *err, size_t errlen);
+/* The GPU the next CUDA backend takes: index modulo the devices (default 0). rt_backend_open
+ * sets it to the process's local rank in a data-parallel run (runtime/dist.h). */
+void rt_cuda_set_device_index(int index);
 
 /* The backend a device name asks for: "cpu", "cuda" (NULL and a message where no device
  * is usable), or "auto"/NULL: CUDA where usable, else the CPU (never NULL). An unknown

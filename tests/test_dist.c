@@ -8,7 +8,9 @@
  *  - kill -9 of the whole job, then --resume: the run ends with the uninterrupted run's
  *    checkpoint bytes and log; a resume with another number of processes is refused;
  *  - a rank killed, or stopped (hung), ends the job within a bounded time with a message
- *    naming it.
+ *    naming it;
+ *  - random search trains its candidates on different ranks and scores exactly as one
+ *    process does.
  * Skipped (77) where the build has no MPI or mpirun is missing. */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -351,3 +353,33 @@ static void dead_rank_case(int sig) {
 
 Test(dist, a_killed_rank_ends_the_job) { dead_rank_case(SIGKILL); }
 Test(dist, a_hung_rank_ends_the_job_at_the_deadline) { dead_rank_case(SIGSTOP); }
+
+/* Random search: candidates 0, 2 on rank 0 and 1 on rank 1, each trained by one process:
+ * the same scores and genotypes as one process (the log without its wall-clock field). */
+Test(dist, random_search_trains_candidates_on_different_ranks) {
+    skip_without_mpi();
+    const char *dir = tu_tmpdir();
+    const char *space = write_space(dir, "s.dartsc", 1, 1, 128, 0);
+    const char *bin = getenv("DARTSC_BIN");
+    char cmd[2048], a[700], b[700];
+    const char *flags = "--device cpu --strategy random --candidates 3 --candidate-epochs 1";
+    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s search %s --out %s/one %s > %s/one.log 2>&1", bin, space, dir, flags, dir);
+    cr_assert_eq(sh(cmd), 0, "one process failed: %s/one.log", dir);
+    snprintf(cmd, sizeof cmd, MPIRUN "2 %s search %s --out %s/two %s > %s/two.log 2>&1", bin, space, dir, flags, dir);
+    cr_assert_eq(sh(cmd), 0, "2 processes failed: %s/two.log", dir);
+    snprintf(a, sizeof a, "%s/one/candidates.jsonl", dir);
+    snprintf(b, sizeof b, "%s/two/candidates.jsonl", dir);
+    char *x = tu_slurp(a, NULL), *y = tu_slurp(b, NULL);
+    cr_assert(x && y);
+    for (char *s2[2] = {x, y}, **q = s2; q < s2 + 2; q++) /* drop "seconds":T, */
+        for (char *p = *q; (p = strstr(p, "\"seconds\":"));) {
+            char *e = strchr(p, ',');
+            memmove(p, e + 1, strlen(e + 1) + 1);
+        }
+    cr_expect_str_eq(x, y, "candidates.jsonl of 2 processes differs from one process's");
+    free(x);
+    free(y);
+    snprintf(a, sizeof a, "%s/one/genotype.json", dir);
+    snprintf(b, sizeof b, "%s/two/genotype.json", dir);
+    same_file(a, b);
+}
