@@ -181,7 +181,7 @@ static int load_data(run *r, char *err, size_t errlen) {
  * lines. */
 enum { META_N = 12, CKPT_N = 11 };
 static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, int64_t *settings, int64_t *log_lines,
-                       int64_t *ranks, sr_ckpt_entry *e) {
+                       int64_t *dist, sr_ckpt_entry *e) {
     rt_group gw = rt_plan_group(r->p, IR_ROLE_WEIGHT), ga = rt_plan_group(r->p, IR_ROLE_ARCH),
              gb = rt_plan_group(r->p, IR_ROLE_BUFFER);
     sr_ckpt_entry t[CKPT_N] = {
@@ -195,7 +195,7 @@ static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, int64_t *set
         {SR_CKPT_DEV, "opt/adam_v", r->adam_v, ga.n, 0},
         {SR_CKPT_I64, "meta/settings", settings, SR_SETTINGS_N, 1},
         {SR_CKPT_I64, "meta/log_lines", log_lines, 1, 1},
-        {SR_CKPT_I64, "meta/ranks", ranks, 1, 1}};
+        {SR_CKPT_I64, "meta/dist", dist, 2, 1}};
     memcpy(e, t, sizeof t);
 }
 
@@ -208,22 +208,22 @@ static int save_checkpoint(run *r, char *err, size_t errlen) {
     int64_t meta[META_N] = {CKPT_VERSION, (int64_t)sr_param_hash(r->net.graph), r->epoch, r->step, r->global_step,
                             r->adam_t, (int64_t)rt_plan_step(r->p), le, lp, ae, ap, -1};
     int64_t alpha_bytes = sr_file_size(r->path_alpha), settings[SR_SETTINGS_N], lines = sr_log_lines(r->path_metrics);
-    int64_t ranks = rt_dist_size();
+    int64_t dist[2] = {rt_dist_size(), r->sp->search.sync_bn};
     sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, settings);
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(r, meta, &alpha_bytes, settings, &lines, &ranks, e);
+    ckpt_table(r, meta, &alpha_bytes, settings, &lines, dist, e);
     return sr_dist_root_rc(sr_ckpt_save(r->path_ckpt, r->be, e, CKPT_N, err, errlen), err, errlen);
 }
 
 /* Rank 0 reads, checks and restores the checkpoint; the other processes of a data-parallel
  * run then receive its entries (sr_ckpt_bcast) and take the same counters. */
 static int read_checkpoint(run *r, sr_ckpt_entry *e, int64_t *meta, const int64_t *settings, const int64_t *lines,
-                           const int64_t *alpha_bytes, const int64_t *ranks, char *err, size_t errlen);
+                           const int64_t *alpha_bytes, const int64_t *dist, char *err, size_t errlen);
 static int load_checkpoint(run *r, char *err, size_t errlen) {
-    int64_t meta[META_N] = {0}, alpha_bytes = 0, settings[SR_SETTINGS_N] = {0}, lines = 0, ranks = 0;
+    int64_t meta[META_N] = {0}, alpha_bytes = 0, settings[SR_SETTINGS_N] = {0}, lines = 0, dist[2] = {0, 0};
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(r, meta, &alpha_bytes, settings, &lines, &ranks, e);
-    int rc = sr_dist_writer() ? read_checkpoint(r, e, meta, settings, &lines, &alpha_bytes, &ranks, err, errlen) : 0;
+    ckpt_table(r, meta, &alpha_bytes, settings, &lines, dist, e);
+    int rc = sr_dist_writer() ? read_checkpoint(r, e, meta, settings, &lines, &alpha_bytes, dist, err, errlen) : 0;
     if (sr_dist_root_rc(rc, err, errlen)) return -1;
     sr_ckpt_bcast(r->be, e, CKPT_N);
     if (rt_loader_seek(&r->lw, meta[7], meta[8]) || rt_loader_seek(&r->la, meta[9], meta[10]))
@@ -237,7 +237,7 @@ static int load_checkpoint(run *r, char *err, size_t errlen) {
 }
 
 static int read_checkpoint(run *r, sr_ckpt_entry *e, int64_t *meta, const int64_t *settings, const int64_t *lines_p,
-                           const int64_t *alpha_bytes_p, const int64_t *ranks, char *err, size_t errlen) {
+                           const int64_t *alpha_bytes_p, const int64_t *dist, char *err, size_t errlen) {
     int64_t now[SR_SETTINGS_N];
     rt_tf_file *f = sr_ckpt_read(r->path_ckpt, e, CKPT_N, CKPT_VERSION, r->net.graph, err, errlen);
     if (!f) return -1;
@@ -245,7 +245,7 @@ static int read_checkpoint(run *r, sr_ckpt_entry *e, int64_t *meta, const int64_
     int64_t lines = *lines_p, alpha_bytes = *alpha_bytes_p;
     sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, now);
     if (sr_ckpt_check_settings(r->path_ckpt, settings, now, err, errlen) ||
-        sr_ckpt_check_ranks(r->path_ckpt, *ranks, err, errlen))
+        sr_ckpt_check_dist(r->path_ckpt, dist, r->sp->search.sync_bn, err, errlen))
         goto out;
     if (meta[2] < 0 || meta[2] > r->sp->search.epochs || meta[3] < 0 || meta[3] > r->steps_per_epoch) {
         sr_fail(err, errlen, "%s: epoch %lld step %lld do not fit this search (%d epochs of %lld steps)", r->path_ckpt,

@@ -212,9 +212,15 @@ void sr_ckpt_bcast(rt_backend *be, const sr_ckpt_entry *e, int n) {
     }
 }
 
-int sr_ckpt_check_ranks(const char *path, int64_t saved, char *err, size_t errlen) {
-    int64_t was = saved == SR_CKPT_ABSENT ? 1 : saved, now = rt_dist_size();
-    if (was == now) return 0;
+int sr_ckpt_check_dist(const char *path, const int64_t saved[2], int sync_bn, char *err, size_t errlen) {
+    int64_t was = saved[0] == SR_CKPT_ABSENT ? 1 : saved[0], now = rt_dist_size();
+    int64_t was_sync = saved[0] == SR_CKPT_ABSENT ? 0 : saved[1];
+    if (was == now && (now == 1 || was_sync == sync_bn)) return 0;
+    if (was == now)
+        return sr_fail(err, errlen,
+                       "cannot resume: %s was written with other settings: sync_bn %s (now %s); this changes the "
+                       "result, so resume with the checkpoint's settings or start a new run in another --out",
+                       path, was_sync ? "on" : "off", sync_bn ? "on" : "off");
     return sr_fail(err, errlen,
                    "%s was written by a run of %lld process%s; this run has %lld: resume it with the same number "
                    "(mpirun -n %lld; docs/SCALING.md), since each process's share of a batch and its batch-norm "

@@ -95,10 +95,11 @@ int sr_ckpt_truncate_log(const char *path, int64_t bytes, char *err, size_t errl
 /* ---- data-parallel runs (docs/SCALING.md) ----
  * Rank 0 writes and reads the checkpoint (the run directory need not be shared); after its
  * resume, sr_ckpt_bcast sends every entry's data (counters, parameters, optimiser state)
- * from rank 0 to every process. A loop records its number of processes as the optional I64
- * entry "meta/ranks" (absent: 1); sr_ckpt_check_ranks refuses a resume with another number,
- * which would change the run (each process's share of a batch, its batch-norm statistics). */
+ * from rank 0 to every process. A loop records its number of processes and sync_bn as the
+ * optional I64 entry "meta/dist" {ranks, sync_bn} (absent: {1, 0}); sr_ckpt_check_dist
+ * refuses a resume with another number, or another sync_bn with several processes, which
+ * would change the run (each process's share of a batch, its batch-norm statistics). */
 void sr_ckpt_bcast(rt_backend *be, const sr_ckpt_entry *e, int n);
-int sr_ckpt_check_ranks(const char *path, int64_t saved, char *err, size_t errlen);
+int sr_ckpt_check_dist(const char *path, const int64_t saved[2], int sync_bn, char *err, size_t errlen);
 
 #endif

@@ -244,7 +244,7 @@ typedef struct trun {
  * then weights, BN statistics and the SGD momentum, then (optional: older checkpoints lack
  * them) the settings and train_metrics.jsonl's lines. */
 enum { META_N = 9, CKPT_N = 7 };
-static void ckpt_table(trun *t, int64_t *meta, int64_t *settings, int64_t *lines, int64_t *ranks, sr_ckpt_entry *e) {
+static void ckpt_table(trun *t, int64_t *meta, int64_t *settings, int64_t *lines, int64_t *dist, sr_ckpt_entry *e) {
     rt_group gw = rt_plan_group(t->p, IR_ROLE_WEIGHT), gb = rt_plan_group(t->p, IR_ROLE_BUFFER);
     sr_ckpt_entry v[CKPT_N] = {{SR_CKPT_I64, "meta/train_state", meta, META_N, 0},
                                {SR_CKPT_DEV, "group/weights", gw.data, gw.n, 0},
@@ -252,7 +252,7 @@ static void ckpt_table(trun *t, int64_t *meta, int64_t *settings, int64_t *lines
                                {SR_CKPT_DEV, "opt/sgd_momentum", t->buf, gw.n, 0},
                                {SR_CKPT_I64, "meta/settings", settings, SR_SETTINGS_N, 1},
                                {SR_CKPT_I64, "meta/log_lines", lines, 1, 1},
-                               {SR_CKPT_I64, "meta/ranks", ranks, 1, 1}};
+                               {SR_CKPT_I64, "meta/dist", dist, 2, 1}};
     memcpy(e, v, sizeof v);
 }
 
@@ -263,21 +263,21 @@ static int tsave(trun *t, char *err, size_t errlen) {
     rt_loader_state(&t->l, &le, &lp);
     int64_t meta[META_N] = {TRAIN_CKPT_VERSION, (int64_t)sr_param_hash(t->net.graph), t->epoch, t->step, t->global_step,
                             (int64_t)rt_plan_step(t->p), le, lp, -1};
-    int64_t settings[SR_SETTINGS_N], lines = sr_log_lines(t->metrics), ranks = rt_dist_size();
+    int64_t settings[SR_SETTINGS_N], lines = sr_log_lines(t->metrics), dist[2] = {rt_dist_size(), t->sp->train.sync_bn};
     sr_ckpt_settings(&t->sp->train, -1, t->o->data_begin, t->o->data_count, settings);
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(t, meta, settings, &lines, &ranks, e);
+    ckpt_table(t, meta, settings, &lines, dist, e);
     return sr_dist_root_rc(sr_ckpt_save(t->ckpt, t->be, e, CKPT_N, err, errlen), err, errlen);
 }
 
 /* Rank 0 reads, checks and restores; the other processes receive its entries. */
 static int tread(trun *t, sr_ckpt_entry *e, int64_t *m, const int64_t *settings, const int64_t *lines_p,
-                 const int64_t *ranks, char *err, size_t errlen);
+                 const int64_t *dist, char *err, size_t errlen);
 static int tload(trun *t, char *err, size_t errlen) {
-    int64_t m[META_N] = {0}, settings[SR_SETTINGS_N] = {0}, lines = 0, ranks = 0;
+    int64_t m[META_N] = {0}, settings[SR_SETTINGS_N] = {0}, lines = 0, dist[2] = {0, 0};
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(t, m, settings, &lines, &ranks, e);
-    int rc = sr_dist_writer() ? tread(t, e, m, settings, &lines, &ranks, err, errlen) : 0;
+    ckpt_table(t, m, settings, &lines, dist, e);
+    int rc = sr_dist_writer() ? tread(t, e, m, settings, &lines, dist, err, errlen) : 0;
     if (sr_dist_root_rc(rc, err, errlen)) return -1;
     sr_ckpt_bcast(t->be, e, CKPT_N);
     if (rt_loader_seek(&t->l, m[6], m[7])) return sr_fail(err, errlen, "%s: data loader position out of range", t->ckpt);
@@ -289,13 +289,13 @@ static int tload(trun *t, char *err, size_t errlen) {
 }
 
 static int tread(trun *t, sr_ckpt_entry *e, int64_t *m, const int64_t *settings, const int64_t *lines_p,
-                 const int64_t *ranks, char *err, size_t errlen) {
+                 const int64_t *dist, char *err, size_t errlen) {
     int64_t now[SR_SETTINGS_N];
     rt_tf_file *f = sr_ckpt_read(t->ckpt, e, CKPT_N, TRAIN_CKPT_VERSION, t->net.graph, err, errlen);
     if (!f) return -1;
     int64_t lines = *lines_p;
     sr_ckpt_settings(&t->sp->train, -1, t->o->data_begin, t->o->data_count, now);
-    int rc = sr_ckpt_check_settings(t->ckpt, settings, now, err, errlen) || sr_ckpt_check_ranks(t->ckpt, *ranks, err, errlen)
+    int rc = sr_ckpt_check_settings(t->ckpt, settings, now, err, errlen) || sr_ckpt_check_dist(t->ckpt, dist, t->sp->train.sync_bn, err, errlen)
                  ? -1
                  : 0;
     if (rc) {
