@@ -6,7 +6,8 @@
  *  - per-process batch norm (the default): a search (first and second order) gives the same
  *    bits in two runs, and a retraining completes;
  *  - kill -9 of the whole job, then --resume: the run ends with the uninterrupted run's
- *    checkpoint bytes and log; a resume with another number of processes is refused;
+ *    checkpoint bytes and log; a resume with another number of processes, or another
+ *    sync_bn, is refused;
  *  - a rank killed, or stopped (hung), ends the job within a bounded time with a message
  *    naming it;
  *  - random search trains its candidates on different ranks and scores exactly as one
@@ -248,9 +249,11 @@ static void wait_lines(const char *path, int n, pid_t job) {
 Test(dist, resume_after_kill_9_of_the_job) {
     skip_without_mpi();
     const char *dir = tu_tmpdir();
-    const char *space = write_space(dir, "s.dartsc", 2, 1, 256, 0);
+    char space[700]; /* write_space's buffer is reused below */
+    snprintf(space, sizeof space, "%s", write_space(dir, "s.dartsc", 2, 1, 256, 0));
     const char *bin = getenv("DARTSC_BIN");
-    char cmd[2048], ref[700], run[700], metrics[760];
+    char cmd[8192], ref[700], run[700], metrics[760];
+    char *log;
     snprintf(ref, sizeof ref, "%s/ref", dir);
     snprintf(run, sizeof run, "%s/run", dir);
     snprintf(cmd, sizeof cmd, MPIRUN "2 %s search %s --out %s --device cpu --checkpoint-every 1 > %s.log 2>&1", bin,
@@ -270,8 +273,17 @@ Test(dist, resume_after_kill_9_of_the_job) {
              bin, space, run, dir);
     cr_assert_eq(sh(cmd), 1);
     snprintf(cmd, sizeof cmd, "%s/n1.log", dir);
-    char *log = tu_slurp(cmd, NULL);
+    log = tu_slurp(cmd, NULL);
     cr_expect(log && strstr(log, "was written by a run of 2 processes; this run has 1"), "unexpected: %s", log);
+    free(log);
+    /* so is another sync_bn with several processes (the run's batch-norm statistics) */
+    const char *space_sync = write_space(dir, "sync.dartsc", 2, 1, 256, 1);
+    snprintf(cmd, sizeof cmd, MPIRUN "2 %s search %s --out %s --device cpu --resume --checkpoint-every 1 > %s/sync.log 2>&1",
+             bin, space_sync, run, dir);
+    cr_assert_eq(sh(cmd), 1);
+    snprintf(cmd, sizeof cmd, "%s/sync.log", dir);
+    log = tu_slurp(cmd, NULL);
+    cr_expect(log && strstr(log, "sync_bn off (now on)"), "unexpected: %s", log);
     free(log);
     snprintf(cmd, sizeof cmd, MPIRUN "2 %s search %s --out %s --device cpu --resume --checkpoint-every 1 > %s/resume.log 2>&1",
              bin, space, run, dir);
