@@ -61,6 +61,15 @@ static int sh(const char *cmd) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
+static int count_lines(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int n = 0, c;
+    while ((c = fgetc(f)) != EOF) n += c == '\n';
+    fclose(f);
+    return n;
+}
+
 static const float *entry(const rt_tf_file *f, const char *name, int64_t *n) {
     const rt_tf_entry *e = rt_tf_find(f, name);
     cr_assert(e, "no %s", name);
@@ -161,11 +170,8 @@ static void deterministic_case(int order) {
     /* and the run's meaning: 2 processes of 8 samples each are not 1 process of 16 with
        per-process statistics, but they log the global batch's mean loss: 8 steps */
     snprintf(a, sizeof a, "%s/r0/metrics.jsonl", dir);
-    char *m = tu_slurp(a, NULL);
-    int lines = 0;
-    for (char *p = m; (p = strchr(p, '\n')); p++) lines++;
+    int lines = count_lines(a);
     cr_expect_eq(lines, 8, "2 epochs of 4 steps of the global batch of 16, not %d lines", lines);
-    free(m);
 }
 
 Test(dist, per_process_bn_search_is_deterministic_first_order) { deterministic_case(1); }
@@ -192,11 +198,8 @@ Test(dist, retraining_completes) {
     snprintf(p, sizeof p, "%s/t/model.dtns", dir);
     cr_expect_eq(access(p, F_OK), 0, "no model.dtns");
     snprintf(p, sizeof p, "%s/t/train_metrics.jsonl", dir);
-    char *m = tu_slurp(p, NULL);
-    int lines = 0;
-    for (char *q = m; (q = strchr(q, '\n')); q++) lines++;
+    int lines = count_lines(p);
     cr_expect_eq(lines, 4, "64 images in batches of 16: 4 steps, not %d", lines);
-    free(m);
 }
 
 /* A job started in its own session, so that all of it can be killed. */
@@ -209,15 +212,6 @@ static pid_t start_job(const char *cmd) {
         _exit(127);
     }
     return pid;
-}
-
-static int count_lines(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    int n = 0, c;
-    while ((c = fgetc(f)) != EOF) n += c == '\n';
-    fclose(f);
-    return n;
 }
 
 /* Waits for pid up to limit seconds; returns its exit status, or -1 on timeout. */
@@ -246,6 +240,17 @@ static void wait_lines(const char *path, int n, pid_t job) {
     cr_assert_geq(count_lines(path), n, "%s never reached %d lines", path, n);
 }
 
+/* cmd fails with status 1 and says `says` */
+static void refused(const char *cmd, const char *dir, const char *says) {
+    char full[8400], path[700];
+    snprintf(path, sizeof path, "%s/refused.log", dir);
+    snprintf(full, sizeof full, "%s > %s 2>&1", cmd, path);
+    cr_assert_eq(sh(full), 1, "not refused: %s", cmd);
+    char *log = tu_slurp(path, NULL);
+    cr_expect(log && strstr(log, says), "no '%s' in: %s", says, log);
+    free(log);
+}
+
 Test(dist, resume_after_kill_9_of_the_job) {
     skip_without_mpi();
     const char *dir = tu_tmpdir();
@@ -253,7 +258,6 @@ Test(dist, resume_after_kill_9_of_the_job) {
     snprintf(space, sizeof space, "%s", write_space(dir, "s.dartsc", 2, 1, 256, 0));
     const char *bin = getenv("DARTSC_BIN");
     char cmd[8192], ref[700], run[700], metrics[760];
-    char *log;
     snprintf(ref, sizeof ref, "%s/ref", dir);
     snprintf(run, sizeof run, "%s/run", dir);
     snprintf(cmd, sizeof cmd, MPIRUN "2 %s search %s --out %s --device cpu --checkpoint-every 1 > %s.log 2>&1", bin,
@@ -269,22 +273,14 @@ Test(dist, resume_after_kill_9_of_the_job) {
     cr_assert_neq(wait_for(job, 30, NULL), -1);
     cr_assert_lt(count_lines(metrics), 16, "the run had finished before it was killed");
     /* another number of processes is refused, naming both */
-    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s search %s --out %s --device cpu --resume --checkpoint-every 1 > %s/n1.log 2>&1",
-             bin, space, run, dir);
-    cr_assert_eq(sh(cmd), 1);
-    snprintf(cmd, sizeof cmd, "%s/n1.log", dir);
-    log = tu_slurp(cmd, NULL);
-    cr_expect(log && strstr(log, "was written by a run of 2 processes; this run has 1"), "unexpected: %s", log);
-    free(log);
+    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s search %s --out %s --device cpu --resume --checkpoint-every 1",
+             bin, space, run);
+    refused(cmd, dir, "was written by a run of 2 processes; this run has 1");
     /* so is another sync_bn with several processes (the run's batch-norm statistics) */
     const char *space_sync = write_space(dir, "sync.dartsc", 2, 1, 256, 1);
-    snprintf(cmd, sizeof cmd, MPIRUN "2 %s search %s --out %s --device cpu --resume --checkpoint-every 1 > %s/sync.log 2>&1",
-             bin, space_sync, run, dir);
-    cr_assert_eq(sh(cmd), 1);
-    snprintf(cmd, sizeof cmd, "%s/sync.log", dir);
-    log = tu_slurp(cmd, NULL);
-    cr_expect(log && strstr(log, "sync_bn off (now on)"), "unexpected: %s", log);
-    free(log);
+    snprintf(cmd, sizeof cmd, MPIRUN "2 %s search %s --out %s --device cpu --resume --checkpoint-every 1", bin,
+             space_sync, run);
+    refused(cmd, dir, "sync_bn off (now on)");
     snprintf(cmd, sizeof cmd, MPIRUN "2 %s search %s --out %s --device cpu --resume --checkpoint-every 1 > %s/resume.log 2>&1",
              bin, space, run, dir);
     cr_assert_eq(sh(cmd), 0, "resume failed: %s/resume.log", dir);
