@@ -279,6 +279,13 @@ int rt_dist_sum_int(int v) {
 
 void rt_dist_barrier(void) { (void)rt_dist_sum_int(0); }
 
+void rt_dist_barrier_within(double seconds) {
+    double keep = G.timeout_s;
+    G.timeout_s = seconds;
+    rt_dist_barrier();
+    G.timeout_s = keep;
+}
+
 void rt_dist_bcast(void *buf, size_t bytes, int root) {
     if (rt_dist_size() == 1 || bytes == 0) return;
 #ifdef DARTSC_HAVE_MPI

@@ -56,6 +56,9 @@ void rt_dist_allreduce_f32(float *buf, int64_t n);  /* sum, in rank order */
 void rt_dist_allreduce_f64(double *buf, int64_t n); /* sum, in rank order */
 void rt_dist_bcast(void *buf, size_t bytes, int root);
 void rt_dist_barrier(void);
+/* A barrier with its own deadline: after a GPU collective timed out, the ranks that are
+ * still alive meet here, and the wait names the one that does not come. */
+void rt_dist_barrier_within(double seconds);
 /* Every rank's n doubles, rank by rank (size * n), in memory the group owns, valid until
  * the next call. */
 const double *rt_dist_allgather_f64(const double *in, int n);

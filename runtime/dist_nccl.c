@@ -49,11 +49,15 @@ static void wait_done(dist_nccl *nc, double timeout_s, const char *what) {
             }
         }
         if (now_s() > deadline) {
+            /* the ranks still alive meet through MPI: its deadline names the one missing */
             fprintf(stderr,
                     "dartsc: rank %d of %d: the NCCL %s did not finish within %g s (a rank died or hangs; "
-                    "DARTSC_DIST_TIMEOUT sets the limit); stopping the job\n",
+                    "DARTSC_DIST_TIMEOUT sets the limit); looking for the rank through MPI\n",
                     nc->rank, nc->size, what, timeout_s);
             ncclCommAbort(nc->comm);
+            rt_dist_barrier_within(timeout_s < 30 ? timeout_s : 30);
+            fprintf(stderr, "dartsc: rank %d of %d: every rank answered through MPI: NCCL itself stalled; stopping the job\n",
+                    nc->rank, nc->size);
             rt_dist_abort(1);
         }
         struct timespec ts = {0, 20000};
