@@ -388,6 +388,41 @@ Test(dist, random_search_trains_candidates_on_different_ranks) {
     same_file(a, b);
 }
 
+/* `dartsc run` as a job: search and retraining on both processes, then evaluation, export
+ * and the report on rank 0 alone; the job ends (no process left waiting) with everything
+ * written. */
+Test(dist, run_end_to_end) {
+    skip_without_mpi();
+    const char *dir = tu_tmpdir();
+    const char *space = write_space(dir, "s.dartsc", 1, 1, 64, 0);
+    char cmd[2048], p[700];
+    snprintf(cmd, sizeof cmd, MPI_ENV "timeout 300 mpirun --oversubscribe -n 2 %s run %s --out %s/r --device cpu > %s/r.log 2>&1",
+             getenv("DARTSC_BIN"), space, dir, dir);
+    cr_assert_eq(sh(cmd), 0, "run of 2 processes failed: see %s/r.log", dir);
+    const char *files[] = {"genotype.json", "model.dtns", "model.onnx", "results.json", "report.html"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(p, sizeof p, "%s/r/%s", dir, files[i]);
+        cr_expect_eq(access(p, F_OK), 0, "no %s", files[i]);
+    }
+}
+
+/* What runs as one process says so under a launcher of 2 (status 2 and 1, a message). */
+Test(dist, one_process_commands_refuse_a_job) {
+    skip_without_mpi();
+    const char *dir = tu_tmpdir();
+    const char *space = write_space(dir, "s.dartsc", 1, 1, 64, 0);
+    char cmd[2048], log[700];
+    snprintf(log, sizeof log, "%s/check.log", dir);
+    snprintf(cmd, sizeof cmd, MPIRUN "2 %s check %s > %s 2>&1", getenv("DARTSC_BIN"), space, log);
+    cr_expect_neq(sh(cmd), 0);
+    char *t = tu_slurp(log, NULL);
+    cr_expect(t && strstr(t, "dartsc check: runs as one process"), "unexpected: %s", t);
+    free(t);
+    snprintf(cmd, sizeof cmd, MPIRUN "2 %s search %s --out %s/rnn --device cpu", getenv("DARTSC_BIN"),
+             tu_src_path("examples/ptb_fortunes.dartsc"), dir);
+    refused(cmd, dir, "the recurrent search runs as one process");
+}
+
 int main(int argc, char *argv[]) {
     if (!rt_dist_have_mpi() || system("command -v mpirun >/dev/null 2>&1") != 0) {
         printf("SKIP: this build has no MPI, or mpirun is not installed (scripts/setup installs openmpi-bin)\n");
