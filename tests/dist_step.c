@@ -2,6 +2,7 @@
  * for tests/test_dist.c and bench/dist.sh. Run alone or under mpirun:
  *
  *   dist_step SPACE OUT.dtns [--order 1|2] [--steps K]
+ *   dist_step SPACE OUT.dtns --due SECONDS
  *
  * Every process takes its part of each global batch (the space's search batch) from one
  * loader over the first `subset` training images, as the search does. Step 0's losses and
@@ -10,7 +11,12 @@
  * "loss/train", "grad/arch", "grad/weights"); then K steps with the search's updates (Adam
  * on α, SGD on the weights) are timed, and rank 0 prints one JSON line: ranks, steps,
  * wall seconds per step, seconds per step inside collectives (communication and waiting)
- * and rank 0's CPU seconds per step (its compute plus the collectives' polling). */
+ * and rank 0's CPU seconds per step (its compute plus the collectives' polling).
+ *
+ * --due: 60 steps of sr_checkpoint_due with a time interval, the processes' clocks skewed
+ * by a different sleep on each rank (rank r sleeps r * 3 ms a step); after every step the
+ * processes compare how many checkpoints they decided. Exit 0 when they always agree (the
+ * loops then write every checkpoint at the same step on every process), 1 otherwise. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,10 +48,29 @@ int main(int argc, char **argv) {
     if (rt_dist_init(&argc, &argv, err, sizeof err)) return fail(err);
     if (argc < 3) return fail("usage: dist_step SPACE OUT.dtns [--order 1|2] [--steps K]");
     int order = 1, steps = 0;
+    double due_s = 0;
     for (int i = 3; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--order")) order = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--due")) due_s = atof(argv[i + 1]);
         else return fail("unknown option");
+    }
+    if (due_s > 0) {
+        double last = sr_now(), count = 0;
+        for (int s = 0; s < 60; s++) {
+            struct timespec ts = {0, 3000000L * rt_dist_rank()};
+            nanosleep(&ts, NULL);
+            count += sr_checkpoint_due(0, due_s, s + 1, &last);
+            const double *all = rt_dist_allgather_f64(&count, 1);
+            for (int r = 1; r < rt_dist_size(); r++)
+                if (all[r] != all[0]) {
+                    fprintf(stderr, "dist_step: step %d: rank 0 decided %g checkpoints, rank %d %g\n", s, all[0], r, all[r]);
+                    rt_dist_abort(1);
+                }
+        }
+        if (rt_dist_rank() == 0) printf("dist_step: %g checkpoints, at the same steps on every process\n", count);
+        rt_dist_finalize();
+        return 0;
     }
     ir_space sp;
     fe_diags d;

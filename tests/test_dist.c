@@ -11,7 +11,9 @@
  *  - a rank killed, or stopped (hung), ends the job within a bounded time with a message
  *    naming it;
  *  - random search trains its candidates on different ranks and scores exactly as one
- *    process does.
+ *    process does;
+ *  - time-based checkpoints fall on the same step on every process;
+ *  - `dartsc run` as a job; commands that run as one process refuse a job.
  * Skipped (77) where the build has no MPI or mpirun is missing. */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -386,6 +388,20 @@ Test(dist, random_search_trains_candidates_on_different_ranks) {
     snprintf(a, sizeof a, "%s/one/genotype.json", dir);
     snprintf(b, sizeof b, "%s/two/genotype.json", dir);
     same_file(a, b);
+}
+
+/* Time-based checkpoints (--checkpoint-minutes) are decided by rank 0's clock for every
+ * process: with the clocks skewed by a sleep, 2 processes still decide every checkpoint at
+ * the same step (without the shared decision they parted within 3 to 6 steps, measured).
+ * A process that saved where the other did not would wait in another collective. */
+Test(dist, time_based_checkpoints_fall_on_the_same_step) {
+    skip_without_mpi();
+    const char *dir = tu_tmpdir();
+    const char *space = write_space(dir, "s.dartsc", 1, 1, 64, 0);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, MPIRUN "2 %s %s %s/x.dtns --due 0.02 > %s/due.log 2>&1", getenv("DARTSC_DIST_STEP"),
+             space, dir, dir);
+    cr_assert_eq(sh(cmd), 0, "the processes decided different checkpoints: %s/due.log", dir);
 }
 
 /* `dartsc run` as a job: search and retraining on both processes, then evaluation, export

@@ -157,6 +157,13 @@ double sr_clip_weight_grads(rt_plan *p, float max_norm) {
 int sr_checkpoint_due(int64_t every_steps, double every_s, int64_t global_step, double *last) {
     double now = sr_now();
     int due = (every_steps > 0 && global_step % every_steps == 0) || (every_s > 0 && now - *last >= every_s);
+    /* data-parallel: the clocks of the processes differ, so rank 0's decides for all (every
+       process checkpoints at the same step, or they would wait in different collectives) */
+    if (every_s > 0 && rt_dist_size() > 1) {
+        int32_t d = due;
+        rt_dist_bcast(&d, sizeof d, 0);
+        due = d;
+    }
     if (due) *last = now;
     return due;
 }

@@ -52,7 +52,8 @@ float sr_cosine_lr(const ir_train_config *tc, int epoch);
 double sr_clip_weight_grads(struct rt_plan *p, float max_norm);
 /* Periodic checkpoints between epoch ends: due after every `every_steps` steps of the run
  * (global_step, counted after the step) or when `every_s` seconds have passed since *last
- * (sr_now(); updated when due). 0 turns either off. */
+ * (sr_now(); updated when due). 0 turns either off. In a data-parallel run rank 0's clock
+ * decides for every process (a collective: every process calls it at the same steps). */
 int sr_checkpoint_due(int64_t every_steps, double every_s, int64_t global_step, double *last);
 #define SR_CHECKPOINT_SECONDS_DEFAULT 600.0 /* every 10 minutes */
 /* The sum of squares of the plan's parameter group of a role (IR_ROLE_*): not finite when
