@@ -396,7 +396,7 @@ int dartsc_cmd_train(int argc, char **argv) {
         return 1;
     }
     if (r.stopped) {
-        fprintf(stderr, "dartsc train: stopped; continue with --resume\n");
+        if (rt_dist_rank() == 0) fprintf(stderr, "dartsc train: stopped; continue with --resume\n");
         return 130;
     }
     warn_peak("train", "training", r.loss_peak, r.loss_peak_step);
@@ -561,7 +561,7 @@ int dartsc_cmd_run(int argc, char **argv) {
             return 1;
         }
         if (r.stopped) {
-            fprintf(stderr, "dartsc run: stopped during the search; rerun the same command to resume\n");
+            if (rt_dist_rank() == 0) fprintf(stderr, "dartsc run: stopped during the search; rerun the same command to resume\n");
             return 130;
         }
         warn_peak("run", "search", r.loss_peak, r.loss_peak_step);
@@ -607,7 +607,7 @@ int dartsc_cmd_run(int argc, char **argv) {
             return 1;
         }
         if (r.stopped) {
-            fprintf(stderr, "dartsc run: stopped during retraining; rerun the same command to resume\n");
+            if (rt_dist_rank() == 0) fprintf(stderr, "dartsc run: stopped during retraining; rerun the same command to resume\n");
             return 130;
         }
         warn_peak("run", "retraining", r.loss_peak, r.loss_peak_step);

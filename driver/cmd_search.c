@@ -164,7 +164,8 @@ int dartsc_cmd_search(int argc, char **argv) {
         return 1;
     }
     if (res.stopped) {
-        fprintf(stderr, "\ndartsc search: stopped after %lld steps; checkpoint in %s/checkpoint.dtns (continue with --resume)\n",
+        if (rt_dist_rank() == 0) /* data-parallel: every process stopped at the same step */
+            fprintf(stderr, "\ndartsc search: stopped after %lld steps; checkpoint in %s/checkpoint.dtns (continue with --resume)\n",
                 (long long)res.steps, o.out_dir);
         return 130;
     }
