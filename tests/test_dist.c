@@ -45,8 +45,6 @@ static const char *space_fmt =
     "search : s { epochs %d; order %d; subset %d; sync_bn %s }\n"
     "train : s { C 4; layers 3; epochs 1; subset 64; test_subset 64; drop_path 0.2; aux_weight 0 }\n";
 
-/* main below skips the whole suite (77) without MPI; nothing to do per test */
-static void skip_without_mpi(void) {}
 
 static const char *write_space(const char *dir, const char *name, int epochs, int order, int subset, int sync) {
     static char path[700];
@@ -87,7 +85,6 @@ static const float *entry(const rt_tf_file *f, const char *name, int64_t *n) {
  * 30x the rounding seen, while per-process statistics (sync_bn off) are 0.39 away and a
  * shard or a sum gone wrong is O(1). */
 static void sync_case(int order) {
-    skip_without_mpi();
     const char *dir = tu_tmpdir();
     const char *space = write_space(dir, "s.dartsc", 1, order, 128, 1);
     const char *bin = getenv("DARTSC_DIST_STEP");
@@ -156,7 +153,6 @@ static void same_run(const char *a, const char *b) {
 
 /* Per-process statistics (the default): two runs of 2 processes give the same bits. */
 static void deterministic_case(int order) {
-    skip_without_mpi();
     const char *dir = tu_tmpdir();
     const char *space = write_space(dir, "s.dartsc", 2, order, 128, 0);
     char cmd[2048];
@@ -182,7 +178,6 @@ Test(dist, per_process_bn_search_is_deterministic_second_order) { deterministic_
 /* Retraining as a job (drop path, per-process statistics): completes, and
  * rank 0 writes the model. */
 Test(dist, retraining_completes) {
-    skip_without_mpi();
     const char *dir = tu_tmpdir();
     const char *space = write_space(dir, "s.dartsc", 1, 1, 128, 0);
     char cmd[2048], geno[700];
@@ -254,7 +249,6 @@ static void refused(const char *cmd, const char *dir, const char *says) {
 }
 
 Test(dist, resume_after_kill_9_of_the_job) {
-    skip_without_mpi();
     const char *dir = tu_tmpdir();
     char space[700]; /* write_space's buffer is reused below */
     snprintf(space, sizeof space, "%s", write_space(dir, "s.dartsc", 2, 1, 256, 0));
@@ -327,7 +321,6 @@ static pid_t rank_pid(pid_t mpirun, int r) {
 }
 
 static void dead_rank_case(int sig) {
-    skip_without_mpi();
     const char *dir = tu_tmpdir();
     const char *space = write_space(dir, "s.dartsc", 50, 1, 256, 0);
     char cmd[2048], out[700], metrics[760];
@@ -363,7 +356,6 @@ Test(dist, a_hung_rank_ends_the_job_at_the_deadline) { dead_rank_case(SIGSTOP); 
 /* Random search: candidates 0, 2 on rank 0 and 1 on rank 1, each trained by one process:
  * the same scores and genotypes as one process (the log without its wall-clock field). */
 Test(dist, random_search_trains_candidates_on_different_ranks) {
-    skip_without_mpi();
     const char *dir = tu_tmpdir();
     const char *space = write_space(dir, "s.dartsc", 1, 1, 128, 0);
     const char *bin = getenv("DARTSC_BIN");
@@ -395,7 +387,6 @@ Test(dist, random_search_trains_candidates_on_different_ranks) {
  * the same step (without the shared decision they parted within 3 to 6 steps, measured).
  * A process that saved where the other did not would wait in another collective. */
 Test(dist, time_based_checkpoints_fall_on_the_same_step) {
-    skip_without_mpi();
     const char *dir = tu_tmpdir();
     const char *space = write_space(dir, "s.dartsc", 1, 1, 64, 0);
     char cmd[2048];
@@ -408,7 +399,6 @@ Test(dist, time_based_checkpoints_fall_on_the_same_step) {
  * and the report on rank 0 alone; the job ends (no process left waiting) with everything
  * written. */
 Test(dist, run_end_to_end) {
-    skip_without_mpi();
     const char *dir = tu_tmpdir();
     const char *space = write_space(dir, "s.dartsc", 1, 1, 64, 0);
     char cmd[2048], p[700];
@@ -424,7 +414,6 @@ Test(dist, run_end_to_end) {
 
 /* What runs as one process says so under a launcher of 2 (status 2 and 1, a message). */
 Test(dist, one_process_commands_refuse_a_job) {
-    skip_without_mpi();
     const char *dir = tu_tmpdir();
     const char *space = write_space(dir, "s.dartsc", 1, 1, 64, 0);
     char cmd[2048], log[700];
