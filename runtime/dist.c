@@ -186,7 +186,7 @@ static void wait_all(MPI_Request *rq, const int *peer, int n, const char *what) 
 }
 #endif
 
-static void chunk_of(int64_t n, int r, int size, int64_t *lo, int64_t *hi) {
+void rt_dist_chunk(int64_t n, int r, int size, int64_t *lo, int64_t *hi) {
     int64_t c = (n + size - 1) / size;
     *lo = c * r < n ? c * r : n;
     *hi = c * (r + 1) < n ? c * (r + 1) : n;
@@ -197,7 +197,7 @@ void rt_dist_allreduce_f32(float *buf, int64_t n) {
 #ifdef DARTSC_HAVE_MPI
     const int P = G.size, me = G.rank;
     int64_t mlo, mhi;
-    chunk_of(n, me, P, &mlo, &mhi);
+    rt_dist_chunk(n, me, P, &mlo, &mhi);
     const int64_t mc = mhi - mlo;
     G.tmp = grow(G.tmp, &G.tmp_n, (size_t)P * (size_t)(mc > 0 ? mc : 1), sizeof(float));
     MPI_Request *rq = G.rq;
@@ -206,7 +206,7 @@ void rt_dist_allreduce_f32(float *buf, int64_t n) {
     for (int q = 0; q < P; q++) {
         if (q == me) continue;
         int64_t lo, hi;
-        chunk_of(n, q, P, &lo, &hi);
+        rt_dist_chunk(n, q, P, &lo, &hi);
         peer[k] = q;
         MPI_Isend(buf + lo, (int)(hi - lo), MPI_FLOAT, q, 71, MPI_COMM_WORLD, &rq[k++]);
         peer[k] = q;
@@ -225,7 +225,7 @@ void rt_dist_allreduce_f32(float *buf, int64_t n) {
     for (int q = 0; q < P; q++) {
         if (q == me) continue;
         int64_t lo, hi;
-        chunk_of(n, q, P, &lo, &hi);
+        rt_dist_chunk(n, q, P, &lo, &hi);
         peer[k] = q;
         MPI_Isend(buf + mlo, (int)mc, MPI_FLOAT, q, 72, MPI_COMM_WORLD, &rq[k++]);
         peer[k] = q;

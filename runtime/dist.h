@@ -71,6 +71,10 @@ int rt_dist_sum_int(int v);
 void rt_dist_allreduce_be(rt_backend *be, float *buf, int64_t n);
 void rt_dist_bcast_be(rt_backend *be, float *buf, int64_t n, int root);
 
+/* The all-reduce's chunk r of n floats among size ranks, [*lo, *hi) (the MPI and NCCL
+ * paths cut alike, so that they add the same floats in the same order). */
+void rt_dist_chunk(int64_t n, int r, int size, int64_t *lo, int64_t *hi);
+
 /* Batch-norm statistics over every rank (sync_bn): NULL in a group of one. */
 const kbn_sync *rt_dist_bn_sync(void);
 

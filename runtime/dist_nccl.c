@@ -108,12 +108,6 @@ dist_nccl *dist_nccl_new(int rank, int size) {
     return nc;
 }
 
-static void chunk_of(int64_t n, int r, int size, int64_t *lo, int64_t *hi) {
-    int64_t c = (n + size - 1) / size;
-    *lo = c * r < n ? c * r : n;
-    *hi = c * (r + 1) < n ? c * (r + 1) : n;
-}
-
 void dist_nccl_allreduce(dist_nccl *nc, rt_backend *be, float *buf, int64_t n, double timeout_s) {
     const int P = nc->size, me = nc->rank;
     const int64_t c = (n + P - 1) / P;
@@ -130,7 +124,7 @@ void dist_nccl_allreduce(dist_nccl *nc, rt_backend *be, float *buf, int64_t n, d
         nc->cap = (size_t)(P * c);
     }
     int64_t mlo, mhi;
-    chunk_of(n, me, P, &mlo, &mhi);
+    rt_dist_chunk(n, me, P, &mlo, &mhi);
     const int64_t mc = mhi - mlo;
     be->synchronize(be); /* the gradients are written */
     /* 1. chunk q of every rank to rank q */
@@ -138,7 +132,7 @@ void dist_nccl_allreduce(dist_nccl *nc, rt_backend *be, float *buf, int64_t n, d
     for (int q = 0; q < P; q++) {
         if (q == me) continue;
         int64_t lo, hi;
-        chunk_of(n, q, P, &lo, &hi);
+        rt_dist_chunk(n, q, P, &lo, &hi);
         ncclSend(buf + lo, (size_t)(hi - lo), ncclFloat, q, nc->comm, nc->s);
         ncclRecv(nc->slots + (size_t)q * c, (size_t)mc, ncclFloat, q, nc->comm, nc->s);
     }
