@@ -16,6 +16,7 @@
 #include "driver.h"
 #include "frontend/fe.h"
 #include "pipeline/pipeline.h"
+#include "runtime/dist.h"
 #include "runtime/tensorfile.h"
 #include "search/genotype.h"
 #include "search/search.h"
@@ -41,7 +42,9 @@ static int run_stopped(const char *stage, int begins) {
 static int exists(const char *dir, const char *name) {
     char p[4200];
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    return access(p, F_OK) == 0;
+    int e = access(p, F_OK) == 0;
+    rt_dist_bcast(&e, sizeof e, 0); /* data-parallel: rank 0's run directory decides */
+    return e;
 }
 
 int dartsc_load_space(const char *path, ir_space *sp) {
@@ -375,7 +378,7 @@ int dartsc_cmd_train(int argc, char **argv) {
         return 1;
     }
     o.stop = &stop_flag;
-    o.progress = progress_lines;
+    o.progress = rt_dist_rank() == 0 ? progress_lines : NULL;
     o.progress_ctx = "train";
     sr_train_result r;
     dartsc_out_dir od;
@@ -387,12 +390,13 @@ int dartsc_cmd_train(int argc, char **argv) {
     }
     /* the space and genotype beside the weights: OUT is then a run directory that eval
        and export accept */
-    if (copy_into(path, o.out_dir, "space.dartsc", err, sizeof err) || copy_into(geno, o.out_dir, "genotype.json", err, sizeof err)) {
+    if (rt_dist_rank() == 0 &&
+        (copy_into(path, o.out_dir, "space.dartsc", err, sizeof err) || copy_into(geno, o.out_dir, "genotype.json", err, sizeof err))) {
         fprintf(stderr, "dartsc train: %s\n", err);
         return 1;
     }
     if (r.stopped) {
-        fprintf(stderr, "dartsc train: stopped; continue with --resume\n");
+        if (rt_dist_rank() == 0) fprintf(stderr, "dartsc train: stopped; continue with --resume\n");
         return 130;
     }
     warn_peak("train", "training", r.loss_peak, r.loss_peak_step);
@@ -522,7 +526,7 @@ int dartsc_cmd_run(int argc, char **argv) {
     /* one device for every stage: "auto" resolved once, said in the log and results.json */
     const char *asked = device;
     device = rt_device_resolve(device);
-    fprintf(stderr, "== device: %s%s\n", device, strcmp(asked, device) ? " (auto)" : "");
+    if (rt_dist_rank() == 0) fprintf(stderr, "== device: %s%s\n", device, strcmp(asked, device) ? " (auto)" : "");
     /* 1. search (resumes from its checkpoint; done when search.done exists) */
     if (!exists(out, "search.done")) {
         FILE *f = fopen(path, "rb");
@@ -543,10 +547,10 @@ int dartsc_cmd_run(int argc, char **argv) {
         o.space_src = src;
         o.space_src_len = len;
         o.stop = &stop_flag;
-        o.progress = progress_lines;
+        o.progress = rt_dist_rank() == 0 ? progress_lines : NULL;
         o.progress_ctx = "search";
         sr_result r;
-        fprintf(stderr, "== search (%s)\n", o.resume ? "resuming" : "from scratch");
+        if (rt_dist_rank() == 0) fprintf(stderr, "== search (%s)\n", o.resume ? "resuming" : "from scratch");
         dartsc_out_dir od;
         dartsc_out_dir_note(&od, out);
         int rc = sr_search(&sp, &o, &r, err, sizeof err);
@@ -557,24 +561,30 @@ int dartsc_cmd_run(int argc, char **argv) {
             return 1;
         }
         if (r.stopped) {
-            fprintf(stderr, "dartsc run: stopped during the search; rerun the same command to resume\n");
+            if (rt_dist_rank() == 0) fprintf(stderr, "dartsc run: stopped during the search; rerun the same command to resume\n");
             return 130;
         }
         warn_peak("run", "search", r.loss_peak, r.loss_peak_step);
         times[0] = r.seconds;
         snprintf(p, sizeof p, "%s/search.done", out);
-        f = dartsc_fopen_out("run", p);
+        f = rt_dist_rank() == 0 ? dartsc_fopen_out("run", p) : NULL;
         if (f) {
             fprintf(f, "%.3f\n", r.seconds);
             fclose(f);
         }
     }
     if (run_stopped("retraining", 1)) return 130;
-    dartsc_render_cells(out);
     ir_genotype gt;
     snprintf(p, sizeof p, "%s/genotype.json", out);
-    if (sr_genotype_read_json(&sp, p, &gt, err, sizeof err)) {
-        fprintf(stderr, "dartsc run: %s\n", err);
+    int grc = 0; /* data-parallel: rank 0 reads the genotype, every process retrains it */
+    if (rt_dist_rank() == 0) {
+        dartsc_render_cells(out);
+        grc = sr_genotype_read_json(&sp, p, &gt, err, sizeof err);
+    }
+    rt_dist_bcast(&grc, sizeof grc, 0);
+    rt_dist_bcast(&gt, sizeof gt, 0);
+    if (grc) {
+        if (rt_dist_rank() == 0) fprintf(stderr, "dartsc run: %s\n", err);
         return 1;
     }
     printf("genotype: ");
@@ -588,27 +598,29 @@ int dartsc_cmd_run(int argc, char **argv) {
         o.checkpoint_seconds = so.checkpoint_seconds;
         o.resume = exists(out, "train_checkpoint.dtns");
         o.stop = &stop_flag;
-        o.progress = progress_lines;
+        o.progress = rt_dist_rank() == 0 ? progress_lines : NULL;
         o.progress_ctx = "train";
         sr_train_result r;
-        fprintf(stderr, "== retrain (%s)\n", o.resume ? "resuming" : "from scratch");
+        if (rt_dist_rank() == 0) fprintf(stderr, "== retrain (%s)\n", o.resume ? "resuming" : "from scratch");
         if (sr_train(&sp, &gt, &o, &r, err, sizeof err)) {
             fprintf(stderr, "\ndartsc run: train: %s\n", err);
             return 1;
         }
         if (r.stopped) {
-            fprintf(stderr, "dartsc run: stopped during retraining; rerun the same command to resume\n");
+            if (rt_dist_rank() == 0) fprintf(stderr, "dartsc run: stopped during retraining; rerun the same command to resume\n");
             return 130;
         }
         warn_peak("run", "retraining", r.loss_peak, r.loss_peak_step);
         times[1] = r.seconds;
         snprintf(p, sizeof p, "%s/train.done", out);
-        FILE *f = dartsc_fopen_out("run", p);
+        FILE *f = rt_dist_rank() == 0 ? dartsc_fopen_out("run", p) : NULL;
         if (f) {
             fprintf(f, "%.3f\n", r.seconds);
             fclose(f);
         }
     }
+    /* data-parallel: evaluation, export and the report are rank 0's alone */
+    if (rt_dist_rank() != 0) return 0;
     /* stage times of earlier invocations (resumed runs) */
     const char *done[2] = {"search.done", "train.done"};
     for (int k = 0; k < 2; k++) {

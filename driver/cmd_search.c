@@ -12,6 +12,7 @@
 #include "search/genotype.h"
 #include "pipeline/pipeline.h"
 #include "search/search.h"
+#include "runtime/dist.h"
 
 #define stop_flag dartsc_stop_flag /* set by the SIGINT/SIGTERM handler main installs first thing */
 
@@ -140,14 +141,14 @@ int dartsc_cmd_search(int argc, char **argv) {
     o.space_src_len = len;
     o.stop = &stop_flag;
     prog pg = {.tty = isatty(2)};
-    o.progress = show_progress;
+    o.progress = rt_dist_rank() == 0 ? show_progress : NULL; /* data-parallel: rank 0 reports */
     o.progress_ctx = &pg;
     if (o.strategy == SR_RANDOM || o.strategy == SR_EVOLUTION) {
         sr_baseline_defaults(&o);
-        fprintf(stderr, "dartsc search: %s -> %s (%s, %s, %d candidates of %d epochs, batch %d, seed %llu)\n", path,
+        if (rt_dist_rank() == 0) fprintf(stderr, "dartsc search: %s -> %s (%s, %s, %d candidates of %d epochs, batch %d, seed %llu)\n", path,
                 o.out_dir, o.device, dartsc_strategy_name(o.strategy), o.candidates, o.candidate_epochs, sp.search.batch,
                 (unsigned long long)sp.search.seed);
-    } else
+    } else if (rt_dist_rank() == 0)
         fprintf(stderr, "dartsc search: %s -> %s (%s, %s, %s order, %d epochs, batch %d, seed %llu)\n", path, o.out_dir,
                 o.device, dartsc_strategy_name(o.strategy), sp.search.order == 2 ? "second" : "first", sp.search.epochs,
                 sp.search.batch, (unsigned long long)sp.search.seed);
@@ -163,10 +164,12 @@ int dartsc_cmd_search(int argc, char **argv) {
         return 1;
     }
     if (res.stopped) {
-        fprintf(stderr, "\ndartsc search: stopped after %lld steps; checkpoint in %s/checkpoint.dtns (continue with --resume)\n",
+        if (rt_dist_rank() == 0) /* data-parallel: every process stopped at the same step */
+            fprintf(stderr, "\ndartsc search: stopped after %lld steps; checkpoint in %s/checkpoint.dtns (continue with --resume)\n",
                 (long long)res.steps, o.out_dir);
         return 130;
     }
+    if (rt_dist_rank() != 0) return 0;
     dartsc_warn_loss_peak("search", "search", res.loss_peak, res.loss_peak_step);
     dartsc_render_cells(o.out_dir);
     printf("genotype: ");

@@ -1,10 +1,17 @@
 /* main.c — the dartsc command-line driver: parses flags, calls the library, prints
  * diagnostics and exits. Only this file exits; the library returns errors. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* sched_getaffinity */
+#endif
+#include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "driver.h"
 #include "runtime/backend.h"
+#include "runtime/dist.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -24,10 +31,42 @@ static void usage(FILE *f) {
             "Run 'dartsc <command> --help' for a command's options.\n");
 }
 
+static int dispatch(int argc, char **argv);
+
+/* Under mpirun or srun (docs/SCALING.md) every process runs the same command on its part of
+ * each batch; rank 0 alone writes the run directory and prints (the others' standard output
+ * goes nowhere; their errors still reach stderr). A command that fails on some process
+ * stops the whole job. */
 int main(int argc, char **argv) {
     /* first thing: a stop request of search, train or run is honoured from the start */
     if (argc >= 2 && (!strcmp(argv[1], "search") || !strcmp(argv[1], "train") || !strcmp(argv[1], "run")))
         dartsc_install_signals();
+    char err[512];
+    if (rt_dist_init(&argc, &argv, err, sizeof err)) {
+        fprintf(stderr, "dartsc: %s\n", err);
+        return 1;
+    }
+    int n = rt_dist_size();
+    if (n > 1 && argc >= 2 && strcmp(argv[1], "search") && strcmp(argv[1], "train") && strcmp(argv[1], "run")) {
+        if (rt_dist_rank() == 0)
+            fprintf(stderr, "dartsc %s: runs as one process; start it without mpirun (search, train and run "
+                            "run data-parallel; docs/SCALING.md)\n", argv[1]);
+        rt_dist_finalize();
+        return 2;
+    }
+    if (n > 1 && rt_dist_rank() != 0 && !freopen("/dev/null", "w", stdout)) return 1;
+    /* processes the launcher did not bind (mpirun --bind-to none) share the host's CPUs: pinning
+       each one's threads to the first CPUs of that set would put them all on the same cores */
+    cpu_set_t set;
+    if (n > 1 && sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) >= sysconf(_SC_NPROCESSORS_ONLN))
+        setenv("DARTSC_NO_PIN", "1", 0);
+    int rc = dispatch(argc, argv);
+    if (n > 1 && rc != 0 && rc != 130) rt_dist_abort(rc);
+    rt_dist_finalize();
+    return rc;
+}
+
+static int dispatch(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -55,6 +55,7 @@ static const setting_info settings[] = {
     {"crop", B_SEARCH | B_TRAIN, K_CNN},
     {"flip", B_SEARCH | B_TRAIN, K_CNN},
     {"cutout", B_SEARCH | B_TRAIN, K_CNN},
+    {"sync_bn", B_SEARCH | B_TRAIN, K_CNN},
     {"drop_path", B_TRAIN, K_CNN},
     {"aux_weight", B_TRAIN, K_CNN},
     {"bptt", B_SEARCH | B_TRAIN, K_RNN},
@@ -849,6 +850,7 @@ static void lower_train(sema *S, fe_decl *d, ir_train_config *tc, int is_search)
         get_int(S, &v, "crop", 0, 64, &tc->crop_pad);
         get_bool(S, &v, "flip", &tc->hflip);
         get_int(S, &v, "cutout", 0, 1024, &tc->cutout);
+        get_bool(S, &v, "sync_bn", &tc->sync_bn);
         if (!is_search) {
             get_float(S, &v, "drop_path", 0, 0, 1, 1, &tc->drop_path);
             get_float(S, &v, "aux_weight", 0, 0, 100, 0, &tc->aux_weight);

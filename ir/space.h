@@ -89,6 +89,8 @@ typedef struct ir_train_config {
     float dropout, dropout_h, dropout_x, dropout_i, dropout_e; /* recurrent: output, hidden,
                            x-to-hidden, input, embedding dropout (PTB search: .75 .25 .75 .2 0) */
     float tar;          /* recurrent: temporal activation regularisation beta (PTB: 1e-3) */
+    int sync_bn;        /* data-parallel runs (docs/SCALING.md): 1: batch-norm statistics over
+                           the global batch of every rank; 0: each rank's own shard */
 } ir_train_config;
 
 typedef struct ir_space {

@@ -27,10 +27,21 @@ static inline void kconv2d_desc_finish(kconv2d_desc *d) {
     d->Q = (d->W + 2 * d->pad_w - d->dil_w * (d->S - 1) - 1) / d->stride_w + 1;
 }
 
-/* Batch norm over (N, C, HW): statistics per channel over N*HW values. */
+/* Batch-norm statistics over the shards of a data-parallel batch (sync_bn,
+ * runtime/dist.h): gather(ctx, in, n) returns every process's n doubles, process by
+ * process (size * n), valid until the next call. */
+typedef struct kbn_sync {
+    int size;
+    const double *(*gather)(void *ctx, const double *in, int n);
+    void *ctx;
+} kbn_sync;
+
+/* Batch norm over (N, C, HW): statistics per channel over N*HW values (sync non-NULL: over
+ * the N*HW values of every process, the CPU kernels only). */
 typedef struct kbn_desc {
     int N, C, HW;
     float eps, momentum;
+    const kbn_sync *sync;
 } kbn_desc;
 
 /* Square pooling window k, stride, pad; y is (N,C,P,Q). */

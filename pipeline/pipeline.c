@@ -3,12 +3,17 @@
 
 #include <string.h>
 
+#include "runtime/dist.h"
+#include "train/common.h"
 #include "train/data_info.h"
 #include "train/rnn.h"
 
 int sr_search(const ir_space *sp_in, const sr_options *o, sr_result *res, char *err, size_t errlen) {
     ir_space s = *sp_in, *sp = &s; /* npy, images: normalisation from the training split */
     if (sr_data_norm(sp, o->out_dir, 1, err, errlen)) return -1;
+    if (rt_dist_size() > 1 && sp->kind == IR_SPACE_RNN && o->strategy != SR_RANDOM && o->strategy != SR_EVOLUTION)
+        return sr_fail(err, errlen, "the recurrent search runs as one process as yet; data-parallel runs (mpirun, "
+                                    "docs/SCALING.md) are the searches of convolutional spaces");
     if (o->strategy == SR_RANDOM || o->strategy == SR_EVOLUTION) return sr_baseline_search(sp, o, res, err, errlen);
     if (sp->kind == IR_SPACE_RNN) return sr_rnn_search(sp, o, res, err, errlen);
     return sr_cnn_search(sp, o, res, err, errlen);
@@ -18,6 +23,9 @@ int sr_train(const ir_space *sp_in, const ir_genotype *gt, const sr_train_opts *
              size_t errlen) {
     ir_space s = *sp_in, *sp = &s;
     if (sr_data_norm(sp, o->out_dir, 1, err, errlen)) return -1;
+    if (rt_dist_size() > 1 && sp->kind == IR_SPACE_RNN)
+        return sr_fail(err, errlen, "recurrent retraining runs as one process as yet; data-parallel runs (mpirun, "
+                                    "docs/SCALING.md) retrain convolutional networks");
     if (sp->kind == IR_SPACE_RNN) return sr_rnn_train(sp, gt, o, res, err, errlen);
     return sr_cnn_train(sp, gt, o, res, err, errlen);
 }

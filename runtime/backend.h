@@ -57,6 +57,8 @@ typedef struct rt_exec_node {
                         reads (backend defers_output said yes): out.data is NULL; write the
                         statistics and the per-channel coefficients f, s, b (aux + 2C, so that
                         y = (x - f) * s + b) instead of y; see runtime/plan.c */
+    const struct kbn_sync *bn_sync; /* batch norm: non-NULL: batch statistics over every
+                        process of a data-parallel run (rt_plan_opts.bn_sync; CPU only) */
 } rt_exec_node;
 
 typedef struct rt_backend rt_backend;
@@ -161,6 +163,9 @@ int rt_cpu_num_threads(void);
 float rt_rng_uniform(uint64_t seed, uint64_t idx);
 /* NULL (and a message) when CUDA is not compiled in or no device is usable. */
 rt_backend *rt_backend_cuda_new(char *err, size_t errlen);
+/* The GPU the next CUDA backend takes: index modulo the devices (default 0). rt_backend_open
+ * sets it to the process's local rank in a data-parallel run (runtime/dist.h). */
+void rt_cuda_set_device_index(int index);
 
 /* The backend a device name asks for: "cpu", "cuda" (NULL and a message where no device
  * is usable), or "auto"/NULL: CUDA where usable, else the CPU (never NULL). An unknown

@@ -441,4 +441,5 @@ rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
     snprintf(err, errlen, "this dartsc was built without CUDA (nvcc or cuDNN not found at configure time)");
     return NULL;
 }
+void rt_cuda_set_device_index(int index) { (void)index; }
 #endif

@@ -554,14 +554,19 @@ int rt_loader_next(rt_loader *l, float *images, int32_t *labels, int *batch_out)
     if (b > l->cfg.batch_size) b = l->cfg.batch_size;
     const size_t chw = (size_t)l->d.c * l->d.h * l->d.w;
     const uint64_t aug_seed = krng_hash(l->cfg.seed ^ AUG_TAG, (uint64_t)l->epoch);
-    for (int64_t i = 0; i < b; i++) {
+    int64_t first = 0, last = b;
+    if (l->cfg.shards > 1) {
+        first = b * l->cfg.shard / l->cfg.shards;
+        last = b * (l->cfg.shard + 1) / l->cfg.shards;
+    }
+    for (int64_t i = first; i < last; i++) {
         int64_t p = l->pos + i;
         int32_t idx = l->perm[p];
-        if (images) fill_sample(l, aug_seed, p, idx, images + (size_t)i * chw);
-        if (labels) labels[i] = l->d.labels[idx];
+        if (images) fill_sample(l, aug_seed, p, idx, images + (size_t)(i - first) * chw);
+        if (labels) labels[i - first] = l->d.labels[idx];
     }
     l->pos += b;
-    if (batch_out) *batch_out = (int)b;
+    if (batch_out) *batch_out = (int)(last - first);
     return 1;
 }
 

@@ -85,6 +85,10 @@ typedef struct rt_loader_cfg {
     int crop_pad;              /* P > 0: pad by P (pixel 0), crop HxW at a random offset */
     int flip;                  /* 1: horizontal flip with probability 0.5 */
     int cutout;                /* L > 0: zero an LxL square at a random centre (clipped) */
+    int shards, shard;         /* shards > 1: a data-parallel process's part of each batch:
+                                  rt_loader_next serves the whole batch (the same positions,
+                                  draws and state as without shards) but fills only its
+                                  samples [b*shard/shards, b*(shard+1)/shards) */
 } rt_loader_cfg;
 
 typedef struct rt_loader {
@@ -105,7 +109,8 @@ int rt_loader_init(rt_loader *l, const rt_dataset *d, const rt_loader_cfg *cfg, 
                    size_t errlen);
 
 /* Fills images (batch_size*C*H*W floats) and labels (batch_size) with the next batch and
- * returns 1 with *batch_out its size (the last batch may be short without drop_last).
+ * returns 1 with *batch_out its size (the last batch may be short without drop_last); with
+ * shards, this process's part of it and the part's size.
  * At the end of an epoch returns 0 (*batch_out = 0) and moves to the next epoch, whose
  * permutation differs. */
 int rt_loader_next(rt_loader *l, float *images, int32_t *labels, int *batch_out);

@@ -6,8 +6,10 @@
 #include <string.h>
 
 #include "backend.h"
+#include "dist.h"
 
 rt_backend *rt_backend_open(const char *device, char *err, size_t errlen) {
+    rt_cuda_set_device_index(rt_dist_local_rank()); /* data-parallel: one GPU per process of a host */
     if (!device || !strcmp(device, "auto")) {
         rt_backend *be = rt_backend_cuda_new(NULL, 0);
         return be ? be : rt_backend_cpu_new();

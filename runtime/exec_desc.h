@@ -35,6 +35,7 @@ static inline kbn_desc bn_desc(const rt_exec_node *n) {
     d.HW = (int)(n->in[0].numel / ((int64_t)d.N * d.C));
     d.eps = n->fattr[IR_F_BN_EPS];
     d.momentum = n->fattr[IR_F_BN_MOMENTUM];
+    d.sync = n->training || n->iattr[IR_A_BN_BATCH_STATS] ? n->bn_sync : NULL;
     return d;
 }
 

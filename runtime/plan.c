@@ -75,6 +75,7 @@ struct rt_plan {
     void *graph[8];
     uint8_t seen[8];
     int graphs;                       /* the backend records graphs and DARTSC_NO_GRAPHS is unset */
+    uint64_t mask_seed;               /* base of the dropout / drop-path seeds */
     uint64_t *seeds_dev;              /* per node, the seeds of a recorded pass (backend fill_seeds;
                                          NULL where there are no masks to draw or no hook) */
     int recording;                    /* forward_issue hands nodes seed_dev */
@@ -386,6 +387,9 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     p->n = n;
     p->loss = -1;
     p->seed = opts->seed;
+    /* dropout and drop-path masks: a stream of their own per data-parallel process (0: the
+       one-process stream), so that processes draw different masks for their samples */
+    p->mask_seed = opts->mask_stream ? krng_hash(opts->seed ^ 0x5eed, ~opts->mask_stream) : opts->seed ^ 0x5eed;
     p->grads_max = opts->grads;
     p->set_grads = be->sets_grad && !getenv("DARTSC_NO_FUSION");
     p->graphs = be->capture_begin && be->capture_end && be->replay && be->graph_free && !getenv("DARTSC_NO_GRAPHS");
@@ -510,6 +514,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         e->fattr = p->fattr[i];
         e->relu_in = p->src0[i] >= 0;
         e->defer_out = p->lazyc[i] >= 0;
+        if (nd->op == IR_OP_BATCHNORM) e->bn_sync = opts->bn_sync;
         if (nd->op == IR_OP_PARAM || p->fused[i]) continue;
         int runs = ngu[i] && nd->op != IR_OP_INPUT;
         /* the value (none where deferred) */
@@ -636,7 +641,7 @@ static void forward_issue(rt_plan *p, int training) {
         rt_exec_node *e = &p->ex[i];
         if (e->op == IR_OP_INPUT || e->op == IR_OP_PARAM || p->fused[i]) continue;
         e->training = training;
-        e->seed = krng_hash(p->seed ^ 0x5eed, p->step * (uint64_t)p->n + (uint64_t)i);
+        e->seed = krng_hash(p->mask_seed, p->step * (uint64_t)p->n + (uint64_t)i);
         e->seed_dev = p->recording && p->seeds_dev ? p->seeds_dev + i : NULL;
         issue_node(p, RT_OP_FWD, e);
     }
@@ -683,7 +688,7 @@ int rt_pass(rt_plan *p, int training, unsigned mask) {
     if (p->graphs && !draws_masks(p, training)) {
         /* this pass's seeds, where a recording reads them on the device */
         if (training && p->seeds_dev && (p->graph[key] || p->seen[key]))
-            be->fill_seeds(be, p->seeds_dev, p->seed ^ 0x5eed, p->step + 1, p->n);
+            be->fill_seeds(be, p->seeds_dev, p->mask_seed, p->step + 1, p->n);
         if (p->graph[key]) {
             p->step++; /* as the eager pass would count it */
             be->replay(be, p->graph[key]);

@@ -27,6 +27,10 @@ enum { RT_GRAD_W = 1, RT_GRAD_ARCH = 2 };
 typedef struct rt_plan_opts {
     uint64_t seed;     /* parameter initialisation and dropout streams */
     unsigned grads;    /* which gradient groups may ever be asked for; 0: inference only */
+    uint64_t mask_stream; /* dropout / drop-path masks: 0 the usual stream; a data-parallel
+                          process k > 0 passes k, so that its samples draw other masks */
+    const struct kbn_sync *bn_sync; /* non-NULL: every batch norm's batch statistics over
+                          the processes of a data-parallel run (sync_bn, runtime/dist.h) */
 } rt_plan_opts;
 
 typedef struct rt_group {

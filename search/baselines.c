@@ -20,7 +20,15 @@
  *
  * Every random choice of candidate k comes from a generator seeded by (seed, k), and the
  * population is a function of the scored history, so a resumed search replays the history
- * from the candidates' result files and continues exactly where it stopped. */
+ * from the candidates' result files and continues exactly where it stopped.
+ *
+ * Data-parallel jobs (mpirun, docs/SCALING.md): the candidates are trained in rounds of N,
+ * candidate k by rank k mod N, each as a run of one process (rt_dist_set_local); after a
+ * round every rank receives the round's scores. Random search is the same for every N.
+ * Evolution draws candidate k from the history scored before its round (its first k - k
+ * mod N candidates), as the paper's asynchronous workers draw from the population as it
+ * is when they become free: with N = 1 that is the sequential algorithm; for N > 1 the
+ * run depends on N, and is deterministic for a fixed N. */
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -31,6 +39,7 @@
 #include <unistd.h>
 
 #include "genotype.h"
+#include "runtime/dist.h"
 #include "search.h"
 #include "train/checkpoint.h"
 #include "train/common.h"
@@ -258,20 +267,21 @@ static int best_of(const cand *c, const int *idx, int n) {
     return b;
 }
 
-/* Draws candidate k's genotype from the history c[0..k). */
-static void draw(const ir_space *sp, const sr_options *o, cand *c, int k) {
+/* Draws candidate k's genotype from the history c[0..known) (known = k alone; in a
+ * data-parallel job, the candidates scored before k's round). */
+static void draw(const ir_space *sp, const sr_options *o, cand *c, int k, int known) {
     brng r = brng_for(sp->search.seed, k);
     cand *n = &c[k];
     memset(n, 0, sizeof *n);
     n->parent = -1;
-    if (o->strategy == SR_RANDOM || k < o->population) {
+    if (o->strategy == SR_RANDOM || known < o->population) {
         random_cell(&sp->normal, &r, &n->gt.normal);
         random_cell(&sp->reduce, &r, &n->gt.reduce);
         snprintf(n->how, sizeof n->how, "random");
         return;
     }
     /* aging evolution: the population is the last `population` candidates */
-    int pop0 = k - o->population, pick[64], ns = o->sample < 64 ? o->sample : 64;
+    int pop0 = known - o->population, pick[64], ns = o->sample < 64 ? o->sample : 64;
     for (int s = 0; s < ns; s++) pick[s] = pop0 + brng_below(&r, o->population);
     n->parent = best_of(c, pick, ns);
     n->gt = c[n->parent].gt;
@@ -283,6 +293,22 @@ static void draw(const ir_space *sp, const sr_options *o, cand *c, int k) {
  * candidate_epochs), in OUT/baseline_settings.dtns: written on a fresh start (and on the
  * resume of a run made before the file existed), compared on a resume. --candidates may
  * change: more candidates continue the same sequence. */
+static int baseline_settings(const ir_space *sp, const sr_options *o, char *err, size_t errlen);
+
+/* The run directory (rank 0's): created, checked, the space and the settings written. */
+static int baseline_setup(const ir_space *sp, const sr_options *o, const char *log, char *err, size_t errlen) {
+    if (sr_mkdir_p(o->out_dir, err, errlen)) return -1;
+    if (!o->resume && access(log, F_OK) == 0)
+        return sr_fail(err, errlen, "%s already holds a search (candidates.jsonl); pass --resume to continue it or choose another --out",
+                    o->out_dir);
+    if (!o->resume && o->space_src) {
+        char path[4300];
+        snprintf(path, sizeof path, "%s/space.dartsc", o->out_dir);
+        if (sr_write_file_atomic(path, o->space_src, o->space_src_len, err, errlen)) return -1;
+    }
+    return baseline_settings(sp, o, err, errlen);
+}
+
 static int baseline_settings(const ir_space *sp, const sr_options *o, char *err, size_t errlen) {
     char path[4300];
     snprintf(path, sizeof path, "%s/baseline_settings.dtns", o->out_dir);
@@ -317,6 +343,24 @@ static int baseline_settings(const ir_space *sp, const sr_options *o, char *err,
     return rt_tf_close_write(w, err, errlen);
 }
 
+/* The winner's genotype.json and cell pictures (rank 0's run directory). */
+static int write_best(const ir_space *sp, const sr_options *o, const ir_genotype *gt, char *err, size_t errlen) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/genotype.json", o->out_dir);
+    if (sr_genotype_write_json(sp, gt, NULL, NULL, path, err, errlen)) return -1;
+    const char *names[2] = {"normal", "reduce"};
+    const ir_cell *cells[2] = {&sp->normal, &sp->reduce};
+    const ir_geno_cell *gcs[2] = {&gt->normal, &gt->reduce};
+    for (int t = 0; t < 2; t++) {
+        snprintf(path, sizeof path, "%s/%s.dot", o->out_dir, names[t]);
+        FILE *d = fopen(path, "w");
+        if (!d) return sr_fail(err, errlen, "%s: %s", path, strerror(errno));
+        sr_genotype_dot(cells[t], gcs[t], names[t], d);
+        fclose(d);
+    }
+    return 0;
+}
+
 int sr_baseline_search(const ir_space *sp, const sr_options *o_in, sr_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
     sr_options o = *o_in;
@@ -327,18 +371,9 @@ int sr_baseline_search(const ir_space *sp, const sr_options *o_in, sr_result *re
     if (o.strategy == SR_EVOLUTION && (o.population < 2 || o.population > o.candidates || o.sample > o.population))
         return sr_fail(err, errlen, "evolution needs 2 <= population (%d) <= candidates (%d) and sample (%d) <= population",
                     o.population, o.candidates, o.sample);
-    if (sr_mkdir_p(o.out_dir, err, errlen)) return -1;
     char log[4200];
     snprintf(log, sizeof log, "%s/candidates.jsonl", o.out_dir);
-    if (!o.resume && access(log, F_OK) == 0)
-        return sr_fail(err, errlen, "%s already holds a search (candidates.jsonl); pass --resume to continue it or choose another --out",
-                    o.out_dir);
-    if (!o.resume && o.space_src) {
-        char path[4300];
-        snprintf(path, sizeof path, "%s/space.dartsc", o.out_dir);
-        if (sr_write_file_atomic(path, o.space_src, o.space_src_len, err, errlen)) return -1;
-    }
-    if (baseline_settings(sp, &o, err, errlen)) return -1;
+    if (sr_dist_root_rc(sr_dist_writer() ? baseline_setup(sp, &o, log, err, errlen) : 0, err, errlen)) return -1;
     /* the DARTS split of the search's images: weights on the first part, scores on the rest */
     rt_dataset full;
     if (sr_data_load(sp, 1, &full, err, errlen)) return -1;
@@ -352,32 +387,54 @@ int sr_baseline_search(const ir_space *sp, const sr_options *o_in, sr_result *re
     cand *c = calloc((size_t)o.candidates, sizeof *c);
     if (!c) return sr_fail(err, errlen, "out of memory");
     int rc = -1;
-    FILE *f = fopen(log, "w"); /* rewritten from the candidates' result files on resume */
-    if (!f) {
-        sr_fail(err, errlen, "%s: %s", log, strerror(errno));
-        goto out;
-    }
-    for (int k = 0; k < o.candidates; k++) {
-        draw(sp, &o, c, k);
-        int st = run_candidate(sp, &o, k, nw, nv, &c[k], err, errlen);
-        if (st < 0) goto out;
-        if (st > 0) {
+    FILE *f = NULL; /* rewritten from the candidates' result files on resume */
+    if (sr_dist_writer() && !(f = fopen(log, "w"))) sr_fail(err, errlen, "%s: %s", log, strerror(errno));
+    if (sr_dist_root_rc(sr_dist_writer() && !f ? -1 : 0, err, errlen)) goto out;
+    const int ranks = rt_dist_size(), me = rt_dist_rank();
+    for (int k0 = 0; k0 < o.candidates; k0 += ranks) {
+        /* a round: candidate k0 + r on rank r, each trained by one process */
+        int kn = k0 + ranks < o.candidates ? k0 + ranks : o.candidates;
+        for (int k = k0; k < kn; k++) draw(sp, &o, c, k, k0); /* one process: k0 = k */
+        int st = 0;
+        double mine[4] = {0, 0, 0, 0};
+        if (k0 + me < kn) {
+            rt_dist_set_local(1);
+            st = run_candidate(sp, &o, k0 + me, nw, nv, &c[k0 + me], err, errlen);
+            rt_dist_set_local(0);
+            mine[0] = st, mine[1] = c[k0 + me].val_acc, mine[2] = c[k0 + me].val_loss, mine[3] = c[k0 + me].seconds;
+        }
+        const double *all = rt_dist_allgather_f64(mine, 4);
+        int failed = -1, stopped = 0;
+        for (int r = 0; r < ranks && k0 + r < kn; r++) {
+            if (all[4 * r] < 0 && failed < 0) failed = r;
+            stopped |= all[4 * r] > 0;
+            c[k0 + r].val_acc = all[4 * r + 1];
+            c[k0 + r].val_loss = all[4 * r + 2];
+            c[k0 + r].seconds = all[4 * r + 3];
+        }
+        if (failed >= 0) {
+            if (st >= 0) sr_fail(err, errlen, "rank %d failed on candidate %d (its message is above)", failed, k0 + failed);
+            goto out;
+        }
+        if (stopped) {
             res->stopped = 1;
-            res->steps = k;
+            res->steps = k0;
             rc = 0;
             goto out;
         }
-        char *gj = sr_genotype_to_json(sp, &c[k].gt, NULL, NULL);
-        for (char *q = gj; q && *q; q++)
-            if (*q == '\n') *q = ' ';
-        fprintf(f, "{\"candidate\":%d,\"parent\":%d,\"mutation\":\"%s\",\"val_acc\":%.6f,\"val_loss\":%.6f,\"seconds\":%.2f,\"genotype\":%s}\n",
-                k, c[k].parent, c[k].how, c[k].val_acc, c[k].val_loss, c[k].seconds, gj ? gj : "null");
-        fflush(f);
-        free(gj);
-        if (o.progress) {
-            sr_progress pr = {.epoch = k, .epochs = o.candidates, .step = c[k].parent, .val_acc = c[k].val_acc,
-                              .val_loss = c[k].val_loss, .train_loss = NAN, .train_acc = NAN, .candidate_end = 1};
-            o.progress(o.progress_ctx, &pr);
+        for (int k = k0; k < kn && sr_dist_writer(); k++) { /* rank 0 logs the round */
+            char *gj = sr_genotype_to_json(sp, &c[k].gt, NULL, NULL);
+            for (char *q = gj; q && *q; q++)
+                if (*q == '\n') *q = ' ';
+            fprintf(f, "{\"candidate\":%d,\"parent\":%d,\"mutation\":\"%s\",\"val_acc\":%.6f,\"val_loss\":%.6f,\"seconds\":%.2f,\"genotype\":%s}\n",
+                    k, c[k].parent, c[k].how, c[k].val_acc, c[k].val_loss, c[k].seconds, gj ? gj : "null");
+            fflush(f);
+            free(gj);
+            if (o.progress) {
+                sr_progress pr = {.epoch = k, .epochs = o.candidates, .step = c[k].parent, .val_acc = c[k].val_acc,
+                                  .val_loss = c[k].val_loss, .train_loss = NAN, .train_acc = NAN, .candidate_end = 1};
+                o.progress(o.progress_ctx, &pr);
+            }
         }
     }
     int all[MAX_CANDIDATES];
@@ -386,23 +443,7 @@ int sr_baseline_search(const ir_space *sp, const sr_options *o_in, sr_result *re
     res->genotype = c[b].gt;
     res->val_acc = c[b].val_acc;
     res->steps = o.candidates;
-    char path[4300];
-    snprintf(path, sizeof path, "%s/genotype.json", o.out_dir);
-    if (sr_genotype_write_json(sp, &res->genotype, NULL, NULL, path, err, errlen)) goto out;
-    const char *names[2] = {"normal", "reduce"};
-    const ir_cell *cells[2] = {&sp->normal, &sp->reduce};
-    const ir_geno_cell *gcs[2] = {&res->genotype.normal, &res->genotype.reduce};
-    for (int t = 0; t < 2; t++) {
-        snprintf(path, sizeof path, "%s/%s.dot", o.out_dir, names[t]);
-        FILE *d = fopen(path, "w");
-        if (!d) {
-            sr_fail(err, errlen, "%s: %s", path, strerror(errno));
-            goto out;
-        }
-        sr_genotype_dot(cells[t], gcs[t], names[t], d);
-        fclose(d);
-    }
-    rc = 0;
+    rc = sr_dist_root_rc(sr_dist_writer() ? write_best(sp, &o, &res->genotype, err, errlen) : 0, err, errlen);
 out:
     if (f) fclose(f);
     free(c);

@@ -16,6 +16,7 @@
 
 #include "genotype.h"
 #include "runtime/data.h"
+#include "runtime/dist.h"
 #include "runtime/runtime.h"
 #include "runtime/tensorfile.h"
 #include "train/checkpoint.h"
@@ -73,6 +74,7 @@ int sr_arch_grad_second_order(rt_plan *p, sr_unroll *u, int images, int labels, 
     rt_set_input(p, images, xt, bi);
     rt_set_input(p, labels, yt, bl);
     if (rt_pass(p, 1, RT_GRAD_W)) return -1;
+    sr_dist_grads(p, RT_GRAD_W);
     be->axpy(be, w.data, -eta * (1.0f + 0.0f), w.grad, w.n);
     be->axpy(be, w.data, -eta * wd, u->w_backup, w.n);
     if (buf) be->axpy(be, w.data, -eta * momentum, buf, w.n);
@@ -80,7 +82,11 @@ int sr_arch_grad_second_order(rt_plan *p, sr_unroll *u, int images, int labels, 
     rt_set_input(p, images, xv, bi);
     rt_set_input(p, labels, yv, bl);
     if (rt_pass(p, 1, RT_GRAD_W | RT_GRAD_ARCH)) return -1;
-    if (val_loss) *val_loss = rt_loss(p);
+    sr_dist_grads(p, RT_GRAD_W | RT_GRAD_ARCH);
+    if (val_loss) {
+        *val_loss = rt_loss(p);
+        sr_dist_loss(val_loss, NULL);
+    }
     be->copy(be, u->dalpha, a.grad, a.n);
     be->copy(be, u->v, w.grad, w.n);
     /* 3. central difference of grad_alpha L_train at w +- R v, R = 0.01 / ||v|| */
@@ -91,10 +97,12 @@ int sr_arch_grad_second_order(rt_plan *p, sr_unroll *u, int images, int labels, 
     be->copy(be, w.data, u->w_backup, w.n);
     be->axpy(be, w.data, R, u->v, w.n);
     if (rt_pass(p, 1, RT_GRAD_ARCH)) return -1;
+    sr_dist_grads(p, RT_GRAD_ARCH);
     be->copy(be, u->gplus, a.grad, a.n);
     be->copy(be, w.data, u->w_backup, w.n);
     be->axpy(be, w.data, -R, u->v, w.n);
     if (rt_pass(p, 1, RT_GRAD_ARCH)) return -1; /* a.grad = g- */
+    sr_dist_grads(p, RT_GRAD_ARCH);
     be->copy(be, w.data, u->w_backup, w.n);      /* restore w exactly */
     /* 4. grad alpha = dalpha - eta (g+ - g-) / (2R) */
     float c = bug_mul_r ? eta * R / 2.0f : eta / (2.0f * R);
@@ -149,6 +157,7 @@ static int load_data(run *r, char *err, size_t errlen) {
     ir_train_config tc = sp->search;
     tc.cutout = 0;
     rt_loader_cfg cfg = sr_loader_cfg(sp, &tc, 1);
+    sr_dist_shard(&cfg); /* data-parallel: this process's part of each batch */
     cfg.seed = sp->search.seed * 2 + 1;
     if (rt_loader_init(&r->lw, &r->wpart, &cfg, err, errlen)) return -1;
     cfg.seed = sp->search.seed * 2 + 2;
@@ -170,9 +179,9 @@ static int load_data(run *r, char *err, size_t errlen) {
  * meta/log_lines)}, alpha.jsonl's bytes, then the parameter groups and the optimisers'
  * state, then (optional: older checkpoints lack them) the settings and metrics.jsonl's
  * lines. */
-enum { META_N = 12, CKPT_N = 10 };
+enum { META_N = 12, CKPT_N = 11 };
 static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, int64_t *settings, int64_t *log_lines,
-                       sr_ckpt_entry *e) {
+                       int64_t *dist, sr_ckpt_entry *e) {
     rt_group gw = rt_plan_group(r->p, IR_ROLE_WEIGHT), ga = rt_plan_group(r->p, IR_ROLE_ARCH),
              gb = rt_plan_group(r->p, IR_ROLE_BUFFER);
     sr_ckpt_entry t[CKPT_N] = {
@@ -185,32 +194,59 @@ static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, int64_t *set
         {SR_CKPT_DEV, "opt/adam_m", r->adam_m, ga.n, 0},
         {SR_CKPT_DEV, "opt/adam_v", r->adam_v, ga.n, 0},
         {SR_CKPT_I64, "meta/settings", settings, SR_SETTINGS_N, 1},
-        {SR_CKPT_I64, "meta/log_lines", log_lines, 1, 1}};
+        {SR_CKPT_I64, "meta/log_lines", log_lines, 1, 1},
+        {SR_CKPT_I64, "meta/dist", dist, 2, 1}};
     memcpy(e, t, sizeof t);
 }
 
+/* Written by rank 0 alone (data-parallel runs: every process holds the same parameters). */
 static int save_checkpoint(run *r, char *err, size_t errlen) {
+    if (!sr_dist_writer()) return sr_dist_root_rc(0, err, errlen);
     int64_t le, lp, ae, ap;
     rt_loader_state(&r->lw, &le, &lp);
     rt_loader_state(&r->la, &ae, &ap);
     int64_t meta[META_N] = {CKPT_VERSION, (int64_t)sr_param_hash(r->net.graph), r->epoch, r->step, r->global_step,
                             r->adam_t, (int64_t)rt_plan_step(r->p), le, lp, ae, ap, -1};
     int64_t alpha_bytes = sr_file_size(r->path_alpha), settings[SR_SETTINGS_N], lines = sr_log_lines(r->path_metrics);
+    int64_t dist[2] = {rt_dist_size(), r->sp->search.sync_bn};
     sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, settings);
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(r, meta, &alpha_bytes, settings, &lines, e);
-    return sr_ckpt_save(r->path_ckpt, r->be, e, CKPT_N, err, errlen);
+    ckpt_table(r, meta, &alpha_bytes, settings, &lines, dist, e);
+    return sr_dist_root_rc(sr_ckpt_save(r->path_ckpt, r->be, e, CKPT_N, err, errlen), err, errlen);
 }
 
+/* Rank 0 reads, checks and restores the checkpoint; the other processes of a data-parallel
+ * run then receive its entries (sr_ckpt_bcast) and take the same counters. */
+static int read_checkpoint(run *r, sr_ckpt_entry *e, int64_t *meta, const int64_t *settings, const int64_t *lines,
+                           const int64_t *alpha_bytes, const int64_t *dist, char *err, size_t errlen);
 static int load_checkpoint(run *r, char *err, size_t errlen) {
-    int64_t meta[META_N] = {0}, alpha_bytes = 0, settings[SR_SETTINGS_N] = {0}, now[SR_SETTINGS_N], lines = 0;
+    int64_t meta[META_N] = {0}, alpha_bytes = 0, settings[SR_SETTINGS_N] = {0}, lines = 0, dist[2] = {0, 0};
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(r, meta, &alpha_bytes, settings, &lines, e);
+    ckpt_table(r, meta, &alpha_bytes, settings, &lines, dist, e);
+    int rc = sr_dist_writer() ? read_checkpoint(r, e, meta, settings, &lines, &alpha_bytes, dist, err, errlen) : 0;
+    if (sr_dist_root_rc(rc, err, errlen)) return -1;
+    sr_ckpt_bcast(r->be, e, CKPT_N);
+    if (rt_loader_seek(&r->lw, meta[7], meta[8]) || rt_loader_seek(&r->la, meta[9], meta[10]))
+        return sr_fail(err, errlen, "%s: data loader positions out of range (the data changed?)", r->path_ckpt);
+    r->epoch = (int)meta[2];
+    r->step = meta[3];
+    r->global_step = meta[4];
+    r->adam_t = (int)meta[5];
+    rt_plan_set_step(r->p, (uint64_t)meta[6]);
+    return 0;
+}
+
+static int read_checkpoint(run *r, sr_ckpt_entry *e, int64_t *meta, const int64_t *settings, const int64_t *lines_p,
+                           const int64_t *alpha_bytes_p, const int64_t *dist, char *err, size_t errlen) {
+    int64_t now[SR_SETTINGS_N];
     rt_tf_file *f = sr_ckpt_read(r->path_ckpt, e, CKPT_N, CKPT_VERSION, r->net.graph, err, errlen);
     if (!f) return -1;
     int rc = -1;
+    int64_t lines = *lines_p, alpha_bytes = *alpha_bytes_p;
     sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, now);
-    if (sr_ckpt_check_settings(r->path_ckpt, settings, now, err, errlen)) goto out;
+    if (sr_ckpt_check_settings(r->path_ckpt, settings, now, err, errlen) ||
+        sr_ckpt_check_dist(r->path_ckpt, dist, r->sp->search.sync_bn, err, errlen))
+        goto out;
     if (meta[2] < 0 || meta[2] > r->sp->search.epochs || meta[3] < 0 || meta[3] > r->steps_per_epoch) {
         sr_fail(err, errlen, "%s: epoch %lld step %lld do not fit this search (%d epochs of %lld steps)", r->path_ckpt,
              (long long)meta[2], (long long)meta[3], r->sp->search.epochs, (long long)r->steps_per_epoch);
@@ -226,11 +262,6 @@ static int load_checkpoint(run *r, char *err, size_t errlen) {
         goto out;
     sr_ckpt_restore(f, r->be, e, CKPT_N);
     f = NULL;
-    r->epoch = (int)meta[2];
-    r->step = meta[3];
-    r->global_step = meta[4];
-    r->adam_t = (int)meta[5];
-    rt_plan_set_step(r->p, (uint64_t)meta[6]);
     rc = 0;
 out:
     rt_tf_free(f);
@@ -240,6 +271,7 @@ out:
 /* ---- logging ---------------------------------------------------------------------------------- */
 
 static void append_line(const char *path, const char *line) {
+    if (!sr_dist_writer()) return;
     FILE *f = fopen(path, "a");
     if (!f) return;
     fputs(line, f);
@@ -268,6 +300,7 @@ static void alphas_host(run *r, float **an, float **ar) {
 }
 
 static void write_alpha_epoch(run *r) {
+    if (!sr_dist_writer()) return;
     float *an, *ar;
     alphas_host(r, &an, &ar);
     FILE *f = fopen(r->path_alpha, "a");
@@ -289,19 +322,20 @@ static int write_genotype(run *r, ir_genotype *gt, char *err, size_t errlen) {
     sr_derive(&r->sp->reduce, ar, &gt->reduce);
     char path[4200];
     snprintf(path, sizeof path, "%s/genotype.json", r->o->out_dir);
-    int rc = sr_genotype_write_json(r->sp, gt, an, ar, path, err, errlen);
+    int rc = sr_dist_writer() ? sr_genotype_write_json(r->sp, gt, an, ar, path, err, errlen) : 0;
     free(an < ar ? an : ar);
+    if (!sr_dist_writer()) return sr_dist_root_rc(rc, err, errlen);
     const char *names[2] = {"normal", "reduce"};
     const ir_cell *cells[2] = {&r->sp->normal, &r->sp->reduce};
     const ir_geno_cell *gcs[2] = {&gt->normal, &gt->reduce};
     for (int t = 0; t < 2 && rc == 0; t++) {
         snprintf(path, sizeof path, "%s/%s.dot", r->o->out_dir, names[t]);
         FILE *f = fopen(path, "w");
-        if (!f) return sr_fail(err, errlen, "%s: %s", path, strerror(errno));
+        if (!f) return sr_dist_root_rc(sr_fail(err, errlen, "%s: %s", path, strerror(errno)), err, errlen);
         sr_genotype_dot(cells[t], gcs[t], names[t], f);
         fclose(f);
     }
-    return rc;
+    return sr_dist_root_rc(rc, err, errlen);
 }
 
 /* Accuracy and loss over the architecture split (forward only). */
@@ -323,6 +357,12 @@ static void evaluate_split(run *r, double *loss, double *acc) {
         b = got;
     }
     rt_loader_seek(&r->la, ae, ap);
+    /* data-parallel: every process scored its part of each batch */
+    double v[2] = {sl / rt_dist_size(), sc};
+    rt_dist_allreduce_f64(v, 2);
+    sl = v[0];
+    sc = v[1];
+    b *= rt_dist_size();
     *loss = nb ? sl / (double)nb : NAN;
     *acc = nb ? sc / (double)(nb * b) : NAN;
 }
@@ -369,23 +409,32 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
     double t0 = sr_now();
     if (tc->order != 1 && tc->order != 2) return sr_fail(err, errlen, "order must be 1 or 2, not %d", tc->order);
     if (tc->epochs < 1 || tc->batch < 1) return sr_fail(err, errlen, "epochs and batch must be positive");
-    if (sr_mkdir_p(o->out_dir, err, errlen)) return -1;
+    int lbatch = sr_dist_local_batch(tc->batch, err, errlen); /* this process's part of a batch */
+    if (lbatch < 0) return -1;
+    if (sr_dist_root_rc(sr_dist_writer() ? sr_mkdir_p(o->out_dir, err, errlen) : 0, err, errlen)) return -1;
     snprintf(r.path_ckpt, sizeof r.path_ckpt, "%s/checkpoint.dtns", o->out_dir);
     snprintf(r.path_metrics, sizeof r.path_metrics, "%s/metrics.jsonl", o->out_dir);
     snprintf(r.path_alpha, sizeof r.path_alpha, "%s/alpha.jsonl", o->out_dir);
-    if (!o->resume && access(r.path_ckpt, F_OK) == 0)
-        return sr_fail(err, errlen, "%s already holds a search (checkpoint.dtns); pass --resume to continue it or choose another --out",
+    rc = 0; /* rank 0 looks at the run directory */
+    if (sr_dist_writer() && !o->resume && access(r.path_ckpt, F_OK) == 0)
+        rc = sr_fail(err, errlen, "%s already holds a search (checkpoint.dtns); pass --resume to continue it or choose another --out",
                     o->out_dir);
-    if (o->resume && access(r.path_ckpt, F_OK) != 0)
-        return sr_fail(err, errlen, "--resume: %s does not exist", r.path_ckpt);
+    if (sr_dist_writer() && o->resume && access(r.path_ckpt, F_OK) != 0)
+        rc = sr_fail(err, errlen, "--resume: %s does not exist", r.path_ckpt);
+    if (sr_dist_root_rc(rc, err, errlen)) return -1;
+    rc = -1;
 
     if (load_data(&r, err, errlen)) goto out;
-    if (ir_space_build_supernet(sp, tc->batch, &r.net)) {
+    if (ir_space_build_supernet(sp, lbatch, &r.net)) {
         sr_fail(err, errlen, "%s", r.net.error);
         goto out;
     }
     if (!(r.be = rt_backend_open(o->device, err, errlen))) goto out;
-    r.p = rt_plan_new(r.net.graph, r.be, &(rt_plan_opts){.seed = tc->seed, .grads = RT_GRAD_W | RT_GRAD_ARCH}, err, errlen);
+    if (sr_dist_check_sync_bn(tc, r.be, err, errlen)) goto out;
+    r.p = rt_plan_new(r.net.graph, r.be,
+                      &(rt_plan_opts){.seed = tc->seed, .grads = RT_GRAD_W | RT_GRAD_ARCH,
+                                      .bn_sync = tc->sync_bn ? rt_dist_bn_sync() : NULL},
+                      err, errlen);
     if (!r.p) goto out;
     rt_group gw = rt_plan_group(r.p, IR_ROLE_WEIGHT), ga = rt_plan_group(r.p, IR_ROLE_ARCH);
     r.nw = gw.n;
@@ -408,7 +457,7 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
     r.be->memset0(r.be, r.adam_v, (size_t)r.na * 4);
     if (o->resume) {
         if (load_checkpoint(&r, err, errlen)) goto out;
-    } else {
+    } else if (sr_dist_writer()) {
         FILE *f = fopen(r.path_metrics, "w");
         if (f) fclose(f);
         f = fopen(r.path_alpha, "w");
@@ -416,9 +465,12 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
         if (o->space_src) {
             char path[4200];
             snprintf(path, sizeof path, "%s/space.dartsc", o->out_dir);
-            if (sr_write_file_atomic(path, o->space_src, o->space_src_len, err, errlen)) goto out;
-        }
-    }
+            if (sr_dist_root_rc(sr_write_file_atomic(path, o->space_src, o->space_src_len, err, errlen), err, errlen))
+                goto out;
+        } else if (sr_dist_root_rc(0, err, errlen))
+            goto out;
+    } else if (sr_dist_root_rc(0, err, errlen))
+        goto out;
 
     double tstep = sr_now(), last_ckpt = tstep;
     int64_t steps_done = 0;
@@ -426,7 +478,8 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
     while (r.epoch < tc->epochs) {
         float lr = sr_cosine_lr(tc, r.epoch);
         while (r.step < r.steps_per_epoch) {
-            if ((o->stop && *o->stop) || (o->stop_after_steps > 0 && r.global_step >= o->stop_after_steps)) {
+            /* data-parallel: every process stops at the same step when any was asked to */
+            if (rt_dist_sum_int(o->stop && *o->stop) || (o->stop_after_steps > 0 && r.global_step >= o->stop_after_steps)) {
                 if (check_finite(&r, lr, err, errlen) || save_checkpoint(&r, err, errlen)) goto out;
                 res->stopped = 1;
                 res->steps = r.global_step;
@@ -452,8 +505,11 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
                     rt_set_input(r.p, r.net.images, r.xv, bi);
                     rt_set_input(r.p, r.net.labels, r.yv, bl);
                     rt_pass(r.p, 1, RT_GRAD_ARCH);
+                    sr_dist_grads(r.p, RT_GRAD_ARCH);
                     val_loss = rt_loss(r.p);
-                    val_acc = (double)rt_last_correct(r.p) / tc->batch;
+                    double correct = rt_last_correct(r.p);
+                    sr_dist_loss(&val_loss, &correct);
+                    val_acc = correct / tc->batch;
                 }
                 have_val = 1;
                 if (!isfinite(val_loss)) {
@@ -468,9 +524,13 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
             /* the weight step (joint: weights and alpha from one backward) */
             rt_set_input(r.p, r.net.images, r.xt, bi);
             rt_set_input(r.p, r.net.labels, r.yt, bl);
-            rt_pass(r.p, 1, o->strategy == SR_JOINT ? (RT_GRAD_W | RT_GRAD_ARCH) : RT_GRAD_W);
+            unsigned wmask = o->strategy == SR_JOINT ? (RT_GRAD_W | RT_GRAD_ARCH) : RT_GRAD_W;
+            rt_pass(r.p, 1, wmask);
+            sr_dist_grads(r.p, wmask);
             float train_loss = rt_loss(r.p);
-            double train_acc = (double)rt_last_correct(r.p) / tc->batch;
+            double correct = rt_last_correct(r.p);
+            sr_dist_loss(&train_loss, &correct);
+            double train_acc = correct / tc->batch;
             /* a non-finite loss or gradient stops the search before it reaches the weights,
                the logs or a checkpoint (the CUDA path clips on the device: the loss only) */
             double gnorm = isfinite(train_loss) ? sr_clip_weight_grads(r.p, tc->w_clip) : 0;
@@ -507,7 +567,7 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
                      have_val ? val_loss : -1.0, have_val && isfinite(val_acc) ? val_acc : -1.0, lr,
                      tc->a_lr, sr_json_num(n1, sizeof n1, "%.4g", ips));
             append_line(r.path_metrics, line);
-            if (o->progress) {
+            if (o->progress && sr_dist_writer()) {
                 sr_progress pr = {.epoch = r.epoch, .epochs = tc->epochs, .step = r.step, .steps_per_epoch = r.steps_per_epoch,
                                   .train_loss = train_loss, .train_acc = train_acc, .val_loss = val_loss, .val_acc = val_acc,
                                   .lr = lr, .images_per_s = ips, .eta_s = (double)left * tc->batch / (ips > 0 ? ips : 1),
@@ -533,7 +593,7 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
         }
         write_alpha_epoch(&r);
         res->val_acc = va;
-        if (o->progress) {
+        if (o->progress && sr_dist_writer()) {
             sr_progress pr = {.epoch = r.epoch, .epochs = tc->epochs, .step = r.steps_per_epoch, .steps_per_epoch = r.steps_per_epoch,
                               .val_loss = vl, .val_acc = va, .lr = lr, .epoch_end = 1};
             o->progress(o->progress_ctx, &pr);

@@ -1,5 +1,6 @@
 /* checkpoint.c — see checkpoint.h. */
 #include "checkpoint.h"
+#include "runtime/dist.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -199,4 +200,30 @@ int sr_ckpt_truncate_log_lines(const char *path, int64_t lines, char *err, size_
                        (long long)lines, (long long)n);
     if (truncate(path, bytes) != 0) return sr_fail(err, errlen, "%s: cannot truncate: %s", path, strerror(errno));
     return 0;
+}
+
+void sr_ckpt_bcast(rt_backend *be, const sr_ckpt_entry *e, int n) {
+    if (rt_dist_size() == 1) return;
+    for (int i = 0; i < n; i++) {
+        if (!e[i].data || e[i].n == 0) continue;
+        if (e[i].kind == SR_CKPT_I64) rt_dist_bcast(e[i].data, (size_t)e[i].n * sizeof(int64_t), 0);
+        else if (e[i].kind == SR_CKPT_DEV) rt_dist_bcast_be(be, e[i].data, e[i].n, 0);
+        else rt_dist_bcast(e[i].data, (size_t)e[i].n * sizeof(float), 0);
+    }
+}
+
+int sr_ckpt_check_dist(const char *path, const int64_t saved[2], int sync_bn, char *err, size_t errlen) {
+    int64_t was = saved[0] == SR_CKPT_ABSENT ? 1 : saved[0], now = rt_dist_size();
+    int64_t was_sync = saved[0] == SR_CKPT_ABSENT ? 0 : saved[1];
+    if (was == now && (now == 1 || was_sync == sync_bn)) return 0;
+    if (was == now)
+        return sr_fail(err, errlen,
+                       "cannot resume: %s was written with other settings: sync_bn %s (now %s); this changes the "
+                       "result, so resume with the checkpoint's settings or start a new run in another --out",
+                       path, was_sync ? "on" : "off", sync_bn ? "on" : "off");
+    return sr_fail(err, errlen,
+                   "%s was written by a run of %lld process%s; this run has %lld: resume it with the same number "
+                   "(mpirun -n %lld; docs/SCALING.md), since each process's share of a batch and its batch-norm "
+                   "statistics depend on it",
+                   path, (long long)was, was == 1 ? "" : "es", (long long)now, (long long)was);
 }

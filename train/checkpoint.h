@@ -92,4 +92,14 @@ int sr_ckpt_truncate_log_lines(const char *path, int64_t lines, char *err, size_
  * run's logs end exactly where an uninterrupted run's would. */
 int sr_ckpt_truncate_log(const char *path, int64_t bytes, char *err, size_t errlen);
 
+/* ---- data-parallel runs (docs/SCALING.md) ----
+ * Rank 0 writes and reads the checkpoint (the run directory need not be shared); after its
+ * resume, sr_ckpt_bcast sends every entry's data (counters, parameters, optimiser state)
+ * from rank 0 to every process. A loop records its number of processes and sync_bn as the
+ * optional I64 entry "meta/dist" {ranks, sync_bn} (absent: {1, 0}); sr_ckpt_check_dist
+ * refuses a resume with another number, or another sync_bn with several processes, which
+ * would change the run (each process's share of a batch, its batch-norm statistics). */
+void sr_ckpt_bcast(rt_backend *be, const sr_ckpt_entry *e, int n);
+int sr_ckpt_check_dist(const char *path, const int64_t saved[2], int sync_bn, char *err, size_t errlen);
+
 #endif

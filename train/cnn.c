@@ -12,6 +12,7 @@
 #include "checkpoint.h"
 #include "common.h"
 #include "data_info.h"
+#include "runtime/dist.h"
 #include "runtime/tensorfile.h"
 
 #define WEIGHTS_VERSION 1
@@ -242,38 +243,61 @@ typedef struct trun {
  * global step, plan step, loader position (2), metrics bytes (-1: see meta/log_lines)},
  * then weights, BN statistics and the SGD momentum, then (optional: older checkpoints lack
  * them) the settings and train_metrics.jsonl's lines. */
-enum { META_N = 9, CKPT_N = 6 };
-static void ckpt_table(trun *t, int64_t *meta, int64_t *settings, int64_t *lines, sr_ckpt_entry *e) {
+enum { META_N = 9, CKPT_N = 7 };
+static void ckpt_table(trun *t, int64_t *meta, int64_t *settings, int64_t *lines, int64_t *dist, sr_ckpt_entry *e) {
     rt_group gw = rt_plan_group(t->p, IR_ROLE_WEIGHT), gb = rt_plan_group(t->p, IR_ROLE_BUFFER);
     sr_ckpt_entry v[CKPT_N] = {{SR_CKPT_I64, "meta/train_state", meta, META_N, 0},
                                {SR_CKPT_DEV, "group/weights", gw.data, gw.n, 0},
                                {SR_CKPT_DEV, "group/buffers", gb.data, gb.n, 0},
                                {SR_CKPT_DEV, "opt/sgd_momentum", t->buf, gw.n, 0},
                                {SR_CKPT_I64, "meta/settings", settings, SR_SETTINGS_N, 1},
-                               {SR_CKPT_I64, "meta/log_lines", lines, 1, 1}};
+                               {SR_CKPT_I64, "meta/log_lines", lines, 1, 1},
+                               {SR_CKPT_I64, "meta/dist", dist, 2, 1}};
     memcpy(e, v, sizeof v);
 }
 
+/* Rank 0 writes (data-parallel runs: every process holds the same weights). */
 static int tsave(trun *t, char *err, size_t errlen) {
+    if (!sr_dist_writer()) return sr_dist_root_rc(0, err, errlen);
     int64_t le, lp;
     rt_loader_state(&t->l, &le, &lp);
     int64_t meta[META_N] = {TRAIN_CKPT_VERSION, (int64_t)sr_param_hash(t->net.graph), t->epoch, t->step, t->global_step,
                             (int64_t)rt_plan_step(t->p), le, lp, -1};
-    int64_t settings[SR_SETTINGS_N], lines = sr_log_lines(t->metrics);
+    int64_t settings[SR_SETTINGS_N], lines = sr_log_lines(t->metrics), dist[2] = {rt_dist_size(), t->sp->train.sync_bn};
     sr_ckpt_settings(&t->sp->train, -1, t->o->data_begin, t->o->data_count, settings);
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(t, meta, settings, &lines, e);
-    return sr_ckpt_save(t->ckpt, t->be, e, CKPT_N, err, errlen);
+    ckpt_table(t, meta, settings, &lines, dist, e);
+    return sr_dist_root_rc(sr_ckpt_save(t->ckpt, t->be, e, CKPT_N, err, errlen), err, errlen);
 }
 
+/* Rank 0 reads, checks and restores; the other processes receive its entries. */
+static int tread(trun *t, sr_ckpt_entry *e, int64_t *m, const int64_t *settings, const int64_t *lines_p,
+                 const int64_t *dist, char *err, size_t errlen);
 static int tload(trun *t, char *err, size_t errlen) {
-    int64_t m[META_N] = {0}, settings[SR_SETTINGS_N] = {0}, now[SR_SETTINGS_N], lines = 0;
+    int64_t m[META_N] = {0}, settings[SR_SETTINGS_N] = {0}, lines = 0, dist[2] = {0, 0};
     sr_ckpt_entry e[CKPT_N];
-    ckpt_table(t, m, settings, &lines, e);
+    ckpt_table(t, m, settings, &lines, dist, e);
+    int rc = sr_dist_writer() ? tread(t, e, m, settings, &lines, dist, err, errlen) : 0;
+    if (sr_dist_root_rc(rc, err, errlen)) return -1;
+    sr_ckpt_bcast(t->be, e, CKPT_N);
+    if (rt_loader_seek(&t->l, m[6], m[7])) return sr_fail(err, errlen, "%s: data loader position out of range", t->ckpt);
+    t->epoch = (int)m[2];
+    t->step = m[3];
+    t->global_step = m[4];
+    rt_plan_set_step(t->p, (uint64_t)m[5]);
+    return 0;
+}
+
+static int tread(trun *t, sr_ckpt_entry *e, int64_t *m, const int64_t *settings, const int64_t *lines_p,
+                 const int64_t *dist, char *err, size_t errlen) {
+    int64_t now[SR_SETTINGS_N];
     rt_tf_file *f = sr_ckpt_read(t->ckpt, e, CKPT_N, TRAIN_CKPT_VERSION, t->net.graph, err, errlen);
     if (!f) return -1;
+    int64_t lines = *lines_p;
     sr_ckpt_settings(&t->sp->train, -1, t->o->data_begin, t->o->data_count, now);
-    int rc = sr_ckpt_check_settings(t->ckpt, settings, now, err, errlen);
+    int rc = sr_ckpt_check_settings(t->ckpt, settings, now, err, errlen) || sr_ckpt_check_dist(t->ckpt, dist, t->sp->train.sync_bn, err, errlen)
+                 ? -1
+                 : 0;
     if (rc) {
         rt_tf_free(f);
         return rc;
@@ -289,10 +313,6 @@ static int tload(trun *t, char *err, size_t errlen) {
         return rc;
     }
     sr_ckpt_restore(f, t->be, e, CKPT_N);
-    t->epoch = (int)m[2];
-    t->step = m[3];
-    t->global_step = m[4];
-    rt_plan_set_step(t->p, (uint64_t)m[5]);
     return 0;
 }
 
@@ -330,13 +350,20 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
     double t0 = sr_now();
     int rc = -1;
     if (tc->epochs < 1 || tc->batch < 1) return sr_fail(err, errlen, "train: epochs and batch must be positive");
-    if (sr_mkdir_p(o->out_dir, err, errlen)) return -1;
+    int lbatch = sr_dist_local_batch(tc->batch, err, errlen); /* this process's part of a batch */
+    if (lbatch < 0) return -1;
     snprintf(t.ckpt, sizeof t.ckpt, "%s/train_checkpoint.dtns", o->out_dir);
     snprintf(t.metrics, sizeof t.metrics, "%s/train_metrics.jsonl", o->out_dir);
     snprintf(t.model, sizeof t.model, "%s/model.dtns", o->out_dir);
-    if (!o->resume && access(t.ckpt, F_OK) == 0)
-        return sr_fail(err, errlen, "%s already holds a training run (train_checkpoint.dtns); pass --resume or choose another --out", o->out_dir);
-    if (o->resume && access(t.ckpt, F_OK) != 0) return sr_fail(err, errlen, "--resume: %s does not exist", t.ckpt);
+    int drc = 0;
+    if (sr_dist_writer()) { /* rank 0 looks at the run directory */
+        if (sr_mkdir_p(o->out_dir, err, errlen)) drc = -1;
+        else if (!o->resume && access(t.ckpt, F_OK) == 0)
+            drc = sr_fail(err, errlen, "%s already holds a training run (train_checkpoint.dtns); pass --resume or choose another --out", o->out_dir);
+        else if (o->resume && access(t.ckpt, F_OK) != 0)
+            drc = sr_fail(err, errlen, "--resume: %s does not exist", t.ckpt);
+    }
+    if (sr_dist_root_rc(drc, err, errlen)) return -1;
 
     if (sr_data_load(sp, 1, &t.full, err, errlen)) goto out;
     int n = t.full.n, begin = 0;
@@ -356,10 +383,11 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
     }
     rt_data_subset(&t.full, begin, n, &t.part);
     rt_loader_cfg cfg = sr_loader_cfg(sp, tc, 1);
+    sr_dist_shard(&cfg);
     cfg.seed = tc->seed * 2 + 7;
     if (rt_loader_init(&t.l, &t.part, &cfg, err, errlen)) goto out;
     t.steps_per_epoch = rt_loader_batches_per_epoch(&t.l);
-    ir_eval_opts eo = {.C = sp->train_C, .layers = sp->train_layers, .batch = tc->batch, .aux = tc->aux_weight > 0,
+    ir_eval_opts eo = {.C = sp->train_C, .layers = sp->train_layers, .batch = lbatch, .aux = tc->aux_weight > 0,
                        .aux_weight = tc->aux_weight, .drop_path = tc->drop_path > 0};
     if (ir_space_build_eval(sp, gt, &eo, &t.net)) {
         sr_fail(err, errlen, "%s", t.net.error);
@@ -367,10 +395,14 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
     }
     t.be = rt_backend_open(o->device, err, errlen);
     if (!t.be) goto out;
-    t.p = rt_plan_new(t.net.graph, t.be, &(rt_plan_opts){.seed = tc->seed, .grads = RT_GRAD_W}, err, errlen);
+    if (sr_dist_check_sync_bn(tc, t.be, err, errlen)) goto out;
+    t.p = rt_plan_new(t.net.graph, t.be,
+                      &(rt_plan_opts){.seed = tc->seed, .grads = RT_GRAD_W, .mask_stream = (uint64_t)rt_dist_rank(),
+                                      .bn_sync = tc->sync_bn ? rt_dist_bn_sync() : NULL},
+                      err, errlen);
     if (!t.p) goto out;
     rt_group gw = rt_plan_group(t.p, IR_ROLE_WEIGHT);
-    size_t bi = (size_t)tc->batch * sp->in_c * sp->in_h * sp->in_w * 4, bl = (size_t)tc->batch * 4;
+    size_t bi = (size_t)lbatch * sp->in_c * sp->in_h * sp->in_w * 4, bl = (size_t)lbatch * 4;
     t.x = malloc(bi);
     t.y = malloc(bl);
     t.buf = t.be->alloc(t.be, (size_t)gw.n * 4);
@@ -381,7 +413,7 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
     t.be->memset0(t.be, t.buf, (size_t)gw.n * 4);
     if (o->resume) {
         if (tload(&t, err, errlen)) goto out;
-    } else {
+    } else if (sr_dist_writer()) {
         FILE *f = fopen(t.metrics, "w");
         if (f) fclose(f);
     }
@@ -395,7 +427,8 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
         sum_loss = sum_acc = 0;
         nsum = 0;
         while (t.step < t.steps_per_epoch) {
-            if ((o->stop && *o->stop) || (o->stop_after_steps > 0 && t.global_step >= o->stop_after_steps)) {
+            /* data-parallel: every process stops at the same step when any was asked to */
+            if (rt_dist_sum_int(o->stop && *o->stop) || (o->stop_after_steps > 0 && t.global_step >= o->stop_after_steps)) {
                 if (tcheck_finite(&t, lr, err, errlen) || tsave(&t, err, errlen)) goto out;
                 res->stopped = 1;
                 res->steps = t.global_step;
@@ -407,8 +440,11 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
             rt_set_input(t.p, t.net.images, t.x, bi);
             rt_set_input(t.p, t.net.labels, t.y, bl);
             rt_pass(t.p, 1, RT_GRAD_W);
+            sr_dist_grads(t.p, RT_GRAD_W);
             float loss = rt_loss(t.p);
-            double acc = (double)rt_last_correct(t.p) / tc->batch;
+            double correct = rt_last_correct(t.p);
+            sr_dist_loss(&loss, &correct);
+            double acc = correct / tc->batch;
             /* a non-finite loss or gradient stops before it reaches the weights, the log or a
                checkpoint (the CUDA path clips on the device: the loss only) */
             double gnorm = isfinite(loss) ? sr_clip_weight_grads(t.p, tc->w_clip) : 0;
@@ -437,12 +473,12 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
                      "\"drop_path\":%.4g,\"images_per_s\":%s}\n",
                      t.epoch, (long long)t.step, (long long)t.global_step, loss, acc, lr,
                      tc->drop_path * (float)t.epoch / (float)tc->epochs, sr_json_num(n1, sizeof n1, "%.4g", ips));
-            FILE *f = fopen(t.metrics, "a");
+            FILE *f = sr_dist_writer() ? fopen(t.metrics, "a") : NULL;
             if (f) {
                 fputs(line, f);
                 fclose(f);
             }
-            if (o->progress) {
+            if (o->progress && sr_dist_writer()) {
                 int64_t left = (int64_t)(tc->epochs - t.epoch) * t.steps_per_epoch - t.step - 1;
                 sr_progress pr = {.epoch = t.epoch, .epochs = tc->epochs, .step = t.step, .steps_per_epoch = t.steps_per_epoch,
                                   .train_loss = loss, .train_acc = acc, .val_loss = NAN, .val_acc = NAN, .lr = lr,
@@ -463,7 +499,7 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
         t.step = 0;
         if (tsave(&t, err, errlen)) goto out;
     }
-    if (sr_weights_save(t.p, t.model, err, errlen)) goto out;
+    if (sr_dist_root_rc(sr_dist_writer() ? sr_weights_save(t.p, t.model, err, errlen) : 0, err, errlen)) goto out;
     res->steps = t.global_step;
     res->train_loss = nsum ? sum_loss / nsum : NAN;
     res->train_acc = nsum ? sum_acc / nsum : NAN;

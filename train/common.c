@@ -1,6 +1,7 @@
 /* common.c — see common.h. */
 #include "common.h"
 #include "runtime/datasets.h"
+#include "runtime/dist.h"
 #include "runtime/runtime.h"
 
 #include <errno.h>
@@ -156,6 +157,13 @@ double sr_clip_weight_grads(rt_plan *p, float max_norm) {
 int sr_checkpoint_due(int64_t every_steps, double every_s, int64_t global_step, double *last) {
     double now = sr_now();
     int due = (every_steps > 0 && global_step % every_steps == 0) || (every_s > 0 && now - *last >= every_s);
+    /* data-parallel: the clocks of the processes differ, so rank 0's decides for all (every
+       process checkpoints at the same step, or they would wait in different collectives) */
+    if (every_s > 0 && rt_dist_size() > 1) {
+        int32_t d = due;
+        rt_dist_bcast(&d, sizeof d, 0);
+        due = d;
+    }
     if (due) *last = now;
     return due;
 }
@@ -193,4 +201,60 @@ int sr_fail(char *err, size_t errlen, const char *fmt, ...) {
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+/* ---- data-parallel runs ---- */
+
+int sr_dist_local_batch(int batch, char *err, size_t errlen) {
+    int n = rt_dist_size();
+    if (batch % n)
+        return sr_fail(err, errlen, "the batch of %d cannot be split evenly across %d processes (docs/SCALING.md)",
+                       batch, n);
+    return batch / n;
+}
+
+void sr_dist_shard(rt_loader_cfg *cfg) {
+    cfg->shards = rt_dist_size();
+    cfg->shard = rt_dist_rank();
+}
+
+void sr_dist_grads(rt_plan *p, unsigned mask) {
+    int n = rt_dist_size();
+    if (n == 1) return;
+    rt_backend *be = rt_plan_backend(p);
+    const int roles[2] = {IR_ROLE_WEIGHT, IR_ROLE_ARCH};
+    const unsigned bits[2] = {RT_GRAD_W, RT_GRAD_ARCH};
+    for (int i = 0; i < 2; i++) {
+        if (!(mask & bits[i])) continue;
+        rt_group g = rt_plan_group(p, roles[i]);
+        if (!g.grad || g.n == 0) continue;
+        rt_dist_allreduce_be(be, g.grad, g.n);
+        be->scale(be, g.grad, 1.0f / (float)n, g.n);
+    }
+}
+
+void sr_dist_loss(float *loss, double *count) {
+    int n = rt_dist_size();
+    if (n == 1) return;
+    double v[2] = {*loss, count ? *count : 0};
+    rt_dist_allreduce_f64(v, 2);
+    *loss = (float)(v[0] / n);
+    if (count) *count = v[1];
+}
+
+int sr_dist_root_rc(int rc, char *err, size_t errlen) {
+    if (rt_dist_size() == 1) return rc;
+    int32_t v = rc;
+    rt_dist_bcast(&v, sizeof v, 0);
+    if (v) rt_dist_bcast(err, errlen, 0);
+    return v;
+}
+
+int sr_dist_writer(void) { return rt_dist_rank() == 0; }
+
+int sr_dist_check_sync_bn(const ir_train_config *tc, rt_backend *be, char *err, size_t errlen) {
+    if (!tc->sync_bn || rt_dist_size() == 1 || strcmp(be->name, "cuda")) return 0;
+    return sr_fail(err, errlen,
+                   "sync_bn on: synchronised batch norm is implemented on the CPU backend only as yet; use --device cpu, "
+                   "or sync_bn off (per-process statistics, as DARTS and PyTorch's DDP) on CUDA (docs/SCALING.md)");
 }

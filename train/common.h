@@ -52,7 +52,8 @@ float sr_cosine_lr(const ir_train_config *tc, int epoch);
 double sr_clip_weight_grads(struct rt_plan *p, float max_norm);
 /* Periodic checkpoints between epoch ends: due after every `every_steps` steps of the run
  * (global_step, counted after the step) or when `every_s` seconds have passed since *last
- * (sr_now(); updated when due). 0 turns either off. */
+ * (sr_now(); updated when due). 0 turns either off. In a data-parallel run rank 0's clock
+ * decides for every process (a collective: every process calls it at the same steps). */
 int sr_checkpoint_due(int64_t every_steps, double every_s, int64_t global_step, double *last);
 #define SR_CHECKPOINT_SECONDS_DEFAULT 600.0 /* every 10 minutes */
 /* The sum of squares of the plan's parameter group of a role (IR_ROLE_*): not finite when
@@ -70,5 +71,30 @@ const char *sr_json_num(char *buf, size_t n, const char *fmt, double v);
 /* FNV-1a over the names and shapes of a graph's parameters: identifies a network's layout
  * in checkpoints. */
 uint64_t sr_param_hash(const ir_graph *g);
+
+/* ---- data-parallel runs (runtime/dist.h, docs/SCALING.md) ----
+ * Every process computes its part of each global batch (the space's batch split evenly);
+ * the loops call these around their passes. Alone, every one of them changes nothing. */
+/* The samples this process computes of a global batch: batch / processes; -1 and a
+ * message where the processes do not divide the batch. */
+int sr_dist_local_batch(int batch, char *err, size_t errlen);
+/* cfg's shard: this process's part of each batch (rt_loader_cfg.shards). */
+void sr_dist_shard(rt_loader_cfg *cfg);
+/* After a backward: the gradient groups of mask (RT_GRAD_W, RT_GRAD_ARCH) summed over the
+ * processes (rank order) and divided by their number: the gradient of the global batch's
+ * mean loss. */
+void sr_dist_grads(struct rt_plan *p, unsigned mask);
+/* A mean loss over this process's part and a count (correct predictions, NULL: none) made
+ * global: the mean over the processes (equal parts: the global batch's mean) and the sum. */
+void sr_dist_loss(float *loss, double *count);
+/* Rank 0's return code and message, on every process: after work that only rank 0 does
+ * (the run directory's files). Returns that code. */
+int sr_dist_root_rc(int rc, char *err, size_t errlen);
+/* sync_bn in a data-parallel run on a backend that cannot synchronise its batch norms (the
+ * CUDA backend, as yet): -1 and a message. */
+struct rt_backend;
+int sr_dist_check_sync_bn(const ir_train_config *tc, struct rt_backend *be, char *err, size_t errlen);
+/* 1 on the process that writes the run directory, logs and progress (rank 0). */
+int sr_dist_writer(void);
 
 #endif

@@ -52,6 +52,63 @@ static void bn_save(float *save_mean, float *save_invstd, float *running_mean, f
     }
 }
 
+/* sync_bn (d->sync): the statistics over the shards of every process. Each process takes
+ * per channel its count, mean and sum of squared deviations (shifted sums in double, as
+ * below), the processes' triples are gathered and merged in process order by Chan et al.'s
+ * pairwise update (stable, no cancellation), so every process derives the same mean and
+ * variance, the one-process values to rounding. */
+static void bn_forward_train_sync(float *y, float *coef, float *save_mean, float *save_invstd, float *running_mean,
+                                  float *running_var, const float *x, const float *gamma, const float *beta,
+                                  const kbn_desc *d) {
+    const int N = d->N, C = d->C, HW = d->HW;
+    const int64_t cnt = (int64_t)N * HW;
+    double loc[3 * C], mean[C], var[C];
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        const double k = cnt > 0 ? x[(int64_t)c * HW] : 0.0;
+        double s1 = 0.0, s2 = 0.0;
+        for (int n = 0; n < N; n++) kvec_sum_sumsq_f64(x + ((int64_t)n * C + c) * HW, k, HW, &s1, &s2);
+        double m2 = cnt > 0 ? s2 - s1 * s1 / (double)cnt : 0.0;
+        loc[3 * c] = (double)cnt;
+        loc[3 * c + 1] = cnt > 0 ? k + s1 / (double)cnt : 0.0;
+        loc[3 * c + 2] = m2 > 0.0 ? m2 : 0.0;
+    }
+    const double *all = d->sync->gather(d->sync->ctx, loc, 3 * C);
+    int64_t gcnt = 0;
+    for (int c = 0; c < C; c++) {
+        double n = 0.0, m = 0.0, m2 = 0.0;
+        for (int r = 0; r < d->sync->size; r++) {
+            const double *t = all + (size_t)r * 3 * C + 3 * c;
+            if (t[0] <= 0.0) continue;
+            const double nt = n + t[0], delta = t[1] - m;
+            m += delta * t[0] / nt;
+            m2 += t[2] + delta * delta * n * t[0] / nt;
+            n = nt;
+        }
+        mean[c] = m;
+        var[c] = n > 0.0 ? m2 / n : 0.0;
+        gcnt = (int64_t)n;
+    }
+    for (int c = 0; c < C; c++) {
+        bn_save(save_mean, save_invstd, running_mean, running_var, mean[c], var[c], gcnt, d, c);
+        if (coef) {
+            coef[c] = (float)mean[c];
+            coef[C + c] = (float)(1.0 / sqrt(var[c] + (double)d->eps)) * (gamma ? gamma[c] : 1.0f);
+            coef[2 * C + c] = beta ? beta[c] : 0.0f;
+        }
+    }
+    if (!y) return;
+#pragma omp parallel for schedule(static)
+    for (int64_t pl = 0; pl < (int64_t)N * C; pl++) {
+        const int c = (int)(pl % C);
+        const float f = (float)mean[c], sc = (float)(1.0 / sqrt(var[c] + (double)d->eps)) * (gamma ? gamma[c] : 1.0f),
+                    b = beta ? beta[c] : 0.0f;
+        const float *xp = x + pl * HW;
+        float *yp = y + pl * HW;
+        for (int i = 0; i < HW; i++) yp[i] = (xp[i] - f) * sc + b;
+    }
+}
+
 /* coef (3 C floats, may be NULL): f, s, b per channel with y = (x - f) * s + b; y NULL: not
  * written. */
 static void bn_forward_train(float *y, float *coef, float *save_mean, float *save_invstd, float *running_mean,
@@ -59,6 +116,10 @@ static void bn_forward_train(float *y, float *coef, float *save_mean, float *sav
                              const kbn_desc *d) {
     const int N = d->N, C = d->C, HW = d->HW;
     const int64_t cnt = (int64_t)N * HW, planes = (int64_t)N * C;
+    if (d->sync) {
+        bn_forward_train_sync(y, coef, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, d);
+        return;
+    }
     if (planes > 0 && planes <= BN_PLANES_MAX) {
         double ps[2 * BN_PLANES_MAX], k[C];
         /* shifted sums (shift: the channel's first value, so the variance does not
@@ -190,6 +251,46 @@ static inline void bn_dot(const float *gp, const float *xp, double mean, int HW,
     else kvec_sum_dot_ex(gp, 0, 1.0f, xp, mean, HW, sdy, sdyx);
 }
 
+/* sync_bn: each process's sums of dy and dy * xhat per channel, gathered and added in
+ * process order; dx from the sums over every process. dgamma and dbeta keep this
+ * process's own sums: the loop's all-reduce of the weight gradients adds them. */
+static void bn_backward_sync(float *dx, float *dgamma, float *dbeta, const float *dy, const float *dy_scale,
+                             const float *x, const float *gamma, const float *save_mean, const float *save_invstd,
+                             const kbn_desc *d, int accumulate) {
+    const int scaled = dy_scale != NULL;
+    const float gs = scaled ? *dy_scale : 1.0f;
+    const int N = d->N, C = d->C, HW = d->HW;
+    double loc[2 * C];
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double sdy = 0.0, sdyx = 0.0;
+        for (int n = 0; n < N; n++)
+            bn_dot(dy + ((int64_t)n * C + c) * HW, x + ((int64_t)n * C + c) * HW, (double)save_mean[c], HW, scaled,
+                   gs, &sdy, &sdyx);
+        loc[2 * c] = sdy;
+        loc[2 * c + 1] = sdyx * save_invstd[c];
+        if (dbeta) dbeta[c] += (float)sdy;
+        if (dgamma) dgamma[c] += (float)(sdyx * save_invstd[c]);
+    }
+    const double *all = d->sync->gather(d->sync->ctx, loc, 2 * C);
+    const int64_t gcnt = (int64_t)N * HW * d->sync->size; /* equal shards (the loops check) */
+    if (!dx || gcnt == 0) return;
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double sdy = 0.0, sdyx = 0.0;
+        for (int r = 0; r < d->sync->size; r++) {
+            sdy += all[(size_t)r * 2 * C + 2 * c];
+            sdyx += all[(size_t)r * 2 * C + 2 * c + 1];
+        }
+        const double invstd = save_invstd[c], g = gamma ? gamma[c] : 1.0;
+        const float k = (float)(g * invstd), a = (float)(sdy / (double)gcnt),
+                    bcoef = (float)(sdyx / (double)gcnt * invstd), fm = save_mean[c];
+        for (int n = 0; n < N; n++)
+            bn_dx_plane(dx + ((int64_t)n * C + c) * HW, dy + ((int64_t)n * C + c) * HW, x + ((int64_t)n * C + c) * HW,
+                        HW, k, a, bcoef, fm, accumulate, scaled, gs);
+    }
+}
+
 static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *dy_scale,
                         const float *x, const float *gamma, const float *save_mean, const float *save_invstd,
                         const kbn_desc *d, int accumulate) {
@@ -198,6 +299,10 @@ static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
     const int N = d->N, C = d->C, HW = d->HW;
     const int64_t cnt = (int64_t)N * HW, planes = (int64_t)N * C;
     if (!dx && !dgamma && !dbeta) return;
+    if (d->sync) {
+        bn_backward_sync(dx, dgamma, dbeta, dy, dy_scale, x, gamma, save_mean, save_invstd, d, accumulate);
+        return;
+    }
     if (planes > 0 && planes <= BN_PLANES_MAX) { /* plane by plane, as the forward */
         double ps[2 * BN_PLANES_MAX];
 #pragma omp parallel

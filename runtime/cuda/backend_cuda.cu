@@ -606,6 +606,8 @@ static void cu_destroy(rt_backend *be) {
     g_live = 0;
 }
 
+static int g_device_index; /* rt_cuda_set_device_index */
+
 /* Builds the backend or returns NULL with err set; err may be NULL. */
 static cuda_backend *cu_create(char *err, size_t errlen) {
 #define CU_NEW_FAIL(...) do { if (err && errlen) snprintf(err, errlen, __VA_ARGS__); if (cb) cu_release(cb); return NULL; } while (0)
@@ -617,7 +619,9 @@ static cuda_backend *cu_create(char *err, size_t errlen) {
     if (g_live) CU_NEW_FAIL("a CUDA backend already exists in this process (destroy it first)");
     cb = (cuda_backend *)calloc(1, sizeof *cb);
     if (!cb) CU_NEW_FAIL("out of memory");
-    if ((e = cudaSetDevice(0)) != cudaSuccess) CU_NEW_FAIL("cudaSetDevice(0): %s", cudaGetErrorString(e));
+    /* data-parallel runs: each process of a host takes the GPU of its local rank (docs/SCALING.md) */
+    const int dev = g_device_index % ndev;
+    if ((e = cudaSetDevice(dev)) != cudaSuccess) CU_NEW_FAIL("cudaSetDevice(%d): %s", dev, cudaGetErrorString(e));
     if ((e = cudaStreamCreateWithFlags(&cb->s, cudaStreamNonBlocking)) != cudaSuccess)
         CU_NEW_FAIL("cudaStreamCreate: %s", cudaGetErrorString(e));
     cudnnStatus_t ds = cudnnCreate(&cb->dnn);
@@ -647,6 +651,8 @@ static cuda_backend *cu_create(char *err, size_t errlen) {
     return cb;
 #undef CU_NEW_FAIL
 }
+
+extern "C" void rt_cuda_set_device_index(int index) { g_device_index = index > 0 ? index : 0; }
 
 extern "C" rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
     cuda_backend *cb = cu_create(err, errlen);
