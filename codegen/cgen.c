@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
 #include "fold.h"
 
 enum { K_NONE, K_EMIT, K_ALIAS, K_ZERO }; /* what a node becomes */
@@ -315,55 +316,12 @@ static int analyse(cgs *s) {
 
 /* ---- arena planning ------------------------------------------------------------------- */
 
-typedef struct blk { int64_t off, size; } blk;
-
 static int64_t aligned(int64_t floats) { return (floats + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
-
-/* Best fit among the free blocks fr[0..nf) (sorted by offset), else the top of the arena. */
-static int64_t take(blk *fr, int *nf, int64_t *top, int64_t need) {
-    int best = -1;
-    int64_t off;
-    for (int b = 0; b < *nf; b++)
-        if (fr[b].size >= need && (best < 0 || fr[b].size < fr[best].size)) best = b;
-    if (best >= 0) {
-        off = fr[best].off;
-        fr[best].off += need;
-        fr[best].size -= need;
-        if (!fr[best].size) { memmove(fr + best, fr + best + 1, (size_t)(*nf - best - 1) * sizeof *fr); (*nf)--; }
-    } else if (*nf && fr[*nf - 1].off + fr[*nf - 1].size == *top) { /* grow the block at the top */
-        off = fr[*nf - 1].off;
-        *top = off + need;
-        (*nf)--;
-    } else {
-        off = *top;
-        *top += need;
-    }
-    return off;
-}
-
-/* Returns [o, o + size) to the free list, merging with its neighbours. */
-static void give(blk *fr, int *nf, int64_t o, int64_t size) {
-    int b = 0;
-    while (b < *nf && fr[b].off < o) b++;
-    memmove(fr + b + 1, fr + b, (size_t)(*nf - b) * sizeof *fr);
-    fr[b] = (blk){o, size};
-    (*nf)++;
-    if (b + 1 < *nf && fr[b].off + fr[b].size == fr[b + 1].off) {
-        fr[b].size += fr[b + 1].size;
-        memmove(fr + b + 1, fr + b + 2, (size_t)(*nf - b - 2) * sizeof *fr);
-        (*nf)--;
-    }
-    if (b > 0 && fr[b - 1].off + fr[b - 1].size == fr[b].off) {
-        fr[b - 1].size += fr[b].size;
-        memmove(fr + b, fr + b + 1, (size_t)(*nf - b - 1) * sizeof *fr);
-        (*nf)--;
-    }
-}
 
 static int plan(cgs *s) {
     int n = s->n;
     int *last = malloc((size_t)n * sizeof *last);
-    blk *fr = malloc((size_t)(2 * s->n_sched + 2) * sizeof *fr);
+    cg_blk *fr = malloc((size_t)(2 * s->n_sched + 2) * sizeof *fr);
     if (!last || !fr) { free(last); free(fr); return fail(s, "out of memory"); }
     for (int i = 0; i < n; i++) { last[i] = -1; s->off[i] = -1; s->soff[i] = -1; }
     for (int t = 0; t < s->n_sched; t++) {
@@ -376,16 +334,16 @@ static int plan(cgs *s) {
     int64_t top = 0;
     for (int t = 0; t < s->n_sched; t++) {
         int i = s->sched[t];
-        if (i != s->out_owner) s->off[i] = take(fr, &nf, &top, aligned(per_sample(ND(s, i))));
+        if (i != s->out_owner) s->off[i] = cg_arena_take(fr, &nf, &top, aligned(per_sample(ND(s, i))));
         if (s->scratch[i] > 0) { /* placed while the inputs and the output are live, freed right away */
-            s->soff[i] = take(fr, &nf, &top, aligned(s->scratch[i]));
-            give(fr, &nf, s->soff[i], aligned(s->scratch[i]));
+            s->soff[i] = cg_arena_take(fr, &nf, &top, aligned(s->scratch[i]));
+            cg_arena_give(fr, &nf, s->soff[i], aligned(s->scratch[i]));
         }
         /* release what t read last (and an output nobody reads) */
         for (int u = 0; u <= t; u++) {
             int j = s->sched[u];
             if (s->off[j] < 0 || (last[j] != t && !(last[j] < 0 && u == t))) continue;
-            give(fr, &nf, s->off[j], aligned(per_sample(ND(s, j))));
+            cg_arena_give(fr, &nf, s->off[j], aligned(per_sample(ND(s, j))));
         }
     }
     s->arena_floats = top;

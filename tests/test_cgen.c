@@ -26,9 +26,12 @@
 #include <sys/wait.h>
 
 #include "codegen/cgen.h"
+#include "codegen/cgen_q.h"
+#include "codegen/onnx.h"
 #include "ir/ir.h"
 #include "ir/space.h"
 #include "runtime/runtime.h"
+#include "runtime/tensorfile.h"
 #include "testutil.h"
 
 #define TOL 1e-4
@@ -347,17 +350,25 @@ static void read_floats(const char *path, float *x, int64_t n) {
     fclose(f);
 }
 
-/* Runs exe on the first `batch` samples of each model and returns the worst error. */
-static double run_and_compare(const char *dir, const char *exe, ref *const *refs, const char *const *names, int n, int batch) {
-    char cmd[2048], a[512], o[512];
-    int len = snprintf(cmd, sizeof cmd, "cd %s && ./%s %d", dir, exe, batch);
+/* Runs exe (under the emulator `runner` unless it is "") on the first `batch` samples of
+ * each model's input; outputs land in DIR/NAME.out. */
+static void run_exe(const char *dir, const char *runner, const char *exe, ref *const *refs, const char *const *names, int n,
+                    int batch) {
+    char cmd[2048], a[512];
+    int len = snprintf(cmd, sizeof cmd, "cd %s && %s ./%s %d", dir, runner, exe, batch);
     for (int k = 0; k < n; k++) {
         snprintf(a, sizeof a, "%s/%s.in", dir, names[k]);
         write_floats(a, refs[k]->x, refs[k]->in_sz * batch);
         len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s.in %s.out", names[k], names[k]);
     }
     int rc = sh(cmd);
-    cr_assert(rc == 0, "%s at batch %d exited with %d", exe, batch, rc);
+    cr_assert(rc == 0, "%s %s at batch %d exited with %d", runner, exe, batch, rc);
+}
+
+/* Runs exe on the first `batch` samples of each model and returns the worst error. */
+static double run_and_compare(const char *dir, const char *exe, ref *const *refs, const char *const *names, int n, int batch) {
+    char o[512];
+    run_exe(dir, "", exe, refs, names, n, batch);
     double worst = 0;
     for (int k = 0; k < n; k++) {
         int64_t no = refs[k]->out_sz * batch, wi;
@@ -686,4 +697,291 @@ Test(cgen, freestanding_object_needs_only_libm_and_the_cpu_model) {
     }
     ref_free(&r);
     ir_graph_free(b.g);
+}
+
+/* ---- int8 ---------------------------------------------------------------------------------- */
+
+/* Every op the int8 emitter lowers: dense, depthwise (dilated), grouped strided, 1x3 and
+ * 1x1 convs, BN folded (affine and not) and unfolded, ReLU read through by convs and
+ * standalone (on 4-d and 2-d values), max and avg pools, a 3-term ADD, MEAN, a zero,
+ * FactorizedReduce's shift, a 5-way concat at different scales, slice, GAP, an
+ * intermediate and a final linear layer. */
+static built build_int8_ops(void) {
+    ir_graph *g = ir_graph_new("int8_ops");
+    built b = {g, -1, -1, -1, -1};
+    int x = ir_input(g, "x", IR_DTYPE_F32, 4, (int64_t[]){MAXB, 3, 12, 12});
+    b.input = x;
+    int c0 = bn(g, conv(g, x, 3, 8, 3, 3, 1, 1, 1, 1, 1), 8, 1);
+    int r0 = relu(g, c0);                                           /* read only by convs */
+    int dw = conv(g, r0, 8, 8, 3, 3, 1, 1, 1, 1, 8);
+    int pw = bn(g, conv(g, dw, 8, 8, 1, 1, 1, 0, 0, 1, 1), 8, 0);
+    int dd = conv(g, r0, 8, 8, 5, 5, 1, 4, 4, 2, 8);
+    int grp = conv(g, pw, 8, 8, 3, 3, 2, 1, 1, 1, 2);              /* 6x6 */
+    int as = conv(g, relu(g, dd), 8, 8, 1, 3, 1, 0, 1, 1, 1);
+    int mp = ir_pool(g, IR_OP_MAXPOOL, pw, 3, 1, 1, nm("maxpool"));
+    int ap = ir_pool(g, IR_OP_AVGPOOL, as, 3, 2, 1, nm("avgpool")); /* 6x6 */
+    int sum = ir_nary(g, IR_OP_ADD, 3, (int[]){mp, dd, relu(g, pw)}, nm("add"));
+    int mean = ir_nary(g, IR_OP_MEAN, 2, (int[]){sum, as}, nm("mean"));
+    int r1 = relu(g, bn(g, mean, 8, 1));                            /* unfolded BN; ReLU read by a shift */
+    int f1 = conv(g, r1, 8, 4, 1, 1, 2, 0, 0, 1, 1);
+    int f2 = conv(g, ir_unary(g, IR_OP_SHIFT, r1, nm("shift")), 8, 4, 1, 1, 2, 0, 0, 1, 1);
+    int cat = ir_nary(g, IR_OP_CONCAT, 5, (int[]){f1, f2, grp, ap, ir_zero(g, f1, 1, nm("zero"))}, nm("cat"));
+    int gp = ir_unary(g, IR_OP_GAP, ir_slice(g, cat, 2, 20, nm("slice")), nm("gap"));
+    int l1 = ir_linear(g, gp, prm(g, "l1w", 2, 12, 20, 1, 1, IR_ROLE_WEIGHT), prm(g, "lb", 1, 12, 1, 1, 1, IR_ROLE_WEIGHT), "l1");
+    b.output = b.logits = ir_linear(g, relu(g, l1), prm(g, "l2w", 2, 5, 12, 1, 1, IR_ROLE_WEIGHT), -1, "logits");
+    cr_assert(b.output >= 0 && ir_verify(g) == 0, "%s", ir_graph_error(g));
+    return b;
+}
+
+/* The reference with every value kept; absmax of each node over its MAXB samples (the
+ * calibration the driver does on training images). */
+static ref run_ref_calibrated(built *b, uint64_t seed, float **absmax) {
+    int n = ir_graph_num_nodes(b->g);
+    for (int i = 0; i < n; i++) ir_node_set_flags(b->g, i, IR_FLAG_OUTPUT);
+    ref r = run_ref(b, b->output, seed);
+    float *a = calloc(n > 0 ? (size_t)n : 1, sizeof *a);
+    for (int i = 0; i < n; i++) {
+        const ir_node *nd = ir_graph_node(b->g, i);
+        if (nd->op == IR_OP_PARAM || nd->dtype != IR_DTYPE_F32) continue;
+        int64_t k = ir_node_numel(nd);
+        float *v = malloc(sizeof(float) * (size_t)k);
+        cr_assert(rt_read(r.p, i, v, sizeof(float) * (size_t)k) == 0, "node %s", nd->name);
+        for (int64_t j = 0; j < k; j++) a[i] = fmaxf(a[i], fabsf(v[j]));
+        free(v);
+    }
+    *absmax = a;
+    return r;
+}
+
+static cg_model int8_model(built *b, ref *r, const float *absmax, const char *name) {
+    return (cg_model){.g = b->g, .values = r->vals, .input = b->input, .output = b->output, .name = name,
+                      .in_c = (int)ir_graph_node(b->g, b->input)->shape[1], .mean = {0.5f, 0.5f, 0.5f},
+                      .std = {0.25f, 0.25f, 0.25f}, .test_accuracy = -1, .absmax = absmax};
+}
+
+/* A driver for an integer-only model: quantises the float input file as the header says,
+ * runs NAME_infer_q and writes the int32 logits times NAME_OUTPUT_SCALE as floats: the
+ * float entry point's arithmetic, done outside the model. */
+static void write_driver_q(const char *dir, const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/drv_%s.c", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fprintf(f, "#include <stdio.h>\n#include <stdlib.h>\n#include \"%s.h\"\n", name);
+    put_tmpl(f,
+             "static float xin[@_MAX_BATCH * @_INPUT_SIZE], yout[@_MAX_BATCH * @_OUTPUT_SIZE];\n"
+             "static int8_t q[@_MAX_BATCH * @_INPUT_SIZE];\nstatic int32_t o[@_MAX_BATCH * @_OUTPUT_SIZE];\n"
+             "int main(int argc, char **argv) {\n"
+             "    int batch = argc == 4 ? atoi(argv[1]) : 0, ni, no, i;\n"
+             "    FILE *f;\n    if (batch < 1 || batch > @_MAX_BATCH) return 10;\n"
+             "    ni = batch * @_INPUT_SIZE;\n    no = batch * @_OUTPUT_SIZE;\n"
+             "    f = fopen(argv[2], \"rb\");\n"
+             "    if (!f || fread(xin, sizeof(float), (size_t)ni, f) != (size_t)ni) return 11;\n    fclose(f);\n"
+             "    for (i = 0; i < ni; i++) {\n"
+             "        float v = xin[i] / (float)@_INPUT_SCALE;\n"
+             "        v = v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v;\n"
+             "        q[i] = (int8_t)(v >= 0.0f ? (int)(v + 0.5f) : -(int)(0.5f - v));\n    }\n"
+             "    if (@_infer_q(q, o, batch)) return 13;\n"
+             "    for (i = 0; i < no; i++) yout[i] = (float)o[i] * (float)@_OUTPUT_SCALE;\n"
+             "    f = fopen(argv[3], \"wb\");\n"
+             "    if (!f || fwrite(yout, sizeof(float), (size_t)no, f) != (size_t)no) return 16;\n"
+             "    fclose(f);\n    return 0;\n}\n",
+             name);
+    fclose(f);
+}
+
+/* onnxruntime on the QDQ model (checked by onnx.checker and strict shape inference
+ * first) over the first `batch` samples of r's input; returns its logits (malloc'd). */
+static float *run_qdq(const char *dir, const char *onnx, const built *b, ref *r, int batch, int64_t *n_out) {
+    char in_path[512], out_path[512], cmd[4096], err[512];
+    snprintf(in_path, sizeof in_path, "%s/qdq_in.dtns", dir);
+    snprintf(out_path, sizeof out_path, "%s/qdq_out.dtns", dir);
+    const ir_node *xin = ir_graph_node(b->g, b->input);
+    int64_t dims[4] = {batch, xin->shape[1], xin->shape[2], xin->shape[3]};
+    rt_tf_writer *w = rt_tf_open_write(in_path, err, sizeof err);
+    cr_assert(w, "%s", err);
+    rt_tf_write(w, "input", RT_TF_F32, 4, dims, r->x);
+    cr_assert_eq(rt_tf_close_write(w, err, sizeof err), 0, "%s", err);
+    snprintf(cmd, sizeof cmd, "%s %s run --check %s %s %s", DARTSC_PYTHON, tu_src_path("tests/ref/onnx_check.py"), onnx,
+             in_path, out_path);
+    cr_assert_eq(system(cmd), 0, "onnx check/run of the QDQ model failed: %s", cmd);
+    rt_tf_file *f = rt_tf_read(out_path, err, sizeof err);
+    cr_assert(f, "%s", err);
+    const rt_tf_entry *y = rt_tf_find(f, "logits");
+    cr_assert(y && y->numel == r->out_sz * batch);
+    float *o = malloc(sizeof(float) * (size_t)y->numel);
+    memcpy(o, y->data, sizeof(float) * (size_t)y->numel);
+    *n_out = y->numel;
+    rt_tf_free(f);
+    return o;
+}
+
+/* The int8 C against onnxruntime on the QDQ model of the same integers, and against the
+ * float network, on the graph with every int8 op; gcc and clang; the integer-only
+ * variant's object built with -mgeneral-regs-only (gcc then refuses any float
+ * arithmetic) gives the float entry point's logits bit for bit.
+ * Tolerances, in units of the logits' largest magnitude L over the batch:
+ *  - C vs onnxruntime: 0.02 L. Both compute the same quantised network, but each requantises
+ *    with its own rounding (fixed-point multiplier and ties away from zero in the C, a
+ *    float scale and ties to even in onnxruntime): an int8 value now and then lands one
+ *    step apart and the step propagates through the next layers (measured: 0.004 L
+ *    here); a wrong scale, lowering or saturation is off by O(L).
+ *  - C vs the float network: 0.1 L. Quantisation error of ~20 int8 roundings in series
+ *    (measured 0.02-0.03 L here; a wrong scale is O(L)). */
+Test(cgen, int8_c_matches_onnxruntime_on_its_qdq_model_and_tracks_the_float_network) {
+    const char *dir = tu_tmpdir();
+    built b = build_int8_ops();
+    float *absmax;
+    ref r = run_ref_calibrated(&b, 13, &absmax);
+    char err[512], path[512], cmd[1024];
+    cg_model m = int8_model(&b, &r, absmax, "q8"), mi = int8_model(&b, &r, absmax, "q8i");
+    cr_assert(cg_c_write_int8(&m, &(cg_c_opts){.max_batch = MAXB}, 0, dir, err, sizeof err) == 0, "%s", err);
+    cr_assert(cg_c_write_int8(&mi, &(cg_c_opts){.max_batch = MAXB}, 1, dir, err, sizeof err) == 0, "%s", err);
+    snprintf(path, sizeof path, "%s/q8.onnx", dir);
+    cg_onnx_opts oo = cg_onnx_opts_default();
+    oo.int8 = 1;
+    cr_assert(cg_onnx_write(&m, &oo, path, err, sizeof err) == 0, "%s", err);
+    const char *name = "q8";
+    write_driver(dir, "drv_q8full.c", &name, 1);
+    write_driver_q(dir, "q8i");
+    compile(dir, "gcc", CFLAGS, "q8_gcc", "drv_q8full.c q8.c");
+    compile(dir, "clang", CFLAGS, "q8_clang", "drv_q8full.c q8.c");
+    snprintf(cmd, sizeof cmd, "cd %s && gcc %s -mgeneral-regs-only -c q8i.c -o q8i.o > q8i.log 2>&1", dir, CFLAGS);
+    cr_assert(sh(cmd) == 0, "the integer-only C does not build with -mgeneral-regs-only: see %s/q8i.log", dir);
+    compile(dir, "gcc", CFLAGS, "q8i_gcc", "drv_q8i.c q8i.o");
+    int64_t n_out = r.out_sz * MAXB, n_ort;
+    float *ort = run_qdq(dir, path, &b, &r, MAXB, &n_ort);
+    cr_assert_eq(n_ort, n_out);
+    float *y = malloc(sizeof(float) * (size_t)n_out), *yi = malloc(sizeof(float) * (size_t)n_out);
+    double L = 0;
+    for (int64_t i = 0; i < n_out; i++) L = fmax(L, fabs(r.y[i]));
+    const char *exes[2] = {"q8_gcc", "q8_clang"};
+    ref *rs[1] = {&r};
+    const char *qi = "q8i";
+    run_exe(dir, "", "q8i_gcc", rs, &qi, 1, MAXB);
+    snprintf(path, sizeof path, "%s/q8i.out", dir);
+    read_floats(path, yi, n_out);
+    for (int e = 0; e < 2; e++) {
+        run_exe(dir, "", exes[e], rs, &name, 1, MAXB);
+        snprintf(path, sizeof path, "%s/q8.out", dir);
+        read_floats(path, y, n_out);
+        double d_ort = 0, d_float = 0;
+        for (int64_t i = 0; i < n_out; i++) {
+            d_ort = fmax(d_ort, fabs(y[i] - ort[i]));
+            d_float = fmax(d_float, fabs(y[i] - r.y[i]));
+        }
+        cr_expect(d_ort <= 0.02 * L, "%s: int8 C vs onnxruntime QDQ %g (logits up to %g)", exes[e], d_ort, L);
+        cr_expect(d_float <= 0.1 * L, "%s: int8 C vs float network %g (logits up to %g)", exes[e], d_float, L);
+        cr_expect(memcmp(y, yi, sizeof(float) * (size_t)n_out) == 0, "%s: integer-only and float entry points differ", exes[e]);
+        fprintf(stderr, "cgen int8 (%s): |C - onnxruntime QDQ| <= %.3g L, |C - float| <= %.3g L (L = %.3g)\n", exes[e],
+                d_ort / L, d_float / L, L);
+    }
+    free(y);
+    free(yi);
+    free(ort);
+    free(absmax);
+    ref_free(&r);
+    ir_graph_free(b.g);
+}
+
+/* Refusals: no calibrated ranges, an op without an int8 lowering, logits not from a
+ * linear layer; each names what is wrong. */
+Test(cgen, int8_refuses_uncalibrated_models_and_unsupported_ops) {
+    built b = build_every_op();
+    float *absmax;
+    ref r = run_ref_calibrated(&b, 3, &absmax);
+    char err[512];
+    cg_model m = int8_model(&b, &r, absmax, "q");
+    m.output = b.logits;
+    cr_expect(cg_c_write_int8(&m, NULL, 0, tu_tmpdir(), err, sizeof err) != 0);
+    cr_expect(strstr(err, "sig") && strstr(err, "not supported by the int8 C emitter"), "%s", err);
+    ref_free(&r);
+    ir_graph_free(b.g);
+    free(absmax);
+    b = build_int8_ops();
+    r = run_ref_calibrated(&b, 3, &absmax);
+    m = int8_model(&b, &r, absmax, "q");
+    m.absmax = NULL;
+    cr_expect(cg_c_write_int8(&m, NULL, 0, tu_tmpdir(), err, sizeof err) != 0);
+    cr_expect(strstr(err, "calibrated"), "%s", err);
+    m.absmax = absmax;
+    m.output = ir_unary(b.g, IR_OP_GAP, b.input, "pooled_input");
+    cr_expect(cg_c_write_int8(&m, NULL, 0, tu_tmpdir(), err, sizeof err) != 0);
+    cr_expect(strstr(err, "linear layer") && strstr(err, "pooled_input"), "%s", err);
+    ref_free(&r);
+    ir_graph_free(b.g);
+    free(absmax);
+}
+
+/* ---- other targets ------------------------------------------------------------------------- */
+
+/* Portable means tested: the float C of the graph with every op and the int8 C of the
+ * graph with every int8 op, cross-compiled with Debian's gcc for aarch64 (the GNU C
+ * vectors as NEON, and the plain C99 loops), 32-bit ARM (NEON) and riscv64 (vectors
+ * lowered to scalar code), statically linked and run under qemu-user, against the x86-64
+ * build of the same source on the same inputs. Float: max relative error <= 1e-4 (TOL,
+ * FLOOR) against both x86 and dartsc's runtime, for the reasons in the file comment
+ * (contraction into FMA differs by target, so bits may differ). int8: bit for bit the
+ * x86 output (integer arithmetic; the float entry point's quantisation and scaling are
+ * single IEEE operations). Needs scripts/setup's gcc-*-linux-gnu* and qemu-user. */
+Test(cgen, cross_compiled_c_runs_alike_on_aarch64_arm_and_riscv64_under_qemu, .timeout = 900) {
+    static const char *const tools[] = {"aarch64-linux-gnu-gcc", "arm-linux-gnueabihf-gcc", "riscv64-linux-gnu-gcc",
+                                        "qemu-aarch64", "qemu-arm", "qemu-riscv64"};
+    char cmd[2048], path[512];
+    for (size_t k = 0; k < sizeof tools / sizeof *tools; k++) {
+        snprintf(cmd, sizeof cmd, "command -v %s > /dev/null", tools[k]);
+        cr_assert(sh(cmd) == 0, "%s is not installed: run scripts/setup", tools[k]);
+    }
+    const char *dir = tu_tmpdir();
+    built f = build_every_op(), q = build_int8_ops();
+    float *absmax;
+    ref rf = run_ref(&f, f.output, 21), rq = run_ref_calibrated(&q, 22, &absmax);
+    char err[512];
+    gen(&f, &rf, f.output, "xf", 0, dir);
+    cg_model m = int8_model(&q, &rq, absmax, "xq");
+    cr_assert(cg_c_write_int8(&m, &(cg_c_opts){.max_batch = MAXB}, 0, dir, err, sizeof err) == 0, "%s", err);
+    const char *names[2] = {"xf", "xq"};
+    ref *rs[2] = {&rf, &rq};
+    write_driver(dir, "drvx.c", names, 2);
+    compile(dir, "gcc", CFLAGS, "x86", "drvx.c xf.c xq.c");
+    run_exe(dir, "", "x86", rs, names, 2, MAXB);
+    int64_t nf = rf.out_sz * MAXB, nq = rq.out_sz * MAXB;
+    float *f86 = malloc(sizeof(float) * (size_t)nf), *q86 = malloc(sizeof(float) * (size_t)nq);
+    float *fx = malloc(sizeof(float) * (size_t)nf), *qx = malloc(sizeof(float) * (size_t)nq);
+    snprintf(path, sizeof path, "%s/xf.out", dir);
+    read_floats(path, f86, nf);
+    snprintf(path, sizeof path, "%s/xq.out", dir);
+    read_floats(path, q86, nq);
+    static const struct { const char *cc, *flags, *runner, *exe; } T[] = {
+        {"aarch64-linux-gnu-gcc", "", "qemu-aarch64", "aarch64"},
+        {"aarch64-linux-gnu-gcc", "-Dxf_PLAIN_C", "qemu-aarch64", "aarch64_plain"},
+        {"arm-linux-gnueabihf-gcc", "-mfpu=neon", "qemu-arm", "armv7_neon"},
+        {"riscv64-linux-gnu-gcc", "", "qemu-riscv64", "riscv64"},
+    };
+    for (size_t t = 0; t < sizeof T / sizeof *T; t++) {
+        char flags[512];
+        snprintf(flags, sizeof flags, "%s -static %s", CFLAGS, T[t].flags);
+        compile(dir, T[t].cc, flags, T[t].exe, "drvx.c xf.c xq.c");
+        run_exe(dir, T[t].runner, T[t].exe, rs, names, 2, MAXB);
+        snprintf(path, sizeof path, "%s/xf.out", dir);
+        read_floats(path, fx, nf);
+        snprintf(path, sizeof path, "%s/xq.out", dir);
+        read_floats(path, qx, nq);
+        int64_t wi, wj;
+        double e86 = tu_max_rel_err(fx, f86, nf, FLOOR, &wi), ert = tu_max_rel_err(fx, rf.y, nf, FLOOR, &wj);
+        cr_expect(e86 <= TOL, "%s: float C vs x86-64 max rel err %g at %lld", T[t].exe, e86, (long long)wi);
+        cr_expect(ert <= TOL, "%s: float C vs runtime max rel err %g at %lld", T[t].exe, ert, (long long)wj);
+        cr_expect(memcmp(qx, q86, sizeof(float) * (size_t)nq) == 0, "%s: int8 C differs from x86-64", T[t].exe);
+        fprintf(stderr, "cgen %s under %s: float vs x86-64 %.3g, vs runtime %.3g; int8 %s\n", T[t].exe, T[t].runner, e86, ert,
+                memcmp(qx, q86, sizeof(float) * (size_t)nq) ? "DIFFERS" : "bit-identical");
+    }
+    free(f86);
+    free(q86);
+    free(fx);
+    free(qx);
+    free(absmax);
+    ref_free(&rf);
+    ref_free(&rq);
+    ir_graph_free(f.g);
+    ir_graph_free(q.g);
 }
