@@ -384,11 +384,13 @@ static double run_and_compare(const char *dir, const char *exe, ref *const *refs
     return worst;
 }
 
-/* gcc and clang at the strict flags, batches 1, 3 and the maximum; then the code paths
- * other targets and compilers take, on this machine: the plain C99 loops (what a compiler
- * without GNU vector extensions compiles) and the vector code without runtime dispatch
- * (16-float vectors lowered to the baseline target's 128-bit SSE, as on NEON). */
-static void check_model(built *b, int output, const char *name, int no_fold) {
+/* gcc and clang at the strict flags, batches 1, 3 and the maximum; then (n_builds 4) the
+ * code paths other targets and compilers take, on this machine: the plain C99 loops (what
+ * a compiler without GNU vector extensions compiles) and the vector code without runtime
+ * dispatch (16-float vectors lowered to the baseline target's 128-bit SSE, as on NEON).
+ * The unfolded and eval-network variants take only gcc and clang: the other two paths
+ * are the same emitter code, covered by the folded every-op and DARTS_V2 graphs. */
+static void check_model(built *b, int output, const char *name, int no_fold, int n_builds) {
     const char *dir = tu_tmpdir();
     ref r = run_ref(b, output, 11);
     gen(b, &r, output, name, no_fold, dir);
@@ -399,7 +401,7 @@ static void check_model(built *b, int output, const char *name, int no_fold) {
     const char *defs[4] = {"", "", "_PLAIN_C", "_NO_DISPATCH"};
     ref *rs[1] = {&r};
     double worst = 0;
-    for (int c = 0; c < 4; c++) {
+    for (int c = 0; c < n_builds; c++) {
         char flags[512];
         snprintf(flags, sizeof flags, "%s%s%s%s", CFLAGS, *defs[c] ? " -D" : "", *defs[c] ? name : "", defs[c]);
         compile(dir, ccs[c], flags, exes[c], srcs);
@@ -409,25 +411,25 @@ static void check_model(built *b, int output, const char *name, int no_fold) {
             if (e > worst) worst = e;
         }
     }
-    fprintf(stderr, "cgen %s: max rel err vs runtime %.3g (gcc, clang, plain C, no dispatch; batch 1, 3, %d)\n", name,
-            worst, MAXB);
+    fprintf(stderr, "cgen %s: max rel err vs runtime %.3g (%s; batch 1, 3, %d)\n", name, worst,
+            n_builds == 4 ? "gcc, clang, plain C, no dispatch" : "gcc, clang", MAXB);
     ref_free(&r);
     ir_graph_free(b->g);
 }
 
 Test(cgen, every_op_with_bn_folded_matches_runtime_under_gcc_and_clang) {
     built b = build_every_op();
-    check_model(&b, b.output, "every_op", 0);
+    check_model(&b, b.output, "every_op", 0, 4);
 }
 
 Test(cgen, every_op_with_bn_unfolded_matches_runtime_logits) {
     built b = build_every_op();
-    check_model(&b, b.logits, "every_op_nf", 1);
+    check_model(&b, b.logits, "every_op_nf", 1, 2);
 }
 
 Test(cgen, darts_v2_network_matches_runtime_under_gcc_and_clang) {
     built b = build_darts(8, 5, 10);
-    check_model(&b, b.output, "darts_v2", 0);
+    check_model(&b, b.output, "darts_v2", 0, 4);
 }
 
 /* The evaluation network dartsc builds from the DARTS_V2 genotype (C=8, 6 cells, 32x32),
@@ -441,7 +443,7 @@ Test(cgen, darts_v2_eval_network_from_space_matches_runtime) {
     cr_assert(ir_space_build_eval(&sp, &gt, &(ir_eval_opts){.C = 8, .layers = 6, .batch = MAXB, .drop_path = 1}, &net) == 0,
               "%s", net.error);
     built b = {net.graph, net.images, net.logits, net.logits, net.labels};
-    check_model(&b, b.output, "darts_eval", 0);
+    check_model(&b, b.output, "darts_eval", 0, 2);
     net.graph = NULL;
     ir_net_free(&net);
 }
@@ -984,4 +986,65 @@ Test(cgen, cross_compiled_c_runs_alike_on_aarch64_arm_and_riscv64_under_qemu, .t
     ref_free(&rq);
     ir_graph_free(f.g);
     ir_graph_free(q.g);
+}
+
+/* ---- stack --------------------------------------------------------------------------------- */
+
+/* Peak stack of the entry points from gcc's -fstack-usage: the generated call graph is
+ * entry point -> infer_with_arena (-> run, int8) -> op -> helper, with no recursion, so
+ * the sum of the entry chain's frames, the largest op frame and the largest helper frame
+ * bounds it. Every frame must be static (no VLA, no alloca). Returns the bound in bytes. */
+static long stack_peak(const char *dir, const char *name, const char *cc, const char *flags) {
+    char cmd[1024], path[512], line[1024];
+    snprintf(cmd, sizeof cmd, "cd %s && %s %s %s -fstack-usage -c %s.c -o %s_su.o > %s_su.log 2>&1", dir, cc, CFLAGS, flags,
+             name, name, name);
+    cr_assert(sh(cmd) == 0, "%s %s -fstack-usage failed", cc, flags);
+    snprintf(path, sizeof path, "%s/%s_su.su", dir, name);
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "no %s", path);
+    long chain = 0, op = 0, helper = 0;
+    int n = 0;
+    size_t L = strlen(name);
+    while (fgets(line, sizeof line, f)) {
+        char *t1 = strchr(line, '\t'), *fn;
+        cr_assert(t1, "bad line in %s: %s", path, line);
+        *t1 = 0;
+        fn = strrchr(line, ':');
+        fn = fn ? fn + 1 : line;
+        long bytes = strtol(t1 + 1, NULL, 10);
+        cr_expect(strstr(t1 + 1, "static") && !strstr(t1 + 1, "dynamic"), "%s: %s has a %s", path, fn, t1 + 1);
+        const char *rest = !strncmp(fn, name, L) && fn[L] == '_' ? fn + L + 1 : "";
+        if (!strncmp(rest, "infer", 5) || !strncmp(rest, "run", 3)) chain += bytes; /* clones included: an upper bound */
+        else if (!strncmp(rest, "op", 2)) op = bytes > op ? bytes : op;
+        else helper = bytes > helper ? bytes : helper;
+        n++;
+    }
+    fclose(f);
+    cr_assert(n > 0, "%s is empty", path);
+    return chain + op + helper;
+}
+
+/* The float and the int8 C of a small DARTS network (C=4, 3 cells): stack bounded and small, measured
+ * by gcc -O2 for x86-64 (with the dispatch clones) and aarch64. Bounds: 16 KiB float (the
+ * vector tiles keep up to 16 64-byte accumulators and gcc spills some), 2 KiB int8 (scalar
+ * integer loops); the figures are in docs/BENCHMARKS.md. */
+Test(cgen, stack_of_the_inference_functions_is_static_and_bounded) {
+    const char *dir = tu_tmpdir();
+    built d = build_darts(4, 3, 10);
+    float *absmax;
+    ref r = run_ref_calibrated(&d, 7, &absmax);
+    char err[512];
+    gen(&d, &r, d.output, "sf", 0, dir);
+    cg_model m = int8_model(&d, &r, absmax, "sq");
+    cr_assert(cg_c_write_int8(&m, NULL, 0, dir, err, sizeof err) == 0, "%s", err);
+    const char *ccs[2] = {"gcc", "aarch64-linux-gnu-gcc"};
+    for (int c = 0; c < 2; c++) {
+        long fl = stack_peak(dir, "sf", ccs[c], "-O2"), q8 = stack_peak(dir, "sq", ccs[c], "-O2");
+        cr_expect(fl > 0 && fl <= 16384, "%s: float C stack bound %ld bytes", ccs[c], fl);
+        cr_expect(q8 > 0 && q8 <= 2048, "%s: int8 C stack bound %ld bytes", ccs[c], q8);
+        fprintf(stderr, "cgen stack (%s -O2, DARTS C=4 3 cells): float <= %ld bytes, int8 <= %ld bytes\n", ccs[c], fl, q8);
+    }
+    free(absmax);
+    ref_free(&r);
+    ir_graph_free(d.g);
 }
