@@ -112,10 +112,12 @@ static int check_export_paths(const char *onnx_path, const char *c_dir, const ch
 }
 
 /* int8 export: the largest |value| of every node of the inference network over the first
- * n training images (no augmentation), into absmax[0 .. the network's node count). */
+ * n training images (no augmentation), into absmax[0 .. the network's node count). Runs
+ * in batches of up to 32; a short last batch reads only its own samples. */
 static int calibrate(const ir_space *sp, const ir_genotype *gt, const char *weights, int n, float *absmax, int n_nodes,
                      char *err, size_t errlen) {
-    ir_eval_opts eo = {.C = sp->train_C, .layers = sp->train_layers, .batch = 1, .aux = 0, .drop_path = 0};
+    int B = n < 32 ? n : 32;
+    ir_eval_opts eo = {.C = sp->train_C, .layers = sp->train_layers, .batch = B, .aux = 0, .drop_path = 0};
     ir_net net;
     if (ir_space_build_eval(sp, gt, &eo, &net)) {
         snprintf(err, errlen, "%s", net.error);
@@ -132,13 +134,13 @@ static int calibrate(const ir_space *sp, const ir_genotype *gt, const char *weig
         ir_node_set_flags(net.graph, i, IR_FLAG_OUTPUT); /* every value kept after the pass */
         if (ir_node_numel(ir_graph_node(net.graph, i)) > biggest) biggest = ir_node_numel(ir_graph_node(net.graph, i));
     }
-    float *v = malloc((size_t)biggest * sizeof *v), *x = malloc((size_t)in_sz * sizeof *x);
-    int32_t y = 0;
+    float *v = malloc((size_t)biggest * sizeof *v), *x = malloc((size_t)B * (size_t)in_sz * sizeof *x);
+    int32_t *y = calloc((size_t)B, sizeof *y);
     if (nn != n_nodes) {
         snprintf(err, errlen, "internal: calibration network has %d nodes, export network %d", nn, n_nodes);
         goto out;
     }
-    if (!v || !x) {
+    if (!v || !x || !y) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
@@ -147,19 +149,20 @@ static int calibrate(const ir_space *sp, const ir_genotype *gt, const char *weig
     if (!p || sr_weights_load(p, weights, err, errlen) || sr_data_load(sp, 1, &ds, err, errlen)) goto out;
     if (n > ds.n) n = ds.n;
     ir_train_config tc = sp->train;
-    tc.batch = 1;
+    tc.batch = B;
     rt_loader_cfg cfg = sr_loader_cfg(sp, &tc, 0);
     if (rt_data_subset(&ds, 0, n, &view) || rt_loader_init(&l, &view, &cfg, err, errlen)) goto out;
     loader = 1;
     for (int i = 0; i < nn; i++) absmax[i] = 0;
-    while (rt_loader_next(&l, x, &y, &got)) {
-        rt_set_input(p, net.images, x, (size_t)in_sz * sizeof *x);
-        rt_set_input(p, net.labels, &y, sizeof y);
+    while (rt_loader_next(&l, x, y, &got)) {
+        rt_set_input(p, net.images, x, (size_t)B * (size_t)in_sz * sizeof *x);
+        rt_set_input(p, net.labels, y, (size_t)B * sizeof *y);
         rt_forward(p, 0);
         for (int i = 0; i < nn; i++) {
             const ir_node *nd = ir_graph_node(net.graph, i);
             int64_t k = ir_node_numel(nd);
             if (nd->op == IR_OP_PARAM || nd->dtype != IR_DTYPE_F32 || rt_read(p, i, v, (size_t)k * sizeof *v)) continue;
+            if (nd->ndim > 0 && nd->shape[0] == B) k = k / B * got; /* batch-major: the loaded samples only */
             for (int64_t j = 0; j < k; j++) absmax[i] = fmaxf(absmax[i], fabsf(v[j]));
         }
     }
@@ -172,6 +175,7 @@ out:
     ir_net_free(&net);
     free(v);
     free(x);
+    free(y);
     return rc;
 }
 

@@ -25,6 +25,8 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include <jansson.h>
+
 #include "codegen/cgen.h"
 #include "codegen/cgen_q.h"
 #include "codegen/onnx.h"
@@ -1047,4 +1049,62 @@ Test(cgen, stack_of_the_inference_functions_is_static_and_bounded) {
     free(absmax);
     ref_free(&r);
     ir_graph_free(d.g);
+}
+
+/* int8 end to end on a trained network: tests/golden/int8 holds a small DARTS network
+ * (C 8, 3 cells, trained for one epoch on 24,000 Fashion-MNIST images; its README says
+ * how it was made). `dartsc export --int8 --calibrate 256` (C and QDQ ONNX) and
+ * `--integer-only`, against the float export, on all 10,000 test images
+ * (tests/ref/check_int8.py): the int8 C within 1 point of the float C's accuracy (#24),
+ * onnxruntime on the QDQ model agreeing with the int8 C on >= 99.5 % of the images (#24;
+ * both compute the same integers and differ only in requantisation rounding ties), the
+ * integer-only C on every image (same body, the quantisation moved to the caller), and
+ * the float C with onnxruntime on the float model on every image (as test_run). */
+Test(cgen, int8_export_of_a_trained_network_keeps_its_accuracy, .timeout = 900) {
+    const char *bin = getenv("DARTSC_BIN");
+    cr_assert(bin, "DARTSC_BIN not set (ctest sets it)");
+    const char *dir = tu_tmpdir();
+    char cmd[4096];
+    char gold[512];
+    snprintf(gold, sizeof gold, "%s", tu_src_path("tests/golden/int8")); /* tu_src_path's buffer is static */
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/run && cp %s/space.dartsc %s/genotype.json %s/model.dtns %s/run/", dir, gold, gold,
+             gold, dir);
+    cr_assert(sh(cmd) == 0, "%s", cmd);
+    const char *exports[3] = {"--c %s/f --onnx %s/f.onnx", "--int8 --calibrate 256 --c %s/q --onnx %s/q.onnx",
+                              "--int8 --integer-only --calibrate 256 --c %s/i --onnx %s/i.onnx"};
+    for (int k = 0; k < 3; k++) {
+        char args[1024];
+        snprintf(args, sizeof args, exports[k], dir, dir);
+        snprintf(cmd, sizeof cmd, "%s export %s/run %s > %s/export%d.log 2>&1", bin, dir, args, dir, k);
+        cr_assert(sh(cmd) == 0, "dartsc export %s failed: see %s/export%d.log", args, dir, k);
+    }
+    const char *drivers[3] = {"cgen_predict.c", "cgen_predict.c", "cgen_predict_q.c"}, *sub[3] = {"f", "q", "i"};
+    for (int k = 0; k < 3; k++) {
+        char srcs[1024], flags[1024], exe[64], rel[128];
+        snprintf(rel, sizeof rel, "tests/ref/%s", drivers[k]);
+        snprintf(srcs, sizeof srcs, "%s %s/model.c", tu_src_path(rel), sub[k]);
+        snprintf(flags, sizeof flags, "%s -march=native -I%s/%s", CFLAGS, dir, sub[k]); /* int8 C: 2x faster */
+        snprintf(exe, sizeof exe, "%s/predict", sub[k]);
+        compile(dir, "gcc", flags, exe, srcs);
+    }
+    snprintf(cmd, sizeof cmd, "%s %s %s 10000 > %s/res.json", DARTSC_PYTHON, tu_src_path("tests/ref/check_int8.py"), dir, dir);
+    cr_assert(sh(cmd) == 0, "check_int8.py failed: %s", cmd);
+    char path[512];
+    snprintf(path, sizeof path, "%s/res.json", dir);
+    json_error_t je;
+    json_t *res = json_load_file(path, 0, &je);
+    cr_assert(res, "%s: %s", path, je.text);
+    double acc_f = json_number_value(json_object_get(res, "acc_c_float")), acc_q = json_number_value(json_object_get(res, "acc_c_int8"));
+    double agree_ort = json_number_value(json_object_get(res, "agree_c_int8_ort_qdq"));
+    double agree_io = json_number_value(json_object_get(res, "agree_c_int8_integer_only"));
+    double agree_f = json_number_value(json_object_get(res, "agree_c_float_ort_float"));
+    cr_expect(acc_f > 0.6, "the fixture's float accuracy %.4f: not a trained network", acc_f);
+    cr_expect(acc_q >= acc_f - 0.01, "int8 C accuracy %.4f vs float %.4f: more than 1 point lost", acc_q, acc_f);
+    cr_expect(agree_ort >= 0.995, "int8 C and onnxruntime QDQ agree on %.4f of the images", agree_ort);
+    cr_expect(agree_io == 1.0, "integer-only and float-entry int8 C agree on %.4f of the images", agree_io);
+    cr_expect(agree_f == 1.0, "float C and onnxruntime agree on %.4f of the images", agree_f);
+    fprintf(stderr, "cgen int8 end to end (10,000 test images): float C %.4f, int8 C %.4f, QDQ onnxruntime %.4f; int8 C = "
+                    "QDQ on %.4f, = integer-only on %.4f\n",
+            acc_f, acc_q, json_number_value(json_object_get(res, "acc_ort_qdq")), agree_ort, agree_io);
+    json_decref(res);
 }
