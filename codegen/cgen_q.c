@@ -174,10 +174,10 @@ static int analyse(qs *s) {
     return 0;
 }
 
-/* Bytes of arena scratch an op needs while it runs: a conv's int32 accumulator plane. */
+/* Bytes of arena scratch an op needs while it runs: a conv's or avg pool's int32 plane. */
 static int64_t scratch_of(const qs *s, int i) {
     const ir_node *nd = ND(s, i);
-    return nd->op == IR_OP_CONV2D ? 4 * plane_of(nd) : 0;
+    return nd->op == IR_OP_CONV2D || nd->op == IR_OP_AVGPOOL ? 4 * plane_of(nd) : 0;
 }
 
 /* The greedy liveness rule of cgen.c, in bytes. With the float entry points, the
@@ -429,27 +429,41 @@ static void emit_conv(qs *s, int i, qsrc x) {
     W("    }\n}\n");
 }
 
+/* Pools tap by tap, like the convolutions: max straight into the output plane (started
+ * at -128), avg into an int32 plane in the scratch, each tap over its valid rows and
+ * columns only; avg then requantises by the in-bounds count of each window (padding is
+ * not counted), the product of its valid rows and columns. */
 static int emit_pool(qs *s, int i, qsrc x) {
     const ir_node *nd = ND(s, i), *xn = ND(s, x.node);
     const char *P = s->P;
     int k = (int)nd->iattr[IR_A_POOL_K], st = (int)nd->iattr[IR_A_POOL_STRIDE], pad = (int)nd->iattr[IR_A_POOL_PAD];
     int C = (int)xn->shape[1], H = (int)xn->shape[2], Wd = (int)xn->shape[3], Pp = (int)nd->shape[2], Q = (int)nd->shape[3];
-    int avg = nd->op == IR_OP_AVGPOOL;
-    W("    for (int c = 0; c < %d; c++)\n        for (int p = 0; p < %d; p++)\n            for (int q = 0; q < %d; q++) {\n",
-      C, Pp, Q);
-    W("                const int h0 = p * %d - %d, w0 = q * %d - %d;\n", st, pad, st, pad);
-    W(avg ? "                int32_t sum = 0, cnt = 0;\n" : "                int best = -128;\n");
-    W("                for (int r = h0 < 0 ? 0 : h0; r < h0 + %d && r < %d; r++)\n", k, H);
-    W("                    for (int t = w0 < 0 ? 0 : w0; t < w0 + %d && t < %d; t++) {\n", k, Wd);
-    W("                        const int v = %s%s(x0[(c * %d + r) * %d + t]);\n", P, rdx(x.relu), H, Wd);
-    W(avg ? "                        sum += v;\n                        cnt++;\n" : "                        if (v > best) best = v;\n");
-    W("                    }\n");
-    if (avg)
-        W("                y[(c * %d + p) * %d + q] = %s_q8(%s_rs((int64_t)sum * %s_m%d[cnt], %s_s%d[cnt]));\n", Pp, Q, P, P,
-          P, i, P, i);
-    else
-        W("                y[(c * %d + p) * %d + q] = (int8_t)best;\n", Pp, Q);
-    W("            }\n}\n");
+    int avg = nd->op == IR_OP_AVGPOOL, PQ = Pp * Q;
+    W("    for (int c = 0; c < %d; c++) {\n", C);
+    if (avg) W("        int32_t *restrict pl = acc;\n        for (int i = 0; i < %d; i++) pl[i] = 0;\n", PQ);
+    else W("        int8_t *restrict pl = y + c * %d;\n        for (int i = 0; i < %d; i++) pl[i] = -128;\n", PQ, PQ);
+    W("        for (int r = 0; r < %d; r++) {\n", k);
+    W("            const int p0 = %s_lo(%d - r, %d), p1 = %s_hi(%d - r, %d, %d);\n", P, pad, st, P, H - 1 + pad, st, Pp);
+    W("            for (int t = 0; t < %d; t++) {\n", k);
+    W("                const int q0 = %s_lo(%d - t, %d), q1 = %s_hi(%d - t, %d, %d);\n", P, pad, st, P, Wd - 1 + pad, st, Q);
+    W("                for (int p = p0; p < p1; p++) {\n");
+    W("                    const int8_t *restrict xr = x0 + (c * %d + p * %d - %d + r) * %d;\n", H, st, pad, Wd);
+    W(avg ? "                    int32_t *restrict pr = pl + p * %d;\n" : "                    int8_t *restrict pr = pl + p * %d;\n", Q);
+    W("                    for (int q = q0; q < q1; q++) {\n");
+    W("                        const int v = %s%s(xr[q * %d - %d + t]);\n", P, rdx(x.relu), st, pad);
+    W(avg ? "                        pr[q] += v;\n" : "                        pr[q] = (int8_t)(v > pr[q] ? v : pr[q]);\n");
+    W("                    }\n                }\n            }\n        }\n");
+    if (avg) {
+        W("        for (int p = 0; p < %d; p++) {\n", Pp);
+        W("            const int h0 = p * %d - %d, rows = (h0 + %d < %d ? h0 + %d : %d) - (h0 > 0 ? h0 : 0);\n", st, pad, k, H, k, H);
+        W("            for (int q = 0; q < %d; q++) {\n", Q);
+        W("                const int w0 = q * %d - %d, n = rows * ((w0 + %d < %d ? w0 + %d : %d) - (w0 > 0 ? w0 : 0));\n", st, pad,
+          k, Wd, k, Wd);
+        W("                y[c * %d + p * %d + q] = %s_q8(%s_rs((int64_t)pl[p * %d + q] * %s_m%d[n], %s_s%d[n]));\n", PQ, Q, P, P,
+          Q, P, i, P, i);
+        W("            }\n        }\n");
+    }
+    W("    }\n}\n");
     return 0;
 }
 
