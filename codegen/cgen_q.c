@@ -11,11 +11,11 @@
 #include <string.h>
 
 #include "arena.h"
+#include "ctext.h"
 #include "fold.h"
 #include "quant.h"
 
 #define ALIGN_BYTES 16
-#define MAX_NAME 40
 #define MAX_SRC (IR_MAX_IATTR + 8)
 
 typedef struct qsrc {
@@ -84,41 +84,13 @@ static int op_srcs(const qs *s, int i, qsrc *out) {
 
 /* ---- analysis --------------------------------------------------------------------------- */
 
-static int check_name(qs *s, const char *name) {
-    if (!name || !*name) return fail(s, "the model needs a name (a C identifier)");
-    size_t L = strlen(name);
-    if (L > MAX_NAME) return fail(s, "model name '%s' is longer than %d characters", name, MAX_NAME);
-    if (!((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= 'A' && name[0] <= 'Z')))
-        return fail(s, "model name '%s' must start with a letter (it prefixes every C symbol)", name);
-    for (size_t i = 0; i < L; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
-            return fail(s, "model name '%s' is not a C identifier (letters, digits, '_')", name);
-    }
-    return 0;
-}
-
 static int analyse(qs *s) {
     const cg_model *m = s->m;
     int n = s->n;
-    if (m->input < 0 || m->input >= n || ND(s, m->input)->op != IR_OP_INPUT)
-        return fail(s, "model input %d is not an input node", m->input);
-    const ir_node *xin = ND(s, m->input);
-    if (xin->ndim != 4 || xin->dtype != IR_DTYPE_F32)
-        return fail(s, "input '%s' must be a float (N, C, H, W) tensor", xin->name);
-    if (m->output < 0 || m->output >= n) return fail(s, "model output %d is not a node", m->output);
+    if (cg_model_check_io(m, s->err, s->errlen)) return -1;
     const ir_node *xo = ND(s, m->output);
-    if (xo->ndim != 2 || xo->shape[0] != xin->shape[0])
-        return fail(s, "output '%s' must be a (N, classes) tensor with the input's batch", xo->name);
-    if (m->class_names && m->n_classes != xo->shape[1])
-        return fail(s, "%d class names for %lld outputs of '%s'", m->n_classes, (long long)xo->shape[1], xo->name);
-    s->need[m->output] = 1;
-    for (int i = n - 1; i >= 0; i--) {
-        if (!s->need[i]) continue;
-        const ir_node *nd = ND(s, i);
-        for (int j = 0; j < nd->n_inputs; j++)
-            if (nd->inputs[j] >= 0) s->need[nd->inputs[j]] = 1;
-    }
+    if (xo->ndim != 2) return fail(s, "output '%s' must be a (N, classes) tensor", xo->name);
+    cg_mark_needed(s->g, m->output, s->need);
     for (int i = 0; i < n; i++) {
         s->rep[i] = i;
         if (!s->need[i]) continue;
@@ -222,24 +194,6 @@ static int plan(qs *s) {
 
 /* ---- writing helpers ------------------------------------------------------------------------ */
 
-static void put_comment_text(qs *s, const char *t) {
-    for (; *t; t++) {
-        if (t[0] == '*' && t[1] == '/') { W("* /"); t++; continue; }
-        fputc((unsigned char)*t < 32 || (unsigned char)*t == 127 ? '?' : *t, s->f);
-    }
-}
-
-static void put_c_string(qs *s, const char *t) {
-    fputc('"', s->f);
-    for (; *t; t++) {
-        unsigned char c = (unsigned char)*t;
-        if (c == '"' || c == '\\') W("\\%c", c);
-        else if (c < 32 || c >= 127) W("\\%03o", c);
-        else fputc(c, s->f);
-    }
-    fputc('"', s->f);
-}
-
 /* Integer constant arrays: int8 weights, int32 biases and multipliers, shifts. */
 static void put_ints(qs *s, const char *type, int bytes, const char *what, int node, const long long *v, int64_t count) {
     s->weight_bytes += count * bytes;
@@ -318,7 +272,7 @@ static int write_weights(qs *s, int i) {
             bv[c] = fabs(bb) < 0x1p61 ? llround(bb) : (bb > 0 ? (1LL << 61) : -(1LL << 61));
         }
         W("/* batchnorm '");
-        put_comment_text(s, nd->name);
+        cg_put_comment_text(s->f, nd->name, " * ");
         W("': q_y = (q_x * m[c] + b[c]) / 2^%d */\n", S);
         put_ints(s, "int32_t", 4, "m", i, mv, C);
         s->weight_bytes += 8LL * C;
@@ -350,7 +304,7 @@ static int write_weights(qs *s, int i) {
     }
     cg_q_weights(wq, sw, wf, K, per_k);
     W("/* %s '", ir_op_name(nd->op));
-    put_comment_text(s, nd->name);
+    cg_put_comment_text(s->f, nd->name, " * ");
     W("': int8 weights (%d, %lld) at per-channel scales%s, int32 bias at s_x * s_w[k] */\n", K, (long long)per_k,
       bn >= 0 ? ", BN folded" : "");
     for (int64_t j = 0; j < ir_node_numel(w); j++) lv[j] = wq[j];
@@ -375,7 +329,7 @@ out:
 static void op_head(qs *s, int i, int n_in) {
     const ir_node *nd = ND(s, i);
     W("\n/* %s '", ir_op_name(nd->op));
-    put_comment_text(s, nd->name);
+    cg_put_comment_text(s->f, nd->name, " * ");
     W("' -> (");
     for (int d = 1; d < nd->ndim; d++) W("%s%lld", d > 1 ? ", " : "", (long long)nd->shape[d]);
     W(") at scale %a */\n", i == s->out_owner ? (double)s->q.logit_scale : (double)sc(s, i));
@@ -582,7 +536,7 @@ static int write_pool_mults(qs *s, int i) {
     M[0] = 0;
     for (int c = 1; c <= kk; c++) M[c] = (double)sc(s, x.node) / (c * (double)sc(s, i));
     W("/* avgpool '");
-    put_comment_text(s, nd->name);
+    cg_put_comment_text(s->f, nd->name, " * ");
     W("': multipliers by in-bounds count */\n");
     return put_mults(s, i, M, kk + 1, 128.0 * kk);
 }
@@ -593,9 +547,9 @@ static void write_doc(qs *s) {
     const cg_model *m = s->m;
     const ir_node *xi = ND(s, m->input), *xo = ND(s, m->output);
     W("/* %s.h - int8 model generated by dartsc from graph '", s->P);
-    put_comment_text(s, ir_graph_name(s->g));
+    cg_put_comment_text(s->f, ir_graph_name(s->g), " * ");
     W("'\n");
-    if (m->space_name) { W(" * Space: "); put_comment_text(s, m->space_name); W("\n"); }
+    if (m->space_name) { W(" * Space: "); cg_put_comment_text(s->f, m->space_name, " * "); W("\n"); }
     if (m->test_accuracy >= 0) W(" * Test accuracy of the float model: %.4f\n", m->test_accuracy);
     W(" * Post-training quantisation: int8 weights per output channel, int8 activations at\n"
       " * per-tensor scales calibrated on training images, int32 accumulation, requantisation\n"
@@ -678,7 +632,7 @@ static int write_source(qs *s) {
     for (int t = 0; t < s->n_sched; t++) {
         int i = s->sched[t];
         W(" *   %s_op%d %s '", P, i, ir_op_name(ND(s, i)->op));
-        put_comment_text(s, ND(s, i)->name);
+        cg_put_comment_text(s->f, ND(s, i)->name, " * ");
         if (i == s->out_owner) W("' -> output\n");
         else W("' -> [%lld, %lld)\n", (long long)s->off[i], (long long)(s->off[i] + per_sample(ND(s, i))));
     }
@@ -694,7 +648,7 @@ static int write_source(qs *s) {
     W("const char *const %s_class_names[%s_NUM_CLASSES] = {", P, P);
     for (int c = 0; c < xo->shape[1]; c++) {
         W(c == 0 ? "\n    " : c % 8 ? ", " : ",\n    ");
-        if (m->class_names && m->class_names[c]) put_c_string(s, m->class_names[c]);
+        if (m->class_names && m->class_names[c]) cg_put_c_string(s->f, m->class_names[c]);
         else W("\"%d\"", c);
     }
     W("\n};\n\n");
@@ -748,15 +702,9 @@ static int write_source(qs *s) {
     return 0;
 }
 
-static int write_file(qs *s, const char *path, int (*fn)(qs *)) {
-    s->f = fopen(path, "w");
-    if (!s->f) return fail(s, "cannot create '%s'", path);
-    int rc = fn(s);
-    if (ferror(s->f)) rc = rc ? rc : fail(s, "write error on '%s'", path);
-    if (fclose(s->f) && !rc) rc = fail(s, "write error on '%s'", path);
-    s->f = NULL;
-    return rc;
-}
+/* cg_write_c_pair's writers */
+static int header_cb(void *s) { return write_header(s); }
+static int source_cb(void *s) { return write_source(s); }
 
 int cg_c_write_int8(const cg_model *m, const cg_c_opts *o, int integer_only, const char *dir, char *err, size_t errlen) {
     qs st, *s = &st;
@@ -766,7 +714,7 @@ int cg_c_write_int8(const cg_model *m, const cg_c_opts *o, int integer_only, con
     s->errlen = err ? errlen : sizeof dummy;
     s->m = m;
     if (!m || !m->g) return fail(s, "no model graph");
-    if (check_name(s, m->name)) return -1;
+    if (cg_c_name_check(m->name, s->err, s->errlen)) return -1;
     s->g = m->g;
     s->P = m->name;
     s->n = ir_graph_num_nodes(m->g);
@@ -788,14 +736,7 @@ int cg_c_write_int8(const cg_model *m, const cg_c_opts *o, int integer_only, con
     if (analyse(s)) goto done;
     if (cg_quant_init(&s->q, m, &s->fold, s->err, s->errlen)) goto done;
     if (plan(s)) goto done;
-    char hpath[4096], cpath[4096];
-    snprintf(hpath, sizeof hpath, "%s/%s.h", dir, s->P);
-    snprintf(cpath, sizeof cpath, "%s/%s.c", dir, s->P);
-    if (write_file(s, hpath, write_header) || write_file(s, cpath, write_source)) {
-        remove(hpath);
-        remove(cpath);
-        goto done;
-    }
+    if (cg_write_c_pair(dir, s->P, &s->f, header_cb, source_cb, s, s->err, s->errlen)) goto done;
     if (o && o->footprint) {
         o->footprint->weight_bytes = s->weight_bytes;
         o->footprint->arena_bytes = s->arena;

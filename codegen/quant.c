@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "ctext.h"
+
 static int qfail(char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -32,13 +34,7 @@ int cg_quant_init(cg_quant *q, const cg_model *m, const cg_fold *f, char *err, s
         cg_quant_free(q);
         return qfail(err, errlen, "int8 export needs calibrated activation ranges");
     }
-    need[m->output] = 1;
-    for (int i = n - 1; i >= 0; i--) {
-        if (!need[i]) continue;
-        const ir_node *nd = ir_graph_node(g, i);
-        for (int j = 0; j < nd->n_inputs; j++)
-            if (nd->inputs[j] >= 0) need[nd->inputs[j]] = 1;
-    }
+    cg_mark_needed(g, m->output, need);
     for (int i = 0; i < n; i++) {
         const ir_node *nd = ir_graph_node(g, i);
         if (!need[i] || nd->op == IR_OP_PARAM) continue;
