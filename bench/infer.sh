@@ -19,7 +19,9 @@
 #       a markdown table of ms per image (median over rounds of each run's thread-CPU
 #       median) and the ratio to onnxruntime. With DARTSC_BASE=path/to/an/older/dartsc the older
 #       generator's C is built and timed in the same rounds (rows "base ..."), for before
-#       and after comparisons on a noisy machine.
+#       and after comparisons on a noisy machine. MATRIX_CCS (default "gcc clang") and
+#       MATRIX_OPTS (default "O2 O3") choose the rows (each build of a large network's C
+#       takes minutes on a loaded 2-core machine).
 # DARTSC_BUILD (default build) is the build directory holding dartsc and darts_v2_run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,8 +44,8 @@ matrix() {
   fi
   variants=""
   for g in $gens; do
-    for cc in gcc clang; do
-      for o in O2 O3; do
+    for cc in ${MATRIX_CCS:-gcc clang}; do
+      for o in ${MATRIX_OPTS:-O2 O3}; do
         for t in native portable; do
           v="$g-$cc-$o-$t"
           fl="-std=c99 -$o"

@@ -10,12 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
+#include "ctext.h"
 #include "fold.h"
 
 enum { K_NONE, K_EMIT, K_ALIAS, K_ZERO }; /* what a node becomes */
 
 #define ALIGN_FLOATS 16 /* 64-byte buffers */
-#define MAX_NAME 40
 
 typedef struct src {
     int node;  /* buffer owner; -1: a zero the op handles itself (CONCAT) */
@@ -32,6 +33,7 @@ typedef struct cgs {
     int *rep;            /* K_ALIAS: the node whose value this is */
     unsigned char *kind; /* K_* */
     unsigned char *need, *live, *mat, *virt, *relu_out, *notconv, *vshift;
+    unsigned char *inplace; /* a planewise op writing over its dying input (plan) */
     int *cons;           /* readers among emitted ops */
     int *addin;          /* per emitted op: a value its output write adds (a fused ADD), or -1 */
     int *sched, n_sched;
@@ -102,46 +104,12 @@ static int op_srcs(const cgs *s, int i, src *out) {
 
 /* ---- analysis ------------------------------------------------------------------------ */
 
-static int check_name(cgs *s, const char *name) {
-    if (!name || !*name) return fail(s, "the model needs a name (a C identifier)");
-    size_t L = strlen(name);
-    if (L > MAX_NAME) return fail(s, "model name '%s' is longer than %d characters", name, MAX_NAME);
-    if (!((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= 'A' && name[0] <= 'Z')))
-        return fail(s, "model name '%s' must start with a letter (it prefixes every C symbol)", name);
-    for (size_t i = 0; i < L; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
-            return fail(s, "model name '%s' is not a C identifier (letters, digits, '_')", name);
-    }
-    return 0;
-}
-
 static int analyse(cgs *s) {
     const cg_model *m = s->m;
     int n = s->n;
-    if (m->input < 0 || m->input >= n || ND(s, m->input)->op != IR_OP_INPUT)
-        return fail(s, "model input %d is not an input node", m->input);
-    const ir_node *xin = ND(s, m->input);
-    if (xin->ndim != 4 || xin->dtype != IR_DTYPE_F32)
-        return fail(s, "input '%s' must be a float (N, C, H, W) tensor", xin->name);
-    if (m->in_c > 0 && m->in_c != xin->shape[1])
-        return fail(s, "model says %d input channels, input '%s' has %lld", m->in_c, xin->name,
-                    (long long)xin->shape[1]);
-    if (m->output < 0 || m->output >= n) return fail(s, "model output %d is not a node", m->output);
+    if (cg_model_check_io(m, s->err, s->errlen)) return -1;
     const ir_node *xo = ND(s, m->output);
-    if (xo->ndim < 2 || xo->dtype != IR_DTYPE_F32 || xo->shape[0] != xin->shape[0])
-        return fail(s, "output '%s' must be a float (N, classes) tensor with the input's batch", xo->name);
-    if (m->class_names && m->n_classes != xo->shape[1])
-        return fail(s, "%d class names for %lld outputs of '%s'", m->n_classes, (long long)xo->shape[1], xo->name);
-
-    /* needed: what the output depends on */
-    s->need[m->output] = 1;
-    for (int i = n - 1; i >= 0; i--) {
-        if (!s->need[i]) continue;
-        const ir_node *nd = ND(s, i);
-        for (int j = 0; j < nd->n_inputs; j++)
-            if (nd->inputs[j] >= 0) s->need[nd->inputs[j]] = 1;
-    }
+    cg_mark_needed(s->g, m->output, s->need); /* what the output depends on */
     for (int pass = 0; pass < 2; pass++) /* ops first: they say more than a stray input */
     for (int i = 0; i < n; i++) {
         if (!s->need[i]) continue;
@@ -315,56 +283,30 @@ static int analyse(cgs *s) {
 
 /* ---- arena planning ------------------------------------------------------------------- */
 
-typedef struct blk { int64_t off, size; } blk;
-
 static int64_t aligned(int64_t floats) { return (floats + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
 
-/* Best fit among the free blocks fr[0..nf) (sorted by offset), else the top of the arena. */
-static int64_t take(blk *fr, int *nf, int64_t *top, int64_t need) {
-    int best = -1;
-    int64_t off;
-    for (int b = 0; b < *nf; b++)
-        if (fr[b].size >= need && (best < 0 || fr[b].size < fr[best].size)) best = b;
-    if (best >= 0) {
-        off = fr[best].off;
-        fr[best].off += need;
-        fr[best].size -= need;
-        if (!fr[best].size) { memmove(fr + best, fr + best + 1, (size_t)(*nf - best - 1) * sizeof *fr); (*nf)--; }
-    } else if (*nf && fr[*nf - 1].off + fr[*nf - 1].size == *top) { /* grow the block at the top */
-        off = fr[*nf - 1].off;
-        *top = off + need;
-        (*nf)--;
-    } else {
-        off = *top;
-        *top += need;
-    }
-    return off;
-}
+static int is_planewise(const cgs *s, int i);
 
-/* Returns [o, o + size) to the free list, merging with its neighbours. */
-static void give(blk *fr, int *nf, int64_t o, int64_t size) {
-    int b = 0;
-    while (b < *nf && fr[b].off < o) b++;
-    memmove(fr + b + 1, fr + b, (size_t)(*nf - b) * sizeof *fr);
-    fr[b] = (blk){o, size};
-    (*nf)++;
-    if (b + 1 < *nf && fr[b].off + fr[b].size == fr[b + 1].off) {
-        fr[b].size += fr[b + 1].size;
-        memmove(fr + b + 1, fr + b + 2, (size_t)(*nf - b - 2) * sizeof *fr);
-        (*nf)--;
-    }
-    if (b > 0 && fr[b - 1].off + fr[b - 1].size == fr[b].off) {
-        fr[b - 1].size += fr[b].size;
-        memmove(fr + b, fr + b + 1, (size_t)(*nf - b - 1) * sizeof *fr);
-        (*nf)--;
-    }
+/* A planewise op (depthwise conv, pool: emit_planewise) may write its output over its
+ * first input when that input dies at it: by the time output channel c is written,
+ * input channels <= c + 2 are in the scratch's phase planes, and output channel c ends
+ * at (c + 1) * P * Q <= (c + 1) * H * W, before input channel c + 1 starts. Not when the
+ * fused ADD's other term is that same input (it is read while the output is written). */
+static int inplace_src(const cgs *s, int i, const int *last, int t) {
+    if (s->kind[i] != K_EMIT || i == s->out_owner || !is_planewise(s, i)) return -1;
+    src r[IR_MAX_IATTR + 8];
+    op_srcs(s, i, r);
+    int x = r[0].node;
+    if (x < 0 || s->off[x] < 0 || last[x] != t || s->addin[i] == x) return -1;
+    return aligned(per_sample(ND(s, i))) <= aligned(per_sample(ND(s, x))) ? x : -1;
 }
 
 static int plan(cgs *s) {
     int n = s->n;
     int *last = malloc((size_t)n * sizeof *last);
-    blk *fr = malloc((size_t)(2 * s->n_sched + 2) * sizeof *fr);
-    if (!last || !fr) { free(last); free(fr); return fail(s, "out of memory"); }
+    cg_blk *fr = malloc((size_t)(2 * s->n_sched + 2) * sizeof *fr);
+    unsigned char *moved = calloc((size_t)n, 1);
+    if (!last || !fr || !moved) { free(last); free(fr); free(moved); return fail(s, "out of memory"); }
     for (int i = 0; i < n; i++) { last[i] = -1; s->off[i] = -1; s->soff[i] = -1; }
     for (int t = 0; t < s->n_sched; t++) {
         src r[IR_MAX_IATTR + 8];
@@ -375,20 +317,30 @@ static int plan(cgs *s) {
     int nf = 0;
     int64_t top = 0;
     for (int t = 0; t < s->n_sched; t++) {
-        int i = s->sched[t];
-        if (i != s->out_owner) s->off[i] = take(fr, &nf, &top, aligned(per_sample(ND(s, i))));
-        if (s->scratch[i] > 0) { /* placed while the inputs and the output are live, freed right away */
-            s->soff[i] = take(fr, &nf, &top, aligned(s->scratch[i]));
-            give(fr, &nf, s->soff[i], aligned(s->scratch[i]));
+        int i = s->sched[t], x = inplace_src(s, i, last, t);
+        int64_t tail = 0; /* a smaller output in its input's block gives the rest back after the op */
+        if (x >= 0) { /* the output takes over its input's block */
+            tail = aligned(per_sample(ND(s, x))) - aligned(per_sample(ND(s, i)));
+            s->off[i] = s->off[x];
+            s->inplace[i] = 1;
+            moved[x] = 1;
+        } else if (i != s->out_owner) {
+            s->off[i] = cg_arena_take(fr, &nf, &top, aligned(per_sample(ND(s, i))));
         }
+        if (s->scratch[i] > 0) { /* placed while the inputs and the output are live, freed right away */
+            s->soff[i] = cg_arena_take(fr, &nf, &top, aligned(s->scratch[i]));
+            cg_arena_give(fr, &nf, s->soff[i], aligned(s->scratch[i]));
+        }
+        if (tail > 0) cg_arena_give(fr, &nf, s->off[i] + aligned(per_sample(ND(s, i))), tail);
         /* release what t read last (and an output nobody reads) */
         for (int u = 0; u <= t; u++) {
             int j = s->sched[u];
-            if (s->off[j] < 0 || (last[j] != t && !(last[j] < 0 && u == t))) continue;
-            give(fr, &nf, s->off[j], aligned(per_sample(ND(s, j))));
+            if (s->off[j] < 0 || moved[j] || (last[j] != t && !(last[j] < 0 && u == t))) continue;
+            cg_arena_give(fr, &nf, s->off[j], aligned(per_sample(ND(s, j))));
         }
     }
     s->arena_floats = top;
+    free(moved);
     free(last);
     free(fr);
     return 0;
@@ -397,26 +349,6 @@ static int plan(cgs *s) {
 /* ---- writing helpers -------------------------------------------------------------------- */
 
 #define W(...) fprintf(s->f, __VA_ARGS__)
-
-/* Text safe inside a C comment: no comment end, no control characters. */
-static void put_comment_text(cgs *s, const char *t, const char *line_prefix) {
-    for (; *t; t++) {
-        if (t[0] == '*' && t[1] == '/') { W("* /"); t++; continue; }
-        if (*t == '\n') { W("\n%s", line_prefix); continue; }
-        fputc((unsigned char)*t < 32 || (unsigned char)*t == 127 ? '?' : *t, s->f);
-    }
-}
-
-static void put_c_string(cgs *s, const char *t) {
-    fputc('"', s->f);
-    for (; *t; t++) {
-        unsigned char c = (unsigned char)*t;
-        if (c == '"' || c == '\\') W("\\%c", c);
-        else if (c < 32 || c >= 127) W("\\%03o", c);
-        else fputc(c, s->f);
-    }
-    fputc('"', s->f);
-}
 
 /* An exact float literal: hex float, or a <math.h> constant. */
 static void put_float(cgs *s, float v) {
@@ -511,6 +443,12 @@ static int is_depthwise(const cgs *s, int i) {
            w->shape[1] == 1;
 }
 
+/* Depthwise convolutions and pools: emit_planewise. */
+static int is_planewise(const cgs *s, int i) {
+    const ir_node *nd = ND(s, i);
+    return (nd->op == IR_OP_CONV2D && is_depthwise(s, i)) || nd->op == IR_OP_MAXPOOL || nd->op == IR_OP_AVGPOOL;
+}
+
 /* Arena scratch of the ops that need it while they run: a windowed op's phase planes and
  * one output plane at the phase width; a strided pointwise conv's gathered input. */
 static void size_scratch(cgs *s) {
@@ -553,7 +491,7 @@ static int write_weights(cgs *s, int i) {
         int64_t per_k = ir_node_numel(w) / K;
         int bn = s->fold.conv_bn[i];
         W("/* conv2d '");
-        put_comment_text(s, nd->name, " * ");
+        cg_put_comment_text(s->f, nd->name, " * ");
         W("': weight (%d, %lld, %lld, %lld)%s */\n", K, (long long)w->shape[1], (long long)w->shape[2],
           (long long)w->shape[3], bn >= 0 ? ", BN folded" : "");
         float *wo = malloc(sizeof(float) * (size_t)ir_node_numel(w)), *bo = malloc(sizeof(float) * (size_t)K);
@@ -589,7 +527,7 @@ static int write_weights(cgs *s, int i) {
         cg_bn_affine(sc, sh, bi[1] >= 0 ? V[bi[1]] : NULL, bi[2] >= 0 ? V[bi[2]] : NULL, V[bi[3]], V[bi[4]],
                      nd->fattr[IR_F_BN_EPS], C);
         W("/* batchnorm '");
-        put_comment_text(s, nd->name, " * ");
+        cg_put_comment_text(s->f, nd->name, " * ");
         W("' as y = x * s[c] + t[c] */\n");
         put_array(s, "s", i, sc, C);
         put_array(s, "t", i, sh, C);
@@ -604,7 +542,7 @@ static int write_weights(cgs *s, int i) {
         for (int o = 0; o < O; o++)
             for (int k = 0; k < I; k++) wt[(size_t)k * O + o] = wv[(size_t)o * I + k];
         W("/* linear '");
-        put_comment_text(s, nd->name, " * ");
+        cg_put_comment_text(s->f, nd->name, " * ");
         W("': weight transposed to (%d in, %d out) so the inner loop runs over outputs */\n", I, O);
         put_array(s, "w", i, wt, (int64_t)O * I);
         free(wt);
@@ -618,12 +556,13 @@ static int write_weights(cgs *s, int i) {
 static void op_head(cgs *s, int i, int n_in) {
     const ir_node *nd = ND(s, i);
     W("\n/* %s '", s->kind[i] == K_ZERO ? "zero" : ir_op_name(nd->op));
-    put_comment_text(s, nd->name, " * ");
+    cg_put_comment_text(s->f, nd->name, " * ");
     W("' -> (N");
     for (int d = 1; d < nd->ndim; d++) W(", %lld", (long long)nd->shape[d]);
-    W(")%s%s */\n%s_CLONES static void %s_op%d(float *restrict y", s->relu_out[i] ? ", ReLU fused on output" : "",
-      s->addin[i] >= 0 ? ", plus the last input (a fused ADD)" : "", s->P, s->P, i);
-    for (int j = 0; j < n_in; j++) W(", const float *restrict x%d", j);
+    W(")%s%s%s */\n%s_CLONES static void %s_op%d(float *%sy", s->relu_out[i] ? ", ReLU fused on output" : "",
+      s->addin[i] >= 0 ? ", plus the last input (a fused ADD)" : "", s->inplace[i] ? ", written over its input" : "", s->P,
+      s->P, i, s->inplace[i] ? "" : "restrict ");
+    for (int j = 0; j < n_in; j++) W(", const float *%sx%d", s->inplace[i] && j == 0 ? "" : "restrict ", j);
     if (s->scratch[i] > 0) W(", float *restrict ws");
     W(", int batch) {\n");
 }
@@ -801,19 +740,45 @@ static void emit_pw_kloop(cgs *s, int i, int relu_in, int C, long long HW) {
 /* Copies input plane xp (one channel) into its phase planes at xd, through the read
  * function rf (a fused ReLU). Only the valid pixels are written; the padding around them
  * is filled once per call by the caller. */
+/* Whether phase (a, b) holds any tap (a dilation that is a multiple of the stride skips phases). */
+static int win_phase_used(const win *w, int a, int b) {
+    for (int r = 0; r < w->kh; r++)
+        for (int t = 0; t < w->kw; t++)
+            if ((r * w->dh) % w->sh == a && (t * w->dw) % w->sw == b) return 1;
+    return 0;
+}
+
+/* Stride 2 across: both column phases of a phase row in one loop over the input row's
+ * column pairs (2j, 2j + 1), so every input element is read once, in order: an
+ * interleaved pair that gcc and clang vectorise with permutes (clang left the separate
+ * stride-2 reads scalar: 384 single-float moves per channel on a 32x32 plane, measured
+ * 15-20 % of DARTS_V2's reduction cells). Needs both phases used and an even width. */
+static int win_copy_pairs(cgs *s, const win *w, int a, int h0, int h1, const char *xd, const char *rf, const char *ind) {
+    if (w->sw != 2 || w->Wd % 2 || !win_phase_used(w, a, 0) || !win_phase_used(w, a, 1)) return 0;
+    int ro = a - w->ph;
+    W("%s%s_ROWS for (int h = %d; h < %d; h++)\n%s    for (int j = 0; j < %d; j++) {\n", ind, s->P, h0, h1, ind, w->Wd / 2);
+    for (int e = 0; e < 2; e++) { /* input column 2j + e is phase b = (e + pw) % 2, column j + (e + pw) / 2 */
+        int b = (e + w->pw) % 2, dj = (e + w->pw) / 2;
+        long long po = (long long)(a * w->sw + b) * w->Hs * w->Ws;
+        W("%s        %s[%lld + h * %d + j + %d] = %s(xp[(h * %d %c %d) * %d + 2 * j + %d]);\n", ind, xd, po, w->Ws, dj, rf, w->sh,
+          ro < 0 ? '-' : '+', abs(ro), w->Wd, e);
+    }
+    W("%s    }\n", ind);
+    return 1;
+}
+
 static void emit_win_copy(cgs *s, const win *w, const char *xd, const char *rf, const char *ind) {
-    for (int a = 0; a < w->sh; a++)
+    for (int a = 0; a < w->sh; a++) {
+        /* phase row h holds input row h * sh + a - ph: valid for h in [h0, h1) */
+        int h0 = (w->ph - a + w->sh - 1) / w->sh, h1 = (w->H - 1 + w->ph - a) / w->sh + 1;
+        if (h0 < 0) h0 = 0;
+        if (h1 <= h0) continue;
+        if (win_copy_pairs(s, w, a, h0, h1, xd, rf, ind)) continue;
         for (int b = 0; b < w->sw; b++) {
-            int used = 0; /* a dilation that is a multiple of the stride skips phases */
-            for (int r = 0; r < w->kh; r++)
-                for (int t = 0; t < w->kw; t++) used |= (r * w->dh) % w->sh == a && (t * w->dw) % w->sw == b;
-            if (!used) continue;
-            /* phase row h holds input row h * sh + a - ph: valid for h in [h0, h1) */
-            int h0 = (w->ph - a + w->sh - 1) / w->sh, h1 = (w->H - 1 + w->ph - a) / w->sh + 1;
+            if (!win_phase_used(w, a, b)) continue;
             int w0 = (w->pw - b + w->sw - 1) / w->sw, w1 = (w->Wd - 1 + w->pw - b) / w->sw + 1;
-            if (h0 < 0) h0 = 0;
             if (w0 < 0) w0 = 0;
-            if (h1 <= h0 || w1 <= w0) continue;
+            if (w1 <= w0) continue;
             long long po = (long long)(a * w->sw + b) * w->Hs * w->Ws;
             int ro = a - w->ph, co = b - w->pw;
             W("%s%s_ROWS for (int h = %d; h < %d; h++)\n", ind, s->P, h0, h1);
@@ -824,6 +789,7 @@ static void emit_win_copy(cgs *s, const win *w, const char *xd, const char *rf, 
                 W("%s    for (int w = %d; w < %d; w++) %s[%lld + h * %d + w] = %s(xp[(h * %d %c %d) * %d + w * %d %c %d]);\n", ind,
                   w0, w1, xd, po, w->Ws, rf, w->sh, ro < 0 ? '-' : '+', abs(ro), w->Wd, w->sw, co < 0 ? '-' : '+', abs(co));
         }
+    }
 }
 
 /* Grouped convolution (neither 1x1, dense nor depthwise: what DARTS never emits, kept
@@ -963,8 +929,9 @@ static void emit_planewise(cgs *s, int i, src x) {
     if (mx) W("    %s_fill(xs, -INFINITY, %lld); /* the padding stays -INFINITY */\n", P, 2 * XB);
     else W("    %s_fill(xs, 0.0f, %lld); /* the padding stays zero */\n", P, 2 * XB);
     W("    for (int n = 0; n < batch; n++) {\n");
-    W("        const float *restrict xn = x0 + (ptrdiff_t)n * %d;\n", C * w.H * w.Wd);
-    W("        float *restrict yn = y + (ptrdiff_t)n * %d;\n", C * PQ);
+    const char *rs = s->inplace[i] ? "" : "restrict "; /* written over its input: the two alias */
+    W("        const float *%sxn = x0 + (ptrdiff_t)n * %d;\n", rs, C * w.H * w.Wd);
+    W("        float *%syn = y + (ptrdiff_t)n * %d;\n", rs, C * PQ);
     if (add) W("        const float *restrict rn = x1 + (ptrdiff_t)n * %d;\n", C * PQ);
     const char *R = add ? "rn, " : "";
     if (C == 1) {
@@ -1030,7 +997,7 @@ static int write_op(cgs *s, int i) {
         W("    %s_fill(y, 0.0f, (ptrdiff_t)batch * %lld);\n}\n", P, (long long)ps);
         return 0;
     }
-    if ((nd->op == IR_OP_CONV2D && is_depthwise(s, i)) || nd->op == IR_OP_MAXPOOL || nd->op == IR_OP_AVGPOOL) {
+    if (is_planewise(s, i)) {
         emit_planewise(s, i, r[0]); /* helpers first, then its own head */
         return 0;
     }
@@ -1158,10 +1125,10 @@ static void write_doc(cgs *s) {
     W(" (generated by dartsc " DARTSC_VERSION "; do not edit)");
 #endif
     W(".\n *\n * Network: ");
-    put_comment_text(s, ir_graph_name(s->g), " *   ");
-    if (m->space_name) { W(", derived from search space '"); put_comment_text(s, m->space_name, " *   "); W("'"); }
+    cg_put_comment_text(s->f, ir_graph_name(s->g), " *   ");
+    if (m->space_name) { W(", derived from search space '"); cg_put_comment_text(s->f, m->space_name, " *   "); W("'"); }
     W(".\n");
-    if (m->genotype_json) { W(" * Genotype:\n *   "); put_comment_text(s, m->genotype_json, " *   "); W("\n"); }
+    if (m->genotype_json) { W(" * Genotype:\n *   "); cg_put_comment_text(s->f, m->genotype_json, " *   "); W("\n"); }
     if (m->test_accuracy > 0) W(" * Test accuracy: %.2f %%\n", m->test_accuracy * (m->test_accuracy <= 1 ? 100 : 1));
     else W(" * Test accuracy: unknown\n");
     W(" *\n * Input: float32, NCHW, (batch, %d, %lld, %lld), batch 1..%d. Each pixel v in [0, 1] must be\n", C,
@@ -1172,7 +1139,7 @@ static void write_doc(cgs *s) {
     for (int c = 0; c < C; c++) W("%s%.9g", c ? ", " : "", c < 4 && m->std[c] > 0 ? (double)m->std[c] : 1.0);
     W("}\n *   (also as %s_mean and %s_std).\n", s->P, s->P);
     W(" * Output: float32, (batch, %lld) ('", (long long)xo->shape[1]);
-    put_comment_text(s, xo->name, " *   ");
+    cg_put_comment_text(s->f, xo->name, " *   ");
     W("'); the class is the index of the largest value.\n");
     W(" *\n * Usage:\n");
     W(" *   static float in[%s_INPUT_SIZE], out[%s_OUTPUT_SIZE];\n", s->P, s->P);
@@ -1296,12 +1263,12 @@ static int write_source(cgs *s) {
     const ir_node *xi = ND(s, m->input), *xo = ND(s, m->output);
     const char *P = s->P;
     W("/* %s.c - generated by dartsc from graph '", P);
-    put_comment_text(s, ir_graph_name(s->g), " * ");
+    cg_put_comment_text(s->f, ir_graph_name(s->g), " * ");
     W("'; see %s.h. C99 (GNU C vectors where the compiler has them).\n *\n * Schedule (%d ops) and arena offsets in floats (one sample):\n", P, s->n_sched);
     for (int t = 0; t < s->n_sched; t++) {
         int i = s->sched[t];
         W(" *   %s_op%d %s '", P, i, s->kind[i] == K_ZERO ? "zero" : ir_op_name(ND(s, i)->op));
-        put_comment_text(s, ND(s, i)->name, " * ");
+        cg_put_comment_text(s->f, ND(s, i)->name, " * ");
         if (i == s->out_owner) W("' -> output\n");
         else W("' -> [%lld, %lld)\n", (long long)s->off[i], (long long)(s->off[i] + per_sample(ND(s, i))));
     }
@@ -1315,7 +1282,7 @@ static int write_source(cgs *s) {
     W("};\nconst char *const %s_class_names[%s_NUM_CLASSES] = {", P, P);
     for (int c = 0; c < xo->shape[1]; c++) {
         W(c == 0 ? "\n    " : c % 8 ? ", " : ",\n    ");
-        if (m->class_names && m->class_names[c]) put_c_string(s, m->class_names[c]);
+        if (m->class_names && m->class_names[c]) cg_put_c_string(s->f, m->class_names[c]);
         else W("\"%d\"", c);
     }
     W("\n};\n\n");
@@ -1354,15 +1321,9 @@ static int write_source(cgs *s) {
     return 0;
 }
 
-static int write_file(cgs *s, const char *path, int (*fn)(cgs *)) {
-    s->f = fopen(path, "w");
-    if (!s->f) return fail(s, "cannot create '%s'", path);
-    int rc = fn(s);
-    if (ferror(s->f)) rc = rc ? rc : fail(s, "write error on '%s'", path);
-    if (fclose(s->f) && !rc) rc = fail(s, "write error on '%s'", path);
-    s->f = NULL;
-    return rc;
-}
+/* cg_write_c_pair's writers */
+static int header_cb(void *s) { return write_header(s); }
+static int source_cb(void *s) { return write_source(s); }
 
 int cg_c_write(const cg_model *m, const cg_c_opts *o, const char *dir, char *err, size_t errlen) {
     cgs st, *s = &st;
@@ -1372,7 +1333,7 @@ int cg_c_write(const cg_model *m, const cg_c_opts *o, const char *dir, char *err
     s->errlen = err ? errlen : sizeof dummy;
     s->m = m;
     if (!m || !m->g) return fail(s, "no model graph");
-    if (check_name(s, m->name)) return -1;
+    if (cg_c_name_check(m->name, s->err, s->errlen)) return -1;
     s->g = m->g;
     s->P = m->name;
     s->n = ir_graph_num_nodes(m->g);
@@ -1387,7 +1348,7 @@ int cg_c_write(const cg_model *m, const cg_c_opts *o, const char *dir, char *err
     s->scratch = calloc((size_t)n, sizeof *s->scratch);
     s->addin = malloc((size_t)n * sizeof *s->addin);
     s->soff = calloc((size_t)n, sizeof *s->soff);
-    unsigned char *flags = calloc((size_t)n * 8, 1);
+    unsigned char *flags = calloc((size_t)n * 9, 1);
     if (!s->rep || !s->cons || !s->sched || !s->off || !s->scratch || !s->soff || !s->addin || !flags) { fail(s, "out of memory"); goto done; }
     for (int i = 0; i < n; i++) s->addin[i] = -1;
     s->kind = flags;
@@ -1398,17 +1359,11 @@ int cg_c_write(const cg_model *m, const cg_c_opts *o, const char *dir, char *err
     s->relu_out = flags + 5 * n;
     s->notconv = flags + 6 * n;
     s->vshift = flags + 7 * n;
+    s->inplace = flags + 8 * n;
     if (analyse(s)) goto done;
     size_scratch(s);
     if (plan(s)) goto done;
-    char hpath[4096], cpath[4096];
-    snprintf(hpath, sizeof hpath, "%s/%s.h", dir, s->P);
-    snprintf(cpath, sizeof cpath, "%s/%s.c", dir, s->P);
-    if (write_file(s, hpath, write_header) || write_file(s, cpath, write_source)) {
-        remove(hpath);
-        remove(cpath);
-        goto done;
-    }
+    if (cg_write_c_pair(dir, s->P, &s->f, header_cb, source_cb, s, s->err, s->errlen)) goto done;
     if (o && o->footprint) {
         o->footprint->weight_bytes = s->weight_floats * 4;
         o->footprint->arena_bytes = s->arena_floats * 4;

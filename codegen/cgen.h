@@ -47,9 +47,12 @@
  * Arena planning, the greedy rule: walk the schedule in order; for op t first place its
  * output (best fit among the free blocks, else at the top of the arena), then release
  * every buffer whose last reader is t. An op's output therefore never overlaps its
- * inputs (the emitted functions take restrict pointers). An op that needs scratch while
- * it runs (windowed convolutions and pools: padded phase planes) gets a block placed
- * after its output and freed at once. Buffers are sized for one sample and aligned to
+ * inputs (the emitted functions take restrict pointers), except in place: a depthwise
+ * conv or pool whose first input dies at it takes over that input's block (it copies
+ * each input channel into its scratch before the output channel that could overlap it is
+ * written; those two pointers are then not restrict) and gives back the tail of a larger
+ * input after it has run. An op that needs scratch while it runs (windowed convolutions
+ * and pools: padded phase planes) gets a block placed after its output and freed at once. Buffers are sized for one sample and aligned to
  * 64 bytes: the entry points run the samples of a batch one at a time through the whole
  * schedule, so a sample's activations stay in cache. The model input is read in place
  * and the output op writes straight into the caller's output array.

@@ -33,6 +33,8 @@ typedef struct cg_model {
     int n_classes;
     double test_accuracy;           /* < 0: unknown */
     const char *const *labels;      /* per IR node: readable ONNX node name (ir_eval_labels), or NULL */
+    const float *absmax;            /* per IR node: the largest |value| seen on calibration images (int8
+                                       export, codegen/quant.h), or NULL */
 } cg_model;
 
 #endif

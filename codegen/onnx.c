@@ -20,6 +20,7 @@
 
 #include "fold.h"
 #include "proto/onnx_pb.h"
+#include "quant.h"
 
 #ifndef DARTSC_VERSION
 #define DARTSC_VERSION "unknown"
@@ -107,6 +108,7 @@ typedef struct ox {
     const cg_model *m;
     const ir_graph *g;
     cg_fold fold;
+    cg_quant q;           /* int8 (QDQ) export: the scales; q.scale NULL otherwise */
     ox_blk *blk;
     const char **val;     /* per IR node: its ONNX value name once emitted */
     unsigned char *live;  /* per IR node: needed for the output */
@@ -267,6 +269,25 @@ static const char *ox_init_i64(ox *x, const char *base, int n, const int64_t *v)
     return t->name;
 }
 
+/* int8 and int32 initializers (raw_data little-endian). */
+static const char *ox_init_i8(ox *x, const char *base, int ndim, const int64_t *dims, const int8_t *v) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= dims[i];
+    Onnx__TensorProto *t = ox_tensor(x, base, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, ndim, dims, (size_t)n);
+    if (!t) return NULL;
+    if (n) memcpy(t->raw_data.data, v, (size_t)n);
+    return t->name;
+}
+
+static const char *ox_init_i32(ox *x, const char *base, int ndim, const int64_t *dims, const int32_t *v) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= dims[i];
+    Onnx__TensorProto *t = ox_tensor(x, base, ONNX__TENSOR_PROTO__DATA_TYPE__INT32, ndim, dims, (size_t)n * 4);
+    if (!t) return NULL;
+    put_le32(t->raw_data.data, v, (size_t)n);
+    return t->name;
+}
+
 /* The value of a PARAM node as an initializer named for it (made once). */
 static const char *ox_param(ox *x, int id) {
     if (x->val[id]) return x->val[id];
@@ -385,35 +406,99 @@ static const char *ox_tmp(ox *x, const ir_node *n, const char *suffix) {
     return b ? ox_unique(x, &x->names, b) : NULL;
 }
 
+/* The conv's weights with its BN folded in: wf (K x per_k), bf (K). */
+static int ox_folded(ox *x, int id, float *wf, float *bf) {
+    const ir_node *n = ir_graph_node(x->g, id), *w = ir_graph_node(x->g, n->inputs[1]);
+    const ir_node *bn = ir_graph_node(x->g, x->fold.conv_bn[id]);
+    const float *const *v = x->m->values;
+    int K = (int)w->shape[0];
+    const float *wv = v[n->inputs[1]], *mean = v[bn->inputs[3]], *var = v[bn->inputs[4]];
+    const float *gamma = bn->inputs[1] >= 0 ? v[bn->inputs[1]] : NULL;
+    const float *beta = bn->inputs[2] >= 0 ? v[bn->inputs[2]] : NULL;
+    if (!wv || !mean || !var || (bn->inputs[1] >= 0 && (!gamma || !beta)))
+        return ox_fail(x, "convolution '%s' or batch norm '%s' lacks parameter values", n->name, bn->name);
+    cg_fold_conv_bn(wf, bf, wv, NULL, K, ir_node_numel(w) / K, gamma, beta, mean, var, bn->fattr[IR_F_BN_EPS]);
+    return 0;
+}
+
+/* int8 export: weights wf (K rows, per output channel) as int8 + DequantizeLinear (axis 0),
+ * and bf (if not NULL) as int32 at scale s_x * s_w[k] + DequantizeLinear: the float
+ * values the QDQ graph computes with, in *wv and *bv. The integers are those of the int8
+ * C (cg_q_weights, cg_q_i32). */
+static int ox_qweights(ox *x, const char *base, const ir_node *w, const float *wf, const float *bf, float sx,
+                       const char **wv, const char **bv) {
+    int K = (int)w->shape[0];
+    int64_t numel = ir_node_numel(w), kd[1] = {K};
+    int8_t *wq = malloc((size_t)numel), *z8 = calloc((size_t)K, 1);
+    float *sw = malloc(sizeof *sw * (size_t)K), *bs = malloc(sizeof *bs * (size_t)K);
+    int32_t *bq = malloc(sizeof *bq * (size_t)K), *z32 = calloc((size_t)K, sizeof *z32);
+    int rc = -1;
+    if (!wq || !z8 || !sw || !bs || !bq || !z32) {
+        ox_fail(x, "out of memory");
+        goto out;
+    }
+    cg_q_weights(wq, sw, wf, K, numel / K);
+    const char *ins[3] = {ox_init_i8(x, ox_printf(x, "%s.weight_int8", base), w->ndim, w->shape, wq),
+                          ox_init_f32(x, ox_printf(x, "%s.weight_scale", base), 1, kd, sw),
+                          ox_init_i8(x, ox_printf(x, "%s.weight_zero_point", base), 1, kd, z8)};
+    *wv = ox_unique(x, &x->names, ox_printf(x, "%s.weight_dequantized", base));
+    if (x->failed || ox_node(x, "DequantizeLinear", ox_printf(x, "%s/weight_dequantize", base), 3, ins, *wv,
+                             attr_i(x, "axis", 0), END))
+        goto out;
+    if (bf) {
+        for (int k = 0; k < K; k++) {
+            bq[k] = cg_q_i32(bf[k], (double)sx * sw[k]);
+            bs[k] = (float)((double)sx * sw[k]);
+        }
+        const char *bi[3] = {ox_init_i32(x, ox_printf(x, "%s.bias_int32", base), 1, kd, bq),
+                             ox_init_f32(x, ox_printf(x, "%s.bias_scale", base), 1, kd, bs),
+                             ox_init_i32(x, ox_printf(x, "%s.bias_zero_point", base), 1, kd, z32)};
+        *bv = ox_unique(x, &x->names, ox_printf(x, "%s.bias_dequantized", base));
+        if (x->failed || ox_node(x, "DequantizeLinear", ox_printf(x, "%s/bias_dequantize", base), 3, bi, *bv,
+                                 attr_i(x, "axis", 0), END))
+            goto out;
+    }
+    rc = 0;
+out:
+    free(wq); free(z8); free(sw); free(bs); free(bq); free(z32);
+    return rc;
+}
+
+/* int8 export: src -> QuantizeLinear -> DequantizeLinear -> dst at one scale, zero point 0. */
+static int ox_qdq(ox *x, const char *base, const char *src, float scale, const char *dst) {
+    int8_t z = 0;
+    const char *sc = ox_scalar_f32(x, ox_printf(x, "%s.scale", base), scale);
+    const char *zp = ox_init_i8(x, ox_printf(x, "%s.zero_point", base), 0, NULL, &z);
+    const char *qv = ox_unique(x, &x->names, ox_printf(x, "%s/int8", base));
+    const char *qn = ox_printf(x, "%s/quantize", base), *dn = ox_printf(x, "%s/dequantize", base);
+    if (x->failed || !qn || !dn) return -1;
+    if (ox_node(x, "QuantizeLinear", qn, 3, (const char *[]){src, sc, zp}, qv, END)) return -1;
+    return ox_node(x, "DequantizeLinear", dn, 3, (const char *[]){qv, sc, zp}, dst, END);
+}
+
 static int ox_conv(ox *x, int id, const char *out) {
     const ir_node *n = ir_graph_node(x->g, id);
     const ir_node *w = ir_graph_node(x->g, n->inputs[1]);
     const int64_t *a = n->iattr;
     const char *in[3] = {ox_in(x, n->inputs[0]), NULL, NULL};
     int n_in = 2;
-    int bn_id = x->fold.conv_bn[id];
-    if (bn_id >= 0) {
-        const ir_node *bn = ir_graph_node(x->g, bn_id);
-        const float *const *v = x->m->values;
-        int K = (int)w->shape[0];
-        int64_t per_k = ir_node_numel(w) / K;
-        const float *wv = v[n->inputs[1]], *mean = v[bn->inputs[3]], *var = v[bn->inputs[4]];
-        const float *gamma = bn->inputs[1] >= 0 ? v[bn->inputs[1]] : NULL;
-        const float *beta = bn->inputs[2] >= 0 ? v[bn->inputs[2]] : NULL;
-        if (!wv || !mean || !var || (bn->inputs[1] >= 0 && (!gamma || !beta)))
-            return ox_fail(x, "convolution '%s' or batch norm '%s' lacks parameter values", n->name, bn->name);
-        float *wf = malloc((size_t)ir_node_numel(w) * sizeof *wf), *bf = malloc((size_t)K * sizeof *bf);
-        if (!wf || !bf) {
-            free(wf);
-            free(bf);
-            return ox_fail(x, "out of memory");
+    int bn_id = x->fold.conv_bn[id], K = (int)w->shape[0];
+    if (bn_id >= 0 || x->q.scale) {
+        float *wf = malloc((size_t)ir_node_numel(w) * sizeof *wf), *bf = calloc((size_t)K, sizeof *bf);
+        int rc = !wf || !bf ? ox_fail(x, "out of memory") : 0;
+        if (!rc && bn_id >= 0) rc = ox_folded(x, id, wf, bf);
+        else if (!rc && !x->m->values[n->inputs[1]]) rc = ox_fail(x, "convolution '%s' lacks its weights", n->name);
+        else if (!rc) memcpy(wf, x->m->values[n->inputs[1]], (size_t)ir_node_numel(w) * sizeof *wf);
+        if (!rc && x->q.scale) {
+            rc = ox_qweights(x, n->name, w, wf, bf, x->q.scale[n->inputs[0]], &in[1], &in[2]);
+        } else if (!rc) {
+            char *wn = ox_printf(x, "%s.weight_bn_folded", n->name), *bname = ox_printf(x, "%s.bias_bn_folded", n->name);
+            in[1] = wn ? ox_init_f32(x, wn, w->ndim, w->shape, wf) : NULL;
+            in[2] = bname ? ox_init_f32(x, bname, 1, (int64_t[]){K}, bf) : NULL;
         }
-        cg_fold_conv_bn(wf, bf, wv, NULL, K, per_k, gamma, beta, mean, var, bn->fattr[IR_F_BN_EPS]);
-        char *wn = ox_printf(x, "%s.weight_bn_folded", n->name), *bname = ox_printf(x, "%s.bias_bn_folded", n->name);
-        in[1] = wn ? ox_init_f32(x, wn, w->ndim, w->shape, wf) : NULL;
-        in[2] = bname ? ox_init_f32(x, bname, 1, (int64_t[]){K}, bf) : NULL;
         free(wf);
         free(bf);
+        if (rc) return -1;
         n_in = 3;
     } else {
         in[1] = ox_in(x, n->inputs[1]);
@@ -605,6 +690,17 @@ static int ox_op(ox *x, int id, const char *out) {
     }
     case IR_OP_LINEAR:
         ins[0] = in0;
+        if (x->q.scale) { /* int8 weights per output, the bias (zeros without one) in int32 */
+            const ir_node *w = ir_graph_node(x->g, n->inputs[1]);
+            int O = (int)w->shape[0];
+            float *bz = calloc((size_t)O, sizeof *bz);
+            const float *wv = x->m->values[n->inputs[1]], *bv = n->inputs[2] >= 0 ? x->m->values[n->inputs[2]] : bz;
+            int rc = !bz || !wv || !bv ? ox_fail(x, "linear '%s' lacks its parameters (or out of memory)", n->name)
+                                       : ox_qweights(x, n->name, w, wv, bv, x->q.scale[n->inputs[0]], &ins[1], &ins[2]);
+            free(bz);
+            if (rc) return -1;
+            return ox_node(x, "Gemm", n->name, 3, ins, out, attr_i(x, "transB", 1), END);
+        }
         ins[1] = ox_in(x, n->inputs[1]);
         if (n->inputs[2] >= 0) ins[2] = ox_in(x, n->inputs[2]);
         return ox_node(x, "Gemm", n->name, n->inputs[2] >= 0 ? 3 : 2, ins, out, attr_i(x, "transB", 1), END);
@@ -787,6 +883,7 @@ static void ox_free(ox *x) {
     smap_free(&x->names);
     smap_free(&x->node_names);
     cg_fold_free(&x->fold);
+    cg_quant_free(&x->q);
 }
 
 static int ox_build(ox *x, const cg_onnx_opts *o, Onnx__ModelProto *model) {
@@ -817,9 +914,18 @@ static int ox_build(ox *x, const cg_onnx_opts *o, Onnx__ModelProto *model) {
             x->fold.folded[x->fold.conv_bn[i]] = 0;
             x->fold.conv_bn[i] = -1;
         }
+    if (o->int8) {
+        if (!o->fold_bn) return ox_fail(x, "int8 export folds every batch norm (fold_bn must be set)");
+        char qe[256];
+        if (cg_quant_init(&x->q, m, &x->fold, qe, sizeof qe)) return ox_fail(x, "%s", qe);
+    }
     /* the interface names first, so no IR name can take them */
     if (!smap_put(&x->names, "input", 1) || !smap_put(&x->names, "logits", 1)) return ox_fail(x, "out of memory");
     x->val[m->input] = "input";
+    if (o->int8) { /* the input quantised like the int8 C's */
+        x->val[m->input] = ox_unique(x, &x->names, "input_dequantized");
+        if (ox_qdq(x, "input", "input", x->q.scale[m->input], x->val[m->input])) return -1;
+    }
     int res = m->output; /* the node that really computes the output */
     while (is_alias(x, res)) res = ir_graph_node(g, res)->inputs[0];
     int need_identity = ir_graph_node(g, res)->op == IR_OP_INPUT || ir_graph_node(g, res)->op == IR_OP_PARAM;
@@ -840,7 +946,10 @@ static int ox_build(ox *x, const cg_onnx_opts *o, Onnx__ModelProto *model) {
         if (!out) return -1;
         x->val[i] = out;
         x->cur = i;
-        int rc = ox_op(x, i, out);
+        /* int8: every value but the logits is computed in float, then quantised at its scale */
+        const char *fo = o->int8 && i != res ? ox_tmp(x, nd, "float") : out;
+        int rc = ox_op(x, i, fo);
+        if (!rc && fo != out) rc = ox_qdq(x, nd->name, fo, x->q.scale[i], out);
         x->cur = -1;
         if (rc) return -1;
     }
@@ -853,7 +962,7 @@ static int ox_build(ox *x, const cg_onnx_opts *o, Onnx__ModelProto *model) {
     Onnx__GraphProto *gp = ox_alloc(x, sizeof *gp);
     Onnx__ValueInfoProto **gin = ox_alloc(x, sizeof *gin), **gout = ox_alloc(x, sizeof *gout);
     Onnx__OperatorSetIdProto *ops = ox_alloc(x, sizeof *ops), **opsv = ox_alloc(x, sizeof *opsv);
-    Onnx__StringStringEntryProto **props = ox_alloc(x, sizeof *props * 12);
+    Onnx__StringStringEntryProto **props = ox_alloc(x, sizeof *props * 16);
     if (!gp || !gin || !gout || !ops || !opsv || !props) return -1;
     onnx__graph_proto__init(gp);
     gin[0] = ox_value_info(x, "input", in_n);
@@ -906,6 +1015,7 @@ static int ox_build(ox *x, const cg_onnx_opts *o, Onnx__ModelProto *model) {
     ox_meta(x, props, &np, "class_names", classes);
     if (m->test_accuracy >= 0) ox_meta(x, props, &np, "test_accuracy", ox_printf(x, "%.6g", m->test_accuracy));
     ox_meta(x, props, &np, "bn_folded", o->fold_bn ? "1" : "0");
+    if (o->int8) ox_meta(x, props, &np, "quantization", "int8 QDQ: per-channel symmetric weights, per-tensor symmetric activations");
     if (x->failed) return -1;
 
     onnx__model_proto__init(model);

@@ -20,6 +20,7 @@
  *   softmax          Softmax axis -1
  *   mixed wsum       each candidate times its (constant) weight, then Sum; a MIXED node's
  *                    weights are softmax(alpha[row]) computed from the alpha values
+ * With int8 set (cg_onnx_opts), the graph is the QDQ form of the int8 C (cgen_q.h).
  *
  * A supernet exports too (inspection in Netron and the like). Its BNs always use batch
  * statistics in dartsc (batch_stats_always); the export uses the running statistics
@@ -47,6 +48,10 @@
 
 typedef struct cg_onnx_opts {
     int fold_bn;     /* fold BNs into the convolutions that feed them (cg_fold) */
+    int int8;        /* QDQ model of the int8 C (quant.h; needs fold_bn and m->absmax): every
+                        value but the logits goes through QuantizeLinear -> DequantizeLinear at
+                        its scale; conv and linear weights are int8 per output channel and
+                        their biases int32, each behind a DequantizeLinear */
     const char *doc; /* graph doc_string; NULL: a default naming dartsc */
 } cg_onnx_opts;
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "codegen/cgen.h"
+#include "codegen/cgen_q.h"
 #include "codegen/codegen.h"
 #include "codegen/onnx.h"
 #include "codegen/rnn_export.h"
@@ -113,8 +114,79 @@ static int check_export_paths(const char *onnx_path, const char *c_dir, const ch
     return 0;
 }
 
+/* int8 export: the largest |value| of every node of the inference network over the first
+ * n training images (no augmentation), into absmax[0 .. the network's node count). Runs
+ * in batches of up to 32; a short last batch reads only its own samples. */
+static int calibrate(const ir_space *sp, const ir_genotype *gt, const char *weights, int n, float *absmax, int n_nodes,
+                     char *err, size_t errlen) {
+    int B = n < 32 ? n : 32;
+    ir_eval_opts eo = {.C = sp->train_C, .layers = sp->train_layers, .batch = B, .aux = 0, .drop_path = 0};
+    ir_net net;
+    if (ir_space_build_eval(sp, gt, &eo, &net)) {
+        snprintf(err, errlen, "%s", net.error);
+        return -1;
+    }
+    int rc = -1, nn = ir_graph_num_nodes(net.graph), got;
+    rt_backend *be = NULL;
+    rt_plan *p = NULL;
+    rt_dataset ds = {0}, view;
+    rt_loader l;
+    int loader = 0;
+    int64_t biggest = 1, in_sz = (int64_t)sp->in_c * sp->in_h * sp->in_w;
+    for (int i = 0; i < nn; i++) {
+        ir_node_set_flags(net.graph, i, IR_FLAG_OUTPUT); /* every value kept after the pass */
+        if (ir_node_numel(ir_graph_node(net.graph, i)) > biggest) biggest = ir_node_numel(ir_graph_node(net.graph, i));
+    }
+    float *v = malloc((size_t)biggest * sizeof *v), *x = malloc((size_t)B * (size_t)in_sz * sizeof *x);
+    int32_t *y = calloc((size_t)B, sizeof *y);
+    if (nn != n_nodes) {
+        snprintf(err, errlen, "internal: calibration network has %d nodes, export network %d", nn, n_nodes);
+        goto out;
+    }
+    if (!v || !x || !y) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    be = rt_backend_cpu_new();
+    p = be ? rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 0, .grads = 0}, err, errlen) : NULL;
+    if (!p || sr_weights_load(p, weights, err, errlen) || sr_data_load(sp, 1, &ds, err, errlen)) goto out;
+    if (n > ds.n) n = ds.n;
+    ir_train_config tc = sp->train;
+    tc.batch = B;
+    rt_loader_cfg cfg = sr_loader_cfg(sp, &tc, 0);
+    if (rt_data_subset(&ds, 0, n, &view) || rt_loader_init(&l, &view, &cfg, err, errlen)) goto out;
+    loader = 1;
+    for (int i = 0; i < nn; i++) absmax[i] = 0;
+    while (rt_loader_next(&l, x, y, &got)) {
+        rt_set_input(p, net.images, x, (size_t)B * (size_t)in_sz * sizeof *x);
+        rt_set_input(p, net.labels, y, (size_t)B * sizeof *y);
+        rt_forward(p, 0);
+        for (int i = 0; i < nn; i++) {
+            const ir_node *nd = ir_graph_node(net.graph, i);
+            int64_t k = ir_node_numel(nd);
+            if (nd->op == IR_OP_PARAM || nd->dtype != IR_DTYPE_F32 || rt_read(p, i, v, (size_t)k * sizeof *v)) continue;
+            if (nd->ndim > 0 && nd->shape[0] == B) k = k / B * got; /* batch-major: the loaded samples only */
+            for (int64_t j = 0; j < k; j++) absmax[i] = fmaxf(absmax[i], fabsf(v[j]));
+        }
+    }
+    rc = 0;
+out:
+    if (loader) rt_loader_free(&l);
+    rt_dataset_free(&ds);
+    rt_plan_free(p);
+    if (be) be->destroy(be);
+    ir_net_free(&net);
+    free(v);
+    free(x);
+    free(y);
+    return rc;
+}
+
+/* int8: 0 float export; 1 int8 (C and QDQ ONNX, calibrated on `calib` training images);
+ * 2 the same with an integer-only C. */
 static int do_export(const ir_space *sp_in, const ir_genotype *gt, const char *weights, const char *onnx_path,
-                     const char *c_dir, const char *name, int max_batch, int fold, double test_acc) {
+                     const char *c_dir, const char *name, int max_batch, int fold, double test_acc, int int8,
+                     int calib) {
     char err[1024];
     /* npy, images: the normalisation and class names of the run (RUN_DIR/data.json) */
     ir_space s = *sp_in, *sp = &s;
@@ -155,10 +227,22 @@ static int do_export(const ir_space *sp_in, const ir_genotype *gt, const char *w
     if (sp->classes == 10 && sp->data == IR_DATA_FASHION_MNIST) m.class_names = fashion;
     if (names && n_names == sp->classes) m.class_names = (const char *const *)names;
     int rc = 0;
+    float *absmax = NULL;
     if (check_export_paths(onnx_path, c_dir, name)) rc = 1;
+    if (int8 && !rc) {
+        absmax = malloc((size_t)n * sizeof *absmax);
+        if (!absmax || calibrate(sp, gt, weights, calib, absmax, n, err, sizeof err)) {
+            fprintf(stderr, "dartsc export: calibration: %s\n", absmax ? err : "out of memory");
+            rc = 1;
+        } else {
+            fprintf(stderr, "calibrated int8 scales on %d training images\n", calib);
+        }
+        m.absmax = absmax;
+    }
     if (onnx_path && !rc) {
         cg_onnx_opts oo = cg_onnx_opts_default();
         oo.fold_bn = fold;
+        oo.int8 = int8 > 0;
         if (cg_onnx_write(&m, &oo, onnx_path, err, sizeof err)) {
             fprintf(stderr, "dartsc export: %s\n", err);
             rc = 1;
@@ -169,14 +253,16 @@ static int do_export(const ir_space *sp_in, const ir_genotype *gt, const char *w
     if (c_dir && !rc) {
         cg_c_footprint fp = {0, 0};
         cg_c_opts co = {.max_batch = max_batch, .no_fold = !fold, .footprint = &fp};
-        if (cg_c_write(&m, &co, c_dir, err, sizeof err)) {
+        if (int8 ? cg_c_write_int8(&m, &co, int8 == 2, c_dir, err, sizeof err) : cg_c_write(&m, &co, c_dir, err, sizeof err)) {
             fprintf(stderr, "dartsc export: %s\n", err);
             rc = 1;
         } else {
-            fprintf(stderr, "wrote %s/%s.h and %s/%s.c (weights %lld bytes, activation arena %lld bytes)\n", c_dir,
-                    name, c_dir, name, fp.weight_bytes, fp.arena_bytes);
+            fprintf(stderr, "wrote %s/%s.h and %s/%s.c (%s; weights %lld bytes, activation arena %lld bytes)\n", c_dir,
+                    name, c_dir, name, int8 == 2 ? "int8, integer-only" : int8 ? "int8" : "float", fp.weight_bytes,
+                    fp.arena_bytes);
         }
     }
+    free(absmax);
     free(gj);
     free(vals);
     ir_eval_labels_free(labels, n);
@@ -264,12 +350,14 @@ static int open_run_dir(const char *dir, ir_space *sp, ir_genotype *gt, char *we
 
 int dartsc_cmd_export(int argc, char **argv) {
     const char *dir = NULL, *onnx = NULL, *cdir = NULL, *name = "model";
-    int max_batch = 1, fold = 1;
+    int max_batch = 1, fold = 1, int8 = 0, integer_only = 0, calib = 256, calib_set = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--no-fold")) fold = 0;
+        else if (!strcmp(a, "--int8")) int8 = 1;
+        else if (!strcmp(a, "--integer-only")) integer_only = 1;
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: dartsc export RUN_DIR [--onnx FILE] [--c DIR] [--name NAME] [--max-batch N] [--no-fold]\n");
+            printf("usage: dartsc export RUN_DIR [--onnx FILE] [--c DIR] [--name NAME] [--max-batch N] [--no-fold] [--int8 [--calibrate N] [--integer-only]]\n");
             return 0;
         } else if (a[0] == '-' && !v) {
             fprintf(stderr, "dartsc export: %s needs a value\n", a);
@@ -279,21 +367,38 @@ int dartsc_cmd_export(int argc, char **argv) {
         else if (!strcmp(a, "--name")) name = argv[++i];
         else if (!strcmp(a, "--max-batch")) {
             if (dartsc_parse_int("export", a, argv[++i], 1, 65536, &max_batch)) return 2;
+        } else if (!strcmp(a, "--calibrate")) {
+            if (dartsc_parse_int("export", a, argv[++i], 1, 1000000, &calib)) return 2;
+            calib_set = 1;
         } else if (a[0] == '-') {
             fprintf(stderr, "dartsc export: unknown option '%s'\n", a);
             return 2;
         } else dir = a;
     }
     if (!dir || (!onnx && !cdir)) {
-        fprintf(stderr, "usage: dartsc export RUN_DIR [--onnx FILE] [--c DIR] [--name NAME] [--max-batch N] [--no-fold]\n");
+        fprintf(stderr, "usage: dartsc export RUN_DIR [--onnx FILE] [--c DIR] [--name NAME] [--max-batch N] [--no-fold] [--int8 [--calibrate N] [--integer-only]]\n");
+        return 2;
+    }
+    if ((calib_set || integer_only) && !int8) {
+        fprintf(stderr, "dartsc export: %s needs --int8\n", calib_set ? "--calibrate" : "--integer-only");
+        return 2;
+    }
+    if (int8 && !fold) {
+        fprintf(stderr, "dartsc export: --int8 folds every batch norm; it cannot be combined with --no-fold\n");
         return 2;
     }
     ir_space sp;
     ir_genotype gt;
     char weights[4200];
     if (open_run_dir(dir, &sp, &gt, weights, sizeof weights)) return 1;
-    if (sp.kind == IR_SPACE_RNN) return rnn_export(&sp, &gt, weights, onnx, cdir, name, max_batch);
-    return do_export(&sp, &gt, weights, onnx, cdir, name, max_batch, fold, -1.0);
+    if (sp.kind == IR_SPACE_RNN) {
+        if (int8) {
+            fprintf(stderr, "dartsc export: --int8 is for convolutional networks; %s is a recurrent run\n", dir);
+            return 2;
+        }
+        return rnn_export(&sp, &gt, weights, onnx, cdir, name, max_batch);
+    }
+    return do_export(&sp, &gt, weights, onnx, cdir, name, max_batch, fold, -1.0, int8 ? 1 + integer_only : 0, calib);
 }
 
 /* ---- train and eval ---------------------------------------------------------------------------- */
@@ -662,7 +767,7 @@ int dartsc_cmd_run(int argc, char **argv) {
     snprintf(onnx, sizeof onnx, "%s/model.onnx", out);
     snprintf(cdir, sizeof cdir, "%s/c", out);
     t0 = sr_now();
-    if (do_export(&sp, &gt, p, onnx, cdir, "model", 1, 1, ev.acc)) return 1;
+    if (do_export(&sp, &gt, p, onnx, cdir, "model", 1, 1, ev.acc, 0, 0)) return 1;
     times[3] = sr_now() - t0;
     if (run_stopped("export", 0)) return 130;
     char rp[4200];

@@ -25,10 +25,15 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include <jansson.h>
+
 #include "codegen/cgen.h"
+#include "codegen/cgen_q.h"
+#include "codegen/onnx.h"
 #include "ir/ir.h"
 #include "ir/space.h"
 #include "runtime/runtime.h"
+#include "runtime/tensorfile.h"
 #include "testutil.h"
 
 #define TOL 1e-4
@@ -347,17 +352,25 @@ static void read_floats(const char *path, float *x, int64_t n) {
     fclose(f);
 }
 
-/* Runs exe on the first `batch` samples of each model and returns the worst error. */
-static double run_and_compare(const char *dir, const char *exe, ref *const *refs, const char *const *names, int n, int batch) {
-    char cmd[2048], a[512], o[512];
-    int len = snprintf(cmd, sizeof cmd, "cd %s && ./%s %d", dir, exe, batch);
+/* Runs exe (under the emulator `runner` unless it is "") on the first `batch` samples of
+ * each model's input; outputs land in DIR/NAME.out. */
+static void run_exe(const char *dir, const char *runner, const char *exe, ref *const *refs, const char *const *names, int n,
+                    int batch) {
+    char cmd[2048], a[512];
+    int len = snprintf(cmd, sizeof cmd, "cd %s && %s ./%s %d", dir, runner, exe, batch);
     for (int k = 0; k < n; k++) {
         snprintf(a, sizeof a, "%s/%s.in", dir, names[k]);
         write_floats(a, refs[k]->x, refs[k]->in_sz * batch);
         len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s.in %s.out", names[k], names[k]);
     }
     int rc = sh(cmd);
-    cr_assert(rc == 0, "%s at batch %d exited with %d", exe, batch, rc);
+    cr_assert(rc == 0, "%s %s at batch %d exited with %d", runner, exe, batch, rc);
+}
+
+/* Runs exe on the first `batch` samples of each model and returns the worst error. */
+static double run_and_compare(const char *dir, const char *exe, ref *const *refs, const char *const *names, int n, int batch) {
+    char o[512];
+    run_exe(dir, "", exe, refs, names, n, batch);
     double worst = 0;
     for (int k = 0; k < n; k++) {
         int64_t no = refs[k]->out_sz * batch, wi;
@@ -373,11 +386,13 @@ static double run_and_compare(const char *dir, const char *exe, ref *const *refs
     return worst;
 }
 
-/* gcc and clang at the strict flags, batches 1, 3 and the maximum; then the code paths
- * other targets and compilers take, on this machine: the plain C99 loops (what a compiler
- * without GNU vector extensions compiles) and the vector code without runtime dispatch
- * (16-float vectors lowered to the baseline target's 128-bit SSE, as on NEON). */
-static void check_model(built *b, int output, const char *name, int no_fold) {
+/* gcc and clang at the strict flags, batches 1, 3 and the maximum; then (n_builds 4) the
+ * code paths other targets and compilers take, on this machine: the plain C99 loops (what
+ * a compiler without GNU vector extensions compiles) and the vector code without runtime
+ * dispatch (16-float vectors lowered to the baseline target's 128-bit SSE, as on NEON).
+ * The unfolded and eval-network variants take only gcc and clang: the other two paths
+ * are the same emitter code, covered by the folded every-op and DARTS_V2 graphs. */
+static void check_model(built *b, int output, const char *name, int no_fold, int n_builds) {
     const char *dir = tu_tmpdir();
     ref r = run_ref(b, output, 11);
     gen(b, &r, output, name, no_fold, dir);
@@ -388,7 +403,7 @@ static void check_model(built *b, int output, const char *name, int no_fold) {
     const char *defs[4] = {"", "", "_PLAIN_C", "_NO_DISPATCH"};
     ref *rs[1] = {&r};
     double worst = 0;
-    for (int c = 0; c < 4; c++) {
+    for (int c = 0; c < n_builds; c++) {
         char flags[512];
         snprintf(flags, sizeof flags, "%s%s%s%s", CFLAGS, *defs[c] ? " -D" : "", *defs[c] ? name : "", defs[c]);
         compile(dir, ccs[c], flags, exes[c], srcs);
@@ -398,25 +413,25 @@ static void check_model(built *b, int output, const char *name, int no_fold) {
             if (e > worst) worst = e;
         }
     }
-    fprintf(stderr, "cgen %s: max rel err vs runtime %.3g (gcc, clang, plain C, no dispatch; batch 1, 3, %d)\n", name,
-            worst, MAXB);
+    fprintf(stderr, "cgen %s: max rel err vs runtime %.3g (%s; batch 1, 3, %d)\n", name, worst,
+            n_builds == 4 ? "gcc, clang, plain C, no dispatch" : "gcc, clang", MAXB);
     ref_free(&r);
     ir_graph_free(b->g);
 }
 
 Test(cgen, every_op_with_bn_folded_matches_runtime_under_gcc_and_clang) {
     built b = build_every_op();
-    check_model(&b, b.output, "every_op", 0);
+    check_model(&b, b.output, "every_op", 0, 4);
 }
 
 Test(cgen, every_op_with_bn_unfolded_matches_runtime_logits) {
     built b = build_every_op();
-    check_model(&b, b.logits, "every_op_nf", 1);
+    check_model(&b, b.logits, "every_op_nf", 1, 2);
 }
 
 Test(cgen, darts_v2_network_matches_runtime_under_gcc_and_clang) {
     built b = build_darts(8, 5, 10);
-    check_model(&b, b.output, "darts_v2", 0);
+    check_model(&b, b.output, "darts_v2", 0, 4);
 }
 
 /* The evaluation network dartsc builds from the DARTS_V2 genotype (C=8, 6 cells, 32x32),
@@ -430,7 +445,7 @@ Test(cgen, darts_v2_eval_network_from_space_matches_runtime) {
     cr_assert(ir_space_build_eval(&sp, &gt, &(ir_eval_opts){.C = 8, .layers = 6, .batch = MAXB, .drop_path = 1}, &net) == 0,
               "%s", net.error);
     built b = {net.graph, net.images, net.logits, net.logits, net.labels};
-    check_model(&b, b.output, "darts_eval", 0);
+    check_model(&b, b.output, "darts_eval", 0, 2);
     net.graph = NULL;
     ir_net_free(&net);
 }
@@ -508,8 +523,8 @@ Test(cgen, arena_is_planned_by_liveness) {
 
 /* The DARTS lowering fuses every cell node's sum into the write of the conv or pool that
  * produces its later term, and FactorizedReduce's shift into its strided 1x1 conv's
- * gather: no ADD or SHIFT op is left in the schedule. (The values are checked by the
- * darts_v2 tests above.) */
+ * gather: no ADD or SHIFT op is left in the schedule; depthwise convs and pools whose
+ * input dies there write over it. (The values are checked by the darts_v2 tests above.) */
 Test(cgen, darts_node_sums_and_factorized_reduce_shifts_are_fused) {
     const char *dir = tu_tmpdir();
     built d = build_darts(8, 5, 10);
@@ -519,18 +534,22 @@ Test(cgen, darts_node_sums_and_factorized_reduce_shifts_are_fused) {
     snprintf(path, sizeof path, "%s/fuse.c", dir);
     FILE *f = fopen(path, "r");
     cr_assert(f);
-    int adds = 0, shifts = 0, fused_adds = 0, fused_shifts = 0;
+    int adds = 0, shifts = 0, fused_adds = 0, fused_shifts = 0, inplace = 0;
     while (fgets(line, sizeof line, f)) {
+        inplace += strstr(line, "written over its input */") != NULL;
         int sched = strncmp(line, " *   fuse_op", 12) == 0;
         adds += sched && strstr(line, " add '") != NULL;
         shifts += sched && strstr(line, " shift '") != NULL;
-        fused_adds += strstr(line, "(a fused ADD) */") != NULL;
+        fused_adds += strstr(line, "(a fused ADD)") && strstr(line, "*/\n") && !sched;
         fused_shifts += strstr(line, "a fused SHIFT") != NULL;
     }
     fclose(f);
     cr_expect(adds == 0 && shifts == 0, "%d ADD and %d SHIFT ops left in the schedule", adds, shifts);
     cr_expect(fused_adds >= 20 && fused_shifts == 2, "%d fused ADDs (5 cells x 4 nodes), %d fused SHIFTs (2 FactorizedReduce)",
               fused_adds, fused_shifts);
+    /* the second depthwise conv of every sep_conv reads a 1x1 conv's output that dies there */
+    cr_expect(inplace >= 10, "%d planewise ops written over their input", inplace);
+    fprintf(stderr, "cgen fuse: %d planewise ops written over their input\n", inplace);
     ref_free(&rd);
     ir_graph_free(d.g);
 }
@@ -686,4 +705,411 @@ Test(cgen, freestanding_object_needs_only_libm_and_the_cpu_model) {
     }
     ref_free(&r);
     ir_graph_free(b.g);
+}
+
+/* ---- int8 ---------------------------------------------------------------------------------- */
+
+/* Every op the int8 emitter lowers: dense, depthwise (dilated), grouped strided, 1x3 and
+ * 1x1 convs, BN folded (affine and not) and unfolded, ReLU read through by convs and
+ * standalone (on 4-d and 2-d values), max and avg pools, a 3-term ADD, MEAN, a zero,
+ * FactorizedReduce's shift, a 5-way concat at different scales, slice, GAP, an
+ * intermediate and a final linear layer. */
+static built build_int8_ops(void) {
+    ir_graph *g = ir_graph_new("int8_ops");
+    built b = {g, -1, -1, -1, -1};
+    int x = ir_input(g, "x", IR_DTYPE_F32, 4, (int64_t[]){MAXB, 3, 12, 12});
+    b.input = x;
+    int c0 = bn(g, conv(g, x, 3, 8, 3, 3, 1, 1, 1, 1, 1), 8, 1);
+    int r0 = relu(g, c0);                                           /* read only by convs */
+    int dw = conv(g, r0, 8, 8, 3, 3, 1, 1, 1, 1, 8);
+    int pw = bn(g, conv(g, dw, 8, 8, 1, 1, 1, 0, 0, 1, 1), 8, 0);
+    int dd = conv(g, r0, 8, 8, 5, 5, 1, 4, 4, 2, 8);
+    int grp = conv(g, pw, 8, 8, 3, 3, 2, 1, 1, 1, 2);              /* 6x6 */
+    int as = conv(g, relu(g, dd), 8, 8, 1, 3, 1, 0, 1, 1, 1);
+    int mp = ir_pool(g, IR_OP_MAXPOOL, pw, 3, 1, 1, nm("maxpool"));
+    int ap = ir_pool(g, IR_OP_AVGPOOL, as, 3, 2, 1, nm("avgpool")); /* 6x6 */
+    int sum = ir_nary(g, IR_OP_ADD, 3, (int[]){mp, dd, relu(g, pw)}, nm("add"));
+    int mean = ir_nary(g, IR_OP_MEAN, 2, (int[]){sum, as}, nm("mean"));
+    int r1 = relu(g, bn(g, mean, 8, 1));                            /* unfolded BN; ReLU read by a shift */
+    int f1 = conv(g, r1, 8, 4, 1, 1, 2, 0, 0, 1, 1);
+    int f2 = conv(g, ir_unary(g, IR_OP_SHIFT, r1, nm("shift")), 8, 4, 1, 1, 2, 0, 0, 1, 1);
+    int cat = ir_nary(g, IR_OP_CONCAT, 5, (int[]){f1, f2, grp, ap, ir_zero(g, f1, 1, nm("zero"))}, nm("cat"));
+    int gp = ir_unary(g, IR_OP_GAP, ir_slice(g, cat, 2, 20, nm("slice")), nm("gap"));
+    int l1 = ir_linear(g, gp, prm(g, "l1w", 2, 12, 20, 1, 1, IR_ROLE_WEIGHT), prm(g, "lb", 1, 12, 1, 1, 1, IR_ROLE_WEIGHT), "l1");
+    b.output = b.logits = ir_linear(g, relu(g, l1), prm(g, "l2w", 2, 5, 12, 1, 1, IR_ROLE_WEIGHT), -1, "logits");
+    cr_assert(b.output >= 0 && ir_verify(g) == 0, "%s", ir_graph_error(g));
+    return b;
+}
+
+/* The reference with every value kept; absmax of each node over its MAXB samples (the
+ * calibration the driver does on training images). */
+static ref run_ref_calibrated(built *b, uint64_t seed, float **absmax) {
+    int n = ir_graph_num_nodes(b->g);
+    for (int i = 0; i < n; i++) ir_node_set_flags(b->g, i, IR_FLAG_OUTPUT);
+    ref r = run_ref(b, b->output, seed);
+    float *a = calloc(n > 0 ? (size_t)n : 1, sizeof *a);
+    for (int i = 0; i < n; i++) {
+        const ir_node *nd = ir_graph_node(b->g, i);
+        if (nd->op == IR_OP_PARAM || nd->dtype != IR_DTYPE_F32) continue;
+        int64_t k = ir_node_numel(nd);
+        float *v = malloc(sizeof(float) * (size_t)k);
+        cr_assert(rt_read(r.p, i, v, sizeof(float) * (size_t)k) == 0, "node %s", nd->name);
+        for (int64_t j = 0; j < k; j++) a[i] = fmaxf(a[i], fabsf(v[j]));
+        free(v);
+    }
+    *absmax = a;
+    return r;
+}
+
+static cg_model int8_model(built *b, ref *r, const float *absmax, const char *name) {
+    return (cg_model){.g = b->g, .values = r->vals, .input = b->input, .output = b->output, .name = name,
+                      .in_c = (int)ir_graph_node(b->g, b->input)->shape[1], .mean = {0.5f, 0.5f, 0.5f},
+                      .std = {0.25f, 0.25f, 0.25f}, .test_accuracy = -1, .absmax = absmax};
+}
+
+/* A driver for an integer-only model: quantises the float input file as the header says,
+ * runs NAME_infer_q and writes the int32 logits times NAME_OUTPUT_SCALE as floats: the
+ * float entry point's arithmetic, done outside the model. */
+static void write_driver_q(const char *dir, const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/drv_%s.c", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fprintf(f, "#include <stdio.h>\n#include <stdlib.h>\n#include \"%s.h\"\n", name);
+    put_tmpl(f,
+             "static float xin[@_MAX_BATCH * @_INPUT_SIZE], yout[@_MAX_BATCH * @_OUTPUT_SIZE];\n"
+             "static int8_t q[@_MAX_BATCH * @_INPUT_SIZE];\nstatic int32_t o[@_MAX_BATCH * @_OUTPUT_SIZE];\n"
+             "int main(int argc, char **argv) {\n"
+             "    int batch = argc == 4 ? atoi(argv[1]) : 0, ni, no, i;\n"
+             "    FILE *f;\n    if (batch < 1 || batch > @_MAX_BATCH) return 10;\n"
+             "    ni = batch * @_INPUT_SIZE;\n    no = batch * @_OUTPUT_SIZE;\n"
+             "    f = fopen(argv[2], \"rb\");\n"
+             "    if (!f || fread(xin, sizeof(float), (size_t)ni, f) != (size_t)ni) return 11;\n    fclose(f);\n"
+             "    for (i = 0; i < ni; i++) {\n"
+             "        float v = xin[i] / (float)@_INPUT_SCALE;\n"
+             "        v = v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v;\n"
+             "        q[i] = (int8_t)(v >= 0.0f ? (int)(v + 0.5f) : -(int)(0.5f - v));\n    }\n"
+             "    if (@_infer_q(q, o, batch)) return 13;\n"
+             "    for (i = 0; i < no; i++) yout[i] = (float)o[i] * (float)@_OUTPUT_SCALE;\n"
+             "    f = fopen(argv[3], \"wb\");\n"
+             "    if (!f || fwrite(yout, sizeof(float), (size_t)no, f) != (size_t)no) return 16;\n"
+             "    fclose(f);\n    return 0;\n}\n",
+             name);
+    fclose(f);
+}
+
+/* onnxruntime on the QDQ model (checked by onnx.checker and strict shape inference
+ * first) over the first `batch` samples of r's input; returns its logits (malloc'd). */
+static float *run_qdq(const char *dir, const char *onnx, const built *b, ref *r, int batch, int64_t *n_out) {
+    char in_path[512], out_path[512], cmd[4096], err[512];
+    snprintf(in_path, sizeof in_path, "%s/qdq_in.dtns", dir);
+    snprintf(out_path, sizeof out_path, "%s/qdq_out.dtns", dir);
+    const ir_node *xin = ir_graph_node(b->g, b->input);
+    int64_t dims[4] = {batch, xin->shape[1], xin->shape[2], xin->shape[3]};
+    rt_tf_writer *w = rt_tf_open_write(in_path, err, sizeof err);
+    cr_assert(w, "%s", err);
+    rt_tf_write(w, "input", RT_TF_F32, 4, dims, r->x);
+    cr_assert_eq(rt_tf_close_write(w, err, sizeof err), 0, "%s", err);
+    snprintf(cmd, sizeof cmd, "%s %s run --check %s %s %s", DARTSC_PYTHON, tu_src_path("tests/ref/onnx_check.py"), onnx,
+             in_path, out_path);
+    cr_assert_eq(system(cmd), 0, "onnx check/run of the QDQ model failed: %s", cmd);
+    rt_tf_file *f = rt_tf_read(out_path, err, sizeof err);
+    cr_assert(f, "%s", err);
+    const rt_tf_entry *y = rt_tf_find(f, "logits");
+    cr_assert(y && y->numel == r->out_sz * batch);
+    float *o = malloc(sizeof(float) * (size_t)y->numel);
+    memcpy(o, y->data, sizeof(float) * (size_t)y->numel);
+    *n_out = y->numel;
+    rt_tf_free(f);
+    return o;
+}
+
+/* The int8 C against onnxruntime on the QDQ model of the same integers, and against the
+ * float network, on the graph with every int8 op; gcc and clang; the integer-only
+ * variant's object built with -mgeneral-regs-only (gcc then refuses any float
+ * arithmetic) gives the float entry point's logits bit for bit.
+ * Tolerances, in units of the logits' largest magnitude L over the batch:
+ *  - C vs onnxruntime: 0.02 L. Both compute the same quantised network, but each requantises
+ *    with its own rounding (fixed-point multiplier and ties away from zero in the C, a
+ *    float scale and ties to even in onnxruntime): an int8 value can land one step apart
+ *    and the step propagates through the next layers. Measured 5e-7 L here (every int8
+ *    value agreed; what is left is onnxruntime's float sums in the last Gemm); dropping
+ *    the ReLU read through by convolutions gives 0.10 L, a wrong scale or lowering O(L).
+ *  - C vs the float network: 0.1 L. Quantisation error of ~20 int8 roundings in series
+ *    (measured 0.012 L here; a wrong scale is O(L)). */
+Test(cgen, int8_c_matches_onnxruntime_on_its_qdq_model_and_tracks_the_float_network) {
+    const char *dir = tu_tmpdir();
+    built b = build_int8_ops();
+    float *absmax;
+    ref r = run_ref_calibrated(&b, 13, &absmax);
+    char err[512], path[512], cmd[1024];
+    cg_model m = int8_model(&b, &r, absmax, "q8"), mi = int8_model(&b, &r, absmax, "q8i");
+    cr_assert(cg_c_write_int8(&m, &(cg_c_opts){.max_batch = MAXB}, 0, dir, err, sizeof err) == 0, "%s", err);
+    cr_assert(cg_c_write_int8(&mi, &(cg_c_opts){.max_batch = MAXB}, 1, dir, err, sizeof err) == 0, "%s", err);
+    snprintf(path, sizeof path, "%s/q8.onnx", dir);
+    cg_onnx_opts oo = cg_onnx_opts_default();
+    oo.int8 = 1;
+    cr_assert(cg_onnx_write(&m, &oo, path, err, sizeof err) == 0, "%s", err);
+    const char *name = "q8";
+    write_driver(dir, "drv_q8full.c", &name, 1);
+    write_driver_q(dir, "q8i");
+    compile(dir, "gcc", CFLAGS, "q8_gcc", "drv_q8full.c q8.c");
+    compile(dir, "clang", CFLAGS, "q8_clang", "drv_q8full.c q8.c");
+    snprintf(cmd, sizeof cmd, "cd %s && gcc %s -mgeneral-regs-only -c q8i.c -o q8i.o > q8i.log 2>&1", dir, CFLAGS);
+    cr_assert(sh(cmd) == 0, "the integer-only C does not build with -mgeneral-regs-only: see %s/q8i.log", dir);
+    compile(dir, "gcc", CFLAGS, "q8i_gcc", "drv_q8i.c q8i.o");
+    int64_t n_out = r.out_sz * MAXB, n_ort;
+    float *ort = run_qdq(dir, path, &b, &r, MAXB, &n_ort);
+    cr_assert_eq(n_ort, n_out);
+    float *y = malloc(sizeof(float) * (size_t)n_out), *yi = malloc(sizeof(float) * (size_t)n_out);
+    double L = 0;
+    for (int64_t i = 0; i < n_out; i++) L = fmax(L, fabs(r.y[i]));
+    const char *exes[2] = {"q8_gcc", "q8_clang"};
+    ref *rs[1] = {&r};
+    const char *qi = "q8i";
+    run_exe(dir, "", "q8i_gcc", rs, &qi, 1, MAXB);
+    snprintf(path, sizeof path, "%s/q8i.out", dir);
+    read_floats(path, yi, n_out);
+    for (int e = 0; e < 2; e++) {
+        run_exe(dir, "", exes[e], rs, &name, 1, MAXB);
+        snprintf(path, sizeof path, "%s/q8.out", dir);
+        read_floats(path, y, n_out);
+        double d_ort = 0, d_float = 0;
+        for (int64_t i = 0; i < n_out; i++) {
+            d_ort = fmax(d_ort, fabs(y[i] - ort[i]));
+            d_float = fmax(d_float, fabs(y[i] - r.y[i]));
+        }
+        cr_expect(d_ort <= 0.02 * L, "%s: int8 C vs onnxruntime QDQ %g (logits up to %g)", exes[e], d_ort, L);
+        cr_expect(d_float <= 0.1 * L, "%s: int8 C vs float network %g (logits up to %g)", exes[e], d_float, L);
+        cr_expect(memcmp(y, yi, sizeof(float) * (size_t)n_out) == 0, "%s: integer-only and float entry points differ", exes[e]);
+        fprintf(stderr, "cgen int8 (%s): |C - onnxruntime QDQ| <= %.3g L, |C - float| <= %.3g L (L = %.3g)\n", exes[e],
+                d_ort / L, d_float / L, L);
+    }
+    free(y);
+    free(yi);
+    free(ort);
+    free(absmax);
+    ref_free(&r);
+    ir_graph_free(b.g);
+}
+
+/* Refusals: no calibrated ranges, an op without an int8 lowering, logits not from a
+ * linear layer; each names what is wrong. */
+Test(cgen, int8_refuses_uncalibrated_models_and_unsupported_ops) {
+    built b = build_every_op();
+    float *absmax;
+    ref r = run_ref_calibrated(&b, 3, &absmax);
+    char err[512];
+    cg_model m = int8_model(&b, &r, absmax, "q");
+    m.output = b.logits;
+    cr_expect(cg_c_write_int8(&m, NULL, 0, tu_tmpdir(), err, sizeof err) != 0);
+    cr_expect(strstr(err, "sig") && strstr(err, "not supported by the int8 C emitter"), "%s", err);
+    ref_free(&r);
+    ir_graph_free(b.g);
+    free(absmax);
+    b = build_int8_ops();
+    r = run_ref_calibrated(&b, 3, &absmax);
+    m = int8_model(&b, &r, absmax, "q");
+    m.absmax = NULL;
+    cr_expect(cg_c_write_int8(&m, NULL, 0, tu_tmpdir(), err, sizeof err) != 0);
+    cr_expect(strstr(err, "calibrated"), "%s", err);
+    m.absmax = absmax;
+    m.output = ir_unary(b.g, IR_OP_GAP, b.input, "pooled_input");
+    cr_expect(cg_c_write_int8(&m, NULL, 0, tu_tmpdir(), err, sizeof err) != 0);
+    cr_expect(strstr(err, "linear layer") && strstr(err, "pooled_input"), "%s", err);
+    ref_free(&r);
+    ir_graph_free(b.g);
+    free(absmax);
+}
+
+/* ---- other targets ------------------------------------------------------------------------- */
+
+/* Portable means tested: the float C of the graph with every op and the int8 C of the
+ * graph with every int8 op, cross-compiled with Debian's gcc for aarch64 (the GNU C
+ * vectors as NEON, and the plain C99 loops), 32-bit ARM (NEON) and riscv64 (vectors
+ * lowered to scalar code), statically linked and run under qemu-user, against the x86-64
+ * build of the same source on the same inputs. Float: max relative error <= 1e-4 (TOL,
+ * FLOOR) against both x86 and dartsc's runtime, for the reasons in the file comment
+ * (contraction into FMA differs by target, so bits may differ). int8: bit for bit the
+ * x86 output (integer arithmetic; the float entry point's quantisation and scaling are
+ * single IEEE operations). Needs scripts/setup's gcc-*-linux-gnu* and qemu-user. */
+Test(cgen, cross_compiled_c_runs_alike_on_aarch64_arm_and_riscv64_under_qemu, .timeout = 900) {
+    static const char *const tools[] = {"aarch64-linux-gnu-gcc", "arm-linux-gnueabihf-gcc", "riscv64-linux-gnu-gcc",
+                                        "qemu-aarch64", "qemu-arm", "qemu-riscv64"};
+    char cmd[2048], path[512];
+    for (size_t k = 0; k < sizeof tools / sizeof *tools; k++) {
+        snprintf(cmd, sizeof cmd, "command -v %s > /dev/null", tools[k]);
+        cr_assert(sh(cmd) == 0, "%s is not installed: run scripts/setup", tools[k]);
+    }
+    const char *dir = tu_tmpdir();
+    built f = build_every_op(), q = build_int8_ops();
+    float *absmax;
+    ref rf = run_ref(&f, f.output, 21), rq = run_ref_calibrated(&q, 22, &absmax);
+    char err[512];
+    gen(&f, &rf, f.output, "xf", 0, dir);
+    cg_model m = int8_model(&q, &rq, absmax, "xq");
+    cr_assert(cg_c_write_int8(&m, &(cg_c_opts){.max_batch = MAXB}, 0, dir, err, sizeof err) == 0, "%s", err);
+    const char *names[2] = {"xf", "xq"};
+    ref *rs[2] = {&rf, &rq};
+    write_driver(dir, "drvx.c", names, 2);
+    compile(dir, "gcc", CFLAGS, "x86", "drvx.c xf.c xq.c");
+    run_exe(dir, "", "x86", rs, names, 2, MAXB);
+    int64_t nf = rf.out_sz * MAXB, nq = rq.out_sz * MAXB;
+    float *f86 = malloc(sizeof(float) * (size_t)nf), *q86 = malloc(sizeof(float) * (size_t)nq);
+    float *fx = malloc(sizeof(float) * (size_t)nf), *qx = malloc(sizeof(float) * (size_t)nq);
+    snprintf(path, sizeof path, "%s/xf.out", dir);
+    read_floats(path, f86, nf);
+    snprintf(path, sizeof path, "%s/xq.out", dir);
+    read_floats(path, q86, nq);
+    static const struct { const char *cc, *flags, *runner, *exe; } T[] = {
+        {"aarch64-linux-gnu-gcc", "", "qemu-aarch64", "aarch64"},
+        {"aarch64-linux-gnu-gcc", "-Dxf_PLAIN_C", "qemu-aarch64", "aarch64_plain"},
+        {"arm-linux-gnueabihf-gcc", "-mfpu=neon", "qemu-arm", "armv7_neon"},
+        {"riscv64-linux-gnu-gcc", "", "qemu-riscv64", "riscv64"},
+    };
+    for (size_t t = 0; t < sizeof T / sizeof *T; t++) {
+        char flags[512];
+        snprintf(flags, sizeof flags, "%s -static %s", CFLAGS, T[t].flags);
+        compile(dir, T[t].cc, flags, T[t].exe, "drvx.c xf.c xq.c");
+        run_exe(dir, T[t].runner, T[t].exe, rs, names, 2, MAXB);
+        snprintf(path, sizeof path, "%s/xf.out", dir);
+        read_floats(path, fx, nf);
+        snprintf(path, sizeof path, "%s/xq.out", dir);
+        read_floats(path, qx, nq);
+        int64_t wi, wj;
+        double e86 = tu_max_rel_err(fx, f86, nf, FLOOR, &wi), ert = tu_max_rel_err(fx, rf.y, nf, FLOOR, &wj);
+        cr_expect(e86 <= TOL, "%s: float C vs x86-64 max rel err %g at %lld", T[t].exe, e86, (long long)wi);
+        cr_expect(ert <= TOL, "%s: float C vs runtime max rel err %g at %lld", T[t].exe, ert, (long long)wj);
+        cr_expect(memcmp(qx, q86, sizeof(float) * (size_t)nq) == 0, "%s: int8 C differs from x86-64", T[t].exe);
+        fprintf(stderr, "cgen %s under %s: float vs x86-64 %.3g, vs runtime %.3g; int8 %s\n", T[t].exe, T[t].runner, e86, ert,
+                memcmp(qx, q86, sizeof(float) * (size_t)nq) ? "DIFFERS" : "bit-identical");
+    }
+    free(f86);
+    free(q86);
+    free(fx);
+    free(qx);
+    free(absmax);
+    ref_free(&rf);
+    ref_free(&rq);
+    ir_graph_free(f.g);
+    ir_graph_free(q.g);
+}
+
+/* ---- stack --------------------------------------------------------------------------------- */
+
+/* Peak stack of the entry points from gcc's -fstack-usage: the generated call graph is
+ * entry point -> infer_with_arena (-> run, int8) -> op -> helper, with no recursion, so
+ * the sum of the entry chain's frames, the largest op frame and the largest helper frame
+ * bounds it. Every frame must be static (no VLA, no alloca). Returns the bound in bytes. */
+static long stack_peak(const char *dir, const char *name, const char *cc, const char *flags) {
+    char cmd[1024], path[512], line[1024];
+    snprintf(cmd, sizeof cmd, "cd %s && %s %s %s -fstack-usage -c %s.c -o %s_su.o > %s_su.log 2>&1", dir, cc, CFLAGS, flags,
+             name, name, name);
+    cr_assert(sh(cmd) == 0, "%s %s -fstack-usage failed", cc, flags);
+    snprintf(path, sizeof path, "%s/%s_su.su", dir, name);
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "no %s", path);
+    long chain = 0, op = 0, helper = 0;
+    int n = 0;
+    size_t L = strlen(name);
+    while (fgets(line, sizeof line, f)) {
+        char *t1 = strchr(line, '\t'), *fn;
+        cr_assert(t1, "bad line in %s: %s", path, line);
+        *t1 = 0;
+        fn = strrchr(line, ':');
+        fn = fn ? fn + 1 : line;
+        long bytes = strtol(t1 + 1, NULL, 10);
+        cr_expect(strstr(t1 + 1, "static") && !strstr(t1 + 1, "dynamic"), "%s: %s has a %s", path, fn, t1 + 1);
+        const char *rest = !strncmp(fn, name, L) && fn[L] == '_' ? fn + L + 1 : "";
+        if (!strncmp(rest, "infer", 5) || !strncmp(rest, "run", 3)) chain += bytes; /* clones included: an upper bound */
+        else if (!strncmp(rest, "op", 2)) op = bytes > op ? bytes : op;
+        else helper = bytes > helper ? bytes : helper;
+        n++;
+    }
+    fclose(f);
+    cr_assert(n > 0, "%s is empty", path);
+    return chain + op + helper;
+}
+
+/* The float and the int8 C of a small DARTS network (C=4, 3 cells): stack bounded and small, measured
+ * by gcc -O2 for x86-64 (with the dispatch clones) and aarch64. Bounds: 16 KiB float (the
+ * vector tiles keep up to 16 64-byte accumulators and gcc spills some), 2 KiB int8 (scalar
+ * integer loops); the figures are in docs/BENCHMARKS.md. */
+Test(cgen, stack_of_the_inference_functions_is_static_and_bounded) {
+    const char *dir = tu_tmpdir();
+    built d = build_darts(4, 3, 10);
+    float *absmax;
+    ref r = run_ref_calibrated(&d, 7, &absmax);
+    char err[512];
+    gen(&d, &r, d.output, "sf", 0, dir);
+    cg_model m = int8_model(&d, &r, absmax, "sq");
+    cr_assert(cg_c_write_int8(&m, NULL, 0, dir, err, sizeof err) == 0, "%s", err);
+    const char *ccs[2] = {"gcc", "aarch64-linux-gnu-gcc"};
+    for (int c = 0; c < 2; c++) {
+        long fl = stack_peak(dir, "sf", ccs[c], "-O2"), q8 = stack_peak(dir, "sq", ccs[c], "-O2");
+        cr_expect(fl > 0 && fl <= 16384, "%s: float C stack bound %ld bytes", ccs[c], fl);
+        cr_expect(q8 > 0 && q8 <= 2048, "%s: int8 C stack bound %ld bytes", ccs[c], q8);
+        fprintf(stderr, "cgen stack (%s -O2, DARTS C=4 3 cells): float <= %ld bytes, int8 <= %ld bytes\n", ccs[c], fl, q8);
+    }
+    free(absmax);
+    ref_free(&r);
+    ir_graph_free(d.g);
+}
+
+/* int8 end to end on a trained network: tests/golden/int8 holds a small DARTS network
+ * (C 8, 3 cells, trained for one epoch on 24,000 Fashion-MNIST images; its README says
+ * how it was made). `dartsc export --int8 --calibrate 256` (C and QDQ ONNX) and
+ * `--integer-only`, against the float export, on all 10,000 test images
+ * (tests/ref/check_int8.py): the int8 C within 1 point of the float C's accuracy (#24),
+ * onnxruntime on the QDQ model agreeing with the int8 C on >= 99.5 % of the images (#24;
+ * both compute the same integers and differ only in requantisation rounding ties), the
+ * integer-only C on every image (same body, the quantisation moved to the caller), and
+ * the float C with onnxruntime on the float model on every image (as test_run). */
+Test(cgen, int8_export_of_a_trained_network_keeps_its_accuracy, .timeout = 900) {
+    const char *bin = getenv("DARTSC_BIN");
+    cr_assert(bin, "DARTSC_BIN not set (ctest sets it)");
+    const char *dir = tu_tmpdir();
+    char cmd[4096];
+    char gold[512];
+    snprintf(gold, sizeof gold, "%s", tu_src_path("tests/golden/int8")); /* tu_src_path's buffer is static */
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/run && cp %s/space.dartsc %s/genotype.json %s/model.dtns %s/run/", dir, gold, gold,
+             gold, dir);
+    cr_assert(sh(cmd) == 0, "%s", cmd);
+    const char *exports[3] = {"--c %s/f --onnx %s/f.onnx", "--int8 --calibrate 256 --c %s/q --onnx %s/q.onnx",
+                              "--int8 --integer-only --calibrate 256 --c %s/i --onnx %s/i.onnx"};
+    for (int k = 0; k < 3; k++) {
+        char args[1024];
+        snprintf(args, sizeof args, exports[k], dir, dir);
+        snprintf(cmd, sizeof cmd, "%s export %s/run %s > %s/export%d.log 2>&1", bin, dir, args, dir, k);
+        cr_assert(sh(cmd) == 0, "dartsc export %s failed: see %s/export%d.log", args, dir, k);
+    }
+    const char *drivers[3] = {"cgen_predict.c", "cgen_predict.c", "cgen_predict_q.c"}, *sub[3] = {"f", "q", "i"};
+    for (int k = 0; k < 3; k++) {
+        char srcs[1024], flags[1024], exe[64], rel[128];
+        snprintf(rel, sizeof rel, "tests/ref/%s", drivers[k]);
+        snprintf(srcs, sizeof srcs, "%s %s/model.c", tu_src_path(rel), sub[k]);
+        snprintf(flags, sizeof flags, "%s -march=native -I%s/%s", CFLAGS, dir, sub[k]); /* int8 C: 2x faster */
+        snprintf(exe, sizeof exe, "%s/predict", sub[k]);
+        compile(dir, "gcc", flags, exe, srcs);
+    }
+    snprintf(cmd, sizeof cmd, "%s %s %s 10000 > %s/res.json", DARTSC_PYTHON, tu_src_path("tests/ref/check_int8.py"), dir, dir);
+    cr_assert(sh(cmd) == 0, "check_int8.py failed: %s", cmd);
+    char path[512];
+    snprintf(path, sizeof path, "%s/res.json", dir);
+    json_error_t je;
+    json_t *res = json_load_file(path, 0, &je);
+    cr_assert(res, "%s: %s", path, je.text);
+    double acc_f = json_number_value(json_object_get(res, "acc_c_float")), acc_q = json_number_value(json_object_get(res, "acc_c_int8"));
+    double agree_ort = json_number_value(json_object_get(res, "agree_c_int8_ort_qdq"));
+    double agree_io = json_number_value(json_object_get(res, "agree_c_int8_integer_only"));
+    double agree_f = json_number_value(json_object_get(res, "agree_c_float_ort_float"));
+    cr_expect(acc_f > 0.6, "the fixture's float accuracy %.4f: not a trained network", acc_f);
+    cr_expect(acc_q >= acc_f - 0.01, "int8 C accuracy %.4f vs float %.4f: more than 1 point lost", acc_q, acc_f);
+    cr_expect(agree_ort >= 0.995, "int8 C and onnxruntime QDQ agree on %.4f of the images", agree_ort);
+    cr_expect(agree_io == 1.0, "integer-only and float-entry int8 C agree on %.4f of the images", agree_io);
+    cr_expect(agree_f == 1.0, "float C and onnxruntime agree on %.4f of the images", agree_f);
+    fprintf(stderr, "cgen int8 end to end (10,000 test images): float C %.4f, int8 C %.4f, QDQ onnxruntime %.4f; int8 C = "
+                    "QDQ on %.4f, = integer-only on %.4f\n",
+            acc_f, acc_q, json_number_value(json_object_get(res, "acc_ort_qdq")), agree_ort, agree_io);
+    json_decref(res);
 }

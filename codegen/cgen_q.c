@@ -1,0 +1,755 @@
+/* cgen_q.c — see cgen_q.h. Three stages as in cgen.c: analyse (aliases, ReLUs read
+ * through, the schedule), plan (the byte arena by liveness), write (header, integer
+ * constants, one static function per op, the entry points). */
+#include "cgen_q.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "ctext.h"
+#include "fold.h"
+#include "quant.h"
+
+#define ALIGN_BYTES 16
+#define MAX_SRC (IR_MAX_IATTR + 8)
+
+typedef struct qsrc {
+    int node; /* buffer owner */
+    int relu; /* read through a ReLU */
+} qsrc;
+
+typedef struct qs {
+    const cg_model *m;
+    const ir_graph *g;
+    int n, max_batch, integer_only;
+    const char *P;
+    cg_fold fold;
+    cg_quant q;
+    int *rep;                    /* alias -> the node whose value it is */
+    unsigned char *need, *emit, *virt;
+    int *sched, n_sched;
+    int64_t *off, *scratch, *soff; /* bytes */
+    int64_t arena, qin_off, qout_off, weight_bytes;
+    int out_owner;
+    FILE *f;
+    char *err;
+    size_t errlen;
+} qs;
+
+static int fail(qs *s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err, s->errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+#define W(...) fprintf(s->f, __VA_ARGS__)
+
+static const ir_node *ND(const qs *s, int i) { return ir_graph_node(s->g, i); }
+static int64_t per_sample(const ir_node *nd) { return ir_node_numel(nd) / nd->shape[0]; }
+static int64_t plane_of(const ir_node *nd) {
+    int64_t k = 1;
+    for (int d = 2; d < nd->ndim; d++) k *= nd->shape[d];
+    return k;
+}
+static int64_t aligned(int64_t b) { return (b + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES; }
+static int is_param(const qs *s, int j) { return ND(s, j)->op == IR_OP_PARAM; }
+
+static int own(const qs *s, int j) {
+    while (s->rep[j] != j) j = s->rep[j];
+    return j;
+}
+
+static qsrc resolve(const qs *s, int j) {
+    int o = own(s, j);
+    if (s->virt[o]) return (qsrc){own(s, ND(s, o)->inputs[0]), 1};
+    return (qsrc){o, 0};
+}
+
+/* Activation inputs of op i (parameters are constants). */
+static int op_srcs(const qs *s, int i, qsrc *out) {
+    const ir_node *nd = ND(s, i);
+    int k = 0;
+    if (nd->op == IR_OP_ZERO) return 0;
+    for (int j = 0; j < nd->n_inputs && k < MAX_SRC; j++)
+        if (nd->inputs[j] >= 0 && !is_param(s, nd->inputs[j])) out[k++] = resolve(s, nd->inputs[j]);
+    return k;
+}
+
+/* ---- analysis --------------------------------------------------------------------------- */
+
+static int analyse(qs *s) {
+    const cg_model *m = s->m;
+    int n = s->n;
+    if (cg_model_check_io(m, s->err, s->errlen)) return -1;
+    const ir_node *xo = ND(s, m->output);
+    if (xo->ndim != 2) return fail(s, "output '%s' must be a (N, classes) tensor", xo->name);
+    cg_mark_needed(s->g, m->output, s->need);
+    for (int i = 0; i < n; i++) {
+        s->rep[i] = i;
+        if (!s->need[i]) continue;
+        const ir_node *nd = ND(s, i);
+        switch (nd->op) {
+        case IR_OP_INPUT:
+            if (i != m->input) return fail(s, "the output needs input '%s' besides the image input", nd->name);
+            break;
+        case IR_OP_PARAM:
+            if (!m->values || !m->values[i]) return fail(s, "parameter '%s' has no value", nd->name);
+            break;
+        case IR_OP_IDENTITY: case IR_OP_DROPOUT: case IR_OP_DROP_PATH:
+            s->rep[i] = nd->inputs[0];
+            break;
+        case IR_OP_BATCHNORM:
+            if (nd->iattr[IR_A_BN_BATCH_STATS])
+                return fail(s, "batchnorm '%s' always uses batch statistics (a search-time BN); export an evaluation network",
+                            nd->name);
+            if (s->fold.folded[i]) s->rep[i] = nd->inputs[0];
+            else s->emit[i] = 1;
+            break;
+        case IR_OP_CONV2D: case IR_OP_RELU: case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: case IR_OP_ADD: case IR_OP_MEAN:
+        case IR_OP_CONCAT: case IR_OP_GAP: case IR_OP_LINEAR: case IR_OP_ZERO: case IR_OP_SHIFT: case IR_OP_SLICE:
+            s->emit[i] = 1;
+            break;
+        default:
+            return fail(s, "node '%s' (%s) is not supported by the int8 C emitter (it takes the ops of a derived CNN)",
+                        nd->name, ir_op_name(nd->op));
+        }
+        if (nd->dtype != IR_DTYPE_F32) return fail(s, "node '%s' is not float", nd->name);
+    }
+    s->out_owner = own(s, m->output);
+    if (ND(s, s->out_owner)->op != IR_OP_LINEAR)
+        return fail(s, "int8 export needs logits from a linear layer; output '%s' is computed by %s '%s'", xo->name,
+                    ir_op_name(ND(s, s->out_owner)->op), ND(s, s->out_owner)->name);
+    /* a ReLU read only by convolutions is applied in their reads */
+    for (int i = 0; i < n; i++) {
+        if (!s->emit[i] || ND(s, i)->op != IR_OP_RELU) continue;
+        int readers = 0, convs = 0;
+        for (int j = i + 1; j < n; j++) {
+            if (!s->emit[j]) continue;
+            const ir_node *c = ND(s, j);
+            for (int t = 0; t < c->n_inputs; t++)
+                if (c->inputs[t] >= 0 && !is_param(s, c->inputs[t]) && own(s, c->inputs[t]) == i) {
+                    readers++;
+                    convs += c->op == IR_OP_CONV2D;
+                }
+        }
+        s->virt[i] = readers > 0 && readers == convs;
+    }
+    for (int i = 0; i < n; i++)
+        if (s->emit[i] && !s->virt[i]) s->sched[s->n_sched++] = i;
+    return 0;
+}
+
+/* Bytes of arena scratch an op needs while it runs: a conv's or avg pool's int32 plane. */
+static int64_t scratch_of(const qs *s, int i) {
+    const ir_node *nd = ND(s, i);
+    return nd->op == IR_OP_CONV2D || nd->op == IR_OP_AVGPOOL ? 4 * plane_of(nd) : 0;
+}
+
+/* The greedy liveness rule of cgen.c, in bytes. With the float entry points, the
+ * quantised input and the int32 logits of one sample follow the planned part. */
+static int plan(qs *s) {
+    int n = s->n;
+    int *last = malloc((size_t)n * sizeof *last);
+    cg_blk *fr = malloc((size_t)(2 * s->n_sched + 2) * sizeof *fr);
+    if (!last || !fr) { free(last); free(fr); return fail(s, "out of memory"); }
+    for (int i = 0; i < n; i++) { last[i] = -1; s->off[i] = -1; s->soff[i] = -1; }
+    for (int t = 0; t < s->n_sched; t++) {
+        qsrc r[MAX_SRC];
+        int k = op_srcs(s, s->sched[t], r);
+        for (int j = 0; j < k; j++) last[r[j].node] = t;
+    }
+    int nf = 0;
+    int64_t top = 0;
+    for (int t = 0; t < s->n_sched; t++) {
+        int i = s->sched[t];
+        s->scratch[i] = scratch_of(s, i);
+        if (i != s->out_owner) s->off[i] = cg_arena_take(fr, &nf, &top, aligned(per_sample(ND(s, i))));
+        if (s->scratch[i] > 0) {
+            s->soff[i] = cg_arena_take(fr, &nf, &top, aligned(s->scratch[i]));
+            cg_arena_give(fr, &nf, s->soff[i], aligned(s->scratch[i]));
+        }
+        for (int u = 0; u <= t; u++) {
+            int j = s->sched[u];
+            if (s->off[j] < 0 || (last[j] != t && !(last[j] < 0 && u == t))) continue;
+            cg_arena_give(fr, &nf, s->off[j], aligned(per_sample(ND(s, j))));
+        }
+    }
+    s->arena = top;
+    if (!s->integer_only) {
+        s->qin_off = aligned(s->arena);
+        s->qout_off = s->qin_off + aligned(per_sample(ND(s, s->m->input)));
+        s->arena = s->qout_off + aligned(4 * per_sample(ND(s, s->out_owner)));
+    }
+    free(last);
+    free(fr);
+    return 0;
+}
+
+/* ---- writing helpers ------------------------------------------------------------------------ */
+
+/* Integer constant arrays: int8 weights, int32 biases and multipliers, shifts. */
+static void put_ints(qs *s, const char *type, int bytes, const char *what, int node, const long long *v, int64_t count) {
+    s->weight_bytes += count * bytes;
+    W("static const %s %s_%s%d[%lld] = {", type, s->P, what, node, (long long)count);
+    for (int64_t i = 0; i < count; i++) {
+        W(i % 16 ? " " : "\n    ");
+        if (v[i] == INT32_MIN) W("(-2147483647 - 1)"); /* not a negated literal out of int's range */
+        else W("%lld", v[i]);
+        W(i + 1 < count ? "," : "\n");
+    }
+    W("};\n");
+}
+
+/* Requantisation constants of K channels at multipliers M[k] for accumulators up to acc_max:
+ * NAME_m<node>[K] (int32) and NAME_s<node>[K] (shift). */
+static int put_mults(qs *s, int node, const double *M, int K, double acc_max) {
+    long long *mv = malloc(sizeof *mv * (size_t)K), *sv = malloc(sizeof *sv * (size_t)K);
+    if (!mv || !sv) { free(mv); free(sv); return fail(s, "out of memory"); }
+    for (int k = 0; k < K; k++) {
+        int32_t mm;
+        int sh = 1;
+        if (cg_q_mult(M[k], acc_max, &mm, &sh)) {
+            free(mv);
+            free(sv);
+            return fail(s, "node '%s': requantisation multiplier %g is out of range (calibration ranges too far apart)",
+                        ND(s, node)->name, M[k]);
+        }
+        mv[k] = mm;
+        sv[k] = sh;
+    }
+    put_ints(s, "int32_t", 4, "m", node, mv, K);
+    put_ints(s, "unsigned char", 1, "s", node, sv, K);
+    free(mv);
+    free(sv);
+    return 0;
+}
+
+/* One multiplier as (m, shift) literals for an op's body. */
+static int mult1(qs *s, int node, double M, double acc_max, long long *m, int *sh) {
+    int32_t mm;
+    if (cg_q_mult(M, acc_max, &mm, sh))
+        return fail(s, "node '%s': requantisation multiplier %g is out of range", ND(s, node)->name, M);
+    *m = mm;
+    return 0;
+}
+
+static float sc(const qs *s, int node) { return s->q.scale[node]; }
+
+/* ---- constants ---------------------------------------------------------------------------------- */
+
+/* conv (BN folded) and linear: int8 weights per channel, int32 bias at s_x * s_w, multipliers. */
+static int write_weights(qs *s, int i) {
+    const ir_node *nd = ND(s, i);
+    const float *const *V = s->m->values;
+    if (nd->op != IR_OP_CONV2D && nd->op != IR_OP_LINEAR && nd->op != IR_OP_BATCHNORM) return 0;
+    qsrc x;
+    op_srcs(s, i, &x);
+    double sx = sc(s, x.node);
+    if (nd->op == IR_OP_BATCHNORM) {
+        int C = (int)nd->shape[1];
+        const int *bi = nd->inputs;
+        float *a = malloc(sizeof(float) * (size_t)C), *b = malloc(sizeof(float) * (size_t)C);
+        long long *mv = malloc(sizeof *mv * (size_t)C), *bv = malloc(sizeof *bv * (size_t)C);
+        if (!a || !b || !mv || !bv) { free(a); free(b); free(mv); free(bv); return fail(s, "out of memory"); }
+        cg_bn_affine(a, b, bi[1] >= 0 ? V[bi[1]] : NULL, bi[2] >= 0 ? V[bi[2]] : NULL, V[bi[3]], V[bi[4]],
+                     nd->fattr[IR_F_BN_EPS], C);
+        /* y = x * a + b  ->  q_y = (q_x * m[c] + B[c]) / 2^S, one S for the op */
+        double mx = 1e-30, sy = sc(s, i);
+        for (int c = 0; c < C; c++) mx = fmax(mx, fabs(a[c] * sx / sy));
+        int S = 30 - (int)floor(log2(mx)) - 1;
+        if (S > 40) S = 40;
+        if (S < 1) { free(a); free(b); free(mv); free(bv); return fail(s, "batchnorm '%s': scale out of range", nd->name); }
+        for (int c = 0; c < C; c++) {
+            mv[c] = llround(ldexp(a[c] * sx / sy, S));
+            double bb = ldexp((double)b[c] / sy, S);
+            bv[c] = fabs(bb) < 0x1p61 ? llround(bb) : (bb > 0 ? (1LL << 61) : -(1LL << 61));
+        }
+        W("/* batchnorm '");
+        cg_put_comment_text(s->f, nd->name, " * ");
+        W("': q_y = (q_x * m[c] + b[c]) / 2^%d */\n", S);
+        put_ints(s, "int32_t", 4, "m", i, mv, C);
+        s->weight_bytes += 8LL * C;
+        W("static const int64_t %s_b%d[%d] = {", s->P, i, C);
+        for (int c = 0; c < C; c++) W("%s INT64_C(%lld)%s", c % 6 ? "" : "\n   ", bv[c], c + 1 < C ? "," : "\n");
+        W("};\n#define %s_S%d %d\n", s->P, i, S);
+        free(a); free(b); free(mv); free(bv);
+        return 0;
+    }
+    const ir_node *w = ND(s, nd->inputs[1]);
+    int K = (int)w->shape[0];
+    int64_t per_k = ir_node_numel(w) / K;
+    int bn = nd->op == IR_OP_CONV2D ? s->fold.conv_bn[i] : -1;
+    float *wf = malloc(sizeof(float) * (size_t)ir_node_numel(w)), *bf = calloc((size_t)K, sizeof(float));
+    float *sw = malloc(sizeof(float) * (size_t)K);
+    int8_t *wq = malloc((size_t)ir_node_numel(w));
+    long long *lv = malloc(sizeof *lv * (size_t)(ir_node_numel(w) > K ? ir_node_numel(w) : K));
+    double *M = malloc(sizeof *M * (size_t)K);
+    int rc = -1;
+    if (!wf || !bf || !sw || !wq || !lv || !M) { fail(s, "out of memory"); goto out; }
+    if (bn >= 0) {
+        const ir_node *b = ND(s, bn);
+        const int *bi = b->inputs;
+        cg_fold_conv_bn(wf, bf, V[nd->inputs[1]], NULL, K, per_k, bi[1] >= 0 ? V[bi[1]] : NULL,
+                        bi[2] >= 0 ? V[bi[2]] : NULL, V[bi[3]], V[bi[4]], b->fattr[IR_F_BN_EPS]);
+    } else {
+        memcpy(wf, V[nd->inputs[1]], sizeof(float) * (size_t)ir_node_numel(w));
+        if (nd->op == IR_OP_LINEAR && nd->inputs[2] >= 0) memcpy(bf, V[nd->inputs[2]], sizeof(float) * (size_t)K);
+    }
+    cg_q_weights(wq, sw, wf, K, per_k);
+    W("/* %s '", ir_op_name(nd->op));
+    cg_put_comment_text(s->f, nd->name, " * ");
+    W("': int8 weights (%d, %lld) at per-channel scales%s, int32 bias at s_x * s_w[k] */\n", K, (long long)per_k,
+      bn >= 0 ? ", BN folded" : "");
+    for (int64_t j = 0; j < ir_node_numel(w); j++) lv[j] = wq[j];
+    put_ints(s, "int8_t", 1, "w", i, lv, ir_node_numel(w));
+    double bmax = 0;
+    for (int k = 0; k < K; k++) {
+        lv[k] = cg_q_i32(bf[k], sx * sw[k]);
+        bmax = fmax(bmax, fabs((double)lv[k]));
+    }
+    put_ints(s, "int32_t", 4, "b", i, lv, K);
+    double sy = i == s->out_owner ? s->q.logit_scale : sc(s, i);
+    for (int k = 0; k < K; k++) M[k] = sx * sw[k] / sy;
+    if (put_mults(s, i, M, K, (double)per_k * 127 * 128 + bmax)) goto out;
+    rc = 0;
+out:
+    free(wf); free(bf); free(sw); free(wq); free(lv); free(M);
+    return rc;
+}
+
+/* ---- ops ---------------------------------------------------------------------------------------- */
+
+static void op_head(qs *s, int i, int n_in) {
+    const ir_node *nd = ND(s, i);
+    W("\n/* %s '", ir_op_name(nd->op));
+    cg_put_comment_text(s->f, nd->name, " * ");
+    W("' -> (");
+    for (int d = 1; d < nd->ndim; d++) W("%s%lld", d > 1 ? ", " : "", (long long)nd->shape[d]);
+    W(") at scale %a */\n", i == s->out_owner ? (double)s->q.logit_scale : (double)sc(s, i));
+    W("static void %s_op%d(%s *restrict y", s->P, i, i == s->out_owner ? "int32_t" : "int8_t");
+    for (int j = 0; j < n_in; j++) W(", const int8_t *restrict x%d", j);
+    if (s->scratch[i] > 0) W(", int32_t *restrict acc");
+    W(") {\n");
+}
+
+static const char *rdx(int relu) { return relu ? "_R" : "_I"; }
+
+static void emit_conv(qs *s, int i, qsrc x) {
+    const ir_node *nd = ND(s, i), *xn = ND(s, x.node), *w = ND(s, nd->inputs[1]);
+    const int64_t *ia = nd->iattr;
+    const char *P = s->P;
+    int K = (int)nd->shape[1], Pp = (int)nd->shape[2], Q = (int)nd->shape[3];
+    int C = (int)xn->shape[1], H = (int)xn->shape[2], Wd = (int)xn->shape[3];
+    int kh = (int)w->shape[2], kw = (int)w->shape[3], G = (int)ia[IR_A_CONV_GROUPS];
+    int sh = (int)ia[IR_A_CONV_STRIDE_H], sw = (int)ia[IR_A_CONV_STRIDE_W], ph = (int)ia[IR_A_CONV_PAD_H];
+    int pw = (int)ia[IR_A_CONV_PAD_W], dh = (int)ia[IR_A_CONV_DIL_H], dw = (int)ia[IR_A_CONV_DIL_W];
+    int Cg = C / G, Kg = K / G, PQ = Pp * Q;
+    int flat = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
+    W("    for (int k = 0; k < %d; k++) {\n", K);
+    if (G > 1) W("        const int8_t *restrict xg = x0 + (k / %d) * %d; /* the group's first channel */\n", Kg, Cg * H * Wd);
+    else W("        const int8_t *restrict xg = x0;\n");
+    W("        for (int i = 0; i < %d; i++) acc[i] = %s_b%d[k];\n", PQ, P, i);
+    W("        for (int c = 0; c < %d; c++) {\n", Cg);
+    W("            const int8_t *restrict xc = xg + c * %d;\n", H * Wd);
+    W("            const int8_t *restrict wc = %s_w%d + (k * %d + c) * %d;\n", P, i, Cg, kh * kw);
+    if (flat) {
+        W("            const int32_t wv = wc[0];\n");
+        W("            for (int i = 0; i < %d; i++) acc[i] += wv * %s%s(xc[i]);\n", PQ, P, rdx(x.relu));
+    } else {
+        W("            for (int r = 0; r < %d; r++) {\n", kh);
+        W("                const int p0 = %s_lo(%d - r * %d, %d), p1 = %s_hi(%d - r * %d, %d, %d);\n", P, ph, dh, sh, P,
+          H - 1 + ph, dh, sh, Pp);
+        W("                for (int t = 0; t < %d; t++) {\n", kw);
+        W("                    const int32_t wv = wc[r * %d + t];\n", kw);
+        W("                    const int q0 = %s_lo(%d - t * %d, %d), q1 = %s_hi(%d - t * %d, %d, %d);\n", P, pw, dw, sw,
+          P, Wd - 1 + pw, dw, sw, Q);
+        W("                    for (int p = p0; p < p1; p++) {\n");
+        W("                        const int8_t *restrict xr = xc + (p * %d - %d + r * %d) * %d;\n", sh, ph, dh, Wd);
+        W("                        int32_t *restrict ar = acc + p * %d;\n", Q);
+        W("                        for (int q = q0; q < q1; q++) ar[q] += wv * %s%s(xr[q * %d - %d + t * %d]);\n", P,
+          rdx(x.relu), sw, pw, dw);
+        W("                    }\n                }\n            }\n");
+    }
+    W("        }\n");
+    W("        for (int i = 0; i < %d; i++) y[k * %d + i] = %s_q8(%s_rs((int64_t)acc[i] * %s_m%d[k], %s_s%d[k]));\n", PQ,
+      PQ, P, P, P, i, P, i);
+    W("    }\n}\n");
+}
+
+/* Pools tap by tap, like the convolutions: max straight into the output plane (started
+ * at -128), avg into an int32 plane in the scratch, each tap over its valid rows and
+ * columns only; avg then requantises by the in-bounds count of each window (padding is
+ * not counted), the product of its valid rows and columns. */
+static int emit_pool(qs *s, int i, qsrc x) {
+    const ir_node *nd = ND(s, i), *xn = ND(s, x.node);
+    const char *P = s->P;
+    int k = (int)nd->iattr[IR_A_POOL_K], st = (int)nd->iattr[IR_A_POOL_STRIDE], pad = (int)nd->iattr[IR_A_POOL_PAD];
+    int C = (int)xn->shape[1], H = (int)xn->shape[2], Wd = (int)xn->shape[3], Pp = (int)nd->shape[2], Q = (int)nd->shape[3];
+    int avg = nd->op == IR_OP_AVGPOOL, PQ = Pp * Q;
+    W("    for (int c = 0; c < %d; c++) {\n", C);
+    if (avg) W("        int32_t *restrict pl = acc;\n        for (int i = 0; i < %d; i++) pl[i] = 0;\n", PQ);
+    else W("        int8_t *restrict pl = y + c * %d;\n        for (int i = 0; i < %d; i++) pl[i] = -128;\n", PQ, PQ);
+    W("        for (int r = 0; r < %d; r++) {\n", k);
+    W("            const int p0 = %s_lo(%d - r, %d), p1 = %s_hi(%d - r, %d, %d);\n", P, pad, st, P, H - 1 + pad, st, Pp);
+    W("            for (int t = 0; t < %d; t++) {\n", k);
+    W("                const int q0 = %s_lo(%d - t, %d), q1 = %s_hi(%d - t, %d, %d);\n", P, pad, st, P, Wd - 1 + pad, st, Q);
+    W("                for (int p = p0; p < p1; p++) {\n");
+    W("                    const int8_t *restrict xr = x0 + (c * %d + p * %d - %d + r) * %d;\n", H, st, pad, Wd);
+    W(avg ? "                    int32_t *restrict pr = pl + p * %d;\n" : "                    int8_t *restrict pr = pl + p * %d;\n", Q);
+    W("                    for (int q = q0; q < q1; q++) {\n");
+    W("                        const int v = %s%s(xr[q * %d - %d + t]);\n", P, rdx(x.relu), st, pad);
+    W(avg ? "                        pr[q] += v;\n" : "                        pr[q] = (int8_t)(v > pr[q] ? v : pr[q]);\n");
+    W("                    }\n                }\n            }\n        }\n");
+    if (avg) {
+        W("        for (int p = 0; p < %d; p++) {\n", Pp);
+        W("            const int h0 = p * %d - %d, rows = (h0 + %d < %d ? h0 + %d : %d) - (h0 > 0 ? h0 : 0);\n", st, pad, k, H, k, H);
+        W("            for (int q = 0; q < %d; q++) {\n", Q);
+        W("                const int w0 = q * %d - %d, n = rows * ((w0 + %d < %d ? w0 + %d : %d) - (w0 > 0 ? w0 : 0));\n", st, pad,
+          k, Wd, k, Wd);
+        W("                y[c * %d + p * %d + q] = %s_q8(%s_rs((int64_t)pl[p * %d + q] * %s_m%d[n], %s_s%d[n]));\n", PQ, Q, P, P,
+          Q, P, i, P, i);
+        W("            }\n        }\n");
+    }
+    W("    }\n}\n");
+    return 0;
+}
+
+/* y = sum_j x_j * M_j (ADD: M_j = s_j / s_y; MEAN: also / n) in one fixed-point sum. */
+static int emit_sum(qs *s, int i, const qsrc *r, int k) {
+    const ir_node *nd = ND(s, i);
+    double M[MAX_SRC], mx = 1e-30;
+    for (int j = 0; j < k; j++) {
+        M[j] = sc(s, r[j].node) / sc(s, i) / (nd->op == IR_OP_MEAN ? nd->n_inputs : 1);
+        mx = fmax(mx, M[j]);
+    }
+    int S = 30 - (int)floor(log2(mx)) - 1;
+    if (S > 48) S = 48;
+    if (S < 1) return fail(s, "node '%s': its inputs' scales are too far from its own", nd->name);
+    W("    for (int i = 0; i < %lld; i++)\n        y[i] = %s_q8(%s_rs(", (long long)per_sample(nd), s->P, s->P);
+    for (int j = 0; j < k; j++) W("%s(int64_t)%s%s(x%d[i]) * %lld", j ? " + " : "", s->P, rdx(r[j].relu), j, llround(ldexp(M[j], S)));
+    W(", %d));\n}\n", S);
+    return 0;
+}
+
+static int emit_concat(qs *s, int i, const qsrc *r, int k) {
+    const ir_node *nd = ND(s, i);
+    int64_t at = 0;
+    for (int j = 0; j < k; j++) {
+        int64_t e = per_sample(ND(s, r[j].node));
+        if (sc(s, r[j].node) == sc(s, i) && !r[j].relu) {
+            W("    for (int i = 0; i < %lld; i++) y[%lld + i] = x%d[i];\n", (long long)e, (long long)at, j);
+        } else {
+            long long m = 0;
+            int sh = 1;
+            if (mult1(s, i, (double)sc(s, r[j].node) / sc(s, i), 128, &m, &sh)) return -1;
+            W("    for (int i = 0; i < %lld; i++) y[%lld + i] = %s_q8(%s_rs((int64_t)%s%s(x%d[i]) * %lld, %d));\n",
+              (long long)e, (long long)at, s->P, s->P, s->P, rdx(r[j].relu), j, m, sh);
+        }
+        at += e;
+    }
+    (void)nd;
+    W("}\n");
+    return 0;
+}
+
+static int write_op(qs *s, int i) {
+    const ir_node *nd = ND(s, i);
+    const char *P = s->P;
+    qsrc r[MAX_SRC];
+    int k = op_srcs(s, i, r);
+    op_head(s, i, k);
+    switch (nd->op) {
+    case IR_OP_CONV2D: emit_conv(s, i, r[0]); return 0;
+    case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: return emit_pool(s, i, r[0]);
+    case IR_OP_ADD: case IR_OP_MEAN: return emit_sum(s, i, r, k);
+    case IR_OP_CONCAT: return emit_concat(s, i, r, k);
+    case IR_OP_RELU:
+        W("    for (int i = 0; i < %lld; i++) y[i] = %s_R(x0[i]);\n}\n", (long long)per_sample(nd), P);
+        return 0;
+    case IR_OP_ZERO:
+        W("    for (int i = 0; i < %lld; i++) y[i] = 0;\n}\n", (long long)per_sample(nd));
+        return 0;
+    case IR_OP_SHIFT: {
+        const ir_node *xn = ND(s, r[0].node);
+        W("    for (int c = 0; c < %lld; c++)\n        for (int p = 0; p < %lld; p++)\n", (long long)nd->shape[1],
+          (long long)nd->shape[2]);
+        W("            for (int q = 0; q < %lld; q++) y[(c * %lld + p) * %lld + q] = %s%s(x0[(c * %lld + p + 1) * %lld + q + 1]);\n}\n",
+          (long long)nd->shape[3], (long long)nd->shape[2], (long long)nd->shape[3], P, rdx(r[0].relu),
+          (long long)xn->shape[2], (long long)xn->shape[3]);
+        return 0;
+    }
+    case IR_OP_SLICE: {
+        int64_t pl = plane_of(nd);
+        W("    for (int i = 0; i < %lld; i++) y[i] = %s%s(x0[%lld + i]);\n}\n", (long long)per_sample(nd), P, rdx(r[0].relu),
+          (long long)(nd->iattr[IR_A_SLICE_START] * pl));
+        return 0;
+    }
+    case IR_OP_GAP: {
+        const ir_node *xn = ND(s, r[0].node);
+        long long m = 0;
+        int sh = 1;
+        int64_t HW = plane_of(xn);
+        if (mult1(s, i, (double)sc(s, r[0].node) / ((double)HW * sc(s, i)), (double)HW * 128, &m, &sh)) return -1;
+        W("    for (int c = 0; c < %lld; c++) {\n        int32_t sum = 0;\n", (long long)nd->shape[1]);
+        W("        for (int i = 0; i < %lld; i++) sum += %s%s(x0[c * %lld + i]);\n", (long long)HW, P, rdx(r[0].relu),
+          (long long)HW);
+        W("        y[c] = %s_q8(%s_rs((int64_t)sum * %lld, %d));\n    }\n}\n", P, P, m, sh);
+        return 0;
+    }
+    case IR_OP_BATCHNORM: {
+        int64_t pl = plane_of(nd);
+        W("    for (int c = 0; c < %lld; c++)\n        for (int i = 0; i < %lld; i++)\n", (long long)nd->shape[1], (long long)pl);
+        W("            y[c * %lld + i] = %s_q8(%s_rs((int64_t)%s%s(x0[c * %lld + i]) * %s_m%d[c] + %s_b%d[c], %s_S%d));\n}\n",
+          (long long)pl, P, P, P, rdx(r[0].relu), (long long)pl, P, i, P, i, P, i);
+        return 0;
+    }
+    case IR_OP_LINEAR: {
+        const ir_node *w = ND(s, nd->inputs[1]);
+        int O = (int)w->shape[0], I = (int)w->shape[1];
+        W("    for (int o = 0; o < %d; o++) {\n        int32_t a = %s_b%d[o];\n", O, P, i);
+        W("        for (int k = 0; k < %d; k++) a += (int32_t)%s_w%d[o * %d + k] * %s%s(x0[k]);\n", I, P, i, I, P, rdx(r[0].relu));
+        W("        y[o] = %s_%s(%s_rs((int64_t)a * %s_m%d[o], %s_s%d[o]));\n    }\n}\n", P, i == s->out_owner ? "q32" : "q8", P,
+          P, i, P, i);
+        return 0;
+    }
+    default:
+        return fail(s, "internal: op %s of '%s' has no int8 lowering", ir_op_name(nd->op), nd->name);
+    }
+}
+
+/* avg pool: a multiplier per in-bounds count 1..k*k */
+static int write_pool_mults(qs *s, int i) {
+    const ir_node *nd = ND(s, i);
+    if (nd->op != IR_OP_AVGPOOL) return 0;
+    qsrc x;
+    op_srcs(s, i, &x);
+    int kk = (int)(nd->iattr[IR_A_POOL_K] * nd->iattr[IR_A_POOL_K]);
+    double M[1 + IR_MAX_GROUPS];
+    if (kk > IR_MAX_GROUPS) return fail(s, "avgpool '%s': window too large", nd->name);
+    M[0] = 0;
+    for (int c = 1; c <= kk; c++) M[c] = (double)sc(s, x.node) / (c * (double)sc(s, i));
+    W("/* avgpool '");
+    cg_put_comment_text(s->f, nd->name, " * ");
+    W("': multipliers by in-bounds count */\n");
+    return put_mults(s, i, M, kk + 1, 128.0 * kk);
+}
+
+/* ---- files -------------------------------------------------------------------------------------- */
+
+static void write_doc(qs *s) {
+    const cg_model *m = s->m;
+    const ir_node *xi = ND(s, m->input), *xo = ND(s, m->output);
+    W("/* %s.h - int8 model generated by dartsc from graph '", s->P);
+    cg_put_comment_text(s->f, ir_graph_name(s->g), " * ");
+    W("'\n");
+    if (m->space_name) { W(" * Space: "); cg_put_comment_text(s->f, m->space_name, " * "); W("\n"); }
+    if (m->test_accuracy >= 0) W(" * Test accuracy of the float model: %.4f\n", m->test_accuracy);
+    W(" * Post-training quantisation: int8 weights per output channel, int8 activations at\n"
+      " * per-tensor scales calibrated on training images, int32 accumulation, requantisation\n"
+      " * by fixed-point multipliers (multiply, shift, round half away from zero, saturate).\n");
+    W(" * Input: (batch, %lld, %lld, %lld), normalised per channel: (x - mean[c]) / std[c], mean = {",
+      (long long)xi->shape[1], (long long)xi->shape[2], (long long)xi->shape[3]);
+    for (int c = 0; c < xi->shape[1]; c++) W("%s%.9g", c ? ", " : "", c < 4 ? (double)m->mean[c] : 0.0);
+    W("}, std = {");
+    for (int c = 0; c < xi->shape[1]; c++) W("%s%.9g", c ? ", " : "", c < 4 && m->std[c] > 0 ? (double)m->std[c] : 1.0);
+    W("},\n * then quantised: q = round(x / %s_INPUT_SCALE) saturated to [-128, 127].\n", s->P);
+    W(" * Output: int32 logits (batch, %lld) at %s_OUTPUT_SCALE; the class is the largest.\n", (long long)xo->shape[1], s->P);
+    W(" * %s_infer_q takes and gives integers and the network body uses no floating point.\n", s->P);
+    if (!s->integer_only)
+        W(" * %s_infer takes float input and gives float logits, quantising and scaling itself.\n", s->P);
+    W(" * Build: cc -std=c99 -O2 -c %s.c (no libm, no C library call). Not reentrant: threads call\n", s->P);
+    W(" * the _with_arena entry points, each with its own %s_ARENA_BYTES aligned for int32_t.\n", s->P);
+    W(" * They return 0, or -1 for a NULL pointer or a batch outside 1..%s_MAX_BATCH.\n */\n", s->P);
+}
+
+static int write_header(qs *s) {
+    const cg_model *m = s->m;
+    const ir_node *xi = ND(s, m->input), *xo = ND(s, m->output);
+    const char *P = s->P;
+    write_doc(s);
+    W("#ifndef %s_H_INCLUDED\n#define %s_H_INCLUDED\n\n#include <stdint.h>\n\n", P, P);
+    W("#define %s_MAX_BATCH %d\n", P, s->max_batch);
+    W("#define %s_IN_C %lld\n#define %s_IN_H %lld\n#define %s_IN_W %lld\n", P, (long long)xi->shape[1], P,
+      (long long)xi->shape[2], P, (long long)xi->shape[3]);
+    W("#define %s_INPUT_SIZE %lld /* values per sample */\n", P, (long long)per_sample(xi));
+    W("#define %s_NUM_CLASSES %lld\n", P, (long long)xo->shape[1]);
+    W("#define %s_OUTPUT_SIZE %lld /* values per sample */\n", P, (long long)per_sample(xo));
+    W("#define %s_ARENA_BYTES %lld /* activations of one sample (samples run one at a time) */\n", P, (long long)s->arena);
+    W("#define %s_INPUT_SCALE %a /* float input = int8 input * scale */\n", P, (double)sc(s, m->input));
+    W("#define %s_OUTPUT_SCALE %a /* float logit = int32 logit * scale */\n\n", P, (double)s->q.logit_scale);
+    W("#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
+    W("int %s_infer_q(const int8_t *input, int32_t *output, int batch);\n", P);
+    W("int %s_infer_q_with_arena(const int8_t *input, int32_t *output, int batch, void *arena);\n", P);
+    if (!s->integer_only) {
+        W("int %s_infer(const float *input, float *output, int batch);\n", P);
+        W("int %s_infer_with_arena(const float *input, float *output, int batch, void *arena);\n", P);
+        W("extern const float %s_mean[%s_IN_C], %s_std[%s_IN_C];\n", P, P, P, P);
+    }
+    W("extern const char *const %s_class_names[%s_NUM_CLASSES];\n", P, P);
+    W("\n#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
+    return 0;
+}
+
+static void write_prelude(qs *s) {
+    const char *P = s->P;
+    W("/* gcc at -O2 vectorises only loops it needs no runtime check for; the tap loops have\n"
+      " * runtime bounds: -O3's cost model here (as in the float C) */\n");
+    W("#if defined(__GNUC__) && !defined(__clang__)\n#pragma GCC optimize(\"vect-cost-model=dynamic\")\n#endif\n");
+    W("/* round(v / 2^s), halves away from zero, s >= 1: on |v| (no right shift of a negative\n"
+      " * value), written with selects so that compilers vectorise the requantisation loops */\n");
+    W("static int64_t %s_rs(int64_t v, int s) {\n    const int64_t a = v < 0 ? -v : v, r = (a + ((int64_t)1 << (s - 1))) >> s;\n"
+      "    return v < 0 ? -r : r;\n}\n", P);
+    W("static int8_t %s_q8(int64_t v) { return (int8_t)(v > 127 ? 127 : v < -128 ? -128 : v); }\n", P);
+    W("static int32_t %s_q32(int64_t v) { return (int32_t)(v > 2147483647 ? 2147483647 : v < -2147483647 ? -2147483647 : v); }\n", P);
+    W("/* the first output row or column whose tap lands at or after the input's start: p * st >= off */\n");
+    W("static int %s_lo(int off, int st) { return off <= 0 ? 0 : (off + st - 1) / st; }\n", P);
+    W("/* one past the last whose tap lands at or before lim (the input's end), at most n */\n");
+    W("static int %s_hi(int lim, int st, int n) {\n    const int h = lim < 0 ? 0 : lim / st + 1;\n    return h < n ? h : n;\n}\n", P);
+    W("#define %s_R(v) ((v) > 0 ? (v) : 0) /* ReLU on a symmetric int8 value: exact */\n", P);
+    W("#define %s_I(v) (v)\n\n", P);
+}
+
+static const char *buf_expr(qs *s, int node, char *b, size_t bl) {
+    if (node == s->m->input) return "in";
+    if (node == s->out_owner) return "out";
+    snprintf(b, bl, "(int8_t *)(A + %lld)", (long long)s->off[node]);
+    return b;
+}
+
+static int write_source(qs *s) {
+    const cg_model *m = s->m;
+    const ir_node *xi = ND(s, m->input), *xo = ND(s, m->output);
+    const char *P = s->P;
+    W("/* %s.c - int8 model generated by dartsc; see %s.h. C99, integers only in the network body.\n", P, P);
+    W(" *\n * Schedule (%d ops) and arena offsets in bytes (one sample):\n", s->n_sched);
+    for (int t = 0; t < s->n_sched; t++) {
+        int i = s->sched[t];
+        W(" *   %s_op%d %s '", P, i, ir_op_name(ND(s, i)->op));
+        cg_put_comment_text(s->f, ND(s, i)->name, " * ");
+        if (i == s->out_owner) W("' -> output\n");
+        else W("' -> [%lld, %lld)\n", (long long)s->off[i], (long long)(s->off[i] + per_sample(ND(s, i))));
+    }
+    W(" */\n#include \"%s.h\"\n\n#include <stddef.h>\n\n", P);
+    write_prelude(s);
+    if (!s->integer_only) {
+        W("const float %s_mean[%s_IN_C] = {", P, P);
+        for (int c = 0; c < xi->shape[1]; c++) W("%s%af", c ? ", " : "", c < 4 ? (double)m->mean[c] : 0.0);
+        W("};\nconst float %s_std[%s_IN_C] = {", P, P);
+        for (int c = 0; c < xi->shape[1]; c++) W("%s%af", c ? ", " : "", c < 4 && m->std[c] > 0 ? (double)m->std[c] : 1.0);
+        W("};\n");
+    }
+    W("const char *const %s_class_names[%s_NUM_CLASSES] = {", P, P);
+    for (int c = 0; c < xo->shape[1]; c++) {
+        W(c == 0 ? "\n    " : c % 8 ? ", " : ",\n    ");
+        if (m->class_names && m->class_names[c]) cg_put_c_string(s->f, m->class_names[c]);
+        else W("\"%d\"", c);
+    }
+    W("\n};\n\n");
+    for (int t = 0; t < s->n_sched; t++)
+        if (write_weights(s, s->sched[t]) || write_pool_mults(s, s->sched[t])) return -1;
+    for (int t = 0; t < s->n_sched; t++)
+        if (write_op(s, s->sched[t])) return -1;
+
+    W("\n/* one sample through the whole schedule */\n");
+    W("static void %s_run(const int8_t *in, int32_t *out, unsigned char *A) {\n", P);
+    W("    (void)%s_lo;\n    (void)%s_hi;\n    (void)%s_q32;\n", P, P, P);
+    for (int t = 0; t < s->n_sched; t++) {
+        int i = s->sched[t];
+        qsrc r[MAX_SRC];
+        char b[64];
+        int k = op_srcs(s, i, r);
+        W("    %s_op%d(%s", P, i, buf_expr(s, i, b, sizeof b));
+        for (int j = 0; j < k; j++) W(", %s", buf_expr(s, r[j].node, b, sizeof b));
+        if (s->scratch[i] > 0) W(", (int32_t *)(A + %lld)", (long long)s->soff[i]);
+        W(");\n");
+    }
+    W("}\n\n");
+    W("int %s_infer_q_with_arena(const int8_t *input, int32_t *output, int batch, void *arena) {\n", P);
+    W("    if (!input || !output || !arena || batch < 1 || batch > %s_MAX_BATCH) return -1;\n", P);
+    W("    for (int n = 0; n < batch; n++)\n");
+    W("        %s_run(input + (ptrdiff_t)n * %s_INPUT_SIZE, output + (ptrdiff_t)n * %s_OUTPUT_SIZE, (unsigned char *)arena);\n",
+      P, P, P);
+    W("    return 0;\n}\n\n");
+    W("static int32_t %s_arena[%lld]; /* int32_t: aligned for the accumulators */\n\n", P,
+      (long long)(s->arena / 4 + 1));
+    W("int %s_infer_q(const int8_t *input, int32_t *output, int batch) {\n", P);
+    W("    return %s_infer_q_with_arena(input, output, batch, %s_arena);\n}\n", P, P);
+    if (!s->integer_only) {
+        W("\nint %s_infer_with_arena(const float *input, float *output, int batch, void *arena) {\n", P);
+        W("    unsigned char *A = (unsigned char *)arena;\n");
+        W("    if (!input || !output || !arena || batch < 1 || batch > %s_MAX_BATCH) return -1;\n", P);
+        W("    for (int n = 0; n < batch; n++) {\n");
+        W("        int8_t *q = (int8_t *)(A + %lld);\n        int32_t *o = (int32_t *)(A + %lld);\n",
+          (long long)s->qin_off, (long long)s->qout_off);
+        W("        for (int i = 0; i < %s_INPUT_SIZE; i++) {\n", P);
+        W("            float v = input[(ptrdiff_t)n * %s_INPUT_SIZE + i] / (float)%s_INPUT_SCALE;\n", P, P);
+        W("            v = v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v == v ? v : 0.0f;\n");
+        W("            q[i] = (int8_t)(v >= 0.0f ? (int)(v + 0.5f) : -(int)(0.5f - v));\n        }\n");
+        W("        %s_run(q, o, A);\n", P);
+        W("        for (int k = 0; k < %s_OUTPUT_SIZE; k++) output[(ptrdiff_t)n * %s_OUTPUT_SIZE + k] = (float)o[k] * (float)%s_OUTPUT_SCALE;\n",
+          P, P, P);
+        W("    }\n    return 0;\n}\n\n");
+        W("int %s_infer(const float *input, float *output, int batch) {\n", P);
+        W("    return %s_infer_with_arena(input, output, batch, %s_arena);\n}\n", P, P);
+    }
+    return 0;
+}
+
+/* cg_write_c_pair's writers */
+static int header_cb(void *s) { return write_header(s); }
+static int source_cb(void *s) { return write_source(s); }
+
+int cg_c_write_int8(const cg_model *m, const cg_c_opts *o, int integer_only, const char *dir, char *err, size_t errlen) {
+    qs st, *s = &st;
+    memset(s, 0, sizeof *s);
+    char dummy[8];
+    s->err = err ? err : dummy;
+    s->errlen = err ? errlen : sizeof dummy;
+    s->m = m;
+    if (!m || !m->g) return fail(s, "no model graph");
+    if (cg_c_name_check(m->name, s->err, s->errlen)) return -1;
+    s->g = m->g;
+    s->P = m->name;
+    s->n = ir_graph_num_nodes(m->g);
+    s->integer_only = integer_only;
+    s->max_batch = o && o->max_batch > 0 ? o->max_batch : 1;
+    if (s->max_batch > (1 << 20)) return fail(s, "max_batch %d is too large", s->max_batch);
+    int n = s->n > 0 ? s->n : 1, rc = -1;
+    if (cg_fold_init(&s->fold, s->g, 1)) return fail(s, "out of memory");
+    s->rep = calloc((size_t)n, sizeof *s->rep);
+    s->sched = calloc((size_t)n, sizeof *s->sched);
+    s->off = calloc((size_t)n, sizeof *s->off);
+    s->scratch = calloc((size_t)n, sizeof *s->scratch);
+    s->soff = calloc((size_t)n, sizeof *s->soff);
+    unsigned char *flags = calloc((size_t)n * 3, 1);
+    if (!s->rep || !s->sched || !s->off || !s->scratch || !s->soff || !flags) { fail(s, "out of memory"); goto done; }
+    s->need = flags;
+    s->emit = flags + n;
+    s->virt = flags + 2 * n;
+    if (analyse(s)) goto done;
+    if (cg_quant_init(&s->q, m, &s->fold, s->err, s->errlen)) goto done;
+    if (plan(s)) goto done;
+    if (cg_write_c_pair(dir, s->P, &s->f, header_cb, source_cb, s, s->err, s->errlen)) goto done;
+    if (o && o->footprint) {
+        o->footprint->weight_bytes = s->weight_bytes;
+        o->footprint->arena_bytes = s->arena;
+    }
+    rc = 0;
+done:
+    cg_quant_free(&s->q);
+    cg_fold_free(&s->fold);
+    free(s->rep);
+    free(s->sched);
+    free(s->off);
+    free(s->scratch);
+    free(s->soff);
+    free(flags);
+    return rc;
+}
