@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codegen/onnx.h"
 #include "codegen/rnn_export.h"
 #include "frontend/fe.h"
 #include "ir/space.h"
@@ -521,6 +522,7 @@ Test(export, onnx_and_c_step_match_the_runtime, .timeout = 180) {
     char onnx_path[1100], in_path[1100], out_path[1100], cmd[9000];
     snprintf(onnx_path, sizeof onnx_path, "%s/step.onnx", dir);
     cr_assert_eq(cg_rnn_onnx_write(&net, vals, onnx_path, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(cg_onnx_inspect(onnx_path, NULL, err, sizeof err), 0, "inspect of the recurrent export: %s", err);
     snprintf(in_path, sizeof in_path, "%s/in.dtns", dir);
     snprintf(out_path, sizeof out_path, "%s/out.dtns", dir);
     rt_tf_writer *w = rt_tf_open_write(in_path, err, sizeof err);
