@@ -5,6 +5,7 @@
 
 #include "driver.h"
 #include "runtime/backend.h"
+#include "train/common.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -26,8 +27,10 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     /* first thing: a stop request of search, train or run is honoured from the start */
-    if (argc >= 2 && (!strcmp(argv[1], "search") || !strcmp(argv[1], "train") || !strcmp(argv[1], "run")))
+    if (argc >= 2 && (!strcmp(argv[1], "search") || !strcmp(argv[1], "train") || !strcmp(argv[1], "run"))) {
         dartsc_install_signals();
+        sr_data_keep(1); /* each data split decoded once for every stage and candidate (freed at exit) */
+    }
     if (argc < 2) {
         usage(stderr);
         return 2;
