@@ -279,6 +279,16 @@ Test(run, resume_refuses_changed_settings_and_lists_them, .timeout = 300) {
     snprintf(args, sizeof args, "search %s --out %s/s --resume --epochs 2", sp, dir);
     dartsc_out(args, out, sizeof out);
     cr_expect(strstr(out, "lr_min equal to lr"), "says when a longer --epochs is accepted: %s", out);
+    /* another kind of search on a DARTS run: refused (was: a random search ran into it) */
+    const char *other[] = {"--resume --strategy random", "--resume --strategy evolution", "--strategy random"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args, "search %s --out %s/s %s --candidates 2 --candidate-epochs 1", sp, dir, other[i]);
+        cr_expect_eq(dartsc_out(args, out, sizeof out), 1, "%s: %s", other[i], out);
+        cr_expect(strstr(out, "holds a DARTS search (checkpoint.dtns), not a random search or evolution"), "%s: %s",
+                  other[i], out);
+    }
+    snprintf(args, sizeof args, "%s/s/candidates.jsonl", dir);
+    cr_expect_neq(access(args, F_OK), 0, "a baseline wrote into the DARTS run");
     /* the same settings resume */
     snprintf(args, sizeof args, "search %s --out %s/s --resume", sp, dir);
     cr_expect_eq(dartsc_out(args, out, sizeof out), 0, "%s", out);
@@ -625,6 +635,13 @@ Test(run, baseline_resume_refuses_changed_settings, .timeout = 200) {
         cr_expect_eq(dartsc_in(dir, args, out, sizeof out), 1, "%s: %s", changed[i][0], out);
         cr_expect(strstr(out, "baseline_settings.dtns was written with other settings: ") && strstr(out, changed[i][1]),
                   "%s: %s", changed[i][0], out);
+    }
+    /* the DARTS loop on a baseline's directory, resumed or not: refused (was "checkpoint.dtns does not exist") */
+    const char *darts[] = {"search s.dartsc --out b --resume", "search s.dartsc --out b"};
+    for (int i = 0; i < 2; i++) {
+        cr_expect_eq(dartsc_in(dir, darts[i], out, sizeof out), 1, "%s: %s", darts[i], out);
+        cr_expect(strstr(out, "b holds a random search or evolution (candidates.jsonl), not a DARTS search"), "%s: %s",
+                  darts[i], out);
     }
     /* more candidates continue the same sequence: accepted */
     snprintf(args, sizeof args, "search s.dartsc --out b --strategy random --candidates 3 --candidate-epochs 1 --resume");
