@@ -594,6 +594,38 @@ Test(run, a_stop_during_evaluation_export_or_report_exits_130_and_resumes, .time
     cr_expect(file_exists(path, "checkpoint.dtns"));
 }
 
+/* Fails before the fix (exit 143, killed without a word): a SIGTERM while the shared
+ * libraries initialise, before main runs (cuDNN's, cuBLAS's and OpenBLAS's initialisers
+ * take 0.1-0.4 s). A preloaded library's initialiser sends it, deterministically: the
+ * dynamic loader runs dartsc's preinit array (which installs the handlers) before any
+ * shared library's initialiser. */
+Test(run, a_signal_while_the_libraries_initialise_stops_cleanly, .timeout = 300) {
+    cr_assert(getenv("DARTSC_BIN"));
+    const char *dir = tu_tmpdir();
+    char path[600], cmd[4096];
+    snprintf(path, sizeof path, "%s/s.dartsc", dir);
+    write_file(path, small_space);
+    snprintf(path, sizeof path, "%s/early.c", dir);
+    write_file(path, "#include <signal.h>\n#include <unistd.h>\n"
+                     "__attribute__((constructor)) static void early(void) { kill(getpid(), SIGTERM); }\n");
+    snprintf(cmd, sizeof cmd, "cd %s && cc -shared -fPIC -o early.so early.c", dir);
+    cr_assert_eq(sh(cmd), 0, "%s", cmd);
+    const char *runs[][2] = {{"run s.dartsc --out r", "dartsc run: stopped during the search"},
+                             {"search s.dartsc --out s", "dartsc search: stopped after 0 steps"}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd, "cd %s && LD_PRELOAD=%s/early.so %s %s > early%d.log 2>&1", dir, dir, getenv("DARTSC_BIN"),
+                 runs[i][0], i);
+        cr_expect_eq(sh(cmd), 130, "%s", runs[i][0]);
+        snprintf(path, sizeof path, "%s/early%d.log", dir, i);
+        char *log = tu_slurp(path, NULL);
+        cr_expect(log && strstr(log, runs[i][1]), "%s: %s", runs[i][0], log ? log : "");
+        free(log);
+    }
+    /* and the stopped run resumes to the end */
+    char out[8192];
+    cr_expect_eq(dartsc_in(dir, "run s.dartsc --out r", out, sizeof out), 0, "%s", out);
+}
+
 /* ---- check ------------------------------------------------------------------------------------- */
 
 /* Fails before: check printed only the supernet's size (--genotype was an unknown option).
