@@ -561,6 +561,32 @@ Test(onnx, unexportable_graph_is_an_error_and_leaves_no_file) {
     ir_graph_free(g);
 }
 
+/* A CPU plan of g (seed 5: its random weights) and the values of its PARAM nodes, for
+ * cg_model.values. */
+typedef struct planned {
+    rt_backend *be;
+    rt_plan *p;
+    const float **vals;
+} planned;
+
+static planned plan_values(const ir_graph *g) {
+    planned pl = {rt_backend_cpu_new(), NULL, NULL};
+    char err[512];
+    pl.p = rt_plan_new(g, pl.be, &(rt_plan_opts){.seed = 5}, err, sizeof err);
+    cr_assert(pl.p, "%s", err);
+    int n = ir_graph_num_nodes(g);
+    pl.vals = calloc((size_t)n, sizeof *pl.vals);
+    for (int i = 0; i < n; i++)
+        if (ir_graph_node(g, i)->op == IR_OP_PARAM) pl.vals[i] = rt_node_data(pl.p, i);
+    return pl;
+}
+
+static void planned_free(planned *pl) {
+    free(pl->vals);
+    rt_plan_free(pl->p);
+    pl->be->destroy(pl->be);
+}
+
 /* A small but complete model for the inspect tests: the mixed/wsum case plus a head;
  * BNs folded (fold 1) or kept. */
 static char *small_model_fold(const char *dir, size_t *len, int fold) {
@@ -569,24 +595,16 @@ static char *small_model_fold(const char *dir, size_t *len, int fold) {
     int y = b_mixed_wsum(g, x);
     y = b_head(g, conv(g, y, "c", 4, 5, 3, 3, 2, 1, 1, 1, 1));
     cr_assert(y >= 0, "%s", ir_graph_error(g));
-    rt_backend *be = rt_backend_cpu_new();
+    planned pl = plan_values(g);
     char err[512];
-    rt_plan *p = rt_plan_new(g, be, &(rt_plan_opts){.seed = 5}, err, sizeof err);
-    cr_assert(p, "%s", err);
-    int n = ir_graph_num_nodes(g);
-    const float **vals = calloc((size_t)n, sizeof *vals);
-    for (int i = 0; i < n; i++)
-        if (ir_graph_node(g, i)->op == IR_OP_PARAM) vals[i] = rt_node_data(p, i);
-    cg_model m = {.g = g, .values = vals, .input = x, .output = y, .name = "small", .space_name = "darts",
+    cg_model m = {.g = g, .values = pl.vals, .input = x, .output = y, .name = "small", .space_name = "darts",
                   .genotype_json = "{\"normal\": [[\"sep_conv_3x3\", 0]]}", .in_c = 4, .test_accuracy = -1};
     static char path[600];
     snprintf(path, sizeof path, "%s/small%s.onnx", dir, fold ? "" : "_bn");
     cg_onnx_opts o = cg_onnx_opts_default();
     o.fold_bn = fold;
     cr_assert_eq(cg_onnx_write(&m, &o, path, err, sizeof err), 0, "%s", err);
-    free(vals);
-    rt_plan_free(p);
-    be->destroy(be);
+    planned_free(&pl);
     ir_graph_free(g);
     FILE *f = fopen(path, "rb");
     fseek(f, 0, SEEK_END);
@@ -806,15 +824,9 @@ Test(onnx, inspect_reports_weights_buffers_and_constants) {
     y = relu(g, bn(g, y, "stem.1", 5, 1), "stem.2");         /* 5 + 5 weights, 5 + 5 buffers */
     y = b_head(g, y);                                          /* 35 + 7 + 21 weights */
     cr_assert(y >= 0, "%s", ir_graph_error(g));
-    rt_backend *be = rt_backend_cpu_new();
+    planned pl = plan_values(g);
     char err[512];
-    rt_plan *p = rt_plan_new(g, be, &(rt_plan_opts){.seed = 5}, err, sizeof err);
-    cr_assert(p, "%s", err);
-    int n = ir_graph_num_nodes(g);
-    const float **vals = calloc((size_t)n, sizeof *vals);
-    for (int i = 0; i < n; i++)
-        if (ir_graph_node(g, i)->op == IR_OP_PARAM) vals[i] = rt_node_data(p, i);
-    cg_model m = {.g = g, .values = vals, .input = x, .output = y, .name = "wb", .in_c = 3, .test_accuracy = -1};
+    cg_model m = {.g = g, .values = pl.vals, .input = x, .output = y, .name = "wb", .in_c = 3, .test_accuracy = -1};
     const char *dir = tu_tmpdir();
     static const char *const expect[2][3] = {
         {"weights   208 in 6 tensors\n", "buffers   10 in 2 tensors (batch-norm running mean and variance)\n",
@@ -836,9 +848,7 @@ Test(onnx, inspect_reports_weights_buffers_and_constants) {
         cr_expect(strstr(txt, fold ? "initializers: 5, 203 values" : "initializers: 8, 218 values"), "%s", txt);
         free(txt);
     }
-    free(vals);
-    rt_plan_free(p);
-    be->destroy(be);
+    planned_free(&pl);
     ir_graph_free(g);
 }
 

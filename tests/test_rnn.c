@@ -369,10 +369,8 @@ Test(search, second_order_search_is_deterministic_and_resumes_bit_identically, .
     }
 }
 
-Test(train, retraining_and_evaluation_report_perplexity, .timeout = 240) {
-    const char *data = make_corpus(300);
-    ir_space sp;
-    tiny_space(&sp, data, 3, 16, 4, 4, 0.1f, 2, 0, 1);
+/* A derived cell of 3 nodes in a chain, node i on node i - 1 with op 1 + i. */
+static ir_genotype chain_genotype(void) {
     ir_genotype gt = {0};
     gt.normal.n_nodes = 3;
     for (int i = 0; i < 3; i++) {
@@ -380,6 +378,14 @@ Test(train, retraining_and_evaluation_report_perplexity, .timeout = 240) {
         gt.normal.e[i][0] = (ir_geno_edge){1 + i, i};
     }
     gt.reduce = gt.normal;
+    return gt;
+}
+
+Test(train, retraining_and_evaluation_report_perplexity, .timeout = 240) {
+    const char *data = make_corpus(300);
+    ir_space sp;
+    tiny_space(&sp, data, 3, 16, 4, 4, 0.1f, 2, 0, 1);
+    ir_genotype gt = chain_genotype();
     sr_train_opts o = sr_train_opts_default();
     char out[1100], w[1200], err[1024];
     snprintf(out, sizeof out, "%s/t", tu_tmpdir());
@@ -410,18 +416,8 @@ static float snapshot_window(sr_lm *m, float lr, void *ctx) {
     (void)lr;
     lm_snap *s = ctx;
     if (s->done || m->global_step != s->at) return 0.0f;
-    const char *files[] = {"train_checkpoint.dtns", "train_metrics.jsonl"};
-    for (int i = 0; i < 2; i++) {
-        char a[1200], b[1200];
-        snprintf(a, sizeof a, "%s/%s", s->from, files[i]);
-        snprintf(b, sizeof b, "%s/%s", s->to, files[i]);
-        size_t n;
-        char *x = tu_slurp(a, &n);
-        FILE *f = fopen(b, "wb");
-        if (x && f) fwrite(x, 1, n, f);
-        if (f) fclose(f);
-        free(x);
-    }
+    tu_copy_file(s->from, s->to, "train_checkpoint.dtns");
+    tu_copy_file(s->from, s->to, "train_metrics.jsonl");
     s->done = 1;
     return 0.0f;
 }
@@ -434,13 +430,7 @@ Test(train, periodic_checkpoints_lose_at_most_n_windows_and_resume_bit_identical
     const char *data = make_corpus(300);
     ir_space sp;
     tiny_space(&sp, data, 3, 8, 4, 4, 0.1f, 2, 5, 1);
-    ir_genotype gt = {0};
-    gt.normal.n_nodes = 3;
-    for (int i = 0; i < 3; i++) {
-        gt.normal.n_edges[i] = 1;
-        gt.normal.e[i][0] = (ir_geno_edge){1 + i, i};
-    }
-    gt.reduce = gt.normal;
+    ir_genotype gt = chain_genotype();
     char a[1100], b[1100], err[1024];
     snprintf(a, sizeof a, "%s/a", tu_tmpdir());
     snprintf(b, sizeof b, "%s/b", tu_tmpdir());
