@@ -403,6 +403,13 @@ static int ix_node(ix *c, const Onnx__NodeProto *nd, size_t i, const char *where
     if (vendor) {
         if (!c->vendor_nodes++) c->vendor = nd->domain;
     } else if (ix_node_against(c, who, nd, *schema)) {
+        const pb_op_domain *d = pb_op_domain_find(nd->domain);
+        int64_t opset = ix_opset(c->mp, nd->domain);
+        size_t n = strlen(c->err);
+        if (d && opset > d->max_version && n + 1 < c->errlen) /* judged by an older definition than the model's */
+            snprintf(c->err + n, c->errlen - n, " (the model imports %s opset %" PRId64 "; dartsc's operator table is "
+                     "onnx %s's, which knows it up to opset %d)", domain_name(nd->domain), opset, pb_op_onnx_version,
+                     d->max_version);
         return -1;
     }
     for (size_t j = 0; j < nd->n_input; j++) {

@@ -749,6 +749,8 @@ Test(onnx, inspect_agrees_with_onnx_checker_on_mutated_models, .timeout = 300) {
         {"tensor_attr_without_value", "attribute 'value' (tensor) holds no value"},
         {"domain_not_imported", "its domain 'com.example' is not imported"},
         {"ai_onnx_on_a_node", "domain 'ai.onnx' on a node"},
+        {"newer_opset", "2 inputs, which ReduceMean-13 does not allow (1 to 1) (the model imports ai.onnx opset 18; "
+                        "dartsc's operator table is onnx 1.12.0's, which knows it up to opset 17)"},
         {"ok_vendor_domain", NULL},
         {"ok_internal_attr", NULL},
         {"ok_other_op", NULL},

@@ -147,6 +147,14 @@ def case_domain_not_imported(m):
     return n, "domain not imported"
 
 
+def case_newer_opset(m):
+    m.opset_import[0].version = 18  # newer than onnx 1.12 knows: ReduceMean-18 takes its axes as an input
+    n = node_named(m, "Relu")
+    n.op_type = "ReduceMean"
+    n.input.append(next(i.name for i in m.graph.initializer if i.data_type == onnx.TensorProto.INT64))
+    return n, "ReduceMean-18 (axes input) judged by onnx 1.12"
+
+
 def case_ok_vendor_domain(m):
     n = node_named(m, "Relu")
     n.domain = "com.example"
