@@ -1,5 +1,5 @@
-/* onnx.h — the ONNX exporter (IR version 8, opset 13) and the reader behind
- * `dartsc inspect`.
+/* onnx.h — the ONNX exporter (IR version 8, opset 13; onnx.c) and the reader behind
+ * `dartsc inspect` (onnx_inspect.c).
  *
  * Export walks the graph from m->input to m->output (loss, labels and auxiliary heads
  * are left out) and maps each IR op to standard ONNX ops; weights become float32
@@ -60,11 +60,13 @@ static inline cg_onnx_opts cg_onnx_opts_default(void) { return (cg_onnx_opts){.f
 /* Exports m to path. o NULL: the defaults. Returns 0, or -1 with err filled. */
 int cg_onnx_write(const cg_model *m, const cg_onnx_opts *o, const char *path, char *err, size_t errlen);
 
-/* Reads path, validates it (parse, sizes of every initializer against its dims, dims in
- * range, every node input defined before use, graph outputs produced) and prints a
- * summary to out: IR version, opsets, producer, inputs and outputs with shapes, op
- * histogram, initializers and parameters, metadata. Returns 0, or -1 with err naming the
- * file and the problem (nothing is printed then). Never trusts the file. */
+/* Reads path (codegen/onnx_inspect.c), validates it (parse, nesting depth, sizes of every
+ * initializer against its dims, dims in range, every node input defined before use, graph
+ * outputs produced, every node against ONNX's operator definitions at the model's opset:
+ * proto/op_schemas.h) and prints a summary to out: IR version, opsets, producer, inputs
+ * and outputs with shapes, op histogram, initializers as weights, buffers and constants,
+ * metadata. Returns 0, or -1 with err naming the file, the node and the problem (nothing
+ * is printed then). Never trusts the file. */
 int cg_onnx_inspect(const char *path, FILE *out, char *err, size_t errlen);
 /* The same on bytes in memory; label names them in messages. */
 int cg_onnx_inspect_buf(const uint8_t *buf, size_t len, const char *label, FILE *out, char *err, size_t errlen);

@@ -485,6 +485,12 @@ int dartsc_cmd_train(int argc, char **argv) {
     o.stop = &stop_flag;
     o.progress = rt_dist_rank() == 0 ? progress_lines : NULL;
     o.progress_ctx = "train";
+    /* both splits read before anything is written: bad data leaves no directory, and the
+       directory is one that eval can use */
+    if (sr_data_prepare(&sp, 1, 1, err, sizeof err)) {
+        fprintf(stderr, "dartsc train: error: %s\n", err);
+        return 1;
+    }
     sr_train_result r;
     dartsc_out_dir od;
     dartsc_out_dir_note(&od, o.out_dir);
@@ -632,6 +638,12 @@ int dartsc_cmd_run(int argc, char **argv) {
     const char *asked = device;
     device = rt_device_resolve(device);
     if (rt_dist_rank() == 0) fprintf(stderr, "== device: %s%s\n", device, strcmp(asked, device) ? " (auto)" : "");
+    /* 0. the data, before anything is written: the training split where a search or the
+       retraining is left to do, the test split always (kept: the stages read it from memory) */
+    if (sr_data_prepare(&sp, !exists(out, "search.done") || !exists(out, "model.dtns"), 1, err, sizeof err)) {
+        fprintf(stderr, "dartsc run: %s\n", err);
+        return 1;
+    }
     /* 1. search (resumes from its checkpoint; done when search.done exists) */
     if (!exists(out, "search.done")) {
         FILE *f = fopen(path, "rb");

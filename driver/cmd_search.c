@@ -154,6 +154,11 @@ int dartsc_cmd_search(int argc, char **argv) {
                 sp.search.batch, (unsigned long long)sp.search.seed);
     sr_result res;
     char err[1024];
+    if (sr_data_prepare(&sp, 1, 0, err, sizeof err)) { /* bad data: nothing written */
+        fprintf(stderr, "dartsc search: error: %s\n", err);
+        free(src);
+        return 1;
+    }
     dartsc_out_dir od;
     dartsc_out_dir_note(&od, o.out_dir);
     int rc = sr_search(&sp, &o, &res, err, sizeof err);

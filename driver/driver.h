@@ -33,8 +33,9 @@ void dartsc_search_overrides_apply(const dartsc_search_overrides *ov, ir_space *
 const char *dartsc_strategy_name(sr_strategy s);
 /* ---- driver/util.c ----
  * SIGINT and SIGTERM set dartsc_stop_flag (a loop checkpoints and stops; `run` stops
- * between its stages, exit 130). main installs the handlers first thing for the commands
- * that honour a stop (search, train, run), so no signal is lost to a late installation. */
+ * between its stages, exit 130). main.c installs the handlers for the commands that honour
+ * a stop (search, train, run) from the preinit array, before the shared libraries'
+ * initialisers run, so no signal is lost to a late installation. */
 extern volatile sig_atomic_t dartsc_stop_flag;
 void dartsc_install_signals(void);
 /* Numeric flags, strictly: the whole of v an integer in lo..hi, else a message naming the

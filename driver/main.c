@@ -12,6 +12,7 @@
 #include "driver.h"
 #include "runtime/backend.h"
 #include "runtime/dist.h"
+#include "train/common.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -31,6 +32,21 @@ static void usage(FILE *f) {
             "Run 'dartsc <command> --help' for a command's options.\n");
 }
 
+static int stoppable(int argc, char **argv) {
+    return argc >= 2 && (!strcmp(argv[1], "search") || !strcmp(argv[1], "train") || !strcmp(argv[1], "run"));
+}
+
+/* A stop request of search, train or run is honoured from the start: the handlers go in
+ * from the executable's preinit array, which the dynamic loader runs before the shared
+ * libraries' initialisers (cuDNN's, cuBLAS's and OpenBLAS's take 0.1-0.4 s, a window in
+ * which SIGINT/SIGTERM used to kill the process without a word). Only sigaction here. */
+static void early_signals(int argc, char **argv, char **envp) {
+    (void)envp;
+    if (stoppable(argc, argv)) dartsc_install_signals();
+}
+__attribute__((used, section(".preinit_array"))) static void (*const dartsc_preinit)(int, char **, char **) =
+    early_signals;
+
 static int dispatch(int argc, char **argv);
 
 /* Under mpirun or srun (docs/SCALING.md) every process runs the same command on its part of
@@ -38,9 +54,10 @@ static int dispatch(int argc, char **argv);
  * goes nowhere; their errors still reach stderr). A command that fails on some process
  * stops the whole job. */
 int main(int argc, char **argv) {
-    /* first thing: a stop request of search, train or run is honoured from the start */
-    if (argc >= 2 && (!strcmp(argv[1], "search") || !strcmp(argv[1], "train") || !strcmp(argv[1], "run")))
-        dartsc_install_signals();
+    if (stoppable(argc, argv)) {
+        dartsc_install_signals(); /* again: harmless where the preinit array already did it */
+        sr_data_keep(1); /* each data split decoded once for every stage and candidate (freed at exit) */
+    }
     char err[512];
     if (rt_dist_init(&argc, &argv, err, sizeof err)) {
         fprintf(stderr, "dartsc: %s\n", err);

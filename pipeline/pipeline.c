@@ -1,15 +1,41 @@
 /* pipeline.c — see pipeline.h. */
 #include "pipeline.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "runtime/dist.h"
 #include "train/common.h"
 #include "train/data_info.h"
 #include "train/rnn.h"
 
+static int in_dir(const char *dir, const char *name) {
+    char p[4300];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
+/* A run directory holds one kind of search: the DARTS loop's (checkpoint.dtns) or a
+ * baseline's (candidates.jsonl, baseline_settings.dtns). Another kind there, resumed or
+ * not, would mix two searches' files: refused before anything is written. */
+static int other_kind_of_search(const sr_options *o, char *err, size_t errlen) {
+    if (!o->out_dir || !o->out_dir[0]) return 0;
+    int baseline = o->strategy == SR_RANDOM || o->strategy == SR_EVOLUTION;
+    int has_darts = in_dir(o->out_dir, "checkpoint.dtns");
+    int has_base = in_dir(o->out_dir, "candidates.jsonl") || in_dir(o->out_dir, "baseline_settings.dtns");
+    if (baseline && has_darts)
+        return sr_fail(err, errlen, "%s holds a DARTS search (checkpoint.dtns), not a random search or evolution: %s it with "
+                       "the strategy it was made with, or choose another --out", o->out_dir, o->resume ? "resume" : "continue");
+    if (!baseline && has_base)
+        return sr_fail(err, errlen, "%s holds a random search or evolution (candidates.jsonl), not a DARTS search: %s it with "
+                       "the strategy it was made with, or choose another --out", o->out_dir, o->resume ? "resume" : "continue");
+    return 0;
+}
+
 int sr_search(const ir_space *sp_in, const sr_options *o, sr_result *res, char *err, size_t errlen) {
     ir_space s = *sp_in, *sp = &s; /* npy, images: normalisation from the training split */
+    if (other_kind_of_search(o, err, errlen)) return -1;
     if (sr_data_norm(sp, o->out_dir, 1, err, errlen)) return -1;
     if (rt_dist_size() > 1 && sp->kind == IR_SPACE_RNN && o->strategy != SR_RANDOM && o->strategy != SR_EVOLUTION)
         return sr_fail(err, errlen, "the recurrent search runs as one process as yet; data-parallel runs (mpirun, "

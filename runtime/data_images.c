@@ -14,10 +14,13 @@
 #include <png.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "kernels/kdesc.h"
 #include "runtime/datasets.h"
+#include "runtime/files.h"
 
 #define IMG_MAX_FILES (1 << 24)
 #define IMG_MAX_BYTES (1l << 30)
@@ -265,26 +268,42 @@ static int decode_jpeg(const char *path, const unsigned char *buf, size_t len, i
 
 /* Reads, decodes, converts and resizes one file into dst (want's C x H x W). */
 static int load_one(const char *path, const rt_data_want *want, uint8_t *dst, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO must not block the open */
+    if (fd < 0) {
         seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > IMG_MAX_BYTES) {
-        seterr(err, errlen, "%s: not a regular file of plausible size", path);
-        fclose(f);
+    if (fstat(fd, &st) != 0) {
+        seterr(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        close(fd);
         return -1;
     }
-    size_t len = (size_t)st.st_size;
+    if (!S_ISREG(st.st_mode)) {
+        seterr(err, errlen, "%s: is %s, not a regular file", path, rt_file_kind(st.st_mode));
+        close(fd);
+        return -1;
+    }
+    if (st.st_size > IMG_MAX_BYTES) {
+        seterr(err, errlen, "%s: %lld bytes: larger than any image dartsc reads (%lld)", path, (long long)st.st_size,
+               (long long)IMG_MAX_BYTES);
+        close(fd);
+        return -1;
+    }
+    size_t len = (size_t)st.st_size, got = 0;
     unsigned char *buf = malloc(len ? len : 1);
-    if (!buf || fread(buf, 1, len, f) != len) {
-        seterr(err, errlen, "%s: %s", path, buf ? "read error" : "out of memory");
+    while (buf && got < len) {
+        ssize_t r = read(fd, buf + got, len - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (!buf || got != len) {
+        seterr(err, errlen, "%s: %s", path, buf ? "read error (the file shrank?)" : "out of memory");
         free(buf);
-        fclose(f);
         return -1;
     }
-    fclose(f);
     static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     img im = {0};
     int rc;

@@ -146,6 +146,8 @@ int sr_rnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
         rc = sr_write_file_atomic(path, o->space_src, o->space_src_len, err, errlen);
     }
     double vl = NAN;
+    m->ckpt_steps = o->checkpoint_steps; /* periodic checkpoints as the convolutional search's */
+    m->ckpt_seconds = o->checkpoint_seconds;
     sr_lm_hooks hooks = {.arch_step = arch_step, .epoch_end = epoch_end, .ctx = &rs};
     if (rc == 0)
         rc = sr_lm_loop(m, &hooks, o->resume, o->stop, o->stop_after_steps, o->progress != NULL, &vl, err, errlen);

@@ -313,6 +313,19 @@ Test(data_images, bad_data_is_refused_naming_the_file, .init = load_fm, .fini = 
         put(root, "train/readme.txt", "x", 1);
         expect_refusal(root, 1, 3, "train/readme.txt", "not a class folder");
     }
+    /* a FIFO or a directory named like an image: refused, never opened for reading (a FIFO
+       blocked the loader until a signal came, before) */
+    {
+        const char *root = tu_tmpdir();
+        write_split(root, "train");
+        char p[800];
+        snprintf(p, sizeof p, "%s/train/coat/zz.png", root);
+        cr_assert_eq(mkfifo(p, 0644), 0, "%s", p);
+        expect_refusal(root, 1, 3, "train/coat/zz.png", "is a FIFO (named pipe), not a regular file");
+        unlink(p);
+        mkdirs(root, "train/coat/yy.jpg");
+        expect_refusal(root, 1, 3, "train/coat/yy.jpg", "is a directory, not a regular file");
+    }
     /* a test class the training split does not have */
     {
         const char *root = tu_tmpdir();

@@ -561,29 +561,50 @@ Test(onnx, unexportable_graph_is_an_error_and_leaves_no_file) {
     ir_graph_free(g);
 }
 
-/* A small but complete model for the inspect tests: the mixed/wsum case plus a head. */
-static char *small_model(const char *dir, size_t *len) {
+/* A CPU plan of g (seed 5: its random weights) and the values of its PARAM nodes, for
+ * cg_model.values. */
+typedef struct planned {
+    rt_backend *be;
+    rt_plan *p;
+    const float **vals;
+} planned;
+
+static planned plan_values(const ir_graph *g) {
+    planned pl = {rt_backend_cpu_new(), NULL, NULL};
+    char err[512];
+    pl.p = rt_plan_new(g, pl.be, &(rt_plan_opts){.seed = 5}, err, sizeof err);
+    cr_assert(pl.p, "%s", err);
+    int n = ir_graph_num_nodes(g);
+    pl.vals = calloc((size_t)n, sizeof *pl.vals);
+    for (int i = 0; i < n; i++)
+        if (ir_graph_node(g, i)->op == IR_OP_PARAM) pl.vals[i] = rt_node_data(pl.p, i);
+    return pl;
+}
+
+static void planned_free(planned *pl) {
+    free(pl->vals);
+    rt_plan_free(pl->p);
+    pl->be->destroy(pl->be);
+}
+
+/* A small but complete model for the inspect tests: the mixed/wsum case plus a head;
+ * BNs folded (fold 1) or kept. */
+static char *small_model_fold(const char *dir, size_t *len, int fold) {
     ir_graph *g = ir_graph_new("small");
     int x = ir_input(g, "x", IR_DTYPE_F32, 4, (int64_t[]){1, 4, 6, 6});
     int y = b_mixed_wsum(g, x);
     y = b_head(g, conv(g, y, "c", 4, 5, 3, 3, 2, 1, 1, 1, 1));
     cr_assert(y >= 0, "%s", ir_graph_error(g));
-    rt_backend *be = rt_backend_cpu_new();
+    planned pl = plan_values(g);
     char err[512];
-    rt_plan *p = rt_plan_new(g, be, &(rt_plan_opts){.seed = 5}, err, sizeof err);
-    cr_assert(p, "%s", err);
-    int n = ir_graph_num_nodes(g);
-    const float **vals = calloc((size_t)n, sizeof *vals);
-    for (int i = 0; i < n; i++)
-        if (ir_graph_node(g, i)->op == IR_OP_PARAM) vals[i] = rt_node_data(p, i);
-    cg_model m = {.g = g, .values = vals, .input = x, .output = y, .name = "small", .space_name = "darts",
+    cg_model m = {.g = g, .values = pl.vals, .input = x, .output = y, .name = "small", .space_name = "darts",
                   .genotype_json = "{\"normal\": [[\"sep_conv_3x3\", 0]]}", .in_c = 4, .test_accuracy = -1};
     static char path[600];
-    snprintf(path, sizeof path, "%s/small.onnx", dir);
-    cr_assert_eq(cg_onnx_write(&m, NULL, path, err, sizeof err), 0, "%s", err);
-    free(vals);
-    rt_plan_free(p);
-    be->destroy(be);
+    snprintf(path, sizeof path, "%s/small%s.onnx", dir, fold ? "" : "_bn");
+    cg_onnx_opts o = cg_onnx_opts_default();
+    o.fold_bn = fold;
+    cr_assert_eq(cg_onnx_write(&m, &o, path, err, sizeof err), 0, "%s", err);
+    planned_free(&pl);
     ir_graph_free(g);
     FILE *f = fopen(path, "rb");
     fseek(f, 0, SEEK_END);
@@ -591,6 +612,8 @@ static char *small_model(const char *dir, size_t *len) {
     fclose(f);
     return path;
 }
+
+static char *small_model(const char *dir, size_t *len) { return small_model_fold(dir, len, 1); }
 
 static unsigned char *slurp(const char *path, size_t len) {
     unsigned char *b = malloc(len);
@@ -696,4 +719,192 @@ Test(onnx, inspect_survives_truncation_and_bit_flips, .timeout = 300) {
     fclose(devnull);
     free(buf);
     free(good);
+}
+
+/* ---- inspect against ONNX's operator definitions ---------------------------------------- */
+
+/* Fails before the fix (inspect accepted every invalid file here with exit 0): mutated
+ * copies of two exported models (BNs folded and kept), each judged by onnx.checker
+ * (tests/ref/onnx_mutate.py: named cases that each break one rule of ONNX's operator
+ * definitions, valid variants, and 300 random mutations of op types, attributes and
+ * input/output lists per model). inspect must give the checker's verdict on every file,
+ * and when it refuses, name the file and, for the named cases, the node and the fault. */
+Test(onnx, inspect_agrees_with_onnx_checker_on_mutated_models, .timeout = 300) {
+    static const char *const want[][2] = {
+        {"unknown_op", "unknown op type 'Conv2D'"},
+        {"wrong_case", "did you mean 'Relu'?"},
+        {"later_opset", "no 'Trilu' at opset 13 (it exists from opset 14)"},
+        {"deprecated", "'Upsample' is deprecated in ai.onnx opset 13"},
+        {"unknown_attr", "unknown attribute 'dilation' for Conv-11"},
+        {"untyped_attr", "attribute 'group' has no type"},
+        {"attr_wrong_type", "attribute 'strides' is of type floats; Conv-11 declares it ints"},
+        {"attr_field_mismatch", "attribute 'group' is of type int but holds a float value"},
+        {"attr_two_values", "attribute 'axis' is of type ints but holds a floats value"},
+        {"missing_required", "the required attribute 'to' (int) of Cast-13 is missing"},
+        {"duplicate_attr", "attribute 'group' appears twice"},
+        {"too_many_inputs", "2 inputs, which Relu-13 does not allow"},
+        {"too_many_outputs", "2 outputs, which Relu-13 does not allow"},
+        {"empty_required_input", "input 1 ('B' of Gemm-13) is required but empty"},
+        {"bn_two_outputs", "2 outputs, which BatchNormalization-9 does not allow"},
+        {"tensor_attr_without_value", "attribute 'value' (tensor) holds no value"},
+        {"domain_not_imported", "its domain 'com.example' is not imported"},
+        {"ai_onnx_on_a_node", "domain 'ai.onnx' on a node"},
+        {"newer_opset", "2 inputs, which ReduceMean-13 does not allow (1 to 1) (the model imports ai.onnx opset 18; "
+                        "dartsc's operator table is onnx 1.12.0's, which knows it up to opset 17)"},
+        {"ok_vendor_domain", NULL},
+        {"ok_internal_attr", NULL},
+        {"ok_other_op", NULL},
+    };
+    enum { N_WANT = sizeof want / sizeof want[0] };
+    int seen[N_WANT] = {0};
+    const char *dir = tu_tmpdir();
+    int files = 0, refused = 0;
+    for (int fold = 1; fold >= 0; fold--) {
+        size_t len;
+        char model[600], mut[700], cmd[4096], err[1024];
+        snprintf(model, sizeof model, "%s", small_model_fold(dir, &len, fold));
+        snprintf(mut, sizeof mut, "%s/mutated%d", dir, fold);
+        snprintf(cmd, sizeof cmd, "%s %s %s %s 300 %d", DARTSC_PYTHON, tu_src_path("tests/ref/onnx_mutate.py"), model, mut,
+                 fold + 1);
+        cr_assert_eq(system(cmd), 0, "%s", cmd);
+        snprintf(cmd, sizeof cmd, "%s/manifest.tsv", mut);
+        FILE *f = fopen(cmd, "r");
+        cr_assert(f, "%s", cmd);
+        char line[2048];
+        while (fgets(line, sizeof line, f)) {
+            char *save = NULL, *file = strtok_r(line, "\t\n", &save), *verdict = strtok_r(NULL, "\t\n", &save);
+            char *node = strtok_r(NULL, "\t\n", &save), *what = strtok_r(NULL, "\t\n", &save);
+            char *why = strtok_r(NULL, "\t\n", &save);
+            cr_assert(file && verdict && node && what, "manifest line: %s", line);
+            char path[1000];
+            snprintf(path, sizeof path, "%s/%s", mut, file);
+            err[0] = 0;
+            int ok = cg_onnx_inspect(path, NULL, err, sizeof err) == 0;
+            files++;
+            refused += !ok;
+            cr_expect_eq(ok, atoi(verdict), "%s (%s): onnx.checker %s it%s%s; inspect %s it%s%s", path, what,
+                         atoi(verdict) ? "accepts" : "refuses", why ? ": " : "", why ? why : "", ok ? "accepts" : "refuses",
+                         ok ? "" : ": ", err);
+            if (!ok) cr_expect(strncmp(err, path, strlen(path)) == 0, "the message does not name the file: %s", err);
+            for (int k = 0; k < N_WANT; k++) {
+                size_t n = strlen(want[k][0]);
+                if (strncmp(file, want[k][0], n) || strcmp(file + n, ".onnx")) continue;
+                seen[k] = 1;
+                if (!want[k][1]) {
+                    cr_expect(ok, "%s: %s", file, err);
+                    continue;
+                }
+                cr_expect(!ok && strstr(err, want[k][1]), "%s (%s): want '%s', got '%s'", file, what, want[k][1], err);
+                char quoted[300];
+                snprintf(quoted, sizeof quoted, "('%s', ", node);
+                cr_expect(strstr(err, quoted), "%s: the message does not name node '%s': %s", file, node, err);
+            }
+        }
+        fclose(f);
+    }
+    for (int k = 0; k < N_WANT; k++) cr_expect(seen[k], "case %s was not made", want[k][0]);
+    cr_log_info("%d mutated models, %d refused by both onnx.checker and inspect", files, refused);
+    cr_expect(refused > files / 4 && refused < files, "both verdicts must occur (%d of %d refused)", refused, files);
+    /* the command line: exit 1 and the message (was exit 0) */
+    const char *bin = getenv("DARTSC_BIN");
+    if (bin) {
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd, "%s inspect %s/mutated1/unknown_attr.onnx 2>&1 | grep -q \"node #2 ('_ops.2.op.1', Conv): "
+                 "unknown attribute 'dilation'\" && ! %s inspect %s/mutated1/unknown_attr.onnx > /dev/null 2>&1",
+                 bin, dir, bin, dir);
+        cr_expect_eq(system(cmd), 0, "%s", cmd);
+    }
+}
+
+/* Fails before: inspect printed one "parameters" total. A conv, an affine BN and a head:
+ * kept, the BN's scale and bias are weights and its running mean and variance buffers;
+ * folded, the conv gains a bias and no buffer is left. */
+Test(onnx, inspect_reports_weights_buffers_and_constants) {
+    ir_graph *g = ir_graph_new("wb");
+    int x = ir_input(g, "x", IR_DTYPE_F32, 4, (int64_t[]){1, 3, 6, 6});
+    int y = conv(g, x, "stem.0", 3, 5, 3, 3, 1, 1, 1, 1, 1); /* 135 weights */
+    y = relu(g, bn(g, y, "stem.1", 5, 1), "stem.2");         /* 5 + 5 weights, 5 + 5 buffers */
+    y = b_head(g, y);                                          /* 35 + 7 + 21 weights */
+    cr_assert(y >= 0, "%s", ir_graph_error(g));
+    planned pl = plan_values(g);
+    char err[512];
+    cg_model m = {.g = g, .values = pl.vals, .input = x, .output = y, .name = "wb", .in_c = 3, .test_accuracy = -1};
+    const char *dir = tu_tmpdir();
+    static const char *const expect[2][3] = {
+        {"weights   208 in 6 tensors\n", "buffers   10 in 2 tensors (batch-norm running mean and variance)\n",
+         "constants 0 in 0 tensors\n"},
+        {"weights   203 in 5 tensors\n", "buffers   0 in 0 tensors\n", "constants 0 in 0 tensors\n"}};
+    for (int fold = 0; fold < 2; fold++) {
+        char path[600], txt_path[700];
+        snprintf(path, sizeof path, "%s/wb%d.onnx", dir, fold);
+        snprintf(txt_path, sizeof txt_path, "%s.txt", path);
+        cg_onnx_opts o = cg_onnx_opts_default();
+        o.fold_bn = fold;
+        cr_assert_eq(cg_onnx_write(&m, &o, path, err, sizeof err), 0, "%s", err);
+        FILE *f = fopen(txt_path, "w");
+        cr_assert_eq(cg_onnx_inspect(path, f, err, sizeof err), 0, "%s", err);
+        fclose(f);
+        char *txt = tu_slurp(txt_path, NULL);
+        cr_assert(txt);
+        for (int k = 0; k < 3; k++) cr_expect(strstr(txt, expect[fold][k]), "fold %d: lacks '%s':\n%s", fold, expect[fold][k], txt);
+        cr_expect(strstr(txt, fold ? "initializers: 5, 203 values" : "initializers: 8, 218 values"), "%s", txt);
+        free(txt);
+    }
+    planned_free(&pl);
+    ir_graph_free(g);
+}
+
+/* Writes varint v backwards ending at *at (the buffer is filled from its end). */
+static void put_varint_back(unsigned char *buf, size_t *at, uint64_t v) {
+    unsigned char tmp[10];
+    int n = 0;
+    do {
+        tmp[n++] = (unsigned char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    for (int i = n - 1; i >= 0; i--) buf[--*at] = tmp[i];
+}
+
+/* A length-delimited field (number f) around the bytes from *at to end. */
+static void wrap_back(unsigned char *buf, size_t *at, size_t end, unsigned f) {
+    put_varint_back(buf, at, end - *at);
+    put_varint_back(buf, at, (uint64_t)f << 3 | 2);
+}
+
+/* Fails before (a segmentation fault: protobuf-c's unpacker recurses once per level):
+ * 200,000 graphs nested in If attributes, 4 MB, are refused with a message. A model
+ * with 20 nested graphs (60 message levels) is still read, and its nodes checked. */
+Test(onnx, inspect_refuses_deeply_nested_graphs_without_crashing) {
+    for (int k = 0; k < 2; k++) {
+        int depth = k ? 200000 : 20;
+        size_t cap = (size_t)depth * 40 + 64, end = cap, at = cap;
+        unsigned char *buf = malloc(cap);
+        cr_assert(buf);
+        for (int d = 0; d < depth; d++) { /* graph { node { op_type "If"; attribute { name "a"; type GRAPH; g } } } */
+            wrap_back(buf, &at, end, 6);      /* attribute.g: the graph so far (empty at first) */
+            put_varint_back(buf, &at, 5);     /* attribute.type = GRAPH */
+            put_varint_back(buf, &at, 20 << 3);
+            buf[--at] = 'a';
+            wrap_back(buf, &at, at + 1, 1);   /* attribute.name "a" */
+            wrap_back(buf, &at, end, 5);      /* node.attribute */
+            memcpy(buf + (at -= 2), "If", 2);
+            wrap_back(buf, &at, at + 2, 4);   /* node.op_type */
+            wrap_back(buf, &at, end, 1);      /* graph.node */
+        }
+        wrap_back(buf, &at, end, 7); /* model.graph */
+        size_t opset_end = at;
+        put_varint_back(buf, &at, 13);
+        put_varint_back(buf, &at, 2 << 3); /* version 13 */
+        wrap_back(buf, &at, opset_end, 8); /* model.opset_import */
+        put_varint_back(buf, &at, 8);
+        put_varint_back(buf, &at, 1 << 3); /* ir_version 8 */
+        char err[1024];
+        int rc = cg_onnx_inspect_buf(buf + at, end - at, "deep.onnx", NULL, err, sizeof err);
+        cr_expect_neq(rc, 0, "depth %d accepted", depth);
+        if (k)
+            cr_expect(strstr(err, "deep.onnx: messages nested more than 100 deep"), "depth %d: %s", depth, err);
+        else /* read, then refused for what the nodes lack (If's outputs), at the first node */
+            cr_expect(strstr(err, "deep.onnx: node #0 ('', If) has no output"), "depth %d: %s", depth, err);
+        free(buf);
+    }
 }

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codegen/onnx.h"
 #include "codegen/rnn_export.h"
 #include "frontend/fe.h"
 #include "ir/space.h"
@@ -29,6 +30,7 @@
 #include "pipeline/pipeline.h"
 #include "search/genotype.h"
 #include "search/search.h"
+#include "train/common.h"
 #include "train/rnn.h"
 #include "train/train.h"
 #include "testutil.h"
@@ -367,10 +369,8 @@ Test(search, second_order_search_is_deterministic_and_resumes_bit_identically, .
     }
 }
 
-Test(train, retraining_and_evaluation_report_perplexity, .timeout = 240) {
-    const char *data = make_corpus(300);
-    ir_space sp;
-    tiny_space(&sp, data, 3, 16, 4, 4, 0.1f, 2, 0, 1);
+/* A derived cell of 3 nodes in a chain, node i on node i - 1 with op 1 + i. */
+static ir_genotype chain_genotype(void) {
     ir_genotype gt = {0};
     gt.normal.n_nodes = 3;
     for (int i = 0; i < 3; i++) {
@@ -378,6 +378,14 @@ Test(train, retraining_and_evaluation_report_perplexity, .timeout = 240) {
         gt.normal.e[i][0] = (ir_geno_edge){1 + i, i};
     }
     gt.reduce = gt.normal;
+    return gt;
+}
+
+Test(train, retraining_and_evaluation_report_perplexity, .timeout = 240) {
+    const char *data = make_corpus(300);
+    ir_space sp;
+    tiny_space(&sp, data, 3, 16, 4, 4, 0.1f, 2, 0, 1);
+    ir_genotype gt = chain_genotype();
     sr_train_opts o = sr_train_opts_default();
     char out[1100], w[1200], err[1024];
     snprintf(out, sizeof out, "%s/t", tu_tmpdir());
@@ -391,6 +399,96 @@ Test(train, retraining_and_evaluation_report_perplexity, .timeout = 240) {
     cr_expect(ev.valid_ppl > 1 && ev.valid_ppl < 30, "valid perplexity %g", ev.valid_ppl);
     cr_expect(ev.test_ppl > 1 && ev.test_ppl < 30, "test perplexity %g", ev.test_ppl);
     cr_expect(ev.test_tokens > 0);
+}
+
+/* ---- periodic checkpoints ---------------------------------------------------------------------- */
+
+typedef struct lm_snap {
+    const char *from, *to;
+    int64_t at; /* windows of the run done when the snapshot is taken */
+    int done;
+} lm_snap;
+
+/* Called as a window starts (the arch_step hook, which retraining does not use otherwise):
+ * copies the checkpoint and the log as they are then, what a crash (kill -9) during that
+ * window would leave. Returns a finite "validation loss" so the loop carries on. */
+static float snapshot_window(sr_lm *m, float lr, void *ctx) {
+    (void)lr;
+    lm_snap *s = ctx;
+    if (s->done || m->global_step != s->at) return 0.0f;
+    tu_copy_file(s->from, s->to, "train_checkpoint.dtns");
+    tu_copy_file(s->from, s->to, "train_metrics.jsonl");
+    s->done = 1;
+    return 0.0f;
+}
+
+/* Fails before periodic checkpoints in the recurrent runs: a crash in the middle of an
+ * epoch left only the last epoch's checkpoint (5 windows here, not 6). Retraining, 2
+ * epochs of 5 windows, a checkpoint every 3 windows; the search with one every 2 windows
+ * ends exactly as without (the extra saves change nothing). */
+Test(train, periodic_checkpoints_lose_at_most_n_windows_and_resume_bit_identically, .timeout = 240) {
+    const char *data = make_corpus(300);
+    ir_space sp;
+    tiny_space(&sp, data, 3, 8, 4, 4, 0.1f, 2, 5, 1);
+    ir_genotype gt = chain_genotype();
+    char a[1100], b[1100], err[1024];
+    snprintf(a, sizeof a, "%s/a", tu_tmpdir());
+    snprintf(b, sizeof b, "%s/b", tu_tmpdir());
+    cr_assert_eq(mkdir(b, 0755), 0);
+    lm_snap s = {.from = a, .to = b, .at = 7};
+    sr_lm m;
+    cr_assert_eq(sr_lm_open(&m, &sp, &sp.train, &gt.normal, "cpu", a, "train_checkpoint.dtns", "train_metrics.jsonl", err,
+                            sizeof err), 0, "%s", err);
+    m.ckpt_steps = 3; /* after windows 3 and 6 of 10; the epochs end at 5 and 10 */
+    m.ckpt_seconds = 0;
+    sr_lm_hooks hooks = {.arch_step = snapshot_window, .ctx = &s};
+    cr_assert_eq(sr_lm_loop(&m, &hooks, 0, NULL, 0, 0, NULL, err, sizeof err), 0, "%s", err);
+    sr_lm_free(&m);
+    cr_assert(s.done);
+    /* the checkpoint a crash during window 8 would leave: after 6 windows (epoch 1, window 1) */
+    char path[1200];
+    snprintf(path, sizeof path, "%s/train_checkpoint.dtns", b);
+    rt_tf_file *f = rt_tf_read(path, err, sizeof err);
+    cr_assert(f, "%s", err);
+    int64_t meta[8];
+    cr_assert_eq(sr_get_i64s(f, "meta/state", meta, 8, path, err, sizeof err), 0, "%s", err);
+    rt_tf_free(f);
+    cr_expect_eq(meta[2], 1, "epoch %lld", (long long)meta[2]);
+    cr_expect_eq(meta[3], 1, "window within the epoch %lld", (long long)meta[3]);
+    cr_expect_eq(meta[4], 6, "windows of the run %lld", (long long)meta[4]);
+    /* resumed from it through sr_train, the retraining ends exactly as the uninterrupted one */
+    sr_train_opts o = sr_train_opts_default();
+    o.out_dir = b;
+    o.resume = 1;
+    o.checkpoint_steps = 3;
+    o.checkpoint_seconds = 0;
+    sr_train_result r;
+    cr_assert_eq(sr_train(&sp, &gt, &o, &r, err, sizeof err), 0, "%s", err);
+    const char *files[] = {"train_checkpoint.dtns", "train_metrics.jsonl"};
+    for (int i = 0; i < 2; i++) {
+        char fa[1200], fb[1200];
+        snprintf(fa, sizeof fa, "%s/%s", a, files[i]);
+        snprintf(fb, sizeof fb, "%s/%s", b, files[i]);
+        expect_same_file(fa, fb);
+    }
+    /* the search: periodic checkpoints (every 2 windows) leave its result unchanged */
+    char c[1100], d[1100];
+    snprintf(c, sizeof c, "%s/c", tu_tmpdir());
+    snprintf(d, sizeof d, "%s/d", tu_tmpdir());
+    search_run(&sp, c, 0, 0);
+    sr_options so = sr_options_default();
+    so.out_dir = d;
+    so.checkpoint_steps = 2;
+    so.checkpoint_seconds = 0;
+    sr_result sr;
+    cr_assert_eq(sr_search(&sp, &so, &sr, err, sizeof err), 0, "%s", err);
+    const char *sfiles[] = {"checkpoint.dtns", "metrics.jsonl", "genotype.json"};
+    for (int i = 0; i < 3; i++) {
+        char fc[1200], fd[1200];
+        snprintf(fc, sizeof fc, "%s/%s", c, sfiles[i]);
+        snprintf(fd, sizeof fd, "%s/%s", d, sfiles[i]);
+        expect_same_file(fc, fd);
+    }
 }
 
 /* ---- parity with the authors' model in PyTorch (tests/ref/rnn_ref.py) ----------------------------
@@ -521,6 +619,7 @@ Test(export, onnx_and_c_step_match_the_runtime, .timeout = 180) {
     char onnx_path[1100], in_path[1100], out_path[1100], cmd[9000];
     snprintf(onnx_path, sizeof onnx_path, "%s/step.onnx", dir);
     cr_assert_eq(cg_rnn_onnx_write(&net, vals, onnx_path, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(cg_onnx_inspect(onnx_path, NULL, err, sizeof err), 0, "inspect of the recurrent export: %s", err);
     snprintf(in_path, sizeof in_path, "%s/in.dtns", dir);
     snprintf(out_path, sizeof out_path, "%s/out.dtns", dir);
     rt_tf_writer *w = rt_tf_open_write(in_path, err, sizeof err);

@@ -279,6 +279,16 @@ Test(run, resume_refuses_changed_settings_and_lists_them, .timeout = 300) {
     snprintf(args, sizeof args, "search %s --out %s/s --resume --epochs 2", sp, dir);
     dartsc_out(args, out, sizeof out);
     cr_expect(strstr(out, "lr_min equal to lr"), "says when a longer --epochs is accepted: %s", out);
+    /* another kind of search on a DARTS run: refused (was: a random search ran into it) */
+    const char *other[] = {"--resume --strategy random", "--resume --strategy evolution", "--strategy random"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args, "search %s --out %s/s %s --candidates 2 --candidate-epochs 1", sp, dir, other[i]);
+        cr_expect_eq(dartsc_out(args, out, sizeof out), 1, "%s: %s", other[i], out);
+        cr_expect(strstr(out, "holds a DARTS search (checkpoint.dtns), not a random search or evolution"), "%s: %s",
+                  other[i], out);
+    }
+    snprintf(args, sizeof args, "%s/s/candidates.jsonl", dir);
+    cr_expect_neq(access(args, F_OK), 0, "a baseline wrote into the DARTS run");
     /* the same settings resume */
     snprintf(args, sizeof args, "search %s --out %s/s --resume", sp, dir);
     cr_expect_eq(dartsc_out(args, out, sizeof out), 0, "%s", out);
@@ -584,6 +594,38 @@ Test(run, a_stop_during_evaluation_export_or_report_exits_130_and_resumes, .time
     cr_expect(file_exists(path, "checkpoint.dtns"));
 }
 
+/* Fails before the fix (exit 143, killed without a word): a SIGTERM while the shared
+ * libraries initialise, before main runs (cuDNN's, cuBLAS's and OpenBLAS's initialisers
+ * take 0.1-0.4 s). A preloaded library's initialiser sends it, deterministically: the
+ * dynamic loader runs dartsc's preinit array (which installs the handlers) before any
+ * shared library's initialiser. */
+Test(run, a_signal_while_the_libraries_initialise_stops_cleanly, .timeout = 300) {
+    cr_assert(getenv("DARTSC_BIN"));
+    const char *dir = tu_tmpdir();
+    char path[600], cmd[4096];
+    snprintf(path, sizeof path, "%s/s.dartsc", dir);
+    write_file(path, small_space);
+    snprintf(path, sizeof path, "%s/early.c", dir);
+    write_file(path, "#include <signal.h>\n#include <unistd.h>\n"
+                     "__attribute__((constructor)) static void early(void) { kill(getpid(), SIGTERM); }\n");
+    snprintf(cmd, sizeof cmd, "cd %s && cc -shared -fPIC -o early.so early.c", dir);
+    cr_assert_eq(sh(cmd), 0, "%s", cmd);
+    const char *runs[][2] = {{"run s.dartsc --out r", "dartsc run: stopped during the search"},
+                             {"search s.dartsc --out s", "dartsc search: stopped after 0 steps"}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd, "cd %s && LD_PRELOAD=%s/early.so %s %s > early%d.log 2>&1", dir, dir, getenv("DARTSC_BIN"),
+                 runs[i][0], i);
+        cr_expect_eq(sh(cmd), 130, "%s", runs[i][0]);
+        snprintf(path, sizeof path, "%s/early%d.log", dir, i);
+        char *log = tu_slurp(path, NULL);
+        cr_expect(log && strstr(log, runs[i][1]), "%s: %s", runs[i][0], log ? log : "");
+        free(log);
+    }
+    /* and the stopped run resumes to the end */
+    char out[8192];
+    cr_expect_eq(dartsc_in(dir, "run s.dartsc --out r", out, sizeof out), 0, "%s", out);
+}
+
 /* ---- check ------------------------------------------------------------------------------------- */
 
 /* Fails before: check printed only the supernet's size (--genotype was an unknown option).
@@ -625,6 +667,13 @@ Test(run, baseline_resume_refuses_changed_settings, .timeout = 200) {
         cr_expect_eq(dartsc_in(dir, args, out, sizeof out), 1, "%s: %s", changed[i][0], out);
         cr_expect(strstr(out, "baseline_settings.dtns was written with other settings: ") && strstr(out, changed[i][1]),
                   "%s: %s", changed[i][0], out);
+    }
+    /* the DARTS loop on a baseline's directory, resumed or not: refused (was "checkpoint.dtns does not exist") */
+    const char *darts[] = {"search s.dartsc --out b --resume", "search s.dartsc --out b"};
+    for (int i = 0; i < 2; i++) {
+        cr_expect_eq(dartsc_in(dir, darts[i], out, sizeof out), 1, "%s: %s", darts[i], out);
+        cr_expect(strstr(out, "b holds a random search or evolution (candidates.jsonl), not a DARTS search"), "%s: %s",
+                  darts[i], out);
     }
     /* more candidates continue the same sequence: accepted */
     snprintf(args, sizeof args, "search s.dartsc --out b --strategy random --candidates 3 --candidate-epochs 1 --resume");

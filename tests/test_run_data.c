@@ -5,7 +5,10 @@
  *    reaches the ONNX metadata with the class names (checked with the onnx package);
  *  - `dartsc train SPACE --genotype G --out DIR` makes a directory that `dartsc eval` and
  *    `dartsc export` accept, and eval there gives run's accuracy (same seeds, same data);
- *  - bad data stops `dartsc run` with the file named and nothing written. */
+ *  - `dartsc run` decodes each split once (the search, retraining and evaluation share it),
+ *    both before the search starts; sr_data_keep serves views of the first read;
+ *  - bad data (training or test split, an image folder or Fashion-MNIST files) stops
+ *    `dartsc run` and `dartsc train` with the file named and nothing written. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,7 +18,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "frontend/fe.h"
 #include "runtime/data.h"
+#include "train/common.h"
 #include "tests/testutil.h"
 
 static const char *space_fmt =
@@ -165,6 +170,14 @@ Test(run_data, image_folder_end_to_end_then_train_eval_export, .init = load_fm, 
     write_space(space, "images", root, "1x16x16", 3);
     char *log = run_ok(dir, space);
     cr_expect(strstr(log, "data: 120 training images; per-channel mean ["), "%s", log);
+    /* each split decoded once for the search, the retraining and the evaluation, and both
+       before the search began */
+    int reads[2] = {0, 0};
+    for (const char *q = log; (q = strstr(q, "data: read the ")); q++) reads[!strncmp(q + 15, "test", 4)]++;
+    cr_expect(reads[0] == 1 && reads[1] == 1, "training split read %d times, test split %d times:\n%s", reads[0],
+              reads[1], log);
+    const char *tr = strstr(log, "data: read the test split"), *se = strstr(log, "== search");
+    cr_expect(tr && se && tr < se, "the test split was not read before the search:\n%s", log);
     char acc_run[200] = "";
     cr_expect(first_line_with(log, "test accuracy ", acc_run, sizeof acc_run), "%s", log);
     cr_expect(strstr(acc_run, "on 36 images"), "%s", acc_run);
@@ -235,34 +248,109 @@ Test(run_data, cifar100_binaries_end_to_end, .timeout = 300) {
     free(log);
 }
 
-Test(run_data, bad_data_stops_run_naming_the_file_before_writing, .init = load_fm, .fini = free_fm, .timeout = 120) {
-    const char *dir = tu_tmpdir();
-    char root[600], space[700], cmd[2000], p[1200];
-    snprintf(root, sizeof root, "%s/images", dir);
-    write_image_folder(root);
-    /* the second file of a class (a JPEG) cut short: its first 200 bytes */
-    snprintf(cmd, sizeof cmd, "ls %s/train/trouser | sed -n 2p", root);
+/* The second file of a class (a JPEG) of a split, cut short to its first 200 bytes;
+ * returns its path. */
+static const char *truncate_second_file(const char *root, const char *split, const char *cls) {
+    static char p[1200];
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "ls %s/%s/%s | sed -n 2p", root, split, cls);
     FILE *ls = popen(cmd, "r");
     char second[256] = "";
     cr_assert(ls && fgets(second, sizeof second, ls));
     pclose(ls);
     second[strcspn(second, "\n")] = 0;
-    snprintf(p, sizeof p, "%s/train/trouser/%s", root, second);
+    snprintf(p, sizeof p, "%s/%s/%s/%s", root, split, cls, second);
     cr_assert_eq(truncate(p, 200), 0, "%s", p);
+    return p;
+}
+
+/* Runs dartsc (args), expects exit 1, the file and the fault in its output and no DIR. */
+static void expect_refused(const char *dir, const char *args, const char *file, const char *fault, const char *out_dir) {
+    char cmd[3000], log[700];
+    snprintf(log, sizeof log, "%s/refused.log", dir);
+    snprintf(cmd, sizeof cmd, "%s %s > %s 2>&1", bin(), args, log);
+    cr_expect_eq(sh(cmd), 1, "dartsc %s should refuse %s", args, file);
+    char *text = tu_slurp(log, NULL);
+    cr_assert(text);
+    cr_expect(strstr(text, file) && strstr(text, fault), "dartsc %s:\n%s", args, text);
+    free(text);
+    cr_expect_neq(access(out_dir, F_OK), 0, "dartsc %s created %s although the data could not be read", args, out_dir);
+}
+
+/* Fails before for the test split and the built-in source: run made its directory (and
+ * searched) before the test split or the Fashion-MNIST files were read. */
+Test(run_data, bad_data_stops_run_naming_the_file_before_writing, .init = load_fm, .fini = free_fm, .timeout = 120) {
+    const char *dir = tu_tmpdir();
+    char root[600], space[700], args[4000], rd[700];
+    snprintf(root, sizeof root, "%s/images", dir);
+    snprintf(rd, sizeof rd, "%s/run", dir);
+    write_image_folder(root);
+    const char *p = truncate_second_file(root, "train", "trouser");
     /* with the space's own normalisation too (then nothing needs computing) */
     for (int given = 0; given < 2; given++) {
         snprintf(space, sizeof space, "%s/images.dartsc", dir);
         write_space_x(space, "images", root, "1x16x16", 3, given ? "; mean [0.5]; std [0.25]" : "");
-        snprintf(cmd, sizeof cmd, "%s run %s --out %s/run --device cpu > %s/run.log 2>&1", bin(), space, dir, dir);
-        cr_expect_eq(sh(cmd), 1, "dartsc run should refuse the truncated JPEG");
-        snprintf(cmd, sizeof cmd, "%s/run.log", dir);
-        char *log = tu_slurp(cmd, NULL);
-        cr_assert(log);
-        cr_expect(strstr(log, p) && strstr(log, "corrupt or truncated JPEG"), "%s", log);
-        free(log);
-        char rd[700];
-        snprintf(rd, sizeof rd, "%s/run", dir);
-        cr_expect_neq(access(rd, F_OK), 0, "%s was created although the data could not be read (mean/std given: %d)", rd,
-                      given);
+        snprintf(args, sizeof args, "run %s --out %s --device cpu", space, rd);
+        expect_refused(dir, args, p, "corrupt or truncated JPEG", rd);
     }
+    /* the test split: run and train read it before writing too (eval would need it) */
+    char aside[700];
+    snprintf(aside, sizeof aside, "%s/cut.jpg", dir); /* out of the folder: the training split is whole again */
+    cr_assert_eq(rename(p, aside), 0);
+    p = truncate_second_file(root, "test", "bag");
+    snprintf(args, sizeof args, "run %s --out %s --device cpu", space, rd);
+    expect_refused(dir, args, p, "corrupt or truncated JPEG", rd);
+    char g[700];
+    snprintf(g, sizeof g, "%s/g.json", dir);
+    FILE *f = fopen(g, "w");
+    cr_assert(f);
+    fputs("{\"normal\": [[\"sep_conv_3x3\", 0], [\"skip_connect\", 1], [\"max_pool_3x3\", 0], [\"sep_conv_3x3\", 2]], "
+          "\"normal_concat\": [2, 3], \"reduce\": [[\"max_pool_3x3\", 0], [\"max_pool_3x3\", 1], [\"skip_connect\", 2], "
+          "[\"max_pool_3x3\", 0]], \"reduce_concat\": [2, 3]}\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "train %s --genotype %s --out %s --device cpu", space, g, rd);
+    expect_refused(dir, args, p, "corrupt or truncated JPEG", rd);
+    /* a built-in source: Fashion-MNIST files cut short */
+    char fm[700], cmd[4000];
+    snprintf(fm, sizeof fm, "%s/fm", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && cp %s/*.gz %s/ && truncate -s 1000 %s/t10k-images-idx3-ubyte.gz", fm,
+             RT_DATA_FMNIST_DEFAULT_DIR, fm, fm);
+    cr_assert_eq(sh(cmd), 0, "%s", cmd);
+    snprintf(space, sizeof space, "%s/fm.dartsc", dir);
+    write_space(space, "fashion_mnist", fm, "1x28x28", 10);
+    snprintf(args, sizeof args, "run %s --out %s --device cpu", space, rd);
+    expect_refused(dir, args, "t10k-images-idx3-ubyte.gz", "", rd);
+}
+
+/* sr_data_keep: the second and third loads of a split are views of the first (same pixels,
+ * not owned), even once the folder is gone, so nothing is decoded again; turned off, the
+ * kept sets are freed and the folder is read (and found missing) again. */
+Test(run_data, kept_splits_are_decoded_once, .init = load_fm, .fini = free_fm, .timeout = 60) {
+    const char *dir = tu_tmpdir();
+    char root[600], src[1400], err[1024];
+    snprintf(root, sizeof root, "%s/images", dir);
+    write_image_folder(root);
+    snprintf(src, sizeof src, space_fmt, "images", root, "1x16x16", 3, "");
+    ir_space sp;
+    fe_diags dg;
+    fe_diags_init(&dg);
+    cr_assert_eq(fe_compile_string("kept.dartsc", src, strlen(src), &sp, &dg), 0);
+    fe_diags_free(&dg);
+    sr_data_keep(1);
+    rt_dataset a, b, c;
+    cr_assert_eq(sr_data_load(&sp, 1, &a, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(sr_data_load(&sp, 1, &b, err, sizeof err), 0, "%s", err);
+    cr_expect(a.n == 120 && b.n == 120 && a.pixels == b.pixels && !a.owns && !b.owns, "n %d %d, owns %d %d", a.n, b.n,
+              a.owns, b.owns);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -r %s", root);
+    cr_assert_eq(sh(cmd), 0);
+    cr_assert_eq(sr_data_load(&sp, 1, &c, err, sizeof err), 0, "the kept split was read again: %s", err);
+    cr_expect(c.pixels == a.pixels);
+    cr_expect_neq(sr_data_load(&sp, 0, &c, err, sizeof err), 0, "the test split was never read: it cannot be kept");
+    rt_dataset_free(&a);
+    rt_dataset_free(&b);
+    sr_data_keep(0);
+    cr_expect_neq(sr_data_load(&sp, 1, &c, err, sizeof err), 0, "read after sr_data_keep(0) although the folder is gone");
+    cr_expect(strstr(err, root), "%s", err);
 }

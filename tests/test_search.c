@@ -456,17 +456,7 @@ static void snapshot_cb(void *ctx, const sr_progress *p) {
     snap *s = ctx;
     if (s->done || p->epoch_end || (int64_t)p->epoch * p->steps_per_epoch + p->step != s->at) return;
     const char *files[] = {"checkpoint.dtns", "metrics.jsonl", "alpha.jsonl"};
-    for (int i = 0; i < 3; i++) {
-        char a[700], b[700];
-        snprintf(a, sizeof a, "%s/%s", s->from, files[i]);
-        snprintf(b, sizeof b, "%s/%s", s->to, files[i]);
-        size_t n;
-        char *x = tu_slurp(a, &n);
-        FILE *f = fopen(b, "wb");
-        if (x && f) fwrite(x, 1, n, f);
-        if (f) fclose(f);
-        free(x);
-    }
+    for (int i = 0; i < 3; i++) tu_copy_file(s->from, s->to, files[i]);
     s->done = 1;
 }
 

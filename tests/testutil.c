@@ -63,6 +63,20 @@ char *tu_slurp(const char *path, size_t *n) {
     return b;
 }
 
+void tu_copy_file(const char *from_dir, const char *to_dir, const char *name) {
+    char a[1200], b[1200];
+    snprintf(a, sizeof a, "%s/%s", from_dir, name);
+    snprintf(b, sizeof b, "%s/%s", to_dir, name);
+    size_t n;
+    char *x = tu_slurp(a, &n);
+    FILE *f = x ? fopen(b, "wb") : NULL;
+    if (f) {
+        fwrite(x, 1, n, f);
+        fclose(f);
+    }
+    free(x);
+}
+
 const char *tu_tmpdir(void) {
     static char buf[256];
     snprintf(buf, sizeof buf, "/tmp/dartsc-test-XXXXXX");

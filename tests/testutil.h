@@ -18,6 +18,8 @@ const char *tu_src_path(const char *rel);
 /* The whole file, NUL-terminated (caller frees); NULL if it cannot be read. *n gets the
  * length when n is not NULL. */
 char *tu_slurp(const char *path, size_t *n);
+/* Copies from_dir/name to to_dir/name as it is now (nothing where it does not exist). */
+void tu_copy_file(const char *from_dir, const char *to_dir, const char *name);
 /* A fresh temporary directory (mkdtemp); static buffer. */
 const char *tu_tmpdir(void);
 

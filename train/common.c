@@ -13,7 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-int sr_data_load(const ir_space *sp, int train, rt_dataset *out, char *err, size_t errlen) {
+/* Reads one split of the space's data (the loaders of runtime/). */
+static int data_read(const ir_space *sp, int train, rt_dataset *out, char *err, size_t errlen) {
     const char *path = sp->data_path[0] ? sp->data_path : NULL;
     int rc;
     if (sp->data == IR_DATA_FASHION_MNIST) rc = rt_data_load_fashion_mnist(path, train, out, err, errlen);
@@ -33,7 +34,56 @@ int sr_data_load(const ir_space *sp, int train, rt_dataset *out, char *err, size
         snprintf(err, errlen, "space '%s': text corpora are for recurrent spaces, which cannot be trained yet", sp->name);
         return -1;
     }
-    if (rc) return -1;
+    return rc ? -1 : 0;
+}
+
+/* ---- decoded splits kept for the process (sr_data_keep) ---------------------------------------- */
+
+enum { DATA_KEPT_MAX = 8 };
+typedef struct data_kept {
+    int used, source, train, c, h, w, classes; /* the key: what data_read's result depends on */
+    char path[sizeof(((ir_space *)0)->data_path)];
+    rt_dataset d;
+} data_kept;
+static data_kept data_kept_sets[DATA_KEPT_MAX];
+static int keeping;
+
+void sr_data_keep(int on) {
+    if (!on)
+        for (int i = 0; i < DATA_KEPT_MAX; i++) {
+            rt_dataset_free(&data_kept_sets[i].d);
+            memset(&data_kept_sets[i], 0, sizeof data_kept_sets[i]);
+        }
+    keeping = on;
+}
+
+static int kept_matches(const data_kept *k, const ir_space *sp, int train) {
+    return k->used && k->source == (int)sp->data && k->train == train && k->c == sp->in_c && k->h == sp->in_h &&
+           k->w == sp->in_w && k->classes == sp->classes && !strcmp(k->path, sp->data_path);
+}
+
+int sr_data_load(const ir_space *sp, int train, rt_dataset *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    data_kept *k = NULL;
+    for (int i = 0; keeping && i < DATA_KEPT_MAX && !k; i++)
+        if (kept_matches(&data_kept_sets[i], sp, train)) k = &data_kept_sets[i];
+    if (k) {
+        rt_data_subset(&k->d, 0, k->d.n, out); /* a view: the kept set stays */
+    } else {
+        double t0 = sr_now();
+        if (data_read(sp, train, out, err, errlen)) return -1;
+        for (int i = 0; keeping && i < DATA_KEPT_MAX && !k; i++)
+            if (!data_kept_sets[i].used) k = &data_kept_sets[i];
+        if (k) {
+            *k = (data_kept){.used = 1, .source = (int)sp->data, .train = train, .c = sp->in_c, .h = sp->in_h,
+                             .w = sp->in_w, .classes = sp->classes, .d = *out};
+            snprintf(k->path, sizeof k->path, "%s", sp->data_path);
+            rt_data_subset(&k->d, 0, k->d.n, out);
+            fprintf(stderr, "data: read the %s split of %s: %d images in %.2f s (kept for the later stages)\n",
+                    train ? "training" : "test", sp->data_path[0] ? sp->data_path : "the default directory", k->d.n,
+                    sr_now() - t0);
+        }
+    }
     if (out->c != sp->in_c || out->h != sp->in_h || out->w != sp->in_w) {
         snprintf(err, errlen, "space '%s' expects %dx%dx%d inputs but the data set has %dx%dx%d", sp->name, sp->in_c,
                  sp->in_h, sp->in_w, out->c, out->h, out->w);
@@ -44,6 +94,17 @@ int sr_data_load(const ir_space *sp, int train, rt_dataset *out, char *err, size
         snprintf(err, errlen, "space '%s' has %d classes but the data set has %d", sp->name, sp->classes, out->classes);
         rt_dataset_free(out);
         return -1;
+    }
+    return 0;
+}
+
+int sr_data_prepare(const ir_space *sp, int train, int test, char *err, size_t errlen) {
+    if (sp->kind == IR_SPACE_RNN) return 0; /* the corpus is read as the run opens, before its directory */
+    for (int split = 1; split >= 0; split--) {
+        if (!(split ? train : test)) continue;
+        rt_dataset d;
+        if (sr_data_load(sp, split, &d, err, errlen)) return -1;
+        rt_dataset_free(&d);
     }
     return 0;
 }

@@ -27,8 +27,23 @@ typedef struct sr_progress {
  * as a numerical explosion; a non-finite loss stops the loop (sr_diverged). */
 #define SR_LOSS_WARN 100.0
 
-/* The space's data set: the training split (train = 1) or the test split. */
+/* The space's data set: the training split (train = 1) or the test split, checked against
+ * the space's input and classes. With sr_data_keep on, a view (owns = 0) of the split as
+ * first read in this process. */
 int sr_data_load(const ir_space *sp, int train, rt_dataset *out, char *err, size_t errlen);
+/* on = 1: every split sr_data_load reads from now on is kept, decoded, for the rest of the
+ * process, and later loads of it (same source, directory, input and classes) are views of
+ * it: one `dartsc run` decodes each split once for its search, retraining and evaluation,
+ * and a baseline search once for all its candidates. Each first read prints one line to
+ * stderr (split, directory, images, seconds). on = 0 frees the kept splits (views handed
+ * out must be dropped before). Off by default, so library callers that change a data
+ * directory between loads see the change; the driver turns it on. */
+void sr_data_keep(int on);
+/* Reads (and so checks) the training split (train set) and the test split (test set) of
+ * sp's data: for the commands to call before they write anything, so that bad data leaves
+ * no trace. With sr_data_keep on, these reads are the ones the stages use. Recurrent
+ * spaces: nothing to do (their corpus is read as the run opens, before its directory). */
+int sr_data_prepare(const ir_space *sp, int train, int test, char *err, size_t errlen);
 /* Loader settings: the space's normalisation (or the data set's), augmentation of tc when
  * augment is set, drop_last and shuffling for training. */
 rt_loader_cfg sr_loader_cfg(const ir_space *sp, const ir_train_config *tc, int augment);

@@ -228,7 +228,7 @@ int sr_lm_loop(sr_lm *m, const sr_lm_hooks *hooks, int resume, volatile sig_atom
     if (!m->metrics) return sr_fail(err, errlen, "%s: cannot open: %s", m->path_metrics, strerror(errno));
     rt_backend *be = m->be;
     rt_group gw = rt_plan_group(m->p, IR_ROLE_WEIGHT);
-    double t0 = sr_now();
+    double t0 = sr_now(), last_ckpt = t0;
     int rc = 0;
     while (m->epoch < tc->epochs) {
         float lr = tc->w_lr_min >= tc->w_lr ? tc->w_lr : sr_cosine_lr(tc, m->epoch);
@@ -271,6 +271,20 @@ int sr_lm_loop(sr_lm *m, const sr_lm_hooks *hooks, int resume, volatile sig_atom
                 if (save_ckpt(m, err, errlen)) { rc = -1; goto out; }
                 rc = 1;
                 goto out;
+            }
+            /* periodic checkpoints between epoch ends (the epoch's end writes its own), of
+               finite weights only; they resume at the next window */
+            if (m->step + 1 < m->n_tr && sr_checkpoint_due(m->ckpt_steps, m->ckpt_seconds, m->global_step, &last_ckpt)) {
+                double ws = sr_group_sumsq(m->p, IR_ROLE_WEIGHT) + sr_group_sumsq(m->p, IR_ROLE_ARCH);
+                if (!isfinite(ws)) {
+                    rc = sr_diverged(err, errlen, "the sum of squares of the weights and alpha", ws, m->epoch, m->step,
+                                     m->global_step - 1, lr, m->path_ckpt);
+                    goto out;
+                }
+                m->step++;
+                int bad = save_ckpt(m, err, errlen);
+                m->step--;
+                if (bad) { rc = -1; goto out; }
             }
         }
         /* end of epoch: validation perplexity in evaluation mode from zero hidden state */
@@ -316,6 +330,8 @@ int sr_rnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
     int rc = sr_lm_open(&m, sp, &sp->train, &gt->normal, o->device, o->out_dir, "train_checkpoint.dtns",
                      "train_metrics.jsonl", err, errlen);
     double vl = NAN;
+    m.ckpt_steps = o->checkpoint_steps;
+    m.ckpt_seconds = o->checkpoint_seconds;
     if (rc == 0) rc = sr_lm_loop(&m, NULL, o->resume, o->stop, o->stop_after_steps, o->progress != NULL, &vl, err,
                                  errlen);
     if (rc == 0) {

@@ -8,7 +8,8 @@
  * per token). A search passes hooks: its alpha step before each weight step, and its
  * genotype files at each epoch's end; this file knows nothing of architecture steps.
  * Windows have the fixed length bptt (the paper's random length is not modelled).
- * Checkpoints (each epoch and on a stop request) hold weights, alpha, BN statistics,
+ * Checkpoints (each epoch, every ckpt_steps steps and/or ckpt_seconds seconds between
+ * epoch ends, and on a stop request) hold weights, alpha, BN statistics,
  * optimiser state, both hidden states, counters and the metrics log length, so a resumed
  * run is bit-identical to an uninterrupted one on the CPU.
  *
@@ -61,6 +62,8 @@ typedef struct sr_lm {
     int64_t step, global_step;
     char path_ckpt[1024], path_metrics[1024];
     FILE *metrics;
+    int64_t ckpt_steps;          /* > 0: also checkpoint every this many steps (set after sr_lm_open) */
+    double ckpt_seconds;         /* > 0: also checkpoint this long after the last checkpoint */
 } sr_lm;
 
 /* What a search adds to the run. */

@@ -1,0 +1,158 @@
+#!/usr/bin/python3
+"""gen_op_schemas.py — writes the ONNX operator table `dartsc inspect` validates against.
+
+    /usr/bin/python3 proto/gen_op_schemas.py OUT.c
+
+Reads every operator schema of every opset that the installed onnx package defines
+(onnx.defs.get_all_schemas_with_history(): Debian's python3-onnx, the same onnx release
+as the libonnx-dev whose onnx.proto the build compiles) and writes them as the C table
+declared in proto/op_schemas.h: per schema its domain, name, since_version, deprecation,
+input/output formal parameters (name, single/optional/variadic, differentiable) and
+attributes (name, AttributeProto type, required).
+
+Two properties of a schema are not exposed to Python: the allowed input/output counts
+of the few operators that restrict them beyond [min, max] (BatchNormalization-15 has 1 or
+3 outputs, not 2) and whether an operator accepts attributes it does not declare
+(LayerNormalization). Both are read from ONNX's own checker: each count in range, and
+one undeclared attribute, are tried with onnx.checker.check_node on a node made for the
+schema. Where even the plain node fails the check (a required attribute this script
+cannot make up), the plain range is kept and undeclared attributes stay refused.
+
+Run by CMake at build time (proto/CMakeLists.txt); the output lives in the build tree.
+"""
+import sys
+
+import onnx
+import onnx.checker as checker
+import onnx.defs as defs
+import onnx.helper as helper
+
+FP = defs.OpSchema.FormalParameterOption
+DIFF = defs.OpSchema.DifferentiationCategory
+ATTR = defs.OpSchema.AttrType
+MASK_BITS = 32  # counts 0..31 are probed one by one; above, the range decides
+
+
+def c_str(s):
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def dummy_attr(name, atype):
+    """An attribute of the given type with some value (for the checker probes)."""
+    t = helper.make_tensor("t", onnx.TensorProto.FLOAT, [1], [0.0])
+    g = helper.make_graph([], "g", [], [])
+    tp = helper.make_tensor_type_proto(onnx.TensorProto.FLOAT, [1])
+    sp = helper.make_sparse_tensor(t, helper.make_tensor("i", onnx.TensorProto.INT64, [1], [0]), [1])
+    vals = {ATTR.FLOAT: 0.5, ATTR.INT: 1, ATTR.STRING: "s", ATTR.TENSOR: t, ATTR.GRAPH: g, ATTR.FLOATS: [0.5],
+            ATTR.INTS: [1], ATTR.STRINGS: ["s"], ATTR.TENSORS: [t], ATTR.GRAPHS: [g]}
+    if atype in vals:
+        return helper.make_attribute(name, vals[atype])
+    a = onnx.AttributeProto()
+    a.name = name
+    a.type = int(atype)
+    if atype == ATTR.SPARSE_TENSOR:
+        a.sparse_tensor.CopyFrom(sp)
+    elif atype == ATTR.SPARSE_TENSORS:
+        a.sparse_tensors.extend([sp])
+    elif atype == ATTR.TYPE_PROTO:
+        a.tp.CopyFrom(tp)
+    elif atype == ATTR.TYPE_PROTOS:
+        a.type_protos.extend([tp])
+    else:
+        raise ValueError(f"attribute type {atype}")
+    return a
+
+
+def passes(s, n_in, n_out, extra_attr=False):
+    """Does ONNX's checker accept a node of schema s with these counts?"""
+    node = onnx.NodeProto()
+    node.op_type = s.name
+    node.domain = s.domain
+    node.name = "probe"
+    node.input.extend([f"i{k}" for k in range(n_in)])
+    node.output.extend([f"o{k}" for k in range(n_out)])
+    for a in s.attributes.values():
+        if a.required:
+            node.attribute.extend([dummy_attr(a.name, a.type)])
+    if extra_attr:
+        node.attribute.extend([helper.make_attribute("dartsc_undeclared_probe", 1)])
+    ctx = checker.C.CheckerContext()
+    ctx.ir_version = onnx.IR_VERSION
+    ctx.opset_imports = {s.domain: s.since_version}
+    try:
+        checker.check_node(node, ctx)
+        return True
+    except Exception:  # onnx.checker.ValidationError and the C++ checker's own
+        return False
+
+
+def count_mask(lo, hi, ok):
+    return sum(1 << k for k in range(lo, min(hi, MASK_BITS - 1) + 1) if ok(k))
+
+
+def probe(s):
+    """(input count mask, output count mask, accepts undeclared attributes, probed)."""
+    full = (count_mask(s.min_input, s.max_input, lambda k: True), count_mask(s.min_output, s.max_output, lambda k: True))
+    if s.deprecated:
+        return full[0], full[1], 0, 0
+    base_in, base_out = s.min_input, max(s.min_output, 1)
+    if not passes(s, base_in, base_out):
+        return full[0], full[1], 0, 0
+    ins = count_mask(s.min_input, s.max_input, lambda k: passes(s, k, base_out))
+    outs = count_mask(s.min_output, s.max_output, lambda k: passes(s, base_in, k))
+    return ins, outs, int(passes(s, base_in, base_out, True)), 1
+
+
+OPTION = {FP.Single: 0, FP.Optional: 1, FP.Variadic: 2}
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: gen_op_schemas.py OUT.c")
+    for t in ATTR.__members__.values():  # the numbering the C side compares with AttributeProto.type
+        assert int(t) == onnx.AttributeProto.AttributeType.Value(t.name), t
+    schemas = sorted(defs.get_all_schemas_with_history(), key=lambda s: (s.domain, s.name, s.since_version))
+    domains = sorted(defs.C.schema_version_map().items())
+    out = [f"/* op_schemas.c — generated by proto/gen_op_schemas.py from onnx {onnx.__version__}'s operator",
+           " * definitions (onnx.defs.get_all_schemas_with_history). Do not edit. See proto/op_schemas.h. */",
+           '#include "proto/op_schemas.h"', "",
+           f'const char pb_op_onnx_version[] = {c_str(onnx.__version__)};', ""]
+    params, attrs, rows = [], [], []
+    probed = 0
+    for s in schemas:
+        p0 = len(params)
+        for f in s.inputs:
+            params.append(f"{{{c_str(f.name)}, {OPTION[f.option]}, {int(f.differentiationCategory == DIFF.Differentiable)}}}")
+        for f in s.outputs:
+            params.append(f"{{{c_str(f.name)}, {OPTION[f.option]}, {int(f.differentiationCategory == DIFF.Differentiable)}}}")
+        a0 = len(attrs)
+        for a in sorted(s.attributes.values(), key=lambda a: a.name):
+            attrs.append(f"{{{c_str(a.name)}, {int(a.type)}, {int(a.required)}}}")
+        ins, outs, unchecked, ok = probe(s)
+        probed += ok
+        rows.append(f"{{{c_str(s.domain)}, {c_str(s.name)}, {s.since_version}, {int(s.deprecated)}, {unchecked}, "
+                    f"{s.min_input}, {s.max_input}, {s.min_output}, {s.max_output}, 0x{ins:08x}u, 0x{outs:08x}u, "
+                    f"{len(s.inputs)}, {len(s.outputs)}, {len(s.attributes)}, {p0}, {a0}}}")
+    out.append(f"static const pb_op_param P[{max(len(params), 1)}] = {{")
+    out += [f"    {p}," for p in params]
+    out.append("};")
+    out.append(f"static const pb_op_attr A[{max(len(attrs), 1)}] = {{")
+    out += [f"    {a}," for a in attrs]
+    out.append("};")
+    out.append("const pb_op_param *const pb_op_params = P;")
+    out.append("const pb_op_attr *const pb_op_attrs = A;")
+    out.append(f"/* sorted by (domain, name, since_version); {probed} of {len(schemas)} probed by onnx.checker */")
+    out.append(f"const pb_op_schema pb_op_schemas[{len(rows)}] = {{")
+    out += [f"    {r}," for r in rows]
+    out.append("};")
+    out.append(f"const size_t pb_op_schemas_n = {len(rows)};")
+    out.append(f"const pb_op_domain pb_op_domains[{len(domains)}] = {{")
+    out += [f"    {{{c_str(d)}, {lo}, {hi}}}," for d, (lo, hi) in domains]
+    out.append("};")
+    out.append(f"const size_t pb_op_domains_n = {len(domains)};")
+    with open(sys.argv[1], "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
