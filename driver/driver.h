@@ -26,7 +26,6 @@ typedef struct dartsc_search_overrides {
     const char *data;
     long partial_channels;  /* --partial-channels (0: the space's) */
     int edge_norm;          /* --edge-norm: 0 the space's, 1 on, 2 off */
-    double latency_weight;  /* --latency-weight (< 0: the space's) */
     int strategy_given;     /* --strategy was given: it wins over the space's `strategy` */
 } dartsc_search_overrides;
 extern const char *dartsc_search_flags_usage;

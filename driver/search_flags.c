@@ -9,15 +9,15 @@
 
 const char *dartsc_search_flags_usage =
     "  search options (override the space's `search` settings):\n"
-    "    --strategy darts|joint|coord|random|evolution|pc-darts|fair-darts|proxyless   (default darts)\n"
-    "    --partial-channels K  --edge-norm on|off   (pc-darts)   --latency-weight L   (proxyless)\n"
+    "    --strategy darts|joint|coord|random|evolution|pc-darts|fair-darts   (default darts)\n"
+    "    --partial-channels K  --edge-norm on|off   (pc-darts)\n"
     "    --order 1|2  --epochs N  --batch N  --seed N  --subset N  --data PATH\n"
     "    --candidates N  --population N  --sample N  --candidate-epochs N   (random, evolution)\n"
     "    --checkpoint-every N  --checkpoint-minutes M   also checkpoint every N steps / M minutes (0: off;\n"
     "                                                   default 10 minutes; epoch ends always)\n";
 
 static const char *const strategy_names[] = {"darts", "joint", "coord", "random", "evolution",
-                                             "pc-darts", "fair-darts", "proxyless"};
+                                             "pc-darts", "fair-darts"};
 
 static int strategy_from_name(const char *v, sr_strategy *s) {
     for (size_t i = 0; i < sizeof strategy_names / sizeof strategy_names[0]; i++)
@@ -56,26 +56,12 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
         else o->checkpoint_seconds = 60.0 * (double)x;
         return 1;
     }
-    if (!strcmp(a, "--edge-norm") || !strcmp(a, "--latency-weight")) {
-        if (!v) {
-            fprintf(stderr, "dartsc %s: %s needs a value\n", cmd, a);
+    if (!strcmp(a, "--edge-norm")) {
+        if (!v || (strcmp(v, "on") && strcmp(v, "off"))) {
+            fprintf(stderr, "dartsc %s: --edge-norm: '%s' is not on or off\n", cmd, v ? v : "");
             return -1;
         }
-        if (a[2] == 'e') {
-            if (strcmp(v, "on") && strcmp(v, "off")) {
-                fprintf(stderr, "dartsc %s: --edge-norm: '%s' is not on or off\n", cmd, v);
-                return -1;
-            }
-            ov->edge_norm = strcmp(v, "on") ? 2 : 1;
-            return 1;
-        }
-        char *end;
-        double x = strtod(v, &end);
-        if (end == v || *end || !(x >= 0 && x <= 1e6)) {
-            fprintf(stderr, "dartsc %s: --latency-weight: '%s' is not a number in [0, 1e6]\n", cmd, v);
-            return -1;
-        }
-        ov->latency_weight = x;
+        ov->edge_norm = strcmp(v, "on") ? 2 : 1;
         return 1;
     }
     if (!strcmp(a, "--data") || !strcmp(a, "--strategy")) {
@@ -88,8 +74,8 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
             return 1;
         }
         if (strategy_from_name(v, &o->strategy)) {
-            fprintf(stderr, "dartsc %s: --strategy: '%s' is not darts, joint, coord, random, evolution, pc-darts, "
-                            "fair-darts or proxyless\n", cmd, v);
+            fprintf(stderr, "dartsc %s: --strategy: '%s' is not darts, joint, coord, random, evolution, pc-darts "
+                            "or fair-darts\n", cmd, v);
             return -1;
         }
         ov->strategy_given = 1;
@@ -111,7 +97,6 @@ void dartsc_search_overrides_init(dartsc_search_overrides *ov) {
     memset(ov, 0, sizeof *ov);
     ov->seed = -1;
     ov->subset = -1;
-    ov->latency_weight = -1;
 }
 
 void dartsc_search_overrides_apply(const dartsc_search_overrides *ov, ir_space *sp) {
@@ -127,7 +112,6 @@ void dartsc_search_overrides_apply(const dartsc_search_overrides *ov, ir_space *
     if (ov->data) snprintf(sp->data_path, sizeof sp->data_path, "%s", ov->data);
     if (ov->partial_channels) sp->search.partial_channels = (int)ov->partial_channels;
     if (ov->edge_norm) sp->search.edge_norm_off = ov->edge_norm == 2;
-    if (ov->latency_weight >= 0) sp->search.latency_weight = (float)ov->latency_weight;
 }
 
 const char *dartsc_strategy_name(sr_strategy s) {

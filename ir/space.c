@@ -28,7 +28,6 @@ void ir_train_config_default_search(ir_train_config *tc) {
     tc->train_portion = 0.5f;
     tc->crop_pad = 4;
     tc->hflip = 1;
-    tc->latency_weight = -1.0f; /* proxyless: its default */
 }
 
 static void train_config_default_retrain(ir_train_config *tc) {

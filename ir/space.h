@@ -93,7 +93,6 @@ typedef struct ir_train_config {
     char strategy[24];     /* "" (the command line's, default darts) or a --strategy name */
     int partial_channels;  /* pc-darts: K, 1/K of the channels through each mixed op; 0: 4 */
     int edge_norm_off;     /* pc-darts: 1 turns edge normalisation off (the paper's ablation) */
-    float latency_weight;  /* proxyless: lambda of loss = CE + lambda * E[latency in ms]; < 0: default */
 } ir_train_config;
 
 typedef struct ir_space {

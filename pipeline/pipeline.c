@@ -11,9 +11,9 @@ int sr_search(const ir_space *sp_in, const sr_options *o, sr_result *res, char *
     ir_space s = *sp_in, *sp = &s; /* npy, images: normalisation from the training split */
     if (sr_data_norm(sp, o->out_dir, 1, err, errlen)) return -1;
     if (o->strategy == SR_RANDOM || o->strategy == SR_EVOLUTION) return sr_baseline_search(sp, o, res, err, errlen);
-    int succ = o->strategy == SR_PC_DARTS || o->strategy == SR_FAIR_DARTS || o->strategy == SR_PROXYLESS;
+    int succ = o->strategy == SR_PC_DARTS || o->strategy == SR_FAIR_DARTS;
     if (sp->kind == IR_SPACE_RNN && succ) {
-        snprintf(err, errlen, "the pc-darts, fair-darts and proxyless strategies search convolutional (kind cnn) spaces only");
+        snprintf(err, errlen, "the pc-darts and fair-darts strategies search convolutional (kind cnn) spaces only");
         return -1;
     }
     if (sp->kind == IR_SPACE_RNN) return sr_rnn_search(sp, o, res, err, errlen);

@@ -33,10 +33,9 @@
 
 /* SR_RANDOM and SR_EVOLUTION are the paper's baselines (search/baselines.c): discrete
  * genotypes trained briefly and scored on the architecture split. */
-/* SR_PC_DARTS, SR_FAIR_DARTS and SR_PROXYLESS are DARTS successors (search/successors.h,
- * search/proxyless.h). */
+/* SR_PC_DARTS and SR_FAIR_DARTS are DARTS successors (search/successors.h). */
 typedef enum sr_strategy { SR_DARTS, SR_JOINT, SR_COORD, SR_RANDOM, SR_EVOLUTION,
-                           SR_PC_DARTS, SR_FAIR_DARTS, SR_PROXYLESS } sr_strategy;
+                           SR_PC_DARTS, SR_FAIR_DARTS } sr_strategy;
 
 typedef struct sr_options {
     const char *out_dir;           /* run directory (created) */

@@ -6,8 +6,7 @@
  *              channel shuffle) and edge normalisation (per node softmax(beta) over its
  *              incoming edges, learnt with alpha, multiplied into the derivation);
  *   fair-darts (search/fairdarts.c, Chu et al., ECCV 2020): sigmoid(alpha) per op instead
- *              of the edge's softmax, the zero-one loss on alpha, threshold derivation;
- *   proxyless  (search/proxyless.c, Cai et al., ICLR 2019): see proxyless.h.
+ *              of the edge's softmax, the zero-one loss on alpha, threshold derivation.
  *
  * The supernet variant comes from ir_space_build_supernet_ex; these functions are what the
  * loop adds to DARTS: the options, the alpha-gradient term, the derivation.
