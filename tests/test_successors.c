@@ -277,3 +277,42 @@ Test(fair_darts, resume_is_bit_identical_and_logs_sigmoid_weights, .timeout = 60
     cr_expect(strstr(s, "\"weights\":\"sigmoid\""), "%.200s", s);
     free(s);
 }
+
+/* ---- the command line ------------------------------------------------------------------------ */
+
+/* `dartsc check --strategy NAME` on the table space at batch 32: the planned MiB of one
+ * search step. */
+static double check_mib(const char *flags) {
+    const char *bin = getenv("DARTSC_BIN");
+    cr_assert(bin, "DARTSC_BIN not set (ctest sets it)");
+    char cmd[2048], line[512];
+    snprintf(cmd, sizeof cmd, "%s check %s/examples/fashion_mnist_table.dartsc %s 2>&1", bin, DARTSC_SOURCE_DIR, flags);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    double mib = -1;
+    while (fgets(line, sizeof line, p)) {
+        const char *s = strstr(line, "one search step at batch 32: ");
+        if (s) mib = atof(s + strlen("one search step at batch 32: "));
+    }
+    cr_expect_eq(pclose(p), 0, "%s failed", cmd);
+    cr_assert(mib > 0, "no planned memory in the output of %s", cmd);
+    return mib;
+}
+
+Test(pc_darts, dartsc_check_plans_less_memory_for_partial_channels, .timeout = 120) {
+    double darts = check_mib("--strategy darts"), k4 = check_mib("--strategy pc-darts"),
+           k2 = check_mib("--strategy pc-darts --partial-channels 2");
+    cr_log_info("dartsc check: darts %.1f MiB, pc-darts K=2 %.1f MiB, K=4 %.1f MiB", darts, k2, k4);
+    cr_expect(k4 < 0.5 * darts && k2 < 0.75 * darts && k4 < k2, "darts %.1f, K=2 %.1f, K=4 %.1f MiB", darts, k2, k4);
+    /* a K that does not divide the channels is an error naming it, exit 1 */
+    const char *bin = getenv("DARTSC_BIN");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s check %s/examples/fashion_mnist_table.dartsc --strategy pc-darts --partial-channels 3 2>&1",
+             bin, DARTSC_SOURCE_DIR);
+    FILE *p = popen(cmd, "r");
+    char out[4096] = "";
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    cr_expect_neq(pclose(p), 0);
+    cr_expect(strstr(out, "K = 3 does not divide the 8 channels of cell 0"), "%s", out);
+}
