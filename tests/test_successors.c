@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "frontend/fe.h"
 #include "pipeline/pipeline.h"
 #include "runtime/runtime.h"
 #include "runtime/tensorfile.h"
@@ -255,4 +256,35 @@ Test(pc_darts, dartsc_check_plans_less_memory_for_partial_channels, .timeout = 1
     out[n] = 0;
     cr_expect_neq(pclose(p), 0);
     cr_expect(strstr(out, "K = 3 does not divide the 8 channels of cell 0"), "%s", out);
+}
+
+/* The space's search block: strategy (the --strategy names, '_' for '-'), partial_channels,
+ * edge_norm; an unknown strategy is an error at its place with a suggestion. */
+Test(dsl, search_block_selects_the_strategy_and_its_settings) {
+    const char *ok = "ops o = { none, skip, sep_conv(3) }\n"
+                     "cell normal { nodes 2; keep 2; ops o }\n"
+                     "cell reduce : normal { reduction }\n"
+                     "network n { data fashion_mnist; input 1x28x28; classes 10; C 8; layers 3 }\n"
+                     "search { strategy pc_darts; partial_channels 2; edge_norm off }\n";
+    ir_space sp;
+    fe_diags d;
+    fe_diags_init(&d);
+    cr_assert_eq(fe_compile_string("t.dartsc", ok, strlen(ok), &sp, &d), 0);
+    cr_expect_str_eq(sp.search.strategy, "pc-darts");
+    cr_expect_eq(sp.search.partial_channels, 2);
+    cr_expect_eq(sp.search.edge_norm_off, 1);
+    fe_diags_free(&d);
+    char bad[1024];
+    snprintf(bad, sizeof bad, "%s", ok);
+    memcpy(strstr(bad, "pc_darts"), "fairdart", 8); /* strategy fairdart */
+    fe_diags_init(&d);
+    cr_expect_neq(fe_compile_string("t.dartsc", bad, strlen(bad), &sp, &d), 0);
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *m = open_memstream(&buf, &n);
+    fe_diags_render(&d, m, 0);
+    fclose(m);
+    cr_expect(strstr(buf, "t.dartsc:5:19: error: 'strategy' expects") && strstr(buf, "did you mean 'fair_darts'"), "%s", buf);
+    free(buf);
+    fe_diags_free(&d);
 }
