@@ -79,7 +79,8 @@ static void chart(FILE *f, json_t *rows, const char *title, const char *const *k
 
 /* The successors' own curves over the epochs of alpha.jsonl: PC-DARTS' softmax(beta) per node
  * of each cell type (one line per incoming edge); FairDARTS' share of sigmoid(alpha) above
- * 0.8 (kept by its derivation) and below 0.2, which its zero-one loss drives up. */
+ * 0.8 (what its derivation keeps) and the mean |sigmoid(alpha) - 1/2|, which its zero-one
+ * loss drives up. */
 static void successor_curves(FILE *f, json_t *alpha, int sig) {
     static const char *const cols[5] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"};
     static const char *const ek[5] = {"edge 0", "edge 1", "edge 2", "edge 3", "edge 4"};
@@ -105,25 +106,25 @@ static void successor_curves(FILE *f, json_t *alpha, int sig) {
     }
     if (!sig) return;
     json_t *rows = json_array();
-    const char *keys[4] = {"normal > 0.8", "normal < 0.2", "reduce > 0.8", "reduce < 0.2"};
+    const char *keys[4] = {"normal > 0.8", "normal |s-1/2|", "reduce > 0.8", "reduce |s-1/2|"};
     for (size_t e = 0; e < ne; e++) {
         json_t *o = json_object();
         for (int t = 0; t < 2; t++) {
             json_t *m = json_object_get(json_array_get(alpha, e), t ? "reduce" : "normal");
-            double hi = 0, lo = 0, n = 0;
+            double hi = 0, dev = 0, n = 0;
             for (size_t r = 0; r < json_array_size(m); r++)
                 for (size_t c = 0; c < json_array_size(json_array_get(m, r)); c++) {
                     double v = json_number_value(json_array_get(json_array_get(m, r), c));
                     hi += v > 0.8;
-                    lo += v < 0.2;
+                    dev += fabs(v - 0.5);
                     n++;
                 }
             json_object_set_new(o, keys[2 * t], json_real(n > 0 ? hi / n : 0));
-            json_object_set_new(o, keys[2 * t + 1], json_real(n > 0 ? lo / n : 0));
+            json_object_set_new(o, keys[2 * t + 1], json_real(n > 0 ? dev / n : 0));
         }
         json_array_append_new(rows, o);
     }
-    chart(f, rows, "FairDARTS: share of &sigma;(&alpha;) above 0.8 and below 0.2 over epochs", keys, cols, 4);
+    chart(f, rows, "FairDARTS: share of &sigma;(&alpha;) above 0.8, and mean |&sigma;(&alpha;) &minus; &frac12;|, over epochs", keys, cols, 4);
     json_decref(rows);
 }
 
