@@ -645,6 +645,7 @@ static int ox_op(ox *x, int id, const char *out) {
     case IR_OP_WSUM: return ox_wsum(x, n, out);
     case IR_OP_EMBEDDING: case IR_OP_SOFTMAX_CE: case IR_OP_INPUT: case IR_OP_PARAM:
     case IR_OP_IDENTITY: case IR_OP_DROPOUT: case IR_OP_DROP_PATH: case IR_OP_SQMEAN: case IR_OP_COUNT:
+    case IR_OP_WMIXED: case IR_OP_SHUFFLE: /* search supernets of pc-darts / fair-darts only; never in a derived network */
         break;
     }
     return ox_fail(x, "node '%s': op %s cannot be exported to ONNX", n->name, ir_op_name(n->op));

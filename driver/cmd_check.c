@@ -11,6 +11,7 @@
 #include "runtime/runtime.h"
 #include "runtime/text.h"
 #include "search/genotype.h"
+#include "search/successors.h"
 
 static void print_cell(const char *what, const ir_cell *c) {
     printf("  %s cell: %d input%s, %d nodes, keep %d, combine %s, %d edges\n", what, c->n_inputs,
@@ -128,14 +129,22 @@ static int print_eval_net(const ir_space *sp, const char *geno) {
 int dartsc_cmd_check(int argc, char **argv) {
     const char *path = NULL, *dot = NULL, *geno = NULL;
     int dump_ir = 0, batch = 0;
+    /* the successors' supernets: --strategy, --partial-channels, --edge-norm (or the space's) */
+    sr_options so = sr_options_default();
+    dartsc_search_overrides ov;
+    dartsc_search_overrides_init(&ov);
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--dump-ir")) dump_ir = 1;
+        if (!strcmp(argv[i], "--strategy") || !strcmp(argv[i], "--partial-channels") || !strcmp(argv[i], "--edge-norm")) {
+            if (dartsc_search_flag("check", argv[i], i + 1 < argc ? argv[i + 1] : NULL, &so, &ov) < 0) return 2;
+            i++;
+        } else if (!strcmp(argv[i], "--dump-ir")) dump_ir = 1;
         else if (!strcmp(argv[i], "--dot") && i + 1 < argc) dot = argv[++i];
         else if (!strcmp(argv[i], "--genotype") && i + 1 < argc) geno = argv[++i];
         else if (!strcmp(argv[i], "--batch")) {
             if (dartsc_parse_int("check", "--batch", i + 1 < argc ? argv[++i] : NULL, 1, 65536, &batch)) return 2;
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: dartsc check SPACE [--batch N] [--genotype FILE] [--dump-ir] [--dot FILE]\n");
+            printf("usage: dartsc check SPACE [--batch N] [--genotype FILE] [--dump-ir] [--dot FILE]\n"
+                   "                    [--strategy NAME] [--partial-channels K] [--edge-norm on|off]\n");
             return 0;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "dartsc check: unknown option '%s'\n", argv[i]);
@@ -152,6 +161,8 @@ int dartsc_cmd_check(int argc, char **argv) {
     }
     ir_space sp;
     if (dartsc_load_space(path, &sp)) return 1;
+    dartsc_search_overrides_apply(&ov, &sp);
+    if (dartsc_search_strategy_from_space(&ov, &sp, &so)) return 2;
 
     printf("space %s (%s, %s)\n", sp.name, sp.kind == IR_SPACE_CNN ? "convolutional" : "recurrent", path);
     print_cell("normal", &sp.normal);
@@ -166,7 +177,13 @@ int dartsc_cmd_check(int argc, char **argv) {
     printf("\n");
     if (!batch) batch = sp.search.batch;
     ir_net net;
-    if (ir_space_build_supernet(&sp, batch, &net) != 0) {
+    ir_supernet_opts sno;
+    sr_succ_supernet_opts(&sp, so.strategy, &sno);
+    if (sno.sigmoid) printf("  strategy %s: sigmoid(alpha) per op\n", dartsc_strategy_name(so.strategy));
+    if (sno.partial > 1 || sno.edge_norm)
+        printf("  strategy %s: 1/%d of the channels through each mixed op, edge normalisation %s\n",
+               dartsc_strategy_name(so.strategy), sno.partial > 1 ? sno.partial : 1, sno.edge_norm ? "on" : "off");
+    if (ir_space_build_supernet_ex(&sp, batch, &sno, &net) != 0) {
         fprintf(stderr, "%s: error: cannot lower the space: %s\n", path, net.error);
         return 1;
     }

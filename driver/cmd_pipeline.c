@@ -632,6 +632,7 @@ int dartsc_cmd_run(int argc, char **argv) {
     ir_space sp;
     if (dartsc_load_space(path, &sp)) return 1;
     dartsc_search_overrides_apply(&ov, &sp);
+    if (dartsc_search_strategy_from_space(&ov, &sp, &so)) return 2;
     char err[1024], p[4200];
     double times[4] = {0};
     /* one device for every stage: "auto" resolved once, said in the log and results.json */

@@ -134,6 +134,7 @@ int dartsc_cmd_search(int argc, char **argv) {
     ir_space sp;
     if (dartsc_load_space(path, &sp)) return 1;
     dartsc_search_overrides_apply(&ov, &sp);
+    if (dartsc_search_strategy_from_space(&ov, &sp, &o)) return 2;
 
     size_t len = 0;
     char *src = slurp(path, &len);

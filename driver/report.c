@@ -77,6 +77,57 @@ static void chart(FILE *f, json_t *rows, const char *title, const char *const *k
     fputs("</svg></figure>\n", f);
 }
 
+/* The successors' own curves over the epochs of alpha.jsonl: PC-DARTS' softmax(beta) per node
+ * of each cell type (one line per incoming edge); FairDARTS' share of sigmoid(alpha) above
+ * 0.8 (what its derivation keeps) and the mean |sigmoid(alpha) - 1/2|, which its zero-one
+ * loss drives up. */
+static void successor_curves(FILE *f, json_t *alpha, int sig) {
+    static const char *const cols[5] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"};
+    static const char *const ek[5] = {"edge 0", "edge 1", "edge 2", "edge 3", "edge 4"};
+    const char *types[2] = {"betas_normal", "betas_reduce"};
+    size_t ne = json_array_size(alpha);
+    for (int t = 0; t < 2 && ne > 0; t++) {
+        json_t *b0 = json_object_get(json_array_get(alpha, 0), types[t]);
+        for (size_t i = 0; i < json_array_size(b0); i++) {
+            json_t *rows = json_array();
+            int nk = 0;
+            for (size_t e = 0; e < ne; e++) {
+                json_t *r = json_array_get(json_array_get(json_object_get(json_array_get(alpha, e), types[t]), i), 0);
+                json_t *o = json_object();
+                for (size_t k = 0; k < json_array_size(r) && k < 5; k++) json_object_set(o, ek[k], json_array_get(r, k));
+                nk = (int)(json_array_size(r) < 5 ? json_array_size(r) : 5);
+                json_array_append_new(rows, o);
+            }
+            char title[96];
+            snprintf(title, sizeof title, "PC-DARTS: softmax(&beta;) of %s node %zu over epochs", t ? "reduce" : "normal", i);
+            chart(f, rows, title, ek, cols, nk);
+            json_decref(rows);
+        }
+    }
+    if (!sig) return;
+    json_t *rows = json_array();
+    const char *keys[4] = {"normal > 0.8", "normal |s-1/2|", "reduce > 0.8", "reduce |s-1/2|"};
+    for (size_t e = 0; e < ne; e++) {
+        json_t *o = json_object();
+        for (int t = 0; t < 2; t++) {
+            json_t *m = json_object_get(json_array_get(alpha, e), t ? "reduce" : "normal");
+            double hi = 0, dev = 0, n = 0;
+            for (size_t r = 0; r < json_array_size(m); r++)
+                for (size_t c = 0; c < json_array_size(json_array_get(m, r)); c++) {
+                    double v = json_number_value(json_array_get(json_array_get(m, r), c));
+                    hi += v > 0.8;
+                    dev += fabs(v - 0.5);
+                    n++;
+                }
+            json_object_set_new(o, keys[2 * t], json_real(n > 0 ? hi / n : 0));
+            json_object_set_new(o, keys[2 * t + 1], json_real(n > 0 ? dev / n : 0));
+        }
+        json_array_append_new(rows, o);
+    }
+    chart(f, rows, "FairDARTS: share of &sigma;(&alpha;) above 0.8, and mean |&sigma;(&alpha;) &minus; &frac12;|, over epochs", keys, cols, 4);
+    json_decref(rows);
+}
+
 /* Heat map of softmax(alpha): rows are edges, columns ops, shaded from the map's smallest
  * to its largest weight (after a short search all weights sit near 1/ops, and an absolute
  * scale would show one flat colour); the range is printed under the map. */
@@ -228,8 +279,9 @@ int dartsc_write_report(const char *dir, const ir_space *sp, const ir_genotype *
     inline_svg(f, dir, "reduce");
     fputs("</div>\n", f);
     candidates_table(f, dir);
-    fputs("<h2>Architecture weights softmax(&alpha;) per epoch</h2><div id=\"alpha\">", f);
     json_t *alpha = read_jsonl(dir, "alpha.jsonl");
+    int sig = json_array_size(alpha) > 0 && json_object_get(json_array_get(alpha, 0), "weights");
+    fprintf(f, "<h2>Architecture weights %s per epoch</h2><div id=\"alpha\">", sig ? "&sigma;(&alpha;) (FairDARTS)" : "softmax(&alpha;)");
     size_t ne = json_array_size(alpha);
     for (size_t e = 0; e < ne; e++) {
         json_t *row = json_array_get(alpha, e);
@@ -240,8 +292,9 @@ int dartsc_write_report(const char *dir, const ir_space *sp, const ir_genotype *
         heatmap(f, json_object_get(row, "reduce"), &sp->reduce, t);
         fputs("<br>", f);
     }
-    json_decref(alpha);
     fputs("</div>\n<h2>Curves</h2><div id=\"curves\">", f);
+    successor_curves(f, alpha, sig);
+    json_decref(alpha);
     json_t *sm = read_jsonl(dir, "metrics.jsonl"), *tm = read_jsonl(dir, "train_metrics.jsonl");
     const char *lk[2] = {"train_loss", "val_loss"}, *ak[2] = {"train_acc", "val_acc"}, *cols[2] = {"#1f77b4", "#d62728"};
     chart(f, sm, "search: loss", lk, cols, 2);

@@ -9,11 +9,24 @@
 
 const char *dartsc_search_flags_usage =
     "  search options (override the space's `search` settings):\n"
-    "    --strategy darts|joint|coord|random|evolution   (default darts)\n"
+    "    --strategy darts|joint|coord|random|evolution|pc-darts|fair-darts   (default darts)\n"
+    "    --partial-channels K  --edge-norm on|off   (pc-darts)\n"
     "    --order 1|2  --epochs N  --batch N  --seed N  --subset N  --data PATH\n"
     "    --candidates N  --population N  --sample N  --candidate-epochs N   (random, evolution)\n"
     "    --checkpoint-every N  --checkpoint-minutes M   also checkpoint every N steps / M minutes (0: off;\n"
     "                                                   default 10 minutes; epoch ends always)\n";
+
+static const char *const strategy_names[] = {"darts", "joint", "coord", "random", "evolution",
+                                             "pc-darts", "fair-darts"};
+
+static int strategy_from_name(const char *v, sr_strategy *s) {
+    for (size_t i = 0; i < sizeof strategy_names / sizeof strategy_names[0]; i++)
+        if (!strcmp(v, strategy_names[i])) {
+            *s = (sr_strategy)i;
+            return 0;
+        }
+    return -1;
+}
 
 int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options *o, dartsc_search_overrides *ov) {
     static const struct { const char *flag; long lo, hi; size_t off; int in_ov; } ints[] = {
@@ -26,6 +39,7 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
         {"--population", 2, 10000, offsetof(sr_options, population), 0},
         {"--sample", 1, 10000, offsetof(sr_options, sample), 0},
         {"--candidate-epochs", 1, 100000, offsetof(sr_options, candidate_epochs), 0},
+        {"--partial-channels", 1, 64, offsetof(dartsc_search_overrides, partial_channels), 1},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         if (strcmp(a, ints[i].flag)) continue;
@@ -42,6 +56,14 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
         else o->checkpoint_seconds = 60.0 * (double)x;
         return 1;
     }
+    if (!strcmp(a, "--edge-norm")) {
+        if (!v || (strcmp(v, "on") && strcmp(v, "off"))) {
+            fprintf(stderr, "dartsc %s: --edge-norm: '%s' is not on or off\n", cmd, v ? v : "");
+            return -1;
+        }
+        ov->edge_norm = strcmp(v, "on") ? 2 : 1;
+        return 1;
+    }
     if (!strcmp(a, "--data") || !strcmp(a, "--strategy")) {
         if (!v) {
             fprintf(stderr, "dartsc %s: %s needs a value\n", cmd, a);
@@ -51,14 +73,21 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
             ov->data = v;
             return 1;
         }
-        static const struct { const char *name; sr_strategy s; } st[] = {
-            {"darts", SR_DARTS}, {"joint", SR_JOINT}, {"coord", SR_COORD}, {"random", SR_RANDOM}, {"evolution", SR_EVOLUTION}};
-        for (size_t i = 0; i < sizeof st / sizeof st[0]; i++)
-            if (!strcmp(v, st[i].name)) {
-                o->strategy = st[i].s;
-                return 1;
-            }
-        fprintf(stderr, "dartsc %s: --strategy: '%s' is not darts, joint, coord, random or evolution\n", cmd, v);
+        if (strategy_from_name(v, &o->strategy)) {
+            fprintf(stderr, "dartsc %s: --strategy: '%s' is not darts, joint, coord, random, evolution, pc-darts "
+                            "or fair-darts\n", cmd, v);
+            return -1;
+        }
+        ov->strategy_given = 1;
+        return 1;
+    }
+    return 0;
+}
+
+int dartsc_search_strategy_from_space(const dartsc_search_overrides *ov, const ir_space *sp, sr_options *o) {
+    if (ov->strategy_given || !sp->search.strategy[0]) return 0;
+    if (strategy_from_name(sp->search.strategy, &o->strategy)) {
+        fprintf(stderr, "dartsc: the space's strategy '%s' is unknown\n", sp->search.strategy);
         return -1;
     }
     return 0;
@@ -81,9 +110,10 @@ void dartsc_search_overrides_apply(const dartsc_search_overrides *ov, ir_space *
     }
     if (ov->subset >= 0) sp->search.subset = (int)ov->subset;
     if (ov->data) snprintf(sp->data_path, sizeof sp->data_path, "%s", ov->data);
+    if (ov->partial_channels) sp->search.partial_channels = (int)ov->partial_channels;
+    if (ov->edge_norm) sp->search.edge_norm_off = ov->edge_norm == 2;
 }
 
 const char *dartsc_strategy_name(sr_strategy s) {
-    static const char *names[] = {"darts", "joint", "coord", "random", "evolution"};
-    return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "?";
+    return (unsigned)s < sizeof strategy_names / sizeof strategy_names[0] ? strategy_names[s] : "?";
 }

@@ -65,6 +65,9 @@ static const setting_info settings[] = {
     {"dropout_i", B_SEARCH | B_TRAIN, K_RNN},
     {"dropout_e", B_SEARCH | B_TRAIN, K_RNN},
     {"tar", B_SEARCH | B_TRAIN, K_RNN},
+    {"strategy", B_SEARCH, K_ANY},
+    {"partial_channels", B_SEARCH, K_CNN},
+    {"edge_norm", B_SEARCH, K_CNN},
     {"inputs", B_CELL, K_ANY},
     {"nodes", B_CELL, K_ANY},
     {"keep", B_CELL, K_ANY},
@@ -845,6 +848,19 @@ static void lower_train(sema *S, fe_decl *d, ir_train_config *tc, int is_search)
         }
         get_float(S, &v, "alpha_weight_decay", 0, 0, 1, 0, &tc->a_wd);
         if (S->kind == K_CNN) get_float(S, &v, "split", 0, 1, 1, 1, &tc->train_portion);
+        /* the strategy (the command line's --strategy names, '_' for '-') and the DARTS successors' settings */
+        static const char *const strategies[] = {"darts", "joint", "coord", "random", "evolution",
+                                                 "pc_darts", "fair_darts"};
+        int st;
+        if (get_enum(S, &v, "strategy", strategies, (int)(sizeof strategies / sizeof *strategies), &st, NULL) == 1) {
+            snprintf(tc->strategy, sizeof tc->strategy, "%s", strategies[st]);
+            for (char *c = tc->strategy; *c; c++) *c = *c == '_' ? '-' : *c;
+        }
+        if (S->kind == K_CNN) {
+            get_int(S, &v, "partial_channels", 1, 64, &tc->partial_channels);
+            int en;
+            if (get_bool(S, &v, "edge_norm", &en) == 1) tc->edge_norm_off = !en;
+        }
     }
     if (S->kind == K_CNN) {
         get_int(S, &v, "crop", 0, 64, &tc->crop_pad);

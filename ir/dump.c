@@ -33,12 +33,13 @@ void ir_dump_text(const ir_graph *g, FILE *f) {
             fprintf(f, " k=%lld stride=%lld pad=%lld", (long long)n->iattr[0], (long long)n->iattr[1], (long long)n->iattr[2]);
             break;
         case IR_OP_ZERO: fprintf(f, " stride=%lld", (long long)n->iattr[0]); break;
-        case IR_OP_MIXED:
+        case IR_OP_MIXED: case IR_OP_WMIXED:
             fprintf(f, " row=%lld cols=[", (long long)n->iattr[IR_A_MIXED_ROW]);
             for (int j = 1; j < n->n_inputs; j++) fprintf(f, "%s%lld", j > 1 ? "," : "", (long long)n->iattr[IR_A_MIXED_COL0 + j - 1]);
             fputc(']', f);
             break;
         case IR_OP_SLICE: fprintf(f, " start=%lld len=%lld", (long long)n->iattr[0], (long long)n->iattr[1]); break;
+        case IR_OP_SHUFFLE: fprintf(f, " groups=%lld", (long long)n->iattr[IR_A_SHUFFLE_GROUPS]); break;
         case IR_OP_SCALE: case IR_OP_DROPOUT: case IR_OP_DROP_PATH: fprintf(f, " p=%g", n->fattr[0]); break;
         default: break;
         }

@@ -238,6 +238,9 @@ int ir_infer_shape(const ir_graph *g, ir_op op, int n_in, const int *in, const i
         memcpy(shape, a->shape, sizeof a->shape);
         return 0;
     }
+    case IR_OP_WMIXED:
+        if (x->dtype != IR_DTYPE_F32) FAIL("wmixed: weights '%s' must be float", x->name);
+        __attribute__((fallthrough)); /* the same checks and shape as MIXED */
     case IR_OP_MIXED: {
         if (n_in < 2) FAIL("mixed: needs alpha and at least one candidate");
         if (n_in - 1 > IR_MAX_MIXED_INPUTS) FAIL("mixed: at most %d candidates", IR_MAX_MIXED_INPUTS);
@@ -282,6 +285,14 @@ int ir_infer_shape(const ir_graph *g, ir_op op, int n_in, const int *in, const i
         *ndim = x->ndim;
         memcpy(shape, x->shape, sizeof x->shape);
         shape[1] = l;
+        return 0;
+    }
+    case IR_OP_SHUFFLE: {
+        int64_t G = ia[IR_A_SHUFFLE_GROUPS];
+        if (x->dtype != IR_DTYPE_F32 || x->ndim < 2) FAIL("channel_shuffle: input '%s' must be float, (N, C, ...)", x->name);
+        if (G < 1 || x->shape[1] % G) FAIL("channel_shuffle: %lld groups do not divide the %lld channels of '%s'", (long long)G, (long long)x->shape[1], x->name);
+        *ndim = x->ndim;
+        memcpy(shape, x->shape, sizeof x->shape);
         return 0;
     }
     case IR_OP_SHIFT:
@@ -502,6 +513,18 @@ int ir_mixed(ir_graph *g, int alpha, int row, int n, const int *xs, const int *c
     ia[IR_A_MIXED_ROW] = row;
     for (int i = 0; i < n; i++) { in[i + 1] = xs[i]; ia[IR_A_MIXED_COL0 + i] = cols[i]; }
     return add_op(g, IR_OP_MIXED, n + 1, in, ia, NULL, name);
+}
+
+int ir_wmixed(ir_graph *g, int w, int row, int n, const int *xs, const int *cols, const char *name) {
+    int id = ir_mixed(g, w, row, n, xs, cols, name);
+    if (id >= 0) g->nodes[id].op = IR_OP_WMIXED; /* the same inputs, attributes and shape */
+    return id;
+}
+
+int ir_channel_shuffle(ir_graph *g, int x, int groups, const char *name) {
+    int64_t ia[IR_MAX_IATTR] = {0};
+    ia[IR_A_SHUFFLE_GROUPS] = groups;
+    return add_op(g, IR_OP_SHUFFLE, 1, &x, ia, NULL, name);
 }
 
 int ir_slice(ir_graph *g, int x, int start, int len, const char *name) {

@@ -99,6 +99,8 @@ enum {
     IR_A_MIXED_ROW = 0, IR_A_MIXED_COL0,
     /* SLICE */
     IR_A_SLICE_START = 0, IR_A_SLICE_LEN,
+    /* WMIXED: IR_A_MIXED_ROW, IR_A_MIXED_COL0 as MIXED; SHUFFLE: */
+    IR_A_SHUFFLE_GROUPS = 0,
 };
 enum { IR_F_BN_EPS = 0, IR_F_BN_MOMENTUM = 1, IR_F_P = 0 /* SCALE factor, dropout p */ };
 
@@ -162,6 +164,12 @@ int ir_wsum(ir_graph *g, int w, int n, const int *xs, const char *name);
 /* cols[i]: alpha column of xs[i]; alpha columns with no input are zero ops. */
 int ir_mixed(ir_graph *g, int alpha, int row, int n, const int *xs, const int *cols, const char *name);
 int ir_slice(ir_graph *g, int x, int start, int len, const char *name);
+/* MIXED with the weights given as a tensor w (E, O) instead of softmax(alpha): sum_i
+ * w[row][cols[i]] xs[i] (FairDARTS: w = sigmoid(alpha)); its gradient reaches w. */
+int ir_wmixed(ir_graph *g, int w, int row, int n, const int *xs, const int *cols, const char *name);
+/* Channel shuffle of x (N, C, ...) in `groups` groups of C/groups channels (ShuffleNet's,
+ * as PC-DARTS uses it): output channel j*groups + g is input channel g*(C/groups) + j. */
+int ir_channel_shuffle(ir_graph *g, int x, int groups, const char *name);
 int ir_linear(ir_graph *g, int x, int w, int b, const char *name);
 int ir_embedding(ir_graph *g, int ids, int table, const char *name);
 int ir_softmax_ce(ir_graph *g, int logits, int labels, const char *name);

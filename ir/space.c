@@ -217,6 +217,8 @@ typedef struct builder {
     ir_graph *g;
     int bn_batch_stats; /* 1 in search: batch statistics always */
     int affine;         /* affine BN inside cells */
+    const ir_supernet_opts *so; /* search supernets: the successors' variants (never NULL there) */
+    int weights[2];     /* per cell type: what the mixed ops read (alpha, or sigmoid(alpha)) */
 } builder;
 
 static int b_conv(builder *b, int x, const char *prefix, int64_t cin, int64_t cout, int kh, int kw, int sh, int sw,
@@ -352,32 +354,54 @@ static int b_cell_inputs(builder *b, const ir_cell *cell, int ci, int s0, int s1
     return ns;
 }
 
-/* One search cell: preprocessing, mixed edges, combine. */
+/* One search cell: preprocessing, mixed edges, combine. betas: PC-DARTS' per-node edge
+ * weights (NULL: plain sums). */
 static int b_search_cell(builder *b, const ir_cell *cell, int ci, int alpha, int s0, int s1, int64_t c_pp,
-                         int64_t c_p, int64_t C, int reduction, int reduction_prev) {
+                         int64_t c_p, int64_t C, int reduction, int reduction_prev, const int *betas) {
     char n[256], p[128];
     int states[2 + IR_MAX_NODES];
     int ns = b_cell_inputs(b, cell, ci, s0, s1, c_pp, c_p, C, reduction_prev, states);
-    int e = 0;
+    int e = 0, K = b->so->partial > 1 ? b->so->partial : 1;
+    int64_t Cm = C / K; /* channels through the mixed op */
     for (int i = 0; i < cell->n_nodes; i++) {
-        int terms[IR_MAX_NODES + 2], nt = 0;
+        int terms[IR_MAX_NODES + 2], tcols[IR_MAX_NODES + 2], nt = 0;
         for (int j = 0; j < cell->n_inputs + i; j++) {
             if (!((cell->edges[i] >> j) & 1)) continue;
             int stride = reduction && j < cell->n_inputs ? 2 : 1;
-            int xs[IR_MAX_CANDS], cols[IR_MAX_CANDS], nx = 0;
+            int xs[IR_MAX_CANDS], cols[IR_MAX_CANDS], nx = 0, xin = states[j];
+            if (K > 1) {
+                snprintf(n, sizeof n, "cells.%d._ops.%d.partial", ci, e);
+                xin = ir_slice(b->g, states[j], 0, (int)Cm, n);
+            }
             for (int o = 0; o < cell->n_ops; o++) {
                 snprintf(p, sizeof p, "cells.%d._ops.%d._ops.%d", ci, e, o);
-                int y = b_cand(b, &cell->ops[o], states[j], p, C, stride, 1);
+                int y = b_cand(b, &cell->ops[o], xin, p, Cm, stride, 1);
                 if (y == -2) continue;
                 xs[nx] = y;
                 cols[nx++] = o;
             }
             snprintf(n, sizeof n, "cells.%d._ops.%d", ci, e);
-            terms[nt++] = ir_mixed(b->g, alpha, e, nx, xs, cols, n);
+            int m = b->so->sigmoid ? ir_wmixed(b->g, alpha, e, nx, xs, cols, n) : ir_mixed(b->g, alpha, e, nx, xs, cols, n);
+            if (K > 1) {
+                /* PC-DARTS: the other channels bypass the op (pooled to its size), then a shuffle */
+                snprintf(n, sizeof n, "cells.%d._ops.%d.bypass", ci, e);
+                int rest = ir_slice(b->g, states[j], (int)Cm, (int)(C - Cm), n);
+                if (stride == 2) {
+                    snprintf(n, sizeof n, "cells.%d._ops.%d.mp", ci, e);
+                    rest = ir_pool(b->g, IR_OP_MAXPOOL, rest, 2, 2, 0, n);
+                }
+                snprintf(n, sizeof n, "cells.%d._ops.%d.cat", ci, e);
+                m = ir_nary(b->g, IR_OP_CONCAT, 2, (int[]){m, rest}, n);
+                snprintf(n, sizeof n, "cells.%d._ops.%d.shuffle", ci, e);
+                m = ir_channel_shuffle(b->g, m, K, n);
+            }
+            tcols[nt] = nt;
+            terms[nt++] = m;
             e++;
         }
         snprintf(n, sizeof n, "cells.%d.node%d", ci, i);
-        states[ns++] = nt == 1 ? terms[0] : ir_nary(b->g, IR_OP_ADD, nt, terms, n);
+        if (betas) states[ns++] = ir_mixed(b->g, betas[i], 0, nt, terms, tcols, n);
+        else states[ns++] = nt == 1 ? terms[0] : ir_nary(b->g, IR_OP_ADD, nt, terms, n);
     }
     snprintf(n, sizeof n, "cells.%d.out", ci);
     ir_op comb = cell->combine == IR_COMBINE_CONCAT ? IR_OP_CONCAT : IR_OP_MEAN;
@@ -391,8 +415,31 @@ void ir_net_free(ir_net *net) {
 }
 
 int ir_space_build_supernet(const ir_space *sp, int batch, ir_net *net) {
+    const ir_supernet_opts darts = {0};
+    return ir_space_build_supernet_ex(sp, batch, &darts, net);
+}
+
+/* PC-DARTS' K must divide every cell's channel count. */
+static int check_partial(const ir_space *sp, int K, char *err, size_t errlen) {
+    int64_t C = sp->C;
+    for (int i = 0, r = 0; i < sp->layers; i++) {
+        if (r < sp->n_reduce && sp->reduce_at[r] == i) {
+            C *= sp->growth;
+            r++;
+        }
+        if (C % K) {
+            snprintf(err, errlen, "partial channels: K = %d does not divide the %lld channels of cell %d", K, (long long)C, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int ir_space_build_supernet_ex(const ir_space *sp, int batch, const ir_supernet_opts *so, ir_net *net) {
     memset(net, 0, sizeof *net);
     net->alpha[0] = net->alpha[1] = net->aux_logits = -1;
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < IR_MAX_NODES; i++) net->beta[t][i] = -1;
     if (ir_space_check(sp, net->error, sizeof net->error)) return -1;
     if (sp->kind != IR_SPACE_CNN) {
         snprintf(net->error, sizeof net->error, "space '%s': recurrent supernets are not lowered yet (issue: recurrent cell search)", sp->name);
@@ -402,7 +449,8 @@ int ir_space_build_supernet(const ir_space *sp, int batch, ir_net *net) {
         snprintf(net->error, sizeof net->error, "batch must be positive, not %d", batch);
         return -1;
     }
-    builder b = {.g = ir_graph_new(sp->name), .bn_batch_stats = 1, .affine = 0};
+    if (so->partial > 1 && check_partial(sp, so->partial, net->error, sizeof net->error)) return -1;
+    builder b = {.g = ir_graph_new(sp->name), .bn_batch_stats = 1, .affine = 0, .so = so};
     if (!b.g) {
         snprintf(net->error, sizeof net->error, "out of memory");
         return -1;
@@ -412,9 +460,18 @@ int ir_space_build_supernet(const ir_space *sp, int batch, ir_net *net) {
     net->labels = ir_input(b.g, "labels", IR_DTYPE_I32, 1, (int64_t[]){batch});
     const ir_cell *cells[2] = {&sp->normal, &sp->reduce};
     const char *anames[2] = {"alphas_normal", "alphas_reduce"};
-    for (int t = 0; t < 2; t++)
+    for (int t = 0; t < 2; t++) {
         net->alpha[t] = ir_param(b.g, anames[t], IR_ROLE_ARCH, 2,
                                  (int64_t[]){ir_cell_num_edges(cells[t]), cells[t]->n_ops}, ir_init_normal(1e-3f));
+        b.weights[t] = net->alpha[t];
+        if (so->sigmoid) b.weights[t] = ir_unary(b.g, IR_OP_SIGMOID, net->alpha[t], t ? "alphas_reduce.sigmoid" : "alphas_normal.sigmoid");
+        for (int i = 0; so->edge_norm && i < cells[t]->n_nodes; i++) {
+            char bn[64];
+            snprintf(bn, sizeof bn, "%s.%d", t ? "betas_reduce" : "betas_normal", i);
+            int64_t ne = __builtin_popcount(cells[t]->edges[i]);
+            net->beta[t][i] = ir_param(b.g, bn, IR_ROLE_ARCH, 2, (int64_t[]){1, ne}, ir_init_normal(1e-3f));
+        }
+    }
 
     int64_t c_stem = (int64_t)sp->stem_mult * sp->C;
     int x = b_conv(&b, net->images, "stem.0", sp->in_c, c_stem, 3, 3, 1, 1, 1, 1, 1, 1);
@@ -428,7 +485,8 @@ int ir_space_build_supernet(const ir_space *sp, int batch, ir_net *net) {
             r++;
         }
         const ir_cell *cell = reduction ? &sp->reduce : &sp->normal;
-        int out = b_search_cell(&b, cell, i, net->alpha[reduction], s0, s1, c_pp, c_p, C, reduction, reduction_prev);
+        int out = b_search_cell(&b, cell, i, b.weights[reduction], s0, s1, c_pp, c_p, C, reduction, reduction_prev,
+                                so->edge_norm ? net->beta[reduction] : NULL);
         int64_t mult = cell->combine == IR_COMBINE_CONCAT ? cell->n_nodes : 1;
         c_pp = c_p;
         c_p = mult * C;

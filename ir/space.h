@@ -91,6 +91,10 @@ typedef struct ir_train_config {
     float tar;          /* recurrent: temporal activation regularisation beta (PTB: 1e-3) */
     int sync_bn;        /* data-parallel runs (docs/SCALING.md): 1: batch-norm statistics over
                            the global batch of every rank; 0: each rank's own shard */
+    /* The search strategy and the DARTS successors' settings (search blocks; docs/DSL.md) */
+    char strategy[24];     /* "" (the command line's, default darts) or a --strategy name */
+    int partial_channels;  /* pc-darts: K, 1/K of the channels through each mixed op; 0: 4 */
+    int edge_norm_off;     /* pc-darts: 1 turns edge normalisation off (the paper's ablation) */
 } ir_train_config;
 
 typedef struct ir_space {
@@ -142,9 +146,26 @@ typedef struct ir_net {
     int alpha[2];            /* normal, reduce (-1 in derived nets) */
     int aux_logits;          /* -1 unless an auxiliary head */
     char error[512];
+    /* PC-DARTS' edge normalisation (ir_supernet_opts.edge_norm): per cell type and node the
+     * (1, incoming edges) architecture parameter betas_normal.i / betas_reduce.i; -1 otherwise */
+    int beta[2][IR_MAX_NODES];
 } ir_net;
 
 int ir_space_build_supernet(const ir_space *sp, int batch, ir_net *net);
+
+/* Supernets of the DARTS successors (search/pcdarts.c, search/fairdarts.c); all zero is
+ * ir_space_build_supernet's DARTS supernet. */
+typedef struct ir_supernet_opts {
+    int partial;   /* PC-DARTS' K (> 1): each mixed op runs on the first C/K channels of its input;
+                      the other channels bypass it (through a 2x2 max pool of stride 2 on a
+                      reduction edge), are concatenated after its output, and the result is
+                      channel-shuffled in K groups. C must be a multiple of K in every cell */
+    int edge_norm; /* PC-DARTS' edge normalisation: node i = sum_j softmax(beta_i)_j edge_j instead
+                      of the plain sum (net->beta) */
+    int sigmoid;   /* FairDARTS: an edge is sum_o sigmoid(alpha[e][o]) op_o(x) (WMIXED over one
+                      SIGMOID node per cell type) instead of the softmax over the edge's ops */
+} ir_supernet_opts;
+int ir_space_build_supernet_ex(const ir_space *sp, int batch, const ir_supernet_opts *o, ir_net *net);
 void ir_net_free(ir_net *net);
 
 /* ---- genotypes and the derived (evaluation) network ---- */

@@ -41,6 +41,11 @@ int sr_search(const ir_space *sp_in, const sr_options *o, sr_result *res, char *
         return sr_fail(err, errlen, "the recurrent search runs as one process as yet; data-parallel runs (mpirun, "
                                     "docs/SCALING.md) are the searches of convolutional spaces");
     if (o->strategy == SR_RANDOM || o->strategy == SR_EVOLUTION) return sr_baseline_search(sp, o, res, err, errlen);
+    int succ = o->strategy == SR_PC_DARTS || o->strategy == SR_FAIR_DARTS;
+    if (sp->kind == IR_SPACE_RNN && succ) {
+        snprintf(err, errlen, "the pc-darts and fair-darts strategies search convolutional (kind cnn) spaces only");
+        return -1;
+    }
     if (sp->kind == IR_SPACE_RNN) return sr_rnn_search(sp, o, res, err, errlen);
     return sr_cnn_search(sp, o, res, err, errlen);
 }

@@ -161,6 +161,19 @@ static void cpu_forward(rt_backend *be, const rt_exec_node *n) {
         }
         break;
     }
+    case IR_OP_WMIXED: {
+        /* the weights w[row][cols] as given (no softmax) */
+        const float *xs[RT_MAX_IN] = {0};
+        float w[RT_MAX_IN] = {0};
+        const float *wr = x + n->iattr[IR_A_MIXED_ROW] * n->in[0].shape[1];
+        for (int i = 1; i < n->n_in; i++) { xs[i - 1] = F(n->in[i]); w[i - 1] = wr[n->iattr[IR_A_MIXED_COL0 + i - 1]]; }
+        kcpu_wsum_forward(y, xs, w, n->n_in - 1, len);
+        break;
+    }
+    case IR_OP_SHUFFLE:
+        kcpu_channel_shuffle_forward(y, x, (int)n->out.shape[0], (int)n->out.shape[1], plane(&n->out),
+                                     (int)n->iattr[IR_A_SHUFFLE_GROUPS]);
+        break;
     case IR_OP_SOFTMAX: {
         int K = (int)n->out.shape[n->out.ndim - 1];
         kcpu_softmax_forward(y, x, (int)(len / K), K);
@@ -299,6 +312,22 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
         }
         break;
     }
+    case IR_OP_WMIXED: {
+        const float *xs[RT_MAX_IN] = {0};
+        float *dxs[RT_MAX_IN] = {0};
+        float w[RT_MAX_IN] = {0}, dw[RT_MAX_IN] = {0};
+        const int64_t O = n->in[0].shape[1], nc = n->n_in - 1;
+        const float *wr = x + n->iattr[IR_A_MIXED_ROW] * O;
+        for (int i = 0; i < nc; i++) { xs[i] = F(n->in[i + 1]); dxs[i] = n->in[i + 1].grad; w[i] = wr[n->iattr[IR_A_MIXED_COL0 + i]]; }
+        kcpu_wsum_backward_set(dxs, dx ? dw : NULL, dy, xs, w, (int)nc, len, n->grad_set >> 1);
+        if (dx)
+            for (int i = 0; i < nc; i++) dx[n->iattr[IR_A_MIXED_ROW] * O + n->iattr[IR_A_MIXED_COL0 + i]] += dw[i];
+        break;
+    }
+    case IR_OP_SHUFFLE:
+        if (dx) kcpu_channel_shuffle_backward(dx, dy, (int)n->out.shape[0], (int)n->out.shape[1], plane(&n->out),
+                                              (int)n->iattr[IR_A_SHUFFLE_GROUPS]);
+        break;
     case IR_OP_SOFTMAX: {
         int K = (int)n->out.shape[n->out.ndim - 1];
         if (dx) kcpu_softmax_backward(dx, dy, F(n->out), (int)(len / K), K);
@@ -380,7 +409,7 @@ static int cpu_sets_grad(rt_backend *be, const rt_exec_node *n, int k) {
     }
     case IR_OP_BATCHNORM: return k == 0;
     case IR_OP_ADD: case IR_OP_MEAN: case IR_OP_CONCAT: return k < 32;
-    case IR_OP_WSUM: case IR_OP_MIXED: return k >= 1 && k < 17;
+    case IR_OP_WSUM: case IR_OP_MIXED: case IR_OP_WMIXED: return k >= 1 && k < 17;
     default: return 0;
     }
 }

@@ -135,6 +135,7 @@ static int saves_inputs(ir_op op) {
     switch (op) {
     case IR_OP_CONV2D: case IR_OP_BATCHNORM: case IR_OP_MAXPOOL: case IR_OP_MUL: case IR_OP_WSUM:
     case IR_OP_MIXED: case IR_OP_LINEAR: case IR_OP_EMBEDDING: case IR_OP_SOFTMAX_CE: case IR_OP_SQMEAN:
+    case IR_OP_WMIXED:
         return 1;
     default:
         return 0;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "genotype.h"
+#include "successors.h"
 #include "runtime/data.h"
 #include "runtime/dist.h"
 #include "runtime/runtime.h"
@@ -142,7 +143,7 @@ static int load_data(run *r, char *err, size_t errlen) {
     int n = r->full.n;
     if (sp->search.subset > 0 && sp->search.subset < n) n = sp->search.subset;
     int batch = sp->search.batch;
-    if (r->o->strategy == SR_DARTS) {
+    if (sr_succ_is_bilevel(r->o->strategy)) {
         int nw = (int)floor((double)n * sp->search.train_portion);
         if (nw < batch || n - nw < batch)
             return sr_fail(err, errlen, "the %d training images split %d/%d cannot fill batches of %d", n, nw, n - nw, batch);
@@ -299,27 +300,75 @@ static void alphas_host(run *r, float **an, float **ar) {
     *ar = h + ((float *)rt_node_data(r->p, r->net.alpha[1]) - ga.data);
 }
 
+/* PC-DARTS: node i's beta logits of cell type t in the host copy h of the arch group; NULL
+ * without edge normalisation. */
+static const float *beta_host(run *r, const float *h, int t, int i) {
+    if (r->net.beta[t][i] < 0) return NULL;
+    return h + ((float *)rt_node_data(r->p, r->net.beta[t][i]) - rt_plan_group(r->p, IR_ROLE_ARCH).data);
+}
+
+/* FairDARTS: sigmoid(alpha) per entry, the weights its supernet uses. */
+static void sigmoid_rows_json(FILE *f, const float *a, int rows, int cols) {
+    fputc('[', f);
+    for (int q = 0; q < rows; q++) {
+        fprintf(f, "%s[", q ? "," : "");
+        for (int c = 0; c < cols; c++) fprintf(f, "%s%.6g", c ? "," : "", 1.0 / (1.0 + exp(-(double)a[q * cols + c])));
+        fputc(']', f);
+    }
+    fputc(']', f);
+}
+
 static void write_alpha_epoch(run *r) {
     if (!sr_dist_writer()) return;
     float *an, *ar;
     alphas_host(r, &an, &ar);
+    const float *h = an < ar ? an : ar;
+    int fair = r->o->strategy == SR_FAIR_DARTS;
+    void (*rows_json)(FILE *, const float *, int, int) = fair ? sigmoid_rows_json : softmax_rows_json;
     FILE *f = fopen(r->path_alpha, "a");
     if (f) {
-        fprintf(f, "{\"epoch\":%d,\"normal\":", r->epoch);
-        softmax_rows_json(f, an, ir_cell_num_edges(&r->sp->normal), r->sp->normal.n_ops);
+        fprintf(f, "{\"epoch\":%d,%s\"normal\":", r->epoch, fair ? "\"weights\":\"sigmoid\"," : "");
+        rows_json(f, an, ir_cell_num_edges(&r->sp->normal), r->sp->normal.n_ops);
         fprintf(f, ",\"reduce\":");
-        softmax_rows_json(f, ar, ir_cell_num_edges(&r->sp->reduce), r->sp->reduce.n_ops);
+        rows_json(f, ar, ir_cell_num_edges(&r->sp->reduce), r->sp->reduce.n_ops);
+        /* PC-DARTS: softmax(beta) per node, the edge weights of its edge normalisation */
+        const ir_cell *cells[2] = {&r->sp->normal, &r->sp->reduce};
+        for (int t = 0; t < 2 && r->net.beta[t][0] >= 0; t++) {
+            fprintf(f, ",\"%s\":[", t ? "betas_reduce" : "betas_normal");
+            for (int i = 0; i < cells[t]->n_nodes; i++) {
+                fputs(i ? "," : "", f);
+                softmax_rows_json(f, beta_host(r, h, t, i), 1, __builtin_popcount(cells[t]->edges[i]));
+            }
+            fputc(']', f);
+        }
         fprintf(f, "}\n");
         fclose(f);
     }
     free(an < ar ? an : ar);
 }
 
+/* The strategy's derivation: DARTS's, PC-DARTS' with beta, FairDARTS' threshold rule. */
+static void derive(run *r, const float *an, const float *ar, ir_genotype *gt) {
+    const ir_cell *cells[2] = {&r->sp->normal, &r->sp->reduce};
+    const float *as[2] = {an, ar}, *h = an < ar ? an : ar;
+    ir_geno_cell *out[2] = {&gt->normal, &gt->reduce};
+    for (int t = 0; t < 2; t++) {
+        if (r->o->strategy == SR_FAIR_DARTS) {
+            sr_fair_derive(cells[t], as[t], SR_FAIR_THRESHOLD, out[t]);
+        } else if (r->net.beta[t][0] >= 0) {
+            const float *betas[IR_MAX_NODES];
+            for (int i = 0; i < cells[t]->n_nodes; i++) betas[i] = beta_host(r, h, t, i);
+            sr_pc_derive(cells[t], as[t], betas, out[t]);
+        } else {
+            sr_derive(cells[t], as[t], out[t]);
+        }
+    }
+}
+
 static int write_genotype(run *r, ir_genotype *gt, char *err, size_t errlen) {
     float *an, *ar;
     alphas_host(r, &an, &ar);
-    sr_derive(&r->sp->normal, an, &gt->normal);
-    sr_derive(&r->sp->reduce, ar, &gt->reduce);
+    derive(r, an, ar, gt);
     char path[4200];
     snprintf(path, sizeof path, "%s/genotype.json", r->o->out_dir);
     int rc = sr_dist_writer() ? sr_genotype_write_json(r->sp, gt, an, ar, path, err, errlen) : 0;
@@ -425,7 +474,9 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
     rc = -1;
 
     if (load_data(&r, err, errlen)) goto out;
-    if (ir_space_build_supernet(sp, lbatch, &r.net)) {
+    ir_supernet_opts so;
+    sr_succ_supernet_opts(sp, o->strategy, &so);
+    if (ir_space_build_supernet_ex(sp, lbatch, &so, &r.net)) {
         sr_fail(err, errlen, "%s", r.net.error);
         goto out;
     }
@@ -491,10 +542,10 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
             int have_val = 0;
             sr_next_batch(&r.lw, r.xt, r.yt);
             /* the alpha step */
-            if (o->strategy == SR_DARTS || o->strategy == SR_COORD) {
+            if (sr_succ_is_bilevel(o->strategy) || o->strategy == SR_COORD) {
                 /* DARTS: a batch of the architecture split; coordinate descent: another batch of all data */
                 sr_next_batch(&r.la, r.xv, r.yv);
-                if (o->strategy == SR_DARTS && tc->order == 2) {
+                if (o->strategy != SR_COORD && tc->order == 2) {
                     if (sr_arch_grad_second_order(r.p, &r.u, r.net.images, r.net.labels, r.xt, r.yt, r.xv, r.yv,
                                                   momentum_live ? r.sgd_buf : NULL, lr, tc->w_momentum, tc->w_wd, 0,
                                                   &val_loss)) {
@@ -515,6 +566,11 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
                 if (!isfinite(val_loss)) {
                     sr_diverged(err, errlen, "the architecture-split loss", val_loss, r.epoch, r.step, r.global_step, lr,
                                 r.path_ckpt);
+                    goto out;
+                }
+                /* FairDARTS: + w01 * dL01/dalpha (the zero-one loss pushes sigmoid(alpha) to 0 or 1) */
+                if (o->strategy == SR_FAIR_DARTS && sr_fair_add_zero_one(r.p, SR_FAIR_W01, NULL)) {
+                    sr_fail(err, errlen, "out of memory");
                     goto out;
                 }
                 r.adam_t++;

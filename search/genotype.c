@@ -20,6 +20,18 @@ static void softmax_row(const float *a, int n, double *out) {
 }
 
 void sr_derive(const ir_cell *cell, const float *alpha, ir_geno_cell *out) {
+    int E = ir_cell_num_edges(cell), O = cell->n_ops;
+    double *w = malloc(sizeof *w * (size_t)(E > 0 ? E : 1) * (size_t)O);
+    if (!w) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    for (int r = 0; r < E; r++) softmax_row(alpha + (size_t)r * O, O, w + (size_t)r * O);
+    sr_derive_weights(cell, w, out);
+    free(w);
+}
+
+void sr_derive_weights(const ir_cell *cell, const double *w, ir_geno_cell *out) {
     memset(out, 0, sizeof *out);
     out->n_nodes = cell->n_nodes;
     int none = ir_cell_none_index(cell), O = cell->n_ops;
@@ -29,8 +41,7 @@ void sr_derive(const ir_cell *cell, const float *alpha, ir_geno_cell *out) {
         double strength[2 + IR_MAX_NODES];
         for (int j = 0; j < cell->n_inputs + i; j++) {
             if (!((cell->edges[i] >> j) & 1)) continue;
-            double sm[IR_MAX_CANDS];
-            softmax_row(alpha + (size_t)row * O, O, sm);
+            const double *sm = w + (size_t)row * O;
             int bo = -1;
             for (int o = 0; o < O; o++)
                 if (o != none && (bo < 0 || sm[o] > sm[bo])) bo = o;

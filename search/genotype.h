@@ -22,6 +22,9 @@
 
 /* alpha: (edges x n_ops) row-major logits of one cell type. */
 void sr_derive(const ir_cell *cell, const float *alpha, ir_geno_cell *out);
+/* The same rule over given op weights w (edges x n_ops, row-major), e.g. PC-DARTS'
+ * softmax(alpha) times the edge's softmax(beta); sr_derive is this over softmax(alpha). */
+void sr_derive_weights(const ir_cell *cell, const double *w, ir_geno_cell *out);
 
 /* JSON text of a genotype (caller frees). alpha_* may be NULL (then no softmax table). */
 char *sr_genotype_to_json(const ir_space *sp, const ir_genotype *gt, const float *alpha_normal,

@@ -33,7 +33,9 @@
 
 /* SR_RANDOM and SR_EVOLUTION are the paper's baselines (search/baselines.c): discrete
  * genotypes trained briefly and scored on the architecture split. */
-typedef enum sr_strategy { SR_DARTS, SR_JOINT, SR_COORD, SR_RANDOM, SR_EVOLUTION } sr_strategy;
+/* SR_PC_DARTS and SR_FAIR_DARTS are DARTS successors (search/successors.h). */
+typedef enum sr_strategy { SR_DARTS, SR_JOINT, SR_COORD, SR_RANDOM, SR_EVOLUTION,
+                           SR_PC_DARTS, SR_FAIR_DARTS } sr_strategy;
 
 typedef struct sr_options {
     const char *out_dir;           /* run directory (created) */

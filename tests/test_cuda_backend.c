@@ -412,6 +412,44 @@ Test(cuda_ops, mixed_op_alpha_and_inputs) {
     free_pair(&h);
 }
 
+/* FairDARTS' WMIXED (weights sigmoid(alpha), read in place) and PC-DARTS' channel shuffle. */
+Test(cuda_ops, wmixed_sigmoid_weights_and_inputs) {
+    pair h = {.g = ir_graph_new("wmixed")};
+    int64_t sh[4] = {2, 3, 4, 4};
+    int a = wparam(h.g, "a", 4, sh), b = wparam(h.g, "b", 4, sh), c = wparam(h.g, "c", 4, sh);
+    int alpha = ir_param(h.g, "alpha", IR_ROLE_ARCH, 2, (int64_t[]){2, 5}, ir_init_normal(1.f));
+    int w = ir_unary(h.g, IR_OP_SIGMOID, alpha, "sigmoid");
+    int y = ir_wmixed(h.g, w, 1, 3, (int[]){a, b, c}, (int[]){1, 2, 4}, "wmixed");
+    ir_node_set_flags(h.g, y, IR_FLAG_OUTPUT);
+    add_loss(&h, ir_nary(h.g, IR_OP_ADD, 2, (int[]){y, a}, "plus_a"));
+    h.out = y;
+    make_plans(&h, 4);
+    run_and_compare(&h, "wmixed", TOL_SAME_ORDER, TOL_SAME_ORDER, 1);
+    /* columns without an input and the unused row: exactly zero on the device too */
+    rt_group ga = rt_plan_group(h.pg, IR_ROLE_ARCH);
+    float *g = fetch(&h, ga.grad, ga.n);
+    for (int i = 0; i < 5; i++) cr_expect_eq(g[i], 0.f, "alpha row 0 col %d: %g", i, g[i]);
+    cr_expect_eq(g[5], 0.f);
+    cr_expect_eq(g[8], 0.f);
+    free(g);
+    free_pair(&h);
+}
+
+static void shuffle_case(int groups) {
+    pair h = {.g = ir_graph_new("shuffle")};
+    int x = wparam(h.g, "x", 4, (int64_t[]){2, 12, 3, 5});
+    int y = ir_channel_shuffle(h.g, x, groups, "shuffle");
+    ir_node_set_flags(h.g, y, IR_FLAG_OUTPUT);
+    add_loss(&h, ir_nary(h.g, IR_OP_ADD, 2, (int[]){y, x}, "plus_x"));
+    h.out = y;
+    make_plans(&h, 5);
+    /* a permutation on both sides: forward and gradient are copies and one add */
+    run_and_compare(&h, "channel_shuffle", TOL_SAME_ORDER, TOL_SAME_ORDER, 1);
+    free_pair(&h);
+}
+Test(cuda_ops, channel_shuffle_4_groups) { shuffle_case(4); }
+Test(cuda_ops, channel_shuffle_3_groups) { shuffle_case(3); }
+
 /* ---- whole DARTS cells and the supernet ---- */
 static void tiny_space(ir_space *sp) {
     ir_space_darts_cifar10(sp);
@@ -420,9 +458,9 @@ static void tiny_space(ir_space *sp) {
     sp->n_reduce = 1; sp->reduce_at[0] = 1;
 }
 
-static void net_pair(pair *h, const ir_space *sp, int batch, uint64_t seed) {
+static void net_pair_ex(pair *h, const ir_space *sp, int batch, uint64_t seed, const ir_supernet_opts *so) {
     memset(h, 0, sizeof *h);
-    cr_assert_eq(ir_space_build_supernet(sp, batch, &h->net), 0, "%s", h->net.error);
+    cr_assert_eq(ir_space_build_supernet_ex(sp, batch, so, &h->net), 0, "%s", h->net.error);
     h->from_net = 1;
     h->g = h->net.graph;
     h->labels = h->net.labels;
@@ -440,6 +478,11 @@ static void net_pair(pair *h, const ir_space *sp, int batch, uint64_t seed) {
     sync_params(h);
 }
 
+static void net_pair(pair *h, const ir_space *sp, int batch, uint64_t seed) {
+    const ir_supernet_opts darts = {0};
+    net_pair_ex(h, sp, batch, seed, &darts);
+}
+
 static void darts_cell_case(int reduction) {
     ir_space sp;
     tiny_space(&sp);
@@ -453,6 +496,19 @@ static void darts_cell_case(int reduction) {
 }
 Test(cuda_net, darts_normal_cell_weights_and_alpha) { darts_cell_case(0); }
 Test(cuda_net, darts_reduction_cell_weights_and_alpha) { darts_cell_case(1); }
+
+/* The DARTS successors' supernets (pc-darts K = 2 with edge normalisation, fair-darts) for
+ * a whole search step's loss and gradients, as the DARTS supernet above. */
+static void successor_net_case(ir_supernet_opts so, const char *what) {
+    ir_space sp;
+    tiny_space(&sp);
+    pair h;
+    net_pair_ex(&h, &sp, 4, 7, &so);
+    run_and_compare(&h, what, TOL_NET, TOL_NET, 1);
+    free_pair(&h);
+}
+Test(cuda_net, pc_darts_supernet_matches_cpu) { successor_net_case((ir_supernet_opts){.partial = 2, .edge_norm = 1}, "pc-darts supernet"); }
+Test(cuda_net, fair_darts_supernet_matches_cpu) { successor_net_case((ir_supernet_opts){.sigmoid = 1}, "fair-darts supernet"); }
 
 /* A full first-order search step on the supernet: forward, backward for w and alpha,
  * SGD on w and Adam on alpha through the backend's vector ops; weights and alpha after

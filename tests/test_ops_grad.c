@@ -283,6 +283,52 @@ Test(grad, mixed_op_alpha_and_inputs) {
     free_harness(&h);
 }
 
+/* FairDARTS' mixed op: weights given as a tensor (here sigmoid(alpha) through the SIGMOID
+ * node, as the fair-darts supernet builds it); gradients reach the inputs and alpha. */
+Test(grad, wmixed_sigmoid_weights_and_inputs) {
+    harness h = {.g = ir_graph_new("wmixed")};
+    int64_t sh[4] = {2, 3, 4, 4};
+    int a = wparam(h.g, "a", 4, sh), b = wparam(h.g, "b", 4, sh), c = wparam(h.g, "c", 4, sh);
+    int alpha = ir_param(h.g, "alpha", IR_ROLE_ARCH, 2, (int64_t[]){2, 5}, ir_init_normal(1.f));
+    int w = ir_unary(h.g, IR_OP_SIGMOID, alpha, "sigmoid");
+    int y = ir_wmixed(h.g, w, 1, 3, (int[]){a, b, c}, (int[]){1, 2, 4}, "wmixed");
+    /* 'a' used twice: accumulation across consumers */
+    add_loss(&h, ir_nary(h.g, IR_OP_ADD, 2, (int[]){y, a}, "plus_a"));
+    make_plan(&h, 4);
+    check_group(&h, IR_ROLE_WEIGHT, 300, 1e-3f);
+    check_group(&h, IR_ROLE_ARCH, 10, 1e-2f);
+    /* columns with no input (0, 3) and the unused row 0 get exactly zero: no softmax couples them */
+    rt_group ga = rt_plan_group(h.p, IR_ROLE_ARCH);
+    for (int i = 0; i < 5; i++) cr_expect_eq(ga.grad[i], 0.f);
+    cr_expect_eq(ga.grad[5 + 0], 0.f);
+    cr_expect_eq(ga.grad[5 + 3], 0.f);
+    free_harness(&h);
+}
+
+/* PC-DARTS' channel shuffle, with C = 12 in 4 and 3 groups. */
+static void shuffle_case(int groups) {
+    harness h = {.g = ir_graph_new("shuffle")};
+    int x = wparam(h.g, "x", 4, (int64_t[]){2, 12, 3, 5});
+    int y = ir_channel_shuffle(h.g, x, groups, "shuffle");
+    cr_assert(y >= 0, "%s", ir_graph_error(h.g));
+    ir_node_set_flags(h.g, y, IR_FLAG_OUTPUT); /* kept after the forward, to be read */
+    add_loss(&h, ir_nary(h.g, IR_OP_ADD, 2, (int[]){y, x}, "plus_x"));
+    make_plan(&h, 5);
+    /* the permutation itself: output channel j*G+g is input channel g*(C/G)+j */
+    rt_forward(h.p, 1);
+    const float *xv = rt_node_data(h.p, x);
+    float yv[2 * 12 * 15];
+    rt_read(h.p, y, yv, sizeof yv);
+    for (int n = 0; n < 2; n++)
+        for (int o = 0; o < 12; o++)
+            for (int i = 0; i < 15; i++)
+                cr_expect_eq(yv[(n * 12 + o) * 15 + i], xv[(n * 12 + (o % groups) * (12 / groups) + o / groups) * 15 + i]);
+    check_group(&h, IR_ROLE_WEIGHT, 400, 1e-3f);
+    free_harness(&h);
+}
+Test(grad, channel_shuffle_4_groups) { shuffle_case(4); }
+Test(grad, channel_shuffle_3_groups) { shuffle_case(3); }
+
 /* A tiny DARTS supernet with every op of REFERENCE.md, normal and reduction cells,
  * FactorizedReduce both as skip at stride 2 and as preprocessing. */
 static void tiny_space(ir_space *sp) {
@@ -328,6 +374,55 @@ static void darts_cell_case(int reduction) {
 Test(grad, darts_normal_cell_weights_and_alpha) { darts_cell_case(0); }
 Test(grad, darts_reduction_cell_weights_and_alpha) { darts_cell_case(1); }
 
+/* The DARTS successors' supernets (ir_space_build_supernet_ex): PC-DARTS with K = 2 (slices,
+ * the bypass with its 2x2 max pool on reduction edges, concat, shuffle) and edge
+ * normalisation, whose beta sits in the arch group beside alpha, so every beta entry is
+ * differenced (all arch entries are checked); FairDARTS' sigmoid mixed ops.
+ * smooth: the cell's ops are none, avg_pool_3x3 and skip_connect only. A beta scales a
+ * whole edge, so with every op its difference quotients cross many ReLU and max-pool kinks
+ * downstream (measured: a few beta entries per seed off by 3-10 % at steps 1e-2 to 2.5e-3,
+ * drifting toward the analytic value as the step shrinks, while every alpha entry agrees to
+ * 2e-5); with only linear ops after the beta-weighted sums the quotients are clean. */
+static void successor_cell_case(int reduction, ir_supernet_opts so, int smooth, int weights, int arch_checks) {
+    ir_space sp;
+    tiny_space(&sp);
+    sp.layers = 1;
+    sp.n_reduce = reduction;
+    sp.reduce_at[0] = 0;
+    if (smooth) {
+        ir_cell *c = reduction ? &sp.reduce : &sp.normal;
+        c->ops[1] = c->ops[2]; /* none, avg_pool_3x3, skip_connect */
+        c->ops[2] = c->ops[3];
+        c->n_ops = 3;
+    }
+    ir_net net;
+    cr_assert_eq(ir_space_build_supernet_ex(&sp, 8, &so, &net), 0, "%s", net.error);
+    harness h = {.g = net.graph, .labels = net.labels, .loss = net.loss};
+    make_plan(&h, 7);
+    const int64_t ni = 8LL * sp.in_c * sp.in_h * sp.in_w;
+    float *img = malloc((size_t)ni * sizeof *img);
+    tu_fill_uniform(img, ni, -1.f, 1.f, 99);
+    rt_set_input(h.p, net.images, img, (size_t)ni * sizeof *img);
+    free(img);
+    rt_group ga = rt_plan_group(h.p, IR_ROLE_ARCH);
+    tu_fill_uniform(ga.data, ga.n, -1.f, 1.f, 3);
+    if (so.edge_norm) cr_assert(net.beta[0][3] >= 0 && net.beta[1][3] >= 0);
+    /* Step 1e-2: these arch gradients are ~1e-4 to 1e-3, and a step of 1e-3 resolves the float
+       loss only to 6e-5 in a difference quotient */
+    check_group_ex(&h, IR_ROLE_ARCH, arch_checks, 1e-2f, 1);
+    if (weights) check_group_ex(&h, IR_ROLE_WEIGHT, 300, 1e-3f, 1);
+    free_harness(&h);
+}
+/* (the weight paths of the candidate ops are DARTS's, checked above; the weights are checked
+   once here, in the reduction cell, where the partial channels route them through slices, the
+   max-pooled bypass and the shuffle) */
+/* (every arch entry where the cell is small; every third or so with all eight ops, for CI time) */
+Test(grad, pc_darts_normal_cell_alpha_and_beta) { successor_cell_case(0, (ir_supernet_opts){.partial = 2, .edge_norm = 1}, 1, 0, 400); }
+Test(grad, pc_darts_reduction_cell_weights_alpha_and_beta) { successor_cell_case(1, (ir_supernet_opts){.partial = 2, .edge_norm = 1}, 1, 1, 400); }
+Test(grad, pc_darts_every_op_alpha_without_edge_norm) { successor_cell_case(0, (ir_supernet_opts){.partial = 2}, 0, 0, 80); }
+Test(grad, fair_darts_normal_cell_sigmoid_alpha) { successor_cell_case(0, (ir_supernet_opts){.sigmoid = 1}, 0, 0, 80); }
+Test(grad, fair_darts_reduction_cell_sigmoid_alpha) { successor_cell_case(1, (ir_supernet_opts){.sigmoid = 1}, 0, 0, 80); }
+
 /* The plan's fusions (ReLU into its consumer, first-contributor overwrites, batch norms
  * reading their mixed op's gradient scaled instead of a buffer of their own, and batch
  * norms deferred into the mixed op they feed) change no bit: the training loss, weight and
@@ -342,14 +437,14 @@ typedef struct fused_run {
     size_t arena;
 } fused_run;
 
-static void fused_grads(int fused, int hw, fused_run *r) {
+static void fused_grads(int fused, int hw, const ir_supernet_opts *so, fused_run *r) {
     if (fused) unsetenv("DARTSC_NO_FUSION");
     else setenv("DARTSC_NO_FUSION", "1", 1);
     ir_space sp;
     tiny_space(&sp);
     sp.in_h = sp.in_w = hw;
     ir_net net;
-    cr_assert_eq(ir_space_build_supernet(&sp, 4, &net), 0, "%s", net.error);
+    cr_assert_eq(ir_space_build_supernet_ex(&sp, 4, so, &net), 0, "%s", net.error);
     harness h = {.g = net.graph, .labels = net.labels, .loss = net.loss};
     make_plan(&h, 11);
     unsetenv("DARTSC_NO_FUSION");
@@ -375,9 +470,9 @@ static void fused_grads(int fused, int hw, fused_run *r) {
     free_harness(&h);
 }
 
-static void fusion_bits_case(int hw) {
+static void fusion_bits_case(int hw, ir_supernet_opts so) {
     fused_run r[2];
-    for (int f = 0; f < 2; f++) fused_grads(f, hw, &r[f]);
+    for (int f = 0; f < 2; f++) fused_grads(f, hw, &so, &r[f]);
     cr_assert_eq(r[0].nw, r[1].nw);
     cr_assert_eq(r[0].na, r[1].na);
     double s = 0;
@@ -399,8 +494,11 @@ static void fusion_bits_case(int hw) {
     }
 }
 
-Test(autodiff, fusions_change_no_gradient_bit) { fusion_bits_case(8); }
-Test(autodiff, fusions_change_no_gradient_bit_on_planes_vectors_straddle) { fusion_bits_case(14); }
+Test(autodiff, fusions_change_no_gradient_bit) { fusion_bits_case(8, (ir_supernet_opts){0}); }
+Test(autodiff, fusions_change_no_gradient_bit_on_planes_vectors_straddle) { fusion_bits_case(14, (ir_supernet_opts){0}); }
+/* the successors' supernets: PC-DARTS' slices, shuffles and beta mixed ops, FairDARTS' WMIXED */
+Test(autodiff, fusions_change_no_gradient_bit_pc_darts) { fusion_bits_case(8, (ir_supernet_opts){.partial = 2, .edge_norm = 1}); }
+Test(autodiff, fusions_change_no_gradient_bit_fair_darts) { fusion_bits_case(8, (ir_supernet_opts){.sigmoid = 1}); }
 
 /* rt_pass is rt_forward + rt_backward without the loss read in between (on the CPU, which
  * records no graphs, it runs the same code): the same loss through rt_loss, the same

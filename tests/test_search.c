@@ -260,21 +260,7 @@ Test(derive, genotype_json_roundtrip_and_errors) {
 
 /* ---- the search loop -------------------------------------------------------------------------- */
 
-static void demo_space(ir_space *sp) {
-    ir_space_darts_cifar10(sp);
-    snprintf(sp->name, sizeof sp->name, "test");
-    sp->data = IR_DATA_FASHION_MNIST;
-    sp->in_c = 1; sp->in_h = sp->in_w = 28; sp->classes = 10;
-    sp->mean[0] = 0.2860406f; sp->std[0] = 0.3530242f;
-    sp->C = 4; sp->layers = 3; sp->stem_mult = 2; sp->n_reduce = 1; sp->reduce_at[0] = 1;
-    sp->normal.n_nodes = sp->reduce.n_nodes = 2;
-    ir_cell_all_edges(&sp->normal);
-    ir_cell_all_edges(&sp->reduce);
-    sp->search.epochs = 2;
-    sp->search.batch = 16;
-    sp->search.subset = 128; /* 64 images for weights, 64 for alpha: 4 steps an epoch */
-    sp->search.crop_pad = 2;
-}
+#define demo_space tu_demo_search_space
 
 
 /* metrics.jsonl without the timing field (images_per_s differs from run to run) */
@@ -305,44 +291,10 @@ static char *metrics_without_timing(const char *dir) {
     return out;
 }
 
-static void run_search(const ir_space *sp, const char *dir, int resume, int64_t stop_after, sr_strategy st, sr_result *res) {
-    sr_options o = sr_options_default();
-    o.out_dir = dir;
-    o.resume = resume;
-    o.stop_after_steps = stop_after;
-    o.strategy = st;
-    char err[1024];
-    cr_assert_eq(sr_search(sp, &o, res, err, sizeof err), 0, "%s", err);
-}
+#define run_search tu_run_search
 
-static void expect_same_file(const char *a, const char *b, const char *name) {
-    char pa[600], pb[600];
-    snprintf(pa, sizeof pa, "%s/%s", a, name);
-    snprintf(pb, sizeof pb, "%s/%s", b, name);
-    size_t na, nb;
-    char *x = tu_slurp(pa, &na), *y = tu_slurp(pb, &nb);
-    cr_assert(x && y, "%s missing", name);
-    cr_expect(na == nb && memcmp(x, y, na) == 0, "%s differs between %s and %s", name, a, b);
-    free(x);
-    free(y);
-}
-
-/* The checkpoint's tensors other than the metrics-file length are identical. */
-static void expect_same_state(const char *a, const char *b) {
-    char pa[600], pb[600], err[512];
-    snprintf(pa, sizeof pa, "%s/checkpoint.dtns", a);
-    snprintf(pb, sizeof pb, "%s/checkpoint.dtns", b);
-    rt_tf_file *x = rt_tf_read(pa, err, sizeof err), *y = rt_tf_read(pb, err, sizeof err);
-    cr_assert(x && y, "%s", err);
-    const char *names[] = {"group/weights", "group/arch", "group/buffers", "opt/sgd_momentum", "opt/adam_m", "opt/adam_v"};
-    for (int i = 0; i < 6; i++) {
-        const rt_tf_entry *ea = rt_tf_find(x, names[i]), *eb = rt_tf_find(y, names[i]);
-        cr_assert(ea && eb && ea->numel == eb->numel);
-        cr_expect_eq(memcmp(ea->data, eb->data, (size_t)ea->numel * 4), 0, "%s differs", names[i]);
-    }
-    rt_tf_free(x);
-    rt_tf_free(y);
-}
+#define expect_same_file tu_expect_same_file
+#define expect_same_state tu_expect_same_state
 
 Test(search_loop, resume_is_bit_identical_and_runs_are_deterministic, .timeout = 600) {
     ir_space sp;

@@ -22,6 +22,20 @@ char *tu_slurp(const char *path, size_t *n);
 void tu_copy_file(const char *from_dir, const char *to_dir, const char *name);
 /* A fresh temporary directory (mkdtemp); static buffer. */
 const char *tu_tmpdir(void);
+/* The search tests' small space: the DARTS space at C 4, 3 cells (one reduction), 2 nodes,
+ * on Fashion-MNIST, 2 epochs of batch 16 over 64 + 64 images (4 steps an epoch). */
+struct ir_space;
+struct sr_result;
+void tu_demo_search_space(struct ir_space *sp);
+/* sr_search (device auto) into dir (resume, stop after stop_after steps if > 0) with strategy st
+ * (an sr_strategy); asserts that it succeeds. */
+void tu_run_search(const struct ir_space *sp, const char *dir, int resume, int64_t stop_after, int st,
+                   struct sr_result *res);
+/* Two run directories hold the same file NAME, byte for byte (a Criterion expectation). */
+void tu_expect_same_file(const char *a, const char *b, const char *name);
+/* Their checkpoint.dtns hold the same parameter groups and optimiser states, bit for bit
+ * (the metrics-file length aside). */
+void tu_expect_same_state(const char *a, const char *b);
 
 /* Test data files (the assertions fail the calling test when a write fails):
  * an 8-bit PNG of c = 1, 3 or 4 interleaved channels (libpng), a JPEG of c = 1 or 3 at

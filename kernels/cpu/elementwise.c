@@ -420,6 +420,29 @@ void kcpu_slice_backward(float *dx, const float *dy, int N, int Cx, int HW, int 
     for (int n = 0; n < N; n++) kcpu_axpy(dx + ((int64_t)n * Cx + c_off) * HW, 1.0f, dy + n * blk, blk);
 }
 
+/* ---- channel shuffle: y[:, j*G+g] = x[:, g*(C/G)+j], whole planes ---- */
+static int64_t shuffle_src(int o, int C, int G) { return (int64_t)(o % G) * (C / G) + o / G; }
+void kcpu_channel_shuffle_forward(float *y, const float *x, int N, int C, int HW, int G) {
+    const int64_t planes = (int64_t)N * C;
+#pragma omp parallel for schedule(static) if (planes * HW > 32768)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const int64_t n = pl / C;
+        memcpy(y + pl * HW, x + (n * C + shuffle_src((int)(pl % C), C, G)) * HW, sizeof(float) * (size_t)HW);
+    }
+}
+void kcpu_channel_shuffle_backward(float *dx, const float *dy, int N, int C, int HW, int G) {
+    if (!dx) return;
+    const int64_t planes = (int64_t)N * C;
+    /* a permutation: each dx plane receives exactly one dy plane, so planes run in parallel */
+#pragma omp parallel for schedule(static) if (planes * HW > 32768)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const int64_t n = pl / C;
+        float *d = dx + (n * C + shuffle_src((int)(pl % C), C, G)) * HW;
+        const float *g = dy + pl * HW;
+        for (int i = 0; i < HW; i++) d[i] += g[i];
+    }
+}
+
 /* ---- pixel shift: y (N,C,H-1,W-1) = x[:, :, 1:, 1:] ---- */
 void kcpu_shift_forward(float *y, const float *x, int N, int C, int H, int W) {
     const int64_t planes = (int64_t)N * C;

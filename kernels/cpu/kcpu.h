@@ -145,6 +145,10 @@ void kcpu_concat_backward_set(float *dx, const float *dy, int N, int Cx, int HW,
 /* y (N, Cy, HW) = x[:, c_off:c_off+Cy]; x has Cx channels. backward: dx[:, slice] += dy */
 void kcpu_slice_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off);
 void kcpu_slice_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off);
+/* channel shuffle of x (N, C, HW) in G groups: y[:, j*G+g] = x[:, g*(C/G)+j]; backward: dx += the
+ * inverse permutation of dy */
+void kcpu_channel_shuffle_forward(float *y, const float *x, int N, int C, int HW, int G);
+void kcpu_channel_shuffle_backward(float *dx, const float *dy, int N, int C, int HW, int G);
 
 /* ---- pixel shift of FactorizedReduce: y (N,C,H-1,W-1) = x[:, :, 1:, 1:] ---- */
 void kcpu_shift_forward(float *y, const float *x, int N, int C, int H, int W);

@@ -457,3 +457,65 @@ extern "C" void kcuda_adam_step(float *w, float *m, float *v, const float *grad,
     const float step = (float)((double)lr / bc1), bc2s = (float)sqrt(bc2);
     LAUNCH1(adam_k, n, w, m, v, grad, n, step, bc2s, beta2, 1.0f - beta1, 1.0f - beta2, eps, wd);
 }
+
+/* ---- WMIXED: MIXED with given weights w[row][cols] (FairDARTS: sigmoid(alpha)) ----
+ * The weights are read in place (wbase = the row, widx = the columns); dw_row[cols[k]] +=
+ * (float)<dy, xs[k]> from the same two-pass partials as WSUM, as kcpu's dw[k] added to
+ * the row. */
+__global__ static void wmixed_dw_finish_k(float *dw_row, const double *partials, kwsum_args a) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    for (int k = 0; k < a.n; k++) {
+        double t = 0.0;
+        for (int b = 0; b < KCUDA_RED_BLOCKS; b++) t += partials[k * KCUDA_RED_BLOCKS + b];
+        dw_row[a.widx[k]] += 0.0f + (float)t; /* CPU: dw[k] (zeroed) += (float)dot, then added to the row */
+    }
+}
+
+extern "C" void kcuda_wmixed_forward(float *y, const float *w_row, const float *const *xs, const int64_t *cols, int n,
+                                     int64_t len, cudaStream_t s) {
+    kwsum_args a;
+    if (len <= 0 || wsum_args_make(&a, xs, NULL, cols, n)) return;
+    wsum_fwd_k<<<kcuda_blocks(len), KCUDA_THREADS, 0, s>>>(y, a, w_row, len);
+    launchCheck();
+}
+
+extern "C" void kcuda_wmixed_backward(float *const *dxs, float *dw_row, const float *dy, const float *const *xs,
+                                      const float *w_row, const int64_t *cols, int n, int64_t len, unsigned set,
+                                      cudaStream_t s) {
+    kwsum_args a;
+    if (len <= 0 || wsum_args_make(&a, xs, dxs, cols, n)) return;
+    a.set = set;
+    if (dxs) {
+        wsum_bwd_dx_k<<<kcuda_blocks(len), KCUDA_THREADS, 0, s>>>(a, w_row, dy, len);
+        launchCheck();
+    }
+    if (dw_row && n > 0) {
+        kcuda_dot_partials(kcuda_g.partials, xs, dy, n, len, s);
+        wmixed_dw_finish_k<<<1, 1, 0, s>>>(dw_row, kcuda_g.partials, a);
+        launchCheck();
+    }
+}
+
+/* ---- channel shuffle (PC-DARTS): y[:, j*G+g] = x[:, g*(C/G)+j], one thread per element ---- */
+__device__ static inline int64_t shuffle_src_index(int64_t i, int C, int HW, int G) {
+    const int64_t p = i % HW, pl = i / HW, n = pl / C;
+    const int o = (int)(pl % C);
+    return (n * C + (int64_t)(o % G) * (C / G) + o / G) * HW + p;
+}
+__global__ static void shuffle_fwd_k(float *y, const float *x, int C, int HW, int G, int64_t len) {
+    KCUDA_GRID_STRIDE(i, len) y[i] = x[shuffle_src_index(i, C, HW, G)];
+}
+/* a permutation: every dx element has exactly one dy element, so no two threads meet */
+__global__ static void shuffle_bwd_k(float *dx, const float *dy, int C, int HW, int G, int64_t len) {
+    KCUDA_GRID_STRIDE(i, len) dx[shuffle_src_index(i, C, HW, G)] += dy[i];
+}
+extern "C" void kcuda_channel_shuffle_forward(float *y, const float *x, int N, int C, int HW, int G, cudaStream_t s) {
+    const int64_t len = (int64_t)N * C * HW;
+    if (len <= 0) return;
+    LAUNCH1(shuffle_fwd_k, len, y, x, C, HW, G, len);
+}
+extern "C" void kcuda_channel_shuffle_backward(float *dx, const float *dy, int N, int C, int HW, int G, cudaStream_t s) {
+    const int64_t len = (int64_t)N * C * HW;
+    if (!dx || len <= 0) return;
+    LAUNCH1(shuffle_bwd_k, len, dx, dy, C, HW, G, len);
+}

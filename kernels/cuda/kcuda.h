@@ -185,6 +185,17 @@ void kcuda_mixed_backward(float *const *dxs, float *dalpha_row, const float *dy,
                           const float *sm, const int64_t *cols, int n, int O, int64_t len, unsigned set,
                           const float *const *aff, int C, int HW, cudaStream_t s);
 
+/* ---- MIXED with given weights (WMIXED; FairDARTS' sigmoid(alpha)): y = sum_i w_row[cols[i]] * xs[i];
+ * backward: dxs as WSUM (set bits written), dw_row[cols[i]] += <dy, xs[i]> (two-pass, on the
+ * device). w_row, dw_row: device; xs, dxs, cols: HOST arrays of n. */
+void kcuda_wmixed_forward(float *y, const float *w_row, const float *const *xs, const int64_t *cols, int n, int64_t len,
+                          cudaStream_t s);
+void kcuda_wmixed_backward(float *const *dxs, float *dw_row, const float *dy, const float *const *xs, const float *w_row,
+                           const int64_t *cols, int n, int64_t len, unsigned set, cudaStream_t s);
+/* ---- channel shuffle of x (N, C, HW) in G groups (kcpu_channel_shuffle_*); backward accumulates ---- */
+void kcuda_channel_shuffle_forward(float *y, const float *x, int N, int C, int HW, int G, cudaStream_t s);
+void kcuda_channel_shuffle_backward(float *dx, const float *dy, int N, int C, int HW, int G, cudaStream_t s);
+
 /* ---- softmax over rows of length K ---- */
 void kcuda_softmax_forward(float *y, const float *x, int rows, int K, cudaStream_t s);
 void kcuda_softmax_backward(float *dx, const float *dy, const float *y, int rows, int K, cudaStream_t s);

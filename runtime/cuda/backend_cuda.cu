@@ -216,6 +216,17 @@ static void cu_forward(rt_backend *be, const rt_exec_node *n) {
         kcuda_softmax_forward(y, x, (int)(len / K), K, s);
         break;
     }
+    case IR_OP_WMIXED: {
+        const float *xs[RT_MAX_IN] = {0};
+        for (int i = 1; i < n->n_in; i++) xs[i - 1] = F(n->in[i]);
+        kcuda_wmixed_forward(y, x + n->iattr[IR_A_MIXED_ROW] * n->in[0].shape[1], xs, n->iattr + IR_A_MIXED_COL0,
+                             n->n_in - 1, len, s);
+        break;
+    }
+    case IR_OP_SHUFFLE:
+        kcuda_channel_shuffle_forward(y, x, (int)n->out.shape[0], (int)n->out.shape[1], plane(&n->out),
+                                      (int)n->iattr[IR_A_SHUFFLE_GROUPS], s);
+        break;
     case IR_OP_CONCAT: {
         int N = (int)n->out.shape[0], Cy = (int)n->out.shape[1], HW = plane(&n->out), off = 0;
         for (int i = 0; i < n->n_in; i++) {
@@ -347,6 +358,20 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
         if (dx) kcuda_softmax_backward(dx, dy, F(n->out), (int)(len / K), K, s);
         break;
     }
+    case IR_OP_WMIXED: {
+        const float *xs[RT_MAX_IN] = {0};
+        float *dxs[RT_MAX_IN] = {0};
+        const int64_t O = n->in[0].shape[1], off = n->iattr[IR_A_MIXED_ROW] * O;
+        int nc = n->n_in - 1;
+        for (int i = 0; i < nc; i++) { xs[i] = F(n->in[i + 1]); dxs[i] = n->in[i + 1].grad; }
+        kcuda_wmixed_backward(dxs, dx ? dx + off : NULL, dy, xs, x + off, n->iattr + IR_A_MIXED_COL0, nc, len,
+                              n->grad_set >> 1, s);
+        break;
+    }
+    case IR_OP_SHUFFLE:
+        if (dx) kcuda_channel_shuffle_backward(dx, dy, (int)n->out.shape[0], (int)n->out.shape[1], plane(&n->out),
+                                               (int)n->iattr[IR_A_SHUFFLE_GROUPS], s);
+        break;
     case IR_OP_CONCAT: {
         int N = (int)n->out.shape[0], Cy = (int)n->out.shape[1], HW = plane(&n->out), off = 0;
         for (int i = 0; i < n->n_in; i++) {
@@ -414,7 +439,7 @@ static int cu_sets_grad(rt_backend *be, const rt_exec_node *n, int k) {
     }
     case IR_OP_BATCHNORM: return k == 0;
     case IR_OP_ADD: case IR_OP_MEAN: case IR_OP_CONCAT: return k < 32;
-    case IR_OP_WSUM: case IR_OP_MIXED: return k >= 1 && k < 17;
+    case IR_OP_WSUM: case IR_OP_MIXED: case IR_OP_WMIXED: return k >= 1 && k < 17;
     default: return 0;
     }
 }
