@@ -30,6 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "controller.h"
 #include "genotype.h"
 #include "search.h"
 #include "train/checkpoint.h"
@@ -45,6 +46,12 @@ void sr_baseline_defaults(sr_options *o) {
     if (o->candidates <= 0) o->candidates = 6;
     if (o->population <= 0) o->population = 3;
     if (o->sample <= 0) o->sample = 2;
+    sr_ctl_opts co = sr_ctl_opts_default();
+    if (o->children <= 0) o->children = 2;
+    if (o->controller_hidden <= 0) o->controller_hidden = co.hidden;
+    if (!(o->controller_lr > 0)) o->controller_lr = co.lr;
+    if (!(o->entropy_weight > 0)) o->entropy_weight = co.entropy_weight;
+    if (!(o->baseline_decay > 0)) o->baseline_decay = co.baseline_decay;
 }
 
 /* ---- random choices ------------------------------------------------------------------------ */
@@ -190,7 +197,7 @@ static int read_result(const char *path, cand *c, char *err, size_t errlen) {
 
 static int write_result(const char *path, const cand *c, char *err, size_t errlen) {
     char buf[512];
-    int n = snprintf(buf, sizeof buf, "{\"val_acc\":%.9g,\"val_loss\":%.9g,\"seconds\":%.3f,\"parent\":%d,\"mutation\":\"%s\"}\n",
+    int n = snprintf(buf, sizeof buf, "{\"val_acc\":%.17g,\"val_loss\":%.9g,\"seconds\":%.3f,\"parent\":%d,\"mutation\":\"%s\"}\n",
                      c->val_acc, c->val_loss, c->seconds, c->parent, c->how);
     return sr_write_file_atomic(path, buf, (size_t)n, err, errlen);
 }
@@ -271,11 +278,75 @@ static void draw(const ir_space *sp, const sr_options *o, cand *c, int k) {
         return;
     }
     /* aging evolution: the population is the last `population` candidates */
-    int pop0 = k - o->population, pick[64], ns = o->sample < 64 ? o->sample : 64;
+    int pop0 = k - o->population, pick[64] = {0}, ns = o->sample < 64 ? o->sample : 64;
     for (int s = 0; s < ns; s++) pick[s] = pop0 + brng_below(&r, o->population);
     n->parent = best_of(c, pick, ns);
     n->gt = c[n->parent].gt;
     snprintf(n->how, sizeof n->how, "%s", mutate(sp, &n->gt, &r));
+}
+
+/* ---- the RL search: candidates drawn by the controller ----------------------------------------
+ * Candidate k is sampled with a seed drawn from (seed, k) by the controller as it stands
+ * after floor(k / children) steps; each step takes the scores of its `children`
+ * candidates. The controller's state is thus a function of the scored history, and a
+ * resumed search replays it from the candidates' result files (the rewards are read back
+ * at full precision), bit for bit. */
+typedef struct rl_state {
+    sr_ctl *ctl;
+    int T, children;
+    int *actions; /* children rows of T */
+    double *rewards;
+} rl_state;
+
+static int rl_open(const ir_space *sp, const sr_options *o, rl_state *rl, char *err, size_t errlen) {
+    memset(rl, 0, sizeof *rl);
+    if (o->strategy != SR_RL) return 0;
+    sr_ctl_opts co = sr_ctl_opts_default();
+    co.hidden = o->controller_hidden;
+    co.lr = o->controller_lr;
+    co.entropy_weight = o->entropy_weight;
+    co.baseline_decay = o->baseline_decay;
+    co.seed = sp->search.seed;
+    rl->ctl = sr_ctl_new(sp, &co, err, errlen);
+    if (!rl->ctl) return -1;
+    rl->T = sr_ctl_num_tokens(rl->ctl);
+    rl->children = o->children;
+    rl->actions = malloc((size_t)o->children * (size_t)rl->T * sizeof *rl->actions);
+    rl->rewards = malloc((size_t)o->children * sizeof *rl->rewards);
+    if (!rl->actions || !rl->rewards) return sr_fail(err, errlen, "out of memory");
+    return 0;
+}
+
+static void rl_close(rl_state *rl) {
+    sr_ctl_free(rl->ctl);
+    free(rl->actions);
+    free(rl->rewards);
+}
+
+static int rl_draw(const ir_space *sp, rl_state *rl, cand *c, int k, char *err, size_t errlen) {
+    brng r = brng_for(sp->search.seed, k);
+    uint64_t seed = brng_next(&r);
+    memset(c, 0, sizeof *c);
+    c->parent = -1;
+    snprintf(c->how, sizeof c->how, "controller");
+    return sr_ctl_sample(rl->ctl, 1, &seed, 0, rl->actions + (size_t)(k % rl->children) * (size_t)rl->T, &c->gt, err,
+                         errlen);
+}
+
+/* Records candidate k's reward; a controller step after every `children` of them. */
+static int rl_observe(rl_state *rl, int k, double reward, char *err, size_t errlen) {
+    rl->rewards[k % rl->children] = reward;
+    if (k % rl->children != rl->children - 1) return 0;
+    return sr_ctl_update(rl->ctl, rl->children, rl->actions, rl->rewards, err, errlen);
+}
+
+/* OUT/controller.dtns: the controller's state after the last step. */
+static int rl_save(const rl_state *rl, const char *out_dir, char *err, size_t errlen) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/controller.dtns", out_dir);
+    sr_ckpt_entry e[SR_CTL_CKPT_N];
+    sr_ctl_ckpt_entries(rl->ctl, e);
+    return sr_ckpt_save(path, NULL, e, SR_CTL_CKPT_N, err, errlen);
 }
 
 /* The settings that decide a baseline's result (train/checkpoint.h's list, the search's
@@ -288,6 +359,18 @@ static int baseline_settings(const ir_space *sp, const sr_options *o, char *err,
     snprintf(path, sizeof path, "%s/baseline_settings.dtns", o->out_dir);
     int evo = o->strategy == SR_EVOLUTION; /* random search reads no population or sample */
     int64_t now[SR_SETTINGS_N], extra[3] = {evo ? o->population : 0, evo ? o->sample : 0, o->candidate_epochs};
+    /* rl: children, controller units, lr, entropy weight, baseline decay (floats by their bits) */
+    int64_t rl[5] = {0}, rl_saved[5] = {SR_CKPT_ABSENT};
+    if (o->strategy == SR_RL) {
+        float fs[3] = {o->controller_lr, o->entropy_weight, o->baseline_decay};
+        rl[0] = o->children;
+        rl[1] = o->controller_hidden;
+        for (int i = 0; i < 3; i++) {
+            uint32_t b;
+            memcpy(&b, &fs[i], sizeof b);
+            rl[2 + i] = b;
+        }
+    }
     sr_ckpt_settings(&sp->search, (int)o->strategy, 0, 0, now);
     now[0] = 0; /* epochs: not read by the baselines */
     if (o->resume && access(path, F_OK) == 0) {
@@ -296,6 +379,7 @@ static int baseline_settings(const ir_space *sp, const sr_options *o, char *err,
         int64_t saved[SR_SETTINGS_N], sx[3];
         int rc = sr_get_i64s(f, "meta/settings", saved, SR_SETTINGS_N, path, err, errlen);
         if (!rc) rc = sr_get_i64s(f, "meta/baseline", sx, 3, path, err, errlen);
+        if (!rc && o->strategy == SR_RL) rc = sr_get_i64s(f, "meta/rl", rl_saved, 5, path, err, errlen);
         rt_tf_free(f);
         if (!rc) rc = sr_ckpt_check_settings(path, saved, now, err, errlen);
         static const char *names[3] = {"population", "sample", "candidate-epochs"};
@@ -304,11 +388,16 @@ static int baseline_settings(const ir_space *sp, const sr_options *o, char *err,
                 rc = sr_fail(err, errlen, "cannot resume: %s was written with other settings: --%s %lld (now %lld); this "
                              "changes the result, so resume with the run's settings or start a new run in another --out",
                              path, names[i], (long long)sx[i], (long long)extra[i]);
+        if (!rc && o->strategy == SR_RL && memcmp(rl, rl_saved, sizeof rl))
+            rc = sr_fail(err, errlen, "cannot resume: %s was written with other controller settings (--children, "
+                         "--controller-hidden, its learning rate, entropy weight or baseline decay); this changes the "
+                         "result, so resume with the run's settings or start a new run in another --out", path);
         return rc;
     }
     rt_tf_writer *w = rt_tf_open_write(path, err, errlen);
     if (!w) return -1;
-    if (sr_put_i64s(w, "meta/settings", now, SR_SETTINGS_N) || sr_put_i64s(w, "meta/baseline", extra, 3)) {
+    if (sr_put_i64s(w, "meta/settings", now, SR_SETTINGS_N) || sr_put_i64s(w, "meta/baseline", extra, 3) ||
+        (o->strategy == SR_RL && sr_put_i64s(w, "meta/rl", rl, 5))) {
         const char *why = rt_tf_writer_error(w);
         sr_fail(err, errlen, "%s: writing failed%s%s", path, why ? ": " : "", why ? why : "");
         rt_tf_abort_write(w);
@@ -352,15 +441,22 @@ int sr_baseline_search(const ir_space *sp, const sr_options *o_in, sr_result *re
     cand *c = calloc((size_t)o.candidates, sizeof *c);
     if (!c) return sr_fail(err, errlen, "out of memory");
     int rc = -1;
-    FILE *f = fopen(log, "w"); /* rewritten from the candidates' result files on resume */
+    rl_state rl;
+    FILE *f = NULL;
+    if (rl_open(sp, &o, &rl, err, errlen)) goto out;
+    f = fopen(log, "w"); /* rewritten from the candidates' result files on resume */
     if (!f) {
         sr_fail(err, errlen, "%s: %s", log, strerror(errno));
         goto out;
     }
     for (int k = 0; k < o.candidates; k++) {
-        draw(sp, &o, c, k);
+        if (rl.ctl) {
+            if (rl_draw(sp, &rl, &c[k], k, err, errlen)) goto out;
+        } else
+            draw(sp, &o, c, k);
         int st = run_candidate(sp, &o, k, nw, nv, &c[k], err, errlen);
         if (st < 0) goto out;
+        if (st == 0 && rl.ctl && rl_observe(&rl, k, c[k].val_acc, err, errlen)) goto out;
         if (st > 0) {
             res->stopped = 1;
             res->steps = k;
@@ -380,7 +476,7 @@ int sr_baseline_search(const ir_space *sp, const sr_options *o_in, sr_result *re
             o.progress(o.progress_ctx, &pr);
         }
     }
-    int all[MAX_CANDIDATES];
+    int all[MAX_CANDIDATES] = {0};
     for (int k = 0; k < o.candidates; k++) all[k] = k;
     int b = best_of(c, all, o.candidates);
     res->genotype = c[b].gt;
@@ -389,6 +485,7 @@ int sr_baseline_search(const ir_space *sp, const sr_options *o_in, sr_result *re
     char path[4300];
     snprintf(path, sizeof path, "%s/genotype.json", o.out_dir);
     if (sr_genotype_write_json(sp, &res->genotype, NULL, NULL, path, err, errlen)) goto out;
+    if (rl.ctl && rl_save(&rl, o.out_dir, err, errlen)) goto out;
     const char *names[2] = {"normal", "reduce"};
     const ir_cell *cells[2] = {&sp->normal, &sp->reduce};
     const ir_geno_cell *gcs[2] = {&res->genotype.normal, &res->genotype.reduce};
@@ -405,6 +502,7 @@ int sr_baseline_search(const ir_space *sp, const sr_options *o_in, sr_result *re
     rc = 0;
 out:
     if (f) fclose(f);
+    rl_close(&rl);
     free(c);
     res->seconds = sr_now() - t0;
     return rc;

@@ -33,7 +33,9 @@
 
 /* SR_RANDOM and SR_EVOLUTION are the paper's baselines (search/baselines.c): discrete
  * genotypes trained briefly and scored on the architecture split. */
-typedef enum sr_strategy { SR_DARTS, SR_JOINT, SR_COORD, SR_RANDOM, SR_EVOLUTION } sr_strategy;
+/* SR_RL (search/controller.c, baselines.c's loop): an LSTM controller samples the candidates
+ * and learns from their scores by REINFORCE (Zoph & Le 2017; NASNet). */
+typedef enum sr_strategy { SR_DARTS, SR_JOINT, SR_COORD, SR_RANDOM, SR_EVOLUTION, SR_RL } sr_strategy;
 
 typedef struct sr_options {
     const char *out_dir;           /* run directory (created) */
@@ -55,6 +57,10 @@ typedef struct sr_options {
     int population;        /* evolution: population size */
     int sample;            /* evolution: tournament size */
     int candidate_epochs;  /* training epochs of each candidate */
+    /* rl (0: the defaults of search/controller.c and baselines.c) */
+    int children;          /* candidates per controller step */
+    int controller_hidden; /* LSTM units */
+    float controller_lr, entropy_weight, baseline_decay;
 } sr_options;
 
 typedef struct sr_result {
@@ -74,7 +80,8 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
 /* The DARTS search of a recurrent (kind rnn) space (search/rnn.c): SR_DARTS only; val_acc
  * holds the last validation perplexity. */
 int sr_rnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen);
-/* The baselines; sr_search (pipeline/pipeline.h) calls it for SR_RANDOM and SR_EVOLUTION. Writes
+/* The baselines and the RL search; sr_search (pipeline/pipeline.h) calls it for SR_RANDOM,
+ * SR_EVOLUTION and SR_RL (then also writes out_dir/controller.dtns: the controller's state). Writes
  * out_dir/candidates/NNN/ (each candidate's training run, genotype.json, result.json),
  * out_dir/candidates.jsonl and the best genotype as out_dir/genotype.json; resumes
  * candidate by candidate (a partly trained candidate from its checkpoint). */
