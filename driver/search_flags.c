@@ -9,10 +9,10 @@
 
 const char *dartsc_search_flags_usage =
     "  search options (override the space's `search` settings):\n"
-    "    --strategy darts|joint|coord|random|evolution|rl   (default darts)\n"
+    "    --strategy darts|joint|coord|random|evolution|rl|enas   (default darts)\n"
     "    --order 1|2  --epochs N  --batch N  --seed N  --subset N  --data PATH\n"
     "    --candidates N  --population N  --sample N  --candidate-epochs N   (random, evolution, rl)\n"
-    "    --children N  --controller-hidden N   (rl: candidates per controller step, LSTM units)\n"
+    "    --children N  --controller-hidden N   (rl, enas: children per controller step, LSTM units)\n"
     "    --checkpoint-every N  --checkpoint-minutes M   also checkpoint every N steps / M minutes (0: off;\n"
     "                                                   default 10 minutes; epoch ends always)\n";
 
@@ -55,13 +55,13 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
             return 1;
         }
         static const struct { const char *name; sr_strategy s; } st[] = {
-            {"darts", SR_DARTS}, {"joint", SR_JOINT}, {"coord", SR_COORD}, {"random", SR_RANDOM}, {"evolution", SR_EVOLUTION}, {"rl", SR_RL}};
+            {"darts", SR_DARTS}, {"joint", SR_JOINT}, {"coord", SR_COORD}, {"random", SR_RANDOM}, {"evolution", SR_EVOLUTION}, {"rl", SR_RL}, {"enas", SR_ENAS}};
         for (size_t i = 0; i < sizeof st / sizeof st[0]; i++)
             if (!strcmp(v, st[i].name)) {
                 o->strategy = st[i].s;
                 return 1;
             }
-        fprintf(stderr, "dartsc %s: --strategy: '%s' is not darts, joint, coord, random, evolution or rl\n", cmd, v);
+        fprintf(stderr, "dartsc %s: --strategy: '%s' is not darts, joint, coord, random, evolution, rl or enas\n", cmd, v);
         return -1;
     }
     return 0;
@@ -87,6 +87,6 @@ void dartsc_search_overrides_apply(const dartsc_search_overrides *ov, ir_space *
 }
 
 const char *dartsc_strategy_name(sr_strategy s) {
-    static const char *names[] = {"darts", "joint", "coord", "random", "evolution", "rl"};
+    static const char *names[] = {"darts", "joint", "coord", "random", "evolution", "rl", "enas"};
     return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "?";
 }

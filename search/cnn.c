@@ -109,6 +109,7 @@ int sr_arch_grad_second_order(rt_plan *p, sr_unroll *u, int images, int labels, 
 typedef struct run {
     const ir_space *sp;
     const sr_options *o;
+    const sr_arch_hooks *h; /* NULL, or the strategy's own architecture step (ENAS) */
     rt_backend *be;
     ir_net net;
     rt_plan *p;
@@ -134,7 +135,7 @@ static int load_data(run *r, char *err, size_t errlen) {
     int n = r->full.n;
     if (sp->search.subset > 0 && sp->search.subset < n) n = sp->search.subset;
     int batch = sp->search.batch;
-    if (r->o->strategy == SR_DARTS) {
+    if (r->o->strategy == SR_DARTS || r->h) {
         int nw = (int)floor((double)n * sp->search.train_portion);
         if (nw < batch || n - nw < batch)
             return sr_fail(err, errlen, "the %d training images split %d/%d cannot fill batches of %d", n, nw, n - nw, batch);
@@ -170,7 +171,7 @@ static int load_data(run *r, char *err, size_t errlen) {
  * meta/log_lines)}, alpha.jsonl's bytes, then the parameter groups and the optimisers'
  * state, then (optional: older checkpoints lack them) the settings and metrics.jsonl's
  * lines. */
-enum { META_N = 12, CKPT_N = 10 };
+enum { META_N = 12, CKPT_N = 10, CKPT_MAX = CKPT_N + SR_ARCH_HOOK_CKPT_MAX };
 static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, int64_t *settings, int64_t *log_lines,
                        sr_ckpt_entry *e) {
     rt_group gw = rt_plan_group(r->p, IR_ROLE_WEIGHT), ga = rt_plan_group(r->p, IR_ROLE_ARCH),
@@ -187,7 +188,10 @@ static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, int64_t *set
         {SR_CKPT_I64, "meta/settings", settings, SR_SETTINGS_N, 1},
         {SR_CKPT_I64, "meta/log_lines", log_lines, 1, 1}};
     memcpy(e, t, sizeof t);
+    for (int i = 0; r->h && i < r->h->n_ckpt; i++) e[CKPT_N + i] = r->h->ckpt[i];
 }
+
+static int ckpt_n(const run *r) { return CKPT_N + (r->h ? r->h->n_ckpt : 0); }
 
 static int save_checkpoint(run *r, char *err, size_t errlen) {
     int64_t le, lp, ae, ap;
@@ -197,16 +201,16 @@ static int save_checkpoint(run *r, char *err, size_t errlen) {
                             r->adam_t, (int64_t)rt_plan_step(r->p), le, lp, ae, ap, -1};
     int64_t alpha_bytes = sr_file_size(r->path_alpha), settings[SR_SETTINGS_N], lines = sr_log_lines(r->path_metrics);
     sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, settings);
-    sr_ckpt_entry e[CKPT_N];
+    sr_ckpt_entry e[CKPT_MAX];
     ckpt_table(r, meta, &alpha_bytes, settings, &lines, e);
-    return sr_ckpt_save(r->path_ckpt, r->be, e, CKPT_N, err, errlen);
+    return sr_ckpt_save(r->path_ckpt, r->be, e, ckpt_n(r), err, errlen);
 }
 
 static int load_checkpoint(run *r, char *err, size_t errlen) {
     int64_t meta[META_N] = {0}, alpha_bytes = 0, settings[SR_SETTINGS_N] = {0}, now[SR_SETTINGS_N], lines = 0;
-    sr_ckpt_entry e[CKPT_N];
+    sr_ckpt_entry e[CKPT_MAX];
     ckpt_table(r, meta, &alpha_bytes, settings, &lines, e);
-    rt_tf_file *f = sr_ckpt_read(r->path_ckpt, e, CKPT_N, CKPT_VERSION, r->net.graph, err, errlen);
+    rt_tf_file *f = sr_ckpt_read(r->path_ckpt, e, ckpt_n(r), CKPT_VERSION, r->net.graph, err, errlen);
     if (!f) return -1;
     int rc = -1;
     sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, now);
@@ -224,8 +228,9 @@ static int load_checkpoint(run *r, char *err, size_t errlen) {
                        : sr_ckpt_truncate_log_lines(r->path_metrics, lines, err, errlen)) ||
         sr_ckpt_truncate_log(r->path_alpha, alpha_bytes, err, errlen))
         goto out;
-    sr_ckpt_restore(f, r->be, e, CKPT_N);
+    sr_ckpt_restore(f, r->be, e, ckpt_n(r));
     f = NULL;
+    if (r->h && r->h->restored) r->h->restored(r->h->ctx);
     r->epoch = (int)meta[2];
     r->step = meta[3];
     r->global_step = meta[4];
@@ -285,11 +290,15 @@ static void write_alpha_epoch(run *r) {
 static int write_genotype(run *r, ir_genotype *gt, char *err, size_t errlen) {
     float *an, *ar;
     alphas_host(r, &an, &ar);
-    sr_derive(&r->sp->normal, an, &gt->normal);
-    sr_derive(&r->sp->reduce, ar, &gt->reduce);
+    int rc = 0;
+    if (r->h) rc = r->h->derive(r->h->ctx, r->p, &r->net, gt, err, errlen); /* no alpha to write beside it */
+    else {
+        sr_derive(&r->sp->normal, an, &gt->normal);
+        sr_derive(&r->sp->reduce, ar, &gt->reduce);
+    }
     char path[4200];
     snprintf(path, sizeof path, "%s/genotype.json", r->o->out_dir);
-    int rc = sr_genotype_write_json(r->sp, gt, an, ar, path, err, errlen);
+    if (!rc) rc = sr_genotype_write_json(r->sp, gt, r->h ? NULL : an, r->h ? NULL : ar, path, err, errlen);
     free(an < ar ? an : ar);
     const char *names[2] = {"normal", "reduce"};
     const ir_cell *cells[2] = {&r->sp->normal, &r->sp->reduce};
@@ -359,9 +368,15 @@ static void free_run(run *r) {
 }
 
 int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen) {
+    return sr_cnn_search_hooked(sp, o, NULL, res, err, errlen);
+}
+
+int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_hooks *h, sr_result *res, char *err,
+                         size_t errlen) {
     run r;
     memset(&r, 0, sizeof r);
     memset(res, 0, sizeof *res);
+    r.h = h;
     r.sp = sp;
     r.o = o;
     const ir_train_config *tc = &sp->search;
@@ -437,8 +452,14 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
             float val_loss = NAN, val_acc = NAN;
             int have_val = 0;
             sr_next_batch(&r.lw, r.xt, r.yt);
-            /* the alpha step */
-            if (o->strategy == SR_DARTS || o->strategy == SR_COORD) {
+            /* the alpha step (a hooked strategy: its own architecture step) */
+            if (r.h) {
+                sr_next_batch(&r.la, r.xv, r.yv);
+                if (r.h->arch_step(r.h->ctx, r.p, &r.net, r.xv, r.yv, r.global_step, &val_loss, &val_acc, err, errlen))
+                    goto out;
+                have_val = 1;
+                if (r.h->before_weight_step(r.h->ctx, r.p, &r.net, r.global_step, err, errlen)) goto out;
+            } else if (o->strategy == SR_DARTS || o->strategy == SR_COORD) {
                 /* DARTS: a batch of the architecture split; coordinate descent: another batch of all data */
                 sr_next_batch(&r.la, r.xv, r.yv);
                 if (o->strategy == SR_DARTS && tc->order == 2) {
@@ -524,6 +545,7 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
         }
         /* end of epoch: alpha snapshot, accuracy on the architecture split, genotype, checkpoint */
         if (check_finite(&r, lr, err, errlen)) goto out;
+        if (r.h && r.h->derive(r.h->ctx, r.p, &r.net, &res->genotype, err, errlen)) goto out; /* scores the derived child */
         double vl, va;
         evaluate_split(&r, &vl, &va);
         if (!isfinite(vl)) {

@@ -501,6 +501,15 @@ int sr_ctl_eval(sr_ctl *c, const int *a, int grad, float c_lp, float c_ent, doub
     return 0;
 }
 
+/* The int64 checkpoint entry, kept current so that a loop's table can be made once. */
+static void sync_meta(sr_ctl *c) {
+    int64_t bits;
+    memcpy(&bits, &c->baseline, sizeof bits);
+    c->meta[0] = c->steps;
+    c->meta[1] = bits;
+    c->meta[2] = c->have_baseline;
+}
+
 int sr_ctl_update(sr_ctl *c, int n, const int *a, const double *r, char *err, size_t errlen) {
     if (n < 1) return sr_fail(err, errlen, "controller: an update needs at least one sample");
     double mean = 0;
@@ -524,17 +533,13 @@ int sr_ctl_update(sr_ctl *c, int n, const int *a, const double *r, char *err, si
     c->be->adam_step(c->be, c->w, c->m, c->v, c->acc, c->nw, c->o.lr, c->o.beta1, c->o.beta2, 1e-8f, 0.f,
                      (int)c->steps);
     c->baseline = c->o.baseline_decay * c->baseline + (1.0 - c->o.baseline_decay) * mean;
+    sync_meta(c);
     return 0;
 }
 
 /* ---- checkpoints ------------------------------------------------------------------------------- */
 
 void sr_ctl_ckpt_entries(sr_ctl *c, sr_ckpt_entry *e) {
-    int64_t bits;
-    memcpy(&bits, &c->baseline, sizeof bits);
-    c->meta[0] = c->steps;
-    c->meta[1] = bits;
-    c->meta[2] = c->have_baseline;
     e[0] = (sr_ckpt_entry){SR_CKPT_I64, "controller/state", c->meta, 3, 0};
     e[1] = (sr_ckpt_entry){SR_CKPT_HOST, "controller/weights", c->w, c->nw, 0};
     e[2] = (sr_ckpt_entry){SR_CKPT_HOST, "controller/adam_m", c->m, c->nw, 0};
