@@ -131,6 +131,7 @@ static void candidates_table(FILE *f, const char *dir) {
                     json_number_value(json_object_get(r, "seconds")));
         }
         fputs("</table>\n", f);
+        dartsc_report_pareto(f, rows); /* --objective mnas */
     }
     json_decref(rows);
 }

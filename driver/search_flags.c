@@ -13,6 +13,8 @@ const char *dartsc_search_flags_usage =
     "    --order 1|2  --epochs N  --batch N  --seed N  --subset N  --data PATH\n"
     "    --candidates N  --population N  --sample N  --candidate-epochs N   (random, evolution, rl)\n"
     "    --children N  --controller-hidden N   (rl, enas: children per controller step, LSTM units)\n"
+    "    --objective accuracy|mnas  --target-latency MS   (random, evolution, rl: MnasNet's reward\n"
+    "                                                   ACC * (LAT / MS)^-0.07, LAT of the candidate's C)\n"
     "    --checkpoint-every N  --checkpoint-minutes M   also checkpoint every N steps / M minutes (0: off;\n"
     "                                                   default 10 minutes; epoch ends always)\n";
 
@@ -43,6 +45,28 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
         if (dartsc_parse_long(cmd, a, v, 0, 1000000000, &x)) return -1;
         if (a[13] == 'e') o->checkpoint_steps = x;
         else o->checkpoint_seconds = 60.0 * (double)x;
+        return 1;
+    }
+    if (!strcmp(a, "--target-latency")) { /* milliseconds, a decimal number */
+        char *end = NULL;
+        double x = v ? strtod(v, &end) : 0;
+        if (!v || end == v || *end || !(x > 0 && x <= 1e6)) {
+            fprintf(stderr, "dartsc %s: %s: '%s' is not a latency in milliseconds (a number in (0, 1e6])\n", cmd, a,
+                    v ? v : "");
+            return -1;
+        }
+        o->target_ms = x;
+        return 1;
+    }
+    if (!strcmp(a, "--objective")) {
+        if (v && !strcmp(v, "accuracy")) o->objective = SR_OBJ_ACCURACY;
+        else if (v && !strcmp(v, "mnas")) {
+            o->objective = SR_OBJ_MNAS;
+            o->latency = dartsc_latency_ms;
+        } else {
+            fprintf(stderr, "dartsc %s: --objective: '%s' is not accuracy or mnas\n", cmd, v ? v : "");
+            return -1;
+        }
         return 1;
     }
     if (!strcmp(a, "--data") || !strcmp(a, "--strategy")) {

@@ -9,6 +9,10 @@
 int sr_search(const ir_space *sp_in, const sr_options *o, sr_result *res, char *err, size_t errlen) {
     ir_space s = *sp_in, *sp = &s; /* npy, images: normalisation from the training split */
     if (sr_data_norm(sp, o->out_dir, 1, err, errlen)) return -1;
+    if (o->objective == SR_OBJ_MNAS &&
+        (!(o->target_ms > 0) || (o->strategy != SR_RANDOM && o->strategy != SR_EVOLUTION && o->strategy != SR_RL)))
+        return sr_fail(err, errlen, "--objective mnas needs --target-latency MS and a strategy that scores whole candidates "
+                       "(random, evolution or rl)");
     if (o->strategy == SR_RANDOM || o->strategy == SR_EVOLUTION || o->strategy == SR_RL) return sr_baseline_search(sp, o, res, err, errlen);
     if (o->strategy == SR_ENAS) return sr_enas_search(sp, o, res, err, errlen);
     if (sp->kind == IR_SPACE_RNN) return sr_rnn_search(sp, o, res, err, errlen);

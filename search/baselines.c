@@ -163,6 +163,7 @@ static const char *mutate(const ir_space *sp, ir_genotype *gt, brng *r) {
 typedef struct cand {
     ir_genotype gt;
     double val_acc, val_loss, seconds;
+    double latency_ms, reward; /* latency: -1 unless measured; reward: the objective (the accuracy by default) */
     int parent;
     char how[16];
 } cand;
@@ -191,14 +192,19 @@ static int read_result(const char *path, cand *c, char *err, size_t errlen) {
                             "seconds", &c->seconds, "parent", &c->parent, "mutation", &how);
     if (rc) sr_fail(err, errlen, "%s: %s", path, je.text);
     else snprintf(c->how, sizeof c->how, "%s", how);
+    /* written since the objectives: absent in older files (accuracy: reward = val_acc) */
+    json_t *lat = json_object_get(root, "latency_ms"), *rw = json_object_get(root, "reward");
+    c->latency_ms = json_is_number(lat) ? json_number_value(lat) : -1;
+    c->reward = json_is_number(rw) ? json_number_value(rw) : c->val_acc;
     json_decref(root);
     return rc ? -1 : 0;
 }
 
 static int write_result(const char *path, const cand *c, char *err, size_t errlen) {
     char buf[512];
-    int n = snprintf(buf, sizeof buf, "{\"val_acc\":%.17g,\"val_loss\":%.9g,\"seconds\":%.3f,\"parent\":%d,\"mutation\":\"%s\"}\n",
-                     c->val_acc, c->val_loss, c->seconds, c->parent, c->how);
+    int n = snprintf(buf, sizeof buf, "{\"val_acc\":%.17g,\"val_loss\":%.9g,\"seconds\":%.3f,\"parent\":%d,\"mutation\":\"%s\","
+                     "\"latency_ms\":%.17g,\"reward\":%.17g}\n",
+                     c->val_acc, c->val_loss, c->seconds, c->parent, c->how, c->latency_ms, c->reward);
     return sr_write_file_atomic(path, buf, (size_t)n, err, errlen);
 }
 
@@ -223,6 +229,8 @@ static int run_candidate(const ir_space *sp, const sr_options *o, int k, int nw,
         if (memcmp(&want, &c->gt, sizeof want))
             return sr_fail(err, errlen, "%s: candidate %d differs from the one this search would draw (the space or seed changed?)",
                         dir, k);
+        if (o->objective == SR_OBJ_MNAS && !(c->latency_ms > 0))
+            return sr_fail(err, errlen, "%s: candidate %d was scored without a latency (another objective?)", dir, k);
         return 0;
     }
     if (sr_mkdir_p(dir, err, errlen)) return -1;
@@ -253,6 +261,15 @@ static int run_candidate(const ir_space *sp, const sr_options *o, int k, int nw,
     if (sr_evaluate_range(&cs, &c->gt, model, o->device, 1, nw, nv, 1, &ev, err, errlen)) return -1;
     c->val_acc = ev.acc;
     c->val_loss = ev.loss;
+    c->latency_ms = -1;
+    c->reward = ev.acc;
+    if (o->objective == SR_OBJ_MNAS) {
+        if (!o->latency) return sr_fail(err, errlen, "the mnas objective needs a latency measurement (sr_options.latency)");
+        if (o->latency(o->latency_ctx, &cs, &c->gt, model, dir, &c->latency_ms, err, errlen)) return -1;
+        c->reward = sr_mnas_reward(ev.acc, c->latency_ms, o->target_ms);
+        if (!isfinite(c->reward))
+            return sr_fail(err, errlen, "%s: latency %g ms gives no reward (target %g ms)", dir, c->latency_ms, o->target_ms);
+    }
     c->seconds = sr_now() - t0;
     snprintf(path, sizeof path, "%s/result.json", dir);
     return write_result(path, c, err, errlen);
@@ -261,7 +278,7 @@ static int run_candidate(const ir_space *sp, const sr_options *o, int k, int nw,
 static int best_of(const cand *c, const int *idx, int n) {
     int b = idx[0];
     for (int i = 1; i < n; i++)
-        if (c[idx[i]].val_acc > c[b].val_acc || (c[idx[i]].val_acc == c[b].val_acc && idx[i] < b)) b = idx[i];
+        if (c[idx[i]].reward > c[b].reward || (c[idx[i]].reward == c[b].reward && idx[i] < b)) b = idx[i];
     return b;
 }
 
@@ -361,6 +378,9 @@ static int baseline_settings(const ir_space *sp, const sr_options *o, char *err,
     int64_t now[SR_SETTINGS_N], extra[3] = {evo ? o->population : 0, evo ? o->sample : 0, o->candidate_epochs};
     /* rl: children, controller units, lr, entropy weight, baseline decay (floats by their bits) */
     int64_t rl[5] = {0}, rl_saved[5] = {SR_CKPT_ABSENT};
+    /* the objective and its target (bits of the double); absent in older files: accuracy */
+    int64_t obj[2] = {o->objective, 0}, obj_saved[2] = {SR_OBJ_ACCURACY, 0};
+    if (o->objective == SR_OBJ_MNAS) memcpy(&obj[1], &o->target_ms, sizeof obj[1]);
     if (o->strategy == SR_RL) {
         float fs[3] = {o->controller_lr, o->entropy_weight, o->baseline_decay};
         rl[0] = o->children;
@@ -380,6 +400,7 @@ static int baseline_settings(const ir_space *sp, const sr_options *o, char *err,
         int rc = sr_get_i64s(f, "meta/settings", saved, SR_SETTINGS_N, path, err, errlen);
         if (!rc) rc = sr_get_i64s(f, "meta/baseline", sx, 3, path, err, errlen);
         if (!rc && o->strategy == SR_RL) rc = sr_get_i64s(f, "meta/rl", rl_saved, 5, path, err, errlen);
+        if (!rc && rt_tf_find(f, "meta/objective")) rc = sr_get_i64s(f, "meta/objective", obj_saved, 2, path, err, errlen);
         rt_tf_free(f);
         if (!rc) rc = sr_ckpt_check_settings(path, saved, now, err, errlen);
         static const char *names[3] = {"population", "sample", "candidate-epochs"};
@@ -388,6 +409,9 @@ static int baseline_settings(const ir_space *sp, const sr_options *o, char *err,
                 rc = sr_fail(err, errlen, "cannot resume: %s was written with other settings: --%s %lld (now %lld); this "
                              "changes the result, so resume with the run's settings or start a new run in another --out",
                              path, names[i], (long long)sx[i], (long long)extra[i]);
+        if (!rc && memcmp(obj, obj_saved, sizeof obj))
+            rc = sr_fail(err, errlen, "cannot resume: %s was written with another --objective or --target-latency; this changes "
+                         "the result, so resume with the run's settings or start a new run in another --out", path);
         if (!rc && o->strategy == SR_RL && memcmp(rl, rl_saved, sizeof rl))
             rc = sr_fail(err, errlen, "cannot resume: %s was written with other controller settings (--children, "
                          "--controller-hidden, its learning rate, entropy weight or baseline decay); this changes the "
@@ -397,7 +421,7 @@ static int baseline_settings(const ir_space *sp, const sr_options *o, char *err,
     rt_tf_writer *w = rt_tf_open_write(path, err, errlen);
     if (!w) return -1;
     if (sr_put_i64s(w, "meta/settings", now, SR_SETTINGS_N) || sr_put_i64s(w, "meta/baseline", extra, 3) ||
-        (o->strategy == SR_RL && sr_put_i64s(w, "meta/rl", rl, 5))) {
+        (o->strategy == SR_RL && sr_put_i64s(w, "meta/rl", rl, 5)) || sr_put_i64s(w, "meta/objective", obj, 2)) {
         const char *why = rt_tf_writer_error(w);
         sr_fail(err, errlen, "%s: writing failed%s%s", path, why ? ": " : "", why ? why : "");
         rt_tf_abort_write(w);
@@ -456,7 +480,7 @@ int sr_baseline_search(const ir_space *sp, const sr_options *o_in, sr_result *re
             draw(sp, &o, c, k);
         int st = run_candidate(sp, &o, k, nw, nv, &c[k], err, errlen);
         if (st < 0) goto out;
-        if (st == 0 && rl.ctl && rl_observe(&rl, k, c[k].val_acc, err, errlen)) goto out;
+        if (st == 0 && rl.ctl && rl_observe(&rl, k, c[k].reward, err, errlen)) goto out;
         if (st > 0) {
             res->stopped = 1;
             res->steps = k;
@@ -466,8 +490,10 @@ int sr_baseline_search(const ir_space *sp, const sr_options *o_in, sr_result *re
         char *gj = sr_genotype_to_json(sp, &c[k].gt, NULL, NULL);
         for (char *q = gj; q && *q; q++)
             if (*q == '\n') *q = ' ';
-        fprintf(f, "{\"candidate\":%d,\"parent\":%d,\"mutation\":\"%s\",\"val_acc\":%.6f,\"val_loss\":%.6f,\"seconds\":%.2f,\"genotype\":%s}\n",
-                k, c[k].parent, c[k].how, c[k].val_acc, c[k].val_loss, c[k].seconds, gj ? gj : "null");
+        fprintf(f, "{\"candidate\":%d,\"parent\":%d,\"mutation\":\"%s\",\"val_acc\":%.6f,\"val_loss\":%.6f,\"latency_ms\":%.6g,"
+                "\"reward\":%.6f,\"seconds\":%.2f,\"genotype\":%s}\n",
+                k, c[k].parent, c[k].how, c[k].val_acc, c[k].val_loss, c[k].latency_ms, c[k].reward, c[k].seconds,
+                gj ? gj : "null");
         fflush(f);
         free(gj);
         if (o.progress) {

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "ir/space.h"
+#include "objective.h"
 #include "train/common.h"
 
 /* SR_RANDOM and SR_EVOLUTION are the paper's baselines (search/baselines.c): discrete
@@ -62,6 +63,14 @@ typedef struct sr_options {
     int children;          /* candidates per controller step */
     int controller_hidden; /* LSTM units */
     float controller_lr, entropy_weight, baseline_decay;
+    /* what random, evolution and rl maximise (objective.h) */
+    sr_objective objective;
+    double target_ms;      /* SR_OBJ_MNAS: the target latency T */
+    /* SR_OBJ_MNAS: times the trained candidate (space cs at search size, genotype gt,
+     * weights file) in *ms, using dir for its files; the driver's is dartsc_latency_ms */
+    int (*latency)(void *ctx, const ir_space *cs, const ir_genotype *gt, const char *weights, const char *dir, double *ms,
+                   char *err, size_t errlen);
+    void *latency_ctx;
 } sr_options;
 
 typedef struct sr_result {
