@@ -15,6 +15,8 @@ const char *dartsc_search_flags_usage =
     "    --children N  --controller-hidden N   (rl, enas: children per controller step, LSTM units)\n"
     "    --objective accuracy|mnas  --target-latency MS   (random, evolution, rl: MnasNet's reward\n"
     "                                                   ACC * (LAT / MS)^-0.07, LAT of the candidate's C)\n"
+    "    --pretext rotation   (darts, joint, coord, enas: search on predicting a 0/90/180/270 rotation,\n"
+    "                          no labels; the retraining uses the labels as usual)\n"
     "    --checkpoint-every N  --checkpoint-minutes M   also checkpoint every N steps / M minutes (0: off;\n"
     "                                                   default 10 minutes; epoch ends always)\n";
 
@@ -56,6 +58,15 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
             return -1;
         }
         o->target_ms = x;
+        return 1;
+    }
+    if (!strcmp(a, "--pretext")) {
+        if (v && !strcmp(v, "rotation")) o->pretext = SR_PRETEXT_ROTATION;
+        else if (v && !strcmp(v, "none")) o->pretext = SR_PRETEXT_NONE;
+        else {
+            fprintf(stderr, "dartsc %s: --pretext: '%s' is not rotation or none\n", cmd, v ? v : "");
+            return -1;
+        }
         return 1;
     }
     if (!strcmp(a, "--objective")) {

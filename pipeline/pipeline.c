@@ -13,6 +13,10 @@ int sr_search(const ir_space *sp_in, const sr_options *o, sr_result *res, char *
         (!(o->target_ms > 0) || (o->strategy != SR_RANDOM && o->strategy != SR_EVOLUTION && o->strategy != SR_RL)))
         return sr_fail(err, errlen, "--objective mnas needs --target-latency MS and a strategy that scores whole candidates "
                        "(random, evolution or rl)");
+    if (o->pretext != SR_PRETEXT_NONE && (sp->kind != IR_SPACE_CNN || o->strategy == SR_RANDOM ||
+                                          o->strategy == SR_EVOLUTION || o->strategy == SR_RL))
+        return sr_fail(err, errlen, "--pretext works with the supernet searches of a convolutional space (darts, joint, "
+                       "coord, enas)");
     if (o->strategy == SR_RANDOM || o->strategy == SR_EVOLUTION || o->strategy == SR_RL) return sr_baseline_search(sp, o, res, err, errlen);
     if (o->strategy == SR_ENAS) return sr_enas_search(sp, o, res, err, errlen);
     if (sp->kind == IR_SPACE_RNN) return sr_rnn_search(sp, o, res, err, errlen);

@@ -116,6 +116,7 @@ typedef struct run {
     rt_dataset full, wpart, apart;
     rt_loader lw, la;
     float *xt, *xv;       /* host batches */
+    float *rot;           /* --pretext rotation: one image */
     int32_t *yt, *yv;
     float *sgd_buf, *adam_m, *adam_v;
     sr_unroll u;
@@ -313,6 +314,14 @@ static int write_genotype(run *r, ir_genotype *gt, char *err, size_t errlen) {
     return rc;
 }
 
+/* The next batch; with a pretext task (UnNAS), its images transformed and the labels
+ * replaced by the task's targets. tag: which batch (a function of the step). */
+static void next_batch(run *r, rt_loader *l, float *x, int32_t *y, uint64_t tag) {
+    sr_next_batch(l, x, y);
+    if (r->o->pretext == SR_PRETEXT_ROTATION)
+        sr_pretext_rotate(x, y, r->sp->search.batch, r->sp->in_c, r->sp->in_h, r->sp->search.seed, tag, r->rot);
+}
+
 /* Accuracy and loss over the architecture split (forward only). */
 static void evaluate_split(run *r, double *loss, double *acc) {
     rt_loader l = r->la;
@@ -324,6 +333,8 @@ static void evaluate_split(run *r, double *loss, double *acc) {
     int got;
     size_t bi = input_bytes(r->p, r->net.images), bl = input_bytes(r->p, r->net.labels);
     while (rt_loader_next(&l, r->xv, r->yv, &got)) {
+        if (r->o->pretext == SR_PRETEXT_ROTATION) /* tags past any step's: the same rotations each epoch */
+            sr_pretext_rotate(r->xv, r->yv, got, r->sp->in_c, r->sp->in_h, r->sp->search.seed, (1ull << 62) + (uint64_t)nb, r->rot);
         rt_set_input(r->p, r->net.images, r->xv, bi);
         rt_set_input(r->p, r->net.labels, r->yv, bl);
         sl += rt_forward(r->p, 1);
@@ -363,6 +374,7 @@ static void free_run(run *r) {
     rt_dataset_free(&r->full);
     free(r->xt);
     free(r->xv);
+    free(r->rot);
     free(r->yt);
     free(r->yv);
 }
@@ -395,7 +407,20 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
         return sr_fail(err, errlen, "--resume: %s does not exist", r.path_ckpt);
 
     if (load_data(&r, err, errlen)) goto out;
-    if (ir_space_build_supernet(sp, tc->batch, &r.net)) {
+    ir_space pretext_sp; /* UnNAS: the supernet classifies the pretext task's targets */
+    if (o->pretext == SR_PRETEXT_ROTATION) {
+        if (sp->in_h != sp->in_w) {
+            sr_fail(err, errlen, "--pretext rotation needs square images (input %dx%d)", sp->in_h, sp->in_w);
+            goto out;
+        }
+        pretext_sp = *sp;
+        pretext_sp.classes = SR_PRETEXT_ROTATION_CLASSES;
+        if (!(r.rot = malloc((size_t)sp->in_c * (size_t)sp->in_h * (size_t)sp->in_w * sizeof *r.rot))) {
+            sr_fail(err, errlen, "out of memory");
+            goto out;
+        }
+    }
+    if (ir_space_build_supernet(o->pretext == SR_PRETEXT_ROTATION ? &pretext_sp : sp, tc->batch, &r.net)) {
         sr_fail(err, errlen, "%s", r.net.error);
         goto out;
     }
@@ -451,17 +476,17 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
             }
             float val_loss = NAN, val_acc = NAN;
             int have_val = 0;
-            sr_next_batch(&r.lw, r.xt, r.yt);
+            next_batch(&r, &r.lw, r.xt, r.yt, 2 * (uint64_t)r.global_step);
             /* the alpha step (a hooked strategy: its own architecture step) */
             if (r.h) {
-                sr_next_batch(&r.la, r.xv, r.yv);
+                next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)r.global_step + 1);
                 if (r.h->arch_step(r.h->ctx, r.p, &r.net, r.xv, r.yv, r.global_step, &val_loss, &val_acc, err, errlen))
                     goto out;
                 have_val = 1;
                 if (r.h->before_weight_step(r.h->ctx, r.p, &r.net, r.global_step, err, errlen)) goto out;
             } else if (o->strategy == SR_DARTS || o->strategy == SR_COORD) {
                 /* DARTS: a batch of the architecture split; coordinate descent: another batch of all data */
-                sr_next_batch(&r.la, r.xv, r.yv);
+                next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)r.global_step + 1);
                 if (o->strategy == SR_DARTS && tc->order == 2) {
                     if (sr_arch_grad_second_order(r.p, &r.u, r.net.images, r.net.labels, r.xt, r.yt, r.xv, r.yv,
                                                   momentum_live ? r.sgd_buf : NULL, lr, tc->w_momentum, tc->w_wd, 0,

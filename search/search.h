@@ -30,6 +30,7 @@
 
 #include "ir/space.h"
 #include "objective.h"
+#include "pretext.h"
 #include "train/common.h"
 
 /* SR_RANDOM and SR_EVOLUTION are the paper's baselines (search/baselines.c): discrete
@@ -71,6 +72,7 @@ typedef struct sr_options {
     int (*latency)(void *ctx, const ir_space *cs, const ir_genotype *gt, const char *weights, const char *dir, double *ms,
                    char *err, size_t errlen);
     void *latency_ctx;
+    sr_pretext pretext;    /* the DARTS loop's strategies: a self-supervised task instead of the labels (pretext.h) */
 } sr_options;
 
 typedef struct sr_result {
