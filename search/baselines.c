@@ -181,6 +181,8 @@ static void candidate_space(const ir_space *sp, int epochs, uint64_t seed, ir_sp
     cs->train.test_subset = 0;
     cs->train_C = sp->C;
     cs->train_layers = sp->layers;
+    cs->scale_phi = 0; /* the search's size, not a scaled retraining network */
+    cs->train_in_h = cs->train_in_w = 0;
 }
 
 static int read_result(const char *path, cand *c, char *err, size_t errlen) {

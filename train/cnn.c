@@ -144,7 +144,7 @@ static int evaluate(const ir_space *sp_in, const ir_genotype *gt, const char *we
     sr_dir_of(weights, run_dir, sizeof run_dir);
     if (sr_data_norm(sp, run_dir, 0, err, errlen)) return -1;
     rt_dataset test, view;
-    if (sr_data_load(sp, train, &test, err, errlen)) return -1;
+    if (sr_data_load_eval(sp, train, &test, err, errlen)) return -1;
     int n = test.n;
     if (count < 0) {
         begin = 0;
@@ -338,7 +338,7 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
         return sr_fail(err, errlen, "%s already holds a training run (train_checkpoint.dtns); pass --resume or choose another --out", o->out_dir);
     if (o->resume && access(t.ckpt, F_OK) != 0) return sr_fail(err, errlen, "--resume: %s does not exist", t.ckpt);
 
-    if (sr_data_load(sp, 1, &t.full, err, errlen)) goto out;
+    if (sr_data_load_eval(sp, 1, &t.full, err, errlen)) goto out;
     int n = t.full.n, begin = 0;
     if (o->data_count > 0) {
         if (o->data_begin < 0 || o->data_begin > n - o->data_count) {

@@ -29,6 +29,9 @@ typedef struct sr_progress {
 
 /* The space's data set: the training split (train = 1) or the test split. */
 int sr_data_load(const ir_space *sp, int train, rt_dataset *out, char *err, size_t errlen);
+/* The same, at the evaluation network's input size: resized where compound scaling
+ * (ir_space_compound_scale) changed it (train/scale.c). For retraining and evaluation. */
+int sr_data_load_eval(const ir_space *sp, int train, rt_dataset *out, char *err, size_t errlen);
 /* Loader settings: the space's normalisation (or the data set's), augmentation of tc when
  * augment is set, drop_last and shuffling for training. */
 rt_loader_cfg sr_loader_cfg(const ir_space *sp, const ir_train_config *tc, int augment);
