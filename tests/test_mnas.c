@@ -15,27 +15,6 @@
 #include "search/search.h"
 #include "testutil.h"
 
-static void tiny_space(ir_space *sp) {
-    ir_space_darts_cifar10(sp);
-    snprintf(sp->name, sizeof sp->name, "test");
-    sp->data = IR_DATA_FASHION_MNIST;
-    sp->in_c = 1;
-    sp->in_h = sp->in_w = 28;
-    sp->classes = 10;
-    sp->mean[0] = 0.2860406f;
-    sp->std[0] = 0.3530242f;
-    sp->C = 4;
-    sp->layers = 3;
-    sp->stem_mult = 2;
-    sp->n_reduce = 1;
-    sp->reduce_at[0] = 1;
-    sp->normal.n_nodes = sp->reduce.n_nodes = 3;
-    ir_cell_all_edges(&sp->normal);
-    ir_cell_all_edges(&sp->reduce);
-    sp->search.batch = 16;
-    sp->search.subset = 128;
-}
-
 /* A stand-in latency: 0.05 ms plus 0.03 ms per convolution (candidates 4-7) of the cells,
  * so that convolution-heavy candidates pay for their accuracy. */
 static int fake_latency(void *ctx, const ir_space *cs, const ir_genotype *gt, const char *weights, const char *dir,
@@ -70,7 +49,7 @@ static int run(const ir_space *sp, const char *dir, sr_strategy st, double targe
 
 Test(mnas, rewards_follow_mnasnet_and_the_best_reward_wins, .timeout = 600) {
     ir_space sp;
-    tiny_space(&sp);
+    tu_tiny_fmnist_space(&sp);
     char d[300], err[1024];
     snprintf(d, sizeof d, "%s", tu_tmpdir());
     int calls = 0;

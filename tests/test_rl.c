@@ -16,27 +16,6 @@
 #include "search/search.h"
 #include "testutil.h"
 
-static void tiny_space(ir_space *sp) {
-    ir_space_darts_cifar10(sp);
-    snprintf(sp->name, sizeof sp->name, "test");
-    sp->data = IR_DATA_FASHION_MNIST;
-    sp->in_c = 1;
-    sp->in_h = sp->in_w = 28;
-    sp->classes = 10;
-    sp->mean[0] = 0.2860406f;
-    sp->std[0] = 0.3530242f;
-    sp->C = 4;
-    sp->layers = 3;
-    sp->stem_mult = 2;
-    sp->n_reduce = 1;
-    sp->reduce_at[0] = 1;
-    sp->normal.n_nodes = sp->reduce.n_nodes = 3;
-    ir_cell_all_edges(&sp->normal);
-    ir_cell_all_edges(&sp->reduce);
-    sp->search.batch = 16;
-    sp->search.subset = 128;
-}
-
 static int run(const ir_space *sp, const char *dir, int candidates, int children, int resume, int64_t stop_after,
                sr_result *res, char *err, size_t errlen) {
     sr_options o = sr_options_default();
@@ -51,39 +30,14 @@ static int run(const ir_space *sp, const char *dir, int candidates, int children
     return sr_baseline_search(sp, &o, res, err, errlen);
 }
 
-static json_t *load_log(const char *dir) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/candidates.jsonl", dir);
-    char *s = tu_slurp(path, NULL);
-    cr_assert(s, "no %s", path);
-    json_t *arr = json_array();
-    for (char *line = strtok(s, "\n"); line; line = strtok(NULL, "\n")) {
-        json_error_t je;
-        json_t *j = json_loads(line, 0, &je);
-        cr_assert(j, "%s: %s", path, je.text);
-        json_object_del(j, "seconds");
-        json_array_append_new(arr, j);
-    }
-    free(s);
-    return arr;
-}
-
-static char *slurp_in(const char *dir, const char *name, size_t *n) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *s = tu_slurp(path, n);
-    cr_assert(s, "no %s", path);
-    return s;
-}
-
 Test(rl, the_controller_draws_the_candidates_and_steps_once_per_children, .timeout = 600) {
     ir_space sp;
-    tiny_space(&sp);
+    tu_tiny_fmnist_space(&sp);
     char d[300], err[1024];
     snprintf(d, sizeof d, "%s", tu_tmpdir());
     sr_result r;
     cr_assert_eq(run(&sp, d, 4, 2, 0, 0, &r, err, sizeof err), 0, "%s", err);
-    json_t *log = load_log(d);
+    json_t *log = tu_load_candidates(d);
     cr_assert_eq(json_array_size(log), 4);
     double best = -1;
     for (size_t k = 0; k < 4; k++) {
@@ -124,7 +78,7 @@ Test(rl, the_controller_draws_the_candidates_and_steps_once_per_children, .timeo
 
 Test(rl, a_stopped_search_resumes_bit_identically, .timeout = 600) {
     ir_space sp;
-    tiny_space(&sp);
+    tu_tiny_fmnist_space(&sp);
     char a[300], b[300], err[1024];
     snprintf(a, sizeof a, "%s", tu_tmpdir());
     snprintf(b, sizeof b, "%s", tu_tmpdir());
@@ -138,16 +92,10 @@ Test(rl, a_stopped_search_resumes_bit_identically, .timeout = 600) {
     cr_expect(strstr(err, "--children"), "%s", err);
     cr_assert_eq(run(&sp, b, 5, 2, 1, 0, &rb, err, sizeof err), 0, "%s", err);
     cr_assert(!rb.stopped);
-    json_t *la = load_log(a), *lb = load_log(b);
+    json_t *la = tu_load_candidates(a), *lb = tu_load_candidates(b);
     cr_expect(json_equal(la, lb), "the resumed search scored other candidates");
-    const char *files[] = {"genotype.json", "controller.dtns"};
-    for (int i = 0; i < 2; i++) {
-        size_t na, nb;
-        char *x = slurp_in(a, files[i], &na), *y = slurp_in(b, files[i], &nb);
-        cr_expect(na == nb && !memcmp(x, y, na), "%s differs after the resume", files[i]);
-        free(x);
-        free(y);
-    }
+    cr_expect(tu_same_file(a, b, "genotype.json"), "genotype.json differs after the resume");
+    cr_expect(tu_same_file(a, b, "controller.dtns"), "controller.dtns differs after the resume");
     cr_expect(memcmp(&ra.genotype, &rb.genotype, sizeof ra.genotype) == 0);
     json_decref(la);
     json_decref(lb);
