@@ -12,6 +12,7 @@
 #include "ir/space.h"
 #include "runtime/datasets.h"
 #include "train/common.h"
+#include "train/train.h"
 #include "testutil.h"
 
 static const char *base =
@@ -88,4 +89,22 @@ Test(scale, the_evaluation_network_and_its_data_take_the_scaled_input) {
     }
     rt_dataset_free(&raw);
     rt_dataset_free(&scaled);
+    /* a scaled network trains and evaluates on its resized data (one epoch of 2 batches;
+       batches sized for 28x28 images once overran the 32x32 ones) */
+    sp.train.subset = 32;
+    sp.train.test_subset = 32;
+    sp.train.epochs = 1;
+    sp.train.batch = 16;
+    sp.train_C = 4;
+    sr_train_opts to = sr_train_opts_default();
+    to.out_dir = tu_tmpdir();
+    to.device = "cpu";
+    sr_train_result tr;
+    cr_assert_eq(sr_cnn_train(&sp, &g, &to, &tr, err, sizeof err), 0, "%s", err);
+    char model[600];
+    snprintf(model, sizeof model, "%s/model.dtns", to.out_dir);
+    sr_eval_result ev;
+    cr_assert_eq(sr_cnn_evaluate(&sp, &g, model, "cpu", &ev, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(ev.n, 32);
+    cr_expect(ev.acc >= 0 && ev.acc <= 1 && isfinite(ev.loss), "accuracy %g, loss %g", ev.acc, ev.loss);
 }

@@ -173,7 +173,8 @@ static int evaluate(const ir_space *sp_in, const ir_genotype *gt, const char *we
         int np = pass == 0 ? (n / B) * B : n - done;
         rt_data_subset(&view, done, np, &part);
         rt_loader l;
-        float *x = malloc((size_t)B * sp->in_c * sp->in_h * sp->in_w * 4);
+        const size_t xb = (size_t)B * (size_t)view.c * (size_t)view.h * (size_t)view.w * 4; /* compound scaling: the scaled input */
+        float *x = malloc(xb);
         float *logits = pred ? malloc((size_t)B * sp->classes * 4) : NULL;
         int32_t *y = malloc((size_t)B * 4);
         if (!x || !y || (pred && !logits) || rt_loader_init(&l, &part, &cfg, err, errlen)) {
@@ -186,7 +187,7 @@ static int evaluate(const ir_space *sp_in, const ir_genotype *gt, const char *we
         }
         int got;
         while (rt_loader_next(&l, x, y, &got)) {
-            rt_set_input(in.p, in.net.images, x, (size_t)B * sp->in_c * sp->in_h * sp->in_w * 4);
+            rt_set_input(in.p, in.net.images, x, xb);
             rt_set_input(in.p, in.net.labels, y, (size_t)B * 4);
             sl += (double)rt_forward(in.p, batch_stats) * got;
             sc += rt_last_correct(in.p);
@@ -370,7 +371,8 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
     t.p = rt_plan_new(t.net.graph, t.be, &(rt_plan_opts){.seed = tc->seed, .grads = RT_GRAD_W}, err, errlen);
     if (!t.p) goto out;
     rt_group gw = rt_plan_group(t.p, IR_ROLE_WEIGHT);
-    size_t bi = (size_t)tc->batch * sp->in_c * sp->in_h * sp->in_w * 4, bl = (size_t)tc->batch * 4;
+    /* the data's size: the evaluation network's input (compound scaling may have changed it) */
+    size_t bi = (size_t)tc->batch * (size_t)t.full.c * (size_t)t.full.h * (size_t)t.full.w * 4, bl = (size_t)tc->batch * 4;
     t.x = malloc(bi);
     t.y = malloc(bl);
     t.buf = t.be->alloc(t.be, (size_t)gw.n * 4);
