@@ -1,6 +1,7 @@
 /* cmd_check.c — `dartsc check SPACE`: compile a search space, lower it to the supernet,
  * and print a summary (cells, edges, candidate ops, parameter counts, multiply-adds,
  * memory of one search step); --dump-ir and --dot show the lowered graph. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +97,10 @@ static int check_rnn(const ir_space *sp, const char *path, int batch, int dump_i
 /* The retraining network of a genotype (its size depends on the ops chosen): weights,
  * BN statistics and multiply-adds per image, as trained (no auxiliary head) and exported. */
 static int print_eval_net(const ir_space *sp, const char *geno) {
+    if (sp->scale_phi > 0) /* EfficientNet's compound scaling (ir_space_compound_scale) */
+        printf("compound scaling phi %g: depth x%.3f, width x%.3f, resolution x%.3f -> %d cells, C %d, input %dx%d\n",
+               (double)sp->scale_phi, pow(IR_SCALE_ALPHA, sp->scale_phi), pow(IR_SCALE_BETA, sp->scale_phi),
+               pow(IR_SCALE_GAMMA, sp->scale_phi), sp->train_layers, sp->train_C, sp->train_in_h, sp->train_in_w);
     if (!geno) {
         printf("retraining network (C %d, %d cells): pass --genotype FILE for its size\n", sp->train_C, sp->train_layers);
         return 0;

@@ -144,7 +144,7 @@ int dartsc_cmd_search(int argc, char **argv) {
     prog pg = {.tty = isatty(2)};
     o.progress = rt_dist_rank() == 0 ? show_progress : NULL; /* data-parallel: rank 0 reports */
     o.progress_ctx = &pg;
-    if (o.strategy == SR_RANDOM || o.strategy == SR_EVOLUTION) {
+    if (o.strategy == SR_RANDOM || o.strategy == SR_EVOLUTION || o.strategy == SR_RL) {
         sr_baseline_defaults(&o);
         if (rt_dist_rank() == 0) fprintf(stderr, "dartsc search: %s -> %s (%s, %s, %d candidates of %d epochs, batch %d, seed %llu)\n", path,
                 o.out_dir, o.device, dartsc_strategy_name(o.strategy), o.candidates, o.candidate_epochs, sp.search.batch,

@@ -37,6 +37,14 @@ void dartsc_search_overrides_apply(const dartsc_search_overrides *ov, ir_space *
  * for a name this build does not know. */
 int dartsc_search_strategy_from_space(const dartsc_search_overrides *ov, const ir_space *sp, sr_options *o);
 const char *dartsc_strategy_name(sr_strategy s);
+/* The mnas objective's latency (driver/latency.c; sr_options.latency): the candidate's
+ * generated C compiled here and timed at batch 1 on one thread, in milliseconds. */
+/* The report's accuracy-latency plot with the Pareto front, for candidates.jsonl rows
+ * with latency_ms (driver/report_pareto.c); nothing when none has one. */
+struct json_t;
+void dartsc_report_pareto(FILE *f, struct json_t *rows);
+int dartsc_latency_ms(void *ctx, const ir_space *cs, const ir_genotype *gt, const char *weights, const char *dir,
+                      double *ms, char *err, size_t errlen);
 /* ---- driver/util.c ----
  * SIGINT and SIGTERM set dartsc_stop_flag (a loop checkpoints and stops; `run` stops
  * between its stages, exit 130). main.c installs the handlers for the commands that honour

@@ -174,11 +174,15 @@ static void candidates_table(FILE *f, const char *dir) {
             int parent = (int)json_integer_value(json_object_get(r, "parent"));
             fprintf(f, "<tr><td>%zu</td><td>", i + 1);
             if (parent >= 0) fprintf(f, "%s mutation of #%d", json_string_value(json_object_get(r, "mutation")), parent + 1);
-            else fputs("random", f);
+            else { /* random, controller */
+                const char *how = json_string_value(json_object_get(r, "mutation"));
+                fputs(how ? how : "random", f);
+            }
             fprintf(f, "</td><td>%.2f%%</td><td>%.1f</td></tr>", 100 * json_number_value(json_object_get(r, "val_acc")),
                     json_number_value(json_object_get(r, "seconds")));
         }
         fputs("</table>\n", f);
+        dartsc_report_pareto(f, rows); /* --objective mnas */
     }
     json_decref(rows);
 }

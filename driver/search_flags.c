@@ -9,15 +9,22 @@
 
 const char *dartsc_search_flags_usage =
     "  search options (override the space's `search` settings):\n"
-    "    --strategy darts|joint|coord|random|evolution|pc-darts|fair-darts   (default darts)\n"
+    "    --strategy darts|joint|coord|random|evolution|pc-darts|fair-darts|rl|enas   (default darts)\n"
     "    --partial-channels K  --edge-norm on|off   (pc-darts)\n"
     "    --order 1|2  --epochs N  --batch N  --seed N  --subset N  --data PATH\n"
-    "    --candidates N  --population N  --sample N  --candidate-epochs N   (random, evolution)\n"
+    "    --candidates N  --population N  --sample N  --candidate-epochs N   (random, evolution, rl)\n"
+    "    --children N  --controller-hidden N   (rl, enas: children per controller step, LSTM units)\n"
+    "    --objective accuracy|mnas  --target-latency MS   (random, evolution, rl: MnasNet's reward\n"
+    "                                                   ACC * (LAT / MS)^-0.07, LAT of the candidate's C)\n"
+    "    --pretext rotation   (darts, joint, coord, pc-darts, fair-darts, enas: search on predicting a\n"
+    "                          0/90/180/270 rotation, no labels; the retraining uses the labels as usual)\n"
     "    --checkpoint-every N  --checkpoint-minutes M   also checkpoint every N steps / M minutes (0: off;\n"
     "                                                   default 10 minutes; epoch ends always)\n";
 
+/* in sr_strategy's order */
 static const char *const strategy_names[] = {"darts", "joint", "coord", "random", "evolution",
-                                             "pc-darts", "fair-darts"};
+                                             "pc-darts", "fair-darts", "rl", "enas"};
+_Static_assert(sizeof strategy_names / sizeof strategy_names[0] == SR_ENAS + 1, "a name for every sr_strategy");
 
 static int strategy_from_name(const char *v, sr_strategy *s) {
     for (size_t i = 0; i < sizeof strategy_names / sizeof strategy_names[0]; i++)
@@ -40,6 +47,8 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
         {"--sample", 1, 10000, offsetof(sr_options, sample), 0},
         {"--candidate-epochs", 1, 100000, offsetof(sr_options, candidate_epochs), 0},
         {"--partial-channels", 1, 64, offsetof(dartsc_search_overrides, partial_channels), 1},
+        {"--children", 1, 10000, offsetof(sr_options, children), 0},
+        {"--controller-hidden", 1, 4096, offsetof(sr_options, controller_hidden), 0},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         if (strcmp(a, ints[i].flag)) continue;
@@ -64,6 +73,37 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
         ov->edge_norm = strcmp(v, "on") ? 2 : 1;
         return 1;
     }
+    if (!strcmp(a, "--target-latency")) { /* milliseconds, a decimal number */
+        char *end = NULL;
+        double x = v ? strtod(v, &end) : 0;
+        if (!v || end == v || *end || !(x > 0 && x <= 1e6)) {
+            fprintf(stderr, "dartsc %s: %s: '%s' is not a latency in milliseconds (a number in (0, 1e6])\n", cmd, a,
+                    v ? v : "");
+            return -1;
+        }
+        o->target_ms = x;
+        return 1;
+    }
+    if (!strcmp(a, "--pretext")) {
+        if (v && !strcmp(v, "rotation")) o->pretext = SR_PRETEXT_ROTATION;
+        else if (v && !strcmp(v, "none")) o->pretext = SR_PRETEXT_NONE;
+        else {
+            fprintf(stderr, "dartsc %s: --pretext: '%s' is not rotation or none\n", cmd, v ? v : "");
+            return -1;
+        }
+        return 1;
+    }
+    if (!strcmp(a, "--objective")) {
+        if (v && !strcmp(v, "accuracy")) o->objective = SR_OBJ_ACCURACY;
+        else if (v && !strcmp(v, "mnas")) {
+            o->objective = SR_OBJ_MNAS;
+            o->latency = dartsc_latency_ms;
+        } else {
+            fprintf(stderr, "dartsc %s: --objective: '%s' is not accuracy or mnas\n", cmd, v ? v : "");
+            return -1;
+        }
+        return 1;
+    }
     if (!strcmp(a, "--data") || !strcmp(a, "--strategy")) {
         if (!v) {
             fprintf(stderr, "dartsc %s: %s needs a value\n", cmd, a);
@@ -74,8 +114,8 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
             return 1;
         }
         if (strategy_from_name(v, &o->strategy)) {
-            fprintf(stderr, "dartsc %s: --strategy: '%s' is not darts, joint, coord, random, evolution, pc-darts "
-                            "or fair-darts\n", cmd, v);
+            fprintf(stderr, "dartsc %s: --strategy: '%s' is not darts, joint, coord, random, evolution, pc-darts, "
+                            "fair-darts, rl or enas\n", cmd, v);
             return -1;
         }
         ov->strategy_given = 1;

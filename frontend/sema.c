@@ -58,6 +58,7 @@ static const setting_info settings[] = {
     {"sync_bn", B_SEARCH | B_TRAIN, K_CNN},
     {"drop_path", B_TRAIN, K_CNN},
     {"aux_weight", B_TRAIN, K_CNN},
+    {"scale", B_TRAIN, K_CNN},
     {"bptt", B_SEARCH | B_TRAIN, K_RNN},
     {"dropout", B_SEARCH | B_TRAIN, K_RNN},
     {"dropout_h", B_SEARCH | B_TRAIN, K_RNN},
@@ -850,7 +851,7 @@ static void lower_train(sema *S, fe_decl *d, ir_train_config *tc, int is_search)
         if (S->kind == K_CNN) get_float(S, &v, "split", 0, 1, 1, 1, &tc->train_portion);
         /* the strategy (the command line's --strategy names, '_' for '-') and the DARTS successors' settings */
         static const char *const strategies[] = {"darts", "joint", "coord", "random", "evolution",
-                                                 "pc_darts", "fair_darts"};
+                                                 "pc_darts", "fair_darts", "rl", "enas"};
         int st;
         if (get_enum(S, &v, "strategy", strategies, (int)(sizeof strategies / sizeof *strategies), &st, NULL) == 1) {
             snprintf(tc->strategy, sizeof tc->strategy, "%s", strategies[st]);
@@ -872,6 +873,7 @@ static void lower_train(sema *S, fe_decl *d, ir_train_config *tc, int is_search)
             get_float(S, &v, "aux_weight", 0, 0, 100, 0, &tc->aux_weight);
             get_int(S, &v, "C", 1, 4096, &S->sp->train_C);
             get_int(S, &v, "layers", 1, 256, &S->sp->train_layers);
+            get_float(S, &v, "scale", 0, 0, 8, 0, &S->sp->scale_phi); /* compound scaling's phi */
         }
     } else {
         get_int(S, &v, "bptt", 1, 100000, &tc->bptt);
@@ -1259,6 +1261,7 @@ int fe_sema(fe_ctx *cx, fe_program *prog, ir_space *out) {
     lower_network(&S);
     if (S.search) lower_train(&S, S.search, &out->search, 1);
     if (S.train) lower_train(&S, S.train, &out->train, 0);
+    if (S.kind == K_CNN) ir_space_compound_scale(out); /* `scale PHI` (EfficientNet) */
     /* cells and op sets nobody used still deserve their errors */
     for (int i = 0; i < prog->n_decls && !cx->stop; i++) {
         fe_decl *d = prog->decls[i];

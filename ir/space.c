@@ -672,6 +672,8 @@ int ir_space_build_eval(const ir_space *sp, const ir_genotype *gt, const ir_eval
     }
     /* 0 in the options: the space's evaluation size (train_C, train_layers) */
     ir_space e = *sp;
+    if (sp->train_in_h > 0) e.in_h = sp->train_in_h; /* compound scaling's resolution */
+    if (sp->train_in_w > 0) e.in_w = sp->train_in_w;
     e.C = o->C > 0 ? o->C : sp->train_C;
     e.layers = o->layers > 0 ? o->layers : sp->train_layers;
     if (e.layers < 1 || e.C < 1) {

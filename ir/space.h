@@ -118,7 +118,22 @@ typedef struct ir_space {
     /* settings */
     ir_train_config search, train;
     int train_C, train_layers; /* evaluation network size */
+    /* compound scaling of the evaluation network (ir_space_compound_scale): phi (0: off)
+     * and the input size it gives (0: in_h, in_w; the loaders resize the images to it) */
+    float scale_phi;
+    int train_in_h, train_in_w;
 } ir_space;
+
+/* EfficientNet's compound scaling (Tan & Le 2019) of the evaluation network by
+ * sp->scale_phi: depth alpha^phi, width beta^phi, input resolution gamma^phi with
+ * alpha = 1.2, beta = 1.1, gamma = 1.15 (alpha * beta^2 * gamma^2 = 1.92, about 2: FLOPs
+ * grow about 2^phi). Cells: ceil(train_layers * alpha^phi); C: train_C * beta^phi
+ * rounded; input: in_h, in_w * gamma^phi rounded to a multiple of 2^n_reduce
+ * (train_in_h, train_in_w). phi 0 leaves the space as it is. */
+#define IR_SCALE_ALPHA 1.2
+#define IR_SCALE_BETA 1.1
+#define IR_SCALE_GAMMA 1.15
+void ir_space_compound_scale(ir_space *sp);
 
 /* Built-in spaces exactly as ../shared/REFERENCE.md. */
 void ir_space_darts_cifar10(ir_space *sp);

@@ -2,7 +2,8 @@
  * and evaluation of any space, for the driver (and tests) that do not care which kind it
  * is.
  *
- *   sr_search    random search / evolution: search/baselines.c (convolutional spaces only);
+ *   sr_search    random search / evolution / rl: search/baselines.c, enas: search/enas.c
+ *                (convolutional spaces only);
  *                otherwise kind cnn: the DARTS loop (search/cnn.c), kind rnn: the
  *                recurrent search (search/rnn.c);
  *   sr_train     kind cnn: train/cnn.c, kind rnn: train/rnn.c;

@@ -118,12 +118,15 @@ int sr_arch_grad_second_order(rt_plan *p, sr_unroll *u, int images, int labels, 
 typedef struct run {
     const ir_space *sp;
     const sr_options *o;
+    const sr_arch_hooks *h; /* NULL, or the strategy's own architecture step (ENAS) */
     rt_backend *be;
     ir_net net;
     rt_plan *p;
     rt_dataset full, wpart, apart;
     rt_loader lw, la;
     float *xt, *xv;       /* host batches */
+    float *rot;           /* --pretext rotation: one image */
+    int lbatch;           /* this process's part of a batch (data-parallel runs; else the batch) */
     int32_t *yt, *yv;
     float *sgd_buf, *adam_m, *adam_v;
     sr_unroll u;
@@ -143,7 +146,7 @@ static int load_data(run *r, char *err, size_t errlen) {
     int n = r->full.n;
     if (sp->search.subset > 0 && sp->search.subset < n) n = sp->search.subset;
     int batch = sp->search.batch;
-    if (sr_succ_is_bilevel(r->o->strategy)) {
+    if (sr_succ_is_bilevel(r->o->strategy) || r->h) {
         int nw = (int)floor((double)n * sp->search.train_portion);
         if (nw < batch || n - nw < batch)
             return sr_fail(err, errlen, "the %d training images split %d/%d cannot fill batches of %d", n, nw, n - nw, batch);
@@ -180,7 +183,7 @@ static int load_data(run *r, char *err, size_t errlen) {
  * meta/log_lines)}, alpha.jsonl's bytes, then the parameter groups and the optimisers'
  * state, then (optional: older checkpoints lack them) the settings and metrics.jsonl's
  * lines. */
-enum { META_N = 12, CKPT_N = 11 };
+enum { META_N = 12, CKPT_N = 11, CKPT_MAX = CKPT_N + SR_ARCH_HOOK_CKPT_MAX };
 static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, int64_t *settings, int64_t *log_lines,
                        int64_t *dist, sr_ckpt_entry *e) {
     rt_group gw = rt_plan_group(r->p, IR_ROLE_WEIGHT), ga = rt_plan_group(r->p, IR_ROLE_ARCH),
@@ -198,9 +201,13 @@ static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, int64_t *set
         {SR_CKPT_I64, "meta/log_lines", log_lines, 1, 1},
         {SR_CKPT_I64, "meta/dist", dist, 2, 1}};
     memcpy(e, t, sizeof t);
+    for (int i = 0; r->h && i < r->h->n_ckpt; i++) e[CKPT_N + i] = r->h->ckpt[i];
 }
 
-/* Written by rank 0 alone (data-parallel runs: every process holds the same parameters). */
+static int ckpt_n(const run *r) { return CKPT_N + (r->h ? r->h->n_ckpt : 0); }
+
+/* Written by rank 0 alone (data-parallel runs: every process holds the same parameters,
+ * and a hooked strategy's state: ENAS's controller is the same on every rank). */
 static int save_checkpoint(run *r, char *err, size_t errlen) {
     if (!sr_dist_writer()) return sr_dist_root_rc(0, err, errlen);
     int64_t le, lp, ae, ap;
@@ -211,9 +218,9 @@ static int save_checkpoint(run *r, char *err, size_t errlen) {
     int64_t alpha_bytes = sr_file_size(r->path_alpha), settings[SR_SETTINGS_N], lines = sr_log_lines(r->path_metrics);
     int64_t dist[2] = {rt_dist_size(), r->sp->search.sync_bn};
     sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, settings);
-    sr_ckpt_entry e[CKPT_N];
+    sr_ckpt_entry e[CKPT_MAX];
     ckpt_table(r, meta, &alpha_bytes, settings, &lines, dist, e);
-    return sr_dist_root_rc(sr_ckpt_save(r->path_ckpt, r->be, e, CKPT_N, err, errlen), err, errlen);
+    return sr_dist_root_rc(sr_ckpt_save(r->path_ckpt, r->be, e, ckpt_n(r), err, errlen), err, errlen);
 }
 
 /* Rank 0 reads, checks and restores the checkpoint; the other processes of a data-parallel
@@ -222,11 +229,12 @@ static int read_checkpoint(run *r, sr_ckpt_entry *e, int64_t *meta, const int64_
                            const int64_t *alpha_bytes, const int64_t *dist, char *err, size_t errlen);
 static int load_checkpoint(run *r, char *err, size_t errlen) {
     int64_t meta[META_N] = {0}, alpha_bytes = 0, settings[SR_SETTINGS_N] = {0}, lines = 0, dist[2] = {0, 0};
-    sr_ckpt_entry e[CKPT_N];
+    sr_ckpt_entry e[CKPT_MAX];
     ckpt_table(r, meta, &alpha_bytes, settings, &lines, dist, e);
     int rc = sr_dist_writer() ? read_checkpoint(r, e, meta, settings, &lines, &alpha_bytes, dist, err, errlen) : 0;
     if (sr_dist_root_rc(rc, err, errlen)) return -1;
-    sr_ckpt_bcast(r->be, e, CKPT_N);
+    sr_ckpt_bcast(r->be, e, ckpt_n(r));
+    if (r->h && r->h->restored) r->h->restored(r->h->ctx); /* every rank, after the broadcast */
     if (rt_loader_seek(&r->lw, meta[7], meta[8]) || rt_loader_seek(&r->la, meta[9], meta[10]))
         return sr_fail(err, errlen, "%s: data loader positions out of range (the data changed?)", r->path_ckpt);
     r->epoch = (int)meta[2];
@@ -240,7 +248,7 @@ static int load_checkpoint(run *r, char *err, size_t errlen) {
 static int read_checkpoint(run *r, sr_ckpt_entry *e, int64_t *meta, const int64_t *settings, const int64_t *lines_p,
                            const int64_t *alpha_bytes_p, const int64_t *dist, char *err, size_t errlen) {
     int64_t now[SR_SETTINGS_N];
-    rt_tf_file *f = sr_ckpt_read(r->path_ckpt, e, CKPT_N, CKPT_VERSION, r->net.graph, err, errlen);
+    rt_tf_file *f = sr_ckpt_read(r->path_ckpt, e, ckpt_n(r), CKPT_VERSION, r->net.graph, err, errlen);
     if (!f) return -1;
     int rc = -1;
     int64_t lines = *lines_p, alpha_bytes = *alpha_bytes_p;
@@ -261,7 +269,7 @@ static int read_checkpoint(run *r, sr_ckpt_entry *e, int64_t *meta, const int64_
                        : sr_ckpt_truncate_log_lines(r->path_metrics, lines, err, errlen)) ||
         sr_ckpt_truncate_log(r->path_alpha, alpha_bytes, err, errlen))
         goto out;
-    sr_ckpt_restore(f, r->be, e, CKPT_N);
+    sr_ckpt_restore(f, r->be, e, ckpt_n(r));
     f = NULL;
     rc = 0;
 out:
@@ -368,10 +376,12 @@ static void derive(run *r, const float *an, const float *ar, ir_genotype *gt) {
 static int write_genotype(run *r, ir_genotype *gt, char *err, size_t errlen) {
     float *an, *ar;
     alphas_host(r, &an, &ar);
-    derive(r, an, ar, gt);
+    int rc = 0;
+    if (r->h) rc = r->h->derive(r->h->ctx, r->p, &r->net, gt, err, errlen); /* no alpha to write beside it */
+    else derive(r, an, ar, gt);
     char path[4200];
     snprintf(path, sizeof path, "%s/genotype.json", r->o->out_dir);
-    int rc = sr_dist_writer() ? sr_genotype_write_json(r->sp, gt, an, ar, path, err, errlen) : 0;
+    if (!rc && sr_dist_writer()) rc = sr_genotype_write_json(r->sp, gt, r->h ? NULL : an, r->h ? NULL : ar, path, err, errlen);
     free(an < ar ? an : ar);
     if (!sr_dist_writer()) return sr_dist_root_rc(rc, err, errlen);
     const char *names[2] = {"normal", "reduce"};
@@ -387,6 +397,15 @@ static int write_genotype(run *r, ir_genotype *gt, char *err, size_t errlen) {
     return sr_dist_root_rc(rc, err, errlen);
 }
 
+/* The next batch; with a pretext task (UnNAS), its images transformed and the labels
+ * replaced by the task's targets. tag: which batch (a function of the step). */
+static void next_batch(run *r, rt_loader *l, float *x, int32_t *y, uint64_t tag) {
+    sr_next_batch(l, x, y);
+    if (r->o->pretext == SR_PRETEXT_ROTATION) /* data-parallel: this process's part, at its place in the batch */
+        sr_pretext_rotate(x, y, r->lbatch, rt_dist_rank() * r->lbatch, r->sp->in_c, r->sp->in_h, r->sp->search.seed, tag,
+                          r->rot);
+}
+
 /* Accuracy and loss over the architecture split (forward only). */
 static void evaluate_split(run *r, double *loss, double *acc) {
     rt_loader l = r->la;
@@ -397,7 +416,14 @@ static void evaluate_split(run *r, double *loss, double *acc) {
     int64_t nb = 0, b = 0;
     int got;
     size_t bi = input_bytes(r->p, r->net.images), bl = input_bytes(r->p, r->net.labels);
-    while (rt_loader_next(&l, r->xv, r->yv, &got)) {
+    for (;;) {
+        /* data-parallel: this process's part of the batch starts at first (runtime/data.h's shards) */
+        int64_t whole = l.end - l.pos < l.cfg.batch_size ? l.end - l.pos : l.cfg.batch_size;
+        int first = l.cfg.shards > 1 ? (int)(whole * l.cfg.shard / l.cfg.shards) : 0;
+        if (!rt_loader_next(&l, r->xv, r->yv, &got)) break;
+        if (r->o->pretext == SR_PRETEXT_ROTATION) /* tags past any step's: the same rotations each epoch */
+            sr_pretext_rotate(r->xv, r->yv, got, first, r->sp->in_c, r->sp->in_h, r->sp->search.seed,
+                              (1ull << 62) + (uint64_t)nb, r->rot);
         rt_set_input(r->p, r->net.images, r->xv, bi);
         rt_set_input(r->p, r->net.labels, r->yv, bl);
         sl += rt_forward(r->p, 1);
@@ -443,14 +469,21 @@ static void free_run(run *r) {
     rt_dataset_free(&r->full);
     free(r->xt);
     free(r->xv);
+    free(r->rot);
     free(r->yt);
     free(r->yv);
 }
 
 int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen) {
+    return sr_cnn_search_hooked(sp, o, NULL, res, err, errlen);
+}
+
+int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_hooks *h, sr_result *res, char *err,
+                         size_t errlen) {
     run r;
     memset(&r, 0, sizeof r);
     memset(res, 0, sizeof *res);
+    r.h = h;
     r.sp = sp;
     r.o = o;
     const ir_train_config *tc = &sp->search;
@@ -460,6 +493,7 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
     if (tc->epochs < 1 || tc->batch < 1) return sr_fail(err, errlen, "epochs and batch must be positive");
     int lbatch = sr_dist_local_batch(tc->batch, err, errlen); /* this process's part of a batch */
     if (lbatch < 0) return -1;
+    r.lbatch = lbatch;
     if (sr_dist_root_rc(sr_dist_writer() ? sr_mkdir_p(o->out_dir, err, errlen) : 0, err, errlen)) return -1;
     snprintf(r.path_ckpt, sizeof r.path_ckpt, "%s/checkpoint.dtns", o->out_dir);
     snprintf(r.path_metrics, sizeof r.path_metrics, "%s/metrics.jsonl", o->out_dir);
@@ -474,9 +508,22 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
     rc = -1;
 
     if (load_data(&r, err, errlen)) goto out;
+    ir_space pretext_sp; /* UnNAS: the supernet classifies the pretext task's targets */
+    if (o->pretext == SR_PRETEXT_ROTATION) {
+        if (sp->in_h != sp->in_w) {
+            sr_fail(err, errlen, "--pretext rotation needs square images (input %dx%d)", sp->in_h, sp->in_w);
+            goto out;
+        }
+        pretext_sp = *sp;
+        pretext_sp.classes = SR_PRETEXT_ROTATION_CLASSES;
+        if (!(r.rot = malloc((size_t)sp->in_c * (size_t)sp->in_h * (size_t)sp->in_w * sizeof *r.rot))) {
+            sr_fail(err, errlen, "out of memory");
+            goto out;
+        }
+    }
     ir_supernet_opts so;
     sr_succ_supernet_opts(sp, o->strategy, &so);
-    if (ir_space_build_supernet_ex(sp, lbatch, &so, &r.net)) {
+    if (ir_space_build_supernet_ex(o->pretext == SR_PRETEXT_ROTATION ? &pretext_sp : sp, lbatch, &so, &r.net)) {
         sr_fail(err, errlen, "%s", r.net.error);
         goto out;
     }
@@ -540,11 +587,17 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
             }
             float val_loss = NAN, val_acc = NAN;
             int have_val = 0;
-            sr_next_batch(&r.lw, r.xt, r.yt);
-            /* the alpha step */
-            if (sr_succ_is_bilevel(o->strategy) || o->strategy == SR_COORD) {
+            next_batch(&r, &r.lw, r.xt, r.yt, 2 * (uint64_t)r.global_step);
+            /* the alpha step (a hooked strategy: its own architecture step) */
+            if (r.h) {
+                next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)r.global_step + 1);
+                if (r.h->arch_step(r.h->ctx, r.p, &r.net, r.xv, r.yv, r.global_step, &val_loss, &val_acc, err, errlen))
+                    goto out;
+                have_val = 1;
+                if (r.h->before_weight_step(r.h->ctx, r.p, &r.net, r.global_step, err, errlen)) goto out;
+            } else if (sr_succ_is_bilevel(o->strategy) || o->strategy == SR_COORD) {
                 /* DARTS: a batch of the architecture split; coordinate descent: another batch of all data */
-                sr_next_batch(&r.la, r.xv, r.yv);
+                next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)r.global_step + 1);
                 if (o->strategy != SR_COORD && tc->order == 2) {
                     if (sr_arch_grad_second_order(r.p, &r.u, r.net.images, r.net.labels, r.xt, r.yt, r.xv, r.yv,
                                                   momentum_live ? r.sgd_buf : NULL, lr, tc->w_momentum, tc->w_wd, 0,
@@ -640,6 +693,7 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
         }
         /* end of epoch: alpha snapshot, accuracy on the architecture split, genotype, checkpoint */
         if (check_finite(&r, lr, err, errlen)) goto out;
+        if (r.h && r.h->derive(r.h->ctx, r.p, &r.net, &res->genotype, err, errlen)) goto out; /* scores the derived child */
         double vl, va;
         evaluate_split(&r, &vl, &va);
         if (!isfinite(vl)) {

@@ -29,13 +29,18 @@
 #include <stdint.h>
 
 #include "ir/space.h"
+#include "objective.h"
+#include "pretext.h"
 #include "train/common.h"
 
 /* SR_RANDOM and SR_EVOLUTION are the paper's baselines (search/baselines.c): discrete
  * genotypes trained briefly and scored on the architecture split. */
 /* SR_PC_DARTS and SR_FAIR_DARTS are DARTS successors (search/successors.h). */
+/* SR_RL (search/controller.c, baselines.c's loop): an LSTM controller samples the candidates
+ * and learns from their scores by REINFORCE (Zoph & Le 2017; NASNet). */
+/* SR_ENAS (search/enas.c): the same controller, its children sharing the supernet's weights. */
 typedef enum sr_strategy { SR_DARTS, SR_JOINT, SR_COORD, SR_RANDOM, SR_EVOLUTION,
-                           SR_PC_DARTS, SR_FAIR_DARTS } sr_strategy;
+                           SR_PC_DARTS, SR_FAIR_DARTS, SR_RL, SR_ENAS } sr_strategy;
 
 typedef struct sr_options {
     const char *out_dir;           /* run directory (created) */
@@ -57,6 +62,19 @@ typedef struct sr_options {
     int population;        /* evolution: population size */
     int sample;            /* evolution: tournament size */
     int candidate_epochs;  /* training epochs of each candidate */
+    /* rl (0: the defaults of search/controller.c and baselines.c) */
+    int children;          /* candidates per controller step */
+    int controller_hidden; /* LSTM units */
+    float controller_lr, entropy_weight, baseline_decay;
+    /* what random, evolution and rl maximise (objective.h) */
+    sr_objective objective;
+    double target_ms;      /* SR_OBJ_MNAS: the target latency T */
+    /* SR_OBJ_MNAS: times the trained candidate (space cs at search size, genotype gt,
+     * weights file) in *ms, using dir for its files; the driver's is dartsc_latency_ms */
+    int (*latency)(void *ctx, const ir_space *cs, const ir_genotype *gt, const char *weights, const char *dir, double *ms,
+                   char *err, size_t errlen);
+    void *latency_ctx;
+    sr_pretext pretext;    /* the DARTS loop's strategies: a self-supervised task instead of the labels (pretext.h) */
 } sr_options;
 
 typedef struct sr_result {
@@ -70,13 +88,46 @@ typedef struct sr_result {
 } sr_result;
 
 sr_options sr_options_default(void);
+
+/* A strategy that brings its own architecture step into the DARTS loop of search/cnn.c
+ * (ENAS, search/enas.c): the loop keeps its data split, weight steps, logs and
+ * checkpoints, and calls these instead of the alpha step and the derivation. */
+struct rt_plan;
+struct sr_ckpt_entry;
+#define SR_ARCH_HOOK_CKPT_MAX 8
+typedef struct sr_arch_hooks {
+    void *ctx;
+    /* before the weight step of global step g: set the architecture the weights train */
+    int (*before_weight_step)(void *ctx, struct rt_plan *p, const ir_net *net, int64_t g, char *err, size_t errlen);
+    /* in place of the alpha step, with a batch (x, y) of the architecture split; reports
+     * what it measured on it */
+    int (*arch_step)(void *ctx, struct rt_plan *p, const ir_net *net, const float *x, const int32_t *y, int64_t g,
+                     float *val_loss, float *val_acc, char *err, size_t errlen);
+    /* the derived genotype; also sets the plan's architecture to it (the epoch's end
+     * scores it on the architecture split) */
+    int (*derive)(void *ctx, struct rt_plan *p, const ir_net *net, ir_genotype *gt, char *err, size_t errlen);
+    /* extra checkpoint entries (host memory or int64), and a call after they were restored */
+    int n_ckpt;
+    struct sr_ckpt_entry *ckpt;
+    void (*restored)(void *ctx);
+} sr_arch_hooks;
+/* sr_cnn_search with a strategy's hooks (NULL: none). */
+int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_hooks *h, sr_result *res, char *err,
+                         size_t errlen);
+/* ENAS (Pham et al. 2018) over a convolutional space (search/enas.c). */
+#define SR_ENAS_OFF (-1e4f) /* alpha of an op a child does not use: softmax gives exactly 0 */
+/* The one-hot alpha rows (normal, reduce) that make the supernet compute child gt: per
+ * edge, 0 for the chosen op (or 'none' where gt does not use the edge), SR_ENAS_OFF else. */
+void sr_enas_child_alpha(const ir_space *sp, const ir_genotype *gt, float *alpha_normal, float *alpha_reduce);
+int sr_enas_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen);
 /* The DARTS loop over a convolutional (kind cnn) space's supernet: strategies SR_DARTS,
  * SR_JOINT and SR_COORD (search/cnn.c). */
 int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen);
 /* The DARTS search of a recurrent (kind rnn) space (search/rnn.c): SR_DARTS only; val_acc
  * holds the last validation perplexity. */
 int sr_rnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen);
-/* The baselines; sr_search (pipeline/pipeline.h) calls it for SR_RANDOM and SR_EVOLUTION. Writes
+/* The baselines and the RL search; sr_search (pipeline/pipeline.h) calls it for SR_RANDOM,
+ * SR_EVOLUTION and SR_RL (then also writes out_dir/controller.dtns: the controller's state). Writes
  * out_dir/candidates/NNN/ (each candidate's training run, genotype.json, result.json),
  * out_dir/candidates.jsonl and the best genotype as out_dir/genotype.json; resumes
  * candidate by candidate (a partly trained candidate from its checkpoint). */

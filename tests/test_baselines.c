@@ -14,27 +14,6 @@
 #include "search/search.h"
 #include "testutil.h"
 
-static void tiny_space(ir_space *sp) {
-    ir_space_darts_cifar10(sp);
-    snprintf(sp->name, sizeof sp->name, "test");
-    sp->data = IR_DATA_FASHION_MNIST;
-    sp->in_c = 1;
-    sp->in_h = sp->in_w = 28;
-    sp->classes = 10;
-    sp->mean[0] = 0.2860406f;
-    sp->std[0] = 0.3530242f;
-    sp->C = 4;
-    sp->layers = 3;
-    sp->stem_mult = 2;
-    sp->n_reduce = 1;
-    sp->reduce_at[0] = 1;
-    sp->normal.n_nodes = sp->reduce.n_nodes = 3;
-    ir_cell_all_edges(&sp->normal);
-    ir_cell_all_edges(&sp->reduce);
-    sp->search.batch = 16;
-    sp->search.subset = 128; /* 64 images to train candidates on, 64 to score them */
-}
-
 static int run(const ir_space *sp, const char *dir, sr_strategy st, int candidates, int resume, int64_t stop_after,
                sr_result *res, char *err, size_t errlen) {
     sr_options o = sr_options_default();
@@ -47,24 +26,6 @@ static int run(const ir_space *sp, const char *dir, sr_strategy st, int candidat
     o.resume = resume;
     o.stop_after_steps = stop_after;
     return sr_baseline_search(sp, &o, res, err, errlen);
-}
-
-/* candidates.jsonl parsed, without the timing field */
-static json_t *load_log(const char *dir) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/candidates.jsonl", dir);
-    char *s = tu_slurp(path, NULL);
-    cr_assert(s, "no %s", path);
-    json_t *arr = json_array();
-    for (char *line = strtok(s, "\n"); line; line = strtok(NULL, "\n")) {
-        json_error_t je;
-        json_t *j = json_loads(line, 0, &je);
-        cr_assert(j, "%s: %s", path, je.text);
-        json_object_del(j, "seconds");
-        json_array_append_new(arr, j);
-    }
-    free(s);
-    return arr;
 }
 
 static void candidate_genotype(const ir_space *sp, const char *dir, int k, ir_genotype *gt) {
@@ -99,14 +60,14 @@ static int edge_diffs(const ir_genotype *a, const ir_genotype *b, int *op_diffs,
 
 Test(baselines, random_candidates_are_valid_distinct_deterministic_and_the_best_wins, .timeout = 600) {
     ir_space sp;
-    tiny_space(&sp);
+    tu_tiny_fmnist_space(&sp);
     char a[300], b[300], err[1024];
     snprintf(a, sizeof a, "%s", tu_tmpdir());
     snprintf(b, sizeof b, "%s", tu_tmpdir());
     sr_result ra, rb;
     cr_assert_eq(run(&sp, a, SR_RANDOM, 4, 0, 0, &ra, err, sizeof err), 0, "%s", err);
     cr_assert_eq(run(&sp, b, SR_RANDOM, 4, 0, 0, &rb, err, sizeof err), 0, "%s", err);
-    json_t *la = load_log(a), *lb = load_log(b);
+    json_t *la = tu_load_candidates(a), *lb = tu_load_candidates(b);
     cr_expect(json_equal(la, lb), "two runs with one seed differ");
     cr_assert_eq(json_array_size(la), 4);
     ir_genotype g[4];
@@ -145,12 +106,12 @@ Test(baselines, random_candidates_are_valid_distinct_deterministic_and_the_best_
 
 Test(baselines, evolution_children_are_one_mutation_from_a_tournament_winner, .timeout = 600) {
     ir_space sp;
-    tiny_space(&sp);
+    tu_tiny_fmnist_space(&sp);
     char d[300], err[1024];
     snprintf(d, sizeof d, "%s", tu_tmpdir());
     sr_result r;
     cr_assert_eq(run(&sp, d, SR_EVOLUTION, 7, 0, 0, &r, err, sizeof err), 0, "%s", err);
-    json_t *log = load_log(d);
+    json_t *log = tu_load_candidates(d);
     cr_assert_eq(json_array_size(log), 7);
     ir_genotype g[7];
     for (int k = 0; k < 7; k++) candidate_genotype(&sp, d, k, &g[k]);
@@ -185,7 +146,7 @@ Test(baselines, evolution_children_are_one_mutation_from_a_tournament_winner, .t
 
 Test(baselines, a_stopped_search_resumes_to_the_same_result, .timeout = 600) {
     ir_space sp;
-    tiny_space(&sp);
+    tu_tiny_fmnist_space(&sp);
     char a[300], b[300], err[1024];
     snprintf(a, sizeof a, "%s", tu_tmpdir());
     snprintf(b, sizeof b, "%s", tu_tmpdir());
@@ -199,7 +160,7 @@ Test(baselines, a_stopped_search_resumes_to_the_same_result, .timeout = 600) {
     cr_expect(strstr(err, "--resume"), "%s", err);
     cr_assert_eq(run(&sp, b, SR_EVOLUTION, 5, 1, 0, &rb, err, sizeof err), 0, "%s", err);
     cr_assert(!rb.stopped);
-    json_t *la = load_log(a), *lb = load_log(b);
+    json_t *la = tu_load_candidates(a), *lb = tu_load_candidates(b);
     cr_expect(json_equal(la, lb), "the resumed search differs from the uninterrupted one");
     cr_expect(memcmp(&ra.genotype, &rb.genotype, sizeof ra.genotype) == 0);
     char pa[600], pb[600];

@@ -11,7 +11,9 @@
  *  - a rank killed, or stopped (hung), ends the job within a bounded time with a message
  *    naming it;
  *  - random search trains its candidates on different ranks and scores exactly as one
- *    process does;
+ *    process does; so does the RL search when its rounds are its controller steps;
+ *  - ENAS (with the rotation pretext): every rank's controller takes the whole batch's
+ *    rewards, as one process's does;
  *  - time-based checkpoints fall on the same step on every process;
  *  - `dartsc run` as a job; commands that run as one process refuse a job.
  * Skipped (77) where the build has no MPI or mpirun is missing. */
@@ -353,18 +355,22 @@ static void dead_rank_case(int sig) {
 Test(dist, a_killed_rank_ends_the_job) { dead_rank_case(SIGKILL); }
 Test(dist, a_hung_rank_ends_the_job_at_the_deadline) { dead_rank_case(SIGSTOP); }
 
-/* Random search: candidates 0, 2 on rank 0 and 1 on rank 1, each trained by one process:
- * the same scores and genotypes as one process (the log without its wall-clock field). */
-Test(dist, random_search_trains_candidates_on_different_ranks) {
-    const char *dir = tu_tmpdir();
-    const char *space = write_space(dir, "s.dartsc", 1, 1, 128, 0);
+/* The search of SPACE with FLAGS as one process and as 2 under mpirun, into DIR/one and
+ * DIR/two. */
+static void search_one_and_two(const char *dir, const char *space, const char *flags) {
     const char *bin = getenv("DARTSC_BIN");
-    char cmd[2048], a[700], b[700];
-    const char *flags = "--device cpu --strategy random --candidates 3 --candidate-epochs 1";
+    char cmd[2048];
     snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s search %s --out %s/one %s > %s/one.log 2>&1", bin, space, dir, flags, dir);
     cr_assert_eq(sh(cmd), 0, "one process failed: %s/one.log", dir);
     snprintf(cmd, sizeof cmd, MPIRUN "2 %s search %s --out %s/two %s > %s/two.log 2>&1", bin, space, dir, flags, dir);
     cr_assert_eq(sh(cmd), 0, "2 processes failed: %s/two.log", dir);
+}
+
+/* A baseline search (FLAGS) as one process and as 2: candidates.jsonl (without its
+ * wall-clock field) and genotype.json are the same. */
+static void baseline_one_and_two(const char *dir, const char *flags) {
+    search_one_and_two(dir, write_space(dir, "s.dartsc", 1, 1, 128, 0), flags);
+    char a[700], b[700];
     snprintf(a, sizeof a, "%s/one/candidates.jsonl", dir);
     snprintf(b, sizeof b, "%s/two/candidates.jsonl", dir);
     char *x = tu_slurp(a, NULL), *y = tu_slurp(b, NULL);
@@ -380,6 +386,74 @@ Test(dist, random_search_trains_candidates_on_different_ranks) {
     snprintf(a, sizeof a, "%s/one/genotype.json", dir);
     snprintf(b, sizeof b, "%s/two/genotype.json", dir);
     same_file(a, b);
+}
+
+/* Random search: candidates 0, 2 on rank 0 and 1 on rank 1, each trained by one process:
+ * the same scores and genotypes as one process (the log without its wall-clock field). */
+Test(dist, random_search_trains_candidates_on_different_ranks) {
+    baseline_one_and_two(tu_tmpdir(), "--device cpu --strategy random --candidates 3 --candidate-epochs 1");
+}
+
+/* The RL search in rounds of 2: with 2 children a controller step, each round is one step,
+ * so 2 processes draw every candidate from the controller the sequential run draws it
+ * from; the controllers of both ranks take the round's rewards (gathered at full
+ * precision): the same candidates, scores, genotype and controller state, bit for bit. */
+Test(dist, rl_search_in_rounds_of_children_is_the_sequential_search) {
+    const char *dir = tu_tmpdir();
+    baseline_one_and_two(dir, "--device cpu --strategy rl --candidates 4 --candidate-epochs 1 --children 2");
+    char a[700], b[700];
+    snprintf(a, sizeof a, "%s/one/controller.dtns", dir);
+    snprintf(b, sizeof b, "%s/two/controller.dtns", dir);
+    same_file(a, b);
+}
+
+/* The number KEY of line LINE (0-based) of a metrics.jsonl. */
+static double metric(const char *path, int line, const char *key) {
+    char *s = tu_slurp(path, NULL);
+    cr_assert(s, "cannot read %s", path);
+    char *p = s;
+    for (int i = 0; i < line && p; i++)
+        if ((p = strchr(p, '\n'))) p++;
+    cr_assert(p && *p, "%s: no line %d", path, line);
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    char *q = strstr(p, k), *nl = strchr(p, '\n');
+    cr_assert(q && (!nl || q < nl), "%s: line %d has no %s", path, line, key);
+    double v = strtod(q + strlen(k), NULL);
+    free(s);
+    return v;
+}
+
+/* ENAS with the rotation pretext and sync_bn on, 2 processes against 1 at the same global
+ * batch: step 0's controller step scores the same children (the same seeds) on the whole
+ * batch (each process's correct counts and losses summed over the ranks), each image
+ * rotated as one process rotates it (its place in the whole batch). The children's mean
+ * accuracy on the architecture batch is a count over 16 images: equal; the losses differ
+ * by rounding only (test above: 1.1e-7 relative), read from the log's 6 significant
+ * digits (a last-digit step: up to 1e-5 relative); tolerance 2e-5, while a process's own
+ * half of the batch, or its images rotated as a batch of their own, moves the loss by
+ * O(1e-2). */
+Test(dist, enas_pretext_rewards_are_the_whole_batchs) {
+    const char *dir = tu_tmpdir();
+    search_one_and_two(dir, write_space(dir, "s.dartsc", 1, 1, 64, 1), "--device cpu --strategy enas --pretext rotation");
+    char a[700], b[700];
+    snprintf(a, sizeof a, "%s/one/metrics.jsonl", dir);
+    snprintf(b, sizeof b, "%s/two/metrics.jsonl", dir);
+    cr_expect_eq(count_lines(a), 2, "32 + 32 images in batches of 16: 2 steps");
+    cr_expect_eq(count_lines(b), 2, "2 processes: the same 2 steps of the global batch");
+    double va1 = metric(a, 0, "val_acc"), va2 = metric(b, 0, "val_acc");
+    cr_expect_eq(va1, va2, "step 0's children's accuracy: one process %g, 2 processes %g", va1, va2);
+    const char *keys[2] = {"val_loss", "train_loss"};
+    for (int i = 0; i < 2; i++) {
+        double x = metric(a, 0, keys[i]), y = metric(b, 0, keys[i]);
+        cr_expect(fabs(x - y) <= 2e-5 * fabs(x), "step 0's %s: one process %.9g, 2 processes %.9g", keys[i], x, y);
+    }
+    snprintf(a, sizeof a, "%s/two/checkpoint.dtns", dir);
+    char err[512];
+    rt_tf_file *f = rt_tf_read(a, err, sizeof err);
+    cr_assert(f, "%s", err);
+    cr_expect(rt_tf_find(f, "controller/weights"), "rank 0's checkpoint holds the controller");
+    rt_tf_free(f);
 }
 
 /* Time-based checkpoints (--checkpoint-minutes) are decided by rank 0's clock for every

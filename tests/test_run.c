@@ -284,7 +284,7 @@ Test(run, resume_refuses_changed_settings_and_lists_them, .timeout = 300) {
     for (int i = 0; i < 3; i++) {
         snprintf(args, sizeof args, "search %s --out %s/s %s --candidates 2 --candidate-epochs 1", sp, dir, other[i]);
         cr_expect_eq(dartsc_out(args, out, sizeof out), 1, "%s: %s", other[i], out);
-        cr_expect(strstr(out, "holds a DARTS search (checkpoint.dtns), not a random search or evolution"), "%s: %s",
+        cr_expect(strstr(out, "holds a DARTS search (checkpoint.dtns), not a random search, evolution or rl search"), "%s: %s",
                   other[i], out);
     }
     snprintf(args, sizeof args, "%s/s/candidates.jsonl", dir);
@@ -672,7 +672,7 @@ Test(run, baseline_resume_refuses_changed_settings, .timeout = 200) {
     const char *darts[] = {"search s.dartsc --out b --resume", "search s.dartsc --out b"};
     for (int i = 0; i < 2; i++) {
         cr_expect_eq(dartsc_in(dir, darts[i], out, sizeof out), 1, "%s: %s", darts[i], out);
-        cr_expect(strstr(out, "b holds a random search or evolution (candidates.jsonl), not a DARTS search"), "%s: %s",
+        cr_expect(strstr(out, "b holds a random search, evolution or rl search (candidates.jsonl), not a DARTS search"), "%s: %s",
                   darts[i], out);
     }
     /* more candidates continue the same sequence: accepted */

@@ -11,6 +11,9 @@
 #include <jpeglib.h>
 #include <png.h>
 
+#include <jansson.h>
+
+#include "ir/space.h"
 #include "kernels/kdesc.h"
 #include "runtime/runtime.h"
 #include "runtime/tensorfile.h"
@@ -168,15 +171,7 @@ void tu_write_npy(const char *path, int version, const char *descr, const char *
 }
 
 void tu_expect_same_file(const char *a, const char *b, const char *name) {
-    char pa[600], pb[600];
-    snprintf(pa, sizeof pa, "%s/%s", a, name);
-    snprintf(pb, sizeof pb, "%s/%s", b, name);
-    size_t na, nb;
-    char *x = tu_slurp(pa, &na), *y = tu_slurp(pb, &nb);
-    cr_assert(x && y, "%s missing", name);
-    cr_expect(na == nb && memcmp(x, y, na) == 0, "%s differs between %s and %s", name, a, b);
-    free(x);
-    free(y);
+    cr_expect(tu_same_file(a, b, name), "%s differs between %s and %s", name, a, b);
 }
 
 void tu_expect_same_state(const char *a, const char *b) {
@@ -196,18 +191,11 @@ void tu_expect_same_state(const char *a, const char *b) {
 }
 
 void tu_demo_search_space(ir_space *sp) {
-    ir_space_darts_cifar10(sp);
-    snprintf(sp->name, sizeof sp->name, "test");
-    sp->data = IR_DATA_FASHION_MNIST;
-    sp->in_c = 1; sp->in_h = sp->in_w = 28; sp->classes = 10;
-    sp->mean[0] = 0.2860406f; sp->std[0] = 0.3530242f;
-    sp->C = 4; sp->layers = 3; sp->stem_mult = 2; sp->n_reduce = 1; sp->reduce_at[0] = 1;
+    tu_tiny_fmnist_space(sp); /* with 2 nodes, 2 epochs and crop augmentation */
     sp->normal.n_nodes = sp->reduce.n_nodes = 2;
     ir_cell_all_edges(&sp->normal);
     ir_cell_all_edges(&sp->reduce);
     sp->search.epochs = 2;
-    sp->search.batch = 16;
-    sp->search.subset = 128; /* 64 images for weights, 64 for alpha: 4 steps an epoch */
     sp->search.crop_pad = 2;
 }
 
@@ -219,4 +207,57 @@ void tu_run_search(const ir_space *sp, const char *dir, int resume, int64_t stop
     o.strategy = (sr_strategy)st;
     char err[1024];
     cr_assert_eq(sr_search(sp, &o, res, err, sizeof err), 0, "%s", err);
+}
+
+/* ---- the tiny Fashion-MNIST search space and run-directory helpers ---- */
+
+void tu_tiny_fmnist_space(ir_space *sp) {
+    ir_space_darts_cifar10(sp);
+    snprintf(sp->name, sizeof sp->name, "test");
+    sp->data = IR_DATA_FASHION_MNIST;
+    sp->in_c = 1;
+    sp->in_h = sp->in_w = 28;
+    sp->classes = 10;
+    sp->mean[0] = 0.2860406f;
+    sp->std[0] = 0.3530242f;
+    sp->C = 4;
+    sp->layers = 3;
+    sp->stem_mult = 2;
+    sp->n_reduce = 1;
+    sp->reduce_at[0] = 1;
+    sp->normal.n_nodes = sp->reduce.n_nodes = 3;
+    ir_cell_all_edges(&sp->normal);
+    ir_cell_all_edges(&sp->reduce);
+    sp->search.batch = 16;
+    sp->search.subset = 128; /* 64 images to train candidates on, 64 to score them */
+}
+
+json_t *tu_load_candidates(const char *dir) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/candidates.jsonl", dir);
+    char *s = tu_slurp(path, NULL);
+    cr_assert(s, "no %s", path);
+    json_t *arr = json_array();
+    for (char *line = strtok(s, "\n"); line; line = strtok(NULL, "\n")) {
+        json_error_t je;
+        json_t *j = json_loads(line, 0, &je);
+        cr_assert(j, "%s: %s", path, je.text);
+        json_object_del(j, "seconds");
+        json_array_append_new(arr, j);
+    }
+    free(s);
+    return arr;
+}
+
+int tu_same_file(const char *dir_a, const char *dir_b, const char *name) {
+    char pa[600], pb[600];
+    snprintf(pa, sizeof pa, "%s/%s", dir_a, name);
+    snprintf(pb, sizeof pb, "%s/%s", dir_b, name);
+    size_t na, nb;
+    char *a = tu_slurp(pa, &na), *b = tu_slurp(pb, &nb);
+    cr_assert(a && b, "no %s or %s", pa, pb);
+    int same = na == nb && !memcmp(a, b, na);
+    free(a);
+    free(b);
+    return same;
 }

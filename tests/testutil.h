@@ -69,4 +69,16 @@ struct rt_tf_file;
  * plan's graph with the float64 and float32 reference files. */
 void tu_parity_compare_params(tu_parity *t, struct rt_plan *p, const struct rt_tf_file *r64, const struct rt_tf_file *r32);
 
+/* ---- searches in tests ----
+ * The tiny search space of the baseline and RL tests: the DARTS candidates on Fashion-MNIST
+ * (Debian's dataset-fashion-mnist), C 4, 3 cells (one reduction), 3 nodes, batch 16, the
+ * first 128 training images (64 + 64 in the DARTS split). */
+struct ir_space;
+void tu_tiny_fmnist_space(struct ir_space *sp);
+/* DIR/candidates.jsonl as a JSON array, each row without its "seconds" (wall time). */
+struct json_t;
+struct json_t *tu_load_candidates(const char *dir);
+/* 1 when DIR_A/NAME and DIR_B/NAME hold the same bytes (the test fails where one is missing). */
+int tu_same_file(const char *dir_a, const char *dir_b, const char *name);
+
 #endif

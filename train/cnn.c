@@ -145,7 +145,7 @@ static int evaluate(const ir_space *sp_in, const ir_genotype *gt, const char *we
     sr_dir_of(weights, run_dir, sizeof run_dir);
     if (sr_data_norm(sp, run_dir, 0, err, errlen)) return -1;
     rt_dataset test, view;
-    if (sr_data_load(sp, train, &test, err, errlen)) return -1;
+    if (sr_data_load_eval(sp, train, &test, err, errlen)) return -1;
     int n = test.n;
     if (count < 0) {
         begin = 0;
@@ -174,7 +174,8 @@ static int evaluate(const ir_space *sp_in, const ir_genotype *gt, const char *we
         int np = pass == 0 ? (n / B) * B : n - done;
         rt_data_subset(&view, done, np, &part);
         rt_loader l;
-        float *x = malloc((size_t)B * sp->in_c * sp->in_h * sp->in_w * 4);
+        const size_t xb = (size_t)B * (size_t)view.c * (size_t)view.h * (size_t)view.w * 4; /* compound scaling: the scaled input */
+        float *x = malloc(xb);
         float *logits = pred ? malloc((size_t)B * sp->classes * 4) : NULL;
         int32_t *y = malloc((size_t)B * 4);
         if (!x || !y || (pred && !logits) || rt_loader_init(&l, &part, &cfg, err, errlen)) {
@@ -187,7 +188,7 @@ static int evaluate(const ir_space *sp_in, const ir_genotype *gt, const char *we
         }
         int got;
         while (rt_loader_next(&l, x, y, &got)) {
-            rt_set_input(in.p, in.net.images, x, (size_t)B * sp->in_c * sp->in_h * sp->in_w * 4);
+            rt_set_input(in.p, in.net.images, x, xb);
             rt_set_input(in.p, in.net.labels, y, (size_t)B * 4);
             sl += (double)rt_forward(in.p, batch_stats) * got;
             sc += rt_last_correct(in.p);
@@ -365,7 +366,7 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
     }
     if (sr_dist_root_rc(drc, err, errlen)) return -1;
 
-    if (sr_data_load(sp, 1, &t.full, err, errlen)) goto out;
+    if (sr_data_load_eval(sp, 1, &t.full, err, errlen)) goto out;
     int n = t.full.n, begin = 0;
     if (o->data_count > 0) {
         if (o->data_begin < 0 || o->data_begin > n - o->data_count) {
@@ -402,7 +403,8 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
                       err, errlen);
     if (!t.p) goto out;
     rt_group gw = rt_plan_group(t.p, IR_ROLE_WEIGHT);
-    size_t bi = (size_t)lbatch * sp->in_c * sp->in_h * sp->in_w * 4, bl = (size_t)lbatch * 4;
+    /* the data's size: the evaluation network's input (compound scaling may have changed it) */
+    size_t bi = (size_t)lbatch * (size_t)t.full.c * (size_t)t.full.h * (size_t)t.full.w * 4, bl = (size_t)lbatch * 4;
     t.x = malloc(bi);
     t.y = malloc(bl);
     t.buf = t.be->alloc(t.be, (size_t)gw.n * 4);

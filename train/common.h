@@ -44,6 +44,10 @@ void sr_data_keep(int on);
  * no trace. With sr_data_keep on, these reads are the ones the stages use. Recurrent
  * spaces: nothing to do (their corpus is read as the run opens, before its directory). */
 int sr_data_prepare(const ir_space *sp, int train, int test, char *err, size_t errlen);
+/* sr_data_load at the evaluation network's input size: resized where compound scaling
+ * (ir_space_compound_scale) changed it (train/scale.c; the kept split is read, the resized
+ * copy is this call's own). For retraining and evaluation. */
+int sr_data_load_eval(const ir_space *sp, int train, rt_dataset *out, char *err, size_t errlen);
 /* Loader settings: the space's normalisation (or the data set's), augmentation of tc when
  * augment is set, drop_last and shuffling for training. */
 rt_loader_cfg sr_loader_cfg(const ir_space *sp, const ir_train_config *tc, int augment);
