@@ -517,6 +517,7 @@ int dartsc_cmd_run(int argc, char **argv) {
     ir_space sp;
     if (dartsc_load_space(path, &sp)) return 1;
     dartsc_search_overrides_apply(&ov, &sp);
+    dartsc_search_strategy(&sp, &so);
     char err[1024], p[4200];
     double times[4] = {0};
     /* one device for every stage: "auto" resolved once, said in the log and results.json */
@@ -539,7 +540,7 @@ int dartsc_cmd_run(int argc, char **argv) {
         sr_options o = so;
         o.out_dir = out;
         o.device = device;
-        o.resume = exists(out, "checkpoint.dtns") || exists(out, "candidates.jsonl");
+        o.resume = exists(out, "checkpoint.dtns") || exists(out, "candidates.jsonl") || exists(out, "stage1/checkpoint.dtns");
         o.space_src = src;
         o.space_src_len = len;
         o.stop = &stop_flag;
@@ -561,6 +562,7 @@ int dartsc_cmd_run(int argc, char **argv) {
             return 130;
         }
         warn_peak("run", "search", r.loss_peak, r.loss_peak_step);
+        if (r.stop_epoch) fprintf(stderr, "== search stopped early (darts-plus): %s\n", r.stop_reason);
         times[0] = r.seconds;
         snprintf(p, sizeof p, "%s/search.done", out);
         f = dartsc_fopen_out("run", p);

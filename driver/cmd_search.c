@@ -133,6 +133,7 @@ int dartsc_cmd_search(int argc, char **argv) {
     ir_space sp;
     if (dartsc_load_space(path, &sp)) return 1;
     dartsc_search_overrides_apply(&ov, &sp);
+    dartsc_search_strategy(&sp, &o);
 
     size_t len = 0;
     char *src = slurp(path, &len);
@@ -168,6 +169,7 @@ int dartsc_cmd_search(int argc, char **argv) {
         return 130;
     }
     dartsc_warn_loss_peak("search", "search", res.loss_peak, res.loss_peak_step);
+    if (res.stop_epoch) fprintf(stderr, "dartsc search: stopped early (darts-plus): %s\n", res.stop_reason);
     dartsc_render_cells(o.out_dir);
     printf("genotype: ");
     sr_genotype_print(&sp, &res.genotype, stdout);

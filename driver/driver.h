@@ -24,12 +24,15 @@ int dartsc_cmd_bench(int argc, char **argv);
 typedef struct dartsc_search_overrides {
     long epochs, batch, order, seed, subset; /* 0 (seed, subset: -1): keep the space's */
     const char *data;
+    const char *strategy; /* --strategy's name; NULL: the space's `strategy` (or darts) */
 } dartsc_search_overrides;
 extern const char *dartsc_search_flags_usage;
 void dartsc_search_overrides_init(dartsc_search_overrides *ov);
 /* 1: a (with its value v) was consumed; 0: not a search flag; -1: bad value (reported). */
 int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options *o, dartsc_search_overrides *ov);
 void dartsc_search_overrides_apply(const dartsc_search_overrides *ov, ir_space *sp);
+/* o->strategy from the space's search block `strategy` (after the overrides: --strategy wins). */
+void dartsc_search_strategy(const ir_space *sp, sr_options *o);
 const char *dartsc_strategy_name(sr_strategy s);
 /* ---- driver/util.c ----
  * SIGINT and SIGTERM set dartsc_stop_flag (a loop checkpoints and stops; `run` stops

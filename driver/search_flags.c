@@ -9,11 +9,16 @@
 
 const char *dartsc_search_flags_usage =
     "  search options (override the space's `search` settings):\n"
-    "    --strategy darts|joint|coord|random|evolution   (default darts)\n"
+    "    --strategy darts|joint|coord|random|evolution|p-darts|darts-plus|sharp-darts\n"
+    "                          (default: the search block's `strategy`, else darts)\n"
     "    --order 1|2  --epochs N  --batch N  --seed N  --subset N  --data PATH\n"
     "    --candidates N  --population N  --sample N  --candidate-epochs N   (random, evolution)\n"
     "    --checkpoint-every N  --checkpoint-minutes M   also checkpoint every N steps / M minutes (0: off;\n"
     "                                                   default 10 minutes; epoch ends always)\n";
+
+static const struct { const char *name; sr_strategy s; } strategies[] = {
+    {"darts", SR_DARTS}, {"joint", SR_JOINT}, {"coord", SR_COORD}, {"random", SR_RANDOM}, {"evolution", SR_EVOLUTION},
+    {"p-darts", SR_PDARTS}, {"darts-plus", SR_DARTS_PLUS}, {"sharp-darts", SR_SHARP}};
 
 int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options *o, dartsc_search_overrides *ov) {
     static const struct { const char *flag; long lo, hi; size_t off; int in_ov; } ints[] = {
@@ -51,14 +56,14 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
             ov->data = v;
             return 1;
         }
-        static const struct { const char *name; sr_strategy s; } st[] = {
-            {"darts", SR_DARTS}, {"joint", SR_JOINT}, {"coord", SR_COORD}, {"random", SR_RANDOM}, {"evolution", SR_EVOLUTION}};
-        for (size_t i = 0; i < sizeof st / sizeof st[0]; i++)
-            if (!strcmp(v, st[i].name)) {
-                o->strategy = st[i].s;
+        for (size_t i = 0; i < sizeof strategies / sizeof strategies[0]; i++)
+            if (!strcmp(v, strategies[i].name)) {
+                o->strategy = strategies[i].s;
+                ov->strategy = strategies[i].name;
                 return 1;
             }
-        fprintf(stderr, "dartsc %s: --strategy: '%s' is not darts, joint, coord, random or evolution\n", cmd, v);
+        fprintf(stderr, "dartsc %s: --strategy: '%s' is not darts, joint, coord, random, evolution, p-darts, darts-plus "
+                "or sharp-darts\n", cmd, v);
         return -1;
     }
     return 0;
@@ -81,9 +86,16 @@ void dartsc_search_overrides_apply(const dartsc_search_overrides *ov, ir_space *
     }
     if (ov->subset >= 0) sp->search.subset = (int)ov->subset;
     if (ov->data) snprintf(sp->data_path, sizeof sp->data_path, "%s", ov->data);
+    if (ov->strategy) snprintf(sp->search.strategy, sizeof sp->search.strategy, "%s", ov->strategy);
+}
+
+void dartsc_search_strategy(const ir_space *sp, sr_options *o) {
+    for (size_t i = 0; i < sizeof strategies / sizeof strategies[0]; i++)
+        if (!strcmp(sp->search.strategy, strategies[i].name)) o->strategy = strategies[i].s;
 }
 
 const char *dartsc_strategy_name(sr_strategy s) {
-    static const char *names[] = {"darts", "joint", "coord", "random", "evolution"};
-    return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "?";
+    for (size_t i = 0; i < sizeof strategies / sizeof strategies[0]; i++)
+        if (strategies[i].s == s) return strategies[i].name;
+    return "?";
 }

@@ -11,6 +11,7 @@ int sr_search(const ir_space *sp_in, const sr_options *o, sr_result *res, char *
     if (sr_data_norm(sp, o->out_dir, 1, err, errlen)) return -1;
     if (o->strategy == SR_RANDOM || o->strategy == SR_EVOLUTION) return sr_baseline_search(sp, o, res, err, errlen);
     if (sp->kind == IR_SPACE_RNN) return sr_rnn_search(sp, o, res, err, errlen);
+    if (o->strategy == SR_PDARTS) return sr_pdarts_search(sp, o, res, err, errlen);
     return sr_cnn_search(sp, o, res, err, errlen);
 }
 

@@ -125,7 +125,14 @@ typedef struct run {
     int64_t global_step;
     int64_t steps_per_epoch;
     char path_ckpt[4096], path_metrics[4096], path_alpha[4096];
+    /* DARTS+: the previous epoch's alpha (backend memory) and {stable epochs, stopped, stop
+       epoch, reason, its value}, both in the checkpoint */
+    float *prev_alpha;
+    int64_t dplus[5];
 } run;
+
+/* The strategies that run this file's bilevel DARTS step (alpha on the architecture split). */
+static int bilevel(sr_strategy s) { return s == SR_DARTS || s == SR_PDARTS || s == SR_DARTS_PLUS || s == SR_SHARP; }
 
 
 static int load_data(run *r, char *err, size_t errlen) {
@@ -134,7 +141,7 @@ static int load_data(run *r, char *err, size_t errlen) {
     int n = r->full.n;
     if (sp->search.subset > 0 && sp->search.subset < n) n = sp->search.subset;
     int batch = sp->search.batch;
-    if (r->o->strategy == SR_DARTS) {
+    if (bilevel(r->o->strategy)) {
         int nw = (int)floor((double)n * sp->search.train_portion);
         if (nw < batch || n - nw < batch)
             return sr_fail(err, errlen, "the %d training images split %d/%d cannot fill batches of %d", n, nw, n - nw, batch);
@@ -170,7 +177,7 @@ static int load_data(run *r, char *err, size_t errlen) {
  * meta/log_lines)}, alpha.jsonl's bytes, then the parameter groups and the optimisers'
  * state, then (optional: older checkpoints lack them) the settings and metrics.jsonl's
  * lines. */
-enum { META_N = 12, CKPT_N = 10 };
+enum { META_N = 12, CKPT_N = 10, CKPT_MAX = 12 };
 static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, int64_t *settings, int64_t *log_lines,
                        sr_ckpt_entry *e) {
     rt_group gw = rt_plan_group(r->p, IR_ROLE_WEIGHT), ga = rt_plan_group(r->p, IR_ROLE_ARCH),
@@ -189,6 +196,14 @@ static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, int64_t *set
     memcpy(e, t, sizeof t);
 }
 
+/* DARTS+ adds its state to the table (other strategies' checkpoints stay as they were). */
+static int ckpt_extra(run *r, sr_ckpt_entry *e) {
+    if (r->o->strategy != SR_DARTS_PLUS) return CKPT_N;
+    e[CKPT_N] = (sr_ckpt_entry){SR_CKPT_I64, "dplus/state", r->dplus, 5, 0};
+    e[CKPT_N + 1] = (sr_ckpt_entry){SR_CKPT_DEV, "dplus/prev_alpha", r->prev_alpha, r->na, 0};
+    return CKPT_N + 2;
+}
+
 static int save_checkpoint(run *r, char *err, size_t errlen) {
     int64_t le, lp, ae, ap;
     rt_loader_state(&r->lw, &le, &lp);
@@ -197,16 +212,17 @@ static int save_checkpoint(run *r, char *err, size_t errlen) {
                             r->adam_t, (int64_t)rt_plan_step(r->p), le, lp, ae, ap, -1};
     int64_t alpha_bytes = sr_file_size(r->path_alpha), settings[SR_SETTINGS_N], lines = sr_log_lines(r->path_metrics);
     sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, settings);
-    sr_ckpt_entry e[CKPT_N];
+    sr_ckpt_entry e[CKPT_MAX];
     ckpt_table(r, meta, &alpha_bytes, settings, &lines, e);
-    return sr_ckpt_save(r->path_ckpt, r->be, e, CKPT_N, err, errlen);
+    return sr_ckpt_save(r->path_ckpt, r->be, e, ckpt_extra(r, e), err, errlen);
 }
 
 static int load_checkpoint(run *r, char *err, size_t errlen) {
     int64_t meta[META_N] = {0}, alpha_bytes = 0, settings[SR_SETTINGS_N] = {0}, now[SR_SETTINGS_N], lines = 0;
-    sr_ckpt_entry e[CKPT_N];
+    sr_ckpt_entry e[CKPT_MAX];
     ckpt_table(r, meta, &alpha_bytes, settings, &lines, e);
-    rt_tf_file *f = sr_ckpt_read(r->path_ckpt, e, CKPT_N, CKPT_VERSION, r->net.graph, err, errlen);
+    int ne = ckpt_extra(r, e);
+    rt_tf_file *f = sr_ckpt_read(r->path_ckpt, e, ne, CKPT_VERSION, r->net.graph, err, errlen);
     if (!f) return -1;
     int rc = -1;
     sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, now);
@@ -224,7 +240,7 @@ static int load_checkpoint(run *r, char *err, size_t errlen) {
                        : sr_ckpt_truncate_log_lines(r->path_metrics, lines, err, errlen)) ||
         sr_ckpt_truncate_log(r->path_alpha, alpha_bytes, err, errlen))
         goto out;
-    sr_ckpt_restore(f, r->be, e, CKPT_N);
+    sr_ckpt_restore(f, r->be, e, ne);
     f = NULL;
     r->epoch = (int)meta[2];
     r->step = meta[3];
@@ -259,17 +275,32 @@ static void softmax_rows_json(FILE *f, const float *a, int rows, int cols) {
     fputc(']', f);
 }
 
-static void alphas_host(run *r, float **an, float **ar) {
+/* Both alphas on the host in the space's layout (edges, n_ops); a P-DARTS stage's pruned
+ * candidates read SR_ALPHA_PRUNED. Returns the one allocation to free, which starts with the
+ * arch group in the plan's own layout (a stage's (edges, n_cols)). */
+static float *alphas_host(run *r, float **an, float **ar) {
     rt_group ga = rt_plan_group(r->p, IR_ROLE_ARCH);
-    float *h = malloc((size_t)ga.n * 4);
+    const ir_cell *cells[2] = {&r->sp->normal, &r->sp->reduce};
+    int64_t full = (int64_t)ir_cell_num_edges(cells[0]) * cells[0]->n_ops + (int64_t)ir_cell_num_edges(cells[1]) * cells[1]->n_ops;
+    float *h = malloc((size_t)(ga.n + full) * 4);
+    if (!h) return NULL;
     r->be->download(r->be, h, ga.data, (size_t)ga.n * 4);
-    *an = h + ((float *)rt_node_data(r->p, r->net.alpha[0]) - ga.data);
-    *ar = h + ((float *)rt_node_data(r->p, r->net.alpha[1]) - ga.data);
+    float *out[2], *f = h + ga.n;
+    for (int t = 0; t < 2; t++) {
+        const float *a = h + ((float *)rt_node_data(r->p, r->net.alpha[t]) - ga.data);
+        const ir_supernet_opts *so = r->o->supernet;
+        sr_alpha_expand(cells[t], so ? so->cols[t] : NULL, so ? so->n_cols[t] : cells[t]->n_ops, a, f);
+        out[t] = f;
+        f += (int64_t)ir_cell_num_edges(cells[t]) * cells[t]->n_ops;
+    }
+    *an = out[0];
+    *ar = out[1];
+    return h;
 }
 
 static void write_alpha_epoch(run *r) {
-    float *an, *ar;
-    alphas_host(r, &an, &ar);
+    float *an, *ar, *h = alphas_host(r, &an, &ar);
+    if (!h) return;
     FILE *f = fopen(r->path_alpha, "a");
     if (f) {
         fprintf(f, "{\"epoch\":%d,\"normal\":", r->epoch);
@@ -279,28 +310,16 @@ static void write_alpha_epoch(run *r) {
         fprintf(f, "}\n");
         fclose(f);
     }
-    free(an < ar ? an : ar);
+    free(h);
 }
 
 static int write_genotype(run *r, ir_genotype *gt, char *err, size_t errlen) {
-    float *an, *ar;
-    alphas_host(r, &an, &ar);
+    float *an, *ar, *h = alphas_host(r, &an, &ar);
+    if (!h) return sr_fail(err, errlen, "out of memory");
     sr_derive(&r->sp->normal, an, &gt->normal);
     sr_derive(&r->sp->reduce, ar, &gt->reduce);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/genotype.json", r->o->out_dir);
-    int rc = sr_genotype_write_json(r->sp, gt, an, ar, path, err, errlen);
-    free(an < ar ? an : ar);
-    const char *names[2] = {"normal", "reduce"};
-    const ir_cell *cells[2] = {&r->sp->normal, &r->sp->reduce};
-    const ir_geno_cell *gcs[2] = {&gt->normal, &gt->reduce};
-    for (int t = 0; t < 2 && rc == 0; t++) {
-        snprintf(path, sizeof path, "%s/%s.dot", r->o->out_dir, names[t]);
-        FILE *f = fopen(path, "w");
-        if (!f) return sr_fail(err, errlen, "%s: %s", path, strerror(errno));
-        sr_genotype_dot(cells[t], gcs[t], names[t], f);
-        fclose(f);
-    }
+    int rc = sr_genotype_write_files(r->sp, gt, an, ar, r->o->out_dir, err, errlen);
+    free(h);
     return rc;
 }
 
@@ -337,13 +356,51 @@ static int check_finite(run *r, float lr, char *err, size_t errlen) {
                        r->step > 0 ? s : r->steps_per_epoch - 1, g, lr, r->path_ckpt);
 }
 
+/* P-DARTS: p of every skip's DROPOUT node (none outside P-DARTS). */
+static void set_skip_dropout(run *r, float p) {
+    const ir_graph *g = rt_plan_graph(r->p);
+    for (int i = 0; i < ir_graph_num_nodes(g); i++)
+        if (ir_graph_node(g, i)->op == IR_OP_DROPOUT) rt_plan_set_fattr(r->p, i, IR_F_P, p);
+}
+
+/* DARTS+ at an epoch's end: the stopping rule on this epoch's alpha against the previous
+ * one's; a stop is recorded in the state (so the checkpoint keeps it) and in stop.json. */
+static int dplus_epoch_end(run *r, char *err, size_t errlen) {
+    rt_group ga = rt_plan_group(r->p, IR_ROLE_ARCH);
+    float *an, *ar, *h = alphas_host(r, &an, &ar), *prev = malloc((size_t)r->na * 4);
+    if (!h || !prev) {
+        free(h);
+        free(prev);
+        return sr_fail(err, errlen, "out of memory");
+    }
+    r->be->download(r->be, prev, r->prev_alpha, (size_t)r->na * 4);
+    int64_t value = 0;
+    const float *pn = prev + ((float *)rt_node_data(r->p, r->net.alpha[0]) - ga.data),
+                *pr = prev + ((float *)rt_node_data(r->p, r->net.alpha[1]) - ga.data);
+    int code = sr_dplus_check(r->sp, an, ar, r->epoch > 0 ? pn : NULL, r->epoch > 0 ? pr : NULL, &r->dplus[0], &value);
+    free(h);
+    free(prev);
+    r->be->copy(r->be, r->prev_alpha, ga.data, r->na);
+    if (!code) return 0;
+    r->dplus[1] = 1;
+    r->dplus[2] = r->epoch + 1;
+    r->dplus[3] = code;
+    r->dplus[4] = value;
+    char reason[192], json[512], path[4200];
+    sr_dplus_reason(&r->sp->search, code, value, r->epoch + 1, reason, sizeof reason);
+    snprintf(json, sizeof json, "{\"epoch\":%d,\"epochs\":%d,\"criterion\":\"%s\",\"value\":%lld,\"reason\":\"%s\"}\n",
+             r->epoch + 1, r->sp->search.epochs, code == SR_DPLUS_SKIPS ? "skips" : "stable", (long long)value, reason);
+    snprintf(path, sizeof path, "%s/stop.json", r->o->out_dir);
+    return sr_write_file_atomic(path, json, strlen(json), err, errlen);
+}
+
 /* ---- the loop ------------------------------------------------------------------------------------ */
 
 static void free_run(run *r) {
     if (r->p) {
         sr_unroll_free(&r->u, r->p);
-        float *bufs[3] = {r->sgd_buf, r->adam_m, r->adam_v};
-        for (int i = 0; i < 3; i++)
+        float *bufs[4] = {r->sgd_buf, r->adam_m, r->adam_v, r->prev_alpha};
+        for (int i = 0; i < 4; i++)
             if (bufs[i]) r->be->free(r->be, bufs[i]);
         rt_plan_free(r->p);
     }
@@ -380,7 +437,7 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
         return sr_fail(err, errlen, "--resume: %s does not exist", r.path_ckpt);
 
     if (load_data(&r, err, errlen)) goto out;
-    if (ir_space_build_supernet(sp, tc->batch, &r.net)) {
+    if (ir_space_build_supernet_ex(sp, tc->batch, o->supernet, &r.net)) {
         sr_fail(err, errlen, "%s", r.net.error);
         goto out;
     }
@@ -398,7 +455,9 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
     r.sgd_buf = r.be->alloc(r.be, (size_t)r.nw * 4);
     r.adam_m = r.be->alloc(r.be, (size_t)r.na * 4);
     r.adam_v = r.be->alloc(r.be, (size_t)r.na * 4);
-    if (!r.xt || !r.xv || !r.yt || !r.yv || !r.sgd_buf || !r.adam_m || !r.adam_v ||
+    if (o->strategy == SR_DARTS_PLUS && (r.prev_alpha = r.be->alloc(r.be, (size_t)r.na * 4)))
+        r.be->memset0(r.be, r.prev_alpha, (size_t)r.na * 4);
+    if ((o->strategy == SR_DARTS_PLUS && !r.prev_alpha) || !r.xt || !r.xv || !r.yt || !r.yv || !r.sgd_buf || !r.adam_m || !r.adam_v ||
         (tc->order == 2 && sr_unroll_init(&r.u, r.p))) {
         sr_fail(err, errlen, "out of memory");
         goto out;
@@ -423,8 +482,12 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
     double tstep = sr_now(), last_ckpt = tstep;
     int64_t steps_done = 0;
     int momentum_live = r.global_step > 0;
-    while (r.epoch < tc->epochs) {
-        float lr = sr_cosine_lr(tc, r.epoch);
+    while (r.epoch < tc->epochs && !r.dplus[1]) {
+        float lr = o->strategy == SR_SHARP ? sr_cosine_power_lr(tc, r.epoch) : sr_cosine_lr(tc, r.epoch);
+        /* P-DARTS: the skips' dropout decays linearly over the stage; warm-up epochs train weights only */
+        float skip_p = o->supernet ? o->supernet->skip_dropout * (1.0f - (float)r.epoch / (float)tc->epochs) : 0.f;
+        set_skip_dropout(&r, skip_p);
+        int arch_on = !(o->strategy == SR_PDARTS && r.epoch < tc->warmup);
         while (r.step < r.steps_per_epoch) {
             if ((o->stop && *o->stop) || (o->stop_after_steps > 0 && r.global_step >= o->stop_after_steps)) {
                 if (check_finite(&r, lr, err, errlen) || save_checkpoint(&r, err, errlen)) goto out;
@@ -438,10 +501,10 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
             int have_val = 0;
             sr_next_batch(&r.lw, r.xt, r.yt);
             /* the alpha step */
-            if (o->strategy == SR_DARTS || o->strategy == SR_COORD) {
+            if ((bilevel(o->strategy) && arch_on) || o->strategy == SR_COORD) {
                 /* DARTS: a batch of the architecture split; coordinate descent: another batch of all data */
                 sr_next_batch(&r.la, r.xv, r.yv);
-                if (o->strategy == SR_DARTS && tc->order == 2) {
+                if (bilevel(o->strategy) && tc->order == 2) {
                     if (sr_arch_grad_second_order(r.p, &r.u, r.net.images, r.net.labels, r.xt, r.yt, r.xv, r.yv,
                                                   momentum_live ? r.sgd_buf : NULL, lr, tc->w_momentum, tc->w_wd, 0,
                                                   &val_loss)) {
@@ -525,6 +588,7 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
         /* end of epoch: alpha snapshot, accuracy on the architecture split, genotype, checkpoint */
         if (check_finite(&r, lr, err, errlen)) goto out;
         double vl, va;
+        set_skip_dropout(&r, 0.f); /* the architecture split is scored without dropout */
         evaluate_split(&r, &vl, &va);
         if (!isfinite(vl)) {
             sr_diverged(err, errlen, "the architecture-split loss at the epoch's end", vl, r.epoch, r.steps_per_epoch - 1,
@@ -538,12 +602,28 @@ int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
                               .val_loss = vl, .val_acc = va, .lr = lr, .epoch_end = 1};
             o->progress(o->progress_ctx, &pr);
         }
+        if (o->strategy == SR_DARTS_PLUS && dplus_epoch_end(&r, err, errlen)) goto out;
         r.epoch++;
         r.step = 0;
         if (write_genotype(&r, &res->genotype, err, errlen)) goto out;
         if (save_checkpoint(&r, err, errlen)) goto out;
     }
     if (write_genotype(&r, &res->genotype, err, errlen)) goto out;
+    if (o->final_alpha) {
+        float *an, *ar, *h = alphas_host(&r, &an, &ar);
+        if (!h) {
+            sr_fail(err, errlen, "out of memory");
+            goto out;
+        }
+        rt_group ga2 = rt_plan_group(r.p, IR_ROLE_ARCH);
+        o->final_alpha(o->final_alpha_ctx, h + ((float *)rt_node_data(r.p, r.net.alpha[0]) - ga2.data),
+                       h + ((float *)rt_node_data(r.p, r.net.alpha[1]) - ga2.data));
+        free(h);
+    }
+    if (r.dplus[1]) {
+        res->stop_epoch = (int)r.dplus[2];
+        sr_dplus_reason(tc, r.dplus[3], r.dplus[4], r.dplus[2], res->stop_reason, sizeof res->stop_reason);
+    }
     res->steps = r.global_step;
     res->seconds = sr_now() - t0;
     rc = 0;
