@@ -149,7 +149,8 @@ typedef struct capture {
     float *a[2];
     int64_t n[2];
     int got;
-    float info[2]; /* the stage's architecture-split accuracy and seconds */
+    float val_acc; /* the stage's final architecture-split accuracy */
+    double seconds; /* its search time in this invocation (not in the file: files are deterministic) */
 } capture;
 
 static void on_final_alpha(void *ctx, const float *an, const float *ar) {
@@ -166,7 +167,7 @@ static int write_stage_file(const char *path, const capture *c, const int *const
     rt_tf_write(w, "alpha_reduce", RT_TF_F32, 1, &c->n[1], c->a[1]);
     rt_tf_write(w, "cols_normal", RT_TF_I32, 1, &c->n[0], cols[0]);
     rt_tf_write(w, "cols_reduce", RT_TF_I32, 1, &c->n[1], cols[1]);
-    rt_tf_write(w, "val_acc_seconds", RT_TF_F32, 1, (int64_t[]){2}, c->info);
+    rt_tf_write(w, "val_acc", RT_TF_F32, 1, (int64_t[]){1}, &c->val_acc);
     return rt_tf_close_write(w, err, errlen);
 }
 
@@ -185,10 +186,11 @@ static int read_stage_file(const char *path, capture *c, const int *const cols[2
         }
         memcpy(c->a[t], a->data, (size_t)c->n[t] * 4);
     }
-    const rt_tf_entry *info = rt_tf_find(f, "val_acc_seconds");
-    if (!rc && (!info || info->dtype != RT_TF_F32 || info->numel != 2))
-        rc = sr_fail(err, errlen, "%s: has no val_acc_seconds entry", path);
-    if (!rc) memcpy(c->info, info->data, sizeof c->info);
+    const rt_tf_entry *info = rt_tf_find(f, "val_acc");
+    if (!rc && (!info || info->dtype != RT_TF_F32 || info->numel != 1))
+        rc = sr_fail(err, errlen, "%s: has no val_acc entry", path);
+    if (!rc) memcpy(&c->val_acc, info->data, 4);
+    c->seconds = NAN;
     rt_tf_free(f);
     return rc;
 }
@@ -222,11 +224,11 @@ static int exists(const char *dir, const char *name) {
 /* One stages.jsonl line: the stage's depth, candidates per edge (names), dropout, accuracy. */
 static void stage_line(FILE *f, const ir_space *sp, const plan *pl, int s, const int *const cols[2], double val_acc,
                        double seconds) {
-    char acc[32];
+    char acc[32], secs[32];
     fprintf(f, "{\"stage\":%d,\"layers\":%d,\"epochs\":%d,\"ops_per_edge\":[%d,%d],\"skip_dropout\":%.6g,\"warmup\":%d,"
-               "\"val_acc\":%s,\"seconds\":%.1f",
+               "\"val_acc\":%s,\"seconds\":%s",
             s + 1, pl->layers[s], sp->search.epochs, pl->ops[0][s], pl->ops[1][s], pl->drop[s], sp->search.warmup,
-            sr_json_num(acc, sizeof acc, "%.6g", val_acc), seconds);
+            sr_json_num(acc, sizeof acc, "%.6g", val_acc), sr_json_num(secs, sizeof secs, "%.1f", seconds));
     const ir_cell *cells[2] = {&sp->normal, &sp->reduce};
     const char *names[2] = {"normal", "reduce"};
     for (int t = 0; t < 2; t++) {
@@ -322,12 +324,12 @@ int sr_pdarts_search(const ir_space *sp, const sr_options *o, sr_result *res, ch
                 sr_fail(err, errlen, "p-darts: stage %d ended without its alpha", s + 1);
                 goto out_lines;
             }
-            cap.info[0] = (float)r2.val_acc;
-            cap.info[1] = (float)r2.seconds;
+            cap.val_acc = (float)r2.val_acc;
+            cap.seconds = r2.seconds;
             if (write_stage_file(sfile, &cap, ccols, err, errlen)) goto out_lines;
         }
-        res->val_acc = cap.info[0];
-        stage_line(lines, sp, &pl, s, ccols, cap.info[0], cap.info[1]);
+        res->val_acc = cap.val_acc;
+        stage_line(lines, sp, &pl, s, ccols, cap.val_acc, cap.seconds);
         fflush(lines);
         if (s + 1 < pl.n) {
             for (int t = 0; t < 2; t++) {
