@@ -435,6 +435,26 @@ Test(cgen, darts_v2_eval_network_from_space_matches_runtime) {
     ir_net_free(&net);
 }
 
+/* The same with sharpDARTS's SharpSepConv as the normal cell's convolutions (undilated and
+ * dilated) and the reduction cell's max_pool_3x3 (5x5, dilation 2, stride 2); C = 4 and 3
+ * cells (normal, reduction, reduction) keep its four compilations short. */
+Test(cgen, sharp_sep_conv_eval_network_matches_runtime) {
+    ir_space sp;
+    ir_genotype gt;
+    ir_net net;
+    ir_space_darts_cifar10(&sp);
+    sp.normal.ops[4] = (ir_cand){.kind = IR_CAND_SHARP_SEP_CONV, .k = 3, .dilation = 1, .name = "sharp_sep_conv_3x3"};
+    sp.normal.ops[6] = (ir_cand){.kind = IR_CAND_SHARP_SEP_CONV, .k = 3, .dilation = 2, .name = "dil_sharp_sep_conv_3x3"};
+    sp.reduce.ops[1] = (ir_cand){.kind = IR_CAND_SHARP_SEP_CONV, .k = 5, .dilation = 2, .name = "dil_sharp_sep_conv_5x5"};
+    ir_genotype_darts_v2(&gt);
+    cr_assert(ir_space_build_eval(&sp, &gt, &(ir_eval_opts){.C = 4, .layers = 3, .batch = MAXB, .drop_path = 1}, &net) == 0,
+              "%s", net.error);
+    built b = {net.graph, net.images, net.logits, net.logits, net.labels};
+    check_model(&b, b.output, "sharp_eval", 0);
+    net.graph = NULL;
+    ir_net_free(&net);
+}
+
 /* Two models in one program (symbols prefixed, no clashes), both correct, built with
  * ASan + UBSan and run clean; also an OpenMP build gives the same answers. */
 Test(cgen, two_models_link_together_and_run_clean_under_sanitizers) {
