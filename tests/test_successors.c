@@ -424,3 +424,44 @@ Test(sharp_darts, search_uses_the_schedule_and_resumes_bit_identically, .timeout
     same_file(a, b, "alpha.jsonl");
     same_tensors(a, b, "checkpoint.dtns");
 }
+
+/* ---- the DSL ----------------------------------------------------------------------------------- */
+
+#include "frontend/fe.h"
+
+Test(dsl, search_block_selects_a_successor_and_sets_its_stages_and_sharp_sep_conv_is_an_op) {
+    const char *src = "ops s = { none, skip, sharp_sep_conv(3), sharp_sep_conv(5, 2), dil_sharp_sep_conv_3x3 }\n"
+                      "cell normal { ops s }\ncell reduce : normal { reduction }\n"
+                      "network n { data fashion_mnist; input 1x28x28; C 8; layers 5 }\n"
+                      "search { strategy p_darts; stages [5, 8, 11]; stage_ops [5, 4, 3]; skip_dropout [0, 0.3, 0.6]\n"
+                      "         max_skip 1; warmup 2; stop_skips 3; stop_stable 4; lr_power 10 }\n";
+    ir_space sp;
+    fe_diags d;
+    fe_diags_init(&d);
+    cr_assert_eq(fe_compile_string("t.dartsc", src, strlen(src), &sp, &d), 0);
+    cr_expect_eq(d.n, 0, "unexpected diagnostics");
+    cr_expect_str_eq(sp.search.strategy, "p-darts");
+    cr_expect(sp.search.n_stages == 3 && sp.search.stages[1] == 8 && sp.search.stages[2] == 11);
+    cr_expect(sp.search.n_stage_ops == 3 && sp.search.stage_ops[0] == 5 && sp.search.stage_ops[2] == 3);
+    cr_expect(sp.search.n_skip_dropout == 3 && fabsf(sp.search.skip_dropout[2] - 0.6f) < 1e-7f);
+    cr_expect(sp.search.max_skip == 1 && sp.search.warmup == 2 && sp.search.stop_skips == 3 && sp.search.stop_stable == 4);
+    cr_expect_float_eq(sp.search.lr_power, 10.f, 0);
+    cr_expect_str_eq(sp.normal.ops[2].name, "sharp_sep_conv_3x3");
+    cr_expect_str_eq(sp.normal.ops[3].name, "dil_sharp_sep_conv_5x5");
+    cr_expect_str_eq(sp.normal.ops[4].name, "dil_sharp_sep_conv_3x3");
+    cr_expect(sp.normal.ops[3].kind == IR_CAND_SHARP_SEP_CONV && sp.normal.ops[3].dilation == 2 && sp.normal.ops[3].k == 5);
+    fe_diags_free(&d);
+    /* a quoted name works too; an unknown one is an error with a suggestion */
+    const char *q = "network n { }\nsearch { strategy \"darts-plus\" }\n";
+    fe_diags_init(&d);
+    cr_assert_eq(fe_compile_string("q.dartsc", q, strlen(q), &sp, &d), 0);
+    cr_expect_str_eq(sp.search.strategy, "darts-plus");
+    fe_diags_free(&d);
+    const char *bad = "network n { }\nsearch { strategy sharp_dart; stages [0] }\n";
+    fe_diags_init(&d);
+    cr_assert_eq(fe_compile_string("b.dartsc", bad, strlen(bad), &sp, &d), -1);
+    cr_expect_eq(fe_diags_errors(&d), 2);
+    cr_expect(strstr(d.items[0].msg, "unknown strategy 'sharp_dart'"), "%s", d.items[0].msg);
+    cr_expect(d.items[0].hint && strstr(d.items[0].hint, "sharp-darts"), "%s", d.items[0].hint ? d.items[0].hint : "");
+    fe_diags_free(&d);
+}
