@@ -197,21 +197,7 @@ Test(p_darts, the_final_normal_cell_keeps_at_most_max_skip_skips) {
 
 /* ---- real searches --------------------------------------------------------------------------- */
 
-static void tiny_space(ir_space *sp) {
-    ir_space_darts_cifar10(sp);
-    snprintf(sp->name, sizeof sp->name, "test");
-    sp->data = IR_DATA_FASHION_MNIST;
-    sp->in_c = 1; sp->in_h = sp->in_w = 28; sp->classes = 10;
-    sp->mean[0] = 0.2860406f; sp->std[0] = 0.3530242f;
-    sp->C = 4; sp->layers = 3; sp->stem_mult = 2; sp->n_reduce = 1; sp->reduce_at[0] = 1;
-    sp->normal.n_nodes = sp->reduce.n_nodes = 2;
-    ir_cell_all_edges(&sp->normal);
-    ir_cell_all_edges(&sp->reduce);
-    sp->search.epochs = 2;
-    sp->search.batch = 16;
-    sp->search.subset = 128; /* 64 images for weights, 64 for alpha: 4 steps an epoch */
-    sp->search.crop_pad = 2;
-}
+#define tiny_space tu_search_space
 
 static void search(const ir_space *sp, const char *dir, int resume, int64_t stop_after, sr_strategy st, sr_result *res) {
     sr_options o = sr_options_default();
@@ -224,17 +210,7 @@ static void search(const ir_space *sp, const char *dir, int resume, int64_t stop
     cr_assert_eq(sr_search(sp, &o, res, err, sizeof err), 0, "%s", err);
 }
 
-static void same_file(const char *a, const char *b, const char *name) {
-    char pa[600], pb[600];
-    snprintf(pa, sizeof pa, "%s/%s", a, name);
-    snprintf(pb, sizeof pb, "%s/%s", b, name);
-    size_t na, nb;
-    char *x = tu_slurp(pa, &na), *y = tu_slurp(pb, &nb);
-    cr_assert(x && y, "%s missing", name);
-    cr_expect(na == nb && memcmp(x, y, na) == 0, "%s differs between %s and %s", name, a, b);
-    free(x);
-    free(y);
-}
+#define same_file tu_expect_same_file
 
 /* The tensors of two checkpoints or stage files are identical (all of them: names, sizes, bits). */
 static void same_tensors(const char *a, const char *b, const char *name) {

@@ -11,6 +11,7 @@
 #include <jpeglib.h>
 #include <png.h>
 
+#include "ir/space.h"
 #include "kernels/kdesc.h"
 #include "runtime/runtime.h"
 #include "runtime/tensorfile.h"
@@ -150,4 +151,32 @@ void tu_write_npy(const char *path, int version, const char *descr, const char *
     fwrite(dict, 1, (size_t)n, f);
     if (bytes) fwrite(data, 1, bytes, f);
     cr_assert_eq(fclose(f), 0, "%s", path);
+}
+
+void tu_expect_same_file(const char *a, const char *b, const char *name) {
+    char pa[600], pb[600];
+    snprintf(pa, sizeof pa, "%s/%s", a, name);
+    snprintf(pb, sizeof pb, "%s/%s", b, name);
+    size_t na, nb;
+    char *x = tu_slurp(pa, &na), *y = tu_slurp(pb, &nb);
+    cr_assert(x && y, "%s missing", name);
+    cr_expect(na == nb && memcmp(x, y, na) == 0, "%s differs between %s and %s", name, a, b);
+    free(x);
+    free(y);
+}
+
+void tu_search_space(ir_space *sp) {
+    ir_space_darts_cifar10(sp);
+    snprintf(sp->name, sizeof sp->name, "test");
+    sp->data = IR_DATA_FASHION_MNIST;
+    sp->in_c = 1; sp->in_h = sp->in_w = 28; sp->classes = 10;
+    sp->mean[0] = 0.2860406f; sp->std[0] = 0.3530242f;
+    sp->C = 4; sp->layers = 3; sp->stem_mult = 2; sp->n_reduce = 1; sp->reduce_at[0] = 1;
+    sp->normal.n_nodes = sp->reduce.n_nodes = 2;
+    ir_cell_all_edges(&sp->normal);
+    ir_cell_all_edges(&sp->reduce);
+    sp->search.epochs = 2;
+    sp->search.batch = 16;
+    sp->search.subset = 128; /* 64 images for weights, 64 for alpha: 4 steps an epoch */
+    sp->search.crop_pad = 2;
 }

@@ -20,6 +20,12 @@ const char *tu_src_path(const char *rel);
 char *tu_slurp(const char *path, size_t *n);
 /* A fresh temporary directory (mkdtemp); static buffer. */
 const char *tu_tmpdir(void);
+/* Expects dir_a/name and dir_b/name to exist and hold the same bytes. */
+void tu_expect_same_file(const char *dir_a, const char *dir_b, const char *name);
+/* The searches' test space: DARTS cells of 2 nodes, C 4, 3 cells (one reduction), on
+ * Fashion-MNIST (Debian's), 2 epochs of batch 16 over 128 images (4 steps an epoch). */
+struct ir_space;
+void tu_search_space(struct ir_space *sp);
 
 /* Test data files (the assertions fail the calling test when a write fails):
  * an 8-bit PNG of c = 1, 3 or 4 interleaved channels (libpng), a JPEG of c = 1 or 3 at
