@@ -129,6 +129,7 @@ typedef struct run {
        epoch, reason, its value}, both in the checkpoint */
     float *prev_alpha;
     int64_t dplus[5];
+    int64_t succ[6]; /* the successors' settings in the checkpoint (succ_settings) */
 } run;
 
 /* The strategies that run this file's bilevel DARTS step (alpha on the architecture split). */
@@ -177,7 +178,7 @@ static int load_data(run *r, char *err, size_t errlen) {
  * meta/log_lines)}, alpha.jsonl's bytes, then the parameter groups and the optimisers'
  * state, then (optional: older checkpoints lack them) the settings and metrics.jsonl's
  * lines. */
-enum { META_N = 12, CKPT_N = 10, CKPT_MAX = 12 };
+enum { META_N = 12, CKPT_N = 10, CKPT_MAX = 13, SUCC_N = 6 };
 static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, int64_t *settings, int64_t *log_lines,
                        sr_ckpt_entry *e) {
     rt_group gw = rt_plan_group(r->p, IR_ROLE_WEIGHT), ga = rt_plan_group(r->p, IR_ROLE_ARCH),
@@ -196,12 +197,52 @@ static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, int64_t *set
     memcpy(e, t, sizeof t);
 }
 
-/* DARTS+ adds its state to the table (other strategies' checkpoints stay as they were). */
+/* The successors' settings that decide the result and that the shared settings record
+ * (train/checkpoint.h) has no room for: a resume must keep them too. */
+static const char *const succ_names[SUCC_N] = {"lr_power", "stop_skips", "stop_stable", "warmup", "skip_dropout",
+                                               "max_skip"};
+static void succ_settings(const run *r, int64_t *v) {
+    const ir_train_config *tc = &r->sp->search;
+    double lp = tc->lr_power, sd = r->o->supernet ? r->o->supernet->skip_dropout : 0;
+    memcpy(&v[0], &lp, 8);
+    v[1] = tc->stop_skips;
+    v[2] = tc->stop_stable;
+    v[3] = tc->warmup;
+    memcpy(&v[4], &sd, 8);
+    v[5] = tc->max_skip;
+}
+
+static int check_succ_settings(const run *r, char *err, size_t errlen) {
+    int64_t now[SUCC_N];
+    succ_settings(r, now);
+    char list[512] = "";
+    size_t used = 0;
+    for (int i = 0; i < SUCC_N; i++) {
+        if (now[i] == r->succ[i]) continue;
+        double a, b;
+        memcpy(&a, &r->succ[i], 8);
+        memcpy(&b, &now[i], 8);
+        int w = i == 0 || i == 4 ? snprintf(list + used, sizeof list - used, "%s%s %g (now %g)", used ? ", " : "", succ_names[i], a, b)
+                                 : snprintf(list + used, sizeof list - used, "%s%s %lld (now %lld)", used ? ", " : "",
+                                            succ_names[i], (long long)r->succ[i], (long long)now[i]);
+        if (w > 0 && (size_t)w < sizeof list - used) used += (size_t)w;
+    }
+    if (!used) return 0;
+    return sr_fail(err, errlen, "cannot resume: %s was written with other settings: %s; these change the result, so resume "
+                   "with the checkpoint's settings or start a new run in another --out", r->path_ckpt, list);
+}
+
+/* The successors add their settings, and DARTS+ its state, to the table (other strategies'
+ * checkpoints stay as they were). */
 static int ckpt_extra(run *r, sr_ckpt_entry *e) {
-    if (r->o->strategy != SR_DARTS_PLUS) return CKPT_N;
-    e[CKPT_N] = (sr_ckpt_entry){SR_CKPT_I64, "dplus/state", r->dplus, 5, 0};
-    e[CKPT_N + 1] = (sr_ckpt_entry){SR_CKPT_DEV, "dplus/prev_alpha", r->prev_alpha, r->na, 0};
-    return CKPT_N + 2;
+    sr_strategy st = r->o->strategy;
+    if (st != SR_PDARTS && st != SR_DARTS_PLUS && st != SR_SHARP) return CKPT_N;
+    int n = CKPT_N;
+    e[n++] = (sr_ckpt_entry){SR_CKPT_I64, "succ/settings", r->succ, SUCC_N, 0};
+    if (st != SR_DARTS_PLUS) return n;
+    e[n++] = (sr_ckpt_entry){SR_CKPT_I64, "dplus/state", r->dplus, 5, 0};
+    e[n++] = (sr_ckpt_entry){SR_CKPT_DEV, "dplus/prev_alpha", r->prev_alpha, r->na, 0};
+    return n;
 }
 
 static int save_checkpoint(run *r, char *err, size_t errlen) {
@@ -212,6 +253,7 @@ static int save_checkpoint(run *r, char *err, size_t errlen) {
                             r->adam_t, (int64_t)rt_plan_step(r->p), le, lp, ae, ap, -1};
     int64_t alpha_bytes = sr_file_size(r->path_alpha), settings[SR_SETTINGS_N], lines = sr_log_lines(r->path_metrics);
     sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, settings);
+    succ_settings(r, r->succ);
     sr_ckpt_entry e[CKPT_MAX];
     ckpt_table(r, meta, &alpha_bytes, settings, &lines, e);
     return sr_ckpt_save(r->path_ckpt, r->be, e, ckpt_extra(r, e), err, errlen);
@@ -226,7 +268,9 @@ static int load_checkpoint(run *r, char *err, size_t errlen) {
     if (!f) return -1;
     int rc = -1;
     sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, now);
-    if (sr_ckpt_check_settings(r->path_ckpt, settings, now, err, errlen)) goto out;
+    if (sr_ckpt_check_settings(r->path_ckpt, settings, now, err, errlen) ||
+        (ne > CKPT_N && check_succ_settings(r, err, errlen)))
+        goto out;
     if (meta[2] < 0 || meta[2] > r->sp->search.epochs || meta[3] < 0 || meta[3] > r->steps_per_epoch) {
         sr_fail(err, errlen, "%s: epoch %lld step %lld do not fit this search (%d epochs of %lld steps)", r->path_ckpt,
              (long long)meta[2], (long long)meta[3], r->sp->search.epochs, (long long)r->steps_per_epoch);

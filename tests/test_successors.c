@@ -399,6 +399,17 @@ Test(sharp_darts, search_uses_the_schedule_and_resumes_bit_identically, .timeout
     same_file(a, b, "genotype.json");
     same_file(a, b, "alpha.jsonl");
     same_tensors(a, b, "checkpoint.dtns");
+    /* a resume with another exponent is refused, naming it, and changes nothing */
+    sp.search.lr_power = 2;
+    sr_options o = sr_options_default();
+    o.out_dir = b;
+    o.device = "cpu";
+    o.resume = 1;
+    o.strategy = SR_SHARP;
+    char err[1024];
+    cr_expect_eq(sr_search(&sp, &o, &rb, err, sizeof err), -1);
+    cr_expect(strstr(err, "lr_power 10 (now 2)"), "%s", err);
+    same_tensors(a, b, "checkpoint.dtns");
 }
 
 /* ---- the DSL ----------------------------------------------------------------------------------- */
