@@ -68,6 +68,6 @@ void sr_dplus_reason(const ir_train_config *tc, int64_t code, int64_t value, int
         snprintf(buf, n, "after epoch %lld the derived normal cell has %lld skip connections (stop_skips %d)",
                  (long long)epoch, (long long)value, tc->stop_skips);
     else
-        snprintf(buf, n, "after epoch %lld the ranking of the learnable ops' alpha has held for %lld epochs (stop_stable %d)",
-                 (long long)epoch, (long long)value, tc->stop_stable);
+        snprintf(buf, n, "after epoch %lld the ranking of the learnable ops' alpha has held for %lld epoch%s (stop_stable %d)",
+                 (long long)epoch, (long long)value, value == 1 ? "" : "s", tc->stop_stable);
 }
