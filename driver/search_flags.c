@@ -9,15 +9,17 @@
 
 const char *dartsc_search_flags_usage =
     "  search options (override the space's `search` settings):\n"
-    "    --strategy darts|joint|coord|random|evolution|pc-darts|fair-darts   (default darts)\n"
+    "    --strategy darts|joint|coord|random|evolution|pc-darts|fair-darts|p-darts|darts-plus|sharp-darts\n"
+    "                          (default: the search block's `strategy`, else darts)\n"
     "    --partial-channels K  --edge-norm on|off   (pc-darts)\n"
     "    --order 1|2  --epochs N  --batch N  --seed N  --subset N  --data PATH\n"
     "    --candidates N  --population N  --sample N  --candidate-epochs N   (random, evolution)\n"
     "    --checkpoint-every N  --checkpoint-minutes M   also checkpoint every N steps / M minutes (0: off;\n"
     "                                                   default 10 minutes; epoch ends always)\n";
 
+/* sr_strategy's order */
 static const char *const strategy_names[] = {"darts", "joint", "coord", "random", "evolution",
-                                             "pc-darts", "fair-darts"};
+                                             "pc-darts", "fair-darts", "p-darts", "darts-plus", "sharp-darts"};
 
 static int strategy_from_name(const char *v, sr_strategy *s) {
     for (size_t i = 0; i < sizeof strategy_names / sizeof strategy_names[0]; i++)
@@ -74,8 +76,8 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
             return 1;
         }
         if (strategy_from_name(v, &o->strategy)) {
-            fprintf(stderr, "dartsc %s: --strategy: '%s' is not darts, joint, coord, random, evolution, pc-darts "
-                            "or fair-darts\n", cmd, v);
+            fprintf(stderr, "dartsc %s: --strategy: '%s' is not darts, joint, coord, random, evolution, pc-darts, "
+                            "fair-darts, p-darts, darts-plus or sharp-darts\n", cmd, v);
             return -1;
         }
         ov->strategy_given = 1;

@@ -11,6 +11,7 @@
 #include <jpeglib.h>
 #include <png.h>
 
+#include "ir/space.h"
 #include "kernels/kdesc.h"
 #include "runtime/runtime.h"
 #include "runtime/tensorfile.h"
