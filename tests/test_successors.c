@@ -480,17 +480,6 @@ Test(p_darts, the_final_normal_cell_keeps_at_most_max_skip_skips) {
 
 #define tiny_space tu_demo_search_space
 
-static void search(const ir_space *sp, const char *dir, int resume, int64_t stop_after, sr_strategy st, sr_result *res) {
-    sr_options o = sr_options_default();
-    o.out_dir = dir;
-    o.device = "cpu";
-    o.resume = resume;
-    o.stop_after_steps = stop_after;
-    o.strategy = st;
-    char err[1024];
-    cr_assert_eq(sr_search(sp, &o, res, err, sizeof err), 0, "%s", err);
-}
-
 #define same_file tu_expect_same_file
 
 /* The tensors of two checkpoints or stage files are identical (all of them: names, sizes, bits). */
@@ -528,7 +517,7 @@ Test(p_darts, stages_prune_by_alpha_carry_it_across_and_resume_bit_identically, 
     snprintf(a, sizeof a, "%s", tu_tmpdir());
     snprintf(b, sizeof b, "%s", tu_tmpdir());
     sr_result ra, rb;
-    search(&sp, a, 0, 0, SR_PDARTS, &ra);
+    run_search(&sp, a, 0, 0, SR_PDARTS, &ra);
     cr_assert(!ra.stopped);
     cr_expect_eq(ra.steps, 8); /* 4 steps in each stage */
     snprintf(s1, sizeof s1, "%s/stage1/stage.dtns", a);
@@ -596,9 +585,9 @@ Test(p_darts, stages_prune_by_alpha_carry_it_across_and_resume_bit_identically, 
         }
     cr_expect_leq(count_skips(&sp.normal, &ra.genotype.normal), 2);
     /* interrupted after 2 steps of stage 1, then resumed */
-    search(&sp, b, 0, 2, SR_PDARTS, &rb);
+    run_search(&sp, b, 0, 2, SR_PDARTS, &rb);
     cr_assert(rb.stopped);
-    search(&sp, b, 1, 0, SR_PDARTS, &rb);
+    run_search(&sp, b, 1, 0, SR_PDARTS, &rb);
     cr_assert(!rb.stopped);
     same_file(a, b, "genotype.json");
     same_file(a, b, "alpha.jsonl");
@@ -622,7 +611,7 @@ Test(darts_plus, a_search_stops_early_and_resumes_bit_identically, .timeout = 60
     snprintf(a, sizeof a, "%s", tu_tmpdir());
     snprintf(b, sizeof b, "%s", tu_tmpdir());
     sr_result ra, rb;
-    search(&sp, a, 0, 0, SR_DARTS_PLUS, &ra);
+    run_search(&sp, a, 0, 0, SR_DARTS_PLUS, &ra);
     cr_expect_eq(ra.stop_epoch, 2);
     cr_expect_eq(ra.steps, 8);
     cr_expect(strstr(ra.stop_reason, "ranking"), "%s", ra.stop_reason);
@@ -631,21 +620,21 @@ Test(darts_plus, a_search_stops_early_and_resumes_bit_identically, .timeout = 60
     cr_assert(stop);
     cr_expect(strstr(stop, "\"epoch\":2") && strstr(stop, "\"criterion\":\"stable\""), "%s", stop);
     free(stop);
-    search(&sp, b, 0, 6, SR_DARTS_PLUS, &rb);
+    run_search(&sp, b, 0, 6, SR_DARTS_PLUS, &rb);
     cr_assert(rb.stopped);
-    search(&sp, b, 1, 0, SR_DARTS_PLUS, &rb);
+    run_search(&sp, b, 1, 0, SR_DARTS_PLUS, &rb);
     cr_expect_eq(rb.stop_epoch, 2);
     same_file(a, b, "genotype.json");
     same_file(a, b, "alpha.jsonl");
     same_file(a, b, "stop.json");
     same_tensors(a, b, "checkpoint.dtns");
-    search(&sp, b, 1, 0, SR_DARTS_PLUS, &rb); /* already stopped: nothing more */
+    run_search(&sp, b, 1, 0, SR_DARTS_PLUS, &rb); /* already stopped: nothing more */
     cr_expect_eq(rb.steps, 8);
     cr_expect_eq(rb.stop_epoch, 2);
     /* without the condition (stop_stable 0) it runs all 3 epochs */
     sp.search.stop_stable = 0;
     snprintf(a, sizeof a, "%s", tu_tmpdir());
-    search(&sp, a, 0, 0, SR_DARTS_PLUS, &ra);
+    run_search(&sp, a, 0, 0, SR_DARTS_PLUS, &ra);
     cr_expect_eq(ra.stop_epoch, 0);
     cr_expect_eq(ra.steps, 12);
 }
@@ -660,7 +649,7 @@ Test(sharp_darts, search_uses_the_schedule_and_resumes_bit_identically, .timeout
     snprintf(a, sizeof a, "%s", tu_tmpdir());
     snprintf(b, sizeof b, "%s", tu_tmpdir());
     sr_result ra, rb;
-    search(&sp, a, 0, 0, SR_SHARP_DARTS, &ra);
+    run_search(&sp, a, 0, 0, SR_SHARP_DARTS, &ra);
     snprintf(p, sizeof p, "%s/metrics.jsonl", a);
     char *m = tu_slurp(p, NULL);
     cr_assert(m);
@@ -674,9 +663,9 @@ Test(sharp_darts, search_uses_the_schedule_and_resumes_bit_identically, .timeout
     }
     cr_expect_eq(lines, 8);
     free(m);
-    search(&sp, b, 0, 6, SR_SHARP_DARTS, &rb);
+    run_search(&sp, b, 0, 6, SR_SHARP_DARTS, &rb);
     cr_assert(rb.stopped);
-    search(&sp, b, 1, 0, SR_SHARP_DARTS, &rb);
+    run_search(&sp, b, 1, 0, SR_SHARP_DARTS, &rb);
     same_file(a, b, "genotype.json");
     same_file(a, b, "alpha.jsonl");
     same_tensors(a, b, "checkpoint.dtns");
