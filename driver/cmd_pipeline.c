@@ -661,7 +661,7 @@ int dartsc_cmd_run(int argc, char **argv) {
         sr_options o = so;
         o.out_dir = out;
         o.device = device;
-        o.resume = exists(out, "checkpoint.dtns") || exists(out, "candidates.jsonl");
+        o.resume = exists(out, "checkpoint.dtns") || exists(out, "candidates.jsonl") || exists(out, "stage1/checkpoint.dtns");
         o.space_src = src;
         o.space_src_len = len;
         o.stop = &stop_flag;
@@ -683,6 +683,7 @@ int dartsc_cmd_run(int argc, char **argv) {
             return 130;
         }
         warn_peak("run", "search", r.loss_peak, r.loss_peak_step);
+        if (r.stop_epoch) fprintf(stderr, "== search stopped early (darts-plus): %s\n", r.stop_reason);
         times[0] = r.seconds;
         snprintf(p, sizeof p, "%s/search.done", out);
         f = rt_dist_rank() == 0 ? dartsc_fopen_out("run", p) : NULL;

@@ -177,6 +177,7 @@ int dartsc_cmd_search(int argc, char **argv) {
     }
     if (rt_dist_rank() != 0) return 0;
     dartsc_warn_loss_peak("search", "search", res.loss_peak, res.loss_peak_step);
+    if (res.stop_epoch) fprintf(stderr, "dartsc search: stopped early (darts-plus): %s\n", res.stop_reason);
     dartsc_render_cells(o.out_dir);
     printf("genotype: ");
     sr_genotype_print(&sp, &res.genotype, stdout);

@@ -187,6 +187,53 @@ static void candidates_table(FILE *f, const char *dir) {
     json_decref(rows);
 }
 
+/* P-DARTS's stages (stages.jsonl): depth, candidates per edge, skip dropout, accuracy, and
+ * each edge's kept candidates; DARTS+'s early stop (stop.json). */
+static void successor_sections(FILE *f, const char *dir) {
+    json_t *rows = read_jsonl(dir, "stages.jsonl");
+    size_t n = json_array_size(rows);
+    if (n) {
+        fputs("<h2>P-DARTS stages</h2><table id=\"stages\"><tr><th>stage</th><th>cells</th><th>epochs</th>"
+              "<th>ops per edge (normal, reduce)</th><th>skip dropout</th><th>architecture split accuracy</th>"
+              "<th>normal cell: candidates per edge</th></tr>", f);
+        for (size_t i = 0; i < n; i++) {
+            json_t *r = json_array_get(rows, i), *ops = json_object_get(r, "ops_per_edge"), *nc = json_object_get(r, "normal");
+            fprintf(f, "<tr><td>%lld</td><td>%lld</td><td>%lld</td><td>%lld, %lld</td><td>%.2f</td><td>%.2f%%</td><td>",
+                    (long long)json_integer_value(json_object_get(r, "stage")),
+                    (long long)json_integer_value(json_object_get(r, "layers")),
+                    (long long)json_integer_value(json_object_get(r, "epochs")),
+                    (long long)json_integer_value(json_array_get(ops, 0)), (long long)json_integer_value(json_array_get(ops, 1)),
+                    json_number_value(json_object_get(r, "skip_dropout")),
+                    100 * json_number_value(json_object_get(r, "val_acc")));
+            for (size_t e = 0; e < json_array_size(nc); e++) {
+                json_t *edge = json_array_get(nc, e);
+                fprintf(f, "%s%zu: ", e ? "<br>" : "", e);
+                for (size_t k = 0; k < json_array_size(edge); k++) {
+                    if (k) fputs(", ", f);
+                    esc(f, json_string_value(json_array_get(edge, k)) ? json_string_value(json_array_get(edge, k)) : "?");
+                }
+            }
+            fputs("</td></tr>", f);
+        }
+        fputs("</table><p>The heat maps below run through the stages one after another; a pruned candidate "
+              "shows at weight 0.</p>\n", f);
+    }
+    json_decref(rows);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/stop.json", dir);
+    struct stat st;
+    json_t *stop = stat(p, &st) == 0 && S_ISREG(st.st_mode) ? json_load_file(p, 0, NULL) : NULL;
+    if (stop) {
+        const char *why = json_string_value(json_object_get(stop, "reason"));
+        fprintf(f, "<h2>DARTS+ early stop</h2><p id=\"stop\">The search stopped after epoch %lld of %lld: ",
+                (long long)json_integer_value(json_object_get(stop, "epoch")),
+                (long long)json_integer_value(json_object_get(stop, "epochs")));
+        esc(f, why ? why : "?");
+        fputs(".</p>\n", f);
+        json_decref(stop);
+    }
+}
+
 static void inline_svg(FILE *f, const char *dir, const char *name) {
     char p[4200];
     snprintf(p, sizeof p, "%s/%s.svg", dir, name);
@@ -283,6 +330,7 @@ int dartsc_write_report(const char *dir, const ir_space *sp, const ir_genotype *
     inline_svg(f, dir, "reduce");
     fputs("</div>\n", f);
     candidates_table(f, dir);
+    successor_sections(f, dir);
     json_t *alpha = read_jsonl(dir, "alpha.jsonl");
     int sig = json_array_size(alpha) > 0 && json_object_get(json_array_get(alpha, 0), "weights");
     fprintf(f, "<h2>Architecture weights %s per epoch</h2><div id=\"alpha\">", sig ? "&sigma;(&alpha;) (FairDARTS)" : "softmax(&alpha;)");

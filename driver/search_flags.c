@@ -9,7 +9,8 @@
 
 const char *dartsc_search_flags_usage =
     "  search options (override the space's `search` settings):\n"
-    "    --strategy darts|joint|coord|random|evolution|pc-darts|fair-darts|rl|enas   (default darts)\n"
+    "    --strategy darts|joint|coord|random|evolution|pc-darts|fair-darts|rl|enas|p-darts|darts-plus|\n"
+    "               sharp-darts   (default: the search block's `strategy`, else darts)\n"
     "    --partial-channels K  --edge-norm on|off   (pc-darts)\n"
     "    --order 1|2  --epochs N  --batch N  --seed N  --subset N  --data PATH\n"
     "    --candidates N  --population N  --sample N  --candidate-epochs N   (random, evolution, rl)\n"
@@ -22,9 +23,9 @@ const char *dartsc_search_flags_usage =
     "                                                   default 10 minutes; epoch ends always)\n";
 
 /* in sr_strategy's order */
-static const char *const strategy_names[] = {"darts", "joint", "coord", "random", "evolution",
-                                             "pc-darts", "fair-darts", "rl", "enas"};
-_Static_assert(sizeof strategy_names / sizeof strategy_names[0] == SR_ENAS + 1, "a name for every sr_strategy");
+static const char *const strategy_names[] = {"darts", "joint", "coord", "random", "evolution", "pc-darts",
+                                             "fair-darts", "rl", "enas", "p-darts", "darts-plus", "sharp-darts"};
+_Static_assert(sizeof strategy_names / sizeof strategy_names[0] == SR_SHARP_DARTS + 1, "a name for every sr_strategy");
 
 static int strategy_from_name(const char *v, sr_strategy *s) {
     for (size_t i = 0; i < sizeof strategy_names / sizeof strategy_names[0]; i++)
@@ -115,7 +116,7 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
         }
         if (strategy_from_name(v, &o->strategy)) {
             fprintf(stderr, "dartsc %s: --strategy: '%s' is not darts, joint, coord, random, evolution, pc-darts, "
-                            "fair-darts, rl or enas\n", cmd, v);
+                            "fair-darts, rl, enas, p-darts, darts-plus or sharp-darts\n", cmd, v);
             return -1;
         }
         ov->strategy_given = 1;

@@ -69,6 +69,14 @@ static const setting_info settings[] = {
     {"strategy", B_SEARCH, K_ANY},
     {"partial_channels", B_SEARCH, K_CNN},
     {"edge_norm", B_SEARCH, K_CNN},
+    {"stages", B_SEARCH, K_CNN},
+    {"stage_ops", B_SEARCH, K_CNN},
+    {"skip_dropout", B_SEARCH, K_CNN},
+    {"max_skip", B_SEARCH, K_CNN},
+    {"warmup", B_SEARCH, K_CNN},
+    {"stop_skips", B_SEARCH, K_CNN},
+    {"stop_stable", B_SEARCH, K_CNN},
+    {"lr_power", B_SEARCH, K_CNN},
     {"inputs", B_CELL, K_ANY},
     {"nodes", B_CELL, K_ANY},
     {"keep", B_CELL, K_ANY},
@@ -130,6 +138,7 @@ static const op_info ops[] = {
     {"avg_pool", IR_CAND_AVG_POOL, 1, "avg_pool(k)"},
     {"conv", IR_CAND_CONV, 1, "conv(k)"},
     {"conv_1xk_kx1", IR_CAND_CONV_1xK_Kx1, 1, "conv_1xk_kx1(k)"},
+    {"sharp_sep_conv", IR_CAND_SHARP_SEP_CONV, 2, "sharp_sep_conv(k, dilation)"},
     {"tanh", IR_CAND_TANH, 0, "tanh"},
     {"relu", IR_CAND_RELU, 0, "relu"},
     {"sigmoid", IR_CAND_SIGMOID, 0, "sigmoid"},
@@ -160,6 +169,11 @@ static void cand_name(ir_cand *c) {
     case IR_CAND_RELU: snprintf(n, L, "relu"); break;
     case IR_CAND_SIGMOID: snprintf(n, L, "sigmoid"); break;
     case IR_CAND_IDENTITY: snprintf(n, L, "identity"); break;
+    case IR_CAND_SHARP_SEP_CONV: /* sharpDARTS's names: sharp_sep_conv_3x3, dil_sharp_sep_conv_3x3 (d = 2) */
+        if (c->dilation == 1) snprintf(n, L, "sharp_sep_conv_%dx%d", c->k, c->k);
+        else if (c->dilation == 2) snprintf(n, L, "dil_sharp_sep_conv_%dx%d", c->k, c->k);
+        else snprintf(n, L, "sharp_sep_conv_%dx%d_d%d", c->k, c->k, c->dilation);
+        break;
     default: snprintf(n, L, "?"); break;
     }
 }
@@ -170,7 +184,8 @@ static int parse_canonical(const char *s, ir_cand *c) {
         const char *prefix;
         ir_cand_kind kind;
     } pats[] = {{"sep_conv_", IR_CAND_SEP_CONV}, {"dil_conv_", IR_CAND_DIL_CONV}, {"max_pool_", IR_CAND_MAX_POOL},
-                {"avg_pool_", IR_CAND_AVG_POOL}, {"conv_", IR_CAND_CONV}};
+                {"avg_pool_", IR_CAND_AVG_POOL}, {"conv_", IR_CAND_CONV}, {"sharp_sep_conv_", IR_CAND_SHARP_SEP_CONV},
+                {"dil_sharp_sep_conv_", IR_CAND_SHARP_SEP_CONV}};
     for (size_t i = 0; i < sizeof pats / sizeof *pats; i++) {
         size_t pl = strlen(pats[i].prefix);
         if (strncmp(s, pats[i].prefix, pl) != 0) continue;
@@ -180,7 +195,7 @@ static int parse_canonical(const char *s, ir_cand *c) {
         if (sscanf(r, "%3dx%3d%n", &a, &b, &n) == 2 && n == (int)strlen(r) && a == b && r[0] != '+' && r[0] != '-') {
             c->kind = pats[i].kind;
             c->k = a;
-            c->dilation = c->kind == IR_CAND_DIL_CONV ? 2 : 0;
+            c->dilation = c->kind == IR_CAND_DIL_CONV || pats[i].prefix[0] == 'd' ? 2 : c->kind == IR_CAND_SHARP_SEP_CONV;
             return 1;
         }
         n = -1;
@@ -480,13 +495,13 @@ static int resolve_op(sema *S, const fe_value *v, ir_cand *c) {
         }
         c->k = (int)a->i;
     }
-    if (c->kind == IR_CAND_DIL_CONV) {
-        c->dilation = 2;
+    if (c->kind == IR_CAND_DIL_CONV || c->kind == IR_CAND_SHARP_SEP_CONV) {
+        c->dilation = c->kind == IR_CAND_DIL_CONV ? 2 : 1;
         if (nargs == 2) {
             const fe_value *a = v->items[1];
             if (vbad(a)) return -1;
             if (a->kind != FE_V_INT) {
-                fe_error(S->cx, a->tok, NULL, "the dilation of 'dil_conv' must be an integer, found %s", vdesc(a));
+                fe_error(S->cx, a->tok, NULL, "the dilation of '%s' must be an integer, found %s", oi->name, vdesc(a));
                 return -1;
             }
             if (a->i < 1 || a->i > 8) {
@@ -808,6 +823,81 @@ static void rnn_search_default(ir_train_config *tc) {
     tc->tar = 1e-3f;
 }
 
+/* A list of 1..IR_MAX_STAGES integers (is_float 0) or numbers in [lo, hi]. Returns its length, 0 when
+ * the setting is absent, -1 after an error. */
+static int get_list(sema *S, view *v, const char *key, int is_float, double lo, double hi, int *ints, float *floats) {
+    fe_stmt *s = find(v, key);
+    if (!s) return 0;
+    fe_value *x = one_value(S, s);
+    if (!x) return -1;
+    if (x->kind != FE_V_LIST || x->n_items < 1 || x->n_items > IR_MAX_STAGES) {
+        fe_error(S->cx, x->tok, NULL, "'%s' expects a list of 1 to %d %s, like %s", key, IR_MAX_STAGES,
+                 is_float ? "numbers" : "integers", is_float ? "[0, 0.4, 0.7]" : "[5, 11, 17]");
+        return -1;
+    }
+    for (int i = 0; i < x->n_items; i++) {
+        int64_t iv;
+        if (is_float ? check_float(S, x->items[i], key, lo, 0, hi, 1, &floats[i])
+                     : check_int(S, x->items[i], key, (int64_t)lo, (int64_t)hi, &iv))
+            return -1;
+        if (!is_float) ints[i] = (int)iv;
+    }
+    return x->n_items;
+}
+
+/* The DARTS successors' settings of a cnn search block (docs/DSL.md): the strategy by name
+ * (`strategy p_darts` or `strategy "p-darts"`), P-DARTS's stages, DARTS+'s stopping rule,
+ * sharpDARTS's schedule exponent. */
+/* The search block's strategy: the --strategy names, '_' for '-' (an identifier) or as written
+ * (a string); an unknown one is an error at its place with a suggestion. */
+static void lower_strategy(sema *S, view *v, ir_train_config *tc) {
+    static const char *const names[] = {"darts", "joint", "coord", "random", "evolution", "pc_darts", "fair_darts",
+                                         "rl", "enas", "p_darts", "darts_plus", "sharp_darts"};
+    const int n_names = (int)(sizeof names / sizeof *names);
+    fe_stmt *st = find(v, "strategy");
+    fe_value *x = st ? one_value(S, st) : NULL;
+    if (!x) return;
+    char list[200] = "";
+    for (int i = 0; i < n_names; i++) {
+        size_t l = strlen(list);
+        snprintf(list + l, sizeof list - l, "%s%s", i ? (i == n_names - 1 ? " or " : ", ") : "", names[i]);
+    }
+    if (x->kind != FE_V_IDENT && x->kind != FE_V_STRING) {
+        fe_error(S->cx, x->tok, NULL, "'strategy' expects %s (or its --strategy name as a string), found %s", list,
+                 vdesc(x));
+        return;
+    }
+    char name[sizeof tc->strategy];
+    snprintf(name, sizeof name, "%s", x->s);
+    for (char *c = name; *c; c++)
+        if (*c == '-') *c = '_';
+    for (int i = 0; i < n_names; i++)
+        if (strcmp(name, names[i]) == 0) {
+            snprintf(tc->strategy, sizeof tc->strategy, "%s", names[i]);
+            for (char *c = tc->strategy; *c; c++) *c = *c == '_' ? '-' : *c;
+            return;
+        }
+    fe_error(S->cx, x->tok, fe_suggest(S->cx, name, names, n_names), "'strategy' expects %s, not '%s'", list, x->s);
+}
+
+/* The DARTS successors' settings of a CNN search block (docs/DSL.md). */
+static void lower_successors(sema *S, view *v, ir_train_config *tc) {
+    get_int(S, v, "partial_channels", 1, 64, &tc->partial_channels);
+    int en;
+    if (get_bool(S, v, "edge_norm", &en) == 1) tc->edge_norm_off = !en;
+    int n = get_list(S, v, "stages", 0, 1, 256, tc->stages, NULL);
+    if (n > 0) tc->n_stages = n;
+    n = get_list(S, v, "stage_ops", 0, 1, IR_MAX_CANDS, tc->stage_ops, NULL);
+    if (n > 0) tc->n_stage_ops = n;
+    n = get_list(S, v, "skip_dropout", 1, 0, 1, NULL, tc->skip_dropout);
+    if (n > 0) tc->n_skip_dropout = n;
+    get_int(S, v, "max_skip", 0, 64, &tc->max_skip);
+    get_int(S, v, "warmup", 0, 100000, &tc->warmup);
+    get_int(S, v, "stop_skips", 0, 64, &tc->stop_skips);
+    get_int(S, v, "stop_stable", 0, 100000, &tc->stop_stable);
+    get_float(S, v, "lr_power", 1, 0, 1e6, 0, &tc->lr_power);
+}
+
 static void lower_train(sema *S, fe_decl *d, ir_train_config *tc, int is_search) {
     view v;
     build_view(S, d, &v);
@@ -848,19 +938,10 @@ static void lower_train(sema *S, fe_decl *d, ir_train_config *tc, int is_search)
             }
         }
         get_float(S, &v, "alpha_weight_decay", 0, 0, 1, 0, &tc->a_wd);
-        if (S->kind == K_CNN) get_float(S, &v, "split", 0, 1, 1, 1, &tc->train_portion);
-        /* the strategy (the command line's --strategy names, '_' for '-') and the DARTS successors' settings */
-        static const char *const strategies[] = {"darts", "joint", "coord", "random", "evolution",
-                                                 "pc_darts", "fair_darts", "rl", "enas"};
-        int st;
-        if (get_enum(S, &v, "strategy", strategies, (int)(sizeof strategies / sizeof *strategies), &st, NULL) == 1) {
-            snprintf(tc->strategy, sizeof tc->strategy, "%s", strategies[st]);
-            for (char *c = tc->strategy; *c; c++) *c = *c == '_' ? '-' : *c;
-        }
+        lower_strategy(S, &v, tc);
         if (S->kind == K_CNN) {
-            get_int(S, &v, "partial_channels", 1, 64, &tc->partial_channels);
-            int en;
-            if (get_bool(S, &v, "edge_norm", &en) == 1) tc->edge_norm_off = !en;
+            get_float(S, &v, "split", 0, 1, 1, 1, &tc->train_portion);
+            lower_successors(S, &v, tc);
         }
     }
     if (S->kind == K_CNN) {
@@ -1292,9 +1373,11 @@ int fe_sema(fe_ctx *cx, fe_program *prog, ir_space *out) {
     }
     int depthwise = 0;
     for (int o = 0; o < out->normal.n_ops; o++)
-        depthwise |= out->normal.ops[o].kind == IR_CAND_SEP_CONV || out->normal.ops[o].kind == IR_CAND_DIL_CONV;
+        depthwise |= out->normal.ops[o].kind == IR_CAND_SEP_CONV || out->normal.ops[o].kind == IR_CAND_DIL_CONV ||
+                     out->normal.ops[o].kind == IR_CAND_SHARP_SEP_CONV;
     for (int o = 0; o < out->reduce.n_ops; o++)
-        depthwise |= out->reduce.ops[o].kind == IR_CAND_SEP_CONV || out->reduce.ops[o].kind == IR_CAND_DIL_CONV;
+        depthwise |= out->reduce.ops[o].kind == IR_CAND_SEP_CONV || out->reduce.ops[o].kind == IR_CAND_DIL_CONV ||
+                     out->reduce.ops[o].kind == IR_CAND_SHARP_SEP_CONV;
     if (S.kind == K_CNN && depthwise && cx->errors_seen == 0) {
         /* sep_conv and dil_conv are depthwise: one group per channel, and the IR takes at most
            IR_MAX_GROUPS; the widest cells have C * growth^reductions channels */

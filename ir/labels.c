@@ -16,7 +16,8 @@ static const char *part_name(ir_cand_kind kind, int idx) {
     static const char *conv[] = {"relu", "conv", "bn"};
     static const char *conv1k[] = {"relu", "conv_1xk", "conv_kx1", "bn"};
     switch (kind) {
-    case IR_CAND_SEP_CONV: return idx >= 0 && idx < 8 ? sep[idx] : NULL;
+    case IR_CAND_SEP_CONV:
+    case IR_CAND_SHARP_SEP_CONV: return idx >= 0 && idx < 8 ? sep[idx] : NULL;
     case IR_CAND_DIL_CONV: return idx >= 0 && idx < 4 ? dil[idx] : NULL;
     case IR_CAND_CONV: return idx >= 0 && idx < 3 ? conv[idx] : NULL;
     case IR_CAND_CONV_1xK_Kx1: return idx >= 0 && idx < 4 ? conv1k[idx] : NULL;

@@ -28,6 +28,10 @@ void ir_train_config_default_search(ir_train_config *tc) {
     tc->train_portion = 0.5f;
     tc->crop_pad = 4;
     tc->hflip = 1;
+    tc->max_skip = 2;     /* P-DARTS's M */
+    tc->stop_skips = 2;   /* DARTS+'s criteria */
+    tc->stop_stable = 10;
+    tc->lr_power = 2.0f;  /* sharpDARTS's search default */
 }
 
 static void train_config_default_retrain(ir_train_config *tc) {
@@ -150,10 +154,11 @@ static int check_cell(const ir_cell *c, const char *what, ir_space_kind kind, ch
         if (kind == IR_SPACE_RNN && !is_recurrent(op->kind) && op->kind != IR_CAND_NONE)
             return fail(err, errlen, "%s cell: op '%s' is a convolutional op in a recurrent space", what, op->name);
         int needs_k = op->kind == IR_CAND_SEP_CONV || op->kind == IR_CAND_DIL_CONV || op->kind == IR_CAND_MAX_POOL ||
-                      op->kind == IR_CAND_AVG_POOL || op->kind == IR_CAND_CONV || op->kind == IR_CAND_CONV_1xK_Kx1;
+                      op->kind == IR_CAND_AVG_POOL || op->kind == IR_CAND_CONV || op->kind == IR_CAND_CONV_1xK_Kx1 ||
+                      op->kind == IR_CAND_SHARP_SEP_CONV;
         if (needs_k && (op->k < 1 || op->k > 15 || op->k % 2 == 0))
             return fail(err, errlen, "%s cell: op '%s' needs an odd kernel size between 1 and 15, not %d", what, op->name, op->k);
-        if (op->kind == IR_CAND_DIL_CONV && (op->dilation < 1 || op->dilation > 8))
+        if ((op->kind == IR_CAND_DIL_CONV || op->kind == IR_CAND_SHARP_SEP_CONV) && (op->dilation < 1 || op->dilation > 8))
             return fail(err, errlen, "%s cell: op '%s' needs a dilation between 1 and 8, not %d", what, op->name, op->dilation);
         for (int p = 0; p < o; p++)
             if (strcmp(c->ops[p].name, op->name) == 0)
@@ -310,6 +315,23 @@ static int b_cand(builder *b, const ir_cand *op, int x, const char *p, int64_t C
         }
         return y;
     }
+    case IR_CAND_SHARP_SEP_CONV: {
+        /* sharpDARTS's SharpSepConv (C_mid = C): only the first depthwise convolution is
+           strided and dilated; the second is k x k, stride 1, dilation 1 */
+        int d = op->dilation, y = x;
+        for (int half = 0; half < 2; half++) {
+            int base = 4 * half, s = half ? 1 : stride, dd = half ? 1 : d, pad = dd * (k - 1) / 2;
+            snprintf(n, sizeof n, "%s.op.%d", p, base);
+            y = b_relu(b, y, n);
+            snprintf(n, sizeof n, "%s.op.%d", p, base + 1);
+            y = b_conv(b, y, n, C, C, k, k, s, s, pad, pad, dd, (int)C);
+            snprintf(n, sizeof n, "%s.op.%d", p, base + 2);
+            y = b_conv(b, y, n, C, C, 1, 1, 1, 1, 0, 0, 1, 1);
+            snprintf(n, sizeof n, "%s.op.%d", p, base + 3);
+            y = b_bn(b, y, n, C, b->affine);
+        }
+        return y;
+    }
     case IR_CAND_DIL_CONV: {
         int d = op->dilation, pad = d * (k - 1) / 2;
         snprintf(n, sizeof n, "%s.op.0", p);
@@ -357,7 +379,8 @@ static int b_cell_inputs(builder *b, const ir_cell *cell, int ci, int s0, int s1
 /* One search cell: preprocessing, mixed edges, combine. betas: PC-DARTS' per-node edge
  * weights (NULL: plain sums). */
 static int b_search_cell(builder *b, const ir_cell *cell, int ci, int alpha, int s0, int s1, int64_t c_pp,
-                         int64_t c_p, int64_t C, int reduction, int reduction_prev, const int *betas) {
+                         int64_t c_p, int64_t C, int reduction, int reduction_prev, const int *betas,
+                         const int *cols, int n_cols, float skip_dropout) {
     char n[256], p[128];
     int states[2 + IR_MAX_NODES];
     int ns = b_cell_inputs(b, cell, ci, s0, s1, c_pp, c_p, C, reduction_prev, states);
@@ -368,20 +391,25 @@ static int b_search_cell(builder *b, const ir_cell *cell, int ci, int alpha, int
         for (int j = 0; j < cell->n_inputs + i; j++) {
             if (!((cell->edges[i] >> j) & 1)) continue;
             int stride = reduction && j < cell->n_inputs ? 2 : 1;
-            int xs[IR_MAX_CANDS], cols[IR_MAX_CANDS], nx = 0, xin = states[j];
+            int xs[IR_MAX_CANDS], xcols[IR_MAX_CANDS], nx = 0, xin = states[j];
             if (K > 1) {
                 snprintf(n, sizeof n, "cells.%d._ops.%d.partial", ci, e);
                 xin = ir_slice(b->g, states[j], 0, (int)Cm, n);
             }
-            for (int o = 0; o < cell->n_ops; o++) {
+            for (int c = 0; c < (cols ? n_cols : cell->n_ops); c++) {
+                int o = cols ? cols[e * n_cols + c] : c;
                 snprintf(p, sizeof p, "cells.%d._ops.%d._ops.%d", ci, e, o);
                 int y = b_cand(b, &cell->ops[o], xin, p, Cm, stride, 1);
                 if (y == -2) continue;
+                if (skip_dropout > 0 && cell->ops[o].kind == IR_CAND_SKIP && stride == 1) {
+                    snprintf(n, sizeof n, "%s.dropout", p);
+                    y = ir_dropout(b->g, IR_OP_DROPOUT, y, skip_dropout, n);
+                }
                 xs[nx] = y;
-                cols[nx++] = o;
+                xcols[nx++] = c;
             }
             snprintf(n, sizeof n, "cells.%d._ops.%d", ci, e);
-            int m = b->so->sigmoid ? ir_wmixed(b->g, alpha, e, nx, xs, cols, n) : ir_mixed(b->g, alpha, e, nx, xs, cols, n);
+            int m = b->so->sigmoid ? ir_wmixed(b->g, alpha, e, nx, xs, xcols, n) : ir_mixed(b->g, alpha, e, nx, xs, xcols, n);
             if (K > 1) {
                 /* PC-DARTS: the other channels bypass the op (pooled to its size), then a shuffle */
                 snprintf(n, sizeof n, "cells.%d._ops.%d.bypass", ci, e);
@@ -436,6 +464,8 @@ static int check_partial(const ir_space *sp, int K, char *err, size_t errlen) {
 }
 
 int ir_space_build_supernet_ex(const ir_space *sp, int batch, const ir_supernet_opts *so, ir_net *net) {
+    static const ir_supernet_opts darts = {0};
+    if (!so) so = &darts;
     memset(net, 0, sizeof *net);
     net->alpha[0] = net->alpha[1] = net->aux_logits = -1;
     for (int t = 0; t < 2; t++)
@@ -460,9 +490,22 @@ int ir_space_build_supernet_ex(const ir_space *sp, int batch, const ir_supernet_
     net->labels = ir_input(b.g, "labels", IR_DTYPE_I32, 1, (int64_t[]){batch});
     const ir_cell *cells[2] = {&sp->normal, &sp->reduce};
     const char *anames[2] = {"alphas_normal", "alphas_reduce"};
+    const int *cols[2] = {so->cols[0], so->cols[1]};
+    int n_cols[2];
     for (int t = 0; t < 2; t++) {
-        net->alpha[t] = ir_param(b.g, anames[t], IR_ROLE_ARCH, 2,
-                                 (int64_t[]){ir_cell_num_edges(cells[t]), cells[t]->n_ops}, ir_init_normal(1e-3f));
+        n_cols[t] = cols[t] ? so->n_cols[t] : cells[t]->n_ops;
+        int bad = n_cols[t] < 1 || n_cols[t] > cells[t]->n_ops;
+        for (int e = 0; cols[t] && !bad && e < ir_cell_num_edges(cells[t]) * n_cols[t]; e++)
+            bad = cols[t][e] < 0 || cols[t][e] >= cells[t]->n_ops;
+        if (bad) {
+            snprintf(net->error, sizeof net->error, "%s cell: the alpha columns name no candidate ops of the cell",
+                     t ? "reduction" : "normal");
+            ir_graph_free(b.g);
+            net->graph = NULL;
+            return -1;
+        }
+        net->alpha[t] = ir_param(b.g, anames[t], IR_ROLE_ARCH, 2, (int64_t[]){ir_cell_num_edges(cells[t]), n_cols[t]},
+                                 ir_init_normal(1e-3f));
         b.weights[t] = net->alpha[t];
         if (so->sigmoid) b.weights[t] = ir_unary(b.g, IR_OP_SIGMOID, net->alpha[t], t ? "alphas_reduce.sigmoid" : "alphas_normal.sigmoid");
         for (int i = 0; so->edge_norm && i < cells[t]->n_nodes; i++) {
@@ -486,7 +529,8 @@ int ir_space_build_supernet_ex(const ir_space *sp, int batch, const ir_supernet_
         }
         const ir_cell *cell = reduction ? &sp->reduce : &sp->normal;
         int out = b_search_cell(&b, cell, i, b.weights[reduction], s0, s1, c_pp, c_p, C, reduction, reduction_prev,
-                                so->edge_norm ? net->beta[reduction] : NULL);
+                                so->edge_norm ? net->beta[reduction] : NULL, cols[reduction], n_cols[reduction],
+                                so->skip_dropout);
         int64_t mult = cell->combine == IR_COMBINE_CONCAT ? cell->n_nodes : 1;
         c_pp = c_p;
         c_p = mult * C;

@@ -21,6 +21,7 @@
 #define IR_MAX_NODES 12      /* intermediate nodes per cell */
 #define IR_MAX_REDUCE 8
 #define IR_NAME_MAX 48
+#define IR_MAX_STAGES 8      /* P-DARTS search stages */
 
 /* Candidate operations of the op library (DSL.md documents each). */
 typedef enum ir_cand_kind {
@@ -36,13 +37,15 @@ typedef enum ir_cand_kind {
     IR_CAND_RELU,
     IR_CAND_SIGMOID,
     IR_CAND_IDENTITY,
+    IR_CAND_SHARP_SEP_CONV, /* k, dilation (sharpDARTS): ReLU, dw kxk dilation d stride s, 1x1, BN,
+                               ReLU, dw kxk (dilation 1), 1x1, BN */
     IR_CAND_COUNT
 } ir_cand_kind;
 
 typedef struct ir_cand {
     ir_cand_kind kind;
     int k;        /* kernel size where it applies */
-    int dilation; /* DIL_CONV */
+    int dilation; /* DIL_CONV, SHARP_SEP_CONV */
     char name[IR_NAME_MAX]; /* as shown in genotypes: "sep_conv_3x3" */
 } ir_cand;
 
@@ -91,10 +94,20 @@ typedef struct ir_train_config {
     float tar;          /* recurrent: temporal activation regularisation beta (PTB: 1e-3) */
     int sync_bn;        /* data-parallel runs (docs/SCALING.md): 1: batch-norm statistics over
                            the global batch of every rank; 0: each rank's own shard */
-    /* The search strategy and the DARTS successors' settings (search blocks; docs/DSL.md) */
+    /* The search strategy and the DARTS successors' settings (search blocks; docs/DSL.md,
+     * search/pcdarts.c, fairdarts.c, pdarts.c, dartsplus.c, sharp.c) */
     char strategy[24];     /* "" (the command line's, default darts) or a --strategy name */
     int partial_channels;  /* pc-darts: K, 1/K of the channels through each mixed op; 0: 4 */
     int edge_norm_off;     /* pc-darts: 1 turns edge normalisation off (the paper's ablation) */
+    int n_stages, stages[IR_MAX_STAGES];       /* P-DARTS: cells of each stage; 0: L, L + 6, L + 12 */
+    int n_stage_ops, stage_ops[IR_MAX_STAGES]; /* P-DARTS: candidate ops per edge of each stage; 0: all, 5, 3 */
+    int n_skip_dropout;
+    float skip_dropout[IR_MAX_STAGES];         /* P-DARTS: dropout on skips at each stage's start (0, 0.4, 0.7) */
+    int max_skip;       /* P-DARTS: at most this many skips in the derived normal cell (M = 2) */
+    int warmup;         /* P-DARTS: epochs per stage that train the weights only (0) */
+    int stop_skips;     /* DARTS+: stop when the derived normal cell has this many skips (2; 0: off) */
+    int stop_stable;    /* DARTS+: stop when the ranking of the learnable ops' alpha held this many epochs (10; 0: off) */
+    float lr_power;     /* sharpDARTS: cosine power annealing's exponent base p (2; 1 is cosine annealing) */
 } ir_train_config;
 
 typedef struct ir_space {
@@ -168,7 +181,7 @@ typedef struct ir_net {
 
 int ir_space_build_supernet(const ir_space *sp, int batch, ir_net *net);
 
-/* Supernets of the DARTS successors (search/pcdarts.c, search/fairdarts.c); all zero is
+/* Supernets of the DARTS successors (search/pcdarts.c, fairdarts.c, pdarts.c); all zero is
  * ir_space_build_supernet's DARTS supernet. */
 typedef struct ir_supernet_opts {
     int partial;   /* PC-DARTS' K (> 1): each mixed op runs on the first C/K channels of its input;
@@ -179,7 +192,17 @@ typedef struct ir_supernet_opts {
                       of the plain sum (net->beta) */
     int sigmoid;   /* FairDARTS: an edge is sum_o sigmoid(alpha[e][o]) op_o(x) (WMIXED over one
                       SIGMOID node per cell type) instead of the softmax over the edge's ops */
+    /* P-DARTS: cols[t] (t = 0 normal, 1 reduce), when not NULL, holds for each edge e the
+     * candidate indices of its alpha columns, cols[t][e * n_cols[t] + j]: the alpha of that
+     * cell type is then (edges, n_cols[t]), edge e's mixed op mixes only those candidates
+     * (softmax over its n_cols[t] columns), and the others get no node. skip_dropout > 0 puts
+     * a DROPOUT node (p = skip_dropout, changed at run time with rt_plan_set_fattr) after
+     * every identity skip (stride 1). */
+    const int *cols[2];
+    int n_cols[2];
+    float skip_dropout;
 } ir_supernet_opts;
+/* o NULL: the DARTS supernet (as all zero). */
 int ir_space_build_supernet_ex(const ir_space *sp, int batch, const ir_supernet_opts *o, ir_net *net);
 void ir_net_free(ir_net *net);
 

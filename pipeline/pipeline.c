@@ -53,13 +53,16 @@ int sr_search(const ir_space *sp_in, const sr_options *o, sr_result *res, char *
         return sr_fail(err, errlen, "the recurrent search runs as one process as yet; data-parallel runs (mpirun, "
                                     "docs/SCALING.md) are the searches of convolutional spaces");
     if (baseline_kind(o->strategy)) return sr_baseline_search(sp, o, res, err, errlen);
-    int succ = o->strategy == SR_PC_DARTS || o->strategy == SR_FAIR_DARTS;
+    int succ = o->strategy == SR_PC_DARTS || o->strategy == SR_FAIR_DARTS || o->strategy == SR_PDARTS ||
+               o->strategy == SR_DARTS_PLUS || o->strategy == SR_SHARP_DARTS;
     if (sp->kind == IR_SPACE_RNN && succ) {
-        snprintf(err, errlen, "the pc-darts and fair-darts strategies search convolutional (kind cnn) spaces only");
+        snprintf(err, errlen, "the pc-darts, fair-darts, p-darts, darts-plus and sharp-darts strategies search "
+                              "convolutional (kind cnn) spaces only");
         return -1;
     }
     if (o->strategy == SR_ENAS) return sr_enas_search(sp, o, res, err, errlen);
     if (sp->kind == IR_SPACE_RNN) return sr_rnn_search(sp, o, res, err, errlen);
+    if (o->strategy == SR_PDARTS) return sr_pdarts_search(sp, o, res, err, errlen);
     return sr_cnn_search(sp, o, res, err, errlen);
 }
 

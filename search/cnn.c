@@ -137,7 +137,13 @@ typedef struct run {
     int64_t global_step;
     int64_t steps_per_epoch;
     char path_ckpt[4096], path_metrics[4096], path_alpha[4096];
+    /* DARTS+: the previous epoch's alpha (backend memory) and {stable epochs, stopped, stop
+       epoch, reason, its value}, both in the checkpoint */
+    float *prev_alpha;
+    int64_t dplus[5];
+    int64_t succ[6]; /* the successors' settings in the checkpoint (succ_settings) */
 } run;
+
 
 
 static int load_data(run *r, char *err, size_t errlen) {
@@ -183,7 +189,7 @@ static int load_data(run *r, char *err, size_t errlen) {
  * meta/log_lines)}, alpha.jsonl's bytes, then the parameter groups and the optimisers'
  * state, then (optional: older checkpoints lack them) the settings and metrics.jsonl's
  * lines. */
-enum { META_N = 12, CKPT_N = 11, CKPT_MAX = CKPT_N + SR_ARCH_HOOK_CKPT_MAX };
+enum { META_N = 12, CKPT_N = 11, CKPT_MAX = CKPT_N + SR_ARCH_HOOK_CKPT_MAX + 3, SUCC_N = 6 };
 static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, int64_t *settings, int64_t *log_lines,
                        int64_t *dist, sr_ckpt_entry *e) {
     rt_group gw = rt_plan_group(r->p, IR_ROLE_WEIGHT), ga = rt_plan_group(r->p, IR_ROLE_ARCH),
@@ -206,6 +212,58 @@ static void ckpt_table(run *r, int64_t *meta, int64_t *alpha_bytes, int64_t *set
 
 static int ckpt_n(const run *r) { return CKPT_N + (r->h ? r->h->n_ckpt : 0); }
 
+/* The successors' settings that decide the result and that the shared settings record
+ * (train/checkpoint.h) has no room for: a resume must keep them too. */
+static const char *const succ_names[SUCC_N] = {"lr_power", "stop_skips", "stop_stable", "warmup", "skip_dropout",
+                                               "max_skip"};
+static void succ_settings(const run *r, int64_t *v) {
+    const ir_train_config *tc = &r->sp->search;
+    double lp = tc->lr_power, sd = r->o->supernet ? r->o->supernet->skip_dropout : 0;
+    memcpy(&v[0], &lp, 8);
+    v[1] = tc->stop_skips;
+    v[2] = tc->stop_stable;
+    v[3] = tc->warmup;
+    memcpy(&v[4], &sd, 8);
+    v[5] = tc->max_skip;
+}
+
+static int check_succ_settings(const run *r, char *err, size_t errlen) {
+    int64_t now[SUCC_N];
+    succ_settings(r, now);
+    char list[512] = "";
+    size_t used = 0;
+    for (int i = 0; i < SUCC_N; i++) {
+        if (now[i] == r->succ[i]) continue;
+        double a, b;
+        memcpy(&a, &r->succ[i], 8);
+        memcpy(&b, &now[i], 8);
+        int w = i == 0 || i == 4 ? snprintf(list + used, sizeof list - used, "%s%s %g (now %g)", used ? ", " : "", succ_names[i], a, b)
+                                 : snprintf(list + used, sizeof list - used, "%s%s %lld (now %lld)", used ? ", " : "",
+                                            succ_names[i], (long long)r->succ[i], (long long)now[i]);
+        if (w > 0 && (size_t)w < sizeof list - used) used += (size_t)w;
+    }
+    if (!used) return 0;
+    return sr_fail(err, errlen, "cannot resume: %s was written with other settings: %s; these change the result, so resume "
+                   "with the checkpoint's settings or start a new run in another --out", r->path_ckpt, list);
+}
+
+/* The successors add their settings, and DARTS+ its state, to the table (other strategies'
+ * checkpoints stay as they were). */
+static int ckpt_extra(run *r, sr_ckpt_entry *e) {
+    sr_strategy st = r->o->strategy;
+    if (st != SR_PDARTS && st != SR_DARTS_PLUS && st != SR_SHARP_DARTS) return CKPT_N;
+    int n = CKPT_N;
+    e[n++] = (sr_ckpt_entry){SR_CKPT_I64, "succ/settings", r->succ, SUCC_N, 0};
+    if (st != SR_DARTS_PLUS) return n;
+    e[n++] = (sr_ckpt_entry){SR_CKPT_I64, "dplus/state", r->dplus, 5, 0};
+    e[n++] = (sr_ckpt_entry){SR_CKPT_DEV, "dplus/prev_alpha", r->prev_alpha, r->na, 0};
+    return n;
+}
+
+/* The entries of the checkpoint: a hooked strategy's (ENAS's controller) or the successors' after the
+ * common ones. */
+static int ckpt_count(run *r, sr_ckpt_entry *e) { return r->h ? ckpt_n(r) : ckpt_extra(r, e); }
+
 /* Written by rank 0 alone (data-parallel runs: every process holds the same parameters,
  * and a hooked strategy's state: ENAS's controller is the same on every rank). */
 static int save_checkpoint(run *r, char *err, size_t errlen) {
@@ -218,22 +276,25 @@ static int save_checkpoint(run *r, char *err, size_t errlen) {
     int64_t alpha_bytes = sr_file_size(r->path_alpha), settings[SR_SETTINGS_N], lines = sr_log_lines(r->path_metrics);
     int64_t dist[2] = {rt_dist_size(), r->sp->search.sync_bn};
     sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, settings);
+    succ_settings(r, r->succ);
     sr_ckpt_entry e[CKPT_MAX];
     ckpt_table(r, meta, &alpha_bytes, settings, &lines, dist, e);
-    return sr_dist_root_rc(sr_ckpt_save(r->path_ckpt, r->be, e, ckpt_n(r), err, errlen), err, errlen);
+    return sr_dist_root_rc(sr_ckpt_save(r->path_ckpt, r->be, e, ckpt_count(r, e), err, errlen), err, errlen);
 }
 
 /* Rank 0 reads, checks and restores the checkpoint; the other processes of a data-parallel
  * run then receive its entries (sr_ckpt_bcast) and take the same counters. */
-static int read_checkpoint(run *r, sr_ckpt_entry *e, int64_t *meta, const int64_t *settings, const int64_t *lines,
-                           const int64_t *alpha_bytes, const int64_t *dist, char *err, size_t errlen);
+static int read_checkpoint(run *r, sr_ckpt_entry *e, int ne, int64_t *meta, const int64_t *settings,
+                           const int64_t *lines, const int64_t *alpha_bytes, const int64_t *dist, char *err,
+                           size_t errlen);
 static int load_checkpoint(run *r, char *err, size_t errlen) {
     int64_t meta[META_N] = {0}, alpha_bytes = 0, settings[SR_SETTINGS_N] = {0}, lines = 0, dist[2] = {0, 0};
     sr_ckpt_entry e[CKPT_MAX];
     ckpt_table(r, meta, &alpha_bytes, settings, &lines, dist, e);
-    int rc = sr_dist_writer() ? read_checkpoint(r, e, meta, settings, &lines, &alpha_bytes, dist, err, errlen) : 0;
+    int ne = ckpt_count(r, e);
+    int rc = sr_dist_writer() ? read_checkpoint(r, e, ne, meta, settings, &lines, &alpha_bytes, dist, err, errlen) : 0;
     if (sr_dist_root_rc(rc, err, errlen)) return -1;
-    sr_ckpt_bcast(r->be, e, ckpt_n(r));
+    sr_ckpt_bcast(r->be, e, ne);
     if (r->h && r->h->restored) r->h->restored(r->h->ctx); /* every rank, after the broadcast */
     if (rt_loader_seek(&r->lw, meta[7], meta[8]) || rt_loader_seek(&r->la, meta[9], meta[10]))
         return sr_fail(err, errlen, "%s: data loader positions out of range (the data changed?)", r->path_ckpt);
@@ -245,16 +306,18 @@ static int load_checkpoint(run *r, char *err, size_t errlen) {
     return 0;
 }
 
-static int read_checkpoint(run *r, sr_ckpt_entry *e, int64_t *meta, const int64_t *settings, const int64_t *lines_p,
-                           const int64_t *alpha_bytes_p, const int64_t *dist, char *err, size_t errlen) {
+static int read_checkpoint(run *r, sr_ckpt_entry *e, int ne, int64_t *meta, const int64_t *settings,
+                           const int64_t *lines_p, const int64_t *alpha_bytes_p, const int64_t *dist, char *err,
+                           size_t errlen) {
     int64_t now[SR_SETTINGS_N];
-    rt_tf_file *f = sr_ckpt_read(r->path_ckpt, e, ckpt_n(r), CKPT_VERSION, r->net.graph, err, errlen);
+    rt_tf_file *f = sr_ckpt_read(r->path_ckpt, e, ne, CKPT_VERSION, r->net.graph, err, errlen);
     if (!f) return -1;
     int rc = -1;
     int64_t lines = *lines_p, alpha_bytes = *alpha_bytes_p;
     sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, now);
     if (sr_ckpt_check_settings(r->path_ckpt, settings, now, err, errlen) ||
-        sr_ckpt_check_dist(r->path_ckpt, dist, r->sp->search.sync_bn, err, errlen))
+        sr_ckpt_check_dist(r->path_ckpt, dist, r->sp->search.sync_bn, err, errlen) ||
+        (!r->h && ne > CKPT_N && check_succ_settings(r, err, errlen)))
         goto out;
     if (meta[2] < 0 || meta[2] > r->sp->search.epochs || meta[3] < 0 || meta[3] > r->steps_per_epoch) {
         sr_fail(err, errlen, "%s: epoch %lld step %lld do not fit this search (%d epochs of %lld steps)", r->path_ckpt,
@@ -269,7 +332,7 @@ static int read_checkpoint(run *r, sr_ckpt_entry *e, int64_t *meta, const int64_
                        : sr_ckpt_truncate_log_lines(r->path_metrics, lines, err, errlen)) ||
         sr_ckpt_truncate_log(r->path_alpha, alpha_bytes, err, errlen))
         goto out;
-    sr_ckpt_restore(f, r->be, e, ckpt_n(r));
+    sr_ckpt_restore(f, r->be, e, ne);
     f = NULL;
     rc = 0;
 out:
@@ -300,12 +363,27 @@ static void softmax_rows_json(FILE *f, const float *a, int rows, int cols) {
     fputc(']', f);
 }
 
-static void alphas_host(run *r, float **an, float **ar) {
+/* Both alphas on the host in the space's layout (edges, n_ops); a P-DARTS stage's pruned
+ * candidates read SR_ALPHA_PRUNED. Returns the one allocation to free, which starts with the
+ * arch group in the plan's own layout (a stage's (edges, n_cols)). */
+static float *alphas_host(run *r, float **an, float **ar) {
     rt_group ga = rt_plan_group(r->p, IR_ROLE_ARCH);
-    float *h = malloc((size_t)ga.n * 4);
+    const ir_cell *cells[2] = {&r->sp->normal, &r->sp->reduce};
+    int64_t full = (int64_t)ir_cell_num_edges(cells[0]) * cells[0]->n_ops + (int64_t)ir_cell_num_edges(cells[1]) * cells[1]->n_ops;
+    float *h = malloc((size_t)(ga.n + full) * 4);
+    if (!h) return NULL;
     r->be->download(r->be, h, ga.data, (size_t)ga.n * 4);
-    *an = h + ((float *)rt_node_data(r->p, r->net.alpha[0]) - ga.data);
-    *ar = h + ((float *)rt_node_data(r->p, r->net.alpha[1]) - ga.data);
+    float *out[2], *f = h + ga.n;
+    for (int t = 0; t < 2; t++) {
+        const float *a = h + ((float *)rt_node_data(r->p, r->net.alpha[t]) - ga.data);
+        const ir_supernet_opts *so = r->o->supernet;
+        sr_alpha_expand(cells[t], so ? so->cols[t] : NULL, so ? so->n_cols[t] : cells[t]->n_ops, a, f);
+        out[t] = f;
+        f += (int64_t)ir_cell_num_edges(cells[t]) * cells[t]->n_ops;
+    }
+    *an = out[0];
+    *ar = out[1];
+    return h;
 }
 
 /* PC-DARTS: node i's beta logits of cell type t in the host copy h of the arch group; NULL
@@ -328,9 +406,8 @@ static void sigmoid_rows_json(FILE *f, const float *a, int rows, int cols) {
 
 static void write_alpha_epoch(run *r) {
     if (!sr_dist_writer()) return;
-    float *an, *ar;
-    alphas_host(r, &an, &ar);
-    const float *h = an < ar ? an : ar;
+    float *an, *ar, *h = alphas_host(r, &an, &ar);
+    if (!h) return;
     int fair = r->o->strategy == SR_FAIR_DARTS;
     void (*rows_json)(FILE *, const float *, int, int) = fair ? sigmoid_rows_json : softmax_rows_json;
     FILE *f = fopen(r->path_alpha, "a");
@@ -352,13 +429,14 @@ static void write_alpha_epoch(run *r) {
         fprintf(f, "}\n");
         fclose(f);
     }
-    free(an < ar ? an : ar);
+    free(h);
 }
 
-/* The strategy's derivation: DARTS's, PC-DARTS' with beta, FairDARTS' threshold rule. */
-static void derive(run *r, const float *an, const float *ar, ir_genotype *gt) {
+/* The strategy's derivation: DARTS's, PC-DARTS' with beta, FairDARTS' threshold rule. h: the
+ * host copy of the arch group (alphas_host), an, ar: the alphas in the space's layout. */
+static void derive(run *r, const float *h, const float *an, const float *ar, ir_genotype *gt) {
     const ir_cell *cells[2] = {&r->sp->normal, &r->sp->reduce};
-    const float *as[2] = {an, ar}, *h = an < ar ? an : ar;
+    const float *as[2] = {an, ar};
     ir_geno_cell *out[2] = {&gt->normal, &gt->reduce};
     for (int t = 0; t < 2; t++) {
         if (r->o->strategy == SR_FAIR_DARTS) {
@@ -374,26 +452,14 @@ static void derive(run *r, const float *an, const float *ar, ir_genotype *gt) {
 }
 
 static int write_genotype(run *r, ir_genotype *gt, char *err, size_t errlen) {
-    float *an, *ar;
-    alphas_host(r, &an, &ar);
+    float *an, *ar, *h = alphas_host(r, &an, &ar);
+    if (!h) return sr_dist_root_rc(sr_fail(err, errlen, "out of memory"), err, errlen);
     int rc = 0;
     if (r->h) rc = r->h->derive(r->h->ctx, r->p, &r->net, gt, err, errlen); /* no alpha to write beside it */
-    else derive(r, an, ar, gt);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/genotype.json", r->o->out_dir);
-    if (!rc && sr_dist_writer()) rc = sr_genotype_write_json(r->sp, gt, r->h ? NULL : an, r->h ? NULL : ar, path, err, errlen);
-    free(an < ar ? an : ar);
-    if (!sr_dist_writer()) return sr_dist_root_rc(rc, err, errlen);
-    const char *names[2] = {"normal", "reduce"};
-    const ir_cell *cells[2] = {&r->sp->normal, &r->sp->reduce};
-    const ir_geno_cell *gcs[2] = {&gt->normal, &gt->reduce};
-    for (int t = 0; t < 2 && rc == 0; t++) {
-        snprintf(path, sizeof path, "%s/%s.dot", r->o->out_dir, names[t]);
-        FILE *f = fopen(path, "w");
-        if (!f) return sr_dist_root_rc(sr_fail(err, errlen, "%s: %s", path, strerror(errno)), err, errlen);
-        sr_genotype_dot(cells[t], gcs[t], names[t], f);
-        fclose(f);
-    }
+    else derive(r, h, an, ar, gt);
+    if (!rc && sr_dist_writer())
+        rc = sr_genotype_write_files(r->sp, gt, r->h ? NULL : an, r->h ? NULL : ar, r->o->out_dir, err, errlen);
+    free(h);
     return sr_dist_root_rc(rc, err, errlen);
 }
 
@@ -452,13 +518,53 @@ static int check_finite(run *r, float lr, char *err, size_t errlen) {
                        r->step > 0 ? s : r->steps_per_epoch - 1, g, lr, r->path_ckpt);
 }
 
+/* P-DARTS: p of every skip's DROPOUT node (none outside P-DARTS). */
+static void set_skip_dropout(run *r, float p) {
+    const ir_graph *g = rt_plan_graph(r->p);
+    for (int i = 0; i < ir_graph_num_nodes(g); i++)
+        if (ir_graph_node(g, i)->op == IR_OP_DROPOUT) rt_plan_set_fattr(r->p, i, IR_F_P, p);
+}
+
+/* DARTS+ at an epoch's end: the stopping rule on this epoch's alpha against the previous
+ * one's; a stop is recorded in the state (so the checkpoint keeps it) and in stop.json. */
+static int dplus_epoch_end(run *r, char *err, size_t errlen) {
+    rt_group ga = rt_plan_group(r->p, IR_ROLE_ARCH);
+    float *an, *ar, *h = alphas_host(r, &an, &ar), *prev = malloc((size_t)r->na * 4);
+    if (!h || !prev) {
+        free(h);
+        free(prev);
+        return sr_fail(err, errlen, "out of memory");
+    }
+    r->be->download(r->be, prev, r->prev_alpha, (size_t)r->na * 4);
+    int64_t value = 0;
+    const float *pn = prev + ((float *)rt_node_data(r->p, r->net.alpha[0]) - ga.data),
+                *pr = prev + ((float *)rt_node_data(r->p, r->net.alpha[1]) - ga.data);
+    int code = sr_dplus_check(r->sp, an, ar, r->epoch > 0 ? pn : NULL, r->epoch > 0 ? pr : NULL, &r->dplus[0], &value);
+    free(h);
+    free(prev);
+    r->be->copy(r->be, r->prev_alpha, ga.data, r->na);
+    if (!code) return 0;
+    r->dplus[1] = 1;
+    r->dplus[2] = r->epoch + 1;
+    r->dplus[3] = code;
+    r->dplus[4] = value;
+    char reason[192], json[512], path[4200];
+    sr_dplus_reason(&r->sp->search, code, value, r->epoch + 1, reason, sizeof reason);
+    snprintf(json, sizeof json, "{\"epoch\":%d,\"epochs\":%d,\"criterion\":\"%s\",\"value\":%lld,\"reason\":\"%s\"}\n",
+             r->epoch + 1, r->sp->search.epochs, code == SR_DPLUS_SKIPS ? "skips" : "stable", (long long)value, reason);
+    snprintf(path, sizeof path, "%s/stop.json", r->o->out_dir);
+    /* data-parallel: every process reaches the same decision (alpha is the same on all); rank 0 writes */
+    int rc = sr_dist_writer() ? sr_write_file_atomic(path, json, strlen(json), err, errlen) : 0;
+    return sr_dist_root_rc(rc, err, errlen);
+}
+
 /* ---- the loop ------------------------------------------------------------------------------------ */
 
 static void free_run(run *r) {
     if (r->p) {
         sr_unroll_free(&r->u, r->p);
-        float *bufs[3] = {r->sgd_buf, r->adam_m, r->adam_v};
-        for (int i = 0; i < 3; i++)
+        float *bufs[4] = {r->sgd_buf, r->adam_m, r->adam_v, r->prev_alpha};
+        for (int i = 0; i < 4; i++)
             if (bufs[i]) r->be->free(r->be, bufs[i]);
         rt_plan_free(r->p);
     }
@@ -522,7 +628,8 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
         }
     }
     ir_supernet_opts so;
-    sr_succ_supernet_opts(sp, o->strategy, &so);
+    if (o->supernet) so = *o->supernet; /* a P-DARTS stage's */
+    else sr_succ_supernet_opts(sp, o->strategy, &so);
     if (ir_space_build_supernet_ex(o->pretext == SR_PRETEXT_ROTATION ? &pretext_sp : sp, lbatch, &so, &r.net)) {
         sr_fail(err, errlen, "%s", r.net.error);
         goto out;
@@ -545,7 +652,9 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
     r.sgd_buf = r.be->alloc(r.be, (size_t)r.nw * 4);
     r.adam_m = r.be->alloc(r.be, (size_t)r.na * 4);
     r.adam_v = r.be->alloc(r.be, (size_t)r.na * 4);
-    if (!r.xt || !r.xv || !r.yt || !r.yv || !r.sgd_buf || !r.adam_m || !r.adam_v ||
+    if (o->strategy == SR_DARTS_PLUS && (r.prev_alpha = r.be->alloc(r.be, (size_t)r.na * 4)))
+        r.be->memset0(r.be, r.prev_alpha, (size_t)r.na * 4);
+    if ((o->strategy == SR_DARTS_PLUS && !r.prev_alpha) || !r.xt || !r.xv || !r.yt || !r.yv || !r.sgd_buf || !r.adam_m || !r.adam_v ||
         (tc->order == 2 && sr_unroll_init(&r.u, r.p))) {
         sr_fail(err, errlen, "out of memory");
         goto out;
@@ -573,8 +682,12 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
     double tstep = sr_now(), last_ckpt = tstep;
     int64_t steps_done = 0;
     int momentum_live = r.global_step > 0;
-    while (r.epoch < tc->epochs) {
-        float lr = sr_cosine_lr(tc, r.epoch);
+    while (r.epoch < tc->epochs && !r.dplus[1]) {
+        float lr = o->strategy == SR_SHARP_DARTS ? sr_cosine_power_lr(tc, r.epoch) : sr_cosine_lr(tc, r.epoch);
+        /* P-DARTS: the skips' dropout decays linearly over the stage; warm-up epochs train weights only */
+        float skip_p = o->supernet ? o->supernet->skip_dropout * (1.0f - (float)r.epoch / (float)tc->epochs) : 0.f;
+        set_skip_dropout(&r, skip_p);
+        int arch_on = !(o->strategy == SR_PDARTS && r.epoch < tc->warmup);
         while (r.step < r.steps_per_epoch) {
             /* data-parallel: every process stops at the same step when any was asked to */
             if (rt_dist_sum_int(o->stop && *o->stop) || (o->stop_after_steps > 0 && r.global_step >= o->stop_after_steps)) {
@@ -595,7 +708,7 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
                     goto out;
                 have_val = 1;
                 if (r.h->before_weight_step(r.h->ctx, r.p, &r.net, r.global_step, err, errlen)) goto out;
-            } else if (sr_succ_is_bilevel(o->strategy) || o->strategy == SR_COORD) {
+            } else if ((sr_succ_is_bilevel(o->strategy) && arch_on) || o->strategy == SR_COORD) {
                 /* DARTS: a batch of the architecture split; coordinate descent: another batch of all data */
                 next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)r.global_step + 1);
                 if (o->strategy != SR_COORD && tc->order == 2) {
@@ -695,6 +808,7 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
         if (check_finite(&r, lr, err, errlen)) goto out;
         if (r.h && r.h->derive(r.h->ctx, r.p, &r.net, &res->genotype, err, errlen)) goto out; /* scores the derived child */
         double vl, va;
+        set_skip_dropout(&r, 0.f); /* the architecture split is scored without dropout */
         evaluate_split(&r, &vl, &va);
         if (!isfinite(vl)) {
             sr_diverged(err, errlen, "the architecture-split loss at the epoch's end", vl, r.epoch, r.steps_per_epoch - 1,
@@ -708,12 +822,28 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
                               .val_loss = vl, .val_acc = va, .lr = lr, .epoch_end = 1};
             o->progress(o->progress_ctx, &pr);
         }
+        if (o->strategy == SR_DARTS_PLUS && dplus_epoch_end(&r, err, errlen)) goto out;
         r.epoch++;
         r.step = 0;
         if (write_genotype(&r, &res->genotype, err, errlen)) goto out;
         if (save_checkpoint(&r, err, errlen)) goto out;
     }
     if (write_genotype(&r, &res->genotype, err, errlen)) goto out;
+    if (o->final_alpha) {
+        float *an, *ar, *h = alphas_host(&r, &an, &ar);
+        if (!h) {
+            sr_fail(err, errlen, "out of memory");
+            goto out;
+        }
+        rt_group ga2 = rt_plan_group(r.p, IR_ROLE_ARCH);
+        o->final_alpha(o->final_alpha_ctx, h + ((float *)rt_node_data(r.p, r.net.alpha[0]) - ga2.data),
+                       h + ((float *)rt_node_data(r.p, r.net.alpha[1]) - ga2.data));
+        free(h);
+    }
+    if (r.dplus[1]) {
+        res->stop_epoch = (int)r.dplus[2];
+        sr_dplus_reason(tc, r.dplus[3], r.dplus[4], r.dplus[2], res->stop_reason, sizeof res->stop_reason);
+    }
     res->steps = r.global_step;
     res->seconds = sr_now() - t0;
     rc = 0;

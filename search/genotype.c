@@ -37,7 +37,7 @@ void sr_derive_weights(const ir_cell *cell, const double *w, ir_geno_cell *out) 
     int none = ir_cell_none_index(cell), O = cell->n_ops;
     int row = 0;
     for (int i = 0; i < cell->n_nodes; i++) {
-        int rows[2 + IR_MAX_NODES], srcs[2 + IR_MAX_NODES], best_op[2 + IR_MAX_NODES], ne = 0;
+        int srcs[2 + IR_MAX_NODES], best_op[2 + IR_MAX_NODES], ne = 0;
         double strength[2 + IR_MAX_NODES];
         for (int j = 0; j < cell->n_inputs + i; j++) {
             if (!((cell->edges[i] >> j) & 1)) continue;
@@ -45,7 +45,6 @@ void sr_derive_weights(const ir_cell *cell, const double *w, ir_geno_cell *out) 
             int bo = -1;
             for (int o = 0; o < O; o++)
                 if (o != none && (bo < 0 || sm[o] > sm[bo])) bo = o;
-            rows[ne] = row;
             srcs[ne] = j;
             best_op[ne] = bo;
             strength[ne] = sm[bo];
@@ -65,7 +64,6 @@ void sr_derive_weights(const ir_cell *cell, const double *w, ir_geno_cell *out) 
             out->e[i][k].src = srcs[b];
         }
         out->n_edges[i] = keep;
-        (void)rows;
     }
 }
 
@@ -289,4 +287,25 @@ void sr_genotype_dot(const ir_cell *cell, const ir_geno_cell *gc, const char *ti
         fprintf(f, "  s%d -> out [fillcolor=gray];\n", cell->n_inputs + i);
     }
     fprintf(f, "}\n");
+}
+
+int sr_genotype_write_files(const ir_space *sp, const ir_genotype *gt, const float *alpha_normal,
+                            const float *alpha_reduce, const char *dir, char *err, size_t errlen) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/genotype.json", dir);
+    if (sr_genotype_write_json(sp, gt, alpha_normal, alpha_reduce, path, err, errlen)) return -1;
+    const char *names[2] = {"normal", "reduce"};
+    const ir_cell *cells[2] = {&sp->normal, &sp->reduce};
+    const ir_geno_cell *gcs[2] = {&gt->normal, &gt->reduce};
+    for (int t = 0; t < 2; t++) {
+        snprintf(path, sizeof path, "%s/%s.dot", dir, names[t]);
+        FILE *f = fopen(path, "w");
+        if (!f) {
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+            return -1;
+        }
+        sr_genotype_dot(cells[t], gcs[t], names[t], f);
+        fclose(f);
+    }
+    return 0;
 }

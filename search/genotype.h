@@ -22,8 +22,10 @@
 
 /* alpha: (edges x n_ops) row-major logits of one cell type. */
 void sr_derive(const ir_cell *cell, const float *alpha, ir_geno_cell *out);
-/* The same rule over given op weights w (edges x n_ops, row-major), e.g. PC-DARTS'
- * softmax(alpha) times the edge's softmax(beta); sr_derive is this over softmax(alpha). */
+/* The same rule over given op weights w (edges x n_ops, row-major); sr_derive is this over
+ * softmax(alpha). PC-DARTS passes softmax(alpha) times the edge's softmax(beta); P-DARTS
+ * derives from weights with some ops removed (a removed op's weight below every other's,
+ * e.g. -1). */
 void sr_derive_weights(const ir_cell *cell, const double *w, ir_geno_cell *out);
 
 /* JSON text of a genotype (caller frees). alpha_* may be NULL (then no softmax table). */
@@ -32,6 +34,9 @@ char *sr_genotype_to_json(const ir_space *sp, const ir_genotype *gt, const float
 /* Atomic write (temporary file, fsync, rename). */
 int sr_genotype_write_json(const ir_space *sp, const ir_genotype *gt, const float *alpha_normal,
                            const float *alpha_reduce, const char *path, char *err, size_t errlen);
+/* genotype.json (as sr_genotype_write_json) and the cell pictures normal.dot, reduce.dot in dir. */
+int sr_genotype_write_files(const ir_space *sp, const ir_genotype *gt, const float *alpha_normal,
+                            const float *alpha_reduce, const char *dir, char *err, size_t errlen);
 /* Reads a genotype for space sp; op names must be ops of the cell, sources must precede
  * their node. Errors name the file and the entry. */
 int sr_genotype_read_json(const ir_space *sp, const char *path, ir_genotype *gt, char *err, size_t errlen);

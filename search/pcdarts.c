@@ -9,7 +9,10 @@
 
 #include "genotype.h"
 
-int sr_succ_is_bilevel(sr_strategy s) { return s == SR_DARTS || s == SR_PC_DARTS || s == SR_FAIR_DARTS; }
+int sr_succ_is_bilevel(sr_strategy s) {
+    return s == SR_DARTS || s == SR_PC_DARTS || s == SR_FAIR_DARTS || s == SR_PDARTS || s == SR_DARTS_PLUS ||
+           s == SR_SHARP_DARTS;
+}
 
 void sr_succ_supernet_opts(const ir_space *sp, sr_strategy s, ir_supernet_opts *so) {
     memset(so, 0, sizeof *so);

@@ -35,12 +35,18 @@
 
 /* SR_RANDOM and SR_EVOLUTION are the paper's baselines (search/baselines.c): discrete
  * genotypes trained briefly and scored on the architecture split. */
-/* SR_PC_DARTS and SR_FAIR_DARTS are DARTS successors (search/successors.h). */
+/* SR_PC_DARTS, SR_FAIR_DARTS, SR_PDARTS, SR_DARTS_PLUS and SR_SHARP_DARTS are DARTS successors
+ * (search/successors.h; issue 21): the DARTS loop with the paper's change (docs/ARCHITECTURE.md). */
 /* SR_RL (search/controller.c, baselines.c's loop): an LSTM controller samples the candidates
  * and learns from their scores by REINFORCE (Zoph & Le 2017; NASNet). */
 /* SR_ENAS (search/enas.c): the same controller, its children sharing the supernet's weights. */
+/* The numbers are kept in checkpoints' settings: new strategies are appended. */
 typedef enum sr_strategy { SR_DARTS, SR_JOINT, SR_COORD, SR_RANDOM, SR_EVOLUTION,
-                           SR_PC_DARTS, SR_FAIR_DARTS, SR_RL, SR_ENAS } sr_strategy;
+                           SR_PC_DARTS, SR_FAIR_DARTS, SR_RL, SR_ENAS,
+    SR_PDARTS,      /* P-DARTS (search/pdarts.c): stages of growing depth, ops pruned between them */
+    SR_DARTS_PLUS,  /* DARTS+ (search/dartsplus.c): early stopping */
+    SR_SHARP_DARTS, /* sharpDARTS (search/sharp.c): cosine power annealing of the weight learning rate */
+} sr_strategy;
 
 typedef struct sr_options {
     const char *out_dir;           /* run directory (created) */
@@ -75,6 +81,12 @@ typedef struct sr_options {
                    char *err, size_t errlen);
     void *latency_ctx;
     sr_pretext pretext;    /* the DARTS loop's strategies: a self-supervised task instead of the labels (pretext.h) */
+    /* set by search/pdarts.c for one stage: the stage's supernet (alpha columns, skip dropout),
+       and a callback that receives the final alpha of both cell types (host, the stage's
+       (edges, n_cols) layout) when the search ends */
+    const ir_supernet_opts *supernet;
+    void (*final_alpha)(void *ctx, const float *alpha_normal, const float *alpha_reduce);
+    void *final_alpha_ctx;
 } sr_options;
 
 typedef struct sr_result {
@@ -85,6 +97,8 @@ typedef struct sr_result {
     int64_t steps;
     double loss_peak;       /* the largest training or architecture-split loss of this invocation */
     int64_t loss_peak_step; /* its step (0-based, of the whole run); above SR_LOSS_WARN the driver warns */
+    int stop_epoch;         /* DARTS+: the epoch (1-based) after which the search stopped early; 0: ran to the end */
+    char stop_reason[192];  /* DARTS+: why (also in RUN_DIR/stop.json) */
 } sr_result;
 
 sr_options sr_options_default(void);
@@ -153,6 +167,45 @@ void sr_unroll_free(sr_unroll *u, struct rt_plan *p);
 int sr_arch_grad_second_order(struct rt_plan *p, sr_unroll *u, int images, int labels, const float *xt,
                               const int32_t *yt, const float *xv, const int32_t *yv, const float *buf, float eta,
                               float momentum, float wd, int bug_mul_r, float *val_loss);
+
+/* P-DARTS (search/pdarts.c): the stages, each a DARTS search of its own supernet in
+ * out_dir/stageN/, the ops pruned by alpha between them, the skip cap on the final genotype;
+ * out_dir/stages.jsonl records each finished stage. Resumes stage by stage. */
+int sr_pdarts_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen);
+
+/* P-DARTS's final derivation from the last stage's alpha (cols, n_cols, alpha per cell type,
+ * as a stage's supernet): softmax weights over each edge's kept candidates, DARTS's rule,
+ * then at most sp->search.max_skip skips in the normal cell (the kept skip of smallest
+ * weight removed from its edge, the cell derived again, until it holds). Returns the number
+ * of skips removed, or -1 when out of memory. */
+int sr_pdarts_derive(const ir_space *sp, const int *const cols[2], const int n_cols[2], const float *const alpha[2],
+                     ir_genotype *gt);
+
+/* A cell type's alpha in the layout of the space's candidate ops: a (edges, n_cols) alpha
+ * whose column j of edge e is candidate cols[e * n_cols + j], written into full (edges,
+ * n_ops) with SR_ALPHA_PRUNED (softmax weight 0) for the candidates that are not columns. */
+#define SR_ALPHA_PRUNED (-1e30f)
+void sr_alpha_expand(const ir_cell *c, const int *cols, int n_cols, const float *a, float *full);
+
+/* sharpDARTS's cosine power annealing (search/sharp.c) of the weight learning rate at epoch e
+ * (0-based) of tc->epochs, exponent base p = tc->lr_power: with c(t) = (1 + cos(pi t / T)) / 2
+ * for t = e + 1 of T = epochs, lr = lr_min + (lr - lr_min) (p^(c(t)+1) - p^(c(T)+1)) /
+ * (p^(c(1)+1) - p^(c(T)+1)) (p = 1: the cosine c(t) itself, normalised the same way), so the
+ * first epoch runs at lr and the last at lr_min, as the paper's code; T = 1: lr. */
+float sr_cosine_power_lr(const ir_train_config *tc, int epoch);
+
+/* DARTS+'s stopping rule (search/dartsplus.c), applied at each epoch's end to alpha (full
+ * layout, both cell types): criterion 1, the derived normal cell holds tc->stop_skips or more
+ * skip connections; criterion 2, the ranking of the learnable (parametric) ops' alpha on every
+ * edge of both cells has not changed for tc->stop_stable epochs. *stable counts the epochs
+ * the ranking has held so far (0 at the start; updated); prev_* is the previous epoch's alpha
+ * (NULL at the first epoch). Returns 0 (go on), SR_DPLUS_SKIPS or SR_DPLUS_STABLE, with the
+ * number of skips or of stable epochs in *value. */
+enum { SR_DPLUS_SKIPS = 1, SR_DPLUS_STABLE = 2 };
+int sr_dplus_check(const ir_space *sp, const float *an, const float *ar, const float *prev_an, const float *prev_ar,
+                   int64_t *stable, int64_t *value);
+/* The reason of a stop in words. */
+void sr_dplus_reason(const ir_train_config *tc, int64_t code, int64_t value, int64_t epoch, char *buf, size_t n);
 
 /* Writes data to path atomically: temporary file, fsync, rename. */
 int sr_write_file_atomic(const char *path, const char *data, size_t len, char *err, size_t errlen);

@@ -435,20 +435,30 @@ Test(cgen, darts_v2_network_matches_runtime_under_gcc_and_clang) {
 }
 
 /* The evaluation network dartsc builds from the DARTS_V2 genotype (C=8, 6 cells, 32x32),
- * with drop path nodes (identities at inference). */
-Test(cgen, darts_v2_eval_network_from_space_matches_runtime) {
+ * with drop path nodes (identities at inference). sharp: with sharpDARTS's SharpSepConv as
+ * the normal cell's convolutions (undilated and dilated) and the reduction cell's
+ * max_pool_3x3 (5x5, dilation 2, stride 2), at C = 4 and 3 cells (normal, reduction,
+ * reduction), which keeps its four compilations short. */
+static void eval_case(const char *name, int sharp) {
     ir_space sp;
     ir_genotype gt;
     ir_net net;
     ir_space_darts_cifar10(&sp);
+    if (sharp) {
+        sp.normal.ops[4] = (ir_cand){.kind = IR_CAND_SHARP_SEP_CONV, .k = 3, .dilation = 1, .name = "sharp_sep_conv_3x3"};
+        sp.normal.ops[6] = (ir_cand){.kind = IR_CAND_SHARP_SEP_CONV, .k = 3, .dilation = 2, .name = "dil_sharp_sep_conv_3x3"};
+        sp.reduce.ops[1] = (ir_cand){.kind = IR_CAND_SHARP_SEP_CONV, .k = 5, .dilation = 2, .name = "dil_sharp_sep_conv_5x5"};
+    }
     ir_genotype_darts_v2(&gt);
-    cr_assert(ir_space_build_eval(&sp, &gt, &(ir_eval_opts){.C = 8, .layers = 6, .batch = MAXB, .drop_path = 1}, &net) == 0,
-              "%s", net.error);
+    ir_eval_opts eo = {.C = sharp ? 4 : 8, .layers = sharp ? 3 : 6, .batch = MAXB, .drop_path = 1};
+    cr_assert(ir_space_build_eval(&sp, &gt, &eo, &net) == 0, "%s", net.error);
     built b = {net.graph, net.images, net.logits, net.logits, net.labels};
-    check_model(&b, b.output, "darts_eval", 0, 2);
+    check_model(&b, b.output, name, 0, 2);
     net.graph = NULL;
     ir_net_free(&net);
 }
+Test(cgen, darts_v2_eval_network_from_space_matches_runtime) { eval_case("darts_eval", 0); }
+Test(cgen, sharp_sep_conv_eval_network_matches_runtime) { eval_case("sharp_eval", 1); }
 
 /* Two models in one program (symbols prefixed, no clashes), both correct, built with
  * ASan + UBSan and run clean; also an OpenMP build gives the same answers. */

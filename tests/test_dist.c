@@ -486,6 +486,67 @@ Test(dist, run_end_to_end) {
     }
 }
 
+/* The successors that keep state beyond DARTS's as data-parallel jobs: P-DARTS (its stages'
+ * directories, stage files and stages.jsonl, written by rank 0, read back and broadcast on a
+ * resume) and DARTS+ (its state and previous alpha in the checkpoint). A 2-process job
+ * killed (SIGKILL) once a few steps are logged and resumed ends with the same files, bit for
+ * bit, as one never interrupted. */
+static void successor_case(const char *strategy, const char *settings, const char *watch, const char *const *files,
+                           int n_files) {
+    const char *dir = tu_tmpdir();
+    char space[700], ref[700], run[700], metrics[760], cmd[8192];
+    snprintf(space, sizeof space, "%s/succ.dartsc", dir);
+    FILE *f = fopen(space, "w");
+    cr_assert(f);
+    fprintf(f,
+            "ops darts = { none, max_pool(3), avg_pool(3), skip, sep_conv(3), sep_conv(5), dil_conv(3, 2), dil_conv(5, 2) }\n"
+            "cell normal { nodes 2; keep 2; ops darts }\n"
+            "cell reduce : normal { reduction }\n"
+            "network tiny { data fashion_mnist; input 1x28x28; classes 10; C 4; layers 3 }\n"
+            "settings s { batch 16; lr 0.025; momentum 0.9; weight_decay 3e-4; clip 5; seed 1 }\n"
+            "search : s { epochs 2; order 1; subset 128; strategy %s; %s }\n",
+            strategy, settings);
+    fclose(f);
+    const char *bin = getenv("DARTSC_BIN");
+    snprintf(ref, sizeof ref, "%s/ref", dir);
+    snprintf(run, sizeof run, "%s/run", dir);
+    snprintf(cmd, sizeof cmd, MPIRUN "2 %s search %s --out %s --device cpu --checkpoint-every 1 > %s.log 2>&1", bin,
+             space, ref, ref);
+    cr_assert_eq(sh(cmd), 0, "uninterrupted %s job failed: %s.log", strategy, ref);
+    snprintf(cmd, sizeof cmd, EXEC_MPIRUN "2 %s search %s --out %s --device cpu --checkpoint-every 1 > %s.log 2>&1",
+             bin, space, run, run);
+    pid_t job = start_job(cmd);
+    snprintf(metrics, sizeof metrics, "%s/%s", run, watch);
+    wait_lines(metrics, 3, job);
+    kill(-job, SIGKILL);
+    cr_assert_neq(wait_for(job, 30, NULL), -1);
+    /* P-DARTS writes the run's genotype.json at its end; a DARTS loop logs 2 epochs of 4 steps */
+    char done[760];
+    snprintf(done, sizeof done, "%s/genotype.json", run);
+    cr_assert(strcmp(strategy, "p_darts") ? count_lines(metrics) < 8 : access(done, F_OK) != 0,
+              "the %s job had finished before it was killed", strategy);
+    snprintf(cmd, sizeof cmd, MPIRUN "2 %s search %s --out %s --device cpu --resume --checkpoint-every 1 > %s/resume.log 2>&1",
+             bin, space, run, dir);
+    cr_assert_eq(sh(cmd), 0, "%s resume failed: %s/resume.log", strategy, dir);
+    for (int i = 0; i < n_files; i++) {
+        char a[760], b[760];
+        snprintf(a, sizeof a, "%s/%s", ref, files[i]);
+        snprintf(b, sizeof b, "%s/%s", run, files[i]);
+        same_file(a, b);
+    }
+}
+
+Test(dist, p_darts_stages_resume_as_a_data_parallel_job, .timeout = 600) {
+    /* the stages' stage.dtns hold their final alpha exactly; stages.jsonl's seconds differ by design */
+    const char *files[] = {"stage1/stage.dtns", "stage2/stage.dtns", "stage2/checkpoint.dtns", "genotype.json", "alpha.jsonl"};
+    successor_case("p_darts", "stages [3, 5]; stage_ops [8, 4]; skip_dropout [0, 0.3]", "stage1/metrics.jsonl", files, 5);
+}
+
+Test(dist, darts_plus_resumes_as_a_data_parallel_job, .timeout = 600) {
+    const char *files[] = {"checkpoint.dtns", "genotype.json", "alpha.jsonl"};
+    successor_case("darts_plus", "stop_stable 1", "metrics.jsonl", files, 3);
+}
+
 /* What runs as one process says so under a launcher of 2 (status 2 and 1, a message). */
 Test(dist, one_process_commands_refuse_a_job) {
     const char *dir = tu_tmpdir();

@@ -426,18 +426,31 @@ static void small_space(ir_space *sp) {
     sp->n_reduce = 2;
 }
 
-/* The paper's DARTS_V2 cells in a small evaluation network, with drop path nodes. */
-Test(onnx, darts_v2_network_matches_runtime, .timeout = 300) {
+/* The DARTS_V2 cells with sharpDARTS's SharpSepConv in place of sep_conv_3x3 and
+ * dil_conv_3x3 (undilated and dilated, normal cell) and of max_pool_3x3 (5x5 dilated, stride 2
+ * in the reduction cell). */
+static void sharp_space(ir_space *sp) {
+    sp->normal.ops[4] = (ir_cand){.kind = IR_CAND_SHARP_SEP_CONV, .k = 3, .dilation = 1, .name = "sharp_sep_conv_3x3"};
+    sp->normal.ops[6] = (ir_cand){.kind = IR_CAND_SHARP_SEP_CONV, .k = 3, .dilation = 2, .name = "dil_sharp_sep_conv_3x3"};
+    sp->reduce.ops[1] = (ir_cand){.kind = IR_CAND_SHARP_SEP_CONV, .k = 5, .dilation = 2, .name = "dil_sharp_sep_conv_5x5"};
+}
+
+/* The paper's DARTS_V2 cells in a small evaluation network, with drop path nodes (sharp:
+ * over sharp_space's ops). */
+static void v2_case(const char *tag, int sharp) {
     ir_space sp;
     small_space(&sp);
+    if (sharp) sharp_space(&sp);
     ir_genotype gt;
     ir_genotype_darts_v2(&gt);
     ir_net net;
     ir_eval_opts eo = {.C = 8, .layers = 5, .batch = BATCH, .drop_path = 1};
     cr_assert_eq(ir_space_build_eval(&sp, &gt, &eo, &net), 0, "%s", net.error);
-    check_graph("darts_v2", net.graph, net.images, net.logits, net.labels, 1);
+    check_graph(tag, net.graph, net.images, net.logits, net.labels, 1);
     ir_net_free(&net);
 }
+Test(onnx, darts_v2_network_matches_runtime, .timeout = 300) { v2_case("darts_v2", 0); }
+Test(onnx, sharp_sep_conv_network_matches_runtime, .timeout = 300) { v2_case("sharp", 1); }
 
 /* Node names say where a node sits in the architecture: cell, node, edge, op, part. */
 Test(onnx, node_names_read_cell_node_edge_op_and_part, .timeout = 120) {

@@ -354,13 +354,24 @@ static void supernet_harness(harness *h, ir_net *net, const ir_space *sp, int ba
 }
 
 /* One search cell between the stem and the head, normal or reduction (every op of
- * REFERENCE.md; the reduction cell has FactorizedReduce skips and stride-2 pools/convs). */
-static void darts_cell_case(int reduction) {
+ * REFERENCE.md; the reduction cell has FactorizedReduce skips and stride-2 pools/convs).
+ * sharp: the candidates are instead sharpDARTS's SharpSepConv (a composition of ReLU,
+ * depthwise and 1x1 convolutions and batch norms), undilated and dilated, at stride 1
+ * (normal cell) and 2 (reduction cell), beside 'none'; the same tolerances. */
+static void darts_cell_case(int reduction, int sharp) {
     ir_space sp;
     tiny_space(&sp);
     sp.layers = 1;
     sp.n_reduce = reduction;
     sp.reduce_at[0] = 0;
+    ir_cell *cells[2] = {&sp.normal, &sp.reduce};
+    for (int t = 0; t < 2 && sharp; t++) {
+        ir_cell *c = cells[t];
+        c->n_ops = 3;
+        c->ops[0] = (ir_cand){.kind = IR_CAND_NONE, .name = "none"};
+        c->ops[1] = (ir_cand){.kind = IR_CAND_SHARP_SEP_CONV, .k = 3, .dilation = 1, .name = "sharp_sep_conv_3x3"};
+        c->ops[2] = (ir_cand){.kind = IR_CAND_SHARP_SEP_CONV, .k = 3, .dilation = 2, .name = "dil_sharp_sep_conv_3x3"};
+    }
     ir_net net;
     harness h;
     supernet_harness(&h, &net, &sp, 8, 7, 99);
@@ -371,8 +382,10 @@ static void darts_cell_case(int reduction) {
     check_group_ex(&h, IR_ROLE_WEIGHT, 300, 1e-3f, 1);
     free_harness(&h);
 }
-Test(grad, darts_normal_cell_weights_and_alpha) { darts_cell_case(0); }
-Test(grad, darts_reduction_cell_weights_and_alpha) { darts_cell_case(1); }
+Test(grad, darts_normal_cell_weights_and_alpha) { darts_cell_case(0, 0); }
+Test(grad, darts_reduction_cell_weights_and_alpha) { darts_cell_case(1, 0); }
+Test(grad, sharp_sep_conv_normal_cell_weights_and_alpha) { darts_cell_case(0, 1); }
+Test(grad, sharp_sep_conv_reduction_cell_weights_and_alpha) { darts_cell_case(1, 1); }
 
 /* The DARTS successors' supernets (ir_space_build_supernet_ex): PC-DARTS with K = 2 (slices,
  * the bypass with its 2x2 max pool on reduction edges, concat, shuffle) and edge

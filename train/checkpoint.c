@@ -135,13 +135,14 @@ void sr_ckpt_settings(const ir_train_config *tc, int strategy, int data_begin, i
 }
 
 static void setting_str(int i, int64_t v, char *buf, size_t n) {
-    /* sr_strategy's order (search/search.h; driver/search_flags.c's names) */
-    static const char *strategies[] = {"darts", "joint", "coord", "random", "evolution", "pc-darts", "fair-darts", "rl", "enas"};
-    const int n_strategies = (int)(sizeof strategies / sizeof strategies[0]);
+    /* sr_strategy's order */
+    static const char *strategies[] = {"darts", "joint", "coord", "random", "evolution", "pc-darts", "fair-darts",
+                                       "rl", "enas", "p-darts", "darts-plus", "sharp-darts"};
     double d;
     memcpy(&d, &v, sizeof d);
     if (settings_table[i].kind == 'f') snprintf(buf, n, "%g", d);
-    else if (settings_table[i].kind == 's' && v >= 0 && v < n_strategies) snprintf(buf, n, "%s", strategies[v]);
+    else if (settings_table[i].kind == 's' && v >= 0 && v < (int64_t)(sizeof strategies / sizeof *strategies))
+        snprintf(buf, n, "%s", strategies[v]);
     else snprintf(buf, n, "%lld", (long long)v);
 }
 
