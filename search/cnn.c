@@ -830,15 +830,15 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
     }
     if (write_genotype(&r, &res->genotype, err, errlen)) goto out;
     if (o->final_alpha) {
-        float *an, *ar, *h = alphas_host(&r, &an, &ar);
-        if (!h) {
+        float *an, *ar, *hb = alphas_host(&r, &an, &ar);
+        if (!hb) {
             sr_fail(err, errlen, "out of memory");
             goto out;
         }
         rt_group ga2 = rt_plan_group(r.p, IR_ROLE_ARCH);
-        o->final_alpha(o->final_alpha_ctx, h + ((float *)rt_node_data(r.p, r.net.alpha[0]) - ga2.data),
-                       h + ((float *)rt_node_data(r.p, r.net.alpha[1]) - ga2.data));
-        free(h);
+        o->final_alpha(o->final_alpha_ctx, hb + ((float *)rt_node_data(r.p, r.net.alpha[0]) - ga2.data),
+                       hb + ((float *)rt_node_data(r.p, r.net.alpha[1]) - ga2.data));
+        free(hb);
     }
     if (r.dplus[1]) {
         res->stop_epoch = (int)r.dplus[2];
