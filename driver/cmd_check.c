@@ -12,7 +12,56 @@
 #include "runtime/runtime.h"
 #include "runtime/text.h"
 #include "search/genotype.h"
+#include "search/proxyless.h"
 #include "search/successors.h"
+
+static void human_bytes(double b, char *out, size_t n);
+
+/* The planned arena of a proxyless step plan: every edge's n_cols columns ops[0..n_cols). 0
+ * when it cannot be planned. */
+static size_t px_arena(const ir_space *sp, int batch, rt_backend *be, const int *ops, int n_cols, unsigned grads) {
+    int *cols[2] = {NULL, NULL};
+    const ir_cell *cells[2] = {&sp->normal, &sp->reduce};
+    size_t bytes = 0;
+    for (int t = 0; t < 2; t++) {
+        int E = ir_cell_num_edges(cells[t]);
+        if (!(cols[t] = malloc(sizeof(int) * (size_t)(E * n_cols + 1)))) goto out;
+        for (int e = 0; e < E; e++)
+            for (int c = 0; c < n_cols; c++) cols[t][e * n_cols + c] = ops[c] < cells[t]->n_ops ? ops[c] : 0;
+    }
+    ir_net net;
+    if (sr_px_build_step_net(sp, batch, (const int *const *)cols, n_cols, &net)) goto out;
+    char err[256];
+    rt_plan *p = rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 0, .grads = grads}, err, sizeof err);
+    if (p) bytes = rt_plan_arena_bytes(p);
+    if (p) rt_plan_free(p);
+    ir_net_free(&net);
+out:
+    free(cols[0]);
+    free(cols[1]);
+    return bytes;
+}
+
+/* ProxylessNAS: a weight step plans one path per edge, an alpha step two (search/proxyless.h);
+ * the most any sample can plan is about every edge on the candidate(s) that plan the most. */
+static void proxyless_memory(const ir_space *sp, int batch, rt_backend *be) {
+    int O = sp->normal.n_ops > sp->reduce.n_ops ? sp->normal.n_ops : sp->reduce.n_ops, best[2] = {0, 0};
+    size_t one[IR_MAX_CANDS] = {0};
+    for (int o = 0; o < O; o++) {
+        one[o] = px_arena(sp, batch, be, &o, 1, RT_GRAD_W);
+        if (one[o] > one[best[0]]) best[0] = o;
+    }
+    best[1] = best[0] == 0 ? 1 : 0;
+    for (int o = 0; o < O; o++)
+        if (o != best[0] && one[o] > one[best[1]]) best[1] = o;
+    char a[32], b[32];
+    human_bytes((double)one[best[0]], a, sizeof a);
+    size_t two = O > 1 ? px_arena(sp, batch, be, best, 2, RT_GRAD_ARCH) : one[best[0]];
+    human_bytes((double)two, b, sizeof b);
+    printf("  strategy proxyless: a weight step plans one sampled path per edge: at most %s (every edge %s); an alpha "
+           "step two: at most %s (%s and %s); the supernet's own plan is at batch 1\n", a, sp->normal.ops[best[0]].name, b,
+           sp->normal.ops[best[0]].name, sp->normal.ops[best[1]].name);
+}
 
 static void print_cell(const char *what, const ir_cell *c) {
     printf("  %s cell: %d input%s, %d nodes, keep %d, combine %s, %d edges\n", what, c->n_inputs,
@@ -207,6 +256,7 @@ int dartsc_cmd_check(int argc, char **argv) {
         printf("  one search step at batch %d: %s of activations and gradients (planned), %s of parameters and gradients\n",
                batch, a, b);
         rt_plan_free(p);
+        if (so.strategy == SR_PROXYLESS) proxyless_memory(&sp, batch, be);
     } else {
         printf("  memory estimate unavailable: %s\n", err);
     }

@@ -667,6 +667,7 @@ int dartsc_cmd_run(int argc, char **argv) {
         o.stop = &stop_flag;
         o.progress = rt_dist_rank() == 0 ? progress_lines : NULL;
         o.progress_ctx = "search";
+        dartsc_op_latency_use(&o, ov.latency_cache); /* proxyless: the per-op latency table */
         sr_result r;
         if (rt_dist_rank() == 0) fprintf(stderr, "== search (%s)\n", o.resume ? "resuming" : "from scratch");
         dartsc_out_dir od;

@@ -160,6 +160,7 @@ int dartsc_cmd_search(int argc, char **argv) {
         free(src);
         return 1;
     }
+    dartsc_op_latency_use(&o, ov.latency_cache); /* proxyless: the per-op latency table */
     dartsc_out_dir od;
     dartsc_out_dir_note(&od, o.out_dir);
     int rc = sr_search(&sp, &o, &res, err, sizeof err);

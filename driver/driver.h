@@ -27,6 +27,8 @@ typedef struct dartsc_search_overrides {
     long partial_channels;  /* --partial-channels (0: the space's) */
     int edge_norm;          /* --edge-norm: 0 the space's, 1 on, 2 off */
     int strategy_given;     /* --strategy was given: it wins over the space's `strategy` */
+    double latency_weight;  /* --latency-weight (< 0: the space's) */
+    const char *latency_cache; /* --latency-cache DIR (NULL: the run directory) */
 } dartsc_search_overrides;
 extern const char *dartsc_search_flags_usage;
 void dartsc_search_overrides_init(dartsc_search_overrides *ov);
@@ -45,6 +47,22 @@ struct json_t;
 void dartsc_report_pareto(FILE *f, struct json_t *rows);
 int dartsc_latency_ms(void *ctx, const ir_space *cs, const ir_genotype *gt, const char *weights, const char *dir,
                       double *ms, char *err, size_t errlen);
+/* The timing behind it: model m (a batch-1 inference graph with its values) written as C
+ * into dir (model.c, model.h, time.c), compiled with `cc DARTSC_LAT_CFLAGS` and timed: the
+ * median thread CPU time of one inference in ms. */
+#define DARTSC_LAT_CFLAGS "-O2"
+struct cg_model;
+int dartsc_time_c(const struct cg_model *m, const char *dir, double *ms, char *err, size_t errlen);
+/* The first line of `cc --version` (its output file in dir), for keying cached timings. */
+int dartsc_cc_identity(const char *dir, char *buf, size_t n, char *err, size_t errlen);
+/* ProxylessNAS's latency table (driver/proxyless_latency.c; sr_options.op_latency): each
+ * candidate op alone at a shape, its generated C timed as above, cached in
+ * CACHE/latency-table.tsv keyed by op, shape, compiler and flags. dartsc_op_latency_use
+ * points o at it with the cache directory cache_dir (NULL: o->out_dir, read when the
+ * search asks). */
+void dartsc_op_latency_use(sr_options *o, const char *cache_dir);
+int dartsc_op_latency_ms(void *ctx, const ir_space *sp, const ir_cand *op, int C, int H, int W, int stride, double *ms,
+                         char *err, size_t errlen);
 /* ---- driver/util.c ----
  * SIGINT and SIGTERM set dartsc_stop_flag (a loop checkpoints and stops; `run` stops
  * between its stages, exit 130). main.c installs the handlers for the commands that honour

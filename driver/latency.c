@@ -75,12 +75,52 @@ static void first_line(const char *path, char *buf, size_t n) {
     fclose(f);
 }
 
+int dartsc_time_c(const cg_model *m, const char *ldir, double *ms, char *err, size_t errlen) {
+    char path[4300], exe[4300], log[4300], line[512], model_c[4300];
+    if (sr_mkdir_p(ldir, err, errlen)) return -1;
+    if (cg_c_write(m, &(cg_c_opts){.max_batch = 1}, ldir, err, errlen)) return -1;
+    snprintf(path, sizeof path, "%s/time.c", ldir);
+    if (sr_write_file_atomic(path, time_main, sizeof time_main - 1, err, errlen)) return -1;
+    snprintf(model_c, sizeof model_c, "%s/model.c", ldir);
+    snprintf(exe, sizeof exe, "%s/time", ldir);
+    snprintf(log, sizeof log, "%s/cc.log", ldir);
+    char *cc_argv[] = {"cc", DARTSC_LAT_CFLAGS, "-o", exe, path, model_c, "-lm", NULL};
+    int st = run_to_file(cc_argv, log);
+    if (st) {
+        first_line(log, line, sizeof line);
+        return sr_fail(err, errlen, "%s: compiling the generated C for its latency failed (%s%s%s); see %s", model_c,
+                       st < 0 ? strerror(errno) : "cc exited non-zero", line[0] ? ": " : "", line, log);
+    }
+    char runs[16];
+    snprintf(runs, sizeof runs, "%d", LAT_RUNS);
+    snprintf(log, sizeof log, "%s/time.out", ldir);
+    char *run_argv[] = {exe, runs, NULL};
+    st = run_to_file(run_argv, log);
+    first_line(log, line, sizeof line);
+    char *end = NULL;
+    double v = strtod(line, &end);
+    if (st || end == line || !(v > 0))
+        return sr_fail(err, errlen, "%s: timing the generated C failed (exit %d, output '%s')", exe, st, line);
+    *ms = v;
+    return 0;
+}
+
+int dartsc_cc_identity(const char *dir, char *buf, size_t n, char *err, size_t errlen) {
+    char log[4300];
+    snprintf(log, sizeof log, "%s/cc-version.txt", dir);
+    char *argv[] = {"cc", "--version", NULL};
+    int st = run_to_file(argv, log);
+    first_line(log, buf, n);
+    if (st || !buf[0]) return sr_fail(err, errlen, "'cc --version' failed (exit %d): is a C compiler installed?", st);
+    for (char *c = buf; *c; c++) *c = *c == '\t' ? ' ' : *c; /* the table's separator */
+    return 0;
+}
+
 int dartsc_latency_ms(void *ctx, const ir_space *cs, const ir_genotype *gt, const char *weights, const char *dir,
                       double *ms, char *err, size_t errlen) {
     (void)ctx;
-    char ldir[4200], path[4300], exe[4300], log[4300], line[512];
+    char ldir[4200];
     snprintf(ldir, sizeof ldir, "%s/latency", dir);
-    if (sr_mkdir_p(ldir, err, errlen)) return -1;
     sr_infer in;
     if (sr_infer_open(&in, cs, gt, 1, weights, "cpu", err, errlen)) return -1;
     int n = ir_graph_num_nodes(in.net.graph);
@@ -94,33 +134,8 @@ int dartsc_latency_ms(void *ctx, const ir_space *cs, const ir_genotype *gt, cons
     cg_model m = {.g = in.net.graph, .values = vals, .input = in.net.images, .output = in.net.logits, .name = "model",
                   .in_c = cs->in_c, .n_classes = cs->classes, .test_accuracy = -1};
     for (int c = 0; c < cs->in_c && c < 4; c++) m.std[c] = 1.f;
-    int rc = cg_c_write(&m, &(cg_c_opts){.max_batch = 1}, ldir, err, errlen);
+    int rc = dartsc_time_c(&m, ldir, ms, err, errlen);
     free(vals);
     sr_infer_close(&in);
-    if (rc) return -1;
-    snprintf(path, sizeof path, "%s/time.c", ldir);
-    if (sr_write_file_atomic(path, time_main, sizeof time_main - 1, err, errlen)) return -1;
-    char model_c[4300];
-    snprintf(model_c, sizeof model_c, "%s/model.c", ldir);
-    snprintf(exe, sizeof exe, "%s/time", ldir);
-    snprintf(log, sizeof log, "%s/cc.log", ldir);
-    char *cc_argv[] = {"cc", "-O2", "-o", exe, path, model_c, "-lm", NULL};
-    int st = run_to_file(cc_argv, log);
-    if (st) {
-        first_line(log, line, sizeof line);
-        return sr_fail(err, errlen, "%s: compiling the candidate's C for its latency failed (%s%s%s); see %s", model_c,
-                       st < 0 ? strerror(errno) : "cc exited non-zero", line[0] ? ": " : "", line, log);
-    }
-    char runs[16];
-    snprintf(runs, sizeof runs, "%d", LAT_RUNS);
-    snprintf(log, sizeof log, "%s/time.out", ldir);
-    char *run_argv[] = {exe, runs, NULL};
-    st = run_to_file(run_argv, log);
-    first_line(log, line, sizeof line);
-    char *end = NULL;
-    double v = strtod(line, &end);
-    if (st || end == line || !(v > 0))
-        return sr_fail(err, errlen, "%s: timing the candidate's C failed (exit %d, output '%s')", exe, st, line);
-    *ms = v;
-    return 0;
+    return rc;
 }

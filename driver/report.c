@@ -351,6 +351,10 @@ int dartsc_write_report(const char *dir, const ir_space *sp, const ir_genotype *
     const char *lk[2] = {"train_loss", "val_loss"}, *ak[2] = {"train_acc", "val_acc"}, *cols[2] = {"#1f77b4", "#d62728"};
     chart(f, sm, "search: loss", lk, cols, 2);
     chart(f, sm, "search: accuracy", ak, cols, 2);
+    if (json_array_size(sm) > 0 && json_is_number(json_object_get(json_array_get(sm, 0), "expected_latency_ms"))) {
+        const char *xk[1] = {"expected_latency_ms"}; /* ProxylessNAS: E[latency] under alpha after each step */
+        chart(f, sm, "ProxylessNAS: expected latency E[latency] (ms, the per-op table) over the search", xk, cols, 1);
+    }
     chart(f, tm, "retraining: loss", lk, cols, 1);
     chart(f, tm, "retraining: accuracy", ak, cols, 1);
     json_decref(sm);

@@ -10,8 +10,11 @@
 const char *dartsc_search_flags_usage =
     "  search options (override the space's `search` settings):\n"
     "    --strategy darts|joint|coord|random|evolution|pc-darts|fair-darts|rl|enas|p-darts|darts-plus|\n"
-    "               sharp-darts   (default: the search block's `strategy`, else darts)\n"
+    "               sharp-darts|proxyless   (default: the search block's `strategy`, else darts)\n"
     "    --partial-channels K  --edge-norm on|off   (pc-darts)\n"
+    "    --latency-weight L  --latency-cache DIR   (proxyless: loss = CE + L * E[latency in ms], default 0.1,\n"
+    "                                               0 off; the per-op latency table cached in DIR,\n"
+    "                                               default the run directory)\n"
     "    --order 1|2  --epochs N  --batch N  --seed N  --subset N  --data PATH\n"
     "    --candidates N  --population N  --sample N  --candidate-epochs N   (random, evolution, rl)\n"
     "    --children N  --controller-hidden N   (rl, enas: children per controller step, LSTM units)\n"
@@ -24,8 +27,9 @@ const char *dartsc_search_flags_usage =
 
 /* in sr_strategy's order */
 static const char *const strategy_names[] = {"darts", "joint", "coord", "random", "evolution", "pc-darts",
-                                             "fair-darts", "rl", "enas", "p-darts", "darts-plus", "sharp-darts"};
-_Static_assert(sizeof strategy_names / sizeof strategy_names[0] == SR_SHARP_DARTS + 1, "a name for every sr_strategy");
+                                             "fair-darts", "rl", "enas", "p-darts", "darts-plus", "sharp-darts",
+                                             "proxyless"};
+_Static_assert(sizeof strategy_names / sizeof strategy_names[0] == SR_PROXYLESS + 1, "a name for every sr_strategy");
 
 static int strategy_from_name(const char *v, sr_strategy *s) {
     for (size_t i = 0; i < sizeof strategy_names / sizeof strategy_names[0]; i++)
@@ -85,6 +89,25 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
         o->target_ms = x;
         return 1;
     }
+    if (!strcmp(a, "--latency-weight")) { /* lambda per millisecond */
+        char *end = NULL;
+        double x = v ? strtod(v, &end) : 0;
+        if (!v || end == v || *end || !(x >= 0 && x <= 1e6)) {
+            fprintf(stderr, "dartsc %s: %s: '%s' is not a latency weight (a number in [0, 1e6], per millisecond)\n", cmd,
+                    a, v ? v : "");
+            return -1;
+        }
+        ov->latency_weight = x;
+        return 1;
+    }
+    if (!strcmp(a, "--latency-cache")) {
+        if (!v || !v[0]) {
+            fprintf(stderr, "dartsc %s: --latency-cache needs a directory\n", cmd);
+            return -1;
+        }
+        ov->latency_cache = v;
+        return 1;
+    }
     if (!strcmp(a, "--pretext")) {
         if (v && !strcmp(v, "rotation")) o->pretext = SR_PRETEXT_ROTATION;
         else if (v && !strcmp(v, "none")) o->pretext = SR_PRETEXT_NONE;
@@ -116,7 +139,7 @@ int dartsc_search_flag(const char *cmd, const char *a, const char *v, sr_options
         }
         if (strategy_from_name(v, &o->strategy)) {
             fprintf(stderr, "dartsc %s: --strategy: '%s' is not darts, joint, coord, random, evolution, pc-darts, "
-                            "fair-darts, rl, enas, p-darts, darts-plus or sharp-darts\n", cmd, v);
+                            "fair-darts, rl, enas, p-darts, darts-plus, sharp-darts or proxyless\n", cmd, v);
             return -1;
         }
         ov->strategy_given = 1;
@@ -138,6 +161,7 @@ void dartsc_search_overrides_init(dartsc_search_overrides *ov) {
     memset(ov, 0, sizeof *ov);
     ov->seed = -1;
     ov->subset = -1;
+    ov->latency_weight = -1;
 }
 
 void dartsc_search_overrides_apply(const dartsc_search_overrides *ov, ir_space *sp) {
@@ -153,6 +177,7 @@ void dartsc_search_overrides_apply(const dartsc_search_overrides *ov, ir_space *
     if (ov->data) snprintf(sp->data_path, sizeof sp->data_path, "%s", ov->data);
     if (ov->partial_channels) sp->search.partial_channels = (int)ov->partial_channels;
     if (ov->edge_norm) sp->search.edge_norm_off = ov->edge_norm == 2;
+    if (ov->latency_weight >= 0) sp->search.latency_weight = (float)ov->latency_weight;
 }
 
 const char *dartsc_strategy_name(sr_strategy s) {

@@ -77,6 +77,7 @@ static const setting_info settings[] = {
     {"stop_skips", B_SEARCH, K_CNN},
     {"stop_stable", B_SEARCH, K_CNN},
     {"lr_power", B_SEARCH, K_CNN},
+    {"latency_weight", B_SEARCH, K_CNN},
     {"inputs", B_CELL, K_ANY},
     {"nodes", B_CELL, K_ANY},
     {"keep", B_CELL, K_ANY},
@@ -852,7 +853,7 @@ static int get_list(sema *S, view *v, const char *key, int is_float, double lo, 
  * (a string); an unknown one is an error at its place with a suggestion. */
 static void lower_strategy(sema *S, view *v, ir_train_config *tc) {
     static const char *const names[] = {"darts", "joint", "coord", "random", "evolution", "pc_darts", "fair_darts",
-                                         "rl", "enas", "p_darts", "darts_plus", "sharp_darts"};
+                                         "rl", "enas", "p_darts", "darts_plus", "sharp_darts", "proxyless"};
     const int n_names = (int)(sizeof names / sizeof *names);
     fe_stmt *st = find(v, "strategy");
     fe_value *x = st ? one_value(S, st) : NULL;
@@ -896,6 +897,7 @@ static void lower_successors(sema *S, view *v, ir_train_config *tc) {
     get_int(S, v, "stop_skips", 0, 64, &tc->stop_skips);
     get_int(S, v, "stop_stable", 0, 100000, &tc->stop_stable);
     get_float(S, v, "lr_power", 1, 0, 1e6, 0, &tc->lr_power);
+    get_float(S, v, "latency_weight", 0, 0, 1e6, 0, &tc->latency_weight);
 }
 
 static void lower_train(sema *S, fe_decl *d, ir_train_config *tc, int is_search) {

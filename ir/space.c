@@ -32,6 +32,7 @@ void ir_train_config_default_search(ir_train_config *tc) {
     tc->stop_skips = 2;   /* DARTS+'s criteria */
     tc->stop_stable = 10;
     tc->lr_power = 2.0f;  /* sharpDARTS's search default */
+    tc->latency_weight = 0.1f; /* ProxylessNAS: lambda per millisecond (search/proxyless.c) */
 }
 
 static void train_config_default_retrain(ir_train_config *tc) {
@@ -409,7 +410,9 @@ static int b_search_cell(builder *b, const ir_cell *cell, int ci, int alpha, int
                 xcols[nx++] = c;
             }
             snprintf(n, sizeof n, "cells.%d._ops.%d", ci, e);
-            int m = b->so->sigmoid ? ir_wmixed(b->g, alpha, e, nx, xs, xcols, n) : ir_mixed(b->g, alpha, e, nx, xs, xcols, n);
+            int m = b->so->gates && nx == 0 ? ir_zero(b->g, xin, stride, n)
+                    : b->so->sigmoid || b->so->gates ? ir_wmixed(b->g, alpha, e, nx, xs, xcols, n)
+                                                      : ir_mixed(b->g, alpha, e, nx, xs, xcols, n);
             if (K > 1) {
                 /* PC-DARTS: the other channels bypass the op (pooled to its size), then a shuffle */
                 snprintf(n, sizeof n, "cells.%d._ops.%d.bypass", ci, e);
@@ -547,6 +550,38 @@ int ir_space_build_supernet_ex(const ir_space *sp, int batch, const ir_supernet_
     ir_node_set_flags(b.g, net->logits, IR_FLAG_OUTPUT);
     ir_node_set_flags(b.g, net->loss, IR_FLAG_OUTPUT | IR_FLAG_LOSS);
     if (ir_verify(b.g) != 0) {
+        snprintf(net->error, sizeof net->error, "%s", ir_graph_error(b.g));
+        ir_net_free(net);
+        return -1;
+    }
+    return 0;
+}
+
+int ir_space_build_op(const ir_cand *op, int C, int H, int W, int stride, ir_net *net) {
+    memset(net, 0, sizeof *net);
+    net->alpha[0] = net->alpha[1] = net->aux_logits = net->labels = net->loss = -1;
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < IR_MAX_NODES; i++) net->beta[t][i] = -1;
+    if (C < 1 || H < 1 || W < 1 || (stride != 1 && stride != 2)) {
+        snprintf(net->error, sizeof net->error, "op %s: shape %dx%dx%d stride %d", op->name, C, H, W, stride);
+        return -1;
+    }
+    builder b = {.g = ir_graph_new(op->name), .bn_batch_stats = 0, .affine = 1};
+    if (!b.g) {
+        snprintf(net->error, sizeof net->error, "out of memory");
+        return -1;
+    }
+    net->graph = b.g;
+    net->images = ir_input(b.g, "images", IR_DTYPE_F32, 4, (int64_t[]){1, C, H, W});
+    int y = b_cand(&b, op, net->images, "op", C, stride, 0);
+    if (y == -2 || y == net->images) {
+        snprintf(net->error, sizeof net->error, "op %s at stride %d computes nothing", op->name, stride);
+        ir_net_free(net);
+        return -1;
+    }
+    net->logits = y;
+    if (y >= 0) ir_node_set_flags(b.g, y, IR_FLAG_OUTPUT);
+    if (y < 0 || ir_verify(b.g) != 0) {
         snprintf(net->error, sizeof net->error, "%s", ir_graph_error(b.g));
         ir_net_free(net);
         return -1;

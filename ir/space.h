@@ -108,6 +108,7 @@ typedef struct ir_train_config {
     int stop_skips;     /* DARTS+: stop when the derived normal cell has this many skips (2; 0: off) */
     int stop_stable;    /* DARTS+: stop when the ranking of the learnable ops' alpha held this many epochs (10; 0: off) */
     float lr_power;     /* sharpDARTS: cosine power annealing's exponent base p (2; 1 is cosine annealing) */
+    float latency_weight; /* ProxylessNAS: lambda of loss = CE + lambda * E[latency in ms] (0.1; 0: no latency term) */
 } ir_train_config;
 
 typedef struct ir_space {
@@ -201,9 +202,16 @@ typedef struct ir_supernet_opts {
     const int *cols[2];
     int n_cols[2];
     float skip_dropout;
+    int gates;     /* ProxylessNAS: an edge is sum_c alpha[e][c] op_c(x) (WMIXED over alpha itself: alpha
+                      holds the binary gates); an edge whose columns are all 'none' is a ZERO node */
 } ir_supernet_opts;
 /* o NULL: the DARTS supernet (as all zero). */
 int ir_space_build_supernet_ex(const ir_space *sp, int batch, const ir_supernet_opts *o, ir_net *net);
+/* One candidate op alone as the evaluation network lowers it (BN with running statistics,
+ * affine), on a (1, C, H, W) input "images" at stride 1 or 2; its output is net->logits (no
+ * loss). ProxylessNAS's latency table times its generated C (driver/proxyless_latency.c).
+ * 'none' and the identity skip compute nothing: an error. */
+int ir_space_build_op(const ir_cand *op, int C, int H, int W, int stride, ir_net *net);
 void ir_net_free(ir_net *net);
 
 /* ---- genotypes and the derived (evaluation) network ---- */

@@ -54,9 +54,9 @@ int sr_search(const ir_space *sp_in, const sr_options *o, sr_result *res, char *
                                     "docs/SCALING.md) are the searches of convolutional spaces");
     if (baseline_kind(o->strategy)) return sr_baseline_search(sp, o, res, err, errlen);
     int succ = o->strategy == SR_PC_DARTS || o->strategy == SR_FAIR_DARTS || o->strategy == SR_PDARTS ||
-               o->strategy == SR_DARTS_PLUS || o->strategy == SR_SHARP_DARTS;
+               o->strategy == SR_DARTS_PLUS || o->strategy == SR_SHARP_DARTS || o->strategy == SR_PROXYLESS;
     if (sp->kind == IR_SPACE_RNN && succ) {
-        snprintf(err, errlen, "the pc-darts, fair-darts, p-darts, darts-plus and sharp-darts strategies search "
+        snprintf(err, errlen, "the pc-darts, fair-darts, p-darts, darts-plus, sharp-darts and proxyless strategies search "
                               "convolutional (kind cnn) spaces only");
         return -1;
     }

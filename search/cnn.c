@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "genotype.h"
+#include "proxyless.h"
 #include "successors.h"
 #include "runtime/data.h"
 #include "runtime/dist.h"
@@ -142,6 +143,8 @@ typedef struct run {
     float *prev_alpha;
     int64_t dplus[5];
     int64_t succ[6]; /* the successors' settings in the checkpoint (succ_settings) */
+    sr_px *px;       /* ProxylessNAS: the step plans' state (search/proxyless.c) */
+    int64_t pxs[1];  /* ProxylessNAS: latency_weight's bits, in the checkpoint */
 } run;
 
 
@@ -227,7 +230,22 @@ static void succ_settings(const run *r, int64_t *v) {
     v[5] = tc->max_skip;
 }
 
+static int px_settings(const run *r) {
+    double lw = r->sp->search.latency_weight;
+    int64_t v;
+    memcpy(&v, &lw, 8);
+    return v == r->pxs[0];
+}
+
 static int check_succ_settings(const run *r, char *err, size_t errlen) {
+    if (r->o->strategy == SR_PROXYLESS) {
+        double a;
+        memcpy(&a, &r->pxs[0], 8);
+        if (px_settings(r)) return 0;
+        return sr_fail(err, errlen, "cannot resume: %s was written with other settings: latency_weight %g (now %g); these "
+                       "change the result, so resume with the checkpoint's settings or start a new run in another --out",
+                       r->path_ckpt, a, (double)r->sp->search.latency_weight);
+    }
     int64_t now[SUCC_N];
     succ_settings(r, now);
     char list[512] = "";
@@ -251,6 +269,10 @@ static int check_succ_settings(const run *r, char *err, size_t errlen) {
  * checkpoints stay as they were). */
 static int ckpt_extra(run *r, sr_ckpt_entry *e) {
     sr_strategy st = r->o->strategy;
+    if (st == SR_PROXYLESS) {
+        e[CKPT_N] = (sr_ckpt_entry){SR_CKPT_I64, "proxyless/settings", r->pxs, 1, 0};
+        return CKPT_N + 1;
+    }
     if (st != SR_PDARTS && st != SR_DARTS_PLUS && st != SR_SHARP_DARTS) return CKPT_N;
     int n = CKPT_N;
     e[n++] = (sr_ckpt_entry){SR_CKPT_I64, "succ/settings", r->succ, SUCC_N, 0};
@@ -277,6 +299,8 @@ static int save_checkpoint(run *r, char *err, size_t errlen) {
     int64_t dist[2] = {rt_dist_size(), r->sp->search.sync_bn};
     sr_ckpt_settings(&r->sp->search, (int)r->o->strategy, 0, 0, settings);
     succ_settings(r, r->succ);
+    double lw = r->sp->search.latency_weight;
+    memcpy(&r->pxs[0], &lw, 8);
     sr_ckpt_entry e[CKPT_MAX];
     ckpt_table(r, meta, &alpha_bytes, settings, &lines, dist, e);
     return sr_dist_root_rc(sr_ckpt_save(r->path_ckpt, r->be, e, ckpt_count(r, e), err, errlen), err, errlen);
@@ -482,6 +506,11 @@ static void evaluate_split(run *r, double *loss, double *acc) {
     int64_t nb = 0, b = 0;
     int got;
     size_t bi = input_bytes(r->p, r->net.images), bl = input_bytes(r->p, r->net.labels);
+    /* ProxylessNAS: the most probable path (the largest alpha on every edge) is scored */
+    if (r->px && sr_px_score_begin(r->px)) {
+        *loss = *acc = NAN;
+        return;
+    }
     for (;;) {
         /* data-parallel: this process's part of the batch starts at first (runtime/data.h's shards) */
         int64_t whole = l.end - l.pos < l.cfg.batch_size ? l.end - l.pos : l.cfg.batch_size;
@@ -490,14 +519,22 @@ static void evaluate_split(run *r, double *loss, double *acc) {
         if (r->o->pretext == SR_PRETEXT_ROTATION) /* tags past any step's: the same rotations each epoch */
             sr_pretext_rotate(r->xv, r->yv, got, first, r->sp->in_c, r->sp->in_h, r->sp->search.seed,
                               (1ull << 62) + (uint64_t)nb, r->rot);
-        rt_set_input(r->p, r->net.images, r->xv, bi);
-        rt_set_input(r->p, r->net.labels, r->yv, bl);
-        sl += rt_forward(r->p, 1);
-        sc += rt_last_correct(r->p);
+        if (r->px) {
+            double pl, pc;
+            sr_px_score_batch(r->px, r->xv, r->yv, &pl, &pc);
+            sl += pl;
+            sc += pc;
+        } else {
+            rt_set_input(r->p, r->net.images, r->xv, bi);
+            rt_set_input(r->p, r->net.labels, r->yv, bl);
+            sl += rt_forward(r->p, 1);
+            sc += rt_last_correct(r->p);
+        }
         nb++;
         b = got;
     }
     rt_loader_seek(&r->la, ae, ap);
+    if (r->px) sr_px_score_end(r->px);
     /* data-parallel: every process scored its part of each batch */
     double v[2] = {sl / rt_dist_size(), sc};
     rt_dist_allreduce_f64(v, 2);
@@ -561,6 +598,7 @@ static int dplus_epoch_end(run *r, char *err, size_t errlen) {
 /* ---- the loop ------------------------------------------------------------------------------------ */
 
 static void free_run(run *r) {
+    sr_px_free(r->px);
     if (r->p) {
         sr_unroll_free(&r->u, r->p);
         float *bufs[4] = {r->sgd_buf, r->adam_m, r->adam_v, r->prev_alpha};
@@ -597,6 +635,11 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
     double t0 = sr_now();
     if (tc->order != 1 && tc->order != 2) return sr_fail(err, errlen, "order must be 1 or 2, not %d", tc->order);
     if (tc->epochs < 1 || tc->batch < 1) return sr_fail(err, errlen, "epochs and batch must be positive");
+    if (o->strategy == SR_PROXYLESS && tc->order != 1)
+        return sr_fail(err, errlen, "proxyless learns alpha by its own gradient estimator (first order); order %d is not "
+                       "defined for it", tc->order);
+    if (o->strategy == SR_PROXYLESS && !(tc->latency_weight >= 0 && isfinite(tc->latency_weight)))
+        return sr_fail(err, errlen, "proxyless: latency_weight must be a number >= 0, not %g", (double)tc->latency_weight);
     int lbatch = sr_dist_local_batch(tc->batch, err, errlen); /* this process's part of a batch */
     if (lbatch < 0) return -1;
     r.lbatch = lbatch;
@@ -630,7 +673,11 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
     ir_supernet_opts so;
     if (o->supernet) so = *o->supernet; /* a P-DARTS stage's */
     else sr_succ_supernet_opts(sp, o->strategy, &so);
-    if (ir_space_build_supernet_ex(o->pretext == SR_PRETEXT_ROTATION ? &pretext_sp : sp, lbatch, &so, &r.net)) {
+    /* ProxylessNAS: the loop's supernet only holds the shared parameters (the steps run their
+       own plans of one or two paths per edge), so it is planned at batch 1 */
+    const int mbatch = o->strategy == SR_PROXYLESS ? 1 : lbatch;
+    const ir_space *nsp = o->pretext == SR_PRETEXT_ROTATION ? &pretext_sp : sp;
+    if (ir_space_build_supernet_ex(nsp, mbatch, &so, &r.net)) {
         sr_fail(err, errlen, "%s", r.net.error);
         goto out;
     }
@@ -644,7 +691,8 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
     rt_group gw = rt_plan_group(r.p, IR_ROLE_WEIGHT), ga = rt_plan_group(r.p, IR_ROLE_ARCH);
     r.nw = gw.n;
     r.na = ga.n;
-    size_t bi = input_bytes(r.p, r.net.images), bl = input_bytes(r.p, r.net.labels);
+    size_t bi = input_bytes(r.p, r.net.images) / (size_t)mbatch * (size_t)lbatch,
+           bl = input_bytes(r.p, r.net.labels) / (size_t)mbatch * (size_t)lbatch;
     r.xt = malloc(bi);
     r.xv = malloc(bi);
     r.yt = malloc(bl);
@@ -659,6 +707,9 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
         sr_fail(err, errlen, "out of memory");
         goto out;
     }
+    if (o->strategy == SR_PROXYLESS &&
+        !(r.px = sr_px_new(nsp, o, r.p, &r.net, lbatch, tc->sync_bn ? rt_dist_bn_sync() : NULL, err, errlen)))
+        goto out;
     r.be->memset0(r.be, r.sgd_buf, (size_t)r.nw * 4);
     r.be->memset0(r.be, r.adam_m, (size_t)r.na * 4);
     r.be->memset0(r.be, r.adam_v, (size_t)r.na * 4);
@@ -711,7 +762,13 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
             } else if ((sr_succ_is_bilevel(o->strategy) && arch_on) || o->strategy == SR_COORD) {
                 /* DARTS: a batch of the architecture split; coordinate descent: another batch of all data */
                 next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)r.global_step + 1);
-                if (o->strategy != SR_COORD && tc->order == 2) {
+                if (o->strategy == SR_PROXYLESS) {
+                    /* the sampled pairs' gate gradients through the estimator, + lambda dE[latency] */
+                    double correct = 0;
+                    if (sr_px_alpha_grad(r.px, r.xv, r.yv, r.global_step, &val_loss, &correct, err, errlen)) goto out;
+                    sr_dist_loss(&val_loss, &correct);
+                    val_acc = correct / tc->batch;
+                } else if (o->strategy != SR_COORD && tc->order == 2) {
                     if (sr_arch_grad_second_order(r.p, &r.u, r.net.images, r.net.labels, r.xt, r.yt, r.xv, r.yv,
                                                   momentum_live ? r.sgd_buf : NULL, lr, tc->w_momentum, tc->w_wd, 0,
                                                   &val_loss)) {
@@ -742,15 +799,22 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
                 r.adam_t++;
                 r.be->adam_step(r.be, ga.data, r.adam_m, r.adam_v, ga.grad, r.na, tc->a_lr, tc->a_beta1, tc->a_beta2,
                                 ADAM_EPS, tc->a_wd, r.adam_t);
+                if (o->strategy == SR_PROXYLESS) sr_px_after_alpha_step(r.px); /* the unsampled keep their probability */
             }
             /* the weight step (joint: weights and alpha from one backward) */
             rt_set_input(r.p, r.net.images, r.xt, bi);
             rt_set_input(r.p, r.net.labels, r.yt, bl);
             unsigned wmask = o->strategy == SR_JOINT ? (RT_GRAD_W | RT_GRAD_ARCH) : RT_GRAD_W;
-            rt_pass(r.p, 1, wmask);
+            float train_loss;
+            double correct;
+            if (o->strategy == SR_PROXYLESS) { /* one sampled path per edge */
+                if (sr_px_weight_pass(r.px, r.xt, r.yt, r.global_step, &train_loss, &correct, err, errlen)) goto out;
+            } else {
+                rt_pass(r.p, 1, wmask);
+                train_loss = rt_loss(r.p);
+                correct = rt_last_correct(r.p);
+            }
             sr_dist_grads(r.p, wmask);
-            float train_loss = rt_loss(r.p);
-            double correct = rt_last_correct(r.p);
             sr_dist_loss(&train_loss, &correct);
             double train_acc = correct / tc->batch;
             /* a non-finite loss or gradient stops the search before it reaches the weights,
@@ -788,6 +852,12 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
                      r.epoch, (long long)r.step, (long long)r.global_step, train_loss, train_acc,
                      have_val ? val_loss : -1.0, have_val && isfinite(val_acc) ? val_acc : -1.0, lr,
                      tc->a_lr, sr_json_num(n1, sizeof n1, "%.4g", ips));
+            if (r.px) { /* ProxylessNAS: E[latency] under the new alpha */
+                char n2[32];
+                size_t ll = strlen(line);
+                snprintf(line + ll - 2, sizeof line - ll + 2, ",\"expected_latency_ms\":%s}\n",
+                         sr_json_num(n2, sizeof n2, "%.6g", sr_px_current_latency(r.px)));
+            }
             append_line(r.path_metrics, line);
             if (o->progress && sr_dist_writer()) {
                 sr_progress pr = {.epoch = r.epoch, .epochs = tc->epochs, .step = r.step, .steps_per_epoch = r.steps_per_epoch,

@@ -11,7 +11,7 @@
 
 int sr_succ_is_bilevel(sr_strategy s) {
     return s == SR_DARTS || s == SR_PC_DARTS || s == SR_FAIR_DARTS || s == SR_PDARTS || s == SR_DARTS_PLUS ||
-           s == SR_SHARP_DARTS;
+           s == SR_SHARP_DARTS || s == SR_PROXYLESS;
 }
 
 void sr_succ_supernet_opts(const ir_space *sp, sr_strategy s, ir_supernet_opts *so) {

@@ -46,6 +46,7 @@ typedef enum sr_strategy { SR_DARTS, SR_JOINT, SR_COORD, SR_RANDOM, SR_EVOLUTION
     SR_PDARTS,      /* P-DARTS (search/pdarts.c): stages of growing depth, ops pruned between them */
     SR_DARTS_PLUS,  /* DARTS+ (search/dartsplus.c): early stopping */
     SR_SHARP_DARTS, /* sharpDARTS (search/sharp.c): cosine power annealing of the weight learning rate */
+    SR_PROXYLESS,   /* ProxylessNAS (search/proxyless.c): binarised paths, the two-path alpha estimator, latency loss */
 } sr_strategy;
 
 typedef struct sr_options {
@@ -80,6 +81,12 @@ typedef struct sr_options {
     int (*latency)(void *ctx, const ir_space *cs, const ir_genotype *gt, const char *weights, const char *dir, double *ms,
                    char *err, size_t errlen);
     void *latency_ctx;
+    /* SR_PROXYLESS: the latency in ms of candidate op alone on a (1, C, H, W) input at stride
+     * stride (the driver's times its generated C and caches it, driver/proxyless_latency.c);
+     * asked once per distinct shape when the search starts (sp->search.latency_weight > 0) */
+    int (*op_latency)(void *ctx, const ir_space *sp, const ir_cand *op, int C, int H, int W, int stride, double *ms,
+                      char *err, size_t errlen);
+    void *op_latency_ctx;
     sr_pretext pretext;    /* the DARTS loop's strategies: a self-supervised task instead of the labels (pretext.h) */
     /* set by search/pdarts.c for one stage: the stage's supernet (alpha columns, skip dropout),
        and a callback that receives the final alpha of both cell types (host, the stage's

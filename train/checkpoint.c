@@ -137,7 +137,7 @@ void sr_ckpt_settings(const ir_train_config *tc, int strategy, int data_begin, i
 static void setting_str(int i, int64_t v, char *buf, size_t n) {
     /* sr_strategy's order */
     static const char *strategies[] = {"darts", "joint", "coord", "random", "evolution", "pc-darts", "fair-darts",
-                                       "rl", "enas", "p-darts", "darts-plus", "sharp-darts"};
+                                       "rl", "enas", "p-darts", "darts-plus", "sharp-darts", "proxyless"};
     double d;
     memcpy(&d, &v, sizeof d);
     if (settings_table[i].kind == 'f') snprintf(buf, n, "%g", d);
