@@ -547,6 +547,14 @@ Test(dist, darts_plus_resumes_as_a_data_parallel_job, .timeout = 600) {
     successor_case("darts_plus", "stop_stable 1", "metrics.jsonl", files, 3);
 }
 
+/* ProxylessNAS: the sampled paths are the same on every rank and the gates' gradients summed
+ * before the estimator, so the job is one search (the latency term off here: measuring the
+ * table costs half a minute; rank 0 measures it and broadcasts it, search/proxyless.c) */
+Test(dist, proxyless_resumes_as_a_data_parallel_job, .timeout = 600) {
+    const char *files[] = {"checkpoint.dtns", "genotype.json", "alpha.jsonl"};
+    successor_case("proxyless", "latency_weight 0", "metrics.jsonl", files, 3);
+}
+
 /* What runs as one process says so under a launcher of 2 (status 2 and 1, a message). */
 Test(dist, one_process_commands_refuse_a_job) {
     const char *dir = tu_tmpdir();
