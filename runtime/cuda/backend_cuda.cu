@@ -470,6 +470,13 @@ static void cu_copy(rt_backend *be, float *y, const float *x, int64_t n) { kcuda
 static void cu_scale(rt_backend *be, float *y, float a, int64_t n) { kcuda_scale(y, a, y, n, S(be)); }
 static double cu_sumsq(rt_backend *be, const float *x, int64_t n) { return kcuda_sumsq(x, n, S(be)); }
 static void cu_clip_norm(rt_backend *be, float *x, int64_t n, float max_norm) { kcuda_clip_norm(x, n, max_norm, S(be)); }
+static void cu_hvp_eps(rt_backend *be, float *eps, const float *v, int64_t n, double r, float eta, int bug_mul_r) {
+    kcuda_hvp_eps(eps, v, n, r, eta, bug_mul_r, S(be));
+}
+static void cu_axpy_dev(rt_backend *be, float *y, const float *a, const float *x, int64_t n) {
+    kcuda_axpy_dev(y, a, x, n, S(be));
+}
+static void cu_scale_dev(rt_backend *be, float *y, const float *a, int64_t n) { kcuda_scale_dev(y, a, n, S(be)); }
 static void cu_sgd(rt_backend *be, float *w, float *buf, const float *g, int64_t n, float lr, float mom, float wd) {
     kcuda_sgd_step(w, buf, g, n, lr, mom, wd, S(be));
 }
@@ -698,6 +705,9 @@ extern "C" rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
     be->copy = cu_copy;
     be->scale = cu_scale;
     be->sumsq = cu_sumsq;
+    be->hvp_eps = cu_hvp_eps;
+    be->axpy_dev = cu_axpy_dev;
+    be->scale_dev = cu_scale_dev;
     be->clip_norm = cu_clip_norm;
     be->sgd_step = cu_sgd;
     be->adam_step = cu_adam;
