@@ -66,6 +66,9 @@ struct rt_backend {
     const char *name;
     void *(*alloc)(rt_backend *be, size_t bytes);
     void (*free)(rt_backend *be, void *p);
+    /* src may be reused as soon as upload returns; the copy itself may still be queued (in
+     * order with the work issued before and after it), so upload need not wait for the
+     * device. download returns with the data on the host (it waits). */
     void (*upload)(rt_backend *be, void *dst, const void *src, size_t bytes);
     void (*download)(rt_backend *be, void *dst, const void *src, size_t bytes);
     void (*memset0)(rt_backend *be, void *p, size_t bytes);

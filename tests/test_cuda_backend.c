@@ -853,6 +853,48 @@ Test(cuda_vec, hvp_eps_on_device_equals_host) {
     gpu->destroy(gpu);
 }
 
+/* Uploads return before the device copies (staged through pinned memory): the host buffer
+ * is rewritten right after each upload, uploads are queued behind device work, the staging
+ * ring wraps many times (more than 64 regions in flight, more than its 32 MiB in all), and
+ * a large upload takes the synchronous path; every device buffer must hold what the host
+ * buffer held at its upload. */
+Test(cuda_vec, staged_uploads_keep_each_uploads_data) {
+    char err[256];
+    rt_backend *gpu = rt_backend_cuda_new(err, sizeof err);
+    cr_assert(gpu, "%s", err);
+    enum { NB = 150 };
+    const int64_t n = 200003; /* 0.8 MB: 150 of them are 120 MB through the 32 MiB ring */
+    size_t bytes = (size_t)n * 4;
+    float *h = malloc(bytes), *got = malloc(bytes);
+    float *big = gpu->alloc(gpu, bytes * 16), *d[NB];
+    for (int i = 0; i < NB; i++) cr_assert((d[i] = gpu->alloc(gpu, bytes)));
+    for (int i = 0; i < NB; i++) {
+        if (i % 10 == 0) /* device work ahead of the copies, so they are queued */
+            for (int r = 0; r < 8; r++) gpu->scale(gpu, big, 1.0f, n * 16);
+        for (int64_t k = 0; k < n; k++) h[k] = (float)(i * 7 + (k % 1000));
+        gpu->upload(gpu, d[i], h, bytes);
+    }
+    float *hb = malloc(bytes * 16);
+    for (int64_t k = 0; k < n * 16; k++) hb[k] = (float)(k % 977);
+    gpu->upload(gpu, big, hb, bytes * 16); /* 12.8 MB: above the staged size */
+    for (int64_t k = 0; k < n * 16; k++) hb[k] = -1.0f;
+    for (int i = 0; i < NB; i++) {
+        gpu->download(gpu, got, d[i], bytes);
+        int bad = 0;
+        for (int64_t k = 0; k < n && !bad; k++) bad = got[k] != (float)(i * 7 + (k % 1000));
+        cr_expect(!bad, "upload %d does not hold its data", i);
+    }
+    gpu->download(gpu, hb, big, bytes * 16);
+    int bad = 0;
+    for (int64_t k = 0; k < n * 16 && !bad; k++) bad = hb[k] != (float)(k % 977);
+    cr_expect(!bad, "the large upload does not hold its data");
+    cr_expect(!rt_cuda_last_error(), "%s", rt_cuda_last_error());
+    for (int i = 0; i < NB; i++) gpu->free(gpu, d[i]);
+    gpu->free(gpu, big);
+    free(h); free(got); free(hb);
+    gpu->destroy(gpu);
+}
+
 Test(cuda_vec, axpy_copy_scale_sumsq_sgd_adam_match_cpu) {
     char err[256];
     rt_backend *cpu = rt_backend_cpu_new(), *gpu = rt_backend_cuda_new(err, sizeof err);
