@@ -87,6 +87,11 @@ for r in rows:
     if r["impl"].startswith("dartsc DARTSC_"):
         print(f"order {r['order']} with {r['impl'][7:]}: {r['median_s']:.4f} s/step, {r.get('peak_device_alloc_mb', -1)} MiB")
 rows = [r for r in rows if r.get("what") != "retrain"]
+for r in rows:
+    if r["impl"] == "dartsc" and r.get("device_step_s", -1) > 0:
+        ds, dp = r["device_step_s"], r["device_in_passes_s"]
+        print(f"order {r['order']}: device time per step {ds:.4f} s, {dp:.4f} s in recorded passes, "
+              f"{ds - dp:.4f} s ({100 * (ds - dp) / ds:.1f} %) between them (uploads, optimiser, gaps)")
 for o in sorted({r["order"] for r in rows}):
     d = next((r for r in rows if r["impl"] == "dartsc" and r["order"] == o), None)
     t = next((r for r in rows if r["impl"] == "pytorch" and r["order"] == o), None)
