@@ -39,16 +39,19 @@ timeout 300 "$py" bench/torch_step.py --device cuda --space darts_cifar10 --batc
     --steps "$steps" --warmup "$warmup" | sed 's/"impl": "pytorch"/"impl": "pytorch repeat"/' >>"$j" || echo "pytorch repeat failed"
 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 \
     --steps "$steps" --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc repeat"/' >>"$j" || echo "dartsc repeat failed"
-# the same first-order step with one switch at a time (what each optimisation gains), and
-# with the recorded passes on 1 (no concurrency), 4 and 16 lanes instead of 8
-for v in DARTSC_NO_GRAPHS=1 DARTSC_NO_FUSION=1 DARTSC_CUDA_LANES=1 DARTSC_CUDA_LANES=4 DARTSC_CUDA_LANES=16; do
+# the same first-order step with one switch at a time (what each optimisation gains: graphs,
+# fusion, uploads staged without waiting), and with the recorded passes on 1 (no
+# concurrency), 4 and 16 lanes instead of 8
+for v in DARTSC_NO_GRAPHS=1 DARTSC_NO_FUSION=1 DARTSC_CUDA_SYNC_UPLOADS=1 DARTSC_CUDA_LANES=1 DARTSC_CUDA_LANES=4 DARTSC_CUDA_LANES=16; do
     env "$v" timeout 120 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 \
         --steps "$steps" --warmup "$warmup" --json | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $v\"/" >>"$j" \
         || echo "$v run failed"
 done
-DARTSC_CUDA_LANES=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 2 \
-    --steps "$steps" --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_CUDA_LANES=1"/' >>"$j" \
-    || echo "order 2 on one lane failed"
+for v in DARTSC_CUDA_LANES=1 DARTSC_CUDA_SYNC_UPLOADS=1; do
+    env "$v" timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 2 \
+        --steps "$steps" --warmup "$warmup" --json | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $v\"/" >>"$j" \
+        || echo "order 2 with $v failed"
+done
 # retraining: DARTS_V2's evaluation network at the paper's size (C 36, 20 cells, batch 96,
 # auxiliary head 0.4, drop path 0.2; with drop path 0 too: no random masks, so dartsc
 # replays its pass as a CUDA graph)
@@ -84,6 +87,11 @@ for r in rows:
     if r["impl"].startswith("dartsc DARTSC_"):
         print(f"order {r['order']} with {r['impl'][7:]}: {r['median_s']:.4f} s/step, {r.get('peak_device_alloc_mb', -1)} MiB")
 rows = [r for r in rows if r.get("what") != "retrain"]
+for r in rows:
+    if r["impl"] == "dartsc" and r.get("device_step_s", -1) > 0:
+        ds, dp = r["device_step_s"], r["device_in_passes_s"]
+        print(f"order {r['order']}: device time per step {ds:.4f} s, {dp:.4f} s in recorded passes, "
+              f"{ds - dp:.4f} s ({100 * (ds - dp) / ds:.1f} %) between them (uploads, optimiser, gaps)")
 for o in sorted({r["order"] for r in rows}):
     d = next((r for r in rows if r["impl"] == "dartsc" and r["order"] == o), None)
     t = next((r for r in rows if r["impl"] == "pytorch" and r["order"] == o), None)

@@ -75,6 +75,34 @@ static void prof_collect(rt_backend *be) {
     prof_nmarks = 0;
     be->marks_reset(be);
 }
+/* Without --profile, on a backend with marks and recorded passes: each replayed pass
+ * bracketed by two marks, to split a step's device time into time inside the passes and
+ * time between them (uploads, optimiser and vector ops, gaps while the host issues). */
+static void (*pass_replay)(rt_backend *be, void *graph);
+static void *pass_marks[2][64];
+static int pass_n, pass_over;
+static void *step_mark0;
+static void pass_timed_replay(rt_backend *be, void *graph) {
+    if (pass_n == 64) {
+        pass_over = 1;
+        pass_replay(be, graph);
+        return;
+    }
+    pass_marks[0][pass_n] = be->mark(be);
+    pass_replay(be, graph);
+    pass_marks[1][pass_n++] = be->mark(be);
+}
+/* After a step's synchronisation: its device seconds in passes and from its start mark to now. */
+static void pass_collect(rt_backend *be, double *in_passes, double *span) {
+    void *end = be->mark(be);
+    be->synchronize(be);
+    *in_passes = 0;
+    for (int i = 0; i < pass_n; i++) *in_passes += be->mark_elapsed(be, pass_marks[0][i], pass_marks[1][i]);
+    *span = step_mark0 && end ? be->mark_elapsed(be, step_mark0, end) : 0;
+    if (pass_over) *in_passes = NAN;
+    pass_n = pass_over = 0;
+    be->marks_reset(be);
+}
 static void prof_forward(rt_backend *be, const rt_exec_node *n) { prof_run(be, n, 0, prof_kind(n)); }
 static void prof_backward(rt_backend *be, const rt_exec_node *n) {
     int k = prof_kind(n);
@@ -176,6 +204,11 @@ int dartsc_cmd_bench(int argc, char **argv) {
         /* per-op timing needs each op launched on its own */
         if (prof_dev) setenv("DARTSC_NO_GRAPHS", "1", 1);
     }
+    const int pass_timing = !profile && be->mark && be->mark_elapsed && be->marks_reset && be->replay;
+    if (pass_timing) {
+        pass_replay = be->replay;
+        be->replay = pass_timed_replay;
+    }
     rt_plan *p = rt_plan_new(net.graph, be, &(rt_plan_opts){.seed = 1, .grads = RT_GRAD_W | RT_GRAD_ARCH}, err, sizeof err);
     if (!p) {
         fprintf(stderr, "dartsc bench: %s\n", err);
@@ -201,8 +234,10 @@ int dartsc_cmd_bench(int argc, char **argv) {
     memset(&u, 0, sizeof u);
     if (order == 2) sr_unroll_init(&u, p);
     double *times = malloc((size_t)steps * sizeof *times);
+    double *tpass = calloc((size_t)steps, sizeof *tpass), *tspan = calloc((size_t)steps, sizeof *tspan);
     for (int s = 0; s < warmup + steps; s++) {
         double t0 = sr_now();
+        if (pass_timing) step_mark0 = be->mark(be);
         if (order == 1) {
             rt_set_input(p, net.images, xv, (size_t)ni * 4);
             rt_set_input(p, net.labels, yv, (size_t)batch * 4);
@@ -218,9 +253,24 @@ int dartsc_cmd_bench(int argc, char **argv) {
         be->synchronize(be);
         if (s >= warmup) times[s - warmup] = sr_now() - t0;
         if (profile) prof_collect(be);
+        if (pass_timing) {
+            double a, b;
+            pass_collect(be, &a, &b);
+            if (s >= warmup) {
+                tpass[s - warmup] = a;
+                tspan[s - warmup] = b;
+            }
+        }
     }
     qsort(times, (size_t)steps, sizeof *times, cmp_double);
+    qsort(tpass, (size_t)steps, sizeof *tpass, cmp_double);
+    qsort(tspan, (size_t)steps, sizeof *tspan, cmp_double);
     double med = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
+    /* device seconds per step inside the recorded passes and from the step's start to its
+       end (medians; -1 where the backend has no marks or passes are not recorded) */
+    double med_pass = pass_timing ? (steps % 2 ? tpass[steps / 2] : 0.5 * (tpass[steps / 2 - 1] + tpass[steps / 2])) : -1;
+    double med_span = pass_timing ? (steps % 2 ? tspan[steps / 2] : 0.5 * (tspan[steps / 2 - 1] + tspan[steps / 2])) : -1;
+    if (!(med_pass > 0)) med_pass = med_span = -1; /* nothing replayed (DARTSC_NO_GRAPHS, drop path) */
     ir_stats st;
     ir_graph_stats(net.graph, &st);
     /* forward + backward (2x) for each pass; first order: 2 passes (alpha, weights);
@@ -236,15 +286,18 @@ int dartsc_cmd_bench(int argc, char **argv) {
     if (json)
         printf("{\"impl\":\"dartsc\",\"space\":\"%s\",\"device\":\"%s\",\"batch\":%d,\"order\":%d,\"threads\":%d,"
                "\"median_s\":%.4f,\"min_s\":%.4f,\"images_per_s\":%.2f,\"gflop_per_step\":%.2f,\"gflops\":%.2f,"
-               "\"peak_rss_mb\":%.1f,\"peak_device_alloc_mb\":%.1f,\"pinned_threads\":%d}\n",
+               "\"peak_rss_mb\":%.1f,\"peak_device_alloc_mb\":%.1f,\"pinned_threads\":%d,"
+               "\"device_in_passes_s\":%.5f,\"device_step_s\":%.5f}\n",
                sp.name, be->name, batch, order, rt_cpu_num_threads(), med, times[0], batch / med, gflop, gflop / med,
-               rss_mb, dev_mb, rt_cpu_pinned_threads());
+               rss_mb, dev_mb, rt_cpu_pinned_threads(), med_pass, med_span);
     else {
         printf("%s batch %d order %d on %s: median %.3f s/step (min %.3f, %d steps), %.1f images/s, %.1f GFLOP/step, "
                "%.1f GFLOP/s, peak RSS %.0f MiB, %d threads%s",
                sp.name, batch, order, be->name, med, times[0], steps, batch / med, gflop, gflop / med, rss_mb,
                rt_cpu_num_threads(), rt_cpu_pinned_threads() ? " (pinned)" : "");
         if (dev_mb >= 0) printf(", peak device allocations %.0f MiB", dev_mb);
+        if (med_pass > 0)
+            printf("; device time per step %.4f s, %.4f s of it inside the recorded passes", med_span, med_pass);
         printf("\n");
     }
     if (profile) prof_print(warmup + steps);
@@ -253,6 +306,8 @@ int dartsc_cmd_bench(int argc, char **argv) {
     be->free(be, m);
     be->free(be, v);
     free(times);
+    free(tpass);
+    free(tspan);
     free(xt);
     free(xv);
     free(yt);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -634,7 +635,7 @@ int dartsc_cmd_run(int argc, char **argv) {
     dartsc_search_overrides_apply(&ov, &sp);
     if (dartsc_search_strategy_from_space(&ov, &sp, &so)) return 2;
     char err[1024], p[4200];
-    double times[4] = {0};
+    double times[4] = {0}, search_rss_mb = -1;
     /* one device for every stage: "auto" resolved once, said in the log and results.json */
     const char *asked = device;
     device = rt_device_resolve(device);
@@ -686,10 +687,14 @@ int dartsc_cmd_run(int argc, char **argv) {
         warn_peak("run", "search", r.loss_peak, r.loss_peak_step);
         if (r.stop_epoch) fprintf(stderr, "== search stopped early (darts-plus): %s\n", r.stop_reason);
         times[0] = r.seconds;
+        /* the process's peak resident memory so far: the search's (it ran first; on the CPU
+           that is its activations, gradients and data; on CUDA the device's are not in it) */
+        struct rusage ru;
+        search_rss_mb = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : -1;
         snprintf(p, sizeof p, "%s/search.done", out);
         f = rt_dist_rank() == 0 ? dartsc_fopen_out("run", p) : NULL;
         if (f) {
-            fprintf(f, "%.3f\n", r.seconds);
+            fprintf(f, "%.3f %.1f\n", r.seconds, search_rss_mb);
             fclose(f);
         }
     }
@@ -748,6 +753,7 @@ int dartsc_cmd_run(int argc, char **argv) {
         FILE *f = access(p, F_OK) == 0 && dartsc_check_input("run", p) == 0 ? fopen(p, "r") : NULL;
         if (f) {
             if (fscanf(f, "%lf", &times[k]) != 1) times[k] = 0;
+            if (k == 0 && fscanf(f, "%lf", &search_rss_mb) != 1) search_rss_mb = -1; /* older runs: seconds only */
             fclose(f);
         }
     }
@@ -787,13 +793,26 @@ int dartsc_cmd_run(int argc, char **argv) {
     if (run_stopped("export", 0)) return 130;
     char rp[4200];
     snprintf(rp, sizeof rp, "%s/results.json", out);
+    /* the retrained network's weights (the eval network's parameter count; -1 if it cannot be built) */
+    long long params = -1;
+    {
+        ir_eval_opts eo = {.C = sp.train_C, .layers = sp.train_layers, .batch = 1};
+        ir_net en;
+        if (ir_space_build_eval(&sp, &gt, &eo, &en) == 0) {
+            ir_stats st;
+            ir_graph_stats(en.graph, &st);
+            params = (long long)st.weight_params;
+            ir_net_free(&en);
+        }
+    }
     FILE *f = dartsc_fopen_out("run", rp);
     if (f) {
         char n[2][32];
         fprintf(f, "{\"test_accuracy\":%s,\"test_loss\":%s,\"test_images\":%d,\"search_seconds\":%.1f,\"train_seconds\":%.1f,"
-                   "\"eval_seconds\":%.1f,\"export_seconds\":%.1f,\"strategy\":\"%s\",\"device\":\"%s\"}\n",
+                   "\"eval_seconds\":%.1f,\"export_seconds\":%.1f,\"strategy\":\"%s\",\"device\":\"%s\","
+                   "\"search_peak_rss_mb\":%.1f,\"parameters\":%lld}\n",
                 sr_json_num(n[0], 32, "%.6f", ev.acc), sr_json_num(n[1], 32, "%.6f", ev.loss), ev.n, times[0], times[1],
-                times[2], times[3], dartsc_strategy_name(so.strategy), device);
+                times[2], times[3], dartsc_strategy_name(so.strategy), device, search_rss_mb, params);
         fclose(f);
     }
     /* 5. report */

@@ -66,6 +66,9 @@ struct rt_backend {
     const char *name;
     void *(*alloc)(rt_backend *be, size_t bytes);
     void (*free)(rt_backend *be, void *p);
+    /* src may be reused as soon as upload returns; the copy itself may still be queued (in
+     * order with the work issued before and after it), so upload need not wait for the
+     * device. download returns with the data on the host (it waits). */
     void (*upload)(rt_backend *be, void *dst, const void *src, size_t bytes);
     void (*download)(rt_backend *be, void *dst, const void *src, size_t bytes);
     void (*memset0)(rt_backend *be, void *p, size_t bytes);
@@ -82,6 +85,14 @@ struct rt_backend {
      * round trip: norm = sqrt(sum x^2) in double, c = max_norm / (norm + 1e-6); x *= (float)c
      * where max_norm > 0 and c < 1 (torch.nn.utils.clip_grad_norm_). */
     void (*clip_norm)(rt_backend *be, float *x, int64_t n, float max_norm);
+    /* The second-order step without a host round trip (every backend fills these three):
+     * hvp_eps writes eps[0] = R = (float)(r / ||v||) (the norm in double, 1e-12 where v = 0),
+     * eps[1] = -R and eps[2] = eta / (2R) (eta R / 2 where bug_mul_r) into eps, 3 floats of
+     * backend memory; axpy_dev: y += a[0] x and scale_dev: y *= a[0], with the scalar a in
+     * backend memory (the same arithmetic as axpy and scale). */
+    void (*hvp_eps)(rt_backend *be, float *eps, const float *v, int64_t n, double r, float eta, int bug_mul_r);
+    void (*axpy_dev)(rt_backend *be, float *y, const float *a, const float *x, int64_t n);
+    void (*scale_dev)(rt_backend *be, float *y, const float *a, int64_t n);
     void (*sgd_step)(rt_backend *be, float *w, float *buf, const float *grad, int64_t n, float lr, float momentum, float wd);
     void (*adam_step)(rt_backend *be, float *w, float *m, float *v, const float *grad, int64_t n, float lr, float b1,
                       float b2, float eps, float wd, int t);

@@ -424,6 +424,18 @@ static int cpu_fuses_relu_in(rt_backend *be, const rt_exec_node *n) {
 static void cpu_axpy(rt_backend *be, float *y, float a, const float *x, int64_t n) { (void)be; kcpu_axpy(y, a, x, n); }
 static void cpu_copy(rt_backend *be, float *y, const float *x, int64_t n) { (void)be; kcpu_copy(y, x, n); }
 static void cpu_scale(rt_backend *be, float *y, float a, int64_t n) { (void)be; kcpu_scale(y, a, y, n); }
+static void cpu_hvp_eps(rt_backend *be, float *eps, const float *v, int64_t n, double r, float eta, int bug_mul_r) {
+    (void)be;
+    kcpu_hvp_eps(eps, v, n, r, eta, bug_mul_r);
+}
+static void cpu_axpy_dev(rt_backend *be, float *y, const float *a, const float *x, int64_t n) {
+    (void)be;
+    kcpu_axpy(y, a[0], x, n);
+}
+static void cpu_scale_dev(rt_backend *be, float *y, const float *a, int64_t n) {
+    (void)be;
+    kcpu_scale(y, a[0], y, n);
+}
 static double cpu_sumsq(rt_backend *be, const float *x, int64_t n) { (void)be; return kcpu_sumsq(x, n); }
 static void cpu_sgd(rt_backend *be, float *w, float *buf, const float *g, int64_t n, float lr, float mom, float wd) {
     (void)be;
@@ -453,6 +465,9 @@ rt_backend *rt_backend_cpu_new(void) {
     be->axpy = cpu_axpy;
     be->copy = cpu_copy;
     be->scale = cpu_scale;
+    be->hvp_eps = cpu_hvp_eps;
+    be->axpy_dev = cpu_axpy_dev;
+    be->scale_dev = cpu_scale_dev;
     be->sumsq = cpu_sumsq;
     be->sgd_step = cpu_sgd;
     be->adam_step = cpu_adam;

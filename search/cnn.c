@@ -50,13 +50,14 @@ int sr_unroll_init(sr_unroll *u, rt_plan *p) {
     u->v = be->alloc(be, (size_t)w.n * 4);
     u->dalpha = be->alloc(be, (size_t)a.n * 4);
     u->gplus = be->alloc(be, (size_t)a.n * 4);
-    return u->w_backup && u->v && u->dalpha && u->gplus ? 0 : -1;
+    u->eps = be->alloc(be, 3 * sizeof(float));
+    return u->w_backup && u->v && u->dalpha && u->gplus && u->eps ? 0 : -1;
 }
 
 void sr_unroll_free(sr_unroll *u, rt_plan *p) {
     rt_backend *be = rt_plan_backend(p);
-    float *bufs[4] = {u->w_backup, u->v, u->dalpha, u->gplus};
-    for (int i = 0; i < 4; i++)
+    float *bufs[5] = {u->w_backup, u->v, u->dalpha, u->gplus, u->eps};
+    for (int i = 0; i < 5; i++)
         if (bufs[i]) be->free(be, bufs[i]);
     memset(u, 0, sizeof *u);
 }
@@ -91,25 +92,24 @@ int sr_arch_grad_second_order(rt_plan *p, sr_unroll *u, int images, int labels, 
     }
     be->copy(be, u->dalpha, a.grad, a.n);
     be->copy(be, u->v, w.grad, w.n);
-    /* 3. central difference of grad_alpha L_train at w +- R v, R = 0.01 / ||v|| */
-    double vn = sqrt(be->sumsq(be, u->v, w.n));
-    float R = (float)(HVP_R / (vn > 0 ? vn : 1e-12));
+    /* 3. central difference of grad_alpha L_train at w +- R v, R = 0.01 / ||v||, computed
+          where v is (the device: no host round trip inside the step) */
+    be->hvp_eps(be, u->eps, u->v, w.n, HVP_R, eta, bug_mul_r);
     rt_set_input(p, images, xt, bi);
     rt_set_input(p, labels, yt, bl);
     be->copy(be, w.data, u->w_backup, w.n);
-    be->axpy(be, w.data, R, u->v, w.n);
+    be->axpy_dev(be, w.data, u->eps, u->v, w.n);
     if (rt_pass(p, 1, RT_GRAD_ARCH)) return -1;
     sr_dist_grads(p, RT_GRAD_ARCH);
     be->copy(be, u->gplus, a.grad, a.n);
     be->copy(be, w.data, u->w_backup, w.n);
-    be->axpy(be, w.data, -R, u->v, w.n);
+    be->axpy_dev(be, w.data, u->eps + 1, u->v, w.n);
     if (rt_pass(p, 1, RT_GRAD_ARCH)) return -1; /* a.grad = g- */
     sr_dist_grads(p, RT_GRAD_ARCH);
     be->copy(be, w.data, u->w_backup, w.n);      /* restore w exactly */
     /* 4. grad alpha = dalpha - eta (g+ - g-) / (2R) */
-    float c = bug_mul_r ? eta * R / 2.0f : eta / (2.0f * R);
-    be->axpy(be, a.grad, -1.0f, u->gplus, a.n); /* g- - g+ */
-    be->scale(be, a.grad, c, a.n);              /* -eta (g+ - g-) / 2R */
+    be->axpy(be, a.grad, -1.0f, u->gplus, a.n);    /* g- - g+ */
+    be->scale_dev(be, a.grad, u->eps + 2, a.n);    /* -eta (g+ - g-) / 2R */
     be->axpy(be, a.grad, 1.0f, u->dalpha, a.n);
     return 0;
 }

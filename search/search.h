@@ -161,6 +161,7 @@ void sr_baseline_defaults(sr_options *o);
 struct rt_plan;
 typedef struct sr_unroll {
     float *w_backup, *v, *dalpha, *gplus; /* weights, weights, arch, arch */
+    float *eps; /* backend memory: R, -R and the final scale (rt_backend.hvp_eps) */
     int64_t nw, na;
 } sr_unroll;
 int sr_unroll_init(sr_unroll *u, struct rt_plan *p);

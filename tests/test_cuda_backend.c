@@ -803,6 +803,98 @@ Test(cuda_vec, clip_norm_on_device_equals_host_clipping) {
     gpu->destroy(gpu);
 }
 
+/* The second-order step's radius on the device (hvp_eps) gives the bits the host computes
+ * from the same backend's sumsq (R = (float)(0.01 / ||v||), the scale eta / 2R and the
+ * bug's eta R / 2), v = 0 included; axpy_dev / scale_dev give axpy / scale's bits; all of
+ * it records into a graph (no host round trip). */
+Test(cuda_vec, hvp_eps_on_device_equals_host) {
+    char err[256];
+    rt_backend *gpu = rt_backend_cuda_new(err, sizeof err);
+    cr_assert(gpu, "%s", err);
+    cr_assert(gpu->hvp_eps && gpu->axpy_dev && gpu->scale_dev);
+    const int64_t n = 70001;
+    size_t bytes = (size_t)n * 4;
+    float *v = malloc(bytes), *y = malloc(bytes), *a = malloc(bytes), *b = malloc(bytes);
+    tu_fill_uniform(v, n, -1.f, 1.f, 11);
+    tu_fill_uniform(y, n, -1.f, 1.f, 12);
+    float *dv = gpu->alloc(gpu, bytes), *d1 = gpu->alloc(gpu, bytes), *d2 = gpu->alloc(gpu, bytes);
+    float *eps = gpu->alloc(gpu, 3 * sizeof(float));
+    const float eta = 0.025f;
+    for (int k = 0; k < 3; k++) { /* v, v with the bug's form, v = 0 */
+        const int bug = k == 1;
+        if (k == 2) memset(v, 0, bytes);
+        gpu->upload(gpu, dv, v, bytes);
+        double vn = sqrt(gpu->sumsq(gpu, dv, n));
+        float R = (float)(0.01 / (vn > 0 ? vn : 1e-12));
+        float want[3] = {R, -R, bug ? eta * R / 2.0f : eta / (2.0f * R)}, got[3];
+        cr_assert_eq(gpu->capture_begin(gpu), 0);
+        gpu->hvp_eps(gpu, eps, dv, n, 0.01, eta, bug);
+        void *g = gpu->capture_end(gpu);
+        cr_assert(g, "hvp_eps could not be recorded: %s", rt_cuda_last_error());
+        gpu->replay(gpu, g);
+        gpu->graph_free(gpu, g);
+        gpu->download(gpu, got, eps, sizeof got);
+        cr_expect_arr_eq(got, want, sizeof got, "case %d: R %.9g/%.9g, scale %.9g/%.9g", k, got[0], want[0], got[2],
+                         want[2]);
+        /* y + R v and y * scale, by the device scalar and by the host's */
+        gpu->upload(gpu, d1, y, bytes);
+        gpu->upload(gpu, d2, y, bytes);
+        gpu->axpy(gpu, d1, want[1], dv, n);
+        gpu->axpy_dev(gpu, d2, eps + 1, dv, n);
+        gpu->scale(gpu, d1, want[2], n);
+        gpu->scale_dev(gpu, d2, eps + 2, n);
+        gpu->download(gpu, a, d1, bytes);
+        gpu->download(gpu, b, d2, bytes);
+        cr_expect_arr_eq(a, b, bytes, "case %d: axpy_dev / scale_dev differ from axpy / scale", k);
+    }
+    cr_expect(!rt_cuda_last_error(), "%s", rt_cuda_last_error());
+    gpu->free(gpu, dv); gpu->free(gpu, d1); gpu->free(gpu, d2); gpu->free(gpu, eps);
+    free(v); free(y); free(a); free(b);
+    gpu->destroy(gpu);
+}
+
+/* Uploads return before the device copies (staged through pinned memory): the host buffer
+ * is rewritten right after each upload, uploads are queued behind device work, the staging
+ * ring wraps many times (more than 64 regions in flight, more than its 32 MiB in all), and
+ * a large upload takes the synchronous path; every device buffer must hold what the host
+ * buffer held at its upload. */
+Test(cuda_vec, staged_uploads_keep_each_uploads_data) {
+    char err[256];
+    rt_backend *gpu = rt_backend_cuda_new(err, sizeof err);
+    cr_assert(gpu, "%s", err);
+    enum { NB = 150 };
+    const int64_t n = 200003; /* 0.8 MB: 150 of them are 120 MB through the 32 MiB ring */
+    size_t bytes = (size_t)n * 4;
+    float *h = malloc(bytes), *got = malloc(bytes);
+    float *big = gpu->alloc(gpu, bytes * 16), *d[NB];
+    for (int i = 0; i < NB; i++) cr_assert((d[i] = gpu->alloc(gpu, bytes)));
+    for (int i = 0; i < NB; i++) {
+        if (i % 10 == 0) /* device work ahead of the copies, so they are queued */
+            for (int r = 0; r < 8; r++) gpu->scale(gpu, big, 1.0f, n * 16);
+        for (int64_t k = 0; k < n; k++) h[k] = (float)(i * 7 + (k % 1000));
+        gpu->upload(gpu, d[i], h, bytes);
+    }
+    float *hb = malloc(bytes * 16);
+    for (int64_t k = 0; k < n * 16; k++) hb[k] = (float)(k % 977);
+    gpu->upload(gpu, big, hb, bytes * 16); /* 12.8 MB: above the staged size */
+    for (int64_t k = 0; k < n * 16; k++) hb[k] = -1.0f;
+    for (int i = 0; i < NB; i++) {
+        gpu->download(gpu, got, d[i], bytes);
+        int bad = 0;
+        for (int64_t k = 0; k < n && !bad; k++) bad = got[k] != (float)(i * 7 + (k % 1000));
+        cr_expect(!bad, "upload %d does not hold its data", i);
+    }
+    gpu->download(gpu, hb, big, bytes * 16);
+    int bad = 0;
+    for (int64_t k = 0; k < n * 16 && !bad; k++) bad = hb[k] != (float)(k % 977);
+    cr_expect(!bad, "the large upload does not hold its data");
+    cr_expect(!rt_cuda_last_error(), "%s", rt_cuda_last_error());
+    for (int i = 0; i < NB; i++) gpu->free(gpu, d[i]);
+    gpu->free(gpu, big);
+    free(h); free(got); free(hb);
+    gpu->destroy(gpu);
+}
+
 Test(cuda_vec, axpy_copy_scale_sumsq_sgd_adam_match_cpu) {
     char err[256];
     rt_backend *cpu = rt_backend_cpu_new(), *gpu = rt_backend_cuda_new(err, sizeof err);

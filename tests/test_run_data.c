@@ -66,6 +66,24 @@ static char *run_ok(const char *dir, const char *space) {
     char p[600];
     snprintf(p, sizeof p, "%s/run/results.json", dir);
     cr_expect_eq(access(p, R_OK), 0, "no %s", p);
+    /* results.json's parameters are the exported network's, as `dartsc check --genotype`
+       counts them, and the search's peak resident memory is there (the process's, > 0) */
+    char *res = tu_slurp(p, NULL);
+    cr_assert(res, "%s", p);
+    const char *pp = strstr(res, "\"parameters\":"), *pm = strstr(res, "\"search_peak_rss_mb\":");
+    cr_assert(pp && pm, "%s", res);
+    long long params = atoll(pp + strlen("\"parameters\":"));
+    double rss = atof(pm + strlen("\"search_peak_rss_mb\":"));
+    cr_expect(rss > 1.0, "search_peak_rss_mb %g", rss);
+    snprintf(cmd, sizeof cmd, "%s check %s --genotype %s/run/genotype.json > %s/check.log 2>&1", bin(), space, dir, dir);
+    cr_assert_eq(sh(cmd), 0);
+    snprintf(log, sizeof log, "%s/check.log", dir);
+    char *chk = tu_slurp(log, NULL), *at = chk ? strstr(chk, "retraining network (") : NULL;
+    at = at ? strstr(at, "): ") : NULL;
+    cr_assert(at, "%s", chk ? chk : "");
+    cr_expect_eq(params, atoll(at + 3), "results.json parameters %lld, dartsc check %lld", params, atoll(at + 3));
+    free(chk);
+    free(res);
     return text;
 }
 

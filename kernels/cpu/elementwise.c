@@ -97,6 +97,14 @@ double kcpu_sumsq(const float *a, int64_t n) {
     return s;
 }
 
+void kcpu_hvp_eps(float eps[3], const float *v, int64_t n, double r, float eta, int bug_mul_r) {
+    const double vn = sqrt(kcpu_sumsq(v, n));
+    const float R = (float)(r / (vn > 0 ? vn : 1e-12));
+    eps[0] = R;
+    eps[1] = -R;
+    eps[2] = bug_mul_r ? eta * R / 2.0f : eta / (2.0f * R);
+}
+
 /* ---- activations ---- */
 void kcpu_relu_forward(float *y, const float *x, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > 32768)

@@ -110,6 +110,10 @@ void kcpu_mul_backward(float *da, float *db, const float *dy, const float *a, co
 /* Deterministic dot product and sum of squares (fixed-order per-thread partials, double accumulators). */
 double kcpu_dot(const float *a, const float *b, int64_t n);
 double kcpu_sumsq(const float *a, int64_t n);
+/* The second-order step's finite-difference radius and final scale (REFERENCE.md):
+ * eps[0] = R = (float)(r / ||v||) (||v|| = sqrt(kcpu_sumsq) in double; 1e-12 where v = 0),
+ * eps[1] = -R, eps[2] = eta / (2R), or eta R / 2 where bug_mul_r (the known bug's form). */
+void kcpu_hvp_eps(float eps[3], const float *v, int64_t n, double r, float eta, int bug_mul_r);
 
 /* ---- weighted sum: y = sum_i w[i] * xs[i] over len elements ----
  * backward: dxs[i] += w[i] * dy (dxs NULL or dxs[i] NULL: skipped);

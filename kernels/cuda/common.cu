@@ -171,6 +171,28 @@ __global__ static void clip_scale_kernel(float *x, const float *coef, int64_t n)
     KCUDA_GRID_STRIDE(i, n) x[i] *= c;
 }
 
+/* kcpu_hvp_eps's arithmetic: the partials summed in index order (as dot_host), then the
+ * radius in double rounded to float and the alpha-gradient scale in float. */
+__global__ static void hvp_eps_kernel(float *eps, const double *partials, double r, float eta, int bug_mul_r) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    double t = 0.0;
+    for (int i = 0; i < KCUDA_RED_BLOCKS; i++) t += partials[i];
+    const double vn = sqrt(t);
+    const float R = (float)(r / (vn > 0 ? vn : 1e-12));
+    eps[0] = R;
+    eps[1] = -R;
+    eps[2] = bug_mul_r ? __fdiv_rn(__fmul_rn(eta, R), 2.0f) : __fdiv_rn(eta, __fmul_rn(2.0f, R));
+}
+
+extern "C" void kcuda_hvp_eps(float *eps, const float *v, int64_t n, double r, float eta, int bug_mul_r,
+                              cudaStream_t s) {
+    if (!kcuda_g.partials) KCUDA_FAIL_("kcuda_hvp_eps", "kcuda_init was not called", return);
+    if (n > 0) kcuda_dot_partials(kcuda_g.partials, &v, NULL, 1, n, s);
+    else cudaCheck(cudaMemsetAsync(kcuda_g.partials, 0, KCUDA_RED_BLOCKS * sizeof(double), s));
+    hvp_eps_kernel<<<1, 1, 0, s>>>(eps, kcuda_g.partials, r, eta, bug_mul_r);
+    launchCheck();
+}
+
 extern "C" void kcuda_clip_norm(float *x, int64_t n, float max_norm, cudaStream_t s) {
     if (n <= 0 || !(max_norm > 0)) return;
     if (!kcuda_g.partials) KCUDA_FAIL_("kcuda_clip_norm", "kcuda_init was not called", return);

@@ -57,6 +57,14 @@ extern "C" void kcuda_sigmoid_backward(float *dx, const float *dy, const float *
 __global__ static void fill_k(float *y, float v, int64_t n) { KCUDA_GRID_STRIDE(i, n) y[i] = v; }
 __global__ static void axpy_k(float *y, float a, const float *x, int64_t n) { KCUDA_GRID_STRIDE(i, n) y[i] += a * x[i]; }
 __global__ static void scale_k(float *y, float a, const float *x, int64_t n) { KCUDA_GRID_STRIDE(i, n) y[i] = a * x[i]; }
+__global__ static void axpy_dev_k(float *y, const float *a, const float *x, int64_t n) {
+    const float av = a[0];
+    KCUDA_GRID_STRIDE(i, n) y[i] += av * x[i];
+}
+__global__ static void scale_dev_k(float *y, const float *a, int64_t n) {
+    const float av = a[0];
+    KCUDA_GRID_STRIDE(i, n) y[i] = av * y[i];
+}
 __global__ static void mul_fwd_k(float *y, const float *a, const float *b, int64_t n) {
     KCUDA_GRID_STRIDE(i, n) y[i] = a[i] * b[i];
 }
@@ -74,6 +82,10 @@ extern "C" void kcuda_copy(float *y, const float *x, int64_t n, cudaStream_t s) 
 extern "C" void kcuda_fill(float *y, float v, int64_t n, cudaStream_t s) { LAUNCH1(fill_k, n, y, v, n); }
 extern "C" void kcuda_axpy(float *y, float a, const float *x, int64_t n, cudaStream_t s) { LAUNCH1(axpy_k, n, y, a, x, n); }
 extern "C" void kcuda_scale(float *y, float a, const float *x, int64_t n, cudaStream_t s) { LAUNCH1(scale_k, n, y, a, x, n); }
+extern "C" void kcuda_axpy_dev(float *y, const float *a, const float *x, int64_t n, cudaStream_t s) {
+    LAUNCH1(axpy_dev_k, n, y, a, x, n);
+}
+extern "C" void kcuda_scale_dev(float *y, const float *a, int64_t n, cudaStream_t s) { LAUNCH1(scale_dev_k, n, y, a, n); }
 extern "C" void kcuda_mul_forward(float *y, const float *a, const float *b, int64_t n, cudaStream_t s) {
     LAUNCH1(mul_fwd_k, n, y, a, b, n);
 }

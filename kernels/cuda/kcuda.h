@@ -156,6 +156,15 @@ double kcuda_sumsq(const float *a, int64_t n, cudaStream_t s);
  * norm from the same two-pass sum as kcuda_sumsq, the factor in double then rounded to
  * float, as the host computes it from kcuda_sumsq. */
 void kcuda_clip_norm(float *x, int64_t n, float max_norm, cudaStream_t s);
+/* The second-order step's finite-difference radius without the host (twin of
+ * kcpu_hvp_eps): eps[0] = R = (float)(r / ||v||) (||v|| = sqrt of kcuda_sumsq's sum, in
+ * double; 1e-12 where v = 0), eps[1] = -R, eps[2] = eta / (2R), or eta R / 2 where bug_mul_r.
+ * eps: 3 device floats. */
+void kcuda_hvp_eps(float *eps, const float *v, int64_t n, double r, float eta, int bug_mul_r, cudaStream_t s);
+/* y += a[0] x and y *= a[0] with the scalar a in device memory (the same arithmetic as
+ * kcuda_axpy / kcuda_scale with a host scalar). */
+void kcuda_axpy_dev(float *y, const float *a, const float *x, int64_t n, cudaStream_t s);
+void kcuda_scale_dev(float *y, const float *a, int64_t n, cudaStream_t s);
 
 /* ---- weighted sum: y = sum_i w[i] * xs[i] ----
  * xs, dxs: HOST arrays of n (<= KCUDA_MAX_WSUM) device pointers; w, dw: device (n).

@@ -30,6 +30,11 @@ typedef struct cu_lane {
     cudaEvent_t join; /* recorded at the end of a capture, for lane 0 to wait on */
 } cu_lane;
 
+/* Uploads of up to CU_STAGE_BYTES / 4 go through a pinned staging ring of CU_STAGE_BYTES
+ * (cu_upload); at most CU_STAGE_PENDING of its regions are in flight at once. */
+#define CU_STAGE_BYTES ((size_t)32 << 20)
+#define CU_STAGE_PENDING 64
+
 typedef struct cuda_backend {
     rt_backend be; /* first: rt_backend * and cuda_backend * are the same pointer */
     cudaStream_t s; /* lane 0's stream, where everything but a recording's other lanes runs */
@@ -48,6 +53,14 @@ typedef struct cuda_backend {
     cu_block *blocks; /* live allocations, for the byte count (a plan makes a few dozen) */
     int nblocks, cap;
     size_t live, peak;
+    /* the upload staging ring (cu_upload): pinned host memory, the next free offset, and
+     * the regions whose device copies may still be queued, oldest first */
+    unsigned char *stage;
+    size_t stage_head;
+    struct { size_t off, bytes; cudaEvent_t ev; } pend[CU_STAGE_PENDING];
+    int npend;
+    cudaEvent_t spare[CU_STAGE_PENDING]; /* events of retired regions, for reuse */
+    int nspare;
 } cuda_backend;
 
 static int g_live; /* backends alive: the kernels' library state is per process */
@@ -111,10 +124,61 @@ static double cu_mark_elapsed(rt_backend *be, void *a, void *b) {
     return ms / 1000.0;
 }
 static void cu_marks_reset(rt_backend *be) { ((cuda_backend *)be)->nused = 0; }
-/* Synchronous, so the host buffer may be reused or freed as soon as this returns
- * (whatever kind of host memory the caller passed). */
+/* Waits for the in-flight staging regions up to and including the newest one that
+ * overlaps [off, off + bytes) (a stream completes its copies in order, so the older ones
+ * are done too) and retires them. */
+static int stage_reclaim(cuda_backend *cb, size_t off, size_t bytes) {
+    int last = -1;
+    for (int i = 0; i < cb->npend; i++)
+        if (cb->pend[i].off < off + bytes && off < cb->pend[i].off + cb->pend[i].bytes) last = i;
+    if (cb->npend == CU_STAGE_PENDING && last < 0) last = 0; /* no free record: the oldest */
+    if (last < 0) return 0;
+    cudaCheckR(cudaEventSynchronize(cb->pend[last].ev), -1);
+    for (int i = 0; i <= last; i++) cb->spare[cb->nspare++] = cb->pend[i].ev;
+    memmove(cb->pend, cb->pend + last + 1, (size_t)(cb->npend - last - 1) * sizeof cb->pend[0]);
+    cb->npend -= last + 1;
+    return 0;
+}
+
+/* The host buffer may be reused or freed as soon as this returns (whatever kind of host
+ * memory the caller passed), but the copy does not wait for the device: small uploads (the
+ * batches rt_set_input sends before each pass) are copied into a pinned staging ring and
+ * queued behind the work already issued, so the host goes on issuing while the device
+ * computes; a region of the ring is written again only after its earlier copy completed
+ * (its event). Larger uploads, and any where the ring cannot be had, are synchronous. */
 static void cu_upload(rt_backend *be, void *dst, const void *src, size_t bytes) {
+    cuda_backend *cb = (cuda_backend *)be;
     if (!bytes) return;
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    cudaCheck(cudaStreamIsCapturing(S(be), &cs));
+    if (cs != cudaStreamCaptureStatusNone)
+        KCUDA_FAIL_("cu_upload", "an upload inside a recording would replay stale host data", return);
+    if (bytes <= CU_STAGE_BYTES / 4 && !cb->stage && !getenv("DARTSC_CUDA_SYNC_UPLOADS") &&
+        cudaHostAlloc((void **)&cb->stage, CU_STAGE_BYTES, cudaHostAllocDefault) != cudaSuccess) {
+        (void)cudaGetLastError(); /* no pinned memory: synchronous uploads from now on */
+        cb->stage = NULL;
+    }
+    if (bytes <= CU_STAGE_BYTES / 4 && cb->stage) {
+        size_t off = (cb->stage_head + 255) & ~(size_t)255;
+        if (off + bytes > CU_STAGE_BYTES) off = 0; /* wrap */
+        if (stage_reclaim(cb, off, bytes) == 0) {
+            cudaEvent_t ev = NULL;
+            if (cb->nspare) ev = cb->spare[--cb->nspare];
+            else if (cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess) ev = NULL;
+            if (ev) {
+                memcpy(cb->stage + off, src, bytes);
+                cudaCheck(cudaMemcpyAsync(dst, cb->stage + off, bytes, cudaMemcpyHostToDevice, S(be)));
+                cudaCheck(cudaEventRecord(ev, S(be)));
+                cb->pend[cb->npend].off = off;
+                cb->pend[cb->npend].bytes = bytes;
+                cb->pend[cb->npend].ev = ev;
+                cb->npend++;
+                cb->stage_head = off + bytes;
+                return;
+            }
+            (void)cudaGetLastError();
+        }
+    }
     cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, S(be)));
     cudaCheck(cudaStreamSynchronize(S(be)));
 }
@@ -470,6 +534,13 @@ static void cu_copy(rt_backend *be, float *y, const float *x, int64_t n) { kcuda
 static void cu_scale(rt_backend *be, float *y, float a, int64_t n) { kcuda_scale(y, a, y, n, S(be)); }
 static double cu_sumsq(rt_backend *be, const float *x, int64_t n) { return kcuda_sumsq(x, n, S(be)); }
 static void cu_clip_norm(rt_backend *be, float *x, int64_t n, float max_norm) { kcuda_clip_norm(x, n, max_norm, S(be)); }
+static void cu_hvp_eps(rt_backend *be, float *eps, const float *v, int64_t n, double r, float eta, int bug_mul_r) {
+    kcuda_hvp_eps(eps, v, n, r, eta, bug_mul_r, S(be));
+}
+static void cu_axpy_dev(rt_backend *be, float *y, const float *a, const float *x, int64_t n) {
+    kcuda_axpy_dev(y, a, x, n, S(be));
+}
+static void cu_scale_dev(rt_backend *be, float *y, const float *a, int64_t n) { kcuda_scale_dev(y, a, n, S(be)); }
 static void cu_sgd(rt_backend *be, float *w, float *buf, const float *g, int64_t n, float lr, float mom, float wd) {
     kcuda_sgd_step(w, buf, g, n, lr, mom, wd, S(be));
 }
@@ -623,6 +694,9 @@ static void cu_release(cuda_backend *cb) {
     if (cb->s) cudaStreamDestroy(cb->s);
     for (int i = 0; i < cb->nevents; i++) cudaEventDestroy(cb->events[i]);
     free(cb->events);
+    for (int i = 0; i < cb->npend; i++) cudaEventDestroy(cb->pend[i].ev);
+    for (int i = 0; i < cb->nspare; i++) cudaEventDestroy(cb->spare[i]);
+    if (cb->stage) cudaFreeHost(cb->stage);
     free(cb->blocks);
     free(cb);
 }
@@ -698,6 +772,9 @@ extern "C" rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
     be->copy = cu_copy;
     be->scale = cu_scale;
     be->sumsq = cu_sumsq;
+    be->hvp_eps = cu_hvp_eps;
+    be->axpy_dev = cu_axpy_dev;
+    be->scale_dev = cu_scale_dev;
     be->clip_norm = cu_clip_norm;
     be->sgd_step = cu_sgd;
     be->adam_step = cu_adam;
