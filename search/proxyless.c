@@ -355,20 +355,34 @@ static void set_batch(rt_plan *s, const ir_net *net, const float *x, const int32
     rt_set_input(s, net->labels, y, (size_t)xi->shape[0] * sizeof(int32_t));
 }
 
-int sr_px_weight_pass(sr_px *px, const float *x, const int32_t *y, int64_t g, float *loss, double *correct, char *err,
-                      size_t errlen) {
+/* Samples step g's paths (which: 0 the weight step, 1 the alpha step), plans them and runs
+ * the pass for grads on the batch (x, y); the plan, or NULL with a message. */
+static rt_plan *run_step(sr_px *px, int which, unsigned grads, int64_t g, const float *x, const int32_t *y, ir_net *net,
+                         float *loss, double *correct, size_t *arena, char *err, size_t errlen) {
     download_alpha(px);
-    sample(px, g, 0, 1);
-    ir_net net;
-    rt_plan *s = step_plan(px, 1, RT_GRAD_W, &net, err, errlen);
-    if (!s) return -1;
-    px->arena_w = rt_plan_arena_bytes(s);
-    set_batch(s, &net, x, y);
-    int rc = rt_pass(s, 1, RT_GRAD_W);
+    if (which) memcpy(px->aold, px->ah, sizeof *px->ah * (size_t)px->na);
+    sample(px, g, which, which + 1);
+    rt_plan *s = step_plan(px, which + 1, grads, net, err, errlen);
+    if (!s) return NULL;
+    *arena = rt_plan_arena_bytes(s);
+    set_batch(s, net, x, y);
+    if (rt_pass(s, 1, grads)) {
+        rt_plan_free(s);
+        ir_net_free(net);
+        sr_fail(err, errlen, "proxyless: the %s step's pass failed", which ? "alpha" : "weight");
+        return NULL;
+    }
     *loss = rt_loss(s);
     *correct = rt_last_correct(s);
-    if (!rc) rc = share(px, s, 0, err, errlen);
-    else sr_fail(err, errlen, "proxyless: the weight step's pass failed");
+    return s;
+}
+
+int sr_px_weight_pass(sr_px *px, const float *x, const int32_t *y, int64_t g, float *loss, double *correct, char *err,
+                      size_t errlen) {
+    ir_net net;
+    rt_plan *s = run_step(px, 0, RT_GRAD_W, g, x, y, &net, loss, correct, &px->arena_w, err, errlen);
+    if (!s) return -1;
+    int rc = share(px, s, 0, err, errlen);
     rt_plan_free(s);
     ir_net_free(&net);
     return rc;
@@ -376,22 +390,9 @@ int sr_px_weight_pass(sr_px *px, const float *x, const int32_t *y, int64_t g, fl
 
 int sr_px_alpha_grad(sr_px *px, const float *x, const int32_t *y, int64_t g, float *loss, double *correct, char *err,
                      size_t errlen) {
-    download_alpha(px);
-    memcpy(px->aold, px->ah, sizeof *px->ah * (size_t)px->na);
-    sample(px, g, 1, 2);
     ir_net net;
-    rt_plan *s = step_plan(px, 2, RT_GRAD_ARCH, &net, err, errlen);
+    rt_plan *s = run_step(px, 1, RT_GRAD_ARCH, g, x, y, &net, loss, correct, &px->arena_a, err, errlen);
     if (!s) return -1;
-    px->arena_a = rt_plan_arena_bytes(s);
-    set_batch(s, &net, x, y);
-    int rc = rt_pass(s, 1, RT_GRAD_ARCH);
-    *loss = rt_loss(s);
-    *correct = rt_last_correct(s);
-    if (rc) {
-        rt_plan_free(s);
-        ir_net_free(&net);
-        return sr_fail(err, errlen, "proxyless: the alpha step's pass failed");
-    }
     sr_dist_grads(s, RT_GRAD_ARCH); /* data-parallel: dL/dg over the whole batch */
     rt_group sa = rt_plan_group(s, IR_ROLE_ARCH);
     float *sg = malloc(sizeof *sg * (size_t)sa.n);
