@@ -19,6 +19,17 @@
  *                    table the caller measures (sr_options.op_latency; the driver times each
  *                    candidate's generated C, driver/proxyless_latency.c). Its gradient is
  *                    exact (the softmax over all of an edge's candidates).
+ *
+ * A step plan is built and freed per step (graph, arena), unlike DARTS's loop, which
+ * allocates nothing inside a step: that is what keeps one path's activations.
+ *
+ * Usage (what search/cnn.c does; master: the loop's supernet plan, at batch 1):
+ *   sr_px *px = sr_px_new(sp, o, master, &net, batch, NULL, err, sizeof err);
+ *   sr_px_alpha_grad(px, xv, yv, step, &loss, &correct, err, sizeof err);   // master's arch grad
+ *   ... Adam on the master's arch group ...; sr_px_after_alpha_step(px);
+ *   sr_px_weight_pass(px, xt, yt, step, &loss, &correct, err, sizeof err);  // master's weight grad
+ *   ... SGD on the master's weight group ...
+ *   sr_px_free(px);
  */
 #ifndef DARTSC_SR_PROXYLESS_H
 #define DARTSC_SR_PROXYLESS_H
