@@ -57,7 +57,8 @@ static int edge_inputs(const ir_graph *g, int ci, int e) {
  * step (the mixed ops' activations are most of DARTS's arena: with 7 computing candidates per
  * edge, one path keeps about a fifth to a third of them, depending on which are drawn; bound
  * 0.5 leaves room for the arena's packing and the cells' fixed parts), and never more than the
- * heaviest uniform path (every edge sep_conv_3x3). Its loss and the master's weight gradient
+ * heaviest uniform path (every edge sep_conv_3x3); an alpha step plans two paths, at most the
+ * heaviest pair on every edge. The weight step's loss and the master's weight gradient
  * equal the DARTS supernet's at that path's one-hot alpha (exp(-1e4) = 0: the same sums with
  * exact zeros; tolerance 1e-5 relative: the same kernels, but other arena buffers). */
 Test(proxyless, a_weight_step_runs_one_path_per_edge_and_is_the_supernet_on_it, .timeout = 120) {
@@ -79,7 +80,7 @@ Test(proxyless, a_weight_step_runs_one_path_per_edge_and_is_the_supernet_on_it, 
     int32_t y[16];
     tu_fill_uniform(x, B * 28 * 28, -1.f, 1.f, 7);
     for (int i = 0; i < B; i++) y[i] = (i * 7) % 10;
-    float loss;
+    float loss, loss2_unused;
     double correct;
     cr_assert_eq(sr_px_weight_pass(px, x, y, 5, &loss, &correct, err, sizeof err), 0, "%s", err);
     size_t aw, aa;
@@ -121,6 +122,35 @@ Test(proxyless, a_weight_step_runs_one_path_per_edge_and_is_the_supernet_on_it, 
     cr_expect(aw > 0 && aw <= all_sep, "weight step %zu, every edge sep_conv %zu", aw, all_sep);
     cr_expect(aw < darts / 2, "weight step %zu vs DARTS %zu", aw, darts);
     cr_expect(all_sep < darts / 2, "every edge sep_conv %zu vs DARTS %zu", all_sep, darts);
+
+    /* an alpha step: two candidates per edge, at most the heaviest pair everywhere
+       (sep_conv_3x3 and sep_conv_5x5), less than DARTS's step (bound 0.75: two of seven) */
+    int path[2][64];
+    for (int t = 0; t < 2; t++) memcpy(path[t], cols[t], sizeof(int) * (size_t)ir_cell_num_edges(cells[t]));
+    cr_assert_eq(sr_px_alpha_grad(px, x, y, 5, &loss2_unused, &correct, err, sizeof err), 0, "%s", err);
+    sr_px_arena_bytes(px, &aw, &aa);
+    int n2;
+    const int *pc, *pa;
+    sr_px_sampled(px, 0, &n2, &pc, &pa);
+    cr_expect_eq(n2, 2);
+    for (int e = 0; e < ir_cell_num_edges(cells[0]); e++) cr_expect_neq(pc[2 * e], pc[2 * e + 1], "edge %d drew one op twice", e);
+    size_t two_sep;
+    {
+        int *c[2] = {malloc(sizeof(int) * 128), malloc(sizeof(int) * 128)};
+        for (int i = 0; i < 64; i++) c[0][2 * i] = c[1][2 * i] = 4, c[0][2 * i + 1] = c[1][2 * i + 1] = 5;
+        ir_net worst;
+        cr_assert_eq(sr_px_build_step_net(&sp, B, (const int *const *)c, 2, &worst), 0, "%s", worst.error);
+        two_sep = arena_of(&worst, RT_GRAD_ARCH);
+        ir_net_free(&worst);
+        free(c[0]);
+        free(c[1]);
+    }
+    cr_log_info("planned arena: proxyless alpha step %zu (%.2f of DARTS), every edge sep_conv_3x3 + 5x5 %zu", aa,
+                (double)aa / darts, two_sep);
+    cr_expect(aa > 0 && aa <= two_sep && aa < darts / 4 * 3, "alpha step %zu, heaviest pair %zu, DARTS %zu", aa, two_sep,
+              darts);
+    cols[0] = path[0];
+    cols[1] = path[1];
 
     /* the same step on the supernet with the path's one-hot alpha */
     rt_group gw = rt_plan_group(p, IR_ROLE_WEIGHT), ga = rt_plan_group(p, IR_ROLE_ARCH);
