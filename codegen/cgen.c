@@ -34,6 +34,9 @@ typedef struct cgs {
     unsigned char *kind; /* K_* */
     unsigned char *need, *live, *mat, *virt, *relu_out, *notconv, *vshift;
     unsigned char *inplace; /* a planewise op writing over its dying input (plan) */
+    unsigned char *cfuse;   /* an op to write its output in the slice of the concat that reads it (plan) */
+    int *cpart;          /* the concat whose slice an op writes its output into, or -1 (plan) */
+    int64_t *cpoff;      /* that slice's offset in the concat, in floats */
     int *cons;           /* readers among emitted ops */
     int *addin;          /* per emitted op: a value its output write adds (a fused ADD), or -1 */
     int *sched, n_sched;
@@ -297,29 +300,121 @@ static int inplace_src(const cgs *s, int i, const int *last, int t) {
     src r[IR_MAX_IATTR + 8];
     op_srcs(s, i, r);
     int x = r[0].node;
-    if (x < 0 || s->off[x] < 0 || last[x] != t || s->addin[i] == x) return -1;
+    if (x < 0 || s->off[x] < 0 || last[x] != t || s->addin[i] == x || s->cpart[x] >= 0) return -1;
     return aligned(per_sample(ND(s, i))) <= aligned(per_sample(ND(s, x))) ? x : -1;
 }
 
+/* Whether input j of concat c (of its k sources r) can be written straight into its slice:
+ * not through a fused ReLU or shift, owned by an emitted op other than a concat, not the
+ * output, read once by c, and not already a part of another concat. */
+static int concat_part(const cgs *s, int c, int j, const src *r, int k) {
+    if (r[j].node < 0 || r[j].relu || r[j].shift) return 0;
+    int p = r[j].node;
+    if (s->kind[p] != K_EMIT || ND(s, p)->op == IR_OP_CONCAT || p == s->out_owner) return 0;
+    for (int u = 0; u < k; u++)
+        if (u != j && r[u].node == p) return 0;
+    return s->cpart[p] < 0 || s->cpart[p] == c;
+}
+
+/* Assigns the ops marked in cfuse to the slices of the concats that read them (cpart, cpoff). */
+static void mark_concat_parts(cgs *s) {
+    for (int i = 0; i < s->n; i++) s->cpart[i] = -1;
+    for (int t = 0; t < s->n_sched; t++) {
+        int c = s->sched[t];
+        if (s->kind[c] != K_EMIT || ND(s, c)->op != IR_OP_CONCAT || c == s->out_owner) continue;
+        const ir_node *nd = ND(s, c);
+        src r[IR_MAX_IATTR + 8];
+        int k = op_srcs(s, c, r);
+        int64_t off = 0, HW = plane_of(nd);
+        for (int j = 0; j < k; j++) { /* op_srcs keeps CONCAT's inputs one for one */
+            if (s->cfuse[r[j].node] && concat_part(s, c, j, r, k)) {
+                s->cpart[r[j].node] = c;
+                s->cpoff[r[j].node] = off * HW;
+            }
+            off += ND(s, nd->inputs[j])->shape[1];
+        }
+    }
+}
+
+/* The same buffers placed again offline (cg_arena_pack), kept where that needs less than
+ * the online plan. Blocks: an op's output (with the outputs written over it in place, and a concat with
+ * the parts written in its slices), live from its first writer to its last reader; a
+ * scratch, live at its op only. Uses the in-place and slice decisions of the online plan. */
+static int plan_by_size(cgs *s, const int *last) {
+    int n = s->n, ns = s->n_sched, nb = 0;
+    cg_life *b = malloc(sizeof *b * (size_t)(2 * ns + 1));
+    int *blk = malloc(sizeof *blk * (size_t)n);
+    int64_t *moff = calloc((size_t)n, sizeof *moff), *sblk = malloc(sizeof *sblk * (size_t)n);
+    if (!b || !blk || !moff || !sblk) {
+        free(b); free(blk); free(moff); free(sblk);
+        return fail(s, "out of memory");
+    }
+    for (int i = 0; i < n; i++) { blk[i] = -1; sblk[i] = -1; }
+    for (int t = 0; t < ns; t++) {
+        int i = s->sched[t], end = last[i] < 0 ? t : last[i];
+        if (s->cpart[i] >= 0) {
+            int c = s->cpart[i];
+            if (blk[c] < 0) { blk[c] = nb; b[nb++] = (cg_life){aligned(per_sample(ND(s, c))), 0, t, t}; }
+            blk[i] = blk[c];
+            moff[i] = s->cpoff[i];
+        } else if (blk[i] >= 0) { /* a concat placed with its first part */
+        } else if (s->inplace[i]) {
+            src r[IR_MAX_IATTR + 8];
+            op_srcs(s, i, r);
+            blk[i] = blk[r[0].node];
+            moff[i] = moff[r[0].node];
+        } else if (i != s->out_owner) {
+            blk[i] = nb;
+            b[nb++] = (cg_life){aligned(per_sample(ND(s, i))), 0, t, t};
+        }
+        if (blk[i] >= 0 && b[blk[i]].end < end) b[blk[i]].end = end;
+        if (s->scratch[i] > 0) { sblk[i] = nb; b[nb++] = (cg_life){aligned(s->scratch[i]), 0, t, t}; }
+    }
+    int64_t top = cg_arena_pack(b, nb);
+    if (top < 0) { free(b); free(blk); free(moff); free(sblk); return fail(s, "out of memory"); }
+    if (top < s->arena_floats) {
+        s->arena_floats = top;
+        for (int i = 0; i < n; i++) {
+            if (blk[i] >= 0) s->off[i] = b[blk[i]].off + moff[i];
+            if (sblk[i] >= 0) s->soff[i] = b[sblk[i]].off;
+        }
+    }
+    free(b); free(blk); free(moff); free(sblk);
+    return 0;
+}
+
+/* The greedy liveness rule: each op's output takes the best-fitting free block, and what
+ * an op read last is given back after it. A planewise op may take over its dying input's
+ * block (inplace_src); the parts of a fused concat (cfuse) are written in its slices, its
+ * block taken when the first part runs and kept until the last reader of it or of a part. */
 static int plan(cgs *s) {
     int n = s->n;
     int *last = malloc((size_t)n * sizeof *last);
     cg_blk *fr = malloc((size_t)(2 * s->n_sched + 2) * sizeof *fr);
     unsigned char *moved = calloc((size_t)n, 1);
     if (!last || !fr || !moved) { free(last); free(fr); free(moved); return fail(s, "out of memory"); }
-    for (int i = 0; i < n; i++) { last[i] = -1; s->off[i] = -1; s->soff[i] = -1; }
+    mark_concat_parts(s);
+    for (int i = 0; i < n; i++) { last[i] = -1; s->off[i] = -1; s->soff[i] = -1; s->inplace[i] = 0; }
     for (int t = 0; t < s->n_sched; t++) {
         src r[IR_MAX_IATTR + 8];
         int k = op_srcs(s, s->sched[t], r);
         for (int j = 0; j < k; j++)
             if (r[j].node >= 0) last[r[j].node] = t;
     }
+    for (int i = 0; i < n; i++)
+        if (s->cpart[i] >= 0 && last[i] > last[s->cpart[i]]) last[s->cpart[i]] = last[i];
     int nf = 0;
     int64_t top = 0;
     for (int t = 0; t < s->n_sched; t++) {
-        int i = s->sched[t], x = inplace_src(s, i, last, t);
+        int i = s->sched[t], x = s->cpart[i] >= 0 ? -1 : inplace_src(s, i, last, t);
         int64_t tail = 0; /* a smaller output in its input's block gives the rest back after the op */
-        if (x >= 0) { /* the output takes over its input's block */
+        if (s->cpart[i] >= 0) { /* into its concat's slice: the concat's block from its first part on */
+            int c = s->cpart[i];
+            if (s->off[c] < 0) s->off[c] = cg_arena_take(fr, &nf, &top, aligned(per_sample(ND(s, c))));
+            s->off[i] = s->off[c] + s->cpoff[i];
+            moved[i] = 1;
+        } else if (s->off[i] >= 0) { /* a fused concat: placed with its first part */
+        } else if (x >= 0) { /* the output takes over its input's block */
             tail = aligned(per_sample(ND(s, x))) - aligned(per_sample(ND(s, i)));
             s->off[i] = s->off[x];
             s->inplace[i] = 1;
@@ -340,10 +435,76 @@ static int plan(cgs *s) {
         }
     }
     s->arena_floats = top;
+    int rc = plan_by_size(s, last);
     free(moved);
     free(last);
     free(fr);
-    return 0;
+    return rc;
+}
+
+/* Schedule order for a smaller arena: each op in turn is tried as early as its inputs
+ * allow (right after the last of their producers), kept there where the arena shrinks.
+ * An op that reads a large tensor late keeps that tensor live over everything in between
+ * (in a DARTS network the stem's output, read by the second cell's preprocessing, is live
+ * over the whole first cell); run early, the tensor dies early. */
+static int order_srcs(void *ctx, int i, int *out) {
+    const cgs *s = ctx;
+    src r[IR_MAX_IATTR + 8];
+    int k = op_srcs(s, i, r), m = 0;
+    for (int j = 0; j < k && m < 64; j++)
+        if (r[j].node >= 0) out[m++] = r[j].node;
+    return m;
+}
+static int64_t order_plan(void *ctx) {
+    cgs *s = ctx;
+    return plan(s) ? -1 : s->arena_floats;
+}
+static int plan_order(cgs *s) {
+    return cg_arena_hoist(s->sched, s->n_sched, s->n, s, order_srcs, order_plan) ? fail(s, "out of memory") : 0;
+}
+
+/* Which concat parts are written in their slices, concat by concat in schedule order: of
+ * its parts, the m computed last for the m (0 to all) that plans the smallest arena (ties:
+ * the most). A part computed long before its concat holds the whole concat's block from
+ * then on, which can cost more than the copy saves; and one part alone can cost more than
+ * all of them together (its slice is live beside the other parts' own buffers). */
+static int plan_concats(cgs *s) {
+    int *pos = malloc(sizeof *pos * (size_t)(s->n > 0 ? s->n : 1));
+    if (!pos) return fail(s, "out of memory");
+    for (int t = 0; t < s->n_sched; t++) pos[s->sched[t]] = t;
+    if (plan(s)) { free(pos); return -1; }
+    int64_t best = s->arena_floats;
+    for (int t = 0; t < s->n_sched; t++) {
+        int c = s->sched[t];
+        if (s->kind[c] != K_EMIT || ND(s, c)->op != IR_OP_CONCAT || c == s->out_owner) continue;
+        src r[IR_MAX_IATTR + 8];
+        int part[IR_MAX_IATTR + 8], np = 0, k = op_srcs(s, c, r);
+        for (int j = 0; j < k; j++) {
+            if (!concat_part(s, c, j, r, k) || s->cfuse[r[j].node]) continue;
+            int u = np++; /* latest first */
+            while (u > 0 && pos[part[u - 1]] < pos[r[j].node]) { part[u] = part[u - 1]; u--; }
+            part[u] = r[j].node;
+        }
+        int best_m = 0;
+        for (int m = 1; m <= np; m++) {
+            s->cfuse[part[m - 1]] = 1;
+            if (plan(s)) { free(pos); return -1; }
+            if (s->arena_floats <= best) { best = s->arena_floats; best_m = m; }
+        }
+        for (int m = best_m; m < np; m++) s->cfuse[part[m]] = 0;
+    }
+    free(pos);
+    return plan(s);
+}
+
+/* Whether every input of concat c is written in its slice by its producer (nothing to copy). */
+static int concat_free(const cgs *s, int c) {
+    if (s->kind[c] != K_EMIT || ND(s, c)->op != IR_OP_CONCAT) return 0;
+    src r[IR_MAX_IATTR + 8];
+    int k = op_srcs(s, c, r);
+    for (int j = 0; j < k; j++)
+        if (r[j].node < 0 || s->cpart[r[j].node] != c) return 0;
+    return 1;
 }
 
 /* ---- writing helpers -------------------------------------------------------------------- */
@@ -990,8 +1151,9 @@ static int write_op(cgs *s, int i) {
     const char *P = s->P;
     src r[IR_MAX_IATTR + 8];
     int k = op_srcs(s, i, r), nin = 0;
-    for (int j = 0; j < k; j++) nin += r[j].node >= 0;
+    for (int j = 0; j < k; j++) nin += r[j].node >= 0 && s->cpart[r[j].node] != i; /* a concat's slices: not passed */
     int64_t ps = per_sample(nd);
+    if (concat_free(s, i)) return 0; /* every part written in its slice: nothing to do */
     if (s->kind[i] == K_ZERO) {
         op_head(s, i, 0);
         W("    %s_fill(y, 0.0f, (ptrdiff_t)batch * %lld);\n}\n", P, (long long)ps);
@@ -1045,6 +1207,9 @@ static int write_op(cgs *s, int i) {
             if (r[j].node < 0)
                 W("        %s_fill(y + ((ptrdiff_t)n * %lld + %lld) * %lld, 0.0f, %lld);\n", P, (long long)Cy,
                   (long long)off, (long long)HW, (long long)(Cx * HW));
+            else if (s->cpart[r[j].node] == i) /* written there by its producer */
+                W("        /* channels [%lld, %lld): written there by %s_op%d */\n", (long long)off, (long long)(off + Cx), P,
+                  r[j].node);
             else
                 W("        %s_copy(y + ((ptrdiff_t)n * %lld + %lld) * %lld, x%d + (ptrdiff_t)n * %lld, %lld);\n", P,
                   (long long)Cy, (long long)off, (long long)HW, xi++, (long long)(Cx * HW), (long long)(Cx * HW));
@@ -1270,7 +1435,8 @@ static int write_source(cgs *s) {
         W(" *   %s_op%d %s '", P, i, s->kind[i] == K_ZERO ? "zero" : ir_op_name(ND(s, i)->op));
         cg_put_comment_text(s->f, ND(s, i)->name, " * ");
         if (i == s->out_owner) W("' -> output\n");
-        else W("' -> [%lld, %lld)\n", (long long)s->off[i], (long long)(s->off[i] + per_sample(ND(s, i))));
+        else W("' -> [%lld, %lld)%s\n", (long long)s->off[i], (long long)(s->off[i] + per_sample(ND(s, i))),
+               s->cpart[i] >= 0 ? " (a slice of a concat)" : concat_free(s, i) ? " (written by its parts)" : "");
     }
     W(" */\n#include \"%s.h\"\n\n#include <math.h>\n#include <stddef.h>\n\n", P);
     write_prelude(s);
@@ -1305,9 +1471,10 @@ static int write_source(cgs *s) {
         src r[IR_MAX_IATTR + 8];
         char b[64];
         int k = op_srcs(s, i, r);
+        if (concat_free(s, i)) continue;
         W("        %s_op%d(%s", P, i, buf_expr(s, i, b, sizeof b));
         for (int j = 0; j < k; j++)
-            if (r[j].node >= 0) W(", %s", buf_expr(s, r[j].node, b, sizeof b));
+            if (r[j].node >= 0 && s->cpart[r[j].node] != i) W(", %s", buf_expr(s, r[j].node, b, sizeof b));
         if (s->scratch[i] > 0) W(", A + %lld", (long long)s->soff[i]);
         W(", 1);\n");
     }
@@ -1348,8 +1515,11 @@ int cg_c_write(const cg_model *m, const cg_c_opts *o, const char *dir, char *err
     s->scratch = calloc((size_t)n, sizeof *s->scratch);
     s->addin = malloc((size_t)n * sizeof *s->addin);
     s->soff = calloc((size_t)n, sizeof *s->soff);
-    unsigned char *flags = calloc((size_t)n * 9, 1);
-    if (!s->rep || !s->cons || !s->sched || !s->off || !s->scratch || !s->soff || !s->addin || !flags) { fail(s, "out of memory"); goto done; }
+    s->cpart = malloc((size_t)n * sizeof *s->cpart);
+    s->cpoff = calloc((size_t)n, sizeof *s->cpoff);
+    unsigned char *flags = calloc((size_t)n * 10, 1);
+    if (!s->rep || !s->cons || !s->sched || !s->off || !s->scratch || !s->soff || !s->addin || !s->cpart || !s->cpoff ||
+        !flags) { fail(s, "out of memory"); goto done; }
     for (int i = 0; i < n; i++) s->addin[i] = -1;
     s->kind = flags;
     s->need = flags + n;
@@ -1360,9 +1530,10 @@ int cg_c_write(const cg_model *m, const cg_c_opts *o, const char *dir, char *err
     s->notconv = flags + 6 * n;
     s->vshift = flags + 7 * n;
     s->inplace = flags + 8 * n;
+    s->cfuse = flags + 9 * n;
     if (analyse(s)) goto done;
     size_scratch(s);
-    if (plan(s)) goto done;
+    if (plan_order(s) || plan_concats(s)) goto done;
     if (cg_write_c_pair(dir, s->P, &s->f, header_cb, source_cb, s, s->err, s->errlen)) goto done;
     if (o && o->footprint) {
         o->footprint->weight_bytes = s->weight_floats * 4;
@@ -1378,6 +1549,8 @@ done:
     free(s->scratch);
     free(s->soff);
     free(s->addin);
+    free(s->cpart);
+    free(s->cpoff);
     free(flags);
     return rc;
 }

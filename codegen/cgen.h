@@ -52,8 +52,16 @@
  * each input channel into its scratch before the output channel that could overlap it is
  * written; those two pointers are then not restrict) and gives back the tail of a larger
  * input after it has run. An op that needs scratch while it runs (windowed convolutions
- * and pools: padded phase planes) gets a block placed after its output and freed at once. Buffers are sized for one sample and aligned to
- * 64 bytes: the entry points run the samples of a batch one at a time through the whole
+ * and pools: padded phase planes) gets a block placed after its output and freed at once.
+ * Then the same buffers (an output with the outputs written over it in place) are packed
+ * again offline, largest first, each at the lowest offset clear of the buffers live with
+ * it (arena.h, cg_arena_pack), and the smaller of the two plans kept. On top of that rule,
+ * two searches, each step kept only where the arena shrinks: ops hoisted to run right
+ * after their inputs' producers (a late reader of a large tensor keeps it live: the
+ * stem's output in a DARTS network, read by the second cell), then a concat's parts
+ * written straight into its channel slices (the m parts computed last, for the best m;
+ * a concat with every part there copies nothing and is not called). Buffers are sized
+ * for one sample and aligned to 64 bytes: the entry points run the samples of a batch one at a time through the whole
  * schedule, so a sample's activations stay in cache. The model input is read in place
  * and the output op writes straight into the caller's output array.
  *

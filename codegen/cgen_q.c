@@ -152,8 +152,34 @@ static int64_t scratch_of(const qs *s, int i) {
     return nd->op == IR_OP_CONV2D || nd->op == IR_OP_AVGPOOL ? 4 * plane_of(nd) : 0;
 }
 
-/* The greedy liveness rule of cgen.c, in bytes. With the float entry points, the
- * quantised input and the int32 logits of one sample follow the planned part. */
+/* The buffers of plan() placed again offline (cg_arena_pack: an op's output live from its
+ * op to its last reader, a scratch at its op only), kept where that needs less. */
+static int plan_by_size(qs *s, const int *last) {
+    int ns = s->n_sched, nb = 0;
+    cg_life *b = malloc(sizeof *b * (size_t)(2 * ns + 1));
+    int *ob = malloc(sizeof *ob * (size_t)(ns + 1)), *sb = malloc(sizeof *sb * (size_t)(ns + 1));
+    if (!b || !ob || !sb) { free(b); free(ob); free(sb); return fail(s, "out of memory"); }
+    for (int t = 0; t < ns; t++) {
+        int i = s->sched[t];
+        ob[t] = sb[t] = -1;
+        if (i != s->out_owner) { ob[t] = nb; b[nb++] = (cg_life){aligned(per_sample(ND(s, i))), 0, t, last[i] < 0 ? t : last[i]}; }
+        if (s->scratch[i] > 0) { sb[t] = nb; b[nb++] = (cg_life){aligned(s->scratch[i]), 0, t, t}; }
+    }
+    int64_t top = cg_arena_pack(b, nb);
+    if (top < 0) { free(b); free(ob); free(sb); return fail(s, "out of memory"); }
+    if (top < s->arena) {
+        s->arena = top;
+        for (int t = 0; t < ns; t++) {
+            if (ob[t] >= 0) s->off[s->sched[t]] = b[ob[t]].off;
+            if (sb[t] >= 0) s->soff[s->sched[t]] = b[sb[t]].off;
+        }
+    }
+    free(b); free(ob); free(sb);
+    return 0;
+}
+
+/* The greedy liveness rule of cgen.c, in bytes, or cg_arena_pack's placement where that
+ * needs less. */
 static int plan(qs *s) {
     int n = s->n;
     int *last = malloc((size_t)n * sizeof *last);
@@ -182,13 +208,34 @@ static int plan(qs *s) {
         }
     }
     s->arena = top;
+    int rc = plan_by_size(s, last);
+    free(last);
+    free(fr);
+    return rc;
+}
+
+/* Schedule order for a smaller arena as in cgen.c (cg_arena_hoist): each op in turn tried right
+ * after the last producer of its inputs, kept there where the arena shrinks. With the float
+ * entry points, the quantised input and the int32 logits of one sample follow the planned
+ * part. */
+static int order_srcs(void *ctx, int i, int *out) {
+    qsrc r[MAX_SRC];
+    int k = op_srcs(ctx, i, r), m = 0;
+    for (int j = 0; j < k && m < 64; j++) out[m++] = r[j].node;
+    return m;
+}
+static int64_t order_plan(void *ctx) {
+    qs *s = ctx;
+    return plan(s) ? -1 : s->arena;
+}
+static int plan_all(qs *s) {
+    if (cg_arena_hoist(s->sched, s->n_sched, s->n, s, order_srcs, order_plan)) return fail(s, "out of memory");
+    if (plan(s)) return -1;
     if (!s->integer_only) {
         s->qin_off = aligned(s->arena);
         s->qout_off = s->qin_off + aligned(per_sample(ND(s, s->m->input)));
         s->arena = s->qout_off + aligned(4 * per_sample(ND(s, s->out_owner)));
     }
-    free(last);
-    free(fr);
     return 0;
 }
 
@@ -735,7 +782,7 @@ int cg_c_write_int8(const cg_model *m, const cg_c_opts *o, int integer_only, con
     s->virt = flags + 2 * n;
     if (analyse(s)) goto done;
     if (cg_quant_init(&s->q, m, &s->fold, s->err, s->errlen)) goto done;
-    if (plan(s)) goto done;
+    if (plan_all(s)) goto done;
     if (cg_write_c_pair(dir, s->P, &s->f, header_cb, source_cb, s, s->err, s->errlen)) goto done;
     if (o && o->footprint) {
         o->footprint->weight_bytes = s->weight_bytes;

@@ -534,7 +534,9 @@ Test(cgen, arena_is_planned_by_liveness) {
 /* The DARTS lowering fuses every cell node's sum into the write of the conv or pool that
  * produces its later term, and FactorizedReduce's shift into its strided 1x1 conv's
  * gather: no ADD or SHIFT op is left in the schedule; depthwise convs and pools whose
- * input dies there write over it. (The values are checked by the darts_v2 tests above.) */
+ * input dies there write over it; FactorizedReduce's two strided convs write into their
+ * concatenation's halves (its concat copies nothing). (The values are checked by the
+ * darts_v2 tests above.) */
 Test(cgen, darts_node_sums_and_factorized_reduce_shifts_are_fused) {
     const char *dir = tu_tmpdir();
     built d = build_darts(8, 5, 10);
@@ -544,10 +546,12 @@ Test(cgen, darts_node_sums_and_factorized_reduce_shifts_are_fused) {
     snprintf(path, sizeof path, "%s/fuse.c", dir);
     FILE *f = fopen(path, "r");
     cr_assert(f);
-    int adds = 0, shifts = 0, fused_adds = 0, fused_shifts = 0, inplace = 0;
+    int adds = 0, shifts = 0, fused_adds = 0, fused_shifts = 0, inplace = 0, free_concats = 0, slices = 0;
     while (fgets(line, sizeof line, f)) {
         inplace += strstr(line, "written over its input */") != NULL;
         int sched = strncmp(line, " *   fuse_op", 12) == 0;
+        free_concats += sched && strstr(line, " concat '") && strstr(line, "(written by its parts)");
+        slices += sched && strstr(line, "(a slice of a concat)") != NULL;
         adds += sched && strstr(line, " add '") != NULL;
         shifts += sched && strstr(line, " shift '") != NULL;
         fused_adds += strstr(line, "(a fused ADD)") && strstr(line, "*/\n") && !sched;
@@ -559,7 +563,10 @@ Test(cgen, darts_node_sums_and_factorized_reduce_shifts_are_fused) {
               fused_adds, fused_shifts);
     /* the second depthwise conv of every sep_conv reads a 1x1 conv's output that dies there */
     cr_expect(inplace >= 10, "%d planewise ops written over their input", inplace);
-    fprintf(stderr, "cgen fuse: %d planewise ops written over their input\n", inplace);
+    cr_expect(free_concats >= 2 && slices >= 4, "%d concats written by their parts, %d ops writing a concat's slice",
+              free_concats, slices);
+    fprintf(stderr, "cgen fuse: %d planewise ops written over their input; %d concats written by their parts (%d slices)\n",
+            inplace, free_concats, slices);
     ref_free(&rd);
     ir_graph_free(d.g);
 }
