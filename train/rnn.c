@@ -287,7 +287,6 @@ int sr_lm_open(sr_lm *m, const ir_space *sp, const ir_train_config *tc, const ir
         return sr_fail(err, errlen, "%s: fewer tokens than one window of bptt %d x batch %d", sp->data_path, m->T, m->B);
     m->be = rt_backend_open(device, err, errlen);
     if (!m->be) return -1;
-    if (sr_dist_check_sync_bn(tc, m->be, err, errlen)) return -1;
     ir_rnn_opts ro = {.T = m->T, .batch = m->b, .ntoken = m->corpus.n_words, .dropout = tc->dropout,
                       .dropout_h = tc->dropout_h, .dropout_x = tc->dropout_x, .dropout_i = tc->dropout_i,
                       .dropout_e = tc->dropout_e, .tar = tc->tar};
