@@ -12,28 +12,13 @@
  *  - a 2-process retraining logs one process's losses (no batch norm in the derived cell)
  *    and rank 0 writes model.dtns.
  * Skipped (77) where the build has no MPI or mpirun is missing. */
-#include <criterion/criterion.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "runtime/dist.h"
-#include "runtime/tensorfile.h"
-#include "testutil.h"
+#include "dist_testutil.h"
 
-#define MPI_ENV "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
-#define MPIRUN MPI_ENV "mpirun --oversubscribe -n "
-#define EXEC_MPIRUN MPI_ENV "exec mpirun --oversubscribe -n "
-
-static int sh(const char *cmd) {
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 /* A corpus in the PTB layout: sentences of 3..10 words over 30 words from an LCG, with a
  * little structure (each word follows the last by 1..3). */
@@ -80,12 +65,6 @@ static const char *write_space(const char *dir, const char *name, int epochs, in
     return path;
 }
 
-static const float *entry(const rt_tf_file *f, const char *name, int64_t *n) {
-    const rt_tf_entry *e = rt_tf_find(f, name);
-    cr_assert(e, "no %s", name);
-    *n = e->numel;
-    return e->data;
-}
 
 /* 2 processes against 1 at the same global batch of 8 columns, sync_bn on. They differ in
  * rounding only: the cross-entropy is the mean of two half-batch means instead of one
@@ -108,48 +87,19 @@ static void match_case(int order, double tol) {
     cr_assert_eq(sh(cmd), 0, "one process failed: %s/one.log", dir);
     snprintf(cmd, sizeof cmd, MPIRUN "2 %s %s %s/two.dtns > %s/two.log 2>&1", bin, space, dir, dir);
     cr_assert_eq(sh(cmd), 0, "2 processes failed: %s/two.log", dir);
-    char p1[800], p2[800], err[512];
-    snprintf(p1, sizeof p1, "%s/one.dtns", dir);
-    snprintf(p2, sizeof p2, "%s/two.dtns", dir);
-    rt_tf_file *a = rt_tf_read(p1, err, sizeof err), *b = rt_tf_read(p2, err, sizeof err);
-    cr_assert(a && b, "%s", err);
-    const char *names[4] = {"loss/val", "loss/train", "grad/arch", "grad/weights"};
-    for (int i = 0; i < 4; i++) {
-        int64_t na, nb;
-        const float *x = entry(a, names[i], &na), *y = entry(b, names[i], &nb);
-        cr_assert_eq(na, nb);
-        double e = tu_norm_rel_err(y, x, na), nx = 0;
-        for (int64_t k = 0; k < na; k++) nx += (double)x[k] * x[k];
-        cr_assert(nx > 0 && isfinite(nx), "order %d, %s: a zero or non-finite reference", order, names[i]);
-        cr_log_info("order %d, %s: 2 processes vs 1: relative error %.3g", order, names[i], e);
-        cr_expect(e <= tol, "order %d, %s: 2 processes vs 1: relative error %.3g > %g", order, names[i], e, tol);
-    }
-    rt_tf_free(a);
-    rt_tf_free(b);
+    step0_match(dir, order, tol);
 }
 
 Test(dist_rnn, first_step_matches_one_process_first_order, .timeout = 120) { match_case(1, 1e-5); }
 Test(dist_rnn, first_step_matches_one_process_second_order, .timeout = 120) { match_case(2, 1e-4); }
 
-static void same_file(const char *dir_a, const char *dir_b, const char *name) {
-    char a[900], b[900];
-    snprintf(a, sizeof a, "%s/%s", dir_a, name);
-    snprintf(b, sizeof b, "%s/%s", dir_b, name);
-    size_t na, nb;
-    char *x = tu_slurp(a, &na), *y = tu_slurp(b, &nb);
-    cr_assert(x && y, "cannot read %s or %s", a, b);
-    cr_expect(na == nb && memcmp(x, y, na) == 0, "%s and %s differ", a, b);
-    free(x);
-    free(y);
-}
 
-static int count_lines(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    int n = 0, c;
-    while ((c = fgetc(f)) != EOF) n += c == '\n';
-    fclose(f);
-    return n;
+
+/* Two search directories hold the same checkpoint (every process's hidden states in it),
+ * log and genotype, byte for byte. */
+static void same_search(const char *a, const char *b) {
+    const char *names[3] = {"checkpoint.dtns", "metrics.jsonl", "genotype.json"};
+    for (int i = 0; i < 3; i++) cr_expect(tu_same_file(a, b, names[i]), "%s/%s and %s/%s differ", a, names[i], b, names[i]);
 }
 
 /* Dropout on (each process draws its own masks) and per-process batch norm: a 2-process
@@ -167,66 +117,30 @@ Test(dist_rnn, search_is_deterministic_second_order, .timeout = 240) {
     }
     snprintf(a, sizeof a, "%s/r0", dir);
     snprintf(b, sizeof b, "%s/r1", dir);
-    same_file(a, b, "checkpoint.dtns");
-    same_file(a, b, "metrics.jsonl");
-    same_file(a, b, "genotype.json");
+    same_search(a, b);
     snprintf(a, sizeof a, "%s/r0/metrics.jsonl", dir);
     cr_expect_eq(count_lines(a), 10, "2 epochs of 4 windows and 2 epoch-end lines, not %d lines", count_lines(a));
 }
 
-/* A job started in its own session, so that all of it can be killed. */
-static pid_t start_job(const char *cmd) {
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        setsid();
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
 
 Test(dist_rnn, resume_after_kill_9_of_the_job, .timeout = 300) {
     const char *dir = tu_tmpdir();
     write_corpus(dir);
     const char *space = write_space(dir, "s.dartsc", 2, 1, 12, 0.2, 0);
     const char *bin = getenv("DARTSC_BIN");
-    char cmd[4096], ref[800], run[800], metrics[900];
+    char cmd[4096], ref[800], run[800];
     snprintf(ref, sizeof ref, "%s/ref", dir);
     snprintf(run, sizeof run, "%s/run", dir);
-    snprintf(cmd, sizeof cmd, MPIRUN "2 %s search %s --out %s --device cpu --checkpoint-every 1 > %s.log 2>&1", bin,
-             space, ref, ref);
-    cr_assert_eq(sh(cmd), 0, "uninterrupted run failed: %s.log", ref);
-    snprintf(cmd, sizeof cmd, EXEC_MPIRUN "2 %s search %s --out %s --device cpu --checkpoint-every 1 > %s.log 2>&1",
-             bin, space, run, run);
-    pid_t job = start_job(cmd);
-    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", run);
-    for (int i = 0; i < 6000 && count_lines(metrics) < 5; i++) {
-        int st;
-        cr_assert_neq(waitpid(job, &st, WNOHANG), job, "the job ended before it logged 5 lines");
-        usleep(10000);
-    }
-    kill(-job, SIGKILL);
-    int st;
-    waitpid(job, &st, 0);
-    int had = count_lines(metrics);
+    int had = search_then_kill_9(space, dir);
     cr_assert(had >= 5 && had < 26, "killed after %d lines: not in the middle of the run", had);
     /* another number of processes is refused, naming both */
-    char log[900];
-    snprintf(log, sizeof log, "%s/refused.log", dir);
-    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s search %s --out %s --device cpu --resume > %s 2>&1", bin, space,
-             run, log);
-    cr_expect_eq(sh(cmd), 1, "a resume by 1 process was not refused");
-    char *msg = tu_slurp(log, NULL);
-    cr_expect(msg && strstr(msg, "was written by a run of 2 processes; this run has 1"), "refusal: %s", msg);
-    free(msg);
+    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s search %s --out %s --device cpu --resume", bin, space, run);
+    refused(cmd, dir, "was written by a run of 2 processes; this run has 1");
     snprintf(cmd, sizeof cmd,
              MPIRUN "2 %s search %s --out %s --device cpu --resume --checkpoint-every 1 > %s/resume.log 2>&1", bin,
              space, run, dir);
     cr_assert_eq(sh(cmd), 0, "resume failed: %s/resume.log", dir);
-    same_file(ref, run, "checkpoint.dtns");
-    same_file(ref, run, "metrics.jsonl");
-    same_file(ref, run, "genotype.json");
+    same_search(ref, run);
 }
 
 /* The losses of a metrics line (train_loss of each step, valid_loss at epoch ends). */
@@ -274,14 +188,4 @@ Test(dist_rnn, retraining_matches_one_process, .timeout = 240) {
     cr_expect_eq(access(p, F_OK), 0, "rank 0 wrote no model.dtns");
 }
 
-int main(int argc, char *argv[]) {
-    if (!rt_dist_have_mpi() || system("command -v mpirun >/dev/null 2>&1") != 0) {
-        printf("SKIP: this build has no MPI, or mpirun is not installed (scripts/setup installs openmpi-bin)\n");
-        return 77;
-    }
-    struct criterion_test_set *tests = criterion_initialize();
-    int result = 0;
-    if (criterion_handle_args(argc, argv, true)) result = !criterion_run_all_tests(tests);
-    criterion_finalize(tests);
-    return result;
-}
+int main(int argc, char *argv[]) { return dist_test_main(argc, argv); }

@@ -312,9 +312,22 @@ static double *bn_host_buf(size_t n) {
     return p;
 }
 
+/* The device room after the partials (loc, 3 C doubles) and the host buffer (5 C), or NULL
+ * (reported). The same on every process (C and G are), so all fail alike. */
+static double *bn_sync_room(const kbn_desc *d, int G, double **loc) {
+    const int C = d->C;
+    if (2 * (int64_t)C * G + 3 * (int64_t)C > KCUDA_RED_CAP)
+        KCUDA_FAIL_("sync_bn", "too many channels for the reduction buffer", return NULL);
+    double *h = bn_host_buf((size_t)5 * C);
+    if (!h) KCUDA_FAIL_("sync_bn", "out of host memory", return NULL);
+    *loc = kcuda_g.red + 2 * (int64_t)C * G;
+    return h;
+}
+
 /* The n doubles at dev (this process's) to the host, every process's from d->sync->gather;
  * NULL on a CUDA error (reported). */
 static const double *bn_exchange(const kbn_desc *d, const double *dev, int n, double *host, cudaStream_t s) {
+    launchCheckR(NULL); /* the kernel that wrote dev */
     cudaCheckR(cudaMemcpyAsync(host, dev, (size_t)n * sizeof(double), cudaMemcpyDeviceToHost, s), NULL);
     cudaCheckR(cudaStreamSynchronize(s), NULL);
     return d->sync->gather(d->sync->ctx, host, n);
@@ -325,12 +338,9 @@ static const double *bn_exchange(const kbn_desc *d, const double *dev, int n, do
  * variances), and their count in *gcnt. NULL on failure (reported). */
 static const double *bn_sync_stats(const kbn_desc *d, int G, double *gcnt, cudaStream_t s) {
     const int C = d->C;
-    double *loc = kcuda_g.red + 2 * (int64_t)C * G, *h = bn_host_buf((size_t)5 * C);
-    if (2 * (int64_t)C * G + 3 * (int64_t)C > KCUDA_RED_CAP)
-        KCUDA_FAIL_("sync_bn", "too many channels for the reduction buffer", return NULL);
-    if (!h) KCUDA_FAIL_("sync_bn", "out of host memory", return NULL);
+    double *loc, *h = bn_sync_room(d, G, &loc);
+    if (!h) return NULL;
     bn_local_k<<<(unsigned)C, 32, 0, s>>>(loc, kcuda_g.red, *d, G);
-    launchCheckR(NULL);
     const double *all = bn_exchange(d, loc, 3 * C, h, s);
     if (!all) return NULL;
     *gcnt = (double)kbn_sync_merge(all, d->sync->size, C, h + 3 * C, h + 4 * C);
@@ -342,12 +352,9 @@ static const double *bn_sync_stats(const kbn_desc *d, int G, double *gcnt, cudaS
  * process order as on the CPU, on the device at the returned address (2 C). */
 static const double *bn_sync_sums(const kbn_desc *d, int G, cudaStream_t s) {
     const int C = d->C;
-    double *loc = kcuda_g.red + 2 * (int64_t)C * G, *h = bn_host_buf((size_t)5 * C);
-    if (2 * (int64_t)C * G + 3 * (int64_t)C > KCUDA_RED_CAP)
-        KCUDA_FAIL_("sync_bn", "too many channels for the reduction buffer", return NULL);
-    if (!h) KCUDA_FAIL_("sync_bn", "out of host memory", return NULL);
+    double *loc, *h = bn_sync_room(d, G, &loc);
+    if (!h) return NULL;
     bn_bwd_local_k<<<(unsigned)C, 32, 0, s>>>(loc, kcuda_g.red, *d, G);
-    launchCheckR(NULL);
     const double *all = bn_exchange(d, loc, 2 * C, h, s);
     if (!all) return NULL;
     double *tot = h + 2 * C;
