@@ -8,7 +8,9 @@
 # and alpha gradients, the loss sums, and waiting there for the slower process).
 #   bench/dist.sh [RANKS] [ORDERS]        e.g. bench/dist.sh "1 2" "1 2"
 # Environment: DIST_STEP (binary, default ./build/dist_step), STEPS (timed steps after
-# one warm-up, 10), REPEAT (runs of each configuration, alternating, 3).
+# one warm-up, 10), REPEAT (runs of each configuration, alternating, 3), SPACE (default
+# the demo space; SPACE=examples/ptb_fortunes.dartsc: the recurrent search's steps, each
+# process taking half of the batch's 32 columns).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ranks="${1:-1 2}"
@@ -16,7 +18,7 @@ orders="${2:-1 2}"
 bin="${DIST_STEP:-./build/dist_step}"
 steps="${STEPS:-10}"
 repeat="${REPEAT:-3}"
-space=examples/fashion_mnist.dartsc
+space="${SPACE:-examples/fashion_mnist.dartsc}"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE

@@ -55,7 +55,7 @@ static const setting_info settings[] = {
     {"crop", B_SEARCH | B_TRAIN, K_CNN},
     {"flip", B_SEARCH | B_TRAIN, K_CNN},
     {"cutout", B_SEARCH | B_TRAIN, K_CNN},
-    {"sync_bn", B_SEARCH | B_TRAIN, K_CNN},
+    {"sync_bn", B_SEARCH | B_TRAIN, K_ANY},
     {"drop_path", B_TRAIN, K_CNN},
     {"aux_weight", B_TRAIN, K_CNN},
     {"scale", B_TRAIN, K_CNN},
@@ -946,11 +946,11 @@ static void lower_train(sema *S, fe_decl *d, ir_train_config *tc, int is_search)
             lower_successors(S, &v, tc);
         }
     }
+    get_bool(S, &v, "sync_bn", &tc->sync_bn); /* data-parallel runs: batch norms over the global batch */
     if (S->kind == K_CNN) {
         get_int(S, &v, "crop", 0, 64, &tc->crop_pad);
         get_bool(S, &v, "flip", &tc->hflip);
         get_int(S, &v, "cutout", 0, 1024, &tc->cutout);
-        get_bool(S, &v, "sync_bn", &tc->sync_bn);
         if (!is_search) {
             get_float(S, &v, "drop_path", 0, 0, 1, 1, &tc->drop_path);
             get_float(S, &v, "aux_weight", 0, 0, 100, 0, &tc->aux_weight);

@@ -36,8 +36,33 @@ typedef struct kbn_sync {
     void *ctx;
 } kbn_sync;
 
+/* The forward's merge, the same on the CPU and the CUDA path (their local statistics
+ * differ in rounding; the merge does not): all holds every process's (count, mean, M2)
+ * per channel, 3 C doubles a process; they are merged in process order by Chan et al.'s
+ * pairwise update (stable, no cancellation) into mean[c] and the biased var[c]; returns
+ * the global count per channel. */
+static inline int64_t kbn_sync_merge(const double *all, int size, int C, double *mean, double *var) {
+    int64_t gcnt = 0;
+    for (int c = 0; c < C; c++) {
+        double n = 0.0, m = 0.0, m2 = 0.0;
+        for (int r = 0; r < size; r++) {
+            const double *t = all + (int64_t)r * 3 * C + 3 * c;
+            if (t[0] <= 0.0) continue;
+            const double nt = n + t[0], delta = t[1] - m;
+            m += delta * t[0] / nt;
+            m2 += t[2] + delta * delta * n * t[0] / nt;
+            n = nt;
+        }
+        mean[c] = m;
+        var[c] = n > 0.0 ? m2 / n : 0.0;
+        gcnt = (int64_t)n;
+    }
+    return gcnt;
+}
+
 /* Batch norm over (N, C, HW): statistics per channel over N*HW values (sync non-NULL: over
- * the N*HW values of every process, the CPU kernels only). */
+ * the N*HW values of every process; the CUDA kernels stage the per-channel sums through
+ * the host for the gather). */
 typedef struct kbn_desc {
     int N, C, HW;
     float eps, momentum;

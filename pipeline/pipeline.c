@@ -49,9 +49,6 @@ int sr_search(const ir_space *sp_in, const sr_options *o, sr_result *res, char *
     if (o->pretext != SR_PRETEXT_NONE && (sp->kind != IR_SPACE_CNN || baseline_kind(o->strategy)))
         return sr_fail(err, errlen, "--pretext works with the supernet searches of a convolutional space (darts, joint, "
                        "coord, pc-darts, fair-darts, enas)");
-    if (rt_dist_size() > 1 && sp->kind == IR_SPACE_RNN && !baseline_kind(o->strategy))
-        return sr_fail(err, errlen, "the recurrent search runs as one process as yet; data-parallel runs (mpirun, "
-                                    "docs/SCALING.md) are the searches of convolutional spaces");
     if (baseline_kind(o->strategy)) return sr_baseline_search(sp, o, res, err, errlen);
     int succ = o->strategy == SR_PC_DARTS || o->strategy == SR_FAIR_DARTS || o->strategy == SR_PDARTS ||
                o->strategy == SR_DARTS_PLUS || o->strategy == SR_SHARP_DARTS || o->strategy == SR_PROXYLESS;
@@ -70,9 +67,6 @@ int sr_train(const ir_space *sp_in, const ir_genotype *gt, const sr_train_opts *
              size_t errlen) {
     ir_space s = *sp_in, *sp = &s;
     if (sr_data_norm(sp, o->out_dir, 1, err, errlen)) return -1;
-    if (rt_dist_size() > 1 && sp->kind == IR_SPACE_RNN)
-        return sr_fail(err, errlen, "recurrent retraining runs as one process as yet; data-parallel runs (mpirun, "
-                                    "docs/SCALING.md) retrain convolutional networks");
     if (sp->kind == IR_SPACE_RNN) return sr_rnn_train(sp, gt, o, res, err, errlen);
     return sr_cnn_train(sp, gt, o, res, err, errlen);
 }

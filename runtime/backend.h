@@ -58,7 +58,7 @@ typedef struct rt_exec_node {
                         statistics and the per-channel coefficients f, s, b (aux + 2C, so that
                         y = (x - f) * s + b) instead of y; see runtime/plan.c */
     const struct kbn_sync *bn_sync; /* batch norm: non-NULL: batch statistics over every
-                        process of a data-parallel run (rt_plan_opts.bn_sync; CPU only) */
+                        process of a data-parallel run (rt_plan_opts.bn_sync) */
 } rt_exec_node;
 
 typedef struct rt_backend rt_backend;

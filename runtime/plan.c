@@ -393,7 +393,10 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     p->mask_seed = opts->mask_stream ? krng_hash(opts->seed ^ 0x5eed, ~opts->mask_stream) : opts->seed ^ 0x5eed;
     p->grads_max = opts->grads;
     p->set_grads = be->sets_grad && !getenv("DARTSC_NO_FUSION");
-    p->graphs = be->capture_begin && be->capture_end && be->replay && be->graph_free && !getenv("DARTSC_NO_GRAPHS");
+    /* sync_bn: the batch norms exchange statistics through the host during a pass, which
+       a recorded graph would not repeat */
+    p->graphs = be->capture_begin && be->capture_end && be->replay && be->graph_free && !opts->bn_sync &&
+                !getenv("DARTSC_NO_GRAPHS");
     /* recordings may issue on several lanes, each with its own scratch (runtime/schedule.c) */
     p->lanes = p->graphs && be->lanes && be->set_lane && be->lane_signal && be->lane_wait ? be->lanes(be) : 1;
     if (p->lanes < 1) p->lanes = 1;

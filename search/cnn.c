@@ -682,7 +682,6 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
         goto out;
     }
     if (!(r.be = rt_backend_open(o->device, err, errlen))) goto out;
-    if (sr_dist_check_sync_bn(tc, r.be, err, errlen)) goto out;
     r.p = rt_plan_new(r.net.graph, r.be,
                       &(rt_plan_opts){.seed = tc->seed, .grads = RT_GRAD_W | RT_GRAD_ARCH,
                                       .bn_sync = tc->sync_bn ? rt_dist_bn_sync() : NULL},

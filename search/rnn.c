@@ -1,5 +1,8 @@
 /* rnn.c — the DARTS search of a recurrent (kind rnn) space: the alpha steps and the
  * genotype files that a search adds to the language-model run of train/rnn.h.
+ * Data-parallel (docs/SCALING.md): every backward's gradient, the second-order step's
+ * extra passes included, is summed over the processes before it is used (clipped, scaled,
+ * stepped), and the validation loss is the global batch's; rank 0 writes the files.
  *
  * As the reference rnn/train_search.py: weights on the training split, alpha on the
  * validation split (window i of training pairs with window i mod n of validation), the
@@ -12,6 +15,7 @@
 #include <string.h>
 
 #include "genotype.h"
+#include "rnn.h"
 #include "search.h"
 #include "train/common.h"
 #include "train/rnn.h"
@@ -22,16 +26,32 @@
 typedef struct rnn_search {
     sr_lm m;
     const char *out_dir;
-    float *w_backup, *v, *dalpha, *gplus; /* second order, backend memory */
-    float *alpha_host;                    /* (edges, ops) */
+    sr_rnn_arch ra;    /* second order's buffers */
+    float *alpha_host; /* (edges, ops) */
 } rnn_search;
+
+int sr_rnn_arch_init(sr_rnn_arch *ra, sr_lm *m) {
+    memset(ra, 0, sizeof *ra);
+    if (m->tc->order != 2) return 0;
+    rt_group gw = rt_plan_group(m->p, IR_ROLE_WEIGHT), ga = rt_plan_group(m->p, IR_ROLE_ARCH);
+    return (ra->w_backup = sr_lm_dev_zeros(m->be, gw.n)) && (ra->v = sr_lm_dev_zeros(m->be, gw.n)) &&
+                   (ra->dalpha = sr_lm_dev_zeros(m->be, ga.n)) && (ra->gplus = sr_lm_dev_zeros(m->be, ga.n))
+               ? 0
+               : -1;
+}
+
+void sr_rnn_arch_free(sr_rnn_arch *ra, sr_lm *m) {
+    float *dv[] = {ra->w_backup, ra->v, ra->dalpha, ra->gplus};
+    for (size_t i = 0; i < sizeof dv / sizeof dv[0]; i++)
+        if (dv[i] && m->be) m->be->free(m->be, dv[i]);
+    memset(ra, 0, sizeof *ra);
+}
 
 /* The reference's second-order step for the recurrent cell (architect.py): virtual
  * clipped-SGD step on the training window, dalpha and v at w' on the validation window
  * (v clipped as well), R = 0.01 / ||v||, dalpha - eta * clip * (g+ - g-) / (2R).
  * On return h_valid holds the validation window's final hidden state at w'. */
-static float arch_grad_second_order(rnn_search *rs, int64_t tw, int64_t vw, float eta) {
-    sr_lm *m = &rs->m;
+static float arch_grad_second_order(sr_rnn_arch *rs, sr_lm *m, int64_t tw, int64_t vw, float eta) {
     rt_backend *be = m->be;
     const ir_train_config *tc = m->tc;
     rt_group w = rt_plan_group(m->p, IR_ROLE_WEIGHT), a = rt_plan_group(m->p, IR_ROLE_ARCH);
@@ -40,6 +60,7 @@ static float arch_grad_second_order(rnn_search *rs, int64_t tw, int64_t vw, floa
     sr_lm_set_tar(m, 0); /* the reference's unrolled model differentiates the bare model loss */
     rt_forward(m->p, 1);
     rt_backward(m->p, RT_GRAD_W);
+    sr_lm_sum_grads(m, RT_GRAD_W);
     float cc = sr_lm_clip(m, tc->w_clip);
     be->axpy(be, w.data, -eta, w.grad, w.n);
     be->axpy(be, w.data, -eta * tc->w_wd, rs->w_backup, w.n);
@@ -49,6 +70,7 @@ static float arch_grad_second_order(rnn_search *rs, int64_t tw, int64_t vw, floa
     lv = sr_lm_last_ce(m);
     rt_read(m->p, m->net.hT, m->h_valid, sr_lm_hbytes(m));
     rt_backward(m->p, RT_GRAD_W | RT_GRAD_ARCH);
+    sr_lm_sum_grads(m, RT_GRAD_W | RT_GRAD_ARCH);
     sr_lm_clip(m, tc->w_clip);
     be->copy(be, rs->dalpha, a.grad, a.n);
     be->copy(be, rs->v, w.grad, w.n);
@@ -59,11 +81,13 @@ static float arch_grad_second_order(rnn_search *rs, int64_t tw, int64_t vw, floa
     be->axpy(be, w.data, R, rs->v, w.n);
     rt_forward(m->p, 1);
     rt_backward(m->p, RT_GRAD_ARCH);
+    sr_lm_sum_grads(m, RT_GRAD_ARCH);
     be->copy(be, rs->gplus, a.grad, a.n);
     be->copy(be, w.data, rs->w_backup, w.n);
     be->axpy(be, w.data, -R, rs->v, w.n);
     rt_forward(m->p, 1);
     rt_backward(m->p, RT_GRAD_ARCH);
+    sr_lm_sum_grads(m, RT_GRAD_ARCH);
     be->copy(be, w.data, rs->w_backup, w.n);
     be->axpy(be, a.grad, -1.0f, rs->gplus, a.n);
     be->scale(be, a.grad, eta * cc / (2.0f * R), a.n);
@@ -78,24 +102,27 @@ static void derive(sr_lm *m, ir_genotype *gt, float *alpha_host) {
     gt->reduce = gt->normal;
 }
 
+float sr_rnn_arch_grad(sr_lm *m, sr_rnn_arch *ra, float lr) {
+    const ir_train_config *tc = m->tc;
+    int64_t vw = m->step % m->n_va;
+    if (tc->order == 2) return arch_grad_second_order(ra, m, m->step, vw, lr);
+    sr_lm_set_window(m, &m->va, vw, m->h_valid);
+    sr_lm_set_tar(m, 0);
+    rt_forward(m->p, 1);
+    float val_loss = sr_lm_last_ce(m);
+    rt_read(m->p, m->net.hT, m->h_valid, sr_lm_hbytes(m));
+    rt_backward(m->p, RT_GRAD_ARCH);
+    sr_lm_sum_grads(m, RT_GRAD_ARCH);
+    return val_loss;
+}
+
 /* sr_lm_hooks.arch_step: alpha on validation window step mod n_va, then Adam. */
 static float arch_step(sr_lm *m, float lr, void *ctx) {
     rnn_search *rs = ctx;
     const ir_train_config *tc = m->tc;
     rt_backend *be = m->be;
     rt_group ga = rt_plan_group(m->p, IR_ROLE_ARCH);
-    float val_loss;
-    int64_t vw = m->step % m->n_va;
-    if (tc->order == 2) {
-        val_loss = arch_grad_second_order(rs, m->step, vw, lr);
-    } else {
-        sr_lm_set_window(m, &m->va, vw, m->h_valid);
-        sr_lm_set_tar(m, 0);
-        rt_forward(m->p, 1);
-        val_loss = sr_lm_last_ce(m);
-        rt_read(m->p, m->net.hT, m->h_valid, sr_lm_hbytes(m));
-        rt_backward(m->p, RT_GRAD_ARCH);
-    }
+    float val_loss = sr_rnn_arch_grad(m, &rs->ra, lr);
     m->adam_t++;
     be->adam_step(be, ga.data, m->adam_m, m->adam_v, ga.grad, ga.n, tc->a_lr, tc->a_beta1, tc->a_beta2, ADAM_EPS,
                   tc->a_wd, m->adam_t);
@@ -106,6 +133,7 @@ static float arch_step(sr_lm *m, float lr, void *ctx) {
 static int epoch_end(sr_lm *m, char *err, size_t errlen, void *ctx) {
     rnn_search *rs = ctx;
     ir_genotype gt;
+    if (!sr_dist_writer()) return 0; /* data-parallel: rank 0 writes (every process holds the same alpha) */
     derive(m, &gt, rs->alpha_host);
     char *gj = sr_genotype_to_json(m->sp, &gt, NULL, NULL);
     fprintf(m->metrics, ", \"genotype\": %s", gj ? gj : "null");
@@ -132,18 +160,14 @@ int sr_rnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
     sr_lm *m = &rs.m;
     int rc = sr_lm_open(m, sp, &sp->search, NULL, o->device, o->out_dir, "checkpoint.dtns", "metrics.jsonl", err, errlen);
     if (rc == 0) {
-        rt_group gw = rt_plan_group(m->p, IR_ROLE_WEIGHT), ga = rt_plan_group(m->p, IR_ROLE_ARCH);
         rs.alpha_host = malloc((size_t)ir_cell_num_edges(&sp->normal) * sp->normal.n_ops * 4);
-        if (!rs.alpha_host ||
-            (sp->search.order == 2 &&
-             (!(rs.w_backup = sr_lm_dev_zeros(m->be, gw.n)) || !(rs.v = sr_lm_dev_zeros(m->be, gw.n)) ||
-              !(rs.dalpha = sr_lm_dev_zeros(m->be, ga.n)) || !(rs.gplus = sr_lm_dev_zeros(m->be, ga.n)))))
-            rc = sr_fail(err, errlen, "out of memory");
+        if (!rs.alpha_host || sr_rnn_arch_init(&rs.ra, m)) rc = sr_fail(err, errlen, "out of memory");
     }
     if (rc == 0 && o->space_src && !o->resume) {
         char path[1100];
         snprintf(path, sizeof path, "%s/space.dartsc", o->out_dir);
-        rc = sr_write_file_atomic(path, o->space_src, o->space_src_len, err, errlen);
+        rc = sr_dist_root_rc(sr_dist_writer() ? sr_write_file_atomic(path, o->space_src, o->space_src_len, err, errlen) : 0,
+                             err, errlen);
     }
     double vl = NAN;
     m->ckpt_steps = o->checkpoint_steps; /* periodic checkpoints as the convolutional search's */
@@ -159,11 +183,7 @@ int sr_rnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char 
         rc = 0;
     }
     res->seconds = sr_now() - t0;
-    if (m->be) {
-        float *dv[] = {rs.w_backup, rs.v, rs.dalpha, rs.gplus};
-        for (size_t i = 0; i < sizeof dv / sizeof dv[0]; i++)
-            if (dv[i]) m->be->free(m->be, dv[i]);
-    }
+    sr_rnn_arch_free(&rs.ra, m);
     free(rs.alpha_host);
     sr_lm_free(m);
     return rc;

@@ -13,6 +13,10 @@
  * wall seconds per step, seconds per step inside collectives (communication and waiting)
  * and rank 0's CPU seconds per step (its compute plus the collectives' polling).
  *
+ * A recurrent (kind rnn) space: the same on its language model: the global batch's columns
+ * split across the processes, step 0's α gradient (first or second order, search/rnn.h)
+ * and clipped weight gradient of the training window (train/rnn.h), then K steps.
+ *
  * --due: 60 steps of sr_checkpoint_due with a time interval, the processes' clocks skewed
  * by a different sleep on each rank (rank r sleeps r * 3 ms a step); after every step the
  * processes compare how many checkpoints they decided. Exit 0 when they always agree (the
@@ -28,8 +32,10 @@
 #include "runtime/dist.h"
 #include "runtime/runtime.h"
 #include "runtime/tensorfile.h"
+#include "search/rnn.h"
 #include "search/search.h"
 #include "train/common.h"
+#include "train/rnn.h"
 
 static double cpu_s(void) { /* this process's CPU time: robust to other load on the machine */
     struct timespec t;
@@ -43,11 +49,74 @@ static int fail(const char *msg) {
     return 1;
 }
 
+static int write_step0(const char *path, float vloss, float tloss, const float *gah, int64_t na, const float *gwh,
+                       int64_t nw) {
+    char err[512];
+    rt_tf_writer *w = rt_tf_open_write(path, err, sizeof err);
+    if (!w) return fail(err);
+    rt_tf_write(w, "loss/val", RT_TF_F32, 1, (int64_t[]){1}, &vloss);
+    rt_tf_write(w, "loss/train", RT_TF_F32, 1, (int64_t[]){1}, &tloss);
+    rt_tf_write(w, "grad/arch", RT_TF_F32, 1, (int64_t[]){na}, gah);
+    rt_tf_write(w, "grad/weights", RT_TF_F32, 1, (int64_t[]){nw}, gwh);
+    if (rt_tf_close_write(w, err, sizeof err)) return fail(err);
+    return 0;
+}
+
+static void print_timing(int order, int batch, int steps, double t0, double comm0, double c0) {
+    if (steps > 0 && rt_dist_rank() == 0)
+        printf("{\"ranks\":%d,\"order\":%d,\"batch\":%d,\"steps\":%d,\"step_s\":%.5f,\"comm_s_per_step\":%.5f,"
+               "\"rank0_cpu_s_per_step\":%.5f}\n",
+               rt_dist_size(), order, batch, steps, (sr_now() - t0) / steps, (rt_dist_comm_seconds() - comm0) / steps,
+               (cpu_s() - c0) / steps);
+}
+
+/* The recurrent search's steps (sr_lm: its columns of every window, its hidden states). */
+static int rnn_steps(const ir_space *sp, const char *out, int steps) {
+    char err[1024], dir[1100];
+    snprintf(dir, sizeof dir, "%s.d", out); /* the run's directory (sr_lm_open wants one; nothing is written) */
+    sr_lm m;
+    sr_rnn_arch ra = {0};
+    if (sr_lm_open(&m, sp, &sp->search, NULL, "cpu", dir, "checkpoint.dtns", "metrics.jsonl", err, sizeof err) ||
+        sr_rnn_arch_init(&ra, &m)) {
+        sr_rnn_arch_free(&ra, &m);
+        sr_lm_free(&m);
+        return fail(err[0] ? err : "out of memory");
+    }
+    const ir_train_config *tc = m.tc;
+    rt_group gw = rt_plan_group(m.p, IR_ROLE_WEIGHT), ga = rt_plan_group(m.p, IR_ROLE_ARCH);
+    float *gwh = malloc((size_t)gw.n * 4), *gah = malloc((size_t)ga.n * 4);
+    if (!gwh || !gah) return fail("out of memory");
+    double t0 = 0, comm0 = 0, c0 = 0;
+    for (int s = 0; s <= steps; s++) {
+        if (s == 1) {
+            t0 = sr_now();
+            c0 = cpu_s();
+            comm0 = rt_dist_comm_seconds();
+        }
+        m.step = s % m.n_tr;
+        float lr = tc->w_lr, vloss = sr_rnn_arch_grad(&m, &ra, lr);
+        if (s == 0) memcpy(gah, ga.grad, (size_t)ga.n * 4);
+        m.be->adam_step(m.be, ga.data, m.adam_m, m.adam_v, ga.grad, ga.n, tc->a_lr, tc->a_beta1, tc->a_beta2, 1e-8f,
+                        tc->a_wd, s + 1);
+        float tloss = sr_lm_weight_grad(&m, NULL);
+        if (s == 0) memcpy(gwh, gw.grad, (size_t)gw.n * 4);
+        m.be->sgd_step(m.be, gw.data, m.sgd_buf, gw.grad, gw.n, lr, m.sgd_buf ? tc->w_momentum : 0.f, tc->w_wd);
+        if (s == 0 && rt_dist_rank() == 0 && write_step0(out, vloss, tloss, gah, ga.n, gwh, gw.n)) return 1;
+    }
+    print_timing(tc->order, tc->batch, steps, t0, comm0, c0);
+    free(gwh);
+    free(gah);
+    sr_rnn_arch_free(&ra, &m);
+    sr_lm_free(&m);
+    rt_dist_finalize();
+    return 0;
+}
+
 int main(int argc, char **argv) {
     char err[1024];
     if (rt_dist_init(&argc, &argv, err, sizeof err)) return fail(err);
     if (argc < 3) return fail("usage: dist_step SPACE OUT.dtns [--order 1|2] [--steps K]");
-    int order = 1, steps = 0;
+    int order = 0, steps = 0; /* order 0: the space's (recurrent), 1 (convolutional) */
     double due_s = 0;
     for (int i = 3; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--order")) order = atoi(argv[i + 1]);
@@ -78,6 +147,11 @@ int main(int argc, char **argv) {
     int bad = fe_compile_file(argv[1], &sp, &d);
     fe_diags_free(&d);
     if (bad) return fail("the space does not compile");
+    if (sp.kind == IR_SPACE_RNN) {
+        if (order) sp.search.order = order;
+        return rnn_steps(&sp, argv[2], steps);
+    }
+    if (!order) order = 1;
     ir_train_config *tc = &sp.search;
     int lb = sr_dist_local_batch(tc->batch, err, sizeof err);
     if (lb < 0) return fail(err);
@@ -139,21 +213,9 @@ int main(int argc, char **argv) {
         if (s == 0) memcpy(gwh, gw.grad, (size_t)gw.n * 4);
         sr_clip_weight_grads(p, tc->w_clip);
         be->sgd_step(be, gw.data, sgd, gw.grad, gw.n, lr, tc->w_momentum, tc->w_wd);
-        if (s == 0 && rt_dist_rank() == 0) {
-            rt_tf_writer *w = rt_tf_open_write(argv[2], err, sizeof err);
-            if (!w) return fail(err);
-            rt_tf_write(w, "loss/val", RT_TF_F32, 1, (int64_t[]){1}, &vloss);
-            rt_tf_write(w, "loss/train", RT_TF_F32, 1, (int64_t[]){1}, &tloss);
-            rt_tf_write(w, "grad/arch", RT_TF_F32, 1, (int64_t[]){ga.n}, gah);
-            rt_tf_write(w, "grad/weights", RT_TF_F32, 1, (int64_t[]){gw.n}, gwh);
-            if (rt_tf_close_write(w, err, sizeof err)) return fail(err);
-        }
+        if (s == 0 && rt_dist_rank() == 0 && write_step0(argv[2], vloss, tloss, gah, ga.n, gwh, gw.n)) return 1;
     }
-    if (steps > 0 && rt_dist_rank() == 0)
-        printf("{\"ranks\":%d,\"order\":%d,\"batch\":%d,\"steps\":%d,\"step_s\":%.5f,\"comm_s_per_step\":%.5f,"
-               "\"rank0_cpu_s_per_step\":%.5f}\n",
-               rt_dist_size(), order, tc->batch, steps, (sr_now() - t0) / steps,
-               (rt_dist_comm_seconds() - comm0) / steps, (cpu_s() - c0) / steps);
+    print_timing(order, tc->batch, steps, t0, comm0, c0);
     sr_unroll_free(&u, p);
     rt_plan_free(p);
     be->destroy(be);

@@ -31,12 +31,9 @@
 
 #include "runtime/dist.h"
 #include "runtime/tensorfile.h"
+#include "dist_testutil.h"
 #include "testutil.h"
 
-/* mpirun on 2 cores as root: oversubscribe, allow root (CI runs as root) */
-#define MPI_ENV "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
-#define MPIRUN MPI_ENV "mpirun --oversubscribe -n "
-#define EXEC_MPIRUN MPI_ENV "exec mpirun --oversubscribe -n " /* the shell becomes mpirun */
 
 static const char *space_fmt =
     "ops darts = { none, max_pool(3), avg_pool(3), skip, sep_conv(3), sep_conv(5), dil_conv(3, 2), dil_conv(5, 2) }\n"
@@ -58,26 +55,8 @@ static const char *write_space(const char *dir, const char *name, int epochs, in
     return path;
 }
 
-static int sh(const char *cmd) {
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
-static int count_lines(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    int n = 0, c;
-    while ((c = fgetc(f)) != EOF) n += c == '\n';
-    fclose(f);
-    return n;
-}
 
-static const float *entry(const rt_tf_file *f, const char *name, int64_t *n) {
-    const rt_tf_entry *e = rt_tf_find(f, name);
-    cr_assert(e, "no %s", name);
-    *n = e->numel;
-    return e->data;
-}
 
 /* sync_bn on: 2 processes against 1 at the same global batch. The two differ only in
  * rounding: the batch-norm statistics are merged from per-process (count, mean, M2) in
@@ -97,21 +76,7 @@ static void sync_case(int order) {
     cr_assert_eq(sh(cmd), 0, "one process failed: %s/one.log", dir);
     snprintf(cmd, sizeof cmd, MPIRUN "2 %s %s %s/two.dtns --order %d > %s/two.log 2>&1", bin, space, dir, order, dir);
     cr_assert_eq(sh(cmd), 0, "2 processes failed: %s/two.log", dir);
-    char p1[700], p2[700], err[512];
-    snprintf(p1, sizeof p1, "%s/one.dtns", dir);
-    snprintf(p2, sizeof p2, "%s/two.dtns", dir);
-    rt_tf_file *a = rt_tf_read(p1, err, sizeof err), *b = rt_tf_read(p2, err, sizeof err);
-    cr_assert(a && b, "%s", err);
-    const char *names[4] = {"loss/val", "loss/train", "grad/arch", "grad/weights"};
-    for (int i = 0; i < 4; i++) {
-        int64_t na, nb;
-        const float *x = entry(a, names[i], &na), *y = entry(b, names[i], &nb);
-        cr_assert_eq(na, nb);
-        double e = tu_norm_rel_err(y, x, na);
-        cr_expect(e <= 1e-5, "order %d, %s: 2 processes vs 1: relative error %.3g > 1e-5", order, names[i], e);
-    }
-    rt_tf_free(a);
-    rt_tf_free(b);
+    step0_match(dir, order, 1e-5);
 }
 
 Test(dist, sync_bn_first_order_matches_one_process) { sync_case(1); }
@@ -201,17 +166,6 @@ Test(dist, retraining_completes) {
     cr_expect_eq(lines, 4, "64 images in batches of 16: 4 steps, not %d", lines);
 }
 
-/* A job started in its own session, so that all of it can be killed. */
-static pid_t start_job(const char *cmd) {
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        setsid();
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
 
 /* Waits for pid up to limit seconds; returns its exit status, or -1 on timeout. */
 static int wait_for(pid_t pid, double limit, double *took) {
@@ -230,46 +184,18 @@ static int wait_for(pid_t pid, double limit, double *took) {
     }
 }
 
-static void wait_lines(const char *path, int n, pid_t job) {
-    for (int i = 0; i < 3000 && count_lines(path) < n; i++) {
-        int st;
-        cr_assert_neq(waitpid(job, &st, WNOHANG), job, "the job ended before %s had %d lines", path, n);
-        usleep(10000);
-    }
-    cr_assert_geq(count_lines(path), n, "%s never reached %d lines", path, n);
-}
 
-/* cmd fails with status 1 and says `says` */
-static void refused(const char *cmd, const char *dir, const char *says) {
-    char full[8400], path[700];
-    snprintf(path, sizeof path, "%s/refused.log", dir);
-    snprintf(full, sizeof full, "%s > %s 2>&1", cmd, path);
-    cr_assert_eq(sh(full), 1, "not refused: %s", cmd);
-    char *log = tu_slurp(path, NULL);
-    cr_expect(log && strstr(log, says), "no '%s' in: %s", says, log);
-    free(log);
-}
 
 Test(dist, resume_after_kill_9_of_the_job) {
     const char *dir = tu_tmpdir();
     char space[700]; /* write_space's buffer is reused below */
     snprintf(space, sizeof space, "%s", write_space(dir, "s.dartsc", 2, 1, 256, 0));
     const char *bin = getenv("DARTSC_BIN");
-    char cmd[8192], ref[700], run[700], metrics[760];
+    char cmd[8192], ref[700], run[700];
     snprintf(ref, sizeof ref, "%s/ref", dir);
     snprintf(run, sizeof run, "%s/run", dir);
-    snprintf(cmd, sizeof cmd, MPIRUN "2 %s search %s --out %s --device cpu --checkpoint-every 1 > %s.log 2>&1", bin,
-             space, ref, ref);
-    cr_assert_eq(sh(cmd), 0, "uninterrupted run failed: %s.log", ref);
-    /* the same job, killed (every process, SIGKILL) once a few steps are logged */
-    snprintf(cmd, sizeof cmd, EXEC_MPIRUN "2 %s search %s --out %s --device cpu --checkpoint-every 1 > %s.log 2>&1",
-             bin, space, run, run);
-    pid_t job = start_job(cmd);
-    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", run);
-    wait_lines(metrics, 5, job);
-    kill(-job, SIGKILL);
-    cr_assert_neq(wait_for(job, 30, NULL), -1);
-    cr_assert_lt(count_lines(metrics), 16, "the run had finished before it was killed");
+    /* the job, killed (every process, SIGKILL) once a few steps are logged */
+    cr_assert_lt(search_then_kill_9(space, dir), 16, "the run had finished before it was killed");
     /* another number of processes is refused, naming both */
     snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s search %s --out %s --device cpu --resume --checkpoint-every 1",
              bin, space, run);
@@ -555,7 +481,7 @@ Test(dist, proxyless_resumes_as_a_data_parallel_job, .timeout = 600) {
     successor_case("proxyless", "latency_weight 0", "metrics.jsonl", files, 3);
 }
 
-/* What runs as one process says so under a launcher of 2 (status 2 and 1, a message). */
+/* What runs as one process says so under a launcher of 2 (status 2, a message). */
 Test(dist, one_process_commands_refuse_a_job) {
     const char *dir = tu_tmpdir();
     const char *space = write_space(dir, "s.dartsc", 1, 1, 64, 0);
@@ -566,19 +492,6 @@ Test(dist, one_process_commands_refuse_a_job) {
     char *t = tu_slurp(log, NULL);
     cr_expect(t && strstr(t, "dartsc check: runs as one process"), "unexpected: %s", t);
     free(t);
-    snprintf(cmd, sizeof cmd, MPIRUN "2 %s search %s --out %s/rnn --device cpu", getenv("DARTSC_BIN"),
-             tu_src_path("examples/ptb_fortunes.dartsc"), dir);
-    refused(cmd, dir, "the recurrent search runs as one process");
 }
 
-int main(int argc, char *argv[]) {
-    if (!rt_dist_have_mpi() || system("command -v mpirun >/dev/null 2>&1") != 0) {
-        printf("SKIP: this build has no MPI, or mpirun is not installed (scripts/setup installs openmpi-bin)\n");
-        return 77;
-    }
-    struct criterion_test_set *tests = criterion_initialize();
-    int result = 0;
-    if (criterion_handle_args(argc, argv, true)) result = !criterion_run_all_tests(tests);
-    criterion_finalize(tests);
-    return result;
-}
+int main(int argc, char *argv[]) { return dist_test_main(argc, argv); }

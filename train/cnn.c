@@ -396,7 +396,6 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
     }
     t.be = rt_backend_open(o->device, err, errlen);
     if (!t.be) goto out;
-    if (sr_dist_check_sync_bn(tc, t.be, err, errlen)) goto out;
     t.p = rt_plan_new(t.net.graph, t.be,
                       &(rt_plan_opts){.seed = tc->seed, .grads = RT_GRAD_W, .mask_stream = (uint64_t)rt_dist_rank(),
                                       .bn_sync = tc->sync_bn ? rt_dist_bn_sync() : NULL},

@@ -312,10 +312,3 @@ int sr_dist_root_rc(int rc, char *err, size_t errlen) {
 }
 
 int sr_dist_writer(void) { return rt_dist_rank() == 0; }
-
-int sr_dist_check_sync_bn(const ir_train_config *tc, rt_backend *be, char *err, size_t errlen) {
-    if (!tc->sync_bn || rt_dist_size() == 1 || strcmp(be->name, "cuda")) return 0;
-    return sr_fail(err, errlen,
-                   "sync_bn on: synchronised batch norm is implemented on the CPU backend only as yet; use --device cpu, "
-                   "or sync_bn off (per-process statistics, as DARTS and PyTorch's DDP) on CUDA (docs/SCALING.md)");
-}

@@ -109,10 +109,6 @@ void sr_dist_loss(float *loss, double *count);
 /* Rank 0's return code and message, on every process: after work that only rank 0 does
  * (the run directory's files). Returns that code. */
 int sr_dist_root_rc(int rc, char *err, size_t errlen);
-/* sync_bn in a data-parallel run on a backend that cannot synchronise its batch norms (the
- * CUDA backend, as yet): -1 and a message. */
-struct rt_backend;
-int sr_dist_check_sync_bn(const ir_train_config *tc, struct rt_backend *be, char *err, size_t errlen);
 /* 1 on the process that writes the run directory, logs and progress (rank 0). */
 int sr_dist_writer(void);
 

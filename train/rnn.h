@@ -13,6 +13,12 @@
  * optimiser state, both hidden states, counters and the metrics log length, so a resumed
  * run is bit-identical to an uninterrupted one on the CPU.
  *
+ * Data-parallel (docs/SCALING.md): the batch B is the global batch, the columns of the
+ * batchified corpus; process k takes columns [k*B/N, (k+1)*B/N) of every window and keeps
+ * its own hidden state for them; gradients (every pass's) and losses are summed over the
+ * processes before they are used, so every process applies the same update; rank 0 writes
+ * the run directory, and a checkpoint holds every process's hidden states (B, H).
+ *
  * Run directory: metrics.jsonl, genotype.json (search), checkpoint.dtns (search) or
  * train_checkpoint.dtns + model.dtns + train_metrics.jsonl (retraining).
  *
@@ -53,9 +59,12 @@ typedef struct sr_lm {
     rt_corpus corpus;
     rt_text_stream tr, va;
     int64_t n_tr, n_va;          /* windows */
-    int T, B, H;
-    int32_t *x, *y;              /* (T, B) host window */
-    float *h_train, *h_valid;    /* (B, H) host hidden states carried across windows */
+    int T, B, H;                 /* B: the global batch (columns of the batchified corpus) */
+    int b, col0;                 /* data-parallel: this process's columns [col0, col0 + b); b = B alone */
+    int32_t *x, *y;              /* (T, b) host window: this process's columns */
+    int32_t *xf, *yf;            /* (T, B) the whole window (aliases x, y in a process alone) */
+    float *h_train, *h_valid;    /* (b, H) host hidden states carried across windows */
+    float *hf_train, *hf_valid;  /* (B, H) every process's hidden states, for checkpoints (aliases alone) */
     float *sgd_buf, *adam_m, *adam_v; /* backend memory; adam_* for alpha (search only) */
     float tar;                   /* weight of the tar term in weight steps (alpha steps use the bare CE) */
     int epoch, adam_t;
@@ -88,15 +97,25 @@ int sr_lm_loop(sr_lm *m, const sr_lm_hooks *hooks, int resume, volatile sig_atom
                int progress, double *last_valid_loss, char *err, size_t errlen);
 void sr_lm_free(sr_lm *m);
 
-/* Loads window w of stream s and the hidden state h into the plan's inputs. */
+/* Loads window w of stream s (this process's columns) and the hidden state h into the
+ * plan's inputs. */
 void sr_lm_set_window(sr_lm *m, const rt_text_stream *s, int64_t w, const float *h);
 /* The tar term is part of the weight steps' loss only (on = 1), as the reference. */
 void sr_lm_set_tar(sr_lm *m, int on);
-/* Cross-entropy of the last forward pass (the loss without the tar term). */
+/* Cross-entropy of the last forward pass (the loss without the tar term); data-parallel:
+ * the mean over the processes, the global batch's cross-entropy (every process calls it). */
 float sr_lm_last_ce(sr_lm *m);
+/* One weight gradient on training window m->step (tar term on): forward, the final hidden
+ * state into h_train, backward, the gradient summed over the processes (/N), clipped to
+ * tc->w_clip. Returns the global batch's cross-entropy, and the clip factor in *clip. The
+ * loop's weight step, and tests/dist_step.c's. */
+float sr_lm_weight_grad(sr_lm *m, float *clip);
+/* Data-parallel: the gradients of the groups in mask (RT_GRAD_W, RT_GRAD_ARCH) summed over
+ * the processes in rank order and divided by N (nothing alone). */
+void sr_lm_sum_grads(sr_lm *m, unsigned mask);
 /* Scales the weight gradient to norm max (PyTorch clip_grad_norm_); returns the factor. */
 float sr_lm_clip(sr_lm *m, float max_norm);
-/* Bytes of one hidden state (B, H). */
+/* Bytes of one hidden state of this process (b, H). */
 size_t sr_lm_hbytes(const sr_lm *m);
 /* n zeroed floats of backend memory (NULL: out of memory). */
 float *sr_lm_dev_zeros(rt_backend *be, int64_t n);

@@ -74,21 +74,7 @@ static void bn_forward_train_sync(float *y, float *coef, float *save_mean, float
         loc[3 * c + 2] = m2 > 0.0 ? m2 : 0.0;
     }
     const double *all = d->sync->gather(d->sync->ctx, loc, 3 * C);
-    int64_t gcnt = 0;
-    for (int c = 0; c < C; c++) {
-        double n = 0.0, m = 0.0, m2 = 0.0;
-        for (int r = 0; r < d->sync->size; r++) {
-            const double *t = all + (size_t)r * 3 * C + 3 * c;
-            if (t[0] <= 0.0) continue;
-            const double nt = n + t[0], delta = t[1] - m;
-            m += delta * t[0] / nt;
-            m2 += t[2] + delta * delta * n * t[0] / nt;
-            n = nt;
-        }
-        mean[c] = m;
-        var[c] = n > 0.0 ? m2 / n : 0.0;
-        gcnt = (int64_t)n;
-    }
+    const int64_t gcnt = kbn_sync_merge(all, d->sync->size, C, mean, var);
     for (int c = 0; c < C; c++) {
         bn_save(save_mean, save_invstd, running_mean, running_var, mean[c], var[c], gcnt, d, c);
         if (coef) {

@@ -20,8 +20,19 @@
  *                two passes over all of x), then y = (x - mean) * invstd*gamma + beta;
  *                block g = 0 also writes the saved and the running statistics.
  * Backward: two launches: partial sums of dy and dy * xhat, then dgamma/dbeta (block 0)
- * and dx (added, or written by kcuda_bn_backward_set). */
+ * and dx (added, or written by kcuda_bn_backward_set).
+ *
+ * sync_bn (d->sync, data-parallel runs; the twin of kernels/cpu/bn.c's): between the two
+ * launches, bn_local_k combines each channel's ranges into this process's (count, mean,
+ * M2) (backward: its sums of dy and dy * xhat), those 3 C (2 C) doubles are copied to
+ * the host (the stream synchronised), d->sync->gather returns every process's, they are
+ * merged in process order on the host (kbn_sync_merge, the CPU path's code; backward: added
+ * in process order) and the merged values copied back, where the second launch reads them
+ * instead of combining the ranges itself. dgamma and dbeta keep this process's own sums, as
+ * on the CPU (the loops' all-reduce of the weight gradients adds them). A host round trip
+ * per batch norm: the plan records no CUDA graph when sync_bn is on (runtime/plan.c). */
 #include <math.h>
+#include <stdlib.h>
 
 #include "kcuda_internal.cuh"
 
@@ -33,7 +44,8 @@ static int bn_groups(const kbn_desc *d) {
     const int64_t by_size = (cnt + 1023) / 1024;
     if (g > by_size) g = by_size;
     if (g > 1024) g = 1024;
-    while (g > 1 && 2 * (int64_t)d->C * g > KCUDA_RED_CAP) g /= 2;
+    const int64_t sync = d->sync ? 3 * (int64_t)d->C : 0; /* sync_bn's per-channel values after the partials */
+    while (g > 1 && 2 * (int64_t)d->C * g + sync > KCUDA_RED_CAP) g /= 2;
     return g < 1 ? 1 : (int)g;
 }
 
@@ -86,36 +98,66 @@ __global__ static void bn_stats_k(double *red, const float *x, kbn_desc d, int G
     }
 }
 
+/* The ranges of bn_stats_k of channel c, combined in a fixed order by warp 0 (call from
+ * every thread of warp 0): lane 0 gets the channel's mean and M2 (sum of squared
+ * deviations from it). */
+__device__ static inline void bn_combine_w(const double *red, int c, unsigned cnt, int G, double *mean_out,
+                                           double *m2_out) {
+    const unsigned chunk = (cnt + G - 1) / G;
+    const double *st = red + 2 * (int64_t)c * G;
+    double mean = 0.0, m2 = 0.0;
+    for (int g = (int)threadIdx.x; g < G; g += 32) {
+        const unsigned a = (unsigned)g * chunk, b = a + chunk < cnt ? a + chunk : cnt;
+        if (b > a) mean += (double)(b - a) * st[2 * g];
+    }
+    mean = kcuda_warp_sum(mean);
+    mean = __shfl_sync(0xffffffffu, mean, 0);
+    mean = cnt > 0 ? mean / (double)cnt : 0.0;
+    for (int g = (int)threadIdx.x; g < G; g += 32) {
+        const unsigned a = (unsigned)g * chunk, b = a + chunk < cnt ? a + chunk : cnt;
+        if (b <= a) continue;
+        const double dm = st[2 * g] - mean;
+        m2 += st[2 * g + 1] + (double)(b - a) * dm * dm;
+    }
+    *mean_out = mean;
+    *m2_out = kcuda_warp_sum(m2);
+}
+
+/* sync_bn: this process's (count, mean, M2) of channel c = blockIdx.x into loc[3c..3c+2]
+ * (one warp per channel). */
+__global__ static void bn_local_k(double *loc, const double *red, kbn_desc d, int G) {
+    const int c = blockIdx.x;
+    const unsigned cnt = (unsigned)d.N * (unsigned)d.HW;
+    double mean, m2;
+    bn_combine_w(red, c, cnt, G, &mean, &m2);
+    if (threadIdx.x == 0) {
+        loc[3 * c] = (double)cnt;
+        loc[3 * c + 1] = mean;
+        loc[3 * c + 2] = m2;
+    }
+}
+
 /* y NULL: only the statistics and, with coef, the coefficients f, s, b of the output
  * y = (x - f) * s + b (coef[c], coef[C + c], coef[2C + c]) for a consumer that applies
  * them as it reads x (kcuda_bn_coefs_train; one block per channel suffices). The output
  * is written as __fmaf_rn(x - f, s, b), the expression such a consumer uses: the same
- * bits either way. */
+ * bits either way.
+ * stat NULL: the statistics from the ranges in red; else (sync_bn) the mean and biased
+ * variance of every process's values, stat[c] and stat[C + c], over gcnt values. */
 __global__ static void bn_apply_k(float *y, float *coef, float *save_mean, float *save_invstd, float *running_mean,
-                                  float *running_var, const double *red, const float *x, const float *gamma,
-                                  const float *beta, kbn_desc d, int G) {
+                                  float *running_var, const double *red, const double *stat, double gcnt,
+                                  const float *x, const float *gamma, const float *beta, kbn_desc d, int G) {
     __shared__ double stat_sh[2];
     const int c = blockIdx.y, C = d.C;
     const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
-    if (threadIdx.x < 32) {
-        /* the ranges of bn_stats_k, combined in a fixed order by warp 0 */
-        const unsigned chunk = (cnt + G - 1) / G;
-        const double *st = red + 2 * (int64_t)c * G;
-        double mean = 0.0, m2 = 0.0;
-        for (int g = (int)threadIdx.x; g < G; g += 32) {
-            const unsigned a = (unsigned)g * chunk, b = a + chunk < cnt ? a + chunk : cnt;
-            if (b > a) mean += (double)(b - a) * st[2 * g];
+    if (stat) {
+        if (threadIdx.x == 0) {
+            stat_sh[0] = stat[c];
+            stat_sh[1] = stat[C + c];
         }
-        mean = kcuda_warp_sum(mean);
-        mean = __shfl_sync(0xffffffffu, mean, 0);
-        mean = cnt > 0 ? mean / (double)cnt : 0.0;
-        for (int g = (int)threadIdx.x; g < G; g += 32) {
-            const unsigned a = (unsigned)g * chunk, b = a + chunk < cnt ? a + chunk : cnt;
-            if (b <= a) continue;
-            const double dm = st[2 * g] - mean;
-            m2 += st[2 * g + 1] + (double)(b - a) * dm * dm;
-        }
-        m2 = kcuda_warp_sum(m2);
+    } else if (threadIdx.x < 32) {
+        double mean, m2;
+        bn_combine_w(red, c, cnt, G, &mean, &m2);
         if (threadIdx.x == 0) {
             stat_sh[0] = mean;
             stat_sh[1] = cnt > 0 ? m2 / (double)cnt : 0.0;
@@ -139,10 +181,10 @@ __global__ static void bn_apply_k(float *y, float *coef, float *save_mean, float
         }
         if (save_mean) save_mean[c] = fm;
         if (save_invstd) save_invstd[c] = (float)invstd;
-        const double m = d.momentum;
+        const double m = d.momentum, n = stat ? gcnt : (double)cnt; /* (double)(cnt - 1) == n - 1: exact */
         if (running_mean) running_mean[c] = (float)((1.0 - m) * running_mean[c] + m * mean);
         if (running_var) {
-            double unb = cnt > 1 ? var * (double)cnt / (double)(cnt - 1) : var;
+            double unb = n > 1 ? var * n / (n - 1) : var;
             running_var[c] = (float)((1.0 - m) * running_var[c] + m * unb);
         }
     }
@@ -200,9 +242,24 @@ __global__ static void bn_bwd_sums_k(double *red, const float *dy, const float *
     }
 }
 
-__global__ static void bn_bwd_apply_k(float *dx, float *dgamma, float *dbeta, const double *red, const float *dy,
-                                      const float *dys, const float *x, const float *gamma, const float *save_mean,
-                                      const float *save_invstd, kbn_desc d, int G, int set) {
+/* sync_bn: this process's sums of dy and dy * xhat of channel c = blockIdx.x into
+ * loc[2c], loc[2c + 1] (one warp per channel; bn_bwd_apply_k's order). */
+__global__ static void bn_bwd_local_k(double *loc, const double *red, kbn_desc d, int G) {
+    const int c = blockIdx.x, C = d.C;
+    const double a = bn_total_w(red + (int64_t)c * G, G, 1);
+    const double b = bn_total_w(red + (int64_t)C * G + (int64_t)c * G, G, 1);
+    if (threadIdx.x == 0) {
+        loc[2 * c] = a;
+        loc[2 * c + 1] = b;
+    }
+}
+
+/* tot NULL: dx from this process's sums; else (sync_bn) from every process's, tot[2c] and
+ * tot[2c + 1], over gcnt values (dgamma and dbeta keep this process's own). */
+__global__ static void bn_bwd_apply_k(float *dx, float *dgamma, float *dbeta, const double *red, const double *tot,
+                                      double gcnt, const float *dy, const float *dys, const float *x,
+                                      const float *gamma, const float *save_mean, const float *save_invstd, kbn_desc d,
+                                      int G, int set) {
     __shared__ double sum_sh[2];
     const int c = blockIdx.y, C = d.C;
     const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
@@ -215,16 +272,17 @@ __global__ static void bn_bwd_apply_k(float *dx, float *dgamma, float *dbeta, co
         }
     }
     __syncthreads();
-    const double sdy = sum_sh[0], sdyx = sum_sh[1];
     if (blockIdx.x == 0 && threadIdx.x == 0) {
-        if (dbeta) dbeta[c] += (float)sdy;
-        if (dgamma) dgamma[c] += (float)sdyx;
+        if (dbeta) dbeta[c] += (float)sum_sh[0];
+        if (dgamma) dgamma[c] += (float)sum_sh[1];
     }
     if (!dx || cnt == 0) return;
+    const double sdy = tot ? tot[2 * c] : sum_sh[0], sdyx = tot ? tot[2 * c + 1] : sum_sh[1];
+    const double n = tot ? gcnt : (double)cnt;
     const double mean = save_mean[c], invstd = save_invstd[c];
     const double g = gamma ? gamma[c] : 1.0;
     /* dx = g*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)) */
-    const double mdy = sdy / (double)cnt, mdyx = sdyx / (double)cnt;
+    const double mdy = sdy / n, mdyx = sdyx / n;
     const float k = (float)(g * invstd);
     const float a = (float)mdy, bcoef = (float)(mdyx * invstd);
     const float fm = (float)mean;
@@ -240,6 +298,79 @@ __global__ static void bn_bwd_apply_k(float *dx, float *dgamma, float *dbeta, co
 #undef BN_AT
 #undef BN_RANGE
 
+/* ---- sync_bn: the host round trip --------------------------------------------------------- */
+
+static double *bn_host; /* 5 C doubles: this process's 3 C values, then the merged 2 C */
+static size_t bn_host_n;
+
+static double *bn_host_buf(size_t n) {
+    if (n <= bn_host_n) return bn_host;
+    double *p = (double *)realloc(bn_host, n * sizeof(double));
+    if (!p) return NULL;
+    bn_host = p;
+    bn_host_n = n;
+    return p;
+}
+
+/* The device room after the partials (loc, 3 C doubles) and the host buffer (5 C), or NULL
+ * (reported). The same on every process (C and G are), so all fail alike. */
+static double *bn_sync_room(const kbn_desc *d, int G, double **loc) {
+    const int C = d->C;
+    if (2 * (int64_t)C * G + 3 * (int64_t)C > KCUDA_RED_CAP)
+        KCUDA_FAIL_("sync_bn", "too many channels for the reduction buffer", return NULL);
+    double *h = bn_host_buf((size_t)5 * C);
+    if (!h) KCUDA_FAIL_("sync_bn", "out of host memory", return NULL);
+    *loc = kcuda_g.red + 2 * (int64_t)C * G;
+    return h;
+}
+
+/* The n doubles at dev (this process's) to the host, every process's from d->sync->gather;
+ * NULL on a CUDA error (reported). */
+static const double *bn_exchange(const kbn_desc *d, const double *dev, int n, double *host, cudaStream_t s) {
+    launchCheckR(NULL); /* the kernel that wrote dev */
+    cudaCheckR(cudaMemcpyAsync(host, dev, (size_t)n * sizeof(double), cudaMemcpyDeviceToHost, s), NULL);
+    cudaCheckR(cudaStreamSynchronize(s), NULL);
+    return d->sync->gather(d->sync->ctx, host, n);
+}
+
+/* After bn_stats_k: the mean and variance over every process's values, merged on the host
+ * as the CPU path merges them, on the device at the returned address (C means, then C
+ * variances), and their count in *gcnt. NULL on failure (reported). */
+static const double *bn_sync_stats(const kbn_desc *d, int G, double *gcnt, cudaStream_t s) {
+    const int C = d->C;
+    double *loc, *h = bn_sync_room(d, G, &loc);
+    if (!h) return NULL;
+    bn_local_k<<<(unsigned)C, 32, 0, s>>>(loc, kcuda_g.red, *d, G);
+    const double *all = bn_exchange(d, loc, 3 * C, h, s);
+    if (!all) return NULL;
+    *gcnt = (double)kbn_sync_merge(all, d->sync->size, C, h + 3 * C, h + 4 * C);
+    cudaCheckR(cudaMemcpyAsync(loc, h + 3 * C, (size_t)2 * C * sizeof(double), cudaMemcpyHostToDevice, s), NULL);
+    return loc;
+}
+
+/* After bn_bwd_sums_k: the sums of dy and dy * xhat over every process's values, added in
+ * process order as on the CPU, on the device at the returned address (2 C). */
+static const double *bn_sync_sums(const kbn_desc *d, int G, cudaStream_t s) {
+    const int C = d->C;
+    double *loc, *h = bn_sync_room(d, G, &loc);
+    if (!h) return NULL;
+    bn_bwd_local_k<<<(unsigned)C, 32, 0, s>>>(loc, kcuda_g.red, *d, G);
+    const double *all = bn_exchange(d, loc, 2 * C, h, s);
+    if (!all) return NULL;
+    double *tot = h + 2 * C;
+    for (int c = 0; c < C; c++) {
+        double sdy = 0.0, sdyx = 0.0;
+        for (int r = 0; r < d->sync->size; r++) {
+            sdy += all[(size_t)r * 2 * C + 2 * c];
+            sdyx += all[(size_t)r * 2 * C + 2 * c + 1];
+        }
+        tot[2 * c] = sdy;
+        tot[2 * c + 1] = sdyx;
+    }
+    cudaCheckR(cudaMemcpyAsync(loc, tot, (size_t)2 * C * sizeof(double), cudaMemcpyHostToDevice, s), NULL);
+    return loc;
+}
+
 extern "C" void kcuda_bn_forward_train(float *y, float *save_mean, float *save_invstd, float *running_mean,
                                        float *running_var, const float *x, const float *gamma, const float *beta,
                                        const kbn_desc *d, cudaStream_t s) {
@@ -250,8 +381,11 @@ extern "C" void kcuda_bn_forward_train(float *y, float *save_mean, float *save_i
     const dim3 grid((unsigned)G, (unsigned)d->C);
     bn_stats_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, x, *d, G);
     launchCheck();
+    double gcnt = 0;
+    const double *stat = d->sync ? bn_sync_stats(d, G, &gcnt, s) : NULL;
+    if (d->sync && !stat) return;
     bn_apply_k<<<grid, KCUDA_THREADS, 0, s>>>(y, NULL, save_mean, save_invstd, running_mean, running_var, kcuda_g.red,
-                                              x, gamma, beta, *d, G);
+                                              stat, gcnt, x, gamma, beta, *d, G);
     launchCheck();
 }
 
@@ -264,8 +398,12 @@ extern "C" void kcuda_bn_coefs_train(float *coef, float *save_mean, float *save_
     const int G = bn_groups(d);
     bn_stats_k<<<dim3((unsigned)G, (unsigned)d->C), KCUDA_THREADS, 0, s>>>(kcuda_g.red, x, *d, G);
     launchCheck();
+    double gcnt = 0;
+    const double *stat = d->sync ? bn_sync_stats(d, G, &gcnt, s) : NULL;
+    if (d->sync && !stat) return;
     bn_apply_k<<<dim3(1, (unsigned)d->C), KCUDA_THREADS, 0, s>>>(NULL, coef, save_mean, save_invstd, running_mean,
-                                                                running_var, kcuda_g.red, x, gamma, beta, *d, G);
+                                                                running_var, kcuda_g.red, stat, gcnt, x, gamma, beta,
+                                                                *d, G);
     launchCheck();
 }
 
@@ -296,8 +434,11 @@ static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
     const dim3 grid((unsigned)G, (unsigned)d->C);
     bn_bwd_sums_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, dys, x, save_mean, save_invstd, *d, G);
     launchCheck();
-    bn_bwd_apply_k<<<grid, KCUDA_THREADS, 0, s>>>(dx, dgamma, dbeta, kcuda_g.red, dy, dys, x, gamma, save_mean,
-                                                  save_invstd, *d, G, set);
+    const double *tot = d->sync ? bn_sync_sums(d, G, s) : NULL; /* equal shards (the loops check) */
+    if (d->sync && !tot) return;
+    const double gcnt = d->sync ? (double)d->N * d->HW * d->sync->size : 0;
+    bn_bwd_apply_k<<<grid, KCUDA_THREADS, 0, s>>>(dx, dgamma, dbeta, kcuda_g.red, tot, gcnt, dy, dys, x, gamma,
+                                                  save_mean, save_invstd, *d, G, set);
     launchCheck();
 }
 
