@@ -199,8 +199,8 @@ static int vec_kind(const qs *s, int i, vgeom *g, int64_t *bytes) {
     g->Hh = (g->H + 2 * g->ph + g->st - 1) / g->st, g->Wh = (g->Wd + 2 * g->pw + g->st - 1) / g->st, g->PW = g->Pp * g->Wh;
     g->plane = aligned((int64_t)g->Hh * g->Wh + (g->kw - 1) * g->dw + 64);
     g->sums = nd->op == IR_OP_AVGPOOL ? aligned((int64_t)g->PW + 64) : 0;
-    /* avg: [int16 sums of even pixels][of odd][phase planes]; else [phase planes][int8 outputs, PW + 64] */
-    *bytes = 2 * g->sums + g->st * g->st * g->plane + (nd->op == IR_OP_AVGPOOL ? 0 : g->PW + 64);
+    /* avg: [int16 sums of even pixels][of odd]; [phase planes][int8 outputs, PW + 64] */
+    *bytes = 2 * g->sums + g->st * g->st * g->plane + g->PW + 64;
     return VK_WIN;
 }
 
@@ -614,7 +614,7 @@ static void emit_win(qs *s, int i, const vgeom *g, int op) {
                (long long)g->sums / 2);
     W("    int8_t *restrict xp = (int8_t *)acc + %lld; /* %d phase plane(s) of %lld bytes */\n", (long long)(2 * g->sums),
       st * st, (long long)g->plane);
-    if (!avg) W("    int8_t *restrict yp = xp + %lld;\n", (long long)(st * st * g->plane));
+    W("    int8_t *restrict yp = xp + %lld;\n", (long long)(st * st * g->plane));
     W("    for (int i = 0; i < %lld; i++) xp[i] = %d; /* the border and the overread, once */\n", (long long)(st * st * g->plane),
       op == IR_OP_MAXPOOL ? -128 : 0);
     W("    for (int c = 0; c < %d; c++) {\n", g->C);
@@ -622,11 +622,17 @@ static void emit_win(qs *s, int i, const vgeom *g, int op) {
     if (st == 1)
         W("            for (int v = 0; v < %d; v++) xp[(h + %d) * %d + %d + v] = %s%s(x0[(c * %d + h) * %d + v]);\n", g->Wd, g->ph,
           Wh, g->pw, P, rdx(g->relu), g->H, g->Wd);
-    else
-        W("            for (int v = 0; v < %d; v++) {\n"
-          "                const int hp = h + %d, vp = v + %d;\n"
-          "                xp[(hp %% %d * %d + vp %% %d) * %lld + hp / %d * %d + vp / %d] = %s%s(x0[(c * %d + h) * %d + v]);\n"
-          "            }\n", g->Wd, g->ph, g->pw, st, st, st, (long long)g->plane, st, Wh, st, P, rdx(g->relu), g->H, g->Wd);
+    else { /* the row's columns of each parity, contiguous in their plane */
+        W("        {\n            const int hp = h + %d;\n", g->ph);
+        W("            int8_t *restrict r0 = xp + (hp %% 2 * 2) * %lld + hp / 2 * %d, *restrict r1 = r0 + %lld;\n", (long long)g->plane,
+          Wh, (long long)g->plane);
+        W("            const int8_t *restrict xr = x0 + (c * %d + h) * %d;\n", g->H, g->Wd);
+        int e0 = g->pw % 2, e1 = 1 - e0; /* the first column landing in plane 0, in plane 1 */
+        W("            for (int u = 0; u < %d; u++) r0[%d + u] = %s%s(xr[%d + 2 * u]);\n", (g->Wd - e0 + 1) / 2, (e0 + g->pw) / 2, P,
+          rdx(g->relu), e0);
+        W("            for (int u = 0; u < %d; u++) r1[%d + u] = %s%s(xr[%d + 2 * u]);\n        }\n", (g->Wd - e1 + 1) / 2,
+          (e1 + g->pw) / 2, P, rdx(g->relu), e1);
+    }
     if (conv) W("        const int8_t *restrict wc = %s_w%d + c * %d;\n", P, i, n);
     W("        for (int i = 0; i < %d; i += %s_VB) {\n", g->PW, P);
     int64_t off[VK_TAPS];
@@ -654,6 +660,9 @@ static void emit_win(qs *s, int i, const vgeom *g, int op) {
             W("                se += %s_E(r);\n                so += %s_O(r);\n            }\n", P, P);
         }
         W("            *(%s_vhu *)(ae + i / 2) = se;\n            *(%s_vhu *)(ao + i / 2) = so;\n", P, P);
+        W("            {\n                const %s_vi a0 = %s_LO(se), a1 = %s_LO(so), a2 = %s_HI(se), a3 = %s_HI(so);\n", P, P, P, P, P);
+        W("                %s_RQ4(yp + i, a, %s_m%d[%d], %s_s%d[%d]); /* right where the window is inside */\n            }\n", P, P, i, n,
+          P, i, n);
     } else {
         W("            %s_vb m = %s_LDB(xp + i + %lld), v;\n", P, P, (long long)off[0]);
         for (int u = 1; u < n; u++)
@@ -669,8 +678,8 @@ static void emit_win(qs *s, int i, const vgeom *g, int op) {
         W("                const int w0 = q * %d - %d, n = rows * ((w0 + %d < %d ? w0 + %d : %d) - (w0 > 0 ? w0 : 0));\n", st, g->pw, k,
           Wd, k, Wd);
         W("                const int v = p * %d + q, sum = (v & 1 ? ao : ae)[v / 2];\n", Wh);
-        W("                y[c * %d + p * %d + q] = %s_q8(%s_rs((int64_t)sum * %s_m%d[n], %s_s%d[n]));\n", g->PQ, g->Q, P, P, P, i, P,
-          i);
+        W("                y[c * %d + p * %d + q] = n == %d ? yp[v] : %s_q8(%s_rs((int64_t)sum * %s_m%d[n], %s_s%d[n]));\n", g->PQ, g->Q,
+          n, P, P, P, i, P, i);
         W("            }\n        }\n");
     } else {
         W("        for (int p = 0; p < %d; p++)\n            for (int q = 0; q < %d; q++) y[c * %d + p * %d + q] = yp[p * %d + q];\n",
@@ -698,6 +707,31 @@ static void emit_window_op(qs *s, int i, qsrc x) {
     W("}\n");
 }
 
+/* y[at + i] = q8(rs(sum_j R(x_j[i]) * M_j, S)) for i < N: the plain loop, and for N of
+ * 64 or more the vector one behind NAME_VEC (each byte stream of the int32 lanes, NAME_B32,
+ * summed in int64 lanes; the last block starts at N - NAME_VB). */
+static void emit_scaled_sum(qs *s, int64_t N, int64_t at, const qsrc *r, const int *xi, const long long *M, int k, int S) {
+    const char *P = s->P;
+    if (N >= 64) {
+        W("#if %s_VEC\n", P);
+        W("    for (int i0 = 0; i0 < %lld; i0 += %s_VB) {\n", (long long)N, P);
+        W("        const int i = i0 + %s_VB <= %lld ? i0 : %lld - %s_VB;\n", P, (long long)N, (long long)N, P);
+        W("        %s_vi q[4];\n", P);
+        W("        for (int b = 0; b < 4; b++) {\n            %s_vl l = (%s_vl){0}, h = l;\n", P, P);
+        for (int j = 0; j < k; j++) {
+            W("            {\n                %s_vi v = %s_B32(x%d + i, b);\n", P, P, xi[j]);
+            if (r[j].relu) W("                v &= (%s_vi)(v > 0);\n", P);
+            W("                l += %s_L64(v) * %lldLL;\n                h += %s_H64(v) * %lldLL;\n            }\n", P, M[j], P, M[j]);
+        }
+        W("            %s_RND(l, %d);\n            %s_RND(h, %d);\n            q[b] = %s_J64(l, h);\n        }\n", P, S, P, S, P);
+        W("        %s_ST4(y + %lld + i, q[0], q[1], q[2], q[3]);\n    }\n#else\n", P, (long long)at);
+    }
+    W("    for (int i = 0; i < %lld; i++) y[%lld + i] = %s_q8(%s_rs(", (long long)N, (long long)at, P, P);
+    for (int j = 0; j < k; j++) W("%s(int64_t)%s%s(x%d[i]) * %lld", j ? " + " : "", P, rdx(r[j].relu), xi[j], M[j]);
+    W(", %d));\n", S);
+    if (N >= 64) W("#endif\n");
+}
+
 /* y = sum_j x_j * M_j (ADD: M_j = s_j / s_y; MEAN: also / n) in one fixed-point sum. */
 static int emit_sum(qs *s, int i, const qsrc *r, int k) {
     const ir_node *nd = ND(s, i);
@@ -709,14 +743,15 @@ static int emit_sum(qs *s, int i, const qsrc *r, int k) {
     int S = 30 - (int)floor(log2(mx)) - 1;
     if (S > 48) S = 48;
     if (S < 1) return fail(s, "node '%s': its inputs' scales are too far from its own", nd->name);
-    W("    for (int i = 0; i < %lld; i++)\n        y[i] = %s_q8(%s_rs(", (long long)per_sample(nd), s->P, s->P);
-    for (int j = 0; j < k; j++) W("%s(int64_t)%s%s(x%d[i]) * %lld", j ? " + " : "", s->P, rdx(r[j].relu), j, llround(ldexp(M[j], S)));
-    W(", %d));\n}\n", S);
+    long long Mi[MAX_SRC];
+    int xi[MAX_SRC];
+    for (int j = 0; j < k; j++) Mi[j] = llround(ldexp(M[j], S)), xi[j] = j;
+    emit_scaled_sum(s, per_sample(nd), 0, r, xi, Mi, k, S);
+    W("}\n");
     return 0;
 }
 
 static int emit_concat(qs *s, int i, const qsrc *r, int k) {
-    const ir_node *nd = ND(s, i);
     int64_t at = 0;
     for (int j = 0; j < k; j++) {
         int64_t e = per_sample(ND(s, r[j].node));
@@ -726,12 +761,10 @@ static int emit_concat(qs *s, int i, const qsrc *r, int k) {
             long long m = 0;
             int sh = 1;
             if (mult1(s, i, (double)sc(s, r[j].node) / sc(s, i), 128, &m, &sh)) return -1;
-            W("    for (int i = 0; i < %lld; i++) y[%lld + i] = %s_q8(%s_rs((int64_t)%s%s(x%d[i]) * %lld, %d));\n",
-              (long long)e, (long long)at, s->P, s->P, s->P, rdx(r[j].relu), j, m, sh);
+            emit_scaled_sum(s, e, at, &r[j], &j, &m, 1, sh);
         }
         at += e;
     }
-    (void)nd;
     W("}\n");
     return 0;
 }
@@ -921,26 +954,33 @@ static void write_prelude(qs *s) {
       "} while (0)\n", P, P, P, P, P, P);
     W("/* v = %s_q8(%s_rs(v * m, s)) on int64 lanes: the same rounding (on |v|, halves away\n"
       " * from zero) and saturation; macros, not functions: a vector argument changes the ABI */\n", P, P);
-    W("#define %s_RQ64(v, m, s) do { \\\n"
-      "    const %s_vl p_ = (v) * (int64_t)(m), n_ = (%s_vl)(p_ < 0); \\\n"
+    W("#define %s_RND(v, s) do { \\\n"
+      "    const %s_vl p_ = (v), n_ = (%s_vl)(p_ < 0); \\\n"
       "    %s_vl r_ = (((p_ ^ n_) - n_) + ((int64_t)1 << ((s) - 1))) >> (s); \\\n"
       "    r_ = (r_ ^ n_) - n_; \\\n"
       "    r_ += (127 - r_) & (%s_vl)(r_ > 127); \\\n"
       "    r_ += (-128 - r_) & (%s_vl)(r_ < -128); \\\n"
       "    (v) = r_; \\\n"
       "} while (0)\n", P, P, P, P, P, P);
+    W("#define %s_RQ64(v, m, s) do { (v) *= (int64_t)(m); %s_RND(v, s); } while (0)\n", P, P);
+    W("/* int32 lanes of a as int64: the even ones, the odd ones; and back */\n");
+    W("#define %s_L64(a) ((%s_vl)((%s_vul)(a) << 32) >> 32)\n#define %s_H64(a) ((%s_vl)(a) >> 32)\n", P, P, P, P, P);
+    W("#define %s_J64(l, h) ((%s_vi)(((%s_vul)(l) & 0xffffffffu) | ((%s_vul)(h) << 32)))\n", P, P, P, P);
+    W("/* byte r of each int32 lane of the %s_VB bytes at p (pixels 4n + r), sign-extended */\n", P);
+    W("#define %s_B32(p, r) ((%s_vi)((%s_vui)(*(const %s_viu *)(p)) << (24 - 8 * (r))) >> 24)\n", P, P, P, P);
     W("#define %s_RQ(out, a, m, s) do { \\\n"
-      "    %s_vl l_ = (%s_vl)((%s_vul)(a) << 32) >> 32, h_ = (%s_vl)(a) >> 32; \\\n"
+      "    %s_vl l_ = %s_L64(a), h_ = %s_H64(a); \\\n"
       "    %s_RQ64(l_, m, s); \\\n    %s_RQ64(h_, m, s); \\\n"
-      "    out = (%s_vi)(((%s_vul)l_ & 0xffffffffu) | ((%s_vul)h_ << 32)); \\\n"
-      "} while (0)\n", P, P, P, P, P, P, P, P, P, P);
+      "    out = %s_J64(l_, h_); \\\n"
+      "} while (0)\n", P, P, P, P, P, P, P);
+    W("#define %s_ST4(yv, q0, q1, q2, q3) (*(%s_viu *)(yv) = (%s_vi)(((%s_vui)(q0) & 255u) | (((%s_vui)(q1) & 255u) << 8) | \\\n"
+      "                                   (((%s_vui)(q2) & 255u) << 16) | ((%s_vui)(q3) << 24)))\n", P, P, P, P, P, P, P);
     W("/* %s_VB int8 outputs at yv from the accumulators A##0..A##3 (pixels 4n + r) */\n", P);
     W("#define %s_RQ4(yv, A, m, s) do { \\\n"
       "    %s_vi q0_, q1_, q2_, q3_; \\\n"
       "    %s_RQ(q0_, A##0, m, s); %s_RQ(q1_, A##1, m, s); %s_RQ(q2_, A##2, m, s); %s_RQ(q3_, A##3, m, s); \\\n"
-      "    *(%s_viu *)(yv) = (%s_vi)(((%s_vui)q0_ & 255u) | (((%s_vui)q1_ & 255u) << 8) | \\\n"
-      "                             (((%s_vui)q2_ & 255u) << 16) | ((%s_vui)q3_ << 24)); \\\n"
-      "} while (0)\n", P, P, P, P, P, P, P, P, P, P, P, P);
+      "    %s_ST4(yv, q0_, q1_, q2_, q3_); \\\n"
+      "} while (0)\n", P, P, P, P, P, P, P);
     W("#else\n#define %s_VEC 0\n#endif\n", P);
     W("#define %s_I(v) (v)\n\n", P);
 }
