@@ -443,7 +443,7 @@ static void op_head(qs *s, int i, int n_in) {
     W("' -> (");
     for (int d = 1; d < nd->ndim; d++) W("%s%lld", d > 1 ? ", " : "", (long long)nd->shape[d]);
     W(") at scale %a */\n", i == s->out_owner ? (double)s->q.logit_scale : (double)sc(s, i));
-    W("static void %s_op%d(%s *restrict y", s->P, i, i == s->out_owner ? "int32_t" : "int8_t");
+    W("%s_CLONES static void %s_op%d(%s *restrict y", s->P, s->P, i, i == s->out_owner ? "int32_t" : "int8_t");
     for (int j = 0; j < n_in; j++) W(", const int8_t *restrict x%d", j);
     if (s->scratch[i] > 0) W(", int32_t *restrict acc");
     W(") {\n");
@@ -932,7 +932,17 @@ static void write_prelude(qs *s) {
       " * (gcc 12 widens with __builtin_convertvector one lane at a time.) */\n", P, P, P, P, P, P, P);
     W("#if ((defined(__GNUC__) && __GNUC__ >= 5) || defined(__clang__)) && !defined(%s_PLAIN_C) && \\\n"
       "    defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ /* the lanes' byte order */\n#define %s_VEC 1\n", P, P);
-    W("#if defined(__AVX512BW__)\n#define %s_VB 64\n#elif defined(__AVX2__)\n#define %s_VB 32\n#else\n#define %s_VB 16\n#endif\n", P, P, P);
+    W("/* Runtime dispatch (x86-64 with glibc, gcc >= 11 or clang >= 14), as in the float C: a build\n"
+      " * for the baseline target runs every op as AVX-512BW or AVX2 code where the machine has it,\n"
+      " * on 64-byte vectors (gcc names AVX-512BW only as arch=x86-64-v4, clang only as a feature).\n"
+      " * Off when the build targets AVX2 or better, or with -D%s_NO_DISPATCH. */\n", P);
+    W("#if defined(__x86_64__) && defined(__GLIBC__) && !defined(__AVX2__) && !defined(%s_NO_DISPATCH) && defined(__has_attribute)\n"
+      "#if __has_attribute(target_clones) && defined(__clang__)\n"
+      "#define %s_CLONES __attribute__((target_clones(\"avx512bw\", \"avx2\", \"default\")))\n#define %s_VB 64\n"
+      "#elif __has_attribute(target_clones) && __GNUC__ >= 11\n"
+      "#define %s_CLONES __attribute__((target_clones(\"arch=x86-64-v4\", \"avx2\", \"default\")))\n#define %s_VB 64\n"
+      "#endif\n#endif\n", P, P, P, P, P);
+    W("#ifdef %s_VB\n#elif defined(__AVX512BW__)\n#define %s_VB 64\n#elif defined(__AVX2__)\n#define %s_VB 32\n#else\n#define %s_VB 16\n#endif\n", P, P, P, P);
     W("typedef int8_t %s_vb __attribute__((vector_size(%s_VB)));\n", P, P);
     W("typedef int8_t %s_vbu __attribute__((vector_size(%s_VB), aligned(1), may_alias)); /* unaligned access */\n", P, P);
     W("typedef int16_t %s_vh __attribute__((vector_size(%s_VB)));\n", P, P);
@@ -981,7 +991,7 @@ static void write_prelude(qs *s) {
       "    %s_RQ(q0_, A##0, m, s); %s_RQ(q1_, A##1, m, s); %s_RQ(q2_, A##2, m, s); %s_RQ(q3_, A##3, m, s); \\\n"
       "    %s_ST4(yv, q0_, q1_, q2_, q3_); \\\n"
       "} while (0)\n", P, P, P, P, P, P, P);
-    W("#else\n#define %s_VEC 0\n#endif\n", P);
+    W("#else\n#define %s_VEC 0\n#endif\n#ifndef %s_CLONES\n#define %s_CLONES\n#endif\n", P, P, P);
     W("#define %s_I(v) (v)\n\n", P);
 }
 
