@@ -931,7 +931,9 @@ static void write_prelude(qs *s) {
       " * and %s_HI, so accumulator r of four holds pixels 4n + r; %s_ST4 interleaves them back.\n"
       " * (gcc 12 widens with __builtin_convertvector one lane at a time.) */\n", P, P, P, P, P, P, P);
     W("#if ((defined(__GNUC__) && __GNUC__ >= 5) || defined(__clang__)) && !defined(%s_PLAIN_C) && \\\n"
-      "    defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ /* the lanes' byte order */\n#define %s_VEC 1\n", P, P);
+      "    defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ /* the lanes' byte order */ && \\\n"
+      "    (defined(__SSE2__) || defined(__ARM_NEON) || defined(__riscv_vector) || defined(__VSX__) || defined(__wasm_simd128__))\n"
+      "#define %s_VEC 1 /* a target with SIMD: elsewhere (a microcontroller) the plain loops are the faster code */\n", P, P);
     W("/* Runtime dispatch (x86-64 with glibc, gcc >= 11 or clang >= 14), as in the float C: a build\n"
       " * for the baseline target runs every op as AVX-512BW or AVX2 code where the machine has it,\n"
       " * on 64-byte vectors (gcc names AVX-512BW only as arch=x86-64-v4, clang only as a feature).\n"

@@ -1063,8 +1063,10 @@ static long stack_peak(const char *dir, const char *name, const char *cc, const 
 
 /* The float and the int8 C of a small DARTS network (C=4, 3 cells): stack bounded and small, measured
  * by gcc -O2 for x86-64 (with the dispatch clones) and aarch64. Bounds: 16 KiB float (the
- * vector tiles keep up to 16 64-byte accumulators and gcc spills some), 2 KiB int8 (scalar
- * integer loops); the figures are in docs/BENCHMARKS.md. */
+ * vector tiles keep up to 16 64-byte accumulators and gcc spills some); int8 8 KiB on
+ * x86-64, whose baseline dispatch clone runs the 64-byte vector tiles (8 accumulators) on
+ * SSE2 registers and spills them (measured 5,120 bytes), 2 KiB on aarch64 (16-byte NEON
+ * tiles); the figures are in docs/BENCHMARKS.md. */
 Test(cgen, stack_of_the_inference_functions_is_static_and_bounded) {
     const char *dir = tu_tmpdir();
     built d = build_darts(4, 3, 10);
@@ -1078,7 +1080,7 @@ Test(cgen, stack_of_the_inference_functions_is_static_and_bounded) {
     for (int c = 0; c < 2; c++) {
         long fl = stack_peak(dir, "sf", ccs[c], "-O2"), q8 = stack_peak(dir, "sq", ccs[c], "-O2");
         cr_expect(fl > 0 && fl <= 16384, "%s: float C stack bound %ld bytes", ccs[c], fl);
-        cr_expect(q8 > 0 && q8 <= 2048, "%s: int8 C stack bound %ld bytes", ccs[c], q8);
+        cr_expect(q8 > 0 && q8 <= (c == 0 ? 8192 : 2048), "%s: int8 C stack bound %ld bytes", ccs[c], q8);
         fprintf(stderr, "cgen stack (%s -O2, DARTS C=4 3 cells): float <= %ld bytes, int8 <= %ld bytes\n", ccs[c], fl, q8);
     }
     free(absmax);
