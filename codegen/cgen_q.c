@@ -147,13 +147,11 @@ static int analyse(qs *s) {
 }
 
 /* How the vector code (NAME_VEC, gcc and clang) runs a conv or pool, and the scratch bytes
- * it needs: VK_GEMM, a convolution without groups as a tile of 4 output channels by 16
- * pixels over its input rows (a 1x1 stride-1 conv reads its input as it is; any other one
- * first gathers its im2col rows, ReLU applied and padding zero, into the scratch); VK_WIN, a
- * depthwise conv or a pool at stride 1 over a copy of each channel padded on all sides, the
- * taps at constant offsets in the padded plane (each output row computed Wp wide, the
- * extra columns dropped when copied out). Everything else (groups, strides on windows,
- * planes under 16 pixels) runs the plain loops on every compiler. */
+ * it needs: VK_GEMM, a convolution without groups as tiles of output channels by NAME_VB
+ * pixels over its input rows (emit_conv_gemm); VK_WIN, a depthwise conv or a pool at
+ * stride 1 or 2 over phase planes of each channel, padded (emit_win). Everything else
+ * (groups, other strides, more than VK_TAPS taps, a gather over VK_IM2COL_MAX bytes) runs
+ * the plain loops on every compiler. */
 enum { VK_PLAIN, VK_GEMM, VK_WIN };
 #define VK_TAPS 64           /* window taps at most (unrolled) */
 #define VK_IM2COL_MAX 262144 /* bytes of gathered rows at most; a larger conv stays plain */
@@ -873,7 +871,8 @@ static void write_doc(qs *s) {
     W(" * %s_infer_q takes and gives integers and the network body uses no floating point.\n", s->P);
     if (!s->integer_only)
         W(" * %s_infer takes float input and gives float logits, quantising and scaling itself.\n", s->P);
-    W(" * Build: cc -std=c99 -O2 -c %s.c (no libm, no C library call). Not reentrant: threads call\n", s->P);
+    W(" * Build: cc -std=c99 -O2 -c %s.c (no libm, no C library call; a portable x86-64 build with\n"
+      " * glibc dispatches by the compiler's CPU model, -D%s_NO_DISPATCH turns that off). Not reentrant: threads call\n", s->P, s->P);
     W(" * the _with_arena entry points, each with its own %s_ARENA_BYTES aligned for int32_t.\n", s->P);
     W(" * They return 0, or -1 for a NULL pointer or a batch outside 1..%s_MAX_BATCH.\n */\n", s->P);
 }
