@@ -146,10 +146,71 @@ static int analyse(qs *s) {
     return 0;
 }
 
-/* Bytes of arena scratch an op needs while it runs: a conv's or avg pool's int32 plane. */
+/* How the vector code (NAME_VEC, gcc and clang) runs a conv or pool, and the scratch bytes
+ * it needs: VK_GEMM, a convolution without groups as tiles of output channels by NAME_VB
+ * pixels over its input rows (emit_conv_gemm); VK_WIN, a depthwise conv or a pool at
+ * stride 1 or 2 over phase planes of each channel, padded (emit_win). Everything else
+ * (groups, other strides, more than VK_TAPS taps, a gather over VK_IM2COL_MAX bytes) runs
+ * the plain loops on every compiler. */
+enum { VK_PLAIN, VK_GEMM, VK_WIN };
+#define VK_TAPS 64           /* window taps at most (unrolled) */
+#define VK_IM2COL_MAX 262144 /* bytes of gathered rows at most; a larger conv stays plain */
+
+/* The geometry of a conv or pool i and its vector code's scratch layout. */
+typedef struct vgeom {
+    int C, H, Wd, K, Pp, Q, PQ, kh, kw, sh, sw, ph, pw, dh, dw, G, relu;
+    int J, RS;             /* GEMM: gathered rows (c, r, t) of RS bytes, RS = max(PQ, 64) */
+    int st, Hh, Wh, PW;    /* windows: st * st phase planes of Hh x Wh; PW = Pp * Wh outputs */
+    int64_t plane, sums;   /* windows: bytes per phase plane; avg: bytes per int16 sum plane */
+} vgeom;
+
+static int vec_kind(const qs *s, int i, vgeom *g, int64_t *bytes) {
+    const ir_node *nd = ND(s, i);
+    *bytes = 0;
+    memset(g, 0, sizeof *g);
+    if (nd->op != IR_OP_CONV2D && nd->op != IR_OP_AVGPOOL && nd->op != IR_OP_MAXPOOL) return VK_PLAIN;
+    qsrc x;
+    op_srcs(s, i, &x);
+    const ir_node *xn = ND(s, x.node);
+    g->C = (int)xn->shape[1], g->H = (int)xn->shape[2], g->Wd = (int)xn->shape[3], g->K = (int)nd->shape[1];
+    g->Pp = (int)nd->shape[2], g->Q = (int)nd->shape[3], g->PQ = g->Pp * g->Q, g->dh = g->dw = g->G = 1, g->relu = x.relu;
+    if (nd->op == IR_OP_CONV2D) {
+        const ir_node *w = ND(s, nd->inputs[1]);
+        const int64_t *ia = nd->iattr;
+        g->G = (int)ia[IR_A_CONV_GROUPS], g->kh = (int)w->shape[2], g->kw = (int)w->shape[3];
+        g->sh = (int)ia[IR_A_CONV_STRIDE_H], g->sw = (int)ia[IR_A_CONV_STRIDE_W], g->ph = (int)ia[IR_A_CONV_PAD_H];
+        g->pw = (int)ia[IR_A_CONV_PAD_W], g->dh = (int)ia[IR_A_CONV_DIL_H], g->dw = (int)ia[IR_A_CONV_DIL_W];
+        if (g->G == 1) {
+            int flat = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+            g->J = g->C * g->kh * g->kw, g->RS = g->PQ > 64 ? g->PQ : 64;
+            if (flat && g->PQ >= 64) return VK_GEMM; /* reads its input as it is */
+            *bytes = (int64_t)g->J * g->RS + (g->PQ < 64 ? (int64_t)g->K * g->RS : 0);
+            return *bytes <= VK_IM2COL_MAX ? VK_GEMM : (*bytes = 0, VK_PLAIN);
+        }
+        if (g->G != g->C || g->K != g->C) return VK_PLAIN;
+    } else {
+        g->kh = g->kw = (int)nd->iattr[IR_A_POOL_K], g->sh = g->sw = (int)nd->iattr[IR_A_POOL_STRIDE];
+        g->ph = g->pw = (int)nd->iattr[IR_A_POOL_PAD];
+    }
+    if (g->sh != g->sw || g->sh < 1 || g->sh > 2 || g->kh * g->kw > VK_TAPS || (nd->op == IR_OP_AVGPOOL && g->kh * g->kw * 128 > 32767)) return VK_PLAIN;
+    g->st = g->sh;
+    g->Hh = (g->H + 2 * g->ph + g->st - 1) / g->st, g->Wh = (g->Wd + 2 * g->pw + g->st - 1) / g->st, g->PW = g->Pp * g->Wh;
+    g->plane = aligned((int64_t)g->Hh * g->Wh + (g->kw - 1) * g->dw + 64);
+    g->sums = nd->op == IR_OP_AVGPOOL ? aligned((int64_t)g->PW + 64) : 0;
+    /* avg: [int16 sums of even pixels][of odd]; [phase planes][int8 outputs, PW + 64] */
+    *bytes = 2 * g->sums + g->st * g->st * g->plane + g->PW + 64;
+    return VK_WIN;
+}
+
+/* Bytes of arena scratch an op needs while it runs: a conv's or avg pool's int32 plane in
+ * the plain loops, or what the vector code needs where that is more (both are planned: the
+ * compiler picks the code, the arena is fixed in the header). */
 static int64_t scratch_of(const qs *s, int i) {
     const ir_node *nd = ND(s, i);
-    return nd->op == IR_OP_CONV2D || nd->op == IR_OP_AVGPOOL ? 4 * plane_of(nd) : 0;
+    int64_t plain = nd->op == IR_OP_CONV2D || nd->op == IR_OP_AVGPOOL ? 4 * plane_of(nd) : 0, v;
+    vgeom g;
+    vec_kind(s, i, &g, &v);
+    return v > plain ? v : plain;
 }
 
 /* The buffers of plan() placed again offline (cg_arena_pack: an op's output live from its
@@ -380,7 +441,7 @@ static void op_head(qs *s, int i, int n_in) {
     W("' -> (");
     for (int d = 1; d < nd->ndim; d++) W("%s%lld", d > 1 ? ", " : "", (long long)nd->shape[d]);
     W(") at scale %a */\n", i == s->out_owner ? (double)s->q.logit_scale : (double)sc(s, i));
-    W("static void %s_op%d(%s *restrict y", s->P, i, i == s->out_owner ? "int32_t" : "int8_t");
+    W("%s_CLONES static void %s_op%d(%s *restrict y", s->P, s->P, i, i == s->out_owner ? "int32_t" : "int8_t");
     for (int j = 0; j < n_in; j++) W(", const int8_t *restrict x%d", j);
     if (s->scratch[i] > 0) W(", int32_t *restrict acc");
     W(") {\n");
@@ -388,7 +449,7 @@ static void op_head(qs *s, int i, int n_in) {
 
 static const char *rdx(int relu) { return relu ? "_R" : "_I"; }
 
-static void emit_conv(qs *s, int i, qsrc x) {
+static void emit_conv_plain(qs *s, int i, qsrc x) {
     const ir_node *nd = ND(s, i), *xn = ND(s, x.node), *w = ND(s, nd->inputs[1]);
     const int64_t *ia = nd->iattr;
     const char *P = s->P;
@@ -427,19 +488,20 @@ static void emit_conv(qs *s, int i, qsrc x) {
     W("        }\n");
     W("        for (int i = 0; i < %d; i++) y[k * %d + i] = %s_q8(%s_rs((int64_t)acc[i] * %s_m%d[k], %s_s%d[k]));\n", PQ,
       PQ, P, P, P, i, P, i);
-    W("    }\n}\n");
+    W("    }\n");
 }
 
 /* Pools tap by tap, like the convolutions: max straight into the output plane (started
  * at -128), avg into an int32 plane in the scratch, each tap over its valid rows and
  * columns only; avg then requantises by the in-bounds count of each window (padding is
  * not counted), the product of its valid rows and columns. */
-static int emit_pool(qs *s, int i, qsrc x) {
+static void emit_pool_plain(qs *s, int i, qsrc x) {
     const ir_node *nd = ND(s, i), *xn = ND(s, x.node);
     const char *P = s->P;
     int k = (int)nd->iattr[IR_A_POOL_K], st = (int)nd->iattr[IR_A_POOL_STRIDE], pad = (int)nd->iattr[IR_A_POOL_PAD];
     int C = (int)xn->shape[1], H = (int)xn->shape[2], Wd = (int)xn->shape[3], Pp = (int)nd->shape[2], Q = (int)nd->shape[3];
     int avg = nd->op == IR_OP_AVGPOOL, PQ = Pp * Q;
+    if (!avg && s->scratch[i] > 0) W("    (void)acc; /* the vector code's */\n");
     W("    for (int c = 0; c < %d; c++) {\n", C);
     if (avg) W("        int32_t *restrict pl = acc;\n        for (int i = 0; i < %d; i++) pl[i] = 0;\n", PQ);
     else W("        int8_t *restrict pl = y + c * %d;\n        for (int i = 0; i < %d; i++) pl[i] = -128;\n", PQ, PQ);
@@ -464,8 +526,208 @@ static int emit_pool(qs *s, int i, qsrc x) {
           Q, P, i, P, i);
         W("            }\n        }\n");
     }
-    W("    }\n}\n");
-    return 0;
+    W("    }\n");
+}
+
+/* ---- vector code (gcc and clang) ---------------------------------------------------------------- */
+
+#define VK_KT 2 /* output channels per GEMM tile: 8 accumulators, which SSE2 and NEON hold */
+
+static void acc_decl(qs *s, const char *name, const char *init) {
+    W("            %s_vi %s0 = (%s_vi){0} + %s, %s1 = %s0, %s2 = %s0, %s3 = %s0;\n", s->P, name, s->P, init, name, name, name,
+      name, name, name);
+}
+
+/* A conv without groups: tiles of VK_KT output channels by NAME_VB pixels over its input
+ * rows, taken in pairs (NAME_MAC2). A 1x1 stride-1 conv of 64 pixels or more reads its
+ * input as it is; any other first gathers its rows (c, r, t) into the scratch, ReLU
+ * applied, the padding 0, each row RS = max(PQ, 64) bytes (zero past PQ), and writes its
+ * outputs there too when PQ < 64, copying them out after. The last tile of a row starts
+ * at RS - NAME_VB and writes some outputs again, with the same values. */
+static void emit_conv_gemm(qs *s, int i, const vgeom *g) {
+    const char *P = s->P;
+    int KT = g->K % VK_KT == 0 ? VK_KT : 1, RS = g->RS, J = g->J;
+    int direct = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 && g->PQ >= 64;
+    const char *relu = direct && g->relu ? "_VR" : "_VI";
+    char nm[16], in[64];
+    if (direct) {
+        W("    const int8_t *restrict X = x0;\n    int8_t *restrict Y = y;\n    (void)acc;\n");
+    } else {
+        W("    int8_t *restrict X = (int8_t *)acc; /* row (c, r, t) holds every output pixel's tap */\n");
+        if (g->PQ < 64) W("    int8_t *restrict Y = X + %lld; /* the outputs, rows of %d */\n", (long long)J * RS, RS);
+        else W("    int8_t *restrict Y = y;\n");
+        W("    for (int j = 0; j < %d; j++) {\n", J);
+        W("        const int c = j / %d, r = j / %d %% %d, t = j %% %d;\n", g->kh * g->kw, g->kw, g->kh, g->kw);
+        W("        for (int p = 0; p < %d; p++)\n            for (int q = 0; q < %d; q++) {\n", g->Pp, g->Q);
+        W("                const int h = p * %d - %d + r * %d, v = q * %d - %d + t * %d;\n", g->sh, g->ph, g->dh, g->sw, g->pw, g->dw);
+        W("                X[j * %d + p * %d + q] = (int8_t)(h >= 0 && h < %d && v >= 0 && v < %d ? %s%s(x0[(c * %d + h) * %d + v]) : 0);\n",
+          RS, g->Q, g->H, g->Wd, P, rdx(g->relu), g->H, g->Wd);
+        W("            }\n");
+        if (RS > g->PQ) W("        for (int k = %d; k < %d; k++) X[j * %d + k] = 0;\n", g->PQ, RS, RS);
+        W("    }\n");
+    }
+    W("    for (int k = 0; k < %d; k += %d)\n", g->K, KT);
+    W("        for (int i0 = 0; i0 < %d; i0 += %s_VB) {\n", g->PQ, P);
+    W("            const int i = i0 + %s_VB <= %d ? i0 : %d - %s_VB;\n", P, RS, RS, P);
+    for (int u = 0; u < KT; u++) {
+        W("            const int8_t *restrict w%d = %s_w%d + (k + %d) * %d;\n", u, P, i, u, J);
+        snprintf(nm, sizeof nm, "a%d_", u);
+        snprintf(in, sizeof in, "%s_b%d[k + %d]", P, i, u);
+        acc_decl(s, nm, in);
+    }
+    W("            int j = 0;\n");
+    W("            for (; j + 1 < %d; j += 2) {\n", J);
+    W("                const %s_vh ra = %s_LD(X + j * %d + i), rb = %s_LD(X + (j + 1) * %d + i);\n", P, P, RS, P, RS);
+    W("                const %s_vh ea = %s%s(%s_E(ra)), oa = %s%s(%s_O(ra)), eb = %s%s(%s_E(rb)), ob = %s%s(%s_O(rb));\n", P, P, relu,
+      P, P, relu, P, P, relu, P, P, relu, P);
+    for (int u = 0; u < KT; u++) W("                %s_MAC2(a%d_, ea, oa, eb, ob, w%d[j], w%d[j + 1]);\n", P, u, u, u);
+    W("            }\n");
+    if (J % 2) {
+        W("            {\n                const %s_vh ra = %s_LD(X + j * %d + i);\n", P, P, RS);
+        W("                const %s_vh ea = %s%s(%s_E(ra)), oa = %s%s(%s_O(ra));\n", P, P, relu, P, P, relu, P);
+        for (int u = 0; u < KT; u++) W("                %s_MAC2(a%d_, ea, oa, ea, oa, w%d[j], 0);\n", P, u, u);
+        W("            }\n");
+    }
+    for (int u = 0; u < KT; u++)
+        W("            %s_RQ4(Y + (k + %d) * %d + i, a%d_, %s_m%d[k + %d], %s_s%d[k + %d]);\n", P, u, RS, u, P, i, u, P, i, u);
+    W("        }\n");
+    if (!direct && g->PQ < 64)
+        W("    for (int k = 0; k < %d; k++)\n        for (int i = 0; i < %d; i++) y[k * %d + i] = Y[k * %d + i];\n", g->K, g->PQ, g->PQ,
+          RS);
+}
+
+/* Depthwise convs and pools at stride 1 or 2 (VK_WIN): per channel the input, padded on
+ * all sides (ReLU applied; the border 0, or -128 for max pools: below every input, and
+ * every window holds an input), split into st * st phase planes (rows and columns by
+ * their index mod st), so that each tap (r, t) reads one plane at a constant offset;
+ * then NAME_VB outputs at a time over the planes' width Wh, the taps unrolled; the
+ * columns past Q are dropped when the rows are copied out. Depthwise taps go in pairs
+ * through NAME_MAC2; max pools compare int8 lanes; avg pools sum even and odd pixels in
+ * int16 lanes (k * k * 128 < 32,768) into two planes and requantise by each window's
+ * in-bounds count as the plain loops do. */
+static void emit_win(qs *s, int i, const vgeom *g, int op) {
+    const char *P = s->P;
+    int conv = op == IR_OP_CONV2D, avg = op == IR_OP_AVGPOOL, st = g->st, Wh = g->Wh, n = g->kh * g->kw;
+    if (avg) W("    int16_t *restrict ae = (int16_t *)acc, *restrict ao = ae + %lld; /* even and odd pixels' sums */\n",
+               (long long)g->sums / 2);
+    W("    int8_t *restrict xp = (int8_t *)acc + %lld; /* %d phase plane(s) of %lld bytes */\n", (long long)(2 * g->sums),
+      st * st, (long long)g->plane);
+    W("    int8_t *restrict yp = xp + %lld;\n", (long long)(st * st * g->plane));
+    W("    for (int i = 0; i < %lld; i++) xp[i] = %d; /* the border and the overread, once */\n", (long long)(st * st * g->plane),
+      op == IR_OP_MAXPOOL ? -128 : 0);
+    W("    for (int c = 0; c < %d; c++) {\n", g->C);
+    W("        for (int h = 0; h < %d; h++)\n", g->H);
+    if (st == 1)
+        W("            for (int v = 0; v < %d; v++) xp[(h + %d) * %d + %d + v] = %s%s(x0[(c * %d + h) * %d + v]);\n", g->Wd, g->ph,
+          Wh, g->pw, P, rdx(g->relu), g->H, g->Wd);
+    else { /* the row's columns of each parity, contiguous in their plane */
+        W("        {\n            const int hp = h + %d;\n", g->ph);
+        W("            int8_t *restrict r0 = xp + (hp %% 2 * 2) * %lld + hp / 2 * %d, *restrict r1 = r0 + %lld;\n", (long long)g->plane,
+          Wh, (long long)g->plane);
+        W("            const int8_t *restrict xr = x0 + (c * %d + h) * %d;\n", g->H, g->Wd);
+        int e0 = g->pw % 2, e1 = 1 - e0; /* the first column landing in plane 0, in plane 1 */
+        W("            for (int u = 0; u < %d; u++) r0[%d + u] = %s%s(xr[%d + 2 * u]);\n", (g->Wd - e0 + 1) / 2, (e0 + g->pw) / 2, P,
+          rdx(g->relu), e0);
+        W("            for (int u = 0; u < %d; u++) r1[%d + u] = %s%s(xr[%d + 2 * u]);\n        }\n", (g->Wd - e1 + 1) / 2,
+          (e1 + g->pw) / 2, P, rdx(g->relu), e1);
+    }
+    if (conv) W("        const int8_t *restrict wc = %s_w%d + c * %d;\n", P, i, n);
+    W("        for (int i = 0; i < %d; i += %s_VB) {\n", g->PW, P);
+    int64_t off[VK_TAPS];
+    for (int u = 0; u < n; u++) {
+        int r = u / g->kw * g->dh, t = u % g->kw * g->dw;
+        off[u] = (int64_t)(r % st * st + t % st) * g->plane + r / st * Wh + t / st;
+    }
+    if (conv) {
+        char in[64];
+        snprintf(in, sizeof in, "%s_b%d[c]", P, i);
+        acc_decl(s, "a", in);
+        for (int u = 0; u < n; u += 2) {
+            int u1 = u + 1 < n ? u + 1 : u;
+            W("            {\n                const %s_vh ra = %s_LD(xp + i + %lld), rb = %s_LD(xp + i + %lld);\n", P, P,
+              (long long)off[u], P, (long long)off[u1]);
+            if (u1 > u) W("                %s_MAC2(a, %s_E(ra), %s_O(ra), %s_E(rb), %s_O(rb), wc[%d], wc[%d]);\n", P, P, P, P, P, u, u1);
+            else W("                %s_MAC2(a, %s_E(ra), %s_O(ra), %s_E(rb), %s_O(rb), wc[%d], 0);\n", P, P, P, P, P, u);
+            W("            }\n");
+        }
+        W("            %s_RQ4(yp + i, a, %s_m%d[c], %s_s%d[c]);\n", P, P, i, P, i);
+    } else if (avg) {
+        W("            %s_vh se = (%s_vh){0}, so = se;\n", P, P);
+        for (int u = 0; u < n; u++) {
+            W("            {\n                const %s_vh r = %s_LD(xp + i + %lld);\n", P, P, (long long)off[u]);
+            W("                se += %s_E(r);\n                so += %s_O(r);\n            }\n", P, P);
+        }
+        W("            *(%s_vhu *)(ae + i / 2) = se;\n            *(%s_vhu *)(ao + i / 2) = so;\n", P, P);
+        W("            {\n                const %s_vi a0 = %s_LO(se), a1 = %s_LO(so), a2 = %s_HI(se), a3 = %s_HI(so);\n", P, P, P, P, P);
+        W("                %s_RQ4(yp + i, a, %s_m%d[%d], %s_s%d[%d]); /* right where the window is inside */\n            }\n", P, P, i, n,
+          P, i, n);
+    } else {
+        W("            %s_vb m = %s_LDB(xp + i + %lld), v;\n", P, P, (long long)off[0]);
+        for (int u = 1; u < n; u++)
+            W("            v = %s_LDB(xp + i + %lld);\n            m ^= (m ^ v) & (%s_vb)(v > m);\n", P, (long long)off[u], P);
+        W("            *(%s_vbu *)(yp + i) = m;\n", P);
+    }
+    W("        }\n");
+    if (avg) {
+        int k = g->kh, H = g->H, Wd = g->Wd;
+        W("        for (int p = 0; p < %d; p++) {\n", g->Pp);
+        W("            const int h0 = p * %d - %d, rows = (h0 + %d < %d ? h0 + %d : %d) - (h0 > 0 ? h0 : 0);\n", st, g->ph, k, H, k, H);
+        W("            for (int q = 0; q < %d; q++) {\n", g->Q);
+        W("                const int w0 = q * %d - %d, n = rows * ((w0 + %d < %d ? w0 + %d : %d) - (w0 > 0 ? w0 : 0));\n", st, g->pw, k,
+          Wd, k, Wd);
+        W("                const int v = p * %d + q, sum = (v & 1 ? ao : ae)[v / 2];\n", Wh);
+        W("                y[c * %d + p * %d + q] = n == %d ? yp[v] : %s_q8(%s_rs((int64_t)sum * %s_m%d[n], %s_s%d[n]));\n", g->PQ, g->Q,
+          n, P, P, P, i, P, i);
+        W("            }\n        }\n");
+    } else {
+        W("        for (int p = 0; p < %d; p++)\n            for (int q = 0; q < %d; q++) y[c * %d + p * %d + q] = yp[p * %d + q];\n",
+          g->Pp, g->Q, g->PQ, g->Q, Wh);
+    }
+    W("    }\n");
+}
+
+/* A conv or pool: the vector code where vec_kind has one, behind NAME_VEC, else (and
+ * always for other compilers) the plain loops. */
+static void emit_window_op(qs *s, int i, qsrc x) {
+    int64_t b;
+    vgeom g;
+    int k = vec_kind(s, i, &g, &b);
+    int conv = ND(s, i)->op == IR_OP_CONV2D;
+    if (k != VK_PLAIN) {
+        W("#if %s_VEC\n", s->P);
+        if (k == VK_GEMM) emit_conv_gemm(s, i, &g);
+        else emit_win(s, i, &g, ND(s, i)->op);
+        W("#else\n");
+    }
+    if (conv) emit_conv_plain(s, i, x);
+    else emit_pool_plain(s, i, x);
+    if (k != VK_PLAIN) W("#endif\n");
+    W("}\n");
+}
+
+/* y[at + i] = q8(rs(sum_j R(x_j[i]) * M_j, S)) for i < N: the plain loop, and for N of
+ * 64 or more the vector one behind NAME_VEC (each byte stream of the int32 lanes, NAME_B32,
+ * summed in int64 lanes; the last block starts at N - NAME_VB). */
+static void emit_scaled_sum(qs *s, int64_t N, int64_t at, const qsrc *r, const int *xi, const long long *M, int k, int S) {
+    const char *P = s->P;
+    if (N >= 64) {
+        W("#if %s_VEC\n", P);
+        W("    for (int i0 = 0; i0 < %lld; i0 += %s_VB) {\n", (long long)N, P);
+        W("        const int i = i0 + %s_VB <= %lld ? i0 : %lld - %s_VB;\n", P, (long long)N, (long long)N, P);
+        W("        %s_vi q[4];\n", P);
+        W("        for (int b = 0; b < 4; b++) {\n            %s_vl l = (%s_vl){0}, h = l;\n", P, P);
+        for (int j = 0; j < k; j++) {
+            W("            {\n                %s_vi v = %s_B32(x%d + i, b);\n", P, P, xi[j]);
+            if (r[j].relu) W("                v &= (%s_vi)(v > 0);\n", P);
+            W("                l += %s_L64(v) * %lldLL;\n                h += %s_H64(v) * %lldLL;\n            }\n", P, M[j], P, M[j]);
+        }
+        W("            %s_RND(l, %d);\n            %s_RND(h, %d);\n            q[b] = %s_J64(l, h);\n        }\n", P, S, P, S, P);
+        W("        %s_ST4(y + %lld + i, q[0], q[1], q[2], q[3]);\n    }\n#else\n", P, (long long)at);
+    }
+    W("    for (int i = 0; i < %lld; i++) y[%lld + i] = %s_q8(%s_rs(", (long long)N, (long long)at, P, P);
+    for (int j = 0; j < k; j++) W("%s(int64_t)%s%s(x%d[i]) * %lld", j ? " + " : "", P, rdx(r[j].relu), xi[j], M[j]);
+    W(", %d));\n", S);
+    if (N >= 64) W("#endif\n");
 }
 
 /* y = sum_j x_j * M_j (ADD: M_j = s_j / s_y; MEAN: also / n) in one fixed-point sum. */
@@ -479,14 +741,15 @@ static int emit_sum(qs *s, int i, const qsrc *r, int k) {
     int S = 30 - (int)floor(log2(mx)) - 1;
     if (S > 48) S = 48;
     if (S < 1) return fail(s, "node '%s': its inputs' scales are too far from its own", nd->name);
-    W("    for (int i = 0; i < %lld; i++)\n        y[i] = %s_q8(%s_rs(", (long long)per_sample(nd), s->P, s->P);
-    for (int j = 0; j < k; j++) W("%s(int64_t)%s%s(x%d[i]) * %lld", j ? " + " : "", s->P, rdx(r[j].relu), j, llround(ldexp(M[j], S)));
-    W(", %d));\n}\n", S);
+    long long Mi[MAX_SRC];
+    int xi[MAX_SRC];
+    for (int j = 0; j < k; j++) Mi[j] = llround(ldexp(M[j], S)), xi[j] = j;
+    emit_scaled_sum(s, per_sample(nd), 0, r, xi, Mi, k, S);
+    W("}\n");
     return 0;
 }
 
 static int emit_concat(qs *s, int i, const qsrc *r, int k) {
-    const ir_node *nd = ND(s, i);
     int64_t at = 0;
     for (int j = 0; j < k; j++) {
         int64_t e = per_sample(ND(s, r[j].node));
@@ -496,12 +759,10 @@ static int emit_concat(qs *s, int i, const qsrc *r, int k) {
             long long m = 0;
             int sh = 1;
             if (mult1(s, i, (double)sc(s, r[j].node) / sc(s, i), 128, &m, &sh)) return -1;
-            W("    for (int i = 0; i < %lld; i++) y[%lld + i] = %s_q8(%s_rs((int64_t)%s%s(x%d[i]) * %lld, %d));\n",
-              (long long)e, (long long)at, s->P, s->P, s->P, rdx(r[j].relu), j, m, sh);
+            emit_scaled_sum(s, e, at, &r[j], &j, &m, 1, sh);
         }
         at += e;
     }
-    (void)nd;
     W("}\n");
     return 0;
 }
@@ -513,8 +774,7 @@ static int write_op(qs *s, int i) {
     int k = op_srcs(s, i, r);
     op_head(s, i, k);
     switch (nd->op) {
-    case IR_OP_CONV2D: emit_conv(s, i, r[0]); return 0;
-    case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: return emit_pool(s, i, r[0]);
+    case IR_OP_CONV2D: case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: emit_window_op(s, i, r[0]); return 0;
     case IR_OP_ADD: case IR_OP_MEAN: return emit_sum(s, i, r, k);
     case IR_OP_CONCAT: return emit_concat(s, i, r, k);
     case IR_OP_RELU:
@@ -611,7 +871,8 @@ static void write_doc(qs *s) {
     W(" * %s_infer_q takes and gives integers and the network body uses no floating point.\n", s->P);
     if (!s->integer_only)
         W(" * %s_infer takes float input and gives float logits, quantising and scaling itself.\n", s->P);
-    W(" * Build: cc -std=c99 -O2 -c %s.c (no libm, no C library call). Not reentrant: threads call\n", s->P);
+    W(" * Build: cc -std=c99 -O2 -c %s.c (no libm, no C library call; a portable x86-64 build with\n"
+      " * glibc dispatches by the compiler's CPU model, -D%s_NO_DISPATCH turns that off). Not reentrant: threads call\n", s->P, s->P);
     W(" * the _with_arena entry points, each with its own %s_ARENA_BYTES aligned for int32_t.\n", s->P);
     W(" * They return 0, or -1 for a NULL pointer or a batch outside 1..%s_MAX_BATCH.\n */\n", s->P);
 }
@@ -660,6 +921,78 @@ static void write_prelude(qs *s) {
     W("/* one past the last whose tap lands at or before lim (the input's end), at most n */\n");
     W("static int %s_hi(int lim, int st, int n) {\n    const int h = lim < 0 ? 0 : lim / st + 1;\n    return h < n ? h : n;\n}\n", P);
     W("#define %s_R(v) ((v) > 0 ? (v) : 0) /* ReLU on a symmetric int8 value: exact */\n", P);
+    W("\n/* Vectors: gcc and clang (GNU C vector extensions) get the convolutions, depthwise convs\n"
+      " * and stride-1 pools on vectors of %s_VB bytes (64 with AVX-512BW, 32 with AVX2, else 16:\n"
+      " * SSE2, NEON), the same integers as the plain loops, which any other C99 compiler, or\n"
+      " * -D%s_PLAIN_C, gets. Only shifts, masks and same-size casts: int8 pixels come out of\n"
+      " * int16 lanes as the even (%s_E) and odd (%s_O) ones, products of two of them summed in\n"
+      " * int16 (|x| <= 128, |w| <= 127: at most 32,512, exact) go into int32 lanes as %s_LO\n"
+      " * and %s_HI, so accumulator r of four holds pixels 4n + r; %s_ST4 interleaves them back.\n"
+      " * (gcc 12 widens with __builtin_convertvector one lane at a time.) */\n", P, P, P, P, P, P, P);
+    W("#if ((defined(__GNUC__) && __GNUC__ >= 5) || defined(__clang__)) && !defined(%s_PLAIN_C) && \\\n"
+      "    defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ /* the lanes' byte order */ && \\\n"
+      "    (defined(__SSE2__) || defined(__ARM_NEON) || defined(__riscv_vector) || defined(__VSX__) || defined(__wasm_simd128__))\n"
+      "#define %s_VEC 1 /* a target with SIMD: elsewhere (a microcontroller) the plain loops are the faster code */\n", P, P);
+    W("/* Runtime dispatch (x86-64 with glibc, gcc >= 11 or clang >= 14), as in the float C: a build\n"
+      " * for the baseline target runs every op as AVX-512BW or AVX2 code where the machine has it,\n"
+      " * on 64-byte vectors (gcc names AVX-512BW only as arch=x86-64-v4, clang only as a feature).\n"
+      " * Off when the build targets AVX2 or better, or with -D%s_NO_DISPATCH. */\n", P);
+    W("#if defined(__x86_64__) && defined(__GLIBC__) && !defined(__AVX2__) && !defined(%s_NO_DISPATCH) && defined(__has_attribute)\n"
+      "#if __has_attribute(target_clones) && defined(__clang__)\n"
+      "#define %s_CLONES __attribute__((target_clones(\"avx512bw\", \"avx2\", \"default\")))\n#define %s_VB 64\n"
+      "#elif __has_attribute(target_clones) && __GNUC__ >= 11\n"
+      "#define %s_CLONES __attribute__((target_clones(\"arch=x86-64-v4\", \"avx2\", \"default\")))\n#define %s_VB 64\n"
+      "#endif\n#endif\n", P, P, P, P, P);
+    W("#ifdef %s_VB\n#elif defined(__AVX512BW__)\n#define %s_VB 64\n#elif defined(__AVX2__)\n#define %s_VB 32\n#else\n#define %s_VB 16\n#endif\n", P, P, P, P);
+    W("typedef int8_t %s_vb __attribute__((vector_size(%s_VB)));\n", P, P);
+    W("typedef int8_t %s_vbu __attribute__((vector_size(%s_VB), aligned(1), may_alias)); /* unaligned access */\n", P, P);
+    W("typedef int16_t %s_vh __attribute__((vector_size(%s_VB)));\n", P, P);
+    W("typedef int16_t %s_vhu __attribute__((vector_size(%s_VB), aligned(2), may_alias));\n", P, P);
+    W("typedef uint16_t %s_vuh __attribute__((vector_size(%s_VB)));\n", P, P);
+    W("typedef int32_t %s_vi __attribute__((vector_size(%s_VB)));\n", P, P);
+    W("typedef int32_t %s_viu __attribute__((vector_size(%s_VB), aligned(1), may_alias));\n", P, P);
+    W("typedef uint32_t %s_vui __attribute__((vector_size(%s_VB)));\n", P, P);
+    W("typedef int64_t %s_vl __attribute__((vector_size(%s_VB)));\n", P, P);
+    W("typedef uint64_t %s_vul __attribute__((vector_size(%s_VB)));\n", P, P);
+    W("#define %s_LDB(p) ((%s_vb)(*(const %s_vbu *)(p)))\n#define %s_LD(p) ((%s_vh)%s_LDB(p))\n", P, P, P, P, P, P);
+    W("#define %s_E(v) ((%s_vh)((%s_vuh)(v) << 8) >> 8)\n#define %s_O(v) ((v) >> 8)\n", P, P, P, P);
+    W("#define %s_LO(v) ((%s_vi)((%s_vui)(v) << 16) >> 16)\n#define %s_HI(v) ((%s_vi)(v) >> 16)\n", P, P, P, P, P);
+    W("#define %s_VR(v) ((v) & (%s_vh)((v) > 0)) /* %s_R on int16 lanes */\n#define %s_VI(v) (v)\n", P, P, P, P);
+    W("/* accumulators A##0..A##3 += wa * (ea, oa) + wb * (eb, ob) */\n");
+    W("#define %s_MAC2(A, ea, oa, eb, ob, wa, wb) do { \\\n"
+      "    const %s_vh se_ = (ea) * (int16_t)(wa) + (eb) * (int16_t)(wb), so_ = (oa) * (int16_t)(wa) + (ob) * (int16_t)(wb); \\\n"
+      "    A##0 += %s_LO(se_); A##1 += %s_LO(so_); A##2 += %s_HI(se_); A##3 += %s_HI(so_); \\\n"
+      "} while (0)\n", P, P, P, P, P, P);
+    W("/* v = %s_q8(%s_rs(v * m, s)) on int64 lanes: the same rounding (on |v|, halves away\n"
+      " * from zero) and saturation; macros, not functions: a vector argument changes the ABI */\n", P, P);
+    W("#define %s_RND(v, s) do { \\\n"
+      "    const %s_vl p_ = (v), n_ = (%s_vl)(p_ < 0); \\\n"
+      "    %s_vl r_ = (((p_ ^ n_) - n_) + ((int64_t)1 << ((s) - 1))) >> (s); \\\n"
+      "    r_ = (r_ ^ n_) - n_; \\\n"
+      "    r_ += (127 - r_) & (%s_vl)(r_ > 127); \\\n"
+      "    r_ += (-128 - r_) & (%s_vl)(r_ < -128); \\\n"
+      "    (v) = r_; \\\n"
+      "} while (0)\n", P, P, P, P, P, P);
+    W("#define %s_RQ64(v, m, s) do { (v) *= (int64_t)(m); %s_RND(v, s); } while (0)\n", P, P);
+    W("/* int32 lanes of a as int64: the even ones, the odd ones; and back */\n");
+    W("#define %s_L64(a) ((%s_vl)((%s_vul)(a) << 32) >> 32)\n#define %s_H64(a) ((%s_vl)(a) >> 32)\n", P, P, P, P, P);
+    W("#define %s_J64(l, h) ((%s_vi)(((%s_vul)(l) & 0xffffffffu) | ((%s_vul)(h) << 32)))\n", P, P, P, P);
+    W("/* byte r of each int32 lane of the %s_VB bytes at p (pixels 4n + r), sign-extended */\n", P);
+    W("#define %s_B32(p, r) ((%s_vi)((%s_vui)(*(const %s_viu *)(p)) << (24 - 8 * (r))) >> 24)\n", P, P, P, P);
+    W("#define %s_RQ(out, a, m, s) do { \\\n"
+      "    %s_vl l_ = %s_L64(a), h_ = %s_H64(a); \\\n"
+      "    %s_RQ64(l_, m, s); \\\n    %s_RQ64(h_, m, s); \\\n"
+      "    out = %s_J64(l_, h_); \\\n"
+      "} while (0)\n", P, P, P, P, P, P, P);
+    W("#define %s_ST4(yv, q0, q1, q2, q3) (*(%s_viu *)(yv) = (%s_vi)(((%s_vui)(q0) & 255u) | (((%s_vui)(q1) & 255u) << 8) | \\\n"
+      "                                   (((%s_vui)(q2) & 255u) << 16) | ((%s_vui)(q3) << 24)))\n", P, P, P, P, P, P, P);
+    W("/* %s_VB int8 outputs at yv from the accumulators A##0..A##3 (pixels 4n + r) */\n", P);
+    W("#define %s_RQ4(yv, A, m, s) do { \\\n"
+      "    %s_vi q0_, q1_, q2_, q3_; \\\n"
+      "    %s_RQ(q0_, A##0, m, s); %s_RQ(q1_, A##1, m, s); %s_RQ(q2_, A##2, m, s); %s_RQ(q3_, A##3, m, s); \\\n"
+      "    %s_ST4(yv, q0_, q1_, q2_, q3_); \\\n"
+      "} while (0)\n", P, P, P, P, P, P, P);
+    W("#else\n#define %s_VEC 0\n#endif\n#ifndef %s_CLONES\n#define %s_CLONES\n#endif\n", P, P, P);
     W("#define %s_I(v) (v)\n\n", P);
 }
 

@@ -726,9 +726,10 @@ Test(cgen, freestanding_object_needs_only_libm_and_the_cpu_model) {
 
 /* ---- int8 ---------------------------------------------------------------------------------- */
 
-/* Every op the int8 emitter lowers: dense, depthwise (dilated), grouped strided, 1x3 and
- * 1x1 convs, BN folded (affine and not) and unfolded, ReLU read through by convs and
- * standalone (on 4-d and 2-d values), max and avg pools, a 3-term ADD, MEAN, a zero,
+/* Every op the int8 emitter lowers: dense, depthwise (dilated; stride 1 and 2), grouped
+ * strided, 1x3 and 1x1 convs, BN folded (affine and not) and unfolded, ReLU read through by
+ * convs and standalone (on 4-d and 2-d values), max and avg pools (stride 1 and 2: the
+ * vector code's padded and phase planes), a 3-term ADD, MEAN, a zero,
  * FactorizedReduce's shift, a 5-way concat at different scales, slice, GAP, an
  * intermediate and a final linear layer. */
 static built build_int8_ops(void) {
@@ -750,7 +751,10 @@ static built build_int8_ops(void) {
     int r1 = relu(g, bn(g, mean, 8, 1));                            /* unfolded BN; ReLU read by a shift */
     int f1 = conv(g, r1, 8, 4, 1, 1, 2, 0, 0, 1, 1);
     int f2 = conv(g, ir_unary(g, IR_OP_SHIFT, r1, nm("shift")), 8, 4, 1, 1, 2, 0, 0, 1, 1);
-    int cat = ir_nary(g, IR_OP_CONCAT, 5, (int[]){f1, f2, grp, ap, ir_zero(g, f1, 1, nm("zero"))}, nm("cat"));
+    int dw2 = conv(g, r0, 8, 8, 3, 3, 2, 1, 1, 1, 8);               /* 6x6 */
+    int mp2 = ir_pool(g, IR_OP_MAXPOOL, pw, 3, 2, 1, nm("maxpool2")); /* 6x6 */
+    int g2 = ir_nary(g, IR_OP_ADD, 3, (int[]){grp, dw2, mp2}, nm("add2"));
+    int cat = ir_nary(g, IR_OP_CONCAT, 5, (int[]){f1, f2, g2, ap, ir_zero(g, f1, 1, nm("zero"))}, nm("cat"));
     int gp = ir_unary(g, IR_OP_GAP, ir_slice(g, cat, 2, 20, nm("slice")), nm("gap"));
     int l1 = ir_linear(g, gp, prm(g, "l1w", 2, 12, 20, 1, 1, IR_ROLE_WEIGHT), prm(g, "lb", 1, 12, 1, 1, 1, IR_ROLE_WEIGHT), "l1");
     b.output = b.logits = ir_linear(g, relu(g, l1), prm(g, "l2w", 2, 5, 12, 1, 1, IR_ROLE_WEIGHT), -1, "logits");
@@ -872,6 +876,9 @@ Test(cgen, int8_c_matches_onnxruntime_on_its_qdq_model_and_tracks_the_float_netw
     write_driver_q(dir, "q8i");
     compile(dir, "gcc", CFLAGS, "q8_gcc", "drv_q8full.c q8.c");
     compile(dir, "clang", CFLAGS, "q8_clang", "drv_q8full.c q8.c");
+    char plain[256];
+    snprintf(plain, sizeof plain, "%s -Dq8_PLAIN_C", CFLAGS);
+    compile(dir, "gcc", plain, "q8_plain", "drv_q8full.c q8.c");
     snprintf(cmd, sizeof cmd, "cd %s && gcc %s -mgeneral-regs-only -c q8i.c -o q8i.o > q8i.log 2>&1", dir, CFLAGS);
     cr_assert(sh(cmd) == 0, "the integer-only C does not build with -mgeneral-regs-only: see %s/q8i.log", dir);
     compile(dir, "gcc", CFLAGS, "q8i_gcc", "drv_q8i.c q8i.o");
@@ -879,6 +886,7 @@ Test(cgen, int8_c_matches_onnxruntime_on_its_qdq_model_and_tracks_the_float_netw
     float *ort = run_qdq(dir, path, &b, &r, MAXB, &n_ort);
     cr_assert_eq(n_ort, n_out);
     float *y = malloc(sizeof(float) * (size_t)n_out), *yi = malloc(sizeof(float) * (size_t)n_out);
+    float *yp = malloc(sizeof(float) * (size_t)n_out);
     double L = 0;
     for (int64_t i = 0; i < n_out; i++) L = fmax(L, fabs(r.y[i]));
     const char *exes[2] = {"q8_gcc", "q8_clang"};
@@ -887,6 +895,9 @@ Test(cgen, int8_c_matches_onnxruntime_on_its_qdq_model_and_tracks_the_float_netw
     run_exe(dir, "", "q8i_gcc", rs, &qi, 1, MAXB);
     snprintf(path, sizeof path, "%s/q8i.out", dir);
     read_floats(path, yi, n_out);
+    run_exe(dir, "", "q8_plain", rs, &name, 1, MAXB); /* the plain C99 loops, not the vector code */
+    snprintf(path, sizeof path, "%s/q8.out", dir);
+    read_floats(path, yp, n_out);
     for (int e = 0; e < 2; e++) {
         run_exe(dir, "", exes[e], rs, &name, 1, MAXB);
         snprintf(path, sizeof path, "%s/q8.out", dir);
@@ -899,11 +910,13 @@ Test(cgen, int8_c_matches_onnxruntime_on_its_qdq_model_and_tracks_the_float_netw
         cr_expect(d_ort <= 0.02 * L, "%s: int8 C vs onnxruntime QDQ %g (logits up to %g)", exes[e], d_ort, L);
         cr_expect(d_float <= 0.1 * L, "%s: int8 C vs float network %g (logits up to %g)", exes[e], d_float, L);
         cr_expect(memcmp(y, yi, sizeof(float) * (size_t)n_out) == 0, "%s: integer-only and float entry points differ", exes[e]);
+        cr_expect(memcmp(y, yp, sizeof(float) * (size_t)n_out) == 0, "%s: the vector code and the plain C differ", exes[e]);
         fprintf(stderr, "cgen int8 (%s): |C - onnxruntime QDQ| <= %.3g L, |C - float| <= %.3g L (L = %.3g)\n", exes[e],
                 d_ort / L, d_float / L, L);
     }
     free(y);
     free(yi);
+    free(yp);
     free(ort);
     free(absmax);
     ref_free(&r);
@@ -1050,8 +1063,10 @@ static long stack_peak(const char *dir, const char *name, const char *cc, const 
 
 /* The float and the int8 C of a small DARTS network (C=4, 3 cells): stack bounded and small, measured
  * by gcc -O2 for x86-64 (with the dispatch clones) and aarch64. Bounds: 16 KiB float (the
- * vector tiles keep up to 16 64-byte accumulators and gcc spills some), 2 KiB int8 (scalar
- * integer loops); the figures are in docs/BENCHMARKS.md. */
+ * vector tiles keep up to 16 64-byte accumulators and gcc spills some); int8 8 KiB on
+ * x86-64, whose baseline dispatch clone runs the 64-byte vector tiles (8 accumulators) on
+ * SSE2 registers and spills them (measured 5,120 bytes), 2 KiB on aarch64 (16-byte NEON
+ * tiles); the figures are in docs/BENCHMARKS.md. */
 Test(cgen, stack_of_the_inference_functions_is_static_and_bounded) {
     const char *dir = tu_tmpdir();
     built d = build_darts(4, 3, 10);
@@ -1065,7 +1080,7 @@ Test(cgen, stack_of_the_inference_functions_is_static_and_bounded) {
     for (int c = 0; c < 2; c++) {
         long fl = stack_peak(dir, "sf", ccs[c], "-O2"), q8 = stack_peak(dir, "sq", ccs[c], "-O2");
         cr_expect(fl > 0 && fl <= 16384, "%s: float C stack bound %ld bytes", ccs[c], fl);
-        cr_expect(q8 > 0 && q8 <= 2048, "%s: int8 C stack bound %ld bytes", ccs[c], q8);
+        cr_expect(q8 > 0 && q8 <= (c == 0 ? 8192 : 2048), "%s: int8 C stack bound %ld bytes", ccs[c], q8);
         fprintf(stderr, "cgen stack (%s -O2, DARTS C=4 3 cells): float <= %ld bytes, int8 <= %ld bytes\n", ccs[c], fl, q8);
     }
     free(absmax);
