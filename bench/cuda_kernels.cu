@@ -266,31 +266,20 @@ int main(int argc, char **argv) {
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("# %s, %d SMs; median of %d runs each\n", prop.name, prop.multiProcessorCount, g_reps);
-    unsetenv("DARTSC_CUDA_OWN_1X1");
-    if (kcuda_init(g_s, dnn, blas)) return 1;
-    all_rows("default", 0);
-    kcuda_shutdown();
-    setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
-    if (kcuda_init(g_s, dnn, blas)) return 1;
-    all_rows("own1x1", 1);
-    kcuda_shutdown();
-    unsetenv("DARTSC_CUDA_OWN_1X1");
-    setenv("DARTSC_CUDA_DW_FILTER_PLANES", "1", 1);
-    if (kcuda_init(g_s, dnn, blas)) return 1;
-    all_rows("dwplanes", 2);
-    kcuda_shutdown();
-    /* reductions finished by their last block (DARTSC_CUDA_ONE_LAUNCH) */
-    unsetenv("DARTSC_CUDA_DW_FILTER_PLANES");
-    setenv("DARTSC_CUDA_ONE_LAUNCH", "1", 1);
-    if (kcuda_init(g_s, dnn, blas)) return 1;
-    all_rows("1launch", 3);
-    kcuda_shutdown();
-    setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
-    if (kcuda_init(g_s, dnn, blas)) return 1;
-    all_rows("1l-own", 1);
-    kcuda_shutdown();
-    unsetenv("DARTSC_CUDA_OWN_1X1");
-    unsetenv("DARTSC_CUDA_ONE_LAUNCH");
+    /* each variant: which of the switches kcuda_init reads it sets, and the rows they change */
+    static const char *const sw[3] = {"DARTSC_CUDA_OWN_1X1", "DARTSC_CUDA_DW_FILTER_PLANES", "DARTSC_CUDA_ONE_LAUNCH"};
+    static const struct { const char *name; unsigned on; int only; } variants[] = {
+        {"default", 0, 0}, {"own1x1", 1, 1}, {"dwplanes", 2, 2}, {"1launch", 4, 3}, {"1l-own", 4 | 1, 1}};
+    for (const auto &v : variants) {
+        for (int k = 0; k < 3; k++) {
+            if (v.on >> k & 1) setenv(sw[k], "1", 1);
+            else unsetenv(sw[k]);
+        }
+        if (kcuda_init(g_s, dnn, blas)) return 1;
+        all_rows(v.name, v.only);
+        kcuda_shutdown();
+    }
+    for (int k = 0; k < 3; k++) unsetenv(sw[k]);
     cublasDestroy(blas);
     cudnnDestroy(dnn);
     cudaStreamDestroy(g_s);
