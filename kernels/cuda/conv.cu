@@ -398,7 +398,8 @@ static int dw_filter_planes(float *dw, const float *dy, const float *x, const kc
                             cudaStream_t s) {
     if (!kcuda_g.dw_filter_planes || !kcuda_g.red || !dw_plane_ok(d)) return 0;
     const size_t tile_bytes = (size_t)(d->H + 2 * d->pad_h) * (d->W + 2 * d->pad_w) * sizeof(float);
-    if (tile_bytes + (size_t)d->R * d->S * (KCUDA_THREADS / 32) * sizeof(double) > 48 * 1024) return 0;
+    /* the tile, the kernel's static red_sh and kcuda_last_block's flag (16 bytes with alignment) */
+    if (tile_bytes + (size_t)d->R * d->S * (KCUDA_THREADS / 32) * sizeof(double) + 16 > 48 * 1024) return 0;
     int64_t G = (KCUDA_TARGET_BLOCKS + d->C - 1) / d->C;
     if (G > d->N) G = d->N;
     const int64_t RS = (int64_t)d->R * d->S;
