@@ -1234,8 +1234,8 @@ static void ol_end(rt_backend *gpu, cudaStream_t s) {
 Test(cuda_one_launch, batch_norms_match_two_launches_bit_for_bit) {
     cudaStream_t s;
     rt_backend *gpu = ol_begin(&s);
-    /* (N, C, HW): G = 1 (600 channels), the most ranges (528 of one channel, the last
-     * shorter), 15 ranges of 1001 with a last of 994, 3 ranges of 1001 */
+    /* (N, C, HW): G = 1 (600 channels), the most ranges (528 of one channel, 1061 values
+     * each but the last's 861), 14 ranges (13 of 1001, the last of 994), 3 of 1001 */
     const int shapes[4][3] = {{2, 600, 700}, {8, 1, 70001}, {7, 16, 2001}, {3, 5, 1001}};
     const int ops[5] = {OL_BN_FWD, OL_BN_COEFS, OL_BN_BWD, OL_BN_BWD_NODX, OL_BN_BWD_SCALED_SET};
     /* kernel nodes one-launch / two-launch: the coefficients and a backward without dx
