@@ -4,7 +4,7 @@
  * timed by CUDA events: median of REPS runs after warm-up, with the bytes it must move at
  * least (inputs read once, outputs written once) and the bandwidth that implies. A row per
  * (kernel, shape, variant); variants are the switches kcuda_init reads
- * (DARTSC_CUDA_OWN_1X1). For the device session: which kernel is how far from the bytes
+ * (DARTSC_CUDA_OWN_1X1, DARTSC_CUDA_DW_FILTER_PLANES, DARTSC_CUDA_ONE_LAUNCH). For the device session: which kernel is how far from the bytes
  * it moves, before and after a change, in one short run (bench/gpu.sh runs it).
  *
  *   bench/cuda_kernels [REPS]        (exit 77 where no GPU is usable)
@@ -145,7 +145,7 @@ static void conv_rows(const char *variant, int N, int C, int H, int K, int R, in
 }
 
 /* ---- batch norm (affine, training) ---- */
-static void bn_rows(int N, int C, int HW) {
+static void bn_rows(const char *variant, int N, int C, int HW) {
     kbn_desc d = {N, C, HW, 1e-5f, 0.1f};
     char shape[64];
     snprintf(shape, sizeof shape, "%dx%dx%d", N, C, HW);
@@ -156,7 +156,13 @@ static void bn_rows(int N, int C, int HW) {
     kcpu_bn_forward_train(ry.data(), rsm.data(), rsi.data(), rrm.data(), rrv.data(), x.h.data(), g.h.data(), b.h.data(),
                           &d);
     double us = time_us([&] { kcuda_bn_forward_train(y.d, sm.d, si.d, NULL, NULL, x.d, g.d, b.d, &d, g_s); }, [] {});
-    row("bn forward", shape, "", us, 8.0 * n, rel_err(y.down(), ry));
+    row("bn forward", shape, variant, us, 8.0 * n, rel_err(y.down(), ry));
+    /* the deferred batch norm's coefficients (statistics only: x read once) */
+    std::vector<float> rcoef(3 * (size_t)C);
+    buf coef(3 * (size_t)C);
+    kcpu_bn_coefs_train(rcoef.data(), NULL, NULL, NULL, NULL, x.h.data(), g.h.data(), b.h.data(), &d);
+    us = time_us([&] { kcuda_bn_coefs_train(coef.d, NULL, NULL, NULL, NULL, x.d, g.d, b.d, &d, g_s); }, [] {});
+    row("bn coefficients", shape, variant, us, 4.0 * n, rel_err(coef.down(), rcoef));
     std::vector<float> rdx(n), rdg(C, 0.f), rdb(C, 0.f);
     kcpu_bn_backward_set(rdx.data(), rdg.data(), rdb.data(), dy.h.data(), x.h.data(), g.h.data(), rsm.data(),
                          rsi.data(), &d);
@@ -165,7 +171,7 @@ static void bn_rows(int N, int C, int HW) {
                      CK(cudaMemsetAsync(dg.d, 0, C * sizeof(float), g_s));
                      CK(cudaMemsetAsync(db.d, 0, C * sizeof(float), g_s));
                  });
-    row("bn backward", shape, "", us, 12.0 * n, std::max(rel_err(dx.down(), rdx), rel_err(dg.down(), rdg)));
+    row("bn backward", shape, variant, us, 12.0 * n, std::max(rel_err(dx.down(), rdx), rel_err(dg.down(), rdg)));
 }
 
 /* ---- pooling 3x3 (max and average), stride 1 or 2 ---- */
@@ -217,7 +223,8 @@ static void mixed_rows(int N, int C, int H) {
     }
 }
 
-/* only: 0 every kernel, 1 the 1x1 convolutions, 2 the depthwise ones */
+/* only: 0 every kernel, 1 the 1x1 convolutions, 2 the depthwise ones, 3 the depthwise
+ * ones and the batch norms */
 static void all_rows(const char *variant, int only) {
     static const int planes[3][3] = {{16, 32, 0}, {32, 16, 0}, {64, 8, 0}}; /* C, H */
     for (int i = 0; i < 3; i++) {
@@ -227,13 +234,14 @@ static void all_rows(const char *variant, int only) {
             conv_rows(variant, 64, 4 * C, H, C, 1, 1, 0, 1, 1); /* preprocessing 4C -> C */
         }
         if (only == 1) continue;
+        if (only == 3) bn_rows(variant, 64, C, H * H);
         conv_rows(variant, 64, C, H, C, 3, 1, 1, 1, C);         /* sep_conv_3x3 */
         conv_rows(variant, 64, C, H, C, 5, 1, 2, 1, C);         /* sep_conv_5x5 */
         conv_rows(variant, 64, C, H, C, 3, 1, 2, 2, C);         /* dil_conv_3x3 */
         conv_rows(variant, 64, C, H, C, 5, 1, 4, 2, C);         /* dil_conv_5x5 */
         conv_rows(variant, 64, C, H, C, 3, 2, 1, 1, C);         /* reduction: stride 2 */
-        if (only == 2) continue;
-        bn_rows(64, C, H * H);
+        if (only >= 2) continue;
+        bn_rows(variant, 64, C, H * H);
         pool_rows(64, C, H, 1);
         pool_rows(64, C, H, 2);
         mixed_rows(64, C, H);
@@ -258,19 +266,20 @@ int main(int argc, char **argv) {
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("# %s, %d SMs; median of %d runs each\n", prop.name, prop.multiProcessorCount, g_reps);
-    unsetenv("DARTSC_CUDA_OWN_1X1");
-    if (kcuda_init(g_s, dnn, blas)) return 1;
-    all_rows("default", 0);
-    kcuda_shutdown();
-    setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
-    if (kcuda_init(g_s, dnn, blas)) return 1;
-    all_rows("own1x1", 1);
-    kcuda_shutdown();
-    unsetenv("DARTSC_CUDA_OWN_1X1");
-    setenv("DARTSC_CUDA_DW_FILTER_PLANES", "1", 1);
-    if (kcuda_init(g_s, dnn, blas)) return 1;
-    all_rows("dwplanes", 2);
-    kcuda_shutdown();
+    /* each variant: which of the switches kcuda_init reads it sets, and the rows they change */
+    static const char *const sw[3] = {"DARTSC_CUDA_OWN_1X1", "DARTSC_CUDA_DW_FILTER_PLANES", "DARTSC_CUDA_ONE_LAUNCH"};
+    static const struct { const char *name; unsigned on; int only; } variants[] = {
+        {"default", 0, 0}, {"own1x1", 1, 1}, {"dwplanes", 2, 2}, {"1launch", 4, 3}, {"1l-own", 4 | 1, 1}};
+    for (const auto &v : variants) {
+        for (int k = 0; k < 3; k++) {
+            if (v.on >> k & 1) setenv(sw[k], "1", 1);
+            else unsetenv(sw[k]);
+        }
+        if (kcuda_init(g_s, dnn, blas)) return 1;
+        all_rows(v.name, v.only);
+        kcuda_shutdown();
+    }
+    for (int k = 0; k < 3; k++) unsetenv(sw[k]);
     cublasDestroy(blas);
     cudnnDestroy(dnn);
     cudaStreamDestroy(g_s);

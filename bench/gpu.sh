@@ -52,6 +52,13 @@ for v in DARTSC_CUDA_LANES=1 DARTSC_CUDA_SYNC_UPLOADS=1; do
         --steps "$steps" --warmup "$warmup" --json | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $v\"/" >>"$j" \
         || echo "order 2 with $v failed"
 done
+# reductions finished by their last block (DARTSC_CUDA_ONE_LAUNCH=1, opt-in until this row
+# measures it): both orders, against the default rows above
+for o in $orders; do
+    DARTSC_CUDA_ONE_LAUNCH=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
+        --order "$o" --steps "$steps" --warmup "$warmup" --json \
+        | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_CUDA_ONE_LAUNCH=1"/' >>"$j" || echo "order $o one-launch failed"
+done
 # retraining: DARTS_V2's evaluation network at the paper's size (C 36, 20 cells, batch 96,
 # auxiliary head 0.4, drop path 0.2; with drop path 0 too: no random masks, so dartsc
 # replays its pass as a CUDA graph)

@@ -951,6 +951,414 @@ Test(cuda_vec, axpy_copy_scale_sumsq_sgd_adam_match_cpu) {
     cpu->destroy(cpu);
 }
 
+/* ---- one-launch reductions (DARTSC_CUDA_ONE_LAUNCH; kcuda_set_one_launch) ----
+ * The depthwise filter gradient (blocked and staged-plane kernels, with and without a
+ * fused ReLU), the own 1x1 filter gradient and the batch norms (training forward, the
+ * deferred batch norm's coefficients, backward with and without dx, scaled and written)
+ * with their reductions finished by the last block must give the bits of the two-launch
+ * path: three eager launches in a row (a counter not put back to 0 leaves no block last
+ * in the next launch, and the outputs unfinished) and four replays of one recorded graph;
+ * where the second launch is gone the recording has one kernel node instead of two. The
+ * two-launch results are compared with the CPU twin (kernels/cpu) at this file's
+ * tolerances (SAME_ORDER for the depthwise gradient, LIBRARY for the own 1x1, BN for the
+ * batch norms). Shapes: one range per channel (600 channels: G = 1), the largest group
+ * count (one channel: 528 ranges), value counts that are no multiple of the range size.
+ * The kernels are called through kcuda directly on a stream of the test's own (the
+ * backend made the library state and lane 0). */
+#include <cuda_runtime.h>
+
+#include "kernels/cpu/kcpu.h"
+#include "kernels/cuda/kcuda.h"
+
+#define OL_MAXBUF 10
+typedef struct ol_case {
+    cudaStream_t s;
+    int nb;
+    float *d[OL_MAXBUF], *d0[OL_MAXBUF]; /* each buffer and its initial contents, on the device */
+    float *h[OL_MAXBUF];                 /* the initial contents on the host */
+    int64_t n[OL_MAXBUF];
+    int op;                              /* OL_* */
+    kbn_desc bd;
+    kconv2d_desc cd;
+    float *scratch;
+} ol_case;
+enum { OL_BN_FWD, OL_BN_COEFS, OL_BN_BWD, OL_BN_BWD_NODX, OL_BN_BWD_SCALED_SET, OL_CONV_DW, OL_CONV_DW_RELU };
+
+static void ol_ck(cudaError_t e, const char *what) { cr_assert(e == cudaSuccess, "%s: %s", what, cudaGetErrorString(e)); }
+#define OL_CK(call) ol_ck((call), #call)
+
+/* A buffer of n floats, uniform in [lo, hi) (seed); its index. */
+static int ol_buf(ol_case *c, int64_t n, float lo, float hi, uint64_t seed) {
+    const int k = c->nb++;
+    cr_assert(k < OL_MAXBUF);
+    const size_t bytes = (size_t)(n ? n : 1) * sizeof(float);
+    c->n[k] = n;
+    c->h[k] = malloc(bytes);
+    cr_assert(c->h[k]);
+    tu_fill_uniform(c->h[k], n, lo, hi, seed);
+    OL_CK(cudaMalloc((void **)&c->d[k], bytes));
+    OL_CK(cudaMalloc((void **)&c->d0[k], bytes));
+    OL_CK(cudaMemcpy(c->d0[k], c->h[k], bytes, cudaMemcpyHostToDevice));
+    return k;
+}
+
+static void ol_free(ol_case *c) {
+    for (int k = 0; k < c->nb; k++) {
+        cudaFree(c->d[k]);
+        cudaFree(c->d0[k]);
+        free(c->h[k]);
+    }
+    if (c->scratch) cudaFree(c->scratch);
+    c->nb = 0;
+}
+
+/* Buffers in ol_new_* order: batch norm y|coef|dx, save_mean, save_invstd, running_mean,
+ * running_var | dgamma, dbeta, then x, gamma, beta | dy, dys; convolution dw, dy, x. */
+static void ol_issue(ol_case *c) {
+    float **b = c->d;
+    const kbn_desc *bd = &c->bd;
+    switch (c->op) {
+    case OL_BN_FWD: kcuda_bn_forward_train(b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], bd, c->s); break;
+    case OL_BN_COEFS: kcuda_bn_coefs_train(b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], bd, c->s); break;
+    /* backward: dx, dgamma, dbeta, dy, x, gamma, save_mean, save_invstd, dys */
+    case OL_BN_BWD: kcuda_bn_backward(b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], bd, c->s); break;
+    case OL_BN_BWD_NODX: kcuda_bn_backward(NULL, b[1], b[2], b[3], b[4], b[5], b[6], b[7], bd, c->s); break;
+    case OL_BN_BWD_SCALED_SET:
+        kcuda_bn_backward_scaled(b[0], b[1], b[2], b[3], b[8], b[4], b[5], b[6], b[7], bd, 0, c->s);
+        break;
+    case OL_CONV_DW: kcuda_conv2d_backward_filter(b[0], b[1], b[2], &c->cd, c->scratch, c->s); break;
+    case OL_CONV_DW_RELU: kcuda_conv2d_relu_backward_filter(b[0], b[1], b[2], &c->cd, c->scratch, c->s); break;
+    }
+}
+
+/* The same op by the CPU twin on the initial contents; returns the outputs (as ol_snap). */
+static float **ol_cpu(const ol_case *c) {
+    float **o = calloc(OL_MAXBUF, sizeof *o);
+    for (int k = 0; k < c->nb; k++) {
+        o[k] = malloc((size_t)(c->n[k] ? c->n[k] : 1) * sizeof(float));
+        memcpy(o[k], c->h[k], (size_t)c->n[k] * sizeof(float));
+    }
+    const kbn_desc *bd = &c->bd;
+    switch (c->op) {
+    case OL_BN_FWD: kcpu_bn_forward_train(o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], bd); break;
+    case OL_BN_COEFS: kcpu_bn_coefs_train(o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], bd); break;
+    case OL_BN_BWD: kcpu_bn_backward(o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], bd); break;
+    case OL_BN_BWD_NODX: kcpu_bn_backward(NULL, o[1], o[2], o[3], o[4], o[5], o[6], o[7], bd); break;
+    case OL_BN_BWD_SCALED_SET: kcpu_bn_backward_scaled(o[0], o[1], o[2], o[3], o[8][0], o[4], o[5], o[6], o[7], bd, 0); break;
+    case OL_CONV_DW:
+    case OL_CONV_DW_RELU: {
+        float *scr = malloc((kcpu_conv2d_scratch_floats(&c->cd) + 1) * sizeof(float));
+        if (c->op == OL_CONV_DW) kcpu_conv2d_backward_filter(o[0], o[1], o[2], &c->cd, scr);
+        else kcpu_conv2d_relu_backward_filter(o[0], o[1], o[2], &c->cd, scr);
+        free(scr);
+        break;
+    }
+    }
+    return o;
+}
+
+static void ol_reset(ol_case *c) {
+    for (int k = 0; k < c->nb; k++)
+        OL_CK(cudaMemcpyAsync(c->d[k], c->d0[k], (size_t)c->n[k] * sizeof(float), cudaMemcpyDeviceToDevice, c->s));
+}
+
+/* Every buffer's contents after the stream's work (host copies). */
+static float **ol_snap(ol_case *c) {
+    OL_CK(cudaStreamSynchronize(c->s));
+    float **o = calloc(OL_MAXBUF, sizeof *o);
+    for (int k = 0; k < c->nb; k++) {
+        o[k] = malloc((size_t)(c->n[k] ? c->n[k] : 1) * sizeof(float));
+        OL_CK(cudaMemcpy(o[k], c->d[k], (size_t)c->n[k] * sizeof(float), cudaMemcpyDeviceToHost));
+    }
+    return o;
+}
+static void ol_snap_free(float **o) {
+    for (int k = 0; k < OL_MAXBUF; k++) free(o[k]);
+    free(o);
+}
+
+static float **ol_run(ol_case *c) {
+    ol_reset(c);
+    ol_issue(c);
+    return ol_snap(c);
+}
+
+static void ol_same(const ol_case *c, float **got, float **want, const char *tag, const char *when) {
+    for (int k = 0; k < c->nb; k++)
+        cr_expect(memcmp(got[k], want[k], (size_t)c->n[k] * sizeof(float)) == 0,
+                  "%s: buffer %d differs from the two-launch path %s", tag, k, when);
+}
+
+/* The recording of reset + op; its kernel nodes in *kernels. */
+static cudaGraphExec_t ol_record(ol_case *c, int *kernels) {
+    cudaGraph_t g;
+    OL_CK(cudaStreamBeginCapture(c->s, cudaStreamCaptureModeThreadLocal));
+    ol_reset(c);
+    ol_issue(c);
+    OL_CK(cudaStreamEndCapture(c->s, &g));
+    size_t n = 0;
+    OL_CK(cudaGraphGetNodes(g, NULL, &n));
+    cudaGraphNode_t *nodes = malloc((n ? n : 1) * sizeof *nodes);
+    OL_CK(cudaGraphGetNodes(g, nodes, &n));
+    *kernels = 0;
+    for (size_t i = 0; i < n; i++) {
+        enum cudaGraphNodeType t;
+        OL_CK(cudaGraphNodeGetType(nodes[i], &t));
+        *kernels += t == cudaGraphNodeTypeKernel;
+    }
+    free(nodes);
+    cudaGraphExec_t e;
+    OL_CK(cudaGraphInstantiate(&e, g, 0));
+    OL_CK(cudaGraphDestroy(g));
+    return e;
+}
+
+/* c's op: two-launch (the reference, also replayed once from a recording of kernels_two
+ * kernel nodes), then one-launch three times eagerly and four replays of a recording of
+ * kernels_one kernel nodes, each the reference's bits; then the reference against the
+ * CPU twin at tol. */
+static void ol_check(ol_case *c, const char *tag, int kernels_one, int kernels_two, double tol) {
+    int kn;
+    kcuda_set_one_launch(0);
+    float **ref = ol_run(c);
+    cudaGraphExec_t e = ol_record(c, &kn);
+    cr_expect_eq(kn, kernels_two, "%s: two-launch recording has %d kernel nodes", tag, kn);
+    OL_CK(cudaGraphLaunch(e, c->s));
+    float **got = ol_snap(c);
+    ol_same(c, got, ref, tag, "(two-launch replay)");
+    ol_snap_free(got);
+    OL_CK(cudaGraphExecDestroy(e));
+    kcuda_set_one_launch(1);
+    for (int r = 0; r < 3; r++) {
+        got = ol_run(c);
+        char when[64];
+        snprintf(when, sizeof when, "(eager launch %d)", r);
+        ol_same(c, got, ref, tag, when);
+        ol_snap_free(got);
+    }
+    e = ol_record(c, &kn);
+    cr_expect_eq(kn, kernels_one, "%s: one-launch recording has %d kernel nodes, want %d", tag, kn, kernels_one);
+    for (int r = 0; r < 4; r++) {
+        OL_CK(cudaGraphLaunch(e, c->s));
+        got = ol_snap(c);
+        char when[64];
+        snprintf(when, sizeof when, "(replay %d)", r);
+        ol_same(c, got, ref, tag, when);
+        ol_snap_free(got);
+    }
+    OL_CK(cudaGraphExecDestroy(e));
+    kcuda_set_one_launch(0);
+    cr_expect(!kcuda_last_error(), "%s: %s", tag, kcuda_last_error());
+    float **cpu = ol_cpu(c);
+    for (int k = 0; k < c->nb; k++) {
+        char what[160];
+        snprintf(what, sizeof what, "%s: buffer %d against the CPU twin", tag, k);
+        expect_close(what, ref[k], cpu[k], c->n[k], tol);
+    }
+    ol_snap_free(cpu);
+    ol_snap_free(ref);
+}
+
+/* A batch norm case over (N, C, HW) of op (OL_BN_*), on stream s. */
+static void ol_new_bn(ol_case *c, int op, int N, int C, int HW, cudaStream_t s) {
+    memset(c, 0, sizeof *c);
+    c->s = s;
+    c->op = op;
+    c->bd = (kbn_desc){.N = N, .C = C, .HW = HW, .eps = 1e-5f, .momentum = 0.1f};
+    const int64_t n = (int64_t)N * C * HW;
+    if (op == OL_BN_FWD || op == OL_BN_COEFS) {
+        ol_buf(c, op == OL_BN_FWD ? n : 3 * (int64_t)C, -1.f, 1.f, 1); /* y | coef */
+        ol_buf(c, C, -1.f, 1.f, 2);                                   /* save_mean */
+        ol_buf(c, C, -1.f, 1.f, 3);                                   /* save_invstd */
+        ol_buf(c, C, -0.5f, 0.5f, 4);                                 /* running_mean */
+        ol_buf(c, C, 0.5f, 1.5f, 5);                                  /* running_var */
+        ol_buf(c, n, -2.f, 3.f, 6);                                   /* x: mean 0.5 */
+        ol_buf(c, C, 0.5f, 1.5f, 7);                                  /* gamma */
+        ol_buf(c, C, -0.5f, 0.5f, 8);                                 /* beta */
+    } else {
+        ol_buf(c, n, -1.f, 1.f, 11);    /* dx (added to) */
+        ol_buf(c, C, -1.f, 1.f, 12);    /* dgamma */
+        ol_buf(c, C, -1.f, 1.f, 13);    /* dbeta */
+        ol_buf(c, n, -1.f, 1.f, 14);    /* dy */
+        ol_buf(c, n, -2.f, 3.f, 15);    /* x */
+        ol_buf(c, C, 0.5f, 1.5f, 16);   /* gamma */
+        ol_buf(c, C, 0.f, 1.f, 17);     /* save_mean */
+        ol_buf(c, C, 0.4f, 0.6f, 18);   /* save_invstd (x's spread ~1.44) */
+        ol_buf(c, 1, 0.5f, 1.0f, 19);   /* dys */
+    }
+}
+
+/* A depthwise (K = C = groups) filter gradient case; dw is added to. */
+static void ol_new_dw(ol_case *c, int relu, int N, int C, int H, int W, int R, int stride, int pad, int dil,
+                      cudaStream_t s) {
+    memset(c, 0, sizeof *c);
+    c->s = s;
+    c->op = relu ? OL_CONV_DW_RELU : OL_CONV_DW;
+    c->cd = (kconv2d_desc){.N = N, .C = C, .H = H, .W = W, .K = C, .R = R, .S = R, .stride_h = stride,
+                           .stride_w = stride, .pad_h = pad, .pad_w = pad, .dil_h = dil, .dil_w = dil, .groups = C};
+    kconv2d_desc_finish(&c->cd);
+    ol_buf(c, (int64_t)C * R * R, -1.f, 1.f, 21);
+    ol_buf(c, (int64_t)N * C * c->cd.P * c->cd.Q, -1.f, 1.f, 22);
+    ol_buf(c, (int64_t)N * C * H * W, -1.f, 1.f, 23);
+}
+
+/* A 1x1 (stride 1) filter gradient case, K outputs; dw is added to. */
+static void ol_new_pw(ol_case *c, int relu, int N, int C, int H, int W, int K, cudaStream_t s) {
+    memset(c, 0, sizeof *c);
+    c->s = s;
+    c->op = relu ? OL_CONV_DW_RELU : OL_CONV_DW; /* the same entry points */
+    c->cd = (kconv2d_desc){.N = N, .C = C, .H = H, .W = W, .K = K, .R = 1, .S = 1, .stride_h = 1, .stride_w = 1,
+                           .dil_h = 1, .dil_w = 1, .groups = 1};
+    kconv2d_desc_finish(&c->cd);
+    ol_buf(c, (int64_t)K * C, -1.f, 1.f, 31);
+    ol_buf(c, (int64_t)N * K * H * W, -1.f, 1.f, 32);
+    ol_buf(c, (int64_t)N * C * H * W, -1.f, 1.f, 33);
+    OL_CK(cudaMalloc((void **)&c->scratch, (kcuda_conv2d_scratch_floats(&c->cd) + 1) * sizeof(float)));
+}
+
+/* The backend for the library state (lane 0, the switches read from the environment)
+ * and a stream of the test's own. */
+static rt_backend *ol_begin(cudaStream_t *s) {
+    char err[256];
+    rt_backend *gpu = rt_backend_cuda_new(err, sizeof err);
+    cr_assert(gpu, "%s", err);
+    OL_CK(cudaStreamCreate(s));
+    return gpu;
+}
+static void ol_end(rt_backend *gpu, cudaStream_t s) {
+    OL_CK(cudaStreamDestroy(s));
+    cr_expect(!kcuda_last_error(), "%s", kcuda_last_error());
+    gpu->destroy(gpu);
+}
+
+Test(cuda_one_launch, batch_norms_match_two_launches_bit_for_bit) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    /* (N, C, HW): G = 1 (600 channels), the most ranges (528 of one channel, 1061 values
+     * each but the last's 861), 14 ranges (13 of 1001, the last of 994), 3 of 1001 */
+    const int shapes[4][3] = {{2, 600, 700}, {8, 1, 70001}, {7, 16, 2001}, {3, 5, 1001}};
+    const int ops[5] = {OL_BN_FWD, OL_BN_COEFS, OL_BN_BWD, OL_BN_BWD_NODX, OL_BN_BWD_SCALED_SET};
+    /* kernel nodes one-launch / two-launch: the coefficients and a backward without dx
+     * lose their second launch; forward and backward with dx keep it (grid-wide) */
+    const int one[5] = {2, 1, 2, 1, 2};
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 5; k++) {
+            ol_case c;
+            ol_new_bn(&c, ops[k], shapes[i][0], shapes[i][1], shapes[i][2], s);
+            char tag[96];
+            snprintf(tag, sizeof tag, "batch norm op %d, N %d C %d HW %d", ops[k], shapes[i][0], shapes[i][1],
+                     shapes[i][2]);
+            ol_check(&c, tag, one[k], 2, TOL_BN);
+            ol_free(&c);
+        }
+    ol_end(gpu, s);
+}
+
+/* (N, C, H, W, R, stride, pad, dil) of depthwise filter gradients */
+static void ol_dw_cases(const int (*sh)[8], int n, const char *what) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    for (int i = 0; i < n; i++)
+        for (int relu = 0; relu < 2; relu++) {
+            ol_case c;
+            ol_new_dw(&c, relu, sh[i][0], sh[i][1], sh[i][2], sh[i][3], sh[i][4], sh[i][5], sh[i][6], sh[i][7], s);
+            if (relu && !(kcuda_conv2d_relu_supported(&c.cd) && kcpu_conv2d_relu_supported(&c.cd))) {
+                ol_free(&c);
+                continue;
+            }
+            char tag[128];
+            snprintf(tag, sizeof tag, "%s%s, N %d C %d %dx%d, %dx%d stride %d dil %d", what, relu ? " (ReLU)" : "",
+                     sh[i][0], sh[i][1], sh[i][2], sh[i][3], sh[i][4], sh[i][4], sh[i][5], sh[i][7]);
+            ol_check(&c, tag, 1, 2, TOL_SAME_ORDER);
+            ol_free(&c);
+        }
+    ol_end(gpu, s);
+}
+
+Test(cuda_one_launch, depthwise_filter_gradient_matches_two_launches_bit_for_bit) {
+    /* ranges per channel: 8; 2 (last shorter); 528 (one channel, last shorter); 1 (600
+     * channels); a dilated 7x7; a 1x1 */
+    const int sh[6][8] = {{8, 16, 16, 16, 3, 1, 1, 1}, {7, 16, 13, 13, 5, 2, 2, 1}, {64, 1, 47, 47, 3, 1, 1, 1},
+                          {2, 600, 7, 7, 3, 1, 1, 1},  {4, 8, 12, 12, 7, 1, 6, 2},  {4, 8, 9, 9, 1, 1, 0, 1}};
+    ol_dw_cases(sh, 6, "depthwise filter gradient");
+}
+
+Test(cuda_one_launch, depthwise_filter_gradient_by_planes_matches_two_launches_bit_for_bit) {
+    setenv("DARTSC_CUDA_DW_FILTER_PLANES", "1", 1);
+    /* sample groups: 64; 528 (one channel); 1 (600 channels); 10, strided */
+    const int sh[4][8] = {{64, 4, 8, 8, 3, 1, 1, 1}, {528, 1, 6, 6, 3, 1, 1, 1}, {3, 600, 7, 7, 5, 2, 2, 1},
+                          {10, 16, 9, 9, 3, 2, 1, 1}};
+    ol_dw_cases(sh, 4, "depthwise filter gradient by planes");
+}
+
+Test(cuda_one_launch, own_1x1_filter_gradient_matches_two_launches_bit_for_bit) {
+    setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    /* (N, C, H, W, K, relu, kernel nodes one-launch): 21 blocks of partial tiles; a block
+     * per multiprocessor (132 on an H200; up to 256 keep the 256 outputs' partials within
+     * PW_ONE_LAUNCH_MAX); one block of 4,096 outputs; 15 blocks of 4,096 (61,440
+     * partials, within it); 64 blocks of 4,096 (262,144: above it, so two launches stay) */
+    const int sh[6][7] = {{8, 24, 17, 19, 20, 0, 1}, {8, 24, 17, 19, 20, 1, 1}, {64, 16, 32, 32, 16, 0, 1},
+                          {1, 64, 10, 10, 64, 0, 1}, {2, 64, 25, 38, 64, 1, 1}, {8, 64, 32, 32, 64, 0, 2}};
+    for (int i = 0; i < 6; i++) {
+        ol_case c;
+        ol_new_pw(&c, sh[i][5], sh[i][0], sh[i][1], sh[i][2], sh[i][3], sh[i][4], s);
+        const int one = sh[i][6];
+        char tag[128];
+        snprintf(tag, sizeof tag, "own 1x1 filter gradient%s, N %d C %d %dx%d K %d", sh[i][5] ? " (ReLU)" : "",
+                 sh[i][0], sh[i][1], sh[i][2], sh[i][3], sh[i][4]);
+        ol_check(&c, tag, one, 2, TOL_LIBRARY);
+        ol_free(&c);
+    }
+    ol_end(gpu, s);
+}
+
+/* Lanes run side by side, each with its own counters: a depthwise filter gradient on lane
+ * 0 and the deferred batch norm's coefficients on lane 1 (both one channel of 528
+ * ranges: the same counter index), issued together on two streams 16 times, give the
+ * two-launch bits every time. With one counter for both, their blocks would count
+ * together and neither launch would finish right. */
+Test(cuda_one_launch, lanes_count_on_their_own_counters) {
+    cudaStream_t s0, s1;
+    rt_backend *gpu = ol_begin(&s0);
+    OL_CK(cudaStreamCreate(&s1));
+    const int l1 = kcuda_add_lane(NULL, NULL); /* these kernels use no handle */
+    cr_assert(l1 >= 1, "%s", kcuda_last_error());
+    ol_case a, b;
+    ol_new_dw(&a, 0, 64, 1, 47, 47, 3, 1, 1, 1, s0);
+    ol_new_bn(&b, OL_BN_COEFS, 8, 1, 70001, s1);
+    kcuda_set_one_launch(0);
+    kcuda_set_lane(0);
+    float **ra = ol_run(&a);
+    kcuda_set_lane(l1);
+    float **rb = ol_run(&b);
+    kcuda_set_one_launch(1);
+    for (int it = 0; it < 16; it++) {
+        kcuda_set_lane(0);
+        ol_reset(&a);
+        ol_reset(&b);
+        ol_issue(&a);
+        kcuda_set_lane(l1);
+        ol_issue(&b);
+        float **ga = ol_snap(&a), **gb = ol_snap(&b);
+        char when[64];
+        snprintf(when, sizeof when, "(round %d, beside another lane)", it);
+        ol_same(&a, ga, ra, "depthwise filter gradient on lane 0", when);
+        ol_same(&b, gb, rb, "batch norm coefficients on lane 1", when);
+        ol_snap_free(ga);
+        ol_snap_free(gb);
+    }
+    kcuda_set_one_launch(0);
+    kcuda_set_lane(0);
+    ol_snap_free(ra);
+    ol_snap_free(rb);
+    ol_free(&a);
+    ol_free(&b);
+    OL_CK(cudaStreamDestroy(s1));
+    ol_end(gpu, s0);
+}
+
 /* Probes for a usable device in a child process (see the top of the file). Returns 1
  * when usable; else 0 with the reason in why. */
 static int probe_device(char *why, size_t n) {

@@ -22,6 +22,17 @@
  * Backward: two launches: partial sums of dy and dy * xhat, then dgamma/dbeta (block 0)
  * and dx (added, or written by kcuda_bn_backward_set).
  *
+ * One launch fewer (DARTSC_CUDA_ONE_LAUNCH, kcuda_g.one_launch; kcuda_last_block): the
+ * last block of a channel's G ranges in bn_stats_k combines them (the same device
+ * functions as the second kernel, so the same bits); for the deferred batch norm's
+ * coefficients (kcuda_bn_coefs_train) it writes them, the saved and the running
+ * statistics, and the second launch is gone; for a full forward it writes the channel's
+ * mean and variance after the partials, which bn_apply_k then reads instead of every one
+ * of its G x C blocks combining the ranges again. Backward the same: bn_bwd_sums_k's last
+ * block per channel adds the sums, dgamma and dbeta, and bn_bwd_apply_k only reads them
+ * (and does not run where no dx is asked). Not with sync_bn (a host round trip sits
+ * between the launches).
+ *
  * sync_bn (d->sync, data-parallel runs; the twin of kernels/cpu/bn.c's): between the two
  * launches, bn_local_k combines each channel's ranges into this process's (count, mean,
  * M2) (backward: its sums of dy and dy * xhat), those 3 C (2 C) doubles are copied to
@@ -68,13 +79,29 @@ static int bn_too_big(const kbn_desc *d, const char *what) {
 /* Sum over a channel's G partials part[g * stride] by warp 0 (lane l takes g = l, l + 32,
  * ... in order, then a fixed shuffle tree): a fixed order, and G/32 dependent adds of
  * latency instead of G. Call from every thread of warp 0; lane 0 gets the total. */
-__device__ static inline double bn_total_w(const double *part, int G, int stride) {
+/* CG: the partials were written by other blocks of this launch (one-launch mode): read
+ * them through L2 (__ldcg; see kcuda_last_block). The same values and order either way. */
+template <bool CG> __device__ static inline double bn_ld(const double *p) { return CG ? __ldcg(p) : *p; }
+
+template <bool CG> __device__ static inline double bn_total_w(const double *part, int G, int stride) {
     double t = 0.0;
-    for (int g = (int)threadIdx.x; g < G; g += 32) t += part[(int64_t)g * stride];
+    for (int g = (int)threadIdx.x; g < G; g += 32) t += bn_ld<CG>(part + (int64_t)g * stride);
     return kcuda_warp_sum(t);
 }
 
-__global__ static void bn_stats_k(double *red, const float *x, kbn_desc d, int G) {
+/* What the last block of a channel writes in one-launch mode (cnt not NULL): stat (the
+ * mean at [c], the biased variance at [C + c], for bn_apply_k), or, with coef, what
+ * bn_apply_k's block 0 writes for kcuda_bn_coefs_train. cnt NULL: nothing (two launches). */
+typedef struct bn_fin {
+    unsigned *cnt;
+    double *stat;
+    float *coef, *save_mean, *save_invstd, *running_mean, *running_var;
+    const float *gamma, *beta;
+} bn_fin;
+
+__device__ static void bn_finish_stats(const double *red, const bn_fin *f, kbn_desc d, int c, int G);
+
+__global__ static void bn_stats_k(double *red, const float *x, kbn_desc d, int G, bn_fin fin) {
     __shared__ double sh[KCUDA_THREADS / 32];
     __shared__ double mean_sh;
     const int c = blockIdx.y, C = d.C;
@@ -96,11 +123,18 @@ __global__ static void bn_stats_k(double *red, const float *x, kbn_desc d, int G
         red[2 * ((int64_t)c * G + blockIdx.x)] = m;
         red[2 * ((int64_t)c * G + blockIdx.x) + 1] = ss;
     }
+    if (fin.cnt && kcuda_last_block(fin.cnt + c, (unsigned)G)) bn_finish_stats(red, &fin, d, c, G);
 }
 
 /* The ranges of bn_stats_k of channel c, combined in a fixed order by warp 0 (call from
  * every thread of warp 0): lane 0 gets the channel's mean and M2 (sum of squared
  * deviations from it). */
+/* The products and sums are written as explicit round-to-nearest intrinsics (the fused
+ * multiply-adds nvcc chose for the plain expressions, mean += n_g m_g and M2 +=
+ * (n_g dm) dm + M2_g): no contraction is left to the compiler, so bn_apply_k and
+ * bn_stats_k's last block (one-launch mode) compute the same bits wherever this is
+ * inlined. */
+template <bool CG>
 __device__ static inline void bn_combine_w(const double *red, int c, unsigned cnt, int G, double *mean_out,
                                            double *m2_out) {
     const unsigned chunk = (cnt + G - 1) / G;
@@ -108,7 +142,7 @@ __device__ static inline void bn_combine_w(const double *red, int c, unsigned cn
     double mean = 0.0, m2 = 0.0;
     for (int g = (int)threadIdx.x; g < G; g += 32) {
         const unsigned a = (unsigned)g * chunk, b = a + chunk < cnt ? a + chunk : cnt;
-        if (b > a) mean += (double)(b - a) * st[2 * g];
+        if (b > a) mean = __fma_rn((double)(b - a), bn_ld<CG>(st + 2 * g), mean);
     }
     mean = kcuda_warp_sum(mean);
     mean = __shfl_sync(0xffffffffu, mean, 0);
@@ -116,8 +150,8 @@ __device__ static inline void bn_combine_w(const double *red, int c, unsigned cn
     for (int g = (int)threadIdx.x; g < G; g += 32) {
         const unsigned a = (unsigned)g * chunk, b = a + chunk < cnt ? a + chunk : cnt;
         if (b <= a) continue;
-        const double dm = st[2 * g] - mean;
-        m2 += st[2 * g + 1] + (double)(b - a) * dm * dm;
+        const double dm = __dsub_rn(bn_ld<CG>(st + 2 * g), mean);
+        m2 = __dadd_rn(m2, __fma_rn(dm, __dmul_rn((double)(b - a), dm), bn_ld<CG>(st + 2 * g + 1)));
     }
     *mean_out = mean;
     *m2_out = kcuda_warp_sum(m2);
@@ -129,12 +163,66 @@ __global__ static void bn_local_k(double *loc, const double *red, kbn_desc d, in
     const int c = blockIdx.x;
     const unsigned cnt = (unsigned)d.N * (unsigned)d.HW;
     double mean, m2;
-    bn_combine_w(red, c, cnt, G, &mean, &m2);
+    bn_combine_w<false>(red, c, cnt, G, &mean, &m2);
     if (threadIdx.x == 0) {
         loc[3 * c] = (double)cnt;
         loc[3 * c + 1] = mean;
         loc[3 * c + 2] = m2;
     }
+}
+
+/* Channel c's coefficients y = (x - fm) * sc + b from its mean and biased variance. */
+__device__ static inline void bn_scale_of(double mean, double var, float eps, const float *gamma, const float *beta,
+                                          int c, double *invstd, float *fm, float *sc, float *b) {
+    *invstd = 1.0 / sqrt(var + (double)eps);
+    const float g = gamma ? gamma[c] : 1.0f;
+    *b = beta ? beta[c] : 0.0f;
+    *sc = (float)*invstd * g;
+    *fm = (float)mean;
+}
+
+/* What one thread writes per channel: the coefficients (coef not NULL), the saved
+ * statistics and the running ones from n values (bn_apply_k and, one-launch,
+ * bn_finish_stats). The running averages as explicit intrinsics (nvcc's contraction of
+ * (1 - m) r + m v, fixed), for the reason of bn_combine_w. */
+__device__ static inline void bn_channel_out(float *coef, float *save_mean, float *save_invstd,
+                                                   float *running_mean, float *running_var, int c, int C, double mean,
+                                                   double var, double invstd, float fm, float sc, float b, double n,
+                                                   float momentum) {
+    if (coef) {
+        coef[c] = fm;
+        coef[C + c] = sc;
+        coef[2 * C + c] = b;
+    }
+    if (save_mean) save_mean[c] = fm;
+    if (save_invstd) save_invstd[c] = (float)invstd;
+    const double m = momentum; /* (double)(cnt - 1) == n - 1: exact */
+    if (running_mean) running_mean[c] = (float)__fma_rn(m, mean, __dmul_rn(1.0 - m, (double)running_mean[c]));
+    if (running_var) {
+        const double unb = n > 1 ? __ddiv_rn(__dmul_rn(var, n), n - 1) : var;
+        running_var[c] = (float)__fma_rn(m, unb, __dmul_rn(1.0 - m, (double)running_var[c]));
+    }
+}
+
+/* bn_stats_k's last block of channel c (every thread calls): warp 0 combines the ranges
+ * as bn_apply_k does, thread 0 writes what fin asks. */
+__device__ static void bn_finish_stats(const double *red, const bn_fin *f, kbn_desc d, int c, int G) {
+    if (threadIdx.x >= 32) return;
+    const unsigned cnt = (unsigned)d.N * (unsigned)d.HW;
+    double mean, m2;
+    bn_combine_w<true>(red, c, cnt, G, &mean, &m2);
+    if (threadIdx.x != 0) return;
+    const double var = cnt > 0 ? m2 / (double)cnt : 0.0;
+    if (f->stat) {
+        f->stat[c] = mean;
+        f->stat[d.C + c] = var;
+    }
+    if (!f->coef) return;
+    double invstd;
+    float fm, sc, b;
+    bn_scale_of(mean, var, d.eps, f->gamma, f->beta, c, &invstd, &fm, &sc, &b);
+    bn_channel_out(f->coef, f->save_mean, f->save_invstd, f->running_mean, f->running_var, c, d.C, mean, var, invstd,
+                   fm, sc, b, (double)cnt, d.momentum);
 }
 
 /* y NULL: only the statistics and, with coef, the coefficients f, s, b of the output
@@ -157,7 +245,7 @@ __global__ static void bn_apply_k(float *y, float *coef, float *save_mean, float
         }
     } else if (threadIdx.x < 32) {
         double mean, m2;
-        bn_combine_w(red, c, cnt, G, &mean, &m2);
+        bn_combine_w<false>(red, c, cnt, G, &mean, &m2);
         if (threadIdx.x == 0) {
             stat_sh[0] = mean;
             stat_sh[1] = cnt > 0 ? m2 / (double)cnt : 0.0;
@@ -165,29 +253,17 @@ __global__ static void bn_apply_k(float *y, float *coef, float *save_mean, float
     }
     __syncthreads();
     const double mean = stat_sh[0], var = stat_sh[1];
-    const double invstd = 1.0 / sqrt(var + (double)d.eps);
-    const float g = gamma ? gamma[c] : 1.0f, b = beta ? beta[c] : 0.0f;
-    const float sc = (float)invstd * g, fm = (float)mean;
+    double invstd;
+    float fm, sc, b;
+    bn_scale_of(mean, var, d.eps, gamma, beta, c, &invstd, &fm, &sc, &b);
     if (y) {
         BN_RANGE(cnt, G);
         for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x)
             BN_AT(y, c, j) = __fmaf_rn(BN_AT(x, c, j) - fm, sc, b);
     }
-    if (blockIdx.x == 0 && threadIdx.x == 0) {
-        if (coef) {
-            coef[c] = fm;
-            coef[C + c] = sc;
-            coef[2 * C + c] = b;
-        }
-        if (save_mean) save_mean[c] = fm;
-        if (save_invstd) save_invstd[c] = (float)invstd;
-        const double m = d.momentum, n = stat ? gcnt : (double)cnt; /* (double)(cnt - 1) == n - 1: exact */
-        if (running_mean) running_mean[c] = (float)((1.0 - m) * running_mean[c] + m * mean);
-        if (running_var) {
-            double unb = n > 1 ? var * n / (n - 1) : var;
-            running_var[c] = (float)((1.0 - m) * running_var[c] + m * unb);
-        }
-    }
+    if (blockIdx.x == 0 && threadIdx.x == 0)
+        bn_channel_out(coef, save_mean, save_invstd, running_mean, running_var, c, C, mean, var, invstd, fm, sc, b,
+                       stat ? gcnt : (double)cnt, d.momentum);
 }
 
 __global__ static void bn_fwd_infer_k(float *y, const float *x, const float *gamma, const float *beta,
@@ -221,8 +297,17 @@ __global__ static void bn_coefs_infer_k(float *coef, const float *gamma, const f
  * held dys * dy (the runtime's pass-through of a mixed op's output gradient). */
 #define BN_DY(c, j) (dys ? __fmul_rn(*dys, BN_AT(dy, c, j)) : BN_AT(dy, c, j))
 
+/* One-launch mode (cnt not NULL): the last block of channel c adds its G sums in
+ * bn_bwd_apply_k's order (bn_total_w), adds them to dbeta and dgamma as its block 0 does,
+ * and leaves them at tot[2c], tot[2c + 1] (tot NULL: not needed, no dx). */
+typedef struct bn_bfin {
+    unsigned *cnt;
+    double *tot;
+    float *dgamma, *dbeta;
+} bn_bfin;
+
 __global__ static void bn_bwd_sums_k(double *red, const float *dy, const float *dys, const float *x,
-                                     const float *save_mean, const float *save_invstd, kbn_desc d, int G) {
+                                     const float *save_mean, const float *save_invstd, kbn_desc d, int G, bn_bfin fin) {
     __shared__ double sh[KCUDA_THREADS / 32];
     const int c = blockIdx.y, C = d.C;
     const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
@@ -240,14 +325,24 @@ __global__ static void bn_bwd_sums_k(double *red, const float *dy, const float *
         red[(int64_t)c * G + blockIdx.x] = sdy;
         red[(int64_t)C * G + (int64_t)c * G + blockIdx.x] = sdyx;
     }
+    if (!fin.cnt || !kcuda_last_block(fin.cnt + c, (unsigned)G) || threadIdx.x >= 32) return;
+    const double a = bn_total_w<true>(red + (int64_t)c * G, G, 1);
+    const double b = bn_total_w<true>(red + (int64_t)C * G + (int64_t)c * G, G, 1);
+    if (threadIdx.x != 0) return;
+    if (fin.dbeta) fin.dbeta[c] += (float)a;
+    if (fin.dgamma) fin.dgamma[c] += (float)b;
+    if (fin.tot) {
+        fin.tot[2 * c] = a;
+        fin.tot[2 * c + 1] = b;
+    }
 }
 
 /* sync_bn: this process's sums of dy and dy * xhat of channel c = blockIdx.x into
  * loc[2c], loc[2c + 1] (one warp per channel; bn_bwd_apply_k's order). */
 __global__ static void bn_bwd_local_k(double *loc, const double *red, kbn_desc d, int G) {
     const int c = blockIdx.x, C = d.C;
-    const double a = bn_total_w(red + (int64_t)c * G, G, 1);
-    const double b = bn_total_w(red + (int64_t)C * G + (int64_t)c * G, G, 1);
+    const double a = bn_total_w<false>(red + (int64_t)c * G, G, 1);
+    const double b = bn_total_w<false>(red + (int64_t)C * G + (int64_t)c * G, G, 1);
     if (threadIdx.x == 0) {
         loc[2 * c] = a;
         loc[2 * c + 1] = b;
@@ -255,7 +350,8 @@ __global__ static void bn_bwd_local_k(double *loc, const double *red, kbn_desc d
 }
 
 /* tot NULL: dx from this process's sums; else (sync_bn) from every process's, tot[2c] and
- * tot[2c + 1], over gcnt values (dgamma and dbeta keep this process's own). */
+ * tot[2c + 1], over gcnt values (dgamma and dbeta keep this process's own), or (one-launch
+ * mode: red, dgamma and dbeta NULL, bn_bwd_sums_k's last blocks did them) this process's. */
 __global__ static void bn_bwd_apply_k(float *dx, float *dgamma, float *dbeta, const double *red, const double *tot,
                                       double gcnt, const float *dy, const float *dys, const float *x,
                                       const float *gamma, const float *save_mean, const float *save_invstd, kbn_desc d,
@@ -263,9 +359,9 @@ __global__ static void bn_bwd_apply_k(float *dx, float *dgamma, float *dbeta, co
     __shared__ double sum_sh[2];
     const int c = blockIdx.y, C = d.C;
     const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
-    if (threadIdx.x < 32) {
-        const double a = bn_total_w(red + (int64_t)c * G, G, 1);
-        const double b = bn_total_w(red + (int64_t)C * G + (int64_t)c * G, G, 1);
+    if (threadIdx.x < 32 && red) { /* red NULL (one-launch): nothing reads sum_sh */
+        const double a = bn_total_w<false>(red + (int64_t)c * G, G, 1);
+        const double b = bn_total_w<false>(red + (int64_t)C * G + (int64_t)c * G, G, 1);
         if (threadIdx.x == 0) {
             sum_sh[0] = a;
             sum_sh[1] = b;
@@ -371,6 +467,15 @@ static const double *bn_sync_sums(const kbn_desc *d, int G, cudaStream_t s) {
     return loc;
 }
 
+/* One-launch mode for a batch norm of G ranges per channel: the lane's counters, with
+ * room for 2 C doubles (stat, tot) after the 2 C G partials; NULL where it is off, with
+ * sync_bn, or where the channels do not fit (then two launches, as by default). */
+static unsigned *bn_one_launch(const kbn_desc *d, int G) {
+    if (!kcuda_g.one_launch || d->sync || !kcuda_g.count || d->C > KCUDA_COUNT_CAP) return NULL;
+    if (2 * (int64_t)d->C * G + 2 * (int64_t)d->C > KCUDA_RED_CAP) return NULL;
+    return kcuda_g.count;
+}
+
 extern "C" void kcuda_bn_forward_train(float *y, float *save_mean, float *save_invstd, float *running_mean,
                                        float *running_var, const float *x, const float *gamma, const float *beta,
                                        const kbn_desc *d, cudaStream_t s) {
@@ -379,10 +484,13 @@ extern "C" void kcuda_bn_forward_train(float *y, float *save_mean, float *save_i
     if (bn_too_big(d, "kcuda_bn_forward_train")) return;
     const int G = bn_groups(d);
     const dim3 grid((unsigned)G, (unsigned)d->C);
-    bn_stats_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, x, *d, G);
+    bn_fin fin = {};
+    fin.cnt = bn_one_launch(d, G);
+    if (fin.cnt) fin.stat = kcuda_g.red + 2 * (int64_t)d->C * G; /* the mean and variance per channel */
+    bn_stats_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, x, *d, G, fin);
     launchCheck();
-    double gcnt = 0;
-    const double *stat = d->sync ? bn_sync_stats(d, G, &gcnt, s) : NULL;
+    double gcnt = fin.cnt ? (double)d->N * d->HW : 0; /* == bn_apply_k's (double)cnt */
+    const double *stat = fin.cnt ? fin.stat : d->sync ? bn_sync_stats(d, G, &gcnt, s) : NULL;
     if (d->sync && !stat) return;
     bn_apply_k<<<grid, KCUDA_THREADS, 0, s>>>(y, NULL, save_mean, save_invstd, running_mean, running_var, kcuda_g.red,
                                               stat, gcnt, x, gamma, beta, *d, G);
@@ -396,8 +504,20 @@ extern "C" void kcuda_bn_coefs_train(float *coef, float *save_mean, float *save_
     if (!kcuda_g.red) KCUDA_FAIL_("kcuda_bn_coefs_train", "kcuda_init was not called", return);
     if (bn_too_big(d, "kcuda_bn_coefs_train")) return;
     const int G = bn_groups(d);
-    bn_stats_k<<<dim3((unsigned)G, (unsigned)d->C), KCUDA_THREADS, 0, s>>>(kcuda_g.red, x, *d, G);
+    bn_fin fin = {};
+    fin.cnt = bn_one_launch(d, G);
+    if (fin.cnt) { /* the last blocks write what bn_apply_k's one row of blocks would */
+        fin.coef = coef;
+        fin.save_mean = save_mean;
+        fin.save_invstd = save_invstd;
+        fin.running_mean = running_mean;
+        fin.running_var = running_var;
+        fin.gamma = gamma;
+        fin.beta = beta;
+    }
+    bn_stats_k<<<dim3((unsigned)G, (unsigned)d->C), KCUDA_THREADS, 0, s>>>(kcuda_g.red, x, *d, G, fin);
     launchCheck();
+    if (fin.cnt) return;
     double gcnt = 0;
     const double *stat = d->sync ? bn_sync_stats(d, G, &gcnt, s) : NULL;
     if (d->sync && !stat) return;
@@ -432,8 +552,22 @@ static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
     if (bn_too_big(d, "kcuda_bn_backward")) return;
     const int G = bn_groups(d);
     const dim3 grid((unsigned)G, (unsigned)d->C);
-    bn_bwd_sums_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, dys, x, save_mean, save_invstd, *d, G);
+    bn_bfin fin = {};
+    fin.cnt = bn_one_launch(d, G);
+    if (fin.cnt) {
+        fin.tot = dx ? kcuda_g.red + 2 * (int64_t)d->C * G : NULL;
+        fin.dgamma = dgamma;
+        fin.dbeta = dbeta;
+    }
+    bn_bwd_sums_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, dys, x, save_mean, save_invstd, *d, G, fin);
     launchCheck();
+    if (fin.cnt) { /* the sums, dgamma and dbeta are done: dx from fin.tot, over this process's values */
+        if (!dx) return;
+        bn_bwd_apply_k<<<grid, KCUDA_THREADS, 0, s>>>(dx, NULL, NULL, NULL, fin.tot, (double)d->N * d->HW, dy, dys,
+                                                      x, gamma, save_mean, save_invstd, *d, G, set);
+        launchCheck();
+        return;
+    }
     const double *tot = d->sync ? bn_sync_sums(d, G, s) : NULL; /* equal shards (the loops check) */
     if (d->sync && !tot) return;
     const double gcnt = d->sync ? (double)d->N * d->HW * d->sync->size : 0;

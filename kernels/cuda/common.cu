@@ -43,6 +43,11 @@ static int lane_buffers(kcuda_lane *l) {
     cudaCheckR(cudaMalloc((void **)&l->partials, sizeof(double) * (KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS + KCUDA_MAX_WSUM)),
                -1);
     cudaCheckR(cudaMalloc((void **)&l->red, sizeof(double) * KCUDA_RED_CAP), -1);
+    cudaCheckR(cudaMalloc((void **)&l->count, sizeof(unsigned) * KCUDA_COUNT_CAP), -1);
+    /* zeroed before any launch uses them: the lanes' streams do not wait for the legacy
+       stream (cudaStreamNonBlocking), so wait here */
+    cudaCheckR(cudaMemset(l->count, 0, sizeof(unsigned) * KCUDA_COUNT_CAP), -1);
+    cudaCheckR(cudaDeviceSynchronize(), -1);
     return 0;
 }
 
@@ -59,6 +64,8 @@ extern "C" int kcuda_init(cudaStream_t s, cudnnHandle_t dnn, cublasHandle_t blas
     cudaCheckR(cudaDeviceGetAttribute(&kcuda_g.sms, cudaDevAttrMultiProcessorCount, dev), -1);
     kcuda_g.own_1x1 = getenv("DARTSC_CUDA_OWN_1X1") != NULL;
     kcuda_g.dw_filter_planes = getenv("DARTSC_CUDA_DW_FILTER_PLANES") != NULL;
+    const char *ol = getenv("DARTSC_CUDA_ONE_LAUNCH");
+    kcuda_g.one_launch = ol && *ol && strcmp(ol, "0") != 0;
     return 0;
 }
 
@@ -79,6 +86,13 @@ extern "C" void kcuda_set_lane(int k) {
     kcuda_g.blas = l->blas;
     kcuda_g.partials = l->partials;
     kcuda_g.red = l->red;
+    kcuda_g.count = l->count;
+}
+
+extern "C" int kcuda_set_one_launch(int on) {
+    const int was = kcuda_g.one_launch;
+    kcuda_g.one_launch = on != 0;
+    return was;
 }
 
 extern "C" void kcuda_shutdown(void) {
@@ -86,6 +100,7 @@ extern "C" void kcuda_shutdown(void) {
     for (int k = 0; k < KCUDA_MAX_LANES; k++) { /* teardown: a failure here changes nothing */
         if (kcuda_g.lane[k].partials) cudaFree(kcuda_g.lane[k].partials);
         if (kcuda_g.lane[k].red) cudaFree(kcuda_g.lane[k].red);
+        if (kcuda_g.lane[k].count) cudaFree(kcuda_g.lane[k].count);
     }
     memset(&kcuda_g, 0, sizeof kcuda_g);
 }

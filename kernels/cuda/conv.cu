@@ -250,6 +250,23 @@ __device__ static void dw_filter_block_partials(double *out, const double *acc, 
     }
 }
 
+/* Tap t of channel c: its G partials in range order (the partials through L2: see
+ * kcuda_last_block). */
+__device__ static inline double dw_tap_total(const double *part, int64_t c, int64_t t, int RS, int G) {
+    double v = 0.0;
+#pragma unroll 4
+    for (int g = 0; g < G; g++) v += __ldcg(part + (c * G + g) * RS + t);
+    return v;
+}
+
+/* One-launch mode (cnt not NULL; DARTSC_CUDA_ONE_LAUNCH): after block (g, c) wrote its
+ * partials, the last of channel c's G blocks adds them to dw as dw_filter_finish_k does
+ * (the same function, the same bits). Call from every thread. */
+__device__ static inline void dw_filter_last(float *dw, const double *part, unsigned *cnt, int c, int RS, int G) {
+    if (!cnt || !kcuda_last_block(cnt + c, (unsigned)G)) return;
+    for (int t = threadIdx.x; t < RS; t += blockDim.x) dw[(int64_t)c * RS + t] += (float)dw_tap_total(part, c, t, RS, G);
+}
+
 /* The filter gradient for an R x S kernel known at compile time: block (g, c) takes
  * range g of channel c's N*P*Q outputs and sums all R*S taps at once (each dy read once,
  * the taps' products in registers, in double), then writes one partial per tap to
@@ -258,7 +275,8 @@ __device__ static void dw_filter_block_partials(double *out, const double *acc, 
  * C x G instead of one block per tap: DARTS' 16-channel 3x3 layers had 144 blocks, each
  * walking all N*P*Q outputs with 64-bit divisions. */
 template <int R, int S, bool RELU>
-__global__ static void dw_bwd_filter_part_k(double *part, const float *dy, const float *x, kconv2d_desc d, int G) {
+__global__ static void dw_bwd_filter_part_k(double *part, const float *dy, const float *x, kconv2d_desc d, int G,
+                                            unsigned *cnt, float *dw) {
     constexpr int RS = R * S;
     __shared__ double sh[RS][KCUDA_THREADS / 32];
     const int c = blockIdx.y;
@@ -290,16 +308,21 @@ __global__ static void dw_bwd_filter_part_k(double *part, const float *dy, const
         }
     }
     dw_filter_block_partials<RS>(part + ((int64_t)c * G + blockIdx.x) * RS, acc, sh);
+    dw_filter_last(dw, part, cnt, c, RS, G);
 }
 
 /* dw[c*RS + t] += the G partials of (c, t) in range order; one thread per tap. */
 __global__ static void dw_filter_finish_k(float *dw, const double *part, int C, int RS, int G) {
     KCUDA_GRID_STRIDE(i, (int64_t)C * RS) {
         const int64_t c = i / RS, t = i % RS;
-        double v = 0.0;
-        for (int g = 0; g < G; g++) v += part[(c * G + g) * RS + t];
-        dw[i] += (float)v;
+        dw[i] += (float)dw_tap_total(part, c, t, RS, G);
     }
+}
+
+/* The lane's counters where the filter gradient of C channels runs in one launch, else
+ * NULL (two launches: off, or more channels than counters). */
+static unsigned *dw_filter_one_launch(int C) {
+    return kcuda_g.one_launch && kcuda_g.count && C <= KCUDA_COUNT_CAP ? kcuda_g.count : NULL;
 }
 
 /* Output ranges per channel for dw_bwd_filter_part_k: about KCUDA_TARGET_BLOCKS blocks,
@@ -328,7 +351,7 @@ static int dw_filter_groups(const kconv2d_desc *d) {
  * warps in order, as dw_bwd_filter_part_k's, and dw_filter_finish_k adds them up. */
 template <int R, int S, bool RELU>
 __global__ static void dw_bwd_filter_plane_k(double *part, const float *dy, const float *x, kconv2d_desc d, int G,
-                                             int spg) {
+                                             int spg, unsigned *cnt, float *dw) {
     constexpr int RS = R * S;
     extern __shared__ float tile[];
     __shared__ double red_sh[RS][KCUDA_THREADS / 32];
@@ -366,6 +389,7 @@ __global__ static void dw_bwd_filter_plane_k(double *part, const float *dy, cons
         for (int t = 0; t < RS; t++) accd[t] += accf[t];
     }
     dw_filter_block_partials<RS>(part + ((int64_t)c * G + blockIdx.x) * RS, accd, red_sh);
+    dw_filter_last(dw, part, cnt, c, RS, G);
 }
 
 /* 1 when dw_bwd_filter_plane_k ran (opted in, a kernel size with an instance, a padded
@@ -374,7 +398,8 @@ static int dw_filter_planes(float *dw, const float *dy, const float *x, const kc
                             cudaStream_t s) {
     if (!kcuda_g.dw_filter_planes || !kcuda_g.red || !dw_plane_ok(d)) return 0;
     const size_t tile_bytes = (size_t)(d->H + 2 * d->pad_h) * (d->W + 2 * d->pad_w) * sizeof(float);
-    if (tile_bytes + (size_t)d->R * d->S * (KCUDA_THREADS / 32) * sizeof(double) > 48 * 1024) return 0;
+    /* the tile, the kernel's static red_sh and kcuda_last_block's flag (16 bytes with alignment) */
+    if (tile_bytes + (size_t)d->R * d->S * (KCUDA_THREADS / 32) * sizeof(double) + 16 > 48 * 1024) return 0;
     int64_t G = (KCUDA_TARGET_BLOCKS + d->C - 1) / d->C;
     if (G > d->N) G = d->N;
     const int64_t RS = (int64_t)d->R * d->S;
@@ -384,14 +409,16 @@ static int dw_filter_planes(float *dw, const float *dy, const float *x, const kc
     G = (d->N + spg - 1) / spg; /* no empty group */
     const dim3 grid((unsigned)G, (unsigned)d->C);
     const size_t sh = tile_bytes;
-#define DW_FPLANE_CASE(r, s_)                                                                                     \
-    if (d->R == r && d->S == s_) {                                                                               \
-        if (relu) dw_bwd_filter_plane_k<r, s_, true><<<grid, KCUDA_THREADS, sh, s>>>(kcuda_g.red, dy, x, *d, (int)G, spg); \
-        else dw_bwd_filter_plane_k<r, s_, false><<<grid, KCUDA_THREADS, sh, s>>>(kcuda_g.red, dy, x, *d, (int)G, spg);     \
+    unsigned *cnt = dw_filter_one_launch(d->C);
+#define DW_FPLANE_CASE(r, s_)                                                                                                \
+    if (d->R == r && d->S == s_) {                                                                                          \
+        if (relu) dw_bwd_filter_plane_k<r, s_, true><<<grid, KCUDA_THREADS, sh, s>>>(kcuda_g.red, dy, x, *d, (int)G, spg, cnt, dw); \
+        else dw_bwd_filter_plane_k<r, s_, false><<<grid, KCUDA_THREADS, sh, s>>>(kcuda_g.red, dy, x, *d, (int)G, spg, cnt, dw);     \
     } else
     DW_FPLANE_CASE(3, 3) DW_FPLANE_CASE(5, 5) DW_FPLANE_CASE(7, 7) return 0;
 #undef DW_FPLANE_CASE
     launchCheckR(1);
+    if (cnt) return 1; /* the last blocks added the partials */
     dw_filter_finish_k<<<kcuda_blocks(d->C * RS), KCUDA_THREADS, 0, s>>>(dw, kcuda_g.red, d->C, (int)RS, (int)G);
     launchCheckR(1);
     return 1;
@@ -404,14 +431,16 @@ static int dw_filter_blocked(float *dw, const float *dy, const float *x, const k
     const int G = dw_filter_groups(d);
     if (G <= 0 || !kcuda_g.red) return 0;
     const dim3 grid((unsigned)G, (unsigned)d->C);
-#define DW_FILTER_CASE(r, s_)                                                                          \
-    if (d->R == r && d->S == s_) {                                                                     \
-        if (relu) dw_bwd_filter_part_k<r, s_, true><<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, x, *d, G); \
-        else dw_bwd_filter_part_k<r, s_, false><<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, x, *d, G);     \
+    unsigned *cnt = dw_filter_one_launch(d->C);
+#define DW_FILTER_CASE(r, s_)                                                                                       \
+    if (d->R == r && d->S == s_) {                                                                                  \
+        if (relu) dw_bwd_filter_part_k<r, s_, true><<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, x, *d, G, cnt, dw); \
+        else dw_bwd_filter_part_k<r, s_, false><<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, x, *d, G, cnt, dw);     \
     } else
     DW_FILTER_CASE(3, 3) DW_FILTER_CASE(5, 5) DW_FILTER_CASE(7, 7) DW_FILTER_CASE(1, 1) return 0;
 #undef DW_FILTER_CASE
     launchCheckR(1);
+    if (cnt) return 1; /* the last blocks added the partials */
     const int64_t taps = (int64_t)d->C * d->R * d->S;
     dw_filter_finish_k<<<kcuda_blocks(taps), KCUDA_THREADS, 0, s>>>(dw, kcuda_g.red, d->C, d->R * d->S, G);
     launchCheckR(1);
@@ -569,9 +598,10 @@ static int pw_small(int K, int C) {
  * part[g*KC + o] = sum over those pixels of dy[n, k, p] x[n, c, p], o = k*C + c. Each
  * thread owns outputs o = threadIdx.x + KCUDA_THREADS*j; tiles of PW_TP pixels of dy
  * (K rows) and x (C rows) are staged in shared memory, rows padded to PW_TP + 1. */
+__device__ static void pw_filter_last(float *dw, const double *part, int KC, int G);
 template <bool RELU>
 __global__ static void pw_filter_part_k(double *part, const float *dy, const float *x, int N, int C, int K, int HW,
-                                        int64_t chunk) {
+                                        int64_t chunk, unsigned *cnt, float *dw) {
     extern __shared__ float tl[]; /* dy tile (K rows), then x tile (C rows), PW_TP + 1 floats each */
     float *dys = tl, *xs = tl + K * (PW_TP + 1);
     const int KC = K * C;
@@ -615,6 +645,7 @@ __global__ static void pw_filter_part_k(double *part, const float *dy, const flo
         const int o = threadIdx.x + KCUDA_THREADS * j;
         if (o < KC) part[(int64_t)blockIdx.x * KC + o] = acc[j];
     }
+    if (cnt && kcuda_last_block(cnt, gridDim.x)) pw_filter_last(dw, part, KC, (int)gridDim.x);
 }
 
 /* dw[o] += the G partials of o in block order. */
@@ -625,6 +656,34 @@ __global__ static void pw_filter_finish_k(float *dw, const double *part, int KC,
         dw[o] += (float)v;
     }
 }
+
+/* One-launch mode: pw_filter_part_k's last block does pw_filter_finish_k's work, each
+ * output's G partials in block order (only additions, in the same order: the same bits),
+ * the block's threads taking outputs o = threadIdx.x + KCUDA_THREADS*j, all of a
+ * thread's outputs advanced together (up to 16 loads in flight instead of 1); the
+ * partials through L2 (see kcuda_last_block). */
+__device__ static void pw_filter_last(float *dw, const double *part, int KC, int G) {
+    constexpr int J = PW_SMALL_MAX_W / KCUDA_THREADS;
+    double v[J];
+#pragma unroll
+    for (int j = 0; j < J; j++) v[j] = 0.0;
+    for (int g = 0; g < G; g++)
+#pragma unroll
+        for (int j = 0; j < J; j++) {
+            const int o = threadIdx.x + KCUDA_THREADS * j;
+            if (o < KC) v[j] += __ldcg(part + (int64_t)g * KC + o);
+        }
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+        const int o = threadIdx.x + KCUDA_THREADS * j;
+        if (o < KC) dw[o] += (float)v[j];
+    }
+}
+
+/* The last block alone reads all G*KC partials at one multiprocessor's bandwidth: up to
+ * this many doubles (512 KB) one launch, above it the second kernel's KC threads on many
+ * multiprocessors (an estimate, to be measured). */
+#define PW_ONE_LAUNCH_MAX ((int64_t)1 << 16)
 
 /* Blocks of the filter gradient: one per multiprocessor (each writes K*C partials, as
  * many bytes as a few tiles of input: more blocks would write more partials than they
@@ -677,9 +736,11 @@ static void pw_backward_filter(float *dw, const float *dy, const float *x, const
         const int G = pw_filter_blocks(px, (int)kc);
         const int64_t chunk = (px + G - 1) / G;
         const size_t sh = (size_t)(d->K + d->C) * (PW_TP + 1) * sizeof(float);
-        if (relu) pw_filter_part_k<true><<<(unsigned)G, KCUDA_THREADS, sh, s>>>(kcuda_g.red, dy, x, d->N, d->C, d->K, (int)HW, chunk);
-        else pw_filter_part_k<false><<<(unsigned)G, KCUDA_THREADS, sh, s>>>(kcuda_g.red, dy, x, d->N, d->C, d->K, (int)HW, chunk);
+        unsigned *cnt = kcuda_g.one_launch && kcuda_g.count && (int64_t)G * kc <= PW_ONE_LAUNCH_MAX ? kcuda_g.count : NULL;
+        if (relu) pw_filter_part_k<true><<<(unsigned)G, KCUDA_THREADS, sh, s>>>(kcuda_g.red, dy, x, d->N, d->C, d->K, (int)HW, chunk, cnt, dw);
+        else pw_filter_part_k<false><<<(unsigned)G, KCUDA_THREADS, sh, s>>>(kcuda_g.red, dy, x, d->N, d->C, d->K, (int)HW, chunk, cnt, dw);
         launchCheck();
+        if (cnt) return; /* the last block added the partials */
         pw_filter_finish_k<<<kcuda_blocks(kc), KCUDA_THREADS, 0, s>>>(dw, kcuda_g.red, (int)kc, G);
         launchCheck();
         return;

@@ -62,6 +62,12 @@ void kcuda_shutdown(void);
 #define KCUDA_MAX_LANES 16
 int kcuda_add_lane(cudnnHandle_t dnn, cublasHandle_t blas);
 void kcuda_set_lane(int k);
+/* One-launch reductions (DARTSC_CUDA_ONE_LAUNCH, read by kcuda_init; off by default until
+ * measured): the depthwise and own 1x1 filter gradients and the deferred batch norm's
+ * coefficients in one launch instead of two, the batch norms' per-channel combine done
+ * once by the first launch's last block; the same bits either way. Sets it for later
+ * calls (tests, benchmarks) and returns the previous setting. */
+int kcuda_set_one_launch(int on);
 /* First error recorded by a check macro ("file:line: call: message"), or NULL. */
 const char *kcuda_last_error(void);
 /* Forgets the recorded error (tests that provoke one). */

@@ -77,6 +77,44 @@ __device__ static inline double kcuda_block_sum0(double v, double *sh) {
     return t;
 }
 
+/* ---- one-launch reductions ("last block finishes") ----
+ * The opt-in alternative (DARTSC_CUDA_ONE_LAUNCH, kcuda_g.one_launch) to a reduction's
+ * second kernel: every block writes its partials, then counts itself on an integer
+ * counter; the last of the n blocks to count reads all partials and combines them in
+ * the second kernel's fixed order (the same device code), so the results are the same
+ * bits. Memory ordering: each thread fences its partial writes (__threadfence) before
+ * the barrier after which thread 0 counts (release), thread 0 of the last block fences
+ * after seeing n - 1 (acquire) and every thread of that block fences again after the
+ * barrier that hands it the decision; the partials are then read with __ldcg (L2, not
+ * the incoherent L1). No block may leave before counting. The last block puts the
+ * counter back to 0, so the next launch on this lane (stream order) and every replay of
+ * a recorded graph start from 0; the counters are per lane, because lanes run
+ * concurrently. Integer atomics only: no float is added in a scheduling order. (The
+ * pattern of CUDA's threadFenceReduction sample, fenced on both sides.) */
+#define KCUDA_COUNT_CAP 16384 /* counters per lane (one per channel of a batch norm) */
+
+/* Call from every thread of the block, after its partials are written (by any of its
+ * threads). True in every thread of the last of n blocks to arrive at *cnt, which then
+ * holds 0 again; false in the others, which must not read other blocks' partials. */
+__device__ static inline bool kcuda_last_block(unsigned *cnt, unsigned n) {
+    __shared__ bool last;
+    __threadfence(); /* this thread's partials are visible device-wide before the count */
+    __syncthreads(); /* every thread of the block has fenced before thread 0 counts */
+    if (threadIdx.x == 0) {
+        __threadfence(); /* release in the counting thread itself (cumulative: the block's
+                            partials it synchronised with at the barrier come first) */
+        last = atomicAdd(cnt, 1u) == n - 1;
+        if (last) {
+            __threadfence(); /* acquire: the other blocks' partials, counted before us */
+            atomicExch(cnt, 0u); /* every block has counted: reset for the next launch */
+        }
+    }
+    __syncthreads();
+    const bool l = last;
+    if (l) __threadfence();
+    return l;
+}
+
 /* ---- library state (kernels/cuda/common.cu) ---- */
 #define KCUDA_RED_BLOCKS 120 /* blocks of the first pass of a two-pass reduction */
 /* Doubles of the per-block partials buffer that the multi-block reductions (batch norm
@@ -90,6 +128,7 @@ typedef struct kcuda_lane {
     cudnnHandle_t dnn;
     cublasHandle_t blas;
     double *partials, *red;
+    unsigned *count; /* KCUDA_COUNT_CAP counters of the one-launch reductions, 0 between launches */
 } kcuda_lane;
 typedef struct kcuda_lib {
     /* the current lane's (kcuda_set_lane): */
@@ -97,6 +136,7 @@ typedef struct kcuda_lib {
     cublasHandle_t blas;
     double *partials; /* KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS doubles + KCUDA_MAX_WSUM results */
     double *red;      /* KCUDA_RED_CAP doubles: first-pass partials of the multi-block reductions */
+    unsigned *count;  /* KCUDA_COUNT_CAP counters of the one-launch reductions */
     kcuda_lane lane[KCUDA_MAX_LANES]; /* every lane's, lane 0 kcuda_init's */
     int nlanes;
     int sms;          /* multiprocessors of the device */
@@ -104,6 +144,8 @@ typedef struct kcuda_lib {
                              planes staged in shared memory (conv.cu; not yet measured) */
     int own_1x1;      /* DARTSC_CUDA_OWN_1X1 set: small 1x1 convolutions by conv.cu's own kernels
                          (slower than cuBLAS on the H200 so far, see docs/BENCHMARKS.md) */
+    int one_launch;   /* DARTSC_CUDA_ONE_LAUNCH set (not "0"): reductions finished by their last
+                         block (kcuda_last_block; not yet measured) */
 } kcuda_lib;
 extern kcuda_lib kcuda_g;
 
