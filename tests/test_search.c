@@ -456,3 +456,204 @@ Test(search_loop, periodic_checkpoints_lose_at_most_n_steps_and_resume_bit_ident
     free(ma);
     free(mb);
 }
+
+/* ---- whole steps (search/step.c, train/common.c's sr_step) ------------------------------ */
+
+/* The optimiser hooks that read their per-step scalars from backend memory (a recorded
+ * step's) give the host-scalar hooks' bits on the CPU backend, over steps whose learning
+ * rate and Adam step change; a guard that is not finite (NaN, +inf, -inf, in either slot)
+ * leaves the parameters and every optimiser state untouched. Exact comparisons: the same
+ * arithmetic on the same values. */
+Test(step, device_scalar_optimisers_equal_host_scalar_ones) {
+    rt_backend *be = rt_backend_cpu_new();
+    cr_assert(be->sgd_step_dev && be->adam_step_dev);
+    const int64_t n = 40000; /* over the kernels' OpenMP threshold */
+    size_t bytes = (size_t)n * 4;
+    float *w1 = malloc(bytes), *w2 = malloc(bytes), *b1 = malloc(bytes), *b2 = malloc(bytes), *m1 = malloc(bytes),
+          *m2 = malloc(bytes), *v1 = malloc(bytes), *v2 = malloc(bytes), *g = malloc(bytes);
+    tu_fill_uniform(w1, n, -1.f, 1.f, 21);
+    memcpy(w2, w1, bytes);
+    memset(b1, 0, bytes);
+    memset(b2, 0, bytes);
+    memset(m1, 0, bytes);
+    memset(m2, 0, bytes);
+    memset(v1, 0, bytes);
+    memset(v2, 0, bytes);
+    const float guard[2] = {2.3f, 0.7f};
+    for (int t = 1; t <= 4; t++) {
+        tu_fill_uniform(g, n, -0.5f, 0.5f, 30 + (uint64_t)t);
+        const float lr = 0.025f / (float)t, sc[3] = {lr};
+        float asc[2];
+        rt_adam_scalars(3e-4f * (float)t, 0.5f, 0.999f, t, asc);
+        be->sgd_step(be, w1, b1, g, n, lr, 0.9f, 3e-4f);
+        be->sgd_step_dev(be, w2, b2, g, n, sc, 0.9f, 3e-4f, guard, 2);
+        be->adam_step(be, w1, m1, v1, g, n, 3e-4f * (float)t, 0.5f, 0.999f, 1e-8f, 1e-3f, t);
+        be->adam_step_dev(be, w2, m2, v2, g, n, asc, 0.5f, 0.999f, 1e-8f, 1e-3f, guard, 2);
+        cr_assert_arr_eq(w1, w2, bytes, "step %d: weights differ", t);
+        cr_assert_arr_eq(b1, b2, bytes, "step %d: momentum differs", t);
+        cr_assert_arr_eq(m1, m2, bytes, "step %d: Adam m differs", t);
+        cr_assert_arr_eq(v1, v2, bytes, "step %d: Adam v differs", t);
+    }
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    for (int k = 0; k < 6; k++) {
+        float gd[2] = {1.f, 1.f}, sc[2] = {0.1f, 1.f};
+        gd[k & 1] = bad[k >> 1];
+        be->sgd_step_dev(be, w2, b2, g, n, sc, 0.9f, 3e-4f, gd, 2);
+        be->adam_step_dev(be, w2, m2, v2, g, n, sc, 0.5f, 0.999f, 1e-8f, 1e-3f, gd, 2);
+        cr_assert_arr_eq(w1, w2, bytes, "guard %g in slot %d: the weights moved", gd[k & 1], k & 1);
+        cr_assert_arr_eq(b1, b2, bytes, "guard %g in slot %d: the momentum moved", gd[k & 1], k & 1);
+        cr_assert_arr_eq(m1, m2, bytes, "guard %g in slot %d: Adam m moved", gd[k & 1], k & 1);
+        cr_assert_arr_eq(v1, v2, bytes, "guard %g in slot %d: Adam v moved", gd[k & 1], k & 1);
+    }
+    free(w1); free(w2); free(b1); free(b2); free(m1); free(m2); free(v1); free(v2); free(g);
+    be->destroy(be);
+}
+
+/* One search run's state for the step comparison: a plan of the smooth supernet and its
+ * optimiser state. */
+typedef struct steprun {
+    unrolled u;
+    sr_unroll ws;
+    float *buf, *m, *v;
+} steprun;
+
+static void steprun_init(steprun *s) {
+    unrolled_init(&s->u);
+    rt_group w = rt_plan_group(s->u.p, IR_ROLE_WEIGHT), a = rt_plan_group(s->u.p, IR_ROLE_ARCH);
+    cr_assert_eq(sr_unroll_init(&s->ws, s->u.p), 0);
+    s->buf = calloc((size_t)w.n, 4);
+    s->m = calloc((size_t)a.n, 4);
+    s->v = calloc((size_t)a.n, 4);
+}
+
+static void steprun_free(steprun *s) {
+    sr_unroll_free(&s->ws, s->u.p);
+    free(s->buf); free(s->m); free(s->v);
+    unrolled_free(&s->u);
+}
+
+/* buffers: compare the BN running statistics too (not after a NaN batch: its forward updates
+ * them before any loss exists, on every path, and the loop stops without saving them) */
+static void step_same_state(steprun *a, steprun *b, const char *what, int buffers) {
+    rt_group wa = rt_plan_group(a->u.p, IR_ROLE_WEIGHT), wb = rt_plan_group(b->u.p, IR_ROLE_WEIGHT);
+    rt_group aa = rt_plan_group(a->u.p, IR_ROLE_ARCH), ab = rt_plan_group(b->u.p, IR_ROLE_ARCH);
+    rt_group ba = rt_plan_group(a->u.p, IR_ROLE_BUFFER), bb = rt_plan_group(b->u.p, IR_ROLE_BUFFER);
+    cr_assert_arr_eq(wa.data, wb.data, (size_t)wa.n * 4, "%s: weights differ", what);
+    cr_assert_arr_eq(aa.data, ab.data, (size_t)aa.n * 4, "%s: alpha differs", what);
+    if (buffers) cr_assert_arr_eq(ba.data, bb.data, (size_t)ba.n * 4, "%s: BN buffers differ", what);
+    cr_assert_arr_eq(a->buf, b->buf, (size_t)wa.n * 4, "%s: SGD momentum differs", what);
+    cr_assert_arr_eq(a->m, b->m, (size_t)aa.n * 4, "%s: Adam m differs", what);
+    cr_assert_arr_eq(a->v, b->v, (size_t)aa.n * 4, "%s: Adam v differs", what);
+}
+
+/* The DARTS step issued whole (sr_darts_step_run: fixed step buffers, device scalars,
+ * losses kept in backend memory, guarded optimisers) equals the search loop's per-pass
+ * sequence (uploads before each pass, losses read between the passes, host-scalar Adam
+ * and SGD) bit for bit: weights, alpha, BN buffers, momentum, Adam's m and v and the four
+ * losses and counts, over 4 steps whose learning rate changes, first and second order
+ * (the first step without the momentum term, as the loop). A NaN in the validation batch
+ * then leaves the parameters and the optimiser state untouched and reports the non-finite
+ * loss. */
+Test(step, darts_step_equals_the_per_pass_sequence, .timeout = 300) {
+    for (int order = 1; order <= 2; order++) {
+        steprun a, b;
+        steprun_init(&a);
+        steprun_init(&b);
+        ir_train_config tc = {.order = order, .a_lr = 3e-3f, .a_beta1 = 0.5f, .a_beta2 = 0.999f, .a_wd = 1e-3f,
+                              .w_momentum = 0.9f, .w_wd = 3e-4f, .w_clip = 0.05f}; /* small: the clip scales */
+        sr_darts_step ds;
+        cr_assert_eq(sr_darts_step_init(&ds, a.u.p, a.u.net.images, a.u.net.labels, &tc, &a.ws, a.buf, a.m, a.v), 0);
+        rt_plan *p = b.u.p;
+        rt_backend *be = b.u.be;
+        rt_group gw = rt_plan_group(p, IR_ROLE_WEIGHT), ga = rt_plan_group(p, IR_ROLE_ARCH);
+        size_t bi = 8 * 64 * 4, bl = 8 * 4;
+        for (int s = 0; s < 4; s++) {
+            const float lr = 0.1f / (float)(s + 1);
+            tu_fill_uniform(a.u.xt, 8 * 64, -1.f, 1.f, 100 + (uint64_t)s);
+            tu_fill_uniform(a.u.xv, 8 * 64, -1.f, 1.f, 200 + (uint64_t)s);
+            memcpy(b.u.xt, a.u.xt, bi);
+            memcpy(b.u.xv, a.u.xv, bi);
+            float got[4];
+            double gnorm;
+            cr_assert_eq(sr_darts_step_run(&ds, a.u.xt, a.u.yt, a.u.xv, a.u.yv, lr, s + 1, s > 0, got, &gnorm), 0);
+            /* the loop's per-pass sequence */
+            float vl, tl;
+            double vc;
+            if (order == 2) {
+                cr_assert_eq(sr_arch_grad_second_order(p, &b.ws, b.u.net.images, b.u.net.labels, b.u.xt, b.u.yt, b.u.xv,
+                                                       b.u.yv, s > 0 ? b.buf : NULL, lr, tc.w_momentum, tc.w_wd, 0, &vl),
+                             0);
+            } else {
+                rt_set_input(p, b.u.net.images, b.u.xv, bi);
+                rt_set_input(p, b.u.net.labels, b.u.yv, bl);
+                rt_pass(p, 1, RT_GRAD_ARCH);
+                vl = rt_loss(p);
+            }
+            vc = rt_last_correct(p);
+            be->adam_step(be, ga.data, b.m, b.v, ga.grad, ga.n, tc.a_lr, tc.a_beta1, tc.a_beta2, SR_ADAM_EPS, tc.a_wd,
+                          s + 1);
+            rt_set_input(p, b.u.net.images, b.u.xt, bi);
+            rt_set_input(p, b.u.net.labels, b.u.yt, bl);
+            rt_pass(p, 1, RT_GRAD_W);
+            tl = rt_loss(p);
+            double tcorr = rt_last_correct(p), gn = sr_clip_weight_grads(p, tc.w_clip);
+            be->sgd_step(be, gw.data, b.buf, gw.grad, gw.n, lr, tc.w_momentum, tc.w_wd);
+            char what[64];
+            snprintf(what, sizeof what, "order %d step %d", order, s);
+            cr_assert(gn > tc.w_clip, "%s: the clip did not scale (norm %g)", what, gn);
+            cr_assert_eq(gnorm, gn, "%s: gradient norm %.17g, per pass %.17g", what, gnorm, gn);
+            cr_assert(got[0] == vl && got[1] == tl, "%s: losses %g %g, per pass %g %g", what, got[0], got[1], vl, tl);
+            cr_assert(got[2] == (float)vc && got[3] == (float)tcorr, "%s: counts %g %g, per pass %g %g", what, got[2],
+                      got[3], vc, tcorr);
+            step_same_state(&a, &b, what, 1);
+        }
+        /* a non-finite validation loss: the step changes nothing and says so */
+        for (int i = 0; i < 8 * 64; i++) b.u.xv[i] = NAN;
+        float got[4];
+        double gnorm;
+        cr_assert_eq(sr_darts_step_run(&ds, a.u.xt, a.u.yt, b.u.xv, a.u.yv, 0.1f, 5, 1, got, &gnorm), 0);
+        cr_assert(!isfinite(got[0]) && isfinite(got[1]), "order %d: losses %g %g", order, got[0], got[1]);
+        step_same_state(&a, &b, order == 1 ? "order 1 after a NaN batch" : "order 2 after a NaN batch", 0);
+        sr_darts_step_free(&ds);
+        steprun_free(&a);
+        steprun_free(&b);
+    }
+}
+
+/* The retraining step issued whole (sr_train_step) equals train/cnn.c's per-pass sequence
+ * bit for bit over 3 steps with a changing learning rate; a NaN batch leaves the weights and
+ * the momentum untouched. */
+Test(step, train_step_equals_the_per_pass_sequence) {
+    steprun a, b;
+    steprun_init(&a);
+    steprun_init(&b);
+    ir_train_config tc = {.w_momentum = 0.9f, .w_wd = 3e-4f, .w_clip = 5.f};
+    sr_step st;
+    cr_assert_eq(sr_step_init(&st, a.u.p, a.u.net.images, a.u.net.labels, 1), 0);
+    rt_plan *p = b.u.p;
+    rt_backend *be = b.u.be;
+    rt_group gw = rt_plan_group(p, IR_ROLE_WEIGHT);
+    for (int s = 0; s < 3; s++) {
+        const float lr = 0.05f / (float)(s + 1);
+        tu_fill_uniform(a.u.xt, 8 * 64, -1.f, 1.f, 300 + (uint64_t)s);
+        float loss, correct;
+        cr_assert_eq(sr_train_step(&st, a.buf, a.u.xt, a.u.yt, lr, &tc, &loss, &correct), 0);
+        rt_set_input(p, b.u.net.images, a.u.xt, 8 * 64 * 4);
+        rt_set_input(p, b.u.net.labels, a.u.yt, 8 * 4);
+        rt_pass(p, 1, RT_GRAD_W);
+        float want = rt_loss(p);
+        float wc = (float)rt_last_correct(p);
+        sr_clip_weight_grads(p, tc.w_clip);
+        be->sgd_step(be, gw.data, b.buf, gw.grad, gw.n, lr, tc.w_momentum, tc.w_wd);
+        cr_assert(loss == want && correct == wc, "step %d: loss %g count %g, per pass %g %g", s, loss, correct, want, wc);
+        step_same_state(&a, &b, "retraining", 1);
+    }
+    for (int i = 0; i < 8 * 64; i++) a.u.xt[i] = NAN;
+    float loss, correct;
+    cr_assert_eq(sr_train_step(&st, a.buf, a.u.xt, a.u.yt, 0.05f, &tc, &loss, &correct), 0);
+    cr_assert(!isfinite(loss));
+    step_same_state(&a, &b, "retraining after a NaN batch", 0);
+    sr_step_free(&st);
+    steprun_free(&a);
+    steprun_free(&b);
+}
