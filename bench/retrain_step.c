@@ -1,15 +1,16 @@
 /* retrain_step.c — times retraining steps of a derived network on random data: the
  * space's evaluation network (its `train` block: C, cells, batch, auxiliary head, drop
  * path) built from a genotype (DARTS_V2 unless --genotype names a genotype.json), one
- * step = forward + backward (rt_pass) + gradient clipping + SGD, as `dartsc train` runs
- * it; median of N steps after warm-up. bench/gpu.sh puts it beside
+ * step = forward + backward + gradient clipping + SGD, by `dartsc train`'s own step
+ * (sr_train_step: one recorded graph per step on CUDA); median of N steps after warm-up. bench/gpu.sh puts it beside
  * `bench/torch_step.py --retrain` (the reference NetworkCIFAR) on the device.
  *
  *   bench/retrain_step SPACE [--genotype FILE] [--batch N] [--steps N] [--warmup N]
  *                      [--device cpu|cuda|auto] [--drop-path P] [--json]
  *
  * --drop-path overrides the space's p (the ramp's end; a step here uses it throughout);
- * 0 removes the random masks, so that the CUDA backend can replay the pass as a graph.
+ * 0 removes the random masks (the CUDA backend records and replays either way: the masks'
+ * seeds are written on the device before each replay).
  * Prints one line (JSON with --json): s/step, images/s, peak device allocations. */
 #include <math.h>
 #include <stdio.h>
