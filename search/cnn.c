@@ -839,13 +839,8 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
                             goto out;
                         }
                     } else {
-                        rt_set_input(r.p, r.net.images, r.xv, bi);
-                        rt_set_input(r.p, r.net.labels, r.yv, bl);
-                        rt_pass(r.p, 1, RT_GRAD_ARCH);
-                        sr_dist_grads(r.p, RT_GRAD_ARCH);
-                        val_loss = rt_loss(r.p);
-                        double vc = rt_last_correct(r.p);
-                        sr_dist_loss(&val_loss, &vc);
+                        double vc;
+                        sr_pass_read(r.p, r.net.images, r.net.labels, r.xv, r.yv, bi, bl, RT_GRAD_ARCH, &val_loss, &vc);
                         val_acc = vc / tc->batch;
                     }
                     have_val = 1;

@@ -457,13 +457,7 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
                 correct = c;
                 gnorm = t.st.gnorm;
             } else {
-                rt_set_input(t.p, t.net.images, t.x, bi);
-                rt_set_input(t.p, t.net.labels, t.y, bl);
-                rt_pass(t.p, 1, RT_GRAD_W);
-                sr_dist_grads(t.p, RT_GRAD_W);
-                loss = rt_loss(t.p);
-                correct = rt_last_correct(t.p);
-                sr_dist_loss(&loss, &correct);
+                sr_pass_read(t.p, t.net.images, t.net.labels, t.x, t.y, bi, bl, RT_GRAD_W, &loss, &correct);
                 gnorm = isfinite(loss) ? sr_clip_weight_grads(t.p, tc->w_clip) : 0;
             }
             double acc = correct / tc->batch;

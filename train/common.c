@@ -215,6 +215,17 @@ double sr_clip_weight_grads(rt_plan *p, float max_norm) {
     return norm;
 }
 
+void sr_pass_read(rt_plan *p, int images, int labels, const float *x, const int32_t *y, size_t bx, size_t by,
+                  unsigned mask, float *loss, double *correct) {
+    rt_set_input(p, images, x, bx);
+    rt_set_input(p, labels, y, by);
+    rt_pass(p, 1, mask);
+    sr_dist_grads(p, mask);
+    *loss = rt_loss(p);
+    *correct = rt_last_correct(p);
+    sr_dist_loss(loss, correct);
+}
+
 /* ---- whole steps ---- */
 
 int sr_step_usable(const ir_train_config *tc) { return rt_dist_size() == 1 && !tc->sync_bn; }

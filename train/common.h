@@ -69,6 +69,12 @@ float sr_cosine_lr(const ir_train_config *tc, int epoch);
  * was computed on the host path, or 0 where the backend clipped on the device (no host
  * synchronisation: the caller checks the loss instead). */
 double sr_clip_weight_grads(struct rt_plan *p, float max_norm);
+/* The per-pass path's pass: the batch (x, y: host, bx and by bytes) into the plan's inputs,
+ * forward and backward for mask (rt_pass), the gradients summed over the processes of a
+ * data-parallel run, and the global loss and top-1 count read back (a synchronisation). */
+void sr_pass_read(struct rt_plan *p, int images, int labels, const float *x, const int32_t *y, size_t bx, size_t by,
+                  unsigned mask, float *loss, double *correct);
+
 /* ---- whole steps (rt_step_run, runtime/runtime.h) ----
  * A loop whose step needs the host nowhere inside it issues the step through these: the
  * step's batches are uploaded into fixed backend buffers and its per-step scalars into a
