@@ -902,6 +902,72 @@ static void darts_step_graph_case(int order) {
     ir_net_free(&net);
     be->destroy(be);
 }
+/* The optimiser kernels reading their scalars from device memory give the host-scalar
+ * kernels' bits (the same element update) over steps with a changing learning rate and
+ * Adam step, also when recorded into a graph and replayed with new scalars; a guard value
+ * that is not finite leaves the weights and all state untouched. */
+Test(cuda_step, device_scalar_optimisers_equal_host_scalar_ones) {
+    char err[256];
+    rt_backend *gpu = rt_backend_cuda_new(err, sizeof err);
+    cr_assert(gpu, "%s", err);
+    const int64_t n = 70001;
+    const size_t bytes = (size_t)n * 4;
+    float *h = malloc(bytes), *a = malloc(bytes), *b = malloc(bytes);
+    float *d[8]; /* w, buf, m, v for the host-scalar (0..3) and the device-scalar (4..7) runs */
+    tu_fill_uniform(h, n, -1.f, 1.f, 41);
+    for (int k = 0; k < 8; k++) {
+        d[k] = dev_zeros(gpu, n);
+        if (k % 4 == 0) gpu->upload(gpu, d[k], h, bytes);
+    }
+    float *g = dev_zeros(gpu, n), *sc = dev_zeros(gpu, 4), *guard = dev_zeros(gpu, 2);
+    const float ok[2] = {1.5f, 0.25f};
+    gpu->upload(gpu, guard, ok, sizeof ok);
+    /* the device-scalar steps recorded once, replayed with each step's scalars */
+    cr_assert_eq(gpu->capture_begin(gpu), 0);
+    gpu->sgd_step_dev(gpu, d[4], d[5], g, n, sc, 0.9f, 3e-4f, guard, 2);
+    gpu->adam_step_dev(gpu, d[4], d[6], d[7], g, n, sc + 1, 0.5f, 0.999f, 1e-8f, 1e-3f, guard, 2);
+    void *graph = gpu->capture_end(gpu);
+    cr_assert(graph, "the optimiser steps could not be recorded: %s", rt_cuda_last_error());
+    for (int t = 1; t <= 4; t++) {
+        tu_fill_uniform(h, n, -0.5f, 0.5f, 50 + (uint64_t)t);
+        gpu->upload(gpu, g, h, bytes);
+        const float lr = 0.025f / (float)t, alr = 3e-4f * (float)t;
+        float host_sc[3] = {lr};
+        rt_adam_scalars(alr, 0.5f, 0.999f, t, host_sc + 1);
+        gpu->upload(gpu, sc, host_sc, sizeof host_sc);
+        gpu->sgd_step(gpu, d[0], d[1], g, n, lr, 0.9f, 3e-4f);
+        gpu->adam_step(gpu, d[0], d[2], d[3], g, n, alr, 0.5f, 0.999f, 1e-8f, 1e-3f, t);
+        gpu->replay(gpu, graph);
+        for (int k = 0; k < 4; k++) {
+            gpu->download(gpu, a, d[k], bytes);
+            gpu->download(gpu, b, d[4 + k], bytes);
+            cr_expect_arr_eq(a, b, bytes, "step %d: vector %d (w, buf, m, v) differs", t, k);
+        }
+    }
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    for (int k = 0; k < 6; k++) {
+        float gd[2] = {1.f, 1.f};
+        gd[k & 1] = bad[k >> 1];
+        gpu->upload(gpu, guard, gd, sizeof gd);
+        gpu->replay(gpu, graph);
+        for (int j = 0; j < 4; j++) {
+            gpu->download(gpu, a, d[j], bytes);
+            gpu->download(gpu, b, d[4 + j], bytes);
+            cr_expect_arr_eq(a, b, bytes, "guard %g in slot %d: vector %d (w, buf, m, v) moved", gd[k & 1], k & 1, j);
+        }
+    }
+    cr_expect(!rt_cuda_last_error(), "%s", rt_cuda_last_error());
+    gpu->graph_free(gpu, graph);
+    for (int k = 0; k < 8; k++) gpu->free(gpu, d[k]);
+    gpu->free(gpu, g);
+    gpu->free(gpu, sc);
+    gpu->free(gpu, guard);
+    free(h);
+    free(a);
+    free(b);
+    gpu->destroy(gpu);
+}
+
 Test(cuda_step, first_order_step_graph_equals_per_pass_steps) { darts_step_graph_case(1); }
 Test(cuda_step, second_order_step_graph_equals_per_pass_steps) { darts_step_graph_case(2); }
 
