@@ -902,6 +902,7 @@ static void darts_step_graph_case(int order) {
     ir_net_free(&net);
     be->destroy(be);
 }
+
 /* The optimiser kernels reading their scalars from device memory give the host-scalar
  * kernels' bits (the same element update) over steps with a changing learning rate and
  * Adam step, also when recorded into a graph and replayed with new scalars; a guard value
