@@ -59,6 +59,17 @@ for o in $orders; do
         --order "$o" --steps "$steps" --warmup "$warmup" --json \
         | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_CUDA_ONE_LAUNCH=1"/' >>"$j" || echo "order $o one-launch failed"
 done
+
+# whole steps recorded as one graph (rt_step_run) against the per-pass recordings they
+# replace: both orders and retraining (drop path 0.2) with DARTSC_NO_STEP_GRAPHS=1
+for o in 1 2; do
+    DARTSC_NO_STEP_GRAPHS=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
+        --order "$o" --steps "$steps" --warmup "$warmup" --json \
+        | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_NO_STEP_GRAPHS=1"/' >>"$j" || echo "order $o without step graphs failed"
+done
+DARTSC_NO_STEP_GRAPHS=1 timeout 200 "${RETRAIN_STEP:-$(dirname "$dartsc")/retrain_step}" examples/darts_cifar10.dartsc \
+    --device cuda --steps "$steps" --warmup "$warmup" --drop-path 0.2 --json \
+    | sed 's/"impl":"dartsc"/"impl":"dartsc-no-step-graphs"/' >>"$j" || echo "retrain without step graphs failed"
 # retraining: DARTS_V2's evaluation network at the paper's size (C 36, 20 cells, batch 96,
 # auxiliary head 0.4, drop path 0.2; with drop path 0 too: no random masks, so dartsc
 # replays its pass as a CUDA graph)

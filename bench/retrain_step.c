@@ -1,16 +1,18 @@
 /* retrain_step.c — times retraining steps of a derived network on random data: the
  * space's evaluation network (its `train` block: C, cells, batch, auxiliary head, drop
  * path) built from a genotype (DARTS_V2 unless --genotype names a genotype.json), one
- * step = forward + backward (rt_pass) + gradient clipping + SGD, as `dartsc train` runs
- * it; median of N steps after warm-up. bench/gpu.sh puts it beside
+ * step = forward + backward + gradient clipping + SGD, by `dartsc train`'s own step
+ * (sr_train_step: one recorded graph per step on CUDA); median of N steps after warm-up. bench/gpu.sh puts it beside
  * `bench/torch_step.py --retrain` (the reference NetworkCIFAR) on the device.
  *
  *   bench/retrain_step SPACE [--genotype FILE] [--batch N] [--steps N] [--warmup N]
  *                      [--device cpu|cuda|auto] [--drop-path P] [--json]
  *
  * --drop-path overrides the space's p (the ramp's end; a step here uses it throughout);
- * 0 removes the random masks, so that the CUDA backend can replay the pass as a graph.
+ * 0 removes the random masks (the CUDA backend records and replays either way: the masks'
+ * seeds are written on the device before each replay).
  * Prints one line (JSON with --json): s/step, images/s, peak device allocations. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,17 +119,22 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < ni; i++) x[i] = 2 * rt_rng_uniform(3, (uint64_t)i) - 1;
     for (long i = 0; i < batch; i++) y[i] = (int32_t)(i % sp.classes);
     be->memset0(be, buf, (size_t)gw.n * 4);
+    /* train/cnn.c's own step (one recorded graph per step on CUDA, drop path included) */
+    sr_step st;
+    if (sr_step_init(&st, p, net.images, net.labels, 1)) {
+        fprintf(stderr, "retrain_step: out of device memory\n");
+        return 1;
+    }
+    float loss = NAN, correct;
     for (long s = 0; s < warmup + steps; s++) {
         double t0 = sr_now();
-        rt_set_input(p, net.images, x, (size_t)ni * 4);
-        rt_set_input(p, net.labels, y, (size_t)batch * 4);
-        rt_pass(p, 1, RT_GRAD_W);
-        sr_clip_weight_grads(p, tc->w_clip);
-        be->sgd_step(be, gw.data, buf, gw.grad, gw.n, tc->w_lr, tc->w_momentum, tc->w_wd);
-        be->synchronize(be);
+        if (sr_train_step(&st, buf, x, y, tc->w_lr, tc, &loss, &correct)) {
+            fprintf(stderr, "retrain_step: the step failed\n");
+            return 1;
+        }
         if (s >= warmup) times[s - warmup] = sr_now() - t0;
     }
-    float loss = rt_loss(p);
+    sr_step_free(&st);
     qsort(times, (size_t)steps, sizeof *times, cmp_double);
     double med = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
     double dev_mb = be->peak_bytes ? (double)be->peak_bytes(be) / 1048576.0 : -1.0;

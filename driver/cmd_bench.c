@@ -233,24 +233,27 @@ int dartsc_cmd_bench(int argc, char **argv) {
     sr_unroll u;
     memset(&u, 0, sizeof u);
     if (order == 2) sr_unroll_init(&u, p);
+    /* the search's own step (search/step.c: one recorded graph per step on CUDA), with the
+       space's search settings at the first epoch's learning rate */
+    ir_train_config tc = sp.search;
+    tc.order = order;
+    sr_darts_step ds;
+    if (sr_darts_step_init(&ds, p, net.images, net.labels, &tc, &u, buf, m, v)) {
+        fprintf(stderr, "dartsc bench: out of device memory\n");
+        return 1;
+    }
+    const float lr = sr_cosine_lr(&tc, 0);
     double *times = malloc((size_t)steps * sizeof *times);
     double *tpass = calloc((size_t)steps, sizeof *tpass), *tspan = calloc((size_t)steps, sizeof *tspan);
     for (int s = 0; s < warmup + steps; s++) {
         double t0 = sr_now();
         if (pass_timing) step_mark0 = be->mark(be);
-        if (order == 1) {
-            rt_set_input(p, net.images, xv, (size_t)ni * 4);
-            rt_set_input(p, net.labels, yv, (size_t)batch * 4);
-            rt_pass(p, 1, RT_GRAD_ARCH);
-        } else {
-            sr_arch_grad_second_order(p, &u, net.images, net.labels, xt, yt, xv, yv, buf, 0.025f, 0.9f, 3e-4f, 0, NULL);
+        float got[4];
+        double gnorm;
+        if (sr_darts_step_run(&ds, xt, yt, xv, yv, lr, s + 1, s > 0, got, &gnorm)) {
+            fprintf(stderr, "dartsc bench: the step failed\n");
+            return 1;
         }
-        be->adam_step(be, ga.data, m, v, ga.grad, ga.n, 3e-4f, 0.5f, 0.999f, 1e-8f, 1e-3f, s + 1);
-        rt_set_input(p, net.images, xt, (size_t)ni * 4);
-        rt_set_input(p, net.labels, yt, (size_t)batch * 4);
-        rt_pass(p, 1, RT_GRAD_W);
-        be->sgd_step(be, gw.data, buf, gw.grad, gw.n, 0.025f, 0.9f, 3e-4f);
-        be->synchronize(be);
         if (s >= warmup) times[s - warmup] = sr_now() - t0;
         if (profile) prof_collect(be);
         if (pass_timing) {
@@ -301,6 +304,7 @@ int dartsc_cmd_bench(int argc, char **argv) {
         printf("\n");
     }
     if (profile) prof_print(warmup + steps);
+    sr_darts_step_free(&ds);
     if (order == 2) sr_unroll_free(&u, p);
     be->free(be, buf);
     be->free(be, m);

@@ -87,15 +87,27 @@ struct rt_backend {
     void (*clip_norm)(rt_backend *be, float *x, int64_t n, float max_norm);
     /* The second-order step without a host round trip (every backend fills these three):
      * hvp_eps writes eps[0] = R = (float)(r / ||v||) (the norm in double, 1e-12 where v = 0),
-     * eps[1] = -R and eps[2] = eta / (2R) (eta R / 2 where bug_mul_r) into eps, 3 floats of
-     * backend memory; axpy_dev: y += a[0] x and scale_dev: y *= a[0], with the scalar a in
+     * eps[1] = -R and eps[2] = eta[0] / (2R) (eta[0] R / 2 where bug_mul_r) into eps, 3 floats
+     * of backend memory, eta in backend memory too (a recorded step replays with the current
+     * learning rate); axpy_dev: y += a[0] x and scale_dev: y *= a[0], with the scalar a in
      * backend memory (the same arithmetic as axpy and scale). */
-    void (*hvp_eps)(rt_backend *be, float *eps, const float *v, int64_t n, double r, float eta, int bug_mul_r);
+    void (*hvp_eps)(rt_backend *be, float *eps, const float *v, int64_t n, double r, const float *eta, int bug_mul_r);
     void (*axpy_dev)(rt_backend *be, float *y, const float *a, const float *x, int64_t n);
     void (*scale_dev)(rt_backend *be, float *y, const float *a, int64_t n);
     void (*sgd_step)(rt_backend *be, float *w, float *buf, const float *grad, int64_t n, float lr, float momentum, float wd);
     void (*adam_step)(rt_backend *be, float *w, float *m, float *v, const float *grad, int64_t n, float lr, float b1,
                       float b2, float eps, float wd, int t);
+    /* The optimiser steps with their per-step scalars in backend memory, so that a recorded
+     * step (rt_step_run) replays with the current ones (every backend fills both): the
+     * arithmetic of sgd_step with lr = lr[0], and of adam_step with sc[0] = lr / (1 - b1^t)
+     * and sc[1] = sqrt(1 - b2^t) as rt_adam_scalars computes them. Both leave w and the
+     * optimiser state untouched where any of guard[0..nguard-1] (backend memory: the step's
+     * losses) is not finite: a diverged step never reaches the weights, and the loop, reading
+     * the losses after the step, stops as it would have before it. */
+    void (*sgd_step_dev)(rt_backend *be, float *w, float *buf, const float *grad, int64_t n, const float *lr,
+                         float momentum, float wd, const float *guard, int nguard);
+    void (*adam_step_dev)(rt_backend *be, float *w, float *m, float *v, const float *grad, int64_t n, const float *sc,
+                          float b1, float b2, float eps, float wd, const float *guard, int nguard);
     /* May be NULL: no fusion. Whether this node (shapes and attributes filled, no
      * pointers) can take a ReLU on its input 0 (rt_exec_node.relu_in). */
     int (*fuses_relu_in)(rt_backend *be, const rt_exec_node *n);
@@ -147,6 +159,10 @@ struct rt_backend {
      * was made (device memory for CUDA; library workspaces and the context not counted). */
     size_t (*peak_bytes)(rt_backend *be);
 };
+
+/* Adam's per-step scalars for adam_step_dev at step t >= 1: sc[0] = lr / (1 - b1^t) and
+ * sc[1] = sqrt(1 - b2^t), in double rounded to float, exactly as adam_step computes them. */
+void rt_adam_scalars(float lr, float b1, float b2, int t, float sc[2]);
 
 /* Floats of aux state a node keeps from forward to backward (same on every backend). */
 size_t rt_aux_floats(const rt_exec_node *n);

@@ -424,9 +424,9 @@ static int cpu_fuses_relu_in(rt_backend *be, const rt_exec_node *n) {
 static void cpu_axpy(rt_backend *be, float *y, float a, const float *x, int64_t n) { (void)be; kcpu_axpy(y, a, x, n); }
 static void cpu_copy(rt_backend *be, float *y, const float *x, int64_t n) { (void)be; kcpu_copy(y, x, n); }
 static void cpu_scale(rt_backend *be, float *y, float a, int64_t n) { (void)be; kcpu_scale(y, a, y, n); }
-static void cpu_hvp_eps(rt_backend *be, float *eps, const float *v, int64_t n, double r, float eta, int bug_mul_r) {
+static void cpu_hvp_eps(rt_backend *be, float *eps, const float *v, int64_t n, double r, const float *eta, int bug_mul_r) {
     (void)be;
-    kcpu_hvp_eps(eps, v, n, r, eta, bug_mul_r);
+    kcpu_hvp_eps(eps, v, n, r, eta[0], bug_mul_r);
 }
 static void cpu_axpy_dev(rt_backend *be, float *y, const float *a, const float *x, int64_t n) {
     (void)be;
@@ -446,6 +446,23 @@ static void cpu_adam(rt_backend *be, float *w, float *m, float *v, const float *
     (void)be;
     kcpu_adam_step(w, m, v, g, n, lr, b1, b2, eps, wd, t);
 }
+/* The guard of the _dev steps: every value finite (a NaN or an infinity fails). */
+static int guard_ok(const float *guard, int nguard) {
+    for (int k = 0; k < nguard; k++)
+        if (!isfinite(guard[k])) return 0;
+    return 1;
+}
+static void cpu_sgd_dev(rt_backend *be, float *w, float *buf, const float *g, int64_t n, const float *lr, float mom,
+                        float wd, const float *guard, int nguard) {
+    (void)be;
+    if (guard_ok(guard, nguard)) kcpu_sgd_step(w, buf, g, n, lr[0], mom, wd);
+}
+static void cpu_adam_dev(rt_backend *be, float *w, float *m, float *v, const float *g, int64_t n, const float *sc,
+                         float b1, float b2, float eps, float wd, const float *guard, int nguard) {
+    (void)be;
+    if (guard_ok(guard, nguard)) kcpu_adam_step_sc(w, m, v, g, n, sc[0], sc[1], b1, b2, eps, wd);
+}
+void rt_adam_scalars(float lr, float b1, float b2, int t, float sc[2]) { kcpu_adam_scalars(lr, b1, b2, t, sc); }
 static void cpu_sync(rt_backend *be) { (void)be; }
 static void cpu_destroy(rt_backend *be) { free(be); }
 
@@ -471,6 +488,8 @@ rt_backend *rt_backend_cpu_new(void) {
     be->sumsq = cpu_sumsq;
     be->sgd_step = cpu_sgd;
     be->adam_step = cpu_adam;
+    be->sgd_step_dev = cpu_sgd_dev;
+    be->adam_step_dev = cpu_adam_dev;
     be->fuses_relu_in = cpu_fuses_relu_in;
     be->sets_grad = cpu_sets_grad;
     be->scales_out_grad = cpu_scales_out_grad;

@@ -83,6 +83,20 @@ struct rt_plan {
     size_t scratch_stride;            /* floats of scratch per lane */
     rt_oplist *collect;               /* recording on lanes: ops collected here, issued after */
     rt_lane_stats lane_stats;         /* of the last recording issued on lanes */
+    /* rt_step_run's recordings of whole steps, by the caller's key: seen: the key ran once
+     * eagerly; npass: passes (forwards) the recording issues; seeded: bit j: pass j reads
+     * its mask seeds from seeds_dev + j * n, filled before each replay */
+    struct {
+        int key, seen, npass;
+        unsigned seeded;
+        void *graph;
+    } stepg[RT_STEP_KEYS];
+    int step_graphs;                  /* graphs and DARTSC_NO_STEP_GRAPHS is unset */
+    int step_rec;                     /* a step is being recorded: rt_pass issues into its capture */
+    int step_pass;                    /* passes issued so far into that recording */
+    unsigned step_seeded;
+    int step_bad;                     /* that recording cannot stand (too many passes, masks without seeds) */
+    int seed_slot;                    /* the seeds slot forward_issue hands out while recording */
 };
 
 /* Everything a pass issues goes through these four: to the backend, or, while a recording
@@ -230,6 +244,10 @@ static void drop_graphs(rt_plan *p) {
         if (p->graph[k]) p->be->graph_free(p->be, p->graph[k]);
         p->graph[k] = NULL;
         p->seen[k] = 0;
+    }
+    for (int k = 0; k < RT_STEP_KEYS; k++) { /* a step's recording holds its passes' work */
+        if (p->stepg[k].graph) p->be->graph_free(p->be, p->stepg[k].graph);
+        memset(&p->stepg[k], 0, sizeof p->stepg[k]);
     }
 }
 
@@ -397,6 +415,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
        a recorded graph would not repeat */
     p->graphs = be->capture_begin && be->capture_end && be->replay && be->graph_free && !opts->bn_sync &&
                 !getenv("DARTSC_NO_GRAPHS");
+    p->step_graphs = p->graphs && !getenv("DARTSC_NO_STEP_GRAPHS");
     /* recordings may issue on several lanes, each with its own scratch (runtime/schedule.c) */
     p->lanes = p->graphs && be->lanes && be->set_lane && be->lane_signal && be->lane_wait ? be->lanes(be) : 1;
     if (p->lanes < 1) p->lanes = 1;
@@ -610,7 +629,8 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     if (p->graphs && be->fill_seeds) { /* recorded passes read their seeds on the device */
         int masks = 0;
         for (int i = 0; i < p->n; i++) masks |= p->ex[i].op == IR_OP_DROPOUT || p->ex[i].op == IR_OP_DROP_PATH;
-        if (masks && !(p->seeds_dev = be->alloc(be, (size_t)p->n * sizeof(uint64_t)))) {
+        /* one slot of seeds per pass of a recorded step (rt_step_run); a pass alone uses slot 0 */
+        if (masks && !(p->seeds_dev = be->alloc(be, (size_t)p->n * RT_STEP_MAX_PASSES * sizeof(uint64_t)))) {
             perr(err, errlen, "out of device memory (seeds)");
             free(auxslot);
             goto fail;
@@ -634,6 +654,10 @@ fail:
 int rt_set_input(rt_plan *p, int node, const void *host, size_t bytes) {
     const ir_node *nd = ir_graph_node(p->g, node);
     if (!nd || nd->op != IR_OP_INPUT || (size_t)ir_node_numel(nd) * 4 != bytes) return -1;
+    if (p->step_rec) { /* an upload inside a step's recording would replay stale data: the step runs eagerly */
+        p->step_bad = 1;
+        return 0;
+    }
     p->be->upload(p->be, p->data[node], host, bytes);
     return 0;
 }
@@ -646,7 +670,7 @@ static void forward_issue(rt_plan *p, int training) {
         if (e->op == IR_OP_INPUT || e->op == IR_OP_PARAM || p->fused[i]) continue;
         e->training = training;
         e->seed = krng_hash(p->mask_seed, p->step * (uint64_t)p->n + (uint64_t)i);
-        e->seed_dev = p->recording && p->seeds_dev ? p->seeds_dev + i : NULL;
+        e->seed_dev = p->recording && p->seeds_dev ? p->seeds_dev + (size_t)p->seed_slot * (size_t)p->n + i : NULL;
         issue_node(p, RT_OP_FWD, e);
     }
 }
@@ -659,6 +683,10 @@ float rt_forward(rt_plan *p, int training) {
 float rt_loss(rt_plan *p) {
     rt_backend *be = p->be;
     if (p->loss < 0) return NAN;
+    if (p->step_rec) { /* nothing to read inside a step's recording: the step runs eagerly */
+        p->step_bad = 1;
+        return NAN;
+    }
     float host[1];
     be->download(be, host, p->data[p->loss], sizeof host);
     p->last_correct = 0;
@@ -684,11 +712,70 @@ static int draws_masks(const rt_plan *p, int training) {
     return 0;
 }
 
+/* Issues one pass collected for the lanes (or in order on one lane), as a recording does. */
+static void issue_recorded(rt_plan *p, int training, unsigned mask) {
+    rt_backend *be = p->be;
+    rt_oplist ops = {0};
+    p->recording = 1;
+    p->collect = p->lanes > 1 ? &ops : NULL;
+    forward_issue(p, training);
+    if (mask) rt_backward(p, mask);
+    p->collect = NULL;
+    p->recording = 0;
+    if (p->lanes > 1 && rt_issue_lanes(be, &ops, p->lanes, p->scratch, p->scratch_stride, &p->lane_stats) != 0)
+        rt_issue_in_order(be, &ops); /* out of memory planning the lanes: in order, one lane */
+    rt_oplist_free(&ops);
+}
+
+/* Inside a step's recording, a pass on lanes starts after everything lane 0 issued before it
+ * (the optimiser and copies between passes: every lane waits on point 0 recorded there) and
+ * lane 0 goes on after every lane's last op (point k of lane k). A recorded pass alone needs
+ * neither: capture_begin forks the lanes and capture_end joins them. rt_issue_lanes numbers
+ * its own points from 0 again; each wait here is issued after its record and before any
+ * re-record, which is all a stream capture's event wait needs. */
+static void lanes_fork(rt_plan *p) {
+    rt_backend *be = p->be;
+    be->set_lane(be, 0);
+    be->lane_signal(be, 0);
+    for (int k = 1; k < p->lanes; k++) {
+        be->set_lane(be, k);
+        be->lane_wait(be, 0);
+    }
+    be->set_lane(be, 0);
+}
+static void lanes_join(rt_plan *p) {
+    rt_backend *be = p->be;
+    for (int k = 1; k < p->lanes; k++) {
+        be->set_lane(be, k);
+        be->lane_signal(be, k);
+    }
+    be->set_lane(be, 0);
+    for (int k = 1; k < p->lanes; k++) be->lane_wait(be, k);
+}
+
+/* A pass of a step being recorded (rt_step_run): issued into the step's capture, its mask
+ * seeds read from its own slot, which rt_step_run fills before each replay. */
+static int step_pass(rt_plan *p, int training, unsigned mask) {
+    const int j = p->step_pass++;
+    if (j >= RT_STEP_MAX_PASSES || (training && !p->seeds_dev && draws_masks(p, 1))) {
+        p->step_bad = 1; /* the step runs eagerly instead (rt_step_run); nothing to issue */
+        return 0;
+    }
+    if (training && p->seeds_dev) p->step_seeded |= 1u << j;
+    p->seed_slot = j;
+    if (p->lanes > 1) lanes_fork(p);
+    issue_recorded(p, training, mask);
+    if (p->lanes > 1) lanes_join(p);
+    p->seed_slot = 0;
+    return 0;
+}
+
 int rt_pass(rt_plan *p, int training, unsigned mask) {
     if (mask & ~3u || (mask && ((mask & p->grads_max) != mask || p->loss < 0))) return -1;
     training = training != 0;
     const int key = training * 4 + (int)mask;
     rt_backend *be = p->be;
+    if (p->step_rec) return step_pass(p, training, mask);
     if (p->graphs && !draws_masks(p, training)) {
         /* this pass's seeds, where a recording reads them on the device */
         if (training && p->seeds_dev && (p->graph[key] || p->seen[key]))
@@ -700,16 +787,7 @@ int rt_pass(rt_plan *p, int training, unsigned mask) {
         }
         if (p->seen[key] && be->capture_begin(be) == 0) {
             const uint64_t step = p->step;
-            rt_oplist ops = {0};
-            p->recording = 1;
-            p->collect = p->lanes > 1 ? &ops : NULL;
-            forward_issue(p, training);
-            if (mask) rt_backward(p, mask);
-            p->collect = NULL;
-            p->recording = 0;
-            if (p->lanes > 1 && rt_issue_lanes(be, &ops, p->lanes, p->scratch, p->scratch_stride, &p->lane_stats) != 0)
-                rt_issue_in_order(be, &ops); /* out of memory planning the lanes: in order, one lane */
-            rt_oplist_free(&ops);
+            issue_recorded(p, training, mask);
             p->graph[key] = be->capture_end(be);
             p->step = step; /* recording ran nothing */
             if (p->graph[key]) {
@@ -723,6 +801,88 @@ int rt_pass(rt_plan *p, int training, unsigned mask) {
     }
     forward_issue(p, training);
     return mask ? rt_backward(p, mask) : 0;
+}
+
+/* ---- whole steps ---------------------------------------------------------------------------- */
+
+/* Replays step recording k: each pass's seeds (the ones its eager run would draw at this
+ * step), then the one launch; the plan's step advances as the passes would advance it. */
+static void step_replay(rt_plan *p, int k) {
+    rt_backend *be = p->be;
+    for (int j = 0; j < p->stepg[k].npass; j++)
+        if (p->stepg[k].seeded >> j & 1u)
+            be->fill_seeds(be, p->seeds_dev + (size_t)j * (size_t)p->n, p->mask_seed, p->step + (uint64_t)j + 1,
+                           p->n);
+    p->step += (uint64_t)p->stepg[k].npass;
+    be->replay(be, p->stepg[k].graph);
+}
+
+int rt_step_run(rt_plan *p, int key, rt_step_fn fn, void *ctx) {
+    if (!p->step_graphs || p->step_rec) return fn(ctx);
+    rt_backend *be = p->be;
+    int k = -1;
+    for (int i = 0; i < RT_STEP_KEYS && k < 0; i++)
+        if (p->stepg[i].seen && p->stepg[i].key == key) k = i;
+    if (k >= 0 && p->stepg[k].graph) {
+        step_replay(p, k);
+        return 0;
+    }
+    if (k < 0) { /* first run of this key: eagerly (warms the library state a capture cannot make) */
+        for (int i = 0; i < RT_STEP_KEYS && k < 0; i++)
+            if (!p->stepg[i].seen) k = i;
+        if (k >= 0) {
+            p->stepg[k].seen = 1;
+            p->stepg[k].key = key;
+        }
+        return fn(ctx);
+    }
+    if (be->capture_begin(be) != 0) {
+        p->step_graphs = 0;
+        return fn(ctx);
+    }
+    const uint64_t step = p->step;
+    p->step_rec = 1;
+    p->step_pass = 0;
+    p->step_seeded = 0;
+    p->step_bad = 0;
+    const int rc = fn(ctx);
+    p->step_rec = 0;
+    void *g = be->capture_end(be);
+    p->step = step; /* recording ran nothing */
+    if (rc || !g || p->step_bad) {
+        /* not recordable (or the step failed): eager from now on, and this step eagerly */
+        if (g) be->graph_free(be, g);
+        p->step_graphs = 0;
+        return fn(ctx);
+    }
+    p->stepg[k].graph = g;
+    p->stepg[k].npass = p->step_pass;
+    p->stepg[k].seeded = p->step_seeded;
+    step_replay(p, k);
+    return 0;
+}
+
+int rt_step_recorded(const rt_plan *p, int key) {
+    for (int i = 0; i < RT_STEP_KEYS; i++)
+        if (p->stepg[i].seen && p->stepg[i].key == key) return p->stepg[i].graph != NULL;
+    return 0;
+}
+
+int rt_set_input_dev(rt_plan *p, int node, const void *src, size_t bytes) {
+    const ir_node *nd = ir_graph_node(p->g, node);
+    if (!nd || nd->op != IR_OP_INPUT || (size_t)ir_node_numel(nd) * 4 != bytes) return -1;
+    p->be->copy(p->be, p->data[node], (const float *)src, (int64_t)(bytes / 4)); /* int32 labels too: a copy of bytes */
+    return 0;
+}
+
+int rt_loss_to(rt_plan *p, float *loss, float *correct) {
+    rt_backend *be = p->be;
+    if (p->loss < 0) return -1;
+    be->copy(be, loss, p->data[p->loss], 1);
+    if (!correct) return 0;
+    if (p->ce >= 0) be->copy(be, correct, p->ex[p->ce].aux + p->ex[p->ce].in[0].numel, 1);
+    else be->memset0(be, correct, sizeof *correct);
+    return 0;
 }
 
 int rt_plan_collect(rt_plan *p, int training, unsigned mask, rt_oplist *ops) {
@@ -791,6 +951,10 @@ float *rt_node_grad(rt_plan *p, int node) { return node >= 0 && node < p->n ? p-
 int rt_read(rt_plan *p, int node, void *host, size_t bytes) {
     const ir_node *nd = ir_graph_node(p->g, node);
     if (!nd || (size_t)ir_node_numel(nd) * 4 != bytes || !p->data[node]) return -1;
+    if (p->step_rec) {
+        p->step_bad = 1;
+        return -1;
+    }
     p->be->download(p->be, host, p->data[node], bytes);
     return 0;
 }

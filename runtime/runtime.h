@@ -56,6 +56,34 @@ float rt_forward(rt_plan *p, int training);
  * (rt_plan_set_fattr, rt_plan_set_drop_path) drops the recordings. DARTSC_NO_GRAPHS=1
  * turns recording off. Returns -1 for a mask outside opts.grads (nothing runs). */
 int rt_pass(rt_plan *p, int training, unsigned mask);
+/* Whole steps as one recording. fn(ctx) issues one step of a loop (passes, vector ops,
+ * optimiser steps) exactly the same way every time it is called with the same key, and
+ * reads nothing back: its batches come from fixed backend buffers (rt_set_input_dev), its
+ * per-step scalars from backend memory (sgd_step_dev, adam_step_dev, hvp_eps), its losses
+ * go to backend memory (rt_loss_to), and host state it changes must be the same on every
+ * call (counters belong to the caller). rt_step_run runs fn eagerly the first time a key
+ * is seen (its passes warm up and record as rt_pass does alone); the second time it
+ * records everything fn issues as one graph (the passes' ops on lanes, each pass forked
+ * from and joined back to lane 0) and replays it; from then on it replays without calling
+ * fn: one launch per step, each pass's mask seeds written before it as rt_pass does. A
+ * backend without recording, DARTSC_NO_STEP_GRAPHS=1 or DARTSC_NO_GRAPHS=1 runs fn every
+ * time. A step that cannot be recorded (it uploads or reads back, has more than
+ * RT_STEP_MAX_PASSES passes, or fn fails while recording) runs eagerly, and so do later
+ * steps. What drops the passes' recordings (attributes, drop path) drops the steps' too.
+ * The caller uploads the step's batches and scalars before it (ordered before the replay).
+ * Returns fn's return code (0 after a replay). */
+#define RT_STEP_KEYS 4
+#define RT_STEP_MAX_PASSES 8
+typedef int (*rt_step_fn)(void *ctx);
+int rt_step_run(rt_plan *p, int key, rt_step_fn fn, void *ctx);
+/* Whether key's step is recorded now (tests, reports). */
+int rt_step_recorded(const rt_plan *p, int key);
+/* Copies bytes of backend memory (a fixed buffer) into an input node, in order with other
+ * work (no host synchronisation). */
+int rt_set_input_dev(rt_plan *p, int node, const void *src, size_t bytes);
+/* Copies the last forward's loss to loss[0] and its top-1 count (rt_last_correct's, 0 where
+ * there is none) to correct[0] (NULL: not wanted), both backend memory, without waiting. */
+int rt_loss_to(rt_plan *p, float *loss, float *correct);
 /* The last forward's loss, downloaded (one synchronisation); also sets rt_last_correct. */
 float rt_loss(rt_plan *p);
 /* Top-1 correct count of the last forward's loss node. */

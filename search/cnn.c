@@ -50,7 +50,8 @@ int sr_unroll_init(sr_unroll *u, rt_plan *p) {
     u->v = be->alloc(be, (size_t)w.n * 4);
     u->dalpha = be->alloc(be, (size_t)a.n * 4);
     u->gplus = be->alloc(be, (size_t)a.n * 4);
-    u->eps = be->alloc(be, 3 * sizeof(float));
+    u->eps = be->alloc(be, SR_UNROLL_SCALARS * sizeof(float));
+    if (u->eps) be->memset0(be, u->eps, SR_UNROLL_SCALARS * sizeof(float));
     return u->w_backup && u->v && u->dalpha && u->gplus && u->eps ? 0 : -1;
 }
 
@@ -62,41 +63,61 @@ void sr_unroll_free(sr_unroll *u, rt_plan *p) {
     memset(u, 0, sizeof *u);
 }
 
+void sr_unroll_set_eta(sr_unroll *u, rt_plan *p, float eta, float momentum, float wd) {
+    rt_backend *be = rt_plan_backend(p);
+    /* the virtual step's coefficients, the float products the host-scalar axpys took */
+    const float c[4] = {-eta * (1.0f + 0.0f), -eta * wd, -eta * momentum, eta};
+    be->upload(be, u->eps + 3, c, sizeof c);
+}
+
 static size_t input_bytes(rt_plan *p, int node) {
     return (size_t)ir_node_numel(ir_graph_node(rt_plan_graph(p), node)) * 4;
 }
 
-int sr_arch_grad_second_order(rt_plan *p, sr_unroll *u, int images, int labels, const float *xt, const int32_t *yt,
-                              const float *xv, const int32_t *yv, const float *buf, float eta, float momentum,
-                              float wd, int bug_mul_r, float *val_loss) {
+/* The plan's images and labels from a batch: host memory (an upload), or backend memory
+ * (dev: a copy on the backend, for a recorded step). */
+static void put_batch(rt_plan *p, int images, int labels, const void *x, const void *y, int dev) {
+    size_t bi = input_bytes(p, images), bl = input_bytes(p, labels);
+    if (dev) {
+        rt_set_input_dev(p, images, x, bi);
+        rt_set_input_dev(p, labels, y, bl);
+    } else {
+        rt_set_input(p, images, x, bi);
+        rt_set_input(p, labels, y, bl);
+    }
+}
+
+/* The second-order step with eta's coefficients in u->eps + 3 (sr_unroll_set_eta): the
+ * batches from host or backend memory (dev); the validation loss to *val_loss (host: a
+ * synchronisation) or to loss_dev / correct_dev (backend memory). */
+static int second_order(rt_plan *p, sr_unroll *u, int images, int labels, const void *xt, const void *yt,
+                        const void *xv, const void *yv, int dev, const float *buf, int bug_mul_r, float *val_loss,
+                        float *loss_dev, float *correct_dev) {
     rt_backend *be = rt_plan_backend(p);
     rt_group w = rt_plan_group(p, IR_ROLE_WEIGHT), a = rt_plan_group(p, IR_ROLE_ARCH);
-    size_t bi = input_bytes(p, images), bl = input_bytes(p, labels);
     /* 1. virtual step on the training batch: w' = w - eta (momentum buf + g + wd w) */
     be->copy(be, u->w_backup, w.data, w.n);
-    rt_set_input(p, images, xt, bi);
-    rt_set_input(p, labels, yt, bl);
+    put_batch(p, images, labels, xt, yt, dev);
     if (rt_pass(p, 1, RT_GRAD_W)) return -1;
     sr_dist_grads(p, RT_GRAD_W);
-    be->axpy(be, w.data, -eta * (1.0f + 0.0f), w.grad, w.n);
-    be->axpy(be, w.data, -eta * wd, u->w_backup, w.n);
-    if (buf) be->axpy(be, w.data, -eta * momentum, buf, w.n);
+    be->axpy_dev(be, w.data, u->eps + 3, w.grad, w.n);
+    be->axpy_dev(be, w.data, u->eps + 4, u->w_backup, w.n);
+    if (buf) be->axpy_dev(be, w.data, u->eps + 5, buf, w.n);
     /* 2. at w': dalpha and v on the validation batch */
-    rt_set_input(p, images, xv, bi);
-    rt_set_input(p, labels, yv, bl);
+    put_batch(p, images, labels, xv, yv, dev);
     if (rt_pass(p, 1, RT_GRAD_W | RT_GRAD_ARCH)) return -1;
     sr_dist_grads(p, RT_GRAD_W | RT_GRAD_ARCH);
     if (val_loss) {
         *val_loss = rt_loss(p);
         sr_dist_loss(val_loss, NULL);
     }
+    if (loss_dev) rt_loss_to(p, loss_dev, correct_dev);
     be->copy(be, u->dalpha, a.grad, a.n);
     be->copy(be, u->v, w.grad, w.n);
     /* 3. central difference of grad_alpha L_train at w +- R v, R = 0.01 / ||v||, computed
           where v is (the device: no host round trip inside the step) */
-    be->hvp_eps(be, u->eps, u->v, w.n, HVP_R, eta, bug_mul_r);
-    rt_set_input(p, images, xt, bi);
-    rt_set_input(p, labels, yt, bl);
+    be->hvp_eps(be, u->eps, u->v, w.n, HVP_R, u->eps + 6, bug_mul_r);
+    put_batch(p, images, labels, xt, yt, dev);
     be->copy(be, w.data, u->w_backup, w.n);
     be->axpy_dev(be, w.data, u->eps, u->v, w.n);
     if (rt_pass(p, 1, RT_GRAD_ARCH)) return -1;
@@ -112,6 +133,19 @@ int sr_arch_grad_second_order(rt_plan *p, sr_unroll *u, int images, int labels, 
     be->scale_dev(be, a.grad, u->eps + 2, a.n);    /* -eta (g+ - g-) / 2R */
     be->axpy(be, a.grad, 1.0f, u->dalpha, a.n);
     return 0;
+}
+
+int sr_arch_grad_second_order(rt_plan *p, sr_unroll *u, int images, int labels, const float *xt, const int32_t *yt,
+                              const float *xv, const int32_t *yv, const float *buf, float eta, float momentum,
+                              float wd, int bug_mul_r, float *val_loss) {
+    sr_unroll_set_eta(u, p, eta, momentum, wd);
+    return second_order(p, u, images, labels, xt, yt, xv, yv, 0, buf, bug_mul_r, val_loss, NULL, NULL);
+}
+
+int sr_arch_grad_second_order_dev(rt_plan *p, sr_unroll *u, int images, int labels, const float *xt,
+                                  const int32_t *yt, const float *xv, const int32_t *yv, const float *buf,
+                                  int bug_mul_r, float *loss_dev, float *correct_dev) {
+    return second_order(p, u, images, labels, xt, yt, xv, yv, 1, buf, bug_mul_r, NULL, loss_dev, correct_dev);
 }
 
 /* ---- run state ------------------------------------------------------------------------------ */
@@ -144,6 +178,7 @@ typedef struct run {
     int64_t dplus[5];
     int64_t succ[6]; /* the successors' settings in the checkpoint (succ_settings) */
     sr_px *px;       /* ProxylessNAS: the step plans' state (search/proxyless.c) */
+    sr_darts_step ds; /* the plain DARTS step, issued whole (search/step.c); ds.s.p NULL: per pass */
     int64_t pxs[1];  /* ProxylessNAS: latency_weight's bits, in the checkpoint */
 } run;
 
@@ -600,6 +635,7 @@ static int dplus_epoch_end(run *r, char *err, size_t errlen) {
 static void free_run(run *r) {
     sr_px_free(r->px);
     if (r->p) {
+        sr_darts_step_free(&r->ds);
         sr_unroll_free(&r->u, r->p);
         float *bufs[4] = {r->sgd_buf, r->adam_m, r->adam_v, r->prev_alpha};
         for (int i = 0; i < 4; i++)
@@ -709,6 +745,13 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
     if (o->strategy == SR_PROXYLESS &&
         !(r.px = sr_px_new(nsp, o, r.p, &r.net, lbatch, tc->sync_bn ? rt_dist_bn_sync() : NULL, err, errlen)))
         goto out;
+    /* plain DARTS in one process: each step issued whole (a recorded graph on CUDA); the
+       successors, hooked strategies and data-parallel runs need the host inside a step */
+    if (o->strategy == SR_DARTS && !h && sr_step_usable(tc) &&
+        sr_darts_step_init(&r.ds, r.p, r.net.images, r.net.labels, tc, &r.u, r.sgd_buf, r.adam_m, r.adam_v)) {
+        sr_fail(err, errlen, "out of memory");
+        goto out;
+    }
     r.be->memset0(r.be, r.sgd_buf, (size_t)r.nw * 4);
     r.be->memset0(r.be, r.adam_m, (size_t)r.na * 4);
     r.be->memset0(r.be, r.adam_v, (size_t)r.na * 4);
@@ -751,74 +794,89 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
             float val_loss = NAN, val_acc = NAN;
             int have_val = 0;
             next_batch(&r, &r.lw, r.xt, r.yt, 2 * (uint64_t)r.global_step);
-            /* the alpha step (a hooked strategy: its own architecture step) */
-            if (r.h) {
+            float train_loss;
+            double correct, gnorm;
+            if (r.ds.s.p) { /* the DARTS step, issued whole; its losses read after it */
                 next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)r.global_step + 1);
-                if (r.h->arch_step(r.h->ctx, r.p, &r.net, r.xv, r.yv, r.global_step, &val_loss, &val_acc, err, errlen))
+                float got[4];
+                if (sr_darts_step_run(&r.ds, r.xt, r.yt, r.xv, r.yv, lr, r.adam_t + 1, momentum_live, got, &gnorm)) {
+                    sr_fail(err, errlen, "the search step failed");
                     goto out;
-                have_val = 1;
-                if (r.h->before_weight_step(r.h->ctx, r.p, &r.net, r.global_step, err, errlen)) goto out;
-            } else if ((sr_succ_is_bilevel(o->strategy) && arch_on) || o->strategy == SR_COORD) {
-                /* DARTS: a batch of the architecture split; coordinate descent: another batch of all data */
-                next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)r.global_step + 1);
-                if (o->strategy == SR_PROXYLESS) {
-                    /* the sampled pairs' gate gradients through the estimator, + lambda dE[latency] */
-                    double correct = 0;
-                    if (sr_px_alpha_grad(r.px, r.xv, r.yv, r.global_step, &val_loss, &correct, err, errlen)) goto out;
-                    sr_dist_loss(&val_loss, &correct);
-                    val_acc = correct / tc->batch;
-                } else if (o->strategy != SR_COORD && tc->order == 2) {
-                    if (sr_arch_grad_second_order(r.p, &r.u, r.net.images, r.net.labels, r.xt, r.yt, r.xv, r.yv,
-                                                  momentum_live ? r.sgd_buf : NULL, lr, tc->w_momentum, tc->w_wd, 0,
-                                                  &val_loss)) {
-                        sr_fail(err, errlen, "second-order step failed");
-                        goto out;
-                    }
-                } else {
-                    rt_set_input(r.p, r.net.images, r.xv, bi);
-                    rt_set_input(r.p, r.net.labels, r.yv, bl);
-                    rt_pass(r.p, 1, RT_GRAD_ARCH);
-                    sr_dist_grads(r.p, RT_GRAD_ARCH);
-                    val_loss = rt_loss(r.p);
-                    double correct = rt_last_correct(r.p);
-                    sr_dist_loss(&val_loss, &correct);
-                    val_acc = correct / tc->batch;
                 }
+                r.adam_t++;
+                val_loss = got[0];
+                val_acc = tc->order == 2 ? NAN : got[2] / tc->batch; /* second order: L_val is at w' (as per pass) */
                 have_val = 1;
-                if (!isfinite(val_loss)) {
+                if (!isfinite(val_loss)) { /* alpha and the weights are untouched (the optimisers' guards) */
                     sr_diverged(err, errlen, "the architecture-split loss", val_loss, r.epoch, r.step, r.global_step, lr,
                                 r.path_ckpt);
                     goto out;
                 }
-                /* FairDARTS: + w01 * dL01/dalpha (the zero-one loss pushes sigmoid(alpha) to 0 or 1) */
-                if (o->strategy == SR_FAIR_DARTS && sr_fair_add_zero_one(r.p, SR_FAIR_W01, NULL)) {
-                    sr_fail(err, errlen, "out of memory");
-                    goto out;
-                }
-                r.adam_t++;
-                r.be->adam_step(r.be, ga.data, r.adam_m, r.adam_v, ga.grad, r.na, tc->a_lr, tc->a_beta1, tc->a_beta2,
-                                ADAM_EPS, tc->a_wd, r.adam_t);
-                if (o->strategy == SR_PROXYLESS) sr_px_after_alpha_step(r.px); /* the unsampled keep their probability */
-            }
-            /* the weight step (joint: weights and alpha from one backward) */
-            rt_set_input(r.p, r.net.images, r.xt, bi);
-            rt_set_input(r.p, r.net.labels, r.yt, bl);
-            unsigned wmask = o->strategy == SR_JOINT ? (RT_GRAD_W | RT_GRAD_ARCH) : RT_GRAD_W;
-            float train_loss;
-            double correct;
-            if (o->strategy == SR_PROXYLESS) { /* one sampled path per edge */
-                if (sr_px_weight_pass(r.px, r.xt, r.yt, r.global_step, &train_loss, &correct, err, errlen)) goto out;
+                train_loss = got[1];
+                correct = got[3];
             } else {
-                rt_pass(r.p, 1, wmask);
-                train_loss = rt_loss(r.p);
-                correct = rt_last_correct(r.p);
+                /* the alpha step (a hooked strategy: its own architecture step) */
+                if (r.h) {
+                    next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)r.global_step + 1);
+                    if (r.h->arch_step(r.h->ctx, r.p, &r.net, r.xv, r.yv, r.global_step, &val_loss, &val_acc, err, errlen))
+                        goto out;
+                    have_val = 1;
+                    if (r.h->before_weight_step(r.h->ctx, r.p, &r.net, r.global_step, err, errlen)) goto out;
+                } else if ((sr_succ_is_bilevel(o->strategy) && arch_on) || o->strategy == SR_COORD) {
+                    /* DARTS: a batch of the architecture split; coordinate descent: another batch of all data */
+                    next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)r.global_step + 1);
+                    if (o->strategy == SR_PROXYLESS) {
+                        /* the sampled pairs' gate gradients through the estimator, + lambda dE[latency] */
+                        double vc = 0;
+                        if (sr_px_alpha_grad(r.px, r.xv, r.yv, r.global_step, &val_loss, &vc, err, errlen)) goto out;
+                        sr_dist_loss(&val_loss, &vc);
+                        val_acc = vc / tc->batch;
+                    } else if (o->strategy != SR_COORD && tc->order == 2) {
+                        if (sr_arch_grad_second_order(r.p, &r.u, r.net.images, r.net.labels, r.xt, r.yt, r.xv, r.yv,
+                                                      momentum_live ? r.sgd_buf : NULL, lr, tc->w_momentum, tc->w_wd, 0,
+                                                      &val_loss)) {
+                            sr_fail(err, errlen, "second-order step failed");
+                            goto out;
+                        }
+                    } else {
+                        double vc;
+                        sr_pass_read(r.p, r.net.images, r.net.labels, r.xv, r.yv, bi, bl, RT_GRAD_ARCH, &val_loss, &vc);
+                        val_acc = vc / tc->batch;
+                    }
+                    have_val = 1;
+                    if (!isfinite(val_loss)) {
+                        sr_diverged(err, errlen, "the architecture-split loss", val_loss, r.epoch, r.step, r.global_step, lr,
+                                    r.path_ckpt);
+                        goto out;
+                    }
+                    /* FairDARTS: + w01 * dL01/dalpha (the zero-one loss pushes sigmoid(alpha) to 0 or 1) */
+                    if (o->strategy == SR_FAIR_DARTS && sr_fair_add_zero_one(r.p, SR_FAIR_W01, NULL)) {
+                        sr_fail(err, errlen, "out of memory");
+                        goto out;
+                    }
+                    r.adam_t++;
+                    r.be->adam_step(r.be, ga.data, r.adam_m, r.adam_v, ga.grad, r.na, tc->a_lr, tc->a_beta1, tc->a_beta2,
+                                    ADAM_EPS, tc->a_wd, r.adam_t);
+                    if (o->strategy == SR_PROXYLESS) sr_px_after_alpha_step(r.px); /* the unsampled keep their probability */
+                }
+                /* the weight step (joint: weights and alpha from one backward) */
+                rt_set_input(r.p, r.net.images, r.xt, bi);
+                rt_set_input(r.p, r.net.labels, r.yt, bl);
+                unsigned wmask = o->strategy == SR_JOINT ? (RT_GRAD_W | RT_GRAD_ARCH) : RT_GRAD_W;
+                if (o->strategy == SR_PROXYLESS) { /* one sampled path per edge */
+                    if (sr_px_weight_pass(r.px, r.xt, r.yt, r.global_step, &train_loss, &correct, err, errlen)) goto out;
+                } else {
+                    rt_pass(r.p, 1, wmask);
+                    train_loss = rt_loss(r.p);
+                    correct = rt_last_correct(r.p);
+                }
+                sr_dist_grads(r.p, wmask);
+                sr_dist_loss(&train_loss, &correct);
+                gnorm = isfinite(train_loss) ? sr_clip_weight_grads(r.p, tc->w_clip) : 0;
             }
-            sr_dist_grads(r.p, wmask);
-            sr_dist_loss(&train_loss, &correct);
             double train_acc = correct / tc->batch;
             /* a non-finite loss or gradient stops the search before it reaches the weights,
                the logs or a checkpoint (the CUDA path clips on the device: the loss only) */
-            double gnorm = isfinite(train_loss) ? sr_clip_weight_grads(r.p, tc->w_clip) : 0;
             if (!isfinite(train_loss) || !isfinite(gnorm)) {
                 sr_diverged(err, errlen, isfinite(train_loss) ? "the weight gradient norm" : "the training loss",
                             isfinite(train_loss) ? gnorm : train_loss, r.epoch, r.step, r.global_step, lr, r.path_ckpt);
@@ -832,7 +890,7 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
                 res->loss_peak = peak;
                 res->loss_peak_step = r.global_step;
             }
-            r.be->sgd_step(r.be, gw.data, r.sgd_buf, gw.grad, r.nw, lr, tc->w_momentum, tc->w_wd);
+            if (!r.ds.s.p) r.be->sgd_step(r.be, gw.data, r.sgd_buf, gw.grad, r.nw, lr, tc->w_momentum, tc->w_wd);
             momentum_live = 1;
             if (o->strategy == SR_JOINT) {
                 r.adam_t++;

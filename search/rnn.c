@@ -35,13 +35,14 @@ int sr_rnn_arch_init(sr_rnn_arch *ra, sr_lm *m) {
     if (m->tc->order != 2) return 0;
     rt_group gw = rt_plan_group(m->p, IR_ROLE_WEIGHT), ga = rt_plan_group(m->p, IR_ROLE_ARCH);
     return (ra->w_backup = sr_lm_dev_zeros(m->be, gw.n)) && (ra->v = sr_lm_dev_zeros(m->be, gw.n)) &&
-                   (ra->dalpha = sr_lm_dev_zeros(m->be, ga.n)) && (ra->gplus = sr_lm_dev_zeros(m->be, ga.n))
+                   (ra->dalpha = sr_lm_dev_zeros(m->be, ga.n)) && (ra->gplus = sr_lm_dev_zeros(m->be, ga.n)) &&
+                   (ra->eps = sr_lm_dev_zeros(m->be, 4))
                ? 0
                : -1;
 }
 
 void sr_rnn_arch_free(sr_rnn_arch *ra, sr_lm *m) {
-    float *dv[] = {ra->w_backup, ra->v, ra->dalpha, ra->gplus};
+    float *dv[] = {ra->w_backup, ra->v, ra->dalpha, ra->gplus, ra->eps};
     for (size_t i = 0; i < sizeof dv / sizeof dv[0]; i++)
         if (dv[i] && m->be) m->be->free(m->be, dv[i]);
     memset(ra, 0, sizeof *ra);
@@ -74,23 +75,26 @@ static float arch_grad_second_order(sr_rnn_arch *rs, sr_lm *m, int64_t tw, int64
     sr_lm_clip(m, tc->w_clip);
     be->copy(be, rs->dalpha, a.grad, a.n);
     be->copy(be, rs->v, w.grad, w.n);
-    double vn = sqrt(be->sumsq(be, rs->v, w.n));
-    float R = (float)(HVP_R / (vn > 0 ? vn : 1e-12));
+    /* R = 0.01 / ||v|| and the final scale eta cc / 2R where v is (search/cnn.c's way: no
+       host round trip for them) */
+    const float etacc = eta * cc;
+    be->upload(be, rs->eps + 3, &etacc, sizeof etacc);
+    be->hvp_eps(be, rs->eps, rs->v, w.n, HVP_R, rs->eps + 3, 0);
     sr_lm_set_window(m, &m->tr, tw, m->h_train);
     be->copy(be, w.data, rs->w_backup, w.n);
-    be->axpy(be, w.data, R, rs->v, w.n);
+    be->axpy_dev(be, w.data, rs->eps, rs->v, w.n);
     rt_forward(m->p, 1);
     rt_backward(m->p, RT_GRAD_ARCH);
     sr_lm_sum_grads(m, RT_GRAD_ARCH);
     be->copy(be, rs->gplus, a.grad, a.n);
     be->copy(be, w.data, rs->w_backup, w.n);
-    be->axpy(be, w.data, -R, rs->v, w.n);
+    be->axpy_dev(be, w.data, rs->eps + 1, rs->v, w.n);
     rt_forward(m->p, 1);
     rt_backward(m->p, RT_GRAD_ARCH);
     sr_lm_sum_grads(m, RT_GRAD_ARCH);
     be->copy(be, w.data, rs->w_backup, w.n);
     be->axpy(be, a.grad, -1.0f, rs->gplus, a.n);
-    be->scale(be, a.grad, eta * cc / (2.0f * R), a.n);
+    be->scale_dev(be, a.grad, rs->eps + 2, a.n); /* (eta cc) / (2R): the same float expression */
     be->axpy(be, a.grad, 1.0f, rs->dalpha, a.n);
     return lv;
 }

@@ -14,6 +14,7 @@
 /* The second-order step's backend buffers (all NULL for first order). */
 typedef struct sr_rnn_arch {
     float *w_backup, *v, *dalpha, *gplus;
+    float *eps; /* 4 floats: R, -R and the final scale (rt_backend.hvp_eps), then its eta * clip */
 } sr_rnn_arch;
 
 /* Returns 0, or -1 when out of memory (then sr_rnn_arch_free). */

@@ -161,11 +161,17 @@ void sr_baseline_defaults(sr_options *o);
 struct rt_plan;
 typedef struct sr_unroll {
     float *w_backup, *v, *dalpha, *gplus; /* weights, weights, arch, arch */
-    float *eps; /* backend memory: R, -R and the final scale (rt_backend.hvp_eps) */
+    float *eps; /* backend memory, SR_UNROLL_SCALARS floats: R, -R and the final scale
+                   (rt_backend.hvp_eps), then -eta, -eta wd, -eta momentum and eta
+                   (sr_unroll_set_eta) */
     int64_t nw, na;
 } sr_unroll;
+#define SR_UNROLL_SCALARS 8
 int sr_unroll_init(sr_unroll *u, struct rt_plan *p);
 void sr_unroll_free(sr_unroll *u, struct rt_plan *p);
+/* Uploads the virtual step's coefficients for learning rate eta into u->eps (queued, in
+ * order before what follows: a recorded step reads them from there). */
+void sr_unroll_set_eta(sr_unroll *u, struct rt_plan *p, float eta, float momentum, float wd);
 /* REFERENCE.md's second-order step. The training batch (xt, yt) and validation batch
  * (xv, yv) are host arrays for the plan's images/labels inputs; buf is the weights' SGD
  * momentum buffer (backend memory, NULL = zero), eta the current weight learning rate.
@@ -175,6 +181,39 @@ void sr_unroll_free(sr_unroll *u, struct rt_plan *p);
 int sr_arch_grad_second_order(struct rt_plan *p, sr_unroll *u, int images, int labels, const float *xt,
                               const int32_t *yt, const float *xv, const int32_t *yv, const float *buf, float eta,
                               float momentum, float wd, int bug_mul_r, float *val_loss);
+/* The same issued without any host synchronisation, for a recorded step: the batches in
+ * backend memory (fixed buffers), eta's coefficients already in u (sr_unroll_set_eta), the
+ * validation loss and top-1 count copied to loss_dev[0] and correct_dev[0] (backend memory). */
+int sr_arch_grad_second_order_dev(struct rt_plan *p, sr_unroll *u, int images, int labels, const float *xt,
+                                  const int32_t *yt, const float *xv, const int32_t *yv, const float *buf,
+                                  int bug_mul_r, float *loss_dev, float *correct_dev);
+
+/* ---- the DARTS step recorded whole (search/step.c) ----
+ * One step of the plain DARTS search (strategy darts, one process, no sync_bn: the loop's
+ * sr_step_usable and no hooks): the alpha gradient on the validation batch (first order,
+ * or the second-order step with the weights' momentum buffer where momentum_live), Adam on
+ * alpha, the weight pass on the training batch, clipping and SGD; issued through
+ * rt_step_run, so that on a backend that records graphs it is one replay, and with every
+ * per-step value (learning rate, Adam's bias corrections, eta's coefficients) in backend
+ * memory. A non-finite validation loss leaves alpha, the weights and every optimiser state
+ * untouched; a non-finite training loss the weights and the momentum buffer. */
+#define SR_ADAM_EPS 1e-8f
+typedef struct sr_darts_step {
+    sr_step s; /* x[0], y[0] training, x[1], y[1] validation; sc: lr, Adam's two; res: val, train */
+    sr_unroll *u;
+    float *sgd_buf, *adam_m, *adam_v;
+    const ir_train_config *tc;
+    int order, momentum;
+} sr_darts_step;
+int sr_darts_step_init(sr_darts_step *d, struct rt_plan *p, int images, int labels, const ir_train_config *tc,
+                       sr_unroll *u, float *sgd_buf, float *adam_m, float *adam_v);
+void sr_darts_step_free(sr_darts_step *d);
+/* Runs one step at weight learning rate lr and Adam step adam_t (>= 1) on host batches
+ * (xt, yt) training and (xv, yv) validation; out: validation loss, training loss, their
+ * top-1 counts, read after the step; *gnorm: the weight gradient norm where the host
+ * clipped (CPU), else 0. -1: a pass could not run. */
+int sr_darts_step_run(sr_darts_step *d, const float *xt, const int32_t *yt, const float *xv, const int32_t *yv,
+                      float lr, int adam_t, int momentum_live, float out[4], double *gnorm);
 
 /* P-DARTS (search/pdarts.c): the stages, each a DARTS search of its own supernet in
  * out_dir/stageN/, the ops pruned by alpha between them, the skip cap on the final genotype;

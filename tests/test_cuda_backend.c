@@ -30,6 +30,8 @@
 #include "ir/space.h"
 #include "runtime/runtime.h"
 #include "runtime/schedule.h"
+#include "search/search.h"
+#include "train/common.h"
 #include "testutil.h"
 #ifdef DARTSC_HAVE_CUDA
 #include "runtime/cuda/backend_cuda.h"
@@ -765,6 +767,282 @@ static void masks_case(ir_op op) {
 Test(cuda_net, dropout_pass_recorded_with_device_seeds) { masks_case(IR_OP_DROPOUT); }
 Test(cuda_net, drop_path_pass_recorded_with_device_seeds) { masks_case(IR_OP_DROP_PATH); }
 
+/* ---- whole steps recorded as one graph (rt_step_run: search/step.c, train/common.c) ----
+ * Two plans of one network on one GPU with the same parameters: one runs its steps through
+ * the step recording (eager, recorded, then one replay per step), the other through the
+ * per-pass path (DARTSC_NO_STEP_GRAPHS=1 when it was made: each pass its own recording,
+ * the optimisers and copies between them). Every step's weights, alpha, BN buffers,
+ * optimiser state, losses and top-1 counts must be the same bits: the step graph issues
+ * the same kernels in the same order per lane. */
+static rt_plan *step_plan(rt_backend *be, const ir_graph *g, unsigned grads, int per_pass) {
+    char err[256];
+    if (per_pass) setenv("DARTSC_NO_STEP_GRAPHS", "1", 1);
+    rt_plan *p = rt_plan_new(g, be, &(rt_plan_opts){.seed = 17, .grads = grads}, err, sizeof err);
+    unsetenv("DARTSC_NO_STEP_GRAPHS");
+    cr_assert(p, "%s", err);
+    return p;
+}
+
+static float *dev_zeros(rt_backend *be, int64_t n) {
+    float *d = be->alloc(be, (size_t)(n ? n : 1) * 4);
+    cr_assert(d);
+    be->memset0(be, d, (size_t)(n ? n : 1) * 4);
+    return d;
+}
+
+/* Every named vector of both plans (backend memory) the same bits. */
+static void expect_same_dev(rt_backend *be, const float *a, const float *b, int64_t n, const char *what, int step) {
+    float *ha = malloc((size_t)(n ? n : 1) * 4), *hb = malloc((size_t)(n ? n : 1) * 4);
+    be->download(be, ha, a, (size_t)n * 4);
+    be->download(be, hb, b, (size_t)n * 4);
+    cr_expect_arr_eq(ha, hb, (size_t)n * 4, "step %d: %s differ(s) between the step graph and the per-pass path", step,
+                     what);
+    free(ha);
+    free(hb);
+}
+
+static void expect_same_groups(rt_backend *be, rt_plan *pa, rt_plan *pb, int step) {
+    const ir_role roles[3] = {IR_ROLE_WEIGHT, IR_ROLE_ARCH, IR_ROLE_BUFFER};
+    for (int i = 0; i < 3; i++) {
+        rt_group a = rt_plan_group(pa, roles[i]), b = rt_plan_group(pb, roles[i]);
+        if (a.n) expect_same_dev(be, a.data, b.data, a.n, ir_role_name(roles[i]), step);
+    }
+}
+
+static void darts_step_graph_case(int order) {
+    char err[256];
+    rt_backend *be = rt_backend_cuda_new(err, sizeof err);
+    cr_assert(be, "%s", err);
+    ir_space sp;
+    tiny_space(&sp);
+    ir_net net;
+    cr_assert_eq(ir_space_build_supernet(&sp, 8, &net), 0, "%s", net.error);
+    rt_plan *p[2] = {step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 0),
+                     step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 1)};
+    ir_train_config tc = sp.search;
+    tc.order = order;
+    tc.w_clip = 0.5f;
+    sr_unroll u[2];
+    sr_darts_step ds[2];
+    float *buf[2], *m[2], *v[2];
+    for (int k = 0; k < 2; k++) {
+        rt_group w = rt_plan_group(p[k], IR_ROLE_WEIGHT), a = rt_plan_group(p[k], IR_ROLE_ARCH);
+        buf[k] = dev_zeros(be, w.n);
+        m[k] = dev_zeros(be, a.n);
+        v[k] = dev_zeros(be, a.n);
+        memset(&u[k], 0, sizeof u[k]);
+        cr_assert_eq(sr_unroll_init(&u[k], p[k]), 0);
+        cr_assert_eq(sr_darts_step_init(&ds[k], p[k], net.images, net.labels, &tc, &u[k], buf[k], m[k], v[k]), 0);
+    }
+    const int64_t ni = (int64_t)8 * sp.in_c * sp.in_h * sp.in_w;
+    float *xt = malloc((size_t)ni * 4), *xv = malloc((size_t)ni * 4);
+    int32_t yt[8], yv[8];
+    for (int i = 0; i < 8; i++) {
+        yt[i] = i % sp.classes;
+        yv[i] = (3 * i + 1) % sp.classes;
+    }
+    const int key = order * 2 + 1; /* the key of every step after the first (momentum live) */
+    for (int s = 0; s < 6; s++) { /* 0, 1: eager (two keys), 2: recorded, 3..5: replayed */
+        tu_fill_uniform(xt, ni, -1.f, 1.f, 700 + 2 * (uint64_t)s);
+        tu_fill_uniform(xv, ni, -1.f, 1.f, 701 + 2 * (uint64_t)s);
+        const float lr = 0.05f * (1.0f - 0.1f * (float)s); /* a new learning rate every step */
+        float got[2][4];
+        double gn[2];
+        for (int k = 0; k < 2; k++)
+            cr_assert_eq(sr_darts_step_run(&ds[k], xt, yt, xv, yv, lr, s + 1, s > 0, got[k], &gn[k]), 0);
+        cr_assert(!rt_cuda_last_error(), "step %d: %s", s, rt_cuda_last_error());
+        cr_expect_eq(rt_step_recorded(p[0], key), s >= 2, "step %d: the step graph %s", s,
+                     s >= 2 ? "was not recorded" : "was recorded too early");
+        cr_expect(!rt_step_recorded(p[1], key), "the per-pass plan recorded a step");
+        cr_expect(isfinite(got[0][0]) && isfinite(got[0][1]), "step %d: losses %g %g", s, got[0][0], got[0][1]);
+        cr_expect_arr_eq(got[0], got[1], sizeof got[0], "step %d: losses / counts %g %g %g %g vs per pass %g %g %g %g",
+                         s, got[0][0], got[0][1], got[0][2], got[0][3], got[1][0], got[1][1], got[1][2], got[1][3]);
+        cr_expect_eq(rt_plan_step(p[0]), rt_plan_step(p[1]), "step %d: plan steps differ", s);
+        expect_same_groups(be, p[0], p[1], s);
+        rt_group w = rt_plan_group(p[0], IR_ROLE_WEIGHT), a = rt_plan_group(p[0], IR_ROLE_ARCH);
+        expect_same_dev(be, buf[0], buf[1], w.n, "SGD momentum", s);
+        expect_same_dev(be, m[0], m[1], a.n, "Adam m", s);
+        expect_same_dev(be, v[0], v[1], a.n, "Adam v", s);
+    }
+    /* a non-finite validation loss on a replay: alpha, the weights and every optimiser
+       state stay as they were (the guards on the device) */
+    rt_group w = rt_plan_group(p[0], IR_ROLE_WEIGHT), a = rt_plan_group(p[0], IR_ROLE_ARCH);
+    float *keep[5] = {dev_zeros(be, w.n), dev_zeros(be, a.n), dev_zeros(be, w.n), dev_zeros(be, a.n),
+                      dev_zeros(be, a.n)};
+    const float *now[5] = {w.data, a.data, buf[0], m[0], v[0]};
+    const int64_t len[5] = {w.n, a.n, w.n, a.n, a.n};
+    for (int i = 0; i < 5; i++) be->copy(be, keep[i], now[i], len[i]);
+    for (int64_t i = 0; i < ni; i++) xv[i] = NAN;
+    float got[4];
+    double gn;
+    cr_assert_eq(sr_darts_step_run(&ds[0], xt, yt, xv, yv, 0.02f, 7, 1, got, &gn), 0);
+    cr_expect(rt_step_recorded(p[0], key), "the NaN step was not a replay");
+    cr_expect(!isfinite(got[0]), "validation loss %g from NaN images", got[0]);
+    const char *names[5] = {"weights", "alpha", "SGD momentum", "Adam m", "Adam v"};
+    for (int i = 0; i < 5; i++) {
+        float *h0 = malloc((size_t)len[i] * 4), *h1 = malloc((size_t)len[i] * 4);
+        be->download(be, h0, keep[i], (size_t)len[i] * 4);
+        be->download(be, h1, now[i], (size_t)len[i] * 4);
+        cr_expect_arr_eq(h0, h1, (size_t)len[i] * 4, "order %d: a NaN validation batch changed the %s", order, names[i]);
+        free(h0);
+        free(h1);
+        be->free(be, keep[i]);
+    }
+    cr_expect(!rt_cuda_last_error(), "%s", rt_cuda_last_error());
+    for (int k = 0; k < 2; k++) {
+        sr_darts_step_free(&ds[k]);
+        sr_unroll_free(&u[k], p[k]);
+        be->free(be, buf[k]);
+        be->free(be, m[k]);
+        be->free(be, v[k]);
+        rt_plan_free(p[k]);
+    }
+    free(xt);
+    free(xv);
+    ir_net_free(&net);
+    be->destroy(be);
+}
+
+/* The optimiser kernels reading their scalars from device memory give the host-scalar
+ * kernels' bits (the same element update) over steps with a changing learning rate and
+ * Adam step, also when recorded into a graph and replayed with new scalars; a guard value
+ * that is not finite leaves the weights and all state untouched. */
+Test(cuda_step, device_scalar_optimisers_equal_host_scalar_ones) {
+    char err[256];
+    rt_backend *gpu = rt_backend_cuda_new(err, sizeof err);
+    cr_assert(gpu, "%s", err);
+    const int64_t n = 70001;
+    const size_t bytes = (size_t)n * 4;
+    float *h = malloc(bytes), *a = malloc(bytes), *b = malloc(bytes);
+    float *d[8]; /* w, buf, m, v for the host-scalar (0..3) and the device-scalar (4..7) runs */
+    tu_fill_uniform(h, n, -1.f, 1.f, 41);
+    for (int k = 0; k < 8; k++) {
+        d[k] = dev_zeros(gpu, n);
+        if (k % 4 == 0) gpu->upload(gpu, d[k], h, bytes);
+    }
+    float *g = dev_zeros(gpu, n), *sc = dev_zeros(gpu, 4), *guard = dev_zeros(gpu, 2);
+    const float ok[2] = {1.5f, 0.25f};
+    gpu->upload(gpu, guard, ok, sizeof ok);
+    /* the device-scalar steps recorded once, replayed with each step's scalars */
+    cr_assert_eq(gpu->capture_begin(gpu), 0);
+    gpu->sgd_step_dev(gpu, d[4], d[5], g, n, sc, 0.9f, 3e-4f, guard, 2);
+    gpu->adam_step_dev(gpu, d[4], d[6], d[7], g, n, sc + 1, 0.5f, 0.999f, 1e-8f, 1e-3f, guard, 2);
+    void *graph = gpu->capture_end(gpu);
+    cr_assert(graph, "the optimiser steps could not be recorded: %s", rt_cuda_last_error());
+    for (int t = 1; t <= 4; t++) {
+        tu_fill_uniform(h, n, -0.5f, 0.5f, 50 + (uint64_t)t);
+        gpu->upload(gpu, g, h, bytes);
+        const float lr = 0.025f / (float)t, alr = 3e-4f * (float)t;
+        float host_sc[3] = {lr};
+        rt_adam_scalars(alr, 0.5f, 0.999f, t, host_sc + 1);
+        gpu->upload(gpu, sc, host_sc, sizeof host_sc);
+        gpu->sgd_step(gpu, d[0], d[1], g, n, lr, 0.9f, 3e-4f);
+        gpu->adam_step(gpu, d[0], d[2], d[3], g, n, alr, 0.5f, 0.999f, 1e-8f, 1e-3f, t);
+        gpu->replay(gpu, graph);
+        for (int k = 0; k < 4; k++) {
+            gpu->download(gpu, a, d[k], bytes);
+            gpu->download(gpu, b, d[4 + k], bytes);
+            cr_expect_arr_eq(a, b, bytes, "step %d: vector %d (w, buf, m, v) differs", t, k);
+        }
+    }
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    for (int k = 0; k < 6; k++) {
+        float gd[2] = {1.f, 1.f};
+        gd[k & 1] = bad[k >> 1];
+        gpu->upload(gpu, guard, gd, sizeof gd);
+        gpu->replay(gpu, graph);
+        for (int j = 0; j < 4; j++) {
+            gpu->download(gpu, a, d[j], bytes);
+            gpu->download(gpu, b, d[4 + j], bytes);
+            cr_expect_arr_eq(a, b, bytes, "guard %g in slot %d: vector %d (w, buf, m, v) moved", gd[k & 1], k & 1, j);
+        }
+    }
+    cr_expect(!rt_cuda_last_error(), "%s", rt_cuda_last_error());
+    gpu->graph_free(gpu, graph);
+    for (int k = 0; k < 8; k++) gpu->free(gpu, d[k]);
+    gpu->free(gpu, g);
+    gpu->free(gpu, sc);
+    gpu->free(gpu, guard);
+    free(h);
+    free(a);
+    free(b);
+    gpu->destroy(gpu);
+}
+
+Test(cuda_step, first_order_step_graph_equals_per_pass_steps) { darts_step_graph_case(1); }
+Test(cuda_step, second_order_step_graph_equals_per_pass_steps) { darts_step_graph_case(2); }
+
+/* The retraining step with drop path (p 0.2, then 0.3 from the fourth step: the ramp's
+ * change drops the recordings, which are made again) and an auxiliary head, as one graph
+ * per step: the bits of the per-pass path at every step (the same masks: each replay's
+ * seeds are written before it), and a NaN batch on a replay leaves the weights and the
+ * momentum untouched. */
+Test(cuda_step, retraining_step_graph_with_drop_path_equals_per_pass_steps) {
+    char err[256];
+    rt_backend *be = rt_backend_cuda_new(err, sizeof err);
+    cr_assert(be, "%s", err);
+    ir_space sp;
+    tiny_space(&sp);
+    sp.in_h = sp.in_w = 32; /* the auxiliary head pools 5x5 after the second reduction */
+    ir_genotype gt;
+    ir_genotype_darts_v2(&gt);
+    ir_eval_opts eo = {.C = 4, .layers = 3, .batch = 8, .aux = 1, .aux_weight = 0.4f, .drop_path = 1};
+    ir_net net;
+    cr_assert_eq(ir_space_build_eval(&sp, &gt, &eo, &net), 0, "%s", net.error);
+    rt_plan *p[2] = {step_plan(be, net.graph, RT_GRAD_W, 0), step_plan(be, net.graph, RT_GRAD_W, 1)};
+    ir_train_config tc = sp.train;
+    tc.w_clip = 0.5f;
+    sr_step st[2];
+    float *buf[2];
+    for (int k = 0; k < 2; k++) {
+        rt_plan_set_drop_path(p[k], 0.2f);
+        buf[k] = dev_zeros(be, rt_plan_group(p[k], IR_ROLE_WEIGHT).n);
+        cr_assert_eq(sr_step_init(&st[k], p[k], net.images, net.labels, 1), 0);
+    }
+    const int64_t ni = (int64_t)8 * sp.in_c * sp.in_h * sp.in_w;
+    float *x = malloc((size_t)ni * 4);
+    int32_t y[8];
+    for (int i = 0; i < 8; i++) y[i] = (i * 7) % sp.classes;
+    for (int s = 0; s < 7; s++) {
+        if (s == 3)
+            for (int k = 0; k < 2; k++) rt_plan_set_drop_path(p[k], 0.3f);
+        tu_fill_uniform(x, ni, -1.f, 1.f, 900 + (uint64_t)s);
+        const float lr = 0.03f / (float)(s + 1);
+        float loss[2], corr[2];
+        for (int k = 0; k < 2; k++) cr_assert_eq(sr_train_step(&st[k], buf[k], x, y, lr, &tc, &loss[k], &corr[k]), 0);
+        cr_assert(!rt_cuda_last_error(), "step %d: %s", s, rt_cuda_last_error());
+        /* eager at 0 and at 3 (the drop path change dropped the recording), recorded at 1
+           and 4, replayed after each */
+        cr_expect_eq(rt_step_recorded(p[0], 0), s != 0 && s != 3, "step %d: step graph state", s);
+        cr_expect(isfinite(loss[0]), "step %d: loss %g", s, loss[0]);
+        cr_expect(memcmp(loss, loss + 1, 4) == 0 && corr[0] == corr[1], "step %d: loss %.9g count %g vs per pass %.9g %g",
+                  s, loss[0], corr[0], loss[1], corr[1]);
+        cr_expect_eq(rt_plan_step(p[0]), rt_plan_step(p[1]), "step %d: plan steps differ", s);
+        expect_same_groups(be, p[0], p[1], s);
+        expect_same_dev(be, buf[0], buf[1], rt_plan_group(p[0], IR_ROLE_WEIGHT).n, "SGD momentum", s);
+    }
+    rt_group w = rt_plan_group(p[0], IR_ROLE_WEIGHT);
+    float *keep[2] = {dev_zeros(be, w.n), dev_zeros(be, w.n)};
+    be->copy(be, keep[0], w.data, w.n);
+    be->copy(be, keep[1], buf[0], w.n);
+    for (int64_t i = 0; i < ni; i++) x[i] = NAN;
+    float loss, corr;
+    cr_assert_eq(sr_train_step(&st[0], buf[0], x, y, 0.01f, &tc, &loss, &corr), 0);
+    cr_expect(rt_step_recorded(p[0], 0) && !isfinite(loss), "loss %g (replayed: %d)", loss, rt_step_recorded(p[0], 0));
+    expect_same_dev(be, keep[0], w.data, w.n, "weights after a NaN batch", 7);
+    expect_same_dev(be, keep[1], buf[0], w.n, "SGD momentum after a NaN batch", 7);
+    cr_expect(!rt_cuda_last_error(), "%s", rt_cuda_last_error());
+    for (int k = 0; k < 2; k++) {
+        be->free(be, keep[k]);
+        sr_step_free(&st[k]);
+        be->free(be, buf[k]);
+        rt_plan_free(p[k]);
+    }
+    free(x);
+    ir_net_free(&net);
+    be->destroy(be);
+}
+
 /* ---- the backend's vector ops on their own ---- */
 /* Gradient clipping on the device gives the bits of the host's sumsq + scale on the same
  * backend (the same two-pass sum, the same factor), with a bound that clips and one that
@@ -818,8 +1096,9 @@ Test(cuda_vec, hvp_eps_on_device_equals_host) {
     tu_fill_uniform(v, n, -1.f, 1.f, 11);
     tu_fill_uniform(y, n, -1.f, 1.f, 12);
     float *dv = gpu->alloc(gpu, bytes), *d1 = gpu->alloc(gpu, bytes), *d2 = gpu->alloc(gpu, bytes);
-    float *eps = gpu->alloc(gpu, 3 * sizeof(float));
+    float *eps = gpu->alloc(gpu, 4 * sizeof(float)); /* eps[3]: eta, read on the device */
     const float eta = 0.025f;
+    gpu->upload(gpu, eps + 3, &eta, sizeof eta);
     for (int k = 0; k < 3; k++) { /* v, v with the bug's form, v = 0 */
         const int bug = k == 1;
         if (k == 2) memset(v, 0, bytes);
@@ -828,7 +1107,7 @@ Test(cuda_vec, hvp_eps_on_device_equals_host) {
         float R = (float)(0.01 / (vn > 0 ? vn : 1e-12));
         float want[3] = {R, -R, bug ? eta * R / 2.0f : eta / (2.0f * R)}, got[3];
         cr_assert_eq(gpu->capture_begin(gpu), 0);
-        gpu->hvp_eps(gpu, eps, dv, n, 0.01, eta, bug);
+        gpu->hvp_eps(gpu, eps, dv, n, 0.01, eps + 3, bug);
         void *g = gpu->capture_end(gpu);
         cr_assert(g, "hvp_eps could not be recorded: %s", rt_cuda_last_error());
         gpu->replay(gpu, g);

@@ -106,12 +106,13 @@ static int build_smooth(ir_graph *g, int B, int *images, int *labels) {
     return ir_verify(g);
 }
 
-static void unrolled_init(unrolled *u) {
+/* be: the backend the plan runs on (taken over: unrolled_free destroys it) */
+static void unrolled_init_on(unrolled *u, rt_backend *be) {
     int B = 8;
     memset(&u->net, 0, sizeof u->net);
     u->net.graph = ir_graph_new("smooth");
     cr_assert_eq(build_smooth(u->net.graph, B, &u->net.images, &u->net.labels), 0, "%s", ir_graph_error(u->net.graph));
-    u->be = rt_backend_cpu_new();
+    u->be = be;
     char err[256];
     u->p = rt_plan_new(u->net.graph, u->be, &(rt_plan_opts){.seed = 3, .grads = 3}, err, sizeof err);
     cr_assert(u->p, "%s", err);
@@ -135,6 +136,8 @@ static void unrolled_init(unrolled *u) {
     u->momentum = 0.9f;
     u->wd = 3e-4f;
 }
+
+static void unrolled_init(unrolled *u) { unrolled_init_on(u, rt_backend_cpu_new()); }
 
 static void unrolled_free(unrolled *u) {
     rt_plan_free(u->p);
@@ -455,4 +458,538 @@ Test(search_loop, periodic_checkpoints_lose_at_most_n_steps_and_resume_bit_ident
     cr_expect_str_eq(ma, mb);
     free(ma);
     free(mb);
+}
+
+/* ---- whole steps (search/step.c, train/common.c's sr_step) ------------------------------ */
+
+/* The optimiser hooks that read their per-step scalars from backend memory (a recorded
+ * step's) give the host-scalar hooks' bits on the CPU backend, over steps whose learning
+ * rate and Adam step change; a guard that is not finite (NaN, +inf, -inf, in either slot)
+ * leaves the parameters and every optimiser state untouched. Exact comparisons: the same
+ * arithmetic on the same values. */
+Test(step, device_scalar_optimisers_equal_host_scalar_ones) {
+    rt_backend *be = rt_backend_cpu_new();
+    cr_assert(be->sgd_step_dev && be->adam_step_dev);
+    const int64_t n = 40000; /* over the kernels' OpenMP threshold */
+    size_t bytes = (size_t)n * 4;
+    float *w1 = malloc(bytes), *w2 = malloc(bytes), *b1 = malloc(bytes), *b2 = malloc(bytes), *m1 = malloc(bytes),
+          *m2 = malloc(bytes), *v1 = malloc(bytes), *v2 = malloc(bytes), *g = malloc(bytes);
+    tu_fill_uniform(w1, n, -1.f, 1.f, 21);
+    memcpy(w2, w1, bytes);
+    memset(b1, 0, bytes);
+    memset(b2, 0, bytes);
+    memset(m1, 0, bytes);
+    memset(m2, 0, bytes);
+    memset(v1, 0, bytes);
+    memset(v2, 0, bytes);
+    const float guard[2] = {2.3f, 0.7f};
+    for (int t = 1; t <= 4; t++) {
+        tu_fill_uniform(g, n, -0.5f, 0.5f, 30 + (uint64_t)t);
+        const float lr = 0.025f / (float)t, sc[3] = {lr};
+        float asc[2];
+        rt_adam_scalars(3e-4f * (float)t, 0.5f, 0.999f, t, asc);
+        be->sgd_step(be, w1, b1, g, n, lr, 0.9f, 3e-4f);
+        be->sgd_step_dev(be, w2, b2, g, n, sc, 0.9f, 3e-4f, guard, 2);
+        be->adam_step(be, w1, m1, v1, g, n, 3e-4f * (float)t, 0.5f, 0.999f, 1e-8f, 1e-3f, t);
+        be->adam_step_dev(be, w2, m2, v2, g, n, asc, 0.5f, 0.999f, 1e-8f, 1e-3f, guard, 2);
+        cr_assert_arr_eq(w1, w2, bytes, "step %d: weights differ", t);
+        cr_assert_arr_eq(b1, b2, bytes, "step %d: momentum differs", t);
+        cr_assert_arr_eq(m1, m2, bytes, "step %d: Adam m differs", t);
+        cr_assert_arr_eq(v1, v2, bytes, "step %d: Adam v differs", t);
+    }
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    for (int k = 0; k < 6; k++) {
+        float gd[2] = {1.f, 1.f}, sc[2] = {0.1f, 1.f};
+        gd[k & 1] = bad[k >> 1];
+        be->sgd_step_dev(be, w2, b2, g, n, sc, 0.9f, 3e-4f, gd, 2);
+        be->adam_step_dev(be, w2, m2, v2, g, n, sc, 0.5f, 0.999f, 1e-8f, 1e-3f, gd, 2);
+        cr_assert_arr_eq(w1, w2, bytes, "guard %g in slot %d: the weights moved", gd[k & 1], k & 1);
+        cr_assert_arr_eq(b1, b2, bytes, "guard %g in slot %d: the momentum moved", gd[k & 1], k & 1);
+        cr_assert_arr_eq(m1, m2, bytes, "guard %g in slot %d: Adam m moved", gd[k & 1], k & 1);
+        cr_assert_arr_eq(v1, v2, bytes, "guard %g in slot %d: Adam v moved", gd[k & 1], k & 1);
+    }
+    free(w1); free(w2); free(b1); free(b2); free(m1); free(m2); free(v1); free(v2); free(g);
+    be->destroy(be);
+}
+
+/* One search run's state for the step comparison: a plan of the smooth supernet and its
+ * optimiser state. */
+typedef struct steprun {
+    unrolled u;
+    sr_unroll ws;
+    float *buf, *m, *v;
+} steprun;
+
+static void steprun_init_on(steprun *s, rt_backend *be) {
+    unrolled_init_on(&s->u, be);
+    rt_group w = rt_plan_group(s->u.p, IR_ROLE_WEIGHT), a = rt_plan_group(s->u.p, IR_ROLE_ARCH);
+    cr_assert_eq(sr_unroll_init(&s->ws, s->u.p), 0);
+    s->buf = calloc((size_t)w.n, 4);
+    s->m = calloc((size_t)a.n, 4);
+    s->v = calloc((size_t)a.n, 4);
+}
+
+static void steprun_init(steprun *s) { steprun_init_on(s, rt_backend_cpu_new()); }
+
+static void steprun_free(steprun *s) {
+    sr_unroll_free(&s->ws, s->u.p);
+    free(s->buf); free(s->m); free(s->v);
+    unrolled_free(&s->u);
+}
+
+/* buffers: compare the BN running statistics too (not after a NaN batch: its forward updates
+ * them before any loss exists, on every path, and the loop stops without saving them) */
+static void step_same_state(steprun *a, steprun *b, const char *what, int buffers) {
+    rt_group wa = rt_plan_group(a->u.p, IR_ROLE_WEIGHT), wb = rt_plan_group(b->u.p, IR_ROLE_WEIGHT);
+    rt_group aa = rt_plan_group(a->u.p, IR_ROLE_ARCH), ab = rt_plan_group(b->u.p, IR_ROLE_ARCH);
+    rt_group ba = rt_plan_group(a->u.p, IR_ROLE_BUFFER), bb = rt_plan_group(b->u.p, IR_ROLE_BUFFER);
+    cr_assert_arr_eq(wa.data, wb.data, (size_t)wa.n * 4, "%s: weights differ", what);
+    cr_assert_arr_eq(aa.data, ab.data, (size_t)aa.n * 4, "%s: alpha differs", what);
+    if (buffers) cr_assert_arr_eq(ba.data, bb.data, (size_t)ba.n * 4, "%s: BN buffers differ", what);
+    cr_assert_arr_eq(a->buf, b->buf, (size_t)wa.n * 4, "%s: SGD momentum differs", what);
+    cr_assert_arr_eq(a->m, b->m, (size_t)aa.n * 4, "%s: Adam m differs", what);
+    cr_assert_arr_eq(a->v, b->v, (size_t)aa.n * 4, "%s: Adam v differs", what);
+}
+
+/* The DARTS step issued whole (sr_darts_step_run: fixed step buffers, device scalars,
+ * losses kept in backend memory, guarded optimisers) equals the search loop's per-pass
+ * sequence (uploads before each pass, losses read between the passes, host-scalar Adam
+ * and SGD) bit for bit: weights, alpha, BN buffers, momentum, Adam's m and v and the four
+ * losses and counts, over 4 steps whose learning rate changes, first and second order
+ * (the first step without the momentum term, as the loop). A NaN in the validation batch
+ * then leaves the parameters and the optimiser state untouched and reports the non-finite
+ * loss. */
+Test(step, darts_step_equals_the_per_pass_sequence, .timeout = 300) {
+    for (int order = 1; order <= 2; order++) {
+        steprun a, b;
+        steprun_init(&a);
+        steprun_init(&b);
+        ir_train_config tc = {.order = order, .a_lr = 3e-3f, .a_beta1 = 0.5f, .a_beta2 = 0.999f, .a_wd = 1e-3f,
+                              .w_momentum = 0.9f, .w_wd = 3e-4f, .w_clip = 0.05f}; /* small: the clip scales */
+        sr_darts_step ds;
+        cr_assert_eq(sr_darts_step_init(&ds, a.u.p, a.u.net.images, a.u.net.labels, &tc, &a.ws, a.buf, a.m, a.v), 0);
+        rt_plan *p = b.u.p;
+        rt_backend *be = b.u.be;
+        rt_group gw = rt_plan_group(p, IR_ROLE_WEIGHT), ga = rt_plan_group(p, IR_ROLE_ARCH);
+        size_t bi = 8 * 64 * 4, bl = 8 * 4;
+        for (int s = 0; s < 4; s++) {
+            const float lr = 0.1f / (float)(s + 1);
+            tu_fill_uniform(a.u.xt, 8 * 64, -1.f, 1.f, 100 + (uint64_t)s);
+            tu_fill_uniform(a.u.xv, 8 * 64, -1.f, 1.f, 200 + (uint64_t)s);
+            memcpy(b.u.xt, a.u.xt, bi);
+            memcpy(b.u.xv, a.u.xv, bi);
+            float got[4];
+            double gnorm;
+            cr_assert_eq(sr_darts_step_run(&ds, a.u.xt, a.u.yt, a.u.xv, a.u.yv, lr, s + 1, s > 0, got, &gnorm), 0);
+            /* the loop's per-pass sequence */
+            float vl, tl;
+            double vc;
+            if (order == 2) {
+                cr_assert_eq(sr_arch_grad_second_order(p, &b.ws, b.u.net.images, b.u.net.labels, b.u.xt, b.u.yt, b.u.xv,
+                                                       b.u.yv, s > 0 ? b.buf : NULL, lr, tc.w_momentum, tc.w_wd, 0, &vl),
+                             0);
+            } else {
+                rt_set_input(p, b.u.net.images, b.u.xv, bi);
+                rt_set_input(p, b.u.net.labels, b.u.yv, bl);
+                rt_pass(p, 1, RT_GRAD_ARCH);
+                vl = rt_loss(p);
+            }
+            vc = rt_last_correct(p);
+            be->adam_step(be, ga.data, b.m, b.v, ga.grad, ga.n, tc.a_lr, tc.a_beta1, tc.a_beta2, SR_ADAM_EPS, tc.a_wd,
+                          s + 1);
+            rt_set_input(p, b.u.net.images, b.u.xt, bi);
+            rt_set_input(p, b.u.net.labels, b.u.yt, bl);
+            rt_pass(p, 1, RT_GRAD_W);
+            tl = rt_loss(p);
+            double tcorr = rt_last_correct(p), gn = sr_clip_weight_grads(p, tc.w_clip);
+            be->sgd_step(be, gw.data, b.buf, gw.grad, gw.n, lr, tc.w_momentum, tc.w_wd);
+            char what[64];
+            snprintf(what, sizeof what, "order %d step %d", order, s);
+            cr_assert(gn > tc.w_clip, "%s: the clip did not scale (norm %g)", what, gn);
+            cr_assert_eq(gnorm, gn, "%s: gradient norm %.17g, per pass %.17g", what, gnorm, gn);
+            cr_assert(got[0] == vl && got[1] == tl, "%s: losses %g %g, per pass %g %g", what, got[0], got[1], vl, tl);
+            cr_assert(got[2] == (float)vc && got[3] == (float)tcorr, "%s: counts %g %g, per pass %g %g", what, got[2],
+                      got[3], vc, tcorr);
+            step_same_state(&a, &b, what, 1);
+        }
+        /* a non-finite validation loss: the step changes nothing and says so */
+        for (int i = 0; i < 8 * 64; i++) b.u.xv[i] = NAN;
+        float got[4];
+        double gnorm;
+        cr_assert_eq(sr_darts_step_run(&ds, a.u.xt, a.u.yt, b.u.xv, a.u.yv, 0.1f, 5, 1, got, &gnorm), 0);
+        cr_assert(!isfinite(got[0]) && isfinite(got[1]), "order %d: losses %g %g", order, got[0], got[1]);
+        step_same_state(&a, &b, order == 1 ? "order 1 after a NaN batch" : "order 2 after a NaN batch", 0);
+        sr_darts_step_free(&ds);
+        steprun_free(&a);
+        steprun_free(&b);
+    }
+}
+
+/* The retraining step issued whole (sr_train_step) equals train/cnn.c's per-pass sequence
+ * bit for bit over 3 steps with a changing learning rate; a NaN batch leaves the weights and
+ * the momentum untouched. */
+Test(step, train_step_equals_the_per_pass_sequence) {
+    steprun a, b;
+    steprun_init(&a);
+    steprun_init(&b);
+    ir_train_config tc = {.w_momentum = 0.9f, .w_wd = 3e-4f, .w_clip = 5.f};
+    sr_step st;
+    cr_assert_eq(sr_step_init(&st, a.u.p, a.u.net.images, a.u.net.labels, 1), 0);
+    rt_plan *p = b.u.p;
+    rt_backend *be = b.u.be;
+    rt_group gw = rt_plan_group(p, IR_ROLE_WEIGHT);
+    for (int s = 0; s < 3; s++) {
+        const float lr = 0.05f / (float)(s + 1);
+        tu_fill_uniform(a.u.xt, 8 * 64, -1.f, 1.f, 300 + (uint64_t)s);
+        float loss, correct;
+        cr_assert_eq(sr_train_step(&st, a.buf, a.u.xt, a.u.yt, lr, &tc, &loss, &correct), 0);
+        rt_set_input(p, b.u.net.images, a.u.xt, 8 * 64 * 4);
+        rt_set_input(p, b.u.net.labels, a.u.yt, 8 * 4);
+        rt_pass(p, 1, RT_GRAD_W);
+        float want = rt_loss(p);
+        float wc = (float)rt_last_correct(p);
+        sr_clip_weight_grads(p, tc.w_clip);
+        be->sgd_step(be, gw.data, b.buf, gw.grad, gw.n, lr, tc.w_momentum, tc.w_wd);
+        cr_assert(loss == want && correct == wc, "step %d: loss %g count %g, per pass %g %g", s, loss, correct, want, wc);
+        step_same_state(&a, &b, "retraining", 1);
+    }
+    for (int i = 0; i < 8 * 64; i++) a.u.xt[i] = NAN;
+    float loss, correct;
+    cr_assert_eq(sr_train_step(&st, a.buf, a.u.xt, a.u.yt, 0.05f, &tc, &loss, &correct), 0);
+    cr_assert(!isfinite(loss));
+    step_same_state(&a, &b, "retraining after a NaN batch", 0);
+    sr_step_free(&st);
+    steprun_free(&a);
+    steprun_free(&b);
+}
+
+/* ---- the step recording's logic on the CPU: a recording backend ------------------------------
+ * rt_step_run records and replays only where a backend records graphs (CUDA). To exercise
+ * its sequencing in CI (eager first run, recording on the second, replays after, a seeds
+ * slot per pass, invalidation by drop path, no host value baked into a step), this
+ * backend is the CPU backend plus recording: between capture_begin and capture_end it
+ * stores each call (with its pointers, as a CUDA graph stores a kernel's arguments) instead
+ * of running it, and a replay runs the stored calls again, reading whatever the memory
+ * holds then; forwards read their mask seeds from seed_dev where the runtime gave one, as
+ * the CUDA kernels do. clip_norm is the documented device clipping (norm, factor, scale on
+ * the backend). A host read or upload while recording spoils the recording, as it spoils a
+ * stream capture. */
+typedef enum { MC_FWD, MC_BWD, MC_ZERO, MC_COPY, MC_AXPY, MC_SCALE, MC_CLIP, MC_HVP, MC_AXPYD, MC_SCALED, MC_SGDD,
+               MC_ADAMD } mc_kind;
+typedef struct mc_call {
+    mc_kind k;
+    rt_exec_node e;
+    float *y, *b, *c;
+    const float *x, *a, *g;
+    int64_t n;
+    float f[5];
+    double r;
+    int i;
+} mc_call;
+typedef struct mc_graph {
+    mc_call *calls;
+    int n;
+} mc_graph;
+typedef struct mock {
+    rt_backend be; /* first: the runtime's pointer is the mock's */
+    rt_backend *cpu;
+    mc_graph *rec; /* recording into this */
+    int spoiled, captures, replays;
+} mock;
+
+static void mc_push(rt_backend *be, mc_call c) {
+    mock *m = (mock *)be;
+    mc_graph *g = m->rec;
+    g->calls = realloc(g->calls, (size_t)(g->n + 1) * sizeof *g->calls);
+    cr_assert(g->calls);
+    g->calls[g->n++] = c;
+}
+static void mc_run(mock *m, const mc_call *c) {
+    rt_backend *cpu = m->cpu;
+    switch (c->k) {
+    case MC_FWD: {
+        rt_exec_node e = c->e;
+        if (e.seed_dev) e.seed = *e.seed_dev;
+        cpu->forward(cpu, &e);
+        break;
+    }
+    case MC_BWD: cpu->backward(cpu, &c->e); break;
+    case MC_ZERO: cpu->memset0(cpu, c->y, (size_t)c->n); break;
+    case MC_COPY: cpu->copy(cpu, c->y, c->x, c->n); break;
+    case MC_AXPY: cpu->axpy(cpu, c->y, c->f[0], c->x, c->n); break;
+    case MC_SCALE: cpu->scale(cpu, c->y, c->f[0], c->n); break;
+    case MC_CLIP: {
+        double norm = sqrt(cpu->sumsq(cpu, c->y, c->n)), coef = c->f[0] / (norm + 1e-6);
+        if (c->f[0] > 0 && coef < 1.0) cpu->scale(cpu, c->y, (float)coef, c->n);
+        break;
+    }
+    case MC_HVP: cpu->hvp_eps(cpu, c->y, c->x, c->n, c->r, c->a, c->i); break;
+    case MC_AXPYD: cpu->axpy_dev(cpu, c->y, c->a, c->x, c->n); break;
+    case MC_SCALED: cpu->scale_dev(cpu, c->y, c->a, c->n); break;
+    case MC_SGDD: cpu->sgd_step_dev(cpu, c->y, c->b, c->g, c->n, c->a, c->f[0], c->f[1], c->x, c->i); break;
+    case MC_ADAMD:
+        cpu->adam_step_dev(cpu, c->y, c->b, c->c, c->g, c->n, c->a, c->f[0], c->f[1], c->f[2], c->f[3], c->x, c->i);
+        break;
+    }
+}
+#define MC_DO(be, call)                                                                                             \
+    do {                                                                                                            \
+        mc_call c_ = call;                                                                                          \
+        if (((mock *)(be))->rec) mc_push(be, c_);                                                                   \
+        else mc_run((mock *)(be), &c_);                                                                             \
+    } while (0)
+static void mc_forward(rt_backend *be, const rt_exec_node *n) { MC_DO(be, ((mc_call){.k = MC_FWD, .e = *n})); }
+static void mc_backward(rt_backend *be, const rt_exec_node *n) { MC_DO(be, ((mc_call){.k = MC_BWD, .e = *n})); }
+static void mc_memset0(rt_backend *be, void *p, size_t bytes) {
+    MC_DO(be, ((mc_call){.k = MC_ZERO, .y = p, .n = (int64_t)bytes}));
+}
+static void mc_copy(rt_backend *be, float *y, const float *x, int64_t n) {
+    MC_DO(be, ((mc_call){.k = MC_COPY, .y = y, .x = x, .n = n}));
+}
+static void mc_axpy(rt_backend *be, float *y, float a, const float *x, int64_t n) {
+    MC_DO(be, ((mc_call){.k = MC_AXPY, .y = y, .x = x, .n = n, .f = {a}}));
+}
+static void mc_scale(rt_backend *be, float *y, float a, int64_t n) {
+    MC_DO(be, ((mc_call){.k = MC_SCALE, .y = y, .n = n, .f = {a}}));
+}
+static void mc_clip(rt_backend *be, float *x, int64_t n, float max_norm) {
+    MC_DO(be, ((mc_call){.k = MC_CLIP, .y = x, .n = n, .f = {max_norm}}));
+}
+static void mc_hvp(rt_backend *be, float *eps, const float *v, int64_t n, double r, const float *eta, int bug) {
+    MC_DO(be, ((mc_call){.k = MC_HVP, .y = eps, .x = v, .n = n, .r = r, .a = eta, .i = bug}));
+}
+static void mc_axpyd(rt_backend *be, float *y, const float *a, const float *x, int64_t n) {
+    MC_DO(be, ((mc_call){.k = MC_AXPYD, .y = y, .a = a, .x = x, .n = n}));
+}
+static void mc_scaled(rt_backend *be, float *y, const float *a, int64_t n) {
+    MC_DO(be, ((mc_call){.k = MC_SCALED, .y = y, .a = a, .n = n}));
+}
+static void mc_sgdd(rt_backend *be, float *w, float *buf, const float *g, int64_t n, const float *lr, float mom, float wd,
+                    const float *guard, int ng) {
+    MC_DO(be, ((mc_call){.k = MC_SGDD, .y = w, .b = buf, .g = g, .n = n, .a = lr, .f = {mom, wd}, .x = guard, .i = ng}));
+}
+static void mc_adamd(rt_backend *be, float *w, float *m, float *v, const float *g, int64_t n, const float *sc, float b1,
+                     float b2, float eps, float wd, const float *guard, int ng) {
+    MC_DO(be, ((mc_call){.k = MC_ADAMD, .y = w, .b = m, .c = v, .g = g, .n = n, .a = sc, .f = {b1, b2, eps, wd},
+                         .x = guard, .i = ng}));
+}
+/* host traffic: fine outside a recording, spoils one */
+static void mc_upload(rt_backend *be, void *dst, const void *src, size_t bytes) {
+    mock *m = (mock *)be;
+    if (m->rec) m->spoiled = 1;
+    else m->cpu->upload(m->cpu, dst, src, bytes);
+}
+static void mc_download(rt_backend *be, void *dst, const void *src, size_t bytes) {
+    mock *m = (mock *)be;
+    if (m->rec) m->spoiled = 1;
+    else m->cpu->download(m->cpu, dst, src, bytes);
+}
+static double mc_sumsq(rt_backend *be, const float *x, int64_t n) {
+    mock *m = (mock *)be;
+    if (m->rec) m->spoiled = 1;
+    return m->cpu->sumsq(m->cpu, x, n);
+}
+static int mc_capture_begin(rt_backend *be) {
+    mock *m = (mock *)be;
+    cr_assert(!m->rec, "nested capture");
+    m->rec = calloc(1, sizeof *m->rec);
+    m->spoiled = 0;
+    return 0;
+}
+static void *mc_capture_end(rt_backend *be) {
+    mock *m = (mock *)be;
+    mc_graph *g = m->rec;
+    m->rec = NULL;
+    m->captures++;
+    if (m->spoiled) {
+        free(g->calls);
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+static void mc_replay(rt_backend *be, void *graph) {
+    mock *m = (mock *)be;
+    cr_assert(!m->rec, "replay inside a capture");
+    mc_graph *g = graph;
+    m->replays++;
+    for (int i = 0; i < g->n; i++) mc_run(m, &g->calls[i]);
+}
+static void mc_graph_free(rt_backend *be, void *graph) {
+    (void)be;
+    mc_graph *g = graph;
+    free(g->calls);
+    free(g);
+}
+static void mc_fill_seeds(rt_backend *be, uint64_t *seeds, uint64_t base, uint64_t step, int64_t nodes) {
+    cr_assert(!((mock *)be)->rec, "seeds filled inside a capture");
+    for (int64_t i = 0; i < nodes; i++) seeds[i] = krng_hash(base, step * (uint64_t)nodes + (uint64_t)i);
+}
+static void mc_destroy(rt_backend *be) {
+    mock *m = (mock *)be;
+    m->cpu->destroy(m->cpu);
+    free(m);
+}
+static mock *mock_new(void) {
+    mock *m = calloc(1, sizeof *m);
+    m->cpu = rt_backend_cpu_new();
+    m->be = *m->cpu;
+    m->be.name = "cpu-recording";
+    m->be.forward = mc_forward;
+    m->be.backward = mc_backward;
+    m->be.memset0 = mc_memset0;
+    m->be.copy = mc_copy;
+    m->be.axpy = mc_axpy;
+    m->be.scale = mc_scale;
+    m->be.clip_norm = mc_clip;
+    m->be.hvp_eps = mc_hvp;
+    m->be.axpy_dev = mc_axpyd;
+    m->be.scale_dev = mc_scaled;
+    m->be.sgd_step_dev = mc_sgdd;
+    m->be.adam_step_dev = mc_adamd;
+    m->be.upload = mc_upload;
+    m->be.download = mc_download;
+    m->be.sumsq = mc_sumsq;
+    m->be.capture_begin = mc_capture_begin;
+    m->be.capture_end = mc_capture_end;
+    m->be.replay = mc_replay;
+    m->be.graph_free = mc_graph_free;
+    m->be.fill_seeds = mc_fill_seeds;
+    m->be.destroy = mc_destroy;
+    return m;
+}
+
+/* The DARTS step recorded and replayed (the recording CPU backend) against the same step run
+ * as issued (the CPU backend): 6 steps, first and second order, a new learning rate and
+ * batches every step; weights, alpha, BN buffers, momentum, Adam's state and the losses the
+ * same bits after every step, the step recorded on its key's second call and replayed after
+ * (so every per-step value reached it through backend memory, none baked in). */
+Test(step_record, darts_steps_replayed_equal_steps_run_as_issued, .timeout = 300) {
+    for (int order = 1; order <= 2; order++) {
+        mock *mk = mock_new();
+        steprun a, b;
+        steprun_init_on(&a, &mk->be);
+        steprun_init(&b);
+        ir_train_config tc = {.order = order, .a_lr = 3e-3f, .a_beta1 = 0.5f, .a_beta2 = 0.999f, .a_wd = 1e-3f,
+                              .w_momentum = 0.9f, .w_wd = 3e-4f, .w_clip = 0.05f};
+        sr_darts_step ds[2];
+        steprun *r[2] = {&a, &b};
+        for (int k = 0; k < 2; k++)
+            cr_assert_eq(sr_darts_step_init(&ds[k], r[k]->u.p, r[k]->u.net.images, r[k]->u.net.labels, &tc, &r[k]->ws,
+                                            r[k]->buf, r[k]->m, r[k]->v),
+                         0);
+        const int key = order * 2 + 1;
+        for (int s = 0; s < 6; s++) {
+            tu_fill_uniform(a.u.xt, 8 * 64, -1.f, 1.f, 400 + (uint64_t)s);
+            tu_fill_uniform(a.u.xv, 8 * 64, -1.f, 1.f, 500 + (uint64_t)s);
+            const float lr = 0.1f / (float)(s + 1);
+            float got[2][4];
+            double gn[2];
+            for (int k = 0; k < 2; k++)
+                cr_assert_eq(sr_darts_step_run(&ds[k], a.u.xt, a.u.yt, a.u.xv, a.u.yv, lr, s + 1, s > 0, got[k], &gn[k]), 0);
+            char what[64];
+            snprintf(what, sizeof what, "order %d step %d", order, s);
+            cr_assert_eq(rt_step_recorded(a.u.p, key), s >= 2, "%s: recorded %d", what, rt_step_recorded(a.u.p, key));
+            cr_assert(memcmp(got[0], got[1], sizeof got[0]) == 0, "%s: losses %g %g vs as issued %g %g", what, got[0][0],
+                      got[0][1], got[1][0], got[1][1]);
+            cr_assert_eq(rt_plan_step(a.u.p), rt_plan_step(b.u.p), "%s: plan steps differ", what);
+            step_same_state(&a, &b, what, 1);
+        }
+        cr_assert(mk->replays >= 4, "%d replays", mk->replays);
+        for (int k = 0; k < 2; k++) sr_darts_step_free(&ds[k]);
+        steprun_free(&a);
+        steprun_free(&b);
+    }
+}
+
+/* The retraining step with drop path (0.2, then 0.3 from step 3: the change drops the
+ * recording, the next call runs eagerly and the one after records again): each replay's
+ * masks are the ones the step would draw as issued (its seeds written before it, per
+ * pass), so the weights, BN buffers, momentum and losses match bit for bit. */
+Test(step_record, retraining_steps_with_drop_path_replayed_equal_steps_run_as_issued, .timeout = 300) {
+    ir_space sp;
+    ir_space_darts_cifar10(&sp);
+    sp.in_c = 2; sp.in_h = 8; sp.in_w = 8; sp.classes = 5;
+    ir_genotype gt;
+    ir_genotype_darts_v2(&gt);
+    ir_eval_opts eo = {.C = 4, .layers = 3, .batch = 8, .drop_path = 1};
+    ir_net net;
+    cr_assert_eq(ir_space_build_eval(&sp, &gt, &eo, &net), 0, "%s", net.error);
+    mock *mk = mock_new();
+    rt_backend *be[2] = {&mk->be, rt_backend_cpu_new()};
+    rt_plan *p[2];
+    sr_step st[2];
+    float *buf[2];
+    char err[256];
+    ir_train_config tc = sp.train;
+    for (int k = 0; k < 2; k++) {
+        p[k] = rt_plan_new(net.graph, be[k], &(rt_plan_opts){.seed = 9, .grads = RT_GRAD_W}, err, sizeof err);
+        cr_assert(p[k], "%s", err);
+        rt_plan_set_drop_path(p[k], 0.2f);
+        buf[k] = calloc((size_t)rt_plan_group(p[k], IR_ROLE_WEIGHT).n, 4);
+        cr_assert_eq(sr_step_init(&st[k], p[k], net.images, net.labels, 1), 0);
+    }
+    const int64_t ni = 8 * 2 * 8 * 8;
+    float *x = malloc((size_t)ni * 4);
+    int32_t y[8];
+    for (int i = 0; i < 8; i++) y[i] = (i * 3) % 5;
+    for (int s = 0; s < 7; s++) {
+        if (s == 3)
+            for (int k = 0; k < 2; k++) rt_plan_set_drop_path(p[k], 0.3f);
+        tu_fill_uniform(x, ni, -1.f, 1.f, 600 + (uint64_t)s);
+        float loss[2], corr[2];
+        for (int k = 0; k < 2; k++)
+            cr_assert_eq(sr_train_step(&st[k], buf[k], x, y, 0.05f / (float)(s + 1), &tc, &loss[k], &corr[k]), 0);
+        cr_assert_eq(rt_step_recorded(p[0], 0), s != 0 && s != 3, "step %d: recorded %d", s, rt_step_recorded(p[0], 0));
+        cr_assert(memcmp(loss, loss + 1, 4) == 0 && corr[0] == corr[1], "step %d: loss %.9g vs as issued %.9g", s,
+                  loss[0], loss[1]);
+        const ir_role roles[2] = {IR_ROLE_WEIGHT, IR_ROLE_BUFFER};
+        for (int i = 0; i < 2; i++) {
+            rt_group ga = rt_plan_group(p[0], roles[i]), gb = rt_plan_group(p[1], roles[i]);
+            cr_assert_arr_eq(ga.data, gb.data, (size_t)ga.n * 4, "step %d: %s differ", s, ir_role_name(roles[i]));
+        }
+        cr_assert_arr_eq(buf[0], buf[1], (size_t)rt_plan_group(p[0], IR_ROLE_WEIGHT).n * 4, "step %d: momentum", s);
+    }
+    for (int k = 0; k < 2; k++) {
+        sr_step_free(&st[k]);
+        rt_plan_free(p[k]);
+        free(buf[k]);
+        be[k]->destroy(be[k]);
+    }
+    free(x);
+    ir_net_free(&net);
+}
+
+/* A step that uploads while it is being recorded cannot be recorded: rt_step_run runs it
+ * eagerly instead (the same results) and records no step from then on. */
+typedef struct upload_ctx {
+    rt_plan *p;
+    int images, labels;
+    const float *x;
+    const int32_t *y;
+} upload_ctx;
+static int upload_step(void *ctx) {
+    upload_ctx *c = ctx;
+    rt_set_input(c->p, c->images, c->x, 8 * 64 * 4);
+    rt_set_input(c->p, c->labels, c->y, 8 * 4);
+    return rt_pass(c->p, 1, RT_GRAD_W);
+}
+Test(step_record, a_step_that_uploads_runs_eagerly) {
+    mock *mk = mock_new();
+    unrolled a, b;
+    unrolled_init_on(&a, &mk->be);
+    unrolled_init(&b);
+    for (int s = 0; s < 4; s++) {
+        tu_fill_uniform(a.xt, 8 * 64, -1.f, 1.f, 800 + (uint64_t)s);
+        upload_ctx ca = {a.p, a.net.images, a.net.labels, a.xt, a.yt}, cb = {b.p, b.net.images, b.net.labels, a.xt, a.yt};
+        cr_assert_eq(rt_step_run(a.p, 5, upload_step, &ca), 0);
+        cr_assert_eq(upload_step(&cb), 0);
+        float la = rt_loss(a.p), lb = rt_loss(b.p);
+        cr_assert(memcmp(&la, &lb, 4) == 0, "step %d: loss %.9g vs %.9g", s, la, lb);
+        rt_group wa = rt_plan_group(a.p, IR_ROLE_WEIGHT), wb = rt_plan_group(b.p, IR_ROLE_WEIGHT);
+        cr_assert_arr_eq(wa.grad, wb.grad, (size_t)wa.n * 4, "step %d: gradients differ", s);
+        cr_assert(!rt_step_recorded(a.p, 5), "step %d: a step that uploads was recorded", s);
+    }
+    unrolled_free(&a);
+    unrolled_free(&b);
 }

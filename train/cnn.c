@@ -237,6 +237,7 @@ typedef struct trun {
     int epoch;
     int64_t step, global_step, steps_per_epoch;
     char ckpt[4096], metrics[4096], model[4096];
+    sr_step st; /* each step issued whole (train/common.h); st.p NULL: per pass */
 } trun;
 
 
@@ -329,6 +330,7 @@ static int tcheck_finite(trun *t, float lr, char *err, size_t errlen) {
 
 static void tfree(trun *t) {
     if (t->p) {
+        if (t->st.p) sr_step_free(&t->st);
         if (t->buf) t->be->free(t->be, t->buf);
         rt_plan_free(t->p);
     }
@@ -412,6 +414,12 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
         goto out;
     }
     t.be->memset0(t.be, t.buf, (size_t)gw.n * 4);
+    /* one process: each step issued whole (a recorded graph on CUDA, drop path included) */
+    if (sr_step_usable(tc) && sr_step_init(&t.st, t.p, t.net.images, t.net.labels, 1)) {
+        sr_fail(err, errlen, "out of memory");
+        goto out;
+    }
+    if (t.st.p && (t.st.bx != bi || t.st.by != bl)) sr_step_free(&t.st); /* batches of another size: per pass */
     if (o->resume) {
         if (tload(&t, err, errlen)) goto out;
     } else if (sr_dist_writer()) {
@@ -438,17 +446,23 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
                 goto out;
             }
             sr_next_batch(&t.l, t.x, t.y);
-            rt_set_input(t.p, t.net.images, t.x, bi);
-            rt_set_input(t.p, t.net.labels, t.y, bl);
-            rt_pass(t.p, 1, RT_GRAD_W);
-            sr_dist_grads(t.p, RT_GRAD_W);
-            float loss = rt_loss(t.p);
-            double correct = rt_last_correct(t.p);
-            sr_dist_loss(&loss, &correct);
+            float loss;
+            double correct, gnorm;
+            if (t.st.p) { /* the step whole: SGD guarded by the loss on the device, the loss read after */
+                float c;
+                if (sr_train_step(&t.st, t.buf, t.x, t.y, lr, tc, &loss, &c)) {
+                    sr_fail(err, errlen, "the training step failed");
+                    goto out;
+                }
+                correct = c;
+                gnorm = t.st.gnorm;
+            } else {
+                sr_pass_read(t.p, t.net.images, t.net.labels, t.x, t.y, bi, bl, RT_GRAD_W, &loss, &correct);
+                gnorm = isfinite(loss) ? sr_clip_weight_grads(t.p, tc->w_clip) : 0;
+            }
             double acc = correct / tc->batch;
             /* a non-finite loss or gradient stops before it reaches the weights, the log or a
                checkpoint (the CUDA path clips on the device: the loss only) */
-            double gnorm = isfinite(loss) ? sr_clip_weight_grads(t.p, tc->w_clip) : 0;
             if (!isfinite(loss) || !isfinite(gnorm)) {
                 sr_diverged(err, errlen, isfinite(loss) ? "the weight gradient norm" : "the training loss",
                             isfinite(loss) ? gnorm : loss, t.epoch, t.step, t.global_step, lr, t.ckpt);
@@ -461,7 +475,7 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
                 res->loss_peak = loss;
                 res->loss_peak_step = t.global_step;
             }
-            t.be->sgd_step(t.be, gw.data, t.buf, gw.grad, gw.n, lr, tc->w_momentum, tc->w_wd);
+            if (!t.st.p) t.be->sgd_step(t.be, gw.data, t.buf, gw.grad, gw.n, lr, tc->w_momentum, tc->w_wd);
             t.be->synchronize(t.be);
             done++;
             sum_loss += loss;

@@ -215,6 +215,104 @@ double sr_clip_weight_grads(rt_plan *p, float max_norm) {
     return norm;
 }
 
+void sr_pass_read(rt_plan *p, int images, int labels, const float *x, const int32_t *y, size_t bx, size_t by,
+                  unsigned mask, float *loss, double *correct) {
+    rt_set_input(p, images, x, bx);
+    rt_set_input(p, labels, y, by);
+    rt_pass(p, 1, mask);
+    sr_dist_grads(p, mask);
+    *loss = rt_loss(p);
+    *correct = rt_last_correct(p);
+    sr_dist_loss(loss, correct);
+}
+
+/* ---- whole steps ---- */
+
+int sr_step_usable(const ir_train_config *tc) { return rt_dist_size() == 1 && !tc->sync_bn; }
+
+int sr_step_init(sr_step *s, rt_plan *p, int images, int labels, int nbatch) {
+    memset(s, 0, sizeof *s);
+    rt_backend *be = rt_plan_backend(p);
+    const ir_graph *g = rt_plan_graph(p);
+    s->p = p;
+    s->images = images;
+    s->labels = labels;
+    s->bx = (size_t)ir_node_numel(ir_graph_node(g, images)) * 4;
+    s->by = (size_t)ir_node_numel(ir_graph_node(g, labels)) * 4;
+    const size_t fx = s->bx / 4, fy = s->by / 4, nb = nbatch == 2 ? 2 : 1; /* labels: int32 slots of a float's size */
+    const size_t bytes = (nb * (fx + fy) + SR_STEP_SC + SR_STEP_RES) * sizeof(float);
+    if (!(s->dev = be->alloc(be, bytes))) return -1;
+    be->memset0(be, s->dev, bytes);
+    for (size_t k = 0; k < nb; k++) {
+        s->x[k] = s->dev + k * fx;
+        s->y[k] = (int32_t *)(s->dev + nb * fx + k * fy);
+    }
+    s->sc = s->dev + nb * (fx + fy);
+    s->res = s->sc + SR_STEP_SC;
+    return 0;
+}
+
+void sr_step_free(sr_step *s) {
+    if (s->dev) rt_plan_backend(s->p)->free(rt_plan_backend(s->p), s->dev);
+    memset(s, 0, sizeof *s);
+}
+
+void sr_step_put(sr_step *s, int k, const float *x, const int32_t *y) {
+    rt_backend *be = rt_plan_backend(s->p);
+    be->upload(be, s->x[k], x, s->bx);
+    be->upload(be, s->y[k], y, s->by);
+}
+
+void sr_step_put_scalars(sr_step *s, const float *scalars) {
+    rt_backend *be = rt_plan_backend(s->p);
+    be->upload(be, s->sc, scalars, SR_STEP_SC * sizeof(float));
+}
+
+void sr_step_use_batch(sr_step *s, int k) {
+    rt_set_input_dev(s->p, s->images, s->x[k], s->bx);
+    rt_set_input_dev(s->p, s->labels, s->y[k], s->by);
+}
+
+void sr_step_keep_loss(sr_step *s, int slot) { rt_loss_to(s->p, s->res + slot, s->res + slot + 2); }
+
+void sr_step_weights(sr_step *s, float *buf, const ir_train_config *tc, int nguard) {
+    rt_backend *be = rt_plan_backend(s->p);
+    rt_group w = rt_plan_group(s->p, IR_ROLE_WEIGHT);
+    s->gnorm = sr_clip_weight_grads(s->p, tc->w_clip);
+    if (isfinite(s->gnorm)) be->sgd_step_dev(be, w.data, buf, w.grad, w.n, s->sc, tc->w_momentum, tc->w_wd, s->res, nguard);
+}
+
+typedef struct train_ctx {
+    sr_step *s;
+    float *buf;
+    const ir_train_config *tc;
+} train_ctx;
+
+static int train_issue(void *ctx) {
+    train_ctx *c = ctx;
+    sr_step_use_batch(c->s, 0);
+    if (rt_pass(c->s->p, 1, RT_GRAD_W)) return -1;
+    sr_step_keep_loss(c->s, 0);
+    sr_step_weights(c->s, c->buf, c->tc, 1);
+    return 0;
+}
+
+int sr_train_step(sr_step *s, float *buf, const float *x, const int32_t *y, float lr, const ir_train_config *tc,
+                  float *loss, float *correct) {
+    rt_backend *be = rt_plan_backend(s->p);
+    sr_step_put(s, 0, x, y);
+    const float sc[SR_STEP_SC] = {lr};
+    sr_step_put_scalars(s, sc);
+    s->gnorm = 0;
+    train_ctx c = {s, buf, tc};
+    if (rt_step_run(s->p, 0, train_issue, &c)) return -1;
+    float r[SR_STEP_RES];
+    be->download(be, r, s->res, sizeof r);
+    *loss = r[0];
+    *correct = r[2];
+    return 0;
+}
+
 int sr_checkpoint_due(int64_t every_steps, double every_s, int64_t global_step, double *last) {
     double now = sr_now();
     int due = (every_steps > 0 && global_step % every_steps == 0) || (every_s > 0 && now - *last >= every_s);

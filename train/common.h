@@ -69,6 +69,58 @@ float sr_cosine_lr(const ir_train_config *tc, int epoch);
  * was computed on the host path, or 0 where the backend clipped on the device (no host
  * synchronisation: the caller checks the loss instead). */
 double sr_clip_weight_grads(struct rt_plan *p, float max_norm);
+/* The per-pass path's pass: the batch (x, y: host, bx and by bytes) into the plan's inputs,
+ * forward and backward for mask (rt_pass), the gradients summed over the processes of a
+ * data-parallel run, and the global loss and top-1 count read back (a synchronisation). */
+void sr_pass_read(struct rt_plan *p, int images, int labels, const float *x, const int32_t *y, size_t bx, size_t by,
+                  unsigned mask, float *loss, double *correct);
+
+/* ---- whole steps (rt_step_run, runtime/runtime.h) ----
+ * A loop whose step needs the host nowhere inside it issues the step through these: the
+ * step's batches are uploaded into fixed backend buffers and its per-step scalars into a
+ * small backend block before it (queued, in order before the step), the step reads them
+ * there, writes its losses and top-1 counts into backend memory, and the loop reads them
+ * once after it (one synchronisation) and checks them. On a backend that records graphs
+ * the step is one replay from its third call on; on the CPU it runs as it is issued, the
+ * same arithmetic as the loops' per-pass path (the same bits). Only where
+ * sr_step_usable: a data-parallel run needs the host between passes (gradient sums,
+ * sync_bn statistics). */
+typedef struct sr_step {
+    struct rt_plan *p;
+    int images, labels; /* the plan's input nodes */
+    size_t bx, by;      /* bytes of one batch's images and labels */
+    float *dev;         /* the one backend allocation holding the rest */
+    float *x[2];        /* backend memory: batch 0 (training), batch 1 (validation, in a search) */
+    int32_t *y[2];
+    float *sc;          /* backend memory, SR_STEP_SC floats: [0] the weight learning rate, then the
+                           loop's own (a search: Adam's two scalars, rt_adam_scalars) */
+    float *res;         /* backend memory, SR_STEP_RES floats: losses [0] (validation in a search,
+                           else training) and [1], then their top-1 counts [2] and [3] */
+    double gnorm;       /* the weight gradient norm where the host clipped (CPU), else 0 */
+} sr_step;
+enum { SR_STEP_SC = 4, SR_STEP_RES = 4 };
+/* Whether a loop with these settings may record its steps whole (one process, no sync_bn). */
+int sr_step_usable(const ir_train_config *tc);
+/* nbatch: 1 (training: x[1], y[1] NULL) or 2 (a search). Returns 0, or -1 out of backend memory. */
+int sr_step_init(sr_step *s, struct rt_plan *p, int images, int labels, int nbatch);
+void sr_step_free(sr_step *s);
+/* Uploads batch k (host memory) into its fixed buffer, and scalars[0..SR_STEP_SC) into sc. */
+void sr_step_put(sr_step *s, int k, const float *x, const int32_t *y);
+void sr_step_put_scalars(sr_step *s, const float *scalars);
+/* Issue-time helpers of a step: batch k into the plan's inputs (a copy on the backend), and
+ * the last forward's loss and top-1 count into res[slot] and res[slot + 2]. */
+void sr_step_use_batch(sr_step *s, int k);
+void sr_step_keep_loss(sr_step *s, int slot);
+/* The weight update that ends a step: clips the weight gradient (sr_clip_weight_grads; s->gnorm
+ * gets what it returns), then SGD with momentum buf and the learning rate sc[0], skipped on
+ * the device where any of res[0..nguard) is not finite and on the host where the norm is. */
+void sr_step_weights(sr_step *s, float *buf, const ir_train_config *tc, int nguard);
+/* The retraining step (train/cnn.c, bench/retrain_step.c): batch (x, y), forward and backward,
+ * the loss and top-1 count kept, sr_step_weights at learning rate lr; *loss and *correct read
+ * after it. -1: the pass could not run. */
+int sr_train_step(sr_step *s, float *buf, const float *x, const int32_t *y, float lr, const ir_train_config *tc,
+                  float *loss, float *correct);
+
 /* Periodic checkpoints between epoch ends: due after every `every_steps` steps of the run
  * (global_step, counted after the step) or when `every_s` seconds have passed since *last
  * (sr_now(); updated when due). 0 turns either off. In a data-parallel run rank 0's clock

@@ -553,13 +553,15 @@ void kcpu_sgd_step(float *w, float *buf, const float *grad, int64_t n, float lr,
     }
 }
 
-void kcpu_adam_step(float *w, float *m, float *v, const float *grad, int64_t n, float lr, float beta1,
-                    float beta2, float eps, float wd, int t) {
-    /* As torch.optim.Adam (foreach=False): m.lerp_(g, 1-b1); v = b2 v + (1-b2) g^2;
-     * step = lr / (1 - b1^t); denom = sqrt(v) / sqrt(1 - b2^t) + eps; w -= step * m / denom.
-     * Bias corrections are computed in double as Python does, then used as floats. */
+void kcpu_adam_scalars(float lr, float beta1, float beta2, int t, float sc[2]) {
+    /* Bias corrections are computed in double as Python does, then used as floats. */
     const double bc1 = 1.0 - pow((double)beta1, t), bc2 = 1.0 - pow((double)beta2, t);
-    const float step = (float)((double)lr / bc1), bc2s = (float)sqrt(bc2);
+    sc[0] = (float)((double)lr / bc1);
+    sc[1] = (float)sqrt(bc2);
+}
+
+void kcpu_adam_step_sc(float *w, float *m, float *v, const float *grad, int64_t n, float step, float bc2s, float beta1,
+                       float beta2, float eps, float wd) {
     const float omb1 = 1.0f - beta1, omb2 = 1.0f - beta2;
 #pragma omp parallel for schedule(static) if (n > 32768)
     for (int64_t i = 0; i < n; i++) {
@@ -570,4 +572,13 @@ void kcpu_adam_step(float *w, float *m, float *v, const float *grad, int64_t n, 
         const float denom = sqrtf(v[i]) / bc2s + eps;
         w[i] += -step * (m[i] / denom);
     }
+}
+
+void kcpu_adam_step(float *w, float *m, float *v, const float *grad, int64_t n, float lr, float beta1,
+                    float beta2, float eps, float wd, int t) {
+    /* As torch.optim.Adam (foreach=False): m.lerp_(g, 1-b1); v = b2 v + (1-b2) g^2;
+     * step = lr / (1 - b1^t); denom = sqrt(v) / sqrt(1 - b2^t) + eps; w -= step * m / denom. */
+    float sc[2];
+    kcpu_adam_scalars(lr, beta1, beta2, t, sc);
+    kcpu_adam_step_sc(w, m, v, grad, n, sc[0], sc[1], beta1, beta2, eps, wd);
 }

@@ -199,5 +199,11 @@ void kcpu_sgd_step(float *w, float *buf, const float *grad, int64_t n, float lr,
 /* PyTorch Adam (L2 weight decay added to the gradient), step t >= 1. */
 void kcpu_adam_step(float *w, float *m, float *v, const float *grad, int64_t n, float lr, float beta1,
                     float beta2, float eps, float wd, int t);
+/* Adam's per-step scalars, as kcpu_adam_step computes them: sc[0] = lr / (1 - b1^t) and
+ * sc[1] = sqrt(1 - b2^t), each in double rounded to float. */
+void kcpu_adam_scalars(float lr, float beta1, float beta2, int t, float sc[2]);
+/* kcpu_adam_step with those two scalars given (step = sc[0], bc2s = sc[1]). */
+void kcpu_adam_step_sc(float *w, float *m, float *v, const float *grad, int64_t n, float step, float bc2s, float beta1,
+                       float beta2, float eps, float wd);
 
 #endif

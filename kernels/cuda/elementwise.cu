@@ -435,39 +435,86 @@ extern "C" void kcuda_droppath_backward(float *dx, const float *dy, const float 
     LAUNCH1(droppath_apply_k, (int64_t)N * per_sample, dx, mask, dy, (int64_t)N * per_sample, per_sample, 1);
 }
 
-/* ---- optimisers ---- */
-__global__ static void sgd_k(float *w, float *buf, const float *grad, int64_t n, float lr, float momentum, float wd) {
-    KCUDA_GRID_STRIDE(i, n) {
-        float g = grad[i];
-        if (wd != 0.0f) g += wd * w[i];
-        if (buf) {
-            buf[i] = momentum * buf[i] + g;
-            g = buf[i];
-        }
-        w[i] -= lr * g;
+/* ---- optimisers ----
+ * One element's update, shared by the host-scalar and the device-scalar kernels (the same
+ * expressions, so the same contractions and bits). The _dev kernels read their scalars
+ * from device memory (a recorded step replays with the current ones) and change nothing
+ * where a guard value (the step's losses) is not finite. */
+__device__ static inline void sgd_elem(float *w, float *buf, const float *grad, int64_t i, float lr, float momentum,
+                                       float wd) {
+    float g = grad[i];
+    if (wd != 0.0f) g += wd * w[i];
+    if (buf) {
+        buf[i] = momentum * buf[i] + g;
+        g = buf[i];
     }
+    w[i] -= lr * g;
+}
+__device__ static inline void adam_elem(float *w, float *m, float *v, const float *grad, int64_t i, float step,
+                                        float bc2s, float beta2, float omb1, float omb2, float eps, float wd) {
+    float g = grad[i];
+    if (wd != 0.0f) g += wd * w[i];
+    m[i] = m[i] + omb1 * (g - m[i]);
+    v[i] = v[i] * beta2 + omb2 * g * g;
+    const float denom = sqrtf(v[i]) / bc2s + eps;
+    w[i] += -step * (m[i] / denom);
+}
+__device__ static inline int guard_ok(const float *guard, int nguard) {
+    for (int k = 0; k < nguard; k++)
+        if (!isfinite(guard[k])) return 0;
+    return 1;
+}
+__global__ static void sgd_k(float *w, float *buf, const float *grad, int64_t n, float lr, float momentum, float wd) {
+    KCUDA_GRID_STRIDE(i, n) sgd_elem(w, buf, grad, i, lr, momentum, wd);
+}
+__global__ static void sgd_dev_k(float *w, float *buf, const float *grad, int64_t n, const float *lr, float momentum,
+                                 float wd, const float *guard, int nguard) {
+    if (!guard_ok(guard, nguard)) return;
+    const float l = lr[0];
+    KCUDA_GRID_STRIDE(i, n) sgd_elem(w, buf, grad, i, l, momentum, wd);
 }
 __global__ static void adam_k(float *w, float *m, float *v, const float *grad, int64_t n, float step, float bc2s,
                               float beta2, float omb1, float omb2, float eps, float wd) {
-    KCUDA_GRID_STRIDE(i, n) {
-        float g = grad[i];
-        if (wd != 0.0f) g += wd * w[i];
-        m[i] = m[i] + omb1 * (g - m[i]);
-        v[i] = v[i] * beta2 + omb2 * g * g;
-        const float denom = sqrtf(v[i]) / bc2s + eps;
-        w[i] += -step * (m[i] / denom);
-    }
+    KCUDA_GRID_STRIDE(i, n) adam_elem(w, m, v, grad, i, step, bc2s, beta2, omb1, omb2, eps, wd);
+}
+__global__ static void adam_dev_k(float *w, float *m, float *v, const float *grad, int64_t n, const float *sc,
+                                  float beta2, float omb1, float omb2, float eps, float wd, const float *guard,
+                                  int nguard) {
+    if (!guard_ok(guard, nguard)) return;
+    const float step = sc[0], bc2s = sc[1];
+    KCUDA_GRID_STRIDE(i, n) adam_elem(w, m, v, grad, i, step, bc2s, beta2, omb1, omb2, eps, wd);
 }
 extern "C" void kcuda_sgd_step(float *w, float *buf, const float *grad, int64_t n, float lr, float momentum, float wd,
                                cudaStream_t s) {
     LAUNCH1(sgd_k, n, w, buf, grad, n, lr, momentum, wd);
 }
+extern "C" void kcuda_sgd_step_dev(float *w, float *buf, const float *grad, int64_t n, const float *lr, float momentum,
+                                   float wd, const float *guard, int nguard, cudaStream_t s) {
+    LAUNCH1(sgd_dev_k, n, w, buf, grad, n, lr, momentum, wd, guard, nguard);
+}
 extern "C" void kcuda_adam_step(float *w, float *m, float *v, const float *grad, int64_t n, float lr, float beta1,
                                 float beta2, float eps, float wd, int t, cudaStream_t s) {
-    /* bias corrections in double on the host, exactly as kcpu_adam_step */
+    /* bias corrections in double on the host, exactly as kcpu_adam_step (kcpu_adam_scalars) */
     const double bc1 = 1.0 - pow((double)beta1, t), bc2 = 1.0 - pow((double)beta2, t);
     const float step = (float)((double)lr / bc1), bc2s = (float)sqrt(bc2);
     LAUNCH1(adam_k, n, w, m, v, grad, n, step, bc2s, beta2, 1.0f - beta1, 1.0f - beta2, eps, wd);
+}
+extern "C" void kcuda_adam_step_dev(float *w, float *m, float *v, const float *grad, int64_t n, const float *sc,
+                                    float beta1, float beta2, float eps, float wd, const float *guard, int nguard,
+                                    cudaStream_t s) {
+    LAUNCH1(adam_dev_k, n, w, m, v, grad, n, sc, beta2, 1.0f - beta1, 1.0f - beta2, eps, wd, guard, nguard);
+}
+
+/* The second-order step's final scale for an eta in device memory: eps[2] from the radius
+ * eps[0] that kcuda_hvp_eps wrote, by hvp_eps_kernel's expression (common.cu). */
+__global__ static void hvp_scale_dev_k(float *eps, const float *eta, int bug_mul_r) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    const float R = eps[0], e = eta[0];
+    eps[2] = bug_mul_r ? __fdiv_rn(__fmul_rn(e, R), 2.0f) : __fdiv_rn(e, __fmul_rn(2.0f, R));
+}
+extern "C" void kcuda_hvp_scale_dev(float *eps, const float *eta, int bug_mul_r, cudaStream_t s) {
+    hvp_scale_dev_k<<<1, 1, 0, s>>>(eps, eta, bug_mul_r);
+    launchCheck();
 }
 
 /* ---- WMIXED: MIXED with given weights w[row][cols] (FairDARTS: sigmoid(alpha)) ----

@@ -269,6 +269,16 @@ void kcuda_sgd_step(float *w, float *buf, const float *grad, int64_t n, float lr
                     cudaStream_t s);
 void kcuda_adam_step(float *w, float *m, float *v, const float *grad, int64_t n, float lr, float beta1,
                      float beta2, float eps, float wd, int t, cudaStream_t s);
+/* The same with the per-step scalars in device memory (lr[0]; Adam's sc[0] = lr / (1 - b1^t),
+ * sc[1] = sqrt(1 - b2^t), kcpu_adam_scalars); nothing changes where any of guard[0..nguard-1]
+ * is not finite (rt_backend.sgd_step_dev / adam_step_dev). */
+void kcuda_sgd_step_dev(float *w, float *buf, const float *grad, int64_t n, const float *lr, float momentum, float wd,
+                        const float *guard, int nguard, cudaStream_t s);
+void kcuda_adam_step_dev(float *w, float *m, float *v, const float *grad, int64_t n, const float *sc, float beta1,
+                         float beta2, float eps, float wd, const float *guard, int nguard, cudaStream_t s);
+/* eps[2] = eta[0] / (2 eps[0]) (eta[0] eps[0] / 2 where bug_mul_r), eta in device memory: the
+ * second-order step's final scale after kcuda_hvp_eps wrote the radius eps[0]. */
+void kcuda_hvp_scale_dev(float *eps, const float *eta, int bug_mul_r, cudaStream_t s);
 
 #ifdef __cplusplus
 }

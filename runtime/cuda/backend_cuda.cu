@@ -534,8 +534,11 @@ static void cu_copy(rt_backend *be, float *y, const float *x, int64_t n) { kcuda
 static void cu_scale(rt_backend *be, float *y, float a, int64_t n) { kcuda_scale(y, a, y, n, S(be)); }
 static double cu_sumsq(rt_backend *be, const float *x, int64_t n) { return kcuda_sumsq(x, n, S(be)); }
 static void cu_clip_norm(rt_backend *be, float *x, int64_t n, float max_norm) { kcuda_clip_norm(x, n, max_norm, S(be)); }
-static void cu_hvp_eps(rt_backend *be, float *eps, const float *v, int64_t n, double r, float eta, int bug_mul_r) {
-    kcuda_hvp_eps(eps, v, n, r, eta, bug_mul_r, S(be));
+/* the radius by kcuda_hvp_eps (its scale for eta 1 is overwritten), then the scale for eta
+   in device memory by the same expression */
+static void cu_hvp_eps(rt_backend *be, float *eps, const float *v, int64_t n, double r, const float *eta, int bug_mul_r) {
+    kcuda_hvp_eps(eps, v, n, r, 1.0f, bug_mul_r, S(be));
+    kcuda_hvp_scale_dev(eps, eta, bug_mul_r, S(be));
 }
 static void cu_axpy_dev(rt_backend *be, float *y, const float *a, const float *x, int64_t n) {
     kcuda_axpy_dev(y, a, x, n, S(be));
@@ -547,6 +550,14 @@ static void cu_sgd(rt_backend *be, float *w, float *buf, const float *g, int64_t
 static void cu_adam(rt_backend *be, float *w, float *m, float *v, const float *g, int64_t n, float lr, float b1, float b2,
                     float eps, float wd, int t) {
     kcuda_adam_step(w, m, v, g, n, lr, b1, b2, eps, wd, t, S(be));
+}
+static void cu_sgd_dev(rt_backend *be, float *w, float *buf, const float *g, int64_t n, const float *lr, float mom,
+                       float wd, const float *guard, int nguard) {
+    kcuda_sgd_step_dev(w, buf, g, n, lr, mom, wd, guard, nguard, S(be));
+}
+static void cu_adam_dev(rt_backend *be, float *w, float *m, float *v, const float *g, int64_t n, const float *sc,
+                        float b1, float b2, float eps, float wd, const float *guard, int nguard) {
+    kcuda_adam_step_dev(w, m, v, g, n, sc, b1, b2, eps, wd, guard, nguard, S(be));
 }
 static void cu_sync(rt_backend *be) { cudaCheck(cudaStreamSynchronize(S(be))); }
 static void cu_fill_seeds(rt_backend *be, uint64_t *seeds, uint64_t base, uint64_t step, int64_t nodes) {
@@ -778,6 +789,8 @@ extern "C" rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
     be->clip_norm = cu_clip_norm;
     be->sgd_step = cu_sgd;
     be->adam_step = cu_adam;
+    be->sgd_step_dev = cu_sgd_dev;
+    be->adam_step_dev = cu_adam_dev;
     be->synchronize = cu_sync;
     be->destroy = cu_destroy;
     be->peak_bytes = cu_peak_bytes;
