@@ -8,7 +8,9 @@
 #   bench/gpu.sh [BATCH] [OUT_DIR]
 #   env: DARTSC (the binary, default ./build/dartsc), PY (python with torch, default
 #        python3), STEPS (10), WARMUP (3), ORDERS ("1 2"), SKIP_PROFILE (1: no profile,
-#        no kernel table)
+#        no kernel table), AB (all, the default: every A/B row; new: only the rows of the
+#        switches not yet measured on a GPU (one-launch reductions, step graphs), for a
+#        short device call; the main pairs, the repeat and retraining run either way)
 #
 # Writes OUT_DIR/gpu.jsonl (one JSON line per run: dartsc's `bench --json`, torch_step.py's,
 # retraining steps of both), OUT_DIR/gpu-profile.txt (dartsc's per-op device times) and
@@ -39,6 +41,7 @@ timeout 300 "$py" bench/torch_step.py --device cuda --space darts_cifar10 --batc
     --steps "$steps" --warmup "$warmup" | sed 's/"impl": "pytorch"/"impl": "pytorch repeat"/' >>"$j" || echo "pytorch repeat failed"
 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 \
     --steps "$steps" --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc repeat"/' >>"$j" || echo "dartsc repeat failed"
+if [[ ${AB:-all} == all ]]; then
 # the same first-order step with one switch at a time (what each optimisation gains: graphs,
 # fusion, uploads staged without waiting), and with the recorded passes on 1 (no
 # concurrency), 4 and 16 lanes instead of 8
@@ -52,6 +55,7 @@ for v in DARTSC_CUDA_LANES=1 DARTSC_CUDA_SYNC_UPLOADS=1; do
         --steps "$steps" --warmup "$warmup" --json | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $v\"/" >>"$j" \
         || echo "order 2 with $v failed"
 done
+fi
 # reductions finished by their last block (DARTSC_CUDA_ONE_LAUNCH=1, opt-in until this row
 # measures it): both orders, against the default rows above
 for o in $orders; do
@@ -81,8 +85,8 @@ for dp in 0.2 0; do
         --aux 0.4 --drop-path "$dp" --steps "$steps" --warmup "$warmup" >>"$j" || echo "pytorch retrain failed"
 done
 # drop path 0.2 on one lane (what the lanes gain in retraining)
-DARTSC_CUDA_LANES=1 timeout 200 "$rs" examples/darts_cifar10.dartsc --device cuda --steps "$steps" \
-    --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc-1-lane"/' >>"$j" || echo "retrain on one lane failed"
+[[ ${AB:-all} == all ]] && { DARTSC_CUDA_LANES=1 timeout 200 "$rs" examples/darts_cifar10.dartsc --device cuda --steps "$steps" \
+    --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc-1-lane"/' >>"$j" || echo "retrain on one lane failed"; }
 # dartsc's per-op device profile (eager, one lane) and every kernel alone against its CPU
 # twin (bench/cuda_kernels.cu); SKIP_PROFILE=1 leaves both out
 if [[ ${SKIP_PROFILE:-0} != 1 ]]; then
