@@ -179,6 +179,11 @@ typedef struct run {
     int64_t succ[6]; /* the successors' settings in the checkpoint (succ_settings) */
     sr_px *px;       /* ProxylessNAS: the step plans' state (search/proxyless.c) */
     sr_darts_step ds; /* the plain DARTS step, issued whole (search/step.c); ds.s.p NULL: per pass */
+    /* prefetch (sr_prefetch_on): the next step's batches drawn and put while this step
+       computes; ahead: they are in ds's buffers, and at[] holds both loaders' positions
+       before them (what a checkpoint saves: the batches consumed, not the one drawn ahead) */
+    int prefetch, ahead;
+    int64_t at[4];
     int64_t pxs[1];  /* ProxylessNAS: latency_weight's bits, in the checkpoint */
 } run;
 
@@ -328,6 +333,12 @@ static int save_checkpoint(run *r, char *err, size_t errlen) {
     int64_t le, lp, ae, ap;
     rt_loader_state(&r->lw, &le, &lp);
     rt_loader_state(&r->la, &ae, &ap);
+    if (r->ahead) { /* the batches drawn ahead are the next step's: a resume draws them again */
+        le = r->at[0];
+        lp = r->at[1];
+        ae = r->at[2];
+        ap = r->at[3];
+    }
     int64_t meta[META_N] = {CKPT_VERSION, (int64_t)sr_param_hash(r->net.graph), r->epoch, r->step, r->global_step,
                             r->adam_t, (int64_t)rt_plan_step(r->p), le, lp, ae, ap, -1};
     int64_t alpha_bytes = sr_file_size(r->path_alpha), settings[SR_SETTINGS_N], lines = sr_log_lines(r->path_metrics);
@@ -752,6 +763,7 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
         sr_fail(err, errlen, "out of memory");
         goto out;
     }
+    r.prefetch = r.ds.s.p && sr_prefetch_on();
     r.be->memset0(r.be, r.sgd_buf, (size_t)r.nw * 4);
     r.be->memset0(r.be, r.adam_m, (size_t)r.na * 4);
     r.be->memset0(r.be, r.adam_v, (size_t)r.na * 4);
@@ -793,16 +805,31 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
             }
             float val_loss = NAN, val_acc = NAN;
             int have_val = 0;
-            next_batch(&r, &r.lw, r.xt, r.yt, 2 * (uint64_t)r.global_step);
             float train_loss;
             double correct, gnorm;
             if (r.ds.s.p) { /* the DARTS step, issued whole; its losses read after it */
-                next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)r.global_step + 1);
-                float got[4];
-                if (sr_darts_step_run(&r.ds, r.xt, r.yt, r.xv, r.yv, lr, r.adam_t + 1, momentum_live, got, &gnorm)) {
+                if (!r.ahead) {
+                    next_batch(&r, &r.lw, r.xt, r.yt, 2 * (uint64_t)r.global_step);
+                    next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)r.global_step + 1);
+                    sr_darts_step_put(&r.ds, r.xt, r.yt, r.xv, r.yv);
+                }
+                r.ahead = 0;
+                if (sr_darts_step_launch(&r.ds, lr, r.adam_t + 1, momentum_live)) {
                     sr_fail(err, errlen, "the search step failed");
                     goto out;
                 }
+                /* while it computes: the next step's batches, when it is in this epoch (an
+                   epoch's end scores the architecture split and checkpoints first) */
+                if (r.prefetch && r.step + 1 < r.steps_per_epoch) {
+                    rt_loader_state(&r.lw, &r.at[0], &r.at[1]);
+                    rt_loader_state(&r.la, &r.at[2], &r.at[3]);
+                    next_batch(&r, &r.lw, r.xt, r.yt, 2 * (uint64_t)(r.global_step + 1));
+                    next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)(r.global_step + 1) + 1);
+                    sr_darts_step_put(&r.ds, r.xt, r.yt, r.xv, r.yv); /* queued behind this step */
+                    r.ahead = 1;
+                }
+                float got[4];
+                sr_darts_step_read(&r.ds, got, &gnorm);
                 r.adam_t++;
                 val_loss = got[0];
                 val_acc = tc->order == 2 ? NAN : got[2] / tc->batch; /* second order: L_val is at w' (as per pass) */
@@ -815,6 +842,7 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
                 train_loss = got[1];
                 correct = got[3];
             } else {
+                next_batch(&r, &r.lw, r.xt, r.yt, 2 * (uint64_t)r.global_step);
                 /* the alpha step (a hooked strategy: its own architecture step) */
                 if (r.h) {
                     next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)r.global_step + 1);
@@ -876,7 +904,8 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
             }
             double train_acc = correct / tc->batch;
             /* a non-finite loss or gradient stops the search before it reaches the weights,
-               the logs or a checkpoint (the CUDA path clips on the device: the loss only) */
+               the logs or a checkpoint (the whole step: the weight step's guard skipped SGD;
+               the per-pass path on CUDA clips on the device: the loss only) */
             if (!isfinite(train_loss) || !isfinite(gnorm)) {
                 sr_diverged(err, errlen, isfinite(train_loss) ? "the weight gradient norm" : "the training loss",
                             isfinite(train_loss) ? gnorm : train_loss, r.epoch, r.step, r.global_step, lr, r.path_ckpt);
