@@ -184,6 +184,7 @@ typedef struct run {
        before them (what a checkpoint saves: the batches consumed, not the one drawn ahead) */
     int prefetch, ahead;
     int64_t at[4];
+    sr_host_timing ht; /* the host's time between whole steps (DARTSC_HOST_TIMING) */
     int64_t pxs[1];  /* ProxylessNAS: latency_weight's bits, in the checkpoint */
 } run;
 
@@ -644,6 +645,7 @@ static int dplus_epoch_end(run *r, char *err, size_t errlen) {
 /* ---- the loop ------------------------------------------------------------------------------------ */
 
 static void free_run(run *r) {
+    sr_host_timing_report(&r->ht, "search");
     sr_px_free(r->px);
     if (r->p) {
         sr_darts_step_free(&r->ds);
@@ -808,12 +810,18 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
             float train_loss;
             double correct, gnorm;
             if (r.ds.s.p) { /* the DARTS step, issued whole; its losses read after it */
+                double th = sr_now();
                 if (!r.ahead) {
                     next_batch(&r, &r.lw, r.xt, r.yt, 2 * (uint64_t)r.global_step);
                     next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)r.global_step + 1);
                     sr_darts_step_put(&r.ds, r.xt, r.yt, r.xv, r.yv);
+                    r.ht.batch_between += sr_now() - th;
                 }
                 r.ahead = 0;
+                if (r.ht.since > 0) {
+                    r.ht.gap += sr_now() - r.ht.since;
+                    r.ht.gaps++;
+                }
                 if (sr_darts_step_launch(&r.ds, lr, r.adam_t + 1, momentum_live)) {
                     sr_fail(err, errlen, "the search step failed");
                     goto out;
@@ -821,15 +829,19 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
                 /* while it computes: the next step's batches, when it is in this epoch (an
                    epoch's end scores the architecture split and checkpoints first) */
                 if (r.prefetch && r.step + 1 < r.steps_per_epoch) {
+                    th = sr_now();
                     rt_loader_state(&r.lw, &r.at[0], &r.at[1]);
                     rt_loader_state(&r.la, &r.at[2], &r.at[3]);
                     next_batch(&r, &r.lw, r.xt, r.yt, 2 * (uint64_t)(r.global_step + 1));
                     next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)(r.global_step + 1) + 1);
                     sr_darts_step_put(&r.ds, r.xt, r.yt, r.xv, r.yv); /* queued behind this step */
                     r.ahead = 1;
+                    r.ht.batch_ahead += sr_now() - th;
                 }
                 float got[4];
                 sr_darts_step_read(&r.ds, got, &gnorm);
+                r.ht.since = sr_now();
+                r.ht.n++;
                 r.adam_t++;
                 val_loss = got[0];
                 val_acc = tc->order == 2 ? NAN : got[2] / tc->batch; /* second order: L_val is at w' (as per pass) */
@@ -945,6 +957,8 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
                          sr_json_num(n2, sizeof n2, "%.6g", sr_px_current_latency(r.px)));
             }
             append_line(r.path_metrics, line);
+            double tp = sr_now();
+            if (r.ds.s.p) r.ht.line += tp - tnow;
             if (o->progress && sr_dist_writer()) {
                 sr_progress pr = {.epoch = r.epoch, .epochs = tc->epochs, .step = r.step, .steps_per_epoch = r.steps_per_epoch,
                                   .train_loss = train_loss, .train_acc = train_acc, .val_loss = val_loss, .val_acc = val_acc,
@@ -952,6 +966,7 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
                                   .warning = warning};
                 o->progress(o->progress_ctx, &pr);
             }
+            if (r.ds.s.p) r.ht.progress += sr_now() - tp;
             r.step++;
             r.global_step++;
             /* periodic checkpoints between epoch ends (the epoch's end writes its own) */
@@ -961,6 +976,7 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
                 goto out;
         }
         /* end of epoch: alpha snapshot, accuracy on the architecture split, genotype, checkpoint */
+        r.ht.since = 0; /* the epoch's end is no gap between steps */
         if (check_finite(&r, lr, err, errlen)) goto out;
         if (r.h && r.h->derive(r.h->ctx, r.p, &r.net, &res->genotype, err, errlen)) goto out; /* scores the derived child */
         double vl, va;

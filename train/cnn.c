@@ -243,6 +243,7 @@ typedef struct trun {
        a checkpoint saves) */
     int prefetch, ahead;
     int64_t at[2];
+    sr_host_timing ht; /* the host's time between whole steps (DARTSC_HOST_TIMING) */
 } trun;
 
 
@@ -338,6 +339,7 @@ static int tcheck_finite(trun *t, float lr, char *err, size_t errlen) {
 }
 
 static void tfree(trun *t) {
+    sr_host_timing_report(&t->ht, "retraining");
     if (t->p) {
         if (t->st.p) sr_step_free(&t->st);
         if (t->buf) t->be->free(t->be, t->buf);
@@ -458,11 +460,17 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
             float loss;
             double correct, gnorm;
             if (t.st.p) { /* the step whole: SGD guarded by the loss and the norm on the device, both read after */
+                double th = sr_now();
                 if (!t.ahead) {
                     sr_next_batch(&t.l, t.x, t.y);
                     sr_step_put(&t.st, 0, t.x, t.y);
+                    t.ht.batch_between += sr_now() - th;
                 }
                 t.ahead = 0;
+                if (t.ht.since > 0) {
+                    t.ht.gap += sr_now() - t.ht.since;
+                    t.ht.gaps++;
+                }
                 if (sr_train_step_launch(&t.st, t.buf, lr, tc)) {
                     sr_fail(err, errlen, "the training step failed");
                     goto out;
@@ -470,13 +478,17 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
                 /* while it computes: the next step's batch, when it is in this epoch (the drop
                    path changes at an epoch's end, and a checkpoint is written there) */
                 if (t.prefetch && t.step + 1 < t.steps_per_epoch) {
+                    th = sr_now();
                     rt_loader_state(&t.l, &t.at[0], &t.at[1]);
                     sr_next_batch(&t.l, t.x, t.y);
                     sr_step_put(&t.st, 0, t.x, t.y); /* queued behind this step */
                     t.ahead = 1;
+                    t.ht.batch_ahead += sr_now() - th;
                 }
                 float r[SR_STEP_RES];
                 sr_step_read(&t.st, r);
+                t.ht.since = sr_now();
+                t.ht.n++;
                 loss = r[SR_RES_TRAIN];
                 correct = r[SR_RES_TRAIN_CORRECT];
                 gnorm = r[SR_RES_GNORM];
@@ -507,7 +519,8 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
             sum_loss += loss;
             sum_acc += acc;
             nsum++;
-            double ips = (double)done * tc->batch / (sr_now() - tstart);
+            const double tl = sr_now();
+            double ips = (double)done * tc->batch / (tl - tstart);
             char line[384], n1[32];
             snprintf(line, sizeof line,
                      "{\"epoch\":%d,\"step\":%lld,\"global_step\":%lld,\"train_loss\":%.6g,\"train_acc\":%.6g,\"lr\":%.6g,"
@@ -519,6 +532,8 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
                 fputs(line, f);
                 fclose(f);
             }
+            const double tp = sr_now();
+            if (t.st.p) t.ht.line += tp - tl;
             if (o->progress && sr_dist_writer()) {
                 int64_t left = (int64_t)(tc->epochs - t.epoch) * t.steps_per_epoch - t.step - 1;
                 sr_progress pr = {.epoch = t.epoch, .epochs = tc->epochs, .step = t.step, .steps_per_epoch = t.steps_per_epoch,
@@ -527,6 +542,7 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
                                   .warning = warning};
                 o->progress(o->progress_ctx, &pr);
             }
+            if (t.st.p) t.ht.progress += sr_now() - tp;
             t.step++;
             t.global_step++;
             /* periodic checkpoints between epoch ends (the epoch's end writes its own) */
@@ -535,6 +551,7 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
                 (tcheck_finite(&t, lr, err, errlen) || tsave(&t, err, errlen)))
                 goto out;
         }
+        t.ht.since = 0; /* the epoch's end is no gap between steps */
         if (tcheck_finite(&t, lr, err, errlen)) goto out;
         t.epoch++;
         t.step = 0;

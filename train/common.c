@@ -324,6 +324,16 @@ int sr_train_step(sr_step *s, float *buf, const float *x, const int32_t *y, floa
     return 0;
 }
 
+void sr_host_timing_report(const sr_host_timing *h, const char *what) {
+    if (!getenv("DARTSC_HOST_TIMING") || h->n < 1) return;
+    const double ms = 1e3 / (double)h->n;
+    fprintf(stderr,
+            "host timing (%s, mean of %lld steps): batches %.3f ms drawn while a step computed, %.3f ms between "
+            "steps; metrics line %.3f ms; progress %.3f ms; from a step's results to the next launch %.3f ms\n",
+            what, (long long)h->n, h->batch_ahead * ms, h->batch_between * ms, h->line * ms, h->progress * ms,
+            h->gaps ? 1e3 * h->gap / (double)h->gaps : 0.0);
+}
+
 int sr_prefetch_on(void) { return !getenv("DARTSC_NO_PREFETCH"); }
 
 int sr_checkpoint_due(int64_t every_steps, double every_s, int64_t global_step, double *last) {

@@ -134,6 +134,19 @@ int sr_train_step(sr_step *s, float *buf, const float *x, const int32_t *y, floa
                   float *loss, float *correct);
 /* Issues the retraining step on the batch already put (sr_step_put, k = 0); reads nothing back. */
 int sr_train_step_launch(sr_step *s, float *buf, float lr, const ir_train_config *tc);
+/* Where a loop's host time goes between steps (DARTSC_HOST_TIMING=1: reported on stderr
+ * at the loop's end; measured always, a few clock reads a step). Seconds summed over n
+ * steps of the whole-step path: drawing and putting batches (ahead: drawn while a step
+ * computes, or between steps), the metrics line, the progress report, and the whole time
+ * from reading a step's results to launching the next (on a device, time it waits unless
+ * work is queued). */
+typedef struct sr_host_timing {
+    double batch_ahead, batch_between, line, progress, gap;
+    int64_t n, gaps;
+    double since; /* sr_now() when the last step's results were read; 0: none */
+} sr_host_timing;
+/* Prints the means per step to stderr where DARTSC_HOST_TIMING is set; what names the loop. */
+void sr_host_timing_report(const sr_host_timing *h, const char *what);
 /* Whether loops prefetch: prepare and upload the next step's batch while a step computes
  * (default on; DARTSC_NO_PREFETCH=1 turns it off, for A/B measurements). The same batches in
  * the same order either way: the bits of a run do not depend on it. */
