@@ -1181,3 +1181,61 @@ Test(prefetch, search_bits_and_resume_do_not_depend_on_it, .timeout = 600) {
         free(mb);
     }
 }
+
+/* The search loop on a weight gradient that is not finite while every loss is: the stem's
+ * convolution weight made NaN in a checkpoint. The stem reaches the cells only through their
+ * preprocessing ReLUs, which map NaN to 0, so both losses and alpha's gradient stay finite,
+ * but the stem's batch-norm backward (and so its weights' gradient) is NaN. The resumed
+ * search's first step skips SGD (the norm guards it) and the loop stops naming "the weight
+ * gradient norm", the checkpoint kept as it was. */
+Test(guard, the_search_stops_on_a_nan_gradient_with_finite_losses, .timeout = 300) {
+    ir_space sp;
+    tu_demo_search_space(&sp);
+    char dir[300], err[1024], path[600];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    sr_result r;
+    tu_run_search(&sp, dir, 0, 2, SR_DARTS, &r);
+    /* the stem weight's offset in the weight group of the loop's supernet */
+    ir_net net;
+    cr_assert_eq(ir_space_build_supernet(&sp, sp.search.batch, &net), 0, "%s", net.error);
+    rt_backend *be = rt_backend_cpu_new();
+    rt_plan *p = rt_plan_new(net.graph, be, &(rt_plan_opts){.grads = RT_GRAD_W | RT_GRAD_ARCH}, err, sizeof err);
+    cr_assert(p, "%s", err);
+    int64_t off = -1;
+    for (int i = 0; i < ir_graph_num_nodes(net.graph) && off < 0; i++)
+        if (!strcmp(ir_graph_node(net.graph, i)->name, "stem.0.weight"))
+            off = (float *)rt_node_data(p, i) - rt_plan_group(p, IR_ROLE_WEIGHT).data;
+    cr_assert(off >= 0, "no stem.0.weight");
+    rt_plan_free(p);
+    be->destroy(be);
+    ir_net_free(&net);
+    snprintf(path, sizeof path, "%s/checkpoint.dtns", dir);
+    rt_tf_file *f = rt_tf_read(path, err, sizeof err);
+    cr_assert(f, "%s", err);
+    rt_tf_writer *w = rt_tf_open_write(path, err, sizeof err);
+    cr_assert(w, "%s", err);
+    for (int i = 0; i < rt_tf_count(f); i++) {
+        const rt_tf_entry *e = rt_tf_get(f, i);
+        float *d = malloc((size_t)e->numel * 4);
+        memcpy(d, e->data, (size_t)e->numel * 4);
+        if (!strcmp(e->name, "group/weights")) d[off] = NAN;
+        cr_assert_eq(rt_tf_write(w, e->name, e->dtype, e->ndim, e->dims, d), 0);
+        free(d);
+    }
+    rt_tf_free(f);
+    cr_assert_eq(rt_tf_close_write(w, err, sizeof err), 0, "%s", err);
+    size_t n0, n1;
+    char *before = tu_slurp(path, &n0);
+    sr_options o = sr_options_default();
+    o.out_dir = dir;
+    o.resume = 1;
+    err[0] = 0;
+    cr_assert_eq(sr_search(&sp, &o, &r, err, sizeof err), -1, "the search went on");
+    cr_expect(strstr(err, "step 3 of the run") && strstr(err, "the weight gradient norm is not a number (NaN)") &&
+                  strstr(err, "the last good checkpoint is kept"),
+              "%s", err);
+    char *after = tu_slurp(path, &n1);
+    cr_expect(before && after && n0 == n1 && memcmp(before, after, n0) == 0, "the checkpoint changed");
+    free(before);
+    free(after);
+}
