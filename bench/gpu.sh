@@ -71,6 +71,14 @@ for o in 1 2; do
         --order "$o" --steps "$steps" --warmup "$warmup" --json \
         | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_NO_STEP_GRAPHS=1"/' >>"$j" || echo "order $o without step graphs failed"
 done
+# the next step's batches drawn on the host while a step computes (prefetch, the default)
+# against drawn between steps (DARTSC_NO_PREFETCH=1), both orders; each row's host_batch_s
+# is the host's time drawing a step's batches (search/cnn.c does the same)
+for o in 1 2; do
+    DARTSC_NO_PREFETCH=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
+        --order "$o" --steps "$steps" --warmup "$warmup" --json \
+        | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_NO_PREFETCH=1"/' >>"$j" || echo "order $o without prefetch failed"
+done
 DARTSC_NO_STEP_GRAPHS=1 timeout 200 "${RETRAIN_STEP:-$(dirname "$dartsc")/retrain_step}" examples/darts_cifar10.dartsc \
     --device cuda --steps "$steps" --warmup "$warmup" --drop-path 0.2 --json \
     | sed 's/"impl":"dartsc"/"impl":"dartsc-no-step-graphs"/' >>"$j" || echo "retrain without step graphs failed"
@@ -108,6 +116,9 @@ for r in rows:
         print(f"order {r['order']} {r['impl']}: {r['median_s']:.4f} s/step")
     if r["impl"].startswith("dartsc DARTSC_"):
         print(f"order {r['order']} with {r['impl'][7:]}: {r['median_s']:.4f} s/step, {r.get('peak_device_alloc_mb', -1)} MiB")
+    if r["impl"] in ("dartsc", "dartsc DARTSC_NO_PREFETCH=1") and "host_batch_s" in r:
+        print(f"order {r['order']} {r['impl']}: {r['host_batch_s'] * 1e3:.3f} ms a step drawing batches on the host "
+              f"({'while the step before computes' if r.get('prefetch') else 'between steps'})")
 rows = [r for r in rows if r.get("what") != "retrain"]
 for r in rows:
     if r["impl"] == "dartsc" and r.get("device_step_s", -1) > 0:

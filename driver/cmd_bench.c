@@ -1,5 +1,5 @@
 /* cmd_bench.c — `dartsc bench SPACE`: times whole search steps (first and second order)
- * of the space's supernet on random data, on this machine: median of N steps after
+ * of the space's supernet on random images drawn through the search's loaders, on this machine: median of N steps after
  * warm-up, images/s, achieved GFLOP/s from the counted multiply-adds, peak resident
  * memory. bench/run.sh puts these beside PyTorch's numbers for the same supernet. */
 #include <math.h>
@@ -218,14 +218,34 @@ int dartsc_cmd_bench(int argc, char **argv) {
     int64_t ni = (int64_t)batch * sp.in_c * sp.in_h * sp.in_w;
     float *xt = malloc((size_t)ni * 4), *xv = malloc((size_t)ni * 4);
     int32_t *yt = malloc((size_t)batch * 4), *yv = malloc((size_t)batch * 4);
-    for (int64_t i = 0; i < ni; i++) {
-        xt[i] = 2 * rt_rng_uniform(1, (uint64_t)i) - 1;
-        xv[i] = 2 * rt_rng_uniform(2, (uint64_t)i) - 1;
+    /* the batches come from loaders as in the search (random 8-bit images, 4 batches per
+       split, the search's shuffling, crop and flip, normalisation): the host's work between
+       steps is measured with the step; with prefetch (sr_prefetch_on, the search's default)
+       the next step's batches are drawn and put while a step computes */
+    rt_dataset dsets[2];
+    rt_loader ld[2];
+    for (int k = 0; k < 2; k++) {
+        const int n = 4 * batch;
+        const size_t px = (size_t)n * (size_t)sp.in_c * (size_t)sp.in_h * (size_t)sp.in_w;
+        dsets[k] = (rt_dataset){.n = n, .c = sp.in_c, .h = sp.in_h, .w = sp.in_w, .classes = sp.classes,
+                                .pixels = malloc(px), .labels = malloc((size_t)n * 4), .owns = 1};
+        if (!dsets[k].pixels || !dsets[k].labels) {
+            fprintf(stderr, "dartsc bench: out of memory\n");
+            return 1;
+        }
+        for (size_t i = 0; i < px; i++) dsets[k].pixels[i] = (uint8_t)(256.0f * rt_rng_uniform(3 + (uint64_t)k, i));
+        for (int i = 0; i < n; i++) dsets[k].labels[i] = (i * (k ? 7 : 1)) % sp.classes;
+        ir_train_config lc = sp.search;
+        lc.batch = batch;
+        lc.cutout = 0; /* as the search's loaders */
+        rt_loader_cfg cfg = sr_loader_cfg(&sp, &lc, 1);
+        cfg.seed = 2 * (uint64_t)k + 1;
+        if (rt_loader_init(&ld[k], &dsets[k], &cfg, err, sizeof err)) {
+            fprintf(stderr, "dartsc bench: %s\n", err);
+            return 1;
+        }
     }
-    for (int i = 0; i < batch; i++) {
-        yt[i] = i % sp.classes;
-        yv[i] = (i * 7) % sp.classes;
-    }
+    const int prefetch = sr_prefetch_on();
     float *buf = be->alloc(be, (size_t)gw.n * 4), *m = be->alloc(be, (size_t)ga.n * 4), *v = be->alloc(be, (size_t)ga.n * 4);
     be->memset0(be, buf, (size_t)gw.n * 4);
     be->memset0(be, m, (size_t)ga.n * 4);
@@ -245,15 +265,33 @@ int dartsc_cmd_bench(int argc, char **argv) {
     const float lr = sr_cosine_lr(&tc, 0);
     double *times = malloc((size_t)steps * sizeof *times);
     double *tpass = calloc((size_t)steps, sizeof *tpass), *tspan = calloc((size_t)steps, sizeof *tspan);
+    double *thost = calloc((size_t)(warmup + steps), sizeof *thost);
+    int ahead = 0;
     for (int s = 0; s < warmup + steps; s++) {
         double t0 = sr_now();
+        if (!ahead) { /* this step's batches, drawn now (the first step, or no prefetch) */
+            sr_next_batch(&ld[0], xt, yt);
+            sr_next_batch(&ld[1], xv, yv);
+            thost[s] = sr_now() - t0;
+            sr_darts_step_put(&ds, xt, yt, xv, yv);
+        }
+        ahead = 0;
         if (pass_timing) step_mark0 = be->mark(be);
         float got[4];
         double gnorm;
-        if (sr_darts_step_run(&ds, xt, yt, xv, yv, lr, s + 1, s > 0, got, &gnorm)) {
+        if (sr_darts_step_launch(&ds, lr, s + 1, s > 0)) {
             fprintf(stderr, "dartsc bench: the step failed\n");
             return 1;
         }
+        if (prefetch && s + 1 < warmup + steps) { /* the next step's, while this one computes */
+            double th = sr_now();
+            sr_next_batch(&ld[0], xt, yt);
+            sr_next_batch(&ld[1], xv, yv);
+            thost[s + 1] = sr_now() - th;
+            sr_darts_step_put(&ds, xt, yt, xv, yv);
+            ahead = 1;
+        }
+        sr_darts_step_read(&ds, got, &gnorm);
         if (s >= warmup) times[s - warmup] = sr_now() - t0;
         if (profile) prof_collect(be);
         if (pass_timing) {
@@ -265,6 +303,15 @@ int dartsc_cmd_bench(int argc, char **argv) {
             }
         }
     }
+    for (int k = 0; k < 2; k++) {
+        rt_loader_free(&ld[k]);
+        rt_dataset_free(&dsets[k]);
+    }
+    qsort(thost + warmup, (size_t)steps, sizeof *thost, cmp_double);
+    /* host seconds drawing one step's two batches (median of the measured steps') */
+    const double med_host = steps % 2 ? thost[warmup + steps / 2]
+                                      : 0.5 * (thost[warmup + steps / 2 - 1] + thost[warmup + steps / 2]);
+    free(thost);
     qsort(times, (size_t)steps, sizeof *times, cmp_double);
     qsort(tpass, (size_t)steps, sizeof *tpass, cmp_double);
     qsort(tspan, (size_t)steps, sizeof *tspan, cmp_double);
@@ -290,9 +337,9 @@ int dartsc_cmd_bench(int argc, char **argv) {
         printf("{\"impl\":\"dartsc\",\"space\":\"%s\",\"device\":\"%s\",\"batch\":%d,\"order\":%d,\"threads\":%d,"
                "\"median_s\":%.4f,\"min_s\":%.4f,\"images_per_s\":%.2f,\"gflop_per_step\":%.2f,\"gflops\":%.2f,"
                "\"peak_rss_mb\":%.1f,\"peak_device_alloc_mb\":%.1f,\"pinned_threads\":%d,"
-               "\"device_in_passes_s\":%.5f,\"device_step_s\":%.5f}\n",
+               "\"device_in_passes_s\":%.5f,\"device_step_s\":%.5f,\"host_batch_s\":%.5f,\"prefetch\":%d}\n",
                sp.name, be->name, batch, order, rt_cpu_num_threads(), med, times[0], batch / med, gflop, gflop / med,
-               rss_mb, dev_mb, rt_cpu_pinned_threads(), med_pass, med_span);
+               rss_mb, dev_mb, rt_cpu_pinned_threads(), med_pass, med_span, med_host, prefetch);
     else {
         printf("%s batch %d order %d on %s: median %.3f s/step (min %.3f, %d steps), %.1f images/s, %.1f GFLOP/step, "
                "%.1f GFLOP/s, peak RSS %.0f MiB, %d threads%s",
@@ -301,7 +348,8 @@ int dartsc_cmd_bench(int argc, char **argv) {
         if (dev_mb >= 0) printf(", peak device allocations %.0f MiB", dev_mb);
         if (med_pass > 0)
             printf("; device time per step %.4f s, %.4f s of it inside the recorded passes", med_span, med_pass);
-        printf("\n");
+        printf("; %.4f s per step on the host drawing its batches (%s)\n", med_host,
+               prefetch ? "while the step before computes" : "between steps: DARTSC_NO_PREFETCH");
     }
     if (profile) prof_print(warmup + steps);
     sr_darts_step_free(&ds);

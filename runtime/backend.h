@@ -85,6 +85,13 @@ struct rt_backend {
      * round trip: norm = sqrt(sum x^2) in double, c = max_norm / (norm + 1e-6); x *= (float)c
      * where max_norm > 0 and c < 1 (torch.nn.utils.clip_grad_norm_). */
     void (*clip_norm)(rt_backend *be, float *x, int64_t n, float max_norm);
+    /* clip_norm that keeps the norm where a guarded step reads it (every backend fills it):
+     * the same clipping (the host's bits on the CPU: sumsq + scale), and norm[0] (backend
+     * memory) = the norm as a float, computed where max_norm <= 0 too, FLT_MAX where it is
+     * finite but beyond float's range (a finite norm stays finite), NaN or infinity as it
+     * is: a guard value for sgd_step_dev, so that a non-finite gradient never reaches the
+     * weights without a host round trip. */
+    void (*clip_norm_to)(rt_backend *be, float *x, int64_t n, float max_norm, float *norm);
     /* The second-order step without a host round trip (every backend fills these three):
      * hvp_eps writes eps[0] = R = (float)(r / ||v||) (the norm in double, 1e-12 where v = 0),
      * eps[1] = -R and eps[2] = eta[0] / (2R) (eta[0] R / 2 where bug_mul_r) into eps, 3 floats

@@ -437,6 +437,10 @@ static void cpu_scale_dev(rt_backend *be, float *y, const float *a, int64_t n) {
     kcpu_scale(y, a[0], y, n);
 }
 static double cpu_sumsq(rt_backend *be, const float *x, int64_t n) { (void)be; return kcpu_sumsq(x, n); }
+static void cpu_clip_norm_to(rt_backend *be, float *x, int64_t n, float max_norm, float *norm) {
+    (void)be;
+    kcpu_clip_norm_to(x, n, max_norm, norm);
+}
 static void cpu_sgd(rt_backend *be, float *w, float *buf, const float *g, int64_t n, float lr, float mom, float wd) {
     (void)be;
     kcpu_sgd_step(w, buf, g, n, lr, mom, wd);
@@ -486,6 +490,7 @@ rt_backend *rt_backend_cpu_new(void) {
     be->axpy_dev = cpu_axpy_dev;
     be->scale_dev = cpu_scale_dev;
     be->sumsq = cpu_sumsq;
+    be->clip_norm_to = cpu_clip_norm_to;
     be->sgd_step = cpu_sgd;
     be->adam_step = cpu_adam;
     be->sgd_step_dev = cpu_sgd_dev;

@@ -179,6 +179,12 @@ typedef struct run {
     int64_t succ[6]; /* the successors' settings in the checkpoint (succ_settings) */
     sr_px *px;       /* ProxylessNAS: the step plans' state (search/proxyless.c) */
     sr_darts_step ds; /* the plain DARTS step, issued whole (search/step.c); ds.s.p NULL: per pass */
+    /* prefetch (sr_prefetch_on): the next step's batches drawn and put while this step
+       computes; ahead: they are in ds's buffers, and at[] holds both loaders' positions
+       before them (what a checkpoint saves: the batches consumed, not the one drawn ahead) */
+    int prefetch, ahead;
+    int64_t at[4];
+    sr_host_timing ht; /* the host's time between whole steps (DARTSC_HOST_TIMING) */
     int64_t pxs[1];  /* ProxylessNAS: latency_weight's bits, in the checkpoint */
 } run;
 
@@ -328,6 +334,12 @@ static int save_checkpoint(run *r, char *err, size_t errlen) {
     int64_t le, lp, ae, ap;
     rt_loader_state(&r->lw, &le, &lp);
     rt_loader_state(&r->la, &ae, &ap);
+    if (r->ahead) { /* the batches drawn ahead are the next step's: a resume draws them again */
+        le = r->at[0];
+        lp = r->at[1];
+        ae = r->at[2];
+        ap = r->at[3];
+    }
     int64_t meta[META_N] = {CKPT_VERSION, (int64_t)sr_param_hash(r->net.graph), r->epoch, r->step, r->global_step,
                             r->adam_t, (int64_t)rt_plan_step(r->p), le, lp, ae, ap, -1};
     int64_t alpha_bytes = sr_file_size(r->path_alpha), settings[SR_SETTINGS_N], lines = sr_log_lines(r->path_metrics);
@@ -633,6 +645,7 @@ static int dplus_epoch_end(run *r, char *err, size_t errlen) {
 /* ---- the loop ------------------------------------------------------------------------------------ */
 
 static void free_run(run *r) {
+    sr_host_timing_report(&r->ht, "search");
     sr_px_free(r->px);
     if (r->p) {
         sr_darts_step_free(&r->ds);
@@ -752,6 +765,7 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
         sr_fail(err, errlen, "out of memory");
         goto out;
     }
+    r.prefetch = r.ds.s.p && sr_prefetch_on();
     r.be->memset0(r.be, r.sgd_buf, (size_t)r.nw * 4);
     r.be->memset0(r.be, r.adam_m, (size_t)r.na * 4);
     r.be->memset0(r.be, r.adam_v, (size_t)r.na * 4);
@@ -793,16 +807,41 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
             }
             float val_loss = NAN, val_acc = NAN;
             int have_val = 0;
-            next_batch(&r, &r.lw, r.xt, r.yt, 2 * (uint64_t)r.global_step);
             float train_loss;
             double correct, gnorm;
             if (r.ds.s.p) { /* the DARTS step, issued whole; its losses read after it */
-                next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)r.global_step + 1);
-                float got[4];
-                if (sr_darts_step_run(&r.ds, r.xt, r.yt, r.xv, r.yv, lr, r.adam_t + 1, momentum_live, got, &gnorm)) {
+                double th = sr_now();
+                if (!r.ahead) {
+                    next_batch(&r, &r.lw, r.xt, r.yt, 2 * (uint64_t)r.global_step);
+                    next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)r.global_step + 1);
+                    sr_darts_step_put(&r.ds, r.xt, r.yt, r.xv, r.yv);
+                    r.ht.batch_between += sr_now() - th;
+                }
+                r.ahead = 0;
+                if (r.ht.since > 0) {
+                    r.ht.gap += sr_now() - r.ht.since;
+                    r.ht.gaps++;
+                }
+                if (sr_darts_step_launch(&r.ds, lr, r.adam_t + 1, momentum_live)) {
                     sr_fail(err, errlen, "the search step failed");
                     goto out;
                 }
+                /* while it computes: the next step's batches, when it is in this epoch (an
+                   epoch's end scores the architecture split and checkpoints first) */
+                if (r.prefetch && r.step + 1 < r.steps_per_epoch) {
+                    th = sr_now();
+                    rt_loader_state(&r.lw, &r.at[0], &r.at[1]);
+                    rt_loader_state(&r.la, &r.at[2], &r.at[3]);
+                    next_batch(&r, &r.lw, r.xt, r.yt, 2 * (uint64_t)(r.global_step + 1));
+                    next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)(r.global_step + 1) + 1);
+                    sr_darts_step_put(&r.ds, r.xt, r.yt, r.xv, r.yv); /* queued behind this step */
+                    r.ahead = 1;
+                    r.ht.batch_ahead += sr_now() - th;
+                }
+                float got[4];
+                sr_darts_step_read(&r.ds, got, &gnorm);
+                r.ht.since = sr_now();
+                r.ht.n++;
                 r.adam_t++;
                 val_loss = got[0];
                 val_acc = tc->order == 2 ? NAN : got[2] / tc->batch; /* second order: L_val is at w' (as per pass) */
@@ -815,6 +854,7 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
                 train_loss = got[1];
                 correct = got[3];
             } else {
+                next_batch(&r, &r.lw, r.xt, r.yt, 2 * (uint64_t)r.global_step);
                 /* the alpha step (a hooked strategy: its own architecture step) */
                 if (r.h) {
                     next_batch(&r, &r.la, r.xv, r.yv, 2 * (uint64_t)r.global_step + 1);
@@ -876,7 +916,8 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
             }
             double train_acc = correct / tc->batch;
             /* a non-finite loss or gradient stops the search before it reaches the weights,
-               the logs or a checkpoint (the CUDA path clips on the device: the loss only) */
+               the logs or a checkpoint (the whole step: the weight step's guard skipped SGD;
+               the per-pass path on CUDA clips on the device: the loss only) */
             if (!isfinite(train_loss) || !isfinite(gnorm)) {
                 sr_diverged(err, errlen, isfinite(train_loss) ? "the weight gradient norm" : "the training loss",
                             isfinite(train_loss) ? gnorm : train_loss, r.epoch, r.step, r.global_step, lr, r.path_ckpt);
@@ -916,6 +957,8 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
                          sr_json_num(n2, sizeof n2, "%.6g", sr_px_current_latency(r.px)));
             }
             append_line(r.path_metrics, line);
+            double tp = sr_now();
+            if (r.ds.s.p) r.ht.line += tp - tnow;
             if (o->progress && sr_dist_writer()) {
                 sr_progress pr = {.epoch = r.epoch, .epochs = tc->epochs, .step = r.step, .steps_per_epoch = r.steps_per_epoch,
                                   .train_loss = train_loss, .train_acc = train_acc, .val_loss = val_loss, .val_acc = val_acc,
@@ -923,6 +966,7 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
                                   .warning = warning};
                 o->progress(o->progress_ctx, &pr);
             }
+            if (r.ds.s.p) r.ht.progress += sr_now() - tp;
             r.step++;
             r.global_step++;
             /* periodic checkpoints between epoch ends (the epoch's end writes its own) */
@@ -932,6 +976,7 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
                 goto out;
         }
         /* end of epoch: alpha snapshot, accuracy on the architecture split, genotype, checkpoint */
+        r.ht.since = 0; /* the epoch's end is no gap between steps */
         if (check_finite(&r, lr, err, errlen)) goto out;
         if (r.h && r.h->derive(r.h->ctx, r.p, &r.net, &res->genotype, err, errlen)) goto out; /* scores the derived child */
         double vl, va;

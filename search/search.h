@@ -196,10 +196,11 @@ int sr_arch_grad_second_order_dev(struct rt_plan *p, sr_unroll *u, int images, i
  * rt_step_run, so that on a backend that records graphs it is one replay, and with every
  * per-step value (learning rate, Adam's bias corrections, eta's coefficients) in backend
  * memory. A non-finite validation loss leaves alpha, the weights and every optimiser state
- * untouched; a non-finite training loss the weights and the momentum buffer. */
+ * untouched; a non-finite training loss or weight gradient norm the weights and the
+ * momentum buffer. */
 #define SR_ADAM_EPS 1e-8f
 typedef struct sr_darts_step {
-    sr_step s; /* x[0], y[0] training, x[1], y[1] validation; sc: lr, Adam's two; res: val, train */
+    sr_step s; /* x[0], y[0] training, x[1], y[1] validation; sc: lr, Adam's two */
     sr_unroll *u;
     float *sgd_buf, *adam_m, *adam_v;
     const ir_train_config *tc;
@@ -210,10 +211,16 @@ int sr_darts_step_init(sr_darts_step *d, struct rt_plan *p, int images, int labe
 void sr_darts_step_free(sr_darts_step *d);
 /* Runs one step at weight learning rate lr and Adam step adam_t (>= 1) on host batches
  * (xt, yt) training and (xv, yv) validation; out: validation loss, training loss, their
- * top-1 counts, read after the step; *gnorm: the weight gradient norm where the host
- * clipped (CPU), else 0. -1: a pass could not run. */
+ * top-1 counts, read after the step; *gnorm: the weight gradient norm before clipping (a
+ * float: clip_norm_to's). -1: a pass could not run. sr_darts_step_run is the three calls
+ * below in a row: put uploads the batches (queued behind the work issued before: a loop
+ * may put step t + 1's batches after launching step t), launch issues the step (reads
+ * nothing back), read waits for it and reads its results. */
 int sr_darts_step_run(sr_darts_step *d, const float *xt, const int32_t *yt, const float *xv, const int32_t *yv,
                       float lr, int adam_t, int momentum_live, float out[4], double *gnorm);
+void sr_darts_step_put(sr_darts_step *d, const float *xt, const int32_t *yt, const float *xv, const int32_t *yv);
+int sr_darts_step_launch(sr_darts_step *d, float lr, int adam_t, int momentum_live);
+void sr_darts_step_read(sr_darts_step *d, float out[4], double *gnorm);
 
 /* P-DARTS (search/pdarts.c): the stages, each a DARTS search of its own supernet in
  * out_dir/stageN/, the ops pruned by alpha between them, the skip cap on the final genotype;

@@ -9,7 +9,10 @@
  * where values are read: the losses go to backend memory during the step and the loop
  * reads them after it; the divergence checks that stood between the passes became guards
  * on the optimiser steps (a non-finite validation loss: no Adam and no SGD; a non-finite
- * training loss: no SGD), so a diverged step still never reaches the parameters. */
+ * training loss or weight gradient norm: no SGD), so a diverged step still never reaches
+ * the parameters. The step is issued in three calls (put, launch, read) so that the loop
+ * can prepare and upload the next batches between launching a step and reading its
+ * results (search/cnn.c's prefetch). */
 #include <math.h>
 #include <string.h>
 
@@ -42,42 +45,58 @@ static int darts_issue(void *ctx) {
     rt_backend *be = rt_plan_backend(p);
     const ir_train_config *tc = d->tc;
     rt_group ga = rt_plan_group(p, IR_ROLE_ARCH);
-    /* the alpha gradient on the validation batch; its loss and count to res[0], res[2] */
+    /* the alpha gradient on the validation batch; its loss and count to res */
     if (d->order == 2) {
         if (sr_arch_grad_second_order_dev(p, d->u, s->images, s->labels, s->x[0], s->y[0], s->x[1], s->y[1],
-                                          d->momentum ? d->sgd_buf : NULL, 0, s->res, s->res + 2))
+                                          d->momentum ? d->sgd_buf : NULL, 0, s->res + SR_RES_VAL,
+                                          s->res + SR_RES_VAL_CORRECT))
             return -1;
     } else {
         sr_step_use_batch(s, 1);
         if (rt_pass(p, 1, RT_GRAD_ARCH)) return -1;
-        sr_step_keep_loss(s, 0);
+        sr_step_keep_loss(s, SR_RES_VAL);
     }
     be->adam_step_dev(be, ga.data, d->adam_m, d->adam_v, ga.grad, ga.n, s->sc + 1, tc->a_beta1, tc->a_beta2,
-                      SR_ADAM_EPS, tc->a_wd, s->res, 1);
-    /* the weight step on the training batch; its loss and count to res[1], res[3] */
+                      SR_ADAM_EPS, tc->a_wd, s->res + SR_RES_VAL, 1);
+    /* the weight step on the training batch; its loss and count to res, the gradient norm too */
     sr_step_use_batch(s, 0);
     if (rt_pass(p, 1, RT_GRAD_W)) return -1;
-    sr_step_keep_loss(s, 1);
+    sr_step_keep_loss(s, SR_RES_TRAIN);
     sr_step_weights(s, d->sgd_buf, tc, 2);
     return 0;
 }
 
-int sr_darts_step_run(sr_darts_step *d, const float *xt, const int32_t *yt, const float *xv, const int32_t *yv,
-                      float lr, int adam_t, int momentum_live, float out[4], double *gnorm) {
+void sr_darts_step_put(sr_darts_step *d, const float *xt, const int32_t *yt, const float *xv, const int32_t *yv) {
+    sr_step_put(&d->s, 0, xt, yt);
+    sr_step_put(&d->s, 1, xv, yv);
+}
+
+int sr_darts_step_launch(sr_darts_step *d, float lr, int adam_t, int momentum_live) {
     sr_step *s = &d->s;
-    rt_backend *be = rt_plan_backend(s->p);
     const ir_train_config *tc = d->tc;
-    sr_step_put(s, 0, xt, yt);
-    sr_step_put(s, 1, xv, yv);
     float sc[SR_STEP_SC] = {lr, 0.f, 0.f, 0.f};
     rt_adam_scalars(tc->a_lr, tc->a_beta1, tc->a_beta2, adam_t, sc + 1);
     sr_step_put_scalars(s, sc);
     if (d->order == 2) sr_unroll_set_eta(d->u, s->p, lr, tc->w_momentum, tc->w_wd);
     d->momentum = momentum_live != 0;
-    s->gnorm = 0;
     /* one recording per order and momentum (the first step has no momentum term) */
-    if (rt_step_run(s->p, d->order * 2 + d->momentum, darts_issue, d)) return -1;
-    be->download(be, out, s->res, SR_STEP_RES * sizeof(float));
-    *gnorm = s->gnorm;
+    return rt_step_run(s->p, d->order * 2 + d->momentum, darts_issue, d);
+}
+
+void sr_darts_step_read(sr_darts_step *d, float out[4], double *gnorm) {
+    float r[SR_STEP_RES];
+    sr_step_read(&d->s, r);
+    out[0] = r[SR_RES_VAL];
+    out[1] = r[SR_RES_TRAIN];
+    out[2] = r[SR_RES_VAL_CORRECT];
+    out[3] = r[SR_RES_TRAIN_CORRECT];
+    *gnorm = r[SR_RES_GNORM];
+}
+
+int sr_darts_step_run(sr_darts_step *d, const float *xt, const int32_t *yt, const float *xv, const int32_t *yv,
+                      float lr, int adam_t, int momentum_live, float out[4], double *gnorm) {
+    sr_darts_step_put(d, xt, yt, xv, yv);
+    if (sr_darts_step_launch(d, lr, adam_t, momentum_live)) return -1;
+    sr_darts_step_read(d, out, gnorm);
     return 0;
 }

@@ -19,6 +19,7 @@
  * and a CUDA context must not be created before a fork.
  */
 #include <criterion/criterion.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -855,6 +856,9 @@ static void darts_step_graph_case(int order) {
                      s >= 2 ? "was not recorded" : "was recorded too early");
         cr_expect(!rt_step_recorded(p[1], key), "the per-pass plan recorded a step");
         cr_expect(isfinite(got[0][0]) && isfinite(got[0][1]), "step %d: losses %g %g", s, got[0][0], got[0][1]);
+        /* the weight gradient norm comes back from the device on replays too (the weight step's guard) */
+        cr_expect(isfinite(gn[0]) && gn[0] > 0 && gn[0] == gn[1], "step %d: gradient norm %.9g, per pass %.9g", s, gn[0],
+                  gn[1]);
         cr_expect_arr_eq(got[0], got[1], sizeof got[0], "step %d: losses / counts %g %g %g %g vs per pass %g %g %g %g",
                          s, got[0][0], got[0][1], got[0][2], got[0][3], got[1][0], got[1][1], got[1][2], got[1][3]);
         cr_expect_eq(rt_plan_step(p[0]), rt_plan_step(p[1]), "step %d: plan steps differ", s);
@@ -1079,6 +1083,70 @@ Test(cuda_vec, clip_norm_on_device_equals_host_clipping) {
     gpu->free(gpu, d2);
     free(x); free(a); free(b);
     gpu->destroy(gpu);
+}
+
+/* clip_norm_to (#19: the weight step's guard) on the device, recorded in a graph: its x is
+ * the bits of the GPU's own host clipping (sumsq + scale: the same two-pass sum) and its
+ * norm the float of that sum's root, for a bound that clips, one that does not and none
+ * (the norm only); against the CPU twin (kcpu_clip_norm_to: the same values summed in
+ * another order, both in double) the norm and x agree to 2^-22 relative (the double sums
+ * differ by ~1e-16 relative, so the float norm and the float factor differ by at most one
+ * rounding, and x by at most one more). Special values: a norm finite beyond float's range
+ * is FLT_MAX, NaN and infinity stay what they are, no values give 0 — as on the CPU. */
+Test(cuda_vec, clip_norm_to_equals_host_clipping_and_its_cpu_twin) {
+    char err[256];
+    rt_backend *gpu = rt_backend_cuda_new(err, sizeof err), *cpu = rt_backend_cpu_new();
+    cr_assert(gpu, "%s", err);
+    cr_assert(gpu->clip_norm_to && cpu->clip_norm_to);
+    const int64_t n = 70001;
+    size_t bytes = (size_t)n * 4;
+    float *x = malloc(bytes), *a = malloc(bytes), *b = malloc(bytes), *c = malloc(bytes);
+    tu_fill_uniform(x, n, -1.f, 1.f, 19);
+    float *d1 = gpu->alloc(gpu, bytes), *d2 = gpu->alloc(gpu, bytes), *dn = gpu->alloc(gpu, 4);
+    const float bounds[3] = {5.0f, 1e6f, 0.f}; /* ||x|| ~ 153: clips, does not, no clipping */
+    for (int k = 0; k < 3; k++) {
+        gpu->upload(gpu, d1, x, bytes);
+        gpu->upload(gpu, d2, x, bytes);
+        double norm = sqrt(gpu->sumsq(gpu, d1, n)), f = bounds[k] / (norm + 1e-6);
+        if (bounds[k] > 0 && f < 1.0) gpu->scale(gpu, d1, (float)f, n);
+        cr_assert_eq(gpu->capture_begin(gpu), 0);
+        gpu->clip_norm_to(gpu, d2, n, bounds[k], dn);
+        void *g = gpu->capture_end(gpu);
+        cr_assert(g, "clip_norm_to could not be recorded: %s", rt_cuda_last_error());
+        gpu->replay(gpu, g);
+        gpu->graph_free(gpu, g);
+        float gn, cn;
+        gpu->download(gpu, a, d1, bytes);
+        gpu->download(gpu, b, d2, bytes);
+        gpu->download(gpu, &gn, dn, 4);
+        cr_expect_arr_eq(a, b, bytes, "bound %g: clip_norm_to differs from the GPU's host clipping", bounds[k]);
+        cr_expect(gn == (float)norm, "bound %g: norm %.9g, host %.17g", bounds[k], gn, norm);
+        memcpy(c, x, bytes);
+        cpu->clip_norm_to(cpu, c, n, bounds[k], &cn);
+        cr_expect(fabs((double)gn - cn) <= 0x1p-22 * cn, "bound %g: norm %.9g, CPU twin %.9g", bounds[k], gn, cn);
+        int64_t worst = 0;
+        double e = tu_max_rel_err(b, c, n, 1e-30, &worst);
+        cr_expect(e <= 0x1p-22, "bound %g: x differs from the CPU twin by %g (at %lld)", bounds[k], e, (long long)worst);
+    }
+    const float special[4][2] = {{3e38f, 3e38f}, {1.f, NAN}, {1.f, INFINITY}, {0.f, 0.f}};
+    for (int k = 0; k < 4; k++) {
+        const int64_t m = k == 3 ? 0 : 2;
+        float gn = -1.f, cn = -2.f, h[2];
+        memcpy(h, special[k], sizeof h);
+        gpu->upload(gpu, d2, special[k], sizeof special[k]);
+        gpu->clip_norm_to(gpu, d2, m, 0.f, dn);
+        gpu->download(gpu, &gn, dn, 4);
+        cpu->clip_norm_to(cpu, h, m, 0.f, &cn);
+        cr_expect(memcmp(&gn, &cn, 4) == 0 || (isnan(gn) && isnan(cn)), "case %d: norm %g, CPU twin %g", k, gn, cn);
+        cr_expect(k ? 1 : gn == FLT_MAX, "a norm beyond float's range: %g", gn);
+    }
+    cr_expect(!rt_cuda_last_error(), "%s", rt_cuda_last_error());
+    gpu->free(gpu, d1);
+    gpu->free(gpu, d2);
+    gpu->free(gpu, dn);
+    free(x); free(a); free(b); free(c);
+    gpu->destroy(gpu);
+    cpu->destroy(cpu);
 }
 
 /* The second-order step's radius on the device (hvp_eps) gives the bits the host computes

@@ -2,6 +2,7 @@
  * finite-difference gradient of the unrolled objective, derivation, and the search loop's
  * determinism, checkpoints and bit-identical resume on real Fashion-MNIST images. */
 #include <criterion/criterion.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -606,7 +607,7 @@ Test(step, darts_step_equals_the_per_pass_sequence, .timeout = 300) {
             char what[64];
             snprintf(what, sizeof what, "order %d step %d", order, s);
             cr_assert(gn > tc.w_clip, "%s: the clip did not scale (norm %g)", what, gn);
-            cr_assert_eq(gnorm, gn, "%s: gradient norm %.17g, per pass %.17g", what, gnorm, gn);
+            cr_assert_eq(gnorm, (float)gn, "%s: gradient norm %.9g, per pass %.9g", what, gnorm, gn); /* a float guard */
             cr_assert(got[0] == vl && got[1] == tl, "%s: losses %g %g, per pass %g %g", what, got[0], got[1], vl, tl);
             cr_assert(got[2] == (float)vc && got[3] == (float)tcorr, "%s: counts %g %g, per pass %g %g", what, got[2],
                       got[3], vc, tcorr);
@@ -672,10 +673,11 @@ Test(step, train_step_equals_the_per_pass_sequence) {
  * of running it, and a replay runs the stored calls again, reading whatever the memory
  * holds then; forwards read their mask seeds from seed_dev where the runtime gave one, as
  * the CUDA kernels do. clip_norm is the documented device clipping (norm, factor, scale on
- * the backend). A host read or upload while recording spoils the recording, as it spoils a
+ * the backend); clip_norm_to is recorded and replays the CPU backend's (its norm written to
+ * backend memory). A host read or upload while recording spoils the recording, as it spoils a
  * stream capture. */
-typedef enum { MC_FWD, MC_BWD, MC_ZERO, MC_COPY, MC_AXPY, MC_SCALE, MC_CLIP, MC_HVP, MC_AXPYD, MC_SCALED, MC_SGDD,
-               MC_ADAMD } mc_kind;
+typedef enum { MC_FWD, MC_BWD, MC_ZERO, MC_COPY, MC_AXPY, MC_SCALE, MC_CLIP, MC_CLIPTO, MC_HVP, MC_AXPYD, MC_SCALED,
+               MC_SGDD, MC_ADAMD } mc_kind;
 typedef struct mc_call {
     mc_kind k;
     rt_exec_node e;
@@ -723,6 +725,7 @@ static void mc_run(mock *m, const mc_call *c) {
         if (c->f[0] > 0 && coef < 1.0) cpu->scale(cpu, c->y, (float)coef, c->n);
         break;
     }
+    case MC_CLIPTO: cpu->clip_norm_to(cpu, c->y, c->n, c->f[0], c->b); break;
     case MC_HVP: cpu->hvp_eps(cpu, c->y, c->x, c->n, c->r, c->a, c->i); break;
     case MC_AXPYD: cpu->axpy_dev(cpu, c->y, c->a, c->x, c->n); break;
     case MC_SCALED: cpu->scale_dev(cpu, c->y, c->a, c->n); break;
@@ -754,6 +757,9 @@ static void mc_scale(rt_backend *be, float *y, float a, int64_t n) {
 }
 static void mc_clip(rt_backend *be, float *x, int64_t n, float max_norm) {
     MC_DO(be, ((mc_call){.k = MC_CLIP, .y = x, .n = n, .f = {max_norm}}));
+}
+static void mc_clipto(rt_backend *be, float *x, int64_t n, float max_norm, float *norm) {
+    MC_DO(be, ((mc_call){.k = MC_CLIPTO, .y = x, .n = n, .f = {max_norm}, .b = norm}));
 }
 static void mc_hvp(rt_backend *be, float *eps, const float *v, int64_t n, double r, const float *eta, int bug) {
     MC_DO(be, ((mc_call){.k = MC_HVP, .y = eps, .x = v, .n = n, .r = r, .a = eta, .i = bug}));
@@ -842,6 +848,7 @@ static mock *mock_new(void) {
     m->be.axpy = mc_axpy;
     m->be.scale = mc_scale;
     m->be.clip_norm = mc_clip;
+    m->be.clip_norm_to = mc_clipto;
     m->be.hvp_eps = mc_hvp;
     m->be.axpy_dev = mc_axpyd;
     m->be.scale_dev = mc_scaled;
@@ -992,4 +999,230 @@ Test(step_record, a_step_that_uploads_runs_eagerly) {
     }
     unrolled_free(&a);
     unrolled_free(&b);
+}
+
+/* ---- the weight gradient norm as the weight step's guard, and prefetch (#19) ------------------
+ * clip_norm_to clips as the host does and keeps the norm in backend memory, where the SGD
+ * step of a whole step reads it as a guard beside the losses; the loops read it after the
+ * step and stop with "the weight gradient norm" (test_train: the whole loop). */
+
+/* The CPU backend's clip_norm_to against the host clipping (sumsq + scale): the same bits,
+ * for a bound that clips, one that does not and none (0: the norm only); the norm is the
+ * host's double rounded to float, FLT_MAX where it is finite beyond float's range, NaN and
+ * infinity as they are, 0 for no values. Exact: the same arithmetic on the same values. */
+Test(guard, clip_norm_to_keeps_the_norm_and_clips_as_the_host) {
+    rt_backend *be = rt_backend_cpu_new();
+    cr_assert(be->clip_norm_to);
+    const int64_t n = 70001;
+    size_t bytes = (size_t)n * 4;
+    float *x = malloc(bytes), *a = malloc(bytes), *b = malloc(bytes);
+    tu_fill_uniform(x, n, -1.f, 1.f, 9);
+    const float bounds[3] = {5.0f, 1e6f, 0.f}; /* ||x|| ~ 153: clips, does not, no clipping */
+    for (int k = 0; k < 3; k++) {
+        memcpy(a, x, bytes);
+        memcpy(b, x, bytes);
+        double norm = sqrt(be->sumsq(be, a, n)), c = bounds[k] / (norm + 1e-6);
+        if (bounds[k] > 0 && c < 1.0) be->scale(be, a, (float)c, n);
+        float got = -1.f;
+        be->clip_norm_to(be, b, n, bounds[k], &got);
+        cr_assert_arr_eq(a, b, bytes, "bound %g: clip_norm_to differs from the host clipping", bounds[k]);
+        cr_assert(got == (float)norm, "bound %g: norm %.9g, host %.17g", bounds[k], got, norm);
+        if (k) cr_assert_arr_eq(b, x, bytes, "bound %g changed x", bounds[k]);
+    }
+    float big[2] = {3e38f, 3e38f}, nv; /* norm 4.2e38: finite in double, beyond float */
+    be->clip_norm_to(be, big, 2, 0.f, &nv);
+    cr_assert(nv == FLT_MAX && big[0] == 3e38f, "norm %g", nv);
+    be->clip_norm_to(be, big, 2, 1.f, &nv);
+    cr_assert(nv == FLT_MAX && isfinite(big[0]) && fabsf(big[0] - 0.70710678f) < 1e-6f, "clipped to %g", big[0]);
+    /* a NaN norm clips nothing (the factor is NaN); an infinite one scales by 0, as the host
+       clipping does; either way the guard then skips the weight step */
+    float bad[2][2] = {{1.f, NAN}, {1.f, INFINITY}}, host[2][2];
+    memcpy(host, bad, sizeof bad);
+    for (int k = 0; k < 2; k++) {
+        double norm = sqrt(be->sumsq(be, host[k], 2)), c = 5.0 / (norm + 1e-6);
+        if (c < 1.0) be->scale(be, host[k], (float)c, 2);
+        be->clip_norm_to(be, bad[k], 2, 5.f, &nv);
+        cr_assert(k ? (isinf(nv) && nv > 0) : isnan(nv), "case %d: norm %g", k, nv);
+        cr_assert_arr_eq(bad[k], host[k], sizeof bad[k], "case %d: differs from the host clipping", k);
+    }
+    cr_assert(bad[0][0] == 1.f, "a NaN norm scaled x");
+    nv = -1.f;
+    be->clip_norm_to(be, x, 0, 5.f, &nv);
+    cr_assert(nv == 0.f, "no values: norm %g", nv);
+    free(x); free(a); free(b);
+    be->destroy(be);
+}
+
+/* The CPU backend with one gradient value replaced by poison (NaN or infinity) just before
+ * it is clipped: a non-finite gradient while every loss stays finite. */
+typedef struct poisoner {
+    rt_backend be; /* first */
+    rt_backend *cpu;
+    float poison; /* 0: none */
+} poisoner;
+static void poison_clip(rt_backend *be, float *x, int64_t n, float max_norm, float *norm) {
+    poisoner *q = (poisoner *)be;
+    if (q->poison != 0.f && n > 0) x[n / 2] = q->poison;
+    q->cpu->clip_norm_to(q->cpu, x, n, max_norm, norm);
+}
+static void poison_destroy(rt_backend *be) {
+    poisoner *q = (poisoner *)be;
+    q->cpu->destroy(q->cpu);
+    free(q);
+}
+static poisoner *poisoner_new(void) {
+    poisoner *q = calloc(1, sizeof *q);
+    q->cpu = rt_backend_cpu_new();
+    q->be = *q->cpu;
+    q->be.clip_norm_to = poison_clip;
+    q->be.destroy = poison_destroy;
+    return q;
+}
+
+/* A whole DARTS step (first and second order) and a retraining step whose weight gradient
+ * is NaN or infinite while the losses are finite: the losses come back finite, the norm
+ * not, and the weights and the SGD momentum are exactly as before the step (the guard);
+ * the next clean step moves them again. */
+Test(guard, a_non_finite_gradient_with_finite_losses_skips_the_weight_step, .timeout = 300) {
+    const float poisons[2] = {NAN, INFINITY};
+    for (int order = 1; order <= 2; order++)
+        for (int k = 0; k < 2; k++) {
+            poisoner *q = poisoner_new();
+            steprun a;
+            steprun_init_on(&a, &q->be);
+            ir_train_config tc = {.order = order, .a_lr = 3e-3f, .a_beta1 = 0.5f, .a_beta2 = 0.999f, .a_wd = 1e-3f,
+                                  .w_momentum = 0.9f, .w_wd = 3e-4f, .w_clip = 5.f};
+            sr_darts_step ds;
+            cr_assert_eq(sr_darts_step_init(&ds, a.u.p, a.u.net.images, a.u.net.labels, &tc, &a.ws, a.buf, a.m, a.v), 0);
+            rt_group gw = rt_plan_group(a.u.p, IR_ROLE_WEIGHT);
+            size_t wb = (size_t)gw.n * 4;
+            float *w0 = malloc(wb), *b0 = malloc(wb), got[4];
+            double gnorm;
+            for (int s = 0; s < 3; s++) {
+                tu_fill_uniform(a.u.xt, 8 * 64, -1.f, 1.f, 900 + (uint64_t)s);
+                tu_fill_uniform(a.u.xv, 8 * 64, -1.f, 1.f, 950 + (uint64_t)s);
+                memcpy(w0, gw.data, wb);
+                memcpy(b0, a.buf, wb);
+                q->poison = s == 1 ? poisons[k] : 0.f;
+                cr_assert_eq(sr_darts_step_run(&ds, a.u.xt, a.u.yt, a.u.xv, a.u.yv, 0.05f, s + 1, s > 0, got, &gnorm), 0);
+                cr_assert(isfinite(got[0]) && isfinite(got[1]), "order %d step %d: losses %g %g", order, s, got[0],
+                          got[1]);
+                if (s == 1) {
+                    cr_assert(k ? isinf(gnorm) : isnan(gnorm), "order %d: norm %g", order, gnorm);
+                    cr_assert_arr_eq(gw.data, w0, wb, "order %d, poison %g: the weights moved", order, poisons[k]);
+                    cr_assert_arr_eq(a.buf, b0, wb, "order %d, poison %g: the momentum moved", order, poisons[k]);
+                } else {
+                    cr_assert(isfinite(gnorm) && gnorm > 0, "order %d step %d: norm %g", order, s, gnorm);
+                    cr_assert(memcmp(gw.data, w0, wb) != 0, "order %d step %d: a clean step left the weights", order, s);
+                }
+            }
+            sr_darts_step_free(&ds);
+            /* the retraining step on the same plan */
+            sr_step st;
+            cr_assert_eq(sr_step_init(&st, a.u.p, a.u.net.images, a.u.net.labels, 1), 0);
+            memcpy(w0, gw.data, wb);
+            memcpy(b0, a.buf, wb);
+            q->poison = poisons[k];
+            float loss, correct, r[SR_STEP_RES];
+            cr_assert_eq(sr_train_step(&st, a.buf, a.u.xt, a.u.yt, 0.05f, &tc, &loss, &correct), 0);
+            sr_step_read(&st, r);
+            cr_assert(isfinite(loss) && (k ? isinf(r[SR_RES_GNORM]) : isnan(r[SR_RES_GNORM])), "retraining: loss %g norm %g",
+                      loss, r[SR_RES_GNORM]);
+            cr_assert_arr_eq(gw.data, w0, wb, "retraining, poison %g: the weights moved", poisons[k]);
+            cr_assert_arr_eq(a.buf, b0, wb, "retraining, poison %g: the momentum moved", poisons[k]);
+            sr_step_free(&st);
+            free(w0);
+            free(b0);
+            steprun_free(&a);
+        }
+}
+
+/* The search with prefetch (the next step's batches drawn and put while a step computes,
+ * the default) and without (DARTSC_NO_PREFETCH=1) gives the same files byte for byte: whole
+ * runs, a run stopped in the middle of an epoch (a batch drawn ahead: the checkpoint holds
+ * the loaders' positions of the batches consumed, so it equals the one written without
+ * prefetch) and its resume, with a periodic checkpoint between (also with a batch ahead). */
+Test(prefetch, search_bits_and_resume_do_not_depend_on_it, .timeout = 600) {
+    ir_space sp;
+    tu_demo_search_space(&sp); /* 2 epochs of 4 steps */
+    char dir[4][300];
+    for (int i = 0; i < 4; i++) snprintf(dir[i], sizeof dir[i], "%s", tu_tmpdir());
+    sr_result r;
+    char err[1024];
+    for (int i = 0; i < 4; i++) { /* 0, 1: whole runs off / on; 2, 3: stopped after 3 steps, off / on */
+        if (i % 2) unsetenv("DARTSC_NO_PREFETCH");
+        else setenv("DARTSC_NO_PREFETCH", "1", 1);
+        sr_options o = sr_options_default();
+        o.out_dir = dir[i];
+        o.checkpoint_steps = 2;
+        o.checkpoint_seconds = 0;
+        o.stop_after_steps = i >= 2 ? 3 : 0;
+        cr_assert_eq(sr_search(&sp, &o, &r, err, sizeof err), 0, "%s", err);
+        cr_assert_eq(r.stopped, i >= 2);
+    }
+    unsetenv("DARTSC_NO_PREFETCH");
+    const char *files[3] = {"checkpoint.dtns", "genotype.json", "alpha.jsonl"};
+    for (int f = 0; f < 3; f++) tu_expect_same_file(dir[0], dir[1], files[f]);
+    tu_expect_same_file(dir[2], dir[3], "checkpoint.dtns"); /* stopped with a batch ahead */
+    tu_expect_same_file(dir[2], dir[3], "alpha.jsonl");
+    /* the run stopped with prefetch resumes (with prefetch) to the uninterrupted run's files */
+    sr_options o = sr_options_default();
+    o.out_dir = dir[3];
+    o.resume = 1;
+    o.checkpoint_steps = 2;
+    o.checkpoint_seconds = 0;
+    cr_assert_eq(sr_search(&sp, &o, &r, err, sizeof err), 0, "%s", err);
+    for (int f = 0; f < 3; f++) tu_expect_same_file(dir[0], dir[3], files[f]);
+    const int cmp[2][2] = {{0, 1}, {0, 3}};
+    for (int k = 0; k < 2; k++) {
+        char *ma = metrics_without_timing(dir[cmp[k][0]]), *mb = metrics_without_timing(dir[cmp[k][1]]);
+        cr_expect_str_eq(ma, mb, "metrics.jsonl of %s and %s", dir[cmp[k][0]], dir[cmp[k][1]]);
+        free(ma);
+        free(mb);
+    }
+}
+
+/* The search loop on a weight gradient that is not finite while every loss is: the stem's
+ * convolution weight made NaN in a checkpoint. The stem reaches the cells only through their
+ * preprocessing ReLUs, which map NaN to 0, so both losses and alpha's gradient stay finite,
+ * but the stem's batch-norm backward (and so its weights' gradient) is NaN. The resumed
+ * search's first step skips SGD (the norm guards it) and the loop stops naming "the weight
+ * gradient norm", the checkpoint kept as it was. */
+Test(guard, the_search_stops_on_a_nan_gradient_with_finite_losses, .timeout = 300) {
+    ir_space sp;
+    tu_demo_search_space(&sp);
+    char dir[300], err[1024], path[600];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    sr_result r;
+    tu_run_search(&sp, dir, 0, 2, SR_DARTS, &r);
+    /* the stem weight's offset in the weight group of the loop's supernet */
+    ir_net net;
+    cr_assert_eq(ir_space_build_supernet(&sp, sp.search.batch, &net), 0, "%s", net.error);
+    rt_backend *be = rt_backend_cpu_new();
+    rt_plan *p = rt_plan_new(net.graph, be, &(rt_plan_opts){.grads = RT_GRAD_W | RT_GRAD_ARCH}, err, sizeof err);
+    cr_assert(p, "%s", err);
+    int64_t off = -1;
+    for (int i = 0; i < ir_graph_num_nodes(net.graph) && off < 0; i++)
+        if (!strcmp(ir_graph_node(net.graph, i)->name, "stem.0.weight"))
+            off = (float *)rt_node_data(p, i) - rt_plan_group(p, IR_ROLE_WEIGHT).data;
+    cr_assert(off >= 0, "no stem.0.weight");
+    rt_plan_free(p);
+    be->destroy(be);
+    ir_net_free(&net);
+    snprintf(path, sizeof path, "%s/checkpoint.dtns", dir);
+    tu_tf_set_nan(path, "group/weights", off);
+    size_t n0, n1;
+    char *before = tu_slurp(path, &n0);
+    sr_options o = sr_options_default();
+    o.out_dir = dir;
+    o.resume = 1;
+    err[0] = 0;
+    cr_assert_eq(sr_search(&sp, &o, &r, err, sizeof err), -1, "the search went on");
+    cr_expect(strstr(err, "step 3 of the run") && strstr(err, "the weight gradient norm is not a number (NaN)") &&
+                  strstr(err, "the last good checkpoint is kept"),
+              "%s", err);
+    char *after = tu_slurp(path, &n1);
+    cr_expect(before && after && n0 == n1 && memcmp(before, after, n0) == 0, "the checkpoint changed");
+    free(before);
+    free(after);
 }

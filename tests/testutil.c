@@ -67,6 +67,31 @@ char *tu_slurp(const char *path, size_t *n) {
     return b;
 }
 
+void tu_tf_set_nan(const char *path, const char *name, int64_t i) {
+    char err[512];
+    rt_tf_file *f = rt_tf_read(path, err, sizeof err);
+    cr_assert(f, "%s", err);
+    rt_tf_writer *w = rt_tf_open_write(path, err, sizeof err);
+    cr_assert(w, "%s", err);
+    int found = 0;
+    for (int k = 0; k < rt_tf_count(f); k++) {
+        const rt_tf_entry *e = rt_tf_get(f, k);
+        float *d = malloc((size_t)e->numel * 4);
+        cr_assert(d);
+        memcpy(d, e->data, (size_t)e->numel * 4);
+        if (!strcmp(e->name, name)) {
+            cr_assert(e->dtype == RT_TF_F32 && i >= 0 && i < e->numel, "%s: no float %lld in %s", path, (long long)i, name);
+            d[i] = NAN;
+            found = 1;
+        }
+        cr_assert_eq(rt_tf_write(w, e->name, e->dtype, e->ndim, e->dims, d), 0);
+        free(d);
+    }
+    rt_tf_free(f);
+    cr_assert(found, "%s: no entry %s", path, name);
+    cr_assert_eq(rt_tf_close_write(w, err, sizeof err), 0, "%s", err);
+}
+
 void tu_copy_file(const char *from_dir, const char *to_dir, const char *name) {
     char a[1200], b[1200];
     snprintf(a, sizeof a, "%s/%s", from_dir, name);

@@ -20,6 +20,9 @@ const char *tu_src_path(const char *rel);
 char *tu_slurp(const char *path, size_t *n);
 /* Copies from_dir/name to to_dir/name as it is now (nothing where it does not exist). */
 void tu_copy_file(const char *from_dir, const char *to_dir, const char *name);
+/* Rewrites the tensor file at path with element i of its float entry name set to NaN (a
+ * checkpoint whose state went bad); asserts that it can. */
+void tu_tf_set_nan(const char *path, const char *name, int64_t i);
 /* A fresh temporary directory (mkdtemp); static buffer. */
 const char *tu_tmpdir(void);
 /* The search tests' small space: the DARTS space at C 4, 3 cells (one reduction), 2 nodes,

@@ -238,6 +238,12 @@ typedef struct trun {
     int64_t step, global_step, steps_per_epoch;
     char ckpt[4096], metrics[4096], model[4096];
     sr_step st; /* each step issued whole (train/common.h); st.p NULL: per pass */
+    /* prefetch (sr_prefetch_on): the next step's batch drawn and put while this step
+       computes; ahead: it is in st's buffer, and at[] the loader's position before it (what
+       a checkpoint saves) */
+    int prefetch, ahead;
+    int64_t at[2];
+    sr_host_timing ht; /* the host's time between whole steps (DARTSC_HOST_TIMING) */
 } trun;
 
 
@@ -263,6 +269,10 @@ static int tsave(trun *t, char *err, size_t errlen) {
     if (!sr_dist_writer()) return sr_dist_root_rc(0, err, errlen);
     int64_t le, lp;
     rt_loader_state(&t->l, &le, &lp);
+    if (t->ahead) { /* the batch drawn ahead is the next step's: a resume draws it again */
+        le = t->at[0];
+        lp = t->at[1];
+    }
     int64_t meta[META_N] = {TRAIN_CKPT_VERSION, (int64_t)sr_param_hash(t->net.graph), t->epoch, t->step, t->global_step,
                             (int64_t)rt_plan_step(t->p), le, lp, -1};
     int64_t settings[SR_SETTINGS_N], lines = sr_log_lines(t->metrics), dist[2] = {rt_dist_size(), t->sp->train.sync_bn};
@@ -329,6 +339,7 @@ static int tcheck_finite(trun *t, float lr, char *err, size_t errlen) {
 }
 
 static void tfree(trun *t) {
+    sr_host_timing_report(&t->ht, "retraining");
     if (t->p) {
         if (t->st.p) sr_step_free(&t->st);
         if (t->buf) t->be->free(t->be, t->buf);
@@ -420,6 +431,7 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
         goto out;
     }
     if (t.st.p && (t.st.bx != bi || t.st.by != bl)) sr_step_free(&t.st); /* batches of another size: per pass */
+    t.prefetch = t.st.p && sr_prefetch_on();
     if (o->resume) {
         if (tload(&t, err, errlen)) goto out;
     } else if (sr_dist_writer()) {
@@ -445,24 +457,50 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
                 rc = 0;
                 goto out;
             }
-            sr_next_batch(&t.l, t.x, t.y);
             float loss;
             double correct, gnorm;
-            if (t.st.p) { /* the step whole: SGD guarded by the loss on the device, the loss read after */
-                float c;
-                if (sr_train_step(&t.st, t.buf, t.x, t.y, lr, tc, &loss, &c)) {
+            if (t.st.p) { /* the step whole: SGD guarded by the loss and the norm on the device, both read after */
+                double th = sr_now();
+                if (!t.ahead) {
+                    sr_next_batch(&t.l, t.x, t.y);
+                    sr_step_put(&t.st, 0, t.x, t.y);
+                    t.ht.batch_between += sr_now() - th;
+                }
+                t.ahead = 0;
+                if (t.ht.since > 0) {
+                    t.ht.gap += sr_now() - t.ht.since;
+                    t.ht.gaps++;
+                }
+                if (sr_train_step_launch(&t.st, t.buf, lr, tc)) {
                     sr_fail(err, errlen, "the training step failed");
                     goto out;
                 }
-                correct = c;
-                gnorm = t.st.gnorm;
+                /* while it computes: the next step's batch, when it is in this epoch (the drop
+                   path changes at an epoch's end, and a checkpoint is written there) */
+                if (t.prefetch && t.step + 1 < t.steps_per_epoch) {
+                    th = sr_now();
+                    rt_loader_state(&t.l, &t.at[0], &t.at[1]);
+                    sr_next_batch(&t.l, t.x, t.y);
+                    sr_step_put(&t.st, 0, t.x, t.y); /* queued behind this step */
+                    t.ahead = 1;
+                    t.ht.batch_ahead += sr_now() - th;
+                }
+                float r[SR_STEP_RES];
+                sr_step_read(&t.st, r);
+                t.ht.since = sr_now();
+                t.ht.n++;
+                loss = r[SR_RES_TRAIN];
+                correct = r[SR_RES_TRAIN_CORRECT];
+                gnorm = r[SR_RES_GNORM];
             } else {
+                sr_next_batch(&t.l, t.x, t.y);
                 sr_pass_read(t.p, t.net.images, t.net.labels, t.x, t.y, bi, bl, RT_GRAD_W, &loss, &correct);
                 gnorm = isfinite(loss) ? sr_clip_weight_grads(t.p, tc->w_clip) : 0;
             }
             double acc = correct / tc->batch;
             /* a non-finite loss or gradient stops before it reaches the weights, the log or a
-               checkpoint (the CUDA path clips on the device: the loss only) */
+               checkpoint (the whole step: its guard skipped SGD; the per-pass path on CUDA
+               clips on the device: the loss only) */
             if (!isfinite(loss) || !isfinite(gnorm)) {
                 sr_diverged(err, errlen, isfinite(loss) ? "the weight gradient norm" : "the training loss",
                             isfinite(loss) ? gnorm : loss, t.epoch, t.step, t.global_step, lr, t.ckpt);
@@ -481,7 +519,8 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
             sum_loss += loss;
             sum_acc += acc;
             nsum++;
-            double ips = (double)done * tc->batch / (sr_now() - tstart);
+            const double tl = sr_now();
+            double ips = (double)done * tc->batch / (tl - tstart);
             char line[384], n1[32];
             snprintf(line, sizeof line,
                      "{\"epoch\":%d,\"step\":%lld,\"global_step\":%lld,\"train_loss\":%.6g,\"train_acc\":%.6g,\"lr\":%.6g,"
@@ -493,6 +532,8 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
                 fputs(line, f);
                 fclose(f);
             }
+            const double tp = sr_now();
+            if (t.st.p) t.ht.line += tp - tl;
             if (o->progress && sr_dist_writer()) {
                 int64_t left = (int64_t)(tc->epochs - t.epoch) * t.steps_per_epoch - t.step - 1;
                 sr_progress pr = {.epoch = t.epoch, .epochs = tc->epochs, .step = t.step, .steps_per_epoch = t.steps_per_epoch,
@@ -501,6 +542,7 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
                                   .warning = warning};
                 o->progress(o->progress_ctx, &pr);
             }
+            if (t.st.p) t.ht.progress += sr_now() - tp;
             t.step++;
             t.global_step++;
             /* periodic checkpoints between epoch ends (the epoch's end writes its own) */
@@ -509,6 +551,7 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
                 (tcheck_finite(&t, lr, err, errlen) || tsave(&t, err, errlen)))
                 goto out;
         }
+        t.ht.since = 0; /* the epoch's end is no gap between steps */
         if (tcheck_finite(&t, lr, err, errlen)) goto out;
         t.epoch++;
         t.step = 0;

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -273,13 +274,21 @@ void sr_step_use_batch(sr_step *s, int k) {
     rt_set_input_dev(s->p, s->labels, s->y[k], s->by);
 }
 
-void sr_step_keep_loss(sr_step *s, int slot) { rt_loss_to(s->p, s->res + slot, s->res + slot + 2); }
+void sr_step_keep_loss(sr_step *s, int slot) {
+    rt_loss_to(s->p, s->res + slot, s->res + slot + SR_RES_VAL_CORRECT);
+}
 
-void sr_step_weights(sr_step *s, float *buf, const ir_train_config *tc, int nguard) {
+void sr_step_weights(sr_step *s, float *buf, const ir_train_config *tc, int nloss) {
     rt_backend *be = rt_plan_backend(s->p);
     rt_group w = rt_plan_group(s->p, IR_ROLE_WEIGHT);
-    s->gnorm = sr_clip_weight_grads(s->p, tc->w_clip);
-    if (isfinite(s->gnorm)) be->sgd_step_dev(be, w.data, buf, w.grad, w.n, s->sc, tc->w_momentum, tc->w_wd, s->res, nguard);
+    be->clip_norm_to(be, w.grad, w.n, tc->w_clip, s->res + SR_RES_GNORM);
+    be->sgd_step_dev(be, w.data, buf, w.grad, w.n, s->sc, tc->w_momentum, tc->w_wd, s->res + SR_RES_GNORM - nloss,
+                     nloss + 1);
+}
+
+void sr_step_read(sr_step *s, float res[SR_STEP_RES]) {
+    rt_backend *be = rt_plan_backend(s->p);
+    be->download(be, res, s->res, SR_STEP_RES * sizeof(float));
 }
 
 typedef struct train_ctx {
@@ -292,26 +301,40 @@ static int train_issue(void *ctx) {
     train_ctx *c = ctx;
     sr_step_use_batch(c->s, 0);
     if (rt_pass(c->s->p, 1, RT_GRAD_W)) return -1;
-    sr_step_keep_loss(c->s, 0);
+    sr_step_keep_loss(c->s, SR_RES_TRAIN);
     sr_step_weights(c->s, c->buf, c->tc, 1);
     return 0;
 }
 
-int sr_train_step(sr_step *s, float *buf, const float *x, const int32_t *y, float lr, const ir_train_config *tc,
-                  float *loss, float *correct) {
-    rt_backend *be = rt_plan_backend(s->p);
-    sr_step_put(s, 0, x, y);
+int sr_train_step_launch(sr_step *s, float *buf, float lr, const ir_train_config *tc) {
     const float sc[SR_STEP_SC] = {lr};
     sr_step_put_scalars(s, sc);
-    s->gnorm = 0;
     train_ctx c = {s, buf, tc};
-    if (rt_step_run(s->p, 0, train_issue, &c)) return -1;
+    return rt_step_run(s->p, 0, train_issue, &c);
+}
+
+int sr_train_step(sr_step *s, float *buf, const float *x, const int32_t *y, float lr, const ir_train_config *tc,
+                  float *loss, float *correct) {
+    sr_step_put(s, 0, x, y);
+    if (sr_train_step_launch(s, buf, lr, tc)) return -1;
     float r[SR_STEP_RES];
-    be->download(be, r, s->res, sizeof r);
-    *loss = r[0];
-    *correct = r[2];
+    sr_step_read(s, r);
+    *loss = r[SR_RES_TRAIN];
+    *correct = r[SR_RES_TRAIN_CORRECT];
     return 0;
 }
+
+void sr_host_timing_report(const sr_host_timing *h, const char *what) {
+    if (!getenv("DARTSC_HOST_TIMING") || h->n < 1) return;
+    const double ms = 1e3 / (double)h->n;
+    fprintf(stderr,
+            "host timing (%s, mean of %lld steps): batches %.3f ms drawn while a step computed, %.3f ms between "
+            "steps; metrics line %.3f ms; progress %.3f ms; from a step's results to the next launch %.3f ms\n",
+            what, (long long)h->n, h->batch_ahead * ms, h->batch_between * ms, h->line * ms, h->progress * ms,
+            h->gaps ? 1e3 * h->gap / (double)h->gaps : 0.0);
+}
+
+int sr_prefetch_on(void) { return !getenv("DARTSC_NO_PREFETCH"); }
 
 int sr_checkpoint_due(int64_t every_steps, double every_s, int64_t global_step, double *last) {
     double now = sr_now();

@@ -94,32 +94,63 @@ typedef struct sr_step {
     int32_t *y[2];
     float *sc;          /* backend memory, SR_STEP_SC floats: [0] the weight learning rate, then the
                            loop's own (a search: Adam's two scalars, rt_adam_scalars) */
-    float *res;         /* backend memory, SR_STEP_RES floats: losses [0] (validation in a search,
-                           else training) and [1], then their top-1 counts [2] and [3] */
-    double gnorm;       /* the weight gradient norm where the host clipped (CPU), else 0 */
+    float *res;         /* backend memory, SR_STEP_RES floats (SR_RES_*): the losses, the weight
+                           gradient norm, the top-1 counts */
 } sr_step;
-enum { SR_STEP_SC = 4, SR_STEP_RES = 4 };
+enum { SR_STEP_SC = 4 };
+/* The step's results in res: the validation loss (a search's architecture batch), the
+ * training loss, the weight gradient norm before clipping (clip_norm_to: the weight step's
+ * guard with the losses before it, so these three are adjacent), then the two losses' top-1
+ * counts. */
+enum { SR_RES_VAL, SR_RES_TRAIN, SR_RES_GNORM, SR_RES_VAL_CORRECT, SR_RES_TRAIN_CORRECT, SR_STEP_RES };
 /* Whether a loop with these settings may record its steps whole (one process, no sync_bn). */
 int sr_step_usable(const ir_train_config *tc);
 /* nbatch: 1 (training: x[1], y[1] NULL) or 2 (a search). Returns 0, or -1 out of backend memory. */
 int sr_step_init(sr_step *s, struct rt_plan *p, int images, int labels, int nbatch);
 void sr_step_free(sr_step *s);
-/* Uploads batch k (host memory) into its fixed buffer, and scalars[0..SR_STEP_SC) into sc. */
+/* Uploads batch k (host memory) into its fixed buffer, and scalars[0..SR_STEP_SC) into sc.
+ * Queued in order after the work issued before (runtime/backend.h's upload): a loop may put
+ * the next step's batch while this step computes (it lands after this step has read its
+ * own), and the host buffers are free again on return. */
 void sr_step_put(sr_step *s, int k, const float *x, const int32_t *y);
 void sr_step_put_scalars(sr_step *s, const float *scalars);
 /* Issue-time helpers of a step: batch k into the plan's inputs (a copy on the backend), and
- * the last forward's loss and top-1 count into res[slot] and res[slot + 2]. */
+ * the last forward's loss and top-1 count into res[slot] and its count (slot: SR_RES_VAL or
+ * SR_RES_TRAIN). */
 void sr_step_use_batch(sr_step *s, int k);
 void sr_step_keep_loss(sr_step *s, int slot);
-/* The weight update that ends a step: clips the weight gradient (sr_clip_weight_grads; s->gnorm
- * gets what it returns), then SGD with momentum buf and the learning rate sc[0], skipped on
- * the device where any of res[0..nguard) is not finite and on the host where the norm is. */
-void sr_step_weights(sr_step *s, float *buf, const ir_train_config *tc, int nguard);
+/* The weight update that ends a step: clips the weight gradient with its norm kept in
+ * res[SR_RES_GNORM] (clip_norm_to), then SGD with momentum buf and the learning rate sc[0],
+ * skipped on the backend where the norm or one of the step's nloss losses (1: the training
+ * loss; 2: the validation loss too) is not finite. */
+void sr_step_weights(sr_step *s, float *buf, const ir_train_config *tc, int nloss);
+/* Reads the step's results (one synchronisation: the step has finished). */
+void sr_step_read(sr_step *s, float res[SR_STEP_RES]);
 /* The retraining step (train/cnn.c, bench/retrain_step.c): batch (x, y), forward and backward,
  * the loss and top-1 count kept, sr_step_weights at learning rate lr; *loss and *correct read
- * after it. -1: the pass could not run. */
+ * after it. -1: the pass could not run. sr_train_step is sr_step_put + sr_train_step_launch +
+ * sr_step_read; a loop that prepares the next batch while a step computes calls them apart. */
 int sr_train_step(sr_step *s, float *buf, const float *x, const int32_t *y, float lr, const ir_train_config *tc,
                   float *loss, float *correct);
+/* Issues the retraining step on the batch already put (sr_step_put, k = 0); reads nothing back. */
+int sr_train_step_launch(sr_step *s, float *buf, float lr, const ir_train_config *tc);
+/* Where a loop's host time goes between steps (DARTSC_HOST_TIMING=1: reported on stderr
+ * at the loop's end; measured always, a few clock reads a step). Seconds summed over n
+ * steps of the whole-step path: drawing and putting batches (ahead: drawn while a step
+ * computes, or between steps), the metrics line, the progress report, and the whole time
+ * from reading a step's results to launching the next (on a device, time it waits unless
+ * work is queued). */
+typedef struct sr_host_timing {
+    double batch_ahead, batch_between, line, progress, gap;
+    int64_t n, gaps;
+    double since; /* sr_now() when the last step's results were read; 0: none */
+} sr_host_timing;
+/* Prints the means per step to stderr where DARTSC_HOST_TIMING is set; what names the loop. */
+void sr_host_timing_report(const sr_host_timing *h, const char *what);
+/* Whether loops prefetch: prepare and upload the next step's batch while a step computes
+ * (default on; DARTSC_NO_PREFETCH=1 turns it off, for A/B measurements). The same batches in
+ * the same order either way: the bits of a run do not depend on it. */
+int sr_prefetch_on(void);
 
 /* Periodic checkpoints between epoch ends: due after every `every_steps` steps of the run
  * (global_step, counted after the step) or when `every_s` seconds have passed since *last

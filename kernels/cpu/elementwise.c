@@ -105,6 +105,15 @@ void kcpu_hvp_eps(float eps[3], const float *v, int64_t n, double r, float eta, 
     eps[2] = bug_mul_r ? eta * R / 2.0f : eta / (2.0f * R);
 }
 
+/* Gradient-norm clipping that keeps the norm (twin of kcuda_clip_norm_to): norm[0] = the
+ * norm sqrt(kcpu_sumsq) as a float guard value (kcpu_norm_guard); x *= (float)(max_norm /
+ * (norm + 1e-6)) where max_norm > 0 and that factor is below 1: the host clipping's bits. */
+void kcpu_clip_norm_to(float *x, int64_t n, float max_norm, float *norm) {
+    const double nv = sqrt(kcpu_sumsq(x, n)), c = max_norm / (nv + 1e-6);
+    if (max_norm > 0 && c < 1.0) kcpu_scale(x, (float)c, x, n);
+    norm[0] = kcpu_norm_guard(nv);
+}
+
 /* ---- activations ---- */
 void kcpu_relu_forward(float *y, const float *x, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > 32768)

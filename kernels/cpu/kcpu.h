@@ -14,6 +14,7 @@
 #ifndef DARTSC_KCPU_H
 #define DARTSC_KCPU_H
 
+#include <float.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -114,6 +115,15 @@ double kcpu_sumsq(const float *a, int64_t n);
  * eps[0] = R = (float)(r / ||v||) (||v|| = sqrt(kcpu_sumsq) in double; 1e-12 where v = 0),
  * eps[1] = -R, eps[2] = eta / (2R), or eta R / 2 where bug_mul_r (the known bug's form). */
 void kcpu_hvp_eps(float eps[3], const float *v, int64_t n, double r, float eta, int bug_mul_r);
+/* A norm computed in double as a float guard value for the guarded optimiser steps: the
+ * float nearest it, FLT_MAX where it is finite but beyond float's range (a finite norm must
+ * stay finite), NaN or infinity as they are. One definition for both backends (the CUDA
+ * kernel has the same expression). */
+static inline float kcpu_norm_guard(double v) { return v > FLT_MAX && v <= DBL_MAX ? FLT_MAX : (float)v; }
+/* Gradient-norm clipping as the host does it (norm = sqrt(kcpu_sumsq) in double, x *=
+ * (float)(max_norm / (norm + 1e-6)) where max_norm > 0 and that is below 1), the norm also
+ * written to norm[0] (kcpu_norm_guard; computed where max_norm <= 0 too). */
+void kcpu_clip_norm_to(float *x, int64_t n, float max_norm, float *norm);
 
 /* ---- weighted sum: y = sum_i w[i] * xs[i] over len elements ----
  * backward: dxs[i] += w[i] * dy (dxs NULL or dxs[i] NULL: skipped);

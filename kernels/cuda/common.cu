@@ -1,6 +1,7 @@
 /* common.cu — the state the CUDA kernels share: the first-error slot behind the check
  * macros, the registered cuDNN/cuBLAS handles, the partials buffer of the two-pass
  * reductions, and the deterministic dot / sum of squares built on it. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,6 +187,18 @@ __global__ static void clip_scale_kernel(float *x, const float *coef, int64_t n)
     KCUDA_GRID_STRIDE(i, n) x[i] *= c;
 }
 
+/* clip_coef_kernel that also keeps the norm: norm[0] = the norm as kcpu_norm_guard makes
+ * it a float (FLT_MAX where finite beyond float's range; NaN and infinity as they are), the
+ * guard value of the weight step (kcuda_sgd_step_dev). */
+__global__ static void clip_coef_norm_kernel(float *coef, float *norm, const double *partials, float max_norm) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    double t = 0.0;
+    for (int i = 0; i < KCUDA_RED_BLOCKS; i++) t += partials[i];
+    const double nv = sqrt(t), c = (double)max_norm / (nv + 1e-6);
+    coef[0] = max_norm > 0 && c < 1.0 ? (float)c : 1.0f;
+    norm[0] = nv > FLT_MAX && nv <= DBL_MAX ? FLT_MAX : (float)nv;
+}
+
 /* kcpu_hvp_eps's arithmetic: the partials summed in index order (as dot_host), then the
  * radius in double rounded to float and the alpha-gradient scale in float. */
 __global__ static void hvp_eps_kernel(float *eps, const double *partials, double r, float eta, int bug_mul_r) {
@@ -215,6 +228,18 @@ extern "C" void kcuda_clip_norm(float *x, int64_t n, float max_norm, cudaStream_
     kcuda_dot_partials(kcuda_g.partials, (const float *const *)&x, NULL, 1, n, s);
     clip_coef_kernel<<<1, 1, 0, s>>>(coef, kcuda_g.partials, max_norm);
     launchCheck();
+    clip_scale_kernel<<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(x, coef, n);
+    launchCheck();
+}
+
+extern "C" void kcuda_clip_norm_to(float *x, int64_t n, float max_norm, float *norm, cudaStream_t s) {
+    if (!kcuda_g.partials) KCUDA_FAIL_("kcuda_clip_norm_to", "kcuda_init was not called", return);
+    float *coef = (float *)(kcuda_g.partials + KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS + 1); /* as kcuda_clip_norm */
+    if (n > 0) kcuda_dot_partials(kcuda_g.partials, (const float *const *)&x, NULL, 1, n, s);
+    else cudaCheck(cudaMemsetAsync(kcuda_g.partials, 0, KCUDA_RED_BLOCKS * sizeof(double), s)); /* norm 0 */
+    clip_coef_norm_kernel<<<1, 1, 0, s>>>(coef, norm, kcuda_g.partials, max_norm);
+    launchCheck();
+    if (n <= 0 || !(max_norm > 0)) return; /* the norm only */
     clip_scale_kernel<<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(x, coef, n);
     launchCheck();
 }

@@ -162,6 +162,10 @@ double kcuda_sumsq(const float *a, int64_t n, cudaStream_t s);
  * norm from the same two-pass sum as kcuda_sumsq, the factor in double then rounded to
  * float, as the host computes it from kcuda_sumsq. */
 void kcuda_clip_norm(float *x, int64_t n, float max_norm, cudaStream_t s);
+/* kcuda_clip_norm that also writes the norm to norm[0] (device memory), as kcpu_clip_norm_to
+ * does: computed where max_norm <= 0 too (then nothing is scaled), a float guard value
+ * (FLT_MAX where finite beyond float's range), 0 for n <= 0. */
+void kcuda_clip_norm_to(float *x, int64_t n, float max_norm, float *norm, cudaStream_t s);
 /* The second-order step's finite-difference radius without the host (twin of
  * kcpu_hvp_eps): eps[0] = R = (float)(r / ||v||) (||v|| = sqrt of kcuda_sumsq's sum, in
  * double; 1e-12 where v = 0), eps[1] = -R, eps[2] = eta / (2R), or eta R / 2 where bug_mul_r.
