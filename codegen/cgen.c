@@ -842,6 +842,35 @@ static void emit_pw_tile_plain(cgs *s, int i, int relu_in, int C, long long HW, 
 
 static void emit_pw_kloop(cgs *s, int i, int relu_in, int C, long long HW);
 
+/* The gather of a stride-2 1x1 conv (FactorizedReduce, x[:, :, ::2, ::2] or, shifted,
+ * x[:, :, 1::2, 1::2]) on 16-float vectors: two loads of 16 consecutive input floats, the
+ * even (or, shifted, the odd) ones picked by one two-vector shuffle, the fused ReLU, one
+ * store of 16 gathered pixels. Rows of Q % 16 == 0 outputs one after the other; rows of 8
+ * two at a time (input rows p and p + 1 of the output, picked from one vector each).
+ * The loads stay inside the input row when 2 Q <= W. clang 14 compiled the plain loop's
+ * stride-2 reads one float at a time (DARTS_V2: 10.5 against gcc's 2.3 us per inference,
+ * docs/BENCHMARKS.md, session 9). Writes the #if branch and the #else; returns whether it
+ * did (the caller writes the plain loops and the #endif). */
+static int emit_gather_vec(cgs *s, src x, int C, int H, int Wd, int Pp, int Q, int sh, int sw) {
+    const char *P = s->P;
+    if (sw != 2 || 2 * Q > Wd || !(Q % 16 == 0 || (Q == 8 && Pp % 2 == 0))) return 0;
+    const char *pick = x.shift ? "ODD" : "EVEN", *R = x.relu ? "_vrelu" : "_vid";
+    W("#if %s_VEC\n        for (int c = 0; c < %d; c++)\n", P, C);
+    if (Q == 8) {
+        W("            for (int p = 0; p < %d; p += 2) {\n", Pp);
+        W("                const float *restrict r = xg + (c * %d + p * %d + %d) * %d;\n", H, sh, x.shift, Wd);
+        W("                const %s_v16 u = %s_LD(r), v = %s_LD(r + %d), e = %s_%s(u, v);\n", P, P, P, sh * Wd, P, pick);
+        W("                %s_ST(xn + (c * %d + p) * 8, %s%s(e));\n            }\n", P, Pp, P, R);
+    } else {
+        W("            for (int p = 0; p < %d; p++)\n                for (int q = 0; q < %d; q += 16) {\n", Pp, Q);
+        W("                    const float *restrict r = xg + (c * %d + p * %d + %d) * %d + 2 * q;\n", H, sh, x.shift, Wd);
+        W("                    const %s_v16 u = %s_LD(r), v = %s_LD(r + 16), e = %s_%s(u, v);\n", P, P, P, P, pick);
+        W("                    %s_ST(xn + (c * %d + p) * %d + q, %s%s(e));\n                }\n", P, Pp, Q, P, R);
+    }
+    W("#else\n");
+    return 1;
+}
+
 /* Pointwise (1x1) convolution as a register-blocked GEMM, y[k][i] = b[k] + sum_c w[k][c] x[c][i]:
  * tiles of KB output channels x PW_V positions, each summed over all input channels in
  * locals before one store, so the input is read K / KB times instead of K times and the
@@ -862,9 +891,11 @@ static void emit_pointwise(cgs *s, int i, src x) {
         W("        const float *restrict xg = x0 + (ptrdiff_t)n * %lld;\n", (long long)C * H * Wd);
         W("        float *restrict xn = ws; /* (%d, %d, %d): the pixels the stride reads%s */\n", C, Pp, Q,
           x.shift ? " (of x[:, :, 1:, 1:], a fused SHIFT)" : "");
+        int vg = emit_gather_vec(s, x, C, H, Wd, Pp, Q, sh, sw);
         W("        for (int c = 0; c < %d; c++)\n            %s_ROWS for (int p = 0; p < %d; p++)\n", C, P, Pp);
         W("                for (int q = 0; q < %d; q++) xn[(c * %d + p) * %d + q] = %s%s(xg[(c * %d + p * %d + %d) * %d + q * %d + %d]);\n",
           Q, Pp, Q, P, rd(x.relu), H, sh, x.shift, Wd, sw, x.shift);
+        if (vg) W("#endif\n");
     } else {
         W("        const float *restrict xn = x0 + (ptrdiff_t)n * %lld;\n", (long long)C * H * Wd);
     }
@@ -1323,7 +1354,9 @@ static void write_doc(cgs *s) {
     W(" * -fno-tree-loop-distribute-patterns for gcc avoid it); the dispatch needs the compiler\n");
     W(" * runtime's __cpu_model (libgcc or compiler-rt, linked by default).\n");
     W(" *\n * %s_infer uses one static arena and is not reentrant; threads call\n", s->P);
-    W(" * %s_infer_with_arena, each with its own %s_ARENA_BYTES of float-aligned memory.\n", s->P, s->P);
+    W(" * %s_infer_with_arena, each with its own %s_ARENA_BYTES of float-aligned memory\n", s->P, s->P);
+    W(" * (64-byte aligned runs fastest: the vector code's accesses are at multiples of 64 bytes\n");
+    W(" * from its start; e.g. aligned_alloc(64, ...)).\n");
     W(" * Both return 0, or -1 for a NULL pointer or a batch outside 1..%s_MAX_BATCH.\n", s->P);
     W(" * input and output must not overlap.\n */\n");
 }
@@ -1408,7 +1441,17 @@ static void write_prelude(cgs *s) {
     W("static float %s_id(float v) { return v; }\n", P);
     W("#if %s_VEC /* macros, not functions: a vector argument would change the ABI between clones */\n", P);
     W("#define %s_vrelu(v) ((%s_v16)((%s_v16i)(v) & ((v) > (%s_v16){0.0f}))) /* v > 0 ? v : +0, as %s_relu */\n", P, P, P, P, P);
-    W("#define %s_vid(v) (v)\n#endif\n", P);
+    W("#define %s_vid(v) (v)\n", P);
+    W("/* the even and the odd elements of the 32 in u then v (a stride-2 gather) */\n");
+    W("#if defined(__clang__)\n#define %s_EVEN(u, v) __builtin_shufflevector(u, v", P);
+    for (int k = 0; k < 16; k++) W(", %d", 2 * k);
+    W(")\n#define %s_ODD(u, v) __builtin_shufflevector(u, v", P);
+    for (int k = 0; k < 16; k++) W(", %d", 2 * k + 1);
+    W(")\n#else\n#define %s_EVEN(u, v) __builtin_shuffle(u, v, (%s_v16i){", P, P);
+    for (int k = 0; k < 16; k++) W("%s%d", k ? ", " : "", 2 * k);
+    W("})\n#define %s_ODD(u, v) __builtin_shuffle(u, v, (%s_v16i){", P, P);
+    for (int k = 0; k < 16; k++) W("%s%d", k ? ", " : "", 2 * k + 1);
+    W("})\n#endif\n#endif\n");
     W("/* copies and fills as loops: the file calls no C library function besides libm's */\n");
     W("static void %s_copy(float *restrict y, const float *restrict x, ptrdiff_t n) {\n"
       "    for (ptrdiff_t i = 0; i < n; i++) y[i] = x[i];\n}\n", P);
@@ -1482,7 +1525,12 @@ static int write_source(cgs *s) {
     if (s->out_owner == m->input)
         W("    %s_copy(output, input, (ptrdiff_t)batch * %s_OUTPUT_SIZE);\n", P, P);
     W("    return 0;\n}\n\n");
-    W("static float %s_arena[%lld];\n\n", P, (long long)(s->arena_floats > 0 ? s->arena_floats : 1));
+    /* 64-byte aligned (every buffer offset in it is a multiple of 64 bytes): a 16-float vector
+     * access then never spans two cache lines. Left to itself clang 14 aligned this array to
+     * 32 bytes, and DARTS_V2 ran 12 % slower than in gcc's build (docs/BENCHMARKS.md, session 10). */
+    W("#if defined(__GNUC__)\nstatic float %s_arena[%lld] __attribute__((aligned(64)));\n#else\n", P,
+      (long long)(s->arena_floats > 0 ? s->arena_floats : 1));
+    W("static float %s_arena[%lld];\n#endif\n\n", P, (long long)(s->arena_floats > 0 ? s->arena_floats : 1));
     W("int %s_infer(const float *input, float *output, int batch) {\n", P);
     W("    return %s_infer_with_arena(input, output, batch, %s_arena);\n}\n", P, P);
     return 0;

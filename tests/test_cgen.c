@@ -434,6 +434,30 @@ Test(cgen, darts_v2_network_matches_runtime_under_gcc_and_clang) {
     check_model(&b, b.output, "darts_v2", 0, 4);
 }
 
+/* The stride-2 gathers of strided 1x1 convs on vectors (cgen.c, emit_gather_vec) against
+ * the runtime in all four builds (the vector code at -O2 under gcc and clang, dispatched
+ * and not, and the plain loops): FactorizedReduce at 32x32 (rows of 16 gathered pixels),
+ * 16x16 (rows of 8, two rows per vector) and 8x8 (rows of 4: plain loops only), shifted
+ * and not, through the fused ReLU and (a bare strided 1x1) without it. */
+static built build_gathers(void) {
+    ir_graph *g = ir_graph_new("gathers");
+    built b = {g, -1, -1, -1, -1};
+    b.input = ir_input(g, "x", IR_DTYPE_F32, 4, (int64_t[]){MAXB, 3, 32, 32});
+    int s = bn(g, conv(g, b.input, 3, 8, 3, 3, 1, 1, 1, 1, 1), 8, 1);
+    int f1 = fact_reduce(g, s, 8, 8), p1 = conv(g, s, 8, 8, 1, 1, 2, 0, 0, 1, 1);
+    int a = ir_nary(g, IR_OP_ADD, 2, (int[]){f1, p1}, nm("add"));
+    int f3 = fact_reduce(g, fact_reduce(g, a, 8, 16), 16, 16);
+    int gp = ir_unary(g, IR_OP_GAP, f3, nm("gap"));
+    b.logits = b.output = ir_linear(g, gp, prm(g, "lw", 2, 5, 16, 1, 1, IR_ROLE_WEIGHT), -1, "logits");
+    cr_assert(ir_verify(g) == 0, "%s", ir_graph_error(g));
+    return b;
+}
+
+Test(cgen, strided_gathers_on_vectors_match_runtime_in_every_build) {
+    built b = build_gathers();
+    check_model(&b, b.output, "gathers", 0, 4);
+}
+
 /* The evaluation network dartsc builds from the DARTS_V2 genotype (C=8, 6 cells, 32x32),
  * with drop path nodes (identities at inference). sharp: with sharpDARTS's SharpSepConv as
  * the normal cell's convolutions (undilated and dilated) and the reduction cell's
