@@ -996,48 +996,60 @@ Test(cgen, cross_compiled_c_runs_alike_on_aarch64_arm_and_riscv64_under_qemu, .t
         cr_assert(sh(cmd) == 0, "%s is not installed: run scripts/setup", tools[k]);
     }
     const char *dir = tu_tmpdir();
-    built f = build_every_op(), q = build_int8_ops();
+    built f = build_every_op(), q = build_int8_ops(), v = build_gathers(); /* v: the vector gathers */
     float *absmax;
-    ref rf = run_ref(&f, f.output, 21), rq = run_ref_calibrated(&q, 22, &absmax);
+    ref rf = run_ref(&f, f.output, 21), rq = run_ref_calibrated(&q, 22, &absmax), rv = run_ref(&v, v.output, 23);
     char err[512];
     gen(&f, &rf, f.output, "xf", 0, dir);
+    gen(&v, &rv, v.output, "xv", 0, dir);
     cg_model m = int8_model(&q, &rq, absmax, "xq");
     cr_assert(cg_c_write_int8(&m, &(cg_c_opts){.max_batch = MAXB}, 0, dir, err, sizeof err) == 0, "%s", err);
-    const char *names[2] = {"xf", "xq"};
-    ref *rs[2] = {&rf, &rq};
-    write_driver(dir, "drvx.c", names, 2);
-    compile(dir, "gcc", CFLAGS, "x86", "drvx.c xf.c xq.c");
-    run_exe(dir, "", "x86", rs, names, 2, MAXB);
-    int64_t nf = rf.out_sz * MAXB, nq = rq.out_sz * MAXB;
+    const char *names[3] = {"xf", "xq", "xv"};
+    ref *rs[3] = {&rf, &rq, &rv};
+    write_driver(dir, "drvx.c", names, 3);
+    compile(dir, "gcc", CFLAGS, "x86", "drvx.c xf.c xq.c xv.c");
+    run_exe(dir, "", "x86", rs, names, 3, MAXB);
+    int64_t nf = rf.out_sz * MAXB, nq = rq.out_sz * MAXB, nv = rv.out_sz * MAXB;
     float *f86 = malloc(sizeof(float) * (size_t)nf), *q86 = malloc(sizeof(float) * (size_t)nq);
     float *fx = malloc(sizeof(float) * (size_t)nf), *qx = malloc(sizeof(float) * (size_t)nq);
+    float *v86 = malloc(sizeof(float) * (size_t)nv), *vx = malloc(sizeof(float) * (size_t)nv);
     snprintf(path, sizeof path, "%s/xf.out", dir);
     read_floats(path, f86, nf);
     snprintf(path, sizeof path, "%s/xq.out", dir);
     read_floats(path, q86, nq);
+    snprintf(path, sizeof path, "%s/xv.out", dir);
+    read_floats(path, v86, nv);
     static const struct { const char *cc, *flags, *runner, *exe; } T[] = {
         {"aarch64-linux-gnu-gcc", "", "qemu-aarch64", "aarch64"},
-        {"aarch64-linux-gnu-gcc", "-Dxf_PLAIN_C", "qemu-aarch64", "aarch64_plain"},
+        {"aarch64-linux-gnu-gcc", "-Dxf_PLAIN_C -Dxv_PLAIN_C", "qemu-aarch64", "aarch64_plain"},
         {"arm-linux-gnueabihf-gcc", "-mfpu=neon", "qemu-arm", "armv7_neon"},
         {"riscv64-linux-gnu-gcc", "", "qemu-riscv64", "riscv64"},
     };
     for (size_t t = 0; t < sizeof T / sizeof *T; t++) {
         char flags[512];
         snprintf(flags, sizeof flags, "%s -static %s", CFLAGS, T[t].flags);
-        compile(dir, T[t].cc, flags, T[t].exe, "drvx.c xf.c xq.c");
-        run_exe(dir, T[t].runner, T[t].exe, rs, names, 2, MAXB);
+        compile(dir, T[t].cc, flags, T[t].exe, "drvx.c xf.c xq.c xv.c");
+        run_exe(dir, T[t].runner, T[t].exe, rs, names, 3, MAXB);
         snprintf(path, sizeof path, "%s/xf.out", dir);
         read_floats(path, fx, nf);
         snprintf(path, sizeof path, "%s/xq.out", dir);
         read_floats(path, qx, nq);
-        int64_t wi, wj;
+        snprintf(path, sizeof path, "%s/xv.out", dir);
+        read_floats(path, vx, nv);
+        int64_t wi, wj, wk;
         double e86 = tu_max_rel_err(fx, f86, nf, FLOOR, &wi), ert = tu_max_rel_err(fx, rf.y, nf, FLOOR, &wj);
+        double ev = tu_max_rel_err(vx, v86, nv, FLOOR, &wk);
         cr_expect(e86 <= TOL, "%s: float C vs x86-64 max rel err %g at %lld", T[t].exe, e86, (long long)wi);
         cr_expect(ert <= TOL, "%s: float C vs runtime max rel err %g at %lld", T[t].exe, ert, (long long)wj);
+        cr_expect(ev <= TOL, "%s: gathers' C vs x86-64 max rel err %g at %lld", T[t].exe, ev, (long long)wk);
         cr_expect(memcmp(qx, q86, sizeof(float) * (size_t)nq) == 0, "%s: int8 C differs from x86-64", T[t].exe);
-        fprintf(stderr, "cgen %s under %s: float vs x86-64 %.3g, vs runtime %.3g; int8 %s\n", T[t].exe, T[t].runner, e86, ert,
-                memcmp(qx, q86, sizeof(float) * (size_t)nq) ? "DIFFERS" : "bit-identical");
+        fprintf(stderr, "cgen %s under %s: float vs x86-64 %.3g, vs runtime %.3g; gathers vs x86-64 %.3g; int8 %s\n", T[t].exe,
+                T[t].runner, e86, ert, ev, memcmp(qx, q86, sizeof(float) * (size_t)nq) ? "DIFFERS" : "bit-identical");
     }
+    free(v86);
+    free(vx);
+    ref_free(&rv);
+    ir_graph_free(v.g);
     free(f86);
     free(q86);
     free(fx);
