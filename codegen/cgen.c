@@ -846,15 +846,30 @@ static void emit_pw_kloop(cgs *s, int i, int relu_in, int C, long long HW);
  * x[:, :, 1::2, 1::2]) on 16-float vectors: two loads of 16 consecutive input floats, the
  * even (or, shifted, the odd) ones picked by one two-vector shuffle, the fused ReLU, one
  * store of 16 gathered pixels. Rows of Q % 16 == 0 outputs one after the other; rows of 8
- * two at a time (input rows p and p + 1 of the output, picked from one vector each).
- * The loads stay inside the input row when 2 Q <= W. clang 14 compiled the plain loop's
+ * two at a time (input rows p and p + 1 of the output, picked from one vector each);
+ * rows of 9 to 15 one at a time, 16 stored from the row's start (the next row's store
+ * overwrites the extra; the last row of the block is gathered by the plain loop). The
+ * loads stay inside the input row when 2 Q <= W; for 9 to 15 they may read up to 31 - W
+ * floats into the next input row, which exists for every row but the block's last (its
+ * gathered pixels reach 4 Q - 3 >= 33 floats past the row's start). clang 14 compiled the plain loop's
  * stride-2 reads one float at a time (DARTS_V2: 10.5 against gcc's 2.3 us per inference,
  * docs/BENCHMARKS.md, session 9). Writes the #if branch and the #else; returns whether it
  * did (the caller writes the plain loops and the #endif). */
 static int emit_gather_vec(cgs *s, src x, int C, int H, int Wd, int Pp, int Q, int sh, int sw) {
     const char *P = s->P;
-    if (sw != 2 || 2 * Q > Wd || !(Q % 16 == 0 || (Q == 8 && Pp % 2 == 0))) return 0;
+    int mid = Q > 8 && Q < 16;
+    if (sw != 2 || (!mid && 2 * Q > Wd) || !(Q % 16 == 0 || (Q == 8 && Pp % 2 == 0) || mid)) return 0;
     const char *pick = x.shift ? "ODD" : "EVEN", *R = x.relu ? "_vrelu" : "_vid";
+    if (mid) { /* 16 stored per row of Q: the next row's store overwrites the 16 - Q extra */
+        W("#if %s_VEC\n        for (int cp = 0; cp < %d; cp++) {\n", P, C * Pp - 1);
+        W("            const float *restrict r = xg + (cp / %d * %d + cp %% %d * %d + %d) * %d;\n", Pp, H, Pp, sh, x.shift, Wd);
+        W("            const %s_v16 u = %s_LD(r), v = %s_LD(r + 16), e = %s_%s(u, v);\n", P, P, P, P, pick);
+        W("            %s_ST(xn + cp * %d, %s%s(e));\n        }\n", P, Q, P, R);
+        W("        for (int q = 0; q < %d; q++) xn[%d + q] = %s%s(xg[%lld + q * 2]);\n", Q, (C * Pp - 1) * Q, P, rd(x.relu),
+          ((long long)(C - 1) * H + (long long)(Pp - 1) * sh + x.shift) * Wd + x.shift);
+        W("#else\n");
+        return 1;
+    }
     W("#if %s_VEC\n        for (int c = 0; c < %d; c++)\n", P, C);
     if (Q == 8) {
         W("            for (int p = 0; p < %d; p += 2) {\n", Pp);
