@@ -955,13 +955,8 @@ static int win_phase_used(const win *w, int a, int b) {
     return 0;
 }
 
-/* Stride 2 across: both column phases of a phase row in one loop over the input row's
- * column pairs (2j, 2j + 1), so every input element is read once, in order: an
- * interleaved pair that gcc and clang vectorise with permutes (clang left the separate
- * stride-2 reads scalar: 384 single-float moves per channel on a 32x32 plane, measured
- * 15-20 % of DARTS_V2's reduction cells). Needs both phases used and an even width. */
-static int win_copy_pairs(cgs *s, const win *w, int a, int h0, int h1, const char *xd, const char *rf, const char *ind) {
-    if (w->sw != 2 || w->Wd % 2 || !win_phase_used(w, a, 0) || !win_phase_used(w, a, 1)) return 0;
+/* The plain loop of win_copy_pairs, over phase rows [h0, h1). */
+static void win_pairs_plain(cgs *s, const win *w, int a, int h0, int h1, const char *xd, const char *rf, const char *ind) {
     int ro = a - w->ph;
     W("%s%s_ROWS for (int h = %d; h < %d; h++)\n%s    for (int j = 0; j < %d; j++) {\n", ind, s->P, h0, h1, ind, w->Wd / 2);
     for (int e = 0; e < 2; e++) { /* input column 2j + e is phase b = (e + pw) % 2, column j + (e + pw) / 2 */
@@ -971,16 +966,64 @@ static int win_copy_pairs(cgs *s, const win *w, int a, int h0, int h1, const cha
           ro < 0 ? '-' : '+', abs(ro), w->Wd, e);
     }
     W("%s    }\n", ind);
+}
+
+/* Stride 2 across: both column phases of a phase row in one loop over the input row's
+ * column pairs (2j, 2j + 1), so every input element is read once, in order: an
+ * interleaved pair that gcc and clang vectorise with permutes (clang left the separate
+ * stride-2 reads scalar: 384 single-float moves per channel on a 32x32 plane, measured
+ * 15-20 % of DARTS_V2's reduction cells). Needs both phases used and an even width.
+ * For gcc and clang also on 16-float vectors (behind #if NAME_VEC) when the row has J =
+ * W / 2 pairs with J a multiple of 16 (two loads, the even and the odd elements picked by
+ * shuffles, two stores) or 8 <= J < 16: then one load pair per row, 16 stored per phase
+ * row with the lanes past J set to the padding value pad, so the extra store lands on
+ * the row's padding and the next phase row, written after it; the last phase row by the
+ * plain loop (its loads would read past the input's row after next, its stores past the
+ * next row). clang 14 compiled the plain loop at J = 14 (the demo network's reduction
+ * cells) about 2.5x slower than gcc. */
+static int win_copy_pairs(cgs *s, const win *w, int a, int h0, int h1, const char *xd, const char *rf, int relu,
+                          const char *pad, const char *ind) {
+    if (w->sw != 2 || w->Wd % 2 || !win_phase_used(w, a, 0) || !win_phase_used(w, a, 1)) return 0;
+    const char *P = s->P;
+    int J = w->Wd / 2, ro = a - w->ph, spill = J % 16 != 0;
+    int vec = (J % 16 == 0 || (J >= 8 && (w->pw + 1) / 2 + 16 <= 2 * w->Ws)) && (!spill || h1 - h0 >= 2);
+    if (!vec) {
+        win_pairs_plain(s, w, a, h0, h1, xd, rf, ind);
+        return 1;
+    }
+    W("#if %s_VEC\n%s{\n", P, ind);
+    if (spill) {
+        W("%s    const %s_v16i m = {", ind, P);
+        for (int k = 0; k < 16; k++) W("%s%d", k ? ", " : "", k < J ? -1 : 0);
+        W("};\n%s    const %s_v16 pv = (%s_v16){0.0f} + %s;\n", ind, P, P, pad);
+    }
+    W("%s    for (int h = %d; h < %d; h++)\n%s        for (int j = 0; j < %d; j += 16) {\n", ind, h0, spill ? h1 - 1 : h1, ind, J);
+    W("%s            const float *restrict r = xp + (h * %d %c %d) * %d + 2 * j;\n", ind, w->sh, ro < 0 ? '-' : '+', abs(ro), w->Wd);
+    W("%s            const %s_v16 u = %s_LD(r), v = %s_LD(r + 16);\n", ind, P, P, P);
+    for (int e = 0; e < 2; e++) {
+        int b = (e + w->pw) % 2, dj = (e + w->pw) / 2;
+        long long po = (long long)(a * w->sw + b) * w->Hs * w->Ws;
+        W("%s            %s_v16 e%d = %s%s(%s_%s(u, v));\n", ind, P, e, P, relu ? "_vrelu" : "_vid", P, e ? "ODD" : "EVEN");
+        if (spill) W("%s            e%d = (%s_v16)(((%s_v16i)e%d & m) | ((%s_v16i)pv & ~m));\n", ind, e, P, P, e, P);
+        W("%s            %s_ST(%s + %lld + h * %d + j + %d, e%d);\n", ind, P, xd, po, w->Ws, dj, e);
+    }
+    W("%s        }\n", ind);
+    if (spill) win_pairs_plain(s, w, a, h1 - 1, h1, xd, rf, ind);
+    W("%s}\n#else\n", ind);
+    win_pairs_plain(s, w, a, h0, h1, xd, rf, ind);
+    W("#endif\n");
     return 1;
 }
 
-static void emit_win_copy(cgs *s, const win *w, const char *xd, const char *rf, const char *ind) {
+/* Copies an input plane (xp) into its phase planes at xd through rf (relu: a fused ReLU);
+ * pad: the padding's value (the vector pair copy sets its extra lanes to it). */
+static void emit_win_copy(cgs *s, const win *w, const char *xd, const char *rf, int relu, const char *pad, const char *ind) {
     for (int a = 0; a < w->sh; a++) {
         /* phase row h holds input row h * sh + a - ph: valid for h in [h0, h1) */
         int h0 = (w->ph - a + w->sh - 1) / w->sh, h1 = (w->H - 1 + w->ph - a) / w->sh + 1;
         if (h0 < 0) h0 = 0;
         if (h1 <= h0) continue;
-        if (win_copy_pairs(s, w, a, h0, h1, xd, rf, ind)) continue;
+        if (win_copy_pairs(s, w, a, h0, h1, xd, rf, relu, pad, ind)) continue;
         for (int b = 0; b < w->sw; b++) {
             if (!win_phase_used(w, a, b)) continue;
             int w0 = (w->pw - b + w->sw - 1) / w->sw, w1 = (w->Wd - 1 + w->pw - b) / w->sw + 1;
@@ -1022,7 +1065,7 @@ static void emit_direct(cgs *s, int i, src x) {
     W("            for (int c = 0; c < %d; c++) {\n", Cg);
     W("                const float *restrict xp = x0 + ((ptrdiff_t)n * %d + g * %d + c) * %d;\n", w.C, Cg, w.H * w.Wd);
     W("                float *restrict xd = xs + c * %lld;\n", (long long)w.plane);
-    emit_win_copy(s, &w, "xd", rf, "                ");
+    emit_win_copy(s, &w, "xd", rf, x.relu, "0.0f", "                ");
     W("            }\n");
     W("            for (int kk = 0; kk < %d; kk++) {\n                const int k = g * %d + kk;\n", Kg, Kg);
     if (s->fold.conv_bn[i] >= 0) W("                const float b = %s_b%d[k];\n", P, i);
@@ -1067,7 +1110,7 @@ static void emit_planewise(cgs *s, int i, src x) {
     snprintf(rf, sizeof rf, "%s%s", P, rd(x.relu));
     W("\nstatic %s_INLINE void %s_op%d_in(float *restrict xs, const float *restrict xn, int k) {\n", P, P, i);
     W("    const float *restrict xp = xn + k * %d;\n    float *restrict xd = xs + (k & 1) * %lld;\n", w.H * w.Wd, XB);
-    emit_win_copy(s, &w, "xd", rf, "    ");
+    emit_win_copy(s, &w, "xd", rf, x.relu, mx ? "-INFINITY" : "0.0f", "    ");
     W("}\n\nstatic %s_INLINE void %s_op%d_taps(float *restrict ys, const float *restrict xs, int k) {\n", P, P, i);
     W("    const float *restrict xc = xs + (k & 1) * %lld;\n    float *restrict yc = ys + (k & 1) * %lld;\n", XB, YB);
     if (conv) {
@@ -1173,7 +1216,7 @@ static void emit_dense(cgs *s, int i, src x) {
     W("        for (int c = 0; c < %d; c++) {\n", w.C);
     W("            const float *restrict xp = x0 + ((ptrdiff_t)n * %d + c) * %d;\n", w.C, w.H * w.Wd);
     W("            float *restrict xd = xs + c * %lld;\n", (long long)w.plane);
-    emit_win_copy(s, &w, "xd", rf, "            ");
+    emit_win_copy(s, &w, "xd", rf, x.relu, "0.0f", "            ");
     W("            float *restrict cc = col + c * %lld;\n", T * PQ);
     for (int r = 0; r < w.kh; r++)
         for (int t = 0; t < w.kw; t++) {

@@ -434,24 +434,33 @@ Test(cgen, darts_v2_network_matches_runtime_under_gcc_and_clang) {
     check_model(&b, b.output, "darts_v2", 0, 4);
 }
 
-/* The stride-2 gathers of strided 1x1 convs on vectors (cgen.c, emit_gather_vec) against
- * the runtime in all four builds (the vector code at -O2 under gcc and clang, dispatched
- * and not, and the plain loops): FactorizedReduce at 32x32 (rows of 16 gathered pixels),
- * 16x16 (rows of 8, two rows per vector) and 8x8 (rows of 4: plain loops only), shifted
- * and not, through the fused ReLU and (a bare strided 1x1) without it; with rows15, at
- * 30x30 (rows of 15, stored 16 wide, the block's last row by the plain loop), the
- * FactorizedReduce's output itself the model's output, so that every gathered pixel shows. */
+/* The stride-2 gathers of strided 1x1 convs and the stride-2 copies into phase planes on
+ * vectors (cgen.c, emit_gather_vec, win_copy_pairs) against the runtime in all four builds
+ * (the vector code at -O2 under gcc and clang, dispatched and not, and the plain loops):
+ * FactorizedReduce at 32x32 (rows of 16 gathered pixels), 16x16 (rows of 8, two rows per
+ * vector) and 8x8 (rows of 4: plain loops only), shifted and not, through the fused ReLU
+ * and (a bare strided 1x1) without it; a stride-2 depthwise conv through a ReLU at 32x32
+ * (16 column pairs) and a stride-2 max pool at 16x16 (8 pairs, the extra lanes -INFINITY).
+ * With rows15, at 30x30: FactorizedReduce (rows of 15, stored 16 wide, the block's last
+ * row by the plain loop), a stride-2 depthwise conv through a ReLU and a max pool (15
+ * pairs), their outputs concatenated as the model's output, so that every pixel shows. */
 static built build_gathers(int rows15) {
     ir_graph *g = ir_graph_new("gathers");
     built b = {g, -1, -1, -1, -1};
     b.input = ir_input(g, "x", IR_DTYPE_F32, 4, (int64_t[]){MAXB, 3, 32, 32});
     int s = bn(g, conv(g, b.input, 3, 8, 3, 3, 1, 1, 1, 1, 1), 8, 1);
     if (rows15) {
-        b.logits = b.output = fact_reduce(g, conv(g, s, 8, 8, 3, 3, 1, 0, 0, 1, 1), 8, 16); /* (16, 15, 15) */
+        int t = conv(g, s, 8, 8, 3, 3, 1, 0, 0, 1, 1); /* 30x30 */
+        int parts[3] = {fact_reduce(g, t, 8, 16), conv(g, relu(g, t), 8, 8, 3, 3, 2, 1, 1, 1, 8),
+                        ir_pool(g, IR_OP_MAXPOOL, t, 3, 2, 1, nm("maxpool"))};
+        b.logits = b.output = ir_nary(g, IR_OP_CONCAT, 3, parts, nm("cat")); /* (32, 15, 15) */
     } else {
         int f1 = fact_reduce(g, s, 8, 8), p1 = conv(g, s, 8, 8, 1, 1, 2, 0, 0, 1, 1);
-        int a = ir_nary(g, IR_OP_ADD, 2, (int[]){f1, p1}, nm("add"));
-        int gp = ir_unary(g, IR_OP_GAP, fact_reduce(g, fact_reduce(g, a, 8, 16), 16, 16), nm("gap"));
+        int dw = conv(g, relu(g, s), 8, 8, 3, 3, 2, 1, 1, 1, 8);
+        int a = ir_nary(g, IR_OP_ADD, 3, (int[]){f1, p1, dw}, nm("add"));
+        int m = ir_nary(g, IR_OP_ADD, 2, (int[]){ir_pool(g, IR_OP_MAXPOOL, a, 3, 2, 1, nm("maxpool")), fact_reduce(g, a, 8, 8)},
+                        nm("add"));
+        int gp = ir_unary(g, IR_OP_GAP, fact_reduce(g, m, 8, 16), nm("gap"));
         b.logits = b.output = ir_linear(g, gp, prm(g, "lw", 2, 5, 16, 1, 1, IR_ROLE_WEIGHT), -1, "logits");
     }
     cr_assert(ir_verify(g) == 0, "%s", ir_graph_error(g));
