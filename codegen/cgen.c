@@ -1015,6 +1015,34 @@ static int win_copy_pairs(cgs *s, const win *w, int a, int h0, int h1, const cha
     return 1;
 }
 
+/* One stride-2 column phase (a, b) of the copy on 16-float vectors (behind #if NAME_VEC):
+ * per phase row, 32 input floats from the first column read, every other one picked by a
+ * shuffle (the phase's n = w1 - w0 <= 16 columns, 8 or more), the lanes past n set to the
+ * padding value, 16 stored; as in win_copy_pairs, the extra store lands on the row's
+ * padding and the next phase row (written after it), and the last phase row is copied by
+ * the plain loop. A single used phase is what a dilated stride-2 window reads (dil_conv:
+ * clang 14 copied it one float at a time). Writes the #if branch and the #else; returns
+ * whether it did (the caller writes the plain loop and the #endif). */
+static int win_copy_phase_vec(cgs *s, const win *w, int a, int b, int h0, int h1, int w0, int w1, const char *xd, const char *rf,
+                              int relu, const char *pad, const char *ind) {
+    const char *P = s->P;
+    int n = w1 - w0, ro = a - w->ph, c0 = w0 * 2 + b - w->pw;
+    if (w->sw != 2 || n < 8 || n > 16 || h1 - h0 < 2 || w0 + 16 > 2 * w->Ws || c0 + 32 > (w->sh + 1) * w->Wd) return 0;
+    long long po = (long long)(a * w->sw + b) * w->Hs * w->Ws;
+    W("#if %s_VEC\n%s{\n%s    const %s_v16i m = {", P, ind, ind, P);
+    for (int k = 0; k < 16; k++) W("%s%d", k ? ", " : "", k < n ? -1 : 0);
+    W("};\n%s    const %s_v16 pv = (%s_v16){0.0f} + %s;\n", ind, P, P, pad);
+    W("%s    for (int h = %d; h < %d; h++) {\n", ind, h0, h1 - 1);
+    W("%s        const float *restrict r = xp + (h * %d %c %d) * %d + %d;\n", ind, w->sh, ro < 0 ? '-' : '+', abs(ro), w->Wd, c0);
+    W("%s        %s_v16 e = %s%s(%s_EVEN(%s_LD(r), %s_LD(r + 16)));\n", ind, P, P, relu ? "_vrelu" : "_vid", P, P, P);
+    W("%s        e = (%s_v16)(((%s_v16i)e & m) | ((%s_v16i)pv & ~m));\n", ind, P, P, P);
+    W("%s        %s_ST(%s + %lld + h * %d + %d, e);\n%s    }\n", ind, P, xd, po, w->Ws, w0, ind);
+    W("%s    for (int w = %d; w < %d; w++) %s[%lld + %d + w] = %s(xp[%d + w * 2 %c %d]);\n", ind, w0, w1, xd, po,
+      (h1 - 1) * w->Ws, rf, ((h1 - 1) * w->sh + ro) * w->Wd, b - w->pw < 0 ? '-' : '+', abs(b - w->pw));
+    W("%s}\n#else\n", ind);
+    return 1;
+}
+
 /* Copies an input plane (xp) into its phase planes at xd through rf (relu: a fused ReLU);
  * pad: the padding's value (the vector pair copy sets its extra lanes to it). */
 static void emit_win_copy(cgs *s, const win *w, const char *xd, const char *rf, int relu, const char *pad, const char *ind) {
@@ -1031,6 +1059,7 @@ static void emit_win_copy(cgs *s, const win *w, const char *xd, const char *rf, 
             if (w1 <= w0) continue;
             long long po = (long long)(a * w->sw + b) * w->Hs * w->Ws;
             int ro = a - w->ph, co = b - w->pw;
+            int vec = win_copy_phase_vec(s, w, a, b, h0, h1, w0, w1, xd, rf, relu, pad, ind);
             W("%s%s_ROWS for (int h = %d; h < %d; h++)\n", ind, s->P, h0, h1);
             if (w->sw == 1)
                 W("%s    for (int w = %d; w < %d; w++) %s[%lld + h * %d + w] = %s(xp[(h * %d %c %d) * %d + w %c %d]);\n", ind, w0,
@@ -1038,6 +1067,7 @@ static void emit_win_copy(cgs *s, const win *w, const char *xd, const char *rf, 
             else
                 W("%s    for (int w = %d; w < %d; w++) %s[%lld + h * %d + w] = %s(xp[(h * %d %c %d) * %d + w * %d %c %d]);\n", ind,
                   w0, w1, xd, po, w->Ws, rf, w->sh, ro < 0 ? '-' : '+', abs(ro), w->Wd, w->sw, co < 0 ? '-' : '+', abs(co));
+            if (vec) W("#endif\n");
         }
     }
 }
