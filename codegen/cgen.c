@@ -978,8 +978,8 @@ static void win_pairs_plain(cgs *s, const win *w, int a, int h0, int h1, const c
  * shuffles, two stores) or 8 <= J < 16: then one load pair per row, 16 stored per phase
  * row with the lanes past J set to the padding value pad, so the extra store lands on
  * the row's padding and the next phase row, written after it; the last phase row by the
- * plain loop (its loads would read past the input's row after next, its stores past the
- * next row). clang 14 compiled the plain loop at J = 14 (the demo network's reduction
+ * plain loop (its loads could read past the input plane, its stores past its phase
+ * plane). Loads of the other rows end inside the next input row (31 < 2 W), which exists. clang 14 compiled the plain loop at J = 14 (the demo network's reduction
  * cells) about 2.5x slower than gcc. */
 static int win_copy_pairs(cgs *s, const win *w, int a, int h0, int h1, const char *xd, const char *rf, int relu,
                           const char *pad, const char *ind) {

@@ -440,8 +440,9 @@ Test(cgen, darts_v2_network_matches_runtime_under_gcc_and_clang) {
  * FactorizedReduce at 32x32 (rows of 16 gathered pixels), 16x16 (rows of 8, two rows per
  * vector) and 8x8 (rows of 4: plain loops only), shifted and not, through the fused ReLU
  * and (a bare strided 1x1) without it; a stride-2 depthwise conv through a ReLU at 32x32
- * (16 column pairs), a dilated one (dilation 2: one column phase of 16, win_copy_phase_vec)
- * and a stride-2 max pool at 16x16 (8 pairs, the extra lanes -INFINITY). With rows15, at
+ * (16 column pairs), a dilated one (dilation 2: one column phase of 16, win_copy_phase_vec),
+ * a stride-2 max pool at 31x31 (odd: its two column phases, of 15 and 16, one at a time)
+ * and one at 16x16 (8 pairs, the extra lanes -INFINITY). With rows15, at
  * 30x30: FactorizedReduce (rows of 15, stored 16 wide, the block's last row by the plain
  * loop), a stride-2 depthwise conv through a ReLU, a max pool (15 pairs) and a dilated
  * depthwise conv (one phase of 15), their outputs concatenated as the model's output, so
@@ -459,7 +460,8 @@ static built build_gathers(int rows15) {
     } else {
         int f1 = fact_reduce(g, s, 8, 8), p1 = conv(g, s, 8, 8, 1, 1, 2, 0, 0, 1, 1);
         int dw = conv(g, relu(g, s), 8, 8, 3, 3, 2, 1, 1, 1, 8), dil = conv(g, relu(g, s), 8, 8, 3, 3, 2, 2, 2, 2, 8);
-        int a = ir_nary(g, IR_OP_ADD, 4, (int[]){f1, p1, dw, dil}, nm("add"));
+        int m31 = ir_pool(g, IR_OP_MAXPOOL, conv(g, s, 8, 8, 2, 2, 1, 0, 0, 1, 1), 3, 2, 1, nm("maxpool")); /* 31 -> 16 */
+        int a = ir_nary(g, IR_OP_ADD, 5, (int[]){f1, p1, dw, dil, m31}, nm("add"));
         int m = ir_nary(g, IR_OP_ADD, 2, (int[]){ir_pool(g, IR_OP_MAXPOOL, a, 3, 2, 1, nm("maxpool")), fact_reduce(g, a, 8, 8)},
                         nm("add"));
         int gp = ir_unary(g, IR_OP_GAP, fact_reduce(g, m, 8, 16), nm("gap"));
