@@ -842,6 +842,50 @@ static void emit_pw_tile_plain(cgs *s, int i, int relu_in, int C, long long HW, 
 
 static void emit_pw_kloop(cgs *s, int i, int relu_in, int C, long long HW);
 
+/* The gather of a stride-2 1x1 conv (FactorizedReduce, x[:, :, ::2, ::2] or, shifted,
+ * x[:, :, 1::2, 1::2]) on 16-float vectors: two loads of 16 consecutive input floats, the
+ * even (or, shifted, the odd) ones picked by one two-vector shuffle, the fused ReLU, one
+ * store of 16 gathered pixels. Rows of Q % 16 == 0 outputs one after the other; rows of 8
+ * two at a time (input rows p and p + 1 of the output, picked from one vector each);
+ * rows of 9 to 15 one at a time, 16 stored from the row's start (the next row's store
+ * overwrites the extra; the last row of the block is gathered by the plain loop). The
+ * loads stay inside the input row when 2 Q <= W; for 9 to 15 they may read up to 31 - W
+ * floats into the next input row, which exists for every row but the block's last (its
+ * gathered pixels reach 4 Q - 3 >= 33 floats past the row's start). clang 14 compiled the plain loop's
+ * stride-2 reads one float at a time (DARTS_V2: 10.5 against gcc's 2.3 us per inference,
+ * docs/BENCHMARKS.md, session 9). Writes the #if branch and the #else; returns whether it
+ * did (the caller writes the plain loops and the #endif). */
+static int emit_gather_vec(cgs *s, src x, int C, int H, int Wd, int Pp, int Q, int sh, int sw) {
+    const char *P = s->P;
+    int mid = Q > 8 && Q < 16;
+    if (sw != 2 || (!mid && 2 * Q > Wd) || !(Q % 16 == 0 || (Q == 8 && Pp % 2 == 0) || mid)) return 0;
+    const char *pick = x.shift ? "ODD" : "EVEN", *R = x.relu ? "_vrelu" : "_vid";
+    if (mid) { /* 16 stored per row of Q: the next row's store overwrites the 16 - Q extra */
+        W("#if %s_VEC\n        for (int cp = 0; cp < %d; cp++) {\n", P, C * Pp - 1);
+        W("            const float *restrict r = xg + (cp / %d * %d + cp %% %d * %d + %d) * %d;\n", Pp, H, Pp, sh, x.shift, Wd);
+        W("            const %s_v16 u = %s_LD(r), v = %s_LD(r + 16), e = %s_%s(u, v);\n", P, P, P, P, pick);
+        W("            %s_ST(xn + cp * %d, %s%s(e));\n        }\n", P, Q, P, R);
+        W("        for (int q = 0; q < %d; q++) xn[%d + q] = %s%s(xg[%lld + q * 2]);\n", Q, (C * Pp - 1) * Q, P, rd(x.relu),
+          ((long long)(C - 1) * H + (long long)(Pp - 1) * sh + x.shift) * Wd + x.shift);
+        W("#else\n");
+        return 1;
+    }
+    W("#if %s_VEC\n        for (int c = 0; c < %d; c++)\n", P, C);
+    if (Q == 8) {
+        W("            for (int p = 0; p < %d; p += 2) {\n", Pp);
+        W("                const float *restrict r = xg + (c * %d + p * %d + %d) * %d;\n", H, sh, x.shift, Wd);
+        W("                const %s_v16 u = %s_LD(r), v = %s_LD(r + %d), e = %s_%s(u, v);\n", P, P, P, sh * Wd, P, pick);
+        W("                %s_ST(xn + (c * %d + p) * 8, %s%s(e));\n            }\n", P, Pp, P, R);
+    } else {
+        W("            for (int p = 0; p < %d; p++)\n                for (int q = 0; q < %d; q += 16) {\n", Pp, Q);
+        W("                    const float *restrict r = xg + (c * %d + p * %d + %d) * %d + 2 * q;\n", H, sh, x.shift, Wd);
+        W("                    const %s_v16 u = %s_LD(r), v = %s_LD(r + 16), e = %s_%s(u, v);\n", P, P, P, P, pick);
+        W("                    %s_ST(xn + (c * %d + p) * %d + q, %s%s(e));\n                }\n", P, Pp, Q, P, R);
+    }
+    W("#else\n");
+    return 1;
+}
+
 /* Pointwise (1x1) convolution as a register-blocked GEMM, y[k][i] = b[k] + sum_c w[k][c] x[c][i]:
  * tiles of KB output channels x PW_V positions, each summed over all input channels in
  * locals before one store, so the input is read K / KB times instead of K times and the
@@ -862,9 +906,11 @@ static void emit_pointwise(cgs *s, int i, src x) {
         W("        const float *restrict xg = x0 + (ptrdiff_t)n * %lld;\n", (long long)C * H * Wd);
         W("        float *restrict xn = ws; /* (%d, %d, %d): the pixels the stride reads%s */\n", C, Pp, Q,
           x.shift ? " (of x[:, :, 1:, 1:], a fused SHIFT)" : "");
+        int vg = emit_gather_vec(s, x, C, H, Wd, Pp, Q, sh, sw);
         W("        for (int c = 0; c < %d; c++)\n            %s_ROWS for (int p = 0; p < %d; p++)\n", C, P, Pp);
         W("                for (int q = 0; q < %d; q++) xn[(c * %d + p) * %d + q] = %s%s(xg[(c * %d + p * %d + %d) * %d + q * %d + %d]);\n",
           Q, Pp, Q, P, rd(x.relu), H, sh, x.shift, Wd, sw, x.shift);
+        if (vg) W("#endif\n");
     } else {
         W("        const float *restrict xn = x0 + (ptrdiff_t)n * %lld;\n", (long long)C * H * Wd);
     }
@@ -909,13 +955,8 @@ static int win_phase_used(const win *w, int a, int b) {
     return 0;
 }
 
-/* Stride 2 across: both column phases of a phase row in one loop over the input row's
- * column pairs (2j, 2j + 1), so every input element is read once, in order: an
- * interleaved pair that gcc and clang vectorise with permutes (clang left the separate
- * stride-2 reads scalar: 384 single-float moves per channel on a 32x32 plane, measured
- * 15-20 % of DARTS_V2's reduction cells). Needs both phases used and an even width. */
-static int win_copy_pairs(cgs *s, const win *w, int a, int h0, int h1, const char *xd, const char *rf, const char *ind) {
-    if (w->sw != 2 || w->Wd % 2 || !win_phase_used(w, a, 0) || !win_phase_used(w, a, 1)) return 0;
+/* The plain loop of win_copy_pairs, over phase rows [h0, h1). */
+static void win_pairs_plain(cgs *s, const win *w, int a, int h0, int h1, const char *xd, const char *rf, const char *ind) {
     int ro = a - w->ph;
     W("%s%s_ROWS for (int h = %d; h < %d; h++)\n%s    for (int j = 0; j < %d; j++) {\n", ind, s->P, h0, h1, ind, w->Wd / 2);
     for (int e = 0; e < 2; e++) { /* input column 2j + e is phase b = (e + pw) % 2, column j + (e + pw) / 2 */
@@ -925,16 +966,92 @@ static int win_copy_pairs(cgs *s, const win *w, int a, int h0, int h1, const cha
           ro < 0 ? '-' : '+', abs(ro), w->Wd, e);
     }
     W("%s    }\n", ind);
+}
+
+/* Stride 2 across: both column phases of a phase row in one loop over the input row's
+ * column pairs (2j, 2j + 1), so every input element is read once, in order: an
+ * interleaved pair that gcc and clang vectorise with permutes (clang left the separate
+ * stride-2 reads scalar: 384 single-float moves per channel on a 32x32 plane, measured
+ * 15-20 % of DARTS_V2's reduction cells). Needs both phases used and an even width.
+ * For gcc and clang also on 16-float vectors (behind #if NAME_VEC) when the row has J =
+ * W / 2 pairs with J a multiple of 16 (two loads, the even and the odd elements picked by
+ * shuffles, two stores) or 8 <= J < 16: then one load pair per row, 16 stored per phase
+ * row with the lanes past J set to the padding value pad, so the extra store lands on
+ * the row's padding and the next phase row, written after it; the last phase row by the
+ * plain loop (its loads could read past the input plane, its stores past its phase
+ * plane). Loads of the other rows end inside the next input row (31 < 2 W), which exists. clang 14 compiled the plain loop at J = 14 (the demo network's reduction
+ * cells) about 2.5x slower than gcc. */
+static int win_copy_pairs(cgs *s, const win *w, int a, int h0, int h1, const char *xd, const char *rf, int relu,
+                          const char *pad, const char *ind) {
+    if (w->sw != 2 || w->Wd % 2 || !win_phase_used(w, a, 0) || !win_phase_used(w, a, 1)) return 0;
+    const char *P = s->P;
+    int J = w->Wd / 2, ro = a - w->ph, spill = J % 16 != 0;
+    int vec = (J % 16 == 0 || (J >= 8 && (w->pw + 1) / 2 + 16 <= 2 * w->Ws)) && (!spill || h1 - h0 >= 2);
+    if (!vec) {
+        win_pairs_plain(s, w, a, h0, h1, xd, rf, ind);
+        return 1;
+    }
+    W("#if %s_VEC\n%s{\n", P, ind);
+    if (spill) {
+        W("%s    const %s_v16i m = {", ind, P);
+        for (int k = 0; k < 16; k++) W("%s%d", k ? ", " : "", k < J ? -1 : 0);
+        W("};\n%s    const %s_v16 pv = (%s_v16){0.0f} + %s;\n", ind, P, P, pad);
+    }
+    W("%s    for (int h = %d; h < %d; h++)\n%s        for (int j = 0; j < %d; j += 16) {\n", ind, h0, spill ? h1 - 1 : h1, ind, J);
+    W("%s            const float *restrict r = xp + (h * %d %c %d) * %d + 2 * j;\n", ind, w->sh, ro < 0 ? '-' : '+', abs(ro), w->Wd);
+    W("%s            const %s_v16 u = %s_LD(r), v = %s_LD(r + 16);\n", ind, P, P, P);
+    for (int e = 0; e < 2; e++) {
+        int b = (e + w->pw) % 2, dj = (e + w->pw) / 2;
+        long long po = (long long)(a * w->sw + b) * w->Hs * w->Ws;
+        W("%s            %s_v16 e%d = %s%s(%s_%s(u, v));\n", ind, P, e, P, relu ? "_vrelu" : "_vid", P, e ? "ODD" : "EVEN");
+        if (spill) W("%s            e%d = (%s_v16)(((%s_v16i)e%d & m) | ((%s_v16i)pv & ~m));\n", ind, e, P, P, e, P);
+        W("%s            %s_ST(%s + %lld + h * %d + j + %d, e%d);\n", ind, P, xd, po, w->Ws, dj, e);
+    }
+    W("%s        }\n", ind);
+    if (spill) win_pairs_plain(s, w, a, h1 - 1, h1, xd, rf, ind);
+    W("%s}\n#else\n", ind);
+    win_pairs_plain(s, w, a, h0, h1, xd, rf, ind);
+    W("#endif\n");
     return 1;
 }
 
-static void emit_win_copy(cgs *s, const win *w, const char *xd, const char *rf, const char *ind) {
+/* One stride-2 column phase (a, b) of the copy on 16-float vectors (behind #if NAME_VEC):
+ * per phase row, 32 input floats from the first column read, every other one picked by a
+ * shuffle (the phase's n = w1 - w0 <= 16 columns, 8 or more), the lanes past n set to the
+ * padding value, 16 stored; as in win_copy_pairs, the extra store lands on the row's
+ * padding and the next phase row (written after it), and the last phase row is copied by
+ * the plain loop. A single used phase is what a dilated stride-2 window reads (dil_conv:
+ * clang 14 copied it one float at a time). Writes the #if branch and the #else; returns
+ * whether it did (the caller writes the plain loop and the #endif). */
+static int win_copy_phase_vec(cgs *s, const win *w, int a, int b, int h0, int h1, int w0, int w1, const char *xd, const char *rf,
+                              int relu, const char *pad, const char *ind) {
+    const char *P = s->P;
+    int n = w1 - w0, ro = a - w->ph, c0 = w0 * 2 + b - w->pw;
+    if (w->sw != 2 || n < 8 || n > 16 || h1 - h0 < 2 || w0 + 16 > 2 * w->Ws || c0 + 32 > (w->sh + 1) * w->Wd) return 0;
+    long long po = (long long)(a * w->sw + b) * w->Hs * w->Ws;
+    W("#if %s_VEC\n%s{\n%s    const %s_v16i m = {", P, ind, ind, P);
+    for (int k = 0; k < 16; k++) W("%s%d", k ? ", " : "", k < n ? -1 : 0);
+    W("};\n%s    const %s_v16 pv = (%s_v16){0.0f} + %s;\n", ind, P, P, pad);
+    W("%s    for (int h = %d; h < %d; h++) {\n", ind, h0, h1 - 1);
+    W("%s        const float *restrict r = xp + (h * %d %c %d) * %d + %d;\n", ind, w->sh, ro < 0 ? '-' : '+', abs(ro), w->Wd, c0);
+    W("%s        %s_v16 e = %s%s(%s_EVEN(%s_LD(r), %s_LD(r + 16)));\n", ind, P, P, relu ? "_vrelu" : "_vid", P, P, P);
+    W("%s        e = (%s_v16)(((%s_v16i)e & m) | ((%s_v16i)pv & ~m));\n", ind, P, P, P);
+    W("%s        %s_ST(%s + %lld + h * %d + %d, e);\n%s    }\n", ind, P, xd, po, w->Ws, w0, ind);
+    W("%s    for (int w = %d; w < %d; w++) %s[%lld + %d + w] = %s(xp[%d + w * 2 %c %d]);\n", ind, w0, w1, xd, po,
+      (h1 - 1) * w->Ws, rf, ((h1 - 1) * w->sh + ro) * w->Wd, b - w->pw < 0 ? '-' : '+', abs(b - w->pw));
+    W("%s}\n#else\n", ind);
+    return 1;
+}
+
+/* Copies an input plane (xp) into its phase planes at xd through rf (relu: a fused ReLU);
+ * pad: the padding's value (the vector pair copy sets its extra lanes to it). */
+static void emit_win_copy(cgs *s, const win *w, const char *xd, const char *rf, int relu, const char *pad, const char *ind) {
     for (int a = 0; a < w->sh; a++) {
         /* phase row h holds input row h * sh + a - ph: valid for h in [h0, h1) */
         int h0 = (w->ph - a + w->sh - 1) / w->sh, h1 = (w->H - 1 + w->ph - a) / w->sh + 1;
         if (h0 < 0) h0 = 0;
         if (h1 <= h0) continue;
-        if (win_copy_pairs(s, w, a, h0, h1, xd, rf, ind)) continue;
+        if (win_copy_pairs(s, w, a, h0, h1, xd, rf, relu, pad, ind)) continue;
         for (int b = 0; b < w->sw; b++) {
             if (!win_phase_used(w, a, b)) continue;
             int w0 = (w->pw - b + w->sw - 1) / w->sw, w1 = (w->Wd - 1 + w->pw - b) / w->sw + 1;
@@ -942,6 +1059,7 @@ static void emit_win_copy(cgs *s, const win *w, const char *xd, const char *rf, 
             if (w1 <= w0) continue;
             long long po = (long long)(a * w->sw + b) * w->Hs * w->Ws;
             int ro = a - w->ph, co = b - w->pw;
+            int vec = win_copy_phase_vec(s, w, a, b, h0, h1, w0, w1, xd, rf, relu, pad, ind);
             W("%s%s_ROWS for (int h = %d; h < %d; h++)\n", ind, s->P, h0, h1);
             if (w->sw == 1)
                 W("%s    for (int w = %d; w < %d; w++) %s[%lld + h * %d + w] = %s(xp[(h * %d %c %d) * %d + w %c %d]);\n", ind, w0,
@@ -949,6 +1067,7 @@ static void emit_win_copy(cgs *s, const win *w, const char *xd, const char *rf, 
             else
                 W("%s    for (int w = %d; w < %d; w++) %s[%lld + h * %d + w] = %s(xp[(h * %d %c %d) * %d + w * %d %c %d]);\n", ind,
                   w0, w1, xd, po, w->Ws, rf, w->sh, ro < 0 ? '-' : '+', abs(ro), w->Wd, w->sw, co < 0 ? '-' : '+', abs(co));
+            if (vec) W("#endif\n");
         }
     }
 }
@@ -976,7 +1095,7 @@ static void emit_direct(cgs *s, int i, src x) {
     W("            for (int c = 0; c < %d; c++) {\n", Cg);
     W("                const float *restrict xp = x0 + ((ptrdiff_t)n * %d + g * %d + c) * %d;\n", w.C, Cg, w.H * w.Wd);
     W("                float *restrict xd = xs + c * %lld;\n", (long long)w.plane);
-    emit_win_copy(s, &w, "xd", rf, "                ");
+    emit_win_copy(s, &w, "xd", rf, x.relu, "0.0f", "                ");
     W("            }\n");
     W("            for (int kk = 0; kk < %d; kk++) {\n                const int k = g * %d + kk;\n", Kg, Kg);
     if (s->fold.conv_bn[i] >= 0) W("                const float b = %s_b%d[k];\n", P, i);
@@ -1021,7 +1140,7 @@ static void emit_planewise(cgs *s, int i, src x) {
     snprintf(rf, sizeof rf, "%s%s", P, rd(x.relu));
     W("\nstatic %s_INLINE void %s_op%d_in(float *restrict xs, const float *restrict xn, int k) {\n", P, P, i);
     W("    const float *restrict xp = xn + k * %d;\n    float *restrict xd = xs + (k & 1) * %lld;\n", w.H * w.Wd, XB);
-    emit_win_copy(s, &w, "xd", rf, "    ");
+    emit_win_copy(s, &w, "xd", rf, x.relu, mx ? "-INFINITY" : "0.0f", "    ");
     W("}\n\nstatic %s_INLINE void %s_op%d_taps(float *restrict ys, const float *restrict xs, int k) {\n", P, P, i);
     W("    const float *restrict xc = xs + (k & 1) * %lld;\n    float *restrict yc = ys + (k & 1) * %lld;\n", XB, YB);
     if (conv) {
@@ -1127,7 +1246,7 @@ static void emit_dense(cgs *s, int i, src x) {
     W("        for (int c = 0; c < %d; c++) {\n", w.C);
     W("            const float *restrict xp = x0 + ((ptrdiff_t)n * %d + c) * %d;\n", w.C, w.H * w.Wd);
     W("            float *restrict xd = xs + c * %lld;\n", (long long)w.plane);
-    emit_win_copy(s, &w, "xd", rf, "            ");
+    emit_win_copy(s, &w, "xd", rf, x.relu, "0.0f", "            ");
     W("            float *restrict cc = col + c * %lld;\n", T * PQ);
     for (int r = 0; r < w.kh; r++)
         for (int t = 0; t < w.kw; t++) {
@@ -1323,7 +1442,9 @@ static void write_doc(cgs *s) {
     W(" * -fno-tree-loop-distribute-patterns for gcc avoid it); the dispatch needs the compiler\n");
     W(" * runtime's __cpu_model (libgcc or compiler-rt, linked by default).\n");
     W(" *\n * %s_infer uses one static arena and is not reentrant; threads call\n", s->P);
-    W(" * %s_infer_with_arena, each with its own %s_ARENA_BYTES of float-aligned memory.\n", s->P, s->P);
+    W(" * %s_infer_with_arena, each with its own %s_ARENA_BYTES of float-aligned memory\n", s->P, s->P);
+    W(" * (64-byte aligned runs fastest: the vector code's accesses are at multiples of 64 bytes\n");
+    W(" * from its start; e.g. aligned_alloc(64, ...)).\n");
     W(" * Both return 0, or -1 for a NULL pointer or a batch outside 1..%s_MAX_BATCH.\n", s->P);
     W(" * input and output must not overlap.\n */\n");
 }
@@ -1408,7 +1529,17 @@ static void write_prelude(cgs *s) {
     W("static float %s_id(float v) { return v; }\n", P);
     W("#if %s_VEC /* macros, not functions: a vector argument would change the ABI between clones */\n", P);
     W("#define %s_vrelu(v) ((%s_v16)((%s_v16i)(v) & ((v) > (%s_v16){0.0f}))) /* v > 0 ? v : +0, as %s_relu */\n", P, P, P, P, P);
-    W("#define %s_vid(v) (v)\n#endif\n", P);
+    W("#define %s_vid(v) (v)\n", P);
+    W("/* the even and the odd elements of the 32 in u then v (a stride-2 gather) */\n");
+    W("#if defined(__clang__)\n#define %s_EVEN(u, v) __builtin_shufflevector(u, v", P);
+    for (int k = 0; k < 16; k++) W(", %d", 2 * k);
+    W(")\n#define %s_ODD(u, v) __builtin_shufflevector(u, v", P);
+    for (int k = 0; k < 16; k++) W(", %d", 2 * k + 1);
+    W(")\n#else\n#define %s_EVEN(u, v) __builtin_shuffle(u, v, (%s_v16i){", P, P);
+    for (int k = 0; k < 16; k++) W("%s%d", k ? ", " : "", 2 * k);
+    W("})\n#define %s_ODD(u, v) __builtin_shuffle(u, v, (%s_v16i){", P, P);
+    for (int k = 0; k < 16; k++) W("%s%d", k ? ", " : "", 2 * k + 1);
+    W("})\n#endif\n#endif\n");
     W("/* copies and fills as loops: the file calls no C library function besides libm's */\n");
     W("static void %s_copy(float *restrict y, const float *restrict x, ptrdiff_t n) {\n"
       "    for (ptrdiff_t i = 0; i < n; i++) y[i] = x[i];\n}\n", P);
@@ -1482,7 +1613,12 @@ static int write_source(cgs *s) {
     if (s->out_owner == m->input)
         W("    %s_copy(output, input, (ptrdiff_t)batch * %s_OUTPUT_SIZE);\n", P, P);
     W("    return 0;\n}\n\n");
-    W("static float %s_arena[%lld];\n\n", P, (long long)(s->arena_floats > 0 ? s->arena_floats : 1));
+    /* 64-byte aligned (every buffer offset in it is a multiple of 64 bytes): a 16-float vector
+     * access then never spans two cache lines. Left to itself clang 14 aligned this array to
+     * 32 bytes, and DARTS_V2 ran 12 % slower than in gcc's build (docs/BENCHMARKS.md, session 10). */
+    W("#if defined(__GNUC__)\nstatic float %s_arena[%lld] __attribute__((aligned(64)));\n#else\n", P,
+      (long long)(s->arena_floats > 0 ? s->arena_floats : 1));
+    W("static float %s_arena[%lld];\n#endif\n\n", P, (long long)(s->arena_floats > 0 ? s->arena_floats : 1));
     W("int %s_infer(const float *input, float *output, int batch) {\n", P);
     W("    return %s_infer_with_arena(input, output, batch, %s_arena);\n}\n", P, P);
     return 0;

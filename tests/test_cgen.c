@@ -434,6 +434,49 @@ Test(cgen, darts_v2_network_matches_runtime_under_gcc_and_clang) {
     check_model(&b, b.output, "darts_v2", 0, 4);
 }
 
+/* The stride-2 gathers of strided 1x1 convs and the stride-2 copies into phase planes on
+ * vectors (cgen.c, emit_gather_vec, win_copy_pairs) against the runtime in all four builds
+ * (the vector code at -O2 under gcc and clang, dispatched and not, and the plain loops):
+ * FactorizedReduce at 32x32 (rows of 16 gathered pixels), 16x16 (rows of 8, two rows per
+ * vector) and 8x8 (rows of 4: plain loops only), shifted and not, through the fused ReLU
+ * and (a bare strided 1x1) without it; a stride-2 depthwise conv through a ReLU at 32x32
+ * (16 column pairs), a dilated one (dilation 2: one column phase of 16, win_copy_phase_vec),
+ * a stride-2 max pool at 31x31 (odd: its two column phases, of 15 and 16, one at a time)
+ * and one at 16x16 (8 pairs, the extra lanes -INFINITY). With rows15, at
+ * 30x30: FactorizedReduce (rows of 15, stored 16 wide, the block's last row by the plain
+ * loop), a stride-2 depthwise conv through a ReLU, a max pool (15 pairs) and a dilated
+ * depthwise conv (one phase of 15), their outputs concatenated as the model's output, so
+ * that every pixel shows. */
+static built build_gathers(int rows15) {
+    ir_graph *g = ir_graph_new("gathers");
+    built b = {g, -1, -1, -1, -1};
+    b.input = ir_input(g, "x", IR_DTYPE_F32, 4, (int64_t[]){MAXB, 3, 32, 32});
+    int s = bn(g, conv(g, b.input, 3, 8, 3, 3, 1, 1, 1, 1, 1), 8, 1);
+    if (rows15) {
+        int t = conv(g, s, 8, 8, 3, 3, 1, 0, 0, 1, 1); /* 30x30 */
+        int parts[4] = {fact_reduce(g, t, 8, 16), conv(g, relu(g, t), 8, 8, 3, 3, 2, 1, 1, 1, 8),
+                        ir_pool(g, IR_OP_MAXPOOL, t, 3, 2, 1, nm("maxpool")), conv(g, relu(g, t), 8, 8, 3, 3, 2, 2, 2, 2, 8)};
+        b.logits = b.output = ir_nary(g, IR_OP_CONCAT, 4, parts, nm("cat")); /* (40, 15, 15) */
+    } else {
+        int f1 = fact_reduce(g, s, 8, 8), p1 = conv(g, s, 8, 8, 1, 1, 2, 0, 0, 1, 1);
+        int dw = conv(g, relu(g, s), 8, 8, 3, 3, 2, 1, 1, 1, 8), dil = conv(g, relu(g, s), 8, 8, 3, 3, 2, 2, 2, 2, 8);
+        int m31 = ir_pool(g, IR_OP_MAXPOOL, conv(g, s, 8, 8, 2, 2, 1, 0, 0, 1, 1), 3, 2, 1, nm("maxpool")); /* 31 -> 16 */
+        int a = ir_nary(g, IR_OP_ADD, 5, (int[]){f1, p1, dw, dil, m31}, nm("add"));
+        int m = ir_nary(g, IR_OP_ADD, 2, (int[]){ir_pool(g, IR_OP_MAXPOOL, a, 3, 2, 1, nm("maxpool")), fact_reduce(g, a, 8, 8)},
+                        nm("add"));
+        int gp = ir_unary(g, IR_OP_GAP, fact_reduce(g, m, 8, 16), nm("gap"));
+        b.logits = b.output = ir_linear(g, gp, prm(g, "lw", 2, 5, 16, 1, 1, IR_ROLE_WEIGHT), -1, "logits");
+    }
+    cr_assert(ir_verify(g) == 0, "%s", ir_graph_error(g));
+    return b;
+}
+
+Test(cgen, strided_gathers_on_vectors_match_runtime_in_every_build) {
+    built b = build_gathers(0), b15 = build_gathers(1);
+    check_model(&b, b.output, "gathers", 0, 4);
+    check_model(&b15, b15.output, "gathers15", 0, 4);
+}
+
 /* The evaluation network dartsc builds from the DARTS_V2 genotype (C=8, 6 cells, 32x32),
  * with drop path nodes (identities at inference). sharp: with sharpDARTS's SharpSepConv as
  * the normal cell's convolutions (undilated and dilated) and the reduction cell's
@@ -972,48 +1015,60 @@ Test(cgen, cross_compiled_c_runs_alike_on_aarch64_arm_and_riscv64_under_qemu, .t
         cr_assert(sh(cmd) == 0, "%s is not installed: run scripts/setup", tools[k]);
     }
     const char *dir = tu_tmpdir();
-    built f = build_every_op(), q = build_int8_ops();
+    built f = build_every_op(), q = build_int8_ops(), v = build_gathers(0); /* v: the vector gathers */
     float *absmax;
-    ref rf = run_ref(&f, f.output, 21), rq = run_ref_calibrated(&q, 22, &absmax);
+    ref rf = run_ref(&f, f.output, 21), rq = run_ref_calibrated(&q, 22, &absmax), rv = run_ref(&v, v.output, 23);
     char err[512];
     gen(&f, &rf, f.output, "xf", 0, dir);
+    gen(&v, &rv, v.output, "xv", 0, dir);
     cg_model m = int8_model(&q, &rq, absmax, "xq");
     cr_assert(cg_c_write_int8(&m, &(cg_c_opts){.max_batch = MAXB}, 0, dir, err, sizeof err) == 0, "%s", err);
-    const char *names[2] = {"xf", "xq"};
-    ref *rs[2] = {&rf, &rq};
-    write_driver(dir, "drvx.c", names, 2);
-    compile(dir, "gcc", CFLAGS, "x86", "drvx.c xf.c xq.c");
-    run_exe(dir, "", "x86", rs, names, 2, MAXB);
-    int64_t nf = rf.out_sz * MAXB, nq = rq.out_sz * MAXB;
+    const char *names[3] = {"xf", "xq", "xv"};
+    ref *rs[3] = {&rf, &rq, &rv};
+    write_driver(dir, "drvx.c", names, 3);
+    compile(dir, "gcc", CFLAGS, "x86", "drvx.c xf.c xq.c xv.c");
+    run_exe(dir, "", "x86", rs, names, 3, MAXB);
+    int64_t nf = rf.out_sz * MAXB, nq = rq.out_sz * MAXB, nv = rv.out_sz * MAXB;
     float *f86 = malloc(sizeof(float) * (size_t)nf), *q86 = malloc(sizeof(float) * (size_t)nq);
     float *fx = malloc(sizeof(float) * (size_t)nf), *qx = malloc(sizeof(float) * (size_t)nq);
+    float *v86 = malloc(sizeof(float) * (size_t)nv), *vx = malloc(sizeof(float) * (size_t)nv);
     snprintf(path, sizeof path, "%s/xf.out", dir);
     read_floats(path, f86, nf);
     snprintf(path, sizeof path, "%s/xq.out", dir);
     read_floats(path, q86, nq);
+    snprintf(path, sizeof path, "%s/xv.out", dir);
+    read_floats(path, v86, nv);
     static const struct { const char *cc, *flags, *runner, *exe; } T[] = {
         {"aarch64-linux-gnu-gcc", "", "qemu-aarch64", "aarch64"},
-        {"aarch64-linux-gnu-gcc", "-Dxf_PLAIN_C", "qemu-aarch64", "aarch64_plain"},
+        {"aarch64-linux-gnu-gcc", "-Dxf_PLAIN_C -Dxv_PLAIN_C", "qemu-aarch64", "aarch64_plain"},
         {"arm-linux-gnueabihf-gcc", "-mfpu=neon", "qemu-arm", "armv7_neon"},
         {"riscv64-linux-gnu-gcc", "", "qemu-riscv64", "riscv64"},
     };
     for (size_t t = 0; t < sizeof T / sizeof *T; t++) {
         char flags[512];
         snprintf(flags, sizeof flags, "%s -static %s", CFLAGS, T[t].flags);
-        compile(dir, T[t].cc, flags, T[t].exe, "drvx.c xf.c xq.c");
-        run_exe(dir, T[t].runner, T[t].exe, rs, names, 2, MAXB);
+        compile(dir, T[t].cc, flags, T[t].exe, "drvx.c xf.c xq.c xv.c");
+        run_exe(dir, T[t].runner, T[t].exe, rs, names, 3, MAXB);
         snprintf(path, sizeof path, "%s/xf.out", dir);
         read_floats(path, fx, nf);
         snprintf(path, sizeof path, "%s/xq.out", dir);
         read_floats(path, qx, nq);
-        int64_t wi, wj;
+        snprintf(path, sizeof path, "%s/xv.out", dir);
+        read_floats(path, vx, nv);
+        int64_t wi, wj, wk;
         double e86 = tu_max_rel_err(fx, f86, nf, FLOOR, &wi), ert = tu_max_rel_err(fx, rf.y, nf, FLOOR, &wj);
+        double ev = tu_max_rel_err(vx, v86, nv, FLOOR, &wk);
         cr_expect(e86 <= TOL, "%s: float C vs x86-64 max rel err %g at %lld", T[t].exe, e86, (long long)wi);
         cr_expect(ert <= TOL, "%s: float C vs runtime max rel err %g at %lld", T[t].exe, ert, (long long)wj);
+        cr_expect(ev <= TOL, "%s: gathers' C vs x86-64 max rel err %g at %lld", T[t].exe, ev, (long long)wk);
         cr_expect(memcmp(qx, q86, sizeof(float) * (size_t)nq) == 0, "%s: int8 C differs from x86-64", T[t].exe);
-        fprintf(stderr, "cgen %s under %s: float vs x86-64 %.3g, vs runtime %.3g; int8 %s\n", T[t].exe, T[t].runner, e86, ert,
-                memcmp(qx, q86, sizeof(float) * (size_t)nq) ? "DIFFERS" : "bit-identical");
+        fprintf(stderr, "cgen %s under %s: float vs x86-64 %.3g, vs runtime %.3g; gathers vs x86-64 %.3g; int8 %s\n", T[t].exe,
+                T[t].runner, e86, ert, ev, memcmp(qx, q86, sizeof(float) * (size_t)nq) ? "DIFFERS" : "bit-identical");
     }
+    free(v86);
+    free(vx);
+    ref_free(&rv);
+    ir_graph_free(v.g);
     free(f86);
     free(q86);
     free(fx);
