@@ -356,7 +356,7 @@ static float sc(const qs *s, int node) { return s->q.scale[node]; }
 static int write_dot_bias(qs *s, int i, const int8_t *wq, const long long *b, int K, int64_t per_k) {
     int64_t vb;
     vgeom g;
-    if (ND(s, i)->op != IR_OP_CONV2D || vec_kind(s, i, &g, &vb) != VK_GEMM) return 0;
+    if (ND(s, i)->op != IR_OP_CONV2D || vec_kind(s, i, &g, &vb) == VK_PLAIN) return 0;
     long long *c = malloc(sizeof *c * (size_t)K);
     if (!c) return fail(s, "out of memory");
     for (int k = 0; k < K; k++) {
@@ -641,8 +641,17 @@ static void emit_conv_gemm(qs *s, int i, const vgeom *g) {
  * (NAME_DP); when J is not a multiple of 4 the last group's missing rows are 0 (after the
  * bias: no product) and its weight word holds only the weights there are. Its own static
  * function NAME_op<node>_d, which NAME_op<node> calls where NAME_DOT_ON holds. */
-static void emit_conv_dot(qs *s, int i, const vgeom *g) {
+static void emit_win(qs *s, int i, const vgeom *g, int op, int dot);
+
+static void emit_conv_dot(qs *s, int i, const vgeom *g, int kind) {
     const char *P = s->P;
+    if (kind == VK_WIN) { /* a depthwise conv: emit_win's planes, the taps on dot products */
+        W("\n#if %s_DOT\n%s_DOT_FN static void %s_op%d_d(int8_t *restrict y, const int8_t *restrict x0, int32_t *restrict acc) {\n",
+          P, P, P, i);
+        emit_win(s, i, g, IR_OP_CONV2D, 1);
+        W("}\n#endif\n");
+        return;
+    }
     int KT = g->K % 4 == 0 ? 4 : g->K % 2 == 0 ? 2 : 1, RS = g->RS, J = g->J, rem = J % 4;
     char nm[16], in[64];
     W("\n#if %s_DOT\n%s_DOT_FN static void %s_op%d_d(int8_t *restrict y, const int8_t *restrict x0, int32_t *restrict acc) {\n", P,
@@ -707,7 +716,7 @@ static void emit_conv_dot(qs *s, int i, const vgeom *g) {
  * through NAME_MAC2; max pools compare int8 lanes; avg pools sum even and odd pixels in
  * int16 lanes (k * k * 128 < 32,768) into two planes and requantise by each window's
  * in-bounds count as the plain loops do. */
-static void emit_win(qs *s, int i, const vgeom *g, int op) {
+static void emit_win(qs *s, int i, const vgeom *g, int op, int dot) {
     const char *P = s->P;
     int conv = op == IR_OP_CONV2D, avg = op == IR_OP_AVGPOOL, st = g->st, Wh = g->Wh, n = g->kh * g->kw;
     if (avg) W("    int16_t *restrict ae = (int16_t *)acc, *restrict ao = ae + %lld; /* even and odd pixels' sums */\n",
@@ -717,6 +726,8 @@ static void emit_win(qs *s, int i, const vgeom *g, int op) {
     W("    int8_t *restrict yp = xp + %lld;\n", (long long)(st * st * g->plane));
     W("    for (int i = 0; i < %lld; i++) xp[i] = %d; /* the border and the overread, once */\n", (long long)(st * st * g->plane),
       op == IR_OP_MAXPOOL ? -128 : 0);
+    if (conv && dot) W("#if %s_DOT_U\n    const int32_t *restrict bk = %s_c%d;\n#else\n    const int32_t *restrict bk = %s_b%d;\n#endif\n", P, P, i,
+                       P, i);
     W("    for (int c = 0; c < %d; c++) {\n", g->C);
     W("        for (int h = 0; h < %d; h++)\n", g->H);
     if (st == 1)
@@ -740,7 +751,27 @@ static void emit_win(qs *s, int i, const vgeom *g, int op) {
         int r = u / g->kw * g->dh, t = u % g->kw * g->dw;
         off[u] = (int64_t)(r % st * st + t % st) * g->plane + r / st * Wh + t / st;
     }
-    if (conv) {
+    if (conv && dot) { /* four taps per instruction: their shifted rows interleaved, as the GEMM's */
+        acc_decl(s, "a", "bk[c]");
+        for (int u = 0; u < n; u += 4) {
+            W("            {\n                %s_vi v0, v1, v2, v3;\n                {\n", P);
+            W("                    const %s_vb z = (%s_vb){0}", P, P);
+            for (int r = 0; r < 4; r++) {
+                if (u + r < n) W(", r%d = %s_BIAS(%s_LDB(xp + i + %lld))", r, P, P, (long long)off[u + r]);
+                else W(", r%d = z", r);
+            }
+            W(";\n                    (void)z;\n                    %s_ILV4(v0, v1, v2, v3, r0, r1, r2, r3);\n                }\n", P);
+            if (u + 3 < n) W("                {\n                    const int32_t wv = %s_W4(wc + %d);\n", P, u);
+            else {
+                W("                {\n                    const int32_t wv = (int32_t)((uint32_t)(uint8_t)wc[%d]", u);
+                for (int r = 1; u + r < n; r++) W(" | (uint32_t)(uint8_t)wc[%d] << %d", u + r, 8 * r);
+                W(");\n");
+            }
+            W("                    %s_DP(a0, v0, wv); %s_DP(a1, v1, wv); %s_DP(a2, v2, wv); %s_DP(a3, v3, wv);\n"
+              "                }\n            }\n", P, P, P, P);
+        }
+        W("            %s_RQP(yp + i, a, %s_m%d[c], %s_s%d[c]);\n", P, P, i, P, i);
+    } else if (conv) {
         char in[64];
         snprintf(in, sizeof in, "%s_b%d[c]", P, i);
         acc_decl(s, "a", in);
@@ -798,7 +829,7 @@ static void emit_window_op(qs *s, int i, qsrc x) {
     if (k != VK_PLAIN) {
         W("#if %s_VEC\n", s->P);
         if (k == VK_GEMM) emit_conv_gemm(s, i, &g);
-        else emit_win(s, i, &g, ND(s, i)->op);
+        else emit_win(s, i, &g, ND(s, i)->op, 0);
         W("#else\n");
     }
     if (conv) emit_conv_plain(s, i, x);
@@ -876,8 +907,8 @@ static int write_op(qs *s, int i) {
     int k = op_srcs(s, i, r);
     int64_t vb;
     vgeom g;
-    int dot = nd->op == IR_OP_CONV2D && vec_kind(s, i, &g, &vb) == VK_GEMM;
-    if (dot) emit_conv_dot(s, i, &g);
+    int kind = nd->op == IR_OP_CONV2D ? vec_kind(s, i, &g, &vb) : VK_PLAIN, dot = kind != VK_PLAIN;
+    if (dot) emit_conv_dot(s, i, &g, kind);
     op_head(s, i, k);
     if (dot) W("#if %s_DOT\n    if (%s_DOT_ON) {\n        %s_op%d_d(y, x0, acc);\n        return;\n    }\n#endif\n", P, P, P, i);
     switch (nd->op) {
