@@ -578,11 +578,17 @@ static int emit_gemm_rows(qs *s, const vgeom *g) {
     else W("    int8_t *restrict Y = y;\n");
     W("    for (int j = 0; j < %d; j++) {\n", J);
     W("        const int c = j / %d, r = j / %d %% %d, t = j %% %d;\n", g->kh * g->kw, g->kw, g->kh, g->kw);
-    W("        for (int p = 0; p < %d; p++)\n            for (int q = 0; q < %d; q++) {\n", g->Pp, g->Q);
-    W("                const int h = p * %d - %d + r * %d, v = q * %d - %d + t * %d;\n", g->sh, g->ph, g->dh, g->sw, g->pw, g->dw);
-    W("                X[j * %d + p * %d + q] = (int8_t)(h >= 0 && h < %d && v >= 0 && v < %d ? %s%s(x0[(c * %d + h) * %d + v]) : 0);\n",
-      RS, g->Q, g->H, g->Wd, P, rdx(g->relu), g->H, g->Wd);
-    W("            }\n");
+    W("        const int q0 = %s_lo(%d - t * %d, %d), q1 = %s_hi(%d - t * %d, %d, %d); /* the columns inside */\n", P, g->pw, g->dw,
+      g->sw, P, g->Wd - 1 + g->pw, g->dw, g->sw, g->Q);
+    W("        for (int p = 0; p < %d; p++) {\n", g->Pp);
+    W("            int8_t *restrict xr = X + j * %d + p * %d;\n", RS, g->Q);
+    W("            const int h = p * %d - %d + r * %d;\n", g->sh, g->ph, g->dh);
+    W("            if (h < 0 || h >= %d) {\n                for (int q = 0; q < %d; q++) xr[q] = 0;\n                continue;\n            }\n",
+      g->H, g->Q);
+    W("            for (int q = 0; q < q0; q++) xr[q] = 0;\n");
+    W("            for (int q = q0; q < q1; q++) xr[q] = %s%s(x0[(c * %d + h) * %d + q * %d - %d + t * %d]);\n", P, rdx(g->relu), g->H,
+      g->Wd, g->sw, g->pw, g->dw);
+    W("            for (int q = q1; q < %d; q++) xr[q] = 0;\n        }\n", g->Q);
     if (RS > g->PQ) W("        for (int k = %d; k < %d; k++) X[j * %d + k] = 0;\n", g->PQ, RS, RS);
     W("    }\n");
     return 0;
