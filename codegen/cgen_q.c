@@ -601,6 +601,28 @@ static void emit_gemm_copy_out(qs *s, const vgeom *g, int direct) {
           g->RS);
 }
 
+/* The loops over tiles of KT output channels by NAME_VB pixels of a GEMM conv, each tile's
+ * weight rows w0.. and accumulators a0_0.. started at bias[k + u]. */
+static void emit_tile_head(qs *s, int i, const vgeom *g, int KT, const char *bias) {
+    const char *P = s->P;
+    char nm[16], in[64];
+    W("    for (int k = 0; k < %d; k += %d)\n", g->K, KT);
+    W("        for (int i0 = 0; i0 < %d; i0 += %s_VB) {\n", g->PQ, P);
+    W("            const int i = i0 + %s_VB <= %d ? i0 : %d - %s_VB;\n", P, g->RS, g->RS, P);
+    for (int u = 0; u < KT; u++) {
+        W("            const int8_t *restrict w%d = %s_w%d + (k + %d) * %d;\n", u, P, i, u, g->J);
+        snprintf(nm, sizeof nm, "a%d_", u);
+        snprintf(in, sizeof in, "%s[k + %d]", bias, u);
+        acc_decl(s, nm, in);
+    }
+}
+
+/* bk: the dot-product accumulators' starts (NAME_c<node> on x86, the bias on ARM) */
+static void emit_dot_bias_ptr(qs *s, int i) {
+    const char *P = s->P;
+    W("#if %s_DOT_U\n    const int32_t *restrict bk = %s_c%d;\n#else\n    const int32_t *restrict bk = %s_b%d;\n#endif\n", P, P, i, P, i);
+}
+
 /* A conv without groups: tiles of VK_KT output channels by NAME_VB pixels over its input
  * rows, taken in pairs (NAME_MAC2). A 1x1 stride-1 conv of 64 pixels or more reads its
  * input as it is; any other first gathers its rows (c, r, t) into the scratch, ReLU
@@ -612,16 +634,9 @@ static void emit_conv_gemm(qs *s, int i, const vgeom *g) {
     int KT = g->K % VK_KT == 0 ? VK_KT : 1, RS = g->RS, J = g->J;
     int direct = emit_gemm_rows(s, g);
     const char *relu = direct && g->relu ? "_VR" : "_VI";
-    char nm[16], in[64];
-    W("    for (int k = 0; k < %d; k += %d)\n", g->K, KT);
-    W("        for (int i0 = 0; i0 < %d; i0 += %s_VB) {\n", g->PQ, P);
-    W("            const int i = i0 + %s_VB <= %d ? i0 : %d - %s_VB;\n", P, RS, RS, P);
-    for (int u = 0; u < KT; u++) {
-        W("            const int8_t *restrict w%d = %s_w%d + (k + %d) * %d;\n", u, P, i, u, J);
-        snprintf(nm, sizeof nm, "a%d_", u);
-        snprintf(in, sizeof in, "%s_b%d[k + %d]", P, i, u);
-        acc_decl(s, nm, in);
-    }
+    char bias[32];
+    snprintf(bias, sizeof bias, "%s_b%d", P, i);
+    emit_tile_head(s, i, g, KT, bias);
     W("            int j = 0;\n");
     W("            for (; j + 1 < %d; j += 2) {\n", J);
     W("                const %s_vh ra = %s_LD(X + j * %d + i), rb = %s_LD(X + (j + 1) * %d + i);\n", P, P, RS, P, RS);
@@ -659,22 +674,12 @@ static void emit_conv_dot(qs *s, int i, const vgeom *g, int kind) {
         return;
     }
     int KT = g->K % 4 == 0 ? 4 : g->K % 2 == 0 ? 2 : 1, RS = g->RS, J = g->J, rem = J % 4;
-    char nm[16], in[64];
     W("\n#if %s_DOT\n%s_DOT_FN static void %s_op%d_d(int8_t *restrict y, const int8_t *restrict x0, int32_t *restrict acc) {\n", P,
       P, P, i);
     int direct = emit_gemm_rows(s, g);
     const char *relu = direct && g->relu ? "_VRB" : "_VIB";
-    W("#if %s_DOT_U\n    const int32_t *restrict bk = %s_c%d;\n#else\n    const int32_t *restrict bk = %s_b%d;\n#endif\n", P, P, i, P,
-      i);
-    W("    for (int k = 0; k < %d; k += %d)\n", g->K, KT);
-    W("        for (int i0 = 0; i0 < %d; i0 += %s_VB) {\n", g->PQ, P);
-    W("            const int i = i0 + %s_VB <= %d ? i0 : %d - %s_VB;\n", P, RS, RS, P);
-    for (int u = 0; u < KT; u++) {
-        W("            const int8_t *restrict w%d = %s_w%d + (k + %d) * %d;\n", u, P, i, u, J);
-        snprintf(nm, sizeof nm, "a%d_", u);
-        snprintf(in, sizeof in, "bk[k + %d]", u);
-        acc_decl(s, nm, in);
-    }
+    emit_dot_bias_ptr(s, i);
+    emit_tile_head(s, i, g, KT, "bk");
     W("            int j = 0;\n");
     W("            for (; j + 3 < %d; j += 4) {\n", J);
     W("                const int8_t *restrict xr = X + j * %d + i;\n", RS);
@@ -732,8 +737,7 @@ static void emit_win(qs *s, int i, const vgeom *g, int op, int dot) {
     W("    int8_t *restrict yp = xp + %lld;\n", (long long)(st * st * g->plane));
     W("    for (int i = 0; i < %lld; i++) xp[i] = %d; /* the border and the overread, once */\n", (long long)(st * st * g->plane),
       op == IR_OP_MAXPOOL ? -128 : 0);
-    if (conv && dot) W("#if %s_DOT_U\n    const int32_t *restrict bk = %s_c%d;\n#else\n    const int32_t *restrict bk = %s_b%d;\n#endif\n", P, P, i,
-                       P, i);
+    if (conv && dot) emit_dot_bias_ptr(s, i);
     W("    for (int c = 0; c < %d; c++) {\n", g->C);
     W("        for (int h = 0; h < %d; h++)\n", g->H);
     if (st == 1)
@@ -1016,7 +1020,10 @@ static void write_doc(qs *s) {
     if (!s->integer_only)
         W(" * %s_infer takes float input and gives float logits, quantising and scaling itself.\n", s->P);
     W(" * Build: cc -std=c99 -O2 -c %s.c (no libm, no C library call; a portable x86-64 build with\n"
-      " * glibc dispatches by the compiler's CPU model, -D%s_NO_DISPATCH turns that off). Not reentrant: threads call\n", s->P, s->P);
+      " * glibc dispatches by the compiler's CPU model, -D%s_NO_DISPATCH turns that off; convolutions\n"
+      " * run on dot-product instructions where the build targets them (AVX-512 VNNI, AVX-VNNI, aarch64\n"
+      " * +dotprod) or, in that portable build, where the machine has AVX-512 VNNI; -D%s_NO_DOT turns\n"
+      " * that off; every build computes the same integers). Not reentrant: threads call\n", s->P, s->P, s->P);
     W(" * the _with_arena entry points, each with its own %s_ARENA_BYTES aligned for int32_t.\n", s->P);
     W(" * They return 0, or -1 for a NULL pointer or a batch outside 1..%s_MAX_BATCH.\n */\n", s->P);
 }
