@@ -815,13 +815,21 @@ static void emit_win(qs *s, int i, const vgeom *g, int op, int dot) {
         int k = g->kh, H = g->H, Wd = g->Wd;
         W("        for (int p = 0; p < %d; p++) {\n", g->Pp);
         W("            const int h0 = p * %d - %d, rows = (h0 + %d < %d ? h0 + %d : %d) - (h0 > 0 ? h0 : 0);\n", st, g->ph, k, H, k, H);
+        /* columns qa..qb-1 have the whole window inside: in a row that has too, the vector result */
+        int qa = (g->pw + st - 1) / st, qb = (Wd - k + g->pw) / st + 1;
+        if (qb > g->Q) qb = g->Q;
+        if (qb < qa) qb = qa;
+        W("            int q0 = 0, q1 = 0;\n");
+        W("            if (rows == %d) {\n                q0 = %d, q1 = %d;\n", k, qa, qb);
+        W("                for (int q = q0; q < q1; q++) y[c * %d + p * %d + q] = yp[p * %d + q];\n            }\n", g->PQ, g->Q, Wh);
         W("            for (int q = 0; q < %d; q++) {\n", g->Q);
-        W("                const int w0 = q * %d - %d, n = rows * ((w0 + %d < %d ? w0 + %d : %d) - (w0 > 0 ? w0 : 0));\n", st, g->pw, k,
-          Wd, k, Wd);
-        W("                const int v = p * %d + q, sum = (v & 1 ? ao : ae)[v / 2];\n", Wh);
-        W("                y[c * %d + p * %d + q] = n == %d ? yp[v] : %s_q8(%s_rs((int64_t)sum * %s_m%d[n], %s_s%d[n]));\n", g->PQ, g->Q,
-          n, P, P, P, i, P, i);
-        W("            }\n        }\n");
+        W("                if (q == q0 && q1 > q0) q = q1;\n                if (q >= %d) break;\n", g->Q);
+        W("                {\n                    const int w0 = q * %d - %d, n = rows * ((w0 + %d < %d ? w0 + %d : %d) - (w0 > 0 ? w0 : 0));\n", st,
+          g->pw, k, Wd, k, Wd);
+        W("                    const int v = p * %d + q, sum = (v & 1 ? ao : ae)[v / 2];\n", Wh);
+        W("                    y[c * %d + p * %d + q] = n == %d ? yp[v] : %s_q8(%s_rs((int64_t)sum * %s_m%d[n], %s_s%d[n]));\n", g->PQ,
+          g->Q, n, P, P, P, i, P, i);
+        W("                }\n            }\n        }\n");
     } else {
         W("        for (int p = 0; p < %d; p++)\n            for (int q = 0; q < %d; q++) y[c * %d + p * %d + q] = yp[p * %d + q];\n",
           g->Pp, g->Q, g->PQ, g->Q, Wh);
