@@ -16,6 +16,8 @@
 #       RUN_DIR defaults to runs/fashion_mnist, CALIBRATE (training images for the
 #       activation ranges) to 256, N to 10000, RUNS to 200, ROUNDS to 3.
 # DARTSC_BUILD (default build) is the build directory holding dartsc; CC the compiler.
+# DARTSC_BASE, a second dartsc (another commit's, e.g. /work/main/build/dartsc), adds its
+# int8 C ("before"), built and timed the same way, interleaved in the same rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run="${1:-runs/fashion_mnist}"
@@ -35,6 +37,17 @@ export_as() { # KEY FLAGS...: dartsc export into $tmp/KEY, its messages into $tm
 export_as f
 export_as q --int8 --calibrate "$calib"
 export_as i --int8 --integer-only --calibrate "$calib"
+keys="f q"
+if [ -n "${DARTSC_BASE:-}" ]; then
+  "$DARTSC_BASE" export "$run" --int8 --calibrate "$calib" --c "$tmp/b" > "$tmp/b.log" 2>&1 || { cat "$tmp/b.log" >&2; exit 1; }
+  for t in native portable; do
+    fl="-std=c99 -O2"
+    [ "$t" = native ] && fl="$fl -march=native"
+    $cc $fl -I"$tmp/b" -c "$tmp/b/model.c" -o "$tmp/b/model-$t.o"
+    $cc $fl -I"$tmp/b" bench/cgen_time.c "$tmp/b/model-$t.o" -lm -o "$tmp/b/time-$t"
+  done
+  keys="f q b"
+fi
 for k in f q i; do
   drv=tests/ref/cgen_predict.c
   [ "$k" = i ] && drv=tests/ref/cgen_predict_q.c
@@ -52,7 +65,7 @@ echo "# $(date -u +%FT%TZ) $run (calibrated on $calib images): $(grep -m1 'model
 cat "$tmp/f.log" "$tmp/q.log" "$tmp/i.log" | sed 's/^/# /'
 .venv/bin/python tests/ref/check_int8.py "$tmp" "$n" > "$tmp/acc.json"
 for r in $(seq "$rounds"); do
-  for k in f q; do
+  for k in $keys; do
     for t in native portable; do
       "$tmp/$k/time-$t" 1 "$runs" | sed "s/^{\"impl\":\"dartsc-c\"/{\"impl\":\"$k-$t\"/"
     done
@@ -75,9 +88,11 @@ for k in "fqi":
     m = re.search(r"weights (\d+) bytes, activation arena (\d+) bytes", open("%s/%s.log" % (d, k)).read())
     fp[k] = (int(m.group(1)), int(m.group(2)))
 ms = {}
-for k in ("f", "q"):
+for k in ("f", "q", "b"):
     for t in ("native", "portable"):
-        ms[k, t] = statistics.median(x["cpu_median_ms"] for x in rows if x["impl"] == "%s-%s" % (k, t))
+        v = [x["cpu_median_ms"] for x in rows if x["impl"] == "%s-%s" % (k, t)]
+        if v:
+            ms[k, t] = statistics.median(v)
 pct = lambda v: "%.2f %%" % (100 * v)
 n = acc["n"]
 print("| %d test images | float C | int8 C | int8 integer-only C | onnxruntime, float ONNX | onnxruntime, QDQ ONNX |" % n)
@@ -97,4 +112,8 @@ print("| ONNX file (bytes) | | | | %s | %s |" % (size["f-onnx"], size["q-onnx"])
 for t in ("native", "portable"):
     print("| batch 1, -O2 %s (ms, thread CPU) | %.3f | %.3f (%.1f×) | | | |" % (
         "-march=native" if t == "native" else "portable", ms["f", t], ms["q", t], ms["q", t] / ms["f", t]))
+for t in ("native", "portable"):
+    if ("b", t) in ms:
+        print("| batch 1, -O2 %s, int8 C of DARTSC_BASE (ms, thread CPU) | | %.3f (%.1f×) | | | |" % (
+            "-march=native" if t == "native" else "portable", ms["b", t], ms["b", t] / ms["f", t]))
 PY

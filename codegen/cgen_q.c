@@ -350,6 +350,30 @@ static int mult1(qs *s, int node, double M, double acc_max, long long *m, int *s
 
 static float sc(const qs *s, int node) { return s->q.scale[node]; }
 
+/* The x86 dot-product path's accumulator starts for a GEMM conv (see write_dot_prelude):
+ * NAME_c<node>[k] = b[k] - 128 * sum_j w[k][j] modulo 2^32, behind NAME_DOT_U. Not counted
+ * in the weight bytes: the plain, generic-vector and ARM builds do not hold it. */
+static int write_dot_bias(qs *s, int i, const int8_t *wq, const long long *b, int K, int64_t per_k) {
+    int64_t vb;
+    vgeom g;
+    if (ND(s, i)->op != IR_OP_CONV2D || vec_kind(s, i, &g, &vb) == VK_PLAIN) return 0;
+    long long *c = malloc(sizeof *c * (size_t)K);
+    if (!c) return fail(s, "out of memory");
+    for (int k = 0; k < K; k++) {
+        long long sum = 0;
+        for (int64_t j = 0; j < per_k; j++) sum += wq[(int64_t)k * per_k + j];
+        uint32_t u = (uint32_t)(b[k] - 128 * sum); /* modulo 2^32 */
+        c[k] = u >= 0x80000000u ? (long long)u - 0x100000000LL : (long long)u;
+    }
+    int64_t wb = s->weight_bytes;
+    W("#if %s_DOT_U\n", s->P);
+    put_ints(s, "int32_t", 4, "c", i, c, K);
+    W("#endif\n");
+    s->weight_bytes = wb;
+    free(c);
+    return 0;
+}
+
 /* ---- constants ---------------------------------------------------------------------------------- */
 
 /* conv (BN folded) and linear: int8 weights per channel, int32 bias at s_x * s_w, multipliers. */
@@ -423,6 +447,7 @@ static int write_weights(qs *s, int i) {
         bmax = fmax(bmax, fabs((double)lv[k]));
     }
     put_ints(s, "int32_t", 4, "b", i, lv, K);
+    if (write_dot_bias(s, i, wq, lv, K, per_k)) goto out;
     double sy = i == s->out_owner ? s->q.logit_scale : sc(s, i);
     for (int k = 0; k < K; k++) M[k] = sx * sw[k] / sy;
     if (put_mults(s, i, M, K, (double)per_k * 127 * 128 + bmax)) goto out;
@@ -538,6 +563,66 @@ static void acc_decl(qs *s, const char *name, const char *init) {
       name, name, name);
 }
 
+/* The rows X the GEMM tiles read (the input itself, or its rows gathered into the
+ * scratch) and where they write Y; returns whether the input is read as it is. */
+static int emit_gemm_rows(qs *s, const vgeom *g) {
+    const char *P = s->P;
+    int RS = g->RS, J = g->J;
+    int direct = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 && g->PQ >= 64;
+    if (direct) {
+        W("    const int8_t *restrict X = x0;\n    int8_t *restrict Y = y;\n    (void)acc;\n");
+        return 1;
+    }
+    W("    int8_t *restrict X = (int8_t *)acc; /* row (c, r, t) holds every output pixel's tap */\n");
+    if (g->PQ < 64) W("    int8_t *restrict Y = X + %lld; /* the outputs, rows of %d */\n", (long long)J * RS, RS);
+    else W("    int8_t *restrict Y = y;\n");
+    W("    for (int j = 0; j < %d; j++) {\n", J);
+    W("        const int c = j / %d, r = j / %d %% %d, t = j %% %d;\n", g->kh * g->kw, g->kw, g->kh, g->kw);
+    W("        const int q0 = %s_lo(%d - t * %d, %d), q1 = %s_hi(%d - t * %d, %d, %d); /* the columns inside */\n", P, g->pw, g->dw,
+      g->sw, P, g->Wd - 1 + g->pw, g->dw, g->sw, g->Q);
+    W("        for (int p = 0; p < %d; p++) {\n", g->Pp);
+    W("            int8_t *restrict xr = X + j * %d + p * %d;\n", RS, g->Q);
+    W("            const int h = p * %d - %d + r * %d;\n", g->sh, g->ph, g->dh);
+    W("            if (h < 0 || h >= %d) {\n                for (int q = 0; q < %d; q++) xr[q] = 0;\n                continue;\n            }\n",
+      g->H, g->Q);
+    W("            for (int q = 0; q < q0; q++) xr[q] = 0;\n");
+    W("            for (int q = q0; q < q1; q++) xr[q] = %s%s(x0[(c * %d + h) * %d + q * %d - %d + t * %d]);\n", P, rdx(g->relu), g->H,
+      g->Wd, g->sw, g->pw, g->dw);
+    W("            for (int q = q1; q < %d; q++) xr[q] = 0;\n        }\n", g->Q);
+    if (RS > g->PQ) W("        for (int k = %d; k < %d; k++) X[j * %d + k] = 0;\n", g->PQ, RS, RS);
+    W("    }\n");
+    return 0;
+}
+
+/* The outputs of a tile written into the scratch (PQ < 64) copied out. */
+static void emit_gemm_copy_out(qs *s, const vgeom *g, int direct) {
+    if (!direct && g->PQ < 64)
+        W("    for (int k = 0; k < %d; k++)\n        for (int i = 0; i < %d; i++) y[k * %d + i] = Y[k * %d + i];\n", g->K, g->PQ, g->PQ,
+          g->RS);
+}
+
+/* The loops over tiles of KT output channels by NAME_VB pixels of a GEMM conv, each tile's
+ * weight rows w0.. and accumulators a0_0.. started at bias[k + u]. */
+static void emit_tile_head(qs *s, int i, const vgeom *g, int KT, const char *bias) {
+    const char *P = s->P;
+    char nm[16], in[64];
+    W("    for (int k = 0; k < %d; k += %d)\n", g->K, KT);
+    W("        for (int i0 = 0; i0 < %d; i0 += %s_VB) {\n", g->PQ, P);
+    W("            const int i = i0 + %s_VB <= %d ? i0 : %d - %s_VB;\n", P, g->RS, g->RS, P);
+    for (int u = 0; u < KT; u++) {
+        W("            const int8_t *restrict w%d = %s_w%d + (k + %d) * %d;\n", u, P, i, u, g->J);
+        snprintf(nm, sizeof nm, "a%d_", u);
+        snprintf(in, sizeof in, "%s[k + %d]", bias, u);
+        acc_decl(s, nm, in);
+    }
+}
+
+/* bk: the dot-product accumulators' starts (NAME_c<node> on x86, the bias on ARM) */
+static void emit_dot_bias_ptr(qs *s, int i) {
+    const char *P = s->P;
+    W("#if %s_DOT_U\n    const int32_t *restrict bk = %s_c%d;\n#else\n    const int32_t *restrict bk = %s_b%d;\n#endif\n", P, P, i, P, i);
+}
+
 /* A conv without groups: tiles of VK_KT output channels by NAME_VB pixels over its input
  * rows, taken in pairs (NAME_MAC2). A 1x1 stride-1 conv of 64 pixels or more reads its
  * input as it is; any other first gathers its rows (c, r, t) into the scratch, ReLU
@@ -547,34 +632,11 @@ static void acc_decl(qs *s, const char *name, const char *init) {
 static void emit_conv_gemm(qs *s, int i, const vgeom *g) {
     const char *P = s->P;
     int KT = g->K % VK_KT == 0 ? VK_KT : 1, RS = g->RS, J = g->J;
-    int direct = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 && g->PQ >= 64;
+    int direct = emit_gemm_rows(s, g);
     const char *relu = direct && g->relu ? "_VR" : "_VI";
-    char nm[16], in[64];
-    if (direct) {
-        W("    const int8_t *restrict X = x0;\n    int8_t *restrict Y = y;\n    (void)acc;\n");
-    } else {
-        W("    int8_t *restrict X = (int8_t *)acc; /* row (c, r, t) holds every output pixel's tap */\n");
-        if (g->PQ < 64) W("    int8_t *restrict Y = X + %lld; /* the outputs, rows of %d */\n", (long long)J * RS, RS);
-        else W("    int8_t *restrict Y = y;\n");
-        W("    for (int j = 0; j < %d; j++) {\n", J);
-        W("        const int c = j / %d, r = j / %d %% %d, t = j %% %d;\n", g->kh * g->kw, g->kw, g->kh, g->kw);
-        W("        for (int p = 0; p < %d; p++)\n            for (int q = 0; q < %d; q++) {\n", g->Pp, g->Q);
-        W("                const int h = p * %d - %d + r * %d, v = q * %d - %d + t * %d;\n", g->sh, g->ph, g->dh, g->sw, g->pw, g->dw);
-        W("                X[j * %d + p * %d + q] = (int8_t)(h >= 0 && h < %d && v >= 0 && v < %d ? %s%s(x0[(c * %d + h) * %d + v]) : 0);\n",
-          RS, g->Q, g->H, g->Wd, P, rdx(g->relu), g->H, g->Wd);
-        W("            }\n");
-        if (RS > g->PQ) W("        for (int k = %d; k < %d; k++) X[j * %d + k] = 0;\n", g->PQ, RS, RS);
-        W("    }\n");
-    }
-    W("    for (int k = 0; k < %d; k += %d)\n", g->K, KT);
-    W("        for (int i0 = 0; i0 < %d; i0 += %s_VB) {\n", g->PQ, P);
-    W("            const int i = i0 + %s_VB <= %d ? i0 : %d - %s_VB;\n", P, RS, RS, P);
-    for (int u = 0; u < KT; u++) {
-        W("            const int8_t *restrict w%d = %s_w%d + (k + %d) * %d;\n", u, P, i, u, J);
-        snprintf(nm, sizeof nm, "a%d_", u);
-        snprintf(in, sizeof in, "%s_b%d[k + %d]", P, i, u);
-        acc_decl(s, nm, in);
-    }
+    char bias[32];
+    snprintf(bias, sizeof bias, "%s_b%d", P, i);
+    emit_tile_head(s, i, g, KT, bias);
     W("            int j = 0;\n");
     W("            for (; j + 1 < %d; j += 2) {\n", J);
     W("                const %s_vh ra = %s_LD(X + j * %d + i), rb = %s_LD(X + (j + 1) * %d + i);\n", P, P, RS, P, RS);
@@ -591,9 +653,69 @@ static void emit_conv_gemm(qs *s, int i, const vgeom *g) {
     for (int u = 0; u < KT; u++)
         W("            %s_RQ4(Y + (k + %d) * %d + i, a%d_, %s_m%d[k + %d], %s_s%d[k + %d]);\n", P, u, RS, u, P, i, u, P, i, u);
     W("        }\n");
-    if (!direct && g->PQ < 64)
-        W("    for (int k = 0; k < %d; k++)\n        for (int i = 0; i < %d; i++) y[k * %d + i] = Y[k * %d + i];\n", g->K, g->PQ, g->PQ,
-          RS);
+    emit_gemm_copy_out(s, g, direct);
+}
+
+/* The same conv on dot products (NAME_DOT, see write_dot_prelude): tiles of up to 4 output
+ * channels by NAME_VB pixels, the rows taken four at a time, interleaved (NAME_ILV4) and
+ * multiplied by the four weights w[k][j..j+3] (NAME_W4) in one instruction per accumulator
+ * (NAME_DP); when J is not a multiple of 4 the last group's missing rows are 0 (after the
+ * bias: no product) and its weight word holds only the weights there are. Its own static
+ * function NAME_op<node>_d, which NAME_op<node> calls where NAME_DOT_ON holds. */
+static void emit_win(qs *s, int i, const vgeom *g, int op, int dot);
+
+static void emit_conv_dot(qs *s, int i, const vgeom *g, int kind) {
+    const char *P = s->P;
+    if (kind == VK_WIN) { /* a depthwise conv: emit_win's planes, the taps on dot products */
+        W("\n#if %s_DOT\n%s_DOT_FN static void %s_op%d_d(int8_t *restrict y, const int8_t *restrict x0, int32_t *restrict acc) {\n",
+          P, P, P, i);
+        emit_win(s, i, g, IR_OP_CONV2D, 1);
+        W("}\n#endif\n");
+        return;
+    }
+    int KT = g->K % 4 == 0 ? 4 : g->K % 2 == 0 ? 2 : 1, RS = g->RS, J = g->J, rem = J % 4;
+    W("\n#if %s_DOT\n%s_DOT_FN static void %s_op%d_d(int8_t *restrict y, const int8_t *restrict x0, int32_t *restrict acc) {\n", P,
+      P, P, i);
+    int direct = emit_gemm_rows(s, g);
+    const char *relu = direct && g->relu ? "_VRB" : "_VIB";
+    emit_dot_bias_ptr(s, i);
+    emit_tile_head(s, i, g, KT, "bk");
+    W("            int j = 0;\n");
+    W("            for (; j + 3 < %d; j += 4) {\n", J);
+    W("                const int8_t *restrict xr = X + j * %d + i;\n", RS);
+    W("                %s_vi v0, v1, v2, v3;\n", P);
+    W("                {\n                    const %s_vb r0 = %s_BIAS(%s%s(%s_LDB(xr))), r1 = %s_BIAS(%s%s(%s_LDB(xr + %d)));\n", P, P, P,
+      relu, P, P, P, relu, P, RS);
+    W("                    const %s_vb r2 = %s_BIAS(%s%s(%s_LDB(xr + %d))), r3 = %s_BIAS(%s%s(%s_LDB(xr + %d)));\n", P, P, P, relu,
+      P, 2 * RS, P, P, relu, P, 3 * RS);
+    W("                    %s_ILV4(v0, v1, v2, v3, r0, r1, r2, r3);\n                }\n", P);
+    for (int u = 0; u < KT; u++)
+        W("                {\n                    const int32_t wv = %s_W4(w%d + j);\n"
+          "                    %s_DP(a%d_0, v0, wv); %s_DP(a%d_1, v1, wv); %s_DP(a%d_2, v2, wv); %s_DP(a%d_3, v3, wv);\n"
+          "                }\n", P, u, P, u, P, u, P, u, P, u);
+    W("            }\n");
+    if (rem) {
+        W("            {\n                const int8_t *restrict xr = X + j * %d + i;\n", RS);
+        W("                %s_vi v0, v1, v2, v3;\n", P);
+        W("                {\n                    const %s_vb z = (%s_vb){0}", P, P);
+        for (int r = 0; r < 4; r++) {
+            if (r < rem) W(", r%d = %s_BIAS(%s%s(%s_LDB(xr + %d)))", r, P, P, relu, P, r * RS);
+            else W(", r%d = z", r);
+        }
+        W(";\n                    %s_ILV4(v0, v1, v2, v3, r0, r1, r2, r3);\n                }\n", P);
+        for (int u = 0; u < KT; u++) {
+            W("                {\n                    const int32_t wv = (int32_t)((uint32_t)(uint8_t)w%d[j]", u);
+            for (int r = 1; r < rem; r++) W(" | (uint32_t)(uint8_t)w%d[j + %d] << %d", u, r, 8 * r);
+            W(");\n                    %s_DP(a%d_0, v0, wv); %s_DP(a%d_1, v1, wv); %s_DP(a%d_2, v2, wv); %s_DP(a%d_3, v3, wv);\n"
+              "                }\n", P, u, P, u, P, u, P, u);
+        }
+        W("            }\n");
+    }
+    for (int u = 0; u < KT; u++)
+        W("            %s_RQP(Y + (k + %d) * %d + i, a%d_, %s_m%d[k + %d], %s_s%d[k + %d]);\n", P, u, RS, u, P, i, u, P, i, u);
+    W("        }\n");
+    emit_gemm_copy_out(s, g, direct);
+    W("}\n#endif\n");
 }
 
 /* Depthwise convs and pools at stride 1 or 2 (VK_WIN): per channel the input, padded on
@@ -605,7 +727,7 @@ static void emit_conv_gemm(qs *s, int i, const vgeom *g) {
  * through NAME_MAC2; max pools compare int8 lanes; avg pools sum even and odd pixels in
  * int16 lanes (k * k * 128 < 32,768) into two planes and requantise by each window's
  * in-bounds count as the plain loops do. */
-static void emit_win(qs *s, int i, const vgeom *g, int op) {
+static void emit_win(qs *s, int i, const vgeom *g, int op, int dot) {
     const char *P = s->P;
     int conv = op == IR_OP_CONV2D, avg = op == IR_OP_AVGPOOL, st = g->st, Wh = g->Wh, n = g->kh * g->kw;
     if (avg) W("    int16_t *restrict ae = (int16_t *)acc, *restrict ao = ae + %lld; /* even and odd pixels' sums */\n",
@@ -615,6 +737,7 @@ static void emit_win(qs *s, int i, const vgeom *g, int op) {
     W("    int8_t *restrict yp = xp + %lld;\n", (long long)(st * st * g->plane));
     W("    for (int i = 0; i < %lld; i++) xp[i] = %d; /* the border and the overread, once */\n", (long long)(st * st * g->plane),
       op == IR_OP_MAXPOOL ? -128 : 0);
+    if (conv && dot) emit_dot_bias_ptr(s, i);
     W("    for (int c = 0; c < %d; c++) {\n", g->C);
     W("        for (int h = 0; h < %d; h++)\n", g->H);
     if (st == 1)
@@ -638,7 +761,27 @@ static void emit_win(qs *s, int i, const vgeom *g, int op) {
         int r = u / g->kw * g->dh, t = u % g->kw * g->dw;
         off[u] = (int64_t)(r % st * st + t % st) * g->plane + r / st * Wh + t / st;
     }
-    if (conv) {
+    if (conv && dot) { /* four taps per instruction: their shifted rows interleaved, as the GEMM's */
+        acc_decl(s, "a", "bk[c]");
+        for (int u = 0; u < n; u += 4) {
+            W("            {\n                %s_vi v0, v1, v2, v3;\n                {\n", P);
+            W("                    const %s_vb z = (%s_vb){0}", P, P);
+            for (int r = 0; r < 4; r++) {
+                if (u + r < n) W(", r%d = %s_BIAS(%s_LDB(xp + i + %lld))", r, P, P, (long long)off[u + r]);
+                else W(", r%d = z", r);
+            }
+            W(";\n                    (void)z;\n                    %s_ILV4(v0, v1, v2, v3, r0, r1, r2, r3);\n                }\n", P);
+            if (u + 3 < n) W("                {\n                    const int32_t wv = %s_W4(wc + %d);\n", P, u);
+            else {
+                W("                {\n                    const int32_t wv = (int32_t)((uint32_t)(uint8_t)wc[%d]", u);
+                for (int r = 1; u + r < n; r++) W(" | (uint32_t)(uint8_t)wc[%d] << %d", u + r, 8 * r);
+                W(");\n");
+            }
+            W("                    %s_DP(a0, v0, wv); %s_DP(a1, v1, wv); %s_DP(a2, v2, wv); %s_DP(a3, v3, wv);\n"
+              "                }\n            }\n", P, P, P, P);
+        }
+        W("            %s_RQP(yp + i, a, %s_m%d[c], %s_s%d[c]);\n", P, P, i, P, i);
+    } else if (conv) {
         char in[64];
         snprintf(in, sizeof in, "%s_b%d[c]", P, i);
         acc_decl(s, "a", in);
@@ -672,13 +815,21 @@ static void emit_win(qs *s, int i, const vgeom *g, int op) {
         int k = g->kh, H = g->H, Wd = g->Wd;
         W("        for (int p = 0; p < %d; p++) {\n", g->Pp);
         W("            const int h0 = p * %d - %d, rows = (h0 + %d < %d ? h0 + %d : %d) - (h0 > 0 ? h0 : 0);\n", st, g->ph, k, H, k, H);
+        /* columns qa..qb-1 have the whole window inside: in a row that has too, the vector result */
+        int qa = (g->pw + st - 1) / st, qb = (Wd - k + g->pw) / st + 1;
+        if (qb > g->Q) qb = g->Q;
+        if (qb < qa) qb = qa;
+        W("            int q0 = 0, q1 = 0;\n");
+        W("            if (rows == %d) {\n                q0 = %d, q1 = %d;\n", k, qa, qb);
+        W("                for (int q = q0; q < q1; q++) y[c * %d + p * %d + q] = yp[p * %d + q];\n            }\n", g->PQ, g->Q, Wh);
         W("            for (int q = 0; q < %d; q++) {\n", g->Q);
-        W("                const int w0 = q * %d - %d, n = rows * ((w0 + %d < %d ? w0 + %d : %d) - (w0 > 0 ? w0 : 0));\n", st, g->pw, k,
-          Wd, k, Wd);
-        W("                const int v = p * %d + q, sum = (v & 1 ? ao : ae)[v / 2];\n", Wh);
-        W("                y[c * %d + p * %d + q] = n == %d ? yp[v] : %s_q8(%s_rs((int64_t)sum * %s_m%d[n], %s_s%d[n]));\n", g->PQ, g->Q,
-          n, P, P, P, i, P, i);
-        W("            }\n        }\n");
+        W("                if (q == q0 && q1 > q0) q = q1;\n                if (q >= %d) break;\n", g->Q);
+        W("                {\n                    const int w0 = q * %d - %d, n = rows * ((w0 + %d < %d ? w0 + %d : %d) - (w0 > 0 ? w0 : 0));\n", st,
+          g->pw, k, Wd, k, Wd);
+        W("                    const int v = p * %d + q, sum = (v & 1 ? ao : ae)[v / 2];\n", Wh);
+        W("                    y[c * %d + p * %d + q] = n == %d ? yp[v] : %s_q8(%s_rs((int64_t)sum * %s_m%d[n], %s_s%d[n]));\n", g->PQ,
+          g->Q, n, P, P, P, i, P, i);
+        W("                }\n            }\n        }\n");
     } else {
         W("        for (int p = 0; p < %d; p++)\n            for (int q = 0; q < %d; q++) y[c * %d + p * %d + q] = yp[p * %d + q];\n",
           g->Pp, g->Q, g->PQ, g->Q, Wh);
@@ -696,7 +847,7 @@ static void emit_window_op(qs *s, int i, qsrc x) {
     if (k != VK_PLAIN) {
         W("#if %s_VEC\n", s->P);
         if (k == VK_GEMM) emit_conv_gemm(s, i, &g);
-        else emit_win(s, i, &g, ND(s, i)->op);
+        else emit_win(s, i, &g, ND(s, i)->op, 0);
         W("#else\n");
     }
     if (conv) emit_conv_plain(s, i, x);
@@ -772,7 +923,12 @@ static int write_op(qs *s, int i) {
     const char *P = s->P;
     qsrc r[MAX_SRC];
     int k = op_srcs(s, i, r);
+    int64_t vb;
+    vgeom g;
+    int kind = nd->op == IR_OP_CONV2D ? vec_kind(s, i, &g, &vb) : VK_PLAIN, dot = kind != VK_PLAIN;
+    if (dot) emit_conv_dot(s, i, &g, kind);
     op_head(s, i, k);
+    if (dot) W("#if %s_DOT\n    if (%s_DOT_ON) {\n        %s_op%d_d(y, x0, acc);\n        return;\n    }\n#endif\n", P, P, P, i);
     switch (nd->op) {
     case IR_OP_CONV2D: case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: emit_window_op(s, i, r[0]); return 0;
     case IR_OP_ADD: case IR_OP_MEAN: return emit_sum(s, i, r, k);
@@ -872,7 +1028,10 @@ static void write_doc(qs *s) {
     if (!s->integer_only)
         W(" * %s_infer takes float input and gives float logits, quantising and scaling itself.\n", s->P);
     W(" * Build: cc -std=c99 -O2 -c %s.c (no libm, no C library call; a portable x86-64 build with\n"
-      " * glibc dispatches by the compiler's CPU model, -D%s_NO_DISPATCH turns that off). Not reentrant: threads call\n", s->P, s->P);
+      " * glibc dispatches by the compiler's CPU model, -D%s_NO_DISPATCH turns that off; convolutions\n"
+      " * run on dot-product instructions where the build targets them (AVX-512 VNNI, AVX-VNNI, aarch64\n"
+      " * +dotprod) or, in that portable build, where the machine has AVX-512 VNNI; -D%s_NO_DOT turns\n"
+      " * that off; every build computes the same integers). Not reentrant: threads call\n", s->P, s->P, s->P);
     W(" * the _with_arena entry points, each with its own %s_ARENA_BYTES aligned for int32_t.\n", s->P);
     W(" * They return 0, or -1 for a NULL pointer or a batch outside 1..%s_MAX_BATCH.\n */\n", s->P);
 }
@@ -903,6 +1062,109 @@ static int write_header(qs *s) {
     W("extern const char *const %s_class_names[%s_NUM_CLASSES];\n", P, P);
     W("\n#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
     return 0;
+}
+
+/* Text with every '@' written as the model's name. */
+static void put_named(qs *s, const char *t) {
+    for (; *t; t++)
+        if (*t == '@') fputs(s->P, s->f);
+        else fputc(*t, s->f);
+}
+
+/* The dot-product path (NAME_DOT, inside NAME_VEC): the convolutions run as GEMM tiles
+ * (emit_conv_dot) on the instructions that sum four int8 products into each int32 lane:
+ * AVX-512 VNNI vpdpbusd (64-byte vectors), AVX-VNNI (32), aarch64's sdot (16); and in a
+ * portable x86-64 build, a clone for AVX-512 VNNI chosen at run time. vpdpbusd multiplies
+ * unsigned by signed bytes, so on x86 the activations enter biased by 128 (x ^ 0x80) and
+ * the accumulators start at b[k] - 128 * sum_j w[k][j] (NAME_c<node>, modulo 2^32: the
+ * lanes wrap, so the sum is the plain loops' wherever theirs fits in int32). */
+static void write_dot_prelude(qs *s) {
+    put_named(s,
+      "/* Dot products: @_ILV4 interleaves four rows of @_VB bytes so that int32 lane m of d0..d3 holds\n"
+      " * the four rows' bytes of one pixel (per 16-byte block b of the rows: d0 pixels 16b + 0..3, d1\n"
+      " * 16b + 4..7, d2 16b + 8..11, d3 16b + 12..15); @_DP adds to each lane the dot product of its four\n"
+      " * bytes with those of w; @_PK4 stores four int32 vectors of values in [-128, 127] as @_VB bytes\n"
+      " * in the pixel order @_ILV4 took them. */\n"
+      "#if !defined(@_NO_DOT) && defined(__AVX512VNNI__) && defined(__AVX512BW__) && @_VB == 64\n"
+      "#define @_DOT 1\n#define @_DOT_X512 1\n#define @_DOT_ON 1\n#define @_DOT_FN\n"
+      "#elif !defined(@_NO_DOT) && defined(__AVXVNNI__) && defined(__AVX2__) && @_VB == 32\n"
+      "#define @_DOT 1\n#define @_DOT_X256 1\n#define @_DOT_ON 1\n#define @_DOT_FN\n"
+      "#elif !defined(@_NO_DOT) && defined(__ARM_FEATURE_DOTPROD) && defined(__aarch64__) && @_VB == 16\n"
+      "#define @_DOT 1\n#define @_DOT_ON 1\n#define @_DOT_FN\n"
+      "#elif !defined(@_NO_DOT) && defined(@_CLONES) && @_VB == 64 && \\\n"
+      "    ((defined(__clang__) && __clang_major__ >= 8) || (!defined(__clang__) && __GNUC__ >= 11))\n"
+      "#define @_DOT 1\n#define @_DOT_X512 1\n"
+      "#define @_DOT_ON (__builtin_cpu_supports(\"avx512vnni\") && __builtin_cpu_supports(\"avx512bw\"))\n"
+      "#define @_DOT_FN __attribute__((target(\"avx512f,avx512bw,avx512vnni\")))\n"
+      "#endif\n"
+      "#if @_DOT && defined(__aarch64__)\n"
+      "#include <arm_neon.h>\n"
+      "#define @_DOT_U 0 /* sdot: signed by signed */\n"
+      "#define @_ILV4(d0, d1, d2, d3, r0, r1, r2, r3) do { \\\n"
+      "    const int8x16_t a_ = vzip1q_s8((int8x16_t)(r0), (int8x16_t)(r1)), b_ = vzip2q_s8((int8x16_t)(r0), (int8x16_t)(r1)); \\\n"
+      "    const int8x16_t c_ = vzip1q_s8((int8x16_t)(r2), (int8x16_t)(r3)), e_ = vzip2q_s8((int8x16_t)(r2), (int8x16_t)(r3)); \\\n"
+      "    d0 = (@_vi)vzip1q_s16(vreinterpretq_s16_s8(a_), vreinterpretq_s16_s8(c_)); \\\n"
+      "    d1 = (@_vi)vzip2q_s16(vreinterpretq_s16_s8(a_), vreinterpretq_s16_s8(c_)); \\\n"
+      "    d2 = (@_vi)vzip1q_s16(vreinterpretq_s16_s8(b_), vreinterpretq_s16_s8(e_)); \\\n"
+      "    d3 = (@_vi)vzip2q_s16(vreinterpretq_s16_s8(b_), vreinterpretq_s16_s8(e_)); \\\n"
+      "} while (0)\n"
+      "#define @_DP(a, v, w) ((a) = (@_vi)vdotq_s32((int32x4_t)(a), (int8x16_t)(v), vreinterpretq_s8_s32(vdupq_n_s32(w))))\n"
+      "#define @_PK4(p, q0, q1, q2, q3) (*(@_vbu *)(p) = (@_vb)vcombine_s8( \\\n"
+      "    vqmovn_s16(vcombine_s16(vqmovn_s32((int32x4_t)(q0)), vqmovn_s32((int32x4_t)(q1)))), \\\n"
+      "    vqmovn_s16(vcombine_s16(vqmovn_s32((int32x4_t)(q2)), vqmovn_s32((int32x4_t)(q3))))))\n"
+      "#elif @_DOT\n"
+      "#include <immintrin.h>\n"
+      "#define @_DOT_U 1 /* vpdpbusd: unsigned by signed */\n"
+      "#if defined(@_DOT_X512)\n"
+      "#define @_XV(v) ((__m512i)(v))\n"
+      "#define @_ILV4(d0, d1, d2, d3, r0, r1, r2, r3) do { \\\n"
+      "    const __m512i a_ = _mm512_unpacklo_epi8(@_XV(r0), @_XV(r1)), b_ = _mm512_unpackhi_epi8(@_XV(r0), @_XV(r1)); \\\n"
+      "    const __m512i c_ = _mm512_unpacklo_epi8(@_XV(r2), @_XV(r3)), e_ = _mm512_unpackhi_epi8(@_XV(r2), @_XV(r3)); \\\n"
+      "    d0 = (@_vi)_mm512_unpacklo_epi16(a_, c_); d1 = (@_vi)_mm512_unpackhi_epi16(a_, c_); \\\n"
+      "    d2 = (@_vi)_mm512_unpacklo_epi16(b_, e_); d3 = (@_vi)_mm512_unpackhi_epi16(b_, e_); \\\n"
+      "} while (0)\n"
+      "#define @_DP(a, v, w) ((a) = (@_vi)_mm512_dpbusd_epi32(@_XV(a), @_XV(v), _mm512_set1_epi32(w)))\n"
+      "#define @_PK4(p, q0, q1, q2, q3) (*(@_vbu *)(p) = (@_vb)_mm512_packs_epi16( \\\n"
+      "    _mm512_packs_epi32(@_XV(q0), @_XV(q1)), _mm512_packs_epi32(@_XV(q2), @_XV(q3))))\n"
+      "/* @_RQ on AVX-512F: |a| * m as unsigned 32 x 32 -> 64-bit products (even and odd lanes), the\n"
+      " * same rounding on the magnitude, clamped to 128 (or 127 for a positive a), the sign put back */\n"
+      "#define @_RQX(out, a, m, s) do { \\\n"
+      "    const __m512i v_ = @_XV(a), u_ = _mm512_abs_epi32(v_), m_ = _mm512_set1_epi32(m); \\\n"
+      "    const __m512i r_ = _mm512_set1_epi64((long long)1 << ((s) - 1)), c_ = _mm512_set1_epi64(128); \\\n"
+      "    const __m128i s_ = _mm_cvtsi32_si128(s); \\\n"
+      "    const __m512i e_ = _mm512_min_epu64(_mm512_srl_epi64(_mm512_add_epi64(_mm512_mul_epu32(u_, m_), r_), s_), c_); \\\n"
+      "    const __m512i o_ = _mm512_min_epu64(_mm512_srl_epi64(_mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(u_, 32), m_), r_), s_), c_); \\\n"
+      "    const __m512i q_ = _mm512_or_si512(e_, _mm512_slli_epi64(o_, 32)); \\\n"
+      "    out = (@_vi)_mm512_mask_sub_epi32(_mm512_min_epu32(q_, _mm512_set1_epi32(127)), \\\n"
+      "                                       _mm512_cmplt_epi32_mask(v_, _mm512_setzero_si512()), _mm512_setzero_si512(), q_); \\\n"
+      "} while (0)\n"
+      "#else\n"
+      "#define @_XV(v) ((__m256i)(v))\n"
+      "#define @_ILV4(d0, d1, d2, d3, r0, r1, r2, r3) do { \\\n"
+      "    const __m256i a_ = _mm256_unpacklo_epi8(@_XV(r0), @_XV(r1)), b_ = _mm256_unpackhi_epi8(@_XV(r0), @_XV(r1)); \\\n"
+      "    const __m256i c_ = _mm256_unpacklo_epi8(@_XV(r2), @_XV(r3)), e_ = _mm256_unpackhi_epi8(@_XV(r2), @_XV(r3)); \\\n"
+      "    d0 = (@_vi)_mm256_unpacklo_epi16(a_, c_); d1 = (@_vi)_mm256_unpackhi_epi16(a_, c_); \\\n"
+      "    d2 = (@_vi)_mm256_unpacklo_epi16(b_, e_); d3 = (@_vi)_mm256_unpackhi_epi16(b_, e_); \\\n"
+      "} while (0)\n"
+      "#define @_DP(a, v, w) ((a) = (@_vi)_mm256_dpbusd_avx_epi32(@_XV(a), @_XV(v), _mm256_set1_epi32(w)))\n"
+      "#define @_PK4(p, q0, q1, q2, q3) (*(@_vbu *)(p) = (@_vb)_mm256_packs_epi16( \\\n"
+      "    _mm256_packs_epi32(@_XV(q0), @_XV(q1)), _mm256_packs_epi32(@_XV(q2), @_XV(q3))))\n"
+      "#endif\n"
+      "#endif\n"
+      "#if @_DOT\n"
+      "typedef int32_t @_i32u __attribute__((aligned(1), may_alias));\n"
+      "#define @_W4(p) (*(const @_i32u *)(p)) /* four weights, little-endian */\n"
+      "/* the rows as @_DP takes them: ReLU applied or not (@_VRB, @_VIB), biased to unsigned on x86 */\n"
+      "#define @_VRB(v) ((v) & (@_vb)((v) > 0))\n#define @_VIB(v) (v)\n"
+      "#define @_BIAS(v) ((v) ^ ((@_vb){0} + (int8_t)(@_DOT_U ? -128 : 0)))\n"
+      "/* @_VB int8 outputs at yv from the accumulators A##0..A##3, requantised */\n"
+      "#ifndef @_RQX\n#define @_RQX @_RQ\n#endif\n"
+      "#define @_RQP(yv, A, m, s) do { \\\n"
+      "    @_vi q0_, q1_, q2_, q3_; \\\n"
+      "    @_RQX(q0_, A##0, m, s); @_RQX(q1_, A##1, m, s); @_RQX(q2_, A##2, m, s); @_RQX(q3_, A##3, m, s); \\\n"
+      "    @_PK4(yv, q0_, q1_, q2_, q3_); \\\n"
+      "} while (0)\n"
+      "#endif\n");
 }
 
 static void write_prelude(qs *s) {
@@ -992,7 +1254,9 @@ static void write_prelude(qs *s) {
       "    %s_RQ(q0_, A##0, m, s); %s_RQ(q1_, A##1, m, s); %s_RQ(q2_, A##2, m, s); %s_RQ(q3_, A##3, m, s); \\\n"
       "    %s_ST4(yv, q0_, q1_, q2_, q3_); \\\n"
       "} while (0)\n", P, P, P, P, P, P, P);
+    write_dot_prelude(s);
     W("#else\n#define %s_VEC 0\n#endif\n#ifndef %s_CLONES\n#define %s_CLONES\n#endif\n", P, P, P);
+    W("#ifndef %s_DOT\n#define %s_DOT 0\n#define %s_DOT_U 0\n#endif\n", P, P, P);
     W("#define %s_I(v) (v)\n\n", P);
 }
 

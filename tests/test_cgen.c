@@ -772,9 +772,13 @@ Test(cgen, freestanding_object_needs_only_libm_and_the_cpu_model) {
 /* Every op the int8 emitter lowers: dense, depthwise (dilated; stride 1 and 2), grouped
  * strided, 1x3 and 1x1 convs, BN folded (affine and not) and unfolded, ReLU read through by
  * convs and standalone (on 4-d and 2-d values), max and avg pools (stride 1 and 2: the
- * vector code's padded and phase planes), a 3-term ADD, MEAN, a zero,
- * FactorizedReduce's shift, a 5-way concat at different scales, slice, GAP, an
- * intermediate and a final linear layer. */
+ * vector code's padded and phase planes), 3- and 4-term ADDs, MEAN, a zero,
+ * FactorizedReduce's shift, a 7-way concat at different scales, slice, GAP, an
+ * intermediate and a final linear layer. The convs without groups give the GEMM tiles
+ * (vector and dot-product code) every case: read as they are (with and without a ReLU)
+ * and gathered (ReLU, padding, strides, outputs under 64 pixels), 4, 6 and 5 output
+ * channels per conv (tiles of 4, 2 and 1 channels), reductions J = C * kh * kw of 27, 8,
+ * 24, 6 and 9 (J mod 4 = 3, 0, 2 and 1: the dot products' last group of rows). */
 static built build_int8_ops(void) {
     ir_graph *g = ir_graph_new("int8_ops");
     built b = {g, -1, -1, -1, -1};
@@ -789,15 +793,19 @@ static built build_int8_ops(void) {
     int as = conv(g, relu(g, dd), 8, 8, 1, 3, 1, 0, 1, 1, 1);
     int mp = ir_pool(g, IR_OP_MAXPOOL, pw, 3, 1, 1, nm("maxpool"));
     int ap = ir_pool(g, IR_OP_AVGPOOL, as, 3, 2, 1, nm("avgpool")); /* 6x6 */
-    int sum = ir_nary(g, IR_OP_ADD, 3, (int[]){mp, dd, relu(g, pw)}, nm("add"));
+    int pr = conv(g, r0, 8, 8, 1, 1, 1, 0, 0, 1, 1);                 /* 1x1 read through a ReLU as it is */
+    int sum = ir_nary(g, IR_OP_ADD, 4, (int[]){mp, dd, relu(g, pw), pr}, nm("add"));
     int mean = ir_nary(g, IR_OP_MEAN, 2, (int[]){sum, as}, nm("mean"));
     int r1 = relu(g, bn(g, mean, 8, 1));                            /* unfolded BN; ReLU read by a shift */
     int f1 = conv(g, r1, 8, 4, 1, 1, 2, 0, 0, 1, 1);
     int f2 = conv(g, ir_unary(g, IR_OP_SHIFT, r1, nm("shift")), 8, 4, 1, 1, 2, 0, 0, 1, 1);
     int dw2 = conv(g, r0, 8, 8, 3, 3, 2, 1, 1, 1, 8);               /* 6x6 */
     int mp2 = ir_pool(g, IR_OP_MAXPOOL, pw, 3, 2, 1, nm("maxpool2")); /* 6x6 */
-    int g2 = ir_nary(g, IR_OP_ADD, 3, (int[]){grp, dw2, mp2}, nm("add2"));
-    int cat = ir_nary(g, IR_OP_CONCAT, 5, (int[]){f1, f2, g2, ap, ir_zero(g, f1, 1, nm("zero"))}, nm("cat"));
+    int j6 = conv(g, x, 3, 8, 2, 1, 2, 0, 0, 1, 1);                  /* 6x6; GEMM rows J = 6 */
+    int g2 = ir_nary(g, IR_OP_ADD, 4, (int[]){grp, dw2, mp2, j6}, nm("add2"));
+    int k6 = conv(g, x, 3, 6, 3, 3, 2, 1, 1, 1, 1);                  /* 6 channels, J = 27 */
+    int k5 = conv(g, x, 3, 5, 1, 3, 2, 0, 1, 1, 1);                  /* 5 channels, J = 9 */
+    int cat = ir_nary(g, IR_OP_CONCAT, 7, (int[]){f1, f2, g2, ap, ir_zero(g, f1, 1, nm("zero")), k6, k5}, nm("cat"));
     int gp = ir_unary(g, IR_OP_GAP, ir_slice(g, cat, 2, 20, nm("slice")), nm("gap"));
     int l1 = ir_linear(g, gp, prm(g, "l1w", 2, 12, 20, 1, 1, IR_ROLE_WEIGHT), prm(g, "lb", 1, 12, 1, 1, 1, IR_ROLE_WEIGHT), "l1");
     b.output = b.logits = ir_linear(g, relu(g, l1), prm(g, "l2w", 2, 5, 12, 1, 1, IR_ROLE_WEIGHT), -1, "logits");
@@ -932,7 +940,36 @@ Test(cgen, int8_c_matches_onnxruntime_on_its_qdq_model_and_tracks_the_float_netw
     float *yp = malloc(sizeof(float) * (size_t)n_out);
     double L = 0;
     for (int64_t i = 0; i < n_out; i++) L = fmax(L, fabs(r.y[i]));
-    const char *exes[2] = {"q8_gcc", "q8_clang"};
+    /* The dot-product tiles (cgen_q.c): the portable builds above hold an AVX-512 VNNI
+     * clone and run it where the machine has VNNI; -march=native compiles it in there;
+     * -mavxvnni (where the machine has AVX-VNNI) the 32-byte variant; -Dq8_NO_DOT the
+     * generic vector tiles. Each is checked to hold vpdpbusd (or not) so that the bit
+     * comparisons below cannot pass on a path that was not built. */
+    int vnni = sh("grep -qw avx512_vnni /proc/cpuinfo") == 0, avxvnni = sh("grep -qw avx_vnni /proc/cpuinfo") == 0;
+    static const struct { const char *cc, *flags, *exe; int dot; } D[] = {
+        {"gcc", "", "q8_gcc", 1},
+        {"clang", "", "q8_clang", 1},
+        {"gcc", "-march=native", "q8_gcc_native", 2},
+        {"clang", "-march=native", "q8_clang_native", 2},
+        {"gcc", "-march=native -Dq8_NO_DOT", "q8_nodot", 0},
+        {"gcc", "-mavx2 -mfma -mavxvnni", "q8_avxvnni", 3},
+    };
+    const char *exes[sizeof D / sizeof *D];
+    int n_exes = 0;
+    for (size_t d = 0; d < sizeof D / sizeof *D; d++) {
+        if (D[d].dot == 3 && !avxvnni) {
+            fprintf(stderr, "cgen int8: no AVX-VNNI on this machine, its build not run\n");
+            continue;
+        }
+        char fl[256];
+        snprintf(fl, sizeof fl, "%s %s", CFLAGS, D[d].flags);
+        if (d >= 2) compile(dir, D[d].cc, fl, D[d].exe, "drv_q8full.c q8.c");
+        snprintf(cmd, sizeof cmd, "objdump -d %s/%s | grep -q vpdpbusd", dir, D[d].exe);
+        int has = sh(cmd) == 0, want = D[d].dot == 1 || D[d].dot == 3 || (D[d].dot == 2 && vnni);
+        cr_expect(has == want, "%s (%s %s): vpdpbusd %s", D[d].exe, D[d].cc, D[d].flags, has ? "present" : "absent");
+        exes[n_exes++] = D[d].exe;
+    }
+    if (!vnni) fprintf(stderr, "cgen int8: no AVX-512 VNNI on this machine, its clone not run\n");
     ref *rs[1] = {&r};
     const char *qi = "q8i";
     run_exe(dir, "", "q8i_gcc", rs, &qi, 1, MAXB);
@@ -941,7 +978,7 @@ Test(cgen, int8_c_matches_onnxruntime_on_its_qdq_model_and_tracks_the_float_netw
     run_exe(dir, "", "q8_plain", rs, &name, 1, MAXB); /* the plain C99 loops, not the vector code */
     snprintf(path, sizeof path, "%s/q8.out", dir);
     read_floats(path, yp, n_out);
-    for (int e = 0; e < 2; e++) {
+    for (int e = 0; e < n_exes; e++) {
         run_exe(dir, "", exes[e], rs, &name, 1, MAXB);
         snprintf(path, sizeof path, "%s/q8.out", dir);
         read_floats(path, y, n_out);
@@ -953,7 +990,8 @@ Test(cgen, int8_c_matches_onnxruntime_on_its_qdq_model_and_tracks_the_float_netw
         cr_expect(d_ort <= 0.02 * L, "%s: int8 C vs onnxruntime QDQ %g (logits up to %g)", exes[e], d_ort, L);
         cr_expect(d_float <= 0.1 * L, "%s: int8 C vs float network %g (logits up to %g)", exes[e], d_float, L);
         cr_expect(memcmp(y, yi, sizeof(float) * (size_t)n_out) == 0, "%s: integer-only and float entry points differ", exes[e]);
-        cr_expect(memcmp(y, yp, sizeof(float) * (size_t)n_out) == 0, "%s: the vector code and the plain C differ", exes[e]);
+        cr_expect(memcmp(y, yp, sizeof(float) * (size_t)n_out) == 0, "%s: the vector or dot-product code and the plain C differ",
+                  exes[e]);
         fprintf(stderr, "cgen int8 (%s): |C - onnxruntime QDQ| <= %.3g L, |C - float| <= %.3g L (L = %.3g)\n", exes[e],
                 d_ort / L, d_float / L, L);
     }
@@ -999,7 +1037,8 @@ Test(cgen, int8_refuses_uncalibrated_models_and_unsupported_ops) {
 
 /* Portable means tested: the float C of the graph with every op and the int8 C of the
  * graph with every int8 op, cross-compiled with Debian's gcc for aarch64 (the GNU C
- * vectors as NEON, and the plain C99 loops), 32-bit ARM (NEON) and riscv64 (vectors
+ * vectors as NEON, the plain C99 loops, and armv8.2-a+dotprod: the int8 C's sdot tiles,
+ * run under qemu's -cpu max, which has the dot-product extension), 32-bit ARM (NEON) and riscv64 (vectors
  * lowered to scalar code), statically linked and run under qemu-user, against the x86-64
  * build of the same source on the same inputs. Float: max relative error <= 1e-4 (TOL,
  * FLOOR) against both x86 and dartsc's runtime, for the reasons in the file comment
@@ -1008,7 +1047,7 @@ Test(cgen, int8_refuses_uncalibrated_models_and_unsupported_ops) {
  * single IEEE operations). Needs scripts/setup's gcc-*-linux-gnu* and qemu-user. */
 Test(cgen, cross_compiled_c_runs_alike_on_aarch64_arm_and_riscv64_under_qemu, .timeout = 900) {
     static const char *const tools[] = {"aarch64-linux-gnu-gcc", "arm-linux-gnueabihf-gcc", "riscv64-linux-gnu-gcc",
-                                        "qemu-aarch64", "qemu-arm", "qemu-riscv64"};
+                                        "qemu-aarch64", "qemu-arm", "qemu-riscv64", "aarch64-linux-gnu-objdump"};
     char cmd[2048], path[512];
     for (size_t k = 0; k < sizeof tools / sizeof *tools; k++) {
         snprintf(cmd, sizeof cmd, "command -v %s > /dev/null", tools[k]);
@@ -1041,6 +1080,7 @@ Test(cgen, cross_compiled_c_runs_alike_on_aarch64_arm_and_riscv64_under_qemu, .t
     static const struct { const char *cc, *flags, *runner, *exe; } T[] = {
         {"aarch64-linux-gnu-gcc", "", "qemu-aarch64", "aarch64"},
         {"aarch64-linux-gnu-gcc", "-Dxf_PLAIN_C -Dxv_PLAIN_C", "qemu-aarch64", "aarch64_plain"},
+        {"aarch64-linux-gnu-gcc", "-march=armv8.2-a+dotprod", "qemu-aarch64 -cpu max", "aarch64_dotprod"},
         {"arm-linux-gnueabihf-gcc", "-mfpu=neon", "qemu-arm", "armv7_neon"},
         {"riscv64-linux-gnu-gcc", "", "qemu-riscv64", "riscv64"},
     };
@@ -1048,6 +1088,10 @@ Test(cgen, cross_compiled_c_runs_alike_on_aarch64_arm_and_riscv64_under_qemu, .t
         char flags[512];
         snprintf(flags, sizeof flags, "%s -static %s", CFLAGS, T[t].flags);
         compile(dir, T[t].cc, flags, T[t].exe, "drvx.c xf.c xq.c xv.c");
+        if (strstr(T[t].flags, "dotprod")) { /* the int8 C's sdot tiles are there to compare */
+            snprintf(cmd, sizeof cmd, "aarch64-linux-gnu-objdump -d %s/%s | grep -q sdot", dir, T[t].exe);
+            cr_expect(sh(cmd) == 0, "%s: no sdot in the dotprod build", T[t].exe);
+        }
         run_exe(dir, T[t].runner, T[t].exe, rs, names, 3, MAXB);
         snprintf(path, sizeof path, "%s/xf.out", dir);
         read_floats(path, fx, nf);
