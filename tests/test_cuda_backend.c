@@ -243,6 +243,13 @@ Test(cuda_ops, conv_1x1_own_kernels_wide_input_uses_cublas) {
     setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
     conv_case(2, 80, 5, 5, 64, 1, 1, 1, 0, 0, 1, 1, TOL_LIBRARY);
 }
+/* K*C within the own kernels' register budget (8 x 500 = 4,000 weights) but tiles of
+ * (K + C) x 33 floats (67 KB) beyond the 48 KB of shared memory a launch gets without an
+ * opt-in: such a shape goes to cuBLAS (it failed to launch before). */
+Test(cuda_ops, conv_1x1_own_kernels_tall_tiles_use_cublas) {
+    setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
+    conv_case(2, 500, 4, 4, 8, 1, 1, 1, 0, 0, 1, 1, TOL_LIBRARY);
+}
 Test(cuda_ops, conv_grouped) { conv_case(2, 4, 6, 6, 6, 3, 3, 1, 1, 1, 1, 2, TOL_LIBRARY); }
 Test(cuda_ops, conv_asymmetric_1x7) { conv_case(1, 3, 9, 9, 3, 1, 7, 1, 0, 3, 1, 1, TOL_LIBRARY); }
 Test(cuda_ops, conv_asymmetric_7x1) { conv_case(1, 3, 9, 9, 3, 7, 1, 1, 3, 0, 1, 1, TOL_LIBRARY); }

@@ -586,14 +586,17 @@ static void pw_small_launch(float *out, const float *in, const float *w, const f
     launchCheck();
 }
 
-/* Our kernels' shapes: the filter gradient's K*C outputs fit a block's registers, and a
- * register block's weights (PW_KB rows of up to 768) the 48 KB of static shared memory. */
-static int pw_small(int K, int C) {
-    return (int64_t)K * C <= PW_SMALL_MAX_W && K > 0 && C > 0 && K <= 768 && C <= 768 && kcuda_g.own_1x1;
-}
-
 /* Pixels per tile of the filter gradient's block loop. */
 #define PW_TP 32
+
+/* Our kernels' shapes: the filter gradient's K*C outputs fit a block's registers, a
+ * register block's weights (PW_KB rows of up to 768) the 48 KB of static shared memory,
+ * and the filter gradient's tiles ((K + C) rows of PW_TP + 1 floats, dynamic shared memory
+ * without an opt-in) the 48 KB too: K = 8, C = 512 has K*C = 4096 but would need 68 KB. */
+static int pw_small(int K, int C) {
+    return (int64_t)K * C <= PW_SMALL_MAX_W && K > 0 && C > 0 && K <= 768 && C <= 768 &&
+           (int64_t)(K + C) * (PW_TP + 1) * (int64_t)sizeof(float) <= 48 * 1024 && kcuda_g.own_1x1;
+}
 /* Partial filter gradient of block g over pixels [g*chunk, (g+1)*chunk) of the N*HW:
  * part[g*KC + o] = sum over those pixels of dy[n, k, p] x[n, c, p], o = k*C + c. Each
  * thread owns outputs o = threadIdx.x + KCUDA_THREADS*j; tiles of PW_TP pixels of dy
