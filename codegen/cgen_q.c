@@ -1321,8 +1321,11 @@ static int write_source(qs *s) {
     W("        %s_run(input + (ptrdiff_t)n * %s_INPUT_SIZE, output + (ptrdiff_t)n * %s_OUTPUT_SIZE, (unsigned char *)arena);\n",
       P, P, P);
     W("    return 0;\n}\n\n");
-    W("static int32_t %s_arena[%lld]; /* int32_t: aligned for the accumulators */\n\n", P,
+    /* int32_t: aligned for the accumulators; 64 bytes under GNU C, as the float C's arena
+       (a vector of the widest tiles never straddles two cache lines) */
+    W("#if defined(__GNUC__)\nstatic int32_t %s_arena[%lld] __attribute__((aligned(64)));\n#else\n", P,
       (long long)(s->arena / 4 + 1));
+    W("static int32_t %s_arena[%lld];\n#endif\n\n", P, (long long)(s->arena / 4 + 1));
     W("int %s_infer_q(const int8_t *input, int32_t *output, int batch) {\n", P);
     W("    return %s_infer_q_with_arena(input, output, batch, %s_arena);\n}\n", P, P);
     if (!s->integer_only) {
