@@ -26,14 +26,13 @@
 struct cudnnContext {
     cudaStream_t stream = nullptr;
 };
-struct cudnnTensorStruct {
+/* A 4-d NCHW float tensor or filter (a filter's K in n) */
+struct cuemuDesc4d {
     bool set = false;
     int n = 0, c = 0, h = 0, w = 0;
 };
-struct cudnnFilterStruct {
-    bool set = false;
-    int k = 0, c = 0, h = 0, w = 0;
-};
+struct cudnnTensorStruct : cuemuDesc4d {};
+struct cudnnFilterStruct : cuemuDesc4d {};
 struct cudnnConvolutionStruct {
     bool set = false;
     int pad_h = 0, pad_w = 0, stride_h = 1, stride_w = 1, dil_h = 1, dil_w = 1;
@@ -75,7 +74,7 @@ cudnnStatus_t describe(const char *fn, cudnnHandle_t h, cudnnTensorDescriptor_t 
         return fail(CUDNN_STATUS_BAD_PARAM, fn, "a descriptor was never set");
     Conv c{};
     c.N = x->n, c.C = x->c, c.H = x->h, c.W = x->w;
-    c.K = w->k, c.Cg = w->c, c.R = w->h, c.S = w->w;
+    c.K = w->n, c.Cg = w->c, c.R = w->h, c.S = w->w;
     c.ph = cd->pad_h, c.pw = cd->pad_w, c.sh = cd->stride_h, c.sw = cd->stride_w, c.dh = cd->dil_h, c.dw = cd->dil_w;
     c.G = cd->groups;
     if ((long long)c.Cg * c.G != c.C)
@@ -236,8 +235,20 @@ void run(const char *fn, Pass pass, const Conv &c, float alpha, float beta, cons
     }
 }
 
-cudnnStatus_t launch(const char *fn, Pass pass, cudnnHandle_t h, const Conv &c, int algo, int algo_count,
+/* A pass's descriptors in describe's order: x, w, the convolution, y (the backward passes:
+ * dx, w, the convolution, dy). */
+struct Descs {
+    cudnnTensorDescriptor_t x;
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t cd;
+    cudnnTensorDescriptor_t y;
+};
+
+cudnnStatus_t launch(const char *fn, Pass pass, cudnnHandle_t h, const Descs &d, int algo, int algo_count,
                      const void *alpha, const void *beta, const void *in1, const void *in2, void *out) {
+    Conv c;
+    const cudnnStatus_t st = describe(fn, h, d.x, d.w, d.cd, d.y, &c);
+    if (st != CUDNN_STATUS_SUCCESS) return st;
     if (algo < 0 || algo >= algo_count) return fail(CUDNN_STATUS_BAD_PARAM, fn, "unknown algorithm %d", algo);
     if (!alpha || !beta) return fail(CUDNN_STATUS_BAD_PARAM, fn, "alpha or beta is NULL");
     if (!in1 || !in2 || !out) return fail(CUDNN_STATUS_BAD_PARAM, fn, "a data pointer is NULL");
@@ -250,7 +261,11 @@ cudnnStatus_t launch(const char *fn, Pass pass, cudnnHandle_t h, const Conv &c, 
 
 /* The one result a Find call returns: what this emulator computes. */
 template <typename Perf, typename Algo>
-cudnnStatus_t found(const char *fn, Algo algo, int requested, int *returned, Perf *perf) {
+cudnnStatus_t found(const char *fn, cudnnHandle_t h, const Descs &d, Algo algo, int requested, int *returned,
+                    Perf *perf) {
+    Conv c;
+    const cudnnStatus_t st = describe(fn, h, d.x, d.w, d.cd, d.y, &c);
+    if (st != CUDNN_STATUS_SUCCESS) return st;
     if (requested < 1) return fail(CUDNN_STATUS_BAD_PARAM, fn, "requestedAlgoCount %d < 1", requested);
     if (!returned || !perf) return fail(CUDNN_STATUS_BAD_PARAM, fn, "returnedAlgoCount or perfResults is NULL");
     Perf p{};
@@ -265,14 +280,40 @@ cudnnStatus_t found(const char *fn, Algo algo, int requested, int *returned, Per
     return CUDNN_STATUS_SUCCESS;
 }
 
-cudnnStatus_t no_workspace(const char *fn, int algo, int algo_count, size_t *size) {
+cudnnStatus_t no_workspace(const char *fn, cudnnHandle_t h, const Descs &d, int algo, int algo_count, size_t *size) {
+    Conv c;
+    const cudnnStatus_t st = describe(fn, h, d.x, d.w, d.cd, d.y, &c);
+    if (st != CUDNN_STATUS_SUCCESS) return st;
     if (algo < 0 || algo >= algo_count) return fail(CUDNN_STATUS_BAD_PARAM, fn, "unknown algorithm %d", algo);
     if (!size) return fail(CUDNN_STATUS_BAD_PARAM, fn, "sizeInBytes is NULL");
     *size = 0;
     return CUDNN_STATUS_SUCCESS;
 }
 
-bool dims_ok(int a, int b, int c, int d) { return a > 0 && b > 0 && c > 0 && d > 0; }
+/* cudnnCreate*, cudnnDestroy*: NULL destroys nothing, as in cuDNN */
+template <typename T> cudnnStatus_t make(T **out) {
+    if (!out) return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
+    *out = new T();
+    return CUDNN_STATUS_SUCCESS;
+}
+template <typename T> cudnnStatus_t drop(T *p) {
+    delete p;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t set4d(const char *fn, cuemuDesc4d *d, cudnnTensorFormat_t format, cudnnDataType_t type, int n, int c,
+                    int h, int w) {
+    if (!d) return fail(CUDNN_STATUS_BAD_PARAM, fn, "descriptor is NULL");
+    if (n < 1 || c < 1 || h < 1 || w < 1)
+        return fail(CUDNN_STATUS_BAD_PARAM, fn, "size %dx%dx%dx%d is not positive", n, c, h, w);
+    if (format != CUDNN_TENSOR_NCHW || type != CUDNN_DATA_FLOAT)
+        return fail(CUDNN_STATUS_NOT_SUPPORTED, fn, "only NCHW float data is emulated");
+    if ((long long)n * c * h * w > INT32_MAX)
+        return fail(CUDNN_STATUS_NOT_SUPPORTED, fn, "%dx%dx%dx%d is over 2^31 elements", n, c, h, w);
+    d->set = true;
+    d->n = n, d->c = c, d->h = h, d->w = w;
+    return CUDNN_STATUS_SUCCESS;
+}
 
 } // namespace
 
@@ -291,76 +332,30 @@ const char *cudnnGetErrorString(cudnnStatus_t status) {
     return "CUDNN_STATUS_UNKNOWN";
 }
 
-cudnnStatus_t cudnnCreate(cudnnHandle_t *handle) {
-    if (!handle) return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
-    *handle = new cudnnContext();
-    return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnDestroy(cudnnHandle_t handle) {
-    delete handle; /* NULL: nothing, as cuDNN */
-    return CUDNN_STATUS_SUCCESS;
-}
+cudnnStatus_t cudnnCreate(cudnnHandle_t *handle) { return make(handle); }
+cudnnStatus_t cudnnDestroy(cudnnHandle_t handle) { return drop(handle); }
 cudnnStatus_t cudnnSetStream(cudnnHandle_t handle, cudaStream_t streamId) {
     if (!handle) return CUDNN_STATUS_BAD_PARAM;
     handle->stream = streamId;
     return CUDNN_STATUS_SUCCESS;
 }
 
-cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *tensorDesc) {
-    if (!tensorDesc) return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
-    *tensorDesc = new cudnnTensorStruct();
-    return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t tensorDesc) {
-    delete tensorDesc;
-    return CUDNN_STATUS_SUCCESS;
-}
+cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *tensorDesc) { return make(tensorDesc); }
+cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t tensorDesc) { return drop(tensorDesc); }
 cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t format,
                                          cudnnDataType_t dataType, int n, int c, int h, int w) {
-    const char *fn = "cudnnSetTensor4dDescriptor";
-    if (!d) return fail(CUDNN_STATUS_BAD_PARAM, fn, "descriptor is NULL");
-    if (!dims_ok(n, c, h, w)) return fail(CUDNN_STATUS_BAD_PARAM, fn, "size %dx%dx%dx%d is not positive", n, c, h, w);
-    if (format != CUDNN_TENSOR_NCHW || dataType != CUDNN_DATA_FLOAT)
-        return fail(CUDNN_STATUS_NOT_SUPPORTED, fn, "only NCHW float tensors are emulated");
-    if ((long long)n * c * h * w > INT32_MAX)
-        return fail(CUDNN_STATUS_NOT_SUPPORTED, fn, "%dx%dx%dx%d is over 2^31 elements", n, c, h, w);
-    d->set = true;
-    d->n = n, d->c = c, d->h = h, d->w = w;
-    return CUDNN_STATUS_SUCCESS;
+    return set4d("cudnnSetTensor4dDescriptor", d, format, dataType, n, c, h, w);
 }
 
-cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *filterDesc) {
-    if (!filterDesc) return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
-    *filterDesc = new cudnnFilterStruct();
-    return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t filterDesc) {
-    delete filterDesc;
-    return CUDNN_STATUS_SUCCESS;
-}
+cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *filterDesc) { return make(filterDesc); }
+cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t filterDesc) { return drop(filterDesc); }
 cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t dataType,
                                          cudnnTensorFormat_t format, int k, int c, int h, int w) {
-    const char *fn = "cudnnSetFilter4dDescriptor";
-    if (!d) return fail(CUDNN_STATUS_BAD_PARAM, fn, "descriptor is NULL");
-    if (!dims_ok(k, c, h, w)) return fail(CUDNN_STATUS_BAD_PARAM, fn, "size %dx%dx%dx%d is not positive", k, c, h, w);
-    if (format != CUDNN_TENSOR_NCHW || dataType != CUDNN_DATA_FLOAT)
-        return fail(CUDNN_STATUS_NOT_SUPPORTED, fn, "only NCHW float filters are emulated");
-    if ((long long)k * c * h * w > INT32_MAX)
-        return fail(CUDNN_STATUS_NOT_SUPPORTED, fn, "%dx%dx%dx%d is over 2^31 elements", k, c, h, w);
-    d->set = true;
-    d->k = k, d->c = c, d->h = h, d->w = w;
-    return CUDNN_STATUS_SUCCESS;
+    return set4d("cudnnSetFilter4dDescriptor", d, format, dataType, k, c, h, w);
 }
 
-cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *convDesc) {
-    if (!convDesc) return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
-    *convDesc = new cudnnConvolutionStruct();
-    return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t convDesc) {
-    delete convDesc;
-    return CUDNN_STATUS_SUCCESS;
-}
+cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *convDesc) { return make(convDesc); }
+cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t convDesc) { return drop(convDesc); }
 cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int pad_h, int pad_w, int u, int v,
                                               int dilation_h, int dilation_w, cudnnConvolutionMode_t mode,
                                               cudnnDataType_t computeType) {
@@ -399,11 +394,8 @@ cudnnStatus_t cudnnFindConvolutionForwardAlgorithm(cudnnHandle_t handle, const c
                                                    const cudnnConvolutionDescriptor_t convDesc,
                                                    const cudnnTensorDescriptor_t yDesc, const int requestedAlgoCount,
                                                    int *returnedAlgoCount, cudnnConvolutionFwdAlgoPerf_t *perfResults) {
-    const char *fn = "cudnnFindConvolutionForwardAlgorithm";
-    Conv c;
-    cudnnStatus_t st = describe(fn, handle, xDesc, wDesc, convDesc, yDesc, &c);
-    if (st != CUDNN_STATUS_SUCCESS) return st;
-    return found(fn, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, requestedAlgoCount, returnedAlgoCount, perfResults);
+    return found("cudnnFindConvolutionForwardAlgorithm", handle, {xDesc, wDesc, convDesc, yDesc},
+                 CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, requestedAlgoCount, returnedAlgoCount, perfResults);
 }
 cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithm(cudnnHandle_t handle, const cudnnFilterDescriptor_t wDesc,
                                                         const cudnnTensorDescriptor_t dyDesc,
@@ -411,11 +403,8 @@ cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithm(cudnnHandle_t handle, co
                                                         const cudnnTensorDescriptor_t dxDesc,
                                                         const int requestedAlgoCount, int *returnedAlgoCount,
                                                         cudnnConvolutionBwdDataAlgoPerf_t *perfResults) {
-    const char *fn = "cudnnFindConvolutionBackwardDataAlgorithm";
-    Conv c;
-    cudnnStatus_t st = describe(fn, handle, dxDesc, wDesc, convDesc, dyDesc, &c);
-    if (st != CUDNN_STATUS_SUCCESS) return st;
-    return found(fn, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, requestedAlgoCount, returnedAlgoCount, perfResults);
+    return found("cudnnFindConvolutionBackwardDataAlgorithm", handle, {dxDesc, wDesc, convDesc, dyDesc},
+                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, requestedAlgoCount, returnedAlgoCount, perfResults);
 }
 cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithm(cudnnHandle_t handle, const cudnnTensorDescriptor_t xDesc,
                                                           const cudnnTensorDescriptor_t dyDesc,
@@ -423,11 +412,8 @@ cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithm(cudnnHandle_t handle, 
                                                           const cudnnFilterDescriptor_t dwDesc,
                                                           const int requestedAlgoCount, int *returnedAlgoCount,
                                                           cudnnConvolutionBwdFilterAlgoPerf_t *perfResults) {
-    const char *fn = "cudnnFindConvolutionBackwardFilterAlgorithm";
-    Conv c;
-    cudnnStatus_t st = describe(fn, handle, xDesc, dwDesc, convDesc, dyDesc, &c);
-    if (st != CUDNN_STATUS_SUCCESS) return st;
-    return found(fn, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, requestedAlgoCount, returnedAlgoCount, perfResults);
+    return found("cudnnFindConvolutionBackwardFilterAlgorithm", handle, {xDesc, dwDesc, convDesc, dyDesc},
+                 CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, requestedAlgoCount, returnedAlgoCount, perfResults);
 }
 
 cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t handle, const cudnnTensorDescriptor_t xDesc,
@@ -435,20 +421,16 @@ cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t handle, cons
                                                       const cudnnConvolutionDescriptor_t convDesc,
                                                       const cudnnTensorDescriptor_t yDesc,
                                                       cudnnConvolutionFwdAlgo_t algo, size_t *sizeInBytes) {
-    const char *fn = "cudnnGetConvolutionForwardWorkspaceSize";
-    Conv c;
-    cudnnStatus_t st = describe(fn, handle, xDesc, wDesc, convDesc, yDesc, &c);
-    return st != CUDNN_STATUS_SUCCESS ? st : no_workspace(fn, algo, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, sizeInBytes);
+    return no_workspace("cudnnGetConvolutionForwardWorkspaceSize", handle, {xDesc, wDesc, convDesc, yDesc}, algo,
+                        CUDNN_CONVOLUTION_FWD_ALGO_COUNT, sizeInBytes);
 }
 cudnnStatus_t cudnnGetConvolutionBackwardDataWorkspaceSize(cudnnHandle_t handle, const cudnnFilterDescriptor_t wDesc,
                                                            const cudnnTensorDescriptor_t dyDesc,
                                                            const cudnnConvolutionDescriptor_t convDesc,
                                                            const cudnnTensorDescriptor_t dxDesc,
                                                            cudnnConvolutionBwdDataAlgo_t algo, size_t *sizeInBytes) {
-    const char *fn = "cudnnGetConvolutionBackwardDataWorkspaceSize";
-    Conv c;
-    cudnnStatus_t st = describe(fn, handle, dxDesc, wDesc, convDesc, dyDesc, &c);
-    return st != CUDNN_STATUS_SUCCESS ? st : no_workspace(fn, algo, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, sizeInBytes);
+    return no_workspace("cudnnGetConvolutionBackwardDataWorkspaceSize", handle, {dxDesc, wDesc, convDesc, dyDesc}, algo,
+                        CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, sizeInBytes);
 }
 cudnnStatus_t cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnnHandle_t handle, const cudnnTensorDescriptor_t xDesc,
                                                              const cudnnTensorDescriptor_t dyDesc,
@@ -456,53 +438,34 @@ cudnnStatus_t cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnnHandle_t handl
                                                              const cudnnFilterDescriptor_t gradDesc,
                                                              cudnnConvolutionBwdFilterAlgo_t algo,
                                                              size_t *sizeInBytes) {
-    const char *fn = "cudnnGetConvolutionBackwardFilterWorkspaceSize";
-    Conv c;
-    cudnnStatus_t st = describe(fn, handle, xDesc, gradDesc, convDesc, dyDesc, &c);
-    return st != CUDNN_STATUS_SUCCESS ? st
-                                      : no_workspace(fn, algo, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, sizeInBytes);
+    return no_workspace("cudnnGetConvolutionBackwardFilterWorkspaceSize", handle, {xDesc, gradDesc, convDesc, dyDesc},
+                        algo, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, sizeInBytes);
 }
 
+/* The workspace arguments go unused: no algorithm here needs one. */
 cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha, const cudnnTensorDescriptor_t xDesc,
                                       const void *x, const cudnnFilterDescriptor_t wDesc, const void *w,
                                       const cudnnConvolutionDescriptor_t convDesc, cudnnConvolutionFwdAlgo_t algo,
-                                      void *workSpace, size_t workSpaceSizeInBytes, const void *beta,
-                                      const cudnnTensorDescriptor_t yDesc, void *y) {
-    (void)workSpace, (void)workSpaceSizeInBytes; /* every algorithm here needs none */
-    const char *fn = "cudnnConvolutionForward";
-    Conv c;
-    cudnnStatus_t st = describe(fn, handle, xDesc, wDesc, convDesc, yDesc, &c);
-    if (st != CUDNN_STATUS_SUCCESS) return st;
-    return launch(fn, Pass::forward, handle, c, algo, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, alpha, beta, x, w, y);
+                                      void *, size_t, const void *beta, const cudnnTensorDescriptor_t yDesc, void *y) {
+    return launch("cudnnConvolutionForward", Pass::forward, handle, {xDesc, wDesc, convDesc, yDesc}, algo,
+                  CUDNN_CONVOLUTION_FWD_ALGO_COUNT, alpha, beta, x, w, y);
 }
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alpha, const cudnnFilterDescriptor_t wDesc,
                                            const void *w, const cudnnTensorDescriptor_t dyDesc, const void *dy,
                                            const cudnnConvolutionDescriptor_t convDesc,
-                                           cudnnConvolutionBwdDataAlgo_t algo, void *workSpace,
-                                           size_t workSpaceSizeInBytes, const void *beta,
+                                           cudnnConvolutionBwdDataAlgo_t algo, void *, size_t, const void *beta,
                                            const cudnnTensorDescriptor_t dxDesc, void *dx) {
-    (void)workSpace, (void)workSpaceSizeInBytes;
-    const char *fn = "cudnnConvolutionBackwardData";
-    Conv c;
-    cudnnStatus_t st = describe(fn, handle, dxDesc, wDesc, convDesc, dyDesc, &c);
-    if (st != CUDNN_STATUS_SUCCESS) return st;
-    return launch(fn, Pass::backward_data, handle, c, algo, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, alpha, beta, w, dy,
-                  dx);
+    return launch("cudnnConvolutionBackwardData", Pass::backward_data, handle, {dxDesc, wDesc, convDesc, dyDesc}, algo,
+                  CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, alpha, beta, w, dy, dx);
 }
 cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *alpha,
                                              const cudnnTensorDescriptor_t xDesc, const void *x,
                                              const cudnnTensorDescriptor_t dyDesc, const void *dy,
                                              const cudnnConvolutionDescriptor_t convDesc,
-                                             cudnnConvolutionBwdFilterAlgo_t algo, void *workSpace,
-                                             size_t workSpaceSizeInBytes, const void *beta,
+                                             cudnnConvolutionBwdFilterAlgo_t algo, void *, size_t, const void *beta,
                                              const cudnnFilterDescriptor_t dwDesc, void *dw) {
-    (void)workSpace, (void)workSpaceSizeInBytes;
-    const char *fn = "cudnnConvolutionBackwardFilter";
-    Conv c;
-    cudnnStatus_t st = describe(fn, handle, xDesc, dwDesc, convDesc, dyDesc, &c);
-    if (st != CUDNN_STATUS_SUCCESS) return st;
-    return launch(fn, Pass::backward_filter, handle, c, algo, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, alpha, beta, x,
-                  dy, dw);
+    return launch("cudnnConvolutionBackwardFilter", Pass::backward_filter, handle, {xDesc, dwDesc, convDesc, dyDesc},
+                  algo, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, alpha, beta, x, dy, dw);
 }
 
 } // extern "C"
