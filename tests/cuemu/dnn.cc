@@ -246,7 +246,7 @@ struct Descs {
 
 cudnnStatus_t launch(const char *fn, Pass pass, cudnnHandle_t h, const Descs &d, int algo, int algo_count,
                      const void *alpha, const void *beta, const void *in1, const void *in2, void *out) {
-    Conv c;
+    Conv c{};
     const cudnnStatus_t st = describe(fn, h, d.x, d.w, d.cd, d.y, &c);
     if (st != CUDNN_STATUS_SUCCESS) return st;
     if (algo < 0 || algo >= algo_count) return fail(CUDNN_STATUS_BAD_PARAM, fn, "unknown algorithm %d", algo);
@@ -263,7 +263,7 @@ cudnnStatus_t launch(const char *fn, Pass pass, cudnnHandle_t h, const Descs &d,
 template <typename Perf, typename Algo>
 cudnnStatus_t found(const char *fn, cudnnHandle_t h, const Descs &d, Algo algo, int requested, int *returned,
                     Perf *perf) {
-    Conv c;
+    Conv c{};
     const cudnnStatus_t st = describe(fn, h, d.x, d.w, d.cd, d.y, &c);
     if (st != CUDNN_STATUS_SUCCESS) return st;
     if (requested < 1) return fail(CUDNN_STATUS_BAD_PARAM, fn, "requestedAlgoCount %d < 1", requested);
@@ -281,7 +281,7 @@ cudnnStatus_t found(const char *fn, cudnnHandle_t h, const Descs &d, Algo algo, 
 }
 
 cudnnStatus_t no_workspace(const char *fn, cudnnHandle_t h, const Descs &d, int algo, int algo_count, size_t *size) {
-    Conv c;
+    Conv c{};
     const cudnnStatus_t st = describe(fn, h, d.x, d.w, d.cd, d.y, &c);
     if (st != CUDNN_STATUS_SUCCESS) return st;
     if (algo < 0 || algo >= algo_count) return fail(CUDNN_STATUS_BAD_PARAM, fn, "unknown algorithm %d", algo);
