@@ -20,6 +20,7 @@
  * capture records invalidates the capture as it does on a GPU. Built with AddressSanitizer
  * (DARTSC_SANITIZE), every kernel's out-of-bounds access to device memory is reported like
  * compute-sanitizer's memcheck would. */
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -57,11 +58,15 @@ struct CUstream_st {
 struct CUevent_st {
     double t; /* host seconds at the last record outside a capture */
 };
+struct CUgraphNode_st {
+    cudaGraphNodeType kind; /* kernel (launches, cuBLAS and cuDNN calls), memcpy or memset */
+    std::function<void()> fn;
+};
 struct CUgraph_st {
-    std::vector<std::function<void()>> ops;
+    std::vector<CUgraphNode_st> ops;
 };
 struct CUgraphExec_st {
-    std::vector<std::function<void()>> ops;
+    std::vector<CUgraphNode_st> ops;
 };
 
 namespace cuemu {
@@ -96,12 +101,13 @@ static CUgraph_st *g_cap;      /* the graph a capture records into, or NULL */
 static cudaStream_t g_cap_origin;
 static bool g_cap_broken;      /* a host synchronisation happened while recording */
 
-void enqueue(cudaStream_t s, std::function<void()> fn) {
+static void enqueue_node(cudaStream_t s, std::function<void()> fn, cudaGraphNodeType kind) {
     (void)s;
     std::lock_guard<std::recursive_mutex> lk(g_mu);
-    if (g_cap) g_cap->ops.push_back(std::move(fn));
+    if (g_cap) g_cap->ops.push_back(CUgraphNode_st{kind, std::move(fn)});
     else fn();
 }
+void enqueue(cudaStream_t s, std::function<void()> fn) { enqueue_node(s, std::move(fn), cudaGraphNodeTypeKernel); }
 
 /* A call that waits for the device: legal only when nothing records. */
 static cudaError_t host_sync(const char *what) {
@@ -143,20 +149,30 @@ static const size_t STACK_BYTES = (size_t)128 << 10;
 #endif
 static const size_t GUARD_BYTES = 4096;
 
-static std::vector<fiber> g_f;           /* the running block's threads */
+/* The running block. Threads run in rounds: the scheduler switches to the first fiber of
+ * g_ready, and each fiber, when it waits or ends, switches straight to the next one (one
+ * stack switch per thread and barrier, not two); the last switches back to the scheduler,
+ * which then releases the barrier. Counters kept as threads change state replace scans:
+ * a warp whose live lanes all wait at a shuffle is released (appended to this round) by
+ * the lane that completes it, arriving or exiting. */
+static std::vector<fiber> g_f;           /* the block's threads */
+static std::vector<int> g_ready;         /* this round's threads, in order */
+static size_t g_pos;                     /* the next of g_ready to run */
+static int g_alive, g_at_bar;            /* threads not done; threads waiting at __syncthreads */
+static std::vector<int> g_wlive, g_wwait; /* per warp: lanes not done; lanes waiting at a shuffle */
 static std::vector<char *> g_stacks;     /* free stacks (usable part, above the guard page) */
+static char *g_dead;                     /* the stack of a thread that just ended: freed once left */
 static const std::function<void()> *g_body;
 static fiber *g_run;
 static std::vector<unsigned char> g_dyn; /* dynamic shared memory */
 static std::vector<uint64_t> g_xch;      /* shuffle buffers: [2][warps][32] */
 static size_t g_warps;
-#if defined(__x86_64__)
 static void *g_sched_sp;
-#else
+#if !defined(__x86_64__)
 static ucontext_t g_sched_uc;
 #endif
 #ifdef CUEMU_ASAN
-static const void *g_sched_bottom;
+static const void *g_sched_bottom; /* the scheduler's stack (the thread's own) */
 static size_t g_sched_size;
 #endif
 
@@ -198,70 +214,109 @@ asm(".text\n"
 
 static void fiber_main();
 
-/* From the scheduler into fiber f, until it waits or finishes. */
-static void resume(fiber &f) {
-    g_run = &f;
-    cur = &f.ctx;
-    if (f.state == F_NEW) {
-        f.stack = get_stack();
+/* Gives a new thread its stack and first frame. */
+static void prepare(fiber &f) {
+    f.stack = get_stack();
 #if defined(__x86_64__)
-        uintptr_t top = ((uintptr_t)f.stack + STACK_BYTES) & ~(uintptr_t)15;
-        void **sp = (void **)top;
-        *--sp = NULL;                    /* fiber_main's return address: never used */
-        *--sp = (void *)&fiber_main;     /* where cuemu_swap's ret lands */
-        for (int i = 0; i < 6; i++) *--sp = NULL; /* rbp rbx r12..r15 */
-        f.sp = sp;
+    /* the tops of the stacks staggered over 4 KB: stacks a fixed 132 KB apart would all map
+       their hot top lines to the same cache sets */
+    static unsigned stagger;
+    uintptr_t top = ((uintptr_t)f.stack + STACK_BYTES - (stagger++ % 64) * 64) & ~(uintptr_t)15;
+    void **sp = (void **)top;
+    *--sp = NULL;                    /* fiber_main's return address: never used */
+    *--sp = (void *)&fiber_main;     /* where cuemu_swap's ret lands */
+    for (int i = 0; i < 6; i++) *--sp = NULL; /* rbp rbx r12..r15 */
+    f.sp = sp;
 #else
-        getcontext(&f.uc);
-        f.uc.uc_stack.ss_sp = f.stack;
-        f.uc.uc_stack.ss_size = STACK_BYTES;
-        f.uc.uc_link = NULL;
-        makecontext(&f.uc, fiber_main, 0);
+    getcontext(&f.uc);
+    f.uc.uc_stack.ss_sp = f.stack;
+    f.uc.uc_stack.ss_size = STACK_BYTES;
+    f.uc.uc_link = NULL;
+    makecontext(&f.uc, fiber_main, 0);
 #endif
-    }
-#ifdef CUEMU_ASAN
-    void *fake = NULL;
-    __sanitizer_start_switch_fiber(&fake, f.stack, STACK_BYTES);
-#endif
-#if defined(__x86_64__)
-    cuemu_swap(&g_sched_sp, f.sp);
-#else
-    swapcontext(&g_sched_uc, &f.uc);
-#endif
-#ifdef CUEMU_ASAN
-    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
-#endif
-    cur = NULL;
-    g_run = NULL;
-    if (f.state == F_DONE) {
-        g_stacks.push_back(f.stack);
-        f.stack = NULL;
+}
+
+/* After landing on a stack: the stack of a thread that ended just before goes back to the pool. */
+static void landed() {
+    if (g_dead) {
+        g_stacks.push_back(g_dead);
+        g_dead = NULL;
     }
 }
 
-/* From the running fiber back to the scheduler, in state st (F_DONE: for good). */
+/* Leaves the current context (a fiber, or the scheduler when from is NULL) for the next
+ * thread of this round, or for the scheduler when the round is over; returns when the
+ * context is resumed. A fiber that ended (state F_DONE) is never resumed. */
+static void switch_next(fiber *from) {
+    fiber *to = NULL;
+    if (g_pos < g_ready.size()) {
+        to = &g_f[(size_t)g_ready[g_pos++]];
+        if (to->state == F_NEW) prepare(*to);
+        to->state = F_READY;
+    }
+    void *dummy;
+    void **save = from ? (from->state == F_DONE ? &dummy : &from->sp) : &g_sched_sp;
+    void *target = to ? to->sp : g_sched_sp;
+#ifdef CUEMU_ASAN
+    void **fake = from && from->state != F_DONE ? &from->fake : NULL;
+    void *sched_fake = NULL;
+    if (!from) fake = &sched_fake;
+    if (to) __sanitizer_start_switch_fiber(fake, to->stack, STACK_BYTES);
+    else __sanitizer_start_switch_fiber(fake, g_sched_bottom, g_sched_size);
+#endif
+    g_run = to;
+    cur = to ? &to->ctx : NULL;
+#if defined(__x86_64__)
+    cuemu_swap(save, target);
+    (void)dummy;
+#else
+    (void)save, (void)target, (void)dummy;
+    ucontext_t dead_uc;
+    ucontext_t *from_uc = from ? (from->state == F_DONE ? &dead_uc : &from->uc) : &g_sched_uc;
+    swapcontext(from_uc, to ? &to->uc : &g_sched_uc);
+#endif
+    /* resumed: g_run and cur were set by whoever switched here */
+#ifdef CUEMU_ASAN
+    __sanitizer_finish_switch_fiber(from ? from->fake : sched_fake, NULL, NULL);
+#endif
+    landed();
+}
+
+static void release_warp(size_t w) {
+    const size_t lo = w * 32, hi = std::min(g_f.size(), lo + 32);
+    for (size_t i = lo; i < hi; i++) {
+        if (g_f[i].state == F_WARP) g_ready.push_back((int)i);
+    }
+    g_wwait[w] = 0;
+}
+
+/* The running thread waits (F_BAR, F_WARP) or ends (F_DONE). */
 static void yield(int st) {
     fiber *f = g_run;
+    const size_t i = (size_t)(f - g_f.data()), w = i / 32;
     f->state = st;
-#ifdef CUEMU_ASAN
-    __sanitizer_start_switch_fiber(st == F_DONE ? NULL : &f->fake, g_sched_bottom, g_sched_size);
-#endif
-#if defined(__x86_64__)
-    cuemu_swap(&f->sp, g_sched_sp);
-#else
-    swapcontext(&f->uc, &g_sched_uc);
-#endif
-#ifdef CUEMU_ASAN
-    __sanitizer_finish_switch_fiber(f->fake, &g_sched_bottom, &g_sched_size);
-#endif
-    g_run = f;
-    cur = &f->ctx;
+    if (st == F_BAR) {
+        g_at_bar++;
+    } else if (st == F_WARP) {
+        if (++g_wwait[w] == g_wlive[w]) release_warp(w);
+    } else {
+        g_alive--;
+        g_wlive[w]--;
+        /* an exited lane's shuffle slots read as NaN bytes */
+        memset(&g_xch[(0 * g_warps + w) * 32 + i % 32], 0xff, sizeof g_xch[0]);
+        memset(&g_xch[(1 * g_warps + w) * 32 + i % 32], 0xff, sizeof g_xch[0]);
+        if (g_wwait[w] && g_wwait[w] == g_wlive[w]) release_warp(w);
+        g_dead = f->stack; /* still under our feet: freed by whoever runs next */
+        f->stack = NULL;
+    }
+    switch_next(f);
 }
 
 static void fiber_main() {
 #ifdef CUEMU_ASAN
-    __sanitizer_finish_switch_fiber(NULL, &g_sched_bottom, &g_sched_size);
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
+    landed();
     (*g_body)();
     yield(F_DONE);
     abort(); /* a finished fiber is never resumed */
@@ -276,56 +331,42 @@ void warp_exchange(const void *v, void *out, size_t bytes, int src_lane) {
     fiber *f = g_run;
     const size_t lin = (size_t)(f - g_f.data()), w = lin / 32, lane = lin % 32;
     uint64_t *buf = &g_xch[((f->gen & 1) * g_warps + w) * 32];
-    memcpy(&buf[lane], v, bytes);
+    uint64_t mine = 0;
+    if (bytes == 8) memcpy(&mine, v, 8); /* fixed sizes: inlined moves, not library calls */
+    else memcpy(&mine, v, 4);
+    buf[lane] = mine;
     f->gen++;
     yield(F_WARP);
     const size_t src = w * 32 + (size_t)(src_lane & 31);
-    if (src < g_f.size() && src_lane >= 0 && src_lane < 32) memcpy(out, &buf[src & 31], bytes);
-    else memcpy(out, v, bytes);
+    const uint64_t got = src < g_f.size() && src_lane >= 0 && src_lane < 32 ? buf[src & 31] : mine;
+    if (bytes == 8) memcpy(out, &got, 8);
+    else memcpy(out, &got, 4);
 }
 
 /* Runs one block to its end; false on a deadlock (the message names it). */
 static bool run_block(const char **why) {
     const size_t n = g_f.size();
+    g_ready.resize(n);
+    for (size_t i = 0; i < n; i++) g_ready[i] = (int)i;
+    g_alive = (int)n;
+    g_at_bar = 0;
+    for (size_t w = 0; w < g_warps; w++) {
+        g_wlive[w] = (int)std::min<size_t>(32, n - w * 32);
+        g_wwait[w] = 0;
+    }
     for (;;) {
-        for (size_t i = 0; i < n; i++)
-            if (g_f[i].state == F_NEW || g_f[i].state == F_READY) resume(g_f[i]);
-        /* every thread now waits or is done: release what can go on */
-        bool released = false;
-        size_t alive = 0, at_bar = 0;
-        for (size_t w = 0; w < g_warps; w++) {
-            size_t lo = w * 32, hi = std::min(n, lo + 32), live = 0, waiting = 0;
-            for (size_t i = lo; i < hi; i++) {
-                if (g_f[i].state == F_DONE) continue;
-                live++;
-                if (g_f[i].state == F_WARP) waiting++;
-            }
-            if (live && waiting == live) {
-                for (size_t i = lo; i < hi; i++) {
-                    if (g_f[i].state == F_DONE) { /* an exited lane's slot reads as NaN bytes */
-                        uint64_t *b = &g_xch[((size_t)((g_f[lo].gen - 1) & 1) * g_warps + w) * 32];
-                        memset(&b[i - lo], 0xff, sizeof b[0]);
-                    } else {
-                        g_f[i].state = F_READY;
-                    }
-                }
-                released = true;
-            }
-        }
-        if (released) continue;
-        for (size_t i = 0; i < n; i++) {
-            if (g_f[i].state == F_DONE) continue;
-            alive++;
-            if (g_f[i].state == F_BAR) at_bar++;
-        }
-        if (!alive) return true;
-        if (at_bar == alive) {
+        g_pos = 0;
+        switch_next(NULL); /* the round: every ready thread, and warps released during it */
+        g_ready.clear();
+        if (!g_alive) return true;
+        if (g_at_bar == g_alive) {
             for (size_t i = 0; i < n; i++)
-                if (g_f[i].state == F_BAR) g_f[i].state = F_READY;
+                if (g_f[i].state == F_BAR) g_ready.push_back((int)i);
+            g_at_bar = 0;
             continue;
         }
-        *why = at_bar ? "__syncthreads not reached by every live thread of a block (some wait at a warp shuffle)"
-                      : "a warp shuffle not reached by every live lane of its warp";
+        *why = g_at_bar ? "__syncthreads not reached by every live thread of a block (some wait at a warp shuffle)"
+                        : "a warp shuffle not reached by every live lane of its warp";
         return false;
     }
 }
@@ -348,18 +389,35 @@ static void run_grid(const launch_cfg &c, const std::function<void()> &body) {
     g_body = &body;
     g_warps = (nt + 31) / 32;
     g_xch.assign(2 * g_warps * 32, 0);
+    g_wlive.assign(g_warps, 0);
+    g_wwait.assign(g_warps, 0);
     g_dyn.assign(c.shared ? c.shared : 1, (unsigned char)0xff);
+#ifdef CUEMU_ASAN
+    if (!g_sched_bottom) { /* this thread's own stack, where the scheduler runs */
+        pthread_attr_t a;
+        void *lo = NULL;
+        size_t sz = 0;
+        if (pthread_getattr_np(pthread_self(), &a) == 0) {
+            pthread_attr_getstack(&a, &lo, &sz);
+            pthread_attr_destroy(&a);
+        }
+        g_sched_bottom = lo;
+        g_sched_size = sz;
+    }
+#endif
+    g_f.resize(nt);
     for (unsigned bz = 0; bz < c.grid.z; bz++)
         for (unsigned by = 0; by < c.grid.y; by++)
             for (unsigned bx = 0; bx < c.grid.x; bx++) {
                 block_idx = uint3{bx, by, bz};
-                g_f.assign(nt, fiber());
                 size_t i = 0;
                 for (unsigned tz = 0; tz < c.block.z; tz++)
                     for (unsigned ty = 0; ty < c.block.y; ty++)
                         for (unsigned tx = 0; tx < c.block.x; tx++, i++) {
                             g_f[i].ctx.idx = uint3{tx, ty, tz};
                             g_f[i].state = F_NEW;
+                            g_f[i].gen = 0;
+                            g_f[i].stack = NULL;
                         }
                 if (c.shared) std::fill(g_dyn.begin(), g_dyn.end(), (unsigned char)0xff);
                 const char *why = NULL;
@@ -448,7 +506,8 @@ cudaError_t cudaDeviceSynchronize(void) { return host_sync("cudaDeviceSynchroniz
 cudaError_t cudaMalloc(void **p, size_t bytes) {
     std::lock_guard<std::recursive_mutex> lk(g_mu);
     *p = NULL;
-    void *m = malloc(bytes ? bytes : 1);
+    /* 256-byte aligned, as cudaMalloc guarantees (cuBLAS requires it of a workspace) */
+    void *m = aligned_alloc(256, (bytes + 255) / 256 * 256 + (bytes ? 0 : 256));
     if (!m) return cudaErrorMemoryAllocation;
     memset(m, fill_byte(), bytes);
     g_allocs[(uintptr_t)m] = bytes;
@@ -497,7 +556,7 @@ static cudaError_t copy_checks(void *dst, const void *src, size_t bytes, cudaMem
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind k, cudaStream_t s) {
     cudaError_t e = copy_checks(dst, src, bytes, k, "cudaMemcpyAsync");
     if (e != cudaSuccess) return e;
-    enqueue(s, [dst, src, bytes]() { memmove(dst, src, bytes); });
+    enqueue_node(s, [dst, src, bytes]() { memmove(dst, src, bytes); }, cudaGraphNodeTypeMemcpy);
     return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind k) {
@@ -516,15 +575,15 @@ cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t 
         if (e == cudaSuccess) e = check_range(src, spitch * (height - 1) + width, sd, "cudaMemcpy2DAsync");
         if (e != cudaSuccess) return e;
     }
-    enqueue(s, [=]() {
+    enqueue_node(s, [=]() {
         for (size_t r = 0; r < height; r++) memmove((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
-    });
+    }, cudaGraphNodeTypeMemcpy);
     return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s) {
     cudaError_t e = check_range(p, bytes, true, "cudaMemsetAsync");
     if (e != cudaSuccess) return e;
-    enqueue(s, [p, v, bytes]() { memset(p, v, bytes); });
+    enqueue_node(s, [p, v, bytes]() { memset(p, v, bytes); }, cudaGraphNodeTypeMemset);
     return cudaSuccess;
 }
 cudaError_t cudaMemset(void *p, int v, size_t bytes) {
@@ -590,7 +649,8 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
     if (!e) return cudaErrorInvalidResourceHandle;
-    enqueue(s, [e]() { e->t = now_s(); });
+    std::lock_guard<std::recursive_mutex> lk(g_mu);
+    if (!g_cap) e->t = now_s(); /* inside a capture an event only orders streams: no node */
     return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
@@ -603,6 +663,25 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
     return cudaSuccess;
 }
 
+cudaError_t cudaGraphGetNodes(cudaGraph_t g, cudaGraphNode_t *nodes, size_t *n) {
+    if (!g || !n) return cudaErrorInvalidValue;
+    if (nodes) {
+        const size_t k = std::min(*n, g->ops.size());
+        for (size_t i = 0; i < k; i++) nodes[i] = &g->ops[i];
+        *n = k;
+    } else {
+        *n = g->ops.size();
+    }
+    return cudaSuccess;
+}
+cudaError_t cudaGraphNodeGetType(cudaGraphNode_t node, cudaGraphNodeType *t) {
+    if (!node || !t) return cudaErrorInvalidValue;
+    *t = node->kind;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *x, cudaGraph_t g, unsigned long long flags) {
+    return cudaGraphInstantiateWithFlags(x, g, flags);
+}
 cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *x, cudaGraph_t g, unsigned long long flags) {
     (void)flags;
     if (!g) return cudaErrorInvalidValue;
@@ -617,7 +696,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t x, cudaStream_t s) {
         return cudaSuccess;
     }
     (void)s;
-    for (auto &op : x->ops) op();
+    for (auto &op : x->ops) op.fn();
     return cudaSuccess;
 }
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x) {

@@ -13,6 +13,7 @@
 #ifndef DARTSC_CUEMU_CUDA_RUNTIME_H
 #define DARTSC_CUEMU_CUDA_RUNTIME_H
 
+#ifdef __cplusplus
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -21,6 +22,12 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#define CUEMU_DV(v) = v
+#else
+#include <stddef.h>
+#include <stdint.h>
+#define CUEMU_DV(v)
+#endif
 
 /* ---- language ---- */
 #define __global__
@@ -34,13 +41,19 @@
 #define __constant__ static
 #define CUDART_VERSION 13000
 
-struct uint3 {
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct uint3 {
     unsigned x, y, z;
-};
+} uint3;
+#ifdef __cplusplus
 struct dim3 {
     unsigned x, y, z;
     constexpr dim3(unsigned vx = 1, unsigned vy = 1, unsigned vz = 1) : x(vx), y(vy), z(vz) {}
 };
+#endif
 
 /* ---- errors ---- */
 typedef enum cudaError {
@@ -50,39 +63,50 @@ typedef enum cudaError {
     cudaErrorInitializationError = 3,
     cudaErrorInvalidConfiguration = 9,
     cudaErrorInvalidDevicePointer = 17,
+    cudaErrorNoDevice = 100,
     cudaErrorInvalidResourceHandle = 400,
     cudaErrorNotReady = 600,
     cudaErrorIllegalAddress = 700,
     cudaErrorLaunchFailure = 719,
     cudaErrorStreamCaptureUnsupported = 900,
-    cudaErrorStreamCaptureInvalidated = 901,
-    cudaErrorNoDevice = 100,
+    cudaErrorStreamCaptureInvalidated = 901
 } cudaError_t;
 
 /* ---- opaque handles ---- */
 typedef struct CUstream_st *cudaStream_t;
 typedef struct CUevent_st *cudaEvent_t;
 typedef struct CUgraph_st *cudaGraph_t;
+typedef struct CUgraphNode_st *cudaGraphNode_t;
 typedef struct CUgraphExec_st *cudaGraphExec_t;
 
-enum cudaMemcpyKind {
+typedef enum cudaMemcpyKind {
     cudaMemcpyHostToHost = 0,
     cudaMemcpyHostToDevice = 1,
     cudaMemcpyDeviceToHost = 2,
     cudaMemcpyDeviceToDevice = 3,
     cudaMemcpyDefault = 4
-};
-enum cudaStreamCaptureStatus {
+} cudaMemcpyKind;
+typedef enum cudaStreamCaptureStatus {
     cudaStreamCaptureStatusNone = 0,
     cudaStreamCaptureStatusActive = 1,
     cudaStreamCaptureStatusInvalidated = 2
-};
-enum cudaStreamCaptureMode {
+} cudaStreamCaptureStatus;
+typedef enum cudaStreamCaptureMode {
     cudaStreamCaptureModeGlobal = 0,
     cudaStreamCaptureModeThreadLocal = 1,
     cudaStreamCaptureModeRelaxed = 2
-};
-enum cudaDeviceAttr { cudaDevAttrMaxThreadsPerBlock = 1, cudaDevAttrMultiProcessorCount = 16 };
+} cudaStreamCaptureMode;
+typedef enum cudaGraphNodeType {
+    cudaGraphNodeTypeKernel = 0,
+    cudaGraphNodeTypeMemcpy = 1,
+    cudaGraphNodeTypeMemset = 2,
+    cudaGraphNodeTypeHost = 3,
+    cudaGraphNodeTypeGraph = 4,
+    cudaGraphNodeTypeEmpty = 5,
+    cudaGraphNodeTypeWaitEvent = 6,
+    cudaGraphNodeTypeEventRecord = 7
+} cudaGraphNodeType;
+typedef enum cudaDeviceAttr { cudaDevAttrMaxThreadsPerBlock = 1, cudaDevAttrMultiProcessorCount = 16 } cudaDeviceAttr;
 #define cudaStreamDefault 0x0
 #define cudaStreamNonBlocking 0x1
 #define cudaEventDefault 0x0
@@ -107,17 +131,17 @@ cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags);
 cudaError_t cudaMallocHost(void **p, size_t bytes);
 cudaError_t cudaFreeHost(void *p);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind k);
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind k, cudaStream_t s = 0);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind k, cudaStream_t s CUEMU_DV(0));
 cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
-                              cudaMemcpyKind k, cudaStream_t s = 0);
+                              cudaMemcpyKind k, cudaStream_t s CUEMU_DV(0));
 cudaError_t cudaMemset(void *p, int v, size_t bytes);
-cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s = 0);
+cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s CUEMU_DV(0));
 
 cudaError_t cudaStreamCreate(cudaStream_t *s);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
 cudaError_t cudaStreamDestroy(cudaStream_t s);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
-cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags = 0);
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags CUEMU_DV(0));
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
 cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g);
 cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *st);
@@ -125,15 +149,23 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *st);
 cudaError_t cudaEventCreate(cudaEvent_t *e);
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);
 cudaError_t cudaEventDestroy(cudaEvent_t e);
-cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s CUEMU_DV(0));
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b);
 
-cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *x, cudaGraph_t g, unsigned long long flags);
+cudaError_t cudaGraphGetNodes(cudaGraph_t g, cudaGraphNode_t *nodes, size_t *n);
+cudaError_t cudaGraphNodeGetType(cudaGraphNode_t node, cudaGraphNodeType *t);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *x, cudaGraph_t g, unsigned long long flags CUEMU_DV(0));
+cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *x, cudaGraph_t g, unsigned long long flags CUEMU_DV(0));
 cudaError_t cudaGraphLaunch(cudaGraphExec_t x, cudaStream_t s);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x);
 cudaError_t cudaGraphDestroy(cudaGraph_t g);
 
+#ifdef __cplusplus
+}
+#endif
+
+#ifdef __cplusplus
 /* ---- device built-ins ---- */
 namespace cuemu {
 
@@ -169,18 +201,21 @@ inline unsigned atomicExch(unsigned *p, unsigned v) { unsigned o = *p; *p = v; r
 inline int atomicExch(int *p, int v) { int o = *p; *p = v; return o; }
 /* the shuffles of a full warp (mask 0xffffffff: every lane of the block's warp that exists) */
 template <class T> inline T __shfl_sync(unsigned, T v, int src, int width = 32) {
+    static_assert(sizeof(T) == 4 || sizeof(T) == 8, "shuffles of 4- and 8-byte values");
     T out;
     const int lane = (int)(threadIdx.x & 31u);
     cuemu::warp_exchange(&v, &out, sizeof v, (lane & ~(width - 1)) + (src & (width - 1)));
     return out;
 }
 template <class T> inline T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) {
+    static_assert(sizeof(T) == 4 || sizeof(T) == 8, "shuffles of 4- and 8-byte values");
     T out;
     const int lane = (int)(threadIdx.x & 31u), in = lane & (width - 1);
     cuemu::warp_exchange(&v, &out, sizeof v, in + (int)delta < width ? lane + (int)delta : lane);
     return out;
 }
 template <class T> inline T __shfl_xor_sync(unsigned, T v, int m, int width = 32) {
+    static_assert(sizeof(T) == 4 || sizeof(T) == 8, "shuffles of 4- and 8-byte values");
     T out;
     const int lane = (int)(threadIdx.x & 31u);
     cuemu::warp_exchange(&v, &out, sizeof v, (lane ^ m) < ((lane & ~(width - 1)) + width) ? lane ^ m : lane);
@@ -249,5 +284,7 @@ template <class... P, class... A> inline void operator|(cuemu::bound_kernel<P...
     static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
     cuemu::launch_bound(b, t, std::index_sequence_for<A...>{});
 }
+
+#endif /* __cplusplus */
 
 #endif
