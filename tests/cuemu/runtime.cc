@@ -237,8 +237,18 @@ static void prepare(fiber &f) {
 }
 
 /* After landing on a stack: the stack of a thread that ended just before goes back to the pool. */
+#ifdef CUEMU_ASAN
+static char *g_dead_lo; /* the deepest frame the ended thread left live (still poisoned) */
+#endif
 static void landed() {
     if (g_dead) {
+#ifdef CUEMU_ASAN
+        /* the frames it never returned from (fiber_main, yield, switch_next) keep their
+           redzones poisoned; the next thread on this stack would trip over them */
+        if (g_dead_lo >= g_dead && g_dead_lo < g_dead + STACK_BYTES)
+            __asan_unpoison_memory_region(g_dead_lo, (size_t)(g_dead + STACK_BYTES - g_dead_lo));
+        else __asan_unpoison_memory_region(g_dead, STACK_BYTES);
+#endif
         g_stacks.push_back(g_dead);
         g_dead = NULL;
     }
@@ -307,6 +317,9 @@ static void yield(int st) {
         memset(&g_xch[(1 * g_warps + w) * 32 + i % 32], 0xff, sizeof g_xch[0]);
         if (g_wwait[w] && g_wwait[w] == g_wlive[w]) release_warp(w);
         g_dead = f->stack; /* still under our feet: freed by whoever runs next */
+#ifdef CUEMU_ASAN
+        g_dead_lo = (char *)__builtin_frame_address(0) - 4096;
+#endif
         f->stack = NULL;
     }
     switch_next(f);
