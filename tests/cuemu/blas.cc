@@ -29,9 +29,7 @@ namespace {
 cublasStatus_t invalid(const char *fn, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    std::fprintf(stderr, "cuemu: %s: ", fn);
-    std::vfprintf(stderr, fmt, ap);
-    std::fputc('\n', stderr);
+    cuemu::vreport(fn, fmt, ap);
     va_end(ap);
     return CUBLAS_STATUS_INVALID_VALUE;
 }

@@ -6,7 +6,9 @@
 #ifndef DARTSC_CUEMU_H
 #define DARTSC_CUEMU_H
 
+#include <cstdarg>
 #include <cstddef>
+#include <cstdio>
 #include <functional>
 
 #include "cuda_runtime.h"
@@ -25,6 +27,14 @@ void set_error(cudaError_t err, const char *what);
 /* The bytes of the cudaMalloc allocation that contains [p, p + bytes), or 0 where that
  * range is not inside one live allocation (for the library calls' argument checks). */
 size_t device_extent(const void *p, size_t bytes);
+
+/* Prints "cuemu: fn: <message>" to stderr: why an emulated library call refused its
+ * arguments (the real libraries say nothing; the status alone is hard to trace). */
+inline void vreport(const char *fn, const char *fmt, va_list ap) {
+    std::fprintf(stderr, "cuemu: %s: ", fn);
+    std::vfprintf(stderr, fmt, ap);
+    std::fputc('\n', stderr);
+}
 
 } // namespace cuemu
 

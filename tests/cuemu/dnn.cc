@@ -45,9 +45,7 @@ namespace {
 cudnnStatus_t fail(cudnnStatus_t st, const char *fn, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    std::fprintf(stderr, "cuemu: %s: ", fn);
-    std::vfprintf(stderr, fmt, ap);
-    std::fputc('\n', stderr);
+    cuemu::vreport(fn, fmt, ap);
     va_end(ap);
     return st;
 }
