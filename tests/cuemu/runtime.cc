@@ -514,6 +514,17 @@ cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int dev) {
     }
     return cudaErrorInvalidValue;
 }
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int dev) {
+    if (!p || dev != 0) return cudaErrorInvalidValue;
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "cuemu (the CPU, as a %d-SM device)", 132);
+    p->multiProcessorCount = 132;
+    p->maxThreadsPerBlock = 1024;
+    p->sharedMemPerBlock = 48 * 1024;
+    p->warpSize = 32;
+    p->major = 9;
+    return cudaSuccess;
+}
 cudaError_t cudaDeviceSynchronize(void) { return host_sync("cudaDeviceSynchronize"); }
 
 cudaError_t cudaMalloc(void **p, size_t bytes) {

@@ -114,6 +114,15 @@ typedef enum cudaDeviceAttr { cudaDevAttrMaxThreadsPerBlock = 1, cudaDevAttrMult
 #define cudaHostAllocDefault 0x0
 #define cudaGraphInstantiateFlagAutoFreeOnLaunch 0x1
 
+typedef struct cudaDeviceProp {
+    char name[256];
+    int multiProcessorCount;
+    int maxThreadsPerBlock;
+    size_t sharedMemPerBlock;
+    int warpSize;
+    int major, minor;
+} cudaDeviceProp;
+
 /* ---- host API ---- */
 const char *cudaGetErrorString(cudaError_t e);
 const char *cudaGetErrorName(cudaError_t e);
@@ -124,6 +133,7 @@ cudaError_t cudaGetDevice(int *d);
 cudaError_t cudaSetDevice(int d);
 cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int dev);
 cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int dev);
 
 cudaError_t cudaMalloc(void **p, size_t bytes);
 cudaError_t cudaFree(void *p);
@@ -166,6 +176,8 @@ cudaError_t cudaGraphDestroy(cudaGraph_t g);
 #endif
 
 #ifdef __cplusplus
+/* cuda_runtime.h's typed overload */
+template <class T> inline cudaError_t cudaMalloc(T **p, size_t bytes) { return cudaMalloc((void **)p, bytes); }
 /* ---- device built-ins ---- */
 namespace cuemu {
 
@@ -185,7 +197,7 @@ void *dyn_shared();                 /* the launch's dynamic shared memory */
 #define blockIdx (cuemu::block_idx)
 #define blockDim (cuemu::block_dim)
 #define gridDim (cuemu::grid_dim)
-#define warpSize 32
+constexpr int warpSize = 32;
 
 inline void __syncthreads() { cuemu::syncthreads(); }
 inline void __syncwarp(unsigned = 0xffffffffu) {}
