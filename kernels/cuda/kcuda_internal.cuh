@@ -12,7 +12,6 @@
 
 /* Records "file:line: what: msg" as the first error (later ones are only printed). */
 extern "C" void kcuda_record_error(const char *file, int line, const char *what, const char *msg);
-const char *kcuda_cublas_string(cublasStatus_t st);
 
 /* Every CUDA/cuDNN/cuBLAS call goes through one of these: on failure they print
  * file:line and the error string, record the first error, and return from the calling
@@ -21,7 +20,7 @@ const char *kcuda_cublas_string(cublasStatus_t st);
     do { kcuda_record_error(__FILE__, __LINE__, what, msg); ret_stmt; } while (0)
 #define cudaCheckR(call, ret) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) KCUDA_FAIL_(#call, cudaGetErrorString(e_), return ret); } while (0)
 #define cudnnCheckR(call, ret) do { cudnnStatus_t e_ = (call); if (e_ != CUDNN_STATUS_SUCCESS) KCUDA_FAIL_(#call, cudnnGetErrorString(e_), return ret); } while (0)
-#define cublasCheckR(call, ret) do { cublasStatus_t e_ = (call); if (e_ != CUBLAS_STATUS_SUCCESS) KCUDA_FAIL_(#call, kcuda_cublas_string(e_), return ret); } while (0)
+#define cublasCheckR(call, ret) do { cublasStatus_t e_ = (call); if (e_ != CUBLAS_STATUS_SUCCESS) KCUDA_FAIL_(#call, cublasGetStatusString(e_), return ret); } while (0)
 #define KCUDA_VOID_ /* empty: return; from a void function */
 #define cudaCheck(call) cudaCheckR(call, KCUDA_VOID_)
 #define cudnnCheck(call) cudnnCheckR(call, KCUDA_VOID_)

@@ -741,17 +741,17 @@ static cuda_backend *cu_create(char *err, size_t errlen) {
     if (ds != CUDNN_STATUS_SUCCESS) { cb->dnn = NULL; CU_NEW_FAIL("cudnnCreate: %s", cudnnGetErrorString(ds)); }
     if ((ds = cudnnSetStream(cb->dnn, cb->s)) != CUDNN_STATUS_SUCCESS) CU_NEW_FAIL("cudnnSetStream: %s", cudnnGetErrorString(ds));
     cublasStatus_t bs = cublasCreate(&cb->blas);
-    if (bs != CUBLAS_STATUS_SUCCESS) { cb->blas = NULL; CU_NEW_FAIL("cublasCreate: %s", kcuda_cublas_string(bs)); }
+    if (bs != CUBLAS_STATUS_SUCCESS) { cb->blas = NULL; CU_NEW_FAIL("cublasCreate: %s", cublasGetStatusString(bs)); }
     if ((bs = cublasSetStream(cb->blas, cb->s)) != CUBLAS_STATUS_SUCCESS)
-        CU_NEW_FAIL("cublasSetStream: %s", kcuda_cublas_string(bs));
+        CU_NEW_FAIL("cublasSetStream: %s", cublasGetStatusString(bs));
     /* plain FP32 GEMMs: no TF32 tensor-op math (it would cost ~1e-3 relative accuracy) */
     if ((bs = cublasSetMathMode(cb->blas, CUBLAS_DEFAULT_MATH)) != CUBLAS_STATUS_SUCCESS)
-        CU_NEW_FAIL("cublasSetMathMode: %s", kcuda_cublas_string(bs));
+        CU_NEW_FAIL("cublasSetMathMode: %s", cublasGetStatusString(bs));
     /* 32 MiB: what cuBLAS's documentation recommends for Hopper */
     if ((e = cudaMalloc(&cb->blas_ws, (size_t)32 << 20)) != cudaSuccess)
         CU_NEW_FAIL("cudaMalloc (cuBLAS workspace): %s", cudaGetErrorString(e));
     if ((bs = cublasSetWorkspace(cb->blas, cb->blas_ws, (size_t)32 << 20)) != CUBLAS_STATUS_SUCCESS)
-        CU_NEW_FAIL("cublasSetWorkspace: %s", kcuda_cublas_string(bs));
+        CU_NEW_FAIL("cublasSetWorkspace: %s", cublasGetStatusString(bs));
     if (kcuda_init(cb->s, cb->dnn, cb->blas) != 0) CU_NEW_FAIL("kcuda_init: %s", kcuda_last_error());
     cb->nlanes = 1;
     cb->want_lanes = CU_DEFAULT_LANES;

@@ -404,7 +404,7 @@ static void run_grid(const launch_cfg &c, const std::function<void()> &body) {
     g_xch.assign(2 * g_warps * 32, 0);
     g_wlive.assign(g_warps, 0);
     g_wwait.assign(g_warps, 0);
-    g_dyn.assign(c.shared ? c.shared : 1, (unsigned char)0xff);
+    g_dyn.resize(c.shared ? c.shared : 1); /* filled with 0xff for each block below */
 #ifdef CUEMU_ASAN
     if (!g_sched_bottom) { /* this thread's own stack, where the scheduler runs */
         pthread_attr_t a;
