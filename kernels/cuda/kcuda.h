@@ -135,6 +135,46 @@ void kcuda_bn_backward_scaled(float *dx, float *dgamma, float *dbeta, const floa
                               const float *x, const float *gamma, const float *save_mean,
                               const float *save_invstd, const kbn_desc *d, int accumulate, cudaStream_t s);
 
+/* ---- batched launches (DARTSC_CUDA_BATCH; runtime/schedule.c groups independent nodes) ----
+ * n (1..KCUDA_MAX_BATCH) problems of one descriptor d issued as one: problem i reads and
+ * writes only the pointers at index i of the pointer arrays (HOST arrays of device
+ * pointers; an array argument may be NULL where every problem would pass NULL), and gets
+ * exactly the bits the single entry point gives it; each kernel the single path launches
+ * is launched once for all n problems (the problem picked by the block) instead of n times.
+ * The problems must not overlap in what they write. A path that needs a reduction buffer
+ * larger than the lane's for n problems launches for as many as fit at a time. Shapes or
+ * modes without a batched path: *_batch_ok says 0 beforehand, and the batched call then
+ * records an error and issues nothing. */
+#define KCUDA_MAX_BATCH 32
+/* Depthwise convolutions on the plane kernels (kcuda_conv2d_relu_supported's depthwise
+ * shapes) and 1x1 convolutions on the own kernels (pw_small: DARTSC_CUDA_OWN_1X1); relu:
+ * the ReLU fused into the input (kcuda_conv2d_relu_* semantics). */
+int kcuda_conv2d_batch_ok(const kconv2d_desc *d, int relu);
+void kcuda_conv2d_forward_batch(int n, float *const *y, const float *const *x, const float *const *w,
+                                const kconv2d_desc *d, int relu, cudaStream_t s);
+/* dx += conv^T(dy) (set: dx = ...), through the fused ReLU where x_relu is not NULL
+ * (kcuda_conv2d_relu_backward_data / kcuda_conv2d_backward_data_set semantics). */
+void kcuda_conv2d_backward_data_batch(int n, float *const *dx, const float *const *dy, const float *const *w,
+                                      const float *const *x_relu, const kconv2d_desc *d, int set, cudaStream_t s);
+void kcuda_conv2d_backward_filter_batch(int n, float *const *dw, const float *const *dy, const float *const *x,
+                                        const kconv2d_desc *d, int relu, cudaStream_t s);
+/* Batch norms over one (N, C, HW), not sync_bn. */
+int kcuda_bn_batch_ok(const kbn_desc *d);
+void kcuda_bn_coefs_train_batch(int n, float *const *coef, float *const *save_mean, float *const *save_invstd,
+                                float *const *running_mean, float *const *running_var, const float *const *x,
+                                const float *const *gamma, const float *const *beta, const kbn_desc *d,
+                                cudaStream_t s);
+void kcuda_bn_forward_train_batch(int n, float *const *y, float *const *save_mean, float *const *save_invstd,
+                                  float *const *running_mean, float *const *running_var, const float *const *x,
+                                  const float *const *gamma, const float *const *beta, const kbn_desc *d,
+                                  cudaStream_t s);
+/* kcuda_bn_backward (set 0) / kcuda_bn_backward_set (set 1), or with dy_scale not NULL
+ * kcuda_bn_backward_scaled (accumulate = !set). */
+void kcuda_bn_backward_batch(int n, float *const *dx, float *const *dgamma, float *const *dbeta,
+                             const float *const *dy, const float *const *dy_scale, const float *const *x,
+                             const float *const *gamma, const float *const *save_mean,
+                             const float *const *save_invstd, const kbn_desc *d, int set, cudaStream_t s);
+
 /* ---- pooling (max: first maximum wins ties; avg: padding excluded) ---- */
 void kcuda_maxpool_forward(float *y, const float *x, const kpool_desc *d, cudaStream_t s);
 void kcuda_maxpool_backward(float *dx, const float *dy, const float *x, const kpool_desc *d, cudaStream_t s);
