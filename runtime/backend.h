@@ -17,6 +17,7 @@
 #include "ir/ir.h"
 
 #define RT_MAX_IN (IR_MAX_MIXED_INPUTS + 1)
+#define RT_MAX_BATCH 32 /* nodes in one rt_backend.run_batch */
 
 typedef struct rt_tref {
     void *data;  /* float or int32 per dtype; NULL for an absent optional input */
@@ -129,6 +130,15 @@ struct rt_backend {
      * output unapplied (rt_exec_node.defer_out) for its one consumer c, whose forward and
      * backward then read it through rt_tref.affine. */
     int (*defers_output)(rt_backend *be, const rt_exec_node *n, const rt_exec_node *c);
+    /* May be NULL (both): no batching. batches: whether the forwards (bwd 0) or backwards
+     * (bwd 1) of nodes a and b (pointers filled, scratch not: a batch gets one lane's
+     * scratch) can run as one through run_batch — the same work, one launch per kernel
+     * instead of one per node. Asked only inside a recording on lanes, of nodes the
+     * runtime found independent (rt_issue_lanes: neither reads or writes what the other
+     * writes). run_batch issues the forwards or backwards of n (2..RT_MAX_BATCH) nodes that
+     * batches accepted with nodes[0], each with the results (the bits) of its own call. */
+    int (*batches)(rt_backend *be, int bwd, const rt_exec_node *a, const rt_exec_node *b);
+    void (*run_batch)(rt_backend *be, int bwd, const rt_exec_node *const *nodes, int n);
     void (*synchronize)(rt_backend *be);
     void (*destroy)(rt_backend *be);
     /* May be NULL (all four): no recording. capture_begin starts recording the work

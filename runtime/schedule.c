@@ -216,22 +216,54 @@ static void tracker_free(tracker *t) {
 
 /* ---- lanes ---- */
 
+/* A growable int array (the dependence lists). */
+typedef struct ivec {
+    int *v;
+    size_t n, cap;
+} ivec;
+static int ivec_push(ivec *a, int x) {
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 4096;
+        int *nv = realloc(a->v, cap * sizeof *nv);
+        if (!nv) return -1;
+        a->v = nv;
+        a->cap = cap;
+    }
+    a->v[a->n++] = x;
+    return 0;
+}
+
+/* The node op closing unit u (its last op), or NULL where the unit is only zeroing/copies. */
+static const rt_op *unit_node(const rt_oplist *l, const int *ustart, int u) {
+    const rt_op *o = &l->ops[ustart[u + 1] - 1];
+    return o->kind == RT_OP_FWD || o->kind == RT_OP_BWD ? o : NULL;
+}
+
 int rt_issue_lanes(rt_backend *be, const rt_oplist *l, int nlanes, float *scratch, size_t scratch_stride,
                    rt_lane_stats *st) {
+    int *order_out = st ? st->issue_order : NULL;
     if (st) memset(st, 0, sizeof *st);
+    if (st) st->issue_order = order_out;
     const int n = l->n;
     if (nlanes < 2 || !be->set_lane || !be->lane_signal || !be->lane_wait || l->oom) return -1;
+    const int batching = be->batches && be->run_batch && !getenv("DARTSC_NO_BATCH");
     /* units: [ustart[u], ustart[u + 1]) */
     int *ustart = malloc(((size_t)n + 1) * sizeof *ustart);
     int *lane = malloc(((size_t)n + 1) * sizeof *lane), *stamp = malloc(((size_t)n + 1) * sizeof *stamp);
     int *depth = calloc((size_t)n + 1, sizeof *depth), *point = malloc(((size_t)n + 1) * sizeof *point);
-    int *deps = malloc(((size_t)n + 1) * sizeof *deps);
+    int *deps = malloc(((size_t)n + 1) * sizeof *deps), *dstart = malloc(((size_t)n + 2) * sizeof *dstart);
+    int *seq = malloc(((size_t)n + 1) * sizeof *seq), *pos = malloc(((size_t)n + 1) * sizeof *pos);
+    int *lead = malloc(((size_t)n + 1) * sizeof *lead), *gnext = malloc(((size_t)n + 1) * sizeof *gnext);
+    int *gsize = malloc(((size_t)n + 1) * sizeof *gsize), *cnt = NULL, *leaders = NULL;
     int *waits = malloc(((size_t)n * nlanes + 1) * sizeof *waits), *nwait = calloc((size_t)n + 1, sizeof *nwait);
     int *tail = malloc((size_t)nlanes * sizeof *tail), *synced = malloc((size_t)nlanes * nlanes * sizeof *synced);
     int *latest = malloc((size_t)nlanes * sizeof *latest);
+    const rt_exec_node **members = NULL;
+    ivec dl = {0};
     tracker t = {0};
-    int rc = -1, nu = 0;
-    if (!ustart || !lane || !stamp || !depth || !point || !deps || !waits || !nwait || !tail || !synced || !latest)
+    int rc = -1, nu = 0, maxdepth = 0;
+    if (!ustart || !lane || !stamp || !depth || !point || !deps || !dstart || !seq || !pos || !lead || !gnext ||
+        !gsize || !waits || !nwait || !tail || !synced || !latest)
         goto out;
     for (int i = 0; i < n;) {
         ustart[nu++] = i;
@@ -239,21 +271,19 @@ int rt_issue_lanes(rt_backend *be, const rt_oplist *l, int nlanes, float *scratc
         if (i < n) i++; /* the node op closing the unit */
     }
     ustart[nu] = n;
-    for (int k = 0; k < nlanes; k++) tail[k] = -1;
-    for (int k = 0; k < nlanes * nlanes; k++) synced[k] = -1;
     for (int u = 0; u < nu; u++) stamp[u] = point[u] = -1;
-    int npoints = 0, used = 0;
+    /* 1. every unit's dependences on earlier units (in list order: read after write, write
+     * after read, write after write) and its depth (1 + the deepest it depends on) */
     range r[MAX_RANGES];
     for (int u = 0; u < nu; u++) {
-        /* dependences on earlier units */
-        int nd = 0;
+        dstart[u] = (int)dl.n;
         for (int i = ustart[u]; i < ustart[u + 1]; i++) {
             const int nr = rt_op_ranges(&l->ops[i], r);
             for (int a = 0; a < nr; a++)
                 FOR_OVERLAPS(&t, &r[a], {
                     if ((r[a].w || x->w) && x->unit != u && stamp[x->unit] != u) {
                         stamp[x->unit] = u;
-                        deps[nd++] = x->unit;
+                        if (ivec_push(&dl, x->unit)) t.oom = 1;
                     }
                 });
             for (int a = 0; a < nr; a++) /* a write retires what it covers */
@@ -261,21 +291,95 @@ int rt_issue_lanes(rt_backend *be, const rt_oplist *l, int nlanes, float *scratc
             for (int a = 0; a < nr; a++) add_rec(&t, &r[a], u);
         }
         if (t.oom) goto out;
+        depth[u] = 1;
+        for (size_t j = (size_t)dstart[u]; j < dl.n; j++)
+            if (depth[dl.v[j]] + 1 > depth[u]) depth[u] = depth[dl.v[j]] + 1;
+        if (depth[u] > maxdepth) maxdepth = depth[u];
+    }
+    dstart[nu] = (int)dl.n;
+    /* 2. the issue order (seq) and the batches: without batching, list order, each unit
+     * alone. With it, units by depth (list order within a depth: every dependence points to
+     * a smaller depth, so this order keeps each conflicting pair's order), and the node ops
+     * of one depth that the backend can run as one (be->batches with the batch's first)
+     * grouped behind that first unit, at most RT_MAX_BATCH each. Units of one depth
+     * depend on none of each other, directly or not, so a batch needs no order inside. */
+    for (int u = 0; u < nu; u++) lead[u] = u, gnext[u] = -1, gsize[u] = 1;
+    int ns = 0;
+    if (!batching) {
+        for (int u = 0; u < nu; u++) seq[ns++] = u;
+    } else {
+        cnt = calloc((size_t)maxdepth + 2, sizeof *cnt);
+        leaders = malloc(((size_t)nu + 1) * sizeof *leaders);
+        if (!cnt || !leaders) goto out;
+        for (int u = 0; u < nu; u++) cnt[depth[u] + 1]++;
+        for (int dd = 1; dd <= maxdepth + 1; dd++) cnt[dd] += cnt[dd - 1];
+        int *by = pos; /* units sorted by depth, stable */
+        for (int u = 0; u < nu; u++) by[cnt[depth[u]]++] = u;
+        int *gtail = stamp; /* last member of each batch (stamp is free now) */
+        for (int a = 0; a < nu;) {
+            int b = a;
+            while (b < nu && depth[by[b]] == depth[by[a]]) b++;
+            int nl = 0; /* the batches opened at this depth */
+            for (int k = a; k < b; k++) {
+                const int u = by[k];
+                const rt_op *o = unit_node(l, ustart, u);
+                int g = -1;
+                for (int j = 0; o && j < nl && g < 0; j++) {
+                    const rt_op *q = unit_node(l, ustart, leaders[j]);
+                    if (q && q->kind == o->kind && gsize[leaders[j]] < RT_MAX_BATCH &&
+                        be->batches(be, o->kind == RT_OP_BWD, &q->e, &o->e))
+                        g = leaders[j];
+                }
+                if (g < 0) {
+                    leaders[nl++] = u;
+                    gtail[u] = u;
+                    seq[ns++] = u;
+                    continue;
+                }
+                lead[u] = g;
+                gnext[gtail[g]] = u;
+                gtail[g] = u;
+                gsize[g]++;
+            }
+            a = b;
+        }
+        members = malloc(RT_MAX_BATCH * sizeof *members);
+        if (!members) goto out;
+    }
+    for (int i = 0; i < ns; i++) pos[seq[i]] = i; /* pos: a batch's place in seq (by its first unit) */
+    for (int u = 0; u < nu; u++) pos[u] = pos[lead[u]];
+    /* 3. lanes, over seq: a batch depends on what any of its units depends on */
+    for (int k = 0; k < nlanes; k++) tail[k] = -1;
+    for (int k = 0; k < nlanes * nlanes; k++) synced[k] = -1;
+    for (int i = 0; i < ns; i++) stamp[i] = -1;
+    int npoints = 0, used = 0, longest = 0, nbatch = 0, inbatch = 0;
+    for (int i = 0; i < ns; i++) {
+        const int g = seq[i];
+        int nd = 0, dep = 0;
+        for (int u = g; u >= 0; u = gnext[u])
+            for (int j = dstart[u]; j < dstart[u + 1]; j++) {
+                const int d = pos[dl.v[j]];
+                if (d == i || stamp[d] == i) continue;
+                stamp[d] = i;
+                deps[nd++] = d;
+            }
+        if (gsize[g] > 1) nbatch++, inbatch += gsize[g];
         /* the lane: continue a chain, else the lane idle longest */
         int L = -1;
         for (int j = 0; j < nd; j++) {
             const int d = deps[j];
             if (tail[lane[d]] == d && (L < 0 || d > tail[L])) L = lane[d];
-            if (depth[d] + 1 > depth[u]) depth[u] = depth[d] + 1;
         }
-        if (depth[u] == 0) depth[u] = 1;
+        for (int u = g; u >= 0; u = gnext[u])
+            if (depth[u] > dep) dep = depth[u];
+        if (dep > longest) longest = dep;
         if (L < 0) {
             L = 0;
             for (int k = 1; k < nlanes; k++)
                 if (tail[k] < tail[L]) L = k;
         }
-        lane[u] = L;
-        /* one wait per other lane: its latest unit this one needs, unless already waited for */
+        lane[i] = L;
+        /* one wait per other lane: its latest entry this one needs, unless already waited for */
         for (int k = 0; k < nlanes; k++) latest[k] = -1;
         for (int j = 0; j < nd; j++)
             if (deps[j] > latest[lane[deps[j]]]) latest[lane[deps[j]]] = deps[j];
@@ -283,37 +387,81 @@ int rt_issue_lanes(rt_backend *be, const rt_oplist *l, int nlanes, float *scratc
             if (k == L || latest[k] < 0 || latest[k] <= synced[L * nlanes + k]) continue;
             synced[L * nlanes + k] = latest[k];
             if (point[latest[k]] < 0) point[latest[k]] = npoints++;
-            waits[(size_t)u * nlanes + nwait[u]++] = latest[k];
+            waits[(size_t)i * nlanes + nwait[i]++] = latest[k];
         }
         if (tail[L] < 0) used++;
-        tail[L] = u;
+        tail[L] = i;
     }
-    /* issue */
-    int cur = -1;
-    for (int u = 0; u < nu; u++) {
-        if (lane[u] != cur) be->set_lane(be, cur = lane[u]);
-        for (int w = 0; w < nwait[u]; w++) be->lane_wait(be, point[waits[(size_t)u * nlanes + w]]);
-        for (int i = ustart[u]; i < ustart[u + 1]; i++) issue_one(be, &l->ops[i], scratch + (size_t)cur * scratch_stride);
-        if (point[u] >= 0) be->lane_signal(be, point[u]);
+    /* 4. issue: each batch's zeroing and copies, then its node ops in one call */
+    int cur = -1, at = 0;
+    for (int i = 0; i < ns; i++) {
+        const int g = seq[i];
+        if (lane[i] != cur) be->set_lane(be, cur = lane[i]);
+        for (int w = 0; w < nwait[i]; w++) be->lane_wait(be, point[waits[(size_t)i * nlanes + w]]);
+        float *sc = scratch + (size_t)cur * scratch_stride;
+        if (gsize[g] == 1) {
+            for (int k = ustart[g]; k < ustart[g + 1]; k++) {
+                issue_one(be, &l->ops[k], sc);
+                if (order_out) order_out[at++] = k;
+            }
+        } else {
+            int m = 0;
+            rt_exec_node *copies = (rt_exec_node *)malloc((size_t)gsize[g] * sizeof *copies);
+            if (!copies) { /* out of memory this late: the batch one by one, in the same place */
+                for (int u = g; u >= 0; u = gnext[u])
+                    for (int k = ustart[u]; k < ustart[u + 1]; k++) {
+                        issue_one(be, &l->ops[k], sc);
+                        if (order_out) order_out[at++] = k;
+                    }
+            } else {
+                for (int u = g; u >= 0; u = gnext[u])
+                    for (int k = ustart[u]; k < ustart[u + 1] - 1; k++) {
+                        issue_one(be, &l->ops[k], sc);
+                        if (order_out) order_out[at++] = k;
+                    }
+                for (int u = g; u >= 0; u = gnext[u]) {
+                    const int k = ustart[u + 1] - 1;
+                    copies[m] = l->ops[k].e;
+                    if (sc) copies[m].scratch = sc;
+                    members[m] = &copies[m];
+                    m++;
+                    if (order_out) order_out[at++] = k;
+                }
+                be->run_batch(be, l->ops[ustart[g + 1] - 1].kind == RT_OP_BWD, members, m);
+                free(copies);
+            }
+        }
+        if (point[i] >= 0) be->lane_signal(be, point[i]);
     }
     be->set_lane(be, 0);
     if (st) {
         st->ops = n;
         st->lanes_used = used;
-        for (int u = 0; u < nu; u++) {
-            st->waits += nwait[u];
-            if (depth[u] > st->longest_chain) st->longest_chain = depth[u];
-        }
+        st->longest_chain = longest;
+        st->batches = nbatch;
+        st->batched_ops = inbatch;
+        st->issued = ns;
+        for (int i = 0; i < ns; i++) st->waits += nwait[i];
     }
     rc = 0;
 out:
     tracker_free(&t);
+    free(dl.v);
     free(ustart);
     free(lane);
     free(stamp);
     free(depth);
     free(point);
     free(deps);
+    free(dstart);
+    free(seq);
+    free(pos);
+    free(lead);
+    free(gnext);
+    free(gsize);
+    free(cnt);
+    free(leaders);
+    free(members);
     free(waits);
     free(nwait);
     free(tail);

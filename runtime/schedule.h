@@ -38,12 +38,19 @@ void rt_oplist_free(rt_oplist *l);
 /* What rt_issue_lanes decided, for tests and reports. */
 typedef struct rt_lane_stats {
     int ops, lanes_used, waits;
-    int longest_chain; /* ops on the longest dependence path (the pass's critical path) */
+    int longest_chain; /* units on the longest dependence path (the pass's critical path) */
+    int issued;        /* entries issued: units alone, or batches of units (be->run_batch) */
+    int batches, batched_ops; /* batches of 2 or more node ops, and the node ops in them */
+    int *issue_order;  /* in: NULL, or room for ops ints; out: the list index of each op in
+                          the order rt_issue_lanes issued it (for tests) */
 } rt_lane_stats;
 
 /* Issues l's ops on lanes 0..nlanes-1 of be (inside a capture), lane k's ops with scratch
- * + k * scratch_stride (floats) as their scratch, and leaves be on lane 0. Returns 0, or
- * -1 when out of memory before anything was issued (the caller then issues in order). */
+ * + k * scratch_stride (floats) as their scratch, and leaves be on lane 0. Where be batches
+ * (rt_backend.batches, unless DARTSC_NO_BATCH is set), the ops go in order of their depth
+ * in the dependence graph, and node ops of one depth that the backend accepts together go
+ * to it as one run_batch. Returns 0, or -1 when out of memory before anything was issued
+ * (the caller then issues in order). */
 int rt_issue_lanes(rt_backend *be, const rt_oplist *l, int nlanes, float *scratch, size_t scratch_stride,
                    rt_lane_stats *st);
 

@@ -31,6 +31,8 @@ typedef struct fake {
     int **pred;       /* per op, the ops it directly follows */
     int *npred;
     int issued;
+    int *batch_of;    /* per issued op, the batch it came in (run_batch calls), -1 alone */
+    int nbatch;
 } fake;
 
 static void f_set_lane(rt_backend *be, int k) { ((fake *)be)->cur = k; }
@@ -55,6 +57,26 @@ static void f_op(fake *f) {
     f->lane_last[L] = i;
 }
 static void f_node(rt_backend *be, const rt_exec_node *n) { (void)n; f_op((fake *)be); }
+/* Batching as a backend would: the same op over the same shapes. */
+static int f_batches(rt_backend *be, int bwd, const rt_exec_node *a, const rt_exec_node *b) {
+    (void)be;
+    (void)bwd;
+    if (a->op != b->op || a->n_in != b->n_in || a->out.numel != b->out.numel || a->relu_in != b->relu_in) return 0;
+    for (int i = 0; i < a->n_in; i++)
+        if (a->in[i].numel != b->in[i].numel) return 0;
+    return 1;
+}
+static void f_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nodes, int n) {
+    fake *f = (fake *)be;
+    (void)bwd;
+    (void)nodes;
+    cr_assert(n >= 2 && n <= RT_MAX_BATCH, "a batch of %d", n);
+    for (int i = 0; i < n; i++) {
+        f->batch_of[f->issued] = f->nbatch;
+        f_op(f);
+    }
+    f->nbatch++;
+}
 static void f_zero(rt_backend *be, void *p, size_t b) { (void)p; (void)b; f_op((fake *)be); }
 static void f_copy(rt_backend *be, float *y, const float *x, int64_t n) { (void)y; (void)x; (void)n; f_op((fake *)be); }
 
@@ -82,6 +104,8 @@ static void fake_init(fake *f, int n, int nlanes) {
     for (int k = 0; k < f->npoints; k++) f->point_op[k] = -1;
     f->pred = calloc((size_t)n, sizeof(int *));
     f->npred = calloc((size_t)n, sizeof(int));
+    f->batch_of = malloc(((size_t)n + 1) * sizeof(int));
+    for (int i = 0; i <= n; i++) f->batch_of[i] = -1;
 }
 static void fake_free(fake *f) {
     for (int k = 0; k < f->nlanes; k++) free(f->pending[k]);
@@ -92,6 +116,7 @@ static void fake_free(fake *f) {
     free(f->point_op);
     free(f->pred);
     free(f->npred);
+    free(f->batch_of);
 }
 
 /* reach[i * words ..]: the ops ordered before op i (issue order in a lane, waits). */
@@ -173,7 +198,7 @@ static float *results(net *h, unsigned mask, int64_t *len) {
     return r;
 }
 
-static void lanes_case(unsigned mask, int nlanes) {
+static void lanes_case(unsigned mask, int nlanes, int batch) {
     net h;
     net_make(&h);
     rt_oplist ops = {0};
@@ -189,24 +214,53 @@ static void lanes_case(unsigned mask, int nlanes) {
     /* the lanes' decisions, logged */
     fake f;
     fake_init(&f, n, nlanes);
+    if (batch) {
+        f.be.batches = f_batches;
+        f.be.run_batch = f_run_batch;
+    }
     float scratch[64];
-    rt_lane_stats st;
+    int *order = malloc((size_t)n * sizeof *order), *at = malloc((size_t)n * sizeof *at);
+    rt_lane_stats st = {.issue_order = order};
     cr_assert_eq(rt_issue_lanes(&f.be, &ops, nlanes, scratch, 0, &st), 0);
     cr_assert_eq(f.issued, n, "issued %d of %d ops", f.issued, n);
+    /* at[i]: where list op i was issued (a permutation) */
+    for (int i = 0; i < n; i++) at[i] = -1;
+    for (int k = 0; k < n; k++) {
+        cr_assert(order[k] >= 0 && order[k] < n && at[order[k]] < 0, "issue order is not a permutation");
+        at[order[k]] = k;
+    }
+    if (batch) {
+        cr_expect(st.batches > 0 && st.batched_ops > 2 * st.batches, "%d batches of %d ops", st.batches,
+                  st.batched_ops);
+        cr_expect_eq(f.nbatch, st.batches);
+        cr_expect(st.issued < n * 3 / 4, "%d of %d ops issued alone or in batches: little batched", st.issued, n);
+        cr_log_info("%d ops: %d batches of %d ops, %d issue entries", n, st.batches, st.batched_ops, st.issued);
+        /* the ops of one batch run together: no two of them may conflict */
+        int same = 0;
+        for (int a = 0; a < n; a++)
+            for (int b = a + 1; b < n && f.batch_of[b] == f.batch_of[a] && f.batch_of[a] >= 0; b++) {
+                same++;
+                cr_expect(!overlap_conflict(&ops.ops[order[a]], &ops.ops[order[b]]),
+                          "ops %d and %d conflict but came in one batch", order[a], order[b]);
+            }
+        cr_expect(same > 0);
+    } else {
+        cr_expect_eq(st.batches, 0);
+        for (int k = 0; k < n; k++) cr_assert_eq(order[k], k, "without batching the ops go in list order");
+    }
     cr_expect_eq(st.ops, n);
     cr_expect_eq(st.lanes_used, nlanes, "%d of %d lanes used", st.lanes_used, nlanes);
     cr_expect(st.waits > 0);
     cr_log_info("%d ops on %d lanes: %d waits, critical path %d units", n, st.lanes_used, st.waits, st.longest_chain);
     cr_expect(st.longest_chain < n / 2, "critical path %d of %d ops: nothing runs side by side", st.longest_chain, n);
 
-    const size_t words = ((size_t)n + 63) / 64;
     uint64_t *reach = happens_before(&f);
     int conflicts = 0, unordered = 0;
     for (int j = 0; j < n; j++)
         for (int i = 0; i < j; i++) {
             if (!overlap_conflict(&ops.ops[i], &ops.ops[j])) continue;
             conflicts++;
-            if (!(reach[(size_t)j * words + (size_t)i / 64] >> (i % 64) & 1u)) {
+            if (!before(reach, n, at[i], at[j])) {
                 if (unordered++ < 5) cr_log_error("ops %d and %d conflict but are not ordered", i, j);
             }
         }
@@ -236,7 +290,7 @@ static void lanes_case(unsigned mask, int nlanes) {
             const int pick = (int)(rng % (uint64_t)nr), i = ready[pick];
             ready[pick] = ready[--nr];
             moved += i != done;
-            rt_oplist_push(&shuffled, &ops.ops[i]);
+            rt_oplist_push(&shuffled, &ops.ops[order[i]]); /* issued op i is list op order[i] */
             for (int k = 0; k < nsucc[i]; k++)
                 if (--left[succ[i][k]] == 0) ready[nr++] = succ[i][k];
         }
@@ -256,16 +310,24 @@ static void lanes_case(unsigned mask, int nlanes) {
     free(ready);
     rt_oplist_free(&shuffled);
     free(reach);
+    free(order);
+    free(at);
     fake_free(&f);
     free(ref);
     rt_oplist_free(&ops);
     net_free(&h);
 }
 
-Test(schedule, weight_pass_on_4_lanes) { lanes_case(RT_GRAD_W, 4); }
-Test(schedule, alpha_pass_on_8_lanes) { lanes_case(RT_GRAD_ARCH, 8); }
-Test(schedule, both_groups_on_3_lanes) { lanes_case(RT_GRAD_W | RT_GRAD_ARCH, 3); }
-Test(schedule, forward_only_on_8_lanes) { lanes_case(0, 8); }
+Test(schedule, weight_pass_on_4_lanes) { lanes_case(RT_GRAD_W, 4, 0); }
+Test(schedule, alpha_pass_on_8_lanes) { lanes_case(RT_GRAD_ARCH, 8, 0); }
+Test(schedule, both_groups_on_3_lanes) { lanes_case(RT_GRAD_W | RT_GRAD_ARCH, 3, 0); }
+Test(schedule, forward_only_on_8_lanes) { lanes_case(0, 8, 0); }
+/* Batches (rt_backend.batches): the ops issued by depth, same-shaped node ops of one depth
+ * in one run_batch: still every conflicting pair in order, never two conflicting ops in
+ * one batch, and the same bits in random orders the lanes allow. */
+Test(schedule, batched_weight_pass_on_4_lanes) { lanes_case(RT_GRAD_W, 4, 1); }
+Test(schedule, batched_both_groups_on_8_lanes) { lanes_case(RT_GRAD_W | RT_GRAD_ARCH, 8, 1); }
+Test(schedule, batched_forward_only_on_2_lanes) { lanes_case(0, 2, 1); }
 
 /* Memory the plan reuses: an op writing bytes an earlier op read (no data edge between
  * them) is ordered after it; ops on disjoint memory are not ordered; a chain stays on its
