@@ -121,7 +121,10 @@ cublasStatus_t gemm(const char *fn, cublasHandle_t h, cublasOperation_t transa, 
     if (!alpha || !beta) return invalid(fn, "alpha or beta is NULL");
     if (m == 0 || n == 0 || batch == 0) return CUBLAS_STATUS_SUCCESS; /* nothing to compute */
     const Gemm g{fn, ta, tb, m, n, k, *alpha, *beta, A, lda, sa, B, ldb, sb, C, ldc, sc, batch};
-    cuemu::enqueue(h->stream, [g] { run(g); });
+    cuemu::enqueue(h->stream, [g] {
+        cuemu::stat_call(g.fn);
+        run(g);
+    });
     return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -20,6 +20,10 @@ namespace cuemu {
  * that graph; it must capture its arguments by value). */
 void enqueue(cudaStream_t s, std::function<void()> fn);
 
+/* Counts one executed library call named name (a cuBLAS GEMM, a cuDNN pass) for the
+ * CUEMU_STATS report (runtime.cc). Call from the queued function, when it runs. */
+void stat_call(const char *name);
+
 /* Records err as the error the next cudaGetLastError / cudaStreamEndCapture returns
  * (a failed launch, a bad argument to an emulated library call). */
 void set_error(cudaError_t err, const char *what);

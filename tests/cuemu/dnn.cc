@@ -253,7 +253,10 @@ cudnnStatus_t launch(const char *fn, Pass pass, cudnnHandle_t h, const Descs &d,
     const float a = *(const float *)alpha, b = *(const float *)beta;
     const float *i1 = (const float *)in1, *i2 = (const float *)in2;
     float *o = (float *)out;
-    cuemu::enqueue(h->stream, [=] { run(fn, pass, c, a, b, i1, i2, o); });
+    cuemu::enqueue(h->stream, [=] {
+        cuemu::stat_call(fn);
+        run(fn, pass, c, a, b, i1, i2, o);
+    });
     return CUDNN_STATUS_SUCCESS;
 }
 

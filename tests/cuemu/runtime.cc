@@ -20,6 +20,7 @@
  * capture records invalidates the capture as it does on a GPU. Built with AddressSanitizer
  * (DARTSC_SANITIZE), every kernel's out-of-bounds access to device memory is reported like
  * compute-sanitizer's memcheck would. */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -447,7 +448,52 @@ static void run_grid(const launch_cfg &c, const std::function<void()> &body) {
     g_body = NULL;
 }
 
-void launch(const launch_cfg &c, std::function<void()> body) {
+/* ---- CUEMU_STATS=file: what ran, written at exit ----
+ * One line per kernel: `kernel MODULE OFFSET LAUNCHES BLOCKS THREADS` (OFFSET: the kernel's
+ * address less its module's load address, hex, for nm; tests/cuemu/stats.py names them),
+ * and one per library call: `call NAME COUNT`. Counted when the work runs (a graph's
+ * kernels at each replay), not when it is queued or recorded. */
+struct kstat {
+    unsigned long long launches, blocks, threads;
+};
+static std::map<const void *, kstat> g_kstats;
+static std::map<std::string, unsigned long long> g_cstats;
+static int g_stats = -1; /* -1: CUEMU_STATS not read yet */
+
+static void stats_write() {
+    const char *path = getenv("CUEMU_STATS");
+    FILE *f = path ? fopen(path, "w") : NULL;
+    if (!f) {
+        fprintf(stderr, "cuemu: CUEMU_STATS=%s: cannot write\n", path ? path : "");
+        return;
+    }
+    for (const auto &e : g_kstats) {
+        Dl_info di;
+        const char *mod = "?";
+        uintptr_t off = (uintptr_t)e.first;
+        if (dladdr(e.first, &di) && di.dli_fname) {
+            mod = di.dli_fname;
+            off -= (uintptr_t)di.dli_fbase;
+        }
+        fprintf(f, "kernel %s %lx %llu %llu %llu\n", mod, (unsigned long)off, e.second.launches, e.second.blocks,
+                e.second.threads);
+    }
+    for (const auto &e : g_cstats) fprintf(f, "call %s %llu\n", e.first.c_str(), e.second);
+    fclose(f);
+}
+static bool stats_on() {
+    if (g_stats < 0) {
+        const char *v = getenv("CUEMU_STATS");
+        g_stats = v && *v;
+        if (g_stats) atexit(stats_write);
+    }
+    return g_stats > 0;
+}
+void stat_call(const char *name) {
+    if (stats_on()) g_cstats[name]++;
+}
+
+void launch(const launch_cfg &c, std::function<void()> body, const void *kernel) {
     std::lock_guard<std::recursive_mutex> lk(g_mu);
     const unsigned long long nt = (unsigned long long)c.block.x * c.block.y * c.block.z;
     char m[200];
@@ -463,7 +509,16 @@ void launch(const launch_cfg &c, std::function<void()> body) {
         set_error(cudaErrorInvalidValue, m);
         return;
     }
-    enqueue(c.stream, [c, body]() { run_grid(c, body); });
+    enqueue(c.stream, [c, body, kernel]() {
+        if (stats_on()) {
+            kstat &k = g_kstats[kernel];
+            const unsigned long long blocks = (unsigned long long)c.grid.x * c.grid.y * c.grid.z;
+            k.launches++;
+            k.blocks += blocks;
+            k.threads += blocks * c.block.x * c.block.y * c.block.z;
+        }
+        run_grid(c, body);
+    });
 }
 
 } // namespace cuemu

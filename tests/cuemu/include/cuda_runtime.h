@@ -259,8 +259,9 @@ struct launch_cfg {
 };
 inline launch_cfg cfg(dim3 g, dim3 b, size_t shared = 0, cudaStream_t s = 0) { return launch_cfg{g, b, shared, s}; }
 
-/* Runs body once per thread of every block of c, on stream c.stream (cuemu::enqueue). */
-void launch(const launch_cfg &c, std::function<void()> body);
+/* Runs body once per thread of every block of c, on stream c.stream (cuemu::enqueue);
+ * kernel: the kernel's address, for the CUEMU_STATS report. */
+void launch(const launch_cfg &c, std::function<void()> body, const void *kernel = nullptr);
 
 template <class... P> struct bound_kernel {
     void (*k)(P...);
@@ -284,7 +285,7 @@ inline void launch_bound(const bound_kernel<P...> &b, std::tuple<A...> &t, std::
     /* the arguments converted to the kernel's parameter types now, copied into the launch */
     std::tuple<std::decay_t<P>...> pt(convert_arg<std::decay_t<P>>(std::get<I>(t))...);
     void (*k)(P...) = b.k;
-    launch(b.c, [k, pt]() { std::apply(k, pt); });
+    launch(b.c, [k, pt]() { std::apply(k, pt); }, reinterpret_cast<const void *>(k));
 }
 
 } // namespace cuemu
