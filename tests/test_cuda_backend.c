@@ -1787,3 +1787,449 @@ int main(void) {
 }
 
 #endif
+
+/* ---- batched convolutions (kcuda_conv2d_*_batch; kcuda.h "batched launches") ----
+ * n = 3..5 problems of one descriptor, each with its own random inputs and pre-filled
+ * outputs (so a data or filter gradient is added onto different values, and a written
+ * one must overwrite them), issued by one batched call must give every problem the bits
+ * of a single call (memcmp), with one-launch reductions off and on. The recording of the
+ * batched call has the single call's kernel nodes (each kernel launched once for all the
+ * problems), times the launches where the problems' partials do not fit the lane's
+ * buffer at once, and its replay gives the same bits again. Each problem's single-call
+ * result is also compared with the CPU twin (SAME_ORDER for the depthwise kernels,
+ * LIBRARY for the own 1x1; see the tolerances at the top). The kernels are called through
+ * kcuda directly on a stream of the test's own (ol_begin). */
+#ifdef DARTSC_HAVE_CUDA
+
+#define BC_MAX 5
+enum { BC_X, BC_W, BC_DY, BC_Y, BC_DX, BC_DW, BC_NBUF }; /* inputs, then the outputs of the three passes */
+enum { BC_FWD, BC_DATA, BC_FILTER };
+typedef struct bc_case {
+    cudaStream_t s;
+    kconv2d_desc d;
+    int n;
+    int64_t len[BC_NBUF];        /* floats per problem */
+    float *h[BC_NBUF][BC_MAX];   /* host: the inputs and the outputs' initial contents */
+    float *dev[BC_NBUF][BC_MAX]; /* device */
+    float *scratch;
+} bc_case;
+
+/* n problems of d, seeded from seed. */
+static void bc_new(bc_case *c, const kconv2d_desc *d, int n, uint64_t seed, cudaStream_t s) {
+    memset(c, 0, sizeof *c);
+    cr_assert(n >= 1 && n <= BC_MAX);
+    c->s = s;
+    c->d = *d;
+    c->n = n;
+    const int64_t nx = (int64_t)d->N * d->C * d->H * d->W, ny = (int64_t)d->N * d->K * d->P * d->Q,
+                  nw = (int64_t)d->K * (d->C / d->groups) * d->R * d->S;
+    const int64_t len[BC_NBUF] = {nx, nw, ny, ny, nx, nw};
+    for (int k = 0; k < BC_NBUF; k++) {
+        c->len[k] = len[k];
+        for (int i = 0; i < n; i++) {
+            const size_t bytes = (size_t)len[k] * sizeof(float);
+            c->h[k][i] = malloc(bytes);
+            cr_assert(c->h[k][i]);
+            tu_fill_uniform(c->h[k][i], len[k], -1.f, 1.f, seed + 16 * (uint64_t)i + (uint64_t)k);
+            OL_CK(cudaMalloc((void **)&c->dev[k][i], bytes));
+            OL_CK(cudaMemcpy(c->dev[k][i], c->h[k][i], bytes, cudaMemcpyHostToDevice));
+        }
+    }
+    OL_CK(cudaMalloc((void **)&c->scratch, (kcuda_conv2d_scratch_floats(d) + 1) * sizeof(float)));
+}
+
+static void bc_free(bc_case *c) {
+    for (int k = 0; k < BC_NBUF; k++)
+        for (int i = 0; i < c->n; i++) {
+            cudaFree(c->dev[k][i]);
+            free(c->h[k][i]);
+        }
+    cudaFree(c->scratch);
+}
+
+/* Output buffer k of every problem back to its initial contents. */
+static void bc_reset(bc_case *c, int k) {
+    OL_CK(cudaStreamSynchronize(c->s));
+    for (int i = 0; i < c->n; i++)
+        OL_CK(cudaMemcpy(c->dev[k][i], c->h[k][i], (size_t)c->len[k] * sizeof(float), cudaMemcpyHostToDevice));
+}
+
+/* Host copies of output buffer k of every problem (freed by bc_snap_free). */
+static float **bc_snap(bc_case *c, int k) {
+    OL_CK(cudaStreamSynchronize(c->s));
+    float **o = calloc(BC_MAX, sizeof *o);
+    for (int i = 0; i < c->n; i++) {
+        o[i] = malloc((size_t)c->len[k] * sizeof(float));
+        OL_CK(cudaMemcpy(o[i], c->dev[k][i], (size_t)c->len[k] * sizeof(float), cudaMemcpyDeviceToHost));
+    }
+    return o;
+}
+static void bc_snap_free(float **o) {
+    for (int i = 0; i < BC_MAX; i++) free(o[i]);
+    free(o);
+}
+
+static int bc_out(int op) { return op == BC_FWD ? BC_Y : op == BC_DATA ? BC_DX : BC_DW; }
+
+/* Problem i by the single entry point of op (relu: the fused ReLU; set: dx written). */
+static void bc_single(bc_case *c, int op, int relu, int set, int i) {
+    float *const *b[BC_NBUF] = {c->dev[0], c->dev[1], c->dev[2], c->dev[3], c->dev[4], c->dev[5]};
+    const kconv2d_desc *d = &c->d;
+    float *x = b[BC_X][i], *w = b[BC_W][i], *dy = b[BC_DY][i];
+    switch (op) {
+    case BC_FWD:
+        if (relu) kcuda_conv2d_relu_forward(b[BC_Y][i], x, w, d, c->scratch, c->s);
+        else kcuda_conv2d_forward(b[BC_Y][i], x, w, d, c->scratch, c->s);
+        break;
+    case BC_DATA:
+        if (set) kcuda_conv2d_backward_data_set(b[BC_DX][i], dy, w, relu ? x : NULL, d, c->scratch, c->s);
+        else if (relu) kcuda_conv2d_relu_backward_data(b[BC_DX][i], dy, w, x, d, c->scratch, c->s);
+        else kcuda_conv2d_backward_data(b[BC_DX][i], dy, w, d, c->scratch, c->s);
+        break;
+    default:
+        if (relu) kcuda_conv2d_relu_backward_filter(b[BC_DW][i], dy, x, d, c->scratch, c->s);
+        else kcuda_conv2d_backward_filter(b[BC_DW][i], dy, x, d, c->scratch, c->s);
+    }
+}
+
+/* All problems by one batched call; out: the output pointers (NULL: the case's). */
+static void bc_batch(bc_case *c, int op, int relu, int set, float *const *out) {
+    const float *x[BC_MAX], *w[BC_MAX], *dy[BC_MAX];
+    for (int i = 0; i < c->n; i++) {
+        x[i] = c->dev[BC_X][i];
+        w[i] = c->dev[BC_W][i];
+        dy[i] = c->dev[BC_DY][i];
+    }
+    if (!out) out = c->dev[bc_out(op)];
+    switch (op) {
+    case BC_FWD: kcuda_conv2d_forward_batch(c->n, out, x, w, &c->d, relu, c->s); break;
+    case BC_DATA: kcuda_conv2d_backward_data_batch(c->n, out, dy, w, relu ? x : NULL, &c->d, set, c->s); break;
+    default: kcuda_conv2d_backward_filter_batch(c->n, out, dy, x, &c->d, relu, c->s);
+    }
+}
+
+/* Problem i by the CPU twin on the initial contents (caller frees). */
+static float *bc_cpu(const bc_case *c, int op, int relu, int set, int i) {
+    const int k = bc_out(op);
+    float *o = malloc((size_t)c->len[k] * sizeof(float));
+    memcpy(o, c->h[k][i], (size_t)c->len[k] * sizeof(float));
+    float *scr = malloc((kcpu_conv2d_scratch_floats(&c->d) + 1) * sizeof(float));
+    const float *x = c->h[BC_X][i], *w = c->h[BC_W][i], *dy = c->h[BC_DY][i];
+    const kconv2d_desc *d = &c->d;
+    switch (op) {
+    case BC_FWD:
+        if (relu) kcpu_conv2d_relu_forward(o, x, w, d, scr);
+        else kcpu_conv2d_forward(o, x, w, d, scr);
+        break;
+    case BC_DATA:
+        if (set) kcpu_conv2d_backward_data_set(o, dy, w, relu ? x : NULL, d, scr);
+        else if (relu) kcpu_conv2d_relu_backward_data(o, dy, w, x, d, scr);
+        else kcpu_conv2d_backward_data(o, dy, w, d, scr);
+        break;
+    default:
+        if (relu) kcpu_conv2d_relu_backward_filter(o, dy, x, d, scr);
+        else kcpu_conv2d_backward_filter(o, dy, x, d, scr);
+    }
+    free(scr);
+    return o;
+}
+
+/* Kernel nodes in a recording of the batched call (i < 0) or of problem i's single call;
+ * the instantiated recording in *e when e is not NULL. */
+static int bc_record(bc_case *c, int op, int relu, int set, int i, cudaGraphExec_t *e) {
+    cudaGraph_t g;
+    OL_CK(cudaStreamSynchronize(c->s));
+    OL_CK(cudaStreamBeginCapture(c->s, cudaStreamCaptureModeThreadLocal));
+    if (i < 0) bc_batch(c, op, relu, set, NULL);
+    else bc_single(c, op, relu, set, i);
+    OL_CK(cudaStreamEndCapture(c->s, &g));
+    size_t n = 0;
+    OL_CK(cudaGraphGetNodes(g, NULL, &n));
+    cudaGraphNode_t *nodes = malloc((n ? n : 1) * sizeof *nodes);
+    OL_CK(cudaGraphGetNodes(g, nodes, &n));
+    int kernels = 0;
+    for (size_t j = 0; j < n; j++) {
+        enum cudaGraphNodeType t;
+        OL_CK(cudaGraphNodeGetType(nodes[j], &t));
+        kernels += t == cudaGraphNodeTypeKernel;
+    }
+    free(nodes);
+    if (e) OL_CK(cudaGraphInstantiate(e, g, 0));
+    OL_CK(cudaGraphDestroy(g));
+    return kernels;
+}
+
+static void bc_same(const bc_case *c, int k, float **got, float **want, const char *tag, const char *when) {
+    for (int i = 0; i < c->n; i++)
+        cr_expect(memcmp(got[i], want[i], (size_t)c->len[k] * sizeof(float)) == 0,
+                  "%s: problem %d of %d differs from its single call %s", tag, i, c->n, when);
+}
+
+/* op in mode (relu, set) on c: batched against single calls, eager and (replay) replayed,
+ * with one-launch reductions off and on (launches[1] > 0) or only on (launches[0] == 0);
+ * the recording has launches[ol] times the single call's kernel nodes; the single calls
+ * against the CPU twin at tol. */
+static void bc_check_ex(bc_case *c, int op, int relu, int set, const int launches[2], int replay, double tol,
+                        const char *shape) {
+    static const char *const names[3] = {"forward", "data gradient", "filter gradient"};
+    const int k = bc_out(op);
+    char tag[256];
+    snprintf(tag, sizeof tag, "%s: %s%s%s, n %d", shape, names[op], relu ? " (ReLU)" : "",
+             op == BC_DATA ? (set ? " written" : " added") : "", c->n);
+    cr_assert(kcuda_conv2d_batch_ok(&c->d, relu), "%s: no batched path", tag);
+    float **ref = NULL;
+    for (int ol = 0; ol < 2; ol++) {
+        if (!launches[ol]) continue;
+        kcuda_set_one_launch(ol);
+        const char *mode = ol ? "(one-launch)" : "(two launches)";
+        bc_reset(c, k);
+        for (int i = 0; i < c->n; i++) bc_single(c, op, relu, set, i);
+        float **single = bc_snap(c, k);
+        if (ref) bc_same(c, k, single, ref, tag, "(single calls, one-launch against two launches)");
+        bc_reset(c, k);
+        bc_batch(c, op, relu, set, NULL);
+        float **got = bc_snap(c, k);
+        bc_same(c, k, got, single, tag, mode);
+        bc_snap_free(got);
+        cudaGraphExec_t e;
+        const int nb = bc_record(c, op, relu, set, -1, &e), n1 = bc_record(c, op, relu, set, 0, NULL);
+        cr_expect(n1 >= 1 && nb == launches[ol] * n1,
+                  "%s %s: the batched recording has %d kernel nodes, the single %d, want %d x", tag, mode, nb, n1,
+                  launches[ol]);
+        if (replay) {
+            bc_reset(c, k);
+            OL_CK(cudaGraphLaunch(e, c->s));
+            got = bc_snap(c, k);
+            bc_same(c, k, got, single, tag, ol ? "(replayed, one-launch)" : "(replayed, two launches)");
+            bc_snap_free(got);
+        }
+        OL_CK(cudaGraphExecDestroy(e));
+        if (!ref) ref = single;
+        else bc_snap_free(single);
+    }
+    kcuda_set_one_launch(0);
+    cr_expect(!kcuda_last_error(), "%s: %s", tag, kcuda_last_error());
+    for (int i = 0; i < c->n; i++) {
+        float *cpu = bc_cpu(c, op, relu, set, i);
+        char what[300];
+        snprintf(what, sizeof what, "%s: problem %d against the CPU twin", tag, i);
+        expect_close(what, ref[i], cpu, c->len[k], tol);
+        free(cpu);
+    }
+    bc_snap_free(ref);
+}
+static void bc_check(bc_case *c, int op, int relu, int set, double tol, const char *shape) {
+    bc_check_ex(c, op, relu, set, (const int[2]){1, 1}, 1, tol, shape);
+}
+
+/* Every pass and mode of c: forward and filter gradient with and without the ReLU, the
+ * data gradient added and written, with and without it. */
+static void bc_all_modes(bc_case *c, double tol, const char *shape) {
+    for (int relu = 0; relu < 2; relu++) {
+        bc_check(c, BC_FWD, relu, 0, tol, shape);
+        bc_check(c, BC_DATA, relu, 0, tol, shape);
+        bc_check(c, BC_DATA, relu, 1, tol, shape);
+        bc_check(c, BC_FILTER, relu, 0, tol, shape);
+    }
+}
+
+static kconv2d_desc bc_dw_desc(int N, int C, int H, int W, int R, int stride, int pad, int dil) {
+    kconv2d_desc d = {.N = N, .C = C, .H = H, .W = W, .K = C, .R = R, .S = R, .stride_h = stride, .stride_w = stride,
+                      .pad_h = pad, .pad_w = pad, .dil_h = dil, .dil_w = dil, .groups = C};
+    kconv2d_desc_finish(&d);
+    return d;
+}
+static kconv2d_desc bc_pw_desc(int N, int C, int H, int W, int K) {
+    kconv2d_desc d = {.N = N, .C = C, .H = H, .W = W, .K = K, .R = 1, .S = 1, .stride_h = 1, .stride_w = 1,
+                      .dil_h = 1, .dil_w = 1, .groups = 1};
+    kconv2d_desc_finish(&d);
+    return d;
+}
+
+/* DARTS' depthwise candidates in miniature (N 2, C 4, 8x8): sep_conv 3x3 / 5x5 (pad 1 / 2),
+ * dil_conv 3x3 / 5x5 (dilation 2, pad 2 / 4), at stride 1 (normal cells) and 2 (reduction
+ * cells); and a 3x3 over 3 samples of 20x20 (5 output ranges a channel in the blocked
+ * filter gradient, 3 sample groups by planes). n = 3, 4, 5 in turn. */
+static void bc_dw_candidates(const char *what) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    const int sh[9][8] = {{2, 4, 8, 8, 3, 1, 1, 1}, {2, 4, 8, 8, 5, 1, 2, 1}, {2, 4, 8, 8, 3, 1, 2, 2},
+                          {2, 4, 8, 8, 5, 1, 4, 2}, {2, 4, 8, 8, 3, 2, 1, 1}, {2, 4, 8, 8, 5, 2, 2, 1},
+                          {2, 4, 8, 8, 3, 2, 2, 2}, {2, 4, 8, 8, 5, 2, 4, 2}, {3, 2, 20, 20, 3, 1, 1, 1}};
+    for (int j = 0; j < 9; j++) {
+        const int *v = sh[j];
+        const kconv2d_desc d = bc_dw_desc(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+        bc_case c;
+        bc_new(&c, &d, 3 + j % 3, 100 + 100 * (uint64_t)j, s);
+        char shape[128];
+        snprintf(shape, sizeof shape, "%s N %d C %d %dx%d, %dx%d stride %d pad %d dil %d", what, v[0], v[1], v[2], v[3],
+                 v[4], v[4], v[5], v[6], v[7]);
+        bc_all_modes(&c, TOL_SAME_ORDER, shape);
+        bc_free(&c);
+    }
+    ol_end(gpu, s);
+}
+
+Test(cuda_batch_conv, depthwise_darts_candidates_equal_single_calls) { bc_dw_candidates("depthwise"); }
+
+Test(cuda_batch_conv, depthwise_filter_by_planes_equal_single_calls) {
+    setenv("DARTSC_CUDA_DW_FILTER_PLANES", "1", 1);
+    bc_dw_candidates("depthwise (filter gradient by planes)");
+}
+
+/* The own 1x1 kernels (DARTSC_CUDA_OWN_1X1): K = C = 8; K = 20 (a full and a partial
+ * register block of 16); K 5 < C 12; K = C = 8 over 4 samples of 17x19 (11 filter-gradient
+ * blocks, partial tiles of 32 pixels). */
+Test(cuda_batch_conv, own_1x1_equal_single_calls) {
+    setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    const int sh[4][5] = {{2, 8, 6, 6, 8}, {3, 8, 5, 7, 20}, {2, 12, 6, 6, 5}, {4, 8, 17, 19, 8}};
+    for (int j = 0; j < 4; j++) {
+        const int *v = sh[j];
+        const kconv2d_desc d = bc_pw_desc(v[0], v[1], v[2], v[3], v[4]);
+        bc_case c;
+        bc_new(&c, &d, 3 + j % 3, 2000 + 100 * (uint64_t)j, s);
+        char shape[128];
+        snprintf(shape, sizeof shape, "own 1x1 N %d C %d %dx%d K %d", v[0], v[1], v[2], v[3], v[4]);
+        bc_all_modes(&c, TOL_LIBRARY, shape);
+        bc_free(&c);
+    }
+    ol_end(gpu, s);
+}
+
+/* Five problems whose partials or counters do not all fit the lane's buffers at once:
+ * - an own 1x1 K = C = 64 over 2 samples of 64x64: 64 blocks of 4,096 partials, 262,144
+ *   a problem, 4 fit KCUDA_RED_CAP = 2^20 doubles (above the one-launch limit, so two
+ *   kernels either way): two launches of each kernel;
+ * - one-launch, a depthwise 3x3 over 3,300 channels of one 1x1 sample: 3,300 counters a
+ *   problem, 4 fit the lane's 16,384: two launches of its one kernel. (Its partials,
+ *   29,700 doubles a problem, fit: a depthwise split by partials needs more than 2^20 / 49
+ *   = 21,400 blocks in all, minutes on the emulator; the 1x1 splits by partials through
+ *   the same kb_fit. Two-launch mode and the replay of this shape: the other tests.) */
+Test(cuda_batch_conv, problems_beyond_the_lane_buffers_split_into_launches) {
+    setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    bc_case c;
+    const kconv2d_desc pw = bc_pw_desc(2, 64, 64, 64, 64);
+    bc_new(&c, &pw, 5, 3000, s);
+    bc_check_ex(&c, BC_FILTER, 0, 0, (const int[2]){2, 2}, 1, TOL_LIBRARY, "own 1x1 N 2 C 64 64x64 K 64");
+    bc_free(&c);
+    const kconv2d_desc dw = bc_dw_desc(1, 3300, 1, 1, 3, 1, 1, 1);
+    bc_new(&c, &dw, 5, 3100, s);
+    bc_check_ex(&c, BC_FILTER, 1, 0, (const int[2]){0, 2}, 0, TOL_SAME_ORDER, "depthwise N 1 C 3300 1x1, 3x3");
+    bc_free(&c);
+    ol_end(gpu, s);
+}
+
+/* A NULL output skips its problem, as a single call skips a NULL gradient: the others get
+ * their single calls' bits, the skipped buffer keeps its contents; all NULL issues nothing. */
+Test(cuda_batch_conv, null_outputs_skip_their_problems) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    bc_case c;
+    const kconv2d_desc d = bc_dw_desc(2, 4, 8, 8, 3, 1, 1, 1);
+    bc_new(&c, &d, 4, 4000, s);
+    for (int op = BC_DATA; op <= BC_FILTER; op++) {
+        const int k = bc_out(op);
+        bc_reset(&c, k);
+        for (int i = 0; i < c.n; i++)
+            if (i != 1) bc_single(&c, op, 0, 0, i);
+        float **want = bc_snap(&c, k);
+        bc_reset(&c, k);
+        float *out[BC_MAX];
+        for (int i = 0; i < c.n; i++) out[i] = i == 1 ? NULL : c.dev[k][i];
+        bc_batch(&c, op, 0, 0, out);
+        float **got = bc_snap(&c, k);
+        bc_same(&c, k, got, want, "depthwise 3x3, problem 1 without output", op == BC_DATA ? "(data)" : "(filter)");
+        cr_expect(memcmp(got[1], c.h[k][1], (size_t)c.len[k] * sizeof(float)) == 0, "the skipped output changed");
+        bc_snap_free(got);
+        bc_snap_free(want);
+        bc_reset(&c, k);
+        bc_batch(&c, op, 0, 0, (float *[BC_MAX]){NULL}); /* every output NULL */
+        got = bc_snap(&c, k);
+        for (int i = 0; i < c.n; i++)
+            cr_expect(memcmp(got[i], c.h[k][i], (size_t)c.len[k] * sizeof(float)) == 0, "all-NULL call wrote");
+        bc_snap_free(got);
+    }
+    cr_expect(!kcuda_last_error(), "%s", kcuda_last_error());
+    bc_free(&c);
+    ol_end(gpu, s);
+}
+
+/* Shapes and calls without a batched path: *_batch_ok says 0, and the batched call records
+ * an error and leaves every output as it was. The own 1x1 kernels are off here (the
+ * default), so a 1x1 goes to cuBLAS. */
+static void bc_expect_refused(bc_case *c, int op, int relu, int set, int n, const char *what) {
+    const int k = bc_out(op), keep = c->n;
+    kcuda_clear_error();
+    bc_reset(c, k);
+    c->n = n;
+    bc_batch(c, op, relu, set, NULL);
+    c->n = keep;
+    OL_CK(cudaStreamSynchronize(c->s));
+    cr_expect(kcuda_last_error() != NULL, "%s: the batched call recorded no error", what);
+    kcuda_clear_error();
+    float **got = bc_snap(c, k);
+    for (int i = 0; i < c->n; i++)
+        cr_expect(memcmp(got[i], c->h[k][i], (size_t)c->len[k] * sizeof(float)) == 0, "%s: output %d changed", what, i);
+    bc_snap_free(got);
+}
+
+Test(cuda_batch_conv, shapes_without_batched_path_are_refused) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    kconv2d_desc dense = {.N = 2, .C = 3, .H = 6, .W = 6, .K = 4, .R = 3, .S = 3, .stride_h = 1, .stride_w = 1,
+                          .pad_h = 1, .pad_w = 1, .dil_h = 1, .dil_w = 1, .groups = 1};
+    kconv2d_desc_finish(&dense);
+    kconv2d_desc strided = bc_pw_desc(2, 4, 8, 8, 3);
+    strided.stride_h = strided.stride_w = 2;
+    kconv2d_desc_finish(&strided);
+    const kconv2d_desc none[5] = {
+        dense,                             /* cuDNN */
+        bc_pw_desc(2, 8, 6, 6, 8),         /* 1x1 by cuBLAS (own kernels off) */
+        strided,                           /* strided 1x1: gather through the scratch */
+        bc_dw_desc(2, 4, 8, 8, 1, 1, 0, 1), /* depthwise 1x1: the general kernels */
+        bc_dw_desc(1, 2, 120, 120, 3, 1, 1, 1), /* a padded plane beyond the plane kernels' tile */
+    };
+    const char *names[5] = {"dense 3x3", "1x1 by cuBLAS", "strided 1x1", "depthwise 1x1", "depthwise 120x120"};
+    for (int j = 0; j < 5; j++) {
+        cr_expect(!kcuda_conv2d_batch_ok(&none[j], 0) && !kcuda_conv2d_batch_ok(&none[j], 1), "%s: batch_ok", names[j]);
+        bc_case c;
+        bc_new(&c, &none[j], 3, 5000 + 100 * (uint64_t)j, s);
+        for (int op = BC_FWD; op <= BC_FILTER; op++) bc_expect_refused(&c, op, 0, 0, 3, names[j]);
+        bc_free(&c);
+    }
+    /* a shape with a batched path, called wrongly: no problem, too many, x_relu for some only */
+    const kconv2d_desc ok = bc_dw_desc(2, 4, 8, 8, 3, 1, 1, 1);
+    cr_expect(kcuda_conv2d_batch_ok(&ok, 0) && kcuda_conv2d_batch_ok(&ok, 1));
+    bc_case c;
+    bc_new(&c, &ok, 3, 6000, s);
+    bc_expect_refused(&c, BC_FWD, 0, 0, 0, "n = 0");
+    float *many[KCUDA_MAX_BATCH + 1];
+    const float *in[KCUDA_MAX_BATCH + 1];
+    for (int i = 0; i <= KCUDA_MAX_BATCH; i++) {
+        many[i] = c.dev[BC_Y][i % c.n];
+        in[i] = c.dev[BC_X][i % c.n];
+    }
+    kcuda_clear_error();
+    kcuda_conv2d_forward_batch(KCUDA_MAX_BATCH + 1, many, in, in, &ok, 0, s);
+    cr_expect(kcuda_last_error() != NULL, "n = KCUDA_MAX_BATCH + 1 recorded no error");
+    kcuda_clear_error();
+    const float *xr[3] = {c.dev[BC_X][0], NULL, c.dev[BC_X][2]};
+    const float *dy[3] = {c.dev[BC_DY][0], c.dev[BC_DY][1], c.dev[BC_DY][2]};
+    const float *w[3] = {c.dev[BC_W][0], c.dev[BC_W][1], c.dev[BC_W][2]};
+    bc_reset(&c, BC_DX);
+    kcuda_conv2d_backward_data_batch(3, c.dev[BC_DX], dy, w, xr, &ok, 0, s);
+    cr_expect(kcuda_last_error() != NULL, "x_relu for some problems only recorded no error");
+    kcuda_clear_error();
+    float **got = bc_snap(&c, BC_DX);
+    for (int i = 0; i < 3; i++)
+        cr_expect(memcmp(got[i], c.h[BC_DX][i], (size_t)c.len[BC_DX] * sizeof(float)) == 0, "x_relu mixed: dx %d changed", i);
+    bc_snap_free(got);
+    bc_free(&c);
+    ol_end(gpu, s);
+}
+
+#endif /* DARTSC_HAVE_CUDA */

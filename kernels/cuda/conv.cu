@@ -16,6 +16,41 @@ static int is_pointwise(const kconv2d_desc *d) {
 }
 static int is_depthwise(const kconv2d_desc *d) { return d->groups == d->C && d->K == d->C; }
 
+/* ---- the problems of a launch ----
+ * Every own kernel below (the depthwise plane and blocked kernels, the own 1x1 kernels)
+ * serves n problems of one descriptor in one launch: their pointers travel in a kb_ptrs<B>
+ * by value, and blockIdx.z, which none of them uses otherwise, picks problem z. The single
+ * entry points launch B = 1 (a 32-byte table, z = 0), the batched ones
+ * (kcuda_conv2d_*_batch) B = KB_MAX: the same device code either way, so each problem gets
+ * the bits of a single call. o: the output (y, dx or dw); a, b: the inputs in the kernel's
+ * order (x, w / dy, w / dy, x); r: a fused ReLU's input (the data gradients), or NULL. */
+#define KB_MAX KCUDA_MAX_BATCH
+template <int B> struct kb_ptrs {
+    float *o[B];
+    const float *a[B], *b[B], *r[B];
+};
+template <int B> __device__ static inline int kb_z() { return B == 1 ? 0 : (int)blockIdx.z; }
+/* Problems [i0, i0 + m) of P as the first m of a table. */
+template <int B> static kb_ptrs<B> kb_slice(const kb_ptrs<B> &P, int i0, int m) {
+    kb_ptrs<B> q;
+    memset(&q, 0, sizeof q);
+    for (int i = 0; i < m; i++) {
+        q.o[i] = P.o[i0 + i];
+        q.a[i] = P.a[i0 + i];
+        q.b[i] = P.b[i0 + i];
+        q.r[i] = P.r[i0 + i];
+    }
+    return q;
+}
+/* Problems per launch when each needs `per` doubles of the lane's partials and, with
+ * counters, `counters` of them: as many as fit (at least 1: a single call fits). */
+static int kb_fit(int64_t per, unsigned *cnt, int64_t counters) {
+    int64_t f = per > 0 ? KCUDA_RED_CAP / per : KB_MAX;
+    if (cnt && counters > 0 && f > KCUDA_COUNT_CAP / counters) f = KCUDA_COUNT_CAP / counters;
+    if (f > KB_MAX) f = KB_MAX;
+    return f < 1 ? 1 : (int)f;
+}
+
 /* ---- depthwise kernels ---- */
 
 /* One thread per output (plane, p, q); taps summed in the CPU's (r, s) order. */
@@ -84,9 +119,12 @@ static unsigned dw_plane_threads(int64_t outs) {
     return (unsigned)(t < 64 ? 64 : t > KCUDA_THREADS ? KCUDA_THREADS : t);
 }
 
-template <int R, int S, bool RELU>
-__global__ static void dw_fwd_plane_k(float *y, const float *x, const float *w, kconv2d_desc d) {
+template <int R, int S, bool RELU, int B>
+__global__ static void dw_fwd_plane_k(kb_ptrs<B> P, kconv2d_desc d) {
     extern __shared__ float tile[];
+    const int z = kb_z<B>();
+    float *y = P.o[z];
+    const float *x = P.a[z], *w = P.b[z];
     const int64_t plane = blockIdx.x;
     const int c = (int)(plane % d.C);
     const int Hp = d.H + 2 * d.pad_h, Wp = d.W + 2 * d.pad_w;
@@ -117,10 +155,12 @@ __global__ static void dw_fwd_plane_k(float *y, const float *x, const float *w, 
 
 /* RELU: xr is the fused ReLU's input; the correlation is summed from 0 (as into the
  * ReLU's zeroed output gradient) and added to dx where xr > 0, as kcuda_relu_backward. */
-template <int R, int S, bool STRIDED, bool RELU>
-__global__ static void dw_bwd_data_plane_k(float *dx, const float *dy, const float *w, const float *xr, kconv2d_desc d,
-                                           int set) {
+template <int R, int S, bool STRIDED, bool RELU, int B>
+__global__ static void dw_bwd_data_plane_k(kb_ptrs<B> P, kconv2d_desc d, int set) {
     extern __shared__ float tile[];
+    const int z = kb_z<B>();
+    float *dx = P.o[z];
+    const float *dy = P.a[z], *w = P.b[z], *xr = P.r[z];
     const int64_t plane = blockIdx.x;
     const int c = (int)(plane % d.C);
     const int PQ = d.P * d.Q, HW = d.H * d.W;
@@ -172,44 +212,59 @@ static int dw_plane_ok(const kconv2d_desc *d) {
            d->R == d->S && (d->R == 3 || d->R == 5 || d->R == 7);
 }
 
-/* dw_fwd_plane / dw_bwd_data_plane: 1 when a plane kernel ran (d depthwise). */
-static int dw_fwd_plane(float *y, const float *x, const float *w, const kconv2d_desc *d, int relu, cudaStream_t s) {
+/* dw_fwd_plane_run / dw_bwd_data_plane_run: the first n problems of P (grid z); 1 when a
+ * plane kernel ran (d depthwise). relu: the forward reads x through a ReLU; the data
+ * gradient's r entries are the ReLU's inputs. */
+template <int B>
+static int dw_fwd_plane_run(const kb_ptrs<B> &P, int n, const kconv2d_desc *d, int relu, cudaStream_t s) {
     const int64_t tile = (int64_t)(d->H + 2 * d->pad_h) * (d->W + 2 * d->pad_w), planes = (int64_t)d->N * d->C;
     if (!dw_plane_ok(d)) return 0;
     const unsigned th = dw_plane_threads((int64_t)d->P * d->Q);
     const size_t sh = (size_t)tile * sizeof(float);
-#define DW_FWD_CASE(r, s_)                                                                               \
-    if (d->R == r && d->S == s_) {                                                                     \
-        if (relu) dw_fwd_plane_k<r, s_, true><<<(unsigned)planes, th, sh, s>>>(y, x, w, *d);          \
-        else dw_fwd_plane_k<r, s_, false><<<(unsigned)planes, th, sh, s>>>(y, x, w, *d);              \
+    const dim3 grid((unsigned)planes, 1, (unsigned)n);
+#define DW_FWD_CASE(r, s_)                                                                 \
+    if (d->R == r && d->S == s_) {                                                       \
+        if (relu) dw_fwd_plane_k<r, s_, true, B><<<grid, th, sh, s>>>(P, *d);           \
+        else dw_fwd_plane_k<r, s_, false, B><<<grid, th, sh, s>>>(P, *d);               \
     } else
     DW_FWD_CASE(3, 3) DW_FWD_CASE(5, 5) DW_FWD_CASE(7, 7) return 0;
 #undef DW_FWD_CASE
     launchCheckR(1);
     return 1;
 }
+static int dw_fwd_plane(float *y, const float *x, const float *w, const kconv2d_desc *d, int relu, cudaStream_t s) {
+    const kb_ptrs<1> P = {{y}, {x}, {w}, {NULL}};
+    return dw_fwd_plane_run(P, 1, d, relu, s);
+}
 
-static int dw_bwd_data_plane(float *dx, const float *dy, const float *w, const float *xr, const kconv2d_desc *d,
-                             int set, cudaStream_t s) {
+template <int B>
+static int dw_bwd_data_plane_run(const kb_ptrs<B> &P, int n, const kconv2d_desc *d, int relu, int set,
+                                 cudaStream_t s) {
     const int64_t tile = (int64_t)d->P * d->Q, planes = (int64_t)d->N * d->C;
     if (!dw_plane_ok(d)) return 0;
     const unsigned th = dw_plane_threads((int64_t)d->H * d->W);
     const size_t sh = (size_t)tile * sizeof(float);
     const bool strided = d->stride_h != 1 || d->stride_w != 1;
-#define DW_BWD_LAUNCH(r, s_, st, rl) dw_bwd_data_plane_k<r, s_, st, rl><<<(unsigned)planes, th, sh, s>>>(dx, dy, w, xr, *d, set)
-#define DW_BWD_CASE(r, s_)                                                                     \
-    if (d->R == r && d->S == s_) {                                                           \
-        if (strided) {                                                                       \
-            if (xr) DW_BWD_LAUNCH(r, s_, true, true); else DW_BWD_LAUNCH(r, s_, true, false);  \
-        } else {                                                                             \
-            if (xr) DW_BWD_LAUNCH(r, s_, false, true); else DW_BWD_LAUNCH(r, s_, false, false);\
-        }                                                                                    \
+    const dim3 grid((unsigned)planes, 1, (unsigned)n);
+#define DW_BWD_LAUNCH(r, s_, st, rl) dw_bwd_data_plane_k<r, s_, st, rl, B><<<grid, th, sh, s>>>(P, *d, set)
+#define DW_BWD_CASE(r, s_)                                                                         \
+    if (d->R == r && d->S == s_) {                                                               \
+        if (strided) {                                                                           \
+            if (relu) DW_BWD_LAUNCH(r, s_, true, true); else DW_BWD_LAUNCH(r, s_, true, false);    \
+        } else {                                                                                 \
+            if (relu) DW_BWD_LAUNCH(r, s_, false, true); else DW_BWD_LAUNCH(r, s_, false, false);  \
+        }                                                                                        \
     } else
     DW_BWD_CASE(3, 3) DW_BWD_CASE(5, 5) DW_BWD_CASE(7, 7) return 0;
 #undef DW_BWD_CASE
 #undef DW_BWD_LAUNCH
     launchCheckR(1);
     return 1;
+}
+static int dw_bwd_data_plane(float *dx, const float *dy, const float *w, const float *xr, const kconv2d_desc *d,
+                             int set, cudaStream_t s) {
+    const kb_ptrs<1> P = {{dx}, {dy}, {w}, {xr}};
+    return dw_bwd_data_plane_run(P, 1, d, xr != NULL, set, s);
 }
 
 /* One block per tap (c, r, s): threads take (n, p, q) in a fixed grid-stride pattern
@@ -274,11 +329,15 @@ __device__ static inline void dw_filter_last(float *dw, const double *part, unsi
  * dw_filter_finish_k adds a tap's G partials in range order. Deterministic. Grid
  * C x G instead of one block per tap: DARTS' 16-channel 3x3 layers had 144 blocks, each
  * walking all N*P*Q outputs with 64-bit divisions. */
-template <int R, int S, bool RELU>
-__global__ static void dw_bwd_filter_part_k(double *part, const float *dy, const float *x, kconv2d_desc d, int G,
-                                            unsigned *cnt, float *dw) {
+template <int R, int S, bool RELU, int B>
+__global__ static void dw_bwd_filter_part_k(double *part, kb_ptrs<B> P, kconv2d_desc d, int G, unsigned *cnt) {
     constexpr int RS = R * S;
     __shared__ double sh[RS][KCUDA_THREADS / 32];
+    const int z = kb_z<B>();
+    float *dw = P.o[z];
+    const float *dy = P.a[z], *x = P.b[z];
+    part += (int64_t)z * d.C * G * RS; /* problem z's partials and counters */
+    if (cnt) cnt += (int64_t)z * d.C;
     const int c = blockIdx.y;
     const unsigned Q = (unsigned)d.Q, PQ = (unsigned)d.P * Q, total = (unsigned)d.N * PQ;
     const unsigned chunk = (total + G - 1) / G, j0 = blockIdx.x * chunk;
@@ -312,7 +371,11 @@ __global__ static void dw_bwd_filter_part_k(double *part, const float *dy, const
 }
 
 /* dw[c*RS + t] += the G partials of (c, t) in range order; one thread per tap. */
-__global__ static void dw_filter_finish_k(float *dw, const double *part, int C, int RS, int G) {
+template <int B>
+__global__ static void dw_filter_finish_k(kb_ptrs<B> P, const double *part, int C, int RS, int G) {
+    const int z = kb_z<B>();
+    float *dw = P.o[z];
+    part += (int64_t)z * C * G * RS;
     KCUDA_GRID_STRIDE(i, (int64_t)C * RS) {
         const int64_t c = i / RS, t = i % RS;
         dw[i] += (float)dw_tap_total(part, c, t, RS, G);
@@ -349,12 +412,17 @@ static int dw_filter_groups(const kconv2d_desc *d) {
  * float sums of a thread (at most ceil(P*Q / threads) products per tap) are added to
  * double ones; the block's totals go to part[(c*G + g)*RS + tap] by warp trees and the
  * warps in order, as dw_bwd_filter_part_k's, and dw_filter_finish_k adds them up. */
-template <int R, int S, bool RELU>
-__global__ static void dw_bwd_filter_plane_k(double *part, const float *dy, const float *x, kconv2d_desc d, int G,
-                                             int spg, unsigned *cnt, float *dw) {
+template <int R, int S, bool RELU, int B>
+__global__ static void dw_bwd_filter_plane_k(double *part, kb_ptrs<B> P, kconv2d_desc d, int G, int spg,
+                                             unsigned *cnt) {
     constexpr int RS = R * S;
     extern __shared__ float tile[];
     __shared__ double red_sh[RS][KCUDA_THREADS / 32];
+    const int z = kb_z<B>();
+    float *dw = P.o[z];
+    const float *dy = P.a[z], *x = P.b[z];
+    part += (int64_t)z * d.C * G * RS; /* problem z's partials and counters */
+    if (cnt) cnt += (int64_t)z * d.C;
     const int c = blockIdx.y;
     const int Hp = d.H + 2 * d.pad_h, Wp = d.W + 2 * d.pad_w, PQ = d.P * d.Q;
     const int n0 = blockIdx.x * spg, n1 = n0 + spg < d.N ? n0 + spg : d.N;
@@ -392,58 +460,82 @@ __global__ static void dw_bwd_filter_plane_k(double *part, const float *dy, cons
     dw_filter_last(dw, part, cnt, c, RS, G);
 }
 
-/* 1 when dw_bwd_filter_plane_k ran (opted in, a kernel size with an instance, a padded
- * plane that fits the tile). */
-static int dw_filter_planes(float *dw, const float *dy, const float *x, const kconv2d_desc *d, int relu,
-                            cudaStream_t s) {
-    if (!kcuda_g.dw_filter_planes || !kcuda_g.red || !dw_plane_ok(d)) return 0;
-    const size_t tile_bytes = (size_t)(d->H + 2 * d->pad_h) * (d->W + 2 * d->pad_w) * sizeof(float);
-    /* the tile, the kernel's static red_sh and kcuda_last_block's flag (16 bytes with alignment) */
-    if (tile_bytes + (size_t)d->R * d->S * (KCUDA_THREADS / 32) * sizeof(double) + 16 > 48 * 1024) return 0;
-    int64_t G = (KCUDA_TARGET_BLOCKS + d->C - 1) / d->C;
-    if (G > d->N) G = d->N;
+/* How the depthwise filter gradient of d runs: by planes (dw_bwd_filter_plane_k: opted
+ * in, a padded plane that fits the tile; G sample groups of spg samples) or blocked
+ * (dw_bwd_filter_part_k: G output ranges per channel). 0 when neither takes d (then the
+ * general kernel runs). */
+typedef struct dw_filter_plan {
+    int planes, G, spg;
+} dw_filter_plan;
+static int dw_filter_plan_of(const kconv2d_desc *d, dw_filter_plan *pl) {
+    if (!kcuda_g.red) return 0;
     const int64_t RS = (int64_t)d->R * d->S;
-    while (G > 1 && (int64_t)d->C * G * RS > KCUDA_RED_CAP) G /= 2;
-    if ((int64_t)d->C * G * RS > KCUDA_RED_CAP || G < 1) return 0;
-    const int spg = (int)((d->N + G - 1) / G);
-    G = (d->N + spg - 1) / spg; /* no empty group */
-    const dim3 grid((unsigned)G, (unsigned)d->C);
-    const size_t sh = tile_bytes;
-    unsigned *cnt = dw_filter_one_launch(d->C);
-#define DW_FPLANE_CASE(r, s_)                                                                                                \
-    if (d->R == r && d->S == s_) {                                                                                          \
-        if (relu) dw_bwd_filter_plane_k<r, s_, true><<<grid, KCUDA_THREADS, sh, s>>>(kcuda_g.red, dy, x, *d, (int)G, spg, cnt, dw); \
-        else dw_bwd_filter_plane_k<r, s_, false><<<grid, KCUDA_THREADS, sh, s>>>(kcuda_g.red, dy, x, *d, (int)G, spg, cnt, dw);     \
-    } else
-    DW_FPLANE_CASE(3, 3) DW_FPLANE_CASE(5, 5) DW_FPLANE_CASE(7, 7) return 0;
-#undef DW_FPLANE_CASE
-    launchCheckR(1);
-    if (cnt) return 1; /* the last blocks added the partials */
-    dw_filter_finish_k<<<kcuda_blocks(d->C * RS), KCUDA_THREADS, 0, s>>>(dw, kcuda_g.red, d->C, (int)RS, (int)G);
-    launchCheckR(1);
+    if (kcuda_g.dw_filter_planes && dw_plane_ok(d)) {
+        const size_t tile_bytes = (size_t)(d->H + 2 * d->pad_h) * (d->W + 2 * d->pad_w) * sizeof(float);
+        int64_t G = (KCUDA_TARGET_BLOCKS + d->C - 1) / d->C;
+        if (G > d->N) G = d->N;
+        while (G > 1 && (int64_t)d->C * G * RS > KCUDA_RED_CAP) G /= 2;
+        /* the tile, the kernel's static red_sh and kcuda_last_block's flag (16 bytes with
+         * alignment) within 48 KB; the partials within kcuda_g.red */
+        if (tile_bytes + (size_t)RS * (KCUDA_THREADS / 32) * sizeof(double) + 16 <= 48 * 1024 &&
+            (int64_t)d->C * G * RS <= KCUDA_RED_CAP && G >= 1) {
+            const int spg = (int)((d->N + G - 1) / G);
+            *pl = (dw_filter_plan){1, (int)((d->N + spg - 1) / spg) /* no empty group */, spg};
+            return 1;
+        }
+    }
+    const int G = dw_filter_groups(d);
+    if (G <= 0 || d->R != d->S || (d->R != 1 && d->R != 3 && d->R != 5 && d->R != 7)) return 0;
+    *pl = (dw_filter_plan){0, G, 0};
     return 1;
+}
+
+/* The filter gradients of the first n problems of P by plan pl: the first kernel, then
+ * (two-launch mode) dw_filter_finish_k, each once for as many problems as the lane's
+ * partials (C*G*RS doubles a problem) and counters (C a problem) hold. */
+template <int B>
+static void dw_filter_run(const kb_ptrs<B> &P, int n, const kconv2d_desc *d, const dw_filter_plan *pl, int relu,
+                          cudaStream_t s) {
+    const int RS = d->R * d->S, G = pl->G;
+    unsigned *cnt = dw_filter_one_launch(d->C);
+    const int fit = kb_fit((int64_t)d->C * G * RS, cnt, d->C);
+    const size_t sh = pl->planes ? (size_t)(d->H + 2 * d->pad_h) * (d->W + 2 * d->pad_w) * sizeof(float) : 0;
+    for (int i0 = 0; i0 < n; i0 += fit) {
+        const int m = n - i0 < fit ? n - i0 : fit;
+        const kb_ptrs<B> Q = kb_slice(P, i0, m);
+        const dim3 grid((unsigned)G, (unsigned)d->C, (unsigned)m);
+#define DW_FPLANE(r, s_, rl) \
+    dw_bwd_filter_plane_k<r, s_, rl, B><<<grid, KCUDA_THREADS, sh, s>>>(kcuda_g.red, Q, *d, G, pl->spg, cnt)
+#define DW_FPART(r, s_, rl) dw_bwd_filter_part_k<r, s_, rl, B><<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, Q, *d, G, cnt)
+#define DW_FILTER_CASE(r, s_)                                                         \
+    if (d->R == r && d->S == s_) {                                                    \
+        if (pl->planes) {                                                             \
+            if (relu) DW_FPLANE(r, s_, true); else DW_FPLANE(r, s_, false);           \
+        } else {                                                                      \
+            if (relu) DW_FPART(r, s_, true); else DW_FPART(r, s_, false);             \
+        }                                                                             \
+    } else
+        DW_FILTER_CASE(3, 3) DW_FILTER_CASE(5, 5) DW_FILTER_CASE(7, 7) if (d->R == 1 && d->S == 1 && !pl->planes) {
+            if (relu) DW_FPART(1, 1, true); else DW_FPART(1, 1, false);
+        } else KCUDA_FAIL_("dw_filter_run", "no filter-gradient kernel for this kernel size", return);
+#undef DW_FILTER_CASE
+#undef DW_FPART
+#undef DW_FPLANE
+        launchCheck();
+        if (cnt) continue; /* the last blocks added the partials */
+        dw_filter_finish_k<B><<<dim3(kcuda_blocks((int64_t)d->C * RS), 1, (unsigned)m), KCUDA_THREADS, 0, s>>>(
+            Q, kcuda_g.red, d->C, RS, G);
+        launchCheck();
+    }
 }
 
 /* 1 when an instance of dw_bwd_filter_part_k (or, opted in, dw_bwd_filter_plane_k) ran. */
 static int dw_filter_blocked(float *dw, const float *dy, const float *x, const kconv2d_desc *d, int relu,
                              cudaStream_t s) {
-    if (dw_filter_planes(dw, dy, x, d, relu, s)) return 1;
-    const int G = dw_filter_groups(d);
-    if (G <= 0 || !kcuda_g.red) return 0;
-    const dim3 grid((unsigned)G, (unsigned)d->C);
-    unsigned *cnt = dw_filter_one_launch(d->C);
-#define DW_FILTER_CASE(r, s_)                                                                                       \
-    if (d->R == r && d->S == s_) {                                                                                  \
-        if (relu) dw_bwd_filter_part_k<r, s_, true><<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, x, *d, G, cnt, dw); \
-        else dw_bwd_filter_part_k<r, s_, false><<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, x, *d, G, cnt, dw);     \
-    } else
-    DW_FILTER_CASE(3, 3) DW_FILTER_CASE(5, 5) DW_FILTER_CASE(7, 7) DW_FILTER_CASE(1, 1) return 0;
-#undef DW_FILTER_CASE
-    launchCheckR(1);
-    if (cnt) return 1; /* the last blocks added the partials */
-    const int64_t taps = (int64_t)d->C * d->R * d->S;
-    dw_filter_finish_k<<<kcuda_blocks(taps), KCUDA_THREADS, 0, s>>>(dw, kcuda_g.red, d->C, d->R * d->S, G);
-    launchCheckR(1);
+    dw_filter_plan pl;
+    if (!dw_filter_plan_of(d, &pl)) return 0;
+    const kb_ptrs<1> P = {{dw}, {dy}, {x}, {NULL}};
+    dw_filter_run(P, 1, d, &pl, relu, s);
     return 1;
 }
 
@@ -525,10 +617,12 @@ __global__ static void pw_scatter_add_k(float *dx, const float *dxs, kconv2d_des
 /* RELU_IN: in is a fused ReLU's input, read as max(0, in). RELU_OUT: out is the gradient
  * of a fused ReLU's input xr: the sum counts where xr > 0 (added with ACC, as
  * kcuda_relu_backward adds the ReLU's output gradient; written without). */
-template <bool TRANS, bool ACC, bool RELU_IN, bool RELU_OUT>
-__global__ static void pw_small_k(float *out, const float *in, const float *w, const float *xr, int N, int Ci, int Ko,
-                                  int HW) {
+template <bool TRANS, bool ACC, bool RELU_IN, bool RELU_OUT, int B>
+__global__ static void pw_small_k(kb_ptrs<B> P, int N, int Ci, int Ko, int HW) {
     extern __shared__ float ws[]; /* ws[j * Ci + i] = M(o0 + j, i) */
+    const int z = kb_z<B>();
+    float *out = P.o[z];
+    const float *in = P.a[z], *w = P.b[z], *xr = P.r[z];
     const int o0 = blockIdx.y * PW_KB, nk = Ko - o0 < PW_KB ? Ko - o0 : PW_KB;
     for (int e = threadIdx.x; e < nk * Ci; e += blockDim.x) {
         const int j = e / Ci, i = e - j * Ci, o = o0 + j;
@@ -572,18 +666,33 @@ __global__ static void pw_small_k(float *out, const float *in, const float *w, c
     }
 }
 
-/* Launch of pw_small_k: grid (pixel blocks, output-channel blocks). */
-template <bool TRANS, bool ACC, bool RELU_IN, bool RELU_OUT>
-static void pw_small_launch(float *out, const float *in, const float *w, const float *xr, int N, int Ci, int Ko,
-                            int64_t HW, cudaStream_t s) {
+/* Launch of pw_small_k for the first n problems of P: grid (pixel blocks, output-channel
+ * blocks, problems). */
+template <bool TRANS, bool ACC, bool RELU_IN, bool RELU_OUT, int B>
+static void pw_small_launch(const kb_ptrs<B> &P, int n, int N, int Ci, int Ko, int64_t HW, cudaStream_t s) {
     const int64_t px = (int64_t)N * HW;
     if (px <= 0 || Ko <= 0) return;
     int64_t bx = (px + PW_THREADS - 1) / PW_THREADS;
     if (bx > 65535LL * 32) bx = 65535LL * 32;
-    const dim3 grid((unsigned)bx, (unsigned)((Ko + PW_KB - 1) / PW_KB));
-    pw_small_k<TRANS, ACC, RELU_IN, RELU_OUT>
-        <<<grid, PW_THREADS, (size_t)PW_KB * Ci * sizeof(float), s>>>(out, in, w, xr, N, Ci, Ko, (int)HW);
+    const dim3 grid((unsigned)bx, (unsigned)((Ko + PW_KB - 1) / PW_KB), (unsigned)n);
+    pw_small_k<TRANS, ACC, RELU_IN, RELU_OUT, B>
+        <<<grid, PW_THREADS, (size_t)PW_KB * Ci * sizeof(float), s>>>(P, N, Ci, Ko, (int)HW);
     launchCheck();
+}
+/* The own kernels' forward (y (K,HW) = w (K,C) relu?(x)) and data gradient (dx (C,HW)
+ * (+)= w^T dy, through the fused ReLU where relu: r holds its inputs) of n problems. */
+template <int B>
+static void pw_small_forward(const kb_ptrs<B> &P, int n, int N, int C, int K, int64_t HW, int relu, cudaStream_t s) {
+    if (relu) pw_small_launch<false, false, true, false>(P, n, N, C, K, HW, s);
+    else pw_small_launch<false, false, false, false>(P, n, N, C, K, HW, s);
+}
+template <int B>
+static void pw_small_data(const kb_ptrs<B> &P, int n, int N, int C, int K, int64_t HW, int relu, int set,
+                          cudaStream_t s) {
+    if (relu && !set) pw_small_launch<true, true, false, true>(P, n, N, K, C, HW, s);
+    else if (relu) pw_small_launch<true, false, false, true>(P, n, N, K, C, HW, s);
+    else if (!set) pw_small_launch<true, true, false, false>(P, n, N, K, C, HW, s);
+    else pw_small_launch<true, false, false, false>(P, n, N, K, C, HW, s);
 }
 
 /* Pixels per tile of the filter gradient's block loop. */
@@ -602,10 +711,15 @@ static int pw_small(int K, int C) {
  * thread owns outputs o = threadIdx.x + KCUDA_THREADS*j; tiles of PW_TP pixels of dy
  * (K rows) and x (C rows) are staged in shared memory, rows padded to PW_TP + 1. */
 __device__ static void pw_filter_last(float *dw, const double *part, int KC, int G);
-template <bool RELU>
-__global__ static void pw_filter_part_k(double *part, const float *dy, const float *x, int N, int C, int K, int HW,
-                                        int64_t chunk, unsigned *cnt, float *dw) {
+template <bool RELU, int B>
+__global__ static void pw_filter_part_k(double *part, kb_ptrs<B> P, int N, int C, int K, int HW, int64_t chunk,
+                                        unsigned *cnt) {
     extern __shared__ float tl[]; /* dy tile (K rows), then x tile (C rows), PW_TP + 1 floats each */
+    const int z = kb_z<B>();
+    float *dw = P.o[z];
+    const float *dy = P.a[z], *x = P.b[z];
+    part += (int64_t)z * gridDim.x * K * C; /* problem z's partials and counter */
+    if (cnt) cnt += z;
     float *dys = tl, *xs = tl + K * (PW_TP + 1);
     const int KC = K * C;
     const int64_t total = (int64_t)N * HW, t0 = blockIdx.x * chunk;
@@ -652,7 +766,11 @@ __global__ static void pw_filter_part_k(double *part, const float *dy, const flo
 }
 
 /* dw[o] += the G partials of o in block order. */
-__global__ static void pw_filter_finish_k(float *dw, const double *part, int KC, int G) {
+template <int B>
+__global__ static void pw_filter_finish_k(kb_ptrs<B> P, const double *part, int KC, int G) {
+    const int z = kb_z<B>();
+    float *dw = P.o[z];
+    part += (int64_t)z * G * KC;
     KCUDA_GRID_STRIDE(o, (int64_t)KC) {
         double v = 0.0;
         for (int g = 0; g < G; g++) v += part[(int64_t)g * KC + o];
@@ -699,13 +817,38 @@ static int pw_filter_blocks(int64_t pixels, int KC) {
     return g < 1 ? 1 : (int)g;
 }
 
+/* The own filter gradients of the first n problems of P (o: dw, a: dy, b: x; HW pixels a
+ * sample): pw_filter_part_k, then (two-launch mode) pw_filter_finish_k, each once for as
+ * many problems as the lane's partials (G*K*C doubles a problem) hold. */
+template <int B>
+static void pw_filter_run(const kb_ptrs<B> &P, int n, const kconv2d_desc *d, int64_t HW, int relu, cudaStream_t s) {
+    const int64_t kc = (int64_t)d->K * d->C, px = (int64_t)d->N * HW;
+    if (px <= 0) return;
+    const int G = pw_filter_blocks(px, (int)kc);
+    const int64_t chunk = (px + G - 1) / G;
+    const size_t sh = (size_t)(d->K + d->C) * (PW_TP + 1) * sizeof(float);
+    unsigned *cnt = kcuda_g.one_launch && kcuda_g.count && (int64_t)G * kc <= PW_ONE_LAUNCH_MAX ? kcuda_g.count : NULL;
+    const int fit = kb_fit((int64_t)G * kc, cnt, 1);
+    for (int i0 = 0; i0 < n; i0 += fit) {
+        const int m = n - i0 < fit ? n - i0 : fit;
+        const kb_ptrs<B> Q = kb_slice(P, i0, m);
+        const dim3 grid((unsigned)G, 1, (unsigned)m);
+        if (relu) pw_filter_part_k<true, B><<<grid, KCUDA_THREADS, sh, s>>>(kcuda_g.red, Q, d->N, d->C, d->K, (int)HW, chunk, cnt);
+        else pw_filter_part_k<false, B><<<grid, KCUDA_THREADS, sh, s>>>(kcuda_g.red, Q, d->N, d->C, d->K, (int)HW, chunk, cnt);
+        launchCheck();
+        if (cnt) continue; /* the last blocks added the partials */
+        pw_filter_finish_k<B><<<dim3(kcuda_blocks(kc), 1, (unsigned)m), KCUDA_THREADS, 0, s>>>(Q, kcuda_g.red, (int)kc, G);
+        launchCheck();
+    }
+}
+
 /* y_n (K,HW) = w (K,C) x_n (C,HW); column-major: y_n^T (HW,K) = x_n^T (HW,C) w^T (C,K). */
 /* relu: only where pw_small (kcuda_conv2d_relu_supported says so). */
 static void pw_forward(float *y, const float *x, const float *w, int N, int C, int K, int64_t HW, int relu,
                        cudaStream_t s) {
     if (pw_small(K, C) && HW < ((int64_t)1 << 31)) {
-        if (relu) pw_small_launch<false, false, true, false>(y, x, w, NULL, N, C, K, HW, s);
-        else pw_small_launch<false, false, false, false>(y, x, w, NULL, N, C, K, HW, s);
+        const kb_ptrs<1> P = {{y}, {x}, {w}, {NULL}};
+        pw_small_forward(P, 1, N, C, K, HW, relu, s);
         return;
     }
     const float one = 1.0f, zero = 0.0f;
@@ -718,10 +861,8 @@ static void pw_forward(float *y, const float *x, const float *w, int N, int C, i
 static void pw_backward_data(float *dx, const float *dy, const float *w, const float *xr, int N, int C, int K,
                              int64_t HW, float beta, cudaStream_t s) {
     if (pw_small(K, C) && HW < ((int64_t)1 << 31) && (beta == 0.0f || beta == 1.0f)) {
-        if (xr && beta == 1.0f) pw_small_launch<true, true, false, true>(dx, dy, w, xr, N, K, C, HW, s);
-        else if (xr) pw_small_launch<true, false, false, true>(dx, dy, w, xr, N, K, C, HW, s);
-        else if (beta == 1.0f) pw_small_launch<true, true, false, false>(dx, dy, w, NULL, N, K, C, HW, s);
-        else pw_small_launch<true, false, false, false>(dx, dy, w, NULL, N, K, C, HW, s);
+        const kb_ptrs<1> P = {{dx}, {dy}, {w}, {xr}};
+        pw_small_data(P, 1, N, C, K, HW, xr != NULL, beta == 0.0f, s);
         return;
     }
     const float one = 1.0f;
@@ -734,18 +875,8 @@ static void pw_backward_filter(float *dw, const float *dy, const float *x, const
                                float *prod, int relu, cudaStream_t s) {
     const int64_t kc = (int64_t)d->K * d->C;
     if (pw_small(d->K, d->C) && kcuda_g.red) {
-        const int64_t px = (int64_t)d->N * HW;
-        if (px <= 0) return;
-        const int G = pw_filter_blocks(px, (int)kc);
-        const int64_t chunk = (px + G - 1) / G;
-        const size_t sh = (size_t)(d->K + d->C) * (PW_TP + 1) * sizeof(float);
-        unsigned *cnt = kcuda_g.one_launch && kcuda_g.count && (int64_t)G * kc <= PW_ONE_LAUNCH_MAX ? kcuda_g.count : NULL;
-        if (relu) pw_filter_part_k<true><<<(unsigned)G, KCUDA_THREADS, sh, s>>>(kcuda_g.red, dy, x, d->N, d->C, d->K, (int)HW, chunk, cnt, dw);
-        else pw_filter_part_k<false><<<(unsigned)G, KCUDA_THREADS, sh, s>>>(kcuda_g.red, dy, x, d->N, d->C, d->K, (int)HW, chunk, cnt, dw);
-        launchCheck();
-        if (cnt) return; /* the last block added the partials */
-        pw_filter_finish_k<<<kcuda_blocks(kc), KCUDA_THREADS, 0, s>>>(dw, kcuda_g.red, (int)kc, G);
-        launchCheck();
+        const kb_ptrs<1> P = {{dw}, {dy}, {x}, {NULL}};
+        pw_filter_run(P, 1, d, HW, relu, s);
         return;
     }
     const float one = 1.0f, zero = 0.0f;
@@ -1020,4 +1151,85 @@ extern "C" void kcuda_conv2d_relu_backward_filter(float *dw, const float *dy, co
                                                   float *scratch, cudaStream_t s) {
     RELU_SUPPORTED_OR_FAIL("kcuda_conv2d_relu_backward_filter");
     conv_backward_filter(dw, dy, x, d, scratch, 1, s);
+}
+
+/* ---- batched launches (kcuda.h "batched launches") ----
+ * n problems of one descriptor through the kernels the single entry points launch, each
+ * kernel once for all n (grid z: the problem; see kb_ptrs), the reductions' partials and
+ * one-launch counters in one region per problem, launched for as many problems at a time
+ * as the lane's buffers hold. Only the depthwise plane/blocked kernels and the own 1x1
+ * kernels: the general depthwise kernels, the strided 1x1 (a gather into the caller's
+ * scratch) and cuBLAS/cuDNN have no batched path. */
+extern "C" int kcuda_conv2d_batch_ok(const kconv2d_desc *d, int relu) {
+    (void)relu; /* the fused-ReLU shapes are exactly the batched ones, with or without it */
+    return kcuda_g.red && kcuda_conv2d_relu_supported(d);
+}
+
+/* The batched calls' checks: n in 1..KB_MAX, a batched path for d, the inputs a and b
+ * given, r's entries all NULL or all set (*relu: set). *P gets the problems whose output
+ * is not NULL (a single call skips a NULL gradient), *m their count. 0 when nothing is to
+ * be issued (an error recorded where the call is wrong). */
+static int kb_gather(const char *what, int n, const kconv2d_desc *d, int relu, float *const *o, const float *const *a,
+                     const float *const *b, const float *const *r, kb_ptrs<KB_MAX> *P, int *m, int *rl) {
+    if (n < 1 || n > KB_MAX) KCUDA_FAIL_(what, "problem count outside 1..KCUDA_MAX_BATCH", return 0);
+    int nr = 0;
+    for (int i = 0; r && i < n; i++) nr += r[i] != NULL;
+    if (nr != 0 && nr != n) KCUDA_FAIL_(what, "x_relu given for some problems only", return 0);
+    *rl = relu || nr;
+    if (!kcuda_conv2d_batch_ok(d, *rl)) KCUDA_FAIL_(what, "no batched path for this shape or mode", return 0);
+    if (!a || !b) KCUDA_FAIL_(what, "an input pointer array is NULL", return 0);
+    memset(P, 0, sizeof *P);
+    *m = 0;
+    for (int i = 0; o && i < n; i++) {
+        if (!o[i]) continue;
+        P->o[*m] = o[i];
+        P->a[*m] = a[i];
+        P->b[*m] = b[i];
+        P->r[*m] = r ? r[i] : NULL;
+        ++*m;
+    }
+    return *m > 0;
+}
+
+extern "C" void kcuda_conv2d_forward_batch(int n, float *const *y, const float *const *x, const float *const *w,
+                                           const kconv2d_desc *d, int relu, cudaStream_t s) {
+    kb_ptrs<KB_MAX> P;
+    int m, rl;
+    if (!kb_gather("kcuda_conv2d_forward_batch", n, d, relu, y, x, w, NULL, &P, &m, &rl)) return;
+    if (is_depthwise(d)) {
+        if ((int64_t)d->N * d->C * d->P * d->Q <= 0) return;
+        dw_fwd_plane_run(P, m, d, rl, s);
+        return;
+    }
+    pw_small_forward(P, m, d->N, d->C, d->K, (int64_t)d->H * d->W, rl, s);
+}
+
+extern "C" void kcuda_conv2d_backward_data_batch(int n, float *const *dx, const float *const *dy,
+                                                 const float *const *w, const float *const *x_relu,
+                                                 const kconv2d_desc *d, int set, cudaStream_t s) {
+    kb_ptrs<KB_MAX> P;
+    int m, rl;
+    if (!kb_gather("kcuda_conv2d_backward_data_batch", n, d, 0, dx, dy, w, x_relu, &P, &m, &rl)) return;
+    if (is_depthwise(d)) {
+        if ((int64_t)d->N * d->C * d->H * d->W <= 0) return;
+        dw_bwd_data_plane_run(P, m, d, rl, set, s);
+        return;
+    }
+    pw_small_data(P, m, d->N, d->C, d->K, (int64_t)d->H * d->W, rl, set, s);
+}
+
+extern "C" void kcuda_conv2d_backward_filter_batch(int n, float *const *dw, const float *const *dy,
+                                                   const float *const *x, const kconv2d_desc *d, int relu,
+                                                   cudaStream_t s) {
+    kb_ptrs<KB_MAX> P;
+    int m, rl;
+    if (!kb_gather("kcuda_conv2d_backward_filter_batch", n, d, relu, dw, dy, x, NULL, &P, &m, &rl)) return;
+    if (is_depthwise(d)) {
+        dw_filter_plan pl;
+        if (d->C * d->R * d->S <= 0 || !dw_filter_plan_of(d, &pl)) return; /* batch_ok: a plan exists */
+        dw_filter_run(P, m, d, &pl, rl, s);
+        return;
+    }
+    if ((int64_t)d->K * d->C <= 0 || d->N <= 0) return;
+    pw_filter_run(P, m, d, (int64_t)d->H * d->W, rl, s);
 }
