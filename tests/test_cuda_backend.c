@@ -1733,6 +1733,277 @@ Test(cuda_one_launch, lanes_count_on_their_own_counters) {
     ol_end(gpu, s0);
 }
 
+/* ---- batched batch norms (kcuda_bn_*_batch; suite cuda_batch_bn) ----
+ * n problems of one descriptor issued as one call give every problem exactly the bits of
+ * its own single call (memcmp, every buffer of every problem: outputs, accumulated
+ * gradients, and the inputs left as they were), eagerly and from a recording, with the
+ * single path's kernel count for all n (one launch per kernel, unless the problems do not
+ * fit the lane's counters at once), with one-launch mode off and on. */
+enum { BB_FWD, BB_COEFS, BB_BWD, BB_BWD_SET, BB_BWD_SCALED, BB_BWD_SCALED_SET, BB_BWD_NODX, BB_BWD_HOLES, BB_NOPS };
+static const char *const bb_name[BB_NOPS] = {"forward",         "coefficients",      "backward",
+                                             "backward (set)",  "backward (scaled)", "backward (scaled, set)",
+                                             "backward, no dx", "backward, dx for even problems only"};
+#define BB_MAXN 5
+typedef struct bb_case {
+    int n, op, affine;
+    ol_case p[BB_MAXN];
+} bb_case;
+
+static int bb_has_dx(const bb_case *b, int i) {
+    return b->op != BB_BWD_NODX && (b->op != BB_BWD_HOLES || i % 2 == 0);
+}
+
+/* n problems over (N, C, HW): ol_new_bn's buffers, each permuted by a shuffle of its own
+ * seed (the same value ranges, different inputs per problem), dy scaled by 0.5 + 0.125 i. */
+static void bb_new(bb_case *b, int op, int affine, int n, int N, int C, int HW, cudaStream_t s) {
+    cr_assert(n <= BB_MAXN);
+    b->n = n;
+    b->op = op;
+    b->affine = affine;
+    for (int i = 0; i < n; i++) {
+        ol_case *c = &b->p[i];
+        ol_new_bn(c, op == BB_FWD ? OL_BN_FWD : op == BB_COEFS ? OL_BN_COEFS : OL_BN_BWD, N, C, HW, s);
+        for (int k = 0; k < c->nb; k++) {
+            float *h = c->h[k], *u = malloc((size_t)c->n[k] * sizeof *u);
+            cr_assert(u);
+            tu_fill_uniform(u, c->n[k], 0.f, 1.f, 1000 + 16 * (uint64_t)i + (uint64_t)k);
+            for (int64_t j = c->n[k] - 1; j > 0; j--) {
+                int64_t r = (int64_t)(u[j] * (float)(j + 1));
+                if (r > j) r = j;
+                const float t = h[j];
+                h[j] = h[r];
+                h[r] = t;
+            }
+            free(u);
+            if (op >= BB_BWD && k == 8) h[0] = 0.5f + 0.125f * (float)i; /* dys */
+            OL_CK(cudaMemcpy(c->d0[k], h, (size_t)c->n[k] * sizeof(float), cudaMemcpyHostToDevice));
+        }
+    }
+}
+
+static void bb_free(bb_case *b) {
+    for (int i = 0; i < b->n; i++) ol_free(&b->p[i]);
+}
+
+/* Problem i by its single entry point (buffers as ol_issue's). */
+static void bb_single(bb_case *b, int i) {
+    float **d = b->p[i].d;
+    const kbn_desc *bd = &b->p[i].bd;
+    const cudaStream_t s = b->p[i].s;
+    float *g = b->affine ? d[6] : NULL, *be = b->affine ? d[7] : NULL;
+    switch (b->op) {
+    case BB_FWD: kcuda_bn_forward_train(d[0], d[1], d[2], d[3], d[4], d[5], g, be, bd, s); return;
+    case BB_COEFS: kcuda_bn_coefs_train(d[0], d[1], d[2], d[3], d[4], d[5], g, be, bd, s); return;
+    }
+    float *dx = bb_has_dx(b, i) ? d[0] : NULL;
+    float *dg = b->affine ? d[1] : NULL, *db = b->affine ? d[2] : NULL, *gm = b->affine ? d[5] : NULL;
+    switch (b->op) {
+    case BB_BWD_SET: kcuda_bn_backward_set(dx, dg, db, d[3], d[4], gm, d[6], d[7], bd, s); break;
+    case BB_BWD_SCALED: kcuda_bn_backward_scaled(dx, dg, db, d[3], d[8], d[4], gm, d[6], d[7], bd, 1, s); break;
+    case BB_BWD_SCALED_SET: kcuda_bn_backward_scaled(dx, dg, db, d[3], d[8], d[4], gm, d[6], d[7], bd, 0, s); break;
+    default: kcuda_bn_backward(dx, dg, db, d[3], d[4], gm, d[6], d[7], bd, s);
+    }
+}
+
+/* Every problem in one batched call: host arrays of the problems' buffers, NULL arrays
+ * where every problem passes NULL (affine = 0: no gamma, beta, dgamma, dbeta). */
+static void bb_batch(bb_case *b) {
+    const int m = b->n < BB_MAXN ? b->n : BB_MAXN; /* b->n out of 1..KCUDA_MAX_BATCH: refused unread */
+    float *a[9][BB_MAXN] = {{0}};
+    for (int k = 0; k < 9; k++)
+        for (int i = 0; i < m; i++) a[k][i] = k < b->p[i].nb ? b->p[i].d[k] : NULL;
+    const kbn_desc *bd = &b->p[0].bd;
+    const cudaStream_t s = b->p[0].s;
+    float *const *aff6 = b->affine ? a[6] : NULL, *const *aff7 = b->affine ? a[7] : NULL;
+    switch (b->op) {
+    case BB_FWD:
+        kcuda_bn_forward_train_batch(b->n, a[0], a[1], a[2], a[3], a[4], (const float *const *)a[5],
+                                     (const float *const *)aff6, (const float *const *)aff7, bd, s);
+        return;
+    case BB_COEFS:
+        kcuda_bn_coefs_train_batch(b->n, a[0], a[1], a[2], a[3], a[4], (const float *const *)a[5],
+                                   (const float *const *)aff6, (const float *const *)aff7, bd, s);
+        return;
+    }
+    float *dx[BB_MAXN] = {0};
+    for (int i = 0; i < m; i++) dx[i] = bb_has_dx(b, i) ? a[0][i] : NULL;
+    const int scaled = b->op == BB_BWD_SCALED || b->op == BB_BWD_SCALED_SET;
+    const int set = b->op == BB_BWD_SET || b->op == BB_BWD_SCALED_SET;
+    kcuda_bn_backward_batch(b->n, b->op == BB_BWD_NODX ? NULL : dx, b->affine ? a[1] : NULL,
+                            b->affine ? a[2] : NULL, (const float *const *)a[3],
+                            scaled ? (const float *const *)a[8] : NULL, (const float *const *)a[4],
+                            b->affine ? (const float *const *)a[5] : NULL, (const float *const *)a[6],
+                            (const float *const *)a[7], bd, set, s);
+}
+
+static void bb_reset(bb_case *b) {
+    for (int i = 0; i < b->n; i++) ol_reset(&b->p[i]);
+}
+
+/* Every problem's buffers bit for bit want's. */
+static void bb_same(bb_case *b, float **want[], const char *tag, const char *when) {
+    for (int i = 0; i < b->n; i++) {
+        float **got = ol_snap(&b->p[i]);
+        for (int k = 0; k < b->p[i].nb; k++)
+            cr_expect(memcmp(got[k], want[i][k], (size_t)b->p[i].n[k] * sizeof(float)) == 0,
+                      "%s: problem %d of %d, buffer %d %s", tag, i, b->n, k, when);
+        ol_snap_free(got);
+    }
+}
+
+/* The kernels the single path launches for one problem (one-launch mode: the deferred
+ * coefficients' and a backward without dx's second launch is gone; nothing asked,
+ * nothing launched). */
+static int bb_kernels(const bb_case *b, int one) {
+    if (b->op == BB_FWD) return 2;
+    if (b->op == BB_COEFS) return one ? 1 : 2;
+    if (!b->affine && b->op == BB_BWD_NODX) return 0;
+    return one && b->op == BB_BWD_NODX ? 1 : 2;
+}
+
+/* b's batched call against its n single calls, eagerly and replayed from a recording of
+ * launches[one] * bb_kernels kernel nodes (launches: 1 where every problem fits at once),
+ * with one-launch mode off (one = 0) and on; launches[one] 0: not in that mode. */
+static void bb_check(bb_case *b, const char *shape, const int launches[2]) {
+    for (int one = 0; one < 2; one++) {
+        if (!launches[one]) continue;
+        kcuda_set_one_launch(one);
+        char tag[192];
+        snprintf(tag, sizeof tag, "%s%s, %s, %s", bb_name[b->op], b->affine ? "" : " (no affine)", shape,
+                 one ? "one-launch" : "two launches");
+        float **ref[BB_MAXN];
+        for (int i = 0; i < b->n; i++) {
+            ol_reset(&b->p[i]);
+            bb_single(b, i);
+            ref[i] = ol_snap(&b->p[i]);
+        }
+        bb_reset(b);
+        bb_batch(b);
+        bb_same(b, ref, tag, "is not its single call's (batched, eager)");
+        const cudaStream_t s = b->p[0].s;
+        cudaGraph_t g;
+        OL_CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+        bb_reset(b);
+        bb_batch(b);
+        OL_CK(cudaStreamEndCapture(s, &g));
+        size_t nn = 0;
+        OL_CK(cudaGraphGetNodes(g, NULL, &nn));
+        cudaGraphNode_t *nodes = malloc((nn ? nn : 1) * sizeof *nodes);
+        OL_CK(cudaGraphGetNodes(g, nodes, &nn));
+        int kn = 0;
+        for (size_t k = 0; k < nn; k++) {
+            enum cudaGraphNodeType t;
+            OL_CK(cudaGraphNodeGetType(nodes[k], &t));
+            kn += t == cudaGraphNodeTypeKernel;
+        }
+        free(nodes);
+        cr_expect_eq(kn, launches[one] * bb_kernels(b, one), "%s: the batched call recorded %d kernels, want %d", tag,
+                     kn, launches[one] * bb_kernels(b, one));
+        cudaGraphExec_t e;
+        OL_CK(cudaGraphInstantiate(&e, g, 0));
+        OL_CK(cudaGraphDestroy(g));
+        for (int r = 0; r < 2; r++) {
+            OL_CK(cudaGraphLaunch(e, s));
+            bb_same(b, ref, tag, r ? "is not its single call's (batched, replay 2)"
+                                   : "is not its single call's (batched, replay 1)");
+        }
+        OL_CK(cudaGraphExecDestroy(e));
+        for (int i = 0; i < b->n; i++) ol_snap_free(ref[i]);
+        cr_expect(!kcuda_last_error(), "%s: %s", tag, kcuda_last_error());
+    }
+    kcuda_set_one_launch(0);
+}
+
+/* Every entry point and mode, affine and not, on (n, N, C, HW): one range per channel
+ * (G = 1: 18 values); 3 ranges of 1,000 values (bn_groups: 3,000 values, no range under
+ * 1,024 -> 3); 3 ranges of 734, 734 and 732 (2,200 values: the last range shorter). */
+static void bb_shapes(const int *ops, int nops) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    const int sh[3][4] = {{3, 2, 4, 9}, {4, 3, 4, 1000}, {5, 2, 3, 1100}};
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < nops; k++)
+            for (int affine = 0; affine < 2; affine++) {
+                bb_case b;
+                bb_new(&b, ops[k], affine, sh[i][0], sh[i][1], sh[i][2], sh[i][3], s);
+                char shape[64];
+                snprintf(shape, sizeof shape, "n %d, N %d C %d HW %d", sh[i][0], sh[i][1], sh[i][2], sh[i][3]);
+                bb_check(&b, shape, (const int[2]){1, 1});
+                bb_free(&b);
+            }
+    ol_end(gpu, s);
+}
+
+Test(cuda_batch_bn, forwards_equal_single_calls_bit_for_bit) {
+    const int ops[2] = {BB_FWD, BB_COEFS};
+    bb_shapes(ops, 2);
+}
+
+Test(cuda_batch_bn, backwards_equal_single_calls_bit_for_bit) {
+    const int ops[6] = {BB_BWD, BB_BWD_SET, BB_BWD_SCALED, BB_BWD_SCALED_SET, BB_BWD_NODX, BB_BWD_HOLES};
+    bb_shapes(ops, 6);
+}
+
+/* 8,192 channels of 2 values: one-launch mode counts on 8,192 of the lane's
+ * KCUDA_COUNT_CAP (16,384) counters per problem, so 3 problems go 2 + 1 (twice the
+ * kernels), each with its own counters and partials within its launch. (Two-launch mode
+ * takes 2 C G = 16,384 of KCUDA_RED_CAP's 2^20 partials per problem: all 3 at once, as
+ * above. Running out of partials first would take C G > 2^15 per problem, and running
+ * out of counters already takes 24,576 blocks per launch, ~9 s on the emulator: so the
+ * deferred coefficients only, whose one kernel is where forward and backward share the
+ * code that splits the problems and places each one's partials and counters.) */
+Test(cuda_batch_bn, problems_beyond_the_lanes_counters_go_in_turns) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    bb_case b;
+    bb_new(&b, BB_COEFS, 1, 3, 2, 8192, 1, s);
+    bb_check(&b, "n 3, N 2 C 8192 HW 1", (const int[2]){0, 2});
+    bb_free(&b);
+    ol_end(gpu, s);
+}
+
+/* sync_bn has no batched path: kcuda_bn_batch_ok says 0, and each batched call records an
+ * error and leaves every buffer as it was; so does a number of problems outside
+ * 1..KCUDA_MAX_BATCH. */
+Test(cuda_batch_bn, sync_bn_and_bad_counts_are_refused_untouched) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    const kbn_sync sync = {.size = 1};
+    const int ops[3] = {BB_FWD, BB_COEFS, BB_BWD};
+    for (int k = 0; k < 3; k++) {
+        bb_case b;
+        bb_new(&b, ops[k], 1, 3, 2, 4, 9, s);
+        float **init[BB_MAXN];
+        for (int i = 0; i < b.n; i++) {
+            init[i] = calloc(OL_MAXBUF, sizeof *init[i]);
+            for (int j = 0; j < b.p[i].nb; j++) init[i][j] = b.p[i].h[j];
+        }
+        bb_reset(&b);
+        OL_CK(cudaStreamSynchronize(s));
+        cr_expect(kcuda_bn_batch_ok(&b.p[0].bd), "a plain batch norm has a batched path");
+        const kbn_desc plain = b.p[0].bd;
+        const int bad_n[3] = {0, KCUDA_MAX_BATCH + 1, 3};
+        for (int r = 0; r < 3; r++) {
+            const int n = b.n;
+            b.p[0].bd = plain;
+            if (r == 2) b.p[0].bd.sync = &sync;
+            else b.n = bad_n[r];
+            cr_expect(!kcuda_last_error(), "%s", kcuda_last_error());
+            if (r == 2) cr_expect(!kcuda_bn_batch_ok(&b.p[0].bd), "sync_bn has no batched path");
+            bb_batch(&b);
+            b.n = n;
+            cr_expect(kcuda_last_error() != NULL, "%s, %s: no error recorded", bb_name[b.op],
+                      r == 2 ? "sync_bn" : "a bad number of problems");
+            kcuda_clear_error();
+            OL_CK(cudaStreamSynchronize(s));
+            bb_same(&b, init, bb_name[b.op], "was changed by a refused call");
+        }
+        for (int i = 0; i < b.n; i++) free(init[i]);
+        bb_free(&b);
+    }
+    ol_end(gpu, s);
+}
+
 /* Probes for a usable device in a child process (see the top of the file). Returns 1
  * when usable; else 0 with the reason in why. */
 static int probe_device(char *why, size_t n) {

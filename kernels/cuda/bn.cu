@@ -41,7 +41,15 @@
  * in process order) and the merged values copied back, where the second launch reads them
  * instead of combining the ranges itself. dgamma and dbeta keep this process's own sums, as
  * on the CPU (the loops' all-reduce of the weight gradients adds them). A host round trip
- * per batch norm: the plan records no CUDA graph when sync_bn is on (runtime/plan.c). */
+ * per batch norm: the plan records no CUDA graph when sync_bn is on (runtime/plan.c).
+ *
+ * Batched (kcuda_bn_*_batch, kcuda.h): n <= KCUDA_MAX_BATCH batch norms of one descriptor
+ * through the same kernels, each launched once for all: the grids keep (G, C) in x and y
+ * and take the problem from z (bn_batch, BN_IO); the single entry points are the n = 1
+ * case (the B = 1 instances, no table carried). Problem k of a launch owns red + k per
+ * (its partials, and in one-launch mode its 2 C combined values after them) and, one-
+ * launch, counters count + k C; bn_plan_of decides one-launch mode as for one problem and
+ * how many problems fit a launch. No batched path with sync_bn. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -76,6 +84,20 @@ static int bn_too_big(const kbn_desc *d, const char *what) {
     const unsigned j0 = blockIdx.x * chunk_;                                   \
     const unsigned j1 = j0 + chunk_ < (cnt) ? j0 + chunk_ : (cnt)
 
+/* n problems per launch (the batched entry points; a single call is n = 1): each kernel
+ * takes its problems' pointers as one kernel parameter, bn_batch<IO, B>, B = 1 for a
+ * single call (no table carried) or KCUDA_MAX_BATCH for a batch, and serves problem
+ * blockIdx.z (gridDim.z: the problems of the launch; no kernel here uses z otherwise),
+ * reading that problem's entry where the parameter lies (__grid_constant__: no per-thread
+ * copy of the table). Everything else is the single kernel's code. */
+#ifndef __grid_constant__ /* the CUDA emulator (tests/cuemu): a plain C++ parameter */
+#define __grid_constant__
+#endif
+template <typename IO, int B> struct bn_batch {
+    IO p[B];
+};
+#define BN_IO(P) (P).p[B == 1 ? 0 : blockIdx.z]
+
 /* Sum over a channel's G partials part[g * stride] by warp 0 (lane l takes g = l, l + 32,
  * ... in order, then a fixed shuffle tree): a fixed order, and G/32 dependent adds of
  * latency instead of G. Call from every thread of warp 0; lane 0 gets the total. */
@@ -101,7 +123,18 @@ typedef struct bn_fin {
 
 __device__ static void bn_finish_stats(const double *red, const bn_fin *f, kbn_desc d, int c, int G);
 
-__global__ static void bn_stats_k(double *red, const float *x, kbn_desc d, int G, bn_fin fin) {
+/* A problem of bn_stats_k: its partials (red), its input, what its last blocks write. */
+typedef struct bn_stats_io {
+    double *red;
+    const float *x;
+    bn_fin fin;
+} bn_stats_io;
+
+template <int B>
+__global__ static void bn_stats_k(const __grid_constant__ bn_batch<bn_stats_io, B> P, kbn_desc d, int G) {
+    const bn_stats_io &io = BN_IO(P);
+    double *const red = io.red;
+    const float *const x = io.x;
     __shared__ double sh[KCUDA_THREADS / 32];
     __shared__ double mean_sh;
     const int c = blockIdx.y, C = d.C;
@@ -123,7 +156,7 @@ __global__ static void bn_stats_k(double *red, const float *x, kbn_desc d, int G
         red[2 * ((int64_t)c * G + blockIdx.x)] = m;
         red[2 * ((int64_t)c * G + blockIdx.x) + 1] = ss;
     }
-    if (fin.cnt && kcuda_last_block(fin.cnt + c, (unsigned)G)) bn_finish_stats(red, &fin, d, c, G);
+    if (io.fin.cnt && kcuda_last_block(io.fin.cnt + c, (unsigned)G)) bn_finish_stats(red, &io.fin, d, c, G);
 }
 
 /* The ranges of bn_stats_k of channel c, combined in a fixed order by warp 0 (call from
@@ -231,10 +264,20 @@ __device__ static void bn_finish_stats(const double *red, const bn_fin *f, kbn_d
  * is written as __fmaf_rn(x - f, s, b), the expression such a consumer uses: the same
  * bits either way.
  * stat NULL: the statistics from the ranges in red; else (sync_bn) the mean and biased
- * variance of every process's values, stat[c] and stat[C + c], over gcnt values. */
-__global__ static void bn_apply_k(float *y, float *coef, float *save_mean, float *save_invstd, float *running_mean,
-                                  float *running_var, const double *red, const double *stat, double gcnt,
-                                  const float *x, const float *gamma, const float *beta, kbn_desc d, int G) {
+ * variance of every process's values, stat[c] and stat[C + c], over gcnt values (or, one-
+ * launch mode, this process's, which bn_stats_k's last blocks wrote there). */
+typedef struct bn_apply_io {
+    float *y, *coef, *save_mean, *save_invstd, *running_mean, *running_var;
+    const double *red, *stat;
+    const float *x, *gamma, *beta;
+} bn_apply_io;
+
+template <int B>
+__global__ static void bn_apply_k(const __grid_constant__ bn_batch<bn_apply_io, B> P, double gcnt, kbn_desc d, int G) {
+    const bn_apply_io &io = BN_IO(P);
+    float *const y = io.y;
+    const double *const red = io.red, *const stat = io.stat;
+    const float *const x = io.x, *const gamma = io.gamma, *const beta = io.beta;
     __shared__ double stat_sh[2];
     const int c = blockIdx.y, C = d.C;
     const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
@@ -262,8 +305,8 @@ __global__ static void bn_apply_k(float *y, float *coef, float *save_mean, float
             BN_AT(y, c, j) = __fmaf_rn(BN_AT(x, c, j) - fm, sc, b);
     }
     if (blockIdx.x == 0 && threadIdx.x == 0)
-        bn_channel_out(coef, save_mean, save_invstd, running_mean, running_var, c, C, mean, var, invstd, fm, sc, b,
-                       stat ? gcnt : (double)cnt, d.momentum);
+        bn_channel_out(io.coef, io.save_mean, io.save_invstd, io.running_mean, io.running_var, c, C, mean, var, invstd,
+                       fm, sc, b, stat ? gcnt : (double)cnt, d.momentum);
 }
 
 __global__ static void bn_fwd_infer_k(float *y, const float *x, const float *gamma, const float *beta,
@@ -306,12 +349,23 @@ typedef struct bn_bfin {
     float *dgamma, *dbeta;
 } bn_bfin;
 
-__global__ static void bn_bwd_sums_k(double *red, const float *dy, const float *dys, const float *x,
-                                     const float *save_mean, const float *save_invstd, kbn_desc d, int G, bn_bfin fin) {
+/* A problem of bn_bwd_sums_k: its partials (red), inputs, and what its last blocks write. */
+typedef struct bn_bsums_io {
+    double *red;
+    const float *dy, *dys, *x, *save_mean, *save_invstd;
+    bn_bfin fin;
+} bn_bsums_io;
+
+template <int B>
+__global__ static void bn_bwd_sums_k(const __grid_constant__ bn_batch<bn_bsums_io, B> P, kbn_desc d, int G) {
+    const bn_bsums_io &io = BN_IO(P);
+    double *const red = io.red;
+    const float *const dy = io.dy, *const dys = io.dys, *const x = io.x;
+    const bn_bfin &fin = io.fin;
     __shared__ double sh[KCUDA_THREADS / 32];
     const int c = blockIdx.y, C = d.C;
     const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
-    const double mean = save_mean[c], invstd = save_invstd[c];
+    const double mean = io.save_mean[c], invstd = io.save_invstd[c];
     BN_RANGE(cnt, G);
     double sdy = 0.0, sdyx = 0.0;
     for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
@@ -352,10 +406,19 @@ __global__ static void bn_bwd_local_k(double *loc, const double *red, kbn_desc d
 /* tot NULL: dx from this process's sums; else (sync_bn) from every process's, tot[2c] and
  * tot[2c + 1], over gcnt values (dgamma and dbeta keep this process's own), or (one-launch
  * mode: red, dgamma and dbeta NULL, bn_bwd_sums_k's last blocks did them) this process's. */
-__global__ static void bn_bwd_apply_k(float *dx, float *dgamma, float *dbeta, const double *red, const double *tot,
-                                      double gcnt, const float *dy, const float *dys, const float *x,
-                                      const float *gamma, const float *save_mean, const float *save_invstd, kbn_desc d,
+typedef struct bn_bapply_io {
+    float *dx, *dgamma, *dbeta;
+    const double *red, *tot;
+    const float *dy, *dys, *x, *gamma, *save_mean, *save_invstd;
+} bn_bapply_io;
+
+template <int B>
+__global__ static void bn_bwd_apply_k(const __grid_constant__ bn_batch<bn_bapply_io, B> P, double gcnt, kbn_desc d,
                                       int G, int set) {
+    const bn_bapply_io &io = BN_IO(P);
+    float *const dx = io.dx;
+    const double *const red = io.red, *const tot = io.tot;
+    const float *const dy = io.dy, *const dys = io.dys, *const x = io.x;
     __shared__ double sum_sh[2];
     const int c = blockIdx.y, C = d.C;
     const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
@@ -369,14 +432,14 @@ __global__ static void bn_bwd_apply_k(float *dx, float *dgamma, float *dbeta, co
     }
     __syncthreads();
     if (blockIdx.x == 0 && threadIdx.x == 0) {
-        if (dbeta) dbeta[c] += (float)sum_sh[0];
-        if (dgamma) dgamma[c] += (float)sum_sh[1];
+        if (io.dbeta) io.dbeta[c] += (float)sum_sh[0];
+        if (io.dgamma) io.dgamma[c] += (float)sum_sh[1];
     }
     if (!dx || cnt == 0) return;
     const double sdy = tot ? tot[2 * c] : sum_sh[0], sdyx = tot ? tot[2 * c + 1] : sum_sh[1];
     const double n = tot ? gcnt : (double)cnt;
-    const double mean = save_mean[c], invstd = save_invstd[c];
-    const double g = gamma ? gamma[c] : 1.0;
+    const double mean = io.save_mean[c], invstd = io.save_invstd[c];
+    const double g = io.gamma ? io.gamma[c] : 1.0;
     /* dx = g*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)) */
     const double mdy = sdy / n, mdyx = sdyx / n;
     const float k = (float)(g * invstd);
@@ -393,6 +456,7 @@ __global__ static void bn_bwd_apply_k(float *dx, float *dgamma, float *dbeta, co
 #undef BN_DY
 #undef BN_AT
 #undef BN_RANGE
+#undef BN_IO
 
 /* ---- sync_bn: the host round trip --------------------------------------------------------- */
 
@@ -476,55 +540,124 @@ static unsigned *bn_one_launch(const kbn_desc *d, int G) {
     return kcuda_g.count;
 }
 
+/* How problems of d use the lane: G ranges per channel; one, the counters where one-launch
+ * mode is on (bn_one_launch: the single call's decision, so every problem of a batch takes
+ * the path its single call would); per, the doubles of kcuda_g.red a problem's partials
+ * (and, one-launch, its 2 C combined values) take; fit, the problems one launch can serve
+ * (each its own region of red, problem k of a launch at red + k per, and, one-launch, its
+ * own C counters at count + k C). */
+typedef struct bn_plan {
+    int G, fit;
+    unsigned *one;
+    int64_t per;
+} bn_plan;
+
+static bn_plan bn_plan_of(const kbn_desc *d) {
+    bn_plan p;
+    p.G = bn_groups(d);
+    p.one = bn_one_launch(d, p.G);
+    p.per = 2 * (int64_t)d->C * p.G + (p.one ? 2 * (int64_t)d->C : 0);
+    int64_t fit = KCUDA_RED_CAP / p.per;
+    if (p.one && KCUDA_COUNT_CAP / d->C < fit) fit = KCUDA_COUNT_CAP / d->C;
+    p.fit = fit < 1 ? 1 : fit > KCUDA_MAX_BATCH ? KCUDA_MAX_BATCH : (int)fit;
+    return p;
+}
+
+/* Problem i's pointer of a host array of device pointers, which may be NULL (every
+ * problem's NULL). */
+template <typename T> static inline T *bn_at(T *const *a, int i) { return a ? a[i] : NULL; }
+
+/* The training forwards' problems (HOST arrays; coefs: kcuda_bn_coefs_train's output
+ * coef, y NULL; else kcuda_bn_forward_train's y). */
+typedef struct bn_fwd_args {
+    float *const *y, *const *coef, *const *save_mean, *const *save_invstd, *const *running_mean, *const *running_var;
+    const float *const *x, *const *gamma, *const *beta;
+    int coefs;
+} bn_fwd_args;
+
+/* The problems idx[0..m) (m <= B, m <= pl->fit) in one launch per kernel. */
+template <int B>
+static void bn_train_launch(const int *idx, int m, const bn_fwd_args *a, const kbn_desc *d, const bn_plan *pl,
+                            cudaStream_t s) {
+    const int C = d->C, G = pl->G;
+    bn_batch<bn_stats_io, B> st = {};
+    bn_batch<bn_apply_io, B> ap = {};
+    for (int k = 0; k < m; k++) {
+        const int i = idx[k];
+        double *const red = kcuda_g.red + k * pl->per;
+        bn_stats_io &t = st.p[k];
+        t.red = red;
+        t.x = a->x[i];
+        if (pl->one) {
+            t.fin.cnt = pl->one + (int64_t)k * C;
+            if (a->coefs) { /* the last blocks write what bn_apply_k's one row of blocks would */
+                t.fin.coef = bn_at(a->coef, i);
+                t.fin.save_mean = bn_at(a->save_mean, i);
+                t.fin.save_invstd = bn_at(a->save_invstd, i);
+                t.fin.running_mean = bn_at(a->running_mean, i);
+                t.fin.running_var = bn_at(a->running_var, i);
+                t.fin.gamma = bn_at(a->gamma, i);
+                t.fin.beta = bn_at(a->beta, i);
+            } else {
+                t.fin.stat = red + 2 * (int64_t)C * G; /* the mean and variance per channel */
+            }
+        }
+        bn_apply_io &u = ap.p[k];
+        u.y = bn_at(a->y, i);
+        u.coef = bn_at(a->coef, i);
+        u.save_mean = bn_at(a->save_mean, i);
+        u.save_invstd = bn_at(a->save_invstd, i);
+        u.running_mean = bn_at(a->running_mean, i);
+        u.running_var = bn_at(a->running_var, i);
+        u.red = red;
+        u.stat = t.fin.stat;
+        u.x = a->x[i];
+        u.gamma = bn_at(a->gamma, i);
+        u.beta = bn_at(a->beta, i);
+    }
+    bn_stats_k<B><<<dim3((unsigned)G, (unsigned)C, (unsigned)m), KCUDA_THREADS, 0, s>>>(st, *d, G);
+    launchCheck();
+    if (pl->one && a->coefs) return;
+    double gcnt = pl->one ? (double)d->N * d->HW : 0; /* == bn_apply_k's (double)cnt */
+    if (d->sync) { /* m == 1: kcuda_bn_batch_ok refuses sync_bn */
+        ap.p[0].stat = bn_sync_stats(d, G, &gcnt, s);
+        if (!ap.p[0].stat) return;
+    }
+    bn_apply_k<B><<<dim3(a->coefs ? 1 : (unsigned)G, (unsigned)C, (unsigned)m), KCUDA_THREADS, 0, s>>>(ap, gcnt, *d, G);
+    launchCheck();
+}
+
+/* Runs launch for the n problems idx[0..n), pl->fit at a time (a single problem through
+ * the kernels' B = 1 instances). */
+#define BN_EACH_FIT(n, idx, pl, launch, ...)                                           \
+    for (int i0_ = 0; i0_ < (n); i0_ += (pl)->fit) {                                    \
+        const int m_ = (n) - i0_ < (pl)->fit ? (n) - i0_ : (pl)->fit;                   \
+        if (m_ == 1) launch<1>((idx) + i0_, 1, __VA_ARGS__);                            \
+        else launch<KCUDA_MAX_BATCH>((idx) + i0_, m_, __VA_ARGS__);                     \
+    }
+
+static void bn_train(int n, const bn_fwd_args *a, const kbn_desc *d, cudaStream_t s, const char *what) {
+    if (d->C <= 0) return;
+    if (!kcuda_g.red) KCUDA_FAIL_(what, "kcuda_init was not called", return);
+    if (bn_too_big(d, what)) return;
+    const bn_plan pl = bn_plan_of(d);
+    int idx[KCUDA_MAX_BATCH];
+    for (int i = 0; i < n; i++) idx[i] = i;
+    BN_EACH_FIT(n, idx, &pl, bn_train_launch, a, d, &pl, s);
+}
+
 extern "C" void kcuda_bn_forward_train(float *y, float *save_mean, float *save_invstd, float *running_mean,
                                        float *running_var, const float *x, const float *gamma, const float *beta,
                                        const kbn_desc *d, cudaStream_t s) {
-    if (d->C <= 0) return;
-    if (!kcuda_g.red) KCUDA_FAIL_("kcuda_bn_forward_train", "kcuda_init was not called", return);
-    if (bn_too_big(d, "kcuda_bn_forward_train")) return;
-    const int G = bn_groups(d);
-    const dim3 grid((unsigned)G, (unsigned)d->C);
-    bn_fin fin = {};
-    fin.cnt = bn_one_launch(d, G);
-    if (fin.cnt) fin.stat = kcuda_g.red + 2 * (int64_t)d->C * G; /* the mean and variance per channel */
-    bn_stats_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, x, *d, G, fin);
-    launchCheck();
-    double gcnt = fin.cnt ? (double)d->N * d->HW : 0; /* == bn_apply_k's (double)cnt */
-    const double *stat = fin.cnt ? fin.stat : d->sync ? bn_sync_stats(d, G, &gcnt, s) : NULL;
-    if (d->sync && !stat) return;
-    bn_apply_k<<<grid, KCUDA_THREADS, 0, s>>>(y, NULL, save_mean, save_invstd, running_mean, running_var, kcuda_g.red,
-                                              stat, gcnt, x, gamma, beta, *d, G);
-    launchCheck();
+    const bn_fwd_args a = {&y, NULL, &save_mean, &save_invstd, &running_mean, &running_var, &x, &gamma, &beta, 0};
+    bn_train(1, &a, d, s, "kcuda_bn_forward_train");
 }
 
 extern "C" void kcuda_bn_coefs_train(float *coef, float *save_mean, float *save_invstd, float *running_mean,
                                      float *running_var, const float *x, const float *gamma, const float *beta,
                                      const kbn_desc *d, cudaStream_t s) {
-    if (d->C <= 0) return;
-    if (!kcuda_g.red) KCUDA_FAIL_("kcuda_bn_coefs_train", "kcuda_init was not called", return);
-    if (bn_too_big(d, "kcuda_bn_coefs_train")) return;
-    const int G = bn_groups(d);
-    bn_fin fin = {};
-    fin.cnt = bn_one_launch(d, G);
-    if (fin.cnt) { /* the last blocks write what bn_apply_k's one row of blocks would */
-        fin.coef = coef;
-        fin.save_mean = save_mean;
-        fin.save_invstd = save_invstd;
-        fin.running_mean = running_mean;
-        fin.running_var = running_var;
-        fin.gamma = gamma;
-        fin.beta = beta;
-    }
-    bn_stats_k<<<dim3((unsigned)G, (unsigned)d->C), KCUDA_THREADS, 0, s>>>(kcuda_g.red, x, *d, G, fin);
-    launchCheck();
-    if (fin.cnt) return;
-    double gcnt = 0;
-    const double *stat = d->sync ? bn_sync_stats(d, G, &gcnt, s) : NULL;
-    if (d->sync && !stat) return;
-    bn_apply_k<<<dim3(1, (unsigned)d->C), KCUDA_THREADS, 0, s>>>(NULL, coef, save_mean, save_invstd, running_mean,
-                                                                running_var, kcuda_g.red, stat, gcnt, x, gamma, beta,
-                                                                *d, G);
-    launchCheck();
+    const bn_fwd_args a = {NULL, &coef, &save_mean, &save_invstd, &running_mean, &running_var, &x, &gamma, &beta, 1};
+    bn_train(1, &a, d, s, "kcuda_bn_coefs_train");
 }
 
 extern "C" void kcuda_bn_coefs_infer(float *coef, const float *gamma, const float *beta, const float *running_mean,
@@ -543,52 +676,145 @@ extern "C" void kcuda_bn_forward_infer(float *y, const float *x, const float *ga
     launchCheck();
 }
 
-static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *dys, const float *x,
-                        const float *gamma, const float *save_mean, const float *save_invstd, const kbn_desc *d, int set,
-                        cudaStream_t s) {
-    if (!dx && !dgamma && !dbeta) return;
+
+/* The backwards' problems (HOST arrays); set: dx written, else added to. */
+typedef struct bn_bwd_args {
+    float *const *dx, *const *dgamma, *const *dbeta;
+    const float *const *dy, *const *dys, *const *x, *const *gamma, *const *save_mean, *const *save_invstd;
+    int set;
+} bn_bwd_args;
+
+template <int B>
+static void bn_bwd_launch(const int *idx, int m, const bn_bwd_args *a, const kbn_desc *d, const bn_plan *pl,
+                          cudaStream_t s) {
+    const int C = d->C, G = pl->G;
+    bn_batch<bn_bsums_io, B> su = {};
+    bn_batch<bn_bapply_io, B> ap = {};
+    int q = 0; /* the problems of the second launch */
+    for (int k = 0; k < m; k++) {
+        const int i = idx[k];
+        double *const red = kcuda_g.red + k * pl->per;
+        float *const dx = bn_at(a->dx, i);
+        bn_bsums_io &t = su.p[k];
+        t.red = red;
+        t.dy = a->dy[i];
+        t.dys = bn_at(a->dys, i);
+        t.x = a->x[i];
+        t.save_mean = a->save_mean[i];
+        t.save_invstd = a->save_invstd[i];
+        if (pl->one) { /* the last blocks do the sums, dgamma and dbeta; dx (if asked) from tot */
+            t.fin.cnt = pl->one + (int64_t)k * C;
+            t.fin.tot = dx ? red + 2 * (int64_t)C * G : NULL;
+            t.fin.dgamma = bn_at(a->dgamma, i);
+            t.fin.dbeta = bn_at(a->dbeta, i);
+            if (!dx) continue;
+        }
+        bn_bapply_io &u = ap.p[q++];
+        u.dx = dx;
+        u.dgamma = pl->one ? NULL : bn_at(a->dgamma, i);
+        u.dbeta = pl->one ? NULL : bn_at(a->dbeta, i);
+        u.red = pl->one ? NULL : red;
+        u.tot = t.fin.tot;
+        u.dy = t.dy;
+        u.dys = t.dys;
+        u.x = t.x;
+        u.gamma = bn_at(a->gamma, i);
+        u.save_mean = t.save_mean;
+        u.save_invstd = t.save_invstd;
+    }
+    bn_bwd_sums_k<B><<<dim3((unsigned)G, (unsigned)C, (unsigned)m), KCUDA_THREADS, 0, s>>>(su, *d, G);
+    launchCheck();
+    if (!q) return; /* one-launch mode, no dx asked */
+    /* one-launch: over this process's values; sync_bn: every process's (equal shards, the
+     * loops check); else bn_bwd_apply_k's own count */
+    double gcnt = pl->one ? (double)d->N * d->HW : 0;
+    if (d->sync) { /* m == 1: kcuda_bn_batch_ok refuses sync_bn */
+        ap.p[0].tot = bn_sync_sums(d, G, s);
+        if (!ap.p[0].tot) return;
+        gcnt = (double)d->N * d->HW * d->sync->size;
+    }
+    bn_bwd_apply_k<B><<<dim3((unsigned)G, (unsigned)C, (unsigned)q), KCUDA_THREADS, 0, s>>>(ap, gcnt, *d, G, a->set);
+    launchCheck();
+}
+
+static void bn_backward(int n, const bn_bwd_args *a, const kbn_desc *d, cudaStream_t s) {
+    int idx[KCUDA_MAX_BATCH], m = 0; /* the problems that ask for anything */
+    for (int i = 0; i < n; i++)
+        if (bn_at(a->dx, i) || bn_at(a->dgamma, i) || bn_at(a->dbeta, i)) idx[m++] = i;
+    if (!m) return;
     if (d->C <= 0) return;
     if (!kcuda_g.red) KCUDA_FAIL_("kcuda_bn_backward", "kcuda_init was not called", return);
     if (bn_too_big(d, "kcuda_bn_backward")) return;
-    const int G = bn_groups(d);
-    const dim3 grid((unsigned)G, (unsigned)d->C);
-    bn_bfin fin = {};
-    fin.cnt = bn_one_launch(d, G);
-    if (fin.cnt) {
-        fin.tot = dx ? kcuda_g.red + 2 * (int64_t)d->C * G : NULL;
-        fin.dgamma = dgamma;
-        fin.dbeta = dbeta;
-    }
-    bn_bwd_sums_k<<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, dy, dys, x, save_mean, save_invstd, *d, G, fin);
-    launchCheck();
-    if (fin.cnt) { /* the sums, dgamma and dbeta are done: dx from fin.tot, over this process's values */
-        if (!dx) return;
-        bn_bwd_apply_k<<<grid, KCUDA_THREADS, 0, s>>>(dx, NULL, NULL, NULL, fin.tot, (double)d->N * d->HW, dy, dys,
-                                                      x, gamma, save_mean, save_invstd, *d, G, set);
-        launchCheck();
-        return;
-    }
-    const double *tot = d->sync ? bn_sync_sums(d, G, s) : NULL; /* equal shards (the loops check) */
-    if (d->sync && !tot) return;
-    const double gcnt = d->sync ? (double)d->N * d->HW * d->sync->size : 0;
-    bn_bwd_apply_k<<<grid, KCUDA_THREADS, 0, s>>>(dx, dgamma, dbeta, kcuda_g.red, tot, gcnt, dy, dys, x, gamma,
-                                                  save_mean, save_invstd, *d, G, set);
-    launchCheck();
+    const bn_plan pl = bn_plan_of(d);
+    BN_EACH_FIT(m, idx, &pl, bn_bwd_launch, a, d, &pl, s);
 }
 
 extern "C" void kcuda_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                                   const float *gamma, const float *save_mean, const float *save_invstd,
                                   const kbn_desc *d, cudaStream_t s) {
-    bn_backward(dx, dgamma, dbeta, dy, NULL, x, gamma, save_mean, save_invstd, d, 0, s);
+    const bn_bwd_args a = {&dx, &dgamma, &dbeta, &dy, NULL, &x, &gamma, &save_mean, &save_invstd, 0};
+    bn_backward(1, &a, d, s);
 }
 extern "C" void kcuda_bn_backward_set(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                                       const float *gamma, const float *save_mean, const float *save_invstd,
                                       const kbn_desc *d, cudaStream_t s) {
-    bn_backward(dx, dgamma, dbeta, dy, NULL, x, gamma, save_mean, save_invstd, d, 1, s);
+    const bn_bwd_args a = {&dx, &dgamma, &dbeta, &dy, NULL, &x, &gamma, &save_mean, &save_invstd, 1};
+    bn_backward(1, &a, d, s);
 }
 
 extern "C" void kcuda_bn_backward_scaled(float *dx, float *dgamma, float *dbeta, const float *dy, const float *dy_scale,
                                          const float *x, const float *gamma, const float *save_mean,
                                          const float *save_invstd, const kbn_desc *d, int accumulate, cudaStream_t s) {
-    bn_backward(dx, dgamma, dbeta, dy, dy_scale, x, gamma, save_mean, save_invstd, d, !accumulate, s);
+    const bn_bwd_args a = {&dx, &dgamma, &dbeta, &dy, &dy_scale, &x, &gamma, &save_mean, &save_invstd, !accumulate};
+    bn_backward(1, &a, d, s);
 }
+
+/* ---- batched entry points (kcuda.h) -------------------------------------------------------- */
+
+/* Every shape but sync_bn's (a host round trip per problem between the launches) and those
+ * the single calls refuse; C <= 0: nothing to do, as for the single calls. */
+extern "C" int kcuda_bn_batch_ok(const kbn_desc *d) {
+    if (d->sync) return 0;
+    if (d->C <= 0) return 1;
+    return (int64_t)d->N * d->HW < ((int64_t)1 << 31) && 2 * (int64_t)d->C * bn_groups(d) <= KCUDA_RED_CAP;
+}
+
+/* 1 where n problems of d may be issued batched; else the error recorded. */
+static int bn_batch_check(int n, const kbn_desc *d, const char *what) {
+    if (n < 1 || n > KCUDA_MAX_BATCH)
+        KCUDA_FAIL_(what, "the number of problems is not in 1..KCUDA_MAX_BATCH", return 0);
+    if (!kcuda_bn_batch_ok(d))
+        KCUDA_FAIL_(what, "no batched path for this batch norm (sync_bn or too large)", return 0);
+    return 1;
+}
+
+extern "C" void kcuda_bn_coefs_train_batch(int n, float *const *coef, float *const *save_mean,
+                                           float *const *save_invstd, float *const *running_mean,
+                                           float *const *running_var, const float *const *x,
+                                           const float *const *gamma, const float *const *beta, const kbn_desc *d,
+                                           cudaStream_t s) {
+    if (!bn_batch_check(n, d, "kcuda_bn_coefs_train_batch")) return;
+    const bn_fwd_args a = {NULL, coef, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, 1};
+    bn_train(n, &a, d, s, "kcuda_bn_coefs_train_batch");
+}
+
+extern "C" void kcuda_bn_forward_train_batch(int n, float *const *y, float *const *save_mean,
+                                             float *const *save_invstd, float *const *running_mean,
+                                             float *const *running_var, const float *const *x,
+                                             const float *const *gamma, const float *const *beta, const kbn_desc *d,
+                                             cudaStream_t s) {
+    if (!bn_batch_check(n, d, "kcuda_bn_forward_train_batch")) return;
+    const bn_fwd_args a = {y, NULL, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, 0};
+    bn_train(n, &a, d, s, "kcuda_bn_forward_train_batch");
+}
+
+extern "C" void kcuda_bn_backward_batch(int n, float *const *dx, float *const *dgamma, float *const *dbeta,
+                                        const float *const *dy, const float *const *dy_scale,
+                                        const float *const *x, const float *const *gamma,
+                                        const float *const *save_mean, const float *const *save_invstd,
+                                        const kbn_desc *d, int set, cudaStream_t s) {
+    if (!bn_batch_check(n, d, "kcuda_bn_backward_batch")) return;
+    const bn_bwd_args a = {dx, dgamma, dbeta, dy, dy_scale, x, gamma, save_mean, save_invstd, set};
+    bn_backward(n, &a, d, s);
+}
+#undef BN_EACH_FIT
