@@ -4,7 +4,8 @@
  * timed by CUDA events: median of REPS runs after warm-up, with the bytes it must move at
  * least (inputs read once, outputs written once) and the bandwidth that implies. A row per
  * (kernel, shape, variant); variants are the switches kcuda_init reads
- * (DARTSC_CUDA_OWN_1X1, DARTSC_CUDA_DW_FILTER_PLANES, DARTSC_CUDA_ONE_LAUNCH). For the device session: which kernel is how far from the bytes
+ * (DARTSC_CUDA_OWN_1X1, DARTSC_CUDA_DW_FILTER_PLANES, DARTSC_CUDA_ONE_LAUNCH), and the
+ * batched launches (kcuda_*_batch: 8 problems in one call against 8 single calls). For the device session: which kernel is how far from the bytes
  * it moves, before and after a change, in one short run (bench/gpu.sh runs it).
  *
  *   bench/cuda_kernels [REPS]        (exit 77 where no GPU is usable)
@@ -223,6 +224,106 @@ static void mixed_rows(int N, int C, int H) {
     }
 }
 
+/* ---- batched launches (kcuda_*_batch): NB problems of one shape, the NB single calls one
+ * after another against the one batched call, both timed as a whole (the time of NB
+ * problems), the batched results checked against the single ones (err: relative, 0 when
+ * the bits agree, which they must). The depthwise rows at the sep_conv_3x3 / dil_conv_5x5
+ * shapes, the own 1x1 (variant own1x1), the deferred batch norm's coefficients and its
+ * scaled backward (what a mixed edge's candidates run), the pools. ---- */
+#define NB 8
+struct many {
+    std::vector<buf *> b;
+    std::vector<float *> p;
+    many(int n, size_t len, float lo, float hi, uint64_t seed) {
+        for (int i = 0; i < n; i++) {
+            b.push_back(new buf(len, lo, hi, seed + 17 * (uint64_t)i));
+            p.push_back(b.back()->d);
+        }
+    }
+    ~many() {
+        for (buf *x : b) delete x;
+    }
+    float *const *w() { return p.data(); }
+    const float *const *r() { return (const float *const *)p.data(); }
+    double err_vs(const many &o) const {
+        double e = 0;
+        for (size_t i = 0; i < b.size(); i++) e = std::max(e, rel_err(b[i]->down(), o.b[i]->down()));
+        return e;
+    }
+};
+
+static void batch_pair(const char *name, const char *shape, const char *variant, double us1, double usb, double err) {
+    char n1[40], nb[40];
+    snprintf(n1, sizeof n1, "%s x%d single", name, NB);
+    snprintf(nb, sizeof nb, "%s x%d batch", name, NB);
+    printf("%-30s %-22s %-8s %9.1f us\n", n1, shape, variant, us1);
+    row(nb, shape, variant, usb, 0.0, err);
+}
+
+static void batch_rows(const char *variant, int C, int H) {
+    char shape[64];
+    snprintf(shape, sizeof shape, "64x%dx%dx%d", C, H, H);
+    const int64_t n = (int64_t)64 * C * H * H;
+    /* depthwise 3x3 and dilated 5x5 (ReLU fused, as in the supernet) */
+    const int dws[2][3] = {{3, 1, 1}, {5, 4, 2}}; /* R, pad, dil */
+    for (const auto &k : dws) {
+        kconv2d_desc d = {64, C, H, H, C, k[0], k[0], 0, 0, 1, 1, k[1], k[1], k[2], k[2], C};
+        kconv2d_desc_finish(&d);
+        if (!kcuda_conv2d_batch_ok(&d, 1)) continue;
+        char nm[32];
+        snprintf(nm, sizeof nm, "dw%d fwd", k[0]);
+        many x(NB, n, -1, 1, 100), w(NB, (size_t)C * k[0] * k[0], -.5f, .5f, 200), y1(NB, n, 0, 0, 0), y2(NB, n, 0, 0, 0);
+        double u1 = time_us([&] { for (int i = 0; i < NB; i++) kcuda_conv2d_relu_forward(y1.p[i], x.p[i], w.p[i], &d, NULL, g_s); }, [] {});
+        double ub = time_us([&] { kcuda_conv2d_forward_batch(NB, y2.w(), x.r(), w.r(), &d, 1, g_s); }, [] {});
+        batch_pair(nm, shape, variant, u1, ub, y2.err_vs(y1));
+        snprintf(nm, sizeof nm, "dw%d data grad", k[0]);
+        many dy(NB, n, -1, 1, 300), dx1(NB, n, 0, 0, 0), dx2(NB, n, 0, 0, 0);
+        u1 = time_us([&] { for (int i = 0; i < NB; i++) kcuda_conv2d_backward_data_set(dx1.p[i], dy.p[i], w.p[i], x.p[i], &d, NULL, g_s); }, [] {});
+        ub = time_us([&] { kcuda_conv2d_backward_data_batch(NB, dx2.w(), dy.r(), w.r(), x.r(), &d, 1, g_s); }, [] {});
+        batch_pair(nm, shape, variant, u1, ub, dx2.err_vs(dx1));
+        snprintf(nm, sizeof nm, "dw%d filter grad", k[0]);
+        many dw1(NB, (size_t)C * k[0] * k[0], 0, 0, 0), dw2(NB, (size_t)C * k[0] * k[0], 0, 0, 0);
+        auto z = [&](many &m) { for (buf *b : m.b) CK(cudaMemsetAsync(b->d, 0, b->n() * sizeof(float), g_s)); };
+        u1 = time_us([&] { for (int i = 0; i < NB; i++) kcuda_conv2d_relu_backward_filter(dw1.p[i], dy.p[i], x.p[i], &d, NULL, g_s); }, [&] { z(dw1); });
+        ub = time_us([&] { kcuda_conv2d_backward_filter_batch(NB, dw2.w(), dy.r(), x.r(), &d, 1, g_s); }, [&] { z(dw2); });
+        batch_pair(nm, shape, variant, u1, ub, dw2.err_vs(dw1));
+    }
+    /* 1x1 C -> C (the own kernels only) */
+    {
+        kconv2d_desc d = {64, C, H, H, C, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 1};
+        kconv2d_desc_finish(&d);
+        if (kcuda_conv2d_batch_ok(&d, 0)) {
+            many x(NB, n, -1, 1, 400), w(NB, (size_t)C * C, -.5f, .5f, 500), y1(NB, n, 0, 0, 0), y2(NB, n, 0, 0, 0);
+            double u1 = time_us([&] { for (int i = 0; i < NB; i++) kcuda_conv2d_forward(y1.p[i], x.p[i], w.p[i], &d, NULL, g_s); }, [] {});
+            double ub = time_us([&] { kcuda_conv2d_forward_batch(NB, y2.w(), x.r(), w.r(), &d, 0, g_s); }, [] {});
+            batch_pair("1x1 fwd", shape, variant, u1, ub, y2.err_vs(y1));
+        }
+    }
+    /* batch norm: the deferred coefficients and the scaled backward (no affine, as DARTS') */
+    {
+        kbn_desc d = {64, C, H * H, 1e-5f, 0.1f};
+        if (kcuda_bn_batch_ok(&d)) {
+            many x(NB, n, -1, 3, 600), c1(NB, 3 * (size_t)C, 0, 0, 0), c2(NB, 3 * (size_t)C, 0, 0, 0);
+            many sm(NB, C, 0, 0, 0), si(NB, C, 0, 0, 0);
+            double u1 = time_us([&] { for (int i = 0; i < NB; i++) kcuda_bn_coefs_train(c1.p[i], sm.p[i], si.p[i], NULL, NULL, x.p[i], NULL, NULL, &d, g_s); }, [] {});
+            double ub = time_us([&] { kcuda_bn_coefs_train_batch(NB, c2.w(), sm.w(), si.w(), NULL, NULL, x.r(), NULL, NULL, &d, g_s); }, [] {});
+            batch_pair("bn coefs", shape, variant, u1, ub, c2.err_vs(c1));
+            many dy(NB, n, -1, 1, 700), sc(NB, 1, .1f, .9f, 800), dx1(NB, n, 0, 0, 0), dx2(NB, n, 0, 0, 0);
+            u1 = time_us([&] { for (int i = 0; i < NB; i++) kcuda_bn_backward_scaled(dx1.p[i], NULL, NULL, dy.p[i], sc.p[i], x.p[i], NULL, sm.p[i], si.p[i], &d, 0, g_s); }, [] {});
+            ub = time_us([&] { kcuda_bn_backward_batch(NB, dx2.w(), NULL, NULL, dy.r(), sc.r(), x.r(), NULL, sm.r(), si.r(), &d, 1, g_s); }, [] {});
+            batch_pair("bn bwd scaled", shape, variant, u1, ub, dx2.err_vs(dx1));
+        }
+    }
+    /* max pool 3x3 stride 1 */
+    {
+        kpool_desc d = {64, C, H, H, H, H, 3, 1, 1};
+        many x(NB, n, -1, 1, 900), y1(NB, n, 0, 0, 0), y2(NB, n, 0, 0, 0);
+        double u1 = time_us([&] { for (int i = 0; i < NB; i++) kcuda_maxpool_forward(y1.p[i], x.p[i], &d, g_s); }, [] {});
+        double ub = time_us([&] { kcuda_maxpool_forward_batch(NB, y2.w(), x.r(), &d, g_s); }, [] {});
+        batch_pair("maxpool fwd", shape, variant, u1, ub, y2.err_vs(y1));
+    }
+}
+
 /* only: 0 every kernel, 1 the 1x1 convolutions, 2 the depthwise ones, 3 the depthwise
  * ones and the batch norms */
 static void all_rows(const char *variant, int only) {
@@ -277,6 +378,8 @@ int main(int argc, char **argv) {
         }
         if (kcuda_init(g_s, dnn, blas)) return 1;
         all_rows(v.name, v.only);
+        if (v.on == 0 || v.on == 1) /* batched launches: the default and the own 1x1 kernels */
+            for (int i = 0; i < 3; i++) batch_rows(v.name, 16 << i, 32 >> i);
         kcuda_shutdown();
     }
     for (int k = 0; k < 3; k++) unsetenv(sw[k]);

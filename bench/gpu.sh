@@ -64,6 +64,19 @@ for o in $orders; do
         | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_CUDA_ONE_LAUNCH=1"/' >>"$j" || echo "order $o one-launch failed"
 done
 
+# batched launches (DARTSC_CUDA_BATCH=1, opt-in until these rows measure it: independent
+# same-shaped depthwise convolutions and batch norms of a recorded pass in one launch per
+# kernel), alone and with the own 1x1 kernels (DARTSC_CUDA_OWN_1X1=1, whose 1x1s batch
+# too) and the one-launch reductions; both orders, against the default rows above
+for o in $orders; do
+    for v in "DARTSC_CUDA_BATCH=1" "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_OWN_1X1=1" "DARTSC_CUDA_OWN_1X1=1" \
+        "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_OWN_1X1=1 DARTSC_CUDA_ONE_LAUNCH=1"; do
+        env $v timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
+            --order "$o" --steps "$steps" --warmup "$warmup" --json \
+            | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $v\"/" >>"$j" || echo "order $o with $v failed"
+    done
+done
+
 # whole steps recorded as one graph (rt_step_run) against the per-pass recordings they
 # replace: both orders and retraining (drop path 0.2) with DARTSC_NO_STEP_GRAPHS=1
 for o in 1 2; do

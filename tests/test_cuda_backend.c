@@ -586,7 +586,22 @@ static void grads_of(pair *h, float **gw, float **ga, float *loss) {
     *loss = rt_loss(h->pg);
 }
 
-Test(cuda_net, pass_records_a_graph_and_replays_it_bit_for_bit) {
+static void records_case(int batch);
+Test(cuda_net, pass_records_a_graph_and_replays_it_bit_for_bit) { records_case(0); }
+/* Batched launches (DARTSC_CUDA_BATCH=1): the recorded passes issue independent same-shaped
+ * depthwise convolutions, batch norms and pools as one launch per kernel (runtime/schedule.c
+ * groups them); every replay still gives the eager passes' bits. With the own 1x1 kernels
+ * the 1x1 convolutions batch too. */
+Test(cuda_net, batched_passes_replay_eager_bits) {
+    setenv("DARTSC_CUDA_BATCH", "1", 1);
+    records_case(1);
+}
+Test(cuda_net, batched_passes_replay_eager_bits_own_1x1) {
+    setenv("DARTSC_CUDA_BATCH", "1", 1);
+    setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
+    records_case(1);
+}
+static void records_case(int batch) {
     ir_space sp;
     tiny_space(&sp);
     pair h;
@@ -629,6 +644,14 @@ Test(cuda_net, pass_records_a_graph_and_replays_it_bit_for_bit) {
     cr_expect(rt_plan_lanes(h.pg) > 1, "recordings on %d lane(s)", rt_plan_lanes(h.pg));
     cr_expect(ls.lanes_used > 1 && ls.longest_chain < ls.ops / 2, "%d ops on %d lanes, critical path %d", ls.ops,
               ls.lanes_used, ls.longest_chain);
+    if (batch) {
+        cr_expect(ls.batches > 0 && ls.batched_ops > 2 * ls.batches, "%d batches of %d node ops", ls.batches,
+                  ls.batched_ops);
+        cr_log_info("last recording: %d ops issued as %d entries, %d batches of %d node ops", ls.ops, ls.issued,
+                    ls.batches, ls.batched_ops);
+    } else {
+        cr_expect_eq(ls.batches, 0, "batched without DARTSC_CUDA_BATCH");
+    }
     /* a bad mask runs nothing */
     cr_expect_eq(rt_pass(h.pg, 1, 4u), -1);
     free(img);
@@ -1343,6 +1366,78 @@ Test(cuda_vec, axpy_copy_scale_sumsq_sgd_adam_match_cpu) {
 
 #include "kernels/cpu/kcpu.h"
 #include "kernels/cuda/kcuda.h"
+
+/* Batched pooling (kcuda_*pool_*_batch): 3 problems with their own inputs, output
+ * gradients and pre-filled input gradients (the backwards add), one launch per kernel:
+ * each problem's output the bits of its own single call. Max 3x3 stride 1 and 2, avg the
+ * same; the max backward's argmax buffers per problem. */
+static void pool_batch_case(int avg, int stride) {
+    char err[256];
+    rt_backend *gpu = rt_backend_cuda_new(err, sizeof err);
+    cr_assert(gpu, "%s", err);
+    kpool_desc d = {.N = 2, .C = 3, .H = 9, .W = 7, .k = 3, .stride = stride, .pad = 1};
+    d.P = (d.H + 2 * d.pad - d.k) / d.stride + 1;
+    d.Q = (d.W + 2 * d.pad - d.k) / d.stride + 1;
+    const int64_t ni = (int64_t)d.N * d.C * d.H * d.W, no = (int64_t)d.N * d.C * d.P * d.Q;
+    enum { NB = 3 };
+    float *x[NB], *dy[NB], *y1[NB], *y2[NB], *dx1[NB], *dx2[NB];
+    float *h = malloc((size_t)ni * 4), *h2 = malloc((size_t)ni * 4);
+    for (int i = 0; i < NB; i++) {
+        float **bufs[6] = {&x[i], &dx1[i], &dx2[i], &dy[i], &y1[i], &y2[i]};
+        for (int b = 0; b < 6; b++) *bufs[b] = gpu->alloc(gpu, (size_t)(b < 3 ? ni : no) * 4);
+        tu_fill_uniform(h, ni, -1.f, 1.f, 70 + 3 * (unsigned)i);
+        if (i == 1) h[5] = h[6]; /* a tie */
+        gpu->upload(gpu, x[i], h, (size_t)ni * 4);
+        tu_fill_uniform(h, ni, -1.f, 1.f, 71 + 3 * (unsigned)i);
+        gpu->upload(gpu, dx1[i], h, (size_t)ni * 4);
+        gpu->upload(gpu, dx2[i], h, (size_t)ni * 4);
+        tu_fill_uniform(h, no, -1.f, 1.f, 72 + 3 * (unsigned)i);
+        gpu->upload(gpu, dy[i], h, (size_t)no * 4);
+    }
+    gpu->synchronize(gpu); /* the uploads (the backend's stream) before the kernels (the test's) */
+    cudaStream_t s;
+    cr_assert_eq(cudaStreamCreate(&s), cudaSuccess);
+    for (int i = 0; i < NB; i++) {
+        if (avg) {
+            kcuda_avgpool_forward(y1[i], x[i], &d, s);
+            kcuda_avgpool_backward(dx1[i], dy[i], &d, s);
+        } else {
+            kcuda_maxpool_forward(y1[i], x[i], &d, s);
+            kcuda_maxpool_backward(dx1[i], dy[i], x[i], &d, s);
+        }
+    }
+    if (avg) {
+        kcuda_avgpool_forward_batch(NB, y2, (const float *const *)x, &d, s);
+        kcuda_avgpool_backward_batch(NB, dx2, (const float *const *)dy, &d, s);
+    } else {
+        kcuda_maxpool_forward_batch(NB, y2, (const float *const *)x, &d, s);
+        kcuda_maxpool_backward_batch(NB, dx2, (const float *const *)dy, (const float *const *)x, &d, s);
+    }
+    cr_assert_eq(cudaStreamSynchronize(s), cudaSuccess);
+    cr_assert_eq(cudaStreamDestroy(s), cudaSuccess);
+    for (int i = 0; i < NB; i++) {
+        gpu->download(gpu, h, y1[i], (size_t)no * 4);
+        gpu->download(gpu, h2, y2[i], (size_t)no * 4);
+        cr_expect_arr_eq(h, h2, (size_t)no * 4, "%s pool stride %d: problem %d's output differs batched", avg ? "avg" : "max",
+                         stride, i);
+        gpu->download(gpu, h, dx1[i], (size_t)ni * 4);
+        gpu->download(gpu, h2, dx2[i], (size_t)ni * 4);
+        cr_expect_arr_eq(h, h2, (size_t)ni * 4, "%s pool stride %d: problem %d's input gradient differs batched",
+                         avg ? "avg" : "max", stride, i);
+    }
+    cr_expect(!kcuda_last_error(), "%s", kcuda_last_error());
+    for (int i = 0; i < NB; i++) {
+        float *bufs[6] = {x[i], dx1[i], dx2[i], dy[i], y1[i], y2[i]};
+        for (int b = 0; b < 6; b++) gpu->free(gpu, bufs[b]);
+    }
+    free(h);
+    free(h2);
+    gpu->destroy(gpu);
+}
+Test(cuda_batch_pool, max_3x3_stride1) { pool_batch_case(0, 1); }
+Test(cuda_batch_pool, max_3x3_stride2) { pool_batch_case(0, 2); }
+Test(cuda_batch_pool, avg_3x3_stride1) { pool_batch_case(1, 1); }
+Test(cuda_batch_pool, avg_3x3_stride2) { pool_batch_case(1, 2); }
 
 #define OL_MAXBUF 10
 typedef struct ol_case {

@@ -175,6 +175,14 @@ void kcuda_bn_backward_batch(int n, float *const *dx, float *const *dgamma, floa
                              const float *const *gamma, const float *const *save_mean,
                              const float *const *save_invstd, const kbn_desc *d, int set, cudaStream_t s);
 
+/* Pooling (any shape; the backwards accumulate into dx as the single ones). */
+void kcuda_maxpool_forward_batch(int n, float *const *y, const float *const *x, const kpool_desc *d, cudaStream_t s);
+void kcuda_maxpool_backward_batch(int n, float *const *dx, const float *const *dy, const float *const *x,
+                                  const kpool_desc *d, cudaStream_t s);
+void kcuda_avgpool_forward_batch(int n, float *const *y, const float *const *x, const kpool_desc *d, cudaStream_t s);
+void kcuda_avgpool_backward_batch(int n, float *const *dx, const float *const *dy, const kpool_desc *d,
+                                  cudaStream_t s);
+
 /* ---- pooling (max: first maximum wins ties; avg: padding excluded) ---- */
 void kcuda_maxpool_forward(float *y, const float *x, const kpool_desc *d, cudaStream_t s);
 void kcuda_maxpool_backward(float *dx, const float *dy, const float *x, const kpool_desc *d, cudaStream_t s);

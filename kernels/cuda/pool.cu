@@ -44,7 +44,17 @@ __device__ static void avg_bounds(const kpool_desc &d, int p, int q, int *h0, in
     *w1 = b + d.k > d.W ? d.W : b + d.k;
 }
 
-__global__ static void maxpool_fwd_k(float *y, const float *x, kpool_desc d) {
+/* The problems of one launch (kcuda_*pool_*_batch: B of them, blockIdx.y picks one; a
+ * single call is B = 1): output, input(s) and argmax buffer of each. */
+template <int B> struct pool_ptrs {
+    float *out[B];
+    const float *a[B], *b[B];
+    int *am[B];
+};
+
+template <int B> __global__ static void maxpool_fwd_k(pool_ptrs<B> t, kpool_desc d) {
+    float *y = t.out[blockIdx.y];
+    const float *x = t.a[blockIdx.y];
     const int64_t PQ = (int64_t)d.P * d.Q, total = (int64_t)d.N * d.C * PQ;
     KCUDA_GRID_STRIDE(i, total) {
         const int64_t pl = i / PQ;
@@ -58,8 +68,10 @@ __global__ static void maxpool_fwd_k(float *y, const float *x, kpool_desc d) {
  * the CPU's (p, q) order. AM: the windows' argmax indices come from am (maxpool_argmax_k,
  * one pass over the windows); else each window's argmax is recomputed here (k*k windows
  * around every input, 81 reads per input for 3x3: the fallback where am does not fit). */
-template <bool AM>
-__global__ static void maxpool_bwd_k(float *dx, const float *dy, const float *x, const int *am, kpool_desc d) {
+template <bool AM, int B> __global__ static void maxpool_bwd_k(pool_ptrs<B> t, kpool_desc d) {
+    float *dx = t.out[blockIdx.y];
+    const float *dy = t.a[blockIdx.y], *x = t.b[blockIdx.y];
+    const int *am = t.am[blockIdx.y];
     const int64_t HW = (int64_t)d.H * d.W, PQ = (int64_t)d.P * d.Q, total = (int64_t)d.N * d.C * HW;
     KCUDA_GRID_STRIDE(i, total) {
         const int64_t pl = i / HW, me = i % HW;
@@ -80,7 +92,9 @@ __global__ static void maxpool_bwd_k(float *dx, const float *dy, const float *x,
 }
 
 /* Each window's argmax index within its plane (-1: an empty window). */
-__global__ static void maxpool_argmax_k(int *am, const float *x, kpool_desc d) {
+template <int B> __global__ static void maxpool_argmax_k(pool_ptrs<B> t, kpool_desc d) {
+    int *am = t.am[blockIdx.y];
+    const float *x = t.b[blockIdx.y];
     const int64_t PQ = (int64_t)d.P * d.Q, total = (int64_t)d.N * d.C * PQ;
     KCUDA_GRID_STRIDE(i, total) {
         const float *xp = x + i / PQ * d.H * d.W;
@@ -88,7 +102,9 @@ __global__ static void maxpool_argmax_k(int *am, const float *x, kpool_desc d) {
     }
 }
 
-__global__ static void avgpool_fwd_k(float *y, const float *x, kpool_desc d) {
+template <int B> __global__ static void avgpool_fwd_k(pool_ptrs<B> t, kpool_desc d) {
+    float *y = t.out[blockIdx.y];
+    const float *x = t.a[blockIdx.y];
     const int64_t PQ = (int64_t)d.P * d.Q, total = (int64_t)d.N * d.C * PQ;
     KCUDA_GRID_STRIDE(i, total) {
         const float *xp = x + i / PQ * d.H * d.W;
@@ -102,7 +118,9 @@ __global__ static void avgpool_fwd_k(float *y, const float *x, kpool_desc d) {
     }
 }
 
-__global__ static void avgpool_bwd_k(float *dx, const float *dy, kpool_desc d) {
+template <int B> __global__ static void avgpool_bwd_k(pool_ptrs<B> t, kpool_desc d) {
+    float *dx = t.out[blockIdx.y];
+    const float *dy = t.a[blockIdx.y];
     const int64_t HW = (int64_t)d.H * d.W, total = (int64_t)d.N * d.C * HW;
     KCUDA_GRID_STRIDE(i, total) {
         const int64_t pl = i / HW, me = i % HW;
@@ -124,32 +142,89 @@ __global__ static void avgpool_bwd_k(float *dx, const float *dy, kpool_desc d) {
     }
 }
 
-#define POOL_LAUNCH(kern, total, ...)                                        \
-    do {                                                                     \
-        if ((total) <= 0) return;                                            \
-        kern<<<kcuda_blocks(total), KCUDA_THREADS, 0, s>>>(__VA_ARGS__);     \
-        launchCheck();                                                       \
-    } while (0)
+/* Every entry point, single or batched: n problems, out/a/b host arrays (b NULL where the
+ * kernel has no second input), one launch per kernel with blockIdx.y = the problem. */
+enum pool_kind { POOL_MAX_FWD, POOL_MAX_BWD, POOL_AVG_FWD, POOL_AVG_BWD };
+
+template <int B>
+static void pool_launch(pool_kind kind, int n, float *const *out, const float *const *a, const float *const *b,
+                        const kpool_desc *d, cudaStream_t s) {
+    const int64_t outs = (int64_t)d->N * d->C * d->P * d->Q, ins = (int64_t)d->N * d->C * d->H * d->W;
+    const int64_t total = kind == POOL_MAX_FWD || kind == POOL_AVG_FWD ? outs : ins;
+    if (total <= 0 || n <= 0) return;
+    /* the argmax indices of the max-pool backward: each problem its own outs ints of the
+     * lane's partials buffer (as many problems per launch as fit; none fit: recomputed) */
+    const bool am = kind == POOL_MAX_BWD && kcuda_g.red && outs <= 2 * KCUDA_RED_CAP &&
+                    (int64_t)d->H * d->W < ((int64_t)1 << 31);
+    const int per = am ? (int)(2 * KCUDA_RED_CAP / outs < B ? 2 * KCUDA_RED_CAP / outs : B) : B;
+    for (int i0 = 0; i0 < n; i0 += per) {
+        const int m = n - i0 < per ? n - i0 : per;
+        pool_ptrs<B> t = {};
+        for (int i = 0; i < m; i++) {
+            t.out[i] = out[i0 + i];
+            t.a[i] = a[i0 + i];
+            t.b[i] = b ? b[i0 + i] : NULL;
+            t.am[i] = am ? (int *)kcuda_g.red + (int64_t)i * outs : NULL;
+        }
+        const dim3 grid(kcuda_blocks(total), (unsigned)m);
+        switch (kind) {
+        case POOL_MAX_FWD: maxpool_fwd_k<B><<<grid, KCUDA_THREADS, 0, s>>>(t, *d); break;
+        case POOL_AVG_FWD: avgpool_fwd_k<B><<<grid, KCUDA_THREADS, 0, s>>>(t, *d); break;
+        case POOL_AVG_BWD: avgpool_bwd_k<B><<<grid, KCUDA_THREADS, 0, s>>>(t, *d); break;
+        case POOL_MAX_BWD:
+            if (am) {
+                maxpool_argmax_k<B><<<dim3(kcuda_blocks(outs), (unsigned)m), KCUDA_THREADS, 0, s>>>(t, *d);
+                launchCheck();
+                maxpool_bwd_k<true, B><<<grid, KCUDA_THREADS, 0, s>>>(t, *d);
+            } else {
+                maxpool_bwd_k<false, B><<<grid, KCUDA_THREADS, 0, s>>>(t, *d);
+            }
+            break;
+        }
+        launchCheck();
+    }
+}
+
+static void pool_run(pool_kind kind, int n, float *const *out, const float *const *a, const float *const *b,
+                     const kpool_desc *d, cudaStream_t s) {
+    if (n == 1) pool_launch<1>(kind, 1, out, a, b, d, s);
+    else pool_launch<KCUDA_MAX_BATCH>(kind, n, out, a, b, d, s);
+}
 
 extern "C" void kcuda_maxpool_forward(float *y, const float *x, const kpool_desc *d, cudaStream_t s) {
-    POOL_LAUNCH(maxpool_fwd_k, (int64_t)d->N * d->C * d->P * d->Q, y, x, *d);
+    pool_run(POOL_MAX_FWD, 1, &y, &x, NULL, d, s);
 }
 extern "C" void kcuda_maxpool_backward(float *dx, const float *dy, const float *x, const kpool_desc *d, cudaStream_t s) {
     if (!dx) return;
-    const int64_t outs = (int64_t)d->N * d->C * d->P * d->Q;
-    if (kcuda_g.red && outs > 0 && outs <= 2 * KCUDA_RED_CAP && (int64_t)d->H * d->W < ((int64_t)1 << 31)) {
-        int *am = (int *)kcuda_g.red;
-        maxpool_argmax_k<<<kcuda_blocks(outs), KCUDA_THREADS, 0, s>>>(am, x, *d);
-        launchCheck();
-        POOL_LAUNCH(maxpool_bwd_k<true>, (int64_t)d->N * d->C * d->H * d->W, dx, dy, x, am, *d);
-        return;
-    }
-    POOL_LAUNCH(maxpool_bwd_k<false>, (int64_t)d->N * d->C * d->H * d->W, dx, dy, x, (const int *)NULL, *d);
+    pool_run(POOL_MAX_BWD, 1, &dx, &dy, &x, d, s);
 }
 extern "C" void kcuda_avgpool_forward(float *y, const float *x, const kpool_desc *d, cudaStream_t s) {
-    POOL_LAUNCH(avgpool_fwd_k, (int64_t)d->N * d->C * d->P * d->Q, y, x, *d);
+    pool_run(POOL_AVG_FWD, 1, &y, &x, NULL, d, s);
 }
 extern "C" void kcuda_avgpool_backward(float *dx, const float *dy, const kpool_desc *d, cudaStream_t s) {
     if (!dx) return;
-    POOL_LAUNCH(avgpool_bwd_k, (int64_t)d->N * d->C * d->H * d->W, dx, dy, *d);
+    pool_run(POOL_AVG_BWD, 1, &dx, &dy, NULL, d, s);
+}
+
+#define POOL_BATCH_CHECK(what)                                                                  \
+    if (n < 1 || n > KCUDA_MAX_BATCH) KCUDA_FAIL_(what, "batch of problems out of range", return)
+extern "C" void kcuda_maxpool_forward_batch(int n, float *const *y, const float *const *x, const kpool_desc *d,
+                                            cudaStream_t s) {
+    POOL_BATCH_CHECK("kcuda_maxpool_forward_batch");
+    pool_run(POOL_MAX_FWD, n, y, x, NULL, d, s);
+}
+extern "C" void kcuda_maxpool_backward_batch(int n, float *const *dx, const float *const *dy, const float *const *x,
+                                             const kpool_desc *d, cudaStream_t s) {
+    POOL_BATCH_CHECK("kcuda_maxpool_backward_batch");
+    pool_run(POOL_MAX_BWD, n, dx, dy, x, d, s);
+}
+extern "C" void kcuda_avgpool_forward_batch(int n, float *const *y, const float *const *x, const kpool_desc *d,
+                                            cudaStream_t s) {
+    POOL_BATCH_CHECK("kcuda_avgpool_forward_batch");
+    pool_run(POOL_AVG_FWD, n, y, x, NULL, d, s);
+}
+extern "C" void kcuda_avgpool_backward_batch(int n, float *const *dx, const float *const *dy, const kpool_desc *d,
+                                             cudaStream_t s) {
+    POOL_BATCH_CHECK("kcuda_avgpool_backward_batch");
+    pool_run(POOL_AVG_BWD, n, dx, dy, NULL, d, s);
 }

@@ -61,6 +61,8 @@ typedef struct cuda_backend {
     int npend;
     cudaEvent_t spare[CU_STAGE_PENDING]; /* events of retired regions, for reuse */
     int nspare;
+    int batch; /* DARTSC_CUDA_BATCH set (not "0"): independent same-shaped convolutions and batch
+                  norms of a recorded pass in one launch per kernel (cu_batches; not yet measured) */
 } cuda_backend;
 
 static int g_live; /* backends alive: the kernels' library state is per process */
@@ -522,6 +524,141 @@ static int cu_defers_output(rt_backend *be, const rt_exec_node *n, const rt_exec
            n->in[0].shape[1] == c->out.shape[1] && n->in[0].numel == c->out.numel;
 }
 
+/* ---- batches (runtime/schedule.c groups; kernels/cuda/kcuda.h "batched launches") ---- */
+
+static int same_tref(const rt_tref *x, const rt_tref *y) {
+    if (x->ndim != y->ndim || x->numel != y->numel || (x->data == NULL) != (y->data == NULL) ||
+        (x->grad == NULL) != (y->grad == NULL) || (x->affine == NULL) != (y->affine == NULL))
+        return 0;
+    for (int k = 0; k < x->ndim; k++)
+        if (x->shape[k] != y->shape[k]) return 0;
+    return 1;
+}
+
+/* The same op over the same shapes, attributes and modes, with a batched kernel path:
+ * convolutions on the depthwise plane kernels or the own 1x1 kernels, batch norms with
+ * batch statistics (not sync_bn), pooling. None uses the lane's scratch. */
+static int cu_batches(rt_backend *be, int bwd, const rt_exec_node *a, const rt_exec_node *b) {
+    if (!((cuda_backend *)be)->batch) return 0;
+    if (a->op != b->op || a->n_in != b->n_in || a->training != b->training || a->relu_in != b->relu_in ||
+        a->grad_set != b->grad_set || a->defer_out != b->defer_out ||
+        (a->out_grad_scale == NULL) != (b->out_grad_scale == NULL) || a->bn_sync || b->bn_sync || a->seed_dev ||
+        b->seed_dev)
+        return 0;
+    if (memcmp(a->iattr, b->iattr, IR_MAX_IATTR * sizeof *a->iattr) != 0 ||
+        memcmp(a->fattr, b->fattr, IR_MAX_FATTR * sizeof *a->fattr) != 0)
+        return 0;
+    if (!same_tref(&a->out, &b->out)) return 0;
+    for (int i = 0; i < a->n_in; i++)
+        if (!same_tref(&a->in[i], &b->in[i])) return 0;
+    switch (a->op) {
+    case IR_OP_CONV2D: {
+        kconv2d_desc d = conv_desc(a);
+        return kcuda_conv2d_batch_ok(&d, a->relu_in);
+    }
+    case IR_OP_BATCHNORM: {
+        if (!bwd && !(a->training || a->iattr[IR_A_BN_BATCH_STATS])) return 0;
+        kbn_desc d = bn_desc(a);
+        return kcuda_bn_batch_ok(&d);
+    }
+    case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: return 1;
+    default: return 0;
+    }
+}
+
+static void cu_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nodes, int count) {
+    cudaStream_t s = S(be);
+    const rt_exec_node *a = nodes[0];
+    for (int i0 = 0; i0 < count; i0 += KCUDA_MAX_BATCH) {
+        const int m = count - i0 < KCUDA_MAX_BATCH ? count - i0 : KCUDA_MAX_BATCH;
+        const rt_exec_node *const *nd = nodes + i0;
+        float *p[10][KCUDA_MAX_BATCH];
+        /* p[k][i]: pointer k of node i; arr(k) the array, or NULL where node 0's is NULL */
+#define COL(k, field) for (int i = 0; i < m; i++) p[k][i] = (float *)(nd[i]->field)
+#define ARR(k, field) (a->field ? (float *const *)p[k] : NULL)
+        switch (a->op) {
+        case IR_OP_CONV2D: {
+            kconv2d_desc d = conv_desc(a);
+            COL(0, in[0].data);
+            COL(1, in[1].data);
+            if (!bwd) {
+                COL(2, out.data);
+                kcuda_conv2d_forward_batch(m, p[2], (const float *const *)p[0], (const float *const *)p[1], &d,
+                                           a->relu_in, s);
+                break;
+            }
+            COL(3, out.grad);
+            COL(4, in[0].grad);
+            COL(5, in[1].grad);
+            if (a->in[0].grad)
+                kcuda_conv2d_backward_data_batch(m, p[4], (const float *const *)p[3], (const float *const *)p[1],
+                                                 a->relu_in ? (const float *const *)p[0] : NULL, &d,
+                                                 (int)(a->grad_set & 1u), s);
+            if (a->in[1].grad)
+                kcuda_conv2d_backward_filter_batch(m, p[5], (const float *const *)p[3], (const float *const *)p[0],
+                                                   &d, a->relu_in, s);
+            break;
+        }
+        case IR_OP_BATCHNORM: {
+            kbn_desc d = bn_desc(a);
+            const int C = d.C;
+            COL(0, in[0].data);
+            COL(1, in[1].data);
+            COL(2, in[2].data);
+            COL(3, in[3].data);
+            COL(4, in[4].data);
+            for (int i = 0; i < m; i++) p[5][i] = nd[i]->aux, p[6][i] = nd[i]->aux + C;
+            const float *const *x = (const float *const *)p[0];
+            const float *const *gamma = (const float *const *)ARR(1, in[1].data);
+            const float *const *beta = (const float *const *)ARR(2, in[2].data);
+            float *const *rmean = ARR(3, in[3].data), *const *rvar = ARR(4, in[4].data);
+            if (!bwd) {
+                if (a->defer_out) {
+                    for (int i = 0; i < m; i++) p[7][i] = nd[i]->aux + 2 * C;
+                    kcuda_bn_coefs_train_batch(m, p[7], p[5], p[6], rmean, rvar, x, gamma, beta, &d, s);
+                } else {
+                    COL(7, out.data);
+                    kcuda_bn_forward_train_batch(m, p[7], p[5], p[6], rmean, rvar, x, gamma, beta, &d, s);
+                }
+                break;
+            }
+            COL(7, out.grad);
+            COL(8, in[0].grad);
+            COL(9, out_grad_scale);
+            float *dg[KCUDA_MAX_BATCH], *db[KCUDA_MAX_BATCH];
+            for (int i = 0; i < m; i++) dg[i] = nd[i]->in[1].grad, db[i] = nd[i]->in[2].grad;
+            kcuda_bn_backward_batch(m, ARR(8, in[0].grad), a->in[1].grad ? dg : NULL, a->in[2].grad ? db : NULL,
+                                    (const float *const *)p[7], (const float *const *)ARR(9, out_grad_scale), x, gamma,
+                                    (const float *const *)p[5], (const float *const *)p[6], &d,
+                                    (int)(a->grad_set & 1u), s);
+            break;
+        }
+        case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: {
+            kpool_desc d = pool_desc(a);
+            const bool mx = a->op == IR_OP_MAXPOOL;
+            COL(0, in[0].data);
+            if (!bwd) {
+                COL(1, out.data);
+                (mx ? kcuda_maxpool_forward_batch : kcuda_avgpool_forward_batch)(m, p[1], (const float *const *)p[0],
+                                                                                 &d, s);
+                break;
+            }
+            if (!a->in[0].grad) break;
+            COL(1, in[0].grad);
+            COL(2, out.grad);
+            if (mx) kcuda_maxpool_backward_batch(m, p[1], (const float *const *)p[2], (const float *const *)p[0], &d, s);
+            else kcuda_avgpool_backward_batch(m, p[1], (const float *const *)p[2], &d, s);
+            break;
+        }
+        default: /* cu_batches accepts no other op */
+            for (int i = 0; i < m; i++) (bwd ? cu_backward : cu_forward)(be, nd[i]);
+            break;
+        }
+#undef COL
+#undef ARR
+    }
+}
+
 static size_t cu_scratch(rt_backend *be, const rt_exec_node *n) {
     (void)be;
     if (n->op != IR_OP_CONV2D) return 0;
@@ -761,6 +898,8 @@ static cuda_backend *cu_create(char *err, size_t errlen) {
         if (*v && !*end && k >= 1 && k <= KCUDA_MAX_LANES) cb->want_lanes = (int)k;
         else CU_NEW_FAIL("DARTSC_CUDA_LANES=%s: want a whole number of lanes from 1 to %d", v, KCUDA_MAX_LANES);
     }
+    const char *bt = getenv("DARTSC_CUDA_BATCH");
+    cb->batch = bt && *bt && strcmp(bt, "0") != 0;
     return cb;
 #undef CU_NEW_FAIL
 }
@@ -818,5 +957,7 @@ extern "C" rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
     be->set_lane = cu_set_lane;
     be->lane_signal = cu_lane_signal;
     be->lane_wait = cu_lane_wait;
+    be->batches = cu_batches;
+    be->run_batch = cu_run_batch;
     return be;
 }
