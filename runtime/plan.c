@@ -28,7 +28,9 @@
  * and the candidates' outputs no longer live from the forward to the mixed op's backward
  * (the batch norm's input lives that long anyway, its backward reads it); that input then
  * lives until the mixed op's last use, the coefficients (aux) too.
- * DARTSC_NO_FUSION=1 in the environment turns all four off (to measure what they gain). */
+ * A node whose one consumer is an ADD reads the ADD's output gradient as its own, unscaled (the
+ * ADD's backward wrote a copy of it before: 1.0f * dy is dy), and the ADD skips it (gskip).
+ * DARTSC_NO_FUSION=1 in the environment turns all five off (to measure what they gain). */
 #include "runtime.h"
 
 #include <math.h>
@@ -56,9 +58,11 @@ struct rt_plan {
     uint8_t *ng[4];                   /* per mask: node needs a gradient */
     int *src0;                        /* per node: input 0 rewired to a fused ReLU's input, or -1 */
     uint8_t *fused;                   /* per node: a ReLU folded into its consumer, never run */
-    int *gsrc;                        /* per node: reads this mixed op's output gradient, scaled, or -1 */
-    int *gscale;                      /* per node with gsrc: index of its weight in that op's aux */
-    unsigned *gskip;                  /* per mixed op: input slots whose gradient it does not write */
+    int *gsrc;                        /* per node: reads this mixed op's output gradient, scaled, or
+                                         this ADD's as it is; or -1 */
+    int *gscale;                      /* per node with gsrc: index of its weight in that op's aux
+                                         (-1: an ADD's, unscaled) */
+    unsigned *gskip;                  /* per mixed op or ADD: input slots whose gradient it does not write */
     int *lazyc;                       /* per node: its output is deferred to this mixed op, or -1 */
     int **zero_at;                    /* per node j: gradient buffers zeroed before backward step j (-1 ended) */
     int set_grads;                    /* the backend's sets_grad is used (see the top of the file) */
@@ -130,6 +134,20 @@ static int input_of(const rt_plan *p, int i, int k) {
 static int value_of(const rt_plan *p, int i, int k) {
     const int s = input_of(p, i, k);
     return s >= 0 && p->lazyc[s] >= 0 ? input_of(p, s, 0) : s;
+}
+
+/* The gradient buffer node i's backward reads as its output gradient: its own, or that of
+ * the node it reads through (gsrc), followed to the one that has a buffer (a batch norm
+ * reads its mixed op's, which may be the ADD's after it). */
+static float *grad_of(const rt_plan *p, int i) {
+    while (p->gsrc[i] >= 0) i = p->gsrc[i];
+    return p->grad[i];
+}
+/* Whether node r's backward reads node i's gradient buffer through gsrc. */
+static int reads_grad_of(const rt_plan *p, int r, int i) {
+    for (int q = r; p->gsrc[q] >= 0; q = p->gsrc[q])
+        if (p->gsrc[q] == i) return 1;
+    return 0;
 }
 
 static int group_of(ir_role r) {
@@ -366,6 +384,25 @@ static void plan_mixed_inputs(rt_plan *p) {
                 p->lazyc[b] = j;
         }
     }
+    /* A sum's inputs: the gradient of an ADD's input is its output gradient, bit for bit
+     * (the backward wrote 1.0f * dy into each input's own buffer), so an input whose one
+     * consumer is the ADD reads the ADD's gradient as its own (gsrc, gscale -1: unscaled)
+     * and the ADD writes nothing for it (gskip): every DARTS node is such a sum of its
+     * edges' mixed ops, so one copy per edge and its buffer go. Not where the ADD itself
+     * reads another's gradient (it then has none of its own). */
+    for (int j = 0; j < p->n; j++) {
+        const ir_node *an = ir_graph_node(g, j);
+        if (an->op != IR_OP_ADD || p->fused[j] || p->gsrc[j] >= 0 || an->n_inputs > 32) continue;
+        for (int k = 0; k < an->n_inputs; k++) {
+            const int b = input_of(p, j, k);
+            if (b < 0 || ncons[b] != 1 || p->fused[b] || p->gsrc[b] >= 0) continue;
+            const ir_node *bn = ir_graph_node(g, b);
+            if (bn->op == IR_OP_INPUT || bn->op == IR_OP_PARAM || (bn->flags & (IR_FLAG_OUTPUT | IR_FLAG_LOSS))) continue;
+            p->gsrc[b] = j;
+            p->gscale[b] = -1;
+            p->gskip[j] |= 1u << k;
+        }
+    }
     free(ncons);
 }
 
@@ -555,8 +592,8 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         if (runs && saves_output(nd->op) && T - 1 - i > end) end = T - 1 - i;
         if (nd->op == IR_OP_INPUT || (nd->flags & IR_FLAG_OUTPUT)) end = T;
         b->end = end;
-        /* its gradient (none where it reads a mixed op's, scaled; that one then lives
-         * until the last such reader's backward) */
+        /* its gradient (none where it reads a mixed op's, scaled, or an ADD's; that one then
+         * lives until the last such reader's backward, readers through readers included) */
         if (ngu[i] && nd->op != IR_OP_INPUT && p->gsrc[i] < 0) {
             b = &bufs[nb++];
             b->bytes = ((size_t)e->out.numel * 4 + ALIGN_BYTES - 1) & ~(size_t)(ALIGN_BYTES - 1);
@@ -565,7 +602,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
             b->start = T - 1 - first;
             b->end = T - 1 - i;
             for (int r = 0; r < i && p->gskip[i]; r++)
-                if (p->gsrc[r] == i && T - 1 - r > b->end) b->end = T - 1 - r;
+                if (reads_grad_of(p, r, i) && T - 1 - r > b->end) b->end = T - 1 - r;
             if (i != p->loss) {
                 /* zero it just before the backward of its last consumer */
                 int *z = p->zero_at[first];
@@ -909,8 +946,8 @@ int rt_backward(rt_plan *p, unsigned mask) {
         rt_exec_node e = p->ex[j];
         const int runs = ng[j] && e.op != IR_OP_INPUT && e.op != IR_OP_PARAM;
         if (runs) {
-            e.out.grad = p->gsrc[j] >= 0 ? p->grad[p->gsrc[j]] : p->grad[j];
-            e.out_grad_scale = p->gsrc[j] >= 0 ? p->ex[p->gsrc[j]].aux + p->gscale[j] : NULL;
+            e.out.grad = grad_of(p, j);
+            e.out_grad_scale = p->gsrc[j] >= 0 && p->gscale[j] >= 0 ? p->ex[p->gsrc[j]].aux + p->gscale[j] : NULL;
             for (int k = 0; k < e.n_in; k++) {
                 int s = input_of(p, j, k);
                 e.in[k].grad = s >= 0 && ng[s] && !(k < 32 && (p->gskip[j] >> k & 1u)) ? p->grad[s] : NULL;

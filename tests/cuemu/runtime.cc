@@ -471,12 +471,15 @@ static void stats_write() {
         Dl_info di;
         const char *mod = "?";
         uintptr_t off = (uintptr_t)e.first;
+        char *full = NULL;
         if (dladdr(e.first, &di) && di.dli_fname) {
-            mod = di.dli_fname;
+            full = realpath(di.dli_fname, NULL); /* the report may be read from elsewhere */
+            mod = full ? full : di.dli_fname;
             off -= (uintptr_t)di.dli_fbase;
         }
         fprintf(f, "kernel %s %lx %llu %llu %llu\n", mod, (unsigned long)off, e.second.launches, e.second.blocks,
                 e.second.threads);
+        free(full);
     }
     for (const auto &e : g_cstats) fprintf(f, "call %s %llu\n", e.first.c_str(), e.second);
     fclose(f);
