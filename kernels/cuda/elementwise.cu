@@ -188,21 +188,21 @@ extern "C" void kcuda_wsum_backward_set(float *const *dxs, float *dw, const floa
     }
 }
 
-/* softmax of one or more rows, one thread per row, as kcpu_softmax_forward. */
-__global__ static void softmax_fwd_k(float *y, const float *x, int rows, int K) {
-    KCUDA_GRID_STRIDE(r, rows) {
-        const float *xr = x + r * K;
-        float *yr = y + r * K;
-        float m = -INFINITY;
-        for (int k = 0; k < K; k++) m = xr[k] > m ? xr[k] : m;
-        double s = 0.0;
-        for (int k = 0; k < K; k++) {
-            yr[k] = expf(xr[k] - m);
-            s += yr[k];
-        }
-        const float inv = (float)(1.0 / s);
-        for (int k = 0; k < K; k++) yr[k] *= inv;
+/* softmax of one row of K, by one thread, as kcpu_softmax_forward. */
+__device__ static inline void softmax_row(float *yr, const float *xr, int K) {
+    float m = -INFINITY;
+    for (int k = 0; k < K; k++) m = xr[k] > m ? xr[k] : m;
+    double s = 0.0;
+    for (int k = 0; k < K; k++) {
+        yr[k] = expf(xr[k] - m);
+        s += yr[k];
     }
+    const float inv = (float)(1.0 / s);
+    for (int k = 0; k < K; k++) yr[k] *= inv;
+}
+/* softmax of one or more rows, one thread per row. */
+__global__ static void softmax_fwd_k(float *y, const float *x, int rows, int K) {
+    KCUDA_GRID_STRIDE(r, rows) softmax_row(y + r * K, x + r * K, K);
 }
 __global__ static void softmax_bwd_k(float *dx, const float *dy, const float *y, int rows, int K) {
     KCUDA_GRID_STRIDE(r, rows) {
@@ -232,15 +232,40 @@ static void wsum_args_affine(kwsum_args *a, const float *const *aff, int C, int 
     a->HW = HW > 0 ? HW : 1;
 }
 
+/* MIXED forward in one launch: each block's thread 0 computes the softmax of the alpha row
+ * into shared memory (softmax_row: the bits softmax_fwd_k writes), block 0 also into sm
+ * (the backward reads it), then wsum_fwd_k's loop with the weights from shared memory:
+ * the same bits as the two launches it replaces (a softmax kernel, then the weighted sum
+ * reading sm), one launch fewer per mixed op. O <= 64. */
+__global__ static void mixed_fwd_k(float *y, float *sm, const float *alpha_row, int O, kwsum_args a, int64_t len) {
+    __shared__ float w[64];
+    if (threadIdx.x == 0) {
+        softmax_row(w, alpha_row, O);
+        if (blockIdx.x == 0)
+            for (int k = 0; k < O; k++) sm[k] = w[k];
+    }
+    __syncthreads();
+    KCUDA_GRID_STRIDE(i, len) {
+        float s = 0.0f;
+        for (int k = 0; k < a.n; k++) s += w[a.widx[k]] * wsum_in(a, k, i);
+        y[i] = s;
+    }
+}
+
 extern "C" void kcuda_mixed_forward(float *y, float *sm, const float *alpha_row, const float *const *xs, const int64_t *cols,
                                     int n, int O, int64_t len, const float *const *aff, int C, int HW, cudaStream_t s) {
     kwsum_args a;
     if (wsum_args_make(&a, xs, NULL, cols, n)) return;
     wsum_args_affine(&a, aff, C, HW);
-    softmax_fwd_k<<<1, 1, 0, s>>>(sm, alpha_row, 1, O);
-    launchCheck();
-    if (len <= 0) return;
-    wsum_fwd_k<<<kcuda_blocks(len), KCUDA_THREADS, 0, s>>>(y, a, sm, len);
+    if (len <= 0 || O > 64) { /* the softmax alone (no output), or a row beyond the shared weights */
+        softmax_fwd_k<<<1, 1, 0, s>>>(sm, alpha_row, 1, O);
+        launchCheck();
+        if (len <= 0) return;
+        wsum_fwd_k<<<kcuda_blocks(len), KCUDA_THREADS, 0, s>>>(y, a, sm, len);
+        launchCheck();
+        return;
+    }
+    mixed_fwd_k<<<kcuda_blocks(len), KCUDA_THREADS, 0, s>>>(y, sm, alpha_row, O, a, len);
     launchCheck();
 }
 
