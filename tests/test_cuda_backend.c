@@ -1025,6 +1025,11 @@ Test(cuda_step, device_scalar_optimisers_equal_host_scalar_ones) {
 
 Test(cuda_step, first_order_step_graph_equals_per_pass_steps) { darts_step_graph_case(1); }
 Test(cuda_step, second_order_step_graph_equals_per_pass_steps) { darts_step_graph_case(2); }
+/* with batched launches (DARTSC_CUDA_BATCH=1) in the step's passes and in the per-pass recordings */
+Test(cuda_step, first_order_step_graph_batched_equals_per_pass_steps) {
+    setenv("DARTSC_CUDA_BATCH", "1", 1);
+    darts_step_graph_case(1);
+}
 
 /* The retraining step with drop path (p 0.2, then 0.3 from the fourth step: the ramp's
  * change drops the recordings, which are made again) and an auxiliary head, as one graph
