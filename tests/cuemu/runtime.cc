@@ -451,7 +451,7 @@ static void run_grid(const launch_cfg &c, const std::function<void()> &body) {
 /* ---- CUEMU_STATS=file: what ran, written at exit ----
  * One line per kernel: `kernel MODULE OFFSET LAUNCHES BLOCKS THREADS` (OFFSET: the kernel's
  * address less its module's load address, hex, for nm; tests/cuemu/stats.py names them),
- * and one per library call: `call NAME COUNT`. Counted when the work runs (a graph's
+ * and one per library call, copy and memset: `call NAME COUNT`. Counted when the work runs (a graph's
  * kernels at each replay), not when it is queued or recorded. */
 struct kstat {
     unsigned long long launches, blocks, threads;
@@ -638,7 +638,10 @@ static cudaError_t copy_checks(void *dst, const void *src, size_t bytes, cudaMem
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind k, cudaStream_t s) {
     cudaError_t e = copy_checks(dst, src, bytes, k, "cudaMemcpyAsync");
     if (e != cudaSuccess) return e;
-    enqueue_node(s, [dst, src, bytes]() { memmove(dst, src, bytes); }, cudaGraphNodeTypeMemcpy);
+    enqueue_node(s, [dst, src, bytes]() {
+        stat_call("cudaMemcpyAsync");
+        memmove(dst, src, bytes);
+    }, cudaGraphNodeTypeMemcpy);
     return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind k) {
@@ -658,6 +661,7 @@ cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t 
         if (e != cudaSuccess) return e;
     }
     enqueue_node(s, [=]() {
+        stat_call("cudaMemcpy2DAsync");
         for (size_t r = 0; r < height; r++) memmove((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
     }, cudaGraphNodeTypeMemcpy);
     return cudaSuccess;
@@ -665,7 +669,10 @@ cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t 
 cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s) {
     cudaError_t e = check_range(p, bytes, true, "cudaMemsetAsync");
     if (e != cudaSuccess) return e;
-    enqueue_node(s, [p, v, bytes]() { memset(p, v, bytes); }, cudaGraphNodeTypeMemset);
+    enqueue_node(s, [p, v, bytes]() {
+        stat_call("cudaMemsetAsync");
+        memset(p, v, bytes);
+    }, cudaGraphNodeTypeMemset);
     return cudaSuccess;
 }
 cudaError_t cudaMemset(void *p, int v, size_t bytes) {

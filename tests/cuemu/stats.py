@@ -84,8 +84,10 @@ def main():
     print(f"{total / a.per:10.1f} {'':13}  all kernel launches")
     for nm, n in c.most_common():
         if n > 0:
-            print(f"{n / a.per:10.1f} {'':13}  {nm} (library call)")
-    print(f"{sum(c.values()) / a.per:10.1f} {'':13}  all library calls")
+            print(f"{n / a.per:10.1f} {'':13}  {nm} (call)")
+    lib = sum(n for nm, n in c.items() if nm.startswith(("cublas", "cudnn")))
+    print(f"{lib / a.per:10.1f} {'':13}  all cuBLAS and cuDNN calls")
+    print(f"{(sum(c.values()) - lib) / a.per:10.1f} {'':13}  all copies and memsets")
 
 
 if __name__ == "__main__":
