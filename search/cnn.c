@@ -758,9 +758,14 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
     if (o->strategy == SR_PROXYLESS &&
         !(r.px = sr_px_new(nsp, o, r.p, &r.net, lbatch, tc->sync_bn ? rt_dist_bn_sync() : NULL, err, errlen)))
         goto out;
-    /* plain DARTS in one process: each step issued whole (a recorded graph on CUDA); the
-       successors, hooked strategies and data-parallel runs need the host inside a step */
-    if (o->strategy == SR_DARTS && !h && sr_step_usable(tc) &&
+    /* DARTS in one process, and the successors whose step is DARTS' (PC-DARTS: another
+       supernet; SHARP-DARTS: another learning rate; DARTS+: a check between epochs;
+       P-DARTS: its epochs with the architecture on): each step issued whole (a recorded
+       graph on CUDA); FairDARTS (its zero-one term), ProxylessNAS, hooked strategies and
+       data-parallel runs need the host inside a step */
+    const int whole = o->strategy == SR_DARTS || o->strategy == SR_PC_DARTS || o->strategy == SR_SHARP_DARTS ||
+                      o->strategy == SR_DARTS_PLUS || o->strategy == SR_PDARTS;
+    if (whole && !h && sr_step_usable(tc) &&
         sr_darts_step_init(&r.ds, r.p, r.net.images, r.net.labels, tc, &r.u, r.sgd_buf, r.adam_m, r.adam_v)) {
         sr_fail(err, errlen, "out of memory");
         goto out;
@@ -809,7 +814,8 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
             int have_val = 0;
             float train_loss;
             double correct, gnorm;
-            if (r.ds.s.p) { /* the DARTS step, issued whole; its losses read after it */
+            const int whole_step = r.ds.s.p && arch_on; /* P-DARTS' warm-up epochs: per pass */
+            if (whole_step) { /* the DARTS step, issued whole; its losses read after it */
                 double th = sr_now();
                 if (!r.ahead) {
                     next_batch(&r, &r.lw, r.xt, r.yt, 2 * (uint64_t)r.global_step);
@@ -931,7 +937,7 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
                 res->loss_peak = peak;
                 res->loss_peak_step = r.global_step;
             }
-            if (!r.ds.s.p) r.be->sgd_step(r.be, gw.data, r.sgd_buf, gw.grad, r.nw, lr, tc->w_momentum, tc->w_wd);
+            if (!whole_step) r.be->sgd_step(r.be, gw.data, r.sgd_buf, gw.grad, r.nw, lr, tc->w_momentum, tc->w_wd);
             momentum_live = 1;
             if (o->strategy == SR_JOINT) {
                 r.adam_t++;
@@ -958,7 +964,7 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
             }
             append_line(r.path_metrics, line);
             double tp = sr_now();
-            if (r.ds.s.p) r.ht.line += tp - tnow;
+            if (whole_step) r.ht.line += tp - tnow;
             if (o->progress && sr_dist_writer()) {
                 sr_progress pr = {.epoch = r.epoch, .epochs = tc->epochs, .step = r.step, .steps_per_epoch = r.steps_per_epoch,
                                   .train_loss = train_loss, .train_acc = train_acc, .val_loss = val_loss, .val_acc = val_acc,
@@ -966,7 +972,7 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
                                   .warning = warning};
                 o->progress(o->progress_ctx, &pr);
             }
-            if (r.ds.s.p) r.ht.progress += sr_now() - tp;
+            if (whole_step) r.ht.progress += sr_now() - tp;
             r.step++;
             r.global_step++;
             /* periodic checkpoints between epoch ends (the epoch's end writes its own) */
