@@ -256,8 +256,14 @@ static void batch_pair(const char *name, const char *shape, const char *variant,
     char n1[40], nb[40];
     snprintf(n1, sizeof n1, "%s x%d single", name, NB);
     snprintf(nb, sizeof nb, "%s x%d batch", name, NB);
+    if (const char *e = kcuda_last_error()) {
+        fprintf(stderr, "%s %s: CUDA error: %s\n", name, shape, e);
+        exit(1);
+    }
     printf("%-30s %-22s %-8s %9.1f us\n", n1, shape, variant, us1);
-    row(nb, shape, variant, usb, 0.0, err);
+    printf("%-30s %-22s %-8s %9.1f us  %.2fx  err %.1e%s\n", nb, shape, variant, usb, us1 / usb, err,
+           err != 0 ? "  BAD (the bits must agree)" : "");
+    fflush(stdout);
 }
 
 static void batch_rows(const char *variant, int C, int H) {

@@ -1,5 +1,5 @@
 /* test_libs.cc — tests cuemu's cuBLAS (blas.cc) and cuDNN (dnn.cc) against straightforward
- * references in double on random data, on their own: this file defines the three cuemu
+ * references in double on random data, on their own: this file defines the four cuemu
  * hooks (cuemu.h) itself, so it needs none of the emulator's runtime. enqueue runs the work
  * at once, or holds it back while `deferred` is set (as a graph capture would) to show that
  * a call captured its arguments; device_extent knows the buffers made by dev_alloc.
@@ -60,6 +60,7 @@ void set_error(cudaError_t err, const char *what) {
     g_err = err;
     g_err_what = what;
 }
+void stat_call(const char *name) { (void)name; } /* CUEMU_STATS: the runtime's report only */
 size_t device_extent(const void *p, size_t bytes) {
     const char *c = (const char *)p;
     for (const Alloc &a : g_allocs)
