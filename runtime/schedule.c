@@ -259,6 +259,7 @@ int rt_issue_lanes(rt_backend *be, const rt_oplist *l, int nlanes, float *scratc
     int *tail = malloc((size_t)nlanes * sizeof *tail), *synced = malloc((size_t)nlanes * nlanes * sizeof *synced);
     int *latest = malloc((size_t)nlanes * sizeof *latest);
     const rt_exec_node **members = NULL;
+    rt_exec_node *copies = NULL; /* a batch's node ops, with the lane's scratch */
     ivec dl = {0};
     tracker t = {0};
     int rc = -1, nu = 0, maxdepth = 0;
@@ -344,7 +345,8 @@ int rt_issue_lanes(rt_backend *be, const rt_oplist *l, int nlanes, float *scratc
             a = b;
         }
         members = malloc(RT_MAX_BATCH * sizeof *members);
-        if (!members) goto out;
+        copies = malloc(RT_MAX_BATCH * sizeof *copies);
+        if (!members || !copies) goto out;
     }
     for (int i = 0; i < ns; i++) pos[seq[i]] = i; /* pos: a batch's place in seq (by its first unit) */
     for (int u = 0; u < nu; u++) pos[u] = pos[lead[u]];
@@ -352,10 +354,10 @@ int rt_issue_lanes(rt_backend *be, const rt_oplist *l, int nlanes, float *scratc
     for (int k = 0; k < nlanes; k++) tail[k] = -1;
     for (int k = 0; k < nlanes * nlanes; k++) synced[k] = -1;
     for (int i = 0; i < ns; i++) stamp[i] = -1;
-    int npoints = 0, used = 0, longest = 0, nbatch = 0, inbatch = 0;
+    int npoints = 0, used = 0, nbatch = 0, inbatch = 0;
     for (int i = 0; i < ns; i++) {
         const int g = seq[i];
-        int nd = 0, dep = 0;
+        int nd = 0;
         for (int u = g; u >= 0; u = gnext[u])
             for (int j = dstart[u]; j < dstart[u + 1]; j++) {
                 const int d = pos[dl.v[j]];
@@ -370,9 +372,6 @@ int rt_issue_lanes(rt_backend *be, const rt_oplist *l, int nlanes, float *scratc
             const int d = deps[j];
             if (tail[lane[d]] == d && (L < 0 || d > tail[L])) L = lane[d];
         }
-        for (int u = g; u >= 0; u = gnext[u])
-            if (depth[u] > dep) dep = depth[u];
-        if (dep > longest) longest = dep;
         if (L < 0) {
             L = 0;
             for (int k = 1; k < nlanes; k++)
@@ -406,30 +405,20 @@ int rt_issue_lanes(rt_backend *be, const rt_oplist *l, int nlanes, float *scratc
             }
         } else {
             int m = 0;
-            rt_exec_node *copies = (rt_exec_node *)malloc((size_t)gsize[g] * sizeof *copies);
-            if (!copies) { /* out of memory this late: the batch one by one, in the same place */
-                for (int u = g; u >= 0; u = gnext[u])
-                    for (int k = ustart[u]; k < ustart[u + 1]; k++) {
-                        issue_one(be, &l->ops[k], sc);
-                        if (order_out) order_out[at++] = k;
-                    }
-            } else {
-                for (int u = g; u >= 0; u = gnext[u])
-                    for (int k = ustart[u]; k < ustart[u + 1] - 1; k++) {
-                        issue_one(be, &l->ops[k], sc);
-                        if (order_out) order_out[at++] = k;
-                    }
-                for (int u = g; u >= 0; u = gnext[u]) {
-                    const int k = ustart[u + 1] - 1;
-                    copies[m] = l->ops[k].e;
-                    if (sc) copies[m].scratch = sc;
-                    members[m] = &copies[m];
-                    m++;
+            for (int u = g; u >= 0; u = gnext[u])
+                for (int k = ustart[u]; k < ustart[u + 1] - 1; k++) {
+                    issue_one(be, &l->ops[k], sc);
                     if (order_out) order_out[at++] = k;
                 }
-                be->run_batch(be, l->ops[ustart[g + 1] - 1].kind == RT_OP_BWD, members, m);
-                free(copies);
+            for (int u = g; u >= 0; u = gnext[u]) {
+                const int k = ustart[u + 1] - 1;
+                copies[m] = l->ops[k].e;
+                if (sc) copies[m].scratch = sc;
+                members[m] = &copies[m];
+                m++;
+                if (order_out) order_out[at++] = k;
             }
+            be->run_batch(be, l->ops[ustart[g + 1] - 1].kind == RT_OP_BWD, members, m);
         }
         if (point[i] >= 0) be->lane_signal(be, point[i]);
     }
@@ -437,7 +426,7 @@ int rt_issue_lanes(rt_backend *be, const rt_oplist *l, int nlanes, float *scratc
     if (st) {
         st->ops = n;
         st->lanes_used = used;
-        st->longest_chain = longest;
+        st->longest_chain = maxdepth;
         st->batches = nbatch;
         st->batched_ops = inbatch;
         st->issued = ns;
@@ -462,6 +451,7 @@ out:
     free(cnt);
     free(leaders);
     free(members);
+    free(copies);
     free(waits);
     free(nwait);
     free(tail);

@@ -61,8 +61,9 @@ typedef struct cuda_backend {
     int npend;
     cudaEvent_t spare[CU_STAGE_PENDING]; /* events of retired regions, for reuse */
     int nspare;
-    int batch; /* DARTSC_CUDA_BATCH set (not "0"): independent same-shaped convolutions and batch
-                  norms of a recorded pass in one launch per kernel (cu_batches; not yet measured) */
+    int batch; /* DARTSC_CUDA_BATCH set (not "0"): independent same-shaped convolutions, batch
+                  norms and pools of a recorded pass in one launch per kernel (cu_batches; not yet
+                  measured) */
 } cuda_backend;
 
 static int g_live; /* backends alive: the kernels' library state is per process */
@@ -572,7 +573,7 @@ static void cu_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nod
     for (int i0 = 0; i0 < count; i0 += KCUDA_MAX_BATCH) {
         const int m = count - i0 < KCUDA_MAX_BATCH ? count - i0 : KCUDA_MAX_BATCH;
         const rt_exec_node *const *nd = nodes + i0;
-        float *p[10][KCUDA_MAX_BATCH];
+        float *p[12][KCUDA_MAX_BATCH];
         /* p[k][i]: pointer k of node i; arr(k) the array, or NULL where node 0's is NULL */
 #define COL(k, field) for (int i = 0; i < m; i++) p[k][i] = (float *)(nd[i]->field)
 #define ARR(k, field) (a->field ? (float *const *)p[k] : NULL)
@@ -625,9 +626,9 @@ static void cu_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nod
             COL(7, out.grad);
             COL(8, in[0].grad);
             COL(9, out_grad_scale);
-            float *dg[KCUDA_MAX_BATCH], *db[KCUDA_MAX_BATCH];
-            for (int i = 0; i < m; i++) dg[i] = nd[i]->in[1].grad, db[i] = nd[i]->in[2].grad;
-            kcuda_bn_backward_batch(m, ARR(8, in[0].grad), a->in[1].grad ? dg : NULL, a->in[2].grad ? db : NULL,
+            COL(10, in[1].grad);
+            COL(11, in[2].grad);
+            kcuda_bn_backward_batch(m, ARR(8, in[0].grad), ARR(10, in[1].grad), ARR(11, in[2].grad),
                                     (const float *const *)p[7], (const float *const *)ARR(9, out_grad_scale), x, gamma,
                                     (const float *const *)p[5], (const float *const *)p[6], &d,
                                     (int)(a->grad_set & 1u), s);
