@@ -378,6 +378,7 @@ Test(cuda_ops, sub) { nary_case(IR_OP_SUB); }
 Test(cuda_ops, wsum) { nary_case(IR_OP_WSUM); }
 Test(cuda_ops, concat) { nary_case(IR_OP_CONCAT); }
 
+
 Test(cuda_ops, gap_and_linear_without_bias) {
     pair h = {.g = ir_graph_new("gl")};
     int x = wparam(h.g, "x", 4, (int64_t[]){3, 4, 3, 3});
@@ -1443,6 +1444,216 @@ Test(cuda_batch_pool, max_3x3_stride1) { pool_batch_case(0, 1); }
 Test(cuda_batch_pool, max_3x3_stride2) { pool_batch_case(0, 2); }
 Test(cuda_batch_pool, avg_3x3_stride1) { pool_batch_case(1, 1); }
 Test(cuda_batch_pool, avg_3x3_stride2) { pool_batch_case(1, 2); }
+
+/* ---- sums of n tensors and concat in one launch (kcuda_sum_*, kcuda_concat_*): the
+ * bits of the launches they replaced (a copy, axpys and a scale; a 2-D copy or an add per
+ * concatenated input), compared with memcmp: the same expressions element by element. ---- */
+static float *nx_up(rt_backend *g, const float *h, int64_t n) {
+    float *d = g->alloc(g, (size_t)n * 4);
+    cr_assert(d);
+    g->upload(g, d, h, (size_t)n * 4);
+    return d;
+}
+static void nx_expect_same(rt_backend *g, const float *a, const float *b, int64_t n, const char *what, int k) {
+    float *ha = malloc((size_t)n * 4), *hb = malloc((size_t)n * 4);
+    g->download(g, ha, a, (size_t)n * 4);
+    g->download(g, hb, b, (size_t)n * 4);
+    cr_expect_arr_eq(ha, hb, (size_t)n * 4, "%s (%d): the one launch differs from the launches it replaced", what, k);
+    free(ha);
+    free(hb);
+}
+
+Test(cuda_nary, sums_equal_copy_axpy_scale) {
+    char err[256];
+    rt_backend *gpu = rt_backend_cuda_new(err, sizeof err);
+    cr_assert(gpu, "%s", err);
+    enum { NX = 5 };
+    const int64_t len = 997;
+    float *h = malloc((size_t)len * 4), *xs[NX], *g1[NX], *g2[NX];
+    for (int k = 0; k < NX; k++) {
+        tu_fill_uniform(h, len, -2.f, 2.f, 300 + (unsigned)k);
+        xs[k] = nx_up(gpu, h, len);
+        tu_fill_uniform(h, len, -1.f, 1.f, 310 + (unsigned)k);
+        g1[k] = nx_up(gpu, h, len);
+        g2[k] = nx_up(gpu, h, len);
+    }
+    tu_fill_uniform(h, len, -1.f, 1.f, 320);
+    float *dy = nx_up(gpu, h, len), *y1 = nx_up(gpu, h, len), *y2 = nx_up(gpu, h, len);
+    gpu->synchronize(gpu);
+    cudaStream_t s;
+    cr_assert_eq(cudaStreamCreate(&s), cudaSuccess);
+    /* forward: ADD and MEAN of 1..5 inputs, SUB of 2 */
+    for (int op = 0; op < 3; op++)
+        for (int n = op == 2 ? 2 : 1; n <= (op == 2 ? 2 : NX); n++) {
+            const float c = op == 2 ? -1.f : 1.f, post = 1.f / (float)n;
+            float coef[NX];
+            for (int k = 0; k < NX; k++) coef[k] = c;
+            kcuda_copy(y1, xs[0], len, s);
+            for (int k = 1; k < n; k++) kcuda_axpy(y1, c, xs[k], len, s);
+            if (op == 1) kcuda_scale(y1, post, y1, len, s);
+            kcuda_sum_forward(y2, (const float *const *)xs, coef, n, post, op == 1, len, s);
+            cr_assert_eq(cudaStreamSynchronize(s), cudaSuccess);
+            nx_expect_same(gpu, y1, y2, len, op == 0 ? "add" : op == 1 ? "mean" : "sub", n);
+        }
+    /* backward: coefficients 1/5 (MEAN) and -1 (SUB's second), some set, one NULL, one
+     * buffer twice (an input used twice: added twice, in order) */
+    float coef[NX] = {0.2f, -1.f, 0.2f, 0.2f, 0.2f};
+    const unsigned set = 0x9u; /* inputs 0 and 3 written */
+    float *gs1[NX] = {g1[0], NULL, g1[2], g1[3], g1[2]}, *gs2[NX] = {g2[0], NULL, g2[2], g2[3], g2[2]};
+    for (int k = 0; k < NX; k++) {
+        if (!gs1[k]) continue;
+        if (set >> k & 1u) kcuda_scale(gs1[k], coef[k], dy, len, s);
+        else kcuda_axpy(gs1[k], coef[k], dy, len, s);
+    }
+    kcuda_sum_backward(gs2, coef, NX, set, dy, len, s);
+    cr_assert_eq(cudaStreamSynchronize(s), cudaSuccess);
+    for (int k = 0; k < NX; k++) nx_expect_same(gpu, g1[k], g2[k], len, "sum backward, gradient", k);
+    cr_expect(!kcuda_last_error(), "%s", kcuda_last_error());
+    /* more inputs than one launch takes, or none: an error, nothing written */
+    const float *many[KCUDA_MAX_NARY + 1];
+    float cm[KCUDA_MAX_NARY + 1];
+    for (int k = 0; k <= KCUDA_MAX_NARY; k++) many[k] = xs[k % NX], cm[k] = 1.f;
+    kcuda_copy(y1, y2, len, s);
+    kcuda_sum_forward(y2, many, cm, KCUDA_MAX_NARY + 1, 1.f, 0, len, s);
+    cr_expect(kcuda_last_error() != NULL, "a sum of KCUDA_MAX_NARY + 1 inputs recorded no error");
+    kcuda_clear_error();
+    kcuda_sum_forward(y2, many, cm, 0, 1.f, 0, len, s);
+    cr_expect(kcuda_last_error() != NULL, "a sum of no inputs recorded no error");
+    kcuda_clear_error();
+    cr_assert_eq(cudaStreamSynchronize(s), cudaSuccess);
+    nx_expect_same(gpu, y1, y2, len, "a refused sum left its output", 0);
+    cr_assert_eq(cudaStreamDestroy(s), cudaSuccess);
+    for (int k = 0; k < NX; k++) gpu->free(gpu, xs[k]), gpu->free(gpu, g1[k]), gpu->free(gpu, g2[k]);
+    gpu->free(gpu, dy);
+    gpu->free(gpu, y1);
+    gpu->free(gpu, y2);
+    free(h);
+    gpu->destroy(gpu);
+}
+
+/* The backwards that now write their input's whole gradient (sets_grad: ReLU, the pixel
+ * shift, the strided 1x1 convolution of FactorizedReduce), so that the runtime zeroes
+ * nothing before them: their bits equal the adding path's on a zeroed gradient (dy has no
+ * zeros here, so not even a zero's sign differs). The set path starts from garbage. */
+Test(cuda_nary, set_backwards_equal_zero_then_add) {
+    char err[256];
+    rt_backend *gpu = rt_backend_cuda_new(err, sizeof err);
+    cr_assert(gpu, "%s", err);
+    cudaStream_t s;
+    cr_assert_eq(cudaStreamCreate(&s), cudaSuccess);
+    const int N = 2, C = 3, H = 7, W = 6, K = 4;
+    kconv2d_desc d = {.N = N, .C = C, .H = H, .W = W, .K = K, .R = 1, .S = 1, .stride_h = 2, .stride_w = 2,
+                      .dil_h = 1, .dil_w = 1, .groups = 1};
+    kconv2d_desc_finish(&d);
+    const int64_t nx = (int64_t)N * C * H * W; /* dy of any of the three fits in as many floats */
+    float *h = malloc((size_t)nx * 4), *ha = malloc((size_t)nx * 4), *hb = malloc((size_t)nx * 4);
+    tu_fill_uniform(h, nx, -1.f, 1.f, 360);
+    float *y = nx_up(gpu, h, nx); /* the ReLU's output: about half of it <= 0 in effect */
+    tu_fill_uniform(h, nx, 0.1f, 1.f, 361);
+    float *dy = nx_up(gpu, h, nx); /* no zeros */
+    tu_fill_uniform(h, K * C, -1.f, 1.f, 362);
+    float *w = nx_up(gpu, h, K * C);
+    tu_fill_uniform(h, nx, -9.f, 9.f, 363);
+    float *a = nx_up(gpu, h, nx), *b = nx_up(gpu, h, nx), *scratch = NULL;
+    const size_t sf = kcuda_conv2d_scratch_floats(&d);
+    cr_assert_eq(cudaMalloc((void **)&scratch, (sf ? sf : 1) * sizeof(float)), cudaSuccess);
+    gpu->synchronize(gpu);
+    cr_expect(kcuda_conv2d_sets_dx(&d), "the strided 1x1 convolution has no overwriting data gradient");
+    for (int which = 0; which < 3; which++) {
+        cr_assert_eq(cudaMemsetAsync(a, 0, (size_t)nx * 4, s), cudaSuccess);
+        cr_assert_eq(cudaMemcpyAsync(b, dy, (size_t)nx * 4, cudaMemcpyDeviceToDevice, s), cudaSuccess); /* garbage */
+        const char *what = which == 0 ? "relu" : which == 1 ? "shift" : "strided 1x1 convolution";
+        if (which == 0) {
+            kcuda_relu_backward(a, dy, y, nx, s);
+            kcuda_relu_backward_set(b, dy, y, nx, s);
+        } else if (which == 1) {
+            kcuda_shift_backward(a, dy, N, C, H, W, s);
+            kcuda_shift_backward_set(b, dy, N, C, H, W, s);
+        } else {
+            kcuda_conv2d_backward_data(a, dy, w, &d, scratch, s);
+            kcuda_conv2d_backward_data_set(b, dy, w, NULL, &d, scratch, s);
+        }
+        cr_assert_eq(cudaStreamSynchronize(s), cudaSuccess);
+        gpu->download(gpu, ha, a, (size_t)nx * 4);
+        gpu->download(gpu, hb, b, (size_t)nx * 4);
+        cr_expect_arr_eq(ha, hb, (size_t)nx * 4, "%s: the written gradient differs from zero-then-add", what);
+    }
+    cr_expect(!kcuda_last_error(), "%s", kcuda_last_error());
+    cr_assert_eq(cudaStreamDestroy(s), cudaSuccess);
+    cudaFree(scratch);
+    float *bufs[] = {y, dy, w, a, b};
+    for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++) gpu->free(gpu, bufs[k]);
+    free(h);
+    free(ha);
+    free(hb);
+    gpu->destroy(gpu);
+}
+
+Test(cuda_nary, concat_forward_and_backward_match_the_host) {
+    char err[256];
+    rt_backend *gpu = rt_backend_cuda_new(err, sizeof err);
+    cr_assert(gpu, "%s", err);
+    enum { NX = 3 };
+    const int N = 3, HW = 5, Cx[NX] = {2, 1, 3}, Cy = 6;
+    const int64_t ny = (int64_t)N * Cy * HW;
+    float *hx[NX], *hg[NX], *x[NX], *g[NX];
+    for (int k = 0; k < NX; k++) {
+        const int64_t nk = (int64_t)N * Cx[k] * HW;
+        hx[k] = malloc((size_t)nk * 4);
+        hg[k] = malloc((size_t)nk * 4);
+        tu_fill_uniform(hx[k], nk, -1.f, 1.f, 330 + (unsigned)k);
+        tu_fill_uniform(hg[k], nk, -1.f, 1.f, 340 + (unsigned)k);
+        x[k] = nx_up(gpu, hx[k], nk);
+        g[k] = nx_up(gpu, hg[k], nk);
+    }
+    float *hdy = malloc((size_t)ny * 4), *hy = malloc((size_t)ny * 4), *want = malloc((size_t)ny * 4);
+    tu_fill_uniform(hdy, ny, -1.f, 1.f, 350);
+    float *dy = nx_up(gpu, hdy, ny), *y = nx_up(gpu, hdy, ny);
+    gpu->synchronize(gpu);
+    cudaStream_t s;
+    cr_assert_eq(cudaStreamCreate(&s), cudaSuccess);
+    kcuda_concat_forward(y, (const float *const *)x, Cx, NX, N, Cy, HW, s);
+    const unsigned set = 0x1u; /* input 0 written, input 1 none, input 2 added */
+    float *gs[NX] = {g[0], NULL, g[2]};
+    kcuda_concat_backward(gs, set, Cx, NX, dy, N, Cy, HW, s);
+    cr_assert_eq(cudaStreamSynchronize(s), cudaSuccess);
+    for (int m = 0, off = 0; m < N; m++, off = 0)
+        for (int k = 0; k < NX; off += Cx[k], k++)
+            for (int c = 0; c < Cx[k]; c++)
+                for (int p = 0; p < HW; p++) {
+                    const int64_t yi = ((int64_t)m * Cy + off + c) * HW + p, xi = ((int64_t)m * Cx[k] + c) * HW + p;
+                    want[yi] = hx[k][xi];
+                    if (k == 0) hg[k][xi] = hdy[yi];
+                    if (k == 2) hg[k][xi] += hdy[yi];
+                }
+    gpu->download(gpu, hy, y, (size_t)ny * 4);
+    cr_expect_arr_eq(hy, want, (size_t)ny * 4, "concat forward: not the inputs' channels in order");
+    for (int k = 0; k < NX; k++) {
+        const int64_t nk = (int64_t)N * Cx[k] * HW;
+        float *got = malloc((size_t)nk * 4);
+        gpu->download(gpu, got, g[k], (size_t)nk * 4);
+        cr_expect_arr_eq(got, hg[k], (size_t)nk * 4, "concat backward: input %d's gradient (%s)", k,
+                         k == 0 ? "written" : k == 1 ? "none: untouched" : "added");
+        free(got);
+    }
+    cr_expect(!kcuda_last_error(), "%s", kcuda_last_error());
+    /* channels that do not add up: an error, nothing written */
+    const int bad[NX] = {2, 1, 2};
+    kcuda_concat_forward(y, (const float *const *)x, bad, NX, N, Cy, HW, s);
+    cr_expect(kcuda_last_error() != NULL, "a concat whose channels do not sum to the output's recorded no error");
+    kcuda_clear_error();
+    cr_assert_eq(cudaStreamSynchronize(s), cudaSuccess);
+    gpu->download(gpu, hy, y, (size_t)ny * 4);
+    cr_expect_arr_eq(hy, want, (size_t)ny * 4, "a refused concat wrote its output");
+    cr_assert_eq(cudaStreamDestroy(s), cudaSuccess);
+    for (int k = 0; k < NX; k++) gpu->free(gpu, x[k]), gpu->free(gpu, g[k]), free(hx[k]), free(hg[k]);
+    gpu->free(gpu, dy);
+    gpu->free(gpu, y);
+    free(hdy);
+    free(hy);
+    free(want);
+    gpu->destroy(gpu);
+}
 
 #define OL_MAXBUF 10
 typedef struct ol_case {

@@ -593,6 +593,19 @@ __global__ static void pw_scatter_add_k(float *dx, const float *dxs, kconv2d_des
     }
 }
 
+/* dx (N,C,H,W) = dxs (N,C,P,Q) at the strided pixels, 0 elsewhere: the scatter writing the
+ * whole gradient (the runtime then zeroes nothing before it; 0 + v = v, but for a zero's sign). */
+__global__ static void pw_scatter_set_k(float *dx, const float *dxs, kconv2d_desc d) {
+    const int64_t HW = (int64_t)d.H * d.W, total = (int64_t)d.N * d.C * HW;
+    KCUDA_GRID_STRIDE(i, total) {
+        const int64_t pl = i / HW;
+        const int o = (int)(i - pl * HW), h = o / d.W, w = o - h * d.W;
+        const int p = h / d.stride_h, q = w / d.stride_w;
+        const bool on = h == p * d.stride_h && w == q * d.stride_w && p < d.P && q < d.Q;
+        dx[i] = on ? dxs[(pl * d.P + p) * d.Q + q] : 0.0f;
+    }
+}
+
 /* ---- small 1x1 convolutions by our own kernels (opt-in: DARTSC_CUDA_OWN_1X1=1) ----
  * At DARTS' shapes (C, K <= 64, thousands of pixels per sample) a 1x1 convolution is a
  * pass over memory with little arithmetic (K*C multiply-adds per pixel). These kernels
@@ -1057,7 +1070,8 @@ static void conv_backward_data(float *dx, const float *dy, const float *w, const
         const int64_t n = (int64_t)d->N * d->C * PQ;
         if (n <= 0) return;
         pw_backward_data(scratch, dy, w, NULL, d->N, d->C, d->K, PQ, 0.0f, s);
-        pw_scatter_add_k<<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(dx, scratch, *d);
+        if (set) pw_scatter_set_k<<<kcuda_blocks((int64_t)d->N * d->C * HW), KCUDA_THREADS, 0, s>>>(dx, scratch, *d);
+        else pw_scatter_add_k<<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(dx, scratch, *d);
         launchCheck();
         return;
     }
@@ -1138,8 +1152,7 @@ extern "C" void kcuda_conv2d_relu_backward_data(float *dx, const float *dy, cons
  * the strided pixels): the plane kernels start from 0, the 1x1 kernels and cuBLAS/cuDNN
  * run with beta 0. */
 extern "C" int kcuda_conv2d_sets_dx(const kconv2d_desc *d) {
-    if (is_depthwise(d)) return dw_plane_ok(d);
-    return !is_pointwise_strided(d);
+    return is_depthwise(d) ? dw_plane_ok(d) : 1; /* the strided 1x1: pw_scatter_set_k */
 }
 extern "C" void kcuda_conv2d_backward_data_set(float *dx, const float *dy, const float *w, const float *x_relu,
                                                const kconv2d_desc *d, float *scratch, cudaStream_t s) {

@@ -17,6 +17,9 @@ __global__ static void relu_fwd_k(float *y, const float *x, int64_t n) {
 __global__ static void relu_bwd_k(float *dx, const float *dy, const float *y, int64_t n) {
     KCUDA_GRID_STRIDE(i, n) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
 }
+__global__ static void relu_bwd_set_k(float *dx, const float *dy, const float *y, int64_t n) {
+    KCUDA_GRID_STRIDE(i, n) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
 __global__ static void tanh_fwd_k(float *y, const float *x, int64_t n) {
     KCUDA_GRID_STRIDE(i, n) y[i] = tanhf(x[i]);
 }
@@ -44,6 +47,10 @@ extern "C" void kcuda_relu_forward(float *y, const float *x, int64_t n, cudaStre
 extern "C" void kcuda_relu_backward(float *dx, const float *dy, const float *y, int64_t n, cudaStream_t s) {
     if (!dx) return;
     LAUNCH1(relu_bwd_k, n, dx, dy, y, n);
+}
+extern "C" void kcuda_relu_backward_set(float *dx, const float *dy, const float *y, int64_t n, cudaStream_t s) {
+    if (!dx) return;
+    LAUNCH1(relu_bwd_set_k, n, dx, dy, y, n);
 }
 extern "C" void kcuda_tanh_forward(float *y, const float *x, int64_t n, cudaStream_t s) { LAUNCH1(tanh_fwd_k, n, y, x, n); }
 extern "C" void kcuda_tanh_backward(float *dx, const float *dy, const float *y, int64_t n, cudaStream_t s) {
@@ -118,17 +125,117 @@ static void add_blocks(float *dst, int64_t dstride, const float *src, int64_t ss
     launchCheck();
 }
 
-extern "C" void kcuda_concat_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s) {
-    copy_blocks(y + (int64_t)c_off * HW, (int64_t)Cy * HW, x, (int64_t)Cx * HW, (int64_t)Cx * HW, N, s);
+/* ---- sums of k tensors and channel concat, one launch each ----
+ * A k-input ADD was a copy and k - 1 axpys, its backward a scale or an axpy per input, a
+ * concat a 2-D copy per input (and a copy or an add per input back): one launch each
+ * now. Each thread does its element of every input in input order with the expressions of
+ * the launches they replace (axpy_k's y += a * x, scale_k's y = a * x), so the same bits
+ * (a gradient handed over to be set may differ from 0 + dy only in the sign of a zero). */
+typedef struct knary {
+    const float *x[KCUDA_MAX_NARY];
+    float *g[KCUDA_MAX_NARY];
+    float c[KCUDA_MAX_NARY];
+    int off[KCUDA_MAX_NARY + 1]; /* concat: input k's channels [off[k], off[k + 1]) */
+    int n;
+    unsigned set; /* backward: bit k: g[k] is written, not accumulated */
+} knary;
+
+__global__ static void sum_fwd_k(float *y, knary a, float post, int scaled, int64_t len) {
+    KCUDA_GRID_STRIDE(i, len) {
+        float v = a.x[0][i];
+        for (int k = 1; k < a.n; k++) v += a.c[k] * a.x[k][i];
+        if (scaled) v = post * v;
+        y[i] = v;
+    }
 }
-extern "C" void kcuda_concat_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s) {
-    if (!dx) return;
-    add_blocks(dx, (int64_t)Cx * HW, dy + (int64_t)c_off * HW, (int64_t)Cy * HW, (int64_t)Cx * HW, N, s);
+__global__ static void sum_bwd_k(knary a, const float *dy, int64_t len) {
+    KCUDA_GRID_STRIDE(i, len) {
+        const float d = dy[i];
+        for (int k = 0; k < a.n; k++) {
+            if (!a.g[k]) continue;
+            if (a.set >> k & 1u) a.g[k][i] = a.c[k] * d;
+            else a.g[k][i] += a.c[k] * d;
+        }
+    }
 }
-extern "C" void kcuda_concat_backward_set(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off,
-                                          cudaStream_t s) {
-    if (!dx) return;
-    copy_blocks(dx, (int64_t)Cx * HW, dy + (int64_t)c_off * HW, (int64_t)Cy * HW, (int64_t)Cx * HW, N, s);
+
+extern "C" void kcuda_sum_forward(float *y, const float *const *xs, const float *coef, int n, float post, int scaled,
+                                  int64_t len, cudaStream_t s) {
+    if (n < 1 || n > KCUDA_MAX_NARY) KCUDA_FAIL_("kcuda_sum_forward", "not 1..KCUDA_MAX_NARY inputs", return);
+    knary a;
+    memset(&a, 0, sizeof a);
+    a.n = n;
+    for (int k = 0; k < n; k++) a.x[k] = xs[k], a.c[k] = k ? coef[k] : 1.0f;
+    LAUNCH1(sum_fwd_k, len, y, a, post, scaled, len);
+}
+extern "C" void kcuda_sum_backward(float *const *gs, const float *coef, int n, unsigned set, const float *dy, int64_t len,
+                                   cudaStream_t s) {
+    if (n < 1 || n > KCUDA_MAX_NARY) KCUDA_FAIL_("kcuda_sum_backward", "not 1..KCUDA_MAX_NARY inputs", return);
+    knary a;
+    memset(&a, 0, sizeof a);
+    a.n = n;
+    a.set = set;
+    int any = 0;
+    for (int k = 0; k < n; k++) a.g[k] = gs[k], a.c[k] = coef[k], any |= gs[k] != NULL;
+    if (!any) return;
+    LAUNCH1(sum_bwd_k, len, a, dy, len);
+}
+
+/* Concat over channels: element i of y (N, Cy, HW) is channel c of sample m, from input k
+ * with off[k] <= c < off[k + 1] (a short search: k <= KCUDA_MAX_NARY). */
+__device__ static inline int concat_src(const knary &a, int64_t i, int Cy, int HW, int64_t *xi) {
+    const int64_t plane = i / HW, m = plane / Cy;
+    const int c = (int)(plane % Cy);
+    int k = 0;
+    while (c >= a.off[k + 1]) k++;
+    const int Ck = a.off[k + 1] - a.off[k];
+    *xi = (m * Ck + (c - a.off[k])) * HW + i % HW;
+    return k;
+}
+__global__ static void concat_fwd_k(float *y, knary a, int Cy, int HW, int64_t len) {
+    KCUDA_GRID_STRIDE(i, len) {
+        int64_t xi;
+        const int k = concat_src(a, i, Cy, HW, &xi);
+        y[i] = a.x[k][xi];
+    }
+}
+__global__ static void concat_bwd_k(knary a, const float *dy, int Cy, int HW, int64_t len) {
+    KCUDA_GRID_STRIDE(i, len) {
+        int64_t xi;
+        const int k = concat_src(a, i, Cy, HW, &xi);
+        float *g = a.g[k];
+        if (!g) continue;
+        if (a.set >> k & 1u) g[xi] = dy[i];
+        else g[xi] += dy[i];
+    }
+}
+
+static int concat_args(knary *a, const int *Cx, int n, int Cy) {
+    memset(a, 0, sizeof *a);
+    if (n < 1 || n > KCUDA_MAX_NARY) KCUDA_FAIL_("kcuda_concat", "not 1..KCUDA_MAX_NARY inputs", return -1);
+    a->n = n;
+    for (int k = 0; k < n; k++) a->off[k + 1] = a->off[k] + Cx[k];
+    if (a->off[n] != Cy) KCUDA_FAIL_("kcuda_concat", "the inputs' channels do not sum to the output's", return -1);
+    return 0;
+}
+extern "C" void kcuda_concat_forward(float *y, const float *const *xs, const int *Cx, int n, int N, int Cy, int HW,
+                                     cudaStream_t s) {
+    knary a;
+    if (concat_args(&a, Cx, n, Cy)) return;
+    for (int k = 0; k < n; k++) a.x[k] = xs[k];
+    const int64_t len = (int64_t)N * Cy * HW;
+    LAUNCH1(concat_fwd_k, len, y, a, Cy, HW, len);
+}
+extern "C" void kcuda_concat_backward(float *const *dxs, unsigned set, const int *Cx, int n, const float *dy, int N, int Cy,
+                                      int HW, cudaStream_t s) {
+    knary a;
+    if (concat_args(&a, Cx, n, Cy)) return;
+    int any = 0;
+    for (int k = 0; k < n; k++) a.g[k] = dxs[k], any |= dxs[k] != NULL;
+    a.set = set;
+    const int64_t len = (int64_t)N * Cy * HW;
+    if (!any) return;
+    LAUNCH1(concat_bwd_k, len, a, dy, Cy, HW, len);
 }
 extern "C" void kcuda_slice_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s) {
     copy_blocks(y, (int64_t)Cy * HW, x + (int64_t)c_off * HW, (int64_t)Cx * HW, (int64_t)Cy * HW, N, s);
@@ -158,6 +265,21 @@ extern "C" void kcuda_shift_backward(float *dx, const float *dy, int N, int C, i
     if (!dx || H - 1 <= 0 || W - 1 <= 0) return;
     int64_t planes = (int64_t)N * C;
     LAUNCH1(shift_k, planes * (H - 1) * (W - 1), dx, dy, planes, H, W, 1);
+}
+/* dx written whole: dy's pixel where it has one, 0 in the first row and column (one
+ * launch instead of a memset and the adding one; 0 + v = v, but for a zero's sign). */
+__global__ static void shift_bwd_set_k(float *dx, const float *dy, int64_t planes, int H, int W) {
+    const int Ho = H - 1, Wo = W - 1;
+    KCUDA_GRID_STRIDE(i, planes * H * W) {
+        const int64_t pl = i / ((int64_t)H * W);
+        const int r = (int)(i / W % H), c = (int)(i % W);
+        dx[i] = r && c ? dy[(pl * Ho + r - 1) * Wo + c - 1] : 0.0f;
+    }
+}
+extern "C" void kcuda_shift_backward_set(float *dx, const float *dy, int N, int C, int H, int W, cudaStream_t s) {
+    if (!dx || H - 1 <= 0 || W - 1 <= 0) return;
+    int64_t planes = (int64_t)N * C;
+    LAUNCH1(shift_bwd_set_k, planes * H * W, dx, dy, planes, H, W);
 }
 
 /* ---- global average pool ---- */

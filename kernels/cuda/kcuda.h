@@ -192,6 +192,8 @@ void kcuda_avgpool_backward(float *dx, const float *dy, const kpool_desc *d, cud
 /* ---- elementwise; n elements ---- */
 void kcuda_relu_forward(float *y, const float *x, int64_t n, cudaStream_t s);
 void kcuda_relu_backward(float *dx, const float *dy, const float *y, int64_t n, cudaStream_t s);
+/* dx written, not accumulated: dx = y > 0 ? dy : 0. */
+void kcuda_relu_backward_set(float *dx, const float *dy, const float *y, int64_t n, cudaStream_t s);
 void kcuda_tanh_forward(float *y, const float *x, int64_t n, cudaStream_t s);
 void kcuda_tanh_backward(float *dx, const float *dy, const float *y, int64_t n, cudaStream_t s);
 void kcuda_sigmoid_forward(float *y, const float *x, int64_t n, cudaStream_t s);
@@ -267,17 +269,30 @@ void kcuda_channel_shuffle_backward(float *dx, const float *dy, int N, int C, in
 void kcuda_softmax_forward(float *y, const float *x, int rows, int K, cudaStream_t s);
 void kcuda_softmax_backward(float *dx, const float *dy, const float *y, int rows, int K, cudaStream_t s);
 
-/* ---- channel concat / slice ---- */
-void kcuda_concat_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s);
-void kcuda_concat_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s);
-/* The same, dx written instead of accumulated. */
-void kcuda_concat_backward_set(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s);
+/* ---- sums of n tensors and channel concat, one launch each (n <= KCUDA_MAX_NARY) ----
+ * sum_forward: y = xs[0] + coef[1] * xs[1] + ... in that order (coef[0] unused), then
+ * y = post * y where scaled: the bits of a copy, axpys and a scale. sum_backward: gs[k]
+ * (NULL: none) = coef[k] * dy where set bit k, else += coef[k] * dy (scale / axpy's bits).
+ * concat over channels: xs[k] (N, Cx[k], HW) into y (N, Cy, HW), Cy = the sum of Cx;
+ * backward writes (set bit k) or adds dy's channels into dxs[k] (NULL: none). xs, gs,
+ * dxs, coef, Cx: HOST arrays of n. */
+#define KCUDA_MAX_NARY 32
+void kcuda_sum_forward(float *y, const float *const *xs, const float *coef, int n, float post, int scaled, int64_t len,
+                       cudaStream_t s);
+void kcuda_sum_backward(float *const *gs, const float *coef, int n, unsigned set, const float *dy, int64_t len,
+                        cudaStream_t s);
+void kcuda_concat_forward(float *y, const float *const *xs, const int *Cx, int n, int N, int Cy, int HW, cudaStream_t s);
+void kcuda_concat_backward(float *const *dxs, unsigned set, const int *Cx, int n, const float *dy, int N, int Cy, int HW,
+                           cudaStream_t s);
+/* ---- channel slice: y (N, Cy, HW) = channels [c_off, c_off + Cy) of x (N, Cx, HW) ---- */
 void kcuda_slice_forward(float *y, const float *x, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s);
 void kcuda_slice_backward(float *dx, const float *dy, int N, int Cx, int HW, int Cy, int c_off, cudaStream_t s);
 
 /* ---- pixel shift, global average pool ---- */
 void kcuda_shift_forward(float *y, const float *x, int N, int C, int H, int W, cudaStream_t s);
 void kcuda_shift_backward(float *dx, const float *dy, int N, int C, int H, int W, cudaStream_t s);
+/* The same, dx written whole (0 where x has no pixel in y). */
+void kcuda_shift_backward_set(float *dx, const float *dy, int N, int C, int H, int W, cudaStream_t s);
 void kcuda_gap_forward(float *y, const float *x, int N, int C, int HW, cudaStream_t s);
 void kcuda_gap_backward(float *dx, const float *dy, int N, int C, int HW, cudaStream_t s);
 

@@ -15,6 +15,8 @@ extern "C" {
 }
 #include "runtime/cuda/backend_cuda.h"
 
+static_assert(RT_MAX_IN <= KCUDA_MAX_NARY, "an ADD or CONCAT node's inputs must fit one n-ary launch");
+
 typedef struct cu_block {
     void *p;
     size_t bytes;
@@ -252,15 +254,14 @@ static void cu_forward(rt_backend *be, const rt_exec_node *n) {
     case IR_OP_AVGPOOL: { kpool_desc d = pool_desc(n); kcuda_avgpool_forward(y, x, &d, s); break; }
     case IR_OP_ADD:
     case IR_OP_MEAN:
-        kcuda_copy(y, x, len, s);
-        for (int i = 1; i < n->n_in; i++) kcuda_axpy(y, 1.f, F(n->in[i]), len, s);
-        if (n->op == IR_OP_MEAN) kcuda_scale(y, 1.f / (float)n->n_in, y, len, s);
+    case IR_OP_SUB: { /* one launch: x0 + x1 + ... (- x1), then / n for MEAN */
+        const float *xs[RT_MAX_IN] = {0};
+        float coef[RT_MAX_IN];
+        for (int i = 0; i < n->n_in; i++) xs[i] = F(n->in[i]), coef[i] = n->op == IR_OP_SUB ? -1.f : 1.f;
+        kcuda_sum_forward(y, xs, coef, n->n_in, 1.f / (float)n->n_in, n->op == IR_OP_MEAN, len, s);
         break;
+    }
     case IR_OP_MUL: kcuda_mul_forward(y, x, F(n->in[1]), len, s); break;
-    case IR_OP_SUB:
-        kcuda_copy(y, x, len, s);
-        kcuda_axpy(y, -1.f, F(n->in[1]), len, s);
-        break;
     case IR_OP_SCALE: kcuda_scale(y, n->fattr[IR_F_P], x, len, s); break;
     case IR_OP_WSUM: {
         const float *xs[RT_MAX_IN] = {0};
@@ -295,12 +296,10 @@ static void cu_forward(rt_backend *be, const rt_exec_node *n) {
                                       (int)n->iattr[IR_A_SHUFFLE_GROUPS], s);
         break;
     case IR_OP_CONCAT: {
-        int N = (int)n->out.shape[0], Cy = (int)n->out.shape[1], HW = plane(&n->out), off = 0;
-        for (int i = 0; i < n->n_in; i++) {
-            int Cx = (int)n->in[i].shape[1];
-            kcuda_concat_forward(y, F(n->in[i]), N, Cx, HW, Cy, off, s);
-            off += Cx;
-        }
+        const float *xs[RT_MAX_IN] = {0};
+        int Cx[RT_MAX_IN];
+        for (int i = 0; i < n->n_in; i++) xs[i] = F(n->in[i]), Cx[i] = (int)n->in[i].shape[1];
+        kcuda_concat_forward(y, xs, Cx, n->n_in, (int)n->out.shape[0], (int)n->out.shape[1], plane(&n->out), s);
         break;
     }
     case IR_OP_SLICE:
@@ -378,27 +377,24 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
             dx, n->in[1].grad, n->in[2].grad, dy, x, n->in[1].data ? F(n->in[1]) : NULL, n->aux, n->aux + d.C, &d, s);
         break;
     }
-    case IR_OP_RELU: if (dx) kcuda_relu_backward(dx, dy, F(n->out), len, s); break;
+    case IR_OP_RELU:
+        if (dx) (n->grad_set & 1u ? kcuda_relu_backward_set : kcuda_relu_backward)(dx, dy, F(n->out), len, s);
+        break;
     case IR_OP_TANH: if (dx) kcuda_tanh_backward(dx, dy, F(n->out), len, s); break;
     case IR_OP_SIGMOID: if (dx) kcuda_sigmoid_backward(dx, dy, F(n->out), len, s); break;
     case IR_OP_IDENTITY: if (dx) kcuda_axpy(dx, 1.f, dy, len, s); break;
     case IR_OP_MAXPOOL: { kpool_desc d = pool_desc(n); if (dx) kcuda_maxpool_backward(dx, dy, x, &d, s); break; }
     case IR_OP_AVGPOOL: { kpool_desc d = pool_desc(n); if (dx) kcuda_avgpool_backward(dx, dy, &d, s); break; }
     case IR_OP_ADD:
-    case IR_OP_MEAN: {
-        float sc = n->op == IR_OP_MEAN ? 1.f / (float)n->n_in : 1.f;
-        for (int i = 0; i < n->n_in; i++) {
-            if (!n->in[i].grad) continue;
-            if (n->grad_set >> i & 1u) kcuda_scale(n->in[i].grad, sc, dy, len, s);
-            else kcuda_axpy(n->in[i].grad, sc, dy, len, s);
-        }
+    case IR_OP_MEAN:
+    case IR_OP_SUB: { /* every input's gradient in one launch: set (sets_grad) or added */
+        float *gs[RT_MAX_IN] = {0}, coef[RT_MAX_IN];
+        const float sc = n->op == IR_OP_MEAN ? 1.f / (float)n->n_in : 1.f;
+        for (int i = 0; i < n->n_in; i++) gs[i] = n->in[i].grad, coef[i] = n->op == IR_OP_SUB && i ? -1.f : sc;
+        kcuda_sum_backward(gs, coef, n->n_in, n->op == IR_OP_SUB ? 0u : n->grad_set, dy, len, s);
         break;
     }
     case IR_OP_MUL: kcuda_mul_backward(dx, n->in[1].grad, dy, x, F(n->in[1]), len, s); break;
-    case IR_OP_SUB:
-        if (dx) kcuda_axpy(dx, 1.f, dy, len, s);
-        if (n->in[1].grad) kcuda_axpy(n->in[1].grad, -1.f, dy, len, s);
-        break;
     case IR_OP_SCALE: if (dx) kcuda_axpy(dx, n->fattr[IR_F_P], dy, len, s); break;
     case IR_OP_WSUM: {
         const float *xs[RT_MAX_IN] = {0};
@@ -440,14 +436,11 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
                                                (int)n->iattr[IR_A_SHUFFLE_GROUPS], s);
         break;
     case IR_OP_CONCAT: {
-        int N = (int)n->out.shape[0], Cy = (int)n->out.shape[1], HW = plane(&n->out), off = 0;
-        for (int i = 0; i < n->n_in; i++) {
-            int Cx = (int)n->in[i].shape[1];
-            if (n->in[i].grad)
-                (n->grad_set >> i & 1u ? kcuda_concat_backward_set : kcuda_concat_backward)(n->in[i].grad, dy, N, Cx,
-                                                                                          HW, Cy, off, s);
-            off += Cx;
-        }
+        float *gs[RT_MAX_IN] = {0};
+        int Cx[RT_MAX_IN];
+        for (int i = 0; i < n->n_in; i++) gs[i] = n->in[i].grad, Cx[i] = (int)n->in[i].shape[1];
+        kcuda_concat_backward(gs, n->grad_set, Cx, n->n_in, dy, (int)n->out.shape[0], (int)n->out.shape[1],
+                              plane(&n->out), s);
         break;
     }
     case IR_OP_SLICE:
@@ -455,8 +448,9 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
                                      (int)n->out.shape[1], (int)n->iattr[IR_A_SLICE_START], s);
         break;
     case IR_OP_SHIFT:
-        if (dx) kcuda_shift_backward(dx, dy, (int)n->in[0].shape[0], (int)n->in[0].shape[1], (int)n->in[0].shape[2],
-                                     (int)n->in[0].shape[3], s);
+        if (dx)
+            (n->grad_set & 1u ? kcuda_shift_backward_set : kcuda_shift_backward)(
+                dx, dy, (int)n->in[0].shape[0], (int)n->in[0].shape[1], (int)n->in[0].shape[2], (int)n->in[0].shape[3], s);
         break;
     case IR_OP_GAP:
         if (dx) kcuda_gap_backward(dx, dy, (int)n->in[0].shape[0], (int)n->in[0].shape[1], plane(&n->in[0]), s);
@@ -504,7 +498,7 @@ static int cu_sets_grad(rt_backend *be, const rt_exec_node *n, int k) {
         kconv2d_desc d = conv_desc(n);
         return kcuda_conv2d_sets_dx(&d);
     }
-    case IR_OP_BATCHNORM: return k == 0;
+    case IR_OP_BATCHNORM: case IR_OP_SHIFT: case IR_OP_RELU: return k == 0;
     case IR_OP_ADD: case IR_OP_MEAN: case IR_OP_CONCAT: return k < 32;
     case IR_OP_WSUM: case IR_OP_MIXED: case IR_OP_WMIXED: return k >= 1 && k < 17;
     default: return 0;
