@@ -183,7 +183,7 @@ int dartsc_cmd_bench(int argc, char **argv) {
     if (dartsc_load_space(path, &sp)) return 1;
     if (!batch) batch = sp.search.batch;
     ir_net net;
-    if (ir_space_build_supernet(&sp, batch, &net)) {
+    if (ir_space_build_supernet_ex(&sp, batch, &(ir_supernet_opts){.no_share = sr_no_share()}, &net)) {
         fprintf(stderr, "dartsc bench: %s\n", net.error);
         return 1;
     }

@@ -13,6 +13,7 @@
 #include "runtime/text.h"
 #include "search/genotype.h"
 #include "search/proxyless.h"
+#include "search/search.h"
 #include "search/successors.h"
 
 static void human_bytes(double b, char *out, size_t n);
@@ -233,6 +234,7 @@ int dartsc_cmd_check(int argc, char **argv) {
     ir_net net;
     ir_supernet_opts sno;
     sr_succ_supernet_opts(&sp, so.strategy, &sno);
+    sno.no_share = sr_no_share();
     if (sno.sigmoid) printf("  strategy %s: sigmoid(alpha) per op\n", dartsc_strategy_name(so.strategy));
     if (sno.partial > 1 || sno.edge_norm)
         printf("  strategy %s: 1/%d of the channels through each mixed op, edge normalisation %s\n",

@@ -85,6 +85,7 @@ void ir_graph_free(ir_graph *g) {
 
 const char *ir_graph_name(const ir_graph *g) { return g->name; }
 int ir_graph_num_nodes(const ir_graph *g) { return g->n_nodes; }
+void ir_graph_reuse(ir_graph *g) { g->reused++; }
 const ir_node *ir_graph_node(const ir_graph *g, int id) {
     return (id >= 0 && id < g->n_nodes) ? &g->nodes[id] : NULL;
 }
@@ -366,6 +367,7 @@ static int push_node(ir_graph *g, ir_node *n, const int *in, int n_in, const cha
     n->n_inputs = n_in;
     n->name = arena_strdup(g, name);
     n->loc = g->loc;
+    n->seq = g->n_nodes + g->reused;
     g->nodes[g->n_nodes] = *n;
     return g->n_nodes++;
 }

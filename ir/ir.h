@@ -121,6 +121,9 @@ typedef struct ir_node {
     unsigned flags;
     const char *name;
     ir_loc loc;
+    int seq; /* its id had every node reused by ir_graph_reuse been built anew (the id itself
+                where none was): what a parameter's initial values are drawn from, so they do
+                not change when a builder shares ops (ir/space.c) */
 } ir_node;
 
 typedef struct ir_graph ir_graph;
@@ -138,6 +141,9 @@ void ir_graph_set_loc(ir_graph *g, ir_loc loc);
 /* Find a node by exact name; -1 if none. */
 int ir_graph_find(const ir_graph *g, const char *name);
 void ir_node_set_flags(ir_graph *g, int id, unsigned flags);
+/* A builder reused an existing node where it would have built a new one: the nodes built
+ * from now on get seq one higher (see ir_node.seq). */
+void ir_graph_reuse(ir_graph *g);
 /* Used by passes: change a node's scalar attribute in place. */
 void ir_node_set_fattr(ir_graph *g, int id, int idx, float v);
 

@@ -13,6 +13,7 @@ struct ir_graph {
     const char *name;
     ir_node *nodes;
     int n_nodes, cap;
+    int reused; /* nodes a builder reused instead of building (ir_graph_reuse): later seqs count them */
     ir_loc loc;
     ir_chunk *chunk; /* arena for names and input lists, freed with the graph */
     size_t chunk_used, chunk_cap;

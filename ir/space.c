@@ -225,7 +225,52 @@ typedef struct builder {
     int affine;         /* affine BN inside cells */
     const ir_supernet_opts *so; /* search supernets: the successors' variants (never NULL there) */
     int weights[2];     /* per cell type: what the mixed ops read (alpha, or sigmoid(alpha)) */
+    int share;          /* search supernets: parameter-free ops of one state built once (b_memo_*) */
+    int nmemo;          /* b_memo_*'s table, emptied at each cell */
+    struct b_memo {
+        int op, x, a0, a1, a2, y;
+    } memo[64];
 } builder;
+
+/* Parameter-free ops of one input shared by a search cell's edges. Every edge from a state
+ * computes the same max and average pools of it (and on a reduction edge FactorizedReduce's
+ * ReLU and pixel shift; PC-DARTS' channel slices and the bypass's pool): PyTorch's DARTS
+ * runs each edge's own copy; the supernet builds each once, named after the first edge
+ * that asks for it, and the others read it (their gradients meet in its gradient before
+ * its one backward). The same values forward; backward the edges' gradients are summed
+ * before the op instead of after it. Not the ReLUs of the convolutions: those fold into
+ * their convolution (runtime/plan.c), which a shared one could not. b_memo_find returns
+ * the node or -1; b_memo_put records y (a full table builds further copies: still right).
+ * Each reuse is counted (ir_graph_reuse), so every parameter draws the initial values it
+ * gets without sharing (runtime/plan.c seeds them by ir_node.seq). */
+static int b_memo_find(builder *b, int op, int x, int a0, int a1, int a2) {
+    for (int i = 0; b->share && i < b->nmemo; i++) {
+        const struct b_memo *m = &b->memo[i];
+        if (m->op != op || m->x != x || m->a0 != a0 || m->a1 != a1 || m->a2 != a2) continue;
+        ir_graph_reuse(b->g); /* the parameters after it keep the values one copy per edge gives them */
+        return m->y;
+    }
+    return -1;
+}
+static int b_memo_put(builder *b, int op, int x, int a0, int a1, int a2, int y) {
+    if (b->share && y >= 0 && b->nmemo < (int)(sizeof b->memo / sizeof *b->memo))
+        b->memo[b->nmemo++] = (struct b_memo){op, x, a0, a1, a2, y};
+    return y;
+}
+static int b_pool(builder *b, ir_op op, int x, int k, int stride, int pad, const char *name) {
+    int y = b_memo_find(b, op, x, k, stride, pad);
+    return y >= 0 ? y : b_memo_put(b, op, x, k, stride, pad, ir_pool(b->g, op, x, k, stride, pad, name));
+}
+static int b_slice(builder *b, int x, int start, int len, const char *name) {
+    int y = b_memo_find(b, IR_OP_SLICE, x, start, len, 0);
+    return y >= 0 ? y : b_memo_put(b, IR_OP_SLICE, x, start, len, 0, ir_slice(b->g, x, start, len, name));
+}
+/* unary ops of one input: tag keeps apart uses that must not merge (FactorizedReduce's ReLU
+ * from a convolution's) */
+static int b_unary_shared(builder *b, ir_op op, int x, int tag, const char *name) {
+    int y = b_memo_find(b, op, x, tag, 0, 0);
+    return y >= 0 ? y : b_memo_put(b, op, x, tag, 0, 0, ir_unary(b->g, op, x, name));
+}
 
 static int b_conv(builder *b, int x, const char *prefix, int64_t cin, int64_t cout, int kh, int kw, int sh, int sw,
                   int ph, int pw, int dil, int groups) {
@@ -270,11 +315,11 @@ static int b_relu_conv_bn(builder *b, int x, const char *p, int64_t cin, int64_t
 static int b_factorized_reduce(builder *b, int x, const char *p, int64_t cin, int64_t cout) {
     char n[256];
     snprintf(n, sizeof n, "%s.relu", p);
-    x = b_relu(b, x, n);
+    x = b_unary_shared(b, IR_OP_RELU, x, 1, n);
     snprintf(n, sizeof n, "%s.conv_1", p);
     int a = b_conv(b, x, n, cin, cout / 2, 1, 1, 2, 2, 0, 0, 1, 1);
     snprintf(n, sizeof n, "%s.shift", p);
-    int s = ir_unary(b->g, IR_OP_SHIFT, x, n);
+    int s = b_unary_shared(b, IR_OP_SHIFT, x, 1, n);
     snprintf(n, sizeof n, "%s.conv_2", p);
     int c = b_conv(b, s, n, cin, cout / 2, 1, 1, 2, 2, 0, 0, 1, 1);
     snprintf(n, sizeof n, "%s.concat", p);
@@ -296,7 +341,7 @@ static int b_cand(builder *b, const ir_cand *op, int x, const char *p, int64_t C
     case IR_CAND_AVG_POOL: {
         ir_op pop = op->kind == IR_CAND_MAX_POOL ? IR_OP_MAXPOOL : IR_OP_AVGPOOL;
         snprintf(n, sizeof n, search ? "%s.0" : "%s", p);
-        int y = ir_pool(b->g, pop, x, k, stride, k / 2, n);
+        int y = b_pool(b, pop, x, k, stride, k / 2, n);
         if (!search) return y;
         snprintf(n, sizeof n, "%s.1", p);
         return b_bn(b, y, n, C, 0);
@@ -384,6 +429,7 @@ static int b_search_cell(builder *b, const ir_cell *cell, int ci, int alpha, int
                          const int *cols, int n_cols, float skip_dropout) {
     char n[256], p[128];
     int states[2 + IR_MAX_NODES];
+    b->nmemo = 0; /* ops are shared within a cell */
     int ns = b_cell_inputs(b, cell, ci, s0, s1, c_pp, c_p, C, reduction_prev, states);
     int e = 0, K = b->so->partial > 1 ? b->so->partial : 1;
     int64_t Cm = C / K; /* channels through the mixed op */
@@ -395,7 +441,7 @@ static int b_search_cell(builder *b, const ir_cell *cell, int ci, int alpha, int
             int xs[IR_MAX_CANDS], xcols[IR_MAX_CANDS], nx = 0, xin = states[j];
             if (K > 1) {
                 snprintf(n, sizeof n, "cells.%d._ops.%d.partial", ci, e);
-                xin = ir_slice(b->g, states[j], 0, (int)Cm, n);
+                xin = b_slice(b, states[j], 0, (int)Cm, n);
             }
             for (int c = 0; c < (cols ? n_cols : cell->n_ops); c++) {
                 int o = cols ? cols[e * n_cols + c] : c;
@@ -416,10 +462,10 @@ static int b_search_cell(builder *b, const ir_cell *cell, int ci, int alpha, int
             if (K > 1) {
                 /* PC-DARTS: the other channels bypass the op (pooled to its size), then a shuffle */
                 snprintf(n, sizeof n, "cells.%d._ops.%d.bypass", ci, e);
-                int rest = ir_slice(b->g, states[j], (int)Cm, (int)(C - Cm), n);
+                int rest = b_slice(b, states[j], (int)Cm, (int)(C - Cm), n);
                 if (stride == 2) {
                     snprintf(n, sizeof n, "cells.%d._ops.%d.mp", ci, e);
-                    rest = ir_pool(b->g, IR_OP_MAXPOOL, rest, 2, 2, 0, n);
+                    rest = b_pool(b, IR_OP_MAXPOOL, rest, 2, 2, 0, n);
                 }
                 snprintf(n, sizeof n, "cells.%d._ops.%d.cat", ci, e);
                 m = ir_nary(b->g, IR_OP_CONCAT, 2, (int[]){m, rest}, n);
@@ -483,7 +529,7 @@ int ir_space_build_supernet_ex(const ir_space *sp, int batch, const ir_supernet_
         return -1;
     }
     if (so->partial > 1 && check_partial(sp, so->partial, net->error, sizeof net->error)) return -1;
-    builder b = {.g = ir_graph_new(sp->name), .bn_batch_stats = 1, .affine = 0, .so = so};
+    builder b = {.g = ir_graph_new(sp->name), .bn_batch_stats = 1, .affine = 0, .so = so, .share = !so->no_share};
     if (!b.g) {
         snprintf(net->error, sizeof net->error, "out of memory");
         return -1;

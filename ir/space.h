@@ -204,6 +204,9 @@ typedef struct ir_supernet_opts {
     float skip_dropout;
     int gates;     /* ProxylessNAS: an edge is sum_c alpha[e][c] op_c(x) (WMIXED over alpha itself: alpha
                       holds the binary gates); an edge whose columns are all 'none' is a ZERO node */
+    int no_share;  /* 1: every edge builds its own pools, FactorizedReduce ReLU and shift, PC-DARTS
+                      slices, as PyTorch's DARTS runs them; 0 (default): each is built once per cell
+                      and input and the edges read it (the same forward values; see ir/space.c) */
 } ir_supernet_opts;
 /* o NULL: the DARTS supernet (as all zero). */
 int ir_space_build_supernet_ex(const ir_space *sp, int batch, const ir_supernet_opts *o, ir_net *net);

@@ -554,7 +554,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         int64_t k = ir_node_numel(nd);
         float *host = malloc((size_t)k * sizeof *host);
         if (!host) { free(poff); perr(err, errlen, "out of memory"); goto fail; }
-        init_param(host, nd, krng_hash(p->seed, (uint64_t)i));
+        init_param(host, nd, krng_hash(p->seed, (uint64_t)nd->seq)); /* seq: i unless a builder shared ops */
         be->upload(be, p->data[i], host, (size_t)k * sizeof *host);
         free(host);
     }

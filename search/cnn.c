@@ -437,6 +437,11 @@ static void softmax_rows_json(FILE *f, const float *a, int rows, int cols) {
 /* Both alphas on the host in the space's layout (edges, n_ops); a P-DARTS stage's pruned
  * candidates read SR_ALPHA_PRUNED. Returns the one allocation to free, which starts with the
  * arch group in the plan's own layout (a stage's (edges, n_cols)). */
+int sr_no_share(void) {
+    const char *v = getenv("DARTSC_NO_SHARE");
+    return v && v[0] == '1' && !v[1];
+}
+
 static float *alphas_host(run *r, float **an, float **ar) {
     rt_group ga = rt_plan_group(r->p, IR_ROLE_ARCH);
     const ir_cell *cells[2] = {&r->sp->normal, &r->sp->reduce};
@@ -722,6 +727,7 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
     ir_supernet_opts so;
     if (o->supernet) so = *o->supernet; /* a P-DARTS stage's */
     else sr_succ_supernet_opts(sp, o->strategy, &so);
+    so.no_share = sr_no_share();
     /* ProxylessNAS: the loop's supernet only holds the shared parameters (the steps run their
        own plans of one or two paths per edge), so it is planned at batch 1 */
     const int mbatch = o->strategy == SR_PROXYLESS ? 1 : lbatch;

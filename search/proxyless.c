@@ -171,6 +171,7 @@ int sr_px_build_step_net(const ir_space *sp, int batch, const int *const cols[2]
     so.n_cols[0] = n_cols < sp->normal.n_ops ? n_cols : sp->normal.n_ops;
     so.n_cols[1] = n_cols < sp->reduce.n_ops ? n_cols : sp->reduce.n_ops;
     so.gates = 1;
+    so.no_share = sr_no_share();
     return ir_space_build_supernet_ex(sp, batch, &so, net);
 }
 

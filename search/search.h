@@ -144,6 +144,9 @@ int sr_enas_search(const ir_space *sp, const sr_options *o, sr_result *res, char
 /* The DARTS loop over a convolutional (kind cnn) space's supernet: strategies SR_DARTS,
  * SR_JOINT and SR_COORD (search/cnn.c). */
 int sr_cnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen);
+/* 1 where DARTSC_NO_SHARE=1: supernets built without shared parameter-free ops
+ * (ir_supernet_opts.no_share; the A/B switch of bench/ and the tests). */
+int sr_no_share(void);
 /* The DARTS search of a recurrent (kind rnn) space (search/rnn.c): SR_DARTS only; val_acc
  * holds the last validation perplexity. */
 int sr_rnn_search(const ir_space *sp, const sr_options *o, sr_result *res, char *err, size_t errlen);

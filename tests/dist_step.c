@@ -165,7 +165,7 @@ int main(int argc, char **argv) {
     rt_loader l;
     if (rt_loader_init(&l, &part, &cfg, err, sizeof err)) return fail(err);
     ir_net net;
-    if (ir_space_build_supernet(&sp, lb, &net)) return fail(net.error);
+    if (ir_space_build_supernet_ex(&sp, lb, &(ir_supernet_opts){.no_share = sr_no_share()}, &net)) return fail(net.error);
     rt_backend *be = rt_backend_cpu_new();
     rt_plan *p = rt_plan_new(net.graph, be,
                              &(rt_plan_opts){.seed = tc->seed, .grads = RT_GRAD_W | RT_GRAD_ARCH,

@@ -64,7 +64,16 @@ static const char *write_space(const char *dir, const char *name, int epochs, in
  * scaled by 1/2 instead of one sum. Measured: losses within 1.1e-7 relative, every
  * gradient vector within 3.1e-7 (norm of the difference over the norm). Tolerance 1e-5:
  * 30x the rounding seen, while per-process statistics (sync_bn off) are 0.39 away and a
- * shard or a sum gone wrong is O(1). */
+ * shard or a sum gone wrong is O(1).
+ * Except the second-order architecture gradient: its Hessian term is a finite difference,
+ * (grad at w + R v - grad at w - R v) / 2R with R = 0.01 / ||v||, and a rounding-sized
+ * change of an activation can flip a max pool's argmax (two window entries within 1e-7 of
+ * each other: a few among ~10^6 windows) or a ReLU near 0, moving one gradient entry by
+ * O(dy), which the 1/2R multiplies. Measured at seeds 1-5, with the supernet's shared ops
+ * and without (DARTSC_NO_SHARE=1): 3e-7 where nothing flips, else 5.4e-4 to 8.9e-3 (the
+ * weight gradient and the losses stay within 3e-7 throughout); tolerance 2e-2 for it: 2x
+ * the worst seen, still far below the O(1) of a shard, a sum or statistics gone wrong
+ * (sync_bn off: 0.39). */
 static void sync_case(int order) {
     const char *dir = tu_tmpdir();
     const char *space = write_space(dir, "s.dartsc", 1, order, 128, 1);
@@ -76,7 +85,7 @@ static void sync_case(int order) {
     cr_assert_eq(sh(cmd), 0, "one process failed: %s/one.log", dir);
     snprintf(cmd, sizeof cmd, MPIRUN "2 %s %s %s/two.dtns --order %d > %s/two.log 2>&1", bin, space, dir, order, dir);
     cr_assert_eq(sh(cmd), 0, "2 processes failed: %s/two.log", dir);
-    step0_match(dir, order, 1e-5);
+    step0_match(dir, order, 1e-5, order == 2 ? 2e-2 : 1e-5);
 }
 
 Test(dist, sync_bn_first_order_matches_one_process) { sync_case(1); }

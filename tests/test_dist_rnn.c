@@ -87,7 +87,7 @@ static void match_case(int order, double tol) {
     cr_assert_eq(sh(cmd), 0, "one process failed: %s/one.log", dir);
     snprintf(cmd, sizeof cmd, MPIRUN "2 %s %s %s/two.dtns > %s/two.log 2>&1", bin, space, dir, dir);
     cr_assert_eq(sh(cmd), 0, "2 processes failed: %s/two.log", dir);
-    step0_match(dir, order, tol);
+    step0_match(dir, order, tol, tol);
 }
 
 Test(dist_rnn, first_step_matches_one_process_first_order, .timeout = 120) { match_case(1, 1e-5); }

@@ -382,6 +382,66 @@ static void darts_cell_case(int reduction, int sharp) {
     check_group_ex(&h, IR_ROLE_WEIGHT, 300, 1e-3f, 1);
     free_harness(&h);
 }
+/* The supernet's shared parameter-free ops (ir/space.c: each state's pools, FactorizedReduce
+ * ReLU and shift, PC-DARTS' slices built once per cell and read by every edge) against
+ * PyTorch DARTS' structure of one copy per edge (ir_supernet_opts.no_share): fewer nodes,
+ * the same parameters and initial values, the same loss bit for bit (the same forward
+ * values), and gradients equal to rounding: the edges' gradients now meet before a pool's
+ * backward instead of after it, a different order of float additions. The tolerance, 2e-5
+ * relative to the group's largest gradient, is ~100 float roundings of the largest term;
+ * measured: a few 1e-7 (see the message). PC-DARTS (K = 2) too: slices, bypass pools. */
+static void shared_ops_case(int partial) {
+    ir_space sp;
+    tiny_space(&sp);
+    ir_net net[2];
+    harness h[2];
+    int pools[2] = {0, 0}, nodes[2];
+    float loss[2];
+    for (int v = 0; v < 2; v++) {
+        ir_supernet_opts so = {.no_share = v, .partial = partial, .edge_norm = partial > 1};
+        cr_assert_eq(ir_space_build_supernet_ex(&sp, 4, &so, &net[v]), 0, "%s", net[v].error);
+        h[v] = (harness){.g = net[v].graph, .labels = net[v].labels, .loss = net[v].loss};
+        make_plan(&h[v], 5);
+        float img[4 * 2 * 8 * 8];
+        tu_fill_uniform(img, 4 * 2 * 8 * 8, -1.f, 1.f, 6);
+        cr_assert_eq(rt_set_input(h[v].p, net[v].images, img, sizeof img), 0);
+        nodes[v] = ir_graph_num_nodes(net[v].graph);
+        for (int i = 0; i < nodes[v]; i++) {
+            const ir_op op = ir_graph_node(net[v].graph, i)->op;
+            pools[v] += op == IR_OP_MAXPOOL || op == IR_OP_AVGPOOL;
+        }
+        rt_group ga = rt_plan_group(h[v].p, IR_ROLE_ARCH);
+        tu_fill_uniform(ga.data, ga.n, -1.f, 1.f, 3);
+        loss[v] = rt_forward(h[v].p, 1);
+        cr_assert_eq(rt_backward(h[v].p, RT_GRAD_W | RT_GRAD_ARCH), 0);
+    }
+    /* 3 cells of 14 edges from 5 states: 5 of each pool per cell, not 14 (PC-DARTS: and the
+     * reduction cell's 8 bypass pools of 2 states' slices: 2) */
+    cr_expect_lt(nodes[0], nodes[1], "sharing built %d nodes, one copy per edge %d", nodes[0], nodes[1]);
+    cr_expect_eq(pools[1] - pools[0], 3 * 2 * (14 - 5) + (partial > 1 ? 8 - 2 : 0), "pools: %d shared, %d per edge",
+                 pools[0], pools[1]);
+    cr_expect(memcmp(&loss[0], &loss[1], sizeof loss[0]) == 0, "loss %.9g shared vs %.9g per edge", loss[0], loss[1]);
+    for (int role = IR_ROLE_WEIGHT; role <= IR_ROLE_ARCH; role++) {
+        rt_group a = rt_plan_group(h[0].p, (ir_role)role), b = rt_plan_group(h[1].p, (ir_role)role);
+        cr_assert_eq(a.n, b.n, "%s: %lld parameters shared, %lld per edge", ir_role_name((ir_role)role),
+                     (long long)a.n, (long long)b.n);
+        cr_expect(memcmp(a.data, b.data, (size_t)a.n * 4) == 0, "%s: different initial values",
+                  ir_role_name((ir_role)role));
+        double big = 0, worst = 0;
+        for (int64_t i = 0; i < a.n; i++) big = fmax(big, fabs(b.grad[i]));
+        for (int64_t i = 0; i < a.n; i++) worst = fmax(worst, fabs((double)a.grad[i] - b.grad[i]));
+        cr_expect(big > 0, "%s: no gradient", ir_role_name((ir_role)role));
+        cr_expect_leq(worst, 2e-5 * big, "%s gradients: largest difference %.3g, %.3g of the largest gradient %.3g",
+                      ir_role_name((ir_role)role), worst, worst / big, big);
+        cr_log_info("%s gradients (K = %d): largest difference %.3g of the largest gradient", ir_role_name((ir_role)role),
+                    partial, worst / big);
+    }
+    free_harness(&h[0]);
+    free_harness(&h[1]);
+}
+Test(grad, shared_pools_and_reduce_ops_equal_one_copy_per_edge) { shared_ops_case(0); }
+Test(grad, shared_slices_and_pools_pc_darts_equal_one_copy_per_edge) { shared_ops_case(2); }
+
 Test(grad, darts_normal_cell_weights_and_alpha) { darts_cell_case(0, 0); }
 Test(grad, darts_reduction_cell_weights_and_alpha) { darts_cell_case(1, 0); }
 Test(grad, sharp_sep_conv_normal_cell_weights_and_alpha) { darts_cell_case(0, 1); }
