@@ -260,7 +260,9 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
                 dx, n->in[1].grad, n->in[2].grad, dy, x, n->in[1].data ? F(n->in[1]) : NULL, n->aux, n->aux + d.C, &d);
         break;
     }
-    case IR_OP_RELU: if (dx) kcpu_relu_backward(dx, dy, F(n->out), len); break;
+    case IR_OP_RELU:
+        if (dx) (n->grad_set & 1u ? kcpu_relu_backward_set : kcpu_relu_backward)(dx, dy, F(n->out), len);
+        break;
     case IR_OP_TANH: if (dx) kcpu_tanh_backward(dx, dy, F(n->out), len); break;
     case IR_OP_SIGMOID: if (dx) kcpu_sigmoid_backward(dx, dy, F(n->out), len); break;
     case IR_OP_IDENTITY: if (dx) kcpu_axpy(dx, 1.f, dy, len); break;
@@ -349,8 +351,9 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
                                     (int)n->out.shape[1], (int)n->iattr[IR_A_SLICE_START]);
         break;
     case IR_OP_SHIFT:
-        if (dx) kcpu_shift_backward(dx, dy, (int)n->in[0].shape[0], (int)n->in[0].shape[1], (int)n->in[0].shape[2],
-                                    (int)n->in[0].shape[3]);
+        if (dx)
+            (n->grad_set & 1u ? kcpu_shift_backward_set : kcpu_shift_backward)(
+                dx, dy, (int)n->in[0].shape[0], (int)n->in[0].shape[1], (int)n->in[0].shape[2], (int)n->in[0].shape[3]);
         break;
     case IR_OP_GAP:
         if (dx) kcpu_gap_backward(dx, dy, (int)n->in[0].shape[0], (int)n->in[0].shape[1], plane(&n->in[0]));
@@ -407,7 +410,7 @@ static int cpu_sets_grad(rt_backend *be, const rt_exec_node *n, int k) {
         kconv2d_desc d = conv_desc(n);
         return kcpu_conv2d_sets_dx(&d);
     }
-    case IR_OP_BATCHNORM: return k == 0;
+    case IR_OP_BATCHNORM: case IR_OP_RELU: case IR_OP_SHIFT: return k == 0;
     case IR_OP_ADD: case IR_OP_MEAN: case IR_OP_CONCAT: return k < 32;
     case IR_OP_WSUM: case IR_OP_MIXED: case IR_OP_WMIXED: return k >= 1 && k < 17;
     default: return 0;

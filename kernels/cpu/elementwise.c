@@ -124,6 +124,11 @@ void kcpu_relu_backward(float *dx, const float *dy, const float *y, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > 32768)
     for (int64_t i = 0; i < n; i++) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
 }
+void kcpu_relu_backward_set(float *dx, const float *dy, const float *y, int64_t n) {
+    if (!dx) return;
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
 void kcpu_tanh_forward(float *y, const float *x, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > 8192)
     for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
@@ -482,6 +487,23 @@ void kcpu_shift_backward(float *dx, const float *dy, int N, int C, int H, int W)
             const float *g = dy + (pl * Ho + i) * Wo;
             for (int j = 0; j < Wo; j++) d[j] += g[j];
         }
+}
+void kcpu_shift_backward_set(float *dx, const float *dy, int N, int C, int H, int W) {
+    if (!dx) return;
+    const int64_t planes = (int64_t)N * C;
+    const int Ho = H - 1, Wo = W - 1;
+    if (Ho <= 0 || Wo <= 0) return;
+#pragma omp parallel for schedule(static) if (planes * H * W > 32768)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        float *p = dx + pl * H * W;
+        memset(p, 0, (size_t)W * sizeof *p); /* row 0 */
+        for (int i = 0; i < Ho; i++) {
+            float *d = p + (int64_t)(i + 1) * W;
+            const float *g = dy + (pl * Ho + i) * Wo;
+            d[0] = 0.0f; /* column 0 */
+            for (int j = 0; j < Wo; j++) d[j + 1] = g[j];
+        }
+    }
 }
 
 /* ---- global average pool ---- */

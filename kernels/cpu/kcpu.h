@@ -91,6 +91,8 @@ void kcpu_avgpool_backward(float *dx, const float *dy, const kpool_desc *d);
 /* ---- elementwise; n elements ---- */
 void kcpu_relu_forward(float *y, const float *x, int64_t n);
 void kcpu_relu_backward(float *dx, const float *dy, const float *y, int64_t n);
+/* dx written, not accumulated (the runtime skips zeroing it: sets_grad). */
+void kcpu_relu_backward_set(float *dx, const float *dy, const float *y, int64_t n);
 void kcpu_tanh_forward(float *y, const float *x, int64_t n);
 void kcpu_tanh_backward(float *dx, const float *dy, const float *y, int64_t n);
 void kcpu_sigmoid_forward(float *y, const float *x, int64_t n);
@@ -167,6 +169,8 @@ void kcpu_channel_shuffle_backward(float *dx, const float *dy, int N, int C, int
 /* ---- pixel shift of FactorizedReduce: y (N,C,H-1,W-1) = x[:, :, 1:, 1:] ---- */
 void kcpu_shift_forward(float *y, const float *x, int N, int C, int H, int W);
 void kcpu_shift_backward(float *dx, const float *dy, int N, int C, int H, int W);
+/* dx written whole: 0 in its first row and column. */
+void kcpu_shift_backward_set(float *dx, const float *dy, int N, int C, int H, int W);
 
 /* ---- zero op with stride: y = 0 ---- (use kcpu_fill) */
 
