@@ -2818,14 +2818,16 @@ static void bm_check(bm_case *c, const char *shape) {
 
 /* Shapes: 3 problems of 3 candidates over 2x3x5x5 (150 values: under one block of the
  * reductions' 120 x 256 threads), plain and with deferred batch norms; 4 of 4 with an
- * input used twice; 5 of 8 over 2x2x160 with deferred batch norms (640 values); 2 of 1. */
+ * input used twice; 5 of 8 over 2x2x160 with deferred batch norms (640 values); 2 of 1;
+ * 3 of 3 over 2x4x5000 (40,000 values: every block of the dot products has a partial, and
+ * the first 9,280 threads a second element). */
 Test(cuda_batch_mixed, batched_equal_single_calls_bit_for_bit) {
     cudaStream_t s;
     rt_backend *gpu = ol_begin(&s);
-    const struct { int m, n, O, N, C, HW, aff, alias; } sh[5] = {
+    const struct { int m, n, O, N, C, HW, aff, alias; } sh[6] = {
         {3, 3, 5, 2, 3, 25, 0, 0}, {3, 3, 5, 2, 3, 25, 1, 0}, {4, 4, 8, 2, 3, 9, 1, 1},
-        {5, 8, 8, 2, 2, 160, 1, 0}, {2, 1, 3, 1, 2, 7, 0, 0}};
-    for (int j = 0; j < 5; j++) {
+        {5, 8, 8, 2, 2, 160, 1, 0}, {2, 1, 3, 1, 2, 7, 0, 0}, {3, 3, 8, 2, 4, 5000, 1, 0}};
+    for (int j = 0; j < 6; j++) {
         bm_case c;
         bm_new(&c, sh[j].m, sh[j].n, sh[j].O, sh[j].N, sh[j].C, sh[j].HW, sh[j].aff, sh[j].alias, 700 + 50 * (uint64_t)j,
                s);
@@ -2909,13 +2911,14 @@ static void bm_old(bm_case *c, int op, int i) {
 /* Every buffer after the single calls memcmp-equal to the replaced sequence's, with
  * one-launch mode off and on; and the calls' kernel counts (the backward with d alpha 2,
  * one-launch 1, where it was 3). Columns 1, 4, 2, 4 (column 4 twice: the last one's dot
- * product counts, as before) and the shapes above. */
+ * product counts, as before), the shapes above, and 40,000 values with an aliased input. */
 Test(cuda_batch_mixed, single_calls_equal_the_launches_they_replaced) {
     cudaStream_t s;
     rt_backend *gpu = ol_begin(&s);
-    const struct { int n, O, N, C, HW, aff, alias, rep; } sh[4] = {
-        {3, 5, 2, 3, 25, 1, 0, 0}, {4, 8, 2, 3, 9, 1, 1, 0}, {4, 6, 2, 2, 40, 0, 0, 1}, {8, 8, 1, 2, 300, 1, 0, 0}};
-    for (int j = 0; j < 4; j++) {
+    const struct { int n, O, N, C, HW, aff, alias, rep; } sh[5] = {
+        {3, 5, 2, 3, 25, 1, 0, 0}, {4, 8, 2, 3, 9, 1, 1, 0}, {4, 6, 2, 2, 40, 0, 0, 1}, {8, 8, 1, 2, 300, 1, 0, 0},
+        {3, 8, 2, 4, 5000, 1, 1, 0}};
+    for (int j = 0; j < 5; j++) {
         bm_case c;
         bm_new(&c, 1, sh[j].n, sh[j].O, sh[j].N, sh[j].C, sh[j].HW, sh[j].aff, sh[j].alias, 1300 + 50 * (uint64_t)j, s);
         if (sh[j].rep) {
