@@ -1461,6 +1461,23 @@ enum { OL_BN_FWD, OL_BN_COEFS, OL_BN_BWD, OL_BN_BWD_NODX, OL_BN_BWD_SCALED_SET, 
 static void ol_ck(cudaError_t e, const char *what) { cr_assert(e == cudaSuccess, "%s: %s", what, cudaGetErrorString(e)); }
 #define OL_CK(call) ol_ck((call), #call)
 
+/* The kernel nodes of a recorded graph. */
+static int graph_kernels(cudaGraph_t g) {
+    size_t n = 0;
+    OL_CK(cudaGraphGetNodes(g, NULL, &n));
+    cudaGraphNode_t *nodes = malloc((n ? n : 1) * sizeof *nodes);
+    cr_assert(nodes);
+    OL_CK(cudaGraphGetNodes(g, nodes, &n));
+    int kernels = 0;
+    for (size_t i = 0; i < n; i++) {
+        enum cudaGraphNodeType t;
+        OL_CK(cudaGraphNodeGetType(nodes[i], &t));
+        kernels += t == cudaGraphNodeTypeKernel;
+    }
+    free(nodes);
+    return kernels;
+}
+
 /* A buffer of n floats, uniform in [lo, hi) (seed); its index. */
 static int ol_buf(ol_case *c, int64_t n, float lo, float hi, uint64_t seed) {
     const int k = c->nb++;
@@ -1570,17 +1587,7 @@ static cudaGraphExec_t ol_record(ol_case *c, int *kernels) {
     ol_reset(c);
     ol_issue(c);
     OL_CK(cudaStreamEndCapture(c->s, &g));
-    size_t n = 0;
-    OL_CK(cudaGraphGetNodes(g, NULL, &n));
-    cudaGraphNode_t *nodes = malloc((n ? n : 1) * sizeof *nodes);
-    OL_CK(cudaGraphGetNodes(g, nodes, &n));
-    *kernels = 0;
-    for (size_t i = 0; i < n; i++) {
-        enum cudaGraphNodeType t;
-        OL_CK(cudaGraphNodeGetType(nodes[i], &t));
-        *kernels += t == cudaGraphNodeTypeKernel;
-    }
-    free(nodes);
+    *kernels = graph_kernels(g);
     cudaGraphExec_t e;
     OL_CK(cudaGraphInstantiate(&e, g, 0));
     OL_CK(cudaGraphDestroy(g));
@@ -1986,17 +1993,7 @@ static void bb_check(bb_case *b, const char *shape, const int launches[2]) {
         bb_reset(b);
         bb_batch(b);
         OL_CK(cudaStreamEndCapture(s, &g));
-        size_t nn = 0;
-        OL_CK(cudaGraphGetNodes(g, NULL, &nn));
-        cudaGraphNode_t *nodes = malloc((nn ? nn : 1) * sizeof *nodes);
-        OL_CK(cudaGraphGetNodes(g, nodes, &nn));
-        int kn = 0;
-        for (size_t k = 0; k < nn; k++) {
-            enum cudaGraphNodeType t;
-            OL_CK(cudaGraphNodeGetType(nodes[k], &t));
-            kn += t == cudaGraphNodeTypeKernel;
-        }
-        free(nodes);
+        const int kn = graph_kernels(g);
         cr_expect_eq(kn, launches[one] * bb_kernels(b, one), "%s: the batched call recorded %d kernels, want %d", tag,
                      kn, launches[one] * bb_kernels(b, one));
         cudaGraphExec_t e;
@@ -2314,17 +2311,7 @@ static int bc_record(bc_case *c, int op, int relu, int set, int i, cudaGraphExec
     if (i < 0) bc_batch(c, op, relu, set, NULL);
     else bc_single(c, op, relu, set, i);
     OL_CK(cudaStreamEndCapture(c->s, &g));
-    size_t n = 0;
-    OL_CK(cudaGraphGetNodes(g, NULL, &n));
-    cudaGraphNode_t *nodes = malloc((n ? n : 1) * sizeof *nodes);
-    OL_CK(cudaGraphGetNodes(g, nodes, &n));
-    int kernels = 0;
-    for (size_t j = 0; j < n; j++) {
-        enum cudaGraphNodeType t;
-        OL_CK(cudaGraphNodeGetType(nodes[j], &t));
-        kernels += t == cudaGraphNodeTypeKernel;
-    }
-    free(nodes);
+    const int kernels = graph_kernels(g);
     if (e) OL_CK(cudaGraphInstantiate(e, g, 0));
     OL_CK(cudaGraphDestroy(g));
     return kernels;
@@ -2761,17 +2748,7 @@ static int bm_kernels(bm_case *c, int op, void (*issue)(bm_case *, int), cudaGra
     bm_reset(c);
     issue(c, op);
     OL_CK(cudaStreamEndCapture(c->s, &g));
-    size_t nn = 0;
-    OL_CK(cudaGraphGetNodes(g, NULL, &nn));
-    cudaGraphNode_t *nodes = malloc((nn ? nn : 1) * sizeof *nodes);
-    OL_CK(cudaGraphGetNodes(g, nodes, &nn));
-    int kn = 0;
-    for (size_t k = 0; k < nn; k++) {
-        enum cudaGraphNodeType t;
-        OL_CK(cudaGraphNodeGetType(nodes[k], &t));
-        kn += t == cudaGraphNodeTypeKernel;
-    }
-    free(nodes);
+    const int kn = graph_kernels(g);
     if (e) OL_CK(cudaGraphInstantiate(e, g, 0));
     OL_CK(cudaGraphDestroy(g));
     return kn;

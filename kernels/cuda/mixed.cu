@@ -353,19 +353,13 @@ template <int B, int K> static void mixed_bwd_launch(const mixed_args *a, int i0
             for (int q = 0; q < k; q++) alias |= p.dxs[k] && p.dxs[k] == p.dxs[q];
         }
     }
-    const dim3 elems(kcuda_blocks(a->len), (unsigned)m);
-    if (!T.p[0].dalpha) { /* the dxs only */
-        if (a->len > 0 && any_dx) {
-            mixed_dx_k<B, K><<<elems, KCUDA_THREADS, 0, s>>>(T);
-            launchCheck();
-        }
-        return;
+    const bool dalpha = T.p[0].dalpha != NULL;
+    if (a->len > 0 && any_dx && (!dalpha || alias)) { /* the dxs alone, or before the dot products */
+        mixed_dx_k<B, K><<<dim3(kcuda_blocks(a->len), (unsigned)m), KCUDA_THREADS, 0, s>>>(T);
+        launchCheck();
     }
+    if (!dalpha) return;
     if (a->len > 0 && a->n > 0) {
-        if (any_dx && alias) {
-            mixed_dx_k<B, K><<<elems, KCUDA_THREADS, 0, s>>>(T);
-            launchCheck();
-        }
         T.dx_in_dot = any_dx && !alias;
         T.part = kcuda_g.red;
         T.cnt = kcuda_g.one_launch ? kcuda_g.count : NULL;
