@@ -1672,6 +1672,23 @@ enum { OL_BN_FWD, OL_BN_COEFS, OL_BN_BWD, OL_BN_BWD_NODX, OL_BN_BWD_SCALED_SET, 
 static void ol_ck(cudaError_t e, const char *what) { cr_assert(e == cudaSuccess, "%s: %s", what, cudaGetErrorString(e)); }
 #define OL_CK(call) ol_ck((call), #call)
 
+/* The kernel nodes of a recorded graph. */
+static int graph_kernels(cudaGraph_t g) {
+    size_t n = 0;
+    OL_CK(cudaGraphGetNodes(g, NULL, &n));
+    cudaGraphNode_t *nodes = malloc((n ? n : 1) * sizeof *nodes);
+    cr_assert(nodes);
+    OL_CK(cudaGraphGetNodes(g, nodes, &n));
+    int kernels = 0;
+    for (size_t i = 0; i < n; i++) {
+        enum cudaGraphNodeType t;
+        OL_CK(cudaGraphNodeGetType(nodes[i], &t));
+        kernels += t == cudaGraphNodeTypeKernel;
+    }
+    free(nodes);
+    return kernels;
+}
+
 /* A buffer of n floats, uniform in [lo, hi) (seed); its index. */
 static int ol_buf(ol_case *c, int64_t n, float lo, float hi, uint64_t seed) {
     const int k = c->nb++;
@@ -1781,17 +1798,7 @@ static cudaGraphExec_t ol_record(ol_case *c, int *kernels) {
     ol_reset(c);
     ol_issue(c);
     OL_CK(cudaStreamEndCapture(c->s, &g));
-    size_t n = 0;
-    OL_CK(cudaGraphGetNodes(g, NULL, &n));
-    cudaGraphNode_t *nodes = malloc((n ? n : 1) * sizeof *nodes);
-    OL_CK(cudaGraphGetNodes(g, nodes, &n));
-    *kernels = 0;
-    for (size_t i = 0; i < n; i++) {
-        enum cudaGraphNodeType t;
-        OL_CK(cudaGraphNodeGetType(nodes[i], &t));
-        *kernels += t == cudaGraphNodeTypeKernel;
-    }
-    free(nodes);
+    *kernels = graph_kernels(g);
     cudaGraphExec_t e;
     OL_CK(cudaGraphInstantiate(&e, g, 0));
     OL_CK(cudaGraphDestroy(g));
@@ -2197,17 +2204,7 @@ static void bb_check(bb_case *b, const char *shape, const int launches[2]) {
         bb_reset(b);
         bb_batch(b);
         OL_CK(cudaStreamEndCapture(s, &g));
-        size_t nn = 0;
-        OL_CK(cudaGraphGetNodes(g, NULL, &nn));
-        cudaGraphNode_t *nodes = malloc((nn ? nn : 1) * sizeof *nodes);
-        OL_CK(cudaGraphGetNodes(g, nodes, &nn));
-        int kn = 0;
-        for (size_t k = 0; k < nn; k++) {
-            enum cudaGraphNodeType t;
-            OL_CK(cudaGraphNodeGetType(nodes[k], &t));
-            kn += t == cudaGraphNodeTypeKernel;
-        }
-        free(nodes);
+        const int kn = graph_kernels(g);
         cr_expect_eq(kn, launches[one] * bb_kernels(b, one), "%s: the batched call recorded %d kernels, want %d", tag,
                      kn, launches[one] * bb_kernels(b, one));
         cudaGraphExec_t e;
@@ -2525,17 +2522,7 @@ static int bc_record(bc_case *c, int op, int relu, int set, int i, cudaGraphExec
     if (i < 0) bc_batch(c, op, relu, set, NULL);
     else bc_single(c, op, relu, set, i);
     OL_CK(cudaStreamEndCapture(c->s, &g));
-    size_t n = 0;
-    OL_CK(cudaGraphGetNodes(g, NULL, &n));
-    cudaGraphNode_t *nodes = malloc((n ? n : 1) * sizeof *nodes);
-    OL_CK(cudaGraphGetNodes(g, nodes, &n));
-    int kernels = 0;
-    for (size_t j = 0; j < n; j++) {
-        enum cudaGraphNodeType t;
-        OL_CK(cudaGraphNodeGetType(nodes[j], &t));
-        kernels += t == cudaGraphNodeTypeKernel;
-    }
-    free(nodes);
+    const int kernels = graph_kernels(g);
     if (e) OL_CK(cudaGraphInstantiate(e, g, 0));
     OL_CK(cudaGraphDestroy(g));
     return kernels;
@@ -2813,5 +2800,443 @@ Test(cuda_batch_conv, shapes_without_batched_path_are_refused) {
     bc_free(&c);
     ol_end(gpu, s);
 }
+
+/* ---- batched MIXED ops (kcuda_mixed_*_batch; suite cuda_batch_mixed) ----
+ * m mixed ops of one shape issued as one call give each exactly the bits of its own single
+ * call: every buffer (outputs, softmaxes, the accumulated input and alpha gradients, the
+ * alpha matrix's unused row, the inputs) memcmp-equal, eagerly and in two replays of a
+ * recording whose kernel count is one single call's per launch of up to 16 problems,
+ * one-launch mode off and on. The single calls themselves against the launch sequence
+ * they replaced (a softmax and a weighted sum; the dxs, the dot products, and the alpha
+ * gradient through the softmax in three launches), composed from kcuda_softmax_*,
+ * kcuda_wsum_* and host gathers. And the runtime batching mixed ops of a recorded pass. */
+#define BM_MAXM 17
+#define BM_MAXN 9
+#define BM_MAXBUF (3 + BM_MAXM * (4 + 3 * BM_MAXN))
+enum { BM_FWD, BM_BWD, BM_BWD_NO_ALPHA };
+static const char *const bm_name[3] = {"forward", "backward", "backward without d alpha"};
+typedef struct bm_case {
+    cudaStream_t s;
+    int m, n, O, C, HW, aff_on, alias;
+    int64_t len;
+    int64_t cols[BM_MAXN];
+    unsigned set;
+    int nb;
+    float *d[BM_MAXBUF], *d0[BM_MAXBUF], *h[BM_MAXBUF];
+    int64_t cnt[BM_MAXBUF];
+    int alpha, dalpha; /* buffers of (m + 1) x O: problem i uses row m - 1 - i, row m none */
+    int y[BM_MAXM], sm[BM_MAXM], dy[BM_MAXM];
+    int xs[BM_MAXM][BM_MAXN], dxs[BM_MAXM][BM_MAXN], aff[BM_MAXM][BM_MAXN]; /* -1: NULL */
+    /* the call's host arrays (bm_ptrs): problem i's candidate k at i * n + k */
+    float *Y[BM_MAXM], *SM[BM_MAXM], *DA[BM_MAXM], *DX[BM_MAXM * BM_MAXN];
+    const float *A[BM_MAXM], *DY[BM_MAXM], *XS[BM_MAXM * BM_MAXN], *AF[BM_MAXM * BM_MAXN];
+} bm_case;
+
+static int bm_buf(bm_case *c, int64_t n, float lo, float hi, uint64_t seed) {
+    const int k = c->nb++;
+    cr_assert(k < BM_MAXBUF);
+    const size_t bytes = (size_t)n * sizeof(float);
+    c->cnt[k] = n;
+    c->h[k] = malloc(bytes);
+    cr_assert(c->h[k]);
+    tu_fill_uniform(c->h[k], n, lo, hi, seed);
+    OL_CK(cudaMalloc((void **)&c->d[k], bytes));
+    OL_CK(cudaMalloc((void **)&c->d0[k], bytes));
+    OL_CK(cudaMemcpy(c->d0[k], c->h[k], bytes, cudaMemcpyHostToDevice));
+    OL_CK(cudaMemcpy(c->d[k], c->h[k], bytes, cudaMemcpyHostToDevice));
+    return k;
+}
+
+static void bm_ptrs(bm_case *c) {
+    for (int i = 0; i < c->m; i++) {
+        const int row = c->m - 1 - i;
+        c->Y[i] = c->d[c->y[i]];
+        c->SM[i] = c->d[c->sm[i]];
+        c->DY[i] = c->d[c->dy[i]];
+        c->A[i] = c->d[c->alpha] + row * c->O;
+        c->DA[i] = c->d[c->dalpha] + row * c->O;
+        for (int k = 0; k < c->n; k++) {
+            const int j = i * c->n + k;
+            c->XS[j] = c->d[c->xs[i][k]];
+            c->DX[j] = c->dxs[i][k] < 0 ? NULL : c->d[c->dxs[i][k]];
+            c->AF[j] = c->aff[i][k] < 0 ? NULL : c->d[c->aff[i][k]];
+        }
+    }
+}
+
+/* m problems of n candidates over (N, C, HW) with O alpha columns; cols 1, 2, 4, 5, ...
+ * (so columns 0 and 3 absent), candidate k's dx NULL where (k + i) % 3 == 2, written (set)
+ * for k = 0 and 3; aff_on: every even candidate read through a deferred batch norm's
+ * coefficients; alias: candidates 0 and 2 the same input with one gradient (never set). */
+static void bm_new(bm_case *c, int m, int n, int O, int N, int C, int HW, int aff_on, int alias, uint64_t seed,
+                   cudaStream_t s) {
+    static const int64_t cols[BM_MAXN] = {1, 2, 4, 5, 6, 7, 0, 3, 8};
+    cr_assert(m <= BM_MAXM && n <= BM_MAXN);
+    memset(c, 0, sizeof *c);
+    c->s = s;
+    c->m = m, c->n = n, c->O = O, c->C = C, c->HW = HW, c->aff_on = aff_on, c->alias = alias;
+    c->len = (int64_t)N * C * HW;
+    for (int k = 0; k < n; k++) c->cols[k] = cols[k] % O;
+    c->set = alias ? 0x8u : 0x9u;
+    c->alpha = bm_buf(c, (int64_t)(m + 1) * O, -1.5f, 1.5f, seed);
+    c->dalpha = bm_buf(c, (int64_t)(m + 1) * O, -0.5f, 0.5f, seed + 1);
+    for (int i = 0; i < m; i++) {
+        const uint64_t q = seed + 100 * (uint64_t)(i + 1);
+        c->y[i] = bm_buf(c, c->len, -1.f, 1.f, q);
+        c->sm[i] = bm_buf(c, O, 0.02f, 0.3f, q + 1);
+        c->dy[i] = bm_buf(c, c->len, -1.f, 1.f, q + 2);
+        for (int k = 0; k < n; k++) {
+            const int twin = alias && k == 2;
+            c->xs[i][k] = twin ? c->xs[i][0] : bm_buf(c, c->len, -2.f, 2.f, q + 10 + 3 * (uint64_t)k);
+            c->dxs[i][k] = twin ? c->dxs[i][0]
+                           : (k + i) % 3 == 2 && !(alias && k == 0)
+                               ? -1
+                               : bm_buf(c, c->len, -0.5f, 0.5f, q + 11 + 3 * (uint64_t)k);
+            c->aff[i][k] = aff_on && k % 2 == 0 ? bm_buf(c, 3 * (int64_t)C, 0.25f, 1.5f, q + 12 + 3 * (uint64_t)k) : -1;
+        }
+    }
+    bm_ptrs(c);
+}
+
+static void bm_free(bm_case *c) {
+    for (int k = 0; k < c->nb; k++) {
+        cudaFree(c->d[k]);
+        cudaFree(c->d0[k]);
+        free(c->h[k]);
+    }
+    c->nb = 0;
+}
+
+static void bm_reset(bm_case *c) {
+    for (int k = 0; k < c->nb; k++)
+        OL_CK(cudaMemcpyAsync(c->d[k], c->d0[k], (size_t)c->cnt[k] * sizeof(float), cudaMemcpyDeviceToDevice, c->s));
+}
+
+static float **bm_snap(bm_case *c) {
+    OL_CK(cudaStreamSynchronize(c->s));
+    float **o = calloc(BM_MAXBUF, sizeof *o);
+    for (int k = 0; k < c->nb; k++) {
+        o[k] = malloc((size_t)c->cnt[k] * sizeof(float));
+        OL_CK(cudaMemcpy(o[k], c->d[k], (size_t)c->cnt[k] * sizeof(float), cudaMemcpyDeviceToHost));
+    }
+    return o;
+}
+static void bm_snap_free(float **o) {
+    for (int k = 0; k < BM_MAXBUF; k++) free(o[k]);
+    free(o);
+}
+
+static void bm_same(bm_case *c, float **want, const char *tag, const char *when) {
+    float **got = bm_snap(c);
+    for (int k = 0; k < c->nb; k++)
+        cr_expect(memcmp(got[k], want[k], (size_t)c->cnt[k] * sizeof(float)) == 0, "%s: buffer %d %s", tag, k, when);
+    bm_snap_free(got);
+}
+
+static void bm_single(bm_case *c, int op, int i) {
+    const float *const *af = c->aff_on ? c->AF + i * c->n : NULL;
+    if (op == BM_FWD)
+        kcuda_mixed_forward(c->Y[i], c->SM[i], c->A[i], c->XS + i * c->n, c->cols, c->n, c->O, c->len, af, c->C, c->HW,
+                            c->s);
+    else
+        kcuda_mixed_backward(c->DX + i * c->n, op == BM_BWD ? c->DA[i] : NULL, c->DY[i], c->XS + i * c->n, c->SM[i],
+                             c->cols, c->n, c->O, c->len, c->set, af, c->C, c->HW, c->s);
+}
+
+static void bm_batch(bm_case *c, int op, int m) {
+    const float *const *af = c->aff_on ? c->AF : NULL;
+    if (op == BM_FWD)
+        kcuda_mixed_forward_batch(m, c->Y, c->SM, c->A, c->XS, c->cols, c->n, c->O, c->len, af, c->C, c->HW, c->s);
+    else
+        kcuda_mixed_backward_batch(m, c->DX, op == BM_BWD ? c->DA : NULL, c->DY, c->XS, (const float *const *)c->SM,
+                                   c->cols, c->n, c->O, c->len, c->set, af, c->C, c->HW, c->s);
+}
+
+/* The kernel nodes of a recording of what issue(c, op) launches (after a reset). */
+static int bm_kernels(bm_case *c, int op, void (*issue)(bm_case *, int), cudaGraphExec_t *e) {
+    cudaGraph_t g;
+    OL_CK(cudaStreamBeginCapture(c->s, cudaStreamCaptureModeThreadLocal));
+    bm_reset(c);
+    issue(c, op);
+    OL_CK(cudaStreamEndCapture(c->s, &g));
+    const int kn = graph_kernels(g);
+    if (e) OL_CK(cudaGraphInstantiate(e, g, 0));
+    OL_CK(cudaGraphDestroy(g));
+    return kn;
+}
+static void bm_issue_batch(bm_case *c, int op) { bm_batch(c, op, c->m); }
+static void bm_issue_single0(bm_case *c, int op) { bm_single(c, op, 0); }
+
+/* The kernels one single call launches: the forward one; the backward without d alpha one
+ * (the dxs), with it the dxs and dot products in one, the alpha gradient in a second
+ * (one-launch: none), the dxs apart first where two alias. */
+static int bm_single_kernels(const bm_case *c, int op, int one) {
+    if (op != BM_BWD) return 1;
+    return (one ? 1 : 2) + c->alias;
+}
+
+static void bm_check(bm_case *c, const char *shape) {
+    const int launches = (c->m + 15) / 16;
+    for (int op = BM_FWD; op <= BM_BWD_NO_ALPHA; op++)
+        for (int one = 0; one < 2; one++) {
+            kcuda_set_one_launch(one);
+            char tag[192];
+            snprintf(tag, sizeof tag, "%s, %s%s%s, %s", bm_name[op], shape, c->aff_on ? ", deferred batch norms" : "",
+                     c->alias ? ", an aliased input" : "", one ? "one-launch" : "two launches");
+            bm_reset(c);
+            for (int i = 0; i < c->m; i++) bm_single(c, op, i);
+            float **ref = bm_snap(c);
+            bm_reset(c);
+            bm_batch(c, op, c->m);
+            bm_same(c, ref, tag, "is not the single calls' (batched, eager)");
+            cudaGraphExec_t e;
+            const int kn = bm_kernels(c, op, bm_issue_batch, &e), want = launches * bm_single_kernels(c, op, one);
+            cr_expect_eq(kn, want, "%s: the batched call recorded %d kernels, want %d", tag, kn, want);
+            for (int r = 0; r < 2; r++) {
+                OL_CK(cudaGraphLaunch(e, c->s));
+                bm_same(c, ref, tag, r ? "is not the single calls' (batched, replay 2)"
+                                       : "is not the single calls' (batched, replay 1)");
+            }
+            OL_CK(cudaGraphExecDestroy(e));
+            bm_snap_free(ref);
+            cr_expect(!kcuda_last_error(), "%s: %s", tag, kcuda_last_error());
+        }
+    kcuda_set_one_launch(0);
+}
+
+/* Shapes: 3 problems of 3 candidates over 2x3x5x5 (150 values: under one block of the
+ * reductions' 120 x 256 threads), plain and with deferred batch norms; 4 of 4 with an
+ * input used twice; 5 of 8 over 2x2x160 with deferred batch norms (640 values); 2 of 1;
+ * 3 of 3 over 2x4x5000 (40,000 values: every block of the dot products has a partial, and
+ * the first 9,280 threads a second element). */
+Test(cuda_batch_mixed, batched_equal_single_calls_bit_for_bit) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    const struct { int m, n, O, N, C, HW, aff, alias; } sh[6] = {
+        {3, 3, 5, 2, 3, 25, 0, 0}, {3, 3, 5, 2, 3, 25, 1, 0}, {4, 4, 8, 2, 3, 9, 1, 1},
+        {5, 8, 8, 2, 2, 160, 1, 0}, {2, 1, 3, 1, 2, 7, 0, 0}, {3, 3, 8, 2, 4, 5000, 1, 0}};
+    for (int j = 0; j < 6; j++) {
+        bm_case c;
+        bm_new(&c, sh[j].m, sh[j].n, sh[j].O, sh[j].N, sh[j].C, sh[j].HW, sh[j].aff, sh[j].alias, 700 + 50 * (uint64_t)j,
+               s);
+        char shape[96];
+        snprintf(shape, sizeof shape, "m %d, n %d, O %d, N %d C %d HW %d", sh[j].m, sh[j].n, sh[j].O, sh[j].N, sh[j].C,
+                 sh[j].HW);
+        cr_expect(kcuda_mixed_batch_ok(c.n, c.O, c.len), "%s: no batched path", shape);
+        bm_check(&c, shape);
+        bm_free(&c);
+    }
+    ol_end(gpu, s);
+}
+
+/* 17 problems: 16 in one launch and the 17th alone (the kernel parameter table holds 16),
+ * each problem's partials and counter its own within its launch. */
+Test(cuda_batch_mixed, seventeen_problems_go_in_two_launches) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    bm_case c;
+    bm_new(&c, 17, 2, 4, 1, 2, 5, 1, 0, 900, s);
+    bm_check(&c, "m 17, n 2, O 4, N 1 C 2 HW 5");
+    bm_free(&c);
+    ol_end(gpu, s);
+}
+
+/* The launch sequence the single calls replaced, from other kcuda entry points: the inputs
+ * through their deferred batch norms on the host (fmaf: bn.cu's __fmaf_rn), the softmax
+ * gathered into per-candidate weights on the host; forward kcuda_softmax_forward +
+ * kcuda_wsum_forward; backward the dxs by kcuda_wsum_backward_set, the dot products by
+ * kcuda_wsum_backward into a zeroed dw (dw[k] = 0 + (float)<dy, x_k>, the partials in the
+ * same order), scattered into the columns on the host (a repeated column keeps the last),
+ * and kcuda_softmax_backward on the row. */
+static void bm_old(bm_case *c, int op, int i) {
+    const int n = c->n;
+    const float *xm[BM_MAXN];
+    float *tmp[BM_MAXN + 2] = {0};
+    for (int k = 0; k < n; k++) {
+        const int xi = c->xs[i][k], ai = c->aff[i][k];
+        if (ai < 0) {
+            xm[k] = c->d[xi];
+            continue;
+        }
+        const float *x = c->h[xi], *af = c->h[ai];
+        float *v = malloc((size_t)c->len * sizeof *v);
+        for (int64_t e = 0; e < c->len; e++) {
+            const int64_t ch = e / c->HW % c->C;
+            v[e] = fmaf(x[e] - af[ch], af[c->C + ch], af[2 * c->C + ch]);
+        }
+        OL_CK(cudaMalloc((void **)&tmp[k], (size_t)c->len * sizeof(float)));
+        OL_CK(cudaMemcpy(tmp[k], v, (size_t)c->len * sizeof(float), cudaMemcpyHostToDevice));
+        free(v);
+        xm[k] = tmp[k];
+    }
+    float sm[64], w[BM_MAXN];
+    OL_CK(cudaMalloc((void **)&tmp[n], 64 * sizeof(float)));
+    OL_CK(cudaMalloc((void **)&tmp[n + 1], 64 * sizeof(float)));
+    if (op == BM_FWD) kcuda_softmax_forward(c->SM[i], c->A[i], 1, c->O, c->s);
+    OL_CK(cudaStreamSynchronize(c->s));
+    OL_CK(cudaMemcpy(sm, c->SM[i], (size_t)c->O * sizeof(float), cudaMemcpyDeviceToHost));
+    for (int k = 0; k < n; k++) w[k] = sm[c->cols[k]];
+    OL_CK(cudaMemcpy(tmp[n], w, (size_t)n * sizeof(float), cudaMemcpyHostToDevice));
+    if (op == BM_FWD) {
+        kcuda_wsum_forward(c->Y[i], xm, tmp[n], n, c->len, c->s);
+    } else {
+        kcuda_wsum_backward_set(c->DX + i * n, NULL, c->DY[i], xm, tmp[n], n, c->len, c->set, c->s);
+        if (op == BM_BWD) {
+            float dw[BM_MAXN], dcol[64] = {0};
+            OL_CK(cudaMemsetAsync(tmp[n + 1], 0, (size_t)n * sizeof(float), c->s));
+            kcuda_wsum_backward(NULL, tmp[n + 1], c->DY[i], xm, tmp[n], n, c->len, c->s);
+            OL_CK(cudaStreamSynchronize(c->s));
+            OL_CK(cudaMemcpy(dw, tmp[n + 1], (size_t)n * sizeof(float), cudaMemcpyDeviceToHost));
+            for (int k = 0; k < n; k++) dcol[c->cols[k]] = dw[k];
+            OL_CK(cudaMemcpy(tmp[n + 1], dcol, (size_t)c->O * sizeof(float), cudaMemcpyHostToDevice));
+            kcuda_softmax_backward(c->DA[i], tmp[n + 1], c->SM[i], 1, c->O, c->s);
+        }
+    }
+    OL_CK(cudaStreamSynchronize(c->s));
+    for (int k = 0; k < n + 2; k++) cudaFree(tmp[k]);
+}
+
+/* Every buffer after the single calls memcmp-equal to the replaced sequence's, with
+ * one-launch mode off and on; and the calls' kernel counts (the backward with d alpha 2,
+ * one-launch 1, where it was 3). Columns 1, 4, 2, 4 (column 4 twice: the last one's dot
+ * product counts, as before), the shapes above, and 40,000 values with an aliased input. */
+Test(cuda_batch_mixed, single_calls_equal_the_launches_they_replaced) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    const struct { int n, O, N, C, HW, aff, alias, rep; } sh[5] = {
+        {3, 5, 2, 3, 25, 1, 0, 0}, {4, 8, 2, 3, 9, 1, 1, 0}, {4, 6, 2, 2, 40, 0, 0, 1}, {8, 8, 1, 2, 300, 1, 0, 0},
+        {3, 8, 2, 4, 5000, 1, 1, 0}};
+    for (int j = 0; j < 5; j++) {
+        bm_case c;
+        bm_new(&c, 1, sh[j].n, sh[j].O, sh[j].N, sh[j].C, sh[j].HW, sh[j].aff, sh[j].alias, 1300 + 50 * (uint64_t)j, s);
+        if (sh[j].rep) {
+            const int64_t rep[4] = {1, 4, 2, 4};
+            memcpy(c.cols, rep, sizeof rep);
+        }
+        for (int op = BM_FWD; op <= BM_BWD_NO_ALPHA; op++)
+            for (int one = 0; one < 2; one++) {
+                kcuda_set_one_launch(one);
+                char tag[160];
+                snprintf(tag, sizeof tag, "%s, shape %d, %s", bm_name[op], j, one ? "one-launch" : "two launches");
+                bm_reset(&c);
+                bm_old(&c, op, 0);
+                float **ref = bm_snap(&c);
+                bm_reset(&c);
+                bm_single(&c, op, 0);
+                bm_same(&c, ref, tag, "differs from the replaced launches");
+                bm_snap_free(ref);
+                const int kn = bm_kernels(&c, op, bm_issue_single0, NULL);
+                cr_expect_eq(kn, bm_single_kernels(&c, op, one), "%s: %d kernels", tag, kn);
+                cr_expect(!kcuda_last_error(), "%s: %s", tag, kcuda_last_error());
+            }
+        bm_free(&c);
+    }
+    kcuda_set_one_launch(0);
+    ol_end(gpu, s);
+}
+
+/* No batched path: more candidates than KCUDA_MIXED_BATCH_INPUTS, more than 64 alpha
+ * columns, no element; and bad calls: no problem, more than KCUDA_MAX_BATCH, d alpha for
+ * some problems only. batch_ok says 0 where it is the shape; each call records an error
+ * and leaves every buffer as it was. */
+Test(cuda_batch_mixed, shapes_without_batched_path_are_refused_untouched) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    bm_case c;
+    bm_new(&c, 3, 9, 10, 1, 2, 6, 1, 0, 1700, s);
+    OL_CK(cudaStreamSynchronize(s));
+    cr_expect(!kcuda_mixed_batch_ok(9, 10, c.len) && !kcuda_mixed_batch_ok(3, 65, c.len) &&
+              !kcuda_mixed_batch_ok(3, 10, 0) && kcuda_mixed_batch_ok(8, 64, 1));
+    const struct { int m, n, O; int64_t len; int some_dalpha; const char *what; } bad[6] = {
+        {3, 9, 10, c.len, 0, "9 candidates"}, {3, 3, 65, c.len, 0, "65 alpha columns"}, {3, 3, 10, 0, 0, "no element"},
+        {0, 3, 10, c.len, 0, "no problem"}, {KCUDA_MAX_BATCH + 1, 3, 10, c.len, 0, "33 problems"},
+        {3, 3, 10, c.len, 1, "d alpha for some problems only"}};
+    const int n0 = c.n;
+    for (int j = 0; j < 6; j++)
+        for (int op = bad[j].some_dalpha ? BM_BWD : BM_FWD; op <= BM_BWD; op++) {
+            c.n = bad[j].n, c.O = bad[j].O, c.len = bad[j].len;
+            bm_ptrs(&c); /* n 3: problem i's candidates at i * 3 + k */
+            float *da1 = c.DA[1];
+            if (bad[j].some_dalpha) c.DA[1] = NULL;
+            cr_expect(!kcuda_last_error(), "%s", kcuda_last_error());
+            bm_batch(&c, op, bad[j].m);
+            cr_expect(kcuda_last_error() != NULL, "%s, %s: no error recorded", bm_name[op], bad[j].what);
+            kcuda_clear_error();
+            c.DA[1] = da1;
+            c.n = n0, c.O = 10, c.len = c.cnt[c.y[0]];
+            float **init = calloc(BM_MAXBUF, sizeof *init);
+            for (int k = 0; k < c.nb; k++) init[k] = c.h[k];
+            bm_same(&c, init, bad[j].what, "was changed by a refused call");
+            free(init);
+        }
+    bm_free(&c);
+    ol_end(gpu, s);
+}
+
+/* The runtime: four mixed ops of one supernet-like node (rows 0..3 of one alpha, each over
+ * its own three candidates, the first a batch norm deferred into it in the second case)
+ * whose sum feeds the loss: recorded and replayed passes with DARTSC_CUDA_BATCH=1 give the
+ * eager passes' bits, and the recording batched them (without the batch norms only the
+ * mixed ops can batch: at least their forwards and backwards, 8 node ops in 2 batches). */
+static void bm_runtime_case(int with_bn) {
+    setenv("DARTSC_CUDA_BATCH", "1", 1);
+    pair h = {.g = ir_graph_new("mixed_batch")};
+    const int64_t sh[4] = {2, 3, 4, 4};
+    int alpha = ir_param(h.g, "alpha", IR_ROLE_ARCH, 2, (int64_t[]){4, 5}, ir_init_normal(1.f));
+    int outs[4];
+    for (int j = 0; j < 4; j++) {
+        char nm[32];
+        int in[3];
+        for (int k = 0; k < 3; k++) {
+            snprintf(nm, sizeof nm, "x%d_%d", j, k);
+            in[k] = wparam(h.g, nm, 4, sh);
+        }
+        if (with_bn) {
+            snprintf(nm, sizeof nm, "rm%d", j);
+            int rm = ir_param(h.g, nm, IR_ROLE_BUFFER, 1, (int64_t[]){3}, ir_init_zeros());
+            snprintf(nm, sizeof nm, "rv%d", j);
+            int rv = ir_param(h.g, nm, IR_ROLE_BUFFER, 1, (int64_t[]){3}, ir_init_ones());
+            snprintf(nm, sizeof nm, "bn%d", j);
+            in[0] = ir_batchnorm(h.g, in[0], -1, -1, rm, rv, 1, 1e-5f, 0.1f, nm);
+        }
+        snprintf(nm, sizeof nm, "mixed%d", j);
+        outs[j] = ir_mixed(h.g, alpha, j, 3, in, (int[]){1, 2, 4}, nm);
+    }
+    add_loss(&h, ir_nary(h.g, IR_OP_ADD, 4, outs, "sum"));
+    make_plans(&h, 21);
+    rt_group wg = rt_plan_group(h.pg, IR_ROLE_WEIGHT), ag = rt_plan_group(h.pg, IR_ROLE_ARCH);
+    const unsigned masks[2] = {RT_GRAD_ARCH, RT_GRAD_W};
+    for (int it = 0; it < 3; it++) /* 0: eager, 1: recorded, 2: replayed */
+        for (int m = 0; m < 2; m++) {
+            const uint64_t step = rt_plan_step(h.pg);
+            float le = rt_forward(h.pg, 1);
+            cr_assert_eq(rt_backward(h.pg, masks[m]), 0);
+            float *ew, *ea, l0;
+            grads_of(&h, &ew, &ea, &l0);
+            h.gpu->memset0(h.gpu, wg.grad, (size_t)wg.n * 4);
+            h.gpu->memset0(h.gpu, ag.grad, (size_t)ag.n * 4);
+            rt_plan_set_step(h.pg, step);
+            cr_assert_eq(rt_pass(h.pg, 1, masks[m]), 0);
+            float *pw, *pa, lp;
+            grads_of(&h, &pw, &pa, &lp);
+            assert_no_cuda_error(&h);
+            cr_expect(le == lp, "pass %d mask %u: loss %.9g vs eager %.9g", it, masks[m], lp, le);
+            if (masks[m] & RT_GRAD_W)
+                cr_expect_arr_eq(pw, ew, (size_t)wg.n * 4, "pass %d: weight gradients differ from eager", it);
+            else
+                cr_expect_arr_eq(pa, ea, (size_t)ag.n * 4, "pass %d: alpha gradients differ from eager", it);
+            free(ew); free(ea); free(pw); free(pa);
+            if (masks[m] & RT_GRAD_W) h.gpu->axpy(h.gpu, wg.data, -0.05f, wg.grad, wg.n);
+            else h.gpu->axpy(h.gpu, ag.data, -0.5f, ag.grad, ag.n);
+        }
+    rt_lane_stats ls = rt_plan_lane_stats(h.pg);
+    cr_log_info("mixed ops%s: %d ops issued as %d entries, %d batches of %d node ops", with_bn ? " (batch norms)" : "",
+                ls.ops, ls.issued, ls.batches, ls.batched_ops);
+    cr_expect(ls.batches >= (with_bn ? 4 : 2) && ls.batched_ops >= (with_bn ? 16 : 8),
+              "%d batches of %d node ops", ls.batches, ls.batched_ops);
+    free_pair(&h);
+}
+Test(cuda_batch_mixed, runtime_batches_mixed_ops_with_eager_bits) { bm_runtime_case(0); }
+Test(cuda_batch_mixed, runtime_batches_mixed_ops_over_deferred_batch_norms) { bm_runtime_case(1); }
 
 #endif /* DARTSC_HAVE_CUDA */

@@ -104,12 +104,7 @@ __global__ static void dot_partials_kernel(double *partials, kvecs as, const flo
     const float *a = as.p[blockIdx.y], *af = as.aff[blockIdx.y];
     double acc = 0.0;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        float fv = a[i];
-        if (af) { /* the deferred batch norm's output, as bn.cu writes it */
-            const int64_t c = i / as.HW % as.C;
-            fv = __fmaf_rn(fv - af[c], af[as.C + c], af[2 * as.C + c]);
-        }
-        double av = fv;
+        const double av = kcuda_affine_at(a, af, as.C, as.HW, i); /* a deferred batch norm's output */
         acc += av * (b ? (double)b[i] : av);
     }
     double t = kcuda_block_sum(acc, sh);

@@ -253,6 +253,25 @@ void kcuda_mixed_forward(float *y, float *sm, const float *alpha_row, const floa
 void kcuda_mixed_backward(float *const *dxs, float *dalpha_row, const float *dy, const float *const *xs,
                           const float *sm, const int64_t *cols, int n, int O, int64_t len, unsigned set,
                           const float *const *aff, int C, int HW, cudaStream_t s);
+/* The backward's launches: without dalpha_row one (the dxs); with it one that computes the
+ * dxs (unless two of them alias) and the dot products together, then one thread's launch
+ * for dalpha_row, which one-launch mode (kcuda_set_one_launch) leaves to the first
+ * launch's last block; the same bits every way.
+ * Batched (the "batched launches" rules above): m problems of n candidates over one
+ * (O, len, cols, set, C, HW); problem i's candidate k at index i * n + k of xs, dxs and
+ * aff (each may be NULL: every one NULL), its output, softmax, alpha row, output gradient
+ * and alpha row gradient at index i of y, sm, alpha_row, dy, dalpha_row (dalpha_row NULL,
+ * or not NULL for every problem). Batched path: 1 <= n <= KCUDA_MIXED_BATCH_INPUTS,
+ * 1 <= O <= 64, len > 0. The problems' alpha rows may be rows of one matrix, their
+ * dalpha_rows distinct rows of one. */
+#define KCUDA_MIXED_BATCH_INPUTS 8
+int kcuda_mixed_batch_ok(int n, int O, int64_t len);
+void kcuda_mixed_forward_batch(int m, float *const *y, float *const *sm, const float *const *alpha_row,
+                               const float *const *xs, const int64_t *cols, int n, int O, int64_t len,
+                               const float *const *aff, int C, int HW, cudaStream_t s);
+void kcuda_mixed_backward_batch(int m, float *const *dxs, float *const *dalpha_row, const float *const *dy,
+                                const float *const *xs, const float *const *sm, const int64_t *cols, int n, int O,
+                                int64_t len, unsigned set, const float *const *aff, int C, int HW, cudaStream_t s);
 
 /* ---- MIXED with given weights (WMIXED; FairDARTS' sigmoid(alpha)): y = sum_i w_row[cols[i]] * xs[i];
  * backward: dxs as WSUM (set bits written), dw_row[cols[i]] += <dy, xs[i]> (two-pass, on the

@@ -40,6 +40,16 @@ static inline unsigned kcuda_blocks(int64_t n) {
 #define KCUDA_GRID_STRIDE(i, n) \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
+/* Element i of x, or where af is not NULL (a deferred batch norm's coefficients f, s, b of
+ * C channels each) that element through it: __fmaf_rn(x - f[c], s[c], b[c]), c = i / HW %
+ * C, the expression bn.cu writes a batch norm's output with, so the same bits. */
+__device__ static inline float kcuda_affine_at(const float *x, const float *af, int C, int HW, int64_t i) {
+    const float v = x[i];
+    if (!af) return v;
+    const int64_t c = i / HW % C;
+    return __fmaf_rn(v - af[c], af[C + c], af[2 * C + c]);
+}
+
 /* Sum of v over a block of KCUDA_THREADS threads in a fixed tree; every thread gets the
  * result. sh must hold KCUDA_THREADS doubles. Deterministic: the tree does not depend on
  * scheduling. */

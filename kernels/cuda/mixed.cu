@@ -30,14 +30,14 @@ typedef struct kwsum_args {
     int C, HW;                        /* with aff: element i's channel is i / HW % C */
 } kwsum_args;
 
-/* Input k at element i: as stored, or through its deferred batch norm, __fmaf_rn(x - f, s,
- * b): the expression bn.cu writes a batch norm's output with, so the same bits. */
+/* Input k at element i: as stored, or through its deferred batch norm. */
 __device__ static inline float wsum_in(const kwsum_args &a, int k, int64_t i) {
-    const float v = a.xs[k][i];
-    const float *af = a.aff[k];
-    if (!af) return v;
-    const int64_t c = i / a.HW % a.C;
-    return __fmaf_rn(v - af[c], af[a.C + c], af[2 * a.C + c]);
+    return kcuda_affine_at(a.xs[k], a.aff[k], a.C, a.HW, i);
+}
+/* dx[i] = w * g where set, else dx[i] += w * g (the weighted sums' and MIXED's dxs). */
+__device__ static inline void wsum_dx_at(float *dx, bool set, float w, float g, int64_t i) {
+    if (set) dx[i] = w * g;
+    else dx[i] += w * g;
 }
 
 __global__ static void wsum_fwd_k(float *y, kwsum_args a, const float *wbase, int64_t len) {
@@ -53,10 +53,7 @@ __global__ static void wsum_fwd_k(float *y, kwsum_args a, const float *wbase, in
 __global__ static void wsum_bwd_dx_k(kwsum_args a, const float *wbase, const float *dy, int64_t len) {
     KCUDA_GRID_STRIDE(i, len) {
         for (int k = 0; k < a.n; k++)
-            if (a.dxs[k]) {
-                if (a.set >> k & 1u) a.dxs[k][i] = wbase[a.widx[k]] * dy[i];
-                else a.dxs[k][i] += wbase[a.widx[k]] * dy[i];
-            }
+            if (a.dxs[k]) wsum_dx_at(a.dxs[k], a.set >> k & 1u, wbase[a.widx[k]], dy[i], i);
     }
 }
 /* WSUM's dw[k] += (float)<dy, xs[k]> from the partials, each in index order. */
@@ -152,54 +149,107 @@ static void wsum_args_affine(kwsum_args *a, const float *const *aff, int C, int 
     a->HW = HW > 0 ? HW : 1;
 }
 
-/* MIXED forward in one launch: each block's thread 0 computes the softmax of the alpha row
+/* ---- MIXED: single calls and batches through the same kernels ----
+ * Each kernel takes its problems as one parameter, mixed_tab<P, B, K>: B problems' pointers
+ * (P: mixed_fwd_p or mixed_bwd_p, K candidates each) and what every problem shares (the
+ * candidates' alpha columns, n, O, len, C, HW, the set bits), read in place
+ * (__grid_constant__). A single call launches B = 1 (K = MIXED_BK candidates, or
+ * KCUDA_MAX_WSUM beyond that), a batch B = MIXED_BB problems of at most MIXED_BK candidates:
+ * a problem picks its entry from a grid dimension the single kernel leaves at 1, and runs
+ * the single kernel's code, so it gets the single call's bits by construction.
+ * The backward: without d alpha, one elementwise launch for the dxs (mixed_dx_k); with it,
+ * one launch of mixed_dot_k, whose block (b, k) adds x_k * dy over the grid-stride set of
+ * block b of kcuda_dot_partials (the same elements, order and block tree, so the same
+ * partials) and writes dxs[k] over the same elements (one thread per element and
+ * candidate, so not where two dxs of a problem alias: an input used twice adds both
+ * products from one thread, in mixed_dx_k as before), then the alpha gradient from the
+ * partials by one thread (mixed_finish_k), or in one-launch mode (kcuda_g.one_launch) by
+ * the last of the problem's blocks (kcuda_last_block on its own counter). Partials:
+ * problem z of a launch at kcuda_g.red + z * n * KCUDA_RED_BLOCKS. */
+#ifndef __grid_constant__ /* the CUDA emulator (tests/cuemu): a plain C++ parameter */
+#define __grid_constant__
+#endif
+#define MIXED_BK KCUDA_MIXED_BATCH_INPUTS
+/* Problems per batched launch: the backward table of 16 problems of 8 candidates is
+ * 3.5 KB, within the 4 KB of kernel parameters every CUDA version and GPU allows. */
+#define MIXED_BB 16
+
+template <int K> struct mixed_fwd_p {
+    float *y, *sm;          /* the output; the softmax of the alpha row (written by block 0) */
+    const float *alpha;     /* the alpha row (O) */
+    const float *xs[K], *aff[K];
+};
+template <int K> struct mixed_bwd_p {
+    float *dalpha;          /* the alpha row's gradient (NULL: none asked) */
+    const float *sm, *dy;   /* the forward's softmax; the output gradient */
+    const float *xs[K];
+    float *dxs[K];
+    const float *aff[K];
+};
+template <typename P, int B, int K> struct mixed_tab {
+    P p[B];
+    int widx[K];      /* candidate k's alpha column */
+    int n, O, C, HW;  /* candidates, alpha columns; with aff, element i's channel is i / HW % C */
+    unsigned set;     /* backward: bit k: dxs[k] written, not accumulated */
+    int dx_in_dot;    /* backward: mixed_dot_k writes the dxs */
+    int64_t len;
+    double *part;     /* backward: problem z's partials at part + z * n * KCUDA_RED_BLOCKS */
+    unsigned *cnt;    /* one-launch: problem z's counter cnt + z; NULL: mixed_finish_k finishes */
+};
+static_assert(sizeof(mixed_tab<mixed_bwd_p<MIXED_BK>, MIXED_BB, MIXED_BK>) <= 4000, "kernel parameters over 4 KB");
+static_assert((int64_t)MIXED_BB * MIXED_BK * KCUDA_RED_BLOCKS <= KCUDA_RED_CAP &&
+                  (int64_t)KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS <= KCUDA_RED_CAP && MIXED_BB <= KCUDA_COUNT_CAP,
+              "a launch's partials and counters fit the lane's");
+
+/* The forward in one launch: each block's thread 0 computes the softmax of the alpha row
  * into shared memory (softmax_row: the bits softmax_fwd_k writes), block 0 also into sm
  * (the backward reads it), then wsum_fwd_k's loop with the weights from shared memory:
- * the same bits as the two launches it replaces (a softmax kernel, then the weighted sum
- * reading sm), one launch fewer per mixed op. O <= 64. */
-__global__ static void mixed_fwd_k(float *y, float *sm, const float *alpha_row, int O, kwsum_args a, int64_t len) {
+ * the same bits as a softmax kernel and then the weighted sum reading sm. O <= 64.
+ * Problem: blockIdx.y. */
+template <int B, int K>
+__global__ static void mixed_fwd_k(const __grid_constant__ mixed_tab<mixed_fwd_p<K>, B, K> T) {
+    const mixed_fwd_p<K> &p = T.p[B == 1 ? 0 : blockIdx.y];
     __shared__ float w[64];
     if (threadIdx.x == 0) {
-        softmax_row(w, alpha_row, O);
+        softmax_row(w, p.alpha, T.O);
         if (blockIdx.x == 0)
-            for (int k = 0; k < O; k++) sm[k] = w[k];
+            for (int k = 0; k < T.O; k++) p.sm[k] = w[k];
     }
     __syncthreads();
-    KCUDA_GRID_STRIDE(i, len) {
+    KCUDA_GRID_STRIDE(i, T.len) {
         float s = 0.0f;
-        for (int k = 0; k < a.n; k++) s += w[a.widx[k]] * wsum_in(a, k, i);
-        y[i] = s;
+        for (int k = 0; k < T.n; k++) s += w[T.widx[k]] * kcuda_affine_at(p.xs[k], p.aff[k], T.C, T.HW, i);
+        p.y[i] = s;
     }
 }
 
-extern "C" void kcuda_mixed_forward(float *y, float *sm, const float *alpha_row, const float *const *xs, const int64_t *cols,
-                                    int n, int O, int64_t len, const float *const *aff, int C, int HW, cudaStream_t s) {
-    kwsum_args a;
-    if (wsum_args_make(&a, xs, NULL, cols, n)) return;
-    wsum_args_affine(&a, aff, C, HW);
-    if (len <= 0 || O > 64) { /* the softmax alone (no output), or a row beyond the shared weights */
-        softmax_fwd_k<<<1, 1, 0, s>>>(sm, alpha_row, 1, O);
-        launchCheck();
-        if (len <= 0) return;
-        wsum_fwd_k<<<kcuda_blocks(len), KCUDA_THREADS, 0, s>>>(y, a, sm, len);
-        launchCheck();
-        return;
+/* dxs[k] += sm[col k] * dy (= where set), k in order by the thread that owns element i: an
+ * input used twice (aliased dxs, never written) sees both adds in the CPU's order.
+ * Problem: blockIdx.y. */
+template <int B, int K>
+__global__ static void mixed_dx_k(const __grid_constant__ mixed_tab<mixed_bwd_p<K>, B, K> T) {
+    const mixed_bwd_p<K> &p = T.p[B == 1 ? 0 : blockIdx.y];
+    KCUDA_GRID_STRIDE(i, T.len) {
+        for (int k = 0; k < T.n; k++)
+            if (p.dxs[k]) wsum_dx_at(p.dxs[k], T.set >> k & 1u, p.sm[T.widx[k]], p.dy[i], i);
     }
-    mixed_fwd_k<<<kcuda_blocks(len), KCUDA_THREADS, 0, s>>>(y, sm, alpha_row, O, a, len);
-    launchCheck();
 }
 
-/* d alpha_row through the softmax, as the CPU backend's MIXED case: dw from the
- * partials, scattered into columns (absent columns 0; a repeated column keeps the last),
- * then kcpu_softmax_backward's arithmetic on the single row. One thread: O <= 64. */
-__global__ static void mixed_alpha_finish_k(float *dalpha, const double *partials, const float *sm, kwsum_args a, int O) {
-    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+/* d alpha_row through the softmax, as the CPU backend's MIXED case: dw from the partials
+ * (part NULL: all 0, no element), scattered into columns (absent columns 0; a repeated
+ * column keeps the last), then kcpu_softmax_backward's arithmetic on the single row. One
+ * thread, O <= 64. CG: the partials were written by other blocks of this launch (read
+ * through L2, see kcuda_last_block); the same values and order either way. */
+template <bool CG>
+__device__ static void mixed_finish(float *dalpha, const double *part, const float *sm, const int *widx, int n,
+                                    int O) {
     float dcol[64];
     for (int j = 0; j < O; j++) dcol[j] = 0.0f;
-    for (int k = 0; k < a.n; k++) {
+    for (int k = 0; k < n; k++) {
         double t = 0.0;
-        for (int b = 0; b < KCUDA_RED_BLOCKS; b++) t += partials[k * KCUDA_RED_BLOCKS + b];
-        dcol[a.widx[k]] = 0.0f + (float)t; /* CPU: dw[k] (zeroed) += (float)dot */
+        for (int b = 0; part && b < KCUDA_RED_BLOCKS; b++)
+            t += CG ? __ldcg(part + k * KCUDA_RED_BLOCKS + b) : part[k * KCUDA_RED_BLOCKS + b];
+        dcol[widx[k]] = 0.0f + (float)t; /* CPU: dw[k] (zeroed) += (float)dot */
     }
     double s = 0.0;
     for (int j = 0; j < O; j++) s += (double)dcol[j] * sm[j];
@@ -207,25 +257,193 @@ __global__ static void mixed_alpha_finish_k(float *dalpha, const double *partial
     for (int j = 0; j < O; j++) dalpha[j] += sm[j] * (dcol[j] - fs);
 }
 
+/* The alpha gradient of problem blockIdx.x, by its thread 0. */
+template <int B, int K>
+__global__ static void mixed_finish_k(const __grid_constant__ mixed_tab<mixed_bwd_p<K>, B, K> T) {
+    if (threadIdx.x != 0) return;
+    const int z = B == 1 ? 0 : blockIdx.x;
+    const mixed_bwd_p<K> &p = T.p[z];
+    mixed_finish<false>(p.dalpha, T.part ? T.part + (int64_t)z * T.n * KCUDA_RED_BLOCKS : NULL, p.sm, T.widx, T.n,
+                        T.O);
+}
+
+/* Block (b, k) of problem blockIdx.z: kcuda_dot_partials' block (b, k) on x_k (through its
+ * deferred batch norm) and dy, and with dx_in_dot dxs[k] over the same elements; one-launch,
+ * the problem's last block finishes the alpha gradient. Grid (KCUDA_RED_BLOCKS, n, problems). */
+template <int B, int K>
+__global__ static void mixed_dot_k(const __grid_constant__ mixed_tab<mixed_bwd_p<K>, B, K> T) {
+    __shared__ double sh[KCUDA_THREADS];
+    const int z = B == 1 ? 0 : blockIdx.z, k = blockIdx.y;
+    const mixed_bwd_p<K> &p = T.p[z];
+    const float *const x = p.xs[k], *const af = p.aff[k];
+    float *const dx = T.dx_in_dot ? p.dxs[k] : NULL;
+    const bool set = T.set >> k & 1u;
+    double acc = 0.0;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < T.len; i += (int64_t)gridDim.x * blockDim.x) {
+        const float g = p.dy[i];
+        const double av = kcuda_affine_at(x, af, T.C, T.HW, i);
+        acc += av * (double)g;
+        if (dx) wsum_dx_at(dx, set, p.sm[T.widx[k]], g, i);
+    }
+    const double t = kcuda_block_sum(acc, sh);
+    double *const part = T.part + (int64_t)z * T.n * KCUDA_RED_BLOCKS;
+    if (threadIdx.x == 0) part[k * KCUDA_RED_BLOCKS + blockIdx.x] = t;
+    if (!T.cnt || !kcuda_last_block(T.cnt + z, gridDim.x * gridDim.y)) return;
+    if (threadIdx.x == 0) mixed_finish<true>(p.dalpha, part, p.sm, T.widx, T.n, T.O);
+}
+
+/* A call's problems: HOST arrays, problem i's candidate k at index i * n + k. out: the
+ * forward's y or the backward's dalpha rows (may be NULL: none); in: the alpha rows or
+ * the output gradients; aff, dxs may be NULL (every one NULL). */
+typedef struct mixed_args {
+    int n, O, C, HW;
+    int64_t len;
+    unsigned set;
+    const int64_t *cols;
+    float *const *out, *const *sm, *const *dxs;
+    const float *const *in, *const *xs, *const *aff;
+} mixed_args;
+
+template <typename P, int B, int K> static void mixed_tab_common(mixed_tab<P, B, K> *T, const mixed_args *a) {
+    T->n = a->n;
+    T->O = a->O;
+    T->C = a->C > 0 ? a->C : 1;
+    T->HW = a->HW > 0 ? a->HW : 1;
+    T->set = a->set;
+    T->len = a->len;
+    for (int k = 0; k < a->n; k++) T->widx[k] = a->cols ? (int)a->cols[k] : k;
+}
+
+/* Problems i0 .. i0 + m - 1 (m <= B) in one launch. len > 0, O <= 64. */
+template <int B, int K> static void mixed_fwd_launch(const mixed_args *a, int i0, int m, cudaStream_t s) {
+    mixed_tab<mixed_fwd_p<K>, B, K> T = {};
+    mixed_tab_common(&T, a);
+    for (int j = 0; j < m; j++) {
+        const int i = i0 + j;
+        mixed_fwd_p<K> &p = T.p[j];
+        p.y = a->out[i];
+        p.sm = a->sm[i];
+        p.alpha = a->in[i];
+        for (int k = 0; k < a->n; k++) {
+            p.xs[k] = a->xs[i * a->n + k];
+            p.aff[k] = a->aff ? a->aff[i * a->n + k] : NULL;
+        }
+    }
+    mixed_fwd_k<B, K><<<dim3(kcuda_blocks(a->len), (unsigned)m), KCUDA_THREADS, 0, s>>>(T);
+    launchCheck();
+}
+
+/* Problems i0 .. i0 + m - 1 (m <= B; all asking for dalpha or none) in one launch per
+ * kernel. O <= 64. */
+template <int B, int K> static void mixed_bwd_launch(const mixed_args *a, int i0, int m, cudaStream_t s) {
+    mixed_tab<mixed_bwd_p<K>, B, K> T = {};
+    mixed_tab_common(&T, a);
+    int any_dx = 0, alias = 0;
+    for (int j = 0; j < m; j++) {
+        const int i = i0 + j;
+        mixed_bwd_p<K> &p = T.p[j];
+        p.dalpha = a->out ? a->out[i] : NULL;
+        p.sm = a->sm[i];
+        p.dy = a->in[i];
+        for (int k = 0; k < a->n; k++) {
+            p.xs[k] = a->xs[i * a->n + k];
+            p.dxs[k] = a->dxs ? a->dxs[i * a->n + k] : NULL;
+            p.aff[k] = a->aff ? a->aff[i * a->n + k] : NULL;
+            any_dx |= p.dxs[k] != NULL;
+            for (int q = 0; q < k; q++) alias |= p.dxs[k] && p.dxs[k] == p.dxs[q];
+        }
+    }
+    const bool dalpha = T.p[0].dalpha != NULL;
+    if (a->len > 0 && any_dx && (!dalpha || alias)) { /* the dxs alone, or before the dot products */
+        mixed_dx_k<B, K><<<dim3(kcuda_blocks(a->len), (unsigned)m), KCUDA_THREADS, 0, s>>>(T);
+        launchCheck();
+    }
+    if (!dalpha) return;
+    if (a->len > 0 && a->n > 0) {
+        T.dx_in_dot = any_dx && !alias;
+        T.part = kcuda_g.red;
+        T.cnt = kcuda_g.one_launch ? kcuda_g.count : NULL;
+        mixed_dot_k<B, K><<<dim3(KCUDA_RED_BLOCKS, (unsigned)a->n, (unsigned)m), KCUDA_THREADS, 0, s>>>(T);
+        launchCheck();
+        if (T.cnt) return;
+    }
+    mixed_finish_k<B, K><<<(unsigned)m, 1, 0, s>>>(T);
+    launchCheck();
+}
+
+/* A single problem through the B = 1 instances (K: its candidates, MIXED_BK or
+ * KCUDA_MAX_WSUM). */
+#define MIXED_SINGLE(launch, a, s)                                             \
+    do {                                                                       \
+        if ((a)->n <= MIXED_BK) launch<1, MIXED_BK>((a), 0, 1, (s));           \
+        else launch<1, KCUDA_MAX_WSUM>((a), 0, 1, (s));                        \
+    } while (0)
+/* m problems, MIXED_BB at a time (a lone one through B = 1). */
+#define MIXED_EACH(launch, a, m, s)                                            \
+    for (int i0_ = 0; i0_ < (m); i0_ += MIXED_BB) {                            \
+        const int m_ = (m) - i0_ < MIXED_BB ? (m) - i0_ : MIXED_BB;            \
+        if (m_ == 1) launch<1, MIXED_BK>((a), i0_, 1, (s));                    \
+        else launch<MIXED_BB, MIXED_BK>((a), i0_, m_, (s));                    \
+    }
+
+extern "C" void kcuda_mixed_forward(float *y, float *sm, const float *alpha_row, const float *const *xs, const int64_t *cols,
+                                    int n, int O, int64_t len, const float *const *aff, int C, int HW, cudaStream_t s) {
+    kwsum_args w;
+    if (wsum_args_make(&w, xs, NULL, cols, n)) return;
+    if (len <= 0 || O > 64) { /* the softmax alone (no output), or a row beyond the shared weights */
+        wsum_args_affine(&w, aff, C, HW);
+        softmax_fwd_k<<<1, 1, 0, s>>>(sm, alpha_row, 1, O);
+        launchCheck();
+        if (len <= 0) return;
+        wsum_fwd_k<<<kcuda_blocks(len), KCUDA_THREADS, 0, s>>>(y, w, sm, len);
+        launchCheck();
+        return;
+    }
+    const mixed_args a = {n, O, C, HW, len, 0u, cols, &y, &sm, NULL, &alpha_row, w.xs, aff};
+    MIXED_SINGLE(mixed_fwd_launch, &a, s);
+}
+
 extern "C" void kcuda_mixed_backward(float *const *dxs, float *dalpha_row, const float *dy, const float *const *xs,
                                      const float *sm, const int64_t *cols, int n, int O, int64_t len, unsigned set,
                                      const float *const *aff, int C, int HW, cudaStream_t s) {
-    kwsum_args a;
-    if (wsum_args_make(&a, xs, dxs, cols, n)) return;
-    wsum_args_affine(&a, aff, C, HW);
-    a.set = set;
+    kwsum_args w;
+    if (wsum_args_make(&w, xs, dxs, cols, n)) return;
     if (O > 64) KCUDA_FAIL_("kcuda_mixed_backward", "more than 64 alpha columns", return);
-    int any_dx = 0;
-    for (int k = 0; k < n; k++) any_dx |= a.dxs[k] != NULL;
-    if (len > 0 && any_dx) {
-        wsum_bwd_dx_k<<<kcuda_blocks(len), KCUDA_THREADS, 0, s>>>(a, sm, dy, len);
-        launchCheck();
-    }
-    if (!dalpha_row) return;
-    if (n > 0 && len > 0) kcuda_dot_partials_affine(kcuda_g.partials, xs, a.aff, a.C, a.HW, dy, n, len, s);
-    else cudaCheck(cudaMemsetAsync(kcuda_g.partials, 0, sizeof(double) * KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS, s));
-    mixed_alpha_finish_k<<<1, 1, 0, s>>>(dalpha_row, kcuda_g.partials, sm, a, O);
-    launchCheck();
+    if (dalpha_row && !kcuda_g.red) KCUDA_FAIL_("kcuda_mixed_backward", "kcuda_init was not called", return);
+    const mixed_args a = {n, O, C, HW, len, set, cols, &dalpha_row, (float *const *)&sm, w.dxs, &dy, w.xs, aff};
+    MIXED_SINGLE(mixed_bwd_launch, &a, s);
+}
+
+extern "C" int kcuda_mixed_batch_ok(int n, int O, int64_t len) {
+    return n >= 1 && n <= MIXED_BK && O >= 1 && O <= 64 && len > 0;
+}
+
+static int mixed_batch_refused(const char *what, int m, int n, int O, int64_t len) {
+    if (m < 1 || m > KCUDA_MAX_BATCH) KCUDA_FAIL_(what, "the number of problems is outside 1..KCUDA_MAX_BATCH", return 1);
+    if (!kcuda_mixed_batch_ok(n, O, len)) KCUDA_FAIL_(what, "no batched path for this shape (kcuda_mixed_batch_ok)", return 1);
+    return 0;
+}
+
+extern "C" void kcuda_mixed_forward_batch(int m, float *const *y, float *const *sm, const float *const *alpha_row,
+                                          const float *const *xs, const int64_t *cols, int n, int O, int64_t len,
+                                          const float *const *aff, int C, int HW, cudaStream_t s) {
+    if (mixed_batch_refused("kcuda_mixed_forward_batch", m, n, O, len)) return;
+    const mixed_args a = {n, O, C, HW, len, 0u, cols, y, sm, NULL, alpha_row, xs, aff};
+    MIXED_EACH(mixed_fwd_launch, &a, m, s);
+}
+
+extern "C" void kcuda_mixed_backward_batch(int m, float *const *dxs, float *const *dalpha_row, const float *const *dy,
+                                           const float *const *xs, const float *const *sm, const int64_t *cols, int n,
+                                           int O, int64_t len, unsigned set, const float *const *aff, int C, int HW,
+                                           cudaStream_t s) {
+    const char *what = "kcuda_mixed_backward_batch";
+    if (mixed_batch_refused(what, m, n, O, len)) return;
+    int with = 0;
+    for (int i = 0; dalpha_row && i < m; i++) with += dalpha_row[i] != NULL;
+    if (with != 0 && with != m) KCUDA_FAIL_(what, "dalpha_row for some problems only", return);
+    if (with && !kcuda_g.red) KCUDA_FAIL_(what, "kcuda_init was not called", return);
+    const mixed_args a = {n, O, C, HW, len, set, cols, with ? dalpha_row : NULL, (float *const *)sm, dxs, dy, xs, aff};
+    MIXED_EACH(mixed_bwd_launch, &a, m, s);
 }
 
 /* ---- WMIXED: MIXED with given weights w[row][cols] (FairDARTS: sigmoid(alpha)) ----
