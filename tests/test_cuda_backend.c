@@ -1463,10 +1463,22 @@ static void nx_expect_same(rt_backend *g, const float *a, const float *b, int64_
     free(hb);
 }
 
-Test(cuda_nary, sums_equal_copy_axpy_scale) {
+/* The backend (for its allocations and library handles) and a stream of the test's own. */
+static rt_backend *nx_begin(cudaStream_t *s) {
     char err[256];
     rt_backend *gpu = rt_backend_cuda_new(err, sizeof err);
     cr_assert(gpu, "%s", err);
+    cr_assert_eq(cudaStreamCreate(s), cudaSuccess);
+    return gpu;
+}
+static void nx_end(rt_backend *gpu, cudaStream_t s) {
+    cr_assert_eq(cudaStreamDestroy(s), cudaSuccess);
+    gpu->destroy(gpu);
+}
+
+Test(cuda_nary, sums_equal_copy_axpy_scale) {
+    cudaStream_t s;
+    rt_backend *gpu = nx_begin(&s);
     enum { NX = 5 };
     const int64_t len = 997;
     float *h = malloc((size_t)len * 4), *xs[NX], *g1[NX], *g2[NX];
@@ -1480,8 +1492,6 @@ Test(cuda_nary, sums_equal_copy_axpy_scale) {
     tu_fill_uniform(h, len, -1.f, 1.f, 320);
     float *dy = nx_up(gpu, h, len), *y1 = nx_up(gpu, h, len), *y2 = nx_up(gpu, h, len);
     gpu->synchronize(gpu);
-    cudaStream_t s;
-    cr_assert_eq(cudaStreamCreate(&s), cudaSuccess);
     /* forward: ADD and MEAN of 1..5 inputs, SUB of 2 */
     for (int op = 0; op < 3; op++)
         for (int n = op == 2 ? 2 : 1; n <= (op == 2 ? 2 : NX); n++) {
@@ -1522,13 +1532,12 @@ Test(cuda_nary, sums_equal_copy_axpy_scale) {
     kcuda_clear_error();
     cr_assert_eq(cudaStreamSynchronize(s), cudaSuccess);
     nx_expect_same(gpu, y1, y2, len, "a refused sum left its output", 0);
-    cr_assert_eq(cudaStreamDestroy(s), cudaSuccess);
     for (int k = 0; k < NX; k++) gpu->free(gpu, xs[k]), gpu->free(gpu, g1[k]), gpu->free(gpu, g2[k]);
     gpu->free(gpu, dy);
     gpu->free(gpu, y1);
     gpu->free(gpu, y2);
     free(h);
-    gpu->destroy(gpu);
+    nx_end(gpu, s);
 }
 
 /* The backwards that now write their input's whole gradient (sets_grad: ReLU, the pixel
@@ -1536,11 +1545,8 @@ Test(cuda_nary, sums_equal_copy_axpy_scale) {
  * nothing before them: their bits equal the adding path's on a zeroed gradient (dy has no
  * zeros here, so not even a zero's sign differs). The set path starts from garbage. */
 Test(cuda_nary, set_backwards_equal_zero_then_add) {
-    char err[256];
-    rt_backend *gpu = rt_backend_cuda_new(err, sizeof err);
-    cr_assert(gpu, "%s", err);
     cudaStream_t s;
-    cr_assert_eq(cudaStreamCreate(&s), cudaSuccess);
+    rt_backend *gpu = nx_begin(&s);
     const int N = 2, C = 3, H = 7, W = 6, K = 4;
     kconv2d_desc d = {.N = N, .C = C, .H = H, .W = W, .K = K, .R = 1, .S = 1, .stride_h = 2, .stride_w = 2,
                       .dil_h = 1, .dil_w = 1, .groups = 1};
@@ -1579,20 +1585,18 @@ Test(cuda_nary, set_backwards_equal_zero_then_add) {
         cr_expect_arr_eq(ha, hb, (size_t)nx * 4, "%s: the written gradient differs from zero-then-add", what);
     }
     cr_expect(!kcuda_last_error(), "%s", kcuda_last_error());
-    cr_assert_eq(cudaStreamDestroy(s), cudaSuccess);
     cudaFree(scratch);
     float *bufs[] = {y, dy, w, a, b};
     for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++) gpu->free(gpu, bufs[k]);
     free(h);
     free(ha);
     free(hb);
-    gpu->destroy(gpu);
+    nx_end(gpu, s);
 }
 
 Test(cuda_nary, concat_forward_and_backward_match_the_host) {
-    char err[256];
-    rt_backend *gpu = rt_backend_cuda_new(err, sizeof err);
-    cr_assert(gpu, "%s", err);
+    cudaStream_t s;
+    rt_backend *gpu = nx_begin(&s);
     enum { NX = 3 };
     const int N = 3, HW = 5, Cx[NX] = {2, 1, 3}, Cy = 6;
     const int64_t ny = (int64_t)N * Cy * HW;
@@ -1610,8 +1614,6 @@ Test(cuda_nary, concat_forward_and_backward_match_the_host) {
     tu_fill_uniform(hdy, ny, -1.f, 1.f, 350);
     float *dy = nx_up(gpu, hdy, ny), *y = nx_up(gpu, hdy, ny);
     gpu->synchronize(gpu);
-    cudaStream_t s;
-    cr_assert_eq(cudaStreamCreate(&s), cudaSuccess);
     kcuda_concat_forward(y, (const float *const *)x, Cx, NX, N, Cy, HW, s);
     const unsigned set = 0x1u; /* input 0 written, input 1 none, input 2 added */
     float *gs[NX] = {g[0], NULL, g[2]};
@@ -1645,14 +1647,13 @@ Test(cuda_nary, concat_forward_and_backward_match_the_host) {
     cr_assert_eq(cudaStreamSynchronize(s), cudaSuccess);
     gpu->download(gpu, hy, y, (size_t)ny * 4);
     cr_expect_arr_eq(hy, want, (size_t)ny * 4, "a refused concat wrote its output");
-    cr_assert_eq(cudaStreamDestroy(s), cudaSuccess);
     for (int k = 0; k < NX; k++) gpu->free(gpu, x[k]), gpu->free(gpu, g[k]), free(hx[k]), free(hg[k]);
     gpu->free(gpu, dy);
     gpu->free(gpu, y);
     free(hdy);
     free(hy);
     free(want);
-    gpu->destroy(gpu);
+    nx_end(gpu, s);
 }
 
 #define OL_MAXBUF 10

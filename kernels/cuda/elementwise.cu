@@ -34,8 +34,7 @@ __global__ static void sigmoid_bwd_k(float *dx, const float *dy, const float *y,
 }
 
 
-/* One grid-stride launch (the emulator translates launches in .cu files only, so each
- * file has its own) over n elements on stream s; returns when n <= 0. */
+/* One grid-stride launch over n elements on stream s; returns when n <= 0. */
 #define LAUNCH1(kern, n, ...)                                                    \
     do {                                                                         \
         if ((n) <= 0) return;                                                    \

@@ -7,14 +7,6 @@
 #include <string.h>
 
 #include "kcuda_internal.cuh"
-/* One grid-stride launch (the emulator translates launches in .cu files only, so each
- * file has its own) over n elements on stream s; returns when n <= 0. */
-#define LAUNCH1(kern, n, ...)                                                    \
-    do {                                                                         \
-        if ((n) <= 0) return;                                                    \
-        kern<<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(__VA_ARGS__);             \
-        launchCheck();                                                           \
-    } while (0)
 
 /* ---- weighted sum and MIXED ----
  * Weight k is wbase[widx[k]]: widx = identity for WSUM, the alpha columns for MIXED, so
@@ -134,11 +126,13 @@ __global__ static void softmax_bwd_k(float *dx, const float *dy, const float *y,
 
 extern "C" void kcuda_softmax_forward(float *y, const float *x, int rows, int K, cudaStream_t s) {
     if (rows <= 0 || K <= 0) return;
-    LAUNCH1(softmax_fwd_k, rows, y, x, rows, K);
+    softmax_fwd_k<<<kcuda_blocks(rows), KCUDA_THREADS, 0, s>>>(y, x, rows, K);
+    launchCheck();
 }
 extern "C" void kcuda_softmax_backward(float *dx, const float *dy, const float *y, int rows, int K, cudaStream_t s) {
     if (!dx || rows <= 0 || K <= 0) return;
-    LAUNCH1(softmax_bwd_k, rows, dx, dy, y, rows, K);
+    softmax_bwd_k<<<kcuda_blocks(rows), KCUDA_THREADS, 0, s>>>(dx, dy, y, rows, K);
+    launchCheck();
 }
 
 /* aff (may be NULL): per input, NULL or a deferred batch norm's f, s, b over C channels of
