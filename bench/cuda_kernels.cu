@@ -229,7 +229,7 @@ static void mixed_rows(int N, int C, int H) {
  * problems), the batched results checked against the single ones (err: relative, 0 when
  * the bits agree, which they must). The depthwise rows at the sep_conv_3x3 / dil_conv_5x5
  * shapes, the own 1x1 (variant own1x1), the deferred batch norm's coefficients and its
- * scaled backward (what a mixed edge's candidates run), the pools. ---- */
+ * scaled backward (what a mixed edge's candidates run), the pools, the mixed ops. ---- */
 #define NB 8
 struct many {
     std::vector<buf *> b;
@@ -327,6 +327,24 @@ static void batch_rows(const char *variant, int C, int H) {
         double u1 = time_us([&] { for (int i = 0; i < NB; i++) kcuda_maxpool_forward(y1.p[i], x.p[i], &d, g_s); }, [] {});
         double ub = time_us([&] { kcuda_maxpool_forward_batch(NB, y2.w(), x.r(), &d, g_s); }, [] {});
         batch_pair("maxpool fwd", shape, variant, u1, ub, y2.err_vs(y1));
+    }
+    /* mixed ops of 7 candidates (an edge's), forward, and backward with the alpha gradient */
+    {
+        const int nc = 7, O = 8;
+        const int64_t cols[nc] = {1, 2, 3, 4, 5, 6, 7};
+        if (kcuda_mixed_batch_ok(nc, O, n)) {
+            many xs(NB * nc, n, -1, 1, 1000), alpha(NB, O, -1, 1, 1100), sm1(NB, O, 0, 0, 0), sm2(NB, O, 0, 0, 0);
+            many y1(NB, n, 0, 0, 0), y2(NB, n, 0, 0, 0);
+            double u1 = time_us([&] { for (int i = 0; i < NB; i++) kcuda_mixed_forward(y1.p[i], sm1.p[i], alpha.p[i], xs.r() + i * nc, cols, nc, O, n, NULL, 0, 0, g_s); }, [] {});
+            double ub = time_us([&] { kcuda_mixed_forward_batch(NB, y2.w(), sm2.w(), alpha.r(), xs.r(), cols, nc, O, n, NULL, 0, 0, g_s); }, [] {});
+            batch_pair("mixed fwd", shape, variant, u1, ub, std::max(y2.err_vs(y1), sm2.err_vs(sm1)));
+            many dy(NB, n, -1, 1, 1200), dx1(NB * nc, n, 0, 0, 0), dx2(NB * nc, n, 0, 0, 0), da1(NB, O, 0, 0, 0), da2(NB, O, 0, 0, 0);
+            auto z = [&](many &m) { for (buf *b : m.b) CK(cudaMemsetAsync(b->d, 0, b->n() * sizeof(float), g_s)); };
+            const unsigned set = (1u << nc) - 1;
+            u1 = time_us([&] { for (int i = 0; i < NB; i++) kcuda_mixed_backward(dx1.w() + i * nc, da1.p[i], dy.p[i], xs.r() + i * nc, sm1.p[i], cols, nc, O, n, set, NULL, 0, 0, g_s); }, [&] { z(da1); });
+            ub = time_us([&] { kcuda_mixed_backward_batch(NB, dx2.w(), da2.w(), dy.r(), xs.r(), sm2.r(), cols, nc, O, n, set, NULL, 0, 0, g_s); }, [&] { z(da2); });
+            batch_pair("mixed bwd", shape, variant, u1, ub, std::max(dx2.err_vs(dx1), da2.err_vs(da1)));
+        }
     }
 }
 
