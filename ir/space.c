@@ -265,11 +265,11 @@ static int b_slice(builder *b, int x, int start, int len, const char *name) {
     int y = b_memo_find(b, IR_OP_SLICE, x, start, len, 0);
     return y >= 0 ? y : b_memo_put(b, IR_OP_SLICE, x, start, len, 0, ir_slice(b->g, x, start, len, name));
 }
-/* unary ops of one input: tag keeps apart uses that must not merge (FactorizedReduce's ReLU
- * from a convolution's) */
-static int b_unary_shared(builder *b, ir_op op, int x, int tag, const char *name) {
-    int y = b_memo_find(b, op, x, tag, 0, 0);
-    return y >= 0 ? y : b_memo_put(b, op, x, tag, 0, 0, ir_unary(b->g, op, x, name));
+/* A unary op of one input (only FactorizedReduce's ReLU and shift come through here, so a
+ * convolution's ReLU, built by b_relu, is never merged with them). */
+static int b_unary_shared(builder *b, ir_op op, int x, const char *name) {
+    int y = b_memo_find(b, op, x, 0, 0, 0);
+    return y >= 0 ? y : b_memo_put(b, op, x, 0, 0, 0, ir_unary(b->g, op, x, name));
 }
 
 static int b_conv(builder *b, int x, const char *prefix, int64_t cin, int64_t cout, int kh, int kw, int sh, int sw,
@@ -315,11 +315,11 @@ static int b_relu_conv_bn(builder *b, int x, const char *p, int64_t cin, int64_t
 static int b_factorized_reduce(builder *b, int x, const char *p, int64_t cin, int64_t cout) {
     char n[256];
     snprintf(n, sizeof n, "%s.relu", p);
-    x = b_unary_shared(b, IR_OP_RELU, x, 1, n);
+    x = b_unary_shared(b, IR_OP_RELU, x, n);
     snprintf(n, sizeof n, "%s.conv_1", p);
     int a = b_conv(b, x, n, cin, cout / 2, 1, 1, 2, 2, 0, 0, 1, 1);
     snprintf(n, sizeof n, "%s.shift", p);
-    int s = b_unary_shared(b, IR_OP_SHIFT, x, 1, n);
+    int s = b_unary_shared(b, IR_OP_SHIFT, x, n);
     snprintf(n, sizeof n, "%s.conv_2", p);
     int c = b_conv(b, s, n, cin, cout / 2, 1, 1, 2, 2, 0, 0, 1, 1);
     snprintf(n, sizeof n, "%s.concat", p);

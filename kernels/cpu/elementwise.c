@@ -475,35 +475,30 @@ void kcpu_shift_forward(float *y, const float *x, int N, int C, int H, int W) {
         for (int i = 0; i < Ho; i++)
             memcpy(y + (pl * Ho + i) * Wo, x + (pl * H + i + 1) * W + 1, sizeof(float) * (size_t)Wo);
 }
-void kcpu_shift_backward(float *dx, const float *dy, int N, int C, int H, int W) {
-    if (!dx) return;
-    const int64_t planes = (int64_t)N * C;
-    const int Ho = H - 1, Wo = W - 1;
-    if (Ho <= 0 || Wo <= 0) return;
-#pragma omp parallel for schedule(static) if (planes * H * W > 32768)
-    for (int64_t pl = 0; pl < planes; pl++)
-        for (int i = 0; i < Ho; i++) {
-            float *d = dx + (pl * H + i + 1) * W + 1;
-            const float *g = dy + (pl * Ho + i) * Wo;
-            for (int j = 0; j < Wo; j++) d[j] += g[j];
-        }
-}
-void kcpu_shift_backward_set(float *dx, const float *dy, int N, int C, int H, int W) {
+/* dx += dy at the shifted pixels, or (set) dx written whole: 0 in its first row and column. */
+static void shift_backward(float *dx, const float *dy, int N, int C, int H, int W, int set) {
     if (!dx) return;
     const int64_t planes = (int64_t)N * C;
     const int Ho = H - 1, Wo = W - 1;
     if (Ho <= 0 || Wo <= 0) return;
 #pragma omp parallel for schedule(static) if (planes * H * W > 32768)
     for (int64_t pl = 0; pl < planes; pl++) {
-        float *p = dx + pl * H * W;
-        memset(p, 0, (size_t)W * sizeof *p); /* row 0 */
+        if (set) memset(dx + pl * H * W, 0, (size_t)W * sizeof *dx); /* row 0 */
         for (int i = 0; i < Ho; i++) {
-            float *d = p + (int64_t)(i + 1) * W;
+            float *d = dx + (pl * H + i + 1) * W + 1;
             const float *g = dy + (pl * Ho + i) * Wo;
-            d[0] = 0.0f; /* column 0 */
-            for (int j = 0; j < Wo; j++) d[j + 1] = g[j];
+            if (set) {
+                d[-1] = 0.0f; /* column 0 */
+                for (int j = 0; j < Wo; j++) d[j] = g[j];
+            } else {
+                for (int j = 0; j < Wo; j++) d[j] += g[j];
+            }
         }
     }
+}
+void kcpu_shift_backward(float *dx, const float *dy, int N, int C, int H, int W) { shift_backward(dx, dy, N, C, H, W, 0); }
+void kcpu_shift_backward_set(float *dx, const float *dy, int N, int C, int H, int W) {
+    shift_backward(dx, dy, N, C, H, W, 1);
 }
 
 /* ---- global average pool ---- */

@@ -391,7 +391,7 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
         float *gs[RT_MAX_IN] = {0}, coef[RT_MAX_IN];
         const float sc = n->op == IR_OP_MEAN ? 1.f / (float)n->n_in : 1.f;
         for (int i = 0; i < n->n_in; i++) gs[i] = n->in[i].grad, coef[i] = n->op == IR_OP_SUB && i ? -1.f : sc;
-        kcuda_sum_backward(gs, coef, n->n_in, n->op == IR_OP_SUB ? 0u : n->grad_set, dy, len, s);
+        kcuda_sum_backward(gs, coef, n->n_in, n->grad_set, dy, len, s); /* SUB: never set (sets_grad) */
         break;
     }
     case IR_OP_MUL: kcuda_mul_backward(dx, n->in[1].grad, dy, x, F(n->in[1]), len, s); break;
