@@ -67,13 +67,16 @@ done
 # batched launches (DARTSC_CUDA_BATCH=1, opt-in until these rows measure it: independent
 # same-shaped depthwise convolutions, batch norms and pools of a recorded pass in one launch
 # per kernel), alone and with the own 1x1 kernels (DARTSC_CUDA_OWN_1X1=1, whose 1x1s batch
-# too; alone they were slower than cuBLAS at 50b5218), and with every opt-in at once (the
-# one-launch reductions too: the fewest launches, docs/BENCHMARKS.md "Launches per search
-# step"); both orders, against the default rows above (six short runs: the device call's
-# time is counted)
+# too; alone they were slower than cuBLAS at 50b5218), with the cuBLAS 1x1s batched instead
+# (DARTSC_CUDA_BATCH_CUBLAS=1: one pointer-array GEMM per group), and with every opt-in at
+# once (the one-launch reductions too: the fewest launches, docs/BENCHMARKS.md "Launches per
+# search step"); both orders, against the default rows above (ten short runs: the device
+# call's time is counted)
 for o in $orders; do
     for v in "DARTSC_CUDA_BATCH=1" "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_OWN_1X1=1" \
-             "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_OWN_1X1=1 DARTSC_CUDA_ONE_LAUNCH=1"; do
+             "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_OWN_1X1=1 DARTSC_CUDA_ONE_LAUNCH=1" \
+             "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1" \
+             "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1 DARTSC_CUDA_ONE_LAUNCH=1"; do
         env $v timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
             --order "$o" --steps "$steps" --warmup "$warmup" --json \
             | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $v\"/" >>"$j" || echo "order $o with $v failed"

@@ -12,7 +12,7 @@
 # emulator runs every GPU thread as a fiber, so a step at 32x32, batch 64 would take
 # hours), random arrays as its data. One recorded step = a run of 2 warm-up + 2 steps
 # minus a run of 2 warm-up + 1 step (the step is recorded whole from the third on). About
-# 2 minutes per run on 2 cores; 12 runs.
+# 2 minutes per run on 2 cores; 16 runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-bench/out/launches}
@@ -31,8 +31,16 @@ PY
 sed -e "s#data cifar10 \"data/cifar-10-batches-bin\"#data npy \"$out/data\"#" \
     -e 's#^\(\s*\)input 3x32x32#\1input 3x8x8\n\1mean [0.5, 0.5, 0.5]\n\1std [0.25, 0.25, 0.25]#' \
     -e 's/aux_weight 0.4/aux_weight 0/' examples/darts_cifar10.dartsc >"$out/space.dartsc"
-for v in "" "DARTSC_CUDA_OWN_1X1=1" "DARTSC_CUDA_BATCH=1" "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_OWN_1X1=1" \
-         "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_OWN_1X1=1 DARTSC_CUDA_ONE_LAUNCH=1" "DARTSC_NO_SHARE=1"; do
+variants=("" "DARTSC_CUDA_OWN_1X1=1" "DARTSC_CUDA_BATCH=1" "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_OWN_1X1=1"
+          "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_OWN_1X1=1 DARTSC_CUDA_ONE_LAUNCH=1"
+          "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1"
+          "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1 DARTSC_CUDA_ONE_LAUNCH=1" "DARTSC_NO_SHARE=1")
+# LAUNCH_VARIANTS: a ';'-separated subset to count instead ("default" for no switch)
+if [ -n "${LAUNCH_VARIANTS:-}" ]; then
+    IFS=';' read -r -a variants <<<"$LAUNCH_VARIANTS"
+    for i in "${!variants[@]}"; do [ "${variants[$i]}" = default ] && variants[$i]=""; done
+fi
+for v in "${variants[@]}"; do
     tag=$(printf '%s' "${v:-default}" | tr -c 'A-Za-z0-9_' '_')
     for st in 1 2; do
         env $v CUEMU_STATS="$out/$tag.$st.txt" nice "$dartsc" bench "$out/space.dartsc" --device cuda --batch 2 \

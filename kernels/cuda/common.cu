@@ -29,6 +29,7 @@ static int lane_buffers(kcuda_lane *l) {
                -1);
     cudaCheckR(cudaMalloc((void **)&l->red, sizeof(double) * KCUDA_RED_CAP), -1);
     cudaCheckR(cudaMalloc((void **)&l->count, sizeof(unsigned) * KCUDA_COUNT_CAP), -1);
+    cudaCheckR(cudaMalloc((void **)&l->ptrs, sizeof(float *) * 3 * KCUDA_PTR_CAP), -1);
     /* zeroed before any launch uses them: the lanes' streams do not wait for the legacy
        stream (cudaStreamNonBlocking), so wait here */
     cudaCheckR(cudaMemset(l->count, 0, sizeof(unsigned) * KCUDA_COUNT_CAP), -1);
@@ -51,6 +52,8 @@ extern "C" int kcuda_init(cudaStream_t s, cudnnHandle_t dnn, cublasHandle_t blas
     kcuda_g.dw_filter_planes = getenv("DARTSC_CUDA_DW_FILTER_PLANES") != NULL;
     const char *ol = getenv("DARTSC_CUDA_ONE_LAUNCH");
     kcuda_g.one_launch = ol && *ol && strcmp(ol, "0") != 0;
+    const char *bc = getenv("DARTSC_CUDA_BATCH_CUBLAS");
+    kcuda_g.batch_cublas = bc && *bc && strcmp(bc, "0") != 0;
     return 0;
 }
 
@@ -72,6 +75,7 @@ extern "C" void kcuda_set_lane(int k) {
     kcuda_g.partials = l->partials;
     kcuda_g.red = l->red;
     kcuda_g.count = l->count;
+    kcuda_g.ptrs = l->ptrs;
 }
 
 extern "C" int kcuda_set_one_launch(int on) {
@@ -86,6 +90,7 @@ extern "C" void kcuda_shutdown(void) {
         if (kcuda_g.lane[k].partials) cudaFree(kcuda_g.lane[k].partials);
         if (kcuda_g.lane[k].red) cudaFree(kcuda_g.lane[k].red);
         if (kcuda_g.lane[k].count) cudaFree(kcuda_g.lane[k].count);
+        if (kcuda_g.lane[k].ptrs) cudaFree(kcuda_g.lane[k].ptrs);
     }
     memset(&kcuda_g, 0, sizeof kcuda_g);
 }

@@ -566,10 +566,14 @@ static int64_t pw_gather_floats(const kconv2d_desc *d) {
     return is_pointwise_strided(d) ? (int64_t)d->N * (d->C > d->K ? d->C : d->K) * d->P * d->Q : 0;
 }
 
-__global__ static void pw_filter_sum_k(float *dw, const float *prod, int ns, int64_t kc) {
+/* dw_z += the sum of ns products of kc floats, problem z's at prod + z ns kc (P.o: dw). */
+template <int B> __global__ static void pw_filter_sum_k(kb_ptrs<B> P, const float *prod, int ns, int64_t kc) {
+    const int z = kb_z<B>();
+    float *dw = P.o[z];
+    const float *pz = prod + (int64_t)z * ns * kc;
     KCUDA_GRID_STRIDE(i, kc) {
         double v = 0.0;
-        for (int n = 0; n < ns; n++) v += prod[(int64_t)n * kc + i];
+        for (int n = 0; n < ns; n++) v += pz[(int64_t)n * kc + i];
         dw[i] += (float)v;
     }
 }
@@ -901,8 +905,94 @@ static void pw_backward_filter(float *dw, const float *dy, const float *x, const
                                               x + (int64_t)n0 * d->C * HW, (int)HW, (long long)d->C * HW,
                                               dy + (int64_t)n0 * d->K * HW, (int)HW, (long long)d->K * HW, &zero, prod,
                                               d->C, (long long)kc, ns));
-        pw_filter_sum_k<<<kcuda_blocks(kc), KCUDA_THREADS, 0, s>>>(dw, prod, ns, kc);
+        const kb_ptrs<1> P = {{dw}, {NULL}, {NULL}, {NULL}};
+        pw_filter_sum_k<1><<<kcuda_blocks(kc), KCUDA_THREADS, 0, s>>>(P, prod, ns, kc);
         launchCheck();
+    }
+}
+
+/* ---- batched 1x1 convolutions by cuBLAS (DARTSC_CUDA_BATCH_CUBLAS; kcuda.h "batched
+ * launches") ----
+ * The GEMMs the single path issues per problem, strided over the N samples, as one
+ * cublasSgemmBatched call over problems x samples: pw_ptrs_k first writes the call's three
+ * pointer arrays into the lane's table (kcuda_g.ptrs; the next batched call on the lane
+ * rewrites it only after this one's GEMMs, stream order), so a recorded graph replays the
+ * same arrays. The filter gradient keeps the single path's chunks of samples (pw_chunk) and
+ * their products go to the lane's reduction buffer, as many problems at a time as it
+ * holds, summed by the same pw_filter_sum_k in the same sample order. On the emulator
+ * (one GEMM arithmetic) each problem gets its single call's bits; on a GPU cuBLAS may pick
+ * another kernel for another batch count, so the products may differ from the single
+ * call's in rounding (same bits run to run). */
+template <int B> __global__ static void pw_ptrs_k(float **tab, kb_ptrs<B> P, int per, int64_t e0, int cnt,
+                                                  int64_t so, int64_t sa, int64_t sb) {
+    KCUDA_GRID_STRIDE(j, cnt) {
+        const int64_t e = e0 + j;
+        const int i = (int)(e / per);
+        const int64_t t = e - (int64_t)i * per;
+        tab[j] = P.o[i] + t * so;
+        tab[KCUDA_PTR_CAP + j] = (float *)P.a[i] + t * sa;
+        tab[2 * KCUDA_PTR_CAP + j] = (float *)P.b[i] + t * sb;
+    }
+}
+/* For m problems of `per` GEMMs each, GEMM t of problem i: C = P.o[i] + t so, A = P.a[i] +
+ * t sa, B = P.b[i] + t sb; C = op(A) op(B) + beta C (column-major, cuBLAS's arguments). */
+static void pw_blas_batched(const kb_ptrs<KB_MAX> &P, int m, int per, int64_t so, int64_t sa, int64_t sb,
+                            cublasOperation_t ta, cublasOperation_t tb, int M, int Nc, int K, int lda, int ldb,
+                            float beta, int ldc, cudaStream_t s) {
+    const float one = 1.0f;
+    const int64_t total = (int64_t)m * per;
+    float **tab = kcuda_g.ptrs;
+    cublasCheck(cublasSetStream(kcuda_g.blas, s));
+    for (int64_t e0 = 0; e0 < total; e0 += KCUDA_PTR_CAP) {
+        const int cnt = (int)(total - e0 < KCUDA_PTR_CAP ? total - e0 : KCUDA_PTR_CAP);
+        pw_ptrs_k<KB_MAX><<<kcuda_blocks(cnt), KCUDA_THREADS, 0, s>>>(tab, P, per, e0, cnt, so, sa, sb);
+        launchCheck();
+        cublasCheck(cublasSgemmBatched(kcuda_g.blas, ta, tb, M, Nc, K, &one, (const float *const *)tab + KCUDA_PTR_CAP,
+                                       lda, (const float *const *)tab + 2 * KCUDA_PTR_CAP, ldb, &beta, tab, ldc, cnt));
+    }
+}
+/* Whether a 1x1 convolution batches on the cuBLAS path: stride 1 (the strided one gathers
+ * into the caller's scratch), not on the own kernels, a chunk of one problem's filter
+ * products fits the lane's reduction buffer (as floats). */
+static int pw_blas_batch_ok(const kconv2d_desc *d) {
+    return kcuda_g.batch_cublas && kcuda_g.ptrs && kcuda_g.red && is_pointwise(d) && !pw_small(d->K, d->C) &&
+           (int64_t)d->H * d->W < ((int64_t)1 << 31) && d->K > 0 && d->C > 0 &&
+           (int64_t)pw_chunk(d) * d->K * d->C <= 2 * KCUDA_RED_CAP;
+}
+static void pw_blas_forward_batch(const kb_ptrs<KB_MAX> &P, int m, const kconv2d_desc *d, cudaStream_t s) {
+    const int64_t HW = (int64_t)d->H * d->W;
+    pw_blas_batched(P, m, d->N, (int64_t)d->K * HW, (int64_t)d->C * HW, 0, CUBLAS_OP_N, CUBLAS_OP_N, (int)HW, d->K,
+                    d->C, (int)HW, d->C, 0.0f, (int)HW, s);
+}
+static void pw_blas_data_batch(const kb_ptrs<KB_MAX> &P, int m, const kconv2d_desc *d, int set, cudaStream_t s) {
+    const int64_t HW = (int64_t)d->H * d->W;
+    pw_blas_batched(P, m, d->N, (int64_t)d->C * HW, (int64_t)d->K * HW, 0, CUBLAS_OP_N, CUBLAS_OP_T, (int)HW, d->C,
+                    d->K, (int)HW, d->C, set ? 0.0f : 1.0f, (int)HW, s);
+}
+/* P: o dw, a dy, b x (kb_gather's order). */
+static void pw_blas_filter_batch(const kb_ptrs<KB_MAX> &P, int m, const kconv2d_desc *d, cudaStream_t s) {
+    const int64_t HW = (int64_t)d->H * d->W, kc = (int64_t)d->K * d->C;
+    const int G = pw_chunk(d);
+    float *prod = (float *)kcuda_g.red;
+    for (int n0 = 0; n0 < d->N; n0 += G) {
+        const int ns = d->N - n0 < G ? d->N - n0 : G;
+        int64_t q = 2 * KCUDA_RED_CAP / ((int64_t)ns * kc); /* problems whose products fit */
+        if (q > m) q = m;
+        for (int i0 = 0; i0 < m; i0 += (int)q) {
+            const int mq = m - i0 < q ? m - i0 : (int)q;
+            kb_ptrs<KB_MAX> Q; /* GEMM operands: A x, B dy, C the products */
+            memset(&Q, 0, sizeof Q);
+            for (int i = 0; i < mq; i++) {
+                Q.o[i] = prod + (int64_t)i * ns * kc;
+                Q.a[i] = P.b[i0 + i] + (int64_t)n0 * d->C * HW;
+                Q.b[i] = P.a[i0 + i] + (int64_t)n0 * d->K * HW;
+            }
+            pw_blas_batched(Q, mq, ns, kc, (int64_t)d->C * HW, (int64_t)d->K * HW, CUBLAS_OP_T, CUBLAS_OP_N, d->C,
+                            d->K, (int)HW, (int)HW, (int)HW, 0.0f, d->C, s);
+            const kb_ptrs<KB_MAX> D = kb_slice(P, i0, mq);
+            pw_filter_sum_k<KB_MAX><<<dim3(kcuda_blocks(kc), 1, (unsigned)mq), KCUDA_THREADS, 0, s>>>(D, prod, ns, kc);
+            launchCheck();
+        }
     }
 }
 
@@ -1170,12 +1260,13 @@ extern "C" void kcuda_conv2d_relu_backward_filter(float *dw, const float *dy, co
  * n problems of one descriptor through the kernels the single entry points launch, each
  * kernel once for all n (grid z: the problem; see kb_ptrs), the reductions' partials and
  * one-launch counters in one region per problem, launched for as many problems at a time
- * as the lane's buffers hold. Only the depthwise plane/blocked kernels and the own 1x1
- * kernels: the general depthwise kernels, the strided 1x1 (a gather into the caller's
- * scratch) and cuBLAS/cuDNN have no batched path. */
+ * as the lane's buffers hold. The depthwise plane/blocked kernels, the own 1x1 kernels,
+ * and with DARTSC_CUDA_BATCH_CUBLAS the stride-1 1x1s on cuBLAS (pointer-array GEMMs,
+ * above); the general depthwise kernels, the strided 1x1 (a gather into the caller's
+ * scratch) and cuDNN have no batched path. */
 extern "C" int kcuda_conv2d_batch_ok(const kconv2d_desc *d, int relu) {
-    (void)relu; /* the fused-ReLU shapes are exactly the batched ones, with or without it */
-    return kcuda_g.red && kcuda_conv2d_relu_supported(d);
+    if (kcuda_g.red && kcuda_conv2d_relu_supported(d)) return 1; /* with or without the fused ReLU */
+    return !relu && pw_blas_batch_ok(d);
 }
 
 /* The batched calls' checks: n in 1..KB_MAX, a batched path for d, the inputs a and b
@@ -1214,6 +1305,10 @@ extern "C" void kcuda_conv2d_forward_batch(int n, float *const *y, const float *
         dw_fwd_plane_run(P, m, d, rl, s);
         return;
     }
+    if (!pw_small(d->K, d->C)) {
+        if ((int64_t)d->N * d->K * d->H * d->W > 0) pw_blas_forward_batch(P, m, d, s);
+        return;
+    }
     pw_small_forward(P, m, d->N, d->C, d->K, (int64_t)d->H * d->W, rl, s);
 }
 
@@ -1226,6 +1321,10 @@ extern "C" void kcuda_conv2d_backward_data_batch(int n, float *const *dx, const 
     if (is_depthwise(d)) {
         if ((int64_t)d->N * d->C * d->H * d->W <= 0) return;
         dw_bwd_data_plane_run(P, m, d, rl, set, s);
+        return;
+    }
+    if (!pw_small(d->K, d->C)) {
+        if ((int64_t)d->N * d->C * d->H * d->W > 0) pw_blas_data_batch(P, m, d, set, s);
         return;
     }
     pw_small_data(P, m, d->N, d->C, d->K, (int64_t)d->H * d->W, rl, set, s);
@@ -1244,5 +1343,9 @@ extern "C" void kcuda_conv2d_backward_filter_batch(int n, float *const *dw, cons
         return;
     }
     if ((int64_t)d->K * d->C <= 0 || d->N <= 0) return;
+    if (!pw_small(d->K, d->C)) {
+        pw_blas_filter_batch(P, m, d, s);
+        return;
+    }
     pw_filter_run(P, m, d, (int64_t)d->H * d->W, rl, s);
 }

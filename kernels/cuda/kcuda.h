@@ -147,8 +147,12 @@ void kcuda_bn_backward_scaled(float *dx, float *dgamma, float *dbeta, const floa
  * records an error and issues nothing. */
 #define KCUDA_MAX_BATCH 32
 /* Depthwise convolutions on the plane kernels (kcuda_conv2d_relu_supported's depthwise
- * shapes) and 1x1 convolutions on the own kernels (pw_small: DARTSC_CUDA_OWN_1X1); relu:
- * the ReLU fused into the input (kcuda_conv2d_relu_* semantics). */
+ * shapes), 1x1 convolutions on the own kernels (pw_small: DARTSC_CUDA_OWN_1X1), and with
+ * DARTSC_CUDA_BATCH_CUBLAS stride-1 1x1 convolutions on cuBLAS (no fused ReLU; one
+ * cublasSgemmBatched call per pass over problems x samples, so on a GPU within rounding of
+ * the single calls rather than their bits: cuBLAS may choose another kernel for another
+ * batch count; the same bits run to run); relu: the ReLU fused into the input
+ * (kcuda_conv2d_relu_* semantics). */
 int kcuda_conv2d_batch_ok(const kconv2d_desc *d, int relu);
 void kcuda_conv2d_forward_batch(int n, float *const *y, const float *const *x, const float *const *w,
                                 const kconv2d_desc *d, int relu, cudaStream_t s);

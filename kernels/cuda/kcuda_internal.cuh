@@ -100,6 +100,9 @@ __device__ static inline double kcuda_block_sum0(double v, double *sh) {
  * a recorded graph start from 0; the counters are per lane, because lanes run
  * concurrently. Integer atomics only: no float is added in a scheduling order. (The
  * pattern of CUDA's threadFenceReduction sample, fenced on both sides.) */
+/* Entries of each pointer array of a batched cuBLAS call (problems times samples); more
+ * go in several calls. 96 KB per lane. */
+#define KCUDA_PTR_CAP 4096
 #define KCUDA_COUNT_CAP 16384 /* counters per lane (one per channel of a batch norm) */
 
 /* Call from every thread of the block, after its partials are written (by any of its
@@ -138,6 +141,7 @@ typedef struct kcuda_lane {
     cublasHandle_t blas;
     double *partials, *red;
     unsigned *count; /* KCUDA_COUNT_CAP counters of the one-launch reductions, 0 between launches */
+    float **ptrs;    /* 3 * KCUDA_PTR_CAP: the batched cuBLAS calls' pointer arrays (conv.cu) */
 } kcuda_lane;
 typedef struct kcuda_lib {
     /* the current lane's (kcuda_set_lane): */
@@ -146,6 +150,7 @@ typedef struct kcuda_lib {
     double *partials; /* KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS doubles + KCUDA_MAX_WSUM results */
     double *red;      /* KCUDA_RED_CAP doubles: first-pass partials of the multi-block reductions */
     unsigned *count;  /* KCUDA_COUNT_CAP counters of the one-launch reductions */
+    float **ptrs;     /* 3 * KCUDA_PTR_CAP device pointers: A, B and C arrays of cublasSgemmBatched */
     kcuda_lane lane[KCUDA_MAX_LANES]; /* every lane's, lane 0 kcuda_init's */
     int nlanes;
     int sms;          /* multiprocessors of the device */
@@ -153,6 +158,8 @@ typedef struct kcuda_lib {
                              planes staged in shared memory (conv.cu; not yet measured) */
     int own_1x1;      /* DARTSC_CUDA_OWN_1X1 set: small 1x1 convolutions by conv.cu's own kernels
                          (slower than cuBLAS on the H200 so far, see docs/BENCHMARKS.md) */
+    int batch_cublas; /* DARTSC_CUDA_BATCH_CUBLAS set (not "0"): batched 1x1 convolutions on the
+                         cuBLAS path as pointer-array GEMMs (conv.cu; not yet measured) */
     int one_launch;   /* DARTSC_CUDA_ONE_LAUNCH set (not "0"): reductions finished by their last
                          block (kcuda_last_block; not yet measured) */
 } kcuda_lib;

@@ -107,9 +107,9 @@ void run(const Gemm &g) {
 bool op_ok(cublasOperation_t op) { return op == CUBLAS_OP_N || op == CUBLAS_OP_T || op == CUBLAS_OP_C; }
 int max1(int v) { return v > 1 ? v : 1; }
 
-cublasStatus_t gemm(const char *fn, cublasHandle_t h, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
-                    int k, const float *alpha, const float *A, int lda, long long sa, const float *B, int ldb,
-                    long long sb, const float *beta, float *C, int ldc, long long sc, int batch) {
+/* The argument checks every GEMM entry point shares (CUBLAS_STATUS_SUCCESS: valid). */
+cublasStatus_t gemm_args(const char *fn, cublasHandle_t h, cublasOperation_t transa, cublasOperation_t transb, int m,
+                         int n, int k, int lda, int ldb, int ldc, const float *alpha, const float *beta, int batch) {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (!op_ok(transa) || !op_ok(transb)) return invalid(fn, "transa %d / transb %d is not N, T or C", transa, transb);
     if (m < 0 || n < 0 || k < 0) return invalid(fn, "negative size m %d n %d k %d", m, n, k);
@@ -119,11 +119,54 @@ cublasStatus_t gemm(const char *fn, cublasHandle_t h, cublasOperation_t transa, 
     if (ldb < max1(tb ? n : k)) return invalid(fn, "ldb %d < %d (the rows of B)", ldb, max1(tb ? n : k));
     if (ldc < max1(m)) return invalid(fn, "ldc %d < %d (the rows of C)", ldc, max1(m));
     if (!alpha || !beta) return invalid(fn, "alpha or beta is NULL");
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t gemm(const char *fn, cublasHandle_t h, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
+                    int k, const float *alpha, const float *A, int lda, long long sa, const float *B, int ldb,
+                    long long sb, const float *beta, float *C, int ldc, long long sc, int batch) {
+    const cublasStatus_t st = gemm_args(fn, h, transa, transb, m, n, k, lda, ldb, ldc, alpha, beta, batch);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+    const bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
     if (m == 0 || n == 0 || batch == 0) return CUBLAS_STATUS_SUCCESS; /* nothing to compute */
     const Gemm g{fn, ta, tb, m, n, k, *alpha, *beta, A, lda, sa, B, ldb, sb, C, ldc, sc, batch};
     cuemu::enqueue(h->stream, [g] {
         cuemu::stat_call(g.fn);
         run(g);
+    });
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* batchCount GEMMs whose matrices' addresses the DEVICE arrays Aarray, Barray, Carray hold,
+ * read when the call runs (as cuBLAS reads them on the device): each array must lie inside
+ * one cudaMalloc allocation, each matrix too; then each GEMM is run() as a single one. */
+cublasStatus_t gemm_ptrs(const char *fn, cublasHandle_t h, cublasOperation_t transa, cublasOperation_t transb, int m,
+                         int n, int k, const float *alpha, const float *const *Aarray, int lda,
+                         const float *const *Barray, int ldb, const float *beta, float *const *Carray, int ldc,
+                         int batch) {
+    const cublasStatus_t st = gemm_args(fn, h, transa, transb, m, n, k, lda, ldb, ldc, alpha, beta, batch);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+    if (m == 0 || n == 0 || batch == 0) return CUBLAS_STATUS_SUCCESS; /* nothing to compute */
+    const bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
+    const Gemm g{fn, ta, tb, m, n, k, *alpha, *beta, nullptr, lda, 0, nullptr, ldb, 0, nullptr, ldc, 0, 1};
+    cuemu::enqueue(h->stream, [g, Aarray, Barray, Carray, batch] {
+        cuemu::stat_call(g.fn);
+        const size_t bytes = (size_t)batch * sizeof(void *);
+        const bool reads_ab = g.alpha != 0.0f && g.k > 0;
+        if ((reads_ab && (!cuemu::device_extent(Aarray, bytes) || !cuemu::device_extent(Barray, bytes))) ||
+            !cuemu::device_extent(Carray, bytes)) {
+            char what[160];
+            std::snprintf(what, sizeof what, "%s: a pointer array is not inside one cudaMalloc allocation", g.fn);
+            cuemu::set_error(cudaErrorIllegalAddress, what);
+            return;
+        }
+        for (int b = 0; b < batch; b++) {
+            Gemm one = g;
+            one.A = reads_ab ? Aarray[b] : nullptr;
+            one.B = reads_ab ? Barray[b] : nullptr;
+            one.C = Carray[b];
+            run(one);
+        }
     });
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -203,6 +246,14 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
                                          const float *beta, float *C, int ldc, long long int strideC, int batchCount) {
     return gemm("cublasSgemmStridedBatched", handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB,
                 beta, C, ldc, strideC, batchCount);
+}
+
+cublasStatus_t cublasSgemmBatched(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m,
+                                  int n, int k, const float *alpha, const float *const Aarray[], int lda,
+                                  const float *const Barray[], int ldb, const float *beta, float *const Carray[],
+                                  int ldc, int batchCount) {
+    return gemm_ptrs("cublasSgemmBatched", handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta,
+                     Carray, ldc, batchCount);
 }
 
 } // extern "C"

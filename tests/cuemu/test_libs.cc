@@ -292,6 +292,95 @@ void test_gemm_rejects(cublasHandle_t h) {
     g_err = cudaSuccess;
 }
 
+/* cublasSgemmBatched: the pointer arrays are device memory read when the GEMMs run. Each
+ * GEMM of the array call gives the bits of the same GEMM in a strided-batched call (one
+ * arithmetic), whatever order the arrays list the matrices in; arrays rewritten after the
+ * call but before it runs are the ones used; a host array or a matrix outside the
+ * allocations faults with the outputs untouched; the arguments are checked as the strided
+ * call's. */
+void test_gemm_ptrs(cublasHandle_t h) {
+    const float one = 1.0f, zero = 0.0f, beta1 = 1.0f;
+    const int m = 9, n = 4, k = 5, nb = 6; /* pw_backward_data's shape: N T, beta 1 */
+    const long long sa = (long long)m * n + 3, sb = 0, sc = (long long)m * k + 2;
+    float *A = dev_alloc((size_t)(sa * nb)), *B = dev_alloc((size_t)(n * k)), *C1 = dev_alloc((size_t)(sc * nb)),
+          *C2 = dev_alloc((size_t)(sc * nb));
+    fill(A, (size_t)(sa * nb)), fill(B, (size_t)(n * k)), fill(C1, (size_t)(sc * nb));
+    std::memcpy(C2, C1, (size_t)(sc * nb) * sizeof(float));
+    CHECK(cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, m, k, n, &one, A, m, sa, B, k, sb, &beta1, C1, m, sc,
+                                    nb) == CUBLAS_STATUS_SUCCESS,
+          "strided reference");
+    const float **pa = (const float **)dev_alloc(2 * nb), **pb = (const float **)dev_alloc(2 * nb);
+    float **pc = (float **)dev_alloc(2 * nb);
+    for (int i = 0; i < nb; i++) { /* listed backwards */
+        const int b = nb - 1 - i;
+        pa[i] = A + b * sa, pb[i] = B, pc[i] = C2 + b * sc;
+    }
+    CHECK(cublasSgemmBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, m, k, n, &one, pa, m, pb, k, &beta1, pc, m, nb) ==
+              CUBLAS_STATUS_SUCCESS,
+          "pointer arrays");
+    CHECK(g_err == cudaSuccess, "pointer arrays: %s", g_err_what.c_str());
+    CHECK(std::memcmp(C1, C2, (size_t)(sc * nb) * sizeof(float)) == 0, "pointer-array GEMMs differ from strided ones");
+
+    /* read when run: C2's matrices written from arrays rewritten after the call */
+    for (int i = 0; i < sc * nb; i++) C2[i] = kSentinel;
+    const int before = g_enqueued;
+    g_deferred = true;
+    CHECK(cublasSgemmBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, m, k, n, &one, pa, m, pb, k, &zero, pc, m, 1) ==
+              CUBLAS_STATUS_SUCCESS,
+          "deferred");
+    pc[0] = C2; /* was C2 + (nb - 1) sc */
+    pa[0] = A;
+    g_deferred = false;
+    for (auto &fn : g_held) fn();
+    g_held.clear();
+    CHECK(g_enqueued == before + 1, "one call queued %d", g_enqueued - before);
+    std::vector<float> ref((size_t)sc);
+    for (int i = 0; i < sc; i++) ref[(size_t)i] = kSentinel;
+    float *R = dev_alloc((size_t)sc);
+    std::memcpy(R, ref.data(), (size_t)sc * sizeof(float));
+    CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, m, k, n, &one, A, m, B, k, &zero, R, m) == CUBLAS_STATUS_SUCCESS,
+          "single reference");
+    CHECK(std::memcmp(R, C2, (size_t)sc * sizeof(float)) == 0, "the arrays were not read when the GEMM ran");
+    for (long long i = sc; i < sc * nb; i++)
+        if (C2[i] != kSentinel) {
+            CHECK(false, "deferred call wrote C2[%lld] through the array it was given", i);
+            break;
+        }
+
+    /* a host pointer array, or a matrix outside the allocations: a fault, nothing written */
+    const float *host_pa[1] = {A};
+    for (int i = 0; i < sc * nb; i++) C2[i] = kSentinel;
+    CHECK(cublasSgemmBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, m, k, n, &one, host_pa, m, pb, k, &zero, pc, m, 1) ==
+              CUBLAS_STATUS_SUCCESS,
+          "host array found when run");
+    CHECK(g_err == cudaErrorIllegalAddress, "host pointer array: error %d", (int)g_err);
+    g_err = cudaSuccess;
+    float host[64];
+    pa[0] = host;
+    CHECK(cublasSgemmBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, m, k, n, &one, pa, m, pb, k, &zero, pc, m, 1) ==
+              CUBLAS_STATUS_SUCCESS,
+          "host matrix found when run");
+    CHECK(g_err == cudaErrorIllegalAddress, "host matrix: error %d", (int)g_err);
+    g_err = cudaSuccess;
+    for (int i = 0; i < sc * nb; i++)
+        if (C2[i] != kSentinel) {
+            CHECK(false, "faulting call wrote C2[%d]", i);
+            break;
+        }
+    /* refused as the strided call: nothing queued */
+    const int before2 = g_enqueued;
+    CHECK(cublasSgemmBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, m, k, n, &one, pa, m - 1, pb, k, &zero, pc, m, 1) ==
+              CUBLAS_STATUS_INVALID_VALUE,
+          "lda < m");
+    CHECK(cublasSgemmBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, m, k, n, &one, pa, m, pb, k, &zero, pc, m, -1) ==
+              CUBLAS_STATUS_INVALID_VALUE,
+          "batchCount < 0");
+    CHECK(cublasSgemmBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, m, k, n, &one, pa, m, pb, k, &zero, pc, m, 0) ==
+              CUBLAS_STATUS_SUCCESS,
+          "batchCount 0");
+    CHECK(g_enqueued == before2, "refused or empty calls queued %d", g_enqueued - before2);
+}
+
 void test_blas_handle() {
     cublasHandle_t h = nullptr;
     CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS && h, "cublasCreate");
@@ -724,6 +813,7 @@ int main() {
     test_gemm_values(blas);
     test_gemm_edges(blas);
     test_gemm_rejects(blas);
+    test_gemm_ptrs(blas);
     cublasDestroy(blas);
 
     test_dnn_handle();
