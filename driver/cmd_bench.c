@@ -263,6 +263,8 @@ int dartsc_cmd_bench(int argc, char **argv) {
         return 1;
     }
     const float lr = sr_cosine_lr(&tc, 0);
+    /* autotuning (DARTSC_AUTOTUNE): its steps are warm-up too */
+    warmup += rt_plan_tune_steps(p);
     double *times = malloc((size_t)steps * sizeof *times);
     double *tpass = calloc((size_t)steps, sizeof *tpass), *tspan = calloc((size_t)steps, sizeof *tspan);
     double *thost = calloc((size_t)(warmup + steps), sizeof *thost);
@@ -333,13 +335,23 @@ int dartsc_cmd_bench(int argc, char **argv) {
     /* the backend's own allocations at most at once (plan arena, parameters, optimiser
      * state, scratch); -1 where the backend does not count them (CPU: see peak RSS) */
     double dev_mb = be->peak_bytes ? (double)be->peak_bytes(be) / 1048576.0 : -1.0;
+    /* the autotuned variant and every variant's median step (seconds) while tuning */
+    rt_tune_report tr;
+    char tune[256] = "";
+    if (sr_darts_step_tuning(&ds, 1, &tr) == 1) {
+        size_t o = (size_t)snprintf(tune, sizeof tune, json ? ",\"variant\":\"%s\",\"variant_medians\":\"" : "; autotuned: %s (",
+                                    tr.names[tr.chosen]);
+        for (int k = 0; k < tr.variants && o < sizeof tune; k++)
+            o += (size_t)snprintf(tune + o, sizeof tune - o, "%s%s %.4f", k ? ", " : "", tr.names[k], tr.times[k]);
+        if (o < sizeof tune) snprintf(tune + o, sizeof tune - o, json ? "\"" : " s/step, %d timed steps each)", tr.trials);
+    }
     if (json)
         printf("{\"impl\":\"dartsc\",\"space\":\"%s\",\"device\":\"%s\",\"batch\":%d,\"order\":%d,\"threads\":%d,"
                "\"median_s\":%.4f,\"min_s\":%.4f,\"images_per_s\":%.2f,\"gflop_per_step\":%.2f,\"gflops\":%.2f,"
                "\"peak_rss_mb\":%.1f,\"peak_device_alloc_mb\":%.1f,\"pinned_threads\":%d,"
-               "\"device_in_passes_s\":%.5f,\"device_step_s\":%.5f,\"host_batch_s\":%.5f,\"prefetch\":%d}\n",
+               "\"device_in_passes_s\":%.5f,\"device_step_s\":%.5f,\"host_batch_s\":%.5f,\"prefetch\":%d%s}\n",
                sp.name, be->name, batch, order, rt_cpu_num_threads(), med, times[0], batch / med, gflop, gflop / med,
-               rss_mb, dev_mb, rt_cpu_pinned_threads(), med_pass, med_span, med_host, prefetch);
+               rss_mb, dev_mb, rt_cpu_pinned_threads(), med_pass, med_span, med_host, prefetch, tune);
     else {
         printf("%s batch %d order %d on %s: median %.3f s/step (min %.3f, %d steps), %.1f images/s, %.1f GFLOP/step, "
                "%.1f GFLOP/s, peak RSS %.0f MiB, %d threads%s",
@@ -348,8 +360,8 @@ int dartsc_cmd_bench(int argc, char **argv) {
         if (dev_mb >= 0) printf(", peak device allocations %.0f MiB", dev_mb);
         if (med_pass > 0)
             printf("; device time per step %.4f s, %.4f s of it inside the recorded passes", med_span, med_pass);
-        printf("; %.4f s per step on the host drawing its batches (%s)\n", med_host,
-               prefetch ? "while the step before computes" : "between steps: DARTSC_NO_PREFETCH");
+        printf("; %.4f s per step on the host drawing its batches (%s)%s\n", med_host,
+               prefetch ? "while the step before computes" : "between steps: DARTSC_NO_PREFETCH", tune);
     }
     if (profile) prof_print(warmup + steps);
     sr_darts_step_free(&ds);

@@ -175,6 +175,15 @@ struct rt_backend {
     /* May be NULL: not tracked. The most bytes this backend's alloc held at once since it
      * was made (device memory for CUDA; library workspaces and the context not counted). */
     size_t (*peak_bytes)(rt_backend *be);
+    /* May be NULL (all three): one way to issue work. Variants are ways of issuing the same
+     * work with the same results bit for bit that may differ in speed (CUDA: batched
+     * launches on or off, one-launch reductions on or off); variants returns how many there
+     * are (1: nothing to choose), set_variant(k) makes work issued from now on, recordings
+     * included, use variant k (0: the configured one), variant_name(k) names it for reports.
+     * rt_step_run's autotuning times whole steps under each (DARTSC_AUTOTUNE). */
+    int (*variants)(rt_backend *be);
+    void (*set_variant)(rt_backend *be, int k);
+    const char *(*variant_name)(rt_backend *be, int k);
 };
 
 /* Adam's per-step scalars for adam_step_dev at step t >= 1: sc[0] = lr / (1 - b1^t) and

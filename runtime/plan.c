@@ -37,6 +37,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kernels/kdesc.h"
 #include "schedule.h"
@@ -94,7 +95,14 @@ struct rt_plan {
         int key, seen, npass;
         unsigned seeded;
         void *graph;
+        /* autotuning (rt_step_tuning): vg[v] variant v's recording, nrec recorded so far,
+         * vt[v][t] its timings, ntimed timings in all, done: graph is vg[chosen] */
+        void *vg[RT_MAX_VARIANTS];
+        double vt[RT_MAX_VARIANTS][RT_TUNE_MAX_TRIALS];
+        int nrec, ntimed, done, chosen;
     } stepg[RT_STEP_KEYS];
+    int tune_variants;                /* variants to tune steps over (1: no tuning) */
+    int tune_trials;                  /* timings per variant */
     int step_graphs;                  /* graphs and DARTSC_NO_STEP_GRAPHS is unset */
     int step_rec;                     /* a step is being recorded: rt_pass issues into its capture */
     int step_pass;                    /* passes issued so far into that recording */
@@ -264,7 +272,13 @@ static void drop_graphs(rt_plan *p) {
         p->seen[k] = 0;
     }
     for (int k = 0; k < RT_STEP_KEYS; k++) { /* a step's recording holds its passes' work */
-        if (p->stepg[k].graph) p->be->graph_free(p->be, p->stepg[k].graph);
+        int freed_graph = 0;
+        for (int v = 0; v < RT_MAX_VARIANTS; v++)
+            if (p->stepg[k].vg[v]) {
+                freed_graph |= p->stepg[k].vg[v] == p->stepg[k].graph;
+                p->be->graph_free(p->be, p->stepg[k].vg[v]);
+            }
+        if (p->stepg[k].graph && !freed_graph) p->be->graph_free(p->be, p->stepg[k].graph);
         memset(&p->stepg[k], 0, sizeof p->stepg[k]);
     }
 }
@@ -453,6 +467,15 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     p->graphs = be->capture_begin && be->capture_end && be->replay && be->graph_free && !opts->bn_sync &&
                 !getenv("DARTSC_NO_GRAPHS");
     p->step_graphs = p->graphs && !getenv("DARTSC_NO_STEP_GRAPHS");
+    const char *at = getenv("DARTSC_AUTOTUNE"), *tt = getenv("DARTSC_AUTOTUNE_TRIALS");
+    p->tune_variants = 1;
+    if (p->step_graphs && at && *at && strcmp(at, "0") != 0 && be->variants && be->set_variant && be->synchronize) {
+        p->tune_variants = be->variants(be);
+        if (p->tune_variants > RT_MAX_VARIANTS) p->tune_variants = RT_MAX_VARIANTS;
+        if (p->tune_variants < 1) p->tune_variants = 1;
+    }
+    p->tune_trials = tt && atoi(tt) >= 1 ? atoi(tt) : 3;
+    if (p->tune_trials > RT_TUNE_MAX_TRIALS) p->tune_trials = RT_TUNE_MAX_TRIALS;
     /* recordings may issue on several lanes, each with its own scratch (runtime/schedule.c) */
     p->lanes = p->graphs && be->lanes && be->set_lane && be->lane_signal && be->lane_wait ? be->lanes(be) : 1;
     if (p->lanes < 1) p->lanes = 1;
@@ -842,21 +865,103 @@ int rt_pass(rt_plan *p, int training, unsigned mask) {
 
 /* ---- whole steps ---------------------------------------------------------------------------- */
 
-/* Replays step recording k: each pass's seeds (the ones its eager run would draw at this
- * step), then the one launch; the plan's step advances as the passes would advance it. */
-static void step_replay(rt_plan *p, int k) {
+/* Replays graph g, a recording of step key k: each pass's seeds (the ones its eager run
+ * would draw at this step), then the one launch; the plan's step advances as the passes
+ * would advance it. */
+static void step_replay_graph(rt_plan *p, int k, void *g) {
     rt_backend *be = p->be;
     for (int j = 0; j < p->stepg[k].npass; j++)
         if (p->stepg[k].seeded >> j & 1u)
             be->fill_seeds(be, p->seeds_dev + (size_t)j * (size_t)p->n, p->mask_seed, p->step + (uint64_t)j + 1,
                            p->n);
     p->step += (uint64_t)p->stepg[k].npass;
-    be->replay(be, p->stepg[k].graph);
+    be->replay(be, g);
+}
+static void step_replay(rt_plan *p, int k) { step_replay_graph(p, k, p->stepg[k].graph); }
+
+/* Records one step of fn as a graph (NULL: it cannot be recorded; nothing ran). */
+static void *step_record(rt_plan *p, rt_step_fn fn, void *ctx) {
+    rt_backend *be = p->be;
+    if (be->capture_begin(be) != 0) return NULL;
+    const uint64_t step = p->step;
+    p->step_rec = 1;
+    p->step_pass = 0;
+    p->step_seeded = 0;
+    p->step_bad = 0;
+    const int rc = fn(ctx);
+    p->step_rec = 0;
+    void *g = be->capture_end(be);
+    p->step = step; /* recording ran nothing */
+    if (rc || !g || p->step_bad) {
+        if (g) be->graph_free(be, g);
+        return NULL;
+    }
+    return g;
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double median_of(const double *v, int n) {
+    double s[RT_TUNE_MAX_TRIALS];
+    memcpy(s, v, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+}
+
+/* One step of key k's autotuning (rt_step_tuning): record the next variant's graph, or
+ * replay the variant with the fewest timings; each replay timed from a synchronisation to
+ * the next. After the last timing the fastest median's graph stays. A recording that
+ * fails ends tuning and step graphs (eager from now on, as rt_step_run without tuning). */
+static int step_tune(rt_plan *p, int k, rt_step_fn fn, void *ctx) {
+    rt_backend *be = p->be;
+    const int V = p->tune_variants, T = p->tune_trials;
+    int v;
+    if (p->stepg[k].nrec < V) {
+        v = p->stepg[k].nrec;
+        be->set_variant(be, v);
+        void *g = step_record(p, fn, ctx);
+        if (!g) {
+            for (int i = 0; i < v; i++) be->graph_free(be, p->stepg[k].vg[i]), p->stepg[k].vg[i] = NULL;
+            p->stepg[k].nrec = 0;
+            be->set_variant(be, 0);
+            p->step_graphs = 0;
+            return fn(ctx);
+        }
+        p->stepg[k].vg[v] = g;
+        p->stepg[k].nrec++;
+        p->stepg[k].npass = p->step_pass; /* the same fn: the same passes under every variant */
+        p->stepg[k].seeded = p->step_seeded;
+    } else {
+        v = p->stepg[k].ntimed % V;
+    }
+    be->synchronize(be);
+    const double t0 = now_s();
+    step_replay_graph(p, k, p->stepg[k].vg[v]);
+    be->synchronize(be);
+    p->stepg[k].vt[v][p->stepg[k].ntimed / V] = now_s() - t0;
+    p->stepg[k].ntimed++;
+    if (p->stepg[k].ntimed < V * T) return 0;
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (median_of(p->stepg[k].vt[i], T) < median_of(p->stepg[k].vt[best], T)) best = i;
+    for (int i = 0; i < V; i++)
+        if (i != best) be->graph_free(be, p->stepg[k].vg[i]), p->stepg[k].vg[i] = NULL;
+    p->stepg[k].graph = p->stepg[k].vg[best];
+    p->stepg[k].chosen = best;
+    p->stepg[k].done = 1;
+    be->set_variant(be, best);
+    return 0;
 }
 
 int rt_step_run(rt_plan *p, int key, rt_step_fn fn, void *ctx) {
     if (!p->step_graphs || p->step_rec) return fn(ctx);
-    rt_backend *be = p->be;
     int k = -1;
     for (int i = 0; i < RT_STEP_KEYS && k < 0; i++)
         if (p->stepg[i].seen && p->stepg[i].key == key) k = i;
@@ -873,22 +978,9 @@ int rt_step_run(rt_plan *p, int key, rt_step_fn fn, void *ctx) {
         }
         return fn(ctx);
     }
-    if (be->capture_begin(be) != 0) {
-        p->step_graphs = 0;
-        return fn(ctx);
-    }
-    const uint64_t step = p->step;
-    p->step_rec = 1;
-    p->step_pass = 0;
-    p->step_seeded = 0;
-    p->step_bad = 0;
-    const int rc = fn(ctx);
-    p->step_rec = 0;
-    void *g = be->capture_end(be);
-    p->step = step; /* recording ran nothing */
-    if (rc || !g || p->step_bad) {
-        /* not recordable (or the step failed): eager from now on, and this step eagerly */
-        if (g) be->graph_free(be, g);
+    if (p->tune_variants > 1) return step_tune(p, k, fn, ctx);
+    void *g = step_record(p, fn, ctx);
+    if (!g) { /* not recordable (or the step failed): eager from now on, and this step eagerly */
         p->step_graphs = 0;
         return fn(ctx);
     }
@@ -903,6 +995,28 @@ int rt_step_recorded(const rt_plan *p, int key) {
     for (int i = 0; i < RT_STEP_KEYS; i++)
         if (p->stepg[i].seen && p->stepg[i].key == key) return p->stepg[i].graph != NULL;
     return 0;
+}
+
+int rt_plan_tune_steps(const rt_plan *p) {
+    return p->step_graphs && p->tune_variants > 1 ? p->tune_variants * p->tune_trials : 0;
+}
+
+int rt_step_tuning(const rt_plan *p, int key, rt_tune_report *r) {
+    memset(r, 0, sizeof *r);
+    if (p->tune_variants < 2) return -1;
+    int k = -1;
+    for (int i = 0; i < RT_STEP_KEYS && k < 0; i++)
+        if (p->stepg[i].seen && p->stepg[i].key == key) k = i;
+    if (k < 0) return p->step_graphs ? 0 : -1;
+    if (!p->stepg[k].done) return p->step_graphs || p->stepg[k].graph ? 0 : -1;
+    r->variants = p->tune_variants;
+    r->trials = p->tune_trials;
+    r->chosen = p->stepg[k].chosen;
+    for (int v = 0; v < r->variants; v++) {
+        r->times[v] = median_of(p->stepg[k].vt[v], p->tune_trials);
+        r->names[v] = p->be->variant_name ? p->be->variant_name(p->be, v) : "";
+    }
+    return 1;
 }
 
 int rt_set_input_dev(rt_plan *p, int node, const void *src, size_t bytes) {

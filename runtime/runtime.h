@@ -78,6 +78,27 @@ typedef int (*rt_step_fn)(void *ctx);
 int rt_step_run(rt_plan *p, int key, rt_step_fn fn, void *ctx);
 /* Whether key's step is recorded now (tests, reports). */
 int rt_step_recorded(const rt_plan *p, int key);
+/* Autotuning (DARTSC_AUTOTUNE=1, where the backend has variants: backend.h): a key's
+ * second step records one graph per variant, on that and the following steps (one
+ * variant each); then each variant's graph is replayed until it has been timed
+ * DARTSC_AUTOTUNE_TRIALS times (default 3; each timing is one real step, from a device
+ * synchronisation to the next), the variant of the smallest median is kept (its graph
+ * replayed from then on, the backend left on it), the others freed. The variants give the
+ * same bits, so tuning changes no result: every step is a real step of the loop. Takes
+ * V * T steps after the eager one (V variants). rt_step_tuning reports on key: 0 while
+ * its tuning runs (or before), 1 once done, -1 when it does not tune (off, no variants,
+ * not recorded); times[v]: variant v's median seconds, *chosen its index; names from the
+ * backend's variant_name. */
+#define RT_MAX_VARIANTS 4
+#define RT_TUNE_MAX_TRIALS 9
+typedef struct rt_tune_report {
+    int variants, chosen, trials;
+    double times[RT_MAX_VARIANTS];
+    const char *names[RT_MAX_VARIANTS];
+} rt_tune_report;
+int rt_step_tuning(const rt_plan *p, int key, rt_tune_report *r);
+/* Steps a key's tuning takes after its eager first step (V * T; 0: no tuning). */
+int rt_plan_tune_steps(const rt_plan *p);
 /* Copies bytes of backend memory (a fixed buffer) into an input node, in order with other
  * work (no host synchronisation). */
 int rt_set_input_dev(rt_plan *p, int node, const void *src, size_t bytes);

@@ -898,7 +898,7 @@ static void expect_same_groups(rt_backend *be, rt_plan *pa, rt_plan *pb, int ste
     }
 }
 
-static void darts_step_graph_case(int order) {
+static void darts_step_graph_case(int order, int tune) {
     char err[256];
     rt_backend *be = rt_backend_cuda_new(err, sizeof err);
     cr_assert(be, "%s", err);
@@ -906,8 +906,14 @@ static void darts_step_graph_case(int order) {
     tiny_space(&sp);
     ir_net net;
     cr_assert_eq(ir_space_build_supernet(&sp, 8, &net), 0, "%s", net.error);
+    if (tune) setenv("DARTSC_AUTOTUNE", "1", 1);
     rt_plan *p[2] = {step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 0),
                      step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 1)};
+    unsetenv("DARTSC_AUTOTUNE");
+    /* the step graph stands from the third step (index 2), or after tuning (one step per
+       variant and timing after the two eager ones) */
+    const int rec_from = tune ? 1 + rt_plan_tune_steps(p[0]) : 2;
+    if (tune) cr_assert_eq(rt_plan_tune_steps(p[0]), 4 * tune, "4 variants x %d timings", tune);
     ir_train_config tc = sp.search;
     tc.order = order;
     tc.w_clip = 0.5f;
@@ -931,7 +937,7 @@ static void darts_step_graph_case(int order) {
         yv[i] = (3 * i + 1) % sp.classes;
     }
     const int key = order * 2 + 1; /* the key of every step after the first (momentum live) */
-    for (int s = 0; s < 6; s++) { /* 0, 1: eager (two keys), 2: recorded, 3..5: replayed */
+    for (int s = 0; s < rec_from + 4; s++) { /* 0, 1: eager (two keys), then recorded (tuned), then replayed */
         tu_fill_uniform(xt, ni, -1.f, 1.f, 700 + 2 * (uint64_t)s);
         tu_fill_uniform(xv, ni, -1.f, 1.f, 701 + 2 * (uint64_t)s);
         const float lr = 0.05f * (1.0f - 0.1f * (float)s); /* a new learning rate every step */
@@ -940,8 +946,8 @@ static void darts_step_graph_case(int order) {
         for (int k = 0; k < 2; k++)
             cr_assert_eq(sr_darts_step_run(&ds[k], xt, yt, xv, yv, lr, s + 1, s > 0, got[k], &gn[k]), 0);
         cr_assert(!rt_cuda_last_error(), "step %d: %s", s, rt_cuda_last_error());
-        cr_expect_eq(rt_step_recorded(p[0], key), s >= 2, "step %d: the step graph %s", s,
-                     s >= 2 ? "was not recorded" : "was recorded too early");
+        cr_expect_eq(rt_step_recorded(p[0], key), s >= rec_from, "step %d: the step graph %s", s,
+                     s >= rec_from ? "was not recorded" : "was recorded too early");
         cr_expect(!rt_step_recorded(p[1], key), "the per-pass plan recorded a step");
         cr_expect(isfinite(got[0][0]) && isfinite(got[0][1]), "step %d: losses %g %g", s, got[0][0], got[0][1]);
         /* the weight gradient norm comes back from the device on replays too (the weight step's guard) */
@@ -955,6 +961,23 @@ static void darts_step_graph_case(int order) {
         expect_same_dev(be, buf[0], buf[1], w.n, "SGD momentum", s);
         expect_same_dev(be, m[0], m[1], a.n, "Adam m", s);
         expect_same_dev(be, v[0], v[1], a.n, "Adam v", s);
+    }
+    rt_tune_report tr;
+    if (tune) { /* every variant timed, the fastest kept: the bits above were every variant's */
+        cr_assert_eq(rt_step_tuning(p[0], key, &tr), 1, "tuning did not finish");
+        cr_expect(tr.variants == 4 && tr.trials == tune && tr.chosen >= 0 && tr.chosen < 4, "%d variants, %d trials, chose %d",
+                  tr.variants, tr.trials, tr.chosen);
+        for (int j = 0; j < tr.variants; j++) {
+            cr_expect(tr.times[j] > 0 && tr.names[j] && *tr.names[j], "variant %d: %g s", j, tr.times[j]);
+            cr_expect(tr.times[tr.chosen] <= tr.times[j], "chose %s (%g s) over %s (%g s)", tr.names[tr.chosen],
+                      tr.times[tr.chosen], tr.names[j], tr.times[j]);
+            for (int i = 0; i < j; i++) cr_expect(strcmp(tr.names[i], tr.names[j]) != 0, "two variants named %s", tr.names[j]);
+        }
+        cr_log_info("autotuned: %s (%s %.3f s, %s %.3f s, %s %.3f s, %s %.3f s on the emulator)", tr.names[tr.chosen],
+                    tr.names[0], tr.times[0], tr.names[1], tr.times[1], tr.names[2], tr.times[2], tr.names[3],
+                    tr.times[3]);
+    } else {
+        cr_expect_eq(rt_step_tuning(p[0], key, &tr), -1, "tuning without DARTSC_AUTOTUNE");
     }
     /* non-finite losses on a replay: alpha, the weights and every optimiser state stay as
        they were (the guards on the device) */
@@ -1061,19 +1084,27 @@ Test(cuda_step, device_scalar_optimisers_equal_host_scalar_ones) {
     gpu->destroy(gpu);
 }
 
-Test(cuda_step, first_order_step_graph_equals_per_pass_steps) { darts_step_graph_case(1); }
-Test(cuda_step, second_order_step_graph_equals_per_pass_steps) { darts_step_graph_case(2); }
+Test(cuda_step, first_order_step_graph_equals_per_pass_steps) { darts_step_graph_case(1, 0); }
+Test(cuda_step, second_order_step_graph_equals_per_pass_steps) { darts_step_graph_case(2, 0); }
+/* Autotuning (DARTSC_AUTOTUNE=1, one timing per variant): the four variants (batched
+ * launches and one-launch reductions, each on or off) recorded and timed on real steps,
+ * every step the per-pass plan's bits (the per-pass plan runs on the same backend, under
+ * whichever variant the tuning left set), then the fastest variant's graph replayed. */
+Test(cuda_step, autotuned_first_order_steps_equal_per_pass_steps) {
+    setenv("DARTSC_AUTOTUNE_TRIALS", "1", 1);
+    darts_step_graph_case(1, 1);
+}
 /* with batched launches (DARTSC_CUDA_BATCH=1) in the step's passes and in the per-pass recordings */
 Test(cuda_step, first_order_step_graph_batched_equals_per_pass_steps) {
     setenv("DARTSC_CUDA_BATCH", "1", 1);
-    darts_step_graph_case(1);
+    darts_step_graph_case(1, 0);
 }
 /* and with the cuBLAS 1x1s batched: the step's graph issues the same batched GEMMs as the
  * per-pass recordings, so the same bits on a GPU too */
 Test(cuda_step, first_order_step_graph_cublas_batched_equals_per_pass_steps) {
     setenv("DARTSC_CUDA_BATCH", "1", 1);
     setenv("DARTSC_CUDA_BATCH_CUBLAS", "1", 1);
-    darts_step_graph_case(1);
+    darts_step_graph_case(1, 0);
 }
 
 /* The retraining step with drop path (p 0.2, then 0.3 from the fourth step: the ramp's

@@ -66,6 +66,9 @@ typedef struct cuda_backend {
     int batch; /* DARTSC_CUDA_BATCH set (not "0"): independent same-shaped convolutions, batch
                   norms and pools of a recorded pass in one launch per kernel (cu_batches; not yet
                   measured) */
+    /* the variants (cu_variants): the configured batch and one-launch settings, and which
+       of the two a variant may change (the switch unset in the environment) */
+    int batch0, one_launch0, free_batch, free_one_launch;
 } cuda_backend;
 
 static int g_live; /* backends alive: the kernels' library state is per process */
@@ -684,6 +687,36 @@ static void cu_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nod
     }
 }
 
+/* ---- variants (backend.h; rt_step_run's autotuning) ----
+ * Batched launches on or off and one-launch reductions on or off give the same bits
+ * (cuda_batch*, cuda_one_launch*, cuda_net/batched*), so whichever of the two switches the
+ * environment leaves unset is a variant: up to 4, variant 0 the configured one, bit 0 of
+ * k batching flipped, bit 1 the one-launch reductions (of the free switches, in turn). */
+static int cu_variants(rt_backend *be) {
+    const cuda_backend *cb = (const cuda_backend *)be;
+    return 1 << (cb->free_batch + cb->free_one_launch);
+}
+static void cu_variant_of(const cuda_backend *cb, int k, int *batch, int *one_launch) {
+    int bit = 0;
+    *batch = cb->batch0;
+    *one_launch = cb->one_launch0;
+    if (cb->free_batch) *batch ^= k >> bit++ & 1;
+    if (cb->free_one_launch) *one_launch ^= k >> bit & 1;
+}
+static void cu_set_variant(rt_backend *be, int k) {
+    cuda_backend *cb = (cuda_backend *)be;
+    int b, ol;
+    cu_variant_of(cb, k, &b, &ol);
+    cb->batch = b;
+    kcuda_set_one_launch(ol);
+}
+static const char *cu_variant_name(rt_backend *be, int k) {
+    int b, ol;
+    cu_variant_of((const cuda_backend *)be, k, &b, &ol);
+    static const char *const names[4] = {"unbatched", "batched", "unbatched one-launch", "batched one-launch"};
+    return names[b + 2 * ol];
+}
+
 static size_t cu_scratch(rt_backend *be, const rt_exec_node *n) {
     (void)be;
     if (n->op != IR_OP_CONV2D) return 0;
@@ -925,6 +958,12 @@ static cuda_backend *cu_create(char *err, size_t errlen) {
     }
     const char *bt = getenv("DARTSC_CUDA_BATCH");
     cb->batch = bt && *bt && strcmp(bt, "0") != 0;
+    cb->batch0 = cb->batch;
+    cb->one_launch0 = kcuda_set_one_launch(0);
+    kcuda_set_one_launch(cb->one_launch0);
+    /* batching changes bits where the cuBLAS 1x1s batch: not a variant then */
+    cb->free_batch = !bt && !kcuda_batch_cublas();
+    cb->free_one_launch = !getenv("DARTSC_CUDA_ONE_LAUNCH");
     return cb;
 #undef CU_NEW_FAIL
 }
@@ -984,5 +1023,8 @@ extern "C" rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
     be->lane_wait = cu_lane_wait;
     be->batches = cu_batches;
     be->run_batch = cu_run_batch;
+    be->variants = cu_variants;
+    be->set_variant = cu_set_variant;
+    be->variant_name = cu_variant_name;
     return be;
 }
