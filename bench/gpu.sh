@@ -83,6 +83,15 @@ for o in $orders; do
     done
 done
 
+# autotuning (DARTSC_AUTOTUNE=1): the run times every bit-identical variant (batched launches,
+# one-launch reductions, each on or off) on its first steps and keeps the fastest; its
+# JSON line names the variant and each variant's median (one run per order)
+for o in $orders; do
+    DARTSC_AUTOTUNE=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
+        --order "$o" --steps "$steps" --warmup "$warmup" --json \
+        | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_AUTOTUNE=1"/' >>"$j" || echo "order $o autotuned failed"
+done
+
 # the supernet with one copy of each pool, FactorizedReduce ReLU and shift per edge
 # (DARTSC_NO_SHARE=1, PyTorch's structure) against the default's one per cell and state
 DARTSC_NO_SHARE=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
@@ -140,7 +149,8 @@ for r in rows:
     if r["impl"].endswith("repeat"):
         print(f"order {r['order']} {r['impl']}: {r['median_s']:.4f} s/step")
     if r["impl"].startswith("dartsc DARTSC_"):
-        print(f"order {r['order']} with {r['impl'][7:]}: {r['median_s']:.4f} s/step, {r.get('peak_device_alloc_mb', -1)} MiB")
+        print(f"order {r['order']} with {r['impl'][7:]}: {r['median_s']:.4f} s/step, {r.get('peak_device_alloc_mb', -1)} MiB"
+              + (f"; chose {r['variant']} ({r['variant_medians']} s/step while tuning)" if "variant" in r else ""))
     if r["impl"] in ("dartsc", "dartsc DARTSC_NO_PREFETCH=1") and "host_batch_s" in r:
         print(f"order {r['order']} {r['impl']}: {r['host_batch_s'] * 1e3:.3f} ms a step drawing batches on the host "
               f"({'while the step before computes' if r.get('prefetch') else 'between steps'})")

@@ -126,6 +126,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     float loss = NAN, correct;
+    warmup += rt_plan_tune_steps(p); /* autotuning's steps (DARTSC_AUTOTUNE) are warm-up too */
     for (long s = 0; s < warmup + steps; s++) {
         double t0 = sr_now();
         if (sr_train_step(&st, buf, x, y, tc->w_lr, tc, &loss, &correct)) {

@@ -96,13 +96,16 @@ struct rt_plan {
         unsigned seeded;
         void *graph;
         /* autotuning (rt_step_tuning): vg[v] variant v's recording, nrec recorded so far,
-         * vt[v][t] its timings, ntimed timings in all, done: graph is vg[chosen] */
+         * vt[v][t] its timings, ntimed timings in all, done: graph is the chosen vg */
         void *vg[RT_MAX_VARIANTS];
         double vt[RT_MAX_VARIANTS][RT_TUNE_MAX_TRIALS];
-        int nrec, ntimed, done, chosen;
+        int nrec, ntimed, done;
     } stepg[RT_STEP_KEYS];
     int tune_variants;                /* variants to tune steps over (1: no tuning) */
     int tune_trials;                  /* timings per variant */
+    int tuned;                        /* a key's tuning finished: later recordings (other keys,
+                                         re-recordings after drop_graphs) use its variant */
+    rt_tune_report tune_rep;          /* that tuning's report */
     int step_graphs;                  /* graphs and DARTSC_NO_STEP_GRAPHS is unset */
     int step_rec;                     /* a step is being recorded: rt_pass issues into its capture */
     int step_pass;                    /* passes issued so far into that recording */
@@ -941,11 +944,18 @@ static int step_tune(rt_plan *p, int k, rt_step_fn fn, void *ctx) {
     } else {
         v = p->stepg[k].ntimed % V;
     }
+    /* device time between two marks where the backend has them (CUDA: events around the
+       graph on lane 0, whose end joins every lane), else host time; both after a
+       synchronisation, so that no earlier work counts (the marks are not reset: a caller's
+       own marks stay valid) */
     be->synchronize(be);
+    const int marks = be->mark && be->mark_elapsed;
+    void *m0 = marks ? be->mark(be) : NULL;
     const double t0 = now_s();
     step_replay_graph(p, k, p->stepg[k].vg[v]);
+    void *m1 = marks ? be->mark(be) : NULL;
     be->synchronize(be);
-    p->stepg[k].vt[v][p->stepg[k].ntimed / V] = now_s() - t0;
+    p->stepg[k].vt[v][p->stepg[k].ntimed / V] = marks ? be->mark_elapsed(be, m0, m1) : now_s() - t0;
     p->stepg[k].ntimed++;
     if (p->stepg[k].ntimed < V * T) return 0;
     int best = 0;
@@ -954,9 +964,17 @@ static int step_tune(rt_plan *p, int k, rt_step_fn fn, void *ctx) {
     for (int i = 0; i < V; i++)
         if (i != best) be->graph_free(be, p->stepg[k].vg[i]), p->stepg[k].vg[i] = NULL;
     p->stepg[k].graph = p->stepg[k].vg[best];
-    p->stepg[k].chosen = best;
     p->stepg[k].done = 1;
     be->set_variant(be, best);
+    rt_tune_report *r = &p->tune_rep;
+    r->variants = V;
+    r->trials = T;
+    r->chosen = best;
+    for (int i = 0; i < V; i++) {
+        r->times[i] = median_of(p->stepg[k].vt[i], T);
+        r->names[i] = be->variant_name ? be->variant_name(be, i) : "";
+    }
+    p->tuned = 1;
     return 0;
 }
 
@@ -978,7 +996,7 @@ int rt_step_run(rt_plan *p, int key, rt_step_fn fn, void *ctx) {
         }
         return fn(ctx);
     }
-    if (p->tune_variants > 1) return step_tune(p, k, fn, ctx);
+    if (p->tune_variants > 1 && !p->tuned) return step_tune(p, k, fn, ctx);
     void *g = step_record(p, fn, ctx);
     if (!g) { /* not recordable (or the step failed): eager from now on, and this step eagerly */
         p->step_graphs = 0;
@@ -1002,21 +1020,14 @@ int rt_plan_tune_steps(const rt_plan *p) {
 }
 
 int rt_step_tuning(const rt_plan *p, int key, rt_tune_report *r) {
+    (void)key; /* one tuning per plan: the first key to finish decides for every step */
     memset(r, 0, sizeof *r);
     if (p->tune_variants < 2) return -1;
-    int k = -1;
-    for (int i = 0; i < RT_STEP_KEYS && k < 0; i++)
-        if (p->stepg[i].seen && p->stepg[i].key == key) k = i;
-    if (k < 0) return p->step_graphs ? 0 : -1;
-    if (!p->stepg[k].done) return p->step_graphs || p->stepg[k].graph ? 0 : -1;
-    r->variants = p->tune_variants;
-    r->trials = p->tune_trials;
-    r->chosen = p->stepg[k].chosen;
-    for (int v = 0; v < r->variants; v++) {
-        r->times[v] = median_of(p->stepg[k].vt[v], p->tune_trials);
-        r->names[v] = p->be->variant_name ? p->be->variant_name(p->be, v) : "";
+    if (p->tuned) {
+        *r = p->tune_rep;
+        return 1;
     }
-    return 1;
+    return p->step_graphs ? 0 : -1;
 }
 
 int rt_set_input_dev(rt_plan *p, int node, const void *src, size_t bytes) {

@@ -81,14 +81,17 @@ int rt_step_recorded(const rt_plan *p, int key);
 /* Autotuning (DARTSC_AUTOTUNE=1, where the backend has variants: backend.h): a key's
  * second step records one graph per variant, on that and the following steps (one
  * variant each); then each variant's graph is replayed until it has been timed
- * DARTSC_AUTOTUNE_TRIALS times (default 3; each timing is one real step, from a device
- * synchronisation to the next), the variant of the smallest median is kept (its graph
- * replayed from then on, the backend left on it), the others freed. The variants give the
- * same bits, so tuning changes no result: every step is a real step of the loop. Takes
- * V * T steps after the eager one (V variants). rt_step_tuning reports on key: 0 while
- * its tuning runs (or before), 1 once done, -1 when it does not tune (off, no variants,
- * not recorded); times[v]: variant v's median seconds, *chosen its index; names from the
- * backend's variant_name. */
+ * DARTSC_AUTOTUNE_TRIALS times (default 3; each timing one real step's replay, by the
+ * backend's marks where it has them, else from a synchronisation to the next); the
+ * variant of the smallest median is kept (its graph replayed from then on, the backend
+ * left on it), the others freed. One tuning per plan: other keys' recordings, and
+ * re-recordings after the recordings are dropped, use the chosen variant. The variants
+ * give the same bits, so tuning changes no result: every step is a real step of the loop.
+ * It takes rt_plan_tune_steps(p) = V * T steps after the key's eager one (V variants).
+ * rt_step_tuning reports the plan's tuning (key kept for the callers' clarity): 0 while
+ * it runs (or before), 1 once done (*r filled: times[v] variant v's median seconds,
+ * chosen the kept one, names from the backend's variant_name), -1 when there is none
+ * (off, no variants, steps not recorded). */
 #define RT_MAX_VARIANTS 4
 #define RT_TUNE_MAX_TRIALS 9
 typedef struct rt_tune_report {

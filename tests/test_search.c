@@ -691,12 +691,17 @@ typedef struct mc_call {
 typedef struct mc_graph {
     mc_call *calls;
     int n;
+    int variant; /* the mock's variant when it was recorded */
 } mc_graph;
 typedef struct mock {
     rt_backend be; /* first: the runtime's pointer is the mock's */
     rt_backend *cpu;
     mc_graph *rec; /* recording into this */
-    int spoiled, captures, replays;
+    int spoiled, captures, replays, frees;
+    int variant;   /* set_variant's */
+    /* the variants test's clock: a replay of variant v advances it by 3 - v; mark records it */
+    double clock, marks[64];
+    int nmarks;
 } mock;
 
 static void mc_push(rt_backend *be, mc_call c) {
@@ -799,6 +804,7 @@ static int mc_capture_begin(rt_backend *be) {
     mock *m = (mock *)be;
     cr_assert(!m->rec, "nested capture");
     m->rec = calloc(1, sizeof *m->rec);
+    m->rec->variant = m->variant;
     m->spoiled = 0;
     return 0;
 }
@@ -820,9 +826,10 @@ static void mc_replay(rt_backend *be, void *graph) {
     mc_graph *g = graph;
     m->replays++;
     for (int i = 0; i < g->n; i++) mc_run(m, &g->calls[i]);
+    m->clock += 3 - g->variant;
 }
 static void mc_graph_free(rt_backend *be, void *graph) {
-    (void)be;
+    ((mock *)be)->frees++;
     mc_graph *g = graph;
     free(g->calls);
     free(g);
@@ -907,6 +914,82 @@ Test(step_record, darts_steps_replayed_equal_steps_run_as_issued, .timeout = 300
         steprun_free(&a);
         steprun_free(&b);
     }
+}
+
+/* Autotuning (DARTSC_AUTOTUNE=1) on the recording backend given three variants and a
+ * clock its marks read, which a replay of variant v advances by 3 - v (deterministic, as
+ * a timing by the host's clock would not be): the key's second, third and fourth steps
+ * record one variant each, then each is replayed until timed 3 times (9 steps), variant
+ * 2 is kept (median 1 against 2 and 3) and left set, the two others freed; every step the
+ * bits of the step run as issued. */
+static int mc_variants(rt_backend *be) { (void)be; return 3; }
+static void *mc_mark(rt_backend *be) {
+    mock *m = (mock *)be;
+    cr_assert(m->nmarks < 64, "more than 64 marks");
+    m->marks[m->nmarks++] = m->clock;
+    return (void *)(intptr_t)m->nmarks;
+}
+static double mc_mark_elapsed(rt_backend *be, void *a, void *b) {
+    mock *m = (mock *)be;
+    return m->marks[(intptr_t)b - 1] - m->marks[(intptr_t)a - 1];
+}
+static void mc_set_variant(rt_backend *be, int k) { ((mock *)be)->variant = k; }
+static const char *mc_variant_name(rt_backend *be, int k) {
+    (void)be;
+    static const char *const names[3] = {"slow", "medium", "fast"};
+    return names[k];
+}
+Test(step_record, autotuning_keeps_the_fastest_variant_with_the_same_bits, .timeout = 300) {
+    mock *mk = mock_new();
+    mk->be.variants = mc_variants;
+    mk->be.set_variant = mc_set_variant;
+    mk->be.variant_name = mc_variant_name;
+    mk->be.mark = mc_mark;
+    mk->be.mark_elapsed = mc_mark_elapsed;
+    steprun a, b;
+    setenv("DARTSC_AUTOTUNE", "1", 1);
+    steprun_init_on(&a, &mk->be);
+    unsetenv("DARTSC_AUTOTUNE");
+    steprun_init(&b);
+    cr_assert_eq(rt_plan_tune_steps(a.u.p), 9);
+    cr_assert_eq(rt_plan_tune_steps(b.u.p), 0, "the CPU backend has no variants");
+    ir_train_config tc = {.order = 1, .a_lr = 3e-3f, .a_beta1 = 0.5f, .a_beta2 = 0.999f, .a_wd = 1e-3f,
+                          .w_momentum = 0.9f, .w_wd = 3e-4f, .w_clip = 0.05f};
+    sr_darts_step ds[2];
+    steprun *r[2] = {&a, &b};
+    for (int k = 0; k < 2; k++)
+        cr_assert_eq(sr_darts_step_init(&ds[k], r[k]->u.p, r[k]->u.net.images, r[k]->u.net.labels, &tc, &r[k]->ws,
+                                        r[k]->buf, r[k]->m, r[k]->v),
+                     0);
+    rt_tune_report tr;
+    for (int s = 0; s < 13; s++) { /* 0, 1: eager; 2..10: tuning; 11, 12: the kept graph */
+        tu_fill_uniform(a.u.xt, 8 * 64, -1.f, 1.f, 600 + (uint64_t)s);
+        tu_fill_uniform(a.u.xv, 8 * 64, -1.f, 1.f, 700 + (uint64_t)s);
+        const float lr = 0.1f / (float)(s + 1);
+        float got[2][4];
+        double gn[2];
+        for (int k = 0; k < 2; k++)
+            cr_assert_eq(sr_darts_step_run(&ds[k], a.u.xt, a.u.yt, a.u.xv, a.u.yv, lr, s + 1, s > 0, got[k], &gn[k]), 0);
+        char what[64];
+        snprintf(what, sizeof what, "step %d", s);
+        cr_assert_eq(sr_darts_step_tuning(&ds[0], 1, &tr), s >= 10 ? 1 : 0, "%s: tuning state", what);
+        cr_assert_eq(rt_step_recorded(a.u.p, 3), s >= 10, "%s: recorded %d", what, rt_step_recorded(a.u.p, 3));
+        cr_assert(memcmp(got[0], got[1], sizeof got[0]) == 0, "%s: losses %g %g vs as issued %g %g", what, got[0][0],
+                  got[0][1], got[1][0], got[1][1]);
+        cr_assert_eq(rt_plan_step(a.u.p), rt_plan_step(b.u.p), "%s: plan steps differ", what);
+        step_same_state(&a, &b, what, 1);
+    }
+    cr_expect(tr.variants == 3 && tr.trials == 3 && tr.chosen == 2, "%d variants, %d trials, chose %d", tr.variants,
+              tr.trials, tr.chosen);
+    cr_expect(!strcmp(tr.names[2], "fast") && tr.times[0] == 3 && tr.times[1] == 2 && tr.times[2] == 1,
+              "medians %s %g, %s %g, %s %g", tr.names[0], tr.times[0], tr.names[1], tr.times[1], tr.names[2], tr.times[2]);
+    cr_expect_eq(mk->nmarks, 18, "%d marks, want 2 per timed replay", mk->nmarks);
+    cr_expect_eq(mk->variant, 2, "the backend was left on variant %d", mk->variant);
+    cr_expect_eq(mk->frees, 2, "%d recordings freed after tuning, want the 2 slower ones", mk->frees);
+    cr_expect(sr_darts_step_tuning(&ds[1], 1, &tr) == -1, "the CPU backend tuned");
+    for (int k = 0; k < 2; k++) sr_darts_step_free(&ds[k]);
+    steprun_free(&a);
+    steprun_free(&b);
 }
 
 /* The retraining step with drop path (0.2, then 0.3 from step 3: the change drops the
