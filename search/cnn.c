@@ -651,6 +651,7 @@ static int dplus_epoch_end(run *r, char *err, size_t errlen) {
 
 static void free_run(run *r) {
     sr_host_timing_report(&r->ht, "search");
+    sr_tune_report(r->p, "search");
     sr_px_free(r->px);
     if (r->p) {
         sr_darts_step_free(&r->ds);

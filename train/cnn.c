@@ -340,6 +340,7 @@ static int tcheck_finite(trun *t, float lr, char *err, size_t errlen) {
 
 static void tfree(trun *t) {
     sr_host_timing_report(&t->ht, "retraining");
+    sr_tune_report(t->p, "retraining");
     if (t->p) {
         if (t->st.p) sr_step_free(&t->st);
         if (t->buf) t->be->free(t->be, t->buf);

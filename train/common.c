@@ -334,6 +334,14 @@ void sr_host_timing_report(const sr_host_timing *h, const char *what) {
             h->gaps ? 1e3 * h->gap / (double)h->gaps : 0.0);
 }
 
+void sr_tune_report(const rt_plan *p, const char *what) {
+    rt_tune_report r;
+    if (!p || rt_step_tuning(p, 0, &r) != 1) return;
+    fprintf(stderr, "autotuned (%s): %s; median step while tuning (%d timed each):", what, r.names[r.chosen], r.trials);
+    for (int v = 0; v < r.variants; v++) fprintf(stderr, "%s %s %.4f s", v ? "," : "", r.names[v], r.times[v]);
+    fputc('\n', stderr);
+}
+
 int sr_prefetch_on(void) { return !getenv("DARTSC_NO_PREFETCH"); }
 
 int sr_checkpoint_due(int64_t every_steps, double every_s, int64_t global_step, double *last) {

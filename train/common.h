@@ -147,6 +147,9 @@ typedef struct sr_host_timing {
 } sr_host_timing;
 /* Prints the means per step to stderr where DARTSC_HOST_TIMING is set; what names the loop. */
 void sr_host_timing_report(const sr_host_timing *h, const char *what);
+/* Prints to stderr which variant autotuning kept for p's steps and every variant's median
+ * (DARTSC_AUTOTUNE; nothing where p did not tune); what names the loop. */
+void sr_tune_report(const struct rt_plan *p, const char *what);
 /* Whether loops prefetch: prepare and upload the next step's batch while a step computes
  * (default on; DARTSC_NO_PREFETCH=1 turns it off, for A/B measurements). The same batches in
  * the same order either way: the bits of a run do not depend on it. */
