@@ -2577,7 +2577,11 @@ static float *bc_cpu(const bc_case *c, int op, int relu, int set, int i) {
         else kcpu_conv2d_forward(o, x, w, d, scr);
         break;
     case BC_DATA:
-        if (set) kcpu_conv2d_backward_data_set(o, dy, w, relu ? x : NULL, d, scr);
+        if (set && !kcpu_conv2d_sets_dx(d)) { /* the CPU writes dx on some paths only: zeroed, then added */
+            memset(o, 0, (size_t)c->len[k] * sizeof(float));
+            if (relu) kcpu_conv2d_relu_backward_data(o, dy, w, x, d, scr);
+            else kcpu_conv2d_backward_data(o, dy, w, d, scr);
+        } else if (set) kcpu_conv2d_backward_data_set(o, dy, w, relu ? x : NULL, d, scr);
         else if (relu) kcpu_conv2d_relu_backward_data(o, dy, w, x, d, scr);
         else kcpu_conv2d_backward_data(o, dy, w, d, scr);
         break;
@@ -2752,7 +2756,7 @@ Test(cuda_batch_conv, own_1x1_equal_single_calls) {
  * give the eager batched call's bits (deterministic), and the single calls are within
  * TOL_LIBRARY of the CPU twin. Shapes: K = C = 8; K 20 > C 8 on 5x7; K 5 < C 12; 1,500
  * samples of 1x1 (4,500 GEMMs: the pointer arrays in two calls of 4,096 and 404); K = C =
- * 64 over 200 samples (3 problems' filter products, 800 KB each, do not fit the lane's
+ * 64 over 200 samples (3 problems' filter products, 3.2 MB each, do not fit the lane's
  * 8 MB reduction buffer together: 2 problems, then 1). */
 static void bcb_check(bc_case *c, int op, int set, const char *shape) {
     static const char *const names[3] = {"forward", "data gradient", "filter gradient"};
@@ -2818,11 +2822,35 @@ Test(cuda_batch_conv, cublas_1x1_batched_gemms_equal_single_calls) {
         bcb_check(&c, BC_FILTER, 0, shape);
         bc_free(&c);
     }
-    /* the strided 1x1 still has no batched path (its gather needs the caller's scratch) */
-    kconv2d_desc strided = bc_pw_desc(2, 4, 8, 8, 3);
-    strided.stride_h = strided.stride_w = 2;
-    kconv2d_desc_finish(&strided);
-    cr_expect(!kcuda_conv2d_batch_ok(&strided, 0), "strided 1x1 batched");
+    ol_end(gpu, s);
+}
+
+/* FactorizedReduce's strided 1x1 on cuBLAS batched (DARTSC_CUDA_BATCH_CUBLAS): the dense
+ * copies the single path gathers into the caller's scratch go to the lane's reduction
+ * buffer, one gather and one scatter launch for the problems that fit (bcb_check's
+ * comparisons). Stride 2 on 8x8 (K = C = 8) and on odd 9x7 (K 5 < C 12; the last row and
+ * column never sampled); 5 problems of 4 x 512 channels of 32x32 (dense copies of 2 MB:
+ * 4 fit the 8 MB buffer, then 1). */
+Test(cuda_batch_conv, cublas_strided_1x1_batched_equal_single_calls) {
+    setenv("DARTSC_CUDA_BATCH_CUBLAS", "1", 1);
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    const int sh[3][6] = {{2, 8, 8, 8, 8, 3}, {3, 12, 9, 7, 5, 4}, {4, 512, 32, 32, 4, 5}};
+    for (int j = 0; j < 3; j++) {
+        const int *v = sh[j];
+        kconv2d_desc d = bc_pw_desc(v[0], v[1], v[2], v[3], v[4]);
+        d.stride_h = d.stride_w = 2;
+        kconv2d_desc_finish(&d);
+        bc_case c;
+        bc_new(&c, &d, v[5], 7600 + 100 * (uint64_t)j, s);
+        char shape[128];
+        snprintf(shape, sizeof shape, "strided 1x1 by cuBLAS N %d C %d %dx%d K %d", v[0], v[1], v[2], v[3], v[4]);
+        bcb_check(&c, BC_FWD, 0, shape);
+        bcb_check(&c, BC_DATA, 0, shape);
+        bcb_check(&c, BC_DATA, 1, shape);
+        bcb_check(&c, BC_FILTER, 0, shape);
+        bc_free(&c);
+    }
     ol_end(gpu, s);
 }
 

@@ -578,8 +578,13 @@ template <int B> __global__ static void pw_filter_sum_k(kb_ptrs<B> P, const floa
     }
 }
 
+/* The strided 1x1's gather and scatters; problem z (kb_ptrs: the batched path) writes
+ * P.o[z] from P.a[z]. */
 /* xs (N,C,P,Q) = x (N,C,H,W) at rows p*stride_h, columns q*stride_w. */
-__global__ static void pw_gather_k(float *xs, const float *x, kconv2d_desc d) {
+template <int B> __global__ static void pw_gather_k(kb_ptrs<B> P, kconv2d_desc d) {
+    const int z = kb_z<B>();
+    float *xs = P.o[z];
+    const float *x = P.a[z];
     const int64_t PQ = (int64_t)d.P * d.Q, total = (int64_t)d.N * d.C * PQ;
     KCUDA_GRID_STRIDE(i, total) {
         const int64_t pl = i / PQ;
@@ -588,7 +593,10 @@ __global__ static void pw_gather_k(float *xs, const float *x, kconv2d_desc d) {
     }
 }
 /* dx (N,C,H,W) at the strided pixels += dxs (N,C,P,Q). */
-__global__ static void pw_scatter_add_k(float *dx, const float *dxs, kconv2d_desc d) {
+template <int B> __global__ static void pw_scatter_add_k(kb_ptrs<B> P, kconv2d_desc d) {
+    const int z = kb_z<B>();
+    float *dx = P.o[z];
+    const float *dxs = P.a[z];
     const int64_t PQ = (int64_t)d.P * d.Q, total = (int64_t)d.N * d.C * PQ;
     KCUDA_GRID_STRIDE(i, total) {
         const int64_t pl = i / PQ;
@@ -599,7 +607,10 @@ __global__ static void pw_scatter_add_k(float *dx, const float *dxs, kconv2d_des
 
 /* dx (N,C,H,W) = dxs (N,C,P,Q) at the strided pixels, 0 elsewhere: the scatter writing the
  * whole gradient (the runtime then zeroes nothing before it; 0 + v = v, but for a zero's sign). */
-__global__ static void pw_scatter_set_k(float *dx, const float *dxs, kconv2d_desc d) {
+template <int B> __global__ static void pw_scatter_set_k(kb_ptrs<B> P, kconv2d_desc d) {
+    const int z = kb_z<B>();
+    float *dx = P.o[z];
+    const float *dxs = P.a[z];
     const int64_t HW = (int64_t)d.H * d.W, total = (int64_t)d.N * d.C * HW;
     KCUDA_GRID_STRIDE(i, total) {
         const int64_t pl = i / HW;
@@ -951,32 +962,37 @@ static void pw_blas_batched(const kb_ptrs<KB_MAX> &P, int m, int per, int64_t so
                                        lda, (const float *const *)tab + 2 * KCUDA_PTR_CAP, ldb, &beta, tab, ldc, cnt));
     }
 }
-/* Whether a 1x1 convolution batches on the cuBLAS path: stride 1 (the strided one gathers
- * into the caller's scratch), not on the own kernels, a chunk of one problem's filter
- * products fits the lane's reduction buffer (as floats). */
-static int pw_blas_batch_ok(const kconv2d_desc *d) {
-    return kcuda_g.batch_cublas && kcuda_g.ptrs && kcuda_g.red && is_pointwise(d) && !pw_small(d->K, d->C) &&
-           (int64_t)d->H * d->W < ((int64_t)1 << 31) && d->K > 0 && d->C > 0 &&
-           (int64_t)pw_chunk(d) * d->K * d->C <= 2 * KCUDA_RED_CAP;
+/* Whether a 1x1 convolution batches on the cuBLAS path: not on the own kernels, and a
+ * problem's share of the lane's reduction buffer (as floats) fits it: a chunk of its filter
+ * products, and for the strided 1x1 (FactorizedReduce) its dense copy of x (or of dx) too,
+ * which the single path keeps in the caller's scratch (pw_strided_floats). */
+static int64_t pw_strided_floats(const kconv2d_desc *d) {
+    return is_pointwise_strided(d) ? (int64_t)d->N * d->C * d->P * d->Q : 0;
 }
-static void pw_blas_forward_batch(const kb_ptrs<KB_MAX> &P, int m, const kconv2d_desc *d, cudaStream_t s) {
-    const int64_t HW = (int64_t)d->H * d->W;
+static int pw_blas_batch_ok(const kconv2d_desc *d) {
+    return kcuda_g.batch_cublas && kcuda_g.ptrs && kcuda_g.red && (is_pointwise(d) || is_pointwise_strided(d)) &&
+           !pw_small(d->K, d->C) && (int64_t)d->H * d->W < ((int64_t)1 << 31) && d->K > 0 && d->C > 0 &&
+           pw_strided_floats(d) + (int64_t)pw_chunk(d) * d->K * d->C <= 2 * KCUDA_RED_CAP;
+}
+/* P: o y, a x, b w; HW the pixels of a sample (P*Q on the strided path's dense copies). */
+static void pw_blas_forward_batch(const kb_ptrs<KB_MAX> &P, int m, const kconv2d_desc *d, int64_t HW, cudaStream_t s) {
     pw_blas_batched(P, m, d->N, (int64_t)d->K * HW, (int64_t)d->C * HW, 0, CUBLAS_OP_N, CUBLAS_OP_N, (int)HW, d->K,
                     d->C, (int)HW, d->C, 0.0f, (int)HW, s);
 }
-static void pw_blas_data_batch(const kb_ptrs<KB_MAX> &P, int m, const kconv2d_desc *d, int set, cudaStream_t s) {
-    const int64_t HW = (int64_t)d->H * d->W;
+/* P: o dx, a dy, b w. */
+static void pw_blas_data_batch(const kb_ptrs<KB_MAX> &P, int m, const kconv2d_desc *d, int64_t HW, int set,
+                               cudaStream_t s) {
     pw_blas_batched(P, m, d->N, (int64_t)d->C * HW, (int64_t)d->K * HW, 0, CUBLAS_OP_N, CUBLAS_OP_T, (int)HW, d->C,
                     d->K, (int)HW, d->C, set ? 0.0f : 1.0f, (int)HW, s);
 }
-/* P: o dw, a dy, b x (kb_gather's order). */
-static void pw_blas_filter_batch(const kb_ptrs<KB_MAX> &P, int m, const kconv2d_desc *d, cudaStream_t s) {
-    const int64_t HW = (int64_t)d->H * d->W, kc = (int64_t)d->K * d->C;
+/* P: o dw, a dy, b x (kb_gather's order); the products in prod, cap floats. */
+static void pw_blas_filter_batch(const kb_ptrs<KB_MAX> &P, int m, const kconv2d_desc *d, int64_t HW, float *prod,
+                                 int64_t cap, cudaStream_t s) {
+    const int64_t kc = (int64_t)d->K * d->C;
     const int G = pw_chunk(d);
-    float *prod = (float *)kcuda_g.red;
     for (int n0 = 0; n0 < d->N; n0 += G) {
         const int ns = d->N - n0 < G ? d->N - n0 : G;
-        int64_t q = 2 * KCUDA_RED_CAP / ((int64_t)ns * kc); /* problems whose products fit */
+        int64_t q = cap / ((int64_t)ns * kc); /* problems whose products fit (>= 1: pw_blas_batch_ok) */
         if (q > m) q = m;
         for (int i0 = 0; i0 < m; i0 += (int)q) {
             const int mq = m - i0 < q ? m - i0 : (int)q;
@@ -991,6 +1007,51 @@ static void pw_blas_filter_batch(const kb_ptrs<KB_MAX> &P, int m, const kconv2d_
                             d->K, (int)HW, (int)HW, (int)HW, 0.0f, d->C, s);
             const kb_ptrs<KB_MAX> D = kb_slice(P, i0, mq);
             pw_filter_sum_k<KB_MAX><<<dim3(kcuda_blocks(kc), 1, (unsigned)mq), KCUDA_THREADS, 0, s>>>(D, prod, ns, kc);
+            launchCheck();
+        }
+    }
+}
+/* The strided 1x1 batched (FactorizedReduce's): as many problems at a time as the lane's
+ * reduction buffer holds their dense copies (and, for the filter gradient, a chunk of
+ * products after them): one gather launch for all of them, the batched GEMMs on the dense
+ * copies, one scatter launch (the single path's kernels and GEMM shapes, problem by
+ * problem). op 0 forward (P: y, x, w), 1 data gradient (dx, dy, w; set: written), 2 filter
+ * gradient (dw, dy, x). */
+static void pw_blas_strided_batch(const kb_ptrs<KB_MAX> &P, int m, const kconv2d_desc *d, int op, int set,
+                                  cudaStream_t s) {
+    const int64_t PQ = (int64_t)d->P * d->Q, dense = pw_strided_floats(d), cap = 2 * KCUDA_RED_CAP;
+    if (dense <= 0) return;
+    const int64_t per = dense + (op == 2 ? (int64_t)pw_chunk(d) * d->K * d->C : 0);
+    const int q = (int)(cap / per < m ? cap / per : m);
+    float *buf = (float *)kcuda_g.red;
+    for (int i0 = 0; i0 < m; i0 += q) {
+        const int mq = m - i0 < q ? m - i0 : q;
+        kb_ptrs<KB_MAX> Q = kb_slice(P, i0, mq), X; /* X: the dense copies and what they pair with */
+        memset(&X, 0, sizeof X);
+        for (int i = 0; i < mq; i++) X.o[i] = buf + (int64_t)i * dense;
+        const dim3 grid(kcuda_blocks(dense), 1, (unsigned)mq);
+        if (op != 1) { /* x gathered: X.o[i] = x at the strided pixels */
+            for (int i = 0; i < mq; i++) X.a[i] = op == 0 ? Q.a[i] : Q.b[i];
+            pw_gather_k<KB_MAX><<<grid, KCUDA_THREADS, 0, s>>>(X, *d);
+            launchCheck();
+        }
+        if (op == 0) {
+            for (int i = 0; i < mq; i++) Q.a[i] = X.o[i];
+            pw_blas_forward_batch(Q, mq, d, PQ, s);
+        } else if (op == 2) {
+            for (int i = 0; i < mq; i++) Q.b[i] = X.o[i];
+            pw_blas_filter_batch(Q, mq, d, PQ, buf + (int64_t)mq * dense, cap - (int64_t)mq * dense, s);
+        } else { /* dxs into the dense copies, then scattered into dx */
+            kb_ptrs<KB_MAX> D = Q;
+            for (int i = 0; i < mq; i++) D.o[i] = X.o[i];
+            pw_blas_data_batch(D, mq, d, PQ, 1, s);
+            for (int i = 0; i < mq; i++) X.o[i] = Q.o[i], X.a[i] = D.o[i];
+            if (set) {
+                const dim3 g2(kcuda_blocks((int64_t)d->N * d->C * d->H * d->W), 1, (unsigned)mq);
+                pw_scatter_set_k<KB_MAX><<<g2, KCUDA_THREADS, 0, s>>>(X, *d);
+            } else {
+                pw_scatter_add_k<KB_MAX><<<grid, KCUDA_THREADS, 0, s>>>(X, *d);
+            }
             launchCheck();
         }
     }
@@ -1126,7 +1187,8 @@ static void conv_forward(float *y, const float *x, const float *w, const kconv2d
         PW_NEEDS_SCRATCH("kcuda_conv2d_forward");
         const int64_t n = (int64_t)d->N * d->C * PQ;
         if (n <= 0) return;
-        pw_gather_k<<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(scratch, x, *d);
+        const kb_ptrs<1> G = {{scratch}, {x}, {NULL}, {NULL}};
+        pw_gather_k<1><<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(G, *d);
         launchCheck();
         pw_forward(y, scratch, w, d->N, d->C, d->K, PQ, 0, s);
         return;
@@ -1160,8 +1222,9 @@ static void conv_backward_data(float *dx, const float *dy, const float *w, const
         const int64_t n = (int64_t)d->N * d->C * PQ;
         if (n <= 0) return;
         pw_backward_data(scratch, dy, w, NULL, d->N, d->C, d->K, PQ, 0.0f, s);
-        if (set) pw_scatter_set_k<<<kcuda_blocks((int64_t)d->N * d->C * HW), KCUDA_THREADS, 0, s>>>(dx, scratch, *d);
-        else pw_scatter_add_k<<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(dx, scratch, *d);
+        const kb_ptrs<1> P = {{dx}, {scratch}, {NULL}, {NULL}};
+        if (set) pw_scatter_set_k<1><<<kcuda_blocks((int64_t)d->N * d->C * HW), KCUDA_THREADS, 0, s>>>(P, *d);
+        else pw_scatter_add_k<1><<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(P, *d);
         launchCheck();
         return;
     }
@@ -1191,7 +1254,8 @@ static void conv_backward_filter(float *dw, const float *dy, const float *x, con
         const float *xs = x;
         if (is_pointwise_strided(d)) {
             const int64_t n = (int64_t)d->N * d->C * PQ;
-            pw_gather_k<<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(scratch, x, *d);
+            const kb_ptrs<1> G = {{scratch}, {x}, {NULL}, {NULL}};
+            pw_gather_k<1><<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(G, *d);
             launchCheck();
             xs = scratch;
         }
@@ -1305,8 +1369,12 @@ extern "C" void kcuda_conv2d_forward_batch(int n, float *const *y, const float *
         dw_fwd_plane_run(P, m, d, rl, s);
         return;
     }
+    if (is_pointwise_strided(d)) {
+        pw_blas_strided_batch(P, m, d, 0, 0, s);
+        return;
+    }
     if (!pw_small(d->K, d->C)) {
-        if ((int64_t)d->N * d->K * d->H * d->W > 0) pw_blas_forward_batch(P, m, d, s);
+        if ((int64_t)d->N * d->K * d->H * d->W > 0) pw_blas_forward_batch(P, m, d, (int64_t)d->H * d->W, s);
         return;
     }
     pw_small_forward(P, m, d->N, d->C, d->K, (int64_t)d->H * d->W, rl, s);
@@ -1323,8 +1391,12 @@ extern "C" void kcuda_conv2d_backward_data_batch(int n, float *const *dx, const 
         dw_bwd_data_plane_run(P, m, d, rl, set, s);
         return;
     }
+    if (is_pointwise_strided(d)) {
+        pw_blas_strided_batch(P, m, d, 1, set, s);
+        return;
+    }
     if (!pw_small(d->K, d->C)) {
-        if ((int64_t)d->N * d->C * d->H * d->W > 0) pw_blas_data_batch(P, m, d, set, s);
+        if ((int64_t)d->N * d->C * d->H * d->W > 0) pw_blas_data_batch(P, m, d, (int64_t)d->H * d->W, set, s);
         return;
     }
     pw_small_data(P, m, d->N, d->C, d->K, (int64_t)d->H * d->W, rl, set, s);
@@ -1343,8 +1415,12 @@ extern "C" void kcuda_conv2d_backward_filter_batch(int n, float *const *dw, cons
         return;
     }
     if ((int64_t)d->K * d->C <= 0 || d->N <= 0) return;
+    if (is_pointwise_strided(d)) {
+        pw_blas_strided_batch(P, m, d, 2, 0, s);
+        return;
+    }
     if (!pw_small(d->K, d->C)) {
-        pw_blas_filter_batch(P, m, d, s);
+        pw_blas_filter_batch(P, m, d, (int64_t)d->H * d->W, (float *)kcuda_g.red, 2 * KCUDA_RED_CAP, s);
         return;
     }
     pw_filter_run(P, m, d, (int64_t)d->H * d->W, rl, s);
