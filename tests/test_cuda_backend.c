@@ -2803,19 +2803,21 @@ static void bcb_check(bc_case *c, int op, int set, const char *shape) {
     bc_snap_free(single);
 }
 
-Test(cuda_batch_conv, cublas_1x1_batched_gemms_equal_single_calls) {
+/* Every pass and mode of n problems of each shape {N, C, H, W, K, n}, at stride 1 or 2. */
+static void bcb_shapes(const int (*sh)[6], int count, int stride, uint64_t seed) {
     setenv("DARTSC_CUDA_BATCH_CUBLAS", "1", 1);
     cudaStream_t s;
     rt_backend *gpu = ol_begin(&s);
-    const int sh[5][6] = {{2, 8, 6, 6, 8, 3},  {3, 8, 5, 7, 20, 4},    {2, 12, 6, 6, 5, 5},
-                          {1500, 2, 1, 1, 2, 3}, {200, 64, 1, 1, 64, 3}};
-    for (int j = 0; j < 5; j++) {
+    for (int j = 0; j < count; j++) {
         const int *v = sh[j];
-        const kconv2d_desc d = bc_pw_desc(v[0], v[1], v[2], v[3], v[4]);
+        kconv2d_desc d = bc_pw_desc(v[0], v[1], v[2], v[3], v[4]);
+        d.stride_h = d.stride_w = stride;
+        kconv2d_desc_finish(&d);
         bc_case c;
-        bc_new(&c, &d, v[5], 7000 + 100 * (uint64_t)j, s);
+        bc_new(&c, &d, v[5], seed + 100 * (uint64_t)j, s);
         char shape[128];
-        snprintf(shape, sizeof shape, "1x1 by cuBLAS N %d C %d %dx%d K %d", v[0], v[1], v[2], v[3], v[4]);
+        snprintf(shape, sizeof shape, "1x1 stride %d by cuBLAS N %d C %d %dx%d K %d", stride, v[0], v[1], v[2], v[3],
+                 v[4]);
         bcb_check(&c, BC_FWD, 0, shape);
         bcb_check(&c, BC_DATA, 0, shape);
         bcb_check(&c, BC_DATA, 1, shape);
@@ -2825,6 +2827,12 @@ Test(cuda_batch_conv, cublas_1x1_batched_gemms_equal_single_calls) {
     ol_end(gpu, s);
 }
 
+Test(cuda_batch_conv, cublas_1x1_batched_gemms_equal_single_calls) {
+    const int sh[5][6] = {{2, 8, 6, 6, 8, 3},  {3, 8, 5, 7, 20, 4},    {2, 12, 6, 6, 5, 5},
+                          {1500, 2, 1, 1, 2, 3}, {200, 64, 1, 1, 64, 3}};
+    bcb_shapes(sh, 5, 1, 7000);
+}
+
 /* FactorizedReduce's strided 1x1 on cuBLAS batched (DARTSC_CUDA_BATCH_CUBLAS): the dense
  * copies the single path gathers into the caller's scratch go to the lane's reduction
  * buffer, one gather and one scatter launch for the problems that fit (bcb_check's
@@ -2832,26 +2840,8 @@ Test(cuda_batch_conv, cublas_1x1_batched_gemms_equal_single_calls) {
  * column never sampled); 5 problems of 4 x 512 channels of 32x32 (dense copies of 2 MB:
  * 4 fit the 8 MB buffer, then 1). */
 Test(cuda_batch_conv, cublas_strided_1x1_batched_equal_single_calls) {
-    setenv("DARTSC_CUDA_BATCH_CUBLAS", "1", 1);
-    cudaStream_t s;
-    rt_backend *gpu = ol_begin(&s);
     const int sh[3][6] = {{2, 8, 8, 8, 8, 3}, {3, 12, 9, 7, 5, 4}, {4, 512, 32, 32, 4, 5}};
-    for (int j = 0; j < 3; j++) {
-        const int *v = sh[j];
-        kconv2d_desc d = bc_pw_desc(v[0], v[1], v[2], v[3], v[4]);
-        d.stride_h = d.stride_w = 2;
-        kconv2d_desc_finish(&d);
-        bc_case c;
-        bc_new(&c, &d, v[5], 7600 + 100 * (uint64_t)j, s);
-        char shape[128];
-        snprintf(shape, sizeof shape, "strided 1x1 by cuBLAS N %d C %d %dx%d K %d", v[0], v[1], v[2], v[3], v[4]);
-        bcb_check(&c, BC_FWD, 0, shape);
-        bcb_check(&c, BC_DATA, 0, shape);
-        bcb_check(&c, BC_DATA, 1, shape);
-        bcb_check(&c, BC_FILTER, 0, shape);
-        bc_free(&c);
-    }
-    ol_end(gpu, s);
+    bcb_shapes(sh, 3, 2, 7600);
 }
 
 /* Five problems whose partials or counters do not all fit the lane's buffers at once:

@@ -873,6 +873,25 @@ static mock *mock_new(void) {
     return m;
 }
 
+/* DARTS steps of config tc on two runs (a: the recording backend, b: as issued). */
+static void pair_init(sr_darts_step ds[2], steprun *a, steprun *b, const ir_train_config *tc) {
+    steprun *r[2] = {a, b};
+    for (int k = 0; k < 2; k++)
+        cr_assert_eq(sr_darts_step_init(&ds[k], r[k]->u.p, r[k]->u.net.images, r[k]->u.net.labels, tc, &r[k]->ws,
+                                        r[k]->buf, r[k]->m, r[k]->v),
+                     0);
+}
+/* Step s of both on the same new batches (seeds base + s, base + 100 + s; a's buffers) and
+ * learning rate 0.1 / (s + 1); their losses and counts in got. */
+static void pair_step(sr_darts_step ds[2], steprun *a, int s, uint64_t base, float got[2][4]) {
+    tu_fill_uniform(a->u.xt, 8 * 64, -1.f, 1.f, base + (uint64_t)s);
+    tu_fill_uniform(a->u.xv, 8 * 64, -1.f, 1.f, base + 100 + (uint64_t)s);
+    const float lr = 0.1f / (float)(s + 1);
+    double gn[2];
+    for (int k = 0; k < 2; k++)
+        cr_assert_eq(sr_darts_step_run(&ds[k], a->u.xt, a->u.yt, a->u.xv, a->u.yv, lr, s + 1, s > 0, got[k], &gn[k]), 0);
+}
+
 /* The DARTS step recorded and replayed (the recording CPU backend) against the same step run
  * as issued (the CPU backend): 6 steps, first and second order, a new learning rate and
  * batches every step; weights, alpha, BN buffers, momentum, Adam's state and the losses the
@@ -887,20 +906,11 @@ Test(step_record, darts_steps_replayed_equal_steps_run_as_issued, .timeout = 300
         ir_train_config tc = {.order = order, .a_lr = 3e-3f, .a_beta1 = 0.5f, .a_beta2 = 0.999f, .a_wd = 1e-3f,
                               .w_momentum = 0.9f, .w_wd = 3e-4f, .w_clip = 0.05f};
         sr_darts_step ds[2];
-        steprun *r[2] = {&a, &b};
-        for (int k = 0; k < 2; k++)
-            cr_assert_eq(sr_darts_step_init(&ds[k], r[k]->u.p, r[k]->u.net.images, r[k]->u.net.labels, &tc, &r[k]->ws,
-                                            r[k]->buf, r[k]->m, r[k]->v),
-                         0);
+        pair_init(ds, &a, &b, &tc);
         const int key = order * 2 + 1;
         for (int s = 0; s < 6; s++) {
-            tu_fill_uniform(a.u.xt, 8 * 64, -1.f, 1.f, 400 + (uint64_t)s);
-            tu_fill_uniform(a.u.xv, 8 * 64, -1.f, 1.f, 500 + (uint64_t)s);
-            const float lr = 0.1f / (float)(s + 1);
             float got[2][4];
-            double gn[2];
-            for (int k = 0; k < 2; k++)
-                cr_assert_eq(sr_darts_step_run(&ds[k], a.u.xt, a.u.yt, a.u.xv, a.u.yv, lr, s + 1, s > 0, got[k], &gn[k]), 0);
+            pair_step(ds, &a, s, 400, got);
             char what[64];
             snprintf(what, sizeof what, "order %d step %d", order, s);
             cr_assert_eq(rt_step_recorded(a.u.p, key), s >= 2, "%s: recorded %d", what, rt_step_recorded(a.u.p, key));
@@ -956,20 +966,11 @@ Test(step_record, autotuning_keeps_the_fastest_variant_with_the_same_bits, .time
     ir_train_config tc = {.order = 1, .a_lr = 3e-3f, .a_beta1 = 0.5f, .a_beta2 = 0.999f, .a_wd = 1e-3f,
                           .w_momentum = 0.9f, .w_wd = 3e-4f, .w_clip = 0.05f};
     sr_darts_step ds[2];
-    steprun *r[2] = {&a, &b};
-    for (int k = 0; k < 2; k++)
-        cr_assert_eq(sr_darts_step_init(&ds[k], r[k]->u.p, r[k]->u.net.images, r[k]->u.net.labels, &tc, &r[k]->ws,
-                                        r[k]->buf, r[k]->m, r[k]->v),
-                     0);
+    pair_init(ds, &a, &b, &tc);
     rt_tune_report tr;
     for (int s = 0; s < 13; s++) { /* 0, 1: eager; 2..10: tuning; 11, 12: the kept graph */
-        tu_fill_uniform(a.u.xt, 8 * 64, -1.f, 1.f, 600 + (uint64_t)s);
-        tu_fill_uniform(a.u.xv, 8 * 64, -1.f, 1.f, 700 + (uint64_t)s);
-        const float lr = 0.1f / (float)(s + 1);
         float got[2][4];
-        double gn[2];
-        for (int k = 0; k < 2; k++)
-            cr_assert_eq(sr_darts_step_run(&ds[k], a.u.xt, a.u.yt, a.u.xv, a.u.yv, lr, s + 1, s > 0, got[k], &gn[k]), 0);
+        pair_step(ds, &a, s, 600, got);
         char what[64];
         snprintf(what, sizeof what, "step %d", s);
         cr_assert_eq(sr_darts_step_tuning(&ds[0], 1, &tr), s >= 10 ? 1 : 0, "%s: tuning state", what);
