@@ -41,6 +41,16 @@ timeout 300 "$py" bench/torch_step.py --device cuda --space darts_cifar10 --batc
     --steps "$steps" --warmup "$warmup" | sed 's/"impl": "pytorch"/"impl": "pytorch repeat"/' >>"$j" || echo "pytorch repeat failed"
 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 \
     --steps "$steps" --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc repeat"/' >>"$j" || echo "dartsc repeat failed"
+# autotuning (DARTSC_AUTOTUNE=1): the run times every bit-identical variant (batched launches,
+# one-launch reductions, each on or off) on its first steps and keeps the fastest; its
+# JSON line names the variant and each variant's median (one run per order; first of the
+# A/B rows: it measures four variants at once, should the call run out of time later)
+for o in $orders; do
+    DARTSC_AUTOTUNE=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
+        --order "$o" --steps "$steps" --warmup "$warmup" --json \
+        | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_AUTOTUNE=1"/' >>"$j" || echo "order $o autotuned failed"
+done
+
 if [[ ${AB:-all} == all ]]; then
 # the same first-order step with one switch at a time (what each optimisation gains: graphs,
 # fusion, uploads staged without waiting), and with the recorded passes on 1 (no
@@ -81,15 +91,6 @@ for o in $orders; do
             --order "$o" --steps "$steps" --warmup "$warmup" --json \
             | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $v\"/" >>"$j" || echo "order $o with $v failed"
     done
-done
-
-# autotuning (DARTSC_AUTOTUNE=1): the run times every bit-identical variant (batched launches,
-# one-launch reductions, each on or off) on its first steps and keeps the fastest; its
-# JSON line names the variant and each variant's median (one run per order)
-for o in $orders; do
-    DARTSC_AUTOTUNE=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
-        --order "$o" --steps "$steps" --warmup "$warmup" --json \
-        | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_AUTOTUNE=1"/' >>"$j" || echo "order $o autotuned failed"
 done
 
 # the supernet with one copy of each pool, FactorizedReduce ReLU and shift per edge

@@ -1325,9 +1325,9 @@ extern "C" void kcuda_conv2d_relu_backward_filter(float *dw, const float *dy, co
  * kernel once for all n (grid z: the problem; see kb_ptrs), the reductions' partials and
  * one-launch counters in one region per problem, launched for as many problems at a time
  * as the lane's buffers hold. The depthwise plane/blocked kernels, the own 1x1 kernels,
- * and with DARTSC_CUDA_BATCH_CUBLAS the stride-1 1x1s on cuBLAS (pointer-array GEMMs,
- * above); the general depthwise kernels, the strided 1x1 (a gather into the caller's
- * scratch) and cuDNN have no batched path. */
+ * and with DARTSC_CUDA_BATCH_CUBLAS the 1x1s on cuBLAS (pointer-array GEMMs, above; the
+ * strided ones with their dense copies in the lane's reduction buffer); the general
+ * depthwise kernels, the strided 1x1 on the own kernels and cuDNN have no batched path. */
 extern "C" int kcuda_conv2d_batch_ok(const kconv2d_desc *d, int relu) {
     if (kcuda_g.red && kcuda_conv2d_relu_supported(d)) return 1; /* with or without the fused ReLU */
     return !relu && pw_blas_batch_ok(d);

@@ -151,7 +151,7 @@ void kcuda_bn_backward_scaled(float *dx, float *dgamma, float *dbeta, const floa
 #define KCUDA_MAX_BATCH 32
 /* Depthwise convolutions on the plane kernels (kcuda_conv2d_relu_supported's depthwise
  * shapes), 1x1 convolutions on the own kernels (pw_small: DARTSC_CUDA_OWN_1X1), and with
- * DARTSC_CUDA_BATCH_CUBLAS stride-1 1x1 convolutions on cuBLAS (no fused ReLU; one
+ * DARTSC_CUDA_BATCH_CUBLAS 1x1 convolutions on cuBLAS, strided too (no fused ReLU; one
  * cublasSgemmBatched call per pass over problems x samples, so on a GPU within rounding of
  * the single calls rather than their bits: cuBLAS may choose another kernel for another
  * batch count; the same bits run to run); relu: the ReLU fused into the input
