@@ -5,7 +5,8 @@
  * least (inputs read once, outputs written once) and the bandwidth that implies. A row per
  * (kernel, shape, variant); variants are the switches kcuda_init reads
  * (DARTSC_CUDA_OWN_1X1, DARTSC_CUDA_DW_FILTER_PLANES, DARTSC_CUDA_ONE_LAUNCH), and the
- * batched launches (kcuda_*_batch: 8 problems in one call against 8 single calls). For the device session: which kernel is how far from the bytes
+ * batched launches (kcuda_*_batch: 8 problems in one call against 8 single calls; with
+ * DARTSC_CUDA_BATCH_CUBLAS, variant cublasb, the cuBLAS 1x1s too, strided included). For the device session: which kernel is how far from the bytes
  * it moves, before and after a change, in one short run (bench/gpu.sh runs it).
  *
  *   bench/cuda_kernels [REPS]        (exit 77 where no GPU is usable)
@@ -252,7 +253,10 @@ struct many {
     }
 };
 
-static void batch_pair(const char *name, const char *shape, const char *variant, double us1, double usb, double err) {
+/* exact: the batched results must be the single ones' bits; else (the cuBLAS 1x1s batched:
+ * another GEMM call, another kernel choice) within 1e-5 relative */
+static void batch_pair(const char *name, const char *shape, const char *variant, double us1, double usb, double err,
+                       bool exact = true) {
     char n1[40], nb[40];
     snprintf(n1, sizeof n1, "%s x%d single", name, NB);
     snprintf(nb, sizeof nb, "%s x%d batch", name, NB);
@@ -262,7 +266,7 @@ static void batch_pair(const char *name, const char *shape, const char *variant,
     }
     printf("%-30s %-22s %-8s %9.1f us\n", n1, shape, variant, us1);
     printf("%-30s %-22s %-8s %9.1f us  %.2fx  err %.1e%s\n", nb, shape, variant, usb, us1 / usb, err,
-           err != 0 ? "  BAD (the bits must agree)" : "");
+           exact && err != 0 ? "  BAD (the bits must agree)" : !exact && !(err <= 1e-5) ? "  BAD (beyond 1e-5)" : "");
     fflush(stdout);
 }
 
@@ -272,7 +276,9 @@ static void batch_rows(const char *variant, int C, int H) {
     const int64_t n = (int64_t)64 * C * H * H;
     /* depthwise 3x3 and dilated 5x5 (ReLU fused, as in the supernet) */
     const int dws[2][3] = {{3, 1, 1}, {5, 4, 2}}; /* R, pad, dil */
+    const bool only_1x1 = kcuda_batch_cublas(); /* variant cublasb: only the 1x1 rows change */
     for (const auto &k : dws) {
+        if (only_1x1) break;
         kconv2d_desc d = {64, C, H, H, C, k[0], k[0], 0, 0, 1, 1, k[1], k[1], k[2], k[2], C};
         kconv2d_desc_finish(&d);
         if (!kcuda_conv2d_batch_ok(&d, 1)) continue;
@@ -294,17 +300,32 @@ static void batch_rows(const char *variant, int C, int H) {
         ub = time_us([&] { kcuda_conv2d_backward_filter_batch(NB, dw2.w(), dy.r(), x.r(), &d, 1, g_s); }, [&] { z(dw2); });
         batch_pair(nm, shape, variant, u1, ub, dw2.err_vs(dw1));
     }
-    /* 1x1 C -> C (the own kernels only) */
-    {
-        kconv2d_desc d = {64, C, H, H, C, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 1};
+    /* 1x1 C -> C (the own kernels, or cuBLAS with DARTSC_CUDA_BATCH_CUBLAS: all three
+       passes), and FactorizedReduce's strided C -> C/2 (cuBLAS batched only) */
+    for (int strided = 0; strided < 2; strided++) {
+        const int K = strided ? C / 2 : C, st = strided ? 2 : 1;
+        kconv2d_desc d = {64, C, H, H, K, 1, 1, 0, 0, st, st, 0, 0, 1, 1, 1};
         kconv2d_desc_finish(&d);
-        if (kcuda_conv2d_batch_ok(&d, 0)) {
-            many x(NB, n, -1, 1, 400), w(NB, (size_t)C * C, -.5f, .5f, 500), y1(NB, n, 0, 0, 0), y2(NB, n, 0, 0, 0);
-            double u1 = time_us([&] { for (int i = 0; i < NB; i++) kcuda_conv2d_forward(y1.p[i], x.p[i], w.p[i], &d, NULL, g_s); }, [] {});
-            double ub = time_us([&] { kcuda_conv2d_forward_batch(NB, y2.w(), x.r(), w.r(), &d, 0, g_s); }, [] {});
-            batch_pair("1x1 fwd", shape, variant, u1, ub, y2.err_vs(y1));
-        }
+        if (!kcuda_conv2d_batch_ok(&d, 0)) continue;
+        const bool exact = !kcuda_batch_cublas();
+        const int64_t ny = (int64_t)64 * K * d.P * d.Q;
+        buf scr((size_t)kcuda_conv2d_scratch_floats(&d) + 1, 0, 0, 0);
+        many x(NB, n, -1, 1, 400), w(NB, (size_t)C * K, -.5f, .5f, 500), y1(NB, ny, 0, 0, 0), y2(NB, ny, 0, 0, 0);
+        double u1 = time_us([&] { for (int i = 0; i < NB; i++) kcuda_conv2d_forward(y1.p[i], x.p[i], w.p[i], &d, scr.d, g_s); }, [] {});
+        double ub = time_us([&] { kcuda_conv2d_forward_batch(NB, y2.w(), x.r(), w.r(), &d, 0, g_s); }, [] {});
+        batch_pair(strided ? "1x1/2 fwd" : "1x1 fwd", shape, variant, u1, ub, y2.err_vs(y1), exact);
+        if (exact) continue; /* the own kernels' backwards: the supernet rows */
+        many dy(NB, ny, -1, 1, 600), dx1(NB, n, 0, 0, 0), dx2(NB, n, 0, 0, 0);
+        u1 = time_us([&] { for (int i = 0; i < NB; i++) kcuda_conv2d_backward_data_set(dx1.p[i], dy.p[i], w.p[i], NULL, &d, scr.d, g_s); }, [] {});
+        ub = time_us([&] { kcuda_conv2d_backward_data_batch(NB, dx2.w(), dy.r(), w.r(), NULL, &d, 1, g_s); }, [] {});
+        batch_pair(strided ? "1x1/2 data grad" : "1x1 data grad", shape, variant, u1, ub, dx2.err_vs(dx1), exact);
+        many dw1(NB, (size_t)C * K, 0, 0, 0), dw2(NB, (size_t)C * K, 0, 0, 0);
+        auto z = [&](many &m) { for (buf *b : m.b) CK(cudaMemsetAsync(b->d, 0, b->n() * sizeof(float), g_s)); };
+        u1 = time_us([&] { for (int i = 0; i < NB; i++) kcuda_conv2d_backward_filter(dw1.p[i], dy.p[i], x.p[i], &d, scr.d, g_s); }, [&] { z(dw1); });
+        ub = time_us([&] { kcuda_conv2d_backward_filter_batch(NB, dw2.w(), dy.r(), x.r(), &d, 0, g_s); }, [&] { z(dw2); });
+        batch_pair(strided ? "1x1/2 filter grad" : "1x1 filter grad", shape, variant, u1, ub, dw2.err_vs(dw1), exact);
     }
+    if (only_1x1) return;
     /* batch norm: the deferred coefficients and the scaled backward (no affine, as DARTS') */
     {
         kbn_desc d = {64, C, H * H, 1e-5f, 0.1f};
@@ -392,21 +413,24 @@ int main(int argc, char **argv) {
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("# %s, %d SMs; median of %d runs each\n", prop.name, prop.multiProcessorCount, g_reps);
     /* each variant: which of the switches kcuda_init reads it sets, and the rows they change */
-    static const char *const sw[3] = {"DARTSC_CUDA_OWN_1X1", "DARTSC_CUDA_DW_FILTER_PLANES", "DARTSC_CUDA_ONE_LAUNCH"};
+    static const char *const sw[4] = {"DARTSC_CUDA_OWN_1X1", "DARTSC_CUDA_DW_FILTER_PLANES", "DARTSC_CUDA_ONE_LAUNCH",
+                                      "DARTSC_CUDA_BATCH_CUBLAS"};
+    /* only -1: no single-call rows (the switch changes only the batched calls) */
     static const struct { const char *name; unsigned on; int only; } variants[] = {
-        {"default", 0, 0}, {"own1x1", 1, 1}, {"dwplanes", 2, 2}, {"1launch", 4, 3}, {"1l-own", 4 | 1, 1}};
+        {"default", 0, 0}, {"own1x1", 1, 1}, {"dwplanes", 2, 2}, {"1launch", 4, 3}, {"1l-own", 4 | 1, 1},
+        {"cublasb", 8, -1}};
     for (const auto &v : variants) {
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 4; k++) {
             if (v.on >> k & 1) setenv(sw[k], "1", 1);
             else unsetenv(sw[k]);
         }
         if (kcuda_init(g_s, dnn, blas)) return 1;
-        all_rows(v.name, v.only);
-        if (v.on == 0 || v.on == 1) /* batched launches: the default and the own 1x1 kernels */
+        if (v.only >= 0) all_rows(v.name, v.only);
+        if (v.on == 0 || v.on == 1 || v.on == 8) /* batched launches: the default, the own 1x1s, cuBLAS batched */
             for (int i = 0; i < 3; i++) batch_rows(v.name, 16 << i, 32 >> i);
         kcuda_shutdown();
     }
-    for (int k = 0; k < 3; k++) unsetenv(sw[k]);
+    for (int k = 0; k < 4; k++) unsetenv(sw[k]);
     cublasDestroy(blas);
     cudnnDestroy(dnn);
     cudaStreamDestroy(g_s);
