@@ -72,7 +72,8 @@ static int put(range *r, int k, const void *p, size_t bytes, int w) {
  * and saved state (and a batch norm's running statistics), its backward reads the
  * output gradient (and the scalar scaling it), the saved output and state, and writes
  * every input gradient it was handed (written or added to: both are writes here). A
- * mixed op's alpha gradient is the one row it writes. Scratch is the lane's own. */
+ * mixed op's alpha (WMIXED: weight) gradient is the one row it writes. Scratch is the
+ * lane's own. */
 int rt_op_ranges(const rt_op *o, range *r) {
     int k = 0;
     if (o->kind == RT_OP_ZERO) return put(r, 0, o->dst, o->n, 1);
@@ -88,7 +89,7 @@ int rt_op_ranges(const rt_op *o, range *r) {
         k = put(r, k, t->data, (size_t)t->numel * 4, stats);
         if (t->affine && t->ndim >= 2) k = put(r, k, t->affine, 3 * (size_t)t->shape[1] * sizeof(float), 0);
         if (!bwd || !t->grad) continue;
-        if (e->op == IR_OP_MIXED && i == 0 && t->ndim == 2) {
+        if ((e->op == IR_OP_MIXED || e->op == IR_OP_WMIXED) && i == 0 && t->ndim == 2) {
             const int64_t O = t->shape[1];
             k = put(r, k, t->grad + e->iattr[IR_A_MIXED_ROW] * O, (size_t)O * sizeof(float), 1);
         } else {

@@ -3007,6 +3007,9 @@ typedef struct bm_case {
     /* the call's host arrays (bm_ptrs): problem i's candidate k at i * n + k */
     float *Y[BM_MAXM], *SM[BM_MAXM], *DA[BM_MAXM], *DX[BM_MAXM * BM_MAXN];
     const float *A[BM_MAXM], *DY[BM_MAXM], *XS[BM_MAXM * BM_MAXN], *AF[BM_MAXM * BM_MAXN];
+    /* another op family's single and batched calls on these buffers (NULL: MIXED's) */
+    void (*single)(struct bm_case *c, int op, int i);
+    void (*batch)(struct bm_case *c, int op, int m);
 } bm_case;
 
 static int bm_buf(bm_case *c, int64_t n, float lo, float hi, uint64_t seed) {
@@ -3111,6 +3114,10 @@ static void bm_same(bm_case *c, float **want, const char *tag, const char *when)
 }
 
 static void bm_single(bm_case *c, int op, int i) {
+    if (c->single) {
+        c->single(c, op, i);
+        return;
+    }
     const float *const *af = c->aff_on ? c->AF + i * c->n : NULL;
     if (op == BM_FWD)
         kcuda_mixed_forward(c->Y[i], c->SM[i], c->A[i], c->XS + i * c->n, c->cols, c->n, c->O, c->len, af, c->C, c->HW,
@@ -3121,6 +3128,10 @@ static void bm_single(bm_case *c, int op, int i) {
 }
 
 static void bm_batch(bm_case *c, int op, int m) {
+    if (c->batch) {
+        c->batch(c, op, m);
+        return;
+    }
     const float *const *af = c->aff_on ? c->AF : NULL;
     if (op == BM_FWD)
         kcuda_mixed_forward_batch(m, c->Y, c->SM, c->A, c->XS, c->cols, c->n, c->O, c->len, af, c->C, c->HW, c->s);
@@ -3273,6 +3284,28 @@ static void bm_old(bm_case *c, int op, int i) {
     for (int k = 0; k < n + 2; k++) cudaFree(tmp[k]);
 }
 
+/* Problem 0's single call against old(c, op, 0), the launch sequence it replaced: for every
+ * op, one-launch mode off and on, every buffer memcmp-equal, and the call's kernel count. */
+static void bm_check_old(bm_case *c, void (*old)(bm_case *c, int op, int i), const char *what) {
+    for (int op = BM_FWD; op <= BM_BWD_NO_ALPHA; op++)
+        for (int one = 0; one < 2; one++) {
+            kcuda_set_one_launch(one);
+            char tag[160];
+            snprintf(tag, sizeof tag, "%s, %s, %s", bm_name[op], what, one ? "one-launch" : "two launches");
+            bm_reset(c);
+            old(c, op, 0);
+            float **ref = bm_snap(c);
+            bm_reset(c);
+            bm_single(c, op, 0);
+            bm_same(c, ref, tag, "differs from the replaced launches");
+            bm_snap_free(ref);
+            const int kn = bm_kernels(c, op, bm_issue_single0, NULL);
+            cr_expect_eq(kn, bm_single_kernels(c, op, one), "%s: %d kernels", tag, kn);
+            cr_expect(!kcuda_last_error(), "%s: %s", tag, kcuda_last_error());
+        }
+    kcuda_set_one_launch(0);
+}
+
 /* Every buffer after the single calls memcmp-equal to the replaced sequence's, with
  * one-launch mode off and on; and the calls' kernel counts (the backward with d alpha 2,
  * one-launch 1, where it was 3). Columns 1, 4, 2, 4 (column 4 twice: the last one's dot
@@ -3290,26 +3323,33 @@ Test(cuda_batch_mixed, single_calls_equal_the_launches_they_replaced) {
             const int64_t rep[4] = {1, 4, 2, 4};
             memcpy(c.cols, rep, sizeof rep);
         }
-        for (int op = BM_FWD; op <= BM_BWD_NO_ALPHA; op++)
-            for (int one = 0; one < 2; one++) {
-                kcuda_set_one_launch(one);
-                char tag[160];
-                snprintf(tag, sizeof tag, "%s, shape %d, %s", bm_name[op], j, one ? "one-launch" : "two launches");
-                bm_reset(&c);
-                bm_old(&c, op, 0);
-                float **ref = bm_snap(&c);
-                bm_reset(&c);
-                bm_single(&c, op, 0);
-                bm_same(&c, ref, tag, "differs from the replaced launches");
-                bm_snap_free(ref);
-                const int kn = bm_kernels(&c, op, bm_issue_single0, NULL);
-                cr_expect_eq(kn, bm_single_kernels(&c, op, one), "%s: %d kernels", tag, kn);
-                cr_expect(!kcuda_last_error(), "%s: %s", tag, kcuda_last_error());
-            }
+        char what[32];
+        snprintf(what, sizeof what, "shape %d", j);
+        bm_check_old(&c, bm_old, what);
         bm_free(&c);
     }
-    kcuda_set_one_launch(0);
     ol_end(gpu, s);
+}
+
+/* A batched call that must be refused: op on m problems of n candidates, O columns and len
+ * elements (problem 1's row gradient NULL where some): an error recorded, and every buffer
+ * as it was (c's buffers never written before). */
+static void bm_refused(bm_case *c, int op, int m, int n, int O, int64_t len, int some, const char *what) {
+    const int n0 = c->n, O0 = c->O;
+    c->n = n, c->O = O, c->len = len;
+    bm_ptrs(c); /* problem i's candidates at i * n + k */
+    float *da1 = c->DA[1];
+    if (some) c->DA[1] = NULL;
+    cr_expect(!kcuda_last_error(), "%s", kcuda_last_error());
+    bm_batch(c, op, m);
+    cr_expect(kcuda_last_error() != NULL, "%s, %s: no error recorded", bm_name[op], what);
+    kcuda_clear_error();
+    c->DA[1] = da1;
+    c->n = n0, c->O = O0, c->len = c->cnt[c->y[0]];
+    float **init = calloc(BM_MAXBUF, sizeof *init);
+    for (int k = 0; k < c->nb; k++) init[k] = c->h[k];
+    bm_same(c, init, what, "was changed by a refused call");
+    free(init);
 }
 
 /* No batched path: more candidates than KCUDA_MIXED_BATCH_INPUTS, more than 64 alpha
@@ -3328,26 +3368,51 @@ Test(cuda_batch_mixed, shapes_without_batched_path_are_refused_untouched) {
         {3, 9, 10, c.len, 0, "9 candidates"}, {3, 3, 65, c.len, 0, "65 alpha columns"}, {3, 3, 10, 0, 0, "no element"},
         {0, 3, 10, c.len, 0, "no problem"}, {KCUDA_MAX_BATCH + 1, 3, 10, c.len, 0, "33 problems"},
         {3, 3, 10, c.len, 1, "d alpha for some problems only"}};
-    const int n0 = c.n;
     for (int j = 0; j < 6; j++)
-        for (int op = bad[j].some_dalpha ? BM_BWD : BM_FWD; op <= BM_BWD; op++) {
-            c.n = bad[j].n, c.O = bad[j].O, c.len = bad[j].len;
-            bm_ptrs(&c); /* n 3: problem i's candidates at i * 3 + k */
-            float *da1 = c.DA[1];
-            if (bad[j].some_dalpha) c.DA[1] = NULL;
-            cr_expect(!kcuda_last_error(), "%s", kcuda_last_error());
-            bm_batch(&c, op, bad[j].m);
-            cr_expect(kcuda_last_error() != NULL, "%s, %s: no error recorded", bm_name[op], bad[j].what);
-            kcuda_clear_error();
-            c.DA[1] = da1;
-            c.n = n0, c.O = 10, c.len = c.cnt[c.y[0]];
-            float **init = calloc(BM_MAXBUF, sizeof *init);
-            for (int k = 0; k < c.nb; k++) init[k] = c.h[k];
-            bm_same(&c, init, bad[j].what, "was changed by a refused call");
-            free(init);
-        }
+        for (int op = bad[j].some_dalpha ? BM_BWD : BM_FWD; op <= BM_BWD; op++)
+            bm_refused(&c, op, bad[j].m, bad[j].n, bad[j].O, bad[j].len, bad[j].some_dalpha, bad[j].what);
     bm_free(&c);
     ol_end(gpu, s);
+}
+
+/* Eager, recorded and replayed passes (three of each mask of a search step, alpha then
+ * weights, a step on the asked parameters after each): every pass's loss and gradients the
+ * bits of the eager rt_forward + rt_backward before it. */
+static void bm_passes(pair *h) {
+    rt_group wg = rt_plan_group(h->pg, IR_ROLE_WEIGHT), ag = rt_plan_group(h->pg, IR_ROLE_ARCH);
+    const unsigned masks[2] = {RT_GRAD_ARCH, RT_GRAD_W};
+    for (int it = 0; it < 3; it++) /* 0: eager, 1: recorded, 2: replayed */
+        for (int m = 0; m < 2; m++) {
+            const uint64_t step = rt_plan_step(h->pg);
+            float le = rt_forward(h->pg, 1);
+            cr_assert_eq(rt_backward(h->pg, masks[m]), 0);
+            float *ew, *ea, l0;
+            grads_of(h, &ew, &ea, &l0);
+            h->gpu->memset0(h->gpu, wg.grad, (size_t)wg.n * 4);
+            h->gpu->memset0(h->gpu, ag.grad, (size_t)ag.n * 4);
+            rt_plan_set_step(h->pg, step);
+            cr_assert_eq(rt_pass(h->pg, 1, masks[m]), 0);
+            float *pw, *pa, lp;
+            grads_of(h, &pw, &pa, &lp);
+            assert_no_cuda_error(h);
+            cr_expect(le == lp, "pass %d mask %u: loss %.9g vs eager %.9g", it, masks[m], lp, le);
+            if (masks[m] & RT_GRAD_W)
+                cr_expect_arr_eq(pw, ew, (size_t)wg.n * 4, "pass %d: weight gradients differ from eager", it);
+            else
+                cr_expect_arr_eq(pa, ea, (size_t)ag.n * 4, "pass %d: alpha gradients differ from eager", it);
+            free(ew); free(ea); free(pw); free(pa);
+            if (masks[m] & RT_GRAD_W) h->gpu->axpy(h->gpu, wg.data, -0.05f, wg.grad, wg.n);
+            else h->gpu->axpy(h->gpu, ag.data, -0.5f, ag.grad, ag.n);
+        }
+}
+
+/* Edge j's three candidate outputs for the runtime cases: weights x<j>_<k> of 2x3x4x4. */
+static void bm_edge_inputs(ir_graph *g, int j, int *in) {
+    for (int k = 0; k < 3; k++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "x%d_%d", j, k);
+        in[k] = wparam(g, nm, 4, (int64_t[]){2, 3, 4, 4});
+    }
 }
 
 /* The runtime: four mixed ops of one supernet-like node (rows 0..3 of one alpha, each over
@@ -3358,16 +3423,12 @@ Test(cuda_batch_mixed, shapes_without_batched_path_are_refused_untouched) {
 static void bm_runtime_case(int with_bn) {
     setenv("DARTSC_CUDA_BATCH", "1", 1);
     pair h = {.g = ir_graph_new("mixed_batch")};
-    const int64_t sh[4] = {2, 3, 4, 4};
     int alpha = ir_param(h.g, "alpha", IR_ROLE_ARCH, 2, (int64_t[]){4, 5}, ir_init_normal(1.f));
     int outs[4];
     for (int j = 0; j < 4; j++) {
         char nm[32];
         int in[3];
-        for (int k = 0; k < 3; k++) {
-            snprintf(nm, sizeof nm, "x%d_%d", j, k);
-            in[k] = wparam(h.g, nm, 4, sh);
-        }
+        bm_edge_inputs(h.g, j, in);
         if (with_bn) {
             snprintf(nm, sizeof nm, "rm%d", j);
             int rm = ir_param(h.g, nm, IR_ROLE_BUFFER, 1, (int64_t[]){3}, ir_init_zeros());
@@ -3381,31 +3442,7 @@ static void bm_runtime_case(int with_bn) {
     }
     add_loss(&h, ir_nary(h.g, IR_OP_ADD, 4, outs, "sum"));
     make_plans(&h, 21);
-    rt_group wg = rt_plan_group(h.pg, IR_ROLE_WEIGHT), ag = rt_plan_group(h.pg, IR_ROLE_ARCH);
-    const unsigned masks[2] = {RT_GRAD_ARCH, RT_GRAD_W};
-    for (int it = 0; it < 3; it++) /* 0: eager, 1: recorded, 2: replayed */
-        for (int m = 0; m < 2; m++) {
-            const uint64_t step = rt_plan_step(h.pg);
-            float le = rt_forward(h.pg, 1);
-            cr_assert_eq(rt_backward(h.pg, masks[m]), 0);
-            float *ew, *ea, l0;
-            grads_of(&h, &ew, &ea, &l0);
-            h.gpu->memset0(h.gpu, wg.grad, (size_t)wg.n * 4);
-            h.gpu->memset0(h.gpu, ag.grad, (size_t)ag.n * 4);
-            rt_plan_set_step(h.pg, step);
-            cr_assert_eq(rt_pass(h.pg, 1, masks[m]), 0);
-            float *pw, *pa, lp;
-            grads_of(&h, &pw, &pa, &lp);
-            assert_no_cuda_error(&h);
-            cr_expect(le == lp, "pass %d mask %u: loss %.9g vs eager %.9g", it, masks[m], lp, le);
-            if (masks[m] & RT_GRAD_W)
-                cr_expect_arr_eq(pw, ew, (size_t)wg.n * 4, "pass %d: weight gradients differ from eager", it);
-            else
-                cr_expect_arr_eq(pa, ea, (size_t)ag.n * 4, "pass %d: alpha gradients differ from eager", it);
-            free(ew); free(ea); free(pw); free(pa);
-            if (masks[m] & RT_GRAD_W) h.gpu->axpy(h.gpu, wg.data, -0.05f, wg.grad, wg.n);
-            else h.gpu->axpy(h.gpu, ag.data, -0.5f, ag.grad, ag.n);
-        }
+    bm_passes(&h);
     rt_lane_stats ls = rt_plan_lane_stats(h.pg);
     cr_log_info("mixed ops%s: %d ops issued as %d entries, %d batches of %d node ops", with_bn ? " (batch norms)" : "",
                 ls.ops, ls.issued, ls.batches, ls.batched_ops);
@@ -3415,5 +3452,221 @@ static void bm_runtime_case(int with_bn) {
 }
 Test(cuda_batch_mixed, runtime_batches_mixed_ops_with_eager_bits) { bm_runtime_case(0); }
 Test(cuda_batch_mixed, runtime_batches_mixed_ops_over_deferred_batch_norms) { bm_runtime_case(1); }
+
+/* ---- batched WMIXED ops (kcuda_wmixed_*_batch; suite cuda_batch_wmixed) ----
+ * FairDARTS' mixed op over given weights (sigmoid(alpha)) runs MIXED's kernels without the
+ * softmax. On the cuda_batch_mixed block's buffers (bm_case, its single and batch hooks
+ * set): the weight matrix in alpha's place ((m + 1) x O, problem i on row m - 1 - i, row m
+ * on none), its gradient in dalpha's, no deferred batch norm (WMIXED reads none), the
+ * softmax buffers unused (compared with every other buffer, so checked untouched). m ops of
+ * one shape issued as one call give each exactly its own single call's bits, eagerly and
+ * in two graph replays whose kernel count is one single call's per launch of up to 16, with
+ * one-launch mode off and on; the single calls give the bits of the launches they replaced;
+ * refusals leave everything untouched; and the runtime batches the WMIXED ops of a recorded
+ * pass, alone and in a FairDARTS supernet, with the eager passes' bits. */
+static void bw_single(bm_case *c, int op, int i) {
+    if (op == BM_FWD)
+        kcuda_wmixed_forward(c->Y[i], c->A[i], c->XS + i * c->n, c->cols, c->n, c->len, c->s);
+    else
+        kcuda_wmixed_backward(c->DX + i * c->n, op == BM_BWD ? c->DA[i] : NULL, c->DY[i], c->XS + i * c->n, c->A[i],
+                              c->cols, c->n, c->len, c->set, c->s);
+}
+static void bw_batch(bm_case *c, int op, int m) {
+    if (op == BM_FWD)
+        kcuda_wmixed_forward_batch(m, c->Y, c->A, c->XS, c->cols, c->n, c->len, c->s);
+    else
+        kcuda_wmixed_backward_batch(m, c->DX, op == BM_BWD ? c->DA : NULL, c->DY, c->XS, c->A, c->cols, c->n, c->len,
+                                    c->set, c->s);
+}
+/* bm_new's problems (cols 1, 2, 4, 5, ... mod O; NULL and set dxs; alias: candidates 0 and
+ * 2 one input with one gradient) through the WMIXED calls. */
+static void bw_new(bm_case *c, int m, int n, int O, int N, int C, int HW, int alias, uint64_t seed, cudaStream_t s) {
+    bm_new(c, m, n, O, N, C, HW, 0, alias, seed, s);
+    c->single = bw_single;
+    c->batch = bw_batch;
+}
+
+/* Shapes: 3 problems of 3 candidates over 2x3x5x5 (150 values: under one block of the
+ * reductions' 120 x 256 threads); 4 of 4 with an input used twice; 5 of 8 (the most a
+ * batch takes) over 2x2x160; 2 of 1; 3 of 3 over 2x4x5000 (40,000 values: every block of
+ * the dot products has a partial, the first 9,280 threads a second element); 17 of 2: 16
+ * in one launch and the 17th alone, each problem's partials and counter its own. */
+Test(cuda_batch_wmixed, batched_equal_single_calls_bit_for_bit) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    const struct { int m, n, O, N, C, HW, alias; } sh[6] = {{3, 3, 5, 2, 3, 25, 0}, {4, 4, 8, 2, 3, 9, 1},
+                                                           {5, 8, 8, 2, 2, 160, 0}, {2, 1, 3, 1, 2, 7, 0},
+                                                           {3, 3, 8, 2, 4, 5000, 0}, {17, 2, 4, 1, 2, 5, 0}};
+    for (int j = 0; j < 6; j++) {
+        bm_case c;
+        bw_new(&c, sh[j].m, sh[j].n, sh[j].O, sh[j].N, sh[j].C, sh[j].HW, sh[j].alias, 2100 + 50 * (uint64_t)j, s);
+        char shape[96];
+        snprintf(shape, sizeof shape, "wmixed m %d, n %d, O %d, N %d C %d HW %d", sh[j].m, sh[j].n, sh[j].O, sh[j].N,
+                 sh[j].C, sh[j].HW);
+        cr_expect(kcuda_wmixed_batch_ok(c.n, c.len), "%s: no batched path", shape);
+        bm_check(&c, shape);
+        bm_free(&c);
+    }
+    ol_end(gpu, s);
+}
+
+/* The launches the single calls replaced (the forward wsum_fwd_k on the row in place; the
+ * backward the dxs, kcuda_dot_partials, and a one-thread finish adding each dot product
+ * into its column: three launches), from other kcuda entry points: the row's weights
+ * gathered on the host (the weighted sums read the same floats); forward
+ * kcuda_wsum_forward; backward the dxs by kcuda_wsum_backward_set, the dot products by
+ * kcuda_wsum_backward into a zeroed dw (dw[k] = 0 + (float)<dy, x_k>, the partials in the
+ * same order), added into the row's columns on the host in candidate order (one float add
+ * each, as the finish did: a repeated column gets both). */
+static void bw_old(bm_case *c, int op, int i) {
+    const int n = c->n;
+    const size_t rb = (size_t)c->O * sizeof(float);
+    const float *const *xs = c->XS + i * n;
+    float row[64], w[BM_MAXN], *w_d, *dw_d;
+    OL_CK(cudaStreamSynchronize(c->s));
+    OL_CK(cudaMemcpy(row, c->A[i], rb, cudaMemcpyDeviceToHost));
+    for (int k = 0; k < n; k++) w[k] = row[c->cols[k]];
+    OL_CK(cudaMalloc((void **)&w_d, BM_MAXN * sizeof(float)));
+    OL_CK(cudaMalloc((void **)&dw_d, BM_MAXN * sizeof(float)));
+    OL_CK(cudaMemcpy(w_d, w, (size_t)n * sizeof(float), cudaMemcpyHostToDevice));
+    if (op == BM_FWD) {
+        kcuda_wsum_forward(c->Y[i], xs, w_d, n, c->len, c->s);
+    } else {
+        kcuda_wsum_backward_set(c->DX + i * n, NULL, c->DY[i], xs, w_d, n, c->len, c->set, c->s);
+        if (op == BM_BWD) {
+            float dw[BM_MAXN], drow[64];
+            OL_CK(cudaMemsetAsync(dw_d, 0, (size_t)n * sizeof(float), c->s));
+            kcuda_wsum_backward(NULL, dw_d, c->DY[i], xs, w_d, n, c->len, c->s);
+            OL_CK(cudaStreamSynchronize(c->s));
+            OL_CK(cudaMemcpy(dw, dw_d, (size_t)n * sizeof(float), cudaMemcpyDeviceToHost));
+            OL_CK(cudaMemcpy(drow, c->DA[i], rb, cudaMemcpyDeviceToHost));
+            for (int k = 0; k < n; k++) drow[c->cols[k]] += dw[k];
+            OL_CK(cudaMemcpy(c->DA[i], drow, rb, cudaMemcpyHostToDevice));
+        }
+    }
+    OL_CK(cudaStreamSynchronize(c->s));
+    cudaFree(w_d);
+    cudaFree(dw_d);
+}
+
+/* Every buffer after the single calls memcmp-equal to the replaced sequence's, one-launch
+ * mode off and on, and the calls' kernel counts (the backward with the weight gradient 2,
+ * one-launch 1, where it was 3). Columns 1, 4, 2, 4 (column 4 gets both its dot products,
+ * in order), 9 candidates (the single calls' 32-candidate instances), the shapes above. */
+Test(cuda_batch_wmixed, single_calls_equal_the_launches_they_replaced) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    const struct { int n, O, N, C, HW, alias, rep; } sh[5] = {
+        {3, 5, 2, 3, 25, 0, 0}, {4, 8, 2, 3, 9, 1, 0}, {4, 6, 2, 2, 40, 0, 1}, {9, 10, 1, 2, 30, 0, 0},
+        {3, 8, 2, 4, 5000, 1, 0}};
+    for (int j = 0; j < 5; j++) {
+        bm_case c;
+        bw_new(&c, 1, sh[j].n, sh[j].O, sh[j].N, sh[j].C, sh[j].HW, sh[j].alias, 2500 + 50 * (uint64_t)j, s);
+        if (sh[j].rep) memcpy(c.cols, (int64_t[4]){1, 4, 2, 4}, 4 * sizeof(int64_t));
+        char what[32];
+        snprintf(what, sizeof what, "wmixed shape %d", j);
+        bm_check_old(&c, bw_old, what);
+        bm_free(&c);
+    }
+    ol_end(gpu, s);
+}
+
+/* No batched path: more candidates than KCUDA_MIXED_BATCH_INPUTS, none, no element; and bad
+ * calls: no problem, more than KCUDA_MAX_BATCH, a weight row gradient for some problems
+ * only. batch_ok says 0 where it is the shape; each call records an error and leaves every
+ * buffer as it was. */
+Test(cuda_batch_wmixed, shapes_without_batched_path_are_refused_untouched) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    bm_case c;
+    bw_new(&c, 3, 9, 10, 1, 2, 6, 0, 2900, s);
+    OL_CK(cudaStreamSynchronize(s));
+    cr_expect(!kcuda_wmixed_batch_ok(9, c.len) && !kcuda_wmixed_batch_ok(0, c.len) && !kcuda_wmixed_batch_ok(3, 0) &&
+              kcuda_wmixed_batch_ok(8, 1) && kcuda_wmixed_batch_ok(1, 1));
+    const struct { int m, n; int64_t len; int some_dw; const char *what; } bad[6] = {
+        {3, 9, c.len, 0, "9 candidates"}, {3, 0, c.len, 0, "no candidate"}, {3, 3, 0, 0, "no element"},
+        {0, 3, c.len, 0, "no problem"}, {KCUDA_MAX_BATCH + 1, 3, c.len, 0, "33 problems"},
+        {3, 3, c.len, 1, "a weight row gradient for some problems only"}};
+    for (int j = 0; j < 6; j++)
+        for (int op = bad[j].some_dw ? BM_BWD : BM_FWD; op <= BM_BWD; op++)
+            bm_refused(&c, op, bad[j].m, bad[j].n, c.O, bad[j].len, bad[j].some_dw, bad[j].what);
+    bm_free(&c);
+    ol_end(gpu, s);
+}
+
+/* The runtime. A wrapper around the backend's run_batch counts the batches whose node ops
+ * are WMIXED, forwards and backwards apart (the lane stats count every op kind together). */
+static void (*bw_run_batch0)(rt_backend *be, int bwd, const rt_exec_node *const *nodes, int n);
+static int bw_batches[2], bw_batched[2];
+static void bw_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nodes, int n) {
+    if (nodes[0]->op == IR_OP_WMIXED) bw_batches[bwd != 0]++, bw_batched[bwd != 0] += n;
+    bw_run_batch0(be, bwd, nodes, n);
+}
+static void bw_count_batches(pair *h) {
+    bw_run_batch0 = h->gpu->run_batch;
+    h->gpu->run_batch = bw_run_batch;
+    memset(bw_batches, 0, sizeof bw_batches);
+    memset(bw_batched, 0, sizeof bw_batched);
+}
+/* The recordings (one per mask) batched WMIXED ops: at least `least` batches each way, of
+ * fops forward and bops backward node ops or more. */
+static void bw_expect_batches(pair *h, const char *what, int least, int fops, int bops) {
+    rt_lane_stats ls = rt_plan_lane_stats(h->pg);
+    cr_log_info("%s: last recording %d ops issued as %d entries, %d batches of %d node ops; WMIXED batches in the "
+                "recordings: %d forward of %d ops, %d backward of %d ops",
+                what, ls.ops, ls.issued, ls.batches, ls.batched_ops, bw_batches[0], bw_batched[0], bw_batches[1],
+                bw_batched[1]);
+    cr_expect(ls.batches >= 2, "%s: %d batches in the last recording", what, ls.batches);
+    for (int b = 0; b < 2; b++)
+        cr_expect(bw_batches[b] >= least && bw_batched[b] >= (b ? bops : fops), "%s: %d WMIXED %s batches of %d node ops",
+                  what, bw_batches[b], b ? "backward" : "forward", bw_batched[b]);
+}
+
+/* Four WMIXED ops (rows 0..3 of sigmoid(alpha), each over its own three candidates, columns
+ * 1, 2, 4) whose sum feeds the loss, one-launch off and on: recorded and replayed passes
+ * with DARTSC_CUDA_BATCH=1 give the eager passes' bits, and each recording (alpha: the
+ * weight gradients, no dx; weights: the dxs, no weight gradient) issued the four forwards
+ * as one batch and the backwards as one of at least three (in the alpha mask's the first
+ * backward also zeroes the weight gradient, an arena buffer, and may come a depth later). */
+static void bw_runtime_case(int one) {
+    setenv("DARTSC_CUDA_BATCH", "1", 1);
+    if (one) setenv("DARTSC_CUDA_ONE_LAUNCH", "1", 1);
+    pair h = {.g = ir_graph_new("wmixed_batch")};
+    int alpha = ir_param(h.g, "alpha", IR_ROLE_ARCH, 2, (int64_t[]){4, 5}, ir_init_normal(1.f));
+    int w = ir_unary(h.g, IR_OP_SIGMOID, alpha, "alpha.sigmoid"), outs[4];
+    for (int j = 0; j < 4; j++) {
+        char nm[32];
+        int in[3];
+        bm_edge_inputs(h.g, j, in);
+        snprintf(nm, sizeof nm, "wmixed%d", j);
+        outs[j] = ir_wmixed(h.g, w, j, 3, in, (int[]){1, 2, 4}, nm);
+    }
+    add_loss(&h, ir_nary(h.g, IR_OP_ADD, 4, outs, "sum"));
+    make_plans(&h, 23);
+    bw_count_batches(&h);
+    bm_passes(&h);
+    bw_expect_batches(&h, one ? "wmixed ops, one-launch" : "wmixed ops", 2, 8, 6);
+    free_pair(&h);
+}
+Test(cuda_batch_wmixed, runtime_batches_wmixed_ops_with_eager_bits) { bw_runtime_case(0); }
+Test(cuda_batch_wmixed, runtime_batches_wmixed_ops_one_launch_with_eager_bits) { bw_runtime_case(1); }
+
+/* A FairDARTS supernet (ir_supernet_opts.sigmoid, as search/ builds it for --method fair)
+ * of one normal cell over the tiny space: its 8 edges from the two cell inputs are WMIXED
+ * ops of one depth and shape, so each recording batched WMIXED forwards and backwards, and
+ * every pass gives the eager passes' bits. */
+Test(cuda_batch_wmixed, runtime_fair_darts_supernet_with_eager_bits) {
+    setenv("DARTSC_CUDA_BATCH", "1", 1);
+    ir_space sp;
+    tiny_space(&sp);
+    sp.layers = 1;
+    sp.n_reduce = 0;
+    pair h;
+    net_pair_ex(&h, &sp, 4, 13, &(ir_supernet_opts){.sigmoid = 1});
+    bw_count_batches(&h);
+    bm_passes(&h);
+    bw_expect_batches(&h, "fair-darts supernet", 2, 4, 4);
+    free_pair(&h);
+}
 
 #endif /* DARTSC_HAVE_CUDA */

@@ -282,11 +282,27 @@ void kcuda_mixed_backward_batch(int m, float *const *dxs, float *const *dalpha_r
 
 /* ---- MIXED with given weights (WMIXED; FairDARTS' sigmoid(alpha)): y = sum_i w_row[cols[i]] * xs[i];
  * backward: dxs as WSUM (set bits written), dw_row[cols[i]] += <dy, xs[i]> (two-pass, on the
- * device). w_row, dw_row: device; xs, dxs, cols: HOST arrays of n. */
+ * device; a repeated column gets each of its dot products, in order). w_row, dw_row:
+ * device; xs, dxs, cols: HOST arrays of n. MIXED's kernels without the softmax: the
+ * backward's launches are MIXED's (with dw_row the dxs and the dot products in one, unless
+ * two dxs alias, then one thread's launch for dw_row, which one-launch mode leaves to the
+ * first launch's last block); the same bits every way.
+ * Batched (the "batched launches" rules above): m problems of n candidates over one
+ * (len, cols, set); problem i's candidate k at index i * n + k of xs and dxs (dxs may be
+ * NULL: every one NULL), its output, weight row, output gradient and weight row gradient
+ * at index i of y, w_row, dy, dw_row (dw_row NULL, or not NULL for every problem).
+ * Batched path: 1 <= n <= KCUDA_MIXED_BATCH_INPUTS, len > 0. The problems' weight rows may
+ * be rows of one matrix, their dw_rows distinct rows of one. */
 void kcuda_wmixed_forward(float *y, const float *w_row, const float *const *xs, const int64_t *cols, int n, int64_t len,
                           cudaStream_t s);
 void kcuda_wmixed_backward(float *const *dxs, float *dw_row, const float *dy, const float *const *xs, const float *w_row,
                            const int64_t *cols, int n, int64_t len, unsigned set, cudaStream_t s);
+int kcuda_wmixed_batch_ok(int n, int64_t len);
+void kcuda_wmixed_forward_batch(int m, float *const *y, const float *const *w_row, const float *const *xs,
+                                const int64_t *cols, int n, int64_t len, cudaStream_t s);
+void kcuda_wmixed_backward_batch(int m, float *const *dxs, float *const *dw_row, const float *const *dy,
+                                 const float *const *xs, const float *const *w_row, const int64_t *cols, int n,
+                                 int64_t len, unsigned set, cudaStream_t s);
 /* ---- channel shuffle of x (N, C, HW) in G groups (kcpu_channel_shuffle_*); backward accumulates ---- */
 void kcuda_channel_shuffle_forward(float *y, const float *x, int N, int C, int HW, int G, cudaStream_t s);
 void kcuda_channel_shuffle_backward(float *dx, const float *dy, int N, int C, int HW, int G, cudaStream_t s);

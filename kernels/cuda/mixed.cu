@@ -143,20 +143,24 @@ static void wsum_args_affine(kwsum_args *a, const float *const *aff, int C, int 
     a->HW = HW > 0 ? HW : 1;
 }
 
-/* ---- MIXED: single calls and batches through the same kernels ----
+/* ---- MIXED and WMIXED: single calls and batches through the same kernels ----
  * Each kernel takes its problems as one parameter, mixed_tab<P, B, K>: B problems' pointers
  * (P: mixed_fwd_p or mixed_bwd_p, K candidates each) and what every problem shares (the
- * candidates' alpha columns, n, O, len, C, HW, the set bits), read in place
+ * candidates' weight columns, n, O, len, C, HW, the set bits), read in place
  * (__grid_constant__). A single call launches B = 1 (K = MIXED_BK candidates, or
  * KCUDA_MAX_WSUM beyond that), a batch B = MIXED_BB problems of at most MIXED_BK candidates:
  * a problem picks its entry from a grid dimension the single kernel leaves at 1, and runs
  * the single kernel's code, so it gets the single call's bits by construction.
- * The backward: without d alpha, one elementwise launch for the dxs (mixed_dx_k); with it,
- * one launch of mixed_dot_k, whose block (b, k) adds x_k * dy over the grid-stride set of
- * block b of kcuda_dot_partials (the same elements, order and block tree, so the same
- * partials) and writes dxs[k] over the same elements (one thread per element and
+ * G (a template flag) says whose weights: false, MIXED's softmax of an alpha row; true,
+ * WMIXED's given weight row (FairDARTS' sigmoid(alpha), read in place: no softmax, and the
+ * row's gradient is the dot products added into its columns instead of the softmax's
+ * backward). Everything else is the same code.
+ * The backward: without the row gradient, one elementwise launch for the dxs (mixed_dx_k);
+ * with it, one launch of mixed_dot_k, whose block (b, k) adds x_k * dy over the grid-stride
+ * set of block b of kcuda_dot_partials (the same elements, order and block tree, so the
+ * same partials) and writes dxs[k] over the same elements (one thread per element and
  * candidate, so not where two dxs of a problem alias: an input used twice adds both
- * products from one thread, in mixed_dx_k as before), then the alpha gradient from the
+ * products from one thread, in mixed_dx_k as before), then the row gradient from the
  * partials by one thread (mixed_finish_k), or in one-launch mode (kcuda_g.one_launch) by
  * the last of the problem's blocks (kcuda_last_block on its own counter). Partials:
  * problem z of a launch at kcuda_g.red + z * n * KCUDA_RED_BLOCKS. */
@@ -169,20 +173,20 @@ static void wsum_args_affine(kwsum_args *a, const float *const *aff, int C, int 
 #define MIXED_BB 16
 
 template <int K> struct mixed_fwd_p {
-    float *y, *sm;          /* the output; the softmax of the alpha row (written by block 0) */
-    const float *alpha;     /* the alpha row (O) */
+    float *y, *sm;          /* the output; MIXED: the softmax of the alpha row (written by block 0) */
+    const float *alpha;     /* MIXED: the alpha row (O); WMIXED: the weight row */
     const float *xs[K], *aff[K];
 };
 template <int K> struct mixed_bwd_p {
-    float *dalpha;          /* the alpha row's gradient (NULL: none asked) */
-    const float *sm, *dy;   /* the forward's softmax; the output gradient */
+    float *dalpha;          /* the alpha (WMIXED: weight) row's gradient (NULL: none asked) */
+    const float *sm, *dy;   /* the forward's softmax (WMIXED: the weight row); the output gradient */
     const float *xs[K];
     float *dxs[K];
     const float *aff[K];
 };
 template <typename P, int B, int K> struct mixed_tab {
     P p[B];
-    int widx[K];      /* candidate k's alpha column */
+    int widx[K];      /* candidate k's alpha (weight) column */
     int n, O, C, HW;  /* candidates, alpha columns; with aff, element i's channel is i / HW % C */
     unsigned set;     /* backward: bit k: dxs[k] written, not accumulated */
     int dx_in_dot;    /* backward: mixed_dot_k writes the dxs */
@@ -195,21 +199,24 @@ static_assert((int64_t)MIXED_BB * MIXED_BK * KCUDA_RED_BLOCKS <= KCUDA_RED_CAP &
                   (int64_t)KCUDA_MAX_WSUM * KCUDA_RED_BLOCKS <= KCUDA_RED_CAP && MIXED_BB <= KCUDA_COUNT_CAP,
               "a launch's partials and counters fit the lane's");
 
-/* The forward in one launch: each block's thread 0 computes the softmax of the alpha row
- * into shared memory (softmax_row: the bits softmax_fwd_k writes), block 0 also into sm
- * (the backward reads it), then wsum_fwd_k's loop with the weights from shared memory:
- * the same bits as a softmax kernel and then the weighted sum reading sm. O <= 64.
- * Problem: blockIdx.y. */
-template <int B, int K>
+/* The forward in one launch. MIXED: each block's thread 0 computes the softmax of the
+ * alpha row into shared memory (softmax_row: the bits softmax_fwd_k writes), block 0 also
+ * into sm (the backward reads it), then wsum_fwd_k's loop with the weights from shared
+ * memory: the same bits as a softmax kernel and then the weighted sum reading sm. O <= 64.
+ * WMIXED (G): wsum_fwd_k's loop on the given row. Problem: blockIdx.y. */
+template <int B, int K, bool G>
 __global__ static void mixed_fwd_k(const __grid_constant__ mixed_tab<mixed_fwd_p<K>, B, K> T) {
     const mixed_fwd_p<K> &p = T.p[B == 1 ? 0 : blockIdx.y];
-    __shared__ float w[64];
-    if (threadIdx.x == 0) {
-        softmax_row(w, p.alpha, T.O);
-        if (blockIdx.x == 0)
-            for (int k = 0; k < T.O; k++) p.sm[k] = w[k];
+    __shared__ float sw[G ? 1 : 64];
+    if (!G) {
+        if (threadIdx.x == 0) {
+            softmax_row(sw, p.alpha, T.O);
+            if (blockIdx.x == 0)
+                for (int k = 0; k < T.O; k++) p.sm[k] = sw[k];
+        }
+        __syncthreads();
     }
-    __syncthreads();
+    const float *const w = G ? p.alpha : sw;
     KCUDA_GRID_STRIDE(i, T.len) {
         float s = 0.0f;
         for (int k = 0; k < T.n; k++) s += w[T.widx[k]] * kcuda_affine_at(p.xs[k], p.aff[k], T.C, T.HW, i);
@@ -229,42 +236,46 @@ __global__ static void mixed_dx_k(const __grid_constant__ mixed_tab<mixed_bwd_p<
     }
 }
 
-/* d alpha_row through the softmax, as the CPU backend's MIXED case: dw from the partials
- * (part NULL: all 0, no element), scattered into columns (absent columns 0; a repeated
- * column keeps the last), then kcpu_softmax_backward's arithmetic on the single row. One
- * thread, O <= 64. CG: the partials were written by other blocks of this launch (read
- * through L2, see kcuda_last_block); the same values and order either way. */
-template <bool CG>
+/* The row gradient from the partials (part NULL: all 0, no element), each candidate's in
+ * index order. MIXED: d alpha_row through the softmax, as the CPU backend's MIXED case: the
+ * dot products scattered into columns (absent columns 0; a repeated column keeps the
+ * last), then kcpu_softmax_backward's arithmetic on the single row (O <= 64). WMIXED (G):
+ * dw_row[col k] += (float)dot, k in order, as kcpu's dw[k] (zeroed) added to the row. One
+ * thread. CG: the partials were written by other blocks of this launch (read through L2,
+ * see kcuda_last_block); the same values and order either way. */
+template <bool CG, bool G>
 __device__ static void mixed_finish(float *dalpha, const double *part, const float *sm, const int *widx, int n,
                                     int O) {
-    float dcol[64];
-    for (int j = 0; j < O; j++) dcol[j] = 0.0f;
+    float dcol[G ? 1 : 64];
+    for (int j = 0; !G && j < O; j++) dcol[j] = 0.0f;
     for (int k = 0; k < n; k++) {
         double t = 0.0;
         for (int b = 0; part && b < KCUDA_RED_BLOCKS; b++)
             t += CG ? __ldcg(part + k * KCUDA_RED_BLOCKS + b) : part[k * KCUDA_RED_BLOCKS + b];
-        dcol[widx[k]] = 0.0f + (float)t; /* CPU: dw[k] (zeroed) += (float)dot */
+        if (G) dalpha[widx[k]] += 0.0f + (float)t; /* CPU: dw[k] (zeroed) += (float)dot, then added to the row */
+        else dcol[widx[k]] = 0.0f + (float)t;      /* CPU: dw[k] (zeroed) += (float)dot */
     }
+    if (G) return;
     double s = 0.0;
     for (int j = 0; j < O; j++) s += (double)dcol[j] * sm[j];
     const float fs = (float)s;
     for (int j = 0; j < O; j++) dalpha[j] += sm[j] * (dcol[j] - fs);
 }
 
-/* The alpha gradient of problem blockIdx.x, by its thread 0. */
-template <int B, int K>
+/* The row gradient of problem blockIdx.x, by its thread 0. */
+template <int B, int K, bool G>
 __global__ static void mixed_finish_k(const __grid_constant__ mixed_tab<mixed_bwd_p<K>, B, K> T) {
     if (threadIdx.x != 0) return;
     const int z = B == 1 ? 0 : blockIdx.x;
     const mixed_bwd_p<K> &p = T.p[z];
-    mixed_finish<false>(p.dalpha, T.part ? T.part + (int64_t)z * T.n * KCUDA_RED_BLOCKS : NULL, p.sm, T.widx, T.n,
-                        T.O);
+    mixed_finish<false, G>(p.dalpha, T.part ? T.part + (int64_t)z * T.n * KCUDA_RED_BLOCKS : NULL, p.sm, T.widx, T.n,
+                           T.O);
 }
 
 /* Block (b, k) of problem blockIdx.z: kcuda_dot_partials' block (b, k) on x_k (through its
  * deferred batch norm) and dy, and with dx_in_dot dxs[k] over the same elements; one-launch,
- * the problem's last block finishes the alpha gradient. Grid (KCUDA_RED_BLOCKS, n, problems). */
-template <int B, int K>
+ * the problem's last block finishes the row gradient. Grid (KCUDA_RED_BLOCKS, n, problems). */
+template <int B, int K, bool G>
 __global__ static void mixed_dot_k(const __grid_constant__ mixed_tab<mixed_bwd_p<K>, B, K> T) {
     __shared__ double sh[KCUDA_THREADS];
     const int z = B == 1 ? 0 : blockIdx.z, k = blockIdx.y;
@@ -283,12 +294,13 @@ __global__ static void mixed_dot_k(const __grid_constant__ mixed_tab<mixed_bwd_p
     double *const part = T.part + (int64_t)z * T.n * KCUDA_RED_BLOCKS;
     if (threadIdx.x == 0) part[k * KCUDA_RED_BLOCKS + blockIdx.x] = t;
     if (!T.cnt || !kcuda_last_block(T.cnt + z, gridDim.x * gridDim.y)) return;
-    if (threadIdx.x == 0) mixed_finish<true>(p.dalpha, part, p.sm, T.widx, T.n, T.O);
+    if (threadIdx.x == 0) mixed_finish<true, G>(p.dalpha, part, p.sm, T.widx, T.n, T.O);
 }
 
 /* A call's problems: HOST arrays, problem i's candidate k at index i * n + k. out: the
- * forward's y or the backward's dalpha rows (may be NULL: none); in: the alpha rows or
- * the output gradients; aff, dxs may be NULL (every one NULL). */
+ * forward's y or the backward's dalpha (dw) rows (may be NULL: none); in: the alpha
+ * (weight) rows or the output gradients; sm: MIXED's softmaxes, WMIXED's backward the
+ * weight rows (its forward: NULL); aff, dxs may be NULL (every one NULL). */
 typedef struct mixed_args {
     int n, O, C, HW;
     int64_t len;
@@ -308,28 +320,28 @@ template <typename P, int B, int K> static void mixed_tab_common(mixed_tab<P, B,
     for (int k = 0; k < a->n; k++) T->widx[k] = a->cols ? (int)a->cols[k] : k;
 }
 
-/* Problems i0 .. i0 + m - 1 (m <= B) in one launch. len > 0, O <= 64. */
-template <int B, int K> static void mixed_fwd_launch(const mixed_args *a, int i0, int m, cudaStream_t s) {
+/* Problems i0 .. i0 + m - 1 (m <= B) in one launch. len > 0; MIXED O <= 64. */
+template <int B, int K, bool G> static void mixed_fwd_launch(const mixed_args *a, int i0, int m, cudaStream_t s) {
     mixed_tab<mixed_fwd_p<K>, B, K> T = {};
     mixed_tab_common(&T, a);
     for (int j = 0; j < m; j++) {
         const int i = i0 + j;
         mixed_fwd_p<K> &p = T.p[j];
         p.y = a->out[i];
-        p.sm = a->sm[i];
+        p.sm = a->sm ? a->sm[i] : NULL;
         p.alpha = a->in[i];
         for (int k = 0; k < a->n; k++) {
             p.xs[k] = a->xs[i * a->n + k];
             p.aff[k] = a->aff ? a->aff[i * a->n + k] : NULL;
         }
     }
-    mixed_fwd_k<B, K><<<dim3(kcuda_blocks(a->len), (unsigned)m), KCUDA_THREADS, 0, s>>>(T);
+    mixed_fwd_k<B, K, G><<<dim3(kcuda_blocks(a->len), (unsigned)m), KCUDA_THREADS, 0, s>>>(T);
     launchCheck();
 }
 
-/* Problems i0 .. i0 + m - 1 (m <= B; all asking for dalpha or none) in one launch per
- * kernel. O <= 64. */
-template <int B, int K> static void mixed_bwd_launch(const mixed_args *a, int i0, int m, cudaStream_t s) {
+/* Problems i0 .. i0 + m - 1 (m <= B; all asking for the row gradient or none) in one
+ * launch per kernel. MIXED O <= 64. */
+template <int B, int K, bool G> static void mixed_bwd_launch(const mixed_args *a, int i0, int m, cudaStream_t s) {
     mixed_tab<mixed_bwd_p<K>, B, K> T = {};
     mixed_tab_common(&T, a);
     int any_dx = 0, alias = 0;
@@ -357,27 +369,27 @@ template <int B, int K> static void mixed_bwd_launch(const mixed_args *a, int i0
         T.dx_in_dot = any_dx && !alias;
         T.part = kcuda_g.red;
         T.cnt = kcuda_g.one_launch ? kcuda_g.count : NULL;
-        mixed_dot_k<B, K><<<dim3(KCUDA_RED_BLOCKS, (unsigned)a->n, (unsigned)m), KCUDA_THREADS, 0, s>>>(T);
+        mixed_dot_k<B, K, G><<<dim3(KCUDA_RED_BLOCKS, (unsigned)a->n, (unsigned)m), KCUDA_THREADS, 0, s>>>(T);
         launchCheck();
         if (T.cnt) return;
     }
-    mixed_finish_k<B, K><<<(unsigned)m, 1, 0, s>>>(T);
+    mixed_finish_k<B, K, G><<<(unsigned)m, 1, 0, s>>>(T);
     launchCheck();
 }
 
 /* A single problem through the B = 1 instances (K: its candidates, MIXED_BK or
- * KCUDA_MAX_WSUM). */
-#define MIXED_SINGLE(launch, a, s)                                             \
+ * KCUDA_MAX_WSUM; G: WMIXED). */
+#define MIXED_SINGLE(launch, a, G, s)                                          \
     do {                                                                       \
-        if ((a)->n <= MIXED_BK) launch<1, MIXED_BK>((a), 0, 1, (s));           \
-        else launch<1, KCUDA_MAX_WSUM>((a), 0, 1, (s));                        \
+        if ((a)->n <= MIXED_BK) launch<1, MIXED_BK, G>((a), 0, 1, (s));        \
+        else launch<1, KCUDA_MAX_WSUM, G>((a), 0, 1, (s));                     \
     } while (0)
 /* m problems, MIXED_BB at a time (a lone one through B = 1). */
-#define MIXED_EACH(launch, a, m, s)                                            \
+#define MIXED_EACH(launch, a, G, m, s)                                         \
     for (int i0_ = 0; i0_ < (m); i0_ += MIXED_BB) {                            \
         const int m_ = (m) - i0_ < MIXED_BB ? (m) - i0_ : MIXED_BB;            \
-        if (m_ == 1) launch<1, MIXED_BK>((a), i0_, 1, (s));                    \
-        else launch<MIXED_BB, MIXED_BK>((a), i0_, m_, (s));                    \
+        if (m_ == 1) launch<1, MIXED_BK, G>((a), i0_, 1, (s));                 \
+        else launch<MIXED_BB, MIXED_BK, G>((a), i0_, m_, (s));                 \
     }
 
 extern "C" void kcuda_mixed_forward(float *y, float *sm, const float *alpha_row, const float *const *xs, const int64_t *cols,
@@ -394,7 +406,7 @@ extern "C" void kcuda_mixed_forward(float *y, float *sm, const float *alpha_row,
         return;
     }
     const mixed_args a = {n, O, C, HW, len, 0u, cols, &y, &sm, NULL, &alpha_row, w.xs, aff};
-    MIXED_SINGLE(mixed_fwd_launch, &a, s);
+    MIXED_SINGLE(mixed_fwd_launch, &a, false, s);
 }
 
 extern "C" void kcuda_mixed_backward(float *const *dxs, float *dalpha_row, const float *dy, const float *const *xs,
@@ -405,75 +417,86 @@ extern "C" void kcuda_mixed_backward(float *const *dxs, float *dalpha_row, const
     if (O > 64) KCUDA_FAIL_("kcuda_mixed_backward", "more than 64 alpha columns", return);
     if (dalpha_row && !kcuda_g.red) KCUDA_FAIL_("kcuda_mixed_backward", "kcuda_init was not called", return);
     const mixed_args a = {n, O, C, HW, len, set, cols, &dalpha_row, (float *const *)&sm, w.dxs, &dy, w.xs, aff};
-    MIXED_SINGLE(mixed_bwd_launch, &a, s);
+    MIXED_SINGLE(mixed_bwd_launch, &a, false, s);
 }
 
 extern "C" int kcuda_mixed_batch_ok(int n, int O, int64_t len) {
     return n >= 1 && n <= MIXED_BK && O >= 1 && O <= 64 && len > 0;
 }
+extern "C" int kcuda_wmixed_batch_ok(int n, int64_t len) { return n >= 1 && n <= MIXED_BK && len > 0; }
 
-static int mixed_batch_refused(const char *what, int m, int n, int O, int64_t len) {
+/* Whether a batched call must be refused (then with an error recorded): m problems outside
+ * 1..KCUDA_MAX_BATCH, a shape without a batched path (ok 0), or the backward's row
+ * gradients (rows: NULL, or m pointers) for some problems only. *with: they are asked for. */
+static int mixed_batch_refused(const char *what, int m, int ok, float *const *rows, int *with) {
     if (m < 1 || m > KCUDA_MAX_BATCH) KCUDA_FAIL_(what, "the number of problems is outside 1..KCUDA_MAX_BATCH", return 1);
-    if (!kcuda_mixed_batch_ok(n, O, len)) KCUDA_FAIL_(what, "no batched path for this shape (kcuda_mixed_batch_ok)", return 1);
+    if (!ok) KCUDA_FAIL_(what, "no batched path for this shape (kcuda_mixed_batch_ok, kcuda_wmixed_batch_ok)", return 1);
+    int k = 0;
+    for (int i = 0; rows && i < m; i++) k += rows[i] != NULL;
+    if (k != 0 && k != m) KCUDA_FAIL_(what, "a row gradient for some problems only", return 1);
+    if (k && !kcuda_g.red) KCUDA_FAIL_(what, "kcuda_init was not called", return 1);
+    *with = k != 0;
     return 0;
 }
 
 extern "C" void kcuda_mixed_forward_batch(int m, float *const *y, float *const *sm, const float *const *alpha_row,
                                           const float *const *xs, const int64_t *cols, int n, int O, int64_t len,
                                           const float *const *aff, int C, int HW, cudaStream_t s) {
-    if (mixed_batch_refused("kcuda_mixed_forward_batch", m, n, O, len)) return;
+    int with;
+    if (mixed_batch_refused("kcuda_mixed_forward_batch", m, kcuda_mixed_batch_ok(n, O, len), NULL, &with)) return;
     const mixed_args a = {n, O, C, HW, len, 0u, cols, y, sm, NULL, alpha_row, xs, aff};
-    MIXED_EACH(mixed_fwd_launch, &a, m, s);
+    MIXED_EACH(mixed_fwd_launch, &a, false, m, s);
 }
 
 extern "C" void kcuda_mixed_backward_batch(int m, float *const *dxs, float *const *dalpha_row, const float *const *dy,
                                            const float *const *xs, const float *const *sm, const int64_t *cols, int n,
                                            int O, int64_t len, unsigned set, const float *const *aff, int C, int HW,
                                            cudaStream_t s) {
-    const char *what = "kcuda_mixed_backward_batch";
-    if (mixed_batch_refused(what, m, n, O, len)) return;
-    int with = 0;
-    for (int i = 0; dalpha_row && i < m; i++) with += dalpha_row[i] != NULL;
-    if (with != 0 && with != m) KCUDA_FAIL_(what, "dalpha_row for some problems only", return);
-    if (with && !kcuda_g.red) KCUDA_FAIL_(what, "kcuda_init was not called", return);
+    int with;
+    if (mixed_batch_refused("kcuda_mixed_backward_batch", m, kcuda_mixed_batch_ok(n, O, len), dalpha_row, &with))
+        return;
     const mixed_args a = {n, O, C, HW, len, set, cols, with ? dalpha_row : NULL, (float *const *)sm, dxs, dy, xs, aff};
-    MIXED_EACH(mixed_bwd_launch, &a, m, s);
+    MIXED_EACH(mixed_bwd_launch, &a, false, m, s);
 }
 
 /* ---- WMIXED: MIXED with given weights w[row][cols] (FairDARTS: sigmoid(alpha)) ----
- * The weights are read in place (wbase = the row, widx = the columns); dw_row[cols[k]] +=
+ * The weights are read in place (the row, widx = the columns); dw_row[cols[k]] +=
  * (float)<dy, xs[k]> from the same two-pass partials as WSUM, as kcpu's dw[k] added to
- * the row. */
-__global__ static void wmixed_dw_finish_k(float *dw_row, const double *partials, kwsum_args a) {
-    if (threadIdx.x != 0 || blockIdx.x != 0) return;
-    for (int k = 0; k < a.n; k++) {
-        double t = 0.0;
-        for (int b = 0; b < KCUDA_RED_BLOCKS; b++) t += partials[k * KCUDA_RED_BLOCKS + b];
-        dw_row[a.widx[k]] += 0.0f + (float)t; /* CPU: dw[k] (zeroed) += (float)dot, then added to the row */
-    }
-}
-
+ * the row. The MIXED kernels above with G = true: the forward one launch, the backward as
+ * MIXED's (with dw_row the dxs and dot products in one launch, then the one-thread finish
+ * unless one-launch mode leaves it to the last block). */
 extern "C" void kcuda_wmixed_forward(float *y, const float *w_row, const float *const *xs, const int64_t *cols, int n,
                                      int64_t len, cudaStream_t s) {
-    kwsum_args a;
-    if (len <= 0 || wsum_args_make(&a, xs, NULL, cols, n)) return;
-    wsum_fwd_k<<<kcuda_blocks(len), KCUDA_THREADS, 0, s>>>(y, a, w_row, len);
-    launchCheck();
+    kwsum_args w;
+    if (len <= 0 || wsum_args_make(&w, xs, NULL, cols, n)) return;
+    const mixed_args a = {n, 0, 1, 1, len, 0u, cols, &y, NULL, NULL, &w_row, w.xs, NULL};
+    MIXED_SINGLE(mixed_fwd_launch, &a, true, s);
 }
 
 extern "C" void kcuda_wmixed_backward(float *const *dxs, float *dw_row, const float *dy, const float *const *xs,
                                       const float *w_row, const int64_t *cols, int n, int64_t len, unsigned set,
                                       cudaStream_t s) {
-    kwsum_args a;
-    if (len <= 0 || wsum_args_make(&a, xs, dxs, cols, n)) return;
-    a.set = set;
-    if (dxs) {
-        wsum_bwd_dx_k<<<kcuda_blocks(len), KCUDA_THREADS, 0, s>>>(a, w_row, dy, len);
-        launchCheck();
-    }
-    if (dw_row && n > 0) {
-        kcuda_dot_partials(kcuda_g.partials, xs, dy, n, len, s);
-        wmixed_dw_finish_k<<<1, 1, 0, s>>>(dw_row, kcuda_g.partials, a);
-        launchCheck();
-    }
+    kwsum_args w;
+    if (len <= 0 || wsum_args_make(&w, xs, dxs, cols, n)) return;
+    float *const dw = n > 0 ? dw_row : NULL; /* no candidate: no dot product, dw_row as it was */
+    if (dw && !kcuda_g.red) KCUDA_FAIL_("kcuda_wmixed_backward", "kcuda_init was not called", return);
+    const mixed_args a = {n, 0, 1, 1, len, set, cols, &dw, (float *const *)&w_row, w.dxs, &dy, w.xs, NULL};
+    MIXED_SINGLE(mixed_bwd_launch, &a, true, s);
+}
+
+extern "C" void kcuda_wmixed_forward_batch(int m, float *const *y, const float *const *w_row, const float *const *xs,
+                                           const int64_t *cols, int n, int64_t len, cudaStream_t s) {
+    int with;
+    if (mixed_batch_refused("kcuda_wmixed_forward_batch", m, kcuda_wmixed_batch_ok(n, len), NULL, &with)) return;
+    const mixed_args a = {n, 0, 1, 1, len, 0u, cols, y, NULL, NULL, w_row, xs, NULL};
+    MIXED_EACH(mixed_fwd_launch, &a, true, m, s);
+}
+
+extern "C" void kcuda_wmixed_backward_batch(int m, float *const *dxs, float *const *dw_row, const float *const *dy,
+                                            const float *const *xs, const float *const *w_row, const int64_t *cols,
+                                            int n, int64_t len, unsigned set, cudaStream_t s) {
+    int with;
+    if (mixed_batch_refused("kcuda_wmixed_backward_batch", m, kcuda_wmixed_batch_ok(n, len), dw_row, &with)) return;
+    const mixed_args a = {n, 0, 1, 1, len, set, cols, with ? dw_row : NULL, (float *const *)w_row, dxs, dy, xs, NULL};
+    MIXED_EACH(mixed_bwd_launch, &a, true, m, s);
 }

@@ -535,9 +535,9 @@ static int same_tref(const rt_tref *x, const rt_tref *y) {
 
 /* The same op over the same shapes, attributes and modes, with a batched kernel path:
  * convolutions on the depthwise plane kernels or the own 1x1 kernels, batch norms with
- * batch statistics (not sync_bn), pooling, mixed ops of up to KCUDA_MIXED_BATCH_INPUTS
- * candidates (any alpha rows; the same columns, set bits and deferred inputs). None uses
- * the lane's scratch. */
+ * batch statistics (not sync_bn), pooling, mixed ops (MIXED, WMIXED) of up to
+ * KCUDA_MIXED_BATCH_INPUTS candidates (any alpha or weight rows; the same columns, set bits
+ * and deferred inputs). None uses the lane's scratch. */
 static int cu_batches(rt_backend *be, int bwd, const rt_exec_node *a, const rt_exec_node *b) {
     if (!((cuda_backend *)be)->batch) return 0;
     if (a->op != b->op || a->n_in != b->n_in || a->training != b->training || a->relu_in != b->relu_in ||
@@ -545,7 +545,8 @@ static int cu_batches(rt_backend *be, int bwd, const rt_exec_node *a, const rt_e
         (a->out_grad_scale == NULL) != (b->out_grad_scale == NULL) || a->bn_sync || b->bn_sync || a->seed_dev ||
         b->seed_dev)
         return 0;
-    const int ia0 = a->op == IR_OP_MIXED ? IR_A_MIXED_COL0 : 0; /* a mixed op's alpha row is its own */
+    /* a mixed op's alpha (weight) row is its own */
+    const int ia0 = a->op == IR_OP_MIXED || a->op == IR_OP_WMIXED ? IR_A_MIXED_COL0 : 0;
     if (memcmp(a->iattr + ia0, b->iattr + ia0, (IR_MAX_IATTR - ia0) * sizeof *a->iattr) != 0 ||
         memcmp(a->fattr, b->fattr, IR_MAX_FATTR * sizeof *a->fattr) != 0)
         return 0;
@@ -564,6 +565,7 @@ static int cu_batches(rt_backend *be, int bwd, const rt_exec_node *a, const rt_e
     }
     case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: return 1;
     case IR_OP_MIXED: return kcuda_mixed_batch_ok(a->n_in - 1, (int)a->in[0].shape[1], a->out.numel);
+    case IR_OP_WMIXED: return kcuda_wmixed_batch_ok(a->n_in - 1, a->out.numel);
     default: return 0;
     }
 }
@@ -676,6 +678,31 @@ static void cu_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nod
                 kcuda_mixed_backward_batch(m, dxs, a->in[0].grad ? p[2] : NULL, (const float *const *)p[1], xs,
                                            (const float *const *)p[0], a->iattr + IR_A_MIXED_COL0, nc, O,
                                            a->out.numel, a->grad_set >> 1, aff, C, HW, s);
+            break;
+        }
+        case IR_OP_WMIXED: { /* rows of the weights (and of their gradient) per node; candidates i * nc + k */
+            const int64_t O = a->in[0].shape[1];
+            const int nc = a->n_in - 1;
+            const float *xs[KCUDA_MAX_BATCH * KCUDA_MIXED_BATCH_INPUTS];
+            float *dxs[KCUDA_MAX_BATCH * KCUDA_MIXED_BATCH_INPUTS];
+            for (int i = 0; i < m; i++) {
+                const rt_exec_node *n = nd[i];
+                const int64_t row = n->iattr[IR_A_MIXED_ROW] * O;
+                for (int k = 0; k < nc; k++) {
+                    xs[i * nc + k] = F(n->in[k + 1]);
+                    dxs[i * nc + k] = n->in[k + 1].grad;
+                }
+                p[0][i] = F(n->in[0]) + row; /* the weight row */
+                p[1][i] = bwd ? n->out.grad : F(n->out);
+                p[2][i] = n->in[0].grad ? n->in[0].grad + row : NULL;
+            }
+            if (!bwd)
+                kcuda_wmixed_forward_batch(m, p[1], (const float *const *)p[0], xs, a->iattr + IR_A_MIXED_COL0, nc,
+                                           a->out.numel, s);
+            else
+                kcuda_wmixed_backward_batch(m, dxs, a->in[0].grad ? p[2] : NULL, (const float *const *)p[1], xs,
+                                            (const float *const *)p[0], a->iattr + IR_A_MIXED_COL0, nc, a->out.numel,
+                                            a->grad_set >> 1, s);
             break;
         }
         default: /* cu_batches accepts no other op */
