@@ -12,6 +12,7 @@
 #include "driver.h"
 #include "runtime/runtime.h"
 #include "search/search.h"
+#include "search/successors.h"
 #include "train/common.h"
 
 /* --profile: the backend's forward and backward wrapped with timers, summed per op
@@ -152,7 +153,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int dartsc_cmd_bench(int argc, char **argv) {
-    const char *path = NULL, *device = "cpu";
+    const char *path = NULL, *device = "cpu", *supernet = "darts";
     int batch = 0, order = 1, steps = 5, warmup = 1, json = 0, profile = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -170,20 +171,34 @@ int dartsc_cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "--warmup")) {
             if (dartsc_parse_int("bench", a, argv[++i], 0, 1000, &warmup)) return 2;
         } else if (!strcmp(a, "--device")) device = argv[++i];
+        else if (!strcmp(a, "--supernet")) supernet = argv[++i];
         else if (a[0] == '-') {
-            fprintf(stderr, "usage: dartsc bench SPACE [--batch N] [--order 1|2] [--steps N] [--warmup N] [--device cpu|cuda|auto] [--json] [--profile]\n");
+            fprintf(stderr, "usage: dartsc bench SPACE [--batch N] [--order 1|2] [--steps N] [--warmup N] [--device cpu|cuda|auto] [--supernet darts|pc-darts|fair-darts] [--json] [--profile]\n");
             return 2;
         } else path = a;
     }
     if (!path || (order != 1 && order != 2) || steps < 1 || steps > 1000 || warmup < 0 || batch < 0) {
-        fprintf(stderr, "usage: dartsc bench SPACE [--batch N] [--order 1|2] [--steps N] [--warmup N] [--device cpu|cuda|auto] [--json] [--profile]\n");
+        fprintf(stderr, "usage: dartsc bench SPACE [--batch N] [--order 1|2] [--steps N] [--warmup N] [--device cpu|cuda|auto] [--supernet darts|pc-darts|fair-darts] [--json] [--profile]\n");
         return 2;
     }
     ir_space sp;
     if (dartsc_load_space(path, &sp)) return 1;
     if (!batch) batch = sp.search.batch;
+    /* the supernet a successor searches (its step is DARTS' either way; FairDARTS' zero-one
+       term, which its search adds to alpha's gradient on the host, is not part of it) */
+    sr_strategy strat;
+    if (!strcmp(supernet, "darts")) strat = SR_DARTS;
+    else if (!strcmp(supernet, "pc-darts")) strat = SR_PC_DARTS;
+    else if (!strcmp(supernet, "fair-darts")) strat = SR_FAIR_DARTS;
+    else {
+        fprintf(stderr, "dartsc bench: --supernet: '%s' is not darts, pc-darts or fair-darts\n", supernet);
+        return 2;
+    }
+    ir_supernet_opts so;
+    sr_succ_supernet_opts(&sp, strat, &so);
+    so.no_share = sr_no_share();
     ir_net net;
-    if (ir_space_build_supernet_ex(&sp, batch, &(ir_supernet_opts){.no_share = sr_no_share()}, &net)) {
+    if (ir_space_build_supernet_ex(&sp, batch, &so, &net)) {
         fprintf(stderr, "dartsc bench: %s\n", net.error);
         return 1;
     }
@@ -349,13 +364,14 @@ int dartsc_cmd_bench(int argc, char **argv) {
         printf("{\"impl\":\"dartsc\",\"space\":\"%s\",\"device\":\"%s\",\"batch\":%d,\"order\":%d,\"threads\":%d,"
                "\"median_s\":%.4f,\"min_s\":%.4f,\"images_per_s\":%.2f,\"gflop_per_step\":%.2f,\"gflops\":%.2f,"
                "\"peak_rss_mb\":%.1f,\"peak_device_alloc_mb\":%.1f,\"pinned_threads\":%d,"
-               "\"device_in_passes_s\":%.5f,\"device_step_s\":%.5f,\"host_batch_s\":%.5f,\"prefetch\":%d%s}\n",
+               "\"device_in_passes_s\":%.5f,\"device_step_s\":%.5f,\"host_batch_s\":%.5f,\"prefetch\":%d,"
+               "\"supernet\":\"%s\"%s}\n",
                sp.name, be->name, batch, order, rt_cpu_num_threads(), med, times[0], batch / med, gflop, gflop / med,
-               rss_mb, dev_mb, rt_cpu_pinned_threads(), med_pass, med_span, med_host, prefetch, tune);
+               rss_mb, dev_mb, rt_cpu_pinned_threads(), med_pass, med_span, med_host, prefetch, supernet, tune);
     else {
-        printf("%s batch %d order %d on %s: median %.3f s/step (min %.3f, %d steps), %.1f images/s, %.1f GFLOP/step, "
-               "%.1f GFLOP/s, peak RSS %.0f MiB, %d threads%s",
-               sp.name, batch, order, be->name, med, times[0], steps, batch / med, gflop, gflop / med, rss_mb,
+        printf("%s (%s supernet) batch %d order %d on %s: median %.3f s/step (min %.3f, %d steps), %.1f images/s, "
+               "%.1f GFLOP/step, %.1f GFLOP/s, peak RSS %.0f MiB, %d threads%s",
+               sp.name, supernet, batch, order, be->name, med, times[0], steps, batch / med, gflop, gflop / med, rss_mb,
                rt_cpu_num_threads(), rt_cpu_pinned_threads() ? " (pinned)" : "");
         if (dev_mb >= 0) printf(", peak device allocations %.0f MiB", dev_mb);
         if (med_pass > 0)
