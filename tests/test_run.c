@@ -513,6 +513,9 @@ Test(run, numeric_flags_are_parsed_strictly_by_every_command, .timeout = 120) {
     cr_expect(strstr(out, "--epochs needs a value"), "%s", out);
     cr_expect_eq(dartsc_in(dir, "check s.dartsc --batch", out, sizeof out), 2, "%s", out);
     cr_expect(strstr(out, "--batch needs a value"), "%s", out);
+    /* bench's supernet names one of three */
+    cr_expect_eq(dartsc_in(dir, "bench s.dartsc --supernet enas", out, sizeof out), 2, "%s", out);
+    cr_expect(strstr(out, "dartsc bench: --supernet: 'enas' is not darts, pc-darts or fair-darts"), "%s", out);
 }
 
 /* ---- messages and leftovers ------------------------------------------------------------------- */
