@@ -587,20 +587,20 @@ static void grads_of(pair *h, float **gw, float **ga, float *loss) {
     *loss = rt_loss(h->pg);
 }
 
-static void records_case(int batch, double tol);
-Test(cuda_net, pass_records_a_graph_and_replays_it_bit_for_bit) { records_case(0, 0); }
+static void records_case(int batch, double tol, int pw_batched);
+Test(cuda_net, pass_records_a_graph_and_replays_it_bit_for_bit) { records_case(0, 0, 0); }
 /* Batched launches (DARTSC_CUDA_BATCH=1): the recorded passes issue independent same-shaped
  * depthwise convolutions, batch norms and pools as one launch per kernel (runtime/schedule.c
  * groups them); every replay still gives the eager passes' bits. With the own 1x1 kernels
  * the 1x1 convolutions batch too. */
 Test(cuda_net, batched_passes_replay_eager_bits) {
     setenv("DARTSC_CUDA_BATCH", "1", 1);
-    records_case(1, 0);
+    records_case(1, 0, 0); /* the 1x1s on cuBLAS: not batched */
 }
 Test(cuda_net, batched_passes_replay_eager_bits_own_1x1) {
     setenv("DARTSC_CUDA_BATCH", "1", 1);
     setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
-    records_case(1, 0);
+    records_case(1, 0, 1);
 }
 /* With the cuBLAS 1x1s batched too (DARTSC_CUDA_BATCH_CUBLAS): the eager passes' bits on
  * the emulator; on a GPU, whose batched GEMMs may round differently from the single ones
@@ -610,18 +610,34 @@ Test(cuda_net, batched_passes_with_cublas_1x1_replay_eager_passes) {
     setenv("DARTSC_CUDA_BATCH", "1", 1);
     setenv("DARTSC_CUDA_BATCH_CUBLAS", "1", 1);
 #ifdef DARTSC_CUDA_EMU
-    records_case(1, 0);
+    records_case(1, 0, 2);
 #else
-    records_case(1, TOL_NET);
+    records_case(1, TOL_NET, 2);
 #endif
 }
+/* A wrapper around the backend's run_batch counts the batches of 1x1 convolutions (the
+ * lane stats count every op kind together), stride 1 and strided apart. */
+static void (*rc_run_batch0)(rt_backend *be, int bwd, const rt_exec_node *const *nodes, int n);
+static int rc_pw_batches[2];
+static void rc_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nodes, int n) {
+    const rt_exec_node *a = nodes[0];
+    if (a->op == IR_OP_CONV2D && a->in[1].ndim == 4 && a->in[1].shape[2] == 1 && a->in[1].shape[3] == 1 &&
+        a->in[1].shape[1] == a->in[0].shape[1]) /* 1x1, groups 1 */
+        rc_pw_batches[a->out.shape[2] != a->in[0].shape[2]]++;
+    rc_run_batch0(be, bwd, nodes, n);
+}
 /* tol 0: every pass the eager passes' bits; otherwise within tol of them, and a second
- * pass at the same state the first's bits. */
-static void records_case(int batch, double tol) {
+ * pass at the same state the first's bits. pw_batched: which 1x1 convolutions the
+ * recordings batch: 0 none, 1 the stride-1 ones only (the own kernels), 2 FactorizedReduce's
+ * strided ones too (cuBLAS batched). */
+static void records_case(int batch, double tol, int pw_batched) {
     ir_space sp;
     tiny_space(&sp);
     pair h;
     net_pair(&h, &sp, 4, 11);
+    rc_run_batch0 = h.gpu->run_batch;
+    h.gpu->run_batch = rc_run_batch;
+    memset(rc_pw_batches, 0, sizeof rc_pw_batches);
     rt_group wg = rt_plan_group(h.pg, IR_ROLE_WEIGHT), ag = rt_plan_group(h.pg, IR_ROLE_ARCH);
     const int64_t ni = (int64_t)4 * sp.in_c * sp.in_h * sp.in_w;
     float *img = malloc((size_t)ni * sizeof *img);
@@ -685,8 +701,15 @@ static void records_case(int batch, double tol) {
     if (batch) {
         cr_expect(ls.batches > 0 && ls.batched_ops > 2 * ls.batches, "%d batches of %d node ops", ls.batches,
                   ls.batched_ops);
-        cr_log_info("last recording: %d ops issued as %d entries, %d batches of %d node ops", ls.ops, ls.issued,
-                    ls.batches, ls.batched_ops);
+        cr_log_info("last recording: %d ops issued as %d entries, %d batches of %d node ops; 1x1 batches in the "
+                    "recordings: %d of stride 1, %d strided", ls.ops, ls.issued, ls.batches, ls.batched_ops,
+                    rc_pw_batches[0], rc_pw_batches[1]);
+        if (pw_batched)
+            cr_expect(rc_pw_batches[0] > 0 && (rc_pw_batches[1] > 0) == (pw_batched == 2),
+                      "1x1 convolutions batched: %d of stride 1, %d strided", rc_pw_batches[0], rc_pw_batches[1]);
+        else
+            cr_expect(rc_pw_batches[0] == 0 && rc_pw_batches[1] == 0, "1x1 convolutions on cuBLAS batched: %d, %d strided",
+                      rc_pw_batches[0], rc_pw_batches[1]);
     } else {
         cr_expect_eq(ls.batches, 0, "batched without DARTSC_CUDA_BATCH");
     }
