@@ -184,8 +184,8 @@ int dartsc_cmd_bench(int argc, char **argv) {
     ir_space sp;
     if (dartsc_load_space(path, &sp)) return 1;
     if (!batch) batch = sp.search.batch;
-    /* the supernet a successor searches (its step is DARTS' either way; FairDARTS' zero-one
-       term, which its search adds to alpha's gradient on the host, is not part of it) */
+    /* the supernet a successor searches, under its search's step: DARTS' (FairDARTS' with
+       its zero-one term added to alpha's gradient) */
     sr_strategy strat;
     if (!strcmp(supernet, "darts")) strat = SR_DARTS;
     else if (!strcmp(supernet, "pc-darts")) strat = SR_PC_DARTS;
@@ -277,6 +277,7 @@ int dartsc_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "dartsc bench: out of device memory\n");
         return 1;
     }
+    if (strat == SR_FAIR_DARTS) ds.w01 = SR_FAIR_W01; /* its zero-one term, as its search's step adds it */
     const float lr = sr_cosine_lr(&tc, 0);
     /* autotuning (DARTSC_AUTOTUNE): its steps are warm-up too */
     warmup += rt_plan_tune_steps(p);

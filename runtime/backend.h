@@ -184,6 +184,10 @@ struct rt_backend {
     int (*variants)(rt_backend *be);
     void (*set_variant)(rt_backend *be, int k);
     const char *(*variant_name)(rt_backend *be, int k);
+    /* May be NULL (FairDARTS then adds the term on the host, through download and upload):
+     * FairDARTS' zero-one loss gradient added to grad in order with other work
+     * (kcpu_zero_one_grad's arithmetic: the host's). */
+    void (*zero_one_grad)(rt_backend *be, float *grad, const float *alpha, int64_t n, float weight);
 };
 
 /* Adam's per-step scalars for adam_step_dev at step t >= 1: sc[0] = lr / (1 - b1^t) and

@@ -440,6 +440,10 @@ static void cpu_scale_dev(rt_backend *be, float *y, const float *a, int64_t n) {
     kcpu_scale(y, a[0], y, n);
 }
 static double cpu_sumsq(rt_backend *be, const float *x, int64_t n) { (void)be; return kcpu_sumsq(x, n); }
+static void cpu_zero_one_grad(rt_backend *be, float *grad, const float *alpha, int64_t n, float weight) {
+    (void)be;
+    kcpu_zero_one_grad(grad, alpha, n, weight);
+}
 static void cpu_clip_norm_to(rt_backend *be, float *x, int64_t n, float max_norm, float *norm) {
     (void)be;
     kcpu_clip_norm_to(x, n, max_norm, norm);
@@ -494,6 +498,7 @@ rt_backend *rt_backend_cpu_new(void) {
     be->scale_dev = cpu_scale_dev;
     be->sumsq = cpu_sumsq;
     be->clip_norm_to = cpu_clip_norm_to;
+    be->zero_one_grad = cpu_zero_one_grad;
     be->sgd_step = cpu_sgd;
     be->adam_step = cpu_adam;
     be->sgd_step_dev = cpu_sgd_dev;

@@ -767,16 +767,18 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
         goto out;
     /* DARTS in one process, and the successors whose step is DARTS' (PC-DARTS: another
        supernet; SHARP-DARTS: another learning rate; DARTS+: a check between epochs;
-       P-DARTS: its epochs with the architecture on): each step issued whole (a recorded
-       graph on CUDA); FairDARTS (its zero-one term), ProxylessNAS, hooked strategies and
-       data-parallel runs need the host inside a step */
+       P-DARTS: its epochs with the architecture on; FairDARTS: its zero-one term added on
+       the backend): each step issued whole (a recorded graph on CUDA); ProxylessNAS,
+       hooked strategies and data-parallel runs need the host inside a step */
     const int whole = o->strategy == SR_DARTS || o->strategy == SR_PC_DARTS || o->strategy == SR_SHARP_DARTS ||
-                      o->strategy == SR_DARTS_PLUS || o->strategy == SR_PDARTS;
+                      o->strategy == SR_DARTS_PLUS || o->strategy == SR_PDARTS ||
+                      (o->strategy == SR_FAIR_DARTS && r.be->zero_one_grad);
     if (whole && !h && sr_step_usable(tc) &&
         sr_darts_step_init(&r.ds, r.p, r.net.images, r.net.labels, tc, &r.u, r.sgd_buf, r.adam_m, r.adam_v)) {
         sr_fail(err, errlen, "out of memory");
         goto out;
     }
+    if (r.ds.s.p && o->strategy == SR_FAIR_DARTS) r.ds.w01 = SR_FAIR_W01; /* its zero-one term inside the step */
     r.prefetch = r.ds.s.p && sr_prefetch_on();
     r.be->memset0(r.be, r.sgd_buf, (size_t)r.nw * 4);
     r.be->memset0(r.be, r.adam_m, (size_t)r.na * 4);

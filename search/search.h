@@ -208,6 +208,8 @@ typedef struct sr_darts_step {
     float *sgd_buf, *adam_m, *adam_v;
     const ir_train_config *tc;
     int order, momentum;
+    float w01; /* FairDARTS: its zero-one term's weight, added to alpha's gradient before Adam
+                  (backend zero_one_grad, which must exist); 0: none */
 } sr_darts_step;
 int sr_darts_step_init(sr_darts_step *d, struct rt_plan *p, int images, int labels, const ir_train_config *tc,
                        sr_unroll *u, float *sgd_buf, float *adam_m, float *adam_v);

@@ -56,6 +56,10 @@ static int darts_issue(void *ctx) {
         if (rt_pass(p, 1, RT_GRAD_ARCH)) return -1;
         sr_step_keep_loss(s, SR_RES_VAL);
     }
+    if (d->w01 != 0.0f) { /* FairDARTS: + w01 dL01/dalpha, where the per-pass loop adds it */
+        if (!be->zero_one_grad) return -1;
+        be->zero_one_grad(be, ga.grad, ga.data, ga.n, d->w01);
+    }
     be->adam_step_dev(be, ga.data, d->adam_m, d->adam_v, ga.grad, ga.n, s->sc + 1, tc->a_beta1, tc->a_beta2,
                       SR_ADAM_EPS, tc->a_wd, s->res + SR_RES_VAL, 1);
     /* the weight step on the training batch; its loss and count to res, the gradient norm too */

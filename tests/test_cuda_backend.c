@@ -1247,6 +1247,55 @@ Test(cuda_vec, clip_norm_on_device_equals_host_clipping) {
  * differ by ~1e-16 relative, so the float norm and the float factor differ by at most one
  * rounding, and x by at most one more). Special values: a norm finite beyond float's range
  * is FLT_MAX, NaN and infinity stay what they are, no values give 0 — as on the CPU. */
+/* FairDARTS' zero-one gradient (backend zero_one_grad) against the CPU twin, which is the
+ * host's arithmetic (test_search's step test): each element one double expression rounded
+ * to float and added, exp the only function; CUDA's double exp is within 1 ulp of glibc's,
+ * so an element may differ by its last bit at most: tolerance 2^-22 relative to the
+ * largest element (a wrong factor or sign is O(1)). Alphas over [-6, 6] (sigmoid from
+ * 0.0025 to 0.9975) and a recorded, replayed call (the search step records it). */
+Test(cuda_vec, zero_one_grad_matches_its_cpu_twin) {
+    char err[256];
+    rt_backend *gpu = rt_backend_cuda_new(err, sizeof err), *cpu = rt_backend_cpu_new();
+    cr_assert(gpu, "%s", err);
+    cr_assert(gpu->zero_one_grad && cpu->zero_one_grad);
+    const int64_t n = 1000;
+    const size_t bytes = (size_t)n * 4;
+    float *al = malloc(bytes), *g0 = malloc(bytes), *gc = malloc(bytes), *gg = malloc(bytes);
+    tu_fill_uniform(al, n, -6.f, 6.f, 23);
+    tu_fill_uniform(g0, n, -1e-3f, 1e-3f, 29);
+    float *da = gpu->alloc(gpu, bytes), *dg = gpu->alloc(gpu, bytes);
+    gpu->upload(gpu, da, al, bytes);
+    gpu->upload(gpu, dg, g0, bytes);
+    cr_assert_eq(gpu->capture_begin(gpu), 0);
+    gpu->zero_one_grad(gpu, dg, da, n, 10.0f);
+    void *g = gpu->capture_end(gpu);
+    cr_assert(g, "zero_one_grad could not be recorded: %s", rt_cuda_last_error());
+    gpu->replay(gpu, g);
+    gpu->replay(gpu, g); /* added twice */
+    gpu->graph_free(gpu, g);
+    gpu->download(gpu, gg, dg, bytes);
+    memcpy(gc, g0, bytes);
+    cpu->zero_one_grad(cpu, gc, al, n, 10.0f);
+    cpu->zero_one_grad(cpu, gc, al, n, 10.0f);
+    int64_t worst = 0;
+    double mx = 0;
+    for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs(gc[i]));
+    double e = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double d = fabs((double)gg[i] - gc[i]) / mx;
+        if (!(d <= e)) e = d, worst = i;
+    }
+    cr_expect(e <= 0x1p-22, "zero-one gradient differs from the CPU twin by %g of the largest (at %lld: %.9g vs %.9g)",
+              e, (long long)worst, gg[worst], gc[worst]);
+    cr_expect(mx > 1e-3, "the term changed nothing (largest %g)", mx);
+    cr_expect(!rt_cuda_last_error(), "%s", rt_cuda_last_error());
+    gpu->free(gpu, da);
+    gpu->free(gpu, dg);
+    free(al); free(g0); free(gc); free(gg);
+    cpu->destroy(cpu);
+    gpu->destroy(gpu);
+}
+
 Test(cuda_vec, clip_norm_to_equals_host_clipping_and_its_cpu_twin) {
     char err[256];
     rt_backend *gpu = rt_backend_cuda_new(err, sizeof err), *cpu = rt_backend_cpu_new();

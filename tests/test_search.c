@@ -15,6 +15,7 @@
 #include "pipeline/pipeline.h"
 #include "search/genotype.h"
 #include "search/search.h"
+#include "search/successors.h"
 #include "testutil.h"
 
 /* ---- second order ---------------------------------------------------------------------- */
@@ -559,9 +560,12 @@ static void step_same_state(steprun *a, steprun *b, const char *what, int buffer
  * losses and counts, over 4 steps whose learning rate changes, first and second order
  * (the first step without the momentum term, as the loop). A NaN in the validation batch
  * then leaves the parameters and the optimiser state untouched and reports the non-finite
- * loss. */
+ * loss. Then the same with FairDARTS' zero-one term (w01 = 10): the step adds it on the
+ * backend (zero_one_grad), the loop on the host (sr_fair_add_zero_one's download, add,
+ * upload), the same bits. */
 Test(step, darts_step_equals_the_per_pass_sequence, .timeout = 300) {
-    for (int order = 1; order <= 2; order++) {
+    for (int variant = 0; variant < 4; variant++) {
+        const int order = 1 + variant % 2, fair = variant >= 2;
         steprun a, b;
         steprun_init(&a);
         steprun_init(&b);
@@ -569,6 +573,7 @@ Test(step, darts_step_equals_the_per_pass_sequence, .timeout = 300) {
                               .w_momentum = 0.9f, .w_wd = 3e-4f, .w_clip = 0.05f}; /* small: the clip scales */
         sr_darts_step ds;
         cr_assert_eq(sr_darts_step_init(&ds, a.u.p, a.u.net.images, a.u.net.labels, &tc, &a.ws, a.buf, a.m, a.v), 0);
+        if (fair) ds.w01 = SR_FAIR_W01;
         rt_plan *p = b.u.p;
         rt_backend *be = b.u.be;
         rt_group gw = rt_plan_group(p, IR_ROLE_WEIGHT), ga = rt_plan_group(p, IR_ROLE_ARCH);
@@ -596,6 +601,8 @@ Test(step, darts_step_equals_the_per_pass_sequence, .timeout = 300) {
                 vl = rt_loss(p);
             }
             vc = rt_last_correct(p);
+            double l01;
+            if (fair) cr_assert_eq(sr_fair_add_zero_one(p, SR_FAIR_W01, &l01), 0); /* l01 asked: the host's arithmetic */
             be->adam_step(be, ga.data, b.m, b.v, ga.grad, ga.n, tc.a_lr, tc.a_beta1, tc.a_beta2, SR_ADAM_EPS, tc.a_wd,
                           s + 1);
             rt_set_input(p, b.u.net.images, b.u.xt, bi);
@@ -605,7 +612,7 @@ Test(step, darts_step_equals_the_per_pass_sequence, .timeout = 300) {
             double tcorr = rt_last_correct(p), gn = sr_clip_weight_grads(p, tc.w_clip);
             be->sgd_step(be, gw.data, b.buf, gw.grad, gw.n, lr, tc.w_momentum, tc.w_wd);
             char what[64];
-            snprintf(what, sizeof what, "order %d step %d", order, s);
+            snprintf(what, sizeof what, "order %d%s step %d", order, fair ? " (FairDARTS' term)" : "", s);
             cr_assert(gn > tc.w_clip, "%s: the clip did not scale (norm %g)", what, gn);
             cr_assert_eq(gnorm, (float)gn, "%s: gradient norm %.9g, per pass %.9g", what, gnorm, gn); /* a float guard */
             cr_assert(got[0] == vl && got[1] == tl, "%s: losses %g %g, per pass %g %g", what, got[0], got[1], vl, tl);
@@ -677,7 +684,7 @@ Test(step, train_step_equals_the_per_pass_sequence) {
  * backend memory). A host read or upload while recording spoils the recording, as it spoils a
  * stream capture. */
 typedef enum { MC_FWD, MC_BWD, MC_ZERO, MC_COPY, MC_AXPY, MC_SCALE, MC_CLIP, MC_CLIPTO, MC_HVP, MC_AXPYD, MC_SCALED,
-               MC_SGDD, MC_ADAMD } mc_kind;
+               MC_SGDD, MC_ADAMD, MC_ZO } mc_kind;
 typedef struct mc_call {
     mc_kind k;
     rt_exec_node e;
@@ -738,6 +745,7 @@ static void mc_run(mock *m, const mc_call *c) {
     case MC_ADAMD:
         cpu->adam_step_dev(cpu, c->y, c->b, c->c, c->g, c->n, c->a, c->f[0], c->f[1], c->f[2], c->f[3], c->x, c->i);
         break;
+    case MC_ZO: cpu->zero_one_grad(cpu, c->y, c->x, c->n, c->f[0]); break;
     }
 }
 #define MC_DO(be, call)                                                                                             \
@@ -783,6 +791,9 @@ static void mc_adamd(rt_backend *be, float *w, float *m, float *v, const float *
                      float b2, float eps, float wd, const float *guard, int ng) {
     MC_DO(be, ((mc_call){.k = MC_ADAMD, .y = w, .b = m, .c = v, .g = g, .n = n, .a = sc, .f = {b1, b2, eps, wd},
                          .x = guard, .i = ng}));
+}
+static void mc_zo(rt_backend *be, float *grad, const float *alpha, int64_t n, float weight) {
+    MC_DO(be, ((mc_call){.k = MC_ZO, .y = grad, .x = alpha, .n = n, .f = {weight}}));
 }
 /* host traffic: fine outside a recording, spoils one */
 static void mc_upload(rt_backend *be, void *dst, const void *src, size_t bytes) {
@@ -861,6 +872,7 @@ static mock *mock_new(void) {
     m->be.scale_dev = mc_scaled;
     m->be.sgd_step_dev = mc_sgdd;
     m->be.adam_step_dev = mc_adamd;
+    m->be.zero_one_grad = mc_zo;
     m->be.upload = mc_upload;
     m->be.download = mc_download;
     m->be.sumsq = mc_sumsq;

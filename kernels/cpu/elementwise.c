@@ -114,6 +114,13 @@ void kcpu_clip_norm_to(float *x, int64_t n, float max_norm, float *norm) {
     norm[0] = kcpu_norm_guard(nv);
 }
 
+void kcpu_zero_one_grad(float *grad, const float *alpha, int64_t n, float weight) {
+    for (int64_t i = 0; i < n; i++) {
+        const double s = 1.0 / (1.0 + exp(-(double)alpha[i])), d = s - 0.5;
+        grad[i] += (float)(weight * (-2.0 / (double)n) * d * s * (1.0 - s));
+    }
+}
+
 /* ---- activations ---- */
 void kcpu_relu_forward(float *y, const float *x, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > 32768)

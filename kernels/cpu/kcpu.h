@@ -126,6 +126,10 @@ static inline float kcpu_norm_guard(double v) { return v > FLT_MAX && v <= DBL_M
  * (float)(max_norm / (norm + 1e-6)) where max_norm > 0 and that is below 1), the norm also
  * written to norm[0] (kcpu_norm_guard; computed where max_norm <= 0 too). */
 void kcpu_clip_norm_to(float *x, int64_t n, float max_norm, float *norm);
+/* FairDARTS' zero-one loss gradient added: grad[i] += (float)(weight * (-2/n) * d * s *
+ * (1 - s)), s = sigmoid(alpha[i]) = 1 / (1 + exp(-alpha[i])) and d = s - 1/2 in double
+ * (L01 = -(1/n) sum (s - 1/2)^2; search/fairdarts.c's host arithmetic, term for term). */
+void kcpu_zero_one_grad(float *grad, const float *alpha, int64_t n, float weight);
 
 /* ---- weighted sum: y = sum_i w[i] * xs[i] over len elements ----
  * backward: dxs[i] += w[i] * dy (dxs NULL or dxs[i] NULL: skipped);

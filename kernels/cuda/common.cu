@@ -228,3 +228,16 @@ extern "C" void kcuda_clip_norm_to(float *x, int64_t n, float max_norm, float *n
     clip_scale_kernel<<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(x, coef, n);
     launchCheck();
 }
+
+/* ---- FairDARTS' zero-one loss gradient (kcpu_zero_one_grad's twin) ---- */
+__global__ static void zero_one_grad_k(float *grad, const float *alpha, int64_t n, float weight) {
+    KCUDA_GRID_STRIDE(i, n) {
+        const double s = 1.0 / (1.0 + exp(-(double)alpha[i])), d = s - 0.5;
+        grad[i] += (float)(weight * (-2.0 / (double)n) * d * s * (1.0 - s));
+    }
+}
+extern "C" void kcuda_zero_one_grad(float *grad, const float *alpha, int64_t n, float weight, cudaStream_t s) {
+    if (n <= 0) return;
+    zero_one_grad_k<<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(grad, alpha, n, weight);
+    launchCheck();
+}

@@ -223,6 +223,9 @@ void kcuda_clip_norm(float *x, int64_t n, float max_norm, cudaStream_t s);
  * does: computed where max_norm <= 0 too (then nothing is scaled), a float guard value
  * (FLT_MAX where finite beyond float's range), 0 for n <= 0. */
 void kcuda_clip_norm_to(float *x, int64_t n, float max_norm, float *norm, cudaStream_t s);
+/* kcpu_zero_one_grad's expression per element (CUDA's double exp: within 1 ulp of the
+ * host's, so the float result is the CPU's but for a rare last-bit difference). */
+void kcuda_zero_one_grad(float *grad, const float *alpha, int64_t n, float weight, cudaStream_t s);
 /* The second-order step's finite-difference radius without the host (twin of
  * kcpu_hvp_eps): eps[0] = R = (float)(r / ||v||) (||v|| = sqrt of kcuda_sumsq's sum, in
  * double; 1e-12 where v = 0), eps[1] = -R, eps[2] = eta / (2R), or eta R / 2 where bug_mul_r.

@@ -756,6 +756,9 @@ static void cu_copy(rt_backend *be, float *y, const float *x, int64_t n) { kcuda
 static void cu_scale(rt_backend *be, float *y, float a, int64_t n) { kcuda_scale(y, a, y, n, S(be)); }
 static double cu_sumsq(rt_backend *be, const float *x, int64_t n) { return kcuda_sumsq(x, n, S(be)); }
 static void cu_clip_norm(rt_backend *be, float *x, int64_t n, float max_norm) { kcuda_clip_norm(x, n, max_norm, S(be)); }
+static void cu_zero_one_grad(rt_backend *be, float *grad, const float *alpha, int64_t n, float weight) {
+    kcuda_zero_one_grad(grad, alpha, n, weight, S(be));
+}
 static void cu_clip_norm_to(rt_backend *be, float *x, int64_t n, float max_norm, float *norm) {
     kcuda_clip_norm_to(x, n, max_norm, norm, S(be));
 }
@@ -1021,6 +1024,7 @@ extern "C" rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
     be->scale_dev = cu_scale_dev;
     be->clip_norm = cu_clip_norm;
     be->clip_norm_to = cu_clip_norm_to;
+    be->zero_one_grad = cu_zero_one_grad;
     be->sgd_step = cu_sgd;
     be->adam_step = cu_adam;
     be->sgd_step_dev = cu_sgd_dev;
