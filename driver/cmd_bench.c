@@ -354,7 +354,7 @@ int dartsc_cmd_bench(int argc, char **argv) {
     /* the autotuned variant and every variant's median step (seconds) while tuning */
     rt_tune_report tr;
     char tune[256] = "";
-    if (sr_darts_step_tuning(&ds, 1, &tr) == 1) {
+    if (rt_step_tuning(p, &tr) == 1) {
         size_t o = (size_t)snprintf(tune, sizeof tune, json ? ",\"variant\":\"%s\",\"variant_medians\":\"" : "; autotuned: %s (",
                                     tr.names[tr.chosen]);
         for (int k = 0; k < tr.variants && o < sizeof tune; k++)

@@ -95,11 +95,12 @@ struct rt_plan {
         int key, seen, npass;
         unsigned seeded;
         void *graph;
-        /* autotuning (rt_step_tuning): vg[v] variant v's recording, nrec recorded so far,
-         * vt[v][t] its timings, ntimed timings in all, done: graph is the chosen vg */
+        /* autotuning (rt_step_tuning): vg[v] variant v's recording while it runs (the
+         * chosen one becomes graph), nrec recorded so far, vt[v][t] their timings, ntimed
+         * timings in all */
         void *vg[RT_MAX_VARIANTS];
         double vt[RT_MAX_VARIANTS][RT_TUNE_MAX_TRIALS];
-        int nrec, ntimed, done;
+        int nrec, ntimed;
     } stepg[RT_STEP_KEYS];
     int tune_variants;                /* variants to tune steps over (1: no tuning) */
     int tune_trials;                  /* timings per variant */
@@ -275,13 +276,9 @@ static void drop_graphs(rt_plan *p) {
         p->seen[k] = 0;
     }
     for (int k = 0; k < RT_STEP_KEYS; k++) { /* a step's recording holds its passes' work */
-        int freed_graph = 0;
-        for (int v = 0; v < RT_MAX_VARIANTS; v++)
-            if (p->stepg[k].vg[v]) {
-                freed_graph |= p->stepg[k].vg[v] == p->stepg[k].graph;
-                p->be->graph_free(p->be, p->stepg[k].vg[v]);
-            }
-        if (p->stepg[k].graph && !freed_graph) p->be->graph_free(p->be, p->stepg[k].graph);
+        for (int v = 0; v < RT_MAX_VARIANTS; v++) /* a tuning cut short */
+            if (p->stepg[k].vg[v]) p->be->graph_free(p->be, p->stepg[k].vg[v]);
+        if (p->stepg[k].graph) p->be->graph_free(p->be, p->stepg[k].graph);
         memset(&p->stepg[k], 0, sizeof p->stepg[k]);
     }
 }
@@ -961,10 +958,10 @@ static int step_tune(rt_plan *p, int k, rt_step_fn fn, void *ctx) {
     int best = 0;
     for (int i = 1; i < V; i++)
         if (median_of(p->stepg[k].vt[i], T) < median_of(p->stepg[k].vt[best], T)) best = i;
-    for (int i = 0; i < V; i++)
-        if (i != best) be->graph_free(be, p->stepg[k].vg[i]), p->stepg[k].vg[i] = NULL;
     p->stepg[k].graph = p->stepg[k].vg[best];
-    p->stepg[k].done = 1;
+    p->stepg[k].vg[best] = NULL;
+    for (int i = 0; i < V; i++)
+        if (p->stepg[k].vg[i]) be->graph_free(be, p->stepg[k].vg[i]), p->stepg[k].vg[i] = NULL;
     be->set_variant(be, best);
     rt_tune_report *r = &p->tune_rep;
     r->variants = V;
@@ -1019,8 +1016,7 @@ int rt_plan_tune_steps(const rt_plan *p) {
     return p->step_graphs && p->tune_variants > 1 ? p->tune_variants * p->tune_trials : 0;
 }
 
-int rt_step_tuning(const rt_plan *p, int key, rt_tune_report *r) {
-    (void)key; /* one tuning per plan: the first key to finish decides for every step */
+int rt_step_tuning(const rt_plan *p, rt_tune_report *r) {
     memset(r, 0, sizeof *r);
     if (p->tune_variants < 2) return -1;
     if (p->tuned) {

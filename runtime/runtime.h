@@ -88,8 +88,8 @@ int rt_step_recorded(const rt_plan *p, int key);
  * re-recordings after the recordings are dropped, use the chosen variant. The variants
  * give the same bits, so tuning changes no result: every step is a real step of the loop.
  * It takes rt_plan_tune_steps(p) = V * T steps after the key's eager one (V variants).
- * rt_step_tuning reports the plan's tuning (key kept for the callers' clarity): 0 while
- * it runs (or before), 1 once done (*r filled: times[v] variant v's median seconds,
+ * rt_step_tuning reports the plan's tuning (the first key to finish decides for every
+ * step): 0 while it runs (or before), 1 once done (*r filled: times[v] variant v's median seconds,
  * chosen the kept one, names from the backend's variant_name), -1 when there is none
  * (off, no variants, steps not recorded). */
 #define RT_MAX_VARIANTS 4
@@ -99,7 +99,7 @@ typedef struct rt_tune_report {
     double times[RT_MAX_VARIANTS];
     const char *names[RT_MAX_VARIANTS];
 } rt_tune_report;
-int rt_step_tuning(const rt_plan *p, int key, rt_tune_report *r);
+int rt_step_tuning(const rt_plan *p, rt_tune_report *r);
 /* Steps a key's tuning takes after its eager first step (V * T; 0: no tuning). */
 int rt_plan_tune_steps(const rt_plan *p);
 /* Copies bytes of backend memory (a fixed buffer) into an input node, in order with other

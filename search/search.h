@@ -226,9 +226,6 @@ int sr_darts_step_run(sr_darts_step *d, const float *xt, const int32_t *yt, cons
 void sr_darts_step_put(sr_darts_step *d, const float *xt, const int32_t *yt, const float *xv, const int32_t *yv);
 int sr_darts_step_launch(sr_darts_step *d, float lr, int adam_t, int momentum_live);
 void sr_darts_step_read(sr_darts_step *d, float out[4], double *gnorm);
-/* rt_step_tuning of the step recorded for momentum_live (DARTSC_AUTOTUNE). */
-struct rt_tune_report;
-int sr_darts_step_tuning(const sr_darts_step *d, int momentum_live, struct rt_tune_report *r);
 
 /* P-DARTS (search/pdarts.c): the stages, each a DARTS search of its own supernet in
  * out_dir/stageN/, the ops pruned by alpha between them, the skip cap on the final genotype;

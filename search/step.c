@@ -87,10 +87,6 @@ int sr_darts_step_launch(sr_darts_step *d, float lr, int adam_t, int momentum_li
     return rt_step_run(s->p, d->order * 2 + d->momentum, darts_issue, d);
 }
 
-int sr_darts_step_tuning(const sr_darts_step *d, int momentum_live, struct rt_tune_report *r) {
-    return rt_step_tuning(d->s.p, d->order * 2 + (momentum_live != 0), r);
-}
-
 void sr_darts_step_read(sr_darts_step *d, float out[4], double *gnorm) {
     float r[SR_STEP_RES];
     sr_step_read(&d->s, r);

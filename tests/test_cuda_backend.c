@@ -987,7 +987,7 @@ static void darts_step_graph_case(int order, int tune) {
     }
     rt_tune_report tr;
     if (tune) { /* every variant timed, the fastest kept: the bits above were every variant's */
-        cr_assert_eq(rt_step_tuning(p[0], key, &tr), 1, "tuning did not finish");
+        cr_assert_eq(rt_step_tuning(p[0], &tr), 1, "tuning did not finish");
         cr_expect(tr.variants == 4 && tr.trials == tune && tr.chosen >= 0 && tr.chosen < 4, "%d variants, %d trials, chose %d",
                   tr.variants, tr.trials, tr.chosen);
         for (int j = 0; j < tr.variants; j++) {
@@ -1000,7 +1000,7 @@ static void darts_step_graph_case(int order, int tune) {
                     tr.names[0], tr.times[0], tr.names[1], tr.times[1], tr.names[2], tr.times[2], tr.names[3],
                     tr.times[3]);
     } else {
-        cr_expect_eq(rt_step_tuning(p[0], key, &tr), -1, "tuning without DARTSC_AUTOTUNE");
+        cr_expect_eq(rt_step_tuning(p[0], &tr), -1, "tuning without DARTSC_AUTOTUNE");
     }
     /* non-finite losses on a replay: alpha, the weights and every optimiser state stay as
        they were (the guards on the device) */
@@ -1820,6 +1820,51 @@ enum { OL_BN_FWD, OL_BN_COEFS, OL_BN_BWD, OL_BN_BWD_NODX, OL_BN_BWD_SCALED_SET, 
 static void ol_ck(cudaError_t e, const char *what) { cr_assert(e == cudaSuccess, "%s: %s", what, cudaGetErrorString(e)); }
 #define OL_CK(call) ol_ck((call), #call)
 
+/* ---- device buffers with their initial contents (the ol_* and bm_* cases): buffer k is
+ * d[k] (the one calls work on), d0[k] (its initial contents, on the device: reset copies
+ * them back) and h[k] (on the host), of cnt[k] floats; *nb of at most cap in use ---- */
+static int tb_add(int *nb, int cap, float **d, float **d0, float **h, int64_t *cnt, int64_t n, float lo, float hi,
+                  uint64_t seed) {
+    const int k = (*nb)++;
+    cr_assert(k < cap);
+    const size_t bytes = (size_t)(n ? n : 1) * sizeof(float);
+    cnt[k] = n;
+    h[k] = malloc(bytes);
+    cr_assert(h[k]);
+    tu_fill_uniform(h[k], n, lo, hi, seed);
+    OL_CK(cudaMalloc((void **)&d[k], bytes));
+    OL_CK(cudaMalloc((void **)&d0[k], bytes));
+    OL_CK(cudaMemcpy(d0[k], h[k], bytes, cudaMemcpyHostToDevice));
+    OL_CK(cudaMemcpy(d[k], h[k], bytes, cudaMemcpyHostToDevice));
+    return k;
+}
+static void tb_free(int *nb, float **d, float **d0, float **h) {
+    for (int k = 0; k < *nb; k++) {
+        cudaFree(d[k]);
+        cudaFree(d0[k]);
+        free(h[k]);
+    }
+    *nb = 0;
+}
+static void tb_reset(int nb, float *const *d, float *const *d0, const int64_t *cnt, cudaStream_t s) {
+    for (int k = 0; k < nb; k++)
+        OL_CK(cudaMemcpyAsync(d[k], d0[k], (size_t)cnt[k] * sizeof(float), cudaMemcpyDeviceToDevice, s));
+}
+/* Every buffer's contents after the stream's work (host copies; entries from nb to cap NULL). */
+static float **tb_snap(int nb, int cap, float *const *d, const int64_t *cnt, cudaStream_t s) {
+    OL_CK(cudaStreamSynchronize(s));
+    float **o = calloc((size_t)cap + 1, sizeof *o);
+    for (int k = 0; k < nb; k++) {
+        o[k] = malloc((size_t)(cnt[k] ? cnt[k] : 1) * sizeof(float));
+        OL_CK(cudaMemcpy(o[k], d[k], (size_t)cnt[k] * sizeof(float), cudaMemcpyDeviceToHost));
+    }
+    return o;
+}
+static void tb_snap_free(float **o) {
+    for (int k = 0; o[k]; k++) free(o[k]);
+    free(o);
+}
+
 /* The kernel nodes of a recorded graph. */
 static int graph_kernels(cudaGraph_t g) {
     size_t n = 0;
@@ -1839,27 +1884,12 @@ static int graph_kernels(cudaGraph_t g) {
 
 /* A buffer of n floats, uniform in [lo, hi) (seed); its index. */
 static int ol_buf(ol_case *c, int64_t n, float lo, float hi, uint64_t seed) {
-    const int k = c->nb++;
-    cr_assert(k < OL_MAXBUF);
-    const size_t bytes = (size_t)(n ? n : 1) * sizeof(float);
-    c->n[k] = n;
-    c->h[k] = malloc(bytes);
-    cr_assert(c->h[k]);
-    tu_fill_uniform(c->h[k], n, lo, hi, seed);
-    OL_CK(cudaMalloc((void **)&c->d[k], bytes));
-    OL_CK(cudaMalloc((void **)&c->d0[k], bytes));
-    OL_CK(cudaMemcpy(c->d0[k], c->h[k], bytes, cudaMemcpyHostToDevice));
-    return k;
+    return tb_add(&c->nb, OL_MAXBUF, c->d, c->d0, c->h, c->n, n, lo, hi, seed);
 }
 
 static void ol_free(ol_case *c) {
-    for (int k = 0; k < c->nb; k++) {
-        cudaFree(c->d[k]);
-        cudaFree(c->d0[k]);
-        free(c->h[k]);
-    }
+    tb_free(&c->nb, c->d, c->d0, c->h);
     if (c->scratch) cudaFree(c->scratch);
-    c->nb = 0;
 }
 
 /* Buffers in ol_new_* order: batch norm y|coef|dx, save_mean, save_invstd, running_mean,
@@ -1883,7 +1913,7 @@ static void ol_issue(ol_case *c) {
 
 /* The same op by the CPU twin on the initial contents; returns the outputs (as ol_snap). */
 static float **ol_cpu(const ol_case *c) {
-    float **o = calloc(OL_MAXBUF, sizeof *o);
+    float **o = calloc(OL_MAXBUF + 1, sizeof *o); /* NULL-terminated, as tb_snap's */
     for (int k = 0; k < c->nb; k++) {
         o[k] = malloc((size_t)(c->n[k] ? c->n[k] : 1) * sizeof(float));
         memcpy(o[k], c->h[k], (size_t)c->n[k] * sizeof(float));
@@ -1907,25 +1937,9 @@ static float **ol_cpu(const ol_case *c) {
     return o;
 }
 
-static void ol_reset(ol_case *c) {
-    for (int k = 0; k < c->nb; k++)
-        OL_CK(cudaMemcpyAsync(c->d[k], c->d0[k], (size_t)c->n[k] * sizeof(float), cudaMemcpyDeviceToDevice, c->s));
-}
-
-/* Every buffer's contents after the stream's work (host copies). */
-static float **ol_snap(ol_case *c) {
-    OL_CK(cudaStreamSynchronize(c->s));
-    float **o = calloc(OL_MAXBUF, sizeof *o);
-    for (int k = 0; k < c->nb; k++) {
-        o[k] = malloc((size_t)(c->n[k] ? c->n[k] : 1) * sizeof(float));
-        OL_CK(cudaMemcpy(o[k], c->d[k], (size_t)c->n[k] * sizeof(float), cudaMemcpyDeviceToHost));
-    }
-    return o;
-}
-static void ol_snap_free(float **o) {
-    for (int k = 0; k < OL_MAXBUF; k++) free(o[k]);
-    free(o);
-}
+static void ol_reset(ol_case *c) { tb_reset(c->nb, c->d, c->d0, c->n, c->s); }
+static float **ol_snap(ol_case *c) { return tb_snap(c->nb, OL_MAXBUF, c->d, c->n, c->s); }
+static void ol_snap_free(float **o) { tb_snap_free(o); }
 
 static float **ol_run(ol_case *c) {
     ol_reset(c);
@@ -3085,18 +3099,7 @@ typedef struct bm_case {
 } bm_case;
 
 static int bm_buf(bm_case *c, int64_t n, float lo, float hi, uint64_t seed) {
-    const int k = c->nb++;
-    cr_assert(k < BM_MAXBUF);
-    const size_t bytes = (size_t)n * sizeof(float);
-    c->cnt[k] = n;
-    c->h[k] = malloc(bytes);
-    cr_assert(c->h[k]);
-    tu_fill_uniform(c->h[k], n, lo, hi, seed);
-    OL_CK(cudaMalloc((void **)&c->d[k], bytes));
-    OL_CK(cudaMalloc((void **)&c->d0[k], bytes));
-    OL_CK(cudaMemcpy(c->d0[k], c->h[k], bytes, cudaMemcpyHostToDevice));
-    OL_CK(cudaMemcpy(c->d[k], c->h[k], bytes, cudaMemcpyHostToDevice));
-    return k;
+    return tb_add(&c->nb, BM_MAXBUF, c->d, c->d0, c->h, c->cnt, n, lo, hi, seed);
 }
 
 static void bm_ptrs(bm_case *c) {
@@ -3150,33 +3153,11 @@ static void bm_new(bm_case *c, int m, int n, int O, int N, int C, int HW, int af
     bm_ptrs(c);
 }
 
-static void bm_free(bm_case *c) {
-    for (int k = 0; k < c->nb; k++) {
-        cudaFree(c->d[k]);
-        cudaFree(c->d0[k]);
-        free(c->h[k]);
-    }
-    c->nb = 0;
-}
+static void bm_free(bm_case *c) { tb_free(&c->nb, c->d, c->d0, c->h); }
+static void bm_reset(bm_case *c) { tb_reset(c->nb, c->d, c->d0, c->cnt, c->s); }
 
-static void bm_reset(bm_case *c) {
-    for (int k = 0; k < c->nb; k++)
-        OL_CK(cudaMemcpyAsync(c->d[k], c->d0[k], (size_t)c->cnt[k] * sizeof(float), cudaMemcpyDeviceToDevice, c->s));
-}
-
-static float **bm_snap(bm_case *c) {
-    OL_CK(cudaStreamSynchronize(c->s));
-    float **o = calloc(BM_MAXBUF, sizeof *o);
-    for (int k = 0; k < c->nb; k++) {
-        o[k] = malloc((size_t)c->cnt[k] * sizeof(float));
-        OL_CK(cudaMemcpy(o[k], c->d[k], (size_t)c->cnt[k] * sizeof(float), cudaMemcpyDeviceToHost));
-    }
-    return o;
-}
-static void bm_snap_free(float **o) {
-    for (int k = 0; k < BM_MAXBUF; k++) free(o[k]);
-    free(o);
-}
+static float **bm_snap(bm_case *c) { return tb_snap(c->nb, BM_MAXBUF, c->d, c->cnt, c->s); }
+static void bm_snap_free(float **o) { tb_snap_free(o); }
 
 static void bm_same(bm_case *c, float **want, const char *tag, const char *when) {
     float **got = bm_snap(c);
@@ -3235,33 +3216,46 @@ static int bm_single_kernels(const bm_case *c, int op, int one) {
     return (one ? 1 : 2) + c->alias;
 }
 
-static void bm_check(bm_case *c, const char *shape) {
-    const int launches = (c->m + 15) / 16;
+/* For every op and one-launch mode: the buffers after ref(c, op) (from a reset) are what
+ * got(c, op) must leave, memcmp-equal, eagerly and in `replays` replays of a recording of
+ * got, which has `launches` times a single call's kernels. what names the case, differs
+ * the failure. */
+static void bm_modes(bm_case *c, const char *what, void (*ref)(bm_case *, int), void (*got)(bm_case *, int),
+                     int launches, int replays, const char *differs) {
     for (int op = BM_FWD; op <= BM_BWD_NO_ALPHA; op++)
         for (int one = 0; one < 2; one++) {
             kcuda_set_one_launch(one);
-            char tag[192];
-            snprintf(tag, sizeof tag, "%s, %s%s%s, %s", bm_name[op], shape, c->aff_on ? ", deferred batch norms" : "",
-                     c->alias ? ", an aliased input" : "", one ? "one-launch" : "two launches");
+            char tag[224];
+            snprintf(tag, sizeof tag, "%s, %s, %s", bm_name[op], what, one ? "one-launch" : "two launches");
             bm_reset(c);
-            for (int i = 0; i < c->m; i++) bm_single(c, op, i);
-            float **ref = bm_snap(c);
+            ref(c, op);
+            float **want = bm_snap(c);
             bm_reset(c);
-            bm_batch(c, op, c->m);
-            bm_same(c, ref, tag, "is not the single calls' (batched, eager)");
+            got(c, op);
+            bm_same(c, want, tag, differs);
             cudaGraphExec_t e;
-            const int kn = bm_kernels(c, op, bm_issue_batch, &e), want = launches * bm_single_kernels(c, op, one);
-            cr_expect_eq(kn, want, "%s: the batched call recorded %d kernels, want %d", tag, kn, want);
-            for (int r = 0; r < 2; r++) {
+            const int kn = bm_kernels(c, op, got, replays ? &e : NULL), wk = launches * bm_single_kernels(c, op, one);
+            cr_expect_eq(kn, wk, "%s: the recording has %d kernels, want %d", tag, kn, wk);
+            for (int r = 0; r < replays; r++) {
                 OL_CK(cudaGraphLaunch(e, c->s));
-                bm_same(c, ref, tag, r ? "is not the single calls' (batched, replay 2)"
-                                       : "is not the single calls' (batched, replay 1)");
+                bm_same(c, want, tag, r ? "differs in replay 2" : "differs in replay 1");
             }
-            OL_CK(cudaGraphExecDestroy(e));
-            bm_snap_free(ref);
+            if (replays) OL_CK(cudaGraphExecDestroy(e));
+            bm_snap_free(want);
             cr_expect(!kcuda_last_error(), "%s: %s", tag, kcuda_last_error());
         }
     kcuda_set_one_launch(0);
+}
+
+static void bm_issue_singles(bm_case *c, int op) {
+    for (int i = 0; i < c->m; i++) bm_single(c, op, i);
+}
+/* The batched call against the single calls (16 problems a launch). */
+static void bm_check(bm_case *c, const char *shape) {
+    char what[192];
+    snprintf(what, sizeof what, "%s%s%s", shape, c->aff_on ? ", deferred batch norms" : "",
+             c->alias ? ", an aliased input" : "");
+    bm_modes(c, what, bm_issue_singles, bm_issue_batch, (c->m + 15) / 16, 2, "is not the single calls' (batched)");
 }
 
 /* Shapes: 3 problems of 3 candidates over 2x3x5x5 (150 values: under one block of the
@@ -3358,24 +3352,11 @@ static void bm_old(bm_case *c, int op, int i) {
 
 /* Problem 0's single call against old(c, op, 0), the launch sequence it replaced: for every
  * op, one-launch mode off and on, every buffer memcmp-equal, and the call's kernel count. */
+static void (*bm_old_fn)(bm_case *c, int op, int i);
+static void bm_issue_old0(bm_case *c, int op) { bm_old_fn(c, op, 0); }
 static void bm_check_old(bm_case *c, void (*old)(bm_case *c, int op, int i), const char *what) {
-    for (int op = BM_FWD; op <= BM_BWD_NO_ALPHA; op++)
-        for (int one = 0; one < 2; one++) {
-            kcuda_set_one_launch(one);
-            char tag[160];
-            snprintf(tag, sizeof tag, "%s, %s, %s", bm_name[op], what, one ? "one-launch" : "two launches");
-            bm_reset(c);
-            old(c, op, 0);
-            float **ref = bm_snap(c);
-            bm_reset(c);
-            bm_single(c, op, 0);
-            bm_same(c, ref, tag, "differs from the replaced launches");
-            bm_snap_free(ref);
-            const int kn = bm_kernels(c, op, bm_issue_single0, NULL);
-            cr_expect_eq(kn, bm_single_kernels(c, op, one), "%s: %d kernels", tag, kn);
-            cr_expect(!kcuda_last_error(), "%s: %s", tag, kcuda_last_error());
-        }
-    kcuda_set_one_launch(0);
+    bm_old_fn = old;
+    bm_modes(c, what, bm_issue_old0, bm_issue_single0, 1, 0, "differs from the replaced launches");
 }
 
 /* Every buffer after the single calls memcmp-equal to the replaced sequence's, with

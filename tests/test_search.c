@@ -985,7 +985,7 @@ Test(step_record, autotuning_keeps_the_fastest_variant_with_the_same_bits, .time
         pair_step(ds, &a, s, 600, got);
         char what[64];
         snprintf(what, sizeof what, "step %d", s);
-        cr_assert_eq(sr_darts_step_tuning(&ds[0], 1, &tr), s >= 10 ? 1 : 0, "%s: tuning state", what);
+        cr_assert_eq(rt_step_tuning(a.u.p, &tr), s >= 10 ? 1 : 0, "%s: tuning state", what);
         cr_assert_eq(rt_step_recorded(a.u.p, 3), s >= 10, "%s: recorded %d", what, rt_step_recorded(a.u.p, 3));
         cr_assert(memcmp(got[0], got[1], sizeof got[0]) == 0, "%s: losses %g %g vs as issued %g %g", what, got[0][0],
                   got[0][1], got[1][0], got[1][1]);
@@ -999,7 +999,7 @@ Test(step_record, autotuning_keeps_the_fastest_variant_with_the_same_bits, .time
     cr_expect_eq(mk->nmarks, 18, "%d marks, want 2 per timed replay", mk->nmarks);
     cr_expect_eq(mk->variant, 2, "the backend was left on variant %d", mk->variant);
     cr_expect_eq(mk->frees, 2, "%d recordings freed after tuning, want the 2 slower ones", mk->frees);
-    cr_expect(sr_darts_step_tuning(&ds[1], 1, &tr) == -1, "the CPU backend tuned");
+    cr_expect(rt_step_tuning(b.u.p, &tr) == -1, "the CPU backend tuned");
     for (int k = 0; k < 2; k++) sr_darts_step_free(&ds[k]);
     steprun_free(&a);
     steprun_free(&b);

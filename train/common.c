@@ -336,7 +336,7 @@ void sr_host_timing_report(const sr_host_timing *h, const char *what) {
 
 void sr_tune_report(const rt_plan *p, const char *what) {
     rt_tune_report r;
-    if (!p || rt_step_tuning(p, 0, &r) != 1) return;
+    if (!p || rt_step_tuning(p, &r) != 1) return;
     fprintf(stderr, "autotuned (%s): %s; median step while tuning (%d timed each):", what, r.names[r.chosen], r.trials);
     for (int v = 0; v < r.variants; v++) fprintf(stderr, "%s %s %.4f s", v ? "," : "", r.names[v], r.times[v]);
     fputc('\n', stderr);

@@ -83,6 +83,7 @@ extern "C" int kcuda_set_one_launch(int on) {
     kcuda_g.one_launch = on != 0;
     return was;
 }
+extern "C" int kcuda_one_launch(void) { return kcuda_g.one_launch; }
 extern "C" int kcuda_batch_cublas(void) { return kcuda_g.batch_cublas; }
 
 extern "C" void kcuda_shutdown(void) {

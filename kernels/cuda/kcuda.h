@@ -68,8 +68,9 @@ void kcuda_set_lane(int k);
  * once by the first launch's last block; the same bits either way. Sets it for later
  * calls (tests, benchmarks) and returns the previous setting. */
 int kcuda_set_one_launch(int on);
-/* Whether the cuBLAS 1x1s batch (DARTSC_CUDA_BATCH_CUBLAS, read by kcuda_init): batched
- * launches then change bits on a GPU (kcuda_conv2d_batch_ok). */
+/* The current one-launch setting; whether the cuBLAS 1x1s batch (DARTSC_CUDA_BATCH_CUBLAS,
+ * read by kcuda_init: batched launches then change bits on a GPU, kcuda_conv2d_batch_ok). */
+int kcuda_one_launch(void);
 int kcuda_batch_cublas(void);
 /* First error recorded by a check macro ("file:line: call: message"), or NULL. */
 const char *kcuda_last_error(void);

@@ -989,8 +989,7 @@ static cuda_backend *cu_create(char *err, size_t errlen) {
     const char *bt = getenv("DARTSC_CUDA_BATCH");
     cb->batch = bt && *bt && strcmp(bt, "0") != 0;
     cb->batch0 = cb->batch;
-    cb->one_launch0 = kcuda_set_one_launch(0);
-    kcuda_set_one_launch(cb->one_launch0);
+    cb->one_launch0 = kcuda_one_launch();
     /* batching changes bits where the cuBLAS 1x1s batch: not a variant then */
     cb->free_batch = !bt && !kcuda_batch_cublas();
     cb->free_one_launch = !getenv("DARTSC_CUDA_ONE_LAUNCH");
