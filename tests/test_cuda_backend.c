@@ -36,6 +36,11 @@
 #include "testutil.h"
 #ifdef DARTSC_HAVE_CUDA
 #include "runtime/cuda/backend_cuda.h"
+
+#include <cuda_runtime.h>
+
+#include "kernels/cpu/kcpu.h"
+#include "kernels/cuda/kcuda.h"
 #endif
 
 /* ---- tolerances ----
@@ -655,7 +660,12 @@ static void records_case(int batch, double tol, int pw_batched) {
             h.gpu->memset0(h.gpu, wg.grad, (size_t)wg.n * 4); /* a replay that skipped work fails */
             h.gpu->memset0(h.gpu, ag.grad, (size_t)ag.n * 4);
             rt_plan_set_step(h.pg, step);
+            const long long fills = kcuda_ptr_fills();
             cr_assert_eq(rt_pass(h.pg, 1, masks[m]), 0);
+            /* the passes batch only when recorded, and there the host writes the batched GEMMs'
+               pointer arrays (with rc_pw_batches > 0 below: no kernel writes them) */
+            cr_expect(kcuda_ptr_fills() == fills, "pass %d mask %u: %lld pointer-array kernels", it, masks[m],
+                      kcuda_ptr_fills() - fills);
             float *pw, *pa, lp;
             grads_of(&h, &pw, &pa, &lp);
             assert_no_cuda_error(&h);
@@ -1515,10 +1525,6 @@ Test(cuda_vec, axpy_copy_scale_sumsq_sgd_adam_match_cpu) {
  * count (one channel: 528 ranges), value counts that are no multiple of the range size.
  * The kernels are called through kcuda directly on a stream of the test's own (the
  * backend made the library state and lane 0). */
-#include <cuda_runtime.h>
-
-#include "kernels/cpu/kcpu.h"
-#include "kernels/cuda/kcuda.h"
 
 /* Batched pooling (kcuda_*pool_*_batch): 3 problems with their own inputs, output
  * gradients and pre-filled input gradients (the backwards add), one launch per kernel:
@@ -2681,17 +2687,24 @@ static float *bc_cpu(const bc_case *c, int op, int relu, int set, int i) {
 
 /* Kernel nodes in a recording of the batched call (i < 0) or of problem i's single call;
  * the instantiated recording in *e when e is not NULL. */
-static int bc_record(bc_case *c, int op, int relu, int set, int i, cudaGraphExec_t *e) {
+/* tabs: NULL, or a recording as the backend makes one (kcuda_record_begin / _end): the
+ * batched cuBLAS calls' pointer arrays written by the host into *tabs (to free). */
+static int bc_record_ex(bc_case *c, int op, int relu, int set, int i, cudaGraphExec_t *e, void **tabs) {
     cudaGraph_t g;
     OL_CK(cudaStreamSynchronize(c->s));
     OL_CK(cudaStreamBeginCapture(c->s, cudaStreamCaptureModeThreadLocal));
+    if (tabs) kcuda_record_begin();
     if (i < 0) bc_batch(c, op, relu, set, NULL);
     else bc_single(c, op, relu, set, i);
     OL_CK(cudaStreamEndCapture(c->s, &g));
+    if (tabs) cr_assert_eq(kcuda_record_end(1, c->s, tabs), 0, "%s", kcuda_last_error());
     const int kernels = graph_kernels(g);
     if (e) OL_CK(cudaGraphInstantiate(e, g, 0));
     OL_CK(cudaGraphDestroy(g));
     return kernels;
+}
+static int bc_record(bc_case *c, int op, int relu, int set, int i, cudaGraphExec_t *e) {
+    return bc_record_ex(c, op, relu, set, i, e, NULL);
 }
 
 static void bc_same(const bc_case *c, int k, float **got, float **want, const char *tag, const char *when) {
@@ -2867,17 +2880,33 @@ static void bcb_check(bc_case *c, int op, int set, const char *shape) {
         expect_close(what, got[i], single[i], c->len[k], TOL_LIBRARY);
     }
 #endif
-    cudaGraphExec_t e;
-    bc_record(c, op, 0, set, -1, &e);
-    for (int r = 0; r < 2; r++) {
-        bc_reset(c, k);
-        OL_CK(cudaGraphLaunch(e, c->s));
-        float **rep = bc_snap(c, k);
-        bc_same(c, k, rep, got, tag, r ? "(second replay against the eager batched call)"
-                                        : "(replay against the eager batched call)");
-        bc_snap_free(rep);
-    }
-    OL_CK(cudaGraphExecDestroy(e));
+    /* recorded twice: as captured (a kernel writes each call's pointer arrays) and as the
+       backend records (the host writes them into the recording's table: no such kernel) */
+    cudaGraphExec_t e[2];
+    void *tabs = NULL;
+    const long long f0 = kcuda_ptr_fills();
+    const int kn0 = bc_record(c, op, 0, set, -1, &e[0]);
+    const long long f1 = kcuda_ptr_fills();
+    const int kn1 = bc_record_ex(c, op, 0, set, -1, &e[1], &tabs);
+    cr_expect(f1 > f0 && kcuda_ptr_fills() == f1, "%s: pointer-array kernels %lld captured, %lld with the table", tag,
+              f1 - f0, kcuda_ptr_fills() - f1);
+    cr_expect(tabs && kn1 == kn0 - (int)(f1 - f0), "%s: %d kernel nodes with the table, %d without, %lld fills", tag,
+              kn1, kn0, f1 - f0);
+    for (int v = 0; v < 2; v++)
+        for (int r = 0; r < 2; r++) {
+            bc_reset(c, k);
+            OL_CK(cudaGraphLaunch(e[v], c->s));
+            float **rep = bc_snap(c, k);
+            bc_same(c, k, rep, got, tag, v ? (r ? "(second replay with the recording's table)"
+                                                : "(replay with the recording's table)")
+                                           : (r ? "(second replay against the eager batched call)"
+                                                : "(replay against the eager batched call)"));
+            bc_snap_free(rep);
+        }
+    OL_CK(cudaGraphExecDestroy(e[0]));
+    OL_CK(cudaGraphExecDestroy(e[1]));
+    OL_CK(cudaStreamSynchronize(c->s));
+    kcuda_record_free(tabs);
     for (int i = 0; i < c->n; i++) {
         float *cpu = bc_cpu(c, op, 0, set, i);
         char what[300];
@@ -2914,9 +2943,10 @@ static void bcb_shapes(const int (*sh)[6], int count, int stride, uint64_t seed)
 }
 
 Test(cuda_batch_conv, cublas_1x1_batched_gemms_equal_single_calls) {
-    const int sh[5][6] = {{2, 8, 6, 6, 8, 3},  {3, 8, 5, 7, 20, 4},    {2, 12, 6, 6, 5, 5},
-                          {1500, 2, 1, 1, 2, 3}, {200, 64, 1, 1, 64, 3}};
-    bcb_shapes(sh, 5, 1, 7000);
+    /* 8192 x 5 GEMMs: 10 calls of 4096, whose pointer arrays take two chunks of a recording's table */
+    const int sh[6][6] = {{2, 8, 6, 6, 8, 3},    {3, 8, 5, 7, 20, 4},    {2, 12, 6, 6, 5, 5},
+                          {1500, 2, 1, 1, 2, 3}, {200, 64, 1, 1, 64, 3}, {8192, 2, 1, 1, 2, 5}};
+    bcb_shapes(sh, 6, 1, 7000);
 }
 
 /* FactorizedReduce's strided 1x1 on cuBLAS batched (DARTSC_CUDA_BATCH_CUBLAS): the dense

@@ -86,8 +86,87 @@ extern "C" int kcuda_set_one_launch(int on) {
 extern "C" int kcuda_one_launch(void) { return kcuda_g.one_launch; }
 extern "C" int kcuda_batch_cublas(void) { return kcuda_g.batch_cublas; }
 
+/* ---- recordings' pointer tables (kcuda.h) ----
+ * Chunks of device memory, each with its host image; a call's three arrays lie in one
+ * chunk. A chunk is allocated during the capture, where cudaMalloc is an unsafe call:
+ * the thread's capture mode is relaxed around it (the allocation is not part of the
+ * graph; the chunk lives until kcuda_record_free). */
+#define KCUDA_REC_CHUNK ((int64_t)1 << 16) /* pointers: 512 KB */
+struct kcuda_ptr_chunk {
+    float **dev, **host;
+    int64_t cap, used;
+    kcuda_ptr_chunk *next;
+};
+static void rec_free(kcuda_ptr_chunk *c) { /* teardown and failure paths: nothing to do about an error */
+    while (c) {
+        kcuda_ptr_chunk *n = c->next;
+        if (c->dev) cudaFree(c->dev);
+        free(c->host);
+        free(c);
+        c = n;
+    }
+}
+float **kcuda_rec_ptrs(int64_t n, float ***host) {
+    if (!kcuda_g.recording || n <= 0) return NULL;
+    kcuda_ptr_chunk *c = kcuda_g.rec;
+    if (!c || c->cap - c->used < n) {
+        c = (kcuda_ptr_chunk *)calloc(1, sizeof *c);
+        if (!c) return NULL;
+        c->cap = n > KCUDA_REC_CHUNK ? n : KCUDA_REC_CHUNK;
+        c->host = (float **)malloc(sizeof(float *) * (size_t)c->cap);
+        cudaStreamCaptureMode m = cudaStreamCaptureModeRelaxed;
+        cudaError_t e = cudaThreadExchangeStreamCaptureMode(&m);
+        const cudaError_t ea = e == cudaSuccess ? cudaMalloc((void **)&c->dev, sizeof(float *) * (size_t)c->cap) : e;
+        if (e == cudaSuccess) cudaThreadExchangeStreamCaptureMode(&m); /* back to the capture's mode */
+        if (ea != cudaSuccess || !c->host) {
+            (void)cudaGetLastError(); /* not a failure of the work: the kernel writes these */
+            c->dev = NULL;
+            rec_free(c);
+            return NULL;
+        }
+        c->next = kcuda_g.rec;
+        kcuda_g.rec = c;
+    }
+    *host = c->host + c->used;
+    float **d = c->dev + c->used;
+    c->used += n;
+    return d;
+}
+extern "C" void kcuda_record_begin(void) {
+    rec_free(kcuda_g.rec); /* a recording abandoned without kcuda_record_end */
+    kcuda_g.rec = NULL;
+    kcuda_g.recording = 1;
+}
+extern "C" int kcuda_record_end(int ok, cudaStream_t s, void **tables) {
+    kcuda_ptr_chunk *c = kcuda_g.rec;
+    kcuda_g.rec = NULL;
+    kcuda_g.recording = 0;
+    *tables = NULL;
+    if (!ok || !c) {
+        rec_free(c);
+        return 0;
+    }
+    cudaError_t e = cudaSuccess;
+    for (kcuda_ptr_chunk *k = c; k && e == cudaSuccess; k = k->next)
+        if (k->used) e = cudaMemcpyAsync(k->dev, k->host, sizeof(float *) * (size_t)k->used, cudaMemcpyHostToDevice, s);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(s); /* the host images may go once uploaded */
+    if (e != cudaSuccess) {
+        rec_free(c);
+        KCUDA_FAIL_("kcuda_record_end: uploading the pointer tables", cudaGetErrorString(e), return -1);
+    }
+    for (kcuda_ptr_chunk *k = c; k; k = k->next) {
+        free(k->host);
+        k->host = NULL;
+    }
+    *tables = c;
+    return 0;
+}
+extern "C" void kcuda_record_free(void *tables) { rec_free((kcuda_ptr_chunk *)tables); }
+extern "C" long long kcuda_ptr_fills(void) { return kcuda_g.ptr_fills; }
+
 extern "C" void kcuda_shutdown(void) {
     kcuda_conv_shutdown();
+    rec_free(kcuda_g.rec);
     for (int k = 0; k < KCUDA_MAX_LANES; k++) { /* teardown: a failure here changes nothing */
         if (kcuda_g.lane[k].partials) cudaFree(kcuda_g.lane[k].partials);
         if (kcuda_g.lane[k].red) cudaFree(kcuda_g.lane[k].red);

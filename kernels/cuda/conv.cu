@@ -927,8 +927,9 @@ static void pw_backward_filter(float *dw, const float *dy, const float *x, const
  * The GEMMs the single path issues per problem, strided over the N samples, as one
  * cublasSgemmBatched call over problems x samples: pw_ptrs_k first writes the call's three
  * pointer arrays into the lane's table (kcuda_g.ptrs; the next batched call on the lane
- * rewrites it only after this one's GEMMs, stream order), so a recorded graph replays the
- * same arrays. The filter gradient keeps the single path's chunks of samples (pw_chunk) and
+ * rewrites it only after this one's GEMMs, stream order). Inside a recording the host
+ * writes them instead, into the recording's own table (kcuda_rec_ptrs, uploaded once when
+ * the recording ends): a replay launches the GEMMs alone. The filter gradient keeps the single path's chunks of samples (pw_chunk) and
  * their products go to the lane's reduction buffer, as many problems at a time as it
  * holds, summed by the same pw_filter_sum_k in the same sample order. On the emulator
  * (one GEMM arithmetic) each problem gets its single call's bits; on a GPU cuBLAS may pick
@@ -952,14 +953,30 @@ static void pw_blas_batched(const kb_ptrs<KB_MAX> &P, int m, int per, int64_t so
                             float beta, int ldc, cudaStream_t s) {
     const float one = 1.0f;
     const int64_t total = (int64_t)m * per;
-    float **tab = kcuda_g.ptrs;
     cublasCheck(cublasSetStream(kcuda_g.blas, s));
-    for (int64_t e0 = 0; e0 < total; e0 += KCUDA_PTR_CAP) {
+    for (int64_t e0 = 0; e0 < total; e0 += KCUDA_PTR_CAP) { /* the same calls recording or not */
         const int cnt = (int)(total - e0 < KCUDA_PTR_CAP ? total - e0 : KCUDA_PTR_CAP);
-        pw_ptrs_k<KB_MAX><<<kcuda_blocks(cnt), KCUDA_THREADS, 0, s>>>(tab, P, per, e0, cnt, so, sa, sb);
-        launchCheck();
-        cublasCheck(cublasSgemmBatched(kcuda_g.blas, ta, tb, M, Nc, K, &one, (const float *const *)tab + KCUDA_PTR_CAP,
-                                       lda, (const float *const *)tab + 2 * KCUDA_PTR_CAP, ldb, &beta, tab, ldc, cnt));
+        float **host = NULL, **tc, **ta_, **tb_;
+        float **dev = kcuda_rec_ptrs(3 * (int64_t)cnt, &host);
+        if (dev) { /* recording: the host writes pw_ptrs_k's arrays into the recording's table */
+            for (int j = 0; j < cnt; j++) {
+                const int64_t e = e0 + j;
+                const int i = (int)(e / per);
+                const int64_t t = e - (int64_t)i * per;
+                host[j] = P.o[i] + t * so;
+                host[cnt + j] = (float *)P.a[i] + t * sa;
+                host[2 * cnt + j] = (float *)P.b[i] + t * sb;
+            }
+            tc = dev, ta_ = dev + cnt, tb_ = dev + 2 * cnt;
+        } else {
+            float **tab = kcuda_g.ptrs;
+            pw_ptrs_k<KB_MAX><<<kcuda_blocks(cnt), KCUDA_THREADS, 0, s>>>(tab, P, per, e0, cnt, so, sa, sb);
+            launchCheck();
+            kcuda_g.ptr_fills++;
+            tc = tab, ta_ = tab + KCUDA_PTR_CAP, tb_ = tab + 2 * KCUDA_PTR_CAP;
+        }
+        cublasCheck(cublasSgemmBatched(kcuda_g.blas, ta, tb, M, Nc, K, &one, (const float *const *)ta_, lda,
+                                       (const float *const *)tb_, ldb, &beta, tc, ldc, cnt));
     }
 }
 /* Whether a 1x1 convolution batches on the cuBLAS path: not on the own kernels, and a

@@ -72,6 +72,23 @@ int kcuda_set_one_launch(int on);
  * read by kcuda_init: batched launches then change bits on a GPU, kcuda_conv2d_batch_ok). */
 int kcuda_one_launch(void);
 int kcuda_batch_cublas(void);
+/* Recordings' pointer tables. A batched cuBLAS call (cublasSgemmBatched) reads its three
+ * arrays of matrix pointers from device memory. Outside a recording a one-block kernel
+ * writes them into the lane's table before each call; inside one (between
+ * kcuda_record_begin, called before the stream capture begins, and kcuda_record_end, after
+ * it ended) the host writes them into a table of the recording's own, since the
+ * addresses a recorded graph replays are fixed: no kernel per call in the graph.
+ * kcuda_record_end(ok, s, &tables) uploads the table on stream s (and waits for it) and
+ * sets tables, to be freed by kcuda_record_free with the graph (NULL: the recording needed
+ * none; !ok: the capture failed, the table is freed now); -1 (error recorded, nothing to
+ * free) if the upload failed: the graph must not run. A table that could not be allocated
+ * during the capture (cudaMalloc in relaxed capture mode) leaves those calls to the
+ * kernel, as outside. */
+void kcuda_record_begin(void);
+int kcuda_record_end(int ok, cudaStream_t s, void **tables);
+void kcuda_record_free(void *tables);
+/* Launches of the pointer-writing kernel so far (tests count them). */
+long long kcuda_ptr_fills(void);
 /* First error recorded by a check macro ("file:line: call: message"), or NULL. */
 const char *kcuda_last_error(void);
 /* Forgets the recorded error (tests that provoke one). */

@@ -162,8 +162,17 @@ typedef struct kcuda_lib {
                          cuBLAS path as pointer-array GEMMs (conv.cu; not yet measured) */
     int one_launch;   /* DARTSC_CUDA_ONE_LAUNCH set (not "0"): reductions finished by their last
                          block (kcuda_last_block; not yet measured) */
+    struct kcuda_ptr_chunk *rec; /* the recording's pointer tables, newest first (kcuda_record_begin) */
+    int recording;
+    long long ptr_fills; /* pw_ptrs_k launches (kcuda_ptr_fills) */
 } kcuda_lib;
 extern kcuda_lib kcuda_g;
+
+/* Room for n pointers in the current recording's table: returns their device address and
+ * sets *host to where the host writes them before kcuda_record_end uploads them; NULL
+ * outside a recording or when no table could be allocated (the caller then fills the
+ * lane's table by a kernel). common.cu. */
+float **kcuda_rec_ptrs(int64_t n, float ***host);
 
 /* First pass of a deterministic dot: partial[k * KCUDA_RED_BLOCKS + b] for vector k =
  * blockIdx.y; b = blockIdx.x. b NULL: sum of squares of a. Defined in common.cu. */

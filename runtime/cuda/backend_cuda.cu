@@ -877,13 +877,27 @@ static void cu_lane_wait(rt_backend *be, int id) {
 /* CUDA graphs by stream capture: every kernel, cuBLAS/cuDNN call and memset of a pass
  * becomes one node of one graph, launched with one call. Thread-local mode: only this
  * thread's unsafe calls (a synchronisation, an allocation) invalidate the capture. */
+typedef struct cu_graph {
+    cudaGraphExec_t x;
+    void *ptr_tables; /* the batched cuBLAS calls' pointer arrays it reads (kcuda_record_end) */
+} cu_graph;
 static int cu_capture_begin(rt_backend *be) {
     cuda_backend *cb = (cuda_backend *)be;
     cu_set_lane(be, 0);
-    cudaCheckR(cudaStreamBeginCapture(cb->s, cudaStreamCaptureModeThreadLocal), -1);
+    const cudaError_t e = cudaStreamBeginCapture(cb->s, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) KCUDA_FAIL_("cudaStreamBeginCapture", cudaGetErrorString(e), return -1);
+    kcuda_record_begin();
+    cudaError_t ef = cudaSuccess;
     if (cb->nlanes > 1) {
-        cudaCheckR(cudaEventRecord(cb->fork, cb->s), -1);
-        for (int k = 1; k < cb->nlanes; k++) cudaCheckR(cudaStreamWaitEvent(cb->lane[k].s, cb->fork, 0), -1);
+        ef = cudaEventRecord(cb->fork, cb->s);
+        for (int k = 1; k < cb->nlanes && ef == cudaSuccess; k++) ef = cudaStreamWaitEvent(cb->lane[k].s, cb->fork, 0);
+    }
+    if (ef != cudaSuccess) { /* no recording: the stream leaves capture mode */
+        cudaGraph_t g = NULL;
+        if (cudaStreamEndCapture(cb->s, &g) == cudaSuccess && g) cudaGraphDestroy(g);
+        void *none = NULL;
+        kcuda_record_end(0, cb->s, &none);
+        KCUDA_FAIL_("cu_capture_begin: forking the lanes", cudaGetErrorString(ef), return -1);
     }
     return 0;
 }
@@ -892,22 +906,49 @@ static void *cu_capture_end(rt_backend *be) {
     cudaGraph_t g = NULL;
     cudaGraphExec_t x = NULL;
     cu_set_lane(be, 0);
-    for (int k = 1; k < cb->nlanes; k++) { /* join: a capture must end with every forked stream rejoined */
-        cudaCheckR(cudaEventRecord(cb->lane[k].join, cb->lane[k].s), NULL);
-        cudaCheckR(cudaStreamWaitEvent(cb->s, cb->lane[k].join, 0), NULL);
+    cudaError_t ej = cudaSuccess;
+    for (int k = 1; k < cb->nlanes && ej == cudaSuccess; k++) { /* join: a capture must end with every forked
+                                                                    stream rejoined */
+        ej = cudaEventRecord(cb->lane[k].join, cb->lane[k].s);
+        if (ej == cudaSuccess) ej = cudaStreamWaitEvent(cb->s, cb->lane[k].join, 0);
     }
-    cudaCheckR(cudaStreamEndCapture(cb->s, &g), NULL);
+    cudaError_t ee = cudaStreamEndCapture(cb->s, &g); /* ends it in any case */
+    if (ej != cudaSuccess && ee == cudaSuccess) {
+        if (g) cudaGraphDestroy(g);
+        ee = ej;
+    }
+    void *tabs = NULL; /* the capture is over either way */
+    const int et = kcuda_record_end(ee == cudaSuccess, cb->s, &tabs);
+    if (ee != cudaSuccess) KCUDA_FAIL_("cu_capture_end", cudaGetErrorString(ee), return NULL);
+    if (et != 0) { /* its GEMMs would read tables that are not there */
+        cudaGraphDestroy(g);
+        return NULL;
+    }
     cudaError_t e = cudaGraphInstantiateWithFlags(&x, g, 0);
     cudaGraphDestroy(g); /* the executable graph keeps what it needs */
-    if (e != cudaSuccess) KCUDA_FAIL_("cudaGraphInstantiateWithFlags", cudaGetErrorString(e), return NULL);
-    return (void *)x;
+    cu_graph *r = e == cudaSuccess ? (cu_graph *)malloc(sizeof *r) : NULL;
+    if (!r) {
+        if (e == cudaSuccess) cudaGraphExecDestroy(x);
+        kcuda_record_free(tabs);
+        KCUDA_FAIL_("cudaGraphInstantiateWithFlags", e != cudaSuccess ? cudaGetErrorString(e) : "out of host memory",
+                    return NULL);
+    }
+    r->x = x;
+    r->ptr_tables = tabs;
+    return r;
 }
 static void cu_replay(rt_backend *be, void *graph) {
-    cudaCheck(cudaGraphLaunch((cudaGraphExec_t)graph, ((cuda_backend *)be)->s));
+    cudaCheck(cudaGraphLaunch(((cu_graph *)graph)->x, ((cuda_backend *)be)->s));
 }
 static void cu_graph_free(rt_backend *be, void *graph) {
-    (void)be;
-    if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph); /* teardown: nothing to do about a failure */
+    cu_graph *r = (cu_graph *)graph;
+    if (!r) return;
+    cudaGraphExecDestroy(r->x); /* teardown: nothing to do about a failure */
+    if (r->ptr_tables) { /* a replay still running may read them: it ends before they go */
+        cudaStreamSynchronize(((cuda_backend *)be)->s);
+        kcuda_record_free(r->ptr_tables);
+    }
+    free(r);
 }
 
 /* Teardown: errors are ignored (nothing left to do about them). */

@@ -17,7 +17,9 @@
  * cudaMalloc and dynamic shared memory come filled with 0xff bytes (NaN as floats), so a
  * read of memory nothing wrote shows in the results; copies and memsets must lie inside
  * one allocation; a host synchronisation (cudaStreamSynchronize, cudaMemcpy, ...) while a
- * capture records invalidates the capture as it does on a GPU. Built with AddressSanitizer
+ * capture records invalidates the capture as it does on a GPU, and so does a cudaMalloc or
+ * cudaFree unless the capture or the calling thread is in relaxed capture mode
+ * (cudaThreadExchangeStreamCaptureMode). Built with AddressSanitizer
  * (DARTSC_SANITIZE), every kernel's out-of-bounds access to device memory is reported like
  * compute-sanitizer's memcheck would. */
 #include <dlfcn.h>
@@ -101,6 +103,8 @@ static int fill_byte() {
 static CUgraph_st *g_cap;      /* the graph a capture records into, or NULL */
 static cudaStream_t g_cap_origin;
 static bool g_cap_broken;      /* a host synchronisation happened while recording */
+static cudaStreamCaptureMode g_cap_mode;               /* the capture's (cudaStreamBeginCapture) */
+static thread_local cudaStreamCaptureMode t_cap_mode; /* the thread's (cudaThreadExchangeStreamCaptureMode) */
 
 static void enqueue_node(cudaStream_t s, std::function<void()> fn, cudaGraphNodeType kind) {
     (void)s;
@@ -115,6 +119,17 @@ static cudaError_t host_sync(const char *what) {
     if (!g_cap) return cudaSuccess;
     g_cap_broken = true;
     std::string m = std::string(what) + " while a stream capture records";
+    set_error(cudaErrorStreamCaptureUnsupported, m.c_str());
+    return cudaErrorStreamCaptureUnsupported;
+}
+
+/* A potentially unsafe call (an allocation or a free, not ordered with the captured work):
+ * as CUDA, it invalidates a capture unless the capture or the calling thread is relaxed. */
+static cudaError_t unsafe_call(const char *what) {
+    if (!g_cap || g_cap_mode == cudaStreamCaptureModeRelaxed || t_cap_mode == cudaStreamCaptureModeRelaxed)
+        return cudaSuccess;
+    g_cap_broken = true;
+    std::string m = std::string(what) + " while a stream capture records (not in relaxed capture mode)";
     set_error(cudaErrorStreamCaptureUnsupported, m.c_str());
     return cudaErrorStreamCaptureUnsupported;
 }
@@ -588,6 +603,7 @@ cudaError_t cudaDeviceSynchronize(void) { return host_sync("cudaDeviceSynchroniz
 cudaError_t cudaMalloc(void **p, size_t bytes) {
     std::lock_guard<std::recursive_mutex> lk(g_mu);
     *p = NULL;
+    if (cudaError_t e = unsafe_call("cudaMalloc")) return e;
     /* 256-byte aligned, as cudaMalloc guarantees (cuBLAS requires it of a workspace) */
     void *m = aligned_alloc(256, (bytes + 255) / 256 * 256 + (bytes ? 0 : 256));
     if (!m) return cudaErrorMemoryAllocation;
@@ -599,6 +615,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
 cudaError_t cudaFree(void *p) {
     std::lock_guard<std::recursive_mutex> lk(g_mu);
     if (!p) return cudaSuccess;
+    if (cudaError_t e = unsafe_call("cudaFree")) return e;
     auto it = g_allocs.find((uintptr_t)p);
     if (it == g_allocs.end()) {
         set_error(cudaErrorInvalidDevicePointer, "cudaFree of a pointer cudaMalloc did not return");
@@ -705,6 +722,14 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
     g_cap = new CUgraph_st;
     g_cap_origin = s;
     g_cap_broken = false;
+    g_cap_mode = mode;
+    return cudaSuccess;
+}
+cudaError_t cudaThreadExchangeStreamCaptureMode(cudaStreamCaptureMode *mode) {
+    if (!mode || (unsigned)*mode > (unsigned)cudaStreamCaptureModeRelaxed) return cudaErrorInvalidValue;
+    const cudaStreamCaptureMode was = t_cap_mode;
+    t_cap_mode = *mode;
+    *mode = was;
     return cudaSuccess;
 }
 cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {

@@ -4,7 +4,8 @@
  * warp, dynamic shared memory is per launch, a captured graph runs nothing until launched
  * and then runs what was captured each time, launches a GPU refuses are refused, a block
  * whose threads cannot all meet at a barrier is reported instead of hanging, host
- * synchronisation inside a capture invalidates it, and copies outside an allocation fail.
+ * synchronisation inside a capture invalidates it (so does an allocation or a free unless
+ * the thread is in relaxed capture mode), and copies outside an allocation fail.
  * Built only in the emulator's build (DARTSC_CUDA_EMU); a plain main, exit 0 = pass. */
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -213,6 +214,23 @@ int main(void) {
         CHECK(cudaStreamSynchronize(s) == cudaErrorStreamCaptureUnsupported, "a synchronisation while recording");
         CHECK(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated && !g, "invalidates the capture");
         (void)cudaGetLastError();
+
+        /* an allocation while recording: refused, and the capture with it, unless the
+           thread is in relaxed mode (it then stays out of the graph) */
+        float *y = NULL;
+        CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess, "begin");
+        CHECK(cudaMalloc((void **)&y, 4) == cudaErrorStreamCaptureUnsupported && !y, "cudaMalloc while recording");
+        CHECK(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated && !g, "invalidates the capture");
+        (void)cudaGetLastError();
+        CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess, "begin");
+        cudaStreamCaptureMode m = cudaStreamCaptureModeRelaxed;
+        CHECK(cudaThreadExchangeStreamCaptureMode(&m) == cudaSuccess && m == cudaStreamCaptureModeGlobal, "exchange");
+        CHECK(cudaMalloc((void **)&y, 4) == cudaSuccess && y, "cudaMalloc in relaxed mode while recording");
+        CHECK(cudaThreadExchangeStreamCaptureMode(&m) == cudaSuccess && m == cudaStreamCaptureModeRelaxed, "restore");
+        CHECK(cudaFree(y) == cudaErrorStreamCaptureUnsupported, "cudaFree while recording, not relaxed");
+        CHECK(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated && !g, "invalidates the capture");
+        (void)cudaGetLastError();
+        CHECK(cudaFree(y) == cudaSuccess, "cudaFree after the capture");
         cudaFree(x);
     }
     { /* fresh device memory reads as NaN, not zeros */
