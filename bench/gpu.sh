@@ -13,7 +13,7 @@
 #        short device call; the main pairs, the repeat and retraining run either way)
 #
 # Writes OUT_DIR/gpu.jsonl (one JSON line per run: dartsc's `bench --json`, torch_step.py's,
-# retraining steps of both), OUT_DIR/gpu-profile.txt (dartsc's per-op device times) and
+# retraining steps of both, the moonshot's paper-schedule rows), OUT_DIR/gpu-profile.txt (dartsc's per-op device times) and
 # OUT_DIR/gpu-kernels.txt (bench/cuda_kernels: each kernel against its CPU twin, timed),
 # and prints a table: seconds per step, ratio PyTorch/dartsc (> 1: dartsc faster), peak
 # device memory of each side's allocations.
@@ -50,6 +50,27 @@ for o in $orders; do
         --order "$o" --steps "$steps" --warmup "$warmup" --json \
         | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_AUTOTUNE=1"/' >>"$j" || echo "order $o autotuned failed"
 done
+
+# issue #19's moonshot: the Fashion-MNIST demo supernet on the DARTS paper's search schedule
+# (examples/fashion_mnist_paper.dartsc: 50 epochs of 469 second-order steps at batch 64, then
+# 12 epochs of retraining over 60,000 images) in under 15 minutes on one GPU. Its steps timed
+# here (default, autotuned, autotuned with every launch reduction), PyTorch's beside them
+# (the same supernet: 1x28x28, C 8, 5 cells), its retraining steps (DARTS_V2 at the space's
+# C 16, 5 cells, batch 64); the table projects the schedule from the medians (steps only:
+# the epochs' evaluations and the first steps' recordings are left out)
+fm=examples/fashion_mnist_paper.dartsc
+for v in "" "DARTSC_AUTOTUNE=1" "DARTSC_AUTOTUNE=1 DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1"; do
+    env $v timeout 200 "$dartsc" bench "$fm" --device cuda --batch 64 --order 2 --steps "$steps" --warmup "$warmup" \
+        --json | sed "s/\"impl\":\"dartsc\"/\"impl\":\"paper dartsc${v:+ $v}\"/" >>"$j" || echo "paper schedule ($v) failed"
+done
+timeout 200 "$py" bench/torch_step.py --device cuda --space fashion_mnist_paper --in-c 1 --hw 28 --C 8 --layers 5 \
+    --batch 64 --order 2 --steps "$steps" --warmup "$warmup" | sed 's/"impl": "pytorch"/"impl": "paper pytorch"/' >>"$j" \
+    || echo "paper schedule pytorch failed"
+timeout 200 "${RETRAIN_STEP:-$(dirname "$dartsc")/retrain_step}" "$fm" --device cuda --steps "$steps" --warmup "$warmup" \
+    --json | sed 's/"impl":"dartsc"/"impl":"paper dartsc"/' >>"$j" || echo "paper schedule retraining failed"
+timeout 200 "$py" bench/torch_step.py --retrain --device cuda --space fashion_mnist_paper --in-c 1 --hw 28 --C 16 \
+    --layers 5 --batch 64 --aux 0 --drop-path 0 --steps "$steps" --warmup "$warmup" \
+    | sed 's/"impl": "pytorch"/"impl": "paper pytorch"/' >>"$j" || echo "paper schedule pytorch retraining failed"
 
 if [[ ${AB:-all} == all ]]; then
 # the same first-order step with one switch at a time (what each optimisation gains: graphs,
@@ -142,6 +163,24 @@ cat "$j"
 "$py" - "$j" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+# the moonshot's rows (impl "paper ..."): the paper schedule projected from the step medians
+paper = [r for r in rows if r["impl"].startswith("paper ")]
+rows = [r for r in rows if not r["impl"].startswith("paper ")]
+SEARCH_STEPS, RETRAIN_IMAGES = 50 * 469, 12 * 60000
+pr = {r["impl"][6:].split(" ")[0]: r for r in paper if r.get("what") == "retrain"}
+pt = next((r["median_s"] for r in paper if r["impl"] == "paper pytorch" and r.get("what") != "retrain"), None)
+for r in paper:
+    if r.get("what") == "retrain":
+        print(f"paper schedule retraining, {r['impl'][6:]}: {r['median_s']:.4f} s/step, {r['images_per_s']} images/s, "
+              f"12 epochs in {RETRAIN_IMAGES / r['images_per_s'] / 60:.1f} min")
+        continue
+    side = r["impl"][6:].split(" ")[0]
+    rt = pr.get(side)
+    total = SEARCH_STEPS * r["median_s"] + (RETRAIN_IMAGES / rt["images_per_s"] if rt else float("nan"))
+    print(f"paper schedule search, {r['impl'][6:]}: {r['median_s']:.4f} s/step (order {r['order']}), 50 epochs in "
+          f"{SEARCH_STEPS * r['median_s'] / 60:.1f} min; with the retraining {total / 60:.1f} min (target 15)"
+          + (f"; {pt / r['median_s']:.2f}x PyTorch's step" if pt and side == "dartsc" else "")
+          + (f"; chose {r['variant']}" if "variant" in r else ""))
 print(f"{'order':>5} {'dartsc s/step':>14} {'pytorch s/step':>15} {'ratio':>7} {'dartsc dev MiB':>15} {'pytorch dev MiB':>16}")
 for r in rows:
     if r.get("what") == "retrain":
