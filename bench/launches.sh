@@ -37,6 +37,7 @@ variants=("" "DARTSC_CUDA_OWN_1X1=1" "DARTSC_CUDA_BATCH=1" "DARTSC_CUDA_BATCH=1 
           "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1 DARTSC_CUDA_ONE_LAUNCH=1" "DARTSC_NO_SHARE=1")
 # LAUNCH_VARIANTS: a ';'-separated subset to count instead ("default" for no switch);
 # LAUNCH_SUPERNET: pc-darts or fair-darts to count that supernet's step (dartsc bench --supernet);
+# LAUNCH_ORDER=2: the second-order step (default 1);
 # LAUNCH_RETRAIN=1: a retraining step instead (build-emu/retrain_step: DARTS_V2's evaluation
 # network at the space's train block, C 36, 20 cells, drop path 0.2, without the auxiliary
 # head, which 8x8 images are too small for)
@@ -52,7 +53,7 @@ for v in "${variants[@]}"; do
                 --device cuda --batch 2 --steps $st --warmup 2 >"$out/$tag.$st.log" 2>&1
         else
             env $v CUEMU_STATS="$out/$tag.$st.txt" nice "$dartsc" bench "$out/space.dartsc" --device cuda --batch 2 \
-                --order 1 --steps $st --warmup 2 --supernet "${LAUNCH_SUPERNET:-darts}" >"$out/$tag.$st.log" 2>&1
+                --order "${LAUNCH_ORDER:-1}" --steps $st --warmup 2 --supernet "${LAUNCH_SUPERNET:-darts}" >"$out/$tag.$st.log" 2>&1
         fi
     done
     echo "== ${v:-default} ($(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u +%F))"

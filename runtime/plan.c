@@ -730,7 +730,11 @@ static void forward_issue(rt_plan *p, int training) {
         if (e->op == IR_OP_INPUT || e->op == IR_OP_PARAM || p->fused[i]) continue;
         e->training = training;
         e->seed = krng_hash(p->mask_seed, p->step * (uint64_t)p->n + (uint64_t)i);
-        e->seed_dev = p->recording && p->seeds_dev ? p->seeds_dev + (size_t)p->seed_slot * (size_t)p->n + i : NULL;
+        /* only the ops that draw masks read a seed: the others stay free to batch (the CUDA
+           backend never batches a node that reads its seed on the device) */
+        e->seed_dev = p->recording && p->seeds_dev && (e->op == IR_OP_DROPOUT || e->op == IR_OP_DROP_PATH)
+                          ? p->seeds_dev + (size_t)p->seed_slot * (size_t)p->n + i
+                          : NULL;
         issue_node(p, RT_OP_FWD, e);
     }
 }

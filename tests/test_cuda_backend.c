@@ -1145,7 +1145,16 @@ Test(cuda_step, first_order_step_graph_cublas_batched_equals_per_pass_steps) {
  * per step: the bits of the per-pass path at every step (the same masks: each replay's
  * seeds are written before it), and NaN losses on a replay leave the weights and the
  * momentum untouched. */
-Test(cuda_step, retraining_step_graph_with_drop_path_equals_per_pass_steps) {
+static void retrain_drop_path_case(int batch);
+Test(cuda_step, retraining_step_graph_with_drop_path_equals_per_pass_steps) { retrain_drop_path_case(0); }
+/* The same with batched launches: only the drop-path ops read their seeds on the device, so
+ * the network's other same-shaped ops batch (they did not while every node of a pass with
+ * masks was handed a device seed) */
+Test(cuda_step, retraining_step_graph_with_drop_path_batched_equals_per_pass_steps) {
+    setenv("DARTSC_CUDA_BATCH", "1", 1);
+    retrain_drop_path_case(1);
+}
+static void retrain_drop_path_case(int batch) {
     char err[256];
     rt_backend *be = rt_backend_cuda_new(err, sizeof err);
     cr_assert(be, "%s", err);
@@ -1188,6 +1197,14 @@ Test(cuda_step, retraining_step_graph_with_drop_path_equals_per_pass_steps) {
         cr_expect_eq(rt_plan_step(p[0]), rt_plan_step(p[1]), "step %d: plan steps differ", s);
         expect_same_groups(be, p[0], p[1], s);
         expect_same_dev(be, buf[0], buf[1], rt_plan_group(p[0], IR_ROLE_WEIGHT).n, "SGD momentum", s);
+    }
+    for (int k = 0; k < 2; k++) {
+        const rt_lane_stats ls = rt_plan_lane_stats(p[k]);
+        if (batch)
+            cr_expect(ls.batches > 0 && ls.batched_ops > ls.batches, "plan %d: %d batches of %d node ops", k,
+                      ls.batches, ls.batched_ops);
+        else
+            cr_expect_eq(ls.batches, 0, "plan %d: batched without DARTSC_CUDA_BATCH", k);
     }
     poison_classifier(be, p[0]);
     rt_group w = rt_plan_group(p[0], IR_ROLE_WEIGHT);

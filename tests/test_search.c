@@ -1278,6 +1278,56 @@ Test(prefetch, search_bits_and_resume_do_not_depend_on_it, .timeout = 600) {
     }
 }
 
+/* The architecture split's evaluation at each epoch's end: its batches as passes whose
+ * losses and counts stay in backend memory, read once (the default), or each read back as
+ * its batch ends (DARTSC_EVAL_SYNC=1, as before): the same losses and accuracies bit for
+ * bit, and the same run (checkpoint, alpha, metrics). */
+typedef struct evals {
+    double loss[4], acc[4];
+    int n;
+} evals;
+static void evals_cb(void *ctx, const sr_progress *p) {
+    evals *e = ctx;
+    if (p->epoch_end && e->n < 4) {
+        e->loss[e->n] = p->val_loss;
+        e->acc[e->n++] = p->val_acc;
+    }
+}
+Test(search_loop, the_epoch_evaluation_read_once_equals_reading_each_batch, .timeout = 600) {
+    ir_space sp;
+    tu_demo_search_space(&sp); /* 2 epochs */
+    char dir[2][300], err[1024];
+    evals ev[2];
+    memset(ev, 0, sizeof ev);
+    for (int i = 0; i < 2; i++) {
+        snprintf(dir[i], sizeof dir[i], "%s", tu_tmpdir());
+        if (i) unsetenv("DARTSC_EVAL_SYNC");
+        else setenv("DARTSC_EVAL_SYNC", "1", 1);
+        sr_options o = sr_options_default();
+        o.out_dir = dir[i];
+        o.progress = evals_cb;
+        o.progress_ctx = &ev[i];
+        sr_result r;
+        cr_assert_eq(sr_search(&sp, &o, &r, err, sizeof err), 0, "%s", err);
+    }
+    unsetenv("DARTSC_EVAL_SYNC");
+    cr_assert_eq(ev[0].n, 2);
+    cr_assert_eq(ev[1].n, 2);
+    for (int k = 0; k < 2; k++) {
+        cr_expect(isfinite(ev[0].loss[k]) && ev[0].acc[k] > 0.0, "epoch %d: loss %g, accuracy %g", k, ev[0].loss[k],
+                  ev[0].acc[k]);
+        cr_expect(memcmp(&ev[0].loss[k], &ev[1].loss[k], sizeof(double)) == 0 && ev[0].acc[k] == ev[1].acc[k],
+                  "epoch %d: loss %.17g / %.17g, accuracy %.17g / %.17g", k, ev[0].loss[k], ev[1].loss[k], ev[0].acc[k],
+                  ev[1].acc[k]);
+    }
+    const char *files[3] = {"checkpoint.dtns", "genotype.json", "alpha.jsonl"};
+    for (int f = 0; f < 3; f++) tu_expect_same_file(dir[0], dir[1], files[f]);
+    char *ma = metrics_without_timing(dir[0]), *mb = metrics_without_timing(dir[1]);
+    cr_expect_str_eq(ma, mb);
+    free(ma);
+    free(mb);
+}
+
 /* The search loop on a weight gradient that is not finite while every loss is: the stem's
  * convolution weight made NaN in a checkpoint. The stem reaches the cells only through their
  * preprocessing ReLUs, which map NaN to 0, so both losses and alpha's gradient stay finite,
