@@ -373,7 +373,7 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
     case IR_OP_DROPOUT: if (dx) kcpu_dropout_backward(dx, dy, n->aux, len); break;
     case IR_OP_DROP_PATH: {
         int N = (int)n->in[0].shape[0];
-        if (dx) kcpu_droppath_backward(dx, dy, n->aux, N, len / N);
+        if (dx) (n->grad_set & 1u ? kcpu_droppath_backward_set : kcpu_droppath_backward)(dx, dy, n->aux, N, len / N);
         break;
     }
     case IR_OP_SQMEAN: if (dx) kcpu_axpy(dx, 2.f * dy[0] / (float)n->in[0].numel, x, n->in[0].numel); break;
@@ -410,7 +410,7 @@ static int cpu_sets_grad(rt_backend *be, const rt_exec_node *n, int k) {
         kconv2d_desc d = conv_desc(n);
         return kcpu_conv2d_sets_dx(&d);
     }
-    case IR_OP_BATCHNORM: case IR_OP_RELU: case IR_OP_SHIFT: return k == 0;
+    case IR_OP_BATCHNORM: case IR_OP_RELU: case IR_OP_SHIFT: case IR_OP_DROP_PATH: return k == 0;
     case IR_OP_ADD: case IR_OP_MEAN: case IR_OP_CONCAT: return k < 32;
     case IR_OP_WSUM: case IR_OP_MIXED: case IR_OP_WMIXED: return k >= 1 && k < 17;
     default: return 0;

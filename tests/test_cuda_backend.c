@@ -1154,10 +1154,20 @@ Test(cuda_step, retraining_step_graph_with_drop_path_batched_equals_per_pass_ste
     setenv("DARTSC_CUDA_BATCH", "1", 1);
     retrain_drop_path_case(1);
 }
+/* counts the batches of drop paths the recordings issue */
+static void (*rd_run_batch0)(rt_backend *be, int bwd, const rt_exec_node *const *nodes, int n);
+static int rd_dp_batches[2];
+static void rd_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nodes, int n) {
+    if (nodes[0]->op == IR_OP_DROP_PATH) rd_dp_batches[bwd != 0]++;
+    rd_run_batch0(be, bwd, nodes, n);
+}
 static void retrain_drop_path_case(int batch) {
     char err[256];
     rt_backend *be = rt_backend_cuda_new(err, sizeof err);
     cr_assert(be, "%s", err);
+    rd_run_batch0 = be->run_batch;
+    be->run_batch = rd_run_batch;
+    memset(rd_dp_batches, 0, sizeof rd_dp_batches);
     ir_space sp;
     tiny_space(&sp);
     sp.in_h = sp.in_w = 32; /* the auxiliary head pools 5x5 after the second reduction */
@@ -1206,6 +1216,9 @@ static void retrain_drop_path_case(int batch) {
         else
             cr_expect_eq(ls.batches, 0, "plan %d: batched without DARTSC_CUDA_BATCH", k);
     }
+    if (batch) /* drop paths too, their seeds on the device */
+        cr_expect(rd_dp_batches[0] > 0 && rd_dp_batches[1] > 0, "drop-path batches: %d forward, %d backward",
+                  rd_dp_batches[0], rd_dp_batches[1]);
     poison_classifier(be, p[0]);
     rt_group w = rt_plan_group(p[0], IR_ROLE_WEIGHT);
     float *keep[2] = {dev_zeros(be, w.n), dev_zeros(be, w.n)};
@@ -2106,6 +2119,140 @@ static void ol_end(rt_backend *gpu, cudaStream_t s) {
     OL_CK(cudaStreamDestroy(s));
     cr_expect(!kcuda_last_error(), "%s", kcuda_last_error());
     gpu->destroy(gpu);
+}
+
+/* Drop path: the forward in one launch (each element draws its sample's mask) gives the
+ * CPU twin's output and masks bit for bit; the backward written whole (grad_set: the
+ * runtime does not zero dx first) gives the bits of zeroing and adding, on both backends,
+ * a -0 product included (dropped samples with negative gradients: 0 + -0 is +0). N 7
+ * samples of 13 values (no multiple of a block), p 0.5. */
+Test(cuda_vec, drop_path_one_launch_forward_and_written_backward_match_the_cpu) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    const int N = 7;
+    const int64_t per = 13, n = N * per;
+    const size_t b = (size_t)n * 4;
+    float *x = malloc(b), *dy = malloc(b), *y = malloc(b), *yc = malloc(b), *dx = malloc(b), *dxc = malloc(b),
+          *dxa = malloc(b), m[7], mc[7];
+    tu_fill_uniform(x, n, -1.f, 1.f, 41);
+    tu_fill_uniform(dy, n, -1.f, 1.f, 43);
+    float *dxd, *dyd, *yd, *md, *xd;
+    OL_CK(cudaMalloc((void **)&xd, b));
+    OL_CK(cudaMalloc((void **)&yd, b));
+    OL_CK(cudaMalloc((void **)&dyd, b));
+    OL_CK(cudaMalloc((void **)&dxd, b));
+    OL_CK(cudaMalloc((void **)&md, sizeof m));
+    OL_CK(cudaMemcpy(xd, x, b, cudaMemcpyHostToDevice));
+    OL_CK(cudaMemcpy(dyd, dy, b, cudaMemcpyHostToDevice));
+    kcuda_droppath_forward(yd, md, xd, N, per, 0.5f, 1234, s);
+    kcpu_droppath_forward(yc, mc, x, N, per, 0.5f, 1234);
+    OL_CK(cudaMemcpyAsync(y, yd, b, cudaMemcpyDeviceToHost, s));
+    OL_CK(cudaMemcpyAsync(m, md, sizeof m, cudaMemcpyDeviceToHost, s));
+    OL_CK(cudaStreamSynchronize(s));
+    cr_expect_arr_eq(m, mc, sizeof m, "drop-path masks differ from the CPU twin");
+    cr_expect_arr_eq(y, yc, b, "drop-path outputs differ from the CPU twin");
+    int dropped = 0, negzero = 0;
+    for (int k = 0; k < N; k++) dropped += mc[k] == 0.0f;
+    for (int64_t i = 0; i < n; i++) negzero += mc[i / per] == 0.0f && dy[i] < 0.0f;
+    cr_assert(dropped > 0 && dropped < N && negzero > 0, "%d of %d samples dropped, %d -0 products", dropped, N, negzero);
+    /* written whole over garbage, against zeroed then added, on the device and the host */
+    OL_CK(cudaMemsetAsync(dxd, 0x7f, b, s));
+    kcuda_droppath_backward_set(dxd, dyd, md, N, per, s);
+    OL_CK(cudaMemcpyAsync(dx, dxd, b, cudaMemcpyDeviceToHost, s));
+    OL_CK(cudaMemsetAsync(dxd, 0, b, s));
+    kcuda_droppath_backward(dxd, dyd, md, N, per, s);
+    OL_CK(cudaMemcpyAsync(dxa, dxd, b, cudaMemcpyDeviceToHost, s));
+    OL_CK(cudaStreamSynchronize(s));
+    for (int64_t i = 0; i < n; i++) dxc[i] = 12345.0f;
+    kcpu_droppath_backward_set(dxc, dy, mc, N, per);
+    cr_expect_arr_eq(dx, dxa, b, "written drop-path gradient differs from zeroed + added");
+    cr_expect_arr_eq(dx, dxc, b, "written drop-path gradient differs from the CPU twin");
+    int minus0 = 0;
+    for (int64_t i = 0; i < n; i++) minus0 += mc[i / per] == 0.0f && signbit(dx[i]);
+    cr_expect_eq(minus0, 0, "%d elements of dropped samples are -0", minus0);
+    memset(dxc, 0, b);
+    kcpu_droppath_backward(dxc, dy, mc, N, per);
+    float *dxs = malloc(b);
+    for (int64_t i = 0; i < n; i++) dxs[i] = -7.0f;
+    kcpu_droppath_backward_set(dxs, dy, mc, N, per);
+    cr_expect_arr_eq(dxs, dxc, b, "the CPU's written drop-path gradient differs from zeroed + added");
+    free(dxs);
+    cudaFree(xd); cudaFree(yd); cudaFree(dyd); cudaFree(dxd); cudaFree(md);
+    free(x); free(dy); free(y); free(yc); free(dx); free(dxc); free(dxa);
+    ol_end(gpu, s);
+}
+
+/* Batched drop paths (3 problems, each its own seed on the device): the forward in one
+ * launch gives each problem its single call's masks and outputs, the backward (added and
+ * written) its single call's gradient, bit for bit. */
+Test(cuda_batch_vec, drop_paths_batched_equal_single_calls) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    enum { M = 3, N = 5 };
+    const int64_t per = 37, n = N * per;
+    const size_t b = (size_t)n * 4;
+    float *x[M], *y[M], *mk[M], *dy[M], *dx[M];
+    uint64_t *sd[M];
+    float *h = malloc(b);
+    for (int i = 0; i < M; i++) {
+        OL_CK(cudaMalloc((void **)&x[i], b));
+        OL_CK(cudaMalloc((void **)&y[i], b));
+        OL_CK(cudaMalloc((void **)&dy[i], b));
+        OL_CK(cudaMalloc((void **)&dx[i], b));
+        OL_CK(cudaMalloc((void **)&mk[i], N * 4));
+        OL_CK(cudaMalloc((void **)&sd[i], 8));
+        const uint64_t seed = 77 + 1000 * (uint64_t)i;
+        OL_CK(cudaMemcpy(sd[i], &seed, 8, cudaMemcpyHostToDevice));
+        tu_fill_uniform(h, n, -1.f, 1.f, 50 + (uint64_t)i);
+        OL_CK(cudaMemcpy(x[i], h, b, cudaMemcpyHostToDevice));
+        tu_fill_uniform(h, n, -1.f, 1.f, 60 + (uint64_t)i);
+        OL_CK(cudaMemcpy(dy[i], h, b, cudaMemcpyHostToDevice));
+    }
+    float want_y[M][N * 37], want_m[M][N], want_dx[2][M][N * 37];
+    for (int i = 0; i < M; i++) { /* single calls */
+        kcuda_droppath_forward_dev(y[i], mk[i], x[i], N, per, 0.4f, 0, sd[i], s);
+        OL_CK(cudaMemcpyAsync(want_y[i], y[i], b, cudaMemcpyDeviceToHost, s));
+        OL_CK(cudaMemcpyAsync(want_m[i], mk[i], N * 4, cudaMemcpyDeviceToHost, s));
+        for (int set = 0; set < 2; set++) {
+            OL_CK(cudaMemsetAsync(dx[i], 0, b, s)); /* the added one onto zeros, the written one over them */
+            (set ? kcuda_droppath_backward_set : kcuda_droppath_backward)(dx[i], dy[i], mk[i], N, per, s);
+            OL_CK(cudaMemcpyAsync(want_dx[set][i], dx[i], b, cudaMemcpyDeviceToHost, s));
+        }
+    }
+    OL_CK(cudaStreamSynchronize(s));
+    int dropped = 0;
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < N; k++) dropped += want_m[i][k] == 0.0f;
+    cr_assert(dropped > 0 && dropped < M * N, "%d of %d samples dropped", dropped, M * N);
+    for (int i = 0; i < M; i++) { /* poison what the batch writes */
+        OL_CK(cudaMemsetAsync(y[i], 0x7f, b, s));
+        OL_CK(cudaMemsetAsync(mk[i], 0x7f, N * 4, s));
+    }
+    kcuda_droppath_forward_batch(M, y, mk, (const float *const *)x, N, per, 0.4f, (const uint64_t *const *)sd, s);
+    for (int i = 0; i < M; i++) {
+        float got_m[N];
+        OL_CK(cudaMemcpyAsync(h, y[i], b, cudaMemcpyDeviceToHost, s));
+        OL_CK(cudaMemcpyAsync(got_m, mk[i], N * 4, cudaMemcpyDeviceToHost, s));
+        OL_CK(cudaStreamSynchronize(s));
+        cr_expect_arr_eq(h, want_y[i], b, "problem %d: batched drop-path output differs from its single call", i);
+        cr_expect_arr_eq(got_m, want_m[i], N * 4, "problem %d: batched drop-path mask differs", i);
+    }
+    for (int set = 0; set < 2; set++) {
+        for (int i = 0; i < M; i++) OL_CK(cudaMemsetAsync(dx[i], set ? 0x7f : 0, b, s));
+        kcuda_droppath_backward_batch(M, dx, (const float *const *)dy, (const float *const *)mk, N, per, set, s);
+        for (int i = 0; i < M; i++) {
+            OL_CK(cudaMemcpyAsync(h, dx[i], b, cudaMemcpyDeviceToHost, s));
+            OL_CK(cudaStreamSynchronize(s));
+            cr_expect_arr_eq(h, want_dx[set][i], b, "problem %d: batched drop-path gradient (%s) differs", i,
+                             set ? "written" : "added");
+        }
+    }
+    cr_expect(!kcuda_last_error(), "%s", kcuda_last_error());
+    for (int i = 0; i < M; i++) {
+        cudaFree(x[i]); cudaFree(y[i]); cudaFree(dy[i]); cudaFree(dx[i]); cudaFree(mk[i]); cudaFree(sd[i]);
+    }
+    free(h);
+    ol_end(gpu, s);
 }
 
 Test(cuda_one_launch, batch_norms_match_two_launches_bit_for_bit) {

@@ -573,6 +573,52 @@ Test(autodiff, fusions_change_no_gradient_bit_on_planes_vectors_straddle) { fusi
 Test(autodiff, fusions_change_no_gradient_bit_pc_darts) { fusion_bits_case(8, (ir_supernet_opts){.partial = 2, .edge_norm = 1}); }
 Test(autodiff, fusions_change_no_gradient_bit_fair_darts) { fusion_bits_case(8, (ir_supernet_opts){.sigmoid = 1}); }
 
+/* The same for a retraining step: DARTS_V2's evaluation network with drop path (p 0.3:
+ * dropped samples, so dy * 0 products, -0 where dy < 0) and the auxiliary head. With the
+ * fusions the drop paths' backwards write their input gradients whole (grad_set) instead
+ * of adding them to zeroed buffers: the same loss and weight gradients bit for bit. */
+static void eval_grads(int fused, float *loss, float **w, int64_t *nw) {
+    if (fused) unsetenv("DARTSC_NO_FUSION");
+    else setenv("DARTSC_NO_FUSION", "1", 1);
+    ir_space sp;
+    tiny_space(&sp);
+    sp.in_h = sp.in_w = 32; /* the auxiliary head pools 5x5 after the second reduction */
+    ir_genotype gt;
+    ir_genotype_darts_v2(&gt);
+    ir_eval_opts eo = {.C = 4, .layers = 3, .batch = 6, .aux = 1, .aux_weight = 0.4f, .drop_path = 1};
+    ir_net net;
+    cr_assert_eq(ir_space_build_eval(&sp, &gt, &eo, &net), 0, "%s", net.error);
+    harness h = {.g = net.graph, .labels = net.labels, .loss = net.loss};
+    make_plan(&h, 11);
+    unsetenv("DARTSC_NO_FUSION");
+    rt_plan_set_drop_path(h.p, 0.3f);
+    float img[6 * 2 * 32 * 32];
+    const int64_t ni = (int64_t)6 * sp.in_c * 32 * 32;
+    cr_assert(ni <= (int64_t)(sizeof img / sizeof img[0]));
+    tu_fill_uniform(img, ni, -1.f, 1.f, 19);
+    rt_set_input(h.p, net.images, img, (size_t)ni * 4);
+    *loss = loss_at(&h);
+    cr_assert_eq(rt_backward(h.p, RT_GRAD_W), 0);
+    rt_group gw = rt_plan_group(h.p, IR_ROLE_WEIGHT);
+    *nw = gw.n;
+    *w = malloc((size_t)gw.n * 4);
+    memcpy(*w, gw.grad, (size_t)gw.n * 4);
+    free_harness(&h);
+}
+Test(autodiff, fusions_change_no_gradient_bit_in_a_retraining_step_with_drop_path) {
+    float loss[2], *w[2];
+    int64_t nw[2];
+    for (int f = 0; f < 2; f++) eval_grads(f, &loss[f], &w[f], &nw[f]);
+    cr_assert_eq(nw[0], nw[1]);
+    double s = 0;
+    for (int64_t i = 0; i < nw[0]; i++) s += fabs(w[0][i]);
+    cr_assert(s > 0 && isfinite(loss[0]), "loss %g, gradients' sum %g", loss[0], s);
+    cr_expect_eq(memcmp(&loss[0], &loss[1], 4), 0, "training loss differs with fusion: %.9g vs %.9g", loss[0], loss[1]);
+    cr_expect_arr_eq(w[0], w[1], (size_t)nw[0] * 4, "weight gradients differ with fusion");
+    free(w[0]);
+    free(w[1]);
+}
+
 /* rt_pass is rt_forward + rt_backward without the loss read in between (on the CPU, which
  * records no graphs, it runs the same code): the same loss through rt_loss, the same
  * correct count, the same gradient bits, one step counted; and it refuses a mask outside

@@ -572,6 +572,17 @@ void kcpu_droppath_backward(float *dx, const float *dy, const float *mask, int N
     }
 }
 
+void kcpu_droppath_backward_set(float *dx, const float *dy, const float *mask, int N, int64_t per_sample) {
+    if (!dx) return;
+#pragma omp parallel for schedule(static) if ((int64_t)N * per_sample > 32768)
+    for (int n = 0; n < N; n++) {
+        const float m = mask[n];
+        const float *gp = dy + (int64_t)n * per_sample;
+        float *dp = dx + (int64_t)n * per_sample;
+        for (int64_t i = 0; i < per_sample; i++) dp[i] = 0.0f + gp[i] * m;
+    }
+}
+
 /* ---- optimisers (PyTorch single-tensor algorithms, float arithmetic) ---- */
 void kcpu_sgd_step(float *w, float *buf, const float *grad, int64_t n, float lr, float momentum, float wd) {
 #pragma omp parallel for schedule(static) if (n > 32768)

@@ -209,6 +209,8 @@ void kcpu_droppath_forward(float *y, float *mask, const float *x, int N, int64_t
 void kcpu_dropout_backward(float *dx, const float *dy, const float *mask, int64_t n);
 /* dx += dy * mask[sample] */
 void kcpu_droppath_backward(float *dx, const float *dy, const float *mask, int N, int64_t per_sample);
+/* dx = 0 + dy * mask[sample]: written whole, the bits of zeroing dx first */
+void kcpu_droppath_backward_set(float *dx, const float *dy, const float *mask, int N, int64_t per_sample);
 
 /* ---- optimisers over one flat parameter vector ---- */
 /* PyTorch SGD: g = grad + wd*w; buf = momentum*buf + g (buf = g on the first step is

@@ -90,9 +90,6 @@ static int bn_too_big(const kbn_desc *d, const char *what) {
  * blockIdx.z (gridDim.z: the problems of the launch; no kernel here uses z otherwise),
  * reading that problem's entry where the parameter lies (__grid_constant__: no per-thread
  * copy of the table). Everything else is the single kernel's code. */
-#ifndef __grid_constant__ /* the CUDA emulator (tests/cuemu): a plain C++ parameter */
-#define __grid_constant__
-#endif
 template <typename IO, int B> struct bn_batch {
     IO p[B];
 };

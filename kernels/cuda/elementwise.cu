@@ -319,11 +319,48 @@ __global__ static void droppath_mask_k(float *mask, int N, float p, float scale,
     if (seedp) seed = *seedp;
     KCUDA_GRID_STRIDE(n, N) mask[n] = (p <= 0.0f) ? 1.0f : (krng_uniform(seed, (uint64_t)n) >= p ? scale : 0.0f);
 }
+/* add 1: backward, y is dx, x is dy; add 2: the backward written whole, 0 + dy * mask (the
+ * bits of adding to a zeroed dx: a -0 product becomes +0). Element i; the single and the
+ * batched kernels share it. */
+__device__ static inline void droppath_apply_at(float *y, const float *mask, const float *x, int64_t i,
+                                                int64_t per_sample, int add) {
+    if (add == 1) y[i] += x[i] * mask[i / per_sample];
+    else if (add == 2) y[i] = 0.0f + x[i] * mask[i / per_sample];
+    else y[i] = x[i] * mask[i / per_sample];
+}
 __global__ static void droppath_apply_k(float *y, const float *mask, const float *x, int64_t total, int64_t per_sample, int add) {
-    KCUDA_GRID_STRIDE(i, total) {
-        if (add) y[i] += x[i] * mask[i / per_sample]; /* backward: y is dx, x is dy */
-        else y[i] = x[i] * mask[i / per_sample];
-    }
+    KCUDA_GRID_STRIDE(i, total) droppath_apply_at(y, mask, x, i, per_sample, add);
+}
+/* The forward in one launch: each element draws its sample's mask value as droppath_mask_k
+ * does (the same expression, so the same bits) and the sample's first element writes it. */
+__device__ static inline void droppath_fwd_at(float *y, float *mask, const float *x, int64_t i, int64_t per_sample,
+                                              float p, float scale, uint64_t seed) {
+    const int64_t n = i / per_sample;
+    const float m = (p <= 0.0f) ? 1.0f : (krng_uniform(seed, (uint64_t)n) >= p ? scale : 0.0f);
+    if (i == n * per_sample) mask[n] = m;
+    y[i] = x[i] * m;
+}
+__global__ static void droppath_fwd_k(float *y, float *mask, const float *x, int64_t total, int64_t per_sample,
+                                      float p, float scale, uint64_t seed, const uint64_t *seedp) {
+    if (seedp) seed = *seedp;
+    KCUDA_GRID_STRIDE(i, total) droppath_fwd_at(y, mask, x, i, per_sample, p, scale, seed);
+}
+/* Batched: problem blockIdx.z (kcuda.h "batched launches"). */
+struct dp_batch {
+    float *y[KCUDA_MAX_BATCH], *mask[KCUDA_MAX_BATCH];
+    const float *x[KCUDA_MAX_BATCH];
+    const uint64_t *seed[KCUDA_MAX_BATCH];
+};
+__global__ static void droppath_fwd_batch_k(const __grid_constant__ dp_batch P, int64_t total, int64_t per_sample,
+                                            float p, float scale) {
+    const int z = blockIdx.z;
+    const uint64_t seed = *P.seed[z];
+    KCUDA_GRID_STRIDE(i, total) droppath_fwd_at(P.y[z], P.mask[z], P.x[z], i, per_sample, p, scale, seed);
+}
+__global__ static void droppath_apply_batch_k(const __grid_constant__ dp_batch P, int64_t total, int64_t per_sample,
+                                              int add) {
+    const int z = blockIdx.z;
+    KCUDA_GRID_STRIDE(i, total) droppath_apply_at(P.y[z], P.mask[z], P.x[z], i, per_sample, add);
 }
 __global__ static void dropout_bwd_k(float *dx, const float *dy, const float *mask, int64_t n) {
     KCUDA_GRID_STRIDE(i, n) dx[i] += dy[i] * mask[i];
@@ -346,10 +383,13 @@ extern "C" void kcuda_droppath_forward_dev(float *y, float *mask, const float *x
                                            uint64_t seed, const uint64_t *seed_dev, cudaStream_t s) {
     const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     if (N <= 0) return;
-    droppath_mask_k<<<kcuda_blocks(N), KCUDA_THREADS, 0, s>>>(mask, N, p, scale, seed, seed_dev);
-    launchCheck();
-    if (per_sample <= 0) return;
-    LAUNCH1(droppath_apply_k, (int64_t)N * per_sample, y, mask, x, (int64_t)N * per_sample, per_sample, 0);
+    if (per_sample <= 0) { /* the masks alone */
+        droppath_mask_k<<<kcuda_blocks(N), KCUDA_THREADS, 0, s>>>(mask, N, p, scale, seed, seed_dev);
+        launchCheck();
+        return;
+    }
+    LAUNCH1(droppath_fwd_k, (int64_t)N * per_sample, y, mask, x, (int64_t)N * per_sample, per_sample, p, scale, seed,
+            seed_dev);
 }
 /* seeds[i] = krng_hash(base, step * nodes + i), i < nodes: a pass's seeds, as the runtime
  * draws them on the host for an eager pass. */
@@ -370,6 +410,40 @@ extern "C" void kcuda_droppath_backward(float *dx, const float *dy, const float 
                                         cudaStream_t s) {
     if (!dx || N <= 0 || per_sample <= 0) return;
     LAUNCH1(droppath_apply_k, (int64_t)N * per_sample, dx, mask, dy, (int64_t)N * per_sample, per_sample, 1);
+}
+extern "C" void kcuda_droppath_backward_set(float *dx, const float *dy, const float *mask, int N, int64_t per_sample,
+                                            cudaStream_t s) {
+    if (!dx || N <= 0 || per_sample <= 0) return;
+    LAUNCH1(droppath_apply_k, (int64_t)N * per_sample, dx, mask, dy, (int64_t)N * per_sample, per_sample, 2);
+}
+static int dp_batch_check(int n, int N, int64_t per_sample, const char *what) {
+    if (n < 1 || n > KCUDA_MAX_BATCH || N <= 0 || per_sample <= 0)
+        KCUDA_FAIL_(what, "problems outside 1..KCUDA_MAX_BATCH or an empty tensor", return -1);
+    return 0;
+}
+extern "C" void kcuda_droppath_forward_batch(int n, float *const *y, float *const *mask, const float *const *x, int N,
+                                             int64_t per_sample, float p, const uint64_t *const *seed_dev,
+                                             cudaStream_t s) {
+    if (dp_batch_check(n, N, per_sample, "kcuda_droppath_forward_batch") || !seed_dev) return;
+    dp_batch P;
+    memset(&P, 0, sizeof P);
+    for (int i = 0; i < n; i++) P.y[i] = y[i], P.mask[i] = mask[i], P.x[i] = x[i], P.seed[i] = seed_dev[i];
+    const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    const int64_t total = (int64_t)N * per_sample;
+    droppath_fwd_batch_k<<<dim3(kcuda_blocks(total), 1, (unsigned)n), KCUDA_THREADS, 0, s>>>(P, total, per_sample, p,
+                                                                                             scale);
+    launchCheck();
+}
+extern "C" void kcuda_droppath_backward_batch(int n, float *const *dx, const float *const *dy, const float *const *mask,
+                                              int N, int64_t per_sample, int set, cudaStream_t s) {
+    if (dp_batch_check(n, N, per_sample, "kcuda_droppath_backward_batch") || !dx) return;
+    dp_batch P;
+    memset(&P, 0, sizeof P);
+    for (int i = 0; i < n; i++) P.y[i] = dx[i], P.mask[i] = (float *)mask[i], P.x[i] = dy[i];
+    const int64_t total = (int64_t)N * per_sample;
+    droppath_apply_batch_k<<<dim3(kcuda_blocks(total), 1, (unsigned)n), KCUDA_THREADS, 0, s>>>(P, total, per_sample,
+                                                                                               set ? 2 : 1);
+    launchCheck();
 }
 
 /* ---- optimisers ----

@@ -202,6 +202,13 @@ void kcuda_bn_backward_batch(int n, float *const *dx, float *const *dgamma, floa
 
 /* Pooling (any shape; the backwards accumulate into dx as the single ones). */
 void kcuda_maxpool_forward_batch(int n, float *const *y, const float *const *x, const kpool_desc *d, cudaStream_t s);
+/* Drop paths of N samples of per_sample values each with probability p > 0, seeds read on
+ * the device (seed_dev[i]: a recorded pass's): the forward in one launch (mask[i] and
+ * y[i]), the backward (set: written whole, kcuda_droppath_backward_set) in one. */
+void kcuda_droppath_forward_batch(int n, float *const *y, float *const *mask, const float *const *x, int N,
+                                  int64_t per_sample, float p, const uint64_t *const *seed_dev, cudaStream_t s);
+void kcuda_droppath_backward_batch(int n, float *const *dx, const float *const *dy, const float *const *mask, int N,
+                                   int64_t per_sample, int set, cudaStream_t s);
 void kcuda_maxpool_backward_batch(int n, float *const *dx, const float *const *dy, const float *const *x,
                                   const kpool_desc *d, cudaStream_t s);
 void kcuda_avgpool_forward_batch(int n, float *const *y, const float *const *x, const kpool_desc *d, cudaStream_t s);
@@ -393,6 +400,9 @@ void kcuda_droppath_forward_dev(float *y, float *mask, const float *x, int N, in
 void kcuda_fill_seeds(uint64_t *seeds, uint64_t base, uint64_t step, int64_t nodes, cudaStream_t s);
 void kcuda_droppath_backward(float *dx, const float *dy, const float *mask, int N, int64_t per_sample,
                              cudaStream_t s);
+/* dx = 0 + dy * mask[sample]: the backward written whole (the bits of zeroing dx first). */
+void kcuda_droppath_backward_set(float *dx, const float *dy, const float *mask, int N, int64_t per_sample,
+                                 cudaStream_t s);
 
 /* ---- optimisers over one flat parameter vector (PyTorch semantics, see kcpu.h) ---- */
 void kcuda_sgd_step(float *w, float *buf, const float *grad, int64_t n, float lr, float momentum, float wd,

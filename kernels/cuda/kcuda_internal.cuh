@@ -100,6 +100,10 @@ __device__ static inline double kcuda_block_sum0(double v, double *sh) {
  * a recorded graph start from 0; the counters are per lane, because lanes run
  * concurrently. Integer atomics only: no float is added in a scheduling order. (The
  * pattern of CUDA's threadFenceReduction sample, fenced on both sides.) */
+#ifndef __grid_constant__ /* the CUDA emulator (tests/cuemu): a plain C++ parameter */
+#define __grid_constant__
+#endif
+
 /* Entries of each pointer array of a batched cuBLAS call (problems times samples); more
  * go in several calls. 96 KB per lane. */
 #define KCUDA_PTR_CAP 4096

@@ -474,7 +474,7 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
     case IR_OP_DROPOUT: if (dx) kcuda_dropout_backward(dx, dy, n->aux, len, s); break;
     case IR_OP_DROP_PATH: {
         int N = (int)n->in[0].shape[0];
-        if (dx) kcuda_droppath_backward(dx, dy, n->aux, N, len / N, s);
+        if (dx) (n->grad_set & 1u ? kcuda_droppath_backward_set : kcuda_droppath_backward)(dx, dy, n->aux, N, len / N, s);
         break;
     }
     }
@@ -501,7 +501,7 @@ static int cu_sets_grad(rt_backend *be, const rt_exec_node *n, int k) {
         kconv2d_desc d = conv_desc(n);
         return kcuda_conv2d_sets_dx(&d);
     }
-    case IR_OP_BATCHNORM: case IR_OP_SHIFT: case IR_OP_RELU: return k == 0;
+    case IR_OP_BATCHNORM: case IR_OP_SHIFT: case IR_OP_RELU: case IR_OP_DROP_PATH: return k == 0;
     case IR_OP_ADD: case IR_OP_MEAN: case IR_OP_CONCAT: return k < 32;
     case IR_OP_WSUM: case IR_OP_MIXED: case IR_OP_WMIXED: return k >= 1 && k < 17;
     default: return 0;
@@ -542,8 +542,8 @@ static int cu_batches(rt_backend *be, int bwd, const rt_exec_node *a, const rt_e
     if (!((cuda_backend *)be)->batch) return 0;
     if (a->op != b->op || a->n_in != b->n_in || a->training != b->training || a->relu_in != b->relu_in ||
         a->grad_set != b->grad_set || a->defer_out != b->defer_out ||
-        (a->out_grad_scale == NULL) != (b->out_grad_scale == NULL) || a->bn_sync || b->bn_sync || a->seed_dev ||
-        b->seed_dev)
+        (a->out_grad_scale == NULL) != (b->out_grad_scale == NULL) || a->bn_sync || b->bn_sync ||
+        ((a->seed_dev || b->seed_dev) && a->op != IR_OP_DROP_PATH))
         return 0;
     /* a mixed op's alpha (weight) row is its own */
     const int ia0 = a->op == IR_OP_MIXED || a->op == IR_OP_WMIXED ? IR_A_MIXED_COL0 : 0;
@@ -564,6 +564,11 @@ static int cu_batches(rt_backend *be, int bwd, const rt_exec_node *a, const rt_e
         return kcuda_bn_batch_ok(&d);
     }
     case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: return 1;
+    /* drop paths that draw their masks from seeds on the device (a recorded pass), and any
+       drop path's backward (its mask saved) */
+    case IR_OP_DROP_PATH:
+        return a->in[0].ndim >= 1 && a->in[0].shape[0] > 0 && a->in[0].numel > 0 &&
+               (bwd || (a->training && a->fattr[IR_F_P] > 0 && a->seed_dev && b->seed_dev));
     case IR_OP_MIXED: return kcuda_mixed_batch_ok(a->n_in - 1, (int)a->in[0].shape[1], a->out.numel);
     case IR_OP_WMIXED: return kcuda_wmixed_batch_ok(a->n_in - 1, a->out.numel);
     default: return 0;
@@ -652,6 +657,26 @@ static void cu_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nod
             COL(2, out.grad);
             if (mx) kcuda_maxpool_backward_batch(m, p[1], (const float *const *)p[2], (const float *const *)p[0], &d, s);
             else kcuda_avgpool_backward_batch(m, p[1], (const float *const *)p[2], &d, s);
+            break;
+        }
+        case IR_OP_DROP_PATH: {
+            const int N = (int)a->in[0].shape[0];
+            const int64_t per = a->in[0].numel / N;
+            for (int i = 0; i < m; i++) p[2][i] = nd[i]->aux; /* the masks */
+            if (!bwd) {
+                const uint64_t *seeds[KCUDA_MAX_BATCH];
+                for (int i = 0; i < m; i++) seeds[i] = nd[i]->seed_dev;
+                COL(0, in[0].data);
+                COL(1, out.data);
+                kcuda_droppath_forward_batch(m, p[1], p[2], (const float *const *)p[0], N, per, a->fattr[IR_F_P], seeds,
+                                             s);
+                break;
+            }
+            if (!a->in[0].grad) break;
+            COL(0, in[0].grad);
+            COL(1, out.grad);
+            kcuda_droppath_backward_batch(m, p[0], (const float *const *)p[1], (const float *const *)p[2], N, per,
+                                          (int)(a->grad_set & 1u), s);
             break;
         }
         case IR_OP_MIXED: { /* rows of alpha (and of its gradient) per node; candidates i * nc + k */
