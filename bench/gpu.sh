@@ -13,7 +13,8 @@
 #        short device call; the main pairs, the repeat and retraining run either way)
 #
 # Writes OUT_DIR/gpu.jsonl (one JSON line per run: dartsc's `bench --json`, torch_step.py's,
-# retraining steps of both, the moonshot's paper-schedule rows), OUT_DIR/gpu-profile.txt (dartsc's per-op device times) and
+# retraining steps of both, the moonshot's paper-schedule rows), OUT_DIR/gpu-profile.txt (dartsc's per-op device times;
+# gpu-profile-batched.txt: with every launch reduction, batches timed as issued) and
 # OUT_DIR/gpu-kernels.txt (bench/cuda_kernels: each kernel against its CPU twin, timed),
 # and prints a table: seconds per step, ratio PyTorch/dartsc (> 1: dartsc faster), peak
 # device memory of each side's allocations.
@@ -156,6 +157,12 @@ done
 if [[ ${SKIP_PROFILE:-0} != 1 ]]; then
     timeout 200 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 --steps 3 \
         --warmup 2 --profile >"$out/gpu-profile.txt" 2>&1 || echo "profile run failed (rc $?)"
+    # the same with every launch reduction, the batches timed as issued (DARTSC_SCHEDULE_EAGER:
+    # the passes through the schedule on one lane, each batch one timed call): where the
+    # batched step's device time goes, kernel family by family
+    DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1 DARTSC_CUDA_ONE_LAUNCH=1 DARTSC_SCHEDULE_EAGER=1 timeout 200 \
+        "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 --steps 3 --warmup 2 \
+        --profile >"$out/gpu-profile-batched.txt" 2>&1 || echo "batched profile run failed (rc $?)"
     ck=${CUDA_KERNELS:-$(dirname "$dartsc")/cuda_kernels}
     [ -x "$ck" ] && timeout 120 "$ck" 30 >"$out/gpu-kernels.txt" 2>&1 || echo "cuda_kernels failed or missing (rc $?)"
 fi
@@ -209,3 +216,4 @@ for o in sorted({r["order"] for r in rows}):
           f"{d.get('peak_device_alloc_mb', -1) if d else -1:>15} {t.get('peak_device_alloc_mb', -1) if t else -1:>16}")
 EOF
 if [[ -f $out/gpu-profile.txt ]]; then cat "$out/gpu-profile.txt"; fi
+if [[ -f $out/gpu-profile-batched.txt ]]; then echo "== batched (every launch reduction)"; cat "$out/gpu-profile-batched.txt"; fi

@@ -21,16 +21,20 @@
  * a device with marks (CUDA events) each op is bracketed by two marks in the work queue
  * and timed by the device after the step: the device's own time for the op, launches
  * queued ahead as in an unprofiled step (no synchronisation inside it; graphs off, each
- * op launched on its own), and the step's time not inside any op is printed too. */
+ * op launched on its own), and the step's time not inside any op is printed too. With
+ * DARTSC_SCHEDULE_EAGER=1 the passes go through the runtime's schedule on one lane, so a
+ * batching backend's batches (DARTSC_CUDA_BATCH=1) are timed as the calls they are: each
+ * row says how many nodes ran in how many launches (calls of the backend). */
 enum { PROF_DW = IR_OP_COUNT, PROF_PW, PROF_PW2, PROF_DW_F, PROF_PW_F, PROF_PW2_F, PROF_CONV_F, PROF_KINDS };
 static double prof_t[2][PROF_KINDS];
-static long prof_n[2][PROF_KINDS];
+static long prof_n[2][PROF_KINDS], prof_e[2][PROF_KINDS]; /* nodes, and the calls that ran them */
 static void (*prof_fwd)(rt_backend *, const rt_exec_node *);
 static void (*prof_bwd)(rt_backend *, const rt_exec_node *);
+static void (*prof_batch)(rt_backend *, int, const rt_exec_node *const *, int);
 static int prof_dev; /* timing by device marks */
 typedef struct prof_mark {
     void *a, *b;
-    int dir, kind;
+    int dir, kind, nodes;
 } prof_mark;
 static prof_mark *prof_marks;
 static int prof_nmarks, prof_cap;
@@ -43,8 +47,10 @@ static int prof_kind(const rt_exec_node *n) {
         return n->iattr[IR_A_CONV_STRIDE_H] == 1 && n->iattr[IR_A_CONV_STRIDE_W] == 1 ? PROF_PW : PROF_PW2;
     return IR_OP_CONV2D;
 }
-static void prof_run(rt_backend *be, const rt_exec_node *n, int dir, int k) {
+/* One call timed: node n alone (batch NULL), or the nb nodes of batch as one run_batch. */
+static void prof_call(rt_backend *be, const rt_exec_node *n, const rt_exec_node *const *batch, int nb, int dir, int k) {
     void (*f)(rt_backend *, const rt_exec_node *) = dir ? prof_bwd : prof_fwd;
+    const int nodes = batch ? nb : 1;
     if (prof_dev) {
         if (prof_nmarks == prof_cap) {
             prof_cap = prof_cap ? 2 * prof_cap : 4096;
@@ -54,23 +60,29 @@ static void prof_run(rt_backend *be, const rt_exec_node *n, int dir, int k) {
         prof_mark *m = &prof_marks[prof_nmarks++];
         m->dir = dir;
         m->kind = k;
+        m->nodes = nodes;
         m->a = be->mark(be);
-        f(be, n);
+        if (batch) prof_batch(be, dir, batch, nb);
+        else f(be, n);
         m->b = be->mark(be);
         return;
     }
     double t0 = sr_now();
-    f(be, n);
+    if (batch) prof_batch(be, dir, batch, nb);
+    else f(be, n);
     prof_t[dir][k] += sr_now() - t0;
-    prof_n[dir][k]++;
+    prof_n[dir][k] += nodes;
+    prof_e[dir][k]++;
 }
+static void prof_run(rt_backend *be, const rt_exec_node *n, int dir, int k) { prof_call(be, n, NULL, 0, dir, k); }
 /* After a step's synchronisation: the device's times of its marked ops. */
 static void prof_collect(rt_backend *be) {
     if (!prof_dev || !prof_nmarks) return;
     for (int i = 0; i < prof_nmarks; i++) {
         prof_mark *m = &prof_marks[i];
         prof_t[m->dir][m->kind] += be->mark_elapsed(be, m->a, m->b);
-        prof_n[m->dir][m->kind]++;
+        prof_n[m->dir][m->kind] += m->nodes;
+        prof_e[m->dir][m->kind]++;
     }
     prof_step_dev += be->mark_elapsed(be, prof_marks[0].a, prof_marks[prof_nmarks - 1].b);
     prof_nmarks = 0;
@@ -120,6 +132,30 @@ static void prof_backward(rt_backend *be, const rt_exec_node *n) {
     }
     prof_run(be, n, 1, k);
 }
+/* A batch of nodes (DARTSC_SCHEDULE_EAGER with the backend's batches): one call, timed as
+ * one; on the device a convolution batch's data and filter gradients apart, as above. */
+static void prof_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nodes, int n) {
+    const int k = prof_kind(nodes[0]);
+    const rt_exec_node *a = nodes[0];
+    if (prof_dev && bwd && a->op == IR_OP_CONV2D && a->in[0].grad && a->in[1].grad && n <= 64) {
+        rt_exec_node d[64], f[64];
+        const rt_exec_node *pd[64], *pf[64];
+        for (int i = 0; i < n; i++) {
+            d[i] = *nodes[i];
+            f[i] = *nodes[i];
+            d[i].in[1].grad = NULL;
+            f[i].in[0].grad = NULL;
+            f[i].grad_set = 0;
+            pd[i] = &d[i];
+            pf[i] = &f[i];
+        }
+        prof_call(be, NULL, pd, n, 1, k);
+        prof_call(be, NULL, pf, n, 1,
+                  k == PROF_DW ? PROF_DW_F : k == PROF_PW ? PROF_PW_F : k == PROF_PW2 ? PROF_PW2_F : PROF_CONV_F);
+        return;
+    }
+    prof_call(be, NULL, nodes, n, bwd != 0, k);
+}
 static void prof_print(int steps) {
     double total = 0;
     for (int d = 0; d < 2; d++)
@@ -141,9 +177,9 @@ static void prof_print(int steps) {
                              : k == PROF_PW2_F  ? "conv2d-1x1-strided dw"
                              : k == PROF_CONV_F ? "conv2d dw"
                                                 : ir_op_name((ir_op)k);
-            fprintf(stderr, "  %-8s %-21s %8.5f s %5.1f %%  %6ld calls %8.1f us/call\n", d ? "backward" : "forward", nm,
-                    prof_t[d][k] / steps, 100.0 * prof_t[d][k] / total, prof_n[d][k] / steps,
-                    1e6 * prof_t[d][k] / (double)prof_n[d][k]);
+            fprintf(stderr, "  %-8s %-21s %8.5f s %5.1f %%  %6ld nodes %6ld launches %8.1f us/launch\n",
+                    d ? "backward" : "forward", nm, prof_t[d][k] / steps, 100.0 * prof_t[d][k] / total,
+                    prof_n[d][k] / steps, prof_e[d][k] / steps, 1e6 * prof_t[d][k] / (double)prof_e[d][k]);
         }
 }
 
@@ -215,6 +251,10 @@ int dartsc_cmd_bench(int argc, char **argv) {
         prof_bwd = be->backward;
         be->forward = prof_forward;
         be->backward = prof_backward;
+        if (be->run_batch) { /* batches: issued only with DARTSC_SCHEDULE_EAGER=1 once graphs are off */
+            prof_batch = be->run_batch;
+            be->run_batch = prof_run_batch;
+        }
         prof_dev = be->mark && be->mark_elapsed && be->marks_reset;
         /* per-op timing needs each op launched on its own */
         if (prof_dev) setenv("DARTSC_NO_GRAPHS", "1", 1);

@@ -80,6 +80,7 @@ struct rt_plan {
     void *graph[8];
     uint8_t seen[8];
     int graphs;                       /* the backend records graphs and DARTSC_NO_GRAPHS is unset */
+    int sched_eager;                  /* DARTSC_SCHEDULE_EAGER: eager passes through the schedule */
     uint64_t mask_seed;               /* base of the dropout / drop-path seeds */
     uint64_t *seeds_dev;              /* per node, the seeds of a recorded pass (backend fill_seeds;
                                          NULL where there are no masks to draw or no hook) */
@@ -467,6 +468,10 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     p->graphs = be->capture_begin && be->capture_end && be->replay && be->graph_free && !opts->bn_sync &&
                 !getenv("DARTSC_NO_GRAPHS");
     p->step_graphs = p->graphs && !getenv("DARTSC_NO_STEP_GRAPHS");
+    /* eager passes issued through runtime/schedule.c on one lane (in depth order, the
+       backend's batches as in a recording): what `dartsc bench --profile` times of the
+       batched launches, which recordings alone issue otherwise */
+    p->sched_eager = !p->graphs && be->batches && be->run_batch && getenv("DARTSC_SCHEDULE_EAGER");
     const char *at = getenv("DARTSC_AUTOTUNE"), *tt = getenv("DARTSC_AUTOTUNE_TRIALS");
     p->tune_variants = 1;
     if (p->step_graphs && at && *at && strcmp(at, "0") != 0 && be->variants && be->set_variant && be->synchronize) {
@@ -862,6 +867,20 @@ int rt_pass(rt_plan *p, int training, unsigned mask) {
             p->graphs = 0; /* the backend could not record this plan's passes: eager from now on */
         }
         p->seen[key] = 1;
+    }
+    if (p->sched_eager) {
+        const uint64_t step = p->step;
+        rt_oplist ops = {0};
+        p->collect = &ops;
+        forward_issue(p, training);
+        int rc = mask ? rt_backward(p, mask) : 0;
+        p->collect = NULL;
+        if (!ops.oom && rt_issue_lanes(be, &ops, 1, p->scratch, p->scratch_stride, &p->lane_stats) == 0) {
+            rt_oplist_free(&ops);
+            return rc;
+        }
+        rt_oplist_free(&ops); /* out of memory: the pass issued as it is made */
+        p->step = step;
     }
     forward_issue(p, training);
     return mask ? rt_backward(p, mask) : 0;

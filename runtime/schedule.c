@@ -246,7 +246,7 @@ int rt_issue_lanes(rt_backend *be, const rt_oplist *l, int nlanes, float *scratc
     if (st) memset(st, 0, sizeof *st);
     if (st) st->issue_order = order_out;
     const int n = l->n;
-    if (nlanes < 2 || !be->set_lane || !be->lane_signal || !be->lane_wait || l->oom) return -1;
+    if (nlanes < 1 || !be->set_lane || !be->lane_signal || !be->lane_wait || l->oom) return -1;
     const int batching = be->batches && be->run_batch && !getenv("DARTSC_NO_BATCH");
     /* units: [ustart[u], ustart[u + 1]) */
     int *ustart = malloc(((size_t)n + 1) * sizeof *ustart);

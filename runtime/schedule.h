@@ -45,7 +45,8 @@ typedef struct rt_lane_stats {
                           the order rt_issue_lanes issued it (for tests) */
 } rt_lane_stats;
 
-/* Issues l's ops on lanes 0..nlanes-1 of be (inside a capture), lane k's ops with scratch
+/* Issues l's ops on lanes 0..nlanes-1 of be (inside a capture, or on one lane outside
+ * one: DARTSC_SCHEDULE_EAGER's profiling), lane k's ops with scratch
  * + k * scratch_stride (floats) as their scratch, and leaves be on lane 0. Where be batches
  * (rt_backend.batches, unless DARTSC_NO_BATCH is set), the ops go in order of their depth
  * in the dependence graph, and node ops of one depth that the backend accepts together go
