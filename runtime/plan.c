@@ -422,7 +422,8 @@ static void plan_mixed_inputs(rt_plan *p) {
 }
 
 /* Schedule steps a buffer outlives its last use (see rt_plan_new): DARTSC_LANE_SLACK, else
- * RT_LANE_SLACK for a training plan on lanes and 0 otherwise. */
+ * RT_LANE_SLACK for a training plan on lanes (or issued through the schedule eagerly) and 0
+ * otherwise. */
 #define RT_LANE_SLACK 256
 static int lane_slack(const rt_plan *p) {
     const char *v = getenv("DARTSC_LANE_SLACK");
@@ -433,7 +434,8 @@ static int lane_slack(const rt_plan *p) {
     }
     /* plans without gradients (evaluation) run eagerly in practice: rt_forward, not
      * rt_pass; their values are freed right after their last use as before */
-    return p->lanes > 1 && p->grads_max ? RT_LANE_SLACK : 0;
+    /* DARTSC_SCHEDULE_EAGER plans as if on lanes: their passes then batch as recordings do */
+    return (p->lanes > 1 || p->sched_eager) && p->grads_max ? RT_LANE_SLACK : 0;
 }
 
 static void compute_needs_grad(rt_plan *p, unsigned mask, const uint8_t *reach, uint8_t *ng) {
