@@ -115,6 +115,38 @@ for o in $orders; do
     done
 done
 
+# retraining: DARTS_V2's evaluation network at the paper's size (C 36, 20 cells, batch 96,
+# auxiliary head 0.4, drop path 0.2; with drop path 0 too: no random masks, so dartsc
+# replays its pass as a CUDA graph)
+rs=${RETRAIN_STEP:-$(dirname "$dartsc")/retrain_step}
+for dp in 0.2 0; do
+    timeout 200 "$rs" examples/darts_cifar10.dartsc --device cuda --steps "$steps" --warmup "$warmup" --drop-path "$dp" \
+        --json >>"$j" || echo "retrain_step (drop path $dp) failed"
+    timeout 300 "$py" bench/torch_step.py --retrain --device cuda --space darts_cifar10 --C 36 --layers 20 --batch 96 \
+        --aux 0.4 --drop-path "$dp" --steps "$steps" --warmup "$warmup" >>"$j" || echo "pytorch retrain failed"
+done
+# retraining with every launch reduction (this session's batched drop paths; the retraining
+# step batched nothing before), and autotuned (batching and one-launch reductions timed)
+for v in "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1 DARTSC_CUDA_ONE_LAUNCH=1" "DARTSC_AUTOTUNE=1"; do
+    env $v timeout 200 "$rs" examples/darts_cifar10.dartsc --device cuda --steps "$steps" --warmup "$warmup" \
+        --drop-path 0.2 --json | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $v\"/" >>"$j" || echo "retrain ($v) failed"
+done
+# drop path 0.2 on one lane (what the lanes gain in retraining)
+[[ ${AB:-all} == all ]] && { DARTSC_CUDA_LANES=1 timeout 200 "$rs" examples/darts_cifar10.dartsc --device cuda --steps "$steps" \
+    --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc-1-lane"/' >>"$j" || echo "retrain on one lane failed"; }
+# dartsc's per-op device profile (eager, one lane) and, at the end, every kernel alone against
+# its CPU twin (bench/cuda_kernels.cu); SKIP_PROFILE=1 leaves both out
+if [[ ${SKIP_PROFILE:-0} != 1 ]]; then
+    timeout 200 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 --steps 3 \
+        --warmup 2 --profile >"$out/gpu-profile.txt" 2>&1 || echo "profile run failed (rc $?)"
+    # the same with every launch reduction, the batches timed as issued (DARTSC_SCHEDULE_EAGER:
+    # the passes through the schedule on one lane, each batch one timed call): where the
+    # batched step's device time goes, kernel family by family
+    DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1 DARTSC_CUDA_ONE_LAUNCH=1 DARTSC_SCHEDULE_EAGER=1 timeout 200 \
+        "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 --steps 3 --warmup 2 \
+        --profile >"$out/gpu-profile-batched.txt" 2>&1 || echo "batched profile run failed (rc $?)"
+fi
+# rows of lower priority last, so that a call cut short by its time loses only these:
 # the supernet with one copy of each pool, FactorizedReduce ReLU and shift per edge
 # (DARTSC_NO_SHARE=1, PyTorch's structure) against the default's one per cell and state
 DARTSC_NO_SHARE=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
@@ -139,30 +171,7 @@ done
 DARTSC_NO_STEP_GRAPHS=1 timeout 200 "${RETRAIN_STEP:-$(dirname "$dartsc")/retrain_step}" examples/darts_cifar10.dartsc \
     --device cuda --steps "$steps" --warmup "$warmup" --drop-path 0.2 --json \
     | sed 's/"impl":"dartsc"/"impl":"dartsc-no-step-graphs"/' >>"$j" || echo "retrain without step graphs failed"
-# retraining: DARTS_V2's evaluation network at the paper's size (C 36, 20 cells, batch 96,
-# auxiliary head 0.4, drop path 0.2; with drop path 0 too: no random masks, so dartsc
-# replays its pass as a CUDA graph)
-rs=${RETRAIN_STEP:-$(dirname "$dartsc")/retrain_step}
-for dp in 0.2 0; do
-    timeout 200 "$rs" examples/darts_cifar10.dartsc --device cuda --steps "$steps" --warmup "$warmup" --drop-path "$dp" \
-        --json >>"$j" || echo "retrain_step (drop path $dp) failed"
-    timeout 300 "$py" bench/torch_step.py --retrain --device cuda --space darts_cifar10 --C 36 --layers 20 --batch 96 \
-        --aux 0.4 --drop-path "$dp" --steps "$steps" --warmup "$warmup" >>"$j" || echo "pytorch retrain failed"
-done
-# drop path 0.2 on one lane (what the lanes gain in retraining)
-[[ ${AB:-all} == all ]] && { DARTSC_CUDA_LANES=1 timeout 200 "$rs" examples/darts_cifar10.dartsc --device cuda --steps "$steps" \
-    --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc-1-lane"/' >>"$j" || echo "retrain on one lane failed"; }
-# dartsc's per-op device profile (eager, one lane) and every kernel alone against its CPU
-# twin (bench/cuda_kernels.cu); SKIP_PROFILE=1 leaves both out
 if [[ ${SKIP_PROFILE:-0} != 1 ]]; then
-    timeout 200 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 --steps 3 \
-        --warmup 2 --profile >"$out/gpu-profile.txt" 2>&1 || echo "profile run failed (rc $?)"
-    # the same with every launch reduction, the batches timed as issued (DARTSC_SCHEDULE_EAGER:
-    # the passes through the schedule on one lane, each batch one timed call): where the
-    # batched step's device time goes, kernel family by family
-    DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1 DARTSC_CUDA_ONE_LAUNCH=1 DARTSC_SCHEDULE_EAGER=1 timeout 200 \
-        "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" --order 1 --steps 3 --warmup 2 \
-        --profile >"$out/gpu-profile-batched.txt" 2>&1 || echo "batched profile run failed (rc $?)"
     ck=${CUDA_KERNELS:-$(dirname "$dartsc")/cuda_kernels}
     [ -x "$ck" ] && timeout 120 "$ck" 30 >"$out/gpu-kernels.txt" 2>&1 || echo "cuda_kernels failed or missing (rc $?)"
 fi
