@@ -561,26 +561,25 @@ void kcpu_dropout_backward(float *dx, const float *dy, const float *mask, int64_
     for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * mask[i];
 }
 
-void kcpu_droppath_backward(float *dx, const float *dy, const float *mask, int N, int64_t per_sample) {
+/* set: dx = 0 + dy * mask, the bits of adding to a zeroed dx (a -0 product becomes +0) */
+static void droppath_backward(float *dx, const float *dy, const float *mask, int N, int64_t per_sample, int set) {
     if (!dx) return;
 #pragma omp parallel for schedule(static) if ((int64_t)N * per_sample > 32768)
     for (int n = 0; n < N; n++) {
         const float m = mask[n];
         const float *gp = dy + (int64_t)n * per_sample;
         float *dp = dx + (int64_t)n * per_sample;
-        for (int64_t i = 0; i < per_sample; i++) dp[i] += gp[i] * m;
+        if (set)
+            for (int64_t i = 0; i < per_sample; i++) dp[i] = 0.0f + gp[i] * m;
+        else
+            for (int64_t i = 0; i < per_sample; i++) dp[i] += gp[i] * m;
     }
 }
-
+void kcpu_droppath_backward(float *dx, const float *dy, const float *mask, int N, int64_t per_sample) {
+    droppath_backward(dx, dy, mask, N, per_sample, 0);
+}
 void kcpu_droppath_backward_set(float *dx, const float *dy, const float *mask, int N, int64_t per_sample) {
-    if (!dx) return;
-#pragma omp parallel for schedule(static) if ((int64_t)N * per_sample > 32768)
-    for (int n = 0; n < N; n++) {
-        const float m = mask[n];
-        const float *gp = dy + (int64_t)n * per_sample;
-        float *dp = dx + (int64_t)n * per_sample;
-        for (int64_t i = 0; i < per_sample; i++) dp[i] = 0.0f + gp[i] * m;
-    }
+    droppath_backward(dx, dy, mask, N, per_sample, 1);
 }
 
 /* ---- optimisers (PyTorch single-tensor algorithms, float arithmetic) ---- */

@@ -935,16 +935,20 @@ static void pw_backward_filter(float *dw, const float *dy, const float *x, const
  * (one GEMM arithmetic) each problem gets its single call's bits; on a GPU cuBLAS may pick
  * another kernel for another batch count, so the products may differ from the single
  * call's in rounding (same bits run to run). */
+/* Entry e's three pointers (C, A, B) into c[0], a[0], b[0]: the kernel's and the host's. */
+template <int B>
+__host__ __device__ static inline void pw_ptrs_at(const kb_ptrs<B> &P, int per, int64_t e, int64_t so, int64_t sa,
+                                                  int64_t sb, float **c, float **a, float **b) {
+    const int i = (int)(e / per);
+    const int64_t t = e - (int64_t)i * per;
+    *c = P.o[i] + t * so;
+    *a = (float *)P.a[i] + t * sa;
+    *b = (float *)P.b[i] + t * sb;
+}
 template <int B> __global__ static void pw_ptrs_k(float **tab, kb_ptrs<B> P, int per, int64_t e0, int cnt,
                                                   int64_t so, int64_t sa, int64_t sb) {
-    KCUDA_GRID_STRIDE(j, cnt) {
-        const int64_t e = e0 + j;
-        const int i = (int)(e / per);
-        const int64_t t = e - (int64_t)i * per;
-        tab[j] = P.o[i] + t * so;
-        tab[KCUDA_PTR_CAP + j] = (float *)P.a[i] + t * sa;
-        tab[2 * KCUDA_PTR_CAP + j] = (float *)P.b[i] + t * sb;
-    }
+    KCUDA_GRID_STRIDE(j, cnt)
+        pw_ptrs_at(P, per, e0 + j, so, sa, sb, tab + j, tab + KCUDA_PTR_CAP + j, tab + 2 * KCUDA_PTR_CAP + j);
 }
 /* For m problems of `per` GEMMs each, GEMM t of problem i: C = P.o[i] + t so, A = P.a[i] +
  * t sa, B = P.b[i] + t sb; C = op(A) op(B) + beta C (column-major, cuBLAS's arguments). */
@@ -959,14 +963,8 @@ static void pw_blas_batched(const kb_ptrs<KB_MAX> &P, int m, int per, int64_t so
         float **host = NULL, **tc, **ta_, **tb_;
         float **dev = kcuda_rec_ptrs(3 * (int64_t)cnt, &host);
         if (dev) { /* recording: the host writes pw_ptrs_k's arrays into the recording's table */
-            for (int j = 0; j < cnt; j++) {
-                const int64_t e = e0 + j;
-                const int i = (int)(e / per);
-                const int64_t t = e - (int64_t)i * per;
-                host[j] = P.o[i] + t * so;
-                host[cnt + j] = (float *)P.a[i] + t * sa;
-                host[2 * cnt + j] = (float *)P.b[i] + t * sb;
-            }
+            for (int j = 0; j < cnt; j++)
+                pw_ptrs_at(P, per, e0 + j, so, sa, sb, host + j, host + cnt + j, host + 2 * cnt + j);
             tc = dev, ta_ = dev + cnt, tb_ = dev + 2 * cnt;
         } else {
             float **tab = kcuda_g.ptrs;
