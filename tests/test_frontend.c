@@ -219,6 +219,30 @@ Test(frontend, test_fashion_mnist_example_is_small) {
     fe_diags_free(&d);
 }
 
+/* Issue #19's moonshot configuration: the demo's supernet on the DARTS paper's search
+ * schedule (50 epochs, second order, batch 64, the whole training set split in halves)
+ * and the long configuration's retraining. */
+Test(frontend, test_fashion_mnist_paper_example_is_the_papers_schedule) {
+    ir_space sp, demo;
+    fe_diags d, dd;
+    compile_example("examples/fashion_mnist_paper.dartsc", &sp, &d);
+    compile_example("examples/fashion_mnist.dartsc", &demo, &dd);
+    cr_assert_eq(d.n_warnings, 0);
+    cr_assert_eq(sp.data, IR_DATA_FASHION_MNIST);
+    cr_assert(sp.in_c == demo.in_c && sp.in_h == demo.in_h && sp.C == demo.C && sp.layers == demo.layers);
+    cr_assert(sp.normal.n_ops == demo.normal.n_ops && sp.normal.n_nodes == demo.normal.n_nodes);
+    cr_assert_eq(sp.search.epochs, 50);
+    cr_assert_eq(sp.search.order, 2);
+    cr_assert_eq(sp.search.batch, 64);
+    cr_assert_eq(sp.search.subset, 0);
+    FEQ(sp.search.train_portion, 0.5f);
+    FEQ(sp.search.w_lr, 0.025f);
+    FEQ(sp.search.a_lr, 3e-4f);
+    cr_assert(sp.train_C == 16 && sp.train_layers == 5 && sp.train.epochs == 12 && sp.train.subset == 0);
+    fe_diags_free(&d);
+    fe_diags_free(&dd);
+}
+
 Test(frontend, test_custom_5node_example_lowers) {
     ir_space sp;
     fe_diags d;
