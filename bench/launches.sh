@@ -14,6 +14,7 @@
 # minus a run of 2 warm-up + 1 step (the step is recorded whole from the third on). About
 # 2 minutes per run on 2 cores; 16 runs.
 set -euo pipefail
+{ # read whole before it runs: editing this file during a run (minutes of emulation) changes nothing
 cd "$(dirname "$0")/.."
 out=${1:-bench/out/launches}
 dartsc=${DARTSC:-./build-emu/dartsc}
@@ -59,3 +60,5 @@ for v in "${variants[@]}"; do
     echo "== ${v:-default} ($(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u +%F))"
     python3 tests/cuemu/stats.py "$out/$tag.2.txt" --minus "$out/$tag.1.txt" | tee "$out/$tag.table.txt" | tail -11
 done
+exit
+}
