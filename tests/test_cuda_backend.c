@@ -935,16 +935,21 @@ static void expect_same_groups(rt_backend *be, rt_plan *pa, rt_plan *pb, int ste
  * with graphs off, a pass goes through the runtime's schedule on one lane, its same-shaped
  * independent ops batched (DARTSC_CUDA_BATCH=1), and gives the bits of the pass issued as
  * it is made, for both gradient masks, over three passes with parameter updates between. */
-Test(cuda_net, eager_passes_through_the_schedule_batch_with_the_same_bits) {
-    setenv("DARTSC_CUDA_BATCH", "1", 1);
-    setenv("DARTSC_NO_GRAPHS", "1", 1);
+/* A CUDA backend, and the tiny space's supernet at batch into net. */
+static rt_backend *cuda_tiny_supernet(ir_space *sp, int batch, ir_net *net) {
     char err[256];
     rt_backend *be = rt_backend_cuda_new(err, sizeof err);
     cr_assert(be, "%s", err);
+    tiny_space(sp);
+    cr_assert_eq(ir_space_build_supernet(sp, batch, net), 0, "%s", net->error);
+    return be;
+}
+Test(cuda_net, eager_passes_through_the_schedule_batch_with_the_same_bits) {
+    setenv("DARTSC_CUDA_BATCH", "1", 1);
+    setenv("DARTSC_NO_GRAPHS", "1", 1);
     ir_space sp;
-    tiny_space(&sp);
     ir_net net;
-    cr_assert_eq(ir_space_build_supernet(&sp, 4, &net), 0, "%s", net.error);
+    rt_backend *be = cuda_tiny_supernet(&sp, 4, &net);
     setenv("DARTSC_SCHEDULE_EAGER", "1", 1);
     rt_plan *p[2] = {step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 0), NULL};
     unsetenv("DARTSC_SCHEDULE_EAGER");
@@ -987,13 +992,9 @@ Test(cuda_net, eager_passes_through_the_schedule_batch_with_the_same_bits) {
 }
 
 static void darts_step_graph_case(int order, int tune) {
-    char err[256];
-    rt_backend *be = rt_backend_cuda_new(err, sizeof err);
-    cr_assert(be, "%s", err);
     ir_space sp;
-    tiny_space(&sp);
     ir_net net;
-    cr_assert_eq(ir_space_build_supernet(&sp, 8, &net), 0, "%s", net.error);
+    rt_backend *be = cuda_tiny_supernet(&sp, 8, &net);
     if (tune) setenv("DARTSC_AUTOTUNE", "1", 1);
     rt_plan *p[2] = {step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 0),
                      step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 1)};
@@ -1225,12 +1226,8 @@ static void retrain_drop_path_case(int batch) {
     memset(rd_dp_batches, 0, sizeof rd_dp_batches);
     ir_space sp;
     tiny_space(&sp);
-    sp.in_h = sp.in_w = 32; /* the auxiliary head pools 5x5 after the second reduction */
-    ir_genotype gt;
-    ir_genotype_darts_v2(&gt);
-    ir_eval_opts eo = {.C = 4, .layers = 3, .batch = 8, .aux = 1, .aux_weight = 0.4f, .drop_path = 1};
     ir_net net;
-    cr_assert_eq(ir_space_build_eval(&sp, &gt, &eo, &net), 0, "%s", net.error);
+    tu_darts_v2_net(&sp, 8, &net);
     rt_plan *p[2] = {step_plan(be, net.graph, RT_GRAD_W, 0), step_plan(be, net.graph, RT_GRAD_W, 1)};
     ir_train_config tc = sp.train;
     tc.w_clip = 0.5f;

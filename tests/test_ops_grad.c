@@ -582,12 +582,8 @@ static void eval_grads(int fused, float *loss, float **w, int64_t *nw) {
     else setenv("DARTSC_NO_FUSION", "1", 1);
     ir_space sp;
     tiny_space(&sp);
-    sp.in_h = sp.in_w = 32; /* the auxiliary head pools 5x5 after the second reduction */
-    ir_genotype gt;
-    ir_genotype_darts_v2(&gt);
-    ir_eval_opts eo = {.C = 4, .layers = 3, .batch = 6, .aux = 1, .aux_weight = 0.4f, .drop_path = 1};
     ir_net net;
-    cr_assert_eq(ir_space_build_eval(&sp, &gt, &eo, &net), 0, "%s", net.error);
+    tu_darts_v2_net(&sp, 6, &net);
     harness h = {.g = net.graph, .labels = net.labels, .loss = net.loss};
     make_plan(&h, 11);
     unsetenv("DARTSC_NO_FUSION");

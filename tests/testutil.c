@@ -236,6 +236,14 @@ void tu_run_search(const ir_space *sp, const char *dir, int resume, int64_t stop
 
 /* ---- the tiny Fashion-MNIST search space and run-directory helpers ---- */
 
+void tu_darts_v2_net(ir_space *sp, int batch, ir_net *net) {
+    sp->in_h = sp->in_w = 32;
+    ir_genotype gt;
+    ir_genotype_darts_v2(&gt);
+    ir_eval_opts eo = {.C = 4, .layers = 3, .batch = batch, .aux = 1, .aux_weight = 0.4f, .drop_path = 1};
+    cr_assert_eq(ir_space_build_eval(sp, &gt, &eo, net), 0, "%s", net->error);
+}
+
 void tu_tiny_fmnist_space(ir_space *sp) {
     ir_space_darts_cifar10(sp);
     snprintf(sp->name, sizeof sp->name, "test");

@@ -78,6 +78,11 @@ void tu_parity_compare_params(tu_parity *t, struct rt_plan *p, const struct rt_t
  * first 128 training images (64 + 64 in the DARTS split). */
 struct ir_space;
 void tu_tiny_fmnist_space(struct ir_space *sp);
+/* DARTS_V2's evaluation network of sp (the retraining's) at 32x32 (its auxiliary head pools
+ * 5x5 after the second reduction): C 4, 3 cells, batch, the auxiliary head at 0.4 and
+ * drop-path nodes; sp's input size is set to it. */
+struct ir_net;
+void tu_darts_v2_net(struct ir_space *sp, int batch, struct ir_net *net);
 /* DIR/candidates.jsonl as a JSON array, each row without its "seconds" (wall time). */
 struct json_t;
 struct json_t *tu_load_candidates(const char *dir);
