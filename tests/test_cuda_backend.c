@@ -244,6 +244,15 @@ Test(cuda_ops, conv_1x1_own_kernels_stride2_blocks_and_tails) {
     setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
     conv_case(8, 24, 17, 19, 20, 1, 1, 2, 0, 0, 1, 1, TOL_LIBRARY);
 }
+/* Pixel groups that cross samples (1x1 planes: each group of 4 pixels spans 4 samples,
+ * read one at a time) and a ragged last group (7 pixels), with output and input channels
+ * not multiples of 4 (3 x 5: one row of two 4 x 4 tiles, partly empty; 128 lanes); and
+ * 3x3 planes (9 pixels a sample) over 5 samples with 6 -> 10 channels. */
+Test(cuda_ops, conv_1x1_own_kernels_groups_across_samples) {
+    setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
+    conv_case(7, 5, 1, 1, 3, 1, 1, 1, 0, 0, 1, 1, TOL_LIBRARY);
+    conv_case(5, 6, 3, 3, 10, 1, 1, 1, 0, 0, 1, 1, TOL_LIBRARY);
+}
 Test(cuda_ops, conv_1x1_own_kernels_wide_input_uses_cublas) {
     setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
     conv_case(2, 80, 5, 5, 64, 1, 1, 1, 0, 0, 1, 1, TOL_LIBRARY);
@@ -2371,13 +2380,17 @@ Test(cuda_one_launch, own_1x1_filter_gradient_matches_two_launches_bit_for_bit) 
     setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
     cudaStream_t s;
     rt_backend *gpu = ol_begin(&s);
-    /* (N, C, H, W, K, relu, kernel nodes one-launch): 21 blocks of partial tiles; a block
-     * per multiprocessor (132 on an H200; up to 256 keep the 256 outputs' partials within
-     * PW_ONE_LAUNCH_MAX); one block of 4,096 outputs; 15 blocks of 4,096 (61,440
-     * partials, within it); 64 blocks of 4,096 (262,144: above it, so two launches stay) */
-    const int sh[6][7] = {{8, 24, 17, 19, 20, 0, 1}, {8, 24, 17, 19, 20, 1, 1}, {64, 16, 32, 32, 16, 0, 1},
-                          {1, 64, 10, 10, 64, 0, 1}, {2, 64, 25, 38, 64, 1, 1}, {8, 64, 32, 32, 64, 0, 2}};
-    for (int i = 0; i < 6; i++) {
+    /* (N, C, H, W, K, relu, kernel nodes one-launch), blocks by pw_filter_blocks (at least
+     * 8 groups of 4 pixels per lane, at most 2 per multiprocessor: 264 on the emulator's
+     * H200): 11 blocks of 480 outputs in 30 tiles (8 lanes), pixels one at a time (17x19);
+     * 128 blocks of 256 outputs (16 lanes, 32,768 partials, within PW_ONE_LAUNCH_MAX),
+     * 16-byte loads; 4 blocks of 4,096 outputs (one lane); 16 blocks of 4,096 (65,536
+     * partials: the limit itself); 60 blocks of 4,096 (245,760) and 256 blocks of 4,096
+     * (1,048,576): above it, so two launches stay */
+    const int sh[7][7] = {{8, 24, 17, 19, 20, 0, 1}, {8, 24, 17, 19, 20, 1, 1}, {64, 16, 32, 32, 16, 0, 1},
+                          {1, 64, 10, 10, 64, 0, 1}, {2, 64, 16, 16, 64, 1, 1}, {2, 64, 25, 38, 64, 1, 2},
+                          {8, 64, 32, 32, 64, 0, 2}};
+    for (int i = 0; i < 7; i++) {
         ol_case c;
         ol_new_pw(&c, sh[i][5], sh[i][0], sh[i][1], sh[i][2], sh[i][3], sh[i][4], s);
         const int one = sh[i][6];
@@ -2386,6 +2399,82 @@ Test(cuda_one_launch, own_1x1_filter_gradient_matches_two_launches_bit_for_bit) 
                  sh[i][0], sh[i][1], sh[i][2], sh[i][3], sh[i][4]);
         ol_check(&c, tag, one, 2, TOL_LIBRARY);
         ol_free(&c);
+    }
+    ol_end(gpu, s);
+}
+
+/* The own 1x1 kernels read 4 pixels in one 16-byte load where HW % 4 == 0 and every
+ * tensor is 16-byte aligned, else one pixel at a time; the sums are the same either way
+ * (the filter gradient's lanes take the same groups of 4 pixels, the forward and data
+ * gradient sum over channels in the same order). Each pass, with and without the fused
+ * ReLU, on 16-byte aligned buffers and on the same values one float further on (every
+ * pointer misaligned: the scalar loads), must give the same bits; on the emulator a
+ * 16-byte load from a misaligned address stops the test, so the second run also shows
+ * the choice of loads follows the pointers. Shapes: 3 x 12 x 8x8 -> 20 (a partial
+ * register block of 16 output channels; 15 filter tiles of 4 x 4, 17 lanes), 2 x 64 x
+ * 4x4 -> 64 (4,096 weights: one lane), 5 x 8 x 6x6 -> 8 (4 tiles, 64 lanes). */
+static kconv2d_desc bc_pw_desc(int N, int C, int H, int W, int K);
+Test(cuda_ops, own_1x1_vector_loads_change_no_bit) {
+    setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    const int sh[3][5] = {{3, 12, 8, 8, 20}, {2, 64, 4, 4, 64}, {5, 8, 6, 6, 8}};
+    for (int i = 0; i < 3; i++) {
+        const kconv2d_desc d = bc_pw_desc(sh[i][0], sh[i][1], sh[i][2], sh[i][3], sh[i][4]);
+        cr_assert(kcuda_conv2d_relu_supported(&d), "shape %d: not the own kernels' shape", i);
+        const int64_t nx = (int64_t)d.N * d.C * d.H * d.W, ny = (int64_t)d.N * d.K * d.H * d.W,
+                      nw = (int64_t)d.K * d.C;
+        const int64_t n[5] = {nx, nw, ny, nx, nw}; /* x, w, dy, dx (initial), dw (initial) */
+        float *h[5], *dev[5], *out[2][3][2], *scr;
+        OL_CK(cudaMalloc((void **)&scr, (kcuda_conv2d_scratch_floats(&d) + 1) * sizeof(float)));
+        for (int k = 0; k < 5; k++) {
+            h[k] = malloc((size_t)n[k] * sizeof(float));
+            tu_fill_uniform(h[k], n[k], -1.0f, 1.0f, 7100 + 10 * i + k);
+            OL_CK(cudaMalloc((void **)&dev[k], (size_t)(n[k] + 4) * sizeof(float)));
+        }
+        for (int a = 0; a < 2; a++) { /* a = 0: 16-byte aligned (cudaMalloc's); 1: one float on */
+            float *b[5];
+            for (int k = 0; k < 5; k++) b[k] = dev[k] + a;
+            for (int r = 0; r < 2; r++) { /* r: the ReLU fused or not */
+                for (int k = 0; k < 5; k++)
+                    OL_CK(cudaMemcpy(b[k], h[k], (size_t)n[k] * sizeof(float), cudaMemcpyHostToDevice));
+                float *y;
+                OL_CK(cudaMalloc((void **)&y, (size_t)(ny + 4) * sizeof(float)));
+                if (r) {
+                    kcuda_conv2d_relu_forward(y + a, b[0], b[1], &d, scr, s);
+                    kcuda_conv2d_relu_backward_data(b[3], b[2], b[1], b[0], &d, scr, s);
+                    kcuda_conv2d_relu_backward_filter(b[4], b[2], b[0], &d, scr, s);
+                } else {
+                    kcuda_conv2d_forward(y + a, b[0], b[1], &d, scr, s);
+                    kcuda_conv2d_backward_data(b[3], b[2], b[1], &d, scr, s);
+                    kcuda_conv2d_backward_filter(b[4], b[2], b[0], &d, scr, s);
+                }
+                OL_CK(cudaStreamSynchronize(s));
+                cr_assert(!kcuda_last_error(), "%s", kcuda_last_error());
+                const float *src[3] = {y + a, b[3], b[4]};
+                const int64_t cnt[3] = {ny, nx, nw};
+                for (int o = 0; o < 3; o++) {
+                    out[a][o][r] = malloc((size_t)cnt[o] * sizeof(float));
+                    OL_CK(cudaMemcpy(out[a][o][r], src[o], (size_t)cnt[o] * sizeof(float), cudaMemcpyDeviceToHost));
+                }
+                cudaFree(y);
+            }
+        }
+        static const char *what[3] = {"forward", "data gradient", "filter gradient"};
+        const int64_t cnt[3] = {ny, nx, nw};
+        for (int o = 0; o < 3; o++)
+            for (int r = 0; r < 2; r++) {
+                cr_expect(memcmp(out[0][o][r], out[1][o][r], (size_t)cnt[o] * sizeof(float)) == 0,
+                          "own 1x1 %s%s, N %d C %d %dx%d K %d: misaligned tensors give other bits", what[o],
+                          r ? " (ReLU)" : "", d.N, d.C, d.H, d.W, d.K);
+                free(out[0][o][r]);
+                free(out[1][o][r]);
+            }
+        for (int k = 0; k < 5; k++) {
+            free(h[k]);
+            cudaFree(dev[k]);
+        }
+        cudaFree(scr);
     }
     ol_end(gpu, s);
 }
@@ -3177,7 +3266,7 @@ Test(cuda_batch_conv, cublas_strided_1x1_batched_equal_single_calls) {
 }
 
 /* Five problems whose partials or counters do not all fit the lane's buffers at once:
- * - an own 1x1 K = C = 64 over 2 samples of 64x64: 64 blocks of 4,096 partials, 262,144
+ * - an own 1x1 K = C = 64 over 2 samples of 32x32: 64 blocks of 4,096 partials, 262,144
  *   a problem, 4 fit KCUDA_RED_CAP = 2^20 doubles (above the one-launch limit, so two
  *   kernels either way): two launches of each kernel;
  * - one-launch, a depthwise 3x3 over 3,300 channels of one 1x1 sample: 3,300 counters a
@@ -3190,9 +3279,9 @@ Test(cuda_batch_conv, problems_beyond_the_lane_buffers_split_into_launches) {
     cudaStream_t s;
     rt_backend *gpu = ol_begin(&s);
     bc_case c;
-    const kconv2d_desc pw = bc_pw_desc(2, 64, 64, 64, 64);
+    const kconv2d_desc pw = bc_pw_desc(2, 64, 32, 32, 64);
     bc_new(&c, &pw, 5, 3000, s);
-    bc_check_ex(&c, BC_FILTER, 0, 0, (const int[2]){2, 2}, 1, TOL_LIBRARY, "own 1x1 N 2 C 64 64x64 K 64");
+    bc_check_ex(&c, BC_FILTER, 0, 0, (const int[2]){2, 2}, 1, TOL_LIBRARY, "own 1x1 N 2 C 64 32x32 K 64");
     bc_free(&c);
     const kconv2d_desc dw = bc_dw_desc(1, 3300, 1, 1, 3, 1, 1, 1);
     bc_new(&c, &dw, 5, 3100, s);

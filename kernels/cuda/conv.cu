@@ -119,6 +119,51 @@ static unsigned dw_plane_threads(int64_t outs) {
     return (unsigned)(t < 64 ? 64 : t > KCUDA_THREADS ? KCUDA_THREADS : t);
 }
 
+/* tile[i] = value i of the padded plane (Hp x Wp; 0 in the padding, through the ReLU
+ * where RELU), DW_U values per thread at a time, all loaded before any is stored (a load
+ * from inside the plane for every lane, the padding's from xp[0], then selected): DW_U
+ * loads in flight per thread where the old loop waited for each before the next (the
+ * same values, so the same bits). */
+#define DW_U 4
+template <bool RELU>
+__device__ static inline void dw_stage_plane(float *tile, const float *xp, const kconv2d_desc &d, int Hp, int Wp) {
+    const int n = Hp * Wp;
+    for (int i0 = threadIdx.x; i0 < n; i0 += DW_U * blockDim.x) {
+        float v[DW_U];
+        bool in[DW_U];
+#pragma unroll
+        for (int u = 0; u < DW_U; u++) {
+            const int i = i0 + u * (int)blockDim.x;
+            const int ih = i / Wp - d.pad_h, iw = i % Wp - d.pad_w;
+            in[u] = i < n && ih >= 0 && ih < d.H && iw >= 0 && iw < d.W;
+            v[u] = xp[in[u] ? ih * d.W + iw : 0];
+        }
+#pragma unroll
+        for (int u = 0; u < DW_U; u++) {
+            const int i = i0 + u * (int)blockDim.x;
+            float t = in[u] ? v[u] : 0.0f;
+            if (RELU) t = t > 0.0f ? t : 0.0f; /* kcuda_relu_forward's expression */
+            if (i < n) tile[i] = t;
+        }
+    }
+}
+/* tile[i] = a[i], i < n, DW_U at a time as above. */
+__device__ static inline void dw_stage(float *tile, const float *a, int n) {
+    for (int i0 = threadIdx.x; i0 < n; i0 += DW_U * blockDim.x) {
+        float v[DW_U];
+#pragma unroll
+        for (int u = 0; u < DW_U; u++) {
+            const int i = i0 + u * (int)blockDim.x;
+            v[u] = a[i < n ? i : 0];
+        }
+#pragma unroll
+        for (int u = 0; u < DW_U; u++) {
+            const int i = i0 + u * (int)blockDim.x;
+            if (i < n) tile[i] = v[u];
+        }
+    }
+}
+
 template <int R, int S, bool RELU, int B>
 __global__ static void dw_fwd_plane_k(kb_ptrs<B> P, kconv2d_desc d) {
     extern __shared__ float tile[];
@@ -129,12 +174,7 @@ __global__ static void dw_fwd_plane_k(kb_ptrs<B> P, kconv2d_desc d) {
     const int c = (int)(plane % d.C);
     const int Hp = d.H + 2 * d.pad_h, Wp = d.W + 2 * d.pad_w;
     const float *xp = x + plane * d.H * d.W;
-    for (int i = threadIdx.x; i < Hp * Wp; i += blockDim.x) {
-        const int ih = i / Wp - d.pad_h, iw = i % Wp - d.pad_w;
-        float v = ih >= 0 && ih < d.H && iw >= 0 && iw < d.W ? xp[ih * d.W + iw] : 0.0f;
-        if (RELU) v = v > 0.0f ? v : 0.0f; /* kcuda_relu_forward's expression */
-        tile[i] = v;
-    }
+    dw_stage_plane<RELU>(tile, xp, d, Hp, Wp);
     float wr[R * S];
 #pragma unroll
     for (int t = 0; t < R * S; t++) wr[t] = w[c * R * S + t];
@@ -165,41 +205,56 @@ __global__ static void dw_bwd_data_plane_k(kb_ptrs<B> P, kconv2d_desc d, int set
     const int c = (int)(plane % d.C);
     const int PQ = d.P * d.Q, HW = d.H * d.W;
     const float *gp = dy + plane * PQ;
-    for (int i = threadIdx.x; i < PQ; i += blockDim.x) tile[i] = gp[i];
+    dw_stage(tile, gp, PQ);
     float wr[R * S];
 #pragma unroll
     for (int t = 0; t < R * S; t++) wr[t] = w[c * R * S + t];
     __syncthreads();
     float *xp = dx + plane * HW;
-    for (int i = threadIdx.x; i < HW; i += blockDim.x) {
-        const int h = i / d.W, wi = i - h * d.W;
-        float v = RELU || set ? 0.0f : xp[i];
+    /* DW_U of the thread's outputs at a time: their global reads (dx where added to, the
+     * ReLU's input) issued together first (an output past the plane rereads the first),
+     * then each output as before (the same bits) */
+    for (int i0 = threadIdx.x; i0 < HW; i0 += DW_U * blockDim.x) {
+        float ov[DW_U], rv[DW_U];
 #pragma unroll
-        for (int r = R - 1; r >= 0; r--) {
-            int p = h + d.pad_h - r * d.dil_h;
-            if (p < 0) continue;
-            if (STRIDED) {
-                if (p % d.stride_h) continue;
-                p /= d.stride_h;
-            }
-            if (p >= d.P) continue;
-#pragma unroll
-            for (int s_ = 0; s_ < S; s_++) {
-                int q = wi + d.pad_w - s_ * d.dil_w;
-                if (q < 0) continue;
-                if (STRIDED) {
-                    if (q % d.stride_w) continue;
-                    q /= d.stride_w;
-                }
-                if (q >= d.Q) continue;
-                v += wr[r * S + s_] * tile[p * d.Q + q];
-            }
+        for (int u = 0; u < DW_U; u++) {
+            const int i = i0 + u * (int)blockDim.x, q = i < HW ? i : i0;
+            ov[u] = set ? 0.0f : xp[q];
+            rv[u] = RELU ? xr[plane * HW + q] : 0.0f;
         }
-        if (RELU) {
-            const float g = xr[plane * HW + i] > 0.0f ? v : 0.0f;
-            xp[i] = set ? g : xp[i] + g;
-        } else {
-            xp[i] = v;
+#pragma unroll
+        for (int u = 0; u < DW_U; u++) {
+            const int i = i0 + u * (int)blockDim.x;
+            if (i >= HW) break;
+            const int h = i / d.W, wi = i - h * d.W;
+            float v = RELU || set ? 0.0f : ov[u];
+#pragma unroll
+            for (int r = R - 1; r >= 0; r--) {
+                int p = h + d.pad_h - r * d.dil_h;
+                if (p < 0) continue;
+                if (STRIDED) {
+                    if (p % d.stride_h) continue;
+                    p /= d.stride_h;
+                }
+                if (p >= d.P) continue;
+#pragma unroll
+                for (int s_ = 0; s_ < S; s_++) {
+                    int q = wi + d.pad_w - s_ * d.dil_w;
+                    if (q < 0) continue;
+                    if (STRIDED) {
+                        if (q % d.stride_w) continue;
+                        q /= d.stride_w;
+                    }
+                    if (q >= d.Q) continue;
+                    v += wr[r * S + s_] * tile[p * d.Q + q];
+                }
+            }
+            if (RELU) {
+                const float g = rv[u] > 0.0f ? v : 0.0f;
+                xp[i] = set ? g : ov[u] + g;
+            } else {
+                xp[i] = v;
+            }
         }
     }
 }
@@ -433,12 +488,7 @@ __global__ static void dw_bwd_filter_plane_k(double *part, kb_ptrs<B> P, kconv2d
         const int64_t plane = (int64_t)n * d.C + c;
         const float *xp = x + plane * d.H * d.W;
         __syncthreads(); /* the previous sample's tile is read */
-        for (int i = threadIdx.x; i < Hp * Wp; i += blockDim.x) {
-            const int ih = i / Wp - d.pad_h, iw = i % Wp - d.pad_w;
-            float v = ih >= 0 && ih < d.H && iw >= 0 && iw < d.W ? xp[ih * d.W + iw] : 0.0f;
-            if (RELU) v = v > 0.0f ? v : 0.0f;
-            tile[i] = v;
-        }
+        dw_stage_plane<RELU>(tile, xp, d, Hp, Wp);
         __syncthreads();
         float accf[RS];
 #pragma unroll
@@ -623,30 +673,54 @@ template <int B> __global__ static void pw_scatter_set_k(kb_ptrs<B> P, kconv2d_d
 
 /* ---- small 1x1 convolutions by our own kernels (opt-in: DARTSC_CUDA_OWN_1X1=1) ----
  * At DARTS' shapes (C, K <= 64, thousands of pixels per sample) a 1x1 convolution is a
- * pass over memory with little arithmetic (K*C multiply-adds per pixel). These kernels
- * give one thread per pixel all output channels (forward and data gradient, weights in
- * shared memory, read by every lane of a warp at once), and the filter gradient one block
- * per range of pixels with every (k, c) product in registers; the blocks' partial sums
- * are added in block order (deterministic); with them a ReLU folds into a 1x1 too.
- * Measured on the H200 (docs/BENCHMARKS.md, 2026-12-04): forward 12.5 and data gradient
- * 11.1 us per call, about cuBLAS's, but the filter gradient 50 us against cuBLAS's ~19,
- * and a whole first-order step 0.151 s against 0.117 s with cuBLAS. So cuBLAS is the
- * default; these stay, tested, for the work that makes them faster (register-tiled
- * filter gradient). */
+ * pass over memory with little arithmetic (K*C multiply-adds per pixel): what decides its
+ * time is how many bytes each multiprocessor has in flight. The forward and data gradient
+ * give a thread 4 adjacent pixels (1 where they cannot be loaded as one 16-byte access)
+ * and a register block of 16 output channels, weights in shared memory; the filter
+ * gradient gives a thread a 4 x 4 tile of (k, c) outputs and a lane of pixel groups; the
+ * blocks' partial sums are added in a fixed order (deterministic); with them a ReLU folds
+ * into a 1x1 too. Measured on the H200 before session 16 (docs/BENCHMARKS.md,
+ * 2026-12-04): forward 12.5 and data gradient 11.1 us per call, about cuBLAS's, but the
+ * filter gradient 50 us against cuBLAS's ~19, and a whole first-order step 0.151 s against
+ * 0.117 s with cuBLAS: latency-bound kernels (about four 4-byte loads in flight per
+ * thread; the filter gradient one block per multiprocessor with a barrier per 32-pixel
+ * tile and a one-block finish adding 132 partials per output in series). Session 16 rewrote
+ * all three for loads in flight (below; bench/cuda_kernels times them against cuBLAS, and
+ * bench/gpu.sh's DARTSC_CUDA_OWN_1X1 rows a step); cuBLAS stays the default until a
+ * device has measured them. */
 #define PW_SMALL_MAX_W 4096 /* K*C: the filter gradient's outputs, 16 per thread of a block */
 #define PW_KB 16            /* output channels per register block */
 
 /* out[n, o, p] (+)= sum_i M(o, i) in[n, i, p], o < Ko, i < Ci, over HW pixels per sample;
  * M(o, i) = w[o*Ci + i] (forward: Ko = K, Ci = C), or w[i*Ko + o] (TRANS, data gradient:
  * Ko = C, Ci = K, w (K,C)). Block (b, y) takes output channels [y*PW_KB, y*PW_KB + PW_KB)
- * (its weights staged in shared memory) of a grid-stride set of pixels, one pixel per
- * thread. Sums over i in order from 0, then added to out (ACC). */
+ * (its weights staged in shared memory) of a grid-stride set of pixel groups, V
+ * consecutive pixels of one sample per thread (V = 4: one 16-byte load per input channel,
+ * where HW % 4 == 0 and every tensor is 16-byte aligned; else V = 1). Each output's sum
+ * runs over i in order from 0, one fused multiply-add per term, then is added to out
+ * (ACC): the same bits for V = 1 and 4 and for any grid. The input channels go in runs of
+ * PW_IRUN whose loads are all issued before the run's multiply-adds (the old loop had
+ * about four loads of 4 bytes in flight per thread: latency-bound, 12.5 us a call on the
+ * H200 for 4 MB in and out); a weight read from shared memory serves V pixels. */
 #define PW_THREADS 128
+#define PW_IRUN 8
 /* RELU_IN: in is a fused ReLU's input, read as max(0, in). RELU_OUT: out is the gradient
  * of a fused ReLU's input xr: the sum counts where xr > 0 (added with ACC, as
  * kcuda_relu_backward adds the ReLU's output gradient; written without). */
-template <bool TRANS, bool ACC, bool RELU_IN, bool RELU_OUT, int B>
-__global__ static void pw_small_k(kb_ptrs<B> P, int N, int Ci, int Ko, int HW) {
+template <int V> __device__ static inline void pw_ldv(float *v, const float *p) {
+    if (V == 4) {
+        const float4 q = kcuda_ld4(p);
+        v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+    } else {
+        v[0] = *p;
+    }
+}
+template <int V> __device__ static inline void pw_stv(float *p, const float *v) {
+    if (V == 4) *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]);
+    else *p = v[0];
+}
+template <bool TRANS, bool ACC, bool RELU_IN, bool RELU_OUT, int V, int B>
+__global__ static void __launch_bounds__(PW_THREADS) pw_small_k(kb_ptrs<B> P, int N, int Ci, int Ko, int HW) {
     extern __shared__ float ws[]; /* ws[j * Ci + i] = M(o0 + j, i) */
     const int z = kb_z<B>();
     float *out = P.o[z];
@@ -657,54 +731,90 @@ __global__ static void pw_small_k(kb_ptrs<B> P, int N, int Ci, int Ko, int HW) {
         ws[e] = TRANS ? w[i * Ko + o] : w[o * Ci + i];
     }
     __syncthreads();
-    const int64_t total = (int64_t)N * HW;
-    KCUDA_GRID_STRIDE(t, total) {
-        const int64_t n = t / HW;
+    const int64_t groups = (int64_t)N * HW / V; /* V divides HW */
+    KCUDA_GRID_STRIDE(g, groups) {
+        const int64_t t = g * V, n = t / HW;
         const int p = (int)(t - n * HW);
         const float *ip = in + n * Ci * HW + p;
-        float *op = out + (n * Ko + o0) * HW + p;
-        const float *rp = RELU_OUT ? xr + (n * Ko + o0) * HW + p : NULL;
-        float acc[PW_KB];
+        float acc[PW_KB][V];
 #pragma unroll
-        for (int j = 0; j < PW_KB; j++) acc[j] = 0.0f;
-        if (nk == PW_KB) {
-            for (int i = 0; i < Ci; i++) {
-                float xv = ip[(int64_t)i * HW];
-                if (RELU_IN) xv = xv > 0.0f ? xv : 0.0f;
+        for (int j = 0; j < PW_KB; j++)
 #pragma unroll
-                for (int j = 0; j < PW_KB; j++) acc[j] += ws[j * Ci + i] * xv;
-            }
-        } else {
-            for (int i = 0; i < Ci; i++) {
-                float xv = ip[(int64_t)i * HW];
-                if (RELU_IN) xv = xv > 0.0f ? xv : 0.0f;
+            for (int e = 0; e < V; e++) acc[j][e] = 0.0f;
+        for (int i0 = 0; i0 < Ci; i0 += PW_IRUN) {
+            float xv[PW_IRUN][V];
 #pragma unroll
-                for (int j = 0; j < PW_KB; j++)
-                    if (j < nk) acc[j] += ws[j * Ci + i] * xv;
+            for (int r = 0; r < PW_IRUN; r++) /* the run's loads first */
+                if (i0 + r < Ci) pw_ldv<V>(xv[r], ip + (int64_t)(i0 + r) * HW);
+#pragma unroll
+            for (int r = 0; r < PW_IRUN; r++) {
+                if (i0 + r >= Ci) break;
+                if (RELU_IN)
+#pragma unroll
+                    for (int e = 0; e < V; e++) xv[r][e] = xv[r][e] > 0.0f ? xv[r][e] : 0.0f;
+                const float *wr = ws + i0 + r;
+                if (nk == PW_KB) { /* a full register block: no test per channel */
+#pragma unroll
+                    for (int j = 0; j < PW_KB; j++) {
+                        const float m = wr[j * Ci];
+#pragma unroll
+                        for (int e = 0; e < V; e++) acc[j][e] = __fmaf_rn(m, xv[r][e], acc[j][e]);
+                    }
+                } else {
+#pragma unroll
+                    for (int j = 0; j < PW_KB; j++)
+                        if (j < nk) {
+                            const float m = wr[j * Ci];
+#pragma unroll
+                            for (int e = 0; e < V; e++) acc[j][e] = __fmaf_rn(m, xv[r][e], acc[j][e]);
+                        }
+                }
             }
         }
+        float *op = out + (n * Ko + o0) * HW + p;
+        const float *rp = RELU_OUT ? xr + (n * Ko + o0) * HW + p : NULL;
 #pragma unroll
         for (int j = 0; j < PW_KB; j++)
             if (j < nk) {
                 float *q = op + (int64_t)j * HW;
-                float g = acc[j];
-                if (RELU_OUT) g = rp[(int64_t)j * HW] > 0.0f ? g : 0.0f;
-                *q = ACC ? *q + g : g;
+                float g4[V], r4[V], o4[V];
+#pragma unroll
+                for (int e = 0; e < V; e++) g4[e] = acc[j][e];
+                if (RELU_OUT) {
+                    pw_ldv<V>(r4, rp + (int64_t)j * HW);
+#pragma unroll
+                    for (int e = 0; e < V; e++) g4[e] = r4[e] > 0.0f ? g4[e] : 0.0f;
+                }
+                if (ACC) {
+                    pw_ldv<V>(o4, q);
+#pragma unroll
+                    for (int e = 0; e < V; e++) g4[e] = o4[e] + g4[e];
+                }
+                pw_stv<V>(q, g4);
             }
     }
 }
 
-/* Launch of pw_small_k for the first n problems of P: grid (pixel blocks, output-channel
- * blocks, problems). */
+/* Every tensor of the first n problems (o, a, and r where given) 16-byte aligned. */
+template <int B> static bool kb_io_aligned16(const kb_ptrs<B> &P, int n) {
+    for (int i = 0; i < n; i++)
+        if (((uintptr_t)P.o[i] | (uintptr_t)P.a[i] | (uintptr_t)P.r[i]) & 15) return false;
+    return true;
+}
+
+/* Launch of pw_small_k for the first n problems of P: grid (pixel-group blocks,
+ * output-channel blocks, problems). */
 template <bool TRANS, bool ACC, bool RELU_IN, bool RELU_OUT, int B>
 static void pw_small_launch(const kb_ptrs<B> &P, int n, int N, int Ci, int Ko, int64_t HW, cudaStream_t s) {
     const int64_t px = (int64_t)N * HW;
     if (px <= 0 || Ko <= 0) return;
-    int64_t bx = (px + PW_THREADS - 1) / PW_THREADS;
+    const int V = HW % 4 == 0 && kb_io_aligned16(P, n) ? 4 : 1;
+    int64_t bx = (px / V + PW_THREADS - 1) / PW_THREADS;
     if (bx > 65535LL * 32) bx = 65535LL * 32;
     const dim3 grid((unsigned)bx, (unsigned)((Ko + PW_KB - 1) / PW_KB), (unsigned)n);
-    pw_small_k<TRANS, ACC, RELU_IN, RELU_OUT, B>
-        <<<grid, PW_THREADS, (size_t)PW_KB * Ci * sizeof(float), s>>>(P, N, Ci, Ko, (int)HW);
+    const size_t sh = (size_t)PW_KB * Ci * sizeof(float);
+    if (V == 4) pw_small_k<TRANS, ACC, RELU_IN, RELU_OUT, 4, B><<<grid, PW_THREADS, sh, s>>>(P, N, Ci, Ko, (int)HW);
+    else pw_small_k<TRANS, ACC, RELU_IN, RELU_OUT, 1, B><<<grid, PW_THREADS, sh, s>>>(P, N, Ci, Ko, (int)HW);
     launchCheck();
 }
 /* The own kernels' forward (y (K,HW) = w (K,C) relu?(x)) and data gradient (dx (C,HW)
@@ -723,126 +833,186 @@ static void pw_small_data(const kb_ptrs<B> &P, int n, int N, int C, int K, int64
     else pw_small_launch<true, false, false, false>(P, n, N, K, C, HW, s);
 }
 
-/* Pixels per tile of the filter gradient's block loop. */
-#define PW_TP 32
+/* ---- the own 1x1 filter gradient, register-tiled (issue #19) ----
+ * dw[k, c] += sum over the N*HW pixels t of dy[n, k, p] x[n, c, p] (x through the fused
+ * ReLU). The old kernel gave each of a block's 256 threads one (k, c) output and staged
+ * 32-pixel tiles of dy and x in shared memory: two shared loads per multiply-add, one
+ * block per multiprocessor, one tile of loads in flight between barriers (50 us a call
+ * on the H200 against cuBLAS's ~19). Here a thread owns a 4 x 4 tile of outputs (rows k0..
+ * k0+3 of dy, c0..c0+3 of x) and one "lane" of the block's pixels: groups of 4
+ * consecutive pixels q = l, l + L, l + 2L, ... of the block's range, L = 256 / tiles
+ * lanes (16 at K = C = 16). Per group it loads its 4 + 4 rows' 4 pixels (one 16-byte load
+ * each where HW % 4 == 0 and the tensors are 16-byte aligned, else four scalars: the same
+ * values in the same order either way) straight into registers and does 64 multiply-adds:
+ * 8 loads of 16 bytes in flight per thread, no barrier in the loop, lanes adjacent in a
+ * warp reading adjacent pixels. At the end the block adds its lanes' sums for each output
+ * in lane order (in double) into one partial per block and output; the partials of the G
+ * blocks are added in a fixed order by the finish (below). Every sum has a fixed order
+ * that depends only on the shape and the device's multiprocessor count: the same bits
+ * run to run. */
+#define PW_FTHREADS KCUDA_THREADS /* threads of a filter-gradient block (pw_filter_last's too) */
+#define PW_FMIN_GROUPS 8          /* pixel groups a lane gets at least (sizes the grid) */
 
-/* Our kernels' shapes: the filter gradient's K*C outputs fit a block's registers, a
- * register block's weights (PW_KB rows of up to 768) the 48 KB of static shared memory,
- * and the filter gradient's tiles ((K + C) rows of PW_TP + 1 floats, dynamic shared memory
- * without an opt-in) the 48 KB too: K = 8, C = 512 has K*C = 4096 but would need 68 KB. */
+/* 4 x 4 output tiles of a (K, C) filter gradient. */
+static int pw_ftiles(int K, int C) { return ((K + 3) / 4) * ((C + 3) / 4); }
+
+/* Our kernels' shapes: the forward's and data gradient's register block of weights
+ * (PW_KB rows of up to 768) in the 48 KB of shared memory a launch gets without an opt-in,
+ * and the filter gradient's 4 x 4 tiles one per thread of a block at most. */
 static int pw_small(int K, int C) {
     return (int64_t)K * C <= PW_SMALL_MAX_W && K > 0 && C > 0 && K <= 768 && C <= 768 &&
-           (int64_t)(K + C) * (PW_TP + 1) * (int64_t)sizeof(float) <= 48 * 1024 && kcuda_g.own_1x1;
+           pw_ftiles(K, C) <= PW_FTHREADS && kcuda_g.own_1x1;
 }
-/* Partial filter gradient of block g over pixels [g*chunk, (g+1)*chunk) of the N*HW:
- * part[g*KC + o] = sum over those pixels of dy[n, k, p] x[n, c, p], o = k*C + c. Each
- * thread owns outputs o = threadIdx.x + KCUDA_THREADS*j; tiles of PW_TP pixels of dy
- * (K rows) and x (C rows) are staged in shared memory, rows padded to PW_TP + 1. */
+
+/* The 4 values at offsets off[0..3] (past row `row` of a (N, rows, HW) tensor's sample
+ * start): one 16-byte load (VEC: the four are adjacent and 16-byte aligned), or each by
+ * itself, 0 where ok[e] is false; 0 for a row >= rows. */
+template <bool VEC>
+__device__ static inline void pw_fload(float v[4], const float *a, int rows, int row, int HW, const int64_t off[4],
+                                       const bool ok[4]) {
+    if (row >= rows) {
+        v[0] = v[1] = v[2] = v[3] = 0.0f;
+    } else if (VEC) {
+        const float4 q = kcuda_ld4(a + off[0] + (int64_t)row * HW);
+        v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+    } else {
+#pragma unroll
+        for (int e = 0; e < 4; e++) v[e] = ok[e] ? a[off[e] + (int64_t)row * HW] : 0.0f;
+    }
+}
+
+/* Block g's partials over pixels [g*chunk, (g+1)*chunk) (chunk % 4 == 0):
+ * part[g*KC + o] = its lanes' sums of output o = k*C + c, added in lane order. */
 __device__ static void pw_filter_last(float *dw, const double *part, int KC, int G);
-template <bool RELU, int B>
-__global__ static void pw_filter_part_k(double *part, kb_ptrs<B> P, int N, int C, int K, int HW, int64_t chunk,
-                                        unsigned *cnt) {
-    extern __shared__ float tl[]; /* dy tile (K rows), then x tile (C rows), PW_TP + 1 floats each */
+template <bool RELU, bool VEC, int B>
+__global__ static void __launch_bounds__(PW_FTHREADS)
+    pw_filter_part_k(double *part, kb_ptrs<B> P, int N, int C, int K, int HW, int64_t chunk, unsigned *cnt) {
+    extern __shared__ float lsum[]; /* [(tile * L + lane) * 17 + j]: each lane's 16 sums (17: no bank conflicts) */
     const int z = kb_z<B>();
     float *dw = P.o[z];
     const float *dy = P.a[z], *x = P.b[z];
-    part += (int64_t)z * gridDim.x * K * C; /* problem z's partials and counter */
-    if (cnt) cnt += z;
-    float *dys = tl, *xs = tl + K * (PW_TP + 1);
     const int KC = K * C;
+    part += (int64_t)z * gridDim.x * KC; /* problem z's partials and counter */
+    if (cnt) cnt += z;
+    const int ncb = (C + 3) / 4, nt = ((K + 3) / 4) * ncb, L = PW_FTHREADS / nt;
+    const int l = (int)threadIdx.x % L, ti = (int)threadIdx.x / L; /* lanes adjacent in a warp */
     const int64_t total = (int64_t)N * HW, t0 = blockIdx.x * chunk;
     const int64_t t1 = t0 + chunk < total ? t0 + chunk : total;
-    float acc[PW_SMALL_MAX_W / KCUDA_THREADS];
-    int kk[PW_SMALL_MAX_W / KCUDA_THREADS], cc[PW_SMALL_MAX_W / KCUDA_THREADS];
+    float acc[16];
 #pragma unroll
-    for (int j = 0; j < PW_SMALL_MAX_W / KCUDA_THREADS; j++) {
-        const int o = threadIdx.x + KCUDA_THREADS * j;
-        acc[j] = 0.0f;
-        kk[j] = o < KC ? o / C : 0;
-        cc[j] = o < KC ? o % C : 0;
-    }
-    for (int64_t b = t0; b < t1; b += PW_TP) {
-        const int np = t1 - b < PW_TP ? (int)(t1 - b) : PW_TP;
-        __syncthreads(); /* the previous tile is read */
-        for (int i = threadIdx.x; i < (K + C) * PW_TP; i += blockDim.x) {
-            const int row = i / PW_TP, px = i - row * PW_TP;
-            float v = 0.0f; /* a short last tile: zero products */
-            if (px < np) {
-                const int64_t t = b + px, n = t / HW, p = t - n * HW;
-                v = row < K ? dy[(n * K + row) * HW + p] : x[(n * C + (row - K)) * HW + p];
-                if (RELU && row >= K) v = v > 0.0f ? v : 0.0f;
+    for (int j = 0; j < 16; j++) acc[j] = 0.0f;
+    if (ti < nt) {
+        const int k0 = ti / ncb * 4, c0 = ti % ncb * 4;
+        int64_t t = t0 + 4 * (int64_t)l, n = t / HW; /* the group's sample and pixel, kept */
+        int p = (int)(t - n * HW);                    /* up to date without a 64-bit division */
+        for (; t < t1; t += 4 * (int64_t)L) {
+            int64_t oy[4], ox[4];
+            bool ok[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) { /* VEC: HW % 4 == 0, so the group is one sample's */
+                int pe = p + e;
+                int64_t ne = n;
+                if (!VEC && pe >= HW) ne += pe / HW, pe %= HW;
+                ok[e] = VEC || t + e < t1;
+                oy[e] = ne * K * HW + pe;
+                ox[e] = ne * C * HW + pe;
             }
-            tl[row * (PW_TP + 1) + px] = v;
-        }
-        __syncthreads();
+            float a[4][4], b[4][4];
 #pragma unroll
-        for (int j = 0; j < PW_SMALL_MAX_W / KCUDA_THREADS; j++) {
-            if (threadIdx.x + KCUDA_THREADS * j >= KC) break;
-            const float *dr = dys + kk[j] * (PW_TP + 1), *xr = xs + cc[j] * (PW_TP + 1);
-            float a = acc[j];
-#pragma unroll 8
-            for (int px = 0; px < PW_TP; px++) a += dr[px] * xr[px];
-            acc[j] = a;
+            for (int r = 0; r < 4; r++) pw_fload<VEC>(a[r], dy, K, k0 + r, HW, oy, ok);
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                pw_fload<VEC>(b[r], x, C, c0 + r, HW, ox, ok);
+                if (RELU)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) b[r][e] = b[r][e] > 0.0f ? b[r][e] : 0.0f;
+            }
+            p += 4 * L;
+            if (p >= HW) n += p / HW, p %= HW;
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+#pragma unroll
+                for (int r = 0; r < 4; r++)
+#pragma unroll
+                    for (int s = 0; s < 4; s++) acc[r * 4 + s] = __fmaf_rn(a[r][e], b[s][e], acc[r * 4 + s]);
         }
+#pragma unroll
+        for (int j = 0; j < 16; j++) lsum[((int64_t)ti * L + l) * 17 + j] = acc[j];
     }
-#pragma unroll
-    for (int j = 0; j < PW_SMALL_MAX_W / KCUDA_THREADS; j++) {
-        const int o = threadIdx.x + KCUDA_THREADS * j;
-        if (o < KC) part[(int64_t)blockIdx.x * KC + o] = acc[j];
+    __syncthreads();
+    for (int o = (int)threadIdx.x; o < KC; o += blockDim.x) {
+        const int k = o / C, c = o - k * C;
+        const float *q = lsum + ((int64_t)(k / 4 * ncb + c / 4) * L) * 17 + (k % 4) * 4 + c % 4;
+        double v = 0.0;
+        for (int i = 0; i < L; i++) v += (double)q[i * 17];
+        part[(int64_t)blockIdx.x * KC + o] = v;
     }
     if (cnt && kcuda_last_block(cnt, gridDim.x)) pw_filter_last(dw, part, KC, (int)gridDim.x);
 }
 
-/* dw[o] += the G partials of o in block order. */
+/* Output o's G partials part[g*KC + o] added by one warp: lane i takes g = i, i + 32, ...
+ * in order, then the fixed shuffle tree; lane 0 gets the sum. CG: through L2 (written by
+ * other blocks of this launch; see kcuda_last_block). One fixed order, so the finish
+ * kernel (a warp per output across the chip) and the last block (its 8 warps over the
+ * outputs) give the same bits. */
+template <bool CG>
+__device__ static inline double pw_filter_total_w(const double *part, int o, int KC, int G) {
+    double v = 0.0;
+    const int i = (int)threadIdx.x & 31;
+#pragma unroll 4
+    for (int g = i; g < G; g += 32) v += CG ? __ldcg(part + (int64_t)g * KC + o) : part[(int64_t)g * KC + o];
+    return kcuda_warp_sum(v);
+}
+
+/* dw[o] += output o's partials: warp w of block b takes o = 8b + w. */
 template <int B>
 __global__ static void pw_filter_finish_k(kb_ptrs<B> P, const double *part, int KC, int G) {
     const int z = kb_z<B>();
     float *dw = P.o[z];
     part += (int64_t)z * G * KC;
-    KCUDA_GRID_STRIDE(o, (int64_t)KC) {
-        double v = 0.0;
-        for (int g = 0; g < G; g++) v += part[(int64_t)g * KC + o];
-        dw[o] += (float)v;
-    }
+    const int o = (int)(blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32);
+    if (o >= KC) return; /* whole warps */
+    const double v = pw_filter_total_w<false>(part, o, KC, G);
+    if ((threadIdx.x & 31) == 0) dw[o] += (float)v;
 }
 
-/* One-launch mode: pw_filter_part_k's last block does pw_filter_finish_k's work, each
- * output's G partials in block order (only additions, in the same order: the same bits),
- * the block's threads taking outputs o = threadIdx.x + KCUDA_THREADS*j, all of a
- * thread's outputs advanced together (up to 16 loads in flight instead of 1); the
- * partials through L2 (see kcuda_last_block). */
+/* One-launch mode: pw_filter_part_k's last block does pw_filter_finish_k's work, warp w
+ * taking outputs w, w + 8, ... by the same function (the same bits). */
 __device__ static void pw_filter_last(float *dw, const double *part, int KC, int G) {
-    constexpr int J = PW_SMALL_MAX_W / KCUDA_THREADS;
-    double v[J];
-#pragma unroll
-    for (int j = 0; j < J; j++) v[j] = 0.0;
-    for (int g = 0; g < G; g++)
-#pragma unroll
-        for (int j = 0; j < J; j++) {
-            const int o = threadIdx.x + KCUDA_THREADS * j;
-            if (o < KC) v[j] += __ldcg(part + (int64_t)g * KC + o);
-        }
-#pragma unroll
-    for (int j = 0; j < J; j++) {
-        const int o = threadIdx.x + KCUDA_THREADS * j;
-        if (o < KC) dw[o] += (float)v[j];
+    for (int o = (int)threadIdx.x / 32; o < KC; o += PW_FTHREADS / 32) {
+        const double v = pw_filter_total_w<true>(part, o, KC, G);
+        if ((threadIdx.x & 31) == 0) dw[o] += (float)v;
     }
 }
 
-/* The last block alone reads all G*KC partials at one multiprocessor's bandwidth: up to
- * this many doubles (512 KB) one launch, above it the second kernel's KC threads on many
- * multiprocessors (an estimate, to be measured). */
+/* The last block reads all G*KC partials on one multiprocessor: up to this many doubles
+ * (512 KB) one launch, above it the second kernel's KC warps across the chip (an
+ * estimate, to be measured). */
 #define PW_ONE_LAUNCH_MAX ((int64_t)1 << 16)
 
-/* Blocks of the filter gradient: one per multiprocessor (each writes K*C partials, as
- * many bytes as a few tiles of input: more blocks would write more partials than they
- * save time), at least 4 tiles each, the partials within kcuda_g.red. */
-static int pw_filter_blocks(int64_t pixels, int KC) {
-    int64_t g = kcuda_g.sms > 0 ? kcuda_g.sms : 132;
-    const int64_t by_size = (pixels + 4 * PW_TP - 1) / (4 * PW_TP);
+/* Blocks of the filter gradient and pixels per block (a multiple of 4): about two blocks
+ * per multiprocessor (a block of 256 threads with 8 loads of 16 bytes in flight each:
+ * 64 KB in flight per multiprocessor), at least PW_FMIN_GROUPS groups of 4 pixels per
+ * lane, the partials within kcuda_g.red. Depends on the shape and the device only (not on
+ * the one-launch switch: both modes give the same bits). */
+static int pw_filter_blocks(int64_t pixels, int K, int C, int64_t *chunk) {
+    const int64_t KC = (int64_t)K * C, L = PW_FTHREADS / pw_ftiles(K, C);
+    int64_t g = 2 * (int64_t)(kcuda_g.sms > 0 ? kcuda_g.sms : 132);
+    const int64_t by_size = (pixels + 4 * L * PW_FMIN_GROUPS - 1) / (4 * L * PW_FMIN_GROUPS);
     if (g > by_size) g = by_size;
     while (g > 1 && g * KC > KCUDA_RED_CAP) g /= 2;
-    return g < 1 ? 1 : (int)g;
+    if (g < 1) g = 1;
+    int64_t c = (pixels + g - 1) / g;
+    c = (c + 3) / 4 * 4;
+    *chunk = c;
+    return (int)((pixels + c - 1) / c);
+}
+
+/* Every dy and x of the first n problems 16-byte aligned. */
+template <int B> static bool kb_aligned16(const kb_ptrs<B> &P, int n) {
+    for (int i = 0; i < n; i++)
+        if (((uintptr_t)P.a[i] | (uintptr_t)P.b[i]) & 15) return false;
+    return true;
 }
 
 /* The own filter gradients of the first n problems of P (o: dw, a: dy, b: x; HW pixels a
@@ -852,20 +1022,27 @@ template <int B>
 static void pw_filter_run(const kb_ptrs<B> &P, int n, const kconv2d_desc *d, int64_t HW, int relu, cudaStream_t s) {
     const int64_t kc = (int64_t)d->K * d->C, px = (int64_t)d->N * HW;
     if (px <= 0) return;
-    const int G = pw_filter_blocks(px, (int)kc);
-    const int64_t chunk = (px + G - 1) / G;
-    const size_t sh = (size_t)(d->K + d->C) * (PW_TP + 1) * sizeof(float);
+    int64_t chunk;
+    const int G = pw_filter_blocks(px, d->K, d->C, &chunk);
+    const int L = PW_FTHREADS / pw_ftiles(d->K, d->C);
+    const size_t sh = (size_t)pw_ftiles(d->K, d->C) * L * 17 * sizeof(float);
+    const bool vec = HW % 4 == 0 && kb_aligned16(P, n);
     unsigned *cnt = kcuda_g.one_launch && kcuda_g.count && (int64_t)G * kc <= PW_ONE_LAUNCH_MAX ? kcuda_g.count : NULL;
     const int fit = kb_fit((int64_t)G * kc, cnt, 1);
     for (int i0 = 0; i0 < n; i0 += fit) {
         const int m = n - i0 < fit ? n - i0 : fit;
         const kb_ptrs<B> Q = kb_slice(P, i0, m);
         const dim3 grid((unsigned)G, 1, (unsigned)m);
-        if (relu) pw_filter_part_k<true, B><<<grid, KCUDA_THREADS, sh, s>>>(kcuda_g.red, Q, d->N, d->C, d->K, (int)HW, chunk, cnt);
-        else pw_filter_part_k<false, B><<<grid, KCUDA_THREADS, sh, s>>>(kcuda_g.red, Q, d->N, d->C, d->K, (int)HW, chunk, cnt);
+        double *red = kcuda_g.red;
+        const int N = d->N, C = d->C, K = d->K;
+        if (relu && vec) pw_filter_part_k<true, true, B><<<grid, PW_FTHREADS, sh, s>>>(red, Q, N, C, K, (int)HW, chunk, cnt);
+        else if (relu) pw_filter_part_k<true, false, B><<<grid, PW_FTHREADS, sh, s>>>(red, Q, N, C, K, (int)HW, chunk, cnt);
+        else if (vec) pw_filter_part_k<false, true, B><<<grid, PW_FTHREADS, sh, s>>>(red, Q, N, C, K, (int)HW, chunk, cnt);
+        else pw_filter_part_k<false, false, B><<<grid, PW_FTHREADS, sh, s>>>(red, Q, N, C, K, (int)HW, chunk, cnt);
         launchCheck();
         if (cnt) continue; /* the last blocks added the partials */
-        pw_filter_finish_k<B><<<dim3(kcuda_blocks(kc), 1, (unsigned)m), KCUDA_THREADS, 0, s>>>(Q, kcuda_g.red, (int)kc, G);
+        const unsigned fb = (unsigned)((kc + PW_FTHREADS / 32 - 1) / (PW_FTHREADS / 32));
+        pw_filter_finish_k<B><<<dim3(fb, 1, (unsigned)m), PW_FTHREADS, 0, s>>>(Q, red, (int)kc, G);
         launchCheck();
     }
 }

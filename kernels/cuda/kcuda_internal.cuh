@@ -7,6 +7,9 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "kcuda.h"
 
@@ -40,14 +43,31 @@ static inline unsigned kcuda_blocks(int64_t n) {
 #define KCUDA_GRID_STRIDE(i, n) \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
-/* Element i of x, or where af is not NULL (a deferred batch norm's coefficients f, s, b of
- * C channels each) that element through it: __fmaf_rn(x - f[c], s[c], b[c]), c = i / HW %
- * C, the expression bn.cu writes a batch norm's output with, so the same bits. */
-__device__ static inline float kcuda_affine_at(const float *x, const float *af, int C, int HW, int64_t i) {
-    const float v = x[i];
+/* Element i of x (kcuda_affine_v: the value v of element i), or where af is not NULL (a
+ * deferred batch norm's coefficients f, s, b of C channels each) that element through it:
+ * __fmaf_rn(x - f[c], s[c], b[c]), c = i / HW % C, the expression bn.cu writes a batch
+ * norm's output with, so the same bits. */
+__device__ static inline float kcuda_affine_v(float v, const float *af, int C, int HW, int64_t i) {
     if (!af) return v;
-    const int64_t c = i / HW % C;
+    /* 32-bit division where i fits (a 64-bit one is a call to a software routine) */
+    const int64_t c = (uint64_t)i >> 32 ? i / HW % C : (int64_t)((uint32_t)i / (uint32_t)HW % (uint32_t)C);
     return __fmaf_rn(v - af[c], af[C + c], af[2 * C + c]);
+}
+__device__ static inline float kcuda_affine_at(const float *x, const float *af, int C, int HW, int64_t i) {
+    return kcuda_affine_v(x[i], af, C, HW, i);
+}
+
+/* The 4 floats at p in one 16-byte load. p must be 16-byte aligned: a GPU faults on a
+ * misaligned vector load, and the CUDA emulator stops with a message, so a test catches
+ * a caller that checked alignment wrongly. */
+__device__ static inline float4 kcuda_ld4(const float *p) {
+#ifdef DARTSC_CUDA_EMU
+    if ((uintptr_t)p & 15) {
+        fprintf(stderr, "cuemu: misaligned 16-byte load at %p\n", (const void *)p);
+        abort();
+    }
+#endif
+    return *(const float4 *)p;
 }
 
 /* Sum of v over a block of KCUDA_THREADS threads in a fixed tree; every thread gets the

@@ -27,6 +27,8 @@ __device__ static inline float wsum_in(const kwsum_args &a, int k, int64_t i) {
     return kcuda_affine_at(a.xs[k], a.aff[k], a.C, a.HW, i);
 }
 /* dx[i] = w * g where set, else dx[i] += w * g (the weighted sums' and MIXED's dxs). */
+#define MIXED_U 4 /* elements a thread loads at once in mixed_dot_k */
+
 __device__ static inline void wsum_dx_at(float *dx, bool set, float w, float g, int64_t i) {
     if (set) dx[i] = w * g;
     else dx[i] += w * g;
@@ -284,11 +286,29 @@ __global__ static void mixed_dot_k(const __grid_constant__ mixed_tab<mixed_bwd_p
     float *const dx = T.dx_in_dot ? p.dxs[k] : NULL;
     const bool set = T.set >> k & 1u;
     double acc = 0.0;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < T.len; i += (int64_t)gridDim.x * blockDim.x) {
-        const float g = p.dy[i];
-        const double av = kcuda_affine_at(x, af, T.C, T.HW, i);
-        acc += av * (double)g;
-        if (dx) wsum_dx_at(dx, set, p.sm[T.widx[k]], g, i);
+    /* The thread's elements i, i + stride, ... in order, MIXED_U at a time: their loads (dy,
+     * x, and dx where added to) all issued before the first is used (unconditionally: an
+     * element past the end reloads the first), then the old arithmetic in the old order
+     * (the same bits; the old loop waited for each element's loads before the next's). */
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    const float wk = dx ? p.sm[T.widx[k]] : 0.0f;
+    for (int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i0 < T.len; i0 += MIXED_U * stride) {
+        float g[MIXED_U], xv[MIXED_U], dv[MIXED_U];
+#pragma unroll
+        for (int u = 0; u < MIXED_U; u++) {
+            const int64_t i = i0 + u * stride, q = i < T.len ? i : i0;
+            g[u] = p.dy[q];
+            xv[u] = x[q];
+            dv[u] = dx && !set ? dx[q] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < MIXED_U; u++) {
+            const int64_t i = i0 + u * stride;
+            if (i >= T.len) break;
+            const double av = kcuda_affine_v(xv[u], af, T.C, T.HW, i);
+            acc += av * (double)g[u];
+            if (dx) dx[i] = set ? wk * g[u] : dv[u] + wk * g[u];
+        }
     }
     const double t = kcuda_block_sum(acc, sh);
     double *const part = T.part + (int64_t)z * T.n * KCUDA_RED_BLOCKS;

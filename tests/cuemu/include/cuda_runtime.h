@@ -48,6 +48,14 @@ extern "C" {
 typedef struct uint3 {
     unsigned x, y, z;
 } uint3;
+/* CUDA's 16-byte vector (vector_types.h), loaded in one access where the address is
+ * 16-byte aligned; here a plain struct with that alignment. */
+typedef struct __attribute__((aligned(16))) float4 {
+    float x, y, z, w;
+} float4;
+#ifdef __cplusplus
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+#endif
 #ifdef __cplusplus
 struct dim3 {
     unsigned x, y, z;
