@@ -75,9 +75,6 @@ static int bn_too_big(const kbn_desc *d, const char *what) {
     KCUDA_FAIL_(what, "more than 2^31 values per channel", return 1);
 }
 
-/* Value j (< N*HW) of channel c: sample j / HW, pixel j % HW. */
-#define BN_AT(base, c, j) (base)[((int64_t)((j) / HW) * C + (c)) * HW + (j) % HW]
-
 /* This block's range [j0, j1) of its channel's cnt values (G ranges of equal size). */
 #define BN_RANGE(cnt, G)                                                       \
     const unsigned chunk_ = ((cnt) + (G) - 1) / (G);                           \
@@ -111,6 +108,30 @@ struct bn_walk {
         return o;
     }
 };
+
+/* f(offset, v) for each of the thread's values of its range in order, v[k] the value of
+ * array a[k] there (0 where a[k] is NULL): BN_U offsets at a time, all their loads issued
+ * before the first f (unconditionally: a value past the range reloads the first, so the
+ * compiler issues them together instead of interleaving predicated loads with the
+ * arithmetic that waits on them). */
+template <int NA, typename F>
+__device__ static inline void bn_each(bn_walk w, const float *const (&a)[NA], F f) {
+    while (w.more()) {
+        int64_t o[BN_U];
+        float v[BN_U][NA];
+#pragma unroll
+        for (int u = 0; u < BN_U; u++) o[u] = w.next();
+#pragma unroll
+        for (int u = 0; u < BN_U; u++) {
+            const int64_t q = o[u] >= 0 ? o[u] : o[0]; /* o[0] >= 0 while more() */
+#pragma unroll
+            for (int k = 0; k < NA; k++) v[u][k] = a[k] ? a[k][q] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < BN_U; u++)
+            if (o[u] >= 0) f(o[u], v[u]);
+    }
+}
 
 /* n problems per launch (the batched entry points; a single call is n = 1): each kernel
  * takes its problems' pointers as one kernel parameter, bn_batch<IO, B>, B = 1 for a
@@ -166,36 +187,17 @@ __global__ static void bn_stats_k(const __grid_constant__ bn_batch<bn_stats_io, 
     const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
     BN_RANGE(cnt, G);
     double s = 0.0;
-    for (bn_walk w(j0, j1, HW, C, c); w.more();) {
-        int64_t o[BN_U];
-        float v[BN_U];
-#pragma unroll
-        for (int u = 0; u < BN_U; u++) o[u] = w.next();
-#pragma unroll
-        for (int u = 0; u < BN_U; u++) v[u] = x[o[u] >= 0 ? o[u] : o[0]]; /* unconditional: all issued first */
-#pragma unroll
-        for (int u = 0; u < BN_U; u++)
-            if (o[u] >= 0) s += v[u];
-    }
+    const float *const xs[1] = {x};
+    bn_each(bn_walk(j0, j1, HW, C, c), xs, [&](int64_t, const float *v) { s += v[0]; });
     s = kcuda_block_sum0(s, sh);
     if (threadIdx.x == 0) mean_sh = j1 > j0 ? s / (double)(j1 - j0) : 0.0;
     __syncthreads();
     const double m = mean_sh;
     double ss = 0.0;
-    for (bn_walk w(j0, j1, HW, C, c); w.more();) {
-        int64_t o[BN_U];
-        float v[BN_U];
-#pragma unroll
-        for (int u = 0; u < BN_U; u++) o[u] = w.next();
-#pragma unroll
-        for (int u = 0; u < BN_U; u++) v[u] = x[o[u] >= 0 ? o[u] : o[0]]; /* unconditional: all issued first */
-#pragma unroll
-        for (int u = 0; u < BN_U; u++)
-            if (o[u] >= 0) {
-                const double t = v[u] - m;
-                ss += t * t;
-            }
-    }
+    bn_each(bn_walk(j0, j1, HW, C, c), xs, [&](int64_t, const float *v) {
+        const double t = v[0] - m;
+        ss += t * t;
+    });
     ss = kcuda_block_sum0(ss, sh);
     if (threadIdx.x == 0) {
         red[2 * ((int64_t)c * G + blockIdx.x)] = m;
@@ -346,17 +348,8 @@ __global__ static void bn_apply_k(const __grid_constant__ bn_batch<bn_apply_io, 
     bn_scale_of(mean, var, d.eps, gamma, beta, c, &invstd, &fm, &sc, &b);
     if (y) {
         BN_RANGE(cnt, G);
-        for (bn_walk w(j0, j1, HW, C, c); w.more();) {
-            int64_t o[BN_U];
-            float v[BN_U];
-#pragma unroll
-            for (int u = 0; u < BN_U; u++) o[u] = w.next();
-#pragma unroll
-            for (int u = 0; u < BN_U; u++) v[u] = x[o[u] >= 0 ? o[u] : o[0]]; /* unconditional: all issued first */
-#pragma unroll
-            for (int u = 0; u < BN_U; u++)
-                if (o[u] >= 0) y[o[u]] = __fmaf_rn(v[u] - fm, sc, b);
-        }
+        const float *const xs[1] = {x};
+        bn_each(bn_walk(j0, j1, HW, C, c), xs, [&](int64_t o, const float *v) { y[o] = __fmaf_rn(v[0] - fm, sc, b); });
     }
     if (blockIdx.x == 0 && threadIdx.x == 0)
         bn_channel_out(io.coef, io.save_mean, io.save_invstd, io.running_mean, io.running_var, c, C, mean, var, invstd,
@@ -392,7 +385,6 @@ __global__ static void bn_coefs_infer_k(float *coef, const float *gamma, const f
 /* dys: NULL, or a device scalar by which dy is read: each product rounded to float (an
  * explicit __fmul_rn: never fused into what follows), the bits of reading a buffer that
  * held dys * dy (the runtime's pass-through of a mixed op's output gradient). */
-#define BN_DY(c, j) (dys ? __fmul_rn(*dys, BN_AT(dy, c, j)) : BN_AT(dy, c, j))
 
 /* One-launch mode (cnt not NULL): the last block of channel c adds its G sums in
  * bn_bwd_apply_k's order (bn_total_w), adds them to dbeta and dgamma as its block 0 does,
@@ -422,25 +414,13 @@ __global__ static void bn_bwd_sums_k(const __grid_constant__ bn_batch<bn_bsums_i
     const double mean = io.save_mean[c], invstd = io.save_invstd[c];
     BN_RANGE(cnt, G);
     double sdy = 0.0, sdyx = 0.0;
-    for (bn_walk w(j0, j1, HW, C, c); w.more();) {
-        int64_t o[BN_U];
-        float gv[BN_U], xv[BN_U];
-#pragma unroll
-        for (int u = 0; u < BN_U; u++) o[u] = w.next();
-#pragma unroll
-        for (int u = 0; u < BN_U; u++) {
-            const int64_t q = o[u] >= 0 ? o[u] : o[0]; /* o[0] >= 0: loads unconditional */
-            gv[u] = dy[q];
-            xv[u] = x[q];
-        }
-#pragma unroll
-        for (int u = 0; u < BN_U; u++)
-            if (o[u] >= 0) {
-                const float g = dys ? __fmul_rn(*dys, gv[u]) : gv[u];
-                sdy += g;
-                sdyx += (double)g * ((xv[u] - mean) * invstd);
-            }
-    }
+    const float *const in[2] = {dy, x};
+    const float sy = dys ? *dys : 1.0f;
+    bn_each(bn_walk(j0, j1, HW, C, c), in, [&](int64_t, const float *v) {
+        const float g = dys ? __fmul_rn(sy, v[0]) : v[0];
+        sdy += g;
+        sdyx += (double)g * ((v[1] - mean) * invstd);
+    });
     sdy = kcuda_block_sum0(sdy, sh);
     sdyx = kcuda_block_sum0(sdyx, sh);
     if (threadIdx.x == 0) {
@@ -514,32 +494,17 @@ __global__ static void bn_bwd_apply_k(const __grid_constant__ bn_batch<bn_bapply
     const float a = (float)mdy, bcoef = (float)(mdyx * invstd);
     const float fm = (float)mean;
     BN_RANGE(cnt, G);
-    const float sy = dys ? *dys : 1.0f;
-    for (bn_walk w(j0, j1, HW, C, c); w.more();) {
-        int64_t o[BN_U];
-        float gv[BN_U], xv[BN_U], dv[BN_U];
-#pragma unroll
-        for (int u = 0; u < BN_U; u++) o[u] = w.next();
-#pragma unroll
-        for (int u = 0; u < BN_U; u++) {
-            const int64_t q = o[u] >= 0 ? o[u] : o[0]; /* o[0] >= 0: loads unconditional */
-            gv[u] = dy[q];
-            xv[u] = x[q];
-            dv[u] = set ? 0.0f : dx[q];
-        }
-        if (set) {
-#pragma unroll
-            for (int u = 0; u < BN_U; u++)
-                if (o[u] >= 0) dx[o[u]] = k * ((dys ? __fmul_rn(sy, gv[u]) : gv[u]) - a - (xv[u] - fm) * bcoef);
-        } else {
-#pragma unroll
-            for (int u = 0; u < BN_U; u++)
-                if (o[u] >= 0) dx[o[u]] = dv[u] + k * ((dys ? __fmul_rn(sy, gv[u]) : gv[u]) - a - (xv[u] - fm) * bcoef);
-        }
-    }
+    const float *const in[3] = {dy, x, set ? NULL : dx};
+    const float sy = dys ? *dys : 1.0f; /* read once: the stores to dx cannot change it */
+    if (set)
+        bn_each(bn_walk(j0, j1, HW, C, c), in, [&](int64_t o, const float *v) {
+            dx[o] = k * ((dys ? __fmul_rn(sy, v[0]) : v[0]) - a - (v[1] - fm) * bcoef);
+        });
+    else
+        bn_each(bn_walk(j0, j1, HW, C, c), in, [&](int64_t o, const float *v) {
+            dx[o] = v[2] + k * ((dys ? __fmul_rn(sy, v[0]) : v[0]) - a - (v[1] - fm) * bcoef);
+        });
 }
-#undef BN_DY
-#undef BN_AT
 #undef BN_RANGE
 #undef BN_IO
 

@@ -36,6 +36,18 @@ __device__ static void windows_of(int h, int k, int stride, int pad, int P, int 
     *hi = b < P ? b : P;
 }
 
+/* The up to 3 x 3 windows [p0, p1) x [q0, q1) in (p, q) order (the backwards' order):
+ * ok[t] whether window t exists, o[t] its index in the plane (0 where it does not: a
+ * valid place to load from, so that every load can be issued before any is used). */
+__device__ static inline void windows9(int p0, int p1, int q0, int q1, int Q, bool ok[9], int64_t o[9]) {
+#pragma unroll
+    for (int t = 0; t < 9; t++) {
+        const int p = p0 + t / 3, q = q0 + t % 3;
+        ok[t] = p < p1 && q < q1;
+        o[t] = ok[t] ? (int64_t)p * Q + q : 0;
+    }
+}
+
 __device__ static void avg_bounds(const kpool_desc &d, int p, int q, int *h0, int *h1, int *w0, int *w1) {
     int a = p * d.stride - d.pad, b = q * d.stride - d.pad;
     *h0 = a < 0 ? 0 : a;
@@ -90,13 +102,12 @@ template <bool AM, int B> __global__ static void maxpool_bwd_k(pool_ptrs<B> t, k
             int a[9];
             float g[9];
             bool ok[9];
+            int64_t o[9];
+            windows9(p0, p1, q0, q1, d.Q, ok, o);
 #pragma unroll
             for (int t = 0; t < 9; t++) {
-                const int p = p0 + t / 3, q = q0 + t % 3;
-                ok[t] = p < p1 && q < q1;
-                const int64_t o = ok[t] ? (int64_t)p * d.Q + q : 0;
-                a[t] = am[pl * PQ + o];
-                g[t] = gp[o];
+                a[t] = am[pl * PQ + o[t]];
+                g[t] = gp[o[t]];
             }
 #pragma unroll
             for (int t = 0; t < 9; t++)
@@ -154,12 +165,10 @@ template <int B> __global__ static void avgpool_bwd_k(pool_ptrs<B> t, kpool_desc
         if ((int64_t)d.P * d.Q > 0 && p1 - p0 <= 3 && q1 - q0 <= 3) { /* as the max pool's: loads first */
             float g[9];
             bool ok[9];
+            int64_t o[9];
+            windows9(p0, p1, q0, q1, d.Q, ok, o);
 #pragma unroll
-            for (int t = 0; t < 9; t++) {
-                const int p = p0 + t / 3, q = q0 + t % 3;
-                ok[t] = p < p1 && q < q1;
-                g[t] = gp[ok[t] ? (int64_t)p * d.Q + q : 0];
-            }
+            for (int t = 0; t < 9; t++) g[t] = gp[o[t]];
 #pragma unroll
             for (int t = 0; t < 9; t++) {
                 if (!ok[t]) continue;
