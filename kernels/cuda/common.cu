@@ -185,13 +185,29 @@ typedef struct kvecs {
 
 /* Pass 1: block (b, k) sums a_k[i] * b[i] (or a_k[i]^2) over a fixed grid-stride set of
  * i in double, then a fixed tree; one partial per block. */
+#define DOT_U 8 /* elements a thread loads at once */
 __global__ static void dot_partials_kernel(double *partials, kvecs as, const float *b, int64_t n) {
     __shared__ double sh[KCUDA_THREADS];
     const float *a = as.p[blockIdx.y], *af = as.aff[blockIdx.y];
     double acc = 0.0;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        const double av = kcuda_affine_at(a, af, as.C, as.HW, i); /* a deferred batch norm's output */
-        acc += av * (b ? (double)b[i] : av);
+    /* the thread's elements in order, DOT_U at a time: their loads issued together first
+     * (an element past the end reloads the first), then the old sum in the old order */
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i0 < n; i0 += DOT_U * stride) {
+        float av[DOT_U], bv[DOT_U];
+#pragma unroll
+        for (int u = 0; u < DOT_U; u++) {
+            const int64_t i = i0 + u * stride, q = i < n ? i : i0;
+            av[u] = a[q];
+            bv[u] = b ? b[q] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < DOT_U; u++) {
+            const int64_t i = i0 + u * stride;
+            if (i >= n) break;
+            const double v = kcuda_affine_v(av[u], af, as.C, as.HW, i); /* a deferred batch norm's output */
+            acc += v * (b ? (double)bv[u] : v);
+        }
     }
     double t = kcuda_block_sum(acc, sh);
     if (threadIdx.x == 0) partials[blockIdx.y * KCUDA_RED_BLOCKS + blockIdx.x] = t;
