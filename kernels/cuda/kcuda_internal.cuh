@@ -47,11 +47,17 @@ static inline unsigned kcuda_blocks(int64_t n) {
  * deferred batch norm's coefficients f, s, b of C channels each) that element through it:
  * __fmaf_rn(x - f[c], s[c], b[c]), c = i / HW % C, the expression bn.cu writes a batch
  * norm's output with, so the same bits. */
-__device__ static inline float kcuda_affine_v(float v, const float *af, int C, int HW, int64_t i) {
-    if (!af) return v;
-    /* 32-bit division where i fits (a 64-bit one is a call to a software routine) */
-    const int64_t c = (uint64_t)i >> 32 ? i / HW % C : (int64_t)((uint32_t)i / (uint32_t)HW % (uint32_t)C);
+/* The channel of element i: a 32-bit division where i fits (a 64-bit one is a call to a
+ * software routine). */
+__device__ static inline int64_t kcuda_channel(int64_t i, int C, int HW) {
+    return (uint64_t)i >> 32 ? i / HW % C : (int64_t)((uint32_t)i / (uint32_t)HW % (uint32_t)C);
+}
+/* v through the coefficients of channel c (af not NULL). */
+__device__ static inline float kcuda_affine_c(float v, const float *af, int C, int64_t c) {
     return __fmaf_rn(v - af[c], af[C + c], af[2 * C + c]);
+}
+__device__ static inline float kcuda_affine_v(float v, const float *af, int C, int HW, int64_t i) {
+    return af ? kcuda_affine_c(v, af, C, kcuda_channel(i, C, HW)) : v;
 }
 __device__ static inline float kcuda_affine_at(const float *x, const float *af, int C, int HW, int64_t i) {
     return kcuda_affine_v(x[i], af, C, HW, i);

@@ -220,8 +220,17 @@ __global__ static void mixed_fwd_k(const __grid_constant__ mixed_tab<mixed_fwd_p
     }
     const float *const w = G ? p.alpha : sw;
     KCUDA_GRID_STRIDE(i, T.len) {
+        /* every candidate's value loaded before the first is used (K at most, k < n), then
+         * the old sum in the old order */
+        const int64_t c = kcuda_channel(i, T.C, T.HW);
+        float v[K];
+#pragma unroll
+        for (int k = 0; k < K; k++)
+            if (k < T.n) v[k] = p.xs[k][i];
         float s = 0.0f;
-        for (int k = 0; k < T.n; k++) s += w[T.widx[k]] * kcuda_affine_at(p.xs[k], p.aff[k], T.C, T.HW, i);
+#pragma unroll
+        for (int k = 0; k < K; k++)
+            if (k < T.n) s += w[T.widx[k]] * (p.aff[k] ? kcuda_affine_c(v[k], p.aff[k], T.C, c) : v[k]);
         p.y[i] = s;
     }
 }
