@@ -347,6 +347,9 @@ Test(cuda_ops, maxpool_3x3_stride1_borders) { unary_case(IR_OP_MAXPOOL, 3, 1, 1)
 Test(cuda_ops, maxpool_3x3_stride2_borders) { unary_case(IR_OP_MAXPOOL, 3, 2, 1); }
 Test(cuda_ops, avgpool_3x3_stride1_excludes_padding) { unary_case(IR_OP_AVGPOOL, 3, 1, 1); }
 Test(cuda_ops, avgpool_3x3_stride2_excludes_padding) { unary_case(IR_OP_AVGPOOL, 3, 2, 1); }
+/* windows other than 3x3 take the kernels' general loops (3x3 ones load their 9 taps at once) */
+Test(cuda_ops, maxpool_2x2_stride2_general_loops) { unary_case(IR_OP_MAXPOOL, 2, 2, 0); }
+Test(cuda_ops, avgpool_5x5_stride1_general_loops) { unary_case(IR_OP_AVGPOOL, 5, 1, 2); }
 
 /* Max pool ties: the first maximum of the window wins on both devices (x quantised to
  * a few levels, so most windows tie). */

@@ -12,6 +12,27 @@ __device__ static int64_t argmax_window(const float *xp, const kpool_desc &d, in
     const int h0 = p * d.stride - d.pad, w0 = q * d.stride - d.pad;
     float best = -INFINITY;
     int64_t bi = -1;
+    if (d.k == 3) {
+        /* DARTS' 3x3 pools: the 9 values loaded at once (a tap outside the plane loads the
+         * plane's first value and is skipped), then the loop's comparisons in its order */
+        float v[9];
+        bool in[9];
+        int64_t at[9];
+#pragma unroll
+        for (int t = 0; t < 9; t++) {
+            const int ih = h0 + t / 3, iw = w0 + t % 3;
+            in[t] = ih >= 0 && ih < d.H && iw >= 0 && iw < d.W;
+            at[t] = in[t] ? (int64_t)ih * d.W + iw : 0;
+            v[t] = xp[at[t]];
+        }
+#pragma unroll
+        for (int t = 0; t < 9; t++)
+            if (in[t] && (bi < 0 || v[t] > best || (isnan(v[t]) && !isnan(best)))) {
+                best = v[t];
+                bi = at[t];
+            }
+        return bi;
+    }
     for (int i = 0; i < d.k; i++) {
         int ih = h0 + i;
         if (ih < 0 || ih >= d.H) continue;
@@ -143,8 +164,22 @@ template <int B> __global__ static void avgpool_fwd_k(pool_ptrs<B> t, kpool_desc
         int h0, h1, w0, w1;
         avg_bounds(d, (int)(i % PQ / d.Q), (int)(i % d.Q), &h0, &h1, &w0, &w1);
         float s = 0.0f;
-        for (int a = h0; a < h1; a++)
-            for (int b = w0; b < w1; b++) s += xp[(int64_t)a * d.W + b];
+        if (d.k == 3) { /* the 9 taps loaded at once, then added in the loop's order */
+            float v[9];
+            bool in[9];
+#pragma unroll
+            for (int t = 0; t < 9; t++) {
+                const int a = h0 + t / 3, b = w0 + t % 3;
+                in[t] = a < h1 && b < w1;
+                v[t] = xp[in[t] ? (int64_t)a * d.W + b : 0];
+            }
+#pragma unroll
+            for (int t = 0; t < 9; t++)
+                if (in[t]) s += v[t];
+        } else {
+            for (int a = h0; a < h1; a++)
+                for (int b = w0; b < w1; b++) s += xp[(int64_t)a * d.W + b];
+        }
         int cnt = (h1 - h0) * (w1 - w0);
         y[i] = cnt > 0 ? s / (float)cnt : 0.0f;
     }
