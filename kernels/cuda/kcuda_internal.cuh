@@ -187,7 +187,8 @@ typedef struct kcuda_lib {
     int dw_filter_planes; /* DARTSC_CUDA_DW_FILTER_PLANES set: depthwise filter gradients by
                              planes staged in shared memory (conv.cu; not yet measured) */
     int own_1x1;      /* DARTSC_CUDA_OWN_1X1 set: small 1x1 convolutions by conv.cu's own kernels
-                         (slower than cuBLAS on the H200 so far, see docs/BENCHMARKS.md) */
+                         (the first ones were slower than cuBLAS on the H200, docs/BENCHMARKS.md;
+                         rewritten in session 16, not yet measured) */
     int batch_cublas; /* DARTSC_CUDA_BATCH_CUBLAS set (not "0"): batched 1x1 convolutions on the
                          cuBLAS path as pointer-array GEMMs (conv.cu; not yet measured) */
     int one_launch;   /* DARTSC_CUDA_ONE_LAUNCH set (not "0"): reductions finished by their last
