@@ -400,25 +400,43 @@ __global__ static void dw_bwd_filter_part_k(double *part, kb_ptrs<B> P, kconv2d_
     double acc[RS];
 #pragma unroll
     for (int t = 0; t < RS; t++) acc[t] = 0.0;
-    for (unsigned j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
-        const unsigned n = j / PQ, pq = j - n * PQ, p = pq / Q, q = pq - p * Q;
-        const int64_t pl = (int64_t)n * d.C + c;
-        const double g = dy[pl * PQ + pq];
-        const float *xp = x + pl * d.H * d.W;
-        const int ih0 = (int)p * d.stride_h - d.pad_h, iw0 = (int)q * d.stride_w - d.pad_w;
+    /* DW_U of the thread's outputs at a time, in order: the gradient and the R x S input
+     * taps of each loaded first (a tap outside the plane, or an output past the range,
+     * loads a valid element and is skipped), then added tap by tap as before (the same
+     * sums; the old loop waited for each output's loads before the next output's) */
+    for (unsigned j0t = j0 + threadIdx.x; j0t < j1; j0t += DW_U * blockDim.x) {
+        float gv[DW_U], xv[DW_U][RS];
+        bool ok[DW_U][RS];
 #pragma unroll
-        for (int r = 0; r < R; r++) {
-            const int ih = ih0 + r * d.dil_h;
-            const bool rok = ih >= 0 && ih < d.H;
+        for (int u = 0; u < DW_U; u++) {
+            const unsigned j = j0t + u * blockDim.x, jj = j < j1 ? j : j0t;
+            const unsigned n = jj / PQ, pq = jj - n * PQ, p = pq / Q, q = pq - p * Q;
+            const int64_t pl = (int64_t)n * d.C + c;
+            gv[u] = dy[pl * PQ + pq];
+            const float *xp = x + pl * d.H * d.W;
+            const int ih0 = (int)p * d.stride_h - d.pad_h, iw0 = (int)q * d.stride_w - d.pad_w;
 #pragma unroll
-            for (int s = 0; s < S; s++) {
-                const int iw = iw0 + s * d.dil_w;
-                if (rok && iw >= 0 && iw < d.W) {
-                    float xv = xp[ih * d.W + iw];
-                    if (RELU) xv = xv > 0.0f ? xv : 0.0f;
-                    acc[r * S + s] += g * (double)xv;
+            for (int r = 0; r < R; r++) {
+                const int ih = ih0 + r * d.dil_h;
+#pragma unroll
+                for (int s = 0; s < S; s++) {
+                    const int iw = iw0 + s * d.dil_w;
+                    const bool in = j < j1 && ih >= 0 && ih < d.H && iw >= 0 && iw < d.W;
+                    ok[u][r * S + s] = in;
+                    xv[u][r * S + s] = xp[in ? ih * d.W + iw : 0];
                 }
             }
+        }
+#pragma unroll
+        for (int u = 0; u < DW_U; u++) {
+            const double g = gv[u];
+#pragma unroll
+            for (int t = 0; t < RS; t++)
+                if (ok[u][t]) {
+                    float v = xv[u][t];
+                    if (RELU) v = v > 0.0f ? v : 0.0f;
+                    acc[t] += g * (double)v;
+                }
         }
     }
     dw_filter_block_partials<RS>(part + ((int64_t)c * G + blockIdx.x) * RS, acc, sh);
