@@ -152,6 +152,11 @@ fi
 DARTSC_NO_SHARE=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
     --order 1 --steps "$steps" --warmup "$warmup" --json \
     | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_NO_SHARE=1"/' >>"$j" || echo "order 1 without sharing failed"
+# the sep_convs' middle batch norms applied (DARTSC_NO_BN_INTO_CONV=1) against deferred into
+# the depthwise convolutions after their ReLUs (the default): time and peak device memory
+DARTSC_NO_BN_INTO_CONV=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
+    --order 1 --steps "$steps" --warmup "$warmup" --json \
+    | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_NO_BN_INTO_CONV=1"/' >>"$j" || echo "order 1 without BN into conv failed"
 
 # whole steps recorded as one graph (rt_step_run) against the per-pass recordings they
 # replace: both orders and retraining (drop path 0.2) with DARTSC_NO_STEP_GRAPHS=1

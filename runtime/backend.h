@@ -25,7 +25,8 @@ typedef struct rt_tref {
     int ndim;
     int64_t shape[IR_MAX_DIMS];
     int64_t numel;
-    const float *affine; /* input of a mixed op only, NULL but where the producer's output is
+    const float *affine; /* input of a mixed op, or input 0 of a convolution with a folded
+                            ReLU, only: NULL but where the producer's output is
                             deferred (rt_exec_node.defer_out): data is that batch norm's input,
                             and the value read is (data - a[c]) * a[C + c] + a[2C + c] for
                             channel c of (N, C, ...), a = affine (the producer's aux + 2C) */
@@ -54,8 +55,9 @@ typedef struct rt_exec_node {
     const float *out_grad_scale; /* backward: non-NULL: this node's output gradient is
                           (*out_grad_scale) * out.grad, computed as it is read (only where the
                           backend's scales_out_grad said yes; see runtime/plan.c) */
-    int defer_out;   /* forward: a batch norm whose one consumer, a mixed op, applies it as it
-                        reads (backend defers_output said yes): out.data is NULL; write the
+    int defer_out;   /* forward: a batch norm whose one consumer (a mixed op, or a convolution
+                        through its folded ReLU) applies it as it reads (backend
+                        defers_output said yes): out.data is NULL; write the
                         statistics and the per-channel coefficients f, s, b (aux + 2C, so that
                         y = (x - f) * s + b) instead of y; see runtime/plan.c */
     const struct kbn_sync *bn_sync; /* batch norm: non-NULL: batch statistics over every
@@ -128,7 +130,8 @@ struct rt_backend {
     int (*scales_out_grad)(rt_backend *be, const rt_exec_node *n);
     /* May be NULL: no deferral. Whether node n's forward (shapes filled) can leave its
      * output unapplied (rt_exec_node.defer_out) for its one consumer c, whose forward and
-     * backward then read it through rt_tref.affine. */
+     * backward then read it through rt_tref.affine (c: a mixed op, or a convolution with
+     * relu_in set whose folded ReLU reads n). */
     int (*defers_output)(rt_backend *be, const rt_exec_node *n, const rt_exec_node *c);
     /* May be NULL (both): no batching. batches: whether the forwards (bwd 0) or backwards
      * (bwd 1) of nodes a and b (pointers filled, scratch not: a batch gets one lane's

@@ -28,9 +28,14 @@
  * and the candidates' outputs no longer live from the forward to the mixed op's backward
  * (the batch norm's input lives that long anyway, its backward reads it); that input then
  * lives until the mixed op's last use, the coefficients (aux) too.
+ * A batch norm whose one consumer is a ReLU folded into a convolution (a sep_conv's middle
+ * batch norm: BN -> ReLU -> depthwise) is deferred the same way where the backend says so
+ * for that convolution (the CUDA backend's depthwise kernels, kcuda_conv2d_relu_affine_*:
+ * they read the batch norm's input through its coefficients, then the ReLU; the CPU
+ * backend says no): no value buffer, no pass writing it, the same bits.
  * A node whose one consumer is an ADD reads the ADD's output gradient as its own, unscaled (the
  * ADD's backward wrote a copy of it before: 1.0f * dy is dy), and the ADD skips it (gskip).
- * DARTSC_NO_FUSION=1 in the environment turns all five off (to measure what they gain). */
+ * DARTSC_NO_FUSION=1 in the environment turns all of them off (to measure what they gain). */
 #include "runtime.h"
 
 #include <math.h>
@@ -64,7 +69,7 @@ struct rt_plan {
     int *gscale;                      /* per node with gsrc: index of its weight in that op's aux
                                          (-1: an ADD's, unscaled) */
     unsigned *gskip;                  /* per mixed op or ADD: input slots whose gradient it does not write */
-    int *lazyc;                       /* per node: its output is deferred to this mixed op, or -1 */
+    int *lazyc;                       /* per node: its output is deferred to this consumer (a mixed op or a convolution), or -1 */
     int **zero_at;                    /* per node j: gradient buffers zeroed before backward step j (-1 ended) */
     int set_grads;                    /* the backend's sets_grad is used (see the top of the file) */
     void *arena;
@@ -398,6 +403,26 @@ static void plan_mixed_inputs(rt_plan *p) {
                 p->be->defers_output(p->be, &e, &ec))
                 p->lazyc[b] = j;
         }
+    }
+    /* A batch norm whose one consumer is a convolution's folded ReLU (input 0 of the
+     * convolution reads the batch norm through src0): deferred into the convolution where
+     * the backend takes it (the convolution told it has the ReLU). */
+    for (int j = 0; p->be->defers_output && j < p->n; j++) {
+        const ir_node *cn = ir_graph_node(g, j);
+        const int b = p->src0[j];
+        if (cn->op != IR_OP_CONV2D || p->fused[j] || b < 0 || ncons[b] != 1 || p->fused[b] || p->lazyc[b] >= 0)
+            continue;
+        const ir_node *bn = ir_graph_node(g, b);
+        if (bn->op != IR_OP_BATCHNORM || bn->inputs[0] < 0 || p->src0[b] >= 0 ||
+            (bn->flags & (IR_FLAG_OUTPUT | IR_FLAG_LOSS)))
+            continue;
+        rt_exec_node e, ec;
+        memset(&e, 0, sizeof e);
+        memset(&ec, 0, sizeof ec);
+        fill_exec_shapes(g, b, &e);
+        fill_exec_shapes(g, j, &ec);
+        ec.relu_in = 1;
+        if (p->be->defers_output(p->be, &e, &ec)) p->lazyc[b] = j;
     }
     /* A sum's inputs: the gradient of an ADD's input is its output gradient, bit for bit
      * (the backward wrote 1.0f * dy into each input's own buffer), so an input whose one

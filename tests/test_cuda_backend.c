@@ -792,24 +792,32 @@ Test(cuda_net, lanes_replays_equal_eager_passes_on_a_larger_supernet) {
  * DARTSC_NO_FUSION=1 (same parameters, same batch), and the folded plan has fewer nodes'
  * worth of arena (no ReLU outputs). Strided and dilated depthwise, 1x1 and reduction
  * cells are all in the supernet. */
-static void relu_fusion_case(void);
+static void fusion_case(const char *off);
+static void relu_fusion_case(void) { fusion_case("DARTSC_NO_FUSION"); }
 Test(cuda_net, relu_fusion_changes_no_bit) { relu_fusion_case(); }
+/* The sep_convs' middle batch norms (BN -> ReLU -> depthwise) deferred into the depthwise
+ * convolutions (kcuda_conv2d_relu_affine_*): against a plan without that one fusion
+ * (DARTSC_NO_BN_INTO_CONV=1), the same bits, training and inference, in less arena. */
+Test(cuda_net, batch_norms_deferred_into_depthwise_convolutions_change_no_bit) {
+    fusion_case("DARTSC_NO_BN_INTO_CONV");
+}
 /* with the own 1x1 kernels the preprocessing ReLUs fold into their 1x1 convolutions too */
 Test(cuda_net, relu_fusion_changes_no_bit_own_1x1) {
     setenv("DARTSC_CUDA_OWN_1X1", "1", 1);
     relu_fusion_case();
 }
-static void relu_fusion_case(void) {
+/* off: the environment switch that makes the plan without the fusion(s) compared. */
+static void fusion_case(const char *off) {
     ir_space sp;
     tiny_space(&sp);
     pair h;
     net_pair(&h, &sp, 4, 13);
-    setenv("DARTSC_NO_FUSION", "1", 1);
+    setenv(off, "1", 1);
     char err[256];
     rt_plan *pu = rt_plan_new(h.g, h.gpu, &(rt_plan_opts){.seed = 13, .grads = RT_GRAD_W | RT_GRAD_ARCH}, err, sizeof err);
-    unsetenv("DARTSC_NO_FUSION");
+    unsetenv(off);
     cr_assert(pu, "%s", err);
-    cr_expect(rt_plan_arena_bytes(h.pg) < rt_plan_arena_bytes(pu), "folded arena %zu not below unfolded %zu",
+    cr_expect(rt_plan_arena_bytes(h.pg) < rt_plan_arena_bytes(pu), "%s: fused arena %zu not below unfused %zu", off,
               rt_plan_arena_bytes(h.pg), rt_plan_arena_bytes(pu));
     const ir_role roles[3] = {IR_ROLE_WEIGHT, IR_ROLE_ARCH, IR_ROLE_BUFFER};
     for (int i = 0; i < 3; i++) {
@@ -835,9 +843,20 @@ static void relu_fusion_case(void) {
         double s = 0;
         for (int64_t k = 0; k < a.n; k++) s += fabs(ga[k]);
         cr_expect(s > 0, "%s gradients all zero", ir_role_name(roles[i]));
-        cr_expect_arr_eq(ga, gb, (size_t)a.n * 4, "%s gradients differ with the ReLUs folded", ir_role_name(roles[i]));
+        cr_expect_arr_eq(ga, gb, (size_t)a.n * 4, "%s: %s gradients differ with the fusions", off,
+                         ir_role_name(roles[i]));
         free(ga);
         free(gb);
+    }
+    { /* the batch norms' running statistics, then an inference pass on them */
+        rt_group a = rt_plan_group(h.pg, IR_ROLE_BUFFER), b = rt_plan_group(pu, IR_ROLE_BUFFER);
+        float *ra = fetch(&h, a.data, a.n), *rb = fetch(&h, b.data, b.n);
+        cr_expect_arr_eq(ra, rb, (size_t)a.n * 4, "%s: running statistics differ with the fusions", off);
+        free(ra);
+        free(rb);
+        const float ef = rt_forward(h.pg, 0), eu = rt_forward(pu, 0);
+        assert_no_cuda_error(&h);
+        cr_expect_eq(memcmp(&ef, &eu, 4), 0, "%s: inference loss %.9g fused vs %.9g unfused", off, ef, eu);
     }
     free(img);
     rt_plan_free(pu);
@@ -2478,6 +2497,105 @@ Test(cuda_ops, own_1x1_vector_loads_change_no_bit) {
             cudaFree(dev[k]);
         }
         cudaFree(scr);
+    }
+    ol_end(gpu, s);
+}
+
+/* A depthwise convolution reading a batch norm's input through its coefficients
+ * (kcuda_conv2d_relu_affine_*: the deferred batch norm) gives the bits of applying the
+ * batch norm first (y = fma(x - f, s, b), the batch norm's expression) and then the
+ * fused-ReLU passes on y: forward, data gradient written and added, filter gradient; and
+ * 3 problems batched give the single calls' bits. Shapes: 3x3 stride 1 pad 1, 5x5 stride 2
+ * pad 2, 3x3 dilation 2 pad 2 (the sep, reduction and dil_conv candidates), on planes of
+ * 9x7 over 3 samples of 5 channels. */
+static kconv2d_desc bc_dw_desc(int N, int C, int H, int W, int R, int stride, int pad, int dil);
+Test(cuda_ops, depthwise_reading_a_deferred_batch_norm_equals_applying_it_first) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    const int sh[3][4] = {{3, 1, 1, 1}, {5, 2, 2, 1}, {3, 1, 2, 2}}; /* R, stride, pad, dil */
+    for (int t = 0; t < 3; t++) {
+        const kconv2d_desc d = bc_dw_desc(3, 5, 9, 7, sh[t][0], sh[t][1], sh[t][2], sh[t][3]);
+        cr_assert(kcuda_conv2d_affine_supported(&d), "shape %d", t);
+        const int NP = 3; /* problems of the batched calls */
+        const int64_t nx = (int64_t)d.N * d.C * d.H * d.W, ny = (int64_t)d.N * d.K * d.P * d.Q,
+                      nw = (int64_t)d.C * d.R * d.S;
+        /* per problem: x, af (3C), w, dy; the applied y = fma(x - f, s, b) on the host */
+        float *h[NP][5], *dv[NP][5];
+        const int64_t n[5] = {nx, 3 * d.C, nw, ny, nx};
+        for (int i = 0; i < NP; i++) {
+            for (int k = 0; k < 4; k++) {
+                h[i][k] = malloc((size_t)n[k] * sizeof(float));
+                tu_fill_uniform(h[i][k], n[k], -1.f, 1.f, 8100 + 10 * t + 100 * i + k);
+            }
+            for (int c = 0; c < d.C; c++) h[i][1][d.C + c] = 0.5f + fabsf(h[i][1][d.C + c]); /* s > 0 */
+            h[i][4] = malloc((size_t)nx * sizeof(float));
+            for (int64_t e = 0; e < nx; e++) {
+                const int c = (int)(e / (d.H * d.W) % d.C);
+                h[i][4][e] = fmaf(h[i][0][e] - h[i][1][c], h[i][1][d.C + c], h[i][1][2 * d.C + c]);
+            }
+            for (int k = 0; k < 5; k++) {
+                OL_CK(cudaMalloc((void **)&dv[i][k], (size_t)n[k] * sizeof(float)));
+                OL_CK(cudaMemcpy(dv[i][k], h[i][k], (size_t)n[k] * sizeof(float), cudaMemcpyHostToDevice));
+            }
+        }
+        /* outputs: [way][problem] y, dx set, dx added (from 0.25), dw (from 0.5); way 0:
+         * applied + fused ReLU, 1: affine single, 2: affine batched */
+        float *out[3][NP][4];
+        const int64_t no[4] = {ny, nx, nx, nw};
+        for (int way = 0; way < 3; way++)
+            for (int i = 0; i < NP; i++)
+                for (int o = 0; o < 4; o++) {
+                    OL_CK(cudaMalloc((void **)&out[way][i][o], (size_t)no[o] * sizeof(float)));
+                    float *init = malloc((size_t)no[o] * sizeof(float));
+                    for (int64_t e = 0; e < no[o]; e++) init[e] = o == 2 ? 0.25f : o == 3 ? 0.5f : 7.0f;
+                    OL_CK(cudaMemcpy(out[way][i][o], init, (size_t)no[o] * sizeof(float), cudaMemcpyHostToDevice));
+                    free(init);
+                }
+        for (int i = 0; i < NP; i++) {
+            kcuda_conv2d_relu_forward(out[0][i][0], dv[i][4], dv[i][2], &d, NULL, s);
+            kcuda_conv2d_backward_data_set(out[0][i][1], dv[i][3], dv[i][2], dv[i][4], &d, NULL, s);
+            kcuda_conv2d_relu_backward_data(out[0][i][2], dv[i][3], dv[i][2], dv[i][4], &d, NULL, s);
+            kcuda_conv2d_relu_backward_filter(out[0][i][3], dv[i][3], dv[i][4], &d, NULL, s);
+            kcuda_conv2d_relu_affine_forward(out[1][i][0], dv[i][0], dv[i][1], dv[i][2], &d, s);
+            kcuda_conv2d_relu_affine_backward_data(out[1][i][1], dv[i][3], dv[i][2], dv[i][0], dv[i][1], &d, 1, s);
+            kcuda_conv2d_relu_affine_backward_data(out[1][i][2], dv[i][3], dv[i][2], dv[i][0], dv[i][1], &d, 0, s);
+            kcuda_conv2d_relu_affine_backward_filter(out[1][i][3], dv[i][3], dv[i][0], dv[i][1], &d, s);
+        }
+        float *o2[4][NP];
+        const float *x[NP], *af[NP], *w[NP], *dy[NP];
+        for (int i = 0; i < NP; i++) {
+            x[i] = dv[i][0], af[i] = dv[i][1], w[i] = dv[i][2], dy[i] = dv[i][3];
+            for (int o = 0; o < 4; o++) o2[o][i] = out[2][i][o];
+        }
+        kcuda_conv2d_relu_affine_forward_batch(NP, o2[0], x, af, w, &d, s);
+        kcuda_conv2d_relu_affine_backward_data_batch(NP, o2[1], dy, w, x, af, &d, 1, s);
+        kcuda_conv2d_relu_affine_backward_data_batch(NP, o2[2], dy, w, x, af, &d, 0, s);
+        kcuda_conv2d_relu_affine_backward_filter_batch(NP, o2[3], dy, x, af, &d, s);
+        OL_CK(cudaStreamSynchronize(s));
+        cr_assert(!kcuda_last_error(), "%s", kcuda_last_error());
+        static const char *what[4] = {"forward", "data gradient (set)", "data gradient (added)", "filter gradient"};
+        for (int i = 0; i < NP; i++)
+            for (int o = 0; o < 4; o++) {
+                float *r[3];
+                for (int way = 0; way < 3; way++) {
+                    r[way] = malloc((size_t)no[o] * sizeof(float));
+                    OL_CK(cudaMemcpy(r[way], out[way][i][o], (size_t)no[o] * sizeof(float), cudaMemcpyDeviceToHost));
+                }
+                cr_expect(memcmp(r[0], r[1], (size_t)no[o] * sizeof(float)) == 0,
+                          "shape %d problem %d %s: reading the batch norm's input differs from applying it first", t,
+                          i, what[o]);
+                cr_expect(memcmp(r[1], r[2], (size_t)no[o] * sizeof(float)) == 0,
+                          "shape %d problem %d %s: batched differs from the single call", t, i, what[o]);
+                for (int way = 0; way < 3; way++) free(r[way]);
+            }
+        for (int way = 0; way < 3; way++)
+            for (int i = 0; i < NP; i++)
+                for (int o = 0; o < 4; o++) cudaFree(out[way][i][o]);
+        for (int i = 0; i < NP; i++)
+            for (int k = 0; k < 5; k++) {
+                free(h[i][k]);
+                cudaFree(dv[i][k]);
+            }
     }
     ol_end(gpu, s);
 }

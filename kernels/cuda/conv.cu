@@ -23,11 +23,13 @@ static int is_depthwise(const kconv2d_desc *d) { return d->groups == d->C && d->
  * entry points launch B = 1 (a 32-byte table, z = 0), the batched ones
  * (kcuda_conv2d_*_batch) B = KB_MAX: the same device code either way, so each problem gets
  * the bits of a single call. o: the output (y, dx or dw); a, b: the inputs in the kernel's
- * order (x, w / dy, w / dy, x); r: a fused ReLU's input (the data gradients), or NULL. */
+ * order (x, w / dy, w / dy, x); r: a fused ReLU's input (the data gradients), or NULL;
+ * f: a deferred batch norm's coefficients (f, s, b of C channels each) that the input x
+ * (the ReLU's input) is read through before the ReLU, or NULL (the depthwise kernels). */
 #define KB_MAX KCUDA_MAX_BATCH
 template <int B> struct kb_ptrs {
     float *o[B];
-    const float *a[B], *b[B], *r[B];
+    const float *a[B], *b[B], *r[B], *f[B];
 };
 template <int B> __device__ static inline int kb_z() { return B == 1 ? 0 : (int)blockIdx.z; }
 /* Problems [i0, i0 + m) of P as the first m of a table. */
@@ -39,6 +41,7 @@ template <int B> static kb_ptrs<B> kb_slice(const kb_ptrs<B> &P, int i0, int m) 
         q.a[i] = P.a[i0 + i];
         q.b[i] = P.b[i0 + i];
         q.r[i] = P.r[i0 + i];
+        q.f[i] = P.f[i0 + i];
     }
     return q;
 }
@@ -125,8 +128,11 @@ static unsigned dw_plane_threads(int64_t outs) {
  * loads in flight per thread where the old loop waited for each before the next (the
  * same values, so the same bits). */
 #define DW_U 4
+/* af: x read through a deferred batch norm's coefficients of channel c first (padding
+ * stays 0: it pads the convolution's input, the ReLU's output). */
 template <bool RELU>
-__device__ static inline void dw_stage_plane(float *tile, const float *xp, const kconv2d_desc &d, int Hp, int Wp) {
+__device__ static inline void dw_stage_plane(float *tile, const float *xp, const kconv2d_desc &d, int Hp, int Wp,
+                                             const float *af, int c) {
     const int n = Hp * Wp;
     for (int i0 = threadIdx.x; i0 < n; i0 += DW_U * blockDim.x) {
         float v[DW_U];
@@ -141,7 +147,7 @@ __device__ static inline void dw_stage_plane(float *tile, const float *xp, const
 #pragma unroll
         for (int u = 0; u < DW_U; u++) {
             const int i = i0 + u * (int)blockDim.x;
-            float t = in[u] ? v[u] : 0.0f;
+            float t = in[u] ? (af ? kcuda_affine_c(v[u], af, d.C, c) : v[u]) : 0.0f;
             if (RELU) t = t > 0.0f ? t : 0.0f; /* kcuda_relu_forward's expression */
             if (i < n) tile[i] = t;
         }
@@ -174,7 +180,7 @@ __global__ static void dw_fwd_plane_k(kb_ptrs<B> P, kconv2d_desc d) {
     const int c = (int)(plane % d.C);
     const int Hp = d.H + 2 * d.pad_h, Wp = d.W + 2 * d.pad_w;
     const float *xp = x + plane * d.H * d.W;
-    dw_stage_plane<RELU>(tile, xp, d, Hp, Wp);
+    dw_stage_plane<RELU>(tile, xp, d, Hp, Wp, P.f[z], c);
     float wr[R * S];
 #pragma unroll
     for (int t = 0; t < R * S; t++) wr[t] = w[c * R * S + t];
@@ -200,7 +206,7 @@ __global__ static void dw_bwd_data_plane_k(kb_ptrs<B> P, kconv2d_desc d, int set
     extern __shared__ float tile[];
     const int z = kb_z<B>();
     float *dx = P.o[z];
-    const float *dy = P.a[z], *w = P.b[z], *xr = P.r[z];
+    const float *dy = P.a[z], *w = P.b[z], *xr = P.r[z], *af = P.f[z];
     const int64_t plane = blockIdx.x;
     const int c = (int)(plane % d.C);
     const int PQ = d.P * d.Q, HW = d.H * d.W;
@@ -221,6 +227,7 @@ __global__ static void dw_bwd_data_plane_k(kb_ptrs<B> P, kconv2d_desc d, int set
             const int i = i0 + u * (int)blockDim.x, q = i < HW ? i : i0;
             ov[u] = set ? 0.0f : xp[q];
             rv[u] = RELU ? xr[plane * HW + q] : 0.0f;
+            if (RELU && af) rv[u] = kcuda_affine_c(rv[u], af, d.C, c); /* the ReLU's input */
         }
 #pragma unroll
         for (int u = 0; u < DW_U; u++) {
@@ -287,8 +294,9 @@ static int dw_fwd_plane_run(const kb_ptrs<B> &P, int n, const kconv2d_desc *d, i
     launchCheckR(1);
     return 1;
 }
-static int dw_fwd_plane(float *y, const float *x, const float *w, const kconv2d_desc *d, int relu, cudaStream_t s) {
-    const kb_ptrs<1> P = {{y}, {x}, {w}, {NULL}};
+static int dw_fwd_plane(float *y, const float *x, const float *w, const kconv2d_desc *d, int relu, const float *af,
+                        cudaStream_t s) {
+    const kb_ptrs<1> P = {{y}, {x}, {w}, {NULL}, {af}};
     return dw_fwd_plane_run(P, 1, d, relu, s);
 }
 
@@ -316,9 +324,9 @@ static int dw_bwd_data_plane_run(const kb_ptrs<B> &P, int n, const kconv2d_desc 
     launchCheckR(1);
     return 1;
 }
-static int dw_bwd_data_plane(float *dx, const float *dy, const float *w, const float *xr, const kconv2d_desc *d,
-                             int set, cudaStream_t s) {
-    const kb_ptrs<1> P = {{dx}, {dy}, {w}, {xr}};
+static int dw_bwd_data_plane(float *dx, const float *dy, const float *w, const float *xr, const float *af,
+                             const kconv2d_desc *d, int set, cudaStream_t s) {
+    const kb_ptrs<1> P = {{dx}, {dy}, {w}, {xr}, {af}};
     return dw_bwd_data_plane_run(P, 1, d, xr != NULL, set, s);
 }
 
@@ -390,7 +398,7 @@ __global__ static void dw_bwd_filter_part_k(double *part, kb_ptrs<B> P, kconv2d_
     __shared__ double sh[RS][KCUDA_THREADS / 32];
     const int z = kb_z<B>();
     float *dw = P.o[z];
-    const float *dy = P.a[z], *x = P.b[z];
+    const float *dy = P.a[z], *x = P.b[z], *af = P.f[z];
     part += (int64_t)z * d.C * G * RS; /* problem z's partials and counters */
     if (cnt) cnt += (int64_t)z * d.C;
     const int c = blockIdx.y;
@@ -434,6 +442,7 @@ __global__ static void dw_bwd_filter_part_k(double *part, kb_ptrs<B> P, kconv2d_
             for (int t = 0; t < RS; t++)
                 if (ok[u][t]) {
                     float v = xv[u][t];
+                    if (af) v = kcuda_affine_c(v, af, d.C, c);
                     if (RELU) v = v > 0.0f ? v : 0.0f;
                     acc[t] += g * (double)v;
                 }
@@ -506,7 +515,7 @@ __global__ static void dw_bwd_filter_plane_k(double *part, kb_ptrs<B> P, kconv2d
         const int64_t plane = (int64_t)n * d.C + c;
         const float *xp = x + plane * d.H * d.W;
         __syncthreads(); /* the previous sample's tile is read */
-        dw_stage_plane<RELU>(tile, xp, d, Hp, Wp);
+        dw_stage_plane<RELU>(tile, xp, d, Hp, Wp, P.f[z], c);
         __syncthreads();
         float accf[RS];
 #pragma unroll
@@ -598,11 +607,11 @@ static void dw_filter_run(const kb_ptrs<B> &P, int n, const kconv2d_desc *d, con
 }
 
 /* 1 when an instance of dw_bwd_filter_part_k (or, opted in, dw_bwd_filter_plane_k) ran. */
-static int dw_filter_blocked(float *dw, const float *dy, const float *x, const kconv2d_desc *d, int relu,
-                             cudaStream_t s) {
+static int dw_filter_blocked(float *dw, const float *dy, const float *x, const float *af, const kconv2d_desc *d,
+                             int relu, cudaStream_t s) {
     dw_filter_plan pl;
     if (!dw_filter_plan_of(d, &pl)) return 0;
-    const kb_ptrs<1> P = {{dw}, {dy}, {x}, {NULL}};
+    const kb_ptrs<1> P = {{dw}, {dy}, {x}, {NULL}, {af}};
     dw_filter_run(P, 1, d, &pl, relu, s);
     return 1;
 }
@@ -1070,7 +1079,7 @@ static void pw_filter_run(const kb_ptrs<B> &P, int n, const kconv2d_desc *d, int
 static void pw_forward(float *y, const float *x, const float *w, int N, int C, int K, int64_t HW, int relu,
                        cudaStream_t s) {
     if (pw_small(K, C) && HW < ((int64_t)1 << 31)) {
-        const kb_ptrs<1> P = {{y}, {x}, {w}, {NULL}};
+        const kb_ptrs<1> P = {{y}, {x}, {w}, {NULL}, {NULL}};
         pw_small_forward(P, 1, N, C, K, HW, relu, s);
         return;
     }
@@ -1084,7 +1093,7 @@ static void pw_forward(float *y, const float *x, const float *w, int N, int C, i
 static void pw_backward_data(float *dx, const float *dy, const float *w, const float *xr, int N, int C, int K,
                              int64_t HW, float beta, cudaStream_t s) {
     if (pw_small(K, C) && HW < ((int64_t)1 << 31) && (beta == 0.0f || beta == 1.0f)) {
-        const kb_ptrs<1> P = {{dx}, {dy}, {w}, {xr}};
+        const kb_ptrs<1> P = {{dx}, {dy}, {w}, {xr}, {NULL}};
         pw_small_data(P, 1, N, C, K, HW, xr != NULL, beta == 0.0f, s);
         return;
     }
@@ -1098,7 +1107,7 @@ static void pw_backward_filter(float *dw, const float *dy, const float *x, const
                                float *prod, int relu, cudaStream_t s) {
     const int64_t kc = (int64_t)d->K * d->C;
     if (pw_small(d->K, d->C) && kcuda_g.red) {
-        const kb_ptrs<1> P = {{dw}, {dy}, {x}, {NULL}};
+        const kb_ptrs<1> P = {{dw}, {dy}, {x}, {NULL}, {NULL}};
         pw_filter_run(P, 1, d, HW, relu, s);
         return;
     }
@@ -1111,7 +1120,7 @@ static void pw_backward_filter(float *dw, const float *dy, const float *x, const
                                               x + (int64_t)n0 * d->C * HW, (int)HW, (long long)d->C * HW,
                                               dy + (int64_t)n0 * d->K * HW, (int)HW, (long long)d->K * HW, &zero, prod,
                                               d->C, (long long)kc, ns));
-        const kb_ptrs<1> P = {{dw}, {NULL}, {NULL}, {NULL}};
+        const kb_ptrs<1> P = {{dw}, {NULL}, {NULL}, {NULL}, {NULL}};
         pw_filter_sum_k<1><<<kcuda_blocks(kc), KCUDA_THREADS, 0, s>>>(P, prod, ns, kc);
         launchCheck();
     }
@@ -1378,13 +1387,16 @@ extern "C" size_t kcuda_conv2d_scratch_floats(const kconv2d_desc *d) {
 /* ---- entry points ----
  * The three passes take xr: NULL, or the input of a ReLU fused into the convolution (then
  * x is that input too, read through the ReLU), only where kcuda_conv2d_relu_supported. */
+/* af: x read through a deferred batch norm's coefficients (the depthwise plane and
+ * blocked kernels only: kcuda_conv2d_affine_supported), else NULL. */
 static void conv_forward(float *y, const float *x, const float *w, const kconv2d_desc *d, float *scratch, int relu,
-                         cudaStream_t s) {
+                         cudaStream_t s, const float *af = NULL) {
     const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
     if (is_depthwise(d)) {
         const int64_t total = (int64_t)d->N * d->C * PQ;
         if (total <= 0) return;
-        if (dw_fwd_plane(y, x, w, d, relu, s)) return;
+        if (dw_fwd_plane(y, x, w, d, relu, af, s)) return;
+        if (af) KCUDA_FAIL_("kcuda_conv2d_forward", "a deferred batch norm on the general depthwise kernel", return);
         dw_fwd_k<<<kcuda_blocks(total), KCUDA_THREADS, 0, s>>>(y, x, w, *d);
         launchCheck();
         return;
@@ -1397,7 +1409,7 @@ static void conv_forward(float *y, const float *x, const float *w, const kconv2d
         PW_NEEDS_SCRATCH("kcuda_conv2d_forward");
         const int64_t n = (int64_t)d->N * d->C * PQ;
         if (n <= 0) return;
-        const kb_ptrs<1> G = {{scratch}, {x}, {NULL}, {NULL}};
+        const kb_ptrs<1> G = {{scratch}, {x}, {NULL}, {NULL}, {NULL}};
         pw_gather_k<1><<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(G, *d);
         launchCheck();
         pw_forward(y, scratch, w, d->N, d->C, d->K, PQ, 0, s);
@@ -1412,13 +1424,14 @@ static void conv_forward(float *y, const float *x, const float *w, const kconv2d
 }
 
 static void conv_backward_data(float *dx, const float *dy, const float *w, const float *xr, const kconv2d_desc *d,
-                               float *scratch, int set, cudaStream_t s) {
+                               float *scratch, int set, cudaStream_t s, const float *af = NULL) {
     if (!dx) return;
     const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
     if (is_depthwise(d)) {
         const int64_t total = (int64_t)d->N * d->C * HW;
         if (total <= 0) return;
-        if (dw_bwd_data_plane(dx, dy, w, xr, d, set, s)) return;
+        if (dw_bwd_data_plane(dx, dy, w, xr, af, d, set, s)) return;
+        if (af) KCUDA_FAIL_("kcuda_conv2d_backward_data", "a deferred batch norm on the general depthwise kernel", return);
         dw_bwd_data_k<<<kcuda_blocks(total), KCUDA_THREADS, 0, s>>>(dx, dy, w, *d);
         launchCheck();
         return;
@@ -1432,7 +1445,7 @@ static void conv_backward_data(float *dx, const float *dy, const float *w, const
         const int64_t n = (int64_t)d->N * d->C * PQ;
         if (n <= 0) return;
         pw_backward_data(scratch, dy, w, NULL, d->N, d->C, d->K, PQ, 0.0f, s);
-        const kb_ptrs<1> P = {{dx}, {scratch}, {NULL}, {NULL}};
+        const kb_ptrs<1> P = {{dx}, {scratch}, {NULL}, {NULL}, {NULL}};
         if (set) pw_scatter_set_k<1><<<kcuda_blocks((int64_t)d->N * d->C * HW), KCUDA_THREADS, 0, s>>>(P, *d);
         else pw_scatter_add_k<1><<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(P, *d);
         launchCheck();
@@ -1447,13 +1460,14 @@ static void conv_backward_data(float *dx, const float *dy, const float *w, const
 }
 
 static void conv_backward_filter(float *dw, const float *dy, const float *x, const kconv2d_desc *d, float *scratch,
-                                 int relu, cudaStream_t s) {
+                                 int relu, cudaStream_t s, const float *af = NULL) {
     if (!dw) return;
     const int64_t HW = (int64_t)d->H * d->W, PQ = (int64_t)d->P * d->Q;
     if (is_depthwise(d)) {
         const int taps = d->C * d->R * d->S;
         if (taps <= 0) return;
-        if (dw_filter_blocked(dw, dy, x, d, relu, s)) return;
+        if (dw_filter_blocked(dw, dy, x, af, d, relu, s)) return;
+        if (af) KCUDA_FAIL_("kcuda_conv2d_backward_filter", "a deferred batch norm on the general depthwise kernel", return);
         dw_bwd_filter_k<<<(unsigned)taps, KCUDA_THREADS, 0, s>>>(dw, dy, x, *d);
         launchCheck();
         return;
@@ -1464,7 +1478,7 @@ static void conv_backward_filter(float *dw, const float *dy, const float *x, con
         const float *xs = x;
         if (is_pointwise_strided(d)) {
             const int64_t n = (int64_t)d->N * d->C * PQ;
-            const kb_ptrs<1> G = {{scratch}, {x}, {NULL}, {NULL}};
+            const kb_ptrs<1> G = {{scratch}, {x}, {NULL}, {NULL}, {NULL}};
             pw_gather_k<1><<<kcuda_blocks(n), KCUDA_THREADS, 0, s>>>(G, *d);
             launchCheck();
             xs = scratch;
@@ -1530,6 +1544,31 @@ extern "C" void kcuda_conv2d_relu_backward_filter(float *dw, const float *dy, co
     conv_backward_filter(dw, dy, x, d, scratch, 1, s);
 }
 
+/* ---- a deferred batch norm before the fused ReLU (kcuda.h) ---- */
+extern "C" int kcuda_conv2d_affine_supported(const kconv2d_desc *d) {
+    return is_depthwise(d) && kcuda_conv2d_relu_supported(d);
+}
+#define AFFINE_SUPPORTED_OR_FAIL(what)                                                          \
+    if (!kcuda_conv2d_affine_supported(d)) KCUDA_FAIL_(what, "no kernel reading a deferred batch norm for this shape", return); \
+    if (!af) KCUDA_FAIL_(what, "no coefficients", return)
+extern "C" void kcuda_conv2d_relu_affine_forward(float *y, const float *x, const float *af, const float *w,
+                                                 const kconv2d_desc *d, cudaStream_t s) {
+    AFFINE_SUPPORTED_OR_FAIL("kcuda_conv2d_relu_affine_forward");
+    conv_forward(y, x, w, d, NULL, 1, s, af);
+}
+extern "C" void kcuda_conv2d_relu_affine_backward_data(float *dx, const float *dy, const float *w, const float *x,
+                                                       const float *af, const kconv2d_desc *d, int set,
+                                                       cudaStream_t s) {
+    AFFINE_SUPPORTED_OR_FAIL("kcuda_conv2d_relu_affine_backward_data");
+    conv_backward_data(dx, dy, w, x, d, NULL, set, s, af);
+}
+extern "C" void kcuda_conv2d_relu_affine_backward_filter(float *dw, const float *dy, const float *x, const float *af,
+                                                         const kconv2d_desc *d, cudaStream_t s) {
+    AFFINE_SUPPORTED_OR_FAIL("kcuda_conv2d_relu_affine_backward_filter");
+    conv_backward_filter(dw, dy, x, d, NULL, 1, s, af);
+}
+#undef AFFINE_SUPPORTED_OR_FAIL
+
 /* ---- batched launches (kcuda.h "batched launches") ----
  * n problems of one descriptor through the kernels the single entry points launch, each
  * kernel once for all n (grid z: the problem; see kb_ptrs), the reductions' partials and
@@ -1548,13 +1587,18 @@ extern "C" int kcuda_conv2d_batch_ok(const kconv2d_desc *d, int relu) {
  * is not NULL (a single call skips a NULL gradient), *m their count. 0 when nothing is to
  * be issued (an error recorded where the call is wrong). */
 static int kb_gather(const char *what, int n, const kconv2d_desc *d, int relu, float *const *o, const float *const *a,
-                     const float *const *b, const float *const *r, kb_ptrs<KB_MAX> *P, int *m, int *rl) {
+                     const float *const *b, const float *const *r, kb_ptrs<KB_MAX> *P, int *m, int *rl,
+                     const float *const *f = NULL) {
     if (n < 1 || n > KB_MAX) KCUDA_FAIL_(what, "problem count outside 1..KCUDA_MAX_BATCH", return 0);
-    int nr = 0;
+    int nr = 0, nf = 0;
     for (int i = 0; r && i < n; i++) nr += r[i] != NULL;
+    for (int i = 0; f && i < n; i++) nf += f[i] != NULL;
     if (nr != 0 && nr != n) KCUDA_FAIL_(what, "x_relu given for some problems only", return 0);
+    if (nf != 0 && nf != n) KCUDA_FAIL_(what, "deferred batch norms for some problems only", return 0);
     *rl = relu || nr;
     if (!kcuda_conv2d_batch_ok(d, *rl)) KCUDA_FAIL_(what, "no batched path for this shape or mode", return 0);
+    if (nf && !(*rl && kcuda_conv2d_affine_supported(d)))
+        KCUDA_FAIL_(what, "no kernel reading a deferred batch norm for this shape", return 0);
     if (!a || !b) KCUDA_FAIL_(what, "an input pointer array is NULL", return 0);
     memset(P, 0, sizeof *P);
     *m = 0;
@@ -1564,16 +1608,19 @@ static int kb_gather(const char *what, int n, const kconv2d_desc *d, int relu, f
         P->a[*m] = a[i];
         P->b[*m] = b[i];
         P->r[*m] = r ? r[i] : NULL;
+        P->f[*m] = f ? f[i] : NULL;
         ++*m;
     }
     return *m > 0;
 }
 
-extern "C" void kcuda_conv2d_forward_batch(int n, float *const *y, const float *const *x, const float *const *w,
-                                           const kconv2d_desc *d, int relu, cudaStream_t s) {
+/* The batched entry points; af: the deferred batch norms' coefficients (the affine
+ * ones), else NULL. */
+static void conv_forward_batch(int n, float *const *y, const float *const *x, const float *const *w,
+                               const kconv2d_desc *d, int relu, cudaStream_t s, const float *const *af) {
     kb_ptrs<KB_MAX> P;
     int m, rl;
-    if (!kb_gather("kcuda_conv2d_forward_batch", n, d, relu, y, x, w, NULL, &P, &m, &rl)) return;
+    if (!kb_gather("kcuda_conv2d_forward_batch", n, d, relu, y, x, w, NULL, &P, &m, &rl, af)) return;
     if (is_depthwise(d)) {
         if ((int64_t)d->N * d->C * d->P * d->Q <= 0) return;
         dw_fwd_plane_run(P, m, d, rl, s);
@@ -1590,12 +1637,12 @@ extern "C" void kcuda_conv2d_forward_batch(int n, float *const *y, const float *
     pw_small_forward(P, m, d->N, d->C, d->K, (int64_t)d->H * d->W, rl, s);
 }
 
-extern "C" void kcuda_conv2d_backward_data_batch(int n, float *const *dx, const float *const *dy,
-                                                 const float *const *w, const float *const *x_relu,
-                                                 const kconv2d_desc *d, int set, cudaStream_t s) {
+static void conv_backward_data_batch(int n, float *const *dx, const float *const *dy, const float *const *w,
+                                     const float *const *x_relu, const kconv2d_desc *d, int set, cudaStream_t s,
+                                     const float *const *af) {
     kb_ptrs<KB_MAX> P;
     int m, rl;
-    if (!kb_gather("kcuda_conv2d_backward_data_batch", n, d, 0, dx, dy, w, x_relu, &P, &m, &rl)) return;
+    if (!kb_gather("kcuda_conv2d_backward_data_batch", n, d, 0, dx, dy, w, x_relu, &P, &m, &rl, af)) return;
     if (is_depthwise(d)) {
         if ((int64_t)d->N * d->C * d->H * d->W <= 0) return;
         dw_bwd_data_plane_run(P, m, d, rl, set, s);
@@ -1612,12 +1659,11 @@ extern "C" void kcuda_conv2d_backward_data_batch(int n, float *const *dx, const 
     pw_small_data(P, m, d->N, d->C, d->K, (int64_t)d->H * d->W, rl, set, s);
 }
 
-extern "C" void kcuda_conv2d_backward_filter_batch(int n, float *const *dw, const float *const *dy,
-                                                   const float *const *x, const kconv2d_desc *d, int relu,
-                                                   cudaStream_t s) {
+static void conv_backward_filter_batch(int n, float *const *dw, const float *const *dy, const float *const *x,
+                                       const kconv2d_desc *d, int relu, cudaStream_t s, const float *const *af) {
     kb_ptrs<KB_MAX> P;
     int m, rl;
-    if (!kb_gather("kcuda_conv2d_backward_filter_batch", n, d, relu, dw, dy, x, NULL, &P, &m, &rl)) return;
+    if (!kb_gather("kcuda_conv2d_backward_filter_batch", n, d, relu, dw, dy, x, NULL, &P, &m, &rl, af)) return;
     if (is_depthwise(d)) {
         dw_filter_plan pl;
         if (d->C * d->R * d->S <= 0 || !dw_filter_plan_of(d, &pl)) return; /* batch_ok: a plan exists */
@@ -1634,4 +1680,38 @@ extern "C" void kcuda_conv2d_backward_filter_batch(int n, float *const *dw, cons
         return;
     }
     pw_filter_run(P, m, d, (int64_t)d->H * d->W, rl, s);
+}
+
+extern "C" void kcuda_conv2d_forward_batch(int n, float *const *y, const float *const *x, const float *const *w,
+                                           const kconv2d_desc *d, int relu, cudaStream_t s) {
+    conv_forward_batch(n, y, x, w, d, relu, s, NULL);
+}
+extern "C" void kcuda_conv2d_backward_data_batch(int n, float *const *dx, const float *const *dy,
+                                                 const float *const *w, const float *const *x_relu,
+                                                 const kconv2d_desc *d, int set, cudaStream_t s) {
+    conv_backward_data_batch(n, dx, dy, w, x_relu, d, set, s, NULL);
+}
+extern "C" void kcuda_conv2d_backward_filter_batch(int n, float *const *dw, const float *const *dy,
+                                                   const float *const *x, const kconv2d_desc *d, int relu,
+                                                   cudaStream_t s) {
+    conv_backward_filter_batch(n, dw, dy, x, d, relu, s, NULL);
+}
+extern "C" void kcuda_conv2d_relu_affine_forward_batch(int n, float *const *y, const float *const *x,
+                                                       const float *const *af, const float *const *w,
+                                                       const kconv2d_desc *d, cudaStream_t s) {
+    if (!af) KCUDA_FAIL_("kcuda_conv2d_relu_affine_forward_batch", "no coefficients", return);
+    conv_forward_batch(n, y, x, w, d, 1, s, af);
+}
+extern "C" void kcuda_conv2d_relu_affine_backward_data_batch(int n, float *const *dx, const float *const *dy,
+                                                             const float *const *w, const float *const *x,
+                                                             const float *const *af, const kconv2d_desc *d, int set,
+                                                             cudaStream_t s) {
+    if (!af || !x) KCUDA_FAIL_("kcuda_conv2d_relu_affine_backward_data_batch", "no coefficients or inputs", return);
+    conv_backward_data_batch(n, dx, dy, w, x, d, set, s, af);
+}
+extern "C" void kcuda_conv2d_relu_affine_backward_filter_batch(int n, float *const *dw, const float *const *dy,
+                                                               const float *const *x, const float *const *af,
+                                                               const kconv2d_desc *d, cudaStream_t s) {
+    if (!af) KCUDA_FAIL_("kcuda_conv2d_relu_affine_backward_filter_batch", "no coefficients", return);
+    conv_backward_filter_batch(n, dw, dy, x, d, 1, s, af);
 }

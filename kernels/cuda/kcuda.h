@@ -127,6 +127,23 @@ int kcuda_conv2d_sets_dx(const kconv2d_desc *d);
 void kcuda_conv2d_backward_data_set(float *dx, const float *dy, const float *w, const float *x_relu,
                                     const kconv2d_desc *d, float *scratch, cudaStream_t s);
 
+/* ---- a deferred batch norm before the fused ReLU (runtime/plan.c "deferred batch norms") ----
+ * The fused-ReLU depthwise passes with their input x (the ReLU's input) read through a
+ * batch norm's coefficients first: v = __fmaf_rn(x - f[c], s[c], b[c]) (af = f, s, b of C
+ * channels each, kcuda_bn_coefs_train's coef), the expression the batch norm writes its
+ * output with, so the bits of applying the batch norm and then these passes; the padding
+ * stays 0. backward_data: dx (= where set, else +=) (v > 0) * conv^T(dy), the gradient of
+ * the batch norm's output; backward_filter: dw += the correlation of dy with relu(v). Only
+ * where kcuda_conv2d_affine_supported(d): the depthwise shapes of
+ * kcuda_conv2d_relu_supported (plane and blocked kernels; no scratch). */
+int kcuda_conv2d_affine_supported(const kconv2d_desc *d);
+void kcuda_conv2d_relu_affine_forward(float *y, const float *x, const float *af, const float *w,
+                                      const kconv2d_desc *d, cudaStream_t s);
+void kcuda_conv2d_relu_affine_backward_data(float *dx, const float *dy, const float *w, const float *x,
+                                            const float *af, const kconv2d_desc *d, int set, cudaStream_t s);
+void kcuda_conv2d_relu_affine_backward_filter(float *dw, const float *dy, const float *x, const float *af,
+                                              const kconv2d_desc *d, cudaStream_t s);
+
 /* ---- batch norm (see kcpu.h: biased variance to normalise, unbiased into running_var) ---- */
 void kcuda_bn_forward_train(float *y, float *save_mean, float *save_invstd, float *running_mean,
                             float *running_var, const float *x, const float *gamma, const float *beta,
@@ -183,6 +200,16 @@ void kcuda_conv2d_backward_data_batch(int n, float *const *dx, const float *cons
                                       const float *const *x_relu, const kconv2d_desc *d, int set, cudaStream_t s);
 void kcuda_conv2d_backward_filter_batch(int n, float *const *dw, const float *const *dy, const float *const *x,
                                         const kconv2d_desc *d, int relu, cudaStream_t s);
+/* The deferred-batch-norm passes above, batched (af: each problem's coefficients). */
+void kcuda_conv2d_relu_affine_forward_batch(int n, float *const *y, const float *const *x, const float *const *af,
+                                            const float *const *w, const kconv2d_desc *d, cudaStream_t s);
+void kcuda_conv2d_relu_affine_backward_data_batch(int n, float *const *dx, const float *const *dy,
+                                                  const float *const *w, const float *const *x,
+                                                  const float *const *af, const kconv2d_desc *d, int set,
+                                                  cudaStream_t s);
+void kcuda_conv2d_relu_affine_backward_filter_batch(int n, float *const *dw, const float *const *dy,
+                                                    const float *const *x, const float *const *af,
+                                                    const kconv2d_desc *d, cudaStream_t s);
 /* Batch norms over one (N, C, HW), not sync_bn. */
 int kcuda_bn_batch_ok(const kbn_desc *d);
 void kcuda_bn_coefs_train_batch(int n, float *const *coef, float *const *save_mean, float *const *save_invstd,

@@ -231,7 +231,9 @@ static void cu_forward(rt_backend *be, const rt_exec_node *n) {
         break;
     case IR_OP_CONV2D: {
         kconv2d_desc d = conv_desc(n);
-        if (n->relu_in) kcuda_conv2d_relu_forward(y, x, F(n->in[1]), &d, n->scratch, s);
+        if (n->relu_in && n->in[0].affine) /* x: a deferred batch norm's input */
+            kcuda_conv2d_relu_affine_forward(y, x, n->in[0].affine, F(n->in[1]), &d, s);
+        else if (n->relu_in) kcuda_conv2d_relu_forward(y, x, F(n->in[1]), &d, n->scratch, s);
         else kcuda_conv2d_forward(y, x, F(n->in[1]), &d, n->scratch, s);
         break;
     }
@@ -356,6 +358,13 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
         break;
     case IR_OP_CONV2D: {
         kconv2d_desc d = conv_desc(n);
+        if (n->relu_in && n->in[0].affine) { /* x: a deferred batch norm's input; dx: the gradient
+                                                of its output */
+            if (dx) kcuda_conv2d_relu_affine_backward_data(dx, dy, F(n->in[1]), x, n->in[0].affine, &d,
+                                                           (int)(n->grad_set & 1u), s);
+            if (n->in[1].grad) kcuda_conv2d_relu_affine_backward_filter(n->in[1].grad, dy, x, n->in[0].affine, &d, s);
+            break;
+        }
         if (dx && (n->grad_set & 1u)) {
             kcuda_conv2d_backward_data_set(dx, dy, F(n->in[1]), n->relu_in ? x : NULL, &d, n->scratch, s);
             dx = NULL;
@@ -515,11 +524,21 @@ static int cu_scales_out_grad(rt_backend *be, const rt_exec_node *n) {
     return n->op == IR_OP_BATCHNORM;
 }
 
-/* A batch norm over (N, C, ...) left unapplied for the mixed op it feeds (as the CPU). */
+/* A batch norm over (N, C, ...) left unapplied for the mixed op it feeds (as the CPU), or
+ * for the depthwise convolution its ReLU is fused into (the conv reads it through its
+ * coefficients before the ReLU: kcuda_conv2d_relu_affine_*; not the CPU). */
 static int cu_defers_output(rt_backend *be, const rt_exec_node *n, const rt_exec_node *c) {
     (void)be;
-    return n->op == IR_OP_BATCHNORM && c->op == IR_OP_MIXED && n->in[0].ndim >= 2 && c->out.ndim >= 2 &&
-           n->in[0].shape[1] == c->out.shape[1] && n->in[0].numel == c->out.numel;
+    if (n->op != IR_OP_BATCHNORM || n->in[0].ndim < 2) return 0;
+    if (c->op == IR_OP_CONV2D && c->relu_in && !getenv("DARTSC_NO_BN_INTO_CONV")) {
+        if (c->in[0].ndim != 4 || n->in[0].ndim != 4 || n->in[0].numel != c->in[0].numel ||
+            n->in[0].shape[1] != c->in[0].shape[1])
+            return 0;
+        kconv2d_desc d = conv_desc(c);
+        return kcuda_conv2d_affine_supported(&d);
+    }
+    return c->op == IR_OP_MIXED && c->out.ndim >= 2 && n->in[0].shape[1] == c->out.shape[1] &&
+           n->in[0].numel == c->out.numel;
 }
 
 /* ---- batches (runtime/schedule.c groups; kernels/cuda/kcuda.h "batched launches") ---- */
@@ -590,15 +609,34 @@ static void cu_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nod
             kconv2d_desc d = conv_desc(a);
             COL(0, in[0].data);
             COL(1, in[1].data);
+            const float *const *af = NULL; /* deferred batch norms (same_tref: all or none) */
+            if (a->in[0].affine) {
+                COL(6, in[0].affine);
+                af = (const float *const *)p[6];
+            }
             if (!bwd) {
                 COL(2, out.data);
-                kcuda_conv2d_forward_batch(m, p[2], (const float *const *)p[0], (const float *const *)p[1], &d,
-                                           a->relu_in, s);
+                if (af)
+                    kcuda_conv2d_relu_affine_forward_batch(m, p[2], (const float *const *)p[0], af,
+                                                           (const float *const *)p[1], &d, s);
+                else
+                    kcuda_conv2d_forward_batch(m, p[2], (const float *const *)p[0], (const float *const *)p[1], &d,
+                                               a->relu_in, s);
                 break;
             }
             COL(3, out.grad);
             COL(4, in[0].grad);
             COL(5, in[1].grad);
+            if (af) {
+                if (a->in[0].grad)
+                    kcuda_conv2d_relu_affine_backward_data_batch(m, p[4], (const float *const *)p[3],
+                                                                 (const float *const *)p[1], (const float *const *)p[0],
+                                                                 af, &d, (int)(a->grad_set & 1u), s);
+                if (a->in[1].grad)
+                    kcuda_conv2d_relu_affine_backward_filter_batch(m, p[5], (const float *const *)p[3],
+                                                                   (const float *const *)p[0], af, &d, s);
+                break;
+            }
             if (a->in[0].grad)
                 kcuda_conv2d_backward_data_batch(m, p[4], (const float *const *)p[3], (const float *const *)p[1],
                                                  a->relu_in ? (const float *const *)p[0] : NULL, &d,
