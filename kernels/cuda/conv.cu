@@ -408,15 +408,20 @@ __global__ static void dw_bwd_filter_part_k(double *part, kb_ptrs<B> P, kconv2d_
     double acc[RS];
 #pragma unroll
     for (int t = 0; t < RS; t++) acc[t] = 0.0;
-    /* DW_U of the thread's outputs at a time, in order: the gradient and the R x S input
+    /* U of the thread's outputs at a time, in order: the gradient and the R x S input
      * taps of each loaded first (a tap outside the plane, or an output past the range,
      * loads a valid element and is skipped), then added tap by tap as before (the same
-     * sums; the old loop waited for each output's loads before the next output's) */
-    for (unsigned j0t = j0 + threadIdx.x; j0t < j1; j0t += DW_U * blockDim.x) {
-        float gv[DW_U], xv[DW_U][RS];
-        bool ok[DW_U][RS];
+     * sums; the old loop waited for each output's loads before the next output's). U =
+     * DW_U up to 3x3; 2 for 5x5 and 1 for 7x7, whose 4 x R x S taps beside the RS double
+     * sums spilled (sm_90 ptxas at 255 registers: 5x5 44-76 bytes, 7x7 ~1 KB of local
+     * memory a thread). Any U gives the same sums: a tap's products are added in the
+     * order of the thread's outputs whatever their grouping. */
+    constexpr int U = RS <= 9 ? DW_U : RS <= 25 ? 2 : 1;
+    for (unsigned j0t = j0 + threadIdx.x; j0t < j1; j0t += U * blockDim.x) {
+        float gv[U], xv[U][RS];
+        bool ok[U][RS];
 #pragma unroll
-        for (int u = 0; u < DW_U; u++) {
+        for (int u = 0; u < U; u++) {
             const unsigned j = j0t + u * blockDim.x, jj = j < j1 ? j : j0t;
             const unsigned n = jj / PQ, pq = jj - n * PQ, p = pq / Q, q = pq - p * Q;
             const int64_t pl = (int64_t)n * d.C + c;
@@ -436,7 +441,7 @@ __global__ static void dw_bwd_filter_part_k(double *part, kb_ptrs<B> P, kconv2d_
             }
         }
 #pragma unroll
-        for (int u = 0; u < DW_U; u++) {
+        for (int u = 0; u < U; u++) {
             const double g = gv[u];
 #pragma unroll
             for (int t = 0; t < RS; t++)
