@@ -122,7 +122,7 @@ int main(int argc, char **argv) {
     /* train/cnn.c's own step (one recorded graph per step on CUDA, drop path included) */
     sr_step st;
     if (sr_step_init(&st, p, net.images, net.labels, 1)) {
-        fprintf(stderr, "retrain_step: out of device memory\n");
+        fprintf(stderr, "retrain_step: out of memory on the %s backend for the step's buffers\n", be->name);
         return 1;
     }
     float loss = NAN, correct;

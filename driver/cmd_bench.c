@@ -302,19 +302,23 @@ int dartsc_cmd_bench(int argc, char **argv) {
     }
     const int prefetch = sr_prefetch_on();
     float *buf = be->alloc(be, (size_t)gw.n * 4), *m = be->alloc(be, (size_t)ga.n * 4), *v = be->alloc(be, (size_t)ga.n * 4);
+    sr_unroll u;
+    memset(&u, 0, sizeof u);
+    if (!buf || !m || !v || (order == 2 && sr_unroll_init(&u, p))) {
+        fprintf(stderr, "dartsc bench: out of memory on the %s backend for the optimisers' and the second-order step's "
+                        "buffers (%.1f MiB)\n", be->name, (double)(gw.n * (order == 2 ? 3 : 1) + 2 * ga.n) * 4 / 1048576.0);
+        return 1;
+    }
     be->memset0(be, buf, (size_t)gw.n * 4);
     be->memset0(be, m, (size_t)ga.n * 4);
     be->memset0(be, v, (size_t)ga.n * 4);
-    sr_unroll u;
-    memset(&u, 0, sizeof u);
-    if (order == 2) sr_unroll_init(&u, p);
     /* the search's own step (search/step.c: one recorded graph per step on CUDA), with the
        space's search settings at the first epoch's learning rate */
     ir_train_config tc = sp.search;
     tc.order = order;
     sr_darts_step ds;
     if (sr_darts_step_init(&ds, p, net.images, net.labels, &tc, &u, buf, m, v)) {
-        fprintf(stderr, "dartsc bench: out of device memory\n");
+        fprintf(stderr, "dartsc bench: out of memory on the %s backend for the step's buffers\n", be->name);
         return 1;
     }
     if (strat == SR_FAIR_DARTS) ds.w01 = SR_FAIR_W01; /* its zero-one term, as its search's step adds it */

@@ -178,6 +178,10 @@ struct rt_backend {
     /* May be NULL: not tracked. The most bytes this backend's alloc held at once since it
      * was made (device memory for CUDA; library workspaces and the context not counted). */
     size_t (*peak_bytes)(rt_backend *be);
+    /* May be NULL: not known. The memory alloc draws on, free now and in all (CUDA: the
+     * device's, cudaMemGetInfo; CPU: the machine's available and physical memory), for
+     * the messages of a plan that does not fit. 0 on success. */
+    int (*mem_info)(rt_backend *be, size_t *free_bytes, size_t *total_bytes);
     /* May be NULL (all three): one way to issue work. Variants are ways of issuing the same
      * work with the same results bit for bit that may differ in speed (CUDA: batched
      * launches on or off, one-launch reductions on or off); variants returns how many there

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "exec_desc.h"
@@ -54,9 +55,47 @@ int rt_cpu_pin_threads(void) {
 #endif
 }
 
+/* The machine's memory from /proc/meminfo (Linux): available (MemAvailable: free plus
+ * what the kernel can reclaim), physical (MemTotal) and free swap; from sysconf where
+ * there is no such file (available: the free pages, no swap). 0 on success. */
+static int host_memory(size_t *avail, size_t *total, size_t *swap_free) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    unsigned long long a = 0, t = 0, sw = 0;
+    int got = 0;
+    if (f) {
+        char line[128];
+        unsigned long long v;
+        while (fgets(line, sizeof line, f)) {
+            if (sscanf(line, "MemAvailable: %llu kB", &v) == 1) a = v, got |= 1;
+            else if (sscanf(line, "MemTotal: %llu kB", &v) == 1) t = v, got |= 2;
+            else if (sscanf(line, "SwapFree: %llu kB", &v) == 1) sw = v;
+        }
+        fclose(f);
+    }
+    if (got == 3) {
+        *avail = (size_t)a << 10, *total = (size_t)t << 10, *swap_free = (size_t)sw << 10;
+        return 0;
+    }
+    const long pg = sysconf(_SC_PAGESIZE), ph = sysconf(_SC_PHYS_PAGES), av = sysconf(_SC_AVPHYS_PAGES);
+    if (pg <= 0 || ph <= 0 || av < 0) return -1;
+    *avail = (size_t)av * (size_t)pg, *total = (size_t)ph * (size_t)pg, *swap_free = 0;
+    return 0;
+}
+static int cpu_mem_info(rt_backend *be, size_t *free_bytes, size_t *total_bytes) {
+    (void)be;
+    size_t sw;
+    return host_memory(free_bytes, total_bytes, &sw);
+}
+
 static void *cpu_alloc(rt_backend *be, size_t bytes) {
     (void)be;
     void *p = NULL;
+    /* Linux grants an allocation larger than the memory there is (overcommit) and kills
+     * the process when it touches the pages: refuse one larger than what is available,
+     * swap included, so that the plan can say so (checked from 1 GiB up). */
+    size_t avail, total, swap_free;
+    if (bytes >= ((size_t)1 << 30) && host_memory(&avail, &total, &swap_free) == 0 && bytes > avail + swap_free)
+        return NULL;
     if (posix_memalign(&p, 64, bytes ? (bytes + 63) & ~(size_t)63 : 64)) return NULL;
     return p;
 }
@@ -482,6 +521,7 @@ rt_backend *rt_backend_cpu_new(void) {
     if (!be) return NULL;
     be->name = "cpu";
     be->alloc = cpu_alloc;
+    be->mem_info = cpu_mem_info;
     be->free = cpu_free;
     be->upload = cpu_copy_bytes;
     be->download = cpu_copy_bytes;

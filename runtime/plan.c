@@ -180,6 +180,24 @@ static int perr(char *err, size_t errlen, const char *fmt, ...) {
     return -1;
 }
 
+/* bytes as "12.3 MiB" or "4.5 GiB" into b. */
+static const char *mem_str(char *b, size_t n, size_t bytes) {
+    if (bytes >= ((size_t)1 << 30)) snprintf(b, n, "%.1f GiB", bytes / 1073741824.0);
+    else snprintf(b, n, "%.1f MiB", bytes / 1048576.0);
+    return b;
+}
+
+/* The error of an allocation of the backend's that failed: what needed how many bytes,
+ * and the memory the backend has (where it can say). */
+static int oom(char *err, size_t errlen, rt_backend *be, const char *what, size_t bytes, const char *hint) {
+    size_t fr = 0, tot = 0;
+    char have[96] = "", a[32], b[32], c[32];
+    if (be->mem_info && be->mem_info(be, &fr, &tot) == 0)
+        snprintf(have, sizeof have, "; %s of its %s are free", mem_str(a, sizeof a, fr), mem_str(b, sizeof b, tot));
+    return perr(err, errlen, "out of memory on the %s backend: %s need %s%s%s", be->name, what,
+                mem_str(c, sizeof c, bytes), have, hint);
+}
+
 /* Backward needs these forward values (see the kernels' backward signatures). */
 static int saves_inputs(ir_op op) {
     switch (op) {
@@ -596,7 +614,11 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         size_t bytes = (size_t)(off[gi] ? off[gi] : 16) * sizeof(float);
         p->pdata[gi] = be->alloc(be, bytes);
         if (gi < 2) p->pgrad[gi] = be->alloc(be, bytes);
-        if (!p->pdata[gi] || (gi < 2 && !p->pgrad[gi])) { free(poff); perr(err, errlen, "out of device memory for parameters"); goto fail; }
+        if (!p->pdata[gi] || (gi < 2 && !p->pgrad[gi])) {
+            free(poff);
+            oom(err, errlen, be, "the parameters and their gradients", (gi < 2 ? 2 : 1) * bytes, "");
+            goto fail;
+        }
         be->memset0(be, p->pdata[gi], bytes);
         if (gi < 2) be->memset0(be, p->pgrad[gi], bytes);
     }
@@ -702,7 +724,13 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     p->scratch_stride = ((scratch_max ? scratch_max : 16) + 15) & ~(size_t)15;
     p->scratch = be->alloc(be, p->scratch_stride * (size_t)p->lanes * sizeof(float));
     p->one = be->alloc(be, sizeof(float));
-    if (!p->arena || !p->scratch || !p->one) { free(auxslot); perr(err, errlen, "out of device memory (arena %zu bytes)", p->arena_bytes); goto fail; }
+    if (!p->arena || !p->scratch || !p->one) {
+        free(auxslot);
+        oom(err, errlen, be, "the activations (the plan's arena and scratch)",
+            p->arena_bytes + p->scratch_stride * (size_t)p->lanes * sizeof(float),
+            " (the activations grow with the batch: a smaller batch needs proportionally less)");
+        goto fail;
+    }
     float one = 1.0f;
     be->upload(be, p->one, &one, sizeof one);
     for (int k = 0; k < nb; k++) *bufs[k].slot = (char *)p->arena + bufs[k].off;
@@ -723,7 +751,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         for (int i = 0; i < p->n; i++) masks |= p->ex[i].op == IR_OP_DROPOUT || p->ex[i].op == IR_OP_DROP_PATH;
         /* one slot of seeds per pass of a recorded step (rt_step_run); a pass alone uses slot 0 */
         if (masks && !(p->seeds_dev = be->alloc(be, (size_t)p->n * RT_STEP_MAX_PASSES * sizeof(uint64_t)))) {
-            perr(err, errlen, "out of device memory (seeds)");
+            oom(err, errlen, be, "the recorded passes' seeds", (size_t)p->n * RT_STEP_MAX_PASSES * sizeof(uint64_t), "");
             free(auxslot);
             goto fail;
         }

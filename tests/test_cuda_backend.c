@@ -4178,4 +4178,66 @@ Test(cuda_batch_wmixed, runtime_fair_darts_supernet_with_eager_bits) {
     free_pair(&h);
 }
 
+/* ---- device memory ---------------------------------------------------------------------------- */
+
+/* One pass's loss of plan p (images x of `batch`, labels 0, 1, ...). */
+static float mem_case_loss(rt_plan *p, const ir_net *net, const float *x, int64_t ni, int batch) {
+    int32_t y[4] = {0, 1, 2, 3};
+    cr_assert(batch <= 4);
+    cr_assert_eq(rt_set_input(p, net->images, x, (size_t)ni * 4), 0);
+    cr_assert_eq(rt_set_input(p, net->labels, y, (size_t)batch * 4), 0);
+    cr_assert_eq(rt_pass(p, 1, RT_GRAD_ARCH), 0);
+    return rt_loss(p);
+}
+
+/* Fails before the fix: the message was "out of device memory (arena N bytes)", and the
+ * failed cudaMalloc left kcuda's sticky error behind, so the backend refused the work that
+ * followed. Now a plan whose activations exceed the device's memory fails with what they
+ * need and what the device has, and the backend goes on: a plan made before still
+ * computes the same loss, and a new one that fits builds and computes it too. The same on
+ * a GPU and on the emulator (a device of CUEMU_DEVICE_MB, an H100's 79.6 GiB by default):
+ * the refused allocation reserves nothing. */
+Test(cuda_memory, a_plan_larger_than_the_device_says_so_and_the_backend_goes_on, .timeout = 300) {
+    ir_space sp;
+    ir_net net, big;
+    rt_backend *be = cuda_tiny_supernet(&sp, 2, &net);
+    cr_assert(be->mem_info);
+    size_t fr = 0, tot = 0;
+    cr_assert_eq(be->mem_info(be, &fr, &tot), 0);
+    cr_assert(fr > 0 && fr <= tot, "free %zu of %zu", fr, tot);
+    rt_plan *p = step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 0);
+    const int64_t ni = (int64_t)2 * sp.in_c * sp.in_h * sp.in_w;
+    float *x = malloc((size_t)ni * 4);
+    tu_fill_uniform(x, ni, -1.f, 1.f, 77);
+    const float l0 = mem_case_loss(p, &net, x, ni, 2);
+    cr_assert(isfinite(l0));
+    /* a batch whose activations alone need about twice the device's memory */
+    const size_t per_sample = rt_plan_arena_bytes(p) / 2;
+    const int64_t batch = (int64_t)(2 * (tot / per_sample)) + 1;
+    cr_assert(batch < INT32_MAX, "%lld", (long long)batch);
+    cr_assert_eq(ir_space_build_supernet(&sp, (int)batch, &big), 0, "%s", big.error);
+    char err[512] = "";
+    rt_plan *q = rt_plan_new(big.graph, be, &(rt_plan_opts){.seed = 17, .grads = RT_GRAD_W | RT_GRAD_ARCH}, err, sizeof err);
+    cr_expect_null(q);
+    if (q) rt_plan_free(q);
+    cr_expect(strstr(err, "out of memory on the cuda backend: the activations (the plan's arena and scratch) need ") &&
+                  strstr(err, " GiB; ") && strstr(err, " GiB are free") &&
+                  strstr(err, "(the activations grow with the batch: a smaller batch needs proportionally less)"),
+              "%s", err);
+    cr_expect_null(rt_cuda_last_error(), "%s", rt_cuda_last_error());
+    ir_net_free(&big);
+    /* the backend goes on */
+    const float l1 = mem_case_loss(p, &net, x, ni, 2);
+    cr_expect(memcmp(&l0, &l1, 4) == 0, "loss %.9g, after the failed plan %.9g", l0, l1);
+    rt_plan *r = step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 0);
+    const float l2 = mem_case_loss(r, &net, x, ni, 2);
+    cr_expect(memcmp(&l0, &l2, 4) == 0, "loss %.9g, of a new plan after the failed one %.9g", l0, l2);
+    cr_expect_null(rt_cuda_last_error(), "%s", rt_cuda_last_error());
+    rt_plan_free(r);
+    rt_plan_free(p);
+    free(x);
+    ir_net_free(&net);
+    be->destroy(be);
+}
+
 #endif /* DARTSC_HAVE_CUDA */

@@ -518,6 +518,20 @@ Test(run, numeric_flags_are_parsed_strictly_by_every_command, .timeout = 120) {
     cr_expect(strstr(out, "dartsc bench: --supernet: 'enas' is not darts, pc-darts or fair-darts"), "%s", out);
 }
 
+/* Fails before the fix: the message was "out of device memory (arena 3806136371200 bytes)"
+ * on the CPU too, with nothing to compare it with; and a plan a little larger than the
+ * memory there is was granted (Linux overcommits) and the process killed on touching it. */
+Test(run, a_batch_larger_than_the_memory_says_how_much_it_needs_and_has, .timeout = 120) {
+    cr_assert(getenv("DARTSC_BIN"));
+    char args[1024], out[4096];
+    /* the CIFAR-10 supernet at batch 60000: ~3.5 TiB of activations, more than any test machine has */
+    snprintf(args, sizeof args, "bench %s/examples/darts_cifar10.dartsc --batch 60000 --steps 1 --warmup 0", DARTSC_SOURCE_DIR);
+    cr_expect_eq(dartsc_out(args, out, sizeof out), 1, "%s", out);
+    cr_expect(strstr(out, "dartsc bench: out of memory on the cpu backend: the activations (the plan's arena and scratch) need "),
+              "%s", out);
+    cr_expect(strstr(out, " GiB; ") && strstr(out, " GiB are free") && strstr(out, "a smaller batch needs proportionally less"), "%s", out);
+}
+
 /* ---- messages and leftovers ------------------------------------------------------------------- */
 
 /* Fails before the fix: a missing genotype was reported at "nope.json:-1:-1:", and a search

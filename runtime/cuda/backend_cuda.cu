@@ -91,7 +91,14 @@ static void *cu_alloc(rt_backend *be, size_t bytes) {
     }
     void *p = NULL;
     if (!bytes) bytes = 64;
-    cudaCheckR(cudaMalloc(&p, bytes), NULL); /* 256-byte aligned */
+    const cudaError_t e = cudaMalloc(&p, bytes); /* 256-byte aligned */
+    if (e == cudaErrorMemoryAllocation) {
+        /* not an error of the backend's: the caller says what did not fit (rt_plan_new's
+           message, with cu_mem_info's figures); the backend stays usable */
+        (void)cudaGetLastError(); /* not sticky: clear it, or the next launch check reports it */
+        return NULL;
+    }
+    cudaCheckR(e, NULL);
     cb->blocks[cb->nblocks++] = (cu_block){p, bytes};
     cb->live += bytes;
     if (cb->live > cb->peak) cb->peak = cb->live;
@@ -109,6 +116,14 @@ static void cu_free(rt_backend *be, void *p) {
     cudaCheck(cudaFree(p));
 }
 static size_t cu_peak_bytes(rt_backend *be) { return ((cuda_backend *)be)->peak; }
+static int cu_mem_info(rt_backend *be, size_t *free_bytes, size_t *total_bytes) {
+    (void)be;
+    if (cudaMemGetInfo(free_bytes, total_bytes) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return -1;
+    }
+    return 0;
+}
 
 /* Marks are events of the pool, handed out as index + 1 (the pool may move when it grows). */
 static void *cu_mark(rt_backend *be) {
@@ -1135,6 +1150,7 @@ extern "C" rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
     be->synchronize = cu_sync;
     be->destroy = cu_destroy;
     be->peak_bytes = cu_peak_bytes;
+    be->mem_info = cu_mem_info;
     be->mark = cu_mark;
     be->mark_elapsed = cu_mark_elapsed;
     be->marks_reset = cu_marks_reset;

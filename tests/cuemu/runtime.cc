@@ -94,6 +94,17 @@ size_t device_extent(const void *p, size_t bytes) {
     return a >= it->first && a + bytes <= it->first + it->second ? it->second : 0;
 }
 
+/* The emulated device's memory: CUEMU_DEVICE_MB (default 81559, an H100's 79.6 GiB), of
+ * which cudaMalloc hands out at most that much at once (cudaErrorMemoryAllocation past it,
+ * as a GPU's out-of-memory; nothing is reserved on the host until it is allocated) and
+ * cudaMemGetInfo reports what is left. */
+static size_t g_live = 0; /* bytes cudaMalloc holds */
+static size_t device_bytes() {
+    const char *v = getenv("CUEMU_DEVICE_MB");
+    const unsigned long long mb = v && *v ? strtoull(v, NULL, 10) : 81559ull;
+    return (size_t)mb << 20;
+}
+
 static int fill_byte() {
     const char *v = getenv("CUEMU_FILL");
     return v && *v ? (int)strtol(v, NULL, 0) & 0xff : 0xff;
@@ -604,11 +615,16 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     std::lock_guard<std::recursive_mutex> lk(g_mu);
     *p = NULL;
     if (cudaError_t e = unsafe_call("cudaMalloc")) return e;
+    if (bytes > device_bytes() - std::min(g_live, device_bytes())) {
+        if (g_last == cudaSuccess) g_last = cudaErrorMemoryAllocation; /* not sticky: as on a GPU */
+        return cudaErrorMemoryAllocation;
+    }
     /* 256-byte aligned, as cudaMalloc guarantees (cuBLAS requires it of a workspace) */
     void *m = aligned_alloc(256, (bytes + 255) / 256 * 256 + (bytes ? 0 : 256));
     if (!m) return cudaErrorMemoryAllocation;
     memset(m, fill_byte(), bytes);
     g_allocs[(uintptr_t)m] = bytes;
+    g_live += bytes;
     *p = m;
     return cudaSuccess;
 }
@@ -621,8 +637,16 @@ cudaError_t cudaFree(void *p) {
         set_error(cudaErrorInvalidDevicePointer, "cudaFree of a pointer cudaMalloc did not return");
         return cudaErrorInvalidDevicePointer;
     }
+    g_live -= it->second;
     g_allocs.erase(it);
     free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
+    std::lock_guard<std::recursive_mutex> lk(g_mu);
+    const size_t total = device_bytes();
+    *free_bytes = total - std::min(g_live, total);
+    *total_bytes = total;
     return cudaSuccess;
 }
 cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags) {
