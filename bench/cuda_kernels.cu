@@ -4,7 +4,8 @@
  * timed by CUDA events: median of REPS runs after warm-up, with the bytes it must move at
  * least (inputs read once, outputs written once) and the bandwidth that implies. A row per
  * (kernel, shape, variant); variants are the switches kcuda_init reads
- * (DARTSC_CUDA_OWN_1X1, DARTSC_CUDA_DW_FILTER_PLANES, DARTSC_CUDA_ONE_LAUNCH), and the
+ * (DARTSC_CUDA_OWN_1X1, DARTSC_CUDA_DW_FILTER_PLANES, DARTSC_CUDA_ONE_LAUNCH,
+ * DARTSC_CUDA_DW_FILTER_U1: variant dwu1, the depthwise rows), and the
  * batched launches (kcuda_*_batch: 8 problems in one call against 8 single calls; with
  * DARTSC_CUDA_BATCH_CUBLAS, variant cublasb, the cuBLAS 1x1s too, strided included). For the device session: which kernel is how far from the bytes
  * it moves, before and after a change, in one short run (bench/gpu.sh runs it).
@@ -413,14 +414,14 @@ int main(int argc, char **argv) {
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("# %s, %d SMs; median of %d runs each\n", prop.name, prop.multiProcessorCount, g_reps);
     /* each variant: which of the switches kcuda_init reads it sets, and the rows they change */
-    static const char *const sw[4] = {"DARTSC_CUDA_OWN_1X1", "DARTSC_CUDA_DW_FILTER_PLANES", "DARTSC_CUDA_ONE_LAUNCH",
-                                      "DARTSC_CUDA_BATCH_CUBLAS"};
+    static const char *const sw[5] = {"DARTSC_CUDA_OWN_1X1", "DARTSC_CUDA_DW_FILTER_PLANES", "DARTSC_CUDA_ONE_LAUNCH",
+                                      "DARTSC_CUDA_BATCH_CUBLAS", "DARTSC_CUDA_DW_FILTER_U1"};
     /* only -1: no single-call rows (the switch changes only the batched calls) */
     static const struct { const char *name; unsigned on; int only; } variants[] = {
         {"default", 0, 0}, {"own1x1", 1, 1}, {"dwplanes", 2, 2}, {"1launch", 4, 3}, {"1l-own", 4 | 1, 1},
-        {"cublasb", 8, -1}};
+        {"cublasb", 8, -1}, {"dwu1", 16, 2}};
     for (const auto &v : variants) {
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 5; k++) {
             if (v.on >> k & 1) setenv(sw[k], "1", 1);
             else unsetenv(sw[k]);
         }
@@ -430,7 +431,7 @@ int main(int argc, char **argv) {
             for (int i = 0; i < 3; i++) batch_rows(v.name, 16 << i, 32 >> i);
         kcuda_shutdown();
     }
-    for (int k = 0; k < 4; k++) unsetenv(sw[k]);
+    for (int k = 0; k < 5; k++) unsetenv(sw[k]);
     cublasDestroy(blas);
     cudnnDestroy(dnn);
     cudaStreamDestroy(g_s);

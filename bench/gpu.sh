@@ -157,6 +157,12 @@ DARTSC_NO_SHARE=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --de
 DARTSC_NO_BN_INTO_CONV=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
     --order 1 --steps "$steps" --warmup "$warmup" --json \
     | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_NO_BN_INTO_CONV=1"/' >>"$j" || echo "order 1 without BN into conv failed"
+# the blocked depthwise filter gradient one output a thread at a time (DARTSC_CUDA_DW_FILTER_U1=1:
+# fewer registers, more blocks a multiprocessor) against the default's 4 (3x3) or 2 (5x5)
+# outputs' loads in flight; gpu-kernels.txt's dwu1 rows time the kernel alone
+DARTSC_CUDA_DW_FILTER_U1=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
+    --order 1 --steps "$steps" --warmup "$warmup" --json \
+    | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_CUDA_DW_FILTER_U1=1"/' >>"$j" || echo "order 1 with one output a thread failed"
 
 # whole steps recorded as one graph (rt_step_run) against the per-pass recordings they
 # replace: both orders and retraining (drop path 0.2) with DARTSC_NO_STEP_GRAPHS=1

@@ -2390,6 +2390,44 @@ Test(cuda_one_launch, depthwise_filter_gradient_matches_two_launches_bit_for_bit
     ol_dw_cases(sh, 6, "depthwise filter gradient");
 }
 
+/* The blocked depthwise filter gradient one output a thread at a time
+ * (DARTSC_CUDA_DW_FILTER_U1: the A/B of the registers its loads in flight take) gives the
+ * bits of the default's 4 (3x3, 1x1) or 2 (5x5) at a time, with the ReLU fused and not,
+ * in two launches and in one: ranges of 8 per channel, 2 (the last shorter), 528 of one
+ * channel (tails that are no multiple of U x 256 outputs), a dilated 5x5, a 1x1. */
+Test(cuda_ops, depthwise_filter_gradient_one_output_a_thread_changes_no_bit) {
+    cudaStream_t s;
+    rt_backend *gpu = ol_begin(&s);
+    const int sh[5][8] = {{8, 16, 16, 16, 3, 1, 1, 1}, {7, 16, 13, 13, 5, 2, 2, 1}, {64, 1, 47, 47, 3, 1, 1, 1},
+                          {4, 8, 12, 12, 5, 1, 4, 2},  {4, 8, 9, 9, 1, 1, 0, 1}};
+    for (int i = 0; i < 5; i++)
+        for (int relu = 0; relu < 2; relu++)
+            for (int one = 0; one < 2; one++) {
+                ol_case c;
+                ol_new_dw(&c, relu, sh[i][0], sh[i][1], sh[i][2], sh[i][3], sh[i][4], sh[i][5], sh[i][6], sh[i][7], s);
+                if (relu && !kcuda_conv2d_relu_supported(&c.cd)) {
+                    ol_free(&c);
+                    continue;
+                }
+                kcuda_set_one_launch(one);
+                cr_assert_eq(kcuda_set_dw_filter_u1(0), 0);
+                float **ref = ol_run(&c);
+                kcuda_set_dw_filter_u1(1);
+                float **got = ol_run(&c);
+                kcuda_set_dw_filter_u1(0);
+                kcuda_set_one_launch(0);
+                char tag[128];
+                snprintf(tag, sizeof tag, "depthwise filter gradient%s, N %d C %d %dx%d, %dx%d stride %d dil %d%s",
+                         relu ? " (ReLU)" : "", sh[i][0], sh[i][1], sh[i][2], sh[i][3], sh[i][4], sh[i][4], sh[i][5],
+                         sh[i][7], one ? ", one launch" : "");
+                ol_same(&c, got, ref, tag, "(one output a thread against the default's several)");
+                ol_snap_free(got);
+                ol_snap_free(ref);
+                ol_free(&c);
+            }
+    ol_end(gpu, s);
+}
+
 Test(cuda_one_launch, depthwise_filter_gradient_by_planes_matches_two_launches_bit_for_bit) {
     setenv("DARTSC_CUDA_DW_FILTER_PLANES", "1", 1);
     /* sample groups: 64; 528 (one channel); 1 (600 channels); 10, strided */

@@ -50,6 +50,8 @@ extern "C" int kcuda_init(cudaStream_t s, cudnnHandle_t dnn, cublasHandle_t blas
     cudaCheckR(cudaDeviceGetAttribute(&kcuda_g.sms, cudaDevAttrMultiProcessorCount, dev), -1);
     kcuda_g.own_1x1 = getenv("DARTSC_CUDA_OWN_1X1") != NULL;
     kcuda_g.dw_filter_planes = getenv("DARTSC_CUDA_DW_FILTER_PLANES") != NULL;
+    const char *u1 = getenv("DARTSC_CUDA_DW_FILTER_U1");
+    kcuda_g.dw_filter_u1 = u1 && *u1 && strcmp(u1, "0") != 0;
     const char *ol = getenv("DARTSC_CUDA_ONE_LAUNCH");
     kcuda_g.one_launch = ol && *ol && strcmp(ol, "0") != 0;
     const char *bc = getenv("DARTSC_CUDA_BATCH_CUBLAS");
@@ -84,6 +86,11 @@ extern "C" int kcuda_set_one_launch(int on) {
     return was;
 }
 extern "C" int kcuda_one_launch(void) { return kcuda_g.one_launch; }
+extern "C" int kcuda_set_dw_filter_u1(int on) {
+    const int was = kcuda_g.dw_filter_u1;
+    kcuda_g.dw_filter_u1 = on != 0;
+    return was;
+}
 extern "C" int kcuda_batch_cublas(void) { return kcuda_g.batch_cublas; }
 
 /* ---- recordings' pointer tables (kcuda.h) ----

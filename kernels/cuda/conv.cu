@@ -392,7 +392,7 @@ __device__ static inline void dw_filter_last(float *dw, const double *part, unsi
  * dw_filter_finish_k adds a tap's G partials in range order. Deterministic. Grid
  * C x G instead of one block per tap: DARTS' 16-channel 3x3 layers had 144 blocks, each
  * walking all N*P*Q outputs with 64-bit divisions. */
-template <int R, int S, bool RELU, int B>
+template <int R, int S, bool RELU, int B, int U>
 __global__ static void dw_bwd_filter_part_k(double *part, kb_ptrs<B> P, kconv2d_desc d, int G, unsigned *cnt) {
     constexpr int RS = R * S;
     __shared__ double sh[RS][KCUDA_THREADS / 32];
@@ -412,11 +412,11 @@ __global__ static void dw_bwd_filter_part_k(double *part, kb_ptrs<B> P, kconv2d_
      * taps of each loaded first (a tap outside the plane, or an output past the range,
      * loads a valid element and is skipped), then added tap by tap as before (the same
      * sums; the old loop waited for each output's loads before the next output's). U =
-     * DW_U up to 3x3; 2 for 5x5 and 1 for 7x7, whose 4 x R x S taps beside the RS double
-     * sums spilled (sm_90 ptxas at 255 registers: 5x5 44-76 bytes, 7x7 ~1 KB of local
-     * memory a thread). Any U gives the same sums: a tap's products are added in the
-     * order of the thread's outputs whatever their grouping. */
-    constexpr int U = RS <= 9 ? DW_U : RS <= 25 ? 2 : 1;
+     * dw_filter_u(R): DW_U up to 3x3; 2 for 5x5 and 1 for 7x7, whose 4 x R x S taps
+     * beside the RS double sums spilled (sm_90 ptxas at 255 registers: 5x5 44-76 bytes,
+     * 7x7 ~1 KB of local memory a thread); 1 with DARTSC_CUDA_DW_FILTER_U1. Any U gives
+     * the same sums: a tap's products are added in the order of the thread's outputs
+     * whatever their grouping. */
     for (unsigned j0t = j0 + threadIdx.x; j0t < j1; j0t += U * blockDim.x) {
         float gv[U], xv[U][RS];
         bool ok[U][RS];
@@ -474,6 +474,9 @@ __global__ static void dw_filter_finish_k(kb_ptrs<B> P, const double *part, int 
 static unsigned *dw_filter_one_launch(int C) {
     return kcuda_g.one_launch && kcuda_g.count && C <= KCUDA_COUNT_CAP ? kcuda_g.count : NULL;
 }
+
+/* dw_bwd_filter_part_k's outputs a thread at a time for an R x R kernel (see there). */
+constexpr int dw_filter_u(int R) { return R * R <= 9 ? DW_U : R * R <= 25 ? 2 : 1; }
 
 /* Output ranges per channel for dw_bwd_filter_part_k: about KCUDA_TARGET_BLOCKS blocks,
  * no range under 256 outputs (one per thread), the partials within kcuda_g.red; 0 when
@@ -588,7 +591,13 @@ static void dw_filter_run(const kb_ptrs<B> &P, int n, const kconv2d_desc *d, con
         const dim3 grid((unsigned)G, (unsigned)d->C, (unsigned)m);
 #define DW_FPLANE(r, s_, rl) \
     dw_bwd_filter_plane_k<r, s_, rl, B><<<grid, KCUDA_THREADS, sh, s>>>(kcuda_g.red, Q, *d, G, pl->spg, cnt)
-#define DW_FPART(r, s_, rl) dw_bwd_filter_part_k<r, s_, rl, B><<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, Q, *d, G, cnt)
+#define DW_FPART_U(r, s_, rl, u) \
+    dw_bwd_filter_part_k<r, s_, rl, B, u><<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, Q, *d, G, cnt)
+#define DW_FPART(r, s_, rl)                                                           \
+    do {                                                                              \
+        if (dw_filter_u(r) == 1 || kcuda_g.dw_filter_u1) DW_FPART_U(r, s_, rl, 1);    \
+        else DW_FPART_U(r, s_, rl, dw_filter_u(r));                                   \
+    } while (0)
 #define DW_FILTER_CASE(r, s_)                                                         \
     if (d->R == r && d->S == s_) {                                                    \
         if (pl->planes) {                                                             \
@@ -602,6 +611,7 @@ static void dw_filter_run(const kb_ptrs<B> &P, int n, const kconv2d_desc *d, con
         } else KCUDA_FAIL_("dw_filter_run", "no filter-gradient kernel for this kernel size", return);
 #undef DW_FILTER_CASE
 #undef DW_FPART
+#undef DW_FPART_U
 #undef DW_FPLANE
         launchCheck();
         if (cnt) continue; /* the last blocks added the partials */

@@ -72,6 +72,11 @@ int kcuda_set_one_launch(int on);
  * read by kcuda_init: batched launches then change bits on a GPU, kcuda_conv2d_batch_ok). */
 int kcuda_one_launch(void);
 int kcuda_batch_cublas(void);
+/* The blocked depthwise filter gradient one output a thread at a time instead of up to 4
+ * (DARTSC_CUDA_DW_FILTER_U1, read by kcuda_init; the same bits either way: the A/B of the
+ * registers its loads in flight cost, for a device to time). Sets it for later calls and
+ * returns the previous setting. */
+int kcuda_set_dw_filter_u1(int on);
 /* Recordings' pointer tables. A batched cuBLAS call (cublasSgemmBatched) reads its three
  * arrays of matrix pointers from device memory. Outside a recording a one-block kernel
  * writes them into the lane's table before each call; inside one (between

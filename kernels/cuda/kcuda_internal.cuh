@@ -186,6 +186,8 @@ typedef struct kcuda_lib {
     int sms;          /* multiprocessors of the device */
     int dw_filter_planes; /* DARTSC_CUDA_DW_FILTER_PLANES set: depthwise filter gradients by
                              planes staged in shared memory (conv.cu; not yet measured) */
+    int dw_filter_u1;     /* DARTSC_CUDA_DW_FILTER_U1 set (not "0"): the blocked depthwise
+                             filter gradient one output a thread at a time (conv.cu) */
     int own_1x1;      /* DARTSC_CUDA_OWN_1X1 set: small 1x1 convolutions by conv.cu's own kernels
                          (the first ones were slower than cuBLAS on the H200, docs/BENCHMARKS.md;
                          rewritten in session 16, not yet measured) */
