@@ -806,7 +806,10 @@ int sr_cnn_search_hooked(const ir_space *sp, const sr_options *o, const sr_arch_
         r.be->memset0(r.be, r.prev_alpha, (size_t)r.na * 4);
     if ((o->strategy == SR_DARTS_PLUS && !r.prev_alpha) || !r.xt || !r.xv || !r.yt || !r.yv || !r.sgd_buf || !r.adam_m || !r.adam_v ||
         (tc->order == 2 && sr_unroll_init(&r.u, r.p))) {
-        sr_fail(err, errlen, "out of memory");
+        sr_fail(err, errlen, "out of memory on the %s backend for the batches and the optimisers' buffers (%.1f MiB)",
+                r.be->name,
+                ((tc->order == 2 ? 3.0 : 1.0) * (double)r.nw +
+                 (2.0 + (tc->order == 2 ? 2.0 : 0.0) + (o->strategy == SR_DARTS_PLUS)) * (double)r.na) * 4 / 1048576.0);
         goto out;
     }
     if (o->strategy == SR_PROXYLESS &&

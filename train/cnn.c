@@ -422,7 +422,8 @@ int sr_cnn_train(const ir_space *sp, const ir_genotype *gt, const sr_train_opts 
     t.y = malloc(bl);
     t.buf = t.be->alloc(t.be, (size_t)gw.n * 4);
     if (!t.x || !t.y || !t.buf) {
-        sr_fail(err, errlen, "out of memory");
+        sr_fail(err, errlen, "out of memory on the %s backend for the batch and the optimiser's buffer (%.1f MiB)",
+                t.be->name, (double)gw.n * 4 / 1048576.0);
         goto out;
     }
     t.be->memset0(t.be, t.buf, (size_t)gw.n * 4);
