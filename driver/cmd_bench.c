@@ -306,7 +306,7 @@ int dartsc_cmd_bench(int argc, char **argv) {
     memset(&u, 0, sizeof u);
     if (!buf || !m || !v || (order == 2 && sr_unroll_init(&u, p))) {
         fprintf(stderr, "dartsc bench: out of memory on the %s backend for the optimisers' and the second-order step's "
-                        "buffers (%.1f MiB)\n", be->name, (double)(gw.n * (order == 2 ? 3 : 1) + 2 * ga.n) * 4 / 1048576.0);
+                        "buffers (%.1f MiB)\n", be->name, (double)((gw.n + ga.n) * (order == 2 ? 3 : 1) + ga.n) * 4 / 1048576.0);
         return 1;
     }
     be->memset0(be, buf, (size_t)gw.n * 4);

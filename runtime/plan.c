@@ -616,7 +616,8 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         if (gi < 2) p->pgrad[gi] = be->alloc(be, bytes);
         if (!p->pdata[gi] || (gi < 2 && !p->pgrad[gi])) {
             free(poff);
-            oom(err, errlen, be, "the parameters and their gradients", (gi < 2 ? 2 : 1) * bytes, "");
+            oom(err, errlen, be, gi < 2 ? "the parameters and their gradients" : "the buffers (running statistics)",
+                (gi < 2 ? 2 : 1) * bytes, "");
             goto fail;
         }
         be->memset0(be, p->pdata[gi], bytes);
