@@ -37,6 +37,12 @@ static int lane_buffers(kcuda_lane *l) {
     return 0;
 }
 
+/* An on/off switch from the environment: on when set, not empty and not "0". */
+static bool env_on(const char *name) {
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
 extern "C" int kcuda_init(cudaStream_t s, cudnnHandle_t dnn, cublasHandle_t blas) {
     (void)s;
     kcuda_lane *l = &kcuda_g.lane[0];
@@ -48,14 +54,11 @@ extern "C" int kcuda_init(cudaStream_t s, cudnnHandle_t dnn, cublasHandle_t blas
     int dev = 0;
     cudaCheckR(cudaGetDevice(&dev), -1);
     cudaCheckR(cudaDeviceGetAttribute(&kcuda_g.sms, cudaDevAttrMultiProcessorCount, dev), -1);
-    kcuda_g.own_1x1 = getenv("DARTSC_CUDA_OWN_1X1") != NULL;
-    kcuda_g.dw_filter_planes = getenv("DARTSC_CUDA_DW_FILTER_PLANES") != NULL;
-    const char *u1 = getenv("DARTSC_CUDA_DW_FILTER_U1");
-    kcuda_g.dw_filter_u1 = u1 && *u1 && strcmp(u1, "0") != 0;
-    const char *ol = getenv("DARTSC_CUDA_ONE_LAUNCH");
-    kcuda_g.one_launch = ol && *ol && strcmp(ol, "0") != 0;
-    const char *bc = getenv("DARTSC_CUDA_BATCH_CUBLAS");
-    kcuda_g.batch_cublas = bc && *bc && strcmp(bc, "0") != 0;
+    kcuda_g.own_1x1 = env_on("DARTSC_CUDA_OWN_1X1");
+    kcuda_g.dw_filter_planes = env_on("DARTSC_CUDA_DW_FILTER_PLANES");
+    kcuda_g.dw_filter_u1 = env_on("DARTSC_CUDA_DW_FILTER_U1");
+    kcuda_g.one_launch = env_on("DARTSC_CUDA_ONE_LAUNCH");
+    kcuda_g.batch_cublas = env_on("DARTSC_CUDA_BATCH_CUBLAS");
     return 0;
 }
 

@@ -595,7 +595,7 @@ static void dw_filter_run(const kb_ptrs<B> &P, int n, const kconv2d_desc *d, con
     dw_bwd_filter_part_k<r, s_, rl, B, u><<<grid, KCUDA_THREADS, 0, s>>>(kcuda_g.red, Q, *d, G, cnt)
 #define DW_FPART(r, s_, rl)                                                           \
     do {                                                                              \
-        if (dw_filter_u(r) == 1 || kcuda_g.dw_filter_u1) DW_FPART_U(r, s_, rl, 1);    \
+        if (kcuda_g.dw_filter_u1) DW_FPART_U(r, s_, rl, 1);                           \
         else DW_FPART_U(r, s_, rl, dw_filter_u(r));                                   \
     } while (0)
 #define DW_FILTER_CASE(r, s_)                                                         \

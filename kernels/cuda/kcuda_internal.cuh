@@ -184,11 +184,11 @@ typedef struct kcuda_lib {
     kcuda_lane lane[KCUDA_MAX_LANES]; /* every lane's, lane 0 kcuda_init's */
     int nlanes;
     int sms;          /* multiprocessors of the device */
-    int dw_filter_planes; /* DARTSC_CUDA_DW_FILTER_PLANES set: depthwise filter gradients by
+    int dw_filter_planes; /* DARTSC_CUDA_DW_FILTER_PLANES set (not "0"): depthwise filter gradients by
                              planes staged in shared memory (conv.cu; not yet measured) */
     int dw_filter_u1;     /* DARTSC_CUDA_DW_FILTER_U1 set (not "0"): the blocked depthwise
                              filter gradient one output a thread at a time (conv.cu) */
-    int own_1x1;      /* DARTSC_CUDA_OWN_1X1 set: small 1x1 convolutions by conv.cu's own kernels
+    int own_1x1;      /* DARTSC_CUDA_OWN_1X1 set (not "0"): small 1x1 convolutions by conv.cu's own kernels
                          (the first ones were slower than cuBLAS on the H200, docs/BENCHMARKS.md;
                          rewritten in session 16, not yet measured) */
     int batch_cublas; /* DARTSC_CUDA_BATCH_CUBLAS set (not "0"): batched 1x1 convolutions on the
