@@ -163,6 +163,13 @@ DARTSC_NO_BN_INTO_CONV=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dart
 DARTSC_CUDA_DW_FILTER_U1=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
     --order 1 --steps "$steps" --warmup "$warmup" --json \
     | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_CUDA_DW_FILTER_U1=1"/' >>"$j" || echo "order 1 with one output a thread failed"
+# batch norms of one tensor sharing the first one's batch statistics (DARTSC_SHARE_BN_STATS=1:
+# the shared pools' 28 batch norms a cell read 10 tensors instead of 28), both orders
+for o in 1 2; do
+    DARTSC_SHARE_BN_STATS=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
+        --order "$o" --steps "$steps" --warmup "$warmup" --json \
+        | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_SHARE_BN_STATS=1"/' >>"$j" || echo "order $o with shared statistics failed"
+done
 
 # whole steps recorded as one graph (rt_step_run) against the per-pass recordings they
 # replace: both orders and retraining (drop path 0.2) with DARTSC_NO_STEP_GRAPHS=1

@@ -62,6 +62,13 @@ typedef struct rt_exec_node {
                         y = (x - f) * s + b) instead of y; see runtime/plan.c */
     const struct kbn_sync *bn_sync; /* batch norm: non-NULL: batch statistics over every
                         process of a data-parallel run (rt_plan_opts.bn_sync) */
+    double *stats_out;  /* batch norm, forward with batch statistics: non-NULL: also write
+                        the per-channel mean [c] and biased variance [C + c] it computed, in
+                        double, for the batch norms of the same input (stats_in) */
+    const double *stats_in; /* batch norm, forward with batch statistics: non-NULL: the
+                        statistics another batch norm of the same input wrote (stats_out);
+                        use them instead of reading the input (only where the backend's
+                        shares_stats said yes; see runtime/plan.c) */
 } rt_exec_node;
 
 typedef struct rt_backend rt_backend;
@@ -133,6 +140,10 @@ struct rt_backend {
      * backward then read it through rt_tref.affine (c: a mixed op, or a convolution with
      * relu_in set whose folded ReLU reads n). */
     int (*defers_output)(rt_backend *be, const rt_exec_node *n, const rt_exec_node *c);
+    /* May be NULL: every batch norm computes its own statistics. Whether batch norm n
+     * (shapes filled) can write its batch statistics (stats_out) or take another's
+     * (stats_in) instead of computing them: the same values either way. */
+    int (*shares_stats)(rt_backend *be, const rt_exec_node *n);
     /* May be NULL (both): no batching. batches: whether the forwards (bwd 0) or backwards
      * (bwd 1) of nodes a and b (pointers filled, scratch not: a batch gets one lane's
      * scratch) can run as one through run_batch — the same work, one launch per kernel

@@ -70,6 +70,7 @@ struct rt_plan {
                                          (-1: an ADD's, unscaled) */
     unsigned *gskip;                  /* per mixed op or ADD: input slots whose gradient it does not write */
     int *lazyc;                       /* per node: its output is deferred to this consumer (a mixed op or a convolution), or -1 */
+    int *stsrc;                       /* per batch norm: the batch norm of the same input whose statistics it takes, or -1 */
     int **zero_at;                    /* per node j: gradient buffers zeroed before backward step j (-1 ended) */
     int set_grads;                    /* the backend's sets_grad is used (see the top of the file) */
     void *arena;
@@ -329,6 +330,7 @@ void rt_plan_free(rt_plan *p) {
     free(p->gscale);
     free(p->gskip);
     free(p->lazyc);
+    free(p->stsrc);
     free(p->ex);
     free(p->fattr);
     free(p->data);
@@ -464,6 +466,51 @@ static void plan_mixed_inputs(rt_plan *p) {
     free(ncons);
 }
 
+/* Batch norms of one tensor compute the same batch statistics: the supernet's shared pools
+ * (ir/space.c) leave every edge from a state its own affine-free batch norm of the state's
+ * one max pool and one average pool, so a DARTS cell's 28 pool batch norms read 10 tensors.
+ * Where the backend says so (shares_stats) and DARTSC_SHARE_BN_STATS=1 (opt-in until a
+ * device times it), the first batch norm of a tensor also writes its statistics in double
+ * (stats_out) and the later ones of that tensor with the same attributes take them
+ * (stats_in, stsrc) instead of reading the tensor again: the same doubles, so the same bits;
+ * each still writes its own coefficients and saved and running statistics, and its backward
+ * is its own. Not with sync_bn (statistics merged through a host round trip). The statistics
+ * live in the arena from the first one's forward to the last taker's (rt_plan_new). */
+static void plan_shared_stats(rt_plan *p, const rt_plan_opts *opts) {
+    const ir_graph *g = p->g;
+    for (int i = 0; i < p->n; i++) p->stsrc[i] = -1;
+    const char *on = getenv("DARTSC_SHARE_BN_STATS");
+    if (!p->be->shares_stats || opts->bn_sync || !on || !*on || !strcmp(on, "0")) return;
+    for (int j = 0; j < p->n; j++) {
+        const ir_node *bj = ir_graph_node(g, j);
+        if (bj->op != IR_OP_BATCHNORM || p->fused[j] || bj->inputs[0] < 0 || (bj->flags & (IR_FLAG_OUTPUT | IR_FLAG_LOSS)))
+            continue;
+        rt_exec_node ej;
+        memset(&ej, 0, sizeof ej);
+        fill_exec_shapes(g, j, &ej);
+        if (!p->be->shares_stats(p->be, &ej)) continue;
+        for (int i = 0; i < j; i++) { /* the first of the tensor's batch norms that computes its own */
+            const ir_node *bi = ir_graph_node(g, i);
+            if (bi->op != IR_OP_BATCHNORM || p->fused[i] || p->stsrc[i] >= 0 || bi->inputs[0] != bj->inputs[0] ||
+                bi->iattr[IR_A_BN_BATCH_STATS] != bj->iattr[IR_A_BN_BATCH_STATS] ||
+                bi->fattr[IR_F_BN_EPS] != bj->fattr[IR_F_BN_EPS] || (bi->flags & (IR_FLAG_OUTPUT | IR_FLAG_LOSS)))
+                continue;
+            rt_exec_node ei;
+            memset(&ei, 0, sizeof ei);
+            fill_exec_shapes(g, i, &ei);
+            if (!p->be->shares_stats(p->be, &ei)) continue;
+            p->stsrc[j] = i;
+            break;
+        }
+    }
+}
+
+int rt_plan_shared_stats(const rt_plan *p) {
+    int k = 0;
+    for (int i = 0; i < p->n; i++) k += p->stsrc[i] >= 0;
+    return k;
+}
+
 /* Schedule steps a buffer outlives its last use (see rt_plan_new): DARTSC_LANE_SLACK, else
  * RT_LANE_SLACK for a training plan on lanes (or issued through the schedule eagerly) and 0
  * otherwise. */
@@ -540,17 +587,19 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     p->gscale = calloc((size_t)n, sizeof *p->gscale);
     p->gskip = calloc((size_t)n, sizeof *p->gskip);
     p->lazyc = calloc((size_t)n, sizeof *p->lazyc);
+    p->stsrc = calloc((size_t)n, sizeof *p->stsrc);
     uint8_t *reach = calloc((size_t)n, 1);
     int *maxcons = malloc(2 * (size_t)n * sizeof *maxcons);
-    buf *bufs = calloc(3 * (size_t)n + 1, sizeof *bufs);
+    buf *bufs = calloc(4 * (size_t)n + 1, sizeof *bufs); /* per node: value, gradient, aux, statistics */
     for (int m = 0; m < 4; m++) p->ng[m] = calloc((size_t)n, 1);
     if (!p->ex || !p->fattr || !p->data || !p->grad || !p->zero_at || !reach || !maxcons || !bufs || !p->ng[3] ||
-        !p->src0 || !p->fused || !p->gsrc || !p->gscale || !p->gskip || !p->lazyc) {
+        !p->src0 || !p->fused || !p->gsrc || !p->gscale || !p->gskip || !p->lazyc || !p->stsrc) {
         perr(err, errlen, "out of memory");
         goto fail;
     }
     plan_fusions(p, maxcons);
     plan_mixed_inputs(p);
+    plan_shared_stats(p, opts);
 
     /* Nodes, consumers, the loss. */
     for (int i = 0; i < n; i++) maxcons[i] = -1;
@@ -641,12 +690,18 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     /* Buffers and their lifetimes over t = 0..2n-1 (forward i at t=i, backward i at t=2n-1-i). */
     int nb = 0, T = 2 * n;
     float **auxslot = calloc((size_t)n, sizeof *auxslot);
-    if (!auxslot) { perr(err, errlen, "out of memory"); goto fail; }
+    double **statslot = calloc((size_t)n, sizeof *statslot);
+    if (!auxslot || !statslot) { free(auxslot); free(statslot); perr(err, errlen, "out of memory"); goto fail; }
     size_t scratch_max = 0;
     for (int i = 0; i < n; i++) {
         const ir_node *nd = ir_graph_node(g, i);
         rt_exec_node *e = &p->ex[i];
-        if (nd->n_inputs > RT_MAX_IN) { free(auxslot); perr(err, errlen, "node '%s' has too many inputs", nd->name); goto fail; }
+        if (nd->n_inputs > RT_MAX_IN) {
+            free(auxslot);
+            free(statslot);
+            perr(err, errlen, "node '%s' has too many inputs", nd->name);
+            goto fail;
+        }
         fill_exec_shapes(g, i, e);
         memcpy(p->fattr[i], nd->fattr, sizeof p->fattr[i]);
         e->fattr = p->fattr[i];
@@ -687,7 +742,12 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
                 int k = 0;
                 while (z && z[k] >= 0) k++;
                 z = realloc(z, (size_t)(k + 2) * sizeof *z);
-                if (!z) { free(auxslot); perr(err, errlen, "out of memory"); goto fail; }
+                if (!z) {
+                    free(auxslot);
+                    free(statslot);
+                    perr(err, errlen, "out of memory");
+                    goto fail;
+                }
                 z[k] = i;
                 z[k + 1] = -1;
                 p->zero_at[first] = z;
@@ -710,6 +770,17 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
                 if (ngu[j] && T - 1 - j > b->end) b->end = T - 1 - j;
             }
         }
+        /* the batch statistics the later batch norms of its input take (plan_shared_stats) */
+        int taker = -1;
+        for (int j = i + 1; j < n; j++)
+            if (p->stsrc[j] == i) taker = j;
+        if (taker >= 0) {
+            b = &bufs[nb++];
+            b->bytes = (2 * (size_t)e->in[0].shape[1] * sizeof(double) + ALIGN_BYTES - 1) & ~(size_t)(ALIGN_BYTES - 1);
+            b->slot = (void **)&statslot[i];
+            b->start = i;
+            b->end = taker; /* read by the takers' forwards */
+        }
         size_t s = be->scratch_floats(be, e);
         if (s > scratch_max) scratch_max = s;
     }
@@ -727,6 +798,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     p->one = be->alloc(be, sizeof(float));
     if (!p->arena || !p->scratch || !p->one) {
         free(auxslot);
+        free(statslot);
         oom(err, errlen, be, "the activations (the plan's arena and scratch)",
             p->arena_bytes + p->scratch_stride * (size_t)p->lanes * sizeof(float),
             " (the activations grow with the batch: a smaller batch needs proportionally less)");
@@ -738,6 +810,8 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     for (int i = 0; i < n; i++) {
         rt_exec_node *e = &p->ex[i];
         e->aux = auxslot[i];
+        e->stats_out = statslot[i];
+        e->stats_in = p->stsrc[i] >= 0 ? statslot[p->stsrc[i]] : NULL;
         e->scratch = p->scratch;
         e->out.data = p->data[i];
         const ir_node *nd = ir_graph_node(g, i);
@@ -754,10 +828,12 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         if (masks && !(p->seeds_dev = be->alloc(be, (size_t)p->n * RT_STEP_MAX_PASSES * sizeof(uint64_t)))) {
             oom(err, errlen, be, "the recorded passes' seeds", (size_t)p->n * RT_STEP_MAX_PASSES * sizeof(uint64_t), "");
             free(auxslot);
+            free(statslot);
             goto fail;
         }
     }
     free(auxslot);
+    free(statslot);
     free(reach);
     free(maxcons);
     free(bufs);

@@ -1022,6 +1022,97 @@ Test(cuda_net, eager_passes_through_the_schedule_batch_with_the_same_bits) {
     be->destroy(be);
 }
 
+/* Batch norms of one tensor taking the first one's batch statistics (DARTSC_SHARE_BN_STATS=1,
+ * runtime/plan.c: the supernet's shared pools leave every edge its own batch norm of its
+ * state's one max pool and one average pool, 28 batch norms of 10 tensors a cell, so 18 a
+ * cell take them): the bits of each computing its own, over three recorded passes of each
+ * gradient mask with parameter updates between (losses, gradients, weights, alpha and the
+ * running statistics), then an evaluation pass (the running statistics read). */
+static void shared_stats_case(void) {
+    ir_space sp;
+    ir_net net;
+    rt_backend *be = cuda_tiny_supernet(&sp, 4, &net);
+    setenv("DARTSC_SHARE_BN_STATS", "1", 1);
+    rt_plan *p[2] = {step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 1), NULL};
+    unsetenv("DARTSC_SHARE_BN_STATS");
+    p[1] = step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 1);
+    cr_expect_eq(rt_plan_shared_stats(p[0]), 18 * sp.layers, "%d batch norms take shared statistics, not 18 a cell",
+                 rt_plan_shared_stats(p[0]));
+    cr_expect_eq(rt_plan_shared_stats(p[1]), 0, "statistics shared without DARTSC_SHARE_BN_STATS");
+    { /* on lanes the schedule orders a taker after the writer by the memory they touch */
+        rt_oplist ops = {0};
+        cr_assert_eq(rt_plan_collect(p[0], 1, RT_GRAD_W | RT_GRAD_ARCH, &ops), 0);
+        int takers = 0;
+        for (int t = 0; t < ops.n; t++) {
+            const rt_exec_node *e = &ops.ops[t].e;
+            if (ops.ops[t].kind != RT_OP_FWD || e->op != IR_OP_BATCHNORM || !e->stats_in) continue;
+            rt_range rt[RT_OP_MAX_RANGES], rw[RT_OP_MAX_RANGES];
+            const int nt = rt_op_ranges(&ops.ops[t], rt);
+            int reads = 0, writer = -1;
+            for (int k = 0; k < nt; k++) reads |= !rt[k].w && rt[k].lo == (uintptr_t)e->stats_in;
+            for (int w = 0; w < t && writer < 0; w++) {
+                if (ops.ops[w].kind != RT_OP_FWD || ops.ops[w].e.stats_out != e->stats_in) continue;
+                const int nw = rt_op_ranges(&ops.ops[w], rw);
+                for (int k = 0; k < nw; k++)
+                    if (rw[k].w && rw[k].lo == (uintptr_t)e->stats_in &&
+                        rw[k].hi == rw[k].lo + 2 * (uintptr_t)e->in[0].shape[1] * sizeof(double))
+                        writer = w;
+            }
+            cr_expect(reads && writer >= 0, "op %d takes statistics %s, %s", t, reads ? "read" : "not read as a range",
+                      writer >= 0 ? "written before" : "that no earlier op writes as a range");
+            takers++;
+        }
+        cr_expect_eq(takers, 18 * sp.layers, "%d takers in the pass", takers);
+        rt_oplist_free(&ops);
+        rt_oplist o1 = {0}; /* the other plan's step advanced alike */
+        cr_assert_eq(rt_plan_collect(p[1], 1, RT_GRAD_W | RT_GRAD_ARCH, &o1), 0);
+        rt_oplist_free(&o1);
+    }
+    const int64_t ni = (int64_t)4 * sp.in_c * sp.in_h * sp.in_w;
+    float *x = malloc((size_t)ni * 4);
+    int32_t y[4] = {0, 1, 2, 3};
+    const unsigned masks[2] = {RT_GRAD_ARCH, RT_GRAD_W};
+    for (int it = 0; it < 3; it++)
+        for (int mi = 0; mi < 2; mi++) {
+            tu_fill_uniform(x, ni, -1.f, 1.f, 900 + 2 * (uint64_t)it + (uint64_t)mi);
+            float loss[2];
+            for (int k = 0; k < 2; k++) {
+                cr_assert_eq(rt_set_input(p[k], net.images, x, (size_t)ni * 4), 0);
+                cr_assert_eq(rt_set_input(p[k], net.labels, y, sizeof y), 0);
+                cr_assert_eq(rt_pass(p[k], 1, masks[mi]), 0);
+                loss[k] = rt_loss(p[k]);
+            }
+            cr_assert(!rt_cuda_last_error(), "%s", rt_cuda_last_error());
+            cr_expect(isfinite(loss[0]) && memcmp(&loss[0], &loss[1], 4) == 0, "pass %d mask %u: loss %.9g vs %.9g", it,
+                      masks[mi], loss[0], loss[1]);
+            const ir_role role = masks[mi] == RT_GRAD_W ? IR_ROLE_WEIGHT : IR_ROLE_ARCH;
+            rt_group g0 = rt_plan_group(p[0], role), g1 = rt_plan_group(p[1], role);
+            expect_same_dev(be, g0.grad, g1.grad, g0.n, masks[mi] == RT_GRAD_W ? "weight gradients" : "alpha gradients",
+                            it);
+            expect_same_groups(be, p[0], p[1], it);
+            for (int k = 0; k < 2; k++) { /* new parameters for the next pass */
+                rt_group g = rt_plan_group(p[k], role);
+                be->axpy(be, g.data, -0.05f, g.grad, g.n);
+            }
+        }
+    float ev[2];
+    for (int k = 0; k < 2; k++) ev[k] = rt_forward(p[k], 0);
+    cr_expect(isfinite(ev[0]) && memcmp(&ev[0], &ev[1], 4) == 0, "evaluation loss %.9g vs %.9g", ev[0], ev[1]);
+    cr_expect(!rt_cuda_last_error(), "%s", rt_cuda_last_error());
+    free(x);
+    for (int k = 0; k < 2; k++) rt_plan_free(p[k]);
+    ir_net_free(&net);
+    be->destroy(be);
+}
+Test(cuda_net, batch_norms_of_one_tensor_share_statistics_bit_for_bit) { shared_stats_case(); }
+/* batched launches (the statistics' writers batched with the others, the takers alone) and
+ * one-launch reductions (written by the last block of a channel) */
+Test(cuda_net, shared_statistics_batched_and_one_launch_bit_for_bit) {
+    setenv("DARTSC_CUDA_BATCH", "1", 1);
+    setenv("DARTSC_CUDA_ONE_LAUNCH", "1", 1);
+    shared_stats_case();
+}
+
 static void darts_step_graph_case(int order, int tune) {
     ir_space sp;
     ir_net net;

@@ -162,7 +162,7 @@ template <bool CG> __device__ static inline double bn_total_w(const double *part
  * bn_apply_k's block 0 writes for kcuda_bn_coefs_train. cnt NULL: nothing (two launches). */
 typedef struct bn_fin {
     unsigned *cnt;
-    double *stat;
+    double *stat, *stat_out; /* stat_out: the statistics for the batch norms of the same input */
     float *coef, *save_mean, *save_invstd, *running_mean, *running_var;
     const float *gamma, *beta;
 } bn_fin;
@@ -297,6 +297,10 @@ __device__ static void bn_finish_stats(const double *red, const bn_fin *f, kbn_d
         f->stat[c] = mean;
         f->stat[d.C + c] = var;
     }
+    if (f->stat_out) {
+        f->stat_out[c] = mean;
+        f->stat_out[d.C + c] = var;
+    }
     if (!f->coef) return;
     double invstd;
     float fm, sc, b;
@@ -315,6 +319,7 @@ __device__ static void bn_finish_stats(const double *red, const bn_fin *f, kbn_d
  * launch mode, this process's, which bn_stats_k's last blocks wrote there). */
 typedef struct bn_apply_io {
     float *y, *coef, *save_mean, *save_invstd, *running_mean, *running_var;
+    double *stat_out; /* NULL, or where block 0 writes the channel's mean and variance (stats_out) */
     const double *red, *stat;
     const float *x, *gamma, *beta;
 } bn_apply_io;
@@ -351,9 +356,14 @@ __global__ static void bn_apply_k(const __grid_constant__ bn_batch<bn_apply_io, 
         const float *const xs[1] = {x};
         bn_each(bn_walk(j0, j1, HW, C, c), xs, [&](int64_t o, const float *v) { y[o] = __fmaf_rn(v[0] - fm, sc, b); });
     }
-    if (blockIdx.x == 0 && threadIdx.x == 0)
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
         bn_channel_out(io.coef, io.save_mean, io.save_invstd, io.running_mean, io.running_var, c, C, mean, var, invstd,
                        fm, sc, b, stat ? gcnt : (double)cnt, d.momentum);
+        if (io.stat_out) {
+            io.stat_out[c] = mean;
+            io.stat_out[C + c] = var;
+        }
+    }
 }
 
 __global__ static void bn_fwd_infer_k(float *y, const float *x, const float *gamma, const float *beta,
@@ -623,6 +633,7 @@ typedef struct bn_fwd_args {
     float *const *y, *const *coef, *const *save_mean, *const *save_invstd, *const *running_mean, *const *running_var;
     const float *const *x, *const *gamma, *const *beta;
     int coefs;
+    double *const *stat_out; /* NULL, or per problem NULL or where its statistics go (kcuda_bn_train_shared) */
 } bn_fwd_args;
 
 /* The problems idx[0..m) (m <= B, m <= pl->fit) in one launch per kernel. */
@@ -648,6 +659,7 @@ static void bn_train_launch(const int *idx, int m, const bn_fwd_args *a, const k
                 t.fin.running_var = bn_at(a->running_var, i);
                 t.fin.gamma = bn_at(a->gamma, i);
                 t.fin.beta = bn_at(a->beta, i);
+                t.fin.stat_out = bn_at(a->stat_out, i);
             } else {
                 t.fin.stat = red + 2 * (int64_t)C * G; /* the mean and variance per channel */
             }
@@ -659,6 +671,7 @@ static void bn_train_launch(const int *idx, int m, const bn_fwd_args *a, const k
         u.save_invstd = bn_at(a->save_invstd, i);
         u.running_mean = bn_at(a->running_mean, i);
         u.running_var = bn_at(a->running_var, i);
+        u.stat_out = bn_at(a->stat_out, i);
         u.red = red;
         u.stat = t.fin.stat;
         u.x = a->x[i];
@@ -699,15 +712,38 @@ static void bn_train(int n, const bn_fwd_args *a, const kbn_desc *d, cudaStream_
 extern "C" void kcuda_bn_forward_train(float *y, float *save_mean, float *save_invstd, float *running_mean,
                                        float *running_var, const float *x, const float *gamma, const float *beta,
                                        const kbn_desc *d, cudaStream_t s) {
-    const bn_fwd_args a = {&y, NULL, &save_mean, &save_invstd, &running_mean, &running_var, &x, &gamma, &beta, 0};
+    const bn_fwd_args a = {&y, NULL, &save_mean, &save_invstd, &running_mean, &running_var, &x, &gamma, &beta, 0, NULL};
     bn_train(1, &a, d, s, "kcuda_bn_forward_train");
 }
 
 extern "C" void kcuda_bn_coefs_train(float *coef, float *save_mean, float *save_invstd, float *running_mean,
                                      float *running_var, const float *x, const float *gamma, const float *beta,
                                      const kbn_desc *d, cudaStream_t s) {
-    const bn_fwd_args a = {NULL, &coef, &save_mean, &save_invstd, &running_mean, &running_var, &x, &gamma, &beta, 1};
+    const bn_fwd_args a = {NULL, &coef, &save_mean, &save_invstd, &running_mean, &running_var, &x, &gamma, &beta, 1, NULL};
     bn_train(1, &a, d, s, "kcuda_bn_coefs_train");
+}
+
+/* A training forward from statistics another batch norm of the same input wrote (stat:
+ * mean [c], biased variance [C + c]): bn_apply_k's second launch alone, reading them as it
+ * reads sync_bn's merged ones, so the same bits as computing them. */
+static void bn_from_stats(const bn_fwd_args *a, const double *stat, const kbn_desc *d, cudaStream_t s) {
+    const int G = bn_groups(d);
+    bn_batch<bn_apply_io, 1> ap = {};
+    bn_apply_io &u = ap.p[0];
+    u.y = bn_at(a->y, 0);
+    u.coef = bn_at(a->coef, 0);
+    u.save_mean = bn_at(a->save_mean, 0);
+    u.save_invstd = bn_at(a->save_invstd, 0);
+    u.running_mean = bn_at(a->running_mean, 0);
+    u.running_var = bn_at(a->running_var, 0);
+    u.stat_out = bn_at(a->stat_out, 0);
+    u.stat = stat;
+    u.x = a->x[0];
+    u.gamma = bn_at(a->gamma, 0);
+    u.beta = bn_at(a->beta, 0);
+    const double cnt = (double)d->N * d->HW; /* == bn_apply_k's (double)cnt */
+    bn_apply_k<1><<<dim3(a->coefs ? 1 : (unsigned)G, (unsigned)d->C, 1), KCUDA_THREADS, 0, s>>>(ap, cnt, *d, G);
+    launchCheck();
 }
 
 extern "C" void kcuda_bn_coefs_infer(float *coef, const float *gamma, const float *beta, const float *running_mean,
@@ -844,7 +880,7 @@ extern "C" void kcuda_bn_coefs_train_batch(int n, float *const *coef, float *con
                                            const float *const *gamma, const float *const *beta, const kbn_desc *d,
                                            cudaStream_t s) {
     if (!bn_batch_check(n, d, "kcuda_bn_coefs_train_batch")) return;
-    const bn_fwd_args a = {NULL, coef, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, 1};
+    const bn_fwd_args a = {NULL, coef, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, 1, NULL};
     bn_train(n, &a, d, s, "kcuda_bn_coefs_train_batch");
 }
 
@@ -854,8 +890,25 @@ extern "C" void kcuda_bn_forward_train_batch(int n, float *const *y, float *cons
                                              const float *const *gamma, const float *const *beta, const kbn_desc *d,
                                              cudaStream_t s) {
     if (!bn_batch_check(n, d, "kcuda_bn_forward_train_batch")) return;
-    const bn_fwd_args a = {y, NULL, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, 0};
+    const bn_fwd_args a = {y, NULL, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, 0, NULL};
     bn_train(n, &a, d, s, "kcuda_bn_forward_train_batch");
+}
+
+extern "C" void kcuda_bn_train_shared(int n, float *const *y, float *const *coef, float *const *save_mean,
+                                      float *const *save_invstd, float *const *running_mean,
+                                      float *const *running_var, const float *const *x, const float *const *gamma,
+                                      const float *const *beta, double *const *stat_out, const double *stat_in,
+                                      const kbn_desc *d, cudaStream_t s) {
+    const char *what = "kcuda_bn_train_shared";
+    if ((y == NULL) == (coef == NULL)) KCUDA_FAIL_(what, "exactly one of y and coef", return);
+    if (d->sync) KCUDA_FAIL_(what, "no shared statistics with sync_bn", return);
+    if (n < 1 || n > KCUDA_MAX_BATCH || (stat_in && n != 1))
+        KCUDA_FAIL_(what, "the number of problems is not in 1..KCUDA_MAX_BATCH (1 with stat_in)", return);
+    const bn_fwd_args a = {y, coef, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, coef != NULL,
+                           stat_out};
+    if (d->C <= 0 || bn_too_big(d, what)) return;
+    if (stat_in) bn_from_stats(&a, stat_in, d, s);
+    else if (n == 1 || bn_batch_check(n, d, what)) bn_train(n, &a, d, s, what);
 }
 
 extern "C" void kcuda_bn_backward_batch(int n, float *const *dx, float *const *dgamma, float *const *dbeta,

@@ -254,7 +254,14 @@ static void cu_forward(rt_backend *be, const rt_exec_node *n) {
     }
     case IR_OP_BATCHNORM: {
         kbn_desc d = bn_desc(n);
-        if (n->defer_out && (n->training || n->iattr[IR_A_BN_BATCH_STATS]))
+        if ((n->stats_in || n->stats_out) && (n->training || n->iattr[IR_A_BN_BATCH_STATS])) { /* shared statistics */
+            float *o = n->defer_out ? n->aux + 2 * d.C : y, *sm = n->aux, *si = n->aux + d.C, *rm = F(n->in[3]),
+                  *rv = F(n->in[4]);
+            const float *g = F(n->in[1]), *b = F(n->in[2]);
+            double *so = n->stats_out;
+            kcuda_bn_train_shared(1, n->defer_out ? NULL : &o, n->defer_out ? &o : NULL, &sm, &si, &rm, &rv, &x, &g, &b,
+                                  &so, n->stats_in, &d, s);
+        } else if (n->defer_out && (n->training || n->iattr[IR_A_BN_BATCH_STATS]))
             kcuda_bn_coefs_train(n->aux + 2 * d.C, n->aux, n->aux + d.C, F(n->in[3]), F(n->in[4]), x, F(n->in[1]),
                                  F(n->in[2]), &d, s);
         else if (n->defer_out)
@@ -556,6 +563,15 @@ static int cu_defers_output(rt_backend *be, const rt_exec_node *n, const rt_exec
            n->in[0].numel == c->out.numel;
 }
 
+/* Batch norms with batch statistics write them for, or take them from, the batch norms of
+ * the same input (kcuda_bn_train_shared; runtime/plan.c, DARTSC_SHARE_BN_STATS). */
+static int cu_shares_stats(rt_backend *be, const rt_exec_node *n) {
+    (void)be;
+    if (n->op != IR_OP_BATCHNORM || n->in[0].ndim < 2 || n->bn_sync) return 0;
+    kbn_desc d = bn_desc(n);
+    return (int64_t)d.N * d.HW < ((int64_t)1 << 31);
+}
+
 /* ---- batches (runtime/schedule.c groups; kernels/cuda/kcuda.h "batched launches") ---- */
 
 static int same_tref(const rt_tref *x, const rt_tref *y) {
@@ -594,6 +610,7 @@ static int cu_batches(rt_backend *be, int bwd, const rt_exec_node *a, const rt_e
     }
     case IR_OP_BATCHNORM: {
         if (!bwd && !(a->training || a->iattr[IR_A_BN_BATCH_STATS])) return 0;
+        if (!bwd && (a->stats_in || b->stats_in)) return 0; /* a taker of shared statistics goes alone */
         kbn_desc d = bn_desc(a);
         return kcuda_bn_batch_ok(&d);
     }
@@ -675,7 +692,19 @@ static void cu_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nod
             const float *const *beta = (const float *const *)ARR(2, in[2].data);
             float *const *rmean = ARR(3, in[3].data), *const *rvar = ARR(4, in[4].data);
             if (!bwd) {
-                if (a->defer_out) {
+                int shares = 0;
+                for (int i = 0; i < m; i++) shares |= nd[i]->stats_out != NULL;
+                if (shares) { /* some write statistics for the batch norms of their input */
+                    double *so[KCUDA_MAX_BATCH];
+                    for (int i = 0; i < m; i++) so[i] = nd[i]->stats_out;
+                    if (a->defer_out) {
+                        for (int i = 0; i < m; i++) p[7][i] = nd[i]->aux + 2 * C;
+                    } else {
+                        COL(7, out.data);
+                    }
+                    kcuda_bn_train_shared(m, a->defer_out ? NULL : p[7], a->defer_out ? p[7] : NULL, p[5], p[6], rmean,
+                                          rvar, x, gamma, beta, so, NULL, &d, s);
+                } else if (a->defer_out) {
                     for (int i = 0; i < m; i++) p[7][i] = nd[i]->aux + 2 * C;
                     kcuda_bn_coefs_train_batch(m, p[7], p[5], p[6], rmean, rvar, x, gamma, beta, &d, s);
                 } else {
@@ -1162,6 +1191,7 @@ extern "C" rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
      * them on the H200 (docs/BENCHMARKS.md) */
     be->scales_out_grad = cu_scales_out_grad;
     be->defers_output = cu_defers_output;
+    be->shares_stats = cu_shares_stats;
     be->fill_seeds = cu_fill_seeds;
     be->capture_begin = cu_capture_begin;
     be->capture_end = cu_capture_end;
