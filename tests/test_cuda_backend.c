@@ -962,10 +962,6 @@ static void expect_same_groups(rt_backend *be, rt_plan *pa, rt_plan *pb, int ste
     }
 }
 
-/* DARTSC_SCHEDULE_EAGER=1 (what `dartsc bench --profile` times the batched launches by):
- * with graphs off, a pass goes through the runtime's schedule on one lane, its same-shaped
- * independent ops batched (DARTSC_CUDA_BATCH=1), and gives the bits of the pass issued as
- * it is made, for both gradient masks, over three passes with parameter updates between. */
 /* A CUDA backend, and the tiny space's supernet at batch into net. */
 static rt_backend *cuda_tiny_supernet(ir_space *sp, int batch, ir_net *net) {
     char err[256];
@@ -975,6 +971,46 @@ static rt_backend *cuda_tiny_supernet(ir_space *sp, int batch, ir_net *net) {
     cr_assert_eq(ir_space_build_supernet(sp, batch, net), 0, "%s", net->error);
     return be;
 }
+
+/* Three training passes of each gradient mask through plans p[0] and p[1] of the tiny
+ * supernet at batch 4, the same batches (seeded from seed) and the same parameter updates
+ * between: the same loss and gradient bits (and with groups, weights, alpha and buffers). */
+static void passes_alike(rt_backend *be, rt_plan *const p[2], const ir_net *net, const ir_space *sp, uint64_t seed,
+                         int groups) {
+    const int64_t ni = (int64_t)4 * sp->in_c * sp->in_h * sp->in_w;
+    float *x = malloc((size_t)ni * 4);
+    int32_t y[4] = {0, 1, 2, 3};
+    const unsigned masks[2] = {RT_GRAD_ARCH, RT_GRAD_W};
+    for (int it = 0; it < 3; it++)
+        for (int mi = 0; mi < 2; mi++) {
+            tu_fill_uniform(x, ni, -1.f, 1.f, seed + 2 * (uint64_t)it + (uint64_t)mi);
+            float loss[2];
+            for (int k = 0; k < 2; k++) {
+                cr_assert_eq(rt_set_input(p[k], net->images, x, (size_t)ni * 4), 0);
+                cr_assert_eq(rt_set_input(p[k], net->labels, y, sizeof y), 0);
+                cr_assert_eq(rt_pass(p[k], 1, masks[mi]), 0);
+                loss[k] = rt_loss(p[k]);
+            }
+            cr_assert(!rt_cuda_last_error(), "%s", rt_cuda_last_error());
+            cr_expect(isfinite(loss[0]) && memcmp(&loss[0], &loss[1], 4) == 0, "pass %d mask %u: loss %.9g vs %.9g", it,
+                      masks[mi], loss[0], loss[1]);
+            const ir_role role = masks[mi] == RT_GRAD_W ? IR_ROLE_WEIGHT : IR_ROLE_ARCH;
+            rt_group g0 = rt_plan_group(p[0], role), g1 = rt_plan_group(p[1], role);
+            expect_same_dev(be, g0.grad, g1.grad, g0.n, masks[mi] == RT_GRAD_W ? "weight gradients" : "alpha gradients",
+                            it);
+            if (groups) expect_same_groups(be, p[0], p[1], it);
+            for (int k = 0; k < 2; k++) { /* new parameters for the next pass */
+                rt_group g = rt_plan_group(p[k], role);
+                be->axpy(be, g.data, -0.05f, g.grad, g.n);
+            }
+        }
+    free(x);
+}
+
+/* DARTSC_SCHEDULE_EAGER=1 (what `dartsc bench --profile` times the batched launches by):
+ * with graphs off, a pass goes through the runtime's schedule on one lane, its same-shaped
+ * independent ops batched (DARTSC_CUDA_BATCH=1), and gives the bits of the pass issued as
+ * it is made, for both gradient masks, over three passes with parameter updates between. */
 Test(cuda_net, eager_passes_through_the_schedule_batch_with_the_same_bits) {
     setenv("DARTSC_CUDA_BATCH", "1", 1);
     setenv("DARTSC_NO_GRAPHS", "1", 1);
@@ -986,37 +1022,11 @@ Test(cuda_net, eager_passes_through_the_schedule_batch_with_the_same_bits) {
     unsetenv("DARTSC_SCHEDULE_EAGER");
     p[1] = step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 0);
     unsetenv("DARTSC_NO_GRAPHS");
-    const int64_t ni = (int64_t)4 * sp.in_c * sp.in_h * sp.in_w;
-    float *x = malloc((size_t)ni * 4);
-    int32_t y[4] = {0, 1, 2, 3};
-    const unsigned masks[2] = {RT_GRAD_ARCH, RT_GRAD_W};
-    for (int it = 0; it < 3; it++)
-        for (int mi = 0; mi < 2; mi++) {
-            tu_fill_uniform(x, ni, -1.f, 1.f, 300 + 2 * (uint64_t)it + (uint64_t)mi);
-            float loss[2];
-            for (int k = 0; k < 2; k++) {
-                cr_assert_eq(rt_set_input(p[k], net.images, x, (size_t)ni * 4), 0);
-                cr_assert_eq(rt_set_input(p[k], net.labels, y, sizeof y), 0);
-                cr_assert_eq(rt_pass(p[k], 1, masks[mi]), 0);
-                loss[k] = rt_loss(p[k]);
-            }
-            cr_assert(!rt_cuda_last_error(), "%s", rt_cuda_last_error());
-            cr_expect(memcmp(&loss[0], &loss[1], 4) == 0, "pass %d mask %u: loss %.9g vs %.9g", it, masks[mi], loss[0],
-                      loss[1]);
-            const ir_role role = masks[mi] == RT_GRAD_W ? IR_ROLE_WEIGHT : IR_ROLE_ARCH;
-            rt_group g0 = rt_plan_group(p[0], role), g1 = rt_plan_group(p[1], role);
-            expect_same_dev(be, g0.grad, g1.grad, g0.n, masks[mi] == RT_GRAD_W ? "weight gradients" : "alpha gradients",
-                            it);
-            for (int k = 0; k < 2; k++) { /* new parameters for the next pass */
-                rt_group g = rt_plan_group(p[k], role);
-                be->axpy(be, g.data, -0.05f, g.grad, g.n);
-            }
-        }
+    passes_alike(be, p, &net, &sp, 300, 0);
     const rt_lane_stats ls = rt_plan_lane_stats(p[0]);
     cr_expect(ls.batches > 0 && ls.batched_ops > ls.batches && ls.lanes_used == 1, "%d batches of %d node ops on %d lanes",
               ls.batches, ls.batched_ops, ls.lanes_used);
     cr_expect_eq(rt_plan_lane_stats(p[1]).batches, 0, "batched without DARTSC_SCHEDULE_EAGER");
-    free(x);
     for (int k = 0; k < 2; k++) rt_plan_free(p[k]);
     ir_net_free(&net);
     be->destroy(be);
@@ -1068,38 +1078,11 @@ static void shared_stats_case(void) {
         cr_assert_eq(rt_plan_collect(p[1], 1, RT_GRAD_W | RT_GRAD_ARCH, &o1), 0);
         rt_oplist_free(&o1);
     }
-    const int64_t ni = (int64_t)4 * sp.in_c * sp.in_h * sp.in_w;
-    float *x = malloc((size_t)ni * 4);
-    int32_t y[4] = {0, 1, 2, 3};
-    const unsigned masks[2] = {RT_GRAD_ARCH, RT_GRAD_W};
-    for (int it = 0; it < 3; it++)
-        for (int mi = 0; mi < 2; mi++) {
-            tu_fill_uniform(x, ni, -1.f, 1.f, 900 + 2 * (uint64_t)it + (uint64_t)mi);
-            float loss[2];
-            for (int k = 0; k < 2; k++) {
-                cr_assert_eq(rt_set_input(p[k], net.images, x, (size_t)ni * 4), 0);
-                cr_assert_eq(rt_set_input(p[k], net.labels, y, sizeof y), 0);
-                cr_assert_eq(rt_pass(p[k], 1, masks[mi]), 0);
-                loss[k] = rt_loss(p[k]);
-            }
-            cr_assert(!rt_cuda_last_error(), "%s", rt_cuda_last_error());
-            cr_expect(isfinite(loss[0]) && memcmp(&loss[0], &loss[1], 4) == 0, "pass %d mask %u: loss %.9g vs %.9g", it,
-                      masks[mi], loss[0], loss[1]);
-            const ir_role role = masks[mi] == RT_GRAD_W ? IR_ROLE_WEIGHT : IR_ROLE_ARCH;
-            rt_group g0 = rt_plan_group(p[0], role), g1 = rt_plan_group(p[1], role);
-            expect_same_dev(be, g0.grad, g1.grad, g0.n, masks[mi] == RT_GRAD_W ? "weight gradients" : "alpha gradients",
-                            it);
-            expect_same_groups(be, p[0], p[1], it);
-            for (int k = 0; k < 2; k++) { /* new parameters for the next pass */
-                rt_group g = rt_plan_group(p[k], role);
-                be->axpy(be, g.data, -0.05f, g.grad, g.n);
-            }
-        }
+    passes_alike(be, p, &net, &sp, 900, 1);
     float ev[2];
     for (int k = 0; k < 2; k++) ev[k] = rt_forward(p[k], 0);
     cr_expect(isfinite(ev[0]) && memcmp(&ev[0], &ev[1], 4) == 0, "evaluation loss %.9g vs %.9g", ev[0], ev[1]);
     cr_expect(!rt_cuda_last_error(), "%s", rt_cuda_last_error());
-    free(x);
     for (int k = 0; k < 2; k++) rt_plan_free(p[k]);
     ir_net_free(&net);
     be->destroy(be);
