@@ -148,7 +148,10 @@ static void cpu_forward(rt_backend *be, const rt_exec_node *n) {
     }
     case IR_OP_BATCHNORM: {
         kbn_desc d = bn_desc(n);
-        if (n->defer_out && (n->training || n->iattr[IR_A_BN_BATCH_STATS]))
+        if ((n->stats_in || n->stats_out) && (n->training || n->iattr[IR_A_BN_BATCH_STATS])) /* shared statistics */
+            kcpu_bn_train_shared(n->defer_out ? NULL : y, n->defer_out ? n->aux + 2 * d.C : NULL, n->aux, n->aux + d.C,
+                                 F(n->in[3]), F(n->in[4]), x, F(n->in[1]), F(n->in[2]), n->stats_out, n->stats_in, &d);
+        else if (n->defer_out && (n->training || n->iattr[IR_A_BN_BATCH_STATS]))
             kcpu_bn_coefs_train(n->aux + 2 * d.C, n->aux, n->aux + d.C, F(n->in[3]), F(n->in[4]), x, F(n->in[1]),
                                 F(n->in[2]), &d);
         else if (n->defer_out)
@@ -434,6 +437,13 @@ static int cpu_scales_out_grad(rt_backend *be, const rt_exec_node *n) {
 
 /* A batch norm (training or inference) left unapplied for the mixed op it feeds, over
  * (N, C, ...) tensors. */
+/* Batch norms with batch statistics write them for, or take them from, the batch norms of
+ * the same input (kcpu_bn_train_shared; runtime/plan.c, DARTSC_SHARE_BN_STATS). */
+static int cpu_shares_stats(rt_backend *be, const rt_exec_node *n) {
+    (void)be;
+    return n->op == IR_OP_BATCHNORM && n->in[0].ndim >= 2 && !n->bn_sync;
+}
+
 static int cpu_defers_output(rt_backend *be, const rt_exec_node *n, const rt_exec_node *c) {
     (void)be;
     return n->op == IR_OP_BATCHNORM && c->op == IR_OP_MIXED && n->in[0].ndim >= 2 && c->out.ndim >= 2 &&
@@ -547,6 +557,7 @@ rt_backend *rt_backend_cpu_new(void) {
     be->sets_grad = cpu_sets_grad;
     be->scales_out_grad = cpu_scales_out_grad;
     be->defers_output = cpu_defers_output;
+    be->shares_stats = cpu_shares_stats;
     be->synchronize = cpu_sync;
     be->destroy = cpu_destroy;
     return be;

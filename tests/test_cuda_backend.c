@@ -1088,8 +1088,8 @@ static void shared_stats_case(void) {
     be->destroy(be);
 }
 Test(cuda_net, batch_norms_of_one_tensor_share_statistics_bit_for_bit) { shared_stats_case(); }
-/* batched launches (the statistics' writers batched with the others, the takers alone) and
- * one-launch reductions (written by the last block of a channel) */
+/* batched launches (the statistics' writers batched with the others, the takers with each
+ * other) and one-launch reductions (written by the last block of a channel) */
 Test(cuda_net, shared_statistics_batched_and_one_launch_bit_for_bit) {
     setenv("DARTSC_CUDA_BATCH", "1", 1);
     setenv("DARTSC_CUDA_ONE_LAUNCH", "1", 1);

@@ -654,6 +654,55 @@ Test(bn, plane_and_channel_schedules_and_thread_counts_give_the_same_bits) {
     free(xb); free(gb); free(xs); free(gs); free(yb); free(dxb); free(mb); free(ib);
 }
 
+/* Shared batch statistics (kcpu_bn_train_shared; runtime/plan.c, DARTSC_SHARE_BN_STATS): a
+ * forward that writes its statistics gives the bits of the plain one, and a forward that
+ * takes them gives the same output (or coefficients), saved and running statistics without
+ * reading x for them, with and without gamma and beta, in both schedules (4 x 3 planes;
+ * 3 x 2800 planes). */
+static void check_bn_shared(int N, int C, int HW, int affine) {
+    kbn_desc d = {.N = N, .C = C, .HW = HW, .eps = 1e-5f, .momentum = 0.1f};
+    const int64_t n = (int64_t)N * C * HW;
+    float *x = rnd(n, -2, 3, 91), *g = affine ? rnd(C, 0.5f, 1.5f, 92) : NULL, *b = affine ? rnd(C, -1, 1, 93) : NULL;
+    double *st = malloc(sizeof(double) * 2 * (size_t)C);
+    for (int coefs = 0; coefs < 2; coefs++) {
+        float *out[3], *m[3], *is[3], *rm[3], *rv[3];
+        const int64_t no = coefs ? 3 * (int64_t)C : n;
+        for (int k = 0; k < 3; k++) {
+            out[k] = zerosf(no), m[k] = zerosf(C), is[k] = zerosf(C);
+            rm[k] = rnd(C, -1, 1, 94), rv[k] = rnd(C, 0.5f, 2, 95);
+        }
+        if (coefs) kcpu_bn_coefs_train(out[0], m[0], is[0], rm[0], rv[0], x, g, b, &d);
+        else kcpu_bn_forward_train(out[0], m[0], is[0], rm[0], rv[0], x, g, b, &d);
+        kcpu_bn_train_shared(coefs ? NULL : out[1], coefs ? out[1] : NULL, m[1], is[1], rm[1], rv[1], x, g, b, st, NULL,
+                             &d);
+        /* the taker: x poisoned, so that a read of it for the statistics shows */
+        float *xp = malloc(sizeof(float) * (size_t)n);
+        memcpy(xp, x, sizeof(float) * (size_t)n);
+        xp[0] = NAN;
+        kcpu_bn_train_shared(coefs ? NULL : out[2], coefs ? out[2] : NULL, m[2], is[2], rm[2], rv[2], coefs ? xp : x, g,
+                             b, NULL, st, &d);
+        for (int k = 1; k < 3; k++) {
+            cr_expect_eq(memcmp(out[k], out[0], sizeof(float) * (size_t)no), 0, "%s, %s, %d planes",
+                         coefs ? "coefficients" : "y", k == 1 ? "writer" : "taker", N * C);
+            cr_expect_eq(memcmp(m[k], m[0], sizeof(float) * (size_t)C), 0, "saved mean");
+            cr_expect_eq(memcmp(is[k], is[0], sizeof(float) * (size_t)C), 0, "saved invstd");
+            cr_expect_eq(memcmp(rm[k], rm[0], sizeof(float) * (size_t)C), 0, "running mean");
+            cr_expect_eq(memcmp(rv[k], rv[0], sizeof(float) * (size_t)C), 0, "running var");
+        }
+        free(xp);
+        for (int k = 0; k < 3; k++) {
+            free(out[k]); free(m[k]); free(is[k]); free(rm[k]); free(rv[k]);
+        }
+    }
+    free(x); free(g); free(b); free(st);
+}
+Test(bn, shared_statistics_give_the_bits_of_computing_them) {
+    for (int affine = 0; affine < 2; affine++) {
+        check_bn_shared(4, 3, 50, affine);
+        check_bn_shared(3, 2800, 9, affine);
+    }
+}
+
 /* The scaled backward (dy read as s * dy) gives the bits of the plain backward on the
  * stored products, accumulated and written, with and without gamma, in both schedules
  * (4 x 3 planes; 3 x 2800 planes). */

@@ -517,19 +517,22 @@ Test(grad, fair_darts_reduction_cell_sigmoid_alpha) { successor_cell_case(1, (ir
  * reading their mixed op's gradient scaled instead of a buffer of their own, and batch
  * norms deferred into the mixed op they feed) change no bit: the training loss, weight and
  * alpha gradients of the tiny supernet (normal and reduction cells, batch 4) after a full
- * and an alpha-only backward, and the inference-mode loss, fused against
- * DARTSC_NO_FUSION=1; on 8x8 images (planes of 64 and 16 pixels) and 14x14 ones (196 and
+ * and an alpha-only backward, the inference-mode loss and the running statistics, fused
+ * against DARTSC_NO_FUSION=1; on 8x8 images (planes of 64 and 16 pixels) and 14x14 ones (196 and
  * 49: vectors straddle planes). The fused plan's arena is smaller (the deferred batch norms
  * have no output buffers). */
 typedef struct fused_run {
-    float *w, *a, *a_only, loss, eval_loss;
-    int64_t nw, na;
+    float *w, *a, *a_only, *buf, loss, eval_loss; /* buf: the buffers (running statistics) at the end */
+    int64_t nw, na, nb;
     size_t arena;
+    int shared; /* batch norms taking shared statistics */
 } fused_run;
 
+/* fused 0: DARTSC_NO_FUSION=1; 1: the default; 2: with DARTSC_SHARE_BN_STATS=1 too */
 static void fused_grads(int fused, int hw, const ir_supernet_opts *so, fused_run *r) {
     if (fused) unsetenv("DARTSC_NO_FUSION");
     else setenv("DARTSC_NO_FUSION", "1", 1);
+    if (fused == 2) setenv("DARTSC_SHARE_BN_STATS", "1", 1);
     ir_space sp;
     tiny_space(&sp);
     sp.in_h = sp.in_w = hw;
@@ -538,6 +541,8 @@ static void fused_grads(int fused, int hw, const ir_supernet_opts *so, fused_run
     harness h = {.g = net.graph, .labels = net.labels, .loss = net.loss};
     make_plan(&h, 11);
     unsetenv("DARTSC_NO_FUSION");
+    unsetenv("DARTSC_SHARE_BN_STATS");
+    r->shared = rt_plan_shared_stats(h.p);
     float img[4 * 2 * 14 * 14];
     tu_fill_uniform(img, 4 * 2 * hw * hw, -1.f, 1.f, 17);
     rt_set_input(h.p, net.images, img, (size_t)(4 * 2 * hw * hw) * 4);
@@ -557,31 +562,43 @@ static void fused_grads(int fused, int hw, const ir_supernet_opts *so, fused_run
     cr_assert_eq(rt_backward(h.p, RT_GRAD_ARCH), 0);
     memcpy(r->a_only, ga.grad, (size_t)ga.n * 4);
     r->eval_loss = rt_forward(h.p, 0); /* running statistics, updated by the steps above */
+    rt_group gb = rt_plan_group(h.p, IR_ROLE_BUFFER);
+    r->nb = gb.n;
+    r->buf = malloc((size_t)(gb.n ? gb.n : 1) * 4);
+    memcpy(r->buf, gb.data, (size_t)gb.n * 4);
     free_harness(&h);
 }
 
-static void fusion_bits_case(int hw, ir_supernet_opts so) {
-    fused_run r[2];
-    for (int f = 0; f < 2; f++) fused_grads(f, hw, &so, &r[f]);
+/* The two runs' losses and gradients, bit for bit; frees them. */
+static void expect_runs_alike(fused_run r[2], const char *with) {
     cr_assert_eq(r[0].nw, r[1].nw);
     cr_assert_eq(r[0].na, r[1].na);
     double s = 0;
     for (int64_t i = 0; i < r[0].nw; i++) s += fabs(r[0].w[i]);
     cr_assert(s > 0, "weight gradients all zero");
-    cr_expect_eq(memcmp(&r[0].loss, &r[1].loss, 4), 0, "training loss differs with fusion: %.9g vs %.9g", r[0].loss,
+    cr_expect_eq(memcmp(&r[0].loss, &r[1].loss, 4), 0, "training loss differs with %s: %.9g vs %.9g", with, r[0].loss,
                  r[1].loss);
-    cr_expect_eq(memcmp(&r[0].eval_loss, &r[1].eval_loss, 4), 0, "inference loss differs with fusion: %.9g vs %.9g",
+    cr_expect_eq(memcmp(&r[0].eval_loss, &r[1].eval_loss, 4), 0, "inference loss differs with %s: %.9g vs %.9g", with,
                  r[0].eval_loss, r[1].eval_loss);
-    cr_expect_arr_eq(r[0].w, r[1].w, (size_t)r[0].nw * 4, "weight gradients differ with fusion");
-    cr_expect_arr_eq(r[0].a, r[1].a, (size_t)r[0].na * 4, "alpha gradients differ with fusion");
-    cr_expect_arr_eq(r[0].a_only, r[1].a_only, (size_t)r[0].na * 4, "alpha-only gradients differ with fusion");
-    cr_expect(r[1].arena < r[0].arena * 9 / 10, "fused arena %zu not below 90 %% of unfused %zu", r[1].arena,
-              r[0].arena);
+    cr_expect_arr_eq(r[0].w, r[1].w, (size_t)r[0].nw * 4, "weight gradients differ with %s", with);
+    cr_expect_arr_eq(r[0].a, r[1].a, (size_t)r[0].na * 4, "alpha gradients differ with %s", with);
+    cr_expect_arr_eq(r[0].a_only, r[1].a_only, (size_t)r[0].na * 4, "alpha-only gradients differ with %s", with);
+    cr_assert(r[0].nb > 0 && r[0].nb == r[1].nb, "%lld and %lld buffers", (long long)r[0].nb, (long long)r[1].nb);
+    cr_expect_arr_eq(r[0].buf, r[1].buf, (size_t)r[0].nb * 4, "running statistics differ with %s", with);
     for (int f = 0; f < 2; f++) {
+        free(r[f].buf);
         free(r[f].w);
         free(r[f].a);
         free(r[f].a_only);
     }
+}
+
+static void fusion_bits_case(int hw, ir_supernet_opts so) {
+    fused_run r[2];
+    for (int f = 0; f < 2; f++) fused_grads(f, hw, &so, &r[f]);
+    cr_expect(r[1].arena < r[0].arena * 9 / 10, "fused arena %zu not below 90 %% of unfused %zu", r[1].arena,
+              r[0].arena);
+    expect_runs_alike(r, "fusion");
 }
 
 Test(autodiff, fusions_change_no_gradient_bit) { fusion_bits_case(8, (ir_supernet_opts){0}); }
@@ -589,6 +606,21 @@ Test(autodiff, fusions_change_no_gradient_bit_on_planes_vectors_straddle) { fusi
 /* the successors' supernets: PC-DARTS' slices, shuffles and beta mixed ops, FairDARTS' WMIXED */
 Test(autodiff, fusions_change_no_gradient_bit_pc_darts) { fusion_bits_case(8, (ir_supernet_opts){.partial = 2, .edge_norm = 1}); }
 Test(autodiff, fusions_change_no_gradient_bit_fair_darts) { fusion_bits_case(8, (ir_supernet_opts){.sigmoid = 1}); }
+
+/* Batch norms of one tensor taking the first one's batch statistics (DARTSC_SHARE_BN_STATS=1,
+ * runtime/plan.c: the supernet's shared pools leave every edge its own batch norm of its
+ * state's one max pool and one average pool, 28 batch norms of 10 tensors a cell, so 18 a
+ * cell take them) change no bit of the losses, the gradients or the running statistics,
+ * on planes of 64 and of 196 pixels (the kernel's paths by size: test_kernels_cpu). */
+static void shared_stats_bits_case(int hw) {
+    fused_run r[2];
+    for (int f = 0; f < 2; f++) fused_grads(1 + f, hw, &(ir_supernet_opts){0}, &r[f]);
+    cr_expect_eq(r[0].shared, 0, "%d batch norms take shared statistics by default", r[0].shared);
+    cr_expect_eq(r[1].shared, 18 * 3, "%d batch norms take shared statistics, not 18 a cell", r[1].shared);
+    expect_runs_alike(r, "shared batch-norm statistics");
+}
+Test(autodiff, shared_batch_norm_statistics_change_no_bit) { shared_stats_bits_case(8); }
+Test(autodiff, shared_batch_norm_statistics_change_no_bit_on_larger_planes) { shared_stats_bits_case(14); }
 
 /* The same for a retraining step: DARTS_V2's evaluation network with drop path (p 0.3:
  * dropped samples, so dy * 0 products, -0 where dy < 0) and the auxiliary head. With the

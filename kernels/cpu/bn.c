@@ -95,11 +95,45 @@ static void bn_forward_train_sync(float *y, float *coef, float *save_mean, float
     }
 }
 
+/* The forward from statistics another batch norm of the same input computed (stat: mean
+ * [c], biased variance [C + c]): the expressions of both paths below after their sums, so
+ * the same bits. */
+static void bn_forward_from_stats(float *y, float *coef, float *save_mean, float *save_invstd, float *running_mean,
+                                  float *running_var, const float *x, const float *gamma, const float *beta,
+                                  const double *stat, const kbn_desc *d) {
+    const int N = d->N, C = d->C, HW = d->HW;
+    const int64_t cnt = (int64_t)N * HW;
+    float fm[C], sc[C], sh[C];
+    for (int c = 0; c < C; c++) {
+        const double mean = stat[c], var = stat[C + c];
+        const double invstd = 1.0 / sqrt(var + (double)d->eps);
+        fm[c] = (float)mean;
+        sc[c] = (float)invstd * (gamma ? gamma[c] : 1.0f);
+        sh[c] = beta ? beta[c] : 0.0f;
+        bn_save(save_mean, save_invstd, running_mean, running_var, mean, var, cnt, d, c);
+        if (coef) {
+            coef[c] = fm[c];
+            coef[C + c] = sc[c];
+            coef[2 * C + c] = sh[c];
+        }
+    }
+    if (!y) return;
+#pragma omp parallel for schedule(static)
+    for (int64_t pl = 0; pl < (int64_t)N * C; pl++) {
+        const int c = (int)(pl % C);
+        const float *xp = x + pl * HW;
+        float *yp = y + pl * HW;
+        const float f = fm[c], s = sc[c], b = sh[c];
+        for (int i = 0; i < HW; i++) yp[i] = (xp[i] - f) * s + b;
+    }
+}
+
 /* coef (3 C floats, may be NULL): f, s, b per channel with y = (x - f) * s + b; y NULL: not
- * written. */
+ * written. stat_out (2 C doubles, may be NULL): the mean and biased variance, for the batch
+ * norms of the same input (kcpu_bn_train_shared). */
 static void bn_forward_train(float *y, float *coef, float *save_mean, float *save_invstd, float *running_mean,
                              float *running_var, const float *x, const float *gamma, const float *beta,
-                             const kbn_desc *d) {
+                             const kbn_desc *d, double *stat_out) {
     const int N = d->N, C = d->C, HW = d->HW;
     const int64_t cnt = (int64_t)N * HW, planes = (int64_t)N * C;
     if (d->sync) {
@@ -128,6 +162,10 @@ static void bn_forward_train(float *y, float *coef, float *save_mean, float *sav
 #pragma omp master
             for (int c = 0; c < C; c++) {
                 bn_save(save_mean, save_invstd, running_mean, running_var, mean[c], var[c], cnt, d, c);
+                if (stat_out) {
+                    stat_out[c] = mean[c];
+                    stat_out[C + c] = var[c];
+                }
                 if (coef) {
                     coef[c] = fm[c];
                     coef[C + c] = sc[c];
@@ -170,18 +208,30 @@ static void bn_forward_train(float *y, float *coef, float *save_mean, float *sav
             for (int i = 0; i < HW; i++) yp[i] = (xp[i] - fm) * sc + b;
         }
         bn_save(save_mean, save_invstd, running_mean, running_var, mean, var, cnt, d, c);
+        if (stat_out) {
+            stat_out[c] = mean;
+            stat_out[C + c] = var;
+        }
     }
 }
 
 void kcpu_bn_forward_train(float *y, float *save_mean, float *save_invstd, float *running_mean,
                            float *running_var, const float *x, const float *gamma, const float *beta,
                            const kbn_desc *d) {
-    bn_forward_train(y, NULL, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, d);
+    bn_forward_train(y, NULL, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, d, NULL);
 }
 
 void kcpu_bn_coefs_train(float *coef, float *save_mean, float *save_invstd, float *running_mean, float *running_var,
                          const float *x, const float *gamma, const float *beta, const kbn_desc *d) {
-    bn_forward_train(NULL, coef, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, d);
+    bn_forward_train(NULL, coef, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, d, NULL);
+}
+
+void kcpu_bn_train_shared(float *y, float *coef, float *save_mean, float *save_invstd, float *running_mean,
+                          float *running_var, const float *x, const float *gamma, const float *beta, double *stat_out,
+                          const double *stat_in, const kbn_desc *d) {
+    if (stat_in) bn_forward_from_stats(y, coef, save_mean, save_invstd, running_mean, running_var, x, gamma, beta,
+                                       stat_in, d);
+    else bn_forward_train(y, coef, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, d, stat_out);
 }
 
 /* The inference scale of channel c: 1/sqrt(running_var + eps) times gamma, in float. */

@@ -65,6 +65,13 @@ void kcpu_bn_forward_infer(float *y, const float *x, const float *gamma, const f
  * y = (x - f) * s + b, computed so (sub, mul, add in float) for the same bits. */
 void kcpu_bn_coefs_train(float *coef, float *save_mean, float *save_invstd, float *running_mean, float *running_var,
                          const float *x, const float *gamma, const float *beta, const kbn_desc *d);
+/* Training forward (y) or coefficients (coef; the other NULL) that share batch statistics
+ * (runtime/plan.c, DARTSC_SHARE_BN_STATS; not sync_bn): stat_out NULL or where the mean [c]
+ * and biased variance [C + c] go (2 C doubles); stat_in NULL or such statistics of the same
+ * input, used instead of reading x for them: the same bits. */
+void kcpu_bn_train_shared(float *y, float *coef, float *save_mean, float *save_invstd, float *running_mean,
+                          float *running_var, const float *x, const float *gamma, const float *beta, double *stat_out,
+                          const double *stat_in, const kbn_desc *d);
 void kcpu_bn_coefs_infer(float *coef, const float *gamma, const float *beta, const float *running_mean,
                          const float *running_var, const kbn_desc *d);
 /* Backward of the training-mode forward. _set: dx is overwritten, not added to (dgamma and

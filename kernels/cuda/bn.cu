@@ -723,26 +723,30 @@ extern "C" void kcuda_bn_coefs_train(float *coef, float *save_mean, float *save_
     bn_train(1, &a, d, s, "kcuda_bn_coefs_train");
 }
 
-/* A training forward from statistics another batch norm of the same input wrote (stat:
- * mean [c], biased variance [C + c]): bn_apply_k's second launch alone, reading them as it
- * reads sync_bn's merged ones, so the same bits as computing them. */
-static void bn_from_stats(const bn_fwd_args *a, const double *stat, const kbn_desc *d, cudaStream_t s) {
+/* Training forwards from statistics other batch norms of the same inputs wrote (stat[i]:
+ * mean [c], biased variance [C + c]): bn_apply_k's second launch alone for n problems (1..
+ * KCUDA_MAX_BATCH), reading them as it reads sync_bn's merged ones, so the same bits as
+ * computing them. */
+template <int B>
+static void bn_from_stats(int n, const bn_fwd_args *a, const double *const *stat, const kbn_desc *d, cudaStream_t s) {
     const int G = bn_groups(d);
-    bn_batch<bn_apply_io, 1> ap = {};
-    bn_apply_io &u = ap.p[0];
-    u.y = bn_at(a->y, 0);
-    u.coef = bn_at(a->coef, 0);
-    u.save_mean = bn_at(a->save_mean, 0);
-    u.save_invstd = bn_at(a->save_invstd, 0);
-    u.running_mean = bn_at(a->running_mean, 0);
-    u.running_var = bn_at(a->running_var, 0);
-    u.stat_out = bn_at(a->stat_out, 0);
-    u.stat = stat;
-    u.x = a->x[0];
-    u.gamma = bn_at(a->gamma, 0);
-    u.beta = bn_at(a->beta, 0);
+    bn_batch<bn_apply_io, B> ap = {};
+    for (int i = 0; i < n; i++) {
+        bn_apply_io &u = ap.p[i];
+        u.y = bn_at(a->y, i);
+        u.coef = bn_at(a->coef, i);
+        u.save_mean = bn_at(a->save_mean, i);
+        u.save_invstd = bn_at(a->save_invstd, i);
+        u.running_mean = bn_at(a->running_mean, i);
+        u.running_var = bn_at(a->running_var, i);
+        u.stat_out = bn_at(a->stat_out, i);
+        u.stat = stat[i];
+        u.x = a->x[i];
+        u.gamma = bn_at(a->gamma, i);
+        u.beta = bn_at(a->beta, i);
+    }
     const double cnt = (double)d->N * d->HW; /* == bn_apply_k's (double)cnt */
-    bn_apply_k<1><<<dim3(a->coefs ? 1 : (unsigned)G, (unsigned)d->C, 1), KCUDA_THREADS, 0, s>>>(ap, cnt, *d, G);
+    bn_apply_k<B><<<dim3(a->coefs ? 1 : (unsigned)G, (unsigned)d->C, (unsigned)n), KCUDA_THREADS, 0, s>>>(ap, cnt, *d, G);
     launchCheck();
 }
 
@@ -897,17 +901,19 @@ extern "C" void kcuda_bn_forward_train_batch(int n, float *const *y, float *cons
 extern "C" void kcuda_bn_train_shared(int n, float *const *y, float *const *coef, float *const *save_mean,
                                       float *const *save_invstd, float *const *running_mean,
                                       float *const *running_var, const float *const *x, const float *const *gamma,
-                                      const float *const *beta, double *const *stat_out, const double *stat_in,
-                                      const kbn_desc *d, cudaStream_t s) {
+                                      const float *const *beta, double *const *stat_out,
+                                      const double *const *stat_in, const kbn_desc *d, cudaStream_t s) {
     const char *what = "kcuda_bn_train_shared";
     if ((y == NULL) == (coef == NULL)) KCUDA_FAIL_(what, "exactly one of y and coef", return);
     if (d->sync) KCUDA_FAIL_(what, "no shared statistics with sync_bn", return);
-    if (n < 1 || n > KCUDA_MAX_BATCH || (stat_in && n != 1))
-        KCUDA_FAIL_(what, "the number of problems is not in 1..KCUDA_MAX_BATCH (1 with stat_in)", return);
+    if (n < 1 || n > KCUDA_MAX_BATCH) KCUDA_FAIL_(what, "the number of problems is not in 1..KCUDA_MAX_BATCH", return);
     const bn_fwd_args a = {y, coef, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, coef != NULL,
                            stat_out};
     if (d->C <= 0 || bn_too_big(d, what)) return;
-    if (stat_in) bn_from_stats(&a, stat_in, d, s);
+    for (int i = 0; stat_in && i < n; i++)
+        if (!stat_in[i]) KCUDA_FAIL_(what, "a problem without statistics among problems with them", return);
+    if (stat_in && n == 1) bn_from_stats<1>(1, &a, stat_in, d, s);
+    else if (stat_in) bn_from_stats<KCUDA_MAX_BATCH>(n, &a, stat_in, d, s);
     else if (n == 1 || bn_batch_check(n, d, what)) bn_train(n, &a, d, s, what);
 }
 

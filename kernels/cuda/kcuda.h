@@ -228,12 +228,14 @@ void kcuda_bn_forward_train_batch(int n, float *const *y, float *const *save_mea
 /* Training forwards that share batch statistics (runtime/plan.c, DARTSC_SHARE_BN_STATS):
  * kcuda_bn_forward_train (y) or kcuda_bn_coefs_train (coef), exactly one of the two arrays
  * given, for n problems (1..KCUDA_MAX_BATCH; not sync_bn); stat_out NULL or per problem NULL
- * or where its mean [c] and biased variance [C + c] go (2 C doubles); stat_in non-NULL (n 1):
- * such statistics of the same input, used instead of reading x for them: the same bits. */
+ * or where its mean [c] and biased variance [C + c] go (2 C doubles); stat_in NULL, or per
+ * problem such statistics of the same input (every one given), used instead of reading x
+ * for them (one launch for all): the same bits. */
 void kcuda_bn_train_shared(int n, float *const *y, float *const *coef, float *const *save_mean,
                            float *const *save_invstd, float *const *running_mean, float *const *running_var,
                            const float *const *x, const float *const *gamma, const float *const *beta,
-                           double *const *stat_out, const double *stat_in, const kbn_desc *d, cudaStream_t s);
+                           double *const *stat_out, const double *const *stat_in, const kbn_desc *d,
+                           cudaStream_t s);
 /* kcuda_bn_backward (set 0) / kcuda_bn_backward_set (set 1), or with dy_scale not NULL
  * kcuda_bn_backward_scaled (accumulate = !set). */
 void kcuda_bn_backward_batch(int n, float *const *dx, float *const *dgamma, float *const *dbeta,

@@ -259,8 +259,9 @@ static void cu_forward(rt_backend *be, const rt_exec_node *n) {
                   *rv = F(n->in[4]);
             const float *g = F(n->in[1]), *b = F(n->in[2]);
             double *so = n->stats_out;
+            const double *st = n->stats_in;
             kcuda_bn_train_shared(1, n->defer_out ? NULL : &o, n->defer_out ? &o : NULL, &sm, &si, &rm, &rv, &x, &g, &b,
-                                  &so, n->stats_in, &d, s);
+                                  &so, st ? &st : NULL, &d, s);
         } else if (n->defer_out && (n->training || n->iattr[IR_A_BN_BATCH_STATS]))
             kcuda_bn_coefs_train(n->aux + 2 * d.C, n->aux, n->aux + d.C, F(n->in[3]), F(n->in[4]), x, F(n->in[1]),
                                  F(n->in[2]), &d, s);
@@ -610,7 +611,7 @@ static int cu_batches(rt_backend *be, int bwd, const rt_exec_node *a, const rt_e
     }
     case IR_OP_BATCHNORM: {
         if (!bwd && !(a->training || a->iattr[IR_A_BN_BATCH_STATS])) return 0;
-        if (!bwd && (a->stats_in || b->stats_in)) return 0; /* a taker of shared statistics goes alone */
+        if (!bwd && (a->stats_in == NULL) != (b->stats_in == NULL)) return 0; /* takers of shared statistics together */
         kbn_desc d = bn_desc(a);
         return kcuda_bn_batch_ok(&d);
     }
@@ -692,18 +693,19 @@ static void cu_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nod
             const float *const *beta = (const float *const *)ARR(2, in[2].data);
             float *const *rmean = ARR(3, in[3].data), *const *rvar = ARR(4, in[4].data);
             if (!bwd) {
-                int shares = 0;
+                int shares = a->stats_in != NULL; /* cu_batches: all take statistics, or none */
                 for (int i = 0; i < m; i++) shares |= nd[i]->stats_out != NULL;
-                if (shares) { /* some write statistics for the batch norms of their input */
+                if (shares) { /* some write statistics for the batch norms of their input, or all take them */
                     double *so[KCUDA_MAX_BATCH];
-                    for (int i = 0; i < m; i++) so[i] = nd[i]->stats_out;
+                    const double *si[KCUDA_MAX_BATCH];
+                    for (int i = 0; i < m; i++) so[i] = nd[i]->stats_out, si[i] = nd[i]->stats_in;
                     if (a->defer_out) {
                         for (int i = 0; i < m; i++) p[7][i] = nd[i]->aux + 2 * C;
                     } else {
                         COL(7, out.data);
                     }
                     kcuda_bn_train_shared(m, a->defer_out ? NULL : p[7], a->defer_out ? p[7] : NULL, p[5], p[6], rmean,
-                                          rvar, x, gamma, beta, so, NULL, &d, s);
+                                          rvar, x, gamma, beta, so, a->stats_in ? si : NULL, &d, s);
                 } else if (a->defer_out) {
                     for (int i = 0; i < m; i++) p[7][i] = nd[i]->aux + 2 * C;
                     kcuda_bn_coefs_train_batch(m, p[7], p[5], p[6], rmean, rvar, x, gamma, beta, &d, s);
