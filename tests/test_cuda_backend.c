@@ -1095,6 +1095,11 @@ Test(cuda_net, shared_statistics_batched_and_one_launch_bit_for_bit) {
     setenv("DARTSC_CUDA_ONE_LAUNCH", "1", 1);
     shared_stats_case();
 }
+/* without the fusions (DARTSC_NO_FUSION=1): the batch norms write their outputs, takers too */
+Test(cuda_net, shared_statistics_with_batch_norm_outputs_bit_for_bit) {
+    setenv("DARTSC_NO_FUSION", "1", 1);
+    shared_stats_case();
+}
 
 static void darts_step_graph_case(int order, int tune) {
     ir_space sp;
