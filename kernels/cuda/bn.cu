@@ -636,6 +636,24 @@ typedef struct bn_fwd_args {
     double *const *stat_out; /* NULL, or per problem NULL or where its statistics go (kcuda_bn_train_shared) */
 } bn_fwd_args;
 
+/* bn_apply_k's problem for problem i of a: its partials red, or the statistics stat. */
+static bn_apply_io bn_apply_of(const bn_fwd_args *a, int i, const double *red, const double *stat) {
+    bn_apply_io u = {};
+    u.y = bn_at(a->y, i);
+    u.coef = bn_at(a->coef, i);
+    u.save_mean = bn_at(a->save_mean, i);
+    u.save_invstd = bn_at(a->save_invstd, i);
+    u.running_mean = bn_at(a->running_mean, i);
+    u.running_var = bn_at(a->running_var, i);
+    u.stat_out = bn_at(a->stat_out, i);
+    u.red = red;
+    u.stat = stat;
+    u.x = a->x[i];
+    u.gamma = bn_at(a->gamma, i);
+    u.beta = bn_at(a->beta, i);
+    return u;
+}
+
 /* The problems idx[0..m) (m <= B, m <= pl->fit) in one launch per kernel. */
 template <int B>
 static void bn_train_launch(const int *idx, int m, const bn_fwd_args *a, const kbn_desc *d, const bn_plan *pl,
@@ -664,19 +682,7 @@ static void bn_train_launch(const int *idx, int m, const bn_fwd_args *a, const k
                 t.fin.stat = red + 2 * (int64_t)C * G; /* the mean and variance per channel */
             }
         }
-        bn_apply_io &u = ap.p[k];
-        u.y = bn_at(a->y, i);
-        u.coef = bn_at(a->coef, i);
-        u.save_mean = bn_at(a->save_mean, i);
-        u.save_invstd = bn_at(a->save_invstd, i);
-        u.running_mean = bn_at(a->running_mean, i);
-        u.running_var = bn_at(a->running_var, i);
-        u.stat_out = bn_at(a->stat_out, i);
-        u.red = red;
-        u.stat = t.fin.stat;
-        u.x = a->x[i];
-        u.gamma = bn_at(a->gamma, i);
-        u.beta = bn_at(a->beta, i);
+        ap.p[k] = bn_apply_of(a, i, red, t.fin.stat);
     }
     bn_stats_k<B><<<dim3((unsigned)G, (unsigned)C, (unsigned)m), KCUDA_THREADS, 0, s>>>(st, *d, G);
     launchCheck();
@@ -731,20 +737,7 @@ template <int B>
 static void bn_from_stats(int n, const bn_fwd_args *a, const double *const *stat, const kbn_desc *d, cudaStream_t s) {
     const int G = bn_groups(d);
     bn_batch<bn_apply_io, B> ap = {};
-    for (int i = 0; i < n; i++) {
-        bn_apply_io &u = ap.p[i];
-        u.y = bn_at(a->y, i);
-        u.coef = bn_at(a->coef, i);
-        u.save_mean = bn_at(a->save_mean, i);
-        u.save_invstd = bn_at(a->save_invstd, i);
-        u.running_mean = bn_at(a->running_mean, i);
-        u.running_var = bn_at(a->running_var, i);
-        u.stat_out = bn_at(a->stat_out, i);
-        u.stat = stat[i];
-        u.x = a->x[i];
-        u.gamma = bn_at(a->gamma, i);
-        u.beta = bn_at(a->beta, i);
-    }
+    for (int i = 0; i < n; i++) ap.p[i] = bn_apply_of(a, i, NULL, stat[i]);
     const double cnt = (double)d->N * d->HW; /* == bn_apply_k's (double)cnt */
     bn_apply_k<B><<<dim3(a->coefs ? 1 : (unsigned)G, (unsigned)d->C, (unsigned)n), KCUDA_THREADS, 0, s>>>(ap, cnt, *d, G);
     launchCheck();
