@@ -1136,7 +1136,8 @@ static void darts_step_graph_case(int order, int tune) {
         yv[i] = (3 * i + 1) % sp.classes;
     }
     const int key = order * 2 + 1; /* the key of every step after the first (momentum live) */
-    for (int s = 0; s < rec_from + 3; s++) { /* 0, 1: eager (two keys), then recorded (tuned), then replayed twice */
+    for (int s = 0; s < rec_from + 2; s++) { /* 0, 1: eager (two keys), then recorded (tuned), then replayed (and
+                                              once more below, with NaN losses) */
         tu_fill_uniform(xt, ni, -1.f, 1.f, 700 + 2 * (uint64_t)s);
         tu_fill_uniform(xv, ni, -1.f, 1.f, 701 + 2 * (uint64_t)s);
         const float lr = 0.05f * (1.0f - 0.1f * (float)s); /* a new learning rate every step */
