@@ -693,6 +693,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     double **statslot = calloc((size_t)n, sizeof *statslot);
     if (!auxslot || !statslot) { free(auxslot); free(statslot); perr(err, errlen, "out of memory"); goto fail; }
     size_t scratch_max = 0;
+    const int nshared = rt_plan_shared_stats(p);
     for (int i = 0; i < n; i++) {
         const ir_node *nd = ir_graph_node(g, i);
         rt_exec_node *e = &p->ex[i];
@@ -772,7 +773,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         }
         /* the batch statistics the later batch norms of its input take (plan_shared_stats) */
         int taker = -1;
-        for (int j = i + 1; j < n; j++)
+        for (int j = i + 1; nshared && nd->op == IR_OP_BATCHNORM && j < n; j++)
             if (p->stsrc[j] == i) taker = j;
         if (taker >= 0) {
             b = &bufs[nb++];

@@ -693,26 +693,18 @@ static void cu_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nod
             const float *const *beta = (const float *const *)ARR(2, in[2].data);
             float *const *rmean = ARR(3, in[3].data), *const *rvar = ARR(4, in[4].data);
             if (!bwd) {
-                int shares = a->stats_in != NULL; /* cu_batches: all take statistics, or none */
-                for (int i = 0; i < m; i++) shares |= nd[i]->stats_out != NULL;
-                if (shares) { /* some write statistics for the batch norms of their input, or all take them */
-                    double *so[KCUDA_MAX_BATCH];
-                    const double *si[KCUDA_MAX_BATCH];
-                    for (int i = 0; i < m; i++) so[i] = nd[i]->stats_out, si[i] = nd[i]->stats_in;
-                    if (a->defer_out) {
-                        for (int i = 0; i < m; i++) p[7][i] = nd[i]->aux + 2 * C;
-                    } else {
-                        COL(7, out.data);
-                    }
-                    kcuda_bn_train_shared(m, a->defer_out ? NULL : p[7], a->defer_out ? p[7] : NULL, p[5], p[6], rmean,
-                                          rvar, x, gamma, beta, so, a->stats_in ? si : NULL, &d, s);
-                } else if (a->defer_out) {
+                /* the statistics written for the batch norms of the same input, or (cu_batches:
+                   all or none) taken from them; every pointer NULL where none shares */
+                double *so[KCUDA_MAX_BATCH];
+                const double *si[KCUDA_MAX_BATCH];
+                for (int i = 0; i < m; i++) so[i] = nd[i]->stats_out, si[i] = nd[i]->stats_in;
+                if (a->defer_out) {
                     for (int i = 0; i < m; i++) p[7][i] = nd[i]->aux + 2 * C;
-                    kcuda_bn_coefs_train_batch(m, p[7], p[5], p[6], rmean, rvar, x, gamma, beta, &d, s);
                 } else {
                     COL(7, out.data);
-                    kcuda_bn_forward_train_batch(m, p[7], p[5], p[6], rmean, rvar, x, gamma, beta, &d, s);
                 }
+                kcuda_bn_train_shared(m, a->defer_out ? NULL : p[7], a->defer_out ? p[7] : NULL, p[5], p[6], rmean, rvar,
+                                      x, gamma, beta, so, a->stats_in ? si : NULL, &d, s);
                 break;
             }
             COL(7, out.grad);
