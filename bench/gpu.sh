@@ -102,13 +102,14 @@ done
 # too; alone they were slower than cuBLAS at 50b5218), with the cuBLAS 1x1s batched instead
 # (DARTSC_CUDA_BATCH_CUBLAS=1: one pointer-array GEMM per group), and with every opt-in at
 # once (the one-launch reductions too: the fewest launches, docs/BENCHMARKS.md "Launches per
-# search step"); both orders, against the default rows above (ten short runs: the device
+# search step"; then the pools' batch-norm statistics as well); both orders, against the default rows above (ten short runs: the device
 # call's time is counted)
 for o in $orders; do
     for v in "DARTSC_CUDA_BATCH=1" "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_OWN_1X1=1" \
              "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_OWN_1X1=1 DARTSC_CUDA_ONE_LAUNCH=1" \
              "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1" \
-             "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1 DARTSC_CUDA_ONE_LAUNCH=1"; do
+             "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1 DARTSC_CUDA_ONE_LAUNCH=1" \
+             "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1 DARTSC_CUDA_ONE_LAUNCH=1 DARTSC_POOL_BN_STATS=1"; do
         env $v timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
             --order "$o" --steps "$steps" --warmup "$warmup" --json \
             | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $v\"/" >>"$j" || echo "order $o with $v failed"
@@ -169,6 +170,14 @@ for o in 1 2; do
     DARTSC_SHARE_BN_STATS=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
         --order "$o" --steps "$steps" --warmup "$warmup" --json \
         | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_SHARE_BN_STATS=1"/' >>"$j" || echo "order $o with shared statistics failed"
+done
+# the pools writing their outputs' batch statistics as they write them (DARTSC_POOL_BN_STATS=1:
+# all 28 pool batch norms a cell take them, no statistics launch or read of the pooled
+# tensors left), both orders, against the rows above and the default
+for o in 1 2; do
+    DARTSC_POOL_BN_STATS=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
+        --order "$o" --steps "$steps" --warmup "$warmup" --json \
+        | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_POOL_BN_STATS=1"/' >>"$j" || echo "order $o with the pools' statistics failed"
 done
 
 # whole steps recorded as one graph (rt_step_run) against the per-pass recordings they

@@ -64,7 +64,11 @@ typedef struct rt_exec_node {
                         process of a data-parallel run (rt_plan_opts.bn_sync) */
     double *stats_out;  /* batch norm, forward with batch statistics: non-NULL: also write
                         the per-channel mean [c] and biased variance [C + c] it computed, in
-                        double, for the batch norms of the same input (stats_in) */
+                        double, for the batch norms of the same input (stats_in). A pool
+                        (DARTSC_POOL_BN_STATS): the same of its output, for the batch norms
+                        that read it, in every forward that is training or stats_always */
+    int stats_always;   /* a pool with stats_out: one of its batch norms uses batch statistics
+                        in every pass (IR_A_BN_BATCH_STATS), so write them in every pass */
     const double *stats_in; /* batch norm, forward with batch statistics: non-NULL: the
                         statistics another batch norm of the same input wrote (stats_out);
                         use them instead of reading the input (only where the backend's
@@ -142,7 +146,9 @@ struct rt_backend {
     int (*defers_output)(rt_backend *be, const rt_exec_node *n, const rt_exec_node *c);
     /* May be NULL: every batch norm computes its own statistics. Whether batch norm n
      * (shapes filled) can write its batch statistics (stats_out) or take another's
-     * (stats_in) instead of computing them: the same values either way. */
+     * (stats_in) instead of computing them: the same values either way; for a pool: whether
+     * its forward can write its output's batch statistics (the values a batch norm of it
+     * would write) as it writes the output. */
     int (*shares_stats)(rt_backend *be, const rt_exec_node *n);
     /* May be NULL (both): no batching. batches: whether the forwards (bwd 0) or backwards
      * (bwd 1) of nodes a and b (pointers filled, scratch not: a batch gets one lane's

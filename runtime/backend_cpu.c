@@ -167,8 +167,17 @@ static void cpu_forward(rt_backend *be, const rt_exec_node *n) {
     case IR_OP_SIGMOID: kcpu_sigmoid_forward(y, x, len); break;
     case IR_OP_IDENTITY: kcpu_copy(y, x, len); break;
     case IR_OP_ZERO: kcpu_fill(y, 0.f, len); break;
-    case IR_OP_MAXPOOL: { kpool_desc d = pool_desc(n); kcpu_maxpool_forward(y, x, &d); break; }
-    case IR_OP_AVGPOOL: { kpool_desc d = pool_desc(n); kcpu_avgpool_forward(y, x, &d); break; }
+    case IR_OP_MAXPOOL:
+    case IR_OP_AVGPOOL: {
+        kpool_desc d = pool_desc(n);
+        if (n->op == IR_OP_MAXPOOL) kcpu_maxpool_forward(y, x, &d);
+        else kcpu_avgpool_forward(y, x, &d);
+        if (n->stats_out && (n->training || n->stats_always)) { /* its batch norms' statistics (runtime/plan.c) */
+            const kbn_desc b = {.N = d.N, .C = d.C, .HW = d.P * d.Q, .eps = 1e-5f}; /* eps: unused here */
+            kcpu_bn_train_shared(NULL, NULL, NULL, NULL, NULL, NULL, y, NULL, NULL, n->stats_out, NULL, &b);
+        }
+        break;
+    }
     case IR_OP_ADD:
     case IR_OP_MEAN: {
         const float *xs[RT_MAX_IN] = {0};
@@ -438,9 +447,13 @@ static int cpu_scales_out_grad(rt_backend *be, const rt_exec_node *n) {
 /* A batch norm (training or inference) left unapplied for the mixed op it feeds, over
  * (N, C, ...) tensors. */
 /* Batch norms with batch statistics write them for, or take them from, the batch norms of
- * the same input (kcpu_bn_train_shared; runtime/plan.c, DARTSC_SHARE_BN_STATS). */
+ * the same input (kcpu_bn_train_shared; runtime/plan.c, DARTSC_SHARE_BN_STATS); pools write
+ * their outputs' (DARTSC_POOL_BN_STATS): the statistics a batch norm of the output computes,
+ * by its code, after the pool (no fusion on the CPU: the twin of the CUDA path's bits). */
 static int cpu_shares_stats(rt_backend *be, const rt_exec_node *n) {
     (void)be;
+    if (n->op == IR_OP_MAXPOOL || n->op == IR_OP_AVGPOOL) /* the statistics of its output, after it */
+        return n->out.ndim == 4 && n->out.numel > 0;
     return n->op == IR_OP_BATCHNORM && n->in[0].ndim >= 2 && !n->bn_sync;
 }
 

@@ -466,6 +466,27 @@ static void plan_mixed_inputs(rt_plan *p) {
     free(ncons);
 }
 
+/* An environment switch: set, not empty and not "0". */
+static int env_set(const char *name) {
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+/* With DARTSC_POOL_BN_STATS=1 (which shares them too; opt-in until a device times it), a
+ * batch norm of a pool's output takes its statistics from the pool itself where the
+ * backend's pool can write them as it writes the output (shares_stats of the pool): every
+ * batch norm of the tensor takes (28 a DARTS cell), none reads the tensor for them, and
+ * the statistics cost no launch and no read of their own (kernels/cuda/bn.cu,
+ * pool_stats_k). The same bits again. */
+static int pool_writes_stats(const rt_plan *p, int i) {
+    const ir_node *nd = ir_graph_node(p->g, i);
+    if ((nd->op != IR_OP_MAXPOOL && nd->op != IR_OP_AVGPOOL) || p->fused[i]) return 0;
+    rt_exec_node e;
+    memset(&e, 0, sizeof e);
+    fill_exec_shapes(p->g, i, &e);
+    return p->be->shares_stats(p->be, &e);
+}
+
 /* Batch norms of one tensor compute the same batch statistics: the supernet's shared pools
  * (ir/space.c) leave every edge from a state its own affine-free batch norm of the state's
  * one max pool and one average pool, so a DARTS cell's 28 pool batch norms read 10 tensors.
@@ -479,8 +500,8 @@ static void plan_mixed_inputs(rt_plan *p) {
 static void plan_shared_stats(rt_plan *p, const rt_plan_opts *opts) {
     const ir_graph *g = p->g;
     for (int i = 0; i < p->n; i++) p->stsrc[i] = -1;
-    const char *on = getenv("DARTSC_SHARE_BN_STATS");
-    if (!p->be->shares_stats || opts->bn_sync || !on || !*on || !strcmp(on, "0")) return;
+    const int pools = env_set("DARTSC_POOL_BN_STATS");
+    if (!p->be->shares_stats || opts->bn_sync || !(pools || env_set("DARTSC_SHARE_BN_STATS"))) return;
     for (int j = 0; j < p->n; j++) {
         const ir_node *bj = ir_graph_node(g, j);
         if (bj->op != IR_OP_BATCHNORM || p->fused[j] || bj->inputs[0] < 0 || (bj->flags & (IR_FLAG_OUTPUT | IR_FLAG_LOSS)))
@@ -489,6 +510,10 @@ static void plan_shared_stats(rt_plan *p, const rt_plan_opts *opts) {
         memset(&ej, 0, sizeof ej);
         fill_exec_shapes(g, j, &ej);
         if (!p->be->shares_stats(p->be, &ej)) continue;
+        if (pools && pool_writes_stats(p, bj->inputs[0])) {
+            p->stsrc[j] = bj->inputs[0];
+            continue;
+        }
         for (int i = 0; i < j; i++) { /* the first of the tensor's batch norms that computes its own */
             const ir_node *bi = ir_graph_node(g, i);
             if (bi->op != IR_OP_BATCHNORM || p->fused[i] || p->stsrc[i] >= 0 || bi->inputs[0] != bj->inputs[0] ||
@@ -773,7 +798,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         }
         /* the batch statistics the later batch norms of its input take (plan_shared_stats) */
         int taker = -1;
-        for (int j = i + 1; nshared && nd->op == IR_OP_BATCHNORM && j < n; j++)
+        for (int j = i + 1; nshared && (nd->op == IR_OP_BATCHNORM || nd->op == IR_OP_MAXPOOL || nd->op == IR_OP_AVGPOOL) && j < n; j++)
             if (p->stsrc[j] == i) taker = j;
         if (taker >= 0) {
             b = &bufs[nb++];
@@ -813,6 +838,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         e->aux = auxslot[i];
         e->stats_out = statslot[i];
         e->stats_in = p->stsrc[i] >= 0 ? statslot[p->stsrc[i]] : NULL;
+        e->stats_always = 0;
         e->scratch = p->scratch;
         e->out.data = p->data[i];
         const ir_node *nd = ir_graph_node(g, i);
@@ -822,6 +848,10 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
             e->in[j].affine = s >= 0 && p->lazyc[s] >= 0 ? p->ex[s].aux + 2 * p->ex[s].in[0].shape[1] : NULL;
         }
     }
+    for (int j = 0; nshared && j < n; j++) /* a pool writes its statistics in every pass where a taker always uses them */
+        if (p->stsrc[j] >= 0 && ir_graph_node(g, p->stsrc[j])->op != IR_OP_BATCHNORM &&
+            ir_graph_node(g, j)->iattr[IR_A_BN_BATCH_STATS])
+            p->ex[p->stsrc[j]].stats_always = 1;
     if (p->graphs && be->fill_seeds) { /* recorded passes read their seeds on the device */
         int masks = 0;
         for (int i = 0; i < p->n; i++) masks |= p->ex[i].op == IR_OP_DROPOUT || p->ex[i].op == IR_OP_DROP_PATH;

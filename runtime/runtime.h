@@ -128,8 +128,9 @@ rt_backend *rt_plan_backend(const rt_plan *p);
 /* Bytes of the activation arena, and of parameters + their gradients. */
 size_t rt_plan_arena_bytes(const rt_plan *p);
 size_t rt_plan_param_bytes(const rt_plan *p);
-/* How many batch norms take another's batch statistics instead of computing their own
- * (DARTSC_SHARE_BN_STATS=1 on a backend that shares them; runtime/plan.c). */
+/* How many batch norms take another batch norm's or their pool's batch statistics instead
+ * of computing their own (DARTSC_SHARE_BN_STATS=1 or DARTSC_POOL_BN_STATS=1 on a backend
+ * that shares them; runtime/plan.c). */
 int rt_plan_shared_stats(const rt_plan *p);
 /* Forward passes run so far; dropout masks derive from (seed, step, node), so setting
  * the step replays a pass's masks (finite differences, bit-identical resume). */

@@ -101,7 +101,7 @@ int rt_op_ranges(const rt_op *o, range *r) {
         k = put(r, k, e->seed_dev, sizeof *e->seed_dev, 0);
         k = put(r, k, e->out.data, (size_t)e->out.numel * 4, 1);
         k = put(r, k, e->aux, aux, 1);
-        if (e->op == IR_OP_BATCHNORM && e->n_in > 0 && e->in[0].ndim >= 2) { /* shared batch statistics */
+        if ((e->stats_in || e->stats_out) && e->n_in > 0 && e->in[0].ndim >= 2) { /* shared batch statistics (batch norms, pools) */
             const size_t st = 2 * (size_t)e->in[0].shape[1] * sizeof(double);
             k = put(r, k, e->stats_in, e->stats_in ? st : 0, 0);
             k = put(r, k, e->stats_out, e->stats_out ? st : 0, 1);

@@ -972,16 +972,16 @@ static rt_backend *cuda_tiny_supernet(ir_space *sp, int batch, ir_net *net) {
     return be;
 }
 
-/* Three training passes of each gradient mask through plans p[0] and p[1] of the tiny
+/* its training passes of each gradient mask through plans p[0] and p[1] of the tiny
  * supernet at batch 4, the same batches (seeded from seed) and the same parameter updates
  * between: the same loss and gradient bits (and with groups, weights, alpha and buffers). */
 static void passes_alike(rt_backend *be, rt_plan *const p[2], const ir_net *net, const ir_space *sp, uint64_t seed,
-                         int groups) {
+                         int groups, int its) {
     const int64_t ni = (int64_t)4 * sp->in_c * sp->in_h * sp->in_w;
     float *x = malloc((size_t)ni * 4);
     int32_t y[4] = {0, 1, 2, 3};
     const unsigned masks[2] = {RT_GRAD_ARCH, RT_GRAD_W};
-    for (int it = 0; it < 3; it++)
+    for (int it = 0; it < its; it++)
         for (int mi = 0; mi < 2; mi++) {
             tu_fill_uniform(x, ni, -1.f, 1.f, seed + 2 * (uint64_t)it + (uint64_t)mi);
             float loss[2];
@@ -1022,7 +1022,7 @@ Test(cuda_net, eager_passes_through_the_schedule_batch_with_the_same_bits) {
     unsetenv("DARTSC_SCHEDULE_EAGER");
     p[1] = step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 0);
     unsetenv("DARTSC_NO_GRAPHS");
-    passes_alike(be, p, &net, &sp, 300, 0);
+    passes_alike(be, p, &net, &sp, 300, 0, 3);
     const rt_lane_stats ls = rt_plan_lane_stats(p[0]);
     cr_expect(ls.batches > 0 && ls.batched_ops > ls.batches && ls.lanes_used == 1, "%d batches of %d node ops on %d lanes",
               ls.batches, ls.batched_ops, ls.lanes_used);
@@ -1035,19 +1035,22 @@ Test(cuda_net, eager_passes_through_the_schedule_batch_with_the_same_bits) {
 /* Batch norms of one tensor taking the first one's batch statistics (DARTSC_SHARE_BN_STATS=1,
  * runtime/plan.c: the supernet's shared pools leave every edge its own batch norm of its
  * state's one max pool and one average pool, 28 batch norms of 10 tensors a cell, so 18 a
- * cell take them): the bits of each computing its own, over three recorded passes of each
- * gradient mask with parameter updates between (losses, gradients, weights, alpha and the
- * running statistics), then an evaluation pass (the running statistics read). */
-static void shared_stats_case(void) {
+ * cell take them), or (pools, DARTSC_POOL_BN_STATS=1) all 28 taking them from their pool:
+ * the bits of each computing its own, over two passes of each gradient mask (recorded,
+ * then replayed) with parameter updates between (losses, gradients, weights, alpha and
+ * the running statistics), then an evaluation pass (the running statistics read). */
+static void shared_stats_case(int pools) {
     ir_space sp;
     ir_net net;
     rt_backend *be = cuda_tiny_supernet(&sp, 4, &net);
-    setenv("DARTSC_SHARE_BN_STATS", "1", 1);
+    setenv(pools ? "DARTSC_POOL_BN_STATS" : "DARTSC_SHARE_BN_STATS", "1", 1);
     rt_plan *p[2] = {step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 1), NULL};
     unsetenv("DARTSC_SHARE_BN_STATS");
+    unsetenv("DARTSC_POOL_BN_STATS");
     p[1] = step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 1);
-    cr_expect_eq(rt_plan_shared_stats(p[0]), 18 * sp.layers, "%d batch norms take shared statistics, not 18 a cell",
-                 rt_plan_shared_stats(p[0]));
+    const int per_cell = pools ? 28 : 18;
+    cr_expect_eq(rt_plan_shared_stats(p[0]), per_cell * sp.layers, "%d batch norms take shared statistics, not %d a cell",
+                 rt_plan_shared_stats(p[0]), per_cell);
     cr_expect_eq(rt_plan_shared_stats(p[1]), 0, "statistics shared without DARTSC_SHARE_BN_STATS");
     { /* on lanes the schedule orders a taker after the writer by the memory they touch */
         rt_oplist ops = {0};
@@ -1072,13 +1075,13 @@ static void shared_stats_case(void) {
                       writer >= 0 ? "written before" : "that no earlier op writes as a range");
             takers++;
         }
-        cr_expect_eq(takers, 18 * sp.layers, "%d takers in the pass", takers);
+        cr_expect_eq(takers, per_cell * sp.layers, "%d takers in the pass", takers);
         rt_oplist_free(&ops);
         rt_oplist o1 = {0}; /* the other plan's step advanced alike */
         cr_assert_eq(rt_plan_collect(p[1], 1, RT_GRAD_W | RT_GRAD_ARCH, &o1), 0);
         rt_oplist_free(&o1);
     }
-    passes_alike(be, p, &net, &sp, 900, 1);
+    passes_alike(be, p, &net, &sp, 900, 1, 2);
     float ev[2];
     for (int k = 0; k < 2; k++) ev[k] = rt_forward(p[k], 0);
     cr_expect(isfinite(ev[0]) && memcmp(&ev[0], &ev[1], 4) == 0, "evaluation loss %.9g vs %.9g", ev[0], ev[1]);
@@ -1087,18 +1090,24 @@ static void shared_stats_case(void) {
     ir_net_free(&net);
     be->destroy(be);
 }
-Test(cuda_net, batch_norms_of_one_tensor_share_statistics_bit_for_bit) { shared_stats_case(); }
+Test(cuda_net, batch_norms_of_one_tensor_share_statistics_bit_for_bit) { shared_stats_case(0); }
 /* batched launches (the statistics' writers batched with the others, the takers with each
  * other) and one-launch reductions (written by the last block of a channel) */
 Test(cuda_net, shared_statistics_batched_and_one_launch_bit_for_bit) {
     setenv("DARTSC_CUDA_BATCH", "1", 1);
     setenv("DARTSC_CUDA_ONE_LAUNCH", "1", 1);
-    shared_stats_case();
+    shared_stats_case(0);
 }
 /* without the fusions (DARTSC_NO_FUSION=1): the batch norms write their outputs, takers too */
 Test(cuda_net, shared_statistics_with_batch_norm_outputs_bit_for_bit) {
     setenv("DARTSC_NO_FUSION", "1", 1);
-    shared_stats_case();
+    shared_stats_case(0);
+}
+/* the pools writing them (kcuda_pool_forward_stats), batched: the max pools of one depth
+ * in one launch, the average pools in another, their takers batched */
+Test(cuda_net, batch_norm_statistics_from_their_pools_batched_bit_for_bit) {
+    setenv("DARTSC_CUDA_BATCH", "1", 1);
+    shared_stats_case(1);
 }
 
 static void darts_step_graph_case(int order, int tune) {
@@ -1790,6 +1799,109 @@ Test(cuda_batch_pool, max_3x3_stride1) { pool_batch_case(0, 1); }
 Test(cuda_batch_pool, max_3x3_stride2) { pool_batch_case(0, 2); }
 Test(cuda_batch_pool, avg_3x3_stride1) { pool_batch_case(1, 1); }
 Test(cuda_batch_pool, avg_3x3_stride2) { pool_batch_case(1, 2); }
+
+/* A pool that writes its output's batch statistics as it writes the output
+ * (kcuda_pool_forward_stats; runtime/plan.c, DARTSC_POOL_BN_STATS): for 3 problems, alone
+ * and batched in one launch, the output has the bits of the pool's own kernel and the
+ * statistics (mean [c], biased variance [C + c] in double) the bits a batch norm of that
+ * output writes for the batch norms of the same input (kcuda_bn_train_shared's stat_out),
+ * the same in the two-launch and the one-launch batch norm; the statistics also against
+ * the host's double sums of the output (relative 1e-12: double sums of 10^3 to 10^4 floats
+ * in another order agree to ~1e-15), so that two equal wrong answers cannot pass. Shapes
+ * of several ragged ranges per channel (G 5 and 2), a tie for the max pool, and a 5x5
+ * window (the general loops). */
+static void pool_stats_case(int avg, int k, int stride, int H) {
+    char err[256];
+    rt_backend *gpu = rt_backend_cuda_new(err, sizeof err);
+    cr_assert(gpu, "%s", err);
+    kpool_desc d = {.N = 4, .C = 3, .H = H, .W = H - 2, .k = k, .stride = stride, .pad = k / 2};
+    d.P = (d.H + 2 * d.pad - d.k) / d.stride + 1;
+    d.Q = (d.W + 2 * d.pad - d.k) / d.stride + 1;
+    const kbn_desc bd = {.N = d.N, .C = d.C, .HW = d.P * d.Q, .eps = 1e-5f, .momentum = 0.1f};
+    const int64_t ni = (int64_t)d.N * d.C * d.H * d.W, no = (int64_t)d.N * d.C * d.P * d.Q, C = d.C;
+    cr_assert(kcuda_pool_stats_ok(&d), "a plain pool refused");
+    enum { NB = 3 };
+    float *x[NB], *y1[NB], *y2[NB], *y3[NB], *coef[NB];
+    double *st[4][NB]; /* batch norm two launches, one launch; pool alone, batched */
+    float *h = malloc((size_t)ni * 4), *h2 = malloc((size_t)ni * 4);
+    for (int i = 0; i < NB; i++) {
+        x[i] = gpu->alloc(gpu, (size_t)ni * 4);
+        y1[i] = gpu->alloc(gpu, (size_t)no * 4);
+        y2[i] = gpu->alloc(gpu, (size_t)no * 4);
+        y3[i] = gpu->alloc(gpu, (size_t)no * 4);
+        coef[i] = gpu->alloc(gpu, (size_t)3 * C * 4);
+        for (int v = 0; v < 4; v++) st[v][i] = gpu->alloc(gpu, (size_t)2 * C * sizeof(double));
+        tu_fill_uniform(h, ni, -1.f, 1.f, 170 + 3 * (unsigned)i);
+        for (int64_t j = 0; j < ni; j += 5) h[j] += 3.0f; /* a mean far from 0 */
+        if (i == 1) h[5] = h[6];                       /* a tie */
+        gpu->upload(gpu, x[i], h, (size_t)ni * 4);
+    }
+    gpu->synchronize(gpu);
+    cudaStream_t s;
+    cr_assert_eq(cudaStreamCreate(&s), cudaSuccess);
+    for (int i = 0; i < NB; i++) {
+        if (avg) kcuda_avgpool_forward(y1[i], x[i], &d, s);
+        else kcuda_maxpool_forward(y1[i], x[i], &d, s);
+        for (int one = 0; one < 2; one++) {
+            kcuda_set_one_launch(one);
+            kcuda_bn_train_shared(1, NULL, &coef[i], NULL, NULL, NULL, NULL, (const float *const *)&y1[i], NULL, NULL,
+                                  &st[one][i], NULL, &bd, s);
+        }
+        kcuda_set_one_launch(0);
+        kcuda_pool_forward_stats(1, !avg, &y2[i], (const float *const *)&x[i], &st[2][i], &d, s);
+    }
+    kcuda_pool_forward_stats(NB, !avg, y3, (const float *const *)x, st[3], &d, s);
+    cr_assert_eq(cudaStreamSynchronize(s), cudaSuccess);
+    cr_assert_eq(cudaStreamDestroy(s), cudaSuccess);
+    cr_expect(!kcuda_last_error(), "%s", kcuda_last_error());
+    const char *name = avg ? "avg" : "max";
+    for (int i = 0; i < NB; i++) {
+        gpu->download(gpu, h, y1[i], (size_t)no * 4);
+        for (int b = 0; b < 2; b++) {
+            gpu->download(gpu, h2, b ? y3[i] : y2[i], (size_t)no * 4);
+            cr_expect_arr_eq(h, h2, (size_t)no * 4, "%s pool %dx%d stride %d: problem %d's output differs (%s)", name, k,
+                             k, stride, i, b ? "batched" : "alone");
+        }
+        double ref[4][2 * 3], host[2 * 3];
+        for (int v = 0; v < 4; v++) gpu->download(gpu, ref[v], st[v][i], (size_t)2 * C * sizeof(double));
+        for (int c = 0; c < C; c++) { /* the host's statistics of the output, two passes in double */
+            double sum = 0, ss = 0;
+            for (int n = 0; n < d.N; n++)
+                for (int j = 0; j < bd.HW; j++) sum += h[((int64_t)n * C + c) * bd.HW + j];
+            const double mean = sum / ((double)d.N * bd.HW);
+            for (int n = 0; n < d.N; n++)
+                for (int j = 0; j < bd.HW; j++) {
+                    const double t = h[((int64_t)n * C + c) * bd.HW + j] - mean;
+                    ss += t * t;
+                }
+            host[c] = mean;
+            host[C + c] = ss / ((double)d.N * bd.HW);
+        }
+        for (int c = 0; c < 2 * C; c++)
+            cr_expect(fabs(ref[0][c] - host[c]) <= 1e-12 * fmax(1.0, fabs(host[c])) && host[C + c % C] > 0,
+                      "%s pool: problem %d statistic %d: %.17g, host %.17g", name, i, c, ref[0][c], host[c]);
+        static const char *what[4] = {"the two-launch batch norm", "the one-launch batch norm", "the pool alone",
+                                      "the batched pools"};
+        for (int v = 1; v < 4; v++)
+            cr_expect_arr_eq(ref[0], ref[v], (size_t)2 * C * sizeof(double),
+                             "%s pool %dx%d stride %d: problem %d's statistics from %s differ from %s's", name, k, k,
+                             stride, i, what[v], what[0]);
+    }
+    kpool_desc wide = {.N = 1, .C = 16385 /* KCUDA_COUNT_CAP + 1 */, .H = 1, .W = 1, .P = 1, .Q = 1, .k = 1, .stride = 1};
+    cr_expect(!kcuda_pool_stats_ok(&wide), "more channels than the lane's counters accepted");
+    for (int i = 0; i < NB; i++) {
+        float *bufs[5] = {x[i], y1[i], y2[i], y3[i], coef[i]};
+        for (int b = 0; b < 5; b++) gpu->free(gpu, bufs[b]);
+        for (int v = 0; v < 4; v++) gpu->free(gpu, st[v][i]);
+    }
+    free(h);
+    free(h2);
+    gpu->destroy(gpu);
+}
+Test(cuda_pool_stats, max_3x3_stride1_gives_the_bits_of_pool_then_batch_norm) { pool_stats_case(0, 3, 1, 33); }
+Test(cuda_pool_stats, max_3x3_stride2_gives_the_bits_of_pool_then_batch_norm) { pool_stats_case(0, 3, 2, 33); }
+Test(cuda_pool_stats, avg_3x3_stride1_gives_the_bits_of_pool_then_batch_norm) { pool_stats_case(1, 3, 1, 33); }
+Test(cuda_pool_stats, avg_5x5_stride2_gives_the_bits_of_pool_then_batch_norm) { pool_stats_case(1, 5, 2, 21); }
 
 /* ---- sums of n tensors and concat in one launch (kcuda_sum_*, kcuda_concat_*): the
  * bits of the launches they replaced (a copy, axpys and a scale; a 2-D copy or an add per

@@ -528,11 +528,13 @@ typedef struct fused_run {
     int shared; /* batch norms taking shared statistics */
 } fused_run;
 
-/* fused 0: DARTSC_NO_FUSION=1; 1: the default; 2: with DARTSC_SHARE_BN_STATS=1 too */
+/* fused 0: DARTSC_NO_FUSION=1; 1: the default; 2: with DARTSC_SHARE_BN_STATS=1 too; 3: with
+ * DARTSC_POOL_BN_STATS=1 (the pools write their batch norms' statistics) */
 static void fused_grads(int fused, int hw, const ir_supernet_opts *so, fused_run *r) {
     if (fused) unsetenv("DARTSC_NO_FUSION");
     else setenv("DARTSC_NO_FUSION", "1", 1);
     if (fused == 2) setenv("DARTSC_SHARE_BN_STATS", "1", 1);
+    if (fused == 3) setenv("DARTSC_POOL_BN_STATS", "1", 1);
     ir_space sp;
     tiny_space(&sp);
     sp.in_h = sp.in_w = hw;
@@ -542,6 +544,7 @@ static void fused_grads(int fused, int hw, const ir_supernet_opts *so, fused_run
     make_plan(&h, 11);
     unsetenv("DARTSC_NO_FUSION");
     unsetenv("DARTSC_SHARE_BN_STATS");
+    unsetenv("DARTSC_POOL_BN_STATS");
     r->shared = rt_plan_shared_stats(h.p);
     float img[4 * 2 * 14 * 14];
     tu_fill_uniform(img, 4 * 2 * hw * hw, -1.f, 1.f, 17);
@@ -612,15 +615,19 @@ Test(autodiff, fusions_change_no_gradient_bit_fair_darts) { fusion_bits_case(8, 
  * state's one max pool and one average pool, 28 batch norms of 10 tensors a cell, so 18 a
  * cell take them) change no bit of the losses, the gradients or the running statistics,
  * on planes of 64 and of 196 pixels (the kernel's paths by size: test_kernels_cpu). */
-static void shared_stats_bits_case(int hw) {
+static void shared_stats_bits_case(int hw, int pools) {
     fused_run r[2];
-    for (int f = 0; f < 2; f++) fused_grads(1 + f, hw, &(ir_supernet_opts){0}, &r[f]);
+    for (int f = 0; f < 2; f++) fused_grads(f ? 2 + pools : 1, hw, &(ir_supernet_opts){0}, &r[f]);
     cr_expect_eq(r[0].shared, 0, "%d batch norms take shared statistics by default", r[0].shared);
-    cr_expect_eq(r[1].shared, 18 * 3, "%d batch norms take shared statistics, not 18 a cell", r[1].shared);
-    expect_runs_alike(r, "shared batch-norm statistics");
+    cr_expect_eq(r[1].shared, (pools ? 28 : 18) * 3, "%d batch norms take shared statistics, not %d a cell", r[1].shared,
+                 pools ? 28 : 18);
+    expect_runs_alike(r, pools ? "batch-norm statistics from the pools" : "shared batch-norm statistics");
 }
-Test(autodiff, shared_batch_norm_statistics_change_no_bit) { shared_stats_bits_case(8); }
-Test(autodiff, shared_batch_norm_statistics_change_no_bit_on_larger_planes) { shared_stats_bits_case(14); }
+Test(autodiff, shared_batch_norm_statistics_change_no_bit) { shared_stats_bits_case(8, 0); }
+Test(autodiff, shared_batch_norm_statistics_change_no_bit_on_larger_planes) { shared_stats_bits_case(14, 0); }
+/* DARTSC_POOL_BN_STATS=1: every pool batch norm (28 a cell) takes its pool's statistics */
+Test(autodiff, batch_norm_statistics_from_their_pools_change_no_bit) { shared_stats_bits_case(8, 1); }
+Test(autodiff, batch_norm_statistics_from_their_pools_change_no_bit_on_larger_planes) { shared_stats_bits_case(14, 1); }
 
 /* The same for a retraining step: DARTS_V2's evaluation network with drop path (p 0.3:
  * dropped samples, so dy * 0 products, -0 where dy < 0) and the auxiliary head. With the

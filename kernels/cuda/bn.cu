@@ -54,6 +54,7 @@
 #include <stdlib.h>
 
 #include "kcuda_internal.cuh"
+#include "pool_window.cuh"
 
 /* Ranges per channel: about KCUDA_TARGET_BLOCKS blocks in all, no range under 1,024
  * values, and 2*C*G partials within kcuda_g.red. */
@@ -176,10 +177,34 @@ typedef struct bn_stats_io {
     bn_fin fin;
 } bn_stats_io;
 
+/* bn_stats_k's work after its first pass (s: the thread's sum of its values of the range
+ * [j0, j1) of channel c, in bn_walk's order), shared with pool_stats_k so that both give
+ * the same bits for the same values: the block's mean, the second pass over x (the values
+ * again, from cache) for the squared deviations, the partials into red, and where fin
+ * asks, the last block's finish. sh and mean_sh: the kernel's shared memory. */
+__device__ static inline void bn_stats_rest(double s, const float *x, double *red, const bn_fin &fin, kbn_desc d, int c,
+                                            int G, unsigned j0, unsigned j1, double *sh, double *mean_sh) {
+    s = kcuda_block_sum0(s, sh);
+    if (threadIdx.x == 0) *mean_sh = j1 > j0 ? s / (double)(j1 - j0) : 0.0;
+    __syncthreads();
+    const double m = *mean_sh;
+    double ss = 0.0;
+    const float *const xs[1] = {x};
+    bn_each(bn_walk(j0, j1, (unsigned)d.HW, d.C, c), xs, [&](int64_t, const float *v) {
+        const double t = v[0] - m;
+        ss += t * t;
+    });
+    ss = kcuda_block_sum0(ss, sh);
+    if (threadIdx.x == 0) {
+        red[2 * ((int64_t)c * G + blockIdx.x)] = m;
+        red[2 * ((int64_t)c * G + blockIdx.x) + 1] = ss;
+    }
+    if (fin.cnt && kcuda_last_block(fin.cnt + c, (unsigned)G)) bn_finish_stats(red, &fin, d, c, G);
+}
+
 template <int B>
 __global__ static void bn_stats_k(const __grid_constant__ bn_batch<bn_stats_io, B> P, kbn_desc d, int G) {
     const bn_stats_io &io = BN_IO(P);
-    double *const red = io.red;
     const float *const x = io.x;
     __shared__ double sh[KCUDA_THREADS / 32];
     __shared__ double mean_sh;
@@ -189,21 +214,44 @@ __global__ static void bn_stats_k(const __grid_constant__ bn_batch<bn_stats_io, 
     double s = 0.0;
     const float *const xs[1] = {x};
     bn_each(bn_walk(j0, j1, HW, C, c), xs, [&](int64_t, const float *v) { s += v[0]; });
-    s = kcuda_block_sum0(s, sh);
-    if (threadIdx.x == 0) mean_sh = j1 > j0 ? s / (double)(j1 - j0) : 0.0;
-    __syncthreads();
-    const double m = mean_sh;
-    double ss = 0.0;
-    bn_each(bn_walk(j0, j1, HW, C, c), xs, [&](int64_t, const float *v) {
-        const double t = v[0] - m;
-        ss += t * t;
-    });
-    ss = kcuda_block_sum0(ss, sh);
-    if (threadIdx.x == 0) {
-        red[2 * ((int64_t)c * G + blockIdx.x)] = m;
-        red[2 * ((int64_t)c * G + blockIdx.x) + 1] = ss;
+    bn_stats_rest(s, x, io.red, io.fin, d, c, G, j0, j1, sh, &mean_sh);
+}
+
+/* A pool whose output's batch statistics are taken as it is written (kcuda_pool_forward_
+ * stats): bn_stats_k over the pool's output y with the first pass computing each value
+ * (pool_window.cuh, pool.cu's expressions) instead of loading it, and storing it; the
+ * second pass reads back what this thread wrote. The same values in the same order as
+ * bn_stats_k reading y afterwards, so the same partials, and the last block of a channel
+ * writes its mean and biased variance (fin.stat_out), as a batch norm's would. */
+typedef struct pool_stats_io {
+    double *red;
+    float *y;
+    const float *x;
+    bn_fin fin;
+} pool_stats_io;
+
+template <int B, bool MAX>
+__global__ static void pool_stats_k(const __grid_constant__ bn_batch<pool_stats_io, B> P, kpool_desc pd, kbn_desc d,
+                                    int G) {
+    const pool_stats_io &io = BN_IO(P);
+    float *const y = io.y;
+    __shared__ double sh[KCUDA_THREADS / 32];
+    __shared__ double mean_sh;
+    const int c = blockIdx.y, C = d.C;
+    const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW, Q = (unsigned)pd.Q;
+    const int64_t in_plane = (int64_t)pd.H * pd.W;
+    BN_RANGE(cnt, G);
+    double s = 0.0;
+    for (bn_walk w(j0, j1, HW, C, c); w.more();) {
+        const unsigned n = w.n, p = w.p; /* the sample and output pixel of the offset next() returns */
+        const int64_t o = w.next();
+        const float *const xp = io.x + ((int64_t)n * C + c) * in_plane;
+        const int pp = (int)(p / Q), qq = (int)(p - (unsigned)pp * Q);
+        const float v = MAX ? pool_max_out(xp, pd, pp, qq) : pool_avg_out(xp, pd, pp, qq);
+        y[o] = v;
+        s += v;
     }
-    if (io.fin.cnt && kcuda_last_block(io.fin.cnt + c, (unsigned)G)) bn_finish_stats(red, &io.fin, d, c, G);
+    bn_stats_rest(s, y, io.red, io.fin, d, c, G, j0, j1, sh, &mean_sh);
 }
 
 /* The ranges of bn_stats_k of channel c, combined in a fixed order by warp 0 (call from
@@ -920,3 +968,64 @@ extern "C" void kcuda_bn_backward_batch(int n, float *const *dx, float *const *d
     bn_backward(n, &a, d, s);
 }
 #undef BN_EACH_FIT
+
+/* ---- a pool that takes its output's batch statistics (pool_stats_k) ---------------------- */
+
+/* The batch-norm view of a pool's output: (N, C, P Q), no sync_bn (eps and momentum unused:
+ * only the mean and biased variance are written). */
+static kbn_desc pool_bn_desc(const kpool_desc *pd) {
+    kbn_desc d = {};
+    d.N = pd->N;
+    d.C = pd->C;
+    d.HW = pd->P * pd->Q;
+    return d;
+}
+
+/* The shapes pool_stats_k serves: a non-empty output of fewer than 2^31 values a channel,
+ * a counter per channel and the partials of a channel's ranges within the lane's buffers. */
+extern "C" int kcuda_pool_stats_ok(const kpool_desc *pd) {
+    if (pd->N <= 0 || pd->C <= 0 || pd->P <= 0 || pd->Q <= 0 || pd->C > KCUDA_COUNT_CAP) return 0;
+    if ((int64_t)pd->N * pd->P * pd->Q >= ((int64_t)1 << 31)) return 0;
+    const kbn_desc d = pool_bn_desc(pd);
+    return 2 * (int64_t)d.C * bn_groups(&d) <= KCUDA_RED_CAP;
+}
+
+template <int B>
+static void pool_stats_launch(int m, int max, float *const *y, const float *const *x, double *const *stat_out,
+                              const kpool_desc *pd, const kbn_desc *d, int G, int64_t per, cudaStream_t s) {
+    bn_batch<pool_stats_io, B> P = {};
+    for (int k = 0; k < m; k++) {
+        pool_stats_io &t = P.p[k];
+        t.red = kcuda_g.red + k * per;
+        t.y = y[k];
+        t.x = x[k];
+        t.fin.cnt = kcuda_g.count + (int64_t)k * d->C;
+        t.fin.stat_out = stat_out[k];
+    }
+    const dim3 grid((unsigned)G, (unsigned)d->C, (unsigned)m);
+    if (max) pool_stats_k<B, true><<<grid, KCUDA_THREADS, 0, s>>>(P, *pd, *d, G);
+    else pool_stats_k<B, false><<<grid, KCUDA_THREADS, 0, s>>>(P, *pd, *d, G);
+    launchCheck();
+}
+
+extern "C" void kcuda_pool_forward_stats(int n, int max, float *const *y, const float *const *x,
+                                         double *const *stat_out, const kpool_desc *pd, cudaStream_t s) {
+    const char *what = "kcuda_pool_forward_stats";
+    if (n < 1 || n > KCUDA_MAX_BATCH) KCUDA_FAIL_(what, "the number of problems is not in 1..KCUDA_MAX_BATCH", return);
+    if (!kcuda_g.red || !kcuda_g.count) KCUDA_FAIL_(what, "kcuda_init was not called", return);
+    if (!kcuda_pool_stats_ok(pd)) KCUDA_FAIL_(what, "a shape kcuda_pool_stats_ok refuses", return);
+    for (int i = 0; i < n; i++)
+        if (!y[i] || !x[i] || !stat_out[i]) KCUDA_FAIL_(what, "a NULL output, input or statistics", return);
+    const kbn_desc d = pool_bn_desc(pd);
+    const int G = bn_groups(&d);
+    /* each problem of a launch: its partials (2 C G doubles) and its C counters */
+    const int64_t per = 2 * (int64_t)d.C * G;
+    int64_t fit = KCUDA_RED_CAP / per;
+    if (KCUDA_COUNT_CAP / d.C < fit) fit = KCUDA_COUNT_CAP / d.C;
+    if (fit > KCUDA_MAX_BATCH) fit = KCUDA_MAX_BATCH;
+    for (int i0 = 0; i0 < n; i0 += (int)fit) {
+        const int m = n - i0 < fit ? n - i0 : (int)fit;
+        if (m == 1) pool_stats_launch<1>(1, max, y + i0, x + i0, stat_out + i0, pd, &d, G, per, s);
+        else pool_stats_launch<KCUDA_MAX_BATCH>(m, max, y + i0, x + i0, stat_out + i0, pd, &d, G, per, s);
+    }
+}

@@ -263,6 +263,15 @@ void kcuda_maxpool_forward(float *y, const float *x, const kpool_desc *d, cudaSt
 void kcuda_maxpool_backward(float *dx, const float *dy, const float *x, const kpool_desc *d, cudaStream_t s);
 void kcuda_avgpool_forward(float *y, const float *x, const kpool_desc *d, cudaStream_t s);
 void kcuda_avgpool_backward(float *dx, const float *dy, const kpool_desc *d, cudaStream_t s);
+/* n (1..KCUDA_MAX_BATCH) max (max 1) or average (0) pools of one shape that also take
+ * their outputs' batch statistics as they write them (runtime/plan.c, DARTSC_POOL_BN_STATS):
+ * y[i] as kcuda_*pool_forward writes it and stat_out[i] (2 C doubles) the per-channel mean
+ * [c] and biased variance [C + c] that a batch norm of y[i] writes (kcuda_bn_train_shared's
+ * stat_out), the same bits, in one launch instead of the pool's and the batch norm's first.
+ * Only for shapes kcuda_pool_stats_ok accepts. */
+int kcuda_pool_stats_ok(const kpool_desc *d);
+void kcuda_pool_forward_stats(int n, int max, float *const *y, const float *const *x, double *const *stat_out,
+                              const kpool_desc *d, cudaStream_t s);
 
 /* ---- elementwise; n elements ---- */
 void kcuda_relu_forward(float *y, const float *x, int64_t n, cudaStream_t s);

@@ -7,47 +7,7 @@
 #include <math.h>
 
 #include "kcuda_internal.cuh"
-
-__device__ static int64_t argmax_window(const float *xp, const kpool_desc &d, int p, int q) {
-    const int h0 = p * d.stride - d.pad, w0 = q * d.stride - d.pad;
-    float best = -INFINITY;
-    int64_t bi = -1;
-    if (d.k == 3) {
-        /* DARTS' 3x3 pools: the 9 values loaded at once (a tap outside the plane loads the
-         * plane's first value and is skipped), then the loop's comparisons in its order */
-        float v[9];
-        bool in[9];
-        int64_t at[9];
-#pragma unroll
-        for (int t = 0; t < 9; t++) {
-            const int ih = h0 + t / 3, iw = w0 + t % 3;
-            in[t] = ih >= 0 && ih < d.H && iw >= 0 && iw < d.W;
-            at[t] = in[t] ? (int64_t)ih * d.W + iw : 0;
-            v[t] = xp[at[t]];
-        }
-#pragma unroll
-        for (int t = 0; t < 9; t++)
-            if (in[t] && (bi < 0 || v[t] > best || (isnan(v[t]) && !isnan(best)))) {
-                best = v[t];
-                bi = at[t];
-            }
-        return bi;
-    }
-    for (int i = 0; i < d.k; i++) {
-        int ih = h0 + i;
-        if (ih < 0 || ih >= d.H) continue;
-        for (int j = 0; j < d.k; j++) {
-            int iw = w0 + j;
-            if (iw < 0 || iw >= d.W) continue;
-            float v = xp[(int64_t)ih * d.W + iw];
-            if (bi < 0 || v > best || (isnan(v) && !isnan(best))) {
-                best = v;
-                bi = (int64_t)ih * d.W + iw;
-            }
-        }
-    }
-    return bi;
-}
+#include "pool_window.cuh"
 
 /* Windows containing row h: p in [*lo, *hi). */
 __device__ static void windows_of(int h, int k, int stride, int pad, int P, int *lo, int *hi) {
@@ -69,14 +29,6 @@ __device__ static inline void windows9(int p0, int p1, int q0, int q1, int Q, bo
     }
 }
 
-__device__ static void avg_bounds(const kpool_desc &d, int p, int q, int *h0, int *h1, int *w0, int *w1) {
-    int a = p * d.stride - d.pad, b = q * d.stride - d.pad;
-    *h0 = a < 0 ? 0 : a;
-    *h1 = a + d.k > d.H ? d.H : a + d.k;
-    *w0 = b < 0 ? 0 : b;
-    *w1 = b + d.k > d.W ? d.W : b + d.k;
-}
-
 /* The problems of one launch (kcuda_*pool_*_batch: B of them, blockIdx.y picks one; a
  * single call is B = 1): output, input(s) and argmax buffer of each. */
 template <int B> struct pool_ptrs {
@@ -90,10 +42,8 @@ template <int B> __global__ static void maxpool_fwd_k(pool_ptrs<B> t, kpool_desc
     const float *x = t.a[blockIdx.y];
     const int64_t PQ = (int64_t)d.P * d.Q, total = (int64_t)d.N * d.C * PQ;
     KCUDA_GRID_STRIDE(i, total) {
-        const int64_t pl = i / PQ;
-        const float *xp = x + pl * d.H * d.W;
-        int64_t a = argmax_window(xp, d, (int)(i % PQ / d.Q), (int)(i % d.Q));
-        y[i] = a >= 0 ? xp[a] : -INFINITY;
+        const float *xp = x + i / PQ * d.H * d.W;
+        y[i] = pool_max_out(xp, d, (int)(i % PQ / d.Q), (int)(i % d.Q));
     }
 }
 
@@ -161,27 +111,7 @@ template <int B> __global__ static void avgpool_fwd_k(pool_ptrs<B> t, kpool_desc
     const int64_t PQ = (int64_t)d.P * d.Q, total = (int64_t)d.N * d.C * PQ;
     KCUDA_GRID_STRIDE(i, total) {
         const float *xp = x + i / PQ * d.H * d.W;
-        int h0, h1, w0, w1;
-        avg_bounds(d, (int)(i % PQ / d.Q), (int)(i % d.Q), &h0, &h1, &w0, &w1);
-        float s = 0.0f;
-        if (d.k == 3) { /* the 9 taps loaded at once, then added in the loop's order */
-            float v[9];
-            bool in[9];
-#pragma unroll
-            for (int t = 0; t < 9; t++) {
-                const int a = h0 + t / 3, b = w0 + t % 3;
-                in[t] = a < h1 && b < w1;
-                v[t] = xp[in[t] ? (int64_t)a * d.W + b : 0];
-            }
-#pragma unroll
-            for (int t = 0; t < 9; t++)
-                if (in[t]) s += v[t];
-        } else {
-            for (int a = h0; a < h1; a++)
-                for (int b = w0; b < w1; b++) s += xp[(int64_t)a * d.W + b];
-        }
-        int cnt = (h1 - h0) * (w1 - w0);
-        y[i] = cnt > 0 ? s / (float)cnt : 0.0f;
+        y[i] = pool_avg_out(xp, d, (int)(i % PQ / d.Q), (int)(i % d.Q));
     }
 }
 

@@ -236,6 +236,10 @@ static int mixed_affine(const rt_exec_node *n, const float **aff, int *C, int *H
     return lazy;
 }
 
+/* A pool's forward that also writes its output's batch statistics (runtime/plan.c,
+ * DARTSC_POOL_BN_STATS; kcuda_pool_forward_stats). */
+static int pool_stats(const rt_exec_node *n) { return n->stats_out && (n->training || n->stats_always); }
+
 static void cu_forward(rt_backend *be, const rt_exec_node *n) {
     cudaStream_t s = S(be);
     float *y = F(n->out);
@@ -278,8 +282,14 @@ static void cu_forward(rt_backend *be, const rt_exec_node *n) {
     case IR_OP_SIGMOID: kcuda_sigmoid_forward(y, x, len, s); break;
     case IR_OP_IDENTITY: kcuda_copy(y, x, len, s); break;
     case IR_OP_ZERO: kcuda_fill(y, 0.f, len, s); break;
-    case IR_OP_MAXPOOL: { kpool_desc d = pool_desc(n); kcuda_maxpool_forward(y, x, &d, s); break; }
-    case IR_OP_AVGPOOL: { kpool_desc d = pool_desc(n); kcuda_avgpool_forward(y, x, &d, s); break; }
+    case IR_OP_MAXPOOL:
+    case IR_OP_AVGPOOL: {
+        kpool_desc d = pool_desc(n);
+        if (pool_stats(n)) kcuda_pool_forward_stats(1, n->op == IR_OP_MAXPOOL, &y, &x, &n->stats_out, &d, s);
+        else if (n->op == IR_OP_MAXPOOL) kcuda_maxpool_forward(y, x, &d, s);
+        else kcuda_avgpool_forward(y, x, &d, s);
+        break;
+    }
     case IR_OP_ADD:
     case IR_OP_MEAN:
     case IR_OP_SUB: { /* one launch: x0 + x1 + ... (- x1), then / n for MEAN */
@@ -565,9 +575,15 @@ static int cu_defers_output(rt_backend *be, const rt_exec_node *n, const rt_exec
 }
 
 /* Batch norms with batch statistics write them for, or take them from, the batch norms of
- * the same input (kcuda_bn_train_shared; runtime/plan.c, DARTSC_SHARE_BN_STATS). */
+ * the same input (kcuda_bn_train_shared; runtime/plan.c, DARTSC_SHARE_BN_STATS); pools
+ * write their outputs' as they write them (DARTSC_POOL_BN_STATS). */
 static int cu_shares_stats(rt_backend *be, const rt_exec_node *n) {
     (void)be;
+    if (n->op == IR_OP_MAXPOOL || n->op == IR_OP_AVGPOOL) { /* pools write their outputs' (kcuda_pool_forward_stats) */
+        if (n->in[0].ndim != 4 || n->out.ndim != 4) return 0;
+        kpool_desc d = pool_desc(n);
+        return kcuda_pool_stats_ok(&d);
+    }
     if (n->op != IR_OP_BATCHNORM || n->in[0].ndim < 2 || n->bn_sync) return 0;
     kbn_desc d = bn_desc(n);
     return (int64_t)d.N * d.HW < ((int64_t)1 << 31);
@@ -615,7 +631,7 @@ static int cu_batches(rt_backend *be, int bwd, const rt_exec_node *a, const rt_e
         kbn_desc d = bn_desc(a);
         return kcuda_bn_batch_ok(&d);
     }
-    case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: return 1;
+    case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: return bwd || pool_stats(a) == pool_stats(b); /* all or none write statistics */
     /* drop paths that draw their masks from seeds on the device (a recorded pass), and any
        drop path's backward (its mask saved) */
     case IR_OP_DROP_PATH:
@@ -724,6 +740,12 @@ static void cu_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nod
             COL(0, in[0].data);
             if (!bwd) {
                 COL(1, out.data);
+                if (pool_stats(a)) { /* cu_batches: every node of the batch */
+                    double *so[KCUDA_MAX_BATCH];
+                    for (int i = 0; i < m; i++) so[i] = nd[i]->stats_out;
+                    kcuda_pool_forward_stats(m, mx, p[1], (const float *const *)p[0], so, &d, s);
+                    break;
+                }
                 (mx ? kcuda_maxpool_forward_batch : kcuda_avgpool_forward_batch)(m, p[1], (const float *const *)p[0],
                                                                                  &d, s);
                 break;
