@@ -196,6 +196,35 @@ static void pool_rows(int N, int C, int H, int stride) {
     kcpu_avgpool_forward(ry.data(), x.h.data(), &d);
     us = time_us([&] { kcuda_avgpool_forward(y.d, x.d, &d, g_s); }, [] {});
     row("avgpool forward", shape, "", us, 4.0 * (nx + ny), rel_err(y.down(), ry));
+    /* a pool and the deferred (affine-free) batch norm of its output, as the supernet's
+       edges have them: the pool, then the batch norm's statistics and coefficients
+       (default), against the pool writing the statistics (kcuda_pool_forward_stats,
+       DARTSC_POOL_BN_STATS) and the batch norm taking them; err: the coefficients */
+    const kbn_desc bd = {N, d.C, d.P * d.Q, 1e-5f, 0.1f};
+    buf coef(3 * (size_t)C);
+    double *st = nullptr;
+    CK(cudaMalloc(&st, 2 * (size_t)C * sizeof(double)));
+    std::vector<float> rcoef(3 * (size_t)C);
+    for (int mx = 1; mx >= 0; mx--) {
+        if (mx) kcpu_maxpool_forward(ry.data(), x.h.data(), &d);
+        else kcpu_avgpool_forward(ry.data(), x.h.data(), &d);
+        kcpu_bn_coefs_train(rcoef.data(), NULL, NULL, NULL, NULL, ry.data(), NULL, NULL, &bd);
+        float *cp = coef.d;
+        const float *yp = y.d, *xp = x.d;
+        us = time_us([&] {
+            if (mx) kcuda_maxpool_forward(y.d, x.d, &d, g_s);
+            else kcuda_avgpool_forward(y.d, x.d, &d, g_s);
+            kcuda_bn_coefs_train(coef.d, NULL, NULL, NULL, NULL, y.d, NULL, NULL, &bd, g_s);
+        }, [] {});
+        row(mx ? "maxpool+bn coefs" : "avgpool+bn coefs", shape, "", us, 4.0 * (nx + 2 * ny), rel_err(coef.down(), rcoef));
+        us = time_us([&] {
+            kcuda_pool_forward_stats(1, mx, &y.d, &xp, &st, &d, g_s);
+            kcuda_bn_train_shared(1, NULL, &cp, NULL, NULL, NULL, NULL, &yp, NULL, NULL, NULL, &st, &bd, g_s);
+        }, [] {});
+        row(mx ? "maxpool+stats, coefs" : "avgpool+stats, coefs", shape, "poolbn", us, 4.0 * (nx + 2 * ny),
+            rel_err(coef.down(), rcoef));
+    }
+    cudaFree(st);
 }
 
 /* ---- the mixed op: 7 candidates of one edge ---- */
