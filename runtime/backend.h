@@ -17,6 +17,7 @@
 #include "ir/ir.h"
 
 #define RT_MAX_IN (IR_MAX_MIXED_INPUTS + 1)
+#define RT_POOL_TAKERS 4 /* batch norms a pool runs the forwards of (rt_exec_node.takers) */
 #define RT_MAX_BATCH 32 /* nodes in one rt_backend.run_batch */
 
 typedef struct rt_tref {
@@ -69,6 +70,12 @@ typedef struct rt_exec_node {
                         that read it, in every forward that is training or stats_always */
     int stats_always;   /* a pool with stats_out: one of its batch norms uses batch statistics
                         in every pass (IR_A_BN_BATCH_STATS), so write them in every pass */
+    int ntakers;        /* a pool with stats_out: its deferred batch norms (defer_out, batch
+                        statistics in every pass) whose forwards it runs as well, from the
+                        statistics: their coefficients, saved and running statistics, what
+                        their own forwards with stats_in write (the plan issues none of
+                        them); at most RT_POOL_TAKERS */
+    const struct rt_exec_node *takers[RT_POOL_TAKERS];
     const double *stats_in; /* batch norm, forward with batch statistics: non-NULL: the
                         statistics another batch norm of the same input wrote (stats_out);
                         use them instead of reading the input (only where the backend's
@@ -148,7 +155,7 @@ struct rt_backend {
      * (shapes filled) can write its batch statistics (stats_out) or take another's
      * (stats_in) instead of computing them: the same values either way; for a pool: whether
      * its forward can write its output's batch statistics (the values a batch norm of it
-     * would write) as it writes the output. */
+     * would write) as it writes the output, and run its takers' forwards (ntakers). */
     int (*shares_stats)(rt_backend *be, const rt_exec_node *n);
     /* May be NULL (both): no batching. batches: whether the forwards (bwd 0) or backwards
      * (bwd 1) of nodes a and b (pointers filled, scratch not: a batch gets one lane's

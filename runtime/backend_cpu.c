@@ -175,6 +175,12 @@ static void cpu_forward(rt_backend *be, const rt_exec_node *n) {
         if (n->stats_out && (n->training || n->stats_always)) { /* its batch norms' statistics (runtime/plan.c) */
             const kbn_desc b = {.N = d.N, .C = d.C, .HW = d.P * d.Q, .eps = 1e-5f}; /* eps: unused here */
             kcpu_bn_train_shared(NULL, NULL, NULL, NULL, NULL, NULL, y, NULL, NULL, n->stats_out, NULL, &b);
+            for (int k = 0; k < n->ntakers; k++) { /* the deferred batch norms it runs: their forwards' call */
+                const rt_exec_node *t = n->takers[k];
+                const kbn_desc td = bn_desc(t);
+                kcpu_bn_train_shared(NULL, t->aux + 2 * td.C, t->aux, t->aux + td.C, F(t->in[3]), F(t->in[4]), y,
+                                     F(t->in[1]), F(t->in[2]), NULL, n->stats_out, &td);
+            }
         }
         break;
     }

@@ -49,6 +49,13 @@
 
 #define ALIGN_BYTES 64
 
+/* A buffer of the arena: size, offset, and the schedule times it is live. */
+typedef struct buf {
+    size_t bytes, off;
+    int start, end;  /* inclusive schedule times */
+    void **slot;     /* where to store the resolved pointer */
+} buf;
+
 struct rt_plan {
     const ir_graph *g;
     rt_backend *be;
@@ -71,6 +78,7 @@ struct rt_plan {
     unsigned *gskip;                  /* per mixed op or ADD: input slots whose gradient it does not write */
     int *lazyc;                       /* per node: its output is deferred to this consumer (a mixed op or a convolution), or -1 */
     int *stsrc;                       /* per batch norm: the batch norm of the same input whose statistics it takes, or -1 */
+    uint8_t *fold;                    /* per batch norm: 1: its pool (stsrc) runs its forward (rt_exec_node.takers) */
     int **zero_at;                    /* per node j: gradient buffers zeroed before backward step j (-1 ended) */
     int set_grads;                    /* the backend's sets_grad is used (see the top of the file) */
     void *arena;
@@ -92,6 +100,9 @@ struct rt_plan {
                                          NULL where there are no masks to draw or no hook) */
     int recording;                    /* forward_issue hands nodes seed_dev */
     int lanes;                        /* lanes a recording issues on (backend lanes; 1: in order) */
+    int issue_t;                      /* the schedule time of what is issued now (rt_op.t) */
+    buf *bufs;                        /* the arena's buffers and their lifetimes (rt_plan_audit) */
+    int nbufs;
     size_t scratch_stride;            /* floats of scratch per lane */
     rt_oplist *collect;               /* recording on lanes: ops collected here, issued after */
     rt_lane_stats lane_stats;         /* of the last recording issued on lanes */
@@ -126,7 +137,7 @@ struct rt_plan {
  * is collected for the lanes, into p->collect (runtime/schedule.c issues it after). */
 static void issue_node(rt_plan *p, rt_op_kind kind, const rt_exec_node *e) {
     if (p->collect) {
-        rt_op o = {.kind = kind, .e = *e};
+        rt_op o = {.kind = kind, .e = *e, .t = p->issue_t};
         rt_oplist_push(p->collect, &o);
     } else if (kind == RT_OP_FWD) {
         p->be->forward(p->be, e);
@@ -135,11 +146,12 @@ static void issue_node(rt_plan *p, rt_op_kind kind, const rt_exec_node *e) {
     }
 }
 static void issue_zero(rt_plan *p, void *dst, size_t bytes) {
-    if (p->collect) rt_oplist_push(p->collect, &(rt_op){.kind = RT_OP_ZERO, .dst = dst, .n = bytes});
+    if (p->collect) rt_oplist_push(p->collect, &(rt_op){.kind = RT_OP_ZERO, .dst = dst, .n = bytes, .t = p->issue_t});
     else p->be->memset0(p->be, dst, bytes);
 }
 static void issue_copy(rt_plan *p, float *dst, const float *src, size_t n) {
-    if (p->collect) rt_oplist_push(p->collect, &(rt_op){.kind = RT_OP_COPY, .dst = dst, .src = src, .n = n});
+    if (p->collect)
+        rt_oplist_push(p->collect, &(rt_op){.kind = RT_OP_COPY, .dst = dst, .src = src, .n = n, .t = p->issue_t});
     else p->be->copy(p->be, dst, src, (int64_t)n);
 }
 
@@ -227,12 +239,6 @@ size_t rt_aux_floats(const rt_exec_node *n) {
 
 /* ---- memory planning ------------------------------------------------------------------ */
 
-typedef struct buf {
-    size_t bytes, off;
-    int start, end;  /* inclusive schedule times */
-    void **slot;     /* where to store the resolved pointer */
-} buf;
-
 static int cmp_size_desc(const void *a, const void *b) {
     const buf *x = *(const buf *const *)a, *y = *(const buf *const *)b;
     if (x->bytes != y->bytes) return x->bytes < y->bytes ? 1 : -1;
@@ -314,6 +320,7 @@ void rt_plan_free(rt_plan *p) {
     drop_graphs(p);
     if (p->seeds_dev) be->free(be, p->seeds_dev);
     if (p->arena) be->free(be, p->arena);
+    free(p->bufs);
     for (int gi = 0; gi < 3; gi++) {
         if (p->pdata[gi]) be->free(be, p->pdata[gi]);
         if (p->pgrad[gi]) be->free(be, p->pgrad[gi]);
@@ -331,6 +338,7 @@ void rt_plan_free(rt_plan *p) {
     free(p->gskip);
     free(p->lazyc);
     free(p->stsrc);
+    free(p->fold);
     free(p->ex);
     free(p->fattr);
     free(p->data);
@@ -511,7 +519,14 @@ static void plan_shared_stats(rt_plan *p, const rt_plan_opts *opts) {
         fill_exec_shapes(g, j, &ej);
         if (!p->be->shares_stats(p->be, &ej)) continue;
         if (pools && pool_writes_stats(p, bj->inputs[0])) {
-            p->stsrc[j] = bj->inputs[0];
+            const int i = bj->inputs[0];
+            p->stsrc[j] = i;
+            /* a deferred batch norm that uses batch statistics in every pass: its forward
+               writes only what the pool's last blocks can (coefficients, saved and running
+               statistics), so the pool runs it, up to RT_POOL_TAKERS of them a pool */
+            int nf = 0;
+            for (int k = 0; k < j; k++) nf += p->fold[k] && p->stsrc[k] == i;
+            p->fold[j] = p->lazyc[j] >= 0 && bj->iattr[IR_A_BN_BATCH_STATS] && nf < RT_POOL_TAKERS;
             continue;
         }
         for (int i = 0; i < j; i++) { /* the first of the tensor's batch norms that computes its own */
@@ -533,6 +548,12 @@ static void plan_shared_stats(rt_plan *p, const rt_plan_opts *opts) {
 int rt_plan_shared_stats(const rt_plan *p) {
     int k = 0;
     for (int i = 0; i < p->n; i++) k += p->stsrc[i] >= 0;
+    return k;
+}
+
+int rt_plan_folded_bn(const rt_plan *p) {
+    int k = 0;
+    for (int i = 0; i < p->n; i++) k += p->fold[i];
     return k;
 }
 
@@ -613,12 +634,13 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     p->gskip = calloc((size_t)n, sizeof *p->gskip);
     p->lazyc = calloc((size_t)n, sizeof *p->lazyc);
     p->stsrc = calloc((size_t)n, sizeof *p->stsrc);
+    p->fold = calloc((size_t)n, 1);
     uint8_t *reach = calloc((size_t)n, 1);
     int *maxcons = malloc(2 * (size_t)n * sizeof *maxcons);
     buf *bufs = calloc(4 * (size_t)n + 1, sizeof *bufs); /* per node: value, gradient, aux, statistics */
     for (int m = 0; m < 4; m++) p->ng[m] = calloc((size_t)n, 1);
     if (!p->ex || !p->fattr || !p->data || !p->grad || !p->zero_at || !reach || !maxcons || !bufs || !p->ng[3] ||
-        !p->src0 || !p->fused || !p->gsrc || !p->gscale || !p->gskip || !p->lazyc || !p->stsrc) {
+        !p->src0 || !p->fused || !p->gsrc || !p->gscale || !p->gskip || !p->lazyc || !p->stsrc || !p->fold) {
         perr(err, errlen, "out of memory");
         goto fail;
     }
@@ -785,7 +807,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
             b = &bufs[nb++];
             b->bytes = (aux * 4 + ALIGN_BYTES - 1) & ~(size_t)(ALIGN_BYTES - 1);
             b->slot = (void **)&auxslot[i];
-            b->start = i;
+            b->start = p->fold[i] ? p->stsrc[i] : i; /* a folded batch norm's: written by its pool's forward */
             b->end = runs ? T - 1 - i : i;
             for (int r = 0; r < i && runs && p->gskip[i]; r++) /* its weights scale those readers' dy */
                 if (p->gsrc[r] == i && T - 1 - r > b->end) b->end = T - 1 - r;
@@ -839,6 +861,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
         e->stats_out = statslot[i];
         e->stats_in = p->stsrc[i] >= 0 ? statslot[p->stsrc[i]] : NULL;
         e->stats_always = 0;
+        e->ntakers = 0;
         e->scratch = p->scratch;
         e->out.data = p->data[i];
         const ir_node *nd = ir_graph_node(g, i);
@@ -848,10 +871,12 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
             e->in[j].affine = s >= 0 && p->lazyc[s] >= 0 ? p->ex[s].aux + 2 * p->ex[s].in[0].shape[1] : NULL;
         }
     }
-    for (int j = 0; nshared && j < n; j++) /* a pool writes its statistics in every pass where a taker always uses them */
-        if (p->stsrc[j] >= 0 && ir_graph_node(g, p->stsrc[j])->op != IR_OP_BATCHNORM &&
-            ir_graph_node(g, j)->iattr[IR_A_BN_BATCH_STATS])
-            p->ex[p->stsrc[j]].stats_always = 1;
+    for (int j = 0; nshared && j < n; j++) { /* a pool writes its statistics in every pass where a taker always uses them */
+        if (p->stsrc[j] < 0 || ir_graph_node(g, p->stsrc[j])->op == IR_OP_BATCHNORM) continue;
+        rt_exec_node *pe = &p->ex[p->stsrc[j]];
+        if (ir_graph_node(g, j)->iattr[IR_A_BN_BATCH_STATS]) pe->stats_always = 1;
+        if (p->fold[j]) pe->takers[pe->ntakers++] = &p->ex[j]; /* and runs its forward (plan_shared_stats) */
+    }
     if (p->graphs && be->fill_seeds) { /* recorded passes read their seeds on the device */
         int masks = 0;
         for (int i = 0; i < p->n; i++) masks |= p->ex[i].op == IR_OP_DROPOUT || p->ex[i].op == IR_OP_DROP_PATH;
@@ -867,7 +892,8 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     free(statslot);
     free(reach);
     free(maxcons);
-    free(bufs);
+    p->bufs = bufs; /* kept for rt_plan_audit */
+    p->nbufs = nb;
     return p;
 fail:
     free(reach);
@@ -897,6 +923,8 @@ static void forward_issue(rt_plan *p, int training) {
         rt_exec_node *e = &p->ex[i];
         if (e->op == IR_OP_INPUT || e->op == IR_OP_PARAM || p->fused[i]) continue;
         e->training = training;
+        if (p->fold[i]) continue; /* its pool's forward runs it */
+        p->issue_t = i;
         e->seed = krng_hash(p->mask_seed, p->step * (uint64_t)p->n + (uint64_t)i);
         /* only the ops that draw masks read a seed: the others stay free to batch (the CUDA
            backend never batches a node that reads its seed on the device) */
@@ -1238,6 +1266,42 @@ int rt_plan_collect(rt_plan *p, int training, unsigned mask, rt_oplist *ops) {
     return ops->oom ? -1 : rc;
 }
 
+int rt_plan_audit(rt_plan *p, int training, unsigned mask, char *err, size_t errlen) {
+    rt_oplist ops = {0};
+    if (rt_plan_collect(p, training, mask, &ops) != 0) {
+        rt_oplist_free(&ops);
+        perr(err, errlen, "rt_plan_audit: the pass could not be collected");
+        return -1;
+    }
+    const uintptr_t a0 = (uintptr_t)p->arena, a1 = a0 + p->arena_bytes;
+    static const char *const kind[] = {"forward", "backward", "zeroing", "copy"};
+    int bad = 0;
+    for (int k = 0; k < ops.n; k++) {
+        const rt_op *o = &ops.ops[k];
+        rt_range r[RT_OP_MAX_RANGES];
+        const int nr = rt_op_ranges(o, r);
+        for (int q = 0; q < nr; q++) {
+            if (r[q].hi <= a0 || r[q].lo >= a1) continue; /* parameters, scratch: not the arena's */
+            if (o->kind != RT_OP_FWD && !r[q].w) continue; /* a backward's reads are listed conservatively */
+            const size_t lo = r[q].lo - a0, hi = r[q].hi - a0;
+            int ok = 0;
+            for (int b = 0; b < p->nbufs && !ok; b++) {
+                const buf *B = &p->bufs[b];
+                ok = B->off <= lo && hi <= B->off + B->bytes && B->start <= o->t && o->t <= B->end;
+            }
+            if (ok) continue;
+            if (!bad)
+                perr(err, errlen, "%s op %d (%s, schedule time %d) %s arena bytes [%zu, %zu) of no buffer live then",
+                     o->kind <= RT_OP_COPY ? kind[o->kind] : "?", k,
+                     o->kind == RT_OP_FWD || o->kind == RT_OP_BWD ? ir_op_name(o->e.op) : "-", o->t,
+                     r[q].w ? "writes" : "reads", lo, hi);
+            bad++;
+        }
+    }
+    rt_oplist_free(&ops);
+    return bad;
+}
+
 rt_lane_stats rt_plan_lane_stats(const rt_plan *p) { return p->lane_stats; }
 int rt_plan_lanes(const rt_plan *p) { return p->lanes; }
 
@@ -1246,10 +1310,12 @@ int rt_backward(rt_plan *p, unsigned mask) {
     if (!mask || (mask & p->grads_max) != mask || p->loss < 0) return -1;
     rt_backend *be = p->be;
     const uint8_t *ng = p->ng[mask];
+    p->issue_t = 2 * p->n - 1 - p->loss;
     if (mask & RT_GRAD_W) issue_zero(p, p->pgrad[0], (size_t)p->pn[0] * sizeof(float));
     if (mask & RT_GRAD_ARCH) issue_zero(p, p->pgrad[1], (size_t)p->pn[1] * sizeof(float));
     issue_copy(p, p->grad[p->loss], p->one, 1);
     for (int j = p->loss; j >= 0; j--) {
+        p->issue_t = 2 * p->n - 1 - j;
         rt_exec_node e = p->ex[j];
         const int runs = ng[j] && e.op != IR_OP_INPUT && e.op != IR_OP_PARAM;
         if (runs) {

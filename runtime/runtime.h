@@ -132,6 +132,17 @@ size_t rt_plan_param_bytes(const rt_plan *p);
  * of computing their own (DARTSC_SHARE_BN_STATS=1 or DARTSC_POOL_BN_STATS=1 on a backend
  * that shares them; runtime/plan.c). */
 int rt_plan_shared_stats(const rt_plan *p);
+/* How many of those batch norms their pool runs the forward of (DARTSC_POOL_BN_STATS=1:
+ * deferred, batch statistics in every pass; rt_exec_node.takers). */
+int rt_plan_folded_bn(const rt_plan *p);
+/* Checks the plan's memory against a pass (training, gradient mask; collected, not run):
+ * every range of the activation arena that an op of the pass reads or writes
+ * (rt_op_ranges) must lie in one buffer that is live at the op's schedule time. Returns
+ * the number of ranges that do not (0: the liveness covers every access), the first in
+ * err; -1 if the pass could not be collected. For tests: a buffer planned to start after
+ * its first write, or to end before its last read, shows here even where the packing
+ * happened to leave its memory untouched. */
+int rt_plan_audit(rt_plan *p, int training, unsigned mask, char *err, size_t errlen);
 /* Forward passes run so far; dropout masks derive from (seed, step, node), so setting
  * the step replays a pass's masks (finite differences, bit-identical resume). */
 uint64_t rt_plan_step(const rt_plan *p);

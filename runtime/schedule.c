@@ -106,6 +106,12 @@ int rt_op_ranges(const rt_op *o, range *r) {
             k = put(r, k, e->stats_in, e->stats_in ? st : 0, 0);
             k = put(r, k, e->stats_out, e->stats_out ? st : 0, 1);
         }
+        for (int q = 0; q < e->ntakers; q++) { /* the batch norms whose forwards a pool runs */
+            const rt_exec_node *t = e->takers[q];
+            const size_t c = (size_t)t->in[0].shape[1] * sizeof(float);
+            k = put(r, k, t->aux, rt_aux_floats(t) * sizeof(float), 1);
+            for (int i = 1; i < t->n_in && i < 5; i++) k = put(r, k, t->in[i].data, c, i >= 3); /* gamma, beta; running */
+        }
     } else {
         k = put(r, k, e->out.grad, (size_t)e->out.numel * sizeof(float), 0);
         k = put(r, k, e->out_grad_scale, sizeof(float), 0);

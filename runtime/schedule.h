@@ -24,6 +24,8 @@ typedef struct rt_op {
     void *dst;       /* ZERO: bytes at dst; COPY: floats from src to dst */
     const void *src;
     size_t n;
+    int t;           /* the plan's schedule time of the op (forward of node i: i; backward,
+                        and the zeroing and copy before it: 2n - 1 - i), for rt_plan_audit */
 } rt_op;
 
 typedef struct rt_oplist {

@@ -1075,11 +1075,45 @@ static void shared_stats_case(int pools) {
                       writer >= 0 ? "written before" : "that no earlier op writes as a range");
             takers++;
         }
-        cr_expect_eq(takers, per_cell * sp.layers, "%d takers in the pass", takers);
+        /* with the pools' statistics the pools run those batch norms' forwards: none is
+           issued, and each pool's ranges write every taker's saved state and running
+           statistics, which its mixed op's forward then reads after it */
+        int folded = 0;
+        for (int t = 0; pools && t < ops.n; t++) {
+            const rt_exec_node *e = &ops.ops[t].e;
+            if (ops.ops[t].kind != RT_OP_FWD || !e->ntakers) continue;
+            rt_range rw[RT_OP_MAX_RANGES];
+            const int nw = rt_op_ranges(&ops.ops[t], rw);
+            for (int q = 0; q < e->ntakers; q++) {
+                const rt_exec_node *tk = e->takers[q];
+                int aux = 0, run = 0;
+                for (int k = 0; k < nw; k++) {
+                    aux |= rw[k].w && rw[k].lo == (uintptr_t)tk->aux && rw[k].hi > rw[k].lo + 4 * 3 * (uintptr_t)tk->in[0].shape[1];
+                    run += rw[k].w && (rw[k].lo == (uintptr_t)tk->in[3].data || rw[k].lo == (uintptr_t)tk->in[4].data);
+                }
+                cr_expect(aux && run == 2, "pool op %d: taker %d's saved state %s, %d running statistics written", t, q,
+                          aux ? "written" : "not written", run);
+                for (int m = t + 1; m < ops.n; m++) { /* its mixed op reads the coefficients after the pool */
+                    const rt_exec_node *me = &ops.ops[m].e;
+                    for (int k = 0; ops.ops[m].kind == RT_OP_FWD && k < me->n_in; k++)
+                        folded += me->in[k].affine == tk->aux + 2 * tk->in[0].shape[1];
+                }
+            }
+        }
+        cr_expect_eq(takers, pools ? 0 : per_cell * sp.layers, "%d takers issued in the pass", takers);
+        cr_expect_eq(folded, pools ? per_cell * sp.layers : 0, "%d batch norms run by their pools, read after them",
+                     folded);
+        cr_expect_eq(rt_plan_folded_bn(p[0]), pools ? per_cell * sp.layers : 0, "%d batch norms run by their pools",
+                     rt_plan_folded_bn(p[0]));
         rt_oplist_free(&ops);
         rt_oplist o1 = {0}; /* the other plan's step advanced alike */
         cr_assert_eq(rt_plan_collect(p[1], 1, RT_GRAD_W | RT_GRAD_ARCH, &o1), 0);
         rt_oplist_free(&o1);
+        for (int k = 0; k < 2; k++) { /* the lanes' plans' memory against the pass (each collects one more) */
+            char err[512] = "";
+            const int bad = rt_plan_audit(p[k], 1, RT_GRAD_W | RT_GRAD_ARCH, err, sizeof err);
+            cr_expect_eq(bad, 0, "plan %d: %d ranges outside their buffers' lifetimes; the first: %s", k, bad, err);
+        }
     }
     passes_alike(be, p, &net, &sp, 900, 1, 2);
     float ev[2];
@@ -1807,9 +1841,12 @@ Test(cuda_batch_pool, avg_3x3_stride2) { pool_batch_case(1, 2); }
  * output writes for the batch norms of the same input (kcuda_bn_train_shared's stat_out),
  * the same in the two-launch and the one-launch batch norm; the statistics also against
  * the host's double sums of the output (relative 1e-12: double sums of 10^3 to 10^4 floats
- * in another order agree to ~1e-15), so that two equal wrong answers cannot pass. Shapes
- * of several ragged ranges per channel (G 5 and 2), a tie for the max pool, and a 5x5
- * window (the general loops). */
+ * in another order agree to ~1e-15), so that two equal wrong answers cannot pass. And two
+ * batch norms of each output whose forwards the pool runs (takers: one affine-free, one
+ * affine with its own eps and momentum): their coefficients, saved and running statistics
+ * the bits of their own forwards taking the statistics (kcuda_bn_train_shared with
+ * stat_in). Shapes of several ragged ranges per channel (G 5 and 2), a tie for the max
+ * pool, and a 5x5 window (the general loops). */
 static void pool_stats_case(int avg, int k, int stride, int H) {
     char err[256];
     rt_backend *gpu = rt_backend_cuda_new(err, sizeof err);
@@ -1836,6 +1873,29 @@ static void pool_stats_case(int avg, int k, int stride, int H) {
         if (i == 1) h[5] = h[6];                       /* a tie */
         gpu->upload(gpu, x[i], h, (size_t)ni * 4);
     }
+    /* takers: per problem, taker and set (0 their own forwards, 1 run by the pool alone, 2
+       by the batched pools) 7 C floats: coefficients, saved mean and inverse std, running
+       mean and variance (these from the same start in every set) */
+    enum { NT = 2 };
+    float *tb[NB][NT][3], *gb[2];
+    kbn_taker tk[3][NB * NT];
+    const kbn_desc tdesc[NT] = {bd, {.N = d.N, .C = d.C, .HW = d.P * d.Q, .eps = 1e-3f, .momentum = 0.3f}};
+    for (int q = 0; q < 2; q++) {
+        gb[q] = gpu->alloc(gpu, (size_t)C * 4);
+        tu_fill_uniform(h, C, 0.5f, 1.5f, 190 + (unsigned)q);
+        gpu->upload(gpu, gb[q], h, (size_t)C * 4);
+    }
+    for (int i = 0; i < NB; i++)
+        for (int t = 0; t < NT; t++) {
+            tu_fill_uniform(h, 7 * C, -1.f, 1.f, 200 + 2 * (unsigned)i + (unsigned)t);
+            for (int c = 0; c < C; c++) h[6 * C + c] = 0.5f + fabsf(h[6 * C + c]); /* a variance */
+            for (int v = 0; v < 3; v++) {
+                float *b = tb[i][t][v] = gpu->alloc(gpu, (size_t)7 * C * 4);
+                gpu->upload(gpu, b, h, (size_t)7 * C * 4);
+                tk[v][i * NT + t] = (kbn_taker){b, b + 3 * C, b + 4 * C, b + 5 * C, b + 6 * C, t ? gb[0] : NULL,
+                                                t ? gb[1] : NULL, tdesc[t].eps, tdesc[t].momentum};
+            }
+        }
     gpu->synchronize(gpu);
     cudaStream_t s;
     cr_assert_eq(cudaStreamCreate(&s), cudaSuccess);
@@ -1848,9 +1908,15 @@ static void pool_stats_case(int avg, int k, int stride, int H) {
                                   &st[one][i], NULL, &bd, s);
         }
         kcuda_set_one_launch(0);
-        kcuda_pool_forward_stats(1, !avg, &y2[i], (const float *const *)&x[i], &st[2][i], &d, s);
+        for (int t = 0; t < NT; t++) { /* the takers' own forwards from the batch norm's statistics */
+            const kbn_taker *o = &tk[0][i * NT + t];
+            kcuda_bn_train_shared(1, NULL, &o->coef, &o->save_mean, &o->save_invstd, &o->running_mean, &o->running_var,
+                                  (const float *const *)&y1[i], &o->gamma, &o->beta, NULL,
+                                  (const double *const *)&st[0][i], &tdesc[t], s);
+        }
+        kcuda_pool_forward_stats(1, !avg, &y2[i], (const float *const *)&x[i], &st[2][i], NT, &tk[1][i * NT], &d, s);
     }
-    kcuda_pool_forward_stats(NB, !avg, y3, (const float *const *)x, st[3], &d, s);
+    kcuda_pool_forward_stats(NB, !avg, y3, (const float *const *)x, st[3], NT, tk[2], &d, s);
     cr_assert_eq(cudaStreamSynchronize(s), cudaSuccess);
     cr_assert_eq(cudaStreamDestroy(s), cudaSuccess);
     cr_expect(!kcuda_last_error(), "%s", kcuda_last_error());
@@ -1886,6 +1952,18 @@ static void pool_stats_case(int avg, int k, int stride, int H) {
             cr_expect_arr_eq(ref[0], ref[v], (size_t)2 * C * sizeof(double),
                              "%s pool %dx%d stride %d: problem %d's statistics from %s differ from %s's", name, k, k,
                              stride, i, what[v], what[0]);
+        for (int t = 0; t < NT; t++) {
+            gpu->download(gpu, h, tb[i][t][0], (size_t)7 * C * 4);
+            for (int c = 0; c < 3 * C; c++) /* the coefficients: the mean, the scale, the shift */
+                cr_expect(isfinite(h[c]) && (c < C || c >= 2 * C || h[c] > 0), "taker %d coefficient %d: %g", t, c, h[c]);
+            for (int v = 1; v < 3; v++) {
+                gpu->download(gpu, h2, tb[i][t][v], (size_t)7 * C * 4);
+                cr_expect_arr_eq(h, h2, (size_t)7 * C * 4,
+                                 "%s pool %dx%d stride %d: problem %d taker %d: what the pool%s wrote differs from its "
+                                 "own forward's",
+                                 name, k, k, stride, i, t, v == 2 ? "s batched" : "");
+            }
+        }
     }
     kpool_desc wide = {.N = 1, .C = 16385 /* KCUDA_COUNT_CAP + 1 */, .H = 1, .W = 1, .P = 1, .Q = 1, .k = 1, .stride = 1};
     cr_expect(!kcuda_pool_stats_ok(&wide), "more channels than the lane's counters accepted");
@@ -1893,7 +1971,10 @@ static void pool_stats_case(int avg, int k, int stride, int H) {
         float *bufs[5] = {x[i], y1[i], y2[i], y3[i], coef[i]};
         for (int b = 0; b < 5; b++) gpu->free(gpu, bufs[b]);
         for (int v = 0; v < 4; v++) gpu->free(gpu, st[v][i]);
+        for (int t = 0; t < NT; t++)
+            for (int v = 0; v < 3; v++) gpu->free(gpu, tb[i][t][v]);
     }
+    for (int q = 0; q < 2; q++) gpu->free(gpu, gb[q]);
     free(h);
     free(h2);
     gpu->destroy(gpu);

@@ -526,6 +526,7 @@ typedef struct fused_run {
     int64_t nw, na, nb;
     size_t arena;
     int shared; /* batch norms taking shared statistics */
+    int folded; /* of those, run by their pools */
 } fused_run;
 
 /* fused 0: DARTSC_NO_FUSION=1; 1: the default; 2: with DARTSC_SHARE_BN_STATS=1 too; 3: with
@@ -546,6 +547,7 @@ static void fused_grads(int fused, int hw, const ir_supernet_opts *so, fused_run
     unsetenv("DARTSC_SHARE_BN_STATS");
     unsetenv("DARTSC_POOL_BN_STATS");
     r->shared = rt_plan_shared_stats(h.p);
+    r->folded = rt_plan_folded_bn(h.p);
     float img[4 * 2 * 14 * 14];
     tu_fill_uniform(img, 4 * 2 * hw * hw, -1.f, 1.f, 17);
     rt_set_input(h.p, net.images, img, (size_t)(4 * 2 * hw * hw) * 4);
@@ -621,11 +623,13 @@ static void shared_stats_bits_case(int hw, int pools) {
     cr_expect_eq(r[0].shared, 0, "%d batch norms take shared statistics by default", r[0].shared);
     cr_expect_eq(r[1].shared, (pools ? 28 : 18) * 3, "%d batch norms take shared statistics, not %d a cell", r[1].shared,
                  pools ? 28 : 18);
+    cr_expect_eq(r[1].folded, pools ? 28 * 3 : 0, "%d batch norms run by their pools", r[1].folded);
     expect_runs_alike(r, pools ? "batch-norm statistics from the pools" : "shared batch-norm statistics");
 }
 Test(autodiff, shared_batch_norm_statistics_change_no_bit) { shared_stats_bits_case(8, 0); }
 Test(autodiff, shared_batch_norm_statistics_change_no_bit_on_larger_planes) { shared_stats_bits_case(14, 0); }
-/* DARTSC_POOL_BN_STATS=1: every pool batch norm (28 a cell) takes its pool's statistics */
+/* DARTSC_POOL_BN_STATS=1: every pool batch norm (28 a cell) takes its pool's statistics,
+ * and the pool runs its forward (deferred, batch statistics in every pass) */
 Test(autodiff, batch_norm_statistics_from_their_pools_change_no_bit) { shared_stats_bits_case(8, 1); }
 Test(autodiff, batch_norm_statistics_from_their_pools_change_no_bit_on_larger_planes) { shared_stats_bits_case(14, 1); }
 
@@ -783,3 +787,38 @@ Test(runtime, device_names_resolve) {
     cr_expect_null(rt_backend_open("gpu", err, sizeof err));
     cr_expect(strstr(err, "'gpu'") && strstr(err, "auto"), "message: %s", err);
 }
+
+/* The plan's memory against what a pass touches (rt_plan_audit): every arena range that
+ * an op of a training pass (both gradient masks) or an inference pass reads or writes lies
+ * in a buffer live at that op's time, for the supernet by default, without the fusions,
+ * with shared batch-norm statistics and with the pools writing them and running their
+ * batch norms' forwards (whose saved state the pool writes before the batch norm's own
+ * place in the schedule): a lifetime planned too short shows here even where the packing
+ * happened to leave its memory alone. */
+static void audit_case(const char *env) {
+    if (env) setenv(env, "1", 1);
+    ir_space sp;
+    tiny_space(&sp);
+    ir_net net;
+    cr_assert_eq(ir_space_build_supernet(&sp, 4, &net), 0, "%s", net.error);
+    harness h = {.g = net.graph, .labels = net.labels, .loss = net.loss};
+    make_plan(&h, 11);
+    if (env) unsetenv(env);
+    char err[512];
+    const unsigned masks[3] = {RT_GRAD_W | RT_GRAD_ARCH, RT_GRAD_W, RT_GRAD_ARCH};
+    for (int m = 0; m < 3; m++) {
+        err[0] = 0;
+        const int bad = rt_plan_audit(h.p, 1, masks[m], err, sizeof err);
+        cr_expect_eq(bad, 0, "%s, mask %u: %d ranges outside their buffers' lifetimes; the first: %s",
+                     env ? env : "default", masks[m], bad, err);
+    }
+    err[0] = 0;
+    const int bad = rt_plan_audit(h.p, 0, 0, err, sizeof err);
+    cr_expect_eq(bad, 0, "%s, inference: %d ranges outside their buffers' lifetimes; the first: %s",
+                 env ? env : "default", bad, err);
+    free_harness(&h);
+}
+Test(plan_audit, supernet_passes_touch_only_live_buffers) { audit_case(NULL); }
+Test(plan_audit, supernet_passes_touch_only_live_buffers_unfused) { audit_case("DARTSC_NO_FUSION"); }
+Test(plan_audit, supernet_passes_touch_only_live_buffers_shared_statistics) { audit_case("DARTSC_SHARE_BN_STATS"); }
+Test(plan_audit, supernet_passes_touch_only_live_buffers_pool_statistics) { audit_case("DARTSC_POOL_BN_STATS"); }

@@ -168,7 +168,7 @@ typedef struct bn_fin {
     const float *gamma, *beta;
 } bn_fin;
 
-__device__ static void bn_finish_stats(const double *red, const bn_fin *f, kbn_desc d, int c, int G);
+__device__ __noinline__ static void bn_finish_stats(const double *red, const bn_fin *f, kbn_desc d, int c, int G);
 
 /* A problem of bn_stats_k: its partials (red), its input, what its last blocks write. */
 typedef struct bn_stats_io {
@@ -182,7 +182,7 @@ typedef struct bn_stats_io {
  * the same bits for the same values: the block's mean, the second pass over x (the values
  * again, from cache) for the squared deviations, the partials into red, and where fin
  * asks, the last block's finish. sh and mean_sh: the kernel's shared memory. */
-__device__ static inline void bn_stats_rest(double s, const float *x, double *red, const bn_fin &fin, kbn_desc d, int c,
+__device__ static inline bool bn_stats_rest(double s, const float *x, double *red, const bn_fin &fin, kbn_desc d, int c,
                                             int G, unsigned j0, unsigned j1, double *sh, double *mean_sh) {
     s = kcuda_block_sum0(s, sh);
     if (threadIdx.x == 0) *mean_sh = j1 > j0 ? s / (double)(j1 - j0) : 0.0;
@@ -199,7 +199,9 @@ __device__ static inline void bn_stats_rest(double s, const float *x, double *re
         red[2 * ((int64_t)c * G + blockIdx.x)] = m;
         red[2 * ((int64_t)c * G + blockIdx.x) + 1] = ss;
     }
-    if (fin.cnt && kcuda_last_block(fin.cnt + c, (unsigned)G)) bn_finish_stats(red, &fin, d, c, G);
+    if (!fin.cnt || !kcuda_last_block(fin.cnt + c, (unsigned)G)) return false;
+    bn_finish_stats(red, &fin, d, c, G);
+    return true;
 }
 
 template <int B>
@@ -228,6 +230,8 @@ typedef struct pool_stats_io {
     float *y;
     const float *x;
     bn_fin fin;
+    int ntk; /* batch norms of y whose forwards the last blocks finish too (kbn_taker) */
+    kbn_taker tk[KCUDA_POOL_TAKERS];
 } pool_stats_io;
 
 template <int B, bool MAX>
@@ -251,7 +255,27 @@ __global__ static void pool_stats_k(const __grid_constant__ bn_batch<pool_stats_
         y[o] = v;
         s += v;
     }
-    bn_stats_rest(s, y, io.red, io.fin, d, c, G, j0, j1, sh, &mean_sh);
+    if (!bn_stats_rest(s, y, io.red, io.fin, d, c, G, j0, j1, sh, &mean_sh)) return;
+    /* the last block of the channel: each taker's coefficients, saved and running
+       statistics from the same ranges, by the code of a batch norm's own last block (the
+       values bn_apply_k writes from the statistics, kcuda_bn_train_shared's takers); not
+       unrolled: one copy of the finish, not four, in the kernel's registers */
+#pragma unroll 1
+    for (int k = 0; k < io.ntk; k++) {
+        const kbn_taker &t = io.tk[k];
+        bn_fin f = {};
+        f.coef = t.coef;
+        f.save_mean = t.save_mean;
+        f.save_invstd = t.save_invstd;
+        f.running_mean = t.running_mean;
+        f.running_var = t.running_var;
+        f.gamma = t.gamma;
+        f.beta = t.beta;
+        kbn_desc dk = d;
+        dk.eps = t.eps;
+        dk.momentum = t.momentum;
+        bn_finish_stats(io.red, &f, dk, c, G);
+    }
 }
 
 /* The ranges of bn_stats_k of channel c, combined in a fixed order by warp 0 (call from
@@ -334,7 +358,7 @@ __device__ static inline void bn_channel_out(float *coef, float *save_mean, floa
 
 /* bn_stats_k's last block of channel c (every thread calls): warp 0 combines the ranges
  * as bn_apply_k does, thread 0 writes what fin asks. */
-__device__ static void bn_finish_stats(const double *red, const bn_fin *f, kbn_desc d, int c, int G) {
+__device__ __noinline__ static void bn_finish_stats(const double *red, const bn_fin *f, kbn_desc d, int c, int G) {
     if (threadIdx.x >= 32) return;
     const unsigned cnt = (unsigned)d.N * (unsigned)d.HW;
     double mean, m2;
@@ -990,9 +1014,14 @@ extern "C" int kcuda_pool_stats_ok(const kpool_desc *pd) {
     return 2 * (int64_t)d.C * bn_groups(&d) <= KCUDA_RED_CAP;
 }
 
+/* Problems a launch of pool_stats_k serves: its parameter (the problems' pointers and
+ * takers, ~370 bytes each) stays within the 4 KB every CUDA version passes. */
+#define POOL_STATS_BATCH 8
+
 template <int B>
-static void pool_stats_launch(int m, int max, float *const *y, const float *const *x, double *const *stat_out,
-                              const kpool_desc *pd, const kbn_desc *d, int G, int64_t per, cudaStream_t s) {
+static void pool_stats_launch(int m, int max, float *const *y, const float *const *x, double *const *stat_out, int ntk,
+                              const kbn_taker *tk, const kpool_desc *pd, const kbn_desc *d, int G, int64_t per,
+                              cudaStream_t s) {
     bn_batch<pool_stats_io, B> P = {};
     for (int k = 0; k < m; k++) {
         pool_stats_io &t = P.p[k];
@@ -1001,6 +1030,8 @@ static void pool_stats_launch(int m, int max, float *const *y, const float *cons
         t.x = x[k];
         t.fin.cnt = kcuda_g.count + (int64_t)k * d->C;
         t.fin.stat_out = stat_out[k];
+        t.ntk = ntk;
+        for (int q = 0; q < ntk; q++) t.tk[q] = tk[(int64_t)k * ntk + q];
     }
     const dim3 grid((unsigned)G, (unsigned)d->C, (unsigned)m);
     if (max) pool_stats_k<B, true><<<grid, KCUDA_THREADS, 0, s>>>(P, *pd, *d, G);
@@ -1009,9 +1040,12 @@ static void pool_stats_launch(int m, int max, float *const *y, const float *cons
 }
 
 extern "C" void kcuda_pool_forward_stats(int n, int max, float *const *y, const float *const *x,
-                                         double *const *stat_out, const kpool_desc *pd, cudaStream_t s) {
+                                         double *const *stat_out, int ntk, const kbn_taker *tk, const kpool_desc *pd,
+                                         cudaStream_t s) {
     const char *what = "kcuda_pool_forward_stats";
     if (n < 1 || n > KCUDA_MAX_BATCH) KCUDA_FAIL_(what, "the number of problems is not in 1..KCUDA_MAX_BATCH", return);
+    if (ntk < 0 || ntk > KCUDA_POOL_TAKERS || (ntk && !tk))
+        KCUDA_FAIL_(what, "the number of batch norms taking the statistics is not in 0..KCUDA_POOL_TAKERS", return);
     if (!kcuda_g.red || !kcuda_g.count) KCUDA_FAIL_(what, "kcuda_init was not called", return);
     if (!kcuda_pool_stats_ok(pd)) KCUDA_FAIL_(what, "a shape kcuda_pool_stats_ok refuses", return);
     for (int i = 0; i < n; i++)
@@ -1022,10 +1056,11 @@ extern "C" void kcuda_pool_forward_stats(int n, int max, float *const *y, const 
     const int64_t per = 2 * (int64_t)d.C * G;
     int64_t fit = KCUDA_RED_CAP / per;
     if (KCUDA_COUNT_CAP / d.C < fit) fit = KCUDA_COUNT_CAP / d.C;
-    if (fit > KCUDA_MAX_BATCH) fit = KCUDA_MAX_BATCH;
+    if (fit > POOL_STATS_BATCH) fit = POOL_STATS_BATCH;
     for (int i0 = 0; i0 < n; i0 += (int)fit) {
         const int m = n - i0 < fit ? n - i0 : (int)fit;
-        if (m == 1) pool_stats_launch<1>(1, max, y + i0, x + i0, stat_out + i0, pd, &d, G, per, s);
-        else pool_stats_launch<KCUDA_MAX_BATCH>(m, max, y + i0, x + i0, stat_out + i0, pd, &d, G, per, s);
+        const kbn_taker *t = ntk ? tk + (int64_t)i0 * ntk : NULL;
+        if (m == 1) pool_stats_launch<1>(1, max, y + i0, x + i0, stat_out + i0, ntk, t, pd, &d, G, per, s);
+        else pool_stats_launch<POOL_STATS_BATCH>(m, max, y + i0, x + i0, stat_out + i0, ntk, t, pd, &d, G, per, s);
     }
 }

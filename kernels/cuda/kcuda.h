@@ -268,10 +268,19 @@ void kcuda_avgpool_backward(float *dx, const float *dy, const kpool_desc *d, cud
  * y[i] as kcuda_*pool_forward writes it and stat_out[i] (2 C doubles) the per-channel mean
  * [c] and biased variance [C + c] that a batch norm of y[i] writes (kcuda_bn_train_shared's
  * stat_out), the same bits, in one launch instead of the pool's and the batch norm's first.
- * Only for shapes kcuda_pool_stats_ok accepts. */
+ * ntk (0..KCUDA_POOL_TAKERS) batch norms of each output left for their consumers (takers,
+ * problem i's at takers[i * ntk ...]) get what kcuda_bn_train_shared writes for them from
+ * these statistics (coefficients, saved and running statistics; the same bits), so their
+ * own launches are not needed. Only for shapes kcuda_pool_stats_ok accepts. */
+#define KCUDA_POOL_TAKERS 4
+typedef struct kbn_taker {
+    float *coef, *save_mean, *save_invstd, *running_mean, *running_var; /* as kcuda_bn_train_shared's; NULL: not written */
+    const float *gamma, *beta;                                           /* NULL: 1 and 0 */
+    float eps, momentum;
+} kbn_taker;
 int kcuda_pool_stats_ok(const kpool_desc *d);
 void kcuda_pool_forward_stats(int n, int max, float *const *y, const float *const *x, double *const *stat_out,
-                              const kpool_desc *d, cudaStream_t s);
+                              int ntk, const kbn_taker *takers, const kpool_desc *d, cudaStream_t s);
 
 /* ---- elementwise; n elements ---- */
 void kcuda_relu_forward(float *y, const float *x, int64_t n, cudaStream_t s);

@@ -240,6 +240,18 @@ static int mixed_affine(const rt_exec_node *n, const float **aff, int *C, int *H
  * DARTSC_POOL_BN_STATS; kcuda_pool_forward_stats). */
 static int pool_stats(const rt_exec_node *n) { return n->stats_out && (n->training || n->stats_always); }
 
+/* What kcuda_pool_forward_stats writes for the deferred batch norms a pool runs (takers):
+ * the pointers of their forwards with stats_in (cu_forward's BATCHNORM case). */
+static_assert(RT_POOL_TAKERS <= KCUDA_POOL_TAKERS, "a pool's batch norms beyond the kernel's");
+static void pool_takers(const rt_exec_node *n, kbn_taker *tk) {
+    for (int k = 0; k < n->ntakers; k++) {
+        const rt_exec_node *t = n->takers[k];
+        const kbn_desc d = bn_desc(t);
+        tk[k] = (kbn_taker){t->aux + 2 * d.C, t->aux, t->aux + d.C, F(t->in[3]), F(t->in[4]), F(t->in[1]), F(t->in[2]),
+                            d.eps, d.momentum};
+    }
+}
+
 static void cu_forward(rt_backend *be, const rt_exec_node *n) {
     cudaStream_t s = S(be);
     float *y = F(n->out);
@@ -285,8 +297,11 @@ static void cu_forward(rt_backend *be, const rt_exec_node *n) {
     case IR_OP_MAXPOOL:
     case IR_OP_AVGPOOL: {
         kpool_desc d = pool_desc(n);
-        if (pool_stats(n)) kcuda_pool_forward_stats(1, n->op == IR_OP_MAXPOOL, &y, &x, &n->stats_out, &d, s);
-        else if (n->op == IR_OP_MAXPOOL) kcuda_maxpool_forward(y, x, &d, s);
+        kbn_taker tk[RT_POOL_TAKERS];
+        if (pool_stats(n)) {
+            pool_takers(n, tk);
+            kcuda_pool_forward_stats(1, n->op == IR_OP_MAXPOOL, &y, &x, &n->stats_out, n->ntakers, tk, &d, s);
+        } else if (n->op == IR_OP_MAXPOOL) kcuda_maxpool_forward(y, x, &d, s);
         else kcuda_avgpool_forward(y, x, &d, s);
         break;
     }
@@ -631,7 +646,8 @@ static int cu_batches(rt_backend *be, int bwd, const rt_exec_node *a, const rt_e
         kbn_desc d = bn_desc(a);
         return kcuda_bn_batch_ok(&d);
     }
-    case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: return bwd || pool_stats(a) == pool_stats(b); /* all or none write statistics */
+    case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: /* all or none write statistics, for as many batch norms each */
+        return bwd || (pool_stats(a) == pool_stats(b) && (!pool_stats(a) || a->ntakers == b->ntakers));
     /* drop paths that draw their masks from seeds on the device (a recorded pass), and any
        drop path's backward (its mask saved) */
     case IR_OP_DROP_PATH:
@@ -740,10 +756,11 @@ static void cu_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nod
             COL(0, in[0].data);
             if (!bwd) {
                 COL(1, out.data);
-                if (pool_stats(a)) { /* cu_batches: every node of the batch */
+                if (pool_stats(a)) { /* cu_batches: every node of the batch, each with ntakers */
                     double *so[KCUDA_MAX_BATCH];
-                    for (int i = 0; i < m; i++) so[i] = nd[i]->stats_out;
-                    kcuda_pool_forward_stats(m, mx, p[1], (const float *const *)p[0], so, &d, s);
+                    kbn_taker tk[KCUDA_MAX_BATCH * RT_POOL_TAKERS];
+                    for (int i = 0; i < m; i++) so[i] = nd[i]->stats_out, pool_takers(nd[i], tk + i * a->ntakers);
+                    kcuda_pool_forward_stats(m, mx, p[1], (const float *const *)p[0], so, a->ntakers, tk, &d, s);
                     break;
                 }
                 (mx ? kcuda_maxpool_forward_batch : kcuda_avgpool_forward_batch)(m, p[1], (const float *const *)p[0],
