@@ -351,6 +351,7 @@ static void fill_exec_shapes(const ir_graph *g, int i, rt_exec_node *e) {
     const ir_node *nd = ir_graph_node(g, i);
     e->op = nd->op;
     e->iattr = nd->iattr;
+    e->fattr = nd->fattr; /* the graph's; rt_plan_new gives each node its own copy after */
     e->n_in = nd->n_inputs;
     e->out.ndim = nd->ndim;
     memcpy(e->out.shape, nd->shape, sizeof nd->shape);
