@@ -141,7 +141,8 @@ int rt_plan_folded_bn(const rt_plan *p);
  * the number of ranges that do not (0: the liveness covers every access), the first in
  * err; -1 if the pass could not be collected. For tests: a buffer planned to start after
  * its first write, or to end before its last read, shows here even where the packing
- * happened to leave its memory untouched. */
+ * happened to leave its memory untouched. Advances the plan's step as a pass does
+ * (rt_plan_collect). */
 int rt_plan_audit(rt_plan *p, int training, unsigned mask, char *err, size_t errlen);
 /* Forward passes run so far; dropout masks derive from (seed, step, node), so setting
  * the step replays a pass's masks (finite differences, bit-identical resume). */
