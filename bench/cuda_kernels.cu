@@ -175,6 +175,27 @@ static void bn_rows(const char *variant, int N, int C, int HW) {
                      CK(cudaMemsetAsync(db.d, 0, C * sizeof(float), g_s));
                  });
     row("bn backward", shape, variant, us, 12.0 * n, std::max(rel_err(dx.down(), rdx), rel_err(dg.down(), rdg)));
+    /* four affine-free batch norms of one tensor (a supernet state's pool, four edges),
+       each output gradient read scaled: four backwards adding into one dx (the default)
+       against one backward on their sum (kcuda_bn_backward_sum, DARTSC_SUM_BN_GRADS) */
+    buf dy1(n, -1, 1, 25), dy2(n, -1, 1, 26), dy3(n, -1, 1, 27), w(4, 0.1f, 0.4f, 28);
+    const float *dys[4] = {dy.h.data(), dy1.h.data(), dy2.h.data(), dy3.h.data()};
+    float wv[4];
+    const float *wp[4];
+    for (int k = 0; k < 4; k++) wv[k] = w.h[k], wp[k] = &wv[k];
+    std::vector<float> gsum(n);
+    kcpu_scaled_sum(gsum.data(), dys, wp, 4, n);
+    kcpu_bn_backward_set(rdx.data(), NULL, NULL, gsum.data(), x.h.data(), NULL, rsm.data(), rsi.data(), &d);
+    const float *dyd[4] = {dy.d, dy1.d, dy2.d, dy3.d};
+    us = time_us([&] {
+        for (int k = 0; k < 4; k++)
+            kcuda_bn_backward_scaled(dx.d, NULL, NULL, dyd[k], w.d + k, x.d, NULL, sm.d, si.d, &d, k > 0, g_s);
+    }, [] {});
+    row("bn backward x4", shape, variant, us, 4 * 12.0 * n, rel_err(dx.down(), rdx));
+    const kbn_more mo = {3, {dy1.d, dy2.d, dy3.d}, {w.d + 1, w.d + 2, w.d + 3}};
+    us = time_us([&] { kcuda_bn_backward_sum(dx.d, NULL, NULL, dy.d, w.d, &mo, x.d, NULL, sm.d, si.d, &d, 0, g_s); },
+                 [] {});
+    row("bn backward sum of 4", shape, variant, us, 4.0 * 6 * n, rel_err(dx.down(), rdx));
 }
 
 /* ---- pooling 3x3 (max and average), stride 1 or 2 ---- */

@@ -179,6 +179,18 @@ for o in 1 2; do
         --order "$o" --steps "$steps" --warmup "$warmup" --json \
         | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_POOL_BN_STATS=1"/' >>"$j" || echo "order $o with the pools' statistics failed"
 done
+# the batch norms of one pooled tensor running one backward on the sum of their output
+# gradients (DARTSC_SUM_BN_GRADS=1: 10 backwards a cell where there were 28; gradients equal
+# to rounding, not bit for bit), both orders: alone, with the pools' statistics (the forward
+# side of the same batch norms), and with every launch reduction too
+for o in 1 2; do
+    for v in "DARTSC_SUM_BN_GRADS=1" "DARTSC_SUM_BN_GRADS=1 DARTSC_POOL_BN_STATS=1" \
+             "DARTSC_SUM_BN_GRADS=1 DARTSC_POOL_BN_STATS=1 DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1 DARTSC_CUDA_ONE_LAUNCH=1"; do
+        env $v timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
+            --order "$o" --steps "$steps" --warmup "$warmup" --json \
+            | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $v\"/" >>"$j" || echo "order $o with $v failed"
+    done
+done
 
 # whole steps recorded as one graph (rt_step_run) against the per-pass recordings they
 # replace: both orders and retraining (drop path 0.2) with DARTSC_NO_STEP_GRAPHS=1

@@ -18,6 +18,7 @@
 
 #define RT_MAX_IN (IR_MAX_MIXED_INPUTS + 1)
 #define RT_POOL_TAKERS 4 /* batch norms a pool runs the forwards of (rt_exec_node.takers) */
+#define RT_MORE_GRADS 3  /* further output gradients a batch norm's backward sums (rt_exec_node.nmore) */
 #define RT_MAX_BATCH 32 /* nodes in one rt_backend.run_batch */
 
 typedef struct rt_tref {
@@ -80,6 +81,16 @@ typedef struct rt_exec_node {
                         statistics another batch norm of the same input wrote (stats_out);
                         use them instead of reading the input (only where the backend's
                         shares_stats said yes; see runtime/plan.c) */
+    int nmore;          /* batch norm, backward: 0, or the number of other batch norms of the
+                        same input, statistics and eps (affine-free, batch statistics in every
+                        pass) whose backwards this one runs (only where the backend's
+                        sums_out_grads said yes; DARTSC_SUM_BN_GRADS, runtime/plan.c): its
+                        output gradient is then the float sum, in this order, of its own
+                        (out.grad, times *out_grad_scale where set) and more_grad[k] (times
+                        *more_scale[k] where non-NULL), k = 0..nmore-1, each product and each
+                        sum rounded to float; set with the shapes, the pointers in backward */
+    const float *more_grad[RT_MORE_GRADS];
+    const float *more_scale[RT_MORE_GRADS];
 } rt_exec_node;
 
 typedef struct rt_backend rt_backend;
@@ -157,6 +168,10 @@ struct rt_backend {
      * its forward can write its output's batch statistics (the values a batch norm of it
      * would write) as it writes the output, and run its takers' forwards (ntakers). */
     int (*shares_stats)(rt_backend *be, const rt_exec_node *n);
+    /* May be NULL: every batch norm runs its own backward. Whether batch norm n (shapes and
+     * nmore filled) can read its output gradient as the sum of 1 + nmore scaled gradients
+     * (rt_exec_node.nmore). */
+    int (*sums_out_grads)(rt_backend *be, const rt_exec_node *n);
     /* May be NULL (both): no batching. batches: whether the forwards (bwd 0) or backwards
      * (bwd 1) of nodes a and b (pointers filled, scratch not: a batch gets one lane's
      * scratch) can run as one through run_batch — the same work, one launch per kernel

@@ -309,6 +309,15 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
     }
     case IR_OP_BATCHNORM: {
         kbn_desc d = bn_desc(n);
+        if (n->nmore) { /* the summed output gradients of the batch norms whose backwards this one runs */
+            const float *xs[1 + RT_MORE_GRADS] = {dy}, *sc[1 + RT_MORE_GRADS] = {n->out_grad_scale};
+            for (int k = 0; k < n->nmore; k++) xs[1 + k] = n->more_grad[k], sc[1 + k] = n->more_scale[k];
+            kcpu_scaled_sum(n->scratch, xs, sc, 1 + n->nmore, len);
+            (n->grad_set & 1u ? kcpu_bn_backward_set : kcpu_bn_backward)(
+                dx, n->in[1].grad, n->in[2].grad, n->scratch, x, n->in[1].data ? F(n->in[1]) : NULL, n->aux,
+                n->aux + d.C, &d);
+            break;
+        }
         if (n->out_grad_scale)
             kcpu_bn_backward_scaled(dx, n->in[1].grad, n->in[2].grad, dy, *n->out_grad_scale, x,
                                     n->in[1].data ? F(n->in[1]) : NULL, n->aux, n->aux + d.C, &d, !(n->grad_set & 1u));
@@ -439,6 +448,7 @@ static void cpu_backward(rt_backend *be, const rt_exec_node *n) {
 
 static size_t cpu_scratch(rt_backend *be, const rt_exec_node *n) {
     (void)be;
+    if (n->op == IR_OP_BATCHNORM && n->nmore) return (size_t)n->out.numel; /* the summed output gradient */
     if (n->op != IR_OP_CONV2D) return 0;
     kconv2d_desc d = conv_desc(n);
     return kcpu_conv2d_scratch_floats(&d);
@@ -461,6 +471,13 @@ static int cpu_shares_stats(rt_backend *be, const rt_exec_node *n) {
     if (n->op == IR_OP_MAXPOOL || n->op == IR_OP_AVGPOOL) /* the statistics of its output, after it */
         return n->out.ndim == 4 && n->out.numel > 0;
     return n->op == IR_OP_BATCHNORM && n->in[0].ndim >= 2 && !n->bn_sync;
+}
+
+/* A batch norm's backward on the sum of several output gradients: summed into the scratch
+ * (kcpu_scaled_sum), then the backward of that one. */
+static int cpu_sums_out_grads(rt_backend *be, const rt_exec_node *n) {
+    (void)be;
+    return n->op == IR_OP_BATCHNORM && n->in[0].ndim >= 2 && !n->bn_sync && n->nmore >= 1 && n->nmore <= RT_MORE_GRADS;
 }
 
 static int cpu_defers_output(rt_backend *be, const rt_exec_node *n, const rt_exec_node *c) {
@@ -577,6 +594,7 @@ rt_backend *rt_backend_cpu_new(void) {
     be->scales_out_grad = cpu_scales_out_grad;
     be->defers_output = cpu_defers_output;
     be->shares_stats = cpu_shares_stats;
+    be->sums_out_grads = cpu_sums_out_grads;
     be->synchronize = cpu_sync;
     be->destroy = cpu_destroy;
     return be;

@@ -79,6 +79,9 @@ struct rt_plan {
     int *lazyc;                       /* per node: its output is deferred to this consumer (a mixed op or a convolution), or -1 */
     int *stsrc;                       /* per batch norm: the batch norm of the same input whose statistics it takes, or -1 */
     uint8_t *fold;                    /* per batch norm: 1: its pool (stsrc) runs its forward (rt_exec_node.takers) */
+    int *glead;                       /* per batch norm: the batch norm whose backward runs its own (summed
+                                         output gradients, rt_exec_node.nmore), or -1 */
+    int (*gmore)[RT_MORE_GRADS];      /* per such lead: those batch norms, in order (nmore of them) */
     int **zero_at;                    /* per node j: gradient buffers zeroed before backward step j (-1 ended) */
     int set_grads;                    /* the backend's sets_grad is used (see the top of the file) */
     void *arena;
@@ -173,6 +176,10 @@ static int value_of(const rt_plan *p, int i, int k) {
 static float *grad_of(const rt_plan *p, int i) {
     while (p->gsrc[i] >= 0) i = p->gsrc[i];
     return p->grad[i];
+}
+/* The device scalar by which node i's backward reads its output gradient, or NULL. */
+static const float *grad_scale_of(const rt_plan *p, int i) {
+    return p->gsrc[i] >= 0 && p->gscale[i] >= 0 ? p->ex[p->gsrc[i]].aux + p->gscale[i] : NULL;
 }
 /* Whether node r's backward reads node i's gradient buffer through gsrc. */
 static int reads_grad_of(const rt_plan *p, int r, int i) {
@@ -339,6 +346,8 @@ void rt_plan_free(rt_plan *p) {
     free(p->lazyc);
     free(p->stsrc);
     free(p->fold);
+    free(p->glead);
+    free(p->gmore);
     free(p->ex);
     free(p->fattr);
     free(p->data);
@@ -546,6 +555,69 @@ static void plan_shared_stats(rt_plan *p, const rt_plan_opts *opts) {
     }
 }
 
+/* A batch norm whose backward may be summed with others' (plan_summed_grads): no affine
+ * parameters, batch statistics in every pass, its own statistics or shared ones. */
+static int summable_bn(const rt_plan *p, int j) {
+    const ir_node *b = ir_graph_node(p->g, j);
+    return b->op == IR_OP_BATCHNORM && !p->fused[j] && b->inputs[0] >= 0 && input_of(p, j, 0) >= 0 &&
+           (b->n_inputs < 2 || b->inputs[1] < 0) && (b->n_inputs < 3 || b->inputs[2] < 0) &&
+           b->iattr[IR_A_BN_BATCH_STATS] && !(b->flags & (IR_FLAG_OUTPUT | IR_FLAG_LOSS));
+}
+
+/* The node whose backward runs node r's (r itself, or the lead of its summed batch norms). */
+static int bwd_at(const rt_plan *p, int r) { return p->glead[r] >= 0 ? p->glead[r] : r; }
+
+/* With DARTSC_SUM_BN_GRADS=1 (opt-in: it changes the rounding of the gradients, below, and
+ * no device has timed it), the batch norms of one tensor that have the same eps, no affine
+ * parameters and batch statistics in every pass normalise it alike (the same statistics:
+ * the same deterministic sums, or shared ones), so their backwards are one linear map of
+ * their output gradients: the sum over k of BNback(dy_k) is BNback(the sum of the dy_k).
+ * The supernet's shared pools feed every edge from their state its own such batch norm (28
+ * a DARTS cell, of 10 tensors). The first of a tensor's in node order, whose backward runs
+ * last, when every other one's output gradient is complete, runs the backwards of up to
+ * RT_MORE_GRADS more (glead, gmore; rt_exec_node.nmore) on the float sum of their output
+ * gradients, each read scaled by its mixed op's weight as before; theirs run not at all:
+ * one backward, one read of the tensor and one write of its gradient where there were up
+ * to four (18 backwards fewer a DARTS cell and pass). Not bit for bit: the backward's sums
+ * over the batch are taken of the summed gradient instead of each one, and the tensor's
+ * gradient is one term instead of a sum of several (float rounding; tests/test_ops_grad.c
+ * states the tolerance). Every mask must run all of a group or none. Their output
+ * gradients, and the weights that scale them, then live until the lead's backward, and
+ * the tensor's gradient starts there (rt_plan_new). Not with sync_bn. */
+static void plan_summed_grads(rt_plan *p, const rt_plan_opts *opts) {
+    for (int i = 0; i < p->n; i++) p->glead[i] = -1;
+    if (!p->be->sums_out_grads || !p->grads_max || opts->bn_sync || !env_set("DARTSC_SUM_BN_GRADS")) return;
+    for (int j = 0; j < p->n; j++) {
+        if (p->glead[j] >= 0 || !summable_bn(p, j)) continue;
+        const ir_node *bj = ir_graph_node(p->g, j);
+        int k = 0;
+        for (int m = j + 1; m < p->n && k < RT_MORE_GRADS; m++) {
+            if (p->glead[m] >= 0 || !summable_bn(p, m) || input_of(p, m, 0) != input_of(p, j, 0) ||
+                ir_graph_node(p->g, m)->fattr[IR_F_BN_EPS] != bj->fattr[IR_F_BN_EPS])
+                continue;
+            int alike = 1;
+            for (unsigned mk = 1; mk < 4; mk++)
+                if ((mk & p->grads_max) == mk && p->ng[mk][m] != p->ng[mk][j]) alike = 0;
+            if (!alike) continue;
+            p->gmore[j][k++] = m;
+        }
+        if (!k) continue;
+        rt_exec_node e;
+        memset(&e, 0, sizeof e);
+        fill_exec_shapes(p->g, j, &e);
+        e.nmore = k;
+        if (!p->be->sums_out_grads(p->be, &e)) continue;
+        p->ex[j].nmore = k;
+        for (int q = 0; q < k; q++) p->glead[p->gmore[j][q]] = j;
+    }
+}
+
+int rt_plan_summed_bn(const rt_plan *p) {
+    int k = 0;
+    for (int i = 0; i < p->n; i++) k += p->glead[i] >= 0;
+    return k;
+}
+
 int rt_plan_shared_stats(const rt_plan *p) {
     int k = 0;
     for (int i = 0; i < p->n; i++) k += p->stsrc[i] >= 0;
@@ -636,12 +708,15 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     p->lazyc = calloc((size_t)n, sizeof *p->lazyc);
     p->stsrc = calloc((size_t)n, sizeof *p->stsrc);
     p->fold = calloc((size_t)n, 1);
+    p->glead = malloc((size_t)n * sizeof *p->glead);
+    p->gmore = calloc((size_t)n, sizeof *p->gmore);
     uint8_t *reach = calloc((size_t)n, 1);
     int *maxcons = malloc(2 * (size_t)n * sizeof *maxcons);
     buf *bufs = calloc(4 * (size_t)n + 1, sizeof *bufs); /* per node: value, gradient, aux, statistics */
     for (int m = 0; m < 4; m++) p->ng[m] = calloc((size_t)n, 1);
     if (!p->ex || !p->fattr || !p->data || !p->grad || !p->zero_at || !reach || !maxcons || !bufs || !p->ng[3] ||
-        !p->src0 || !p->fused || !p->gsrc || !p->gscale || !p->gskip || !p->lazyc || !p->stsrc || !p->fold) {
+        !p->src0 || !p->fused || !p->gsrc || !p->gscale || !p->gskip || !p->lazyc || !p->stsrc || !p->fold ||
+        !p->glead || !p->gmore) {
         perr(err, errlen, "out of memory");
         goto fail;
     }
@@ -693,6 +768,18 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
     }
     for (unsigned m = 1; m < 4; m++)
         if ((m & p->grads_max) == m) compute_needs_grad(p, m, reach, p->ng[m]);
+    plan_summed_grads(p, opts);
+    if (rt_plan_summed_bn(p)) { /* a summed batch norm's backward is its lead's: no contribution of its own */
+        for (int i = 0; i < n; i++) maxrc[i] = -1;
+        for (int i = p->loss; i >= 0; i--) {
+            if (!reach[i] || p->glead[i] >= 0) continue;
+            const ir_node *nd = ir_graph_node(g, i);
+            for (int j = 0; j < nd->n_inputs; j++) {
+                const int s = input_of(p, i, j);
+                if (s >= 0 && maxrc[s] < i) maxrc[s] = i;
+            }
+        }
+    }
     const uint8_t *ngu = p->ng[p->grads_max & 3];
 
     /* Parameter groups. */
@@ -782,9 +869,9 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
             b->slot = (void **)&p->grad[i];
             int first = i == p->loss ? i : maxrc[i];
             b->start = T - 1 - first;
-            b->end = T - 1 - i;
+            b->end = T - 1 - bwd_at(p, i); /* a summed batch norm's: read by its lead's backward */
             for (int r = 0; r < i && p->gskip[i]; r++)
-                if (reads_grad_of(p, r, i) && T - 1 - r > b->end) b->end = T - 1 - r;
+                if (reads_grad_of(p, r, i) && T - 1 - bwd_at(p, r) > b->end) b->end = T - 1 - bwd_at(p, r);
             if (i != p->loss) {
                 /* zero it just before the backward of its last consumer */
                 int *z = p->zero_at[first];
@@ -811,7 +898,7 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
             b->start = p->fold[i] ? p->stsrc[i] : i; /* a folded batch norm's: written by its pool's forward */
             b->end = runs ? T - 1 - i : i;
             for (int r = 0; r < i && runs && p->gskip[i]; r++) /* its weights scale those readers' dy */
-                if (p->gsrc[r] == i && T - 1 - r > b->end) b->end = T - 1 - r;
+                if (p->gsrc[r] == i && T - 1 - bwd_at(p, r) > b->end) b->end = T - 1 - bwd_at(p, r);
             if (nd->op == IR_OP_SOFTMAX_CE) b->end = T; /* correct count read after forward */
             if (e->defer_out) { /* the coefficients, read by the mixed op's forward and backward */
                 const int j = p->lazyc[i];
@@ -1279,11 +1366,23 @@ int rt_plan_audit(rt_plan *p, int training, unsigned mask, char *err, size_t err
     int bad = 0;
     for (int k = 0; k < ops.n; k++) {
         const rt_op *o = &ops.ops[k];
-        rt_range r[RT_OP_MAX_RANGES];
-        const int nr = rt_op_ranges(o, r);
+        rt_range r[RT_OP_MAX_RANGES + 2 + 2 * RT_MORE_GRADS];
+        int nr = rt_op_ranges(o, r);
+        if (o->kind == RT_OP_BWD) { /* what a backward reads for certain: its output gradients and their scales */
+            const size_t gb = (size_t)o->e.out.numel * sizeof(float);
+            const float *rd[2 + 2 * RT_MORE_GRADS] = {o->e.out.grad, o->e.out_grad_scale};
+            size_t rb[2 + 2 * RT_MORE_GRADS] = {gb, sizeof(float)};
+            for (int q = 0; q < o->e.nmore && q < RT_MORE_GRADS; q++) {
+                rd[2 + 2 * q] = o->e.more_grad[q], rb[2 + 2 * q] = gb;
+                rd[3 + 2 * q] = o->e.more_scale[q], rb[3 + 2 * q] = sizeof(float);
+            }
+            for (int q = 0; q < 2 + 2 * RT_MORE_GRADS; q++)
+                if (rd[q]) r[nr++] = (rt_range){(uintptr_t)rd[q], (uintptr_t)rd[q] + rb[q], 2};
+        }
         for (int q = 0; q < nr; q++) {
             if (r[q].hi <= a0 || r[q].lo >= a1) continue; /* parameters, scratch: not the arena's */
-            if (o->kind != RT_OP_FWD && !r[q].w) continue; /* a backward's reads are listed conservatively */
+            /* a backward's reads are listed conservatively (w 0), but for those above (w 2) */
+            if (o->kind != RT_OP_FWD && !r[q].w) continue;
             const size_t lo = r[q].lo - a0, hi = r[q].hi - a0;
             int ok = 0;
             for (int b = 0; b < p->nbufs && !ok; b++) {
@@ -1295,7 +1394,7 @@ int rt_plan_audit(rt_plan *p, int training, unsigned mask, char *err, size_t err
                 perr(err, errlen, "%s op %d (%s, schedule time %d) %s arena bytes [%zu, %zu) of no buffer live then",
                      o->kind <= RT_OP_COPY ? kind[o->kind] : "?", k,
                      o->kind == RT_OP_FWD || o->kind == RT_OP_BWD ? ir_op_name(o->e.op) : "-", o->t,
-                     r[q].w ? "writes" : "reads", lo, hi);
+                     r[q].w == 1 ? "writes" : "reads", lo, hi);
             bad++;
         }
     }
@@ -1318,10 +1417,15 @@ int rt_backward(rt_plan *p, unsigned mask) {
     for (int j = p->loss; j >= 0; j--) {
         p->issue_t = 2 * p->n - 1 - j;
         rt_exec_node e = p->ex[j];
-        const int runs = ng[j] && e.op != IR_OP_INPUT && e.op != IR_OP_PARAM;
+        /* a summed batch norm's backward is its lead's (plan_summed_grads) */
+        const int runs = ng[j] && e.op != IR_OP_INPUT && e.op != IR_OP_PARAM && p->glead[j] < 0;
         if (runs) {
             e.out.grad = grad_of(p, j);
-            e.out_grad_scale = p->gsrc[j] >= 0 && p->gscale[j] >= 0 ? p->ex[p->gsrc[j]].aux + p->gscale[j] : NULL;
+            e.out_grad_scale = grad_scale_of(p, j);
+            for (int q = 0; q < e.nmore; q++) {
+                e.more_grad[q] = grad_of(p, p->gmore[j][q]);
+                e.more_scale[q] = grad_scale_of(p, p->gmore[j][q]);
+            }
             for (int k = 0; k < e.n_in; k++) {
                 int s = input_of(p, j, k);
                 e.in[k].grad = s >= 0 && ng[s] && !(k < 32 && (p->gskip[j] >> k & 1u)) ? p->grad[s] : NULL;

@@ -135,9 +135,14 @@ int rt_plan_shared_stats(const rt_plan *p);
 /* How many of those batch norms their pool runs the forward of (DARTSC_POOL_BN_STATS=1:
  * deferred, batch statistics in every pass; rt_exec_node.takers). */
 int rt_plan_folded_bn(const rt_plan *p);
+/* How many batch norms another batch norm of the same tensor runs the backward of, on the
+ * sum of their output gradients (DARTSC_SUM_BN_GRADS=1 on a backend that sums them;
+ * rt_exec_node.nmore, runtime/plan.c). */
+int rt_plan_summed_bn(const rt_plan *p);
 /* Checks the plan's memory against a pass (training, gradient mask; collected, not run):
- * every range of the activation arena that an op of the pass reads or writes
- * (rt_op_ranges) must lie in one buffer that is live at the op's schedule time. Returns
+ * every range of the activation arena that an op of the pass writes, or a forward reads
+ * (rt_op_ranges), and every output gradient a backward reads (with their scales), must
+ * lie in one buffer that is live at the op's schedule time. Returns
  * the number of ranges that do not (0: the liveness covers every access), the first in
  * err; -1 if the pass could not be collected. For tests: a buffer planned to start after
  * its first write, or to end before its last read, shows here even where the packing

@@ -115,6 +115,10 @@ int rt_op_ranges(const rt_op *o, range *r) {
     } else {
         k = put(r, k, e->out.grad, (size_t)e->out.numel * sizeof(float), 0);
         k = put(r, k, e->out_grad_scale, sizeof(float), 0);
+        for (int q = 0; q < e->nmore && q < RT_MORE_GRADS; q++) { /* summed batch norms' output gradients */
+            k = put(r, k, e->more_grad[q], (size_t)e->out.numel * sizeof(float), 0);
+            k = put(r, k, e->more_scale[q], sizeof(float), 0);
+        }
         k = put(r, k, e->out.data, (size_t)e->out.numel * 4, 0);
         k = put(r, k, e->aux, aux, 0);
     }

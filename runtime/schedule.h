@@ -62,7 +62,7 @@ void rt_issue_in_order(rt_backend *be, const rt_oplist *l);
 
 /* Every device range op o reads or writes (for tests: rt_issue_lanes orders by these):
  * lo, hi (bytes, hi exclusive), w = 1 for a write. At most RT_OP_MAX_RANGES. */
-#define RT_OP_MAX_RANGES (3 * RT_MAX_IN + 8)
+#define RT_OP_MAX_RANGES (3 * RT_MAX_IN + 8 + 2 * RT_MORE_GRADS)
 typedef struct rt_range {
     uintptr_t lo, hi;
     int w;

@@ -1144,6 +1144,121 @@ Test(cuda_net, batch_norm_statistics_from_their_pools_batched_bit_for_bit) {
     shared_stats_case(1);
 }
 
+/* The pool batch norms running one backward on the sum of their output gradients
+ * (DARTSC_SUM_BN_GRADS=1, runtime/plan.c: 8 of a DARTS cell's 28 run the backwards of 18
+ * others, kcuda_bn_backward_sum; 10 backwards where there were 28): recorded on lanes (batched too, with DARTSC_CUDA_BATCH),
+ * the bits of the same plan's passes issued eagerly on one stream, over two passes of each
+ * gradient mask with parameter updates between (the schedule orders each lead after
+ * every write of the gradients it sums: its ranges read them); against the default plan
+ * (each batch norm's own backward) the same loss and, from the same parameters, gradients
+ * equal to rounding (2e-5 of the group's largest, as on the CPU: tests/test_ops_grad.c). */
+static void summed_bn_case(void) {
+    ir_space sp;
+    ir_net net;
+    rt_backend *be = cuda_tiny_supernet(&sp, 4, &net);
+    setenv("DARTSC_SUM_BN_GRADS", "1", 1);
+    rt_plan *p[2] = {step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 1), NULL};
+    setenv("DARTSC_NO_GRAPHS", "1", 1);
+    p[1] = step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 1);
+    unsetenv("DARTSC_NO_GRAPHS");
+    unsetenv("DARTSC_SUM_BN_GRADS");
+    rt_plan *base = step_plan(be, net.graph, RT_GRAD_W | RT_GRAD_ARCH, 1);
+    for (int k = 0; k < 2; k++)
+        cr_expect_eq(rt_plan_summed_bn(p[k]), 18 * sp.layers, "plan %d: %d batch norms summed, not 18 a cell", k,
+                     rt_plan_summed_bn(p[k]));
+    cr_expect_eq(rt_plan_summed_bn(base), 0, "summed without DARTSC_SUM_BN_GRADS");
+    { /* the leads' backwards read every gradient they sum, as ranges the schedule orders by */
+        rt_oplist ops = {0};
+        cr_assert_eq(rt_plan_collect(p[0], 1, RT_GRAD_W | RT_GRAD_ARCH, &ops), 0);
+        int leads = 0, more = 0;
+        for (int t = 0; t < ops.n; t++) {
+            const rt_exec_node *e = &ops.ops[t].e;
+            if (ops.ops[t].kind != RT_OP_BWD || !e->nmore) continue;
+            leads++;
+            rt_range r[RT_OP_MAX_RANGES];
+            const int nr = rt_op_ranges(&ops.ops[t], r);
+            for (int q = 0; q < e->nmore; q++) {
+                int found = 0;
+                for (int k = 0; k < nr; k++)
+                    found |= !r[k].w && r[k].lo == (uintptr_t)e->more_grad[q] &&
+                             r[k].hi == r[k].lo + (uintptr_t)e->out.numel * sizeof(float);
+                cr_expect(found, "op %d: further gradient %d not among its ranges", t, q);
+                more++;
+            }
+        }
+        /* per cell and pool kind, the states with 4, 4, 3 and 2 edges: the fifth has one */
+        cr_expect_eq(leads, 8 * sp.layers, "%d batch norm backwards sum others', not 8 a cell", leads);
+        cr_expect_eq(more, 18 * sp.layers, "%d further gradients summed, not 18 a cell", more);
+        rt_oplist_free(&ops);
+        rt_oplist o1 = {0}; /* the other plans' steps advanced alike */
+        cr_assert_eq(rt_plan_collect(p[1], 1, RT_GRAD_W | RT_GRAD_ARCH, &o1), 0);
+        rt_oplist_free(&o1);
+        cr_assert_eq(rt_plan_collect(base, 1, RT_GRAD_W | RT_GRAD_ARCH, &o1), 0);
+        rt_oplist_free(&o1);
+        char err[512] = "";
+        const int bad = rt_plan_audit(p[0], 1, RT_GRAD_W | RT_GRAD_ARCH, err, sizeof err);
+        cr_expect_eq(bad, 0, "%d ranges outside their buffers' lifetimes; the first: %s", bad, err);
+        cr_assert_eq(rt_plan_collect(p[1], 1, RT_GRAD_W | RT_GRAD_ARCH, &o1), 0);
+        rt_oplist_free(&o1);
+        cr_assert_eq(rt_plan_collect(base, 1, RT_GRAD_W | RT_GRAD_ARCH, &o1), 0);
+        rt_oplist_free(&o1);
+    }
+    { /* against each batch norm's own backward: both masks from the same parameters */
+        const int64_t ni = (int64_t)4 * sp.in_c * sp.in_h * sp.in_w;
+        float *x = malloc((size_t)ni * 4);
+        int32_t y[4] = {0, 1, 2, 3};
+        tu_fill_uniform(x, ni, -1.f, 1.f, 77);
+        rt_plan *q[2] = {p[0], base};
+        float loss[2];
+        const unsigned mask = RT_GRAD_W | RT_GRAD_ARCH;
+        for (int k = 0; k < 2; k++) {
+            cr_assert_eq(rt_set_input(q[k], net.images, x, (size_t)ni * 4), 0);
+            cr_assert_eq(rt_set_input(q[k], net.labels, y, sizeof y), 0);
+            cr_assert_eq(rt_pass(q[k], 1, mask), 0);
+            loss[k] = rt_loss(q[k]);
+        }
+        cr_expect(isfinite(loss[0]) && memcmp(&loss[0], &loss[1], 4) == 0, "loss %.9g vs %.9g", loss[0], loss[1]);
+        for (int role = IR_ROLE_WEIGHT; role <= IR_ROLE_ARCH; role++) {
+            rt_group a = rt_plan_group(q[0], (ir_role)role), b = rt_plan_group(q[1], (ir_role)role);
+            float *ha = malloc((size_t)a.n * 4), *hb = malloc((size_t)a.n * 4);
+            be->download(be, ha, a.grad, (size_t)a.n * 4);
+            be->download(be, hb, b.grad, (size_t)a.n * 4);
+            double big = 0, worst = 0;
+            for (int64_t i = 0; i < a.n; i++) big = fmax(big, fabs(hb[i]));
+            for (int64_t i = 0; i < a.n; i++) worst = fmax(worst, fabs((double)ha[i] - hb[i]));
+            cr_expect(big > 0 && worst <= 2e-5 * big, "%s gradients: largest difference %.3g of the largest %.3g",
+                      ir_role_name((ir_role)role), worst, big);
+            cr_log_info("%s gradients summed against their own: %.3g of the largest", ir_role_name((ir_role)role),
+                        worst / big);
+            free(ha);
+            free(hb);
+        }
+        /* the other summed plan from the same parameters as p[0]: one pass there too */
+        cr_assert_eq(rt_set_input(p[1], net.images, x, (size_t)ni * 4), 0);
+        cr_assert_eq(rt_set_input(p[1], net.labels, y, sizeof y), 0);
+        cr_assert_eq(rt_pass(p[1], 1, mask), 0);
+        free(x);
+    }
+    passes_alike(be, p, &net, &sp, 700, 1, 2);
+    cr_expect(!rt_cuda_last_error(), "%s", rt_cuda_last_error());
+    for (int k = 0; k < 2; k++) rt_plan_free(p[k]);
+    rt_plan_free(base);
+    ir_net_free(&net);
+    be->destroy(be);
+}
+/* (on the device only: CI's emulator run leaves out cuda_net/lanes_*, the batched case
+   below covers this one's path there but for the single launches: cuda_bn_sum) */
+Test(cuda_net, lanes_summed_batch_norm_backwards_recorded_equal_eager) { summed_bn_case(); }
+/* batched (the leads of one depth in one launch each way, kcuda_bn_backward_sum_batch),
+ * with the pools' statistics and one-launch reductions: every launch reduction */
+Test(cuda_net, summed_batch_norm_backwards_batched_with_every_reduction) {
+    setenv("DARTSC_CUDA_BATCH", "1", 1);
+    setenv("DARTSC_CUDA_BATCH_CUBLAS", "1", 1);
+    setenv("DARTSC_CUDA_ONE_LAUNCH", "1", 1);
+    setenv("DARTSC_POOL_BN_STATS", "1", 1);
+    summed_bn_case();
+}
+
 static void darts_step_graph_case(int order, int tune) {
     ir_space sp;
     ir_net net;
@@ -1983,6 +2098,147 @@ Test(cuda_pool_stats, max_3x3_stride1_gives_the_bits_of_pool_then_batch_norm) { 
 Test(cuda_pool_stats, max_3x3_stride2_gives_the_bits_of_pool_then_batch_norm) { pool_stats_case(0, 3, 2, 33); }
 Test(cuda_pool_stats, avg_3x3_stride1_gives_the_bits_of_pool_then_batch_norm) { pool_stats_case(1, 3, 1, 33); }
 Test(cuda_pool_stats, avg_5x5_stride2_gives_the_bits_of_pool_then_batch_norm) { pool_stats_case(1, 5, 2, 21); }
+
+/* A batch norm's backward on the sum of its own and up to KCUDA_BN_MORE further output
+ * gradients, each scaled by a device scalar or not (kcuda_bn_backward_sum: the runtime's
+ * summed batch norms, DARTSC_SUM_BN_GRADS): the bits of the plain backward on a buffer
+ * holding that sum computed on the host in the same order (float products and sums, no
+ * FMA: this file is compiled with -ffp-contract=off), dx written and added to, with and
+ * without affine parameters (dgamma, dbeta: the same bits too), alone and NB problems
+ * batched (each with its own count of further gradients, one without any), in two
+ * launches and in one (kcuda_set_one_launch); and more than KCUDA_BN_MORE refused. */
+static void bn_sum_case(int N, int C, int HW, int affine) {
+    char err[256];
+    rt_backend *gpu = rt_backend_cuda_new(err, sizeof err);
+    cr_assert(gpu, "%s", err);
+    const kbn_desc bd = {.N = N, .C = C, .HW = HW, .eps = 1e-5f, .momentum = 0.1f};
+    const int64_t nv = (int64_t)N * C * HW;
+    enum { NB = 4, NG = 1 + KCUDA_BN_MORE };
+    /* per problem: x, dy[NG], the host's sum, dx (ref, alone, batched) x 2 modes; mean,
+       invstd, gamma; dgamma/dbeta (ref, alone, batched) */
+    float *x[NB], *dy[NB][NG], *gsum[NB], *dx[NB][3], *mean[NB], *inv[NB], *gam[NB], *dgb[NB][3], *sc[NB][NG];
+    float *h = malloc((size_t)nv * 4), *hs = malloc((size_t)nv * 4), *h2 = malloc((size_t)nv * 4), *hd = malloc((size_t)nv * 4);
+    cr_assert(h && hs && h2 && hd);
+    int nmore[NB];
+    kbn_more mo[NB];
+    for (int i = 0; i < NB; i++) {
+        nmore[i] = i == 1 ? 0 : 1 + (i + 2) % KCUDA_BN_MORE; /* 3, none, 2, 3 */
+        x[i] = gpu->alloc(gpu, (size_t)nv * 4);
+        gsum[i] = gpu->alloc(gpu, (size_t)nv * 4);
+        tu_fill_uniform(h, nv, -2.f, 2.f, 300 + (unsigned)i);
+        gpu->upload(gpu, x[i], h, (size_t)nv * 4);
+        float hc[3 * 64];
+        cr_assert(C <= 64);
+        tu_fill_uniform(hc, C, -0.2f, 0.2f, 310 + (unsigned)i);
+        tu_fill_uniform(hc + C, C, 0.5f, 2.0f, 320 + (unsigned)i);
+        tu_fill_uniform(hc + 2 * C, C, 0.5f, 1.5f, 330 + (unsigned)i);
+        mean[i] = gpu->alloc(gpu, (size_t)C * 4);
+        inv[i] = gpu->alloc(gpu, (size_t)C * 4);
+        gam[i] = gpu->alloc(gpu, (size_t)C * 4);
+        gpu->upload(gpu, mean[i], hc, (size_t)C * 4);
+        gpu->upload(gpu, inv[i], hc + C, (size_t)C * 4);
+        gpu->upload(gpu, gam[i], hc + 2 * C, (size_t)C * 4);
+        for (int v = 0; v < 3; v++) {
+            dx[i][v] = gpu->alloc(gpu, (size_t)nv * 4);
+            dgb[i][v] = gpu->alloc(gpu, (size_t)2 * C * 4);
+        }
+        /* the sum on the host: term 0, then each further term added, in order */
+        for (int k = 0; k < NG; k++) {
+            dy[i][k] = gpu->alloc(gpu, (size_t)nv * 4);
+            sc[i][k] = gpu->alloc(gpu, 4);
+            tu_fill_uniform(h2, nv, -1.f, 1.f, 340 + 8 * (unsigned)i + (unsigned)k);
+            gpu->upload(gpu, dy[i][k], h2, (size_t)nv * 4);
+            const float w = 0.3f + 0.17f * (float)k + 0.05f * (float)i;
+            gpu->upload(gpu, sc[i][k], &w, 4);
+            const int scaled = (k + i) % 2 == 0; /* some terms unscaled (an ADD's gradient) */
+            if (k > nmore[i]) continue;
+            for (int64_t j = 0; j < nv; j++) {
+                const float t = scaled ? w * h2[j] : h2[j];
+                hs[j] = k == 0 ? t : hs[j] + t;
+            }
+            if (k > 0) {
+                mo[i].dy[k - 1] = dy[i][k];
+                mo[i].dys[k - 1] = scaled ? sc[i][k] : NULL;
+            }
+        }
+        mo[i].n = nmore[i];
+        gpu->upload(gpu, gsum[i], hs, (size_t)nv * 4);
+    }
+    const float *dys0[NB];
+    for (int i = 0; i < NB; i++) dys0[i] = i % 2 == 0 ? sc[i][0] : NULL;
+    cudaStream_t s;
+    cr_assert_eq(cudaStreamCreate(&s), cudaSuccess);
+    tu_fill_uniform(hd, nv, -1.f, 1.f, 399); /* what dx holds before an accumulating backward */
+    for (int one = 0; one < 2; one++)
+        for (int acc = 0; acc < 2; acc++) {
+            kcuda_set_one_launch(one);
+            for (int i = 0; i < NB; i++)
+                for (int v = 0; v < 3; v++) {
+                    gpu->upload(gpu, dx[i][v], hd, (size_t)nv * 4);
+                    gpu->memset0(gpu, dgb[i][v], (size_t)2 * C * 4);
+                }
+            float *ddx[3][NB], *dg[3][NB], *db[3][NB];
+            for (int i = 0; i < NB; i++)
+                for (int v = 0; v < 3; v++) {
+                    ddx[v][i] = dx[i][v];
+                    dg[v][i] = affine ? dgb[i][v] : NULL;
+                    db[v][i] = affine ? dgb[i][v] + C : NULL;
+                }
+            for (int i = 0; i < NB; i++) {
+                (acc ? kcuda_bn_backward : kcuda_bn_backward_set)(ddx[0][i], dg[0][i], db[0][i], gsum[i], x[i],
+                                                                   affine ? gam[i] : NULL, mean[i], inv[i], &bd, s);
+                kcuda_bn_backward_sum(ddx[1][i], dg[1][i], db[1][i], dy[i][0], dys0[i], &mo[i], x[i],
+                                      affine ? gam[i] : NULL, mean[i], inv[i], &bd, acc, s);
+            }
+            const float *dyb[NB], *xb[NB], *gb[NB], *mb[NB], *ib[NB];
+            for (int i = 0; i < NB; i++) dyb[i] = dy[i][0], xb[i] = x[i], gb[i] = gam[i], mb[i] = mean[i], ib[i] = inv[i];
+            kcuda_bn_backward_sum_batch(NB, ddx[2], affine ? dg[2] : NULL, affine ? db[2] : NULL, dyb, dys0, mo, xb,
+                                        affine ? gb : NULL, mb, ib, &bd, !acc, s);
+            cr_assert_eq(cudaStreamSynchronize(s), cudaSuccess);
+            cr_expect(!kcuda_last_error(), "%s", kcuda_last_error());
+            for (int i = 0; i < NB; i++) {
+                gpu->download(gpu, h, dx[i][0], (size_t)nv * 4);
+                double big = 0;
+                for (int64_t j = 0; j < nv; j++) big = fmax(big, fabs(h[j]));
+                cr_expect(big > 0 && isfinite(big), "problem %d: dx %g", i, big);
+                float hg[2][2 * 64];
+                gpu->download(gpu, hg[0], dgb[i][0], (size_t)2 * C * 4);
+                for (int v = 1; v < 3; v++) {
+                    gpu->download(gpu, h2, dx[i][v], (size_t)nv * 4);
+                    cr_expect_arr_eq(h, h2, (size_t)nv * 4,
+                                     "(%d, %d, %d)%s, problem %d (%d further): dx %s differs from the backward of the "
+                                     "summed buffer (%s, %s)",
+                                     N, C, HW, affine ? " affine" : "", i, nmore[i], v == 1 ? "alone" : "batched",
+                                     one ? "one launch" : "two launches", acc ? "added" : "written");
+                    gpu->download(gpu, hg[1], dgb[i][v], (size_t)2 * C * 4);
+                    cr_expect_arr_eq(hg[0], hg[1], (size_t)2 * C * 4, "problem %d: dgamma, dbeta %s differ", i,
+                                     v == 1 ? "alone" : "batched");
+                }
+            }
+        }
+    kcuda_set_one_launch(0);
+    kbn_more bad = mo[0];
+    bad.n = KCUDA_BN_MORE + 1;
+    kcuda_bn_backward_sum(dx[0][1], NULL, NULL, dy[0][0], NULL, &bad, x[0], NULL, mean[0], inv[0], &bd, 1, s);
+    cr_expect(kcuda_last_error() && strstr(kcuda_last_error(), "KCUDA_BN_MORE"), "more than KCUDA_BN_MORE accepted: %s",
+              kcuda_last_error() ? kcuda_last_error() : "no error");
+    kcuda_clear_error();
+    cr_assert_eq(cudaStreamDestroy(s), cudaSuccess);
+    for (int i = 0; i < NB; i++) {
+        float *bufs[6] = {x[i], gsum[i], mean[i], inv[i], gam[i], NULL};
+        for (int b = 0; bufs[b]; b++) gpu->free(gpu, bufs[b]);
+        for (int v = 0; v < 3; v++) gpu->free(gpu, dx[i][v]), gpu->free(gpu, dgb[i][v]);
+        for (int k = 0; k < NG; k++) gpu->free(gpu, dy[i][k]), gpu->free(gpu, sc[i][k]);
+    }
+    free(h);
+    free(hs);
+    free(h2);
+    free(hd);
+    gpu->destroy(gpu);
+}
+Test(cuda_bn_sum, backward_of_summed_gradients_gives_the_bits_of_the_summed_buffer) { bn_sum_case(4, 3, 64, 0); }
+/* large enough for several blocks a channel (the partials' combine), odd sizes, affine */
+Test(cuda_bn_sum, backward_of_summed_gradients_several_blocks_a_channel_affine) { bn_sum_case(8, 5, 1089, 1); }
 
 /* ---- sums of n tensors and concat in one launch (kcuda_sum_*, kcuda_concat_*): the
  * bits of the launches they replaced (a copy, axpys and a scale; a 2-D copy or an add per

@@ -375,7 +375,10 @@ static void supernet_harness(harness *h, ir_net *net, const ir_space *sp, int ba
  * sharp: the candidates are instead sharpDARTS's SharpSepConv (a composition of ReLU,
  * depthwise and 1x1 convolutions and batch norms), undilated and dilated, at stride 1
  * (normal cell) and 2 (reduction cell), beside 'none'; the same tolerances. */
-static void darts_cell_case(int reduction, int sharp) {
+static void darts_cell_case_env(int reduction, int sharp, const char *env);
+static void darts_cell_case(int reduction, int sharp) { darts_cell_case_env(reduction, sharp, NULL); }
+/* env: a switch set while the plan is made (the summed batch-norm backwards) */
+static void darts_cell_case_env(int reduction, int sharp, const char *env) {
     ir_space sp;
     tiny_space(&sp);
     sp.layers = 1;
@@ -391,7 +394,12 @@ static void darts_cell_case(int reduction, int sharp) {
     }
     ir_net net;
     harness h;
+    if (env) setenv(env, "1", 1);
     supernet_harness(&h, &net, &sp, 8, 7, 99);
+    if (env) {
+        unsetenv(env);
+        cr_assert_gt(rt_plan_summed_bn(h.p), 0, "%s: no batch norm summed", env);
+    }
     /* alpha of order 1 so the softmax is far from uniform */
     rt_group ga = rt_plan_group(h.p, IR_ROLE_ARCH);
     tu_fill_uniform(ga.data, ga.n, -1.f, 1.f, 3);
@@ -461,6 +469,9 @@ Test(grad, shared_slices_and_pools_pc_darts_equal_one_copy_per_edge) { shared_op
 
 Test(grad, darts_normal_cell_weights_and_alpha) { darts_cell_case(0, 0); }
 Test(grad, darts_reduction_cell_weights_and_alpha) { darts_cell_case(1, 0); }
+/* the pools' batch norms running one backward on their summed output gradients */
+Test(grad, darts_normal_cell_summed_batch_norm_backwards) { darts_cell_case_env(0, 0, "DARTSC_SUM_BN_GRADS"); }
+Test(grad, darts_reduction_cell_summed_batch_norm_backwards) { darts_cell_case_env(1, 0, "DARTSC_SUM_BN_GRADS"); }
 Test(grad, sharp_sep_conv_normal_cell_weights_and_alpha) { darts_cell_case(0, 1); }
 Test(grad, sharp_sep_conv_reduction_cell_weights_and_alpha) { darts_cell_case(1, 1); }
 
@@ -527,15 +538,18 @@ typedef struct fused_run {
     size_t arena;
     int shared; /* batch norms taking shared statistics */
     int folded; /* of those, run by their pools */
+    int summed; /* batch norms whose backwards another one runs (DARTSC_SUM_BN_GRADS) */
 } fused_run;
 
 /* fused 0: DARTSC_NO_FUSION=1; 1: the default; 2: with DARTSC_SHARE_BN_STATS=1 too; 3: with
- * DARTSC_POOL_BN_STATS=1 (the pools write their batch norms' statistics) */
+ * DARTSC_POOL_BN_STATS=1 (the pools write their batch norms' statistics); 4: the default
+ * with DARTSC_SUM_BN_GRADS=1; 5: 3 with it; 6: 0 with it */
 static void fused_grads(int fused, int hw, const ir_supernet_opts *so, fused_run *r) {
-    if (fused) unsetenv("DARTSC_NO_FUSION");
+    if (fused && fused != 6) unsetenv("DARTSC_NO_FUSION");
     else setenv("DARTSC_NO_FUSION", "1", 1);
     if (fused == 2) setenv("DARTSC_SHARE_BN_STATS", "1", 1);
-    if (fused == 3) setenv("DARTSC_POOL_BN_STATS", "1", 1);
+    if (fused == 3 || fused == 5) setenv("DARTSC_POOL_BN_STATS", "1", 1);
+    if (fused >= 4) setenv("DARTSC_SUM_BN_GRADS", "1", 1);
     ir_space sp;
     tiny_space(&sp);
     sp.in_h = sp.in_w = hw;
@@ -546,8 +560,10 @@ static void fused_grads(int fused, int hw, const ir_supernet_opts *so, fused_run
     unsetenv("DARTSC_NO_FUSION");
     unsetenv("DARTSC_SHARE_BN_STATS");
     unsetenv("DARTSC_POOL_BN_STATS");
+    unsetenv("DARTSC_SUM_BN_GRADS");
     r->shared = rt_plan_shared_stats(h.p);
     r->folded = rt_plan_folded_bn(h.p);
+    r->summed = rt_plan_summed_bn(h.p);
     float img[4 * 2 * 14 * 14];
     tu_fill_uniform(img, 4 * 2 * hw * hw, -1.f, 1.f, 17);
     rt_set_input(h.p, net.images, img, (size_t)(4 * 2 * hw * hw) * 4);
@@ -632,6 +648,54 @@ Test(autodiff, shared_batch_norm_statistics_change_no_bit_on_larger_planes) { sh
  * and the pool runs its forward (deferred, batch statistics in every pass) */
 Test(autodiff, batch_norm_statistics_from_their_pools_change_no_bit) { shared_stats_bits_case(8, 1); }
 Test(autodiff, batch_norm_statistics_from_their_pools_change_no_bit_on_larger_planes) { shared_stats_bits_case(14, 1); }
+
+/* The batch norms of one pooled tensor running one backward on the sum of their output
+ * gradients (DARTSC_SUM_BN_GRADS=1, runtime/plan.c: of a DARTS cell's 28 pool batch norms,
+ * 8 run the backwards of 18 others: 10 backwards where there were 28): the same forward (the losses and the running
+ * statistics bit for bit), and gradients equal to rounding: the batch norms' per-channel
+ * sums over the batch are taken of the summed output gradient, and a pool's gradient is
+ * one term where it was the sum of up to four. The tolerance, as for the shared pools
+ * above, 2e-5 relative to the group's largest gradient (~100 float roundings of the
+ * largest term); measured: see the message. Against the default (base 1), the pools'
+ * statistics (3) and the unfused plan (0, where each batch norm has a gradient buffer of
+ * its own instead of reading its mixed op's scaled). */
+static void expect_grads_close(const float *a, const float *b, int64_t n, const char *what, int base) {
+    double big = 0, worst = 0;
+    for (int64_t i = 0; i < n; i++) big = fmax(big, fabs(a[i]));
+    for (int64_t i = 0; i < n; i++) worst = fmax(worst, fabs((double)a[i] - b[i]));
+    cr_expect(big > 0, "%s: no gradient", what);
+    cr_expect_leq(worst, 2e-5 * big, "%s gradients (base %d): largest difference %.3g, %.3g of the largest %.3g", what,
+                  base, worst, worst / big, big);
+    cr_log_info("summed batch-norm gradients, %s (base %d): largest difference %.3g of the largest gradient", what, base,
+                worst / big);
+}
+
+static void summed_grads_case(int hw, int base) {
+    fused_run r[2];
+    fused_grads(base, hw, &(ir_supernet_opts){0}, &r[0]);
+    fused_grads(base == 0 ? 6 : base == 3 ? 5 : 4, hw, &(ir_supernet_opts){0}, &r[1]);
+    cr_expect_eq(r[0].summed, 0, "%d batch norms summed by default", r[0].summed);
+    cr_expect_eq(r[1].summed, 18 * 3, "%d batch norms' backwards run by another, not 18 a cell", r[1].summed);
+    cr_assert_eq(r[0].nw, r[1].nw);
+    cr_assert_eq(r[0].na, r[1].na);
+    cr_expect_eq(memcmp(&r[0].loss, &r[1].loss, 4), 0, "training loss differs: %.9g vs %.9g", r[0].loss, r[1].loss);
+    cr_expect_eq(memcmp(&r[0].eval_loss, &r[1].eval_loss, 4), 0, "inference loss differs: %.9g vs %.9g", r[0].eval_loss,
+                 r[1].eval_loss);
+    cr_expect_arr_eq(r[0].buf, r[1].buf, (size_t)r[0].nb * 4, "running statistics differ");
+    expect_grads_close(r[0].w, r[1].w, r[0].nw, "weight", base);
+    expect_grads_close(r[0].a, r[1].a, r[0].na, "alpha", base);
+    expect_grads_close(r[0].a_only, r[1].a_only, r[0].na, "alpha-only", base);
+    if (base != 0) cr_expect_leq(r[1].arena, r[0].arena, "summed arena %zu above %zu", r[1].arena, r[0].arena);
+    for (int f = 0; f < 2; f++) {
+        free(r[f].buf);
+        free(r[f].w);
+        free(r[f].a);
+        free(r[f].a_only);
+    }
+}
+Test(autodiff, summed_batch_norm_gradients_equal_to_rounding) { summed_grads_case(8, 1); }
+Test(autodiff, summed_batch_norm_gradients_with_pool_statistics) { summed_grads_case(8, 3); }
+Test(autodiff, summed_batch_norm_gradients_unfused) { summed_grads_case(8, 0); }
 
 /* The same for a retraining step: DARTS_V2's evaluation network with drop path (p 0.3:
  * dropped samples, so dy * 0 products, -0 where dy < 0) and the auxiliary head. With the
@@ -795,8 +859,11 @@ Test(runtime, device_names_resolve) {
  * batch norms' forwards (whose saved state the pool writes before the batch norm's own
  * place in the schedule): a lifetime planned too short shows here even where the packing
  * happened to leave its memory alone. */
-static void audit_case(const char *env) {
+static void audit_case2(const char *env, const char *env2);
+static void audit_case(const char *env) { audit_case2(env, NULL); }
+static void audit_case2(const char *env, const char *env2) {
     if (env) setenv(env, "1", 1);
+    if (env2) setenv(env2, "1", 1);
     ir_space sp;
     tiny_space(&sp);
     ir_net net;
@@ -804,6 +871,10 @@ static void audit_case(const char *env) {
     harness h = {.g = net.graph, .labels = net.labels, .loss = net.loss};
     make_plan(&h, 11);
     if (env) unsetenv(env);
+    if (env2) {
+        unsetenv(env2);
+        cr_assert_gt(rt_plan_summed_bn(h.p), 0, "%s: no batch norm summed", env2);
+    }
     char err[512];
     const unsigned masks[3] = {RT_GRAD_W | RT_GRAD_ARCH, RT_GRAD_W, RT_GRAD_ARCH};
     for (int m = 0; m < 3; m++) {
@@ -822,3 +893,11 @@ Test(plan_audit, supernet_passes_touch_only_live_buffers) { audit_case(NULL); }
 Test(plan_audit, supernet_passes_touch_only_live_buffers_unfused) { audit_case("DARTSC_NO_FUSION"); }
 Test(plan_audit, supernet_passes_touch_only_live_buffers_shared_statistics) { audit_case("DARTSC_SHARE_BN_STATS"); }
 Test(plan_audit, supernet_passes_touch_only_live_buffers_pool_statistics) { audit_case("DARTSC_POOL_BN_STATS"); }
+/* the summed batch-norm backwards: their output gradients read by the lead's backward */
+Test(plan_audit, supernet_passes_touch_only_live_buffers_summed_bn) { audit_case2(NULL, "DARTSC_SUM_BN_GRADS"); }
+Test(plan_audit, supernet_passes_touch_only_live_buffers_summed_bn_unfused) {
+    audit_case2("DARTSC_NO_FUSION", "DARTSC_SUM_BN_GRADS");
+}
+Test(plan_audit, supernet_passes_touch_only_live_buffers_summed_bn_pool_statistics) {
+    audit_case2("DARTSC_POOL_BN_STATS", "DARTSC_SUM_BN_GRADS");
+}

@@ -203,6 +203,19 @@ void kcpu_fill(float *y, float v, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; i++) y[i] = v;
 }
+void kcpu_scaled_sum(float *y, const float *const *xs, const float *const *scale, int n, int64_t len) {
+    float sc[8];
+    for (int k = 0; k < n && k < 8; k++) sc[k] = scale[k] ? *scale[k] : 1.0f;
+#pragma omp parallel for schedule(static) if (len > 32768)
+    for (int64_t i = 0; i < len; i++) {
+        float s = scale[0] ? sc[0] * xs[0][i] : xs[0][i];
+        for (int k = 1; k < n && k < 8; k++) {
+            const float t = scale[k] ? sc[k] * xs[k][i] : xs[k][i];
+            s = s + t;
+        }
+        y[i] = s;
+    }
+}
 void kcpu_axpy(float *y, float a, const float *x, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > 32768)
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];

@@ -110,6 +110,9 @@ void kcpu_zero_bytes(void *p, size_t bytes);
 /* y = x0 + x1 + ... (n inputs, added in order) */
 void kcpu_add_forward(float *y, const float *const *xs, int n, int64_t len);
 void kcpu_fill(float *y, float v, int64_t n);
+/* y = s0 x0 + s1 x1 + ... (n inputs, scale[k] NULL: x_k unscaled), each product and each sum
+ * rounded to float, in order: a batch norm's summed output gradients (rt_exec_node.nmore) */
+void kcpu_scaled_sum(float *y, const float *const *xs, const float *const *scale, int n, int64_t len);
 /* y += a * x */
 void kcpu_axpy(float *y, float a, const float *x, int64_t n);
 /* y = a * x */

@@ -477,18 +477,69 @@ typedef struct bn_bfin {
     float *dgamma, *dbeta;
 } bn_bfin;
 
+/* The further output gradients a problem sums (NM of them at most, n of them here: the
+ * runtime's summed batch norms, kcuda_bn_backward_sum); an empty base where NM is 0, so
+ * that the plain backward's problems keep their size. */
+template <int NM> struct bn_more_io {
+    int n;
+    const float *dy[NM], *dys[NM];
+};
+template <> struct bn_more_io<0> {};
+
+/* A problem's output gradient at one offset, v[0] its dy there and v[at + k] the k-th
+ * further one's: dy times its scale where it has one, then each further one (times its
+ * scale) added, each product and sum rounded to float in that order (kcpu_scaled_sum's
+ * expression; never fused into an FMA). The scales are read once, at construction. */
+template <int NM> struct bn_gsum {
+    float s0, s[NM > 0 ? NM : 1];
+    bool has0, has[NM > 0 ? NM : 1];
+    int n;
+    __device__ bn_gsum(const float *dys, const bn_more_io<NM> &m) : s0(dys ? *dys : 1.0f), has0(dys != NULL), n(0) {
+        if constexpr (NM > 0) {
+            n = m.n;
+#pragma unroll
+            for (int k = 0; k < NM; k++) {
+                has[k] = k < m.n && m.dys[k];
+                s[k] = has[k] ? *m.dys[k] : 1.0f;
+            }
+        }
+    }
+    __device__ float operator()(const float *v, int at) const {
+        float g = has0 ? __fmul_rn(s0, v[0]) : v[0];
+        if constexpr (NM > 0) {
+#pragma unroll
+            for (int k = 0; k < NM; k++)
+                if (k < n) g = __fadd_rn(g, has[k] ? __fmul_rn(s[k], v[at + k]) : v[at + k]);
+        }
+        return g;
+    }
+};
+
+/* The arrays bn_each reads: first (the kernel's own, dy first), then the further gradients
+ * (NULL past n: read as 0, unused). */
+template <int NF, int NM>
+__device__ static inline void bn_inputs(const float *(&a)[NF + NM], const float *const (&first)[NF],
+                                        const bn_more_io<NM> &m) {
+#pragma unroll
+    for (int k = 0; k < NF; k++) a[k] = first[k];
+    if constexpr (NM > 0) {
+#pragma unroll
+        for (int k = 0; k < NM; k++) a[NF + k] = k < m.n ? m.dy[k] : NULL;
+    }
+}
+
 /* A problem of bn_bwd_sums_k: its partials (red), inputs, and what its last blocks write. */
-typedef struct bn_bsums_io {
+template <int NM> struct bn_bsums_io : bn_more_io<NM> {
     double *red;
     const float *dy, *dys, *x, *save_mean, *save_invstd;
     bn_bfin fin;
-} bn_bsums_io;
+};
 
-template <int B>
-__global__ static void bn_bwd_sums_k(const __grid_constant__ bn_batch<bn_bsums_io, B> P, kbn_desc d, int G) {
-    const bn_bsums_io &io = BN_IO(P);
+template <int B, int NM>
+__global__ static void bn_bwd_sums_k(const __grid_constant__ bn_batch<bn_bsums_io<NM>, B> P, kbn_desc d, int G) {
+    const bn_bsums_io<NM> &io = BN_IO(P);
     double *const red = io.red;
-    const float *const dy = io.dy, *const dys = io.dys, *const x = io.x;
+    const float *const x = io.x;
     const bn_bfin &fin = io.fin;
     __shared__ double sh[KCUDA_THREADS / 32];
     const int c = blockIdx.y, C = d.C;
@@ -496,10 +547,12 @@ __global__ static void bn_bwd_sums_k(const __grid_constant__ bn_batch<bn_bsums_i
     const double mean = io.save_mean[c], invstd = io.save_invstd[c];
     BN_RANGE(cnt, G);
     double sdy = 0.0, sdyx = 0.0;
-    const float *const in[2] = {dy, x};
-    const float sy = dys ? *dys : 1.0f;
+    const float *const first[2] = {io.dy, x};
+    const float *in[2 + NM];
+    bn_inputs<2, NM>(in, first, io);
+    const bn_gsum<NM> gs(io.dys, io);
     bn_each(bn_walk(j0, j1, HW, C, c), in, [&](int64_t, const float *v) {
-        const float g = dys ? __fmul_rn(sy, v[0]) : v[0];
+        const float g = gs(v, 2);
         sdy += g;
         sdyx += (double)g * ((v[1] - mean) * invstd);
     });
@@ -536,19 +589,19 @@ __global__ static void bn_bwd_local_k(double *loc, const double *red, kbn_desc d
 /* tot NULL: dx from this process's sums; else (sync_bn) from every process's, tot[2c] and
  * tot[2c + 1], over gcnt values (dgamma and dbeta keep this process's own), or (one-launch
  * mode: red, dgamma and dbeta NULL, bn_bwd_sums_k's last blocks did them) this process's. */
-typedef struct bn_bapply_io {
+template <int NM> struct bn_bapply_io : bn_more_io<NM> {
     float *dx, *dgamma, *dbeta;
     const double *red, *tot;
     const float *dy, *dys, *x, *gamma, *save_mean, *save_invstd;
-} bn_bapply_io;
+};
 
-template <int B>
-__global__ static void bn_bwd_apply_k(const __grid_constant__ bn_batch<bn_bapply_io, B> P, double gcnt, kbn_desc d,
-                                      int G, int set) {
-    const bn_bapply_io &io = BN_IO(P);
+template <int B, int NM>
+__global__ static void bn_bwd_apply_k(const __grid_constant__ bn_batch<bn_bapply_io<NM>, B> P, double gcnt,
+                                      kbn_desc d, int G, int set) {
+    const bn_bapply_io<NM> &io = BN_IO(P);
     float *const dx = io.dx;
     const double *const red = io.red, *const tot = io.tot;
-    const float *const dy = io.dy, *const dys = io.dys, *const x = io.x;
+    const float *const dy = io.dy, *const x = io.x;
     __shared__ double sum_sh[2];
     const int c = blockIdx.y, C = d.C;
     const unsigned HW = (unsigned)d.HW, cnt = (unsigned)d.N * HW;
@@ -576,15 +629,17 @@ __global__ static void bn_bwd_apply_k(const __grid_constant__ bn_batch<bn_bapply
     const float a = (float)mdy, bcoef = (float)(mdyx * invstd);
     const float fm = (float)mean;
     BN_RANGE(cnt, G);
-    const float *const in[3] = {dy, x, set ? NULL : dx};
-    const float sy = dys ? *dys : 1.0f; /* read once: the stores to dx cannot change it */
+    const float *const first[3] = {dy, x, set ? NULL : dx};
+    const float *in[3 + NM];
+    bn_inputs<3, NM>(in, first, io);
+    const bn_gsum<NM> gs(io.dys, io); /* the scales read once: the stores to dx cannot change them */
     if (set)
         bn_each(bn_walk(j0, j1, HW, C, c), in, [&](int64_t o, const float *v) {
-            dx[o] = k * ((dys ? __fmul_rn(sy, v[0]) : v[0]) - a - (v[1] - fm) * bcoef);
+            dx[o] = k * (gs(v, 3) - a - (v[1] - fm) * bcoef);
         });
     else
         bn_each(bn_walk(j0, j1, HW, C, c), in, [&](int64_t o, const float *v) {
-            dx[o] = v[2] + k * ((dys ? __fmul_rn(sy, v[0]) : v[0]) - a - (v[1] - fm) * bcoef);
+            dx[o] = v[2] + k * (gs(v, 3) - a - (v[1] - fm) * bcoef);
         });
 }
 #undef BN_RANGE
@@ -832,25 +887,43 @@ extern "C" void kcuda_bn_forward_infer(float *y, const float *x, const float *ga
 }
 
 
-/* The backwards' problems (HOST arrays); set: dx written, else added to. */
+/* The backwards' problems (HOST arrays); set: dx written, else added to; more: NULL, or
+ * each problem's further output gradients (kcuda_bn_backward_sum). */
 typedef struct bn_bwd_args {
     float *const *dx, *const *dgamma, *const *dbeta;
     const float *const *dy, *const *dys, *const *x, *const *gamma, *const *save_mean, *const *save_invstd;
     int set;
+    const kbn_more *more;
 } bn_bwd_args;
 
-template <int B>
+/* Problem i's further gradients into an io (NM > 0). */
+template <int NM> static void bn_more_of(bn_more_io<NM> &io, const bn_bwd_args *a, int i) {
+    if constexpr (NM > 0) {
+        io.n = a->more ? a->more[i].n : 0;
+        for (int k = 0; k < NM; k++) {
+            io.dy[k] = k < io.n ? a->more[i].dy[k] : NULL;
+            io.dys[k] = k < io.n ? a->more[i].dys[k] : NULL;
+        }
+    }
+}
+
+/* Problems a launch with further gradients serves: its parameter (~140 bytes a problem)
+ * stays within the 4 KB every CUDA version passes. */
+#define BN_MORE_BATCH 16
+
+template <int B, int NM>
 static void bn_bwd_launch(const int *idx, int m, const bn_bwd_args *a, const kbn_desc *d, const bn_plan *pl,
                           cudaStream_t s) {
     const int C = d->C, G = pl->G;
-    bn_batch<bn_bsums_io, B> su = {};
-    bn_batch<bn_bapply_io, B> ap = {};
+    bn_batch<bn_bsums_io<NM>, B> su = {};
+    bn_batch<bn_bapply_io<NM>, B> ap = {};
     int q = 0; /* the problems of the second launch */
     for (int k = 0; k < m; k++) {
         const int i = idx[k];
         double *const red = kcuda_g.red + k * pl->per;
         float *const dx = bn_at(a->dx, i);
-        bn_bsums_io &t = su.p[k];
+        bn_bsums_io<NM> &t = su.p[k];
+        bn_more_of<NM>(t, a, i);
         t.red = red;
         t.dy = a->dy[i];
         t.dys = bn_at(a->dys, i);
@@ -864,7 +937,8 @@ static void bn_bwd_launch(const int *idx, int m, const bn_bwd_args *a, const kbn
             t.fin.dbeta = bn_at(a->dbeta, i);
             if (!dx) continue;
         }
-        bn_bapply_io &u = ap.p[q++];
+        bn_bapply_io<NM> &u = ap.p[q++];
+        bn_more_of<NM>(u, a, i);
         u.dx = dx;
         u.dgamma = pl->one ? NULL : bn_at(a->dgamma, i);
         u.dbeta = pl->one ? NULL : bn_at(a->dbeta, i);
@@ -877,7 +951,7 @@ static void bn_bwd_launch(const int *idx, int m, const bn_bwd_args *a, const kbn
         u.save_mean = t.save_mean;
         u.save_invstd = t.save_invstd;
     }
-    bn_bwd_sums_k<B><<<dim3((unsigned)G, (unsigned)C, (unsigned)m), KCUDA_THREADS, 0, s>>>(su, *d, G);
+    bn_bwd_sums_k<B, NM><<<dim3((unsigned)G, (unsigned)C, (unsigned)m), KCUDA_THREADS, 0, s>>>(su, *d, G);
     launchCheck();
     if (!q) return; /* one-launch mode, no dx asked */
     /* one-launch: over this process's values; sync_bn: every process's (equal shards, the
@@ -888,7 +962,7 @@ static void bn_bwd_launch(const int *idx, int m, const bn_bwd_args *a, const kbn
         if (!ap.p[0].tot) return;
         gcnt = (double)d->N * d->HW * d->sync->size;
     }
-    bn_bwd_apply_k<B><<<dim3((unsigned)G, (unsigned)C, (unsigned)q), KCUDA_THREADS, 0, s>>>(ap, gcnt, *d, G, a->set);
+    bn_bwd_apply_k<B, NM><<<dim3((unsigned)G, (unsigned)C, (unsigned)q), KCUDA_THREADS, 0, s>>>(ap, gcnt, *d, G, a->set);
     launchCheck();
 }
 
@@ -901,26 +975,49 @@ static void bn_backward(int n, const bn_bwd_args *a, const kbn_desc *d, cudaStre
     if (!kcuda_g.red) KCUDA_FAIL_("kcuda_bn_backward", "kcuda_init was not called", return);
     if (bn_too_big(d, "kcuda_bn_backward")) return;
     const bn_plan pl = bn_plan_of(d);
-    BN_EACH_FIT(m, idx, &pl, bn_bwd_launch, a, d, &pl, s);
+    int more = 0;
+    for (int k = 0; a->more && k < m; k++) {
+        const kbn_more *mo = &a->more[idx[k]];
+        if (mo->n < 0 || mo->n > KCUDA_BN_MORE) KCUDA_FAIL_("kcuda_bn_backward_sum", "more than KCUDA_BN_MORE further gradients", return);
+        for (int j = 0; j < mo->n; j++)
+            if (!mo->dy[j]) KCUDA_FAIL_("kcuda_bn_backward_sum", "a NULL further output gradient", return);
+        more |= mo->n > 0;
+    }
+    const int fit = !more || pl.fit < BN_MORE_BATCH ? pl.fit : BN_MORE_BATCH;
+    for (int i0 = 0; i0 < m; i0 += fit) {
+        const int mm = m - i0 < fit ? m - i0 : fit;
+        if (!more && mm == 1) bn_bwd_launch<1, 0>(idx + i0, 1, a, d, &pl, s);
+        else if (!more) bn_bwd_launch<KCUDA_MAX_BATCH, 0>(idx + i0, mm, a, d, &pl, s);
+        else if (mm == 1) bn_bwd_launch<1, KCUDA_BN_MORE>(idx + i0, 1, a, d, &pl, s);
+        else bn_bwd_launch<BN_MORE_BATCH, KCUDA_BN_MORE>(idx + i0, mm, a, d, &pl, s);
+    }
 }
 
 extern "C" void kcuda_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                                   const float *gamma, const float *save_mean, const float *save_invstd,
                                   const kbn_desc *d, cudaStream_t s) {
-    const bn_bwd_args a = {&dx, &dgamma, &dbeta, &dy, NULL, &x, &gamma, &save_mean, &save_invstd, 0};
+    const bn_bwd_args a = {&dx, &dgamma, &dbeta, &dy, NULL, &x, &gamma, &save_mean, &save_invstd, 0, NULL};
     bn_backward(1, &a, d, s);
 }
 extern "C" void kcuda_bn_backward_set(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                                       const float *gamma, const float *save_mean, const float *save_invstd,
                                       const kbn_desc *d, cudaStream_t s) {
-    const bn_bwd_args a = {&dx, &dgamma, &dbeta, &dy, NULL, &x, &gamma, &save_mean, &save_invstd, 1};
+    const bn_bwd_args a = {&dx, &dgamma, &dbeta, &dy, NULL, &x, &gamma, &save_mean, &save_invstd, 1, NULL};
     bn_backward(1, &a, d, s);
 }
 
 extern "C" void kcuda_bn_backward_scaled(float *dx, float *dgamma, float *dbeta, const float *dy, const float *dy_scale,
                                          const float *x, const float *gamma, const float *save_mean,
                                          const float *save_invstd, const kbn_desc *d, int accumulate, cudaStream_t s) {
-    const bn_bwd_args a = {&dx, &dgamma, &dbeta, &dy, &dy_scale, &x, &gamma, &save_mean, &save_invstd, !accumulate};
+    const bn_bwd_args a = {&dx, &dgamma, &dbeta, &dy, &dy_scale, &x, &gamma, &save_mean, &save_invstd, !accumulate, NULL};
+    bn_backward(1, &a, d, s);
+}
+
+extern "C" void kcuda_bn_backward_sum(float *dx, float *dgamma, float *dbeta, const float *dy, const float *dy_scale,
+                                      const kbn_more *more, const float *x, const float *gamma, const float *save_mean,
+                                      const float *save_invstd, const kbn_desc *d, int accumulate, cudaStream_t s) {
+    if (more && more->n > 0 && d->sync) KCUDA_FAIL_("kcuda_bn_backward_sum", "no summed gradients with sync_bn", return);
+    const bn_bwd_args a = {&dx, &dgamma, &dbeta, &dy, &dy_scale, &x, &gamma, &save_mean, &save_invstd, !accumulate, more};
     bn_backward(1, &a, d, s);
 }
 
@@ -988,7 +1085,17 @@ extern "C" void kcuda_bn_backward_batch(int n, float *const *dx, float *const *d
                                         const float *const *save_mean, const float *const *save_invstd,
                                         const kbn_desc *d, int set, cudaStream_t s) {
     if (!bn_batch_check(n, d, "kcuda_bn_backward_batch")) return;
-    const bn_bwd_args a = {dx, dgamma, dbeta, dy, dy_scale, x, gamma, save_mean, save_invstd, set};
+    const bn_bwd_args a = {dx, dgamma, dbeta, dy, dy_scale, x, gamma, save_mean, save_invstd, set, NULL};
+    bn_backward(n, &a, d, s);
+}
+
+extern "C" void kcuda_bn_backward_sum_batch(int n, float *const *dx, float *const *dgamma, float *const *dbeta,
+                                            const float *const *dy, const float *const *dy_scale, const kbn_more *more,
+                                            const float *const *x, const float *const *gamma,
+                                            const float *const *save_mean, const float *const *save_invstd,
+                                            const kbn_desc *d, int set, cudaStream_t s) {
+    if (!bn_batch_check(n, d, "kcuda_bn_backward_sum_batch")) return;
+    const bn_bwd_args a = {dx, dgamma, dbeta, dy, dy_scale, x, gamma, save_mean, save_invstd, set, more};
     bn_backward(n, &a, d, s);
 }
 #undef BN_EACH_FIT

@@ -177,6 +177,22 @@ void kcuda_bn_coefs_infer(float *coef, const float *gamma, const float *beta, co
 void kcuda_bn_backward_scaled(float *dx, float *dgamma, float *dbeta, const float *dy, const float *dy_scale,
                               const float *x, const float *gamma, const float *save_mean,
                               const float *save_invstd, const kbn_desc *d, int accumulate, cudaStream_t s);
+/* The output gradients of other batch norms of the same input, statistics and eps, whose
+ * backwards one backward runs (the runtime's summed batch norms, DARTSC_SUM_BN_GRADS): n
+ * (0..KCUDA_BN_MORE) DEVICE arrays dy[k] of the output's shape, each read times the DEVICE
+ * scalar *dys[k] where dys[k] is not NULL. */
+#define KCUDA_BN_MORE 3
+typedef struct kbn_more {
+    int n;
+    const float *dy[KCUDA_BN_MORE], *dys[KCUDA_BN_MORE];
+} kbn_more;
+/* kcuda_bn_backward_scaled (dy_scale may be NULL: unscaled) on the output gradient
+ * g = (*dy_scale) dy + (*more->dys[0]) more->dy[0] + ... (more NULL or n 0: dy alone), each
+ * product and each sum rounded to float, in that order (the bits of calling it on a buffer
+ * that held g, computed as kcpu_scaled_sum computes it). */
+void kcuda_bn_backward_sum(float *dx, float *dgamma, float *dbeta, const float *dy, const float *dy_scale,
+                           const kbn_more *more, const float *x, const float *gamma, const float *save_mean,
+                           const float *save_invstd, const kbn_desc *d, int accumulate, cudaStream_t s);
 
 /* ---- batched launches (DARTSC_CUDA_BATCH; runtime/schedule.c groups independent nodes) ----
  * n (1..KCUDA_MAX_BATCH) problems of one descriptor d issued as one: problem i reads and
@@ -242,6 +258,12 @@ void kcuda_bn_backward_batch(int n, float *const *dx, float *const *dgamma, floa
                              const float *const *dy, const float *const *dy_scale, const float *const *x,
                              const float *const *gamma, const float *const *save_mean,
                              const float *const *save_invstd, const kbn_desc *d, int set, cudaStream_t s);
+/* The same with more[i] (an array of n, or NULL: none) each problem's summed gradients
+ * (kcuda_bn_backward_sum). */
+void kcuda_bn_backward_sum_batch(int n, float *const *dx, float *const *dgamma, float *const *dbeta,
+                                 const float *const *dy, const float *const *dy_scale, const kbn_more *more,
+                                 const float *const *x, const float *const *gamma, const float *const *save_mean,
+                                 const float *const *save_invstd, const kbn_desc *d, int set, cudaStream_t s);
 
 /* Pooling (any shape; the backwards accumulate into dx as the single ones). */
 void kcuda_maxpool_forward_batch(int n, float *const *y, const float *const *x, const kpool_desc *d, cudaStream_t s);

@@ -395,6 +395,19 @@ static void cu_forward(rt_backend *be, const rt_exec_node *n) {
     }
 }
 
+/* A batch norm's further output gradients (rt_exec_node.nmore) as the kernels take them. */
+static_assert(RT_MORE_GRADS == KCUDA_BN_MORE, "one count of further gradients");
+static kbn_more more_of(const rt_exec_node *n) {
+    kbn_more m;
+    memset(&m, 0, sizeof m);
+    m.n = n->nmore;
+    for (int k = 0; k < n->nmore && k < KCUDA_BN_MORE; k++) {
+        m.dy[k] = n->more_grad[k];
+        m.dys[k] = n->more_scale[k];
+    }
+    return m;
+}
+
 static void cu_backward(rt_backend *be, const rt_exec_node *n) {
     cudaStream_t s = S(be);
     const float *dy = n->out.grad;
@@ -428,6 +441,12 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
     }
     case IR_OP_BATCHNORM: {
         kbn_desc d = bn_desc(n);
+        if (n->nmore) { /* the summed output gradients of the batch norms whose backwards this one runs */
+            const kbn_more mo = more_of(n);
+            kcuda_bn_backward_sum(dx, n->in[1].grad, n->in[2].grad, dy, n->out_grad_scale, &mo, x,
+                                  n->in[1].data ? F(n->in[1]) : NULL, n->aux, n->aux + d.C, &d, !(n->grad_set & 1u), s);
+            break;
+        }
         if (n->out_grad_scale) {
             kcuda_bn_backward_scaled(dx, n->in[1].grad, n->in[2].grad, dy, n->out_grad_scale, x,
                                      n->in[1].data ? F(n->in[1]) : NULL, n->aux, n->aux + d.C, &d, !(n->grad_set & 1u), s);
@@ -589,6 +608,16 @@ static int cu_defers_output(rt_backend *be, const rt_exec_node *n, const rt_exec
            n->in[0].numel == c->out.numel;
 }
 
+/* A batch norm's backward on the sum of several output gradients, read and summed in its
+ * two kernels (kcuda_bn_backward_sum: no pass of its own, no buffer). */
+static int cu_sums_out_grads(rt_backend *be, const rt_exec_node *n) {
+    (void)be;
+    if (n->op != IR_OP_BATCHNORM || n->in[0].ndim < 2 || n->bn_sync || n->nmore < 1 || n->nmore > KCUDA_BN_MORE)
+        return 0;
+    kbn_desc d = bn_desc(n);
+    return (int64_t)d.N * d.HW < ((int64_t)1 << 31);
+}
+
 /* Batch norms with batch statistics write them for, or take them from, the batch norms of
  * the same input (kcuda_bn_train_shared; runtime/plan.c, DARTSC_SHARE_BN_STATS); pools
  * write their outputs' as they write them (DARTSC_POOL_BN_STATS). */
@@ -625,6 +654,7 @@ static int cu_batches(rt_backend *be, int bwd, const rt_exec_node *a, const rt_e
     if (a->op != b->op || a->n_in != b->n_in || a->training != b->training || a->relu_in != b->relu_in ||
         a->grad_set != b->grad_set || a->defer_out != b->defer_out ||
         (a->out_grad_scale == NULL) != (b->out_grad_scale == NULL) || a->bn_sync || b->bn_sync ||
+        (bwd && (a->nmore > 0) != (b->nmore > 0)) ||
         ((a->seed_dev || b->seed_dev) && a->op != IR_OP_DROP_PATH))
         return 0;
     /* a mixed op's alpha (weight) row is its own */
@@ -744,10 +774,12 @@ static void cu_run_batch(rt_backend *be, int bwd, const rt_exec_node *const *nod
             COL(9, out_grad_scale);
             COL(10, in[1].grad);
             COL(11, in[2].grad);
-            kcuda_bn_backward_batch(m, ARR(8, in[0].grad), ARR(10, in[1].grad), ARR(11, in[2].grad),
-                                    (const float *const *)p[7], (const float *const *)ARR(9, out_grad_scale), x, gamma,
-                                    (const float *const *)p[5], (const float *const *)p[6], &d,
-                                    (int)(a->grad_set & 1u), s);
+            kbn_more mo[KCUDA_MAX_BATCH]; /* cu_batches: all of the batch sum further gradients or none */
+            for (int i = 0; i < m; i++) mo[i] = more_of(nd[i]);
+            kcuda_bn_backward_sum_batch(m, ARR(8, in[0].grad), ARR(10, in[1].grad), ARR(11, in[2].grad),
+                                        (const float *const *)p[7], (const float *const *)ARR(9, out_grad_scale),
+                                        a->nmore ? mo : NULL, x, gamma, (const float *const *)p[5],
+                                        (const float *const *)p[6], &d, (int)(a->grad_set & 1u), s);
             break;
         }
         case IR_OP_MAXPOOL: case IR_OP_AVGPOOL: {
@@ -1225,6 +1257,7 @@ extern "C" rt_backend *rt_backend_cuda_new(char *err, size_t errlen) {
     be->scales_out_grad = cu_scales_out_grad;
     be->defers_output = cu_defers_output;
     be->shares_stats = cu_shares_stats;
+    be->sums_out_grads = cu_sums_out_grads;
     be->fill_seeds = cu_fill_seeds;
     be->capture_begin = cu_capture_begin;
     be->capture_end = cu_capture_end;
