@@ -244,7 +244,10 @@ for r in rows:
     if r["impl"].endswith("repeat"):
         print(f"order {r['order']} {r['impl']}: {r['median_s']:.4f} s/step")
     if r["impl"].startswith("dartsc DARTSC_"):
-        print(f"order {r['order']} with {r['impl'][7:]}: {r['median_s']:.4f} s/step, {r.get('peak_device_alloc_mb', -1)} MiB"
+        base = next((b for b in rows if b["impl"] == "dartsc" and b.get("order") == r["order"]), None)
+        print(f"order {r['order']} with {r['impl'][7:]}: {r['median_s']:.4f} s/step"
+              + (f" ({base['median_s'] / r['median_s']:.3f}x the default's speed)" if base else "")
+              + f", {r.get('peak_device_alloc_mb', -1)} MiB"
               + (f"; chose {r['variant']} ({r['variant_medians']} s/step while tuning)" if "variant" in r else ""))
     if r["impl"] in ("dartsc", "dartsc DARTSC_NO_PREFETCH=1") and "host_batch_s" in r:
         print(f"order {r['order']} {r['impl']}: {r['host_batch_s'] * 1e3:.3f} ms a step drawing batches on the host "
@@ -255,6 +258,12 @@ for r in rows:
         ds, dp = r["device_step_s"], r["device_in_passes_s"]
         print(f"order {r['order']}: device time per step {ds:.4f} s, {dp:.4f} s in recorded passes, "
               f"{ds - dp:.4f} s ({100 * (ds - dp) / ds:.1f} %) between them (uploads, optimiser, gaps)")
+# the fastest configurations of each order (what to make the default: a switch that changes
+# bits, such as DARTSC_SUM_BN_GRADS, needs its tests' tolerance too; docs/CLI.md)
+for o in sorted({r["order"] for r in rows}):
+    ds = sorted((r for r in rows if r["impl"].startswith("dartsc") and r["order"] == o and "repeat" not in r["impl"]),
+                key=lambda r: r["median_s"])
+    print(f"order {o}, fastest first: " + "; ".join(f"{r['impl'][7:] or 'default'} {r['median_s']:.4f} s" for r in ds[:5]))
 for o in sorted({r["order"] for r in rows}):
     d = next((r for r in rows if r["impl"] == "dartsc" and r["order"] == o), None)
     t = next((r for r in rows if r["impl"] == "pytorch" and r["order"] == o), None)
