@@ -907,15 +907,19 @@ rt_plan *rt_plan_new(const ir_graph *g, rt_backend *be, const rt_plan_opts *opts
             }
         }
         /* the batch statistics the later batch norms of its input take (plan_shared_stats) */
-        int taker = -1;
+        int taker = -1, takers = 0;
         for (int j = i + 1; nshared && (nd->op == IR_OP_BATCHNORM || nd->op == IR_OP_MAXPOOL || nd->op == IR_OP_AVGPOOL) && j < n; j++)
-            if (p->stsrc[j] == i) taker = j;
-        if (taker >= 0) {
+            if (p->stsrc[j] == i) {
+                takers++;
+                if (!p->fold[j]) taker = j;
+            }
+        if (takers) {
             b = &bufs[nb++];
             b->bytes = (2 * (size_t)e->in[0].shape[1] * sizeof(double) + ALIGN_BYTES - 1) & ~(size_t)(ALIGN_BYTES - 1);
             b->slot = (void **)&statslot[i];
             b->start = i;
-            b->end = taker; /* read by the takers' forwards */
+            /* read by the takers' forwards; a folded one's runs in its pool's (rt_exec_node.takers) */
+            b->end = taker >= 0 ? taker : i;
         }
         size_t s = be->scratch_floats(be, e);
         if (s > scratch_max) scratch_max = s;
