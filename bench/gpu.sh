@@ -9,7 +9,8 @@
 #   env: DARTSC (the binary, default ./build/dartsc), PY (python with torch, default
 #        python3), STEPS (10), WARMUP (3), ORDERS ("1 2"), SKIP_PROFILE (1: no profile,
 #        no kernel table), AB (all, the default: every A/B row; new: only the rows of the
-#        switches not yet measured on a GPU (one-launch reductions, step graphs), for a
+#        switches not yet measured on a GPU (launch reductions, the batch norms' shared
+#        statistics and summed backwards, step graphs; the likeliest defaults first), for a
 #        short device call; the main pairs, the repeat and retraining run either way)
 #
 # Writes OUT_DIR/gpu.jsonl (one JSON line per run: dartsc's `bench --json`, torch_step.py's,
@@ -88,31 +89,35 @@ for v in DARTSC_CUDA_LANES=1 DARTSC_CUDA_SYNC_UPLOADS=1; do
         || echo "order 2 with $v failed"
 done
 fi
-# reductions finished by their last block (DARTSC_CUDA_ONE_LAUNCH=1, opt-in until this row
-# measures it): both orders, against the default rows above
+# One A/B run: ab ORDER "SWITCH=1 ...": dartsc's step with those switches set, its JSON line
+# named for them.
+ab() {
+    env $2 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
+        --order "$1" --steps "$steps" --warmup "$warmup" --json \
+        | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $2\"/" >>"$j" || echo "order $1 with $2 failed"
+}
+# The opt-in switches not yet measured on a GPU, the likeliest defaults first (a call cut
+# short by its time loses the last rows; ~50 runs of a few seconds each do not all fit
+# device-check's limit of 430 s for this script): both orders, against the default rows
+# above, of
+# - the reductions finished by their last block (DARTSC_CUDA_ONE_LAUNCH=1);
+# - every launch reduction at once (R: independent same-shaped nodes of a recorded pass
+#   batched into one launch per kernel, DARTSC_CUDA_BATCH=1; the cuBLAS 1x1s batched, one
+#   pointer-array GEMM per group, DARTSC_CUDA_BATCH_CUBLAS=1; and the one-launch
+#   reductions: the fewest launches, docs/BENCHMARKS.md "Launches per search step"), then
+#   with the pools writing their batch norms' statistics and running their forwards
+#   (DARTSC_POOL_BN_STATS=1: no statistics launch or read of a pooled tensor left), then
+#   with the batch norms of one pooled tensor running one backward on the sum of their
+#   output gradients (DARTSC_SUM_BN_GRADS=1: 10 backwards a cell where there were 28;
+#   gradients equal to rounding, not bit for bit);
+# - those two alone and together, and the batch norms of one tensor sharing the first
+#   one's statistics (DARTSC_SHARE_BN_STATS=1: 28 batch norms a cell read 10 tensors)
+R="DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1 DARTSC_CUDA_ONE_LAUNCH=1"
 for o in $orders; do
-    DARTSC_CUDA_ONE_LAUNCH=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
-        --order "$o" --steps "$steps" --warmup "$warmup" --json \
-        | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_CUDA_ONE_LAUNCH=1"/' >>"$j" || echo "order $o one-launch failed"
-done
-
-# batched launches (DARTSC_CUDA_BATCH=1, opt-in until these rows measure it: independent
-# same-shaped depthwise convolutions, batch norms and pools of a recorded pass in one launch
-# per kernel), alone and with the own 1x1 kernels (DARTSC_CUDA_OWN_1X1=1, whose 1x1s batch
-# too; alone they were slower than cuBLAS at 50b5218), with the cuBLAS 1x1s batched instead
-# (DARTSC_CUDA_BATCH_CUBLAS=1: one pointer-array GEMM per group), and with every opt-in at
-# once (the one-launch reductions too: the fewest launches, docs/BENCHMARKS.md "Launches per
-# search step"; then the pools' batch-norm statistics as well); both orders, against the default rows above (ten short runs: the device
-# call's time is counted)
-for o in $orders; do
-    for v in "DARTSC_CUDA_BATCH=1" "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_OWN_1X1=1" \
-             "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_OWN_1X1=1 DARTSC_CUDA_ONE_LAUNCH=1" \
-             "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1" \
-             "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1 DARTSC_CUDA_ONE_LAUNCH=1" \
-             "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1 DARTSC_CUDA_ONE_LAUNCH=1 DARTSC_POOL_BN_STATS=1"; do
-        env $v timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
-            --order "$o" --steps "$steps" --warmup "$warmup" --json \
-            | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $v\"/" >>"$j" || echo "order $o with $v failed"
+    for v in "DARTSC_CUDA_ONE_LAUNCH=1" "$R" "$R DARTSC_POOL_BN_STATS=1" "$R DARTSC_POOL_BN_STATS=1 DARTSC_SUM_BN_GRADS=1" \
+             "DARTSC_POOL_BN_STATS=1" "DARTSC_SUM_BN_GRADS=1" "DARTSC_POOL_BN_STATS=1 DARTSC_SUM_BN_GRADS=1" \
+             "DARTSC_SHARE_BN_STATS=1"; do
+        ab "$o" "$v"
     done
 done
 
@@ -135,6 +140,16 @@ done
 # drop path 0.2 on one lane (what the lanes gain in retraining)
 [[ ${AB:-all} == all ]] && { DARTSC_CUDA_LANES=1 timeout 200 "$rs" examples/darts_cifar10.dartsc --device cuda --steps "$steps" \
     --warmup "$warmup" --json | sed 's/"impl":"dartsc"/"impl":"dartsc-1-lane"/' >>"$j" || echo "retrain on one lane failed"; }
+# the batched launches' other combinations (DARTSC_CUDA_BATCH=1 alone; with the own 1x1
+# kernels, DARTSC_CUDA_OWN_1X1=1, whose 1x1s batch too: alone they were slower than cuBLAS
+# at 50b5218; and with the cuBLAS 1x1s batched), both orders
+for o in $orders; do
+    for v in "DARTSC_CUDA_BATCH=1" "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_OWN_1X1=1" \
+             "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_OWN_1X1=1 DARTSC_CUDA_ONE_LAUNCH=1" \
+             "DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1"; do
+        ab "$o" "$v"
+    done
+done
 # dartsc's per-op device profile (eager, one lane) and, at the end, every kernel alone against
 # its CPU twin (bench/cuda_kernels.cu); SKIP_PROFILE=1 leaves both out
 if [[ ${SKIP_PROFILE:-0} != 1 ]]; then
@@ -164,33 +179,6 @@ DARTSC_NO_BN_INTO_CONV=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dart
 DARTSC_CUDA_DW_FILTER_U1=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
     --order 1 --steps "$steps" --warmup "$warmup" --json \
     | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_CUDA_DW_FILTER_U1=1"/' >>"$j" || echo "order 1 with one output a thread failed"
-# batch norms of one tensor sharing the first one's batch statistics (DARTSC_SHARE_BN_STATS=1:
-# the shared pools' 28 batch norms a cell read 10 tensors instead of 28), both orders
-for o in 1 2; do
-    DARTSC_SHARE_BN_STATS=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
-        --order "$o" --steps "$steps" --warmup "$warmup" --json \
-        | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_SHARE_BN_STATS=1"/' >>"$j" || echo "order $o with shared statistics failed"
-done
-# the pools writing their outputs' batch statistics as they write them (DARTSC_POOL_BN_STATS=1:
-# all 28 pool batch norms a cell take them, no statistics launch or read of the pooled
-# tensors left), both orders, against the rows above and the default
-for o in 1 2; do
-    DARTSC_POOL_BN_STATS=1 timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
-        --order "$o" --steps "$steps" --warmup "$warmup" --json \
-        | sed 's/"impl":"dartsc"/"impl":"dartsc DARTSC_POOL_BN_STATS=1"/' >>"$j" || echo "order $o with the pools' statistics failed"
-done
-# the batch norms of one pooled tensor running one backward on the sum of their output
-# gradients (DARTSC_SUM_BN_GRADS=1: 10 backwards a cell where there were 28; gradients equal
-# to rounding, not bit for bit), both orders: alone, with the pools' statistics (the forward
-# side of the same batch norms), and with every launch reduction too
-for o in 1 2; do
-    for v in "DARTSC_SUM_BN_GRADS=1" "DARTSC_SUM_BN_GRADS=1 DARTSC_POOL_BN_STATS=1" \
-             "DARTSC_SUM_BN_GRADS=1 DARTSC_POOL_BN_STATS=1 DARTSC_CUDA_BATCH=1 DARTSC_CUDA_BATCH_CUBLAS=1 DARTSC_CUDA_ONE_LAUNCH=1"; do
-        env $v timeout 300 "$dartsc" bench examples/darts_cifar10.dartsc --device cuda --batch "$batch" \
-            --order "$o" --steps "$steps" --warmup "$warmup" --json \
-            | sed "s/\"impl\":\"dartsc\"/\"impl\":\"dartsc $v\"/" >>"$j" || echo "order $o with $v failed"
-    done
-done
 
 # whole steps recorded as one graph (rt_step_run) against the per-pass recordings they
 # replace: both orders and retraining (drop path 0.2) with DARTSC_NO_STEP_GRAPHS=1
