@@ -524,6 +524,22 @@ static void darts_cell_case(int reduction) {
 }
 Test(cuda_net, darts_normal_cell_weights_and_alpha) { darts_cell_case(0); }
 Test(cuda_net, darts_reduction_cell_weights_and_alpha) { darts_cell_case(1); }
+/* the pool batch norms' backwards summed on both backends (DARTSC_SUM_BN_GRADS=1: the same
+   float sums of their output gradients, then each backend's batch-norm backward) */
+Test(cuda_net, darts_normal_cell_summed_batch_norm_backwards_match_cpu) {
+    setenv("DARTSC_SUM_BN_GRADS", "1", 1);
+    ir_space sp;
+    tiny_space(&sp);
+    sp.layers = 1;
+    sp.n_reduce = 0;
+    pair h;
+    net_pair(&h, &sp, 8, 7);
+    unsetenv("DARTSC_SUM_BN_GRADS");
+    cr_expect(rt_plan_summed_bn(h.pc) == 18 && rt_plan_summed_bn(h.pg) == 18, "%d (CPU) and %d (CUDA) summed, not 18",
+              rt_plan_summed_bn(h.pc), rt_plan_summed_bn(h.pg));
+    run_and_compare(&h, "normal cell, summed batch-norm backwards", TOL_NET, TOL_NET, 1);
+    free_pair(&h);
+}
 
 /* The DARTS successors' supernets (pc-darts K = 2 with edge normalisation, fair-darts) for
  * a whole search step's loss and gradients, as the DARTS supernet above. */
