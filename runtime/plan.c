@@ -520,6 +520,8 @@ static void plan_shared_stats(rt_plan *p, const rt_plan_opts *opts) {
     for (int i = 0; i < p->n; i++) p->stsrc[i] = -1;
     const int pools = env_set("DARTSC_POOL_BN_STATS");
     if (!p->be->shares_stats || opts->bn_sync || !(pools || env_set("DARTSC_SHARE_BN_STATS"))) return;
+    int *nfold = calloc((size_t)p->n, sizeof *nfold); /* per pool: the batch norms folded into it so far */
+    if (!nfold) return;                               /* (out of memory: no sharing, the same bits) */
     for (int j = 0; j < p->n; j++) {
         const ir_node *bj = ir_graph_node(g, j);
         if (bj->op != IR_OP_BATCHNORM || p->fused[j] || bj->inputs[0] < 0 || (bj->flags & (IR_FLAG_OUTPUT | IR_FLAG_LOSS)))
@@ -534,9 +536,8 @@ static void plan_shared_stats(rt_plan *p, const rt_plan_opts *opts) {
             /* a deferred batch norm that uses batch statistics in every pass: its forward
                writes only what the pool's last blocks can (coefficients, saved and running
                statistics), so the pool runs it, up to RT_POOL_TAKERS of them a pool */
-            int nf = 0;
-            for (int k = 0; k < j; k++) nf += p->fold[k] && p->stsrc[k] == i;
-            p->fold[j] = p->lazyc[j] >= 0 && bj->iattr[IR_A_BN_BATCH_STATS] && nf < RT_POOL_TAKERS;
+            p->fold[j] = p->lazyc[j] >= 0 && bj->iattr[IR_A_BN_BATCH_STATS] && nfold[i] < RT_POOL_TAKERS;
+            nfold[i] += p->fold[j];
             continue;
         }
         for (int i = 0; i < j; i++) { /* the first of the tensor's batch norms that computes its own */
@@ -553,6 +554,7 @@ static void plan_shared_stats(rt_plan *p, const rt_plan_opts *opts) {
             break;
         }
     }
+    free(nfold);
 }
 
 /* A batch norm whose backward may be summed with others' (plan_summed_grads): no affine

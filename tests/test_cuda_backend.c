@@ -511,35 +511,30 @@ static void net_pair(pair *h, const ir_space *sp, int batch, uint64_t seed) {
     net_pair_ex(h, sp, batch, seed, &darts);
 }
 
-static void darts_cell_case(int reduction) {
+/* env: a switch set while both plans are made (DARTSC_SUM_BN_GRADS: the pool batch norms'
+   backwards summed on both backends, the same float sums of their output gradients, then
+   each backend's batch-norm backward; 18 of the cell's 28 run by another) */
+static void darts_cell_case_env(int reduction, const char *env) {
     ir_space sp;
     tiny_space(&sp);
     sp.layers = 1;
     sp.n_reduce = reduction;
     sp.reduce_at[0] = 0;
     pair h;
+    if (env) setenv(env, "1", 1);
     net_pair(&h, &sp, 8, 7);
+    if (env) {
+        unsetenv(env);
+        cr_expect(rt_plan_summed_bn(h.pc) == 18 && rt_plan_summed_bn(h.pg) == 18, "%s: %d (CPU) and %d (CUDA) summed",
+                  env, rt_plan_summed_bn(h.pc), rt_plan_summed_bn(h.pg));
+    }
     run_and_compare(&h, reduction ? "reduction cell" : "normal cell", TOL_NET, TOL_NET, 1);
     free_pair(&h);
 }
+static void darts_cell_case(int reduction) { darts_cell_case_env(reduction, NULL); }
 Test(cuda_net, darts_normal_cell_weights_and_alpha) { darts_cell_case(0); }
 Test(cuda_net, darts_reduction_cell_weights_and_alpha) { darts_cell_case(1); }
-/* the pool batch norms' backwards summed on both backends (DARTSC_SUM_BN_GRADS=1: the same
-   float sums of their output gradients, then each backend's batch-norm backward) */
-Test(cuda_net, darts_normal_cell_summed_batch_norm_backwards_match_cpu) {
-    setenv("DARTSC_SUM_BN_GRADS", "1", 1);
-    ir_space sp;
-    tiny_space(&sp);
-    sp.layers = 1;
-    sp.n_reduce = 0;
-    pair h;
-    net_pair(&h, &sp, 8, 7);
-    unsetenv("DARTSC_SUM_BN_GRADS");
-    cr_expect(rt_plan_summed_bn(h.pc) == 18 && rt_plan_summed_bn(h.pg) == 18, "%d (CPU) and %d (CUDA) summed, not 18",
-              rt_plan_summed_bn(h.pc), rt_plan_summed_bn(h.pg));
-    run_and_compare(&h, "normal cell, summed batch-norm backwards", TOL_NET, TOL_NET, 1);
-    free_pair(&h);
-}
+Test(cuda_net, darts_normal_cell_summed_batch_norm_backwards_match_cpu) { darts_cell_case_env(0, "DARTSC_SUM_BN_GRADS"); }
 
 /* The DARTS successors' supernets (pc-darts K = 2 with edge normalisation, fair-darts) for
  * a whole search step's loss and gradients, as the DARTS supernet above. */
