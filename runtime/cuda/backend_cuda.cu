@@ -441,19 +441,11 @@ static void cu_backward(rt_backend *be, const rt_exec_node *n) {
     }
     case IR_OP_BATCHNORM: {
         kbn_desc d = bn_desc(n);
-        if (n->nmore) { /* the summed output gradients of the batch norms whose backwards this one runs */
-            const kbn_more mo = more_of(n);
-            kcuda_bn_backward_sum(dx, n->in[1].grad, n->in[2].grad, dy, n->out_grad_scale, &mo, x,
-                                  n->in[1].data ? F(n->in[1]) : NULL, n->aux, n->aux + d.C, &d, !(n->grad_set & 1u), s);
-            break;
-        }
-        if (n->out_grad_scale) {
-            kcuda_bn_backward_scaled(dx, n->in[1].grad, n->in[2].grad, dy, n->out_grad_scale, x,
-                                     n->in[1].data ? F(n->in[1]) : NULL, n->aux, n->aux + d.C, &d, !(n->grad_set & 1u), s);
-            break;
-        }
-        (n->grad_set & 1u ? kcuda_bn_backward_set : kcuda_bn_backward)(
-            dx, n->in[1].grad, n->in[2].grad, dy, x, n->in[1].data ? F(n->in[1]) : NULL, n->aux, n->aux + d.C, &d, s);
+        /* dy read scaled (out_grad_scale), summed with the further output gradients of the
+           batch norms whose backwards this one runs (nmore), written or added: one entry */
+        const kbn_more mo = more_of(n);
+        kcuda_bn_backward_sum(dx, n->in[1].grad, n->in[2].grad, dy, n->out_grad_scale, &mo, x,
+                              n->in[1].data ? F(n->in[1]) : NULL, n->aux, n->aux + d.C, &d, !(n->grad_set & 1u), s);
         break;
     }
     case IR_OP_RELU:
